@@ -1,0 +1,193 @@
+"""YAML config -> typed dataclasses; unknown keys, wrong types and out-of-range values raise ConfigError."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from minicluster.errors import ConfigError
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {"min": lo, "max": hi}
+
+
+@dataclass(frozen=True)
+class MlpConfig:
+    """A multi-layer perceptron classifier on synthetic Gaussian inputs."""
+
+    name: Literal["mlp"] = "mlp"
+    per_rank_batch: int = field(default=64, metadata=_range(1))
+    input_dim: int = field(default=512, metadata=_range(1))
+    hidden_dim: int = field(default=1024, metadata=_range(1))
+    num_layers: int = field(default=3, metadata=_range(1, 64))
+    num_classes: int = field(default=10, metadata=_range(2))
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """A small GPT-style causal language model on synthetic tokens."""
+
+    name: Literal["transformer"] = "transformer"
+    per_rank_batch: int = field(default=8, metadata=_range(1))
+    seq_len: int = field(default=64, metadata=_range(2))
+    vocab_size: int = field(default=1024, metadata=_range(2))
+    d_model: int = field(default=128, metadata=_range(8))
+    n_layers: int = field(default=2, metadata=_range(1, 64))
+    n_heads: int = field(default=4, metadata=_range(1))
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ConfigError(
+                f"workload.d_model ({self.d_model}) must be divisible by "
+                f"workload.n_heads ({self.n_heads})"
+            )
+
+
+WorkloadConfig = MlpConfig | TransformerConfig
+WORKLOADS: dict[str, type[MlpConfig] | type[TransformerConfig]] = {
+    "mlp": MlpConfig,
+    "transformer": TransformerConfig,
+}
+
+
+@dataclass(frozen=True)
+class StepsConfig:
+    warmup: int = field(default=5, metadata=_range(0))
+    measured: int = field(default=50, metadata=_range(1))
+
+
+@dataclass(frozen=True)
+class RunSection:
+    nproc: int = field(default=2, metadata=_range(1, 4096))
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+    collective_timeout_s: float = field(default=300.0, metadata=_range(1))
+    # 0 means cores / local ranks, at least 1.
+    threads_per_rank: int = field(default=0, metadata=_range(0, 1024))
+    # A rank whose median compute time exceeds the other ranks' median by this much is named.
+    straggler_threshold_pct: float = field(default=20.0, metadata=_range(0))
+    bucket_cap_mb: float = field(default=25.0, metadata=_range(0.01))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "default"
+    workload: WorkloadConfig = field(default_factory=MlpConfig)
+    steps: StepsConfig = field(default_factory=StepsConfig)
+    run: RunSection = field(default_factory=RunSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load(path: str | Path | None) -> RunConfig:
+    """Load a YAML config file; None gives the built-in defaults (configs/default.yaml)."""
+    if path is None:
+        return RunConfig()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config {p}: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config {p}{where}: malformed YAML") from None
+    if data is None:
+        data = {}
+    return from_dict(data, source=str(p))
+
+
+def from_dict(data: Any, source: str = "config") -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
+    data = dict(data)
+    workload = data.get("workload", {})
+    if workload is None:
+        workload = {}
+    if not isinstance(workload, dict):
+        raise ConfigError(f"{source}: workload must be a mapping")
+    wl_name = workload.get("name", "mlp")
+    if wl_name not in WORKLOADS:
+        raise ConfigError(
+            f"{source}: unknown workload.name {wl_name!r}; allowed: {', '.join(WORKLOADS)}"
+        )
+    data["workload"] = _build(WORKLOADS[wl_name], workload, "workload", source)
+    for key, cls in (("steps", StepsConfig), ("run", RunSection)):
+        section = data.get(key, {})
+        data[key] = _build(cls, {} if section is None else section, key, source)
+    return _build(RunConfig, data, "", source)
+
+
+def override(cfg: RunConfig, **run_fields: Any) -> RunConfig:
+    """A copy of `cfg` with fields of its `run` section replaced (None values are ignored)."""
+    changes = {k: v for k, v in run_fields.items() if v is not None}
+    if not changes:
+        return cfg
+    merged = {**dataclasses.asdict(cfg.run), **changes}
+    return dataclasses.replace(cfg, run=_build(RunSection, merged, "run", "command line"))
+
+
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    if dataclasses.is_dataclass(data):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix or 'config'} must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"{source}: unknown key {where}{unknown[0]}; allowed: {', '.join(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        path = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _check(path, value, hints[name], fields[name].metadata, source)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _check(path: str, value: Any, hint: Any, meta: Any, source: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(
+                f"{source}: {path} is {value!r}; allowed: {', '.join(map(str, allowed))}"
+            )
+        return value
+    if hint in (int, float) or hint is bool or hint is str:
+        ok = (
+            (hint is int and isinstance(value, int) and not isinstance(value, bool))
+            or (hint is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+            or (hint is bool and isinstance(value, bool))
+            or (hint is str and isinstance(value, str))
+        )
+        if not ok:
+            raise ConfigError(
+                f"{source}: {path} must be {hint.__name__}, got {type(value).__name__} {value!r}"
+            )
+        lo, hi = meta.get("min"), meta.get("max")
+        if hint in (int, float):
+            if lo is not None and value < lo:
+                raise ConfigError(f"{source}: {path} is {value}; must be >= {lo}")
+            if hi is not None and value > hi:
+                raise ConfigError(f"{source}: {path} is {value}; must be <= {hi}")
+            return float(value) if hint is float else value
+        return value
+    return value  # nested dataclasses were built by the caller

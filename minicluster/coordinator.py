@@ -1,0 +1,491 @@
+"""Merge per-rank records into one canonical result (`minicluster/1`). Never imports torch.
+
+Input is each rank's header, step records and summary: gathered in-band on rank 0, or read
+back from `DIR/ranks/` (also for a broken run, where some ranks left no summary).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minicluster import __version__, metrics_registry
+from minicluster.errors import InputError
+from minicluster.schema import SCHEMA_VERSION, MetricValue, metric, unavailable
+
+log = logging.getLogger(__name__)
+
+RANKS_DIR = "ranks"  # mirrors worker.RANKS_DIR; the worker's layer may not be imported here
+EMBED_STEPS_MAX = 50_000  # rank-steps embedded in result.json; larger runs point to the rank files
+
+
+@dataclass
+class RankRecords:
+    """What one rank left behind. `header`/`summary` are None when the rank never wrote them."""
+
+    rank: int
+    header: dict[str, Any] | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def from_gathered(gathered: list[dict[str, Any]]) -> list[RankRecords]:
+    """Records gathered in-band on rank 0 (worker.run's return value)."""
+    return [
+        RankRecords(rank=g["header"]["rank"], header=g["header"], steps=g["steps"], summary=g["summary"])
+        for g in gathered
+    ]
+
+
+def read_run_dir(out_dir: Path) -> list[RankRecords]:
+    """Read every rank's JSONL and summary under `out_dir/ranks/`; a truncated last line is skipped."""
+    ranks_dir = out_dir / RANKS_DIR
+    if not ranks_dir.is_dir():
+        raise InputError(f"{out_dir} holds no rank records (no {RANKS_DIR}/ folder)")
+    records: dict[int, RankRecords] = {}
+    for path in sorted(ranks_dir.glob("rank_*.jsonl")):
+        rank = _rank_from_name(path.name)
+        if rank is not None:
+            records[rank] = _read_jsonl(path, rank)
+    for path in sorted(ranks_dir.glob("rank_*.summary.json")):
+        rank = _rank_from_name(path.name)
+        if rank is None:
+            continue
+        rec = records.setdefault(rank, RankRecords(rank=rank))
+        try:
+            rec.summary = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            rec.warnings.append(f"rank {rank}: summary unreadable ({e}); treated as missing")
+    if not records:
+        raise InputError(f"{ranks_dir} holds no rank_NNNNN.jsonl files")
+    return [records[r] for r in sorted(records)]
+
+
+def _rank_from_name(name: str) -> int | None:
+    stem = name.split(".", 1)[0]  # rank_00003
+    try:
+        return int(stem.removeprefix("rank_"))
+    except ValueError:
+        return None
+
+
+def _read_jsonl(path: Path, rank: int) -> RankRecords:
+    rec = RankRecords(rank=rank)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e}") from None
+    last = len(lines) - 1
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            where = "truncated last line" if i >= last - 1 else f"malformed line {i + 1}"
+            msg = f"{path.name}: {where} skipped"
+            log.warning(msg)
+            rec.warnings.append(msg)
+            continue
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        if kind == "header":
+            rec.header = obj
+        elif kind == "step":
+            rec.steps.append(obj)
+    return rec
+
+
+def aggregate(
+    records: list[RankRecords],
+    launcher_error: str | None = None,
+    straggler_threshold_pct: float | None = None,
+) -> dict[str, Any]:
+    """Build the canonical result from all ranks' records."""
+    headers = [r.header for r in records if r.header is not None]
+    if not headers:
+        raise InputError("no rank wrote a header record: nothing to aggregate")
+    head0 = next((h for h in headers if h["rank"] == 0), headers[0])
+    cfg = head0.get("config", {})
+    world_size = max(h["world_size"] for h in headers)
+    by_rank = {r.rank: r for r in records}
+    if straggler_threshold_pct is None:
+        straggler_threshold_pct = cfg.get("run", {}).get("straggler_threshold_pct", 20.0)
+    planned_measured = cfg.get("steps", {}).get("measured")
+
+    errors: list[str] = [w for r in records for w in r.warnings]
+    failed_ranks: list[int] = []
+    for rank in range(world_size):
+        rec = by_rank.get(rank)
+        if rec is None or rec.header is None:
+            failed_ranks.append(rank)
+            errors.append(f"rank {rank}: no records (never started or its files are missing)")
+        elif rec.summary is None:
+            failed_ranks.append(rank)
+            last = rec.steps[-1]["step"] if rec.steps else None
+            errors.append(f"rank {rank}: no summary; the process died after step {last}")
+        elif rec.summary.get("status") != "ok":
+            failed_ranks.append(rank)
+            errors.append(f"rank {rank}: failed at step {rec.summary.get('last_step')}: "
+                          f"{rec.summary.get('error')}")
+    if launcher_error:
+        errors.append(f"launcher: {launcher_error}")
+
+    table = _StepTable(records, world_size)
+    per_rank_batch = head0["workload"]["per_rank_batch"]
+    tokens_per_rank = head0["workload"].get("tokens_per_rank")
+    status = "ok"
+    if failed_ranks or launcher_error:
+        status = "failed"
+    elif planned_measured is not None and table.min_measured_steps() < planned_measured:
+        status = "incomplete"
+        errors.append(f"fewer measured steps than planned ({table.min_measured_steps()} < "
+                      f"{planned_measured})")
+
+    ranks_out = [
+        _rank_entry(rank, by_rank.get(rank), table, rank in failed_ranks) for rank in range(world_size)
+    ]
+    stragglers = _stragglers(ranks_out, straggler_threshold_pct)
+    metrics = _metrics(table, headers, by_rank, world_size, per_rank_batch, tokens_per_rank)
+    hosts = sorted({h["hostname"] for h in headers})
+    result: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": head0["run_id"],
+        "created_at": head0.get("created_at") or _now(),
+        "aggregated_at": _now(),
+        "status": status,
+        "tool": {"name": "minicluster", "version": __version__},
+        "launcher": head0.get("launcher", "outside"),
+        "backend": head0.get("backend"),
+        "world_size": world_size,
+        "nodes": len(hosts),
+        "config": cfg,
+        "platform": _platform(headers),
+        "workload": {
+            "name": head0["workload"]["name"],
+            "workload_type": "training",
+            "per_rank_batch": per_rank_batch,
+            "global_batch": per_rank_batch * world_size,
+            "seq_len": head0["workload"].get("seq_len"),
+            "params": head0["workload"].get("params"),
+        },
+        "metrics": {name: mv.to_dict() for name, mv in metrics.items()},
+        "ranks": ranks_out,
+        "stragglers": stragglers,
+        "failed_ranks": failed_ranks,
+        "steps": table.steps_section(),
+        "scaling": None,
+        "collectives": None,
+        "faults": {"injected": [], "detected": []},
+        "errors": errors,
+    }
+    return result
+
+
+class _StepTable:
+    """Measured (non-warm-up) steps of every rank, aligned by step index."""
+
+    def __init__(self, records: list[RankRecords], world_size: int) -> None:
+        self.world_size = world_size
+        self.rank_steps: dict[int, dict[int, dict[str, Any]]] = {}
+        self.all_steps: dict[int, list[dict[str, Any]]] = {}
+        for rec in records:
+            self.all_steps[rec.rank] = rec.steps
+            self.rank_steps[rec.rank] = {s["step"]: s for s in rec.steps if not s.get("warmup")}
+        indices = sorted({i for steps in self.rank_steps.values() for i in steps})
+        self.indices = indices
+        # transfer per step = min over ranks of comm_ms; wait = comm - transfer (DESIGN.md 4).
+        self.transfer_ms: dict[int, float] = {}
+        self.step_max_ms: dict[int, float] = {}
+        for i in indices:
+            present = [steps[i] for steps in self.rank_steps.values() if i in steps]
+            self.transfer_ms[i] = min(s["comm_ms"] for s in present)
+            self.step_max_ms[i] = max(s["step_time_ms"] for s in present)
+
+    def min_measured_steps(self) -> int:
+        counts = [len(self.rank_steps.get(r, {})) for r in range(self.world_size)]
+        return min(counts) if counts else 0
+
+    def column(self, rank: int, key: str) -> np.ndarray:
+        steps = self.rank_steps.get(rank, {})
+        return np.array([s[key] for s in steps.values()], dtype=float)
+
+    def wait(self, rank: int) -> np.ndarray:
+        steps = self.rank_steps.get(rank, {})
+        return np.array([s["comm_ms"] - self.transfer_ms[i] for i, s in steps.items()], dtype=float)
+
+    def pooled(self, key: str) -> np.ndarray:
+        cols = [self.column(r, key) for r in self.rank_steps]
+        return np.concatenate(cols) if cols else np.array([])
+
+    def steps_section(self) -> dict[str, Any]:
+        section: dict[str, Any] = {"rank_files": f"{RANKS_DIR}/rank_{{rank:05d}}.jsonl"}
+        total = sum(len(s) for s in self.all_steps.values())
+        if total > EMBED_STEPS_MAX:
+            section["embedded"] = None
+            section["reason"] = f"{total} rank-steps > {EMBED_STEPS_MAX}: read the rank files"
+            return section
+        per_rank: dict[str, Any] = {}
+        for rank, steps in sorted(self.all_steps.items()):
+            per_rank[str(rank)] = {
+                "step": [s["step"] for s in steps],
+                "warmup": [bool(s.get("warmup")) for s in steps],
+                "step_time_ms": [_r(s["step_time_ms"]) for s in steps],
+                "compute_ms": [_r(s["compute_ms"]) for s in steps],
+                "comm_ms": [_r(s["comm_ms"]) for s in steps],
+                "exposed_comm_ms": [_r(s["exposed_comm_ms"]) for s in steps],
+                "wait_ms": [
+                    _r(s["comm_ms"] - self.transfer_ms[s["step"]]) if s["step"] in self.transfer_ms
+                    else None
+                    for s in steps
+                ],
+            }
+        section["embedded"] = per_rank
+        return section
+
+
+def _r(x: float) -> float:
+    return round(float(x), 4)
+
+
+def _stats(values: np.ndarray) -> dict[str, float | None]:
+    if values.size == 0:
+        return {"p50": None, "p95": None, "p99": None, "mean": None, "n": 0}
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {"p50": _r(p50), "p95": _r(p95), "p99": _r(p99), "mean": _r(values.mean()),
+            "n": int(values.size)}
+
+
+def _median(values: np.ndarray) -> float | None:
+    return _r(np.median(values)) if values.size else None
+
+
+def _rank_entry(
+    rank: int, rec: RankRecords | None, table: _StepTable, failed: bool
+) -> dict[str, Any]:
+    header = rec.header if rec else None
+    summary = rec.summary if rec else None
+    steps = rec.steps if rec else []
+    if rec is None or header is None:
+        status = "missing"
+    else:
+        status = "failed" if failed else "ok"
+    compute = table.column(rank, "compute_ms")
+    return {
+        "rank": rank,
+        "hostname": header["hostname"] if header else None,
+        "local_rank": header["local_rank"] if header else None,
+        "device": header["device"] if header else None,
+        "status": status,
+        "steps_recorded": len(steps),
+        "measured_steps": int(compute.size),
+        "last_step": steps[-1]["step"] if steps else None,
+        "step_time_ms": _stats(table.column(rank, "step_time_ms")),
+        "compute_ms_median": _median(compute),
+        "comm_ms_median": _median(table.column(rank, "comm_ms")),
+        "exposed_comm_ms_median": _median(table.column(rank, "exposed_comm_ms")),
+        "wait_ms_median": _median(table.wait(rank)),
+        "transfer_ms_median": _median(
+            np.array([table.transfer_ms[i] for i in table.rank_steps.get(rank, {})], dtype=float)
+        ),
+        "memory": summary.get("memory") if summary else None,
+        "ddp_logging": summary.get("ddp_logging") if summary else None,
+        "error": summary.get("error") if summary else None,
+    }
+
+
+def _stragglers(ranks: list[dict[str, Any]], threshold_pct: float) -> list[dict[str, Any]]:
+    """The rank with the highest median compute time, when it exceeds the others' by the threshold.
+
+    Compute time, not communication: under skew the healthy ranks' all-reduce grows because
+    they wait for the slow one.
+    """
+    timed = [(r["rank"], r["compute_ms_median"]) for r in ranks if r["compute_ms_median"]]
+    if len(timed) < 2:
+        return []
+    slow_rank, slow = max(timed, key=lambda t: t[1])
+    others = float(np.median([c for r, c in timed if r != slow_rank]))
+    excess_pct = 100.0 * (slow - others) / others if others > 0 else math.inf
+    if excess_pct <= threshold_pct:
+        return []
+    return [{
+        "rank": slow_rank,
+        "compute_ms_median": slow,
+        "others_compute_ms_median": _r(others),
+        "excess_pct": _r(excess_pct),
+        "threshold_pct": threshold_pct,
+        "attributed_to": "compute",
+    }]
+
+
+def _metrics(
+    table: _StepTable,
+    headers: list[dict[str, Any]],
+    by_rank: dict[int, RankRecords],
+    world_size: int,
+    per_rank_batch: int,
+    tokens_per_rank: int | None,
+) -> dict[str, MetricValue]:
+    m: dict[str, MetricValue] = {}
+    step_max = np.array([table.step_max_ms[i] for i in table.indices], dtype=float)
+    n = step_max.size
+    global_batch = per_rank_batch * world_size
+    if n:
+        total_s = float(step_max.sum()) / 1000.0
+        m["throughput_samples_per_sec"] = metric(
+            "throughput_samples_per_sec", global_batch * n / total_s, "derived",
+            "global_batch * measured_steps / sum of per-step max-over-ranks step time")
+        if tokens_per_rank:
+            m["tokens_per_sec"] = metric(
+                "tokens_per_sec", tokens_per_rank * world_size * n / total_s, "derived",
+                "global tokens * measured_steps / sum of per-step max-over-ranks step time")
+        else:
+            m["tokens_per_sec"] = unavailable("tokens_per_sec", "workload has no tokens")
+        p50, p95, p99 = np.percentile(step_max, [50, 95, 99])
+        how = "percentile (linear) of per-step max-over-ranks step time, measured steps"
+        m["latency_p50_ms"] = metric("latency_p50_ms", p50, "measured", how)
+        m["latency_p95_ms"] = metric("latency_p95_ms", p95, "measured", how)
+        m["latency_p99_ms"] = metric("latency_p99_ms", p99, "measured", how)
+        m["step_time_mean_ms"] = metric("step_time_mean_ms", float(step_max.mean()), "measured",
+                                        "mean of per-step max-over-ranks step time")
+    else:
+        for name in ("throughput_samples_per_sec", "tokens_per_sec", "latency_p50_ms",
+                     "latency_p95_ms", "latency_p99_ms", "step_time_mean_ms"):
+            m[name] = unavailable(name, "no measured steps were recorded")
+
+    backend = headers[0].get("backend")
+    comm_method = ("DDP comm hook, CUDA events" if backend == "nccl"
+                   else "DDP comm hook, host clock at hook entry and in the future's callback")
+    compute = table.pooled("compute_ms")
+    comm = table.pooled("comm_ms")
+    exposed = table.pooled("exposed_comm_ms")
+    steps_all = table.pooled("step_time_ms")
+    if compute.size:
+        m["compute_ms"] = metric("compute_ms", float(np.median(compute)), "derived",
+                                 "median over ranks and steps of forward + backward - exposed comm")
+        if world_size > 1:
+            m["allreduce_ms"] = metric("allreduce_ms", float(np.median(comm)), "measured",
+                                       f"median over ranks and steps; {comm_method}")
+            transfer = np.array([table.transfer_ms[i] for i in table.indices], dtype=float)
+            waits = np.concatenate([table.wait(r) for r in table.rank_steps])
+            m["allreduce_transfer_ms"] = metric(
+                "allreduce_transfer_ms", float(np.median(transfer)), "derived",
+                "median over steps of min over ranks of comm_ms")
+            m["allreduce_wait_ms"] = metric(
+                "allreduce_wait_ms", float(np.median(waits)), "derived",
+                "median over ranks and steps of comm_ms - transfer_ms")
+            m["exposed_comm_ms"] = metric(
+                "exposed_comm_ms", float(np.median(exposed)), "measured",
+                "median over ranks and steps of end of backward compute to end of last all-reduce")
+            m["communication_overhead_percent"] = metric(
+                "communication_overhead_percent",
+                100.0 * float(exposed.sum()) / float(steps_all.sum()), "derived",
+                "100 * sum(exposed_comm_ms) / sum(step_time_ms) over ranks and measured steps")
+            m["busbw_gbps"] = _busbw(table, world_size)
+        else:
+            reason = "one rank: no inter-rank communication"
+            for name in ("allreduce_ms", "allreduce_transfer_ms", "allreduce_wait_ms",
+                         "exposed_comm_ms", "communication_overhead_percent", "busbw_gbps"):
+                m[name] = unavailable(name, reason)
+    m.update(_memory_metrics(headers, by_rank))
+    m.update(_energy_metrics(headers))
+    m["scaling_efficiency_pct"] = unavailable(
+        "scaling_efficiency_pct", "a single run has no baseline; use a sweep over world sizes")
+    # Keep registry order so every result lists metrics the same way.
+    order = [x.name for x in metrics_registry.for_workload("training")]
+    return {k: m[k] for k in order if k in m}
+
+
+def _busbw(table: _StepTable, world_size: int) -> MetricValue:
+    """nccl-tests convention for all-reduce: busbw = bytes / transfer_time * 2(n-1)/n."""
+    factor = 2 * (world_size - 1) / world_size
+    rates = []
+    for i in table.indices:
+        t_ms = table.transfer_ms[i]
+        n_bytes = max(s[i]["comm_bytes"] for s in table.rank_steps.values() if i in s)
+        if t_ms > 0 and n_bytes > 0:
+            rates.append(n_bytes / (t_ms / 1000.0) / 1e9 * factor)
+    if not rates:
+        return unavailable("busbw_gbps", "no step had a timed all-reduce")
+    return metric("busbw_gbps", float(np.median(rates)), "derived",
+                  "median over steps of gradient bytes / transfer_ms * 2(n-1)/n (nccl-tests)")
+
+
+def _memory_metrics(
+    headers: list[dict[str, Any]], by_rank: dict[int, RankRecords]
+) -> dict[str, MetricValue]:
+    summaries = [(r.header, r.summary) for r in by_rank.values() if r.header and r.summary]
+    if not summaries:
+        return {
+            "memory_utilization_percent": unavailable(
+                "memory_utilization_percent", "no rank wrote a summary"),
+            "memory_peak_mib": unavailable("memory_peak_mib", "no rank wrote a summary"),
+        }
+    gpu = [s["memory"] for _, s in summaries if "cuda_max_allocated_bytes" in s["memory"]]
+    if gpu:
+        peak = max(g["cuda_max_allocated_bytes"] for g in gpu)
+        pct = max(100.0 * g["cuda_max_allocated_bytes"] / g["cuda_total_bytes"] for g in gpu)
+        how = "max over ranks of torch.cuda.max_memory_allocated"
+        return {
+            "memory_peak_mib": metric("memory_peak_mib", peak / 2**20, "measured", how),
+            "memory_utilization_percent": metric(
+                "memory_utilization_percent", pct, "derived", f"{how} / device total"),
+        }
+    peak = max(s["memory"]["rss_peak_bytes"] for _, s in summaries)
+    per_host: dict[str, int] = {}
+    totals: dict[str, int] = {}
+    for h, s in summaries:
+        per_host[h["hostname"]] = per_host.get(h["hostname"], 0) + s["memory"]["rss_peak_bytes"]
+        totals[h["hostname"]] = s["memory"]["host_total_bytes"]
+    pct = max(100.0 * per_host[host] / totals[host] for host in per_host)
+    return {
+        "memory_peak_mib": metric("memory_peak_mib", peak / 2**20, "measured",
+                                  "max over ranks of process peak RSS (getrusage)"),
+        "memory_utilization_percent": metric(
+            "memory_utilization_percent", pct, "derived",
+            "max over hosts of (sum of ranks' peak RSS on the host) / host memory total"),
+    }
+
+
+def _energy_metrics(headers: list[dict[str, Any]]) -> dict[str, MetricValue]:
+    tele = headers[0].get("telemetry", {})
+    reasons = []
+    for source in ("nvml", "rapl"):
+        info = tele.get(source, {})
+        if info.get("available"):
+            reasons.append(f"{source}: present but not sampled by this version")
+        else:
+            reasons.append(f"{source}: {info.get('reason', 'not probed')}")
+    why = "; ".join(reasons)
+    names = ("power_consumption_watts", "energy_per_step_joules", "energy_per_sample_joules",
+             "performance_per_watt", "temperature_celsius")
+    return {name: unavailable(name, why) for name in names}
+
+
+def _platform(headers: list[dict[str, Any]]) -> dict[str, Any]:
+    nodes: dict[str, dict[str, Any]] = {}
+    for h in sorted(headers, key=lambda h: h["rank"]):
+        p = h.get("platform", {})
+        node = nodes.setdefault(h["hostname"], {
+            "hostname": h["hostname"],
+            "cpu": p.get("cpu"),
+            "cpu_count": p.get("cpu_count"),
+            "host_memory_total_bytes": p.get("host_memory_total_bytes"),
+            "os": p.get("os"),
+            "gpus": [],
+        })
+        if p.get("gpu") and p["gpu"] not in node["gpus"]:
+            node["gpus"].append(p["gpu"])
+    p0 = headers[0].get("platform", {})
+    return {"nodes": list(nodes.values()), "torch": p0.get("torch"), "python": p0.get("python")}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

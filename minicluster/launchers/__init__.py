@@ -1,0 +1,1 @@
+"""Launchers: start ranks that each run `minicluster worker`."""

@@ -1,0 +1,57 @@
+"""Start N local ranks with torch.distributed.run (torchrun), c10d rendezvous on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def launch_local(
+    config_path: Path, nproc: int, out_dir: Path, run_id: str, threads_per_rank: int
+) -> str | None:
+    """Run `minicluster worker` on `nproc` local ranks; None on success, else why it failed."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    from minicluster.dist import free_port
+
+    threads = threads_per_rank or max(1, (os.cpu_count() or 1) // nproc)
+    # Workers inherit these; OMP_NUM_THREADS set here also silences torchrun's warning about it.
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ["MINICLUSTER_LAUNCHER"] = "torchrun"
+    os.environ["MINICLUSTER_PROGRESS"] = "0"  # the launcher shows progress; ranks stay quiet
+    args = parse_args([
+        "--nnodes=1",
+        f"--nproc-per-node={nproc}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+        "--max-restarts=0",
+        "--monitor-interval=0.2",
+        "-m", "minicluster", "worker",
+        "-c", str(config_path),
+        "--out", str(out_dir),
+        "--run-id", run_id,
+        "--no-aggregate",
+    ])
+    _quiet_elastic_logs()
+    try:
+        run(args)
+    except ChildFailedError as e:
+        failures = ", ".join(
+            f"rank {rank} exit code {f.exitcode}" for rank, f in sorted(e.failures.items())
+        )
+        return f"ranks failed: {failures}"
+    except Exception as e:  # rendezvous or agent failure
+        return f"torchrun failed: {type(e).__name__}: {e}"
+    return None
+
+
+def _quiet_elastic_logs() -> None:
+    """torchrun's agent logs every rendezvous detail at INFO; keep its warnings only."""
+    for name in ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    sys.stderr.flush()

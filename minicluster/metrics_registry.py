@@ -1,0 +1,86 @@
+"""The master list of metrics: name, unit, direction, family and which workloads each applies to.
+
+Worker, coordinator, comparator and reports all read this one table, so a metric's direction
+(e.g. temperature: lower is better) is decided once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Direction = Literal["lower", "higher", "none"]
+Family = Literal[
+    "latency", "throughput", "efficiency", "energy", "thermal", "memory", "communication", "llm"
+]
+AppliesTo = Literal["training", "inference", "both"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    unit: str
+    direction: Direction
+    family: Family
+    applies_to: AppliesTo
+    description: str
+
+
+_METRICS: tuple[Metric, ...] = (
+    Metric("throughput_samples_per_sec", "samples/s", "higher", "throughput", "both",
+           "Global samples per second: global batch / step time (slowest rank per step)."),
+    Metric("tokens_per_sec", "tokens/s", "higher", "throughput", "both",
+           "Global tokens per second (language-model workloads)."),
+    Metric("latency_p50_ms", "ms", "lower", "latency", "both",
+           "Median step time (training) or request latency (inference)."),
+    Metric("latency_p95_ms", "ms", "lower", "latency", "both",
+           "95th percentile of step time (training) or request latency (inference)."),
+    Metric("latency_p99_ms", "ms", "lower", "latency", "both",
+           "99th percentile of step time (training) or request latency (inference)."),
+    Metric("step_time_mean_ms", "ms", "lower", "latency", "training",
+           "Mean step time over measured steps, slowest rank per step."),
+    Metric("compute_ms", "ms", "lower", "latency", "training",
+           "Median forward + backward compute per step (backward minus exposed communication)."),
+    Metric("allreduce_ms", "ms", "lower", "communication", "training",
+           "Median time per step with at least one gradient all-reduce in flight."),
+    Metric("allreduce_wait_ms", "ms", "lower", "communication", "training",
+           "Median all-reduce time spent waiting for slower ranks (comm - min over ranks)."),
+    Metric("allreduce_transfer_ms", "ms", "lower", "communication", "training",
+           "Median all-reduce transfer time (min over ranks of comm time per step)."),
+    Metric("exposed_comm_ms", "ms", "lower", "communication", "training",
+           "Median communication not hidden behind backward compute."),
+    Metric("communication_overhead_percent", "%", "lower", "communication", "training",
+           "100 * exposed communication / step time."),
+    Metric("busbw_gbps", "GB/s", "higher", "communication", "training",
+           "Bus bandwidth (nccl-tests convention), decimal GB/s."),
+    Metric("memory_utilization_percent", "%", "lower", "memory", "both",
+           "Peak memory as a percent of the device (GPU) or host (CPU) total."),
+    Metric("memory_peak_mib", "MiB", "lower", "memory", "both",
+           "Peak memory per rank (CUDA max allocated on GPU, process RSS on CPU); max over ranks."),
+    Metric("power_consumption_watts", "W", "none", "energy", "both",
+           "Mean power over the measured window."),
+    Metric("energy_per_step_joules", "J", "lower", "energy", "training",
+           "Energy over the measured window / steps in the window."),
+    Metric("energy_per_sample_joules", "J", "lower", "energy", "both",
+           "Energy over the measured window / samples in the window."),
+    Metric("performance_per_watt", "samples/s/W", "higher", "efficiency", "both",
+           "Throughput (samples/s) / mean power (W)."),
+    Metric("temperature_celsius", "°C", "lower", "thermal", "both",
+           "Maximum temperature over the measured window."),
+    Metric("scaling_efficiency_pct", "%", "higher", "efficiency", "training",
+           "Weak: X_N / (N * X_1); strong: t_1 / (N * t_N); measured in the same session."),
+    Metric("ttft_ms", "ms", "lower", "llm", "inference", "Time to first token."),
+    Metric("decode_tpt_ms", "ms", "lower", "llm", "inference", "Time per output token (decode)."),
+)
+
+REGISTRY: dict[str, Metric] = {m.name: m for m in _METRICS}
+
+
+def get(name: str) -> Metric | None:
+    """The registered metric called `name`, or None when it is not in the registry."""
+    return REGISTRY.get(name)
+
+
+def for_workload(workload_type: str) -> list[Metric]:
+    """Metrics that apply to a `training` or `inference` workload, in registry order."""
+    return [m for m in _METRICS if m.applies_to in (workload_type, "both")]

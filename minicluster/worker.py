@@ -1,0 +1,284 @@
+"""The per-rank loop: instrumented DDP training steps, one flushed JSON line per step, a summary at the end.
+
+Launcher-agnostic: reads its rank from the environment (torchrun, srun, Ray) and runs alone
+when none is set. Never imports the coordinator; rank 0 returns everyone's records gathered
+in-band so no shared filesystem is needed.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import platform
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+import torch.distributed as tdist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from minicluster import __version__, dist, telemetry, workloads
+from minicluster.config import RunConfig
+from minicluster.log import setup_logging
+from minicluster.schema import atomic_write_json
+from minicluster.timing import CudaEventCommTimer, HostClockCommTimer, ddp_logging_cross_check
+
+log = logging.getLogger(__name__)
+
+RANKS_DIR = "ranks"
+
+
+def rank_jsonl_path(out_dir: Path, rank: int) -> Path:
+    return out_dir / RANKS_DIR / f"rank_{rank:05d}.jsonl"
+
+
+def rank_summary_path(out_dir: Path, rank: int) -> Path:
+    return out_dir / RANKS_DIR / f"rank_{rank:05d}.summary.json"
+
+
+class RankRecorder:
+    """Appends one JSON line per record and flushes it, so a crash loses at most the current step."""
+
+    def __init__(self, out_dir: Path, rank: int) -> None:
+        self.path = rank_jsonl_path(out_dir, rank)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f: IO[str] = open(self.path, "w", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._f.flush()  # to the OS, not fsync: survives a process crash without stalling the step
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[str, Any]] | None:
+    """Run the configured job on this rank. Rank 0 returns every rank's records; others None."""
+    info = dist.rank_info_from_env()
+    setup_logging(info.rank)
+    threads = cfg.run.threads_per_rank or max(1, (os.cpu_count() or 1) // info.local_world_size)
+    torch.set_num_threads(threads)
+    device = dist.pick_device(cfg.run.device, info.local_rank)
+    backend = dist.pick_backend(cfg.run.backend, device)
+    dist.init(info, backend, cfg.run.collective_timeout_s)
+    held: dict[str, Any] = {}  # DDP model and optimizer, dropped before the group is destroyed
+    recorder: RankRecorder | None = None
+    summary_path = rank_summary_path(out_dir, info.rank)
+    last_step = -1
+    try:
+        run_id = _agree_run_id(run_id)
+        recorder = RankRecorder(out_dir, info.rank)
+        wl = workloads.build(cfg.workload, cfg.run.seed, device)
+        header = _header(cfg, info, device, backend, run_id, wl, threads)
+        recorder.write(header)
+        timer: HostClockCommTimer | CudaEventCommTimer
+        if backend == "nccl":
+            timer = CudaEventCommTimer(info.world_size)
+        else:
+            timer = HostClockCommTimer(info.world_size)
+        ddp = DDP(
+            wl.model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            bucket_cap_mb=cfg.run.bucket_cap_mb,
+        )
+        ddp.register_comm_hook(None, timer.hook)
+        _sample_ddp_runtime_stats(ddp, every=10)
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
+        held.update(ddp=ddp, opt=opt)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
+        total = cfg.steps.warmup + cfg.steps.measured
+        progress_every = max(1, total // 5) if os.environ.get("MINICLUSTER_PROGRESS") != "0" else 0
+        steps: list[dict[str, Any]] = []
+        for step in range(total):
+            rec = _train_step(ddp, opt, wl, timer, device, step, info.rank, cfg.steps.warmup)
+            recorder.write(rec)
+            steps.append(rec)
+            last_step = step
+            if progress_every and (step + 1) % progress_every == 0:
+                log.info("step %d/%d  step_time %.2f ms", step + 1, total, rec["step_time_ms"])
+
+        summary = _summary(info, device, run_id, "ok", last_step, ddp, None)
+        atomic_write_json(summary_path, summary)
+        recorder.close()
+        recorder = None
+        mine = {"header": header, "summary": summary, "steps": steps}
+        gathered: list[Any] | None = [None] * info.world_size if info.rank == 0 else None
+        tdist.gather_object(mine, gathered, dst=0)
+        return gathered if info.rank == 0 else None
+    except BaseException as e:
+        summary = _summary(info, device, run_id or "", "failed", last_step, None, e)
+        try:
+            atomic_write_json(summary_path, summary)
+        except OSError:
+            log.warning("could not write %s", summary_path)
+        raise
+    finally:
+        if recorder is not None:
+            recorder.close()
+        held.clear()  # drop DDP model and optimizer before destroy_process_group (gloo hangs else)
+        gc.collect()
+        dist.teardown()
+
+
+def _train_step(
+    ddp: DDP,
+    opt: torch.optim.Optimizer,
+    wl: workloads.Workload,
+    timer: HostClockCommTimer | CudaEventCommTimer,
+    device: torch.device,
+    step: int,
+    rank: int,
+    warmup: int,
+) -> dict[str, Any]:
+    x, y = wl.make_batch(step, rank)
+    sync = torch.cuda.synchronize if device.type == "cuda" else _no_sync
+    sync()  # batch on the device before the clock starts
+    t0 = time.perf_counter_ns()
+    opt.zero_grad(set_to_none=True)
+    loss = wl.loss_fn(ddp(x), y)
+    sync()
+    t1 = time.perf_counter_ns()
+    loss.backward()  # returns once DDP has waited for every bucket's all-reduce
+    sync()
+    t2 = time.perf_counter_ns()
+    opt.step()
+    sync()  # device idle before the step's end is read
+    t3 = time.perf_counter_ns()
+    comm = timer.take_step()
+    fwd_ms, bwd_ms, opt_ms = (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6
+    return {
+        "type": "step",
+        "step": step,
+        "warmup": step < warmup,
+        "step_time_ms": (t3 - t0) / 1e6,
+        "fwd_ms": fwd_ms,
+        "bwd_ms": bwd_ms,
+        "opt_ms": opt_ms,
+        "compute_ms": fwd_ms + max(0.0, bwd_ms - comm.exposed_comm_ms),
+        "comm_ms": comm.comm_ms,
+        "exposed_comm_ms": comm.exposed_comm_ms,
+        "buckets": comm.buckets,
+        "comm_bytes": comm.bytes,
+        "loss": loss.item(),
+        "t_unix_s": time.time(),
+    }
+
+
+def _no_sync() -> None:
+    pass
+
+
+def _agree_run_id(run_id: str | None) -> str:
+    """Every rank uses rank 0's run id (from the launcher, or made here)."""
+    box = [run_id or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]]
+    tdist.broadcast_object_list(box, src=0)
+    return str(box[0])
+
+
+def _sample_ddp_runtime_stats(ddp: DDP, every: int) -> None:
+    """Let DDP's C++ timers sample every `every` iterations: the cross-check, at ~0 cost."""
+    try:
+        ddp._set_ddp_runtime_logging_sample_rate(every)
+    except Exception as e:  # private API
+        log.debug("DDP runtime logging sample rate not set: %s", e)
+
+
+def _header(
+    cfg: RunConfig,
+    info: dist.RankInfo,
+    device: torch.device,
+    backend: str,
+    run_id: str,
+    wl: workloads.Workload,
+    threads: int,
+) -> dict[str, Any]:
+    gpu: dict[str, Any] | None = None
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        gpu = {
+            "name": props.name,
+            "uuid": str(getattr(props, "uuid", "")) or None,
+            "memory_total_bytes": props.total_memory,
+        }
+    probes = [telemetry.probe_nvml(), telemetry.probe_rapl()]
+    return {
+        "type": "header",
+        "run_id": run_id,
+        "rank": info.rank,
+        "local_rank": info.local_rank,
+        "world_size": info.world_size,
+        "local_world_size": info.local_world_size,
+        "hostname": info.hostname,
+        "pid": os.getpid(),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tool_version": __version__,
+        "backend": backend,
+        "device": str(device),
+        "threads": threads,
+        "launcher": os.environ.get("MINICLUSTER_LAUNCHER", "outside"),
+        "config": cfg.to_dict(),
+        "workload": {
+            "name": wl.name,
+            "per_rank_batch": wl.samples_per_rank,
+            "seq_len": wl.seq_len,
+            "tokens_per_rank": wl.tokens_per_rank,
+            "params": wl.params,
+        },
+        "platform": {
+            "hostname": info.hostname,
+            "cpu": _cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "host_memory_total_bytes": telemetry.host_memory_total_bytes(),
+            "gpu": gpu,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "os": f"{platform.system()} {platform.release()}",
+        },
+        "telemetry": {p.name: {"available": p.available, "reason": p.reason} for p in probes},
+    }
+
+
+def _summary(
+    info: dist.RankInfo,
+    device: torch.device,
+    run_id: str,
+    status: str,
+    last_step: int,
+    ddp: DDP | None,
+    error: BaseException | None,
+) -> dict[str, Any]:
+    memory: dict[str, Any] = {
+        "rss_peak_bytes": telemetry.process_rss_peak_bytes(),
+        "host_total_bytes": telemetry.host_memory_total_bytes(),
+    }
+    if device.type == "cuda":
+        memory["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
+        memory["cuda_total_bytes"] = torch.cuda.get_device_properties(device).total_memory
+    return {
+        "run_id": run_id,
+        "rank": info.rank,
+        "world_size": info.world_size,
+        "hostname": info.hostname,
+        "status": status,
+        "last_step": last_step,
+        "error": None if error is None else f"{type(error).__name__}: {error}",
+        "memory": memory,
+        "ddp_logging": ddp_logging_cross_check(ddp) if ddp is not None else None,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
