@@ -40,8 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="launch N local ranks, run the workload, aggregate, summarize")
     p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
     p.add_argument("--nproc", type=int, help="ranks to start (default: config run.nproc, 2)")
-    p.add_argument("--launcher", choices=["torchrun"], default="torchrun",
-                   help="how ranks are started (default: torchrun)")
+    p.add_argument(
+        "--launcher",
+        choices=["torchrun"],
+        default="torchrun",
+        help="how ranks are started (default: torchrun)",
+    )
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
     p.set_defaults(func=cmd_run)
 
@@ -49,8 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
     p.add_argument("--out", type=Path, required=True, help="output directory shared by the ranks")
     p.add_argument("--run-id", help=argparse.SUPPRESS)
-    p.add_argument("--no-aggregate", action="store_true",
-                   help="rank 0 does not write result.json (the launcher aggregates)")
+    p.add_argument(
+        "--no-aggregate",
+        action="store_true",
+        help="rank 0 does not write result.json (the launcher aggregates)",
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("aggregate", help="re-build result.json from the rank files of a run")
@@ -80,8 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if os.environ.get("MINICLUSTER_DEBUG"):
             raise
-        print(f"minicluster: internal error: {type(e).__name__}: {e} "
-              "(set MINICLUSTER_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"minicluster: internal error: {type(e).__name__}: {e} "
+            "(set MINICLUSTER_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 
@@ -103,12 +113,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from minicluster.launchers.torchrun import launch_local
 
     total = cfg.steps.warmup + cfg.steps.measured
-    print(f"minicluster: run {run_id}: {cfg.run.nproc} ranks via {args.launcher}, "
-          f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps -> {out_dir}",
-          file=sys.stderr)
+    print(
+        f"minicluster: run {run_id}: {cfg.run.nproc} ranks via {args.launcher}, "
+        f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps -> {out_dir}",
+        file=sys.stderr,
+    )
     with _Progress(out_dir, total):
-        launcher_error = launch_local(resolved, cfg.run.nproc, out_dir, run_id,
-                                      cfg.run.threads_per_rank)
+        launcher_error = launch_local(
+            resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank
+        )
     result = _aggregate_dir(out_dir, launcher_error)
     if default_out:
         _point_latest(out_dir)
@@ -217,8 +230,11 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         with Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), transient=True,
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=True,
         ) as bar:
             task = bar.add_task("rank 0 steps", total=self.total)
             while not self._stop.wait(0.25):

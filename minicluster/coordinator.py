@@ -40,7 +40,9 @@ class RankRecords:
 def from_gathered(gathered: list[dict[str, Any]]) -> list[RankRecords]:
     """Records gathered in-band on rank 0 (worker.run's return value)."""
     return [
-        RankRecords(rank=g["header"]["rank"], header=g["header"], steps=g["steps"], summary=g["summary"])
+        RankRecords(
+            rank=g["header"]["rank"], header=g["header"], steps=g["steps"], summary=g["summary"]
+        )
         for g in gathered
     ]
 
@@ -107,8 +109,9 @@ def aggregate(
     records: list[RankRecords],
     launcher_error: str | None = None,
     straggler_threshold_pct: float | None = None,
+    aggregated_at: str | None = None,
 ) -> dict[str, Any]:
-    """Build the canonical result from all ranks' records."""
+    """Build the canonical result from all ranks' records (`aggregated_at` fixed for golden tests)."""
     headers = [r.header for r in records if r.header is not None]
     if not headers:
         raise InputError("no rank wrote a header record: nothing to aggregate")
@@ -133,8 +136,10 @@ def aggregate(
             errors.append(f"rank {rank}: no summary; the process died after step {last}")
         elif rec.summary.get("status") != "ok":
             failed_ranks.append(rank)
-            errors.append(f"rank {rank}: failed at step {rec.summary.get('last_step')}: "
-                          f"{rec.summary.get('error')}")
+            errors.append(
+                f"rank {rank}: failed at step {rec.summary.get('last_step')}: "
+                f"{rec.summary.get('error')}"
+            )
     if launcher_error:
         errors.append(f"launcher: {launcher_error}")
 
@@ -146,11 +151,13 @@ def aggregate(
         status = "failed"
     elif planned_measured is not None and table.min_measured_steps() < planned_measured:
         status = "incomplete"
-        errors.append(f"fewer measured steps than planned ({table.min_measured_steps()} < "
-                      f"{planned_measured})")
+        errors.append(
+            f"fewer measured steps than planned ({table.min_measured_steps()} < {planned_measured})"
+        )
 
     ranks_out = [
-        _rank_entry(rank, by_rank.get(rank), table, rank in failed_ranks) for rank in range(world_size)
+        _rank_entry(rank, by_rank.get(rank), table, rank in failed_ranks)
+        for rank in range(world_size)
     ]
     stragglers = _stragglers(ranks_out, straggler_threshold_pct)
     metrics = _metrics(table, headers, by_rank, world_size, per_rank_batch, tokens_per_rank)
@@ -159,7 +166,7 @@ def aggregate(
         "schema_version": SCHEMA_VERSION,
         "run_id": head0["run_id"],
         "created_at": head0.get("created_at") or _now(),
-        "aggregated_at": _now(),
+        "aggregated_at": aggregated_at or _now(),
         "status": status,
         "tool": {"name": "minicluster", "version": __version__},
         "launcher": head0.get("launcher", "outside"),
@@ -242,7 +249,8 @@ class _StepTable:
                 "comm_ms": [_r(s["comm_ms"]) for s in steps],
                 "exposed_comm_ms": [_r(s["exposed_comm_ms"]) for s in steps],
                 "wait_ms": [
-                    _r(s["comm_ms"] - self.transfer_ms[s["step"]]) if s["step"] in self.transfer_ms
+                    _r(s["comm_ms"] - self.transfer_ms[s["step"]])
+                    if s["step"] in self.transfer_ms
                     else None
                     for s in steps
                 ],
@@ -259,8 +267,13 @@ def _stats(values: np.ndarray) -> dict[str, float | None]:
     if values.size == 0:
         return {"p50": None, "p95": None, "p99": None, "mean": None, "n": 0}
     p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return {"p50": _r(p50), "p95": _r(p95), "p99": _r(p99), "mean": _r(values.mean()),
-            "n": int(values.size)}
+    return {
+        "p50": _r(p50),
+        "p95": _r(p95),
+        "p99": _r(p99),
+        "mean": _r(values.mean()),
+        "n": int(values.size),
+    }
 
 
 def _median(values: np.ndarray) -> float | None:
@@ -315,14 +328,16 @@ def _stragglers(ranks: list[dict[str, Any]], threshold_pct: float) -> list[dict[
     excess_pct = 100.0 * (slow - others) / others if others > 0 else math.inf
     if excess_pct <= threshold_pct:
         return []
-    return [{
-        "rank": slow_rank,
-        "compute_ms_median": slow,
-        "others_compute_ms_median": _r(others),
-        "excess_pct": _r(excess_pct),
-        "threshold_pct": threshold_pct,
-        "attributed_to": "compute",
-    }]
+    return [
+        {
+            "rank": slow_rank,
+            "compute_ms_median": slow,
+            "others_compute_ms_median": _r(others),
+            "excess_pct": _r(excess_pct),
+            "threshold_pct": threshold_pct,
+            "attributed_to": "compute",
+        }
+    ]
 
 
 def _metrics(
@@ -340,12 +355,18 @@ def _metrics(
     if n:
         total_s = float(step_max.sum()) / 1000.0
         m["throughput_samples_per_sec"] = metric(
-            "throughput_samples_per_sec", global_batch * n / total_s, "derived",
-            "global_batch * measured_steps / sum of per-step max-over-ranks step time")
+            "throughput_samples_per_sec",
+            global_batch * n / total_s,
+            "derived",
+            "global_batch * measured_steps / sum of per-step max-over-ranks step time",
+        )
         if tokens_per_rank:
             m["tokens_per_sec"] = metric(
-                "tokens_per_sec", tokens_per_rank * world_size * n / total_s, "derived",
-                "global tokens * measured_steps / sum of per-step max-over-ranks step time")
+                "tokens_per_sec",
+                tokens_per_rank * world_size * n / total_s,
+                "derived",
+                "global tokens * measured_steps / sum of per-step max-over-ranks step time",
+            )
         else:
             m["tokens_per_sec"] = unavailable("tokens_per_sec", "workload has no tokens")
         p50, p95, p99 = np.percentile(step_max, [50, 95, 99])
@@ -353,51 +374,90 @@ def _metrics(
         m["latency_p50_ms"] = metric("latency_p50_ms", p50, "measured", how)
         m["latency_p95_ms"] = metric("latency_p95_ms", p95, "measured", how)
         m["latency_p99_ms"] = metric("latency_p99_ms", p99, "measured", how)
-        m["step_time_mean_ms"] = metric("step_time_mean_ms", float(step_max.mean()), "measured",
-                                        "mean of per-step max-over-ranks step time")
+        m["step_time_mean_ms"] = metric(
+            "step_time_mean_ms",
+            float(step_max.mean()),
+            "measured",
+            "mean of per-step max-over-ranks step time",
+        )
     else:
-        for name in ("throughput_samples_per_sec", "tokens_per_sec", "latency_p50_ms",
-                     "latency_p95_ms", "latency_p99_ms", "step_time_mean_ms"):
+        for name in (
+            "throughput_samples_per_sec",
+            "tokens_per_sec",
+            "latency_p50_ms",
+            "latency_p95_ms",
+            "latency_p99_ms",
+            "step_time_mean_ms",
+        ):
             m[name] = unavailable(name, "no measured steps were recorded")
 
     backend = headers[0].get("backend")
-    comm_method = ("DDP comm hook, CUDA events" if backend == "nccl"
-                   else "DDP comm hook, host clock at hook entry and in the future's callback")
+    comm_method = (
+        "DDP comm hook, CUDA events"
+        if backend == "nccl"
+        else "DDP comm hook, host clock at hook entry and in the future's callback"
+    )
     compute = table.pooled("compute_ms")
     comm = table.pooled("comm_ms")
     exposed = table.pooled("exposed_comm_ms")
     steps_all = table.pooled("step_time_ms")
     if compute.size:
-        m["compute_ms"] = metric("compute_ms", float(np.median(compute)), "derived",
-                                 "median over ranks and steps of forward + backward - exposed comm")
+        m["compute_ms"] = metric(
+            "compute_ms",
+            float(np.median(compute)),
+            "derived",
+            "median over ranks and steps of forward + backward - exposed comm",
+        )
         if world_size > 1:
-            m["allreduce_ms"] = metric("allreduce_ms", float(np.median(comm)), "measured",
-                                       f"median over ranks and steps; {comm_method}")
+            m["allreduce_ms"] = metric(
+                "allreduce_ms",
+                float(np.median(comm)),
+                "measured",
+                f"median over ranks and steps; {comm_method}",
+            )
             transfer = np.array([table.transfer_ms[i] for i in table.indices], dtype=float)
             waits = np.concatenate([table.wait(r) for r in table.rank_steps])
             m["allreduce_transfer_ms"] = metric(
-                "allreduce_transfer_ms", float(np.median(transfer)), "derived",
-                "median over steps of min over ranks of comm_ms")
+                "allreduce_transfer_ms",
+                float(np.median(transfer)),
+                "derived",
+                "median over steps of min over ranks of comm_ms",
+            )
             m["allreduce_wait_ms"] = metric(
-                "allreduce_wait_ms", float(np.median(waits)), "derived",
-                "median over ranks and steps of comm_ms - transfer_ms")
+                "allreduce_wait_ms",
+                float(np.median(waits)),
+                "derived",
+                "median over ranks and steps of comm_ms - transfer_ms",
+            )
             m["exposed_comm_ms"] = metric(
-                "exposed_comm_ms", float(np.median(exposed)), "measured",
-                "median over ranks and steps of end of backward compute to end of last all-reduce")
+                "exposed_comm_ms",
+                float(np.median(exposed)),
+                "measured",
+                "median over ranks and steps of end of backward compute to end of last all-reduce",
+            )
             m["communication_overhead_percent"] = metric(
                 "communication_overhead_percent",
-                100.0 * float(exposed.sum()) / float(steps_all.sum()), "derived",
-                "100 * sum(exposed_comm_ms) / sum(step_time_ms) over ranks and measured steps")
+                100.0 * float(exposed.sum()) / float(steps_all.sum()),
+                "derived",
+                "100 * sum(exposed_comm_ms) / sum(step_time_ms) over ranks and measured steps",
+            )
             m["busbw_gbps"] = _busbw(table, world_size)
         else:
             reason = "one rank: no inter-rank communication"
-            for name in ("allreduce_ms", "allreduce_transfer_ms", "allreduce_wait_ms",
-                         "exposed_comm_ms", "communication_overhead_percent", "busbw_gbps"):
+            for name in (
+                "allreduce_ms",
+                "allreduce_transfer_ms",
+                "allreduce_wait_ms",
+                "exposed_comm_ms",
+                "communication_overhead_percent",
+                "busbw_gbps",
+            ):
                 m[name] = unavailable(name, reason)
     m.update(_memory_metrics(headers, by_rank))
     m.update(_energy_metrics(headers))
     m["scaling_efficiency_pct"] = unavailable(
-        "scaling_efficiency_pct", "a single run has no baseline; use a sweep over world sizes")
+        "scaling_efficiency_pct", "a single run has no baseline; use a sweep over world sizes"
+    )
     # Keep registry order so every result lists metrics the same way.
     order = [x.name for x in metrics_registry.for_workload("training")]
     return {k: m[k] for k in order if k in m}
@@ -414,8 +474,12 @@ def _busbw(table: _StepTable, world_size: int) -> MetricValue:
             rates.append(n_bytes / (t_ms / 1000.0) / 1e9 * factor)
     if not rates:
         return unavailable("busbw_gbps", "no step had a timed all-reduce")
-    return metric("busbw_gbps", float(np.median(rates)), "derived",
-                  "median over steps of gradient bytes / transfer_ms * 2(n-1)/n (nccl-tests)")
+    return metric(
+        "busbw_gbps",
+        float(np.median(rates)),
+        "derived",
+        "median over steps of gradient bytes / transfer_ms * 2(n-1)/n (nccl-tests)",
+    )
 
 
 def _memory_metrics(
@@ -425,7 +489,8 @@ def _memory_metrics(
     if not summaries:
         return {
             "memory_utilization_percent": unavailable(
-                "memory_utilization_percent", "no rank wrote a summary"),
+                "memory_utilization_percent", "no rank wrote a summary"
+            ),
             "memory_peak_mib": unavailable("memory_peak_mib", "no rank wrote a summary"),
         }
     gpu = [s["memory"] for _, s in summaries if "cuda_max_allocated_bytes" in s["memory"]]
@@ -436,7 +501,8 @@ def _memory_metrics(
         return {
             "memory_peak_mib": metric("memory_peak_mib", peak / 2**20, "measured", how),
             "memory_utilization_percent": metric(
-                "memory_utilization_percent", pct, "derived", f"{how} / device total"),
+                "memory_utilization_percent", pct, "derived", f"{how} / device total"
+            ),
         }
     peak = max(s["memory"]["rss_peak_bytes"] for _, s in summaries)
     per_host: dict[str, int] = {}
@@ -446,11 +512,18 @@ def _memory_metrics(
         totals[h["hostname"]] = s["memory"]["host_total_bytes"]
     pct = max(100.0 * per_host[host] / totals[host] for host in per_host)
     return {
-        "memory_peak_mib": metric("memory_peak_mib", peak / 2**20, "measured",
-                                  "max over ranks of process peak RSS (getrusage)"),
+        "memory_peak_mib": metric(
+            "memory_peak_mib",
+            peak / 2**20,
+            "measured",
+            "max over ranks of process peak RSS (getrusage)",
+        ),
         "memory_utilization_percent": metric(
-            "memory_utilization_percent", pct, "derived",
-            "max over hosts of (sum of ranks' peak RSS on the host) / host memory total"),
+            "memory_utilization_percent",
+            pct,
+            "derived",
+            "max over hosts of (sum of ranks' peak RSS on the host) / host memory total",
+        ),
     }
 
 
@@ -464,8 +537,13 @@ def _energy_metrics(headers: list[dict[str, Any]]) -> dict[str, MetricValue]:
         else:
             reasons.append(f"{source}: {info.get('reason', 'not probed')}")
     why = "; ".join(reasons)
-    names = ("power_consumption_watts", "energy_per_step_joules", "energy_per_sample_joules",
-             "performance_per_watt", "temperature_celsius")
+    names = (
+        "power_consumption_watts",
+        "energy_per_step_joules",
+        "energy_per_sample_joules",
+        "performance_per_watt",
+        "temperature_celsius",
+    )
     return {name: unavailable(name, why) for name in names}
 
 
@@ -473,14 +551,17 @@ def _platform(headers: list[dict[str, Any]]) -> dict[str, Any]:
     nodes: dict[str, dict[str, Any]] = {}
     for h in sorted(headers, key=lambda h: h["rank"]):
         p = h.get("platform", {})
-        node = nodes.setdefault(h["hostname"], {
-            "hostname": h["hostname"],
-            "cpu": p.get("cpu"),
-            "cpu_count": p.get("cpu_count"),
-            "host_memory_total_bytes": p.get("host_memory_total_bytes"),
-            "os": p.get("os"),
-            "gpus": [],
-        })
+        node = nodes.setdefault(
+            h["hostname"],
+            {
+                "hostname": h["hostname"],
+                "cpu": p.get("cpu"),
+                "cpu_count": p.get("cpu_count"),
+                "host_memory_total_bytes": p.get("host_memory_total_bytes"),
+                "os": p.get("os"),
+                "gpus": [],
+            },
+        )
         if p.get("gpu") and p["gpu"] not in node["gpus"]:
             node["gpus"].append(p["gpu"])
     p0 = headers[0].get("platform", {})

@@ -22,7 +22,9 @@ class _RankFilter(logging.Filter):
         return record.levelno >= logging.WARNING
 
 
-def setup_logging(rank: int | None = None, level: int = logging.INFO, console_rank: int = 0) -> None:
+def setup_logging(
+    rank: int | None = None, level: int = logging.INFO, console_rank: int = 0
+) -> None:
     """Configure the `minicluster` logger: `[minicluster r3] LEVEL message` on stderr."""
     logger = logging.getLogger("minicluster")
     for handler in list(logger.handlers):

@@ -107,4 +107,4 @@ def load_result(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"cannot read {path}: {e}") from None
     validate_result(data)
-    return data  # type: ignore[no-any-return]
+    return data

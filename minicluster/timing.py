@@ -10,7 +10,7 @@ kernel is enqueued, so there the hook records CUDA events on the stream instead.
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -29,8 +29,8 @@ class StepComm:
 def union_ms(spans: list[tuple[int, int]]) -> float:
     """Total length in ms of the union of [start_ns, end_ns) spans."""
     total = 0
-    cur_start: Optional[int] = None
-    cur_end: Optional[int] = None
+    cur_start: int | None = None
+    cur_end: int | None = None
     for start, end in sorted(spans):
         if cur_end is None or start > cur_end:
             if cur_end is not None and cur_start is not None:
@@ -54,7 +54,7 @@ class HostClockCommTimer:
         start = time.perf_counter_ns()
         buf = bucket.buffer()
         buf.div_(self.world_size)
-        fut = dist.all_reduce(buf, async_op=True).get_future()  # type: ignore[union-attr]
+        fut = dist.all_reduce(buf, async_op=True).get_future()
         n_bytes = buf.numel() * buf.element_size()
         spans = self.spans
 
@@ -95,7 +95,7 @@ class CudaEventCommTimer:
         start.record()  # on the compute stream: the bucket's gradients are ready here
         buf = bucket.buffer()
         buf.div_(self.world_size)
-        fut = dist.all_reduce(buf, async_op=True).get_future()  # type: ignore[union-attr]
+        fut = dist.all_reduce(buf, async_op=True).get_future()
         entry: list[Any] = [start, None, buf.numel() * buf.element_size()]
         self.events.append(entry)  # type: ignore[arg-type]
 

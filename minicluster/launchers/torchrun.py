@@ -24,19 +24,26 @@ def launch_local(
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     os.environ["MINICLUSTER_LAUNCHER"] = "torchrun"
     os.environ["MINICLUSTER_PROGRESS"] = "0"  # the launcher shows progress; ranks stay quiet
-    args = parse_args([
-        "--nnodes=1",
-        f"--nproc-per-node={nproc}",
-        "--rdzv-backend=c10d",
-        f"--rdzv-endpoint=127.0.0.1:{free_port()}",
-        "--max-restarts=0",
-        "--monitor-interval=0.2",
-        "-m", "minicluster", "worker",
-        "-c", str(config_path),
-        "--out", str(out_dir),
-        "--run-id", run_id,
-        "--no-aggregate",
-    ])
+    args = parse_args(
+        [
+            "--nnodes=1",
+            f"--nproc-per-node={nproc}",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+            "--max-restarts=0",
+            "--monitor-interval=0.2",
+            "-m",
+            "minicluster",
+            "worker",
+            "-c",
+            str(config_path),
+            "--out",
+            str(out_dir),
+            "--run-id",
+            run_id,
+            "--no-aggregate",
+        ]
+    )
     _quiet_elastic_logs()
     try:
         run(args)
@@ -52,6 +59,10 @@ def launch_local(
 
 def _quiet_elastic_logs() -> None:
     """torchrun's agent logs every rendezvous detail at INFO; keep its warnings only."""
-    for name in ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher"):
+    for name in (
+        "torch.distributed.elastic",
+        "torch.distributed.run",
+        "torch.distributed.launcher",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
     sys.stderr.flush()

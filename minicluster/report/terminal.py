@@ -45,16 +45,32 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
 
     stragglers = {s["rank"] for s in result.get("stragglers", [])}
     ranks = Table(title="Ranks (medians over measured steps, ms)", title_justify="left")
-    for col in ("rank", "host", "status", "steps", "step p50", "compute", "comm", "wait",
-                "transfer", "exposed"):
+    for col in (
+        "rank",
+        "host",
+        "status",
+        "steps",
+        "step p50",
+        "compute",
+        "comm",
+        "wait",
+        "transfer",
+        "exposed",
+    ):
         ranks.add_column(col, justify="right" if col not in ("host", "status") else "left")
     for r in result["ranks"]:
         tag = " [bold red]straggler[/bold red]" if r["rank"] in stragglers else ""
         ranks.add_row(
-            f"{r['rank']}{tag}", escape(str(r.get("hostname"))), r["status"], str(r["measured_steps"]),
-            _fmt(r["step_time_ms"]["p50"]), _fmt(r["compute_ms_median"]),
-            _fmt(r["comm_ms_median"]), _fmt(r["wait_ms_median"]),
-            _fmt(r["transfer_ms_median"]), _fmt(r["exposed_comm_ms_median"]),
+            f"{r['rank']}{tag}",
+            escape(str(r.get("hostname"))),
+            r["status"],
+            str(r["measured_steps"]),
+            _fmt(r["step_time_ms"]["p50"]),
+            _fmt(r["compute_ms_median"]),
+            _fmt(r["comm_ms_median"]),
+            _fmt(r["wait_ms_median"]),
+            _fmt(r["transfer_ms_median"]),
+            _fmt(r["exposed_comm_ms_median"]),
         )
     console.print(ranks)
     for s in result.get("stragglers", []):

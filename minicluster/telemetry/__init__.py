@@ -21,7 +21,9 @@ def probe_nvml() -> SourceStatus:
     try:
         import pynvml  # nvidia-ml-py
     except ImportError:
-        return SourceStatus("nvml", False, "nvidia-ml-py not installed (pip install minicluster[gpu])")
+        return SourceStatus(
+            "nvml", False, "nvidia-ml-py not installed (pip install minicluster[gpu])"
+        )
     try:
         pynvml.nvmlInit()
     except Exception as e:  # pynvml.NVMLError subclasses; the library may be absent entirely

@@ -36,7 +36,9 @@ class TinyGPT(nn.Module):
         super().__init__()
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Embedding(cfg.seq_len, cfg.d_model)
-        self.blocks = nn.Sequential(*[_Block(cfg.d_model, cfg.n_heads) for _ in range(cfg.n_layers)])
+        self.blocks = nn.Sequential(
+            *[_Block(cfg.d_model, cfg.n_heads) for _ in range(cfg.n_layers)]
+        )
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
 
@@ -56,7 +58,9 @@ def build_transformer(cfg: TransformerConfig, seed: int, device: torch.device) -
 
     def make_batch(step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = batch_generator(seed, step, rank)
-        tokens = torch.randint(0, cfg.vocab_size, (cfg.per_rank_batch, cfg.seq_len + 1), generator=g)
+        tokens = torch.randint(
+            0, cfg.vocab_size, (cfg.per_rank_batch, cfg.seq_len + 1), generator=g
+        )
         x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
         return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 

@@ -1,0 +1,47 @@
+"""Shared fixtures: how to start the package in a subprocess from this checkout."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def cli_env() -> dict[str, str]:
+    """Environment for `python -m minicluster` subprocesses that import this checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.pop("MINICLUSTER_DEBUG", None)
+    for var in (
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_RANK",
+        "LOCAL_WORLD_SIZE",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+    ):
+        env.pop(var, None)
+    return env
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    """A fast job: small MLP, 2 warm-up + 8 measured steps."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        "name: tiny\n"
+        "workload: {name: mlp, per_rank_batch: 16, input_dim: 64, hidden_dim: 128, num_layers: 2}\n"
+        "steps: {warmup: 2, measured: 8}\n"
+        "run: {nproc: 2, collective_timeout_s: 60}\n"
+    )
+    return path

@@ -1,0 +1,123 @@
+"""`minicluster run` end to end: real torchrun, 2 gloo ranks, the canonical result on disk."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from minicluster.schema import validate_result  # noqa: E402
+
+
+def run_cli(
+    python: str, env: dict[str, str], *args: str, cwd: Path, timeout: int = 150
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [python, "-m", "minicluster", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_run_writes_a_valid_ok_result(
+    python: str, cli_env: dict[str, str], tmp_path: Path, tiny_config: Path
+) -> None:
+    proc = run_cli(python, cli_env, "run", "-c", str(tiny_config), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    latest = tmp_path / "runs" / "latest"
+    assert latest.is_symlink()
+    result = json.loads((latest / "result.json").read_text())
+    validate_result(result)
+    assert result["status"] == "ok"
+    assert result["world_size"] == 2
+    assert result["launcher"] == "torchrun"
+    assert result["backend"] == "gloo"
+    assert f"result: runs/{result['run_id']}/result.json" in proc.stdout
+    for r in result["ranks"]:
+        assert r["measured_steps"] == 8
+        assert 0 < r["comm_ms_median"] < r["step_time_ms"]["p50"]
+    m = result["metrics"]
+    assert m["allreduce_ms"]["value"] > 0
+    assert m["throughput_samples_per_sec"]["value"] > 0
+    for name in ("power_consumption_watts", "energy_per_step_joules", "temperature_celsius"):
+        assert m[name]["value"] is None and m[name]["reason"]
+    assert m["memory_peak_mib"]["status"] == "measured"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_transformer_reports_tokens_per_sec(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    cfg = tmp_path / "lm.yaml"
+    cfg.write_text(
+        "workload: {name: transformer, per_rank_batch: 2, seq_len: 16, vocab_size: 64, "
+        "d_model: 32, n_layers: 1, n_heads: 2}\nsteps: {warmup: 1, measured: 4}\n"
+    )
+    out = tmp_path / "lm"
+    proc = run_cli(python, cli_env, "run", "-c", str(cfg), "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    tps = result["metrics"]["tokens_per_sec"]["value"]
+    sps = result["metrics"]["throughput_samples_per_sec"]["value"]
+    assert tps == pytest.approx(sps * 16)
+    assert result["workload"]["seq_len"] == 16
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_worker_runs_alone_without_a_launcher(
+    python: str, cli_env: dict[str, str], tmp_path: Path, tiny_config: Path
+) -> None:
+    proc = run_cli(
+        python,
+        cli_env,
+        "worker",
+        "-c",
+        str(tiny_config),
+        "--out",
+        str(tmp_path / "w"),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "w" / "result.json").read_text())
+    assert result["world_size"] == 1
+    assert result["status"] == "ok"
+    assert result["metrics"]["allreduce_ms"]["value"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_aggregate_after_a_rank_died_keeps_its_steps(
+    python: str, cli_env: dict[str, str], tmp_path: Path, tiny_config: Path
+) -> None:
+    out = tmp_path / "run"
+    assert (
+        run_cli(
+            python, cli_env, "run", "-c", str(tiny_config), "--out", str(out), cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    # make rank 1 look like it died after step 4: no summary, JSONL cut mid-line
+    (out / "ranks" / "rank_00001.summary.json").unlink()
+    f = out / "ranks" / "rank_00001.jsonl"
+    lines = f.read_text().splitlines()
+    f.write_text("\n".join(lines[:6]) + "\n" + lines[6][:20])
+    proc = run_cli(python, cli_env, "aggregate", str(out), cwd=tmp_path)
+    assert proc.returncode == 3
+    assert "Traceback" not in proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "failed"
+    assert result["failed_ranks"] == [1]
+    assert result["ranks"][1]["steps_recorded"] == 5
+    assert result["ranks"][0]["steps_recorded"] == 10
+    assert any("truncated last line skipped" in e for e in result["errors"])

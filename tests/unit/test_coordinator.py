@@ -1,0 +1,187 @@
+"""Coordinator rules on hand-built rank records (no torch needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from minicluster import coordinator
+from minicluster.coordinator import RankRecords
+from minicluster.errors import InputError
+from minicluster.schema import validate_result
+
+
+def header(rank: int, world: int = 2, **extra: Any) -> dict[str, Any]:
+    h = {
+        "type": "header",
+        "run_id": "r1",
+        "rank": rank,
+        "local_rank": rank,
+        "world_size": world,
+        "local_world_size": world,
+        "hostname": "node-a",
+        "pid": 100 + rank,
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "backend": "gloo",
+        "device": "cpu",
+        "launcher": "torchrun",
+        "config": {"steps": {"warmup": 1, "measured": 4}, "run": {"straggler_threshold_pct": 20.0}},
+        "workload": {
+            "name": "mlp",
+            "per_rank_batch": 10,
+            "seq_len": None,
+            "tokens_per_rank": None,
+            "params": 1000,
+        },
+        "platform": {
+            "cpu": "test cpu",
+            "host_memory_total_bytes": 1000,
+            "torch": "x",
+            "python": "y",
+        },
+        "telemetry": {
+            "nvml": {"available": False, "reason": "no NVML library"},
+            "rapl": {"available": False, "reason": "no RAPL zones"},
+        },
+    }
+    h.update(extra)
+    return h
+
+
+def step(
+    i: int, step_ms: float, compute_ms: float, comm_ms: float, warmup: bool = False
+) -> dict[str, Any]:
+    return {
+        "type": "step",
+        "step": i,
+        "warmup": warmup,
+        "step_time_ms": step_ms,
+        "compute_ms": compute_ms,
+        "comm_ms": comm_ms,
+        "exposed_comm_ms": comm_ms / 2,
+        "comm_bytes": 4_000_000,
+        "fwd_ms": 1.0,
+        "bwd_ms": 1.0,
+        "opt_ms": 1.0,
+    }
+
+
+def summary(rank: int, status: str = "ok") -> dict[str, Any]:
+    return {
+        "rank": rank,
+        "status": status,
+        "last_step": 4,
+        "error": None if status == "ok" else "boom",
+        "memory": {"rss_peak_bytes": 100, "host_total_bytes": 1000},
+        "ddp_logging": None,
+    }
+
+
+def two_ranks(slow_compute: float = 10.0) -> list[RankRecords]:
+    """Rank 1 computes `slow_compute` ms per step; rank 0 10 ms and waits for rank 1."""
+    recs = []
+    for rank in (0, 1):
+        compute = 10.0 if rank == 0 else slow_compute
+        # the fast rank's all-reduce includes waiting for the slow one
+        comm = 2.0 + (slow_compute - 10.0 if rank == 0 else 0.0)
+        steps = [step(0, 50.0, compute, comm, warmup=True)]
+        steps += [step(i, compute + comm, compute, comm) for i in range(1, 5)]
+        recs.append(RankRecords(rank=rank, header=header(rank), steps=steps, summary=summary(rank)))
+    return recs
+
+
+def test_clean_run_is_ok_and_schema_valid() -> None:
+    result = coordinator.aggregate(two_ranks())
+    validate_result(result)
+    assert result["status"] == "ok"
+    assert result["world_size"] == 2
+    assert result["stragglers"] == []
+    assert [r["measured_steps"] for r in result["ranks"]] == [4, 4]
+    m = result["metrics"]
+    # global batch 20 per 12 ms step -> 1666.7 samples/s; warm-up (50 ms) excluded
+    assert m["throughput_samples_per_sec"]["value"] == pytest.approx(20 / 0.012)
+    assert m["latency_p50_ms"]["value"] == pytest.approx(12.0)
+    assert m["communication_overhead_percent"]["value"] == pytest.approx(100 * 1.0 / 12.0)
+
+
+def test_straggler_is_named_by_compute_and_wait_lands_on_the_healthy_rank() -> None:
+    result = coordinator.aggregate(two_ranks(slow_compute=40.0))
+    assert [s["rank"] for s in result["stragglers"]] == [1]
+    assert result["stragglers"][0]["attributed_to"] == "compute"
+    r0, r1 = result["ranks"]
+    # rank 0's all-reduce is long only because it waits for rank 1
+    assert r0["comm_ms_median"] == pytest.approx(32.0)
+    assert r0["wait_ms_median"] == pytest.approx(30.0)
+    assert r1["wait_ms_median"] == pytest.approx(0.0)
+    assert r0["transfer_ms_median"] == r1["transfer_ms_median"] == pytest.approx(2.0)
+
+
+def test_unavailable_energy_is_null_with_reason_never_zero() -> None:
+    m = coordinator.aggregate(two_ranks())["metrics"]
+    for name in ("power_consumption_watts", "energy_per_step_joules", "temperature_celsius"):
+        assert m[name]["value"] is None
+        assert m[name]["status"] == "unavailable"
+        assert "no NVML library" in m[name]["reason"] and "no RAPL zones" in m[name]["reason"]
+    assert m["tokens_per_sec"]["value"] is None
+
+
+def test_dead_rank_fails_the_run_and_keeps_its_steps() -> None:
+    recs = two_ranks()
+    recs[1].summary = None
+    recs[1].steps = recs[1].steps[:3]  # died after step 2
+    result = coordinator.aggregate(recs, launcher_error="ranks failed: rank 1 exit code 1")
+    validate_result(result)
+    assert result["status"] == "failed"
+    assert result["failed_ranks"] == [1]
+    assert any("rank 1: no summary; the process died after step 2" in e for e in result["errors"])
+    assert result["ranks"][1]["steps_recorded"] == 3
+    assert result["steps"]["embedded"]["1"]["step"] == [0, 1, 2]
+
+
+def test_rank_with_no_files_is_named_missing() -> None:
+    recs = two_ranks()[:1]
+    result = coordinator.aggregate(recs)
+    assert result["status"] == "failed"
+    assert result["ranks"][1]["status"] == "missing"
+    assert "rank 1: no records" in result["errors"][0]
+
+
+def test_single_rank_has_no_comm_metrics() -> None:
+    rec = two_ranks()[0]
+    rec.header = header(0, world=1)
+    m = coordinator.aggregate([rec])["metrics"]
+    assert m["allreduce_ms"]["value"] is None
+    assert m["allreduce_ms"]["reason"] == "one rank: no inter-rank communication"
+    assert m["throughput_samples_per_sec"]["value"] is not None
+
+
+def _write_run(dir_: Path, recs: list[RankRecords]) -> None:
+    ranks = dir_ / "ranks"
+    ranks.mkdir(parents=True)
+    for rec in recs:
+        lines = [json.dumps(rec.header)] + [json.dumps(s) for s in rec.steps]
+        (ranks / f"rank_{rec.rank:05d}.jsonl").write_text("\n".join(lines) + "\n")
+        if rec.summary is not None:
+            (ranks / f"rank_{rec.rank:05d}.summary.json").write_text(json.dumps(rec.summary))
+
+
+def test_truncated_last_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    _write_run(tmp_path, two_ranks())
+    f = tmp_path / "ranks" / "rank_00001.jsonl"
+    f.write_text(f.read_text() + '{"type": "step", "step": 5, "step_ti')  # crash mid-write
+    recs = coordinator.read_run_dir(tmp_path)
+    assert len(recs[1].steps) == 5
+    assert recs[1].warnings == ["rank_00001.jsonl: truncated last line skipped"]
+    result = coordinator.aggregate(recs)
+    assert "rank_00001.jsonl: truncated last line skipped" in result["errors"]
+
+
+def test_reading_a_dir_without_ranks_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="holds no rank records"):
+        coordinator.read_run_dir(tmp_path)
+    (tmp_path / "ranks").mkdir()
+    with pytest.raises(InputError, match="no rank_NNNNN.jsonl"):
+        coordinator.read_run_dir(tmp_path)
