@@ -6,103 +6,24 @@ back from `DIR/ranks/` (also for a broken run, where some ranks left no summary)
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from minicluster import __version__, metrics_registry
 from minicluster.errors import InputError
+from minicluster.records import RANKS_DIR, RankRecords, from_gathered, read_run_dir
 from minicluster.schema import SCHEMA_VERSION, MetricValue, metric, unavailable
 
 log = logging.getLogger(__name__)
 
-RANKS_DIR = "ranks"  # mirrors worker.RANKS_DIR; the worker's layer may not be imported here
 EMBED_STEPS_MAX = 50_000  # rank-steps embedded in result.json; larger runs point to the rank files
 
 
-@dataclass
-class RankRecords:
-    """What one rank left behind. `header`/`summary` are None when the rank never wrote them."""
-
-    rank: int
-    header: dict[str, Any] | None = None
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, Any] | None = None
-    warnings: list[str] = field(default_factory=list)
-
-
-def from_gathered(gathered: list[dict[str, Any]]) -> list[RankRecords]:
-    """Records gathered in-band on rank 0 (worker.run's return value)."""
-    return [
-        RankRecords(
-            rank=g["header"]["rank"], header=g["header"], steps=g["steps"], summary=g["summary"]
-        )
-        for g in gathered
-    ]
-
-
-def read_run_dir(out_dir: Path) -> list[RankRecords]:
-    """Read every rank's JSONL and summary under `out_dir/ranks/`; a truncated last line is skipped."""
-    ranks_dir = out_dir / RANKS_DIR
-    if not ranks_dir.is_dir():
-        raise InputError(f"{out_dir} holds no rank records (no {RANKS_DIR}/ folder)")
-    records: dict[int, RankRecords] = {}
-    for path in sorted(ranks_dir.glob("rank_*.jsonl")):
-        rank = _rank_from_name(path.name)
-        if rank is not None:
-            records[rank] = _read_jsonl(path, rank)
-    for path in sorted(ranks_dir.glob("rank_*.summary.json")):
-        rank = _rank_from_name(path.name)
-        if rank is None:
-            continue
-        rec = records.setdefault(rank, RankRecords(rank=rank))
-        try:
-            rec.summary = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            rec.warnings.append(f"rank {rank}: summary unreadable ({e}); treated as missing")
-    if not records:
-        raise InputError(f"{ranks_dir} holds no rank_NNNNN.jsonl files")
-    return [records[r] for r in sorted(records)]
-
-
-def _rank_from_name(name: str) -> int | None:
-    stem = name.split(".", 1)[0]  # rank_00003
-    try:
-        return int(stem.removeprefix("rank_"))
-    except ValueError:
-        return None
-
-
-def _read_jsonl(path: Path, rank: int) -> RankRecords:
-    rec = RankRecords(rank=rank)
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e}") from None
-    last = len(lines) - 1
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            where = "truncated last line" if i >= last - 1 else f"malformed line {i + 1}"
-            msg = f"{path.name}: {where} skipped"
-            log.warning(msg)
-            rec.warnings.append(msg)
-            continue
-        kind = obj.get("type") if isinstance(obj, dict) else None
-        if kind == "header":
-            rec.header = obj
-        elif kind == "step":
-            rec.steps.append(obj)
-    return rec
+__all__ = ["RankRecords", "aggregate", "from_gathered", "read_run_dir"]
 
 
 def aggregate(
@@ -132,7 +53,7 @@ def aggregate(
             errors.append(f"rank {rank}: no records (never started or its files are missing)")
         elif rec.summary is None:
             failed_ranks.append(rank)
-            last = rec.steps[-1]["step"] if rec.steps else None
+            last = rec.last_step
             errors.append(f"rank {rank}: no summary; the process died after step {last}")
         elif rec.summary.get("status") != "ok":
             failed_ranks.append(rank)
@@ -197,66 +118,93 @@ def aggregate(
 
 
 class _StepTable:
-    """Measured (non-warm-up) steps of every rank, aligned by step index."""
+    """Measured (non-warm-up) steps of every rank as [rank x step] matrices, NaN where absent."""
+
+    KEYS = ("step_time_ms", "compute_ms", "comm_ms", "exposed_comm_ms", "comm_bytes")
 
     def __init__(self, records: list[RankRecords], world_size: int) -> None:
         self.world_size = world_size
-        self.rank_steps: dict[int, dict[int, dict[str, Any]]] = {}
-        self.all_steps: dict[int, list[dict[str, Any]]] = {}
-        for rec in records:
-            self.all_steps[rec.rank] = rec.steps
-            self.rank_steps[rec.rank] = {s["step"]: s for s in rec.steps if not s.get("warmup")}
-        indices = sorted({i for steps in self.rank_steps.values() for i in steps})
-        self.indices = indices
-        # transfer per step = min over ranks of comm_ms; wait = comm - transfer (DESIGN.md 4).
-        self.transfer_ms: dict[int, float] = {}
-        self.step_max_ms: dict[int, float] = {}
-        for i in indices:
-            present = [steps[i] for steps in self.rank_steps.values() if i in steps]
-            self.transfer_ms[i] = min(s["comm_ms"] for s in present)
-            self.step_max_ms[i] = max(s["step_time_ms"] for s in present)
+        self.records = [r for r in records if r.n_steps]
+        self.row = {r.rank: i for i, r in enumerate(self.records)}
+        masks = [~r.columns.get("warmup", np.zeros(r.n_steps, bool)) for r in self.records]
+        measured = [r.columns["step"][m] for r, m in zip(self.records, masks, strict=True)]
+        self.indices = np.unique(np.concatenate(measured)) if measured else np.array([], np.int64)
+        shape = (len(self.records), self.indices.size)
+        self.m: dict[str, np.ndarray] = {k: np.full(shape, np.nan) for k in self.KEYS}
+        for i, (rec, mask, steps) in enumerate(zip(self.records, masks, measured, strict=True)):
+            cols = np.searchsorted(self.indices, steps)
+            for k in self.KEYS:
+                if k in rec.columns:
+                    self.m[k][i, cols] = rec.columns[k][mask]
+        self.present = ~np.isnan(self.m["step_time_ms"])
+        if self.indices.size:
+            # transfer per step = min over ranks of comm_ms; wait = comm - transfer (DESIGN.md 4)
+            self.transfer_ms = np.nanmin(self.m["comm_ms"], axis=0)
+            self.step_max_ms = np.nanmax(self.m["step_time_ms"], axis=0)
+        else:
+            self.transfer_ms = self.step_max_ms = np.array([])
+        self.wait_ms = self.m["comm_ms"] - self.transfer_ms[None, :]
+
+    def measured_steps(self, rank: int) -> int:
+        i = self.row.get(rank)
+        return 0 if i is None else int(self.present[i].sum())
 
     def min_measured_steps(self) -> int:
-        counts = [len(self.rank_steps.get(r, {})) for r in range(self.world_size)]
-        return min(counts) if counts else 0
+        return min(self.measured_steps(r) for r in range(self.world_size))
 
     def column(self, rank: int, key: str) -> np.ndarray:
-        steps = self.rank_steps.get(rank, {})
-        return np.array([s[key] for s in steps.values()], dtype=float)
+        i = self.row.get(rank)
+        if i is None:
+            return np.array([])
+        return self.m[key][i][self.present[i]]
 
     def wait(self, rank: int) -> np.ndarray:
-        steps = self.rank_steps.get(rank, {})
-        return np.array([s["comm_ms"] - self.transfer_ms[i] for i, s in steps.items()], dtype=float)
+        i = self.row.get(rank)
+        return np.array([]) if i is None else self.wait_ms[i][self.present[i]]
+
+    def transfer(self, rank: int) -> np.ndarray:
+        i = self.row.get(rank)
+        return np.array([]) if i is None else self.transfer_ms[self.present[i]]
 
     def pooled(self, key: str) -> np.ndarray:
-        cols = [self.column(r, key) for r in self.rank_steps]
-        return np.concatenate(cols) if cols else np.array([])
+        return self.m[key][self.present]
 
     def steps_section(self) -> dict[str, Any]:
         section: dict[str, Any] = {"rank_files": f"{RANKS_DIR}/rank_{{rank:05d}}.jsonl"}
-        total = sum(len(s) for s in self.all_steps.values())
+        total = sum(r.n_steps for r in self.records)
         if total > EMBED_STEPS_MAX:
             section["embedded"] = None
             section["reason"] = f"{total} rank-steps > {EMBED_STEPS_MAX}: read the rank files"
             return section
         per_rank: dict[str, Any] = {}
-        for rank, steps in sorted(self.all_steps.items()):
-            per_rank[str(rank)] = {
-                "step": [s["step"] for s in steps],
-                "warmup": [bool(s.get("warmup")) for s in steps],
-                "step_time_ms": [_r(s["step_time_ms"]) for s in steps],
-                "compute_ms": [_r(s["compute_ms"]) for s in steps],
-                "comm_ms": [_r(s["comm_ms"]) for s in steps],
-                "exposed_comm_ms": [_r(s["exposed_comm_ms"]) for s in steps],
-                "wait_ms": [
-                    _r(s["comm_ms"] - self.transfer_ms[s["step"]])
-                    if s["step"] in self.transfer_ms
-                    else None
-                    for s in steps
-                ],
+        for rec in sorted(self.records, key=lambda r: r.rank):
+            c = rec.columns
+            steps = c["step"]
+            col = np.searchsorted(self.indices, steps).clip(max=max(0, self.indices.size - 1))
+            measured = (
+                (self.indices[col] == steps) if self.indices.size else np.zeros(steps.size, bool)
+            )
+            wait = np.where(
+                measured,
+                c["comm_ms"] - self.transfer_ms[col] if self.indices.size else np.nan,
+                np.nan,
+            )
+            per_rank[str(rec.rank)] = {
+                "step": steps.tolist(),
+                "warmup": c.get("warmup", np.zeros(steps.size, bool)).tolist(),
+                "step_time_ms": _rl(c["step_time_ms"]),
+                "compute_ms": _rl(c["compute_ms"]),
+                "comm_ms": _rl(c["comm_ms"]),
+                "exposed_comm_ms": _rl(c["exposed_comm_ms"]),
+                "wait_ms": _rl(wait),
             }
         section["embedded"] = per_rank
         return section
+
+
+def _rl(values: np.ndarray) -> list[float | None]:
+    """Rounded to 4 decimals, NaN as None (JSON null)."""
+    return [None if math.isnan(v) else round(v, 4) for v in values.tolist()]
 
 
 def _r(x: float) -> float:
@@ -285,7 +233,6 @@ def _rank_entry(
 ) -> dict[str, Any]:
     header = rec.header if rec else None
     summary = rec.summary if rec else None
-    steps = rec.steps if rec else []
     if rec is None or header is None:
         status = "missing"
     else:
@@ -297,17 +244,15 @@ def _rank_entry(
         "local_rank": header["local_rank"] if header else None,
         "device": header["device"] if header else None,
         "status": status,
-        "steps_recorded": len(steps),
+        "steps_recorded": rec.n_steps if rec else 0,
         "measured_steps": int(compute.size),
-        "last_step": steps[-1]["step"] if steps else None,
+        "last_step": rec.last_step if rec else None,
         "step_time_ms": _stats(table.column(rank, "step_time_ms")),
         "compute_ms_median": _median(compute),
         "comm_ms_median": _median(table.column(rank, "comm_ms")),
         "exposed_comm_ms_median": _median(table.column(rank, "exposed_comm_ms")),
         "wait_ms_median": _median(table.wait(rank)),
-        "transfer_ms_median": _median(
-            np.array([table.transfer_ms[i] for i in table.rank_steps.get(rank, {})], dtype=float)
-        ),
+        "transfer_ms_median": _median(table.transfer(rank)),
         "memory": summary.get("memory") if summary else None,
         "ddp_logging": summary.get("ddp_logging") if summary else None,
         "error": summary.get("error") if summary else None,
@@ -349,7 +294,7 @@ def _metrics(
     tokens_per_rank: int | None,
 ) -> dict[str, MetricValue]:
     m: dict[str, MetricValue] = {}
-    step_max = np.array([table.step_max_ms[i] for i in table.indices], dtype=float)
+    step_max = table.step_max_ms
     n = step_max.size
     global_batch = per_rank_batch * world_size
     if n:
@@ -415,8 +360,8 @@ def _metrics(
                 "measured",
                 f"median over ranks and steps; {comm_method}",
             )
-            transfer = np.array([table.transfer_ms[i] for i in table.indices], dtype=float)
-            waits = np.concatenate([table.wait(r) for r in table.rank_steps])
+            transfer = table.transfer_ms
+            waits = table.wait_ms[table.present]
             m["allreduce_transfer_ms"] = metric(
                 "allreduce_transfer_ms",
                 float(np.median(transfer)),
@@ -466,13 +411,13 @@ def _metrics(
 def _busbw(table: _StepTable, world_size: int) -> MetricValue:
     """nccl-tests convention for all-reduce: busbw = bytes / transfer_time * 2(n-1)/n."""
     factor = 2 * (world_size - 1) / world_size
-    rates = []
-    for i in table.indices:
-        t_ms = table.transfer_ms[i]
-        n_bytes = max(s[i]["comm_bytes"] for s in table.rank_steps.values() if i in s)
-        if t_ms > 0 and n_bytes > 0:
-            rates.append(n_bytes / (t_ms / 1000.0) / 1e9 * factor)
-    if not rates:
+    if not table.indices.size:
+        return unavailable("busbw_gbps", "no measured steps were recorded")
+    n_bytes = np.nanmax(table.m["comm_bytes"], axis=0)
+    t_ms = table.transfer_ms
+    ok = (t_ms > 0) & (n_bytes > 0)
+    rates = n_bytes[ok] / (t_ms[ok] / 1000.0) / 1e9 * factor
+    if not rates.size:
         return unavailable("busbw_gbps", "no step had a timed all-reduce")
     return metric(
         "busbw_gbps",
