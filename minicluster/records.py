@@ -23,7 +23,7 @@ from minicluster.errors import InputError
 try:
     from orjson import loads as _loads
 except ImportError:  # orjson is a dependency; plain json is the slower fallback
-    _loads = json.loads
+    _loads = json.loads  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
