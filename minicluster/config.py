@@ -74,6 +74,9 @@ class RunSection:
     # A rank whose median compute time exceeds the other ranks' median by this much is named.
     straggler_threshold_pct: float = field(default=20.0, metadata=_range(0))
     bucket_cap_mb: float = field(default=25.0, metadata=_range(0.01))
+    # How all-reduce time is taken: DDP's C++ runtime stats (cheapest) or a Python comm hook
+    # (per-bucket spans; host clock on gloo, CUDA events on NCCL). See README "Timing methods".
+    comm_timing: Literal["ddp_stats", "hook"] = "ddp_stats"
 
 
 @dataclass(frozen=True)

@@ -336,12 +336,8 @@ def _metrics(
         ):
             m[name] = unavailable(name, "no measured steps were recorded")
 
-    backend = headers[0].get("backend")
-    comm_method = (
-        "DDP comm hook, CUDA events"
-        if backend == "nccl"
-        else "DDP comm hook, host clock at hook entry and in the future's callback"
-    )
+    used = headers[0].get("comm_timing", {}).get("method", "comm_hook_host_clock")
+    comm_method = _COMM_METHODS.get(used, used)
     compute = table.pooled("compute_ms")
     comm = table.pooled("comm_ms")
     exposed = table.pooled("exposed_comm_ms")
@@ -406,6 +402,13 @@ def _metrics(
     # Keep registry order so every result lists metrics the same way.
     order = [x.name for x in metrics_registry.for_workload("training")]
     return {k: m[k] for k in order if k in m}
+
+
+_COMM_METHODS = {
+    "ddp_runtime_stats": "DDP's C++ runtime stats per step (first all-reduce start to last end)",
+    "comm_hook_host_clock": "DDP comm hook, host clock at hook entry and in the future's callback",
+    "comm_hook_cuda_events": "DDP comm hook, CUDA events",
+}
 
 
 def _busbw(table: _StepTable, world_size: int) -> MetricValue:

@@ -203,6 +203,8 @@ def _read_rank_files(job: tuple[Path, int]) -> RankRecords:
             steps.append(obj)
         elif kind == "header":
             header = obj
+        elif kind == "comm_timing" and header is not None:
+            header["comm_timing"] = {k: v for k, v in obj.items() if k != "type"}
     summary = _read_summary(path.with_name(f"rank_{rank:05d}.summary.json"), rank, warnings)
     return RankRecords(rank, header=header, steps=steps, summary=summary, warnings=warnings)
 

@@ -26,7 +26,7 @@ from minicluster import __version__, dist, telemetry, workloads
 from minicluster.config import RunConfig
 from minicluster.log import setup_logging
 from minicluster.schema import atomic_write_json
-from minicluster.timing import CudaEventCommTimer, HostClockCommTimer, ddp_logging_cross_check
+from minicluster.timing import CommTimer, attach_comm_timer, ddp_logging_cross_check
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +76,20 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         wl = workloads.build(cfg.workload, cfg.run.seed, device)
         header = _header(cfg, info, device, backend, run_id, wl, threads)
         recorder.write(header)
-        timer: HostClockCommTimer | CudaEventCommTimer
-        if backend == "nccl":
-            timer = CudaEventCommTimer(info.world_size)
-        else:
-            timer = HostClockCommTimer(info.world_size)
         ddp = DDP(
             wl.model,
             device_ids=[device.index] if device.type == "cuda" else None,
             bucket_cap_mb=cfg.run.bucket_cap_mb,
         )
-        ddp.register_comm_hook(None, timer.hook)
-        _sample_ddp_runtime_stats(ddp, every=10)
+        timer, timing_method, fallback = attach_comm_timer(
+            ddp, cfg.run.comm_timing, backend, info.world_size
+        )
+        if fallback:
+            log.warning("%s", fallback)
+        # The header is already on disk (written before DDP's first collective): this line adds
+        # the timing method to it; readers merge it into the header.
+        header["comm_timing"] = {"method": timing_method, "fallback": fallback}
+        recorder.write({"type": "comm_timing", **header["comm_timing"]})
         opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
         held.update(ddp=ddp, opt=opt)
         if device.type == "cuda":
@@ -131,7 +133,7 @@ def _train_step(
     ddp: DDP,
     opt: torch.optim.Optimizer,
     wl: workloads.Workload,
-    timer: HostClockCommTimer | CudaEventCommTimer,
+    timer: CommTimer,
     device: torch.device,
     step: int,
     rank: int,
@@ -180,14 +182,6 @@ def _agree_run_id(run_id: str | None) -> str:
     box = [run_id or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]]
     tdist.broadcast_object_list(box, src=0)
     return str(box[0])
-
-
-def _sample_ddp_runtime_stats(ddp: DDP, every: int) -> None:
-    """Let DDP's C++ timers sample every `every` iterations: the cross-check, at ~0 cost."""
-    try:
-        ddp._set_ddp_runtime_logging_sample_rate(every)
-    except Exception as e:  # private API
-        log.debug("DDP runtime logging sample rate not set: %s", e)
 
 
 def _header(

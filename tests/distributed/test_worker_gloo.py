@@ -14,7 +14,7 @@ import torch.multiprocessing as mp  # noqa: E402
 from minicluster import config  # noqa: E402
 
 
-def _rank_main(rank: int, world: int, port: int, out: str, queue: object) -> None:
+def _rank_main(rank: int, world: int, port: int, out: str, queue: object, timing: str) -> None:
     os.environ.update(
         RANK=str(rank),
         WORLD_SIZE=str(world),
@@ -36,7 +36,7 @@ def _rank_main(rank: int, world: int, port: int, out: str, queue: object) -> Non
                 "num_layers": 2,
             },
             "steps": {"warmup": 2, "measured": 6},
-            "run": {"collective_timeout_s": 60, "threads_per_rank": 1},
+            "run": {"collective_timeout_s": 60, "threads_per_rank": 1, "comm_timing": timing},
         }
     )
     gathered = worker.run(cfg, Path(out), run_id="test-run")
@@ -45,12 +45,15 @@ def _rank_main(rank: int, world: int, port: int, out: str, queue: object) -> Non
 
 
 @pytest.mark.timeout(120)
-def test_two_gloo_ranks_record_every_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("timing", "method"), [("ddp_stats", "ddp_runtime_stats"), ("hook", "comm_hook_host_clock")]
+)
+def test_two_gloo_ranks_record_every_step(tmp_path: Path, timing: str, method: str) -> None:
     from minicluster.dist import free_port
 
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
-    mp.spawn(_rank_main, args=(2, free_port(), str(tmp_path), queue), nprocs=2, join=True)
+    mp.spawn(_rank_main, args=(2, free_port(), str(tmp_path), queue, timing), nprocs=2, join=True)
     gathered = json.loads(queue.get())
     assert [g["header"]["rank"] for g in gathered] == [0, 1]
     for rank in (0, 1):
@@ -58,7 +61,8 @@ def test_two_gloo_ranks_record_every_step(tmp_path: Path) -> None:
         records = [json.loads(line) for line in lines]
         assert records[0]["type"] == "header"
         assert records[0]["run_id"] == "test-run"
-        steps = records[1:]
+        assert records[1] == {"type": "comm_timing", "method": method, "fallback": None}
+        steps = records[2:]
         assert [s["step"] for s in steps] == list(range(8))
         assert [s["warmup"] for s in steps] == [True] * 2 + [False] * 6
         for s in steps[2:]:

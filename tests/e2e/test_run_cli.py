@@ -111,7 +111,9 @@ def test_aggregate_after_a_rank_died_keeps_its_steps(
     (out / "ranks" / "rank_00001.summary.json").unlink()
     f = out / "ranks" / "rank_00001.jsonl"
     lines = f.read_text().splitlines()
-    f.write_text("\n".join(lines[:6]) + "\n" + lines[6][:20])
+    first_step = next(i for i, line in enumerate(lines) if '"type":"step"' in line)
+    keep = first_step + 5  # header lines, then steps 0-4 whole, step 5 cut mid-line
+    f.write_text("\n".join(lines[:keep]) + "\n" + lines[keep][:20])
     proc = run_cli(python, cli_env, "aggregate", str(out), cwd=tmp_path)
     assert proc.returncode == 3
     assert "Traceback" not in proc.stderr
