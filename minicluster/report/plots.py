@@ -242,7 +242,9 @@ def scaling_plot(result: dict[str, Any]) -> Plot | None:
     parts.append(svg.hline(frame, 100.0, "#333", "ideal 100%"))
     parts.append(svg.polyline(frame, real, svg.color(0), "measured"))
     parts.append(svg.markers(frame, real, svg.color(0), "measured"))
-    parts.append(svg.polyline(frame, proj, svg.color(1), "projected", dash="4 3"))
+    # The dashed line continues from the last measured point into the projection.
+    if proj:
+        parts.append(svg.polyline(frame, real[-1:] + proj, svg.color(1), "projected", dash="4 3"))
     parts.append(svg.markers(frame, proj, svg.color(1), "projected", hollow=True))
     parts.append(
         svg.legend(
@@ -355,7 +357,10 @@ def _series_plot(
     parts.append(svg.legend(frame, entries[:MAX_LEGEND]))
     parts.append("</svg>")
     methods = sorted({str(s.get("method")) for s, _ in lines if s.get("method")})
-    caption = f"{y_label} over time. Source: {'; '.join(methods) or 'telemetry samples'}."
+    caption = (
+        f"{y_label[0].upper()}{y_label[1:]} over time; dashed lines are not measured values "
+        f"(status in the legend). Source: {'; '.join(methods) or 'telemetry samples'}."
+    )
     energy = _value(result, "energy_per_step_joules")
     if unit == "W" and energy is not None:
         status = result["metrics"]["energy_per_step_joules"].get("status")

@@ -15,9 +15,10 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
 WIDTH = 760
 HEIGHT = 340
 MARGIN_LEFT = 64
-MARGIN_RIGHT = 150
+MARGIN_RIGHT = 170
 MARGIN_TOP = 34
 MARGIN_BOTTOM = 48
+LEGEND_CHARS = 22  # what fits in the right margin at 11 px; the full label is the hover title
 
 
 def color(i: int) -> str:
@@ -251,5 +252,9 @@ def legend(frame: Frame, entries: list[tuple[str, str, str]]) -> str:
                 f'<line x1="{x}" y1="{y - 4}" x2="{x + 16}" y2="{y - 4}" stroke="{col}" '
                 f'stroke-width="2"{dash}/>'
             )
-        parts.append(text(x + 20, y, label))
+        shown = label if len(label) <= LEGEND_CHARS else label[: LEGEND_CHARS - 1] + "…"
+        parts.append(
+            f'<text x="{x + 20}" y="{y}" class="tick">{escape(shown)}'
+            f"<title>{escape(label)}</title></text>"
+        )
     return f'<g class="legend">{"".join(parts)}</g>'
