@@ -213,8 +213,9 @@ def scaling_plot(result: dict[str, Any]) -> Plot | None:
     "projected"}]}` (sweep results; this key is null in a single run).
     """
     scaling = result.get("scaling")
-    points = (scaling or {}).get("points") if isinstance(scaling, dict) else None
-    pts = [p for p in points or [] if p.get("efficiency_pct") is not None]
+    if not isinstance(scaling, dict):
+        return None
+    pts = [p for p in scaling.get("points") or [] if p.get("efficiency_pct") is not None]
     if not pts:
         return None
     real = sorted(

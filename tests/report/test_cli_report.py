@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 from pathlib import Path
 
@@ -76,3 +77,25 @@ def test_report_package_computes_no_statistics() -> None:
             else:
                 continue
             assert not names & banned, f"{path.name} imports {names & banned}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_run_writes_reports_of_its_result(
+    python: str, cli_env: dict[str, str], tiny_config: Path, tmp_path: Path
+) -> None:
+    out, md, html = tmp_path / "run", tmp_path / "run.md", tmp_path / "run.html"
+    proc = subprocess.run(
+        [python, "-m", "minicluster", "run", "-c", str(tiny_config), "--out", str(out)]
+        + ["--md", str(md), "--html", str(html)],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=170,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((out / "result.json").read_text())
+    assert md.read_text().startswith(f"# minicluster run {result['run_id']}")
+    page = html.read_text()
+    assert 'data-plot="step_time"' in page and 'data-plot="rank_breakdown"' in page
