@@ -60,10 +60,11 @@ class Frame:
     log_x: bool = False
     width: int = WIDTH
     height: int = HEIGHT
+    margin_left: int = MARGIN_LEFT
 
     @property
     def left(self) -> float:
-        return MARGIN_LEFT
+        return self.margin_left
 
     @property
     def right(self) -> float:
