@@ -40,6 +40,7 @@ pytestmark = [
 # Each kind of HTML report there is today, and the plots it must show.
 CASES = {
     "run_ok": ["step_time", "rank_breakdown"],
+    "run_failed": ["step_time", "rank_breakdown"],
     "run_straggler": ["step_time", "rank_breakdown"],
     "run_all_plots": ["step_time", "rank_breakdown", "scaling", "busbw", "power", "temperature"],
 }

@@ -29,3 +29,8 @@ def run_straggler() -> dict[str, Any]:
 @pytest.fixture
 def run_all_plots() -> dict[str, Any]:
     return load("run_all_plots")
+
+
+@pytest.fixture
+def run_failed() -> dict[str, Any]:
+    return load("run_failed")

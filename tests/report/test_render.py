@@ -148,3 +148,16 @@ def test_terminal_lists_what_was_not_measured(run_ok: dict[str, Any]) -> None:
     text = out.getvalue()
     assert "not measured: tokens_per_sec (workload has no tokens)" in text
     assert "Ranks (ms)" in text and "Metrics" in text
+
+
+def test_failed_rank_is_highlighted_and_its_error_shown(run_failed: dict[str, Any]) -> None:
+    assert run_failed["status"] == "failed" and run_failed["failed_ranks"] == [1]
+    html = render_html(run_failed)
+    assert 'class="status status-failed"' in html
+    hl = re.findall(r'<tr class="hl">(.*?)</tr>', html)
+    assert len(hl) == 1 and "<td>1</td>" in hl[0] and "<td>failed</td>" in hl[0]
+    for err in run_failed["errors"]:
+        assert f"<li>{err}</li>" in html
+    md = render_markdown(run_failed)
+    assert "Status: **failed**" in md
+    assert "| **1** | **vm** | **failed** |" in md
