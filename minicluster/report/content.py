@@ -35,8 +35,8 @@ class RunView:
     missing: TextTable
     ranks: TextTable
     stragglers: list[str]
-    faults_injected: list[str]
-    faults_detected: list[str]
+    faults: TextTable
+    validation: TextTable | None
     errors: list[str]
 
 
@@ -67,8 +67,8 @@ def run_view(result: dict[str, Any]) -> RunView:
         missing=_missing(result),
         ranks=_ranks(result),
         stragglers=[_straggler_sentence(s) for s in result.get("stragglers") or []],
-        faults_injected=[_fault_text(f) for f in (result.get("faults") or {}).get("injected", [])],
-        faults_detected=[_fault_text(f) for f in (result.get("faults") or {}).get("detected", [])],
+        faults=_faults(result),
+        validation=_validation(result),
         errors=[str(e) for e in result.get("errors") or []],
     )
 
@@ -200,13 +200,50 @@ def _straggler_sentence(s: dict[str, Any]) -> str:
     )
 
 
-_FAULT_FIRST = ("kind", "type", "rank", "step")
+_FAULT_KEYS = ("kind", "rank", "step")
 
 
-def _fault_text(fault: Any) -> str:
-    """A fault record as `key=value` pairs, the usual keys first, the rest sorted (stable)."""
-    if not isinstance(fault, dict):
-        return str(fault)
-    keys = [k for k in _FAULT_FIRST if k in fault]
-    keys += sorted(k for k in fault if k not in _FAULT_FIRST)
-    return ", ".join(f"{k}={fault[k]}" for k in keys)
+def _faults(result: dict[str, Any]) -> TextTable:
+    """Injected and detected faults (`{kind, rank, step, evidence, ...}`), one row each."""
+    table = TextTable(
+        "Faults",
+        ["", "kind", "rank", "step", "details"],
+        note="injected: what the run was told to do; detected: what the coordinator found in "
+        "the ranks' records.",
+    )
+    faults = result.get("faults") or {}
+    for side in ("injected", "detected"):
+        for f in faults.get(side) or []:
+            if not isinstance(f, dict):
+                table.rows.append([side, str(f), "", "", ""])
+                continue
+            rest = sorted(k for k in f if k not in _FAULT_KEYS)
+            details = "; ".join(
+                str(f[k]) if k == "evidence" else f"{k}={_text(f[k])}" for k in rest
+            )
+            table.rows.append([side, *(_text(f.get(k)) for k in _FAULT_KEYS), details])
+            if side == "detected":
+                table.highlight.add(len(table.rows) - 1)
+    return table
+
+
+def _validation(result: dict[str, Any]) -> TextTable | None:
+    """The correctness checks (`result["validation"]`: passed, reason, checks[{name, passed}])."""
+    v = result.get("validation")
+    if not isinstance(v, dict):
+        return None
+    verdict = "passed" if v.get("passed") else "FAILED"
+    reason = f": {v['reason']}" if v.get("reason") else ""
+    table = TextTable("Validation", ["check", "result", "details"], note=f"{verdict}{reason}")
+    for c in v.get("checks") or []:
+        rest = sorted(k for k in c if k not in ("name", "passed"))
+        table.rows.append(
+            [
+                _text(c.get("name")),
+                "passed" if c.get("passed") else "FAILED",
+                "; ".join(f"{k}={_text(c[k])}" for k in rest),
+            ]
+        )
+        if not c.get("passed"):
+            table.highlight.add(len(table.rows) - 1)
+    return table

@@ -57,10 +57,9 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines += _table(view.missing, emphasise=False)
     lines += _table(view.ranks)
     lines += _bullets("Stragglers", view.stragglers, "None detected.")
-    lines += ["## Faults", ""]
-    lines += [f"- injected: {md_escape(f)}" for f in view.faults_injected] or ["- injected: none"]
-    lines += [f"- detected: {md_escape(f)}" for f in view.faults_detected] or ["- detected: none"]
-    lines += [""]
+    lines += _table(view.faults)
+    if view.validation is not None:
+        lines += _table(view.validation)
     lines += _bullets("Errors", view.errors, "None.")
     plots = run_plots(result)
     if plots:

@@ -65,9 +65,13 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
     console.print(_rich_table(view.ranks, columns=rank_cols, unit="ms"))
     for s in view.stragglers:
         console.print(f"[yellow]straggler:[/yellow] {escape(s)}")
-    for f in view.faults_injected:
-        console.print(f"[magenta]fault injected:[/magenta] {escape(f)}")
-    for f in view.faults_detected:
-        console.print(f"[magenta]fault detected:[/magenta] {escape(f)}")
+    for side, kind, rank, step, details in view.faults.rows:
+        console.print(
+            f"[magenta]fault {escape(side)}:[/magenta] {escape(kind)} rank {escape(rank)} "
+            f"step {escape(step)}" + (f": {escape(details)}" if details else "")
+        )
+    if view.validation is not None:
+        console.print(_rich_table(view.validation))
+        console.print(f"validation: {escape(view.validation.note)}")
     for err in view.errors:
         console.print(f"[red]error:[/red] {escape(err)}", highlight=False)

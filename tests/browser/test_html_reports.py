@@ -100,7 +100,7 @@ def test_straggler_is_visible_at_a_glance(browser: Any, tmp_path: Path) -> None:
     page_file.write_text(render_html(result), encoding="utf-8")
     page = browser.new_page()
     page.goto(page_file.as_uri())
-    row = page.locator("tr.hl")
+    row = page.locator('table[data-table="Ranks"] tr.hl')
     assert row.count() == 1 and "straggler" in row.inner_text()
     bg = row.locator("td").first.evaluate("e => getComputedStyle(e).backgroundColor")
     assert bg != "rgba(0, 0, 0, 0)"

@@ -37,7 +37,11 @@ def _poisoned(result: dict[str, Any]) -> dict[str, Any]:
     r["stragglers"] = [
         {"rank": 1, "compute_ms_median": 9.0, "attributed_to": PAYLOAD, "excess_pct": 30.0}
     ]
-    r["faults"] = {"injected": [{"kind": PAYLOAD, "rank": 1}], "detected": [PAYLOAD]}
+    r["faults"] = {
+        "injected": [{"kind": PAYLOAD, "rank": 1, PAYLOAD: PAYLOAD}],
+        "detected": [{"kind": "hang", "rank": 1, "step": 3, "evidence": PAYLOAD}, PAYLOAD],
+    }
+    r["validation"] = {"passed": False, "reason": PAYLOAD, "checks": [{"name": PAYLOAD}]}
     r["telemetry"] = {
         "series": [
             {"name": PAYLOAD, "unit": "W", "method": PAYLOAD, "t_s": [0, 1], "values": [1, 2]}

@@ -60,11 +60,13 @@ def test_straggler_row_is_emphasised_everywhere(run_straggler: dict[str, Any]) -
     row = next(ln for ln in md.splitlines() if ln.startswith("| **1** |"))
     assert "**straggler**" in row
     assert "- rank 1: median compute" in md
-    assert "- injected: kind=straggler, rank=1, delay_ms=40" in md
-    assert "- detected: kind=straggler, rank=1, step=5" in md
+    assert "| injected | straggler | 1 | n/a | delay_ms=40 |" in md
+    assert "| **detected** | **straggler** | **1** | **n/a** | **median compute 46.95 ms" in md
+    assert "| replica_consistency | passed | steps_checked=55 |" in md
 
     html = render_html(run_straggler)
-    hl = re.findall(r'<tr class="hl">(.*?)</tr>', html)
+    ranks = html.split('data-table="Ranks"')[1].split("</table>")[0]
+    hl = re.findall(r'<tr class="hl">(.*?)</tr>', ranks)
     assert len(hl) == 1 and "<td>1</td>" in hl[0] and "straggler" in hl[0]
     bars = re.search(r'<svg [^>]*data-plot="rank_breakdown".*?</svg>', html, flags=re.S)
     assert bars and 'stroke="#C00"' in bars.group(0) and ">straggler<" in bars.group(0)
@@ -73,7 +75,8 @@ def test_straggler_row_is_emphasised_everywhere(run_straggler: dict[str, Any]) -
     print_run_summary(run_straggler, Console(file=out, width=120, color_system=None))
     text = out.getvalue()
     assert "straggler: rank 1" in text
-    assert "fault injected: kind=straggler" in text
+    assert "fault injected: straggler rank 1 step n/a: delay_ms=40" in text
+    assert "fault detected: straggler rank 1 step n/a: median compute" in text
 
 
 def _plot_labels(html: str) -> list[str]:
