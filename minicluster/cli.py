@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how ranks are started (default: torchrun)",
     )
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
+    _add_report_flags(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("worker", help="per-rank entry for an outside launcher (torchrun, srun)")
@@ -63,7 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("aggregate", help="re-build result.json from the rank files of a run")
     p.add_argument("dir", type=Path, help="run directory (holds ranks/)")
     p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("report", help="render a result: terminal summary, Markdown, HTML")
+    p.add_argument("result", type=Path, help="a result.json")
+    _add_report_flags(p)
+    p.set_defaults(func=cmd_report)
     return parser
+
+
+def _add_report_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--md", type=Path, metavar="FILE", help="also write a Markdown report here")
+    p.add_argument(
+        "--html", type=Path, metavar="FILE", help="also write a self-contained HTML report here"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,6 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = _aggregate_dir(out_dir, launcher_error)
     if default_out:
         _point_latest(out_dir)
+    _write_reports(result, args.md, args.html)
     return _exit_for(result)
 
 
@@ -152,6 +166,38 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_aggregate(args: argparse.Namespace) -> int:
     result = _aggregate_dir(args.dir, None)
     return _exit_for(result)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from minicluster.report.terminal import print_run_summary
+    from minicluster.schema import load_result
+
+    result = load_result(args.result)
+    print_run_summary(result)
+    _write_reports(result, args.md, args.html)
+    return EXIT_OK
+
+
+def _write_reports(result: dict[str, Any], md: Path | None, html: Path | None) -> None:
+    """Write the requested Markdown and HTML reports of `result` (atomic writes)."""
+    from minicluster.schema import atomic_write_text
+
+    if md is not None:
+        from minicluster.report.markdown import render_markdown
+
+        _write_text(md, render_markdown(result), atomic_write_text)
+    if html is not None:
+        from minicluster.report.html import render_html
+
+        _write_text(html, render_html(result), atomic_write_text)
+
+
+def _write_text(path: Path, text: str, write: Any) -> None:
+    try:
+        write(path, text)
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+    print(f"report: {path}")
 
 
 class _RankFailed(MiniclusterError):

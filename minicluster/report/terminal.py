@@ -4,79 +4,74 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from minicluster.report.content import TextTable, run_view
 
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if abs(value) >= 100:
-        return f"{value:,.1f}"
-    return f"{value:.3g}" if abs(value) < 0.01 else f"{value:.2f}"
+_STATUS_COLOR = {"ok": "green", "failed": "red", "incomplete": "yellow"}
+
+
+def _rich_table(t: TextTable, columns: list[int] | None = None, unit: str = "") -> Table:
+    """`unit` moves a shared unit suffix from every header into the title (narrow terminals)."""
+    cols = columns if columns is not None else list(range(len(t.headers)))
+    title = f"{t.title} ({unit})" if unit else t.title
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for i in cols:
+        header = t.headers[i].removesuffix(f" {unit}") if unit else t.headers[i]
+        header = header.removeprefix("step ")
+        table.add_column(
+            escape(header), justify="right" if i in t.numeric else "left", no_wrap=True
+        )
+    for r, row in enumerate(t.rows):
+        style = "bold red" if r in t.highlight else None
+        table.add_row(*(escape(row[i]) for i in cols), style=style)
+    return table
 
 
 def print_run_summary(result: dict[str, Any], console: Console | None = None) -> None:
+    """Summary line, metrics with provenance, what was not measured and why, ranks, faults, errors."""
     console = console or Console(stderr=False, highlight=False)
+    view = run_view(result)
     wl = result["workload"]
-    status = result["status"]
-    color = {"ok": "green", "failed": "red", "incomplete": "yellow"}.get(status, "white")
+    color = _STATUS_COLOR.get(view.status, "white")
     console.print(
         f"[bold]minicluster[/bold] run [cyan]{escape(result['run_id'])}[/cyan]  status "
-        f"[{color}]{status}[/{color}]  {result['world_size']} ranks on {result['nodes']} node(s), "
-        f"backend {result['backend']}, workload {escape(wl['name'])} (global batch {wl['global_batch']})",
+        f"[{color}]{escape(view.status)}[/{color}]  {result['world_size']} ranks on "
+        f"{result['nodes']} node(s), backend {escape(str(result['backend']))}, workload "
+        f"{escape(wl['name'])} (global batch {wl['global_batch']})",
         markup=True,
     )
-    metrics = Table(title="Metrics", title_justify="left")
-    metrics.add_column("metric", no_wrap=True)
-    metrics.add_column("value", justify="right")
-    metrics.add_column("unit")
-    metrics.add_column("provenance")
+    # The method column is long; the terminal shows value, unit and status, files show all.
+    console.print(_rich_table(view.metrics, columns=[0, 1, 2, 3]))
     missing: dict[str, list[str]] = {}
-    for name, mv in result["metrics"].items():
-        if mv["value"] is None:
-            missing.setdefault(str(mv.get("reason")), []).append(name)
-            continue
-        metrics.add_row(name, _fmt(mv["value"]), mv["unit"], mv["status"])
-    console.print(metrics)
+    for name, _unit, reason in view.missing.rows:
+        missing.setdefault(reason, []).append(name)
     for reason, names in missing.items():
-        console.print(f"[dim]not measured:[/dim] {', '.join(names)} [dim]({escape(reason)})[/dim]")
-
-    stragglers = {s["rank"] for s in result.get("stragglers", [])}
-    ranks = Table(title="Ranks (medians over measured steps, ms)", title_justify="left")
-    for col in (
-        "rank",
-        "host",
-        "status",
-        "steps",
-        "step p50",
-        "compute",
-        "comm",
-        "wait",
-        "transfer",
-        "exposed",
-    ):
-        ranks.add_column(col, justify="right" if col not in ("host", "status") else "left")
-    for r in result["ranks"]:
-        tag = " [bold red]straggler[/bold red]" if r["rank"] in stragglers else ""
-        ranks.add_row(
-            f"{r['rank']}{tag}",
-            escape(str(r.get("hostname"))),
-            r["status"],
-            str(r["measured_steps"]),
-            _fmt(r["step_time_ms"]["p50"]),
-            _fmt(r["compute_ms_median"]),
-            _fmt(r["comm_ms_median"]),
-            _fmt(r["wait_ms_median"]),
-            _fmt(r["transfer_ms_median"]),
-            _fmt(r["exposed_comm_ms_median"]),
-        )
-    console.print(ranks)
-    for s in result.get("stragglers", []):
         console.print(
-            f"[yellow]straggler:[/yellow] rank {s['rank']} compute {s['compute_ms_median']} ms "
-            f"vs {s['others_compute_ms_median']} ms on the others (+{s['excess_pct']}%)"
+            f"[dim]not measured:[/dim] {escape(', '.join(names))} [dim]({escape(reason)})[/dim]"
         )
-    for err in result.get("errors", []):
+    rank_cols = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
+    if any(row[12] for row in view.ranks.rows):
+        rank_cols.append(12)
+    console.print(_rich_table(view.ranks, columns=rank_cols, unit="ms"))
+    for s in view.stragglers:
+        console.print(f"[yellow]straggler:[/yellow] {escape(s)}")
+    for side, kind, rank, step, details in view.faults.rows:
+        console.print(
+            f"[magenta]fault {escape(side)}:[/magenta] {escape(kind)} rank {escape(rank)} "
+            f"step {escape(step)}" + (f": {escape(details)}" if details else "")
+        )
+    if view.validation is not None:
+        console.print(_rich_table(view.validation))
+        console.print(f"validation: {escape(view.validation.note)}")
+    for err in view.errors:
         console.print(f"[red]error:[/red] {escape(err)}", highlight=False)

@@ -1,0 +1,249 @@
+"""What a run report shows, as plain-text tables shared by the terminal, Markdown and HTML renderers.
+
+Everything here is selection and formatting of numbers the coordinator already computed; the
+text is raw (unescaped): each renderer escapes for its own output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from minicluster.units import bytes_to_mib
+
+
+@dataclass
+class TextTable:
+    """A table of display strings; `highlight` holds row indices to emphasise (e.g. a straggler)."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    highlight: set[int] = field(default_factory=set)
+    note: str = ""
+    numeric: set[int] = field(default_factory=set)  # column indices to right-align
+
+
+@dataclass
+class RunView:
+    """The sections of a run report, in the order every renderer shows them."""
+
+    title: str
+    status: str
+    summary: TextTable
+    metrics: TextTable
+    missing: TextTable
+    ranks: TextTable
+    stragglers: list[str]
+    faults: TextTable
+    validation: TextTable | None
+    errors: list[str]
+
+
+def fmt_num(value: float | None) -> str:
+    """A number for people: n/a for None, thousands separators above 100, 3 significant digits below 0.01."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if abs(value) >= 100:
+        return f"{value:,.1f}"
+    return f"{value:.3g}" if abs(value) < 0.01 else f"{value:.2f}"
+
+
+def _text(value: Any) -> str:
+    return "n/a" if value is None else str(value)
+
+
+def run_view(result: dict[str, Any]) -> RunView:
+    """Pick and format what a report of one run result shows (no statistic is computed here)."""
+    return RunView(
+        title=f"minicluster run {result['run_id']}",
+        status=str(result["status"]),
+        summary=_summary(result),
+        metrics=_metrics(result),
+        missing=_missing(result),
+        ranks=_ranks(result),
+        stragglers=[_straggler_sentence(s) for s in result.get("stragglers") or []],
+        faults=_faults(result),
+        validation=_validation(result),
+        errors=[str(e) for e in result.get("errors") or []],
+    )
+
+
+def _summary(result: dict[str, Any]) -> TextTable:
+    wl = result["workload"]
+    steps = (result.get("config") or {}).get("steps") or {}
+    platform = result.get("platform") or {}
+    nodes = platform.get("nodes") or []
+    hosts = ", ".join(str(n.get("hostname")) for n in nodes) or "n/a"
+    cpus = sorted({str(n.get("cpu")) for n in nodes if n.get("cpu")})
+    gpus = sorted(
+        {str(g.get("name") or g.get("model") or g) for n in nodes for g in n.get("gpus") or []}
+    )
+    rows = [
+        ["run id", str(result["run_id"])],
+        ["status", str(result["status"])],
+        ["created at (UTC)", _text(result.get("created_at"))],
+        ["world size", f"{result['world_size']} ranks on {result['nodes']} node(s)"],
+        ["launcher / backend", f"{result.get('launcher')} / {_text(result.get('backend'))}"],
+        [
+            "workload",
+            f"{wl['name']} ({wl['workload_type']}), params {fmt_num(wl.get('params'))}",
+        ],
+        ["batch", f"global {wl['global_batch']} = {wl['per_rank_batch']} per rank"],
+        [
+            "steps",
+            f"{_text(steps.get('warmup'))} warm-up + {_text(steps.get('measured'))} measured",
+        ],
+        ["hosts", hosts],
+        ["CPU", ", ".join(cpus) or "n/a"],
+        ["GPU", ", ".join(gpus) or "none"],
+        [
+            "software",
+            f"minicluster {result['tool']['version']}, torch {_text(platform.get('torch'))}, "
+            f"python {_text(platform.get('python'))}",
+        ],
+    ]
+    return TextTable("Summary", ["field", "value"], rows)
+
+
+def _metrics(result: dict[str, Any]) -> TextTable:
+    table = TextTable(
+        "Metrics",
+        ["metric", "value", "unit", "status", "method"],
+        numeric={1},
+        note="status: measured (read from a clock or counter), derived (computed from measured "
+        "values), estimated (modelled).",
+    )
+    for name, mv in result["metrics"].items():
+        if mv.get("value") is None:
+            continue
+        table.rows.append(
+            [name, fmt_num(mv["value"]), mv["unit"], mv["status"], _text(mv.get("method"))]
+        )
+    return table
+
+
+def _missing(result: dict[str, Any]) -> TextTable:
+    table = TextTable("Not measured, and why", ["metric", "unit", "reason"])
+    for name, mv in result["metrics"].items():
+        if mv.get("value") is None:
+            table.rows.append([name, mv["unit"], _text(mv.get("reason"))])
+    return table
+
+
+def _ranks(result: dict[str, Any]) -> TextTable:
+    stragglers = {s.get("rank") for s in result.get("stragglers") or []}
+    failed = set(result.get("failed_ranks") or [])
+    table = TextTable(
+        "Ranks",
+        [
+            "rank",
+            "host",
+            "status",
+            "steps",
+            "step p50 ms",
+            "step p95 ms",
+            "compute ms",
+            "comm ms",
+            "wait ms",
+            "transfer ms",
+            "exposed ms",
+            "peak RSS MiB",
+            "note",
+        ],
+        note="Per-rank medians over measured steps (warm-up excluded), computed by the "
+        "coordinator. steps = measured / recorded.",
+        numeric=set(range(3, 12)),
+    )
+    for i, r in enumerate(result["ranks"]):
+        st = r.get("step_time_ms") or {}
+        mem = r.get("memory") or {}
+        rss = mem.get("rss_peak_bytes")
+        notes = []
+        if r["rank"] in stragglers:
+            notes.append("straggler")
+            table.highlight.add(i)
+        if r["rank"] in failed or r["status"] != "ok":
+            table.highlight.add(i)
+        if r.get("error"):
+            notes.append(f"error: {r['error']}")
+        table.rows.append(
+            [
+                str(r["rank"]),
+                _text(r.get("hostname")),
+                str(r["status"]),
+                f"{r['measured_steps']} / {r['steps_recorded']}",
+                fmt_num(st.get("p50")),
+                fmt_num(st.get("p95")),
+                fmt_num(r.get("compute_ms_median")),
+                fmt_num(r.get("comm_ms_median")),
+                fmt_num(r.get("wait_ms_median")),
+                fmt_num(r.get("transfer_ms_median")),
+                fmt_num(r.get("exposed_comm_ms_median")),
+                fmt_num(bytes_to_mib(rss)) if isinstance(rss, (int, float)) else "n/a",
+                "; ".join(notes),
+            ]
+        )
+    return table
+
+
+def _straggler_sentence(s: dict[str, Any]) -> str:
+    return (
+        f"rank {s.get('rank')}: median compute {fmt_num(s.get('compute_ms_median'))} ms vs "
+        f"{fmt_num(s.get('others_compute_ms_median'))} ms on the others "
+        f"(+{fmt_num(s.get('excess_pct'))}%, threshold {fmt_num(s.get('threshold_pct'))}%, "
+        f"attributed to {s.get('attributed_to', 'compute')})"
+    )
+
+
+_FAULT_KEYS = ("kind", "rank", "step")
+
+
+def _faults(result: dict[str, Any]) -> TextTable:
+    """Injected and detected faults (`{kind, rank, step, evidence, ...}`), one row each."""
+    table = TextTable(
+        "Faults",
+        ["", "kind", "rank", "step", "details"],
+        note="injected: what the run was told to do; detected: what the coordinator found in "
+        "the ranks' records.",
+    )
+    faults = result.get("faults") or {}
+    for side in ("injected", "detected"):
+        for f in faults.get(side) or []:
+            if not isinstance(f, dict):
+                table.rows.append([side, str(f), "", "", ""])
+                continue
+            rest = sorted(k for k in f if k not in _FAULT_KEYS)
+            details = "; ".join(
+                str(f[k]) if k == "evidence" else f"{k}={_text(f[k])}" for k in rest
+            )
+            table.rows.append([side, *(_text(f.get(k)) for k in _FAULT_KEYS), details])
+            if side == "detected":
+                table.highlight.add(len(table.rows) - 1)
+    return table
+
+
+def _validation(result: dict[str, Any]) -> TextTable | None:
+    """The correctness checks (`result["validation"]`: passed, reason, checks[{name, passed}])."""
+    v = result.get("validation")
+    if not isinstance(v, dict):
+        return None
+    verdict = "passed" if v.get("passed") else "FAILED"
+    reason = f": {v['reason']}" if v.get("reason") else ""
+    table = TextTable("Validation", ["check", "result", "details"], note=f"{verdict}{reason}")
+    for c in v.get("checks") or []:
+        rest = sorted(k for k in c if k not in ("name", "passed"))
+        table.rows.append(
+            [
+                _text(c.get("name")),
+                "passed" if c.get("passed") else "FAILED",
+                "; ".join(f"{k}={_text(c[k])}" for k in rest),
+            ]
+        )
+        if not c.get("passed"):
+            table.highlight.add(len(table.rows) - 1)
+    return table

@@ -1,0 +1,69 @@
+"""GitHub-flavoured Markdown report of one run result (stable ordering, every text escaped)."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from minicluster.report.content import RunView, TextTable, run_view
+from minicluster.report.plots import run_plots
+
+
+def md_escape(text: str) -> str:
+    """Text safe in a Markdown table cell: HTML entities for <, >, &; `|` and newlines neutralised.
+
+    Underscores and asterisks stay as they are: inside words GitHub does not read them as
+    emphasis, and metric names stay greppable in the raw file.
+    """
+    return (
+        html.escape(str(text), quote=False)
+        .replace("|", "\\|")
+        .replace("\r", " ")
+        .replace("\n", " ")
+    )
+
+
+def _table(t: TextTable, emphasise: bool = True) -> list[str]:
+    lines = [f"## {t.title}", ""]
+    if t.note:
+        lines += [md_escape(t.note), ""]
+    if not t.rows:
+        return lines + ["(none)", ""]
+    lines.append("| " + " | ".join(md_escape(h) for h in t.headers) + " |")
+    lines.append(
+        "|" + "|".join(" ---: " if i in t.numeric else " --- " for i in range(len(t.headers))) + "|"
+    )
+    for i, row in enumerate(t.rows):
+        cells = [md_escape(c) for c in row]
+        if emphasise and i in t.highlight:
+            cells = [f"**{c}**" if c else c for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _bullets(title: str, items: list[str], empty: str) -> list[str]:
+    lines = [f"## {title}", ""]
+    lines += [f"- {md_escape(i)}" for i in items] or [empty]
+    return lines + [""]
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """The Markdown report of a run result."""
+    view: RunView = run_view(result)
+    lines = [f"# {md_escape(view.title)}", ""]
+    lines += [f"Status: **{md_escape(view.status)}**", ""]
+    lines += _table(view.summary, emphasise=False)
+    lines += _table(view.metrics, emphasise=False)
+    lines += _table(view.missing, emphasise=False)
+    lines += _table(view.ranks)
+    lines += _bullets("Stragglers", view.stragglers, "None detected.")
+    lines += _table(view.faults)
+    if view.validation is not None:
+        lines += _table(view.validation)
+    lines += _bullets("Errors", view.errors, "None.")
+    plots = run_plots(result)
+    if plots:
+        lines += ["## Plots", "", "Drawn in the HTML report (`--html`):", ""]
+        lines += [f"- {md_escape(p.title)}: {md_escape(p.caption)}" for p in plots]
+        lines += [""]
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -1,0 +1,503 @@
+"""The plots of a result as inline SVG, each drawn only when the result holds its data.
+
+Each function takes the whole result dict and returns a `Plot`, or None when the data it
+draws is absent. The numbers come from the result as they are; choosing axes, clipping the
+view and picking colours is all that happens here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from minicluster import metrics_registry
+from minicluster.report import svg
+from minicluster.report.content import fmt_num
+
+MAX_LEGEND = 12
+STEP_SERIES_MAX = 64  # ranks drawn in the step-time plot; more would be an unreadable tangle
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure: `label` is a stable id (tests, anchors), `caption` says units and provenance."""
+
+    label: str
+    title: str
+    svg: str
+    caption: str
+
+
+def run_plots(result: dict[str, Any]) -> list[Plot]:
+    """Every plot this result has data for, in report order."""
+    makers = (
+        step_time_plot,
+        rank_breakdown_plot,
+        scaling_plot,
+        busbw_plot,
+        power_plot,
+        temperature_plot,
+    )
+    return [p for p in (make(result) for make in makers) if p is not None]
+
+
+def _value(result: dict[str, Any], name: str) -> float | None:
+    mv = (result.get("metrics") or {}).get(name) or {}
+    v = mv.get("value")
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def step_time_plot(result: dict[str, Any]) -> Plot | None:
+    """Step time per rank over steps, warm-up shaded, run p50/p95 as dashed lines.
+
+    Reads `result["steps"]["embedded"]`: `{rank (str): {"step": [int], "warmup": [bool],
+    "step_time_ms": [float | None]}}`, and the metrics `latency_p50_ms` / `latency_p95_ms`.
+    """
+    embedded = (
+        (result.get("steps") or {}).get("embedded")
+        if isinstance(result.get("steps"), dict)
+        else None
+    )
+    if not embedded:
+        return None
+    series: list[tuple[int, list[tuple[float, float]], list[tuple[float, bool]]]] = []
+    for key in sorted(embedded, key=lambda k: int(k))[:STEP_SERIES_MAX]:
+        rec = embedded[key]
+        pts = [
+            (float(s), float(t))
+            for s, t in zip(rec["step"], rec["step_time_ms"], strict=True)
+            if t is not None
+        ]
+        flags = list(zip(rec["step"], rec.get("warmup") or [False] * len(rec["step"]), strict=True))
+        if pts:
+            series.append((int(key), pts, flags))
+    if not series:
+        return None
+    p50 = _value(result, "latency_p50_ms")
+    p95 = _value(result, "latency_p95_ms")
+    measured = [
+        t for _, pts, flags in series for (s, t), (_, w) in zip(pts, flags, strict=False) if not w
+    ]
+    everything = [t for _, pts, _ in series for _, t in pts]
+    # Warm-up steps (first iterations, allocator and thread-pool start-up) can be 10x the
+    # measured ones: scale to the measured steps and say what is off the scale.
+    basis = measured or everything
+    y_hi = max(basis + [v for v in (p50, p95) if v is not None]) * 1.15
+    off_scale = [t for t in everything if t > y_hi]
+    x_lo = min(p[0] for _, pts, _ in series for p in pts)
+    x_hi = max(p[0] for _, pts, _ in series for p in pts)
+    frame = svg.Frame(x_lo, max(x_hi, x_lo + 1), 0.0, y_hi)
+    title = "Step time per rank"
+    parts = [svg.open_svg(frame, title, "step_time")]
+    warm = sorted({s for _, _, flags in series for s, w in flags if w})
+    if warm:
+        parts.append(
+            svg.vband(frame, max(warm[0] - 0.5, x_lo), min(warm[-1] + 0.5, x_hi), "warm-up")
+        )
+    parts.append(svg.axes(frame, "step", "step time (ms)"))
+    entries: list[tuple[str, str, str]] = []
+    for i, (rank, pts, _) in enumerate(series):
+        clipped = [(s, min(t, y_hi)) for s, t in pts]
+        parts.append(svg.polyline(frame, clipped, svg.color(i), f"rank {rank}"))
+        if i < MAX_LEGEND:
+            entries.append((f"rank {rank}", svg.color(i), "line"))
+    if len(series) > MAX_LEGEND:
+        entries.append((f"+{len(series) - MAX_LEGEND} more ranks", "#666", "line"))
+    for name, v, col in (("p50", p50, "#333"), ("p95", p95, "#C00")):
+        if v is not None:
+            parts.append(svg.hline(frame, v, col, f"run {name} {fmt_num(v)} ms", inline=False))
+            entries.append((f"run {name} {fmt_num(v)} ms", col, "dash"))
+    if off_scale:
+        parts.append(
+            svg.text(
+                frame.right,
+                20,
+                f"{len(off_scale)} point(s) above the axis, up to {fmt_num(max(off_scale))} ms",
+                anchor="end",
+                fill="#666",
+            )
+        )
+    parts.append(svg.legend(frame, entries))
+    parts.append("</svg>")
+    shown = (
+        f"the first {STEP_SERIES_MAX} of {len(embedded)} ranks"
+        if len(embedded) > STEP_SERIES_MAX
+        else "every rank"
+    )
+    caption = (
+        f"Step time in ms of {shown} per step: measured (perf_counter_ns, device synchronized "
+        "before each clock read). Shaded: warm-up steps, recorded but excluded from statistics. "
+        "Dashed: the run's p50 and p95 of the per-step slowest-rank step time over measured "
+        "steps (metrics latency_p50_ms, latency_p95_ms; computed by the coordinator)."
+    )
+    return Plot("step_time", title, "".join(parts), caption)
+
+
+_SEGMENTS = (
+    ("compute_ms_median", "compute", "#0072B2"),
+    ("wait_ms_median", "all-reduce wait", "#D55E00"),
+    ("transfer_ms_median", "all-reduce transfer", "#009E73"),
+)
+
+
+def rank_breakdown_plot(result: dict[str, Any]) -> Plot | None:
+    """Per-rank compute / wait / transfer medians as horizontal stacked bars, straggler outlined.
+
+    Reads `result["ranks"][i]`: `rank`, `compute_ms_median`, `wait_ms_median`,
+    `transfer_ms_median` (ms, None when the rank has no measured steps), and
+    `result["stragglers"][j]["rank"]`.
+    """
+    ranks = [r for r in result.get("ranks") or [] if r.get("compute_ms_median") is not None]
+    if not ranks:
+        return None
+    stragglers = {s.get("rank") for s in result.get("stragglers") or []}
+    totals = [sum(r.get(k) or 0.0 for k, _, _ in _SEGMENTS) for r in ranks]
+    bar_h, gap = 18, 8
+    height = svg.MARGIN_TOP + len(ranks) * (bar_h + gap) + svg.MARGIN_BOTTOM + 10
+    frame = svg.Frame(0.0, max(totals) * 1.12 or 1.0, 0.0, 1.0, height=height)
+    title = "Per-rank step breakdown (medians)"
+    parts = [svg.open_svg(frame, title, "rank_breakdown")]
+    ticks = svg.nice_ticks(0.0, frame.x_hi, 6)
+    for v in ticks:
+        x = frame.x(v)
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{frame.top}" x2="{x:.1f}" y2="{frame.bottom}" class="grid"/>'
+        )
+    parts.append(svg.x_axis(frame, "median time per step (ms)", ticks))
+    for i, r in enumerate(ranks):
+        y = frame.top + 6 + i * (bar_h + gap)
+        x0 = 0.0
+        is_straggler = r["rank"] in stragglers
+        for key, name, col in _SEGMENTS:
+            v = r.get(key)
+            if v is None:
+                continue
+            a, b = frame.x(x0), frame.x(x0 + v)
+            parts.append(
+                svg.rect(a, y, b - a, bar_h, col, f"rank {r['rank']} {name}: {fmt_num(v)} ms")
+            )
+            x0 += v
+        if is_straggler:
+            parts.append(
+                svg.rect(
+                    frame.x(0),
+                    y - 2,
+                    frame.x(x0) - frame.x(0),
+                    bar_h + 4,
+                    "none",
+                    f"rank {r['rank']} is the straggler",
+                    outline="#C00",
+                )
+            )
+            parts.append(
+                svg.text(frame.x(x0) + 6, y + 13, "straggler", fill="#C00", cls="tick strag")
+            )
+        parts.append(svg.text(frame.left - 6, y + 13, f"rank {r['rank']}", anchor="end"))
+    parts.append(svg.legend(frame, [(n, c, "box") for _, n, c in _SEGMENTS]))
+    parts.append("</svg>")
+    caption = (
+        "Median ms per step of each rank over measured steps (derived by the coordinator): "
+        "compute = forward + backward - exposed communication; transfer = per step the minimum "
+        "over ranks of all-reduce time; wait = all-reduce time - transfer (time spent waiting "
+        "for slower ranks). The bars stack medians, so their length is not a median step time. "
+        "A straggler (highest median compute above the threshold) is outlined in red."
+    )
+    return Plot("rank_breakdown", title, "".join(parts), caption)
+
+
+def scaling_plot(result: dict[str, Any]) -> Plot | None:
+    """Scaling efficiency vs world size with the ideal (100%) line; projected points hollow.
+
+    Reads `result["scaling"]`: `{"mode": "weak" | "strong", "points": [{"world_size": int,
+    "efficiency_pct": float | None, "status": "measured" | "derived" | "estimated" |
+    "projected"}]}` (sweep results; this key is null in a single run).
+    """
+    scaling = result.get("scaling")
+    if not isinstance(scaling, dict):
+        return None
+    pts = [p for p in scaling.get("points") or [] if p.get("efficiency_pct") is not None]
+    if not pts:
+        return None
+    real = sorted(
+        (float(p["world_size"]), float(p["efficiency_pct"]))
+        for p in pts
+        if p.get("status") not in ("estimated", "projected")
+    )
+    proj = sorted(
+        (float(p["world_size"]), float(p["efficiency_pct"]))
+        for p in pts
+        if p.get("status") in ("estimated", "projected")
+    )
+    sizes = sorted({p[0] for p in real + proj})
+    y_hi = max([100.0] + [p[1] for p in real + proj]) * 1.1
+    frame = svg.Frame(
+        min(sizes), max(sizes[-1], sizes[0] + 1), 0.0, y_hi, log_x=len(sizes) > 2 and sizes[0] > 0
+    )
+    title = f"Scaling efficiency ({scaling.get('mode', 'unknown')} scaling)"
+    parts = [
+        svg.open_svg(frame, title, "scaling"),
+        svg.axes(
+            frame, "world size (ranks)", "scaling efficiency (%)", sizes, [f"{s:g}" for s in sizes]
+        ),
+    ]
+    parts.append(svg.hline(frame, 100.0, "#333", "ideal 100%"))
+    parts.append(svg.polyline(frame, real, svg.color(0), "measured"))
+    parts.append(svg.markers(frame, real, svg.color(0), "measured"))
+    # The dashed line continues from the last measured point into the projection.
+    if proj:
+        parts.append(svg.polyline(frame, real[-1:] + proj, svg.color(1), "projected", dash="4 3"))
+    parts.append(svg.markers(frame, proj, svg.color(1), "projected", hollow=True))
+    parts.append(
+        svg.legend(
+            frame,
+            [
+                ("measured", svg.color(0), "line"),
+                ("projected / estimated", svg.color(1), "hollow"),
+                ("ideal", "#333", "dash"),
+            ],
+        )
+    )
+    parts.append("</svg>")
+    caption = (
+        "Scaling efficiency in % per world size, from the sweep (weak: X_N / (N X_1); strong: "
+        "t_1 / (N t_N)). Filled: measured in this session; hollow: projected or estimated."
+    )
+    return Plot("scaling", title, "".join(parts), caption)
+
+
+def _size_text(n_bytes: float) -> str:
+    for unit, factor in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if n_bytes >= factor:
+            return f"{n_bytes / factor:g}{unit}"
+    return f"{n_bytes:g}B"
+
+
+def busbw_plot(result: dict[str, Any]) -> Plot | None:
+    """Bus bandwidth vs message size per collective, log x.
+
+    Reads `result["collectives"]["results"]`: `[{"op": str, "size_bytes": int,
+    "busbw_gbps": float | None}]` (collective benchmark results; null in a training run).
+    """
+    coll = result.get("collectives")
+    rows = (coll or {}).get("results") if isinstance(coll, dict) else None
+    rows = [r for r in rows or [] if r.get("busbw_gbps") is not None and r.get("size_bytes", 0) > 0]
+    if not rows:
+        return None
+    ops = sorted({str(r["op"]) for r in rows})
+    sizes = sorted({float(r["size_bytes"]) for r in rows})
+    y_hi = max(float(r["busbw_gbps"]) for r in rows) * 1.15 or 1.0
+    frame = svg.Frame(sizes[0], max(sizes[-1], sizes[0] * 2), 0.0, y_hi, log_x=True)
+    step = max(1, math.ceil(len(sizes) / 8))
+    ticks = sizes[::step]
+    title = "Bus bandwidth vs message size"
+    parts = [
+        svg.open_svg(frame, title, "busbw"),
+        svg.axes(
+            frame,
+            "message size (bytes, log scale; K = 1024)",
+            "busbw (GB/s, 1 GB = 1e9 B)",
+            ticks,
+            [_size_text(s) for s in ticks],
+        ),
+    ]
+    entries = []
+    for i, op in enumerate(ops):
+        pts = sorted(
+            (float(r["size_bytes"]), float(r["busbw_gbps"])) for r in rows if r["op"] == op
+        )
+        parts.append(svg.polyline(frame, pts, svg.color(i), op))
+        parts.append(svg.markers(frame, pts, svg.color(i), op))
+        entries.append((op, svg.color(i), "line"))
+    parts.append(svg.legend(frame, entries))
+    parts.append("</svg>")
+    caption = (
+        "Bus bandwidth in decimal GB/s per message size (nccl-tests convention: algbw x "
+        "2(n-1)/n for all_reduce, (n-1)/n for all_gather, reduce_scatter, all_to_all, 1 for "
+        "broadcast), derived from measured collective times."
+    )
+    return Plot("busbw", title, "".join(parts), caption)
+
+
+def _series_plot(
+    result: dict[str, Any], unit: str, label: str, title: str, y_label: str
+) -> Plot | None:
+    telemetry = result.get("telemetry")
+    series = (telemetry or {}).get("series") if isinstance(telemetry, dict) else None
+    chosen = [s for s in series or [] if s.get("unit") == unit and s.get("t_s")]
+    lines = []
+    for s in chosen:
+        pts = [
+            (float(t), float(v))
+            for t, v in zip(s["t_s"], s["values"], strict=True)
+            if v is not None
+        ]
+        if pts:
+            lines.append((s, pts))
+    if not lines:
+        return None
+    xs = [p[0] for _, pts in lines for p in pts]
+    ys = [p[1] for _, pts in lines for p in pts]
+    frame = svg.Frame(min(xs), max(max(xs), min(xs) + 1), 0.0, max(ys) * 1.15 or 1.0)
+    parts = [
+        svg.open_svg(frame, title, label),
+        svg.axes(frame, "time since start of the run (s)", y_label),
+    ]
+    entries = []
+    for i, (s, pts) in enumerate(lines):
+        name = f"{s.get('name', 'series')} ({s.get('status', 'measured')})"
+        parts.append(
+            svg.polyline(
+                frame,
+                pts,
+                svg.color(i),
+                name,
+                dash="" if s.get("status", "measured") == "measured" else "4 3",
+            )
+        )
+        entries.append((name, svg.color(i), "line"))
+    parts.append(svg.legend(frame, entries[:MAX_LEGEND]))
+    parts.append("</svg>")
+    methods = sorted({str(s.get("method")) for s, _ in lines if s.get("method")})
+    caption = (
+        f"{y_label[0].upper()}{y_label[1:]} over time; dashed lines are not measured values "
+        f"(status in the legend). Source: {'; '.join(methods) or 'telemetry samples'}."
+    )
+    energy = _value(result, "energy_per_step_joules")
+    if unit == "W" and energy is not None:
+        status = result["metrics"]["energy_per_step_joules"].get("status")
+        caption += f" Energy per step: {fmt_num(energy)} J ({status})."
+    return Plot(label, title, "".join(parts), caption)
+
+
+def power_plot(result: dict[str, Any]) -> Plot | None:
+    """Power over time, one line per source.
+
+    Reads `result["telemetry"]["series"]`: `[{"name": str, "unit": "W", "status": str,
+    "method": str, "t_s": [float], "values": [float | None]}]` and the metric
+    `energy_per_step_joules` for the caption.
+    """
+    return _series_plot(result, "W", "power", "Power over time", "power (W)")
+
+
+def temperature_plot(result: dict[str, Any]) -> Plot | None:
+    """Temperature over time, one line per sensor: `result["telemetry"]["series"]` with unit °C."""
+    return _series_plot(result, "°C", "temperature", "Temperature over time", "temperature (°C)")
+
+
+_VERDICT_COLOR = {"better": "#009E73", "worse": "#D55E00", "no_change": "#999999"}
+
+
+def _normalized_pct(row: dict[str, Any]) -> float | None:
+    """delta_pct turned so that positive is better (registry direction); None without one."""
+    pct = row.get("delta_pct")
+    direction = row.get("direction")
+    if direction is None:
+        m = metrics_registry.get(str(row.get("metric")))
+        direction = m.direction if m else "none"
+    if not isinstance(pct, (int, float)) or direction not in ("higher", "lower"):
+        return None
+    return float(pct) if direction == "higher" else -float(pct)
+
+
+def _delta_mark(row: dict[str, Any], norm: float | None) -> str:
+    """What a row shows instead of (or beside) a bar: `~`, `?`, n/a, or the signed percent."""
+    verdict = row.get("verdict")
+    if verdict in ("not_comparable", "missing") or row.get("a") is None or row.get("b") is None:
+        return "n/a"
+    if row.get("delta_pct") is None:
+        return "?"  # zero baseline: only the absolute delta exists
+    if norm is None:
+        return "no direction"
+    if verdict == "no_change":
+        return f"~ ({norm:+.1f}%)"
+    return f"{norm:+.1f}%"
+
+
+def comparison_plot(rows: list[dict[str, Any]], title: str = "B vs A") -> Plot | None:
+    """Direction-normalized deltas per metric (right = better), grouped by family.
+
+    Takes the comparator's rows (`Row.to_dict()`): `metric`, `unit`, `a`, `b`, `delta_abs`,
+    `delta_pct` (None for a zero baseline), `verdict` (`better`, `worse`, `no_change`,
+    `not_comparable`, `missing`), `reason`, and optionally `family` and `direction` (taken
+    from the metric registry when absent). A metric that is `~`, `?` or n/a gets no bar, only
+    its mark.
+    """
+    if not rows:
+        return None
+
+    def family(r: dict[str, Any]) -> str:
+        m = metrics_registry.get(str(r.get("metric")))
+        return str(r.get("family") or (m.family if m else "other"))
+
+    families: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        families.setdefault(family(r), []).append(r)
+    norms = [_normalized_pct(r) for r in rows]
+    span = max([abs(n) for n in norms if n is not None] + [5.0]) * 1.15
+    line_h = 20
+    n_lines = len(rows) + len(families)
+    height = svg.MARGIN_TOP + n_lines * line_h + svg.MARGIN_BOTTOM + 10
+    frame = svg.Frame(-span, span, 0.0, 1.0, width=svg.WIDTH + 140, height=height, margin_left=230)
+    label_x = 8
+    parts = [svg.open_svg(frame, f"Direction-normalized deltas, {title}", "comparison")]
+    ticks = svg.nice_ticks(-span, span, 6)
+    for v in ticks:
+        x = frame.x(v)
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{frame.top}" x2="{x:.1f}" y2="{frame.bottom}" '
+            f'class="{"axis" if v == 0 else "grid"}"/>'
+        )
+    parts.append(
+        svg.x_axis(
+            frame, "change in % where right is better (direction from the metric registry)", ticks
+        )
+    )
+    y = frame.top + 4
+    for fam in families:
+        parts.append(svg.text(label_x, y + 13, fam, cls="alabel"))
+        y += line_h
+        for r in families[fam]:
+            norm = _normalized_pct(r)
+            mark = _delta_mark(r, norm)
+            name = str(r.get("metric"))
+            parts.append(svg.text(label_x + 12, y + 13, name))
+            verdict = str(r.get("verdict"))
+            if mark not in ("n/a", "?", "no direction") and norm is not None:
+                a, b = frame.x(min(0.0, norm)), frame.x(max(0.0, norm))
+                col = _VERDICT_COLOR.get(verdict, "#999999")
+                parts.append(
+                    svg.rect(
+                        a,
+                        y + 3,
+                        b - a,
+                        line_h - 6,
+                        col,
+                        f"{name}: {mark} ({verdict}); {r.get('reason', '')}",
+                    )
+                )
+                end = frame.x(norm) + (4 if norm >= 0 else -4)
+                parts.append(svg.text(end, y + 14, mark, anchor="start" if norm >= 0 else "end"))
+            else:
+                parts.append(
+                    svg.text(frame.x(0) + 4, y + 14, f"{mark}: {r.get('reason', '')}", fill="#666")
+                )
+            y += line_h
+    parts.append(
+        svg.legend(
+            frame,
+            [
+                ("better", _VERDICT_COLOR["better"], "box"),
+                ("worse", _VERDICT_COLOR["worse"], "box"),
+                ("~ not significant", _VERDICT_COLOR["no_change"], "box"),
+            ],
+        )
+    )
+    parts.append("</svg>")
+    caption = (
+        "Percent change of B against A per metric, signed so that right is better (lower-is-better "
+        "metrics flipped); colours are the comparator's verdicts. ~ = not significant, ? = zero "
+        "baseline (absolute delta only), n/a = not measured on one side or not comparable. "
+        "Values as derived by the comparator."
+    )
+    return Plot("comparison", f"Comparison, {title}", "".join(parts), caption)

@@ -1,0 +1,261 @@
+"""Hand-drawn inline SVG primitives (axes, ticks, lines, bars, legend) with every text escaped.
+
+No plotting library: the HTML report must work offline and without JavaScript. Coordinates
+are in SVG user units; a `Frame` maps data values onto the plot area.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from html import escape
+
+# Colour-blind-safe palette (Okabe-Ito), cycled by series index.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+WIDTH = 760
+HEIGHT = 340
+MARGIN_LEFT = 64
+MARGIN_RIGHT = 170
+MARGIN_TOP = 34
+MARGIN_BOTTOM = 48
+LEGEND_CHARS = 22  # what fits in the right margin at 11 px; the full label is the hover title
+
+
+def color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    """Round tick values covering [lo, hi] (1, 2, 5 x 10^k steps)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(target, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step) * step
+    ticks = []
+    v = first
+    while v <= hi + step * 1e-9:
+        ticks.append(round(v, 12))
+        v += step
+    return ticks
+
+
+def tick_label(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) >= 1000 or abs(v) < 0.01:
+        return f"{v:.3g}"
+    return f"{v:g}"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Maps data ranges onto the plot area; `log_x` uses log10 on x (values must be > 0)."""
+
+    x_lo: float
+    x_hi: float
+    y_lo: float
+    y_hi: float
+    log_x: bool = False
+    width: int = WIDTH
+    height: int = HEIGHT
+    margin_left: int = MARGIN_LEFT
+
+    @property
+    def left(self) -> float:
+        return self.margin_left
+
+    @property
+    def right(self) -> float:
+        return self.width - MARGIN_RIGHT
+
+    @property
+    def top(self) -> float:
+        return MARGIN_TOP
+
+    @property
+    def bottom(self) -> float:
+        return self.height - MARGIN_BOTTOM
+
+    def _xt(self, x: float) -> float:
+        return math.log10(x) if self.log_x else x
+
+    def x(self, v: float) -> float:
+        lo, hi = self._xt(self.x_lo), self._xt(self.x_hi)
+        span = hi - lo or 1.0
+        return self.left + (self._xt(v) - lo) / span * (self.right - self.left)
+
+    def y(self, v: float) -> float:
+        span = self.y_hi - self.y_lo or 1.0
+        return self.bottom - (v - self.y_lo) / span * (self.bottom - self.top)
+
+
+def open_svg(frame: Frame, title: str, label: str) -> str:
+    """The <svg> start tag with an accessible title; `label` names the plot for tests."""
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" data-plot="{escape(label)}" '
+        f'viewBox="0 0 {frame.width} {frame.height}" width="{frame.width}" '
+        f'height="{frame.height}" role="img" aria-label="{escape(title)}">'
+        f"<title>{escape(title)}</title>"
+        f'<text x="{frame.left}" y="20" class="ptitle">{escape(title)}</text>'
+    )
+
+
+def axes(
+    frame: Frame,
+    x_label: str,
+    y_label: str,
+    x_ticks: list[float] | None = None,
+    x_tick_text: list[str] | None = None,
+) -> str:
+    """Axis lines, grid, tick labels and axis titles (which carry the units)."""
+    parts = [
+        f'<line x1="{frame.left}" y1="{frame.bottom}" x2="{frame.right}" y2="{frame.bottom}" '
+        'class="axis"/>',
+        f'<line x1="{frame.left}" y1="{frame.top}" x2="{frame.left}" y2="{frame.bottom}" '
+        'class="axis"/>',
+    ]
+    for v in nice_ticks(frame.y_lo, frame.y_hi):
+        y = frame.y(v)
+        parts.append(
+            f'<line x1="{frame.left}" y1="{y:.1f}" x2="{frame.right}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{frame.left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">'
+            f"{escape(tick_label(v))}</text>"
+        )
+    xs = x_ticks if x_ticks is not None else nice_ticks(frame.x_lo, frame.x_hi, 8)
+    texts = x_tick_text or [tick_label(v) for v in xs]
+    for v, t in zip(xs, texts, strict=True):
+        x = frame.x(v)
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{frame.bottom}" x2="{x:.1f}" y2="{frame.bottom + 4}" '
+            'class="axis"/>'
+            f'<text x="{x:.1f}" y="{frame.bottom + 17}" class="tick" text-anchor="middle">'
+            f"{escape(t)}</text>"
+        )
+    mid_x = (frame.left + frame.right) / 2
+    mid_y = (frame.top + frame.bottom) / 2
+    parts.append(
+        f'<text x="{mid_x:.1f}" y="{frame.height - 10}" class="alabel" text-anchor="middle">'
+        f"{escape(x_label)}</text>"
+        f'<text x="16" y="{mid_y:.1f}" class="alabel" text-anchor="middle" '
+        f'transform="rotate(-90 16 {mid_y:.1f})">{escape(y_label)}</text>'
+    )
+    return "".join(parts)
+
+
+def x_axis(frame: Frame, x_label: str, ticks: list[float]) -> str:
+    """Only the x axis, its tick labels and title (for bar charts with category rows)."""
+    parts = [
+        f'<line x1="{frame.left}" y1="{frame.bottom}" x2="{frame.right}" y2="{frame.bottom}" '
+        'class="axis"/>'
+    ]
+    for v in ticks:
+        x = frame.x(v)
+        parts.append(
+            f'<text x="{x:.1f}" y="{frame.bottom + 17}" class="tick" text-anchor="middle">'
+            f"{escape(tick_label(v))}</text>"
+        )
+    parts.append(
+        f'<text x="{(frame.left + frame.right) / 2:.1f}" y="{frame.height - 10}" class="alabel" '
+        f'text-anchor="middle">{escape(x_label)}</text>'
+    )
+    return "".join(parts)
+
+
+def polyline(
+    frame: Frame, points: list[tuple[float, float]], stroke: str, label: str, dash: str = ""
+) -> str:
+    """A data series as one polyline; the series name is its hover title."""
+    if not points:
+        return ""
+    coords = " ".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in points)
+    dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+    return (
+        f'<polyline class="series" points="{coords}" fill="none" stroke="{stroke}" '
+        f'stroke-width="1.6"{dash_attr}><title>{escape(label)}</title></polyline>'
+    )
+
+
+def markers(
+    frame: Frame, points: list[tuple[float, float]], fill: str, label: str, hollow: bool = False
+) -> str:
+    """Circles at data points; hollow ones mark projected/estimated values."""
+    style = f'fill="white" stroke="{fill}" stroke-width="2"' if hollow else f'fill="{fill}"'
+    return "".join(
+        f'<circle class="point" cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="4" {style}>'
+        f"<title>{escape(label)}: {escape(tick_label(x))}, {escape(tick_label(y))}</title></circle>"
+        for x, y in points
+    )
+
+
+def hline(frame: Frame, y: float, stroke: str, label: str, inline: bool = True) -> str:
+    """A dashed horizontal reference line; `inline` also writes its label above its right end."""
+    py = frame.y(y)
+    line = (
+        f'<line class="ref" x1="{frame.left}" y1="{py:.1f}" x2="{frame.right}" y2="{py:.1f}" '
+        f'stroke="{stroke}" stroke-width="1.4" stroke-dasharray="6 4">'
+        f"<title>{escape(label)}</title></line>"
+    )
+    if not inline:
+        return line
+    return line + (
+        f'<text x="{frame.right - 4}" y="{py - 4:.1f}" class="tick reflabel" '
+        f'text-anchor="end" fill="{stroke}">{escape(label)}</text>'
+    )
+
+
+def vband(frame: Frame, x0: float, x1: float, label: str) -> str:
+    """A shaded vertical band from x0 to x1 (e.g. warm-up steps)."""
+    a, b = frame.x(x0), frame.x(x1)
+    return (
+        f'<rect class="band" x="{a:.1f}" y="{frame.top}" width="{max(b - a, 1):.1f}" '
+        f'height="{frame.bottom - frame.top}" fill="#999" fill-opacity="0.18">'
+        f"<title>{escape(label)}</title></rect>"
+        f'<text x="{a + 3:.1f}" y="{frame.top + 12}" class="tick">{escape(label)}</text>'
+    )
+
+
+def rect(x: float, y: float, w: float, h: float, fill: str, label: str, outline: str = "") -> str:
+    stroke = f' stroke="{outline}" stroke-width="2.5"' if outline else ""
+    return (
+        f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" '
+        f'height="{max(h, 0):.1f}" fill="{fill}"{stroke}><title>{escape(label)}</title></rect>'
+    )
+
+
+def text(
+    x: float, y: float, body: str, cls: str = "tick", anchor: str = "start", fill: str = ""
+) -> str:
+    fill_attr = f' fill="{fill}"' if fill else ""
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" class="{cls}" text-anchor="{anchor}"{fill_attr}>'
+        f"{escape(body)}</text>"
+    )
+
+
+def legend(frame: Frame, entries: list[tuple[str, str, str]]) -> str:
+    """Legend at the right: (label, colour, kind) with kind 'line', 'dash', 'box' or 'hollow'."""
+    x = frame.right + 12
+    parts = []
+    for i, (label, col, kind) in enumerate(entries):
+        y = frame.top + 40 + i * 18
+        if kind == "box":
+            parts.append(f'<rect x="{x}" y="{y - 9}" width="14" height="10" fill="{col}"/>')
+        elif kind == "hollow":
+            parts.append(
+                f'<circle cx="{x + 7}" cy="{y - 4}" r="4" fill="white" stroke="{col}" '
+                'stroke-width="2"/>'
+            )
+        else:
+            dash = ' stroke-dasharray="6 4"' if kind == "dash" else ""
+            parts.append(
+                f'<line x1="{x}" y1="{y - 4}" x2="{x + 16}" y2="{y - 4}" stroke="{col}" '
+                f'stroke-width="2"{dash}/>'
+            )
+        shown = label if len(label) <= LEGEND_CHARS else label[: LEGEND_CHARS - 1] + "…"
+        parts.append(
+            f'<text x="{x + 20}" y="{y}" class="tick">{escape(shown)}'
+            f"<title>{escape(label)}</title></text>"
+        )
+    return f'<g class="legend">{"".join(parts)}</g>'

@@ -1,0 +1,109 @@
+"""HTML reports in headless Chromium: they load without console errors and their plots render.
+
+Chromium comes from Debian (`.ci/run` installs it); Playwright drives it (dev extra).
+Screenshots land in each test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from minicluster.report.html import render_html
+
+REPORTS = Path(__file__).resolve().parents[1] / "golden" / "reports"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright not installed (pip install -e '.[dev]')"
+)
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install -y chromium)"
+    ),
+    pytest.mark.timeout(120),
+]
+
+# Each kind of HTML report there is today, and the plots it must show.
+CASES = {
+    "run_ok": ["step_time", "rank_breakdown"],
+    "run_failed": ["step_time", "rank_breakdown"],
+    "run_straggler": ["step_time", "rank_breakdown"],
+    "run_all_plots": ["step_time", "rank_breakdown", "scaling", "busbw", "power", "temperature"],
+}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_report_loads_and_plots_render(browser: Any, name: str, tmp_path: Path) -> None:
+    result = json.loads((REPORTS / f"{name}.result.json").read_text())
+    page_file = tmp_path / f"{name}.html"
+    page_file.write_text(render_html(result), encoding="utf-8")
+
+    page = browser.new_page(viewport={"width": 1150, "height": 900})
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: console_errors.append(str(e)))
+    failed_requests: list[str] = []
+    page.on("requestfailed", lambda r: failed_requests.append(r.url))
+    page.goto(page_file.as_uri())
+    page.wait_for_load_state("load")
+
+    assert console_errors == []
+    assert failed_requests == []
+    assert page.title() == f"minicluster run {result['run_id']}"
+    labels = page.eval_on_selector_all("svg.plot", "els => els.map(e => e.dataset.plot)")
+    assert labels == CASES[name]
+    for label in labels:
+        svg = page.locator(f'svg[data-plot="{label}"]')
+        box = svg.bounding_box()
+        assert box is not None and box["width"] > 300 and box["height"] > 80, label
+        # Something was drawn inside the axes: lines or bars with a real size on screen.
+        drawn = svg.locator("polyline.series, rect.bar")
+        assert drawn.count() > 0, label
+        sizes = drawn.evaluate_all(
+            "els => els.map(e => { const b = e.getBBox(); return b.width + b.height; })"
+        )
+        assert max(sizes) > 10, label
+    # The tables are plain HTML: readable with JavaScript off.
+    assert page.locator("table").count() >= 4
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+    assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    page.close()
+
+
+def test_straggler_is_visible_at_a_glance(browser: Any, tmp_path: Path) -> None:
+    result = json.loads((REPORTS / "run_straggler.result.json").read_text())
+    page_file = tmp_path / "straggler.html"
+    page_file.write_text(render_html(result), encoding="utf-8")
+    page = browser.new_page()
+    page.goto(page_file.as_uri())
+    row = page.locator('table[data-table="Ranks"] tr.hl')
+    assert row.count() == 1 and "straggler" in row.inner_text()
+    bg = row.locator("td").first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert bg != "rgba(0, 0, 0, 0)"
+    outline = page.locator('svg[data-plot="rank_breakdown"] rect[stroke="#C00"]')
+    assert outline.count() == 1 and outline.bounding_box() is not None
+    page.close()

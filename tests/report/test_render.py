@@ -1,0 +1,166 @@
+"""Markdown, HTML and terminal renderings of run results: content, plots, golden bytes."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from minicluster.report import plots
+from minicluster.report.html import MAX_BYTES, render_html
+from minicluster.report.markdown import render_markdown
+from minicluster.report.terminal import print_run_summary
+
+GOLDEN_MD = Path(__file__).resolve().parents[1] / "golden" / "reports" / "run_ok.md"
+
+
+def test_markdown_matches_golden(run_ok: dict[str, Any]) -> None:
+    text = render_markdown(run_ok)
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN_MD.write_text(text, encoding="utf-8")
+    assert text == GOLDEN_MD.read_text(encoding="utf-8")
+
+
+def test_markdown_order_follows_the_result_and_is_stable(run_ok: dict[str, Any]) -> None:
+    text = render_markdown(run_ok)
+    assert render_markdown(run_ok) == text
+    headings = re.findall(r"^## (.+)$", text, flags=re.M)
+    assert headings[:8] == [
+        "Summary",
+        "Metrics",
+        "Not measured, and why",
+        "Ranks",
+        "Stragglers",
+        "Faults",
+        "Errors",
+        "Plots",
+    ]
+    measured = [n for n, mv in run_ok["metrics"].items() if mv["value"] is not None]
+    positions = [text.index(f"| {n} |") for n in measured]
+    assert positions == sorted(positions)
+
+
+def test_markdown_shows_provenance_and_why_not_measured(run_ok: dict[str, Any]) -> None:
+    text = render_markdown(run_ok)
+    tp = run_ok["metrics"]["throughput_samples_per_sec"]
+    assert f"| {tp['status']} | {tp['method']} |" in text
+    reason = run_ok["metrics"]["power_consumption_watts"]["reason"]
+    assert f"| power_consumption_watts | W | {reason} |" in text
+    # An unavailable metric never shows up with a value in the metrics table.
+    metrics_section = text.split("## Not measured")[0]
+    assert "power_consumption_watts" not in metrics_section
+
+
+def test_straggler_row_is_emphasised_everywhere(run_straggler: dict[str, Any]) -> None:
+    md = render_markdown(run_straggler)
+    row = next(ln for ln in md.splitlines() if ln.startswith("| **1** |"))
+    assert "**straggler**" in row
+    assert "- rank 1: median compute" in md
+    assert "| injected | straggler | 1 | n/a | delay_ms=40 |" in md
+    assert "| **detected** | **straggler** | **1** | **n/a** | **median compute 46.95 ms" in md
+    assert "| replica_consistency | passed | steps_checked=55 |" in md
+
+    html = render_html(run_straggler)
+    ranks = html.split('data-table="Ranks"')[1].split("</table>")[0]
+    hl = re.findall(r'<tr class="hl">(.*?)</tr>', ranks)
+    assert len(hl) == 1 and "<td>1</td>" in hl[0] and "straggler" in hl[0]
+    bars = re.search(r'<svg [^>]*data-plot="rank_breakdown".*?</svg>', html, flags=re.S)
+    assert bars and 'stroke="#C00"' in bars.group(0) and ">straggler<" in bars.group(0)
+
+    out = io.StringIO()
+    print_run_summary(run_straggler, Console(file=out, width=120, color_system=None))
+    text = out.getvalue()
+    assert "straggler: rank 1" in text
+    assert "fault injected: straggler rank 1 step n/a: delay_ms=40" in text
+    assert "fault detected: straggler rank 1 step n/a: median compute" in text
+
+
+def _plot_labels(html: str) -> list[str]:
+    return re.findall(r'data-plot="([a-z_]+)"', html)
+
+
+def test_run_plots_drawn_from_the_result(run_ok: dict[str, Any]) -> None:
+    html = render_html(run_ok)
+    assert _plot_labels(html) == ["step_time", "rank_breakdown"]
+    step = re.search(r'data-plot="step_time".*?</svg>', html, flags=re.S)
+    assert step is not None
+    svg = step.group(0)
+    assert svg.count("<polyline") == run_ok["world_size"]
+    assert 'class="band"' in svg  # warm-up shaded
+    p50 = plots.fmt_num(run_ok["metrics"]["latency_p50_ms"]["value"])
+    p95 = plots.fmt_num(run_ok["metrics"]["latency_p95_ms"]["value"])
+    assert f"run p50 {p50} ms" in svg and f"run p95 {p95} ms" in svg
+    assert "step time (ms)" in svg
+    # Every polyline has one vertex per recorded step of its rank.
+    first = re.search(r'points="([^"]+)"', svg)
+    assert first and len(first.group(1).split()) == len(run_ok["steps"]["embedded"]["0"]["step"])
+    # The warm-up steps are far above the measured ones here: the view says what is off scale.
+    assert "above the axis, up to" in svg
+
+
+def test_every_plot_kind_draws_only_with_its_data(
+    run_ok: dict[str, Any], run_all_plots: dict[str, Any]
+) -> None:
+    assert [p.label for p in plots.run_plots(run_all_plots)] == [
+        "step_time",
+        "rank_breakdown",
+        "scaling",
+        "busbw",
+        "power",
+        "temperature",
+    ]
+    for fn in (plots.scaling_plot, plots.busbw_plot, plots.power_plot, plots.temperature_plot):
+        assert fn(run_ok) is None
+    scaling = plots.scaling_plot(run_all_plots)
+    assert scaling is not None
+    hollow = re.findall(r'<circle class="point"[^>]*fill="white"', scaling.svg)
+    filled = re.findall(r'<circle class="point"[^>]*fill="#', scaling.svg)
+    assert (len(hollow), len(filled)) == (1, 3)  # projected hollow, measured filled
+    assert "ideal 100%" in scaling.svg
+    busbw = plots.busbw_plot(run_all_plots)
+    assert busbw is not None and busbw.svg.count("<polyline") == 3
+    assert "log scale" in busbw.svg and "GB/s" in busbw.svg
+    power = plots.power_plot(run_all_plots)
+    assert power is not None and "power (W)" in power.svg and "NVML" in power.caption
+
+
+def test_steps_not_embedded_means_no_step_plot(run_ok: dict[str, Any]) -> None:
+    run_ok["steps"] = {"rank_files": "ranks/rank_{rank:05d}.jsonl", "embedded": None}
+    assert plots.step_time_plot(run_ok) is None
+    assert "<svg" in render_html(run_ok)  # the breakdown bars still come from the rank medians
+
+
+def test_html_is_self_contained_and_small(run_all_plots: dict[str, Any]) -> None:
+    html = render_html(run_all_plots)
+    assert len(html.encode()) < MAX_BYTES
+    assert "<script" not in html and "<link" not in html and " src=" not in html
+    urls = set(re.findall(r"https?://[^\s\"'<>]+", html))
+    assert urls <= {"http://www.w3.org/2000/svg"}
+    # Each plot says its units (axis titles) and where its numbers came from (caption).
+    for caption in re.findall(r"<figcaption>(.*?)</figcaption>", html):
+        assert re.search(r"measured|derived|estimated", caption), caption
+
+
+def test_terminal_lists_what_was_not_measured(run_ok: dict[str, Any]) -> None:
+    out = io.StringIO()
+    print_run_summary(run_ok, Console(file=out, width=100, color_system=None))
+    text = out.getvalue()
+    assert "not measured: tokens_per_sec (workload has no tokens)" in text
+    assert "Ranks (ms)" in text and "Metrics" in text
+
+
+def test_failed_rank_is_highlighted_and_its_error_shown(run_failed: dict[str, Any]) -> None:
+    assert run_failed["status"] == "failed" and run_failed["failed_ranks"] == [1]
+    html = render_html(run_failed)
+    assert 'class="status status-failed"' in html
+    hl = re.findall(r'<tr class="hl">(.*?)</tr>', html)
+    assert len(hl) == 1 and "<td>1</td>" in hl[0] and "<td>failed</td>" in hl[0]
+    for err in run_failed["errors"]:
+        assert f"<li>{err}</li>" in html
+    md = render_markdown(run_failed)
+    assert "Status: **failed**" in md
+    assert "| **1** | **vm** | **failed** |" in md
