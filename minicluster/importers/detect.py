@@ -18,7 +18,8 @@ def read_text(path: Path) -> str:
         size = path.stat().st_size
         if size > MAX_INPUT_BYTES:
             raise InputError(
-                f"{path}: {size / 1024**2:.0f} MiB is larger than the {MAX_INPUT_BYTES // 1024**2} MiB limit"
+                f"{path}: {size / 1024**2:.0f} MiB is larger than the "
+                f"{MAX_INPUT_BYTES // 1024**2} MiB limit"
             )
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -10,8 +10,11 @@ from minicluster.importers.record import BenchmarkRecord, registry_metric
 from minicluster.schema import MetricValue
 
 _LATENCY_ROWS = {
-    "average": "latency_mean_ms", "p50": "latency_p50_ms", "p90": "latency_p90_ms",
-    "p95": "latency_p95_ms", "p99": "latency_p99_ms",
+    "average": "latency_mean_ms",
+    "p50": "latency_p50_ms",
+    "p90": "latency_p90_ms",
+    "p95": "latency_p95_ms",
+    "p99": "latency_p99_ms",
 }
 _FIELD = re.compile(r"\*\*(?P<key>[^*:]+):\*\*\s*`?(?P<value>[^`|*\n]+?)`?\s*(?=\||$)", re.M)
 
@@ -36,7 +39,11 @@ def _tables(text: str) -> list[_Table]:
         line = lines[i].strip()
         if line.startswith("#"):
             heading = line.lstrip("#").strip()
-        elif line.startswith("|") and i + 1 < len(lines) and re.match(r"^\|[\s:|-]+\|?$", lines[i + 1].strip()):
+        elif (
+            line.startswith("|")
+            and i + 1 < len(lines)
+            and re.match(r"^\|[\s:|-]+\|?$", lines[i + 1].strip())
+        ):
             header = _cells(line)
             rows: list[list[str]] = []
             i += 2
@@ -62,13 +69,17 @@ def _metric_value_table(t: _Table) -> dict[str, float]:
 
 def to_record(text: str, label: str) -> BenchmarkRecord:
     tables = _tables(text)
-    fields = {m.group("key").strip().lower(): m.group("value").strip() for m in _FIELD.finditer(text)}
+    fields = {
+        m.group("key").strip().lower(): m.group("value").strip() for m in _FIELD.finditer(text)
+    }
     title = next((ln.lstrip("#").strip() for ln in text.splitlines() if ln.startswith("# ")), label)
     value_tables = [t for t in tables if [h.lower() for h in t.header[:2]] == ["metric", "value"]]
     latency = [t for t in value_tables if t.heading.lower().startswith("latency")]
     throughput = [t for t in value_tables if t.heading.lower().startswith("throughput")]
     if not latency and not throughput:
-        raise InputError("markdown report holds no Latency or Throughput table (| Metric | Value |)")
+        raise InputError(
+            "markdown report holds no Latency or Throughput table (| Metric | Value |)"
+        )
     warnings: list[str] = []
     if len(latency) > 1 or len(throughput) > 1:
         warnings.append("report holds several configurations; the first one was imported")
@@ -78,22 +89,40 @@ def to_record(text: str, label: str) -> BenchmarkRecord:
     if latency:
         values = _metric_value_table(latency[0])
         for row, name in _LATENCY_ROWS.items():
-            metrics[name] = registry_metric(name, values.get(row), "measured",
-                                            f"{method}: {latency[0].heading} / {row}",
-                                            f"no {row} row in the report")
+            metrics[name] = registry_metric(
+                name,
+                values.get(row),
+                "measured",
+                f"{method}: {latency[0].heading} / {row}",
+                f"no {row} row in the report",
+            )
     if throughput:
         values = _metric_value_table(throughput[0])
         metrics["throughput_samples_per_sec"] = registry_metric(
-            "throughput_samples_per_sec", values.get("average"), "measured",
-            f"{method}: {throughput[0].heading} / average (pairs/s)", "no average row")
+            "throughput_samples_per_sec",
+            values.get("average"),
+            "measured",
+            f"{method}: {throughput[0].heading} / average (pairs/s)",
+            "no average row",
+        )
         details["throughput_percentiles"] = {k: v for k, v in values.items() if k.startswith("p")}
-    summary = next((t for t in tables if [h.lower() for h in t.header[:2]] == ["batch", "conc"]), None)
+    summary = next(
+        (t for t in tables if [h.lower() for h in t.header[:2]] == ["batch", "conc"]), None
+    )
     if summary and summary.rows:
         row = summary.rows[0]
         details["batch_size"] = int(_num(row[0], "summary / Batch"))
         details["concurrency"] = int(_num(row[1], "summary / Conc"))
-    dashboard = next((t for t in tables if t.header and t.header[0].lower() == "metric"
-                      and "avg" in [h.lower() for h in t.header]), None)
+    dashboard = next(
+        (
+            t
+            for t in tables
+            if t.header
+            and t.header[0].lower() == "metric"
+            and "avg" in [h.lower() for h in t.header]
+        ),
+        None,
+    )
     if dashboard is not None:
         _dashboard(dashboard, metrics)
     return BenchmarkRecord(
@@ -118,9 +147,16 @@ def _dashboard(t: _Table, metrics: dict[str, MetricValue]) -> None:
         name = row[0].lower()
         if name.startswith("gpu memory"):
             metrics["memory_peak_mib"] = MetricValue(
-                _num(row[cols.index("max")], "GPU Memory / Max"), "MiB", "estimated",
-                "markdown dashboard: GPU Memory max; the report's 'MB' read as MiB (unit not defined there)")
+                _num(row[cols.index("max")], "GPU Memory / Max"),
+                "MiB",
+                "estimated",
+                "markdown dashboard: GPU Memory max; the report's 'MB' read as MiB "
+                "(unit not defined there)",
+            )
         elif name.startswith("gpu utilization"):
             metrics["device_utilization_percent"] = MetricValue(
-                _num(row[cols.index("avg")], "GPU Utilization / Avg"), "%", "measured",
-                "markdown dashboard: GPU Utilization avg")
+                _num(row[cols.index("avg")], "GPU Utilization / Avg"),
+                "%",
+                "measured",
+                "markdown dashboard: GPU Utilization avg",
+            )

@@ -15,8 +15,12 @@ from minicluster.schema import MetricValue, validate_result
 
 # Metrics whose per-step samples are the per-step max-over-ranks step time.
 _STEP_LATENCY_METRICS = (
-    "latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms",
-    "latency_mean_ms", "step_time_mean_ms",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "latency_mean_ms",
+    "step_time_mean_ms",
 )
 
 
@@ -57,6 +61,12 @@ def to_record(data: dict[str, Any], path: Path, label: str) -> BenchmarkRecord:
         warnings=warnings,
         details={
             "run_id": data["run_id"],
+            "timestamp": data["created_at"],
+            "launcher": data["launcher"],
+            "nodes": data["nodes"],
+            "os": _os(data.get("platform") or {}),
+            "framework_version": (data.get("platform") or {}).get("torch"),
+            "per_rank_batch": wl.get("per_rank_batch"),
             "world_size": data["world_size"],
             "backend": data["backend"],
             "global_batch": wl.get("global_batch"),
@@ -65,15 +75,25 @@ def to_record(data: dict[str, Any], path: Path, label: str) -> BenchmarkRecord:
     )
 
 
+def _os(platform: dict[str, Any]) -> str | None:
+    nodes = platform.get("nodes") or []
+    return str(nodes[0]["os"]) if nodes and nodes[0].get("os") else None
+
+
 def _hardware(platform: dict[str, Any]) -> str | None:
     nodes = platform.get("nodes") or []
     if not nodes:
-        return None
+        hw = platform.get("hardware_name")  # a result converted from another format
+        return str(hw) if hw else None
     node = nodes[0]
     gpus = node.get("gpus") or []
     if gpus:
         first = gpus[0]
-        return str(first.get("name") or first.get("model") or first) if isinstance(first, dict) else str(first)
+        return (
+            str(first.get("name") or first.get("model") or first)
+            if isinstance(first, dict)
+            else str(first)
+        )
     return str(node.get("cpu")) if node.get("cpu") else None
 
 
@@ -83,15 +103,22 @@ def _step_max_ms(data: dict[str, Any], path: Path, warnings: list[str]) -> np.nd
     per_rank: list[dict[int, float]] = []
     if isinstance(steps, dict) and isinstance(steps.get("embedded"), dict):
         for rank_steps in steps["embedded"].values():
-            per_rank.append({
-                int(s): float(t)
-                for s, w, t in zip(rank_steps["step"], rank_steps["warmup"], rank_steps["step_time_ms"])
-                if not w and t is not None
-            })
+            per_rank.append(
+                {
+                    int(s): float(t)
+                    for s, w, t in zip(
+                        rank_steps["step"], rank_steps["warmup"], rank_steps["step_time_ms"],
+                        strict=True,
+                    )
+                    if not w and t is not None
+                }
+            )
     elif isinstance(steps, dict) and isinstance(steps.get("rank_files"), str):
         per_rank = _read_rank_files(path.parent, steps["rank_files"], data["world_size"])
         if not per_rank:
-            warnings.append("per-step samples not embedded and rank files not found: no significance test")
+            warnings.append(
+                "per-step samples not embedded and rank files not found: no significance test"
+            )
             return None
     else:
         return None

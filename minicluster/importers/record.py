@@ -72,5 +72,7 @@ def registry_metric(
     m = metrics_registry.get(name)
     assert m is not None, f"metric {name!r} is not in the registry"
     if value is None:
-        return MetricValue(None, m.unit, "unavailable", method, reason or "not reported by the source")
+        return MetricValue(
+            None, m.unit, "unavailable", method, reason or "not reported by the source"
+        )
     return MetricValue(value, m.unit, status, method)

@@ -1,4 +1,4 @@
-"""Import a TrackIQ canonical result (schema 1.x, from AutoPerfPy or MiniCluster); its validation rules."""
+"""Read a TrackIQ canonical result (schema 1.x, AutoPerfPy or MiniCluster), by TrackIQ's rules."""
 
 from __future__ import annotations
 
@@ -11,12 +11,21 @@ from minicluster.schema import MetricValue
 TRACKIQ_SCHEMA_VERSION = "1.1.0"
 # TrackIQ's `Metrics` dataclass: these must be numbers, the others number or null.
 REQUIRED_NUMBER_METRICS = (
-    "throughput_samples_per_sec", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+    "throughput_samples_per_sec",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
     "memory_utilization_percent",
 )
 OPTIONAL_METRICS = (
-    "communication_overhead_percent", "power_consumption_watts", "energy_per_step_joules",
-    "performance_per_watt", "temperature_celsius", "ttft_ms", "tokens_per_sec", "decode_tpt_ms",
+    "communication_overhead_percent",
+    "power_consumption_watts",
+    "energy_per_step_joules",
+    "performance_per_watt",
+    "temperature_celsius",
+    "ttft_ms",
+    "tokens_per_sec",
+    "decode_tpt_ms",
 )
 _LATENCY = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
 PAYLOAD_KEY = "minicluster"  # our own block inside tool_payload (round trip, samples)
@@ -24,6 +33,7 @@ PAYLOAD_KEY = "minicluster"  # our own block inside tool_payload (round trip, sa
 
 def validate(data: dict[str, Any]) -> None:
     """Raise InputError at the first place `data` breaks TrackIQ's schema 1.1.0 rules."""
+
     def need(obj: Any, key: str, where: str) -> Any:
         if not isinstance(obj, dict) or key not in obj:
             raise InputError(f"TrackIQ result: missing {where}{key}")
@@ -84,8 +94,11 @@ def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
         samples=samples,
         warnings=warnings,
         details={
-            "batch_size": wl["batch_size"], "steps": wl["steps"], "timestamp": data["timestamp"],
-            "os": platform["os"], "framework": f"{platform['framework']} {platform['framework_version']}",
+            "batch_size": wl["batch_size"],
+            "steps": wl["steps"],
+            "timestamp": data["timestamp"],
+            "os": platform["os"],
+            "framework": f"{platform['framework']} {platform['framework_version']}",
         },
     )
 
@@ -96,8 +109,11 @@ def _samples(ours: dict[str, Any]) -> dict[str, list[float]]:
     if isinstance(raw, dict):
         for name, values in raw.items():
             if isinstance(values, list):
-                out[name] = [v for i, x in enumerate(values)
-                             if (v := number(x, f"tool_payload.samples.{name}[{i}]")) is not None]
+                out[name] = [
+                    v
+                    for i, x in enumerate(values)
+                    if (v := number(x, f"tool_payload.samples.{name}[{i}]")) is not None
+                ]
     return out
 
 
@@ -109,30 +125,48 @@ def _metrics(
     metrics: dict[str, MetricValue] = {}
     for name in REQUIRED_NUMBER_METRICS + OPTIONAL_METRICS:
         value = number(raw.get(name), f"metrics.{name}")
-        metrics[name] = registry_metric(name, value, "measured", "TrackIQ canonical metrics",
-                                        "null in the TrackIQ result")
+        metrics[name] = registry_metric(
+            name, value, "measured", "TrackIQ canonical metrics", "null in the TrackIQ result"
+        )
     # A minicluster export carries its own provenance (and metrics TrackIQ has no field for).
     for name, mv in full.items():
         if isinstance(mv, dict) and "unit" in mv and "status" in mv:
-            metrics[name] = MetricValue(number(mv.get("value"), f"tool_payload metric {name}"),
-                                        str(mv["unit"]), mv["status"], mv.get("method"),
-                                        mv.get("reason"))
+            metrics[name] = MetricValue(
+                number(mv.get("value"), f"tool_payload metric {name}"),
+                str(mv["unit"]),
+                mv["status"],
+                mv.get("method"),
+                mv.get("reason"),
+            )
     if full:
         return metrics, warnings
     # TrackIQ requires these as numbers, so a tool that did not measure them writes 0.
     if all(metrics[n].value == 0 for n in _LATENCY) and not any(n in samples for n in _LATENCY):
         for n in _LATENCY:
-            metrics[n] = registry_metric(n, None, "measured", "TrackIQ canonical metrics",
-                                         "all latency fields are 0 with no samples: not measured")
+            metrics[n] = registry_metric(
+                n,
+                None,
+                "measured",
+                "TrackIQ canonical metrics",
+                "all latency fields are 0 with no samples: not measured",
+            )
         warnings.append("latency fields are all 0 with no samples: treated as not measured")
     if metrics["throughput_samples_per_sec"].value == 0:
         metrics["throughput_samples_per_sec"] = registry_metric(
-            "throughput_samples_per_sec", None, "measured", "TrackIQ canonical metrics",
-            "0 samples/s: the tool did not measure throughput")
+            "throughput_samples_per_sec",
+            None,
+            "measured",
+            "TrackIQ canonical metrics",
+            "0 samples/s: the tool did not measure throughput",
+        )
         warnings.append("throughput is 0: treated as not measured")
     if metrics["memory_utilization_percent"].value == 0:
         metrics["memory_utilization_percent"] = registry_metric(
-            "memory_utilization_percent", None, "measured", "TrackIQ canonical metrics",
-            "0% memory utilization: the tool did not measure memory")
+            "memory_utilization_percent",
+            None,
+            "measured",
+            "TrackIQ canonical metrics",
+            "0% memory utilization: the tool did not measure memory",
+        )
         warnings.append("memory utilization is 0: treated as not measured")
     return metrics, warnings

@@ -34,13 +34,17 @@ def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
     else:
         for name, (key, method) in _FIELDS.items():
             if key in data:
-                metrics[name] = registry_metric(name, number(data[key], key), "measured", method,
-                                                f"{key} is null")
+                metrics[name] = registry_metric(
+                    name, number(data[key], key), "measured", method, f"{key} is null"
+                )
         ttfts = data.get("ttfts")
         if isinstance(ttfts, list):
             # vLLM stores per-request TTFT in seconds; failed requests carry 0.
-            ttft_ms = [v * 1000.0 for i, x in enumerate(ttfts)
-                       if (v := number(x, f"ttfts[{i}]")) is not None and v > 0]
+            ttft_ms = [
+                v * 1000.0
+                for i, x in enumerate(ttfts)
+                if (v := number(x, f"ttfts[{i}]")) is not None and v > 0
+            ]
             if ttft_ms:
                 samples["ttft_ms"] = ttft_ms
     model = str(data.get("model_id") or data.get("model") or "unknown")

@@ -1,0 +1,27 @@
+"""Write a `BenchmarkRecord` in another format (`minicluster convert --to ...`)."""
+
+from __future__ import annotations
+
+from minicluster.errors import InputError
+from minicluster.importers.record import BenchmarkRecord
+
+TARGETS = ("trackiq", "csv", "minicluster")
+
+
+def export(record: BenchmarkRecord, target: str) -> str:
+    """The text of `record` in the `target` format."""
+    import json
+
+    if target == "trackiq":
+        from minicluster.exporters.trackiq import to_trackiq
+
+        return json.dumps(to_trackiq(record), indent=2, allow_nan=False) + "\n"
+    if target == "minicluster":
+        from minicluster.exporters.minicluster_result import to_result
+
+        return json.dumps(to_result(record), indent=2, allow_nan=False) + "\n"
+    if target == "csv":
+        from minicluster.exporters.csv_table import to_csv
+
+        return to_csv(record)
+    raise InputError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
