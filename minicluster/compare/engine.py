@@ -121,7 +121,8 @@ def compare_pair(
     if cross:
         warnings.append(
             f"workload types differ ({a.workload_type} vs {b.workload_type}): only "
-            "cross-applicable metrics are compared; step latency and request latency are different quantities"
+            "cross-applicable metrics are compared; step latency and request latency differ "
+            "in meaning"
         )
     elif a.workload_name != b.workload_name:
         warnings.append(f"workloads differ ({a.workload_name} vs {b.workload_name})")
