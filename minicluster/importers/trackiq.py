@@ -123,7 +123,7 @@ def _metrics(
     warnings: list[str] = []
     full = ours.get("metrics") if isinstance(ours.get("metrics"), dict) else {}
     metrics: dict[str, MetricValue] = {}
-    for name in REQUIRED_NUMBER_METRICS + OPTIONAL_METRICS:
+    for name in () if full else REQUIRED_NUMBER_METRICS + OPTIONAL_METRICS:
         value = number(raw.get(name), f"metrics.{name}")
         metrics[name] = registry_metric(
             name, value, "measured", "TrackIQ canonical metrics", "null in the TrackIQ result"

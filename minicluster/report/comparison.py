@@ -135,7 +135,7 @@ def to_markdown(c: Comparison) -> str:
         out.append("| " + " | ".join(_COLUMNS) + " |")
         out.append("|" + "---|" * len(_COLUMNS))
         out += ["| " + " | ".join(_md_escape(x) for x in _cells(r)) + " |" for r in p.rows]
-        out += ["", "### Summary (no overall winner)", ""]
+        out += ["", "### Summary per family", ""]
         out += [f"- {_md_escape(line)}" for line in _summary_lines(p)]
         regs = ", ".join(r.metric for r in p.regressions) or "none"
         out += [f"- regressions beyond {c.threshold_pct:g}%: {regs}", ""]
