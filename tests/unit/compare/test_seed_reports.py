@@ -1,4 +1,4 @@
-"""Re-create the predecessor's comparisons (seeds 000/001) from the same values: no defect remains."""
+"""Re-create the predecessor's comparisons (seeds 000/001) from the same values: no defect."""
 
 from __future__ import annotations
 
