@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="convert a result of any supported format")
     p.add_argument("input", type=Path, metavar="IN")
-    p.add_argument("--to", required=True, choices=["trackiq", "csv", "minicluster"],
+    p.add_argument("--to", required=True, choices=["trackiq", "csv", "parquet", "minicluster"],
                    help="output format")
     p.add_argument("--format", choices=["minicluster", "trackiq", "vllm", "markdown"],
                    help="force the input format (default: detected from content)")
@@ -202,12 +202,20 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from minicluster.importers import load
     from minicluster.schema import atomic_write_text
 
-    text = export(load(args.input, args.format), args.to)
+    data = export(load(args.input, args.format), args.to)
+    if isinstance(data, bytes):
+        if args.out is None:
+            raise InputError(f"--to {args.to} writes binary output: give a file with -o")
+        try:
+            args.out.write_bytes(data)
+        except OSError as e:
+            raise InputError(f"cannot write {args.out}: {e.strerror or e}") from None
+        return EXIT_OK
     if args.out is None:
-        sys.stdout.write(text)
+        sys.stdout.write(data)
         return EXIT_OK
     try:
-        atomic_write_text(args.out, text)
+        atomic_write_text(args.out, data)
     except OSError as e:
         raise InputError(f"cannot write {args.out}: {e.strerror or e}") from None
     return EXIT_OK

@@ -5,11 +5,11 @@ from __future__ import annotations
 from minicluster.errors import InputError
 from minicluster.importers.record import BenchmarkRecord
 
-TARGETS = ("trackiq", "csv", "minicluster")
+TARGETS = ("trackiq", "csv", "parquet", "minicluster")
 
 
-def export(record: BenchmarkRecord, target: str) -> str:
-    """The text of `record` in the `target` format."""
+def export(record: BenchmarkRecord, target: str) -> str | bytes:
+    """`record` in the `target` format: text, or bytes for parquet."""
     import json
 
     if target == "trackiq":
@@ -24,4 +24,8 @@ def export(record: BenchmarkRecord, target: str) -> str:
         from minicluster.exporters.csv_table import to_csv
 
         return to_csv(record)
+    if target == "parquet":
+        from minicluster.exporters.parquet_table import to_parquet
+
+        return to_parquet(record)
     raise InputError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")

@@ -64,3 +64,25 @@ def test_markdown_to_minicluster_validates() -> None:
     data = json.loads(export(load(FIX / "md_002.md"), "minicluster"))
     assert data["workload"]["workload_type"] == "inference"
     assert data["metrics"]["latency_p99_ms"]["value"] == 535.05
+
+
+def test_parquet_table(tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet", reason="parquet extra not installed")
+    from minicluster.cli import main
+
+    out = tmp_path / "m.parquet"
+    assert main(["convert", str(FIX / "mc_run.json"), "--to", "parquet", "-o", str(out)]) == 0
+    table = pq.read_table(out).to_pylist()
+    p50 = next(r for r in table if r["metric"] == "latency_p50_ms")
+    assert p50["value"] == pytest.approx(15.657266) and p50["n_samples"] == 50
+    assert len(p50["samples"]) == 50
+    power = next(r for r in table if r["metric"] == "power_consumption_watts")
+    assert power["value"] is None and power["reason"]
+
+
+def test_parquet_needs_a_file(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pyarrow")
+    from minicluster.cli import main
+
+    assert main(["convert", str(FIX / "mc_run.json"), "--to", "parquet"]) == 2
+    assert "-o" in capsys.readouterr().err
