@@ -164,3 +164,49 @@ def test_markdown_bad_number_rejected(tmp_path: Path) -> None:
     text = (FIX / "md_002.md").read_text().replace("| P50 | 526.42 |", "| P50 | fast |")
     with pytest.raises(InputError, match="not a number"):
         load(_write(tmp_path, "r.md", text))
+
+
+def _run_dir_with_rank_files(tmp_path: Path, step_lines: dict[int, list[str]]) -> Path:
+    data = json.loads((FIX / "mc_run.json").read_text())
+    data["world_size"] = len(step_lines)
+    data["steps"] = {
+        "rank_files": "ranks/rank_{rank:05d}.jsonl",
+        "embedded": None,
+        "reason": "too many rank-steps",
+    }
+    (tmp_path / "ranks").mkdir()
+    for rank, lines in step_lines.items():
+        (tmp_path / "ranks" / f"rank_{rank:05d}.jsonl").write_text("\n".join(lines))
+    (tmp_path / "result.json").write_text(json.dumps(data))
+    return tmp_path
+
+
+def _step(step: int, ms: float, warmup: bool = False) -> str:
+    return json.dumps({"type": "step", "step": step, "warmup": warmup, "step_time_ms": ms})
+
+
+def test_samples_read_from_rank_files_when_not_embedded(tmp_path: Path) -> None:
+    header = json.dumps({"type": "header", "rank": 0})
+    run = _run_dir_with_rank_files(
+        tmp_path,
+        {
+            0: [
+                header,
+                _step(0, 99.0, warmup=True),
+                _step(1, 10.0),
+                _step(2, 12.0),
+                '{"type": "st',
+            ],
+            1: [header, _step(0, 98.0, warmup=True), _step(1, 11.0), _step(2, 9.0)],
+        },
+    )
+    r = load(run)  # a directory: its result.json
+    assert r.samples["latency_p50_ms"] == [11.0, 12.0]  # warm-up dropped, truncated line skipped
+
+
+def test_missing_rank_file_means_no_samples_with_warning(tmp_path: Path) -> None:
+    run = _run_dir_with_rank_files(tmp_path, {0: [_step(1, 10.0)]})
+    (run / "ranks" / "rank_00000.jsonl").unlink()
+    r = load(run)
+    assert r.samples == {}
+    assert any("no significance test" in w for w in r.warnings)
