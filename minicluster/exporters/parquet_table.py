@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from minicluster.errors import InputError
 from minicluster.exporters.csv_table import COLUMNS
@@ -20,7 +21,7 @@ def to_parquet(record: BenchmarkRecord) -> bytes:
         ) from None
     names = list(record.metrics)
     mvs = [record.metrics[n] for n in names]
-    columns: dict[str, list[object]] = {
+    columns: dict[str, list[Any]] = {
         "source": [record.label] * len(names),
         "tool": [record.tool] * len(names),
         "workload_type": [record.workload_type] * len(names),

@@ -110,9 +110,9 @@ def to_record(text: str, label: str) -> BenchmarkRecord:
         (t for t in tables if [h.lower() for h in t.header[:2]] == ["batch", "conc"]), None
     )
     if summary and summary.rows:
-        row = summary.rows[0]
-        details["batch_size"] = int(_num(row[0], "summary / Batch"))
-        details["concurrency"] = int(_num(row[1], "summary / Conc"))
+        first = summary.rows[0]
+        details["batch_size"] = int(_num(first[0], "summary / Batch"))
+        details["concurrency"] = int(_num(first[1], "summary / Conc"))
     dashboard = next(
         (
             t

@@ -76,8 +76,7 @@ def validate(data: dict[str, Any]) -> None:
 
 def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
     validate(data)
-    payload = data.get("tool_payload") if isinstance(data.get("tool_payload"), dict) else {}
-    ours = payload.get(PAYLOAD_KEY) if isinstance(payload.get(PAYLOAD_KEY), dict) else {}
+    ours = _object(_object(data.get("tool_payload")).get(PAYLOAD_KEY))
     samples = _samples(ours)
     metrics, warnings = _metrics(data["metrics"], ours, samples)
     wl, platform = data["workload"], data["platform"]
@@ -103,6 +102,10 @@ def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
     )
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _samples(ours: dict[str, Any]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     raw = ours.get("samples")
@@ -121,7 +124,7 @@ def _metrics(
     raw: dict[str, Any], ours: dict[str, Any], samples: dict[str, list[float]]
 ) -> tuple[dict[str, MetricValue], list[str]]:
     warnings: list[str] = []
-    full = ours.get("metrics") if isinstance(ours.get("metrics"), dict) else {}
+    full = _object(ours.get("metrics"))
     metrics: dict[str, MetricValue] = {}
     for name in () if full else REQUIRED_NUMBER_METRICS + OPTIONAL_METRICS:
         value = number(raw.get(name), f"metrics.{name}")
@@ -131,6 +134,8 @@ def _metrics(
     # A minicluster export carries its own provenance (and metrics TrackIQ has no field for).
     for name, mv in full.items():
         if isinstance(mv, dict) and "unit" in mv and "status" in mv:
+            if mv["status"] not in ("measured", "derived", "estimated", "unavailable"):
+                raise InputError(f"tool_payload metric {name}: unknown status {mv['status']!r}")
             metrics[name] = MetricValue(
                 number(mv.get("value"), f"tool_payload metric {name}"),
                 str(mv["unit"]),
