@@ -177,8 +177,12 @@ def _row(
     if ma.unit != mb.unit:
         row.verdict, row.reason = "not_comparable", f"units differ ({ma.unit} vs {mb.unit})"
         return row
-    row.delta_abs = row.b - row.a
-    row.delta_pct = None if row.a == 0 else 100.0 * row.delta_abs / abs(row.a)
+    delta = row.b - row.a
+    pct = None if row.a == 0 else 100.0 * delta / abs(row.a)
+    if not math.isfinite(delta) or (pct is not None and not math.isfinite(pct)):
+        row.verdict, row.reason = "not_comparable", "values out of floating-point range"
+        return row
+    row.delta_abs, row.delta_pct = delta, pct
     if cross and name not in CROSS_APPLICABLE:
         row.verdict = "not_comparable"
         row.reason = (

@@ -180,3 +180,14 @@ def test_several_candidates_against_baseline() -> None:
 def test_bad_options_raise_input_error(kw: dict[str, float]) -> None:
     with pytest.raises(InputError):
         compare([rec("a", {}), rec("b", {})], **kw)  # type: ignore[arg-type]
+
+
+def test_values_out_of_range_are_not_compared() -> None:
+    r = row(
+        rec("a", {"latency_p50_ms": -1e308}), rec("b", {"latency_p50_ms": 1e308}), "latency_p50_ms"
+    )
+    assert r.verdict == "not_comparable" and r.delta_abs is None and r.delta_pct is None
+    r = row(
+        rec("a", {"latency_p50_ms": 1e-310}), rec("b", {"latency_p50_ms": 1e308}), "latency_p50_ms"
+    )
+    assert r.verdict == "not_comparable"
