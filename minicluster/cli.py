@@ -69,6 +69,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("result", type=Path, help="a result.json")
     _add_report_flags(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "compare", help="compare results of any supported format; exit 1 on a gated regression"
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="RESULT",
+        help="minicluster result (file or run dir), TrackIQ JSON, vLLM JSON, markdown report",
+    )
+    p.add_argument(
+        "--baseline", type=Path, help="the input the others are compared to (default: the first)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=5.0,
+        help="percent change that counts as a regression (default: 5)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.05,
+        help="significance level of the Mann-Whitney U test (default: 0.05)",
+    )
+    p.add_argument(
+        "--format",
+        choices=["minicluster", "trackiq", "vllm", "markdown"],
+        help="force the input format (default: detected from content)",
+    )
+    p.add_argument("--md", type=Path, help="write the comparison as Markdown")
+    p.add_argument("--html", type=Path, help="write the comparison as a minimal HTML table")
+    p.add_argument("--json", type=Path, help="write the comparison as JSON data")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("convert", help="convert a result of any supported format")
+    p.add_argument("input", type=Path, metavar="IN")
+    p.add_argument(
+        "--to",
+        required=True,
+        choices=["trackiq", "csv", "parquet", "minicluster"],
+        help="output format",
+    )
+    p.add_argument(
+        "--format",
+        choices=["minicluster", "trackiq", "vllm", "markdown"],
+        help="force the input format (default: detected from content)",
+    )
+    p.add_argument("-o", "--out", type=Path, help="output file (default: stdout)")
+    p.set_defaults(func=cmd_convert)
     return parser
 
 
@@ -198,6 +249,59 @@ def _write_text(path: Path, text: str, write: Any) -> None:
     except OSError as e:
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
     print(f"report: {path}")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from minicluster.compare import compare
+    from minicluster.compare.data import to_dict
+    from minicluster.errors import EXIT_FAILED_CHECK
+    from minicluster.importers import load
+    from minicluster.report.comparison import print_comparison, to_html, to_markdown
+    from minicluster.schema import atomic_write_json, atomic_write_text
+
+    inputs = list(args.inputs)
+    if args.baseline is not None and args.baseline not in inputs:
+        inputs.insert(0, args.baseline)
+    if len(inputs) < 2:
+        raise InputError("compare needs at least two inputs")
+    records = [load(path, args.format) for path in inputs]
+    base = inputs.index(args.baseline) if args.baseline is not None else 0
+    comparison = compare(records, base, args.threshold, args.alpha)
+    print_comparison(comparison)
+    try:
+        if args.json:
+            atomic_write_json(args.json, to_dict(comparison))
+        if args.md:
+            atomic_write_text(args.md, to_markdown(comparison))
+        if args.html:
+            atomic_write_text(args.html, to_html(comparison))
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot write output: {e}") from None
+    return EXIT_FAILED_CHECK if comparison.has_regression else EXIT_OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from minicluster.exporters import export
+    from minicluster.importers import load
+    from minicluster.schema import atomic_write_text
+
+    data = export(load(args.input, args.format), args.to)
+    if isinstance(data, bytes):
+        if args.out is None:
+            raise InputError(f"--to {args.to} writes binary output: give a file with -o")
+        try:
+            args.out.write_bytes(data)
+        except OSError as e:
+            raise InputError(f"cannot write {args.out}: {e.strerror or e}") from None
+        return EXIT_OK
+    if args.out is None:
+        sys.stdout.write(data)
+        return EXIT_OK
+    try:
+        atomic_write_text(args.out, data)
+    except OSError as e:
+        raise InputError(f"cannot write {args.out}: {e.strerror or e}") from None
+    return EXIT_OK
 
 
 class _RankFailed(MiniclusterError):

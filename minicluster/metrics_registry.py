@@ -52,6 +52,14 @@ _METRICS: tuple[Metric, ...] = (
         "Median step time (training) or request latency (inference).",
     ),
     Metric(
+        "latency_p90_ms",
+        "ms",
+        "lower",
+        "latency",
+        "both",
+        "90th percentile of step time (training) or request latency (inference).",
+    ),
+    Metric(
         "latency_p95_ms",
         "ms",
         "lower",
@@ -66,6 +74,14 @@ _METRICS: tuple[Metric, ...] = (
         "latency",
         "both",
         "99th percentile of step time (training) or request latency (inference).",
+    ),
+    Metric(
+        "latency_mean_ms",
+        "ms",
+        "lower",
+        "latency",
+        "both",
+        "Mean step time (training) or request latency (inference).",
     ),
     Metric(
         "step_time_mean_ms",
@@ -146,6 +162,14 @@ _METRICS: tuple[Metric, ...] = (
         "memory",
         "both",
         "Peak memory per rank (CUDA max allocated on GPU, process RSS on CPU); max over ranks.",
+    ),
+    Metric(
+        "device_utilization_percent",
+        "%",
+        "none",
+        "efficiency",
+        "both",
+        "Mean accelerator (GPU) utilization reported by the tool.",
     ),
     Metric(
         "power_consumption_watts",

@@ -22,7 +22,12 @@ ANALYSIS = [
     "minicluster.report.terminal",
     "minicluster.cli",
 ]
-OPTIONAL_ANALYSIS = ["minicluster.scaling", "minicluster.compare", "minicluster.importers"]
+OPTIONAL_ANALYSIS = [
+    "minicluster.scaling",
+    "minicluster.compare",
+    "minicluster.importers",
+    "minicluster.exporters",
+]
 
 _BLOCKER = """
 import importlib.abc, sys

@@ -1,0 +1,50 @@
+"""A comparison as plain data (the `--json` output): one row per metric, per candidate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minicluster.compare.engine import Comparison, PairComparison
+from minicluster.importers.record import BenchmarkRecord
+
+COMPARISON_SCHEMA = "minicluster-compare/1"
+
+
+def _source(rec: BenchmarkRecord) -> dict[str, Any]:
+    return {
+        "label": rec.label,
+        "format": rec.source_format,
+        "tool": rec.tool,
+        "tool_version": rec.tool_version,
+        "workload_type": rec.workload_type,
+        "workload": rec.workload_name,
+        "hardware": rec.hardware,
+    }
+
+
+def _pair(p: PairComparison) -> dict[str, Any]:
+    return {
+        "a": _source(p.a),
+        "b": _source(p.b),
+        "warnings": p.warnings,
+        "rows": [r.to_dict() for r in p.rows],
+        "families": p.families,
+        "geomean": {
+            "ratio": p.geomean_ratio,
+            "n": p.geomean_n,
+            "meaning": "geometric mean of direction-normalized b/a ratios over the matched set; "
+            "> 1 favours b",
+        },
+        "regressions": [r.metric for r in p.regressions],
+    }
+
+
+def to_dict(c: Comparison) -> dict[str, Any]:
+    return {
+        "schema": COMPARISON_SCHEMA,
+        "baseline": c.baseline.label,
+        "threshold_pct": c.threshold_pct,
+        "alpha": c.alpha,
+        "regression_found": c.has_regression,
+        "comparisons": [_pair(p) for p in c.pairs],
+    }

@@ -1,0 +1,166 @@
+"""Import a minicluster `result.json` (run, sweep or collectives) with its per-step samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minicluster import metrics_registry
+from minicluster.importers.record import BenchmarkRecord
+from minicluster.schema import MetricValue, validate_result
+
+# Metrics whose per-step samples are the per-step max-over-ranks step time.
+_STEP_LATENCY_METRICS = (
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "latency_mean_ms",
+    "step_time_mean_ms",
+)
+
+
+def to_record(data: dict[str, Any], path: Path, label: str) -> BenchmarkRecord:
+    validate_result(data)
+    metrics: dict[str, MetricValue] = {}
+    warnings: list[str] = []
+    for name, mv in data["metrics"].items():
+        if metrics_registry.get(name) is None:
+            warnings.append(f"metric {name!r} is not in the registry; ignored")
+            continue
+        metrics[name] = MetricValue(
+            mv["value"], mv["unit"], mv["status"], mv.get("method"), mv.get("reason")
+        )
+    wl = data["workload"]
+    step_max_ms = _step_max_ms(data, path, warnings)
+    samples: dict[str, list[float]] = {}
+    if step_max_ms is not None and step_max_ms.size:
+        as_list = step_max_ms.tolist()
+        for name in _STEP_LATENCY_METRICS:
+            if name in metrics:
+                samples[name] = as_list
+        global_batch = wl.get("global_batch")
+        if "throughput_samples_per_sec" in metrics and global_batch and np.all(step_max_ms > 0):
+            samples["throughput_samples_per_sec"] = (global_batch * 1000.0 / step_max_ms).tolist()
+    if data["status"] != "ok":
+        warnings.append(f"run status is {data['status']!r}")
+    return BenchmarkRecord(
+        label=label,
+        source_format="minicluster",
+        tool=data["tool"]["name"],
+        tool_version=data["tool"]["version"],
+        workload_type="training",
+        workload_name=str(wl.get("name", "unknown")),
+        hardware=_hardware(data.get("platform") or {}),
+        metrics=metrics,
+        samples=samples,
+        warnings=warnings,
+        details={
+            "run_id": data["run_id"],
+            "timestamp": data["created_at"],
+            "launcher": data["launcher"],
+            "nodes": data["nodes"],
+            "os": _os(data.get("platform") or {}),
+            "framework_version": (data.get("platform") or {}).get("torch"),
+            "per_rank_batch": wl.get("per_rank_batch"),
+            "world_size": data["world_size"],
+            "backend": data["backend"],
+            "global_batch": wl.get("global_batch"),
+            "steps_measured": int(step_max_ms.size) if step_max_ms is not None else None,
+        },
+    )
+
+
+def _os(platform: dict[str, Any]) -> str | None:
+    nodes = platform.get("nodes") or []
+    return str(nodes[0]["os"]) if nodes and nodes[0].get("os") else None
+
+
+def _hardware(platform: dict[str, Any]) -> str | None:
+    nodes = platform.get("nodes") or []
+    if not nodes:
+        hw = platform.get("hardware_name")  # a result converted from another format
+        return str(hw) if hw else None
+    node = nodes[0]
+    gpus = node.get("gpus") or []
+    if gpus:
+        first = gpus[0]
+        return (
+            str(first.get("name") or first.get("model") or first)
+            if isinstance(first, dict)
+            else str(first)
+        )
+    return str(node.get("cpu")) if node.get("cpu") else None
+
+
+def _step_max_ms(data: dict[str, Any], path: Path, warnings: list[str]) -> np.ndarray | None:
+    """Per measured step, the max over ranks of step time (embedded, or read from rank files)."""
+    steps = data.get("steps")
+    per_rank: list[dict[int, float]] = []
+    if isinstance(steps, dict) and isinstance(steps.get("embedded"), dict):
+        for rank_steps in steps["embedded"].values():
+            per_rank.append(
+                {
+                    int(s): float(t)
+                    for s, w, t in zip(
+                        rank_steps["step"],
+                        rank_steps["warmup"],
+                        rank_steps["step_time_ms"],
+                        strict=True,
+                    )
+                    if not w and t is not None
+                }
+            )
+    elif isinstance(steps, dict) and isinstance(steps.get("rank_files"), str):
+        per_rank, why_not = _read_rank_files(path.parent, steps["rank_files"], data["world_size"])
+        if why_not:
+            warnings.append(f"no per-step samples ({why_not}): no significance test")
+            return None
+    else:
+        return None
+    common = set.intersection(*(set(r) for r in per_rank)) if per_rank else set()
+    if not common:
+        return None
+    order = sorted(common)
+    table = np.array([[r[s] for s in order] for r in per_rank], dtype=float)
+    return table.max(axis=0)
+
+
+def _read_rank_files(
+    run_dir: Path, pattern: str, world_size: int
+) -> tuple[list[dict[int, float]], str | None]:
+    """Measured step times per rank, or ([], why not)."""
+    out: list[dict[int, float]] = []
+    for rank in range(world_size):
+        try:
+            text = (run_dir / pattern.format(rank=rank)).read_text(encoding="utf-8")
+        except (OSError, KeyError, IndexError, ValueError, UnicodeDecodeError):
+            return [], f"rank {rank}'s step file is missing or unreadable"
+        records = _parse_jsonl(text)
+        steps = {
+            int(r["step"]): float(r["step_time_ms"])
+            for r in records
+            if isinstance(r, dict) and r.get("type") == "step" and not r.get("warmup")
+        }
+        if not steps:
+            return [], f"rank {rank} recorded no measured step"
+        out.append(steps)
+    return out, None
+
+
+def _parse_jsonl(text: str) -> list[object]:
+    # One json.loads over the whole file is several times faster than one per line.
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    try:
+        return list(json.loads("[" + ",".join(lines) + "]"))
+    except json.JSONDecodeError:
+        out: list[object] = []
+        for ln in lines:
+            try:
+                out.append(json.loads(ln))
+            except json.JSONDecodeError:
+                continue  # a rank that died mid-write leaves a truncated last line
+        return out

@@ -1,0 +1,171 @@
+"""Render a comparison as a terminal table, Markdown or a minimal escaped HTML table."""
+
+from __future__ import annotations
+
+import html
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from minicluster.compare.engine import Comparison, PairComparison, Row
+
+_VERDICT_TEXT = {
+    "better": "better",
+    "worse": "worse",
+    "no_change": "no change",
+    "not_comparable": "not comparable",
+    "missing": "n/a",
+}
+_COLUMNS = ("metric", "unit", "A", "B", "abs delta", "% delta", "verdict", "test (p, n)", "reason")
+
+
+def fmt_value(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if value != 0 and abs(value) < 0.01:
+        return f"{value:.3g}"
+    return f"{value:,.2f}" if abs(value) < 1e6 else f"{value:.4g}"
+
+
+def _pct(r: Row) -> str:
+    if r.delta_pct is not None:
+        return f"{r.delta_pct:+.2f}%"
+    return "?" if r.delta_abs is not None else "n/a"  # ? = measured, but the baseline is 0
+
+
+def _delta(r: Row) -> str:
+    return (
+        "n/a" if r.delta_abs is None else ("+" if r.delta_abs > 0 else "") + fmt_value(r.delta_abs)
+    )
+
+
+def _verdict(r: Row) -> str:
+    text = _VERDICT_TEXT[r.verdict]
+    if r.verdict == "no_change" and r.reason.startswith("~"):
+        text = "~"
+    return text + (" (REGRESSION)" if r.regression else "")
+
+
+def _test(r: Row) -> str:
+    if r.test is None:
+        return ""
+    return f"MWU p={r.p_value:.3g}, n={r.n_a}/{r.n_b}"
+
+
+def _cells(r: Row) -> list[str]:
+    return [
+        r.metric,
+        r.unit,
+        fmt_value(r.a),
+        fmt_value(r.b),
+        _delta(r),
+        _pct(r),
+        _verdict(r),
+        _test(r),
+        r.reason,
+    ]
+
+
+def _summary_lines(p: PairComparison) -> list[str]:
+    lines = []
+    for fam, counts in p.families.items():
+        parts = [f"{n} {_VERDICT_TEXT[v]}" for v, n in counts.items() if n]
+        lines.append(f"{fam}: {', '.join(parts)}")
+    if p.geomean_ratio is None:
+        lines.append("geometric mean: no matched metric")
+    else:
+        lines.append(
+            f"geometric mean of direction-normalized ratios (B/A, >1 favours B): "
+            f"{p.geomean_ratio:.3f} over {p.geomean_n} matched metric(s)"
+        )
+    return lines
+
+
+def _title(p: PairComparison) -> str:
+    return (
+        f"A = {p.a.label} ({p.a.tool}, {p.a.workload_type}: {p.a.workload_name}) vs "
+        f"B = {p.b.label} ({p.b.tool}, {p.b.workload_type}: {p.b.workload_name})"
+    )
+
+
+def print_comparison(c: Comparison, console: Console | None = None) -> None:
+    console = console or Console(highlight=False)
+    for p in c.pairs:
+        table = Table(title=escape(_title(p)), title_justify="left")
+        for col in _COLUMNS[:-1]:  # reasons are listed under the table: they do not fit a column
+            table.add_column(
+                col,
+                justify="right" if col in ("A", "B", "abs delta", "% delta") else "left",
+                no_wrap=col == "metric",
+            )
+        notes: dict[str, list[str]] = {}
+        for r in p.rows:
+            style = "red" if r.regression else ("green" if r.verdict == "better" else None)
+            table.add_row(*(escape(x) for x in _cells(r)[:-1]), style=style)
+            notes.setdefault(r.reason, []).append(r.metric)
+        console.print(table)
+        for reason, names in notes.items():
+            console.print(f"[dim]{escape(', '.join(names))}:[/dim] {escape(reason)}")
+        for w in p.warnings:
+            console.print(f"[yellow]warning:[/yellow] {escape(w)}")
+        for line in _summary_lines(p):
+            console.print(escape(line))
+        regs = ", ".join(r.metric for r in p.regressions) or "none"
+        console.print(f"regressions beyond {c.threshold_pct:g}%: {escape(regs)}")
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(c: Comparison) -> str:
+    out = [
+        "# Comparison",
+        "",
+        f"Baseline: `{_md_escape(c.baseline.label)}`; threshold {c.threshold_pct:g}%; "
+        f"alpha {c.alpha:g} (Mann-Whitney U, two-sided, when >= 4 samples a side).",
+        "",
+    ]
+    for p in c.pairs:
+        out += [f"## {_md_escape(_title(p))}", ""]
+        out += [f"- warning: {_md_escape(w)}" for w in p.warnings]
+        if p.warnings:
+            out.append("")
+        out.append("| " + " | ".join(_COLUMNS) + " |")
+        out.append("|" + "---|" * len(_COLUMNS))
+        out += ["| " + " | ".join(_md_escape(x) for x in _cells(r)) + " |" for r in p.rows]
+        out += ["", "### Summary per family", ""]
+        out += [f"- {_md_escape(line)}" for line in _summary_lines(p)]
+        regs = ", ".join(r.metric for r in p.regressions) or "none"
+        out += [f"- regressions beyond {c.threshold_pct:g}%: {regs}", ""]
+    out.append(
+        "`?` = percent undefined (baseline 0); `~` = difference not significant; "
+        "n/a = not measured (reason given)."
+    )
+    return "\n".join(out) + "\n"
+
+
+def to_html(c: Comparison) -> str:
+    e = html.escape
+    parts = [
+        "<!doctype html>",
+        '<html><head><meta charset="utf-8"><title>minicluster comparison</title>',
+        "<style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+        ".worse{background:#fdd}.better{background:#dfd}</style></head><body>",
+        f"<h1>Comparison (baseline {e(c.baseline.label)})</h1>",
+    ]
+    for p in c.pairs:
+        parts.append(f"<h2>{e(_title(p))}</h2>")
+        parts += [f"<p class='warning'>warning: {e(w)}</p>" for w in p.warnings]
+        parts.append("<table><tr>" + "".join(f"<th>{e(col)}</th>" for col in _COLUMNS) + "</tr>")
+        for r in p.rows:
+            cls = "worse" if r.regression else r.verdict
+            parts.append(
+                f"<tr class='{e(cls)}'>" + "".join(f"<td>{e(x)}</td>" for x in _cells(r)) + "</tr>"
+            )
+        parts.append(
+            "</table><ul>" + "".join(f"<li>{e(x)}</li>" for x in _summary_lines(p)) + "</ul>"
+        )
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

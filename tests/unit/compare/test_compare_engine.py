@@ -1,0 +1,193 @@
+"""The comparator's rules (DESIGN.md section 7), one test each, on hand-made records."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from minicluster.compare import compare
+from minicluster.compare.engine import Row
+from minicluster.errors import InputError
+from minicluster.importers.record import BenchmarkRecord, registry_metric
+from minicluster.report.comparison import to_markdown
+
+
+def rec(
+    label: str,
+    values: dict[str, float | None],
+    samples: dict[str, list[float]] | None = None,
+    workload_type: str = "training",
+    hardware: str | None = "cpu-x",
+) -> BenchmarkRecord:
+    return BenchmarkRecord(
+        label=label,
+        source_format="minicluster",
+        tool="t",
+        tool_version="1",
+        workload_type=workload_type,  # type: ignore[arg-type]
+        workload_name="w",
+        hardware=hardware,
+        metrics={
+            k: registry_metric(k, v, "measured", "test", "not measured here")
+            for k, v in values.items()
+        },
+        samples=samples or {},
+    )
+
+
+def row(a: BenchmarkRecord, b: BenchmarkRecord, metric: str, **kw: float) -> Row:
+    c = compare([a, b], **kw)  # type: ignore[arg-type]
+    return next(r for r in c.pairs[0].rows if r.metric == metric)
+
+
+def test_null_is_never_compared() -> None:
+    r = row(
+        rec("a", {"latency_p50_ms": None}), rec("b", {"latency_p50_ms": 18.0}), "latency_p50_ms"
+    )
+    assert r.verdict == "missing"
+    assert r.delta_abs is None and r.delta_pct is None
+    assert "a: not measured (not measured here)" in r.reason
+
+
+def test_zero_baseline_gives_question_mark_not_inf() -> None:
+    a = rec("a", {"throughput_samples_per_sec": 0.0})
+    b = rec("b", {"throughput_samples_per_sec": 202.76})
+    c = compare([a, b])
+    r = c.pairs[0].rows[0]
+    assert r.delta_abs == pytest.approx(202.76)
+    assert r.delta_pct is None
+    assert not r.regression
+    md = to_markdown(c)
+    assert "| ? |" in md and "inf" not in md
+
+
+def test_temperature_lower_is_better() -> None:
+    r = row(
+        rec("a", {"temperature_celsius": 80.0}),
+        rec("b", {"temperature_celsius": 60.0}),
+        "temperature_celsius",
+    )
+    assert r.verdict == "better"
+    r = row(
+        rec("a", {"temperature_celsius": 60.0}),
+        rec("b", {"temperature_celsius": 80.0}),
+        "temperature_celsius",
+    )
+    assert r.verdict == "worse" and r.regression
+
+
+def test_metric_without_direction_has_no_winner() -> None:
+    r = row(
+        rec("a", {"power_consumption_watts": 100.0}),
+        rec("b", {"power_consumption_watts": 300.0}),
+        "power_consumption_watts",
+    )
+    assert r.verdict == "not_comparable"
+    assert r.delta_pct == pytest.approx(200.0)
+
+
+def test_not_significant_difference_is_no_change_whatever_its_size() -> None:
+    sa = [10.0, 30.0, 12.0, 28.0, 11.0, 29.0]
+    sb = [13.0, 31.0, 9.0, 40.0, 12.5, 27.0]
+    a = rec("a", {"latency_p50_ms": 10.0}, {"latency_p50_ms": sa})
+    b = rec("b", {"latency_p50_ms": 20.0}, {"latency_p50_ms": sb})  # +100 %, but noise
+    r = row(a, b, "latency_p50_ms")
+    assert r.test == "mann-whitney-u" and r.p_value is not None and r.p_value > 0.05
+    assert r.verdict == "no_change" and r.reason.startswith("~")
+    assert (r.n_a, r.n_b) == (6, 6)
+    assert "| ~ |" in to_markdown(compare([a, b]))
+
+
+def test_regression_needs_significance_and_threshold() -> None:
+    sa = [10.0, 10.1, 10.2, 10.05, 10.15, 10.12]
+    small = [x * 1.02 for x in sa]  # every step slower: significant, but only +2 %
+    big = [x * 1.5 for x in sa]
+    a = rec("a", {"latency_p50_ms": 10.1}, {"latency_p50_ms": sa})
+    b_small = rec("b", {"latency_p50_ms": 10.1 * 1.02}, {"latency_p50_ms": small})
+    r = row(a, b_small, "latency_p50_ms")
+    assert r.p_value is not None and r.p_value < 0.05
+    assert r.verdict == "no_change" and not r.regression and "threshold" in r.reason
+    b_big = rec("b", {"latency_p50_ms": 15.15}, {"latency_p50_ms": big})
+    r = row(a, b_big, "latency_p50_ms")
+    assert r.verdict == "worse" and r.regression
+    assert compare([a, b_big]).has_regression
+    assert not compare([a, b_small]).has_regression
+
+
+def test_fewer_than_four_samples_gives_no_test() -> None:
+    a = rec("a", {"latency_p50_ms": 10.0}, {"latency_p50_ms": [10.0, 10.0, 10.0]})
+    b = rec("b", {"latency_p50_ms": 20.0}, {"latency_p50_ms": [20.0, 20.0, 20.0, 20.0]})
+    r = row(a, b, "latency_p50_ms")
+    assert r.test is None and r.p_value is None
+    assert "no test" in r.reason and r.verdict == "worse"
+
+
+def test_no_overall_winner_counts_per_family_and_geomean() -> None:
+    a = rec(
+        "a", {"throughput_samples_per_sec": 100.0, "latency_p50_ms": 10.0, "memory_peak_mib": 100.0}
+    )
+    b = rec(
+        "b", {"throughput_samples_per_sec": 200.0, "latency_p50_ms": 20.0, "memory_peak_mib": 100.0}
+    )
+    p = compare([a, b]).pairs[0]
+    assert p.families["throughput"]["better"] == 1
+    assert p.families["latency"]["worse"] == 1
+    assert p.families["memory"]["no_change"] == 1
+    assert p.geomean_n == 3
+    assert p.geomean_ratio == pytest.approx(math.exp((math.log(2) + math.log(0.5) + 0) / 3))
+    assert "winner" not in to_markdown(compare([a, b])).lower()
+
+
+def test_training_vs_inference_only_cross_applicable() -> None:
+    a = rec(
+        "a",
+        {
+            "latency_p50_ms": 40.0,
+            "throughput_samples_per_sec": 17.0,
+            "communication_overhead_percent": None,
+        },
+        workload_type="inference",
+    )
+    b = rec(
+        "b",
+        {"latency_p50_ms": 15.0, "throughput_samples_per_sec": 105.0, "step_time_mean_ms": 15.0},
+    )
+    p = compare([a, b]).pairs[0]
+    by = {r.metric: r for r in p.rows}
+    assert by["latency_p50_ms"].verdict == "not_comparable"
+    assert "different semantics" in by["latency_p50_ms"].reason
+    assert by["throughput_samples_per_sec"].verdict == "better"
+    assert any("workload types differ" in w for w in p.warnings)
+    assert not compare([b, a]).has_regression  # different tools: never a gated regression
+
+
+def test_hardware_difference_is_warned() -> None:
+    p = compare([rec("a", {}, hardware="A100"), rec("b", {}, hardware="H100")]).pairs[0]
+    assert any("hardware differs" in w for w in p.warnings)
+
+
+def test_several_candidates_against_baseline() -> None:
+    a, b, c = (rec(x, {"latency_p50_ms": v}) for x, v in (("a", 10.0), ("b", 11.0), ("c", 9.0)))
+    comp = compare([a, b, c], baseline_index=2)
+    assert comp.baseline.label == "c"
+    assert [p.b.label for p in comp.pairs] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "kw", [{"threshold_pct": -1.0}, {"threshold_pct": math.nan}, {"alpha": 0.0}, {"alpha": 1.5}]
+)
+def test_bad_options_raise_input_error(kw: dict[str, float]) -> None:
+    with pytest.raises(InputError):
+        compare([rec("a", {}), rec("b", {})], **kw)  # type: ignore[arg-type]
+
+
+def test_values_out_of_range_are_not_compared() -> None:
+    r = row(
+        rec("a", {"latency_p50_ms": -1e308}), rec("b", {"latency_p50_ms": 1e308}), "latency_p50_ms"
+    )
+    assert r.verdict == "not_comparable" and r.delta_abs is None and r.delta_pct is None
+    r = row(
+        rec("a", {"latency_p50_ms": 1e-310}), rec("b", {"latency_p50_ms": 1e308}), "latency_p50_ms"
+    )
+    assert r.verdict == "not_comparable"

@@ -1,0 +1,123 @@
+"""`minicluster compare` / `convert` on the command line: exit codes, bad input, startup."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from minicluster.cli import main
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "compare"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_exit_1_on_gated_regression(tmp_path: Path) -> None:
+    data = json.loads((FIX / "seed001_autoperfpy.json").read_text())
+    data["metrics"]["latency_p50_ms"] *= 2
+    worse = tmp_path / "worse.json"
+    worse.write_text(json.dumps(data))
+    base = FIX / "seed001_autoperfpy.json"
+    assert main(["compare", str(worse), "--baseline", str(base)]) == 1
+    assert main(["compare", str(base), str(base)]) == 0
+
+
+def test_exit_0_against_itself_with_samples(tmp_path: Path) -> None:
+    run = FIX / "mc_run.json"
+    assert main(["compare", str(run), str(run), "--json", str(tmp_path / "c.json")]) == 0
+    rows = json.loads((tmp_path / "c.json").read_text())["comparisons"][0]["rows"]
+    p50 = next(r for r in rows if r["metric"] == "latency_p50_ms")
+    assert (p50["test"], p50["p_value"], p50["n_a"], p50["n_b"]) == ("mann-whitney-u", 1.0, 50, 50)
+    assert p50["verdict"] == "no_change"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"schema_version": "minicluster/1", "run_id": ', "invalid JSON"),
+        ('{"tool_name": 3, "metrics": {}, "workload": {}}', "tool_name"),
+        ("[1, 2, 3]", "JSON object"),
+        ('{"completed": -4, "request_throughput": 1}', "non-negative"),
+        ('{"completed": 2, "request_throughput": NaN}', "NaN"),
+        ('{"completed": 2, "request_throughput": "fast"}', "expected a number"),
+        ('{"hello": 1}', "unknown format"),
+        ("plain text, no tables", "unknown format"),
+        ('{"schema_version": "minicluster/1"}', "does not match"),
+    ],
+)
+def test_malformed_input_exit_2_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert main(["compare", str(FIX / "vllm_ok.json"), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("minicluster: error: ") and message in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_binary_missing_and_huge_files_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    binary = tmp_path / "bin.json"
+    binary.write_bytes(b"\xff\xfe\x00\x81" * 100)
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as f:
+        f.truncate(600 * 1024**2)  # sparse: costs no disk
+    for path in (binary, tmp_path / "missing.json", huge):
+        assert main(["compare", str(FIX / "vllm_ok.json"), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "not UTF-8" in err and "no such file" in err and "limit" in err
+
+
+def test_fuzzed_truncations_never_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (FIX / "seed001_autoperfpy.json").read_text()
+    for cut in range(1, len(text), max(1, len(text) // 40)):
+        p = tmp_path / "t.json"
+        p.write_text(text[:cut])
+        assert main(["compare", str(FIX / "seed001_autoperfpy.json"), str(p)]) == 2
+    assert "internal error" not in capsys.readouterr().err
+
+
+def test_single_input_is_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", str(FIX / "vllm_ok.json")]) == 2
+
+
+def test_outputs_written_and_html_escaped(tmp_path: Path) -> None:
+    data = json.loads((FIX / "seed001_autoperfpy.json").read_text())
+    data["workload"]["name"] = "<script>alert(1)</script>"
+    evil = tmp_path / "evil.json"
+    evil.write_text(json.dumps(data))
+    html = tmp_path / "c.html"
+    assert (
+        main(["compare", str(FIX / "seed001_autoperfpy.json"), str(evil), "--html", str(html)]) == 0
+    )
+    text = html.read_text()
+    assert "<script>" not in text and "&lt;script&gt;" in text
+
+
+def test_help_is_fast_and_imports_no_torch() -> None:
+    code = (
+        "import sys, time; t=time.perf_counter(); from minicluster import cli;"
+        "import minicluster.compare, minicluster.importers.detect, minicluster.exporters;"
+        "import minicluster.report.comparison;"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert out.stdout.strip() == "False"
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "minicluster", "compare", "--help"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    assert time.perf_counter() - t0 < 5  # generous on a shared 2-core box; bench measures 0.5 s
