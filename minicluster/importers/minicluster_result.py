@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from minicluster import metrics_registry
+from minicluster.errors import InputError
 from minicluster.importers.record import BenchmarkRecord
+from minicluster.records import read_run_dir
 from minicluster.schema import MetricValue, validate_result
 
 # Metrics whose per-step samples are the per-step max-over-ranks step time.
@@ -115,7 +116,7 @@ def _step_max_ms(data: dict[str, Any], path: Path, warnings: list[str]) -> np.nd
                 }
             )
     elif isinstance(steps, dict) and isinstance(steps.get("rank_files"), str):
-        per_rank, why_not = _read_rank_files(path.parent, steps["rank_files"], data["world_size"])
+        per_rank, why_not = _read_rank_files(path.parent, data["world_size"])
         if why_not:
             warnings.append(f"no per-step samples ({why_not}): no significance test")
             return None
@@ -129,38 +130,29 @@ def _step_max_ms(data: dict[str, Any], path: Path, warnings: list[str]) -> np.nd
     return table.max(axis=0)
 
 
-def _read_rank_files(
-    run_dir: Path, pattern: str, world_size: int
-) -> tuple[list[dict[int, float]], str | None]:
-    """Measured step times per rank, or ([], why not)."""
+def _read_rank_files(run_dir: Path, world_size: int) -> tuple[list[dict[int, float]], str | None]:
+    """Measured step times per rank from the run's rank files, or ([], why not)."""
+    try:
+        records = read_run_dir(run_dir)
+    except InputError as e:
+        return [], str(e)
+    by_rank = {rec.rank: rec for rec in records}
     out: list[dict[int, float]] = []
     for rank in range(world_size):
-        try:
-            text = (run_dir / pattern.format(rank=rank)).read_text(encoding="utf-8")
-        except (OSError, KeyError, IndexError, ValueError, UnicodeDecodeError):
-            return [], f"rank {rank}'s step file is missing or unreadable"
-        records = _parse_jsonl(text)
-        steps = {
-            int(r["step"]): float(r["step_time_ms"])
-            for r in records
-            if isinstance(r, dict) and r.get("type") == "step" and not r.get("warmup")
-        }
-        if not steps:
+        rec = by_rank.get(rank)
+        cols = rec.columns if rec is not None else {}
+        if "step_time_ms" not in cols:
+            return [], f"rank {rank} recorded no step"
+        measured = ~cols["warmup"] if "warmup" in cols else np.ones(rec.n_steps, bool)  # type: ignore[union-attr]
+        if not measured.any():
             return [], f"rank {rank} recorded no measured step"
-        out.append(steps)
+        out.append(
+            dict(
+                zip(
+                    cols["step"][measured].tolist(),
+                    cols["step_time_ms"][measured].tolist(),
+                    strict=True,
+                )
+            )
+        )
     return out, None
-
-
-def _parse_jsonl(text: str) -> list[object]:
-    # One json.loads over the whole file is several times faster than one per line.
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    try:
-        return list(json.loads("[" + ",".join(lines) + "]"))
-    except json.JSONDecodeError:
-        out: list[object] = []
-        for ln in lines:
-            try:
-                out.append(json.loads(ln))
-            except json.JSONDecodeError:
-                continue  # a rank that died mid-write leaves a truncated last line
-        return out
