@@ -57,15 +57,19 @@ def _text(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
-def run_view(result: dict[str, Any]) -> RunView:
-    """Pick and format what a report of one run result shows (no statistic is computed here)."""
+def run_view(result: dict[str, Any], max_rank_rows: int | None = None) -> RunView:
+    """Pick and format what a report of one run result shows (no statistic is computed here).
+
+    With `max_rank_rows`, the ranks table keeps failed ranks and stragglers, then the ranks with
+    the slowest median step, and says how many it left out.
+    """
     return RunView(
         title=f"minicluster run {result['run_id']}",
         status=str(result["status"]),
         summary=_summary(result),
         metrics=_metrics(result),
         missing=_missing(result),
-        ranks=_ranks(result),
+        ranks=_ranks(result, max_rank_rows),
         stragglers=[_straggler_sentence(s) for s in result.get("stragglers") or []],
         faults=_faults(result),
         validation=_validation(result),
@@ -135,9 +139,26 @@ def _missing(result: dict[str, Any]) -> TextTable:
     return table
 
 
-def _ranks(result: dict[str, Any]) -> TextTable:
+def _shown_ranks(
+    ranks: list[dict[str, Any]], flagged: set[int], max_rows: int | None
+) -> list[dict[str, Any]]:
+    if max_rows is None or len(ranks) <= max_rows:
+        return ranks
+
+    def slowness(r: dict[str, Any]) -> float:
+        p50 = (r.get("step_time_ms") or {}).get("p50")
+        return -p50 if isinstance(p50, (int, float)) else 0.0
+
+    order = sorted(ranks, key=lambda r: (r["rank"] not in flagged, slowness(r)))
+    keep = {r["rank"] for r in order[:max_rows]}
+    return [r for r in ranks if r["rank"] in keep]
+
+
+def _ranks(result: dict[str, Any], max_rows: int | None = None) -> TextTable:
     stragglers = {s.get("rank") for s in result.get("stragglers") or []}
     failed = set(result.get("failed_ranks") or [])
+    flagged = stragglers | failed | {r["rank"] for r in result["ranks"] if r["status"] != "ok"}
+    shown = _shown_ranks(result["ranks"], flagged, max_rows)
     table = TextTable(
         "Ranks",
         [
@@ -159,7 +180,12 @@ def _ranks(result: dict[str, Any]) -> TextTable:
         "coordinator. steps = measured / recorded.",
         numeric=set(range(3, 12)),
     )
-    for i, r in enumerate(result["ranks"]):
+    if len(shown) < len(result["ranks"]):
+        table.note += (
+            f" Showing {len(shown)} of {len(result['ranks'])} ranks: failed ranks and stragglers "
+            "first, then the slowest median step; every rank is in result.json."
+        )
+    for i, r in enumerate(shown):
         st = r.get("step_time_ms") or {}
         mem = r.get("memory") or {}
         rss = mem.get("rss_peak_bytes")

@@ -37,10 +37,13 @@ def _rich_table(t: TextTable, columns: list[int] | None = None, unit: str = "") 
     return table
 
 
+TERMINAL_MAX_RANK_ROWS = 16
+
+
 def print_run_summary(result: dict[str, Any], console: Console | None = None) -> None:
     """Summary line, metrics with provenance, what was not measured and why, ranks, faults, errors."""
     console = console or Console(stderr=False, highlight=False)
-    view = run_view(result)
+    view = run_view(result, max_rank_rows=TERMINAL_MAX_RANK_ROWS)
     wl = result["workload"]
     color = _STATUS_COLOR.get(view.status, "white")
     console.print(
@@ -63,6 +66,12 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
     if any(row[12] for row in view.ranks.rows):
         rank_cols.append(12)
     console.print(_rich_table(view.ranks, columns=rank_cols, unit="ms"))
+    if len(view.ranks.rows) < len(result["ranks"]):
+        console.print(
+            f"[dim]{len(result['ranks']) - len(view.ranks.rows)} more ranks not shown "
+            "(failed ranks, stragglers and the slowest median steps are); all are in "
+            "result.json[/dim]"
+        )
     for s in view.stragglers:
         console.print(f"[yellow]straggler:[/yellow] {escape(s)}")
     for side, kind, rank, step, details in view.faults.rows:

@@ -164,3 +164,33 @@ def test_failed_rank_is_highlighted_and_its_error_shown(run_failed: dict[str, An
     md = render_markdown(run_failed)
     assert "Status: **failed**" in md
     assert "| **1** | **vm** | **failed** |" in md
+
+
+def test_terminal_caps_rank_rows_keeping_flagged_and_slowest(run_ok: dict[str, Any]) -> None:
+    import json
+
+    from minicluster.report.content import run_view
+    from minicluster.report.terminal import TERMINAL_MAX_RANK_ROWS
+
+    result = run_ok
+    template = result["ranks"][0]
+    ranks = []
+    for rank in range(100):
+        r = json.loads(json.dumps(template))
+        r["rank"] = rank
+        r["step_time_ms"]["p50"] = 10.0 + rank % 7  # slowest: ranks with rank % 7 == 6
+        ranks.append(r)
+    ranks[42]["status"] = "failed"
+    result["ranks"], result["world_size"], result["failed_ranks"] = ranks, 100, [42]
+    view = run_view(result, max_rank_rows=TERMINAL_MAX_RANK_ROWS)
+    shown = [int(row[0]) for row in view.ranks.rows]
+    assert len(shown) == TERMINAL_MAX_RANK_ROWS
+    assert 42 in shown
+    slowest = {rank for rank in range(100) if rank % 7 == 6}  # 14 ranks at p50 16 ms
+    assert slowest <= set(shown)
+    assert all(rank % 7 in (5, 6) for rank in shown if rank != 42)  # then the 15 ms ones
+    assert "Showing 16 of 100 ranks" in view.ranks.note
+    assert len(run_view(result).ranks.rows) == 100  # files keep every rank
+    out = io.StringIO()
+    print_run_summary(result, Console(file=out, width=120))
+    assert "84 more ranks not shown" in out.getvalue()
