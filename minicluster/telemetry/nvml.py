@@ -83,13 +83,13 @@ class NvmlMeter:
         value = self._call("nvmlDeviceGetTotalEnergyConsumption")
         return None if value is None else int(value)
 
-    def begin(self) -> None:
+    def begin(self, t_unix_s: float | None = None) -> None:
         if not self.available:
             return
         self._samples = []
         self._mem_used_peak: int | None = None
         self._throttle_bits = 0
-        self._t0 = time.time()
+        self._t0 = time.time() if t_unix_s is None else t_unix_s
         self._e0_mj = self._energy_mj()
         self.sample(self._t0)
 

@@ -77,13 +77,17 @@ class RaplMeter:
     def available(self) -> bool:
         return bool(self.zones)
 
-    def begin(self) -> None:
+    def begin(self, t_unix_s: float | None = None) -> None:
         self._series = []
-        self._t0 = self._t_last = time.time()
+        self._t0 = self._t_last = time.time() if t_unix_s is None else t_unix_s
         for z in self.zones:
             z.acc_uj = 0
             z.wraps = 0
-        self._read_all()
+        try:
+            self._read_all()
+        except OSError as e:
+            self.zones = []
+            self.reason = f"RAPL not readable at window start: {e}"
 
     def _read_all(self) -> int:
         """Accumulate each zone's delta since the last read; returns total delta in uJ."""
@@ -103,9 +107,12 @@ class RaplMeter:
         if not self.zones:
             return
         try:
-            delta_uj = self._read_all()
+            self._sample(t_unix_s)
         except OSError:
-            return
+            return  # the next read accumulates from the last good one
+
+    def _sample(self, t_unix_s: float) -> None:
+        delta_uj = self._read_all()
         dt = t_unix_s - self._t_last
         self._t_last = t_unix_s
         if dt > 0:
@@ -117,8 +124,7 @@ class RaplMeter:
         t1 = time.time() if t_unix_s is None else t_unix_s
         error: str | None = None
         try:
-            self.sample(t1)
-            self._read_all()
+            self._sample(t1)
         except OSError as e:
             error = f"RAPL read failed at window end: {e}"
         duration_s = t1 - self._t0
