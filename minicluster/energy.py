@@ -77,25 +77,22 @@ def energy_metrics(
 ) -> dict[str, MetricValue]:
     """power, energy per step and per sample, performance per watt, max temperature."""
     m: dict[str, MetricValue] = {}
-    measured = [
-        s
-        for s in sources
-        if s["source"] in ENERGY_SOURCES
-        and (_reading(s, "energy_j") or {}).get("value") is not None
-    ]
+    measured: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for s in sources:
+        r = _reading(s, "energy_j")
+        if s["source"] in ENERGY_SOURCES and r is not None and r.get("value") is not None:
+            measured.append((s, r))
     if measured:
-        energy_j = sum(_reading(s, "energy_j")["value"] for s in measured)  # type: ignore[index]
+        energy_j = sum(r["value"] for _, r in measured)
         power_w = sum(
-            _reading(s, "energy_j")["value"] / s["window"]["duration_s"]  # type: ignore[index]
-            for s in measured
+            r["value"] / s["window"]["duration_s"]
+            for s, r in measured
             if s["window"].get("duration_s")
         )
-        steps = min(s["window"]["measured_steps"] for s in measured)
-        parts = ", ".join(
-            f"{s['scope']} {s['id']} ({_reading(s, 'energy_j')['status']})"  # type: ignore[index]
-            for s in measured
-        )
-        missing = _why([s for s in sources if s not in measured], "energy_j", ENERGY_SOURCES)
+        steps = min(s["window"]["measured_steps"] for s, _ in measured)
+        parts = ", ".join(f"{s['scope']} {s['id']} ({r['status']})" for s, r in measured)
+        used = [s for s, _ in measured]
+        missing = _why([s for s in sources if s not in used], "energy_j", ENERGY_SOURCES)
         excluded = "" if missing == "no rank reported telemetry" else f"; not included: {missing}"
         how = f"sum over sources: {parts}{excluded}"
         m["power_consumption_watts"] = metric(
@@ -129,8 +126,11 @@ def energy_metrics(
         why = _why(sources, "energy_j", ENERGY_SOURCES)
         for name in METRIC_NAMES[:4]:
             m[name] = unavailable(name, why)
-    temps = [(s, _reading(s, "temperature_max_c")) for s in sources]
-    temps = [(s, r) for s, r in temps if r is not None and r.get("value") is not None]
+    temps: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for s in sources:
+        r = _reading(s, "temperature_max_c")
+        if r is not None and r.get("value") is not None:
+            temps.append((s, r))
     if temps:
         hottest_src, hottest = max(temps, key=lambda t: t[1]["value"])
         scopes = ", ".join(sorted({f"{s['source']} ({s['scope']})" for s, _ in temps}))
@@ -193,7 +193,7 @@ def telemetry_section(
         ]
         known = [e for e in energies if e is not None]
         node["energy_j"] = sum(known) if known else None
-    intervals = {s.get("sample_interval_ms") for s in sources} - {None}
+    intervals = {float(s["sample_interval_ms"]) for s in sources if s.get("sample_interval_ms")}
     totals = {name: metrics[name].to_dict() for name in METRIC_NAMES if name in metrics}
     return {
         "sample_interval_ms": min(intervals) if intervals else None,

@@ -203,7 +203,9 @@ class NvmlMeter:
             f"nvmlDeviceGetPowerUsage polled every {self.interval_s * 1000:.0f} ms, "
             f"trapezoid-integrated ({why})"
         )
-        points = [(t, p) for t, p, _ in self._samples if p is not None]
+        points: list[tuple[float, float]] = [
+            (float(t), p) for t, p, _ in self._samples if t is not None and p is not None
+        ]
         if len(points) < 2 or points[-1][0] <= points[0][0]:
             return missing(
                 "J",

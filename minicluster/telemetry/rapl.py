@@ -128,7 +128,7 @@ class RaplMeter:
         except OSError as e:
             error = f"RAPL read failed at window end: {e}"
         duration_s = t1 - self._t0
-        out = []
+        out: list[dict[str, Any]] = []
         for z in self.zones:
             method = (
                 "RAPL energy_uj delta, wrap-around corrected with max_energy_range_uj, "

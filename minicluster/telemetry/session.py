@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from minicluster.telemetry.host import HostMemoryMeter
 from minicluster.telemetry.nvml import NvmlMeter
 from minicluster.telemetry.rapl import RaplMeter
-from minicluster.telemetry.reading import unavailable_source
+from minicluster.telemetry.reading import Scope, unavailable_source
 from minicluster.telemetry.sampler import Sampler
 from minicluster.telemetry.thermal import ThermalMeter
 
@@ -79,12 +79,13 @@ def for_rank(local_rank: int, cuda_index: int | None, interval_s: float) -> Tele
     elif local_rank == 0:
         notes.append(unavailable_source("nvml", "gpu", "the ranks run on CPU: no GPU to read"))
     if local_rank == 0:
-        rapl = RaplMeter()
-        thermal = ThermalMeter()
-        for meter in (rapl, thermal):
+        node_meters: list[tuple[RaplMeter | ThermalMeter, Scope]] = [
+            (RaplMeter(), "cpu_package"),
+            (ThermalMeter(), "host"),
+        ]
+        for meter, scope in node_meters:
             if meter.available:
                 meters.append(meter)
             else:
-                scope = "cpu_package" if meter is rapl else "host"
                 notes.append(unavailable_source(meter.source, scope, meter.reason or "unavailable"))
     return TelemetrySession(meters, interval_s, notes)
