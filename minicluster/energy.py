@@ -34,8 +34,6 @@ def collect_sources(summaries: list[tuple[dict[str, Any], dict[str, Any]]]) -> l
             continue
         host = header["hostname"]
         for src in tele.get("sources", []):
-            if src["source"] == "host_memory":
-                continue  # per-rank memory: reported in ranks[], not a node/device source
             if src["source"] == "nvml" and src.get("id"):
                 key: tuple[str, ...] = ("nvml", src["id"])
             else:
@@ -155,7 +153,18 @@ def telemetry_section(
     nodes: dict[str, dict[str, Any]] = {}
     devices = []
     series = []
+    ranks = []
     for s in sources:
+        if s["source"] == "host_memory":  # per rank, not a node or device source
+            ranks.append(
+                {
+                    "rank": s["rank"],
+                    "hostname": s["hostname"],
+                    "id": s["id"],
+                    "readings": s["readings"],
+                }
+            )
+            continue
         entry = {
             k: v
             for k, v in s.items()
@@ -200,6 +209,7 @@ def telemetry_section(
         "totals": totals,
         "nodes": list(nodes.values()),
         "devices": devices,
+        "ranks": sorted(ranks, key=lambda r: r["rank"]),
         "series": series,
     }
 

@@ -64,6 +64,10 @@ def test_real_run_reports_energy_honestly_and_memory_measured(tmp_path: Path) ->
     tele = result["telemetry"]
     assert tele["sample_interval_ms"] == 20.0
     assert [n["hostname"] for n in tele["nodes"]] == [result["platform"]["nodes"][0]["hostname"]]
+    assert [r["rank"] for r in tele["ranks"]] == [0, 1]
+    for r in tele["ranks"]:
+        pct = r["readings"]["rss_peak_percent"]
+        assert pct["status"] == "derived" and 0 < pct["value"] < 100
     node_sources = {s["source"] for s in tele["nodes"][0]["sources"]}
     assert {"nvml", "rapl", "thermal"} <= node_sources  # read once, by local rank 0
     for r in (0, 1):
