@@ -38,6 +38,9 @@ class NvmlMeter:
         self._initialized = False
         self._counter_reason: str | None = None
         self._samples: list[list[float | None]] = []
+        self._mem_used_peak: int | None = None
+        self._throttle_bits = 0
+        self._throttle_reads = 0
         if nvml is None:
             nvml, self.reason = load_nvml()
             if nvml is None:
@@ -87,8 +90,9 @@ class NvmlMeter:
         if not self.available:
             return
         self._samples = []
-        self._mem_used_peak: int | None = None
+        self._mem_used_peak = None
         self._throttle_bits = 0
+        self._throttle_reads = 0
         self._t0 = time.time() if t_unix_s is None else t_unix_s
         self._e0_mj = self._energy_mj()
         self.sample(self._t0)
@@ -103,8 +107,11 @@ class NvmlMeter:
         if info is not None:
             self._mem_used_peak = max(self._mem_used_peak or 0, int(info.used))
         bits = self._call("nvmlDeviceGetCurrentClocksEventReasons")
+        if bits is None and hasattr(self._nvml, "nvmlDeviceGetCurrentClocksThrottleReasons"):
+            bits = self._call("nvmlDeviceGetCurrentClocksThrottleReasons")  # drivers < 535
         if bits is not None:
             self._throttle_bits |= int(bits)
+            self._throttle_reads += 1
         power_w = None if power_mw is None else power_mw / 1000.0
         self._samples.append([t_unix_s, power_w, None if temp_c is None else float(temp_c)])
 
@@ -166,7 +173,8 @@ class NvmlMeter:
                 "available": True,
                 "reason": None,
                 "readings": {k: r.to_dict() for k, r in readings.items()},
-                "throttle_reasons": self._throttle_names(),
+                # None (not []) when the driver never answered: "no throttling" is not known
+                "throttle_reasons": self._throttle_names() if self._throttle_reads else None,
                 "series": self._samples,
             }
         ]

@@ -25,6 +25,7 @@ FUNCS = (
     "nvmlDeviceGetPowerUsage",
     "nvmlDeviceGetTemperature",
     "nvmlDeviceGetCurrentClocksEventReasons",
+    "nvmlDeviceGetCurrentClocksThrottleReasons",
 )
 T0 = 1_700_000_000.0
 
@@ -158,3 +159,15 @@ def test_temperature_max_and_throttle_reasons(nvml: SimpleNamespace) -> None:
     assert [p[2] for p in src["series"]] == [60.0, 71.0, 65.0]
     meter.close()
     nvml.nvmlShutdown.assert_called_once()
+
+
+def test_throttle_reasons_unknown_when_the_driver_never_answers(nvml: SimpleNamespace) -> None:
+    nvml.nvmlDeviceGetTotalEnergyConsumption.side_effect = [0, 0, 10_000]
+    nvml.nvmlDeviceGetCurrentClocksEventReasons.side_effect = pynvml.NVMLError(
+        pynvml.NVML_ERROR_FUNCTION_NOT_FOUND
+    )
+    nvml.nvmlDeviceGetCurrentClocksThrottleReasons.side_effect = not_supported()
+    meter = NvmlMeter(0, 0.1)
+    meter.begin(T0)
+    [src] = meter.end(T0 + 1.0)
+    assert src["throttle_reasons"] is None
