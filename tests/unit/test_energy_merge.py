@@ -124,3 +124,13 @@ def test_unavailable_gpu_energy_is_named_when_others_are_summed() -> None:
         m["energy_per_step_joules"].method or ""
     )
     assert m["performance_per_watt"].value is None
+
+
+def test_long_series_are_thinned_and_say_so() -> None:
+    src = gpu("GPU-x", 100.0, 60.0)
+    src["series"] = [[float(i), 50.0, 60.0] for i in range(12_000)]
+    sources = energy.collect_sources([rank(0, "a", 0, [src])])
+    section = energy.telemetry_section(sources, {})
+    [series] = section["series"]
+    assert series["every_nth_sample"] == 3
+    assert len(series["points"]) == 4_000 and series["points"][1][0] == 3.0
