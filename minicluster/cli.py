@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from minicluster import __version__
+from minicluster.config import REQUIRABLE_MEASUREMENTS
 from minicluster.errors import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_require(p: argparse.ArgumentParser) -> None:
     p.add_argument("--require", action="append", default=[], metavar="WHAT",
-                   choices=["energy", "temperature"],
+                   choices=REQUIRABLE_MEASUREMENTS,
                    help="fail up front (exit 2) when WHAT cannot be measured here "
                    "(repeatable; also config telemetry.require)")
 

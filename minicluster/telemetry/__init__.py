@@ -107,9 +107,27 @@ def probe_host_memory() -> SourceStatus:
     )
 
 
+def probe_cuda() -> SourceStatus:
+    """Whether torch sees a GPU (imports torch: for doctor only, never on the analysis path)."""
+    try:
+        import torch
+    except ImportError:
+        return SourceStatus("cuda (torch)", False, "torch not installed")
+    if not torch.cuda.is_available():
+        return SourceStatus("cuda (torch)", False, f"torch {torch.__version__} sees no CUDA GPU")
+    names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    return SourceStatus("cuda (torch)", True, detail=names)
+
+
 def doctor_rows() -> list[SourceStatus]:
     """Everything `minicluster doctor` reports, in display order."""
-    return [*probe_nvml_devices(), probe_rapl(), probe_thermal(), probe_host_memory()]
+    return [
+        probe_cuda(),
+        *probe_nvml_devices(),
+        probe_rapl(),
+        probe_thermal(),
+        probe_host_memory(),
+    ]
 
 
 def check_required(require: list[str] | tuple[str, ...], on_gpu: bool) -> None:

@@ -26,7 +26,7 @@ def bare_machine(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_doctor_lists_every_source_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["doctor"]) == 0
     out = capsys.readouterr().out
-    for source in ("nvml", "rapl", "thermal", "host memory"):
+    for source in ("cuda (torch)", "nvml", "rapl", "thermal", "host memory"):
         assert source in out
     assert "yes" in out  # host memory is always readable
 

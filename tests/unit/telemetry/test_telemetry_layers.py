@@ -13,7 +13,13 @@ REPO = Path(__file__).resolve().parents[3]
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
-    "module", ["minicluster.energy", "minicluster.coordinator", "minicluster.telemetry.session"]
+    "module",
+    [
+        "minicluster.energy",
+        "minicluster.coordinator",
+        "minicluster.telemetry.session",
+        "minicluster.cli",
+    ],
 )
 def test_imports_without_torch(module: str) -> None:
     code = f"import sys, {module}; print('torch' in sys.modules)"
