@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from minicluster import __version__
+from minicluster.config import REQUIRABLE_MEASUREMENTS
 from minicluster.errors import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
     _add_report_flags(p)
+    _add_require(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("worker", help="per-rank entry for an outside launcher (torchrun, srun)")
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rank 0 does not write result.json (the launcher aggregates)",
     )
+    _add_require(p)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("aggregate", help="re-build result.json from the rank files of a run")
@@ -120,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--out", type=Path, help="output file (default: stdout)")
     p.set_defaults(func=cmd_convert)
+    p = sub.add_parser("doctor", help="what this machine can measure (GPU, NVML, RAPL, thermal)")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 
@@ -127,6 +132,18 @@ def _add_report_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--md", type=Path, metavar="FILE", help="also write a Markdown report here")
     p.add_argument(
         "--html", type=Path, metavar="FILE", help="also write a self-contained HTML report here"
+    )
+
+
+def _add_require(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--require",
+        action="append",
+        default=[],
+        metavar="WHAT",
+        choices=REQUIRABLE_MEASUREMENTS,
+        help="fail up front (exit 2) when WHAT cannot be measured here "
+        "(repeatable; also config telemetry.require)",
     )
 
 
@@ -167,6 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.nproc is not None and args.nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {args.nproc}")
     cfg = config_mod.override(cfg, nproc=args.nproc)
+    cfg = config_mod.require(cfg, args.require)
+    _check_required(cfg)
     run_id = _new_run_id()
     default_out = args.out is None
     out_dir = Path("runs") / run_id if default_out else args.out
@@ -197,7 +216,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from minicluster import config as config_mod
     from minicluster import worker
 
-    cfg = config_mod.load(args.config)
+    cfg = config_mod.require(config_mod.load(args.config), args.require)
+    _check_required(cfg)
     _ensure_writable(args.out)
     try:
         gathered = worker.run(cfg, args.out, run_id=args.run_id)
@@ -302,6 +322,38 @@ def cmd_convert(args: argparse.Namespace) -> int:
     except OSError as e:
         raise InputError(f"cannot write {args.out}: {e.strerror or e}") from None
     return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from minicluster import telemetry
+
+    table = Table(title="What this machine can measure", title_justify="left")
+    table.add_column("source", no_wrap=True)
+    table.add_column("readable")
+    table.add_column("detail / why not")
+    for row in telemetry.doctor_rows():
+        ok = "[green]yes[/green]" if row.available else "[red]no[/red]"
+        table.add_row(escape(row.name), ok, escape(row.detail or row.reason or ""))
+    Console(highlight=False).print(table)
+    return EXIT_OK
+
+
+def _check_required(cfg: Any) -> None:
+    """Fail before any rank starts when the config requires a measurement this machine lacks."""
+    if not cfg.telemetry.require:
+        return
+    from minicluster import telemetry
+
+    on_gpu = cfg.run.device == "cuda"
+    if cfg.run.device == "auto":
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+    telemetry.check_required(cfg.telemetry.require, on_gpu)
 
 
 class _RankFailed(MiniclusterError):

@@ -79,12 +79,34 @@ class RunSection:
     comm_timing: Literal["ddp_stats", "hook"] = "ddp_stats"
 
 
+REQUIRABLE_MEASUREMENTS = ("energy", "temperature")
+
+
+@dataclass(frozen=True)
+class TelemetrySection:
+    """Background sampler interval and measurements whose absence fails the run up front."""
+
+    sample_interval_ms: int = field(default=100, metadata=_range(10, 60_000))
+    require: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.require, (list, tuple)):
+            raise ConfigError(f"telemetry.require must be a list, got {self.require!r}")
+        for what in self.require:
+            if what not in REQUIRABLE_MEASUREMENTS:
+                raise ConfigError(
+                    f"telemetry.require has {what!r}; allowed: {', '.join(REQUIRABLE_MEASUREMENTS)}"
+                )
+        object.__setattr__(self, "require", list(self.require))
+
+
 @dataclass(frozen=True)
 class RunConfig:
     name: str = "default"
     workload: WorkloadConfig = field(default_factory=MlpConfig)
     steps: StepsConfig = field(default_factory=StepsConfig)
     run: RunSection = field(default_factory=RunSection)
+    telemetry: TelemetrySection = field(default_factory=TelemetrySection)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -127,7 +149,7 @@ def from_dict(data: Any, source: str = "config") -> RunConfig:
             f"{source}: unknown workload.name {wl_name!r}; allowed: {', '.join(WORKLOADS)}"
         )
     data["workload"] = _build(WORKLOADS[wl_name], workload, "workload", source)
-    for key, cls in (("steps", StepsConfig), ("run", RunSection)):
+    for key, cls in (("steps", StepsConfig), ("run", RunSection), ("telemetry", TelemetrySection)):
         section = data.get(key, {})
         data[key] = _build(cls, {} if section is None else section, key, source)
     return _build(RunConfig, data, "", source)
@@ -140,6 +162,16 @@ def override(cfg: RunConfig, **run_fields: Any) -> RunConfig:
         return cfg
     merged = {**dataclasses.asdict(cfg.run), **changes}
     return dataclasses.replace(cfg, run=_build(RunSection, merged, "run", "command line"))
+
+
+def require(cfg: RunConfig, measurements: list[str]) -> RunConfig:
+    """A copy of `cfg` that also requires `measurements` (from `--require`)."""
+    if not measurements:
+        return cfg
+    merged = {**dataclasses.asdict(cfg.telemetry)}
+    merged["require"] = list(dict.fromkeys([*cfg.telemetry.require, *measurements]))
+    section = _build(TelemetrySection, merged, "telemetry", "command line")
+    return dataclasses.replace(cfg, telemetry=section)
 
 
 def _build(cls: type, data: Any, prefix: str, source: str) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster import __version__, metrics_registry
+from minicluster import __version__, energy, metrics_registry
 from minicluster.errors import InputError
 from minicluster.records import RANKS_DIR, RankRecords, from_gathered, read_run_dir
 from minicluster.schema import SCHEMA_VERSION, MetricValue, metric, unavailable
@@ -113,6 +113,7 @@ def aggregate(
         "collectives": None,
         "faults": {"injected": [], "detected": []},
         "errors": errors,
+        "telemetry": energy.telemetry_section(_telemetry_sources(by_rank), metrics),
     }
     return result
 
@@ -395,7 +396,7 @@ def _metrics(
             ):
                 m[name] = unavailable(name, reason)
     m.update(_memory_metrics(headers, by_rank))
-    m.update(_energy_metrics(headers))
+    m.update(_energy_metrics(by_rank, m.get("throughput_samples_per_sec"), global_batch))
     m["scaling_efficiency_pct"] = unavailable(
         "scaling_efficiency_pct", "a single run has no baseline; use a sweep over world sizes"
     )
@@ -475,24 +476,16 @@ def _memory_metrics(
     }
 
 
-def _energy_metrics(headers: list[dict[str, Any]]) -> dict[str, MetricValue]:
-    tele = headers[0].get("telemetry", {})
-    reasons = []
-    for source in ("nvml", "rapl"):
-        info = tele.get(source, {})
-        if info.get("available"):
-            reasons.append(f"{source}: present but not sampled by this version")
-        else:
-            reasons.append(f"{source}: {info.get('reason', 'not probed')}")
-    why = "; ".join(reasons)
-    names = (
-        "power_consumption_watts",
-        "energy_per_step_joules",
-        "energy_per_sample_joules",
-        "performance_per_watt",
-        "temperature_celsius",
-    )
-    return {name: unavailable(name, why) for name in names}
+def _telemetry_sources(by_rank: dict[int, RankRecords]) -> list[dict[str, Any]]:
+    pairs = [(r.header, r.summary) for _, r in sorted(by_rank.items()) if r.header and r.summary]
+    return energy.collect_sources(pairs)
+
+
+def _energy_metrics(
+    by_rank: dict[int, RankRecords], throughput: MetricValue | None, global_batch: int
+) -> dict[str, MetricValue]:
+    sps = throughput.value if throughput is not None else None
+    return energy.energy_metrics(_telemetry_sources(by_rank), sps, global_batch)
 
 
 def _platform(headers: list[dict[str, Any]]) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from minicluster import __version__, dist, telemetry, workloads
 from minicluster.config import RunConfig
 from minicluster.log import setup_logging
 from minicluster.schema import atomic_write_json
+from minicluster.telemetry.session import TelemetrySession
+from minicluster.telemetry.session import for_rank as telemetry_for_rank
 from minicluster.timing import CommTimer, attach_comm_timer, ddp_logging_cross_check
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
     recorder: RankRecorder | None = None
     summary_path = rank_summary_path(out_dir, info.rank)
     last_step = -1
+    tele: TelemetrySession | None = None
     try:
         run_id = _agree_run_id(run_id)
         recorder = RankRecorder(out_dir, info.rank)
@@ -94,11 +97,18 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         held.update(ddp=ddp, opt=opt)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
+        tele = telemetry_for_rank(
+            info.local_rank,
+            device.index if device.type == "cuda" else None,
+            cfg.telemetry.sample_interval_ms / 1000.0,
+        )
 
         total = cfg.steps.warmup + cfg.steps.measured
         progress_every = max(1, total // 5) if os.environ.get("MINICLUSTER_PROGRESS") != "0" else 0
         steps: list[dict[str, Any]] = []
         for step in range(total):
+            if step == cfg.steps.warmup:
+                tele.begin()  # the measured window: right after warm-up (device already synced)
             rec = _train_step(ddp, opt, wl, timer, device, step, info.rank, cfg.steps.warmup)
             recorder.write(rec)
             steps.append(rec)
@@ -106,7 +116,8 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
             if progress_every and (step + 1) % progress_every == 0:
                 log.info("step %d/%d  step_time %.2f ms", step + 1, total, rec["step_time_ms"])
 
-        summary = _summary(info, device, run_id, "ok", last_step, ddp, None)
+        tele_window = tele.end(cfg.steps.measured)
+        summary = _summary(info, device, run_id, "ok", last_step, ddp, None, tele_window)
         atomic_write_json(summary_path, summary)
         recorder.close()
         recorder = None
@@ -124,6 +135,8 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
     finally:
         if recorder is not None:
             recorder.close()
+        if tele is not None:
+            tele.close()
         held.clear()  # drop DDP model and optimizer before destroy_process_group (gloo hangs else)
         gc.collect()
         dist.teardown()
@@ -247,6 +260,7 @@ def _summary(
     last_step: int,
     ddp: DDP | None,
     error: BaseException | None,
+    telemetry_window: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     memory: dict[str, Any] = {
         "rss_peak_bytes": telemetry.process_rss_peak_bytes(),
@@ -265,6 +279,7 @@ def _summary(
         "error": None if error is None else f"{type(error).__name__}: {error}",
         "memory": memory,
         "ddp_logging": ddp_logging_cross_check(ddp) if ddp is not None else None,
+        "telemetry": telemetry_window,
     }
 
 
