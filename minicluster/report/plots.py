@@ -319,12 +319,51 @@ def busbw_plot(result: dict[str, Any]) -> Plot | None:
     return Plot("busbw", title, "".join(parts), caption)
 
 
+_SERIES_COLUMNS = {"W": "power_w", "°C": "temp_c"}
+_SOURCE_NAMES = {"nvml": "NVML", "rapl": "RAPL", "thermal": "hwmon/thermal zones"}
+
+
+def _telemetry_lines(telemetry: Any, unit: str) -> list[dict[str, Any]]:
+    """One line per telemetry source sampling `unit`, as {name, status, method, t_s, values}.
+
+    Reads the sampler's series in `result["telemetry"]["series"]`: `[{"hostname", "source", "id",
+    "columns": ["t_unix_s", "power_w", "temp_c"], "points": [[t, power, temp], ...]}]`. Time is
+    shown relative to the first sample of the run.
+    """
+    if not isinstance(telemetry, dict):
+        return []
+    column = _SERIES_COLUMNS[unit]
+    series = [s for s in telemetry.get("series") or [] if isinstance(s, dict)]
+    starts = [s["points"][0][0] for s in series if s.get("points")]
+    t0 = min(starts) if starts else 0.0
+    interval = telemetry.get("sample_interval_ms")
+    lines = []
+    for s in series:
+        cols = s.get("columns") or []
+        if column not in cols or "t_unix_s" not in cols or not s.get("points"):
+            continue
+        ti, vi = cols.index("t_unix_s"), cols.index(column)
+        every = (
+            f", every {s.get('every_nth_sample')}th sample shown"
+            if s.get("every_nth_sample", 1) > 1
+            else ""
+        )
+        lines.append(
+            {
+                "name": f"{s.get('source')} {s.get('id')} on {s.get('hostname')}",
+                "status": "measured",
+                "method": f"{s.get('source')} sampled every {interval} ms{every}",
+                "t_s": [p[ti] - t0 for p in s["points"]],
+                "values": [p[vi] for p in s["points"]],
+            }
+        )
+    return lines
+
+
 def _series_plot(
     result: dict[str, Any], unit: str, label: str, title: str, y_label: str
 ) -> Plot | None:
-    telemetry = result.get("telemetry")
-    series = (telemetry or {}).get("series") if isinstance(telemetry, dict) else None
-    chosen = [s for s in series or [] if s.get("unit") == unit and s.get("t_s")]
+    chosen = [s for s in _telemetry_lines(result.get("telemetry"), unit) if s["t_s"]]
     lines = []
     for s in chosen:
         pts = [
@@ -373,15 +412,14 @@ def _series_plot(
 def power_plot(result: dict[str, Any]) -> Plot | None:
     """Power over time, one line per source.
 
-    Reads `result["telemetry"]["series"]`: `[{"name": str, "unit": "W", "status": str,
-    "method": str, "t_s": [float], "values": [float | None]}]` and the metric
-    `energy_per_step_joules` for the caption.
+    Reads the sampler's series in `result["telemetry"]["series"]` (see `_telemetry_lines`) and
+    the metric `energy_per_step_joules` for the caption.
     """
     return _series_plot(result, "W", "power", "Power over time", "power (W)")
 
 
 def temperature_plot(result: dict[str, Any]) -> Plot | None:
-    """Temperature over time, one line per sensor: `result["telemetry"]["series"]` with unit °C."""
+    """Temperature over time, one line per source (`result["telemetry"]["series"]`)."""
     return _series_plot(result, "°C", "temperature", "Temperature over time", "temperature (°C)")
 
 
