@@ -348,11 +348,12 @@ def _telemetry_lines(telemetry: Any, unit: str) -> list[dict[str, Any]]:
             if s.get("every_nth_sample", 1) > 1
             else ""
         )
+        source = _SOURCE_NAMES.get(str(s.get("source")), str(s.get("source")))
         lines.append(
             {
-                "name": f"{s.get('source')} {s.get('id')} on {s.get('hostname')}",
+                "name": f"{source} {s.get('id')} on {s.get('hostname')}",
                 "status": "measured",
-                "method": f"{s.get('source')} sampled every {interval} ms{every}",
+                "method": f"{source} sampled every {interval} ms{every}",
                 "t_s": [p[ti] - t0 for p in s["points"]],
                 "values": [p[vi] for p in s["points"]],
             }
