@@ -19,6 +19,7 @@ from typing import Any
 from minicluster import __version__
 from minicluster.errors import (
     EXIT_BAD_INPUT,
+    EXIT_FAILED_CHECK,
     EXIT_OK,
     EXIT_RUN_FAILED,
     InputError,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how ranks are started (default: torchrun)",
     )
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
+    _add_fault_args(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("worker", help="per-rank entry for an outside launcher (torchrun, srun)")
@@ -103,6 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.nproc is not None and args.nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {args.nproc}")
     cfg = config_mod.override(cfg, nproc=args.nproc)
+    cfg = _with_faults(cfg, args)
     run_id = _new_run_id()
     default_out = args.out is None
     out_dir = Path("runs") / run_id if default_out else args.out
@@ -126,6 +129,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     if default_out:
         _point_latest(out_dir)
     return _exit_for(result)
+
+
+def _add_fault_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND:key=value,...",
+        help="inject a fault (repeatable): straggler:rank=R,delay_ms=D[,from_step=S], "
+        "crash:rank=R,step=S, hang:rank=R,step=S, corrupt_grad:rank=R,step=S",
+    )
+    p.add_argument(
+        "--collective-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long a rank waits in a collective before the run fails (default: config, 300)",
+    )
+
+
+def _with_faults(cfg: Any, args: argparse.Namespace) -> Any:
+    """`cfg` with the --fault specs added, checked against the world before any rank starts."""
+    import dataclasses
+
+    from minicluster import config as config_mod
+    from minicluster import fault_spec
+
+    added = tuple(fault_spec.parse(text) for text in args.fault)
+    cfg = dataclasses.replace(cfg, faults=cfg.faults + added)
+    cfg = config_mod.override(cfg, collective_timeout_s=args.collective_timeout)
+    if any(f.kind == "corrupt_grad" for f in cfg.faults) and cfg.run.replica_check_every == 0:
+        cfg = config_mod.override(cfg, replica_check_every=1)  # else nothing could catch it
+    fault_spec.check_against_run(cfg.faults, cfg.run.nproc, cfg.steps.warmup + cfg.steps.measured)
+    return cfg
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -161,9 +197,24 @@ class _RankFailed(MiniclusterError):
 def _aggregate_dir(out_dir: Path, launcher_error: str | None) -> dict[str, Any]:
     from minicluster import coordinator
 
-    result = coordinator.aggregate(coordinator.read_run_dir(out_dir), launcher_error=launcher_error)
+    result = coordinator.aggregate(
+        coordinator.read_run_dir(out_dir),
+        launcher_error=launcher_error,
+        exit_codes=_launcher_exit_codes(out_dir),
+    )
     _write_and_print(out_dir, result)
     return result
+
+
+def _launcher_exit_codes(out_dir: Path) -> dict[int, int] | None:
+    """Per-rank exit codes the launcher left in DIR/launcher.json (a failed local run), or None."""
+    import json
+
+    try:
+        data = json.loads((out_dir / "launcher.json").read_text(encoding="utf-8"))
+        return {int(rank): int(code) for rank, code in data["exit_codes"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _write_and_print(out_dir: Path, result: dict[str, Any]) -> None:
@@ -178,7 +229,13 @@ def _write_and_print(out_dir: Path, result: dict[str, Any]) -> None:
 
 
 def _exit_for(result: dict[str, Any]) -> int:
-    return EXIT_RUN_FAILED if result["status"] == "failed" else EXIT_OK
+    if result["status"] == "failed":
+        return EXIT_RUN_FAILED
+    from minicluster.fault_detect import CORRECTNESS_KINDS
+
+    if any(d["kind"] in CORRECTNESS_KINDS for d in result["faults"]["detected"]):
+        return EXIT_FAILED_CHECK
+    return EXIT_OK
 
 
 def _new_run_id() -> str:

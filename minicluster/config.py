@@ -11,6 +11,8 @@ from typing import Any, Literal
 import yaml
 
 from minicluster.errors import ConfigError
+from minicluster.fault_spec import FaultSpec
+from minicluster.fault_spec import from_mapping as fault_from_mapping
 
 
 def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
@@ -74,6 +76,9 @@ class RunSection:
     # A rank whose median compute time exceeds the other ranks' median by this much is named.
     straggler_threshold_pct: float = field(default=20.0, metadata=_range(0))
     bucket_cap_mb: float = field(default=25.0, metadata=_range(0.01))
+    # Checksum parameters, optimizer state and gradients every N steps (replica check); 0: off.
+    # `validate` and an injected corrupt_grad turn it on (1) when it is off.
+    replica_check_every: int = field(default=0, metadata=_range(0))
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class RunConfig:
     workload: WorkloadConfig = field(default_factory=MlpConfig)
     steps: StepsConfig = field(default_factory=StepsConfig)
     run: RunSection = field(default_factory=RunSection)
+    faults: tuple[FaultSpec, ...] = ()  # injected on purpose (`--fault`), see fault_spec.py
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -127,6 +133,10 @@ def from_dict(data: Any, source: str = "config") -> RunConfig:
     for key, cls in (("steps", StepsConfig), ("run", RunSection)):
         section = data.get(key, {})
         data[key] = _build(cls, {} if section is None else section, key, source)
+    faults = data.get("faults") or []
+    if not isinstance(faults, (list, tuple)):
+        raise ConfigError(f"{source}: faults must be a list")
+    data["faults"] = tuple(fault_from_mapping(f, f"{source}: faults") for f in faults)
     return _build(RunConfig, data, "", source)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster import __version__, metrics_registry
+from minicluster import __version__, fault_detect, metrics_registry
 from minicluster.errors import InputError
 from minicluster.schema import SCHEMA_VERSION, MetricValue, metric, unavailable
 
@@ -110,6 +110,7 @@ def aggregate(
     launcher_error: str | None = None,
     straggler_threshold_pct: float | None = None,
     aggregated_at: str | None = None,
+    exit_codes: dict[int, int] | None = None,
 ) -> dict[str, Any]:
     """Build the canonical result from all ranks' records (`aggregated_at` fixed for golden tests)."""
     headers = [r.header for r in records if r.header is not None]
@@ -160,6 +161,12 @@ def aggregate(
         for rank in range(world_size)
     ]
     stragglers = _stragglers(ranks_out, straggler_threshold_pct)
+    detected = fault_detect.detect(records, world_size, stragglers, exit_codes)
+    errors += [
+        f"rank {d['rank']}: {d['kind']} at step {d['step']}: {d['evidence']}"
+        for d in detected
+        if d["kind"] in fault_detect.CORRECTNESS_KINDS
+    ]
     metrics = _metrics(table, headers, by_rank, world_size, per_rank_batch, tokens_per_rank)
     hosts = sorted({h["hostname"] for h in headers})
     result: dict[str, Any] = {
@@ -190,7 +197,7 @@ def aggregate(
         "steps": table.steps_section(),
         "scaling": None,
         "collectives": None,
-        "faults": {"injected": [], "detected": []},
+        "faults": {"injected": cfg.get("faults", []), "detected": detected},
         "errors": errors,
     }
     return result

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from minicluster import __version__, dist, telemetry, workloads
+from minicluster import __version__, dist, fault_spec, faults, telemetry, validate, workloads
 from minicluster.config import RunConfig
 from minicluster.log import setup_logging
 from minicluster.schema import atomic_write_json
@@ -86,18 +86,25 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
             device_ids=[device.index] if device.type == "cuda" else None,
             bucket_cap_mb=cfg.run.bucket_cap_mb,
         )
-        ddp.register_comm_hook(None, timer.hook)
+        checker = validate.ReplicaChecker(cfg.run.replica_check_every)
+        ddp.register_comm_hook(None, checker.wrap_comm_hook(timer.hook))
         _sample_ddp_runtime_stats(ddp, every=10)
         opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
         held.update(ddp=ddp, opt=opt)
+        injector = faults.FaultInjector(cfg.faults, info.rank)
+        injector.install(ddp.module, opt)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
         total = cfg.steps.warmup + cfg.steps.measured
         progress_every = max(1, total // 5) if os.environ.get("MINICLUSTER_PROGRESS") != "0" else 0
         steps: list[dict[str, Any]] = []
+        fault_spec.check_against_run(cfg.faults, info.world_size, total)
         for step in range(total):
+            injector.begin_step(step)
+            checker.begin_step(step)
             rec = _train_step(ddp, opt, wl, timer, device, step, info.rank, cfg.steps.warmup)
+            rec.update(checker.record(ddp.module, opt))  # after the step's clock stopped
             recorder.write(rec)
             steps.append(rec)
             last_step = step

@@ -1,0 +1,126 @@
+"""Find faults in what the ranks recorded: dead or hung ranks, stragglers, diverged replicas.
+
+Analysis layer (no torch). Every detection comes from evidence in the records (step lines,
+summaries, the launcher's exit codes), never from the list of injected faults, so `injected`
+and `detected` in the result can be checked against each other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+CHECKSUM_KEYS = ("param_checksum", "optim_checksum")
+CORRECTNESS_KINDS = ("corrupt_grad", "replica_divergence")  # the run ended, its numbers are wrong
+
+
+def detect(
+    records: list[Any],
+    world_size: int,
+    stragglers: list[dict[str, Any]],
+    exit_codes: dict[int, int] | None = None,
+) -> list[dict[str, Any]]:
+    """Detected faults, each `{kind, rank, step, evidence}` (`step` None when it has none)."""
+    found = _dead_ranks(records, world_size, exit_codes or {})
+    found += _divergence(records)
+    for s in stragglers:
+        found.append(
+            {
+                "kind": "straggler",
+                "rank": s["rank"],
+                "step": None,
+                "attributed_to": s.get("attributed_to", "compute"),
+                "evidence": f"median compute {s['compute_ms_median']} ms vs "
+                f"{s['others_compute_ms_median']} ms on the other ranks (+{s['excess_pct']}%)",
+            }
+        )
+    return found
+
+
+def _dead_ranks(
+    records: list[Any], world_size: int, exit_codes: dict[int, int]
+) -> list[dict[str, Any]]:
+    """A rank that left records but no summary died or was killed; its fault step is the first
+    step it never recorded. Crash or hang from its exit code (its own non-zero code vs killed by
+    a signal), else from what the surviving ranks' collectives reported."""
+    by_rank = {r.rank: r for r in records}
+    survivors_errors = " ".join(
+        str(r.summary.get("error") or "") for r in records if r.summary is not None
+    ).lower()
+    found = []
+    for rank in range(world_size):
+        rec = by_rank.get(rank)
+        if rec is None or rec.header is None or rec.summary is not None:
+            continue
+        step = rec.steps[-1]["step"] + 1 if rec.steps else 0
+        code = exit_codes.get(rank)
+        if code is not None and code > 0:
+            kind, why = "crash", f"process exited by itself with code {code}"
+        elif code is not None and code < 0:
+            kind, why = "hang", f"stopped recording and was killed by the launcher (signal {-code})"
+        elif "timed out" in survivors_errors or "timeout" in survivors_errors:
+            kind, why = "hang", "stopped recording; the other ranks' collectives timed out"
+        elif "connection" in survivors_errors:
+            kind, why = "crash", "stopped recording; the other ranks lost their connection to it"
+        else:
+            kind, why = "rank_failure", "stopped recording; no exit code or peer error to tell why"
+        found.append(
+            {
+                "kind": kind,
+                "rank": rank,
+                "step": step,
+                "evidence": f"{why}; last recorded step {step - 1}, no summary",
+            }
+        )
+    return found
+
+
+def _divergence(records: list[Any]) -> list[dict[str, Any]]:
+    """The first step whose replica checksums differ across ranks, and the rank(s) to blame.
+
+    Blame: a rank whose applied gradient differs from what the all-reduce delivered to it;
+    failing that, the minority when there is a majority; else every rank, said to be ambiguous.
+    """
+    per_step: dict[int, dict[int, dict[str, Any]]] = {}
+    for rec in records:
+        for s in rec.steps:
+            if all(k in s for k in CHECKSUM_KEYS):
+                per_step.setdefault(s["step"], {})[rec.rank] = s
+    for step in sorted(per_step):
+        lines = per_step[step]
+        if len(lines) < 2:
+            continue
+        sums = {r: tuple(s[k] for k in CHECKSUM_KEYS) for r, s in lines.items()}
+        if len(set(sums.values())) == 1:
+            continue
+        bad_grad = sorted(
+            r
+            for r, s in lines.items()
+            if s.get("grad_reduced_checksum") is not None
+            and s.get("grad_applied_checksum") != s["grad_reduced_checksum"]
+        )
+        kind = "replica_divergence"
+        if bad_grad:
+            blamed = bad_grad
+            kind = "corrupt_grad"
+            why = "its applied gradient differs from the all-reduced gradient"
+        else:
+            counts = Counter(sums.values())
+            top, n_top = counts.most_common(1)[0]
+            if n_top > len(sums) / 2:
+                blamed = sorted(r for r, v in sums.items() if v != top)
+                why = "its checksum differs from the majority"
+            else:
+                blamed = sorted(sums)
+                why = "no majority: cannot tell which replica is wrong"
+        return [
+            {
+                "kind": kind,
+                "rank": r,
+                "step": step,
+                "evidence": f"replica checksums differ at step {step} across ranks "
+                f"{sorted(sums)}; {why}",
+            }
+            for r in blamed
+        ]
+    return []
