@@ -160,7 +160,8 @@ def aggregate(
         _rank_entry(rank, by_rank.get(rank), table, rank in failed_ranks)
         for rank in range(world_size)
     ]
-    stragglers = _stragglers(ranks_out, straggler_threshold_pct)
+    min_excess_ms = cfg.get("run", {}).get("straggler_min_excess_ms", 0.0)
+    stragglers = _stragglers(ranks_out, straggler_threshold_pct, min_excess_ms)
     detected = fault_detect.detect(records, world_size, stragglers, exit_codes)
     errors += [
         f"rank {d['rank']}: {d['kind']} at step {d['step']}: {d['evidence']}"
@@ -321,8 +322,11 @@ def _rank_entry(
     }
 
 
-def _stragglers(ranks: list[dict[str, Any]], threshold_pct: float) -> list[dict[str, Any]]:
-    """The rank with the highest median compute time, when it exceeds the others' by the threshold.
+def _stragglers(
+    ranks: list[dict[str, Any]], threshold_pct: float, min_excess_ms: float = 0.0
+) -> list[dict[str, Any]]:
+    """The rank with the highest median compute time, when it exceeds the others' median by
+    `threshold_pct` percent and by `min_excess_ms`.
 
     Compute time, not communication: under skew the healthy ranks' all-reduce grows because
     they wait for the slow one.
@@ -333,7 +337,7 @@ def _stragglers(ranks: list[dict[str, Any]], threshold_pct: float) -> list[dict[
     slow_rank, slow = max(timed, key=lambda t: t[1])
     others = float(np.median([c for r, c in timed if r != slow_rank]))
     excess_pct = 100.0 * (slow - others) / others if others > 0 else math.inf
-    if excess_pct <= threshold_pct:
+    if excess_pct <= threshold_pct or slow - others < min_excess_ms:
         return []
     return [
         {
@@ -342,6 +346,7 @@ def _stragglers(ranks: list[dict[str, Any]], threshold_pct: float) -> list[dict[
             "others_compute_ms_median": _r(others),
             "excess_pct": _r(excess_pct),
             "threshold_pct": threshold_pct,
+            "min_excess_ms": min_excess_ms,
             "attributed_to": "compute",
         }
     ]
