@@ -51,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fault_args(p)
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser(
+        "validate",
+        help="correctness: DDP equals one process on the global batch; replicas stay identical",
+    )
+    p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
+    p.add_argument("--nproc", type=int, help="ranks to start (default: config run.nproc, 2)")
+    p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
+    _add_fault_args(p)
+    p.set_defaults(func=cmd_validate)
+
     p = sub.add_parser("worker", help="per-rank entry for an outside launcher (torchrun, srun)")
     p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
     p.add_argument("--out", type=Path, required=True, help="output directory shared by the ranks")
@@ -98,6 +108,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    return _exit_for(_launch(args, validating=False))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    result = _launch(args, validating=True)
+    if result["status"] == "failed":
+        print("minicluster: validate: the run failed; see errors above", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    verdict = result["validation"]
+    if verdict["passed"]:
+        eq = next(c for c in verdict["checks"] if c["name"] == "ddp_equivalence")
+        rc = next(c for c in verdict["checks"] if c["name"] == "replica_consistency")
+        print(
+            f"minicluster: validate: PASS: DDP equals one process after {eq['steps']} steps "
+            f"(max abs diff {eq['max_abs_diff']:.3g}, max rel diff {eq['max_rel_diff']:.3g}); "
+            f"replicas identical at {rc['steps_checked']} checked steps"
+        )
+        return EXIT_OK
+    print(f"minicluster: validate: FAIL: {verdict['reason']}")
+    return EXIT_FAILED_CHECK
+
+
+def _launch(args: argparse.Namespace, validating: bool) -> dict[str, Any]:
+    """Resolve the config, start the ranks, aggregate: the shared body of `run` and `validate`."""
     from minicluster import config as config_mod
     from minicluster.schema import atomic_write_json
 
@@ -105,6 +139,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.nproc is not None and args.nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {args.nproc}")
     cfg = config_mod.override(cfg, nproc=args.nproc)
+    if validating:
+        every = cfg.run.replica_check_every or 1
+        cfg = config_mod.override(cfg, replica_check_every=every, check_ddp_equivalence=True)
     cfg = _with_faults(cfg, args)
     run_id = _new_run_id()
     default_out = args.out is None
@@ -117,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     total = cfg.steps.warmup + cfg.steps.measured
     print(
-        f"minicluster: run {run_id}: {cfg.run.nproc} ranks via {args.launcher}, "
+        f"minicluster: run {run_id}: {cfg.run.nproc} ranks via {getattr(args, 'launcher', 'torchrun')}, "
         f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps -> {out_dir}",
         file=sys.stderr,
     )
@@ -128,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = _aggregate_dir(out_dir, launcher_error)
     if default_out:
         _point_latest(out_dir)
-    return _exit_for(result)
+    return result
 
 
 def _add_fault_args(p: argparse.ArgumentParser) -> None:

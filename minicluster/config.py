@@ -82,6 +82,8 @@ class RunSection:
     # Checksum parameters, optimizer state and gradients every N steps (replica check); 0: off.
     # `validate` and an injected corrupt_grad turn it on (1) when it is off.
     replica_check_every: int = field(default=0, metadata=_range(0))
+    # Rank 0 re-trains a single-process copy on the global batch and compares (`validate`).
+    check_ddp_equivalence: bool = False
 
 
 @dataclass(frozen=True)

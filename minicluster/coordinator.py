@@ -199,6 +199,7 @@ def aggregate(
         "scaling": None,
         "collectives": None,
         "faults": {"injected": cfg.get("faults", []), "detected": detected},
+        "validation": fault_detect.validation_section(records, cfg, detected),
         "errors": errors,
     }
     return result

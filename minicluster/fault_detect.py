@@ -124,3 +124,62 @@ def _divergence(records: list[Any]) -> list[dict[str, Any]]:
             for r in blamed
         ]
     return []
+
+
+def validation_section(
+    records: list[Any], cfg: dict[str, Any], detected: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The verdict of the correctness checks the run was configured for (None: none were).
+
+    `reason` is one line naming the first failed check, the rank and the step where known.
+    """
+    run = cfg.get("run", {})
+    every = run.get("replica_check_every", 0)
+    checks: list[dict[str, Any]] = []
+    if every:
+        steps = {s["step"] for r in records for s in r.steps if all(k in s for k in CHECKSUM_KEYS)}
+        bad = [d for d in detected if d["kind"] in CORRECTNESS_KINDS]
+        check: dict[str, Any] = {
+            "name": "replica_consistency",
+            "passed": not bad and bool(steps),
+            "every": every,
+            "steps_checked": len(steps),
+            "divergence": None,
+        }
+        if bad:
+            check["divergence"] = {"step": bad[0]["step"], "ranks": [d["rank"] for d in bad]}
+            check["reason"] = (
+                f"replicas diverged at step {bad[0]['step']}, rank(s) "
+                f"{', '.join(str(d['rank']) for d in bad)}: {bad[0]['evidence']}"
+            )
+        elif not steps:
+            check["reason"] = "no step recorded replica checksums"
+        checks.append(check)
+    if run.get("check_ddp_equivalence"):
+        rank0 = next((r for r in records if r.rank == 0), None)
+        result = (rank0.summary or {}).get("validation") if rank0 is not None else None
+        if result is None:
+            checks.append(
+                {
+                    "name": "ddp_equivalence",
+                    "passed": False,
+                    "reason": "rank 0 did not finish the DDP equivalence check (the run failed)",
+                }
+            )
+        else:
+            check = dict(result)
+            if not check["passed"]:
+                check["reason"] = (
+                    f"DDP parameters differ from the single-process reference after "
+                    f"{check['steps']} steps: max abs diff {check['max_abs_diff']:.3g} "
+                    f"(atol {check['atol']}, rtol {check['rtol']})"
+                )
+            checks.append(check)
+    if not checks:
+        return None
+    failed = [c for c in checks if not c["passed"]]
+    return {
+        "passed": not failed,
+        "reason": failed[0]["reason"] if failed else None,
+        "checks": checks,
+    }

@@ -76,3 +76,53 @@ class ReplicaChecker:
             "grad_applied_checksum": bits_sum(grads),
             "grad_reduced_checksum": sum(self._received) if self._received else None,
         }
+
+
+# float32 tolerances for DDP vs one process: the all-reduce sums the ranks' gradients in a
+# different order than one matmul over the whole batch, so bits differ by rounding; over a few
+# dozen SGD steps that stays orders of magnitude below these bounds, while a wrong gradient
+# (a lost bucket, a corrupted value) is far above them.
+EQUIVALENCE_ATOL = 1e-5
+EQUIVALENCE_RTOL = 1e-3
+
+
+def ddp_equivalence(
+    ddp_model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    rebuild: Callable[[], Any],
+    world_size: int,
+    steps: int,
+) -> dict[str, Any]:
+    """Train a fresh single-process copy on the concatenated global batch for `steps` steps and
+    compare its parameters with the DDP model's (rank 0 only; `rebuild` makes the workload)."""
+    ref = rebuild()  # same seed: the same initial weights DDP started from
+    ref_opt = type(opt)(ref.model.parameters(), **opt.defaults)
+    for step in range(steps):
+        xs, ys = zip(*(ref.make_batch(step, r) for r in range(world_size)), strict=True)
+        ref_opt.zero_grad(set_to_none=True)
+        ref.loss_fn(ref.model(torch.cat(xs)), torch.cat(ys)).backward()
+        ref_opt.step()
+    max_abs = 0.0
+    max_rel = 0.0
+    passed = True
+    with torch.no_grad():
+        for p, q in zip(ddp_model.parameters(), ref.model.parameters(), strict=True):
+            diff = (p - q).abs()
+            max_abs = max(max_abs, float(diff.max()))
+            max_rel = max(max_rel, float((diff / q.abs().clamp_min(1e-12)).max()))
+            passed = passed and bool(
+                torch.allclose(p, q, atol=EQUIVALENCE_ATOL, rtol=EQUIVALENCE_RTOL)
+            )
+    return {
+        "name": "ddp_equivalence",
+        "passed": passed,
+        "steps": steps,
+        "world_size": world_size,
+        "max_abs_diff": max_abs,
+        "max_rel_diff": max_rel,
+        "atol": EQUIVALENCE_ATOL,
+        "rtol": EQUIVALENCE_RTOL,
+        "method": "parameters after `steps` DDP steps vs one process on the concatenated global "
+        "batch, same initial weights and optimizer; pass = torch.allclose(atol, rtol) on every "
+        "parameter",
+    }

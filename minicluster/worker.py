@@ -112,6 +112,14 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
                 log.info("step %d/%d  step_time %.2f ms", step + 1, total, rec["step_time_ms"])
 
         summary = _summary(info, device, run_id, "ok", last_step, ddp, None)
+        if cfg.run.check_ddp_equivalence and info.rank == 0:
+            summary["validation"] = validate.ddp_equivalence(
+                ddp.module,
+                opt,
+                lambda: workloads.build(cfg.workload, cfg.run.seed, device),
+                info.world_size,
+                total,
+            )
         atomic_write_json(summary_path, summary)
         recorder.close()
         recorder = None
