@@ -175,7 +175,8 @@ def _add_fault_args(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KIND:key=value,...",
         help="inject a fault (repeatable): straggler:rank=R,delay_ms=D[,from_step=S], "
-        "crash:rank=R,step=S, hang:rank=R,step=S, corrupt_grad:rank=R,step=S",
+        "slow_link:rank=R,delay_ms=D[,from_step=S], crash:rank=R,step=S, hang:rank=R,step=S, "
+        "corrupt_grad:rank=R,step=S",
     )
     p.add_argument(
         "--collective-timeout",

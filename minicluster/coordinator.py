@@ -162,7 +162,7 @@ def aggregate(
     ]
     min_excess_ms = cfg.get("run", {}).get("straggler_min_excess_ms", 0.0)
     stragglers = _stragglers(ranks_out, straggler_threshold_pct, min_excess_ms)
-    detected = fault_detect.detect(records, world_size, stragglers, exit_codes)
+    detected = fault_detect.detect(records, world_size, stragglers, exit_codes, cfg.get("run"))
     errors += [
         f"rank {d['rank']}: {d['kind']} at step {d['step']}: {d['evidence']}"
         for d in detected

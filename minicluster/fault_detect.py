@@ -19,10 +19,17 @@ def detect(
     world_size: int,
     stragglers: list[dict[str, Any]],
     exit_codes: dict[int, int] | None = None,
+    run_cfg: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Detected faults, each `{kind, rank, step, evidence}` (`step` None when it has none)."""
+    run_cfg = run_cfg or {}
     found = _dead_ranks(records, world_size, exit_codes or {})
     found += _divergence(records)
+    found += _slow_issue(
+        records,
+        run_cfg.get("straggler_threshold_pct", 20.0),
+        run_cfg.get("straggler_min_excess_ms", 2.0),
+    )
     for s in stragglers:
         found.append(
             {
@@ -73,6 +80,42 @@ def _dead_ranks(
             }
         )
     return found
+
+
+def _slow_issue(
+    records: list[Any], threshold_pct: float, min_excess_ms: float
+) -> list[dict[str, Any]]:
+    """A rank whose all-reduces leave late although its compute is on time: the median time from a
+    gradient bucket being ready to its all-reduce being issued exceeds the other ranks' median by
+    the straggler thresholds. The others then wait in the all-reduce: communication, not compute.
+    """
+    medians = {}
+    for rec in records:
+        delays = sorted(
+            s["issue_delay_ms"]
+            for s in rec.steps
+            if not s.get("warmup") and s.get("issue_delay_ms") is not None
+        )
+        if delays:
+            medians[rec.rank] = delays[len(delays) // 2]
+    if len(medians) < 2:
+        return []
+    rank, slow = max(medians.items(), key=lambda kv: kv[1])
+    others = sorted(v for r, v in medians.items() if r != rank)
+    typical = others[len(others) // 2]
+    excess = slow - typical
+    if excess < min_excess_ms or (typical > 0 and 100.0 * excess / typical <= threshold_pct):
+        return []
+    return [
+        {
+            "kind": "slow_link",
+            "rank": rank,
+            "step": None,
+            "attributed_to": "communication",
+            "evidence": f"median {slow:.2f} ms from gradient bucket ready to all-reduce issued vs "
+            f"{typical:.2f} ms on the other ranks",
+        }
+    ]
 
 
 def _divergence(records: list[Any]) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from minicluster.errors import ConfigError
 # kind -> (required keys, optional keys). Every value is an int (ranks, steps, milliseconds).
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "straggler": (("rank", "delay_ms"), ("from_step",)),
+    "slow_link": (("rank", "delay_ms"), ("from_step",)),
     "crash": (("rank", "step"), ()),
     "hang": (("rank", "step"), ()),
     "corrupt_grad": (("rank", "step"), ()),

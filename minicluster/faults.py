@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from minicluster.errors import ConfigError
 from minicluster.fault_spec import FaultSpec
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,14 @@ class FaultInjector:
         self.rank = rank
         self.step = -1
 
-    def install(self, model: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+    def install(self, model: torch.nn.Module, opt: torch.optim.Optimizer, timer: Any) -> None:
         """Register the hooks the persistent and gradient faults need."""
         if self._of("straggler"):
             model.register_forward_pre_hook(self._straggle)
+        if self._of("slow_link"):
+            if not hasattr(timer, "before_issue"):
+                raise ConfigError("slow_link needs the host-clock comm timer (gloo backend)")
+            timer.before_issue = self._slow_link
         if self._of("corrupt_grad"):
             opt.register_step_pre_hook(self._corrupt)
 
@@ -58,6 +63,11 @@ class FaultInjector:
 
     def _straggle(self, _module: torch.nn.Module, _inputs: Any) -> None:
         delay_ms = sum(f.delay_ms or 0 for f in self._of("straggler") if self.step >= f.from_step)
+        if delay_ms:
+            time.sleep(delay_ms / 1e3)
+
+    def _slow_link(self) -> None:
+        delay_ms = sum(f.delay_ms or 0 for f in self._of("slow_link") if self.step >= f.from_step)
         if delay_ms:
             time.sleep(delay_ms / 1e3)
 

@@ -92,7 +92,7 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
         held.update(ddp=ddp, opt=opt)
         injector = faults.FaultInjector(cfg.faults, info.rank)
-        injector.install(ddp.module, opt)
+        injector.install(ddp.module, opt, timer)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
@@ -181,6 +181,7 @@ def _train_step(
         "exposed_comm_ms": comm.exposed_comm_ms,
         "buckets": comm.buckets,
         "comm_bytes": comm.bytes,
+        "issue_delay_ms": comm.issue_delay_ms,
         "loss": loss.item(),
         "t_unix_s": time.time(),
     }

@@ -1,4 +1,4 @@
-"""`minicluster run --fault ...` end to end: each fault is detected, attributed and bounded in time."""
+"""`minicluster run --fault ...` end to end: each fault is detected, attributed, bounded in time."""
 
 from __future__ import annotations
 
@@ -96,6 +96,21 @@ def test_straggler_is_attributed_by_compute(
 
 @pytest.mark.slow
 @pytest.mark.timeout(90)
+def test_slow_link_is_attributed_to_communication(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    proc, result, _ = _run(python, cli_env, tmp_path, "slow_link:rank=1,delay_ms=30")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (det,) = _detected(result, "slow_link")
+    assert det["rank"] == 1 and det["attributed_to"] == "communication"
+    assert _detected(result, "straggler") == []  # compute is on time on every rank
+    r0, r1 = result["ranks"]
+    assert abs(r1["compute_ms_median"] - r0["compute_ms_median"]) < 10
+    assert min(r0["comm_ms_median"], r1["comm_ms_median"]) > 25  # both ranks feel the link
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
 def test_crash_names_rank_and_step_and_keeps_records(
     python: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -153,9 +168,13 @@ def test_corrupt_grad_is_caught_by_the_replica_check(
 @pytest.mark.timeout(90)
 def test_clean_run_reports_no_fault(python: str, cli_env: dict[str, str], tmp_path: Path) -> None:
     cfg = _config(tmp_path, measured=10)
+    # Other jobs share this 2-core host: a rank descheduled for a few ms per step is then really
+    # slower (seen: 3.1 vs 0.7 ms median compute). The floor keeps the test about the detectors,
+    # not the neighbours; the fault tests inject 30-40 ms, far above it.
     cfg.write_text(
         cfg.read_text().replace(
-            "threads_per_rank: 1,", "threads_per_rank: 1, replica_check_every: 1,"
+            "threads_per_rank: 1,",
+            "threads_per_rank: 1, replica_check_every: 1, straggler_min_excess_ms: 10,",
         )
     )
     out = tmp_path / "out"
