@@ -95,7 +95,9 @@ class RunConfig:
     faults: tuple[FaultSpec, ...] = ()  # injected on purpose (`--fault`), see fault_spec.py
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["faults"] = list(data["faults"])  # JSON-shaped, also when gathered in-band
+        return data
 
 
 def load(path: str | Path | None) -> RunConfig:

@@ -38,15 +38,6 @@ class FaultSpec:
             keys.append("from_step")
         return f"{self.kind}:" + ",".join(f"{k}={getattr(self, k)}" for k in keys)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "rank": self.rank,
-            "step": self.step,
-            "delay_ms": self.delay_ms,
-            "from_step": self.from_step,
-        }
-
 
 def parse(text: str) -> FaultSpec:
     """`straggler:rank=1,delay_ms=40` -> FaultSpec; ConfigError naming what is wrong."""

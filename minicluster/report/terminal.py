@@ -78,5 +78,20 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
             f"[yellow]straggler:[/yellow] rank {s['rank']} compute {s['compute_ms_median']} ms "
             f"vs {s['others_compute_ms_median']} ms on the others (+{s['excess_pct']}%)"
         )
+    faults = result.get("faults", {})
+    for f in faults.get("injected", []):
+        console.print(f"[dim]fault injected:[/dim] {escape(_fault_text(f))}", highlight=False)
+    for f in faults.get("detected", []):
+        if f["kind"] != "straggler":  # already printed above
+            console.print(
+                f"[magenta]fault detected:[/magenta] {escape(_fault_text(f))}: "
+                f"{escape(f['evidence'])}",
+                highlight=False,
+            )
     for err in result.get("errors", []):
         console.print(f"[red]error:[/red] {escape(err)}", highlight=False)
+
+
+def _fault_text(fault: dict[str, Any]) -> str:
+    where = f" at step {fault['step']}" if fault.get("step") is not None else ""
+    return f"{fault['kind']} on rank {fault['rank']}{where}"

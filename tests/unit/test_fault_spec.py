@@ -62,3 +62,11 @@ def test_faults_round_trip_through_the_resolved_config(tmp_path: Path) -> None:
 def test_faults_in_config_must_be_a_list() -> None:
     with pytest.raises(ConfigError, match="faults must be a list"):
         config.from_dict({"faults": "crash:rank=1,step=2"})
+
+
+def test_to_dict_is_json_shaped() -> None:
+    cfg = config.from_dict({"faults": ["crash:rank=1,step=2"]})
+    assert cfg.to_dict()["faults"] == [
+        {"kind": "crash", "rank": 1, "step": 2, "delay_ms": None, "from_step": 0}
+    ]
+    assert config.RunConfig().to_dict()["faults"] == []  # a list, as after a JSON round trip
