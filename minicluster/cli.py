@@ -122,7 +122,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         rc = next(c for c in verdict["checks"] if c["name"] == "replica_consistency")
         print(
             f"minicluster: validate: PASS: DDP equals one process after {eq['steps']} steps "
-            f"(max abs diff {eq['max_abs_diff']:.3g}, max rel diff {eq['max_rel_diff']:.3g}); "
+            f"(max abs diff {eq['max_abs_diff']:.3g}, max relative L2 diff {eq['max_rel_diff']:.3g} "
+            f"<= {eq['rel_tolerance']}); "
             f"replicas identical at {rc['steps_checked']} checked steps"
         )
         return EXIT_OK

@@ -214,8 +214,8 @@ def validation_section(
             if not check["passed"]:
                 check["reason"] = (
                     f"DDP parameters differ from the single-process reference after "
-                    f"{check['steps']} steps: max abs diff {check['max_abs_diff']:.3g} "
-                    f"(atol {check['atol']}, rtol {check['rtol']})"
+                    f"{check['steps']} steps: max relative L2 diff {check['max_rel_diff']:.3g} "
+                    f"> {check['rel_tolerance']} (max abs diff {check['max_abs_diff']:.3g})"
                 )
             checks.append(check)
     if not checks:

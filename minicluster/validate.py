@@ -78,12 +78,13 @@ class ReplicaChecker:
         }
 
 
-# float32 tolerances for DDP vs one process: the all-reduce sums the ranks' gradients in a
-# different order than one matmul over the whole batch, so bits differ by rounding; over a few
-# dozen SGD steps that stays orders of magnitude below these bounds, while a wrong gradient
-# (a lost bucket, a corrupted value) is far above them.
-EQUIVALENCE_ATOL = 1e-5
-EQUIVALENCE_RTOL = 1e-3
+# float32 tolerance for DDP vs one process, per parameter tensor: ||p_ddp - p_ref|| / ||p_ref||.
+# The all-reduce sums the ranks' gradients in another order than one matmul over the whole
+# batch, so the bits differ by rounding, and momentum carries that drift along: measured here
+# relative L2 3.7e-8 (tiny MLP, 10 steps) to 1.9e-5 (default MLP, 55 steps), growing with the steps;
+# a norm-wise bound does not trip on tiny elements as an element-wise one does. One gradient
+# element off by 1.0 on rank 0 at step 3 of the default MLP ends at 5.4e-3, 54x the bound.
+EQUIVALENCE_REL_L2 = 1e-4
 
 
 def ddp_equivalence(
@@ -94,7 +95,10 @@ def ddp_equivalence(
     steps: int,
 ) -> dict[str, Any]:
     """Train a fresh single-process copy on the concatenated global batch for `steps` steps and
-    compare its parameters with the DDP model's (rank 0 only; `rebuild` makes the workload)."""
+    compare its parameters with the DDP model's (rank 0 only; `rebuild` makes the workload).
+
+    Rank 0 stands for every replica: the replica check shows the others hold the same bits.
+    """
     ref = rebuild()  # same seed: the same initial weights DDP started from
     ref_opt = type(opt)(ref.model.parameters(), **opt.defaults)
     for step in range(steps):
@@ -104,25 +108,20 @@ def ddp_equivalence(
         ref_opt.step()
     max_abs = 0.0
     max_rel = 0.0
-    passed = True
     with torch.no_grad():
         for p, q in zip(ddp_model.parameters(), ref.model.parameters(), strict=True):
-            diff = (p - q).abs()
-            max_abs = max(max_abs, float(diff.max()))
-            max_rel = max(max_rel, float((diff / q.abs().clamp_min(1e-12)).max()))
-            passed = passed and bool(
-                torch.allclose(p, q, atol=EQUIVALENCE_ATOL, rtol=EQUIVALENCE_RTOL)
-            )
+            diff = (p - q).double()
+            max_abs = max(max_abs, float(diff.abs().max()))
+            max_rel = max(max_rel, float(diff.norm() / q.double().norm().clamp_min(1e-30)))
     return {
         "name": "ddp_equivalence",
-        "passed": passed,
+        "passed": max_rel <= EQUIVALENCE_REL_L2,
         "steps": steps,
         "world_size": world_size,
         "max_abs_diff": max_abs,
         "max_rel_diff": max_rel,
-        "atol": EQUIVALENCE_ATOL,
-        "rtol": EQUIVALENCE_RTOL,
-        "method": "parameters after `steps` DDP steps vs one process on the concatenated global "
-        "batch, same initial weights and optimizer; pass = torch.allclose(atol, rtol) on every "
-        "parameter",
+        "rel_tolerance": EQUIVALENCE_REL_L2,
+        "method": "rank 0's parameters after `steps` DDP steps vs one process on the concatenated "
+        "global batch (same initial weights, optimizer and data); rel diff = max over parameter "
+        "tensors of ||p_ddp - p_ref||_2 / ||p_ref||_2, pass when <= rel_tolerance",
     }
