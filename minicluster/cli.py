@@ -141,6 +141,8 @@ def _launch(args: argparse.Namespace, validating: bool) -> dict[str, Any]:
         raise InputError(f"--nproc must be >= 1, got {args.nproc}")
     cfg = config_mod.override(cfg, nproc=args.nproc)
     if validating:
+        if cfg.run.nproc < 2:
+            raise InputError("validate compares ranks: it needs --nproc 2 or more")
         every = cfg.run.replica_check_every or 1
         cfg = config_mod.override(cfg, replica_check_every=every, check_ddp_equivalence=True)
     cfg = _with_faults(cfg, args)

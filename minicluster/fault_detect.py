@@ -180,7 +180,10 @@ def validation_section(
     every = run.get("replica_check_every", 0)
     checks: list[dict[str, Any]] = []
     if every:
-        steps = {s["step"] for r in records for s in r.steps if all(k in s for k in CHECKSUM_KEYS)}
+        ranks_at: Counter[int] = Counter(
+            s["step"] for r in records for s in r.steps if all(k in s for k in CHECKSUM_KEYS)
+        )
+        steps = {step for step, n in ranks_at.items() if n >= 2}  # one rank compares to nothing
         bad = [d for d in detected if d["kind"] in CORRECTNESS_KINDS]
         check: dict[str, Any] = {
             "name": "replica_consistency",
@@ -196,7 +199,7 @@ def validation_section(
                 f"{', '.join(str(d['rank']) for d in bad)}: {bad[0]['evidence']}"
             )
         elif not steps:
-            check["reason"] = "no step recorded replica checksums"
+            check["reason"] = "no step has replica checksums from two or more ranks"
         checks.append(check)
     if run.get("check_ddp_equivalence"):
         rank0 = next((r for r in records if r.rank == 0), None)

@@ -72,3 +72,21 @@ def test_validate_fails_with_one_line_naming_rank_and_step(
     checks = {c["name"]: c for c in result["validation"]["checks"]}
     assert checks["replica_consistency"]["divergence"] == {"step": 3, "ranks": [1]}
     assert result["validation"]["passed"] is False
+
+
+@pytest.mark.timeout(60)
+def test_validate_on_one_rank_is_bad_usage(
+    python: str, cli_env: dict[str, str], tmp_path: Path, tiny_config: Path
+) -> None:
+    proc = subprocess.run(
+        [python, "-m", "minicluster", "validate", "-c", str(tiny_config), "--nproc", "1"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "minicluster: error: validate compares ranks: it needs --nproc 2 or more"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from minicluster.coordinator import RankRecords
-from minicluster.fault_detect import detect
+from minicluster.fault_detect import detect, validation_section
 
 
 def _rec(
@@ -60,3 +60,14 @@ def test_divergence_without_gradient_evidence_uses_the_majority_or_says_ambiguou
     found = detect([_rec(0, 2, **a), _rec(1, 2, **b)], 2, [])
     assert sorted(d["rank"] for d in found) == [0, 1]
     assert all("no majority" in d["evidence"] for d in found)
+
+
+def test_replica_check_needs_two_ranks_to_pass() -> None:
+    cfg = {"run": {"replica_check_every": 1}}
+    sums = {"param_checksum": [5, 6], "optim_checksum": [1, 2]}
+    v = validation_section([_rec(0, 2, **sums), _rec(1, 2, **sums)], cfg, [])
+    assert v is not None and v["passed"] and v["checks"][0]["steps_checked"] == 2
+    v = validation_section([_rec(0, 2, **sums)], cfg, [])
+    assert v is not None and not v["passed"]
+    assert "two or more ranks" in v["reason"]
+    assert validation_section([_rec(0, 2, **sums)], {"run": {}}, []) is None  # nothing configured
