@@ -49,8 +49,16 @@ def _dead_ranks(
 ) -> list[dict[str, Any]]:
     """A rank that left records but no summary died or was killed; its fault step is the first
     step it never recorded. Crash or hang from its exit code (its own non-zero code vs killed by
-    a signal), else from what the surviving ranks' collectives reported."""
+    a signal), else from what the surviving ranks' collectives reported. Once a rank crashed,
+    the launcher kills the rest: a rank killed then, before it could write its summary, is
+    collateral, not a hang of its own."""
     by_rank = {r.rank: r for r in records}
+    dead = [
+        r
+        for r in range(world_size)
+        if r in by_rank and by_rank[r].header is not None and by_rank[r].summary is None
+    ]
+    crashed = any(exit_codes.get(r, 0) > 0 for r in dead)
     survivors_errors = " ".join(
         str(r.summary.get("error") or "") for r in records if r.summary is not None
     ).lower()
@@ -63,6 +71,8 @@ def _dead_ranks(
         code = exit_codes.get(rank)
         if code is not None and code > 0:
             kind, why = "crash", f"process exited by itself with code {code}"
+        elif code is not None and code < 0 and crashed:
+            continue
         elif code is not None and code < 0:
             kind, why = "hang", f"stopped recording and was killed by the launcher (signal {-code})"
         elif "timed out" in survivors_errors or "timeout" in survivors_errors:

@@ -27,6 +27,12 @@ def test_crash_from_the_ranks_own_exit_code() -> None:
     assert (d["kind"], d["rank"], d["step"]) == ("crash", 1, 4)
 
 
+def test_a_rank_killed_after_another_crashed_is_not_a_hang() -> None:
+    recs = [_rec(0, 4, summary=False), _rec(1, 4, summary=False), _rec(2, 4, error="reset")]
+    found = detect(recs, 3, [], exit_codes={0: -15, 1: 86, 2: 3})
+    assert [(d["kind"], d["rank"], d["step"]) for d in found] == [("crash", 1, 4)]
+
+
 def test_hang_from_a_kill_signal_or_the_peers_timeout() -> None:
     recs = [_rec(0, 3, error="Timed out waiting 5000ms"), _rec(1, 3, summary=False)]
     (d,) = detect(recs, 2, [], exit_codes={0: 3, 1: -15})
