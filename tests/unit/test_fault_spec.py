@@ -70,3 +70,10 @@ def test_to_dict_is_json_shaped() -> None:
         {"kind": "crash", "rank": 1, "step": 2, "delay_ms": None, "from_step": 0}
     ]
     assert config.RunConfig().to_dict()["faults"] == []  # a list, as after a JSON round trip
+
+
+def test_shipped_fault_config_loads() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    cfg = config.load(repo / "configs" / "faults" / "node_check.yaml")
+    assert [f.kind for f in cfg.faults] == ["straggler", "corrupt_grad"]
+    fault_spec.check_against_run(cfg.faults, cfg.run.nproc, cfg.steps.warmup + cfg.steps.measured)
