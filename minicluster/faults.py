@@ -8,6 +8,7 @@ and the all-reduce being issued, a corrupted gradient between the all-reduce and
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -40,7 +41,7 @@ class FaultInjector:
         if self._of("slow_link"):
             if not hasattr(timer, "before_issue"):
                 raise ConfigError("slow_link needs the host-clock comm timer (gloo backend)")
-            timer.before_issue = self._slow_link
+            timer.before_issue = functools.partial(self._delay, "slow_link")
         if self._of("corrupt_grad"):
             opt.register_step_pre_hook(self._corrupt)
 
@@ -62,12 +63,10 @@ class FaultInjector:
         return [f for f in self.faults if f.kind == kind]
 
     def _straggle(self, _module: torch.nn.Module, _inputs: Any) -> None:
-        delay_ms = sum(f.delay_ms or 0 for f in self._of("straggler") if self.step >= f.from_step)
-        if delay_ms:
-            time.sleep(delay_ms / 1e3)
+        self._delay("straggler")
 
-    def _slow_link(self) -> None:
-        delay_ms = sum(f.delay_ms or 0 for f in self._of("slow_link") if self.step >= f.from_step)
+    def _delay(self, kind: str) -> None:
+        delay_ms = sum(f.delay_ms or 0 for f in self._of(kind) if self.step >= f.from_step)
         if delay_ms:
             time.sleep(delay_ms / 1e3)
 

@@ -65,7 +65,7 @@ class ReplicaChecker:
         """The step's checksums (call after opt.step, outside the timed region), or {}."""
         if not self.active:
             return {}
-        params = [p for p in model.parameters()]
+        params = list(model.parameters())
         state = [
             v for p in params for v in opt.state.get(p, {}).values() if isinstance(v, torch.Tensor)
         ]
