@@ -20,6 +20,7 @@ from minicluster import __version__
 from minicluster.config import REQUIRABLE_MEASUREMENTS
 from minicluster.errors import (
     EXIT_BAD_INPUT,
+    EXIT_FAILED_CHECK,
     EXIT_OK,
     EXIT_RUN_FAILED,
     InputError,
@@ -50,7 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
     _add_report_flags(p)
     _add_require(p)
+    _add_fault_args(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "validate",
+        help="correctness: DDP equals one process on the global batch; replicas stay identical",
+    )
+    p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
+    p.add_argument("--nproc", type=int, help="ranks to start (default: config run.nproc, 2)")
+    p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
+    _add_report_flags(p)
+    _add_fault_args(p)
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("worker", help="per-rank entry for an outside launcher (torchrun, srun)")
     p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
@@ -177,6 +190,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    return _exit_for(_launch(args, validating=False))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    result = _launch(args, validating=True)
+    if result["status"] == "failed":
+        print("minicluster: validate: the run failed; see errors above", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    verdict = result["validation"]
+    if verdict["passed"]:
+        eq = next(c for c in verdict["checks"] if c["name"] == "ddp_equivalence")
+        rc = next(c for c in verdict["checks"] if c["name"] == "replica_consistency")
+        print(
+            f"minicluster: validate: PASS: DDP equals one process after {eq['steps']} steps "
+            f"(max abs diff {eq['max_abs_diff']:.3g}, max relative L2 diff {eq['max_rel_diff']:.3g} "
+            f"<= {eq['rel_tolerance']}); "
+            f"replicas identical at {rc['steps_checked']} checked steps"
+        )
+        return EXIT_OK
+    print(f"minicluster: validate: FAIL: {verdict['reason']}")
+    return EXIT_FAILED_CHECK
+
+
+def _launch(args: argparse.Namespace, validating: bool) -> dict[str, Any]:
+    """Resolve the config, start the ranks, aggregate: the shared body of `run` and `validate`."""
     from minicluster import config as config_mod
     from minicluster.schema import atomic_write_json
 
@@ -184,8 +222,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.nproc is not None and args.nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {args.nproc}")
     cfg = config_mod.override(cfg, nproc=args.nproc)
-    cfg = config_mod.require(cfg, args.require)
+    cfg = config_mod.require(cfg, getattr(args, "require", []))
     _check_required(cfg)
+    if validating:
+        if cfg.run.nproc < 2:
+            raise InputError("validate compares ranks: it needs --nproc 2 or more")
+        every = cfg.run.replica_check_every or 1
+        cfg = config_mod.override(cfg, replica_check_every=every, check_ddp_equivalence=True)
+    cfg = _with_faults(cfg, args)
     run_id = _new_run_id()
     default_out = args.out is None
     out_dir = Path("runs") / run_id if default_out else args.out
@@ -197,7 +241,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     total = cfg.steps.warmup + cfg.steps.measured
     print(
-        f"minicluster: run {run_id}: {cfg.run.nproc} ranks via {args.launcher}, "
+        f"minicluster: run {run_id}: {cfg.run.nproc} ranks via {getattr(args, 'launcher', 'torchrun')}, "
         f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps -> {out_dir}",
         file=sys.stderr,
     )
@@ -208,8 +252,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = _aggregate_dir(out_dir, launcher_error)
     if default_out:
         _point_latest(out_dir)
-    _write_reports(result, args.md, args.html)
-    return _exit_for(result)
+    _write_reports(result, getattr(args, "md", None), getattr(args, "html", None))
+    return result
+
+
+def _add_fault_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND:key=value,...",
+        help="inject a fault (repeatable): straggler:rank=R,delay_ms=D[,from_step=S], "
+        "slow_link:rank=R,delay_ms=D[,from_step=S], crash:rank=R,step=S, hang:rank=R,step=S, "
+        "corrupt_grad:rank=R,step=S",
+    )
+    p.add_argument(
+        "--collective-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long a rank waits in a collective before the run fails (default: config, 300)",
+    )
+
+
+def _with_faults(cfg: Any, args: argparse.Namespace) -> Any:
+    """`cfg` with the --fault specs added, checked against the world before any rank starts."""
+    import dataclasses
+
+    from minicluster import config as config_mod
+    from minicluster import fault_spec
+
+    added = tuple(fault_spec.parse(text) for text in args.fault)
+    cfg = dataclasses.replace(cfg, faults=cfg.faults + added)
+    cfg = config_mod.override(cfg, collective_timeout_s=args.collective_timeout)
+    if any(f.kind == "corrupt_grad" for f in cfg.faults) and cfg.run.replica_check_every == 0:
+        cfg = config_mod.override(cfg, replica_check_every=1)  # else nothing could catch it
+    fault_spec.check_against_run(cfg.faults, cfg.run.nproc, cfg.steps.warmup + cfg.steps.measured)
+    return cfg
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -363,9 +441,24 @@ class _RankFailed(MiniclusterError):
 def _aggregate_dir(out_dir: Path, launcher_error: str | None) -> dict[str, Any]:
     from minicluster import coordinator
 
-    result = coordinator.aggregate(coordinator.read_run_dir(out_dir), launcher_error=launcher_error)
+    result = coordinator.aggregate(
+        coordinator.read_run_dir(out_dir),
+        launcher_error=launcher_error,
+        exit_codes=_launcher_exit_codes(out_dir),
+    )
     _write_and_print(out_dir, result)
     return result
+
+
+def _launcher_exit_codes(out_dir: Path) -> dict[int, int] | None:
+    """Per-rank exit codes the launcher left in DIR/launcher.json (a failed local run), or None."""
+    import json
+
+    try:
+        data = json.loads((out_dir / "launcher.json").read_text(encoding="utf-8"))
+        return {int(rank): int(code) for rank, code in data["exit_codes"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _write_and_print(out_dir: Path, result: dict[str, Any]) -> None:
@@ -380,7 +473,13 @@ def _write_and_print(out_dir: Path, result: dict[str, Any]) -> None:
 
 
 def _exit_for(result: dict[str, Any]) -> int:
-    return EXIT_RUN_FAILED if result["status"] == "failed" else EXIT_OK
+    if result["status"] == "failed":
+        return EXIT_RUN_FAILED
+    from minicluster.fault_detect import CORRECTNESS_KINDS
+
+    if any(d["kind"] in CORRECTNESS_KINDS for d in result["faults"]["detected"]):
+        return EXIT_FAILED_CHECK
+    return EXIT_OK
 
 
 def _new_run_id() -> str:

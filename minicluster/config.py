@@ -11,6 +11,8 @@ from typing import Any, Literal
 import yaml
 
 from minicluster.errors import ConfigError
+from minicluster.fault_spec import FaultSpec
+from minicluster.fault_spec import from_mapping as fault_from_mapping
 
 
 def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
@@ -73,10 +75,18 @@ class RunSection:
     threads_per_rank: int = field(default=0, metadata=_range(0, 1024))
     # A rank whose median compute time exceeds the other ranks' median by this much is named.
     straggler_threshold_pct: float = field(default=20.0, metadata=_range(0))
+    # ... and by at least this many ms: sub-ms compute differs by 2x from scheduling noise alone
+    # on a shared host (measured: 0.75 vs 1.5 ms medians in a clean 2-rank CPU run).
+    straggler_min_excess_ms: float = field(default=2.0, metadata=_range(0))
     bucket_cap_mb: float = field(default=25.0, metadata=_range(0.01))
     # How all-reduce time is taken: DDP's C++ runtime stats (cheapest) or a Python comm hook
     # (per-bucket spans; host clock on gloo, CUDA events on NCCL). See README "Timing methods".
     comm_timing: Literal["ddp_stats", "hook"] = "ddp_stats"
+    # Checksum parameters, optimizer state and gradients every N steps (replica check); 0: off.
+    # `validate` and an injected corrupt_grad turn it on (1) when it is off.
+    replica_check_every: int = field(default=0, metadata=_range(0))
+    # Rank 0 re-trains a single-process copy on the global batch and compares (`validate`).
+    check_ddp_equivalence: bool = False
 
 
 REQUIRABLE_MEASUREMENTS = ("energy", "temperature")
@@ -107,9 +117,12 @@ class RunConfig:
     steps: StepsConfig = field(default_factory=StepsConfig)
     run: RunSection = field(default_factory=RunSection)
     telemetry: TelemetrySection = field(default_factory=TelemetrySection)
+    faults: tuple[FaultSpec, ...] = ()  # injected on purpose (`--fault`), see fault_spec.py
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["faults"] = list(data["faults"])  # JSON-shaped, also when gathered in-band
+        return data
 
 
 def load(path: str | Path | None) -> RunConfig:
@@ -152,6 +165,10 @@ def from_dict(data: Any, source: str = "config") -> RunConfig:
     for key, cls in (("steps", StepsConfig), ("run", RunSection), ("telemetry", TelemetrySection)):
         section = data.get(key, {})
         data[key] = _build(cls, {} if section is None else section, key, source)
+    faults = data.get("faults") or []
+    if not isinstance(faults, (list, tuple)):
+        raise ConfigError(f"{source}: faults must be a list")
+    data["faults"] = tuple(fault_from_mapping(f, f"{source}: faults") for f in faults)
     return _build(RunConfig, data, "", source)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster import __version__, energy, metrics_registry
+from minicluster import __version__, energy, fault_detect, metrics_registry
 from minicluster.errors import InputError
 from minicluster.records import RANKS_DIR, RankRecords, from_gathered, read_run_dir
 from minicluster.schema import SCHEMA_VERSION, MetricValue, metric, unavailable
@@ -31,6 +31,7 @@ def aggregate(
     launcher_error: str | None = None,
     straggler_threshold_pct: float | None = None,
     aggregated_at: str | None = None,
+    exit_codes: dict[int, int] | None = None,
 ) -> dict[str, Any]:
     """Build the canonical result from all ranks' records (`aggregated_at` fixed for golden tests)."""
     headers = [r.header for r in records if r.header is not None]
@@ -80,7 +81,14 @@ def aggregate(
         _rank_entry(rank, by_rank.get(rank), table, rank in failed_ranks)
         for rank in range(world_size)
     ]
-    stragglers = _stragglers(ranks_out, straggler_threshold_pct)
+    min_excess_ms = cfg.get("run", {}).get("straggler_min_excess_ms", 0.0)
+    stragglers = _stragglers(ranks_out, straggler_threshold_pct, min_excess_ms)
+    detected = fault_detect.detect(records, world_size, stragglers, exit_codes, cfg.get("run"))
+    errors += [
+        f"rank {d['rank']}: {d['kind']} at step {d['step']}: {d['evidence']}"
+        for d in detected
+        if d["kind"] in fault_detect.CORRECTNESS_KINDS
+    ]
     metrics = _metrics(table, headers, by_rank, world_size, per_rank_batch, tokens_per_rank)
     hosts = sorted({h["hostname"] for h in headers})
     result: dict[str, Any] = {
@@ -111,7 +119,8 @@ def aggregate(
         "steps": table.steps_section(),
         "scaling": None,
         "collectives": None,
-        "faults": {"injected": [], "detected": []},
+        "faults": {"injected": cfg.get("faults", []), "detected": detected},
+        "validation": fault_detect.validation_section(records, cfg, detected),
         "errors": errors,
         "telemetry": energy.telemetry_section(_telemetry_sources(by_rank), metrics),
     }
@@ -260,8 +269,11 @@ def _rank_entry(
     }
 
 
-def _stragglers(ranks: list[dict[str, Any]], threshold_pct: float) -> list[dict[str, Any]]:
-    """The rank with the highest median compute time, when it exceeds the others' by the threshold.
+def _stragglers(
+    ranks: list[dict[str, Any]], threshold_pct: float, min_excess_ms: float = 0.0
+) -> list[dict[str, Any]]:
+    """The rank with the highest median compute time, when it exceeds the others' median by
+    `threshold_pct` percent and by `min_excess_ms`.
 
     Compute time, not communication: under skew the healthy ranks' all-reduce grows because
     they wait for the slow one.
@@ -272,7 +284,7 @@ def _stragglers(ranks: list[dict[str, Any]], threshold_pct: float) -> list[dict[
     slow_rank, slow = max(timed, key=lambda t: t[1])
     others = float(np.median([c for r, c in timed if r != slow_rank]))
     excess_pct = 100.0 * (slow - others) / others if others > 0 else math.inf
-    if excess_pct <= threshold_pct:
+    if excess_pct <= threshold_pct or slow - others < min_excess_ms:
         return []
     return [
         {
@@ -281,6 +293,7 @@ def _stragglers(ranks: list[dict[str, Any]], threshold_pct: float) -> list[dict[
             "others_compute_ms_median": _r(others),
             "excess_pct": _r(excess_pct),
             "threshold_pct": threshold_pct,
+            "min_excess_ms": min_excess_ms,
             "attributed_to": "compute",
         }
     ]

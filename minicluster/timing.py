@@ -9,6 +9,7 @@ kernel is enqueued, so there the hook records CUDA events on the stream instead.
 # annotations with dist.GradBucket and Future[Tensor] at runtime, and strings fail that check.
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,9 @@ class StepComm:
     exposed_comm_ms: float  # end of backward compute (last bucket ready) to end of last all-reduce
     buckets: int
     bytes: int
+    # Host time from a bucket being ready to its all-reduce being issued, max over buckets: the
+    # rank's own delay in the comm path (None where the timer does not measure it).
+    issue_delay_ms: float | None = None
 
 
 def union_ms(spans: list[tuple[int, int]]) -> float:
@@ -49,11 +53,16 @@ class HostClockCommTimer:
 
     world_size: int
     spans: list[tuple[int, int, int]] = field(default_factory=list)  # (start_ns, end_ns, bytes)
+    issue_ns: list[int] = field(default_factory=list)  # bucket ready -> all-reduce issued
+    before_issue: Callable[[], None] | None = None  # fault injection (slow_link) only
 
     def hook(self, _state: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
         start = time.perf_counter_ns()
         buf = bucket.buffer()
         buf.div_(self.world_size)
+        if self.before_issue is not None:
+            self.before_issue()
+        self.issue_ns.append(time.perf_counter_ns() - start)
         fut = dist.all_reduce(buf, async_op=True).get_future()
         n_bytes = buf.numel() * buf.element_size()
         spans = self.spans
@@ -67,6 +76,7 @@ class HostClockCommTimer:
     def take_step(self) -> StepComm:
         """The figures of the step just finished; resets for the next step."""
         spans, self.spans = self.spans, []
+        issue_ns, self.issue_ns = self.issue_ns, []
         if not spans:
             return StepComm(0.0, 0.0, 0, 0)
         last_ready = max(s for s, _, _ in spans)
@@ -76,6 +86,7 @@ class HostClockCommTimer:
             exposed_comm_ms=max(0, last_done - last_ready) / 1e6,
             buckets=len(spans),
             bytes=sum(b for _, _, b in spans),
+            issue_delay_ms=max(issue_ns) / 1e6 if issue_ns else None,
         )
 
 
@@ -172,11 +183,16 @@ CommTimer = HostClockCommTimer | CudaEventCommTimer | DdpStatsCommTimer
 
 
 def attach_comm_timer(
-    ddp: Any, method: str, backend: str, world_size: int
+    ddp: Any,
+    method: str,
+    backend: str,
+    world_size: int,
+    wrap_hook: Callable[[Any], Any] | None = None,
 ) -> tuple[CommTimer, str, str | None]:
     """Attach the requested all-reduce timer: (timer, method used, why it fell back or None).
 
     `ddp_stats` falls back to the comm hook when this torch build lacks DDP's runtime stats.
+    `wrap_hook` wraps the timing hook before it is registered (hook method only).
     """
     fallback = None
     if method == "ddp_stats":
@@ -192,7 +208,7 @@ def attach_comm_timer(
         timer, used = CudaEventCommTimer(world_size), "comm_hook_cuda_events"
     else:
         timer, used = HostClockCommTimer(world_size), "comm_hook_host_clock"
-    ddp.register_comm_hook(None, timer.hook)
+    ddp.register_comm_hook(None, wrap_hook(timer.hook) if wrap_hook else timer.hook)
     try:  # DDP's timers sampled every 10 iterations: a cross-check at ~0 cost
         ddp._set_ddp_runtime_logging_sample_rate(10)
     except Exception:  # private API

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from minicluster import __version__, dist, telemetry, workloads
+from minicluster import __version__, dist, fault_spec, faults, telemetry, validate, workloads
 from minicluster.config import RunConfig
 from minicluster.log import setup_logging
 from minicluster.schema import atomic_write_json
@@ -84,17 +84,26 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
             device_ids=[device.index] if device.type == "cuda" else None,
             bucket_cap_mb=cfg.run.bucket_cap_mb,
         )
+        checker = validate.ReplicaChecker(cfg.run.replica_check_every)
+        injector = faults.FaultInjector(cfg.faults, info.rank)
+        method = cfg.run.comm_timing
+        forced = None
+        slow_link = any(f.kind == "slow_link" for f in cfg.faults)  # on any rank: all time alike
+        if method != "hook" and (checker.every > 0 or slow_link):
+            # The replica check and the slow_link fault act inside the comm hook.
+            method, forced = "hook", "the replica check or a slow_link fault needs the comm hook"
         timer, timing_method, fallback = attach_comm_timer(
-            ddp, cfg.run.comm_timing, backend, info.world_size
+            ddp, method, backend, info.world_size, wrap_hook=checker.wrap_comm_hook
         )
         if fallback:
             log.warning("%s", fallback)
         # The header is already on disk (written before DDP's first collective): this line adds
         # the timing method to it; readers merge it into the header.
-        header["comm_timing"] = {"method": timing_method, "fallback": fallback}
+        header["comm_timing"] = {"method": timing_method, "fallback": fallback or forced}
         recorder.write({"type": "comm_timing", **header["comm_timing"]})
         opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
         held.update(ddp=ddp, opt=opt)
+        injector.install(ddp.module, opt, timer)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         tele = telemetry_for_rank(
@@ -106,10 +115,14 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         total = cfg.steps.warmup + cfg.steps.measured
         progress_every = max(1, total // 5) if os.environ.get("MINICLUSTER_PROGRESS") != "0" else 0
         steps: list[dict[str, Any]] = []
+        fault_spec.check_against_run(cfg.faults, info.world_size, total)
         for step in range(total):
             if step == cfg.steps.warmup:
                 tele.begin()  # the measured window: right after warm-up (device already synced)
+            injector.begin_step(step)
+            checker.begin_step(step)
             rec = _train_step(ddp, opt, wl, timer, device, step, info.rank, cfg.steps.warmup)
+            rec.update(checker.record(ddp.module, opt))  # after the step's clock stopped
             recorder.write(rec)
             steps.append(rec)
             last_step = step
@@ -118,6 +131,14 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
 
         tele_window = tele.end(cfg.steps.measured)
         summary = _summary(info, device, run_id, "ok", last_step, ddp, None, tele_window)
+        if cfg.run.check_ddp_equivalence and info.rank == 0:
+            summary["validation"] = validate.ddp_equivalence(
+                ddp.module,
+                opt,
+                lambda: workloads.build(cfg.workload, cfg.run.seed, device),
+                info.world_size,
+                total,
+            )
         atomic_write_json(summary_path, summary)
         recorder.close()
         recorder = None
@@ -181,6 +202,7 @@ def _train_step(
         "exposed_comm_ms": comm.exposed_comm_ms,
         "buckets": comm.buckets,
         "comm_bytes": comm.bytes,
+        "issue_delay_ms": comm.issue_delay_ms,
         "loss": loss.item(),
         "t_unix_s": time.time(),
     }

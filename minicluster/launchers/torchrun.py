@@ -9,6 +9,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+LAUNCHER_FILE = "launcher.json"  # per-rank exit codes of a failed run, read back by aggregate
+
 
 def launch_local(
     config_path: Path, nproc: int, out_dir: Path, run_id: str, threads_per_rank: int
@@ -18,6 +20,7 @@ def launch_local(
     from torch.distributed.run import parse_args, run
 
     from minicluster.dist import free_port
+    from minicluster.schema import atomic_write_json
 
     threads = threads_per_rank or max(1, (os.cpu_count() or 1) // nproc)
     # Workers inherit these; OMP_NUM_THREADS set here also silences torchrun's warning about it.
@@ -48,6 +51,9 @@ def launch_local(
     try:
         run(args)
     except ChildFailedError as e:
+        # Exit codes tell a crash (the rank's own code) from a hang (killed by a signal).
+        codes = {str(rank): f.exitcode for rank, f in e.failures.items()}
+        atomic_write_json(out_dir / LAUNCHER_FILE, {"launcher": "torchrun", "exit_codes": codes})
         failures = ", ".join(
             f"rank {rank} exit code {f.exitcode}" for rank, f in sorted(e.failures.items())
         )

@@ -17,6 +17,8 @@ ANALYSIS = [
     "minicluster.schema",
     "minicluster.metrics_registry",
     "minicluster.config",
+    "minicluster.fault_spec",
+    "minicluster.fault_detect",
     "minicluster.coordinator",
     "minicluster.report",
     "minicluster.report.terminal",

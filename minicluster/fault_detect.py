@@ -1,0 +1,241 @@
+"""Find faults in what the ranks recorded: dead or hung ranks, stragglers, diverged replicas.
+
+Analysis layer (no torch). Every detection comes from evidence in the records (step lines,
+summaries, the launcher's exit codes), never from the list of injected faults, so `injected`
+and `detected` in the result can be checked against each other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+CHECKSUM_KEYS = ("param_checksum", "optim_checksum")
+CORRECTNESS_KINDS = ("corrupt_grad", "replica_divergence")  # the run ended, its numbers are wrong
+
+
+def detect(
+    records: list[Any],
+    world_size: int,
+    stragglers: list[dict[str, Any]],
+    exit_codes: dict[int, int] | None = None,
+    run_cfg: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Detected faults, each `{kind, rank, step, evidence}` (`step` None when it has none)."""
+    run_cfg = run_cfg or {}
+    found = _dead_ranks(records, world_size, exit_codes or {})
+    found += _divergence(records)
+    found += _slow_issue(
+        records,
+        run_cfg.get("straggler_threshold_pct", 20.0),
+        run_cfg.get("straggler_min_excess_ms", 2.0),
+    )
+    for s in stragglers:
+        found.append(
+            {
+                "kind": "straggler",
+                "rank": s["rank"],
+                "step": None,
+                "attributed_to": s.get("attributed_to", "compute"),
+                "evidence": f"median compute {s['compute_ms_median']} ms vs "
+                f"{s['others_compute_ms_median']} ms on the other ranks (+{s['excess_pct']}%)",
+            }
+        )
+    return found
+
+
+def _dead_ranks(
+    records: list[Any], world_size: int, exit_codes: dict[int, int]
+) -> list[dict[str, Any]]:
+    """A rank that left records but no summary died or was killed; its fault step is the first
+    step it never recorded. Crash or hang from its exit code (its own non-zero code vs killed by
+    a signal), else from what the surviving ranks' collectives reported. Once a rank crashed,
+    the launcher kills the rest: a rank killed then, before it could write its summary, is
+    collateral, not a hang of its own."""
+    by_rank = {r.rank: r for r in records}
+    dead = [
+        r
+        for r in range(world_size)
+        if r in by_rank and by_rank[r].header is not None and by_rank[r].summary is None
+    ]
+    crashed = any(exit_codes.get(r, 0) > 0 for r in dead)
+    survivors_errors = " ".join(
+        str(r.summary.get("error") or "") for r in records if r.summary is not None
+    ).lower()
+    found = []
+    for rank in range(world_size):
+        rec = by_rank.get(rank)
+        if rec is None or rec.header is None or rec.summary is not None:
+            continue
+        step = rec.steps[-1]["step"] + 1 if rec.steps else 0
+        code = exit_codes.get(rank)
+        if code is not None and code > 0:
+            kind, why = "crash", f"process exited by itself with code {code}"
+        elif code is not None and code < 0 and crashed:
+            continue
+        elif code is not None and code < 0:
+            kind, why = "hang", f"stopped recording and was killed by the launcher (signal {-code})"
+        elif "timed out" in survivors_errors or "timeout" in survivors_errors:
+            kind, why = "hang", "stopped recording; the other ranks' collectives timed out"
+        elif "connection" in survivors_errors:
+            kind, why = "crash", "stopped recording; the other ranks lost their connection to it"
+        else:
+            kind, why = "rank_failure", "stopped recording; no exit code or peer error to tell why"
+        found.append(
+            {
+                "kind": kind,
+                "rank": rank,
+                "step": step,
+                "evidence": f"{why}; last recorded step {step - 1}, no summary",
+            }
+        )
+    return found
+
+
+def _slow_issue(
+    records: list[Any], threshold_pct: float, min_excess_ms: float
+) -> list[dict[str, Any]]:
+    """A rank whose all-reduces leave late although its compute is on time: the median time from a
+    gradient bucket being ready to its all-reduce being issued exceeds the other ranks' median by
+    the straggler thresholds. The others then wait in the all-reduce: communication, not compute.
+    """
+    medians = {}
+    for rec in records:
+        delays = sorted(
+            s["issue_delay_ms"]
+            for s in rec.steps
+            if not s.get("warmup") and s.get("issue_delay_ms") is not None
+        )
+        if delays:
+            medians[rec.rank] = delays[len(delays) // 2]
+    if len(medians) < 2:
+        return []
+    rank, slow = max(medians.items(), key=lambda kv: kv[1])
+    others = sorted(v for r, v in medians.items() if r != rank)
+    typical = others[len(others) // 2]
+    excess = slow - typical
+    if excess < min_excess_ms or (typical > 0 and 100.0 * excess / typical <= threshold_pct):
+        return []
+    return [
+        {
+            "kind": "slow_link",
+            "rank": rank,
+            "step": None,
+            "attributed_to": "communication",
+            "evidence": f"median {slow:.2f} ms from gradient bucket ready to all-reduce issued vs "
+            f"{typical:.2f} ms on the other ranks",
+        }
+    ]
+
+
+def _divergence(records: list[Any]) -> list[dict[str, Any]]:
+    """The first step whose replica checksums differ across ranks, and the rank(s) to blame.
+
+    Blame: a rank whose applied gradient differs from what the all-reduce delivered to it;
+    failing that, the minority when there is a majority; else every rank, said to be ambiguous.
+    """
+    per_step: dict[int, dict[int, dict[str, Any]]] = {}
+    for rec in records:
+        for s in rec.steps:
+            if all(k in s for k in CHECKSUM_KEYS):
+                per_step.setdefault(s["step"], {})[rec.rank] = s
+    for step in sorted(per_step):
+        lines = per_step[step]
+        if len(lines) < 2:
+            continue
+        sums = {r: tuple(s[k] for k in CHECKSUM_KEYS) for r, s in lines.items()}
+        if len(set(sums.values())) == 1:
+            continue
+        bad_grad = sorted(
+            r
+            for r, s in lines.items()
+            if s.get("grad_reduced_checksum") is not None
+            and s.get("grad_applied_checksum") != s["grad_reduced_checksum"]
+        )
+        kind = "replica_divergence"
+        if bad_grad:
+            blamed = bad_grad
+            kind = "corrupt_grad"
+            why = "its applied gradient differs from the all-reduced gradient"
+        else:
+            counts = Counter(sums.values())
+            top, n_top = counts.most_common(1)[0]
+            if n_top > len(sums) / 2:
+                blamed = sorted(r for r, v in sums.items() if v != top)
+                why = "its checksum differs from the majority"
+            else:
+                blamed = sorted(sums)
+                why = "no majority: cannot tell which replica is wrong"
+        return [
+            {
+                "kind": kind,
+                "rank": r,
+                "step": step,
+                "evidence": f"replica checksums differ at step {step} across ranks "
+                f"{sorted(sums)}; {why}",
+            }
+            for r in blamed
+        ]
+    return []
+
+
+def validation_section(
+    records: list[Any], cfg: dict[str, Any], detected: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The verdict of the correctness checks the run was configured for (None: none were).
+
+    `reason` is one line naming the first failed check, the rank and the step where known.
+    """
+    run = cfg.get("run", {})
+    every = run.get("replica_check_every", 0)
+    checks: list[dict[str, Any]] = []
+    if every:
+        ranks_at: Counter[int] = Counter(
+            s["step"] for r in records for s in r.steps if all(k in s for k in CHECKSUM_KEYS)
+        )
+        steps = {step for step, n in ranks_at.items() if n >= 2}  # one rank compares to nothing
+        bad = [d for d in detected if d["kind"] in CORRECTNESS_KINDS]
+        check: dict[str, Any] = {
+            "name": "replica_consistency",
+            "passed": not bad and bool(steps),
+            "every": every,
+            "steps_checked": len(steps),
+            "divergence": None,
+        }
+        if bad:
+            check["divergence"] = {"step": bad[0]["step"], "ranks": [d["rank"] for d in bad]}
+            check["reason"] = (
+                f"replicas diverged at step {bad[0]['step']}, rank(s) "
+                f"{', '.join(str(d['rank']) for d in bad)}: {bad[0]['evidence']}"
+            )
+        elif not steps:
+            check["reason"] = "no step has replica checksums from two or more ranks"
+        checks.append(check)
+    if run.get("check_ddp_equivalence"):
+        rank0 = next((r for r in records if r.rank == 0), None)
+        result = (rank0.summary or {}).get("validation") if rank0 is not None else None
+        if result is None:
+            checks.append(
+                {
+                    "name": "ddp_equivalence",
+                    "passed": False,
+                    "reason": "rank 0 did not finish the DDP equivalence check (the run failed)",
+                }
+            )
+        else:
+            check = dict(result)
+            if not check["passed"]:
+                check["reason"] = (
+                    f"DDP parameters differ from the single-process reference after "
+                    f"{check['steps']} steps: max relative L2 diff {check['max_rel_diff']:.3g} "
+                    f"> {check['rel_tolerance']} (max abs diff {check['max_abs_diff']:.3g})"
+                )
+            checks.append(check)
+    if not checks:
+        return None
+    failed = [c for c in checks if not c["passed"]]
+    return {
+        "passed": not failed,
+        "reason": failed[0]["reason"] if failed else None,
+        "checks": checks,
+    }

@@ -1,0 +1,79 @@
+"""Fault detection from rank records alone (no torch): dead ranks, diverged replicas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minicluster.coordinator import RankRecords
+from minicluster.fault_detect import detect, validation_section
+
+
+def _rec(
+    rank: int, n_steps: int, summary: bool = True, error: str | None = None, **per_step: list[Any]
+) -> RankRecords:
+    steps = []
+    for i in range(n_steps):
+        s: dict[str, Any] = {"type": "step", "step": i}
+        for key, values in per_step.items():
+            s[key] = values[i]
+        steps.append(s)
+    summ = {"status": "failed" if error else "ok", "error": error} if summary else None
+    return RankRecords(rank=rank, header={"rank": rank}, steps=steps, summary=summ)
+
+
+def test_crash_from_the_ranks_own_exit_code() -> None:
+    recs = [_rec(0, 4, error="Connection reset by peer"), _rec(1, 4, summary=False)]
+    (d,) = detect(recs, 2, [], exit_codes={0: -15, 1: 86})
+    assert (d["kind"], d["rank"], d["step"]) == ("crash", 1, 4)
+
+
+def test_a_rank_killed_after_another_crashed_is_not_a_hang() -> None:
+    recs = [_rec(0, 4, summary=False), _rec(1, 4, summary=False), _rec(2, 4, error="reset")]
+    found = detect(recs, 3, [], exit_codes={0: -15, 1: 86, 2: 3})
+    assert [(d["kind"], d["rank"], d["step"]) for d in found] == [("crash", 1, 4)]
+
+
+def test_hang_from_a_kill_signal_or_the_peers_timeout() -> None:
+    recs = [_rec(0, 3, error="Timed out waiting 5000ms"), _rec(1, 3, summary=False)]
+    (d,) = detect(recs, 2, [], exit_codes={0: 3, 1: -15})
+    assert (d["kind"], d["rank"], d["step"]) == ("hang", 1, 3)
+    (d,) = detect(recs, 2, [], exit_codes=None)  # `aggregate DIR` without launcher exit codes
+    assert (d["kind"], d["rank"], d["step"]) == ("hang", 1, 3)
+
+
+def test_no_fault_when_every_rank_finished_and_agrees() -> None:
+    sums = {"param_checksum": [5, 6, 7], "optim_checksum": [1, 2, 3]}
+    assert detect([_rec(0, 3, **sums), _rec(1, 3, **sums)], 2, []) == []
+
+
+def test_divergence_blames_the_rank_whose_gradient_changed_after_the_all_reduce() -> None:
+    good = {
+        "param_checksum": [5, 6, 7],
+        "optim_checksum": [1, 2, 3],
+        "grad_reduced_checksum": [9, 9, 9],
+        "grad_applied_checksum": [9, 9, 9],
+    }
+    bad = dict(good, param_checksum=[5, 6, 8], grad_applied_checksum=[9, 9, 10])
+    (d,) = detect([_rec(0, 3, **good), _rec(1, 3, **bad)], 2, [])
+    assert (d["kind"], d["rank"], d["step"]) == ("corrupt_grad", 1, 2)
+
+
+def test_divergence_without_gradient_evidence_uses_the_majority_or_says_ambiguous() -> None:
+    a = {"param_checksum": [5, 6], "optim_checksum": [1, 2]}
+    b = {"param_checksum": [5, 0], "optim_checksum": [1, 2]}
+    found = detect([_rec(0, 2, **a), _rec(1, 2, **b), _rec(2, 2, **a)], 3, [])
+    assert [(d["kind"], d["rank"], d["step"]) for d in found] == [("replica_divergence", 1, 1)]
+    found = detect([_rec(0, 2, **a), _rec(1, 2, **b)], 2, [])
+    assert sorted(d["rank"] for d in found) == [0, 1]
+    assert all("no majority" in d["evidence"] for d in found)
+
+
+def test_replica_check_needs_two_ranks_to_pass() -> None:
+    cfg = {"run": {"replica_check_every": 1}}
+    sums = {"param_checksum": [5, 6], "optim_checksum": [1, 2]}
+    v = validation_section([_rec(0, 2, **sums), _rec(1, 2, **sums)], cfg, [])
+    assert v is not None and v["passed"] and v["checks"][0]["steps_checked"] == 2
+    v = validation_section([_rec(0, 2, **sums)], cfg, [])
+    assert v is not None and not v["passed"]
+    assert "two or more ranks" in v["reason"]
+    assert validation_section([_rec(0, 2, **sums)], {"run": {}}, []) is None  # nothing configured
