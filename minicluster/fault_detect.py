@@ -7,8 +7,11 @@ and `detected` in the result can be checked against each other.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
+
+import numpy as np
 
 CHECKSUM_KEYS = ("param_checksum", "optim_checksum")
 CORRECTNESS_KINDS = ("corrupt_grad", "replica_divergence")  # the run ended, its numbers are wrong
@@ -67,7 +70,7 @@ def _dead_ranks(
         rec = by_rank.get(rank)
         if rec is None or rec.header is None or rec.summary is not None:
             continue
-        step = rec.steps[-1]["step"] + 1 if rec.steps else 0
+        step = rec.last_step + 1 if rec.last_step is not None else 0
         code = exit_codes.get(rank)
         if code is not None and code > 0:
             kind, why = "crash", f"process exited by itself with code {code}"
@@ -101,13 +104,16 @@ def _slow_issue(
     """
     medians = {}
     for rec in records:
-        delays = sorted(
-            s["issue_delay_ms"]
-            for s in rec.steps
-            if not s.get("warmup") and s.get("issue_delay_ms") is not None
-        )
-        if delays:
-            medians[rec.rank] = delays[len(delays) // 2]
+        cols = rec.columns
+        if "issue_delay_ms" not in cols:
+            continue
+        delays = cols["issue_delay_ms"].astype(float)
+        keep = ~np.isnan(delays)
+        if "warmup" in cols:
+            keep &= ~cols["warmup"]
+        delays = np.sort(delays[keep])
+        if delays.size:
+            medians[rec.rank] = float(delays[delays.size // 2])
     if len(medians) < 2:
         return []
     rank, slow = max(medians.items(), key=lambda kv: kv[1])
@@ -128,6 +134,28 @@ def _slow_issue(
     ]
 
 
+_CHECKSUM_ROW_KEYS = (*CHECKSUM_KEYS, "grad_reduced_checksum", "grad_applied_checksum")
+
+
+def _checksum_rows(rec: Any) -> dict[int, dict[str, Any]]:
+    """Step -> that step's checksums, for the steps where the rank recorded them."""
+    cols = rec.columns
+    if not all(k in cols for k in CHECKSUM_KEYS):
+        return {}
+    keys = [k for k in _CHECKSUM_ROW_KEYS if k in cols]
+    values = {k: cols[k].tolist() for k in keys}
+    rows = {}
+    for i, step in enumerate(cols["step"].tolist()):
+        row = {k: values[k][i] for k in keys}
+        if all(_present(row[k]) for k in CHECKSUM_KEYS):
+            rows[step] = {k: v for k, v in row.items() if _present(v)}
+    return rows
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
 def _divergence(records: list[Any]) -> list[dict[str, Any]]:
     """The first step whose replica checksums differ across ranks, and the rank(s) to blame.
 
@@ -136,9 +164,8 @@ def _divergence(records: list[Any]) -> list[dict[str, Any]]:
     """
     per_step: dict[int, dict[int, dict[str, Any]]] = {}
     for rec in records:
-        for s in rec.steps:
-            if all(k in s for k in CHECKSUM_KEYS):
-                per_step.setdefault(s["step"], {})[rec.rank] = s
+        for step, row in _checksum_rows(rec).items():
+            per_step.setdefault(step, {})[rec.rank] = row
     for step in sorted(per_step):
         lines = per_step[step]
         if len(lines) < 2:
@@ -190,9 +217,7 @@ def validation_section(
     every = run.get("replica_check_every", 0)
     checks: list[dict[str, Any]] = []
     if every:
-        ranks_at: Counter[int] = Counter(
-            s["step"] for r in records for s in r.steps if all(k in s for k in CHECKSUM_KEYS)
-        )
+        ranks_at: Counter[int] = Counter(step for r in records for step in _checksum_rows(r))
         steps = {step for step, n in ranks_at.items() if n >= 2}  # one rank compares to nothing
         bad = [d for d in detected if d["kind"] in CORRECTNESS_KINDS]
         check: dict[str, Any] = {

@@ -28,7 +28,10 @@ except ImportError:  # orjson is a dependency; plain json is the slower fallback
 log = logging.getLogger(__name__)
 
 RANKS_DIR = "ranks"  # mirrors worker.RANKS_DIR; the worker's layer may not be imported here
-PARALLEL_MIN_FILES = 32  # below this, a process pool costs more than it saves
+PARALLEL_MIN_FILES = 32
+FLOAT_EXACT_MAX = (
+    2**53
+)  # integers at or above this lose precision in float64  # below this, a process pool costs more than it saves
 
 
 class RankRecords:
@@ -112,15 +115,27 @@ def _numeric_columns(
             cols[k] = col.astype(bool)
         elif k == "step":
             cols[k] = col.astype(np.int64)
+        elif isinstance(first[k], int) and np.nanmax(np.abs(col), initial=0.0) >= FLOAT_EXACT_MAX:
+            cols[k] = _exact_ints([r[k] for r in rows])
         else:
             cols[k] = col
     return cols
+
+
+def _exact_ints(values: list[Any]) -> np.ndarray:
+    """Integers too large for float64 to hold exactly (e.g. replica checksums), kept exact."""
+    try:
+        return np.array(values, dtype=np.int64)
+    except (OverflowError, TypeError):  # beyond int64, or None among them
+        return np.array(values, dtype=object)
 
 
 def _column(key: str, values: list[Any]) -> np.ndarray:
     if all(isinstance(v, bool) for v in values):
         return np.array(values, dtype=bool)
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in values):
+        if any(isinstance(v, int) and abs(v) >= FLOAT_EXACT_MAX for v in values):
+            return _exact_ints(values)
         arr = np.array([np.nan if v is None else v for v in values], dtype=float)
         if key == "step":
             return arr.astype(np.int64)
