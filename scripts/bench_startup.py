@@ -40,7 +40,7 @@ def time_to_first_measured_step(tmp: Path) -> tuple[float, float]:
     )
     total = time.time() - t0
     lines = (out / "ranks" / "rank_00000.jsonl").read_text().splitlines()
-    steps = [json.loads(x) for x in lines[1:]]
+    steps = [r for r in map(json.loads, lines) if r["type"] == "step"]
     first = next(s for s in steps if not s["warmup"])
     return first["t_unix_s"] - t0, total
 

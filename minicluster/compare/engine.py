@@ -222,8 +222,15 @@ def _row(
         row.reason = f"within the {threshold_pct:g}% threshold; {basis}"
         return row
     row.verdict = "better" if improved else "worse"
-    row.reason = f"{'improved' if improved else 'regressed'} beyond {threshold_pct:g}%; {basis}"
     row.regression = not improved and not cross
+    if row.regression:
+        row.reason = f"regressed beyond {threshold_pct:g}%; {basis}"
+    elif improved:
+        row.reason = f"improved beyond {threshold_pct:g}%; {basis}"
+    else:  # a training result is not gated against an inference one
+        row.reason = (
+            f"worse by more than {threshold_pct:g}%, not gated (workload types differ); {basis}"
+        )
     return row
 
 

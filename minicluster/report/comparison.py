@@ -1,4 +1,4 @@
-"""Render a comparison as a terminal table, Markdown or a minimal escaped HTML table."""
+"""Render a comparison as a terminal table, Markdown or a self-contained HTML page."""
 
 from __future__ import annotations
 
@@ -147,17 +147,24 @@ def to_markdown(c: Comparison) -> str:
 
 
 def to_html(c: Comparison) -> str:
+    """One self-contained page: per pair, the direction-normalized delta plot and the table."""
+    from minicluster.report.html import _CSS, _figure
+    from minicluster.report.plots import comparison_plot
+
     e = html.escape
     parts = [
         "<!doctype html>",
-        '<html><head><meta charset="utf-8"><title>minicluster comparison</title>',
-        "<style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
-        ".worse{background:#fdd}.better{background:#dfd}</style></head><body>",
+        '<html lang="en"><head><meta charset="utf-8"><title>minicluster comparison</title>',
+        f"<style>{_CSS}tr.worse td{{background:#fdd}}tr.better td{{background:#dfd}}</style>",
+        "</head><body>",
         f"<h1>Comparison (baseline {e(c.baseline.label)})</h1>",
     ]
     for p in c.pairs:
         parts.append(f"<h2>{e(_title(p))}</h2>")
         parts += [f"<p class='warning'>warning: {e(w)}</p>" for w in p.warnings]
+        plot = comparison_plot([r.to_dict() for r in p.rows], title=_title(p))
+        if plot is not None:
+            parts.append(_figure(plot))
         parts.append("<table><tr>" + "".join(f"<th>{e(col)}</th>" for col in _COLUMNS) + "</tr>")
         for r in p.rows:
             cls = "worse" if r.regression else r.verdict

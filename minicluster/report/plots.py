@@ -439,6 +439,13 @@ def _normalized_pct(row: dict[str, Any]) -> float | None:
     return float(pct) if direction == "higher" else -float(pct)
 
 
+NOTE_CHARS = 46  # n/a notes in the comparison plot stop short of the legend
+
+
+def _has_bar(row: dict[str, Any], norm: float | None) -> bool:
+    return _delta_mark(row, norm) not in ("n/a", "?", "no direction")
+
+
 def _delta_mark(row: dict[str, Any], norm: float | None) -> str:
     """What a row shows instead of (or beside) a bar: `~`, `?`, n/a, or the signed percent."""
     verdict = row.get("verdict")
@@ -473,7 +480,8 @@ def comparison_plot(rows: list[dict[str, Any]], title: str = "B vs A") -> Plot |
     for r in rows:
         families.setdefault(family(r), []).append(r)
     norms = [_normalized_pct(r) for r in rows]
-    span = max([abs(n) for n in norms if n is not None] + [5.0]) * 1.15
+    drawn = [n for r, n in zip(rows, norms, strict=True) if n is not None and _has_bar(r, n)]
+    span = max([abs(n) for n in drawn] + [5.0]) * 1.15  # scaled by the bars it draws
     line_h = 20
     n_lines = len(rows) + len(families)
     height = svg.MARGIN_TOP + n_lines * line_h + svg.MARGIN_BOTTOM + 10
@@ -502,7 +510,7 @@ def comparison_plot(rows: list[dict[str, Any]], title: str = "B vs A") -> Plot |
             name = str(r.get("metric"))
             parts.append(svg.text(label_x + 12, y + 13, name))
             verdict = str(r.get("verdict"))
-            if mark not in ("n/a", "?", "no direction") and norm is not None:
+            if norm is not None and _has_bar(r, norm):
                 a, b = frame.x(min(0.0, norm)), frame.x(max(0.0, norm))
                 col = _VERDICT_COLOR.get(verdict, "#999999")
                 parts.append(
@@ -518,9 +526,10 @@ def comparison_plot(rows: list[dict[str, Any]], title: str = "B vs A") -> Plot |
                 end = frame.x(norm) + (4 if norm >= 0 else -4)
                 parts.append(svg.text(end, y + 14, mark, anchor="start" if norm >= 0 else "end"))
             else:
-                parts.append(
-                    svg.text(frame.x(0) + 4, y + 14, f"{mark}: {r.get('reason', '')}", fill="#666")
-                )
+                note = f"{mark}: {r.get('reason', '')}"
+                if len(note) > NOTE_CHARS:  # the full reason is in the table below the plot
+                    note = note[: NOTE_CHARS - 1] + "…"
+                parts.append(svg.text(frame.x(0) + 4, y + 14, note, fill="#666"))
             y += line_h
     parts.append(
         svg.legend(
