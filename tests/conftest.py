@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,25 @@ def tiny_config(tmp_path: Path) -> Path:
         "run: {nproc: 2, collective_timeout_s: 60}\n"
     )
     return path
+
+
+RunCli = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def run_cli(python: str, cli_env: dict[str, str]) -> RunCli:
+    """`run_cli(*args, cwd=None, timeout=150)`: `python -m minicluster ARGS`, output captured."""
+
+    def run(
+        *args: str, cwd: Path | None = None, timeout: int = 150
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [python, "-m", "minicluster", *args],
+            capture_output=True,
+            text=True,
+            env=cli_env,
+            timeout=timeout,
+            cwd=cwd,
+        )
+
+    return run

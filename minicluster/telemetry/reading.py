@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-Status = Literal["measured", "derived", "estimated", "unavailable"]
+from minicluster.schema import Status
+
 Scope = Literal["gpu", "cpu_package", "dram", "host"]
 
 

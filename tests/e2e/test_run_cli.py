@@ -4,34 +4,22 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+RunCli = Callable[..., "subprocess.CompletedProcess[str]"]  # the run_cli fixture (conftest)
 
 pytest.importorskip("torch")
 
 from minicluster.schema import validate_result  # noqa: E402
 
 
-def run_cli(
-    python: str, env: dict[str, str], *args: str, cwd: Path, timeout: int = 150
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [python, "-m", "minicluster", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        cwd=cwd,
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_run_writes_a_valid_ok_result(
-    python: str, cli_env: dict[str, str], tmp_path: Path, tiny_config: Path
-) -> None:
-    proc = run_cli(python, cli_env, "run", "-c", str(tiny_config), cwd=tmp_path)
+def test_run_writes_a_valid_ok_result(run_cli: RunCli, tmp_path: Path, tiny_config: Path) -> None:
+    proc = run_cli("run", "-c", str(tiny_config), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     latest = tmp_path / "runs" / "latest"
     assert latest.is_symlink()
@@ -55,16 +43,14 @@ def test_run_writes_a_valid_ok_result(
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_transformer_reports_tokens_per_sec(
-    python: str, cli_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_transformer_reports_tokens_per_sec(run_cli: RunCli, tmp_path: Path) -> None:
     cfg = tmp_path / "lm.yaml"
     cfg.write_text(
         "workload: {name: transformer, per_rank_batch: 2, seq_len: 16, vocab_size: 64, "
         "d_model: 32, n_layers: 1, n_heads: 2}\nsteps: {warmup: 1, measured: 4}\n"
     )
     out = tmp_path / "lm"
-    proc = run_cli(python, cli_env, "run", "-c", str(cfg), "--out", str(out), cwd=tmp_path)
+    proc = run_cli("run", "-c", str(cfg), "--out", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     tps = result["metrics"]["tokens_per_sec"]["value"]
@@ -76,11 +62,9 @@ def test_transformer_reports_tokens_per_sec(
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_worker_runs_alone_without_a_launcher(
-    python: str, cli_env: dict[str, str], tmp_path: Path, tiny_config: Path
+    run_cli: RunCli, tmp_path: Path, tiny_config: Path
 ) -> None:
     proc = run_cli(
-        python,
-        cli_env,
         "worker",
         "-c",
         str(tiny_config),
@@ -98,15 +82,10 @@ def test_worker_runs_alone_without_a_launcher(
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_aggregate_after_a_rank_died_keeps_its_steps(
-    python: str, cli_env: dict[str, str], tmp_path: Path, tiny_config: Path
+    run_cli: RunCli, tmp_path: Path, tiny_config: Path
 ) -> None:
     out = tmp_path / "run"
-    assert (
-        run_cli(
-            python, cli_env, "run", "-c", str(tiny_config), "--out", str(out), cwd=tmp_path
-        ).returncode
-        == 0
-    )
+    assert run_cli("run", "-c", str(tiny_config), "--out", str(out), cwd=tmp_path).returncode == 0
     # make rank 1 look like it died after step 4: no summary, JSONL cut mid-line
     (out / "ranks" / "rank_00001.summary.json").unlink()
     f = out / "ranks" / "rank_00001.jsonl"
@@ -114,7 +93,7 @@ def test_aggregate_after_a_rank_died_keeps_its_steps(
     first_step = next(i for i, line in enumerate(lines) if '"type":"step"' in line)
     keep = first_step + 5  # header lines, then steps 0-4 whole, step 5 cut mid-line
     f.write_text("\n".join(lines[:keep]) + "\n" + lines[keep][:20])
-    proc = run_cli(python, cli_env, "aggregate", str(out), cwd=tmp_path)
+    proc = run_cli("aggregate", str(out), cwd=tmp_path)
     assert proc.returncode == 3
     assert "Traceback" not in proc.stderr
     result = json.loads((out / "result.json").read_text())
