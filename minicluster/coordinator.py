@@ -82,7 +82,7 @@ def aggregate(
         for rank in range(world_size)
     ]
     min_excess_ms = cfg.get("run", {}).get("straggler_min_excess_ms", 0.0)
-    stragglers = _stragglers(ranks_out, straggler_threshold_pct, min_excess_ms)
+    stragglers = _stragglers(ranks_out, straggler_threshold_pct, min_excess_ms, table)
     detected = fault_detect.detect(records, world_size, stragglers, exit_codes, cfg.get("run"))
     errors += [
         f"rank {d['rank']}: {d['kind']} at step {d['step']}: {d['evidence']}"
@@ -269,11 +269,19 @@ def _rank_entry(
     }
 
 
+STRAGGLER_ALPHA = 0.05
+
+
 def _stragglers(
-    ranks: list[dict[str, Any]], threshold_pct: float, min_excess_ms: float = 0.0
+    ranks: list[dict[str, Any]],
+    threshold_pct: float,
+    min_excess_ms: float,
+    table: _StepTable,
 ) -> list[dict[str, Any]]:
     """The rank with the highest median compute time, when it exceeds the others' median by
-    `threshold_pct` percent and by `min_excess_ms`.
+    `threshold_pct` percent and by `min_excess_ms`, and it is the slowest rank in more steps
+    than chance allows (one-sided sign test against 1/N, alpha 0.05): noise on a shared host
+    moves medians, a real straggler is slow step after step.
 
     Compute time, not communication: under skew the healthy ranks' all-reduce grows because
     they wait for the slow one.
@@ -286,6 +294,9 @@ def _stragglers(
     excess_pct = 100.0 * (slow - others) / others if others > 0 else math.inf
     if excess_pct <= threshold_pct or slow - others < min_excess_ms:
         return []
+    slowest, steps, p_value = _slowest_in_steps(table, slow_rank)
+    if p_value >= STRAGGLER_ALPHA:
+        return []
     return [
         {
             "rank": slow_rank,
@@ -294,9 +305,28 @@ def _stragglers(
             "excess_pct": _r(excess_pct),
             "threshold_pct": threshold_pct,
             "min_excess_ms": min_excess_ms,
+            "slowest_in_steps": slowest,
+            "steps_compared": steps,
+            "sign_test_p": float(f"{p_value:.3g}"),
             "attributed_to": "compute",
         }
     ]
+
+
+def _slowest_in_steps(table: _StepTable, rank: int) -> tuple[int, int, float]:
+    """In how many steps (all ranks present) `rank` had the highest compute time, of how many,
+    and the one-sided binomial p-value of that many or more by chance (p = 1 / ranks)."""
+    row = table.row.get(rank)
+    compute = table.m["compute_ms"]
+    full = ~np.isnan(compute).any(axis=0)
+    if row is None or not full.any():
+        return 0, 0, 1.0
+    cols = compute[:, full]
+    k = int((cols[row] >= cols.max(axis=0)).sum())
+    n = int(cols.shape[1])
+    p0 = 1.0 / cols.shape[0]
+    p_value = sum(math.comb(n, i) * p0**i * (1 - p0) ** (n - i) for i in range(k, n + 1))
+    return k, n, min(1.0, p_value)
 
 
 def _metrics(

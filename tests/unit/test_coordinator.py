@@ -28,7 +28,7 @@ def header(rank: int, world: int = 2, **extra: Any) -> dict[str, Any]:
         "backend": "gloo",
         "device": "cpu",
         "launcher": "torchrun",
-        "config": {"steps": {"warmup": 1, "measured": 4}, "run": {"straggler_threshold_pct": 20.0}},
+        "config": {"steps": {"warmup": 1, "measured": 6}, "run": {"straggler_threshold_pct": 20.0}},
         "workload": {
             "name": "mlp",
             "per_rank_batch": 10,
@@ -88,7 +88,7 @@ def two_ranks(slow_compute: float = 10.0) -> list[RankRecords]:
         # the fast rank's all-reduce includes waiting for the slow one
         comm = 2.0 + (slow_compute - 10.0 if rank == 0 else 0.0)
         steps = [step(0, 50.0, compute, comm, warmup=True)]
-        steps += [step(i, compute + comm, compute, comm) for i in range(1, 5)]
+        steps += [step(i, compute + comm, compute, comm) for i in range(1, 7)]
         recs.append(RankRecords(rank=rank, header=header(rank), steps=steps, summary=summary(rank)))
     return recs
 
@@ -99,7 +99,7 @@ def test_clean_run_is_ok_and_schema_valid() -> None:
     assert result["status"] == "ok"
     assert result["world_size"] == 2
     assert result["stragglers"] == []
-    assert [r["measured_steps"] for r in result["ranks"]] == [4, 4]
+    assert [r["measured_steps"] for r in result["ranks"]] == [6, 6]
     m = result["metrics"]
     # global batch 20 per 12 ms step -> 1666.7 samples/s; warm-up (50 ms) excluded
     assert m["throughput_samples_per_sec"]["value"] == pytest.approx(20 / 0.012)
@@ -117,6 +117,25 @@ def test_straggler_is_named_by_compute_and_wait_lands_on_the_healthy_rank() -> N
     assert r0["wait_ms_median"] == pytest.approx(30.0)
     assert r1["wait_ms_median"] == pytest.approx(0.0)
     assert r0["transfer_ms_median"] == r1["transfer_ms_median"] == pytest.approx(2.0)
+
+
+def test_straggler_needs_to_be_slowest_step_after_step() -> None:
+    recs = two_ranks()
+    # rank 1: 40 ms in half of the steps, 5 ms in the other half: its median (22.5 ms) is far
+    # above rank 0's 10 ms, but it is the slowest rank in only 3 of 6 steps (chance: p = 0.66)
+    noisy = [40.0, 5.0, 40.0, 5.0, 40.0, 5.0]
+    recs[1].steps = [recs[1].steps[0]] + [
+        step(i, c + 2.0, c, 2.0) for i, c in enumerate(noisy, start=1)
+    ]
+    result = coordinator.aggregate(recs)
+    assert result["ranks"][1]["compute_ms_median"] == pytest.approx(22.5)
+    assert result["stragglers"] == []
+
+
+def test_straggler_records_its_sign_test() -> None:
+    (s,) = coordinator.aggregate(two_ranks(slow_compute=40.0))["stragglers"]
+    assert (s["slowest_in_steps"], s["steps_compared"]) == (6, 6)
+    assert s["sign_test_p"] == pytest.approx(0.5**6, rel=1e-2)
 
 
 def test_unavailable_energy_is_null_with_reason_never_zero() -> None:
@@ -171,9 +190,9 @@ def _write_run(dir_: Path, recs: list[RankRecords]) -> None:
 def test_truncated_last_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
     _write_run(tmp_path, two_ranks())
     f = tmp_path / "ranks" / "rank_00001.jsonl"
-    f.write_text(f.read_text() + '{"type": "step", "step": 5, "step_ti')  # crash mid-write
+    f.write_text(f.read_text() + '{"type": "step", "step": 7, "step_ti')  # crash mid-write
     recs = coordinator.read_run_dir(tmp_path)
-    assert len(recs[1].steps) == 5
+    assert len(recs[1].steps) == 7
     assert recs[1].warnings == ["rank_00001.jsonl: truncated last line skipped"]
     result = coordinator.aggregate(recs)
     assert "rank_00001.jsonl: truncated last line skipped" in result["errors"]
