@@ -403,11 +403,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from minicluster import telemetry
+    from minicluster.report.terminal import make_console
 
     table = Table(title="What this machine can measure", title_justify="left")
     table.add_column("source", no_wrap=True)
@@ -416,7 +416,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for row in telemetry.doctor_rows():
         ok = "[green]yes[/green]" if row.available else "[red]no[/red]"
         table.add_row(escape(row.name), ok, escape(row.detail or row.reason or ""))
-    Console(highlight=False).print(table)
+    make_console().print(table)
     return EXIT_OK
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import html
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from minicluster.compare.engine import Comparison, PairComparison, Row
+from minicluster.report.terminal import make_console
 
 _VERDICT_TEXT = {
     "better": "better",
@@ -90,14 +92,20 @@ def _title(p: PairComparison) -> str:
 
 
 def print_comparison(c: Comparison, console: Console | None = None) -> None:
-    console = console or Console(highlight=False)
+    console = console or make_console()
     for p in c.pairs:
-        table = Table(title=escape(_title(p)), title_justify="left")
+        table = Table(
+            title=escape(_title(p)),
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            collapse_padding=True,
+        )
         for col in _COLUMNS[:-1]:  # reasons are listed under the table: they do not fit a column
             table.add_column(
                 col,
                 justify="right" if col in ("A", "B", "abs delta", "% delta") else "left",
-                no_wrap=col == "metric",
+                no_wrap=col != "test (p, n)",
             )
         notes: dict[str, list[str]] = {}
         for r in p.rows:

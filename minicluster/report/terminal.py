@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from rich import box
@@ -38,11 +40,18 @@ def _rich_table(t: TextTable, columns: list[int] | None = None, unit: str = "") 
 
 
 TERMINAL_MAX_RANK_ROWS = 16
+PIPED_WIDTH = 120  # columns when stdout is a file or pipe (CI logs): 80 squeezes the tables
+
+
+def make_console() -> Console:
+    """A console on stdout: the terminal's width, or PIPED_WIDTH when piped (COLUMNS wins)."""
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(highlight=False, width=PIPED_WIDTH if piped else None)
 
 
 def print_run_summary(result: dict[str, Any], console: Console | None = None) -> None:
     """Summary line, metrics with provenance, what was not measured and why, ranks, faults, errors."""
-    console = console or Console(stderr=False, highlight=False)
+    console = console or make_console()
     view = run_view(result, max_rank_rows=TERMINAL_MAX_RANK_ROWS)
     wl = result["workload"]
     color = _STATUS_COLOR.get(view.status, "white")

@@ -102,3 +102,42 @@ def test_aggregate_after_a_rank_died_keeps_its_steps(
     assert result["ranks"][1]["steps_recorded"] == 5
     assert result["ranks"][0]["steps_recorded"] == 10
     assert any("truncated last line skipped" in e for e in result["errors"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_outside_torchrun_aggregates_in_band_on_rank_0(
+    python: str, cli_env: dict[str, str], tmp_path: Path, tiny_config: Path
+) -> None:
+    """The cluster recipe: torchrun starts `minicluster worker`; rank 0 writes result.json from
+    records gathered in-band (no shared filesystem needed)."""
+    out = tmp_path / "outside"
+    proc = subprocess.run(
+        [
+            python,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            "-m",
+            "minicluster",
+            "worker",
+            "-c",
+            str(tiny_config),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env={**cli_env, "OMP_NUM_THREADS": "1"},
+        timeout=150,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    validate_result(result)
+    assert result["status"] == "ok"
+    assert result["world_size"] == 2
+    assert result["launcher"] == "outside"
+    assert [r["measured_steps"] for r in result["ranks"]] == [8, 8]
+    assert result["metrics"]["allreduce_ms"]["value"] > 0
