@@ -243,7 +243,12 @@ def _faults(result: dict[str, Any]) -> TextTable:
             if not isinstance(f, dict):
                 table.rows.append([side, str(f), "", "", ""])
                 continue
-            rest = sorted(k for k in f if k not in _FAULT_KEYS)
+            # None: the key does not apply to this kind; from_step 0 is the default (first step)
+            rest = sorted(
+                k
+                for k in f
+                if k not in _FAULT_KEYS and f[k] is not None and (k, f[k]) != ("from_step", 0)
+            )
             details = "; ".join(
                 str(f[k]) if k == "evidence" else f"{k}={_text(f[k])}" for k in rest
             )

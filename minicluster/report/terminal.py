@@ -40,6 +40,7 @@ def _rich_table(t: TextTable, columns: list[int] | None = None, unit: str = "") 
 
 
 TERMINAL_MAX_RANK_ROWS = 16
+NOTE_CHARS = 32  # rank notes in the terminal table; the full text is printed below it
 PIPED_WIDTH = 120  # columns when stdout is a file or pipe (CI logs): 80 squeezes the tables
 
 
@@ -74,6 +75,10 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
     rank_cols = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
     if any(row[12] for row in view.ranks.rows):
         rank_cols.append(12)
+    # A rank's note can hold a whole collective error: cut it here, errors follow in full below.
+    for row in view.ranks.rows:
+        if len(row[12]) > NOTE_CHARS:
+            row[12] = row[12][: NOTE_CHARS - 1] + "…"
     console.print(_rich_table(view.ranks, columns=rank_cols, unit="ms"))
     if len(view.ranks.rows) < len(result["ranks"]):
         console.print(
