@@ -107,3 +107,40 @@ def test_straggler_is_visible_at_a_glance(browser: Any, tmp_path: Path) -> None:
     outline = page.locator('svg[data-plot="rank_breakdown"] rect[stroke="#C00"]')
     assert outline.count() == 1 and outline.bounding_box() is not None
     page.close()
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "compare"
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("mc_run.json", "mc_run_slow.json"), ("mc_run.json", "md_004.md")],
+    ids=["training-vs-training", "training-vs-inference"],
+)
+def test_comparison_page_loads_and_its_plot_renders(
+    browser: Any, a: str, b: str, tmp_path: Path
+) -> None:
+    from minicluster.compare import compare
+    from minicluster.importers import load
+    from minicluster.report.comparison import to_html
+
+    comparison = compare([load(FIXTURES / a, None), load(FIXTURES / b, None)], 0, 5.0, 0.05)
+    page_file = tmp_path / "comparison.html"
+    page_file.write_text(to_html(comparison), encoding="utf-8")
+
+    page = browser.new_page(viewport={"width": 1150, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(page_file.as_uri())
+    page.wait_for_load_state("load")
+    assert errors == []
+    svg = page.locator('svg[data-plot="comparison"]')
+    assert svg.count() == 1
+    box = svg.bounding_box()
+    assert box is not None and box["width"] > 300 and box["height"] > 80
+    bars = svg.locator("rect.bar")
+    assert bars.count() > 0  # at least one comparable metric got a bar
+    assert page.locator("table tr").count() > 10
+    page.screenshot(path=str(tmp_path / "comparison.png"), full_page=True)
+    page.close()
