@@ -74,6 +74,10 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
     last_step = -1
     tele: TelemetrySession | None = None
     try:
+        # Outside launchers skip the CLI's check: bad fault specs fail here, before any work.
+        fault_spec.check_against_run(
+            cfg.faults, info.world_size, cfg.steps.warmup + cfg.steps.measured
+        )
         run_id = _agree_run_id(run_id)
         recorder = RankRecorder(out_dir, info.rank)
         wl = workloads.build(cfg.workload, cfg.run.seed, device)
@@ -115,7 +119,6 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         total = cfg.steps.warmup + cfg.steps.measured
         progress_every = max(1, total // 5) if os.environ.get("MINICLUSTER_PROGRESS") != "0" else 0
         steps: list[dict[str, Any]] = []
-        fault_spec.check_against_run(cfg.faults, info.world_size, total)
         for step in range(total):
             if step == cfg.steps.warmup:
                 tele.begin()  # the measured window: right after warm-up (device already synced)
@@ -236,7 +239,6 @@ def _header(
             "uuid": str(getattr(props, "uuid", "")) or None,
             "memory_total_bytes": props.total_memory,
         }
-    probes = [telemetry.probe_nvml(), telemetry.probe_rapl()]
     return {
         "type": "header",
         "run_id": run_id,
@@ -270,7 +272,6 @@ def _header(
             "python": platform.python_version(),
             "os": f"{platform.system()} {platform.release()}",
         },
-        "telemetry": {p.name: {"available": p.available, "reason": p.reason} for p in probes},
     }
 
 
