@@ -7,6 +7,7 @@ analysis commands start fast and run without torch installed.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -328,25 +329,27 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _write_reports(result: dict[str, Any], md: Path | None, html: Path | None) -> None:
-    """Write the requested Markdown and HTML reports of `result` (atomic writes)."""
-    from minicluster.schema import atomic_write_text
-
+    """Write the requested Markdown and HTML reports of `result`."""
     if md is not None:
         from minicluster.report.markdown import render_markdown
 
-        _write_text(md, render_markdown(result), atomic_write_text)
+        _write_file(md, render_markdown(result), announce="report")
     if html is not None:
         from minicluster.report.html import render_html
 
-        _write_text(html, render_html(result), atomic_write_text)
+        _write_file(html, render_html(result), announce="report")
 
 
-def _write_text(path: Path, text: str, write: Any) -> None:
+def _write_file(path: Path, data: str | bytes, announce: str | None = None) -> None:
+    """Atomic write of a user-named output file; a failure is one line and exit 2."""
+    from minicluster.schema import atomic_write_bytes
+
     try:
-        write(path, text)
+        atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
     except OSError as e:
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
-    print(f"report: {path}")
+    if announce:
+        print(f"{announce}: {path}")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -355,7 +358,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from minicluster.errors import EXIT_FAILED_CHECK
     from minicluster.importers import load
     from minicluster.report.comparison import print_comparison, to_html, to_markdown
-    from minicluster.schema import atomic_write_json, atomic_write_text
 
     inputs = list(args.inputs)
     if args.baseline is not None and args.baseline not in inputs:
@@ -366,39 +368,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
     base = inputs.index(args.baseline) if args.baseline is not None else 0
     comparison = compare(records, base, args.threshold, args.alpha)
     print_comparison(comparison)
-    try:
-        if args.json:
-            atomic_write_json(args.json, to_dict(comparison))
-        if args.md:
-            atomic_write_text(args.md, to_markdown(comparison))
-        if args.html:
-            atomic_write_text(args.html, to_html(comparison))
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot write output: {e}") from None
+    if args.json:
+        try:
+            text = json.dumps(to_dict(comparison), indent=2, allow_nan=False) + "\n"
+        except ValueError as e:
+            raise InputError(f"cannot write output: {e}") from None
+        _write_file(args.json, text)
+    if args.md:
+        _write_file(args.md, to_markdown(comparison))
+    if args.html:
+        _write_file(args.html, to_html(comparison))
     return EXIT_FAILED_CHECK if comparison.has_regression else EXIT_OK
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from minicluster.exporters import export
     from minicluster.importers import load
-    from minicluster.schema import atomic_write_text
 
     data = export(load(args.input, args.format), args.to)
-    if isinstance(data, bytes):
-        if args.out is None:
-            raise InputError(f"--to {args.to} writes binary output: give a file with -o")
-        try:
-            args.out.write_bytes(data)
-        except OSError as e:
-            raise InputError(f"cannot write {args.out}: {e.strerror or e}") from None
-        return EXIT_OK
-    if args.out is None:
+    if args.out is not None:
+        _write_file(args.out, data)
+    elif isinstance(data, bytes):
+        raise InputError(f"--to {args.to} writes binary output: give a file with -o")
+    else:
         sys.stdout.write(data)
-        return EXIT_OK
-    try:
-        atomic_write_text(args.out, data)
-    except OSError as e:
-        raise InputError(f"cannot write {args.out}: {e.strerror or e}") from None
     return EXIT_OK
 
 
