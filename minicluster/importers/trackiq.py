@@ -29,6 +29,19 @@ OPTIONAL_METRICS = (
 )
 _LATENCY = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
 PAYLOAD_KEY = "minicluster"  # our own block inside tool_payload (round trip, samples)
+# A 0 here means the tool did not measure it (seeds 000/001), not a real zero.
+_ZERO_MEANS_UNMEASURED = (
+    (
+        "throughput_samples_per_sec",
+        "0 samples/s: the tool did not measure throughput",
+        "throughput is 0: treated as not measured",
+    ),
+    (
+        "memory_utilization_percent",
+        "0% memory utilization: the tool did not measure memory",
+        "memory utilization is 0: treated as not measured",
+    ),
+)
 
 
 def validate(data: dict[str, Any]) -> None:
@@ -156,22 +169,10 @@ def _metrics(
                 "all latency fields are 0 with no samples: not measured",
             )
         warnings.append("latency fields are all 0 with no samples: treated as not measured")
-    if metrics["throughput_samples_per_sec"].value == 0:
-        metrics["throughput_samples_per_sec"] = registry_metric(
-            "throughput_samples_per_sec",
-            None,
-            "measured",
-            "TrackIQ canonical metrics",
-            "0 samples/s: the tool did not measure throughput",
-        )
-        warnings.append("throughput is 0: treated as not measured")
-    if metrics["memory_utilization_percent"].value == 0:
-        metrics["memory_utilization_percent"] = registry_metric(
-            "memory_utilization_percent",
-            None,
-            "measured",
-            "TrackIQ canonical metrics",
-            "0% memory utilization: the tool did not measure memory",
-        )
-        warnings.append("memory utilization is 0: treated as not measured")
+    for name, reason, warning in _ZERO_MEANS_UNMEASURED:
+        if metrics[name].value == 0:
+            metrics[name] = registry_metric(
+                name, None, "measured", "TrackIQ canonical metrics", reason
+            )
+            warnings.append(warning)
     return metrics, warnings
