@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minicluster import __version__
 from minicluster.config import REQUIRABLE_MEASUREMENTS
@@ -26,7 +26,11 @@ from minicluster.errors import (
     EXIT_RUN_FAILED,
     InputError,
     MiniclusterError,
+    RunFailedError,
 )
+
+if TYPE_CHECKING:
+    from minicluster.scaling import PlannedRun, RunOutcome
 
 log = logging.getLogger("minicluster.cli")
 
@@ -65,6 +69,43 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_flags(p)
     _add_fault_args(p)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "sweep", help="one run per world size in one session; scaling efficiency table and plot"
+    )
+    p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
+    p.add_argument(
+        "--world-sizes",
+        default="1,2,4",
+        metavar="N,N,...",
+        help="world sizes to run, comma-separated; the smallest is the baseline (default: 1,2,4)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["weak", "strong"],
+        default="weak",
+        help="weak: the config's per-rank batch on every rank; strong: one global batch split "
+        "over the ranks (default: weak)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        metavar="K",
+        help="rounds over all world sizes, interleaved (1,2,4,1,2,4,...); efficiency is the "
+        "median over rounds (default: 1)",
+    )
+    p.add_argument(
+        "--global-batch",
+        type=int,
+        metavar="B",
+        help="strong mode: the fixed global batch; every world size must divide it "
+        "(default: config per-rank batch x largest world size)",
+    )
+    p.add_argument("--out", type=Path, help="output directory (default: runs/<sweep_id>)")
+    _add_report_flags(p)
+    _add_require(p)
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("worker", help="per-rank entry for an outside launcher (torchrun, srun)")
     p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
@@ -257,6 +298,138 @@ def _launch(args: argparse.Namespace, validating: bool) -> dict[str, Any]:
     return result
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """One run per world size (and round) in this session, then the scaling block over them."""
+    from datetime import datetime, timezone
+
+    from minicluster import config as config_mod
+    from minicluster import fault_spec, scaling
+
+    world_sizes = scaling.parse_world_sizes(args.world_sizes)
+    if args.repeats < 1:
+        raise InputError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.global_batch is not None and args.mode != "strong":
+        raise InputError(
+            "--global-batch applies to --mode strong; weak scaling keeps the config's "
+            "per-rank batch on every rank"
+        )
+    cfg = config_mod.require(config_mod.load(args.config), args.require)
+    per_rank_batch = cfg.workload.per_rank_batch
+    global_batch = None
+    if args.mode == "strong":
+        global_batch = scaling.strong_global_batch(args.global_batch, per_rank_batch, world_sizes)
+    # The same threads per rank at every world size: else the 1-rank baseline would get every
+    # core and the efficiency would measure the thread count, not the scaling.
+    cores = os.cpu_count()
+    threads = cfg.run.threads_per_rank or max(1, (cores or 1) // max(world_sizes))
+    total_steps = cfg.steps.warmup + cfg.steps.measured
+    configs = {}
+    for n in world_sizes:
+        batch = per_rank_batch if global_batch is None else global_batch // n
+        configs[n] = _sweep_run_config(cfg, n, batch, threads)
+        fault_spec.check_against_run(cfg.faults, n, total_steps)
+    _check_required(cfg)
+    warning = scaling.oversubscription_warning(max(world_sizes), cores, _on_gpu(cfg))
+    if warning:
+        print(f"minicluster: sweep: warning: {warning}", file=sys.stderr)
+
+    sweep_id = _new_run_id()
+    created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    default_out = args.out is None
+    out_dir = Path("runs") / sweep_id if default_out else args.out
+    _ensure_writable(out_dir)
+    runs = scaling.plan(world_sizes, args.repeats)
+    print(
+        f"minicluster: sweep {sweep_id}: {args.mode} scaling, world sizes "
+        f"{','.join(map(str, world_sizes))}, {args.repeats} round(s) = {len(runs)} runs of "
+        f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps -> {out_dir}",
+        file=sys.stderr,
+    )
+    outcomes: list[RunOutcome] = []
+    for i, planned in enumerate(runs, start=1):
+        print(
+            f"sweep: [{i}/{len(runs)}] world size {planned.world_size}, round "
+            f"{planned.round}/{args.repeats} -> {out_dir / planned.name}",
+            file=sys.stderr,
+        )
+        outcomes.append(
+            _sweep_run(planned, configs[planned.world_size], out_dir, f"{sweep_id}-{planned.name}")
+        )
+    block = scaling.build_scaling(
+        outcomes,
+        args.mode,
+        world_sizes,
+        args.repeats,
+        per_rank_batch if args.mode == "weak" else None,
+        global_batch,
+        threads,
+        [warning] if warning else [],
+    )
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    result = scaling.sweep_result(outcomes, block, sweep_id, created_at, now)
+    if default_out:
+        _point_latest(out_dir)
+    failed = [o.planned.name for o in outcomes if o.status == "failed"]
+    if result is None:
+        raise RunFailedError(f"sweep: no run produced a result ({', '.join(failed)} failed)")
+    _write_and_print(out_dir, result)
+    _write_reports(result, args.md, args.html)
+    if failed:
+        print(
+            f"minicluster: sweep: {len(failed)} of {len(runs)} runs failed: {', '.join(failed)}",
+            file=sys.stderr,
+        )
+        return EXIT_RUN_FAILED
+    return max(_exit_for(o.result) for o in outcomes if o.result is not None)
+
+
+def _sweep_run_config(cfg: Any, nproc: int, per_rank_batch: int, threads_per_rank: int) -> Any:
+    """`cfg` for one run of a sweep: its world size, per-rank batch and threads per rank."""
+    import dataclasses
+
+    from minicluster import config as config_mod
+
+    cfg = config_mod.override(cfg, nproc=nproc, threads_per_rank=threads_per_rank)
+    if cfg.workload.per_rank_batch != per_rank_batch:
+        workload = dataclasses.replace(cfg.workload, per_rank_batch=per_rank_batch)
+        cfg = dataclasses.replace(cfg, workload=workload)
+    return cfg
+
+
+def _sweep_run(planned: PlannedRun, cfg: Any, sweep_dir: Path, run_id: str) -> RunOutcome:
+    """Launch and aggregate one run of a sweep in its own sub-directory; one line says how it went."""
+    from minicluster.launchers.torchrun import launch_local
+    from minicluster.report.content import fmt_num
+    from minicluster.scaling import RunOutcome
+    from minicluster.schema import atomic_write_json
+
+    out_dir = sweep_dir / planned.name
+    _ensure_writable(out_dir)
+    resolved = out_dir / "config.json"
+    atomic_write_json(resolved, cfg.to_dict())
+    with _Progress(out_dir, cfg.steps.warmup + cfg.steps.measured):
+        launcher_error = launch_local(
+            resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank
+        )
+    try:
+        result = _aggregate_dir(out_dir, launcher_error, quiet=True)
+    except MiniclusterError as e:  # no rank left a record to aggregate
+        why = f"launcher: {launcher_error}; {e}" if launcher_error else str(e)
+        print(f"sweep: {planned.name}: failed: {why}", file=sys.stderr)
+        return RunOutcome(planned, None, why)
+    outcome = RunOutcome(planned, result)
+    line = f"sweep: {planned.name}: {outcome.status}"
+    if outcome.status == "ok":
+        line += (
+            f", {fmt_num(outcome.value('throughput_samples_per_sec'))} samples/s, "
+            f"step p50 {fmt_num(outcome.value('latency_p50_ms'))} ms"
+        )
+    else:
+        line += f": {outcome.why_not_ok()}"
+    print(line, file=sys.stderr)
+    return outcome
+
+
 def _add_fault_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fault",
@@ -419,19 +592,26 @@ def _check_required(cfg: Any) -> None:
         return
     from minicluster import telemetry
 
-    on_gpu = cfg.run.device == "cuda"
+    telemetry.check_required(cfg.telemetry.require, _on_gpu(cfg))
+
+
+def _on_gpu(cfg: Any) -> bool:
+    """Whether the ranks will run on CUDA devices (`auto` asks torch)."""
     if cfg.run.device == "auto":
         import torch
 
-        on_gpu = torch.cuda.is_available()
-    telemetry.check_required(cfg.telemetry.require, on_gpu)
+        return bool(torch.cuda.is_available())
+    return bool(cfg.run.device == "cuda")
 
 
 class _RankFailed(MiniclusterError):
     exit_code = EXIT_RUN_FAILED
 
 
-def _aggregate_dir(out_dir: Path, launcher_error: str | None) -> dict[str, Any]:
+def _aggregate_dir(
+    out_dir: Path, launcher_error: str | None, quiet: bool = False
+) -> dict[str, Any]:
+    """Aggregate the rank files of `out_dir` into its result.json; `quiet`: no summary."""
     from minicluster import coordinator
 
     result = coordinator.aggregate(
@@ -439,7 +619,10 @@ def _aggregate_dir(out_dir: Path, launcher_error: str | None) -> dict[str, Any]:
         launcher_error=launcher_error,
         exit_codes=_launcher_exit_codes(out_dir),
     )
-    _write_and_print(out_dir, result)
+    if quiet:
+        _write_result(out_dir, result)
+    else:
+        _write_and_print(out_dir, result)
     return result
 
 
@@ -456,13 +639,20 @@ def _launcher_exit_codes(out_dir: Path) -> dict[int, int] | None:
 
 def _write_and_print(out_dir: Path, result: dict[str, Any]) -> None:
     from minicluster.report.terminal import print_run_summary
+
+    path = _write_result(out_dir, result)
+    print_run_summary(result)
+    print(f"result: {path}")
+
+
+def _write_result(out_dir: Path, result: dict[str, Any]) -> Path:
+    """Validate `result` and write it atomically to DIR/result.json."""
     from minicluster.schema import atomic_write_json, validate_result
 
     validate_result(result)
     path = out_dir / "result.json"
     atomic_write_json(path, result)
-    print_run_summary(result)
-    print(f"result: {path}")
+    return path
 
 
 def _exit_for(result: dict[str, Any]) -> int:

@@ -1,0 +1,91 @@
+"""`minicluster sweep` end to end: real torchrun runs at world sizes 1 and 2, one sweep result."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+RunCli = Callable[..., "subprocess.CompletedProcess[str]"]  # the run_cli fixture (conftest)
+
+from minicluster.schema import validate_result  # noqa: E402
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_weak_sweep_over_1_and_2_ranks(run_cli: RunCli, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        "workload: {name: mlp, per_rank_batch: 16, input_dim: 64, hidden_dim: 128, num_layers: 2}\n"
+        "steps: {warmup: 1, measured: 5}\nrun: {collective_timeout_s: 60}\n"
+    )
+    md, html = tmp_path / "sweep.md", tmp_path / "sweep.html"
+    proc = run_cli(
+        "sweep", "-c", str(cfg), "--world-sizes", "1,2", "--md", str(md), "--html", str(html),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "runs" / "latest"
+    assert out.is_symlink()
+    runs = {}
+    for n in (1, 2):
+        sub = json.loads((out / f"n{n}-r1" / "result.json").read_text())
+        validate_result(sub)
+        assert sub["status"] == "ok" and sub["world_size"] == n
+        assert sub["workload"]["per_rank_batch"] == 16  # weak: the config's per-rank batch
+        runs[n] = sub
+    assert "sweep: [1/2] world size 1, round 1/1 -> runs/" in proc.stderr
+    assert "sweep: n2-r1: ok, " in proc.stderr and " samples/s, step p50 " in proc.stderr
+
+    result = json.loads((out / "result.json").read_text())
+    validate_result(result)
+    s = result["scaling"]
+    assert result["run_id"] == out.resolve().name and result["status"] == "ok"
+    assert s["mode"] == "weak" and [p["world_size"] for p in s["points"]] == [1, 2]
+    # The efficiency comes from the runs' own measurements: recompute it from their files.
+    x1 = runs[1]["metrics"]["throughput_samples_per_sec"]["value"]
+    x2 = runs[2]["metrics"]["throughput_samples_per_sec"]["value"]
+    assert s["baseline"]["value"] == x1
+    assert s["points"][0]["efficiency_pct"] == 100.0
+    assert s["points"][1]["efficiency_pct"] == pytest.approx(100.0 * x2 / (2 * x1))
+    assert s["points"][1]["throughput_samples_per_sec"] == x2
+    assert s["points"][1]["allreduce_ms"] == runs[2]["metrics"]["allreduce_ms"]["value"]
+    eff = result["metrics"]["scaling_efficiency_pct"]
+    assert eff["status"] == "derived" and eff["value"] == s["points"][1]["efficiency_pct"]
+    # The per-rank sections are the 2-rank run's.
+    assert s["headline_run"]["dir"] == "n2-r1" and result["world_size"] == 2
+    assert result["ranks"] == runs[2]["ranks"]
+    assert f"result: runs/{result['run_id']}/result.json" in proc.stdout
+    assert "Scaling" in proc.stdout and "E = X_N / (N * X_1)" in proc.stdout
+
+    md_text = md.read_text()
+    assert md_text.startswith(f"# minicluster sweep {result['run_id']}")
+    assert "## Scaling" in md_text and "| world size | runs ok |" in md_text
+    html_text = html.read_text()
+    assert '<table data-table="Scaling">' in html_text
+    assert 'data-plot="scaling"' in html_text
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("sizes", "message"),
+    [
+        ("1,1", "--world-sizes: 1 is given twice"),
+        ("0,2", "--world-sizes: 0 is not a positive number of ranks"),
+        ("one,2", "--world-sizes: 'one' is not a whole number"),
+        ("4", "--world-sizes needs at least two sizes"),
+    ],
+)
+def test_bad_world_sizes_is_one_line_and_exit_2(
+    run_cli: RunCli, tmp_path: Path, sizes: str, message: str
+) -> None:
+    proc = run_cli("sweep", "--world-sizes", sizes, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"minicluster: error: {message}"), lines
+    assert not (tmp_path / "runs").exists()  # nothing started

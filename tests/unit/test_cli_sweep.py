@@ -1,0 +1,119 @@
+"""`minicluster sweep` in-process with a stand-in launcher: run configs, failures, exit codes.
+
+The stand-in replays recorded rank files (a real 2-rank gloo run) instead of starting ranks, so
+these tests need no torch; the real thing is tests/e2e/test_sweep_cli.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from minicluster.cli import main
+from minicluster.launchers import torchrun
+from minicluster.schema import validate_result
+
+RECORDED = Path(__file__).resolve().parents[1] / "golden" / "run_2ranks" / "ranks"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "cpu.yaml"
+    path.write_text("workload: {name: mlp, per_rank_batch: 6}\nrun: {device: cpu}\n")
+    return path
+
+
+@pytest.fixture
+def launches(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Replace launch_local: world size 2 replays the recorded run, any other size crashes."""
+    calls: list[dict[str, Any]] = []
+
+    def fake(config_path: Path, nproc: int, out_dir: Path, run_id: str, threads: int) -> str | None:
+        calls.append(
+            {
+                "nproc": nproc,
+                "run_id": run_id,
+                "threads": threads,
+                "config": json.loads(config_path.read_text()),
+            }
+        )
+        if nproc != 2:
+            return "ranks failed: rank 0 exit code 1"
+        shutil.copytree(RECORDED, out_dir / "ranks")
+        return None
+
+    monkeypatch.setattr(torchrun, "launch_local", fake)
+    return calls
+
+
+def test_strong_runs_split_the_global_batch_and_keep_threads_per_rank(
+    tmp_path: Path, config: Path, launches: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sweep"
+    code = main(
+        ["sweep", "-c", str(config), "--world-sizes", "1,2,3", "--mode", "strong",
+         "--global-batch", "12", "--out", str(out)]
+    )  # fmt: skip
+    assert [c["nproc"] for c in launches] == [1, 2, 3]
+    assert [c["config"]["workload"]["per_rank_batch"] for c in launches] == [12, 6, 4]
+    assert [c["config"]["run"]["nproc"] for c in launches] == [1, 2, 3]
+    assert len({c["threads"] for c in launches}) == 1  # one thread count at every world size
+    assert {c["config"]["run"]["threads_per_rank"] for c in launches} == {launches[0]["threads"]}
+    assert launches[1]["run_id"].endswith("-n2-r1")
+    for c, name in zip(launches, ["n1-r1", "n2-r1", "n3-r1"], strict=True):
+        assert json.loads((out / name / "config.json").read_text()) == c["config"]
+    # Sizes 1 and 3 crashed: the sweep goes on, writes its result, then exits 3 naming them.
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "sweep: [2/3] world size 2, round 1/1 -> " in err
+    assert "minicluster: sweep: 2 of 3 runs failed: n1-r1, n3-r1" in err
+    result = json.loads((out / "result.json").read_text())
+    validate_result(result)
+    assert result["status"] == "failed"
+    assert result["scaling"]["mode"] == "strong" and result["scaling"]["global_batch"] == 12
+    assert result["scaling"]["headline_run"]["dir"] == "n2-r1"  # the only size with a result
+    p = {pt["world_size"]: pt for pt in result["scaling"]["points"]}
+    assert p[1]["efficiency_pct"] is None and "no ok run at world size 1" in p[1]["reason"]
+    assert p[2]["efficiency_pct"] is None and "(the baseline)" in p[2]["reason"]
+    assert p[2]["step_time_p50_ms"] == pytest.approx(
+        json.loads((out / "n2-r1" / "result.json").read_text())["metrics"]["latency_p50_ms"][
+            "value"
+        ]
+    )
+    assert result["metrics"]["scaling_efficiency_pct"]["status"] == "unavailable"
+    assert [e for e in result["errors"] if e.startswith("sweep run ")] == [
+        f"sweep run n{n}-r1 (world size {n}, round 1) failed: launcher: ranks failed: rank 0 "
+        f"exit code 1; {out / f'n{n}-r1'} holds no rank records (no ranks/ folder)"
+        for n in (1, 3)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--world-sizes", "1,2", "--global-batch", "8"],
+            "--global-batch applies to --mode strong",
+        ),
+        (["--world-sizes", "1,2", "--repeats", "0"], "--repeats must be >= 1, got 0"),
+        (["--world-sizes", "2,4", "--mode", "strong", "--global-batch", "6"], "size 4;"),
+        (["--world-sizes", "1,5000"], "run.nproc is 5000"),
+    ],
+)
+def test_bad_sweep_options_fail_before_any_rank_starts(
+    tmp_path: Path,
+    config: Path,
+    launches: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    out = tmp_path / "sweep"
+    assert main(["sweep", "-c", str(config), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("minicluster: error:") and message in err[0], err
+    assert launches == [] and not out.exists()
