@@ -65,7 +65,7 @@ def run_view(result: dict[str, Any], max_rank_rows: int | None = None) -> RunVie
     the slowest median step, and says how many it left out.
     """
     return RunView(
-        title=f"minicluster run {result['run_id']}",
+        title=f"minicluster {result_kind(result)} {result['run_id']}",
         status=str(result["status"]),
         summary=_summary(result),
         sections=_sections(result),
@@ -79,9 +79,106 @@ def run_view(result: dict[str, Any], max_rank_rows: int | None = None) -> RunVie
     )
 
 
+def result_kind(result: dict[str, Any]) -> str:
+    """What made the result: `sweep` (it has a scaling block) or `run`."""
+    return "sweep" if isinstance(result.get("scaling"), dict) else "run"
+
+
 def _sections(result: dict[str, Any]) -> list[TextTable]:
     """The tables of a sweep (`scaling`) or a collectives run (`collectives`), when present."""
-    return []
+    tables: list[TextTable] = []
+    scaling = _scaling_table(result)
+    if scaling is not None:
+        tables.append(scaling)
+    return tables
+
+
+def _scaling_table(result: dict[str, Any]) -> TextTable | None:
+    """One row per world size of a sweep (`result["scaling"]`, built by minicluster.scaling)."""
+    s = result.get("scaling")
+    if not isinstance(s, dict):
+        return None
+    table = TextTable(
+        "Scaling",
+        [
+            "world size",
+            "runs ok",
+            "batch/rank",
+            "samples/s",
+            "step p50 ms",
+            "compute ms",
+            "all-reduce ms",
+            "exposed comm %",
+            "efficiency %",
+            "range %",
+            "note",
+        ],
+        note=_scaling_note(s),
+        numeric=set(range(0, 10)),
+    )
+    for p in s.get("points") or []:
+        runs = p.get("runs") or []
+        lo, hi = p.get("efficiency_pct_min"), p.get("efficiency_pct_max")
+        spread = f"{fmt_num(lo)}-{fmt_num(hi)}" if lo is not None and hi is not None else ""
+        if lo == hi:  # one round (or identical rounds): the median says it all
+            spread = ""
+        notes = [_straggler_note(r, runs) for r in p.get("stragglers") or []]
+        notes += [f"{r.get('dir')} {r.get('status')}" for r in runs if r.get("status") != "ok"]
+        if p.get("reason"):
+            notes.append(str(p["reason"]))
+        if p.get("efficiency_pct") is None or notes:
+            table.highlight.add(len(table.rows))
+        table.rows.append(
+            [
+                _text(p.get("world_size")),
+                f"{p.get('runs_ok', 'n/a')} / {len(runs)}" if runs else "n/a",
+                fmt_num(p.get("per_rank_batch")),
+                fmt_num(p.get("throughput_samples_per_sec")),
+                fmt_num(p.get("step_time_p50_ms")),
+                fmt_num(p.get("compute_ms")),
+                fmt_num(p.get("allreduce_ms")),
+                fmt_num(p.get("communication_overhead_percent")),
+                fmt_num(p.get("efficiency_pct")),
+                spread,
+                "; ".join(notes),
+            ]
+        )
+    return table
+
+
+def _straggler_note(rank: Any, runs: list[dict[str, Any]]) -> str:
+    if len(runs) < 2:
+        return f"straggler: rank {rank}"
+    named = sum(1 for r in runs if rank in (r.get("stragglers") or []))
+    return f"straggler: rank {rank} in {named} of {len(runs)} runs"
+
+
+def _scaling_note(s: dict[str, Any]) -> str:
+    base = s.get("baseline")
+    if not isinstance(base, dict):
+        base = {}
+    parts = [
+        f"{_text(s.get('mode'))} scaling: {_text(s.get('formula'))}, where "
+        f"{_text(s.get('method'))}.",
+        f"Baseline: {_text(base.get('kind'))}: {fmt_num(base.get('value'))} "
+        f"{_text(base.get('unit'))} (median of {_text(base.get('runs_ok'))} ok run(s)).",
+    ]
+    if s.get("global_batch") is not None:
+        parts.append(f"Global batch {_text(s['global_batch'])} at every world size.")
+    elif s.get("per_rank_batch") is not None:
+        parts.append(f"Per-rank batch {_text(s['per_rank_batch'])} at every world size.")
+    if s.get("threads_per_rank") is not None:
+        parts.append(f"{_text(s['threads_per_rank'])} CPU thread(s) per rank at every world size.")
+    if s.get("order"):
+        parts.append(f"Order: {s['order']}.")
+    parts += [f"Warning: {w}." for w in s.get("warnings") or []]
+    head = s.get("headline_run")
+    if isinstance(head, dict):
+        parts.append(
+            f"Metrics, ranks and plots below come from run {_text(head.get('dir'))} "
+            f"(world size {_text(head.get('world_size'))}, round {_text(head.get('round'))})."
+        )
+    return " ".join(parts)
 
 
 def _summary(result: dict[str, Any]) -> TextTable:

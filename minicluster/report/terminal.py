@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from minicluster.report.content import TextTable, run_view
+from minicluster.report.content import TextTable, result_kind, run_view
 
 _STATUS_COLOR = {"ok": "green", "failed": "red", "incomplete": "yellow"}
 
@@ -31,7 +31,9 @@ def _rich_table(t: TextTable, columns: list[int] | None = None, unit: str = "") 
         header = t.headers[i].removesuffix(f" {unit}") if unit else t.headers[i]
         header = header.removeprefix("step ")
         table.add_column(
-            escape(header), justify="right" if i in t.numeric else "left", no_wrap=True
+            escape(header),
+            justify="right" if i in t.numeric else "left",
+            no_wrap=t.headers[i] != "note",  # a note wraps; numbers and names never do
         )
     for r, row in enumerate(t.rows):
         style = "bold red" if r in t.highlight else None
@@ -57,14 +59,18 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
     wl = result["workload"]
     color = _STATUS_COLOR.get(view.status, "white")
     console.print(
-        f"[bold]minicluster[/bold] run [cyan]{escape(result['run_id'])}[/cyan]  status "
+        f"[bold]minicluster[/bold] {result_kind(result)} [cyan]{escape(result['run_id'])}[/cyan]  "
+        "status "
         f"[{color}]{escape(view.status)}[/{color}]  {result['world_size']} ranks on "
         f"{result['nodes']} node(s), backend {escape(str(result['backend']))}, workload "
         f"{escape(wl['name'])} (global batch {wl['global_batch']})",
         markup=True,
     )
     for section in view.sections:
-        console.print(_rich_table(section))
+        # Columns empty in every row (a range with one round, notes of a clean sweep) only
+        # take width from the others.
+        filled = [i for i in range(len(section.headers)) if any(r[i] for r in section.rows)]
+        console.print(_rich_table(section, columns=filled if section.rows else None))
         if section.note:
             console.print(f"[dim]{escape(section.note)}[/dim]")
     # The method column is long; the terminal shows value, unit and status, files show all.
