@@ -22,6 +22,7 @@ class TextTable:
     highlight: set[int] = field(default_factory=set)
     note: str = ""
     numeric: set[int] = field(default_factory=set)  # column indices to right-align
+    wrap: set[int] = field(default_factory=set)  # text columns a narrow terminal may wrap
 
 
 @dataclass
@@ -107,14 +108,16 @@ def _scaling_table(result: dict[str, Any]) -> TextTable | None:
             "samples/s",
             "step p50 ms",
             "compute ms",
-            "all-reduce ms",
-            "exposed comm %",
+            "allreduce ms",
+            "exposed %",
             "efficiency %",
             "range %",
+            "stragglers",
             "note",
         ],
         note=_scaling_note(s),
         numeric=set(range(0, 10)),
+        wrap={10, 11},
     )
     for p in s.get("points") or []:
         runs = p.get("runs") or []
@@ -122,11 +125,11 @@ def _scaling_table(result: dict[str, Any]) -> TextTable | None:
         spread = f"{fmt_num(lo)}-{fmt_num(hi)}" if lo is not None and hi is not None else ""
         if lo == hi:  # one round (or identical rounds): the median says it all
             spread = ""
-        notes = [_straggler_note(r, runs) for r in p.get("stragglers") or []]
-        notes += [f"{r.get('dir')} {r.get('status')}" for r in runs if r.get("status") != "ok"]
+        stragglers = [_straggler_note(r, runs) for r in p.get("stragglers") or []]
+        notes = [f"{r.get('dir')} {r.get('status')}" for r in runs if r.get("status") != "ok"]
         if p.get("reason"):
             notes.append(str(p["reason"]))
-        if p.get("efficiency_pct") is None or notes:
+        if p.get("efficiency_pct") is None or notes or stragglers:
             table.highlight.add(len(table.rows))
         table.rows.append(
             [
@@ -140,6 +143,7 @@ def _scaling_table(result: dict[str, Any]) -> TextTable | None:
                 fmt_num(p.get("communication_overhead_percent")),
                 fmt_num(p.get("efficiency_pct")),
                 spread,
+                ", ".join(stragglers),
                 "; ".join(notes),
             ]
         )
@@ -147,10 +151,11 @@ def _scaling_table(result: dict[str, Any]) -> TextTable | None:
 
 
 def _straggler_note(rank: Any, runs: list[dict[str, Any]]) -> str:
+    """`rank`, and with repeats in how many of the world size's runs it was named."""
     if len(runs) < 2:
-        return f"straggler: rank {rank}"
+        return f"rank {rank}"
     named = sum(1 for r in runs if rank in (r.get("stragglers") or []))
-    return f"straggler: rank {rank} in {named} of {len(runs)} runs"
+    return f"rank {rank} ({named}/{len(runs)} runs)"
 
 
 def _scaling_note(s: dict[str, Any]) -> str:
@@ -160,6 +165,8 @@ def _scaling_note(s: dict[str, Any]) -> str:
     parts = [
         f"{_text(s.get('mode'))} scaling: {_text(s.get('formula'))}, where "
         f"{_text(s.get('method'))}.",
+        "Per world size, medians over its ok runs of each run's metrics (exposed % is "
+        "communication_overhead_percent).",
         f"Baseline: {_text(base.get('kind'))}: {fmt_num(base.get('value'))} "
         f"{_text(base.get('unit'))} (median of {_text(base.get('runs_ok'))} ok run(s)).",
     ]

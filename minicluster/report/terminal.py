@@ -33,7 +33,7 @@ def _rich_table(t: TextTable, columns: list[int] | None = None, unit: str = "") 
         table.add_column(
             escape(header),
             justify="right" if i in t.numeric else "left",
-            no_wrap=t.headers[i] != "note",  # a note wraps; numbers and names never do
+            no_wrap=i not in t.wrap,
         )
     for r, row in enumerate(t.rows):
         style = "bold red" if r in t.highlight else None

@@ -43,6 +43,7 @@ CASES = {
     "run_failed": ["step_time", "rank_breakdown"],
     "run_straggler": ["step_time", "rank_breakdown"],
     "run_all_plots": ["step_time", "rank_breakdown", "scaling", "busbw", "power", "temperature"],
+    "sweep_ok": ["step_time", "rank_breakdown", "scaling"],
 }
 
 
@@ -73,7 +74,8 @@ def test_report_loads_and_plots_render(browser: Any, name: str, tmp_path: Path) 
 
     assert console_errors == []
     assert failed_requests == []
-    assert page.title() == f"minicluster run {result['run_id']}"
+    kind = "sweep" if result.get("scaling") else "run"
+    assert page.title() == f"minicluster {kind} {result['run_id']}"
     labels = page.eval_on_selector_all("svg.plot", "els => els.map(e => e.dataset.plot)")
     assert labels == CASES[name]
     for label in labels:
@@ -91,6 +93,22 @@ def test_report_loads_and_plots_render(browser: Any, name: str, tmp_path: Path) 
     assert page.locator("table").count() >= 4
     page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
     assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    page.close()
+
+
+def test_sweep_page_shows_every_world_size(browser: Any, tmp_path: Path) -> None:
+    result = json.loads((REPORTS / "sweep_ok.result.json").read_text())
+    page_file = tmp_path / "sweep.html"
+    page_file.write_text(render_html(result), encoding="utf-8")
+    page = browser.new_page()
+    page.goto(page_file.as_uri())
+    rows = page.locator('table[data-table="Scaling"] tbody tr')
+    assert rows.count() == len(result["scaling"]["points"]) == 3
+    assert rows.nth(2).locator("td").first.inner_text() == "4"
+    points = page.locator('svg[data-plot="scaling"] circle.point')
+    assert points.count() == 3
+    ys = points.evaluate_all("els => els.map(e => e.getBoundingClientRect().y)")
+    assert ys == sorted(ys)  # falling efficiency: each point lower on screen than the last
     page.close()
 
 

@@ -34,3 +34,8 @@ def run_all_plots() -> dict[str, Any]:
 @pytest.fixture
 def run_failed() -> dict[str, Any]:
     return load("run_failed")
+
+
+@pytest.fixture
+def sweep_ok() -> dict[str, Any]:
+    return load("sweep_ok")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from minicluster.cli import main
+from minicluster.cli import build_parser, main
 from minicluster.launchers import torchrun
 from minicluster.schema import validate_result
 
@@ -117,3 +117,27 @@ def test_bad_sweep_options_fail_before_any_rank_starts(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("minicluster: error:") and message in err[0], err
     assert launches == [] and not out.exists()
+
+
+def test_sweep_flags_and_defaults() -> None:
+    parse = build_parser().parse_args
+    args = parse(["sweep"])
+    assert (args.config, args.world_sizes, args.mode, args.repeats) == (None, "1,2,4", "weak", 1)
+    assert [args.global_batch, args.out, args.md, args.html, args.require] == [None] * 4 + [[]]
+    args = parse(
+        "sweep -c x.yaml --world-sizes 2,4 --mode strong --repeats 3 --global-batch 64 "
+        "--out d --md a.md --html a.html --require energy".split()
+    )
+    assert [args.config, args.world_sizes, args.mode, args.repeats, args.global_batch] == [
+        Path("x.yaml"),
+        "2,4",
+        "strong",
+        3,
+        64,
+    ]
+    assert [args.out, args.md, args.html, args.require] == [
+        Path("d"),
+        Path("a.md"),
+        Path("a.html"),
+        ["energy"],
+    ]

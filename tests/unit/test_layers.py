@@ -70,7 +70,7 @@ def test_analysis_half_imports_without_torch() -> None:
 def test_cli_help_runs_without_torch() -> None:
     code = _BLOCKER.replace("mods = sys.argv[1:]", "mods = []") + (
         "\nfrom minicluster.cli import main\n"
-        "for cmd in (['--help'], ['run', '--help'], ['aggregate', '--help']):\n"
+        "for cmd in (['--help'], ['run', '--help'], ['sweep', '--help'], ['aggregate', '--help']):\n"
         "    try:\n        main(cmd)\n    except SystemExit as e:\n        assert e.code == 0\n"
     )
     out = subprocess.run(
