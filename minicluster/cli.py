@@ -711,14 +711,18 @@ class _Progress:
         self._thread.join(timeout=2)
 
     def _loop(self) -> None:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+        # On stderr with the other progress lines: stdout keeps the summary alone (a piped
+        # stdout got one blank line per bar, one per run of a sweep).
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             transient=True,
+            console=Console(stderr=True),
         ) as bar:
             task = bar.add_task("rank 0 steps", total=self.total)
             while not self._stop.wait(0.25):
