@@ -21,6 +21,20 @@ def test_shipped_configs_load_as_typed_dataclasses() -> None:
     assert lm.workload.seq_len == 64
 
 
+@pytest.mark.parametrize(
+    "path", sorted(REPO.glob("configs/**/*.yaml")), ids=lambda p: str(p.relative_to(REPO))
+)
+def test_every_shipped_config_loads(path: Path) -> None:
+    cfg = config.load(path)
+    assert cfg.name == path.stem or path.parent.name == "faults"
+
+
+def test_sweep_config_keeps_the_per_rank_batch_for_weak_scaling() -> None:
+    cfg = config.load(REPO / "configs" / "sweep_weak.yaml")
+    assert cfg.workload.per_rank_batch == 128
+    assert cfg.steps.measured == 30
+
+
 def test_no_config_gives_the_defaults() -> None:
     assert config.load(None) == config.RunConfig()
 
