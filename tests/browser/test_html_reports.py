@@ -43,6 +43,7 @@ CASES = {
     "run_failed": ["step_time", "rank_breakdown"],
     "run_straggler": ["step_time", "rank_breakdown"],
     "run_all_plots": ["step_time", "rank_breakdown", "scaling", "busbw", "power", "temperature"],
+    "collectives": ["busbw"],
 }
 
 

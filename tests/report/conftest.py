@@ -34,3 +34,8 @@ def run_all_plots() -> dict[str, Any]:
 @pytest.fixture
 def run_failed() -> dict[str, Any]:
     return load("run_failed")
+
+
+@pytest.fixture
+def collectives() -> dict[str, Any]:
+    return load("collectives")
