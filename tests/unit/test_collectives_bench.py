@@ -188,3 +188,22 @@ def test_a_communication_failure_fails_the_run(
     monkeypatch.setattr(collectives, "_all_gather_tensor", peer_gone)
     with pytest.raises(tdist.DistBackendError):
         _bench(["all_gather"])
+
+
+@pytest.mark.timeout(60)
+def test_buffers_that_do_not_fit_are_recorded_not_fatal(
+    one_rank_group: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = collectives.make_case
+
+    def no_memory_at_2k(op: str, shape: Any, *args: Any) -> OpCase:
+        if shape.size_bytes >= 2048:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 KiB")
+        return real(op, shape, *args)
+
+    monkeypatch.setattr(collectives, "make_case", no_memory_at_2k)
+    records = _bench(["all_reduce"])
+    assert [r["status"] for r in records] == ["measured", "unavailable"]
+    assert records[1]["reason"] == (
+        "could not allocate the buffers: CUDA out of memory. Tried to allocate 2.00 KiB"
+    )
