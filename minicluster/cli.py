@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from minicluster import __version__
+from minicluster import __version__, collective_defs
 from minicluster.config import REQUIRABLE_MEASUREMENTS
 from minicluster.errors import (
     EXIT_BAD_INPUT,
@@ -28,6 +28,7 @@ from minicluster.errors import (
     MiniclusterError,
     RunFailedError,
 )
+from minicluster.units import format_size, parse_size
 
 if TYPE_CHECKING:
     from minicluster.scaling import PlannedRun, RunOutcome
@@ -106,6 +107,49 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_flags(p)
     _add_require(p)
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser(
+        "collectives",
+        help="collective micro-benchmarks (nccl-tests style): time, algbw, busbw, #wrong per size",
+        description="Time each collective at message sizes min..max (doubling) on N local ranks, "
+        "after checking its result element by element. time = mean over iterations after "
+        "warm-up, max across ranks; algbw = size / time; busbw = algbw x factor (all_reduce "
+        "2(n-1)/n; all_gather, reduce_scatter, all_to_all (n-1)/n; broadcast 1), as nccl-tests "
+        "reports them. GB/s are decimal (1e9 B/s); sizes use K = 1024.",
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        help="YAML config with job: collectives (default: built-in, see configs/collectives.yaml)",
+    )
+    p.add_argument("--nproc", type=int, help="ranks to start (default: config run.nproc, 2)")
+    p.add_argument(
+        "--ops",
+        metavar="OP,OP",
+        help=f"comma list of {', '.join(collective_defs.OPS)} (default: config, all five)",
+    )
+    p.add_argument(
+        "--sizes",
+        metavar="MIN:MAX",
+        help="message sizes in bytes, MIN:MAX doubling or one size; K/M/G = 1024^n "
+        f"(default: config, else {format_size(collective_defs.DEFAULT_MIN_BYTES)}:"
+        f"{format_size(collective_defs.GPU_DEFAULT_MAX_BYTES)} on a GPU, "
+        f"{format_size(collective_defs.DEFAULT_MIN_BYTES)}:"
+        f"{format_size(collective_defs.CPU_DEFAULT_MAX_BYTES)} on CPU)",
+    )
+    p.add_argument("--iters", type=int, help="timed calls per size (default: config, 20)")
+    p.add_argument(
+        "--warmup-iters", type=int, help="untimed calls before them (default: config, 5)"
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float16", "bfloat16"],
+        help="element type (default: float32)",
+    )
+    p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
+    _add_report_flags(p)
+    p.set_defaults(func=cmd_collectives)
 
     p = sub.add_parser("worker", help="per-rank entry for an outside launcher (torchrun, srun)")
     p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
@@ -261,6 +305,11 @@ def _launch(args: argparse.Namespace, validating: bool) -> dict[str, Any]:
     from minicluster.schema import atomic_write_json
 
     cfg = config_mod.load(args.config)
+    if cfg.job == "collectives":
+        raise InputError(
+            f"{args.config} is a collectives config (job: collectives): "
+            f"run it with `minicluster collectives -c {args.config}`"
+        )
     if args.nproc is not None and args.nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {args.nproc}")
     cfg = config_mod.override(cfg, nproc=args.nproc)
@@ -430,6 +479,115 @@ def _sweep_run(planned: PlannedRun, cfg: Any, sweep_dir: Path, run_id: str) -> R
     return outcome
 
 
+def cmd_collectives(args: argparse.Namespace) -> int:
+    """Launch the collective micro-benchmark on N local ranks, aggregate, print the table."""
+    from minicluster import config as config_mod
+    from minicluster.schema import atomic_write_json
+
+    cfg = _collectives_config(args)
+    on_gpu = _on_gpu(cfg)
+    section = cfg.collectives
+    if section.max_bytes is None:  # pin the device's default so every rank uses the same sizes
+        cfg = config_mod.with_collectives(cfg, max_bytes=section.max_bytes_for(on_gpu))
+        section = cfg.collectives
+    if section.root >= cfg.run.nproc:
+        raise InputError(
+            f"collectives.root is {section.root}; must be < the number of ranks ({cfg.run.nproc})"
+        )
+    sizes = section.sizes(on_gpu)
+    run_id = _new_run_id()
+    default_out = args.out is None
+    out_dir = Path("runs") / run_id if default_out else args.out
+    _ensure_writable(out_dir)
+    resolved = out_dir / "config.json"  # JSON is YAML: the workers load it like any config
+    atomic_write_json(resolved, cfg.to_dict())
+
+    from minicluster.launchers.torchrun import launch_local
+
+    unit = cfg.run.nproc * collective_defs.DTYPE_BYTES[section.dtype]
+    span = (
+        f"{len(sizes)} sizes {format_size(sizes[0])}..{format_size(sizes[-1])} "
+        f"(x{section.step_factor}, K = 1024, "
+        if len(sizes) > 1
+        else f"size {format_size(sizes[0])} (K = 1024, "
+    )
+    print(
+        f"minicluster: collectives {run_id}: {cfg.run.nproc} ranks via torchrun, "
+        f"{', '.join(section.ops)}; {span}each rounded down to a "
+        f"multiple of n x element size = {unit} B), {section.dtype}, "
+        f"{section.warmup_iters} warm-up + {section.iters} timed calls per size -> {out_dir}",
+        file=sys.stderr,
+    )
+    with _Progress(out_dir, len(section.ops) * len(sizes), "rank 0 (op, size)"):
+        launcher_error = launch_local(
+            resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank
+        )
+    result = _aggregate_dir(out_dir, launcher_error)
+    if default_out:
+        _point_latest(out_dir)
+    _write_reports(result, args.md, args.html)
+    return _exit_for(result)
+
+
+def _collectives_config(args: argparse.Namespace) -> Any:
+    """The collectives config: the file (which must say job: collectives) or the built-in one,
+    with the command line's choices applied and checked."""
+    from minicluster import config as config_mod
+
+    if args.config is None:
+        cfg = config_mod.RunConfig(name="collectives", job="collectives")
+    else:
+        cfg = config_mod.load(args.config)
+        if cfg.job != "collectives":
+            raise InputError(
+                f"{args.config} is a training config (job: {cfg.job}); give one with "
+                "job: collectives (see configs/collectives.yaml) or none"
+            )
+    if args.nproc is not None and args.nproc < 1:
+        raise InputError(f"--nproc must be >= 1, got {args.nproc}")
+    cfg = config_mod.override(cfg, nproc=args.nproc)
+    ops = None
+    if args.ops is not None:
+        ops = [op.strip() for op in args.ops.split(",") if op.strip()]
+        unknown = [op for op in ops if op not in collective_defs.OPS]
+        if unknown or not ops:
+            raise InputError(
+                f"--ops: unknown collective {unknown[0] if unknown else args.ops!r}; "
+                f"allowed: {', '.join(collective_defs.OPS)}"
+            )
+    min_bytes = max_bytes = None
+    if args.sizes is not None:
+        min_bytes, max_bytes = _parse_sizes(args.sizes)
+    for flag, value, lo in (("--iters", args.iters, 1), ("--warmup-iters", args.warmup_iters, 0)):
+        if value is not None and value < lo:
+            raise InputError(f"{flag} must be >= {lo}, got {value}")
+    return config_mod.with_collectives(
+        cfg,
+        ops=ops,
+        min_bytes=min_bytes,
+        max_bytes=max_bytes,
+        iters=args.iters,
+        warmup_iters=args.warmup_iters,
+        dtype=args.dtype,
+    )
+
+
+def _parse_sizes(text: str) -> tuple[int, int]:
+    """`MIN:MAX` or one size -> (min, max) bytes; K/M/G are powers of 1024 (nccl-tests -b/-e)."""
+    parts = text.split(":")
+    if len(parts) > 2:
+        raise InputError(f"--sizes: expected MIN:MAX or one size, got {text!r}")
+    try:
+        lo, hi = (parse_size(p) for p in (parts * 2)[:2])
+    except ValueError as e:
+        raise InputError(f"--sizes: {e}") from None
+    if lo < 1:
+        raise InputError(f"--sizes: sizes must be >= 1 byte, got {text!r}")
+    if hi < lo:
+        raise InputError(f"--sizes: MAX ({format_size(hi)}) is below MIN ({format_size(lo)})")
+    return lo, hi
+
+
 def _add_fault_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fault",
@@ -468,7 +626,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from minicluster import config as config_mod
     from minicluster import worker
 
-    cfg = config_mod.require(config_mod.load(args.config), args.require)
+    cfg = config_mod.load(args.config)
+    if cfg.job == "collectives" and args.require:
+        raise InputError(
+            "--require applies to training jobs; a collectives job samples no telemetry"
+        )
+    cfg = config_mod.require(cfg, args.require)
     _check_required(cfg)
     _ensure_writable(args.out)
     try:
@@ -662,6 +825,8 @@ def _exit_for(result: dict[str, Any]) -> int:
 
     if any(d["kind"] in CORRECTNESS_KINDS for d in result["faults"]["detected"]):
         return EXIT_FAILED_CHECK
+    if (result.get("collectives") or {}).get("wrong_total"):
+        return EXIT_FAILED_CHECK  # a collective returned wrong elements
     return EXIT_OK
 
 
@@ -694,11 +859,12 @@ def _point_latest(out_dir: Path) -> None:
 
 
 class _Progress:
-    """A progress bar fed by rank 0's step records while the ranks run."""
+    """A progress bar fed by rank 0's records (steps, or collective sizes) while the ranks run."""
 
-    def __init__(self, out_dir: Path, total: int) -> None:
+    def __init__(self, out_dir: Path, total: int, label: str = "rank 0 steps") -> None:
         self.path = out_dir / "ranks" / "rank_00000.jsonl"
         self.total = total
+        self.label = label
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -724,7 +890,7 @@ class _Progress:
             transient=True,
             console=Console(stderr=True),
         ) as bar:
-            task = bar.add_task("rank 0 steps", total=self.total)
+            task = bar.add_task(self.label, total=self.total)
             while not self._stop.wait(0.25):
                 bar.update(task, completed=self._count())
             bar.update(task, completed=self._count())

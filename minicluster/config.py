@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,9 +11,11 @@ from typing import Any, Literal
 
 import yaml
 
+from minicluster import collective_defs
 from minicluster.errors import ConfigError
 from minicluster.fault_spec import FaultSpec
 from minicluster.fault_spec import from_mapping as fault_from_mapping
+from minicluster.units import format_size, parse_size
 
 
 def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
@@ -110,19 +113,84 @@ class TelemetrySection:
         object.__setattr__(self, "require", list(self.require))
 
 
+def _size(lo: int) -> dict[str, Any]:
+    """Metadata of a byte-size field: an int, or text such as `64M` (K = 1024)."""
+    return {**_range(lo), "size": True}
+
+
+@dataclass(frozen=True)
+class CollectivesSection:
+    """The collective micro-benchmark (`job: collectives`): ops, message sizes, iterations."""
+
+    ops: list[str] = field(default_factory=lambda: list(collective_defs.OPS))
+    min_bytes: int = field(default=collective_defs.DEFAULT_MIN_BYTES, metadata=_size(1))
+    # None: chosen by device, 256M on a GPU and less on CPU (collective_defs.default_max_bytes).
+    max_bytes: int | None = field(default=None, metadata=_size(1))
+    step_factor: int = field(default=2, metadata=_range(2, 1024))
+    iters: int = field(default=20, metadata=_range(1))
+    warmup_iters: int = field(default=5, metadata=_range(0))
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    root: int = field(default=0, metadata=_range(0))  # of broadcast; must be < world size
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ops, (list, tuple)) or not self.ops:
+            raise ConfigError(f"collectives.ops must be a non-empty list, got {self.ops!r}")
+        for op in self.ops:
+            if op not in collective_defs.OPS:
+                raise ConfigError(
+                    f"collectives.ops has {op!r}; allowed: {', '.join(collective_defs.OPS)}"
+                )
+        if len(set(self.ops)) != len(self.ops):
+            raise ConfigError(f"collectives.ops lists an op twice: {', '.join(self.ops)}")
+        if self.max_bytes is not None and self.max_bytes < self.min_bytes:
+            raise ConfigError(
+                f"collectives.max_bytes ({format_size(self.max_bytes)}) is below "
+                f"collectives.min_bytes ({format_size(self.min_bytes)})"
+            )
+        object.__setattr__(self, "ops", list(self.ops))
+
+    def max_bytes_for(self, on_gpu: bool) -> int:
+        if self.max_bytes is not None:
+            return self.max_bytes
+        return max(self.min_bytes, collective_defs.default_max_bytes(on_gpu))
+
+    def sizes(self, on_gpu: bool) -> list[int]:
+        """The nominal message sizes in bytes, min to max by step_factor."""
+        return collective_defs.nominal_sizes(
+            self.min_bytes, self.max_bytes_for(on_gpu), self.step_factor
+        )
+
+
+JOBS = ("train", "collectives")
+# Top-level keys of a collectives config; training sections would be silently unused there.
+_COLLECTIVES_KEYS = ("name", "job", "run", "collectives")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     name: str = "default"
+    # train: DDP training steps (workload, steps, telemetry, faults); collectives: the collective
+    # micro-benchmark (collectives section). Both use the run section.
+    job: Literal["train", "collectives"] = "train"
     workload: WorkloadConfig = field(default_factory=MlpConfig)
     steps: StepsConfig = field(default_factory=StepsConfig)
     run: RunSection = field(default_factory=RunSection)
     telemetry: TelemetrySection = field(default_factory=TelemetrySection)
     faults: tuple[FaultSpec, ...] = ()  # injected on purpose (`--fault`), see fault_spec.py
+    collectives: CollectivesSection = field(default_factory=CollectivesSection)
 
     def to_dict(self) -> dict[str, Any]:
+        """The resolved config as JSON data: only the sections this job uses.
+
+        A training config leaves out `job` and `collectives`, so its dict (pinned inside every
+        training result.json) is the same as before collectives existed.
+        """
         data = dataclasses.asdict(self)
         data["faults"] = list(data["faults"])  # JSON-shaped, also when gathered in-band
-        return data
+        if self.job == "train":
+            del data["job"], data["collectives"]
+            return data
+        return {k: data[k] for k in _COLLECTIVES_KEYS}
 
 
 def load(path: str | Path | None) -> RunConfig:
@@ -151,6 +219,13 @@ def from_dict(data: Any, source: str = "config") -> RunConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
     data = dict(data)
+    job = data.get("job", "train")
+    if job not in JOBS:
+        raise ConfigError(f"{source}: job is {job!r}; allowed: {', '.join(JOBS)}")
+    if job == "collectives":
+        return _collectives_from_dict(data, source)
+    if "collectives" in data:
+        raise ConfigError(f"{source}: a collectives section needs job: collectives")
     workload = data.get("workload", {})
     if workload is None:
         workload = {}
@@ -170,6 +245,29 @@ def from_dict(data: Any, source: str = "config") -> RunConfig:
         raise ConfigError(f"{source}: faults must be a list")
     data["faults"] = tuple(fault_from_mapping(f, f"{source}: faults") for f in faults)
     return _build(RunConfig, data, "", source)
+
+
+def _collectives_from_dict(data: dict[str, Any], source: str) -> RunConfig:
+    extra = sorted(set(data) - set(_COLLECTIVES_KEYS))
+    if extra:
+        raise ConfigError(
+            f"{source}: {extra[0]} does not apply to job: collectives; "
+            f"allowed: {', '.join(_COLLECTIVES_KEYS)}"
+        )
+    for key, cls in (("run", RunSection), ("collectives", CollectivesSection)):
+        section = data.get(key, {})
+        data[key] = _build(cls, {} if section is None else section, key, source)
+    return _build(RunConfig, data, "", source)
+
+
+def with_collectives(cfg: RunConfig, **fields: Any) -> RunConfig:
+    """A copy of collectives config `cfg` with collectives fields replaced (None values ignored)."""
+    changes = {k: v for k, v in fields.items() if v is not None}
+    if not changes:
+        return cfg
+    merged = {**dataclasses.asdict(cfg.collectives), **changes}
+    section = _build(CollectivesSection, merged, "collectives", "command line")
+    return dataclasses.replace(cfg, collectives=section)
 
 
 def override(cfg: RunConfig, **run_fields: Any) -> RunConfig:
@@ -216,6 +314,16 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
 
 def _check(path: str, value: Any, hint: Any, meta: Any, source: str) -> Any:
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint):
+        if value is None:
+            return None
+        (hint,) = (a for a in typing.get_args(hint) if a is not type(None))
+        origin = typing.get_origin(hint)
+    if meta.get("size") and isinstance(value, str):
+        try:
+            value = parse_size(value)
+        except ValueError as e:
+            raise ConfigError(f"{source}: {path}: {e}") from None
     if origin is Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:

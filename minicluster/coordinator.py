@@ -1,5 +1,7 @@
 """Merge per-rank records into one canonical result (`minicluster/1`). Never imports torch.
 
+A collectives run (header `job: collectives`) is merged by `collectives_result` instead.
+
 Input is each rank's header, step records and summary: gathered in-band on rank 0, or read
 back from `DIR/ranks/` (also for a broken run, where some ranks left no summary).
 """
@@ -38,6 +40,11 @@ def aggregate(
     if not headers:
         raise InputError("no rank wrote a header record: nothing to aggregate")
     head0 = next((h for h in headers if h["rank"] == 0), headers[0])
+    if head0.get("job") == "collectives":
+        # Imported here: collectives_result builds on this module's helpers.
+        from minicluster.collectives_result import aggregate_collectives
+
+        return aggregate_collectives(records, launcher_error, aggregated_at, exit_codes)
     cfg = head0.get("config", {})
     world_size = max(h["world_size"] for h in headers)
     by_rank = {r.rank: r for r in records}

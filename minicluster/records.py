@@ -1,5 +1,8 @@
 """Per-rank records (header, step columns, summary) and reading them back from `DIR/ranks/`.
 
+A collectives run's ranks write one `collective` record per (op, size) instead of steps; they
+are kept as a list of dicts (`RankRecords.collectives`).
+
 Steps are held as columns (one numpy array per field) so a 1,024-rank x 1,000-step run fits in
 little memory; `RankRecords.steps` gives them back as a list of dicts for small uses.
 """
@@ -45,10 +48,12 @@ class RankRecords:
         summary: dict[str, Any] | None = None,
         warnings: list[str] | None = None,
         columns: dict[str, np.ndarray] | None = None,
+        collectives: list[dict[str, Any]] | None = None,
     ) -> None:
         self.rank = rank
         self.header = header
         self.summary = summary
+        self.collectives = collectives if collectives is not None else []
         self.warnings = warnings if warnings is not None else []
         self._columns = columns if columns is not None else to_columns(steps or [])
 
@@ -146,7 +151,13 @@ def _column(key: str, values: list[Any]) -> np.ndarray:
 def from_gathered(gathered: list[dict[str, Any]]) -> list[RankRecords]:
     """Records gathered in-band on rank 0 (worker.run's return value)."""
     return [
-        RankRecords(g["header"]["rank"], header=g["header"], steps=g["steps"], summary=g["summary"])
+        RankRecords(
+            g["header"]["rank"],
+            header=g["header"],
+            steps=g["steps"],
+            summary=g["summary"],
+            collectives=g.get("collectives"),
+        )
         for g in gathered
     ]
 
@@ -203,6 +214,7 @@ def _read_rank_files(job: tuple[Path, int]) -> RankRecords:
     last = len(lines) - 1
     header = None
     steps = []
+    collectives = []
     warnings = []
     for i, line in enumerate(lines):
         if not line.strip():
@@ -216,12 +228,21 @@ def _read_rank_files(job: tuple[Path, int]) -> RankRecords:
         kind = obj.get("type") if isinstance(obj, dict) else None
         if kind == "step":
             steps.append(obj)
+        elif kind == "collective":
+            collectives.append(obj)
         elif kind == "header":
             header = obj
         elif kind == "comm_timing" and header is not None:
             header["comm_timing"] = {k: v for k, v in obj.items() if k != "type"}
     summary = _read_summary(path.with_name(f"rank_{rank:05d}.summary.json"), rank, warnings)
-    return RankRecords(rank, header=header, steps=steps, summary=summary, warnings=warnings)
+    return RankRecords(
+        rank,
+        header=header,
+        steps=steps,
+        summary=summary,
+        warnings=warnings,
+        collectives=collectives,
+    )
 
 
 def _read_summary(path: Path, rank: int, warnings: list[str]) -> dict[str, Any] | None:

@@ -19,3 +19,28 @@ def bytes_to_mib(n_bytes: float) -> float:
 def bytes_per_ms_to_gbps(n_bytes: float, ms: float) -> float:
     """Bytes moved in `ms` milliseconds as decimal GB/s (1 GB = 1e9 bytes)."""
     return n_bytes / (ms / 1000.0) / BYTES_PER_GB
+
+
+_SIZE_SUFFIXES = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """`1K`, `64M`, `1G` (K = 1024, as nccl-tests reads -b/-e) or plain bytes -> bytes.
+
+    A trailing `B` or `iB` is accepted (`64MB`, `64MiB`: also 64 x 1024^2). ValueError otherwise.
+    """
+    s = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = s[-1:] if s[-1:] in ("K", "M", "G") else ""
+    digits = s[: len(s) - len(unit)].strip()
+    if not (digits.isascii() and digits.isdigit()):
+        raise ValueError(f"not a size: {text!r} (examples: 4096, 1K, 64M, 1G; K = 1024)")
+    return int(digits) * _SIZE_SUFFIXES[unit]
+
+
+def format_size(n_bytes: int) -> str:
+    """Bytes as the shortest exact `1K` / `64M` / `1G` text (K = 1024), else plain bytes."""
+    for unit in ("G", "M", "K"):
+        factor = _SIZE_SUFFIXES[unit]
+        if n_bytes >= factor and n_bytes % factor == 0:
+            return f"{n_bytes // factor}{unit}"
+    return str(n_bytes)

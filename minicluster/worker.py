@@ -1,5 +1,8 @@
 """The per-rank loop: instrumented DDP training steps, one flushed JSON line per step, a summary at the end.
 
+A config with `job: collectives` runs the collective micro-benchmark (`collectives.py`) in the
+same frame instead: one line per (op, size), the same header, summary, gather and teardown.
+
 Launcher-agnostic: reads its rank from the environment (torchrun, srun, Ray) and runs alone
 when none is set. Never imports the coordinator; rank 0 returns everyone's records gathered
 in-band so no shared filesystem is needed.
@@ -22,7 +25,16 @@ import torch
 import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from minicluster import __version__, dist, fault_spec, faults, telemetry, validate, workloads
+from minicluster import (
+    __version__,
+    collectives,
+    dist,
+    fault_spec,
+    faults,
+    telemetry,
+    validate,
+    workloads,
+)
 from minicluster.config import RunConfig
 from minicluster.log import setup_logging
 from minicluster.schema import atomic_write_json
@@ -68,6 +80,8 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
     device = dist.pick_device(cfg.run.device, info.local_rank)
     backend = dist.pick_backend(cfg.run.backend, device)
     dist.init(info, backend, cfg.run.collective_timeout_s)
+    if cfg.job == "collectives":
+        return _run_collectives(cfg, info, device, backend, threads, out_dir, run_id)
     held: dict[str, Any] = {}  # DDP model and optimizer, dropped before the group is destroyed
     recorder: RankRecorder | None = None
     summary_path = rank_summary_path(out_dir, info.rank)
@@ -166,6 +180,57 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         dist.teardown()
 
 
+def _run_collectives(
+    cfg: RunConfig,
+    info: dist.RankInfo,
+    device: torch.device,
+    backend: str,
+    threads: int,
+    out_dir: Path,
+    run_id: str | None,
+) -> list[dict[str, Any]] | None:
+    """The collective micro-benchmark on this rank (process group already joined)."""
+    recorder: RankRecorder | None = None
+    summary_path = rank_summary_path(out_dir, info.rank)
+    records: list[dict[str, Any]] = []
+    try:
+        run_id = _agree_run_id(run_id)
+        recorder = writer = RankRecorder(out_dir, info.rank)
+        header = _header(cfg, info, device, backend, run_id, None, threads)
+        recorder.write(header)
+
+        def emit(rec: dict[str, Any]) -> None:
+            writer.write(rec)  # flushed: a crash keeps every (op, size) measured so far
+            records.append(rec)
+
+        progress = os.environ.get("MINICLUSTER_PROGRESS") != "0"
+        collectives.run_benchmark(
+            cfg.collectives, info.rank, info.world_size, device, emit, progress
+        )
+        summary = _summary(info, device, run_id, "ok", -1, None, None)
+        summary["collectives_recorded"] = len(records)
+        atomic_write_json(summary_path, summary)
+        recorder.close()
+        recorder = None
+        mine = {"header": header, "summary": summary, "steps": [], "collectives": records}
+        gathered: list[Any] | None = [None] * info.world_size if info.rank == 0 else None
+        tdist.gather_object(mine, gathered, dst=0)
+        return gathered if info.rank == 0 else None
+    except BaseException as e:
+        summary = _summary(info, device, run_id or "", "failed", -1, None, e)
+        summary["collectives_recorded"] = len(records)
+        try:
+            atomic_write_json(summary_path, summary)
+        except OSError:
+            log.warning("could not write %s", summary_path)
+        raise
+    finally:
+        if recorder is not None:
+            recorder.close()
+        gc.collect()  # as the training path: nothing of the benchmark outlives the group
+        dist.teardown()
+
+
 def _train_step(
     ddp: DDP,
     opt: torch.optim.Optimizer,
@@ -228,9 +293,10 @@ def _header(
     device: torch.device,
     backend: str,
     run_id: str,
-    wl: workloads.Workload,
+    wl: workloads.Workload | None,
     threads: int,
 ) -> dict[str, Any]:
+    """Who and where this rank is, and what it runs (`wl` None: the collectives benchmark)."""
     gpu: dict[str, Any] | None = None
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -254,13 +320,14 @@ def _header(
         "device": str(device),
         "threads": threads,
         "launcher": os.environ.get("MINICLUSTER_LAUNCHER", "outside"),
+        "job": cfg.job,
         "config": cfg.to_dict(),
         "workload": {
-            "name": wl.name,
-            "per_rank_batch": wl.samples_per_rank,
-            "seq_len": wl.seq_len,
-            "tokens_per_rank": wl.tokens_per_rank,
-            "params": wl.params,
+            "name": wl.name if wl else "collectives",
+            "per_rank_batch": wl.samples_per_rank if wl else None,
+            "seq_len": wl.seq_len if wl else None,
+            "tokens_per_rank": wl.tokens_per_rank if wl else None,
+            "params": wl.params if wl else None,
         },
         "platform": {
             "hostname": info.hostname,

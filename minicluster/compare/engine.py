@@ -119,10 +119,14 @@ def compare_pair(
     warnings = [f"{a.label}: {w}" for w in a.warnings] + [f"{b.label}: {w}" for w in b.warnings]
     cross = a.workload_type != b.workload_type
     if cross:
+        latency = (
+            "; step latency and request latency differ in meaning"
+            if "inference" in (a.workload_type, b.workload_type)
+            else ""
+        )
         warnings.append(
             f"workload types differ ({a.workload_type} vs {b.workload_type}): only "
-            "cross-applicable metrics are compared; step latency and request latency differ "
-            "in meaning"
+            f"cross-applicable metrics are compared{latency}"
         )
     elif a.workload_name != b.workload_name:
         warnings.append(f"workloads differ ({a.workload_name} vs {b.workload_name})")

@@ -13,10 +13,14 @@ from minicluster.schema import SCHEMA_VERSION, validate_result
 def to_result(record: BenchmarkRecord) -> dict[str, Any]:
     d = record.details
     global_batch = d.get("global_batch") or d.get("batch_size")
-    if not isinstance(global_batch, int) or global_batch < 1:
-        raise InputError(f"{record.label}: batch size unknown, minicluster/1 needs one")
     world_size = d.get("world_size") or 1
-    per_rank = d.get("per_rank_batch") or max(1, global_batch // world_size)
+    per_rank = d.get("per_rank_batch")
+    if record.workload_type == "collectives":
+        global_batch = per_rank = None  # a collectives benchmark has no batch
+    elif not isinstance(global_batch, int) or global_batch < 1:
+        raise InputError(f"{record.label}: batch size unknown, minicluster/1 needs one")
+    else:
+        per_rank = per_rank or max(1, global_batch // world_size)
     if not d.get("timestamp"):
         raise InputError(f"{record.label}: no timestamp in the source, minicluster/1 needs one")
     result: dict[str, Any] = {

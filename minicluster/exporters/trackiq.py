@@ -56,7 +56,11 @@ def to_trackiq(record: BenchmarkRecord) -> dict[str, Any]:
         },
         "workload": {
             "name": record.workload_name,
-            "workload_type": record.workload_type,
+            # TrackIQ knows training and inference only: a collectives benchmark measures the
+            # training side's fabric (its name says "collectives").
+            "workload_type": "training"
+            if record.workload_type == "collectives"
+            else record.workload_type,
             "batch_size": int(known("batch_size", d.get("global_batch") or d.get("batch_size"), 0)),
             "steps": int(known("steps", d.get("steps_measured") or d.get("steps"), 0)),
         },

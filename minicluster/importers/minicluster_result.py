@@ -12,6 +12,7 @@ from minicluster.errors import InputError
 from minicluster.importers.record import BenchmarkRecord
 from minicluster.records import read_run_dir
 from minicluster.schema import MetricValue, validate_result
+from minicluster.units import format_size
 
 # Metrics whose per-step samples are the per-step max-over-ranks step time.
 _STEP_LATENCY_METRICS = (
@@ -48,13 +49,14 @@ def to_record(data: dict[str, Any], path: Path, label: str) -> BenchmarkRecord:
             samples["throughput_samples_per_sec"] = (global_batch * 1000.0 / step_max_ms).tolist()
     if data["status"] != "ok":
         warnings.append(f"run status is {data['status']!r}")
+    collectives = wl.get("workload_type") == "collectives"
     return BenchmarkRecord(
         label=label,
         source_format="minicluster",
         tool=data["tool"]["name"],
         tool_version=data["tool"]["version"],
-        workload_type="training",
-        workload_name=str(wl.get("name", "unknown")),
+        workload_type="collectives" if collectives else "training",
+        workload_name=_collectives_name(data) if collectives else str(wl.get("name", "unknown")),
         hardware=_hardware(data.get("platform") or {}),
         metrics=metrics,
         samples=samples,
@@ -73,6 +75,18 @@ def to_record(data: dict[str, Any], path: Path, label: str) -> BenchmarkRecord:
             "steps_measured": int(step_max_ms.size) if step_max_ms is not None else None,
         },
     )
+
+
+def _collectives_name(data: dict[str, Any]) -> str:
+    """`collectives 1K..16M float32`: size range and dtype in the name, so the comparator warns
+    when two benchmarks cover different sizes (their peak busbw and largest-size all_reduce
+    time then differ by construction)."""
+    coll = data.get("collectives") or {}
+    sizes = [r.get("nominal_bytes", r.get("size_bytes")) for r in coll.get("results") or []]
+    sizes = [s for s in sizes if isinstance(s, int)]
+    span = f" {format_size(min(sizes))}..{format_size(max(sizes))}" if sizes else ""
+    dtype = f" {coll['dtype']}" if coll.get("dtype") else ""
+    return f"collectives{span}{dtype}"
 
 
 def _os(platform: dict[str, Any]) -> str | None:

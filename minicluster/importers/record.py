@@ -11,7 +11,9 @@ from minicluster.errors import InputError
 from minicluster.schema import MetricValue, Status
 
 SourceFormat = Literal["minicluster", "trackiq", "vllm", "markdown"]
-WorkloadType = Literal["training", "inference"]
+# collectives: a collective micro-benchmark result (busbw per message size), neither a training
+# run nor an inference benchmark; compared with either only on cross-applicable metrics.
+WorkloadType = Literal["training", "inference", "collectives"]
 FORMATS: tuple[str, ...] = ("minicluster", "trackiq", "vllm", "markdown")
 
 

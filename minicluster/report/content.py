@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from minicluster.collective_defs import BUSBW_FACTOR_TEXT, COUNT_MEANING, SIZE_MEANING
 from minicluster.units import bytes_to_mib
 
 
@@ -81,8 +82,10 @@ def run_view(result: dict[str, Any], max_rank_rows: int | None = None) -> RunVie
 
 
 def result_kind(result: dict[str, Any]) -> str:
-    """What made the result: `sweep` (it has a scaling block) or `run`."""
-    return "sweep" if isinstance(result.get("scaling"), dict) else "run"
+    """What made the result: `sweep` (a scaling block), `collectives` (a collectives block) or `run`."""
+    if isinstance(result.get("scaling"), dict):
+        return "sweep"
+    return "collectives" if isinstance(result.get("collectives"), dict) else "run"
 
 
 def _sections(result: dict[str, Any]) -> list[TextTable]:
@@ -91,6 +94,8 @@ def _sections(result: dict[str, Any]) -> list[TextTable]:
     scaling = _scaling_table(result)
     if scaling is not None:
         tables.append(scaling)
+    if isinstance(result.get("collectives"), dict):
+        tables.append(_collectives_table(result))
     return tables
 
 
@@ -150,6 +155,61 @@ def _scaling_table(result: dict[str, Any]) -> TextTable | None:
     return table
 
 
+def _collectives_table(result: dict[str, Any]) -> TextTable:
+    """nccl-tests' table: one row per (op, size) of `result["collectives"]["results"]`."""
+    coll = result["collectives"]
+    n = coll.get("world_size") or result.get("world_size")
+    multiple = coll.get("size_multiple_bytes")
+    rounding = f" ({multiple} B here)" if multiple else ""
+    calls = ""
+    if coll.get("iters") is not None:
+        calls = (
+            f" {coll.get('iters')} timed calls after {coll.get('warmup_iters')} warm-up per size;"
+        )
+    table = TextTable(
+        "Collectives",
+        [
+            "op",
+            "size (B)",
+            "count (elements)",
+            "time (us)",
+            "algbw (GB/s)",
+            "busbw (GB/s)",
+            "#wrong",
+            "status",
+        ],
+        numeric={1, 2, 3, 4, 5, 6},
+        note=f"{n} ranks, {_text(coll.get('dtype'))}.{calls} {coll.get('rule') or 'time: n/a'}. "
+        "algbw = size / time in decimal GB/s (1 GB = 1e9 B); busbw = algbw x "
+        f"{_per_op(BUSBW_FACTOR_TEXT)} (nccl-tests doc/PERFORMANCE.md). "
+        f"size, K = 1024 B, rounded down to a multiple of n x element size{rounding}: "
+        f"{_per_op(SIZE_MEANING)}. count: {_per_op(COUNT_MEANING)}. "
+        "#wrong: output elements that differ from the expected values, summed over ranks.",
+    )
+    for row in coll.get("results") or []:
+        wrong = row.get("wrong")
+        status = str(row.get("status", "measured"))
+        if status == "measured":
+            status = "WRONG" if wrong else ("ok" if wrong == 0 else "measured, not checked")
+        if row.get("reason"):
+            status += f": {row['reason']}"
+        if wrong:
+            table.highlight.add(len(table.rows))
+        table.rows.append(
+            [
+                str(row.get("op")),
+                _text(row.get("size_bytes")),
+                _text(row.get("count")),
+                fmt_num(row.get("time_us")),
+                fmt_num(row.get("algbw_gbps")),
+                fmt_num(row.get("busbw_gbps")),
+                _text(wrong),
+                status,
+            ]
+        )
+    return table
+
+
 def _straggler_note(rank: Any, runs: list[dict[str, Any]]) -> str:
     """`rank`, and with repeats in how many of the world size's runs it was named."""
     if len(runs) < 2:
@@ -188,16 +248,19 @@ def _scaling_note(s: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _per_op(meaning: dict[str, str]) -> str:
+    """`{op: text}` as "text for op, op; text for op", ops sharing a text grouped."""
+    groups: dict[str, list[str]] = {}
+    for op, text in meaning.items():
+        groups.setdefault(text, []).append(op)
+    return "; ".join(f"{text} for {', '.join(ops)}" for text, ops in groups.items())
+
+
 def _summary(result: dict[str, Any]) -> TextTable:
     wl = result["workload"]
+    if wl.get("workload_type") == "collectives":
+        return _collectives_summary(result)
     steps = (result.get("config") or {}).get("steps") or {}
-    platform = result.get("platform") or {}
-    nodes = platform.get("nodes") or []
-    hosts = ", ".join(str(n.get("hostname")) for n in nodes) or "n/a"
-    cpus = sorted({str(n.get("cpu")) for n in nodes if n.get("cpu")})
-    gpus = sorted(
-        {str(g.get("name") or g.get("model") or g) for n in nodes for g in n.get("gpus") or []}
-    )
     rows = [
         ["run id", str(result["run_id"])],
         ["status", str(result["status"])],
@@ -213,6 +276,42 @@ def _summary(result: dict[str, Any]) -> TextTable:
             "steps",
             f"{_text(steps.get('warmup'))} warm-up + {_text(steps.get('measured'))} measured",
         ],
+        *_platform_rows(result),
+    ]
+    return TextTable("Summary", ["field", "value"], rows)
+
+
+def _collectives_summary(result: dict[str, Any]) -> TextTable:
+    """The summary of a collectives run: no batch and no training steps, its calls instead."""
+    coll = result.get("collectives") or {}
+    ops = coll.get("ops") or sorted({str(r.get("op")) for r in coll.get("results") or []})
+    rows = [
+        ["run id", str(result["run_id"])],
+        ["status", str(result["status"])],
+        ["created at (UTC)", _text(result.get("created_at"))],
+        ["world size", f"{result['world_size']} ranks on {result['nodes']} node(s)"],
+        ["launcher / backend", f"{result.get('launcher')} / {_text(result.get('backend'))}"],
+        ["workload", f"collectives: {', '.join(ops) or 'n/a'} ({_text(coll.get('dtype'))})"],
+        ["batch", "n/a (a collectives run has no batch)"],
+        [
+            "steps",
+            f"n/a; {_text(coll.get('warmup_iters'))} warm-up + {_text(coll.get('iters'))} "
+            "timed calls per (op, size)",
+        ],
+        *_platform_rows(result),
+    ]
+    return TextTable("Summary", ["field", "value"], rows)
+
+
+def _platform_rows(result: dict[str, Any]) -> list[list[str]]:
+    platform = result.get("platform") or {}
+    nodes = platform.get("nodes") or []
+    hosts = ", ".join(str(n.get("hostname")) for n in nodes) or "n/a"
+    cpus = sorted({str(n.get("cpu")) for n in nodes if n.get("cpu")})
+    gpus = sorted(
+        {str(g.get("name") or g.get("model") or g) for n in nodes for g in n.get("gpus") or []}
+    )
+    return [
         ["hosts", hosts],
         ["CPU", ", ".join(cpus) or "n/a"],
         ["GPU", ", ".join(gpus) or "none"],
@@ -222,7 +321,6 @@ def _summary(result: dict[str, Any]) -> TextTable:
             f"python {_text(platform.get('python'))}",
         ],
     ]
-    return TextTable("Summary", ["field", "value"], rows)
 
 
 def _metrics(result: dict[str, Any]) -> TextTable:
@@ -266,6 +364,8 @@ def _shown_ranks(
 
 
 def _ranks(result: dict[str, Any], max_rows: int | None = None) -> TextTable:
+    if result["workload"].get("workload_type") == "collectives":
+        return _collectives_ranks(result, max_rows)
     stragglers = {s.get("rank") for s in result.get("stragglers") or []}
     failed = set(result.get("failed_ranks") or [])
     flagged = stragglers | failed | {r["rank"] for r in result["ranks"] if r["status"] != "ok"}
@@ -323,6 +423,39 @@ def _ranks(result: dict[str, Any], max_rows: int | None = None) -> TextTable:
                 fmt_num(r.get("exposed_comm_ms_median")),
                 fmt_num(bytes_to_mib(rss)) if isinstance(rss, (int, float)) else "n/a",
                 "; ".join(notes),
+            ]
+        )
+    return table
+
+
+def _collectives_ranks(result: dict[str, Any], max_rows: int | None) -> TextTable:
+    """Ranks of a collectives run: no steps, so status, records and memory only."""
+    flagged = {r["rank"] for r in result["ranks"] if r["status"] != "ok"}
+    shown = _shown_ranks(result["ranks"], flagged, max_rows)
+    table = TextTable(
+        "Ranks",
+        ["rank", "host", "status", "records", "peak RSS MiB", "note"],
+        note="records = (op, size) records the rank wrote. Per-rank times are in its "
+        "rank file; the table above shows the max across ranks.",
+        numeric={3, 4},
+    )
+    if len(shown) < len(result["ranks"]):
+        table.note += (
+            f" Showing {len(shown)} of {len(result['ranks'])} ranks, failed ones first; "
+            "every rank is in result.json."
+        )
+    for i, r in enumerate(shown):
+        rss = (r.get("memory") or {}).get("rss_peak_bytes")
+        if r["rank"] in flagged:
+            table.highlight.add(i)
+        table.rows.append(
+            [
+                str(r["rank"]),
+                _text(r.get("hostname")),
+                str(r["status"]),
+                _text(r.get("collectives_recorded")),
+                fmt_num(bytes_to_mib(rss)) if isinstance(rss, (int, float)) else "n/a",
+                f"error: {r['error']}" if r.get("error") else "",
             ]
         )
     return table

@@ -58,12 +58,13 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
     view = run_view(result, max_rank_rows=TERMINAL_MAX_RANK_ROWS)
     wl = result["workload"]
     color = _STATUS_COLOR.get(view.status, "white")
+    batch = f" (global batch {wl['global_batch']})" if wl.get("global_batch") is not None else ""
     console.print(
         f"[bold]minicluster[/bold] {result_kind(result)} [cyan]{escape(result['run_id'])}[/cyan]  "
         "status "
         f"[{color}]{escape(view.status)}[/{color}]  {result['world_size']} ranks on "
         f"{result['nodes']} node(s), backend {escape(str(result['backend']))}, workload "
-        f"{escape(wl['name'])} (global batch {wl['global_batch']})",
+        f"{escape(wl['name'])}{batch}",
         markup=True,
     )
     for section in view.sections:
@@ -82,14 +83,18 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
         console.print(
             f"[dim]not measured:[/dim] {escape(', '.join(names))} [dim]({escape(reason)})[/dim]"
         )
-    rank_cols = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
-    if any(row[12] for row in view.ranks.rows):
-        rank_cols.append(12)
+    note = len(view.ranks.headers) - 1
     # A rank's note can hold a whole collective error: cut it here, errors follow in full below.
     for row in view.ranks.rows:
-        if len(row[12]) > NOTE_CHARS:
-            row[12] = row[12][: NOTE_CHARS - 1] + "…"
-    console.print(_rich_table(view.ranks, columns=rank_cols, unit="ms"))
+        if len(row[note]) > NOTE_CHARS:
+            row[note] = row[note][: NOTE_CHARS - 1] + "…"
+    if "step p50 ms" in view.ranks.headers:  # a training run: the step columns, in ms
+        rank_cols = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
+        if any(row[note] for row in view.ranks.rows):
+            rank_cols.append(note)
+        console.print(_rich_table(view.ranks, columns=rank_cols, unit="ms"))
+    else:
+        console.print(_rich_table(view.ranks))
     if len(view.ranks.rows) < len(result["ranks"]):
         console.print(
             f"[dim]{len(result['ranks']) - len(view.ranks.rows)} more ranks not shown "

@@ -44,6 +44,7 @@ CASES = {
     "run_straggler": ["step_time", "rank_breakdown"],
     "run_all_plots": ["step_time", "rank_breakdown", "scaling", "busbw", "power", "temperature"],
     "sweep_ok": ["step_time", "rank_breakdown", "scaling"],
+    "collectives": ["busbw"],
 }
 
 
@@ -74,7 +75,9 @@ def test_report_loads_and_plots_render(browser: Any, name: str, tmp_path: Path) 
 
     assert console_errors == []
     assert failed_requests == []
-    kind = "sweep" if result.get("scaling") else "run"
+    kind = (
+        "sweep" if result.get("scaling") else "collectives" if result.get("collectives") else "run"
+    )
     assert page.title() == f"minicluster {kind} {result['run_id']}"
     labels = page.eval_on_selector_all("svg.plot", "els => els.map(e => e.dataset.plot)")
     assert labels == CASES[name]

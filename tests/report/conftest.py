@@ -39,3 +39,8 @@ def run_failed() -> dict[str, Any]:
 @pytest.fixture
 def sweep_ok() -> dict[str, Any]:
     return load("sweep_ok")
+
+
+@pytest.fixture
+def collectives() -> dict[str, Any]:
+    return load("collectives")

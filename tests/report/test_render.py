@@ -16,6 +16,7 @@ from minicluster.report.markdown import render_markdown
 from minicluster.report.terminal import print_run_summary
 
 GOLDEN_MD = Path(__file__).resolve().parents[1] / "golden" / "reports" / "run_ok.md"
+GOLDEN_COLLECTIVES_MD = GOLDEN_MD.with_name("collectives.md")
 
 
 def test_markdown_matches_golden(run_ok: dict[str, Any]) -> None:
@@ -23,6 +24,15 @@ def test_markdown_matches_golden(run_ok: dict[str, Any]) -> None:
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN_MD.write_text(text, encoding="utf-8")
     assert text == GOLDEN_MD.read_text(encoding="utf-8")
+
+
+def test_collectives_markdown_matches_golden(collectives: dict[str, Any]) -> None:
+    text = render_markdown(collectives)
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN_COLLECTIVES_MD.write_text(text, encoding="utf-8")
+    assert text == GOLDEN_COLLECTIVES_MD.read_text(encoding="utf-8")
+    headings = re.findall(r"^## (.+)$", text, flags=re.M)
+    assert headings[:3] == ["Summary", "Collectives", "Metrics"]
 
 
 def test_markdown_order_follows_the_result_and_is_stable(run_ok: dict[str, Any]) -> None:

@@ -95,3 +95,67 @@ def test_resolved_config_round_trips_through_json(tmp_path: Path) -> None:
     path = tmp_path / "resolved.json"
     path.write_text(json.dumps(cfg.to_dict()))
     assert config.load(path) == cfg
+
+
+def test_shipped_collectives_config_loads() -> None:
+    cfg = config.load(REPO / "configs" / "collectives.yaml")
+    assert cfg.job == "collectives"
+    c = cfg.collectives
+    assert c.ops == ["all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all"]
+    assert (c.min_bytes, c.max_bytes, c.step_factor) == (1024, None, 2)
+    assert (c.iters, c.warmup_iters, c.dtype, c.root) == (20, 5, "float32", 0)
+    assert c.max_bytes_for(on_gpu=True) == 256 * 1024**2
+    assert c.sizes(on_gpu=False)[0] == 1024
+
+
+def test_a_training_config_dict_has_no_collectives_keys() -> None:
+    """Training results pin the resolved config: adding the collectives job must not change it."""
+    for name in ("default.yaml", "transformer.yaml", "faults/node_check.yaml"):
+        data = config.load(REPO / "configs" / name).to_dict()
+        assert set(data) == {"name", "workload", "steps", "run", "telemetry", "faults"}, name
+
+
+def test_collectives_config_round_trips_and_keeps_only_its_sections() -> None:
+    cfg = config.from_dict(
+        {"job": "collectives", "collectives": {"ops": ["broadcast"], "max_bytes": "64K"}}
+    )
+    data = cfg.to_dict()
+    assert set(data) == {"name", "job", "run", "collectives"}
+    assert data["collectives"]["max_bytes"] == 65536  # size text resolved to bytes
+    assert config.from_dict(data) == cfg
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"job": "bench"}, "job is 'bench'; allowed: train, collectives"),
+        ({"collectives": {}}, "a collectives section needs job: collectives"),
+        ({"job": "collectives", "workload": {"name": "mlp"}}, "workload does not apply"),
+        ({"job": "collectives", "steps": {}}, "steps does not apply to job: collectives"),
+        (
+            {"job": "collectives", "collectives": {"ops": ["reduce"]}},
+            "collectives.ops has 'reduce'",
+        ),
+        ({"job": "collectives", "collectives": {"ops": []}}, "must be a non-empty list"),
+        ({"job": "collectives", "collectives": {"ops": "all_reduce"}}, "must be a non-empty list"),
+        (
+            {"job": "collectives", "collectives": {"ops": ["broadcast", "broadcast"]}},
+            "lists an op twice",
+        ),
+        ({"job": "collectives", "collectives": {"min_bytes": "1.5K"}}, "not a size: '1.5K'"),
+        ({"job": "collectives", "collectives": {"min_bytes": 0}}, "min_bytes is 0; must be >= 1"),
+        (
+            {"job": "collectives", "collectives": {"min_bytes": "64M", "max_bytes": "1M"}},
+            "max_bytes (1M) is below collectives.min_bytes (64M)",
+        ),
+        ({"job": "collectives", "collectives": {"step_factor": 1}}, "step_factor is 1"),
+        ({"job": "collectives", "collectives": {"iters": 0}}, "collectives.iters is 0"),
+        ({"job": "collectives", "collectives": {"warmup_iters": -1}}, "warmup_iters is -1"),
+        ({"job": "collectives", "collectives": {"dtype": "int8"}}, "dtype is 'int8'; allowed"),
+        ({"job": "collectives", "collectives": {"root": -1}}, "collectives.root is -1"),
+        ({"job": "collectives", "collectives": {"sizes": "1K"}}, "unknown key collectives.sizes"),
+    ],
+)
+def test_bad_collectives_values_name_the_field(data: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        config.from_dict(data)

@@ -17,9 +17,11 @@ ANALYSIS = [
     "minicluster.schema",
     "minicluster.metrics_registry",
     "minicluster.config",
+    "minicluster.collective_defs",
     "minicluster.fault_spec",
     "minicluster.fault_detect",
     "minicluster.coordinator",
+    "minicluster.collectives_result",
     "minicluster.report",
     "minicluster.report.terminal",
     "minicluster.cli",
@@ -70,7 +72,8 @@ def test_analysis_half_imports_without_torch() -> None:
 def test_cli_help_runs_without_torch() -> None:
     code = _BLOCKER.replace("mods = sys.argv[1:]", "mods = []") + (
         "\nfrom minicluster.cli import main\n"
-        "for cmd in (['--help'], ['run', '--help'], ['sweep', '--help'], ['aggregate', '--help']):\n"
+        "for cmd in (['--help'], ['run', '--help'], ['sweep', '--help'], ['aggregate', '--help'], "
+        "['collectives', '--help']):\n"
         "    try:\n        main(cmd)\n    except SystemExit as e:\n        assert e.code == 0\n"
     )
     out = subprocess.run(

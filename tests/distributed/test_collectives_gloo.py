@@ -1,0 +1,89 @@
+"""Three real gloo ranks (spawned) run the collectives job through worker.run; assert on their files.
+
+Three ranks, so sizes are rounded to a multiple of 3 x element size and the busbw factors are
+not the 2-rank special case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.multiprocessing as mp  # noqa: E402
+
+from minicluster import config  # noqa: E402
+
+OPS = ["all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all"]
+
+
+def _rank_main(rank: int, world: int, port: int, out: str, queue: object) -> None:
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        MINICLUSTER_PROGRESS="0",
+    )
+    from minicluster import worker
+
+    cfg = config.from_dict(
+        {
+            "job": "collectives",
+            "collectives": {
+                "min_bytes": "1K",
+                "max_bytes": "4K",
+                "iters": 2,
+                "warmup_iters": 1,
+                "dtype": "float16",
+                "root": 2,
+            },
+            "run": {"collective_timeout_s": 60, "threads_per_rank": 1},
+        }
+    )
+    gathered = worker.run(cfg, Path(out), run_id="coll-test")
+    if rank == 0:
+        queue.put(json.dumps(gathered))  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(120)
+def test_three_gloo_ranks_check_and_time_every_op(tmp_path: Path) -> None:
+    from minicluster.coordinator import aggregate, from_gathered
+    from minicluster.dist import free_port
+    from minicluster.schema import validate_result
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    mp.spawn(_rank_main, args=(3, free_port(), str(tmp_path), queue), nprocs=3, join=True)
+    gathered = json.loads(queue.get())
+    assert [g["header"]["rank"] for g in gathered] == [0, 1, 2]
+    sizes = [1020, 2046, 4092]  # 1K, 2K, 4K rounded down to a multiple of 3 x 2 B
+    for rank in range(3):
+        lines = (tmp_path / "ranks" / f"rank_{rank:05d}.jsonl").read_text().splitlines()
+        head, *recs = (json.loads(line) for line in lines)
+        assert head["type"] == "header" and head["job"] == "collectives"
+        assert head["run_id"] == "coll-test" and head["workload"]["per_rank_batch"] is None
+        assert [(r["op"], r["size_bytes"]) for r in recs] == [(op, s) for op in OPS for s in sizes]
+        for r in recs:
+            assert r["status"] == "measured" and r["wrong"] == 0, r
+            assert 0 < r["time_us"] <= r["time_us_max"]
+        summary = json.loads((tmp_path / "ranks" / f"rank_{rank:05d}.summary.json").read_text())
+        assert summary["status"] == "ok" and summary["collectives_recorded"] == 15
+    # every rank recorded the same max across ranks
+    maxes = {tuple(r["time_us_max"] for r in g["collectives"]) for g in gathered}
+    assert len(maxes) == 1
+
+    result = aggregate(from_gathered(gathered))
+    validate_result(result)
+    assert result["status"] == "ok" and result["collectives"]["size_multiple_bytes"] == 6
+    for row in result["collectives"]["results"]:
+        factor = {"all_reduce": 2 * 2 / 3, "broadcast": 1.0}.get(row["op"], 2 / 3)
+        assert row["busbw_gbps"] == pytest.approx(row["algbw_gbps"] * factor, rel=1e-12)
+        n_elems = row["size_bytes"] // 2
+        per_rank = n_elems // 3
+        assert row["count"] == (n_elems if row["op"] in ("all_reduce", "broadcast") else per_rank)
