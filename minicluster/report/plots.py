@@ -230,7 +230,15 @@ def scaling_plot(result: dict[str, Any]) -> Plot | None:
         if p.get("status") in ("estimated", "projected")
     )
     sizes = sorted({p[0] for p in real + proj})
-    y_hi = max([100.0] + [p[1] for p in real + proj]) * 1.1
+    # Min-max over the sweep's rounds, drawn as whiskers where the rounds disagree.
+    ranges = [
+        (float(p["world_size"]), float(p["efficiency_pct_min"]), float(p["efficiency_pct_max"]))
+        for p in pts
+        if isinstance(p.get("efficiency_pct_min"), (int, float))
+        and isinstance(p.get("efficiency_pct_max"), (int, float))
+        and p["efficiency_pct_max"] > p["efficiency_pct_min"]
+    ]
+    y_hi = max([100.0] + [p[1] for p in real + proj] + [r[2] for r in ranges]) * 1.1
     frame = svg.Frame(
         min(sizes), max(sizes[-1], sizes[0] + 1), 0.0, y_hi, log_x=len(sizes) > 2 and sizes[0] > 0
     )
@@ -242,26 +250,29 @@ def scaling_plot(result: dict[str, Any]) -> Plot | None:
         ),
     ]
     parts.append(svg.hline(frame, 100.0, "#333", "ideal 100%"))
+    for x, lo, hi in ranges:
+        parts.append(
+            svg.polyline(
+                frame, [(x, lo), (x, hi)], svg.color(0), f"range over rounds {lo:g}-{hi:g}%"
+            )
+        )
     parts.append(svg.polyline(frame, real, svg.color(0), "measured"))
     parts.append(svg.markers(frame, real, svg.color(0), "measured"))
     # The dashed line continues from the last measured point into the projection.
     if proj:
         parts.append(svg.polyline(frame, real[-1:] + proj, svg.color(1), "projected", dash="4 3"))
     parts.append(svg.markers(frame, proj, svg.color(1), "projected", hollow=True))
-    parts.append(
-        svg.legend(
-            frame,
-            [
-                ("measured", svg.color(0), "line"),
-                ("projected / estimated", svg.color(1), "hollow"),
-                ("ideal", "#333", "dash"),
-            ],
-        )
-    )
+    entries = [("measured", svg.color(0), "line")]
+    if proj:
+        entries.append(("projected / estimated", svg.color(1), "hollow"))
+    entries.append(("ideal", "#333", "dash"))
+    parts.append(svg.legend(frame, entries))
     parts.append("</svg>")
     caption = (
         "Scaling efficiency in % per world size, from the sweep (weak: X_N / (N X_1); strong: "
-        "t_1 / (N t_N)). Filled: measured in this session; hollow: projected or estimated."
+        "t_1 / (N t_N)), derived from throughput or step times measured in this session; "
+        "filled points: median over rounds, vertical bars: min-max over rounds"
+        + ("; hollow: projected or estimated." if proj else ".")
     )
     return Plot("scaling", title, "".join(parts), caption)
 

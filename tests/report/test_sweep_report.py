@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from minicluster.report import plots
+from minicluster.report import plots, svg
 from minicluster.report.content import fmt_num, run_view
 from minicluster.report.html import render_html
 from minicluster.report.markdown import render_markdown
@@ -55,6 +55,24 @@ def test_html_scaling_table_and_plot_come_from_the_points(sweep_ok: dict[str, An
     assert plot is not None and plot.svg in html
     filled = re.findall(r'<circle class="point"[^>]*fill="#', plot.svg)
     assert len(filled) == 3
+
+
+def test_scaling_plot_whiskers_show_the_spread_over_rounds(sweep_ok: dict[str, Any]) -> None:
+    plot = plots.scaling_plot(sweep_ok)
+    assert plot is not None
+    assert "range over rounds" not in plot.svg  # one round: no spread to draw
+    assert "projected" not in plot.svg  # and no projected point to name in the legend
+    spread = copy.deepcopy(sweep_ok)
+    point = spread["scaling"]["points"][1]
+    point["efficiency_pct_min"], point["efficiency_pct_max"] = 31.5, 180.0
+    plot = plots.scaling_plot(spread)
+    assert plot is not None
+    assert plot.svg.count("range over rounds 31.5-180%") == 1
+    # The y axis grows to hold the top of the whisker: it stays inside the plot area.
+    coords = re.search(r'<polyline class="series" points="([^"]+)"[^>]*><title>range', plot.svg)
+    assert coords is not None
+    ys = [float(xy.split(",")[1]) for xy in coords.group(1).split()]
+    assert min(ys) >= svg.MARGIN_TOP
 
 
 def test_unavailable_points_and_repeats_render(sweep_ok: dict[str, Any]) -> None:
