@@ -353,6 +353,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     from minicluster import config as config_mod
     from minicluster import fault_spec, scaling
+    from minicluster.schema import atomic_write_json
 
     world_sizes = scaling.parse_world_sizes(args.world_sizes)
     if args.repeats < 1:
@@ -383,10 +384,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"minicluster: sweep: warning: {warning}", file=sys.stderr)
 
     sweep_id = _new_run_id()
-    created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     default_out = args.out is None
     out_dir = Path("runs") / sweep_id if default_out else args.out
     _ensure_writable(out_dir)
+    # Written first: `minicluster aggregate DIR` re-builds the sweep result from it and the runs
+    # that finished, also after a crash or Ctrl-C.
+    plan = {
+        "sweep_id": sweep_id,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "mode": args.mode,
+        "world_sizes": world_sizes,
+        "repeats": args.repeats,
+        "per_rank_batch": per_rank_batch if args.mode == "weak" else None,
+        "global_batch": global_batch,
+        "threads_per_rank": threads,
+        "warnings": [warning] if warning else [],
+    }
+    atomic_write_json(out_dir / scaling.PLAN_FILE, plan)
     runs = scaling.plan(world_sizes, args.repeats)
     print(
         f"minicluster: sweep {sweep_id}: {args.mode} scaling, world sizes "
@@ -395,34 +409,67 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     outcomes: list[RunOutcome] = []
-    for i, planned in enumerate(runs, start=1):
+    try:
+        for i, planned in enumerate(runs, start=1):
+            print(
+                f"sweep: [{i}/{len(runs)}] world size {planned.world_size}, round "
+                f"{planned.round}/{args.repeats} -> {out_dir / planned.name}",
+                file=sys.stderr,
+            )
+            run_id = f"{sweep_id}-{planned.name}"
+            outcomes.append(_sweep_run(planned, configs[planned.world_size], out_dir, run_id))
+    except KeyboardInterrupt:
         print(
-            f"sweep: [{i}/{len(runs)}] world size {planned.world_size}, round "
-            f"{planned.round}/{args.repeats} -> {out_dir / planned.name}",
+            f"minicluster: sweep interrupted after {len(outcomes)} of {len(runs)} runs; "
+            "the result below is built from the finished ones",
             file=sys.stderr,
         )
-        outcomes.append(
-            _sweep_run(planned, configs[planned.world_size], out_dir, f"{sweep_id}-{planned.name}")
-        )
-    block = scaling.build_scaling(
-        outcomes,
-        args.mode,
-        world_sizes,
-        args.repeats,
-        per_rank_batch if args.mode == "weak" else None,
-        global_batch,
-        threads,
-        [warning] if warning else [],
-    )
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    result = scaling.sweep_result(outcomes, block, sweep_id, created_at, now)
+        if outcomes:
+            _finish_sweep(out_dir, plan, outcomes, args.md, args.html)
+        raise
     if default_out:
         _point_latest(out_dir)
+    return _finish_sweep(out_dir, plan, outcomes, args.md, args.html)
+
+
+def _finish_sweep(
+    out_dir: Path,
+    plan: dict[str, Any],
+    outcomes: list[RunOutcome],
+    md: Path | None,
+    html: Path | None,
+) -> int:
+    """Build, write and print the sweep result from the runs in `outcomes`; the exit code."""
+    from datetime import datetime, timezone
+
+    from minicluster import scaling
+
+    runs = scaling.plan(plan["world_sizes"], plan["repeats"])
+    block = scaling.build_scaling(
+        outcomes,
+        plan["mode"],
+        plan["world_sizes"],
+        plan["repeats"],
+        plan["per_rank_batch"],
+        plan["global_batch"],
+        plan["threads_per_rank"],
+        plan["warnings"],
+    )
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    result = scaling.sweep_result(
+        outcomes, block, plan["sweep_id"], plan["created_at"], now, planned_runs=len(runs)
+    )
     failed = [o.planned.name for o in outcomes if o.status == "failed"]
     if result is None:
         raise RunFailedError(f"sweep: no run produced a result ({', '.join(failed)} failed)")
     _write_and_print(out_dir, result)
-    _write_reports(result, args.md, args.html)
+    _write_reports(result, md, html)
+    if len(outcomes) < len(runs):
+        print(
+            f"minicluster: sweep: {len(runs) - len(outcomes)} of {len(runs)} runs never ran "
+            "(status incomplete)",
+            file=sys.stderr,
+        )
     if failed:
         print(
             f"minicluster: sweep: {len(failed)} of {len(runs)} runs failed: {', '.join(failed)}",
@@ -430,6 +477,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
         return EXIT_RUN_FAILED
     return max(_exit_for(o.result) for o in outcomes if o.result is not None)
+
+
+def _aggregate_sweep(sweep_dir: Path) -> int:
+    """Re-build every run of a sweep that left rank files, then the sweep result over them."""
+    from minicluster import scaling
+
+    plan = scaling.load_plan(sweep_dir)
+    outcomes: list[RunOutcome] = []
+    for planned in scaling.plan(plan["world_sizes"], plan["repeats"]):
+        run_dir = sweep_dir / planned.name
+        if not (run_dir / "ranks").is_dir():
+            continue  # never started: the sweep stopped before it
+        try:
+            result = _aggregate_dir(run_dir, None, quiet=True)
+        except MiniclusterError as e:
+            outcomes.append(scaling.RunOutcome(planned, None, str(e)))
+            continue
+        outcomes.append(scaling.RunOutcome(planned, result))
+        print(f"aggregate: {planned.name}: {result['status']}", file=sys.stderr)
+    if not outcomes:
+        raise InputError(f"{sweep_dir}: a sweep directory, but none of its runs left rank files")
+    return _finish_sweep(sweep_dir, plan, outcomes, None, None)
 
 
 def _sweep_run_config(cfg: Any, nproc: int, per_rank_batch: int, threads_per_rank: int) -> Any:
@@ -650,6 +719,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
+    from minicluster.scaling import PLAN_FILE
+
+    if (args.dir / PLAN_FILE).is_file() and not (args.dir / "ranks").is_dir():
+        return _aggregate_sweep(args.dir)
     result = _aggregate_dir(args.dir, None)
     return _exit_for(result)
 

@@ -7,9 +7,11 @@ their results give (DESIGN.md section 4), and the sweep's result built around on
 from __future__ import annotations
 
 import copy
+import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from minicluster.errors import InputError
@@ -17,6 +19,19 @@ from minicluster.schema import metric, unavailable
 
 Mode = Literal["weak", "strong"]
 MODES: tuple[Mode, ...] = ("weak", "strong")
+
+PLAN_FILE = "sweep.json"  # in the sweep directory, written before the first run
+_PLAN_KEYS = (
+    "sweep_id",
+    "created_at",
+    "mode",
+    "world_sizes",
+    "repeats",
+    "per_rank_batch",
+    "global_batch",
+    "threads_per_rank",
+    "warnings",
+)
 
 # The per-run value each mode compares. Weak: throughput, as DESIGN defines it. Strong: the step
 # time, taken as the median over measured steps of the per-step max over ranks: a synchronous
@@ -316,12 +331,30 @@ def pick_headline(outcomes: Sequence[RunOutcome]) -> RunOutcome | None:
     return ok[(len(ok) - 1) // 2]
 
 
-def sweep_status(outcomes: Sequence[RunOutcome]) -> str:
-    """failed when any run failed, incomplete when any fell short of its steps, else ok."""
+def sweep_status(outcomes: Sequence[RunOutcome], planned_runs: int | None = None) -> str:
+    """failed when any run failed; incomplete when any fell short of its steps or a planned
+    run never ran (an interrupted sweep); else ok."""
     statuses = {o.status for o in outcomes}
     if "failed" in statuses:
         return "failed"
+    if planned_runs is not None and len(outcomes) < planned_runs:
+        return "incomplete"
     return "incomplete" if "incomplete" in statuses else "ok"
+
+
+def load_plan(sweep_dir: Path) -> dict[str, Any]:
+    """The plan a sweep wrote into its directory before its first run (`PLAN_FILE`)."""
+    path = sweep_dir / PLAN_FILE
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read the sweep plan {path}: {e}") from None
+    missing = [k for k in _PLAN_KEYS if not isinstance(plan, dict) or k not in plan]
+    if missing:
+        raise InputError(f"{path}: not a sweep plan (missing {', '.join(missing)})")
+    if plan["mode"] not in ("weak", "strong"):
+        raise InputError(f"{path}: mode must be weak or strong, got {plan['mode']!r}")
+    return dict(plan)
 
 
 def sweep_result(
@@ -330,6 +363,7 @@ def sweep_result(
     sweep_id: str,
     created_at: str,
     aggregated_at: str,
+    planned_runs: int | None = None,
 ) -> dict[str, Any] | None:
     """The sweep's own `minicluster/1` result: the headline run's result (see `pick_headline`)
     with the sweep's id, status and `scaling` block, and `scaling_efficiency_pct` at the
@@ -353,7 +387,7 @@ def sweep_result(
     result["run_id"] = sweep_id
     result["created_at"] = created_at
     result["aggregated_at"] = aggregated_at
-    result["status"] = sweep_status(outcomes)
+    result["status"] = sweep_status(outcomes, planned_runs)
     result["scaling"] = scaling
     steps = result.get("steps")
     if isinstance(steps, dict) and isinstance(steps.get("rank_files"), str):

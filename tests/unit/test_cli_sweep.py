@@ -141,3 +141,46 @@ def test_sweep_flags_and_defaults() -> None:
         Path("a.html"),
         ["energy"],
     ]
+
+
+def test_interrupted_sweep_keeps_what_ran_and_aggregate_rebuilds_it(
+    tmp_path: Path,
+    config: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def fake(config_path: Path, nproc: int, out_dir: Path, run_id: str, threads: int) -> str | None:
+        if nproc == 3:
+            raise KeyboardInterrupt  # Ctrl-C while the second run is under way
+        shutil.copytree(RECORDED, out_dir / "ranks")
+        return None
+
+    monkeypatch.setattr(torchrun, "launch_local", fake)
+    out = tmp_path / "sweep"
+    code = main(["sweep", "-c", str(config), "--world-sizes", "2,3", "--out", str(out)])
+    assert code == 130
+    assert "sweep interrupted after 1 of 2 runs" in capsys.readouterr().err
+    first = json.loads((out / "result.json").read_text())
+    validate_result(first)
+    assert first["status"] == "incomplete"  # a planned run never finished
+    points = {p["world_size"]: p for p in first["scaling"]["points"]}
+    assert points[2]["efficiency_pct"] == 100.0 and points[2]["runs_ok"] == 1
+    assert points[3]["efficiency_pct"] is None and points[3]["runs"] == []
+
+    # The plan written before the first run lets `aggregate` re-build the sweep result alone.
+    (out / "result.json").unlink()
+    assert main(["aggregate", str(out)]) == 0
+    again = json.loads((out / "result.json").read_text())
+    validate_result(again)
+    assert again["run_id"] == first["run_id"] and again["status"] == "incomplete"
+    assert again["scaling"]["points"] == first["scaling"]["points"]
+    assert json.loads((out / "n2-r1" / "result.json").read_text())["status"] == "ok"
+
+
+def test_aggregate_refuses_a_broken_sweep_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "sweep.json").write_text('{"mode": "weak"}')
+    assert main(["aggregate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a sweep plan (missing sweep_id" in err and "Traceback" not in err
