@@ -328,23 +328,43 @@ def _launch(args: argparse.Namespace, validating: bool) -> dict[str, Any]:
     resolved = out_dir / "config.json"  # JSON is YAML: the workers load it like any config
     atomic_write_json(resolved, cfg.to_dict())
 
-    from minicluster.launchers.torchrun import launch_local
-
     total = cfg.steps.warmup + cfg.steps.measured
     print(
         f"minicluster: run {run_id}: {cfg.run.nproc} ranks via {getattr(args, 'launcher', 'torchrun')}, "
         f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps -> {out_dir}",
         file=sys.stderr,
     )
-    with _Progress(out_dir, total):
-        launcher_error = launch_local(
-            resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank
-        )
+    launcher_error = _launch_ranks(resolved, cfg, out_dir, run_id, total)
     result = _aggregate_dir(out_dir, launcher_error)
     if default_out:
         _point_latest(out_dir)
     _write_reports(result, getattr(args, "md", None), getattr(args, "html", None))
     return result
+
+
+def _launch_ranks(
+    resolved: Path, cfg: Any, out_dir: Path, run_id: str, total: int, label: str = "rank 0 steps"
+) -> str | None:
+    """Start the ranks under a progress bar; None on success, else why they failed.
+
+    On Ctrl-C the ranks' records so far still become `out_dir/result.json` (status failed,
+    every recorded step kept) before the interrupt goes on up.
+    """
+    from minicluster.launchers.torchrun import launch_local
+
+    try:
+        with _Progress(out_dir, total, label):
+            return launch_local(resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank)
+    except KeyboardInterrupt:
+        print(
+            f"minicluster: interrupted; keeping what the ranks recorded in {out_dir}",
+            file=sys.stderr,
+        )
+        try:
+            _aggregate_dir(out_dir, "interrupted by the user before the ranks finished", quiet=True)
+        except MiniclusterError as e:
+            print(f"minicluster: nothing to keep: {e}", file=sys.stderr)
+        raise
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -516,7 +536,6 @@ def _sweep_run_config(cfg: Any, nproc: int, per_rank_batch: int, threads_per_ran
 
 def _sweep_run(planned: PlannedRun, cfg: Any, sweep_dir: Path, run_id: str) -> RunOutcome:
     """Launch and aggregate one run of a sweep in its own sub-directory; one line says how it went."""
-    from minicluster.launchers.torchrun import launch_local
     from minicluster.report.content import fmt_num
     from minicluster.scaling import RunOutcome
     from minicluster.schema import atomic_write_json
@@ -525,10 +544,9 @@ def _sweep_run(planned: PlannedRun, cfg: Any, sweep_dir: Path, run_id: str) -> R
     _ensure_writable(out_dir)
     resolved = out_dir / "config.json"
     atomic_write_json(resolved, cfg.to_dict())
-    with _Progress(out_dir, cfg.steps.warmup + cfg.steps.measured):
-        launcher_error = launch_local(
-            resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank
-        )
+    launcher_error = _launch_ranks(
+        resolved, cfg, out_dir, run_id, cfg.steps.warmup + cfg.steps.measured
+    )
     try:
         result = _aggregate_dir(out_dir, launcher_error, quiet=True)
     except MiniclusterError as e:  # no rank left a record to aggregate
@@ -571,8 +589,6 @@ def cmd_collectives(args: argparse.Namespace) -> int:
     resolved = out_dir / "config.json"  # JSON is YAML: the workers load it like any config
     atomic_write_json(resolved, cfg.to_dict())
 
-    from minicluster.launchers.torchrun import launch_local
-
     unit = cfg.run.nproc * collective_defs.DTYPE_BYTES[section.dtype]
     span = (
         f"{len(sizes)} sizes {format_size(sizes[0])}..{format_size(sizes[-1])} "
@@ -587,10 +603,9 @@ def cmd_collectives(args: argparse.Namespace) -> int:
         f"{section.warmup_iters} warm-up + {section.iters} timed calls per size -> {out_dir}",
         file=sys.stderr,
     )
-    with _Progress(out_dir, len(section.ops) * len(sizes), "rank 0 (op, size)"):
-        launcher_error = launch_local(
-            resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank
-        )
+    launcher_error = _launch_ranks(
+        resolved, cfg, out_dir, run_id, len(section.ops) * len(sizes), "rank 0 (op, size)"
+    )
     result = _aggregate_dir(out_dir, launcher_error)
     if default_out:
         _point_latest(out_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -11,13 +12,18 @@ log = logging.getLogger(__name__)
 
 LAUNCHER_FILE = "launcher.json"  # per-rank exit codes of a failed run, read back by aggregate
 _CHILD_ENV = ("OMP_NUM_THREADS", "MINICLUSTER_LAUNCHER", "MINICLUSTER_PROGRESS")
+# A rank's exit code after Ctrl-C: 130 from minicluster's own handler, -2 killed by SIGINT.
+_INTERRUPTED_EXIT_CODES = (130, -signal.SIGINT)
 _USER_OMP_THREADS = os.environ.get("OMP_NUM_THREADS")  # as the user started us, before any launch
 
 
 def launch_local(
     config_path: Path, nproc: int, out_dir: Path, run_id: str, threads_per_rank: int
 ) -> str | None:
-    """Run `minicluster worker` on `nproc` local ranks; None on success, else why it failed."""
+    """Run `minicluster worker` on `nproc` local ranks; None on success, else why it failed.
+
+    Raises KeyboardInterrupt when the user stopped the run (SIGINT or SIGTERM).
+    """
     threads = threads_per_rank or max(1, (os.cpu_count() or 1) // nproc)
     # Workers inherit the environment. OMP_NUM_THREADS set here also silences torchrun's warning
     # about it; a user's own value wins. Restored afterwards: a sweep launches several world sizes
@@ -38,6 +44,7 @@ def launch_local(
 
 
 def _run_torchrun(config_path: Path, nproc: int, out_dir: Path, run_id: str) -> str | None:
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
@@ -67,10 +74,16 @@ def _run_torchrun(config_path: Path, nproc: int, out_dir: Path, run_id: str) -> 
     _quiet_elastic_logs()
     try:
         run(args)
+    except SignalException as e:
+        # torchrun's agent turns SIGINT/SIGTERM into this: the user stopped us, not a rank.
+        raise KeyboardInterrupt(f"torchrun received {e.sigval.name}") from None
     except ChildFailedError as e:
         # Exit codes tell a crash (the rank's own code) from a hang (killed by a signal).
         codes = {str(rank): f.exitcode for rank, f in e.failures.items()}
         atomic_write_json(out_dir / LAUNCHER_FILE, {"launcher": "torchrun", "exit_codes": codes})
+        if all(f.exitcode in _INTERRUPTED_EXIT_CODES for f in e.failures.values()):
+            # Ctrl-C in a terminal reaches the ranks too; they may exit before the agent sees it.
+            raise KeyboardInterrupt("the ranks were interrupted") from None
         failures = ", ".join(
             f"rank {rank} exit code {f.exitcode}" for rank, f in sorted(e.failures.items())
         )

@@ -1,0 +1,36 @@
+"""Ctrl-C during `minicluster run`: exit 130, and the steps the ranks recorded become result.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from minicluster.cli import main
+from minicluster.launchers import torchrun
+from minicluster.schema import validate_result
+
+RECORDED = Path(__file__).resolve().parents[1] / "golden" / "run_2ranks" / "ranks"
+
+
+def test_interrupted_run_keeps_the_recorded_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(config: Path, nproc: int, out_dir: Path, run_id: str, threads: int) -> None:
+        shutil.copytree(RECORDED, out_dir / "ranks")  # what the ranks wrote before Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torchrun, "launch_local", interrupted)
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted; keeping what the ranks recorded in {out}" in err
+    result = json.loads((out / "result.json").read_text())
+    validate_result(result)
+    assert result["status"] == "failed"
+    assert any("interrupted by the user" in e for e in result["errors"])
+    golden = json.loads((RECORDED.parents[1] / "run_2ranks.result.json").read_text())
+    kept = [r["steps_recorded"] for r in result["ranks"]]
+    assert kept == [r["steps_recorded"] for r in golden["ranks"]] and min(kept) > 0
