@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from minicluster.report.html import render_html
@@ -84,4 +85,20 @@ def test_terminal_does_not_interpret_markup(run_ok: dict[str, Any]) -> None:
     out = io.StringIO()
     print_run_summary(_poisoned(run_ok), Console(file=out, width=200, color_system=None))
     # Rich markup in user text is printed literally, not applied.
+    assert "[bold]x[/bold]" in out.getvalue()
+
+
+@pytest.mark.parametrize("name", ["collectives", "sweep_ok"])
+def test_sweep_and_collectives_results_escape_every_string(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """Every string of a real sweep / collectives result, poisoned (ops, reasons, notes, runs)."""
+    result = _poison(request.getfixturevalue(name))
+    html = render_html(result)
+    assert "<script" not in html.lower()
+    assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") > 5
+    md = render_markdown(result)
+    assert "<script" not in md.lower() and "&lt;script&gt;" in md
+    out = io.StringIO()
+    print_run_summary(result, Console(file=out, width=300, color_system=None))
     assert "[bold]x[/bold]" in out.getvalue()
