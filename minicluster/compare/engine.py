@@ -113,6 +113,14 @@ def compare(
     return Comparison(base, pairs, threshold_pct, alpha)
 
 
+# Set-up facts that change what the metrics mean, when both inputs record them (`details`).
+_SETUP_DETAILS = (
+    ("world_size", "world sizes (ranks)"),
+    ("backend", "communication backends"),
+    ("global_batch", "global batches"),
+)
+
+
 def compare_pair(
     a: BenchmarkRecord, b: BenchmarkRecord, threshold_pct: float, alpha: float
 ) -> PairComparison:
@@ -130,6 +138,10 @@ def compare_pair(
         )
     elif a.workload_name != b.workload_name:
         warnings.append(f"workloads differ ({a.workload_name} vs {b.workload_name})")
+    for key, what in _SETUP_DETAILS:
+        va, vb = a.details.get(key), b.details.get(key)
+        if va is not None and vb is not None and va != vb:
+            warnings.append(f"{what} differ ({va} vs {vb})")
     if a.hardware and b.hardware and a.hardware != b.hardware:
         warnings.append(f"hardware differs ({a.hardware} vs {b.hardware})")
     elif not (a.hardware and b.hardware):

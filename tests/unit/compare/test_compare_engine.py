@@ -167,6 +167,18 @@ def test_hardware_difference_is_warned() -> None:
     assert any("hardware differs" in w for w in p.warnings)
 
 
+def test_different_world_size_backend_or_batch_is_warned() -> None:
+    a, b = rec("a", {}), rec("b", {})
+    a.details.update(world_size=2, backend="gloo", global_batch=128)
+    b.details.update(world_size=4, backend="gloo", global_batch=512)
+    warnings = compare([a, b]).pairs[0].warnings
+    assert "world sizes (ranks) differ (2 vs 4)" in warnings
+    assert "global batches differ (128 vs 512)" in warnings
+    assert not any("backends" in w for w in warnings)  # the same on both sides
+    c = rec("c", {})  # a tool that does not record it: nothing to say
+    assert not any("world sizes" in w for w in compare([a, c]).pairs[0].warnings)
+
+
 def test_several_candidates_against_baseline() -> None:
     a, b, c = (rec(x, {"latency_p50_ms": v}) for x, v in (("a", 10.0), ("b", 11.0), ("c", 9.0)))
     comp = compare([a, b, c], baseline_index=2)
