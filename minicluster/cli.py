@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("report", help="render a result: terminal summary, Markdown, HTML")
-    p.add_argument("result", type=Path, help="a result.json")
+    p.add_argument("result", type=Path, help="a result.json, or a run or sweep directory")
     _add_report_flags(p)
     p.set_defaults(func=cmd_report)
 

@@ -103,7 +103,14 @@ def validate_result(data: Any) -> None:
 
 
 def load_result(path: Path) -> dict[str, Any]:
-    """Read and validate a `result.json`."""
+    """Read and validate a `result.json`, or the one in run (or sweep) directory `path`."""
+    if path.is_dir():
+        if not (path / "result.json").is_file():
+            raise InputError(
+                f"{path} is a directory without result.json (an unfinished run? try "
+                f"`minicluster aggregate {path}`)"
+            )
+        path = path / "result.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

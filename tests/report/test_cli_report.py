@@ -99,3 +99,15 @@ def test_run_writes_reports_of_its_result(
     assert md.read_text().startswith(f"# minicluster run {result['run_id']}")
     page = html.read_text()
     assert 'data-plot="step_time"' in page and 'data-plot="rank_breakdown"' in page
+
+
+def test_report_takes_a_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from minicluster.cli import main
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    assert main(["report", str(run_dir)]) == 2
+    assert "without result.json" in capsys.readouterr().err
+    (run_dir / "result.json").write_text((REPORTS / "sweep_ok.result.json").read_text())
+    assert main(["report", str(run_dir), "--md", str(tmp_path / "r.md")]) == 0
+    assert (tmp_path / "r.md").read_text().startswith("# minicluster sweep ")
