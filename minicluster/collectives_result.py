@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minicluster import __version__, metrics_registry
+from minicluster import __version__, energy, metrics_registry
 from minicluster.collective_defs import (
     DTYPE_BYTES,
     FORMULAS,
@@ -26,14 +26,9 @@ from minicluster.schema import SCHEMA_VERSION, MetricValue, metric, unavailable
 from minicluster.units import format_size
 
 NO_STEPS = "a collectives run has no training steps"
-NOT_SAMPLED = "not sampled: telemetry runs with training steps only"
-_TELEMETRY_METRICS = (
-    "power_consumption_watts",
-    "energy_per_step_joules",
-    "energy_per_sample_joules",
-    "performance_per_watt",
-    "temperature_celsius",
-)
+NOT_SAMPLED = "not sampled: this result predates telemetry in collectives runs"
+# Power and temperature are taken over the whole benchmark; these need training steps.
+_PER_STEP_METRICS = ("energy_per_step_joules", "energy_per_sample_joules", "performance_per_watt")
 
 
 def aggregate_collectives(
@@ -67,6 +62,10 @@ def aggregate_collectives(
     wrong_total = sum(r["wrong"] or 0 for r in rows)
     dtype = section.get("dtype", "float32")
     hosts = sorted({h["hostname"] for h in headers})
+    pairs = [(r.header, r.summary) for _, r in sorted(by_rank.items()) if r.header and r.summary]
+    # Results of runs from before telemetry was sampled here have no window in the summaries.
+    sources = energy.collect_sources([p for p in pairs if p[1].get("telemetry")])
+    metrics = _metrics(rows, by_rank, headers, world_size, sources)
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": head0["run_id"],
@@ -88,9 +87,7 @@ def aggregate_collectives(
             "seq_len": None,
             "params": None,
         },
-        "metrics": {
-            name: mv.to_dict() for name, mv in _metrics(rows, by_rank, headers, world_size).items()
-        },
+        "metrics": {name: mv.to_dict() for name, mv in metrics.items()},
         "ranks": [
             _rank_entry(rank, by_rank.get(rank), rank in failed_ranks) for rank in range(world_size)
         ],
@@ -115,7 +112,7 @@ def aggregate_collectives(
         "faults": {"injected": [], "detected": []},
         "validation": None,
         "errors": errors,
-        "telemetry": None,
+        "telemetry": energy.telemetry_section(sources, metrics) if sources else None,
     }
 
 
@@ -223,11 +220,32 @@ def _rank_entry(rank: int, rec: RankRecords | None, failed: bool) -> dict[str, A
     }
 
 
+def _telemetry_metrics(sources: list[dict[str, Any]]) -> dict[str, MetricValue]:
+    """Power and temperature over the benchmark window; per-step energy has no steps here."""
+    if not sources:
+        names = ("power_consumption_watts", "temperature_celsius", *_PER_STEP_METRICS)
+        return {name: unavailable(name, NOT_SAMPLED) for name in names}
+    m = energy.energy_metrics(sources, None, 1)
+    power = m["power_consumption_watts"]
+    if power.value is not None:
+        power = metric(
+            "power_consumption_watts",
+            power.value,
+            power.status,
+            f"over the whole benchmark window (every op and size): {power.method}",
+        )
+    m["power_consumption_watts"] = power
+    for name in _PER_STEP_METRICS:
+        m[name] = unavailable(name, NO_STEPS)
+    return m
+
+
 def _metrics(
     rows: list[dict[str, Any]],
     by_rank: dict[int, RankRecords],
     headers: list[dict[str, Any]],
     world_size: int,
+    sources: list[dict[str, Any]],
 ) -> dict[str, MetricValue]:
     """Every registry metric a training result has, in registry order; most have no value here."""
     m: dict[str, MetricValue] = {}
@@ -257,7 +275,6 @@ def _metrics(
     else:
         m["allreduce_ms"] = unavailable("allreduce_ms", "all_reduce was not measured in this run")
     m.update(_memory_metrics(headers, by_rank))
-    for name in _TELEMETRY_METRICS:
-        m[name] = unavailable(name, NOT_SAMPLED)
+    m.update(_telemetry_metrics(sources))
     order = [x.name for x in metrics_registry.for_workload("training")]
     return {k: m.get(k) or unavailable(k, NO_STEPS) for k in order}

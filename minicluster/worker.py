@@ -193,21 +193,31 @@ def _run_collectives(
     recorder: RankRecorder | None = None
     summary_path = rank_summary_path(out_dir, info.rank)
     records: list[dict[str, Any]] = []
+    tele: TelemetrySession | None = None
     try:
         run_id = _agree_run_id(run_id)
         recorder = writer = RankRecorder(out_dir, info.rank)
         header = _header(cfg, info, device, backend, run_id, None, threads)
         recorder.write(header)
+        tele = telemetry_for_rank(
+            info.local_rank,
+            device.index if device.type == "cuda" else None,
+            cfg.telemetry.sample_interval_ms / 1000.0,
+        )
 
         def emit(rec: dict[str, Any]) -> None:
             writer.write(rec)  # flushed: a crash keeps every (op, size) measured so far
             records.append(rec)
 
         progress = os.environ.get("MINICLUSTER_PROGRESS") != "0"
+        # One window over the whole benchmark (every op and size): power and temperature while
+        # the links are busy; the (op, size) count stands where a training run has its steps.
+        tele.begin()
         collectives.run_benchmark(
             cfg.collectives, info.rank, info.world_size, device, emit, progress
         )
-        summary = _summary(info, device, run_id, "ok", -1, None, None)
+        window = tele.end(len(records))
+        summary = _summary(info, device, run_id, "ok", -1, None, None, window)
         summary["collectives_recorded"] = len(records)
         atomic_write_json(summary_path, summary)
         recorder.close()
@@ -227,6 +237,8 @@ def _run_collectives(
     finally:
         if recorder is not None:
             recorder.close()
+        if tele is not None:
+            tele.close()
         gc.collect()  # as the training path: nothing of the benchmark outlives the group
         dist.teardown()
 

@@ -220,3 +220,57 @@ def test_the_importer_reads_it_as_a_collectives_record(
     assert not pair.regressions  # only cross-applicable metrics between training and this
     busbw = next(r for r in pair.rows if r.metric == "busbw_gbps")
     assert busbw.verdict == "not_comparable"
+
+
+def _window(source: dict[str, object]) -> dict[str, object]:
+    return {
+        "sample_interval_ms": 100.0,
+        "window": {"t_begin_unix_s": 0.0, "t_end_unix_s": 4.0, "duration_s": 4.0,
+                   "measured_steps": 4},
+        "series_columns": ["t_unix_s", "power_w", "temp_c"],
+        "sources": [source],
+    }  # fmt: skip
+
+
+def _reading(value: float | None, unit: str, reason: str | None = None) -> dict[str, object]:
+    status = "measured" if value is not None else "unavailable"
+    return {"value": value, "unit": unit, "status": status, "scope": "gpu", "method": "counter",
+            "reason": reason}  # fmt: skip
+
+
+def test_power_and_temperature_come_from_the_benchmark_window(
+    collective_records: MakeRecords,
+) -> None:
+    records = collective_records()
+    gpu = {
+        "source": "nvml", "scope": "gpu", "id": "GPU-a", "available": True, "reason": None,
+        "readings": {"energy_j": _reading(1200.0, "J"), "temperature_max_c": _reading(71.0, "°C")},
+        "series": [[0.0, 300.0, 70.0], [1.0, 300.0, 71.0]],
+    }  # fmt: skip
+    assert records[0].summary is not None
+    records[0].summary["telemetry"] = _window(gpu)
+    result = aggregate_collectives(records)
+    validate_result(result)
+    m = result["metrics"]
+    assert m["power_consumption_watts"]["value"] == pytest.approx(300.0)  # 1200 J over 4 s
+    assert "whole benchmark window" in m["power_consumption_watts"]["method"]
+    assert m["temperature_celsius"]["value"] == 71.0
+    for name in ("energy_per_step_joules", "energy_per_sample_joules", "performance_per_watt"):
+        assert (
+            m[name]["value"] is None
+            and m[name]["reason"] == "a collectives run has no training steps"
+        )
+    assert result["telemetry"]["series"]  # the power/temperature plot draws from these
+
+
+def test_unreadable_telemetry_says_why_not_that_it_was_skipped(
+    collective_records: MakeRecords,
+) -> None:
+    records = collective_records()
+    none = {"source": "nvml", "scope": "gpu", "id": None, "available": False,
+            "reason": "the ranks run on CPU: no GPU to read", "readings": {}, "series": []}  # fmt: skip
+    assert records[0].summary is not None
+    records[0].summary["telemetry"] = _window(none)
+    m = aggregate_collectives(records)["metrics"]
+    assert m["power_consumption_watts"]["value"] is None
+    assert "no GPU to read" in m["power_consumption_watts"]["reason"]
