@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"{format_size(collective_defs.DEFAULT_MIN_BYTES)}:"
         f"{format_size(collective_defs.CPU_DEFAULT_MAX_BYTES)} on CPU)",
     )
+    p.add_argument(
+        "--step-factor",
+        type=int,
+        metavar="F",
+        help="multiply the size by F from MIN to MAX (nccl-tests -f; default: config, 2)",
+    )
     p.add_argument("--iters", type=int, help="timed calls per size (default: config, 20)")
     p.add_argument(
         "--warmup-iters", type=int, help="untimed calls before them (default: config, 5)"
@@ -650,6 +656,7 @@ def _collectives_config(args: argparse.Namespace) -> Any:
         ops=ops,
         min_bytes=min_bytes,
         max_bytes=max_bytes,
+        step_factor=args.step_factor,
         iters=args.iters,
         warmup_iters=args.warmup_iters,
         dtype=args.dtype,

@@ -217,6 +217,7 @@ def test_collectives_flags_are_frozen() -> None:
         "--nproc",
         "--ops",
         "--sizes",
+        "--step-factor",
         "--iters",
         "--warmup-iters",
         "--dtype",

@@ -159,3 +159,16 @@ def test_collectives_config_round_trips_and_keeps_only_its_sections() -> None:
 def test_bad_collectives_values_name_the_field(data: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         config.from_dict(data)
+
+
+def test_collectives_command_line_step_factor_sets_the_sizes() -> None:
+    from minicluster.cli import _collectives_config, build_parser
+
+    args = build_parser().parse_args(
+        ["collectives", "--sizes", "1K:64K", "--step-factor", "4", "--nproc", "2"]
+    )
+    cfg = _collectives_config(args)
+    assert cfg.collectives.sizes(False) == [1024, 4096, 16384, 65536]
+    args = build_parser().parse_args(["collectives", "--step-factor", "1"])
+    with pytest.raises(ConfigError, match="step_factor is 1; must be >= 2"):
+        _collectives_config(args)
