@@ -159,16 +159,11 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         atomic_write_json(summary_path, summary)
         recorder.close()
         recorder = None
-        mine = {"header": header, "summary": summary, "steps": steps}
-        gathered: list[Any] | None = [None] * info.world_size if info.rank == 0 else None
-        tdist.gather_object(mine, gathered, dst=0)
-        return gathered if info.rank == 0 else None
+        return _gather_on_rank0({"header": header, "summary": summary, "steps": steps}, info)
     except BaseException as e:
-        summary = _summary(info, device, run_id or "", "failed", last_step, None, e)
-        try:
-            atomic_write_json(summary_path, summary)
-        except OSError:
-            log.warning("could not write %s", summary_path)
+        _write_failed_summary(
+            summary_path, _summary(info, device, run_id or "", "failed", last_step, None, e)
+        )
         raise
     finally:
         if recorder is not None:
@@ -223,16 +218,11 @@ def _run_collectives(
         recorder.close()
         recorder = None
         mine = {"header": header, "summary": summary, "steps": [], "collectives": records}
-        gathered: list[Any] | None = [None] * info.world_size if info.rank == 0 else None
-        tdist.gather_object(mine, gathered, dst=0)
-        return gathered if info.rank == 0 else None
+        return _gather_on_rank0(mine, info)
     except BaseException as e:
         summary = _summary(info, device, run_id or "", "failed", -1, None, e)
         summary["collectives_recorded"] = len(records)
-        try:
-            atomic_write_json(summary_path, summary)
-        except OSError:
-            log.warning("could not write %s", summary_path)
+        _write_failed_summary(summary_path, summary)
         raise
     finally:
         if recorder is not None:
@@ -241,6 +231,21 @@ def _run_collectives(
             tele.close()
         gc.collect()  # as the training path: nothing of the benchmark outlives the group
         dist.teardown()
+
+
+def _gather_on_rank0(mine: dict[str, Any], info: dist.RankInfo) -> list[dict[str, Any]] | None:
+    """Every rank's records in-band on rank 0 (no shared filesystem needed); None elsewhere."""
+    gathered: list[Any] | None = [None] * info.world_size if info.rank == 0 else None
+    tdist.gather_object(mine, gathered, dst=0)
+    return gathered if info.rank == 0 else None
+
+
+def _write_failed_summary(path: Path, summary: dict[str, Any]) -> None:
+    """Best effort while an exception is on its way up: it must not be masked by an I/O error."""
+    try:
+        atomic_write_json(path, summary)
+    except OSError:
+        log.warning("could not write %s", path)
 
 
 def _train_step(
