@@ -15,6 +15,7 @@ Runs inside an initialized process group; the worker owns set-up, records and te
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,11 +33,16 @@ log = logging.getLogger(__name__)
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 CHUNK_ELEMS = 1 << 24  # fill and check in chunks: bounded int64 temporaries at 256M+ on a GPU
-# Values are (rank + index) % m: small integers, exact in every dtype. Non-reducing ops move
-# values unchanged, so 0..255 (bfloat16 holds every integer up to 256) tells ranks and
-# positions apart; reducing ops keep every partial sum exact, n x (m - 1) <= largest exact int.
-MOVE_MODULUS = 256
-SUM_MODULUS_MAX = 8
+# Rank s puts (s * RANK_STEP + key) % p at each element, where key is the element's place: its
+# index, or for ops that split the buffer into per-rank chunks, chunk * CHUNK_STEP + offset.
+# With p prime, a result that takes a value from the wrong rank, the wrong chunk or the wrong
+# offset (shifted by less than p places) differs from the expected value, and for the summing
+# ops every partial sum stays an exact small integer (n x (p - 1) <= the largest exact integer).
+# p = 2 or 3 would not separate the steps; the moved values take the largest prime the dtype
+# holds, so the pattern repeats as rarely as possible.
+RANK_STEP = 1
+CHUNK_STEP = 3  # != RANK_STEP: an all_to_all that transposes ranks and chunks is caught too
+MOVE_PRIME: dict[str, int] = {"float32": 65521, "float16": 2039, "bfloat16": 251}
 NOT_WRITTEN = -1.0  # outputs start as this, so an element an op never writes counts as wrong
 
 # torch 2.13 renamed the tensor collectives (the old names warn); torch >= 2.2 has the old ones.
@@ -48,10 +54,22 @@ _reduce_scatter_tensor = (
 Emit = Callable[[dict[str, Any]], None]
 
 
-def sum_modulus(world_size: int, dtype: str) -> int | None:
-    """m for reducing ops, so the sum over ranks of values < m stays exact; None: no m >= 2 does."""
-    m = min(SUM_MODULUS_MAX, DTYPE_EXACT_INT[dtype] // world_size + 1)
-    return m if m >= 2 else None
+def _largest_prime_at_most(x: int) -> int | None:
+    for p in range(x, 1, -1):
+        if all(p % d for d in range(2, math.isqrt(p) + 1)):
+            return p
+    return None
+
+
+def sum_prime(world_size: int, dtype: str) -> int | None:
+    """p for the summing ops: the largest prime such that sums over ranks of values < p stay
+    exact in `dtype`; None when not even 2 does (no exact check then).
+
+    While p > n (float32 up to 4,094 ranks, float16 up to 44, bfloat16 up to 16) every element
+    that is misplaced by less than p places, or summed from the wrong chunk, changes the sum:
+    each rank's value moves by the same nonzero step mod p, so n steps cannot cancel.
+    """
+    return _largest_prime_at_most(min(MOVE_PRIME[dtype], DTYPE_EXACT_INT[dtype] // world_size + 1))
 
 
 @dataclass
@@ -77,25 +95,29 @@ def make_case(
     dtype: str,
     device: torch.device,
 ) -> OpCase:
-    """Allocate and fill `op`'s buffers at `shape` with rank- and index-dependent values."""
+    """Allocate and fill `op`'s buffers at `shape` with rank- and place-dependent values."""
     dt = TORCH_DTYPES[dtype]
     n, c = world_size, shape.count
+
+    def chunked(i: torch.Tensor) -> torch.Tensor:  # the key of index i in a chunked buffer
+        return (i // c) * CHUNK_STEP + i % c
+
     if op in ("all_reduce", "reduce_scatter"):
-        m = sum_modulus(n, dtype)
+        p = sum_prime(n, dtype)
         reason = (
             None
-            if m is not None
-            else f"{dtype} cannot hold sums over {n} ranks exactly: result not checked"
+            if p is not None
+            else f"{dtype} cannot hold sums over {n} ranks of values that tell them apart: "
+            "result not checked"
         )
-        # T[q] = sum over ranks s of (s + q) % m: the sum at index i is T[i % m]
-        sums = torch.tensor(
-            [sum((s + q) % m for s in range(n)) for q in range(m)] if m else [0],
-            dtype=torch.int64,
-            device=device,
-        )
-        mod = m or 1
-        inp = _pattern(shape.in_elems, lambda i: (rank + i) % mod, dt, device)
+        mod = p or 1
+        # sums[k] = sum over ranks s of (s * RANK_STEP + k) % p: the expected sum at key k
+        keys = torch.arange(mod, dtype=torch.int64, device=device)
+        sums = torch.zeros(mod, dtype=torch.int64, device=device)
+        for src in range(n if p else 0):
+            sums += (src * RANK_STEP + keys) % mod
         if op == "all_reduce":
+            inp = _pattern(shape.in_elems, lambda i: (rank * RANK_STEP + i) % mod, dt, device)
 
             def zero() -> None:
                 inp.zero_()  # in place, so timed calls keep summing: zeros never overflow
@@ -105,47 +127,55 @@ def make_case(
                 lambda: tdist.all_reduce(inp),
                 inp,
                 inp,
-                (lambda i: sums[i % mod]) if m else None,
+                (lambda i: sums[i % mod]) if p else None,
                 zero,
                 reason,
             )
+        inp = _pattern(shape.in_elems, lambda i: (rank * RANK_STEP + chunked(i)) % mod, dt, device)
         out = torch.full((shape.out_elems,), NOT_WRITTEN, dtype=dt, device=device)
+        # rank r receives the sum of every rank's chunk r
         return OpCase(
             shape,
             lambda: _reduce_scatter_tensor(out, inp),
             inp,
             out,
-            (lambda i: sums[(rank * c + i) % mod]) if m else None,
+            (lambda i: sums[(rank * CHUNK_STEP + i) % mod]) if p else None,
             check_reason=reason,
         )
-    mm = MOVE_MODULUS
+    pm = MOVE_PRIME[dtype]
     if op == "broadcast":
         if rank == root:
-            buf = _pattern(shape.in_elems, lambda i: (root + i) % mm, dt, device)
+            buf = _pattern(shape.in_elems, lambda i: (root * RANK_STEP + i) % pm, dt, device)
         else:
             buf = torch.full((shape.in_elems,), NOT_WRITTEN, dtype=dt, device=device)
         return OpCase(
-            shape, lambda: tdist.broadcast(buf, src=root), buf, buf, lambda i: (root + i) % mm
+            shape,
+            lambda: tdist.broadcast(buf, src=root),
+            buf,
+            buf,
+            lambda i: (root * RANK_STEP + i) % pm,
         )
-    inp = _pattern(shape.in_elems, lambda i: (rank + i) % mm, dt, device)
-    out = torch.full((shape.out_elems,), NOT_WRITTEN, dtype=dt, device=device)
     if op == "all_gather":
+        inp = _pattern(shape.in_elems, lambda i: (rank * RANK_STEP + i) % pm, dt, device)
+        out = torch.full((shape.out_elems,), NOT_WRITTEN, dtype=dt, device=device)
         # out[s*c + k] is rank s's input k
         return OpCase(
             shape,
             lambda: _all_gather_tensor(out, inp),
             inp,
             out,
-            lambda i: (i // c + i % c) % mm,
+            lambda i: ((i // c) * RANK_STEP + i % c) % pm,
         )
     if op == "all_to_all":
-        # rank s sends its chunk r (input indices r*c .. r*c + c-1) to rank r's chunk s
+        inp = _pattern(shape.in_elems, lambda i: (rank * RANK_STEP + chunked(i)) % pm, dt, device)
+        out = torch.full((shape.out_elems,), NOT_WRITTEN, dtype=dt, device=device)
+        # rank s sends its chunk r to rank r's chunk s: out[s*c + k] = s's value at (r, k)
         return OpCase(
             shape,
             lambda: tdist.all_to_all_single(out, inp),
             inp,
             out,
-            lambda i: (i // c + rank * c + i % c) % mm,
+            lambda i: ((i // c) * RANK_STEP + rank * CHUNK_STEP + i % c) % pm,
         )
     raise ValueError(f"unknown collective {op!r}")
 

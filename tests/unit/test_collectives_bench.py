@@ -17,7 +17,7 @@ import torch.distributed as tdist  # noqa: E402
 
 from minicluster import collectives  # noqa: E402
 from minicluster.collective_defs import OPS, op_size  # noqa: E402
-from minicluster.collectives import OpCase, count_wrong, make_case, sum_modulus  # noqa: E402
+from minicluster.collectives import OpCase, count_wrong, make_case, sum_prime  # noqa: E402
 from minicluster.config import CollectivesSection  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -105,16 +105,53 @@ def test_sums_stay_exact_in_the_dtype(n: int, dtype: str) -> None:
     assert float(cases[0].out.max()) > 0
 
 
-def test_sum_modulus_and_the_limit_of_an_exact_check() -> None:
-    assert sum_modulus(2, "float32") == 8
-    assert sum_modulus(64, "bfloat16") == 5  # 64 x 4 = 256, the largest exact bfloat16 integer
-    assert sum_modulus(256, "bfloat16") == 2
-    assert sum_modulus(257, "bfloat16") is None
+def test_sum_prime_and_the_limit_of_an_exact_check() -> None:
+    assert sum_prime(2, "float32") == 65521  # the largest prime below 2^16
+    assert sum_prime(8, "bfloat16") == 31  # 8 x 30 = 240 <= 256, the largest exact bfloat16 int
+    assert sum_prime(64, "bfloat16") == 5
+    assert sum_prime(256, "bfloat16") == 2
+    assert sum_prime(257, "bfloat16") is None
+    for n, dtype in ((4094, "float32"), (44, "float16"), (16, "bfloat16")):
+        assert (sum_prime(n, dtype) or 0) > n  # the docstring's "misplaced is caught" range
     case = make_case(
         "all_reduce", op_size("all_reduce", 4096, 300, "bfloat16"), 0, 300, 0, "bfloat16", CPU
     )
     assert case.expected is None
     assert case.check_reason and "not checked" in case.check_reason
+
+
+def _outputs(op: str, n: int, dtype: str, nominal: int = 4096) -> tuple[list[OpCase], int]:
+    cases = _cases(op, n, dtype, nominal=nominal)
+    _simulate(op, cases)
+    return cases, cases[0].shape.count
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("n", [2, 3, 4, 8, 16])
+def test_misplaced_data_is_wrong_whatever_the_world_size(n: int, dtype: str) -> None:
+    """The mistakes a broken collective makes: a rotated buffer, another rank's chunk, the same
+    chunk sent to every peer, ranks and chunks transposed. Each must count every element."""
+    cases, _ = _outputs("all_reduce", n, dtype)
+    out = cases[0].out
+    assert count_wrong(torch.roll(out, 1), cases[0].expected) == out.numel()
+
+    cases, c = _outputs("reduce_scatter", n, dtype)
+    last = cases[-1]
+    other = cases[0].out.clone()  # rank 0's correct chunk, delivered to the last rank
+    assert count_wrong(other, last.expected) == c
+
+    cases, c = _outputs("all_to_all", n, dtype)
+    inputs = [case.inp for case in cases]
+    r = n - 1
+    first_chunk_to_all = torch.cat([inputs[s][:c] for s in range(n)])
+    assert count_wrong(first_chunk_to_all, cases[r].expected) == n * c
+    transposed = torch.cat([inputs[r][s * c : (s + 1) * c] for s in range(n)])
+    wrong = count_wrong(transposed, cases[r].expected)
+    assert wrong == (n - 1) * c  # all but the chunk a rank keeps for itself
+
+    cases, c = _outputs("all_gather", n, dtype)
+    swapped = torch.roll(cases[0].out, c)  # every rank's block one place along
+    assert count_wrong(swapped, cases[0].expected) == n * c
 
 
 @pytest.fixture
