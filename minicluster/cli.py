@@ -310,12 +310,7 @@ def _launch(args: argparse.Namespace, validating: bool) -> dict[str, Any]:
     from minicluster import config as config_mod
     from minicluster.schema import atomic_write_json
 
-    cfg = config_mod.load(args.config)
-    if cfg.job == "collectives":
-        raise InputError(
-            f"{args.config} is a collectives config (job: collectives): "
-            f"run it with `minicluster collectives -c {args.config}`"
-        )
+    cfg = _load_training_config(args.config)
     if args.nproc is not None and args.nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {args.nproc}")
     cfg = config_mod.override(cfg, nproc=args.nproc)
@@ -330,7 +325,7 @@ def _launch(args: argparse.Namespace, validating: bool) -> dict[str, Any]:
     run_id = _new_run_id()
     default_out = args.out is None
     out_dir = Path("runs") / run_id if default_out else args.out
-    _ensure_writable(out_dir)
+    _ensure_new_run_dir(out_dir)
     resolved = out_dir / "config.json"  # JSON is YAML: the workers load it like any config
     atomic_write_json(resolved, cfg.to_dict())
 
@@ -389,7 +384,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             "--global-batch applies to --mode strong; weak scaling keeps the config's "
             "per-rank batch on every rank"
         )
-    cfg = config_mod.require(config_mod.load(args.config), args.require)
+    cfg = config_mod.require(_load_training_config(args.config), args.require)
     per_rank_batch = cfg.workload.per_rank_batch
     global_batch = None
     if args.mode == "strong":
@@ -405,14 +400,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         configs[n] = _sweep_run_config(cfg, n, batch, threads)
         fault_spec.check_against_run(cfg.faults, n, total_steps)
     _check_required(cfg)
-    warning = scaling.oversubscription_warning(max(world_sizes), cores, _on_gpu(cfg))
-    if warning:
-        print(f"minicluster: sweep: warning: {warning}", file=sys.stderr)
-
     sweep_id = _new_run_id()
     default_out = args.out is None
     out_dir = Path("runs") / sweep_id if default_out else args.out
-    _ensure_writable(out_dir)
+    _ensure_new_run_dir(out_dir, "sweep")
+    warning = scaling.oversubscription_warning(max(world_sizes), cores, _on_gpu(cfg))
+    if warning:
+        print(f"minicluster: sweep: warning: {warning}", file=sys.stderr)
     # Written first: `minicluster aggregate DIR` re-builds the sweep result from it and the runs
     # that finished, also after a crash or Ctrl-C.
     plan = {
@@ -591,7 +585,7 @@ def cmd_collectives(args: argparse.Namespace) -> int:
     run_id = _new_run_id()
     default_out = args.out is None
     out_dir = Path("runs") / run_id if default_out else args.out
-    _ensure_writable(out_dir)
+    _ensure_new_run_dir(out_dir)
     resolved = out_dir / "config.json"  # JSON is YAML: the workers load it like any config
     atomic_write_json(resolved, cfg.to_dict())
 
@@ -677,6 +671,19 @@ def _parse_sizes(text: str) -> tuple[int, int]:
     if hi < lo:
         raise InputError(f"--sizes: MAX ({format_size(hi)}) is below MIN ({format_size(lo)})")
     return lo, hi
+
+
+def _load_training_config(path: Path | None) -> Any:
+    """The config at `path` (None: the default job); a collectives config is refused here."""
+    from minicluster import config as config_mod
+
+    cfg = config_mod.load(path)
+    if cfg.job == "collectives":
+        raise InputError(
+            f"{path} is a collectives config (job: collectives): "
+            f"run it with `minicluster collectives -c {path}`"
+        )
+    return cfg
 
 
 def _add_fault_args(p: argparse.ArgumentParser) -> None:
@@ -929,6 +936,22 @@ def _new_run_id() -> str:
     import uuid
 
     return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
+
+
+def _ensure_new_run_dir(out_dir: Path, what: str = "run") -> None:
+    """`out_dir` is writable and holds no earlier run: its rank files would mix with the new
+    ones (a rank that dies early would leave the old run's summary standing for it)."""
+    taken = [n for n in ("ranks/", "result.json", "sweep.json") if (out_dir / n).exists()]
+    if taken:
+        why = f"already holds {taken[0]} of an earlier run"
+    elif what == "sweep" and out_dir.is_dir() and any(out_dir.iterdir()):
+        why = "is not empty (a sweep makes one directory per run in it)"
+    else:
+        _ensure_writable(out_dir)
+        return
+    raise InputError(
+        f"output directory {out_dir} {why}: give a new --out for this {what}, or remove it"
+    )
 
 
 def _ensure_writable(out_dir: Path) -> None:

@@ -184,3 +184,32 @@ def test_aggregate_refuses_a_broken_sweep_plan(
     assert main(["aggregate", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "not a sweep plan (missing sweep_id" in err and "Traceback" not in err
+
+
+def test_an_earlier_run_in_the_output_directory_is_not_mixed_in(
+    tmp_path: Path, config: Path, launches: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Old rank files beside new ones would pair runs of two sessions: refused before any run."""
+    out = tmp_path / "sweep"
+    assert main(["sweep", "-c", str(config), "--world-sizes", "2,3", "--out", str(out)]) == 3
+    launched = len(launches)
+    capsys.readouterr()
+    assert main(["sweep", "-c", str(config), "--world-sizes", "2,3", "--out", str(out)]) == 2
+    assert "already holds result.json of an earlier run" in capsys.readouterr().err
+    (out / "result.json").unlink()
+    (out / "sweep.json").unlink()
+    assert main(["sweep", "-c", str(config), "--world-sizes", "2,3", "--out", str(out)]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    run_dir = out / "n2-r1"  # a single run refuses a directory holding rank files too
+    assert main(["run", "-c", str(config), "--out", str(run_dir)]) == 2
+    assert "already holds ranks/ of an earlier run" in capsys.readouterr().err
+    assert len(launches) == launched  # nothing started
+
+
+def test_sweep_refuses_a_collectives_config(
+    tmp_path: Path, launches: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = Path(__file__).resolve().parents[2] / "configs" / "collectives.yaml"
+    assert main(["sweep", "-c", str(cfg), "--out", str(tmp_path / "s")]) == 2
+    assert "run it with `minicluster collectives -c" in capsys.readouterr().err
+    assert launches == []
