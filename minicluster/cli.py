@@ -28,6 +28,7 @@ from minicluster.errors import (
     MiniclusterError,
     RunFailedError,
 )
+from minicluster.launchers.torchrun import LAUNCHER_FILE
 from minicluster.units import format_size, parse_size
 
 if TYPE_CHECKING:
@@ -355,17 +356,41 @@ def _launch_ranks(
 
     try:
         with _Progress(out_dir, total, label):
-            return launch_local(resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank)
+            error = launch_local(resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank)
     except KeyboardInterrupt:
         print(
             f"minicluster: interrupted; keeping what the ranks recorded in {out_dir}",
             file=sys.stderr,
         )
+        _record_launcher_error(out_dir, INTERRUPTED)
         try:
-            _aggregate_dir(out_dir, "interrupted by the user before the ranks finished", quiet=True)
+            _aggregate_dir(out_dir, INTERRUPTED, quiet=True)
         except MiniclusterError as e:
             print(f"minicluster: nothing to keep: {e}", file=sys.stderr)
         raise
+    if error is not None:
+        _record_launcher_error(out_dir, error)
+    return error
+
+
+INTERRUPTED = "interrupted by the user before the ranks finished"
+
+
+def _record_launcher_error(out_dir: Path, error: str) -> None:
+    """Keep why the launch failed in DIR/launcher.json, so `aggregate DIR` says it again later."""
+    from minicluster.schema import atomic_write_json
+
+    path = out_dir / LAUNCHER_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    try:
+        atomic_write_json(path, {**data, "error": error})
+    except OSError as e:
+        log.warning("could not write %s: %s", path, e)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -374,7 +399,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     from minicluster import config as config_mod
     from minicluster import fault_spec, scaling
-    from minicluster.schema import atomic_write_json
+    from minicluster.schema import atomic_write_json, load_result
 
     world_sizes = scaling.parse_world_sizes(args.world_sizes)
     if args.repeats < 1:
@@ -439,9 +464,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             run_id = f"{sweep_id}-{planned.name}"
             outcomes.append(_sweep_run(planned, configs[planned.world_size], out_dir, run_id))
     except KeyboardInterrupt:
+        finished = len(outcomes)
+        # The interrupted run's own result (what its ranks recorded) counts as a failed run,
+        # as `aggregate DIR` will count it later.
+        partial = runs[finished]
+        try:
+            result = load_result(out_dir / partial.name)
+            outcomes.append(scaling.RunOutcome(partial, result, "interrupted by the user"))
+        except MiniclusterError:
+            pass  # its ranks left nothing: it stays among the runs that never ran
         print(
-            f"minicluster: sweep interrupted after {len(outcomes)} of {len(runs)} runs; "
-            "the result below is built from the finished ones",
+            f"minicluster: sweep interrupted during {partial.name} ({finished} of {len(runs)} "
+            "runs finished); the result below is built from what ran",
             file=sys.stderr,
         )
         if outcomes:
@@ -879,10 +913,13 @@ def _aggregate_dir(
     """Aggregate the rank files of `out_dir` into its result.json; `quiet`: no summary."""
     from minicluster import coordinator
 
+    launcher = _launcher_record(out_dir)
+    if launcher_error is None and isinstance(launcher.get("error"), str):
+        launcher_error = launcher["error"]  # recorded when the run was launched
     result = coordinator.aggregate(
         coordinator.read_run_dir(out_dir),
         launcher_error=launcher_error,
-        exit_codes=_launcher_exit_codes(out_dir),
+        exit_codes=_exit_codes(launcher),
     )
     if quiet:
         _write_result(out_dir, result)
@@ -891,14 +928,20 @@ def _aggregate_dir(
     return result
 
 
-def _launcher_exit_codes(out_dir: Path) -> dict[int, int] | None:
-    """Per-rank exit codes the launcher left in DIR/launcher.json (a failed local run), or None."""
-    import json
-
+def _launcher_record(out_dir: Path) -> dict[str, Any]:
+    """What the launcher left in DIR/launcher.json (a failed or interrupted local run), or {}."""
     try:
-        data = json.loads((out_dir / "launcher.json").read_text(encoding="utf-8"))
-        return {int(rank): int(code) for rank, code in data["exit_codes"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        data = json.loads((out_dir / LAUNCHER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _exit_codes(launcher: dict[str, Any]) -> dict[int, int] | None:
+    """Per-rank exit codes from a launcher record, or None."""
+    try:
+        return {int(rank): int(code) for rank, code in launcher["exit_codes"].items()}
+    except (KeyError, ValueError, TypeError, AttributeError):
         return None
 
 

@@ -397,11 +397,17 @@ def sweep_result(
         f"{scaling['mode']} scaling at world size {n} vs {scaling['baseline']['world_size']}: "
         f"{scaling['formula']}; median over rounds (see scaling)"
     )
-    eff = (
-        metric("scaling_efficiency_pct", point["efficiency_pct"], "derived", how)
-        if point["efficiency_pct"] is not None
-        else unavailable("scaling_efficiency_pct", str(point["reason"]), how)
-    )
+    n0 = scaling["baseline"]["world_size"]
+    if n == n0:  # no larger world size has a result (an interrupted or failing sweep)
+        eff = unavailable(
+            "scaling_efficiency_pct",
+            f"no run above the baseline world size {n0} has a result",
+            how,
+        )
+    elif point["efficiency_pct"] is not None:
+        eff = metric("scaling_efficiency_pct", point["efficiency_pct"], "derived", how)
+    else:
+        eff = unavailable("scaling_efficiency_pct", str(point["reason"]), how)
     result["metrics"]["scaling_efficiency_pct"] = eff.to_dict()
     result["errors"] = list(result.get("errors") or []) + [
         f"sweep run {o.planned.name} (world size {o.planned.world_size}, round "

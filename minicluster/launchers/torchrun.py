@@ -10,7 +10,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-LAUNCHER_FILE = "launcher.json"  # per-rank exit codes of a failed run, read back by aggregate
+# A failed or interrupted run's record (per-rank exit codes, why it failed), read by aggregate.
+LAUNCHER_FILE = "launcher.json"
 _CHILD_ENV = ("OMP_NUM_THREADS", "MINICLUSTER_LAUNCHER", "MINICLUSTER_PROGRESS")
 # A rank's exit code after Ctrl-C: 130 from minicluster's own handler, -2 killed by SIGINT.
 _INTERRUPTED_EXIT_CODES = (130, -signal.SIGINT)

@@ -159,10 +159,13 @@ def test_interrupted_sweep_keeps_what_ran_and_aggregate_rebuilds_it(
     out = tmp_path / "sweep"
     code = main(["sweep", "-c", str(config), "--world-sizes", "2,3", "--out", str(out)])
     assert code == 130
-    assert "sweep interrupted after 1 of 2 runs" in capsys.readouterr().err
+    assert "sweep interrupted during n3-r1 (1 of 2 runs finished)" in capsys.readouterr().err
     first = json.loads((out / "result.json").read_text())
     validate_result(first)
     assert first["status"] == "incomplete"  # a planned run never finished
+    # Only the baseline has a result: no efficiency of it against itself.
+    eff = first["metrics"]["scaling_efficiency_pct"]
+    assert eff["value"] is None and "no run above the baseline world size 2" in eff["reason"]
     points = {p["world_size"]: p for p in first["scaling"]["points"]}
     assert points[2]["efficiency_pct"] == 100.0 and points[2]["runs_ok"] == 1
     assert points[3]["efficiency_pct"] is None and points[3]["runs"] == []
@@ -213,3 +216,42 @@ def test_sweep_refuses_a_collectives_config(
     assert main(["sweep", "-c", str(cfg), "--out", str(tmp_path / "s")]) == 2
     assert "run it with `minicluster collectives -c" in capsys.readouterr().err
     assert launches == []
+
+
+def test_the_interrupted_run_counts_as_failed_live_and_when_re_aggregated(
+    tmp_path: Path, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fake(config_path: Path, nproc: int, out_dir: Path, run_id: str, threads: int) -> str | None:
+        shutil.copytree(RECORDED, out_dir / "ranks")  # every rank wrote all its steps ...
+        if out_dir.name == "n2-r2":
+            raise KeyboardInterrupt  # ... and then Ctrl-C came
+        return None
+
+    monkeypatch.setattr(torchrun, "launch_local", fake)
+    out = tmp_path / "sweep"
+    args = ["sweep", "-c", str(config), "--world-sizes", "2,3", "--repeats", "2"]
+    assert main([*args, "--out", str(out)]) == 130
+    live = json.loads((out / "result.json").read_text())
+    runs = {r["dir"]: r for p in live["scaling"]["points"] for r in p["runs"]}
+    assert runs["n2-r2"]["status"] == "failed"
+    assert runs["n2-r2"]["error"] == "interrupted by the user"
+    assert live["status"] == "failed"
+    (out / "result.json").unlink()
+    assert main(["aggregate", str(out)]) == 3
+    again = json.loads((out / "result.json").read_text())
+
+    def outline(result: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [
+            (
+                p["world_size"],
+                p["efficiency_pct"],
+                tuple((r["dir"], r["status"]) for r in p["runs"]),
+            )
+            for p in result["scaling"]["points"]
+        ]
+
+    assert outline(again) == outline(live)  # the same runs, statuses and efficiencies
+    assert again["status"] == "failed"
+    run = json.loads((out / "n2-r2" / "result.json").read_text())
+    assert run["status"] == "failed"  # the interrupt is kept in launcher.json, not forgotten
+    assert "launcher: interrupted by the user before the ranks finished" in run["errors"]
