@@ -113,9 +113,12 @@ class TelemetrySection:
         object.__setattr__(self, "require", list(self.require))
 
 
+MAX_MESSAGE_BYTES = 2**40  # 1 TiB: beyond any device's memory, and its count fits int64
+
+
 def _size(lo: int) -> dict[str, Any]:
-    """Metadata of a byte-size field: an int, or text such as `64M` (K = 1024)."""
-    return {**_range(lo), "size": True}
+    """Metadata of a byte-size field: an int, or text such as `64M` (K = 1024), up to 1 TiB."""
+    return {**_range(lo, MAX_MESSAGE_BYTES), "size": True}
 
 
 @dataclass(frozen=True)

@@ -259,8 +259,12 @@ def _point(
         if not ok:
             failed = "; ".join(f"{o.planned.name} {o.status}: {o.why_not_ok()}" for o in runs)
             reason = f"no ok run at world size {n} ({failed or 'not run'})"
+        elif all(o.value(name) is None for o in ok):
+            reason = f"the ok runs at world size {n} did not measure {name}"
         else:
-            reason = f"no round has an ok run at both world size {n0} (the baseline) and {n}"
+            reason = (
+                f"no round has an ok run with {name} at both world size {n0} (the baseline) and {n}"
+            )
     stragglers = sorted({s["rank"] for o in ok for s in (o.result or {}).get("stragglers") or []})
     point: dict[str, Any] = {
         "world_size": n,
@@ -352,8 +356,40 @@ def load_plan(sweep_dir: Path) -> dict[str, Any]:
     missing = [k for k in _PLAN_KEYS if not isinstance(plan, dict) or k not in plan]
     if missing:
         raise InputError(f"{path}: not a sweep plan (missing {', '.join(missing)})")
-    if plan["mode"] not in ("weak", "strong"):
+    if plan["mode"] not in MODES:
         raise InputError(f"{path}: mode must be weak or strong, got {plan['mode']!r}")
+
+    def count(v: Any, lo: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+    bad = [
+        key
+        for key, ok in (
+            ("sweep_id", isinstance(plan["sweep_id"], str)),
+            ("created_at", isinstance(plan["created_at"], str)),
+            (
+                "world_sizes",
+                isinstance(plan["world_sizes"], list)
+                and len(plan["world_sizes"]) >= 1
+                and all(count(n, 1) for n in plan["world_sizes"]),
+            ),
+            ("repeats", count(plan["repeats"], 1)),
+            ("per_rank_batch", plan["per_rank_batch"] is None or count(plan["per_rank_batch"], 1)),
+            ("global_batch", plan["global_batch"] is None or count(plan["global_batch"], 1)),
+            (
+                "threads_per_rank",
+                plan["threads_per_rank"] is None or count(plan["threads_per_rank"], 1),
+            ),
+            (
+                "warnings",
+                isinstance(plan["warnings"], list)
+                and all(isinstance(w, str) for w in plan["warnings"]),
+            ),
+        )
+        if not ok
+    ]
+    if bad:
+        raise InputError(f"{path}: not a sweep plan ({', '.join(bad)} has the wrong type)")
     return dict(plan)
 
 

@@ -179,6 +179,7 @@ def _collectives_table(result: dict[str, Any]) -> TextTable:
             "status",
         ],
         numeric={1, 2, 3, 4, 5, 6},
+        wrap={7},  # a status can carry a backend's reason: it wraps, the numbers stay whole
         note=f"{n} ranks, {_text(coll.get('dtype'))}.{calls} {coll.get('rule') or 'time: n/a'}. "
         "algbw = size / time in decimal GB/s (1 GB = 1e9 B); busbw = algbw x "
         f"{_per_op(BUSBW_FACTOR_TEXT)} (nccl-tests doc/PERFORMANCE.md). "

@@ -268,9 +268,10 @@ def scaling_plot(result: dict[str, Any]) -> Plot | None:
     entries.append(("ideal", "#333", "dash"))
     parts.append(svg.legend(frame, entries))
     parts.append("</svg>")
+    formula = scaling.get("formula") or "weak: X_N / (N X_1); strong: t_1 / (N t_N)"
     caption = (
-        "Scaling efficiency in % per world size, from the sweep (weak: X_N / (N X_1); strong: "
-        "t_1 / (N t_N)), derived from throughput or step times measured in this session; "
+        f"Scaling efficiency in % per world size, from the sweep ({formula}), derived from "
+        "throughput or step times measured in this session; "
         "filled points: median over rounds, vertical bars: min-max over rounds"
         + ("; hollow: projected or estimated." if proj else ".")
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import re
@@ -11,6 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from minicluster.report import plots
+from minicluster.report.content import fmt_num
 from minicluster.report.html import MAX_BYTES, render_html
 from minicluster.report.markdown import render_markdown
 from minicluster.report.terminal import print_run_summary
@@ -204,3 +206,17 @@ def test_terminal_caps_rank_rows_keeping_flagged_and_slowest(run_ok: dict[str, A
     out = io.StringIO()
     print_run_summary(result, Console(file=out, width=120))
     assert "84 more ranks not shown" in out.getvalue()
+
+
+def test_a_long_collectives_status_wraps_instead_of_hiding_the_numbers(
+    collectives: dict[str, Any],
+) -> None:
+    result = copy.deepcopy(collectives)
+    row = result["collectives"]["results"][0]
+    row["status"], row["reason"] = "unavailable", "could not allocate the buffers: " + "x" * 300
+    out = io.StringIO()
+    print_run_summary(result, Console(file=out, width=120, color_system=None))
+    text = out.getvalue()
+    # Every other row still shows its op and busbw in full.
+    busbw = fmt_num(result["collectives"]["results"][1]["busbw_gbps"])
+    assert re.search(rf"all_reduce .*{re.escape(busbw)}", text)

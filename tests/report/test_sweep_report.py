@@ -144,3 +144,10 @@ def test_scaling_text_is_escaped_everywhere(sweep_ok: dict[str, Any]) -> None:
     out = io.StringIO()
     print_run_summary(r, Console(file=out, width=200, color_system=None))
     assert "[bold]x[/bold]" in out.getvalue()  # rich markup printed literally
+
+
+def test_scaling_plot_caption_states_the_sweeps_own_formula(sweep_ok: dict[str, Any]) -> None:
+    shifted = copy.deepcopy(sweep_ok)
+    shifted["scaling"]["formula"] = "E = N0 * X_N / (N * X_N0), N0 = 2"
+    plot = plots.scaling_plot(shifted)
+    assert plot is not None and "E = N0 * X_N / (N * X_N0), N0 = 2" in plot.caption

@@ -255,3 +255,22 @@ def test_the_interrupted_run_counts_as_failed_live_and_when_re_aggregated(
     run = json.loads((out / "n2-r2" / "result.json").read_text())
     assert run["status"] == "failed"  # the interrupt is kept in launcher.json, not forgotten
     assert "launcher: interrupted by the user before the ranks finished" in run["errors"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("repeats", "2"), ("world_sizes", "1,2"), ("world_sizes", [0, 2]), ("warnings", None)],
+)
+def test_aggregate_names_a_sweep_plan_field_of_the_wrong_type(
+    tmp_path: Path, field: str, value: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = {
+        "sweep_id": "s", "created_at": "2026-11-23T00:00:00+00:00", "mode": "weak",
+        "world_sizes": [1, 2], "repeats": 1, "per_rank_batch": 8, "global_batch": None,
+        "threads_per_rank": 1, "warnings": [],
+    }  # fmt: skip
+    plan[field] = value
+    (tmp_path / "sweep.json").write_text(json.dumps(plan))
+    assert main(["aggregate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"not a sweep plan ({field} has the wrong type)" in err and "Traceback" not in err

@@ -172,3 +172,12 @@ def test_collectives_command_line_step_factor_sets_the_sizes() -> None:
     args = build_parser().parse_args(["collectives", "--step-factor", "1"])
     with pytest.raises(ConfigError, match="step_factor is 1; must be >= 2"):
         _collectives_config(args)
+
+
+@pytest.mark.parametrize("sizes", ["99999999999999999999999G", "1K:2048G"])
+def test_collectives_sizes_above_one_tib_are_bad_input_not_a_crash(sizes: str) -> None:
+    from minicluster.cli import _collectives_config, build_parser
+
+    args = build_parser().parse_args(["collectives", "--sizes", sizes])
+    with pytest.raises(ConfigError, match="must be <= 1099511627776"):
+        _collectives_config(args)
