@@ -123,7 +123,10 @@ def test_without_a_baseline_nothing_is_invented() -> None:
     p = points(block)
     assert block["baseline"]["value"] is None and block["baseline"]["runs_ok"] == 0
     assert p[2]["efficiency_pct"] is None
-    assert p[2]["reason"] == "no round has an ok run at both world size 1 (the baseline) and 2"
+    assert p[2]["reason"] == (
+        "no round has an ok run with throughput_samples_per_sec at both world size 1 "
+        "(the baseline) and 2"
+    )
     assert p[2]["throughput_samples_per_sec"] == 180.0  # measured values stay
 
 
