@@ -130,6 +130,15 @@ def test_without_a_baseline_nothing_is_invented() -> None:
     assert p[2]["throughput_samples_per_sec"] == 180.0  # measured values stay
 
 
+def test_ok_runs_that_lack_the_metric_say_so() -> None:
+    block = weak([run(1, 100.0), run(2, None)], [1, 2])
+    p = points(block)
+    assert p[2]["efficiency_pct"] is None and p[2]["status"] == "unavailable"
+    assert p[2]["reason"] == (
+        "the ok runs at world size 2 did not measure throughput_samples_per_sec"
+    )
+
+
 def test_repeats_pair_runs_within_a_round_then_take_the_median() -> None:
     # Round 2 ran on a faster host: pairing within rounds cancels that; pooling would not
     # (median X_2 200 / (2 * median X_1 100) would say 100%).
