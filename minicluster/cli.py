@@ -323,10 +323,8 @@ def _launch(args: argparse.Namespace, validating: bool) -> dict[str, Any]:
         every = cfg.run.replica_check_every or 1
         cfg = config_mod.override(cfg, replica_check_every=every, check_ddp_equivalence=True)
     cfg = _with_faults(cfg, args)
-    run_id = _new_run_id()
+    run_id, out_dir = _new_output(args.out)
     default_out = args.out is None
-    out_dir = Path("runs") / run_id if default_out else args.out
-    _ensure_new_run_dir(out_dir)
     resolved = out_dir / "config.json"  # JSON is YAML: the workers load it like any config
     atomic_write_json(resolved, cfg.to_dict())
 
@@ -425,10 +423,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         configs[n] = _sweep_run_config(cfg, n, batch, threads)
         fault_spec.check_against_run(cfg.faults, n, total_steps)
     _check_required(cfg)
-    sweep_id = _new_run_id()
+    sweep_id, out_dir = _new_output(args.out, "sweep")
     default_out = args.out is None
-    out_dir = Path("runs") / sweep_id if default_out else args.out
-    _ensure_new_run_dir(out_dir, "sweep")
     warning = scaling.oversubscription_warning(max(world_sizes), cores, _on_gpu(cfg))
     if warning:
         print(f"minicluster: sweep: warning: {warning}", file=sys.stderr)
@@ -616,10 +612,8 @@ def cmd_collectives(args: argparse.Namespace) -> int:
             f"collectives.root is {section.root}; must be < the number of ranks ({cfg.run.nproc})"
         )
     sizes = section.sizes(on_gpu)
-    run_id = _new_run_id()
+    run_id, out_dir = _new_output(args.out)
     default_out = args.out is None
-    out_dir = Path("runs") / run_id if default_out else args.out
-    _ensure_new_run_dir(out_dir)
     resolved = out_dir / "config.json"  # JSON is YAML: the workers load it like any config
     atomic_write_json(resolved, cfg.to_dict())
 
@@ -979,6 +973,14 @@ def _new_run_id() -> str:
     import uuid
 
     return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
+
+
+def _new_output(out: Path | None, what: str = "run") -> tuple[str, Path]:
+    """A new id and its output directory: `out`, or runs/<id>; checked by _ensure_new_run_dir."""
+    new_id = _new_run_id()
+    out_dir = Path("runs") / new_id if out is None else out
+    _ensure_new_run_dir(out_dir, what)
+    return new_id, out_dir
 
 
 def _ensure_new_run_dir(out_dir: Path, what: str = "run") -> None:
