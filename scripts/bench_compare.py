@@ -75,7 +75,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from minicluster.compare import compare
     from minicluster.compare.data import to_dict
-    from minicluster.importers import load
+    from minicluster.interop import load
     from minicluster.report.comparison import to_markdown
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,10 +27,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from minicluster import config, worker, workloads
-from minicluster.dist import free_port
-from minicluster.telemetry.session import for_rank as telemetry_for_rank
-from minicluster.timing import attach_comm_timer
+from minicluster.core import config
+from minicluster.rank import worker, workloads
+from minicluster.rank.comm_timing import attach_comm_timer
+from minicluster.rank.dist import free_port
+from minicluster.rank.telemetry.session import for_rank as telemetry_for_rank
 
 WARMUP_BLOCKS = 2
 

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from minicluster.worker import RankRecorder
+from minicluster.rank.worker import RankRecorder
 
 TARGET_MS = 0.1
 

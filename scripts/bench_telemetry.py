@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from minicluster.config import MlpConfig
-from minicluster.telemetry.session import for_rank
-from minicluster.workloads import build
+from minicluster.core.config import MlpConfig
+from minicluster.rank.telemetry.session import for_rank
+from minicluster.rank.workloads import build
 
 
 def main() -> int:

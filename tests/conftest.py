@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from minicluster.records import RankRecords
+from minicluster.analysis.records import RankRecords
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from minicluster.compare.engine import Comparison, PairComparison
-from minicluster.importers.record import BenchmarkRecord
+from minicluster.interop.record import BenchmarkRecord
 
 COMPARISON_SCHEMA = "minicluster-compare/1"
 

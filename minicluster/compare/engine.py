@@ -14,9 +14,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from minicluster import metrics_registry
-from minicluster.errors import InputError
-from minicluster.importers.record import BenchmarkRecord
+from minicluster.core import metrics as metrics_registry
+from minicluster.core.errors import InputError
+from minicluster.interop.record import BenchmarkRecord
 
 Verdict = Literal["better", "worse", "no_change", "not_comparable", "missing"]
 VERDICTS: tuple[str, ...] = ("better", "worse", "no_change", "not_comparable", "missing")

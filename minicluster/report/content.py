@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from minicluster.collective_defs import BUSBW_FACTOR_TEXT, COUNT_MEANING, SIZE_MEANING
-from minicluster.units import bytes_to_mib
+from minicluster.core.collective_defs import BUSBW_FACTOR_TEXT, COUNT_MEANING, SIZE_MEANING
+from minicluster.core.units import bytes_to_mib
 
 
 @dataclass
@@ -100,7 +100,7 @@ def _sections(result: dict[str, Any]) -> list[TextTable]:
 
 
 def _scaling_table(result: dict[str, Any]) -> TextTable | None:
-    """One row per world size of a sweep (`result["scaling"]`, built by minicluster.scaling)."""
+    """One row per world size of a sweep (`result["scaling"]`, built by minicluster.analysis.scaling)."""
     s = result.get("scaling")
     if not isinstance(s, dict):
         return None

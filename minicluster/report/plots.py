@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from minicluster import metrics_registry
+from minicluster.core import metrics as metrics_registry
 from minicluster.report import svg
 from minicluster.report.content import fmt_num
 

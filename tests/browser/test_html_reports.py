@@ -142,7 +142,7 @@ def test_comparison_page_loads_and_its_plot_renders(
     browser: Any, a: str, b: str, tmp_path: Path
 ) -> None:
     from minicluster.compare import compare
-    from minicluster.importers import load
+    from minicluster.interop import load
     from minicluster.report.comparison import to_html
 
     comparison = compare([load(FIXTURES / a, None), load(FIXTURES / b, None)], 0, 5.0, 0.05)

@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.multiprocessing as mp  # noqa: E402
 
-from minicluster import config  # noqa: E402
+from minicluster.core import config  # noqa: E402
 
 OPS = ["all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all"]
 
@@ -30,7 +30,7 @@ def _rank_main(rank: int, world: int, port: int, out: str, queue: object) -> Non
         MASTER_PORT=str(port),
         MINICLUSTER_PROGRESS="0",
     )
-    from minicluster import worker
+    from minicluster.rank import worker
 
     cfg = config.from_dict(
         {
@@ -53,9 +53,9 @@ def _rank_main(rank: int, world: int, port: int, out: str, queue: object) -> Non
 
 @pytest.mark.timeout(120)
 def test_three_gloo_ranks_check_and_time_every_op(tmp_path: Path) -> None:
-    from minicluster.coordinator import aggregate, from_gathered
-    from minicluster.dist import free_port
-    from minicluster.schema import validate_result
+    from minicluster.analysis.aggregate import aggregate, from_gathered
+    from minicluster.rank.dist import free_port
+    from minicluster.result.schema import validate_result
 
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.multiprocessing as mp  # noqa: E402
 
-from minicluster import config  # noqa: E402
+from minicluster.core import config  # noqa: E402
 
 
 def _rank_main(rank: int, world: int, port: int, out: str, queue: object, timing: str) -> None:
@@ -24,7 +24,7 @@ def _rank_main(rank: int, world: int, port: int, out: str, queue: object, timing
         MASTER_PORT=str(port),
         MINICLUSTER_PROGRESS="0",
     )
-    from minicluster import worker
+    from minicluster.rank import worker
 
     cfg = config.from_dict(
         {
@@ -49,7 +49,7 @@ def _rank_main(rank: int, world: int, port: int, out: str, queue: object, timing
     ("timing", "method"), [("ddp_stats", "ddp_runtime_stats"), ("hook", "comm_hook_host_clock")]
 )
 def test_two_gloo_ranks_record_every_step(tmp_path: Path, timing: str, method: str) -> None:
-    from minicluster.dist import free_port
+    from minicluster.rank.dist import free_port
 
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()

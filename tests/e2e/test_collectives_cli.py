@@ -30,7 +30,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], text: str) -> 
 @pytest.mark.timeout(150)
 def test_collectives_measures_checks_and_reports_every_op(run_cli: RunCli, tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from minicluster.schema import validate_result
+    from minicluster.result.schema import validate_result
 
     out = tmp_path / "coll"
     md, html = tmp_path / "c.md", tmp_path / "c.html"
@@ -158,7 +158,7 @@ def test_outside_torchrun_runs_a_collectives_config(
 ) -> None:
     """The cluster recipe with a collectives config: rank 0 aggregates in-band."""
     pytest.importorskip("torch")
-    from minicluster.schema import validate_result
+    from minicluster.result.schema import validate_result
 
     cfg = tmp_path / "coll.yaml"
     cfg.write_text(

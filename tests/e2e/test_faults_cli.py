@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from minicluster.schema import validate_result  # noqa: E402
+from minicluster.result.schema import validate_result  # noqa: E402
 
 TIMEOUT_S = 5  # collective timeout for the failing runs: short, but far above a step here
 

@@ -13,7 +13,7 @@ RunCli = Callable[..., "subprocess.CompletedProcess[str]"]  # the run_cli fixtur
 
 pytest.importorskip("torch")
 
-from minicluster.schema import validate_result  # noqa: E402
+from minicluster.result.schema import validate_result  # noqa: E402
 
 
 @pytest.mark.slow

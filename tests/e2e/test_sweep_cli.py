@@ -11,7 +11,7 @@ import pytest
 
 RunCli = Callable[..., "subprocess.CompletedProcess[str]"]  # the run_cli fixture (conftest)
 
-from minicluster.schema import validate_result  # noqa: E402
+from minicluster.result.schema import validate_result  # noqa: E402
 
 
 @pytest.mark.slow

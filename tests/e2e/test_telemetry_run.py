@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from minicluster import telemetry
-from minicluster.schema import validate_result
+from minicluster.rank import telemetry
+from minicluster.result.schema import validate_result
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = """

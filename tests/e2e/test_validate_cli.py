@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from minicluster.schema import validate_result  # noqa: E402
+from minicluster.result.schema import validate_result  # noqa: E402
 
 
 def _validate(

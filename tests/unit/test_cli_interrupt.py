@@ -10,7 +10,7 @@ import pytest
 
 from minicluster.cli import main
 from minicluster.launchers import torchrun
-from minicluster.schema import validate_result
+from minicluster.result.schema import validate_result
 
 RECORDED = Path(__file__).resolve().parents[1] / "golden" / "run_2ranks" / "ranks"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from minicluster import collective_defs as cd
-from minicluster.units import format_size, parse_size
+from minicluster.core import collective_defs as cd
+from minicluster.core.units import format_size, parse_size
 
 
 @pytest.mark.parametrize(

@@ -15,10 +15,10 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.distributed as tdist  # noqa: E402
 
-from minicluster import collectives  # noqa: E402
-from minicluster.collective_defs import OPS, op_size  # noqa: E402
-from minicluster.collectives import OpCase, count_wrong, make_case, sum_prime  # noqa: E402
-from minicluster.config import CollectivesSection  # noqa: E402
+from minicluster.core.collective_defs import OPS, op_size  # noqa: E402
+from minicluster.core.config import CollectivesSection  # noqa: E402
+from minicluster.rank import collectives  # noqa: E402
+from minicluster.rank.collectives import OpCase, count_wrong, make_case, sum_prime  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -156,7 +156,7 @@ def test_misplaced_data_is_wrong_whatever_the_world_size(n: int, dtype: str) -> 
 
 @pytest.fixture
 def one_rank_group(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from minicluster.dist import free_port
+    from minicluster.rank.dist import free_port
 
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(free_port()))

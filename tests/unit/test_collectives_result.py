@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from minicluster import coordinator, metrics_registry
+from minicluster.analysis import aggregate as coordinator
+from minicluster.analysis.collectives import aggregate_collectives
+from minicluster.analysis.records import RankRecords, read_run_dir
 from minicluster.cli import _exit_for
-from minicluster.collectives_result import aggregate_collectives
-from minicluster.errors import InputError
-from minicluster.records import RankRecords, read_run_dir
-from minicluster.schema import validate_result
+from minicluster.core import metrics as metrics_registry
+from minicluster.core.errors import InputError
+from minicluster.result.schema import validate_result
 
 MakeRecords = Callable[..., list[RankRecords]]  # the collective_records fixture (conftest)
 
@@ -206,7 +207,7 @@ def test_the_importer_reads_it_as_a_collectives_record(
     tmp_path: Path, collective_records: MakeRecords
 ) -> None:
     from minicluster.compare import compare
-    from minicluster.importers import load
+    from minicluster.interop import load
 
     path = tmp_path / "result.json"
     path.write_text(json.dumps(aggregate_collectives(collective_records())))

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from minicluster import config
-from minicluster.config import MlpConfig, TransformerConfig
-from minicluster.errors import ConfigError
+from minicluster.core import config
+from minicluster.core.config import MlpConfig, TransformerConfig
+from minicluster.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from minicluster import coordinator
-from minicluster.coordinator import RankRecords
-from minicluster.errors import InputError
-from minicluster.schema import validate_result
+from minicluster.analysis import aggregate as coordinator
+from minicluster.analysis.aggregate import RankRecords
+from minicluster.core.errors import InputError
+from minicluster.result.schema import validate_result
 
 
 def header(rank: int, world: int = 2, **extra: Any) -> dict[str, Any]:

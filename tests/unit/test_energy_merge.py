@@ -1,4 +1,4 @@
-"""Run-level energy metrics from the ranks' telemetry windows (minicluster.energy, no torch)."""
+"""Run-level energy metrics from the ranks' telemetry windows (minicluster.analysis.energy, no torch)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from minicluster import energy
+from minicluster.analysis import energy
 
 WINDOW = {"t_begin_unix_s": 0.0, "t_end_unix_s": 2.0, "duration_s": 2.0, "measured_steps": 10}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from minicluster.coordinator import RankRecords
-from minicluster.fault_detect import detect, validation_section
+from minicluster.analysis.aggregate import RankRecords
+from minicluster.analysis.fault_detect import detect, validation_section
 
 
 def _rec(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from minicluster import config, fault_spec
-from minicluster.errors import ConfigError
-from minicluster.fault_spec import FaultSpec
+from minicluster.core import config, fault_spec
+from minicluster.core.errors import ConfigError
+from minicluster.core.fault_spec import FaultSpec
 
 
 def test_parse_each_kind() -> None:

@@ -10,8 +10,8 @@ import json
 import os
 from pathlib import Path
 
-from minicluster import coordinator
-from minicluster.schema import SCHEMA_VERSION, validate_result
+from minicluster.analysis import aggregate as coordinator
+from minicluster.result.schema import SCHEMA_VERSION, validate_result
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 

@@ -11,26 +11,26 @@ PKG = Path(__file__).resolve().parents[2] / "minicluster"
 
 # Modules (or packages) that must import with torch absent.
 ANALYSIS = [
-    "minicluster.errors",
-    "minicluster.log",
-    "minicluster.units",
-    "minicluster.schema",
-    "minicluster.metrics_registry",
-    "minicluster.config",
-    "minicluster.collective_defs",
-    "minicluster.fault_spec",
-    "minicluster.fault_detect",
-    "minicluster.coordinator",
-    "minicluster.collectives_result",
+    "minicluster.core.errors",
+    "minicluster.core.log",
+    "minicluster.core.units",
+    "minicluster.result.schema",
+    "minicluster.core.metrics",
+    "minicluster.core.config",
+    "minicluster.core.collective_defs",
+    "minicluster.core.fault_spec",
+    "minicluster.analysis.fault_detect",
+    "minicluster.analysis.aggregate",
+    "minicluster.analysis.collectives",
     "minicluster.report",
     "minicluster.report.terminal",
     "minicluster.cli",
 ]
 OPTIONAL_ANALYSIS = [
-    "minicluster.scaling",
+    "minicluster.analysis.scaling",
     "minicluster.compare",
-    "minicluster.importers",
-    "minicluster.exporters",
+    "minicluster.interop",
+    "minicluster.interop.export",
 ]
 
 _BLOCKER = """
@@ -103,12 +103,12 @@ def test_ray_is_imported_only_by_the_ray_launcher() -> None:
 
 
 def test_worker_never_imports_the_analysis_side() -> None:
-    tree = ast.parse((PKG / "worker.py").read_text())
+    tree = ast.parse((PKG / "rank" / "worker.py").read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module)
             imported.update(f"{node.module}.{a.name}" for a in node.names)
     assert not any(
-        m.startswith(("minicluster.coordinator", "minicluster.compare")) for m in imported
+        m.startswith(("minicluster.analysis.aggregate", "minicluster.compare")) for m in imported
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicluster.records import RankRecords, to_columns
+from minicluster.analysis.records import RankRecords, to_columns
 
 BIG = 2**60 + 1  # float64 cannot tell this from 2**60
 

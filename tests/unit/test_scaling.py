@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from minicluster import scaling
-from minicluster.errors import InputError
-from minicluster.scaling import PlannedRun, RunOutcome
-from minicluster.schema import validate_result
+from minicluster.analysis import scaling
+from minicluster.analysis.scaling import PlannedRun, RunOutcome
+from minicluster.core.errors import InputError
+from minicluster.result.schema import validate_result
 
 REAL_RUN = Path(__file__).resolve().parents[1] / "golden" / "reports" / "run_ok.result.json"
 

@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from minicluster.timing import HostClockCommTimer, union_ms  # noqa: E402
+from minicluster.rank.comm_timing import HostClockCommTimer, union_ms  # noqa: E402
 
 
 def test_union_merges_overlapping_spans() -> None:

@@ -8,8 +8,8 @@ import pytest
 
 from minicluster.compare import compare
 from minicluster.compare.engine import Row
-from minicluster.errors import InputError
-from minicluster.importers.record import BenchmarkRecord, registry_metric
+from minicluster.core.errors import InputError
+from minicluster.interop.record import BenchmarkRecord, registry_metric
 from minicluster.report.comparison import to_markdown
 
 

@@ -12,19 +12,18 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[3] / "minicluster"
 ANALYSIS = [
-    *sorted((PKG / "importers").glob("*.py")),
+    *sorted((PKG / "interop").glob("*.py")),
     *sorted((PKG / "compare").glob("*.py")),
-    *sorted((PKG / "exporters").glob("*.py")),
     PKG / "report" / "comparison.py",
 ]
 # Rank-local and launcher modules: importing them would pull torch in.
 FORBIDDEN = (
     "torch",
-    "minicluster.worker",
-    "minicluster.dist",
-    "minicluster.timing",
-    "minicluster.workloads",
-    "minicluster.telemetry",
+    "minicluster.rank.worker",
+    "minicluster.rank.dist",
+    "minicluster.rank.comm_timing",
+    "minicluster.rank.workloads",
+    "minicluster.rank.telemetry",
     "minicluster.launchers",
     "ray",
 )

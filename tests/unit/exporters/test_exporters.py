@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from minicluster.errors import InputError
-from minicluster.exporters import export
-from minicluster.importers import load
-from minicluster.importers.trackiq import REQUIRED_NUMBER_METRICS, validate
+from minicluster.core.errors import InputError
+from minicluster.interop import load
+from minicluster.interop.export import export
+from minicluster.interop.trackiq import REQUIRED_NUMBER_METRICS, validate
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "compare"
 

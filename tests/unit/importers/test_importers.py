@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from minicluster.errors import InputError
-from minicluster.importers import load
-from minicluster.importers.detect import sniff
+from minicluster.core.errors import InputError
+from minicluster.interop import load
+from minicluster.interop.detect import sniff
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "compare"
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from minicluster.errors import InputError
-from minicluster.exporters.trackiq import to_trackiq
-from minicluster.importers import load
+from minicluster.core.errors import InputError
+from minicluster.interop import load
+from minicluster.interop.trackiq_export import to_trackiq
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "compare"
 WRONG: list[Any] = [None, "x", -1, [], {}, 1e308]

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from minicluster import cli, config, telemetry
-from minicluster.errors import ConfigError
-from minicluster.telemetry import SourceStatus
+from minicluster import cli
+from minicluster.core import config
+from minicluster.core.errors import ConfigError
+from minicluster.rank import telemetry
+from minicluster.rank.telemetry import SourceStatus
 
 NO_RAPL = SourceStatus("rapl", False, "no RAPL zones under /x")
 NO_NVML = SourceStatus("nvml", False, "nvidia-ml-py not installed")

@@ -15,9 +15,9 @@ REPO = Path(__file__).resolve().parents[3]
 @pytest.mark.parametrize(
     "module",
     [
-        "minicluster.energy",
-        "minicluster.coordinator",
-        "minicluster.telemetry.session",
+        "minicluster.analysis.energy",
+        "minicluster.analysis.aggregate",
+        "minicluster.rank.telemetry.session",
         "minicluster.cli",
     ],
 )

@@ -11,7 +11,7 @@ import pytest
 
 pynvml = pytest.importorskip("pynvml")
 
-from minicluster.telemetry.nvml import INSTALL_HINT, NvmlMeter  # noqa: E402
+from minicluster.rank.telemetry.nvml import INSTALL_HINT, NvmlMeter  # noqa: E402
 
 FUNCS = (
     "nvmlInit",

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from minicluster.telemetry.sampler import Sampler
-from minicluster.telemetry.session import for_rank
+from minicluster.rank.telemetry.sampler import Sampler
+from minicluster.rank.telemetry.session import for_rank
 
 
 class CountingMeter:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from minicluster.telemetry import probe_rapl, probe_thermal
-from minicluster.telemetry.rapl import RaplMeter
-from minicluster.telemetry.reading import read_text
-from minicluster.telemetry.thermal import ThermalMeter
+from minicluster.rank.telemetry import probe_rapl, probe_thermal
+from minicluster.rank.telemetry.rapl import RaplMeter
+from minicluster.rank.telemetry.reading import read_text
+from minicluster.rank.telemetry.thermal import ThermalMeter
 
 T0 = 1_700_000_000.0
 MAX_UJ = 262_143_328_850

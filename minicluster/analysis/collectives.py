@@ -1,0 +1,282 @@
+"""Merge the ranks' collective benchmark records into one `minicluster/1` result. Never imports torch.
+
+Each rank wrote one record per (op, size) with its own mean time, the max of that mean across
+ranks and the wrong elements in its own output; here they become one row per (op, size):
+time = that max, algbw and busbw derived from it (nccl-tests conventions, `collective_defs`),
+wrong = the sum over ranks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minicluster import __version__
+from minicluster.analysis import energy
+from minicluster.analysis.aggregate import _memory_metrics, _now, _platform
+from minicluster.analysis.records import RankRecords
+from minicluster.core import metrics as metrics_registry
+from minicluster.core.collective_defs import (
+    DTYPE_BYTES,
+    FORMULAS,
+    OPS,
+    TIME_RULE,
+    algbw_gbps,
+    busbw_factor,
+)
+from minicluster.core.errors import InputError
+from minicluster.core.units import format_size
+from minicluster.result.schema import SCHEMA_VERSION, MetricValue, metric, unavailable
+
+NO_STEPS = "a collectives run has no training steps"
+NOT_SAMPLED = "not sampled: this result predates telemetry in collectives runs"
+# Power and temperature are taken over the whole benchmark; these need training steps.
+_PER_STEP_METRICS = ("energy_per_step_joules", "energy_per_sample_joules", "performance_per_watt")
+
+
+def aggregate_collectives(
+    records: list[RankRecords],
+    launcher_error: str | None = None,
+    aggregated_at: str | None = None,
+    exit_codes: dict[int, int] | None = None,
+) -> dict[str, Any]:
+    """The canonical result of a collectives run (`aggregated_at` fixed for golden tests)."""
+    headers = [r.header for r in records if r.header is not None]
+    if not headers:
+        raise InputError("no rank wrote a header record: nothing to aggregate")
+    head0 = next((h for h in headers if h["rank"] == 0), headers[0])
+    cfg = head0.get("config", {})
+    section = cfg.get("collectives") or {}
+    world_size = max(h["world_size"] for h in headers)
+    by_rank = {r.rank: r for r in records}
+
+    errors: list[str] = [w for r in records for w in r.warnings]
+    failed_ranks = _failed_ranks(by_rank, world_size, exit_codes or {}, errors)
+    if launcher_error:
+        errors.append(f"launcher: {launcher_error}")
+    rows = merge_rows(records, world_size)
+    for row in rows:
+        if row["wrong"]:
+            ranks = ", ".join(str(r) for r in row["wrong_ranks"])
+            errors.append(
+                f"{row['op']} at {row['size_bytes']} B: {row['wrong']} wrong elements "
+                f"(rank {ranks})"
+            )
+    wrong_total = sum(r["wrong"] or 0 for r in rows)
+    dtype = section.get("dtype", "float32")
+    hosts = sorted({h["hostname"] for h in headers})
+    pairs = [(r.header, r.summary) for _, r in sorted(by_rank.items()) if r.header and r.summary]
+    # Results of runs from before telemetry was sampled here have no window in the summaries.
+    sources = energy.collect_sources([p for p in pairs if p[1].get("telemetry")])
+    metrics = _metrics(rows, by_rank, headers, world_size, sources)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": head0["run_id"],
+        "created_at": head0.get("created_at") or _now(),
+        "aggregated_at": aggregated_at or _now(),
+        "status": "failed" if failed_ranks or launcher_error else "ok",
+        "tool": {"name": "minicluster", "version": __version__},
+        "launcher": head0.get("launcher", "outside"),
+        "backend": head0.get("backend"),
+        "world_size": world_size,
+        "nodes": len(hosts),
+        "config": cfg,
+        "platform": _platform(headers),
+        "workload": {
+            "name": "collectives",
+            "workload_type": "collectives",
+            "per_rank_batch": None,
+            "global_batch": None,
+            "seq_len": None,
+            "params": None,
+        },
+        "metrics": {name: mv.to_dict() for name, mv in metrics.items()},
+        "ranks": [
+            _rank_entry(rank, by_rank.get(rank), rank in failed_ranks) for rank in range(world_size)
+        ],
+        "stragglers": [],
+        "failed_ranks": failed_ranks,
+        "steps": None,
+        "scaling": None,
+        "collectives": {
+            "rule": TIME_RULE,
+            "formulas": FORMULAS,
+            "dtype": dtype,
+            "element_bytes": DTYPE_BYTES.get(dtype),
+            "size_multiple_bytes": world_size * DTYPE_BYTES.get(dtype, 1),
+            "iters": section.get("iters"),
+            "warmup_iters": section.get("warmup_iters"),
+            "world_size": world_size,
+            "root": section.get("root"),
+            "ops": section.get("ops"),
+            "wrong_total": wrong_total,
+            "results": rows,
+        },
+        "faults": {"injected": [], "detected": []},
+        "validation": None,
+        "errors": errors,
+        "telemetry": energy.telemetry_section(sources, metrics) if sources else None,
+    }
+
+
+def merge_rows(records: list[RankRecords], world_size: int) -> list[dict[str, Any]]:
+    """One row per (op, nominal size) over every rank's records, in op order then size order."""
+    lines: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
+    for rec in records:
+        for line in rec.collectives:
+            lines.setdefault((line["op"], line["nominal_bytes"]), {})[rec.rank] = line
+    order = {op: i for i, op in enumerate(OPS)}
+    rows = []
+    for key in sorted(lines, key=lambda k: (order.get(k[0], len(order)), k[1])):
+        rows.append(_row(key[0], lines[key], world_size))
+    return rows
+
+
+def _row(op: str, per_rank: dict[int, dict[str, Any]], world_size: int) -> dict[str, Any]:
+    first = per_rank[min(per_rank)]
+    row: dict[str, Any] = {
+        "op": op,
+        "size_bytes": first["size_bytes"],
+        "nominal_bytes": first["nominal_bytes"],
+        "count": first["count"],
+        "time_us": None,
+        "algbw_gbps": None,
+        "busbw_gbps": None,
+        "wrong": None,
+        "wrong_ranks": [],
+        "status": "unavailable",
+        "reason": first.get("reason"),
+        "ranks_reported": len(per_rank),
+    }
+    measured = [ln for ln in per_rank.values() if ln.get("status") == "measured"]
+    if not measured:
+        return row
+    # Every rank recorded the same all_reduce MAX; the max over them also covers a lost file.
+    time_us = max(float(ln["time_us_max"]) for ln in measured)
+    checked = {r: ln["wrong"] for r, ln in per_rank.items() if ln.get("wrong") is not None}
+    reasons = sorted({ln["check_reason"] for ln in measured if ln.get("check_reason")})
+    algbw = algbw_gbps(row["size_bytes"], time_us)
+    row.update(
+        time_us=time_us,
+        algbw_gbps=algbw,
+        busbw_gbps=algbw * busbw_factor(op, world_size),
+        wrong=sum(checked.values()) if checked else None,
+        wrong_ranks=sorted(r for r, w in checked.items() if w),
+        status="measured",
+        reason="; ".join(reasons) or None,
+    )
+    if len(per_rank) < world_size:
+        missing = world_size - len(per_rank)
+        row["reason"] = "; ".join(
+            filter(None, [row["reason"], f"{missing} rank(s) left no record: #wrong is partial"])
+        )
+    return row
+
+
+def _failed_ranks(
+    by_rank: dict[int, RankRecords],
+    world_size: int,
+    exit_codes: dict[int, int],
+    errors: list[str],
+) -> list[int]:
+    failed = []
+    for rank in range(world_size):
+        rec = by_rank.get(rank)
+        code = f" (exit code {exit_codes[rank]})" if rank in exit_codes else ""
+        if rec is None or rec.header is None:
+            failed.append(rank)
+            errors.append(f"rank {rank}: no records (never started or its files are missing){code}")
+        elif rec.summary is None:
+            failed.append(rank)
+            errors.append(f"rank {rank}: no summary; the process died after {_last(rec)}{code}")
+        elif rec.summary.get("status") != "ok":
+            failed.append(rank)
+            errors.append(
+                f"rank {rank}: failed after {_last(rec)}: {rec.summary.get('error')}{code}"
+            )
+    return failed
+
+
+def _last(rec: RankRecords) -> str:
+    if not rec.collectives:
+        return "no (op, size) record"
+    last = rec.collectives[-1]
+    return f"{last['op']} at {last['size_bytes']} B ({len(rec.collectives)} records)"
+
+
+def _rank_entry(rank: int, rec: RankRecords | None, failed: bool) -> dict[str, Any]:
+    header = rec.header if rec else None
+    summary = rec.summary if rec else None
+    status = "missing" if header is None else ("failed" if failed else "ok")
+    return {
+        "rank": rank,
+        "hostname": header["hostname"] if header else None,
+        "local_rank": header["local_rank"] if header else None,
+        "device": header["device"] if header else None,
+        "status": status,
+        "steps_recorded": 0,
+        "measured_steps": 0,
+        "last_step": None,
+        "collectives_recorded": len(rec.collectives) if rec else 0,
+        "memory": summary.get("memory") if summary else None,
+        "error": summary.get("error") if summary else None,
+    }
+
+
+def _telemetry_metrics(sources: list[dict[str, Any]]) -> dict[str, MetricValue]:
+    """Power and temperature over the benchmark window; per-step energy has no steps here."""
+    if not sources:
+        names = ("power_consumption_watts", "temperature_celsius", *_PER_STEP_METRICS)
+        return {name: unavailable(name, NOT_SAMPLED) for name in names}
+    m = energy.energy_metrics(sources, None, 1)
+    power = m["power_consumption_watts"]
+    if power.value is not None:
+        power = metric(
+            "power_consumption_watts",
+            power.value,
+            power.status,
+            f"over the whole benchmark window (every op and size): {power.method}",
+        )
+    m["power_consumption_watts"] = power
+    for name in _PER_STEP_METRICS:
+        m[name] = unavailable(name, NO_STEPS)
+    return m
+
+
+def _metrics(
+    rows: list[dict[str, Any]],
+    by_rank: dict[int, RankRecords],
+    headers: list[dict[str, Any]],
+    world_size: int,
+    sources: list[dict[str, Any]],
+) -> dict[str, MetricValue]:
+    """Every registry metric a training result has, in registry order; most have no value here."""
+    m: dict[str, MetricValue] = {}
+    reduce_rows = [r for r in rows if r["op"] == "all_reduce" and r["status"] == "measured"]
+    if world_size < 2:
+        m["busbw_gbps"] = unavailable("busbw_gbps", "one rank: no inter-rank communication")
+    elif not reduce_rows:
+        m["busbw_gbps"] = unavailable("busbw_gbps", "all_reduce was not measured in this run")
+    else:
+        peak = max(reduce_rows, key=lambda r: r["busbw_gbps"])
+        m["busbw_gbps"] = metric(
+            "busbw_gbps",
+            peak["busbw_gbps"],
+            "derived",
+            f"peak all_reduce busbw over sizes, at {format_size(peak['size_bytes'])} "
+            f"({peak['size_bytes']} B): algbw x 2(n-1)/n (nccl-tests); {TIME_RULE}",
+        )
+    if reduce_rows:
+        last = max(reduce_rows, key=lambda r: r["size_bytes"])
+        m["allreduce_ms"] = metric(
+            "allreduce_ms",
+            last["time_us"] / 1000.0,
+            "measured",
+            f"one all_reduce of {format_size(last['size_bytes'])} ({last['size_bytes']} B), "
+            f"the largest size: {TIME_RULE} (not a training step's gradient all-reduce)",
+        )
+    else:
+        m["allreduce_ms"] = unavailable("allreduce_ms", "all_reduce was not measured in this run")
+    m.update(_memory_metrics(headers, by_rank))
+    m.update(_telemetry_metrics(sources))
+    order = [x.name for x in metrics_registry.for_workload("training")]
+    return {k: m.get(k) or unavailable(k, NO_STEPS) for k in order}

@@ -1,0 +1,256 @@
+"""Per-rank records (header, step columns, summary) and reading them back from `DIR/ranks/`.
+
+A collectives run's ranks write one `collective` record per (op, size) instead of steps; they
+are kept as a list of dicts (`RankRecords.collectives`).
+
+Steps are held as columns (one numpy array per field) so a 1,024-rank x 1,000-step run fits in
+little memory; `RankRecords.steps` gives them back as a list of dicts for small uses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minicluster.core.errors import InputError
+
+try:
+    from orjson import loads as _loads
+except ImportError:  # orjson is a dependency; plain json is the slower fallback
+    _loads = json.loads  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+RANKS_DIR = "ranks"  # mirrors worker.RANKS_DIR; the worker's layer may not be imported here
+PARALLEL_MIN_FILES = 32
+FLOAT_EXACT_MAX = (
+    2**53
+)  # integers at or above this lose precision in float64  # below this, a process pool costs more than it saves
+
+
+class RankRecords:
+    """What one rank left behind. `header`/`summary` are None when the rank never wrote them."""
+
+    def __init__(
+        self,
+        rank: int,
+        header: dict[str, Any] | None = None,
+        steps: Iterable[dict[str, Any]] | None = None,
+        summary: dict[str, Any] | None = None,
+        warnings: list[str] | None = None,
+        columns: dict[str, np.ndarray] | None = None,
+        collectives: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.rank = rank
+        self.header = header
+        self.summary = summary
+        self.collectives = collectives if collectives is not None else []
+        self.warnings = warnings if warnings is not None else []
+        self._columns = columns if columns is not None else to_columns(steps or [])
+
+    @property
+    def columns(self) -> dict[str, np.ndarray]:
+        """Step fields as arrays (numbers as float64 with NaN for missing, `step` as int64)."""
+        return self._columns
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """The step records as dicts (made on each call: use `columns` on hot paths)."""
+        cols = self._columns
+        keys = list(cols)
+        n = self.n_steps
+        lists = {k: cols[k].tolist() for k in keys}
+        return [{"type": "step", **{k: lists[k][i] for k in keys}} for i in range(n)]
+
+    @steps.setter
+    def steps(self, steps: Iterable[dict[str, Any]]) -> None:
+        self._columns = to_columns(steps)
+
+    @property
+    def n_steps(self) -> int:
+        step = self._columns.get("step")
+        return 0 if step is None else int(step.size)
+
+    @property
+    def last_step(self) -> int | None:
+        step = self._columns.get("step")
+        return int(step[-1]) if step is not None and step.size else None
+
+
+def to_columns(steps: Iterable[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Step dicts -> one array per field, in first-seen field order."""
+    rows = [s for s in steps if s.get("type", "step") == "step"]
+    shapes = set(map(tuple, rows))
+    if len(shapes) == 1:
+        fast = _numeric_columns(rows, next(iter(shapes)))
+        if fast is not None:
+            return fast
+    keys: dict[str, None] = {}
+    for shape in sorted(shapes, key=lambda t: -len(t)):
+        keys.update(dict.fromkeys(shape))
+    keys.pop("type", None)
+    return {k: _column(k, [s.get(k) for s in rows]) for k in keys}
+
+
+def _numeric_columns(
+    rows: list[dict[str, Any]], keys: tuple[str, ...]
+) -> dict[str, np.ndarray] | None:
+    """All rows share `keys` and hold only numbers and bools: one C-level conversion."""
+    keys = tuple(k for k in keys if k != "type")
+    first = rows[0]
+    if not all(isinstance(first[k], (int, float)) for k in keys):
+        return None
+    try:
+        matrix = np.array(list(map(itemgetter(*keys), rows)), dtype=float).reshape(len(rows), -1)
+    except (TypeError, ValueError):  # a string or nested value somewhere: take the slow path
+        return None
+    cols: dict[str, np.ndarray] = {}
+    for j, k in enumerate(keys):
+        col = matrix[:, j]
+        if isinstance(first[k], bool):
+            cols[k] = col.astype(bool)
+        elif k == "step":
+            cols[k] = col.astype(np.int64)
+        elif isinstance(first[k], int) and np.nanmax(np.abs(col), initial=0.0) >= FLOAT_EXACT_MAX:
+            cols[k] = _exact_ints([r[k] for r in rows])
+        else:
+            cols[k] = col
+    return cols
+
+
+def _exact_ints(values: list[Any]) -> np.ndarray:
+    """Integers too large for float64 to hold exactly (e.g. replica checksums), kept exact."""
+    try:
+        return np.array(values, dtype=np.int64)
+    except (OverflowError, TypeError):  # beyond int64, or None among them
+        return np.array(values, dtype=object)
+
+
+def _column(key: str, values: list[Any]) -> np.ndarray:
+    if all(isinstance(v, bool) for v in values):
+        return np.array(values, dtype=bool)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in values):
+        if any(isinstance(v, int) and abs(v) >= FLOAT_EXACT_MAX for v in values):
+            return _exact_ints(values)
+        arr = np.array([np.nan if v is None else v for v in values], dtype=float)
+        if key == "step":
+            return arr.astype(np.int64)
+        return arr
+    return np.array(values, dtype=object)
+
+
+def from_gathered(gathered: list[dict[str, Any]]) -> list[RankRecords]:
+    """Records gathered in-band on rank 0 (worker.run's return value)."""
+    return [
+        RankRecords(
+            g["header"]["rank"],
+            header=g["header"],
+            steps=g["steps"],
+            summary=g["summary"],
+            collectives=g.get("collectives"),
+        )
+        for g in gathered
+    ]
+
+
+def read_run_dir(out_dir: Path, workers: int | None = None) -> list[RankRecords]:
+    """Read every rank's JSONL and summary under `out_dir/ranks/`; a truncated last line is skipped.
+
+    Many files are parsed by a pool of processes (one per core unless `workers` says otherwise).
+    """
+    ranks_dir = out_dir / RANKS_DIR
+    if not ranks_dir.is_dir():
+        raise InputError(f"{out_dir} holds no rank records (no {RANKS_DIR}/ folder)")
+    jobs = []
+    for path in sorted(ranks_dir.glob("rank_*.jsonl")):
+        rank = _rank_from_name(path.name)
+        if rank is not None:
+            jobs.append((path, rank))
+    if not jobs:
+        raise InputError(f"{ranks_dir} holds no rank_NNNNN.jsonl files")
+    workers = workers or os.cpu_count() or 1
+    if workers > 1 and len(jobs) >= PARALLEL_MIN_FILES:
+        # fork: the analysis process holds no threads or torch state, and fork starts fast
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+            chunk = max(1, len(jobs) // (workers * 4))
+            parsed = list(pool.map(_read_rank_files, jobs, chunksize=chunk))
+    else:
+        parsed = [_read_rank_files(job) for job in jobs]
+    have = {rec.rank for rec in parsed}
+    for path in sorted(ranks_dir.glob("rank_*.summary.json")):
+        rank = _rank_from_name(path.name)
+        if rank is not None and rank not in have:  # failed before its first record
+            parsed.append(RankRecords(rank, summary=_read_summary(path, rank, [])))
+    for rec in parsed:
+        for w in rec.warnings:
+            log.warning("%s", w)
+    return sorted(parsed, key=lambda r: r.rank)
+
+
+def _rank_from_name(name: str) -> int | None:
+    stem = name.split(".", 1)[0]  # rank_00003
+    try:
+        return int(stem.removeprefix("rank_"))
+    except ValueError:
+        return None
+
+
+def _read_rank_files(job: tuple[Path, int]) -> RankRecords:
+    path, rank = job
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e}") from None
+    lines = data.split(b"\n")
+    last = len(lines) - 1
+    header = None
+    steps = []
+    collectives = []
+    warnings = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            obj = _loads(line)
+        except ValueError:
+            where = "truncated last line" if i >= last - 1 else f"malformed line {i + 1}"
+            warnings.append(f"{path.name}: {where} skipped")
+            continue
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        if kind == "step":
+            steps.append(obj)
+        elif kind == "collective":
+            collectives.append(obj)
+        elif kind == "header":
+            header = obj
+        elif kind == "comm_timing" and header is not None:
+            header["comm_timing"] = {k: v for k, v in obj.items() if k != "type"}
+    summary = _read_summary(path.with_name(f"rank_{rank:05d}.summary.json"), rank, warnings)
+    return RankRecords(
+        rank,
+        header=header,
+        steps=steps,
+        summary=summary,
+        warnings=warnings,
+        collectives=collectives,
+    )
+
+
+def _read_summary(path: Path, rank: int, warnings: list[str]) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return summary
+    except (OSError, ValueError) as e:
+        warnings.append(f"rank {rank}: summary unreadable ({e}); treated as missing")
+        return None

@@ -1,0 +1,356 @@
+"""YAML config -> typed dataclasses; unknown keys, wrong types and out-of-range values raise ConfigError."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from minicluster.core import collective_defs
+from minicluster.core.errors import ConfigError
+from minicluster.core.fault_spec import FaultSpec
+from minicluster.core.fault_spec import from_mapping as fault_from_mapping
+from minicluster.core.units import format_size, parse_size
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {"min": lo, "max": hi}
+
+
+@dataclass(frozen=True)
+class MlpConfig:
+    """A multi-layer perceptron classifier on synthetic Gaussian inputs."""
+
+    name: Literal["mlp"] = "mlp"
+    per_rank_batch: int = field(default=64, metadata=_range(1))
+    input_dim: int = field(default=512, metadata=_range(1))
+    hidden_dim: int = field(default=1024, metadata=_range(1))
+    num_layers: int = field(default=3, metadata=_range(1, 64))
+    num_classes: int = field(default=10, metadata=_range(2))
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """A small GPT-style causal language model on synthetic tokens."""
+
+    name: Literal["transformer"] = "transformer"
+    per_rank_batch: int = field(default=8, metadata=_range(1))
+    seq_len: int = field(default=64, metadata=_range(2))
+    vocab_size: int = field(default=1024, metadata=_range(2))
+    d_model: int = field(default=128, metadata=_range(8))
+    n_layers: int = field(default=2, metadata=_range(1, 64))
+    n_heads: int = field(default=4, metadata=_range(1))
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ConfigError(
+                f"workload.d_model ({self.d_model}) must be divisible by "
+                f"workload.n_heads ({self.n_heads})"
+            )
+
+
+WorkloadConfig = MlpConfig | TransformerConfig
+WORKLOADS: dict[str, type[MlpConfig] | type[TransformerConfig]] = {
+    "mlp": MlpConfig,
+    "transformer": TransformerConfig,
+}
+
+
+@dataclass(frozen=True)
+class StepsConfig:
+    warmup: int = field(default=5, metadata=_range(0))
+    measured: int = field(default=50, metadata=_range(1))
+
+
+@dataclass(frozen=True)
+class RunSection:
+    nproc: int = field(default=2, metadata=_range(1, 4096))
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+    collective_timeout_s: float = field(default=300.0, metadata=_range(1))
+    # 0 means cores / local ranks, at least 1.
+    threads_per_rank: int = field(default=0, metadata=_range(0, 1024))
+    # A rank whose median compute time exceeds the other ranks' median by this much is named.
+    straggler_threshold_pct: float = field(default=20.0, metadata=_range(0))
+    # ... and by at least this many ms: sub-ms compute differs by 2x from scheduling noise alone
+    # on a shared host (measured: 0.75 vs 1.5 ms medians in a clean 2-rank CPU run).
+    straggler_min_excess_ms: float = field(default=2.0, metadata=_range(0))
+    bucket_cap_mb: float = field(default=25.0, metadata=_range(0.01))
+    # How all-reduce time is taken: DDP's C++ runtime stats (cheapest) or a Python comm hook
+    # (per-bucket spans; host clock on gloo, CUDA events on NCCL). See README "Timing methods".
+    comm_timing: Literal["ddp_stats", "hook"] = "ddp_stats"
+    # Checksum parameters, optimizer state and gradients every N steps (replica check); 0: off.
+    # `validate` and an injected corrupt_grad turn it on (1) when it is off.
+    replica_check_every: int = field(default=0, metadata=_range(0))
+    # Rank 0 re-trains a single-process copy on the global batch and compares (`validate`).
+    check_ddp_equivalence: bool = False
+
+
+REQUIRABLE_MEASUREMENTS = ("energy", "temperature")
+
+
+@dataclass(frozen=True)
+class TelemetrySection:
+    """Background sampler interval and measurements whose absence fails the run up front."""
+
+    sample_interval_ms: int = field(default=100, metadata=_range(10, 60_000))
+    require: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.require, (list, tuple)):
+            raise ConfigError(f"telemetry.require must be a list, got {self.require!r}")
+        for what in self.require:
+            if what not in REQUIRABLE_MEASUREMENTS:
+                raise ConfigError(
+                    f"telemetry.require has {what!r}; allowed: {', '.join(REQUIRABLE_MEASUREMENTS)}"
+                )
+        object.__setattr__(self, "require", list(self.require))
+
+
+MAX_MESSAGE_BYTES = 2**40  # 1 TiB: beyond any device's memory, and its count fits int64
+
+
+def _size(lo: int) -> dict[str, Any]:
+    """Metadata of a byte-size field: an int, or text such as `64M` (K = 1024), up to 1 TiB."""
+    return {**_range(lo, MAX_MESSAGE_BYTES), "size": True}
+
+
+@dataclass(frozen=True)
+class CollectivesSection:
+    """The collective micro-benchmark (`job: collectives`): ops, message sizes, iterations."""
+
+    ops: list[str] = field(default_factory=lambda: list(collective_defs.OPS))
+    min_bytes: int = field(default=collective_defs.DEFAULT_MIN_BYTES, metadata=_size(1))
+    # None: chosen by device, 256M on a GPU and less on CPU (collective_defs.default_max_bytes).
+    max_bytes: int | None = field(default=None, metadata=_size(1))
+    step_factor: int = field(default=2, metadata=_range(2, 1024))
+    iters: int = field(default=20, metadata=_range(1))
+    warmup_iters: int = field(default=5, metadata=_range(0))
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    root: int = field(default=0, metadata=_range(0))  # of broadcast; must be < world size
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ops, (list, tuple)) or not self.ops:
+            raise ConfigError(f"collectives.ops must be a non-empty list, got {self.ops!r}")
+        for op in self.ops:
+            if op not in collective_defs.OPS:
+                raise ConfigError(
+                    f"collectives.ops has {op!r}; allowed: {', '.join(collective_defs.OPS)}"
+                )
+        if len(set(self.ops)) != len(self.ops):
+            raise ConfigError(f"collectives.ops lists an op twice: {', '.join(self.ops)}")
+        if self.max_bytes is not None and self.max_bytes < self.min_bytes:
+            raise ConfigError(
+                f"collectives.max_bytes ({format_size(self.max_bytes)}) is below "
+                f"collectives.min_bytes ({format_size(self.min_bytes)})"
+            )
+        object.__setattr__(self, "ops", list(self.ops))
+
+    def max_bytes_for(self, on_gpu: bool) -> int:
+        if self.max_bytes is not None:
+            return self.max_bytes
+        return max(self.min_bytes, collective_defs.default_max_bytes(on_gpu))
+
+    def sizes(self, on_gpu: bool) -> list[int]:
+        """The nominal message sizes in bytes, min to max by step_factor."""
+        return collective_defs.nominal_sizes(
+            self.min_bytes, self.max_bytes_for(on_gpu), self.step_factor
+        )
+
+
+JOBS = ("train", "collectives")
+# Top-level keys of a collectives config; training sections would be silently unused there.
+_COLLECTIVES_KEYS = ("name", "job", "run", "collectives")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "default"
+    # train: DDP training steps (workload, steps, telemetry, faults); collectives: the collective
+    # micro-benchmark (collectives section). Both use the run section.
+    job: Literal["train", "collectives"] = "train"
+    workload: WorkloadConfig = field(default_factory=MlpConfig)
+    steps: StepsConfig = field(default_factory=StepsConfig)
+    run: RunSection = field(default_factory=RunSection)
+    telemetry: TelemetrySection = field(default_factory=TelemetrySection)
+    faults: tuple[FaultSpec, ...] = ()  # injected on purpose (`--fault`), see fault_spec.py
+    collectives: CollectivesSection = field(default_factory=CollectivesSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as JSON data: only the sections this job uses.
+
+        A training config leaves out `job` and `collectives`, so its dict (pinned inside every
+        training result.json) is the same as before collectives existed.
+        """
+        data = dataclasses.asdict(self)
+        data["faults"] = list(data["faults"])  # JSON-shaped, also when gathered in-band
+        if self.job == "train":
+            del data["job"], data["collectives"]
+            return data
+        return {k: data[k] for k in _COLLECTIVES_KEYS}
+
+
+def load(path: str | Path | None) -> RunConfig:
+    """Load a YAML config file; None gives the built-in defaults (configs/default.yaml)."""
+    if path is None:
+        return RunConfig()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config {p}: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config {p}{where}: malformed YAML") from None
+    if data is None:
+        data = {}
+    return from_dict(data, source=str(p))
+
+
+def from_dict(data: Any, source: str = "config") -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
+    data = dict(data)
+    job = data.get("job", "train")
+    if job not in JOBS:
+        raise ConfigError(f"{source}: job is {job!r}; allowed: {', '.join(JOBS)}")
+    if job == "collectives":
+        return _collectives_from_dict(data, source)
+    if "collectives" in data:
+        raise ConfigError(f"{source}: a collectives section needs job: collectives")
+    workload = data.get("workload", {})
+    if workload is None:
+        workload = {}
+    if not isinstance(workload, dict):
+        raise ConfigError(f"{source}: workload must be a mapping")
+    wl_name = workload.get("name", "mlp")
+    if wl_name not in WORKLOADS:
+        raise ConfigError(
+            f"{source}: unknown workload.name {wl_name!r}; allowed: {', '.join(WORKLOADS)}"
+        )
+    data["workload"] = _build(WORKLOADS[wl_name], workload, "workload", source)
+    for key, cls in (("steps", StepsConfig), ("run", RunSection), ("telemetry", TelemetrySection)):
+        section = data.get(key, {})
+        data[key] = _build(cls, {} if section is None else section, key, source)
+    faults = data.get("faults") or []
+    if not isinstance(faults, (list, tuple)):
+        raise ConfigError(f"{source}: faults must be a list")
+    data["faults"] = tuple(fault_from_mapping(f, f"{source}: faults") for f in faults)
+    return _build(RunConfig, data, "", source)
+
+
+def _collectives_from_dict(data: dict[str, Any], source: str) -> RunConfig:
+    extra = sorted(set(data) - set(_COLLECTIVES_KEYS))
+    if extra:
+        raise ConfigError(
+            f"{source}: {extra[0]} does not apply to job: collectives; "
+            f"allowed: {', '.join(_COLLECTIVES_KEYS)}"
+        )
+    for key, cls in (("run", RunSection), ("collectives", CollectivesSection)):
+        section = data.get(key, {})
+        data[key] = _build(cls, {} if section is None else section, key, source)
+    return _build(RunConfig, data, "", source)
+
+
+def with_collectives(cfg: RunConfig, **fields: Any) -> RunConfig:
+    """A copy of collectives config `cfg` with collectives fields replaced (None values ignored)."""
+    changes = {k: v for k, v in fields.items() if v is not None}
+    if not changes:
+        return cfg
+    merged = {**dataclasses.asdict(cfg.collectives), **changes}
+    section = _build(CollectivesSection, merged, "collectives", "command line")
+    return dataclasses.replace(cfg, collectives=section)
+
+
+def override(cfg: RunConfig, **run_fields: Any) -> RunConfig:
+    """A copy of `cfg` with fields of its `run` section replaced (None values are ignored)."""
+    changes = {k: v for k, v in run_fields.items() if v is not None}
+    if not changes:
+        return cfg
+    merged = {**dataclasses.asdict(cfg.run), **changes}
+    return dataclasses.replace(cfg, run=_build(RunSection, merged, "run", "command line"))
+
+
+def require(cfg: RunConfig, measurements: list[str]) -> RunConfig:
+    """A copy of `cfg` that also requires `measurements` (from `--require`)."""
+    if not measurements:
+        return cfg
+    merged = {**dataclasses.asdict(cfg.telemetry)}
+    merged["require"] = list(dict.fromkeys([*cfg.telemetry.require, *measurements]))
+    section = _build(TelemetrySection, merged, "telemetry", "command line")
+    return dataclasses.replace(cfg, telemetry=section)
+
+
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    if dataclasses.is_dataclass(data):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix or 'config'} must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"{source}: unknown key {where}{unknown[0]}; allowed: {', '.join(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        path = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _check(path, value, hints[name], fields[name].metadata, source)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _check(path: str, value: Any, hint: Any, meta: Any, source: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint):
+        if value is None:
+            return None
+        (hint,) = (a for a in typing.get_args(hint) if a is not type(None))
+        origin = typing.get_origin(hint)
+    if meta.get("size") and isinstance(value, str):
+        try:
+            value = parse_size(value)
+        except ValueError as e:
+            raise ConfigError(f"{source}: {path}: {e}") from None
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(
+                f"{source}: {path} is {value!r}; allowed: {', '.join(map(str, allowed))}"
+            )
+        return value
+    if hint in (int, float) or hint is bool or hint is str:
+        ok = (
+            (hint is int and isinstance(value, int) and not isinstance(value, bool))
+            or (hint is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+            or (hint is bool and isinstance(value, bool))
+            or (hint is str and isinstance(value, str))
+        )
+        if not ok:
+            raise ConfigError(
+                f"{source}: {path} must be {hint.__name__}, got {type(value).__name__} {value!r}"
+            )
+        lo, hi = meta.get("min"), meta.get("max")
+        if hint in (int, float):
+            if lo is not None and value < lo:
+                raise ConfigError(f"{source}: {path} is {value}; must be >= {lo}")
+            if hi is not None and value > hi:
+                raise ConfigError(f"{source}: {path} is {value}; must be <= {hi}")
+            return float(value) if hint is float else value
+        return value
+    return value  # nested dataclasses were built by the caller

@@ -1,0 +1,114 @@
+"""Fault specifications: parse `KIND:key=value,...` strings into typed, checked FaultSpec records.
+
+Stdlib only, so bad `--fault` input is rejected before any rank starts; the rank-side
+injection lives in `minicluster.rank.faults`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from minicluster.core.errors import ConfigError
+
+# kind -> (required keys, optional keys). Every value is an int (ranks, steps, milliseconds).
+KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "straggler": (("rank", "delay_ms"), ("from_step",)),
+    "slow_link": (("rank", "delay_ms"), ("from_step",)),
+    "crash": (("rank", "step"), ()),
+    "hang": (("rank", "step"), ()),
+    "corrupt_grad": (("rank", "step"), ()),
+}
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One fault to inject on one rank. `step` is where a one-shot fault fires; `from_step`
+    is where a persistent delay starts (0: from the first step)."""
+
+    kind: str
+    rank: int
+    step: int | None = None
+    delay_ms: int | None = None
+    from_step: int = 0
+
+    def __str__(self) -> str:
+        keys = ["rank", *KINDS[self.kind][0][1:]]
+        if self.from_step:
+            keys.append("from_step")
+        return f"{self.kind}:" + ",".join(f"{k}={getattr(self, k)}" for k in keys)
+
+
+def parse(text: str) -> FaultSpec:
+    """`straggler:rank=1,delay_ms=40` -> FaultSpec; ConfigError naming what is wrong."""
+    kind, sep, rest = text.strip().partition(":")
+    if kind not in KINDS:
+        raise ConfigError(
+            f"--fault {text!r}: unknown fault kind {kind!r}; allowed: {', '.join(KINDS)}"
+        )
+    values: dict[str, Any] = {}
+    for item in rest.split(",") if sep and rest.strip() else []:
+        key, eq, value = item.strip().partition("=")
+        if not eq:
+            raise ConfigError(f"--fault {text!r}: expected key=value, got {item.strip()!r}")
+        values[key.strip()] = value.strip()
+    return from_mapping({"kind": kind, **values}, source=f"--fault {text!r}")
+
+
+def from_mapping(data: Any, source: str = "faults") -> FaultSpec:
+    """A fault from a config mapping (`{kind: crash, rank: 1, step: 3}`) or a `--fault` string."""
+    if isinstance(data, str):
+        return parse(data)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a fault must be a mapping or a KIND:key=value string")
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{source}: unknown fault kind {kind!r}; allowed: {', '.join(KINDS)}")
+    required, optional = KINDS[kind]
+    given = {k: v for k, v in data.items() if k != "kind" and v is not None}
+    # A mapping written back by to_dict carries every field; a default from_step is not "given".
+    if given.get("from_step") == 0 and "from_step" not in optional:
+        given.pop("from_step")
+    unknown = sorted(set(given) - set(required) - set(optional))
+    if unknown:
+        raise ConfigError(
+            f"{source}: {kind} takes no key {unknown[0]!r}; keys: {', '.join(required + optional)}"
+        )
+    missing = [k for k in required if k not in given]
+    if missing:
+        raise ConfigError(f"{source}: {kind} needs {', '.join(missing)} (e.g. {_example(kind)})")
+    ints = {k: _int(source, k, v) for k, v in given.items()}
+    return FaultSpec(kind=kind, **ints)
+
+
+def check_against_run(faults: tuple[FaultSpec, ...], world_size: int, total_steps: int) -> None:
+    """ConfigError for a fault on a rank outside the world or at a step the run never reaches."""
+    for f in faults:
+        if f.rank >= world_size:
+            raise ConfigError(
+                f"fault {f}: rank {f.rank} is outside the world (ranks 0..{world_size - 1})"
+            )
+        for key in ("step", "from_step"):
+            value = getattr(f, key)
+            if value is not None and value >= total_steps:
+                raise ConfigError(
+                    f"fault {f}: {key} {value} is never reached (steps 0..{total_steps - 1})"
+                )
+
+
+def _int(source: str, key: str, value: Any) -> int:
+    try:
+        number = int(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or (isinstance(value, float) and value != number):
+        raise ConfigError(f"{source}: {key} must be an integer, got {value!r}")
+    if number < 0:
+        raise ConfigError(f"{source}: {key} must be >= 0, got {number}")
+    return number
+
+
+def _example(kind: str) -> str:
+    required, _ = KINDS[kind]
+    sample = {"rank": 1, "delay_ms": 40, "step": 3}
+    return f"{kind}:" + ",".join(f"{k}={sample[k]}" for k in required)

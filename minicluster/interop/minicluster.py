@@ -1,0 +1,172 @@
+"""Import a minicluster `result.json` (run, sweep or collectives) with its per-step samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minicluster.analysis.records import read_run_dir
+from minicluster.core import metrics as metrics_registry
+from minicluster.core.errors import InputError
+from minicluster.core.units import format_size
+from minicluster.interop.record import BenchmarkRecord
+from minicluster.result.schema import MetricValue, validate_result
+
+# Metrics whose per-step samples are the per-step max-over-ranks step time.
+_STEP_LATENCY_METRICS = (
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "latency_mean_ms",
+    "step_time_mean_ms",
+)
+
+
+def to_record(data: dict[str, Any], path: Path, label: str) -> BenchmarkRecord:
+    validate_result(data)
+    metrics: dict[str, MetricValue] = {}
+    warnings: list[str] = []
+    for name, mv in data["metrics"].items():
+        if metrics_registry.get(name) is None:
+            warnings.append(f"metric {name!r} is not in the registry; ignored")
+            continue
+        metrics[name] = MetricValue(
+            mv["value"], mv["unit"], mv["status"], mv.get("method"), mv.get("reason")
+        )
+    wl = data["workload"]
+    step_max_ms = _step_max_ms(data, path, warnings)
+    samples: dict[str, list[float]] = {}
+    if step_max_ms is not None and step_max_ms.size:
+        as_list = step_max_ms.tolist()
+        for name in _STEP_LATENCY_METRICS:
+            if name in metrics:
+                samples[name] = as_list
+        global_batch = wl.get("global_batch")
+        if "throughput_samples_per_sec" in metrics and global_batch and np.all(step_max_ms > 0):
+            samples["throughput_samples_per_sec"] = (global_batch * 1000.0 / step_max_ms).tolist()
+    if data["status"] != "ok":
+        warnings.append(f"run status is {data['status']!r}")
+    collectives = wl.get("workload_type") == "collectives"
+    return BenchmarkRecord(
+        label=label,
+        source_format="minicluster",
+        tool=data["tool"]["name"],
+        tool_version=data["tool"]["version"],
+        workload_type="collectives" if collectives else "training",
+        workload_name=_collectives_name(data) if collectives else str(wl.get("name", "unknown")),
+        hardware=_hardware(data.get("platform") or {}),
+        metrics=metrics,
+        samples=samples,
+        warnings=warnings,
+        details={
+            "run_id": data["run_id"],
+            "timestamp": data["created_at"],
+            "launcher": data["launcher"],
+            "nodes": data["nodes"],
+            "os": _os(data.get("platform") or {}),
+            "framework_version": (data.get("platform") or {}).get("torch"),
+            "per_rank_batch": wl.get("per_rank_batch"),
+            "world_size": data["world_size"],
+            "backend": data["backend"],
+            "global_batch": wl.get("global_batch"),
+            "steps_measured": int(step_max_ms.size) if step_max_ms is not None else None,
+        },
+    )
+
+
+def _collectives_name(data: dict[str, Any]) -> str:
+    """`collectives 1K..16M float32`: size range and dtype in the name, so the comparator warns
+    when two benchmarks cover different sizes (their peak busbw and largest-size all_reduce
+    time then differ by construction)."""
+    coll = data.get("collectives") or {}
+    sizes = [r.get("nominal_bytes", r.get("size_bytes")) for r in coll.get("results") or []]
+    sizes = [s for s in sizes if isinstance(s, int)]
+    span = f" {format_size(min(sizes))}..{format_size(max(sizes))}" if sizes else ""
+    dtype = f" {coll['dtype']}" if coll.get("dtype") else ""
+    return f"collectives{span}{dtype}"
+
+
+def _os(platform: dict[str, Any]) -> str | None:
+    nodes = platform.get("nodes") or []
+    return str(nodes[0]["os"]) if nodes and nodes[0].get("os") else None
+
+
+def _hardware(platform: dict[str, Any]) -> str | None:
+    nodes = platform.get("nodes") or []
+    if not nodes:
+        hw = platform.get("hardware_name")  # a result converted from another format
+        return str(hw) if hw else None
+    node = nodes[0]
+    gpus = node.get("gpus") or []
+    if gpus:
+        first = gpus[0]
+        return (
+            str(first.get("name") or first.get("model") or first)
+            if isinstance(first, dict)
+            else str(first)
+        )
+    return str(node.get("cpu")) if node.get("cpu") else None
+
+
+def _step_max_ms(data: dict[str, Any], path: Path, warnings: list[str]) -> np.ndarray | None:
+    """Per measured step, the max over ranks of step time (embedded, or read from rank files)."""
+    steps = data.get("steps")
+    per_rank: list[dict[int, float]] = []
+    if isinstance(steps, dict) and isinstance(steps.get("embedded"), dict):
+        for rank_steps in steps["embedded"].values():
+            per_rank.append(
+                {
+                    int(s): float(t)
+                    for s, w, t in zip(
+                        rank_steps["step"],
+                        rank_steps["warmup"],
+                        rank_steps["step_time_ms"],
+                        strict=True,
+                    )
+                    if not w and t is not None
+                }
+            )
+    elif isinstance(steps, dict) and isinstance(steps.get("rank_files"), str):
+        per_rank, why_not = _read_rank_files(path.parent, data["world_size"])
+        if why_not:
+            warnings.append(f"no per-step samples ({why_not}): no significance test")
+            return None
+    else:
+        return None
+    common = set.intersection(*(set(r) for r in per_rank)) if per_rank else set()
+    if not common:
+        return None
+    order = sorted(common)
+    table = np.array([[r[s] for s in order] for r in per_rank], dtype=float)
+    return table.max(axis=0)
+
+
+def _read_rank_files(run_dir: Path, world_size: int) -> tuple[list[dict[int, float]], str | None]:
+    """Measured step times per rank from the run's rank files, or ([], why not)."""
+    try:
+        records = read_run_dir(run_dir)
+    except InputError as e:
+        return [], str(e)
+    by_rank = {rec.rank: rec for rec in records}
+    out: list[dict[int, float]] = []
+    for rank in range(world_size):
+        rec = by_rank.get(rank)
+        cols = rec.columns if rec is not None else {}
+        if "step_time_ms" not in cols:
+            return [], f"rank {rank} recorded no step"
+        measured = ~cols["warmup"] if "warmup" in cols else np.ones(rec.n_steps, bool)  # type: ignore[union-attr]
+        if not measured.any():
+            return [], f"rank {rank} recorded no measured step"
+        out.append(
+            dict(
+                zip(
+                    cols["step"][measured].tolist(),
+                    cols["step_time_ms"][measured].tolist(),
+                    strict=True,
+                )
+            )
+        )
+    return out, None

@@ -1,0 +1,178 @@
+"""Read a TrackIQ canonical result (schema 1.x, AutoPerfPy or MiniCluster), by TrackIQ's rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minicluster.core.errors import InputError
+from minicluster.interop.record import BenchmarkRecord, count, number, registry_metric
+from minicluster.result.schema import MetricValue
+
+TRACKIQ_SCHEMA_VERSION = "1.1.0"
+# TrackIQ's `Metrics` dataclass: these must be numbers, the others number or null.
+REQUIRED_NUMBER_METRICS = (
+    "throughput_samples_per_sec",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "memory_utilization_percent",
+)
+OPTIONAL_METRICS = (
+    "communication_overhead_percent",
+    "power_consumption_watts",
+    "energy_per_step_joules",
+    "performance_per_watt",
+    "temperature_celsius",
+    "ttft_ms",
+    "tokens_per_sec",
+    "decode_tpt_ms",
+)
+_LATENCY = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+PAYLOAD_KEY = "minicluster"  # our own block inside tool_payload (round trip, samples)
+# A 0 here means the tool did not measure it (seeds 000/001), not a real zero.
+_ZERO_MEANS_UNMEASURED = (
+    (
+        "throughput_samples_per_sec",
+        "0 samples/s: the tool did not measure throughput",
+        "throughput is 0: treated as not measured",
+    ),
+    (
+        "memory_utilization_percent",
+        "0% memory utilization: the tool did not measure memory",
+        "memory utilization is 0: treated as not measured",
+    ),
+)
+
+
+def validate(data: dict[str, Any]) -> None:
+    """Raise InputError at the first place `data` breaks TrackIQ's schema 1.1.0 rules."""
+
+    def need(obj: Any, key: str, where: str) -> Any:
+        if not isinstance(obj, dict) or key not in obj:
+            raise InputError(f"TrackIQ result: missing {where}{key}")
+        return obj[key]
+
+    def need_str(obj: Any, key: str, where: str) -> None:
+        if not isinstance(need(obj, key, where), str):
+            raise InputError(f"TrackIQ result: {where}{key} must be a string")
+
+    for key in ("tool_name", "tool_version", "timestamp"):
+        need_str(data, key, "")
+    platform = need(data, "platform", "")
+    for key in ("hardware_name", "os", "framework", "framework_version"):
+        need_str(platform, key, "platform.")
+    workload = need(data, "workload", "")
+    need_str(workload, "name", "workload.")
+    if need(workload, "workload_type", "workload.") not in ("inference", "training"):
+        raise InputError("TrackIQ result: workload.workload_type must be 'inference' or 'training'")
+    for key in ("batch_size", "steps"):
+        v = need(workload, key, "workload.")
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise InputError(f"TrackIQ result: workload.{key} must be an integer")
+        count(v, f"workload.{key}")
+    metrics = need(data, "metrics", "")
+    if not isinstance(metrics, dict):
+        raise InputError("TrackIQ result: metrics must be an object")
+    for key in REQUIRED_NUMBER_METRICS:
+        if number(need(metrics, key, "metrics."), f"metrics.{key}") is None:
+            raise InputError(f"TrackIQ result: metrics.{key} must be a number")
+    for key in OPTIONAL_METRICS:
+        number(metrics.get(key), f"metrics.{key}")
+    regression = need(data, "regression", "")
+    need(regression, "baseline_id", "regression.")
+    number(need(regression, "delta_percent", "regression."), "regression.delta_percent")
+    if need(regression, "status", "regression.") not in ("pass", "fail"):
+        raise InputError("TrackIQ result: regression.status must be 'pass' or 'fail'")
+    if not isinstance(need(regression, "failed_metrics", "regression."), list):
+        raise InputError("TrackIQ result: regression.failed_metrics must be a list")
+
+
+def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
+    validate(data)
+    ours = _object(_object(data.get("tool_payload")).get(PAYLOAD_KEY))
+    samples = _samples(ours)
+    metrics, warnings = _metrics(data["metrics"], ours, samples)
+    wl, platform = data["workload"], data["platform"]
+    hardware = platform["hardware_name"]
+    return BenchmarkRecord(
+        label=label,
+        source_format="trackiq",
+        tool=data["tool_name"],
+        tool_version=data["tool_version"],
+        workload_type=wl["workload_type"],
+        workload_name=wl["name"],
+        hardware=None if hardware in ("", "unknown") else hardware,
+        metrics=metrics,
+        samples=samples,
+        warnings=warnings,
+        details={
+            "batch_size": wl["batch_size"],
+            "steps": wl["steps"],
+            "timestamp": data["timestamp"],
+            "os": platform["os"],
+            "framework": f"{platform['framework']} {platform['framework_version']}",
+        },
+    )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _samples(ours: dict[str, Any]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    raw = ours.get("samples")
+    if isinstance(raw, dict):
+        for name, values in raw.items():
+            if isinstance(values, list):
+                out[name] = [
+                    v
+                    for i, x in enumerate(values)
+                    if (v := number(x, f"tool_payload.samples.{name}[{i}]")) is not None
+                ]
+    return out
+
+
+def _metrics(
+    raw: dict[str, Any], ours: dict[str, Any], samples: dict[str, list[float]]
+) -> tuple[dict[str, MetricValue], list[str]]:
+    warnings: list[str] = []
+    full = _object(ours.get("metrics"))
+    metrics: dict[str, MetricValue] = {}
+    for name in () if full else REQUIRED_NUMBER_METRICS + OPTIONAL_METRICS:
+        value = number(raw.get(name), f"metrics.{name}")
+        metrics[name] = registry_metric(
+            name, value, "measured", "TrackIQ canonical metrics", "null in the TrackIQ result"
+        )
+    # A minicluster export carries its own provenance (and metrics TrackIQ has no field for).
+    for name, mv in full.items():
+        if isinstance(mv, dict) and "unit" in mv and "status" in mv:
+            if mv["status"] not in ("measured", "derived", "estimated", "unavailable"):
+                raise InputError(f"tool_payload metric {name}: unknown status {mv['status']!r}")
+            metrics[name] = MetricValue(
+                number(mv.get("value"), f"tool_payload metric {name}"),
+                str(mv["unit"]),
+                mv["status"],
+                mv.get("method"),
+                mv.get("reason"),
+            )
+    if full:
+        return metrics, warnings
+    # TrackIQ requires these as numbers, so a tool that did not measure them writes 0.
+    if all(metrics[n].value == 0 for n in _LATENCY) and not any(n in samples for n in _LATENCY):
+        for n in _LATENCY:
+            metrics[n] = registry_metric(
+                n,
+                None,
+                "measured",
+                "TrackIQ canonical metrics",
+                "all latency fields are 0 with no samples: not measured",
+            )
+        warnings.append("latency fields are all 0 with no samples: treated as not measured")
+    for name, reason, warning in _ZERO_MEANS_UNMEASURED:
+        if metrics[name].value == 0:
+            metrics[name] = registry_metric(
+                name, None, "measured", "TrackIQ canonical metrics", reason
+            )
+            warnings.append(warning)
+    return metrics, warnings

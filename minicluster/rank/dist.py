@@ -1,0 +1,83 @@
+"""Rank identity from the launcher's environment, process-group set-up and a teardown that never deadlocks."""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class RankInfo:
+    rank: int
+    local_rank: int
+    world_size: int
+    local_world_size: int
+    hostname: str
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1 or "MASTER_ADDR" in os.environ
+
+
+def rank_info_from_env() -> RankInfo:
+    """Read RANK/WORLD_SIZE/LOCAL_RANK (torchrun, srun via torchrun, Ray); alone when absent."""
+    env = os.environ
+    world = int(env.get("WORLD_SIZE", "1"))
+    return RankInfo(
+        rank=int(env.get("RANK", "0")),
+        local_rank=int(env.get("LOCAL_RANK", "0")),
+        world_size=world,
+        local_world_size=int(env.get("LOCAL_WORLD_SIZE", str(world))),
+        hostname=socket.gethostname(),
+    )
+
+
+def pick_device(requested: str, local_rank: int) -> torch.device:
+    """`auto` is cuda:LOCAL_RANK when CUDA is available, else cpu."""
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            from minicluster.core.errors import ConfigError
+
+            raise ConfigError("run.device is cuda but torch sees no CUDA device")
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def pick_backend(requested: str, device: torch.device) -> str:
+    if requested != "auto":
+        return requested
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init(info: RankInfo, backend: str, timeout_s: float) -> None:
+    """Join the process group; with no launcher (WORLD_SIZE unset) a 1-rank group on loopback."""
+    if not info.distributed:
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
+    dist.init_process_group(
+        backend=backend,
+        rank=info.rank,
+        world_size=info.world_size,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
+
+
+def teardown() -> None:
+    """Destroy the process group. Callers drop DDP models and optimizers first; see worker.run."""
+    gc.collect()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

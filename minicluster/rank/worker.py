@@ -1,0 +1,393 @@
+"""The per-rank loop: instrumented DDP training steps, one flushed JSON line per step, a summary at the end.
+
+A config with `job: collectives` runs the collective micro-benchmark (`collectives.py`) in the
+same frame instead: one line per (op, size), the same header, summary, gather and teardown.
+
+Launcher-agnostic: reads its rank from the environment (torchrun, srun, Ray) and runs alone
+when none is set. Never imports the coordinator; rank 0 returns everyone's records gathered
+in-band so no shared filesystem is needed.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import platform
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+import torch.distributed as tdist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from minicluster import __version__
+from minicluster.core import fault_spec
+from minicluster.core.config import RunConfig
+from minicluster.core.log import setup_logging
+from minicluster.rank import collectives, dist, faults, replica, telemetry, workloads
+from minicluster.rank.comm_timing import CommTimer, attach_comm_timer, ddp_logging_cross_check
+from minicluster.rank.telemetry.session import TelemetrySession
+from minicluster.rank.telemetry.session import for_rank as telemetry_for_rank
+from minicluster.result.schema import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+RANKS_DIR = "ranks"
+
+
+def rank_jsonl_path(out_dir: Path, rank: int) -> Path:
+    return out_dir / RANKS_DIR / f"rank_{rank:05d}.jsonl"
+
+
+def rank_summary_path(out_dir: Path, rank: int) -> Path:
+    return out_dir / RANKS_DIR / f"rank_{rank:05d}.summary.json"
+
+
+class RankRecorder:
+    """Appends one JSON line per record and flushes it, so a crash loses at most the current step."""
+
+    def __init__(self, out_dir: Path, rank: int) -> None:
+        self.path = rank_jsonl_path(out_dir, rank)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f: IO[str] = open(self.path, "w", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._f.flush()  # to the OS, not fsync: survives a process crash without stalling the step
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[str, Any]] | None:
+    """Run the configured job on this rank. Rank 0 returns every rank's records; others None."""
+    info = dist.rank_info_from_env()
+    setup_logging(info.rank)
+    threads = cfg.run.threads_per_rank or max(1, (os.cpu_count() or 1) // info.local_world_size)
+    torch.set_num_threads(threads)
+    device = dist.pick_device(cfg.run.device, info.local_rank)
+    backend = dist.pick_backend(cfg.run.backend, device)
+    dist.init(info, backend, cfg.run.collective_timeout_s)
+    if cfg.job == "collectives":
+        return _run_collectives(cfg, info, device, backend, threads, out_dir, run_id)
+    held: dict[str, Any] = {}  # DDP model and optimizer, dropped before the group is destroyed
+    recorder: RankRecorder | None = None
+    summary_path = rank_summary_path(out_dir, info.rank)
+    last_step = -1
+    tele: TelemetrySession | None = None
+    try:
+        # Outside launchers skip the CLI's check: bad fault specs fail here, before any work.
+        fault_spec.check_against_run(
+            cfg.faults, info.world_size, cfg.steps.warmup + cfg.steps.measured
+        )
+        run_id = _agree_run_id(run_id)
+        recorder = RankRecorder(out_dir, info.rank)
+        wl = workloads.build(cfg.workload, cfg.run.seed, device)
+        header = _header(cfg, info, device, backend, run_id, wl, threads)
+        recorder.write(header)
+        ddp = DDP(
+            wl.model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            bucket_cap_mb=cfg.run.bucket_cap_mb,
+        )
+        checker = replica.ReplicaChecker(cfg.run.replica_check_every)
+        injector = faults.FaultInjector(cfg.faults, info.rank)
+        method = cfg.run.comm_timing
+        forced = None
+        slow_link = any(f.kind == "slow_link" for f in cfg.faults)  # on any rank: all time alike
+        if method != "hook" and (checker.every > 0 or slow_link):
+            # The replica check and the slow_link fault act inside the comm hook.
+            method, forced = "hook", "the replica check or a slow_link fault needs the comm hook"
+        timer, timing_method, fallback = attach_comm_timer(
+            ddp, method, backend, info.world_size, wrap_hook=checker.wrap_comm_hook
+        )
+        if fallback:
+            log.warning("%s", fallback)
+        # The header is already on disk (written before DDP's first collective): this line adds
+        # the timing method to it; readers merge it into the header.
+        header["comm_timing"] = {"method": timing_method, "fallback": fallback or forced}
+        recorder.write({"type": "comm_timing", **header["comm_timing"]})
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
+        held.update(ddp=ddp, opt=opt)
+        injector.install(ddp.module, opt, timer)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        tele = telemetry_for_rank(
+            info.local_rank,
+            device.index if device.type == "cuda" else None,
+            cfg.telemetry.sample_interval_ms / 1000.0,
+        )
+
+        total = cfg.steps.warmup + cfg.steps.measured
+        progress_every = max(1, total // 5) if os.environ.get("MINICLUSTER_PROGRESS") != "0" else 0
+        steps: list[dict[str, Any]] = []
+        for step in range(total):
+            if step == cfg.steps.warmup:
+                tele.begin()  # the measured window: right after warm-up (device already synced)
+            injector.begin_step(step)
+            checker.begin_step(step)
+            rec = _train_step(ddp, opt, wl, timer, device, step, info.rank, cfg.steps.warmup)
+            rec.update(checker.record(ddp.module, opt))  # after the step's clock stopped
+            recorder.write(rec)
+            steps.append(rec)
+            last_step = step
+            if progress_every and (step + 1) % progress_every == 0:
+                log.info("step %d/%d  step_time %.2f ms", step + 1, total, rec["step_time_ms"])
+
+        tele_window = tele.end(cfg.steps.measured)
+        summary = _summary(info, device, run_id, "ok", last_step, ddp, None, tele_window)
+        if cfg.run.check_ddp_equivalence and info.rank == 0:
+            summary["validation"] = replica.ddp_equivalence(
+                ddp.module,
+                opt,
+                lambda: workloads.build(cfg.workload, cfg.run.seed, device),
+                info.world_size,
+                total,
+            )
+        atomic_write_json(summary_path, summary)
+        recorder.close()
+        recorder = None
+        return _gather_on_rank0({"header": header, "summary": summary, "steps": steps}, info)
+    except BaseException as e:
+        _write_failed_summary(
+            summary_path, _summary(info, device, run_id or "", "failed", last_step, None, e)
+        )
+        raise
+    finally:
+        if recorder is not None:
+            recorder.close()
+        if tele is not None:
+            tele.close()
+        held.clear()  # drop DDP model and optimizer before destroy_process_group (gloo hangs else)
+        gc.collect()
+        dist.teardown()
+
+
+def _run_collectives(
+    cfg: RunConfig,
+    info: dist.RankInfo,
+    device: torch.device,
+    backend: str,
+    threads: int,
+    out_dir: Path,
+    run_id: str | None,
+) -> list[dict[str, Any]] | None:
+    """The collective micro-benchmark on this rank (process group already joined)."""
+    recorder: RankRecorder | None = None
+    summary_path = rank_summary_path(out_dir, info.rank)
+    records: list[dict[str, Any]] = []
+    tele: TelemetrySession | None = None
+    try:
+        run_id = _agree_run_id(run_id)
+        recorder = writer = RankRecorder(out_dir, info.rank)
+        header = _header(cfg, info, device, backend, run_id, None, threads)
+        recorder.write(header)
+        tele = telemetry_for_rank(
+            info.local_rank,
+            device.index if device.type == "cuda" else None,
+            cfg.telemetry.sample_interval_ms / 1000.0,
+        )
+
+        def emit(rec: dict[str, Any]) -> None:
+            writer.write(rec)  # flushed: a crash keeps every (op, size) measured so far
+            records.append(rec)
+
+        progress = os.environ.get("MINICLUSTER_PROGRESS") != "0"
+        # One window over the whole benchmark (every op and size): power and temperature while
+        # the links are busy; the (op, size) count stands where a training run has its steps.
+        tele.begin()
+        collectives.run_benchmark(
+            cfg.collectives, info.rank, info.world_size, device, emit, progress
+        )
+        window = tele.end(len(records))
+        summary = _summary(info, device, run_id, "ok", -1, None, None, window)
+        summary["collectives_recorded"] = len(records)
+        atomic_write_json(summary_path, summary)
+        recorder.close()
+        recorder = None
+        mine = {"header": header, "summary": summary, "steps": [], "collectives": records}
+        return _gather_on_rank0(mine, info)
+    except BaseException as e:
+        summary = _summary(info, device, run_id or "", "failed", -1, None, e)
+        summary["collectives_recorded"] = len(records)
+        _write_failed_summary(summary_path, summary)
+        raise
+    finally:
+        if recorder is not None:
+            recorder.close()
+        if tele is not None:
+            tele.close()
+        gc.collect()  # as the training path: nothing of the benchmark outlives the group
+        dist.teardown()
+
+
+def _gather_on_rank0(mine: dict[str, Any], info: dist.RankInfo) -> list[dict[str, Any]] | None:
+    """Every rank's records in-band on rank 0 (no shared filesystem needed); None elsewhere."""
+    gathered: list[Any] | None = [None] * info.world_size if info.rank == 0 else None
+    tdist.gather_object(mine, gathered, dst=0)
+    return gathered if info.rank == 0 else None
+
+
+def _write_failed_summary(path: Path, summary: dict[str, Any]) -> None:
+    """Best effort while an exception is on its way up: it must not be masked by an I/O error."""
+    try:
+        atomic_write_json(path, summary)
+    except OSError:
+        log.warning("could not write %s", path)
+
+
+def _train_step(
+    ddp: DDP,
+    opt: torch.optim.Optimizer,
+    wl: workloads.Workload,
+    timer: CommTimer,
+    device: torch.device,
+    step: int,
+    rank: int,
+    warmup: int,
+) -> dict[str, Any]:
+    x, y = wl.make_batch(step, rank)
+    sync = torch.cuda.synchronize if device.type == "cuda" else _no_sync
+    sync()  # batch on the device before the clock starts
+    t0 = time.perf_counter_ns()
+    opt.zero_grad(set_to_none=True)
+    loss = wl.loss_fn(ddp(x), y)
+    sync()
+    t1 = time.perf_counter_ns()
+    loss.backward()  # returns once DDP has waited for every bucket's all-reduce
+    sync()
+    t2 = time.perf_counter_ns()
+    opt.step()
+    sync()  # device idle before the step's end is read
+    t3 = time.perf_counter_ns()
+    comm = timer.take_step()
+    fwd_ms, bwd_ms, opt_ms = (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6
+    return {
+        "type": "step",
+        "step": step,
+        "warmup": step < warmup,
+        "step_time_ms": (t3 - t0) / 1e6,
+        "fwd_ms": fwd_ms,
+        "bwd_ms": bwd_ms,
+        "opt_ms": opt_ms,
+        "compute_ms": fwd_ms + max(0.0, bwd_ms - comm.exposed_comm_ms),
+        "comm_ms": comm.comm_ms,
+        "exposed_comm_ms": comm.exposed_comm_ms,
+        "buckets": comm.buckets,
+        "comm_bytes": comm.bytes,
+        "issue_delay_ms": comm.issue_delay_ms,
+        "loss": loss.item(),
+        "t_unix_s": time.time(),
+    }
+
+
+def _no_sync() -> None:
+    pass
+
+
+def _agree_run_id(run_id: str | None) -> str:
+    """Every rank uses rank 0's run id (from the launcher, or made here)."""
+    box = [run_id or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]]
+    tdist.broadcast_object_list(box, src=0)
+    return str(box[0])
+
+
+def _header(
+    cfg: RunConfig,
+    info: dist.RankInfo,
+    device: torch.device,
+    backend: str,
+    run_id: str,
+    wl: workloads.Workload | None,
+    threads: int,
+) -> dict[str, Any]:
+    """Who and where this rank is, and what it runs (`wl` None: the collectives benchmark)."""
+    gpu: dict[str, Any] | None = None
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        gpu = {
+            "name": props.name,
+            "uuid": str(getattr(props, "uuid", "")) or None,
+            "memory_total_bytes": props.total_memory,
+        }
+    return {
+        "type": "header",
+        "run_id": run_id,
+        "rank": info.rank,
+        "local_rank": info.local_rank,
+        "world_size": info.world_size,
+        "local_world_size": info.local_world_size,
+        "hostname": info.hostname,
+        "pid": os.getpid(),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tool_version": __version__,
+        "backend": backend,
+        "device": str(device),
+        "threads": threads,
+        "launcher": os.environ.get("MINICLUSTER_LAUNCHER", "outside"),
+        "job": cfg.job,
+        "config": cfg.to_dict(),
+        "workload": {
+            "name": wl.name if wl else "collectives",
+            "per_rank_batch": wl.samples_per_rank if wl else None,
+            "seq_len": wl.seq_len if wl else None,
+            "tokens_per_rank": wl.tokens_per_rank if wl else None,
+            "params": wl.params if wl else None,
+        },
+        "platform": {
+            "hostname": info.hostname,
+            "cpu": _cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "host_memory_total_bytes": telemetry.host_memory_total_bytes(),
+            "gpu": gpu,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "os": f"{platform.system()} {platform.release()}",
+        },
+    }
+
+
+def _summary(
+    info: dist.RankInfo,
+    device: torch.device,
+    run_id: str,
+    status: str,
+    last_step: int,
+    ddp: DDP | None,
+    error: BaseException | None,
+    telemetry_window: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    memory: dict[str, Any] = {
+        "rss_peak_bytes": telemetry.process_rss_peak_bytes(),
+        "host_total_bytes": telemetry.host_memory_total_bytes(),
+    }
+    if device.type == "cuda":
+        memory["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
+        memory["cuda_total_bytes"] = torch.cuda.get_device_properties(device).total_memory
+    return {
+        "run_id": run_id,
+        "rank": info.rank,
+        "world_size": info.world_size,
+        "hostname": info.hostname,
+        "status": status,
+        "last_step": last_step,
+        "error": None if error is None else f"{type(error).__name__}: {error}",
+        "memory": memory,
+        "ddp_logging": ddp_logging_cross_check(ddp) if ddp is not None else None,
+        "telemetry": telemetry_window,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
