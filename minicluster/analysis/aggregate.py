@@ -20,7 +20,8 @@ from minicluster.analysis import energy, fault_detect
 from minicluster.analysis.records import RANKS_DIR, RankRecords, from_gathered, read_run_dir
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.errors import InputError
-from minicluster.result.schema import SCHEMA_VERSION, MetricValue, metric, unavailable
+from minicluster.core.metrics import MetricValue, metric, unavailable
+from minicluster.result.schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 

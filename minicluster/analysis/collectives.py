@@ -24,8 +24,9 @@ from minicluster.core.collective_defs import (
     busbw_factor,
 )
 from minicluster.core.errors import InputError
+from minicluster.core.metrics import MetricValue, metric, unavailable
 from minicluster.core.units import format_size
-from minicluster.result.schema import SCHEMA_VERSION, MetricValue, metric, unavailable
+from minicluster.result.schema import SCHEMA_VERSION
 
 NO_STEPS = "a collectives run has no training steps"
 NOT_SAMPLED = "not sampled: this result predates telemetry in collectives runs"

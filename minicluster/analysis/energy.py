@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minicluster.result.schema import MetricValue, metric, unavailable
+from minicluster.core.metrics import MetricValue, metric, unavailable
 
 ENERGY_SOURCES = ("nvml", "rapl")
 SERIES_POINTS_MAX = 5_000  # per source in result.json: an hour at 100 ms is kept 1 in 8

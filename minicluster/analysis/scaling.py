@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from minicluster.core.errors import InputError
-from minicluster.result.schema import metric, unavailable
+from minicluster.core.metrics import metric, unavailable
 
 Mode = Literal["weak", "strong"]
 MODES: tuple[Mode, ...] = ("weak", "strong")

@@ -310,7 +310,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _launch(args: argparse.Namespace, validating: bool) -> dict[str, Any]:
     """Resolve the config, start the ranks, aggregate: the shared body of `run` and `validate`."""
     from minicluster.core import config as config_mod
-    from minicluster.result.schema import atomic_write_json
+    from minicluster.core.io import atomic_write_json
 
     cfg = _load_training_config(args.config)
     if args.nproc is not None and args.nproc < 1:
@@ -377,7 +377,7 @@ INTERRUPTED = "interrupted by the user before the ranks finished"
 
 def _record_launcher_error(out_dir: Path, error: str) -> None:
     """Keep why the launch failed in DIR/launcher.json, so `aggregate DIR` says it again later."""
-    from minicluster.result.schema import atomic_write_json
+    from minicluster.core.io import atomic_write_json
 
     path = out_dir / LAUNCHER_FILE
     try:
@@ -399,7 +399,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from minicluster.analysis import scaling
     from minicluster.core import config as config_mod
     from minicluster.core import fault_spec
-    from minicluster.result.schema import atomic_write_json, load_result
+    from minicluster.core.io import atomic_write_json
+    from minicluster.result.schema import load_result
 
     world_sizes = scaling.parse_world_sizes(args.world_sizes)
     if args.repeats < 1:
@@ -569,8 +570,8 @@ def _sweep_run_config(cfg: Any, nproc: int, per_rank_batch: int, threads_per_ran
 def _sweep_run(planned: PlannedRun, cfg: Any, sweep_dir: Path, run_id: str) -> RunOutcome:
     """Launch and aggregate one run of a sweep in its own sub-directory; one line says how it went."""
     from minicluster.analysis.scaling import RunOutcome
+    from minicluster.core.io import atomic_write_json
     from minicluster.report.content import fmt_num
-    from minicluster.result.schema import atomic_write_json
 
     out_dir = sweep_dir / planned.name
     _ensure_writable(out_dir)
@@ -601,7 +602,7 @@ def _sweep_run(planned: PlannedRun, cfg: Any, sweep_dir: Path, run_id: str) -> R
 def cmd_collectives(args: argparse.Namespace) -> int:
     """Launch the collective micro-benchmark on N local ranks, aggregate, print the table."""
     from minicluster.core import config as config_mod
-    from minicluster.result.schema import atomic_write_json
+    from minicluster.core.io import atomic_write_json
 
     cfg = _collectives_config(args)
     on_gpu = _on_gpu(cfg)
@@ -810,7 +811,7 @@ def _write_reports(result: dict[str, Any], md: Path | None, html: Path | None) -
 
 def _write_file(path: Path, data: str | bytes, announce: str | None = None) -> None:
     """Atomic write of a user-named output file; a failure is one line and exit 2."""
-    from minicluster.result.schema import atomic_write_bytes
+    from minicluster.core.io import atomic_write_bytes
 
     try:
         atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
@@ -951,7 +952,8 @@ def _write_and_print(out_dir: Path, result: dict[str, Any]) -> None:
 
 def _write_result(out_dir: Path, result: dict[str, Any]) -> Path:
     """Validate `result` and write it atomically to DIR/result.json."""
-    from minicluster.result.schema import atomic_write_json, validate_result
+    from minicluster.core.io import atomic_write_json
+    from minicluster.result.schema import validate_result
 
     validate_result(result)
     path = out_dir / "result.json"

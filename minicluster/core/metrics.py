@@ -1,4 +1,4 @@
-"""The master list of metrics: name, unit, direction, family and which workloads each applies to.
+"""The master list of metrics (name, unit, direction, family, workloads) and the metric value type.
 
 Worker, coordinator, comparator and reports all read this one table, so a metric's direction
 (e.g. temperature: lower is better) is decided once.
@@ -6,8 +6,9 @@ Worker, coordinator, comparator and reports all read this one table, so a metric
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 Direction = Literal["lower", "higher", "none"]
 Family = Literal[
@@ -234,3 +235,38 @@ def get(name: str) -> Metric | None:
 def for_workload(workload_type: str) -> list[Metric]:
     """Metrics that apply to a `training` or `inference` workload, in registry order."""
     return [m for m in _METRICS if m.applies_to in (workload_type, "both")]
+
+
+Status = Literal["measured", "derived", "estimated", "unavailable"]
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One number with where it came from. Unavailable means `value is None` and a reason."""
+
+    value: float | None
+    unit: str
+    status: Status
+    method: str | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def metric(name: str, value: float | None, status: Status, method: str) -> MetricValue:
+    """A registered metric's value; a None or non-finite value becomes unavailable."""
+    unit = _unit(name)
+    if value is None or not math.isfinite(value):
+        return MetricValue(None, unit, "unavailable", method, "no finite value was recorded")
+    return MetricValue(float(value), unit, status, method)
+
+
+def unavailable(name: str, reason: str, method: str | None = None) -> MetricValue:
+    return MetricValue(None, _unit(name), "unavailable", method, reason)
+
+
+def _unit(name: str) -> str:
+    m = get(name)
+    assert m is not None, f"metric {name!r} is not in the registry"
+    return m.unit

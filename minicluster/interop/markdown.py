@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 
 from minicluster.core.errors import InputError
+from minicluster.core.metrics import MetricValue
 from minicluster.interop.record import BenchmarkRecord, registry_metric
-from minicluster.result.schema import MetricValue
 
 _LATENCY_ROWS = {
     "average": "latency_mean_ms",

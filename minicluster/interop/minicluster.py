@@ -10,9 +10,10 @@ import numpy as np
 from minicluster.analysis.records import read_run_dir
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.errors import InputError
+from minicluster.core.metrics import MetricValue
 from minicluster.core.units import format_size
 from minicluster.interop.record import BenchmarkRecord
-from minicluster.result.schema import MetricValue, validate_result
+from minicluster.result.schema import validate_result
 
 # Metrics whose per-step samples are the per-step max-over-ranks step time.
 _STEP_LATENCY_METRICS = (

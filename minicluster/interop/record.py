@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.errors import InputError
-from minicluster.result.schema import MetricValue, Status
+from minicluster.core.metrics import MetricValue, Status
 
 SourceFormat = Literal["minicluster", "trackiq", "vllm", "markdown"]
 # collectives: a collective micro-benchmark result (busbw per message size), neither a training

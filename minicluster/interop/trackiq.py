@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from minicluster.core.errors import InputError
+from minicluster.core.metrics import MetricValue
 from minicluster.interop.record import BenchmarkRecord, count, number, registry_metric
-from minicluster.result.schema import MetricValue
 
 TRACKIQ_SCHEMA_VERSION = "1.1.0"
 # TrackIQ's `Metrics` dataclass: these must be numbers, the others number or null.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from minicluster.core.metrics import MetricValue
 from minicluster.interop.record import BenchmarkRecord, count, number, registry_metric
-from minicluster.result.schema import MetricValue
 
 # registry metric -> (vLLM key, method)
 _FIELDS = {

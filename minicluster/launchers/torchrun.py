@@ -49,8 +49,8 @@ def _run_torchrun(config_path: Path, nproc: int, out_dir: Path, run_id: str) -> 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    from minicluster.core.io import atomic_write_json
     from minicluster.rank.dist import free_port
-    from minicluster.result.schema import atomic_write_json
 
     args = parse_args(
         [

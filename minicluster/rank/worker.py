@@ -28,12 +28,12 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from minicluster import __version__
 from minicluster.core import fault_spec
 from minicluster.core.config import RunConfig
+from minicluster.core.io import atomic_write_json
 from minicluster.core.log import setup_logging
 from minicluster.rank import collectives, dist, faults, replica, telemetry, workloads
 from minicluster.rank.comm_timing import CommTimer, attach_comm_timer, ddp_logging_cross_check
 from minicluster.rank.telemetry.session import TelemetrySession
 from minicluster.rank.telemetry.session import for_rank as telemetry_for_rank
-from minicluster.result.schema import atomic_write_json
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from minicluster.result.schema import Status
+from minicluster.core.metrics import Status
 
 Scope = Literal["gpu", "cpu_package", "dram", "host"]
 
