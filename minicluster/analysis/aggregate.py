@@ -17,8 +17,9 @@ import numpy as np
 
 from minicluster import __version__
 from minicluster.analysis import energy, fault_detect
-from minicluster.analysis.records import RANKS_DIR, RankRecords, from_gathered, read_run_dir
+from minicluster.analysis.records import RankRecords, from_gathered, read_run_dir
 from minicluster.core import metrics as metrics_registry
+from minicluster.core import rundir
 from minicluster.core.errors import InputError
 from minicluster.core.metrics import MetricValue, metric, unavailable
 from minicluster.result.schema import SCHEMA_VERSION
@@ -190,7 +191,7 @@ class _StepTable:
         return self.m[key][self.present]
 
     def steps_section(self) -> dict[str, Any]:
-        section: dict[str, Any] = {"rank_files": f"{RANKS_DIR}/rank_{{rank:05d}}.jsonl"}
+        section: dict[str, Any] = {"rank_files": rundir.rank_files_pattern()}
         total = sum(r.n_steps for r in self.records)
         if total > EMBED_STEPS_MAX:
             section["embedded"] = None

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from minicluster.core import rundir
 from minicluster.core.errors import InputError
 
 try:
@@ -30,7 +31,6 @@ except ImportError:  # orjson is a dependency; plain json is the slower fallback
 
 log = logging.getLogger(__name__)
 
-RANKS_DIR = "ranks"  # mirrors worker.RANKS_DIR; the worker's layer may not be imported here
 PARALLEL_MIN_FILES = 32
 FLOAT_EXACT_MAX = (
     2**53
@@ -167,12 +167,12 @@ def read_run_dir(out_dir: Path, workers: int | None = None) -> list[RankRecords]
 
     Many files are parsed by a pool of processes (one per core unless `workers` says otherwise).
     """
-    ranks_dir = out_dir / RANKS_DIR
+    ranks_dir = rundir.ranks_dir(out_dir)
     if not ranks_dir.is_dir():
-        raise InputError(f"{out_dir} holds no rank records (no {RANKS_DIR}/ folder)")
+        raise InputError(f"{out_dir} holds no rank records (no {rundir.RANKS_DIR}/ folder)")
     jobs = []
-    for path in sorted(ranks_dir.glob("rank_*.jsonl")):
-        rank = _rank_from_name(path.name)
+    for path in sorted(ranks_dir.glob(rundir.RANK_FILE_GLOB)):
+        rank = rundir.rank_from_name(path.name)
         if rank is not None:
             jobs.append((path, rank))
     if not jobs:
@@ -186,22 +186,14 @@ def read_run_dir(out_dir: Path, workers: int | None = None) -> list[RankRecords]
     else:
         parsed = [_read_rank_files(job) for job in jobs]
     have = {rec.rank for rec in parsed}
-    for path in sorted(ranks_dir.glob("rank_*.summary.json")):
-        rank = _rank_from_name(path.name)
+    for path in sorted(ranks_dir.glob(rundir.SUMMARY_FILE_GLOB)):
+        rank = rundir.rank_from_name(path.name)
         if rank is not None and rank not in have:  # failed before its first record
             parsed.append(RankRecords(rank, summary=_read_summary(path, rank, [])))
     for rec in parsed:
         for w in rec.warnings:
             log.warning("%s", w)
     return sorted(parsed, key=lambda r: r.rank)
-
-
-def _rank_from_name(name: str) -> int | None:
-    stem = name.split(".", 1)[0]  # rank_00003
-    try:
-        return int(stem.removeprefix("rank_"))
-    except ValueError:
-        return None
 
 
 def _read_rank_files(job: tuple[Path, int]) -> RankRecords:
@@ -234,7 +226,7 @@ def _read_rank_files(job: tuple[Path, int]) -> RankRecords:
             header = obj
         elif kind == "comm_timing" and header is not None:
             header["comm_timing"] = {k: v for k, v in obj.items() if k != "type"}
-    summary = _read_summary(path.with_name(f"rank_{rank:05d}.summary.json"), rank, warnings)
+    summary = _read_summary(rundir.rank_summary(path.parent.parent, rank), rank, warnings)
     return RankRecords(
         rank,
         header=header,

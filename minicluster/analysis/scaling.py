@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from minicluster.core import rundir
 from minicluster.core.errors import InputError
 from minicluster.core.metrics import metric, unavailable
 
 Mode = Literal["weak", "strong"]
 MODES: tuple[Mode, ...] = ("weak", "strong")
 
-PLAN_FILE = "sweep.json"  # in the sweep directory, written before the first run
 _PLAN_KEYS = (
     "sweep_id",
     "created_at",
@@ -347,8 +347,8 @@ def sweep_status(outcomes: Sequence[RunOutcome], planned_runs: int | None = None
 
 
 def load_plan(sweep_dir: Path) -> dict[str, Any]:
-    """The plan a sweep wrote into its directory before its first run (`PLAN_FILE`)."""
-    path = sweep_dir / PLAN_FILE
+    """The plan a sweep wrote into its directory before its first run (`sweep.json`)."""
+    path = rundir.plan_path(sweep_dir)
     try:
         plan = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minicluster import __version__
-from minicluster.core import collective_defs
+from minicluster.core import collective_defs, rundir
 from minicluster.core.config import REQUIRABLE_MEASUREMENTS
 from minicluster.core.errors import (
     EXIT_BAD_INPUT,
@@ -30,7 +30,6 @@ from minicluster.core.errors import (
     RunFailedError,
 )
 from minicluster.core.units import format_size, parse_size
-from minicluster.launchers.torchrun import LAUNCHER_FILE
 
 if TYPE_CHECKING:
     from minicluster.analysis.scaling import PlannedRun, RunOutcome
@@ -326,7 +325,7 @@ def _launch(args: argparse.Namespace, validating: bool) -> dict[str, Any]:
     cfg = _with_faults(cfg, args)
     run_id, out_dir = _new_output(args.out)
     default_out = args.out is None
-    resolved = out_dir / "config.json"  # JSON is YAML: the workers load it like any config
+    resolved = rundir.config_path(out_dir)  # JSON is YAML: the workers load it like any config
     atomic_write_json(resolved, cfg.to_dict())
 
     total = cfg.steps.warmup + cfg.steps.measured
@@ -379,7 +378,7 @@ def _record_launcher_error(out_dir: Path, error: str) -> None:
     """Keep why the launch failed in DIR/launcher.json, so `aggregate DIR` says it again later."""
     from minicluster.core.io import atomic_write_json
 
-    path = out_dir / LAUNCHER_FILE
+    path = rundir.launcher_path(out_dir)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -444,7 +443,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         "threads_per_rank": threads,
         "warnings": [warning] if warning else [],
     }
-    atomic_write_json(out_dir / scaling.PLAN_FILE, plan)
+    atomic_write_json(rundir.plan_path(out_dir), plan)
     runs = scaling.plan(world_sizes, args.repeats)
     print(
         f"minicluster: sweep {sweep_id}: {args.mode} scaling, world sizes "
@@ -540,7 +539,7 @@ def _aggregate_sweep(sweep_dir: Path) -> int:
     outcomes: list[RunOutcome] = []
     for planned in scaling.plan(plan["world_sizes"], plan["repeats"]):
         run_dir = sweep_dir / planned.name
-        if not (run_dir / "ranks").is_dir():
+        if not rundir.ranks_dir(run_dir).is_dir():
             continue  # never started: the sweep stopped before it
         try:
             result = _aggregate_dir(run_dir, None, quiet=True)
@@ -575,7 +574,7 @@ def _sweep_run(planned: PlannedRun, cfg: Any, sweep_dir: Path, run_id: str) -> R
 
     out_dir = sweep_dir / planned.name
     _ensure_writable(out_dir)
-    resolved = out_dir / "config.json"
+    resolved = rundir.config_path(out_dir)
     atomic_write_json(resolved, cfg.to_dict())
     launcher_error = _launch_ranks(
         resolved, cfg, out_dir, run_id, cfg.steps.warmup + cfg.steps.measured
@@ -617,7 +616,7 @@ def cmd_collectives(args: argparse.Namespace) -> int:
     sizes = section.sizes(on_gpu)
     run_id, out_dir = _new_output(args.out)
     default_out = args.out is None
-    resolved = out_dir / "config.json"  # JSON is YAML: the workers load it like any config
+    resolved = rundir.config_path(out_dir)  # JSON is YAML: the workers load it like any config
     atomic_write_json(resolved, cfg.to_dict())
 
     unit = cfg.run.nproc * collective_defs.DTYPE_BYTES[section.dtype]
@@ -779,9 +778,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
-    from minicluster.analysis.scaling import PLAN_FILE
-
-    if (args.dir / PLAN_FILE).is_file() and not (args.dir / "ranks").is_dir():
+    if rundir.plan_path(args.dir).is_file() and not rundir.ranks_dir(args.dir).is_dir():
         return _aggregate_sweep(args.dir)
     result = _aggregate_dir(args.dir, None)
     return _exit_for(result)
@@ -928,7 +925,7 @@ def _aggregate_dir(
 def _launcher_record(out_dir: Path) -> dict[str, Any]:
     """What the launcher left in DIR/launcher.json (a failed or interrupted local run), or {}."""
     try:
-        data = json.loads((out_dir / LAUNCHER_FILE).read_text(encoding="utf-8"))
+        data = json.loads(rundir.launcher_path(out_dir).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -956,7 +953,7 @@ def _write_result(out_dir: Path, result: dict[str, Any]) -> Path:
     from minicluster.result.schema import validate_result
 
     validate_result(result)
-    path = out_dir / "result.json"
+    path = rundir.result_path(out_dir)
     atomic_write_json(path, result)
     return path
 
@@ -990,9 +987,9 @@ def _new_output(out: Path | None, what: str = "run") -> tuple[str, Path]:
 def _ensure_new_run_dir(out_dir: Path, what: str = "run") -> None:
     """`out_dir` is writable and holds no earlier run: its rank files would mix with the new
     ones (a rank that dies early would leave the old run's summary standing for it)."""
-    taken = [n for n in ("ranks/", "result.json", "sweep.json") if (out_dir / n).exists()]
+    taken = rundir.holds_run(out_dir)
     if taken:
-        why = f"already holds {taken[0]} of an earlier run"
+        why = f"already holds {taken} of an earlier run"
     elif what == "sweep" and out_dir.is_dir() and any(out_dir.iterdir()):
         why = "is not empty (a sweep makes one directory per run in it)"
     else:
@@ -1015,7 +1012,7 @@ def _ensure_writable(out_dir: Path) -> None:
 
 def _point_latest(out_dir: Path) -> None:
     """Make runs/latest point at this run (replaced atomically)."""
-    latest = out_dir.parent / "latest"
+    latest = out_dir.parent / rundir.LATEST_LINK
     tmp = out_dir.parent / f".latest-{os.getpid()}"
     try:
         tmp.unlink(missing_ok=True)
@@ -1029,7 +1026,7 @@ class _Progress:
     """A progress bar fed by rank 0's records (steps, or collective sizes) while the ranks run."""
 
     def __init__(self, out_dir: Path, total: int, label: str = "rank 0 steps") -> None:
-        self.path = out_dir / "ranks" / "rank_00000.jsonl"
+        self.path = rundir.rank_jsonl(out_dir, 0)
         self.total = total
         self.label = label
         self._stop = threading.Event()

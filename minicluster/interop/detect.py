@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from minicluster.core import rundir
 from minicluster.core.errors import InputError
 from minicluster.interop.record import FORMATS, BenchmarkRecord
 
@@ -68,7 +69,7 @@ def sniff(text: str, path: Path) -> tuple[str, Any]:
 
 def load(path: Path, fmt: str | None = None) -> BenchmarkRecord:
     if path.is_dir():
-        path = path / "result.json"
+        path = rundir.result_path(path)
     text = read_text(path)
     if fmt is None:
         fmt, content = sniff(text, path)
@@ -80,7 +81,7 @@ def load(path: Path, fmt: str | None = None) -> BenchmarkRecord:
             raise InputError(f"{path}: expected a JSON object at the top level")
     else:
         raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    label = path.parent.name if path.name == "result.json" else path.name
+    label = path.parent.name if path.name == rundir.RESULT_FILE else path.name
     try:
         if fmt == "minicluster":
             from minicluster.interop import minicluster as minicluster_result

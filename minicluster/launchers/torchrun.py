@@ -10,8 +10,6 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# A failed or interrupted run's record (per-rank exit codes, why it failed), read by aggregate.
-LAUNCHER_FILE = "launcher.json"
 _CHILD_ENV = ("OMP_NUM_THREADS", "MINICLUSTER_LAUNCHER", "MINICLUSTER_PROGRESS")
 # A rank's exit code after Ctrl-C: 130 from minicluster's own handler, -2 killed by SIGINT.
 _INTERRUPTED_EXIT_CODES = (130, -signal.SIGINT)
@@ -49,6 +47,7 @@ def _run_torchrun(config_path: Path, nproc: int, out_dir: Path, run_id: str) -> 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    from minicluster.core import rundir
     from minicluster.core.io import atomic_write_json
     from minicluster.rank.dist import free_port
 
@@ -81,7 +80,9 @@ def _run_torchrun(config_path: Path, nproc: int, out_dir: Path, run_id: str) -> 
     except ChildFailedError as e:
         # Exit codes tell a crash (the rank's own code) from a hang (killed by a signal).
         codes = {str(rank): f.exitcode for rank, f in e.failures.items()}
-        atomic_write_json(out_dir / LAUNCHER_FILE, {"launcher": "torchrun", "exit_codes": codes})
+        atomic_write_json(
+            rundir.launcher_path(out_dir), {"launcher": "torchrun", "exit_codes": codes}
+        )
         if all(f.exitcode in _INTERRUPTED_EXIT_CODES for f in e.failures.values()):
             # Ctrl-C in a terminal reaches the ranks too; they may exit before the agent sees it.
             raise KeyboardInterrupt("the ranks were interrupted") from None

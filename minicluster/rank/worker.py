@@ -26,7 +26,7 @@ import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from minicluster import __version__
-from minicluster.core import fault_spec
+from minicluster.core import fault_spec, rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.io import atomic_write_json
 from minicluster.core.log import setup_logging
@@ -37,22 +37,12 @@ from minicluster.rank.telemetry.session import for_rank as telemetry_for_rank
 
 log = logging.getLogger(__name__)
 
-RANKS_DIR = "ranks"
-
-
-def rank_jsonl_path(out_dir: Path, rank: int) -> Path:
-    return out_dir / RANKS_DIR / f"rank_{rank:05d}.jsonl"
-
-
-def rank_summary_path(out_dir: Path, rank: int) -> Path:
-    return out_dir / RANKS_DIR / f"rank_{rank:05d}.summary.json"
-
 
 class RankRecorder:
     """Appends one JSON line per record and flushes it, so a crash loses at most the current step."""
 
     def __init__(self, out_dir: Path, rank: int) -> None:
-        self.path = rank_jsonl_path(out_dir, rank)
+        self.path = rundir.rank_jsonl(out_dir, rank)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f: IO[str] = open(self.path, "w", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
 
@@ -77,7 +67,7 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         return _run_collectives(cfg, info, device, backend, threads, out_dir, run_id)
     held: dict[str, Any] = {}  # DDP model and optimizer, dropped before the group is destroyed
     recorder: RankRecorder | None = None
-    summary_path = rank_summary_path(out_dir, info.rank)
+    summary_path = rundir.rank_summary(out_dir, info.rank)
     last_step = -1
     tele: TelemetrySession | None = None
     try:
@@ -179,7 +169,7 @@ def _run_collectives(
 ) -> list[dict[str, Any]] | None:
     """The collective micro-benchmark on this rank (process group already joined)."""
     recorder: RankRecorder | None = None
-    summary_path = rank_summary_path(out_dir, info.rank)
+    summary_path = rundir.rank_summary(out_dir, info.rank)
     records: list[dict[str, Any]] = []
     tele: TelemetrySession | None = None
     try:

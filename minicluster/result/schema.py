@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from minicluster.core import rundir
 from minicluster.core.errors import InputError
 
 SCHEMA_VERSION = "minicluster/1"
@@ -36,12 +37,12 @@ def validate_result(data: Any) -> None:
 def load_result(path: Path) -> dict[str, Any]:
     """Read and validate a `result.json`, or the one in run (or sweep) directory `path`."""
     if path.is_dir():
-        if not (path / "result.json").is_file():
+        if not rundir.result_path(path).is_file():
             raise InputError(
                 f"{path} is a directory without result.json (an unfinished run? try "
                 f"`minicluster aggregate {path}`)"
             )
-        path = path / "result.json"
+        path = rundir.result_path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

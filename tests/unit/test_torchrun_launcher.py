@@ -20,6 +20,7 @@ from torch.distributed.elastic.multiprocessing.errors import (  # noqa: E402
     ProcessFailure,
 )
 
+from minicluster.core import rundir  # noqa: E402
 from minicluster.launchers import torchrun  # noqa: E402
 
 
@@ -54,7 +55,7 @@ def test_ranks_that_all_exit_interrupted_are_an_interrupt(
     monkeypatch.setattr(torch_run, "run", run)
     with pytest.raises(KeyboardInterrupt):
         _launch(tmp_path)
-    codes = json.loads((tmp_path / torchrun.LAUNCHER_FILE).read_text())["exit_codes"]
+    codes = json.loads(rundir.launcher_path(tmp_path).read_text())["exit_codes"]
     assert codes == {"0": 130, "1": -2}  # kept for aggregate all the same
 
 

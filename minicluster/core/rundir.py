@@ -1,0 +1,82 @@
+"""Every path inside a run (or sweep) directory, named once.
+
+A run directory holds:
+
+    config.json                  the resolved config the ranks loaded (JSON is YAML)
+    ranks/rank_00003.jsonl       one rank's records: header line, then one line per step
+    ranks/rank_00003.summary.json   that rank's summary, written atomically at its end
+    launcher.json                why a local launch failed or was interrupted (exit codes)
+    node.json                    on a node other than rank 0's: where the result was written
+    result.json                  the canonical result (see minicluster.result)
+    .claim                       the exclusive claim a new run takes on the directory
+
+A sweep directory holds `sweep.json` (the plan) and one run directory per run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RANKS_DIR = "ranks"
+RESULT_FILE = "result.json"
+CONFIG_FILE = "config.json"
+LAUNCHER_FILE = "launcher.json"
+NODE_FILE = "node.json"
+PLAN_FILE = "sweep.json"
+CLAIM_FILE = ".claim"
+LATEST_LINK = "latest"
+RANK_FILE_GLOB = "rank_*.jsonl"
+SUMMARY_FILE_GLOB = "rank_*.summary.json"
+# What a directory holding an earlier run contains (any one is enough to refuse a new run there).
+RUN_MARKERS = (f"{RANKS_DIR}/", RESULT_FILE, PLAN_FILE)
+
+
+def ranks_dir(run_dir: Path) -> Path:
+    return run_dir / RANKS_DIR
+
+
+def rank_jsonl(run_dir: Path, rank: int) -> Path:
+    """`run_dir/ranks/rank_00003.jsonl`: the rank's header and step records."""
+    return run_dir / RANKS_DIR / f"rank_{rank:05d}.jsonl"
+
+
+def rank_summary(run_dir: Path, rank: int) -> Path:
+    """`run_dir/ranks/rank_00003.summary.json`: the rank's end-of-run summary."""
+    return run_dir / RANKS_DIR / f"rank_{rank:05d}.summary.json"
+
+
+def rank_files_pattern() -> str:
+    """The rank file path relative to the run directory, as a `str.format` pattern."""
+    return f"{RANKS_DIR}/rank_{{rank:05d}}.jsonl"
+
+
+def rank_from_name(name: str) -> int | None:
+    """The rank of `rank_00003.jsonl` or `rank_00003.summary.json`; None for any other name."""
+    stem = name.split(".", 1)[0]
+    if not stem.startswith("rank_"):
+        return None
+    try:
+        return int(stem.removeprefix("rank_"))
+    except ValueError:
+        return None
+
+
+def result_path(run_dir: Path) -> Path:
+    return run_dir / RESULT_FILE
+
+
+def config_path(run_dir: Path) -> Path:
+    return run_dir / CONFIG_FILE
+
+
+def launcher_path(run_dir: Path) -> Path:
+    return run_dir / LAUNCHER_FILE
+
+
+def plan_path(sweep_dir: Path) -> Path:
+    return sweep_dir / PLAN_FILE
+
+
+def holds_run(run_dir: Path) -> str | None:
+    """The first marker of an earlier run in `run_dir` (`ranks/`, `result.json`, `sweep.json`)."""
+    return next((n for n in RUN_MARKERS if (run_dir / n).exists()), None)
