@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.core import rundir
+from minicluster.core import rank_format, rundir
 from minicluster.core.errors import InputError
 
 try:
@@ -150,6 +150,8 @@ def _column(key: str, values: list[Any]) -> np.ndarray:
 
 def from_gathered(gathered: list[dict[str, Any]]) -> list[RankRecords]:
     """Records gathered in-band on rank 0 (worker.run's return value)."""
+    for g in gathered:
+        rank_format.check_header(g["header"], f"rank {g['header'].get('rank')} (gathered)")
     return [
         RankRecords(
             g["header"]["rank"],
@@ -218,13 +220,14 @@ def _read_rank_files(job: tuple[Path, int]) -> RankRecords:
             warnings.append(f"{path.name}: {where} skipped")
             continue
         kind = obj.get("type") if isinstance(obj, dict) else None
-        if kind == "step":
+        if kind == rank_format.STEP:
             steps.append(obj)
-        elif kind == "collective":
+        elif kind == rank_format.COLLECTIVE:
             collectives.append(obj)
-        elif kind == "header":
+        elif kind == rank_format.HEADER:
+            rank_format.check_header(obj, str(path))
             header = obj
-        elif kind == "comm_timing" and header is not None:
+        elif kind == rank_format.COMM_TIMING and header is not None:
             header["comm_timing"] = {k: v for k, v in obj.items() if k != "type"}
     summary = _read_summary(rundir.rank_summary(path.parent.parent, rank), rank, warnings)
     return RankRecords(

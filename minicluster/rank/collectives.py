@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.distributed as tdist
 
-from minicluster.core import collective_defs
+from minicluster.core import collective_defs, rank_format
 from minicluster.core.collective_defs import DTYPE_BYTES, DTYPE_EXACT_INT, OpSize, op_size
 from minicluster.core.config import CollectivesSection
 from minicluster.core.errors import ConfigError
@@ -255,7 +255,7 @@ class _Bench:
         s = self.s
         shape = op_size(op, nominal, self.n, s.dtype)
         rec: dict[str, Any] = {
-            "type": "collective",
+            "type": rank_format.COLLECTIVE,
             "op": op,
             "size_bytes": shape.size_bytes,
             "nominal_bytes": nominal,

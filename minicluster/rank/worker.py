@@ -26,7 +26,7 @@ import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from minicluster import __version__
-from minicluster.core import fault_spec, rundir
+from minicluster.core import fault_spec, rank_format, rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.io import atomic_write_json
 from minicluster.core.log import setup_logging
@@ -101,7 +101,7 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         # The header is already on disk (written before DDP's first collective): this line adds
         # the timing method to it; readers merge it into the header.
         header["comm_timing"] = {"method": timing_method, "fallback": fallback or forced}
-        recorder.write({"type": "comm_timing", **header["comm_timing"]})
+        recorder.write({"type": rank_format.COMM_TIMING, **header["comm_timing"]})
         opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
         held.update(ddp=ddp, opt=opt)
         injector.install(ddp.module, opt, timer)
@@ -258,7 +258,7 @@ def _train_step(
     comm = timer.take_step()
     fwd_ms, bwd_ms, opt_ms = (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6
     return {
-        "type": "step",
+        "type": rank_format.STEP,
         "step": step,
         "warmup": step < warmup,
         "step_time_ms": (t3 - t0) / 1e6,
@@ -306,7 +306,8 @@ def _header(
             "memory_total_bytes": props.total_memory,
         }
     return {
-        "type": "header",
+        "type": rank_format.HEADER,
+        "format": rank_format.FORMAT_VERSION,
         "run_id": run_id,
         "rank": info.rank,
         "local_rank": info.local_rank,
@@ -360,6 +361,7 @@ def _summary(
         memory["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
         memory["cuda_total_bytes"] = torch.cuda.get_device_properties(device).total_memory
     return {
+        "format": rank_format.FORMAT_VERSION,
         "run_id": run_id,
         "rank": info.rank,
         "world_size": info.world_size,

@@ -1,0 +1,126 @@
+"""The per-rank record format: its version and every key of every record type, named once.
+
+This is the interface between the rank side (which writes) and the analysis side (which reads),
+as mlcommons/logging keeps one master list of log keys. Each rank writes `ranks/rank_NNNNN.jsonl`
+(see `rundir`): one JSON object per line, each with a `type`:
+
+- `header` (first line): who and where the rank is, what it runs; `format` is `FORMAT_VERSION`.
+- `comm_timing` (second line of a training job): the all-reduce timing method the rank uses;
+  readers merge it into the header.
+- `step`: one per training step, flushed as it ends (`STEP_KEYS`, plus `STEP_REPLICA_KEYS` on
+  steps where the replica check ran).
+- `collective`: one per (op, message size) of a collectives job (`COLLECTIVE_KEYS`).
+
+At its end the rank writes `rank_NNNNN.summary.json` atomically (`SUMMARY_KEYS`, plus
+`SUMMARY_OPTIONAL_KEYS` where they apply). Adding a key bumps the minor version; readers accept
+every 1.x file and headers from before the version existed (no `format` key).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minicluster.core.errors import InputError
+
+FORMAT_NAME = "minicluster-rank"
+FORMAT_VERSION = f"{FORMAT_NAME}/1.0"
+
+HEADER = "header"
+COMM_TIMING = "comm_timing"
+STEP = "step"
+COLLECTIVE = "collective"
+RECORD_TYPES = (HEADER, COMM_TIMING, STEP, COLLECTIVE)
+
+HEADER_KEYS = (
+    "type",
+    "format",
+    "run_id",
+    "rank",
+    "local_rank",
+    "world_size",
+    "local_world_size",
+    "hostname",
+    "pid",
+    "created_at",
+    "tool_version",
+    "backend",
+    "device",
+    "threads",
+    "launcher",
+    "job",
+    "config",  # the resolved RunConfig as a dict (config.RunConfig.to_dict)
+    "workload",  # name, per_rank_batch, seq_len, tokens_per_rank, params
+    "platform",  # hostname, cpu, cpu_count, host_memory_total_bytes, gpu, torch, python, os
+)
+COMM_TIMING_KEYS = ("type", "method", "fallback")
+STEP_KEYS = (
+    "type",
+    "step",
+    "warmup",  # warm-up steps are recorded but excluded from statistics
+    "step_time_ms",
+    "fwd_ms",
+    "bwd_ms",
+    "opt_ms",
+    "compute_ms",
+    "comm_ms",
+    "exposed_comm_ms",
+    "buckets",
+    "comm_bytes",
+    "issue_delay_ms",
+    "loss",
+    "t_unix_s",
+)
+STEP_REPLICA_KEYS = (
+    "param_checksum",
+    "optim_checksum",
+    "grad_applied_checksum",
+    "grad_reduced_checksum",
+)
+COLLECTIVE_KEYS = (
+    "type",
+    "op",
+    "size_bytes",
+    "nominal_bytes",
+    "count",
+    "dtype",
+    "iters",
+    "warmup_iters",
+    "status",
+    "reason",
+    "time_us",
+    "time_us_max",
+    "wrong",
+    "check_reason",
+    "t_unix_s",
+)
+SUMMARY_KEYS = (
+    "format",
+    "run_id",
+    "rank",
+    "world_size",
+    "hostname",
+    "status",  # ok | failed
+    "last_step",
+    "error",
+    "memory",
+    "ddp_logging",
+    "telemetry",
+)
+# validation: rank 0 of a run with check_ddp_equivalence; collectives_recorded: collectives jobs.
+SUMMARY_OPTIONAL_KEYS = ("validation", "collectives_recorded")
+
+
+def check_header(header: dict[str, Any], where: str) -> None:
+    """InputError when `header` was written in a format version this reader does not know.
+
+    A header without `format` predates the version (its keys are those of 1.0) and is accepted.
+    """
+    fmt = header.get("format")
+    if fmt is None:
+        return
+    name, _, version = str(fmt).partition("/")
+    if name != FORMAT_NAME or version.split(".")[0] != FORMAT_VERSION.split("/")[1].split(".")[0]:
+        raise InputError(
+            f"{where}: rank records in format {fmt!r}; this minicluster reads {FORMAT_VERSION} "
+            "(any 1.x)"
+        )
