@@ -31,6 +31,7 @@ from minicluster.core import config
 from minicluster.rank import worker, workloads
 from minicluster.rank.comm_timing import attach_comm_timer
 from minicluster.rank.dist import free_port
+from minicluster.rank.recorder import RankRecorder
 from minicluster.rank.telemetry.session import for_rank as telemetry_for_rank
 
 WARMUP_BLOCKS = 2
@@ -70,7 +71,7 @@ def _rank(
             opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
             models[mode] = (wl, ddp, opt, timer)
         held["models"] = models
-        recorder = worker.RankRecorder(Path(out), rank)
+        recorder = RankRecorder(Path(out), rank)
         times: dict[str, list[float]] = {m: [] for m in modes}
         block_medians: dict[str, list[float]] = {m: [] for m in modes}
         step = 0
@@ -88,7 +89,7 @@ def _rank(
                         ms = _raw_step(ddp, opt, wl, step, rank)
                     else:
                         t0 = time.perf_counter_ns()
-                        rec = worker._train_step(ddp, opt, wl, timer, device, step, rank, 0)
+                        rec = worker.train_step(ddp, opt, wl, timer, device, step, rank, 0)
                         recorder.write(rec)
                         ms = (time.perf_counter_ns() - t0) / 1e6
                     if block >= WARMUP_BLOCKS:
@@ -124,9 +125,7 @@ def main() -> None:
         mp.spawn(_rank, args=(2, free_port(), cfg_path, a.blocks, a.block_steps, out), nprocs=2)
 
 
-def _fixed_costs_us(
-    model: tuple[Any, ...], recorder: worker.RankRecorder, rank: int
-) -> dict[str, float]:
+def _fixed_costs_us(model: tuple[Any, ...], recorder: RankRecorder, rank: int) -> dict[str, float]:
     """Per-step work the harness adds outside the training math, timed directly (median, us)."""
     _, _, _, timer = model
     rec = {"type": "step", "step": 0, "warmup": False, "step_time_ms": 16.0, "comm_ms": 6.5}

@@ -1,6 +1,6 @@
 """Benchmark: cost of the per-step record write path (json.dumps + buffered write + flush).
 
-Times `worker.RankRecorder.write` on a realistic step record, N times in a row, in blocks,
+Times `recorder.RankRecorder.write` on a realistic step record, N times in a row, in blocks,
 and prints the median per-call cost against the target (<= 0.1 ms per step).
 
 usage: python scripts/bench_records.py [--n 20000] [--blocks 10]
@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from minicluster.rank.worker import RankRecorder
+from minicluster.rank.recorder import RankRecorder
 
 TARGET_MS = 0.1
 

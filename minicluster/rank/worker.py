@@ -11,7 +11,6 @@ in-band so no shared filesystem is needed.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import platform
@@ -19,7 +18,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 import torch.distributed as tdist
@@ -30,28 +29,13 @@ from minicluster.core import fault_spec, rank_format, rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.io import atomic_write_json
 from minicluster.core.log import setup_logging
-from minicluster.rank import collectives, dist, faults, replica, telemetry, workloads
+from minicluster.rank import collectives, dist, equivalence, faults, replica, telemetry, workloads
 from minicluster.rank.comm_timing import CommTimer, attach_comm_timer, ddp_logging_cross_check
+from minicluster.rank.recorder import RankRecorder
 from minicluster.rank.telemetry.session import TelemetrySession
 from minicluster.rank.telemetry.session import for_rank as telemetry_for_rank
 
 log = logging.getLogger(__name__)
-
-
-class RankRecorder:
-    """Appends one JSON line per record and flushes it, so a crash loses at most the current step."""
-
-    def __init__(self, out_dir: Path, rank: int) -> None:
-        self.path = rundir.rank_jsonl(out_dir, rank)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f: IO[str] = open(self.path, "w", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
-
-    def write(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._f.flush()  # to the OS, not fsync: survives a process crash without stalling the step
-
-    def close(self) -> None:
-        self._f.close()
 
 
 def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[str, Any]] | None:
@@ -121,7 +105,7 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
                 tele.begin()  # the measured window: right after warm-up (device already synced)
             injector.begin_step(step)
             checker.begin_step(step)
-            rec = _train_step(ddp, opt, wl, timer, device, step, info.rank, cfg.steps.warmup)
+            rec = train_step(ddp, opt, wl, timer, device, step, info.rank, cfg.steps.warmup)
             rec.update(checker.record(ddp.module, opt))  # after the step's clock stopped
             recorder.write(rec)
             steps.append(rec)
@@ -132,7 +116,7 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         tele_window = tele.end(cfg.steps.measured)
         summary = _summary(info, device, run_id, "ok", last_step, ddp, None, tele_window)
         if cfg.run.check_ddp_equivalence and info.rank == 0:
-            summary["validation"] = replica.ddp_equivalence(
+            summary["validation"] = equivalence.ddp_equivalence(
                 ddp.module,
                 opt,
                 lambda: workloads.build(cfg.workload, cfg.run.seed, device),
@@ -231,7 +215,7 @@ def _write_failed_summary(path: Path, summary: dict[str, Any]) -> None:
         log.warning("could not write %s", path)
 
 
-def _train_step(
+def train_step(
     ddp: DDP,
     opt: torch.optim.Optimizer,
     wl: workloads.Workload,
@@ -241,6 +225,7 @@ def _train_step(
     rank: int,
     warmup: int,
 ) -> dict[str, Any]:
+    """One timed optimizer step on this rank: its step record (`rank_format.STEP_KEYS`), times in ms."""
     x, y = wl.make_batch(step, rank)
     sync = torch.cuda.synchronize if device.type == "cuda" else _no_sync
     sync()  # batch on the device before the clock starts
