@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minicluster import __version__
-from minicluster.analysis import energy
-from minicluster.analysis.aggregate import _memory_metrics, _now, _platform
+from minicluster.analysis import energy, envelope
 from minicluster.analysis.records import RankRecords
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.collective_defs import (
@@ -23,10 +21,8 @@ from minicluster.core.collective_defs import (
     algbw_gbps,
     busbw_factor,
 )
-from minicluster.core.errors import InputError
 from minicluster.core.metrics import MetricValue, metric, unavailable
 from minicluster.core.units import format_size
-from minicluster.result.schema import SCHEMA_VERSION
 
 NO_STEPS = "a collectives run has no training steps"
 NOT_SAMPLED = "not sampled: this result predates telemetry in collectives runs"
@@ -41,17 +37,20 @@ def aggregate_collectives(
     exit_codes: dict[int, int] | None = None,
 ) -> dict[str, Any]:
     """The canonical result of a collectives run (`aggregated_at` fixed for golden tests)."""
-    headers = [r.header for r in records if r.header is not None]
-    if not headers:
-        raise InputError("no rank wrote a header record: nothing to aggregate")
-    head0 = next((h for h in headers if h["rank"] == 0), headers[0])
-    cfg = head0.get("config", {})
-    section = cfg.get("collectives") or {}
+    head0, headers = envelope.rank0_header(records)
+    section = envelope.run_config(head0).collectives
     world_size = max(h["world_size"] for h in headers)
     by_rank = {r.rank: r for r in records}
 
     errors: list[str] = [w for r in records for w in r.warnings]
-    failed_ranks = _failed_ranks(by_rank, world_size, exit_codes or {}, errors)
+    failed_ranks = envelope.failed_ranks(
+        by_rank,
+        world_size,
+        exit_codes or {},
+        errors,
+        died_after=_last,
+        failed_when=lambda rec: f"after {_last(rec)}",
+    )
     if launcher_error:
         errors.append(f"launcher: {launcher_error}")
     rows = merge_rows(records, world_size)
@@ -63,60 +62,52 @@ def aggregate_collectives(
                 f"(rank {ranks})"
             )
     wrong_total = sum(r["wrong"] or 0 for r in rows)
-    dtype = section.get("dtype", "float32")
-    hosts = sorted({h["hostname"] for h in headers})
     pairs = [(r.header, r.summary) for _, r in sorted(by_rank.items()) if r.header and r.summary]
     # Results of runs from before telemetry was sampled here have no window in the summaries.
     sources = energy.collect_sources([p for p in pairs if p[1].get("telemetry")])
     metrics = _metrics(rows, by_rank, headers, world_size, sources)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": head0["run_id"],
-        "created_at": head0.get("created_at") or _now(),
-        "aggregated_at": aggregated_at or _now(),
-        "status": "failed" if failed_ranks or launcher_error else "ok",
-        "tool": {"name": "minicluster", "version": __version__},
-        "launcher": head0.get("launcher", "outside"),
-        "backend": head0.get("backend"),
-        "world_size": world_size,
-        "nodes": len(hosts),
-        "config": cfg,
-        "platform": _platform(headers),
-        "workload": {
-            "name": "collectives",
-            "workload_type": "collectives",
-            "per_rank_batch": None,
-            "global_batch": None,
-            "seq_len": None,
-            "params": None,
-        },
-        "metrics": {name: mv.to_dict() for name, mv in metrics.items()},
-        "ranks": [
-            _rank_entry(rank, by_rank.get(rank), rank in failed_ranks) for rank in range(world_size)
-        ],
-        "stragglers": [],
-        "failed_ranks": failed_ranks,
-        "steps": None,
-        "scaling": None,
-        "collectives": {
-            "rule": TIME_RULE,
-            "formulas": FORMULAS,
-            "dtype": dtype,
-            "element_bytes": DTYPE_BYTES.get(dtype),
-            "size_multiple_bytes": world_size * DTYPE_BYTES.get(dtype, 1),
-            "iters": section.get("iters"),
-            "warmup_iters": section.get("warmup_iters"),
-            "world_size": world_size,
-            "root": section.get("root"),
-            "ops": section.get("ops"),
-            "wrong_total": wrong_total,
-            "results": rows,
-        },
-        "faults": {"injected": [], "detected": []},
-        "validation": None,
-        "errors": errors,
-        "telemetry": energy.telemetry_section(sources, metrics) if sources else None,
-    }
+    status = "failed" if failed_ranks or launcher_error else "ok"
+    result = envelope.top_level(head0, headers, status, world_size, aggregated_at)
+    result.update(
+        {
+            "workload": {
+                "name": "collectives",
+                "workload_type": "collectives",
+                "per_rank_batch": None,
+                "global_batch": None,
+                "seq_len": None,
+                "params": None,
+            },
+            "metrics": {name: mv.to_dict() for name, mv in metrics.items()},
+            "ranks": [
+                _rank_entry(rank, by_rank.get(rank), rank in failed_ranks)
+                for rank in range(world_size)
+            ],
+            "stragglers": [],
+            "failed_ranks": failed_ranks,
+            "steps": None,
+            "scaling": None,
+            "collectives": {
+                "rule": TIME_RULE,
+                "formulas": FORMULAS,
+                "dtype": section.dtype,
+                "element_bytes": DTYPE_BYTES.get(section.dtype),
+                "size_multiple_bytes": world_size * DTYPE_BYTES.get(section.dtype, 1),
+                "iters": section.iters,
+                "warmup_iters": section.warmup_iters,
+                "world_size": world_size,
+                "root": section.root,
+                "ops": section.ops,
+                "wrong_total": wrong_total,
+                "results": rows,
+            },
+            "faults": {"injected": [], "detected": []},
+            "validation": None,
+            "errors": errors,
+            "telemetry": energy.telemetry_section(sources, metrics) if sources else None,
+        }
+    )
+    return result
 
 
 def merge_rows(records: list[RankRecords], world_size: int) -> list[dict[str, Any]]:
@@ -171,30 +162,6 @@ def _row(op: str, per_rank: dict[int, dict[str, Any]], world_size: int) -> dict[
             filter(None, [row["reason"], f"{missing} rank(s) left no record: #wrong is partial"])
         )
     return row
-
-
-def _failed_ranks(
-    by_rank: dict[int, RankRecords],
-    world_size: int,
-    exit_codes: dict[int, int],
-    errors: list[str],
-) -> list[int]:
-    failed = []
-    for rank in range(world_size):
-        rec = by_rank.get(rank)
-        code = f" (exit code {exit_codes[rank]})" if rank in exit_codes else ""
-        if rec is None or rec.header is None:
-            failed.append(rank)
-            errors.append(f"rank {rank}: no records (never started or its files are missing){code}")
-        elif rec.summary is None:
-            failed.append(rank)
-            errors.append(f"rank {rank}: no summary; the process died after {_last(rec)}{code}")
-        elif rec.summary.get("status") != "ok":
-            failed.append(rank)
-            errors.append(
-                f"rank {rank}: failed after {_last(rec)}: {rec.summary.get('error')}{code}"
-            )
-    return failed
 
 
 def _last(rec: RankRecords) -> str:
@@ -277,7 +244,7 @@ def _metrics(
         )
     else:
         m["allreduce_ms"] = unavailable("allreduce_ms", "all_reduce was not measured in this run")
-    m.update(_memory_metrics(headers, by_rank))
+    m.update(envelope.memory_metrics(headers, by_rank))
     m.update(_telemetry_metrics(sources))
     order = [x.name for x in metrics_registry.for_workload("training")]
     return {k: m.get(k) or unavailable(k, NO_STEPS) for k in order}

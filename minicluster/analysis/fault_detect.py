@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from minicluster.core.config import RunSection
+
 CHECKSUM_KEYS = ("param_checksum", "optim_checksum")
 CORRECTNESS_KINDS = ("corrupt_grad", "replica_divergence")  # the run ended, its numbers are wrong
 
@@ -22,17 +24,13 @@ def detect(
     world_size: int,
     stragglers: list[dict[str, Any]],
     exit_codes: dict[int, int] | None = None,
-    run_cfg: dict[str, Any] | None = None,
+    run_cfg: RunSection | None = None,
 ) -> list[dict[str, Any]]:
     """Detected faults, each `{kind, rank, step, evidence}` (`step` None when it has none)."""
-    run_cfg = run_cfg or {}
+    run_cfg = run_cfg or RunSection()
     found = _dead_ranks(records, world_size, exit_codes or {})
     found += _divergence(records)
-    found += _slow_issue(
-        records,
-        run_cfg.get("straggler_threshold_pct", 20.0),
-        run_cfg.get("straggler_min_excess_ms", 2.0),
-    )
+    found += _slow_issue(records, run_cfg.straggler_threshold_pct, run_cfg.straggler_min_excess_ms)
     for s in stragglers:
         found.append(
             {
@@ -207,14 +205,13 @@ def _divergence(records: list[Any]) -> list[dict[str, Any]]:
 
 
 def validation_section(
-    records: list[Any], cfg: dict[str, Any], detected: list[dict[str, Any]]
+    records: list[Any], run: RunSection, detected: list[dict[str, Any]]
 ) -> dict[str, Any] | None:
     """The verdict of the correctness checks the run was configured for (None: none were).
 
     `reason` is one line naming the first failed check, the rank and the step where known.
     """
-    run = cfg.get("run", {})
-    every = run.get("replica_check_every", 0)
+    every = run.replica_check_every
     checks: list[dict[str, Any]] = []
     if every:
         ranks_at: Counter[int] = Counter(step for r in records for step in _checksum_rows(r))
@@ -236,7 +233,7 @@ def validation_section(
         elif not steps:
             check["reason"] = "no step has replica checksums from two or more ranks"
         checks.append(check)
-    if run.get("check_ddp_equivalence"):
+    if run.check_ddp_equivalence:
         rank0 = next((r for r in records if r.rank == 0), None)
         result = (rank0.summary or {}).get("validation") if rank0 is not None else None
         if result is None:

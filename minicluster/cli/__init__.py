@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minicluster import __version__
+from minicluster.analysis.verdicts import exit_code
 from minicluster.core import collective_defs, rundir
 from minicluster.core.config import REQUIRABLE_MEASUREMENTS
 from minicluster.core.errors import (
@@ -283,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _exit_for(_launch(args, validating=False))
+    return exit_code(_launch(args, validating=False))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -528,7 +529,7 @@ def _finish_sweep(
             file=sys.stderr,
         )
         return EXIT_RUN_FAILED
-    return max(_exit_for(o.result) for o in outcomes if o.result is not None)
+    return max(exit_code(o.result) for o in outcomes if o.result is not None)
 
 
 def _aggregate_sweep(sweep_dir: Path) -> int:
@@ -640,7 +641,7 @@ def cmd_collectives(args: argparse.Namespace) -> int:
     if default_out:
         _point_latest(out_dir)
     _write_reports(result, args.md, args.html)
-    return _exit_for(result)
+    return exit_code(result)
 
 
 def _collectives_config(args: argparse.Namespace) -> Any:
@@ -770,18 +771,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise _RankFailed(f"rank failed: {type(e).__name__}: {e}") from None
     if gathered is None or args.no_aggregate:
         return EXIT_OK
-    from minicluster.analysis import aggregate as coordinator
+    from minicluster.analysis.aggregate import aggregate
+    from minicluster.analysis.records import from_gathered
 
-    result = coordinator.aggregate(coordinator.from_gathered(gathered))
+    result = aggregate(from_gathered(gathered))
     _write_and_print(args.out, result)
-    return _exit_for(result)
+    return exit_code(result)
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
     if rundir.plan_path(args.dir).is_file() and not rundir.ranks_dir(args.dir).is_dir():
         return _aggregate_sweep(args.dir)
     result = _aggregate_dir(args.dir, None)
-    return _exit_for(result)
+    return exit_code(result)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -905,13 +907,14 @@ def _aggregate_dir(
     out_dir: Path, launcher_error: str | None, quiet: bool = False
 ) -> dict[str, Any]:
     """Aggregate the rank files of `out_dir` into its result.json; `quiet`: no summary."""
-    from minicluster.analysis import aggregate as coordinator
+    from minicluster.analysis.aggregate import aggregate
+    from minicluster.analysis.records import read_run_dir
 
     launcher = _launcher_record(out_dir)
     if launcher_error is None and isinstance(launcher.get("error"), str):
         launcher_error = launcher["error"]  # recorded when the run was launched
-    result = coordinator.aggregate(
-        coordinator.read_run_dir(out_dir),
+    result = aggregate(
+        read_run_dir(out_dir),
         launcher_error=launcher_error,
         exit_codes=_exit_codes(launcher),
     )
@@ -956,18 +959,6 @@ def _write_result(out_dir: Path, result: dict[str, Any]) -> Path:
     path = rundir.result_path(out_dir)
     atomic_write_json(path, result)
     return path
-
-
-def _exit_for(result: dict[str, Any]) -> int:
-    if result["status"] == "failed":
-        return EXIT_RUN_FAILED
-    from minicluster.analysis.fault_detect import CORRECTNESS_KINDS
-
-    if any(d["kind"] in CORRECTNESS_KINDS for d in result["faults"]["detected"]):
-        return EXIT_FAILED_CHECK
-    if (result.get("collectives") or {}).get("wrong_total"):
-        return EXIT_FAILED_CHECK  # a collective returned wrong elements
-    return EXIT_OK
 
 
 def _new_run_id() -> str:

@@ -53,7 +53,8 @@ def _rank_main(rank: int, world: int, port: int, out: str, queue: object) -> Non
 
 @pytest.mark.timeout(120)
 def test_three_gloo_ranks_check_and_time_every_op(tmp_path: Path) -> None:
-    from minicluster.analysis.aggregate import aggregate, from_gathered
+    from minicluster.analysis.aggregate import aggregate
+    from minicluster.analysis.records import from_gathered
     from minicluster.rank.dist import free_port
     from minicluster.result.schema import validate_result
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from minicluster.analysis import aggregate as coordinator
+from minicluster.analysis.aggregate import aggregate
 from minicluster.analysis.collectives import aggregate_collectives
 from minicluster.analysis.records import RankRecords, read_run_dir
-from minicluster.cli import _exit_for
+from minicluster.analysis.verdicts import exit_code
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.errors import InputError
 from minicluster.result.schema import validate_result
@@ -52,7 +52,7 @@ def test_rows_take_the_max_across_ranks_and_nccl_tests_bandwidths(
     assert large["time_us"] == 150.0
     assert (small["wrong"], small["status"], small["reason"]) == (0, "measured", None)
     assert coll["wrong_total"] == 0
-    assert _exit_for(result) == 0
+    assert exit_code(result) == 0
 
 
 def test_an_unavailable_op_keeps_its_reason_and_no_number(collective_records: MakeRecords) -> None:
@@ -99,7 +99,7 @@ def test_wrong_elements_are_an_error_and_exit_1(collective_records: MakeRecords)
     assert result["collectives"]["wrong_total"] == 7
     assert "all_reduce at 2048 B: 7 wrong elements (rank 1)" in result["errors"]
     assert result["status"] == "ok"  # the run ran; its check failed
-    assert _exit_for(result) == 1
+    assert exit_code(result) == 1
 
 
 def test_a_dead_rank_fails_the_run_and_is_named(collective_records: MakeRecords) -> None:
@@ -118,7 +118,7 @@ def test_a_dead_rank_fails_the_run_and_is_named(collective_records: MakeRecords)
     assert result["ranks"][1]["collectives_recorded"] == 1
     large = result["collectives"]["results"][1]
     assert large["ranks_reported"] == 1 and "#wrong is partial" in large["reason"]
-    assert _exit_for(result) == 3
+    assert exit_code(result) == 3
 
 
 def test_a_rank_that_never_started_is_named(collective_records: MakeRecords) -> None:
@@ -131,7 +131,7 @@ def test_a_rank_that_never_started_is_named(collective_records: MakeRecords) -> 
 
 
 def test_the_coordinator_dispatches_on_the_header_job(collective_records: MakeRecords) -> None:
-    result = coordinator.aggregate(collective_records())
+    result = aggregate(collective_records())
     assert result["workload"]["workload_type"] == "collectives"
     assert len(result["collectives"]["results"]) == 4
     with pytest.raises(InputError, match="no rank wrote a header"):
@@ -150,7 +150,7 @@ def test_rank_files_round_trip_through_read_run_dir(
         (ranks / f"rank_{rec.rank:05d}.summary.json").write_text(json.dumps(rec.summary))
     back = read_run_dir(tmp_path)
     assert [len(r.collectives) for r in back] == [3, 3]  # the cut line is skipped
-    result = coordinator.aggregate(back)
+    result = aggregate(back)
     assert len(result["collectives"]["results"]) == 3
     assert any("truncated last line skipped" in e for e in result["errors"])
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from minicluster.analysis import aggregate as coordinator
-from minicluster.analysis.aggregate import RankRecords
+from minicluster.analysis.aggregate import aggregate
+from minicluster.analysis.records import RankRecords, read_run_dir
 from minicluster.core.errors import InputError
 from minicluster.result.schema import validate_result
 
@@ -94,7 +94,7 @@ def two_ranks(slow_compute: float = 10.0) -> list[RankRecords]:
 
 
 def test_clean_run_is_ok_and_schema_valid() -> None:
-    result = coordinator.aggregate(two_ranks())
+    result = aggregate(two_ranks())
     validate_result(result)
     assert result["status"] == "ok"
     assert result["world_size"] == 2
@@ -108,7 +108,7 @@ def test_clean_run_is_ok_and_schema_valid() -> None:
 
 
 def test_straggler_is_named_by_compute_and_wait_lands_on_the_healthy_rank() -> None:
-    result = coordinator.aggregate(two_ranks(slow_compute=40.0))
+    result = aggregate(two_ranks(slow_compute=40.0))
     assert [s["rank"] for s in result["stragglers"]] == [1]
     assert result["stragglers"][0]["attributed_to"] == "compute"
     r0, r1 = result["ranks"]
@@ -127,19 +127,19 @@ def test_straggler_needs_to_be_slowest_step_after_step() -> None:
     recs[1].steps = [recs[1].steps[0]] + [
         step(i, c + 2.0, c, 2.0) for i, c in enumerate(noisy, start=1)
     ]
-    result = coordinator.aggregate(recs)
+    result = aggregate(recs)
     assert result["ranks"][1]["compute_ms_median"] == pytest.approx(22.5)
     assert result["stragglers"] == []
 
 
 def test_straggler_records_its_sign_test() -> None:
-    (s,) = coordinator.aggregate(two_ranks(slow_compute=40.0))["stragglers"]
+    (s,) = aggregate(two_ranks(slow_compute=40.0))["stragglers"]
     assert (s["slowest_in_steps"], s["steps_compared"]) == (6, 6)
     assert s["sign_test_p"] == pytest.approx(0.5**6, rel=1e-2)
 
 
 def test_unavailable_energy_is_null_with_reason_never_zero() -> None:
-    m = coordinator.aggregate(two_ranks())["metrics"]
+    m = aggregate(two_ranks())["metrics"]
     for name in ("power_consumption_watts", "energy_per_step_joules", "temperature_celsius"):
         assert m[name]["value"] is None
         assert m[name]["status"] == "unavailable"
@@ -151,7 +151,7 @@ def test_dead_rank_fails_the_run_and_keeps_its_steps() -> None:
     recs = two_ranks()
     recs[1].summary = None
     recs[1].steps = recs[1].steps[:3]  # died after step 2
-    result = coordinator.aggregate(recs, launcher_error="ranks failed: rank 1 exit code 1")
+    result = aggregate(recs, launcher_error="ranks failed: rank 1 exit code 1")
     validate_result(result)
     assert result["status"] == "failed"
     assert result["failed_ranks"] == [1]
@@ -162,7 +162,7 @@ def test_dead_rank_fails_the_run_and_keeps_its_steps() -> None:
 
 def test_rank_with_no_files_is_named_missing() -> None:
     recs = two_ranks()[:1]
-    result = coordinator.aggregate(recs)
+    result = aggregate(recs)
     assert result["status"] == "failed"
     assert result["ranks"][1]["status"] == "missing"
     assert "rank 1: no records" in result["errors"][0]
@@ -171,7 +171,7 @@ def test_rank_with_no_files_is_named_missing() -> None:
 def test_single_rank_has_no_comm_metrics() -> None:
     rec = two_ranks()[0]
     rec.header = header(0, world=1)
-    m = coordinator.aggregate([rec])["metrics"]
+    m = aggregate([rec])["metrics"]
     assert m["allreduce_ms"]["value"] is None
     assert m["allreduce_ms"]["reason"] == "one rank: no inter-rank communication"
     assert m["throughput_samples_per_sec"]["value"] is not None
@@ -191,16 +191,16 @@ def test_truncated_last_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
     _write_run(tmp_path, two_ranks())
     f = tmp_path / "ranks" / "rank_00001.jsonl"
     f.write_text(f.read_text() + '{"type": "step", "step": 7, "step_ti')  # crash mid-write
-    recs = coordinator.read_run_dir(tmp_path)
+    recs = read_run_dir(tmp_path)
     assert len(recs[1].steps) == 7
     assert recs[1].warnings == ["rank_00001.jsonl: truncated last line skipped"]
-    result = coordinator.aggregate(recs)
+    result = aggregate(recs)
     assert "rank_00001.jsonl: truncated last line skipped" in result["errors"]
 
 
 def test_reading_a_dir_without_ranks_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="holds no rank records"):
-        coordinator.read_run_dir(tmp_path)
+        read_run_dir(tmp_path)
     (tmp_path / "ranks").mkdir()
     with pytest.raises(InputError, match="no rank_NNNNN.jsonl"):
-        coordinator.read_run_dir(tmp_path)
+        read_run_dir(tmp_path)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from minicluster.analysis.aggregate import RankRecords
 from minicluster.analysis.fault_detect import detect, validation_section
+from minicluster.analysis.records import RankRecords
+from minicluster.core.config import RunSection
 
 
 def _rec(
@@ -69,11 +70,11 @@ def test_divergence_without_gradient_evidence_uses_the_majority_or_says_ambiguou
 
 
 def test_replica_check_needs_two_ranks_to_pass() -> None:
-    cfg = {"run": {"replica_check_every": 1}}
+    cfg = RunSection(replica_check_every=1)
     sums = {"param_checksum": [5, 6], "optim_checksum": [1, 2]}
     v = validation_section([_rec(0, 2, **sums), _rec(1, 2, **sums)], cfg, [])
     assert v is not None and v["passed"] and v["checks"][0]["steps_checked"] == 2
     v = validation_section([_rec(0, 2, **sums)], cfg, [])
     assert v is not None and not v["passed"]
     assert "two or more ranks" in v["reason"]
-    assert validation_section([_rec(0, 2, **sums)], {"run": {}}, []) is None  # nothing configured
+    assert validation_section([_rec(0, 2, **sums)], RunSection(), []) is None  # nothing configured

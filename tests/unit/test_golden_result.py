@@ -10,15 +10,16 @@ import json
 import os
 from pathlib import Path
 
-from minicluster.analysis import aggregate as coordinator
+from minicluster.analysis.aggregate import aggregate
+from minicluster.analysis.records import read_run_dir
 from minicluster.result.schema import SCHEMA_VERSION, validate_result
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
 def _render() -> str:
-    records = coordinator.read_run_dir(GOLDEN / "run_2ranks")
-    result = coordinator.aggregate(records, aggregated_at="2026-01-01T00:00:00+00:00")
+    records = read_run_dir(GOLDEN / "run_2ranks")
+    result = aggregate(records, aggregated_at="2026-01-01T00:00:00+00:00")
     result["tool"]["version"] = "GOLDEN"  # the pin is the format, not the release number
     validate_result(result)
     return json.dumps(result, indent=2, allow_nan=False) + "\n"

@@ -1,0 +1,163 @@
+"""What every aggregated result has, whatever the job: platform, memory, failed ranks, top level.
+
+Training runs (`aggregate`) and collective benchmarks (`collectives`) build their results
+through these functions, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from minicluster import __version__
+from minicluster.analysis.records import RankRecords
+from minicluster.core import config
+from minicluster.core.config import RunConfig
+from minicluster.core.errors import ConfigError, InputError
+from minicluster.core.metrics import MetricValue, metric, unavailable
+from minicluster.result.schema import SCHEMA_VERSION
+
+
+def memory_metrics(
+    headers: list[dict[str, Any]], by_rank: dict[int, RankRecords]
+) -> dict[str, MetricValue]:
+    summaries = [(r.header, r.summary) for r in by_rank.values() if r.header and r.summary]
+    if not summaries:
+        return {
+            "memory_utilization_percent": unavailable(
+                "memory_utilization_percent", "no rank wrote a summary"
+            ),
+            "memory_peak_mib": unavailable("memory_peak_mib", "no rank wrote a summary"),
+        }
+    gpu = [s["memory"] for _, s in summaries if "cuda_max_allocated_bytes" in s["memory"]]
+    if gpu:
+        peak = max(g["cuda_max_allocated_bytes"] for g in gpu)
+        pct = max(100.0 * g["cuda_max_allocated_bytes"] / g["cuda_total_bytes"] for g in gpu)
+        how = "max over ranks of torch.cuda.max_memory_allocated"
+        return {
+            "memory_peak_mib": metric("memory_peak_mib", peak / 2**20, "measured", how),
+            "memory_utilization_percent": metric(
+                "memory_utilization_percent", pct, "derived", f"{how} / device total"
+            ),
+        }
+    peak = max(s["memory"]["rss_peak_bytes"] for _, s in summaries)
+    per_host: dict[str, int] = {}
+    totals: dict[str, int] = {}
+    for h, s in summaries:
+        per_host[h["hostname"]] = per_host.get(h["hostname"], 0) + s["memory"]["rss_peak_bytes"]
+        totals[h["hostname"]] = s["memory"]["host_total_bytes"]
+    pct = max(100.0 * per_host[host] / totals[host] for host in per_host)
+    return {
+        "memory_peak_mib": metric(
+            "memory_peak_mib",
+            peak / 2**20,
+            "measured",
+            "max over ranks of process peak RSS (getrusage)",
+        ),
+        "memory_utilization_percent": metric(
+            "memory_utilization_percent",
+            pct,
+            "derived",
+            "max over hosts of (sum of ranks' peak RSS on the host) / host memory total",
+        ),
+    }
+
+
+def platform(headers: list[dict[str, Any]]) -> dict[str, Any]:
+    nodes: dict[str, dict[str, Any]] = {}
+    for h in sorted(headers, key=lambda h: h["rank"]):
+        p = h.get("platform", {})
+        node = nodes.setdefault(
+            h["hostname"],
+            {
+                "hostname": h["hostname"],
+                "cpu": p.get("cpu"),
+                "cpu_count": p.get("cpu_count"),
+                "host_memory_total_bytes": p.get("host_memory_total_bytes"),
+                "os": p.get("os"),
+                "gpus": [],
+            },
+        )
+        if p.get("gpu") and p["gpu"] not in node["gpus"]:
+            node["gpus"].append(p["gpu"])
+    p0 = headers[0].get("platform", {})
+    return {"nodes": list(nodes.values()), "torch": p0.get("torch"), "python": p0.get("python")}
+
+
+def now() -> str:
+    """The current UTC time, ISO-8601 to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def rank0_header(records: list[RankRecords]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(rank 0's header, or the lowest rank's when rank 0 left none; every header)."""
+    headers = [r.header for r in records if r.header is not None]
+    if not headers:
+        raise InputError("no rank wrote a header record: nothing to aggregate")
+    return next((h for h in headers if h["rank"] == 0), headers[0]), headers
+
+
+def run_config(head0: dict[str, Any]) -> RunConfig:
+    """The typed config the ranks ran with, rebuilt from the header (never a restated default)."""
+    try:
+        return config.from_dict(head0.get("config") or {}, source="rank 0's header config")
+    except ConfigError as e:
+        raise InputError(f"cannot read the config recorded by the ranks: {e}") from None
+
+
+def failed_ranks(
+    by_rank: dict[int, RankRecords],
+    world_size: int,
+    exit_codes: dict[int, int],
+    errors: list[str],
+    died_after: Callable[[RankRecords], str],
+    failed_when: Callable[[RankRecords], str],
+) -> list[int]:
+    """Ranks that left no records, no summary, or a failed summary; one line each in `errors`.
+
+    `died_after(rec)` names the last thing a rank recorded ("step 7"), `failed_when(rec)` where
+    a rank that reported its own failure stopped ("at step 7"); a launcher's exit code is added.
+    """
+    failed = []
+    for rank in range(world_size):
+        rec = by_rank.get(rank)
+        code = f" (exit code {exit_codes[rank]})" if rank in exit_codes else ""
+        if rec is None or rec.header is None:
+            failed.append(rank)
+            errors.append(f"rank {rank}: no records (never started or its files are missing){code}")
+        elif rec.summary is None:
+            failed.append(rank)
+            errors.append(
+                f"rank {rank}: no summary; the process died after {died_after(rec)}{code}"
+            )
+        elif rec.summary.get("status") != "ok":
+            failed.append(rank)
+            errors.append(
+                f"rank {rank}: failed {failed_when(rec)}: {rec.summary.get('error')}{code}"
+            )
+    return failed
+
+
+def top_level(
+    head0: dict[str, Any],
+    headers: list[dict[str, Any]],
+    status: str,
+    world_size: int,
+    aggregated_at: str | None,
+) -> dict[str, Any]:
+    """The first keys of every aggregated result, in the order `result.json` lists them."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": head0["run_id"],
+        "created_at": head0.get("created_at") or now(),
+        "aggregated_at": aggregated_at or now(),
+        "status": status,
+        "tool": {"name": "minicluster", "version": __version__},
+        "launcher": head0.get("launcher", "outside"),
+        "backend": head0.get("backend"),
+        "world_size": world_size,
+        "nodes": len({h["hostname"] for h in headers}),
+        "config": head0.get("config", {}),
+        "platform": platform(headers),
+    }

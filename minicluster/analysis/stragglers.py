@@ -1,0 +1,69 @@
+"""Name the straggler: the rank slow in compute step after step, not the ones waiting for it."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from minicluster.analysis.steps import StepTable, r4
+
+STRAGGLER_ALPHA = 0.05
+
+
+def find_stragglers(
+    ranks: list[dict[str, Any]],
+    threshold_pct: float,
+    min_excess_ms: float,
+    table: StepTable,
+) -> list[dict[str, Any]]:
+    """The rank with the highest median compute time, when it exceeds the others' median by
+    `threshold_pct` percent and by `min_excess_ms`, and it is the slowest rank in more steps
+    than chance allows (one-sided sign test against 1/N, alpha 0.05): noise on a shared host
+    moves medians, a real straggler is slow step after step.
+
+    Compute time, not communication: under skew the healthy ranks' all-reduce grows because
+    they wait for the slow one.
+    """
+    timed = [(r["rank"], r["compute_ms_median"]) for r in ranks if r["compute_ms_median"]]
+    if len(timed) < 2:
+        return []
+    slow_rank, slow = max(timed, key=lambda t: t[1])
+    others = float(np.median([c for r, c in timed if r != slow_rank]))
+    excess_pct = 100.0 * (slow - others) / others if others > 0 else math.inf
+    if excess_pct <= threshold_pct or slow - others < min_excess_ms:
+        return []
+    slowest, steps, p_value = _slowest_in_steps(table, slow_rank)
+    if p_value >= STRAGGLER_ALPHA:
+        return []
+    return [
+        {
+            "rank": slow_rank,
+            "compute_ms_median": slow,
+            "others_compute_ms_median": r4(others),
+            "excess_pct": r4(excess_pct),
+            "threshold_pct": threshold_pct,
+            "min_excess_ms": min_excess_ms,
+            "slowest_in_steps": slowest,
+            "steps_compared": steps,
+            "sign_test_p": float(f"{p_value:.3g}"),
+            "attributed_to": "compute",
+        }
+    ]
+
+
+def _slowest_in_steps(table: StepTable, rank: int) -> tuple[int, int, float]:
+    """In how many steps (all ranks present) `rank` had the highest compute time, of how many,
+    and the one-sided binomial p-value of that many or more by chance (p = 1 / ranks)."""
+    row = table.row.get(rank)
+    compute = table.m["compute_ms"]
+    full = ~np.isnan(compute).any(axis=0)
+    if row is None or not full.any():
+        return 0, 0, 1.0
+    cols = compute[:, full]
+    k = int((cols[row] >= cols.max(axis=0)).sum())
+    n = int(cols.shape[1])
+    p0 = 1.0 / cols.shape[0]
+    p_value = sum(math.comb(n, i) * p0**i * (1 - p0) ** (n - i) for i in range(k, n + 1))
+    return k, n, min(1.0, p_value)
