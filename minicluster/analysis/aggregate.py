@@ -42,7 +42,7 @@ def aggregate(
     failed_ranks = envelope.failed_ranks(
         by_rank,
         world_size,
-        {},
+        exit_codes or {},
         errors,
         died_after=lambda rec: f"step {rec.last_step}",
         failed_when=lambda rec: f"at step {(rec.summary or {}).get('last_step')}",

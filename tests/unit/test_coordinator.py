@@ -204,3 +204,13 @@ def test_reading_a_dir_without_ranks_is_an_input_error(tmp_path: Path) -> None:
     (tmp_path / "ranks").mkdir()
     with pytest.raises(InputError, match="no rank_NNNNN.jsonl"):
         read_run_dir(tmp_path)
+
+
+def test_dead_rank_error_names_its_exit_code_as_in_a_collectives_run() -> None:
+    recs = two_ranks()
+    recs[1].summary = None
+    result = aggregate(recs, exit_codes={0: -15, 1: 86})
+    assert any(
+        e.startswith("rank 1: no summary;") and e.endswith("(exit code 86)")
+        for e in result["errors"]
+    )
