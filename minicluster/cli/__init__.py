@@ -850,8 +850,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from minicluster.interop import load
-    from minicluster.interop.export import export
+    from minicluster.interop import export, load
 
     data = export(load(args.input, args.format), args.to)
     if args.out is not None:

@@ -30,7 +30,7 @@ OPTIONAL_ANALYSIS = [
     "minicluster.analysis.scaling",
     "minicluster.compare",
     "minicluster.interop",
-    "minicluster.interop.export",
+    "minicluster.interop",
 ]
 
 _BLOCKER = """

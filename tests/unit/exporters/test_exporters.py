@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from minicluster.core.errors import InputError
-from minicluster.interop import load
-from minicluster.interop.export import export
+from minicluster.interop import export, load
 from minicluster.interop.trackiq import REQUIRED_NUMBER_METRICS, validate
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "compare"

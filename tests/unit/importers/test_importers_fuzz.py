@@ -12,7 +12,7 @@ import pytest
 
 from minicluster.core.errors import InputError
 from minicluster.interop import load
-from minicluster.interop.trackiq_export import to_trackiq
+from minicluster.interop.trackiq import to_trackiq
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "compare"
 WRONG: list[Any] = [None, "x", -1, [], {}, 1e308]
