@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_FAILED_CHECK = 1  # validation failed or a regression was found
 EXIT_BAD_INPUT = 2  # bad usage, config, file or format
 EXIT_RUN_FAILED = 3  # a rank crashed, hung or timed out
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: what ran is kept, status incomplete
 
 
 class MiniclusterError(Exception):

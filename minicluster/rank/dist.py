@@ -81,3 +81,8 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device here (what `run.device: auto` picks)."""
+    return bool(torch.cuda.is_available())

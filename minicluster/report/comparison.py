@@ -156,14 +156,14 @@ def to_markdown(c: Comparison) -> str:
 
 def to_html(c: Comparison) -> str:
     """One self-contained page: per pair, the direction-normalized delta plot and the table."""
-    from minicluster.report.html import _CSS, _figure
+    from minicluster.report.html import PAGE_CSS, figure
     from minicluster.report.plots import comparison_plot
 
     e = html.escape
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8"><title>minicluster comparison</title>',
-        f"<style>{_CSS}tr.worse td{{background:#fdd}}tr.better td{{background:#dfd}}</style>",
+        f"<style>{PAGE_CSS}tr.worse td{{background:#fdd}}tr.better td{{background:#dfd}}</style>",
         "</head><body>",
         f"<h1>Comparison (baseline {e(c.baseline.label)})</h1>",
     ]
@@ -172,7 +172,7 @@ def to_html(c: Comparison) -> str:
         parts += [f"<p class='warning'>warning: {e(w)}</p>" for w in p.warnings]
         plot = comparison_plot([r.to_dict() for r in p.rows], title=_title(p))
         if plot is not None:
-            parts.append(_figure(plot))
+            parts.append(figure(plot))
         parts.append("<table><tr>" + "".join(f"<th>{e(col)}</th>" for col in _COLUMNS) + "</tr>")
         for r in p.rows:
             cls = "worse" if r.regression else r.verdict

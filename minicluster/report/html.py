@@ -10,7 +10,7 @@ from minicluster.report.plots import Plot, run_plots
 
 MAX_BYTES = 5 * 1024 * 1024  # a report people can mail and open anywhere
 
-_CSS = """
+PAGE_CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;
   margin:0 auto;max-width:1100px;padding:18px 28px 48px}
 h1{font-size:22px;margin:8px 0 4px}h2{font-size:17px;margin:26px 0 8px;
@@ -59,7 +59,8 @@ def _list(title: str, items: list[str], empty: str) -> str:
     return f"<h2>{escape(title)}</h2><ul>{body}</ul>"
 
 
-def _figure(p: Plot) -> str:
+def figure(p: Plot) -> str:
+    """One plot as an HTML figure: the inline SVG and its escaped caption."""
     return (
         f'<figure id="plot-{escape(p.label)}">{p.svg}'
         f"<figcaption>{escape(p.caption)}</figcaption></figure>"
@@ -74,7 +75,7 @@ def render_html(result: dict[str, Any]) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(view.title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{escape(view.title)}</title><style>{PAGE_CSS}</style></head><body>",
         f"<h1>{escape(view.title)}</h1>",
         f'<p>Status <span class="status status-{status}">{status}</span></p>',
         _table(view.summary),
@@ -86,7 +87,7 @@ def render_html(result: dict[str, Any]) -> str:
     plots = run_plots(result)
     if plots:
         parts.append("<h2>Plots</h2>")
-        parts += [_figure(p) for p in plots]
+        parts += [figure(p) for p in plots]
     parts += [
         _list("Stragglers", view.stragglers, "None detected."),
         _table(view.faults),

@@ -11,7 +11,7 @@ from minicluster.core.errors import InputError
 from minicluster.interop import load
 from minicluster.interop.detect import sniff
 
-FIX = Path(__file__).resolve().parents[2] / "fixtures" / "compare"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "compare"
 
 
 @pytest.mark.parametrize(

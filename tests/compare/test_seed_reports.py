@@ -10,7 +10,7 @@ import pytest
 
 from minicluster.cli import main
 
-FIX = Path(__file__).resolve().parents[2] / "fixtures" / "compare"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "compare"
 
 
 def _run(tmp_path: Path, a: str, b: str, *extra: str) -> tuple[int, dict, str]:

@@ -12,7 +12,7 @@ import pytest
 
 from minicluster.cli import main
 
-TESTS = Path(__file__).resolve().parents[2]
+TESTS = Path(__file__).resolve().parents[1]
 FIX = TESTS / "fixtures" / "compare"
 GOLDEN = TESTS / "golden"
 

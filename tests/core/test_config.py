@@ -21,6 +21,23 @@ def test_shipped_configs_load_as_typed_dataclasses() -> None:
     assert lm.workload.seq_len == 64
 
 
+def test_default_yaml_states_every_builtin_default() -> None:
+    """configs/default.yaml is the documentation of the defaults: it lists every field of the
+    training config, each with the value RunConfig() has."""
+    import dataclasses
+
+    import yaml
+
+    path = REPO / "configs" / "default.yaml"
+    assert config.load(path) == config.RunConfig()
+    data = yaml.safe_load(path.read_text())
+    expected = config.RunConfig().to_dict()
+    assert set(data) == set(expected)
+    for section in ("workload", "steps", "run", "telemetry"):
+        assert set(data[section]) == set(expected[section]), section
+    assert [f.name for f in dataclasses.fields(config.RunSection)] == list(data["run"])
+
+
 @pytest.mark.parametrize(
     "path", sorted(REPO.glob("configs/**/*.yaml")), ids=lambda p: str(p.relative_to(REPO))
 )
@@ -162,22 +179,24 @@ def test_bad_collectives_values_name_the_field(data: object, message: str) -> No
 
 
 def test_collectives_command_line_step_factor_sets_the_sizes() -> None:
-    from minicluster.cli import _collectives_config, build_parser
+    from minicluster.cli import build_parser
+    from minicluster.cli.run import collectives_config
 
     args = build_parser().parse_args(
         ["collectives", "--sizes", "1K:64K", "--step-factor", "4", "--nproc", "2"]
     )
-    cfg = _collectives_config(args)
+    cfg = collectives_config(args)
     assert cfg.collectives.sizes(False) == [1024, 4096, 16384, 65536]
     args = build_parser().parse_args(["collectives", "--step-factor", "1"])
     with pytest.raises(ConfigError, match="step_factor is 1; must be >= 2"):
-        _collectives_config(args)
+        collectives_config(args)
 
 
 @pytest.mark.parametrize("sizes", ["99999999999999999999999G", "1K:2048G"])
 def test_collectives_sizes_above_one_tib_are_bad_input_not_a_crash(sizes: str) -> None:
-    from minicluster.cli import _collectives_config, build_parser
+    from minicluster.cli import build_parser
+    from minicluster.cli.run import collectives_config
 
     args = build_parser().parse_args(["collectives", "--sizes", sizes])
     with pytest.raises(ConfigError, match="must be <= 1099511627776"):
-        _collectives_config(args)
+        collectives_config(args)

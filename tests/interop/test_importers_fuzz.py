@@ -14,7 +14,7 @@ from minicluster.core.errors import InputError
 from minicluster.interop import load
 from minicluster.interop.trackiq import to_trackiq
 
-FIX = Path(__file__).resolve().parents[2] / "fixtures" / "compare"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "compare"
 WRONG: list[Any] = [None, "x", -1, [], {}, 1e308]
 
 

@@ -13,7 +13,7 @@ from minicluster.core.errors import InputError
 from minicluster.interop import export, load
 from minicluster.interop.trackiq import REQUIRED_NUMBER_METRICS, validate
 
-FIX = Path(__file__).resolve().parents[2] / "fixtures" / "compare"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "compare"
 
 
 def test_trackiq_export_valid_and_round_trip(tmp_path: Path) -> None:

@@ -1,0 +1,254 @@
+"""One orchestration path for every command that launches ranks (run, validate, collectives, and
+each run of a sweep): config -> launch -> aggregate -> latest -> reports, and the run-directory
+rules around it (a new id, a directory holding no earlier run, launcher.json, runs/latest).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from minicluster.cli.progress import Progress
+from minicluster.core import rundir
+from minicluster.core.config import RunConfig
+from minicluster.core.errors import InputError, MiniclusterError
+from minicluster.core.io import atomic_write_json
+
+log = logging.getLogger("minicluster.cli")
+
+INTERRUPTED = "interrupted by the user before the ranks finished"
+
+
+def new_run_id() -> str:
+    import uuid
+
+    return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
+
+
+def new_output(out: Path | None, what: str = "run") -> tuple[str, Path]:
+    """A new id and its output directory: `out`, or runs/<id>; checked by _ensure_new_run_dir."""
+    new_id = new_run_id()
+    out_dir = Path("runs") / new_id if out is None else out
+    ensure_new_run_dir(out_dir, what)
+    return new_id, out_dir
+
+
+def ensure_new_run_dir(out_dir: Path, what: str = "run") -> None:
+    """`out_dir` is writable and holds no earlier run: its rank files would mix with the new
+    ones (a rank that dies early would leave the old run's summary standing for it)."""
+    taken = rundir.holds_run(out_dir)
+    if taken:
+        why = f"already holds {taken} of an earlier run"
+    elif what == "sweep" and out_dir.is_dir() and any(out_dir.iterdir()):
+        why = "is not empty (a sweep makes one directory per run in it)"
+    else:
+        ensure_writable(out_dir)
+        return
+    raise InputError(
+        f"output directory {out_dir} {why}: give a new --out for this {what}, or remove it"
+    )
+
+
+def ensure_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise InputError(f"output directory {out_dir} is not writable: {e.strerror or e}") from None
+
+
+def point_latest(out_dir: Path) -> None:
+    """Make runs/latest point at this run (replaced atomically)."""
+    latest = out_dir.parent / rundir.LATEST_LINK
+    tmp = out_dir.parent / f".latest-{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(out_dir.name)
+        os.replace(tmp, latest)
+    except OSError as e:
+        log.warning("could not update %s: %s", latest, e)
+
+
+def launch_ranks(
+    resolved: Path,
+    cfg: RunConfig,
+    out_dir: Path,
+    run_id: str,
+    total: int,
+    label: str = "rank 0 steps",
+) -> str | None:
+    """Start the ranks under a progress bar; None on success, else why they failed.
+
+    On Ctrl-C the ranks' records so far still become `out_dir/result.json` (status failed,
+    every recorded step kept) before the interrupt goes on up.
+    """
+    from minicluster.launchers.torchrun import launch_local
+
+    try:
+        with Progress(out_dir, total, label):
+            error = launch_local(resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank)
+    except KeyboardInterrupt:
+        print(
+            f"minicluster: interrupted; keeping what the ranks recorded in {out_dir}",
+            file=sys.stderr,
+        )
+        record_launcher_error(out_dir, INTERRUPTED)
+        try:
+            aggregate_dir(out_dir, INTERRUPTED, quiet=True)
+        except MiniclusterError as e:
+            print(f"minicluster: nothing to keep: {e}", file=sys.stderr)
+        raise
+    if error is not None:
+        record_launcher_error(out_dir, error)
+    return error
+
+
+def record_launcher_error(out_dir: Path, error: str) -> None:
+    """Keep why the launch failed in DIR/launcher.json, so `aggregate DIR` says it again later."""
+    from minicluster.core.io import atomic_write_json
+
+    path = rundir.launcher_path(out_dir)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    try:
+        atomic_write_json(path, {**data, "error": error})
+    except OSError as e:
+        log.warning("could not write %s: %s", path, e)
+
+
+def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False) -> dict[str, Any]:
+    """Aggregate the rank files of `out_dir` into its result.json; `quiet`: no summary."""
+    from minicluster.analysis.aggregate import aggregate
+    from minicluster.analysis.records import read_run_dir
+
+    launcher = launcher_record(out_dir)
+    if launcher_error is None and isinstance(launcher.get("error"), str):
+        launcher_error = launcher["error"]  # recorded when the run was launched
+    result = aggregate(
+        read_run_dir(out_dir),
+        launcher_error=launcher_error,
+        exit_codes=_exit_codes(launcher),
+    )
+    if quiet:
+        write_result(out_dir, result)
+    else:
+        write_and_print(out_dir, result)
+    return result
+
+
+def launcher_record(out_dir: Path) -> dict[str, Any]:
+    """What the launcher left in DIR/launcher.json (a failed or interrupted local run), or {}."""
+    try:
+        data = json.loads(rundir.launcher_path(out_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _exit_codes(launcher: dict[str, Any]) -> dict[int, int] | None:
+    """Per-rank exit codes from a launcher record, or None."""
+    try:
+        return {int(rank): int(code) for rank, code in launcher["exit_codes"].items()}
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def write_and_print(out_dir: Path, result: dict[str, Any]) -> None:
+    from minicluster.report.terminal import print_run_summary
+
+    path = write_result(out_dir, result)
+    print_run_summary(result)
+    print(f"result: {path}")
+
+
+def write_result(out_dir: Path, result: dict[str, Any]) -> Path:
+    """Validate `result` and write it atomically to DIR/result.json."""
+    from minicluster.core.io import atomic_write_json
+    from minicluster.result.schema import validate_result
+
+    validate_result(result)
+    path = rundir.result_path(out_dir)
+    atomic_write_json(path, result)
+    return path
+
+
+def write_reports(result: dict[str, Any], md: Path | None, html: Path | None) -> None:
+    """Write the requested Markdown and HTML reports of `result`."""
+    if md is not None:
+        from minicluster.report.markdown import render_markdown
+
+        write_file(md, render_markdown(result), announce="report")
+    if html is not None:
+        from minicluster.report.html import render_html
+
+        write_file(html, render_html(result), announce="report")
+
+
+def write_file(path: Path, data: str | bytes, announce: str | None = None) -> None:
+    """Atomic write of a user-named output file; a failure is one line and exit 2."""
+    from minicluster.core.io import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+    if announce:
+        print(f"{announce}: {path}")
+
+
+def check_required(cfg: RunConfig) -> None:
+    """Fail before any rank starts when the config requires a measurement this machine lacks."""
+    if not cfg.telemetry.require:
+        return
+    from minicluster.rank import telemetry
+
+    telemetry.check_required(cfg.telemetry.require, on_gpu(cfg))
+
+
+def on_gpu(cfg: RunConfig) -> bool:
+    """Whether the ranks will run on CUDA devices (`auto` asks torch)."""
+    if cfg.run.device == "auto":
+        from minicluster.rank.dist import cuda_available
+
+        return cuda_available()
+    return bool(cfg.run.device == "cuda")
+
+
+def execute(
+    cfg: RunConfig,
+    out_dir: Path,
+    run_id: str,
+    progress_total: int,
+    progress_label: str = "rank 0 steps",
+    *,
+    point_at: bool = False,
+    md: Path | None = None,
+    html: Path | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """The one path every launching command takes: write the resolved config into `out_dir`,
+    launch the ranks under a progress bar, aggregate their records into `result.json` (printing
+    the summary unless `quiet`), point `runs/latest` at it when `point_at`, write the reports.
+
+    The result of a run whose ranks failed is returned too (status failed); InputError when no
+    rank left anything to aggregate. KeyboardInterrupt goes on up after what ran was kept.
+    """
+    resolved = rundir.config_path(out_dir)  # JSON is YAML: the workers load it like any config
+    atomic_write_json(resolved, cfg.to_dict())
+    launcher_error = launch_ranks(resolved, cfg, out_dir, run_id, progress_total, progress_label)
+    result = aggregate_dir(out_dir, launcher_error, quiet=quiet)
+    if point_at:
+        point_latest(out_dir)
+    write_reports(result, md, html)
+    return result

@@ -1,0 +1,210 @@
+"""`minicluster sweep`: one run per world size (and round) in this session, then the scaling
+block over them; and re-building a sweep from its directory (`aggregate DIR`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from minicluster.analysis import scaling
+from minicluster.analysis.scaling import PlannedRun, RunOutcome
+from minicluster.analysis.verdicts import exit_code
+from minicluster.cli import orchestrate
+from minicluster.cli.run import load_training_config
+from minicluster.core import config as config_mod
+from minicluster.core import fault_spec, rundir
+from minicluster.core.config import RunConfig
+from minicluster.core.errors import EXIT_RUN_FAILED, InputError, MiniclusterError, RunFailedError
+from minicluster.core.io import atomic_write_json
+from minicluster.result.schema import load_result
+
+
+def sweep(args: argparse.Namespace) -> int:
+    """One run per world size (and round) in this session, then the scaling block over them."""
+    world_sizes = scaling.parse_world_sizes(args.world_sizes)
+    if args.repeats < 1:
+        raise InputError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.global_batch is not None and args.mode != "strong":
+        raise InputError(
+            "--global-batch applies to --mode strong; weak scaling keeps the config's "
+            "per-rank batch on every rank"
+        )
+    cfg = config_mod.require(load_training_config(args.config), args.require)
+    per_rank_batch = cfg.workload.per_rank_batch
+    global_batch = None
+    if args.mode == "strong":
+        global_batch = scaling.strong_global_batch(args.global_batch, per_rank_batch, world_sizes)
+    # The same threads per rank at every world size: else the 1-rank baseline would get every
+    # core and the efficiency would measure the thread count, not the scaling.
+    cores = os.cpu_count()
+    threads = cfg.run.threads_per_rank or max(1, (cores or 1) // max(world_sizes))
+    total_steps = cfg.steps.warmup + cfg.steps.measured
+    configs = {}
+    for n in world_sizes:
+        batch = per_rank_batch if global_batch is None else global_batch // n
+        configs[n] = _sweep_run_config(cfg, n, batch, threads)
+        fault_spec.check_against_run(cfg.faults, n, total_steps)
+    orchestrate.check_required(cfg)
+    sweep_id, out_dir = orchestrate.new_output(args.out, "sweep")
+    default_out = args.out is None
+    warning = scaling.oversubscription_warning(max(world_sizes), cores, orchestrate.on_gpu(cfg))
+    if warning:
+        print(f"minicluster: sweep: warning: {warning}", file=sys.stderr)
+    # Written first: `minicluster aggregate DIR` re-builds the sweep result from it and the runs
+    # that finished, also after a crash or Ctrl-C.
+    plan = {
+        "sweep_id": sweep_id,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "mode": args.mode,
+        "world_sizes": world_sizes,
+        "repeats": args.repeats,
+        "per_rank_batch": per_rank_batch if args.mode == "weak" else None,
+        "global_batch": global_batch,
+        "threads_per_rank": threads,
+        "warnings": [warning] if warning else [],
+    }
+    atomic_write_json(rundir.plan_path(out_dir), plan)
+    runs = scaling.plan(world_sizes, args.repeats)
+    print(
+        f"minicluster: sweep {sweep_id}: {args.mode} scaling, world sizes "
+        f"{','.join(map(str, world_sizes))}, {args.repeats} round(s) = {len(runs)} runs of "
+        f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps -> {out_dir}",
+        file=sys.stderr,
+    )
+    outcomes: list[RunOutcome] = []
+    try:
+        for i, planned in enumerate(runs, start=1):
+            print(
+                f"sweep: [{i}/{len(runs)}] world size {planned.world_size}, round "
+                f"{planned.round}/{args.repeats} -> {out_dir / planned.name}",
+                file=sys.stderr,
+            )
+            run_id = f"{sweep_id}-{planned.name}"
+            outcomes.append(_sweep_run(planned, configs[planned.world_size], out_dir, run_id))
+    except KeyboardInterrupt:
+        finished = len(outcomes)
+        # The interrupted run's own result (what its ranks recorded) counts as a failed run,
+        # as `aggregate DIR` will count it later.
+        partial = runs[finished]
+        try:
+            result = load_result(out_dir / partial.name)
+            outcomes.append(RunOutcome(partial, result, "interrupted by the user"))
+        except MiniclusterError:
+            pass  # its ranks left nothing: it stays among the runs that never ran
+        print(
+            f"minicluster: sweep interrupted during {partial.name} ({finished} of {len(runs)} "
+            "runs finished); the result below is built from what ran",
+            file=sys.stderr,
+        )
+        if outcomes:
+            _finish_sweep(out_dir, plan, outcomes, args.md, args.html)
+        raise
+    if default_out:
+        orchestrate.point_latest(out_dir)
+    return _finish_sweep(out_dir, plan, outcomes, args.md, args.html)
+
+
+def _finish_sweep(
+    out_dir: Path,
+    plan: dict[str, Any],
+    outcomes: list[RunOutcome],
+    md: Path | None,
+    html: Path | None,
+) -> int:
+    """Build, write and print the sweep result from the runs in `outcomes`; the exit code."""
+    runs = scaling.plan(plan["world_sizes"], plan["repeats"])
+    block = scaling.build_scaling(
+        outcomes,
+        plan["mode"],
+        plan["world_sizes"],
+        plan["repeats"],
+        plan["per_rank_batch"],
+        plan["global_batch"],
+        plan["threads_per_rank"],
+        plan["warnings"],
+    )
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    result = scaling.sweep_result(
+        outcomes, block, plan["sweep_id"], plan["created_at"], now, planned_runs=len(runs)
+    )
+    failed = [o.planned.name for o in outcomes if o.status == "failed"]
+    if result is None:
+        raise RunFailedError(f"sweep: no run produced a result ({', '.join(failed)} failed)")
+    orchestrate.write_and_print(out_dir, result)
+    orchestrate.write_reports(result, md, html)
+    if len(outcomes) < len(runs):
+        print(
+            f"minicluster: sweep: {len(runs) - len(outcomes)} of {len(runs)} runs never ran "
+            "(status incomplete)",
+            file=sys.stderr,
+        )
+    if failed:
+        print(
+            f"minicluster: sweep: {len(failed)} of {len(runs)} runs failed: {', '.join(failed)}",
+            file=sys.stderr,
+        )
+        return EXIT_RUN_FAILED
+    return max(exit_code(o.result) for o in outcomes if o.result is not None)
+
+
+def aggregate_sweep(sweep_dir: Path) -> int:
+    """Re-build every run of a sweep that left rank files, then the sweep result over them."""
+    plan = scaling.load_plan(sweep_dir)
+    outcomes: list[RunOutcome] = []
+    for planned in scaling.plan(plan["world_sizes"], plan["repeats"]):
+        run_dir = sweep_dir / planned.name
+        if not rundir.ranks_dir(run_dir).is_dir():
+            continue  # never started: the sweep stopped before it
+        try:
+            result = orchestrate.aggregate_dir(run_dir, None, quiet=True)
+        except MiniclusterError as e:
+            outcomes.append(RunOutcome(planned, None, str(e)))
+            continue
+        outcomes.append(RunOutcome(planned, result))
+        print(f"aggregate: {planned.name}: {result['status']}", file=sys.stderr)
+    if not outcomes:
+        raise InputError(f"{sweep_dir}: a sweep directory, but none of its runs left rank files")
+    return _finish_sweep(sweep_dir, plan, outcomes, None, None)
+
+
+def _sweep_run_config(
+    cfg: RunConfig, nproc: int, per_rank_batch: int, threads_per_rank: int
+) -> RunConfig:
+    """`cfg` for one run of a sweep: its world size, per-rank batch and threads per rank."""
+    cfg = config_mod.override(cfg, nproc=nproc, threads_per_rank=threads_per_rank)
+    if cfg.workload.per_rank_batch != per_rank_batch:
+        workload = dataclasses.replace(cfg.workload, per_rank_batch=per_rank_batch)
+        cfg = dataclasses.replace(cfg, workload=workload)
+    return cfg
+
+
+def _sweep_run(planned: PlannedRun, cfg: RunConfig, sweep_dir: Path, run_id: str) -> RunOutcome:
+    """Launch and aggregate one run of a sweep in its own sub-directory; one line says how it went."""
+    from minicluster.report.content import fmt_num
+
+    out_dir = sweep_dir / planned.name
+    orchestrate.ensure_writable(out_dir)
+    total = cfg.steps.warmup + cfg.steps.measured
+    try:
+        result = orchestrate.execute(cfg, out_dir, run_id, total, quiet=True)
+    except MiniclusterError as e:  # no rank left a record to aggregate
+        launcher_error = orchestrate.launcher_record(out_dir).get("error")
+        why = f"launcher: {launcher_error}; {e}" if launcher_error else str(e)
+        print(f"sweep: {planned.name}: failed: {why}", file=sys.stderr)
+        return RunOutcome(planned, None, why)
+    outcome = RunOutcome(planned, result)
+    line = f"sweep: {planned.name}: {outcome.status}"
+    if outcome.status == "ok":
+        line += (
+            f", {fmt_num(outcome.value('throughput_samples_per_sec'))} samples/s, "
+            f"step p50 {fmt_num(outcome.value('latency_p50_ms'))} ms"
+        )
+    else:
+        line += f": {outcome.why_not_ok()}"
+    print(line, file=sys.stderr)
+    return outcome
