@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output directory (default: runs/<sweep_id>)")
     add_report_flags(p)
     add_require(p)
-    p.set_defaults(handler="sweep:sweep")
+    p.set_defaults(handler="sweep:run_sweep")
 
     p = sub.add_parser(
         "collectives",

@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from minicluster.analysis import scaling
-from minicluster.analysis.scaling import PlannedRun, RunOutcome
+from minicluster.analysis import scaling, sweep
+from minicluster.analysis.sweep import PlannedRun, RunOutcome
 from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate
 from minicluster.cli.run import load_training_config
@@ -24,9 +24,9 @@ from minicluster.core.io import atomic_write_json
 from minicluster.result.schema import load_result
 
 
-def sweep(args: argparse.Namespace) -> int:
+def run_sweep(args: argparse.Namespace) -> int:
     """One run per world size (and round) in this session, then the scaling block over them."""
-    world_sizes = scaling.parse_world_sizes(args.world_sizes)
+    world_sizes = sweep.parse_world_sizes(args.world_sizes)
     if args.repeats < 1:
         raise InputError(f"--repeats must be >= 1, got {args.repeats}")
     if args.global_batch is not None and args.mode != "strong":
@@ -38,7 +38,7 @@ def sweep(args: argparse.Namespace) -> int:
     per_rank_batch = cfg.workload.per_rank_batch
     global_batch = None
     if args.mode == "strong":
-        global_batch = scaling.strong_global_batch(args.global_batch, per_rank_batch, world_sizes)
+        global_batch = sweep.strong_global_batch(args.global_batch, per_rank_batch, world_sizes)
     # The same threads per rank at every world size: else the 1-rank baseline would get every
     # core and the efficiency would measure the thread count, not the scaling.
     cores = os.cpu_count()
@@ -52,7 +52,7 @@ def sweep(args: argparse.Namespace) -> int:
     orchestrate.check_required(cfg)
     sweep_id, out_dir = orchestrate.new_output(args.out, "sweep")
     default_out = args.out is None
-    warning = scaling.oversubscription_warning(max(world_sizes), cores, orchestrate.on_gpu(cfg))
+    warning = sweep.oversubscription_warning(max(world_sizes), cores, orchestrate.on_gpu(cfg))
     if warning:
         print(f"minicluster: sweep: warning: {warning}", file=sys.stderr)
     # Written first: `minicluster aggregate DIR` re-builds the sweep result from it and the runs
@@ -69,7 +69,7 @@ def sweep(args: argparse.Namespace) -> int:
         "warnings": [warning] if warning else [],
     }
     atomic_write_json(rundir.plan_path(out_dir), plan)
-    runs = scaling.plan(world_sizes, args.repeats)
+    runs = sweep.plan(world_sizes, args.repeats)
     print(
         f"minicluster: sweep {sweep_id}: {args.mode} scaling, world sizes "
         f"{','.join(map(str, world_sizes))}, {args.repeats} round(s) = {len(runs)} runs of "
@@ -117,7 +117,7 @@ def _finish_sweep(
     html: Path | None,
 ) -> int:
     """Build, write and print the sweep result from the runs in `outcomes`; the exit code."""
-    runs = scaling.plan(plan["world_sizes"], plan["repeats"])
+    runs = sweep.plan(plan["world_sizes"], plan["repeats"])
     block = scaling.build_scaling(
         outcomes,
         plan["mode"],
@@ -129,7 +129,7 @@ def _finish_sweep(
         plan["warnings"],
     )
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    result = scaling.sweep_result(
+    result = sweep.sweep_result(
         outcomes, block, plan["sweep_id"], plan["created_at"], now, planned_runs=len(runs)
     )
     failed = [o.planned.name for o in outcomes if o.status == "failed"]
@@ -154,9 +154,9 @@ def _finish_sweep(
 
 def aggregate_sweep(sweep_dir: Path) -> int:
     """Re-build every run of a sweep that left rank files, then the sweep result over them."""
-    plan = scaling.load_plan(sweep_dir)
+    plan = sweep.load_plan(sweep_dir)
     outcomes: list[RunOutcome] = []
-    for planned in scaling.plan(plan["world_sizes"], plan["repeats"]):
+    for planned in sweep.plan(plan["world_sizes"], plan["repeats"]):
         run_dir = sweep_dir / planned.name
         if not rundir.ranks_dir(run_dir).is_dir():
             continue  # never started: the sweep stopped before it
@@ -185,7 +185,7 @@ def _sweep_run_config(
 
 def _sweep_run(planned: PlannedRun, cfg: RunConfig, sweep_dir: Path, run_id: str) -> RunOutcome:
     """Launch and aggregate one run of a sweep in its own sub-directory; one line says how it went."""
-    from minicluster.report.content import fmt_num
+    from minicluster.report.text import fmt_num
 
     out_dir = sweep_dir / planned.name
     orchestrate.ensure_writable(out_dir)

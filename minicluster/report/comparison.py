@@ -156,8 +156,8 @@ def to_markdown(c: Comparison) -> str:
 
 def to_html(c: Comparison) -> str:
     """One self-contained page: per pair, the direction-normalized delta plot and the table."""
+    from minicluster.report.comparison_plot import comparison_plot
     from minicluster.report.html import PAGE_CSS, figure
-    from minicluster.report.plots import comparison_plot
 
     e = html.escape
     parts = [

@@ -5,8 +5,9 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from minicluster.report.content import RunView, TextTable, run_view
+from minicluster.report.content import RunView, run_view
 from minicluster.report.plots import Plot, run_plots
+from minicluster.report.text import TextTable
 
 MAX_BYTES = 5 * 1024 * 1024  # a report people can mail and open anywhere
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from minicluster.report.content import RunView, TextTable, run_view
+from minicluster.report.content import RunView, run_view
 from minicluster.report.plots import run_plots
+from minicluster.report.text import TextTable
 
 
 def md_escape(text: str) -> str:

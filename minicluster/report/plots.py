@@ -1,4 +1,5 @@
-"""The plots of a result as inline SVG, each drawn only when the result holds its data.
+"""The plots of a run, sweep or collectives result as inline SVG, each drawn only when the result
+holds its data.
 
 Each function takes the whole result dict and returns a `Plot`, or None when the data it
 draws is absent. The numbers come from the result as they are; choosing axes, clipping the
@@ -8,25 +9,14 @@ view and picking colours is all that happens here.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
-from minicluster.core import metrics as metrics_registry
 from minicluster.report import svg
-from minicluster.report.content import fmt_num
+from minicluster.report.svg import Plot
+from minicluster.report.telemetry_plots import power_plot, temperature_plot
+from minicluster.report.text import fmt_num
 
-MAX_LEGEND = 12
 STEP_SERIES_MAX = 64  # ranks drawn in the step-time plot; more would be an unreadable tangle
-
-
-@dataclass(frozen=True)
-class Plot:
-    """One figure: `label` is a stable id (tests, anchors), `caption` says units and provenance."""
-
-    label: str
-    title: str
-    svg: str
-    caption: str
 
 
 def run_plots(result: dict[str, Any]) -> list[Plot]:
@@ -40,12 +30,6 @@ def run_plots(result: dict[str, Any]) -> list[Plot]:
         temperature_plot,
     )
     return [p for p in (make(result) for make in makers) if p is not None]
-
-
-def _value(result: dict[str, Any], name: str) -> float | None:
-    mv = (result.get("metrics") or {}).get(name) or {}
-    v = mv.get("value")
-    return float(v) if isinstance(v, (int, float)) else None
 
 
 def step_time_plot(result: dict[str, Any]) -> Plot | None:
@@ -74,8 +58,8 @@ def step_time_plot(result: dict[str, Any]) -> Plot | None:
             series.append((int(key), pts, flags))
     if not series:
         return None
-    p50 = _value(result, "latency_p50_ms")
-    p95 = _value(result, "latency_p95_ms")
+    p50 = svg.metric_value(result, "latency_p50_ms")
+    p95 = svg.metric_value(result, "latency_p95_ms")
     measured = [
         t for _, pts, flags in series for (s, t), (_, w) in zip(pts, flags, strict=False) if not w
     ]
@@ -100,10 +84,10 @@ def step_time_plot(result: dict[str, Any]) -> Plot | None:
     for i, (rank, pts, _) in enumerate(series):
         clipped = [(s, min(t, y_hi)) for s, t in pts]
         parts.append(svg.polyline(frame, clipped, svg.color(i), f"rank {rank}"))
-        if i < MAX_LEGEND:
+        if i < svg.MAX_LEGEND:
             entries.append((f"rank {rank}", svg.color(i), "line"))
-    if len(series) > MAX_LEGEND:
-        entries.append((f"+{len(series) - MAX_LEGEND} more ranks", "#666", "line"))
+    if len(series) > svg.MAX_LEGEND:
+        entries.append((f"+{len(series) - svg.MAX_LEGEND} more ranks", "#666", "line"))
     for name, v, col in (("p50", p50, "#333"), ("p95", p95, "#C00")):
         if v is not None:
             parts.append(svg.hline(frame, v, col, f"run {name} {fmt_num(v)} ms", inline=False))
@@ -329,235 +313,3 @@ def busbw_plot(result: dict[str, Any]) -> Plot | None:
         "broadcast), derived from measured collective times."
     )
     return Plot("busbw", title, "".join(parts), caption)
-
-
-_SERIES_COLUMNS = {"W": "power_w", "°C": "temp_c"}
-_SOURCE_NAMES = {"nvml": "NVML", "rapl": "RAPL", "thermal": "hwmon/thermal zones"}
-
-
-def _telemetry_lines(telemetry: Any, unit: str) -> list[dict[str, Any]]:
-    """One line per telemetry source sampling `unit`, as {name, status, method, t_s, values}.
-
-    Reads the sampler's series in `result["telemetry"]["series"]`: `[{"hostname", "source", "id",
-    "columns": ["t_unix_s", "power_w", "temp_c"], "points": [[t, power, temp], ...]}]`. Time is
-    shown relative to the first sample of the run.
-    """
-    if not isinstance(telemetry, dict):
-        return []
-    column = _SERIES_COLUMNS[unit]
-    series = [s for s in telemetry.get("series") or [] if isinstance(s, dict)]
-    starts = [s["points"][0][0] for s in series if s.get("points")]
-    t0 = min(starts) if starts else 0.0
-    interval = telemetry.get("sample_interval_ms")
-    lines = []
-    for s in series:
-        cols = s.get("columns") or []
-        if column not in cols or "t_unix_s" not in cols or not s.get("points"):
-            continue
-        ti, vi = cols.index("t_unix_s"), cols.index(column)
-        every = (
-            f", every {s.get('every_nth_sample')}th sample shown"
-            if s.get("every_nth_sample", 1) > 1
-            else ""
-        )
-        source = _SOURCE_NAMES.get(str(s.get("source")), str(s.get("source")))
-        lines.append(
-            {
-                "name": f"{source} {s.get('id')} on {s.get('hostname')}",
-                "status": "measured",
-                "method": f"{source} sampled every {interval} ms{every}",
-                "t_s": [p[ti] - t0 for p in s["points"]],
-                "values": [p[vi] for p in s["points"]],
-            }
-        )
-    return lines
-
-
-def _series_plot(
-    result: dict[str, Any], unit: str, label: str, title: str, y_label: str
-) -> Plot | None:
-    chosen = [s for s in _telemetry_lines(result.get("telemetry"), unit) if s["t_s"]]
-    lines = []
-    for s in chosen:
-        pts = [
-            (float(t), float(v))
-            for t, v in zip(s["t_s"], s["values"], strict=True)
-            if v is not None
-        ]
-        if pts:
-            lines.append((s, pts))
-    if not lines:
-        return None
-    xs = [p[0] for _, pts in lines for p in pts]
-    ys = [p[1] for _, pts in lines for p in pts]
-    frame = svg.Frame(min(xs), max(max(xs), min(xs) + 1), 0.0, max(ys) * 1.15 or 1.0)
-    parts = [
-        svg.open_svg(frame, title, label),
-        svg.axes(frame, "time since start of the run (s)", y_label),
-    ]
-    entries = []
-    for i, (s, pts) in enumerate(lines):
-        name = f"{s.get('name', 'series')} ({s.get('status', 'measured')})"
-        parts.append(
-            svg.polyline(
-                frame,
-                pts,
-                svg.color(i),
-                name,
-                dash="" if s.get("status", "measured") == "measured" else "4 3",
-            )
-        )
-        entries.append((name, svg.color(i), "line"))
-    parts.append(svg.legend(frame, entries[:MAX_LEGEND]))
-    parts.append("</svg>")
-    methods = sorted({str(s.get("method")) for s, _ in lines if s.get("method")})
-    caption = (
-        f"{y_label[0].upper()}{y_label[1:]} over time; dashed lines are not measured values "
-        f"(status in the legend). Source: {'; '.join(methods) or 'telemetry samples'}."
-    )
-    energy = _value(result, "energy_per_step_joules")
-    if unit == "W" and energy is not None:
-        status = result["metrics"]["energy_per_step_joules"].get("status")
-        caption += f" Energy per step: {fmt_num(energy)} J ({status})."
-    return Plot(label, title, "".join(parts), caption)
-
-
-def power_plot(result: dict[str, Any]) -> Plot | None:
-    """Power over time, one line per source.
-
-    Reads the sampler's series in `result["telemetry"]["series"]` (see `_telemetry_lines`) and
-    the metric `energy_per_step_joules` for the caption.
-    """
-    return _series_plot(result, "W", "power", "Power over time", "power (W)")
-
-
-def temperature_plot(result: dict[str, Any]) -> Plot | None:
-    """Temperature over time, one line per source (`result["telemetry"]["series"]`)."""
-    return _series_plot(result, "°C", "temperature", "Temperature over time", "temperature (°C)")
-
-
-_VERDICT_COLOR = {"better": "#009E73", "worse": "#D55E00", "no_change": "#999999"}
-
-
-def _normalized_pct(row: dict[str, Any]) -> float | None:
-    """delta_pct turned so that positive is better (registry direction); None without one."""
-    pct = row.get("delta_pct")
-    direction = row.get("direction")
-    if direction is None:
-        m = metrics_registry.get(str(row.get("metric")))
-        direction = m.direction if m else "none"
-    if not isinstance(pct, (int, float)) or direction not in ("higher", "lower"):
-        return None
-    return float(pct) if direction == "higher" else -float(pct)
-
-
-NOTE_CHARS = 46  # n/a notes in the comparison plot stop short of the legend
-
-
-def _has_bar(row: dict[str, Any], norm: float | None) -> bool:
-    return _delta_mark(row, norm) not in ("n/a", "?", "no direction")
-
-
-def _delta_mark(row: dict[str, Any], norm: float | None) -> str:
-    """What a row shows instead of (or beside) a bar: `~`, `?`, n/a, or the signed percent."""
-    verdict = row.get("verdict")
-    if verdict in ("not_comparable", "missing") or row.get("a") is None or row.get("b") is None:
-        return "n/a"
-    if row.get("delta_pct") is None:
-        return "?"  # zero baseline: only the absolute delta exists
-    if norm is None:
-        return "no direction"
-    if verdict == "no_change":
-        return f"~ ({norm:+.1f}%)"
-    return f"{norm:+.1f}%"
-
-
-def comparison_plot(rows: list[dict[str, Any]], title: str = "B vs A") -> Plot | None:
-    """Direction-normalized deltas per metric (right = better), grouped by family.
-
-    Takes the comparator's rows (`Row.to_dict()`): `metric`, `unit`, `a`, `b`, `delta_abs`,
-    `delta_pct` (None for a zero baseline), `verdict` (`better`, `worse`, `no_change`,
-    `not_comparable`, `missing`), `reason`, and optionally `family` and `direction` (taken
-    from the metric registry when absent). A metric that is `~`, `?` or n/a gets no bar, only
-    its mark.
-    """
-    if not rows:
-        return None
-
-    def family(r: dict[str, Any]) -> str:
-        m = metrics_registry.get(str(r.get("metric")))
-        return str(r.get("family") or (m.family if m else "other"))
-
-    families: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        families.setdefault(family(r), []).append(r)
-    norms = [_normalized_pct(r) for r in rows]
-    drawn = [n for r, n in zip(rows, norms, strict=True) if n is not None and _has_bar(r, n)]
-    span = max([abs(n) for n in drawn] + [5.0]) * 1.15  # scaled by the bars it draws
-    line_h = 20
-    n_lines = len(rows) + len(families)
-    height = svg.MARGIN_TOP + n_lines * line_h + svg.MARGIN_BOTTOM + 10
-    frame = svg.Frame(-span, span, 0.0, 1.0, width=svg.WIDTH + 140, height=height, margin_left=230)
-    label_x = 8
-    parts = [svg.open_svg(frame, f"Direction-normalized deltas, {title}", "comparison")]
-    ticks = svg.nice_ticks(-span, span, 6)
-    for v in ticks:
-        x = frame.x(v)
-        parts.append(
-            f'<line x1="{x:.1f}" y1="{frame.top}" x2="{x:.1f}" y2="{frame.bottom}" '
-            f'class="{"axis" if v == 0 else "grid"}"/>'
-        )
-    parts.append(
-        svg.x_axis(
-            frame, "change in % where right is better (direction from the metric registry)", ticks
-        )
-    )
-    y = frame.top + 4
-    for fam in families:
-        parts.append(svg.text(label_x, y + 13, fam, cls="alabel"))
-        y += line_h
-        for r in families[fam]:
-            norm = _normalized_pct(r)
-            mark = _delta_mark(r, norm)
-            name = str(r.get("metric"))
-            parts.append(svg.text(label_x + 12, y + 13, name))
-            verdict = str(r.get("verdict"))
-            if norm is not None and _has_bar(r, norm):
-                a, b = frame.x(min(0.0, norm)), frame.x(max(0.0, norm))
-                col = _VERDICT_COLOR.get(verdict, "#999999")
-                parts.append(
-                    svg.rect(
-                        a,
-                        y + 3,
-                        b - a,
-                        line_h - 6,
-                        col,
-                        f"{name}: {mark} ({verdict}); {r.get('reason', '')}",
-                    )
-                )
-                end = frame.x(norm) + (4 if norm >= 0 else -4)
-                parts.append(svg.text(end, y + 14, mark, anchor="start" if norm >= 0 else "end"))
-            else:
-                note = f"{mark}: {r.get('reason', '')}"
-                if len(note) > NOTE_CHARS:  # the full reason is in the table below the plot
-                    note = note[: NOTE_CHARS - 1] + "…"
-                parts.append(svg.text(frame.x(0) + 4, y + 14, note, fill="#666"))
-            y += line_h
-    parts.append(
-        svg.legend(
-            frame,
-            [
-                ("better", _VERDICT_COLOR["better"], "box"),
-                ("worse", _VERDICT_COLOR["worse"], "box"),
-                ("~ not significant", _VERDICT_COLOR["no_change"], "box"),
-            ],
-        )
-    )
-    parts.append("</svg>")
-    caption = (
-        "Percent change of B against A per metric, signed so that right is better (lower-is-better "
-        "metrics flipped); colours are the comparator's verdicts. ~ = not significant, ? = zero "
-        "baseline (absolute delta only), n/a = not measured on one side or not comparable. "
-        "Values as derived by the comparator."
-    )
-    return Plot("comparison", f"Comparison, {title}", "".join(parts), caption)

@@ -1,4 +1,5 @@
-"""Hand-drawn inline SVG primitives (axes, ticks, lines, bars, legend) with every text escaped.
+"""Hand-drawn inline SVG primitives (axes, ticks, lines, bars, legend), every text escaped, and
+the `Plot` a report embeds.
 
 No plotting library: the HTML report must work offline and without JavaScript. Coordinates
 are in SVG user units; a `Frame` maps data values onto the plot area.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from html import escape
+from typing import Any
 
 # Colour-blind-safe palette (Okabe-Ito), cycled by series index.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -259,3 +261,23 @@ def legend(frame: Frame, entries: list[tuple[str, str, str]]) -> str:
             f"<title>{escape(label)}</title></text>"
         )
     return f'<g class="legend">{"".join(parts)}</g>'
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure: `label` is a stable id (tests, anchors), `caption` says units and provenance."""
+
+    label: str
+    title: str
+    svg: str
+    caption: str
+
+
+MAX_LEGEND = 12
+
+
+def metric_value(result: dict[str, Any], name: str) -> float | None:
+    """The value of metric `name` in a result dict, or None when absent or not a number."""
+    mv = (result.get("metrics") or {}).get(name) or {}
+    v = mv.get("value")
+    return float(v) if isinstance(v, (int, float)) else None

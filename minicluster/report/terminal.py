@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from minicluster.report.content import TextTable, result_kind, run_view
+from minicluster.report.content import result_kind, run_view
+from minicluster.report.text import TextTable
 
 _STATUS_COLOR = {"ok": "green", "failed": "red", "incomplete": "yellow"}
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from minicluster.analysis import scaling
-from minicluster.analysis.scaling import PlannedRun, RunOutcome
+from minicluster.analysis import scaling, sweep
+from minicluster.analysis.sweep import PlannedRun, RunOutcome
 from minicluster.core.errors import InputError
 from minicluster.result.schema import validate_result
 
@@ -180,7 +180,7 @@ def test_stragglers_are_named_per_world_size() -> None:
     [("1,2,4", [1, 2, 4]), ("4, 1 ,2", [1, 2, 4]), ("2,3", [2, 3])],
 )
 def test_world_sizes_parse(text: str, sizes: list[int]) -> None:
-    assert scaling.parse_world_sizes(text) == sizes
+    assert sweep.parse_world_sizes(text) == sizes
 
 
 @pytest.mark.parametrize(
@@ -198,41 +198,41 @@ def test_world_sizes_parse(text: str, sizes: list[int]) -> None:
 )
 def test_bad_world_sizes_are_input_errors(text: str, message: str) -> None:
     with pytest.raises(InputError, match="--world-sizes") as e:
-        scaling.parse_world_sizes(text)
+        sweep.parse_world_sizes(text)
     assert message in str(e.value)
 
 
 def test_strong_global_batch_must_split_evenly() -> None:
-    assert scaling.strong_global_batch(None, 16, [1, 2, 4]) == 64
-    assert scaling.strong_global_batch(12, 16, [1, 2, 3, 4]) == 12
+    assert sweep.strong_global_batch(None, 16, [1, 2, 4]) == 64
+    assert sweep.strong_global_batch(12, 16, [1, 2, 3, 4]) == 12
     with pytest.raises(InputError, match=r"--global-batch 10 does not split evenly .* size 3, 4"):
-        scaling.strong_global_batch(10, 16, [1, 2, 3, 4])
+        sweep.strong_global_batch(10, 16, [1, 2, 3, 4])
     with pytest.raises(InputError, match=r"default global batch 64 .* 16 x 4 ranks.* size 3;"):
-        scaling.strong_global_batch(None, 16, [2, 3, 4])
+        sweep.strong_global_batch(None, 16, [2, 3, 4])
     with pytest.raises(InputError, match="must be >= 1"):
-        scaling.strong_global_batch(0, 16, [1, 2])
+        sweep.strong_global_batch(0, 16, [1, 2])
 
 
 def test_plan_interleaves_rounds() -> None:
-    names = [r.name for r in scaling.plan([1, 2, 4], 2)]
+    names = [r.name for r in sweep.plan([1, 2, 4], 2)]
     assert names == ["n1-r1", "n2-r1", "n4-r1", "n1-r2", "n2-r2", "n4-r2"]
 
 
 def test_oversubscription_warning_only_on_cpu_beyond_the_cores() -> None:
-    assert scaling.oversubscription_warning(4, 2, on_gpu=False) is not None
-    assert "4 > 2 CPU cores" in (scaling.oversubscription_warning(4, 2, False) or "")
-    assert scaling.oversubscription_warning(2, 2, on_gpu=False) is None
-    assert scaling.oversubscription_warning(8, 2, on_gpu=True) is None
+    assert sweep.oversubscription_warning(4, 2, on_gpu=False) is not None
+    assert "4 > 2 CPU cores" in (sweep.oversubscription_warning(4, 2, False) or "")
+    assert sweep.oversubscription_warning(2, 2, on_gpu=False) is None
+    assert sweep.oversubscription_warning(8, 2, on_gpu=True) is None
 
 
 def test_headline_is_the_median_throughput_run_of_the_largest_size() -> None:
     three = [run(1, 50.0), run(4, 300.0), run(4, 100.0, round_=2), run(4, 200.0, round_=3)]
-    head = scaling.pick_headline(three)
+    head = sweep.pick_headline(three)
     assert head is not None and head.planned.name == "n4-r3"
     two = [run(4, 300.0), run(4, 100.0, round_=2)]
-    head = scaling.pick_headline(two)
+    head = sweep.pick_headline(two)
     assert head is not None and head.planned.name == "n4-r2"  # lower median of an even count
-    assert scaling.pick_headline([failed(1), failed(2)]) is None
+    assert sweep.pick_headline([failed(1), failed(2)]) is None
 
 
 def _real(n: int, throughput: float, round_: int = 1, status: str = "ok") -> RunOutcome:
@@ -247,7 +247,7 @@ def _real(n: int, throughput: float, round_: int = 1, status: str = "ok") -> Run
 def test_sweep_result_is_a_valid_result_of_the_headline_run() -> None:
     outcomes = [_real(1, 100.0), _real(2, 150.0)]
     block = weak(outcomes, [1, 2])
-    result = scaling.sweep_result(outcomes, block, "sweep-1", "t0", "t1")
+    result = sweep.sweep_result(outcomes, block, "sweep-1", "t0", "t1")
     assert result is not None
     validate_result(result)
     assert result["run_id"] == "sweep-1" and result["status"] == "ok"
@@ -263,7 +263,7 @@ def test_sweep_result_is_a_valid_result_of_the_headline_run() -> None:
 def test_sweep_result_of_a_failed_sweep_names_the_failed_runs() -> None:
     outcomes = [_real(1, 100.0), _real(2, 150.0), failed(4)]
     block = weak(outcomes, [1, 2, 4])
-    result = scaling.sweep_result(outcomes, block, "sweep-2", "t0", "t1")
+    result = sweep.sweep_result(outcomes, block, "sweep-2", "t0", "t1")
     assert result is not None
     validate_result(result)
     assert result["status"] == "failed"
@@ -280,7 +280,7 @@ def test_sweep_result_of_a_failed_sweep_names_the_failed_runs() -> None:
 def test_efficiency_at_a_failed_largest_size_is_unavailable_with_the_reason() -> None:
     outcomes = [_real(1, 100.0), _real(2, 150.0, status="failed")]
     block = weak(outcomes, [1, 2])
-    result = scaling.sweep_result(outcomes, block, "sweep-3", "t0", "t1")
+    result = sweep.sweep_result(outcomes, block, "sweep-3", "t0", "t1")
     assert result is not None
     validate_result(result)
     assert result["scaling"]["headline_run"]["dir"] == "n2-r1"  # the failed run shows why

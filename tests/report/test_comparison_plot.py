@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from minicluster.report.plots import comparison_plot
+from minicluster.report.comparison_plot import comparison_plot
 
 
 def _row(metric: str, a: Any, b: Any, pct: Any, verdict: str, reason: str = "") -> dict[str, Any]:

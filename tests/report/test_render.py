@@ -11,11 +11,11 @@ from typing import Any
 
 from rich.console import Console
 
-from minicluster.report import plots
-from minicluster.report.content import fmt_num
+from minicluster.report import plots, telemetry_plots
 from minicluster.report.html import MAX_BYTES, render_html
 from minicluster.report.markdown import render_markdown
 from minicluster.report.terminal import print_run_summary
+from minicluster.report.text import fmt_num
 
 GOLDEN_MD = Path(__file__).resolve().parents[1] / "golden" / "reports" / "run_ok.md"
 GOLDEN_COLLECTIVES_MD = GOLDEN_MD.with_name("collectives.md")
@@ -125,7 +125,12 @@ def test_every_plot_kind_draws_only_with_its_data(
         "power",
         "temperature",
     ]
-    for fn in (plots.scaling_plot, plots.busbw_plot, plots.power_plot, plots.temperature_plot):
+    for fn in (
+        plots.scaling_plot,
+        plots.busbw_plot,
+        telemetry_plots.power_plot,
+        telemetry_plots.temperature_plot,
+    ):
         assert fn(run_ok) is None
     scaling = plots.scaling_plot(run_all_plots)
     assert scaling is not None
@@ -136,7 +141,7 @@ def test_every_plot_kind_draws_only_with_its_data(
     busbw = plots.busbw_plot(run_all_plots)
     assert busbw is not None and busbw.svg.count("<polyline") == 3
     assert "log scale" in busbw.svg and "GB/s" in busbw.svg
-    power = plots.power_plot(run_all_plots)
+    power = telemetry_plots.power_plot(run_all_plots)
     assert power is not None and "power (W)" in power.svg and "NVML" in power.caption
 
 

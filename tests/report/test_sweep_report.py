@@ -10,10 +10,11 @@ from typing import Any
 from rich.console import Console
 
 from minicluster.report import plots, svg
-from minicluster.report.content import fmt_num, run_view
+from minicluster.report.content import run_view
 from minicluster.report.html import render_html
 from minicluster.report.markdown import render_markdown
 from minicluster.report.terminal import print_run_summary
+from minicluster.report.text import fmt_num
 
 PAYLOAD = "<script>alert(1)</script>[bold]x[/bold]|"
 

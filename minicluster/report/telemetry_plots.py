@@ -1,0 +1,115 @@
+"""Power and temperature over the measured window, one line per source, when they were measured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minicluster.report import svg
+from minicluster.report.svg import Plot
+from minicluster.report.text import fmt_num
+
+_SERIES_COLUMNS = {"W": "power_w", "°C": "temp_c"}
+
+
+_SOURCE_NAMES = {"nvml": "NVML", "rapl": "RAPL", "thermal": "hwmon/thermal zones"}
+
+
+def _telemetry_lines(telemetry: Any, unit: str) -> list[dict[str, Any]]:
+    """One line per telemetry source sampling `unit`, as {name, status, method, t_s, values}.
+
+    Reads the sampler's series in `result["telemetry"]["series"]`: `[{"hostname", "source", "id",
+    "columns": ["t_unix_s", "power_w", "temp_c"], "points": [[t, power, temp], ...]}]`. Time is
+    shown relative to the first sample of the run.
+    """
+    if not isinstance(telemetry, dict):
+        return []
+    column = _SERIES_COLUMNS[unit]
+    series = [s for s in telemetry.get("series") or [] if isinstance(s, dict)]
+    starts = [s["points"][0][0] for s in series if s.get("points")]
+    t0 = min(starts) if starts else 0.0
+    interval = telemetry.get("sample_interval_ms")
+    lines = []
+    for s in series:
+        cols = s.get("columns") or []
+        if column not in cols or "t_unix_s" not in cols or not s.get("points"):
+            continue
+        ti, vi = cols.index("t_unix_s"), cols.index(column)
+        every = (
+            f", every {s.get('every_nth_sample')}th sample shown"
+            if s.get("every_nth_sample", 1) > 1
+            else ""
+        )
+        source = _SOURCE_NAMES.get(str(s.get("source")), str(s.get("source")))
+        lines.append(
+            {
+                "name": f"{source} {s.get('id')} on {s.get('hostname')}",
+                "status": "measured",
+                "method": f"{source} sampled every {interval} ms{every}",
+                "t_s": [p[ti] - t0 for p in s["points"]],
+                "values": [p[vi] for p in s["points"]],
+            }
+        )
+    return lines
+
+
+def _series_plot(
+    result: dict[str, Any], unit: str, label: str, title: str, y_label: str
+) -> Plot | None:
+    chosen = [s for s in _telemetry_lines(result.get("telemetry"), unit) if s["t_s"]]
+    lines = []
+    for s in chosen:
+        pts = [
+            (float(t), float(v))
+            for t, v in zip(s["t_s"], s["values"], strict=True)
+            if v is not None
+        ]
+        if pts:
+            lines.append((s, pts))
+    if not lines:
+        return None
+    xs = [p[0] for _, pts in lines for p in pts]
+    ys = [p[1] for _, pts in lines for p in pts]
+    frame = svg.Frame(min(xs), max(max(xs), min(xs) + 1), 0.0, max(ys) * 1.15 or 1.0)
+    parts = [
+        svg.open_svg(frame, title, label),
+        svg.axes(frame, "time since start of the run (s)", y_label),
+    ]
+    entries = []
+    for i, (s, pts) in enumerate(lines):
+        name = f"{s.get('name', 'series')} ({s.get('status', 'measured')})"
+        parts.append(
+            svg.polyline(
+                frame,
+                pts,
+                svg.color(i),
+                name,
+                dash="" if s.get("status", "measured") == "measured" else "4 3",
+            )
+        )
+        entries.append((name, svg.color(i), "line"))
+    parts.append(svg.legend(frame, entries[: svg.MAX_LEGEND]))
+    parts.append("</svg>")
+    methods = sorted({str(s.get("method")) for s, _ in lines if s.get("method")})
+    caption = (
+        f"{y_label[0].upper()}{y_label[1:]} over time; dashed lines are not measured values "
+        f"(status in the legend). Source: {'; '.join(methods) or 'telemetry samples'}."
+    )
+    energy = svg.metric_value(result, "energy_per_step_joules")
+    if unit == "W" and energy is not None:
+        status = result["metrics"]["energy_per_step_joules"].get("status")
+        caption += f" Energy per step: {fmt_num(energy)} J ({status})."
+    return Plot(label, title, "".join(parts), caption)
+
+
+def power_plot(result: dict[str, Any]) -> Plot | None:
+    """Power over time, one line per source.
+
+    Reads the sampler's series in `result["telemetry"]["series"]` (see `_telemetry_lines`) and
+    the metric `energy_per_step_joules` for the caption.
+    """
+    return _series_plot(result, "W", "power", "Power over time", "power (W)")
+
+
+def temperature_plot(result: dict[str, Any]) -> Plot | None:
+    """Temperature over time, one line per source (`result["telemetry"]["series"]`)."""
+    return _series_plot(result, "°C", "temperature", "Temperature over time", "temperature (°C)")

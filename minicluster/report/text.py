@@ -1,0 +1,71 @@
+"""Tables of display strings and the number format every report shares (no escaping here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TextTable:
+    """A table of display strings; `highlight` holds row indices to emphasise (e.g. a straggler)."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    highlight: set[int] = field(default_factory=set)
+    note: str = ""
+    numeric: set[int] = field(default_factory=set)  # column indices to right-align
+    wrap: set[int] = field(default_factory=set)  # text columns a narrow terminal may wrap
+
+
+def fmt_num(value: float | None) -> str:
+    """A number for people: n/a for None, thousands separators above 100, 3 significant digits below 0.01."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if abs(value) >= 100:
+        return f"{value:,.1f}"
+    return f"{value:.3g}" if abs(value) < 0.01 else f"{value:.2f}"
+
+
+def text(value: Any) -> str:
+    return "n/a" if value is None else str(value)
+
+
+def platform_rows(result: dict[str, Any]) -> list[list[str]]:
+    platform = result.get("platform") or {}
+    nodes = platform.get("nodes") or []
+    hosts = ", ".join(str(n.get("hostname")) for n in nodes) or "n/a"
+    cpus = sorted({str(n.get("cpu")) for n in nodes if n.get("cpu")})
+    gpus = sorted(
+        {str(g.get("name") or g.get("model") or g) for n in nodes for g in n.get("gpus") or []}
+    )
+    return [
+        ["hosts", hosts],
+        ["CPU", ", ".join(cpus) or "n/a"],
+        ["GPU", ", ".join(gpus) or "none"],
+        [
+            "software",
+            f"minicluster {result['tool']['version']}, torch {text(platform.get('torch'))}, "
+            f"python {text(platform.get('python'))}",
+        ],
+    ]
+
+
+def shown_ranks(
+    ranks: list[dict[str, Any]], flagged: set[int], max_rows: int | None
+) -> list[dict[str, Any]]:
+    if max_rows is None or len(ranks) <= max_rows:
+        return ranks
+
+    def slowness(r: dict[str, Any]) -> float:
+        p50 = (r.get("step_time_ms") or {}).get("p50")
+        return -p50 if isinstance(p50, (int, float)) else 0.0
+
+    order = sorted(ranks, key=lambda r: (r["rank"] not in flagged, slowness(r)))
+    keep = {r["rank"] for r in order[:max_rows]}
+    return [r for r in ranks if r["rank"] in keep]
