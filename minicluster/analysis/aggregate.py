@@ -76,7 +76,10 @@ def aggregate(
         for d in detected
         if d["kind"] in fault_detect.CORRECTNESS_KINDS
     ]
-    metrics = training_metrics(table, headers, by_rank, world_size, per_rank_batch, tokens_per_rank)
+    series = table.series(world_size)
+    metrics = training_metrics(
+        series, headers, by_rank, world_size, per_rank_batch, tokens_per_rank
+    )
     result = envelope.top_level(head0, headers, status, world_size, aggregated_at)
     result.update(
         {
@@ -92,7 +95,7 @@ def aggregate(
             "ranks": ranks_out,
             "stragglers": stragglers,
             "failed_ranks": failed_ranks,
-            "steps": table.steps_section(),
+            "steps": table.steps_section(series),
             "scaling": None,
             "collectives": None,
             "faults": {"injected": result["config"].get("faults", []), "detected": detected},

@@ -8,13 +8,13 @@ import numpy as np
 
 from minicluster.analysis import energy, envelope
 from minicluster.analysis.records import RankRecords
-from minicluster.analysis.steps import StepTable
+from minicluster.analysis.steps import SERIES_METHOD
 from minicluster.core import metrics as metrics_registry
-from minicluster.core.metrics import MetricValue, metric, unavailable
+from minicluster.core.metrics import MetricValue, Status, metric, unavailable
 
 
 def training_metrics(
-    table: StepTable,
+    series: dict[str, np.ndarray],
     headers: list[dict[str, Any]],
     by_rank: dict[int, RankRecords],
     world_size: int,
@@ -22,7 +22,7 @@ def training_metrics(
     tokens_per_rank: int | None,
 ) -> dict[str, MetricValue]:
     m: dict[str, MetricValue] = {}
-    step_max = table.step_max_ms
+    step_max = series["step_time_ms"] if series else np.array([])
     n = step_max.size
     global_batch = per_rank_batch * world_size
     if n:
@@ -66,51 +66,30 @@ def training_metrics(
 
     used = headers[0].get("comm_timing", {}).get("method", "comm_hook_host_clock")
     comm_method = _COMM_METHODS.get(used, used)
-    compute = table.pooled("compute_ms")
-    comm = table.pooled("comm_ms")
-    exposed = table.pooled("exposed_comm_ms")
-    steps_all = table.pooled("step_time_ms")
-    if compute.size:
-        m["compute_ms"] = metric(
-            "compute_ms",
-            float(np.median(compute)),
-            "derived",
-            "median over ranks and steps of forward + backward - exposed comm",
-        )
+    if n:
+        m["compute_ms"] = _median_of(series, "compute_ms", "derived")
         if world_size > 1:
-            m["allreduce_ms"] = metric(
-                "allreduce_ms",
-                float(np.median(comm)),
-                "measured",
-                f"median over ranks and steps; {comm_method}",
-            )
-            transfer = table.transfer_ms
-            waits = table.wait_ms[table.present]
-            m["allreduce_transfer_ms"] = metric(
-                "allreduce_transfer_ms",
-                float(np.median(transfer)),
-                "derived",
-                "median over steps of min over ranks of comm_ms",
-            )
-            m["allreduce_wait_ms"] = metric(
-                "allreduce_wait_ms",
-                float(np.median(waits)),
-                "derived",
-                "median over ranks and steps of comm_ms - transfer_ms",
-            )
-            m["exposed_comm_ms"] = metric(
-                "exposed_comm_ms",
-                float(np.median(exposed)),
-                "measured",
-                "median over ranks and steps of end of backward compute to end of last all-reduce",
-            )
+            m["allreduce_ms"] = _median_of(series, "allreduce_ms", "measured", comm_method)
+            m["allreduce_transfer_ms"] = _median_of(series, "allreduce_transfer_ms", "derived")
+            m["allreduce_wait_ms"] = _median_of(series, "allreduce_wait_ms", "derived")
+            m["exposed_comm_ms"] = _median_of(series, "exposed_comm_ms", "measured")
+            exposed, steps = series["exposed_comm_ms"], series["step_time_ms"]
+            both = ~np.isnan(exposed) & ~np.isnan(steps)
             m["communication_overhead_percent"] = metric(
                 "communication_overhead_percent",
-                100.0 * float(exposed.sum()) / float(steps_all.sum()),
+                100.0 * float(exposed[both].sum()) / float(steps[both].sum())
+                if both.any()
+                else None,
                 "derived",
-                "100 * sum(exposed_comm_ms) / sum(step_time_ms) over ranks and measured steps",
+                "100 * sum(exposed_comm_ms) / sum(step_time_ms), both per-step max over ranks, "
+                "over measured steps",
             )
-            m["busbw_gbps"] = _busbw(table, world_size)
+            busbw = _median_of(series, "busbw_gbps", "derived")
+            m["busbw_gbps"] = (
+                busbw
+                if busbw.value is not None
+                else unavailable("busbw_gbps", "no step had a timed all-reduce")
+            )
         else:
             reason = "one rank: no inter-rank communication"
             for name in (
@@ -139,23 +118,16 @@ _COMM_METHODS = {
 }
 
 
-def _busbw(table: StepTable, world_size: int) -> MetricValue:
-    """nccl-tests convention for all-reduce: busbw = bytes / transfer_time * 2(n-1)/n."""
-    factor = 2 * (world_size - 1) / world_size
-    if not table.indices.size:
-        return unavailable("busbw_gbps", "no measured steps were recorded")
-    n_bytes = np.nanmax(table.m["comm_bytes"], axis=0)
-    t_ms = table.transfer_ms
-    ok = (t_ms > 0) & (n_bytes > 0)
-    rates = n_bytes[ok] / (t_ms[ok] / 1000.0) / 1e9 * factor
-    if not rates.size:
-        return unavailable("busbw_gbps", "no step had a timed all-reduce")
-    return metric(
-        "busbw_gbps",
-        float(np.median(rates)),
-        "derived",
-        "median over steps of gradient bytes / transfer_ms * 2(n-1)/n (nccl-tests)",
-    )
+def _median_of(
+    series: dict[str, np.ndarray], name: str, status: Status, how: str | None = None
+) -> MetricValue:
+    """Run-level metric `name`: the median over measured steps of its per-step series."""
+    values = series[name]
+    values = values[~np.isnan(values)]
+    method = f"median over measured steps of the {SERIES_METHOD[name]}"
+    if how:
+        method += f"; {how}"
+    return metric(name, float(np.median(values)) if values.size else None, status, method)
 
 
 def telemetry_sources(by_rank: dict[int, RankRecords]) -> list[dict[str, Any]]:

@@ -41,10 +41,37 @@ class StepTable:
         if self.indices.size:
             # transfer per step = min over ranks of comm_ms; wait = comm - transfer (DESIGN.md 4)
             self.transfer_ms = np.nanmin(self.m["comm_ms"], axis=0)
-            self.step_max_ms = np.nanmax(self.m["step_time_ms"], axis=0)
         else:
-            self.transfer_ms = self.step_max_ms = np.array([])
+            self.transfer_ms = np.array([])
         self.wait_ms = self.m["comm_ms"] - self.transfer_ms[None, :]
+
+    def series(self, world_size: int) -> dict[str, np.ndarray]:
+        """The per-step cross-rank series every run-level component is the median of (`SERIES`).
+
+        One value per measured step (`step`), over the ranks that recorded it: step time,
+        compute, all-reduce and exposed communication take the max over ranks (a synchronous
+        step lasts as long as its slowest rank, and each value is one some rank had); transfer
+        the min over ranks of comm_ms; wait = all-reduce - transfer (the longest any rank waited
+        for the others); busbw = gradient bytes / transfer x 2(n-1)/n (nccl-tests).
+        """
+        if not self.indices.size:
+            return {}
+        with np.errstate(all="ignore"):
+            out = {"step": self.indices.astype(np.int64)}
+            for key, column in (
+                ("step_time_ms", "step_time_ms"),
+                ("compute_ms", "compute_ms"),
+                ("allreduce_ms", "comm_ms"),
+                ("exposed_comm_ms", "exposed_comm_ms"),
+            ):
+                out[key] = _nan_reduce(np.nanmax, self.m[column])
+            out["allreduce_transfer_ms"] = _nan_reduce(np.nanmin, self.m["comm_ms"])
+            out["allreduce_wait_ms"] = out["allreduce_ms"] - out["allreduce_transfer_ms"]
+            n_bytes = _nan_reduce(np.nanmax, self.m["comm_bytes"])
+            t_s = out["allreduce_transfer_ms"] / 1000.0
+            busbw = n_bytes / t_s / 1e9 * (2 * (world_size - 1) / world_size)
+            out["busbw_gbps"] = np.where((t_s > 0) & (n_bytes > 0), busbw, np.nan)
+        return out
 
     def measured_steps(self, rank: int) -> int:
         i = self.row.get(rank)
@@ -70,8 +97,14 @@ class StepTable:
     def pooled(self, key: str) -> np.ndarray:
         return self.m[key][self.present]
 
-    def steps_section(self) -> dict[str, Any]:
+    def steps_section(self, series: dict[str, np.ndarray]) -> dict[str, Any]:
+        """`result.json`'s `steps`: where the rank files are, the per-step cross-rank `series`
+        the run-level metrics were computed from (always; `compare` tests exactly these), and
+        every rank's steps embedded unless there are more than EMBED_STEPS_MAX rank-steps."""
         section: dict[str, Any] = {"rank_files": rundir.rank_files_pattern()}
+        section["series"] = {
+            k: v.tolist() if k == "step" else rounded_list(v) for k, v in series.items()
+        } or None
         total = sum(r.n_steps for r in self.records)
         if total > EMBED_STEPS_MAX:
             section["embedded"] = None
@@ -127,3 +160,27 @@ def stats(values: np.ndarray) -> dict[str, float | None]:
 
 def median(values: np.ndarray) -> float | None:
     return r4(np.median(values)) if values.size else None
+
+
+# Run-level metric -> the per-step series it is the median of, and how that series is taken.
+SERIES_METHOD = {
+    "compute_ms": "per-step max over ranks of forward + backward - exposed comm (the slowest "
+    "rank's compute: the critical path)",
+    "allreduce_ms": "per-step max over ranks of the time with a gradient all-reduce in flight",
+    "allreduce_transfer_ms": "per-step min over ranks of comm_ms (the rank that waited least)",
+    "allreduce_wait_ms": "per-step max over ranks of comm_ms - transfer_ms (the longest any rank "
+    "waited for the slowest)",
+    "exposed_comm_ms": "per-step max over ranks of end of backward compute to end of last "
+    "all-reduce",
+    "busbw_gbps": "per-step gradient bytes / transfer_ms x 2(n-1)/n (nccl-tests)",
+}
+
+
+def _nan_reduce(fn: Any, matrix: np.ndarray) -> np.ndarray:
+    """`fn` (nanmax, nanmin) over ranks per step; NaN for a step no rank measured."""
+    if matrix.size == 0:
+        return np.full(matrix.shape[1] if matrix.ndim == 2 else 0, np.nan)
+    all_nan = np.isnan(matrix).all(axis=0)
+    filled = np.where(np.isnan(matrix) & all_nan[None, :], 0.0, matrix)
+    out = fn(filled, axis=0)
+    return np.where(all_nan, np.nan, out)

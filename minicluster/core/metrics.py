@@ -98,7 +98,8 @@ _METRICS: tuple[Metric, ...] = (
         "lower",
         "latency",
         "training",
-        "Median forward + backward compute per step (backward minus exposed communication).",
+        "Median over steps of the slowest rank's forward + backward compute (minus exposed "
+        "communication): the per-step max over ranks, the critical path.",
     ),
     Metric(
         "allreduce_ms",
@@ -106,7 +107,8 @@ _METRICS: tuple[Metric, ...] = (
         "lower",
         "communication",
         "training",
-        "Median time per step with at least one gradient all-reduce in flight.",
+        "Median over steps of the per-step max over ranks of the time with at least one gradient "
+        "all-reduce in flight (transfer + the longest wait).",
     ),
     Metric(
         "allreduce_wait_ms",
@@ -114,7 +116,8 @@ _METRICS: tuple[Metric, ...] = (
         "lower",
         "communication",
         "training",
-        "Median all-reduce time spent waiting for slower ranks (comm - min over ranks).",
+        "Median over steps of the longest time any rank waited in the all-reduce for the slowest "
+        "(per step: max over ranks of comm - min over ranks of comm).",
     ),
     Metric(
         "allreduce_transfer_ms",
@@ -122,7 +125,7 @@ _METRICS: tuple[Metric, ...] = (
         "lower",
         "communication",
         "training",
-        "Median all-reduce transfer time (min over ranks of comm time per step).",
+        "Median over steps of the all-reduce transfer time (per step: min over ranks of comm time).",
     ),
     Metric(
         "exposed_comm_ms",
@@ -130,7 +133,8 @@ _METRICS: tuple[Metric, ...] = (
         "lower",
         "communication",
         "training",
-        "Median communication not hidden behind backward compute.",
+        "Median over steps of the per-step max over ranks of communication not hidden behind "
+        "backward compute.",
     ),
     Metric(
         "communication_overhead_percent",
@@ -138,7 +142,7 @@ _METRICS: tuple[Metric, ...] = (
         "lower",
         "communication",
         "training",
-        "100 * exposed communication / step time.",
+        "100 * sum of exposed communication / sum of step time (both per-step max over ranks).",
     ),
     Metric(
         "busbw_gbps",
@@ -146,7 +150,7 @@ _METRICS: tuple[Metric, ...] = (
         "higher",
         "communication",
         "training",
-        "Bus bandwidth (nccl-tests convention), decimal GB/s.",
+        "Bus bandwidth (nccl-tests convention): bytes / transfer time x 2(n-1)/n, decimal GB/s.",
     ),
     Metric(
         "memory_utilization_percent",

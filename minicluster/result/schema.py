@@ -11,7 +11,8 @@ from typing import Any
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
 
-SCHEMA_VERSION = "minicluster/1"
+# 1.1: steps.series (the per-step cross-rank series of the run-level metrics). Readers accept 1.x.
+SCHEMA_VERSION = "minicluster/1.1"
 
 
 @lru_cache(maxsize=1)

@@ -214,3 +214,27 @@ def test_dead_rank_error_names_its_exit_code_as_in_a_collectives_run() -> None:
         e.startswith("rank 1: no summary;") and e.endswith("(exit code 86)")
         for e in result["errors"]
     )
+
+
+def test_run_level_components_are_values_a_rank_had_under_skew() -> None:
+    """Under a 30 ms straggler the run's compute is the straggler's (the critical path), and the
+    run's wait is what the healthy rank waited: never a median over rank x step that mixes them
+    (the pooled median gave compute 35.5 ms when the ranks had 9.5 and 42.6)."""
+    recs = two_ranks(slow_compute=40.0)
+    m = aggregate(recs)["metrics"]
+    assert m["compute_ms"]["value"] == pytest.approx(40.0)  # rank 1's compute, not a mix
+    assert m["allreduce_transfer_ms"]["value"] == pytest.approx(2.0)  # rank 1 did not wait
+    assert m["allreduce_wait_ms"]["value"] == pytest.approx(30.0)  # rank 0 waited 30 ms
+    assert m["allreduce_ms"]["value"] == pytest.approx(32.0)  # transfer + the longest wait
+    assert "per-step max over ranks" in m["compute_ms"]["method"]
+    assert "per-step min over ranks" in m["allreduce_transfer_ms"]["method"]
+
+
+def test_result_holds_the_per_step_series_each_metric_is_the_median_of() -> None:
+    result = aggregate(two_ranks(slow_compute=40.0))
+    series = result["steps"]["series"]
+    assert series["step"] == [1, 2, 3, 4, 5, 6]  # measured steps only
+    assert series["step_time_ms"] == [42.0] * 6
+    for name in ("compute_ms", "allreduce_ms", "allreduce_wait_ms", "allreduce_transfer_ms"):
+        assert result["metrics"][name]["value"] == pytest.approx(sorted(series[name])[3])
+    assert result["metrics"]["latency_p50_ms"]["value"] == pytest.approx(42.0)
