@@ -67,9 +67,7 @@ def aggregate(
         _rank_entry(rank, by_rank.get(rank), table, rank in failed_ranks)
         for rank in range(world_size)
     ]
-    stragglers = find_stragglers(
-        ranks_out, straggler_threshold_pct, cfg.run.straggler_min_excess_ms, table
-    )
+    stragglers = find_stragglers(table, straggler_threshold_pct, cfg.run.straggler_min_excess_ms)
     detected = fault_detect.detect(records, world_size, stragglers, exit_codes, cfg.run)
     errors += [
         f"rank {d['rank']}: {d['kind']} at step {d['step']}: {d['evidence']}"

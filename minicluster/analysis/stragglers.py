@@ -7,16 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis.steps import StepTable, r4
+from minicluster.analysis.steps import StepTable, median, r4
 
 STRAGGLER_ALPHA = 0.05
 
 
 def find_stragglers(
-    ranks: list[dict[str, Any]],
-    threshold_pct: float,
-    min_excess_ms: float,
-    table: StepTable,
+    table: StepTable, threshold_pct: float, min_excess_ms: float
 ) -> list[dict[str, Any]]:
     """The rank with the highest median compute time, when it exceeds the others' median by
     `threshold_pct` percent and by `min_excess_ms`, and it is the slowest rank in more steps
@@ -24,9 +21,11 @@ def find_stragglers(
     moves medians, a real straggler is slow step after step.
 
     Compute time, not communication: under skew the healthy ranks' all-reduce grows because
-    they wait for the slow one.
+    they wait for the slow one. `table` holds the measured steps of every rank (records read
+    back after the run, or tailed while it runs: `watch` uses this same rule).
     """
-    timed = [(r["rank"], r["compute_ms_median"]) for r in ranks if r["compute_ms_median"]]
+    medians = ((rank, median(table.column(rank, "compute_ms"))) for rank in table.row)
+    timed = [(rank, c) for rank, c in medians if c]
     if len(timed) < 2:
         return []
     slow_rank, slow = max(timed, key=lambda t: t[1])
