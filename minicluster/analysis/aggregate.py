@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minicluster.analysis import energy, envelope, fault_detect
+from minicluster.analysis import energy, envelope, fault_detect, rank_status
 from minicluster.analysis.collectives import aggregate_collectives
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.run_metrics import telemetry_sources, training_metrics
@@ -23,15 +23,20 @@ def aggregate(
     straggler_threshold_pct: float | None = None,
     aggregated_at: str | None = None,
     exit_codes: dict[int, int] | None = None,
+    interrupted: bool = False,
 ) -> dict[str, Any]:
     """The canonical result from all ranks' records (`aggregated_at` fixed for golden tests).
 
     `exit_codes` are the launcher's per-rank exit codes (negative: killed by that signal);
-    `straggler_threshold_pct` overrides the config's. InputError when no rank wrote a header.
+    `interrupted`: the user or a scheduler stopped the run (status incomplete, not failed,
+    unless a rank failed on its own); `straggler_threshold_pct` overrides the config's.
+    InputError when no rank wrote a header.
     """
     head0, headers = envelope.rank0_header(records)
     if head0.get("job") == "collectives":
-        return aggregate_collectives(records, launcher_error, aggregated_at, exit_codes)
+        return aggregate_collectives(
+            records, launcher_error, aggregated_at, exit_codes, interrupted
+        )
     cfg = envelope.run_config(head0)
     world_size = max(h["world_size"] for h in headers)
     by_rank = {r.rank: r for r in records}
@@ -39,23 +44,24 @@ def aggregate(
         straggler_threshold_pct = cfg.run.straggler_threshold_pct
 
     errors: list[str] = [w for r in records for w in r.warnings]
-    failed_ranks = envelope.failed_ranks(
-        by_rank,
-        world_size,
-        exit_codes or {},
-        errors,
-        died_after=lambda rec: f"step {rec.last_step}",
-        failed_when=lambda rec: f"at step {(rec.summary or {}).get('last_step')}",
+    fates = rank_status.classify(
+        by_rank, world_size, exit_codes or {}, rank_status.step_where, interrupted
     )
+    errors += fates.errors
     if launcher_error:
         errors.append(f"launcher: {launcher_error}")
+    failed_ranks = fates.failed
+    interrupted = interrupted or bool(fates.of(rank_status.INTERRUPTED))
 
     table = StepTable(records, world_size)
     per_rank_batch = head0["workload"]["per_rank_batch"]
     tokens_per_rank = head0["workload"].get("tokens_per_rank")
     status = "ok"
-    if failed_ranks or launcher_error:
+    if failed_ranks or (launcher_error and not interrupted):
         status = "failed"
+    elif interrupted:
+        status = "incomplete"
+        errors.append("interrupted before the planned steps ran: every recorded step is kept")
     elif table.min_measured_steps() < cfg.steps.measured:
         status = "incomplete"
         errors.append(
@@ -64,7 +70,7 @@ def aggregate(
         )
 
     ranks_out = [
-        _rank_entry(rank, by_rank.get(rank), table, rank in failed_ranks)
+        _rank_entry(rank, by_rank.get(rank), table, fates.status[rank])
         for rank in range(world_size)
     ]
     stragglers = find_stragglers(table, straggler_threshold_pct, cfg.run.straggler_min_excess_ms)
@@ -93,6 +99,8 @@ def aggregate(
             "ranks": ranks_out,
             "stragglers": stragglers,
             "failed_ranks": failed_ranks,
+            "aborted_ranks": fates.of(rank_status.ABORTED),
+            "interrupted": interrupted,
             "steps": table.steps_section(series),
             "scaling": None,
             "collectives": None,
@@ -106,14 +114,10 @@ def aggregate(
 
 
 def _rank_entry(
-    rank: int, rec: RankRecords | None, table: StepTable, failed: bool
+    rank: int, rec: RankRecords | None, table: StepTable, status: str
 ) -> dict[str, Any]:
     header = rec.header if rec else None
     summary = rec.summary if rec else None
-    if rec is None or header is None:
-        status = "missing"
-    else:
-        status = "failed" if failed else "ok"
     compute = table.column(rank, "compute_ms")
     return {
         "rank": rank,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minicluster.analysis import energy, envelope
+from minicluster.analysis import energy, envelope, rank_status
 from minicluster.analysis.records import RankRecords
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.collective_defs import (
@@ -35,6 +35,7 @@ def aggregate_collectives(
     launcher_error: str | None = None,
     aggregated_at: str | None = None,
     exit_codes: dict[int, int] | None = None,
+    interrupted: bool = False,
 ) -> dict[str, Any]:
     """The canonical result of a collectives run (`aggregated_at` fixed for golden tests)."""
     head0, headers = envelope.rank0_header(records)
@@ -43,16 +44,14 @@ def aggregate_collectives(
     by_rank = {r.rank: r for r in records}
 
     errors: list[str] = [w for r in records for w in r.warnings]
-    failed_ranks = envelope.failed_ranks(
-        by_rank,
-        world_size,
-        exit_codes or {},
-        errors,
-        died_after=_last,
-        failed_when=lambda rec: f"after {_last(rec)}",
+    fates = rank_status.classify(
+        by_rank, world_size, exit_codes or {}, lambda rec: f"after {_last(rec)}", interrupted
     )
+    errors += fates.errors
     if launcher_error:
         errors.append(f"launcher: {launcher_error}")
+    failed_ranks = fates.failed
+    interrupted = interrupted or bool(fates.of(rank_status.INTERRUPTED))
     rows = merge_rows(records, world_size)
     for row in rows:
         if row["wrong"]:
@@ -66,7 +65,11 @@ def aggregate_collectives(
     # Results of runs from before telemetry was sampled here have no window in the summaries.
     sources = energy.collect_sources([p for p in pairs if p[1].get("telemetry")])
     metrics = _metrics(rows, by_rank, headers, world_size, sources)
-    status = "failed" if failed_ranks or launcher_error else "ok"
+    status = "ok"
+    if failed_ranks or (launcher_error and not interrupted):
+        status = "failed"
+    elif interrupted:
+        status = "incomplete"
     result = envelope.top_level(head0, headers, status, world_size, aggregated_at)
     result.update(
         {
@@ -80,11 +83,13 @@ def aggregate_collectives(
             },
             "metrics": {name: mv.to_dict() for name, mv in metrics.items()},
             "ranks": [
-                _rank_entry(rank, by_rank.get(rank), rank in failed_ranks)
+                _rank_entry(rank, by_rank.get(rank), fates.status[rank])
                 for rank in range(world_size)
             ],
             "stragglers": [],
             "failed_ranks": failed_ranks,
+            "aborted_ranks": fates.of(rank_status.ABORTED),
+            "interrupted": interrupted,
             "steps": None,
             "scaling": None,
             "collectives": {
@@ -171,10 +176,9 @@ def _last(rec: RankRecords) -> str:
     return f"{last['op']} at {last['size_bytes']} B ({len(rec.collectives)} records)"
 
 
-def _rank_entry(rank: int, rec: RankRecords | None, failed: bool) -> dict[str, Any]:
+def _rank_entry(rank: int, rec: RankRecords | None, status: str) -> dict[str, Any]:
     header = rec.header if rec else None
     summary = rec.summary if rec else None
-    status = "missing" if header is None else ("failed" if failed else "ok")
     return {
         "rank": rank,
         "hostname": header["hostname"] if header else None,

@@ -6,7 +6,6 @@ through these functions, so the two cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -104,39 +103,6 @@ def run_config(head0: dict[str, Any]) -> RunConfig:
         return config.from_dict(head0.get("config") or {}, source="rank 0's header config")
     except ConfigError as e:
         raise InputError(f"cannot read the config recorded by the ranks: {e}") from None
-
-
-def failed_ranks(
-    by_rank: dict[int, RankRecords],
-    world_size: int,
-    exit_codes: dict[int, int],
-    errors: list[str],
-    died_after: Callable[[RankRecords], str],
-    failed_when: Callable[[RankRecords], str],
-) -> list[int]:
-    """Ranks that left no records, no summary, or a failed summary; one line each in `errors`.
-
-    `died_after(rec)` names the last thing a rank recorded ("step 7"), `failed_when(rec)` where
-    a rank that reported its own failure stopped ("at step 7"); a launcher's exit code is added.
-    """
-    failed = []
-    for rank in range(world_size):
-        rec = by_rank.get(rank)
-        code = f" (exit code {exit_codes[rank]})" if rank in exit_codes else ""
-        if rec is None or rec.header is None:
-            failed.append(rank)
-            errors.append(f"rank {rank}: no records (never started or its files are missing){code}")
-        elif rec.summary is None:
-            failed.append(rank)
-            errors.append(
-                f"rank {rank}: no summary; the process died after {died_after(rec)}{code}"
-            )
-        elif rec.summary.get("status") != "ok":
-            failed.append(rank)
-            errors.append(
-                f"rank {rank}: failed {failed_when(rec)}: {rec.summary.get('error')}{code}"
-            )
-    return failed
 
 
 def top_level(

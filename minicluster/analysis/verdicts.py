@@ -5,14 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from minicluster.analysis.fault_detect import CORRECTNESS_KINDS
-from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, EXIT_RUN_FAILED
+from minicluster.core.errors import (
+    EXIT_FAILED_CHECK,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+)
 
 
 def exit_code(result: dict[str, Any]) -> int:
-    """3 when the run failed; 1 when it ran but a correctness check failed (diverged replicas,
-    a corrupted gradient, wrong collective elements); else 0."""
+    """3 when the run failed; 130 when it was interrupted (status incomplete, what ran kept);
+    1 when it ran but a correctness check failed (diverged replicas, a corrupted gradient,
+    wrong collective elements); else 0."""
     if result["status"] == "failed":
         return EXIT_RUN_FAILED
+    if result.get("interrupted") is True:
+        return EXIT_INTERRUPTED
     if any(d["kind"] in CORRECTNESS_KINDS for d in result["faults"]["detected"]):
         return EXIT_FAILED_CHECK
     if (result.get("collectives") or {}).get("wrong_total"):

@@ -10,6 +10,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +33,34 @@ def new_run_id() -> str:
 
 
 def new_output(out: Path | None, what: str = "run") -> tuple[str, Path]:
-    """A new id and its output directory: `out`, or runs/<id>; checked by _ensure_new_run_dir."""
+    """A new id and its output directory (`out`, or runs/<id>), checked to hold no earlier run and
+    claimed for this one (exclusive create of DIR/.claim) before any rank starts."""
     new_id = new_run_id()
     out_dir = Path("runs") / new_id if out is None else out
     ensure_new_run_dir(out_dir, what)
+    claim(out_dir, new_id, what)
     return new_id, out_dir
+
+
+def claim(out_dir: Path, run_id: str, what: str = "run") -> None:
+    """Take `out_dir` for run `run_id` with an exclusive create of its claim file: of two runs
+    started together on one directory, exactly one gets it; the other stops with exit 2."""
+    path = out_dir / rundir.CLAIM_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        try:
+            owner = json.loads(path.read_text(encoding="utf-8")).get("run_id", "?")
+        except (OSError, ValueError, AttributeError):
+            owner = "?"
+        raise InputError(
+            f"output directory {out_dir} is taken by run {owner}: give a new --out for this "
+            f"{what}, or remove it"
+        ) from None
+    except OSError as e:
+        raise InputError(f"output directory {out_dir} is not writable: {e.strerror or e}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"run_id": run_id, "pid": os.getpid(), "what": what}, f)
 
 
 def ensure_new_run_dir(out_dir: Path, what: str = "run") -> None:
@@ -86,8 +111,8 @@ def launch_ranks(
 ) -> str | None:
     """Start the ranks under a progress bar; None on success, else why they failed.
 
-    On Ctrl-C the ranks' records so far still become `out_dir/result.json` (status failed,
-    every recorded step kept) before the interrupt goes on up.
+    On Ctrl-C (or SIGTERM) the ranks' records so far still become `out_dir/result.json`
+    (status incomplete, every recorded step kept) before the interrupt goes on up.
     """
     from minicluster.launchers.torchrun import launch_local
 
@@ -99,9 +124,9 @@ def launch_ranks(
             f"minicluster: interrupted; keeping what the ranks recorded in {out_dir}",
             file=sys.stderr,
         )
-        record_launcher_error(out_dir, INTERRUPTED)
+        record_launcher_error(out_dir, INTERRUPTED, interrupted=True)
         try:
-            aggregate_dir(out_dir, INTERRUPTED, quiet=True)
+            aggregate_dir(out_dir, None, quiet=True)
         except MiniclusterError as e:
             print(f"minicluster: nothing to keep: {e}", file=sys.stderr)
         raise
@@ -110,8 +135,9 @@ def launch_ranks(
     return error
 
 
-def record_launcher_error(out_dir: Path, error: str) -> None:
-    """Keep why the launch failed in DIR/launcher.json, so `aggregate DIR` says it again later."""
+def record_launcher_error(out_dir: Path, error: str, interrupted: bool = False) -> None:
+    """Keep why the launch failed (and whether the user or a scheduler interrupted it) in
+    DIR/launcher.json, so `aggregate DIR` says it again later."""
     from minicluster.core.io import atomic_write_json
 
     path = rundir.launcher_path(out_dir)
@@ -122,13 +148,21 @@ def record_launcher_error(out_dir: Path, error: str) -> None:
     if not isinstance(data, dict):
         data = {}
     try:
-        atomic_write_json(path, {**data, "error": error})
+        atomic_write_json(path, {**data, "error": error, "interrupted": interrupted})
     except OSError as e:
         log.warning("could not write %s: %s", path, e)
 
 
 def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False) -> dict[str, Any]:
     """Aggregate the rank files of `out_dir` into its result.json; `quiet`: no summary."""
+    result, path = aggregate_dir_to(out_dir, launcher_error)
+    if not quiet:
+        print_summary(path, result)
+    return result
+
+
+def aggregate_dir_to(out_dir: Path, launcher_error: str | None) -> tuple[dict[str, Any], Path]:
+    """Aggregate the rank files of `out_dir`: the result, and where it was written (`write_result`)."""
     from minicluster.analysis.aggregate import aggregate
     from minicluster.analysis.records import read_run_dir
 
@@ -139,12 +173,9 @@ def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False
         read_run_dir(out_dir),
         launcher_error=launcher_error,
         exit_codes=_exit_codes(launcher),
+        interrupted=launcher.get("interrupted") is True,
     )
-    if quiet:
-        write_result(out_dir, result)
-    else:
-        write_and_print(out_dir, result)
-    return result
+    return result, write_result(out_dir, result)
 
 
 def launcher_record(out_dir: Path) -> dict[str, Any]:
@@ -165,20 +196,55 @@ def _exit_codes(launcher: dict[str, Any]) -> dict[int, int] | None:
 
 
 def write_and_print(out_dir: Path, result: dict[str, Any]) -> None:
+    print_summary(write_result(out_dir, result), result)
+
+
+def print_summary(path: Path, result: dict[str, Any]) -> None:
+    """The terminal summary of a result written to `path`, and where it is."""
     from minicluster.report.terminal import print_run_summary
 
-    path = write_result(out_dir, result)
-    print_run_summary(result)
-    print(f"result: {path}")
+    with stdout_may_close():
+        print_run_summary(result)
+        print(f"result: {path}")
+
+
+@contextmanager
+def stdout_may_close() -> Iterator[None]:
+    """Terminal output that a closed stdout (`| head -1`) cuts short without failing the
+    command: every file is written before it, and the command keeps its exit code."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)  # the interpreter's last flush must not fail
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def write_result(out_dir: Path, result: dict[str, Any]) -> Path:
-    """Validate `result` and write it atomically to DIR/result.json."""
+    """Validate `result` and write it atomically to DIR/result.json, unless a result already there
+    covers more of the run (more ranks or records: e.g. rank 0's complete multi-node result,
+    re-aggregated on a node holding only its own ranks' files); then beside it, with a warning.
+    """
     from minicluster.core.io import atomic_write_json
+    from minicluster.result.coverage import covers_less
     from minicluster.result.schema import validate_result
 
     validate_result(result)
     path = rundir.result_path(out_dir)
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    why = covers_less(result, old) if isinstance(old, dict) else None
+    if why is not None:
+        kept = path
+        path = out_dir / f"result.partial-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
+        print(
+            f"minicluster: warning: {kept} covers more of the run ({why}): kept it; this "
+            f"result goes to {path}",
+            file=sys.stderr,
+        )
     atomic_write_json(path, result)
     return path
 
@@ -204,7 +270,8 @@ def write_file(path: Path, data: str | bytes, announce: str | None = None) -> No
     except OSError as e:
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
     if announce:
-        print(f"{announce}: {path}")
+        with stdout_may_close():
+            print(f"{announce}: {path}")
 
 
 def check_required(cfg: RunConfig) -> None:
@@ -247,8 +314,11 @@ def execute(
     resolved = rundir.config_path(out_dir)  # JSON is YAML: the workers load it like any config
     atomic_write_json(resolved, cfg.to_dict())
     launcher_error = launch_ranks(resolved, cfg, out_dir, run_id, progress_total, progress_label)
-    result = aggregate_dir(out_dir, launcher_error, quiet=quiet)
+    result, path = aggregate_dir_to(out_dir, launcher_error)
     if point_at:
         point_latest(out_dir)
+    # Every file first, the terminal last: a closed stdout must not cost a report.
     write_reports(result, md, html)
+    if not quiet:
+        print_summary(path, result)
     return result

@@ -28,8 +28,9 @@ def report(args: argparse.Namespace) -> int:
     from minicluster.result.schema import load_result
 
     result = load_result(args.result)
-    print_run_summary(result)
     orchestrate.write_reports(result, args.md, args.html)
+    with orchestrate.stdout_may_close():
+        print_run_summary(result)
     return EXIT_OK
 
 
@@ -48,7 +49,6 @@ def compare(args: argparse.Namespace) -> int:
     records = [load(path, args.format) for path in inputs]
     base = inputs.index(args.baseline) if args.baseline is not None else 0
     comparison = compare_records(records, base, args.threshold, args.alpha)
-    print_comparison(comparison)
     if args.json:
         try:
             text = json.dumps(to_dict(comparison), indent=2, allow_nan=False) + "\n"
@@ -59,6 +59,8 @@ def compare(args: argparse.Namespace) -> int:
         orchestrate.write_file(args.md, to_markdown(comparison))
     if args.html:
         orchestrate.write_file(args.html, to_html(comparison))
+    with orchestrate.stdout_may_close():  # files first: a closed stdout must not cost them
+        print_comparison(comparison)
     return EXIT_FAILED_CHECK if comparison.has_regression else EXIT_OK
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -208,7 +209,9 @@ def load(path: str | Path | None) -> RunConfig:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config {p}: {e}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except DuplicateKeyError as e:
+        raise ConfigError(f"config {p} line {e.line}: key {e.key!r} is given twice") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -216,6 +219,28 @@ def load(path: str | Path | None) -> RunConfig:
     if data is None:
         data = {}
     return from_dict(data, source=str(p))
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping in the YAML names the same key twice (YAML would keep the last silently)."""
+
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(f"duplicate key {key!r} at line {line}")
+        self.key = key
+        self.line = line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses duplicate keys instead of keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise DuplicateKeyError(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def from_dict(data: Any, source: str = "config") -> RunConfig:
@@ -346,6 +371,8 @@ def _check(path: str, value: Any, hint: Any, meta: Any, source: str) -> Any:
                 f"{source}: {path} must be {hint.__name__}, got {type(value).__name__} {value!r}"
             )
         lo, hi = meta.get("min"), meta.get("max")
+        if hint is float and not math.isfinite(value):
+            raise ConfigError(f"{source}: {path} is {value}; must be a finite number")
         if hint in (int, float):
             if lo is not None and value < lo:
                 raise ConfigError(f"{source}: {path} is {value}; must be >= {lo}")

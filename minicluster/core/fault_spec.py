@@ -21,6 +21,11 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+# Upper bounds, so a value the clock or the step counter cannot hold is bad input up front
+# (time.sleep overflows near 2**63 ns): a delay of at most an hour, ranks and steps in int32.
+MAX_VALUE = {"rank": 2**31 - 1, "step": 2**31 - 1, "from_step": 2**31 - 1, "delay_ms": 3_600_000}
+
+
 @dataclass(frozen=True)
 class FaultSpec:
     """One fault to inject on one rank. `step` is where a one-shot fault fires; `from_step`
@@ -51,6 +56,8 @@ def parse(text: str) -> FaultSpec:
         key, eq, value = item.strip().partition("=")
         if not eq:
             raise ConfigError(f"--fault {text!r}: expected key=value, got {item.strip()!r}")
+        if key.strip() in values:
+            raise ConfigError(f"--fault {text!r}: {key.strip()} is given twice")
         values[key.strip()] = value.strip()
     return from_mapping({"kind": kind, **values}, source=f"--fault {text!r}")
 
@@ -105,6 +112,9 @@ def _int(source: str, key: str, value: Any) -> int:
         raise ConfigError(f"{source}: {key} must be an integer, got {value!r}")
     if number < 0:
         raise ConfigError(f"{source}: {key} must be >= 0, got {number}")
+    limit = MAX_VALUE[key]
+    if number > limit:
+        raise ConfigError(f"{source}: {key} is {number}; must be <= {limit}")
     return number
 
 

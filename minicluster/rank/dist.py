@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from minicluster.core.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class RankInfo:
@@ -25,15 +27,40 @@ class RankInfo:
         return self.world_size > 1 or "MASTER_ADDR" in os.environ
 
 
+LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def rank_info_from_env() -> RankInfo:
-    """Read RANK/WORLD_SIZE/LOCAL_RANK (torchrun, srun via torchrun, Ray); alone when absent."""
+    """Read RANK/WORLD_SIZE/LOCAL_RANK (torchrun, srun via torchrun, Ray); alone when none is set.
+
+    ConfigError at once for an incomplete or inconsistent launcher environment (a stale `RANK`
+    without `WORLD_SIZE`, `MASTER_ADDR` and `MASTER_PORT`, or `RANK >= WORLD_SIZE`): joining a
+    process group with it would hang until the collective timeout.
+    """
     env = os.environ
-    world = int(env.get("WORLD_SIZE", "1"))
+    given = [v for v in LAUNCHER_VARS if v in env]
+    if given:
+        missing = [v for v in LAUNCHER_VARS if v not in env]
+        if missing:
+            raise ConfigError(
+                f"incomplete launcher environment: {', '.join(given)} set but "
+                f"{', '.join(missing)} not; run under torchrun/srun, or unset "
+                f"{', '.join(given)} to run as one rank"
+            )
+    try:
+        world = int(env.get("WORLD_SIZE", "1"))
+        rank = int(env.get("RANK", "0"))
+        local_rank = int(env.get("LOCAL_RANK", "0"))
+        local_world = int(env.get("LOCAL_WORLD_SIZE", str(world)))
+    except ValueError as e:
+        raise ConfigError(f"launcher environment: not a whole number: {e}") from None
+    if world < 1 or not 0 <= rank < world:
+        raise ConfigError(f"launcher environment: RANK={rank} is outside WORLD_SIZE={world}")
     return RankInfo(
-        rank=int(env.get("RANK", "0")),
-        local_rank=int(env.get("LOCAL_RANK", "0")),
+        rank=rank,
+        local_rank=local_rank,
         world_size=world,
-        local_world_size=int(env.get("LOCAL_WORLD_SIZE", str(world))),
+        local_world_size=local_world,
         hostname=socket.gethostname(),
     )
 
@@ -42,8 +69,6 @@ def pick_device(requested: str, local_rank: int) -> torch.device:
     """`auto` is cuda:LOCAL_RANK when CUDA is available, else cpu."""
     if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            from minicluster.core.errors import ConfigError
-
             raise ConfigError("run.device is cuda but torch sees no CUDA device")
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
         return torch.device("cuda", torch.cuda.current_device())

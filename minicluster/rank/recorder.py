@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from minicluster.core import rundir
+from minicluster.core.errors import InputError
 
 
 class RankRecorder:
@@ -15,7 +16,13 @@ class RankRecorder:
     def __init__(self, out_dir: Path, rank: int) -> None:
         self.path = rundir.rank_jsonl(out_dir, rank)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f: IO[str] = open(self.path, "w", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+        try:
+            # "x": never replace an earlier run's records (exclusive create)
+            self._f: IO[str] = open(self.path, "x", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+        except FileExistsError:
+            raise InputError(
+                f"{self.path} exists: the output directory holds an earlier run"
+            ) from None
 
     def write(self, record: dict[str, Any]) -> None:
         self._f.write(json.dumps(record, separators=(",", ":")) + "\n")

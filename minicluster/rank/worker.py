@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from minicluster import __version__
 from minicluster.core import fault_spec, rank_format, rundir
 from minicluster.core.config import RunConfig
+from minicluster.core.errors import InputError
 from minicluster.core.io import atomic_write_json
 from minicluster.core.log import setup_logging
 from minicluster.rank import collectives, dist, equivalence, faults, replica, telemetry, workloads
@@ -47,6 +48,14 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
     device = dist.pick_device(cfg.run.device, info.local_rank)
     backend = dist.pick_backend(cfg.run.backend, device)
     dist.init(info, backend, cfg.run.collective_timeout_s)
+    try:
+        # Before anything is written: every rank agrees on the run id and that `out_dir` holds
+        # no earlier run of theirs (its records would be overwritten).
+        run_id = _agree_run_id(run_id)
+        _agree_out_dir_is_new(out_dir, info)
+    except BaseException:
+        dist.teardown()
+        raise
     if cfg.job == "collectives":
         return _run_collectives(cfg, info, device, backend, threads, out_dir, run_id)
     held: dict[str, Any] = {}  # DDP model and optimizer, dropped before the group is destroyed
@@ -54,12 +63,12 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
     summary_path = rundir.rank_summary(out_dir, info.rank)
     last_step = -1
     tele: TelemetrySession | None = None
+    header: dict[str, Any] | None = None
     try:
         # Outside launchers skip the CLI's check: bad fault specs fail here, before any work.
         fault_spec.check_against_run(
             cfg.faults, info.world_size, cfg.steps.warmup + cfg.steps.measured
         )
-        run_id = _agree_run_id(run_id)
         recorder = RankRecorder(out_dir, info.rank)
         wl = workloads.build(cfg.workload, cfg.run.seed, device)
         header = _header(cfg, info, device, backend, run_id, wl, threads)
@@ -128,8 +137,12 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         recorder = None
         return _gather_on_rank0({"header": header, "summary": summary, "steps": steps}, info)
     except BaseException as e:
+        if header is None and recorder is not None:
+            # Failed before its header (e.g. the model did not fit): still say who and what.
+            _write_best_effort(recorder, _header(cfg, info, device, backend, run_id, None, threads))
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         _write_failed_summary(
-            summary_path, _summary(info, device, run_id or "", "failed", last_step, None, e)
+            summary_path, _summary(info, device, run_id, status, last_step, None, e)
         )
         raise
     finally:
@@ -149,7 +162,7 @@ def _run_collectives(
     backend: str,
     threads: int,
     out_dir: Path,
-    run_id: str | None,
+    run_id: str,
 ) -> list[dict[str, Any]] | None:
     """The collective micro-benchmark on this rank (process group already joined)."""
     recorder: RankRecorder | None = None
@@ -157,7 +170,6 @@ def _run_collectives(
     records: list[dict[str, Any]] = []
     tele: TelemetrySession | None = None
     try:
-        run_id = _agree_run_id(run_id)
         recorder = writer = RankRecorder(out_dir, info.rank)
         header = _header(cfg, info, device, backend, run_id, None, threads)
         recorder.write(header)
@@ -187,7 +199,8 @@ def _run_collectives(
         mine = {"header": header, "summary": summary, "steps": [], "collectives": records}
         return _gather_on_rank0(mine, info)
     except BaseException as e:
-        summary = _summary(info, device, run_id or "", "failed", -1, None, e)
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        summary = _summary(info, device, run_id, status, -1, None, e)
         summary["collectives_recorded"] = len(records)
         _write_failed_summary(summary_path, summary)
         raise
@@ -205,6 +218,34 @@ def _gather_on_rank0(mine: dict[str, Any], info: dist.RankInfo) -> list[dict[str
     gathered: list[Any] | None = [None] * info.world_size if info.rank == 0 else None
     tdist.gather_object(mine, gathered, dst=0)
     return gathered if info.rank == 0 else None
+
+
+def _agree_out_dir_is_new(out_dir: Path, info: dist.RankInfo) -> None:
+    """InputError on every rank when any rank's files (or rank 0's result.json) already exist in
+    `out_dir`: an earlier run's records are never overwritten (shared or node-local disks)."""
+    mine = None
+    for path in (rundir.rank_jsonl(out_dir, info.rank), rundir.rank_summary(out_dir, info.rank)):
+        if path.exists():
+            mine = f"{path} exists"
+            break
+    if mine is None and info.rank == 0 and rundir.result_path(out_dir).exists():
+        mine = f"{rundir.result_path(out_dir)} exists"
+    everyone: list[Any] = [None] * info.world_size
+    tdist.all_gather_object(everyone, mine)
+    taken = [(rank, why) for rank, why in enumerate(everyone) if why]
+    if taken:
+        rank, why = taken[0]
+        raise InputError(
+            f"output directory {out_dir} holds an earlier run (rank {rank}: {why}): "
+            "give each run a new --out"
+        )
+
+
+def _write_best_effort(recorder: RankRecorder, record: dict[str, Any]) -> None:
+    try:
+        recorder.write(record)
+    except (OSError, ValueError):
+        log.warning("could not write the header to %s", recorder.path)
 
 
 def _write_failed_summary(path: Path, summary: dict[str, Any]) -> None:
@@ -281,7 +322,7 @@ def _header(
     wl: workloads.Workload | None,
     threads: int,
 ) -> dict[str, Any]:
-    """Who and where this rank is, and what it runs (`wl` None: the collectives benchmark)."""
+    """Who and where this rank is, and what it runs (`wl` None: from the config)."""
     gpu: dict[str, Any] | None = None
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -308,13 +349,7 @@ def _header(
         "launcher": os.environ.get("MINICLUSTER_LAUNCHER", "outside"),
         "job": cfg.job,
         "config": cfg.to_dict(),
-        "workload": {
-            "name": wl.name if wl else "collectives",
-            "per_rank_batch": wl.samples_per_rank if wl else None,
-            "seq_len": wl.seq_len if wl else None,
-            "tokens_per_rank": wl.tokens_per_rank if wl else None,
-            "params": wl.params if wl else None,
-        },
+        "workload": _workload_fields(cfg, wl),
         "platform": {
             "hostname": info.hostname,
             "cpu": _cpu_model(),
@@ -325,6 +360,36 @@ def _header(
             "python": platform.python_version(),
             "os": f"{platform.system()} {platform.release()}",
         },
+    }
+
+
+def _workload_fields(cfg: RunConfig, wl: workloads.Workload | None) -> dict[str, Any]:
+    """The header's workload: from the built workload, else (the collectives benchmark, or a
+    workload that failed to build) from the config, with `params` unknown."""
+    if wl is not None:
+        return {
+            "name": wl.name,
+            "per_rank_batch": wl.samples_per_rank,
+            "seq_len": wl.seq_len,
+            "tokens_per_rank": wl.tokens_per_rank,
+            "params": wl.params,
+        }
+    if cfg.job == "collectives":
+        return {
+            "name": "collectives",
+            "per_rank_batch": None,
+            "seq_len": None,
+            "tokens_per_rank": None,
+            "params": None,
+        }
+    seq_len = getattr(cfg.workload, "seq_len", None)
+    batch = cfg.workload.per_rank_batch
+    return {
+        "name": cfg.workload.name,
+        "per_rank_batch": batch,
+        "seq_len": seq_len,
+        "tokens_per_rank": batch * seq_len if seq_len else None,
+        "params": None,
     }
 
 

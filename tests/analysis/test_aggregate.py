@@ -155,7 +155,9 @@ def test_dead_rank_fails_the_run_and_keeps_its_steps() -> None:
     validate_result(result)
     assert result["status"] == "failed"
     assert result["failed_ranks"] == [1]
-    assert any("rank 1: no summary; the process died after step 2" in e for e in result["errors"])
+    assert (
+        "rank 1: died during step 3 (last finished step 2), without a summary" in result["errors"]
+    )
     assert result["ranks"][1]["steps_recorded"] == 3
     assert result["steps"]["embedded"]["1"]["step"] == [0, 1, 2]
 
@@ -211,7 +213,7 @@ def test_dead_rank_error_names_its_exit_code_as_in_a_collectives_run() -> None:
     recs[1].summary = None
     result = aggregate(recs, exit_codes={0: -15, 1: 86})
     assert any(
-        e.startswith("rank 1: no summary;") and e.endswith("(exit code 86)")
+        e.startswith("rank 1: died during step") and e.endswith("(exit code 86)")
         for e in result["errors"]
     )
 
@@ -238,3 +240,47 @@ def test_result_holds_the_per_step_series_each_metric_is_the_median_of() -> None
     for name in ("compute_ms", "allreduce_ms", "allreduce_wait_ms", "allreduce_transfer_ms"):
         assert result["metrics"][name]["value"] == pytest.approx(sorted(series[name])[3])
     assert result["metrics"]["latency_p50_ms"]["value"] == pytest.approx(42.0)
+
+
+def test_the_culprit_is_named_and_its_victim_is_aborted_not_failed() -> None:
+    """Rank 1 died in step 4; rank 0's all-reduce then failed with a peer error: rank 0 is a
+    victim (aborted), rank 1 the failure, and the first error line names rank 1."""
+    recs = two_ranks()
+    recs[1].summary = None
+    recs[1].steps = recs[1].steps[:4]  # finished steps 0..3, died in step 4
+    recs[0].summary = {
+        **summary(0, "failed"),
+        "last_step": 3,
+        "error": "RuntimeError: [gloo/transport/tcp/pair.cc:534] Connection closed by peer",
+    }
+    result = aggregate(recs, exit_codes={0: 1, 1: 86})
+    assert result["status"] == "failed"
+    assert result["failed_ranks"] == [1] and result["aborted_ranks"] == [0]
+    assert [r["status"] for r in result["ranks"]] == ["aborted", "failed"]
+    assert result["errors"][0].startswith("rank 1: died during step 4 (last finished step 3)")
+    assert result["errors"][1].startswith("rank 0: aborted during step 4")
+    assert "after rank(s) 1 failed" in result["errors"][1]
+
+
+def test_a_rank_failing_on_its_own_names_the_step_it_was_in() -> None:
+    recs = two_ranks()
+    recs[1].summary = {**summary(1, "failed"), "last_step": 4, "error": "ValueError: bad batch"}
+    result = aggregate(recs)
+    assert result["failed_ranks"] == [1] and result["aborted_ranks"] == []
+    assert (
+        "rank 1: failed during step 5 (last finished step 4): ValueError: bad batch"
+        in (result["errors"])
+    )
+
+
+def test_an_interrupted_run_is_incomplete_not_failed() -> None:
+    recs = two_ranks()
+    for r in (0, 1):
+        recs[r].summary = {**summary(r, "interrupted"), "error": "KeyboardInterrupt: SIGTERM"}
+    result = aggregate(recs)
+    validate_result(result)
+    assert result["status"] == "incomplete" and result["interrupted"] is True
+    assert result["failed_ranks"] == []
+    assert [r["status"] for r in result["ranks"]] == ["interrupted", "interrupted"]
+    launcher = aggregate(two_ranks(), launcher_error="interrupted", interrupted=True)
+    assert launcher["status"] == "incomplete"

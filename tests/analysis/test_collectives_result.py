@@ -111,7 +111,7 @@ def test_a_dead_rank_fails_the_run_and_is_named(collective_records: MakeRecords)
     assert result["status"] == "failed"
     assert result["failed_ranks"] == [1]
     assert (
-        "rank 1: no summary; the process died after all_reduce at 1024 B (1 records) "
+        "rank 1: died after all_reduce at 1024 B (1 records), without a summary "
         "(exit code -9)" in result["errors"]
     )
     assert [r["status"] for r in result["ranks"]] == ["ok", "failed"]

@@ -1,0 +1,116 @@
+"""What became of each rank: ok, failed on its own (the culprit), missing, aborted because a peer
+failed (a victim), or interrupted (Ctrl-C, or a scheduler's SIGTERM at its time limit).
+
+When one rank dies, the others fail too, inside the collective that waited for it ("Connection
+closed by peer", a timeout); naming them as failures would point an operator at healthy nodes.
+A rank whose own error is such a peer error, while another rank failed, is `aborted`; the error
+lines list the culprits first and say at which step each stopped (the step it was in, not the
+last one it finished).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from minicluster.analysis.records import RankRecords
+
+# What a rank's own error says when a collective failed because of another rank (gloo, NCCL,
+# the c10d store). Matched case-insensitively.
+PEER_ERROR = re.compile(
+    r"connection (closed|reset|refused)|by peer|timed out|timeout|broken pipe|"
+    r"communicator was aborted|DistNetworkError|DistBackendError|DistStoreError|"
+    r"NCCL (error|communicator)",
+    re.IGNORECASE,
+)
+OK, FAILED, MISSING, ABORTED, INTERRUPTED = "ok", "failed", "missing", "aborted", "interrupted"
+INTERRUPTED_EXIT = 130  # a rank's own exit code after Ctrl-C
+
+
+@dataclass
+class RankStatuses:
+    """`status[rank]` is one of ok, failed, missing, aborted, interrupted; `errors` holds one
+    line per rank that is not ok, culprits first."""
+
+    status: dict[int, str]
+    errors: list[str] = field(default_factory=list)
+
+    def of(self, *kinds: str) -> list[int]:
+        return sorted(r for r, s in self.status.items() if s in kinds)
+
+    @property
+    def failed(self) -> list[int]:
+        """The culprits: ranks that failed on their own, died, or left nothing."""
+        return self.of(FAILED, MISSING)
+
+
+def classify(
+    by_rank: dict[int, RankRecords],
+    world_size: int,
+    exit_codes: dict[int, int],
+    where: Callable[[RankRecords], str],
+    interrupted: bool = False,
+) -> RankStatuses:
+    """Each rank's fate from its records and the launcher's exit codes.
+
+    `where(rec)` says where a rank stopped, e.g. "during step 7 (last finished step 6)" or
+    "after all_reduce at 1024 B"; the exit code is added when the launcher reported one.
+    `interrupted`: the launcher was stopped (Ctrl-C, SIGTERM); a rank it stopped before the
+    rank could write a summary is interrupted, not failed, unless it exited with a code of
+    its own.
+    """
+    status: dict[int, str] = {}
+    lines: dict[int, str] = {}
+    peer_errors: set[int] = set()
+    for rank in range(world_size):
+        rec = by_rank.get(rank)
+        code = f" (exit code {exit_codes[rank]})" if rank in exit_codes else ""
+        if rec is None or rec.header is None:
+            status[rank] = MISSING
+            lines[rank] = f"rank {rank}: no records (never started or its files are missing){code}"
+            continue
+        summary = rec.summary
+        own_exit = exit_codes.get(rank, 0) > 0 and exit_codes.get(rank) != INTERRUPTED_EXIT
+        if summary is None and interrupted and not own_exit:
+            status[rank] = INTERRUPTED
+            lines[rank] = f"rank {rank}: stopped {where(rec)} when the run was interrupted{code}"
+            continue
+        if summary is None:
+            status[rank] = FAILED
+            lines[rank] = f"rank {rank}: died {where(rec)}, without a summary{code}"
+            continue
+        error = summary.get("error")
+        if summary.get("status") == INTERRUPTED:
+            status[rank] = INTERRUPTED
+            lines[rank] = f"rank {rank}: interrupted {where(rec)} ({error}){code}"
+        elif summary.get("status") != OK:
+            status[rank] = FAILED
+            lines[rank] = f"rank {rank}: failed {where(rec)}: {error}{code}"
+            if PEER_ERROR.search(str(error or "")):
+                peer_errors.add(rank)
+        else:
+            status[rank] = OK
+    culprits = [r for r, s in status.items() if s in (FAILED, MISSING) and r not in peer_errors]
+    if culprits:
+        names = ", ".join(str(r) for r in culprits)
+        for rank, s in status.items():
+            if rank in peer_errors or s == INTERRUPTED:
+                # Its collective failed, or the launcher stopped it, because rank(s) failed.
+                status[rank] = ABORTED
+                why = "its collective failed" if rank in peer_errors else "it was stopped"
+                lines[rank] = (
+                    f"rank {rank}: aborted {where(by_rank[rank])}: {why} after rank(s) {names} "
+                    f"failed ({by_rank[rank].summary.get('error') if by_rank[rank].summary else ''})"
+                )
+    order = {FAILED: 0, MISSING: 0, ABORTED: 1, INTERRUPTED: 2}
+    ranked = sorted((order[s], r) for r, s in status.items() if s != OK)
+    return RankStatuses(status, [lines[r] for _, r in ranked])
+
+
+def step_where(rec: RankRecords) -> str:
+    """Where a training rank stopped: the step it was in, and the last one it finished."""
+    last = rec.summary.get("last_step") if rec.summary is not None else rec.last_step
+    if last is None or last < 0:
+        return "before its first step"
+    return f"during step {last + 1} (last finished step {last})"
