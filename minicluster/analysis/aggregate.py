@@ -12,7 +12,12 @@ from typing import Any
 from minicluster.analysis import energy, envelope, fault_detect, rank_status
 from minicluster.analysis.collectives import aggregate_collectives
 from minicluster.analysis.records import RankRecords
-from minicluster.analysis.run_metrics import telemetry_sources, training_metrics
+from minicluster.analysis.run_metrics import (
+    telemetry_sources,
+    timing_method,
+    timing_method_text,
+    training_metrics,
+)
 from minicluster.analysis.steps import StepTable, median, stats
 from minicluster.analysis.stragglers import find_stragglers
 
@@ -74,19 +79,31 @@ def aggregate(
         for rank in range(world_size)
     ]
     stragglers = find_stragglers(table, straggler_threshold_pct, cfg.run.straggler_min_excess_ms)
+    series = table.series(world_size)
+    metrics = training_metrics(
+        series, headers, by_rank, world_size, per_rank_batch, tokens_per_rank
+    )
+    busbw = metrics.get("busbw_gbps")
+    link = fault_detect.link_check(
+        busbw.to_dict() if busbw else {"value": None, "reason": "no measured steps"},
+        cfg.run,
+        world_size,
+    )
     detected = fault_detect.detect(records, world_size, stragglers, exit_codes, cfg.run)
+    detected += fault_detect.slow_link_fault(link)
     errors += [
         f"rank {d['rank']}: {d['kind']} at step {d['step']}: {d['evidence']}"
         for d in detected
         if d["kind"] in fault_detect.CORRECTNESS_KINDS
     ]
-    series = table.series(world_size)
-    metrics = training_metrics(
-        series, headers, by_rank, world_size, per_rank_batch, tokens_per_rank
-    )
+    method = timing_method(headers)
+    if method == "mixed":
+        errors.append(f"all-reduce timing: {timing_method_text(headers)}")
     result = envelope.top_level(head0, headers, status, world_size, aggregated_at)
     result.update(
         {
+            "timing_method": method,
+            "link": link,
             "workload": {
                 "name": head0["workload"]["name"],
                 "workload_type": "training",

@@ -11,12 +11,11 @@ import math
 from collections import Counter
 from typing import Any
 
-import numpy as np
-
 from minicluster.core.config import RunSection
 
 CHECKSUM_KEYS = ("param_checksum", "optim_checksum")
 CORRECTNESS_KINDS = ("corrupt_grad", "replica_divergence")  # the run ended, its numbers are wrong
+LINK_KINDS = ("slow_link",)  # the run ended, its fabric is slower than expected
 
 
 def detect(
@@ -30,7 +29,6 @@ def detect(
     run_cfg = run_cfg or RunSection()
     found = _dead_ranks(records, world_size, exit_codes or {})
     found += _divergence(records)
-    found += _slow_issue(records, run_cfg.straggler_threshold_pct, run_cfg.straggler_min_excess_ms)
     for s in stragglers:
         found.append(
             {
@@ -93,41 +91,49 @@ def _dead_ranks(
     return found
 
 
-def _slow_issue(
-    records: list[Any], threshold_pct: float, min_excess_ms: float
-) -> list[dict[str, Any]]:
-    """A rank whose all-reduces leave late although its compute is on time: the median time from a
-    gradient bucket being ready to its all-reduce being issued exceeds the other ranks' median by
-    the straggler thresholds. The others then wait in the all-reduce: communication, not compute.
-    """
-    medians = {}
-    for rec in records:
-        cols = rec.columns
-        if "issue_delay_ms" not in cols:
-            continue
-        delays = cols["issue_delay_ms"].astype(float)
-        keep = ~np.isnan(delays)
-        if "warmup" in cols:
-            keep &= ~cols["warmup"]
-        delays = np.sort(delays[keep])
-        if delays.size:
-            medians[rec.rank] = float(delays[delays.size // 2])
-    if len(medians) < 2:
-        return []
-    rank, slow = max(medians.items(), key=lambda kv: kv[1])
-    others = sorted(v for r, v in medians.items() if r != rank)
-    typical = others[len(others) // 2]
-    excess = slow - typical
-    if excess < min_excess_ms or (typical > 0 and 100.0 * excess / typical <= threshold_pct):
+def link_check(busbw: dict[str, Any], run_cfg: RunSection, world_size: int) -> dict[str, Any]:
+    """The gradient all-reduce's measured busbw (the run's `busbw_gbps` metric, from whatever
+    timing method the ranks used) against the expected figure: a slow link when it is below
+    `slow_link_below_pct` percent of it. Without an expectation the link is not judged."""
+    expected = run_cfg.expect_busbw_gbps
+    measured = busbw.get("value")
+    out: dict[str, Any] = {
+        "judged": False,
+        "slow": False,
+        "expected_busbw_gbps": expected,
+        "measured_busbw_gbps": measured,
+        "ratio": None,
+        "below_pct": run_cfg.slow_link_below_pct,
+        "reason": None,
+    }
+    if world_size < 2:
+        out["reason"] = "one rank: no link to judge"
+    elif expected is None:
+        out["reason"] = (
+            "no expected busbw (run.expect_busbw_gbps / --expect-busbw): the link is not judged"
+        )
+    elif measured is None:
+        out["reason"] = f"the gradient all-reduce's busbw was not measured: {busbw.get('reason')}"
+    else:
+        ratio = float(measured) / expected
+        out.update(judged=True, ratio=ratio, slow=ratio * 100.0 < run_cfg.slow_link_below_pct)
+    return out
+
+
+def slow_link_fault(link: dict[str, Any]) -> list[dict[str, Any]]:
+    """The detected-fault entry for a slow link (none when the link was fine or not judged)."""
+    if not link["slow"]:
         return []
     return [
         {
             "kind": "slow_link",
-            "rank": rank,
+            "rank": None,
             "step": None,
             "attributed_to": "communication",
-            "evidence": f"median {slow:.2f} ms from gradient bucket ready to all-reduce issued vs "
-            f"{typical:.2f} ms on the other ranks",
+            "evidence": f"gradient all-reduce busbw {link['measured_busbw_gbps']:.3g} GB/s is "
+            f"{100 * link['ratio']:.0f}% of the expected {link['expected_busbw_gbps']:.3g} GB/s "
+            f"(a slow link below {link['below_pct']:g}%); which link: "
+            "`minicluster collectives --pattern pairwise`",
         }
     ]
 

@@ -228,7 +228,11 @@ def _read_rank_files(job: tuple[Path, int]) -> RankRecords:
             rank_format.check_header(obj, str(path))
             header = obj
         elif kind == rank_format.COMM_TIMING and header is not None:
-            header["comm_timing"] = {k: v for k, v in obj.items() if k != "type"}
+            timing = {k: v for k, v in obj.items() if k != "type"}
+            if "comm_timing" not in header:
+                header["comm_timing"] = timing
+            else:  # the worker switched method mid-run (rank_format: from_step)
+                header.setdefault("comm_timing_switches", []).append(timing)
     summary = _read_summary(rundir.rank_summary(path.parent.parent, rank), rank, warnings)
     return RankRecords(
         rank,

@@ -9,6 +9,7 @@ import numpy as np
 from minicluster.analysis import energy, envelope
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.steps import SERIES_METHOD
+from minicluster.core import comm_methods
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.metrics import MetricValue, Status, metric, unavailable
 
@@ -64,8 +65,7 @@ def training_metrics(
         ):
             m[name] = unavailable(name, "no measured steps were recorded")
 
-    used = headers[0].get("comm_timing", {}).get("method", "comm_hook_host_clock")
-    comm_method = _COMM_METHODS.get(used, used)
+    comm_method = timing_method_text(headers)
     if n:
         m["compute_ms"] = _median_of(series, "compute_ms", "derived")
         if world_size > 1:
@@ -111,11 +111,32 @@ def training_metrics(
     return {k: m[k] for k in order if k in m}
 
 
-_COMM_METHODS = {
-    "ddp_runtime_stats": "DDP's C++ runtime stats per step (first all-reduce start to last end)",
-    "comm_hook_host_clock": "DDP comm hook, host clock at hook entry and in the future's callback",
-    "comm_hook_cuda_events": "DDP comm hook, CUDA events",
-}
+def timing_methods(headers: list[dict[str, Any]]) -> dict[int, list[str]]:
+    """Per rank, the timing methods it used in order (more than one: it switched mid-run)."""
+    out = {}
+    for h in headers:
+        timing = h.get("comm_timing") or {}
+        methods = [timing.get("method", comm_methods.HOOK_HOST_CLOCK)]
+        methods += [t.get("method") for t in h.get("comm_timing_switches") or []]
+        out[int(h["rank"])] = [str(m) for m in methods]
+    return out
+
+
+def timing_method(headers: list[dict[str, Any]]) -> str:
+    """The run's all-reduce timing method; `mixed` when ranks (or steps) used different ones."""
+    used = {m for methods in timing_methods(headers).values() for m in methods}
+    return used.pop() if len(used) == 1 else "mixed"
+
+
+def timing_method_text(headers: list[dict[str, Any]]) -> str:
+    """How the comm figures were taken, for the comm metrics' method text."""
+    method = timing_method(headers)
+    if method != "mixed":
+        return comm_methods.describe(method)
+    per_rank = "; ".join(
+        f"rank {r}: {' then '.join(ms)}" for r, ms in sorted(timing_methods(headers).items())
+    )
+    return f"MIXED timing methods ({per_rank}): these figures are not one quantity"
 
 
 def _median_of(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minicluster.analysis.fault_detect import CORRECTNESS_KINDS
+from minicluster.analysis.fault_detect import CORRECTNESS_KINDS, LINK_KINDS
 from minicluster.core.errors import (
     EXIT_FAILED_CHECK,
     EXIT_INTERRUPTED,
@@ -15,14 +15,14 @@ from minicluster.core.errors import (
 
 def exit_code(result: dict[str, Any]) -> int:
     """3 when the run failed; 130 when it was interrupted (status incomplete, what ran kept);
-    1 when it ran but a correctness check failed (diverged replicas, a corrupted gradient,
-    wrong collective elements); else 0."""
+    1 when it ran but a check failed (diverged replicas, a corrupted gradient, wrong collective
+    elements, a slow link against the expected busbw); else 0."""
     if result["status"] == "failed":
         return EXIT_RUN_FAILED
     if result.get("interrupted") is True:
         return EXIT_INTERRUPTED
-    if any(d["kind"] in CORRECTNESS_KINDS for d in result["faults"]["detected"]):
-        return EXIT_FAILED_CHECK
+    if any(d["kind"] in (*CORRECTNESS_KINDS, *LINK_KINDS) for d in result["faults"]["detected"]):
+        return EXIT_FAILED_CHECK  # wrong numbers, or a link slower than the expected busbw
     if (result.get("collectives") or {}).get("wrong_total"):
         return EXIT_FAILED_CHECK  # a collective returned wrong elements
     return EXIT_OK

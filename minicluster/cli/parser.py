@@ -242,6 +242,15 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
         "corrupt_grad:rank=R,step=S",
     )
     p.add_argument(
+        "--expect-busbw",
+        type=float,
+        metavar="GBPS",
+        help="the gradient all-reduce's expected bus bandwidth in GB/s (the fabric's spec or a "
+        "known-good measurement, e.g. `minicluster collectives` busbw at the bucket size): a "
+        "run below half of it has a slow link, exit 1 (default: config run.expect_busbw_gbps; "
+        "none: the link is not judged)",
+    )
+    p.add_argument(
         "--collective-timeout",
         type=float,
         metavar="SECONDS",

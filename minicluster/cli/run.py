@@ -166,7 +166,9 @@ def with_faults(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
     """`cfg` with the --fault specs added, checked against the world before any rank starts."""
     added = tuple(fault_spec.parse(text) for text in args.fault)
     cfg = dataclasses.replace(cfg, faults=cfg.faults + added)
-    cfg = config_mod.override(cfg, collective_timeout_s=args.collective_timeout)
+    cfg = config_mod.override(
+        cfg, collective_timeout_s=args.collective_timeout, expect_busbw_gbps=args.expect_busbw
+    )
     if any(f.kind == "corrupt_grad" for f in cfg.faults) and cfg.run.replica_check_every == 0:
         cfg = config_mod.override(cfg, replica_check_every=1)  # else nothing could catch it
     fault_spec.check_against_run(cfg.faults, cfg.run.nproc, cfg.steps.warmup + cfg.steps.measured)

@@ -86,6 +86,11 @@ class RunSection:
     # How all-reduce time is taken: DDP's C++ runtime stats (cheapest) or a Python comm hook
     # (per-bucket spans; host clock on gloo, CUDA events on NCCL). See README "Timing methods".
     comm_timing: Literal["ddp_stats", "hook"] = "ddp_stats"
+    # The gradient all-reduce's expected bus bandwidth (GB/s, nccl-tests busbw: the fabric's
+    # spec or a known-good measurement); a run below slow_link_below_pct of it has a slow link.
+    # None: the link is not judged (a probe over the same links could not see a slow one).
+    expect_busbw_gbps: float | None = field(default=None, metadata=_range(1e-9))
+    slow_link_below_pct: float = field(default=50.0, metadata=_range(1, 100))
     # Checksum parameters, optimizer state and gradients every N steps (replica check); 0: off.
     # `validate` and an injected corrupt_grad turn it on (1) when it is off.
     replica_check_every: int = field(default=0, metadata=_range(0))

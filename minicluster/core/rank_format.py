@@ -23,7 +23,7 @@ from typing import Any
 from minicluster.core.errors import InputError
 
 FORMAT_NAME = "minicluster-rank"
-FORMAT_VERSION = f"{FORMAT_NAME}/1.0"
+FORMAT_VERSION = f"{FORMAT_NAME}/1.1"  # 1.1: comm_reason, comm_timing.from_step; no issue_delay_ms
 
 HEADER = "header"
 COMM_TIMING = "comm_timing"
@@ -52,7 +52,8 @@ HEADER_KEYS = (
     "workload",  # name, per_rank_batch, seq_len, tokens_per_rank, params
     "platform",  # hostname, cpu, cpu_count, host_memory_total_bytes, gpu, torch, python, os
 )
-COMM_TIMING_KEYS = ("type", "method", "fallback")
+# A second `comm_timing` record says the worker switched method from `from_step` on.
+COMM_TIMING_KEYS = ("type", "method", "fallback", "from_step")
 STEP_KEYS = (
     "type",
     "step",
@@ -66,7 +67,7 @@ STEP_KEYS = (
     "exposed_comm_ms",
     "buckets",
     "comm_bytes",
-    "issue_delay_ms",
+    "comm_reason",  # why comm_ms is null (the timer could not vouch for this step), else null
     "loss",
     "t_unix_s",
 )

@@ -1,8 +1,15 @@
-"""All-reduce timing per DDP bucket: a comm hook with host clocks (gloo) or CUDA events (NCCL).
+"""All-reduce timing per step, one definition for every method: `comm_ms` is the time with at least
+one gradient all-reduce in flight (the union of bucket spans).
 
-gloo completes a bucket's future on its own thread only when the data is reduced, so a host
-clock read in the future's callback is the end of the transfer. NCCL futures complete when the
-kernel is enqueued, so there the hook records CUDA events on the stream instead.
+- `HostClockCommTimer` (gloo): a DDP comm hook; host clock at hook entry and in the future's
+  callback, which gloo runs only when the data is reduced.
+- `CudaEventCommTimer` (NCCL): the same hook with CUDA events, because NCCL futures complete when
+  the kernel is enqueued; every event is taken relative to a step-start event, so bucket spans
+  can be unioned (queued buckets overlap: summing them would count time twice).
+- `DdpStatsCommTimer`: DDP's own C++ timers through the guarded reader in `ddp_stats`; a span
+  from the first all-reduce start to the last end (its method text says so).
+
+A step whose figures cannot be trusted gets `comm_ms = None` and a reason, never 0.
 """
 
 # No `from __future__ import annotations` here: DDP.register_comm_hook compares the hook's
@@ -16,25 +23,32 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from minicluster.core import comm_methods
+from minicluster.rank import ddp_stats
+
+HOST_CLOCK = comm_methods.HOOK_HOST_CLOCK
+CUDA_EVENTS = comm_methods.HOOK_CUDA_EVENTS
+
 
 @dataclass
 class StepComm:
-    """One step's communication figures, in ms."""
+    """One step's communication figures in ms; None (with `reason`) when not measured."""
 
-    comm_ms: float  # time with at least one all-reduce in flight (union of bucket spans)
-    exposed_comm_ms: float  # end of backward compute (last bucket ready) to end of last all-reduce
-    buckets: int
-    bytes: int
-    # Host time from a bucket being ready to its all-reduce being issued, max over buckets: the
-    # rank's own delay in the comm path (None where the timer does not measure it).
-    issue_delay_ms: float | None = None
+    comm_ms: float | None  # time with at least one all-reduce in flight
+    exposed_comm_ms: float | None  # end of backward compute (last bucket ready) to end of last
+    buckets: int | None
+    bytes: int | None
+    reason: str | None = None
 
 
-def union_ms(spans: list[tuple[int, int]]) -> float:
-    """Total length in ms of the union of [start_ns, end_ns) spans."""
-    total = 0
-    cur_start: int | None = None
-    cur_end: int | None = None
+NO_ALLREDUCE = StepComm(None, None, 0, 0, "no gradient all-reduce ran in this step")
+
+
+def union_ms(spans: list[tuple[float, float]]) -> float:
+    """Total length of the union of [start, end) spans (same unit in as out)."""
+    total = 0.0
+    cur_start: float | None = None
+    cur_end: float | None = None
     for start, end in sorted(spans):
         if cur_end is None or start > cur_end:
             if cur_end is not None and cur_start is not None:
@@ -44,7 +58,21 @@ def union_ms(spans: list[tuple[int, int]]) -> float:
             cur_end = max(cur_end, end)
     if cur_end is not None and cur_start is not None:
         total += cur_end - cur_start
-    return total / 1e6
+    return total
+
+
+def spans_to_step(spans: list[tuple[float, float, int]]) -> StepComm:
+    """(start_ms, end_ms, bytes) per bucket, on one clock -> the step's figures."""
+    if not spans:
+        return NO_ALLREDUCE
+    last_ready = max(s for s, _, _ in spans)
+    last_done = max(e for _, e, _ in spans)
+    return StepComm(
+        comm_ms=union_ms([(s, e) for s, e, _ in spans]),
+        exposed_comm_ms=max(0.0, last_done - last_ready),
+        buckets=len(spans),
+        bytes=sum(b for _, _, b in spans),
+    )
 
 
 @dataclass
@@ -53,16 +81,14 @@ class HostClockCommTimer:
 
     world_size: int
     spans: list[tuple[int, int, int]] = field(default_factory=list)  # (start_ns, end_ns, bytes)
-    issue_ns: list[int] = field(default_factory=list)  # bucket ready -> all-reduce issued
-    before_issue: Callable[[], None] | None = None  # fault injection (slow_link) only
+
+    def begin_step(self) -> None:
+        """Nothing to mark: host clocks of one process share an origin."""
 
     def hook(self, _state: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
         start = time.perf_counter_ns()
         buf = bucket.buffer()
         buf.div_(self.world_size)
-        if self.before_issue is not None:
-            self.before_issue()
-        self.issue_ns.append(time.perf_counter_ns() - start)
         fut = dist.all_reduce(buf, async_op=True).get_future()
         n_bytes = buf.numel() * buf.element_size()
         spans = self.spans
@@ -76,30 +102,22 @@ class HostClockCommTimer:
     def take_step(self) -> StepComm:
         """The figures of the step just finished; resets for the next step."""
         spans, self.spans = self.spans, []
-        issue_ns, self.issue_ns = self.issue_ns, []
-        if not spans:
-            return StepComm(0.0, 0.0, 0, 0)
-        last_ready = max(s for s, _, _ in spans)
-        last_done = max(e for _, e, _ in spans)
-        return StepComm(
-            comm_ms=union_ms([(s, e) for s, e, _ in spans]),
-            exposed_comm_ms=max(0, last_done - last_ready) / 1e6,
-            buckets=len(spans),
-            bytes=sum(b for _, _, b in spans),
-            issue_delay_ms=max(issue_ns) / 1e6 if issue_ns else None,
-        )
+        return spans_to_step([(s / 1e6, e / 1e6, b) for s, e, b in spans])
 
 
 @dataclass
 class CudaEventCommTimer:
-    """DDP comm hook timing each bucket with CUDA events (NCCL): ready, start and end of transfer.
-
-    Buckets run in order on NCCL's stream, so the sum of bucket times is the time with an
-    all-reduce in flight. Read after the step's device synchronize.
-    """
+    """DDP comm hook timing each bucket with CUDA events (NCCL): ready and end of transfer, both
+    relative to an event recorded when the step began. Read after the step's device sync."""
 
     world_size: int
-    events: list[tuple[Any, Any, int]] = field(default_factory=list)  # (start_ev, end_ev, bytes)
+    events: list[list[Any]] = field(default_factory=list)  # [start_ev, end_ev | None, bytes]
+    step_start: Any = None
+
+    def begin_step(self) -> None:
+        """Record the step's origin on the current stream (before forward)."""
+        self.step_start = torch.cuda.Event(enable_timing=True)
+        self.step_start.record()
 
     def hook(self, _state: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
         start = torch.cuda.Event(enable_timing=True)
@@ -108,7 +126,7 @@ class CudaEventCommTimer:
         buf.div_(self.world_size)
         fut = dist.all_reduce(buf, async_op=True).get_future()
         entry: list[Any] = [start, None, buf.numel() * buf.element_size()]
-        self.events.append(entry)  # type: ignore[arg-type]
+        self.events.append(entry)
 
         def done(f: torch.futures.Future[list[torch.Tensor]]) -> torch.Tensor:
             end = torch.cuda.Event(enable_timing=True)
@@ -120,66 +138,46 @@ class CudaEventCommTimer:
 
     def take_step(self) -> StepComm:
         events, self.events = self.events, []
+        origin = self.step_start
+        if origin is None:
+            return StepComm(None, None, None, None, "no step-start event was recorded")
         done = [(s, e, b) for s, e, b in events if e is not None]
-        if not done:
-            return StepComm(0.0, 0.0, 0, 0)
-        comm = sum(s.elapsed_time(e) for s, e, _ in done)
-        exposed = max(0.0, done[-1][0].elapsed_time(done[-1][1]))
-        return StepComm(comm, exposed, len(done), sum(b for _, _, b in done))
-
-
-def ddp_logging_cross_check(ddp_model: Any) -> dict[str, Any]:
-    """DDP's own C++ comm timers (a private, prototype API): running means in ms, or why not."""
-    try:
-        data = ddp_model._get_ddp_logging_data()
-    except Exception as e:  # private API: absent or changed in this torch build
-        return {"status": "unavailable", "reason": f"DDP logging data not readable: {e}"}
-    comm_ns = data.get("avg_backward_comm_time")
-    overlap_ns = data.get("avg_backward_compute_comm_overlap_time")
-    if not comm_ns:
-        return {"status": "unavailable", "reason": "DDP recorded no sampled iterations"}
-    return {
-        "status": "measured",
-        "method": "DistributedDataParallel._get_ddp_logging_data (sampled iterations)",
-        "avg_backward_comm_time_ms": comm_ns / 1e6,
-        "avg_backward_compute_comm_overlap_time_ms": (overlap_ns or 0) / 1e6,
-        "comm_hook": data.get("comm_hook", ""),
-    }
+        spans = [(origin.elapsed_time(s), origin.elapsed_time(e), b) for s, e, b in done]
+        return spans_to_step(spans)
 
 
 @dataclass
 class DdpStatsCommTimer:
-    """DDP's own C++ timers, made current and read after every step (a private, prototype API).
+    """DDP's own C++ timers, read behind `ddp_stats`' guard after every step (no Python hook on
+    DDP's all-reduce path). On NCCL, DDP times with CUDA events; read after the device sync."""
 
-    Cheaper than a Python comm hook (DDP keeps its C++ all-reduce path). `backward_comm_time`
-    spans the first bucket's all-reduce start to the last one's end; exposed communication is
-    last all-reduce end minus backward compute end, as in the hook timers. On NCCL, DDP times
-    with CUDA events; read after the step's device synchronize.
-    """
+    stats: ddp_stats.DdpRuntimeStats
 
-    ddp: Any
+    def begin_step(self) -> None:
+        """DDP starts its own timers."""
 
     def take_step(self) -> StepComm:
-        # DDP logs an iteration's timers at the next forward; log them now so the figures
-        # belong to the step just finished rather than the one before.
-        self.ddp.logger.set_runtime_stats_and_log()
-        data = self.ddp._get_ddp_logging_data()
-        comm_ns = data.get("backward_comm_time")
-        if comm_ns is None:
-            return StepComm(0.0, 0.0, 0, 0)
-        exposed_ns = data.get("backward_comm_time_end", 0) - data.get(
-            "backward_compute_time_end", 0
-        )
-        sizes = [s for s in str(data.get("bucket_sizes", "")).split(",") if s.strip()]
-        return StepComm(
-            comm_ms=comm_ns / 1e6,
-            exposed_comm_ms=max(0, exposed_ns) / 1e6,
-            buckets=len(sizes),
-            bytes=sum(int(s) for s in sizes),
-        )
+        got = self.stats.read()
+        if got.reason is not None:
+            return StepComm(None, None, None, None, got.reason)
+        assert got.comm_ns is not None and got.exposed_ns is not None
+        return StepComm(got.comm_ns / 1e6, got.exposed_ns / 1e6, got.buckets, got.bytes)
+
+    @property
+    def given_up(self) -> bool:
+        return self.stats.given_up
 
 
 CommTimer = HostClockCommTimer | CudaEventCommTimer | DdpStatsCommTimer
+
+
+def hook_timer(
+    backend: str, world_size: int
+) -> tuple[HostClockCommTimer | CudaEventCommTimer, str]:
+    """The comm-hook timer for `backend`: CUDA events on NCCL, the host clock elsewhere."""
+    if backend == "nccl":
+        return CudaEventCommTimer(world_size), CUDA_EVENTS
+    return HostClockCommTimer(world_size), HOST_CLOCK
 
 
 def attach_comm_timer(
@@ -197,20 +195,19 @@ def attach_comm_timer(
     fallback = None
     if method == "ddp_stats":
         try:
-            ddp._set_ddp_runtime_logging_sample_rate(1)
-            if getattr(ddp, "logger", None) is None:
-                raise AttributeError("DDP has no logger")
-            return DdpStatsCommTimer(ddp), "ddp_runtime_stats", None
+            return DdpStatsCommTimer(ddp_stats.DdpRuntimeStats.attach(ddp)), ddp_stats.METHOD, None
         except Exception as e:  # private API: absent or changed in this torch build
-            fallback = f"DDP runtime stats unavailable ({e}); using the comm hook"
-    timer: CommTimer
-    if backend == "nccl":
-        timer, used = CudaEventCommTimer(world_size), "comm_hook_cuda_events"
-    else:
-        timer, used = HostClockCommTimer(world_size), "comm_hook_host_clock"
+            fallback = (
+                f"DDP runtime stats unavailable ({type(e).__name__}: {e}); using the comm hook"
+            )
+    timer, used = hook_timer(backend, world_size)
     ddp.register_comm_hook(None, wrap_hook(timer.hook) if wrap_hook else timer.hook)
-    try:  # DDP's timers sampled every 10 iterations: a cross-check at ~0 cost
-        ddp._set_ddp_runtime_logging_sample_rate(10)
-    except Exception:  # private API
-        pass
+    ddp_stats.sample_for_cross_check(ddp)
     return timer, used, fallback
+
+
+def switch_to_hook(ddp: Any, backend: str, world_size: int) -> tuple[CommTimer, str]:
+    """Replace a failing DDP-stats timer by the comm hook mid-run (DDP takes one hook, once)."""
+    timer, used = hook_timer(backend, world_size)
+    ddp.register_comm_hook(None, timer.hook)
+    return timer, used

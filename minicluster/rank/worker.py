@@ -30,8 +30,22 @@ from minicluster.core.config import RunConfig
 from minicluster.core.errors import InputError
 from minicluster.core.io import atomic_write_json
 from minicluster.core.log import setup_logging
-from minicluster.rank import collectives, dist, equivalence, faults, replica, telemetry, workloads
-from minicluster.rank.comm_timing import CommTimer, attach_comm_timer, ddp_logging_cross_check
+from minicluster.rank import (
+    collectives,
+    ddp_stats,
+    dist,
+    equivalence,
+    faults,
+    replica,
+    telemetry,
+    workloads,
+)
+from minicluster.rank.comm_timing import (
+    CommTimer,
+    DdpStatsCommTimer,
+    attach_comm_timer,
+    switch_to_hook,
+)
 from minicluster.rank.recorder import RankRecorder
 from minicluster.rank.telemetry.session import TelemetrySession
 from minicluster.rank.telemetry.session import for_rank as telemetry_for_rank
@@ -82,10 +96,9 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         injector = faults.FaultInjector(cfg.faults, info.rank)
         method = cfg.run.comm_timing
         forced = None
-        slow_link = any(f.kind == "slow_link" for f in cfg.faults)  # on any rank: all time alike
-        if method != "hook" and (checker.every > 0 or slow_link):
-            # The replica check and the slow_link fault act inside the comm hook.
-            method, forced = "hook", "the replica check or a slow_link fault needs the comm hook"
+        if method != "hook" and checker.every > 0:
+            # The replica check sees the reduced gradient inside the comm hook.
+            method, forced = "hook", "the replica check needs the comm hook"
         timer, timing_method, fallback = attach_comm_timer(
             ddp, method, backend, info.world_size, wrap_hook=checker.wrap_comm_hook
         )
@@ -94,10 +107,10 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         # The header is already on disk (written before DDP's first collective): this line adds
         # the timing method to it; readers merge it into the header.
         header["comm_timing"] = {"method": timing_method, "fallback": fallback or forced}
-        recorder.write({"type": rank_format.COMM_TIMING, **header["comm_timing"]})
+        recorder.write({"type": rank_format.COMM_TIMING, **header["comm_timing"], "from_step": 0})
         opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
         held.update(ddp=ddp, opt=opt)
-        injector.install(ddp.module, opt, timer)
+        injector.install(ddp, opt, timing_method != ddp_stats.METHOD, info.world_size)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         tele = telemetry_for_rank(
@@ -117,13 +130,18 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
             rec = train_step(ddp, opt, wl, timer, device, step, info.rank, cfg.steps.warmup)
             rec.update(checker.record(ddp.module, opt))  # after the step's clock stopped
             recorder.write(rec)
+            if isinstance(timer, DdpStatsCommTimer) and timer.given_up:
+                timer, switched = _switch_to_hook(ddp, timer, backend, info, step + 1)
+                recorder.write({"type": rank_format.COMM_TIMING, **switched})
+                header["comm_timing"] = switched
             steps.append(rec)
             last_step = step
             if progress_every and (step + 1) % progress_every == 0:
                 log.info("step %d/%d  step_time %.2f ms", step + 1, total, rec["step_time_ms"])
 
         tele_window = tele.end(cfg.steps.measured)
-        summary = _summary(info, device, run_id, "ok", last_step, ddp, None, tele_window)
+        cross = ddp_stats.cross_check(ddp, header["comm_timing"]["method"])
+        summary = _summary(info, device, run_id, "ok", last_step, cross, None, tele_window)
         if cfg.run.check_ddp_equivalence and info.rank == 0:
             summary["validation"] = equivalence.ddp_equivalence(
                 ddp.module,
@@ -220,6 +238,20 @@ def _gather_on_rank0(mine: dict[str, Any], info: dist.RankInfo) -> list[dict[str
     return gathered if info.rank == 0 else None
 
 
+def _switch_to_hook(
+    ddp: DDP, failing: DdpStatsCommTimer, backend: str, info: dist.RankInfo, from_step: int
+) -> tuple[CommTimer, dict[str, Any]]:
+    """DDP's runtime stats failed several steps in a row: time with the comm hook from the next
+    step on, and say why in a `comm_timing` record."""
+    timer, used = switch_to_hook(ddp, backend, info.world_size)
+    why = (
+        f"DDP runtime stats failed {failing.stats.failures_in_a_row} steps in a row "
+        f"({failing.stats.failures[-1]}); the comm hook times from step {from_step}"
+    )
+    log.warning("%s", why)
+    return timer, {"method": used, "fallback": why, "from_step": from_step}
+
+
 def _agree_out_dir_is_new(out_dir: Path, info: dist.RankInfo) -> None:
     """InputError on every rank when any rank's files (or rank 0's result.json) already exist in
     `out_dir`: an earlier run's records are never overwritten (shared or node-local disks)."""
@@ -270,6 +302,7 @@ def train_step(
     x, y = wl.make_batch(step, rank)
     sync = torch.cuda.synchronize if device.type == "cuda" else _no_sync
     sync()  # batch on the device before the clock starts
+    timer.begin_step()  # CUDA events: the origin the step's bucket spans are taken from
     t0 = time.perf_counter_ns()
     opt.zero_grad(set_to_none=True)
     loss = wl.loss_fn(ddp(x), y)
@@ -283,6 +316,7 @@ def train_step(
     t3 = time.perf_counter_ns()
     comm = timer.take_step()
     fwd_ms, bwd_ms, opt_ms = (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6
+    exposed = comm.exposed_comm_ms
     return {
         "type": rank_format.STEP,
         "step": step,
@@ -291,12 +325,13 @@ def train_step(
         "fwd_ms": fwd_ms,
         "bwd_ms": bwd_ms,
         "opt_ms": opt_ms,
-        "compute_ms": fwd_ms + max(0.0, bwd_ms - comm.exposed_comm_ms),
+        # Unknown comm figures leave compute unknown too: backward holds both.
+        "compute_ms": None if exposed is None else fwd_ms + max(0.0, bwd_ms - exposed),
         "comm_ms": comm.comm_ms,
-        "exposed_comm_ms": comm.exposed_comm_ms,
+        "exposed_comm_ms": exposed,
         "buckets": comm.buckets,
         "comm_bytes": comm.bytes,
-        "issue_delay_ms": comm.issue_delay_ms,
+        "comm_reason": comm.reason,
         "loss": loss.item(),
         "t_unix_s": time.time(),
     }
@@ -399,7 +434,7 @@ def _summary(
     run_id: str,
     status: str,
     last_step: int,
-    ddp: DDP | None,
+    ddp_logging: dict[str, Any] | None,
     error: BaseException | None,
     telemetry_window: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -420,7 +455,7 @@ def _summary(
         "last_step": last_step,
         "error": None if error is None else f"{type(error).__name__}: {error}",
         "memory": memory,
-        "ddp_logging": ddp_logging_cross_check(ddp) if ddp is not None else None,
+        "ddp_logging": ddp_logging,
         "telemetry": telemetry_window,
     }
 

@@ -61,7 +61,12 @@ def test_two_gloo_ranks_record_every_step(tmp_path: Path, timing: str, method: s
         records = [json.loads(line) for line in lines]
         assert records[0]["type"] == "header"
         assert records[0]["run_id"] == "test-run"
-        assert records[1] == {"type": "comm_timing", "method": method, "fallback": None}
+        assert records[1] == {
+            "type": "comm_timing",
+            "method": method,
+            "fallback": None,
+            "from_step": 0,
+        }
         steps = records[2:]
         assert [s["step"] for s in steps] == list(range(8))
         assert [s["warmup"] for s in steps] == [True] * 2 + [False] * 6

@@ -8,6 +8,7 @@ with it fails here.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from minicluster.core import rank_format, rundir
 
+# Regenerate after an intended format change: UPDATE_GOLDEN=1 pytest tests/rank/test_rank_format_golden.py
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "rank_format_shapes.json"
 
 
@@ -57,4 +59,6 @@ def test_one_rank_worker_writes_the_pinned_format(
         "summary": _shape({k: v for k, v in summary.items() if k != "telemetry"}, 2),
         "summary.telemetry": sorted(summary["telemetry"]),
     }
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(shapes, indent=2) + "\n")
     assert shapes == json.loads(GOLDEN.read_text())

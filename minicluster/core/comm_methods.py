@@ -1,0 +1,23 @@
+"""The all-reduce timing methods a rank can use, named once for the rank side (which times) and
+the analysis side (which reports how the figures were taken)."""
+
+from __future__ import annotations
+
+DDP_STATS = "ddp_runtime_stats"
+HOOK_HOST_CLOCK = "comm_hook_host_clock"
+HOOK_CUDA_EVENTS = "comm_hook_cuda_events"
+
+METHOD_TEXT = {
+    DDP_STATS: "DDP's C++ runtime stats per step, read behind a guard (keys present, iteration "
+    "advanced by one): first all-reduce start to last end, a span that equals the union of "
+    "bucket spans only when the buckets' all-reduces leave no gap between them",
+    HOOK_HOST_CLOCK: "DDP comm hook, host clock at hook entry and in the future's callback; "
+    "comm = union of bucket spans",
+    HOOK_CUDA_EVENTS: "DDP comm hook, CUDA events relative to a step-start event; comm = union "
+    "of bucket spans",
+}
+
+
+def describe(method: str) -> str:
+    """What `method` measures, for a metric's method text (the name itself when unknown)."""
+    return METHOD_TEXT.get(method, method)
