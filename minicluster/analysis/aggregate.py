@@ -78,7 +78,12 @@ def aggregate(
         _rank_entry(rank, by_rank.get(rank), table, fates.status[rank])
         for rank in range(world_size)
     ]
-    stragglers = find_stragglers(table, straggler_threshold_pct, cfg.run.straggler_min_excess_ms)
+    stragglers = find_stragglers(
+        table,
+        straggler_threshold_pct,
+        cfg.run.straggler_min_excess_ms,
+        cfg.run.straggler_min_steps_pct,
+    )
     series = table.series(world_size)
     metrics = training_metrics(
         series, headers, by_rank, world_size, per_rank_batch, tokens_per_rank

@@ -13,12 +13,13 @@ STRAGGLER_ALPHA = 0.05
 
 
 def find_stragglers(
-    table: StepTable, threshold_pct: float, min_excess_ms: float
+    table: StepTable, threshold_pct: float, min_excess_ms: float, min_steps_pct: float = 90.0
 ) -> list[dict[str, Any]]:
     """The rank with the highest median compute time, when it exceeds the others' median by
-    `threshold_pct` percent and by `min_excess_ms`, and it is the slowest rank in more steps
-    than chance allows (one-sided sign test against 1/N, alpha 0.05): noise on a shared host
-    moves medians, a real straggler is slow step after step.
+    `threshold_pct` percent and by `min_excess_ms` (the size of the effect), is the slowest rank
+    in at least `min_steps_pct` percent of the steps (its consistency: a rank that shares a
+    core with other work on a loaded host is slow in streaks, a straggler step after step), and
+    that is more than chance allows (one-sided sign test against 1/N, alpha 0.05).
 
     Compute time, not communication: under skew the healthy ranks' all-reduce grows because
     they wait for the slow one. `table` holds the measured steps of every rank (records read
@@ -34,7 +35,7 @@ def find_stragglers(
     if excess_pct <= threshold_pct or slow - others < min_excess_ms:
         return []
     slowest, steps, p_value = _slowest_in_steps(table, slow_rank)
-    if p_value >= STRAGGLER_ALPHA:
+    if p_value >= STRAGGLER_ALPHA or 100.0 * slowest < min_steps_pct * steps:
         return []
     return [
         {
@@ -46,6 +47,7 @@ def find_stragglers(
             "min_excess_ms": min_excess_ms,
             "slowest_in_steps": slowest,
             "steps_compared": steps,
+            "min_steps_pct": min_steps_pct,
             "sign_test_p": float(f"{p_value:.3g}"),
             "attributed_to": "compute",
         }

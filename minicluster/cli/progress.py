@@ -16,6 +16,8 @@ class Progress:
         self.total = total
         self.label = label
         self._stop = threading.Event()
+        self._offset = 0  # bytes of rank 0's file already counted
+        self._lines = 0
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self) -> Progress:
@@ -39,15 +41,24 @@ class Progress:
             TimeElapsedColumn(),
             transient=True,
             console=Console(stderr=True),
+            # The launcher shares the cores with the ranks: redraw and poll rarely, so it
+            # takes no measurable time from whichever rank shares a core with it.
+            refresh_per_second=2,
         ) as bar:
             task = bar.add_task(self.label, total=self.total)
-            while not self._stop.wait(0.25):
+            while not self._stop.wait(0.5):
                 bar.update(task, completed=self._count())
             bar.update(task, completed=self._count())
 
     def _count(self) -> int:
+        """Records rank 0 wrote so far (not its header, nor a comm_timing line), reading only
+        what was appended since the last call."""
         try:
             with open(self.path, "rb") as f:
-                return max(0, sum(1 for _ in f) - 1)  # minus the header line
+                f.seek(self._offset)
+                chunk = f.read()
         except OSError:
             return 0
+        self._offset += len(chunk)
+        self._lines += chunk.count(b"\n")
+        return max(0, self._lines - 2)

@@ -82,6 +82,11 @@ class RunSection:
     # ... and by at least this many ms: sub-ms compute differs by 2x from scheduling noise alone
     # on a shared host (measured: 0.75 vs 1.5 ms medians in a clean 2-rank CPU run).
     straggler_min_excess_ms: float = field(default=2.0, metadata=_range(0))
+    # ... and it is the slowest rank in at least this share of the steps (the effect size: a
+    # straggler is slow step after step; a rank sharing a core with other work is slow in
+    # streaks: measured 66-70% of the steps in healthy runs on a loaded 2-core host, 94-98% for
+    # a 20 ms straggler).
+    straggler_min_steps_pct: float = field(default=90.0, metadata=_range(50, 100))
     bucket_cap_mb: float = field(default=25.0, metadata=_range(0.01))
     # How all-reduce time is taken: DDP's C++ runtime stats (cheapest) or a Python comm hook
     # (per-bucket spans; host clock on gloo, CUDA events on NCCL). See README "Timing methods".

@@ -284,3 +284,33 @@ def test_an_interrupted_run_is_incomplete_not_failed() -> None:
     assert [r["status"] for r in result["ranks"]] == ["interrupted", "interrupted"]
     launcher = aggregate(two_ranks(), launcher_error="interrupted", interrupted=True)
     assert launcher["status"] == "incomplete"
+
+
+def _ranks_with_compute(rank0: list[float], rank1: list[float]) -> list[RankRecords]:
+    recs = []
+    for rank, compute in ((0, rank0), (1, rank1)):
+        steps = [step(0, 50.0, 10.0, 2.0, warmup=True)]
+        steps += [step(i + 1, c + 2.0, c, 2.0) for i, c in enumerate(compute)]
+        h = header(rank)
+        h["config"] = {"steps": {"warmup": 1, "measured": len(compute)}}
+        recs.append(RankRecords(rank=rank, header=h, steps=steps, summary=summary(rank)))
+    return recs
+
+
+def test_a_rank_slow_in_streaks_is_not_a_straggler() -> None:
+    """As measured in a healthy run on a loaded 2-core host: rank 1 had a +37% median compute
+    and was the slowest in 38 of 50 steps (p=0.0002): slow while it shared a core, not a node
+    to pull. The effect size rule (slowest in >= 90% of steps) keeps it from being named."""
+    rank0 = [24.0 + (i % 5) * 0.3 for i in range(50)]
+    rank1 = [33.0 + (i % 3) * 0.4 if i % 4 else 18.0 for i in range(50)]  # slower in 38 of 50
+    result = aggregate(_ranks_with_compute(rank0, rank1))
+    assert result["stragglers"] == []
+    assert result["faults"]["detected"] == []
+
+
+def test_a_20_ms_straggler_is_named_with_its_consistency() -> None:
+    rank0 = [12.0 + (i % 7) * 0.5 for i in range(50)]
+    rank1 = [c + 20.0 if i != 17 else c - 1.0 for i, c in enumerate(rank0)]  # 49 of 50 steps
+    (s,) = aggregate(_ranks_with_compute(rank0, rank1))["stragglers"]
+    assert s["rank"] == 1 and s["slowest_in_steps"] == 49 and s["steps_compared"] == 50
+    assert s["min_steps_pct"] == 90.0
