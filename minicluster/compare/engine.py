@@ -238,6 +238,7 @@ def _row(
     if m.direction == "none":
         row.verdict, row.reason = "not_comparable", "no better direction for this metric (registry)"
         return row
+    row.n_a, row.n_b = len(a.samples.get(name, [])) or None, len(b.samples.get(name, [])) or None
     if delta == 0:
         row.verdict, row.reason = "no_change", "equal values"
         return row
@@ -259,7 +260,6 @@ def _judge(
     """Significance, spread and threshold for a measured, comparable, above-floor difference."""
     assert row.a is not None and row.b is not None and row.delta_abs is not None
     sa, sb = a.samples.get(m.name, []), b.samples.get(m.name, [])
-    row.n_a, row.n_b = len(sa) or None, len(sb) or None
     tested = len(sa) >= MIN_SAMPLES and len(sb) >= MIN_SAMPLES
     if not tested and m.per_step and a.workload_type == "training":
         row.verdict = "not_tested"

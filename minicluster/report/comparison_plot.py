@@ -50,14 +50,17 @@ def _drawn(row: dict[str, Any]) -> bool:
     )
 
 
-def _mark(row: dict[str, Any]) -> str:
-    """The printed value: the table's percent change, signed so + is better; `~` when no
-    change."""
+def _mark(row: dict[str, Any], ratio: float) -> str:
+    """The printed value: the table's percent change, signed so + is better (a factor from
+    1,000 % on: `÷200`); `~` when no change."""
     pct = row.get("delta_pct")
     if not isinstance(pct, (int, float)):
         return ""
     norm = pct if _direction(row) == "higher" else -pct
-    text = f"{norm:+.1f}%" if abs(norm) < 10_000 else f"{norm:+.3g}%"
+    if abs(norm) < 1000:
+        text = f"{norm:+.1f}%"
+    else:
+        text = f"x{ratio:.3g}" if ratio >= 1 else f"÷{1 / ratio:.3g}"
     return f"~ ({text})" if row.get("verdict") == "no_change" else text
 
 
@@ -123,7 +126,7 @@ def comparison_plot(rows: list[dict[str, Any]], title: str = "B vs A") -> Plot |
             v = math.log2(ratio)
             clipped = abs(v) > edge
             drawn_v = max(-edge, min(edge, v))
-            name, verdict, mark = str(r.get("metric")), str(r.get("verdict")), _mark(r)
+            name, verdict, mark = str(r.get("metric")), str(r.get("verdict")), _mark(r, ratio)
             parts.append(svg.text(20, y + 13, name))
             a, b = frame.x(min(0.0, drawn_v)), frame.x(max(0.0, drawn_v))
             parts.append(
