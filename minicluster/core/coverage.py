@@ -42,10 +42,14 @@ class Coverage:
         what, covered, total = d.get("what"), d.get("covered"), d.get("total")
         if what not in ("requests", "energy sources"):
             raise ValueError(f"coverage: unknown 'what' {what!r}")
-        for v in (covered, total):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"coverage: counts must be whole numbers >= 0, got {v!r}")
+        if not (_count(covered) and _count(total)):
+            raise ValueError(f"coverage: counts must be whole numbers >= 0, got {d!r}")
+        assert isinstance(covered, int) and isinstance(total, int)
         items = d.get("items") or []
         if not isinstance(items, list):
             raise ValueError("coverage: items must be a list")
         return cls(what, covered, total, tuple(str(i) for i in items))
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0

@@ -191,7 +191,7 @@ def _rank_file_rows(
     rows = []
     for rec in read_run_dir(result_dir / prefix if prefix else result_dir):
         for s in rec.steps:
-            step, warm = s.get("step"), bool(s.get("warmup"))
+            step, warm = s["step"], bool(s.get("warmup"))
             t = None if warm else transfer.get(step)
             comm = s.get("comm_ms")
             rows.append(

@@ -213,9 +213,9 @@ def to_record(text: str, label: str) -> BenchmarkRecord:
     if summary and summary.rows:
         first = summary.rows[0]
         for key, i in (("batch_size", 0), ("concurrency", 1)):
-            cell = units.parse_cell(first[i], f"summary / {summary.header[i]}")
-            if not isinstance(cell, units.Placeholder):
-                details[key] = int(cell[0])
+            count = units.parse_cell(first[i], f"summary / {summary.header[i]}")
+            if not isinstance(count, units.Placeholder):
+                details[key] = int(count[0])
     dashboard = next(
         (t for t in tables if t.header and t.column("metric") == 0 and t.column("avg")), None
     )

@@ -98,8 +98,8 @@ def comparison_plot(rows: list[dict[str, Any]], title: str = "B vs A") -> Plot |
     parts = [svg.open_svg(frame, "B/A per metric, right = better", "comparison")]
     edge = span / 1.25
     kept = [0.0]  # x1, then the largest ratios that fit, at least a quarter of the axis apart
-    for r in sorted(_TICK_RATIOS, reverse=True):
-        v = math.log2(r)
+    for tick_ratio in sorted(_TICK_RATIOS, reverse=True):
+        v = math.log2(tick_ratio)
         if v <= edge + 1e-9 and all(abs(v - k) >= edge / 4 for k in kept):
             kept.append(v)
     ticks = sorted({*kept, *(-k for k in kept)})

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from minicluster.report.content import result_kind, run_view
-from minicluster.report.text import TextTable
+from minicluster.report.text import TextTable, text
 
 _STATUS_COLOR = {"ok": "green", "failed": "red", "incomplete": "yellow"}
 
@@ -63,8 +63,8 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
     console.print(
         f"[bold]minicluster[/bold] {result_kind(result)} [cyan]{escape(result['run_id'])}[/cyan]  "
         "status "
-        f"[{color}]{escape(view.status)}[/{color}]  {result['world_size']} ranks on "
-        f"{result['nodes']} node(s), backend {escape(str(result['backend']))}, workload "
+        f"[{color}]{escape(view.status)}[/{color}]  {text(result['world_size'])} ranks on "
+        f"{text(result['nodes'])} node(s), backend {escape(text(result['backend']))}, workload "
         f"{escape(wl['name'])}{batch}",
         markup=True,
     )

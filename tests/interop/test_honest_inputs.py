@@ -283,3 +283,15 @@ def test_forced_vllm_without_completed_is_bad_input() -> None:
 def test_forced_format_that_matches_nothing_is_bad_input(fmt: str) -> None:
     with pytest.raises(InputError):
         load(FIX / "vllm_ok.json", fmt)
+
+
+def test_energy_over_fewer_sources_is_not_compared(tmp_path: Path) -> None:
+    from minicluster.compare import compare
+
+    both = load(_with_energy_sources(tmp_path, [True, True]))
+    one_lost = load(_with_energy_sources(tmp_path, [True, False]))  # half the energy
+    row = next(
+        r for r in compare([both, one_lost]).pairs[0].rows if r.metric == "energy_per_step_joules"
+    )
+    assert (row.a, row.b) == (4.0, 2.0)
+    assert row.verdict == "not_comparable" and "1 of 2 energy sources" in row.reason
