@@ -47,8 +47,10 @@ OPTIONAL_METRICS = (
     "decode_tpt_ms",
 )
 PAYLOAD_KEY = "minicluster"  # our own block inside tool_payload (round trip, samples)
-# A reader, collector or source whose name says it makes numbers up.
+# A reader, collector or source whose name says it makes numbers up. Only the keys that name
+# what measured (not e.g. a dataset's "source": synthetic data is measured for real).
 _SIMULATED = re.compile(r"simulat|synthetic|mock|fake|dummy", re.I)
+_MEASURING_KEYS = frozenset({"reader", "power_reader", "collector", "power_source"})
 _POWER_METRICS = (
     "power_consumption_watts",
     "energy_per_step_joules",
@@ -184,7 +186,7 @@ def _foreign_details(
 
 
 def _simulated_markers(payload: dict[str, Any], depth: int = 5) -> list[tuple[str, str]]:
-    """(path, value) of every reader/collector/source name in `payload` that says it is
+    """(path, value) of every reader, collector or power source in `payload` that says it is
     simulated (`tool_payload.power_tool_payload.power_profile.reader = SimulatedPowerReader`),
     and every `simulated: true` flag."""
     found: list[tuple[str, str]] = []
@@ -196,7 +198,7 @@ def _simulated_markers(payload: dict[str, Any], depth: int = 5) -> list[tuple[st
             where = f"{path}.{k}"
             if k == PAYLOAD_KEY:
                 continue
-            if isinstance(v, str) and k in ("reader", "collector", "source", "power_source"):
+            if isinstance(v, str) and k in _MEASURING_KEYS:
                 if _SIMULATED.search(v):
                     found.append((where, v))
             elif k in ("simulated", "is_simulated") and v is True:

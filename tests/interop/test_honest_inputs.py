@@ -295,3 +295,24 @@ def test_energy_over_fewer_sources_is_not_compared(tmp_path: Path) -> None:
     )
     assert (row.a, row.b) == (4.0, 2.0)
     assert row.verdict == "not_comparable" and "1 of 2 energy sources" in row.reason
+
+
+@pytest.mark.parametrize(
+    "payload, simulated",
+    [
+        ({"collector": "SyntheticCollector"}, True),
+        ({"power_profile": {"simulated": True}}, True),
+        ({"data": {"source": "synthetic", "dataset": "synthetic"}}, False),  # the data, not
+        ({"power_profile": {"reader": "RocmSmiReader"}}, False),  # the measurement
+    ],
+)
+def test_what_counts_as_simulated(
+    tmp_path: Path, payload: dict[str, object], simulated: bool
+) -> None:
+    data = json.loads((FIX / "seed001_autoperfpy.json").read_text())
+    data["tool_payload"] = payload
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps(data))
+    r = load(p)
+    assert (r.measured("latency_p50_ms") is None) == ("collector" in payload)
+    assert (r.measured("temperature_celsius") is None) == simulated
