@@ -62,7 +62,6 @@ def compare(args: argparse.Namespace) -> int:
         raise InputError("only one of --json, --md, --html can be '-' (standard output)")
     records = [load(path, args.format) for path in inputs]
     comparison = compare_records(records, base, args.threshold, args.alpha)
-    print_comparison(comparison, _console(stderr=any(_is_stdout(o) for o in outputs)))
     if args.json:
         try:
             text = json.dumps(to_dict(comparison), indent=2, allow_nan=False) + "\n"
@@ -73,6 +72,8 @@ def compare(args: argparse.Namespace) -> int:
         _write(args.md, to_markdown(comparison))
     if args.html:
         _write(args.html, to_html(comparison))
+    # files first: a terminal that goes away must not cost them
+    print_comparison(comparison, _console(stderr=any(_is_stdout(o) for o in outputs)))
     return EXIT_FAILED_CHECK if comparison.has_regression else EXIT_OK
 
 
