@@ -5,11 +5,10 @@ A value not measured is never compared; one covering fewer requests or energy so
 counterpart is not comparable; a zero baseline has no percent delta; direction comes from the
 metric registry; a difference below the metric's noise floor is no change; with >= 4 samples a
 side a two-sided Mann-Whitney U test and an interval of the difference over blocks of steps
-decide whether
-it is more than noise; a per-step metric of a training run without those samples is "not
-tested" and never gated; a regression needs all of that and the threshold. Across workload
-types or models rows show both values and the ratio, no verdict. No overall winner: counts per
-family and a geometric mean over the rows that were judged.
+decide whether it is more than noise; a per-step metric of a training run without those samples
+is "not tested" and never gated; a regression needs all of that and the threshold. Across
+workload types or models rows show both values and the ratio, no verdict. No overall winner:
+counts per family and a geometric mean over the rows that were judged.
 """
 
 from __future__ import annotations

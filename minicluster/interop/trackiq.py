@@ -15,6 +15,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+from minicluster.core import metrics as metrics_registry
 from minicluster.core.coverage import Coverage
 from minicluster.core.errors import InputError
 from minicluster.core.metrics import MetricValue
@@ -241,6 +242,9 @@ def _metrics(raw: dict[str, Any], ours: dict[str, Any]) -> tuple[dict[str, Metri
             name, value, "measured", "TrackIQ canonical metrics", "null in the TrackIQ result"
         )
     for name, mv in full.items():
+        if metrics_registry.get(name) is None:
+            warnings.append(f"metric {name!r} is not in the registry; ignored")
+            continue
         if isinstance(mv, dict) and "unit" in mv and "status" in mv:
             if mv["status"] not in ("measured", "derived", "estimated", "unavailable"):
                 raise InputError(f"tool_payload metric {name}: unknown status {mv['status']!r}")

@@ -316,3 +316,19 @@ def test_what_counts_as_simulated(
     r = load(p)
     assert (r.measured("latency_p50_ms") is None) == ("collector" in payload)
     assert (r.measured("temperature_celsius") is None) == simulated
+
+
+def test_metric_outside_the_registry_in_a_trackiq_export_is_ignored(tmp_path: Path) -> None:
+    from minicluster.interop import export
+
+    data = json.loads(export(load(FIX / "mc11_clean_a.json"), "trackiq"))
+    data["tool_payload"]["minicluster"]["metrics"]["made_up_ms"] = {
+        "value": 0.0,
+        "unit": "ms",
+        "status": "measured",
+    }
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps(data))
+    r = load(p)
+    assert "made_up_ms" not in r.metrics
+    assert any("'made_up_ms' is not in the registry" in w for w in r.warnings)
