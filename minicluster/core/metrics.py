@@ -73,6 +73,7 @@ _METRICS: tuple[Metric, ...] = (
         "both",
         "Global tokens per second (language-model workloads).",
         per_step=True,
+        statistic="harmonic_mean",
         positive=True,
     ),
     Metric(

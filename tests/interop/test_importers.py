@@ -215,3 +215,26 @@ def test_markdown_bad_number_rejected(tmp_path: Path) -> None:
     text = (FIX / "md_002.md").read_text().replace("| P50 | 526.42 |", "| P50 | fast |")
     with pytest.raises(InputError, match="not a number"):
         load(_write(tmp_path, "r.md", text))
+
+
+def test_tokens_per_second_samples_of_a_language_model_run() -> None:
+    # a real 2-rank transformer run (seq_len 32, 2 + 12 steps) on the project's CPU VM
+    data = json.loads((FIX / "mc11_transformer.json").read_text())
+    r = load(FIX / "mc11_transformer.json")
+    seq_len = data["workload"]["seq_len"]
+    assert r.samples["tokens_per_sec"] == pytest.approx(
+        [x * seq_len for x in r.samples["throughput_samples_per_sec"]]
+    )
+    n = len(r.samples["tokens_per_sec"])
+    harmonic = n / sum(1 / x for x in r.samples["tokens_per_sec"])
+    assert harmonic == pytest.approx(data["metrics"]["tokens_per_sec"]["value"], rel=1e-4)
+    assert r.warnings == []
+
+
+def test_every_metric_with_a_series_names_its_statistic() -> None:
+    from minicluster.core import metrics
+    from minicluster.interop.series import SERIES_OF_METRIC
+
+    for name in (*SERIES_OF_METRIC, "throughput_samples_per_sec", "tokens_per_sec"):
+        m = metrics.get(name)
+        assert m is not None and m.per_step and m.statistic is not None, name
