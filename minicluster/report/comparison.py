@@ -34,6 +34,10 @@ _COLUMNS = (
     "reason",
 )
 _NUMERIC = frozenset({"A", "B", "abs delta", "% delta", "B/A"})
+_TERMINAL_COLUMNS = _COLUMNS[:-1]
+# Left out of the terminal table in this order when it does not fit the width.
+_DROPPABLE = ("test (p, n)", "abs delta", "B/A", "unit")
+_TEST_COLUMN_MIN = 16  # the test column wraps down to this width
 
 
 def fmt_value(value: float | None) -> str:
@@ -129,6 +133,23 @@ def _title(p: PairComparison) -> str:
     )
 
 
+def _fitting_columns(p: PairComparison, alpha: float, width: int) -> list[str]:
+    """The terminal columns that fit `width` without cutting a value, least needed left out."""
+    rows = [_cells(r, alpha) for r in p.rows]
+    need = {
+        col: max([len(col)] + [len(row[i]) for row in rows])
+        for i, col in enumerate(_COLUMNS)
+        if col in _TERMINAL_COLUMNS
+    }
+    need["test (p, n)"] = min(need["test (p, n)"], _TEST_COLUMN_MIN)
+    cols = list(_TERMINAL_COLUMNS)
+    for col in _DROPPABLE:
+        if sum(need[c] for c in cols) + 2 * len(cols) <= width:
+            break
+        cols.remove(col)
+    return cols
+
+
 def print_comparison(c: Comparison, console: Console | None = None) -> None:
     """The comparison as terminal tables, one per candidate, reasons listed under each."""
     console = console or make_console()
@@ -140,18 +161,31 @@ def print_comparison(c: Comparison, console: Console | None = None) -> None:
             pad_edge=False,
             collapse_padding=True,
         )
-        for col in _COLUMNS[:-1]:  # reasons are listed under the table: they do not fit a column
+        # Reasons are listed under the table: they do not fit a column. A number, a metric name
+        # or a verdict is never cut: in a narrow terminal the least needed columns are left out
+        # whole (and said so), the test column wraps.
+        cols = _fitting_columns(p, c.alpha, console.width)
+        order = [_COLUMNS.index(col) for col in cols]
+        cells = [[_cells(r, c.alpha)[i] for i in order] for r in p.rows]
+        for col in cols:
             table.add_column(
                 col,
                 justify="right" if col in _NUMERIC else "left",
                 no_wrap=col != "test (p, n)",
+                overflow="fold",
             )
         notes: dict[str, list[str]] = {}
-        for r in p.rows:
+        for r, row_cells in zip(p.rows, cells, strict=True):
             style = "red" if r.regression else ("green" if r.verdict == "better" else None)
-            table.add_row(*(escape(x) for x in _cells(r, c.alpha)[:-1]), style=style)
+            table.add_row(*(escape(x) for x in row_cells), style=style)
             notes.setdefault(r.reason, []).append(r.metric)
         console.print(table)
+        left_out = [col for col in _TERMINAL_COLUMNS if col not in cols]
+        if left_out:
+            console.print(
+                f"[dim]left out for the terminal width: {', '.join(left_out)} (--md and --json "
+                "have every column)[/dim]"
+            )
         for reason, names in notes.items():
             console.print(f"[dim]{escape(', '.join(names))}:[/dim] {escape(reason)}")
         for w in p.warnings:
