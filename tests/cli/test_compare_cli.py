@@ -166,3 +166,23 @@ def test_help_is_fast_and_imports_no_torch() -> None:
         capture_output=True,
     )
     assert time.perf_counter() - t0 < 5  # generous on a shared 2-core box; bench measures 0.5 s
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_terminal_table_never_cuts_a_number(width: int) -> None:
+    import io
+
+    from rich.console import Console
+
+    from minicluster.compare import compare
+    from minicluster.interop import load
+    from minicluster.report.comparison import print_comparison
+
+    c = compare([load(FIX / "mc11_clean_a.json"), load(FIX / "mc11_straggler.json")])
+    out = io.StringIO()
+    print_comparison(c, Console(file=out, width=width, color_system=None))
+    text = out.getvalue()
+    assert "…" not in text
+    for shown in ("3,139.0", "2,196.9", "-30.01%", "worse (REGRESSION)", "allreduce_wait_ms"):
+        assert shown in text, (width, shown)
+    assert ("left out for the terminal width" in text) == (width < 150)
