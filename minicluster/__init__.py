@@ -1,3 +1,30 @@
-"""minicluster: a distributed-training validation harness."""
+"""minicluster: a distributed-training validation harness.
+
+`minicluster.load(PATH)` reads any result (run or sweep directory, result.json, TrackIQ, vLLM or
+markdown report) as pandas DataFrames: `.metrics`, `.ranks`, `.nodes`, `.steps`, `.scaling`, and
+`.raw` for the canonical dict. pandas is imported only then.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from minicluster.interop.frames import Result
 
 __version__ = "0.1.0"
+__all__ = ["__version__", "load"]
+
+
+def load(path: str | os.PathLike[str], fmt: str | None = None) -> Result:
+    """`path` as a `Result` of pandas DataFrames (see `minicluster.interop.frames.Result`).
+
+    `fmt` forces a format (minicluster, trackiq, vllm, markdown); by default it is detected.
+    Raises `minicluster.core.errors.InputError` for a file that cannot be read as one.
+    """
+    from pathlib import Path
+
+    from minicluster.interop.frames import load as load_frames
+
+    return load_frames(Path(path), fmt)

@@ -1,8 +1,9 @@
 """Benchmark `minicluster compare`: two 1,000-step x 64-rank results, and `compare --help` startup.
 
 Writes two synthetic runs (result.json + 64 rank JSONL files each, the layout of a run too large
-to embed its steps) to a temporary directory, then prints:
-- in-process time to load both results (per-step samples from the rank files), compare and
+to embed its steps; the result holds the per-step cross-rank `steps.series` its metrics are
+computed from, as `minicluster aggregate` writes it) to a temporary directory, then prints:
+- in-process time to load both results (per-step samples from `steps.series`), compare and
   render JSON + Markdown (median of --repeats);
 - wall time of the `minicluster compare` command on them (one process each);
 - wall time of `minicluster compare --help` (median), and whether torch got imported.
@@ -27,6 +28,8 @@ TEMPLATE = ROOT / "tests" / "fixtures" / "compare" / "mc_run.json"
 
 
 def write_run(run_dir: Path, steps: int, ranks: int, scale: float, seed: int) -> Path:
+    import numpy as np
+
     rng = random.Random(seed)
     (run_dir / "ranks").mkdir(parents=True)
     result = json.loads(TEMPLATE.read_text())
@@ -36,25 +39,19 @@ def write_run(run_dir: Path, steps: int, ranks: int, scale: float, seed: int) ->
         dict(result["ranks"][0], rank=r, measured_steps=steps - 5, steps_recorded=steps)
         for r in range(ranks)
     ]
-    result["steps"] = {
-        "rank_files": "ranks/rank_{rank:05d}.jsonl",
-        "embedded": None,
-        "reason": f"{steps * ranks} rank-steps: read the rank files",
-    }
-    for name in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "step_time_mean_ms"):
-        result["metrics"][name]["value"] *= scale
-    result["metrics"]["throughput_samples_per_sec"]["value"] /= scale
+    times = np.zeros((ranks, steps))
     for rank in range(ranks):
         lines = [json.dumps({"type": "header", "rank": rank, "world_size": ranks})]
         for step in range(steps):
-            t = 15.0 * scale * rng.lognormvariate(0, 0.1)
+            t = round(15.0 * scale * rng.lognormvariate(0, 0.1), 4)
+            times[rank, step] = t
             lines.append(
                 json.dumps(
                     {
                         "type": "step",
                         "step": step,
                         "warmup": step < 5,
-                        "step_time_ms": round(t, 4),
+                        "step_time_ms": t,
                         "compute_ms": round(t * 0.45, 4),
                         "comm_ms": round(t * 0.42, 4),
                         "exposed_comm_ms": round(t * 0.42, 4),
@@ -62,6 +59,42 @@ def write_run(run_dir: Path, steps: int, ranks: int, scale: float, seed: int) ->
                 )
             )
         (run_dir / "ranks" / f"rank_{rank:05d}.jsonl").write_text("\n".join(lines) + "\n")
+    measured = times[:, 5:]
+    step_max = measured.max(axis=0)
+    series = {
+        "step": list(range(5, steps)),
+        "step_time_ms": step_max.round(4).tolist(),
+        "compute_ms": (measured * 0.45).max(axis=0).round(4).tolist(),
+        "allreduce_ms": (measured * 0.42).max(axis=0).round(4).tolist(),
+        "allreduce_transfer_ms": (measured * 0.42).min(axis=0).round(4).tolist(),
+        "exposed_comm_ms": (measured * 0.42).max(axis=0).round(4).tolist(),
+    }
+    series["allreduce_wait_ms"] = (
+        (np.array(series["allreduce_ms"]) - np.array(series["allreduce_transfer_ms"]))
+        .round(4)
+        .tolist()
+    )
+    result["steps"] = {
+        "rank_files": "ranks/rank_{rank:05d}.jsonl",
+        "series": series,
+        "embedded": None,
+        "reason": f"{steps * ranks} rank-steps: read the rank files",
+    }
+    m = result["metrics"]
+    st = np.array(series["step_time_ms"])
+    for name, value in (
+        ("latency_p50_ms", np.median(st)),
+        ("latency_p95_ms", np.percentile(st, 95)),
+        ("latency_p99_ms", np.percentile(st, 99)),
+        ("step_time_mean_ms", st.mean()),
+        ("throughput_samples_per_sec", result["workload"]["global_batch"] * 1000 / st.mean()),
+    ):
+        m[name]["value"] = float(value)
+    for name in ("compute_ms", "allreduce_ms", "allreduce_wait_ms", "allreduce_transfer_ms",
+                 "exposed_comm_ms"):  # fmt: skip
+        m[name]["value"] = float(np.median(series[name]))
+    m["busbw_gbps"] = {"value": None, "unit": "GB/s", "status": "unavailable",
+                       "method": None, "reason": "not in this benchmark"}  # fmt: skip
     (run_dir / "result.json").write_text(json.dumps(result))
     return run_dir
 
@@ -94,7 +127,7 @@ def main() -> None:
             f"compare in-process, {args.steps} steps x {args.ranks} ranks x 2 results: "
             f"median {statistics.median(times_s):.3f} s, min {min(times_s):.3f} s "
             f"(n={args.repeats}; samples per metric {p50.n_a}/{p50.n_b}, "
-            f"latency_p50 MWU p={p50.p_value:.3g})"
+            f"latency_p50 MWU p={p50.p_value:.3g}, verdict {p50.verdict})"
         )
         cmd = [
             sys.executable,

@@ -168,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="minicluster result (file or run dir), TrackIQ JSON, vLLM JSON, markdown report",
     )
     p.add_argument(
-        "--baseline", type=Path, help="the input the others are compared to (default: the first)"
+        "--baseline",
+        type=Path,
+        help="the input (one of RESULT) the others are compared to (default: the first)",
     )
     p.add_argument(
         "--threshold",
@@ -187,9 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["minicluster", "trackiq", "vllm", "markdown"],
         help="force the input format (default: detected from content)",
     )
-    p.add_argument("--md", type=Path, help="write the comparison as Markdown")
-    p.add_argument("--html", type=Path, help="write the comparison as a minimal HTML table")
-    p.add_argument("--json", type=Path, help="write the comparison as JSON data")
+    p.add_argument("--md", type=Path, help="write the comparison as Markdown (- = stdout)")
+    p.add_argument("--html", type=Path, help="write the comparison as one HTML page (- = stdout)")
+    p.add_argument("--json", type=Path, help="write the comparison as JSON data (- = stdout)")
     p.set_defaults(handler="results:compare")
 
     p = sub.add_parser("convert", help="convert a result of any supported format")
@@ -205,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["minicluster", "trackiq", "vllm", "markdown"],
         help="force the input format (default: detected from content)",
     )
-    p.add_argument("-o", "--out", type=Path, help="output file (default: stdout)")
+    p.add_argument("-o", "--out", type=Path, help="output file (default or -: stdout)")
     p.set_defaults(handler="results:convert")
     p = sub.add_parser("doctor", help="what this machine can measure (GPU, NVML, RAPL, thermal)")
     p.set_defaults(handler="doctor:doctor")

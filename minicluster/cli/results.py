@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minicluster.cli import orchestrate
 from minicluster.core import rundir
 from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def aggregate(args: argparse.Namespace) -> int:
@@ -35,44 +40,74 @@ def report(args: argparse.Namespace) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    """`minicluster compare A B ...`: exit 1 on a gated regression."""
+    """`minicluster compare A B ...`: exit 1 on a gated regression. An output named `-` goes to
+    standard output; the terminal table then goes to standard error."""
     from minicluster.compare import compare as compare_records
     from minicluster.compare.data import to_dict
     from minicluster.interop import load
     from minicluster.report.comparison import print_comparison, to_html, to_markdown
 
     inputs = list(args.inputs)
-    if args.baseline is not None and args.baseline not in inputs:
-        inputs.insert(0, args.baseline)
     if len(inputs) < 2:
         raise InputError("compare needs at least two inputs")
+    base = 0
+    if args.baseline is not None:
+        resolved = [p.resolve() for p in inputs]
+        if args.baseline.resolve() not in resolved:
+            raise InputError(
+                f"--baseline {args.baseline} is not one of the inputs; name it among them"
+            )
+        base = resolved.index(args.baseline.resolve())
+    outputs = [o for o in (args.json, args.md, args.html) if o is not None]
+    if sum(_is_stdout(o) for o in outputs) > 1:
+        raise InputError("only one of --json, --md, --html can be '-' (standard output)")
     records = [load(path, args.format) for path in inputs]
-    base = inputs.index(args.baseline) if args.baseline is not None else 0
     comparison = compare_records(records, base, args.threshold, args.alpha)
     if args.json:
         try:
             text = json.dumps(to_dict(comparison), indent=2, allow_nan=False) + "\n"
         except ValueError as e:
             raise InputError(f"cannot write output: {e}") from None
-        orchestrate.write_file(args.json, text)
+        _write(args.json, text)
     if args.md:
-        orchestrate.write_file(args.md, to_markdown(comparison))
+        _write(args.md, to_markdown(comparison))
     if args.html:
-        orchestrate.write_file(args.html, to_html(comparison))
-    with orchestrate.stdout_may_close():  # files first: a closed stdout must not cost them
-        print_comparison(comparison)
+        _write(args.html, to_html(comparison))
+    # files first: a terminal that goes away (`| head`) must not cost them, nor the exit code
+    with orchestrate.stdout_may_close():
+        print_comparison(comparison, _console(stderr=any(_is_stdout(o) for o in outputs)))
     return EXIT_FAILED_CHECK if comparison.has_regression else EXIT_OK
 
 
 def convert(args: argparse.Namespace) -> int:
-    """`minicluster convert IN --to FORMAT`: any supported input to any target."""
+    """`minicluster convert IN --to FORMAT`: any supported input to any target (`-o -`: stdout)."""
     from minicluster.interop import export, load
 
     data = export(load(args.input, args.format), args.to)
-    if args.out is not None:
+    if args.out is not None and not _is_stdout(args.out):
         orchestrate.write_file(args.out, data)
     elif isinstance(data, bytes):
         raise InputError(f"--to {args.to} writes binary output: give a file with -o")
     else:
         sys.stdout.write(data)
     return EXIT_OK
+
+
+def _is_stdout(path: Path) -> bool:
+    return str(path) == "-"
+
+
+def _write(path: Path, text: str) -> None:
+    if _is_stdout(path):
+        sys.stdout.write(text)
+    else:
+        orchestrate.write_file(path, text)
+
+
+def _console(stderr: bool) -> Console | None:
+    """None (the report's own console on stdout), or one on stderr when stdout carries data."""
+    if not stderr:
+        return None
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)

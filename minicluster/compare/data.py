@@ -32,8 +32,10 @@ def _pair(p: PairComparison) -> dict[str, Any]:
         "geomean": {
             "ratio": p.geomean_ratio,
             "n": p.geomean_n,
-            "meaning": "geometric mean of direction-normalized b/a ratios over the matched set; "
-            "> 1 favours b",
+            "rows": len(p.rows),
+            "excluded": p.geomean_excluded,
+            "meaning": "geometric mean of direction-normalized b/a ratios over the judged rows "
+            "(measured, comparable, tested where needed, above the noise floor); > 1 favours b",
         },
         "regressions": [r.metric for r in p.regressions],
     }

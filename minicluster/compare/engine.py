@@ -1,11 +1,14 @@
-"""The comparison rules: deltas, direction, significance, regression gate, family summary.
+"""The comparison rules: deltas, direction, coverage, noise floor, significance, regression gate,
+family summary (docs/compare.md says each rule and why).
 
-Rules (DESIGN.md section 7): a value not measured is never compared; a zero baseline has no
-percent delta; direction comes from the metric registry; with >= 4 samples a side a two-sided
-Mann-Whitney U test decides significance; a regression needs significance (when samples allow)
-and the threshold; no overall winner, only counts per family and a geometric mean of
-direction-normalized ratios over the matched set; training vs inference compares only
-cross-applicable metrics.
+A value not measured is never compared; one covering fewer requests or energy sources than its
+counterpart is not comparable; a zero baseline has no percent delta; direction comes from the
+metric registry; a difference below the metric's noise floor is no change; with >= 4 samples a
+side a two-sided Mann-Whitney U test and an interval of the difference over blocks of steps
+decide whether it is more than noise; a per-step metric of a training run without those samples
+is "not tested" and never gated; a regression needs all of that and the threshold. Across
+workload types or models rows show both values and the ratio, no verdict. No overall winner:
+counts per family and a geometric mean over the rows that were judged.
 """
 
 from __future__ import annotations
@@ -14,29 +17,23 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from minicluster.compare import stats
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.errors import InputError
 from minicluster.interop.record import BenchmarkRecord
 
-Verdict = Literal["better", "worse", "no_change", "not_comparable", "missing"]
-VERDICTS: tuple[str, ...] = ("better", "worse", "no_change", "not_comparable", "missing")
+Verdict = Literal["better", "worse", "no_change", "not_tested", "not_comparable", "missing"]
+VERDICTS: tuple[str, ...] = (
+    "better",
+    "worse",
+    "no_change",
+    "not_tested",
+    "not_comparable",
+    "missing",
+)
 MIN_SAMPLES = 4
 DEFAULT_THRESHOLD_PCT = 5.0
 DEFAULT_ALPHA = 0.05
-
-# Metrics that mean the same thing for a training step and an inference request.
-CROSS_APPLICABLE = frozenset(
-    {
-        "throughput_samples_per_sec",
-        "tokens_per_sec",
-        "energy_per_sample_joules",
-        "performance_per_watt",
-        "power_consumption_watts",
-        "temperature_celsius",
-        "memory_utilization_percent",
-        "memory_peak_mib",
-    }
-)
 
 
 @dataclass
@@ -51,14 +48,25 @@ class Row:
     delta_pct: float | None
     verdict: Verdict
     reason: str
+    ratio: float | None = None  # b / a, when both are > 0
     test: str | None = None
     p_value: float | None = None
     n_a: int | None = None
     n_b: int | None = None
+    ci_low: float | None = None  # spread interval of B - A (batch means), metric's unit
+    ci_high: float | None = None
+    noise_floor: float | None = None  # the registry's absolute floor for this unit
+    below_floor: bool = False
     regression: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def judged(self) -> bool:
+        """A row the geometric mean covers: measured on both sides, comparable, tested where it
+        must be, and not below the noise floor."""
+        return self.verdict in ("better", "worse", "no_change") and not self.below_floor
 
 
 @dataclass
@@ -72,6 +80,7 @@ class PairComparison:
     families: dict[str, dict[str, int]]
     geomean_ratio: float | None
     geomean_n: int
+    geomean_excluded: dict[str, int] = field(default_factory=dict)
 
     @property
     def regressions(self) -> list[Row]:
@@ -121,23 +130,28 @@ _SETUP_DETAILS = (
 )
 
 
+def _different_workloads(a: BenchmarkRecord, b: BenchmarkRecord) -> str | None:
+    """Why `a` and `b` measure different things (workload type or model), else None."""
+    if a.workload_type != b.workload_type:
+        return f"workload types differ ({a.workload_type} vs {b.workload_type})"
+    if a.workload_name != b.workload_name:
+        return f"workloads differ ({a.workload_name} vs {b.workload_name})"
+    return None
+
+
 def compare_pair(
     a: BenchmarkRecord, b: BenchmarkRecord, threshold_pct: float, alpha: float
 ) -> PairComparison:
     warnings = [f"{a.label}: {w}" for w in a.warnings] + [f"{b.label}: {w}" for w in b.warnings]
-    cross = a.workload_type != b.workload_type
+    cross = _different_workloads(a, b)
     if cross:
         latency = (
             "; step latency and request latency differ in meaning"
             if "inference" in (a.workload_type, b.workload_type)
+            and a.workload_type != b.workload_type
             else ""
         )
-        warnings.append(
-            f"workload types differ ({a.workload_type} vs {b.workload_type}): only "
-            f"cross-applicable metrics are compared{latency}"
-        )
-    elif a.workload_name != b.workload_name:
-        warnings.append(f"workloads differ ({a.workload_name} vs {b.workload_name})")
+        warnings.append(f"{cross}: values and ratios only, no verdict, nothing gated{latency}")
     for key, what in _SETUP_DETAILS:
         va, vb = a.details.get(key), b.details.get(key)
         if va is not None and vb is not None and va != vb:
@@ -156,15 +170,15 @@ def compare_pair(
     for r in rows:
         fam = families.setdefault(r.family, dict.fromkeys(VERDICTS, 0))
         fam[r.verdict] += 1
-    ratio, n = _geomean(rows)
-    return PairComparison(a, b, rows, warnings, families, ratio, n)
+    ratio, n, excluded = _geomean(rows)
+    return PairComparison(a, b, rows, warnings, families, ratio, n, excluded)
 
 
 def _row(
     name: str,
     a: BenchmarkRecord,
     b: BenchmarkRecord,
-    cross: bool,
+    cross: str | None,
     threshold_pct: float,
     alpha: float,
 ) -> Row:
@@ -181,6 +195,7 @@ def _row(
         None,
         "missing",
         "",
+        noise_floor=metrics_registry.noise_floor(name),
     )
     if ma is None or mb is None:
         row.reason = "; ".join(
@@ -199,34 +214,70 @@ def _row(
         row.verdict, row.reason = "not_comparable", "values out of floating-point range"
         return row
     row.delta_abs, row.delta_pct = delta, pct
-    if cross and name not in CROSS_APPLICABLE:
+    row.ratio = row.b / row.a if row.a > 0 and row.b > 0 else None
+    if ma.coverage and mb.coverage and ma.coverage.fraction != mb.coverage.fraction:
+        less = a if ma.coverage.fraction < mb.coverage.fraction else b
         row.verdict = "not_comparable"
         row.reason = (
-            "different semantics: training step latency vs inference request latency"
-            if m.family in ("latency", "llm") and m.applies_to == "both"
-            else f"not cross-applicable between {a.workload_type} and {b.workload_type}"
+            f"{less.label} covers less ({a.label}: {ma.coverage.describe()}; {b.label}: "
+            f"{mb.coverage.describe()}): a number over fewer {ma.coverage.what} is not compared"
         )
+        return row
+    if cross:
+        row.verdict = "not_comparable"
+        semantics = (
+            "; training step latency vs inference request latency"
+            if m.family in ("latency", "llm")
+            and "inference" in (a.workload_type, b.workload_type)
+            and a.workload_type != b.workload_type
+            else ""
+        )
+        row.reason = f"{cross}: values and ratio only{semantics}"
         return row
     if m.direction == "none":
         row.verdict, row.reason = "not_comparable", "no better direction for this metric (registry)"
         return row
-    sa, sb = a.samples.get(name, []), b.samples.get(name, [])
-    row.n_a, row.n_b = len(sa) or None, len(sb) or None
-    significant: bool | None = None
-    if len(sa) >= MIN_SAMPLES and len(sb) >= MIN_SAMPLES:
-        row.test, row.p_value = "mann-whitney-u", _mann_whitney_p(sa, sb)
-        significant = row.p_value < alpha
-    improved = (row.delta_abs > 0) == (m.direction == "higher")
-    if row.delta_abs == 0:
+    row.n_a, row.n_b = len(a.samples.get(name, [])) or None, len(b.samples.get(name, [])) or None
+    if delta == 0:
         row.verdict, row.reason = "no_change", "equal values"
         return row
-    if significant is False:
-        row.verdict = "no_change"
-        row.reason = f"~ not significant (p={row.p_value:.3g} >= alpha {alpha:g})"
+    if row.noise_floor is not None and abs(delta) < row.noise_floor:
+        row.verdict, row.below_floor = "no_change", True
+        row.reason = f"below the noise floor ({abs(delta):.3g} < {row.noise_floor:g} {m.unit})"
         return row
+    return _judge(row, m, a, b, threshold_pct, alpha)
+
+
+def _judge(
+    row: Row,
+    m: metrics_registry.Metric,
+    a: BenchmarkRecord,
+    b: BenchmarkRecord,
+    threshold_pct: float,
+    alpha: float,
+) -> Row:
+    """Significance, spread and threshold for a measured, comparable, above-floor difference."""
+    assert row.a is not None and row.b is not None and row.delta_abs is not None
+    sa, sb = a.samples.get(m.name, []), b.samples.get(m.name, [])
+    tested = len(sa) >= MIN_SAMPLES and len(sb) >= MIN_SAMPLES
+    if not tested and m.per_step and a.workload_type == "training":
+        row.verdict = "not_tested"
+        row.reason = "not tested, not gated: " + "; ".join(
+            f"{rec.label}: {_no_samples(rec, m.name, len(s))}"
+            for rec, s in ((a, sa), (b, sb))
+            if len(s) < MIN_SAMPLES
+        )
+        return row
+    improved = (row.delta_abs > 0) == (m.direction == "higher")
+    if tested:
+        row.test, row.p_value = "mann-whitney-u", stats.mann_whitney_p(sa, sb)
+        if row.p_value >= alpha:
+            row.verdict = "no_change"
+            row.reason = f"~ not significant (p={fmt_p(row.p_value, alpha)} >= alpha {alpha:g})"
+            return row
     basis = (
-        f"significant (p={row.p_value:.3g})"
-        if significant
+        f"significant (p={fmt_p(row.p_value, alpha)})"
+        if row.p_value is not None
         else f"no test: fewer than {MIN_SAMPLES} samples a side"
     )
     if row.delta_pct is None:
@@ -237,17 +288,49 @@ def _row(
         row.verdict = "no_change"
         row.reason = f"within the {threshold_pct:g}% threshold; {basis}"
         return row
-    row.verdict = "better" if improved else "worse"
-    row.regression = not improved and not cross
-    if row.regression:
-        row.reason = f"regressed beyond {threshold_pct:g}%; {basis}"
-    elif improved:
-        row.reason = f"improved beyond {threshold_pct:g}%; {basis}"
-    else:  # a training result is not gated against an inference one
-        row.reason = (
-            f"worse by more than {threshold_pct:g}%, not gated (workload types differ); {basis}"
+    if tested:
+        row.ci_low, row.ci_high = stats.spread_ci(m.name, sa, sb)
+        if row.ci_low <= 0 <= row.ci_high:
+            row.verdict = "no_change"
+            row.reason = (
+                f"~ within the run-to-run spread: the {stats.CONFIDENCE:.0%} interval of the "
+                f"difference over blocks of steps, [{row.ci_low:.4g}, {row.ci_high:.4g}] "
+                f"{m.unit}, includes 0 (MWU p={fmt_p(row.p_value, alpha)})"
+            )
+            return row
+        basis += (
+            f"; beyond the run-to-run spread ({stats.CONFIDENCE:.0%} interval over blocks of "
+            f"steps: [{row.ci_low:.4g}, {row.ci_high:.4g}] {m.unit})"
         )
+    row.verdict = "better" if improved else "worse"
+    row.regression = not improved
+    verb = "regressed" if row.regression else "improved"
+    row.reason = f"{verb} beyond {threshold_pct:g}%; {basis}"
     return row
+
+
+def fmt_p(p: float | None, alpha: float) -> str:
+    """`p` with the fewest significant digits (at least 3) that keep it on its side of alpha."""
+    if p is None:
+        return "n/a"
+    for digits in range(3, 12):
+        text = f"{p:.{digits}g}"
+        if (float(text) < alpha) == (p < alpha):
+            return text
+    return repr(p)
+
+
+def _no_samples(rec: BenchmarkRecord, name: str, n: int) -> str:
+    if n:
+        return f"{n} per-step samples, fewer than {MIN_SAMPLES}"
+    if rec.series is None:
+        return (
+            "no per-step series (steps.series: a minicluster/1.0 result, or one converted from "
+            "another format)"
+        )
+    if metrics_registry.REGISTRY[name].statistic is None:
+        return "no per-step series reproduces this metric"
+    return "its per-step series does not reproduce the value (see the warnings)"
 
 
 def _why(rec: BenchmarkRecord, name: str) -> str:
@@ -257,25 +340,24 @@ def _why(rec: BenchmarkRecord, name: str) -> str:
     return mv.reason or f"status {mv.status}"
 
 
-def _mann_whitney_p(sa: list[float], sb: list[float]) -> float:
-    from scipy.stats import mannwhitneyu
-
-    if len(set(sa)) == 1 and set(sa) == set(sb):
-        return 1.0  # identical constant samples: scipy would warn; there is no difference
-    return float(mannwhitneyu(sa, sb, alternative="two-sided").pvalue)
-
-
-def _geomean(rows: list[Row]) -> tuple[float | None, int]:
-    """Geometric mean of b-over-a ratios oriented so > 1 favours b, over rows with a verdict."""
-    logs: list[float] = []
+def _geomean(rows: list[Row]) -> tuple[float | None, int, dict[str, int]]:
+    """Geometric mean of b-over-a ratios oriented so > 1 favours b, over the judged rows; and
+    how many rows it leaves out, by why."""
+    ratios: list[float] = []
+    excluded = {
+        "not_tested": 0,
+        "below_noise_floor": 0,
+        "not_comparable": 0,
+        "missing": 0,
+        "zero_value": 0,
+    }
     for r in rows:
-        if r.verdict not in ("better", "worse", "no_change") or r.direction == "none":
+        if not r.judged:
+            key = "below_noise_floor" if r.below_floor else r.verdict
+            excluded[key] = excluded.get(key, 0) + 1
             continue
-        assert r.a is not None and r.b is not None
-        if r.a <= 0 or r.b <= 0:
+        if r.ratio is None:  # a zero on one side: no ratio to take
+            excluded["zero_value"] += 1
             continue
-        ratio = r.b / r.a if r.direction == "higher" else r.a / r.b
-        logs.append(math.log(ratio))
-    if not logs:
-        return None, 0
-    return math.exp(sum(logs) / len(logs)), len(logs)
+        ratios.append(r.ratio if r.direction == "higher" else 1.0 / r.ratio)
+    return stats.geometric_mean(ratios), len(ratios), excluded

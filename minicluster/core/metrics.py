@@ -1,30 +1,56 @@
-"""The master list of metrics (name, unit, direction, family, workloads) and the metric value type.
+"""The master list of metrics (name, unit, direction, family, workloads, how to compare) and the
+metric value type.
 
 Worker, coordinator, comparator and reports all read this one table, so a metric's direction
-(e.g. temperature: lower is better) is decided once.
+(e.g. temperature: lower is better), its noise floor and the statistic its per-step samples
+reproduce are decided once.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
+
+from minicluster.core.coverage import Coverage
 
 Direction = Literal["lower", "higher", "none"]
 Family = Literal[
-    "latency", "throughput", "efficiency", "energy", "thermal", "memory", "communication", "llm"
+    "latency",
+    "throughput",
+    "efficiency",
+    "energy",
+    "thermal",
+    "memory",
+    "communication",
+    "llm",
+    "reliability",
 ]
 AppliesTo = Literal["training", "inference", "both"]
+# The statistic of a run's per-step samples that gives the run-level value (numpy percentiles,
+# linear interpolation): what `compare` recomputes on resampled steps.
+Statistic = Literal["median", "mean", "p90", "p95", "p99", "harmonic_mean"]
 
 
 @dataclass(frozen=True)
 class Metric:
+    """One registry entry.
+
+    `per_step`: in a training result the value is `statistic` of a per-step series (`steps.series`
+    in result.json); such a metric is only judged on those samples, never on one number.
+    `positive`: a tool that did work cannot have measured 0 (nor a negative value) here, so a 0
+    means "not measured".
+    """
+
     name: str
     unit: str
     direction: Direction
     family: Family
     applies_to: AppliesTo
     description: str
+    per_step: bool = False
+    statistic: Statistic | None = None
+    positive: bool = False
 
 
 _METRICS: tuple[Metric, ...] = (
@@ -35,6 +61,9 @@ _METRICS: tuple[Metric, ...] = (
         "throughput",
         "both",
         "Global samples per second: global batch / step time (slowest rank per step).",
+        per_step=True,
+        statistic="harmonic_mean",
+        positive=True,
     ),
     Metric(
         "tokens_per_sec",
@@ -43,6 +72,9 @@ _METRICS: tuple[Metric, ...] = (
         "throughput",
         "both",
         "Global tokens per second (language-model workloads).",
+        per_step=True,
+        statistic="harmonic_mean",
+        positive=True,
     ),
     Metric(
         "latency_p50_ms",
@@ -51,6 +83,9 @@ _METRICS: tuple[Metric, ...] = (
         "latency",
         "both",
         "Median step time (training) or request latency (inference).",
+        per_step=True,
+        statistic="median",
+        positive=True,
     ),
     Metric(
         "latency_p90_ms",
@@ -59,6 +94,9 @@ _METRICS: tuple[Metric, ...] = (
         "latency",
         "both",
         "90th percentile of step time (training) or request latency (inference).",
+        per_step=True,
+        statistic="p90",
+        positive=True,
     ),
     Metric(
         "latency_p95_ms",
@@ -67,6 +105,9 @@ _METRICS: tuple[Metric, ...] = (
         "latency",
         "both",
         "95th percentile of step time (training) or request latency (inference).",
+        per_step=True,
+        statistic="p95",
+        positive=True,
     ),
     Metric(
         "latency_p99_ms",
@@ -75,6 +116,9 @@ _METRICS: tuple[Metric, ...] = (
         "latency",
         "both",
         "99th percentile of step time (training) or request latency (inference).",
+        per_step=True,
+        statistic="p99",
+        positive=True,
     ),
     Metric(
         "latency_mean_ms",
@@ -83,6 +127,9 @@ _METRICS: tuple[Metric, ...] = (
         "latency",
         "both",
         "Mean step time (training) or request latency (inference).",
+        per_step=True,
+        statistic="mean",
+        positive=True,
     ),
     Metric(
         "step_time_mean_ms",
@@ -91,6 +138,9 @@ _METRICS: tuple[Metric, ...] = (
         "latency",
         "training",
         "Mean step time over measured steps, slowest rank per step.",
+        per_step=True,
+        statistic="mean",
+        positive=True,
     ),
     Metric(
         "compute_ms",
@@ -100,6 +150,9 @@ _METRICS: tuple[Metric, ...] = (
         "training",
         "Median over steps of the slowest rank's forward + backward compute (minus exposed "
         "communication): the per-step max over ranks, the critical path.",
+        per_step=True,
+        statistic="median",
+        positive=True,
     ),
     Metric(
         "allreduce_ms",
@@ -109,6 +162,8 @@ _METRICS: tuple[Metric, ...] = (
         "training",
         "Median over steps of the per-step max over ranks of the time with at least one gradient "
         "all-reduce in flight (transfer + the longest wait).",
+        per_step=True,
+        statistic="median",
     ),
     Metric(
         "allreduce_wait_ms",
@@ -118,6 +173,8 @@ _METRICS: tuple[Metric, ...] = (
         "training",
         "Median over steps of the longest time any rank waited in the all-reduce for the slowest "
         "(per step: max over ranks of comm - min over ranks of comm).",
+        per_step=True,
+        statistic="median",
     ),
     Metric(
         "allreduce_transfer_ms",
@@ -126,6 +183,8 @@ _METRICS: tuple[Metric, ...] = (
         "communication",
         "training",
         "Median over steps of the all-reduce transfer time (per step: min over ranks of comm time).",
+        per_step=True,
+        statistic="median",
     ),
     Metric(
         "exposed_comm_ms",
@@ -135,6 +194,8 @@ _METRICS: tuple[Metric, ...] = (
         "training",
         "Median over steps of the per-step max over ranks of communication not hidden behind "
         "backward compute.",
+        per_step=True,
+        statistic="median",
     ),
     Metric(
         "communication_overhead_percent",
@@ -143,6 +204,7 @@ _METRICS: tuple[Metric, ...] = (
         "communication",
         "training",
         "100 * sum of exposed communication / sum of step time (both per-step max over ranks).",
+        per_step=True,  # a ratio of two per-step sums: no one series reproduces it
     ),
     Metric(
         "busbw_gbps",
@@ -151,6 +213,9 @@ _METRICS: tuple[Metric, ...] = (
         "communication",
         "training",
         "Bus bandwidth (nccl-tests convention): bytes / transfer time x 2(n-1)/n, decimal GB/s.",
+        per_step=True,
+        statistic="median",
+        positive=True,
     ),
     Metric(
         "memory_utilization_percent",
@@ -159,6 +224,7 @@ _METRICS: tuple[Metric, ...] = (
         "memory",
         "both",
         "Peak memory as a percent of the device (GPU) or host (CPU) total.",
+        positive=True,
     ),
     Metric(
         "memory_peak_mib",
@@ -167,6 +233,7 @@ _METRICS: tuple[Metric, ...] = (
         "memory",
         "both",
         "Peak memory per rank (CUDA max allocated on GPU, process RSS on CPU); max over ranks.",
+        positive=True,
     ),
     Metric(
         "device_utilization_percent",
@@ -183,6 +250,7 @@ _METRICS: tuple[Metric, ...] = (
         "energy",
         "both",
         "Mean power over the measured window.",
+        positive=True,
     ),
     Metric(
         "energy_per_step_joules",
@@ -191,6 +259,7 @@ _METRICS: tuple[Metric, ...] = (
         "energy",
         "training",
         "Energy over the measured window / steps in the window.",
+        positive=True,
     ),
     Metric(
         "energy_per_sample_joules",
@@ -199,6 +268,7 @@ _METRICS: tuple[Metric, ...] = (
         "energy",
         "both",
         "Energy over the measured window / samples in the window.",
+        positive=True,
     ),
     Metric(
         "performance_per_watt",
@@ -207,6 +277,7 @@ _METRICS: tuple[Metric, ...] = (
         "efficiency",
         "both",
         "Throughput (samples/s) / mean power (W).",
+        positive=True,
     ),
     Metric(
         "temperature_celsius",
@@ -224,9 +295,59 @@ _METRICS: tuple[Metric, ...] = (
         "training",
         "Weak: X_N / (N * X_1); strong: t_1 / (N * t_N); measured in the same session.",
     ),
-    Metric("ttft_ms", "ms", "lower", "llm", "inference", "Time to first token."),
-    Metric("decode_tpt_ms", "ms", "lower", "llm", "inference", "Time per output token (decode)."),
+    Metric(
+        "ttft_ms",
+        "ms",
+        "lower",
+        "llm",
+        "inference",
+        "Time to first token.",
+        statistic="median",
+        positive=True,
+    ),
+    Metric(
+        "decode_tpt_ms",
+        "ms",
+        "lower",
+        "llm",
+        "inference",
+        "Time per output token (decode).",
+        statistic="median",
+        positive=True,
+    ),
+    Metric(
+        "request_success_rate_percent",
+        "%",
+        "higher",
+        "reliability",
+        "inference",
+        "Requests completed / requests sent (completed + failed, or the prompts issued): every "
+        "other metric of an inference benchmark covers the completed requests only.",
+    ),
+    Metric(
+        "requests_completed",
+        "requests",
+        "none",
+        "reliability",
+        "inference",
+        "Requests that completed (the set the latency and throughput metrics cover).",
+    ),
+    Metric(
+        "requests_failed",
+        "requests",
+        "none",
+        "reliability",
+        "inference",
+        "Requests that failed (left out of every latency and throughput metric by the tool).",
+    ),
 )
+
+# Absolute noise floor per unit: a difference smaller than this is no change, whatever the
+# statistics say. ms: above perf_counter's resolution and the kernel's default 50 us timer slack
+# that every sleep and wake-up carries; degrees: NVML and most hwmon sensors report whole degrees;
+# MiB: peak RSS moves by allocator arenas, not by the workload, below 1 MiB. Units without an
+# entry have no absolute floor (their resolution is far below any difference a user acts on).
+NOISE_FLOOR_BY_UNIT: dict[str, float] = {"ms": 0.05, "°C": 1.0, "MiB": 1.0}
 
 REGISTRY: dict[str, Metric] = {m.name: m for m in _METRICS}
 
@@ -234,6 +355,12 @@ REGISTRY: dict[str, Metric] = {m.name: m for m in _METRICS}
 def get(name: str) -> Metric | None:
     """The registered metric called `name`, or None when it is not in the registry."""
     return REGISTRY.get(name)
+
+
+def noise_floor(name: str) -> float | None:
+    """The absolute difference below which metric `name` has not changed (its unit's floor)."""
+    m = get(name)
+    return None if m is None else NOISE_FLOOR_BY_UNIT.get(m.unit)
 
 
 def for_workload(workload_type: str) -> list[Metric]:
@@ -246,16 +373,30 @@ Status = Literal["measured", "derived", "estimated", "unavailable"]
 
 @dataclass(frozen=True)
 class MetricValue:
-    """One number with where it came from. Unavailable means `value is None` and a reason."""
+    """One number with where it came from. Unavailable means `value is None` and a reason.
+
+    `coverage` (optional) says which requests or sources the number covers; `to_dict` leaves it
+    out when it is None, so a result without coverage keeps its exact bytes.
+    """
 
     value: float | None
     unit: str
     status: Status
     method: str | None = None
     reason: str | None = None
+    coverage: Coverage | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d: dict[str, Any] = {
+            "value": self.value,
+            "unit": self.unit,
+            "status": self.status,
+            "method": self.method,
+            "reason": self.reason,
+        }
+        if self.coverage is not None:
+            d["coverage"] = self.coverage.to_dict()
+        return d
 
 
 def metric(name: str, value: float | None, status: Status, method: str) -> MetricValue:

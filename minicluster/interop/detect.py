@@ -8,7 +8,7 @@ from typing import Any
 
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
-from minicluster.interop.record import FORMATS, BenchmarkRecord
+from minicluster.interop.record import FORMATS, BenchmarkRecord, check_physical
 
 MAX_INPUT_BYTES = 512 * 1024**2  # a result larger than this is not something we were written for
 
@@ -68,6 +68,8 @@ def sniff(text: str, path: Path) -> tuple[str, Any]:
 
 
 def load(path: Path, fmt: str | None = None) -> BenchmarkRecord:
+    """`path` (a file, or a run or sweep directory holding result.json) as `fmt` or as detected,
+    every value checked (`record.check_physical`). InputError when it is not that format."""
     if path.is_dir():
         path = rundir.result_path(path)
     text = read_text(path)
@@ -83,23 +85,29 @@ def load(path: Path, fmt: str | None = None) -> BenchmarkRecord:
         raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     label = path.parent.name if path.name == rundir.RESULT_FILE else path.name
     try:
-        if fmt == "minicluster":
-            from minicluster.interop import minicluster as minicluster_result
-
-            return minicluster_result.to_record(content, path, label)
-        if fmt == "trackiq":
-            from minicluster.interop import trackiq
-
-            return trackiq.to_record(content, label)
-        if fmt == "vllm":
-            from minicluster.interop import vllm
-
-            return vllm.to_record(content, label)
-        from minicluster.interop import markdown as markdown_report
-
-        return markdown_report.to_record(content, label)
+        record = _import(fmt, content, label)
     except InputError as e:
         raise InputError(f"{path}: {e}") from None
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         # A field of the wrong shape deep inside an otherwise recognised file.
         raise InputError(f"{path}: malformed {fmt} input ({type(e).__name__}: {e})") from None
+    check_physical(record)
+    return record
+
+
+def _import(fmt: str, content: Any, label: str) -> BenchmarkRecord:
+    if fmt == "minicluster":
+        from minicluster.interop import minicluster as minicluster_result
+
+        return minicluster_result.to_record(content, label)
+    if fmt == "trackiq":
+        from minicluster.interop import trackiq
+
+        return trackiq.to_record(content, label)
+    if fmt == "vllm":
+        from minicluster.interop import vllm
+
+        return vllm.to_record(content, label)
+    from minicluster.interop import markdown as markdown_report
+
+    return markdown_report.to_record(content, label)

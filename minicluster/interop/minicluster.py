@@ -1,37 +1,34 @@
-"""minicluster's own `result.json` (run, sweep or collectives), both directions.
+"""minicluster's own `result.json` (run, sweep, collectives, or a converted import), both directions.
 
-Reading keeps the per-step samples the result holds (for significance tests); writing
-(`to_result`) turns any imported record into a `minicluster/1` result.
+Reading takes each per-step metric's samples from the result's `steps.series` (the series the
+metric was computed from; a result without one has none) and the energy metrics' coverage from
+its telemetry block. Writing (`to_result`) turns any imported record into a `minicluster/1.x`
+result: a field the source does not record is null, with the reason under `imported_from`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from minicluster import __version__
-from minicluster.analysis.records import read_run_dir
 from minicluster.core import metrics as metrics_registry
-from minicluster.core.errors import InputError
+from minicluster.core.coverage import Coverage
 from minicluster.core.metrics import MetricValue
 from minicluster.core.units import format_size
 from minicluster.interop.record import BenchmarkRecord
+from minicluster.interop.series import samples_from_series
 from minicluster.result.schema import SCHEMA_VERSION, validate_result
 
-# Metrics whose per-step samples are the per-step max-over-ranks step time.
-_STEP_LATENCY_METRICS = (
-    "latency_p50_ms",
-    "latency_p90_ms",
-    "latency_p95_ms",
-    "latency_p99_ms",
-    "latency_mean_ms",
-    "step_time_mean_ms",
+_ENERGY_SOURCES = ("nvml", "rapl")
+_ENERGY_METRICS = (
+    "power_consumption_watts",
+    "energy_per_step_joules",
+    "energy_per_sample_joules",
+    "performance_per_watt",
 )
 
 
-def to_record(data: dict[str, Any], path: Path, label: str) -> BenchmarkRecord:
+def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
     validate_result(data)
     metrics: dict[str, MetricValue] = {}
     warnings: list[str] = []
@@ -39,29 +36,45 @@ def to_record(data: dict[str, Any], path: Path, label: str) -> BenchmarkRecord:
         if metrics_registry.get(name) is None:
             warnings.append(f"metric {name!r} is not in the registry; ignored")
             continue
+        cov = mv.get("coverage")
         metrics[name] = MetricValue(
-            mv["value"], mv["unit"], mv["status"], mv.get("method"), mv.get("reason")
+            mv["value"],
+            mv["unit"],
+            mv["status"],
+            mv.get("method"),
+            mv.get("reason"),
+            Coverage.from_dict(cov) if isinstance(cov, dict) else None,
         )
+    energy = _energy_coverage(data.get("telemetry"))
+    if energy is not None:
+        for name in _ENERGY_METRICS:
+            mv = metrics.get(name)
+            if mv is not None and mv.coverage is None:
+                metrics[name] = MetricValue(
+                    mv.value, mv.unit, mv.status, mv.method, mv.reason, energy
+                )
     wl = data["workload"]
-    step_max_ms = _step_max_ms(data, path, warnings)
+    workload_type = wl["workload_type"]
+    steps = data.get("steps")
+    series = steps.get("series") if isinstance(steps, dict) else None
     samples: dict[str, list[float]] = {}
-    if step_max_ms is not None and step_max_ms.size:
-        as_list = step_max_ms.tolist()
-        for name in _STEP_LATENCY_METRICS:
-            if name in metrics:
-                samples[name] = as_list
-        global_batch = wl.get("global_batch")
-        if "throughput_samples_per_sec" in metrics and global_batch and np.all(step_max_ms > 0):
-            samples["throughput_samples_per_sec"] = (global_batch * 1000.0 / step_max_ms).tolist()
+    if workload_type == "training":
+        samples, why_not = samples_from_series(
+            series, metrics, wl.get("global_batch"), wl.get("seq_len")
+        )
+        warnings += why_not
     if data["status"] != "ok":
         warnings.append(f"run status is {data['status']!r}")
-    collectives = wl.get("workload_type") == "collectives"
+    imported = data.get("imported_from") or {}
+    unknown = imported.get("unknown_fields") or {}
+    collectives = workload_type == "collectives"
+    steps_measured = len(series["step"]) if isinstance(series, dict) and "step" in series else None
     return BenchmarkRecord(
         label=label,
         source_format="minicluster",
         tool=data["tool"]["name"],
         tool_version=data["tool"]["version"],
-        workload_type="collectives" if collectives else "training",
+        workload_type=workload_type,
         workload_name=_collectives_name(data) if collectives else str(wl.get("name", "unknown")),
         hardware=_hardware(data.get("platform") or {}),
         metrics=metrics,
@@ -78,9 +91,36 @@ def to_record(data: dict[str, Any], path: Path, label: str) -> BenchmarkRecord:
             "world_size": data["world_size"],
             "backend": data["backend"],
             "global_batch": wl.get("global_batch"),
-            "steps_measured": int(step_max_ms.size) if step_max_ms is not None else None,
+            "seq_len": wl.get("seq_len"),
+            "steps_measured": steps_measured,
         },
+        series=series if isinstance(series, dict) else None,
+        unknown={str(k): str(v) for k, v in unknown.items()} if isinstance(unknown, dict) else {},
     )
+
+
+def _energy_coverage(telemetry: Any) -> Coverage | None:
+    """Which energy sources the run's energy sum covers: those present on the machine (available)
+    whose energy counter was read over the window; None when the result has no telemetry block."""
+    if not isinstance(telemetry, dict) or not isinstance(telemetry.get("nodes"), list):
+        return None
+    present: list[str] = []
+    read: list[str] = []
+    for node in telemetry["nodes"]:
+        sources = node.get("sources") if isinstance(node, dict) else None
+        for src in sources if isinstance(sources, list) else []:
+            if not isinstance(src, dict) or src.get("source") not in _ENERGY_SOURCES:
+                continue
+            if not src.get("available"):
+                continue
+            name = f"{src['source']} {src.get('id') or src.get('scope')} on {node.get('hostname')}"
+            present.append(name)
+            energy = (src.get("readings") or {}).get("energy_j") or {}
+            if isinstance(energy, dict) and energy.get("value") is not None:
+                read.append(name)
+    if not present:
+        return None
+    return Coverage("energy sources", len(read), len(present), tuple(read))
 
 
 def _collectives_name(data: dict[str, Any]) -> str:
@@ -117,90 +157,37 @@ def _hardware(platform: dict[str, Any]) -> str | None:
     return str(node.get("cpu")) if node.get("cpu") else None
 
 
-def _step_max_ms(data: dict[str, Any], path: Path, warnings: list[str]) -> np.ndarray | None:
-    """Per measured step, the max over ranks of step time (embedded, or read from rank files)."""
-    steps = data.get("steps")
-    per_rank: list[dict[int, float]] = []
-    if isinstance(steps, dict) and isinstance(steps.get("embedded"), dict):
-        for rank_steps in steps["embedded"].values():
-            per_rank.append(
-                {
-                    int(s): float(t)
-                    for s, w, t in zip(
-                        rank_steps["step"],
-                        rank_steps["warmup"],
-                        rank_steps["step_time_ms"],
-                        strict=True,
-                    )
-                    if not w and t is not None
-                }
-            )
-    elif isinstance(steps, dict) and isinstance(steps.get("rank_files"), str):
-        per_rank, why_not = _read_rank_files(path.parent, data["world_size"])
-        if why_not:
-            warnings.append(f"no per-step samples ({why_not}): no significance test")
-            return None
-    else:
-        return None
-    common = set.intersection(*(set(r) for r in per_rank)) if per_rank else set()
-    if not common:
-        return None
-    order = sorted(common)
-    table = np.array([[r[s] for s in order] for r in per_rank], dtype=float)
-    return table.max(axis=0)
-
-
-def _read_rank_files(run_dir: Path, world_size: int) -> tuple[list[dict[int, float]], str | None]:
-    """Measured step times per rank from the run's rank files, or ([], why not)."""
-    try:
-        records = read_run_dir(run_dir)
-    except InputError as e:
-        return [], str(e)
-    by_rank = {rec.rank: rec for rec in records}
-    out: list[dict[int, float]] = []
-    for rank in range(world_size):
-        rec = by_rank.get(rank)
-        cols = rec.columns if rec is not None else {}
-        if "step_time_ms" not in cols:
-            return [], f"rank {rank} recorded no step"
-        measured = ~cols["warmup"] if "warmup" in cols else np.ones(rec.n_steps, bool)  # type: ignore[union-attr]
-        if not measured.any():
-            return [], f"rank {rank} recorded no measured step"
-        out.append(
-            dict(
-                zip(
-                    cols["step"][measured].tolist(),
-                    cols["step_time_ms"][measured].tolist(),
-                    strict=True,
-                )
-            )
-        )
-    return out, None
+def _known(record: BenchmarkRecord, key: str, value: Any, unknown: dict[str, str], why: str) -> Any:
+    """`value`, or None with the reason recorded under `unknown[key]`."""
+    if value is None:
+        unknown[key] = record.unknown.get(key) or why
+    return value
 
 
 def to_result(record: BenchmarkRecord) -> dict[str, Any]:
+    """`record` as a `minicluster/1.x` result dict (validated). Nothing is invented: a field the
+    source does not record is null and `imported_from.unknown_fields` says why."""
     d = record.details
-    global_batch = d.get("global_batch") or d.get("batch_size")
-    world_size = d.get("world_size") or 1
-    per_rank = d.get("per_rank_batch")
+    unknown: dict[str, str] = {}
+    source = f"not recorded in the {record.source_format} input"
     if record.workload_type == "collectives":
         global_batch = per_rank = None  # a collectives benchmark has no batch
-    elif not isinstance(global_batch, int) or global_batch < 1:
-        raise InputError(f"{record.label}: batch size unknown, minicluster/1 needs one")
     else:
-        per_rank = per_rank or max(1, global_batch // world_size)
-    if not d.get("timestamp"):
-        raise InputError(f"{record.label}: no timestamp in the source, minicluster/1 needs one")
+        global_batch = _known(
+            record, "global_batch", d.get("global_batch") or d.get("batch_size"), unknown, source
+        )
+        per_rank = _known(record, "per_rank_batch", d.get("per_rank_batch"), unknown, source)
+    world_size = _known(record, "world_size", d.get("world_size"), unknown, source)
     result: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run_id": str(d.get("run_id") or record.label),
-        "created_at": str(d["timestamp"]),
+        "created_at": _known(record, "created_at", d.get("timestamp"), unknown, source),
         "status": "ok",
         "tool": {"name": record.tool, "version": record.tool_version or "unknown"},
         "launcher": str(d.get("launcher") or "unknown"),
-        "backend": d.get("backend"),
+        "backend": _known(record, "backend", d.get("backend"), unknown, source),
         "world_size": world_size,
-        "nodes": d.get("nodes") or 0,
+        "nodes": _known(record, "nodes", d.get("nodes"), unknown, source),
         "config": {},
         "platform": {
             "hardware_name": record.hardware,
@@ -212,12 +199,12 @@ def to_result(record: BenchmarkRecord) -> dict[str, Any]:
             "workload_type": record.workload_type,
             "per_rank_batch": per_rank,
             "global_batch": global_batch,
-            "seq_len": None,
+            "seq_len": d.get("seq_len"),
             "params": None,
         },
         "metrics": {k: v.to_dict() for k, v in record.metrics.items()},
         "ranks": [],
-        "steps": None,
+        "steps": {"series": record.series} if record.series else None,
         "faults": {"injected": [], "detected": []},
         "errors": [],
         "imported_from": {
@@ -225,6 +212,7 @@ def to_result(record: BenchmarkRecord) -> dict[str, Any]:
             "label": record.label,
             "converted_by": f"minicluster {__version__}",
             "warnings": record.warnings,
+            "unknown_fields": unknown,
         },
     }
     validate_result(result)

@@ -1,19 +1,32 @@
 """TrackIQ canonical results (schema 1.x, AutoPerfPy or MiniCluster), both directions.
 
-Reading follows TrackIQ's own rules (`validate`). Writing (`to_trackiq`) makes a result TrackIQ's
-validator accepts: TrackIQ requires some metrics as numbers even when a tool did not measure
-them; those are written as 0 *and* listed, with the reason, in `tool_payload.minicluster.
-unmeasured`, which the importer reads back, so a 0 written here never returns as a measurement.
+Reading follows TrackIQ's own rules (`validate`); values the file marks as coming from a
+simulated source (a `SimulatedPowerReader`, a synthetic collector) are unavailable. Writing
+(`to_trackiq`) makes a result TrackIQ's validator accepts: TrackIQ requires some metrics as
+numbers even when a tool did not measure them; those are written as 0 *and* listed, with the
+reason, in `tool_payload.minicluster.unmeasured`, which the importer reads back, so a 0 written
+here never returns as a measurement. The same block carries what TrackIQ has no field for (world
+size, per-rank batch, backend, the per-step series), so a round trip keeps them.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any
 
+from minicluster.core import metrics as metrics_registry
+from minicluster.core.coverage import Coverage
 from minicluster.core.errors import InputError
 from minicluster.core.metrics import MetricValue
-from minicluster.interop.record import BenchmarkRecord, count, number, registry_metric
+from minicluster.interop.record import (
+    BenchmarkRecord,
+    count,
+    mark_simulated,
+    number,
+    registry_metric,
+)
+from minicluster.interop.series import samples_from_series
 
 TRACKIQ_SCHEMA_VERSION = "1.1.0"
 # TrackIQ's `Metrics` dataclass: these must be numbers, the others number or null.
@@ -34,20 +47,29 @@ OPTIONAL_METRICS = (
     "tokens_per_sec",
     "decode_tpt_ms",
 )
-_LATENCY = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
 PAYLOAD_KEY = "minicluster"  # our own block inside tool_payload (round trip, samples)
-# A 0 here means the tool did not measure it (seeds 000/001), not a real zero.
-_ZERO_MEANS_UNMEASURED = (
-    (
-        "throughput_samples_per_sec",
-        "0 samples/s: the tool did not measure throughput",
-        "throughput is 0: treated as not measured",
-    ),
-    (
-        "memory_utilization_percent",
-        "0% memory utilization: the tool did not measure memory",
-        "memory utilization is 0: treated as not measured",
-    ),
+# A reader, collector or source whose name says it makes numbers up. Only the keys that name
+# what measured (not e.g. a dataset's "source": synthetic data is measured for real).
+_SIMULATED = re.compile(r"simulat|synthetic|mock|fake|dummy", re.I)
+_MEASURING_KEYS = frozenset({"reader", "power_reader", "collector", "power_source"})
+_POWER_METRICS = (
+    "power_consumption_watts",
+    "energy_per_step_joules",
+    "energy_per_sample_joules",
+    "performance_per_watt",
+    "temperature_celsius",
+)
+# What TrackIQ has no field for, kept in our block of a minicluster export.
+_DETAIL_KEYS = (
+    "world_size",
+    "per_rank_batch",
+    "global_batch",
+    "seq_len",
+    "backend",
+    "nodes",
+    "launcher",
+    "run_id",
+    "framework_version",
 )
 
 
@@ -96,12 +118,35 @@ def validate(data: dict[str, Any]) -> None:
 
 def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
     validate(data)
-    ours = _object(_object(data.get("tool_payload")).get(PAYLOAD_KEY))
-    samples = _samples(ours)
-    metrics, warnings = _metrics(data["metrics"], ours, samples)
+    payload = _object(data.get("tool_payload"))
+    ours = _object(payload.get(PAYLOAD_KEY))
+    metrics, warnings = _metrics(data["metrics"], ours)
     wl, platform = data["workload"], data["platform"]
     hardware = platform["hardware_name"]
-    return BenchmarkRecord(
+    details: dict[str, Any] = {
+        "batch_size": wl["batch_size"],
+        "steps": wl["steps"],
+        "timestamp": data["timestamp"],
+        "os": platform["os"],
+        "framework": f"{platform['framework']} {platform['framework_version']}",
+    }
+    unknown: dict[str, str] = {}
+    saved = _object(ours.get("details"))
+    if ours:  # a minicluster export: what TrackIQ has no field for comes back from our block
+        details.update({k: saved[k] for k in _DETAIL_KEYS if k in saved})
+        raw_unknown = _object(ours.get("null_fields"))
+        unknown = {str(k): str(v) for k, v in raw_unknown.items() if isinstance(v, str)}
+    else:
+        _foreign_details(wl, payload, details, unknown)
+    series = ours.get("series") if isinstance(ours.get("series"), dict) else None
+    if series is not None:
+        samples, why_not = samples_from_series(
+            series, metrics, details.get("global_batch"), details.get("seq_len")
+        )
+        warnings += why_not
+    else:
+        samples = _samples(ours)
+    record = BenchmarkRecord(
         label=label,
         source_format="trackiq",
         tool=data["tool_name"],
@@ -112,14 +157,58 @@ def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
         metrics=metrics,
         samples=samples,
         warnings=warnings,
-        details={
-            "batch_size": wl["batch_size"],
-            "steps": wl["steps"],
-            "timestamp": data["timestamp"],
-            "os": platform["os"],
-            "framework": f"{platform['framework']} {platform['framework_version']}",
-        },
+        details=details,
+        series=series,
+        unknown=unknown,
     )
+    for path, value in _simulated_markers(payload):
+        names = _POWER_METRICS if "power" in path.lower() else tuple(record.metrics)
+        mark_simulated(record, names, f"{path} = {value}")
+    return record
+
+
+def _foreign_details(
+    wl: dict[str, Any], payload: dict[str, Any], details: dict[str, Any], unknown: dict[str, str]
+) -> None:
+    """World size and batches of a TrackIQ file from another tool: only what it records."""
+    workers = payload.get("num_workers")
+    if isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1:
+        details["world_size"] = workers
+    else:
+        unknown["world_size"] = "not in the TrackIQ result (no tool_payload.num_workers)"
+    if wl["workload_type"] == "inference" or details.get("world_size") == 1:
+        details["global_batch"] = wl["batch_size"] or None
+        details["per_rank_batch"] = wl["batch_size"] or None
+    else:
+        why = "TrackIQ's one batch_size does not say whether it is per worker or global"
+        unknown["global_batch"] = unknown["per_rank_batch"] = why
+    unknown["backend"] = "not in the TrackIQ result"
+    unknown["nodes"] = "not in the TrackIQ result"
+
+
+def _simulated_markers(payload: dict[str, Any], depth: int = 5) -> list[tuple[str, str]]:
+    """(path, value) of every reader, collector or power source in `payload` that says it is
+    simulated (`tool_payload.power_tool_payload.power_profile.reader = SimulatedPowerReader`),
+    and every `simulated: true` flag."""
+    found: list[tuple[str, str]] = []
+
+    def walk(obj: Any, path: str, left: int) -> None:
+        if left == 0 or not isinstance(obj, dict):
+            return
+        for k, v in obj.items():
+            where = f"{path}.{k}"
+            if k == PAYLOAD_KEY:
+                continue
+            if isinstance(v, str) and k in _MEASURING_KEYS:
+                if _SIMULATED.search(v):
+                    found.append((where, v))
+            elif k in ("simulated", "is_simulated") and v is True:
+                found.append((where, "true"))
+            else:
+                walk(v, where, left - 1)
+
+    walk(payload, "tool_payload", depth)
+    return found
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -140,9 +229,10 @@ def _samples(ours: dict[str, Any]) -> dict[str, list[float]]:
     return out
 
 
-def _metrics(
-    raw: dict[str, Any], ours: dict[str, Any], samples: dict[str, list[float]]
-) -> tuple[dict[str, MetricValue], list[str]]:
+def _metrics(raw: dict[str, Any], ours: dict[str, Any]) -> tuple[dict[str, MetricValue], list[str]]:
+    """The canonical metrics, or, in a minicluster export, the full ones with their provenance
+    (and the metrics TrackIQ has no field for). Zeros a tool writes when it did not measure are
+    turned into unavailable later, by `record.check_physical`, like every format's."""
     warnings: list[str] = []
     full = _object(ours.get("metrics"))
     metrics: dict[str, MetricValue] = {}
@@ -151,37 +241,22 @@ def _metrics(
         metrics[name] = registry_metric(
             name, value, "measured", "TrackIQ canonical metrics", "null in the TrackIQ result"
         )
-    # A minicluster export carries its own provenance (and metrics TrackIQ has no field for).
     for name, mv in full.items():
+        if metrics_registry.get(name) is None:
+            warnings.append(f"metric {name!r} is not in the registry; ignored")
+            continue
         if isinstance(mv, dict) and "unit" in mv and "status" in mv:
             if mv["status"] not in ("measured", "derived", "estimated", "unavailable"):
                 raise InputError(f"tool_payload metric {name}: unknown status {mv['status']!r}")
+            cov = mv.get("coverage")
             metrics[name] = MetricValue(
                 number(mv.get("value"), f"tool_payload metric {name}"),
                 str(mv["unit"]),
                 mv["status"],
                 mv.get("method"),
                 mv.get("reason"),
+                Coverage.from_dict(cov) if isinstance(cov, dict) else None,
             )
-    if full:
-        return metrics, warnings
-    # TrackIQ requires these as numbers, so a tool that did not measure them writes 0.
-    if all(metrics[n].value == 0 for n in _LATENCY) and not any(n in samples for n in _LATENCY):
-        for n in _LATENCY:
-            metrics[n] = registry_metric(
-                n,
-                None,
-                "measured",
-                "TrackIQ canonical metrics",
-                "all latency fields are 0 with no samples: not measured",
-            )
-        warnings.append("latency fields are all 0 with no samples: treated as not measured")
-    for name, reason, warning in _ZERO_MEANS_UNMEASURED:
-        if metrics[name].value == 0:
-            metrics[name] = registry_metric(
-                name, None, "measured", "TrackIQ canonical metrics", reason
-            )
-            warnings.append(warning)
     return metrics, warnings
 
 
@@ -246,7 +321,9 @@ def to_trackiq(record: BenchmarkRecord) -> dict[str, Any]:
                 "unknown_fields": unknown,
                 "metrics": {k: v.to_dict() for k, v in record.metrics.items()},
                 "samples": record.samples,
+                "series": record.series,
                 "details": d,
+                "null_fields": record.unknown,
                 "warnings": record.warnings,
             }
         },

@@ -9,25 +9,49 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from minicluster.compare.engine import Comparison, PairComparison, Row
+from minicluster.compare.engine import Comparison, PairComparison, Row, fmt_p
+from minicluster.compare.stats import CONFIDENCE
 from minicluster.report.terminal import make_console
 
 _VERDICT_TEXT = {
     "better": "better",
     "worse": "worse",
     "no_change": "no change",
+    "not_tested": "not tested",
     "not_comparable": "not comparable",
     "missing": "n/a",
 }
-_COLUMNS = ("metric", "unit", "A", "B", "abs delta", "% delta", "verdict", "test (p, n)", "reason")
+_COLUMNS = (
+    "metric",
+    "unit",
+    "A",
+    "B",
+    "abs delta",
+    "% delta",
+    "B/A",
+    "verdict",
+    "test (p, n)",
+    "reason",
+)
+_NUMERIC = frozenset({"A", "B", "abs delta", "% delta", "B/A"})
+_TERMINAL_COLUMNS = _COLUMNS[:-1]
+# Left out of the terminal table in this order when it does not fit the width.
+_DROPPABLE = ("test (p, n)", "abs delta", "B/A", "unit")
+_TEST_COLUMN_MIN = 16  # the test column wraps down to this width
 
 
 def fmt_value(value: float | None) -> str:
+    """A value with enough digits to check its delta: 4 significant digits (0.01163, 15.66,
+    1,200.0), thousands separators from 1,000 on, scientific notation from 1e9."""
     if value is None:
         return "n/a"
-    if value != 0 and abs(value) < 0.01:
-        return f"{value:.3g}"
-    return f"{value:,.2f}" if abs(value) < 1e6 else f"{value:.4g}"
+    if value == 0:
+        return "0"
+    if abs(value) >= 1e9:
+        return f"{value:.4g}"
+    if abs(value) >= 1000:
+        return f"{value:,.1f}"
+    return f"{value:.4g}"
 
 
 def _pct(r: Row) -> str:
@@ -49,13 +73,17 @@ def _verdict(r: Row) -> str:
     return text + (" (REGRESSION)" if r.regression else "")
 
 
-def _test(r: Row) -> str:
+def _ratio(r: Row) -> str:
+    return "n/a" if r.ratio is None else f"{r.ratio:.4g}"
+
+
+def _test(r: Row, alpha: float) -> str:
     if r.test is None:
         return ""
-    return f"MWU p={r.p_value:.3g}, n={r.n_a}/{r.n_b}"
+    return f"MWU p={fmt_p(r.p_value, alpha)}, n={r.n_a}/{r.n_b}"
 
 
-def _cells(r: Row) -> list[str]:
+def _cells(r: Row, alpha: float) -> list[str]:
     return [
         r.metric,
         r.unit,
@@ -63,10 +91,20 @@ def _cells(r: Row) -> list[str]:
         fmt_value(r.b),
         _delta(r),
         _pct(r),
+        _ratio(r),
         _verdict(r),
-        _test(r),
+        _test(r, alpha),
         r.reason,
     ]
+
+
+_EXCLUDED_TEXT = {
+    "not_tested": "not tested",
+    "below_noise_floor": "below the noise floor",
+    "not_comparable": "not comparable",
+    "missing": "not measured",
+    "zero_value": "a zero value",
+}
 
 
 def _summary_lines(p: PairComparison) -> list[str]:
@@ -74,12 +112,16 @@ def _summary_lines(p: PairComparison) -> list[str]:
     for fam, counts in p.families.items():
         parts = [f"{n} {_VERDICT_TEXT[v]}" for v, n in counts.items() if n]
         lines.append(f"{fam}: {', '.join(parts)}")
+    left_out = ", ".join(
+        f"{n} {_EXCLUDED_TEXT.get(k, k)}" for k, n in p.geomean_excluded.items() if n
+    )
+    left_out = f" (left out: {left_out})" if left_out else ""
     if p.geomean_ratio is None:
-        lines.append("geometric mean: no matched metric")
+        lines.append(f"geometric mean: no judged row of {len(p.rows)}{left_out}")
     else:
         lines.append(
             f"geometric mean of direction-normalized ratios (B/A, >1 favours B): "
-            f"{p.geomean_ratio:.3f} over {p.geomean_n} matched metric(s)"
+            f"{p.geomean_ratio:.3f} over {p.geomean_n} of {len(p.rows)} rows{left_out}"
         )
     return lines
 
@@ -91,7 +133,25 @@ def _title(p: PairComparison) -> str:
     )
 
 
+def _fitting_columns(p: PairComparison, alpha: float, width: int) -> list[str]:
+    """The terminal columns that fit `width` without cutting a value, least needed left out."""
+    rows = [_cells(r, alpha) for r in p.rows]
+    need = {
+        col: max([len(col)] + [len(row[i]) for row in rows])
+        for i, col in enumerate(_COLUMNS)
+        if col in _TERMINAL_COLUMNS
+    }
+    need["test (p, n)"] = min(need["test (p, n)"], _TEST_COLUMN_MIN)
+    cols = list(_TERMINAL_COLUMNS)
+    for col in _DROPPABLE:
+        if sum(need[c] for c in cols) + 2 * len(cols) <= width:
+            break
+        cols.remove(col)
+    return cols
+
+
 def print_comparison(c: Comparison, console: Console | None = None) -> None:
+    """The comparison as terminal tables, one per candidate, reasons listed under each."""
     console = console or make_console()
     for p in c.pairs:
         table = Table(
@@ -101,18 +161,31 @@ def print_comparison(c: Comparison, console: Console | None = None) -> None:
             pad_edge=False,
             collapse_padding=True,
         )
-        for col in _COLUMNS[:-1]:  # reasons are listed under the table: they do not fit a column
+        # Reasons are listed under the table: they do not fit a column. A number, a metric name
+        # or a verdict is never cut: in a narrow terminal the least needed columns are left out
+        # whole (and said so), the test column wraps.
+        cols = _fitting_columns(p, c.alpha, console.width)
+        order = [_COLUMNS.index(col) for col in cols]
+        cells = [[_cells(r, c.alpha)[i] for i in order] for r in p.rows]
+        for col in cols:
             table.add_column(
                 col,
-                justify="right" if col in ("A", "B", "abs delta", "% delta") else "left",
+                justify="right" if col in _NUMERIC else "left",
                 no_wrap=col != "test (p, n)",
+                overflow="fold",
             )
         notes: dict[str, list[str]] = {}
-        for r in p.rows:
+        for r, row_cells in zip(p.rows, cells, strict=True):
             style = "red" if r.regression else ("green" if r.verdict == "better" else None)
-            table.add_row(*(escape(x) for x in _cells(r)[:-1]), style=style)
+            table.add_row(*(escape(x) for x in row_cells), style=style)
             notes.setdefault(r.reason, []).append(r.metric)
         console.print(table)
+        left_out = [col for col in _TERMINAL_COLUMNS if col not in cols]
+        if left_out:
+            console.print(
+                f"[dim]left out for the terminal width: {', '.join(left_out)} (--md and --json "
+                "have every column)[/dim]"
+            )
         for reason, names in notes.items():
             console.print(f"[dim]{escape(', '.join(names))}:[/dim] {escape(reason)}")
         for w in p.warnings:
@@ -124,15 +197,18 @@ def print_comparison(c: Comparison, console: Console | None = None) -> None:
 
 
 def _md_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """User text made inert in GitHub Markdown: HTML escaped, table pipes and backslashes too."""
+    text = html.escape(text, quote=False)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`").replace("\n", " ")
 
 
 def to_markdown(c: Comparison) -> str:
     out = [
         "# Comparison",
         "",
-        f"Baseline: `{_md_escape(c.baseline.label)}`; threshold {c.threshold_pct:g}%; "
-        f"alpha {c.alpha:g} (Mann-Whitney U, two-sided, when >= 4 samples a side).",
+        f"Baseline: {_md_escape(c.baseline.label)}; threshold {c.threshold_pct:g}%; "
+        f"alpha {c.alpha:g} (Mann-Whitney U, two-sided, and a {CONFIDENCE:.0%} interval of the "
+        "difference over blocks of steps, when >= 4 samples a side).",
         "",
     ]
     for p in c.pairs:
@@ -142,14 +218,15 @@ def to_markdown(c: Comparison) -> str:
             out.append("")
         out.append("| " + " | ".join(_COLUMNS) + " |")
         out.append("|" + "---|" * len(_COLUMNS))
-        out += ["| " + " | ".join(_md_escape(x) for x in _cells(r)) + " |" for r in p.rows]
+        out += ["| " + " | ".join(_md_escape(x) for x in _cells(r, c.alpha)) + " |" for r in p.rows]
         out += ["", "### Summary per family", ""]
         out += [f"- {_md_escape(line)}" for line in _summary_lines(p)]
         regs = ", ".join(r.metric for r in p.regressions) or "none"
-        out += [f"- regressions beyond {c.threshold_pct:g}%: {regs}", ""]
+        out += [f"- regressions beyond {c.threshold_pct:g}%: {_md_escape(regs)}", ""]
     out.append(
-        "`?` = percent undefined (baseline 0); `~` = difference not significant; "
-        "n/a = not measured (reason given)."
+        "`?` = percent undefined (baseline 0); `~` = difference not significant or within the "
+        "run-to-run spread; not tested = a per-step metric without per-step samples (never "
+        "gated); n/a = not measured (reason given)."
     )
     return "\n".join(out) + "\n"
 
@@ -177,7 +254,9 @@ def to_html(c: Comparison) -> str:
         for r in p.rows:
             cls = "worse" if r.regression else r.verdict
             parts.append(
-                f"<tr class='{e(cls)}'>" + "".join(f"<td>{e(x)}</td>" for x in _cells(r)) + "</tr>"
+                f"<tr class='{e(cls)}'>"
+                + "".join(f"<td>{e(x)}</td>" for x in _cells(r, c.alpha))
+                + "</tr>"
             )
         parts.append(
             "</table><ul>" + "".join(f"<li>{e(x)}</li>" for x in _summary_lines(p)) + "</ul>"

@@ -1,7 +1,15 @@
-"""The comparison's plot: direction-normalized deltas per metric (right = better), by family."""
+"""The comparison's plot: per judged metric, B/A turned so that right is better, on a log scale.
+
+A log scale of the ratio keeps a 2% change and a 200x one readable side by side; a bar beyond
+x4 either way is clipped at the edge and its value printed. Only rows the comparator judged
+are drawn (measured on both sides, comparable, tested where they must be, above the noise
+floor); the caption counts the others, which the table lists.
+"""
 
 from __future__ import annotations
 
+import math
+from html import escape
 from typing import Any
 
 from minicluster.core import metrics as metrics_registry
@@ -9,51 +17,69 @@ from minicluster.report import svg
 from minicluster.report.svg import Plot
 
 _VERDICT_COLOR = {"better": "#009E73", "worse": "#D55E00", "no_change": "#999999"}
+CLIP_LOG2 = 2.0  # bars stop at x4 / ÷4 and print their value
+_MIN_LOG2 = math.log2(1.1)  # the axis spans at least ÷1.1 .. x1.1
+_TICK_RATIOS = (1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0)
 
 
-def _normalized_pct(row: dict[str, Any]) -> float | None:
-    """delta_pct turned so that positive is better (registry direction); None without one."""
-    pct = row.get("delta_pct")
+def _direction(row: dict[str, Any]) -> str:
     direction = row.get("direction")
     if direction is None:
         m = metrics_registry.get(str(row.get("metric")))
         direction = m.direction if m else "none"
-    if not isinstance(pct, (int, float)) or direction not in ("higher", "lower"):
+    return str(direction)
+
+
+def _normalized_ratio(row: dict[str, Any]) -> float | None:
+    """B/A turned so > 1 is better (registry direction); None without a positive ratio."""
+    a, b, direction = row.get("a"), row.get("b"), _direction(row)
+    ratio = row.get("ratio")
+    if ratio is None and isinstance(a, (int, float)) and isinstance(b, (int, float)) and a > 0:
+        ratio = b / a if b > 0 else None
+    if not isinstance(ratio, (int, float)) or ratio <= 0 or direction not in ("higher", "lower"):
         return None
-    return float(pct) if direction == "higher" else -float(pct)
+    return float(ratio) if direction == "higher" else 1.0 / float(ratio)
 
 
-NOTE_CHARS = 46  # n/a notes in the comparison plot stop short of the legend
+def _drawn(row: dict[str, Any]) -> bool:
+    """Rows with a bar: better, worse or no change, above the noise floor, with a ratio."""
+    return (
+        row.get("verdict") in _VERDICT_COLOR
+        and not row.get("below_floor")
+        and _normalized_ratio(row) is not None
+    )
 
 
-def _has_bar(row: dict[str, Any], norm: float | None) -> bool:
-    return _delta_mark(row, norm) not in ("n/a", "?", "no direction")
+def _mark(row: dict[str, Any], ratio: float) -> str:
+    """The printed value: the table's percent change, signed so + is better (a factor from
+    1,000 % on: `÷200`); `~` when no change."""
+    pct = row.get("delta_pct")
+    if not isinstance(pct, (int, float)):
+        return ""
+    norm = pct if _direction(row) == "higher" else -pct
+    if abs(norm) < 1000:
+        text = f"{norm:+.1f}%"
+    else:
+        text = f"x{ratio:.3g}" if ratio >= 1 else f"÷{1 / ratio:.3g}"
+    return f"~ ({text})" if row.get("verdict") == "no_change" else text
 
 
-def _delta_mark(row: dict[str, Any], norm: float | None) -> str:
-    """What a row shows instead of (or beside) a bar: `~`, `?`, n/a, or the signed percent."""
-    verdict = row.get("verdict")
-    if verdict in ("not_comparable", "missing") or row.get("a") is None or row.get("b") is None:
-        return "n/a"
-    if row.get("delta_pct") is None:
-        return "?"  # zero baseline: only the absolute delta exists
-    if norm is None:
-        return "no direction"
-    if verdict == "no_change":
-        return f"~ ({norm:+.1f}%)"
-    return f"{norm:+.1f}%"
+def _tick_text(v: float) -> str:
+    if v == 0:
+        return "x1"
+    r = 2.0 ** abs(v)
+    return f"{'x' if v > 0 else '÷'}{r:.3g}"
 
 
 def comparison_plot(rows: list[dict[str, Any]], title: str = "B vs A") -> Plot | None:
-    """Direction-normalized deltas per metric (right = better), grouped by family.
+    """Direction-normalized B/A per judged metric (right = better), log scale, by family.
 
-    Takes the comparator's rows (`Row.to_dict()`): `metric`, `unit`, `a`, `b`, `delta_abs`,
-    `delta_pct` (None for a zero baseline), `verdict` (`better`, `worse`, `no_change`,
-    `not_comparable`, `missing`), `reason`, and optionally `family` and `direction` (taken
-    from the metric registry when absent). A metric that is `~`, `?` or n/a gets no bar, only
-    its mark.
+    Takes the comparator's rows (`Row.to_dict()`): `metric`, `a`, `b`, `ratio` (b/a),
+    `verdict`, `below_floor`, `reason`, and optionally `family` and `direction` (from the
+    registry when absent). None when no row can be drawn.
     """
-    if not rows:
+    shown = [r for r in rows if _drawn(r)]
+    if not shown:
         return None
 
     def family(r: dict[str, Any]) -> str:
@@ -61,59 +87,61 @@ def comparison_plot(rows: list[dict[str, Any]], title: str = "B vs A") -> Plot |
         return str(r.get("family") or (m.family if m else "other"))
 
     families: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
+    for r in shown:
         families.setdefault(family(r), []).append(r)
-    norms = [_normalized_pct(r) for r in rows]
-    drawn = [n for r, n in zip(rows, norms, strict=True) if n is not None and _has_bar(r, n)]
-    span = max([abs(n) for n in drawn] + [5.0]) * 1.15  # scaled by the bars it draws
+    logs = [abs(math.log2(_normalized_ratio(r) or 1.0)) for r in shown]
+    span = min(max(logs + [_MIN_LOG2]), CLIP_LOG2) * 1.25  # room for the printed value
     line_h = 20
-    n_lines = len(rows) + len(families)
+    n_lines = len(shown) + len(families)
     height = svg.MARGIN_TOP + n_lines * line_h + svg.MARGIN_BOTTOM + 10
     frame = svg.Frame(-span, span, 0.0, 1.0, width=svg.WIDTH + 140, height=height, margin_left=230)
-    label_x = 8
-    parts = [svg.open_svg(frame, f"Direction-normalized deltas, {title}", "comparison")]
-    ticks = svg.nice_ticks(-span, span, 6)
+    parts = [svg.open_svg(frame, "B/A per metric, right = better", "comparison")]
+    edge = span / 1.25
+    kept = [0.0]  # x1, then the largest ratios that fit, at least a quarter of the axis apart
+    for tick_ratio in sorted(_TICK_RATIOS, reverse=True):
+        v = math.log2(tick_ratio)
+        if v <= edge + 1e-9 and all(abs(v - k) >= edge / 4 for k in kept):
+            kept.append(v)
+    ticks = sorted({*kept, *(-k for k in kept)})
     for v in ticks:
         x = frame.x(v)
         parts.append(
             f'<line x1="{x:.1f}" y1="{frame.top}" x2="{x:.1f}" y2="{frame.bottom}" '
             f'class="{"axis" if v == 0 else "grid"}"/>'
+            f'<text x="{x:.1f}" y="{frame.bottom + 17}" class="tick" text-anchor="middle">'
+            f"{escape(_tick_text(v))}</text>"
         )
     parts.append(
-        svg.x_axis(
-            frame, "change in % where right is better (direction from the metric registry)", ticks
-        )
+        f'<text x="{(frame.left + frame.right) / 2:.1f}" y="{frame.height - 10}" class="alabel" '
+        'text-anchor="middle">B/A turned so right is better (log scale; bars past x4 clipped)'
+        "</text>"
     )
     y = frame.top + 4
-    for fam in families:
-        parts.append(svg.text(label_x, y + 13, fam, cls="alabel"))
+    for fam, fam_rows in families.items():
+        parts.append(svg.text(8, y + 13, fam, cls="alabel"))
         y += line_h
-        for r in families[fam]:
-            norm = _normalized_pct(r)
-            mark = _delta_mark(r, norm)
-            name = str(r.get("metric"))
-            parts.append(svg.text(label_x + 12, y + 13, name))
-            verdict = str(r.get("verdict"))
-            if norm is not None and _has_bar(r, norm):
-                a, b = frame.x(min(0.0, norm)), frame.x(max(0.0, norm))
-                col = _VERDICT_COLOR.get(verdict, "#999999")
-                parts.append(
-                    svg.rect(
-                        a,
-                        y + 3,
-                        b - a,
-                        line_h - 6,
-                        col,
-                        f"{name}: {mark} ({verdict}); {r.get('reason', '')}",
-                    )
+        for r in fam_rows:
+            ratio = _normalized_ratio(r)
+            assert ratio is not None
+            v = math.log2(ratio)
+            clipped = abs(v) > edge
+            drawn_v = max(-edge, min(edge, v))
+            name, verdict, mark = str(r.get("metric")), str(r.get("verdict")), _mark(r, ratio)
+            parts.append(svg.text(20, y + 13, name))
+            a, b = frame.x(min(0.0, drawn_v)), frame.x(max(0.0, drawn_v))
+            parts.append(
+                svg.rect(
+                    a,
+                    y + 3,
+                    b - a,
+                    line_h - 6,
+                    _VERDICT_COLOR[verdict],
+                    f"{name}: {mark} ({verdict}); {r.get('reason', '')}",
                 )
-                end = frame.x(norm) + (4 if norm >= 0 else -4)
-                parts.append(svg.text(end, y + 14, mark, anchor="start" if norm >= 0 else "end"))
-            else:
-                note = f"{mark}: {r.get('reason', '')}"
-                if len(note) > NOTE_CHARS:  # the full reason is in the table below the plot
-                    note = note[: NOTE_CHARS - 1] + "…"
-                parts.append(svg.text(frame.x(0) + 4, y + 14, note, fill="#666"))
+            )
+            end = frame.x(drawn_v) + (4 if drawn_v >= 0 else -4)
+            label = f"{mark} (clipped)" if clipped else mark
+            parts.append(svg.text(end, y + 14, label, anchor="start" if v >= 0 else "end"))
             y += line_h
     parts.append(
         svg.legend(
@@ -121,15 +149,17 @@ def comparison_plot(rows: list[dict[str, Any]], title: str = "B vs A") -> Plot |
             [
                 ("better", _VERDICT_COLOR["better"], "box"),
                 ("worse", _VERDICT_COLOR["worse"], "box"),
-                ("~ not significant", _VERDICT_COLOR["no_change"], "box"),
+                ("~ no change", _VERDICT_COLOR["no_change"], "box"),
             ],
         )
     )
     parts.append("</svg>")
+    left_out = len(rows) - len(shown)
     caption = (
-        "Percent change of B against A per metric, signed so that right is better (lower-is-better "
-        "metrics flipped); colours are the comparator's verdicts. ~ = not significant, ? = zero "
-        "baseline (absolute delta only), n/a = not measured on one side or not comparable. "
-        "Values as derived by the comparator."
+        f"{title}. B/A per metric, inverted for lower-is-better metrics so that right is better; "
+        "log scale, so x2 and ÷2 are the same length; bars past x4 are clipped with the value "
+        "printed. Colours are the comparator's verdicts; ~ = not significant or within the "
+        f"run-to-run spread. {left_out} row(s) are not drawn (not measured, not comparable, not "
+        "tested, below the noise floor or a zero on one side): see the table."
     )
     return Plot("comparison", f"Comparison, {title}", "".join(parts), caption)

@@ -79,13 +79,13 @@ def _summary(result: dict[str, Any]) -> TextTable:
         ["run id", str(result["run_id"])],
         ["status", str(result["status"])],
         ["created at (UTC)", text(result.get("created_at"))],
-        ["world size", f"{result['world_size']} ranks on {result['nodes']} node(s)"],
+        ["world size", f"{text(result['world_size'])} ranks on {text(result['nodes'])} node(s)"],
         ["launcher / backend", f"{result.get('launcher')} / {text(result.get('backend'))}"],
         [
             "workload",
             f"{wl['name']} ({wl['workload_type']}), params {fmt_num(wl.get('params'))}",
         ],
-        ["batch", f"global {wl['global_batch']} = {wl['per_rank_batch']} per rank"],
+        ["batch", f"global {text(wl['global_batch'])} = {text(wl['per_rank_batch'])} per rank"],
         [
             "steps",
             f"{text(steps.get('warmup'))} warm-up + {text(steps.get('measured'))} measured",

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from minicluster.report.content import result_kind, run_view
-from minicluster.report.text import TextTable
+from minicluster.report.text import TextTable, text
 
 _STATUS_COLOR = {"ok": "green", "failed": "red", "incomplete": "yellow"}
 
@@ -47,10 +47,19 @@ NOTE_CHARS = 32  # rank notes in the terminal table; the full text is printed be
 PIPED_WIDTH = 120  # columns when stdout is a file or pipe (CI logs): 80 squeezes the tables
 
 
+class _PipeConsole(Console):
+    """A rich Console that, when its reader goes away (`| head -1`), stops printing instead of
+    exiting 1 as rich does: the command's own exit code (a regression, a failed run) stands."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def make_console() -> Console:
     """A console on stdout: the terminal's width, or PIPED_WIDTH when piped (COLUMNS wins)."""
     piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(highlight=False, width=PIPED_WIDTH if piped else None)
+    return _PipeConsole(highlight=False, width=PIPED_WIDTH if piped else None)
 
 
 def print_run_summary(result: dict[str, Any], console: Console | None = None) -> None:
@@ -63,8 +72,8 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
     console.print(
         f"[bold]minicluster[/bold] {result_kind(result)} [cyan]{escape(result['run_id'])}[/cyan]  "
         "status "
-        f"[{color}]{escape(view.status)}[/{color}]  {result['world_size']} ranks on "
-        f"{result['nodes']} node(s), backend {escape(str(result['backend']))}, workload "
+        f"[{color}]{escape(view.status)}[/{color}]  {text(result['world_size'])} ranks on "
+        f"{text(result['nodes'])} node(s), backend {escape(text(result['backend']))}, workload "
         f"{escape(wl['name'])}{batch}",
         markup=True,
     )

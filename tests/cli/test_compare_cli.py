@@ -22,17 +22,62 @@ def test_exit_1_on_gated_regression(tmp_path: Path) -> None:
     worse = tmp_path / "worse.json"
     worse.write_text(json.dumps(data))
     base = FIX / "seed001_autoperfpy.json"
-    assert main(["compare", str(worse), "--baseline", str(base)]) == 1
+    assert main(["compare", str(worse), str(base), "--baseline", str(base)]) == 1
     assert main(["compare", str(base), str(base)]) == 0
 
 
+def test_baseline_must_be_one_of_the_inputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, other = FIX / "seed001_autoperfpy.json", FIX / "vllm_ok.json"
+    assert main(["compare", str(other), str(other), "--baseline", str(base)]) == 2
+    err = capsys.readouterr().err
+    assert "--baseline" in err and "not one of the inputs" in err and "Traceback" not in err
+
+
+def test_dash_writes_to_standard_output(capsys: pytest.CaptureFixture[str]) -> None:
+    run = FIX / "mc11_clean_a.json"
+    assert main(["compare", str(run), str(run), "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["schema"] == "minicluster-compare/1"  # stdout is only the JSON
+    assert "latency_p50_ms" in err  # the table went to stderr
+    assert main(["compare", str(run), str(run), "--md", "-", "--json", "-"]) == 2
+    assert main(["convert", str(FIX / "vllm_ok.json"), "--to", "trackiq", "-o", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["tool_name"].startswith("vllm")
+
+
+def test_markdown_escapes_html_in_user_text(tmp_path: Path) -> None:
+    data = json.loads((FIX / "seed001_autoperfpy.json").read_text())
+    data["workload"]["name"] = "<b>x</b>"
+    evil = tmp_path / "evil.json"
+    evil.write_text(json.dumps(data))
+    md = tmp_path / "c.md"
+    main(["compare", str(evil), str(evil), "--md", str(md)])
+    text = md.read_text()
+    assert "<b>" not in text and "&lt;b&gt;x&lt;/b&gt;" in text
+
+
+def test_numbers_show_enough_digits_to_check_the_delta(tmp_path: Path) -> None:
+    data = json.loads((FIX / "seed001_autoperfpy.json").read_text())
+    data["metrics"]["latency_p50_ms"] = 0.0116
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(data))
+    data["metrics"]["latency_p50_ms"] = 0.0169
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(data))
+    md = tmp_path / "c.md"
+    main(["compare", str(a), str(b), "--md", str(md)])
+    row = next(line for line in md.read_text().splitlines() if "latency_p50_ms" in line)
+    assert "| 0.0116 | 0.0169 |" in row and "+45.69%" in row
+
+
 def test_exit_0_against_itself_with_samples(tmp_path: Path) -> None:
-    run = FIX / "mc_run.json"
+    run = FIX / "mc11_clean_a.json"
     assert main(["compare", str(run), str(run), "--json", str(tmp_path / "c.json")]) == 0
     rows = json.loads((tmp_path / "c.json").read_text())["comparisons"][0]["rows"]
     p50 = next(r for r in rows if r["metric"] == "latency_p50_ms")
-    assert (p50["test"], p50["p_value"], p50["n_a"], p50["n_b"]) == ("mann-whitney-u", 1.0, 50, 50)
-    assert p50["verdict"] == "no_change"
+    assert (p50["n_a"], p50["n_b"], p50["verdict"]) == (50, 50, "no_change")
+    assert p50["reason"] == "equal values" and not p50["regression"]
 
 
 @pytest.mark.parametrize(
@@ -121,3 +166,23 @@ def test_help_is_fast_and_imports_no_torch() -> None:
         capture_output=True,
     )
     assert time.perf_counter() - t0 < 5  # generous on a shared 2-core box; bench measures 0.5 s
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_terminal_table_never_cuts_a_number(width: int) -> None:
+    import io
+
+    from rich.console import Console
+
+    from minicluster.compare import compare
+    from minicluster.interop import load
+    from minicluster.report.comparison import print_comparison
+
+    c = compare([load(FIX / "mc11_clean_a.json"), load(FIX / "mc11_straggler.json")])
+    out = io.StringIO()
+    print_comparison(c, Console(file=out, width=width, color_system=None))
+    text = out.getvalue()
+    assert "…" not in text
+    for shown in ("3,139.0", "2,196.9", "-30.01%", "worse (REGRESSION)", "allreduce_wait_ms"):
+        assert shown in text, (width, shown)
+    assert ("left out for the terminal width" in text) == (width < 150)

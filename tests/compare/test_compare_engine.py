@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
 from minicluster.compare import compare
-from minicluster.compare.engine import Row
+from minicluster.compare.engine import Row, fmt_p
+from minicluster.core.coverage import Coverage
 from minicluster.core.errors import InputError
 from minicluster.interop.record import BenchmarkRecord, registry_metric
 from minicluster.report.comparison import to_markdown
@@ -116,20 +118,97 @@ def test_regression_needs_significance_and_threshold() -> None:
 
 
 def test_fewer_than_four_samples_gives_no_test() -> None:
-    a = rec("a", {"latency_p50_ms": 10.0}, {"latency_p50_ms": [10.0, 10.0, 10.0]})
-    b = rec("b", {"latency_p50_ms": 20.0}, {"latency_p50_ms": [20.0, 20.0, 20.0, 20.0]})
+    a = rec("a", {"latency_p50_ms": 10.0}, {"latency_p50_ms": [10.0, 10.0, 10.0]}, "inference")
+    b = rec("b", {"latency_p50_ms": 20.0}, {"latency_p50_ms": [20.0] * 4}, "inference")
     r = row(a, b, "latency_p50_ms")
     assert r.test is None and r.p_value is None
     assert "no test" in r.reason and r.verdict == "worse"
 
 
+def test_per_step_metric_of_a_training_run_without_samples_is_not_tested() -> None:
+    a = rec("a", {"compute_ms": 10.0, "memory_peak_mib": 100.0})
+    b = rec("b", {"compute_ms": 20.0, "memory_peak_mib": 100.0})  # +100 %, but one number each
+    c = compare([a, b])
+    r = next(x for x in c.pairs[0].rows if x.metric == "compute_ms")
+    assert r.verdict == "not_tested" and not r.regression
+    assert "not tested, not gated" in r.reason and "steps.series" in r.reason
+    assert not c.has_regression
+    assert c.pairs[0].geomean_n == 1 and c.pairs[0].geomean_excluded["not_tested"] == 1
+    few = rec("c", {"compute_ms": 20.0}, {"compute_ms": [20.0, 21.0, 19.0]})
+    r = row(rec("a", {"compute_ms": 10.0}, {"compute_ms": [10.0] * 50}), few, "compute_ms")
+    assert r.verdict == "not_tested" and "3 per-step samples, fewer than 4" in r.reason
+
+
+def test_difference_below_the_noise_floor_is_no_change() -> None:
+    # issue 13: allreduce_wait_ms 0.0058 -> 0.02 ms was "+163% worse (REGRESSION)"
+    sa = [0.005, 0.006, 0.0058, 0.0061, 0.0057, 0.0059] * 5
+    sb = [x + 0.0142 for x in sa]  # every step slower: significant, +245 %
+    a = rec("a", {"allreduce_wait_ms": 0.0058}, {"allreduce_wait_ms": sa})
+    b = rec("b", {"allreduce_wait_ms": 0.02}, {"allreduce_wait_ms": sb})
+    c = compare([a, b])
+    r = c.pairs[0].rows[0]
+    assert r.verdict == "no_change" and r.below_floor and not r.regression
+    assert "below the noise floor" in r.reason and r.noise_floor == 0.05
+    assert c.pairs[0].geomean_ratio is None and c.pairs[0].geomean_excluded["below_noise_floor"]
+    above = rec("b", {"allreduce_wait_ms": 0.2}, {"allreduce_wait_ms": [x * 34 for x in sa]})
+    assert row(a, above, "allreduce_wait_ms").verdict == "worse"
+
+
+def test_difference_within_the_run_to_run_spread_is_no_change() -> None:
+    # Steps come in phases: each run has a slow phase (a shared host), at different times.
+    # Step by step B is slower more often (Mann-Whitney: p < 0.05, +10 %), but A's own
+    # blocks of 10 steps move by far more than the difference between the runs.
+    a_steps = [10.0 + 0.01 * i for i in range(10)] * 3 + [16.0 + 0.01 * i for i in range(10)] * 2
+    b_steps = [11.0 + 0.01 * i for i in range(10)] * 3 + [17.6 + 0.01 * i for i in range(10)] * 2
+    a = rec("a", {"compute_ms": 12.0}, {"compute_ms": a_steps})
+    b = rec("b", {"compute_ms": 13.2}, {"compute_ms": b_steps})
+    r = row(a, b, "compute_ms")
+    assert r.p_value is not None and r.p_value < 0.05 and r.delta_pct == pytest.approx(10.0)
+    assert r.verdict == "no_change" and r.reason.startswith("~ within the run-to-run spread")
+    assert r.ci_low is not None and r.ci_high is not None and r.ci_low < 0 < r.ci_high
+    # A run without phases, and B 10 % slower in every step: beyond the spread.
+    flat = [10.0 + 0.05 * (i % 7) for i in range(50)]
+    a = rec("a", {"compute_ms": 10.15}, {"compute_ms": flat})
+    b = rec("b", {"compute_ms": 11.165}, {"compute_ms": [x * 1.1 for x in flat]})
+    r = row(a, b, "compute_ms")
+    assert r.verdict == "worse" and r.regression and "beyond the run-to-run spread" in r.reason
+
+
+def test_covering_fewer_requests_is_not_comparable_never_better() -> None:
+    a = rec("a", {"latency_p50_ms": 4700.0}, workload_type="inference")
+    b = rec("b", {"latency_p50_ms": 2800.0}, workload_type="inference")
+    a.metrics["latency_p50_ms"] = dataclasses.replace(
+        a.metrics["latency_p50_ms"], coverage=Coverage("requests", 100, 100)
+    )
+    b.metrics["latency_p50_ms"] = dataclasses.replace(
+        b.metrics["latency_p50_ms"], coverage=Coverage("requests", 40, 100)
+    )
+    r = row(a, b, "latency_p50_ms")
+    assert r.verdict == "not_comparable" and "b covers less" in r.reason
+    assert "40 of 100 requests" in r.reason
+    r = row(b, a, "latency_p50_ms")  # the other way round too: never "worse" either
+    assert r.verdict == "not_comparable"
+
+
+def test_fmt_p_keeps_p_on_its_side_of_alpha() -> None:
+    assert fmt_p(0.0693, 0.05) == "0.0693"
+    assert fmt_p(0.049996, 0.05) == "0.049996"
+    assert fmt_p(0.050004, 0.05) == "0.05"  # shown as 0.05, still read as >= alpha
+
+
 def test_no_overall_winner_counts_per_family_and_geomean() -> None:
-    a = rec(
-        "a", {"throughput_samples_per_sec": 100.0, "latency_p50_ms": 10.0, "memory_peak_mib": 100.0}
-    )
-    b = rec(
-        "b", {"throughput_samples_per_sec": 200.0, "latency_p50_ms": 20.0, "memory_peak_mib": 100.0}
-    )
+    values_a = {
+        "throughput_samples_per_sec": 100.0,
+        "latency_p50_ms": 10.0,
+        "memory_peak_mib": 100.0,
+    }
+    values_b = {
+        "throughput_samples_per_sec": 200.0,
+        "latency_p50_ms": 20.0,
+        "memory_peak_mib": 100.0,
+    }
+    a = rec("a", values_a, workload_type="inference")
+    b = rec("b", values_b, workload_type="inference")
     p = compare([a, b]).pairs[0]
     assert p.families["throughput"]["better"] == 1
     assert p.families["latency"]["worse"] == 1
@@ -139,7 +218,7 @@ def test_no_overall_winner_counts_per_family_and_geomean() -> None:
     assert "winner" not in to_markdown(compare([a, b])).lower()
 
 
-def test_training_vs_inference_only_cross_applicable() -> None:
+def test_across_workload_types_values_and_ratio_only() -> None:
     a = rec(
         "a",
         {
@@ -156,10 +235,23 @@ def test_training_vs_inference_only_cross_applicable() -> None:
     p = compare([a, b]).pairs[0]
     by = {r.metric: r for r in p.rows}
     assert by["latency_p50_ms"].verdict == "not_comparable"
-    assert "different semantics" in by["latency_p50_ms"].reason
-    assert by["throughput_samples_per_sec"].verdict == "better"
+    assert "training step latency vs inference request latency" in by["latency_p50_ms"].reason
+    tp = by["throughput_samples_per_sec"]
+    assert tp.verdict == "not_comparable" and tp.ratio == pytest.approx(105 / 17)
+    assert (tp.a, tp.b) == (17.0, 105.0)
     assert any("workload types differ" in w for w in p.warnings)
+    assert p.geomean_ratio is None and p.geomean_n == 0
     assert not compare([b, a]).has_regression  # different tools: never a gated regression
+
+
+def test_different_models_values_and_ratio_only() -> None:
+    a = rec("a", {"throughput_samples_per_sec": 100.0}, workload_type="inference")
+    b = rec("b", {"throughput_samples_per_sec": 50.0}, workload_type="inference")
+    b.workload_name = "another-model"
+    p = compare([a, b]).pairs[0]
+    r = p.rows[0]
+    assert r.verdict == "not_comparable" and "workloads differ" in r.reason
+    assert r.ratio == 0.5 and not r.regression and p.geomean_n == 0
 
 
 def test_hardware_difference_is_warned() -> None:

@@ -1,6 +1,6 @@
 """Golden files pin the `--json` and `--md` output of `minicluster compare` byte for byte.
 
-Regenerate after an intended change with `MINICLUSTER_UPDATE_GOLDEN=1 pytest tests/unit/compare`.
+Regenerate after an intended change with `MINICLUSTER_UPDATE_GOLDEN=1 pytest tests/compare`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ FIX = TESTS / "fixtures" / "compare"
 GOLDEN = TESTS / "golden"
 
 CASES = {
-    "compare_training_runs": ["mc_run.json", "mc_run_slow.json"],
+    "compare_training_runs": ["mc11_clean_a.json", "mc11_clean_b.json", "mc11_straggler.json"],
+    "compare_training_runs_v10": ["mc_run.json", "mc_run_slow.json"],
     "compare_cross_tool": ["md_002.md", "md_004.md", "seed001_autoperfpy.json", "vllm_ok.json"],
 }
 

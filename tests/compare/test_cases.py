@@ -1,0 +1,122 @@
+"""Each case in tests/fixtures/cases (real situations the comparator once got wrong; the folder's
+README says where each comes from) gives the right output on the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from minicluster.cli import main
+
+CASES = Path(__file__).resolve().parents[1] / "fixtures" / "cases"
+
+
+def _compare(tmp_path: Path, case: str, *names: str) -> tuple[int, dict[str, Any]]:
+    out = tmp_path / "c.json"
+    code = main(["compare", *(str(CASES / case / n) for n in names), "--json", str(out)])
+    return code, json.loads(out.read_text()) if out.exists() else {}
+
+
+def _rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["metric"]: r for r in data["comparisons"][0]["rows"]}
+
+
+def test_01_lost_requests_are_a_regression_not_a_faster_server(tmp_path: Path) -> None:
+    code, data = _compare(tmp_path, "01-vllm-partial-failures", "baseline.json", "candidate.json")
+    rows = _rows(data)
+    assert code == 1
+    rate = rows["request_success_rate_percent"]
+    assert (rate["a"], rate["b"], rate["verdict"], rate["regression"]) == (100, 40, "worse", True)
+    for name in ("latency_p50_ms", "latency_p99_ms", "latency_mean_ms", "ttft_ms", "decode_tpt_ms"):
+        assert rows[name]["verdict"] == "not_comparable", name
+        assert "40 of 100 requests" in rows[name]["reason"]
+    assert not any(r["verdict"] == "better" for r in rows.values())
+    pair = data["comparisons"][0]
+    assert pair["geomean"]["n"] == 1  # the success rate only: no mean over 40 survivors
+    assert pair["regressions"] == ["request_success_rate_percent"]
+    assert any("60 of 100 requests failed" in w for w in pair["warnings"])
+
+
+@pytest.mark.parametrize(
+    "order", [("report_ms.md", "report_s.md"), ("report_s.md", "report_ms.md")]
+)
+def test_04_seconds_and_gigabytes_are_read_in_their_units(
+    tmp_path: Path, order: tuple[str, str]
+) -> None:
+    code, data = _compare(tmp_path, "04-markdown-latency-seconds", *order)
+    rows = _rows(data)
+    assert code == 0
+    for name in ("latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms"):
+        assert rows[name]["verdict"] == "no_change" and rows[name]["delta_abs"] == 0, name
+    assert rows["latency_p50_ms"]["a"] == rows["latency_p50_ms"]["b"] == 1200.0
+    mem = rows["memory_peak_mib"]
+    assert mem["a"] == pytest.approx(1154.6e6 / 1024**2) and mem["verdict"] == "no_change"
+
+
+def test_05_placeholder_cells_lose_only_their_metric(tmp_path: Path) -> None:
+    code, data = _compare(tmp_path, "05-markdown-na-cell", "baseline.md", "candidate_na.md")
+    rows = _rows(data)
+    assert code == 0
+    assert rows["latency_p99_ms"]["verdict"] == "missing"
+    assert "not reported: '—' cell" in rows["latency_p99_ms"]["reason"]
+    for name in ("latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_mean_ms"):
+        assert rows[name]["verdict"] == "no_change", name
+    assert rows["throughput_samples_per_sec"]["verdict"] == "no_change"
+    code, data = _compare(
+        tmp_path, "05-markdown-na-cell", "baseline.md", "candidate_na_unused_row_only.md"
+    )
+    assert code == 0  # an N/A in the Std Dev row, which is not read, changes nothing
+    assert all(r["verdict"] != "missing" for r in _rows(data).values())
+    assert not any("N/A" in w for w in data["comparisons"][0]["warnings"])
+
+
+def test_07_simulated_power_is_not_measured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = CASES / "07-trackiq-simulated-power"
+    out = tmp_path / "sim_as_mc.json"
+    assert (
+        main(
+            [
+                "convert",
+                str(case / "trackiq_simulated_power.json"),
+                "--to",
+                "minicluster",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads(out.read_text())["metrics"]
+    for name in ("power_consumption_watts", "energy_per_step_joules", "temperature_celsius"):
+        assert metrics[name]["status"] == "unavailable" and metrics[name]["value"] is None
+        assert "simulated in the source" in metrics[name]["reason"]
+    code, data = _compare(
+        tmp_path,
+        "07-trackiq-simulated-power",
+        "trackiq_measured_power.json",
+        "trackiq_simulated_power.json",
+    )
+    rows = _rows(data)
+    assert code == 0
+    for name in ("energy_per_step_joules", "performance_per_watt", "temperature_celsius"):
+        assert rows[name]["verdict"] == "missing", name
+        assert "simulated in the source" in rows[name]["reason"]
+    assert not any(r["verdict"] in ("better", "worse") for r in rows.values())
+
+
+def test_12_latency_json_is_not_a_serving_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = CASES / "12-vllm-latency-json-percentiles"
+    args = ["compare", str(case / "serving.json"), str(case / "latency.json")]
+    assert main(args) == 2
+    assert "unknown format" in capsys.readouterr().err
+    assert main([*args, "--format", "vllm"]) == 2
+    err = capsys.readouterr().err
+    assert "no 'completed' field: not vLLM benchmark_serving output" in err
+    assert "0 requests" not in err and err.count("\n") == 1
