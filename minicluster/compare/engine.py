@@ -127,6 +127,8 @@ _SETUP_DETAILS = (
     ("world_size", "world sizes (ranks)"),
     ("backend", "communication backends"),
     ("global_batch", "global batches"),
+    # comm_ms is one quantity for every method, but a span (DDP stats) is not a union (hook)
+    ("timing_method", "all-reduce timing methods"),
 )
 
 

@@ -90,6 +90,7 @@ def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
             "per_rank_batch": wl.get("per_rank_batch"),
             "world_size": data["world_size"],
             "backend": data["backend"],
+            "timing_method": data.get("timing_method"),
             "global_batch": wl.get("global_batch"),
             "seq_len": wl.get("seq_len"),
             "steps_measured": steps_measured,

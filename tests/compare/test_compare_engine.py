@@ -295,3 +295,25 @@ def test_values_out_of_range_are_not_compared() -> None:
         rec("a", {"latency_p50_ms": 1e-310}), rec("b", {"latency_p50_ms": 1e308}), "latency_p50_ms"
     )
     assert r.verdict == "not_comparable"
+
+
+def test_results_timed_by_different_methods_are_warned_about() -> None:
+    import copy
+    import json
+    from pathlib import Path
+
+    from minicluster.interop.minicluster import to_record
+
+    golden = Path(__file__).resolve().parents[1] / "golden" / "run_2ranks.result.json"
+    data = json.loads(golden.read_text())
+    other = copy.deepcopy(data)
+    other["timing_method"] = "comm_hook_host_clock"
+    a, b = to_record(data, "a"), to_record(other, "b")
+    pair = compare([a, b]).pairs[0]
+    assert any(
+        "all-reduce timing methods differ (ddp_runtime_stats vs comm_hook_host_clock)" in w
+        for w in pair.warnings
+    )
+    assert not any(
+        "timing methods" in w for w in compare([a, to_record(data, "c")]).pairs[0].warnings
+    )
