@@ -5,7 +5,9 @@ training loop ("raw"), and one driven by minicluster's own step path ("harness":
 timer, the per-step JSONL record, and the telemetry sampler when the worker has one), once with
 each all-reduce timing method (`ddp_stats`, the default, and `hook`). Blocks of steps rotate
 through the modes so machine drift hits all alike; the first blocks are discarded as warm-up.
-Prints per-mode median step time and the ratio to raw (target <= 1.02).
+Prints per-mode median step time and the per-block ratio to raw with its bootstrap 95% interval;
+the target (harness / raw <= 1.02, goal 1.01) is claimed only when the interval's upper end is
+at or below it. Also times the guarded DDP-stats read directly (target < 30 us per step).
 
 usage: python scripts/bench_overhead.py [-c CONFIG] [--blocks 16] [--block-steps 10]
 """
@@ -131,7 +133,8 @@ def _fixed_costs_us(model: tuple[Any, ...], recorder: RankRecorder, rank: int) -
     rec = {"type": "step", "step": 0, "warmup": False, "step_time_ms": 16.0, "comm_ms": 6.5}
     out = {}
     for name, fn in (
-        ("ddp_stats read", timer.take_step),
+        # every guard check runs (the iteration check fails here: no step ran between reads)
+        ("ddp_stats guarded read", timer.stats.read),
         ("record write", lambda: recorder.write(rec)),
     ):
         samples = []
@@ -143,12 +146,44 @@ def _fixed_costs_us(model: tuple[Any, ...], recorder: RankRecorder, rank: int) -
     return out
 
 
+def ratio_ci(ratios: list[float]) -> tuple[float, float, float]:
+    """Median of the per-block ratios and its bootstrap 95% interval (scipy, BCa; percentile
+    when the sample is too small or too uniform for BCa)."""
+    from scipy.stats import bootstrap
+
+    data = (ratios,)
+    try:
+        res = bootstrap(
+            data,
+            statistics.median,
+            confidence_level=0.95,
+            n_resamples=5000,
+            random_state=0,
+            method="BCa",
+        )
+    except ValueError:
+        res = bootstrap(
+            data,
+            statistics.median,
+            confidence_level=0.95,
+            n_resamples=5000,
+            random_state=0,
+            method="percentile",
+        )
+    ci = res.confidence_interval
+    return statistics.median(ratios), float(ci.low), float(ci.high)
+
+
+TARGET = 1.02  # claimed only when the interval's upper end is at or below it (goal 1.01)
+
+
 def summarize(line: str) -> None:
     per_rank = json.loads(line)
     raw = [t for r in per_rank for t in r["times"]["raw"]]
     m_raw = statistics.median(raw)
     print(f"steps per mode: {len(raw)} (2 ranks, interleaved blocks, warm-up blocks dropped)")
     print(f"raw DDP loop        median step {m_raw:.3f} ms")
+    verdict = {}
     for mode in ("raw_control", "harness_ddp_stats", "harness_hook"):
         med = statistics.median([t for r in per_rank for t in r["times"][mode]])
         # pair each block with the raw block of the same round: drift cancels pair by pair
@@ -157,10 +192,11 @@ def summarize(line: str) -> None:
             for r in per_rank
             for h, b in zip(r["blocks"][mode], r["blocks"]["raw"], strict=True)
         ]
-        q = statistics.quantiles(ratios, n=4)
+        mid, lo, hi = ratio_ci(ratios)
+        verdict[mode] = hi
         print(
-            f"{mode:<19} median step {med:.3f} ms  ratio {med / m_raw:.3f}; "
-            f"per-block ratio median {statistics.median(ratios):.3f} (IQR {q[0]:.3f}-{q[2]:.3f})"
+            f"{mode:<19} median step {med:.3f} ms; per-block ratio to raw {mid:.3f} "
+            f"(95% CI {lo:.3f}-{hi:.3f}, {len(ratios)} block pairs)"
         )
     fixed = per_rank[0]["fixed_us"]
     total_us = sum(fixed.values())
@@ -169,10 +205,17 @@ def summarize(line: str) -> None:
         f"harness fixed cost per step (ddp_stats path, timed directly): {parts}; "
         f"{total_us:.1f} us = {100 * total_us / 1000 / m_raw:.2f}% of the raw step"
     )
-    print(
-        "target: harness (default timing, ddp_stats) / raw <= 1.02; raw_control / raw shows "
-        "the noise floor of this run"
-    )
+    guard_ok = fixed["ddp_stats guarded read"] < 30.0
+    print(f"guarded DDP-stats read < 30 us per step: {'yes' if guard_ok else 'NO'}")
+    hi = verdict["harness_ddp_stats"]
+    if hi <= TARGET:
+        print(f"target met: harness (ddp_stats) / raw <= {TARGET} (95% CI upper end {hi:.3f})")
+    else:
+        print(
+            f"target NOT shown: the 95% CI of harness (ddp_stats) / raw reaches {hi:.3f} > "
+            f"{TARGET}; the A/A control (raw_control / raw, upper end "
+            f"{verdict['raw_control']:.3f}) is this run's noise floor"
+        )
 
 
 if __name__ == "__main__":
