@@ -10,8 +10,8 @@ import argparse
 from pathlib import Path
 
 from minicluster import __version__
-from minicluster.core import collective_defs
-from minicluster.core.config import REQUIRABLE_MEASUREMENTS
+from minicluster.core import choices
+from minicluster.core.choices import REQUIRABLE_MEASUREMENTS
 from minicluster.core.units import format_size
 
 
@@ -106,16 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ops",
         metavar="OP,OP",
-        help=f"comma list of {', '.join(collective_defs.OPS)} (default: config, all five)",
+        help=f"comma list of {', '.join(choices.OPS)} (default: config, all five)",
     )
     p.add_argument(
         "--sizes",
         metavar="MIN:MAX",
         help="message sizes in bytes, MIN:MAX doubling or one size; K/M/G = 1024^n "
-        f"(default: config, else {format_size(collective_defs.DEFAULT_MIN_BYTES)}:"
-        f"{format_size(collective_defs.GPU_DEFAULT_MAX_BYTES)} on a GPU, "
-        f"{format_size(collective_defs.DEFAULT_MIN_BYTES)}:"
-        f"{format_size(collective_defs.CPU_DEFAULT_MAX_BYTES)} on CPU)",
+        f"(default: config, else {format_size(choices.DEFAULT_MIN_BYTES)}:"
+        f"{format_size(choices.GPU_DEFAULT_MAX_BYTES)} on a GPU, "
+        f"{format_size(choices.DEFAULT_MIN_BYTES)}:"
+        f"{format_size(choices.CPU_DEFAULT_MAX_BYTES)} on CPU)",
     )
     p.add_argument(
         "--step-factor",

@@ -11,7 +11,7 @@ from typing import Any
 
 from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate
-from minicluster.core import collective_defs, fault_spec
+from minicluster.core import choices, collective_defs, fault_spec
 from minicluster.core import config as config_mod
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import (
@@ -193,11 +193,11 @@ def collectives_config(args: argparse.Namespace) -> RunConfig:
     ops = None
     if args.ops is not None:
         ops = [op.strip() for op in args.ops.split(",") if op.strip()]
-        unknown = [op for op in ops if op not in collective_defs.OPS]
+        unknown = [op for op in ops if op not in choices.OPS]
         if unknown or not ops:
             raise InputError(
                 f"--ops: unknown collective {unknown[0] if unknown else args.ops!r}; "
-                f"allowed: {', '.join(collective_defs.OPS)}"
+                f"allowed: {', '.join(choices.OPS)}"
             )
     min_bytes = max_bytes = None
     if args.sizes is not None:

@@ -11,20 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from minicluster.core.choices import (
+    CPU_DEFAULT_MAX_BYTES,
+    GPU_DEFAULT_MAX_BYTES,
+    OPS,
+)
 from minicluster.core.units import BYTES_PER_GB
 
-OPS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all")
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
 # Every integer 0..2^p is exact in a binary float with p significand bits (implicit bit counted).
 DTYPE_EXACT_INT: dict[str, int] = {"float32": 2**24, "float16": 2**11, "bfloat16": 2**8}
-
-DEFAULT_MIN_BYTES = 1024
-# nccl-tests' usual sweep ends at 256M (or more); a GPU moves that in milliseconds.
-GPU_DEFAULT_MAX_BYTES = 256 * 1024**2
-# gloo on CPU moves 1-1.5 GB/s and is on its plateau from ~2M. Measured on a 2-core host, 2
-# ranks, the default command (5 ops, 26 calls per size) took 8.4 s up to 16M, 14 s up to 32M and
-# 40 s up to 64M: 16M keeps it well under 20 s with the 30-60% run-to-run noise seen there.
-CPU_DEFAULT_MAX_BYTES = 16 * 1024**2
 
 TIME_RULE = "time = mean over iters after warm-up, max across ranks"
 # What `size_bytes` is per op (nccl-tests' "size" column).

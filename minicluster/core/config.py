@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 import yaml
 
-from minicluster.core import collective_defs
+from minicluster.core import choices, collective_defs
+from minicluster.core.choices import REQUIRABLE_MEASUREMENTS
 from minicluster.core.errors import ConfigError
 from minicluster.core.fault_spec import FaultSpec
 from minicluster.core.fault_spec import from_mapping as fault_from_mapping
@@ -103,9 +104,6 @@ class RunSection:
     check_ddp_equivalence: bool = False
 
 
-REQUIRABLE_MEASUREMENTS = ("energy", "temperature")
-
-
 @dataclass(frozen=True)
 class TelemetrySection:
     """Background sampler interval and measurements whose absence fails the run up front."""
@@ -136,8 +134,8 @@ def _size(lo: int) -> dict[str, Any]:
 class CollectivesSection:
     """The collective micro-benchmark (`job: collectives`): ops, message sizes, iterations."""
 
-    ops: list[str] = field(default_factory=lambda: list(collective_defs.OPS))
-    min_bytes: int = field(default=collective_defs.DEFAULT_MIN_BYTES, metadata=_size(1))
+    ops: list[str] = field(default_factory=lambda: list(choices.OPS))
+    min_bytes: int = field(default=choices.DEFAULT_MIN_BYTES, metadata=_size(1))
     # None: chosen by device, 256M on a GPU and less on CPU (collective_defs.default_max_bytes).
     max_bytes: int | None = field(default=None, metadata=_size(1))
     step_factor: int = field(default=2, metadata=_range(2, 1024))
@@ -150,10 +148,8 @@ class CollectivesSection:
         if not isinstance(self.ops, (list, tuple)) or not self.ops:
             raise ConfigError(f"collectives.ops must be a non-empty list, got {self.ops!r}")
         for op in self.ops:
-            if op not in collective_defs.OPS:
-                raise ConfigError(
-                    f"collectives.ops has {op!r}; allowed: {', '.join(collective_defs.OPS)}"
-                )
+            if op not in choices.OPS:
+                raise ConfigError(f"collectives.ops has {op!r}; allowed: {', '.join(choices.OPS)}")
         if len(set(self.ops)) != len(self.ops):
             raise ConfigError(f"collectives.ops lists an op twice: {', '.join(self.ops)}")
         if self.max_bytes is not None and self.max_bytes < self.min_bytes:

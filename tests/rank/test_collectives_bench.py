@@ -15,7 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.distributed as tdist  # noqa: E402
 
-from minicluster.core.collective_defs import OPS, op_size  # noqa: E402
+from minicluster.core.choices import OPS  # noqa: E402
+from minicluster.core.collective_defs import op_size  # noqa: E402
 from minicluster.core.config import CollectivesSection  # noqa: E402
 from minicluster.rank import collectives  # noqa: E402
 from minicluster.rank.collectives import OpCase, count_wrong, make_case, sum_prime  # noqa: E402

@@ -7,7 +7,7 @@ import resource
 from dataclasses import dataclass
 from pathlib import Path
 
-from minicluster.core.config import REQUIRABLE_MEASUREMENTS
+from minicluster.core.choices import REQUIRABLE_MEASUREMENTS
 from minicluster.core.errors import ConfigError
 from minicluster.rank.telemetry.nvml import load_nvml
 from minicluster.rank.telemetry.rapl import POWERCAP_ROOT, RaplMeter
