@@ -13,7 +13,7 @@ STRAGGLER_ALPHA = 0.05
 
 
 def find_stragglers(
-    table: StepTable, threshold_pct: float, min_excess_ms: float, min_steps_pct: float = 90.0
+    table: StepTable, threshold_pct: float, min_excess_ms: float, min_steps_pct: float = 80.0
 ) -> list[dict[str, Any]]:
     """The rank with the highest median compute time, when it exceeds the others' median by
     `threshold_pct` percent and by `min_excess_ms` (the size of the effect), is the slowest rank

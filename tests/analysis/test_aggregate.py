@@ -300,7 +300,7 @@ def _ranks_with_compute(rank0: list[float], rank1: list[float]) -> list[RankReco
 def test_a_rank_slow_in_streaks_is_not_a_straggler() -> None:
     """As measured in a healthy run on a loaded 2-core host: rank 1 had a +37% median compute
     and was the slowest in 38 of 50 steps (p=0.0002): slow while it shared a core, not a node
-    to pull. The effect size rule (slowest in >= 90% of steps) keeps it from being named."""
+    to pull. The effect size rule (slowest in >= 80% of steps) keeps it from being named."""
     rank0 = [24.0 + (i % 5) * 0.3 for i in range(50)]
     rank1 = [33.0 + (i % 3) * 0.4 if i % 4 else 18.0 for i in range(50)]  # slower in 38 of 50
     result = aggregate(_ranks_with_compute(rank0, rank1))
@@ -313,4 +313,4 @@ def test_a_20_ms_straggler_is_named_with_its_consistency() -> None:
     rank1 = [c + 20.0 if i != 17 else c - 1.0 for i, c in enumerate(rank0)]  # 49 of 50 steps
     (s,) = aggregate(_ranks_with_compute(rank0, rank1))["stragglers"]
     assert s["rank"] == 1 and s["slowest_in_steps"] == 49 and s["steps_compared"] == 50
-    assert s["min_steps_pct"] == 90.0
+    assert s["min_steps_pct"] == 80.0
