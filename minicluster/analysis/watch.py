@@ -1,0 +1,418 @@
+"""A snapshot of a running job from its tailed rank files: progress, rates, stalls, stragglers.
+
+Definitions (the README's "Watching a running job" says the same):
+
+- A rank's node is its header's `node_rank` (torchrun's group rank) when present, else its
+  hostname.
+- Progress: the job's steps done = the lowest (last recorded step + 1) over its ranks, of
+  warm-up + measured steps; ETA = steps left / the median over ranks of their rate.
+- A rank's rate: steps/s over its last `window` step records, (last - first step) /
+  (t_unix_s of the last - of the first). Recent p50s: medians over the window's measured
+  (non-warm-up) steps.
+- Idle: seconds since the rank's last step record (`t_unix_s`, the rank's clock) on this
+  machine's clock; a live watch corrects it by the smallest delay it saw between a step being
+  stamped and being read (node clock skew, a shared filesystem's delay).
+- Stalled rank: a running rank (no summary yet, its last step not the job's last) idle for
+  longer than `stall_after_s` while another rank recorded a step more than `stall_after_s`
+  after its last one. Job stall: every running rank idle for longer than `stall_after_s`.
+  A collective waits for every rank, so a hung rank stops the others at the same step: then
+  the ranks behind the others (a lower last step, or none) are named, and when there are none
+  the snapshot says that the records cannot tell which rank stopped first.
+- Straggler: `stragglers.find_stragglers` (the coordinator's rule, one implementation) on the
+  window's steps, with the thresholds of the run's config (rank 0's header).
+"""
+
+from __future__ import annotations
+
+import statistics
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from minicluster.analysis import envelope
+from minicluster.analysis.steps import StepTable, r4
+from minicluster.analysis.stragglers import find_stragglers
+from minicluster.analysis.tail import RankTail, RunTail
+from minicluster.analysis.verdicts import exit_code as result_exit_code
+from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
+
+FORMAT = "minicluster-watch/1"
+MAX_ERRORS = 5  # of an ended run's errors, in the snapshot
+
+
+def snapshot(
+    tail: RunTail,
+    now_s: float,
+    stall_after_s: float,
+    result: dict[str, Any] | None = None,
+    planned_ranks: int | None = None,
+) -> dict[str, Any]:
+    """The job as its rank files show it at `now_s` (this machine's `time.time()`).
+
+    `result`: the run's `result.json` once it exists (the run ended); `planned_ranks`: the world
+    size the launcher planned (config.json), used until a rank header says it. InputError for a
+    collectives job (it records no training steps) or a config the ranks recorded that does not
+    load.
+    """
+    headers = [t.header for t in tail.ranks.values() if t.header is not None]
+    snap: dict[str, Any] = {
+        "format": FORMAT,
+        "run_dir": str(tail.run_dir),
+        "taken_at": datetime.fromtimestamp(now_s, timezone.utc).isoformat(timespec="seconds"),
+        "window_steps": tail.window,
+        "stall_after_s": stall_after_s,
+    }
+    if not headers:
+        world = planned_ranks or len(tail.ranks)
+        rows = [_waiting_row(rank) for rank in range(world)]
+        return {**snap, **_empty(world, rows, tail.warnings())}
+    head0 = next((h for h in headers if h["rank"] == 0), min(headers, key=lambda h: h["rank"]))
+    if head0.get("job") == "collectives":
+        raise InputError(
+            f"{tail.run_dir} runs the collectives benchmark: watch follows training steps "
+            "(its progress is in the launching terminal)"
+        )
+    cfg = envelope.run_config(head0)
+    world = max(h["world_size"] for h in headers)
+    total = cfg.steps.warmup + cfg.steps.measured
+    rows = [
+        _rank_row(tail.ranks[r], now_s, total) if r in tail.ranks else _waiting_row(r)
+        for r in range(world)
+    ]
+    if result is None:
+        job_stall = _mark_stalls(rows, stall_after_s)
+    else:
+        job_stall = None
+        _after_the_end(rows, result)
+    table = StepTable([t.to_records() for t in tail.ranks.values() if t.header], world)
+    stragglers = find_stragglers(
+        table, cfg.run.straggler_threshold_pct, cfg.run.straggler_min_excess_ms
+    )
+    by_rank = {row["rank"]: row for row in rows}
+    for s in stragglers:
+        by_rank[s["rank"]]["straggler"] = True
+    slowest = _slowest(rows)
+    stalled = [_named(r, "last_step", "idle_s") for r in rows if r["stalled"]]
+    failed = [_named(r, "last_step", "error") for r in rows if r["state"] == "failed"]
+    problems = [
+        name
+        for name, present in (("stalled", stalled), ("straggling", stragglers), ("failed", failed))
+        if present
+    ]
+    ended = _ended(result) if result is not None else None
+    if ended is not None:
+        code = ended["exit_code"]
+    else:
+        code = EXIT_FAILED_CHECK if problems else EXIT_OK
+    return {
+        **snap,
+        "run_id": head0.get("run_id"),
+        "world_size": world,
+        "ranks_reporting": len(headers),
+        "state": "ended" if ended else "running",
+        "healthy": not problems,
+        "problems": problems,
+        "progress": _progress(rows, total, job_stall is not None, ended is not None),
+        "job_stall": job_stall,
+        "stalled": stalled,
+        "stragglers": [{**s, "node": by_rank[s["rank"]]["node"]} for s in stragglers],
+        "slowest": slowest,
+        "failed": failed,
+        "nodes": _nodes(rows),
+        "ranks": rows,
+        "worst": _worst_first(rows),
+        "ended": ended,
+        "exit_code": code,
+        "warnings": tail.warnings(),
+    }
+
+
+def node_of(header: dict[str, Any]) -> str:
+    """The node a rank runs on: `node N` from torchrun's group rank, else its hostname."""
+    node_rank = header.get("node_rank")
+    return f"node {node_rank}" if node_rank is not None else str(header.get("hostname"))
+
+
+def _empty(world: int, rows: list[dict[str, Any]], warnings: list[str]) -> dict[str, Any]:
+    """A snapshot before any rank wrote its header: every rank waiting."""
+    return {
+        "run_id": None,
+        "world_size": world,
+        "ranks_reporting": 0,
+        "state": "waiting",
+        "healthy": True,
+        "problems": [],
+        "progress": {
+            "steps_done": 0,
+            "steps_total": None,
+            "percent": None,
+            "steps_per_sec": None,
+            "eta_s": None,
+            "eta_reason": "no rank has written its header yet",
+        },
+        "job_stall": None,
+        "stalled": [],
+        "stragglers": [],
+        "slowest": None,
+        "failed": [],
+        "nodes": [],
+        "ranks": rows,
+        "worst": [],
+        "ended": None,
+        "exit_code": EXIT_OK,
+        "warnings": warnings,
+    }
+
+
+def _waiting_row(rank: int) -> dict[str, Any]:
+    return {
+        "rank": rank,
+        "node": None,
+        "hostname": None,
+        "node_rank": None,
+        "state": "waiting",
+        "last_step": None,
+        "warmup": None,
+        "steps_per_sec": None,
+        "step_time_ms_p50": None,
+        "compute_ms_p50": None,
+        "comm_ms_p50": None,
+        "idle_s": None,
+        "stalled": False,
+        "straggler": False,
+        "slowest": False,
+        "error": None,
+        "last_record_unix_s": None,
+    }
+
+
+def _rank_row(tail: RankTail, now_s: float, total_steps: int) -> dict[str, Any]:
+    row = _waiting_row(tail.rank)
+    header = tail.header
+    if header is None:
+        return row
+    summary = tail.summary
+    last = tail.last_step
+    if summary is not None:
+        state = "finished" if summary.get("status") == "ok" else "failed"
+    elif last is not None and last >= total_steps - 1:
+        state = "finishing"  # every step recorded: the final gather, a validation, the teardown
+    else:
+        state = "running"
+    cols = tail.columns()
+    measured = ~cols["warmup"]
+    t_ref = tail.t_last_s
+    if t_ref is None:
+        t_ref = _iso_to_unix(header.get("created_at"))  # started, no step yet
+    if t_ref is not None and tail.lag_s is not None:
+        t_ref += tail.lag_s
+    row.update(
+        node=node_of(header),
+        hostname=header.get("hostname"),
+        node_rank=header.get("node_rank"),
+        state=state,
+        last_step=last,
+        warmup=bool(cols["warmup"][-1]) if last is not None else None,
+        steps_per_sec=_rate(cols["step"], cols["t_unix_s"]),
+        step_time_ms_p50=_p50(cols["step_time_ms"][measured]),
+        compute_ms_p50=_p50(cols["compute_ms"][measured]),
+        comm_ms_p50=_p50(cols["comm_ms"][measured]),
+        idle_s=r4(max(0.0, now_s - t_ref)) if t_ref is not None else None,
+        error=(summary or {}).get("error") if state == "failed" else None,
+        last_record_unix_s=t_ref,
+    )
+    return row
+
+
+def _after_the_end(rows: list[dict[str, Any]], result: dict[str, Any]) -> None:
+    """Once the run wrote its result no rank runs: one that left no summary died or was killed."""
+    failed = set(result.get("failed_ranks") or [])
+    for r in rows:
+        if r["state"] in ("running", "finishing", "waiting"):
+            r["state"] = "failed" if r["rank"] in failed else "ended"
+            if r["state"] == "failed":
+                r["error"] = "no summary: the process died or was killed (see the run's errors)"
+
+
+def _mark_stalls(rows: list[dict[str, Any]], stall_after_s: float) -> dict[str, Any] | None:
+    """Mark stalled ranks (`row["stalled"]`); the job stall, when every running rank is idle."""
+    running = [r for r in rows if r["state"] == "running" and r["idle_s"] is not None]
+    if not running:
+        return None
+    stamped = [
+        r["last_record_unix_s"]
+        for r in rows
+        if r["last_record_unix_s"] is not None and r["last_step"] is not None
+    ]
+    latest = max(stamped, default=None)
+    for r in running:
+        others_advanced = latest is not None and latest - r["last_record_unix_s"] > stall_after_s
+        r["stalled"] = r["idle_s"] > stall_after_s and others_advanced
+    if not all(r["idle_s"] > stall_after_s for r in running):
+        return None
+    for r in running:
+        r["stalled"] = True
+    top = max((r["last_step"] for r in running if r["last_step"] is not None), default=None)
+    behind = [
+        r["rank"]
+        for r in rows
+        if r["state"] == "waiting"
+        or r["state"] == "running"
+        and (r["last_step"] is None or top is not None and r["last_step"] < top)
+    ]
+    stall = {
+        "idle_s": min(r["idle_s"] for r in running),
+        "last_step": top,
+        "ranks": [r["rank"] for r in running],
+        "behind": behind,
+    }
+    if not behind and len(running) == 1:
+        stall["reason"] = f"rank {running[0]['rank']} is the only rank still running"
+    elif not behind:
+        stall["reason"] = (
+            f"every running rank stopped at step {top}: a collective waits for all ranks, so the "
+            "records cannot tell which rank stopped first"
+        )
+    return stall
+
+
+def _progress(rows: list[dict[str, Any]], total: int, stalled: bool, ended: bool) -> dict[str, Any]:
+    done = min((r["last_step"] + 1 if r["last_step"] is not None else 0) for r in rows)
+    rates = [r["steps_per_sec"] for r in rows if r["steps_per_sec"] and r["state"] == "running"]
+    rate = r4(statistics.median(rates)) if rates else None
+    eta, why = None, None
+    if done >= total or ended:
+        eta, why = (0.0, None) if done >= total else (None, "the run ended")
+    elif stalled:
+        why = "the job is stalled"
+    elif rate is None:
+        why = "no running rank has two steps in its window yet"
+    else:
+        eta = r4((total - done) / rate)
+    return {
+        "steps_done": done,
+        "steps_total": total,
+        "percent": r4(100.0 * done / total) if total else None,
+        "steps_per_sec": rate,
+        "eta_s": eta,
+        "eta_reason": why,
+    }
+
+
+def _slowest(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The rank with the highest recent compute p50 (marked `row["slowest"]`), of 2 or more."""
+    timed = [r for r in rows if r["compute_ms_p50"] is not None]
+    if len(timed) < 2:
+        return None
+    slow = max(timed, key=lambda r: r["compute_ms_p50"])
+    slow["slowest"] = True
+    others = statistics.median(r["compute_ms_p50"] for r in timed if r is not slow)
+    return {
+        "rank": slow["rank"],
+        "node": slow["node"],
+        "compute_ms_p50": slow["compute_ms_p50"],
+        "others_compute_ms_p50": r4(others),
+        "excess_pct": r4(100.0 * (slow["compute_ms_p50"] - others) / others) if others else None,
+    }
+
+
+def _named(row: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {"rank": row["rank"], "node": row["node"], **{k: row[k] for k in keys}}
+
+
+def _nodes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per node: its ranks' spread of progress, median rate and step time, worst compute."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["node"] is not None:
+            groups.setdefault(r["node"], []).append(r)
+    out = []
+    for node, members in groups.items():
+        steps = [r["last_step"] for r in members if r["last_step"] is not None]
+        computes = [r for r in members if r["compute_ms_p50"] is not None]
+        worst = max(computes, key=lambda r: r["compute_ms_p50"]) if computes else None
+        out.append(
+            {
+                "node": node,
+                "hostname": members[0]["hostname"],
+                "node_rank": members[0]["node_rank"],
+                "ranks": len(members),
+                "last_step_min": min(steps, default=None),
+                "last_step_max": max(steps, default=None),
+                "steps_per_sec_median": _median_of(members, "steps_per_sec"),
+                "step_time_ms_p50_median": _median_of(members, "step_time_ms_p50"),
+                "compute_ms_p50_max": worst["compute_ms_p50"] if worst else None,
+                "slowest_rank": worst["rank"] if worst else None,
+                "stalled": sum(r["stalled"] for r in members),
+                "failed": sum(r["state"] == "failed" for r in members),
+                "stragglers": sum(r["straggler"] for r in members),
+            }
+        )
+    return sorted(out, key=lambda n: (n["node_rank"] is None, n["node_rank"] or 0, n["node"]))
+
+
+def _worst_first(rows: list[dict[str, Any]]) -> list[int]:
+    """Ranks ordered worst first: failed, stalled, stragglers, waiting, then the highest compute
+    p50 and the lowest last step (what a collapsed view keeps)."""
+
+    def key(r: dict[str, Any]) -> tuple[int, float, float]:
+        tier = (
+            0
+            if r["state"] == "failed"
+            else 1
+            if r["stalled"]
+            else 2
+            if r["straggler"]
+            else 3
+            if r["state"] == "waiting"
+            else 4
+        )
+        compute = r["compute_ms_p50"] if r["compute_ms_p50"] is not None else -1.0
+        last = r["last_step"] if r["last_step"] is not None else -1
+        return tier, -compute, last
+
+    return [r["rank"] for r in sorted(rows, key=key)]
+
+
+def _ended(result: dict[str, Any]) -> dict[str, Any]:
+    """What the run's result says at its end; the exit code the watch gives it (that of
+    `minicluster run`, and 1 instead of 0 when the result names a straggler)."""
+    code = result_exit_code(result)
+    stragglers = [s.get("rank") for s in result.get("stragglers") or []]
+    if code == EXIT_OK and stragglers:
+        code = EXIT_FAILED_CHECK
+    return {
+        "status": result["status"],
+        "failed_ranks": result.get("failed_ranks") or [],
+        "stragglers": stragglers,
+        "faults_detected": (result.get("faults") or {}).get("detected") or [],
+        "errors": (result.get("errors") or [])[:MAX_ERRORS],
+        "exit_code": code,
+    }
+
+
+def _rate(steps: np.ndarray, t_s: np.ndarray) -> float | None:
+    ok = ~np.isnan(t_s)
+    if ok.sum() < 2:
+        return None
+    steps, t_s = steps[ok], t_s[ok]
+    dt = float(t_s[-1] - t_s[0])
+    return r4((steps[-1] - steps[0]) / dt) if dt > 0 else None
+
+
+def _p50(values: np.ndarray) -> float | None:
+    values = values[~np.isnan(values)]
+    return r4(np.median(values)) if values.size else None
+
+
+def _median_of(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in rows if r[key] is not None]
+    return r4(statistics.median(values)) if values else None
+
+
+def _iso_to_unix(text: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(text)).timestamp()
+    except ValueError:
+        return None
