@@ -85,7 +85,13 @@ def snapshot(
     else:
         job_stall = None
         _after_the_end(rows, result)
-    table = StepTable([t.to_records() for t in tail.ranks.values() if t.header], world)
+    # A rank left behind by the others has no steps in common with them: the straggler rule
+    # (which compares ranks step by step) runs on the ranks still in step.
+    left_behind = {r["rank"] for r in rows if r["stalled"]} if job_stall is None else set()
+    in_step = [
+        t.to_records() for t in tail.ranks.values() if t.header and t.rank not in left_behind
+    ]
+    table = StepTable(in_step, world)
     stragglers = find_stragglers(
         table, cfg.run.straggler_threshold_pct, cfg.run.straggler_min_excess_ms
     )
@@ -113,7 +119,7 @@ def snapshot(
         "state": "ended" if ended else "running",
         "healthy": not problems,
         "problems": problems,
-        "progress": _progress(rows, total, job_stall is not None, ended is not None),
+        "progress": _progress(rows, total, bool(stalled), ended is not None),
         "job_stall": job_stall,
         "stalled": stalled,
         "stragglers": [{**s, "node": by_rank[s["rank"]]["node"]} for s in stragglers],
@@ -285,7 +291,7 @@ def _progress(rows: list[dict[str, Any]], total: int, stalled: bool, ended: bool
     if done >= total or ended:
         eta, why = (0.0, None) if done >= total else (None, "the run ended")
     elif stalled:
-        why = "the job is stalled"
+        why = "a rank is stalled"
     elif rate is None:
         why = "no running rank has two steps in its window yet"
     else:

@@ -190,7 +190,7 @@ def _rank_table(
             fmt_num(r["step_time_ms_p50"]),
             fmt_num(r["compute_ms_p50"]),
             fmt_num(r["comm_ms_p50"]),
-            fmt_num(r["idle_s"]),
+            f"{r['idle_s']:.1f}" if r["idle_s"] is not None else "n/a",
             style=_row_style(r),
         )
     return table

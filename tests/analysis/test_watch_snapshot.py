@@ -1,0 +1,239 @@
+"""The watch snapshot's rules on hand-made rank files with known clocks: stalls, the shared
+straggler rule, progress, nodes, the end of a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from minicluster.analysis.stragglers import find_stragglers
+from minicluster.analysis.steps import StepTable
+from minicluster.analysis.tail import RunTail
+from minicluster.analysis.watch import snapshot
+from minicluster.core.config import RunConfig, StepsConfig
+from minicluster.core.errors import InputError
+
+_spec = importlib.util.spec_from_file_location(
+    "rank_writer", Path(__file__).resolve().parents[1] / "fixtures" / "rank_writer.py"
+)
+assert _spec and _spec.loader
+rank_writer = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(rank_writer)
+
+T0 = 1_800_000_000.0
+STEP_S = 0.1  # 10 steps/s
+
+
+def _write(
+    run_dir: Path,
+    last_steps: list[int],
+    compute_ms: dict[int, float] | None = None,
+    header_extra: dict[int, dict[str, Any]] | None = None,
+    run_section: dict[str, Any] | None = None,
+    total: int = 100,
+    seed: int = 0,
+    late_s: dict[int, float] | None = None,
+) -> None:
+    """Rank r recorded steps 0..last_steps[r], step s stamped T0 + s * STEP_S (+ late_s[r])."""
+    rng = random.Random(seed)
+    ranks = run_dir / "ranks"
+    ranks.mkdir(parents=True, exist_ok=True)
+    for rank, last in enumerate(last_steps):
+        head = rank_writer.header(rank, len(last_steps), 2, total - 2)
+        if run_section:
+            cfg = dataclasses.replace(
+                RunConfig(), steps=StepsConfig(warmup=2, measured=total - 2)
+            ).to_dict()
+            cfg["run"].update(run_section)
+            head["config"] = cfg
+        head.update((header_extra or {}).get(rank, {}))
+        lines = [head, {"type": "comm_timing", "method": "hook", "fallback": None}]
+        base = (compute_ms or {}).get(rank, 4.0)
+        for s in range(last + 1):
+            compute = base * rng.lognormvariate(0, 0.15)
+            lines.append(
+                {
+                    "type": "step",
+                    "step": s,
+                    "warmup": s < 2,
+                    "step_time_ms": compute + 3.0,
+                    "compute_ms": compute,
+                    "comm_ms": 2.0,
+                    "exposed_comm_ms": 2.0,
+                    "comm_bytes": 1000,
+                    "t_unix_s": T0 + s * STEP_S + (late_s or {}).get(rank, 0.0),
+                }
+            )
+        (ranks / f"rank_{rank:05d}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def _snap(run_dir: Path, now_s: float, stall_after_s: float = 5.0, **kw: Any) -> dict[str, Any]:
+    tail = RunTail(run_dir, window=50)
+    tail.look(now_s)
+    return snapshot(tail, now_s, stall_after_s, **kw)
+
+
+def test_a_healthy_noisy_job_is_healthy(tmp_path: Path) -> None:
+    _write(tmp_path, [60, 60, 60, 60])
+    snap = _snap(tmp_path, T0 + 60 * STEP_S + 0.05)
+    assert (snap["healthy"], snap["problems"], snap["exit_code"]) == (True, [], 0)
+    assert snap["stragglers"] == [] and snap["stalled"] == [] and snap["job_stall"] is None
+    assert [r["state"] for r in snap["ranks"]] == ["running"] * 4
+    p = snap["progress"]
+    assert (p["steps_done"], p["steps_total"], p["steps_per_sec"]) == (61, 100, 10.0)
+    assert p["eta_s"] == pytest.approx(3.9)
+    assert snap["ranks"][0]["idle_s"] == pytest.approx(0.05)
+    # noise makes one rank the slowest; it is marked, with its excess, and not called a straggler
+    assert snap["slowest"] is not None and not any(r["straggler"] for r in snap["ranks"])
+
+
+def test_a_rank_left_behind_while_the_others_advance_is_named_with_its_last_step(
+    tmp_path: Path,
+) -> None:
+    _write(tmp_path, [80, 80, 20, 80])  # rank 2's last step 6 s before the others'
+    snap = _snap(tmp_path, T0 + 80 * STEP_S + 0.05)
+    assert [(s["rank"], s["last_step"]) for s in snap["stalled"]] == [(2, 20)]
+    assert snap["stalled"][0]["idle_s"] == pytest.approx(6.05)
+    assert snap["job_stall"] is None
+    assert (snap["problems"], snap["exit_code"]) == (["stalled"], 1)
+    assert snap["progress"]["eta_s"] is None and snap["progress"]["steps_done"] == 21
+    assert snap["worst"][0] == 2
+
+
+def test_a_rank_a_little_behind_is_not_stalled(tmp_path: Path) -> None:
+    _write(tmp_path, [80, 80, 50, 80])  # 3 s behind, stall window 5 s
+    snap = _snap(tmp_path, T0 + 80 * STEP_S + 0.05)
+    assert snap["stalled"] == [] and snap["exit_code"] == 0
+
+
+def test_a_rank_waiting_for_a_slow_peer_is_not_stalled(tmp_path: Path) -> None:
+    """Rank 1 took 4 s longer over its last step; rank 0, idle 6 s, waits for it in the next
+    collective: the others did not advance past it by more than the stall window."""
+    _write(tmp_path, [19, 19], late_s={1: 4.0})
+    snap = _snap(tmp_path, T0 + 19 * STEP_S + 6.0)
+    assert [r["idle_s"] for r in snap["ranks"]] == pytest.approx([6.0, 2.0])
+    assert snap["stalled"] == [] and snap["job_stall"] is None and snap["exit_code"] == 0
+
+
+def test_a_job_stopped_at_one_step_names_every_rank_and_no_culprit(tmp_path: Path) -> None:
+    """A hung rank stops the others at the same step (a collective waits for all): the snapshot
+    must not pick one of them as the cause."""
+    _write(tmp_path, [19, 19, 19])
+    snap = _snap(tmp_path, T0 + 19 * STEP_S + 12.0)
+    stall = snap["job_stall"]
+    assert stall["ranks"] == [0, 1, 2] and stall["last_step"] == 19 and stall["behind"] == []
+    assert "cannot tell which rank stopped first" in stall["reason"]
+    assert [(s["rank"], s["last_step"]) for s in snap["stalled"]] == [(0, 19), (1, 19), (2, 19)]
+    assert snap["exit_code"] == 1
+
+
+def test_a_job_stall_names_the_rank_behind(tmp_path: Path) -> None:
+    _write(tmp_path, [19, 18, 19])
+    snap = _snap(tmp_path, T0 + 19 * STEP_S + 12.0)
+    assert snap["job_stall"]["behind"] == [1] and "reason" not in snap["job_stall"]
+
+
+def test_a_rank_that_timed_out_leaves_the_silent_one_named(tmp_path: Path) -> None:
+    _write(tmp_path, [19, 19])
+    summary = {"status": "failed", "error": "RuntimeError: Timed out waiting 60000ms for recv"}
+    (tmp_path / "ranks" / "rank_00000.summary.json").write_text(json.dumps(summary))
+    snap = _snap(tmp_path, T0 + 19 * STEP_S + 12.0)
+    assert [f["rank"] for f in snap["failed"]] == [0]
+    assert snap["job_stall"]["ranks"] == [1]
+    assert snap["job_stall"]["reason"] == "rank 1 is the only rank still running"
+    assert set(snap["problems"]) == {"stalled", "failed"}
+
+
+def test_a_rank_that_recorded_every_step_is_finishing_not_stalled(tmp_path: Path) -> None:
+    _write(tmp_path, [99, 99], total=100)  # rank 0 validates for a while after its last step
+    (tmp_path / "ranks" / "rank_00001.summary.json").write_text(json.dumps({"status": "ok"}))
+    snap = _snap(tmp_path, T0 + 99 * STEP_S + 60.0)
+    assert [r["state"] for r in snap["ranks"]] == ["finishing", "finished"]
+    assert snap["job_stall"] is None and snap["exit_code"] == 0
+    assert snap["progress"]["eta_s"] == 0.0
+
+
+def test_the_straggler_is_the_shared_rule_with_the_runs_thresholds(tmp_path: Path) -> None:
+    slow = {1: 9.0}
+    _write(tmp_path / "a", [60, 60, 60, 60], compute_ms=slow)
+    snap = _snap(tmp_path / "a", T0 + 60 * STEP_S)
+    assert [s["rank"] for s in snap["stragglers"]] == [1]
+    assert snap["ranks"][1]["straggler"] and snap["exit_code"] == 1
+    # the very rule the coordinator applies, on the same window
+    tail = RunTail(tmp_path / "a", window=50)
+    tail.look(T0)
+    table = StepTable([t.to_records() for t in tail.ranks.values()], 4)
+    expected = find_stragglers(table, 20.0, 2.0)
+    assert [{k: v for k, v in s.items() if k != "node"} for s in snap["stragglers"]] == expected
+    # the thresholds come from the run's config in the header: a higher one names nobody
+    _write(
+        tmp_path / "b",
+        [60, 60, 60, 60],
+        compute_ms=slow,
+        run_section={"straggler_threshold_pct": 200.0},
+    )
+    assert _snap(tmp_path / "b", T0 + 60 * STEP_S)["stragglers"] == []
+
+
+def test_ranks_group_by_node_rank_else_hostname(tmp_path: Path) -> None:
+    extra = {r: {"node_rank": r // 2, "hostname": f"h{r // 2}"} for r in range(4)}
+    _write(tmp_path / "a", [30] * 4, header_extra=extra)
+    nodes = _snap(tmp_path / "a", T0 + 3.0)["nodes"]
+    assert [(n["node"], n["node_rank"], n["ranks"]) for n in nodes] == [
+        ("node 0", 0, 2),
+        ("node 1", 1, 2),
+    ]
+    extra = {r: {"hostname": ["b-host", "a-host"][r % 2]} for r in range(4)}
+    _write(tmp_path / "b", [30] * 4, header_extra=extra)
+    snap = _snap(tmp_path / "b", T0 + 3.0)
+    assert sorted(n["node"] for n in snap["nodes"]) == ["a-host", "b-host"]
+    assert [r["node"] for r in snap["ranks"]] == ["b-host", "a-host", "b-host", "a-host"]
+
+
+def test_after_the_end_the_result_decides(tmp_path: Path) -> None:
+    _write(tmp_path, [19, 19])
+    result = {
+        "status": "failed",
+        "failed_ranks": [0, 1],
+        "stragglers": [],
+        "faults": {"detected": [{"kind": "hang", "rank": 1, "step": 20, "evidence": "x"}]},
+        "errors": ["rank 0: failed"],
+    }
+    snap = _snap(tmp_path, T0 + 60.0, result=result)
+    assert snap["state"] == "ended" and snap["exit_code"] == 3
+    assert snap["job_stall"] is None and snap["stalled"] == []
+    assert [r["state"] for r in snap["ranks"]] == ["failed", "failed"]
+    assert snap["ended"]["faults_detected"][0]["rank"] == 1
+
+
+def test_a_missing_rank_waits_and_holds_the_progress(tmp_path: Path) -> None:
+    _write(tmp_path, [10, 10])
+    (tmp_path / "ranks" / "rank_00001.jsonl").unlink()
+    for r in (0,):
+        path = tmp_path / "ranks" / f"rank_{r:05d}.jsonl"
+        lines = path.read_text().splitlines()
+        head = json.loads(lines[0])
+        head["world_size"] = 3
+        path.write_text("\n".join([json.dumps(head), *lines[1:]]) + "\n")
+    snap = _snap(tmp_path, T0 + 1.0)
+    assert [r["state"] for r in snap["ranks"]] == ["running", "waiting", "waiting"]
+    assert snap["progress"]["steps_done"] == 0
+
+
+def test_before_any_header_every_planned_rank_waits(tmp_path: Path) -> None:
+    (tmp_path / "ranks").mkdir()
+    (tmp_path / "ranks" / "rank_00000.jsonl").write_text("")
+    snap = _snap(tmp_path, T0, planned_ranks=2)
+    assert snap["state"] == "waiting" and [r["state"] for r in snap["ranks"]] == ["waiting"] * 2
+
+
+def test_a_collectives_job_is_refused(tmp_path: Path) -> None:
+    _write(tmp_path, [3, 3], header_extra={0: {"job": "collectives"}})
+    with pytest.raises(InputError, match="collectives"):
+        _snap(tmp_path, T0)
