@@ -3,20 +3,17 @@ straggler rule, progress, nodes, the end of a run."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
-import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from minicluster.analysis.stragglers import find_stragglers
 from minicluster.analysis.steps import StepTable
+from minicluster.analysis.stragglers import find_stragglers
 from minicluster.analysis.tail import RunTail
 from minicluster.analysis.watch import snapshot
-from minicluster.core.config import RunConfig, StepsConfig
 from minicluster.core.errors import InputError
 
 _spec = importlib.util.spec_from_file_location(
@@ -26,51 +23,9 @@ assert _spec and _spec.loader
 rank_writer = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rank_writer)
 
-T0 = 1_800_000_000.0
-STEP_S = 0.1  # 10 steps/s
-
-
-def _write(
-    run_dir: Path,
-    last_steps: list[int],
-    compute_ms: dict[int, float] | None = None,
-    header_extra: dict[int, dict[str, Any]] | None = None,
-    run_section: dict[str, Any] | None = None,
-    total: int = 100,
-    seed: int = 0,
-    late_s: dict[int, float] | None = None,
-) -> None:
-    """Rank r recorded steps 0..last_steps[r], step s stamped T0 + s * STEP_S (+ late_s[r])."""
-    rng = random.Random(seed)
-    ranks = run_dir / "ranks"
-    ranks.mkdir(parents=True, exist_ok=True)
-    for rank, last in enumerate(last_steps):
-        head = rank_writer.header(rank, len(last_steps), 2, total - 2)
-        if run_section:
-            cfg = dataclasses.replace(
-                RunConfig(), steps=StepsConfig(warmup=2, measured=total - 2)
-            ).to_dict()
-            cfg["run"].update(run_section)
-            head["config"] = cfg
-        head.update((header_extra or {}).get(rank, {}))
-        lines = [head, {"type": "comm_timing", "method": "hook", "fallback": None}]
-        base = (compute_ms or {}).get(rank, 4.0)
-        for s in range(last + 1):
-            compute = base * rng.lognormvariate(0, 0.15)
-            lines.append(
-                {
-                    "type": "step",
-                    "step": s,
-                    "warmup": s < 2,
-                    "step_time_ms": compute + 3.0,
-                    "compute_ms": compute,
-                    "comm_ms": 2.0,
-                    "exposed_comm_ms": 2.0,
-                    "comm_bytes": 1000,
-                    "t_unix_s": T0 + s * STEP_S + (late_s or {}).get(rank, 0.0),
-                }
-            )
-        (ranks / f"rank_{rank:05d}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+T0 = rank_writer.T0
+STEP_S = rank_writer.STEP_S
+_write = rank_writer.write_static
 
 
 def _snap(run_dir: Path, now_s: float, stall_after_s: float = 5.0, **kw: Any) -> dict[str, Any]:
@@ -179,6 +134,16 @@ def test_the_straggler_is_the_shared_rule_with_the_runs_thresholds(tmp_path: Pat
         run_section={"straggler_threshold_pct": 200.0},
     )
     assert _snap(tmp_path / "b", T0 + 60 * STEP_S)["stragglers"] == []
+
+
+def test_a_straggler_is_still_named_beside_a_rank_left_behind(tmp_path: Path) -> None:
+    """The left-behind rank shares no recent step with the others; the sign test compares
+    ranks step by step, so it runs on the ranks still in step."""
+    _write(tmp_path, [80, 80, 20, 80], compute_ms={1: 9.0})
+    snap = _snap(tmp_path, T0 + 80 * STEP_S)
+    assert [s["rank"] for s in snap["stalled"]] == [2]
+    assert [s["rank"] for s in snap["stragglers"]] == [1]
+    assert snap["problems"] == ["stalled", "straggling"]
 
 
 def test_ranks_group_by_node_rank_else_hostname(tmp_path: Path) -> None:
