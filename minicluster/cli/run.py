@@ -11,6 +11,7 @@ from typing import Any
 
 from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate
+from minicluster.cli.watch import watch_command
 from minicluster.core import collective_defs, fault_spec
 from minicluster.core import config as config_mod
 from minicluster.core.config import RunConfig
@@ -71,6 +72,7 @@ def _launch_training(args: argparse.Namespace, validating: bool) -> dict[str, An
         f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps -> {out_dir}",
         file=sys.stderr,
     )
+    print(f"minicluster: watch it live: {watch_command(out_dir)}", file=sys.stderr)
     return orchestrate.execute(
         cfg,
         out_dir,
