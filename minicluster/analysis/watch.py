@@ -13,8 +13,8 @@ Definitions (the README's "Watching a running job" says the same):
   machine's clock; a live watch corrects it by the smallest delay it saw between a step being
   stamped and being read (node clock skew, a shared filesystem's delay).
 - Stalled rank: a running rank (no summary yet, its last step not the job's last) idle for
-  longer than `stall_after_s` while another rank recorded a step more than `stall_after_s`
-  after its last one. Job stall: every running rank idle for longer than `stall_after_s`.
+  longer than `stall_after_s` (before its first step: `START_WAIT_S`, if longer) while another
+  rank recorded a step more than `stall_after_s` after its last one. Job stall: every running rank idle for longer than `stall_after_s`.
   A collective waits for every rank, so a hung rank stops the others at the same step: then
   the ranks behind the others (a lower last step, or none) are named, and when there are none
   the snapshot says that the records cannot tell which rank stopped first.
@@ -38,6 +38,8 @@ from minicluster.analysis.verdicts import exit_code as result_exit_code
 from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
 
 FORMAT = "minicluster-watch/1"
+# Before its first step a rank gets this long (or the stall window, if longer) from its header.
+START_WAIT_S = 120.0
 MAX_ERRORS = 5  # of an ended run's errors, in the snapshot
 
 
@@ -242,10 +244,19 @@ def _after_the_end(rows: list[dict[str, Any]], result: dict[str, Any]) -> None:
 
 
 def _mark_stalls(rows: list[dict[str, Any]], stall_after_s: float) -> dict[str, Any] | None:
-    """Mark stalled ranks (`row["stalled"]`); the job stall, when every running rank is idle."""
+    """Mark stalled ranks (`row["stalled"]`); the job stall, when every running rank is idle.
+
+    A rank before its first step (model, process group, DDP set-up) is given
+    max(stall_after_s, START_WAIT_S) from its header: start-up has no bound a step has.
+    """
     running = [r for r in rows if r["state"] == "running" and r["idle_s"] is not None]
     if not running:
         return None
+
+    def idle_too_long(r: dict[str, Any]) -> bool:
+        limit = stall_after_s if r["last_step"] is not None else max(stall_after_s, START_WAIT_S)
+        return bool(r["idle_s"] > limit)
+
     stamped = [
         r["last_record_unix_s"]
         for r in rows
@@ -254,8 +265,8 @@ def _mark_stalls(rows: list[dict[str, Any]], stall_after_s: float) -> dict[str, 
     latest = max(stamped, default=None)
     for r in running:
         others_advanced = latest is not None and latest - r["last_record_unix_s"] > stall_after_s
-        r["stalled"] = r["idle_s"] > stall_after_s and others_advanced
-    if not all(r["idle_s"] > stall_after_s for r in running):
+        r["stalled"] = idle_too_long(r) and others_advanced
+    if not all(idle_too_long(r) for r in running):
         return None
     for r in running:
         r["stalled"] = True

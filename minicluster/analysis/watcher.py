@@ -14,7 +14,7 @@ from typing import Any
 
 from minicluster.analysis import sweep
 from minicluster.analysis.tail import RunTail
-from minicluster.analysis.watch import snapshot
+from minicluster.analysis.watch import START_WAIT_S, snapshot
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
 from minicluster.result.schema import load_result
@@ -71,12 +71,20 @@ class Watcher:
         """Seconds since a rank file last grew (since the watch started, while none has)."""
         return time.monotonic() - (self.grew_at if self.grew_at is not None else self.started_at)
 
+    def waited_too_long(self) -> bool:
+        """No rank file appeared within max(the stall window, START_WAIT_S) of the start."""
+        return self.grew_at is None and self.quiet_s() > max(self.stall_after_s, START_WAIT_S)
+
     def is_over(self, snap: dict[str, Any] | None) -> bool:
         """A live watch ends when the run (or sweep) wrote its result, or when no rank file has
-        grown for longer than the stall window."""
-        if snap is not None and snap["ended"] is not None:
+        grown for longer than the stall window (START_WAIT_S, if longer, before any step)."""
+        if snap is None:
+            return False
+        if snap["ended"] is not None:
             return True
-        return snap is not None and self.quiet_s() > self.stall_after_s
+        stepped = any(r["last_step"] is not None for r in snap["ranks"])
+        limit = self.stall_after_s if stepped else max(self.stall_after_s, START_WAIT_S)
+        return self.quiet_s() > limit
 
     def _current_run(self) -> Path | None:
         if self.plan is None:

@@ -56,9 +56,9 @@ def _live(watcher: Any, args: argparse.Namespace) -> int:
         while True:
             snap = watcher.refresh()
             if snap is None:
-                if watcher.quiet_s() > args.stall_after:
+                if watcher.waited_too_long():
                     raise InputError(
-                        f"no rank file appeared under {args.dir} in {args.stall_after:g} s "
+                        f"no rank file appeared under {args.dir} in {watcher.quiet_s():.0f} s "
                         "(ranks/rank_NNNNN.jsonl)"
                     )
             elif args.json:

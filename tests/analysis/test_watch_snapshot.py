@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from minicluster.analysis.steps import StepTable
 from minicluster.analysis.stragglers import find_stragglers
 from minicluster.analysis.tail import RunTail
-from minicluster.analysis.watch import snapshot
+from minicluster.analysis.watch import START_WAIT_S, snapshot
 from minicluster.core.errors import InputError
 
 _spec = importlib.util.spec_from_file_location(
@@ -92,6 +93,17 @@ def test_a_job_stall_names_the_rank_behind(tmp_path: Path) -> None:
     _write(tmp_path, [19, 18, 19])
     snap = _snap(tmp_path, T0 + 19 * STEP_S + 12.0)
     assert snap["job_stall"]["behind"] == [1] and "reason" not in snap["job_stall"]
+
+
+def test_start_up_is_given_its_own_allowance(tmp_path: Path) -> None:
+    """Before the first step (model, process group, DDP set-up) a rank has START_WAIT_S from its
+    header, however short the stall window."""
+    _write(tmp_path, [-1, -1])  # headers only, written at 2026-01-01T00:00:00Z
+    started = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
+    snap = _snap(tmp_path, started + START_WAIT_S - 1, stall_after_s=3.0)
+    assert snap["job_stall"] is None and snap["exit_code"] == 0
+    snap = _snap(tmp_path, started + START_WAIT_S + 1, stall_after_s=3.0)
+    assert snap["job_stall"]["ranks"] == [0, 1] and snap["job_stall"]["last_step"] is None
 
 
 def test_a_rank_that_timed_out_leaves_the_silent_one_named(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from minicluster.analysis import watcher
 from minicluster.cli import main
 from minicluster.launchers import torchrun
 
@@ -188,8 +189,9 @@ def test_a_directory_without_rank_files_is_bad_input(
 
 @pytest.mark.timeout(30)
 def test_a_live_watch_gives_up_when_no_rank_file_appears(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(watcher, "START_WAIT_S", 0.3)  # the ranks' start-up allowance
     assert main(["watch", str(tmp_path), "--stall-after", "0.5", "--interval", "0.1"]) == 2
     assert "no rank file appeared under" in capsys.readouterr().err
 
