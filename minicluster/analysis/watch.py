@@ -108,6 +108,7 @@ def snapshot(
         for name, present in (("stalled", stalled), ("straggling", stragglers), ("failed", failed))
         if present
     ]
+    nodes = _nodes(rows)
     ended = _ended(result) if result is not None else None
     if ended is not None:
         code = ended["exit_code"]
@@ -127,9 +128,10 @@ def snapshot(
         "stragglers": [{**s, "node": by_rank[s["rank"]]["node"]} for s in stragglers],
         "slowest": slowest,
         "failed": failed,
-        "nodes": _nodes(rows),
+        "nodes": nodes,
         "ranks": rows,
         "worst": _worst_first(rows),
+        "worst_nodes": _worst_nodes_first(nodes),
         "ended": ended,
         "exit_code": code,
         "warnings": tail.warnings(),
@@ -167,6 +169,7 @@ def _empty(world: int, rows: list[dict[str, Any]], warnings: list[str]) -> dict[
         "nodes": [],
         "ranks": rows,
         "worst": [],
+        "worst_nodes": [],
         "ended": None,
         "exit_code": EXIT_OK,
         "warnings": warnings,
@@ -390,6 +393,18 @@ def _worst_first(rows: list[dict[str, Any]]) -> list[int]:
         return tier, -compute, last
 
     return [r["rank"] for r in sorted(rows, key=key)]
+
+
+def _worst_nodes_first(nodes: list[dict[str, Any]]) -> list[str]:
+    """Nodes ordered worst first: failed, stalled, straggling ranks, then the lowest progress
+    and the highest compute p50."""
+
+    def key(n: dict[str, Any]) -> tuple[int, int, int, float, float]:
+        last = n["last_step_min"] if n["last_step_min"] is not None else -1
+        compute = n["compute_ms_p50_max"] if n["compute_ms_p50_max"] is not None else -1.0
+        return -n["failed"], -n["stalled"], -n["stragglers"], last, -compute
+
+    return [n["node"] for n in sorted(nodes, key=key)]
 
 
 def _ended(result: dict[str, Any]) -> dict[str, Any]:

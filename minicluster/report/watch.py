@@ -2,7 +2,8 @@
 
 One row per rank, grouped by node when there are several; stalled and failed ranks in red, a
 straggler in yellow, the slowest rank marked. Above COLLAPSE_ABOVE ranks the table keeps the
-worst SHOWN_WHEN_COLLAPSED ranks (the snapshot's `worst` order) and adds a per-node summary.
+worst SHOWN_WHEN_COLLAPSED ranks (the snapshot's `worst` order) and adds a per-node summary,
+itself cut to the worst SHOWN_WHEN_COLLAPSED nodes (`worst_nodes`) when there are more.
 """
 
 from __future__ import annotations
@@ -39,7 +40,13 @@ def view(snap: dict[str, Any]) -> RenderableType:
         shown, title = snap["ranks"], "ranks"
     parts.append(_rank_table(shown, title, not collapsed, snap))
     if collapsed or len(snap["nodes"]) > 1:
-        parts.append(_node_table(snap["nodes"]))
+        nodes = {n["node"]: n for n in snap["nodes"]}
+        if len(nodes) > SHOWN_WHEN_COLLAPSED:
+            shown_nodes = [nodes[name] for name in snap["worst_nodes"][:SHOWN_WHEN_COLLAPSED]]
+            title = f"worst {len(shown_nodes)} of {len(nodes)} nodes"
+        else:
+            shown_nodes, title = snap["nodes"], "nodes"
+        parts.append(_node_table(shown_nodes, title))
     for warning in snap["warnings"]:
         parts.append(Text(f"warning: {warning}", style="dim"))
     return Group(*parts)
@@ -196,8 +203,8 @@ def _rank_table(
     return table
 
 
-def _node_table(nodes: list[dict[str, Any]]) -> Table:
-    table = Table(title="nodes", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+def _node_table(nodes: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for name in (
         "node",
         "ranks",

@@ -96,3 +96,14 @@ def test_the_final_lines_give_the_runs_own_verdict(tmp_path: Path) -> None:
     assert lines[0] == "watch: the run ended: status failed (exit 3)"
     assert "  detected: hang rank 1 at step 20: killed" in lines
     assert json.dumps(snap)  # the snapshot is JSON as it is
+
+
+def test_above_16_nodes_the_worst_nodes_are_shown(tmp_path: Path) -> None:
+    steps = [40] * 160
+    steps[150] = 3  # on node 18
+    extra = {r: {"node_rank": r // 8, "hostname": f"h{r // 8}"} for r in range(160)}
+    text = _text(view(_snap(tmp_path, steps, header_extra=extra)))
+    node_part = text.split("\nworst 16 of 20 nodes")[1]
+    nodes = [ln.split() for ln in node_part.splitlines() if ln.startswith(" node ")]
+    assert len([n for n in nodes if n[1].isdigit()]) == 16
+    assert nodes[1][:2] == ["node", "18"]  # after the header row: the node with the stall
