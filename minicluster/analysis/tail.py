@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -71,21 +70,21 @@ class RankTail:
         self.pending = b""  # the start of a line whose newline has not been written yet
         self.lines_read = 0
         self.header: dict[str, Any] | None = None
-        self.steps: deque[tuple[float, ...]] = deque(maxlen=self.window)
+        # The last `window` steps, a ring: row `kept % window` is written next.
+        self._ring = np.full((self.window, len(WINDOW_KEYS)), np.nan)
+        self.kept = 0
         self.records = 0  # step (or collective) lines read, including those not parsed
         self.lag_s: float | None = None
-        self._columns: dict[str, np.ndarray] | None = None
 
     @property
     def last_step(self) -> int | None:
-        return int(self.steps[-1][0]) if self.steps else None
+        return int(self._ring[(self.kept - 1) % self.window, 0]) if self.kept else None
 
     @property
     def t_last_s(self) -> float | None:
         """`t_unix_s` of the last step (NaN-free), else None."""
-        if not self.steps or math.isnan(self.steps[-1][2]):
-            return None
-        return self.steps[-1][2]
+        t = self._ring[(self.kept - 1) % self.window, 2] if self.kept else math.nan
+        return None if math.isnan(t) else float(t)
 
     def look(self, now_s: float) -> bool:
         """Read what the file gained since the last look; True when a new line was complete.
@@ -144,8 +143,8 @@ class RankTail:
             kind = obj.get("type") if isinstance(obj, dict) else None
             if kind == rank_format.STEP:
                 self.records += 1
-                self.steps.append(tuple(_number(obj.get(k)) for k in WINDOW_KEYS))
-                self._columns = None
+                self._ring[self.kept % self.window] = [_number(obj.get(k)) for k in WINDOW_KEYS]
+                self.kept += 1
             elif kind == rank_format.COLLECTIVE:
                 self.records += 1
             elif kind == rank_format.HEADER:
@@ -170,26 +169,51 @@ class RankTail:
         if isinstance(summary, dict):
             self.summary = summary
 
-    def columns(self) -> dict[str, np.ndarray]:
-        """The kept steps as arrays, as `RankRecords.columns` holds them (`step` int64, `warmup`
-        bool, the rest float64 with NaN where a step lacked the field)."""
-        if self._columns is None:
-            m = np.array(self.steps, dtype=float).reshape(len(self.steps), len(WINDOW_KEYS))
-            cols = {k: m[:, j] for j, k in enumerate(WINDOW_KEYS)}
-            cols["step"] = cols["step"].astype(np.int64)
-            cols["warmup"] = cols["warmup"] == 1.0
-            self._columns = cols
-        return self._columns
+    def window_rows(self) -> np.ndarray:
+        """The kept steps, oldest first: [window x WINDOW_KEYS], NaN rows first while fewer than
+        `window` steps were read (booleans as 0/1, a missing field NaN)."""
+        return Windows([self]).matrix[0]
 
-    def to_records(self) -> RankRecords:
-        """The kept window as `RankRecords` (what `StepTable` and the straggler rule take)."""
-        return RankRecords(
-            self.rank, header=self.header, summary=self.summary, columns=self.columns()
-        )
+    def columns(self) -> dict[str, np.ndarray]:
+        """The kept steps as arrays, as `RankRecords.columns` holds them."""
+        return Windows([self]).records()[0].columns
 
     def _warn(self, text: str) -> None:
         if len(self.warnings) < MAX_WARNINGS and text not in self.warnings:
             self.warnings.append(text)
+
+
+class Windows:
+    """The kept windows of many ranks stacked, oldest step first: `col[key]` is [rank x window]
+    (NaN where a rank has fewer steps than the window, or a step lacked the field)."""
+
+    def __init__(self, tails: list[RankTail]) -> None:
+        self.tails = tails
+        width = tails[0].window if tails else 0
+        kept = np.array([t.kept for t in tails], dtype=np.int64)
+        # Row (kept + i) % window of a ring is its i-th oldest step; rows never written are NaN,
+        # so one gather puts every rank's steps oldest first, padding first.
+        order = (kept[:, None] + np.arange(width)[None, :]) % max(width, 1)
+        rings = np.stack([t._ring for t in tails]) if tails else np.empty((0, 0, len(WINDOW_KEYS)))
+        self.matrix = rings[np.arange(len(tails))[:, None], order]
+        self.col = {k: self.matrix[:, :, j] for j, k in enumerate(WINDOW_KEYS)}
+        self.starts = [width - min(t.kept, width) for t in tails]
+
+    def records(self, leave_out: set[int] | frozenset[int] = frozenset()) -> list[RankRecords]:
+        """Each rank's window as `RankRecords` (`step` int64, `warmup` bool, the rest float64),
+        what `StepTable` and the straggler rule take; ranks in `leave_out` are left out."""
+        if not self.tails:
+            return []
+        step = np.nan_to_num(self.col["step"], nan=-1).astype(np.int64)
+        warmup = self.col["warmup"] == 1.0
+        out = []
+        for i, (tail, start) in enumerate(zip(self.tails, self.starts, strict=True)):
+            if tail.rank in leave_out:
+                continue
+            cols = {k: v[i, start:] for k, v in self.col.items()}
+            cols["step"], cols["warmup"] = step[i, start:], warmup[i, start:]
+            out.append(RankRecords(tail.rank, tail.header, summary=tail.summary, columns=cols))
+        return out
 
 
 def _number(value: Any) -> float:
@@ -234,7 +258,7 @@ class RunTail:
         for rank, tail in self.ranks.items():
             if rank in files:
                 grew |= tail.look(now_s)
-            if rank in summaries:
+            if rank in summaries and tail.summary is None:
                 tail.read_summary(rundir.rank_summary(self.run_dir, rank))
         return grew
 

@@ -24,7 +24,9 @@ Definitions (the README's "Watching a running job" says the same):
 
 from __future__ import annotations
 
+import math
 import statistics
+import warnings
 from datetime import datetime, timezone
 from typing import Any
 
@@ -33,7 +35,7 @@ import numpy as np
 from minicluster.analysis import envelope
 from minicluster.analysis.steps import StepTable, r4
 from minicluster.analysis.stragglers import find_stragglers
-from minicluster.analysis.tail import RankTail, RunTail
+from minicluster.analysis.tail import RankTail, RunTail, Windows
 from minicluster.analysis.verdicts import exit_code as result_exit_code
 from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
 
@@ -78,8 +80,10 @@ def snapshot(
     cfg = envelope.run_config(head0)
     world = max(h["world_size"] for h in headers)
     total = cfg.steps.warmup + cfg.steps.measured
+    windows = Windows([t for t in tail.ranks.values() if t.header is not None])
+    window = _window_stats(windows)
     rows = [
-        _rank_row(tail.ranks[r], now_s, total) if r in tail.ranks else _waiting_row(r)
+        _rank_row(tail.ranks[r], now_s, total, window[r]) if r in window else _waiting_row(r)
         for r in range(world)
     ]
     if result is None:
@@ -90,10 +94,7 @@ def snapshot(
     # A rank left behind by the others has no steps in common with them: the straggler rule
     # (which compares ranks step by step) runs on the ranks still in step.
     left_behind = {r["rank"] for r in rows if r["stalled"]} if job_stall is None else set()
-    in_step = [
-        t.to_records() for t in tail.ranks.values() if t.header and t.rank not in left_behind
-    ]
-    table = StepTable(in_step, world)
+    table = StepTable(windows.records(leave_out=left_behind), world)
     stragglers = find_stragglers(
         table, cfg.run.straggler_threshold_pct, cfg.run.straggler_min_excess_ms
     )
@@ -198,11 +199,38 @@ def _waiting_row(rank: int) -> dict[str, Any]:
     }
 
 
-def _rank_row(tail: RankTail, now_s: float, total_steps: int) -> dict[str, Any]:
+def _window_stats(windows: Windows) -> dict[int, dict[str, Any]]:
+    """Per rank over its kept window, for all ranks at once ([rank x step] matrices): the rate,
+    the p50s over measured steps, whether its last step was a warm-up step."""
+    if not windows.tails:
+        return {}
+    col = windows.col
+    measured = col["warmup"] == 0.0  # a NaN row (window not full yet) is not measured
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no measured step yet: NaN, no warning
+        p50 = {
+            k: np.nanmedian(np.where(measured, col[k], np.nan), axis=1)
+            for k in ("step_time_ms", "compute_ms", "comm_ms")
+        }
+    rate = _rates(col["step"], col["t_unix_s"])
+    return {
+        t.rank: {
+            "steps_per_sec": _num(rate[i]),
+            "step_time_ms_p50": _num(p50["step_time_ms"][i]),
+            "compute_ms_p50": _num(p50["compute_ms"][i]),
+            "comm_ms_p50": _num(p50["comm_ms"][i]),
+            "warmup": bool(col["warmup"][i, -1] == 1.0) if t.kept else None,
+        }
+        for i, t in enumerate(windows.tails)
+    }
+
+
+def _rank_row(
+    tail: RankTail, now_s: float, total_steps: int, window: dict[str, Any]
+) -> dict[str, Any]:
     row = _waiting_row(tail.rank)
     header = tail.header
-    if header is None:
-        return row
+    assert header is not None  # only ranks with a header have window statistics
     summary = tail.summary
     last = tail.last_step
     if summary is not None:
@@ -211,24 +239,18 @@ def _rank_row(tail: RankTail, now_s: float, total_steps: int) -> dict[str, Any]:
         state = "finishing"  # every step recorded: the final gather, a validation, the teardown
     else:
         state = "running"
-    cols = tail.columns()
-    measured = ~cols["warmup"]
     t_ref = tail.t_last_s
     if t_ref is None:
         t_ref = _iso_to_unix(header.get("created_at"))  # started, no step yet
     if t_ref is not None and tail.lag_s is not None:
         t_ref += tail.lag_s
     row.update(
+        window,
         node=node_of(header),
         hostname=header.get("hostname"),
         node_rank=header.get("node_rank"),
         state=state,
         last_step=last,
-        warmup=bool(cols["warmup"][-1]) if last is not None else None,
-        steps_per_sec=_rate(cols["step"], cols["t_unix_s"]),
-        step_time_ms_p50=_p50(cols["step_time_ms"][measured]),
-        compute_ms_p50=_p50(cols["compute_ms"][measured]),
-        comm_ms_p50=_p50(cols["comm_ms"][measured]),
         idle_s=r4(max(0.0, now_s - t_ref)) if t_ref is not None else None,
         error=(summary or {}).get("error") if state == "failed" else None,
         last_record_unix_s=t_ref,
@@ -424,18 +446,21 @@ def _ended(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _rate(steps: np.ndarray, t_s: np.ndarray) -> float | None:
-    ok = ~np.isnan(t_s)
-    if ok.sum() < 2:
-        return None
-    steps, t_s = steps[ok], t_s[ok]
-    dt = float(t_s[-1] - t_s[0])
-    return r4((steps[-1] - steps[0]) / dt) if dt > 0 else None
+def _rates(steps: np.ndarray, t_s: np.ndarray) -> np.ndarray:
+    """Per row: (last - first step) / (t of the last - t of the first), over the stamped steps;
+    NaN with fewer than two or no time between them."""
+    stamped = ~np.isnan(t_s)
+    rows = np.arange(t_s.shape[0])
+    first = stamped.argmax(axis=1)
+    last = t_s.shape[1] - 1 - stamped[:, ::-1].argmax(axis=1)
+    dt = t_s[rows, last] - t_s[rows, first]
+    with np.errstate(all="ignore"):
+        rate = (steps[rows, last] - steps[rows, first]) / dt
+    return np.where((stamped.sum(axis=1) >= 2) & (dt > 0), rate, np.nan)
 
 
-def _p50(values: np.ndarray) -> float | None:
-    values = values[~np.isnan(values)]
-    return r4(np.median(values)) if values.size else None
+def _num(value: float) -> float | None:
+    return None if math.isnan(value) else r4(value)
 
 
 def _median_of(rows: list[dict[str, Any]], key: str) -> float | None:

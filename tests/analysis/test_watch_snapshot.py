@@ -13,7 +13,7 @@ import pytest
 
 from minicluster.analysis.steps import StepTable
 from minicluster.analysis.stragglers import find_stragglers
-from minicluster.analysis.tail import RunTail
+from minicluster.analysis.tail import RunTail, Windows
 from minicluster.analysis.watch import START_WAIT_S, snapshot
 from minicluster.core.errors import InputError
 
@@ -135,7 +135,7 @@ def test_the_straggler_is_the_shared_rule_with_the_runs_thresholds(tmp_path: Pat
     # the very rule the coordinator applies, on the same window
     tail = RunTail(tmp_path / "a", window=50)
     tail.look(T0)
-    table = StepTable([t.to_records() for t in tail.ranks.values()], 4)
+    table = StepTable(Windows(list(tail.ranks.values())).records(), 4)
     expected = find_stragglers(table, 20.0, 2.0)
     assert [{k: v for k, v in s.items() if k != "node"} for s in snap["stragglers"]] == expected
     # the thresholds come from the run's config in the header: a higher one names nobody
