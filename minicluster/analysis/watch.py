@@ -12,14 +12,11 @@ Definitions (the README's "Watching a running job" says the same):
 - Idle: seconds since the rank's last step record (`t_unix_s`, the rank's clock) on this
   machine's clock; a live watch corrects it by the smallest delay it saw between a step being
   stamped and being read (node clock skew, a shared filesystem's delay).
-- Stalled rank: a running rank (no summary yet, its last step not the job's last) idle for
-  longer than `stall_after_s` (before its first step: `START_WAIT_S`, if longer) while another
-  rank recorded a step more than `stall_after_s` after its last one. Job stall: every running rank idle for longer than `stall_after_s`.
-  A collective waits for every rank, so a hung rank stops the others at the same step: then
-  the ranks behind the others (a lower last step, or none) are named, and when there are none
-  the snapshot says that the records cannot tell which rank stopped first.
+- Stalled rank, job stall: `analysis.stalls` (a rank idle past the stall window while the
+  others advance; every running rank idle).
 - Straggler: `stragglers.find_stragglers` (the coordinator's rule, one implementation) on the
-  window's steps, with the thresholds of the run's config (rank 0's header).
+  window's steps, with the thresholds of the run's config (rank 0's header); a rank the others
+  left behind is left out of it (it shares no recent step with them).
 """
 
 from __future__ import annotations
@@ -33,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from minicluster.analysis import envelope
+from minicluster.analysis.stalls import mark_stalls
 from minicluster.analysis.steps import StepTable, r4
 from minicluster.analysis.stragglers import find_stragglers
 from minicluster.analysis.tail import RankTail, RunTail, Windows
@@ -40,8 +38,6 @@ from minicluster.analysis.verdicts import exit_code as result_exit_code
 from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
 
 FORMAT = "minicluster-watch/1"
-# Before its first step a rank gets this long (or the stall window, if longer) from its header.
-START_WAIT_S = 120.0
 MAX_ERRORS = 5  # of an ended run's errors, in the snapshot
 
 
@@ -87,7 +83,7 @@ def snapshot(
         for r in range(world)
     ]
     if result is None:
-        job_stall = _mark_stalls(rows, stall_after_s)
+        job_stall = mark_stalls(rows, stall_after_s)
     else:
         job_stall = None
         _after_the_end(rows, result)
@@ -266,57 +262,6 @@ def _after_the_end(rows: list[dict[str, Any]], result: dict[str, Any]) -> None:
             r["state"] = "failed" if r["rank"] in failed else "ended"
             if r["state"] == "failed":
                 r["error"] = "no summary: the process died or was killed (see the run's errors)"
-
-
-def _mark_stalls(rows: list[dict[str, Any]], stall_after_s: float) -> dict[str, Any] | None:
-    """Mark stalled ranks (`row["stalled"]`); the job stall, when every running rank is idle.
-
-    A rank before its first step (model, process group, DDP set-up) is given
-    max(stall_after_s, START_WAIT_S) from its header: start-up has no bound a step has.
-    """
-    running = [r for r in rows if r["state"] == "running" and r["idle_s"] is not None]
-    if not running:
-        return None
-
-    def idle_too_long(r: dict[str, Any]) -> bool:
-        limit = stall_after_s if r["last_step"] is not None else max(stall_after_s, START_WAIT_S)
-        return bool(r["idle_s"] > limit)
-
-    stamped = [
-        r["last_record_unix_s"]
-        for r in rows
-        if r["last_record_unix_s"] is not None and r["last_step"] is not None
-    ]
-    latest = max(stamped, default=None)
-    for r in running:
-        others_advanced = latest is not None and latest - r["last_record_unix_s"] > stall_after_s
-        r["stalled"] = idle_too_long(r) and others_advanced
-    if not all(idle_too_long(r) for r in running):
-        return None
-    for r in running:
-        r["stalled"] = True
-    top = max((r["last_step"] for r in running if r["last_step"] is not None), default=None)
-    behind = [
-        r["rank"]
-        for r in rows
-        if r["state"] == "waiting"
-        or r["state"] == "running"
-        and (r["last_step"] is None or top is not None and r["last_step"] < top)
-    ]
-    stall = {
-        "idle_s": min(r["idle_s"] for r in running),
-        "last_step": top,
-        "ranks": [r["rank"] for r in running],
-        "behind": behind,
-    }
-    if not behind and len(running) == 1:
-        stall["reason"] = f"rank {running[0]['rank']} is the only rank still running"
-    elif not behind:
-        stall["reason"] = (
-            f"every running rank stopped at step {top}: a collective waits for all ranks, so the "
-            "records cannot tell which rank stopped first"
-        )
-    return stall
 
 
 def _progress(rows: list[dict[str, Any]], total: int, stalled: bool, ended: bool) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from minicluster.analysis import sweep
+from minicluster.analysis.stalls import START_WAIT_S
 from minicluster.analysis.tail import RunTail
-from minicluster.analysis.watch import START_WAIT_S, snapshot
+from minicluster.analysis.watch import snapshot
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
 from minicluster.result.schema import load_result

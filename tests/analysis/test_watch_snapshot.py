@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from minicluster.analysis.stalls import START_WAIT_S
 from minicluster.analysis.steps import StepTable
 from minicluster.analysis.stragglers import find_stragglers
 from minicluster.analysis.tail import RunTail, Windows
-from minicluster.analysis.watch import START_WAIT_S, snapshot
+from minicluster.analysis.watch import snapshot
 from minicluster.core.errors import InputError
 
 _spec = importlib.util.spec_from_file_location(
