@@ -208,14 +208,15 @@ def _window_stats(windows: Windows) -> dict[int, dict[str, Any]]:
             k: np.nanmedian(np.where(measured, col[k], np.nan), axis=1)
             for k in ("step_time_ms", "compute_ms", "comm_ms")
         }
-    rate = _rates(col["step"], col["t_unix_s"])
+    values = {
+        "steps_per_sec": _rounded(_rates(col["step"], col["t_unix_s"])),
+        **{f"{k}_p50": _rounded(v) for k, v in p50.items()},
+    }
+    warmup = (col["warmup"][:, -1] == 1.0).tolist()
     return {
         t.rank: {
-            "steps_per_sec": _num(rate[i]),
-            "step_time_ms_p50": _num(p50["step_time_ms"][i]),
-            "compute_ms_p50": _num(p50["compute_ms"][i]),
-            "comm_ms_p50": _num(p50["comm_ms"][i]),
-            "warmup": bool(col["warmup"][i, -1] == 1.0) if t.kept else None,
+            **{k: v[i] for k, v in values.items()},
+            "warmup": warmup[i] if t.kept else None,
         }
         for i, t in enumerate(windows.tails)
     }
@@ -404,8 +405,9 @@ def _rates(steps: np.ndarray, t_s: np.ndarray) -> np.ndarray:
     return np.where((stamped.sum(axis=1) >= 2) & (dt > 0), rate, np.nan)
 
 
-def _num(value: float) -> float | None:
-    return None if math.isnan(value) else r4(value)
+def _rounded(values: np.ndarray) -> list[float | None]:
+    """To 4 decimals as Python floats, NaN as None (the JSON the snapshot is)."""
+    return [None if math.isnan(v) else v for v in np.round(values, 4).tolist()]
 
 
 def _median_of(rows: list[dict[str, Any]], key: str) -> float | None:
