@@ -42,6 +42,10 @@ WINDOW_KEYS = (
     "comm_bytes",
 )
 HEAD_LINES = 2  # the header and the comm_timing line open every rank file (rank_format)
+HEADER_MAX_BYTES = 1 << 20
+WINDOW_BUDGET = 51_200  # rank-steps: 1,024 ranks x 50 steps refresh in about 0.1-0.2 s here
+WINDOW_MIN = 50
+WINDOW_MAX = 500
 MAX_WARNINGS = 20
 
 
@@ -224,10 +228,20 @@ def _number(value: Any) -> float:
     return math.nan
 
 
-class RunTail:
-    """Every rank file of one run directory, followed incrementally (`look` once per refresh)."""
+def auto_window(world_size: int) -> int:
+    """The default window: WINDOW_BUDGET rank-steps over the ranks, between WINDOW_MIN and
+    WINDOW_MAX steps (a refresh's cost grows with ranks x window; few ranks afford a longer one)."""
+    return min(WINDOW_MAX, max(WINDOW_MIN, WINDOW_BUDGET // max(1, world_size)))
 
-    def __init__(self, run_dir: Path, window: int) -> None:
+
+class RunTail:
+    """Every rank file of one run directory, followed incrementally (`look` once per refresh).
+
+    `window` None: `auto_window` of the world size in the first header found (no rank file is
+    followed until one has its header line).
+    """
+
+    def __init__(self, run_dir: Path, window: int | None) -> None:
         self.run_dir = run_dir
         self.window = window
         self.ranks: dict[int, RankTail] = {}
@@ -249,6 +263,11 @@ class RunTail:
                 summaries.add(rank)
             elif rank is not None and name.endswith(".jsonl"):
                 files.add(rank)
+        if self.window is None:
+            world = next(filter(None, map(self._world_size, sorted(files))), None)
+            if world is None:
+                return False
+            self.window = auto_window(world)
         for rank in files | summaries:  # a summary alone: the rank failed before its first line
             if rank not in self.ranks:
                 self.ranks[rank] = RankTail(
@@ -264,3 +283,14 @@ class RunTail:
 
     def warnings(self) -> list[str]:
         return [w for t in self.ranks.values() for w in t.warnings]
+
+    def _world_size(self, rank: int) -> int | None:
+        """The world size in a rank file's header line, once that line is complete."""
+        try:
+            with open(rundir.rank_jsonl(self.run_dir, rank), "rb") as f:
+                line = f.readline(HEADER_MAX_BYTES)
+            head = _loads(line) if line.endswith(b"\n") else None
+        except (OSError, ValueError):
+            return None
+        world = head.get("world_size") if isinstance(head, dict) else None
+        return world if isinstance(world, int) and world > 0 else None

@@ -12,11 +12,9 @@ Definitions (the README's "Watching a running job" says the same):
 - Idle: seconds since the rank's last step record (`t_unix_s`, the rank's clock) on this
   machine's clock; a live watch corrects it by the smallest delay it saw between a step being
   stamped and being read (node clock skew, a shared filesystem's delay).
-- Stalled rank, job stall: `analysis.stalls` (a rank idle past the stall window while the
-  others advance; every running rank idle).
-- Straggler: `stragglers.find_stragglers` (the coordinator's rule, one implementation) on the
-  window's steps, with the thresholds of the run's config (rank 0's header); a rank the others
-  left behind is left out of it (it shares no recent step with them).
+- Stalled rank, job stall, straggler: `analysis.watch_rules` (a rank idle past the stall
+  window while the others advance; every running rank idle; the coordinator's straggler rule
+  on the windows, once they span enough of the job).
 """
 
 from __future__ import annotations
@@ -30,11 +28,10 @@ from typing import Any
 import numpy as np
 
 from minicluster.analysis import envelope
-from minicluster.analysis.stalls import mark_stalls
-from minicluster.analysis.steps import StepTable, r4
-from minicluster.analysis.stragglers import find_stragglers
+from minicluster.analysis.steps import r4
 from minicluster.analysis.tail import RankTail, RunTail, Windows
 from minicluster.analysis.verdicts import exit_code as result_exit_code
+from minicluster.analysis.watch_rules import judge_stragglers, mark_stalls
 from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
 
 FORMAT = "minicluster-watch/1"
@@ -90,10 +87,7 @@ def snapshot(
     # A rank left behind by the others has no steps in common with them: the straggler rule
     # (which compares ranks step by step) runs on the ranks still in step.
     left_behind = {r["rank"] for r in rows if r["stalled"]} if job_stall is None else set()
-    table = StepTable(windows.records(leave_out=left_behind), world)
-    stragglers = find_stragglers(
-        table, cfg.run.straggler_threshold_pct, cfg.run.straggler_min_excess_ms
-    )
+    stragglers, straggler_check = judge_stragglers(windows, left_behind, world, cfg.run)
     by_rank = {row["rank"]: row for row in rows}
     for s in stragglers:
         by_rank[s["rank"]]["straggler"] = True
@@ -123,6 +117,7 @@ def snapshot(
         "job_stall": job_stall,
         "stalled": stalled,
         "stragglers": [{**s, "node": by_rank[s["rank"]]["node"]} for s in stragglers],
+        "straggler_check": straggler_check,
         "slowest": slowest,
         "failed": failed,
         "nodes": nodes,
@@ -161,6 +156,7 @@ def _empty(world: int, rows: list[dict[str, Any]], warnings: list[str]) -> dict[
         "job_stall": None,
         "stalled": [],
         "stragglers": [],
+        "straggler_check": None,
         "slowest": None,
         "failed": [],
         "nodes": [],

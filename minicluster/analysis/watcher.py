@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from minicluster.analysis import sweep
-from minicluster.analysis.stalls import START_WAIT_S
 from minicluster.analysis.tail import RunTail
 from minicluster.analysis.watch import snapshot
+from minicluster.analysis.watch_rules import START_WAIT_S
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
 from minicluster.result.schema import load_result
@@ -25,7 +25,7 @@ class Watcher:
     """Follows one run (or a sweep's current run): `refresh()` reads what the rank files gained
     and returns the snapshot (`analysis.watch.snapshot`), None while no run has rank files."""
 
-    def __init__(self, path: Path, window: int, stall_after_s: float) -> None:
+    def __init__(self, path: Path, window: int | None, stall_after_s: float) -> None:
         if not path.is_dir():
             raise InputError(f"{path}: no such directory (give a run or sweep directory)")
         self.path = path

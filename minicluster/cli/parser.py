@@ -181,9 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--window",
         type=int,
-        default=50,
         metavar="STEPS",
-        help="each rank's recent steps that rates, p50s and the straggler rule use (default: 50)",
+        help="each rank's recent steps that rates, p50s and the straggler rule use (default: "
+        "51,200 / ranks, between 50 and 500)",
     )
     p.add_argument("--once", action="store_true", help="one snapshot, then exit")
     p.add_argument(

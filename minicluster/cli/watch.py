@@ -27,13 +27,15 @@ def watch(args: argparse.Namespace) -> int:
         raise InputError(f"--interval must be > 0 seconds, got {args.interval}")
     if args.stall_after <= 0:
         raise InputError(f"--stall-after must be > 0 seconds, got {args.stall_after}")
-    if args.window < 2:
+    if args.window is not None and args.window < 2:
         raise InputError(f"--window must be >= 2 steps, got {args.window}")
     watcher = Watcher(args.dir, args.window, args.stall_after)
     if args.once:
         snap = watcher.refresh()
         if snap is None:
-            raise InputError(f"{args.dir} holds no rank files (ranks/rank_NNNNN.jsonl)")
+            raise InputError(
+                f"{args.dir} holds no rank files with a header yet (ranks/rank_NNNNN.jsonl)"
+            )
         _print_once(snap, args.json)
         return int(snap["exit_code"])
     return _live(watcher, args)

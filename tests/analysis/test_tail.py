@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from minicluster.analysis.tail import RankTail, RunTail
+from minicluster.analysis.tail import RankTail, RunTail, auto_window
 from minicluster.core.errors import InputError
 
 _spec = importlib.util.spec_from_file_location(
@@ -161,3 +161,15 @@ def test_the_lag_learnt_live_absorbs_a_skewed_node_clock(tmp_path: Path) -> None
     _append(path, _line(_step(2, 902.0)))
     tail.look(1002.1)
     assert tail.lag_s == pytest.approx(100.1)
+
+
+def test_the_default_window_shrinks_with_the_world_size(tmp_path: Path) -> None:
+    assert [auto_window(n) for n in (1, 2, 64, 256, 1024, 4096)] == [500, 500, 500, 200, 50, 50]
+    ranks = tmp_path / "ranks"
+    ranks.mkdir()
+    (ranks / "rank_00000.jsonl").write_bytes(_line(rank_writer.header(0, 256, 2, 20))[:30])
+    run = RunTail(tmp_path, window=None)
+    assert not run.look(100.0) and run.ranks == {}  # the header line is not complete yet
+    _start(ranks / "rank_00000.jsonl", rank=0, world=256)
+    run.look(101.0)
+    assert run.window == 200 and run.ranks[0].window == 200

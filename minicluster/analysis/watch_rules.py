@@ -1,4 +1,4 @@
-"""Which running ranks are stalled, and whether the whole job is, from a watch's rank rows.
+"""Which ranks a watch names: stalled ranks, a stalled job, stragglers (with enough evidence).
 
 A stalled rank: running (no summary yet, its last step not the job's last), idle for longer than
 the stall window while another rank recorded a step more than the stall window after its last
@@ -7,13 +7,27 @@ for every rank, so a hung rank stops the others at the same step: then the ranks
 others (a lower last step, or none) are named, and when there are none the stall says that the
 records cannot tell which rank stopped first. Before its first step a rank is given
 max(stall window, START_WAIT_S) from its header: start-up has no bound a step has.
+
+A straggler: the coordinator's rule (`stragglers.find_stragglers`, one implementation) on the
+recent windows, once the steps it compares span STRAGGLER_MIN_SPAN_S of the job. A slowdown
+shorter than that (CPU contention, a page-cache flush, a GC pause) moves many consecutive steps
+at once, and the rule's sign test counts each of them as independent evidence.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
+import numpy as np
+
+from minicluster.analysis.steps import StepTable, r4
+from minicluster.analysis.stragglers import find_stragglers
+from minicluster.analysis.tail import Windows
+from minicluster.core.config import RunSection
+
 START_WAIT_S = 120.0
+STRAGGLER_MIN_SPAN_S = 5.0
 
 
 def mark_stalls(rows: list[dict[str, Any]], stall_after_s: float) -> dict[str, Any] | None:
@@ -68,3 +82,38 @@ def mark_stalls(rows: list[dict[str, Any]], stall_after_s: float) -> dict[str, A
             "records cannot tell which rank stopped first"
         )
     return stall
+
+
+def judge_stragglers(
+    windows: Windows, leave_out: set[int], world_size: int, run: RunSection
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(stragglers, check): `find_stragglers` with the run's thresholds on the windows of the
+    ranks not in `leave_out`, when their measured steps span STRAGGLER_MIN_SPAN_S or more.
+
+    `check` is `{span_s, min_span_s, applied}` (+ `reason` when not applied): the shortest span
+    over those ranks of the `t_unix_s` of their measured steps in the window.
+    """
+    keep = [i for i, t in enumerate(windows.tails) if t.rank not in leave_out]
+    span = 0.0
+    if keep:
+        measured = windows.col["warmup"][keep] == 0.0
+        t_s = np.where(measured, windows.col["t_unix_s"][keep], np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a rank with no measured step
+            spans = np.nanmax(t_s, axis=1) - np.nanmin(t_s, axis=1)
+        if not np.isnan(spans).all():
+            span = float(np.nanmin(spans))
+    check: dict[str, Any] = {
+        "span_s": r4(span),
+        "min_span_s": STRAGGLER_MIN_SPAN_S,
+        "applied": span >= STRAGGLER_MIN_SPAN_S,
+    }
+    if not check["applied"]:
+        check["reason"] = (
+            f"the recent measured steps span {span:.1f} s < {STRAGGLER_MIN_SPAN_S:g} s: too "
+            "short to tell a straggler from a passing slowdown (a larger --window spans more)"
+        )
+        return [], check
+    table = StepTable(windows.records(leave_out=leave_out), world_size)
+    found = find_stragglers(table, run.straggler_threshold_pct, run.straggler_min_excess_ms)
+    return found, check
