@@ -28,6 +28,9 @@ def view(snap: dict[str, Any]) -> RenderableType:
     """The whole live view: header, what is wrong, the rank table (and the node summary)."""
     parts: list[RenderableType] = [_header(snap)]
     parts += [Text(line, style=style) for line, style in problem_lines(snap)]
+    check = snap.get("straggler_check")
+    if check and not check["applied"] and snap["state"] == "running":
+        parts.append(Text(f"stragglers not judged yet: {check['reason']}", style="dim"))
     rows = {r["rank"]: r for r in snap["ranks"]}
     collapsed = len(rows) > COLLAPSE_ABOVE
     if collapsed:
@@ -106,14 +109,15 @@ def problem_lines(snap: dict[str, Any]) -> list[tuple[str, str]]:
                     "bold red",
                 )
             )
+    span = (snap.get("straggler_check") or {}).get("span_s")
     for s in snap["stragglers"]:
         out.append(
             (
                 f"STRAGGLER: rank {s['rank']} ({s['node']}): compute p50 "
                 f"{fmt_num(s['compute_ms_median'])} ms vs {fmt_num(s['others_compute_ms_median'])}"
-                f" ms on the others (+{fmt_num(s['excess_pct'])}%), slowest in "
-                f"{s['slowest_in_steps']} of {s['steps_compared']} recent steps "
-                f"(sign test p={s['sign_test_p']:.3g})",
+                f" ms on the others (+{fmt_num(s['excess_pct'])}%) over the last "
+                f"{fmt_num(span)} s, slowest in {s['slowest_in_steps']} of "
+                f"{s['steps_compared']} steps (sign test p={s['sign_test_p']:.3g})",
                 "bold yellow",
             )
         )
