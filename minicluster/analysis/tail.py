@@ -79,16 +79,8 @@ class RankTail:
         self.kept = 0
         self.records = 0  # step (or collective) lines read, including those not parsed
         self.lag_s: float | None = None
-
-    @property
-    def last_step(self) -> int | None:
-        return int(self._ring[(self.kept - 1) % self.window, 0]) if self.kept else None
-
-    @property
-    def t_last_s(self) -> float | None:
-        """`t_unix_s` of the last step (NaN-free), else None."""
-        t = self._ring[(self.kept - 1) % self.window, 2] if self.kept else math.nan
-        return None if math.isnan(t) else float(t)
+        self.last_step: int | None = None
+        self.t_last_s: float | None = None  # `t_unix_s` of the last step, when it has one
 
     def look(self, now_s: float) -> bool:
         """Read what the file gained since the last look; True when a new line was complete.
@@ -122,9 +114,9 @@ class RankTail:
             self.pending = buf
             return False
         self.pending = buf[cut + 1 :]
-        before = self.last_step
+        before = self.kept
         self._take(buf[:cut].split(b"\n"))
-        if self.looks > 1 and self.last_step != before and self.t_last_s is not None:
+        if self.looks > 1 and self.kept != before and self.t_last_s is not None:
             lag = now_s - self.t_last_s
             self.lag_s = lag if self.lag_s is None else min(self.lag_s, lag)
         return True
@@ -147,8 +139,11 @@ class RankTail:
             kind = obj.get("type") if isinstance(obj, dict) else None
             if kind == rank_format.STEP:
                 self.records += 1
-                self._ring[self.kept % self.window] = [_number(obj.get(k)) for k in WINDOW_KEYS]
+                row = [_number(obj.get(k)) for k in WINDOW_KEYS]
+                self._ring[self.kept % self.window] = row
                 self.kept += 1
+                self.last_step = int(row[0]) if row[0] == row[0] else self.last_step
+                self.t_last_s = row[2] if row[2] == row[2] else None  # NaN != NaN
             elif kind == rank_format.COLLECTIVE:
                 self.records += 1
             elif kind == rank_format.HEADER:
