@@ -213,3 +213,15 @@ def test_run_and_sweep_print_the_watch_command(
     assert f"minicluster watch '{tmp_path / 'my run'}'" in capsys.readouterr().err
     main(["sweep", "--world-sizes", "1,2", "--out", str(tmp_path / "sw")])
     assert f"minicluster watch {tmp_path / 'sw'}\n" in capsys.readouterr().err
+
+
+def test_the_watch_writes_nothing_into_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rank_writer.write_static(tmp_path, [30, 30], t0=time.time() - 8)
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in tmp_path.rglob("*")}
+    assert main(["watch", str(tmp_path), "--once", "--json"]) == 0
+    assert main(["watch", str(tmp_path), "--once"]) == 0
+    capsys.readouterr()
+    after = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in tmp_path.rglob("*")}
+    assert after == before
