@@ -100,7 +100,7 @@ def snapshot(
         if present
     ]
     nodes = _nodes(rows)
-    ended = _ended(result) if result is not None else None
+    ended = ended_section(result) if result is not None else None
     if ended is not None:
         code = ended["exit_code"]
     else:
@@ -371,7 +371,7 @@ def _worst_nodes_first(nodes: list[dict[str, Any]]) -> list[str]:
     return [n["node"] for n in sorted(nodes, key=key)]
 
 
-def _ended(result: dict[str, Any]) -> dict[str, Any]:
+def ended_section(result: dict[str, Any]) -> dict[str, Any]:
     """What the run's result says at its end; the exit code the watch gives it (that of
     `minicluster run`, and 1 instead of 0 when the result names a straggler)."""
     code = result_exit_code(result)

@@ -2,7 +2,8 @@
 
 A run directory is followed as it is. In a sweep directory (`sweep.json`) the watch follows the
 newest run of the plan that has started (its `ranks/` exists) and moves on when the next one
-starts; the sweep has ended when its own `result.json` appears.
+starts; a run has ended when its `result.json` appears, the sweep (and a live watch of it) when
+the sweep's own `result.json` does.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from minicluster.analysis import sweep
 from minicluster.analysis.tail import RunTail
-from minicluster.analysis.watch import snapshot
+from minicluster.analysis.watch import ended_section, snapshot
 from minicluster.analysis.watch_rules import START_WAIT_S
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
@@ -53,19 +54,23 @@ class Watcher:
             return None
         if grew or self.grew_at is None:
             self.grew_at = time.monotonic()
-        result_dir = self.path if self.plan is not None else run_dir
-        result = _result(result_dir)
-        snap = snapshot(self.tail, now_s, self.stall_after_s, result, self.planned_ranks)
+        run_result = _result(run_dir)
+        snap = snapshot(self.tail, now_s, self.stall_after_s, run_result, self.planned_ranks)
         if self.plan is not None:
+            # The run's own result ends the run; the sweep's result ends the watch.
             runs = sweep.plan(self.plan["world_sizes"], self.plan["repeats"])
             names = [r.name for r in runs]
+            sweep_result = _result(self.path)
             snap["sweep"] = {
                 "sweep_dir": str(self.path),
                 "run": run_dir.name,
                 "index": names.index(run_dir.name) + 1,
                 "runs": len(names),
-                "run_ended": rundir.result_path(run_dir).is_file(),
+                "run_ended": run_result is not None,
+                "ended": ended_section(sweep_result) if sweep_result is not None else None,
             }
+            if sweep_result is not None:
+                snap["exit_code"] = snap["sweep"]["ended"]["exit_code"]
         return snap
 
     def quiet_s(self) -> float:
@@ -81,7 +86,7 @@ class Watcher:
         grown for longer than the stall window (START_WAIT_S, if longer, before any step)."""
         if snap is None:
             return False
-        if snap["ended"] is not None:
+        if (snap["sweep"]["ended"] if "sweep" in snap else snap["ended"]) is not None:
             return True
         stepped = any(r["last_step"] is not None for r in snap["ranks"])
         limit = self.stall_after_s if stepped else max(self.stall_after_s, START_WAIT_S)

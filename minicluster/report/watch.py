@@ -65,13 +65,14 @@ def status_line(snap: dict[str, Any]) -> str:
 
 def final_lines(snap: dict[str, Any]) -> list[str]:
     """How the watch ended: the run's own verdict when it wrote its result, else the stall."""
-    ended = snap["ended"]
+    sweep = snap.get("sweep")
+    ended = sweep["ended"] if sweep else snap["ended"]
     if ended is None:
         return [
             f"watch: no rank file grew for {fmt_num(snap['stall_after_s'])} s and there is no "
             f"result.json: stopped watching (exit {snap['exit_code']})"
         ]
-    what = "sweep" if snap.get("sweep") else "run"
+    what = "sweep" if sweep else "run"
     lines = [f"watch: the {what} ended: status {ended['status']} (exit {snap['exit_code']})"]
     if ended["failed_ranks"]:
         lines.append(f"  failed ranks: {', '.join(map(str, ended['failed_ranks']))}")

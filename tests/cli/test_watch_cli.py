@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 
 from minicluster.analysis import watcher
+from minicluster.analysis.watcher import Watcher
 from minicluster.cli import main
 from minicluster.launchers import torchrun
+from minicluster.report.watch import final_lines
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -163,8 +165,19 @@ def test_a_sweep_directory_is_followed_at_its_newest_run(
         "index": 2,
         "runs": 2,
         "run_ended": False,
+        "ended": None,
     }
     assert snap["state"] == "running" and snap["world_size"] == 2
+    # A run of the sweep ending does not end the watch; the sweep's result does.
+    shutil.copy(GOLDEN / "run_2ranks.result.json", tmp_path / "n2-r1" / "result.json")
+    watcher = Watcher(tmp_path, None, 30.0)
+    snap = watcher.refresh()
+    assert snap is not None and snap["state"] == "ended" and snap["sweep"]["run_ended"]
+    assert not watcher.is_over(snap)
+    shutil.copy(GOLDEN / "run_2ranks.result.json", tmp_path / "result.json")
+    snap = watcher.refresh()
+    assert snap is not None and snap["sweep"]["ended"]["status"] == "ok" and watcher.is_over(snap)
+    assert final_lines(snap)[0] == "watch: the sweep ended: status ok (exit 0)"
 
 
 @pytest.mark.parametrize(
