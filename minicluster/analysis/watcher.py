@@ -93,6 +93,8 @@ class Watcher:
         return self.quiet_s() > limit
 
     def _current_run(self) -> Path | None:
+        if self.plan is None and self.grew_at is None and rundir.plan_path(self.path).is_file():
+            self.plan = sweep.load_plan(self.path)  # a sweep writes its plan just after starting
         if self.plan is None:
             return self.path
         for planned in reversed(sweep.plan(self.plan["world_sizes"], self.plan["repeats"])):

@@ -153,8 +153,11 @@ def test_a_sweep_directory_is_followed_at_its_newest_run(
         "threads_per_rank": 1,
         "warnings": [],
     }
+    early = Watcher(tmp_path, None, 30.0)  # started before the sweep wrote its plan
+    assert early.refresh() is None
     (tmp_path / "sweep.json").write_text(json.dumps(plan))
     rank_writer.write_static(tmp_path / "n1-r1", [30])
+    assert early.refresh()["sweep"]["run"] == "n1-r1"
     shutil.copy(GOLDEN / "run_2ranks.result.json", tmp_path / "n1-r1" / "result.json")
     rank_writer.write_static(tmp_path / "n2-r1", [10, 10], t0=time.time() - 1)
     assert main(["watch", str(tmp_path), "--once", "--json"]) == 0

@@ -1,5 +1,6 @@
 """`minicluster watch` on real 2-rank gloo runs: a hung rank is named stalled before the run ends,
-a straggler is named while it runs, a healthy run stays healthy from start to end."""
+a straggler is named while it runs, a healthy run is never called stalled, a sweep is followed
+run by run to its end."""
 
 from __future__ import annotations
 
@@ -163,3 +164,34 @@ def test_a_healthy_run_is_never_called_stalled_or_failed(
     assert (
         watch.returncode == snaps[-1]["exit_code"] == (1 if snaps[-1]["ended"]["stragglers"] else 0)
     )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_the_printed_command_follows_a_sweep_to_its_end(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "sweep"
+    sweep = subprocess.Popen(
+        [python, "-m", "minicluster", "sweep", "-c", str(_config(tmp_path)), "--world-sizes",
+         "1,2", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env,
+        cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not out.is_dir():  # started as soon as the directory exists, before its plan
+            assert sweep.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        snaps = _snapshots(_live_watch(python, cli_env, out), timeout_s=180)
+    finally:
+        err = _end(sweep, timeout_s=60)
+    assert sweep.returncode == 0, err[-2000:]
+    assert f"minicluster watch {out}" in err
+    assert [s["sweep"]["run"] for s in snaps][-1] == "n2-r1"
+    assert {s["sweep"]["run"] for s in snaps} == {"n1-r1", "n2-r1"}
+    assert {s["world_size"] for s in snaps if s["sweep"]["run"] == "n2-r1"} == {2}
+    assert snaps[-1]["sweep"]["ended"]["status"] == "ok" and snaps[-1]["exit_code"] == 0
