@@ -2,8 +2,8 @@
 
 Definitions (the README's "Watching a running job" says the same):
 
-- A rank's node is its header's `node_rank` (torchrun's group rank) when present, else its
-  hostname.
+- A rank's node is its header's `node_rank` (torchrun's group rank) when present (shown with
+  the hostname), else its hostname.
 - Progress: the job's steps done = the lowest (last recorded step + 1) over its ranks, of
   warm-up + measured steps; ETA = steps left / the median over ranks of their rate.
 - A rank's rate: steps/s over its last `window` step records, (last - first step) /
@@ -131,9 +131,10 @@ def snapshot(
 
 
 def node_of(header: dict[str, Any]) -> str:
-    """The node a rank runs on: `node N` from torchrun's group rank, else its hostname."""
+    """The node a rank runs on: `node N (host)` from torchrun's group rank, else its hostname."""
     node_rank = header.get("node_rank")
-    return f"node {node_rank}" if node_rank is not None else str(header.get("hostname"))
+    host = str(header.get("hostname"))
+    return f"node {node_rank} ({host})" if node_rank is not None else host
 
 
 def _empty(world: int, rows: list[dict[str, Any]], warnings: list[str]) -> dict[str, Any]:

@@ -105,7 +105,7 @@ def problem_lines(snap: dict[str, Any]) -> list[tuple[str, str]]:
         for s in snap["stalled"]:
             out.append(
                 (
-                    f"STALLED: rank {s['rank']} ({s['node']}) at step {s['last_step']}, no new "
+                    f"STALLED: rank {s['rank']} on {s['node']} at step {s['last_step']}, no new "
                     f"step for {fmt_num(s['idle_s'])} s while the others advance",
                     "bold red",
                 )
@@ -114,7 +114,7 @@ def problem_lines(snap: dict[str, Any]) -> list[tuple[str, str]]:
     for s in snap["stragglers"]:
         out.append(
             (
-                f"STRAGGLER: rank {s['rank']} ({s['node']}): compute p50 "
+                f"STRAGGLER: rank {s['rank']} on {s['node']}: compute p50 "
                 f"{fmt_num(s['compute_ms_median'])} ms vs {fmt_num(s['others_compute_ms_median'])}"
                 f" ms on the others (+{fmt_num(s['excess_pct'])}%) over the last "
                 f"{fmt_num(span)} s, slowest in {s['slowest_in_steps']} of "
@@ -125,7 +125,7 @@ def problem_lines(snap: dict[str, Any]) -> list[tuple[str, str]]:
     for f in snap["failed"]:
         out.append(
             (
-                f"FAILED: rank {f['rank']} ({f['node']}) after step {f['last_step']}: "
+                f"FAILED: rank {f['rank']} on {f['node']} after step {f['last_step']}: "
                 f"{_cut(str(f['error']))}",
                 "bold red",
             )

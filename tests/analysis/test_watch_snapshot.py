@@ -178,8 +178,8 @@ def test_ranks_group_by_node_rank_else_hostname(tmp_path: Path) -> None:
     _write(tmp_path / "a", [30] * 4, header_extra=extra)
     nodes = _snap(tmp_path / "a", T0 + 3.0)["nodes"]
     assert [(n["node"], n["node_rank"], n["ranks"]) for n in nodes] == [
-        ("node 0", 0, 2),
-        ("node 1", 1, 2),
+        ("node 0 (h0)", 0, 2),
+        ("node 1 (h1)", 1, 2),
     ]
     extra = {r: {"hostname": ["b-host", "a-host"][r % 2]} for r in range(4)}
     _write(tmp_path / "b", [30] * 4, header_extra=extra)

@@ -40,8 +40,8 @@ def _text(renderable: Any) -> str:
 def test_a_small_job_shows_every_rank_and_names_what_is_wrong(tmp_path: Path) -> None:
     snap = _snap(tmp_path, [80, 80, 20, 80], compute_ms={1: 9.0})
     text = _text(view(snap))
-    assert "STALLED: rank 2 (" in text and "at step 20" in text
-    assert "STRAGGLER: rank 1 (" in text
+    assert "STALLED: rank 2 on " in text and "at step 20" in text
+    assert "STRAGGLER: rank 1 on " in text
     rows = [
         line.split()
         for line in text.splitlines()
@@ -61,9 +61,9 @@ def test_above_32_ranks_the_worst_ranks_and_every_node_are_shown(tmp_path: Path)
     assert "worst 16 of 40 ranks" in text
     rank_part, node_part = text.split("\nnodes")
     ranks_shown = [
-        ln.split()[2]
+        ln.split()[3]
         for ln in rank_part.splitlines()
-        if ln.startswith(" node ") and ln.split()[2].isdigit()
+        if ln.startswith(" node ") and ln.split()[3].isdigit()
     ]
     assert len(ranks_shown) == 16
     assert ranks_shown[:2] == ["37", "13"]  # the stalled rank, then the straggler
@@ -72,13 +72,13 @@ def test_above_32_ranks_the_worst_ranks_and_every_node_are_shown(tmp_path: Path)
         for ln in node_part.splitlines()
         if ln.startswith(" node ") and ln.split()[1].isdigit()
     ]
-    assert [(n[1], n[2]) for n in nodes] == [(str(i), "8") for i in range(5)]  # 8 ranks each
+    assert [(n[1], n[3]) for n in nodes] == [(str(i), "8") for i in range(5)]  # 8 ranks each
 
 
 def test_user_text_is_printed_as_it_is(tmp_path: Path) -> None:
     markup = "[bold]host[/bold]"
     snap = _snap(tmp_path, [80, 80, 20], header_extra={2: {"hostname": markup}})
-    assert f"rank 2 ({markup})" in _text(view(snap))
+    assert f"rank 2 on {markup} at step" in _text(view(snap))
 
 
 def test_the_final_lines_give_the_runs_own_verdict(tmp_path: Path) -> None:
