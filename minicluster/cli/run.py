@@ -11,7 +11,6 @@ from typing import Any
 
 from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate
-from minicluster.cli.watch import watch_command
 from minicluster.core import collective_defs, fault_spec
 from minicluster.core import config as config_mod
 from minicluster.core.config import RunConfig
@@ -72,6 +71,8 @@ def _launch_training(args: argparse.Namespace, validating: bool) -> dict[str, An
         f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps -> {out_dir}",
         file=sys.stderr,
     )
+    from minicluster.cli.watch import watch_command
+
     print(f"minicluster: watch it live: {watch_command(out_dir)}", file=sys.stderr)
     return orchestrate.execute(
         cfg,
