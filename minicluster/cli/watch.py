@@ -8,9 +8,12 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minicluster.core.errors import InputError
+
+if TYPE_CHECKING:
+    from minicluster.analysis.watcher import Watcher
 
 
 def watch_command(run_dir: Path) -> str:
@@ -41,7 +44,7 @@ def watch(args: argparse.Namespace) -> int:
     return _live(watcher, args)
 
 
-def _live(watcher: Any, args: argparse.Namespace) -> int:
+def _live(watcher: Watcher, args: argparse.Namespace) -> int:
     from rich.live import Live
 
     from minicluster.report import watch as render
