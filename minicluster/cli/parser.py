@@ -152,6 +152,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path, help="run directory (holds ranks/)")
     p.set_defaults(handler="results:aggregate")
 
+    p = sub.add_parser(
+        "watch",
+        help="live per-rank view of a running job: progress, stalled and straggling ranks",
+        description="Follow the rank files of a running job (any launcher; local disk or a "
+        "shared filesystem), reading only what each gained since the last refresh: per rank "
+        "its last step, steps/s and p50s over its last --window steps, and how long since its "
+        "last record. Ends when result.json appears or no rank file grew for --stall-after "
+        "seconds. Exit 0 healthy; 1 a rank stalled, straggling or failed; 2 bad input; 3 the "
+        "run ended failed.",
+    )
+    p.add_argument("dir", type=Path, help="run directory (holds ranks/), or a sweep directory")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between refreshes (default: 1)",
+    )
+    p.add_argument(
+        "--stall-after",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a running rank with no new step for this long is stalled; the watch also ends "
+        "when no rank file grew for this long (default: 30)",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        metavar="STEPS",
+        help="each rank's recent steps that rates, p50s and the straggler rule use (default: "
+        "51,200 / ranks, between 50 and 500)",
+    )
+    p.add_argument("--once", action="store_true", help="one snapshot, then exit")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON instead of the table: one snapshot (--once), or one line per refresh",
+    )
+    p.set_defaults(handler="watch:watch")
+
     p = sub.add_parser("report", help="render a result: terminal summary, Markdown, HTML")
     p.add_argument("result", type=Path, help="a result.json, or a run or sweep directory")
     add_report_flags(p)

@@ -71,6 +71,9 @@ def _launch_training(args: argparse.Namespace, validating: bool) -> dict[str, An
         f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps -> {out_dir}",
         file=sys.stderr,
     )
+    from minicluster.cli.watch import watch_command
+
+    print(f"minicluster: watch it live: {watch_command(out_dir)}", file=sys.stderr)
     return orchestrate.execute(
         cfg,
         out_dir,

@@ -16,6 +16,7 @@ from minicluster.analysis.sweep import PlannedRun, RunOutcome
 from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate
 from minicluster.cli.run import load_training_config
+from minicluster.cli.watch import watch_command
 from minicluster.core import config as config_mod
 from minicluster.core import fault_spec, rundir
 from minicluster.core.config import RunConfig
@@ -76,6 +77,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps -> {out_dir}",
         file=sys.stderr,
     )
+    print(f"minicluster: watch it live: {watch_command(out_dir)}", file=sys.stderr)
     outcomes: list[RunOutcome] = []
     try:
         for i, planned in enumerate(runs, start=1):

@@ -1,0 +1,291 @@
+"""Follow the rank files of a running job: on each look, read only what every file gained since.
+
+No locks and no writes: a look lists `DIR/ranks/` once, opens each rank file read-only, reads
+from the offset it reached last time up to the size the file has now, and keeps only complete
+lines (a line still being written waits for its newline). Files that appear late are picked up;
+a file that shrank was rewritten (a restarted rank) and is read again from its start. Opening
+the file on every look (rather than trusting a cached `stat`) is what makes a shared
+filesystem's close-to-open consistency show the newest bytes.
+
+Per rank it keeps the header, the last `window` step records (as columns for `StepTable`) and
+the summary once it appears. Of a long backlog only the last `window` lines are parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minicluster.analysis.records import RankRecords
+from minicluster.core import rank_format, rundir
+from minicluster.core.errors import InputError
+
+try:
+    from orjson import loads as _loads
+except ImportError:  # orjson is a dependency; plain json is the slower fallback
+    _loads = json.loads  # type: ignore[assignment]
+
+# The step fields the watch uses, in the order each kept step is stored.
+WINDOW_KEYS = (
+    "step",
+    "warmup",
+    "t_unix_s",
+    "step_time_ms",
+    "compute_ms",
+    "comm_ms",
+    "exposed_comm_ms",
+    "comm_bytes",
+)
+HEAD_LINES = 2  # the header and the comm_timing line open every rank file (rank_format)
+HEADER_MAX_BYTES = 1 << 20
+WINDOW_BUDGET = 51_200  # rank-steps: 1,024 ranks x 50 steps refresh in about 0.1-0.2 s here
+WINDOW_MIN = 50
+WINDOW_MAX = 500
+MAX_WARNINGS = 20
+
+
+class RankTail:
+    """One rank file followed incrementally: its header, its last `window` steps, its summary.
+
+    `t_last_s` is the rank's own clock (`t_unix_s` of its last step). `lag_s` is the smallest
+    delay seen between a step's `t_unix_s` and this reader finding it, over looks after the
+    first: it absorbs a node clock that differs from this machine's and a shared filesystem's
+    delay (None until a second look found new steps).
+    """
+
+    def __init__(self, path: Path, rank: int, window: int) -> None:
+        self.path = path
+        self.rank = rank
+        self.window = window
+        self.summary: dict[str, Any] | None = None
+        self.summary_unreadable = False
+        self.looks = 0
+        self.warnings: list[str] = []
+        self._restart()
+
+    def _restart(self) -> None:
+        """Forget what was read of the file (it is read again from its start)."""
+        self.offset = 0
+        self.pending = b""  # the start of a line whose newline has not been written yet
+        self.lines_read = 0
+        self.header: dict[str, Any] | None = None
+        # The last `window` steps, a ring: row `kept % window` is written next.
+        self._ring = np.full((self.window, len(WINDOW_KEYS)), np.nan)
+        self.kept = 0
+        self.records = 0  # step (or collective) lines read, including those not parsed
+        self.lag_s: float | None = None
+        self.last_step: int | None = None
+        self.t_last_s: float | None = None  # `t_unix_s` of the last step, when it has one
+
+    def look(self, now_s: float) -> bool:
+        """Read what the file gained since the last look; True when a new line was complete.
+
+        `now_s` is this machine's `time.time()` at the look (for `lag_s`). InputError when the
+        header is in a format version this reader does not know.
+        """
+        self.looks += 1
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as e:
+            self._warn(f"{self.path.name}: cannot open ({e.strerror or e})")
+            return False
+        try:
+            size = os.fstat(fd).st_size
+            if size < self.offset:
+                self._warn(f"{self.path.name} shrank (rewritten by a restarted rank): read again")
+                self._restart()
+            if size == self.offset:
+                return False
+            data = os.pread(fd, size - self.offset, self.offset)
+        except OSError as e:
+            self._warn(f"{self.path.name}: cannot read ({e.strerror or e})")
+            return False
+        finally:
+            os.close(fd)
+        self.offset += len(data)
+        buf = self.pending + data
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            self.pending = buf
+            return False
+        self.pending = buf[cut + 1 :]
+        before = self.kept
+        self._take(buf[:cut].split(b"\n"))
+        if self.looks > 1 and self.kept != before and self.t_last_s is not None:
+            lag = now_s - self.t_last_s
+            self.lag_s = lag if self.lag_s is None else min(self.lag_s, lag)
+        return True
+
+    def _take(self, lines: list[bytes]) -> None:
+        # Lines the window would drop anyway are counted, not parsed (a long backlog costs a split).
+        parse_from = len(lines) - self.window
+        for i, line in enumerate(lines):
+            at = self.lines_read + i
+            if at >= HEAD_LINES and i < parse_from:
+                self.records += 1
+                continue
+            if not line.strip():
+                continue
+            try:
+                obj = _loads(line)
+            except ValueError:
+                self._warn(f"{self.path.name}: malformed line {at + 1} skipped")
+                continue
+            kind = obj.get("type") if isinstance(obj, dict) else None
+            if kind == rank_format.STEP:
+                self.records += 1
+                row = [_number(obj.get(k)) for k in WINDOW_KEYS]
+                self._ring[self.kept % self.window] = row
+                self.kept += 1
+                self.last_step = int(row[0]) if row[0] == row[0] else self.last_step
+                self.t_last_s = row[2] if row[2] == row[2] else None  # NaN != NaN
+            elif kind == rank_format.COLLECTIVE:
+                self.records += 1
+            elif kind == rank_format.HEADER:
+                rank_format.check_header(obj, str(self.path))
+                self.header = obj
+            elif kind == rank_format.COMM_TIMING and self.header is not None:
+                self.header["comm_timing"] = {k: v for k, v in obj.items() if k != "type"}
+        self.lines_read += len(lines)
+
+    def read_summary(self, path: Path) -> None:
+        """Read the summary (written atomically at the rank's end) once it exists."""
+        if self.summary is not None or self.summary_unreadable:
+            return
+        try:
+            summary = _loads(path.read_bytes())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as e:
+            self.summary_unreadable = True
+            self._warn(f"rank {self.rank}: summary unreadable ({e}); treated as missing")
+            return
+        if isinstance(summary, dict):
+            self.summary = summary
+
+    def window_rows(self) -> np.ndarray:
+        """The kept steps, oldest first: [window x WINDOW_KEYS], NaN rows first while fewer than
+        `window` steps were read (booleans as 0/1, a missing field NaN)."""
+        return Windows([self]).matrix[0]
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The kept steps as arrays, as `RankRecords.columns` holds them."""
+        return Windows([self]).records()[0].columns
+
+    def _warn(self, text: str) -> None:
+        if len(self.warnings) < MAX_WARNINGS and text not in self.warnings:
+            self.warnings.append(text)
+
+
+class Windows:
+    """The kept windows of many ranks stacked, oldest step first: `col[key]` is [rank x window]
+    (NaN where a rank has fewer steps than the window, or a step lacked the field)."""
+
+    def __init__(self, tails: list[RankTail]) -> None:
+        self.tails = tails
+        width = tails[0].window if tails else 0
+        kept = np.array([t.kept for t in tails], dtype=np.int64)
+        # Row (kept + i) % window of a ring is its i-th oldest step; rows never written are NaN,
+        # so one gather puts every rank's steps oldest first, padding first.
+        order = (kept[:, None] + np.arange(width)[None, :]) % max(width, 1)
+        rings = np.stack([t._ring for t in tails]) if tails else np.empty((0, 0, len(WINDOW_KEYS)))
+        self.matrix = rings[np.arange(len(tails))[:, None], order]
+        self.col = {k: self.matrix[:, :, j] for j, k in enumerate(WINDOW_KEYS)}
+        self.starts = [width - min(t.kept, width) for t in tails]
+
+    def records(self, leave_out: set[int] | frozenset[int] = frozenset()) -> list[RankRecords]:
+        """Each rank's window as `RankRecords` (`step` int64, `warmup` bool, the rest float64),
+        what `StepTable` and the straggler rule take; ranks in `leave_out` are left out."""
+        if not self.tails:
+            return []
+        step = np.nan_to_num(self.col["step"], nan=-1).astype(np.int64)
+        warmup = self.col["warmup"] == 1.0
+        out = []
+        for i, (tail, start) in enumerate(zip(self.tails, self.starts, strict=True)):
+            if tail.rank in leave_out:
+                continue
+            cols = {k: v[i, start:] for k, v in self.col.items()}
+            cols["step"], cols["warmup"] = step[i, start:], warmup[i, start:]
+            out.append(RankRecords(tail.rank, tail.header, summary=tail.summary, columns=cols))
+        return out
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    return math.nan
+
+
+def auto_window(world_size: int) -> int:
+    """The default window: WINDOW_BUDGET rank-steps over the ranks, between WINDOW_MIN and
+    WINDOW_MAX steps (a refresh's cost grows with ranks x window; few ranks afford a longer one)."""
+    return min(WINDOW_MAX, max(WINDOW_MIN, WINDOW_BUDGET // max(1, world_size)))
+
+
+class RunTail:
+    """Every rank file of one run directory, followed incrementally (`look` once per refresh).
+
+    `window` None: `auto_window` of the world size in the first header found (no rank file is
+    followed until one has its header line).
+    """
+
+    def __init__(self, run_dir: Path, window: int | None) -> None:
+        self.run_dir = run_dir
+        self.window = window
+        self.ranks: dict[int, RankTail] = {}
+
+    def look(self, now_s: float) -> bool:
+        """List `ranks/` once, pick up new rank files, read what each file gained and any summary
+        that appeared; True when some file gained a complete line."""
+        ranks_dir = rundir.ranks_dir(self.run_dir)
+        try:
+            names = [e.name for e in os.scandir(ranks_dir)]
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise InputError(f"cannot list {ranks_dir}: {e.strerror or e}") from None
+        files, summaries = set(), set()
+        for name in names:
+            rank = rundir.rank_from_name(name)
+            if rank is not None and name.endswith(".summary.json"):
+                summaries.add(rank)
+            elif rank is not None and name.endswith(".jsonl"):
+                files.add(rank)
+        if self.window is None:
+            world = next(filter(None, map(self._world_size, sorted(files))), None)
+            if world is None:
+                return False
+            self.window = auto_window(world)
+        for rank in files | summaries:  # a summary alone: the rank failed before its first line
+            if rank not in self.ranks:
+                self.ranks[rank] = RankTail(
+                    rundir.rank_jsonl(self.run_dir, rank), rank, self.window
+                )
+        grew = False
+        for rank, tail in self.ranks.items():
+            if rank in files:
+                grew |= tail.look(now_s)
+            if rank in summaries and tail.summary is None:
+                tail.read_summary(rundir.rank_summary(self.run_dir, rank))
+        return grew
+
+    def warnings(self) -> list[str]:
+        return [w for t in self.ranks.values() for w in t.warnings]
+
+    def _world_size(self, rank: int) -> int | None:
+        """The world size in a rank file's header line, once that line is complete."""
+        try:
+            with open(rundir.rank_jsonl(self.run_dir, rank), "rb") as f:
+                line = f.readline(HEADER_MAX_BYTES)
+            head = _loads(line) if line.endswith(b"\n") else None
+        except (OSError, ValueError):
+            return None
+        world = head.get("world_size") if isinstance(head, dict) else None
+        return world if isinstance(world, int) and world > 0 else None

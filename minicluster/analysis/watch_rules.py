@@ -1,0 +1,124 @@
+"""Which ranks a watch names: stalled ranks, a stalled job, stragglers (with enough evidence).
+
+A stalled rank: running (no summary yet, its last step not the job's last), idle for longer than
+the stall window while another rank recorded a step more than the stall window after its last
+one. A job stall: every running rank idle for longer than the stall window. A collective waits
+for every rank, so a hung rank stops the others at the same step: then the ranks behind the
+others (a lower last step, or none) are named, and when there are none the stall says that the
+records cannot tell which rank stopped first. Before its first step a rank is given
+max(stall window, START_WAIT_S) from its header: start-up has no bound a step has.
+
+A straggler: the coordinator's rule (`stragglers.find_stragglers`, one implementation) on the
+recent windows, once the steps it compares span STRAGGLER_MIN_SPAN_S of the job. A slowdown
+shorter than that (CPU contention, a page-cache flush, a GC pause) moves many consecutive steps
+at once, and the rule's sign test counts each of them as independent evidence.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from minicluster.analysis.steps import StepTable, r4
+from minicluster.analysis.stragglers import find_stragglers
+from minicluster.analysis.tail import Windows
+from minicluster.core.config import RunSection
+
+START_WAIT_S = 120.0
+STRAGGLER_MIN_SPAN_S = 5.0
+
+
+def mark_stalls(rows: list[dict[str, Any]], stall_after_s: float) -> dict[str, Any] | None:
+    """Set `row["stalled"]` on the stalled ranks; the job stall, or None.
+
+    Each row holds `rank`, `state` (only `running` ranks can stall), `last_step` (None before
+    the first), `idle_s` (seconds since its last record) and `last_record_unix_s` (that
+    record's time on this machine's clock). The job stall is `{idle_s, last_step, ranks,
+    behind}` (+ `reason` when no rank is behind): the least idle rank's seconds, the highest
+    last step, the running ranks, the ranks behind the others.
+    """
+    running = [r for r in rows if r["state"] == "running" and r["idle_s"] is not None]
+    if not running:
+        return None
+
+    def idle_too_long(r: dict[str, Any]) -> bool:
+        limit = stall_after_s if r["last_step"] is not None else max(stall_after_s, START_WAIT_S)
+        return bool(r["idle_s"] > limit)
+
+    stamped = [
+        r["last_record_unix_s"]
+        for r in rows
+        if r["last_record_unix_s"] is not None and r["last_step"] is not None
+    ]
+    latest = max(stamped, default=None)
+    for r in running:
+        others_advanced = latest is not None and latest - r["last_record_unix_s"] > stall_after_s
+        r["stalled"] = idle_too_long(r) and others_advanced
+    if not all(idle_too_long(r) for r in running):
+        return None
+    for r in running:
+        r["stalled"] = True
+    top = max((r["last_step"] for r in running if r["last_step"] is not None), default=None)
+    behind = [
+        r["rank"]
+        for r in rows
+        if r["state"] == "waiting"
+        or r["state"] == "running"
+        and (r["last_step"] is None or top is not None and r["last_step"] < top)
+    ]
+    stall = {
+        "idle_s": min(r["idle_s"] for r in running),
+        "last_step": top,
+        "ranks": [r["rank"] for r in running],
+        "behind": behind,
+    }
+    if not behind and len(running) == 1:
+        stall["reason"] = f"rank {running[0]['rank']} is the only rank still running"
+    elif not behind:
+        stall["reason"] = (
+            f"every running rank stopped at step {top}: a collective waits for all ranks, so the "
+            "records cannot tell which rank stopped first"
+        )
+    return stall
+
+
+def judge_stragglers(
+    windows: Windows, leave_out: set[int], world_size: int, run: RunSection
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(stragglers, check): `find_stragglers` with the run's thresholds on the windows of the
+    ranks not in `leave_out`, when their measured steps span STRAGGLER_MIN_SPAN_S or more.
+
+    `check` is `{span_s, min_span_s, applied}` (+ `reason` when not applied): the shortest span
+    over those ranks of the `t_unix_s` of their measured steps in the window.
+    """
+    keep = [i for i, t in enumerate(windows.tails) if t.rank not in leave_out]
+    span = 0.0
+    if keep:
+        measured = windows.col["warmup"][keep] == 0.0
+        t_s = np.where(measured, windows.col["t_unix_s"][keep], np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a rank with no measured step
+            spans = np.nanmax(t_s, axis=1) - np.nanmin(t_s, axis=1)
+        if not np.isnan(spans).all():
+            span = float(np.nanmin(spans))
+    check: dict[str, Any] = {
+        "span_s": r4(span),
+        "min_span_s": STRAGGLER_MIN_SPAN_S,
+        "applied": span >= STRAGGLER_MIN_SPAN_S,
+    }
+    if not check["applied"]:
+        check["reason"] = (
+            f"the recent measured steps span {span:.1f} s < {STRAGGLER_MIN_SPAN_S:g} s: too "
+            "short to tell a straggler from a passing slowdown (a larger --window spans more)"
+        )
+        return [], check
+    table = StepTable(windows.records(leave_out=leave_out), world_size)
+    found = find_stragglers(
+        table,
+        run.straggler_threshold_pct,
+        run.straggler_min_excess_ms,
+        run.straggler_min_steps_pct,
+    )
+    return found, check

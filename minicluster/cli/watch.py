@@ -1,0 +1,102 @@
+"""`minicluster watch DIR`: the live per-rank view of a running job, or one snapshot (`--once`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from minicluster.core.errors import InputError
+
+if TYPE_CHECKING:
+    from minicluster.analysis.watcher import Watcher
+
+
+def watch_command(run_dir: Path) -> str:
+    """The command that watches `run_dir`, as `run` and `sweep` print it at their start."""
+    return f"minicluster watch {shlex.quote(str(run_dir))}"
+
+
+def watch(args: argparse.Namespace) -> int:
+    """Refresh every `--interval` seconds until the run ends or its files stop growing; exit 0
+    healthy, 1 stalled, straggling or a failed rank, 3 the run ended failed, 2 bad input."""
+    from minicluster.analysis.watcher import Watcher
+
+    if args.interval <= 0:
+        raise InputError(f"--interval must be > 0 seconds, got {args.interval}")
+    if args.stall_after <= 0:
+        raise InputError(f"--stall-after must be > 0 seconds, got {args.stall_after}")
+    if args.window is not None and args.window < 2:
+        raise InputError(f"--window must be >= 2 steps, got {args.window}")
+    watcher = Watcher(args.dir, args.window, args.stall_after)
+    if args.once:
+        snap = watcher.refresh()
+        if snap is None:
+            raise InputError(
+                f"{args.dir} holds no rank files with a header yet (ranks/rank_NNNNN.jsonl)"
+            )
+        _print_once(snap, args.json)
+        return int(snap["exit_code"])
+    return _live(watcher, args)
+
+
+def _live(watcher: Watcher, args: argparse.Namespace) -> int:
+    from rich.live import Live
+
+    from minicluster.report import watch as render
+    from minicluster.report.terminal import make_console
+
+    console = make_console()
+    live = (
+        Live(console=console, auto_refresh=False) if not args.json and console.is_terminal else None
+    )
+    snap = None
+    try:
+        if live is not None:
+            live.start()
+        while True:
+            snap = watcher.refresh()
+            if snap is None:
+                if watcher.waited_too_long():
+                    raise InputError(
+                        f"no rank file appeared under {args.dir} in {watcher.quiet_s():.0f} s "
+                        "(ranks/rank_NNNNN.jsonl)"
+                    )
+            elif args.json:
+                print(json.dumps(snap), flush=True)
+            elif live is not None:
+                live.update(render.view(snap), refresh=True)
+            else:
+                print(render.status_line(snap), flush=True)
+            if watcher.is_over(snap):
+                break
+            time.sleep(args.interval)
+    finally:
+        if live is not None:
+            live.stop()
+    assert snap is not None  # the loop leaves only through is_over, which needs a snapshot
+    if not args.json:
+        if live is None:
+            console.print(render.view(snap))
+        for line in render.final_lines(snap):
+            console.print(line, highlight=False, markup=False)
+    return int(snap["exit_code"])
+
+
+def _print_once(snap: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(snap, indent=2))
+        return
+    from minicluster.report import watch as render
+    from minicluster.report.terminal import make_console
+
+    console = make_console()
+    console.print(render.view(snap))
+    if snap["ended"] is not None:
+        for line in render.final_lines(snap):
+            console.print(line, highlight=False, markup=False)
+    sys.stdout.flush()

@@ -1,0 +1,272 @@
+"""The live view of `minicluster watch`: a watch snapshot rendered for a terminal (renders only).
+
+One row per rank, grouped by node when there are several; stalled and failed ranks in red, a
+straggler in yellow, the slowest rank marked. Above COLLAPSE_ABOVE ranks the table keeps the
+worst SHOWN_WHEN_COLLAPSED ranks (the snapshot's `worst` order) and adds a per-node summary,
+itself cut to the worst SHOWN_WHEN_COLLAPSED nodes (`worst_nodes`) when there are more.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from minicluster.report.text import fmt_num
+
+COLLAPSE_ABOVE = 32
+SHOWN_WHEN_COLLAPSED = 16
+ERROR_CHARS = 160
+
+_STATE_STYLE = {"failed": "bold red", "waiting": "dim", "finished": "green", "finishing": "green"}
+
+
+def view(snap: dict[str, Any]) -> RenderableType:
+    """The whole live view: header, what is wrong, the rank table (and the node summary)."""
+    parts: list[RenderableType] = [_header(snap)]
+    parts += [Text(line, style=style) for line, style in problem_lines(snap)]
+    check = snap.get("straggler_check")
+    if check and not check["applied"] and snap["state"] == "running":
+        parts.append(Text(f"stragglers not judged yet: {check['reason']}", style="dim"))
+    rows = {r["rank"]: r for r in snap["ranks"]}
+    collapsed = len(rows) > COLLAPSE_ABOVE
+    if collapsed:
+        shown = [rows[r] for r in snap["worst"][:SHOWN_WHEN_COLLAPSED]]
+        title = (
+            f"worst {len(shown)} of {len(rows)} ranks (failed, stalled, stragglers, then the "
+            "highest compute p50)"
+        )
+    else:
+        shown, title = snap["ranks"], "ranks"
+    parts.append(_rank_table(shown, title, not collapsed, snap))
+    if collapsed or len(snap["nodes"]) > 1:
+        nodes = {n["node"]: n for n in snap["nodes"]}
+        if len(nodes) > SHOWN_WHEN_COLLAPSED:
+            shown_nodes = [nodes[name] for name in snap["worst_nodes"][:SHOWN_WHEN_COLLAPSED]]
+            title = f"worst {len(shown_nodes)} of {len(nodes)} nodes"
+        else:
+            shown_nodes, title = snap["nodes"], "nodes"
+        parts.append(_node_table(shown_nodes, title))
+    for warning in snap["warnings"]:
+        parts.append(Text(f"warning: {warning}", style="dim"))
+    return Group(*parts)
+
+
+def status_line(snap: dict[str, Any]) -> str:
+    """One line per refresh (for a piped output): time, progress, what is wrong."""
+    wrong = [line for line, _ in problem_lines(snap)]
+    return f"{snap['taken_at'][11:19]} {_progress_text(snap)} | " + (
+        "; ".join(wrong) if wrong else "healthy"
+    )
+
+
+def final_lines(snap: dict[str, Any]) -> list[str]:
+    """How the watch ended: the run's own verdict when it wrote its result, else the stall."""
+    sweep = snap.get("sweep")
+    ended = sweep["ended"] if sweep else snap["ended"]
+    if ended is None:
+        return [
+            f"watch: no rank file grew for {fmt_num(snap['stall_after_s'])} s and there is no "
+            f"result.json: stopped watching (exit {snap['exit_code']})"
+        ]
+    what = "sweep" if sweep else "run"
+    lines = [f"watch: the {what} ended: status {ended['status']} (exit {snap['exit_code']})"]
+    if ended["failed_ranks"]:
+        lines.append(f"  failed ranks: {', '.join(map(str, ended['failed_ranks']))}")
+    for fault in ended["faults_detected"]:
+        step = f" at step {fault['step']}" if fault.get("step") is not None else ""
+        lines.append(f"  detected: {fault['kind']} rank {fault['rank']}{step}: {fault['evidence']}")
+    lines += [f"  error: {_cut(e)}" for e in ended["errors"]]
+    return lines
+
+
+def problem_lines(snap: dict[str, Any]) -> list[tuple[str, str]]:
+    """(sentence, style) for each thing wrong now: job stall, stalled, straggling, failed ranks."""
+    out = []
+    stall = snap["job_stall"]
+    if stall is not None:
+        ranks = _ranks(stall["ranks"])
+        why = (
+            f"behind the others: {_ranks(stall['behind'])}"
+            if stall["behind"]
+            else stall.get("reason", "")
+        )
+        out.append(
+            (
+                f"JOB STALLED: no running rank recorded a step for {fmt_num(stall['idle_s'])} s "
+                f"(ranks {ranks}, last step {stall['last_step']}); {why}",
+                "bold red",
+            )
+        )
+    else:
+        for s in snap["stalled"]:
+            out.append(
+                (
+                    f"STALLED: rank {s['rank']} on {s['node']} at step {s['last_step']}, no new "
+                    f"step for {fmt_num(s['idle_s'])} s while the others advance",
+                    "bold red",
+                )
+            )
+    span = (snap.get("straggler_check") or {}).get("span_s")
+    for s in snap["stragglers"]:
+        out.append(
+            (
+                f"STRAGGLER: rank {s['rank']} on {s['node']}: compute p50 "
+                f"{fmt_num(s['compute_ms_median'])} ms vs {fmt_num(s['others_compute_ms_median'])}"
+                f" ms on the others (+{fmt_num(s['excess_pct'])}%) over the last "
+                f"{fmt_num(span)} s, slowest in {s['slowest_in_steps']} of "
+                f"{s['steps_compared']} steps (sign test p={s['sign_test_p']:.3g})",
+                "bold yellow",
+            )
+        )
+    for f in snap["failed"]:
+        out.append(
+            (
+                f"FAILED: rank {f['rank']} on {f['node']} after step {f['last_step']}: "
+                f"{_cut(str(f['error']))}",
+                "bold red",
+            )
+        )
+    return out
+
+
+def _header(snap: dict[str, Any]) -> Text:
+    nodes = len(snap["nodes"])
+    head = Text()
+    head.append("minicluster watch ", style="bold")
+    head.append(snap["run_dir"], style="cyan")
+    sweep = snap.get("sweep")
+    if sweep:
+        head.append(f"  sweep run {sweep['index']}/{sweep['runs']} ({sweep['run']})")
+    head.append(
+        f"  {snap['ranks_reporting']}/{snap['world_size']} ranks reporting"
+        + (f" on {nodes} node{'s' if nodes != 1 else ''}" if nodes else "")
+        + f"  {snap['taken_at']}\n"
+    )
+    head.append(_progress_text(snap))
+    if snap["state"] == "ended":
+        head.append(f"  ended: {snap['ended']['status']}", style="bold")
+    elif snap["healthy"] and snap["state"] == "running":
+        head.append("  healthy", style="green")
+    return head
+
+
+def _progress_text(snap: dict[str, Any]) -> str:
+    p = snap["progress"]
+    if p["steps_total"] is None:
+        return f"waiting for the ranks ({p['eta_reason']})"
+    eta = (
+        f"ETA {_duration(p['eta_s'])}" if p["eta_s"] is not None else f"ETA n/a ({p['eta_reason']})"
+    )
+    return (
+        f"step {p['steps_done']}/{p['steps_total']} ({fmt_num(p['percent'])}%)  "
+        f"{fmt_num(p['steps_per_sec'])} steps/s  {eta}"
+    )
+
+
+def _rank_table(
+    rows: list[dict[str, Any]], title: str, grouped: bool, snap: dict[str, Any]
+) -> Table:
+    table = Table(
+        title=f"{title}; times in ms, p50 over each rank's last {snap['window_steps']} steps",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for name, right in (
+        ("node", False),
+        ("rank", True),
+        ("state", False),
+        ("last step", True),
+        ("steps/s", True),
+        ("step", True),
+        ("compute", True),
+        ("all-reduce", True),
+        ("idle s", True),
+    ):
+        table.add_column(name, justify="right" if right else "left", no_wrap=True)
+    previous = None
+    for r in rows:
+        if grouped and previous is not None and r["node"] != previous:
+            table.add_section()
+        previous = r["node"]
+        table.add_row(
+            Text(str(r["node"] or "?")),
+            str(r["rank"]),
+            Text(_state(r, snap["slowest"])),
+            fmt_num(r["last_step"]),
+            fmt_num(r["steps_per_sec"]),
+            fmt_num(r["step_time_ms_p50"]),
+            fmt_num(r["compute_ms_p50"]),
+            fmt_num(r["comm_ms_p50"]),
+            f"{r['idle_s']:.1f}" if r["idle_s"] is not None else "n/a",
+            style=_row_style(r),
+        )
+    return table
+
+
+def _node_table(nodes: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in (
+        "node",
+        "ranks",
+        "last step min-max",
+        "steps/s median",
+        "step p50 ms median",
+        "compute p50 ms max (rank)",
+        "stalled",
+        "stragglers",
+        "failed",
+    ):
+        table.add_column(name, justify="left" if name == "node" else "right", no_wrap=True)
+    for n in nodes:
+        bad = n["stalled"] or n["failed"]
+        table.add_row(
+            Text(str(n["node"])),
+            str(n["ranks"]),
+            f"{fmt_num(n['last_step_min'])}-{fmt_num(n['last_step_max'])}",
+            fmt_num(n["steps_per_sec_median"]),
+            fmt_num(n["step_time_ms_p50_median"]),
+            f"{fmt_num(n['compute_ms_p50_max'])} ({fmt_num(n['slowest_rank'])})",
+            str(n["stalled"]),
+            str(n["stragglers"]),
+            str(n["failed"]),
+            style="bold red" if bad else "yellow" if n["stragglers"] else None,
+        )
+    return table
+
+
+def _state(row: dict[str, Any], slowest: dict[str, Any] | None) -> str:
+    state = "warm-up" if row["warmup"] and row["state"] == "running" else row["state"]
+    if row["stalled"]:
+        state = "STALLED"
+    if row["straggler"]:
+        state += " STRAGGLER"
+    elif row["slowest"] and slowest is not None:
+        state += f" slowest +{fmt_num(slowest['excess_pct'])}%"
+    return state
+
+
+def _row_style(row: dict[str, Any]) -> str | None:
+    if row["stalled"] or row["state"] == "failed":
+        return "bold red"
+    if row["straggler"]:
+        return "bold yellow"
+    return _STATE_STYLE.get(row["state"])
+
+
+def _ranks(ranks: list[int]) -> str:
+    shown = ", ".join(map(str, ranks[:8]))
+    return shown + (f" and {len(ranks) - 8} more" if len(ranks) > 8 else "")
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"

@@ -1,0 +1,109 @@
+"""The live view of `minicluster watch`: all ranks up to 32, the worst ranks and a node summary
+above, the stalled and straggling ranks named, user text printed as it is."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from minicluster.analysis.tail import RunTail
+from minicluster.analysis.watch import snapshot
+from minicluster.report.watch import final_lines, status_line, view
+
+_spec = importlib.util.spec_from_file_location(
+    "rank_writer", Path(__file__).resolve().parents[1] / "fixtures" / "rank_writer.py"
+)
+assert _spec and _spec.loader
+rank_writer = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(rank_writer)
+
+
+def _snap(run_dir: Path, last_steps: list[int], **kw: Any) -> dict[str, Any]:
+    rank_writer.write_static(run_dir, last_steps, **kw)
+    tail = RunTail(run_dir, window=50)
+    now = rank_writer.T0 + max(last_steps) * rank_writer.STEP_S
+    tail.look(now)
+    return snapshot(tail, now, 5.0)
+
+
+def _text(renderable: Any) -> str:
+    out = io.StringIO()
+    Console(file=out, width=160, color_system=None).print(renderable)
+    return out.getvalue()
+
+
+def test_a_small_job_shows_every_rank_and_names_what_is_wrong(tmp_path: Path) -> None:
+    snap = _snap(tmp_path, [80, 80, 20, 80], compute_ms={1: 9.0})
+    text = _text(view(snap))
+    assert "STALLED: rank 2 on " in text and "at step 20" in text
+    assert "STRAGGLER: rank 1 on " in text
+    rows = [
+        line.split()
+        for line in text.splitlines()
+        if line.split()[1:2] in (["0"], ["1"], ["2"], ["3"])
+    ]
+    assert [r[1] for r in rows] == ["0", "1", "2", "3"]
+    assert "nodes" not in text  # one node: no node summary
+    assert "STALLED" in status_line(snap) and "STRAGGLER" in status_line(snap)
+
+
+def test_above_32_ranks_the_worst_ranks_and_every_node_are_shown(tmp_path: Path) -> None:
+    steps = [60] * 40
+    steps[37] = 5  # left behind
+    extra = {r: {"node_rank": r // 8, "hostname": f"h{r // 8}"} for r in range(40)}
+    snap = _snap(tmp_path, steps, compute_ms={13: 9.0}, header_extra=extra)
+    text = _text(view(snap))
+    assert "worst 16 of 40 ranks" in text
+    rank_part, node_part = text.split("\nnodes")
+    ranks_shown = [
+        ln.split()[3]
+        for ln in rank_part.splitlines()
+        if ln.startswith(" node ") and ln.split()[3].isdigit()
+    ]
+    assert len(ranks_shown) == 16
+    assert ranks_shown[:2] == ["37", "13"]  # the stalled rank, then the straggler
+    nodes = [
+        ln.split()
+        for ln in node_part.splitlines()
+        if ln.startswith(" node ") and ln.split()[1].isdigit()
+    ]
+    assert [(n[1], n[3]) for n in nodes] == [(str(i), "8") for i in range(5)]  # 8 ranks each
+
+
+def test_user_text_is_printed_as_it_is(tmp_path: Path) -> None:
+    markup = "[bold]host[/bold]"
+    snap = _snap(tmp_path, [80, 80, 20], header_extra={2: {"hostname": markup}})
+    assert f"rank 2 on {markup} at step" in _text(view(snap))
+
+
+def test_the_final_lines_give_the_runs_own_verdict(tmp_path: Path) -> None:
+    snap = _snap(tmp_path, [19, 19])
+    snap["ended"] = {
+        "status": "failed",
+        "failed_ranks": [0, 1],
+        "stragglers": [],
+        "faults_detected": [{"kind": "hang", "rank": 1, "step": 20, "evidence": "killed"}],
+        "errors": ["rank 0: timed out"],
+        "exit_code": 3,
+    }
+    snap["exit_code"] = 3
+    lines = final_lines(snap)
+    assert lines[0] == "watch: the run ended: status failed (exit 3)"
+    assert "  detected: hang rank 1 at step 20: killed" in lines
+    assert json.dumps(snap)  # the snapshot is JSON as it is
+
+
+def test_above_16_nodes_the_worst_nodes_are_shown(tmp_path: Path) -> None:
+    steps = [40] * 160
+    steps[150] = 3  # on node 18
+    extra = {r: {"node_rank": r // 8, "hostname": f"h{r // 8}"} for r in range(160)}
+    text = _text(view(_snap(tmp_path, steps, header_extra=extra)))
+    node_part = text.split("\nworst 16 of 20 nodes")[1]
+    nodes = [ln.split() for ln in node_part.splitlines() if ln.startswith(" node ")]
+    assert len([n for n in nodes if n[1].isdigit()]) == 16
+    assert nodes[1][:2] == ["node", "18"]  # after the header row: the node with the stall
