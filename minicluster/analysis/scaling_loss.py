@@ -1,16 +1,21 @@
 """Where a sweep's scaling efficiency went: per world size, the step time lost against the
 baseline split into exposed communication, straggler wait, compute growth and the remainder.
 
-Every part comes from the run-level per-step series a run's result keeps (`steps.series`: per
+Every part comes from the per-step cross-rank series a run's result keeps (`steps.series`: per
 step, step time, compute and exposed communication as the max over ranks, all-reduce wait as max
-- min over ranks of `comm_ms`). Per step, the slowest rank sets the step:
+- min over ranks of `comm_ms`) and its ranks' own mean compute (`ranks[].compute_ms_mean`). Per
+step the slowest rank's compute is on the critical path, and the others wait for it:
 
-    step = per-rank compute + straggler wait + exposed transfer + other, where
-    straggler wait   = allreduce_wait_ms                (the longest any rank waited for the slowest)
-    per-rank compute = compute_ms - straggler wait      (the slowest rank's compute, less its excess
-                                                         over the rank that waited)
-    exposed transfer = exposed_comm_ms - straggler wait (exposed communication that is not waiting)
-    other            = step - the three                 (data, optimizer, framework, oversubscription)
+    step = typical compute + straggler wait + exposed transfer + other, where
+    typical compute  = the lower median over ranks of each rank's mean compute (per-rank compute;
+                       at 2 ranks the faster one's, so one slow rank does not count as growth)
+    straggler wait   = compute_ms - typical compute         (the slowest rank's compute beyond a
+                                                             typical rank's: what the others wait;
+                                                             with per-step jitter, E[max] > mean)
+    exposed transfer = exposed_comm_ms - allreduce_wait_ms  (exposed all-reduce that is not waiting)
+    other            = step - compute_ms - exposed transfer (data, optimizer, framework, and waits
+                                                             that are not the slowest's compute,
+                                                             e.g. ranks descheduled on shared cores)
 
 Each is averaged over the run's measured steps (the mean is linear, so the parts of a step add up
 to its mean; and the weak-scaling efficiency is a ratio of mean step times, since throughput =
@@ -35,12 +40,14 @@ PARTS = ("exposed_comm", "straggler_wait", "compute_growth", "remainder")
 METHOD = (
     "Lost step time vs the baseline run of the same round (weak: t_N - t_N0; strong: "
     "t_N - t_N0 * N0 / N, with every baseline component scaled by N0 / N), split per step with "
-    "the run-level series of result.json (steps.series): straggler wait = allreduce_wait_ms (per "
-    "step, max - min over ranks of comm_ms: the longest any rank waited for the slowest); "
-    "exposed communication = exposed_comm_ms - straggler wait (exposed all-reduce that is not "
-    "waiting); compute growth = per-rank compute (compute_ms, the slowest rank's, less the "
-    "straggler wait) - the baseline's; remainder = lost time - the three (data, optimizer, "
-    "framework and, on CPU, ranks sharing cores). Each part is the mean over the run's measured "
+    "the run-level series of result.json (steps.series): compute growth = a typical rank's "
+    "compute (the lower median over ranks of each rank's mean compute_ms: at 2 ranks the faster "
+    "one) - the baseline's; straggler wait = compute_ms (per step the slowest rank's compute, "
+    "the critical path) - that typical compute: the time the other ranks wait for the slowest, "
+    "from a slow rank or from per-step jitter; exposed communication = exposed_comm_ms - "
+    "allreduce_wait_ms (exposed all-reduce that is not waiting); remainder = lost time - the "
+    "three (data, optimizer, framework, and waits that are not the slowest rank's compute, such "
+    "as ranks descheduled on shared cores). Each part is the mean over the run's measured "
     "steps that have every series, so the parts add up to the lost time exactly; pts = 100 x "
     "part / t_N (mean step time), and lost % = 100 x lost / t_N, which for weak scaling is "
     "100 - that round's efficiency (throughput = global batch / mean step time). The rounds are "
@@ -95,6 +102,16 @@ def run_parts(result: dict[str, Any] | None) -> tuple[StepParts | None, str | No
     exposed, wait = _array(series, "exposed_comm_ms"), _array(series, "allreduce_wait_ms")
     if step is None or compute is None:
         return None, "its series lack step_time_ms or compute_ms"
+    rank_means = sorted(
+        float(r["compute_ms_mean"])
+        for r in result.get("ranks") or []
+        if isinstance(r.get("compute_ms_mean"), (int, float))
+    )
+    if n > 1 and not rank_means:
+        return None, (
+            "its ranks lack compute_ms_mean (results before schema minicluster/1.2): re-build "
+            "them from the rank files with `minicluster aggregate DIR`"
+        )
     if n == 1:  # no other rank to move data to or wait for: an untimed all-reduce counts as 0
         exposed = np.zeros_like(step) if exposed is None else np.nan_to_num(exposed, nan=0.0)
         wait = np.zeros_like(step) if wait is None else np.nan_to_num(wait, nan=0.0)
@@ -111,13 +128,15 @@ def run_parts(result: dict[str, Any] | None) -> tuple[StepParts | None, str | No
         return float(kept.mean()) if kept.size else None
 
     s, c, e, w = (float(a[used].mean()) for a in (step, compute, exposed, wait))
+    # One rank: its own mean compute over the same steps (no other rank to wait for).
+    t = c if n == 1 else rank_means[(len(rank_means) - 1) // 2]
     return (
         StepParts(
             step_time_ms=s,
-            per_rank_compute_ms=c - w,
-            straggler_wait_ms=w,
+            per_rank_compute_ms=t,
+            straggler_wait_ms=c - t,
             exposed_comm_ms=e - w,
-            other_ms=s - c - e + w,
+            other_ms=s - c - (e - w),
             transfer_ms=0.0 if n == 1 else mean(_array(series, "allreduce_transfer_ms")),
             comm_bytes=mean(_array(series, "comm_bytes")),
             buckets=mean(_array(series, "buckets")),
@@ -172,30 +191,28 @@ def breakdown(
 
     `runs`, `base_runs`: round -> that round's run result at `n` and at the baseline `n0`;
     `efficiency_rounds`: round -> the round's efficiency (None where the round has none).
-    Uses the round(s) whose efficiency is the median (at `n0`: whose mean step time is).
+    Uses the round(s) whose efficiency is the median; at `n0`, or when no round pairs with an
+    ok baseline (then `loss` is None and `reason` says why), those whose mean step time is.
     """
     parts = {r: run_parts(res) for r, res in runs.items()}
     over, where = placement(next((res for res in runs.values() if res), None))
-    if n == n0:
-        keyed = [(p.step_time_ms, r) for r, (p, _) in parts.items() if p is not None]
-    else:
-        base = {r: run_parts(res)[0] for r, res in base_runs.items()}
-        keyed = [
-            (e, r)
-            for r, e in efficiency_rounds.items()
-            if e is not None and parts.get(r, (None, None))[0] is not None and base.get(r)
-        ]
-    if not keyed:
-        why = next((w for _, w in parts.values() if w), "no ok run")
-        reason = f"no round has an ok run at world size {n} with the per-step series ({why})"
-        if n != n0:
-            reason = (
-                f"no round has ok runs at world sizes {n0} and {n} with the per-step series "
-                f"and an efficiency ({why})"
-            )
-        return {"status": "unavailable", "reason": reason, "oversubscribed": over, "placement": where}
-    rounds = _middle(keyed)
-    mine = _mean_parts([p for r in rounds if (p := parts[r][0]) is not None])
+    mine_ok = {r: p for r, (p, _) in parts.items() if p is not None}
+    base = {r: run_parts(res)[0] for r, res in base_runs.items()}
+    paired = [
+        (e, r)
+        for r, e in efficiency_rounds.items()
+        if n != n0 and e is not None and r in mine_ok and base.get(r) is not None
+    ]
+    if not mine_ok:
+        why = next((w for _, w in parts.values() if w), "no run")
+        return {
+            "status": "unavailable",
+            "reason": f"no round has an ok run at world size {n} with the per-step series ({why})",
+            "oversubscribed": over,
+            "placement": where,
+        }
+    rounds = _middle(paired or [(p.step_time_ms, r) for r, p in mine_ok.items()])
+    mine = _mean_parts([mine_ok[r] for r in rounds])
     out: dict[str, Any] = {
         "status": "derived",
         "reason": None,
@@ -208,13 +225,18 @@ def breakdown(
         "placement": where,
         "loss": None,
     }
-    if n != n0:
+    if n != n0 and not paired:
+        out["reason"] = (
+            f"no round has an ok run with the per-step series at both world size {n0} (the "
+            f"baseline) and {n}, and an efficiency: no lost time to split"
+        )
+    elif n != n0:
         k = 1.0 if mode == "weak" else n0 / n
         per_round = []
         for r in rounds:
-            run, base = parts[r][0], run_parts(base_runs[r])[0]
-            assert run is not None and base is not None  # chosen among rounds that have both
-            per_round.append(loss(run, base.scaled(k)))
+            b = base[r]
+            assert b is not None  # rounds were chosen among those with both runs
+            per_round.append(loss(mine_ok[r], b.scaled(k)))
         out["loss"] = _mean_loss(per_round)
     return out
 

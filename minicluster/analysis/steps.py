@@ -54,7 +54,7 @@ class StepTable:
         the min over ranks of comm_ms; wait = all-reduce - transfer (the longest any rank waited
         for the others); busbw = gradient bytes / transfer x 2(n-1)/n (nccl-tests); comm_bytes
         and buckets: the gradient bytes and the DDP buckets all-reduced in the step (max over
-        ranks; the inputs of the alpha-beta projection of a sweep).
+        ranks; the inputs of a sweep's alpha-beta projection).
         """
         if not self.indices.size:
             return {}
@@ -164,6 +164,10 @@ def stats(values: np.ndarray) -> dict[str, float | None]:
 
 def median(values: np.ndarray) -> float | None:
     return r4(np.median(values)) if values.size else None
+
+
+def mean(values: np.ndarray) -> float | None:
+    return r4(values.mean()) if values.size else None
 
 
 # Run-level metric -> the per-step series it is the median of, and how that series is taken.

@@ -81,8 +81,7 @@ def parse_world_sizes(text: str, flag: str = "--world-sizes", at_least: int = 2)
             n = int(part.strip())
         except ValueError:
             raise InputError(
-                f"{flag}: {part.strip()!r} is not a whole number; give a comma list "
-                "such as 1,2,4"
+                f"{flag}: {part.strip()!r} is not a whole number; give a comma list such as 1,2,4"
             ) from None
         if n < 1:
             raise InputError(f"{flag}: {n} is not a positive number of ranks")
