@@ -36,6 +36,8 @@ TWO_LEVEL_FORMULA = (
 )
 # Relative residual at which the robust fit starts to discount a point (a noisy small size).
 _FIT_SCALE = 0.1
+# Below this share of the largest size's time, the fitted bandwidth term is noise, not a measure.
+_MIN_BANDWIDTH_SHARE = 0.001
 
 
 @dataclass(frozen=True)
@@ -154,8 +156,13 @@ def fit_link(sizes_bytes: Sequence[float], times_us: Sequence[float], n: int, so
         f_scale=_FIT_SCALE,
     )
     a_us, b_us_per_byte = (float(v) for v in got.x)
-    if not b_us_per_byte > 0:
-        raise ValueError("the all_reduce times do not grow with the size: no bandwidth to fit")
+    largest = int(np.argmax(x))
+    if not b_us_per_byte * x[largest] > _MIN_BANDWIDTH_SHARE * t[largest]:
+        raise ValueError(
+            "the all_reduce times do not grow with the size (the bandwidth term is under "
+            f"{_MIN_BANDWIDTH_SHARE:.1%} of the time at the largest size): no bandwidth to fit; "
+            "measure up to larger sizes"
+        )
     rel = design @ got.x - 1.0
     return Link(
         alpha_us=a_us / (2 * (n - 1)),
