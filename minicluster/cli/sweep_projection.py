@@ -25,7 +25,9 @@ from minicluster.result.schema import load_result
 
 _LINK_FLAGS = ("--collectives", "--link-gbps", "--link-latency-us", "--ranks-per-node")
 PROBE_MIN_BYTES = 1024
-PROBE_FLOOR_BYTES = 64 * 1024  # the largest probed size is at least this
+# The largest probed size is at least this, so the bandwidth term shows above the latency and the
+# noise (gloo on a loaded CPU host: a 64K all_reduce is latency; 4M takes a few ms of transfer).
+PROBE_FLOOR_BYTES = 4 * 1024 * 1024
 
 
 def projection_plan(
