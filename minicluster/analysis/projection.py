@@ -105,16 +105,14 @@ def fit(points: dict[int, Measured], sizes: list[int]) -> Fit | str:
             f"overlap assumed none (f = 1): the reference world size {ref.world_size} has no "
             "all-reduce transfer to measure it on"
         )
-    source = next(
-        (m for m in [ref, *reversed(pool)] if m.comm_bytes and m.buckets),
-        None,
-    )
-    if source is None:
+    recorded = [(m.comm_bytes, m.buckets) for m in [ref, *reversed(pool)]]
+    got = next(((b, k) for b, k in recorded if b and k), None)
+    if got is None:
         return (
             "the runs did not record the gradient bytes and buckets per step (steps.series "
             "comm_bytes, buckets): re-build them with `minicluster aggregate DIR`"
         )
-    return Fit(ref, sorted(sizes), overlap, float(source.comm_bytes), float(source.buckets), notes)
+    return Fit(ref, sorted(sizes), overlap, float(got[0]), float(got[1]), notes)
 
 
 def predict(f: Fit, n: int, model: LinkModel, mode: Mode) -> dict[str, float]:
