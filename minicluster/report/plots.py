@@ -247,9 +247,10 @@ def scaling_plot(result: dict[str, Any]) -> Plot | None:
         )
     parts.append(svg.polyline(frame, real, svg.color(0), "measured"))
     parts.append(svg.markers(frame, real, svg.color(0), "measured"))
-    # The dashed line continues from the last measured point into the projection.
+    # The projection is drawn apart from the measured line: it starts from its reference size,
+    # which need not be the last measured one (a size whose ranks shared cores is never it).
     if proj:
-        parts.append(svg.polyline(frame, real[-1:] + proj, svg.color(1), "projected", dash="4 3"))
+        parts.append(svg.polyline(frame, proj, svg.color(1), "projected", dash="4 3"))
     parts.append(svg.markers(frame, proj, svg.color(1), "projected", hollow=True))
     entries = [("measured", svg.color(0), "line")]
     if proj:

@@ -43,8 +43,9 @@ def scaling_loss_plot(result: dict[str, Any]) -> Plot | None:
     bar_h, gap = 22, 12
     height = svg.MARGIN_TOP + len(bars) * (bar_h + gap) + svg.MARGIN_BOTTOM + 14
     pad = 0.08 * (hi - lo)
+    # Room on the right for each bar's "lost N% (shared cores)" label, clear of the legend.
     frame = svg.Frame(
-        lo - (pad if lo < 0 else 0.0), hi + pad, 0.0, 1.0, height=height, margin_left=84
+        lo - (pad if lo < 0 else 0.0), hi + 4.5 * pad, 0.0, 1.0, height=height, margin_left=84
     )
     title = "Where the efficiency went (points of the step lost)"
     parts_svg = [svg.open_svg(frame, title, "scaling_loss")]
