@@ -87,6 +87,11 @@ class LinkModel:
     def formula(self) -> str:
         return FLAT_FORMULA if self.intra is None else TWO_LEVEL_FORMULA
 
+    @property
+    def measured(self) -> bool:
+        """Whether every link was fitted to a measurement (not given for another network)."""
+        return all(link.fit is not None for link in (self.link, self.intra) if link is not None)
+
     def fits(self, n: int) -> str | None:
         """Why world size `n` cannot be modelled (a partial node), or None."""
         g = self.ranks_per_node

@@ -6,12 +6,15 @@ its median round), so a sweep re-built from its directory or from finished runs 
 same. With R the reference world size (the largest measured size whose ranks did not share CPU
 cores; any size when all did):
 
-    t(N) = C(N) + W(N) + f * A(N) + O
+    t(N) = C(N) + W(N) + f * g * A(N) + O
     A(N) = the all-reduce of the step's gradient bytes in its DDP buckets (alphabeta: per bucket
            2(N-1) alpha + 2(N-1)/N bytes_b / beta; the latency term counts once per bucket)
     C(N) = per-rank compute at R (weak scaling); x R / N (strong: the per-rank batch shrinks)
     W(N) = straggler wait at R (0 at N = 1); O = the rest of R's step (data, optimizer, framework)
     f    = R's exposed all-reduce / its all-reduce transfer, clipped to [0, 1] (the overlap)
+    g    = R's all-reduce transfer / A(R) when alpha and beta were measured on the runs' own link
+           (DDP's all-reduce against the micro-benchmark's: copies, hooks, bucket handling); 1
+           when they were given for another network, or R = 1
 
 Throughput = global batch / t(N); efficiency as the sweep defines it, against the baseline's
 measured mean step time. Checked by leaving measured sizes out: fit on the others (on the sizes
@@ -26,7 +29,7 @@ from typing import Any
 from minicluster.analysis.alphabeta import LinkModel
 from minicluster.analysis.sweep import Mode
 
-FORMULA = "t(N) = C(N) + W(N) + f * A(N) + O"
+FORMULA = "t(N) = C(N) + W(N) + f * g * A(N) + O"
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Fit:
     overlap: float
     comm_bytes: float
     buckets: float
+    calibration: float  # g
     notes: list[str]
 
 
@@ -81,7 +85,7 @@ def measured_points(scaling: dict[str, Any]) -> dict[int, Measured]:
     return out
 
 
-def fit(points: dict[int, Measured], sizes: list[int]) -> Fit | str:
+def fit(points: dict[int, Measured], sizes: list[int], model: LinkModel) -> Fit | str:
     """The model's inputs from the measured `sizes` of `points`, or why there are none."""
     pool = [points[n] for n in sorted(sizes)]
     if not pool:
@@ -112,14 +116,28 @@ def fit(points: dict[int, Measured], sizes: list[int]) -> Fit | str:
             "the runs did not record the gradient bytes and buckets per step (steps.series "
             "comm_bytes, buckets): re-build them with `minicluster aggregate DIR`"
         )
-    return Fit(ref, sorted(sizes), overlap, float(got[0]), float(got[1]), notes)
+    n_bytes, buckets = float(got[0]), float(got[1])
+    calibration = 1.0
+    if not model.measured:
+        notes.append("g = 1: the link was given, so DDP's all-reduce on it was not measured")
+    elif ref.world_size > 1 and ref.transfer_ms and model.fits(ref.world_size) is None:
+        modelled = model.allreduce_us(ref.world_size, n_bytes, buckets) / 1000.0
+        if modelled > 0:
+            calibration = ref.transfer_ms / modelled
+            notes.append(
+                f"g = {calibration:.3g}: DDP's all-reduce at {ref.world_size} ranks took "
+                f"{ref.transfer_ms:.3g} ms, the fitted model {modelled:.3g} ms"
+            )
+    else:
+        notes.append(f"g = 1: world size {ref.world_size} measured no DDP all-reduce to scale by")
+    return Fit(ref, sorted(sizes), overlap, n_bytes, buckets, calibration, notes)
 
 
 def predict(f: Fit, n: int, model: LinkModel, mode: Mode) -> dict[str, float]:
     """The model's step at world size `n` (ms): compute, wait, exposed, all-reduce, other, step."""
     ref = f.reference
     compute = ref.compute_ms if mode == "weak" else ref.compute_ms * ref.world_size / n
-    allreduce = model.allreduce_us(n, f.comm_bytes, f.buckets) / 1000.0
+    allreduce = f.calibration * model.allreduce_us(n, f.comm_bytes, f.buckets) / 1000.0
     wait = ref.wait_ms if n > 1 else 0.0
     exposed = f.overlap * allreduce
     return {
@@ -157,7 +175,7 @@ def project(
     }
     if model is None:
         return {**block, "status": "unavailable", "reason": link_reason or "no link parameters"}
-    got = fit(points, list(points))
+    got = fit(points, list(points), model)
     if isinstance(got, str):
         return {**block, "status": "unavailable", "reason": got}
     n0 = scaling["baseline"]["world_size"]
@@ -168,6 +186,7 @@ def project(
         "straggler_wait_ms": got.reference.wait_ms,
         "other_ms": got.reference.other_ms,
         "exposed_fraction": got.overlap,
+        "allreduce_calibration": got.calibration,
         "comm_bytes": got.comm_bytes,
         "buckets": got.buckets,
         "baseline_world_size": n0,
@@ -197,7 +216,7 @@ def check(points: dict[int, Measured], model: LinkModel, mode: Mode) -> dict[str
             "measured_step_time_ms": points[h].step_time_ms,
             "oversubscribed": points[h].oversubscribed,
         }
-        got = fit(points, others) if others else "no other measured size"
+        got = fit(points, others, model) if others else "no other measured size"
         why = got if isinstance(got, str) else model.fits(h)
         if why is not None or isinstance(got, str):
             entries.append({**entry, "status": "unavailable", "reason": why, "notes": []})
@@ -289,6 +308,9 @@ def _method(mode: Mode) -> str:
         f"{FORMULA}: C(N) = {compute}; W(N) = R's straggler wait (0 at N = 1), kept as measured; "
         "f = R's exposed all-reduce / its all-reduce transfer, clipped to [0, 1] (the measured "
         "overlap); A(N) = the alpha-beta all-reduce of R's gradient bytes in its DDP buckets; "
+        "g = R's all-reduce transfer / A(R) when alpha and beta were fitted to an all_reduce "
+        "measurement (DDP's all-reduce vs the micro-benchmark's on the same link), 1 when they "
+        "were given or R = 1; "
         "O = the rest of R's step (data, optimizer, framework). R is the largest measured world "
         "size whose ranks did not share CPU cores. Step parts are means over the median round's "
         "measured steps (see breakdown_method). Throughput = global batch / t(N); efficiency = "
