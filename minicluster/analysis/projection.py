@@ -6,15 +6,16 @@ its median round), so a sweep re-built from its directory or from finished runs 
 same. With R the reference world size (the largest measured size whose ranks did not share CPU
 cores; any size when all did):
 
-    t(N) = C(N) + W(N) + f * g * A(N) + O
+    t(N) = C(N) + W(N) + f * (A(N) + d) + O
     A(N) = the all-reduce of the step's gradient bytes in its DDP buckets (alphabeta: per bucket
            2(N-1) alpha + 2(N-1)/N bytes_b / beta; the latency term counts once per bucket)
     C(N) = per-rank compute at R (weak scaling); x R / N (strong: the per-rank batch shrinks)
     W(N) = straggler wait at R (0 at N = 1); O = the rest of R's step (data, optimizer, framework)
     f    = R's exposed all-reduce / its all-reduce transfer, clipped to [0, 1] (the overlap)
-    g    = R's all-reduce transfer / A(R) when alpha and beta were measured on the runs' own link
-           (DDP's all-reduce against the micro-benchmark's: copies, hooks, bucket handling); 1
-           when they were given for another network, or R = 1
+    d    = R's all-reduce transfer - A(R) when alpha and beta were measured on the runs' own
+           link (DDP's all-reduce beyond the micro-benchmark's: bucket handling, the gradient
+           division, its timers), kept constant for every N > 1 (it is not a per-hop cost, so it
+           does not grow with N); 0 when they were given for another network, or R = 1
 
 Throughput = global batch / t(N); efficiency as the sweep defines it, against the baseline's
 measured mean step time. Checked by leaving measured sizes out: fit on the others (on the sizes
@@ -29,7 +30,7 @@ from typing import Any
 from minicluster.analysis.alphabeta import LinkModel
 from minicluster.analysis.sweep import Mode
 
-FORMULA = "t(N) = C(N) + W(N) + f * g * A(N) + O"
+FORMULA = "t(N) = C(N) + W(N) + f * (A(N) + d) + O"
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Fit:
     overlap: float
     comm_bytes: float
     buckets: float
-    calibration: float  # g
+    offset_ms: float  # d
     notes: list[str]
 
 
@@ -117,27 +118,28 @@ def fit(points: dict[int, Measured], sizes: list[int], model: LinkModel) -> Fit 
             "comm_bytes, buckets): re-build them with `minicluster aggregate DIR`"
         )
     n_bytes, buckets = float(got[0]), float(got[1])
-    calibration = 1.0
+    offset = 0.0
     if not model.measured:
-        notes.append("g = 1: the link was given, so DDP's all-reduce on it was not measured")
+        notes.append("d = 0: the link was given, so DDP's all-reduce on it was not measured")
     elif ref.world_size > 1 and ref.transfer_ms and model.fits(ref.world_size) is None:
         modelled = model.allreduce_us(ref.world_size, n_bytes, buckets) / 1000.0
-        if modelled > 0:
-            calibration = ref.transfer_ms / modelled
-            notes.append(
-                f"g = {calibration:.3g}: DDP's all-reduce at {ref.world_size} ranks took "
-                f"{ref.transfer_ms:.3g} ms, the fitted model {modelled:.3g} ms"
-            )
+        offset = ref.transfer_ms - modelled
+        notes.append(
+            f"d = {offset:.3g} ms: DDP's all-reduce at {ref.world_size} ranks took "
+            f"{ref.transfer_ms:.3g} ms, the fitted model {modelled:.3g} ms"
+        )
     else:
-        notes.append(f"g = 1: world size {ref.world_size} measured no DDP all-reduce to scale by")
-    return Fit(ref, sorted(sizes), overlap, n_bytes, buckets, calibration, notes)
+        notes.append(f"d = 0: world size {ref.world_size} measured no DDP all-reduce")
+    return Fit(ref, sorted(sizes), overlap, n_bytes, buckets, offset, notes)
 
 
 def predict(f: Fit, n: int, model: LinkModel, mode: Mode) -> dict[str, float]:
     """The model's step at world size `n` (ms): compute, wait, exposed, all-reduce, other, step."""
     ref = f.reference
     compute = ref.compute_ms if mode == "weak" else ref.compute_ms * ref.world_size / n
-    allreduce = f.calibration * model.allreduce_us(n, f.comm_bytes, f.buckets) / 1000.0
+    allreduce = model.allreduce_us(n, f.comm_bytes, f.buckets) / 1000.0
+    if n > 1:
+        allreduce += f.offset_ms
     wait = ref.wait_ms if n > 1 else 0.0
     exposed = f.overlap * allreduce
     return {
@@ -186,7 +188,7 @@ def project(
         "straggler_wait_ms": got.reference.wait_ms,
         "other_ms": got.reference.other_ms,
         "exposed_fraction": got.overlap,
-        "allreduce_calibration": got.calibration,
+        "allreduce_offset_ms": got.offset_ms,
         "comm_bytes": got.comm_bytes,
         "buckets": got.buckets,
         "baseline_world_size": n0,
@@ -308,9 +310,9 @@ def _method(mode: Mode) -> str:
         f"{FORMULA}: C(N) = {compute}; W(N) = R's straggler wait (0 at N = 1), kept as measured; "
         "f = R's exposed all-reduce / its all-reduce transfer, clipped to [0, 1] (the measured "
         "overlap); A(N) = the alpha-beta all-reduce of R's gradient bytes in its DDP buckets; "
-        "g = R's all-reduce transfer / A(R) when alpha and beta were fitted to an all_reduce "
-        "measurement (DDP's all-reduce vs the micro-benchmark's on the same link), 1 when they "
-        "were given or R = 1; "
+        "d = R's all-reduce transfer - A(R) when alpha and beta were fitted to an all_reduce "
+        "measurement on the same link (DDP's all-reduce beyond the micro-benchmark's), kept "
+        "for every N > 1, 0 when they were given or R = 1; "
         "O = the rest of R's step (data, optimizer, framework). R is the largest measured world "
         "size whose ranks did not share CPU cores. Step parts are means over the median round's "
         "measured steps (see breakdown_method). Throughput = global batch / t(N); efficiency = "

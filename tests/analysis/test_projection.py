@@ -81,21 +81,21 @@ def test_weak_projection_matches_the_hand_computed_step() -> None:
     assert got["points"][1]["step_time_ms"] == pytest.approx(41.0 + 0.9 * a1024)
 
 
-def test_a_measured_link_is_scaled_to_ddps_own_all_reduce_at_the_reference() -> None:
+def test_a_measured_link_carries_ddps_own_all_reduce_overhead_at_the_reference() -> None:
     fitted = LinkModel(Link(10.0, 1.0, "fitted", fit={"world_size": 2}))
     got = projection.project(block(), [8], fitted)
     # A(2) = 2 buckets x 2*1*10 us + 1 * 1e6 / 1e3 us = 1.04 ms; R measured 10 ms of transfer.
-    g = 10.0 / 1.04
-    assert got["inputs"]["allreduce_calibration"] == pytest.approx(g)
+    d = 10.0 - 1.04
+    assert got["inputs"]["allreduce_offset_ms"] == pytest.approx(d)
     p8 = got["points"][0]
-    assert p8["allreduce_ms"] == pytest.approx(g * 2.03)
-    assert p8["step_time_ms"] == pytest.approx(36.0 + 2.0 + 0.9 * g * 2.03 + 3.0)
-    # At R itself the model gives back R's measured step.
-    assert projection.project(block(), [2], fitted)["points"][0]["step_time_ms"] == pytest.approx(
-        50.0
-    )
+    assert p8["allreduce_ms"] == pytest.approx(2.03 + d)
+    assert p8["step_time_ms"] == pytest.approx(36.0 + 2.0 + 0.9 * (2.03 + d) + 3.0)
+    # At R itself the model gives back R's measured step; one rank has no all-reduce at all.
+    p2, p1 = projection.project(block(), [2, 1], fitted)["points"][::-1]
+    assert p2["step_time_ms"] == pytest.approx(50.0)
+    assert p1["allreduce_ms"] == 0.0
     given = projection.project(block(), [8], MODEL)["inputs"]
-    assert given["allreduce_calibration"] == 1.0
+    assert given["allreduce_offset_ms"] == 0.0
     assert any("the link was given" in n for n in given["notes"])
 
 
