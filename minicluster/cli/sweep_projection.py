@@ -171,7 +171,10 @@ def projection_block(
             probe = load_result(rundir.allreduce_probe_dir(sweep_dir, entry["probe_world_size"]))
         except MiniclusterError:
             probe = None
-    model, why = link_model(entry, probe)
+    try:
+        model, why = link_model(entry, probe)
+    except InputError as e:  # e.g. the --collectives file moved since the sweep ran
+        model, why = None, str(e)
     return projection.project(scaling, entry["world_sizes"], model, why)
 
 

@@ -156,6 +156,23 @@ def test_projection_fitted_to_a_collectives_result(
     assert "fitted to the all_reduce times of collectives run" in link["source"]
 
 
+def test_aggregate_keeps_the_sweep_when_its_collectives_file_is_gone(
+    tmp_path: Path, config: Path, launches: list[int]
+) -> None:
+    coll = tmp_path / "coll.json"
+    shutil.copy(COLLECTIVES, coll)
+    out = tmp_path / "sweep"
+    main(
+        ["sweep", "-c", str(config), "--world-sizes", "2,4", "--out", str(out),
+         "--project", "16", "--collectives", str(coll)]
+    )  # fmt: skip
+    coll.unlink()
+    (out / "result.json").unlink()
+    main(["aggregate", str(out)])
+    proj = json.loads((out / "result.json").read_text())["scaling"]["projection"]
+    assert proj["status"] == "unavailable" and f"no such file: {coll}" in proj["reason"]
+
+
 def test_the_probe_runs_at_the_largest_size_with_its_own_cores(
     tmp_path: Path, config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
