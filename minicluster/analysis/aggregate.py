@@ -18,7 +18,7 @@ from minicluster.analysis.run_metrics import (
     timing_method_text,
     training_metrics,
 )
-from minicluster.analysis.steps import StepTable, median, stats
+from minicluster.analysis.steps import StepTable, mean, median, stats
 from minicluster.analysis.stragglers import find_stragglers
 
 
@@ -152,6 +152,7 @@ def _rank_entry(
         "last_step": rec.last_step if rec else None,
         "step_time_ms": stats(table.column(rank, "step_time_ms")),
         "compute_ms_median": median(compute),
+        "compute_ms_mean": mean(compute),
         "comm_ms_median": median(table.column(rank, "comm_ms")),
         "exposed_comm_ms_median": median(table.column(rank, "exposed_comm_ms")),
         "wait_ms_median": median(table.wait(rank)),

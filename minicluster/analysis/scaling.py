@@ -10,6 +10,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from minicluster.analysis import scaling_loss
 from minicluster.analysis.sweep import Mode, RunOutcome
 
 # The per-run value each mode compares. Weak: throughput, as DESIGN defines it. Strong: the step
@@ -104,6 +105,7 @@ def build_scaling(
         "global_batch": global_batch if mode == "strong" else None,
         "threads_per_rank": threads_per_rank,
         "warnings": list(warnings),
+        "breakdown_method": scaling_loss.METHOD,
         "points": [
             _point(n, n0, mode, name, repeats, by_slot, per_rank_batch, global_batch) for n in sizes
         ],
@@ -159,6 +161,14 @@ def _point(
         },
         "stragglers": stragglers,
         "runs": [_run_entry(o) for o in runs],
+        "breakdown": scaling_loss.breakdown(
+            mode,
+            n0,
+            n,
+            {o.planned.round: o.result for o in runs},
+            {r: o.result for (r, size), o in by_slot.items() if size == n0},
+            dict(enumerate(rounds, start=1)),
+        ),
     }
     return point
 

@@ -21,7 +21,7 @@ EMBED_STEPS_MAX = 50_000  # rank-steps embedded in result.json; larger runs poin
 class StepTable:
     """Measured (non-warm-up) steps of every rank as [rank x step] matrices, NaN where absent."""
 
-    KEYS = ("step_time_ms", "compute_ms", "comm_ms", "exposed_comm_ms", "comm_bytes")
+    KEYS = ("step_time_ms", "compute_ms", "comm_ms", "exposed_comm_ms", "comm_bytes", "buckets")
 
     def __init__(self, records: list[RankRecords], world_size: int) -> None:
         self.world_size = world_size
@@ -52,7 +52,9 @@ class StepTable:
         compute, all-reduce and exposed communication take the max over ranks (a synchronous
         step lasts as long as its slowest rank, and each value is one some rank had); transfer
         the min over ranks of comm_ms; wait = all-reduce - transfer (the longest any rank waited
-        for the others); busbw = gradient bytes / transfer x 2(n-1)/n (nccl-tests).
+        for the others); busbw = gradient bytes / transfer x 2(n-1)/n (nccl-tests); comm_bytes
+        and buckets: the gradient bytes and the DDP buckets all-reduced in the step (max over
+        ranks; the inputs of a sweep's alpha-beta projection).
         """
         if not self.indices.size:
             return {}
@@ -71,6 +73,8 @@ class StepTable:
             t_s = out["allreduce_transfer_ms"] / 1000.0
             busbw = n_bytes / t_s / 1e9 * (2 * (world_size - 1) / world_size)
             out["busbw_gbps"] = np.where((t_s > 0) & (n_bytes > 0), busbw, np.nan)
+            out["comm_bytes"] = n_bytes
+            out["buckets"] = _nan_reduce(np.nanmax, self.m["buckets"])
         return out
 
     def measured_steps(self, rank: int) -> int:
@@ -160,6 +164,10 @@ def stats(values: np.ndarray) -> dict[str, float | None]:
 
 def median(values: np.ndarray) -> float | None:
     return r4(np.median(values)) if values.size else None
+
+
+def mean(values: np.ndarray) -> float | None:
+    return r4(values.mean()) if values.size else None
 
 
 # Run-level metric -> the per-step series it is the median of, and how that series is taken.

@@ -73,24 +73,23 @@ class RunOutcome:
         return str(errors[0]) if errors else self.status
 
 
-def parse_world_sizes(text: str) -> list[int]:
-    """`--world-sizes 1,2,4` as sorted distinct positive ints; InputError otherwise."""
+def parse_world_sizes(text: str, flag: str = "--world-sizes", at_least: int = 2) -> list[int]:
+    """`--world-sizes 1,2,4` (or `flag`) as sorted distinct positive ints; InputError otherwise."""
     sizes: list[int] = []
     for part in text.split(","):
         try:
             n = int(part.strip())
         except ValueError:
             raise InputError(
-                f"--world-sizes: {part.strip()!r} is not a whole number; give a comma list "
-                "such as 1,2,4"
+                f"{flag}: {part.strip()!r} is not a whole number; give a comma list such as 1,2,4"
             ) from None
         if n < 1:
-            raise InputError(f"--world-sizes: {n} is not a positive number of ranks")
+            raise InputError(f"{flag}: {n} is not a positive number of ranks")
         if n in sizes:
-            raise InputError(f"--world-sizes: {n} is given twice")
+            raise InputError(f"{flag}: {n} is given twice")
         sizes.append(n)
-    if len(sizes) < 2:
-        raise InputError("--world-sizes needs at least two sizes to compare, such as 1,2,4")
+    if len(sizes) < at_least:
+        raise InputError(f"{flag} needs at least two sizes to compare, such as 1,2,4")
     return sorted(sizes)
 
 
@@ -202,6 +201,13 @@ def load_plan(sweep_dir: Path) -> dict[str, Any]:
                 "warnings",
                 isinstance(plan["warnings"], list)
                 and all(isinstance(w, str) for w in plan["warnings"]),
+            ),
+            (
+                "projection",  # optional: `sweep --project` (cli/sweep_projection.py)
+                plan.get("projection") is None
+                or isinstance(plan["projection"], dict)
+                and isinstance(plan["projection"].get("world_sizes"), list)
+                and all(count(n, 1) for n in plan["projection"]["world_sizes"]),
             ),
         )
         if not ok

@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: config per-rank batch x largest world size)",
     )
     p.add_argument("--out", type=Path, help="output directory (default: runs/<sweep_id>)")
+    add_projection_flags(p)
     add_report_flags(p)
     add_require(p)
     p.set_defaults(handler="sweep:run_sweep")
@@ -259,6 +260,44 @@ def add_report_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--md", type=Path, metavar="FILE", help="also write a Markdown report here")
     p.add_argument(
         "--html", type=Path, metavar="FILE", help="also write a self-contained HTML report here"
+    )
+
+
+def add_projection_flags(p: argparse.ArgumentParser) -> None:
+    """`sweep --project` and where the alpha-beta all-reduce model's parameters come from."""
+    p.add_argument(
+        "--project",
+        metavar="N,N,...",
+        help="also project step time, throughput and efficiency to these world sizes (status "
+        "estimated): alpha-beta ring all-reduce, compute and overlap from the measured runs; "
+        "checked against the measured sizes (leave-one-out)",
+    )
+    p.add_argument(
+        "--collectives",
+        type=Path,
+        metavar="RESULT",
+        help="fit the link's alpha and beta to this `minicluster collectives` result's all_reduce "
+        "times (default: the sweep runs a short all_reduce size sweep itself)",
+    )
+    p.add_argument(
+        "--link-gbps",
+        metavar="GBPS[,GBPS]",
+        help="give the link's bandwidth beta instead, decimal GB/s (1e9 B/s; a 100 Gbit/s link "
+        "is 12.5), for a network not present here; with --ranks-per-node: the inter-node link, "
+        "or two values INTRA,INTER",
+    )
+    p.add_argument(
+        "--link-latency-us",
+        metavar="US[,US]",
+        help="the link's latency alpha per ring step in microseconds, with --link-gbps (one "
+        "value each, or INTRA,INTER)",
+    )
+    p.add_argument(
+        "--ranks-per-node",
+        type=int,
+        metavar="G",
+        help="model a two-level ring: G ranks per node on the intra-node link (two --link values, "
+        "or measured here), nodes joined by the inter-node link (--link-gbps/--link-latency-us)",
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from minicluster.analysis import scaling, sweep
 from minicluster.analysis.sweep import PlannedRun, RunOutcome
 from minicluster.analysis.verdicts import exit_code
-from minicluster.cli import orchestrate
+from minicluster.cli import orchestrate, sweep_projection
 from minicluster.cli.run import load_training_config
 from minicluster.cli.watch import watch_command
 from minicluster.core import config as config_mod
@@ -44,6 +44,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     # core and the efficiency would measure the thread count, not the scaling.
     cores = os.cpu_count()
     threads = cfg.run.threads_per_rank or max(1, (cores or 1) // max(world_sizes))
+    gpu = orchestrate.on_gpu(cfg)
+    own_cores = [n for n in world_sizes if gpu or cores is None or n * threads <= cores]
+    projection = sweep_projection.projection_plan(args, world_sizes, own_cores)
     total_steps = cfg.steps.warmup + cfg.steps.measured
     configs = {}
     for n in world_sizes:
@@ -53,7 +56,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     orchestrate.check_required(cfg)
     sweep_id, out_dir = orchestrate.new_output(args.out, "sweep")
     default_out = args.out is None
-    warning = sweep.oversubscription_warning(max(world_sizes), cores, orchestrate.on_gpu(cfg))
+    warning = sweep.oversubscription_warning(max(world_sizes), cores, gpu)
     if warning:
         print(f"minicluster: sweep: warning: {warning}", file=sys.stderr)
     # Written first: `minicluster aggregate DIR` re-builds the sweep result from it and the runs
@@ -68,6 +71,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         "global_batch": global_batch,
         "threads_per_rank": threads,
         "warnings": [warning] if warning else [],
+        "projection": projection,
     }
     atomic_write_json(rundir.plan_path(out_dir), plan)
     runs = sweep.plan(world_sizes, args.repeats)
@@ -106,6 +110,16 @@ def run_sweep(args: argparse.Namespace) -> int:
         if outcomes:
             _finish_sweep(out_dir, plan, outcomes, args.md, args.html)
         raise
+    try:
+        sweep_projection.run_probe(out_dir, sweep_id, plan, cfg, threads, outcomes)
+    except KeyboardInterrupt:
+        print(
+            "minicluster: sweep interrupted during the all_reduce probe; the result below has "
+            "no projection",
+            file=sys.stderr,
+        )
+        _finish_sweep(out_dir, plan, outcomes, args.md, args.html)
+        raise
     if default_out:
         orchestrate.point_latest(out_dir)
     return _finish_sweep(out_dir, plan, outcomes, args.md, args.html)
@@ -130,6 +144,8 @@ def _finish_sweep(
         plan["threads_per_rank"],
         plan["warnings"],
     )
+    if plan.get("projection"):
+        block["projection"] = sweep_projection.projection_block(block, plan, out_dir)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     result = sweep.sweep_result(
         outcomes, block, plan["sweep_id"], plan["created_at"], now, planned_runs=len(runs)
@@ -171,6 +187,7 @@ def aggregate_sweep(sweep_dir: Path) -> int:
         print(f"aggregate: {planned.name}: {result['status']}", file=sys.stderr)
     if not outcomes:
         raise InputError(f"{sweep_dir}: a sweep directory, but none of its runs left rank files")
+    sweep_projection.reaggregate_probe(sweep_dir, plan)
     return _finish_sweep(sweep_dir, plan, outcomes, None, None)
 
 

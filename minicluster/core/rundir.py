@@ -10,7 +10,9 @@ A run directory holds:
     result.json                  the canonical result (see minicluster.result)
     .claim                       the exclusive claim a new run takes on the directory
 
-A sweep directory holds `sweep.json` (the plan) and one run directory per run.
+A sweep directory holds `sweep.json` (the plan), one run directory per run and, when it projects
+past its world sizes without given link parameters, the run directory of its all_reduce probe
+(`allreduce-n2/`).
 """
 
 from __future__ import annotations
@@ -75,6 +77,12 @@ def launcher_path(run_dir: Path) -> Path:
 
 def plan_path(sweep_dir: Path) -> Path:
     return sweep_dir / PLAN_FILE
+
+
+def allreduce_probe_dir(sweep_dir: Path, world_size: int) -> Path:
+    """The run directory of a sweep's all_reduce size sweep at `world_size` (the projection's
+    alpha and beta)."""
+    return sweep_dir / f"allreduce-n{world_size}"
 
 
 def holds_run(run_dir: Path) -> str | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minicluster.core.units import bytes_to_mib
-from minicluster.report import sections
+from minicluster.report import scaling_text, sections
 from minicluster.report.text import TextTable, fmt_num, platform_rows, shown_ranks, text
 
 
@@ -22,6 +22,8 @@ class RunView:
     status: str
     summary: TextTable
     sections: list[TextTable]  # what a sweep or a collectives run adds (scaling, bandwidth tables)
+    why: list[str]  # a sweep: where each world size's lost step time went, one line each
+    why_note: str  # how those lines were derived
     metrics: TextTable
     missing: TextTable
     ranks: TextTable
@@ -42,6 +44,8 @@ def run_view(result: dict[str, Any], max_rank_rows: int | None = None) -> RunVie
         status=str(result["status"]),
         summary=_summary(result),
         sections=_sections(result),
+        why=scaling_text.why_lines(result),
+        why_note=scaling_text.why_note(result),
         metrics=_metrics(result),
         missing=_missing(result),
         ranks=_ranks(result, max_rank_rows),
@@ -65,6 +69,12 @@ def _sections(result: dict[str, Any]) -> list[TextTable]:
     scaling = sections.scaling_table(result)
     if scaling is not None:
         tables.append(scaling)
+    for table in (
+        scaling_text.projection_table(result),
+        scaling_text.projection_check_table(result),
+    ):
+        if table is not None:
+            tables.append(table)
     if isinstance(result.get("collectives"), dict):
         tables.append(sections.collectives_table(result))
     return tables

@@ -7,6 +7,7 @@ from typing import Any
 
 from minicluster.report.content import RunView, run_view
 from minicluster.report.plots import Plot, run_plots
+from minicluster.report.scaling_text import WHY_TITLE
 from minicluster.report.text import TextTable
 
 MAX_BYTES = 5 * 1024 * 1024  # a report people can mail and open anywhere
@@ -60,6 +61,20 @@ def _list(title: str, items: list[str], empty: str) -> str:
     return f"<h2>{escape(title)}</h2><ul>{body}</ul>"
 
 
+SWEEP_FIRST = ("scaling", "scaling_loss")
+
+
+def _why(plots: list[Plot], view: RunView) -> str:
+    """A sweep's efficiency plot, where the lost time went (bars and one line per world size)."""
+    if not plots and not view.why:
+        return ""
+    out = [f"<h2>{escape(WHY_TITLE)}</h2>", *(figure(p) for p in plots)]
+    if view.why:
+        items = "".join(f"<li>{escape(w)}</li>" for w in view.why)
+        out.append(f'<ul class="why">{items}</ul><p class="note">{escape(view.why_note)}</p>')
+    return "".join(out)
+
+
 def figure(p: Plot) -> str:
     """One plot as an HTML figure: the inline SVG and its escaped caption."""
     return (
@@ -72,6 +87,10 @@ def render_html(result: dict[str, Any]) -> str:
     """The HTML report of a run result: one file, inline CSS and SVG, readable without JavaScript."""
     view: RunView = run_view(result)
     status = escape(view.status)
+    plots = run_plots(result)
+    # A sweep answers "where does scaling break, and why" first (its plots and why lines).
+    first = [p for p in plots if p.label in SWEEP_FIRST]
+    plots = [p for p in plots if p.label not in SWEEP_FIRST]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -79,13 +98,13 @@ def render_html(result: dict[str, Any]) -> str:
         f"<title>{escape(view.title)}</title><style>{PAGE_CSS}</style></head><body>",
         f"<h1>{escape(view.title)}</h1>",
         f'<p>Status <span class="status status-{status}">{status}</span></p>',
+        _why(first, view),
         _table(view.summary),
         *(_table(t) for t in view.sections),
         _table(view.metrics),
         _table(view.missing),
         _table(view.ranks),
     ]
-    plots = run_plots(result)
     if plots:
         parts.append("<h2>Plots</h2>")
         parts += [figure(p) for p in plots]

@@ -7,6 +7,7 @@ from typing import Any
 
 from minicluster.report.content import RunView, run_view
 from minicluster.report.plots import run_plots
+from minicluster.report.scaling_text import WHY_TITLE
 from minicluster.report.text import TextTable
 
 
@@ -56,6 +57,9 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines += _table(view.summary, emphasise=False)
     for section in view.sections:
         lines += _table(section)
+        if section.title == "Scaling" and view.why:
+            lines += [f"## {WHY_TITLE}", "", md_escape(view.why_note), ""]
+            lines += [f"- {md_escape(w)}" for w in view.why] + [""]
     lines += _table(view.metrics, emphasise=False)
     lines += _table(view.missing, emphasise=False)
     lines += _table(view.ranks)

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from minicluster.report import svg
+from minicluster.report.scaling_loss_plot import scaling_loss_plot
 from minicluster.report.svg import Plot
 from minicluster.report.telemetry_plots import power_plot, temperature_plot
 from minicluster.report.text import fmt_num
@@ -25,6 +26,7 @@ def run_plots(result: dict[str, Any]) -> list[Plot]:
         step_time_plot,
         rank_breakdown_plot,
         scaling_plot,
+        scaling_loss_plot,
         busbw_plot,
         power_plot,
         temperature_plot,
@@ -194,8 +196,9 @@ def scaling_plot(result: dict[str, Any]) -> Plot | None:
     """Scaling efficiency vs world size with the ideal (100%) line; projected points hollow.
 
     Reads `result["scaling"]`: `{"mode": "weak" | "strong", "points": [{"world_size": int,
-    "efficiency_pct": float | None, "status": "measured" | "derived" | "estimated" |
-    "projected"}]}` (sweep results; this key is null in a single run).
+    "efficiency_pct": float | None, "status": "measured" | "derived" | "estimated"}],
+    "projection": {"points": [{"world_size": int, "efficiency_pct": float | None}]}}` (sweep
+    results; this key is null in a single run). Estimated points and the projection's are hollow.
     """
     scaling = result.get("scaling")
     if not isinstance(scaling, dict):
@@ -206,12 +209,14 @@ def scaling_plot(result: dict[str, Any]) -> Plot | None:
     real = sorted(
         (float(p["world_size"]), float(p["efficiency_pct"]))
         for p in pts
-        if p.get("status") not in ("estimated", "projected")
+        if p.get("status") != "estimated"
     )
+    projection = scaling.get("projection")
+    projected = (projection or {}).get("points") if isinstance(projection, dict) else None
     proj = sorted(
         (float(p["world_size"]), float(p["efficiency_pct"]))
-        for p in pts
-        if p.get("status") in ("estimated", "projected")
+        for p in [q for q in pts if q.get("status") == "estimated"] + list(projected or [])
+        if isinstance(p.get("efficiency_pct"), (int, float))
     )
     sizes = sorted({p[0] for p in real + proj})
     # Min-max over the sweep's rounds, drawn as whiskers where the rounds disagree.
@@ -242,9 +247,10 @@ def scaling_plot(result: dict[str, Any]) -> Plot | None:
         )
     parts.append(svg.polyline(frame, real, svg.color(0), "measured"))
     parts.append(svg.markers(frame, real, svg.color(0), "measured"))
-    # The dashed line continues from the last measured point into the projection.
+    # The projection is drawn apart from the measured line: it starts from its reference size,
+    # which need not be the last measured one (a size whose ranks shared cores is never it).
     if proj:
-        parts.append(svg.polyline(frame, real[-1:] + proj, svg.color(1), "projected", dash="4 3"))
+        parts.append(svg.polyline(frame, proj, svg.color(1), "projected", dash="4 3"))
     parts.append(svg.markers(frame, proj, svg.color(1), "projected", hollow=True))
     entries = [("measured", svg.color(0), "line")]
     if proj:
@@ -257,7 +263,12 @@ def scaling_plot(result: dict[str, Any]) -> Plot | None:
         f"Scaling efficiency in % per world size, from the sweep ({formula}), derived from "
         "throughput or step times measured in this session; "
         "filled points: median over rounds, vertical bars: min-max over rounds"
-        + ("; hollow: projected or estimated." if proj else ".")
+        + (
+            "; hollow: estimated by the projection (alpha-beta all-reduce model, see the "
+            "Projection table), not measured."
+            if proj
+            else "."
+        )
     )
     return Plot("scaling", title, "".join(parts), caption)
 

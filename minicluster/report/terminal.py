@@ -84,6 +84,10 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
         console.print(_rich_table(section, columns=filled if section.rows else None))
         if section.note:
             console.print(f"[dim]{escape(section.note)}[/dim]")
+        if section.title == "Scaling" and view.why:
+            for line in view.why:
+                console.print(f"[yellow]why:[/yellow] {escape(line)}")
+            console.print(f"[dim]{escape(view.why_note)}[/dim]")
     # The method column is long; the terminal shows value, unit and status, files show all.
     console.print(_rich_table(view.metrics, columns=[0, 1, 2, 3]))
     missing: dict[str, list[str]] = {}

@@ -11,8 +11,10 @@ from typing import Any
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
 
-# 1.1: steps.series (the per-step cross-rank series of the run-level metrics). Readers accept 1.x.
-SCHEMA_VERSION = "minicluster/1.1"
+# 1.1: steps.series (the per-step cross-rank series of the run-level metrics). 1.2: comm_bytes and
+# buckets in steps.series; a sweep's scaling.breakdown_method, points[].breakdown, projection.
+# Readers accept 1.x.
+SCHEMA_VERSION = "minicluster/1.2"
 
 
 @lru_cache(maxsize=1)

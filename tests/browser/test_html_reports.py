@@ -42,8 +42,10 @@ CASES = {
     "run_ok": ["step_time", "rank_breakdown"],
     "run_failed": ["step_time", "rank_breakdown"],
     "run_straggler": ["step_time", "rank_breakdown"],
-    "run_all_plots": ["step_time", "rank_breakdown", "scaling", "busbw", "power", "temperature"],
-    "sweep_ok": ["step_time", "rank_breakdown", "scaling"],
+    # A sweep leads with its efficiency and where it went (scaling, scaling_loss), then the rest.
+    "run_all_plots": ["scaling", "step_time", "rank_breakdown", "busbw", "power", "temperature"],
+    "sweep_ok": ["scaling", "step_time", "rank_breakdown"],
+    "sweep_projected": ["scaling", "scaling_loss", "step_time", "rank_breakdown"],
     "collectives": ["busbw"],
 }
 

@@ -15,7 +15,7 @@ from minicluster.result.schema import validate_result  # noqa: E402
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(200)
 def test_weak_sweep_over_1_and_2_ranks(run_cli: RunCli, tmp_path: Path) -> None:
     pytest.importorskip("torch")
     cfg = tmp_path / "tiny.yaml"
@@ -26,7 +26,7 @@ def test_weak_sweep_over_1_and_2_ranks(run_cli: RunCli, tmp_path: Path) -> None:
     md, html = tmp_path / "sweep.md", tmp_path / "sweep.html"
     proc = run_cli(
         "sweep", "-c", str(cfg), "--world-sizes", "1,2", "--md", str(md), "--html", str(html),
-        cwd=tmp_path,
+        "--project", "4,64", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "runs" / "latest"
@@ -62,12 +62,37 @@ def test_weak_sweep_over_1_and_2_ranks(run_cli: RunCli, tmp_path: Path) -> None:
     assert f"result: runs/{result['run_id']}/result.json" in proc.stdout
     assert "Scaling" in proc.stdout and "E = X_N / (N * X_1)" in proc.stdout
 
+    # Where the lost step time went: parts from the runs' series, adding up to the loss.
+    lost = s["points"][1]["breakdown"]["loss"]
+    assert sum(lost["parts_ms"].values()) == pytest.approx(lost["lost_ms"], abs=1e-9)
+    assert lost["lost_pct"] == pytest.approx(100 - s["points"][1]["efficiency_pct"], abs=1e-3)
+    assert "why: 2 ranks: " in proc.stdout
+    # The projection: the sweep's own all_reduce probe at 2 ranks gave alpha and beta.
+    assert "sweep: all_reduce probe for the projection's alpha and beta: world size 2" in (
+        proc.stderr
+    )
+    probe = json.loads((out / "allreduce-n2" / "result.json").read_text())
+    assert probe["workload"]["workload_type"] == "collectives" and probe["world_size"] == 2
+    proj = s["projection"]
+    assert proj["status"] == "estimated", proj["reason"]
+    assert proj["link"]["link"]["fit"]["world_size"] == 2
+    assert [p["world_size"] for p in proj["points"]] == [4, 64]
+    assert all(p["status"] == "estimated" and p["step_time_ms"] > 0 for p in proj["points"])
+    (entry,) = proj["check"]["entries"]  # two sizes: the largest from the smaller one
+    assert entry["world_size"] == 2 and entry["fit_sizes"] == [1]
+    assert entry["error_pct"] == pytest.approx(
+        100
+        * (entry["predicted_step_time_ms"] - entry["measured_step_time_ms"])
+        / entry["measured_step_time_ms"]
+    )
+
     md_text = md.read_text()
     assert md_text.startswith(f"# minicluster sweep {result['run_id']}")
     assert "## Scaling" in md_text and "| world size | runs ok |" in md_text
     html_text = html.read_text()
     assert '<table data-table="Scaling">' in html_text
-    assert 'data-plot="scaling"' in html_text
+    assert 'data-plot="scaling"' in html_text and 'data-plot="scaling_loss"' in html_text
+    assert "## Where the efficiency went" in md_text and "## Projection (estimated)" in md_text
 
 
 @pytest.mark.timeout(60)

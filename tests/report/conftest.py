@@ -44,3 +44,8 @@ def sweep_ok() -> dict[str, Any]:
 @pytest.fixture
 def collectives() -> dict[str, Any]:
     return load("collectives")
+
+
+@pytest.fixture
+def sweep_projected() -> dict[str, Any]:
+    return load("sweep_projected")
