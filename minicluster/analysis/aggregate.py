@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minicluster.analysis import energy, envelope, fault_detect
+from minicluster.analysis import energy, envelope, fault_detect, nodes
 from minicluster.analysis.collectives import aggregate_collectives
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.run_metrics import telemetry_sources, training_metrics
@@ -39,6 +39,8 @@ def aggregate(
         straggler_threshold_pct = cfg.run.straggler_threshold_pct
 
     errors: list[str] = [w for r in records for w in r.warnings]
+    where = nodes.locate_ranks(records, world_size)
+    multi_node = nodes.spans_nodes(where)
     failed_ranks = envelope.failed_ranks(
         by_rank,
         world_size,
@@ -46,6 +48,7 @@ def aggregate(
         errors,
         died_after=lambda rec: f"step {rec.last_step}",
         failed_when=lambda rec: f"at step {(rec.summary or {}).get('last_step')}",
+        node_of=nodes.node_names(where) if multi_node else None,
     )
     if launcher_error:
         errors.append(f"launcher: {launcher_error}")
@@ -64,21 +67,38 @@ def aggregate(
         )
 
     ranks_out = [
-        _rank_entry(rank, by_rank.get(rank), table, rank in failed_ranks)
+        _rank_entry(rank, by_rank.get(rank), table, rank in failed_ranks, where[rank])
         for rank in range(world_size)
     ]
+    compute = {r["rank"]: r["compute_ms_median"] for r in ranks_out}
+    scores = nodes.rank_scores(compute)
+    for entry in ranks_out:
+        entry["performance_score"] = scores[entry["rank"]]
     stragglers = find_stragglers(table, straggler_threshold_pct, cfg.run.straggler_min_excess_ms)
+    node_section = nodes.nodes_section(
+        where,
+        table,
+        compute,
+        missing=[r for r in range(world_size) if by_rank.get(r) is None or not by_rank[r].header],
+        failed=failed_ranks,
+        stragglers=[s["rank"] for s in stragglers],
+    )
     detected = fault_detect.detect(records, world_size, stragglers, exit_codes, cfg.run)
+    lost = nodes.lost_nodes(node_section, records, multi_node)
+    detected += lost
+    for finding in (*stragglers, *detected):
+        nodes.place(finding, where)
     errors += [
         f"rank {d['rank']}: {d['kind']} at step {d['step']}: {d['evidence']}"
         for d in detected
         if d["kind"] in fault_detect.CORRECTNESS_KINDS
     ]
+    errors += [f"node lost: {d['evidence']}" for d in lost]
     series = table.series(world_size)
     metrics = training_metrics(
         series, headers, by_rank, world_size, per_rank_batch, tokens_per_rank
     )
-    result = envelope.top_level(head0, headers, status, world_size, aggregated_at)
+    result = envelope.top_level(head0, headers, status, world_size, aggregated_at, node_section)
     result.update(
         {
             "workload": {
@@ -106,8 +126,9 @@ def aggregate(
 
 
 def _rank_entry(
-    rank: int, rec: RankRecords | None, table: StepTable, failed: bool
+    rank: int, rec: RankRecords | None, table: StepTable, failed: bool, node: nodes.NodeId
 ) -> dict[str, Any]:
+    """One rank's row of `ranks[]`; a rank without records is placed by the job's roster."""
     header = rec.header if rec else None
     summary = rec.summary if rec else None
     if rec is None or header is None:
@@ -117,7 +138,8 @@ def _rank_entry(
     compute = table.column(rank, "compute_ms")
     return {
         "rank": rank,
-        "hostname": header["hostname"] if header else None,
+        "hostname": node.hostname,
+        "node_rank": node.node_rank,
         "local_rank": header["local_rank"] if header else None,
         "device": header["device"] if header else None,
         "status": status,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minicluster.analysis import energy, envelope
+from minicluster.analysis import energy, envelope, nodes
 from minicluster.analysis.records import RankRecords
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.collective_defs import (
@@ -43,6 +43,8 @@ def aggregate_collectives(
     by_rank = {r.rank: r for r in records}
 
     errors: list[str] = [w for r in records for w in r.warnings]
+    where = nodes.locate_ranks(records, world_size)
+    multi_node = nodes.spans_nodes(where)
     failed_ranks = envelope.failed_ranks(
         by_rank,
         world_size,
@@ -50,6 +52,7 @@ def aggregate_collectives(
         errors,
         died_after=_last,
         failed_when=lambda rec: f"after {_last(rec)}",
+        node_of=nodes.node_names(where) if multi_node else None,
     )
     if launcher_error:
         errors.append(f"launcher: {launcher_error}")
@@ -67,7 +70,12 @@ def aggregate_collectives(
     sources = energy.collect_sources([p for p in pairs if p[1].get("telemetry")])
     metrics = _metrics(rows, by_rank, headers, world_size, sources)
     status = "failed" if failed_ranks or launcher_error else "ok"
-    result = envelope.top_level(head0, headers, status, world_size, aggregated_at)
+    missing = [r for r in range(world_size) if by_rank.get(r) is None or not by_rank[r].header]
+    # No training steps: per node its ranks and their status, no step figures or scores.
+    node_section = nodes.nodes_section(where, None, {}, missing, failed_ranks)
+    lost = nodes.lost_nodes(node_section, records, multi_node)
+    errors += [f"node lost: {d['evidence']}" for d in lost]
+    result = envelope.top_level(head0, headers, status, world_size, aggregated_at, node_section)
     result.update(
         {
             "workload": {
@@ -80,7 +88,7 @@ def aggregate_collectives(
             },
             "metrics": {name: mv.to_dict() for name, mv in metrics.items()},
             "ranks": [
-                _rank_entry(rank, by_rank.get(rank), rank in failed_ranks)
+                _rank_entry(rank, by_rank.get(rank), rank in failed_ranks, where[rank])
                 for rank in range(world_size)
             ],
             "stragglers": [],
@@ -101,7 +109,7 @@ def aggregate_collectives(
                 "wrong_total": wrong_total,
                 "results": rows,
             },
-            "faults": {"injected": [], "detected": []},
+            "faults": {"injected": [], "detected": lost},
             "validation": None,
             "errors": errors,
             "telemetry": energy.telemetry_section(sources, metrics) if sources else None,
@@ -171,13 +179,16 @@ def _last(rec: RankRecords) -> str:
     return f"{last['op']} at {last['size_bytes']} B ({len(rec.collectives)} records)"
 
 
-def _rank_entry(rank: int, rec: RankRecords | None, failed: bool) -> dict[str, Any]:
+def _rank_entry(
+    rank: int, rec: RankRecords | None, failed: bool, node: nodes.NodeId
+) -> dict[str, Any]:
     header = rec.header if rec else None
     summary = rec.summary if rec else None
     status = "missing" if header is None else ("failed" if failed else "ok")
     return {
         "rank": rank,
-        "hostname": header["hostname"] if header else None,
+        "hostname": node.hostname,
+        "node_rank": node.node_rank,
         "local_rank": header["local_rank"] if header else None,
         "device": header["device"] if header else None,
         "status": status,

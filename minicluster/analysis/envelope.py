@@ -113,29 +113,29 @@ def failed_ranks(
     errors: list[str],
     died_after: Callable[[RankRecords], str],
     failed_when: Callable[[RankRecords], str],
+    node_of: dict[int, str] | None = None,
 ) -> list[int]:
     """Ranks that left no records, no summary, or a failed summary; one line each in `errors`.
 
     `died_after(rec)` names the last thing a rank recorded ("step 7"), `failed_when(rec)` where
-    a rank that reported its own failure stopped ("at step 7"); a launcher's exit code is added.
+    a rank that reported its own failure stopped ("at step 7"); a launcher's exit code is added,
+    and the rank's node when `node_of` names it (a job across nodes).
     """
     failed = []
+    node_of = node_of or {}
     for rank in range(world_size):
         rec = by_rank.get(rank)
         code = f" (exit code {exit_codes[rank]})" if rank in exit_codes else ""
+        who = f"rank {rank} on {node_of[rank]}" if rank in node_of else f"rank {rank}"
         if rec is None or rec.header is None:
             failed.append(rank)
-            errors.append(f"rank {rank}: no records (never started or its files are missing){code}")
+            errors.append(f"{who}: no records (never started or its files are missing){code}")
         elif rec.summary is None:
             failed.append(rank)
-            errors.append(
-                f"rank {rank}: no summary; the process died after {died_after(rec)}{code}"
-            )
+            errors.append(f"{who}: no summary; the process died after {died_after(rec)}{code}")
         elif rec.summary.get("status") != "ok":
             failed.append(rank)
-            errors.append(
-                f"rank {rank}: failed {failed_when(rec)}: {rec.summary.get('error')}{code}"
-            )
+            errors.append(f"{who}: failed {failed_when(rec)}: {rec.summary.get('error')}{code}")
     return failed
 
 
@@ -145,8 +145,10 @@ def top_level(
     status: str,
     world_size: int,
     aggregated_at: str | None,
+    nodes: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The first keys of every aggregated result, in the order `result.json` lists them."""
+    """The first keys of every aggregated result, in the order `result.json` lists them;
+    `nodes` is the per-node section (`analysis.nodes.nodes_section`)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": head0["run_id"],
@@ -157,7 +159,7 @@ def top_level(
         "launcher": head0.get("launcher", "outside"),
         "backend": head0.get("backend"),
         "world_size": world_size,
-        "nodes": len({h["hostname"] for h in headers}),
+        "nodes": nodes,
         "config": head0.get("config", {}),
         "platform": platform(headers),
     }

@@ -49,10 +49,12 @@ class RankRecords:
         warnings: list[str] | None = None,
         columns: dict[str, np.ndarray] | None = None,
         collectives: list[dict[str, Any]] | None = None,
+        roster: dict[str, Any] | None = None,
     ) -> None:
         self.rank = rank
         self.header = header
         self.summary = summary
+        self.roster = roster  # the job's nodes and their ranks (local rank 0 of a node writes it)
         self.collectives = collectives if collectives is not None else []
         self.warnings = warnings if warnings is not None else []
         self._columns = columns if columns is not None else to_columns(steps or [])
@@ -159,6 +161,7 @@ def from_gathered(gathered: list[dict[str, Any]]) -> list[RankRecords]:
             steps=g["steps"],
             summary=g["summary"],
             collectives=g.get("collectives"),
+            roster=g.get("roster"),
         )
         for g in gathered
     ]
@@ -207,6 +210,7 @@ def _read_rank_files(job: tuple[Path, int]) -> RankRecords:
     lines = data.split(b"\n")
     last = len(lines) - 1
     header = None
+    roster = None
     steps = []
     collectives = []
     warnings = []
@@ -229,6 +233,8 @@ def _read_rank_files(job: tuple[Path, int]) -> RankRecords:
             header = obj
         elif kind == rank_format.COMM_TIMING and header is not None:
             header["comm_timing"] = {k: v for k, v in obj.items() if k != "type"}
+        elif kind == rank_format.ROSTER:
+            roster = obj
     summary = _read_summary(rundir.rank_summary(path.parent.parent, rank), rank, warnings)
     return RankRecords(
         rank,
@@ -237,6 +243,7 @@ def _read_rank_files(job: tuple[Path, int]) -> RankRecords:
         summary=summary,
         warnings=warnings,
         collectives=collectives,
+        roster=roster,
     )
 
 

@@ -71,7 +71,7 @@ def to_record(data: dict[str, Any], path: Path, label: str) -> BenchmarkRecord:
             "run_id": data["run_id"],
             "timestamp": data["created_at"],
             "launcher": data["launcher"],
-            "nodes": data["nodes"],
+            "nodes": _node_count(data["nodes"]),
             "os": _os(data.get("platform") or {}),
             "framework_version": (data.get("platform") or {}).get("torch"),
             "per_rank_batch": wl.get("per_rank_batch"),
@@ -81,6 +81,12 @@ def to_record(data: dict[str, Any], path: Path, label: str) -> BenchmarkRecord:
             "steps_measured": int(step_max_ms.size) if step_max_ms is not None else None,
         },
     )
+
+
+def _node_count(nodes: Any) -> int:
+    """The node count of a result: its per-node section's length (1.2), or the count results
+    before 1.2 hold instead."""
+    return len(nodes) if isinstance(nodes, list) else int(nodes)
 
 
 def _collectives_name(data: dict[str, Any]) -> str:
@@ -200,7 +206,8 @@ def to_result(record: BenchmarkRecord) -> dict[str, Any]:
         "launcher": str(d.get("launcher") or "unknown"),
         "backend": d.get("backend"),
         "world_size": world_size,
-        "nodes": d.get("nodes") or 0,
+        # A count, not the per-node section: an imported record carries no per-node figures.
+        "nodes": d.get("nodes") if isinstance(d.get("nodes"), int) else 0,
         "config": {},
         "platform": {
             "hardware_name": record.hardware,

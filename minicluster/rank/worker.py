@@ -32,6 +32,7 @@ from minicluster.core.log import setup_logging
 from minicluster.rank import collectives, dist, equivalence, faults, replica, telemetry, workloads
 from minicluster.rank.comm_timing import CommTimer, attach_comm_timer, ddp_logging_cross_check
 from minicluster.rank.recorder import RankRecorder
+from minicluster.rank.roster import gather_roster
 from minicluster.rank.telemetry.session import TelemetrySession
 from minicluster.rank.telemetry.session import for_rank as telemetry_for_rank
 
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[str, Any]] | None:
     """Run the configured job on this rank. Rank 0 returns every rank's records; others None."""
     info = dist.rank_info_from_env()
+    dist.die_with_launcher()  # a rank whose agent (node) is gone must not linger
     setup_logging(info.rank)
     threads = cfg.run.threads_per_rank or max(1, (os.cpu_count() or 1) // info.local_world_size)
     torch.set_num_threads(threads)
@@ -60,10 +62,13 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
             cfg.faults, info.world_size, cfg.steps.warmup + cfg.steps.measured
         )
         run_id = _agree_run_id(run_id)
+        roster = gather_roster(info, out_dir)
         recorder = RankRecorder(out_dir, info.rank)
         wl = workloads.build(cfg.workload, cfg.run.seed, device)
         header = _header(cfg, info, device, backend, run_id, wl, threads)
         recorder.write(header)
+        if info.local_rank == 0:
+            recorder.write(roster)
         ddp = DDP(
             wl.model,
             device_ids=[device.index] if device.type == "cuda" else None,
@@ -126,7 +131,8 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         atomic_write_json(summary_path, summary)
         recorder.close()
         recorder = None
-        return _gather_on_rank0({"header": header, "summary": summary, "steps": steps}, info)
+        mine = {"header": header, "summary": summary, "steps": steps}
+        return _gather_on_rank0(mine, info, roster)
     except BaseException as e:
         _write_failed_summary(
             summary_path, _summary(info, device, run_id or "", "failed", last_step, None, e)
@@ -158,9 +164,12 @@ def _run_collectives(
     tele: TelemetrySession | None = None
     try:
         run_id = _agree_run_id(run_id)
+        roster = gather_roster(info, out_dir)
         recorder = writer = RankRecorder(out_dir, info.rank)
         header = _header(cfg, info, device, backend, run_id, None, threads)
         recorder.write(header)
+        if info.local_rank == 0:
+            recorder.write(roster)
         tele = telemetry_for_rank(
             info.local_rank,
             device.index if device.type == "cuda" else None,
@@ -185,7 +194,7 @@ def _run_collectives(
         recorder.close()
         recorder = None
         mine = {"header": header, "summary": summary, "steps": [], "collectives": records}
-        return _gather_on_rank0(mine, info)
+        return _gather_on_rank0(mine, info, roster)
     except BaseException as e:
         summary = _summary(info, device, run_id or "", "failed", -1, None, e)
         summary["collectives_recorded"] = len(records)
@@ -200,11 +209,17 @@ def _run_collectives(
         dist.teardown()
 
 
-def _gather_on_rank0(mine: dict[str, Any], info: dist.RankInfo) -> list[dict[str, Any]] | None:
-    """Every rank's records in-band on rank 0 (no shared filesystem needed); None elsewhere."""
+def _gather_on_rank0(
+    mine: dict[str, Any], info: dist.RankInfo, roster: dict[str, Any]
+) -> list[dict[str, Any]] | None:
+    """Every rank's records in-band on rank 0 (no shared filesystem needed); None elsewhere.
+    Rank 0 adds the job's roster to its own records (every rank has the same one)."""
     gathered: list[Any] | None = [None] * info.world_size if info.rank == 0 else None
     tdist.gather_object(mine, gathered, dst=0)
-    return gathered if info.rank == 0 else None
+    if gathered is None:
+        return None
+    gathered[0] = {**gathered[0], "roster": roster}
+    return gathered
 
 
 def _write_failed_summary(path: Path, summary: dict[str, Any]) -> None:
@@ -298,6 +313,7 @@ def _header(
         "local_rank": info.local_rank,
         "world_size": info.world_size,
         "local_world_size": info.local_world_size,
+        "node_rank": info.node_rank,
         "hostname": info.hostname,
         "pid": os.getpid(),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

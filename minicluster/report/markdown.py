@@ -58,6 +58,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines += _table(section)
     lines += _table(view.metrics, emphasise=False)
     lines += _table(view.missing, emphasise=False)
+    if view.nodes is not None:
+        lines += _table(view.nodes)
     lines += _table(view.ranks)
     lines += _bullets("Stragglers", view.stragglers, "None detected.")
     lines += _table(view.faults)
