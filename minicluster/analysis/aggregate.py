@@ -15,6 +15,7 @@ from minicluster.analysis.records import RankRecords
 from minicluster.analysis.run_metrics import telemetry_sources, training_metrics
 from minicluster.analysis.steps import StepTable, median, stats
 from minicluster.analysis.stragglers import find_stragglers
+from minicluster.core.units import format_ranks
 
 
 def aggregate(
@@ -23,11 +24,15 @@ def aggregate(
     straggler_threshold_pct: float | None = None,
     aggregated_at: str | None = None,
     exit_codes: dict[int, int] | None = None,
+    interrupted: str | None = None,
 ) -> dict[str, Any]:
     """The canonical result from all ranks' records (`aggregated_at` fixed for golden tests).
 
     `exit_codes` are the launcher's per-rank exit codes (negative: killed by that signal);
-    `straggler_threshold_pct` overrides the config's. InputError when no rank wrote a header.
+    `straggler_threshold_pct` overrides the config's. `interrupted` says why the launcher was
+    stopped (Ctrl-C, a scheduler's SIGTERM at its time limit): the ranks it stopped are
+    `interrupted`, not failed, no crash or hang is claimed for them, and the status is
+    `incomplete`. InputError when no rank wrote a header.
     """
     head0, headers = envelope.rank0_header(records)
     if head0.get("job") == "collectives":
@@ -52,12 +57,23 @@ def aggregate(
     )
     if launcher_error:
         errors.append(f"launcher: {launcher_error}")
+    stopped: list[int] = []
+    if interrupted:
+        stopped = [r for r in failed_ranks if by_rank.get(r) and by_rank[r].header]
+        failed_ranks = [r for r in failed_ranks if r not in stopped]
+        errors = [w for r in records for w in r.warnings]  # the per-rank failure lines are moot
+        errors.append(
+            f"interrupted: {interrupted}; ranks {format_ranks(stopped) or 'none'} stopped before "
+            "the last step, every step they recorded is kept"
+        )
 
     table = StepTable(records, world_size)
     per_rank_batch = head0["workload"]["per_rank_batch"]
     tokens_per_rank = head0["workload"].get("tokens_per_rank")
     status = "ok"
-    if failed_ranks or launcher_error:
+    if interrupted:
+        status = "incomplete"
+    elif failed_ranks or launcher_error:
         status = "failed"
     elif table.min_measured_steps() < cfg.steps.measured:
         status = "incomplete"
@@ -70,6 +86,9 @@ def aggregate(
         _rank_entry(rank, by_rank.get(rank), table, rank in failed_ranks, where[rank])
         for rank in range(world_size)
     ]
+    for entry in ranks_out:
+        if entry["rank"] in stopped:
+            entry["status"] = "interrupted"
     compute = {r["rank"]: r["compute_ms_median"] for r in ranks_out}
     scores = nodes.rank_scores(compute)
     for entry in ranks_out:
@@ -84,7 +103,18 @@ def aggregate(
         stragglers=[s["rank"] for s in stragglers],
     )
     detected = fault_detect.detect(records, world_size, stragglers, exit_codes, cfg.run)
-    lost = nodes.lost_nodes(node_section, records, multi_node)
+    lost = (
+        [] if interrupted else nodes.lost_nodes(node_section, records, multi_node, launcher_error)
+    )
+    if interrupted:  # ranks the interrupt stopped neither crashed nor hung
+        detected = [d for d in detected if d["kind"] not in fault_detect.DEATH_KINDS]
+    if lost:
+        # A rank elsewhere that stopped with no cause of its own (its agent stopped it once the
+        # lost node was gone) is explained by the lost node: no fault of its own is claimed.
+        on_lost = {r for d in lost for r in d["ranks"]}
+        detected = [
+            d for d in detected if d["kind"] != "rank_failure" or d["rank"] in on_lost
+        ]
     detected += lost
     for finding in (*stragglers, *detected):
         nodes.place(finding, where)

@@ -73,7 +73,7 @@ def aggregate_collectives(
     missing = [r for r in range(world_size) if by_rank.get(r) is None or not by_rank[r].header]
     # No training steps: per node its ranks and their status, no step figures or scores.
     node_section = nodes.nodes_section(where, None, {}, missing, failed_ranks)
-    lost = nodes.lost_nodes(node_section, records, multi_node)
+    lost = nodes.lost_nodes(node_section, records, multi_node, launcher_error)
     errors += [f"node lost: {d['evidence']}" for d in lost]
     result = envelope.top_level(head0, headers, status, world_size, aggregated_at, node_section)
     result.update(

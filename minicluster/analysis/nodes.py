@@ -207,14 +207,18 @@ def node_names(where: dict[int, NodeId]) -> dict[int, str]:
 
 
 def lost_nodes(
-    nodes: list[dict[str, Any]], records: list[RankRecords], multi_node: bool
+    nodes: list[dict[str, Any]],
+    records: list[RankRecords],
+    multi_node: bool,
+    launcher_error: str | None = None,
 ) -> list[dict[str, Any]]:
-    """A node none of whose ranks wrote a summary (dead, or no records of it here) while ranks
-    of another node lived to write theirs, failed: the node was lost to the others. One
-    detected fault per node, `rank` its lowest rank, `ranks` all of them.
+    """Nodes the others lost: one detected fault per node (`rank` its lowest rank, `ranks` all).
 
-    Without a shared filesystem, the node that aggregates holds only its own ranks' files: a
-    node whose files it never sees is named by the roster, and the evidence says what is known.
+    A node is lost when it left no records here while ranks of other nodes here stopped before
+    their end (a failed summary, or none: their agent stopped them), or when every rank of it
+    died without a summary while a rank of another node lived to write a failed one. The node
+    that aggregates holds, without a shared filesystem, only its own ranks' files: a node whose
+    files it never sees is named by the roster, and the evidence says what is known.
     """
     if not multi_node:
         return []
@@ -222,29 +226,30 @@ def lost_nodes(
     found = []
     for node in nodes:
         ranks = node["ranks"]
-        if any((by_rank.get(r) and by_rank[r].summary) for r in ranks):
-            continue
-        failed = [
-            rec
-            for rec in records
-            if rec.rank not in ranks and (rec.summary or {}).get("status", "ok") != "ok"
+        present = [by_rank[r] for r in ranks if r in by_rank and by_rank[r].header is not None]
+        if any(rec.summary is not None for rec in present):
+            continue  # one of its ranks lived to report
+        others = [
+            rec for rec in records if rec.rank not in ranks and rec.header is not None
         ]
-        if not failed:
+        reported = [rec for rec in others if (rec.summary or {}).get("status", "ok") != "ok"]
+        stopped = [rec for rec in others if rec.summary is None] + reported
+        if not (reported if present else stopped):
             continue  # the others finished: this node's files are elsewhere, not lost
-        stopped = [(s.summary or {}).get("last_step") for s in failed]
-        steps = [s for s in stopped if isinstance(s, int) and s >= 0]
-        step = min(steps) + 1 if steps else None
-        label = NodeId(node["node_rank"], node["hostname"]).label()
-        if node["missing_ranks"] == ranks:
-            what = "left no records here (without a shared filesystem its files stay on it)"
-        else:
+        if present:
             what = "wrote no summary: its processes died"
-        error = (failed[0].summary or {}).get("error")
+        else:
+            what = "left no records here (without a shared filesystem its files stay on it)"
+        steps = [s for s in (_last_step(rec) for rec in stopped) if s is not None]
+        step = min(steps) + 1 if steps else None
         why = (
-            f"; ranks {format_ranks(s.rank for s in failed)} on the other nodes failed"
+            f"; {_ranks_word(rec.rank for rec in stopped)} on the other nodes stopped"
             + (f" at step {step}" if step is not None else "")
-            + (f" ({error})" if error else "")
         )
+        error = (reported[0].summary or {}).get("error") if reported else launcher_error
+        if error:
+            why += f" ({error})"
+        label = NodeId(node["node_rank"], node["hostname"]).label()
         found.append(
             {
                 "kind": NODE_LOST,
@@ -253,8 +258,18 @@ def lost_nodes(
                 "ranks": ranks,
                 "node_rank": node["node_rank"],
                 "hostname": node["hostname"],
-                "evidence": f"{label}, ranks {format_ranks(ranks)}: {what}{why}",
+                "evidence": f"{label}, {_ranks_word(ranks)}: {what}{why}",
             }
         )
     return found
 
+
+def _last_step(rec: RankRecords) -> int | None:
+    """The last step a rank finished: its summary's, else its last step record's."""
+    last = (rec.summary or {}).get("last_step", rec.last_step)
+    return last if isinstance(last, int) and last >= 0 else None
+
+
+def _ranks_word(ranks: Iterable[int]) -> str:
+    listed = sorted(ranks)
+    return f"rank{'s' if len(listed) > 1 else ''} {format_ranks(listed)}"

@@ -201,6 +201,14 @@ def read_run_dir(out_dir: Path, workers: int | None = None) -> list[RankRecords]
     return sorted(parsed, key=lambda r: r.rank)
 
 
+def read_rank(run_dir: Path, rank: int) -> RankRecords:
+    """One rank's records (header, roster, steps, summary) from `run_dir/ranks/`."""
+    path = rundir.rank_jsonl(run_dir, rank)
+    if not path.exists():
+        return RankRecords(rank, summary=_read_summary(rundir.rank_summary(run_dir, rank), rank, []))
+    return _read_rank_files((path, rank))
+
+
 def _read_rank_files(job: tuple[Path, int]) -> RankRecords:
     path, rank = job
     try:

@@ -11,13 +11,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minicluster.cli.progress import Progress
 from minicluster.core import rundir
 from minicluster.core.config import RunConfig
-from minicluster.core.errors import InputError, MiniclusterError
+from minicluster.core.errors import InputError, MiniclusterError, RunFailedError
 from minicluster.core.io import atomic_write_json
+
+if TYPE_CHECKING:
+    from minicluster.launchers.torchrun import Rendezvous
 
 log = logging.getLogger("minicluster.cli")
 
@@ -83,25 +86,36 @@ def launch_ranks(
     run_id: str,
     total: int,
     label: str = "rank 0 steps",
+    rendezvous: Rendezvous | None = None,
 ) -> str | None:
-    """Start the ranks under a progress bar; None on success, else why they failed.
+    """Start the ranks (`rendezvous`: this node's share of a job across nodes) under a progress
+    bar; None on success, else why they failed.
 
-    On Ctrl-C the ranks' records so far still become `out_dir/result.json` (status failed,
-    every recorded step kept) before the interrupt goes on up.
+    On Ctrl-C, or a scheduler's SIGTERM, the ranks' records so far still become
+    `out_dir/result.json` (status incomplete, every recorded step kept) before the interrupt
+    goes on up.
     """
-    from minicluster.launchers.torchrun import launch_local
+    from minicluster.launchers.torchrun import launch_local, launch_node
 
     try:
         with Progress(out_dir, total, label):
-            error = launch_local(resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank)
-    except KeyboardInterrupt:
+            if rendezvous is None:
+                error = launch_local(
+                    resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank
+                )
+            else:
+                error = launch_node(
+                    resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank, rendezvous
+                )
+    except KeyboardInterrupt as e:
+        why = f"{INTERRUPTED} ({e})" if str(e) else INTERRUPTED
         print(
             f"minicluster: interrupted; keeping what the ranks recorded in {out_dir}",
             file=sys.stderr,
         )
-        record_launcher_error(out_dir, INTERRUPTED)
+        record_launcher_error(out_dir, why, interrupted=True)
         try:
-            aggregate_dir(out_dir, INTERRUPTED, quiet=True)
+            aggregate_dir(out_dir, None, quiet=True)
         except MiniclusterError as e:
             print(f"minicluster: nothing to keep: {e}", file=sys.stderr)
         raise
@@ -110,8 +124,9 @@ def launch_ranks(
     return error
 
 
-def record_launcher_error(out_dir: Path, error: str) -> None:
-    """Keep why the launch failed in DIR/launcher.json, so `aggregate DIR` says it again later."""
+def record_launcher_error(out_dir: Path, error: str, interrupted: bool = False) -> None:
+    """Keep why the launch failed (or was interrupted) in DIR/launcher.json, so `aggregate DIR`
+    says it again later."""
     from minicluster.core.io import atomic_write_json
 
     path = rundir.launcher_path(out_dir)
@@ -122,29 +137,93 @@ def record_launcher_error(out_dir: Path, error: str) -> None:
     if not isinstance(data, dict):
         data = {}
     try:
-        atomic_write_json(path, {**data, "error": error})
+        atomic_write_json(path, {**data, "error": error, "interrupted": interrupted})
     except OSError as e:
         log.warning("could not write %s: %s", path, e)
 
 
 def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False) -> dict[str, Any]:
-    """Aggregate the rank files of `out_dir` into its result.json; `quiet`: no summary."""
+    """Aggregate the rank files of `out_dir` into its result.json; `quiet`: no summary.
+
+    Never replaces a result.json built from more ranks or steps than the files here hold (rank
+    0's in-band result of a job across nodes, on a node that keeps only its own ranks' files):
+    that result is kept and returned. InputError on a node's directory of a finished job whose
+    result is elsewhere (node.json); RunFailedError when the launch failed before any rank
+    recorded anything.
+    """
     from minicluster.analysis.aggregate import aggregate
     from minicluster.analysis.records import read_run_dir
 
     launcher = launcher_record(out_dir)
-    if launcher_error is None and isinstance(launcher.get("error"), str):
+    interrupted = None
+    if launcher.get("interrupted") and isinstance(launcher.get("error"), str):
+        interrupted = launcher["error"]
+    elif launcher_error is None and isinstance(launcher.get("error"), str):
         launcher_error = launcher["error"]  # recorded when the run was launched
+    if launcher_error and not rundir.ranks_dir(out_dir).is_dir():
+        raise RunFailedError(f"the ranks never started: {launcher_error}")
+    records = read_run_dir(out_dir)
+    _refuse_partial_node_dir(out_dir, records)
     result = aggregate(
-        read_run_dir(out_dir),
+        records,
         launcher_error=launcher_error,
         exit_codes=_exit_codes(launcher),
+        interrupted=interrupted,
     )
+    kept = _fuller_result_kept(out_dir, result)
+    if kept is not None:
+        return kept
     if quiet:
         write_result(out_dir, result)
     else:
         write_and_print(out_dir, result)
     return result
+
+
+def _coverage(result: dict[str, Any]) -> tuple[int, int]:
+    """(ranks with records, steps recorded) of a result: what it was built from."""
+    ranks = [r for r in result.get("ranks") or [] if isinstance(r, dict)]
+    with_records = sum(1 for r in ranks if r.get("status") != "missing")
+    steps = sum(int(r.get("steps_recorded") or 0) for r in ranks)
+    return with_records, steps
+
+
+def _fuller_result_kept(out_dir: Path, new: dict[str, Any]) -> dict[str, Any] | None:
+    """The result.json already in `out_dir` when it covers more ranks or steps than `new`."""
+    path = rundir.result_path(out_dir)
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(old, dict) or old.get("run_id") != new["run_id"]:
+        return None
+    if _coverage(old) <= _coverage(new):
+        return None
+    (old_ranks, old_steps), (new_ranks, new_steps) = _coverage(old), _coverage(new)
+    print(
+        f"minicluster: kept {path}: it was built from {old_ranks} ranks' records "
+        f"({old_steps} steps); the files here hold {new_ranks} ranks' ({new_steps} steps)",
+        file=sys.stderr,
+    )
+    return dict(old)
+
+
+def _refuse_partial_node_dir(out_dir: Path, records: list[Any]) -> None:
+    """A node's directory of a finished job across nodes holds its own ranks only: aggregating
+    it would call the others missing. Say where the complete result is instead."""
+    from minicluster.cli.multinode import read_node_file, where_the_result_went
+
+    node = read_node_file(out_dir)
+    if node is None or rundir.result_path(out_dir).exists():
+        return
+    here = {r.rank for r in records if r.header is not None}
+    world = max((r.header["world_size"] for r in records if r.header), default=0)
+    if len(here) < world:
+        raise InputError(
+            f"{out_dir} holds one node's ranks of a job across nodes: "
+            f"{where_the_result_went(node)}. Aggregate there, or copy every node's "
+            f"{rundir.RANKS_DIR}/ files into one directory (without node.json) first"
+        )
 
 
 def launcher_record(out_dir: Path) -> dict[str, Any]:
@@ -207,6 +286,33 @@ def write_file(path: Path, data: str | bytes, announce: str | None = None) -> No
         print(f"{announce}: {path}")
 
 
+def _in_band_result(out_dir: Path, quiet: bool) -> dict[str, Any] | None:
+    """After a job across nodes finished: the result rank 0 wrote here (shown unless `quiet`),
+    or None on a node whose node.json says where it went."""
+    from minicluster.cli.multinode import print_node_line
+    from minicluster.result.schema import load_result
+
+    path = rundir.result_path(out_dir)
+    if path.is_file():
+        result = load_result(path)
+        if not quiet:
+            from minicluster.report.terminal import print_run_summary
+
+            print_run_summary(result)
+            print(f"result: {path}")
+        return result
+    if print_node_line(out_dir):
+        return None
+    # Every rank finished, yet neither file is here: a shared directory whose rank 0 runs on
+    # another node that has not written the result yet, or a rank 0 that could not write it.
+    print(
+        f"minicluster: this node's ranks finished; {out_dir} holds neither result.json nor "
+        "node.json: the result is on rank 0's node",
+        file=sys.stderr,
+    )
+    return None
+
+
 def check_required(cfg: RunConfig) -> None:
     """Fail before any rank starts when the config requires a measurement this machine lacks."""
     if not cfg.telemetry.require:
@@ -236,18 +342,30 @@ def execute(
     md: Path | None = None,
     html: Path | None = None,
     quiet: bool = False,
-) -> dict[str, Any]:
+    rendezvous: Rendezvous | None = None,
+) -> dict[str, Any] | None:
     """The one path every launching command takes: write the resolved config into `out_dir`,
     launch the ranks under a progress bar, aggregate their records into `result.json` (printing
     the summary unless `quiet`), point `runs/latest` at it when `point_at`, write the reports.
 
-    The result of a run whose ranks failed is returned too (status failed); InputError when no
-    rank left anything to aggregate. KeyboardInterrupt goes on up after what ran was kept.
+    With `rendezvous` (this node's share of a job across nodes) rank 0 aggregates in-band: on
+    its node the result is read back and shown; on a node that holds no result (node.json says
+    where it went) the return value is None. After a failure each node aggregates the files it
+    holds. The result of a run whose ranks failed is returned too (status failed);
+    RunFailedError when the ranks never started, InputError when no rank left anything to
+    aggregate. KeyboardInterrupt goes on up after what ran was kept.
     """
     resolved = rundir.config_path(out_dir)  # JSON is YAML: the workers load it like any config
     atomic_write_json(resolved, cfg.to_dict())
-    launcher_error = launch_ranks(resolved, cfg, out_dir, run_id, progress_total, progress_label)
-    result = aggregate_dir(out_dir, launcher_error, quiet=quiet)
+    launcher_error = launch_ranks(
+        resolved, cfg, out_dir, run_id, progress_total, progress_label, rendezvous
+    )
+    if rendezvous is not None and launcher_error is None:
+        result = _in_band_result(out_dir, quiet)
+        if result is None:
+            return None
+    else:
+        result = aggregate_dir(out_dir, launcher_error, quiet=quiet)
     if point_at:
         point_latest(out_dir)
     write_reports(result, md, html)

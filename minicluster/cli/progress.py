@@ -1,4 +1,5 @@
-"""A progress bar on stderr, fed by rank 0's record file while the ranks run."""
+"""A progress bar on stderr, fed by a rank's record file while the ranks run (rank 0's, or on a
+node of a job across nodes that does not hold rank 0, its lowest rank's)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ class Progress:
     """A progress bar fed by rank 0's records (steps, or collective sizes) while the ranks run."""
 
     def __init__(self, out_dir: Path, total: int, label: str = "rank 0 steps") -> None:
-        self.path = rundir.rank_jsonl(out_dir, 0)
+        self.out_dir = out_dir
+        self.path: Path | None = None
         self.total = total
         self.label = label
         self._stop = threading.Event()
@@ -46,8 +48,17 @@ class Progress:
             bar.update(task, completed=self._count())
 
     def _count(self) -> int:
+        """Step (or collective) records written so far; header, timing and roster lines aside."""
+        if self.path is None:
+            files = sorted(rundir.ranks_dir(self.out_dir).glob(rundir.RANK_FILE_GLOB))
+            if not files:
+                return 0
+            self.path = files[0]  # rank 0 when it runs here: files are named by rank
         try:
             with open(self.path, "rb") as f:
-                return max(0, sum(1 for _ in f) - 1)  # minus the header line
+                return sum(1 for line in f if line.startswith(_COUNTED))
         except OSError:
             return 0
+
+
+_COUNTED = (b'{"type":"step"', b'{"type":"collective"')

@@ -14,7 +14,8 @@ from minicluster.core.errors import InputError
 # 1.1: steps.series (the per-step cross-rank series of the run-level metrics).
 # 1.2: `nodes` is the per-node section (a list; before, the node count), ranks[] and the
 # stragglers and detected faults name their node (`node_rank`, `hostname`), ranks[] and nodes[]
-# carry a relative performance score. Readers accept every 1.x.
+# carry a relative performance score; a rank stopped by an interrupt has status `interrupted`.
+# Readers accept every 1.x.
 SCHEMA_VERSION = "minicluster/1.2"
 
 

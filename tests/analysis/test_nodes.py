@@ -259,3 +259,26 @@ def test_lost_nodes_needs_more_than_one_node() -> None:
     section = nodes_section(locate_ranks(recs, 4), None, {}, [2, 3], [0, 1, 2, 3])
     assert lost_nodes(section, recs, multi_node=False) == []
     assert [d["node_rank"] for d in lost_nodes(section, recs, multi_node=True)] == [1]
+
+
+def test_the_store_hosts_loss_is_not_blamed_on_the_survivor_its_agent_stopped() -> None:
+    """Node 1's view after node 0 (rank 0, the rendezvous store) died: node 1's agent lost the
+    store and stopped its rank, which wrote no summary. Node 0 is lost; rank 2 is not blamed."""
+    recs = [
+        RankRecords(
+            r,
+            _header(r, 4, 1, "host-b", 2),
+            _steps([10.0] * MEASURED, last=3),
+            None,
+            roster=ROSTER if r == 2 else None,
+        )
+        for r in (2, 3)
+    ]
+    error = "torchrun failed: RendezvousConnectionError: The connection to the C10d store has failed"
+    result = aggregate(recs, error, aggregated_at="x")
+    validate_result(result)
+    detected = result["faults"]["detected"]
+    assert [(d["kind"], d["node_rank"]) for d in detected] == [("node_lost", 0)]
+    (lost,) = detected
+    assert lost["ranks"] == [0, 1] and lost["step"] == 4
+    assert "C10d store" in lost["evidence"] and "ranks 2-3 on the other nodes" in lost["evidence"]

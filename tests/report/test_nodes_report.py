@@ -1,7 +1,7 @@
 """The per-node table in every renderer, and results from before the per-node section (1.1).
 
 `run_2nodes.result.json` is real coordinator output of a two-agent job (see the golden
-README); `run_ok` is a 1.1 result whose `nodes` is still the node count.
+README); `run_ok` is a result from before 1.2 whose `nodes` is still the node count.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def test_two_node_result_has_a_nodes_table_everywhere(run_2nodes: dict[str, Any]
     assert f"node 0 ({host})" in md and f"node 1 ({host})" in md
 
 
-def test_a_1_1_result_with_a_node_count_still_renders(run_ok: dict[str, Any]) -> None:
-    assert run_ok["nodes"] == 1 and run_ok["schema_version"] == "minicluster/1.1"
+def test_a_result_before_1_2_with_a_node_count_still_renders(run_ok: dict[str, Any]) -> None:
+    assert run_ok["nodes"] == 1 and run_ok["schema_version"] == "minicluster/1"
     validate_result(run_ok)
     view = run_view(run_ok)
     assert view.nodes is None
