@@ -112,9 +112,7 @@ def aggregate(
         # A rank elsewhere that stopped with no cause of its own (its agent stopped it once the
         # lost node was gone) is explained by the lost node: no fault of its own is claimed.
         on_lost = {r for d in lost for r in d["ranks"]}
-        detected = [
-            d for d in detected if d["kind"] != "rank_failure" or d["rank"] in on_lost
-        ]
+        detected = [d for d in detected if d["kind"] != "rank_failure" or d["rank"] in on_lost]
     detected += lost
     for finding in (*stragglers, *detected):
         nodes.place(finding, where)

@@ -229,9 +229,7 @@ def lost_nodes(
         present = [by_rank[r] for r in ranks if r in by_rank and by_rank[r].header is not None]
         if any(rec.summary is not None for rec in present):
             continue  # one of its ranks lived to report
-        others = [
-            rec for rec in records if rec.rank not in ranks and rec.header is not None
-        ]
+        others = [rec for rec in records if rec.rank not in ranks and rec.header is not None]
         reported = [rec for rec in others if (rec.summary or {}).get("status", "ok") != "ok"]
         stopped = [rec for rec in others if rec.summary is None] + reported
         if not (reported if present else stopped):
@@ -242,9 +240,8 @@ def lost_nodes(
             what = "left no records here (without a shared filesystem its files stay on it)"
         steps = [s for s in (_last_step(rec) for rec in stopped) if s is not None]
         step = min(steps) + 1 if steps else None
-        why = (
-            f"; {_ranks_word(rec.rank for rec in stopped)} on the other nodes stopped"
-            + (f" at step {step}" if step is not None else "")
+        why = f"; {_ranks_word(rec.rank for rec in stopped)} on the other nodes stopped" + (
+            f" at step {step}" if step is not None else ""
         )
         error = (reported[0].summary or {}).get("error") if reported else launcher_error
         if error:

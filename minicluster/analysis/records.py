@@ -205,7 +205,9 @@ def read_rank(run_dir: Path, rank: int) -> RankRecords:
     """One rank's records (header, roster, steps, summary) from `run_dir/ranks/`."""
     path = rundir.rank_jsonl(run_dir, rank)
     if not path.exists():
-        return RankRecords(rank, summary=_read_summary(rundir.rank_summary(run_dir, rank), rank, []))
+        return RankRecords(
+            rank, summary=_read_summary(rundir.rank_summary(run_dir, rank), rank, [])
+        )
     return _read_rank_files((path, rank))
 
 

@@ -94,9 +94,7 @@ def where_the_result_went(node: dict[str, Any]) -> str:
         else str(node.get("hostname"))
     )
     ok = node.get("ranks_ok") or []
-    state = (
-        "ok" if len(ok) == len(node["ranks"]) else f"{len(ok)} of {len(node['ranks'])} ok"
-    )
+    state = "ok" if len(ok) == len(node["ranks"]) else f"{len(ok)} of {len(node['ranks'])} ok"
     return (
         f"{label}: ranks {format_ranks(node['ranks'])} {state}; rank 0 wrote the result on "
         f"{where.get('hostname')} at {where.get('path')}"

@@ -161,7 +161,9 @@ def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False
     elif launcher_error is None and isinstance(launcher.get("error"), str):
         launcher_error = launcher["error"]  # recorded when the run was launched
     if launcher_error and not rundir.ranks_dir(out_dir).is_dir():
-        raise RunFailedError(f"the ranks never started: {launcher_error}")
+        raise RunFailedError(
+            f"the launch failed before any rank recorded anything: {launcher_error}"
+        )
     records = read_run_dir(out_dir)
     _refuse_partial_node_dir(out_dir, records)
     result = aggregate(

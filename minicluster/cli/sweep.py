@@ -192,6 +192,10 @@ def _sweep_run(planned: PlannedRun, cfg: RunConfig, sweep_dir: Path, run_id: str
     total = cfg.steps.warmup + cfg.steps.measured
     try:
         result = orchestrate.execute(cfg, out_dir, run_id, total, quiet=True)
+    except RunFailedError as e:  # the launch failed before any rank recorded anything
+        why = str(e)
+        print(f"sweep: {planned.name}: failed: {why}", file=sys.stderr)
+        return RunOutcome(planned, None, why)
     except MiniclusterError as e:  # no rank left a record to aggregate
         launcher_error = orchestrate.launcher_record(out_dir).get("error")
         why = f"launcher: {launcher_error}; {e}" if launcher_error else str(e)

@@ -5,8 +5,8 @@ as mlcommons/logging keeps one master list of log keys. Each rank writes `ranks/
 (see `rundir`): one JSON object per line, each with a `type`:
 
 - `header` (first line): who and where the rank is, what it runs; `format` is `FORMAT_VERSION`.
-- `comm_timing` (second line of a training job): the all-reduce timing method the rank uses;
-  readers merge it into the header.
+- `comm_timing` (after the header, and the roster where there is one; training jobs): the
+  all-reduce timing method the rank uses; readers merge it into the header.
 - `roster` (1.1; local rank 0 of each node only, right after the header): every node of the job
   and its ranks, gathered when the ranks started, and where rank 0 writes the result. It lets a
   node that holds only its own ranks' files (no shared filesystem) name the others' nodes.

@@ -24,7 +24,12 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-_CHILD_ENV = ("OMP_NUM_THREADS", "MINICLUSTER_LAUNCHER", "MINICLUSTER_PROGRESS", "GLOO_SOCKET_IFNAME")
+_CHILD_ENV = (
+    "OMP_NUM_THREADS",
+    "MINICLUSTER_LAUNCHER",
+    "MINICLUSTER_PROGRESS",
+    "GLOO_SOCKET_IFNAME",
+)
 # A rank's exit code after Ctrl-C: 130 from minicluster's own handler, -2 killed by SIGINT.
 _INTERRUPTED_EXIT_CODES = (130, -signal.SIGINT)
 _USER_OMP_THREADS = os.environ.get("OMP_NUM_THREADS")  # as the user started us, before any launch
@@ -242,7 +247,7 @@ def _loopback_handler(params: Any) -> Any:
 
     host, port = parse_endpoint(params.endpoint)
     timeout = timedelta(seconds=params.get_as_int("read_timeout", 60) or 60)
-    store = _rendezvous_store(host, port, timeout)
+    store = rendezvous_store(host, port, timeout)
     handler = create_handler(store, LoopbackBackend(store, params.run_id), params)
     # Private API (torch 2.4+): the method that makes the store rank 0's workers bootstrap
     # from. Without it the workers' store listens on every interface, as plain torchrun does.
@@ -256,7 +261,7 @@ def _loopback_handler(params: Any) -> Any:
     return handler
 
 
-def _rendezvous_store(host: str, port: int, timeout: timedelta) -> Any:
+def rendezvous_store(host: str, port: int, timeout: timedelta) -> Any:
     """The c10d rendezvous store at host:port: this agent hosts it when it can bind the port
     (the first agent on the machine), else it joins the one another agent hosts."""
     import torch.distributed as tdist

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
+
 @dataclass(frozen=True)
 class RankInfo:
     rank: int

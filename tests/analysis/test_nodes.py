@@ -243,7 +243,9 @@ def test_node_figures_vectorised_match_a_plain_loop() -> None:
         compute = list(rng.lognormal(2.0, 0.3, steps))
         last = None if rank % 97 else steps // 2  # some ranks stop half way
         recs.append(
-            RankRecords(rank, _header(rank, world, rank // lws, "h", lws), _steps(compute, last=last))
+            RankRecords(
+                rank, _header(rank, world, rank // lws, "h", lws), _steps(compute, last=last)
+            )
         )
     where = locate_ranks(recs, world)
     table = StepTable(recs, world)
@@ -274,7 +276,9 @@ def test_the_store_hosts_loss_is_not_blamed_on_the_survivor_its_agent_stopped() 
         )
         for r in (2, 3)
     ]
-    error = "torchrun failed: RendezvousConnectionError: The connection to the C10d store has failed"
+    error = (
+        "torchrun failed: RendezvousConnectionError: The connection to the C10d store has failed"
+    )
     result = aggregate(recs, error, aggregated_at="x")
     validate_result(result)
     detected = result["faults"]["detected"]
