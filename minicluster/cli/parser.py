@@ -63,21 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
     p.add_argument(
         "--world-sizes",
-        default="1,2,4",
         metavar="N,N,...",
         help="world sizes to run, comma-separated; the smallest is the baseline (default: 1,2,4)",
     )
     p.add_argument(
         "--mode",
         choices=["weak", "strong"],
-        default="weak",
         help="weak: the config's per-rank batch on every rank; strong: one global batch split "
-        "over the ranks (default: weak)",
+        "over the ranks (default: weak; with --from, what the runs' batches say)",
+    )
+    p.add_argument(
+        "--from",
+        dest="from_dirs",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="build the scaling table from finished runs of different world sizes (separate "
+        "jobs: one run directory or result.json each) instead of running them; same workload "
+        "and batch checked, same formulas and output as a live sweep",
     )
     p.add_argument(
         "--repeats",
         type=int,
-        default=1,
         metavar="K",
         help="rounds over all world sizes, interleaved (1,2,4,1,2,4,...); efficiency is the "
         "median over rounds (default: 1)",

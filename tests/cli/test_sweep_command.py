@@ -122,8 +122,12 @@ def test_bad_sweep_options_fail_before_any_rank_starts(
 def test_sweep_flags_and_defaults() -> None:
     parse = build_parser().parse_args
     args = parse(["sweep"])
-    assert (args.config, args.world_sizes, args.mode, args.repeats) == (None, "1,2,4", "weak", 1)
+    # Unset until run_sweep applies 1,2,4 / weak / 1: `--from` refuses the ones a user gave
+    # and takes the mode from the runs' batches.
+    assert (args.config, args.world_sizes, args.mode, args.repeats) == (None, None, None, None)
     assert [args.global_batch, args.out, args.md, args.html, args.require] == [None] * 4 + [[]]
+    assert args.from_dirs is None
+    assert parse(["sweep", "--from", "a", "b"]).from_dirs == [Path("a"), Path("b")]
     args = parse(
         "sweep -c x.yaml --world-sizes 2,4 --mode strong --repeats 3 --global-batch 64 "
         "--out d --md a.md --html a.html --require energy".split()
@@ -276,3 +280,29 @@ def test_aggregate_names_a_sweep_plan_field_of_the_wrong_type(
     assert main(["aggregate", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"not a sweep plan ({field} has the wrong type)" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--world-sizes", "1,2"], "--world-sizes does not apply to --from"),
+        (["--repeats", "2"], "--repeats does not apply to --from"),
+        (["-c", "x.yaml"], "-c/--config does not apply to --from"),
+    ],
+)
+def test_sweep_from_refuses_flags_of_a_live_sweep(
+    tmp_path: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["sweep", "--from", str(tmp_path / "a"), str(tmp_path / "b"), *extra]
+    assert main([*args, "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "s").exists()
+
+
+def test_sweep_from_a_missing_run_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sweep", "--from", str(tmp_path / "nope"), str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "nope") in err[0]
