@@ -232,3 +232,35 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_minicluster_worker_under_an_outside_two_node_torchrun(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`torchrun --nnodes 2 ... -m minicluster worker` (the cluster operator's own launcher):
+    rank 0 writes and prints the complete result, the other node node.json."""
+    config = _config(tmp_path, measured=6)
+    endpoint = f"127.0.0.1:{_free_port()}"
+    procs = []
+    for node in (0, 1):
+        args = [python, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1"]
+        args += ["--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}", "--rdzv-id=outside"]
+        args += ["-m", "minicluster", "worker", "-c", str(config)]
+        args += ["--out", str(tmp_path / f"node{node}")]
+        procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, env=cli_env))  # fmt: skip
+    try:
+        logs = [p.communicate(timeout=200)[0] for p in procs]
+    finally:
+        _kill_tree(procs)
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(s[-2000:] for s in logs)
+    holders = [n for n in (0, 1) if (tmp_path / f"node{n}" / "result.json").exists()]
+    assert len(holders) == 1
+    (other,) = [n for n in (0, 1) if n not in holders]
+    result = json.loads((tmp_path / f"node{holders[0]}" / "result.json").read_text())
+    assert result["status"] == "ok" and len(result["nodes"]) == 2
+    assert "2 ranks on 2 node(s)" in logs[holders[0]]  # rank 0 printed the summary
+    node = json.loads((tmp_path / f"node{other}" / "node.json").read_text())
+    assert node["run_id"] == result["run_id"] and node["ranks_ok"] == node["ranks"]
