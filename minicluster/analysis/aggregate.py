@@ -9,13 +9,26 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from minicluster.analysis import energy, envelope, fault_detect, nodes
 from minicluster.analysis.collectives import aggregate_collectives
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.run_metrics import telemetry_sources, training_metrics
-from minicluster.analysis.steps import StepTable, median, stats
+from minicluster.analysis.steps import StepTable, stats
 from minicluster.analysis.stragglers import find_stragglers
+from minicluster.core import rank_format
 from minicluster.core.units import format_ranks
+
+# The step fields aggregation reads (the step table, the embedded steps, fault detection):
+# `read_run_dir(..., keep=STEP_FIELDS)` holds only these.
+STEP_FIELDS = (
+    "step",
+    "warmup",
+    *StepTable.KEYS,
+    "issue_delay_ms",
+    *rank_format.STEP_REPLICA_KEYS,
+)
 
 
 def aggregate(
@@ -82,8 +95,11 @@ def aggregate(
             f"{cfg.steps.measured})"
         )
 
+    figures = table.rank_figures()
     ranks_out = [
-        _rank_entry(rank, by_rank.get(rank), table, rank in failed_ranks, where[rank])
+        _rank_entry(
+            rank, by_rank.get(rank), table, figures.get(rank), rank in failed_ranks, where[rank]
+        )
         for rank in range(world_size)
     ]
     for entry in ranks_out:
@@ -153,17 +169,33 @@ def aggregate(
     return result
 
 
+_MEDIANS = (
+    "compute_ms_median",
+    "comm_ms_median",
+    "exposed_comm_ms_median",
+    "wait_ms_median",
+    "transfer_ms_median",
+)
+
+
 def _rank_entry(
-    rank: int, rec: RankRecords | None, table: StepTable, failed: bool, node: nodes.NodeId
+    rank: int,
+    rec: RankRecords | None,
+    table: StepTable,
+    figures: dict[str, Any] | None,
+    failed: bool,
+    node: nodes.NodeId,
 ) -> dict[str, Any]:
-    """One rank's row of `ranks[]`; a rank without records is placed by the job's roster."""
+    """One rank's row of `ranks[]` (`figures`: its StepTable.rank_figures, None without steps);
+    a rank without records is placed by the job's roster."""
     header = rec.header if rec else None
     summary = rec.summary if rec else None
     if rec is None or header is None:
         status = "missing"
     else:
         status = "failed" if failed else "ok"
-    compute = table.column(rank, "compute_ms")
+    none = {"step_time_ms": stats(np.array([])), **dict.fromkeys(_MEDIANS)}
+    figures = figures or none
     return {
         "rank": rank,
         "hostname": node.hostname,
@@ -172,14 +204,10 @@ def _rank_entry(
         "device": header["device"] if header else None,
         "status": status,
         "steps_recorded": rec.n_steps if rec else 0,
-        "measured_steps": int(compute.size),
+        "measured_steps": table.measured_steps(rank),
         "last_step": rec.last_step if rec else None,
-        "step_time_ms": stats(table.column(rank, "step_time_ms")),
-        "compute_ms_median": median(compute),
-        "comm_ms_median": median(table.column(rank, "comm_ms")),
-        "exposed_comm_ms_median": median(table.column(rank, "exposed_comm_ms")),
-        "wait_ms_median": median(table.wait(rank)),
-        "transfer_ms_median": median(table.transfer(rank)),
+        "step_time_ms": figures["step_time_ms"],
+        **{k: figures[k] for k in _MEDIANS},
         "memory": summary.get("memory") if summary else None,
         "ddp_logging": summary.get("ddp_logging") if summary else None,
         "error": summary.get("error") if summary else None,
