@@ -4,7 +4,8 @@
 the worker's line shapes, 8 ranks per node, each node's roster) once per size under a temp dir,
 then runs `python -m minicluster aggregate DIR` as a child process REPEATS times per size,
 interleaving the sizes, and prints per size the median wall time, the time per rank (linear
-growth keeps it flat) and the peak RSS; then, with 95% confidence intervals (Student t over the
+growth keeps it flat), the CPU time of the command and its reader pool (on a shared machine
+the wall time also measures the other jobs; the CPU time much less) and the peak RSS; then, with 95% confidence intervals (Student t over the
 rounds), the largest size's time and RSS against the target (<= 8 s and <= 1.5 GB at 4,096
 ranks) and the per-rank time of the largest size over that of a size 4x smaller, measured in
 the same rounds (1.0 = linear). The files are removed at the end.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -35,10 +37,11 @@ TARGET_RSS_GB = 1.5
 TARGET_RANKS = 4096
 
 
-def run_once(run_dir: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GB, 1e9 bytes) of one aggregate command: the largest sum over
-    its process tree (the command and its reader pool), sampled every 20 ms. Pages the pool
-    shares with the command after fork count twice: an upper bound."""
+def run_once(run_dir: Path) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system, the command and its reader pool) and peak RSS
+    (GB, 1e9 bytes: the largest sum over the process tree, sampled every 20 ms; pages the pool
+    shares with the command after fork count twice, so an upper bound) of one aggregate."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "minicluster", "aggregate", str(run_dir)],
@@ -59,7 +62,9 @@ def run_once(run_dir: Path) -> tuple[float, float]:
     _, err = proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"aggregate failed: {err.strip()[-500:]}")
-    return wall, peak / 1e9
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, peak / 1e9
 
 
 def interval(values: list[float]) -> tuple[float, float, float]:
@@ -84,13 +89,19 @@ def main() -> None:
             print(f"generating {n} ranks x {a.steps} steps ...", file=sys.stderr, flush=True)
             write_run(root / str(n), n, a.steps)
         walls: dict[int, list[float]] = {n: [] for n in sizes}
+        cpus: dict[int, list[float]] = {n: [] for n in sizes}
         rss: dict[int, list[float]] = {n: [] for n in sizes}
         for rep in range(a.repeats):
             for n in sizes:
-                wall, peak = run_once(root / str(n))
+                wall, cpu, peak = run_once(root / str(n))
                 walls[n].append(wall)
+                cpus[n].append(cpu)
                 rss[n].append(peak)
-                print(f"  round {rep + 1}: {n} ranks {wall:.2f} s", file=sys.stderr, flush=True)
+                print(
+                    f"  round {rep + 1}: {n} ranks {wall:.2f} s wall, {cpu:.2f} s CPU",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     load = os.getloadavg()[0]
@@ -98,10 +109,11 @@ def main() -> None:
         f"aggregate, {a.steps} steps per rank, median of {a.repeats} rounds "
         f"(cpu_count={os.cpu_count()}, load average {load:.1f} at the end)"
     )
-    print(f"{'ranks':>6} {'wall_s':>8} {'ms/rank':>8} {'peak_rss_GB':>12}")
+    print(f"{'ranks':>6} {'wall_s':>8} {'ms/rank':>8} {'cpu_s':>8} {'peak_rss_GB':>12}")
     for n in sizes:
         med = statistics.median(walls[n])
-        print(f"{n:>6} {med:>8.2f} {1000 * med / n:>8.2f} {max(rss[n]):>12.2f}")
+        cpu = statistics.median(cpus[n])
+        print(f"{n:>6} {med:>8.2f} {1000 * med / n:>8.2f} {cpu:>8.2f} {max(rss[n]):>12.2f}")
     big = sizes[-1]
     t, t_lo, t_hi = interval(walls[big])
     m, m_lo, m_hi = interval(rss[big])

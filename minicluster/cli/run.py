@@ -183,6 +183,7 @@ def collectives(args: argparse.Namespace) -> int:
         md=args.md,
         html=args.html,
     )
+    assert result is not None  # one node: its result is always here
     return exit_code(result)
 
 

@@ -240,7 +240,7 @@ def _loopback_handler(params: Any) -> Any:
     from torch.distributed.elastic.rendezvous.c10d_rendezvous_backend import C10dRendezvousBackend
     from torch.distributed.elastic.rendezvous.dynamic_rendezvous import create_handler
 
-    class LoopbackBackend(C10dRendezvousBackend):  # type: ignore[misc]
+    class LoopbackBackend(C10dRendezvousBackend):
         @property
         def name(self) -> str:
             return LOOPBACK_BACKEND  # create_handler checks it against --rdzv-backend
@@ -252,7 +252,7 @@ def _loopback_handler(params: Any) -> Any:
     # Private API (torch 2.4+): the method that makes the store rank 0's workers bootstrap
     # from. Without it the workers' store listens on every interface, as plain torchrun does.
     if callable(getattr(handler, "_create_tcp_store_server", None)):
-        handler._create_tcp_store_server = _loopback_store_server
+        setattr(handler, "_create_tcp_store_server", _loopback_store_server)  # noqa: B010
     else:
         log.warning(
             "this torch has no DynamicRendezvousHandler._create_tcp_store_server: the workers' "
