@@ -13,7 +13,6 @@ import gc
 import json
 import logging
 import os
-from collections import deque
 from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -95,7 +94,11 @@ def to_columns(
     steps: Iterable[dict[str, Any]], keep: Collection[str] | None = None
 ) -> dict[str, np.ndarray]:
     """Step dicts -> one array per field, in first-seen field order (`keep`: those fields only)."""
-    rows = [s for s in steps if s.get("type", "step") == "step"]
+    return _columns_of([s for s in steps if s.get("type", "step") == "step"], keep)
+
+
+def _columns_of(rows: list[dict[str, Any]], keep: Collection[str] | None) -> dict[str, np.ndarray]:
+    """`to_columns` of rows that are all step records."""
     if rows and len(set(map(len, rows))) == 1:  # one width; the fast path checks the fields
         fast = _numeric_columns(rows, tuple(rows[0]), keep)
         if fast is not None:
@@ -112,21 +115,21 @@ def _numeric_columns(
     rows: list[dict[str, Any]], fields: tuple[str, ...], keep: Collection[str] | None
 ) -> dict[str, np.ndarray] | None:
     """Rows of one width that all hold the first row's `fields` (so exactly those) and only
-    numbers, bools and nulls (NaN) in the kept ones: one C-level conversion. None when they do
-    not: the slow path."""
-    if keep is not None:
-        try:  # every row holds every field of the first: with one width, the same fields
-            deque(map(itemgetter(*fields), rows), maxlen=0)
-        except KeyError:
-            return None
-    keys = tuple(k for k in fields if k != "type" and (keep is None or k in keep))
+    numbers, bools and nulls (NaN): one C-level conversion of every field (which checks them
+    all), then the kept ones. None when they do not: the slow path."""
+    every = tuple(k for k in fields if k != "type")
     first = rows[0]
-    if not keys or not all(v is None or isinstance(v, (int, float)) for v in map(first.get, keys)):
+    if not every or not all(
+        v is None or isinstance(v, (int, float)) for v in map(first.get, every)
+    ):
         return None
     try:
-        matrix = np.array(list(map(itemgetter(*keys), rows)), dtype=float).reshape(len(rows), -1)
+        matrix = np.array(list(map(itemgetter(*every), rows)), dtype=float).reshape(len(rows), -1)
     except (KeyError, TypeError, ValueError):  # another field, or a string or nested value
         return None
+    keys = tuple(k for k in every if keep is None or k in keep)
+    if len(keys) < len(every):
+        matrix = matrix[:, [every.index(k) for k in keys]]
     with np.errstate(invalid="ignore"):
         big = np.nanmax(np.abs(matrix), axis=0, initial=0.0) >= FLOAT_EXACT_MAX
     cols: dict[str, np.ndarray] = {}
@@ -293,7 +296,7 @@ def _parse_rank_file(path: Path, rank: int, keep: Collection[str] | None) -> Ran
     return RankRecords(
         rank,
         header=header,
-        columns=to_columns(steps, keep),
+        columns=_columns_of(steps, keep),
         summary=summary,
         warnings=warnings,
         collectives=collectives,
