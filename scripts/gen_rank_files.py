@@ -11,14 +11,38 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from minicluster.core import rank_format  # noqa: E402
+
+# The worker's step line (rank_format.STEP_KEYS, in its order) as a format string: json.dumps
+# per line would take minutes at 4,096 ranks. A field without a value here is written null.
+_VALUES = {
+    "step": "{0}",
+    "warmup": "{1}",
+    "step_time_ms": "{2!r}",
+    "fwd_ms": "{3!r}",
+    "bwd_ms": "{4!r}",
+    "opt_ms": "1.0",
+    "compute_ms": "{5!r}",
+    "comm_ms": "{6!r}",
+    "exposed_comm_ms": "{7!r}",
+    "buckets": "1",
+    "comm_bytes": "6340648",
+    "loss": "2.3",
+    "t_unix_s": "{8!r}",
+}
 STEP_LINE = (
-    '{{"type":"step","step":{0},"warmup":{1},"step_time_ms":{2!r},"fwd_ms":{3!r},'
-    '"bwd_ms":{4!r},"opt_ms":1.0,"compute_ms":{5!r},"comm_ms":{6!r},"exposed_comm_ms":{7!r},'
-    '"buckets":1,"comm_bytes":6340648,"issue_delay_ms":null,"loss":2.3,"t_unix_s":{8!r}}}'
+    "{{"
+    + ",".join(
+        '"type":"step"' if k == "type" else f'"{k}":{_VALUES.get(k, "null")}'
+        for k in rank_format.STEP_KEYS
+    )
+    + "}}"
 )
 
 
@@ -43,6 +67,10 @@ def write_run(
         "rank0": {"hostname": "node0000", "out_dir": str(out.resolve())},
     }
     roster_line = json.dumps(roster, separators=(",", ":"))
+    timing = {"type": "comm_timing", "method": "ddp_runtime_stats"}
+    timing_line = json.dumps(
+        {k: timing.get(k) for k in rank_format.COMM_TIMING_KEYS}, separators=(",", ":")
+    )
     cfg = {
         "name": "bench",
         "steps": {"warmup": warmup, "measured": steps - warmup},
@@ -52,7 +80,7 @@ def write_run(
         host = f"node{rank // per_node:04d}"
         header = {
             "type": "header",
-            "format": "minicluster-rank/1.1",
+            "format": "minicluster-rank/1.2",
             "run_id": "bench",
             "rank": rank,
             "local_rank": rank % per_node,
@@ -89,13 +117,11 @@ def write_run(
         lines = [json.dumps(header, separators=(",", ":"))]
         if rank % per_node == 0:
             lines.append(roster_line)
-        lines.append('{"type":"comm_timing","method":"ddp_runtime_stats","fallback":null}')
+        lines.append(timing_line)
         # Times as the worker writes them: nanosecond clock differences in ms (6 decimals).
         compute = (7.0 * rng.lognormal(0, 0.1, steps)).round(6).tolist()
         comm = (6.5 * rng.lognormal(0, 0.1, steps)).round(6).tolist()
         t = 1.7e9
-        # The worker's step line (rank_format.STEP_KEYS, in its order), written with a format
-        # string: json.dumps per line would take minutes at 4,096 ranks.
         for i in range(steps):
             c, a = compute[i], comm[i]
             exposed = round(a * 0.9, 6)

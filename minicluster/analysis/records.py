@@ -91,16 +91,16 @@ class RankRecords:
 
 
 def to_columns(
-    steps: Iterable[dict[str, Any]], keep: Collection[str] | None = None
+    steps: Iterable[dict[str, Any]], drop: Collection[str] = ()
 ) -> dict[str, np.ndarray]:
-    """Step dicts -> one array per field, in first-seen field order (`keep`: those fields only)."""
-    return _columns_of([s for s in steps if s.get("type", "step") == "step"], keep)
+    """Step dicts -> one array per field, in first-seen field order (but the `drop`ped ones)."""
+    return _columns_of([s for s in steps if s.get("type", "step") == "step"], drop)
 
 
-def _columns_of(rows: list[dict[str, Any]], keep: Collection[str] | None) -> dict[str, np.ndarray]:
+def _columns_of(rows: list[dict[str, Any]], drop: Collection[str]) -> dict[str, np.ndarray]:
     """`to_columns` of rows that are all step records."""
     if rows and len(set(map(len, rows))) == 1:  # one width; the fast path checks the fields
-        fast = _numeric_columns(rows, tuple(rows[0]), keep)
+        fast = _numeric_columns(rows, tuple(rows[0]), drop)
         if fast is not None:
             return fast
     shapes = set(map(tuple, rows))
@@ -108,11 +108,11 @@ def _columns_of(rows: list[dict[str, Any]], keep: Collection[str] | None) -> dic
     for shape in sorted(shapes, key=lambda t: -len(t)):
         keys.update(dict.fromkeys(shape))
     keys.pop("type", None)
-    return {k: _column(k, [s.get(k) for s in rows]) for k in keys if keep is None or k in keep}
+    return {k: _column(k, [s.get(k) for s in rows]) for k in keys if k not in drop}
 
 
 def _numeric_columns(
-    rows: list[dict[str, Any]], fields: tuple[str, ...], keep: Collection[str] | None
+    rows: list[dict[str, Any]], fields: tuple[str, ...], drop: Collection[str]
 ) -> dict[str, np.ndarray] | None:
     """Rows of one width that all hold the first row's `fields` (so exactly those) and only
     numbers, bools and nulls (NaN): one C-level conversion of every field (which checks them
@@ -127,7 +127,7 @@ def _numeric_columns(
         matrix = np.array(list(map(itemgetter(*every), rows)), dtype=float).reshape(len(rows), -1)
     except (KeyError, TypeError, ValueError):  # another field, or a string or nested value
         return None
-    keys = tuple(k for k in every if keep is None or k in keep)
+    keys = tuple(k for k in every if k not in drop)
     if len(keys) < len(every):
         matrix = matrix[:, [every.index(k) for k in keys]]
     with np.errstate(invalid="ignore"):
@@ -187,13 +187,13 @@ def from_gathered(gathered: list[dict[str, Any]]) -> list[RankRecords]:
 
 
 def read_run_dir(
-    out_dir: Path, workers: int | None = None, keep: Collection[str] | None = None
+    out_dir: Path, workers: int | None = None, drop: Collection[str] = ()
 ) -> list[RankRecords]:
     """Read every rank's JSONL and summary under `out_dir/ranks/`; a truncated last line is skipped.
 
     Many files are parsed by a pool of processes (one per core unless `workers` says otherwise).
-    `keep`: the step fields to hold (default all; `aggregate.STEP_FIELDS` is what aggregation
-    reads, half the memory of a 4,096-rank run). The garbage collector is off meanwhile: the
+    `drop`: step fields not to hold (`aggregate.UNREAD_STEP_FIELDS`: the ones aggregation never
+    reads, a third of the memory of a 4,096-rank run). The garbage collector is off meanwhile: the
     records are millions of small objects that hold no cycles.
     """
     ranks_dir = rundir.ranks_dir(out_dir)
@@ -203,7 +203,7 @@ def read_run_dir(
     for path in sorted(ranks_dir.glob(rundir.RANK_FILE_GLOB)):
         rank = rundir.rank_from_name(path.name)
         if rank is not None:
-            jobs.append((path, rank, keep))
+            jobs.append((path, rank, drop))
     if not jobs:
         raise InputError(f"{ranks_dir} holds no rank_NNNNN.jsonl files")
     workers = workers or os.cpu_count() or 1
@@ -256,21 +256,21 @@ def read_rank(run_dir: Path, rank: int) -> RankRecords:
         return RankRecords(
             rank, summary=_read_summary(rundir.rank_summary(run_dir, rank), rank, [])
         )
-    return _read_rank_files((path, rank, None))
+    return _read_rank_files((path, rank, ()))
 
 
-def _read_rank_files(job: tuple[Path, int, Collection[str] | None]) -> RankRecords:
-    path, rank, keep = job
+def _read_rank_files(job: tuple[Path, int, Collection[str]]) -> RankRecords:
+    path, rank, drop = job
     enabled = gc.isenabled()  # off in a pool worker too (see read_run_dir)
     gc.disable()
     try:
-        return _parse_rank_file(path, rank, keep)
+        return _parse_rank_file(path, rank, drop)
     finally:
         if enabled:
             gc.enable()
 
 
-def _parse_rank_file(path: Path, rank: int, keep: Collection[str] | None) -> RankRecords:
+def _parse_rank_file(path: Path, rank: int, drop: Collection[str]) -> RankRecords:
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -296,7 +296,7 @@ def _parse_rank_file(path: Path, rank: int, keep: Collection[str] | None) -> Ran
     return RankRecords(
         rank,
         header=header,
-        columns=_columns_of(steps, keep),
+        columns=_columns_of(steps, drop),
         summary=summary,
         warnings=warnings,
         collectives=collectives,

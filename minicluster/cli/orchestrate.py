@@ -151,7 +151,7 @@ def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False
     result is elsewhere (node.json); RunFailedError when the launch failed before any rank
     recorded anything.
     """
-    from minicluster.analysis.aggregate import STEP_FIELDS, aggregate
+    from minicluster.analysis.aggregate import UNREAD_STEP_FIELDS, aggregate
     from minicluster.analysis.records import read_run_dir
 
     launcher = launcher_record(out_dir)
@@ -164,7 +164,7 @@ def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False
         raise RunFailedError(
             f"the launch failed before any rank recorded anything: {launcher_error}"
         )
-    records = read_run_dir(out_dir, keep=STEP_FIELDS)
+    records = read_run_dir(out_dir, drop=UNREAD_STEP_FIELDS)
     _refuse_partial_node_dir(out_dir, records)
     result = aggregate(
         records,

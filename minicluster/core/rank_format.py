@@ -7,7 +7,7 @@ as mlcommons/logging keeps one master list of log keys. Each rank writes `ranks/
 - `header` (first line): who and where the rank is, what it runs; `format` is `FORMAT_VERSION`.
 - `comm_timing` (after the header, and the roster where there is one; training jobs): the
   all-reduce timing method the rank uses; readers merge it into the header.
-- `roster` (1.1; local rank 0 of each node only, right after the header): every node of the job
+- `roster` (1.2; local rank 0 of each node only, right after the header): every node of the job
   and its ranks, gathered when the ranks started, and where rank 0 writes the result. It lets a
   node that holds only its own ranks' files (no shared filesystem) name the others' nodes.
 - `step`: one per training step, flushed as it ends (`STEP_KEYS`, plus `STEP_REPLICA_KEYS` on
@@ -26,8 +26,9 @@ from typing import Any
 from minicluster.core.errors import InputError
 
 FORMAT_NAME = "minicluster-rank"
-# 1.1: header `node_rank`; the `roster` record.
-FORMAT_VERSION = f"{FORMAT_NAME}/1.1"
+# 1.2: header `node_rank`; the `roster` record. (1.1 is the step format main added alongside:
+# comm_reason, comm_timing.from_step; the two merge as 1.2.)
+FORMAT_VERSION = f"{FORMAT_NAME}/1.2"
 
 HEADER = "header"
 COMM_TIMING = "comm_timing"
@@ -44,7 +45,7 @@ HEADER_KEYS = (
     "local_rank",
     "world_size",
     "local_world_size",
-    "node_rank",  # 1.1: torchrun's group rank (GROUP_RANK); None when the launcher sets none
+    "node_rank",  # 1.2: torchrun's group rank (GROUP_RANK); None when the launcher sets none
     "hostname",
     "pid",
     "created_at",

@@ -24,7 +24,7 @@ MEASURED = 8
 def _header(rank: int, world: int, node_rank: int | None, host: str, lws: int) -> dict[str, Any]:
     return {
         "type": "header",
-        "format": "minicluster-rank/1.1",
+        "format": "minicluster-rank/1.2",
         "run_id": "n1",
         "rank": rank,
         "local_rank": rank % lws,
