@@ -1,11 +1,16 @@
-"""Benchmark: `minicluster aggregate` wall time and peak RSS from 64 to 1,024 ranks x 1,000 steps.
+"""Benchmark: `minicluster aggregate` wall time and peak RSS from 512 to 4,096 ranks x 1,000 steps.
 
-Generates realistic rank files (scripts/gen_rank_files.py) once per size under a temp dir, then
-runs `python -m minicluster aggregate DIR` as a child process REPEATS times per size, interleaving
-sizes, and prints the medians, the time per rank (linear growth keeps it flat) and the ratio to
-the target (<= 5 s and <= 1.5 GB at 1,024 ranks).
+4,096 ranks is a 512-node, 8-GPU job. Generates realistic rank files (scripts/gen_rank_files.py:
+the worker's line shapes, 8 ranks per node, each node's roster) once per size under a temp dir,
+then runs `python -m minicluster aggregate DIR` as a child process REPEATS times per size,
+interleaving the sizes, and prints per size the median wall time, the time per rank (linear
+growth keeps it flat), the CPU time of the command and its reader pool (on a shared machine
+the wall time also measures the other jobs; the CPU time much less) and the peak RSS; then, with 95% confidence intervals (Student t over the
+rounds), the largest size's time and RSS against the target (<= 8 s and <= 1.5 GB at 4,096
+ranks) and the per-rank time of the largest size over that of a size 4x smaller, measured in
+the same rounds (1.0 = linear). The files are removed at the end.
 
-usage: python scripts/bench_aggregate.py [--sizes 64,256,1024] [--steps 1000] [--repeats 3]
+usage: python scripts/bench_aggregate.py [--sizes 512,1024,2048,4096] [--steps 1000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -20,65 +26,116 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+from scipy import stats
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen_rank_files import write_run  # noqa: E402
 
-TARGET_S = 5.0
+TARGET_S = 8.0
 TARGET_RSS_GB = 1.5
+TARGET_RANKS = 4096
 
 
-def run_once(run_dir: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GB, 1e9 bytes) of one aggregate child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def run_once(run_dir: Path) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system, the command and its reader pool) and peak RSS
+    (GB, 1e9 bytes: the largest sum over the process tree, sampled every 20 ms; pages the pool
+    shares with the command after fork count twice, so an upper bound) of one aggregate."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "minicluster", "aggregate", str(run_dir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
+    peak = 0
+    parent = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            tree = [parent, *parent.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree))
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(0.02)
     wall = time.perf_counter() - t0
+    _, err = proc.communicate()
     if proc.returncode != 0:
-        raise SystemExit(f"aggregate failed: {proc.stderr.strip()[-500:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the max over all reaped children: measure each size in rising
-    # order inside a round so the max belongs to the largest size run so far.
-    return wall, max(before, after) * 1024 / 1e9
+        raise SystemExit(f"aggregate failed: {err.strip()[-500:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, peak / 1e9
+
+
+def interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean and its 95% Student-t confidence interval (the mean itself twice for one value)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2 or statistics.pstdev(values) == 0:
+        return mean, mean, mean
+    lo, hi = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=stats.sem(values))
+    return mean, float(lo), float(hi)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="64,256,1024")
+    p.add_argument("--sizes", default="512,1024,2048,4096")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     sizes = sorted(int(s) for s in a.sizes.split(","))
     root = Path(tempfile.mkdtemp(prefix="mc-bench-agg-"))
-    for n in sizes:
-        print(f"generating {n} ranks x {a.steps} steps ...", file=sys.stderr, flush=True)
-        write_run(root / str(n), n, a.steps)
-    walls: dict[int, list[float]] = {n: [] for n in sizes}
-    rss: dict[int, float] = {}
-    for rep in range(a.repeats):
+    try:
         for n in sizes:
-            wall, peak = run_once(root / str(n))
-            walls[n].append(wall)
-            rss[n] = peak
-            print(f"  round {rep + 1}: {n} ranks {wall:.2f} s", file=sys.stderr, flush=True)
+            print(f"generating {n} ranks x {a.steps} steps ...", file=sys.stderr, flush=True)
+            write_run(root / str(n), n, a.steps)
+        walls: dict[int, list[float]] = {n: [] for n in sizes}
+        cpus: dict[int, list[float]] = {n: [] for n in sizes}
+        rss: dict[int, list[float]] = {n: [] for n in sizes}
+        for rep in range(a.repeats):
+            for n in sizes:
+                wall, cpu, peak = run_once(root / str(n))
+                walls[n].append(wall)
+                cpus[n].append(cpu)
+                rss[n].append(peak)
+                print(
+                    f"  round {rep + 1}: {n} ranks {wall:.2f} s wall, {cpu:.2f} s CPU",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    load = os.getloadavg()[0]
     print(
-        f"aggregate, {a.steps} steps per rank, median of {a.repeats} (cpu_count={os.cpu_count()})"
+        f"aggregate, {a.steps} steps per rank, median of {a.repeats} rounds "
+        f"(cpu_count={os.cpu_count()}, load average {load:.1f} at the end)"
     )
-    print(f"{'ranks':>6} {'wall_s':>8} {'ms/rank':>8} {'peak_rss_GB':>12}")
+    print(f"{'ranks':>6} {'wall_s':>8} {'ms/rank':>8} {'cpu_s':>8} {'peak_rss_GB':>12}")
     for n in sizes:
         med = statistics.median(walls[n])
-        print(f"{n:>6} {med:>8.2f} {1000 * med / n:>8.2f} {rss[n]:>12.2f}")
+        cpu = statistics.median(cpus[n])
+        print(f"{n:>6} {med:>8.2f} {1000 * med / n:>8.2f} {cpu:>8.2f} {max(rss[n]):>12.2f}")
     big = sizes[-1]
-    med = statistics.median(walls[big])
+    t, t_lo, t_hi = interval(walls[big])
+    m, m_lo, m_hi = interval(rss[big])
     print(
-        f"{big} ranks: {med:.2f} s vs target {TARGET_S} s (ratio {med / TARGET_S:.2f}); "
-        f"peak RSS {rss[big]:.2f} GB vs target {TARGET_RSS_GB} GB "
-        f"(ratio {rss[big] / TARGET_RSS_GB:.2f})"
+        f"{big} ranks: {t:.2f} s (95% CI {t_lo:.2f}-{t_hi:.2f}) vs target {TARGET_S} s at "
+        f"{TARGET_RANKS}: ratio {t / TARGET_S:.2f} ({t_lo / TARGET_S:.2f}-{t_hi / TARGET_S:.2f})"
     )
+    print(
+        f"{big} ranks: peak RSS {m:.2f} GB (95% CI {m_lo:.2f}-{m_hi:.2f}) vs target "
+        f"{TARGET_RSS_GB} GB: ratio {m / TARGET_RSS_GB:.2f}"
+    )
+    quarter = big // 4
+    if quarter in walls:
+        ratios = [
+            (w_big / big) / (w_small / quarter)
+            for w_big, w_small in zip(walls[big], walls[quarter], strict=True)
+        ]
+        r, r_lo, r_hi = interval(ratios)
+        print(
+            f"linearity: time per rank at {big} / at {quarter}, same rounds: {r:.2f} "
+            f"(95% CI {r_lo:.2f}-{r_hi:.2f}; 1.0 = linear, below 1: fixed costs spread out)"
+        )
 
 
 if __name__ == "__main__":

@@ -11,36 +11,91 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
+import sys
 from pathlib import Path
 
+import numpy as np
 
-def write_run(out: Path, ranks: int, steps: int, warmup: int = 5, seed: int = 0) -> None:
-    rng = random.Random(seed)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from minicluster.core import rank_format  # noqa: E402
+
+# The worker's step line (rank_format.STEP_KEYS, in its order) as a format string: json.dumps
+# per line would take minutes at 4,096 ranks. A field without a value here is written null.
+_VALUES = {
+    "step": "{0}",
+    "warmup": "{1}",
+    "step_time_ms": "{2!r}",
+    "fwd_ms": "{3!r}",
+    "bwd_ms": "{4!r}",
+    "opt_ms": "1.0",
+    "compute_ms": "{5!r}",
+    "comm_ms": "{6!r}",
+    "exposed_comm_ms": "{7!r}",
+    "buckets": "1",
+    "comm_bytes": "6340648",
+    "loss": "2.3",
+    "t_unix_s": "{8!r}",
+}
+STEP_LINE = (
+    "{{"
+    + ",".join(
+        '"type":"step"' if k == "type" else f'"{k}":{_VALUES.get(k, "null")}'
+        for k in rank_format.STEP_KEYS
+    )
+    + "}}"
+)
+
+
+def write_run(
+    out: Path, ranks: int, steps: int, warmup: int = 5, seed: int = 0, per_node: int = 8
+) -> None:
+    """`ranks` rank files of `steps` steps each, `per_node` ranks per node (torchrun's layout:
+    node n holds ranks n*per_node ..), local rank 0 of each node writing the job's roster."""
+    rng = np.random.default_rng(seed)
     rdir = out / "ranks"
     rdir.mkdir(parents=True, exist_ok=True)
+    roster = {
+        "type": "roster",
+        "nodes": [
+            {
+                "node_rank": n,
+                "hostname": f"node{n:04d}",
+                "ranks": list(range(n * per_node, min(ranks, (n + 1) * per_node))),
+            }
+            for n in range((ranks + per_node - 1) // per_node)
+        ],
+        "rank0": {"hostname": "node0000", "out_dir": str(out.resolve())},
+    }
+    roster_line = json.dumps(roster, separators=(",", ":"))
+    timing = {"type": "comm_timing", "method": "ddp_runtime_stats"}
+    timing_line = json.dumps(
+        {k: timing.get(k) for k in rank_format.COMM_TIMING_KEYS}, separators=(",", ":")
+    )
     cfg = {
         "name": "bench",
         "steps": {"warmup": warmup, "measured": steps - warmup},
         "run": {"nproc": ranks, "straggler_threshold_pct": 20.0},
     }
     for rank in range(ranks):
-        host = f"node{rank // 8:04d}"
+        host = f"node{rank // per_node:04d}"
         header = {
             "type": "header",
+            "format": "minicluster-rank/1.2",
             "run_id": "bench",
             "rank": rank,
-            "local_rank": rank % 8,
+            "local_rank": rank % per_node,
             "world_size": ranks,
-            "local_world_size": 8,
+            "local_world_size": per_node,
+            "node_rank": rank // per_node,
             "hostname": host,
             "pid": 1000 + rank,
             "created_at": "2026-01-01T00:00:00+00:00",
             "tool_version": "bench",
             "backend": "nccl",
-            "device": f"cuda:{rank % 8}",
+            "device": f"cuda:{rank % per_node}",
             "threads": 1,
             "launcher": "outside",
+            "job": "train",
             "config": cfg,
             "workload": {
                 "name": "mlp",
@@ -58,38 +113,31 @@ def write_run(out: Path, ranks: int, steps: int, warmup: int = 5, seed: int = 0)
                 "torch": "2.13.0",
                 "python": "3.11",
             },
-            "telemetry": {
-                "nvml": {"available": False, "reason": "generated file"},
-                "rapl": {"available": False, "reason": "generated file"},
-            },
         }
         lines = [json.dumps(header, separators=(",", ":"))]
+        if rank % per_node == 0:
+            lines.append(roster_line)
+        lines.append(timing_line)
+        # Times as the worker writes them: nanosecond clock differences in ms (6 decimals).
+        compute = (7.0 * rng.lognormal(0, 0.1, steps)).round(6).tolist()
+        comm = (6.5 * rng.lognormal(0, 0.1, steps)).round(6).tolist()
         t = 1.7e9
         for i in range(steps):
-            compute = 7.0 * rng.lognormvariate(0, 0.1)
-            comm = 6.5 * rng.lognormvariate(0, 0.1)
-            exposed = comm * 0.9
-            step_ms = compute + exposed + 1.0
+            c, a = compute[i], comm[i]
+            exposed = round(a * 0.9, 6)
+            step_ms = round(c + exposed + 1.0, 6)
             t += step_ms / 1000
             lines.append(
-                json.dumps(
-                    {
-                        "type": "step",
-                        "step": i,
-                        "warmup": i < warmup,
-                        "step_time_ms": step_ms,
-                        "fwd_ms": compute / 3,
-                        "bwd_ms": compute * 2 / 3 + exposed,
-                        "opt_ms": 1.0,
-                        "compute_ms": compute,
-                        "comm_ms": comm,
-                        "exposed_comm_ms": exposed,
-                        "buckets": 1,
-                        "comm_bytes": 6_340_648,
-                        "loss": 2.3,
-                        "t_unix_s": t,
-                    },
-                    separators=(",", ":"),
+                STEP_LINE.format(
+                    i,
+                    "true" if i < warmup else "false",
+                    step_ms,
+                    round(c / 3, 6),
+                    round(c * 2 / 3 + exposed, 6),
+                    c,
+                    a,
+                    exposed,
+                    t,
                 )
             )
         (rdir / f"rank_{rank:05d}.jsonl").write_text("\n".join(lines) + "\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minicluster.analysis import energy, envelope, rank_status
+from minicluster.analysis import energy, envelope, nodes, rank_status
 from minicluster.analysis.records import RankRecords
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.collective_defs import (
@@ -44,8 +44,15 @@ def aggregate_collectives(
     by_rank = {r.rank: r for r in records}
 
     errors: list[str] = [w for r in records for w in r.warnings]
+    where = nodes.locate_ranks(records, world_size)
+    multi_node = nodes.spans_nodes(where)
     fates = rank_status.classify(
-        by_rank, world_size, exit_codes or {}, lambda rec: f"after {_last(rec)}", interrupted
+        by_rank,
+        world_size,
+        exit_codes or {},
+        lambda rec: f"after {_last(rec)}",
+        interrupted,
+        node_of=nodes.node_names(where) if multi_node else None,
     )
     errors += fates.errors
     if launcher_error:
@@ -70,7 +77,14 @@ def aggregate_collectives(
         status = "failed"
     elif interrupted:
         status = "incomplete"
-    result = envelope.top_level(head0, headers, status, world_size, aggregated_at)
+    missing = fates.of(rank_status.MISSING)
+    # No training steps: per node its ranks and their status, no step figures or scores.
+    node_section = nodes.nodes_section(
+        where, None, {}, missing, failed_ranks, aborted=fates.of(rank_status.ABORTED)
+    )
+    lost = nodes.lost_nodes(node_section, records, multi_node, launcher_error)
+    errors += [f"node lost: {d['evidence']}" for d in lost]
+    result = envelope.top_level(head0, headers, status, world_size, aggregated_at, node_section)
     result.update(
         {
             "timing_method": None,  # the benchmark's own rule is in the collectives block
@@ -85,7 +99,7 @@ def aggregate_collectives(
             },
             "metrics": {name: mv.to_dict() for name, mv in metrics.items()},
             "ranks": [
-                _rank_entry(rank, by_rank.get(rank), fates.status[rank])
+                _rank_entry(rank, by_rank.get(rank), fates.status[rank], where[rank])
                 for rank in range(world_size)
             ],
             "stragglers": [],
@@ -108,7 +122,7 @@ def aggregate_collectives(
                 "wrong_total": wrong_total,
                 "results": rows,
             },
-            "faults": {"injected": [], "detected": []},
+            "faults": {"injected": [], "detected": lost},
             "validation": None,
             "errors": errors,
             "telemetry": energy.telemetry_section(sources, metrics) if sources else None,
@@ -178,12 +192,15 @@ def _last(rec: RankRecords) -> str:
     return f"{last['op']} at {last['size_bytes']} B ({len(rec.collectives)} records)"
 
 
-def _rank_entry(rank: int, rec: RankRecords | None, status: str) -> dict[str, Any]:
+def _rank_entry(
+    rank: int, rec: RankRecords | None, status: str, node: nodes.NodeId
+) -> dict[str, Any]:
     header = rec.header if rec else None
     summary = rec.summary if rec else None
     return {
         "rank": rank,
-        "hostname": header["hostname"] if header else None,
+        "hostname": node.hostname,
+        "node_rank": node.node_rank,
         "local_rank": header["local_rank"] if header else None,
         "device": header["device"] if header else None,
         "status": status,

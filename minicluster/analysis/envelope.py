@@ -111,8 +111,10 @@ def top_level(
     status: str,
     world_size: int,
     aggregated_at: str | None,
+    nodes: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The first keys of every aggregated result, in the order `result.json` lists them."""
+    """The first keys of every aggregated result, in the order `result.json` lists them;
+    `nodes` is the per-node section (`analysis.nodes.nodes_section`)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": head0["run_id"],
@@ -123,7 +125,7 @@ def top_level(
         "launcher": head0.get("launcher", "outside"),
         "backend": head0.get("backend"),
         "world_size": world_size,
-        "nodes": len({h["hostname"] for h in headers}),
+        "nodes": nodes,
         "config": head0.get("config", {}),
         "platform": platform(headers),
     }

@@ -16,6 +16,7 @@ from minicluster.core.config import RunSection
 CHECKSUM_KEYS = ("param_checksum", "optim_checksum")
 CORRECTNESS_KINDS = ("corrupt_grad", "replica_divergence")  # the run ended, its numbers are wrong
 LINK_KINDS = ("slow_link",)  # the run ended, its fabric is slower than expected
+DEATH_KINDS = ("crash", "hang", "rank_failure")  # a rank that stopped recording (`_dead_ranks`)
 
 
 def detect(

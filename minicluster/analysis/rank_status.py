@@ -51,6 +51,7 @@ def classify(
     exit_codes: dict[int, int],
     where: Callable[[RankRecords], str],
     interrupted: bool = False,
+    node_of: dict[int, str] | None = None,
 ) -> RankStatuses:
     """Each rank's fate from its records and the launcher's exit codes.
 
@@ -58,35 +59,37 @@ def classify(
     "after all_reduce at 1024 B"; the exit code is added when the launcher reported one.
     `interrupted`: the launcher was stopped (Ctrl-C, SIGTERM); a rank it stopped before the
     rank could write a summary is interrupted, not failed, unless it exited with a code of
-    its own.
+    its own. `node_of` names each rank's node in the lines (a job across nodes).
     """
     status: dict[int, str] = {}
     lines: dict[int, str] = {}
     peer_errors: set[int] = set()
+    node_of = node_of or {}
     for rank in range(world_size):
         rec = by_rank.get(rank)
         code = f" (exit code {exit_codes[rank]})" if rank in exit_codes else ""
+        who = f"rank {rank} on {node_of[rank]}" if rank in node_of else f"rank {rank}"
         if rec is None or rec.header is None:
             status[rank] = MISSING
-            lines[rank] = f"rank {rank}: no records (never started or its files are missing){code}"
+            lines[rank] = f"{who}: no records (never started or its files are missing){code}"
             continue
         summary = rec.summary
         own_exit = exit_codes.get(rank, 0) > 0 and exit_codes.get(rank) != INTERRUPTED_EXIT
         if summary is None and interrupted and not own_exit:
             status[rank] = INTERRUPTED
-            lines[rank] = f"rank {rank}: stopped {where(rec)} when the run was interrupted{code}"
+            lines[rank] = f"{who}: stopped {where(rec)} when the run was interrupted{code}"
             continue
         if summary is None:
             status[rank] = FAILED
-            lines[rank] = f"rank {rank}: died {where(rec)}, without a summary{code}"
+            lines[rank] = f"{who}: died {where(rec)}, without a summary{code}"
             continue
         error = summary.get("error")
         if summary.get("status") == INTERRUPTED:
             status[rank] = INTERRUPTED
-            lines[rank] = f"rank {rank}: interrupted {where(rec)} ({error}){code}"
+            lines[rank] = f"{who}: interrupted {where(rec)} ({error}){code}"
         elif summary.get("status") != OK:
             status[rank] = FAILED
-            lines[rank] = f"rank {rank}: failed {where(rec)}: {error}{code}"
+            lines[rank] = f"{who}: failed {where(rec)}: {error}{code}"
             if PEER_ERROR.search(str(error or "")):
                 peer_errors.add(rank)
         else:
@@ -99,8 +102,9 @@ def classify(
                 # Its collective failed, or the launcher stopped it, because rank(s) failed.
                 status[rank] = ABORTED
                 why = "its collective failed" if rank in peer_errors else "it was stopped"
+                who = f"rank {rank} on {node_of[rank]}" if rank in node_of else f"rank {rank}"
                 lines[rank] = (
-                    f"rank {rank}: aborted {where(by_rank[rank])}: {why} after rank(s) {names} "
+                    f"{who}: aborted {where(by_rank[rank])}: {why} after rank(s) {names} "
                     f"failed ({by_rank[rank].summary.get('error') if by_rank[rank].summary else ''})"
                 )
     order = {FAILED: 0, MISSING: 0, ABORTED: 1, INTERRUPTED: 2}

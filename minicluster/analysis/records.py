@@ -9,11 +9,13 @@ little memory; `RankRecords.steps` gives them back as a list of dicts for small 
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from multiprocessing import get_context
 from operator import itemgetter
 from pathlib import Path
@@ -49,10 +51,12 @@ class RankRecords:
         warnings: list[str] | None = None,
         columns: dict[str, np.ndarray] | None = None,
         collectives: list[dict[str, Any]] | None = None,
+        roster: dict[str, Any] | None = None,
     ) -> None:
         self.rank = rank
         self.header = header
         self.summary = summary
+        self.roster = roster  # the job's nodes and their ranks (local rank 0 of a node writes it)
         self.collectives = collectives if collectives is not None else []
         self.warnings = warnings if warnings is not None else []
         self._columns = columns if columns is not None else to_columns(steps or [])
@@ -86,42 +90,59 @@ class RankRecords:
         return int(step[-1]) if step is not None and step.size else None
 
 
-def to_columns(steps: Iterable[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """Step dicts -> one array per field, in first-seen field order."""
-    rows = [s for s in steps if s.get("type", "step") == "step"]
-    shapes = set(map(tuple, rows))
-    if len(shapes) == 1:
-        fast = _numeric_columns(rows, next(iter(shapes)))
+def to_columns(
+    steps: Iterable[dict[str, Any]], drop: Collection[str] = ()
+) -> dict[str, np.ndarray]:
+    """Step dicts -> one array per field, in first-seen field order (but the `drop`ped ones)."""
+    return _columns_of([s for s in steps if s.get("type", "step") == "step"], drop)
+
+
+def _columns_of(rows: list[dict[str, Any]], drop: Collection[str]) -> dict[str, np.ndarray]:
+    """`to_columns` of rows that are all step records."""
+    if rows and len(set(map(len, rows))) == 1:  # one width; the fast path checks the fields
+        fast = _numeric_columns(rows, tuple(rows[0]), drop)
         if fast is not None:
             return fast
+    shapes = set(map(tuple, rows))
     keys: dict[str, None] = {}
     for shape in sorted(shapes, key=lambda t: -len(t)):
         keys.update(dict.fromkeys(shape))
     keys.pop("type", None)
-    return {k: _column(k, [s.get(k) for s in rows]) for k in keys}
+    return {k: _column(k, [s.get(k) for s in rows]) for k in keys if k not in drop}
 
 
 def _numeric_columns(
-    rows: list[dict[str, Any]], keys: tuple[str, ...]
+    rows: list[dict[str, Any]], fields: tuple[str, ...], drop: Collection[str]
 ) -> dict[str, np.ndarray] | None:
-    """All rows share `keys` and hold only numbers and bools: one C-level conversion."""
-    keys = tuple(k for k in keys if k != "type")
+    """Rows of one width that all hold the first row's `fields` (so exactly those) and only
+    numbers, bools and nulls (NaN): one C-level conversion of every field (which checks them
+    all), then the kept ones. None when they do not: the slow path."""
+    every = tuple(k for k in fields if k != "type")
     first = rows[0]
-    if not all(isinstance(first[k], (int, float)) for k in keys):
+    if not every or not all(
+        v is None or isinstance(v, (int, float)) for v in map(first.get, every)
+    ):
         return None
     try:
-        matrix = np.array(list(map(itemgetter(*keys), rows)), dtype=float).reshape(len(rows), -1)
-    except (TypeError, ValueError):  # a string or nested value somewhere: take the slow path
+        matrix = np.array(list(map(itemgetter(*every), rows)), dtype=float).reshape(len(rows), -1)
+    except (KeyError, TypeError, ValueError):  # another field, or a string or nested value
         return None
+    keys = tuple(k for k in every if k not in drop)
+    if len(keys) < len(every):
+        matrix = matrix[:, [every.index(k) for k in keys]]
+    with np.errstate(invalid="ignore"):
+        big = np.nanmax(np.abs(matrix), axis=0, initial=0.0) >= FLOAT_EXACT_MAX
     cols: dict[str, np.ndarray] = {}
     for j, k in enumerate(keys):
         col = matrix[:, j]
         if isinstance(first[k], bool):
+            if np.isnan(col).any():
+                return None  # a null among bools: the slow path keeps it as it is
             cols[k] = col.astype(bool)
         elif k == "step":
             cols[k] = col.astype(np.int64)
-        elif isinstance(first[k], int) and np.nanmax(np.abs(col), initial=0.0) >= FLOAT_EXACT_MAX:
-            cols[k] = _exact_ints([r[k] for r in rows])
+        elif big[j]:
+            cols[k] = _column(k, [r[k] for r in rows])  # integers float64 cannot hold exactly
         else:
             cols[k] = col
     return cols
@@ -159,15 +180,21 @@ def from_gathered(gathered: list[dict[str, Any]]) -> list[RankRecords]:
             steps=g["steps"],
             summary=g["summary"],
             collectives=g.get("collectives"),
+            roster=g.get("roster"),
         )
         for g in gathered
     ]
 
 
-def read_run_dir(out_dir: Path, workers: int | None = None) -> list[RankRecords]:
+def read_run_dir(
+    out_dir: Path, workers: int | None = None, drop: Collection[str] = ()
+) -> list[RankRecords]:
     """Read every rank's JSONL and summary under `out_dir/ranks/`; a truncated last line is skipped.
 
     Many files are parsed by a pool of processes (one per core unless `workers` says otherwise).
+    `drop`: step fields not to hold (`aggregate.UNREAD_STEP_FIELDS`: the ones aggregation never
+    reads, a third of the memory of a 4,096-rank run). The garbage collector is off meanwhile: the
+    records are millions of small objects that hold no cycles.
     """
     ranks_dir = rundir.ranks_dir(out_dir)
     if not ranks_dir.is_dir():
@@ -176,17 +203,19 @@ def read_run_dir(out_dir: Path, workers: int | None = None) -> list[RankRecords]
     for path in sorted(ranks_dir.glob(rundir.RANK_FILE_GLOB)):
         rank = rundir.rank_from_name(path.name)
         if rank is not None:
-            jobs.append((path, rank))
+            jobs.append((path, rank, drop))
     if not jobs:
         raise InputError(f"{ranks_dir} holds no rank_NNNNN.jsonl files")
     workers = workers or os.cpu_count() or 1
-    if workers > 1 and len(jobs) >= PARALLEL_MIN_FILES:
-        # fork: the analysis process holds no threads or torch state, and fork starts fast
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-            chunk = max(1, len(jobs) // (workers * 4))
-            parsed = list(pool.map(_read_rank_files, jobs, chunksize=chunk))
-    else:
-        parsed = [_read_rank_files(job) for job in jobs]
+    with _no_gc():
+        if workers > 1 and len(jobs) >= PARALLEL_MIN_FILES:
+            # fork: the analysis process holds no threads or torch state, and fork starts fast
+            with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+                chunk = max(1, len(jobs) // (workers * 4))
+                parsed = list(pool.map(_read_rank_files, jobs, chunksize=chunk))
+        else:
+            parsed = [_read_rank_files(job) for job in jobs]
+    _one_roster(parsed)
     have = {rec.rank for rec in parsed}
     for path in sorted(ranks_dir.glob(rundir.SUMMARY_FILE_GLOB)):
         rank = rundir.rank_from_name(path.name)
@@ -198,31 +227,63 @@ def read_run_dir(out_dir: Path, workers: int | None = None) -> list[RankRecords]
     return sorted(parsed, key=lambda r: r.rank)
 
 
-def _read_rank_files(job: tuple[Path, int]) -> RankRecords:
-    path, rank = job
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _one_roster(parsed: list[RankRecords]) -> None:
+    """Keep the job's roster once: every node's local rank 0 wrote the same one, and a
+    4,096-rank roster held 512 times is 150 MB of Python objects."""
+    kept = False
+    for rec in sorted(parsed, key=lambda r: r.rank):
+        if rec.roster is not None:
+            if kept:
+                rec.roster = None
+            kept = True
+
+
+def read_rank(run_dir: Path, rank: int) -> RankRecords:
+    """One rank's records (header, roster, steps, summary) from `run_dir/ranks/`."""
+    path = rundir.rank_jsonl(run_dir, rank)
+    if not path.exists():
+        return RankRecords(
+            rank, summary=_read_summary(rundir.rank_summary(run_dir, rank), rank, [])
+        )
+    return _read_rank_files((path, rank, ()))
+
+
+def _read_rank_files(job: tuple[Path, int, Collection[str]]) -> RankRecords:
+    path, rank, drop = job
+    enabled = gc.isenabled()  # off in a pool worker too (see read_run_dir)
+    gc.disable()
+    try:
+        return _parse_rank_file(path, rank, drop)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse_rank_file(path: Path, rank: int, drop: Collection[str]) -> RankRecords:
     try:
         data = path.read_bytes()
     except OSError as e:
         raise InputError(f"cannot read {path}: {e}") from None
-    lines = data.split(b"\n")
-    last = len(lines) - 1
+    warnings: list[str] = []
     header = None
-    steps = []
+    roster = None
     collectives = []
-    warnings = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            obj = _loads(line)
-        except ValueError:
-            where = "truncated last line" if i >= last - 1 else f"malformed line {i + 1}"
-            warnings.append(f"{path.name}: {where} skipped")
-            continue
-        kind = obj.get("type") if isinstance(obj, dict) else None
-        if kind == rank_format.STEP:
-            steps.append(obj)
-        elif kind == rank_format.COLLECTIVE:
+    objs = [o for o in _records(data, path.name, warnings) if isinstance(o, dict)]
+    steps = [o for o in objs if o.get("type") == rank_format.STEP]  # nearly every line
+    for obj in [o for o in objs if o.get("type") != rank_format.STEP]:
+        kind = obj.get("type")
+        if kind == rank_format.COLLECTIVE:
             collectives.append(obj)
         elif kind == rank_format.HEADER:
             rank_format.check_header(obj, str(path))
@@ -233,15 +294,42 @@ def _read_rank_files(job: tuple[Path, int]) -> RankRecords:
                 header["comm_timing"] = timing
             else:  # the worker switched method mid-run (rank_format: from_step)
                 header.setdefault("comm_timing_switches", []).append(timing)
+        elif kind == rank_format.ROSTER:
+            roster = obj
     summary = _read_summary(rundir.rank_summary(path.parent.parent, rank), rank, warnings)
     return RankRecords(
         rank,
         header=header,
-        steps=steps,
+        columns=_columns_of(steps, drop),
         summary=summary,
         warnings=warnings,
         collectives=collectives,
+        roster=roster,
     )
+
+
+def _records(data: bytes, name: str, warnings: list[str]) -> list[Any]:
+    """The JSON lines of a rank file. One parse of the whole file as a JSON array (a 1,000-step
+    file in one call, not 1,000); when that fails (a line cut by a crash, a malformed line)
+    line by line, each bad line skipped with a warning."""
+    body = data.rstrip()
+    try:
+        parsed: list[Any] = _loads(b"[" + body.replace(b"\n", b",") + b"]")
+        return parsed
+    except ValueError:
+        pass
+    lines = data.split(b"\n")
+    last = len(lines) - 1
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(_loads(line))
+        except ValueError:
+            where = "truncated last line" if i >= last - 1 else f"malformed line {i + 1}"
+            warnings.append(f"{name}: {where} skipped")
+    return out
 
 
 def _read_summary(path: Path, rank: int, warnings: list[str]) -> dict[str, Any] | None:

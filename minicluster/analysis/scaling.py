@@ -68,6 +68,7 @@ def build_scaling(
     global_batch: int | None,
     threads_per_rank: int | None = None,
     warnings: Sequence[str] = (),
+    order: str | None = None,
 ) -> dict[str, Any]:
     """The `scaling` block of a sweep from its runs' results.
 
@@ -75,7 +76,8 @@ def build_scaling(
     world size's efficiency is the median over rounds, with min and max. A run that is not ok
     gives no value; a world size left with none has efficiency null and a reason.
     `per_rank_batch` is the fixed per-rank batch of a weak sweep, `global_batch` the fixed
-    global batch of a strong one.
+    global batch of a strong one; `order` says how the runs were made when not in this
+    session's interleaved rounds (finished runs of separate jobs).
     """
     sizes = sorted(world_sizes)
     n0 = sizes[0]
@@ -87,7 +89,8 @@ def build_scaling(
         "mode": mode,
         "world_sizes": sizes,
         "repeats": repeats,
-        "order": f"interleaved: {repeats} round(s) of world sizes {', '.join(map(str, sizes))}",
+        "order": order
+        or f"interleaved: {repeats} round(s) of world sizes {', '.join(map(str, sizes))}",
         "metric": name,
         "formula": formula(mode, n0),
         "method": f"{_METRIC_TEXT[mode]}; each run is paired with the baseline run of its own "
@@ -135,7 +138,7 @@ def _point(
     reason = None
     if not got:
         if not ok:
-            failed = "; ".join(f"{o.planned.name} {o.status}: {o.why_not_ok()}" for o in runs)
+            failed = "; ".join(f"{o.dir} {o.status}: {o.why_not_ok()}" for o in runs)
             reason = f"no ok run at world size {n} ({failed or 'not run'})"
         elif all(o.value(name) is None for o in ok):
             reason = f"the ok runs at world size {n} did not measure {name}"
@@ -176,7 +179,7 @@ def _point(
 def _run_entry(o: RunOutcome) -> dict[str, Any]:
     result = o.result or {}
     return {
-        "dir": o.planned.name,
+        "dir": o.dir,
         "round": o.planned.round,
         "run_id": result.get("run_id"),
         "status": o.status,

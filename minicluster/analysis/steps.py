@@ -8,6 +8,7 @@ transfer is the min over ranks of `comm_ms` and each rank's wait is its `comm_ms
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -29,14 +30,30 @@ class StepTable:
         self.row = {r.rank: i for i, r in enumerate(self.records)}
         masks = [~r.columns.get("warmup", np.zeros(r.n_steps, bool)) for r in self.records]
         measured = [r.columns["step"][m] for r, m in zip(self.records, masks, strict=True)]
-        self.indices = np.unique(np.concatenate(measured)) if measured else np.array([], np.int64)
-        shape = (len(self.records), self.indices.size)
-        self.m: dict[str, np.ndarray] = {k: np.full(shape, np.nan) for k in self.KEYS}
-        for i, (rec, mask, steps) in enumerate(zip(self.records, masks, measured, strict=True)):
-            cols = np.searchsorted(self.indices, steps)
-            for k in self.KEYS:
-                if k in rec.columns:
-                    self.m[k][i, cols] = rec.columns[k][mask]
+        if measured and _same_sorted_steps(measured):
+            # Every rank measured the same steps (a run that finished): stack the columns.
+            self.indices = measured[0].astype(np.int64)
+            nan = np.full(self.indices.size, np.nan)
+            self.m = {
+                k: np.stack(
+                    [
+                        r.columns[k][m].astype(float, copy=False) if k in r.columns else nan
+                        for r, m in zip(self.records, masks, strict=True)
+                    ]
+                )
+                for k in self.KEYS
+            }
+        else:
+            self.indices = (
+                np.unique(np.concatenate(measured)) if measured else np.array([], np.int64)
+            )
+            shape = (len(self.records), self.indices.size)
+            self.m = {k: np.full(shape, np.nan) for k in self.KEYS}
+            for i, (rec, mask, steps) in enumerate(zip(self.records, masks, measured, strict=True)):
+                cols = np.searchsorted(self.indices, steps)
+                for k in self.KEYS:
+                    if k in rec.columns:
+                        self.m[k][i, cols] = rec.columns[k][mask]
         self.present = ~np.isnan(self.m["step_time_ms"])
         if self.indices.size:
             # transfer per step = min over ranks of comm_ms; wait = comm - transfer (DESIGN.md 4)
@@ -98,6 +115,62 @@ class StepTable:
         i = self.row.get(rank)
         return np.array([]) if i is None else self.transfer_ms[self.present[i]]
 
+    def rank_figures(self) -> dict[int, dict[str, Any]]:
+        """Per rank that recorded steps, over its measured steps: `step_time_ms` (`stats`) and
+        the medians of compute, all-reduce, exposed, wait and transfer time, as `stats` and
+        `median` give them row by row. Ranks that measured every step are taken all at once
+        (one partition per matrix instead of one per rank: 4,096 ranks in well under a second)."""
+        out: dict[int, dict[str, Any]] = {}
+        if not self.records:
+            return out
+        full = self.present.all(axis=1) if self.indices.size else np.zeros(len(self.records), bool)
+        rows = np.flatnonzero(full)
+        if rows.size:
+            wait = self.wait_ms[rows]
+            transfer = np.broadcast_to(self.transfer_ms, wait.shape)
+            columns = {
+                "compute_ms_median": self.m["compute_ms"][rows],
+                "comm_ms_median": self.m["comm_ms"][rows],
+                "exposed_comm_ms_median": self.m["exposed_comm_ms"][rows],
+                "wait_ms_median": wait,
+                "transfer_ms_median": transfer,
+            }
+            steps = self.m["step_time_ms"][rows]
+            pct = np.percentile(steps, [50, 95, 99], axis=1)
+            step_mean = steps.mean(axis=1)
+            # A step the comm timer could not vouch for has no comm figures (NaN): left out.
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row is None below
+                medians = {k: np.nanmedian(v, axis=1) for k, v in columns.items()}
+                compute_mean = np.nanmean(columns["compute_ms_median"], axis=1)
+            n = int(self.indices.size)
+            for j, i in enumerate(rows.tolist()):
+                rank = self.records[i].rank
+                figures: dict[str, Any] = {
+                    "step_time_ms": {
+                        "p50": r4(pct[0, j]),
+                        "p95": r4(pct[1, j]),
+                        "p99": r4(pct[2, j]),
+                        "mean": r4(step_mean[j]),
+                        "n": n,
+                    }
+                }
+                figures.update({k: _r4_or_none(v[j]) for k, v in medians.items()})
+                figures["compute_ms_mean"] = _r4_or_none(compute_mean[j])
+                out[rank] = figures
+        for i in np.flatnonzero(~full).tolist():
+            rank = self.records[i].rank
+            out[rank] = {
+                "step_time_ms": stats(self.column(rank, "step_time_ms")),
+                "compute_ms_median": median(self.column(rank, "compute_ms")),
+                "compute_ms_mean": mean(self.column(rank, "compute_ms")),
+                "comm_ms_median": median(self.column(rank, "comm_ms")),
+                "exposed_comm_ms_median": median(self.column(rank, "exposed_comm_ms")),
+                "wait_ms_median": median(self.wait(rank)),
+                "transfer_ms_median": median(self.transfer(rank)),
+            }
+        return out
+
     def pooled(self, key: str) -> np.ndarray:
         return self.m[key][self.present]
 
@@ -140,6 +213,14 @@ class StepTable:
         return section
 
 
+def _same_sorted_steps(measured: list[np.ndarray]) -> bool:
+    """Whether every rank measured the same strictly increasing step numbers."""
+    first = measured[0]
+    if first.size > 1 and not bool((np.diff(first) > 0).all()):
+        return False
+    return all(m.size == first.size and np.array_equal(m, first) for m in measured[1:])
+
+
 def rounded_list(values: np.ndarray) -> list[float | None]:
     """Rounded to 4 decimals, NaN as None (JSON null)."""
     return [None if math.isnan(v) else round(v, 4) for v in values.tolist()]
@@ -163,11 +244,19 @@ def stats(values: np.ndarray) -> dict[str, float | None]:
 
 
 def median(values: np.ndarray) -> float | None:
+    """Median of the values that were measured (NaN: not measured), or None when none were."""
+    values = values[~np.isnan(values)]
     return r4(np.median(values)) if values.size else None
 
 
 def mean(values: np.ndarray) -> float | None:
+    """Mean of the values that were measured (NaN: not measured), or None when none were."""
+    values = values[~np.isnan(values)]
     return r4(values.mean()) if values.size else None
+
+
+def _r4_or_none(x: float) -> float | None:
+    return None if math.isnan(x) else r4(x)
 
 
 # Run-level metric -> the per-step series it is the median of, and how that series is taken.

@@ -1,5 +1,8 @@
 """A world-size sweep as a whole: its plan (world sizes, rounds, batches), its runs' outcomes, its
 status, and its own result built around one of its runs (the scaling block comes from `scaling`).
+
+A sweep is run live (one session, interleaved rounds) or built from finished runs of separate
+jobs (`sweep --from`, `sweep_from`): on a cluster each world size is usually its own job.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ _PLAN_KEYS = (
     "threads_per_rank",
     "warnings",
 )
+FROM_KEY = "from"  # a sweep built from finished runs: their directories, in world-size order
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class RunOutcome:
     planned: PlannedRun
     result: dict[str, Any] | None
     error: str | None = None
+    source: str | None = None  # the run directory of a finished run (`sweep --from`)
 
     @property
     def status(self) -> str:
@@ -65,6 +70,11 @@ class RunOutcome:
             return None
         v = (self.result["metrics"].get(name) or {}).get("value")
         return float(v) if isinstance(v, (int, float)) else None
+
+    @property
+    def dir(self) -> str:
+        """Where the run is: its sub-directory of a live sweep, or the directory it was read from."""
+        return self.source or self.planned.name
 
     def why_not_ok(self) -> str:
         if self.error:
@@ -203,11 +213,12 @@ def load_plan(sweep_dir: Path) -> dict[str, Any]:
                 and all(isinstance(w, str) for w in plan["warnings"]),
             ),
             (
-                "projection",  # optional: `sweep --project` (cli/sweep_projection.py)
-                plan.get("projection") is None
-                or isinstance(plan["projection"], dict)
-                and isinstance(plan["projection"].get("world_sizes"), list)
-                and all(count(n, 1) for n in plan["projection"]["world_sizes"]),
+                FROM_KEY,
+                plan.get(FROM_KEY) is None
+                or (
+                    isinstance(plan[FROM_KEY], list)
+                    and all(isinstance(d, str) for d in plan[FROM_KEY])
+                ),
             ),
         )
         if not ok
@@ -236,7 +247,7 @@ def sweep_result(
     scaling = {
         **scaling,
         "headline_run": {
-            "dir": head.planned.name,
+            "dir": head.dir,
             "run_id": head.result["run_id"],
             "world_size": n,
             "round": head.planned.round,
@@ -251,7 +262,7 @@ def sweep_result(
     result["scaling"] = scaling
     steps = result.get("steps")
     if isinstance(steps, dict) and isinstance(steps.get("rank_files"), str):
-        steps["rank_files"] = f"{head.planned.name}/{steps['rank_files']}"
+        steps["rank_files"] = f"{head.dir}/{steps['rank_files']}"
     point = next(p for p in scaling["points"] if p["world_size"] == n)
     how = (
         f"{scaling['mode']} scaling at world size {n} vs {scaling['baseline']['world_size']}: "
@@ -270,7 +281,7 @@ def sweep_result(
         eff = unavailable("scaling_efficiency_pct", str(point["reason"]), how)
     result["metrics"]["scaling_efficiency_pct"] = eff.to_dict()
     result["errors"] = list(result.get("errors") or []) + [
-        f"sweep run {o.planned.name} (world size {o.planned.world_size}, round "
+        f"sweep run {o.dir} (world size {o.planned.world_size}, round "
         f"{o.planned.round}) {o.status}: {o.why_not_ok()}"
         for o in outcomes
         if o.status != "ok"

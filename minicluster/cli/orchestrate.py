@@ -13,13 +13,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minicluster.cli.progress import Progress
 from minicluster.core import rundir
 from minicluster.core.config import RunConfig
-from minicluster.core.errors import InputError, MiniclusterError
+from minicluster.core.errors import InputError, MiniclusterError, RunFailedError
 from minicluster.core.io import atomic_write_json
+
+if TYPE_CHECKING:
+    from minicluster.launchers.torchrun import Rendezvous
 
 log = logging.getLogger("minicluster.cli")
 
@@ -108,23 +111,34 @@ def launch_ranks(
     run_id: str,
     total: int,
     label: str = "rank 0 steps",
+    rendezvous: Rendezvous | None = None,
 ) -> str | None:
-    """Start the ranks under a progress bar; None on success, else why they failed.
+    """Start the ranks (`rendezvous`: this node's share of a job across nodes) under a progress
+    bar; None on success, else why they failed.
 
-    On Ctrl-C (or SIGTERM) the ranks' records so far still become `out_dir/result.json`
-    (status incomplete, every recorded step kept) before the interrupt goes on up.
+    On Ctrl-C, or a scheduler's SIGTERM, the ranks' records so far still become
+    `out_dir/result.json` (status incomplete, every recorded step kept) before the interrupt
+    goes on up.
     """
-    from minicluster.launchers.torchrun import launch_local
+    from minicluster.launchers.torchrun import launch_local, launch_node
 
     try:
         with Progress(out_dir, total, label):
-            error = launch_local(resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank)
-    except KeyboardInterrupt:
+            if rendezvous is None:
+                error = launch_local(
+                    resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank
+                )
+            else:
+                error = launch_node(
+                    resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank, rendezvous
+                )
+    except KeyboardInterrupt as e:
+        why = f"{INTERRUPTED} ({e})" if str(e) else INTERRUPTED
         print(
             f"minicluster: interrupted; keeping what the ranks recorded in {out_dir}",
             file=sys.stderr,
         )
-        record_launcher_error(out_dir, INTERRUPTED, interrupted=True)
+        record_launcher_error(out_dir, why, interrupted=True)
         try:
             aggregate_dir(out_dir, None, quiet=True)
         except MiniclusterError as e:
@@ -162,20 +176,50 @@ def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False
 
 
 def aggregate_dir_to(out_dir: Path, launcher_error: str | None) -> tuple[dict[str, Any], Path]:
-    """Aggregate the rank files of `out_dir`: the result, and where it was written (`write_result`)."""
-    from minicluster.analysis.aggregate import aggregate
+    """Aggregate the rank files of `out_dir`: the result, and where it was written (`write_result`:
+    never over a result.json built from more ranks or steps, such as rank 0's in-band result of a
+    job across nodes on a node that keeps only its own ranks' files). InputError on a node's
+    directory of a finished job whose result is elsewhere (node.json); RunFailedError when the
+    launch failed before any rank recorded anything.
+    """
+    from minicluster.analysis.aggregate import UNREAD_STEP_FIELDS, aggregate
     from minicluster.analysis.records import read_run_dir
 
     launcher = launcher_record(out_dir)
+    interrupted = launcher.get("interrupted") is True
     if launcher_error is None and isinstance(launcher.get("error"), str):
         launcher_error = launcher["error"]  # recorded when the run was launched
+    if launcher_error and not rundir.ranks_dir(out_dir).is_dir():
+        raise RunFailedError(
+            f"the launch failed before any rank recorded anything: {launcher_error}"
+        )
+    records = read_run_dir(out_dir, drop=UNREAD_STEP_FIELDS)
+    _refuse_partial_node_dir(out_dir, records)
     result = aggregate(
-        read_run_dir(out_dir),
+        records,
         launcher_error=launcher_error,
         exit_codes=_exit_codes(launcher),
-        interrupted=launcher.get("interrupted") is True,
+        interrupted=interrupted,
     )
     return result, write_result(out_dir, result)
+
+
+def _refuse_partial_node_dir(out_dir: Path, records: list[Any]) -> None:
+    """A node's directory of a finished job across nodes holds its own ranks only: aggregating
+    it would call the others missing. Say where the complete result is instead."""
+    from minicluster.cli.multinode import read_node_file, where_the_result_went
+
+    node = read_node_file(out_dir)
+    if node is None or rundir.result_path(out_dir).exists():
+        return
+    here = {r.rank for r in records if r.header is not None}
+    world = max((r.header["world_size"] for r in records if r.header), default=0)
+    if len(here) < world:
+        raise InputError(
+            f"{out_dir} holds one node's ranks of a job across nodes: "
+            f"{where_the_result_went(node)}. Aggregate there, or copy every node's "
+            f"{rundir.RANKS_DIR}/ files into one directory (without node.json) first"
+        )
 
 
 def launcher_record(out_dir: Path) -> dict[str, Any]:
@@ -274,6 +318,27 @@ def write_file(path: Path, data: str | bytes, announce: str | None = None) -> No
             print(f"{announce}: {path}")
 
 
+def _in_band_result(out_dir: Path) -> tuple[dict[str, Any], Path] | None:
+    """After a job across nodes finished: the result rank 0 wrote here and its path, or None on
+    a node whose node.json says where it went."""
+    from minicluster.cli.multinode import print_node_line
+    from minicluster.result.schema import load_result
+
+    path = rundir.result_path(out_dir)
+    if path.is_file():
+        return load_result(path), path
+    if print_node_line(out_dir):
+        return None
+    # Every rank finished, yet neither file is here: a shared directory whose rank 0 runs on
+    # another node that has not written the result yet, or a rank 0 that could not write it.
+    print(
+        f"minicluster: this node's ranks finished; {out_dir} holds neither result.json nor "
+        "node.json: the result is on rank 0's node",
+        file=sys.stderr,
+    )
+    return None
+
+
 def check_required(cfg: RunConfig) -> None:
     """Fail before any rank starts when the config requires a measurement this machine lacks."""
     if not cfg.telemetry.require:
@@ -303,18 +368,31 @@ def execute(
     md: Path | None = None,
     html: Path | None = None,
     quiet: bool = False,
-) -> dict[str, Any]:
+    rendezvous: Rendezvous | None = None,
+) -> dict[str, Any] | None:
     """The one path every launching command takes: write the resolved config into `out_dir`,
     launch the ranks under a progress bar, aggregate their records into `result.json` (printing
     the summary unless `quiet`), point `runs/latest` at it when `point_at`, write the reports.
 
-    The result of a run whose ranks failed is returned too (status failed); InputError when no
-    rank left anything to aggregate. KeyboardInterrupt goes on up after what ran was kept.
+    With `rendezvous` (this node's share of a job across nodes) rank 0 aggregates in-band: on
+    its node the result is read back and shown; on a node that holds no result (node.json says
+    where it went) the return value is None. After a failure each node aggregates the files it
+    holds. The result of a run whose ranks failed is returned too (status failed);
+    RunFailedError when the ranks never started, InputError when no rank left anything to
+    aggregate. KeyboardInterrupt goes on up after what ran was kept.
     """
     resolved = rundir.config_path(out_dir)  # JSON is YAML: the workers load it like any config
     atomic_write_json(resolved, cfg.to_dict())
-    launcher_error = launch_ranks(resolved, cfg, out_dir, run_id, progress_total, progress_label)
-    result, path = aggregate_dir_to(out_dir, launcher_error)
+    launcher_error = launch_ranks(
+        resolved, cfg, out_dir, run_id, progress_total, progress_label, rendezvous
+    )
+    if rendezvous is not None and launcher_error is None:
+        found = _in_band_result(out_dir)
+        if found is None:
+            return None
+        result, path = found
+    else:
+        result, path = aggregate_dir_to(out_dir, launcher_error)
     if point_at:
         point_latest(out_dir)
     # Every file first, the terminal last: a closed stdout must not cost a report.

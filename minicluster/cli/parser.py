@@ -24,9 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"minicluster {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("run", help="launch N local ranks, run the workload, aggregate, summarize")
+    p = sub.add_parser(
+        "run",
+        help="launch ranks (here, or this node's share of a job across nodes), run the workload, "
+        "aggregate, summarize",
+    )
     p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
-    p.add_argument("--nproc", type=int, help="ranks to start (default: config run.nproc, 2)")
+    p.add_argument(
+        "--nproc", type=int, help="ranks to start (per node) (default: config run.nproc, 2)"
+    )
     p.add_argument(
         "--launcher",
         choices=["torchrun"],
@@ -37,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_flags(p)
     add_require(p)
     add_fault_args(p)
+    add_node_args(p)
     p.set_defaults(handler="run:run")
 
     p = sub.add_parser(
@@ -56,21 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
     p.add_argument(
         "--world-sizes",
-        default="1,2,4",
         metavar="N,N,...",
         help="world sizes to run, comma-separated; the smallest is the baseline (default: 1,2,4)",
     )
     p.add_argument(
         "--mode",
         choices=["weak", "strong"],
-        default="weak",
         help="weak: the config's per-rank batch on every rank; strong: one global batch split "
-        "over the ranks (default: weak)",
+        "over the ranks (default: weak; with --from, what the runs' batches say)",
+    )
+    p.add_argument(
+        "--from",
+        dest="from_dirs",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="build the scaling table from finished runs of different world sizes (separate "
+        "jobs: one run directory or result.json each) instead of running them; same workload "
+        "and batch checked, same formulas and output as a live sweep",
     )
     p.add_argument(
         "--repeats",
         type=int,
-        default=1,
         metavar="K",
         help="rounds over all world sizes, interleaved (1,2,4,1,2,4,...); efficiency is the "
         "median over rounds (default: 1)",
@@ -145,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-aggregate",
         action="store_true",
         help="rank 0 does not write result.json (the launcher aggregates)",
+    )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="rank 0 writes result.json without printing the summary (the launcher prints it)",
     )
     add_require(p)
     p.set_defaults(handler="run:worker")
@@ -337,6 +356,40 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
         type=float,
         metavar="SECONDS",
         help="how long a rank waits in a collective before the run fails (default: config, 300)",
+    )
+
+
+def add_node_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "across nodes",
+        "Start the same command once per node; the agents meet at the rendezvous endpoint "
+        "(torchrun's c10d). Rank 0 gathers every rank's records in-band and writes the result "
+        "on its node; the other nodes write node.json saying where it went. Without these "
+        "flags every socket listens on 127.0.0.1 only.",
+    )
+    g.add_argument("--nnodes", type=int, metavar="N", help="nodes in the job")
+    g.add_argument(
+        "--node-rank",
+        type=int,
+        metavar="R",
+        help="this node's rank, 0..N-1 (default: 0); c10d hands out the node ranks the ranks "
+        "record (torchrun's group rank) in its own order",
+    )
+    g.add_argument(
+        "--rdzv-endpoint",
+        metavar="HOST:PORT",
+        help="where the agents meet: a host every node reaches, and a free port on it",
+    )
+    g.add_argument(
+        "--rdzv-id",
+        metavar="ID",
+        help="the job's rendezvous id, the same on every node (default: minicluster)",
+    )
+    g.add_argument(
+        "--nproc-per-node",
+        type=int,
+        metavar="P",
+        help="ranks on each node (torchrun's name for --nproc)",
     )
 
 

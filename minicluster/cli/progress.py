@@ -1,4 +1,5 @@
-"""A progress bar on stderr, fed by rank 0's record file while the ranks run."""
+"""A progress bar on stderr, fed by a rank's record file while the ranks run (rank 0's, or on a
+node of a job across nodes that does not hold rank 0, its lowest rank's)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ class Progress:
     """A progress bar fed by rank 0's records (steps, or collective sizes) while the ranks run."""
 
     def __init__(self, out_dir: Path, total: int, label: str = "rank 0 steps") -> None:
-        self.path = rundir.rank_jsonl(out_dir, 0)
+        self.out_dir = out_dir
+        self.path: Path | None = None
         self.total = total
         self.label = label
         self._stop = threading.Event()
@@ -51,14 +53,23 @@ class Progress:
             bar.update(task, completed=self._count())
 
     def _count(self) -> int:
-        """Records rank 0 wrote so far (not its header, nor a comm_timing line), reading only
-        what was appended since the last call."""
+        """Step (or collective) records written so far (header, timing and roster lines aside),
+        reading only what was appended since the last call."""
+        if self.path is None:
+            files = sorted(rundir.ranks_dir(self.out_dir).glob(rundir.RANK_FILE_GLOB))
+            if not files:
+                return 0
+            self.path = files[0]  # rank 0 when it runs here: files are named by rank
         try:
             with open(self.path, "rb") as f:
                 f.seek(self._offset)
                 chunk = f.read()
         except OSError:
             return 0
-        self._offset += len(chunk)
-        self._lines += chunk.count(b"\n")
-        return max(0, self._lines - 2)
+        whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
+        self._offset += len(whole)
+        self._lines += sum(1 for line in whole.splitlines() if line.startswith(_COUNTED))
+        return self._lines
+
+
+_COUNTED = (b'{"type":"step"', b'{"type":"collective"')

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate
+from minicluster.cli.multinode import write_node_file
 from minicluster.core import choices, collective_defs, fault_spec
 from minicluster.core import config as config_mod
 from minicluster.core.config import RunConfig
@@ -23,16 +25,21 @@ from minicluster.core.errors import (
     RunFailedError,
 )
 from minicluster.core.units import format_size, parse_size
+from minicluster.launchers.torchrun import DEFAULT_RDZV_ID, Rendezvous, parse_endpoint
 
 
 def run(args: argparse.Namespace) -> int:
-    """`minicluster run`: the training job on N local ranks; exit code from the result."""
-    return exit_code(_launch_training(args, validating=False))
+    """`minicluster run`: the training job on N local ranks, or this node's share of a job
+    across nodes; exit code from the result (0 on a node that holds no result: its ranks
+    finished and rank 0's node has the verdict)."""
+    result = _launch_training(args, validating=False)
+    return EXIT_OK if result is None else exit_code(result)
 
 
 def validate(args: argparse.Namespace) -> int:
     """`minicluster validate`: DDP equals one process; replicas identical. 0 pass, 1 fail."""
     result = _launch_training(args, validating=True)
+    assert result is not None  # validate runs on one node: its result is always here
     if result["status"] == "failed":
         print("minicluster: validate: the run failed; see errors above", file=sys.stderr)
         return EXIT_RUN_FAILED
@@ -51,12 +58,15 @@ def validate(args: argparse.Namespace) -> int:
     return EXIT_FAILED_CHECK
 
 
-def _launch_training(args: argparse.Namespace, validating: bool) -> dict[str, Any]:
-    """Resolve the config, start the ranks, aggregate: the shared body of `run` and `validate`."""
+def _launch_training(args: argparse.Namespace, validating: bool) -> dict[str, Any] | None:
+    """Resolve the config, start the ranks, aggregate: the shared body of `run` and `validate`.
+    None on a node of a job across nodes that holds no result (see node.json)."""
     cfg = load_training_config(args.config)
-    if args.nproc is not None and args.nproc < 1:
-        raise InputError(f"--nproc must be >= 1, got {args.nproc}")
-    cfg = config_mod.override(cfg, nproc=args.nproc)
+    rendezvous = rendezvous_from_args(args)
+    nproc = nproc_from_args(args)
+    if nproc is not None and nproc < 1:
+        raise InputError(f"--nproc must be >= 1, got {nproc}")
+    cfg = config_mod.override(cfg, nproc=nproc)
     cfg = config_mod.require(cfg, getattr(args, "require", []))
     orchestrate.check_required(cfg)
     if validating:
@@ -64,10 +74,17 @@ def _launch_training(args: argparse.Namespace, validating: bool) -> dict[str, An
             raise InputError("validate compares ranks: it needs --nproc 2 or more")
         every = cfg.run.replica_check_every or 1
         cfg = config_mod.override(cfg, replica_check_every=every, check_ddp_equivalence=True)
-    cfg = with_faults(cfg, args)
+    nnodes = rendezvous.nnodes if rendezvous else 1
+    cfg = with_faults(cfg, args, world_size=cfg.run.nproc * nnodes)
     run_id, out_dir = orchestrate.new_output(args.out)
+    where = f"{cfg.run.nproc} ranks"
+    if rendezvous is not None:
+        where = (
+            f"node {rendezvous.node_rank} of {nnodes} (c10d at {rendezvous.endpoint}, id "
+            f"{rendezvous.rdzv_id}): {cfg.run.nproc} ranks here, {cfg.run.nproc * nnodes} in all"
+        )
     print(
-        f"minicluster: run {run_id}: {cfg.run.nproc} ranks via {getattr(args, 'launcher', 'torchrun')}, "
+        f"minicluster: run {run_id}: {where} via {getattr(args, 'launcher', 'torchrun')}, "
         f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps -> {out_dir}",
         file=sys.stderr,
     )
@@ -82,7 +99,53 @@ def _launch_training(args: argparse.Namespace, validating: bool) -> dict[str, An
         point_at=args.out is None,
         md=args.md,
         html=args.html,
+        rendezvous=rendezvous,
     )
+
+
+def nproc_from_args(args: argparse.Namespace) -> int | None:
+    """Ranks per node from `--nproc` or its torchrun name `--nproc-per-node` (one, or equal)."""
+    nproc, per_node = args.nproc, getattr(args, "nproc_per_node", None)
+    if nproc is not None and per_node is not None and nproc != per_node:
+        raise InputError(
+            f"--nproc {nproc} and --nproc-per-node {per_node} disagree: give one of them"
+        )
+    return per_node if per_node is not None else nproc
+
+
+def rendezvous_from_args(args: argparse.Namespace) -> Rendezvous | None:
+    """The multi-node flags checked as one: None without --nnodes; InputError naming the flag."""
+    nnodes = getattr(args, "nnodes", None)
+    given = [
+        flag
+        for flag, value in (
+            ("--node-rank", getattr(args, "node_rank", None)),
+            ("--rdzv-endpoint", getattr(args, "rdzv_endpoint", None)),
+            ("--rdzv-id", getattr(args, "rdzv_id", None)),
+        )
+        if value is not None
+    ]
+    if nnodes is None:
+        if given:
+            raise InputError(f"{given[0]} is for a job across nodes: give --nnodes N as well")
+        return None
+    if nnodes < 1:
+        raise InputError(f"--nnodes must be >= 1, got {nnodes}")
+    if args.rdzv_endpoint is None:
+        raise InputError(
+            "--nnodes needs --rdzv-endpoint HOST:PORT: a host every node reaches and a free port"
+        )
+    try:
+        parse_endpoint(args.rdzv_endpoint)
+    except ValueError as e:
+        raise InputError(f"--rdzv-endpoint: {e}") from None
+    node_rank = 0 if args.node_rank is None else args.node_rank
+    if not 0 <= node_rank < nnodes:
+        raise InputError(f"--node-rank must be in 0..{nnodes - 1}, got {node_rank}")
+    rdzv_id = args.rdzv_id if args.rdzv_id is not None else DEFAULT_RDZV_ID
+    if not rdzv_id.strip():
+        raise InputError("--rdzv-id must not be empty")
+    return Rendezvous(nnodes, node_rank, args.rdzv_endpoint, rdzv_id)
 
 
 def collectives(args: argparse.Namespace) -> int:
@@ -123,6 +186,7 @@ def collectives(args: argparse.Namespace) -> int:
         md=args.md,
         html=args.html,
     )
+    assert result is not None  # one node: its result is always here
     return exit_code(result)
 
 
@@ -144,14 +208,30 @@ def worker(args: argparse.Namespace) -> int:
         raise
     except Exception as e:
         raise RunFailedError(f"rank failed: {type(e).__name__}: {e}") from None
-    if gathered is None or args.no_aggregate:
+    if gathered is None:
+        # A job across nodes: where this node's files do not sit beside rank 0's, say where the
+        # result went (local rank 0 of the node, the one holding the job's roster).
+        write_node_file(args.out, dist_rank())
+        return EXIT_OK
+    if args.no_aggregate:
         return EXIT_OK
     from minicluster.analysis.aggregate import aggregate
     from minicluster.analysis.records import from_gathered
 
     result = aggregate(from_gathered(gathered))
-    orchestrate.write_and_print(args.out, result)
+    if args.quiet:
+        orchestrate.write_result(args.out, result)
+    else:
+        orchestrate.write_and_print(args.out, result)
     return exit_code(result)
+
+
+def dist_rank() -> int:
+    """This process's global rank as the launcher set it (RANK; 0 when run alone)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def load_training_config(path: Path | None) -> RunConfig:
@@ -165,8 +245,11 @@ def load_training_config(path: Path | None) -> RunConfig:
     return cfg
 
 
-def with_faults(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
-    """`cfg` with the --fault specs added, checked against the world before any rank starts."""
+def with_faults(
+    cfg: RunConfig, args: argparse.Namespace, world_size: int | None = None
+) -> RunConfig:
+    """`cfg` with the --fault specs added, checked against the world before any rank starts
+    (`world_size`: every node's ranks; default the config's ranks)."""
     added = tuple(fault_spec.parse(text) for text in args.fault)
     cfg = dataclasses.replace(cfg, faults=cfg.faults + added)
     cfg = config_mod.override(
@@ -174,7 +257,9 @@ def with_faults(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
     )
     if any(f.kind == "corrupt_grad" for f in cfg.faults) and cfg.run.replica_check_every == 0:
         cfg = config_mod.override(cfg, replica_check_every=1)  # else nothing could catch it
-    fault_spec.check_against_run(cfg.faults, cfg.run.nproc, cfg.steps.warmup + cfg.steps.measured)
+    fault_spec.check_against_run(
+        cfg.faults, world_size or cfg.run.nproc, cfg.steps.warmup + cfg.steps.measured
+    )
     return cfg
 
 

@@ -1,5 +1,6 @@
 """`minicluster sweep`: one run per world size (and round) in this session, then the scaling
-block over them; and re-building a sweep from its directory (`aggregate DIR`)."""
+block over them; `sweep --from`: the same block from finished runs of separate jobs; and
+re-building a sweep from its directory (`aggregate DIR`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from minicluster.analysis import scaling, sweep
 from minicluster.analysis.sweep import PlannedRun, RunOutcome
+from minicluster.analysis.sweep_from import from_finished_runs as sweep_from_runs
 from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate, sweep_projection
 from minicluster.cli.run import load_training_config
@@ -27,7 +29,11 @@ from minicluster.result.schema import load_result
 
 def run_sweep(args: argparse.Namespace) -> int:
     """One run per world size (and round) in this session, then the scaling block over them."""
-    world_sizes = sweep.parse_world_sizes(args.world_sizes)
+    if args.from_dirs:
+        return sweep_from(args)
+    args.mode = args.mode or "weak"
+    args.repeats = 1 if args.repeats is None else args.repeats
+    world_sizes = sweep.parse_world_sizes(args.world_sizes or "1,2,4")
     if args.repeats < 1:
         raise InputError(f"--repeats must be >= 1, got {args.repeats}")
     if args.global_batch is not None and args.mode != "strong":
@@ -125,6 +131,52 @@ def run_sweep(args: argparse.Namespace) -> int:
     return _finish_sweep(out_dir, plan, outcomes, args.md, args.html)
 
 
+def sweep_from(args: argparse.Namespace) -> int:
+    """`sweep --from DIR...`: the scaling block and sweep result from finished runs of different
+    world sizes (separate jobs), written to a new sweep directory."""
+    given = [
+        flag
+        for flag, value in (
+            ("-c/--config", args.config),
+            ("--world-sizes", args.world_sizes),
+            ("--repeats", args.repeats),
+            ("--global-batch", args.global_batch),
+            ("--require", args.require or None),
+        )
+        if value is not None
+    ]
+    if given:
+        raise InputError(
+            f"{given[0]} does not apply to --from: the finished runs say what ran (drop it)"
+        )
+    runs = [(str(d), load_result(d)) for d in args.from_dirs]
+    found = sweep_from_runs(runs, args.mode)
+    sweep_id, out_dir = orchestrate.new_output(args.out, "sweep")
+    plan = {
+        "sweep_id": sweep_id,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "mode": found.mode,
+        "world_sizes": found.world_sizes,
+        "repeats": 1,
+        "per_rank_batch": found.per_rank_batch,
+        "global_batch": found.global_batch,
+        "threads_per_rank": found.threads_per_rank,
+        "warnings": found.warnings,
+        sweep.FROM_KEY: [str(Path(o.dir).resolve()) for o in found.outcomes],
+    }
+    atomic_write_json(rundir.plan_path(out_dir), plan)
+    print(
+        f"minicluster: sweep {sweep_id}: {found.mode} scaling from {len(runs)} finished runs, "
+        f"world sizes {','.join(map(str, found.world_sizes))} -> {out_dir}",
+        file=sys.stderr,
+    )
+    for w in found.warnings:
+        print(f"minicluster: sweep: warning: {w}", file=sys.stderr)
+    if args.out is None:
+        orchestrate.point_latest(out_dir)
+    return _finish_sweep(out_dir, plan, found.outcomes, args.md, args.html)
+
+
 def _finish_sweep(
     out_dir: Path,
     plan: dict[str, Any],
@@ -134,6 +186,7 @@ def _finish_sweep(
 ) -> int:
     """Build, write and print the sweep result from the runs in `outcomes`; the exit code."""
     runs = sweep.plan(plan["world_sizes"], plan["repeats"])
+    finished = plan.get(sweep.FROM_KEY)
     block = scaling.build_scaling(
         outcomes,
         plan["mode"],
@@ -143,6 +196,7 @@ def _finish_sweep(
         plan["global_batch"],
         plan["threads_per_rank"],
         plan["warnings"],
+        order=f"finished runs of separate jobs: {', '.join(finished)}" if finished else None,
     )
     if plan.get("projection"):
         block["projection"] = sweep_projection.projection_block(block, plan, out_dir)
@@ -150,7 +204,7 @@ def _finish_sweep(
     result = sweep.sweep_result(
         outcomes, block, plan["sweep_id"], plan["created_at"], now, planned_runs=len(runs)
     )
-    failed = [o.planned.name for o in outcomes if o.status == "failed"]
+    failed = [o.dir for o in outcomes if o.status == "failed"]
     if result is None:
         raise RunFailedError(f"sweep: no run produced a result ({', '.join(failed)} failed)")
     orchestrate.write_and_print(out_dir, result)
@@ -171,8 +225,14 @@ def _finish_sweep(
 
 
 def aggregate_sweep(sweep_dir: Path) -> int:
-    """Re-build every run of a sweep that left rank files, then the sweep result over them."""
+    """Re-build every run of a sweep that left rank files, then the sweep result over them (a
+    sweep built `--from` finished runs: from their results, read again)."""
     plan = sweep.load_plan(sweep_dir)
+    if plan.get(sweep.FROM_KEY):
+        found = sweep_from_runs(
+            [(d, load_result(Path(d))) for d in plan[sweep.FROM_KEY]], plan["mode"]
+        )
+        return _finish_sweep(sweep_dir, plan, found.outcomes, None, None)
     outcomes: list[RunOutcome] = []
     for planned in sweep.plan(plan["world_sizes"], plan["repeats"]):
         run_dir = sweep_dir / planned.name
@@ -211,6 +271,10 @@ def _sweep_run(planned: PlannedRun, cfg: RunConfig, sweep_dir: Path, run_id: str
     total = cfg.steps.warmup + cfg.steps.measured
     try:
         result = orchestrate.execute(cfg, out_dir, run_id, total, quiet=True)
+    except RunFailedError as e:  # the launch failed before any rank recorded anything
+        why = str(e)
+        print(f"sweep: {planned.name}: failed: {why}", file=sys.stderr)
+        return RunOutcome(planned, None, why)
     except MiniclusterError as e:  # no rank left a record to aggregate
         launcher_error = orchestrate.launcher_record(out_dir).get("error")
         why = f"launcher: {launcher_error}; {e}" if launcher_error else str(e)

@@ -5,8 +5,11 @@ as mlcommons/logging keeps one master list of log keys. Each rank writes `ranks/
 (see `rundir`): one JSON object per line, each with a `type`:
 
 - `header` (first line): who and where the rank is, what it runs; `format` is `FORMAT_VERSION`.
-- `comm_timing` (second line of a training job): the all-reduce timing method the rank uses;
-  readers merge it into the header.
+- `comm_timing` (after the header, and the roster where there is one; training jobs): the
+  all-reduce timing method the rank uses; readers merge it into the header.
+- `roster` (1.2; local rank 0 of each node only, right after the header): every node of the job
+  and its ranks, gathered when the ranks started, and where rank 0 writes the result. It lets a
+  node that holds only its own ranks' files (no shared filesystem) name the others' nodes.
 - `step`: one per training step, flushed as it ends (`STEP_KEYS`, plus `STEP_REPLICA_KEYS` on
   steps where the replica check ran).
 - `collective`: one per (op, message size) of a collectives job (`COLLECTIVE_KEYS`).
@@ -23,13 +26,16 @@ from typing import Any
 from minicluster.core.errors import InputError
 
 FORMAT_NAME = "minicluster-rank"
-FORMAT_VERSION = f"{FORMAT_NAME}/1.1"  # 1.1: comm_reason, comm_timing.from_step; no issue_delay_ms
+# 1.1: step comm_reason, comm_timing.from_step (no issue_delay_ms); 1.2: header `node_rank`,
+# the `roster` record.
+FORMAT_VERSION = f"{FORMAT_NAME}/1.2"
 
 HEADER = "header"
 COMM_TIMING = "comm_timing"
+ROSTER = "roster"
 STEP = "step"
 COLLECTIVE = "collective"
-RECORD_TYPES = (HEADER, COMM_TIMING, STEP, COLLECTIVE)
+RECORD_TYPES = (HEADER, COMM_TIMING, ROSTER, STEP, COLLECTIVE)
 
 HEADER_KEYS = (
     "type",
@@ -39,6 +45,7 @@ HEADER_KEYS = (
     "local_rank",
     "world_size",
     "local_world_size",
+    "node_rank",  # 1.2: torchrun's group rank (GROUP_RANK); None when the launcher sets none
     "hostname",
     "pid",
     "created_at",
@@ -54,6 +61,10 @@ HEADER_KEYS = (
 )
 # A second `comm_timing` record says the worker switched method from `from_step` on.
 COMM_TIMING_KEYS = ("type", "method", "fallback", "from_step")
+# nodes: [{node_rank, hostname, ranks}] sorted by node rank, then hostname; rank0: {hostname,
+# out_dir} (rank 0's output directory, absolute, on its own node).
+ROSTER_KEYS = ("type", "nodes", "rank0")
+ROSTER_NODE_KEYS = ("node_rank", "hostname", "ranks")
 STEP_KEYS = (
     "type",
     "step",

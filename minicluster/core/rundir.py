@@ -6,7 +6,8 @@ A run directory holds:
     ranks/rank_00003.jsonl       one rank's records: header line, then one line per step
     ranks/rank_00003.summary.json   that rank's summary, written atomically at its end
     launcher.json                why a local launch failed or was interrupted (exit codes)
-    node.json                    on a node other than rank 0's: where the result was written
+    node.json                    on a node that does not see rank 0's files: this node's ranks and
+                                 where rank 0 wrote the result (`NODE_KEYS`)
     result.json                  the canonical result (see minicluster.result)
     .claim                       the exclusive claim a new run takes on the directory
 
@@ -30,7 +31,10 @@ LATEST_LINK = "latest"
 RANK_FILE_GLOB = "rank_*.jsonl"
 SUMMARY_FILE_GLOB = "rank_*.summary.json"
 # What a directory holding an earlier run contains (any one is enough to refuse a new run there).
-RUN_MARKERS = (f"{RANKS_DIR}/", RESULT_FILE, PLAN_FILE)
+RUN_MARKERS = (f"{RANKS_DIR}/", RESULT_FILE, PLAN_FILE, NODE_FILE)
+# node.json: the job's run id, this node (node_rank, hostname, ranks, ranks_ok), and where rank 0
+# wrote the result (`result`: {hostname, path}).
+NODE_KEYS = ("run_id", "node_rank", "hostname", "ranks", "ranks_ok", "result", "written_at")
 
 
 def ranks_dir(run_dir: Path) -> Path:
@@ -75,6 +79,11 @@ def launcher_path(run_dir: Path) -> Path:
     return run_dir / LAUNCHER_FILE
 
 
+def node_path(run_dir: Path) -> Path:
+    """`run_dir/node.json`: on a node without rank 0's files, where the result went."""
+    return run_dir / NODE_FILE
+
+
 def plan_path(sweep_dir: Path) -> Path:
     return sweep_dir / PLAN_FILE
 
@@ -86,5 +95,6 @@ def allreduce_probe_dir(sweep_dir: Path, world_size: int) -> Path:
 
 
 def holds_run(run_dir: Path) -> str | None:
-    """The first marker of an earlier run in `run_dir` (`ranks/`, `result.json`, `sweep.json`)."""
+    """The first marker of an earlier run in `run_dir` (`ranks/`, `result.json`, `sweep.json`,
+    `node.json`)."""
     return next((n for n in RUN_MARKERS if (run_dir / n).exists()), None)

@@ -1,6 +1,9 @@
-"""Unit conversions. GiB/MiB are binary (1024^n); GB/s is decimal (1e9), as nccl-tests reports it."""
+"""Unit conversions and compact counts (sizes, rank lists). GiB/MiB are binary (1024^n); GB/s is
+decimal (1e9), as nccl-tests reports it."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 NS_PER_MS = 1_000_000
 BYTES_PER_MIB = 1024**2
@@ -44,3 +47,17 @@ def format_size(n_bytes: int) -> str:
         if n_bytes >= factor and n_bytes % factor == 0:
             return f"{n_bytes // factor}{unit}"
     return str(n_bytes)
+
+
+def format_ranks(ranks: Iterable[int]) -> str:
+    """`0-3, 6`: sorted ranks, consecutive runs joined (a 4,096-rank node list stays short)."""
+    out: list[str] = []
+    ordered = sorted(ranks)
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        out.append(f"{ordered[i]}-{ordered[j]}" if j > i else str(ordered[i]))
+        i = j + 1
+    return ", ".join(out)

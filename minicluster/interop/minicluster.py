@@ -84,7 +84,7 @@ def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
             "run_id": data["run_id"],
             "timestamp": data["created_at"],
             "launcher": data["launcher"],
-            "nodes": data["nodes"],
+            "nodes": _node_count(data["nodes"]),
             "os": _os(data.get("platform") or {}),
             "framework_version": (data.get("platform") or {}).get("torch"),
             "per_rank_batch": wl.get("per_rank_batch"),
@@ -122,6 +122,14 @@ def _energy_coverage(telemetry: Any) -> Coverage | None:
     if not present:
         return None
     return Coverage("energy sources", len(read), len(present), tuple(read))
+
+
+def _node_count(nodes: Any) -> int | None:
+    """The node count of a result: its per-node section's length (1.2), or the count results
+    before 1.2 hold instead; None for an imported result that did not know it."""
+    if nodes is None:
+        return None
+    return len(nodes) if isinstance(nodes, list) else int(nodes)
 
 
 def _collectives_name(data: dict[str, Any]) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import gc
+import logging
 import os
+import signal
 import socket
 from dataclasses import dataclass
 
@@ -12,6 +15,10 @@ import torch
 import torch.distributed as dist
 
 from minicluster.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,7 @@ class RankInfo:
     world_size: int
     local_world_size: int
     hostname: str
+    node_rank: int | None = None  # torchrun's group rank; None when the launcher sets none
 
     @property
     def distributed(self) -> bool:
@@ -31,7 +39,9 @@ LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def rank_info_from_env() -> RankInfo:
-    """Read RANK/WORLD_SIZE/LOCAL_RANK (torchrun, srun via torchrun, Ray); alone when none is set.
+    """Read RANK/WORLD_SIZE/LOCAL_RANK/GROUP_RANK (torchrun, srun via torchrun, Ray); alone when
+    none is set. GROUP_RANK is the node rank torchrun's agent got at rendezvous: two agents on one
+    machine share a hostname and differ in it.
 
     ConfigError at once for an incomplete or inconsistent launcher environment (a stale `RANK`
     without `WORLD_SIZE`, `MASTER_ADDR` and `MASTER_PORT`, or `RANK >= WORLD_SIZE`): joining a
@@ -52,6 +62,8 @@ def rank_info_from_env() -> RankInfo:
         rank = int(env.get("RANK", "0"))
         local_rank = int(env.get("LOCAL_RANK", "0"))
         local_world = int(env.get("LOCAL_WORLD_SIZE", str(world)))
+        group = env.get("GROUP_RANK")
+        node_rank = int(group) if group is not None else None
     except ValueError as e:
         raise ConfigError(f"launcher environment: not a whole number: {e}") from None
     if world < 1 or not 0 <= rank < world:
@@ -62,7 +74,29 @@ def rank_info_from_env() -> RankInfo:
         world_size=world,
         local_world_size=local_world,
         hostname=socket.gethostname(),
+        node_rank=node_rank,
     )
+
+
+def die_with_launcher() -> None:
+    """Under torchrun's agent, end this rank when the agent dies (Linux PR_SET_PDEATHSIG).
+
+    The agent starts ranks in sessions of their own, so a SIGKILL of the agent (a node lost, a
+    scheduler killing it) would leave them running with nobody to reap or report them; the
+    other nodes would then wait on a job that can never finish cleanly. No-op elsewhere.
+    """
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not hasattr(os, "getppid"):
+        return
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    except (OSError, AttributeError) as e:
+        log.warning("cannot tie this rank to its launcher's life (%s): it may outlive it", e)
+        return
+    if os.getppid() != parent:  # the agent died before the signal was armed
+        os._exit(1)
 
 
 def pick_device(requested: str, local_rank: int) -> torch.device:

@@ -47,6 +47,7 @@ from minicluster.rank.comm_timing import (
     switch_to_hook,
 )
 from minicluster.rank.recorder import RankRecorder
+from minicluster.rank.roster import gather_roster
 from minicluster.rank.telemetry.session import TelemetrySession
 from minicluster.rank.telemetry.session import for_rank as telemetry_for_rank
 
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[str, Any]] | None:
     """Run the configured job on this rank. Rank 0 returns every rank's records; others None."""
     info = dist.rank_info_from_env()
+    dist.die_with_launcher()  # a rank whose agent (node) is gone must not linger
     setup_logging(info.rank)
     threads = cfg.run.threads_per_rank or max(1, (os.cpu_count() or 1) // info.local_world_size)
     torch.set_num_threads(threads)
@@ -83,10 +85,13 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         fault_spec.check_against_run(
             cfg.faults, info.world_size, cfg.steps.warmup + cfg.steps.measured
         )
+        roster = gather_roster(info, out_dir)
         recorder = RankRecorder(out_dir, info.rank)
         wl = workloads.build(cfg.workload, cfg.run.seed, device)
         header = _header(cfg, info, device, backend, run_id, wl, threads)
         recorder.write(header)
+        if info.local_rank == 0:
+            recorder.write(roster)
         ddp = DDP(
             wl.model,
             device_ids=[device.index] if device.type == "cuda" else None,
@@ -153,7 +158,8 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         atomic_write_json(summary_path, summary)
         recorder.close()
         recorder = None
-        return _gather_on_rank0({"header": header, "summary": summary, "steps": steps}, info)
+        mine = {"header": header, "summary": summary, "steps": steps}
+        return _gather_on_rank0(mine, info, roster)
     except BaseException as e:
         if header is None and recorder is not None:
             # Failed before its header (e.g. the model did not fit): still say who and what.
@@ -188,9 +194,12 @@ def _run_collectives(
     records: list[dict[str, Any]] = []
     tele: TelemetrySession | None = None
     try:
+        roster = gather_roster(info, out_dir)
         recorder = writer = RankRecorder(out_dir, info.rank)
         header = _header(cfg, info, device, backend, run_id, None, threads)
         recorder.write(header)
+        if info.local_rank == 0:
+            recorder.write(roster)
         tele = telemetry_for_rank(
             info.local_rank,
             device.index if device.type == "cuda" else None,
@@ -215,7 +224,7 @@ def _run_collectives(
         recorder.close()
         recorder = None
         mine = {"header": header, "summary": summary, "steps": [], "collectives": records}
-        return _gather_on_rank0(mine, info)
+        return _gather_on_rank0(mine, info, roster)
     except BaseException as e:
         status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         summary = _summary(info, device, run_id, status, -1, None, e)
@@ -231,11 +240,17 @@ def _run_collectives(
         dist.teardown()
 
 
-def _gather_on_rank0(mine: dict[str, Any], info: dist.RankInfo) -> list[dict[str, Any]] | None:
-    """Every rank's records in-band on rank 0 (no shared filesystem needed); None elsewhere."""
+def _gather_on_rank0(
+    mine: dict[str, Any], info: dist.RankInfo, roster: dict[str, Any]
+) -> list[dict[str, Any]] | None:
+    """Every rank's records in-band on rank 0 (no shared filesystem needed); None elsewhere.
+    Rank 0 adds the job's roster to its own records (every rank has the same one)."""
     gathered: list[Any] | None = [None] * info.world_size if info.rank == 0 else None
     tdist.gather_object(mine, gathered, dst=0)
-    return gathered if info.rank == 0 else None
+    if gathered is None:
+        return None
+    gathered[0] = {**gathered[0], "roster": roster}
+    return gathered
 
 
 def _switch_to_hook(
@@ -374,6 +389,7 @@ def _header(
         "local_rank": info.local_rank,
         "world_size": info.world_size,
         "local_world_size": info.local_world_size,
+        "node_rank": info.node_rank,
         "hostname": info.hostname,
         "pid": os.getpid(),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

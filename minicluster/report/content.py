@@ -11,7 +11,17 @@ from typing import Any
 
 from minicluster.core.units import bytes_to_mib
 from minicluster.report import scaling_text, sections
-from minicluster.report.text import TextTable, fmt_num, platform_rows, shown_ranks, text
+from minicluster.report.node_table import nodes_table
+from minicluster.report.text import (
+    TextTable,
+    fmt_num,
+    node_count,
+    node_label,
+    node_list,
+    platform_rows,
+    shown_ranks,
+    text,
+)
 
 
 @dataclass
@@ -26,6 +36,7 @@ class RunView:
     why_note: str  # how those lines were derived
     metrics: TextTable
     missing: TextTable
+    nodes: TextTable | None  # jobs across two or more nodes (results of schema 1.2 on)
     ranks: TextTable
     stragglers: list[str]
     faults: TextTable
@@ -37,7 +48,7 @@ def run_view(result: dict[str, Any], max_rank_rows: int | None = None) -> RunVie
     """Pick and format what a report of one run result shows (no statistic is computed here).
 
     With `max_rank_rows`, the ranks table keeps failed ranks and stragglers, then the ranks with
-    the slowest median step, and says how many it left out.
+    the slowest median step, and says how many it left out (the nodes table likewise).
     """
     return RunView(
         title=f"minicluster {result_kind(result)} {result['run_id']}",
@@ -48,6 +59,7 @@ def run_view(result: dict[str, Any], max_rank_rows: int | None = None) -> RunVie
         why_note=scaling_text.why_note(result),
         metrics=_metrics(result),
         missing=_missing(result),
+        nodes=nodes_table(result, max_rank_rows),
         ranks=_ranks(result, max_rank_rows),
         stragglers=[_straggler_sentence(s) for s in result.get("stragglers") or []],
         faults=_faults(result),
@@ -89,7 +101,7 @@ def _summary(result: dict[str, Any]) -> TextTable:
         ["run id", str(result["run_id"])],
         ["status", str(result["status"])],
         ["created at (UTC)", text(result.get("created_at"))],
-        ["world size", f"{text(result['world_size'])} ranks on {text(result['nodes'])} node(s)"],
+        ["world size", f"{text(result['world_size'])} ranks on {node_count(result)} node(s)"],
         ["launcher / backend", f"{result.get('launcher')} / {text(result.get('backend'))}"],
         [
             "workload",
@@ -151,13 +163,16 @@ def _ranks(result: dict[str, Any], max_rows: int | None = None) -> TextTable:
             "wait ms",
             "transfer ms",
             "exposed ms",
+            "score",
             "peak RSS MiB",
             "note",
         ],
         note="Per-rank medians over measured steps (warm-up excluded), computed by the "
-        "coordinator. steps = measured / recorded.",
-        numeric=set(range(3, 12)),
+        "coordinator. steps = measured / recorded. score: relative performance score, the "
+        "fastest rank's median compute / this rank's (1 = fastest).",
+        numeric=set(range(3, 13)),
     )
+    many_nodes = len(node_list(result)) > 1
     if len(shown) < len(result["ranks"]):
         table.note += (
             f" Showing {len(shown)} of {len(result['ranks'])} ranks: failed ranks and stragglers "
@@ -175,10 +190,13 @@ def _ranks(result: dict[str, Any], max_rows: int | None = None) -> TextTable:
             table.highlight.add(i)
         if r.get("error"):
             notes.append(f"error: {r['error']}")
+        host = text(r.get("hostname"))
+        if many_nodes:  # two agents on one machine share a host: the node rank tells them apart
+            host = node_label(r.get("node_rank"), r.get("hostname"))
         table.rows.append(
             [
                 str(r["rank"]),
-                text(r.get("hostname")),
+                host,
                 str(r["status"]),
                 f"{r['measured_steps']} / {r['steps_recorded']}",
                 fmt_num(st.get("p50")),
@@ -188,6 +206,7 @@ def _ranks(result: dict[str, Any], max_rows: int | None = None) -> TextTable:
                 fmt_num(r.get("wait_ms_median")),
                 fmt_num(r.get("transfer_ms_median")),
                 fmt_num(r.get("exposed_comm_ms_median")),
+                fmt_num(r.get("performance_score")),
                 fmt_num(bytes_to_mib(rss)) if isinstance(rss, (int, float)) else "n/a",
                 "; ".join(notes),
             ]
@@ -196,8 +215,11 @@ def _ranks(result: dict[str, Any], max_rows: int | None = None) -> TextTable:
 
 
 def _straggler_sentence(s: dict[str, Any]) -> str:
+    where = ""
+    if "node_rank" in s or "hostname" in s:
+        where = f" on {node_label(s.get('node_rank'), s.get('hostname'))}"
     return (
-        f"rank {s.get('rank')}: median compute {fmt_num(s.get('compute_ms_median'))} ms vs "
+        f"rank {s.get('rank')}{where}: median compute {fmt_num(s.get('compute_ms_median'))} ms vs "
         f"{fmt_num(s.get('others_compute_ms_median'))} ms on the others "
         f"(+{fmt_num(s.get('excess_pct'))}%, threshold {fmt_num(s.get('threshold_pct'))}%, "
         f"attributed to {s.get('attributed_to', 'compute')})"
@@ -205,6 +227,7 @@ def _straggler_sentence(s: dict[str, Any]) -> str:
 
 
 _FAULT_KEYS = ("kind", "rank", "step")
+_NODE_KEYS = ("node_rank", "hostname")
 
 
 def _faults(result: dict[str, Any]) -> TextTable:
@@ -225,10 +248,15 @@ def _faults(result: dict[str, Any]) -> TextTable:
             rest = sorted(
                 k
                 for k in f
-                if k not in _FAULT_KEYS and f[k] is not None and (k, f[k]) != ("from_step", 0)
+                if k not in (*_FAULT_KEYS, *_NODE_KEYS)
+                and f[k] is not None
+                and (k, f[k]) != ("from_step", 0)
             )
             details = "; ".join(str(f[k]) if k == "evidence" else f"{k}={text(f[k])}" for k in rest)
-            table.rows.append([side, *(text(f.get(k)) for k in _FAULT_KEYS), details])
+            rank = text(f.get("rank"))
+            if f.get("hostname") is not None or f.get("node_rank") is not None:
+                rank += f" on {node_label(f.get('node_rank'), f.get('hostname'))}"
+            table.rows.append([side, text(f.get("kind")), rank, text(f.get("step")), details])
             if side == "detected":
                 table.highlight.add(len(table.rows) - 1)
     return table

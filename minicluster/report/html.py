@@ -103,6 +103,7 @@ def render_html(result: dict[str, Any]) -> str:
         *(_table(t) for t in view.sections),
         _table(view.metrics),
         _table(view.missing),
+        _table(view.nodes) if view.nodes is not None else "",
         _table(view.ranks),
     ]
     if plots:

@@ -62,6 +62,8 @@ def render_markdown(result: dict[str, Any]) -> str:
             lines += [f"- {md_escape(w)}" for w in view.why] + [""]
     lines += _table(view.metrics, emphasise=False)
     lines += _table(view.missing, emphasise=False)
+    if view.nodes is not None:
+        lines += _table(view.nodes)
     lines += _table(view.ranks)
     lines += _bullets("Stragglers", view.stragglers, "None detected.")
     lines += _table(view.faults)

@@ -7,7 +7,14 @@ from typing import Any
 
 from minicluster.core.collective_defs import BUSBW_FACTOR_TEXT, COUNT_MEANING, SIZE_MEANING
 from minicluster.core.units import bytes_to_mib
-from minicluster.report.text import TextTable, fmt_num, platform_rows, shown_ranks, text
+from minicluster.report.text import (
+    TextTable,
+    fmt_num,
+    node_count,
+    platform_rows,
+    shown_ranks,
+    text,
+)
 
 
 def scaling_table(result: dict[str, Any]) -> TextTable | None:
@@ -175,7 +182,7 @@ def collectives_summary(result: dict[str, Any]) -> TextTable:
         ["run id", str(result["run_id"])],
         ["status", str(result["status"])],
         ["created at (UTC)", text(result.get("created_at"))],
-        ["world size", f"{result['world_size']} ranks on {result['nodes']} node(s)"],
+        ["world size", f"{result['world_size']} ranks on {node_count(result)} node(s)"],
         ["launcher / backend", f"{result.get('launcher')} / {text(result.get('backend'))}"],
         ["workload", f"collectives: {', '.join(ops) or 'n/a'} ({text(coll.get('dtype'))})"],
         ["batch", "n/a (a collectives run has no batch)"],

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from minicluster.report.content import result_kind, run_view
-from minicluster.report.text import TextTable, text
+from minicluster.report.text import TextTable, node_count, node_list, text
 
 _STATUS_COLOR = {"ok": "green", "failed": "red", "incomplete": "yellow"}
 
@@ -73,7 +73,7 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
         f"[bold]minicluster[/bold] {result_kind(result)} [cyan]{escape(result['run_id'])}[/cyan]  "
         "status "
         f"[{color}]{escape(view.status)}[/{color}]  {text(result['world_size'])} ranks on "
-        f"{text(result['nodes'])} node(s), backend {escape(text(result['backend']))}, workload "
+        f"{node_count(result)} node(s), backend {escape(text(result['backend']))}, workload "
         f"{escape(wl['name'])}{batch}",
         markup=True,
     )
@@ -97,13 +97,21 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
         console.print(
             f"[dim]not measured:[/dim] {escape(', '.join(names))} [dim]({escape(reason)})[/dim]"
         )
+    if view.nodes is not None:
+        console.print(_rich_table(view.nodes))
+        if len(view.nodes.rows) < len(node_list(result)):
+            console.print(
+                f"[dim]{len(node_list(result)) - len(view.nodes.rows)} more nodes not shown "
+                "(nodes not ok, with a straggler, or scoring lowest are); all are in "
+                "result.json[/dim]"
+            )
     note = len(view.ranks.headers) - 1
     # A rank's note can hold a whole collective error: cut it here, errors follow in full below.
     for row in view.ranks.rows:
         if len(row[note]) > NOTE_CHARS:
             row[note] = row[note][: NOTE_CHARS - 1] + "…"
     if "step p50 ms" in view.ranks.headers:  # a training run: the step columns, in ms
-        rank_cols = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
+        rank_cols = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]
         if any(row[note] for row in view.ranks.rows):
             rank_cols.append(note)
         console.print(_rich_table(view.ranks, columns=rank_cols, unit="ms"))

@@ -36,6 +36,28 @@ def text(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
+def node_count(result: dict[str, Any]) -> str:
+    """How many nodes ran the job: the per-node section's length (1.2), or the count results
+    before 1.2 (and results converted from other formats) hold instead."""
+    nodes = result.get("nodes")
+    if isinstance(nodes, list):
+        return str(len(nodes))
+    return str(nodes) if isinstance(nodes, int) and nodes > 0 else "n/a"
+
+
+def node_list(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-node section ([] for results before 1.2, which hold only a count)."""
+    nodes = result.get("nodes")
+    return [n for n in nodes if isinstance(n, dict)] if isinstance(nodes, list) else []
+
+
+def node_label(node_rank: Any, hostname: Any) -> str:
+    """`node 1 (host-a)`; the hostname alone when the launcher gave no node rank."""
+    if node_rank is None:
+        return text(hostname) if hostname is not None else "unknown node"
+    return f"node {node_rank} ({text(hostname)})"
+
+
 def platform_rows(result: dict[str, Any]) -> list[list[str]]:
     platform = result.get("platform") or {}
     nodes = platform.get("nodes") or []

@@ -11,9 +11,12 @@ from typing import Any
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
 
-# 1.1: steps.series (the per-step cross-rank series of the run-level metrics). 1.2: comm_bytes and
-# buckets in steps.series; a sweep's scaling.breakdown_method, points[].breakdown, projection.
-# Readers accept 1.x.
+# 1.1: steps.series (the per-step cross-rank series of the run-level metrics); aborted_ranks,
+# interrupted, timing_method, link. 1.2: comm_bytes and buckets in steps.series; a sweep's
+# scaling.breakdown_method, points[].breakdown, projection; `nodes` is the per-node section (a
+# list; before, the node count), ranks[] and the stragglers and detected faults name their node
+# (`node_rank`, `hostname`), ranks[] and nodes[] carry a relative performance score.
+# Readers accept every 1.x.
 SCHEMA_VERSION = "minicluster/1.2"
 
 

@@ -61,6 +61,9 @@ def test_two_gloo_ranks_record_every_step(tmp_path: Path, timing: str, method: s
         records = [json.loads(line) for line in lines]
         assert records[0]["type"] == "header"
         assert records[0]["run_id"] == "test-run"
+        if rank == 0:  # local rank 0 of its node: the job's roster follows the header
+            roster = records.pop(1)
+            assert roster["type"] == "roster" and roster["nodes"][0]["ranks"] == [0, 1]
         assert records[1] == {
             "type": "comm_timing",
             "method": method,

@@ -72,11 +72,14 @@ def test_collectives_measures_checks_and_reports_every_op(run_cli: RunCli, tmp_p
         assert r["count"] == (elems if r["op"] in ("all_reduce", "broadcast") else elems // 2)
     peak = max(r["busbw_gbps"] for r in rows if r["op"] == "all_reduce")
     assert result["metrics"]["busbw_gbps"]["value"] == peak
-    # each rank wrote a header, then one flushed line per (op, size)
+    # each rank wrote a header (rank 0, local rank 0 of its node, then the job's roster), then
+    # one flushed line per (op, size)
     for rank in (0, 1):
         lines = (out / "ranks" / f"rank_{rank:05d}.jsonl").read_text().splitlines()
         assert json.loads(lines[0])["job"] == "collectives"
-        assert len(lines) == 1 + len(OPS) * len(SIZES)
+        roster = 1 if rank == 0 else 0
+        assert [json.loads(x)["type"] for x in lines[1 : 1 + roster]] == ["roster"] * roster
+        assert len(lines) == 1 + roster + len(OPS) * len(SIZES)
     assert "busbw (GB/s)" in proc.stdout and "all_to_all" in proc.stdout
     md_text = md.read_text()
     assert "## Collectives" in md_text and "| all_to_all | 65536 | 8192 |" in md_text

@@ -82,3 +82,95 @@ def test_launch_sets_threads_per_launch_and_restores_the_environment(
     assert seen == ["3", "1"]  # each launch its own count (a sweep launches several)
     assert "OMP_NUM_THREADS" not in os.environ
     assert "MINICLUSTER_LAUNCHER" not in os.environ
+
+
+def _captured(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, dict[str, str | None]]]:
+    seen: list[tuple[object, dict[str, str | None]]] = []
+
+    def run(args: object) -> None:
+        seen.append((args, {k: os.environ.get(k) for k in ("GLOO_SOCKET_IFNAME",)}))
+
+    monkeypatch.setattr(torch_run, "run", run)
+    monkeypatch.delenv("GLOO_SOCKET_IFNAME", raising=False)
+    return seen
+
+
+def test_a_loopback_job_binds_to_loopback_and_says_where_the_result_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _captured(monkeypatch)
+    rdzv = torchrun.Rendezvous(2, 1, "127.0.0.1:29500", "job7")
+    assert torchrun.launch_node(tmp_path / "c.json", 4, tmp_path, "rid", 1, rdzv) is None
+    (args, env) = seen[0]
+    assert (args.nnodes, args.nproc_per_node) == ("2", "4")  # type: ignore[attr-defined]
+    assert args.rdzv_backend == torchrun.LOOPBACK_BACKEND  # type: ignore[attr-defined]
+    assert args.rdzv_endpoint == "127.0.0.1:29500"  # type: ignore[attr-defined]
+    assert args.rdzv_id == "job7" and args.local_addr == "127.0.0.1"  # type: ignore[attr-defined]
+    assert args.max_restarts == 0  # type: ignore[attr-defined]
+    worker = args.training_script_args  # type: ignore[attr-defined]
+    assert "--quiet" in worker and "--no-aggregate" not in worker  # rank 0 aggregates in-band
+    assert env["GLOO_SOCKET_IFNAME"] == "lo"  # gloo on loopback too
+    assert "GLOO_SOCKET_IFNAME" not in os.environ  # restored afterwards
+
+
+def test_a_job_across_machines_uses_plain_c10d(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _captured(monkeypatch)
+    rdzv = torchrun.Rendezvous(4, 0, "head-node:29500")
+    assert torchrun.launch_node(tmp_path / "c.json", 8, tmp_path, "rid", 1, rdzv) is None
+    (args, env) = seen[0]
+    assert args.rdzv_backend == "c10d" and args.local_addr is None  # type: ignore[attr-defined]
+    assert args.rdzv_id == torchrun.DEFAULT_RDZV_ID  # type: ignore[attr-defined]
+    assert env["GLOO_SOCKET_IFNAME"] is None  # the user's network, the user's interface
+
+
+def test_a_local_run_binds_to_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _captured(monkeypatch)
+    assert torchrun.launch_local(tmp_path / "c.json", 2, tmp_path, "rid", 1) is None
+    (args, env) = seen[0]
+    assert args.rdzv_backend == torchrun.LOOPBACK_BACKEND  # type: ignore[attr-defined]
+    assert args.rdzv_endpoint.startswith("127.0.0.1:")  # type: ignore[attr-defined]
+    assert "--no-aggregate" in args.training_script_args  # type: ignore[attr-defined]
+    assert env["GLOO_SOCKET_IFNAME"] == "lo"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("127.0.0.1:29500", ("127.0.0.1", 29500)), ("[::1]:80", ("::1", 80)), ("h:1", ("h", 1))],
+)
+def test_endpoints_parse(text: str, expected: tuple[str, int]) -> None:
+    assert torchrun.parse_endpoint(text) == expected
+
+
+@pytest.mark.parametrize("text", ["29500", "host:", "host:x", "host:70000", ":29500"])
+def test_bad_endpoints_say_what_is_wrong(text: str) -> None:
+    with pytest.raises(ValueError):
+        torchrun.parse_endpoint(text)
+
+
+def test_loopback_means_every_agent_on_this_machine() -> None:
+    assert torchrun.is_loopback("127.0.0.1") and torchrun.is_loopback("::1")
+    assert torchrun.is_loopback("localhost")
+    assert not torchrun.is_loopback("10.0.0.1") and not torchrun.is_loopback("node-a")
+
+
+def test_the_loopback_rendezvous_store_listens_on_loopback_only() -> None:
+    """The first agent on the machine hosts the store on 127.0.0.1; a second one joins it."""
+    from datetime import timedelta
+
+    import psutil
+
+    from minicluster.rank.dist import free_port
+
+    port = free_port()
+    host = torchrun.rendezvous_store("127.0.0.1", port, timedelta(seconds=10))
+    guest = torchrun.rendezvous_store("127.0.0.1", port, timedelta(seconds=10))
+    guest.set("k", "v")
+    assert host.get("k") == b"v"
+    listening = {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.Process().net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
+    assert listening == {("127.0.0.1", port)}

@@ -44,16 +44,20 @@ def test_one_rank_worker_writes_the_pinned_format(
     lines = [json.loads(x) for x in rundir.rank_jsonl(out, 0).read_text().splitlines()]
     summary = json.loads(rundir.rank_summary(out, 0).read_text())
 
-    header, timing, *steps = lines
+    header, roster, timing, *steps = lines  # rank 0 is its node's local rank 0: it has a roster
     assert header["type"] == rank_format.HEADER
     assert header["format"] == rank_format.FORMAT_VERSION
     assert tuple(header) == rank_format.HEADER_KEYS
+    assert tuple(roster) == rank_format.ROSTER_KEYS
+    assert all(tuple(n) == rank_format.ROSTER_NODE_KEYS for n in roster["nodes"])
+    assert roster["nodes"] == [{"node_rank": None, "hostname": header["hostname"], "ranks": [0]}]
     assert tuple(timing) == rank_format.COMM_TIMING_KEYS
     assert len(steps) == 10 and all(tuple(s) == rank_format.STEP_KEYS for s in steps)
     assert tuple(summary) == rank_format.SUMMARY_KEYS
 
     shapes = {
         "header": _shape({k: v for k, v in header.items() if k != "config"}, 2),
+        "roster": _shape(roster, 2),
         "comm_timing": _shape(timing, 1),
         "step": _shape(steps[-1], 1),
         "summary": _shape({k: v for k, v in summary.items() if k != "telemetry"}, 2),
