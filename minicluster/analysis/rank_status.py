@@ -105,7 +105,7 @@ def classify(
                 who = f"rank {rank} on {node_of[rank]}" if rank in node_of else f"rank {rank}"
                 lines[rank] = (
                     f"{who}: aborted {where(by_rank[rank])}: {why} after rank(s) {names} "
-                    f"failed ({by_rank[rank].summary.get('error') if by_rank[rank].summary else ''})"
+                    f"failed ({(by_rank[rank].summary or {}).get('error') or ''})"
                 )
     order = {FAILED: 0, MISSING: 0, ABORTED: 1, INTERRUPTED: 2}
     ranked = sorted((order[s], r) for r, s in status.items() if s != OK)

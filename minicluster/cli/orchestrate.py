@@ -35,35 +35,48 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
 
 
-def new_output(out: Path | None, what: str = "run") -> tuple[str, Path]:
+def new_output(out: Path | None, what: str = "run", job: str | None = None) -> tuple[str, Path]:
     """A new id and its output directory (`out`, or runs/<id>), checked to hold no earlier run and
-    claimed for this one (exclusive create of DIR/.claim) before any rank starts."""
+    claimed for this one (exclusive create of DIR/.claim) before any rank starts.
+
+    `job` names a job across nodes (its rendezvous): on a shared filesystem every node's
+    `minicluster run` gets the same directory, and the nodes of one job share its claim."""
     new_id = new_run_id()
     out_dir = Path("runs") / new_id if out is None else out
+    if job is not None and _claim_owner(out_dir).get("job") == job:
+        return new_id, out_dir  # another node of this job took it first: share it
     ensure_new_run_dir(out_dir, what)
-    claim(out_dir, new_id, what)
+    claim(out_dir, new_id, what, job)
     return new_id, out_dir
 
 
-def claim(out_dir: Path, run_id: str, what: str = "run") -> None:
+def _claim_owner(out_dir: Path) -> dict[str, Any]:
+    try:
+        owner = json.loads((out_dir / rundir.CLAIM_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+def claim(out_dir: Path, run_id: str, what: str = "run", job: str | None = None) -> None:
     """Take `out_dir` for run `run_id` with an exclusive create of its claim file: of two runs
-    started together on one directory, exactly one gets it; the other stops with exit 2."""
+    started together on one directory, exactly one gets it; the other stops with exit 2 (unless
+    both are nodes of one job across nodes, `job`)."""
     path = out_dir / rundir.CLAIM_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        try:
-            owner = json.loads(path.read_text(encoding="utf-8")).get("run_id", "?")
-        except (OSError, ValueError, AttributeError):
-            owner = "?"
+        owner = _claim_owner(out_dir)
+        if job is not None and owner.get("job") == job:
+            return
         raise InputError(
-            f"output directory {out_dir} is taken by run {owner}: give a new --out for this "
-            f"{what}, or remove it"
+            f"output directory {out_dir} is taken by run {owner.get('run_id', '?')}: give a new "
+            f"--out for this {what}, or remove it"
         ) from None
     except OSError as e:
         raise InputError(f"output directory {out_dir} is not writable: {e.strerror or e}") from None
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"run_id": run_id, "pid": os.getpid(), "what": what}, f)
+        json.dump({"run_id": run_id, "pid": os.getpid(), "what": what, "job": job}, f)
 
 
 def ensure_new_run_dir(out_dir: Path, what: str = "run") -> None:
@@ -201,7 +214,11 @@ def aggregate_dir_to(out_dir: Path, launcher_error: str | None) -> tuple[dict[st
         exit_codes=_exit_codes(launcher),
         interrupted=interrupted,
     )
-    return result, write_result(out_dir, result)
+    path = write_result(out_dir, result)
+    kept = rundir.result_path(out_dir)
+    if path != kept:  # a fuller result was there: it stays the run's answer (and exit code)
+        return json.loads(kept.read_text(encoding="utf-8")), kept
+    return result, path
 
 
 def _refuse_partial_node_dir(out_dir: Path, records: list[Any]) -> None:
@@ -285,8 +302,8 @@ def write_result(out_dir: Path, result: dict[str, Any]) -> Path:
         kept = path
         path = out_dir / f"result.partial-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
         print(
-            f"minicluster: warning: {kept} covers more of the run ({why}): kept it; this "
-            f"result goes to {path}",
+            f"minicluster: warning: {kept} covers more of the run ({why}): kept it; the "
+            f"result of the files here goes to {path}",
             file=sys.stderr,
         )
     atomic_write_json(path, result)

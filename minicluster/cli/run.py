@@ -76,7 +76,8 @@ def _launch_training(args: argparse.Namespace, validating: bool) -> dict[str, An
         cfg = config_mod.override(cfg, replica_check_every=every, check_ddp_equivalence=True)
     nnodes = rendezvous.nnodes if rendezvous else 1
     cfg = with_faults(cfg, args, world_size=cfg.run.nproc * nnodes)
-    run_id, out_dir = orchestrate.new_output(args.out)
+    job = f"{rendezvous.endpoint}/{rendezvous.rdzv_id}" if rendezvous is not None else None
+    run_id, out_dir = orchestrate.new_output(args.out, job=job)
     where = f"{cfg.run.nproc} ranks"
     if rendezvous is not None:
         where = (

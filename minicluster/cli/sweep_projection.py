@@ -146,7 +146,8 @@ def run_probe(
     except MiniclusterError as e:
         print(f"sweep: all_reduce probe failed: {e}", file=sys.stderr)
         return
-    print(f"sweep: all_reduce probe: {result['status']}", file=sys.stderr)
+    if result is not None:
+        print(f"sweep: all_reduce probe: {result['status']}", file=sys.stderr)
 
 
 def reaggregate_probe(sweep_dir: Path, plan: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ class FaultInjector:
             ddp.module.register_forward_pre_hook(self._straggle)
         if self._of("slow_link"):
             transport = SlowTransport(self)
-            dist.all_reduce = transport.all_reduce  # type: ignore[assignment]
+            dist.all_reduce = transport.all_reduce
             if not hook_registered:  # DDP's C++ all-reduce would bypass the slow transport
                 ddp.register_comm_hook(None, transport.bucket_hook(world_size))
         if self._of("corrupt_grad"):
@@ -79,6 +79,17 @@ class FaultInjector:
         delay_ms = sum(f.delay_ms or 0 for f in self._of(kind) if self.step >= f.from_step)
         if delay_ms:
             time.sleep(delay_ms / 1e3)
+
+    def _corrupt(self, opt: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
+        if not any(f.step == self.step for f in self._of("corrupt_grad")):
+            return
+        for group in opt.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    with torch.no_grad():
+                        p.grad.view(-1)[0] += 1.0  # one element, after the all-reduce
+                    log.warning("fault injected: corrupt_grad at step %d", self.step)
+                    return
 
 
 class _DelayedWork:
@@ -128,7 +139,7 @@ class SlowTransport:
             try:
                 self.real_all_reduce(tensor, op=op, async_op=True).wait()
             except Exception as e:  # the peer failed: hand the error to the waiting hook
-                work.future.set_exception(e)
+                work.future.set_exception(e)  # type: ignore[arg-type]  # torch's stub types it T
                 continue
             work.future.set_result([tensor])
 
@@ -136,14 +147,3 @@ class SlowTransport:
         """A plain all-reduce (mean) comm hook through this transport, for a run timed without
         one (DDP's own stats): DDP's built-in all-reduce would not pass through it."""
         return _mean_hook(world_size)
-
-    def _corrupt(self, opt: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
-        if not any(f.step == self.step for f in self._of("corrupt_grad")):
-            return
-        for group in opt.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    with torch.no_grad():
-                        p.grad.view(-1)[0] += 1.0  # one element, after the all-reduce
-                    log.warning("fault injected: corrupt_grad at step %d", self.step)
-                    return
