@@ -1,7 +1,8 @@
 """Per-rank records (header, step columns, summary) and reading them back from `DIR/ranks/`.
 
-A collectives run's ranks write one `collective` record per (op, size) instead of steps; they
-are kept as a list of dicts (`RankRecords.collectives`).
+A collectives run's ranks write one `collective` record per (op, size) instead of steps (the
+pairwise link test: a `pair_plan` and one `pair` record per pair); they are kept as a list of
+dicts (`RankRecords.collectives`).
 
 Steps are held as columns (one numpy array per field) so a 1,024-rank x 1,000-step run fits in
 little memory; `RankRecords.steps` gives them back as a list of dicts for small uses.
@@ -222,7 +223,7 @@ def _read_rank_files(job: tuple[Path, int]) -> RankRecords:
         kind = obj.get("type") if isinstance(obj, dict) else None
         if kind == rank_format.STEP:
             steps.append(obj)
-        elif kind == rank_format.COLLECTIVE:
+        elif kind in (rank_format.COLLECTIVE, rank_format.PAIR_PLAN, rank_format.PAIR):
             collectives.append(obj)
         elif kind == rank_format.HEADER:
             rank_format.check_header(obj, str(path))
