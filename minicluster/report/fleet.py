@@ -209,8 +209,13 @@ def strip_plot(report: dict[str, Any], m: dict[str, Any]) -> Plot | None:
     elif m["direction"] == "higher":
         threshold = at_z(-z)
     normal = [c["value"] for _, c in cells if not c["outlier"]] or [median]
-    lo = min([*normal, median] + ([threshold] if threshold is not None else []))
-    hi = max([*normal, median] + ([threshold] if threshold is not None else []))
+    lo, hi = min([*normal, median]), max([*normal, median])
+    span = (hi - lo) or abs(median) * 0.1 or 1.0
+    # The threshold widens the axis only when it is near the nodes: far off, it would squash
+    # them into one dot (a tight fleet's floor is far from every node); then it is written.
+    near = threshold is not None and lo - span <= threshold <= hi + span
+    if near:
+        lo, hi = min(lo, threshold), max(hi, threshold)
     pad = (hi - lo) * 0.08 or abs(median) * 0.1 or 1.0
     lo, hi = (lo - pad, hi + pad) if not log else (lo / 1.1, hi * 1.1)
     height = 150
@@ -222,8 +227,21 @@ def strip_plot(report: dict[str, Any], m: dict[str, Any]) -> Plot | None:
         svg.x_axis(frame, f"{m['name']} ({m['unit']})", [t for t in ticks if t > 0 or not log])
     )
     parts.append(_vline(frame, median, "#333", f"median {fmt_num(median)}", dash=""))
-    if threshold is not None:
-        parts.append(_vline(frame, threshold, "#C00", f"outlier beyond {fmt_num(threshold)}"))
+    if threshold is not None and near:
+        parts.append(
+            _vline(frame, threshold, "#C00", f"outlier beyond {fmt_num(threshold)}", low=True)
+        )
+    elif threshold is not None:
+        side_x = frame.right if threshold > hi else frame.left
+        parts.append(
+            svg.text(
+                side_x,
+                frame.bottom - 6,
+                f"outlier beyond {fmt_num(threshold)} (off axis)",
+                anchor="end" if threshold > hi else "start",
+                fill="#C00",
+            )
+        )
     for i, (label, c) in enumerate(sorted(cells)):
         v = c["value"]
         y = frame.top + 12 + (i * 37 % 60)
@@ -238,8 +256,7 @@ def strip_plot(report: dict[str, Any], m: dict[str, Any]) -> Plot | None:
         if c["outlier"] or clipped != v:
             mark = f"{label}: {fmt_num(v)}" + (" (off axis)" if clipped != v else "")
             anchor = "end" if clipped >= hi else "start"
-            dx = -8 if anchor == "end" else 8
-            parts.append(svg.text(x + dx, y + 4, mark, anchor=anchor, fill="#C00"))
+            parts.append(svg.text(x, y - 9, mark, anchor=anchor, fill="#C00"))
     parts.append("</svg>")
     caption = (
         f"{m['name']} of each node (dots; red: outlier, named), the fleet median (solid) and the "
@@ -250,11 +267,14 @@ def strip_plot(report: dict[str, Any], m: dict[str, Any]) -> Plot | None:
     return Plot(f"fleet-{m['name']}", title, "".join(parts), caption)
 
 
-def _vline(frame: svg.Frame, x: float, color: str, label: str, dash: str = "6 4") -> str:
+def _vline(
+    frame: svg.Frame, x: float, color: str, label: str, dash: str = "6 4", low: bool = False
+) -> str:
+    """A vertical reference line with its label at the top (or, `low`, at the bottom)."""
     px = frame.x(x)
     dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
     return (
         f'<line class="ref" x1="{px:.1f}" y1="{frame.top}" x2="{px:.1f}" y2="{frame.bottom}" '
         f'stroke="{color}" stroke-width="1.4"{dash_attr}><title>{escape(label)}</title></line>'
-        + svg.text(px + 4, frame.top + 10, label, fill=color)
+        + svg.text(px + 4, frame.bottom - 6 if low else frame.top + 10, label, fill=color)
     )

@@ -254,9 +254,9 @@ def heatmap_plot(result: dict[str, Any]) -> Plot | None:
         )[:HEATMAP_MAX]
         index.sort()
     n = len(index)
-    cell = max(6, min(28, 520 // n))
+    cell = max(6, min(44, 520 // n))
     left, top = 70, 48
-    width = left + n * cell + 190
+    width = max(560, left + n * cell + 190)
     height = top + n * cell + 56
     title = "Pairwise bus bandwidth (row sends, column receives)"
     parts = [
