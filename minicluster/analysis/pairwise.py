@@ -1,6 +1,6 @@
 """Merge the pairwise link test's records into the `pairwise` block of a result: per pair time,
-busbw and #wrong, the N x N busbw matrix, per rank and per node medians, the slow pairs and the
-suspect. Never imports torch.
+busbw and #wrong, the N x N busbw matrix, per rank and per node medians (which pairs are slow,
+and the suspect, are judged by `analysis.pair_verdict`). Never imports torch.
 
 Rules (README "Finding the slow link"):
 - a direction's time in one pass is the max over the pair's two ranks of their mean per transfer;
@@ -8,11 +8,7 @@ Rules (README "Finding the slow link"):
   pair now and then); busbw = algbw = size / time (nccl-tests' sendrecv: factor 1); the pair's
   busbw is the lower of its two directions' (a link is as fast as its slower direction), its
   time the higher;
-- a pair is slow when its busbw's robust z over all measured pairs is below -outlier_z (median /
-  MAD of ln(busbw), the MAD floored at `collectives.pair_mad_floor`, `analysis.robust`; needs
-  `MIN_PAIRS_FOR_Z` pairs), or when it is below `min_busbw_gbps`;
-- the suspect is what every slow pair has in common: one rank (all its slow pairs involve it),
-  the link itself (a single slow pair: both its ranks are fine with everyone else), or a node.
+- per rank and per node, the median over the pairs with an end there.
 """
 
 from __future__ import annotations
@@ -26,14 +22,13 @@ from minicluster.analysis.collectives import (
     benchmark_metrics,
     benchmark_result,
 )
+from minicluster.analysis.pair_verdict import distribution, judge, suspect, verdict
 from minicluster.analysis.records import RankRecords
-from minicluster.analysis.robust import Spread, spread
 from minicluster.core import pairs, rank_format
 from minicluster.core.collective_defs import algbw_gbps
 from minicluster.core.metrics import MetricValue, metric, unavailable
 from minicluster.core.units import format_size
 
-MIN_PAIRS_FOR_Z = 3  # below this, no distribution: only min_busbw judges
 RULE = (
     "per direction and pass: mean per transfer over `iters` back-to-back transfers on each rank, "
     "max over the pair's two ranks (nccl-tests); then the fastest pass"
@@ -57,8 +52,8 @@ def aggregate_pairwise(
 ) -> dict[str, Any]:
     """The canonical result of a pairwise link test (`aggregated_at` fixed for golden tests)."""
     frame = benchmark_frame(records, launcher_error, exit_codes, interrupted)
-    block = pairwise_block(frame)
-    frame.errors.extend(block.pop("_errors"))
+    block, errors = pairwise_block(frame)
+    frame.errors.extend(errors)
     detected = [
         {
             "kind": "slow_link",
@@ -74,8 +69,8 @@ def aggregate_pairwise(
     return benchmark_result(frame, metrics, aggregated_at, {"pairwise": block}, detected)
 
 
-def pairwise_block(frame: BenchmarkFrame) -> dict[str, Any]:
-    """The `pairwise` block; its `_errors` key holds lines for the result's errors."""
+def pairwise_block(frame: BenchmarkFrame) -> tuple[dict[str, Any], list[str]]:
+    """The `pairwise` block, and lines for the result's errors (unmeasured and wrong pairs)."""
     s = frame.section
     plan = _plan(frame.records)
     rank_nodes = _rank_nodes(frame, plan)
@@ -92,8 +87,8 @@ def pairwise_block(frame: BenchmarkFrame) -> dict[str, Any]:
     lines = _pair_lines(frame.records)
     size = int(plan["size_bytes"]) if plan else 0
     rows = [_pair_row(a, b, lines.get((a, b), []), size, rank_nodes) for a, b in scheduled]
-    _judge(rows, s.outlier_z, s.min_busbw_gbps, s.pair_mad_floor)
-    dist = _distribution(rows, s.pair_mad_floor)
+    judge(rows, s.outlier_z, s.min_busbw_gbps, s.pair_mad_floor)
+    dist = distribution(rows, s.pair_mad_floor)
     for row in rows:
         name = f"pair {label[row['a']]} - {label[row['b']]}"
         if row["status"] != "measured":
@@ -101,7 +96,7 @@ def pairwise_block(frame: BenchmarkFrame) -> dict[str, Any]:
         if row["wrong"]:
             errors.append(f"{name}: {row['wrong']} wrong elements")
     slow = [r for r in rows if r["slow"]]
-    suspect = _suspect(slow, rows, rank_nodes, label, per_node)
+    named = suspect(slow, rows, rank_nodes, label, per_node)
     block: dict[str, Any] = {
         "per": s.per,
         "schedule": s.schedule,
@@ -127,13 +122,12 @@ def pairwise_block(frame: BenchmarkFrame) -> dict[str, Any]:
         "matrix_gbps": _matrix(who, rows),
         "slow_pairs": [[r["a"], r["b"]] for r in slow],
         "wrong_total": sum(r["wrong"] or 0 for r in rows),
-        "suspect": suspect,
+        "suspect": named,
         "per_rank": _per_rank(who, rows, rank_nodes),
         "per_node": _per_node(rows, rank_nodes),
-        "_errors": errors,
     }
-    block["verdict"] = _verdict(block, label)
-    return block
+    block["verdict"] = verdict(block, label)
+    return block, errors
 
 
 def _plan(records: list[RankRecords]) -> dict[str, Any] | None:
@@ -226,46 +220,6 @@ def _pair_row(
     return row
 
 
-def _judge(
-    rows: list[dict[str, Any]], outlier_z: float, min_busbw: float | None, floor: float
-) -> None:
-    """Set each measured row's z, slow and why_slow."""
-    measured = [r for r in rows if r["busbw_gbps"] is not None]
-    dist = _spread(measured, floor)
-    for r in measured:
-        why = []
-        if dist is not None:
-            r["z"] = dist.z(r["busbw_gbps"])
-            if r["z"] < -outlier_z:
-                why.append(
-                    f"busbw {r['busbw_gbps']:.3g} GB/s, z {r['z']:.1f} < -{outlier_z:g} "
-                    f"(median of {dist.n} pairs {dist.median:.3g} GB/s)"
-                )
-        if min_busbw is not None and r["busbw_gbps"] < min_busbw:
-            why.append(f"busbw {r['busbw_gbps']:.3g} GB/s < --min-busbw {min_busbw:g}")
-        if why:
-            r["slow"] = True
-            r["why_slow"] = "; ".join(why)
-
-
-def _spread(measured: list[dict[str, Any]], floor: float) -> Spread | None:
-    if len(measured) < MIN_PAIRS_FOR_Z:
-        return None
-    return spread([r["busbw_gbps"] for r in measured], floor_frac=floor, log=True)
-
-
-def _distribution(rows: list[dict[str, Any]], floor: float) -> dict[str, Any]:
-    measured = [r for r in rows if r["busbw_gbps"] is not None]
-    dist = _spread(measured, floor)
-    if dist is None:
-        return {
-            "n": len(measured),
-            "reason": f"fewer than {MIN_PAIRS_FOR_Z} measured pairs: no distribution to judge "
-            "against (only --min-busbw applies)",
-        }
-    return {**dist.to_dict(), "reason": None}
-
-
 def _matrix(who: list[int], rows: list[dict[str, Any]]) -> list[list[float | None]]:
     """`[i][j]`: busbw of direction who[i] -> who[j] (GB/s); None on the diagonal and unmeasured."""
     index = {r: i for i, r in enumerate(who)}
@@ -319,103 +273,6 @@ def _per_node(rows: list[dict[str, Any]], rank_nodes: dict[int, str]) -> list[di
             }
         )
     return out
-
-
-def _suspect(
-    slow: list[dict[str, Any]],
-    rows: list[dict[str, Any]],
-    rank_nodes: dict[int, str],
-    label: dict[int, str],
-    per_node: bool,
-) -> dict[str, Any]:
-    """What every slow pair has in common (`kind`: link, rank, node or None) and why."""
-    none: dict[str, Any] = {"kind": None, "ranks": [], "nodes": [], "text": None}
-    if not slow:
-        return none
-    common = set.intersection(*({r["a"], r["b"]} for r in slow))
-    what = "node" if per_node else "rank"
-    if len(slow) == 1:
-        a, b = slow[0]["a"], slow[0]["b"]
-        others = [r for r in rows if not r["slow"] and r["busbw_gbps"] is not None]
-        fine = [x for x in (a, b) if any(x in (r["a"], r["b"]) for r in others)]
-        if len(fine) == 2:
-            text = (
-                f"the link between {label[a]} and {label[b]}: the only slow pair, and both "
-                f"{what}s are normal with every other peer"
-            )
-        else:
-            text = (
-                f"{label[a]}, {label[b]} or the link between them: the only slow pair (too "
-                "few other pairs to tell which end)"
-            )
-        return {
-            "kind": "link",
-            "ranks": [a, b],
-            "nodes": sorted({rank_nodes.get(a), rank_nodes.get(b)} - {None}),
-            "text": text,
-        }
-    if len(common) == 1:
-        (x,) = common
-        total = sum(1 for r in rows if x in (r["a"], r["b"]))
-        return {
-            "kind": "node" if per_node else "rank",
-            "ranks": [x],
-            "nodes": [rank_nodes[x]] if x in rank_nodes else [],
-            "text": f"{label[x]}: in every slow pair ({len(slow)} of its {total} pairs slow)",
-        }
-    # Ranks on different nodes can still share the node that every slow pair touches.
-    node_sets = [{rank_nodes.get(r["a"]), rank_nodes.get(r["b"])} for r in slow]
-    common_nodes = set.intersection(*node_sets) - {None}
-    if not per_node and len(set(rank_nodes.values())) > 1 and len(common_nodes) == 1:
-        (node,) = common_nodes
-        return {
-            "kind": "node",
-            "ranks": [],
-            "nodes": [node],
-            "text": f"node {node}: every slow pair has a rank on it",
-        }
-    counts = {
-        x: sum(1 for r in slow if x in (r["a"], r["b"])) for r in slow for x in (r["a"], r["b"])
-    }
-    most = max(counts.values())
-    top = sorted(x for x, c in counts.items() if c == most)
-    return {
-        **none,
-        "text": f"no single {what} is in every slow pair ({len(slow)} slow pairs; most often: "
-        + ", ".join(f"{label[x]} ({most})" for x in top)
-        + ")",
-    }
-
-
-def _verdict(block: dict[str, Any], label: dict[int, str]) -> str:
-    rows = block["pairs"]
-    measured = [r for r in rows if r["busbw_gbps"] is not None]
-    dist = block["distribution"]
-    if not rows:
-        return "pairwise: no pair was measured"
-    parts = []
-    slow = [r for r in rows if r["slow"]]
-    wrong = [r for r in rows if r["wrong"]]
-    if slow:
-        named = "; ".join(f"{label[r['a']]} - {label[r['b']]}: {r['why_slow']}" for r in slow)
-        parts.append(f"SLOW: {len(slow)} of {len(measured)} pairs ({named})")
-        if block["suspect"]["text"]:
-            parts.append(f"suspect: {block['suspect']['text']}")
-    if wrong:
-        parts.append(
-            "WRONG: "
-            + "; ".join(f"{label[r['a']]} - {label[r['b']]}: {r['wrong']} elements" for r in wrong)
-        )
-    if parts:
-        return "pairwise: " + "; ".join(parts)
-    median = dist.get("median")
-    where = f"median busbw {median:.3g} GB/s, " if median is not None else ""
-    return (
-        f"pairwise: ok: {len(measured)} of {len(rows)} pairs measured, none slow or wrong "
-        f"({where}slow: z < -{block['outlier_z']:g}"
-        + (f" or busbw < {block['min_busbw_gbps']:g} GB/s" if block["min_busbw_gbps"] else "")
-        + ")"
-    )
 
 
 def _metrics(block: dict[str, Any]) -> dict[str, MetricValue]:

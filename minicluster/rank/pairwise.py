@@ -174,9 +174,9 @@ class _Link:
     def _transfer(self, src: int, dst: int) -> None:
         """One transfer src -> dst (this rank is one of them)."""
         if self.rank == src:
-            tdist.isend(self.send_buf, dst).wait()
+            _wait(tdist.isend(self.send_buf, dst))
         else:
-            tdist.irecv(self.recv_buf, src).wait()
+            _wait(tdist.irecv(self.recv_buf, src))
 
     def _timed_mean_us(self, src: int, dst: int, peer: int) -> float:
         """`iters` transfers src -> dst back to back after a barrier of the two: the mean per
@@ -192,11 +192,11 @@ class _Link:
         """Swap a small tensor with `peer` (the lower rank sends first): theirs comes back."""
         theirs = torch.empty_like(mine)
         if self.rank < peer:
-            tdist.isend(mine, peer).wait()
-            tdist.irecv(theirs, peer).wait()
+            _wait(tdist.isend(mine, peer))
+            _wait(tdist.irecv(theirs, peer))
         else:
-            tdist.irecv(theirs, peer).wait()
-            tdist.isend(mine, peer).wait()
+            _wait(tdist.irecv(theirs, peer))
+            _wait(tdist.isend(mine, peer))
         self.sync()
         return theirs
 
@@ -204,6 +204,12 @@ class _Link:
         """Every rank of the world (an all_reduce, then the device drained)."""
         tdist.all_reduce(torch.ones(1, device=self.device))
         self.sync()
+
+
+def _wait(work: tdist.Work | None) -> None:
+    """Wait for a point-to-point transfer (torch types isend/irecv as maybe returning None)."""
+    assert work is not None, "isend/irecv returned no work object"
+    work.wait()
 
 
 def _no_sync() -> None:
