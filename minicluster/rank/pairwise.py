@@ -107,7 +107,7 @@ def run_pairwise(
         next_pair = 0
         for i in range(len(rounds)):
             if next_pair < len(mine) and mine[next_pair][0] == i:
-                emit({**link.pair(i, mine[next_pair][1]), "pass": n_pass})
+                emit(link.pair(n_pass, i, mine[next_pair][1]))
                 next_pair += 1
             link.barrier()  # the next round starts when every pair of this one is done
             done = n_pass * len(rounds) + i + 1
@@ -130,12 +130,14 @@ class _Link:
         self.send_buf = pattern(count, lambda i: (rank * RANK_STEP + i) % p, dt, device)
         self.recv_buf = torch.full((count,), NOT_WRITTEN, dtype=dt, device=device)
 
-    def pair(self, round_index: int, pair: pairs.Pair) -> dict[str, Any]:
+    def pair(self, n_pass: int, round_index: int, pair: pairs.Pair) -> dict[str, Any]:
+        """Check, warm up and time the pair (a, b) this rank is in: its `pair` record."""
         a, b = pair
         peer = b if self.rank == a else a
         p = self.prime
         rec: dict[str, Any] = {
             "type": rank_format.PAIR,
+            "pass": n_pass,
             "round": round_index,
             "a": a,
             "b": b,

@@ -157,7 +157,14 @@ def test_per_node_tests_one_rank_per_node_pair(tmp_path: Path) -> None:
         ("host-c", [4, 5], 2),
     ]
     assert len(pw["matrix_gbps"]) == 3
-    # the ranks that sat out wrote the plan and no pair
+    # every record in the format's keys; the ranks that sat out wrote the plan and no pair
+    from minicluster.core import rank_format
+
+    for rank in (0, 2, 4):
+        lines = (tmp_path / "run0" / "ranks" / f"rank_{rank:05d}.jsonl").read_text().splitlines()
+        plan, *pair_lines = (json.loads(x) for x in lines[1:])
+        assert tuple(plan) == rank_format.PAIR_PLAN_KEYS
+        assert len(pair_lines) == 2 and all(tuple(p) == rank_format.PAIR_KEYS for p in pair_lines)
     for rank in (1, 3, 5):
         lines = (tmp_path / "run0" / "ranks" / f"rank_{rank:05d}.jsonl").read_text().splitlines()
         kinds = [json.loads(x)["type"] for x in lines]
