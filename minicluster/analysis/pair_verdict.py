@@ -113,7 +113,7 @@ def suspect(
             "kind": "node",
             "ranks": [],
             "nodes": [node],
-            "text": f"node {node}: every slow pair has a rank on it",
+            "text": f"{node}: every slow pair has a rank on this node",
         }
     counts = {
         x: sum(1 for r in slow if x in (r["a"], r["b"])) for r in slow for x in (r["a"], r["b"])

@@ -127,3 +127,25 @@ def test_a_fresh_straggler_run_among_the_recorded_fleet(run_cli: RunCli, tmp_pat
     fleet = run_cli("fleet", *CLEAN, str(out), "--metric", "compute_ms", cwd=tmp_path)
     assert fleet.returncode == 1, fleet.stdout
     assert fleet.stdout.splitlines()[0].startswith("fleet of 8 nodes: 1 outlier node(s): fresh (")
+
+
+def test_fleet_flags_are_frozen() -> None:
+    """The command's flags are its interface: a change here is a change for every user."""
+    import argparse
+
+    from minicluster.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {s for s in sub.choices["fleet"]._option_string_actions if s.startswith("--")}
+    assert flags == {
+        "--help",
+        "--metric",
+        "--outlier-z",
+        "--mad-floor",
+        "--md",
+        "--html",
+        "--json",
+    }
+    args = parser.parse_args(["fleet", "a", "b", "c"])
+    assert (args.metric, args.outlier_z, args.mad_floor) == (None, 3.5, None)
