@@ -39,8 +39,8 @@ MIN_NODES = 3  # a median and a MAD of fewer values say nothing about a fleet
 # The MAD of ln(value) never counts as less than this: a fleet tighter than it names nobody within
 # exp(3.5 x 0.1) = +42% / -30% of its median. Measured on this project's loaded 2-core VM
 # (scripts/check_fleet_false_positives.py, README "Validating a cluster"): 24 subsets of 7 clean
-# node checks run together named a node 18 times without a floor, 4 with 0.05, never with 0.1
-# (memory peaks agree within 1%: any 1% difference was dozens of MADs).
+# node checks run together named a node 18 times without a floor (15 on memory peaks, which agree
+# within 1%), 4 with 0.05 (all-reduce time), never with 0.1.
 MAD_FLOOR_FRAC = 0.10
 
 
