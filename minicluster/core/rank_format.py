@@ -26,8 +26,9 @@ from typing import Any
 from minicluster.core.errors import InputError
 
 FORMAT_NAME = "minicluster-rank"
-# 1.1: comm_reason, comm_timing.from_step; no issue_delay_ms. 1.2: pair_plan and pair records.
-FORMAT_VERSION = f"{FORMAT_NAME}/1.2"
+# 1.1: comm_reason, comm_timing.from_step; no issue_delay_ms. 1.2 (main: multi-node): header
+# node_rank, the roster record. 1.3: pair_plan and pair records (the pairwise link test).
+FORMAT_VERSION = f"{FORMAT_NAME}/1.3"
 
 HEADER = "header"
 COMM_TIMING = "comm_timing"

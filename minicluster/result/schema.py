@@ -11,9 +11,10 @@ from typing import Any
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
 
-# 1.1: steps.series (the per-step cross-rank series of the run-level metrics). 1.2: the pairwise
-# block (the pairwise link test); `nodes` may be a list of per-node objects. Readers accept 1.x.
-SCHEMA_VERSION = "minicluster/1.2"
+# 1.1: steps.series (the per-step cross-rank series of the run-level metrics). 1.2 (main: multi-
+# node and scaling breakdown): `nodes` may be a list of per-node objects, among others. 1.3: the
+# `pairwise` block (the pairwise link test). Readers accept every 1.x.
+SCHEMA_VERSION = "minicluster/1.3"
 
 
 @lru_cache(maxsize=1)
