@@ -2,7 +2,8 @@
 
 Input is each rank's header, step records and summary: gathered in-band on rank 0, or read
 back from `DIR/ranks/` (also for a broken run, where some ranks left no summary). A collectives
-run (header `job: collectives`) is merged by `analysis.collectives`, in the same envelope.
+run (header `job: collectives`) is merged by `analysis.collectives` (the pairwise link test by
+`analysis.pairwise`), in the same envelope.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 
 from minicluster.analysis import energy, envelope, fault_detect, nodes, rank_status
 from minicluster.analysis.collectives import aggregate_collectives
+from minicluster.analysis.pairwise import aggregate_pairwise
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.run_metrics import (
     telemetry_sources,
@@ -48,9 +50,9 @@ def aggregate(
     """
     head0, headers = envelope.rank0_header(records)
     if head0.get("job") == "collectives":
-        return aggregate_collectives(
-            records, launcher_error, aggregated_at, exit_codes, interrupted
-        )
+        pairwise = envelope.run_config(head0).collectives.pattern == "pairwise"
+        merge = aggregate_pairwise if pairwise else aggregate_collectives
+        return merge(records, launcher_error, aggregated_at, exit_codes, interrupted)
     cfg = envelope.run_config(head0)
     world_size = max(h["world_size"] for h in headers)
     by_rank = {r.rank: r for r in records}

@@ -1,4 +1,6 @@
-"""Merge the ranks' collective benchmark records into one `minicluster/1` result. Never imports torch.
+"""Merge the ranks' collective benchmark records into one `minicluster/1` result, in the envelope
+every collectives job shares (the pairwise link test's block is built by `analysis.pairwise`).
+Never imports torch.
 
 Each rank wrote one record per (op, size) with its own mean time, the max of that mean across
 ranks and the wrong elements in its own output; here they become one row per (op, size):
@@ -8,11 +10,13 @@ wrong = the sum over ranks.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from minicluster.analysis import energy, envelope, nodes, rank_status
 from minicluster.analysis.records import RankRecords
 from minicluster.core import metrics as metrics_registry
+from minicluster.core import rank_format
 from minicluster.core.collective_defs import (
     DTYPE_BYTES,
     FORMULAS,
@@ -21,6 +25,7 @@ from minicluster.core.collective_defs import (
     algbw_gbps,
     busbw_factor,
 )
+from minicluster.core.config import CollectivesSection
 from minicluster.core.metrics import MetricValue, metric, unavailable
 from minicluster.core.units import format_size
 
@@ -30,19 +35,42 @@ NOT_SAMPLED = "not sampled: this result predates telemetry in collectives runs"
 _PER_STEP_METRICS = ("energy_per_step_joules", "energy_per_sample_joules", "performance_per_watt")
 
 
-def aggregate_collectives(
+@dataclass
+class BenchmarkFrame:
+    """What every collectives-job result (all ops, or the pairwise link test) starts from: the
+    headers, the config, each rank's fate and the telemetry sources."""
+
+    records: list[RankRecords]
+    head0: dict[str, Any]
+    headers: list[dict[str, Any]]
+    section: CollectivesSection
+    world_size: int
+    by_rank: dict[int, RankRecords]
+    fates: rank_status.RankStatuses
+    errors: list[str]
+    interrupted: bool
+    launcher_error: str | None
+    sources: list[dict[str, Any]]
+    where: dict[int, nodes.NodeId]  # each rank's node (analysis.nodes.locate_ranks)
+    multi_node: bool
+
+    @property
+    def status(self) -> str:
+        if self.fates.failed or (self.launcher_error and not self.interrupted):
+            return "failed"
+        return "incomplete" if self.interrupted else "ok"
+
+
+def benchmark_frame(
     records: list[RankRecords],
     launcher_error: str | None = None,
-    aggregated_at: str | None = None,
     exit_codes: dict[int, int] | None = None,
     interrupted: bool = False,
-) -> dict[str, Any]:
-    """The canonical result of a collectives run (`aggregated_at` fixed for golden tests)."""
+) -> BenchmarkFrame:
+    """The shared start of a collectives-job result; InputError when no rank wrote a header."""
     head0, headers = envelope.rank0_header(records)
-    section = envelope.run_config(head0).collectives
     world_size = max(h["world_size"] for h in headers)
     by_rank = {r.rank: r for r in records}
-
     errors: list[str] = [w for r in records for w in r.warnings]
     where = nodes.locate_ranks(records, world_size)
     multi_node = nodes.spans_nodes(where)
@@ -57,37 +85,52 @@ def aggregate_collectives(
     errors += fates.errors
     if launcher_error:
         errors.append(f"launcher: {launcher_error}")
-    failed_ranks = fates.failed
-    interrupted = interrupted or bool(fates.of(rank_status.INTERRUPTED))
-    rows = merge_rows(records, world_size)
-    for row in rows:
-        if row["wrong"]:
-            ranks = ", ".join(str(r) for r in row["wrong_ranks"])
-            errors.append(
-                f"{row['op']} at {row['size_bytes']} B: {row['wrong']} wrong elements "
-                f"(rank {ranks})"
-            )
-    wrong_total = sum(r["wrong"] or 0 for r in rows)
     pairs = [(r.header, r.summary) for _, r in sorted(by_rank.items()) if r.header and r.summary]
-    # Results of runs from before telemetry was sampled here have no window in the summaries.
-    sources = energy.collect_sources([p for p in pairs if p[1].get("telemetry")])
-    metrics = _metrics(rows, by_rank, headers, world_size, sources)
-    status = "ok"
-    if failed_ranks or (launcher_error and not interrupted):
-        status = "failed"
-    elif interrupted:
-        status = "incomplete"
-    missing = fates.of(rank_status.MISSING)
+    return BenchmarkFrame(
+        records=records,
+        head0=head0,
+        headers=headers,
+        section=envelope.run_config(head0).collectives,
+        world_size=world_size,
+        by_rank=by_rank,
+        fates=fates,
+        errors=errors,
+        interrupted=interrupted or bool(fates.of(rank_status.INTERRUPTED)),
+        launcher_error=launcher_error,
+        # Results of runs from before telemetry was sampled here have no window in the summaries.
+        sources=energy.collect_sources([p for p in pairs if p[1].get("telemetry")]),
+        where=where,
+        multi_node=multi_node,
+    )
+
+
+def benchmark_result(
+    frame: BenchmarkFrame,
+    metrics: dict[str, MetricValue],
+    aggregated_at: str | None,
+    blocks: dict[str, Any],
+    detected: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The canonical result of a collectives job; `blocks` holds its `collectives` and
+    `pairwise` sections (the one it lacks is None)."""
+    fates = frame.fates
     # No training steps: per node its ranks and their status, no step figures or scores.
     node_section = nodes.nodes_section(
-        where, None, {}, missing, failed_ranks, aborted=fates.of(rank_status.ABORTED)
+        frame.where,
+        None,
+        {},
+        fates.of(rank_status.MISSING),
+        fates.failed,
+        aborted=fates.of(rank_status.ABORTED),
     )
-    lost = nodes.lost_nodes(node_section, records, multi_node, launcher_error)
-    errors += [f"node lost: {d['evidence']}" for d in lost]
-    result = envelope.top_level(head0, headers, status, world_size, aggregated_at, node_section)
+    lost = nodes.lost_nodes(node_section, frame.records, frame.multi_node, frame.launcher_error)
+    errors = frame.errors + [f"node lost: {d['evidence']}" for d in lost]
+    result = envelope.top_level(
+        frame.head0, frame.headers, frame.status, frame.world_size, aggregated_at, node_section
+    )
     result.update(
         {
-            "timing_method": None,  # the benchmark's own rule is in the collectives block
+            "timing_method": None,  # the benchmark's own rule is in its block
             "link": None,
             "workload": {
                 "name": "collectives",
@@ -99,36 +142,78 @@ def aggregate_collectives(
             },
             "metrics": {name: mv.to_dict() for name, mv in metrics.items()},
             "ranks": [
-                _rank_entry(rank, by_rank.get(rank), fates.status[rank], where[rank])
-                for rank in range(world_size)
+                _rank_entry(
+                    rank, frame.by_rank.get(rank), frame.fates.status[rank], frame.where[rank]
+                )
+                for rank in range(frame.world_size)
             ],
             "stragglers": [],
-            "failed_ranks": failed_ranks,
-            "aborted_ranks": fates.of(rank_status.ABORTED),
-            "interrupted": interrupted,
+            "failed_ranks": frame.fates.failed,
+            "aborted_ranks": frame.fates.of(rank_status.ABORTED),
+            "interrupted": frame.interrupted,
             "steps": None,
             "scaling": None,
-            "collectives": {
-                "rule": TIME_RULE,
-                "formulas": FORMULAS,
-                "dtype": section.dtype,
-                "element_bytes": DTYPE_BYTES.get(section.dtype),
-                "size_multiple_bytes": world_size * DTYPE_BYTES.get(section.dtype, 1),
-                "iters": section.iters,
-                "warmup_iters": section.warmup_iters,
-                "world_size": world_size,
-                "root": section.root,
-                "ops": section.ops,
-                "wrong_total": wrong_total,
-                "results": rows,
+            "collectives": blocks.get("collectives"),
+            "faults": {
+                "injected": result["config"].get("faults", []),
+                "detected": [*(detected or []), *lost],
             },
-            "faults": {"injected": [], "detected": lost},
             "validation": None,
             "errors": errors,
-            "telemetry": energy.telemetry_section(sources, metrics) if sources else None,
+            "telemetry": (
+                energy.telemetry_section(frame.sources, metrics) if frame.sources else None
+            ),
         }
     )
+    if blocks.get("pairwise") is not None:
+        result["pairwise"] = blocks["pairwise"]
     return result
+
+
+def benchmark_metrics(frame: BenchmarkFrame, own: dict[str, MetricValue]) -> dict[str, MetricValue]:
+    """Every registry metric a training result has, in registry order: the job's `own` (busbw,
+    all-reduce time), memory, power and temperature; the rest have no value here."""
+    m = dict(own)
+    m.update(envelope.memory_metrics(frame.headers, frame.by_rank))
+    m.update(_telemetry_metrics(frame.sources))
+    order = [x.name for x in metrics_registry.for_workload("training")]
+    return {k: m.get(k) or unavailable(k, NO_STEPS) for k in order}
+
+
+def aggregate_collectives(
+    records: list[RankRecords],
+    launcher_error: str | None = None,
+    aggregated_at: str | None = None,
+    exit_codes: dict[int, int] | None = None,
+    interrupted: bool = False,
+) -> dict[str, Any]:
+    """The canonical result of a collectives run (`aggregated_at` fixed for golden tests)."""
+    frame = benchmark_frame(records, launcher_error, exit_codes, interrupted)
+    section, world_size = frame.section, frame.world_size
+    rows = merge_rows(records, world_size)
+    for row in rows:
+        if row["wrong"]:
+            ranks = ", ".join(str(r) for r in row["wrong_ranks"])
+            frame.errors.append(
+                f"{row['op']} at {row['size_bytes']} B: {row['wrong']} wrong elements "
+                f"(rank {ranks})"
+            )
+    block = {
+        "rule": TIME_RULE,
+        "formulas": FORMULAS,
+        "dtype": section.dtype,
+        "element_bytes": DTYPE_BYTES.get(section.dtype),
+        "size_multiple_bytes": world_size * DTYPE_BYTES.get(section.dtype, 1),
+        "iters": section.iters,
+        "warmup_iters": section.warmup_iters,
+        "world_size": world_size,
+        "root": section.root,
+        "ops": section.ops,
+        "wrong_total": sum(r["wrong"] or 0 for r in rows),
+        "results": rows,
+    }
+    metrics = benchmark_metrics(frame, _metrics(rows, world_size))
+    return benchmark_result(frame, metrics, aggregated_at, {"collectives": block})
 
 
 def merge_rows(records: list[RankRecords], world_size: int) -> list[dict[str, Any]]:
@@ -186,10 +271,16 @@ def _row(op: str, per_rank: dict[int, dict[str, Any]], world_size: int) -> dict[
 
 
 def _last(rec: RankRecords) -> str:
+    """Where a rank stopped: its last (op, size) or pair record."""
     if not rec.collectives:
         return "no (op, size) record"
     last = rec.collectives[-1]
-    return f"{last['op']} at {last['size_bytes']} B ({len(rec.collectives)} records)"
+    n = len(rec.collectives)
+    if last.get("type") == rank_format.PAIR:
+        return f"pair {last['a']}-{last['b']} (round {last['round']}; {n} records)"
+    if last.get("type") == rank_format.PAIR_PLAN:
+        return "the pairwise plan, before its first pair"
+    return f"{last['op']} at {last['size_bytes']} B ({n} records)"
 
 
 def _rank_entry(
@@ -233,14 +324,8 @@ def _telemetry_metrics(sources: list[dict[str, Any]]) -> dict[str, MetricValue]:
     return m
 
 
-def _metrics(
-    rows: list[dict[str, Any]],
-    by_rank: dict[int, RankRecords],
-    headers: list[dict[str, Any]],
-    world_size: int,
-    sources: list[dict[str, Any]],
-) -> dict[str, MetricValue]:
-    """Every registry metric a training result has, in registry order; most have no value here."""
+def _metrics(rows: list[dict[str, Any]], world_size: int) -> dict[str, MetricValue]:
+    """busbw (peak all_reduce) and all-reduce time (largest size) of an all-ops benchmark."""
     m: dict[str, MetricValue] = {}
     reduce_rows = [r for r in rows if r["op"] == "all_reduce" and r["status"] == "measured"]
     if world_size < 2:
@@ -267,7 +352,4 @@ def _metrics(
         )
     else:
         m["allreduce_ms"] = unavailable("allreduce_ms", "all_reduce was not measured in this run")
-    m.update(envelope.memory_metrics(headers, by_rank))
-    m.update(_telemetry_metrics(sources))
-    order = [x.name for x in metrics_registry.for_workload("training")]
-    return {k: m.get(k) or unavailable(k, NO_STEPS) for k in order}
+    return m

@@ -1,7 +1,8 @@
 """Per-rank records (header, step columns, summary) and reading them back from `DIR/ranks/`.
 
-A collectives run's ranks write one `collective` record per (op, size) instead of steps; they
-are kept as a list of dicts (`RankRecords.collectives`).
+A collectives run's ranks write one `collective` record per (op, size) instead of steps (the
+pairwise link test: a `pair_plan` and one `pair` record per pair); they are kept as a list of
+dicts (`RankRecords.collectives`).
 
 Steps are held as columns (one numpy array per field) so a 1,024-rank x 1,000-step run fits in
 little memory; `RankRecords.steps` gives them back as a list of dicts for small uses.
@@ -283,7 +284,7 @@ def _parse_rank_file(path: Path, rank: int, drop: Collection[str]) -> RankRecord
     steps = [o for o in objs if o.get("type") == rank_format.STEP]  # nearly every line
     for obj in [o for o in objs if o.get("type") != rank_format.STEP]:
         kind = obj.get("type")
-        if kind == rank_format.COLLECTIVE:
+        if kind in (rank_format.COLLECTIVE, rank_format.PAIR_PLAN, rank_format.PAIR):
             collectives.append(obj)
         elif kind == rank_format.HEADER:
             rank_format.check_header(obj, str(path))

@@ -16,7 +16,8 @@ from minicluster.core.errors import (
 def exit_code(result: dict[str, Any]) -> int:
     """3 when the run failed; 130 when it was interrupted (status incomplete, what ran kept);
     1 when it ran but a check failed (diverged replicas, a corrupted gradient, wrong collective
-    elements, a slow link against the expected busbw); else 0."""
+    elements, a slow link against the expected busbw, a slow or wrong pair in the pairwise link
+    test); else 0."""
     if result["status"] == "failed":
         return EXIT_RUN_FAILED
     if result.get("interrupted") is True:
@@ -25,4 +26,6 @@ def exit_code(result: dict[str, Any]) -> int:
         return EXIT_FAILED_CHECK  # wrong numbers, or a link slower than the expected busbw
     if (result.get("collectives") or {}).get("wrong_total"):
         return EXIT_FAILED_CHECK  # a collective returned wrong elements
+    if (result.get("pairwise") or {}).get("wrong_total"):
+        return EXIT_FAILED_CHECK  # a link delivered wrong elements
     return EXIT_OK

@@ -1,7 +1,7 @@
 """The `minicluster` command line: parse the arguments, run one command, map errors to exit codes.
 
-Each command lives in one module of this package (`run`, `sweep`, `results`, `doctor`) and is
-imported only when it runs: the analysis commands start fast and run without torch.
+Each command lives in one module of this package (`run`, `sweep`, `results`, `fleet`, `doctor`)
+and is imported only when it runs: the analysis commands start fast and run without torch.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from minicluster import __version__
 from minicluster.core import choices
-from minicluster.core.choices import REQUIRABLE_MEASUREMENTS
+from minicluster.core.choices import PATTERNS, REQUIRABLE_MEASUREMENTS
 from minicluster.core.units import format_size
 
 
@@ -109,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         "after checking its result element by element. time = mean over iterations after "
         "warm-up, max across ranks; algbw = size / time; busbw = algbw x factor (all_reduce "
         "2(n-1)/n; all_gather, reduce_scatter, all_to_all (n-1)/n; broadcast 1), as nccl-tests "
-        "reports them. GB/s are decimal (1e9 B/s); sizes use K = 1024.",
+        "reports them. GB/s are decimal (1e9 B/s); sizes use K = 1024. With --pattern "
+        "pairwise: every pair of ranks in round-robin rounds of disjoint pairs sends --size "
+        "bytes each way by send/recv (busbw = algbw), checked, then timed; exit 1 naming the "
+        "slow or wrong pairs and the rank, node or link they share.",
     )
     p.add_argument(
         "-c",
@@ -146,6 +149,74 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype",
         choices=["float32", "float16", "bfloat16"],
         help="element type (default: float32)",
+    )
+    p.add_argument(
+        "--pattern",
+        choices=PATTERNS,
+        help="all: every op at every size over all ranks; pairwise: the link test of every "
+        "pair of ranks, send/recv both ways at one size, slow pairs and the suspect named, "
+        "exit 1 on a slow or wrong pair (default: config, all)",
+    )
+    pairwise = p.add_argument_group("pairwise (--pattern pairwise)")
+    pairwise.add_argument(
+        "--size",
+        metavar="SIZE",
+        help="bytes each pair sends each way per transfer; K/M/G = 1024^n (default: config, 64M)",
+    )
+    order = pairwise.add_mutually_exclusive_group()
+    order.add_argument(
+        "--concurrent",
+        dest="schedule",
+        action="store_const",
+        const="concurrent",
+        help="run each round's disjoint pairs at once (default)",
+    )
+    order.add_argument(
+        "--serial",
+        dest="schedule",
+        action="store_const",
+        const="serial",
+        help="run one pair at a time (the host's cores and the switch serve one pair only)",
+    )
+    pairwise.add_argument(
+        "--per",
+        choices=["rank", "node"],
+        help="rank: every pair of ranks; node: one rank per node, every pair of nodes (needs "
+        "ranks on two nodes or more: an outside launcher) (default: config, rank)",
+    )
+    pairwise.add_argument(
+        "--passes",
+        type=int,
+        metavar="P",
+        help="run the whole schedule P times; each pair keeps its fastest pass, so a pair is "
+        "slow only when it is slow every time (default: config, 2)",
+    )
+    pairwise.add_argument(
+        "--outlier-z",
+        type=float,
+        metavar="Z",
+        help="a pair whose busbw's robust z (median/MAD over all pairs) is below -Z is slow "
+        "(default: config, 3.5)",
+    )
+    pairwise.add_argument(
+        "--min-busbw",
+        type=float,
+        metavar="GBPS",
+        help="a pair below this busbw (GB/s) is slow whatever the others do (default: none)",
+    )
+    pairwise.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="slow_link:rank=R[,peer=P],delay_ms=D",
+        help="inject a slow link (repeatable): every send of rank R, or with a peer only the "
+        "traffic between R and P (both ways), leaves D ms late",
+    )
+    pairwise.add_argument(
+        "--collective-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long a rank waits for a peer before the run fails (default: config, 300)",
     )
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
     add_report_flags(p)
@@ -255,6 +326,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="write the comparison as JSON data (- = stdout)")
     p.set_defaults(handler="results:compare")
 
+    p = sub.add_parser(
+        "fleet",
+        help="node-check results of many nodes side by side: outlier nodes named per metric",
+        description="Per metric, the fleet's median and MAD over the nodes, each node's robust "
+        "z-score (log scale) and relative score; a node beyond --outlier-z on the bad side of "
+        "the metric's direction is an outlier. Exit 1 when a node is an outlier on any gated "
+        "metric or its node check failed, 2 when the inputs ran different jobs.",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="RESULT",
+        help="one result per node (result.json or its run directory) of the same node-check "
+        "job, or one multi-node result",
+    )
+    p.add_argument(
+        "--metric",
+        action="append",
+        metavar="M",
+        help="a metric to judge (repeatable; default: latency_p50_ms, compute_ms, allreduce_ms, "
+        "busbw_gbps, memory_peak_mib, and energy_per_step_joules when measured)",
+    )
+    p.add_argument(
+        "--outlier-z",
+        type=float,
+        default=3.5,
+        metavar="Z",
+        help="robust z beyond which a node is an outlier (default: 3.5)",
+    )
+    p.add_argument(
+        "--mad-floor",
+        type=float,
+        metavar="F",
+        help="the smallest MAD of ln(value) counted: a fleet tighter than this has no outlier "
+        "within exp(Z x F) of the median (default: 0.1)",
+    )
+    p.add_argument("--md", type=Path, help="write the fleet report as Markdown (- = stdout)")
+    p.add_argument(
+        "--html", type=Path, help="write it as one HTML page with strip plots (- = stdout)"
+    )
+    p.add_argument("--json", type=Path, help="write it as JSON data (- = stdout)")
+    p.set_defaults(handler="fleet:fleet")
+
     p = sub.add_parser("convert", help="convert a result of any supported format")
     p.add_argument("input", type=Path, metavar="IN")
     p.add_argument(
@@ -339,8 +454,8 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KIND:key=value,...",
         help="inject a fault (repeatable): straggler:rank=R,delay_ms=D[,from_step=S], "
-        "slow_link:rank=R,delay_ms=D[,from_step=S], crash:rank=R,step=S, hang:rank=R,step=S, "
-        "corrupt_grad:rank=R,step=S",
+        "slow_link:rank=R[,peer=P],delay_ms=D[,from_step=S], crash:rank=R,step=S, "
+        "hang:rank=R,step=S, corrupt_grad:rank=R,step=S",
     )
     p.add_argument(
         "--expect-busbw",

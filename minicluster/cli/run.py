@@ -1,5 +1,6 @@
-"""The launching commands: `run`, `validate`, `collectives` (via `orchestrate.execute`), and
-`worker`, the per-rank entry for an outside launcher; plus the configs they build from flags."""
+"""The launching commands: `run`, `validate`, `collectives` (all ops, or the pairwise link test;
+via `orchestrate.execute`), and `worker`, the per-rank entry for an outside launcher; plus the
+configs they build from flags."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate
 from minicluster.cli.multinode import write_node_file
-from minicluster.core import choices, collective_defs, fault_spec
+from minicluster.core import choices, collective_defs, fault_spec, pairs
 from minicluster.core import config as config_mod
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import (
@@ -150,10 +151,13 @@ def rendezvous_from_args(args: argparse.Namespace) -> Rendezvous | None:
 
 
 def collectives(args: argparse.Namespace) -> int:
-    """`minicluster collectives`: the nccl-tests-style benchmark on N local ranks."""
+    """`minicluster collectives`: the nccl-tests-style benchmark, or the pairwise link test, on N
+    local ranks."""
     cfg = collectives_config(args)
     on_gpu = orchestrate.on_gpu(cfg)
     section = cfg.collectives
+    if section.pattern == "pairwise":
+        return _pairwise(cfg, args)
     if section.max_bytes is None:  # pin the device's default so every rank uses the same sizes
         cfg = config_mod.with_collectives(cfg, max_bytes=section.max_bytes_for(on_gpu))
         section = cfg.collectives
@@ -189,6 +193,46 @@ def collectives(args: argparse.Namespace) -> int:
     )
     assert result is not None  # one node: its result is always here
     return exit_code(result)
+
+
+def _pairwise(cfg: RunConfig, args: argparse.Namespace) -> int:
+    """The pairwise link test on the local ranks; exit 1 when a pair is slow or wrong."""
+    section, n = cfg.collectives, cfg.run.nproc
+    if n < 2:
+        raise InputError("--pattern pairwise tests links between ranks: it needs --nproc 2 or more")
+    if section.per == "node":
+        raise InputError(
+            "--per node needs ranks on two nodes or more, and `minicluster collectives` starts "
+            "its ranks on this node: run a config with collectives.per: node under a multi-node "
+            "launcher (`torchrun --nnodes ... -m minicluster worker -c CONFIG`)"
+        )
+    rounds = pairs.round_robin(list(range(n)))
+    n_pairs = sum(len(r) for r in rounds)
+    order = (
+        f"{n_pairs} rounds of one pair (serial)"
+        if section.schedule == "serial"
+        else f"{len(rounds)} rounds of up to {len(rounds[0])} pairs at once (concurrent)"
+    )
+    run_id, out_dir = orchestrate.new_output(args.out)
+    faults = "".join(f"; fault {f}" for f in cfg.faults)
+    print(
+        f"minicluster: collectives {run_id}: pairwise link test of {n} ranks via torchrun: "
+        f"{n_pairs} pairs in {order}, send/recv of {format_size(section.pair_bytes)} each way "
+        f"(K = 1024), {section.dtype}, {section.warmup_iters} warm-up + {section.iters} timed "
+        f"transfers each way per pair, {section.passes} pass(es){faults} -> {out_dir}",
+        file=sys.stderr,
+    )
+    result = orchestrate.execute(
+        cfg,
+        out_dir,
+        run_id,
+        1 + (n - 1) * section.passes,  # rank 0's plan, then its n - 1 pairs in every pass
+        "rank 0 plan + pairs",
+        point_at=args.out is None,
+        md=args.md,
+        html=args.html,
+    )
+    return EXIT_OK if result is None else exit_code(result)
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -266,7 +310,7 @@ def with_faults(
 
 def collectives_config(args: argparse.Namespace) -> RunConfig:
     """The collectives config: the file (which must say job: collectives) or the built-in one,
-    with the command line's choices applied and checked."""
+    with the command line's choices applied and checked (faults against the world too)."""
     if args.config is None:
         cfg = RunConfig(name="collectives", job="collectives")
     else:
@@ -278,7 +322,11 @@ def collectives_config(args: argparse.Namespace) -> RunConfig:
             )
     if args.nproc is not None and args.nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {args.nproc}")
-    cfg = config_mod.override(cfg, nproc=args.nproc)
+    cfg = config_mod.override(
+        cfg, nproc=args.nproc, collective_timeout_s=getattr(args, "collective_timeout", None)
+    )
+    pattern = args.pattern or cfg.collectives.pattern
+    _flags_fit_pattern(args, pattern)
     ops = None
     if args.ops is not None:
         ops = [op.strip() for op in args.ops.split(",") if op.strip()]
@@ -288,13 +336,15 @@ def collectives_config(args: argparse.Namespace) -> RunConfig:
                 f"--ops: unknown collective {unknown[0] if unknown else args.ops!r}; "
                 f"allowed: {', '.join(choices.OPS)}"
             )
-    min_bytes = max_bytes = None
+    min_bytes = max_bytes = pair_bytes = None
     if args.sizes is not None:
         min_bytes, max_bytes = parse_sizes(args.sizes)
+    if getattr(args, "size", None) is not None:
+        pair_bytes, _ = parse_sizes(args.size, flag="--size", one=True)
     for flag, value, lo in (("--iters", args.iters, 1), ("--warmup-iters", args.warmup_iters, 0)):
         if value is not None and value < lo:
             raise InputError(f"{flag} must be >= {lo}, got {value}")
-    return config_mod.with_collectives(
+    cfg = config_mod.with_collectives(
         cfg,
         ops=ops,
         min_bytes=min_bytes,
@@ -303,20 +353,57 @@ def collectives_config(args: argparse.Namespace) -> RunConfig:
         iters=args.iters,
         warmup_iters=args.warmup_iters,
         dtype=args.dtype,
+        pattern=args.pattern,
+        pair_bytes=pair_bytes,
+        schedule=getattr(args, "schedule", None),
+        per=getattr(args, "per", None),
+        passes=getattr(args, "passes", None),
+        outlier_z=getattr(args, "outlier_z", None),
+        min_busbw_gbps=getattr(args, "min_busbw", None),
     )
+    added = tuple(fault_spec.parse(text) for text in getattr(args, "fault", []))
+    cfg = dataclasses.replace(cfg, faults=cfg.faults + added)
+    fault_spec.check_against_benchmark(cfg.faults, cfg.run.nproc, pattern == "pairwise")
+    return cfg
 
 
-def parse_sizes(text: str) -> tuple[int, int]:
-    """`MIN:MAX` or one size -> (min, max) bytes; K/M/G are powers of 1024 (nccl-tests -b/-e)."""
+# Flags of one pattern that the other would silently ignore.
+_ALL_ONLY = (("ops", "--ops"), ("sizes", "--sizes"), ("step_factor", "--step-factor"))
+_PAIRWISE_ONLY = (
+    ("size", "--size"),
+    ("schedule", "--serial/--concurrent"),
+    ("per", "--per"),
+    ("passes", "--passes"),
+    ("outlier_z", "--outlier-z"),
+    ("min_busbw", "--min-busbw"),
+)
+
+
+def _flags_fit_pattern(args: argparse.Namespace, pattern: str) -> None:
+    """InputError for a flag the chosen pattern does not use."""
+    wrong = _ALL_ONLY if pattern == "pairwise" else _PAIRWISE_ONLY
+    for attr, flag in wrong:
+        if getattr(args, attr, None) is not None:
+            other = "all" if pattern == "pairwise" else "pairwise"
+            hint = " (one size per pair: --size)" if attr == "sizes" else ""
+            raise InputError(
+                f"{flag} applies to --pattern {other}, not to --pattern {pattern}{hint}"
+            )
+
+
+def parse_sizes(text: str, flag: str = "--sizes", one: bool = False) -> tuple[int, int]:
+    """`MIN:MAX` or one size -> (min, max) bytes; K/M/G are powers of 1024 (nccl-tests -b/-e).
+    `one`: only a single size is allowed (then min == max)."""
     parts = text.split(":")
-    if len(parts) > 2:
-        raise InputError(f"--sizes: expected MIN:MAX or one size, got {text!r}")
+    if len(parts) > (1 if one else 2):
+        expected = "one size" if one else "MIN:MAX or one size"
+        raise InputError(f"{flag}: expected {expected}, got {text!r}")
     try:
         lo, hi = (parse_size(p) for p in (parts * 2)[:2])
     except ValueError as e:
-        raise InputError(f"--sizes: {e}") from None
+        raise InputError(f"{flag}: {e}") from None
     if lo < 1:
-        raise InputError(f"--sizes: sizes must be >= 1 byte, got {text!r}")
+        raise InputError(f"{flag}: sizes must be >= 1 byte, got {text!r}")
     if hi < lo:
-        raise InputError(f"--sizes: MAX ({format_size(hi)}) is below MIN ({format_size(lo)})")
+        raise InputError(f"{flag}: MAX ({format_size(hi)}) is below MIN ({format_size(lo)})")
     return lo, hi

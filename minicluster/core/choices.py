@@ -6,6 +6,9 @@ from __future__ import annotations
 # Measurements a run can require up front (`--require`, config telemetry.require).
 REQUIRABLE_MEASUREMENTS = ("energy", "temperature")
 
+# How `minicluster collectives` runs: every op over message sizes, or every pair of ranks.
+PATTERNS = ("all", "pairwise")
+
 # The collectives, in report order (nccl-tests' names).
 OPS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all")
 

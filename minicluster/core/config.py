@@ -130,9 +130,13 @@ def _size(lo: int) -> dict[str, Any]:
     return {**_range(lo, MAX_MESSAGE_BYTES), "size": True}
 
 
+DEFAULT_PAIR_BYTES = 64 * 1024**2  # a fixed size on the bandwidth plateau of every fabric
+
+
 @dataclass(frozen=True)
 class CollectivesSection:
-    """The collective micro-benchmark (`job: collectives`): ops, message sizes, iterations."""
+    """The collective micro-benchmark (`job: collectives`): ops, message sizes, iterations; or,
+    with `pattern: pairwise`, the link test of every pair of ranks (or nodes) at one size."""
 
     ops: list[str] = field(default_factory=lambda: list(choices.OPS))
     min_bytes: int = field(default=choices.DEFAULT_MIN_BYTES, metadata=_size(1))
@@ -143,6 +147,28 @@ class CollectivesSection:
     warmup_iters: int = field(default=5, metadata=_range(0))
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     root: int = field(default=0, metadata=_range(0))  # of broadcast; must be < world size
+    # all: every op at every size over all ranks; pairwise: send/recv between every pair.
+    pattern: Literal["all", "pairwise"] = "all"
+    pair_bytes: int = field(default=DEFAULT_PAIR_BYTES, metadata=_size(1))
+    # concurrent: a round's disjoint pairs at once (what a busy fabric sees); serial: one pair
+    # at a time (no pair shares the host or the switch with another).
+    schedule: Literal["concurrent", "serial"] = "concurrent"
+    # rank: every pair of ranks; node: one rank per node, every pair of nodes.
+    per: Literal["rank", "node"] = "rank"
+    # The schedule runs this many times; each pair keeps its fastest pass, so a pair is slow
+    # only when it is slow every time (a busy host slows a healthy pair now and then: measured
+    # 0.6-2.4 GB/s for one pair over three passes on a loaded 2-core VM). 1: each pair once.
+    passes: int = field(default=2, metadata=_range(1, 100))
+    # A pair is slow when its busbw's robust z (median/MAD over all pairs) is below -outlier_z,
+    # or its busbw is below min_busbw_gbps (None: no absolute floor).
+    outlier_z: float = field(default=3.5, metadata=_range(0.5, 100))
+    min_busbw_gbps: float | None = field(default=None, metadata=_range(1e-9))
+    # The MAD of ln(busbw) never counts as less than this, so a handful of pairs that happen to
+    # agree closely cannot make a normal dip an outlier: with z 3.5, a pair must be below
+    # exp(-3.5 x 0.2) = 50% of the median before the spread alone names it (README, "Finding
+    # the slow link": of 23 clean runs on a loaded 2-core VM a floor of 0.1 named a healthy pair
+    # in 2, at 65% of the median among five that agreed within 5%; 0.15 and 0.2 in none).
+    pair_mad_floor: float = field(default=0.2, metadata=_range(0, 10))
 
     def __post_init__(self) -> None:
         if not isinstance(self.ops, (list, tuple)) or not self.ops:
@@ -173,7 +199,8 @@ class CollectivesSection:
 
 JOBS = ("train", "collectives")
 # Top-level keys of a collectives config; training sections would be silently unused there.
-_COLLECTIVES_KEYS = ("name", "job", "run", "collectives")
+# faults: only a slow link, for the pairwise link test (fault_spec.check_against_benchmark).
+_COLLECTIVES_KEYS = ("name", "job", "run", "collectives", "faults")
 
 
 @dataclass(frozen=True)
@@ -274,10 +301,7 @@ def from_dict(data: Any, source: str = "config") -> RunConfig:
     for key, cls in (("steps", StepsConfig), ("run", RunSection), ("telemetry", TelemetrySection)):
         section = data.get(key, {})
         data[key] = _build(cls, {} if section is None else section, key, source)
-    faults = data.get("faults") or []
-    if not isinstance(faults, (list, tuple)):
-        raise ConfigError(f"{source}: faults must be a list")
-    data["faults"] = tuple(fault_from_mapping(f, f"{source}: faults") for f in faults)
+    data["faults"] = _faults(data, source)
     return _build(RunConfig, data, "", source)
 
 
@@ -291,7 +315,15 @@ def _collectives_from_dict(data: dict[str, Any], source: str) -> RunConfig:
     for key, cls in (("run", RunSection), ("collectives", CollectivesSection)):
         section = data.get(key, {})
         data[key] = _build(cls, {} if section is None else section, key, source)
+    data["faults"] = _faults(data, source)
     return _build(RunConfig, data, "", source)
+
+
+def _faults(data: dict[str, Any], source: str) -> tuple[FaultSpec, ...]:
+    faults = data.get("faults") or []
+    if not isinstance(faults, (list, tuple)):
+        raise ConfigError(f"{source}: faults must be a list")
+    return tuple(fault_from_mapping(f, f"{source}: faults") for f in faults)
 
 
 def with_collectives(cfg: RunConfig, **fields: Any) -> RunConfig:

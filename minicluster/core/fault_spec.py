@@ -12,9 +12,11 @@ from typing import Any
 from minicluster.core.errors import ConfigError
 
 # kind -> (required keys, optional keys). Every value is an int (ranks, steps, milliseconds).
+# slow_link without a peer slows every link of `rank` (its NIC); with `peer`, only the link
+# between the two ranks, in both directions.
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "straggler": (("rank", "delay_ms"), ("from_step",)),
-    "slow_link": (("rank", "delay_ms"), ("from_step",)),
+    "slow_link": (("rank", "delay_ms"), ("peer", "from_step")),
     "crash": (("rank", "step"), ()),
     "hang": (("rank", "step"), ()),
     "corrupt_grad": (("rank", "step"), ()),
@@ -23,25 +25,38 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 # Upper bounds, so a value the clock or the step counter cannot hold is bad input up front
 # (time.sleep overflows near 2**63 ns): a delay of at most an hour, ranks and steps in int32.
-MAX_VALUE = {"rank": 2**31 - 1, "step": 2**31 - 1, "from_step": 2**31 - 1, "delay_ms": 3_600_000}
+MAX_VALUE = {
+    "rank": 2**31 - 1,
+    "peer": 2**31 - 1,
+    "step": 2**31 - 1,
+    "from_step": 2**31 - 1,
+    "delay_ms": 3_600_000,
+}
 
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """One fault to inject on one rank. `step` is where a one-shot fault fires; `from_step`
-    is where a persistent delay starts (0: from the first step)."""
+    """One fault to inject on one rank (or, for a slow link with a `peer`, on the link between
+    two ranks). `step` is where a one-shot fault fires; `from_step` is where a persistent delay
+    starts (0: from the first step)."""
 
     kind: str
     rank: int
     step: int | None = None
     delay_ms: int | None = None
     from_step: int = 0
+    peer: int | None = None
 
     def __str__(self) -> str:
-        keys = ["rank", *KINDS[self.kind][0][1:]]
+        keys = ["rank", *(["peer"] if self.peer is not None else []), *KINDS[self.kind][0][1:]]
         if self.from_step:
             keys.append("from_step")
         return f"{self.kind}:" + ",".join(f"{k}={getattr(self, k)}" for k in keys)
+
+    @property
+    def endpoints(self) -> tuple[int, ...]:
+        """The ranks that act on this fault: the rank, and the peer of a per-link slow link."""
+        return (self.rank,) if self.peer is None else (self.rank, self.peer)
 
 
 def parse(text: str) -> FaultSpec:
@@ -89,11 +104,16 @@ def from_mapping(data: Any, source: str = "faults") -> FaultSpec:
 
 
 def check_against_run(faults: tuple[FaultSpec, ...], world_size: int, total_steps: int) -> None:
-    """ConfigError for a fault on a rank outside the world or at a step the run never reaches."""
+    """ConfigError for a fault on a rank outside the world or at a step the run never reaches,
+    or a per-link slow link that a training run's all-reduce (over every rank) cannot see."""
     for f in faults:
-        if f.rank >= world_size:
+        _check_ranks(f, world_size)
+        if f.peer is not None and world_size > 2:
             raise ConfigError(
-                f"fault {f}: rank {f.rank} is outside the world (ranks 0..{world_size - 1})"
+                f"fault {f}: a training run's gradient all-reduce spans all {world_size} ranks, "
+                "so no traffic runs on the link between two of them alone; give no peer (every "
+                "link of the rank) or test the links with `minicluster collectives --pattern "
+                "pairwise`"
             )
         for key in ("step", "from_step"):
             value = getattr(f, key)
@@ -101,6 +121,41 @@ def check_against_run(faults: tuple[FaultSpec, ...], world_size: int, total_step
                 raise ConfigError(
                     f"fault {f}: {key} {value} is never reached (steps 0..{total_steps - 1})"
                 )
+
+
+# What a collectives job (the pairwise link test) can take: it has no training steps, so only a
+# slow link applies, from the start.
+BENCHMARK_KINDS = ("slow_link",)
+
+
+def check_against_benchmark(faults: tuple[FaultSpec, ...], world_size: int, pairwise: bool) -> None:
+    """ConfigError for a fault a collectives job cannot act on: any fault outside the pairwise
+    link test, a kind other than slow_link, a `from_step` (there are no steps), or a rank or peer
+    outside the world."""
+    if faults and not pairwise:
+        raise ConfigError(
+            f"fault {faults[0]}: only the pairwise link test (--pattern pairwise) takes faults"
+        )
+    for f in faults:
+        if f.kind not in BENCHMARK_KINDS:
+            raise ConfigError(
+                f"fault {f}: a collectives job has no training steps; it takes only "
+                f"{', '.join(BENCHMARK_KINDS)} faults"
+            )
+        if f.from_step:
+            raise ConfigError(f"fault {f}: a collectives job has no steps; leave out from_step")
+        _check_ranks(f, world_size)
+
+
+def _check_ranks(f: FaultSpec, world_size: int) -> None:
+    for key in ("rank", "peer"):
+        value = getattr(f, key)
+        if value is not None and value >= world_size:
+            raise ConfigError(
+                f"fault {f}: {key} {value} is outside the world (ranks 0..{world_size - 1})"
+            )
+    if f.peer is not None and f.peer == f.rank:
+        raise ConfigError(f"fault {f}: peer is the rank itself; a link joins two ranks")
 
 
 def _int(source: str, key: str, value: Any) -> int:

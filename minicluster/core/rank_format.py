@@ -13,6 +13,9 @@ as mlcommons/logging keeps one master list of log keys. Each rank writes `ranks/
 - `step`: one per training step, flushed as it ends (`STEP_KEYS`, plus `STEP_REPLICA_KEYS` on
   steps where the replica check ran).
 - `collective`: one per (op, message size) of a collectives job (`COLLECTIVE_KEYS`).
+- `pair_plan` and `pair`: the pairwise link test (`collectives.pattern: pairwise`): one plan
+  (who takes part, on which node; the schedule follows from it, `core.pairs`), then one record
+  per pair the rank was in (`PAIR_KEYS`).
 
 At its end the rank writes `rank_NNNNN.summary.json` atomically (`SUMMARY_KEYS`, plus
 `SUMMARY_OPTIONAL_KEYS` where they apply). Adding a key bumps the minor version; readers accept
@@ -27,15 +30,17 @@ from minicluster.core.errors import InputError
 
 FORMAT_NAME = "minicluster-rank"
 # 1.1: step comm_reason, comm_timing.from_step (no issue_delay_ms); 1.2: header `node_rank`,
-# the `roster` record.
-FORMAT_VERSION = f"{FORMAT_NAME}/1.2"
+# the `roster` record; 1.3: pair_plan and pair records (the pairwise link test).
+FORMAT_VERSION = f"{FORMAT_NAME}/1.3"
 
 HEADER = "header"
 COMM_TIMING = "comm_timing"
 ROSTER = "roster"
 STEP = "step"
 COLLECTIVE = "collective"
-RECORD_TYPES = (HEADER, COMM_TIMING, ROSTER, STEP, COLLECTIVE)
+PAIR_PLAN = "pair_plan"
+PAIR = "pair"
+RECORD_TYPES = (HEADER, COMM_TIMING, ROSTER, STEP, COLLECTIVE, PAIR_PLAN, PAIR)
 
 HEADER_KEYS = (
     "type",
@@ -103,6 +108,37 @@ COLLECTIVE_KEYS = (
     "time_us_max",
     "wrong",
     "check_reason",
+    "t_unix_s",
+)
+PAIR_PLAN_KEYS = (
+    "type",
+    "per",  # rank | node
+    "schedule",  # concurrent | serial
+    "transport",  # send_recv: what carries the bytes
+    "participants",  # ranks taking part, in schedule order (per node: the lowest rank of each)
+    "nodes",  # the node of every rank, indexed by rank (core.pairs.node_of)
+    "size_bytes",
+    "nominal_bytes",
+    "count",
+    "dtype",
+    "iters",
+    "warmup_iters",
+    "passes",  # times the whole schedule runs
+)
+# One per pair and pass the rank took part in: direction ab is a -> b, ba is b -> a (a < b).
+PAIR_KEYS = (
+    "type",
+    "pass",
+    "round",
+    "a",
+    "b",
+    "status",  # measured | unavailable
+    "reason",
+    "time_us_ab",  # this rank's mean per transfer a -> b over the back-to-back timed loop
+    "time_us_ba",
+    "time_us_ab_max",  # the max of that mean over the pair's two ranks
+    "time_us_ba_max",
+    "wrong",  # elements this rank received from its peer that differ from the expected values
     "t_unix_s",
 )
 SUMMARY_KEYS = (

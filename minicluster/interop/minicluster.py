@@ -135,7 +135,13 @@ def _node_count(nodes: Any) -> int | None:
 def _collectives_name(data: dict[str, Any]) -> str:
     """`collectives 1K..16M float32`: size range and dtype in the name, so the comparator warns
     when two benchmarks cover different sizes (their peak busbw and largest-size all_reduce
-    time then differ by construction)."""
+    time then differ by construction). The pairwise link test: `pairwise send_recv 64M float32`
+    (its busbw is a median pair's send/recv, not an all_reduce's)."""
+    pw = data.get("pairwise")
+    if isinstance(pw, dict):
+        size = pw.get("size_bytes")
+        size_text = f" {format_size(size)}" if isinstance(size, int) else ""
+        return f"pairwise {pw.get('transport') or 'send_recv'}{size_text} {pw.get('dtype') or ''}".strip()
     coll = data.get("collectives") or {}
     sizes = [r.get("nominal_bytes", r.get("size_bytes")) for r in coll.get("results") or []]
     sizes = [s for s in sizes if isinstance(s, int)]

@@ -117,7 +117,7 @@ def make_case(
         for src in range(n if p else 0):
             sums += (src * RANK_STEP + keys) % mod
         if op == "all_reduce":
-            inp = _pattern(shape.in_elems, lambda i: (rank * RANK_STEP + i) % mod, dt, device)
+            inp = pattern(shape.in_elems, lambda i: (rank * RANK_STEP + i) % mod, dt, device)
 
             def zero() -> None:
                 inp.zero_()  # in place, so timed calls keep summing: zeros never overflow
@@ -131,7 +131,7 @@ def make_case(
                 zero,
                 reason,
             )
-        inp = _pattern(shape.in_elems, lambda i: (rank * RANK_STEP + chunked(i)) % mod, dt, device)
+        inp = pattern(shape.in_elems, lambda i: (rank * RANK_STEP + chunked(i)) % mod, dt, device)
         out = torch.full((shape.out_elems,), NOT_WRITTEN, dtype=dt, device=device)
         # rank r receives the sum of every rank's chunk r
         return OpCase(
@@ -145,7 +145,7 @@ def make_case(
     pm = MOVE_PRIME[dtype]
     if op == "broadcast":
         if rank == root:
-            buf = _pattern(shape.in_elems, lambda i: (root * RANK_STEP + i) % pm, dt, device)
+            buf = pattern(shape.in_elems, lambda i: (root * RANK_STEP + i) % pm, dt, device)
         else:
             buf = torch.full((shape.in_elems,), NOT_WRITTEN, dtype=dt, device=device)
         return OpCase(
@@ -156,7 +156,7 @@ def make_case(
             lambda i: (root * RANK_STEP + i) % pm,
         )
     if op == "all_gather":
-        inp = _pattern(shape.in_elems, lambda i: (rank * RANK_STEP + i) % pm, dt, device)
+        inp = pattern(shape.in_elems, lambda i: (rank * RANK_STEP + i) % pm, dt, device)
         out = torch.full((shape.out_elems,), NOT_WRITTEN, dtype=dt, device=device)
         # out[s*c + k] is rank s's input k
         return OpCase(
@@ -167,7 +167,7 @@ def make_case(
             lambda i: ((i // c) * RANK_STEP + i % c) % pm,
         )
     if op == "all_to_all":
-        inp = _pattern(shape.in_elems, lambda i: (rank * RANK_STEP + chunked(i)) % pm, dt, device)
+        inp = pattern(shape.in_elems, lambda i: (rank * RANK_STEP + chunked(i)) % pm, dt, device)
         out = torch.full((shape.out_elems,), NOT_WRITTEN, dtype=dt, device=device)
         # rank s sends its chunk r to rank r's chunk s: out[s*c + k] = s's value at (r, k)
         return OpCase(
@@ -180,12 +180,13 @@ def make_case(
     raise ValueError(f"unknown collective {op!r}")
 
 
-def _pattern(
+def pattern(
     n_elems: int,
     value: Callable[[torch.Tensor], torch.Tensor],
     dtype: torch.dtype,
     device: torch.device,
 ) -> torch.Tensor:
+    """A new 1-D tensor of `n_elems` whose element i is `value(i)` (filled in chunks)."""
     out = torch.empty(n_elems, dtype=dtype, device=device)
     for start in range(0, n_elems, CHUNK_ELEMS):
         stop = min(n_elems, start + CHUNK_ELEMS)

@@ -1,10 +1,10 @@
 """Rank-side fault injection: make this rank slow, crash, hang or corrupt its gradient on purpose.
 
-The specs come parsed and checked from `fault_spec`; each rank acts only on its own. Every fault
+The specs come parsed and checked from `fault_spec`; each rank acts only on those that name it. Every fault
 is placed where the real failure would sit, so the measurements have to find it on their own:
-a straggler's delay inside forward compute, a slow link's delay in the transport (the slow
-rank's all-reduce data leave late, so every rank's transfer ends late, as over a slow link, while
-its compute stays on time), a corrupted gradient between the all-reduce and the optimizer.
+a straggler's delay inside forward compute, a slow link's delay in the transport (the data a
+slow link carries leave late, so the transfer ends late on every rank it reaches, as over a slow
+link, while compute stays on time), a corrupted gradient between the all-reduce and the optimizer.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from minicluster.core.fault_spec import FaultSpec
-from minicluster.rank.mean_hook import mean_hook as _mean_hook
+from minicluster.rank.mean_hook import mean_hook
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,11 @@ CRASH_EXIT_CODE = 86  # arbitrary but recognisable in the launcher's report
 
 
 class FaultInjector:
-    """Acts on the faults aimed at `rank`; a no-op when there are none."""
+    """Acts on the faults aimed at `rank` (for a per-link slow link: at either end); a no-op when
+    there are none."""
 
     def __init__(self, faults: tuple[FaultSpec, ...], rank: int) -> None:
-        self.faults = [f for f in faults if f.rank == rank]
+        self.faults = [f for f in faults if rank in f.endpoints]
         self.rank = rank
         self.step = -1
 
@@ -43,20 +45,40 @@ class FaultInjector:
         timer already gave DDP a Python comm hook (which calls `dist.all_reduce`)."""
         if self._of("straggler"):
             ddp.module.register_forward_pre_hook(self._straggle)
-        if self._of("slow_link"):
-            transport = SlowTransport(self)
-            dist.all_reduce = transport.all_reduce
-            if not hook_registered:  # DDP's C++ all-reduce would bypass the slow transport
-                ddp.register_comm_hook(None, transport.bucket_hook(world_size))
+        if self.install_transport() and not hook_registered:
+            # DDP's C++ all-reduce would bypass the slow transport
+            ddp.register_comm_hook(None, mean_hook(world_size))
         if self._of("corrupt_grad"):
             opt.register_step_pre_hook(self._corrupt)
 
-    def link_delay_s(self) -> float:
-        """This step's slow-link delay per all-reduce, in seconds (0 on a healthy rank)."""
-        return sum(f.delay_ms or 0 for f in self._of("slow_link") if self.step >= f.from_step) / 1e3
+    def install_transport(self) -> bool:
+        """Route this rank's all-reduces and sends through a slow transport when a slow link
+        touches it; True when one does."""
+        if not self._of("slow_link"):
+            return False
+        SlowTransport(self).install()
+        return True
+
+    def link_delay_s(self, peers: frozenset[int]) -> float:
+        """This step's slow-link delay in seconds for data this rank sends to `peers` (one
+        destination, or the other ranks of a collective's group); 0 on a healthy link.
+
+        A slow link without a peer is every link of its rank; one with a peer is the link between
+        the two ranks, which carries the traffic of a send between them or of a collective on
+        the group of just the two.
+        """
+        delay_ms = 0
+        for f in self._of("slow_link"):
+            if self.step < f.from_step:
+                continue
+            other = None if f.peer is None else (f.peer if self.rank == f.rank else f.rank)
+            if other is None or peers == {other}:
+                delay_ms += f.delay_ms or 0
+        return delay_ms / 1e3
 
     def begin_step(self, step: int) -> None:
-        """Called before each step: a crash or a hang fires here, before the step's compute."""
+        """Called before each step: a crash or a hang fires here, before the step's compute.
+        A collectives job calls it once with 0: the whole benchmark is its one step."""
         self.step = step
         for f in self.faults:
             if f.step != step:
@@ -73,10 +95,7 @@ class FaultInjector:
         return [f for f in self.faults if f.kind == kind]
 
     def _straggle(self, _module: torch.nn.Module, _inputs: Any) -> None:
-        self._delay("straggler")
-
-    def _delay(self, kind: str) -> None:
-        delay_ms = sum(f.delay_ms or 0 for f in self._of(kind) if self.step >= f.from_step)
+        delay_ms = sum(f.delay_ms or 0 for f in self._of("straggler") if self.step >= f.from_step)
         if delay_ms:
             time.sleep(delay_ms / 1e3)
 
@@ -93,7 +112,7 @@ class FaultInjector:
 
 
 class _DelayedWork:
-    """What `dist.all_reduce(..., async_op=True)` returns, for an all-reduce issued later."""
+    """What an async collective or `isend` returns, for one the slow link issues later."""
 
     def __init__(self) -> None:
         self.future: torch.futures.Future[list[torch.Tensor]] = torch.futures.Future()
@@ -101,21 +120,33 @@ class _DelayedWork:
     def get_future(self) -> torch.futures.Future[list[torch.Tensor]]:
         return self.future
 
-    def wait(self) -> bool:
+    def wait(self, timeout: Any = None) -> bool:
         self.future.wait()
         return True
 
+    def is_completed(self) -> bool:
+        return self.future.done()
+
 
 class SlowTransport:
-    """A slow link on this rank: each all-reduce it issues leaves `link_delay_s` late, sent in
-    order from one sender thread, so the autograd thread is not held (compute stays on time)
-    and every rank's transfer of that buffer ends late, exactly as over a slow link."""
+    """A slow link at this rank: every all-reduce and send it carries leaves `link_delay_s` late,
+    issued in order from one sender thread, so the caller is not held (compute stays on time)
+    and the transfer ends late on every rank, exactly as over a slow link. Receives are left
+    alone: the data of a slow link reach them late because the sender's leave late (with a
+    peer, both ends of the link delay what they send to the other: both directions are slow)."""
 
     def __init__(self, injector: FaultInjector) -> None:
         self.injector = injector
         self.real_all_reduce = dist.all_reduce
-        self.queue: queue.Queue[tuple[torch.Tensor, Any, _DelayedWork, float]] = queue.Queue()
+        self.real_isend = dist.isend
+        self.queue: queue.Queue[tuple[Callable[[], Any], Any, _DelayedWork, float]] = queue.Queue()
         threading.Thread(target=self._send, name="slow-link", daemon=True).start()
+
+    def install(self) -> None:
+        """Replace `torch.distributed`'s all_reduce, isend and send with this transport's."""
+        dist.all_reduce = self.all_reduce
+        dist.isend = self.isend  # type: ignore[assignment]
+        dist.send = self.send  # type: ignore[assignment]
 
     def all_reduce(
         self,
@@ -124,8 +155,32 @@ class SlowTransport:
         group: Any = None,
         async_op: bool = False,
     ) -> Any:
+        others = frozenset(dist.get_process_group_ranks(group or dist.group.WORLD)) - {
+            self.injector.rank
+        }
+        return self._issue(
+            lambda: self.real_all_reduce(tensor, op=op, group=group, async_op=True),
+            tensor,
+            self.injector.link_delay_s(others),
+            async_op,
+        )
+
+    def isend(self, tensor: torch.Tensor, dst: int, group: Any = None, tag: int = 0) -> Any:
+        return self._issue(
+            lambda: self.real_isend(tensor, dst, group=group, tag=tag),
+            tensor,
+            self.injector.link_delay_s(frozenset({dst})),
+            async_op=True,
+        )
+
+    def send(self, tensor: torch.Tensor, dst: int, group: Any = None, tag: int = 0) -> None:
+        self.isend(tensor, dst, group=group, tag=tag).wait()
+
+    def _issue(
+        self, call: Callable[[], Any], tensor: torch.Tensor, delay_s: float, async_op: bool
+    ) -> Any:
         work = _DelayedWork()
-        self.queue.put((tensor, op, work, self.injector.link_delay_s()))
+        self.queue.put((call, tensor, work, delay_s))
         if async_op:
             return work
         work.wait()
@@ -133,17 +188,12 @@ class SlowTransport:
 
     def _send(self) -> None:
         while True:
-            tensor, op, work, delay_s = self.queue.get()
+            call, tensor, work, delay_s = self.queue.get()
             if delay_s:
                 time.sleep(delay_s)
             try:
-                self.real_all_reduce(tensor, op=op, async_op=True).wait()
-            except Exception as e:  # the peer failed: hand the error to the waiting hook
-                work.future.set_exception(e)  # type: ignore[arg-type]  # torch's stub types it T
+                call().wait()
+            except Exception as e:  # the peer failed: hand the error to the waiting caller
+                work.future.set_exception(e)  # type: ignore[arg-type]  # (torch's stub)
                 continue
             work.future.set_result([tensor])
-
-    def bucket_hook(self, world_size: int) -> Any:
-        """A plain all-reduce (mean) comm hook through this transport, for a run timed without
-        one (DDP's own stats): DDP's built-in all-reduce would not pass through it."""
-        return _mean_hook(world_size)

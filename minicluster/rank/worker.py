@@ -25,7 +25,7 @@ import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from minicluster import __version__
-from minicluster.core import fault_spec, rank_format, rundir
+from minicluster.core import fault_spec, pairs, rank_format, rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import InputError
 from minicluster.core.io import atomic_write_json
@@ -36,6 +36,7 @@ from minicluster.rank import (
     dist,
     equivalence,
     faults,
+    pairwise,
     replica,
     telemetry,
     workloads,
@@ -211,12 +212,22 @@ def _run_collectives(
             records.append(rec)
 
         progress = os.environ.get("MINICLUSTER_PROGRESS") != "0"
+        section = cfg.collectives
+        pairwise_test = section.pattern == "pairwise"
+        # Outside launchers skip the CLI's check: bad fault specs fail here, before any work.
+        fault_spec.check_against_benchmark(cfg.faults, info.world_size, pairwise_test)
+        injector = faults.FaultInjector(cfg.faults, info.rank)
+        injector.begin_step(0)  # the whole benchmark is its one step
+        injector.install_transport()
         # One window over the whole benchmark (every op and size): power and temperature while
         # the links are busy; the (op, size) count stands where a training run has its steps.
         tele.begin()
-        collectives.run_benchmark(
-            cfg.collectives, info.rank, info.world_size, device, emit, progress
-        )
+        if pairwise_test:
+            pairwise.run_pairwise(
+                section, info.rank, info.world_size, pairs.node_of(header), device, emit, progress
+            )
+        else:
+            collectives.run_benchmark(section, info.rank, info.world_size, device, emit, progress)
         window = tele.end(len(records))
         summary = _summary(info, device, run_id, "ok", -1, None, None, window)
         summary["collectives_recorded"] = len(records)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minicluster.core.units import bytes_to_mib
-from minicluster.report import scaling_text, sections
+from minicluster.report import pairwise, scaling_text, sections
 from minicluster.report.node_table import nodes_table
 from minicluster.report.text import (
     TextTable,
@@ -30,6 +30,7 @@ class RunView:
 
     title: str
     status: str
+    verdict: str | None  # one line naming what failed and where (the pairwise test's), or None
     summary: TextTable
     sections: list[TextTable]  # what a sweep or a collectives run adds (scaling, bandwidth tables)
     why: list[str]  # a sweep: where each world size's lost step time went, one line each
@@ -50,11 +51,13 @@ def run_view(result: dict[str, Any], max_rank_rows: int | None = None) -> RunVie
     With `max_rank_rows`, the ranks table keeps failed ranks and stragglers, then the ranks with
     the slowest median step, and says how many it left out (the nodes table likewise).
     """
+    pw = result.get("pairwise")
     return RunView(
         title=f"minicluster {result_kind(result)} {result['run_id']}",
         status=str(result["status"]),
+        verdict=str(pw["verdict"]) if isinstance(pw, dict) and pw.get("verdict") else None,
         summary=_summary(result),
-        sections=_sections(result),
+        sections=_sections(result, max_rank_rows),
         why=scaling_text.why_lines(result),
         why_note=scaling_text.why_note(result),
         metrics=_metrics(result),
@@ -69,14 +72,20 @@ def run_view(result: dict[str, Any], max_rank_rows: int | None = None) -> RunVie
 
 
 def result_kind(result: dict[str, Any]) -> str:
-    """What made the result: `sweep` (a scaling block), `collectives` (a collectives block) or `run`."""
+    """What made the result: `sweep` (a scaling block), `collectives` (a collectives block),
+    `pairwise` (the pairwise link test's block) or `run`."""
     if isinstance(result.get("scaling"), dict):
         return "sweep"
+    if isinstance(result.get("pairwise"), dict):
+        return "pairwise"
     return "collectives" if isinstance(result.get("collectives"), dict) else "run"
 
 
-def _sections(result: dict[str, Any]) -> list[TextTable]:
-    """The tables of a sweep (`scaling`) or a collectives run (`collectives`), when present."""
+def _sections(result: dict[str, Any], max_rows: int | None = None) -> list[TextTable]:
+    """The tables of a sweep (`scaling`), a collectives run (`collectives`) or a pairwise link
+    test (`pairwise`; with `max_rows`, the worst pairs instead of a larger matrix)."""
+    if isinstance(result.get("pairwise"), dict):
+        return pairwise.pairwise_tables(result, max_rows)
     tables: list[TextTable] = []
     scaling = sections.scaling_table(result)
     if scaling is not None:
@@ -95,7 +104,11 @@ def _sections(result: dict[str, Any]) -> list[TextTable]:
 def _summary(result: dict[str, Any]) -> TextTable:
     wl = result["workload"]
     if wl.get("workload_type") == "collectives":
-        return sections.collectives_summary(result)
+        summary = sections.collectives_summary(result)
+        if isinstance(result.get("pairwise"), dict):
+            ours = dict((r[0], r) for r in pairwise.pairwise_summary_rows(result))
+            summary.rows = [ours.get(r[0], r) for r in summary.rows]
+        return summary
     steps = (result.get("config") or {}).get("steps") or {}
     rows = [
         ["run id", str(result["run_id"])],

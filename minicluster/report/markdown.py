@@ -25,7 +25,8 @@ def md_escape(text: str) -> str:
     )
 
 
-def _table(t: TextTable, emphasise: bool = True) -> list[str]:
+def table_lines(t: TextTable, emphasise: bool = True) -> list[str]:
+    """`t` as Markdown lines: a `##` title, its note, the table (highlighted rows in bold)."""
     lines = [f"## {t.title}", ""]
     if t.note:
         lines += [md_escape(t.note), ""]
@@ -54,21 +55,23 @@ def render_markdown(result: dict[str, Any]) -> str:
     view: RunView = run_view(result)
     lines = [f"# {md_escape(view.title)}", ""]
     lines += [f"Status: **{md_escape(view.status)}**", ""]
-    lines += _table(view.summary, emphasise=False)
+    if view.verdict:
+        lines += [f"**{md_escape(view.verdict)}**", ""]
+    lines += table_lines(view.summary, emphasise=False)
     for section in view.sections:
-        lines += _table(section)
+        lines += table_lines(section)
         if section.title == "Scaling" and view.why:
             lines += [f"## {WHY_TITLE}", "", md_escape(view.why_note), ""]
             lines += [f"- {md_escape(w)}" for w in view.why] + [""]
-    lines += _table(view.metrics, emphasise=False)
-    lines += _table(view.missing, emphasise=False)
+    lines += table_lines(view.metrics, emphasise=False)
+    lines += table_lines(view.missing, emphasise=False)
     if view.nodes is not None:
-        lines += _table(view.nodes)
-    lines += _table(view.ranks)
+        lines += table_lines(view.nodes)
+    lines += table_lines(view.ranks)
     lines += _bullets("Stragglers", view.stragglers, "None detected.")
-    lines += _table(view.faults)
+    lines += table_lines(view.faults)
     if view.validation is not None:
-        lines += _table(view.validation)
+        lines += table_lines(view.validation)
     lines += _bullets("Errors", view.errors, "None.")
     plots = run_plots(result)
     if plots:

@@ -1,5 +1,5 @@
-"""The plots of a run, sweep or collectives result as inline SVG, each drawn only when the result
-holds its data.
+"""The plots of a run, sweep, collectives or pairwise result as inline SVG, each drawn only when
+the result holds its data.
 
 Each function takes the whole result dict and returns a `Plot`, or None when the data it
 draws is absent. The numbers come from the result as they are; choosing axes, clipping the
@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from minicluster.report import svg
+from minicluster.report.pairwise import heatmap_plot
 from minicluster.report.scaling_loss_plot import scaling_loss_plot
 from minicluster.report.svg import Plot
 from minicluster.report.telemetry_plots import power_plot, temperature_plot
@@ -23,6 +24,7 @@ STEP_SERIES_MAX = 64  # ranks drawn in the step-time plot; more would be an unre
 def run_plots(result: dict[str, Any]) -> list[Plot]:
     """Every plot this result has data for, in report order."""
     makers = (
+        heatmap_plot,
         step_time_plot,
         rank_breakdown_plot,
         scaling_plot,

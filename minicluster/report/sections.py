@@ -203,8 +203,14 @@ def collectives_ranks(result: dict[str, Any], max_rows: int | None) -> TextTable
     table = TextTable(
         "Ranks",
         ["rank", "host", "status", "records", "peak RSS MiB", "note"],
-        note="records = (op, size) records the rank wrote. Per-rank times are in its "
-        "rank file; the table above shows the max across ranks.",
+        note=(
+            "records = the pairwise plan and the pair records the rank wrote (one per pair "
+            "and pass). Per-rank times are in its rank file; the tables above show the max "
+            "over each pair's two ranks."
+            if isinstance(result.get("pairwise"), dict)
+            else "records = (op, size) records the rank wrote. Per-rank times are in its "
+            "rank file; the table above shows the max across ranks."
+        ),
         numeric={3, 4},
     )
     if len(shown) < len(result["ranks"]):

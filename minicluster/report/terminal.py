@@ -17,7 +17,7 @@ from minicluster.report.text import TextTable, node_count, node_list, text
 _STATUS_COLOR = {"ok": "green", "failed": "red", "incomplete": "yellow"}
 
 
-def _rich_table(t: TextTable, columns: list[int] | None = None, unit: str = "") -> Table:
+def rich_table(t: TextTable, columns: list[int] | None = None, unit: str = "") -> Table:
     """`unit` moves a shared unit suffix from every header into the title (narrow terminals)."""
     cols = columns if columns is not None else list(range(len(t.headers)))
     title = f"{t.title} ({unit})" if unit else t.title
@@ -77,11 +77,14 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
         f"{escape(wl['name'])}{batch}",
         markup=True,
     )
+    if view.verdict:
+        style = "green" if view.verdict.startswith("pairwise: ok") else "bold red"
+        console.print(f"[{style}]{escape(view.verdict)}[/{style}]")
     for section in view.sections:
         # Columns empty in every row (a range with one round, notes of a clean sweep) only
         # take width from the others.
         filled = [i for i in range(len(section.headers)) if any(r[i] for r in section.rows)]
-        console.print(_rich_table(section, columns=filled if section.rows else None))
+        console.print(rich_table(section, columns=filled if section.rows else None))
         if section.note:
             console.print(f"[dim]{escape(section.note)}[/dim]")
         if section.title == "Scaling" and view.why:
@@ -89,7 +92,7 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
                 console.print(f"[yellow]why:[/yellow] {escape(line)}")
             console.print(f"[dim]{escape(view.why_note)}[/dim]")
     # The method column is long; the terminal shows value, unit and status, files show all.
-    console.print(_rich_table(view.metrics, columns=[0, 1, 2, 3]))
+    console.print(rich_table(view.metrics, columns=[0, 1, 2, 3]))
     missing: dict[str, list[str]] = {}
     for name, _unit, reason in view.missing.rows:
         missing.setdefault(reason, []).append(name)
@@ -98,7 +101,7 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
             f"[dim]not measured:[/dim] {escape(', '.join(names))} [dim]({escape(reason)})[/dim]"
         )
     if view.nodes is not None:
-        console.print(_rich_table(view.nodes))
+        console.print(rich_table(view.nodes))
         if len(view.nodes.rows) < len(node_list(result)):
             console.print(
                 f"[dim]{len(node_list(result)) - len(view.nodes.rows)} more nodes not shown "
@@ -114,9 +117,9 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
         rank_cols = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]
         if any(row[note] for row in view.ranks.rows):
             rank_cols.append(note)
-        console.print(_rich_table(view.ranks, columns=rank_cols, unit="ms"))
+        console.print(rich_table(view.ranks, columns=rank_cols, unit="ms"))
     else:
-        console.print(_rich_table(view.ranks))
+        console.print(rich_table(view.ranks))
     if len(view.ranks.rows) < len(result["ranks"]):
         console.print(
             f"[dim]{len(result['ranks']) - len(view.ranks.rows)} more ranks not shown "
@@ -131,7 +134,7 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
             f"step {escape(step)}" + (f": {escape(details)}" if details else "")
         )
     if view.validation is not None:
-        console.print(_rich_table(view.validation))
+        console.print(rich_table(view.validation))
         console.print(f"validation: {escape(view.validation.note)}")
     for err in view.errors:
         console.print(f"[red]error:[/red] {escape(err)}", highlight=False)

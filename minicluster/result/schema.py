@@ -15,9 +15,9 @@ from minicluster.core.errors import InputError
 # interrupted, timing_method, link. 1.2: comm_bytes and buckets in steps.series; a sweep's
 # scaling.breakdown_method, points[].breakdown, projection; `nodes` is the per-node section (a
 # list; before, the node count), ranks[] and the stragglers and detected faults name their node
-# (`node_rank`, `hostname`), ranks[] and nodes[] carry a relative performance score.
-# Readers accept every 1.x.
-SCHEMA_VERSION = "minicluster/1.2"
+# (`node_rank`, `hostname`), ranks[] and nodes[] carry a relative performance score. 1.3: the
+# `pairwise` block (the pairwise link test). Readers accept every 1.x.
+SCHEMA_VERSION = "minicluster/1.3"
 
 
 @lru_cache(maxsize=1)

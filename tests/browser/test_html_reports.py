@@ -173,3 +173,58 @@ def test_comparison_page_loads_and_its_plot_renders(
     assert page.locator("table tr").count() > 10
     page.screenshot(path=str(tmp_path / "comparison.png"), full_page=True)
     page.close()
+
+
+def _load_page(browser: Any, html: str, tmp_path: Path, name: str) -> Any:
+    page_file = tmp_path / f"{name}.html"
+    page_file.write_text(html, encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1150, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(page_file.as_uri())
+    page.wait_for_load_state("load")
+    assert errors == []
+    return page
+
+
+def test_pairwise_heat_map_shows_the_slow_link_first(browser: Any, tmp_path: Path) -> None:
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "pairwise" / "slow_link.result.json"
+    result = json.loads(path.read_text())
+    page = _load_page(browser, render_html(result), tmp_path, "pairwise")
+    assert page.title() == f"minicluster pairwise {result['run_id']}"
+    labels = page.eval_on_selector_all("svg.plot", "els => els.map(e => e.dataset.plot)")
+    assert labels[0] == "pairwise"
+    heat = page.locator('svg[data-plot="pairwise"]')
+    verdict = page.locator("p.verdict").bounding_box()
+    summary = page.locator('table[data-table="Summary"]').bounding_box()
+    box = heat.bounding_box()
+    assert verdict["y"] < box["y"] < summary["y"]  # the verdict, the heat map, then the tables
+    outlined = heat.locator('rect.bar[stroke="#000000"]')
+    assert outlined.count() == 3  # both directions of the slow pair, and the legend's swatch
+    sizes = outlined.evaluate_all("els => els.map(e => e.getBBox().width)")
+    assert min(sizes) > 10
+    page.screenshot(path=str(tmp_path / "pairwise.png"), full_page=True)
+    page.close()
+
+
+def test_fleet_page_plots_every_metric_and_marks_the_outlier(browser: Any, tmp_path: Path) -> None:
+    from minicluster.analysis.fleet import fleet
+    from minicluster.report.fleet import fleet_html
+
+    root = Path(__file__).resolve().parents[1] / "fixtures" / "fleet"
+    paths = [root / f"node{i}" / "result.json" for i in range(1, 9)]
+    report = fleet([(str(p), json.loads(p.read_text())) for p in paths])
+    page = _load_page(browser, fleet_html(report), tmp_path, "fleet")
+    labels = page.eval_on_selector_all("svg.plot", "els => els.map(e => e.dataset.plot)")
+    assert labels == [f"fleet-{m['name']}" for m in report["metrics"]]
+    strip = page.locator('svg[data-plot="fleet-compute_ms"]')
+    assert strip.locator("circle.point").count() == 8
+    red = strip.locator('circle.point[fill="#C00"]')
+    assert red.count() == 1 and "node6" in red.locator("title").text_content()
+    xs = strip.locator("circle.point").evaluate_all(
+        "els => els.map(e => e.getBoundingClientRect().x)"
+    )
+    assert len({round(x) for x in xs}) > 4  # the seven clean nodes are not squashed together
+    page.screenshot(path=str(tmp_path / "fleet.png"), full_page=True)
+    page.close()

@@ -134,11 +134,17 @@ def test_a_training_config_dict_has_no_collectives_keys() -> None:
 
 def test_collectives_config_round_trips_and_keeps_only_its_sections() -> None:
     cfg = config.from_dict(
-        {"job": "collectives", "collectives": {"ops": ["broadcast"], "max_bytes": "64K"}}
+        {
+            "job": "collectives",
+            "collectives": {"ops": ["broadcast"], "max_bytes": "64K", "pair_bytes": "1M"},
+            "faults": ["slow_link:rank=1,peer=2,delay_ms=5"],
+        }
     )
     data = cfg.to_dict()
-    assert set(data) == {"name", "job", "run", "collectives"}
+    assert set(data) == {"name", "job", "run", "collectives", "faults"}
     assert data["collectives"]["max_bytes"] == 65536  # size text resolved to bytes
+    assert data["collectives"]["pair_bytes"] == 1024**2
+    assert data["faults"][0]["peer"] == 2
     assert config.from_dict(data) == cfg
 
 

@@ -67,7 +67,7 @@ def test_faults_in_config_must_be_a_list() -> None:
 def test_to_dict_is_json_shaped() -> None:
     cfg = config.from_dict({"faults": ["crash:rank=1,step=2"]})
     assert cfg.to_dict()["faults"] == [
-        {"kind": "crash", "rank": 1, "step": 2, "delay_ms": None, "from_step": 0}
+        {"kind": "crash", "rank": 1, "step": 2, "delay_ms": None, "from_step": 0, "peer": None}
     ]
     assert config.RunConfig().to_dict()["faults"] == []  # a list, as after a JSON round trip
 
@@ -77,3 +77,50 @@ def test_shipped_fault_config_loads() -> None:
     cfg = config.load(repo / "configs" / "faults" / "node_check.yaml")
     assert [f.kind for f in cfg.faults] == ["straggler", "corrupt_grad"]
     fault_spec.check_against_run(cfg.faults, cfg.run.nproc, cfg.steps.warmup + cfg.steps.measured)
+
+
+def test_a_slow_link_with_a_peer_is_the_link_between_two_ranks() -> None:
+    f = fault_spec.parse("slow_link:rank=1,peer=2,delay_ms=30")
+    assert f == FaultSpec("slow_link", 1, delay_ms=30, peer=2)
+    assert f.endpoints == (1, 2)
+    assert str(f) == "slow_link:rank=1,peer=2,delay_ms=30"
+    assert fault_spec.parse(str(f)) == f  # the text round-trips
+    plain = fault_spec.parse("slow_link:rank=1,delay_ms=30")
+    assert plain.peer is None and plain.endpoints == (1,)
+    assert str(plain) == "slow_link:rank=1,delay_ms=30"
+    with pytest.raises(ConfigError, match="straggler takes no key 'peer'"):
+        fault_spec.parse("straggler:rank=1,peer=2,delay_ms=5")
+
+
+def test_a_peer_is_checked_against_the_world() -> None:
+    with pytest.raises(ConfigError, match="peer 4 is outside the world"):
+        fault_spec.check_against_benchmark(
+            (fault_spec.parse("slow_link:rank=1,peer=4,delay_ms=5"),), 4, pairwise=True
+        )
+    with pytest.raises(ConfigError, match="peer is the rank itself"):
+        fault_spec.check_against_run(
+            (fault_spec.parse("slow_link:rank=1,peer=1,delay_ms=5"),), 2, total_steps=4
+        )
+
+
+def test_training_refuses_a_link_its_all_reduce_never_uses_alone() -> None:
+    """Over 3+ ranks DDP's all-reduce spans every rank: a per-link delay could not act, and a
+    run that injects nothing must not look like one that found nothing."""
+    link = (fault_spec.parse("slow_link:rank=0,peer=1,delay_ms=5"),)
+    fault_spec.check_against_run(link, world_size=2, total_steps=4)  # the world is the link
+    with pytest.raises(ConfigError, match="spans all 4 ranks"):
+        fault_spec.check_against_run(link, world_size=4, total_steps=4)
+
+
+@pytest.mark.parametrize(
+    ("text", "pairwise", "message"),
+    [
+        ("straggler:rank=1,delay_ms=5", True, "takes only slow_link faults"),
+        ("crash:rank=1,step=0", True, "takes only slow_link faults"),
+        ("slow_link:rank=1,delay_ms=5,from_step=2", True, "leave out from_step"),
+        ("slow_link:rank=1,peer=2,delay_ms=5", False, "only the pairwise link test"),
+    ],
+)
+def test_a_collectives_job_takes_only_a_slow_link(text: str, pairwise: bool, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        fault_spec.check_against_benchmark((fault_spec.parse(text),), 4, pairwise=pairwise)

@@ -227,6 +227,18 @@ def test_collectives_flags_are_frozen() -> None:
         "--out",
         "--md",
         "--html",
+        # the pairwise link test (--pattern pairwise)
+        "--pattern",
+        "--size",
+        "--concurrent",
+        "--serial",
+        "--per",
+        "--passes",
+        "--outlier-z",
+        "--min-busbw",
+        "--fault",
+        "--collective-timeout",
     }
     args = parser.parse_args(["collectives"])
     assert (args.config, args.nproc, args.ops, args.sizes, args.dtype, args.out) == (None,) * 6
+    assert (args.pattern, args.size, args.schedule, args.per, args.fault) == (None,) * 4 + ([],)

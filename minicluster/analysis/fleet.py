@@ -1,0 +1,237 @@
+"""Node-check results of many nodes side by side: per metric the fleet's distribution, each node's
+robust z-score and relative score, and the outlier nodes, named only on the bad side of the
+registry's direction. Never imports torch.
+
+Input: one result per node (the same node-check job run on each, e.g. one `srun` job per node),
+or one multi-node result (read by `analysis.fleet_inputs`).
+
+Rules (README "Validating a cluster"):
+- per metric, over the nodes that measured it (status ok, at least `MIN_NODES`): z = robust z
+  on the log scale (`analysis.robust`), the MAD floored at `MAD_FLOOR_FRAC`;
+- a node is an outlier on a metric when its z is beyond `outlier_z` on the bad side (lower is
+  better: above; higher is better: below); a metric without a direction is shown, never gated;
+- relative score: median / value for lower-is-better metrics, value / median for higher-is-better
+  ones (1 = a typical node, 0.8 = 20% worse);
+- a node whose run failed is named as failed and left out of every distribution.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from minicluster.analysis.fleet_inputs import NodeInput, nodes_of
+from minicluster.analysis.robust import bad_side_z, spread
+from minicluster.core import metrics as registry
+from minicluster.core.errors import InputError
+
+FORMAT = "minicluster-fleet/1"
+# The step time p50, compute, all-reduce, busbw, memory peak and energy per step of a node check.
+DEFAULT_METRICS = (
+    "latency_p50_ms",
+    "compute_ms",
+    "allreduce_ms",
+    "busbw_gbps",
+    "memory_peak_mib",
+    "energy_per_step_joules",
+)
+MIN_NODES = 3  # a median and a MAD of fewer values say nothing about a fleet
+# The MAD of ln(value) never counts as less than this: a fleet tighter than it names nobody within
+# exp(3.5 x 0.1) = +42% / -30% of its median. Measured on this project's loaded 2-core VM
+# (scripts/check_fleet_false_positives.py, README "Validating a cluster"): 24 subsets of 7 clean
+# node checks run together named a node 18 times without a floor (15 on memory peaks, which agree
+# within 1%), 4 with 0.05 (all-reduce time), never with 0.1.
+MAD_FLOOR_FRAC = 0.10
+
+
+def fleet(
+    results: list[tuple[str, dict[str, Any]]],
+    metric_names: list[str] | None = None,
+    outlier_z: float = 3.5,
+    mad_floor: float | None = None,
+) -> dict[str, Any]:
+    """The fleet report of `results` (`(source, result)` pairs, validated `result.json` dicts);
+    `mad_floor` None: `MAD_FLOOR_FRAC`.
+
+    InputError (exit 2) for too few nodes, a repeated run, a multi-node result among others,
+    or nodes that ran different jobs (naming the odd one).
+    """
+    if outlier_z <= 0 or not math.isfinite(outlier_z):
+        raise InputError(f"--outlier-z must be a positive number, got {outlier_z}")
+    floor = MAD_FLOOR_FRAC if mad_floor is None else mad_floor
+    if floor < 0 or not math.isfinite(floor):
+        raise InputError(f"--mad-floor must be a number >= 0, got {floor}")
+    names = _metric_names(metric_names)
+    nodes, mode = nodes_of(results, names)
+    if len(nodes) < MIN_NODES:
+        raise InputError(
+            f"fleet needs the results of at least {MIN_NODES} nodes, got {len(nodes)}: give one "
+            "result per node, or one result of a run across that many nodes"
+        )
+    if metric_names is None:  # energy and the like only when some node measured them
+        names = [m for m in names if m != "energy_per_step_joules" or _any_value(nodes, m)]
+    judged = [n for n in nodes if n.status == "ok"]
+    per_metric = [_metric(m, judged, outlier_z, floor) for m in names]
+    node_rows = [_node_row(n, per_metric) for n in nodes]
+    node_rows.sort(
+        key=lambda r: (
+            r["status"] == "ok",
+            -r["worst_bad_z"] if r["worst_bad_z"] is not None else math.inf,
+        )
+    )
+    outliers = [r["label"] for r in node_rows if r["outlier_on"]]
+    failed = [r["label"] for r in node_rows if r["status"] == "failed"]
+    return {
+        "format": FORMAT,
+        "mode": mode,
+        "outlier_z": outlier_z,
+        "mad_floor_frac": floor,
+        "min_nodes": MIN_NODES,
+        "rule": "robust z on the log scale over the nodes that measured the metric (median, "
+        "MAD x 1.4826 floored at mad_floor_frac); outlier: z beyond outlier_z on the bad side of "
+        "the metric's direction (lower is better: above; higher is better: below)",
+        "workload": _workload(results),
+        "metrics": per_metric,
+        "nodes": node_rows,
+        "outliers": outliers,
+        "failed": failed,
+        "verdict": _verdict(len(nodes), per_metric, node_rows, outlier_z),
+    }
+
+
+def _metric_names(given: list[str] | None) -> list[str]:
+    names = list(dict.fromkeys(given)) if given else list(DEFAULT_METRICS)
+    for name in names:
+        if registry.get(name) is None:
+            allowed = ", ".join(sorted(registry.REGISTRY))
+            raise InputError(f"--metric {name!r} is not a metric; allowed: {allowed}")
+    return names
+
+
+def _any_value(nodes: list[NodeInput], name: str) -> bool:
+    return any(n.values.get(name) is not None for n in nodes)
+
+
+def _metric(name: str, nodes: list[NodeInput], outlier_z: float, floor: float) -> dict[str, Any]:
+    m = registry.get(name)
+    assert m is not None
+    have = [(n, v) for n in nodes if (v := n.values.get(name)) is not None]
+    out: dict[str, Any] = {
+        "name": name,
+        "unit": m.unit,
+        "direction": m.direction,
+        "gated": m.direction in ("lower", "higher"),
+        "n": len(have),
+        "median": None,
+        "mad": None,
+        "scale": None,
+        "mad_floored": None,
+        "log_scale": None,
+        "min": None,
+        "max": None,
+        "outliers": [],
+        "reason": None,
+        "per_node": {},
+    }
+    if len(have) < MIN_NODES:
+        out["gated"] = False
+        out["reason"] = f"measured on {len(have)} node(s), fewer than {MIN_NODES}: not judged"
+        return out
+    values = [v for _, v in have]
+    log = all(v > 0 for v in values)
+    dist = spread(values, floor_frac=floor, log=log)
+    out.update(
+        median=dist.median,
+        mad=dist.mad,
+        scale=dist.scale,
+        mad_floored=dist.floored,
+        log_scale=log,
+        min=dist.min,
+        max=dist.max,
+    )
+    if m.direction == "none":
+        out["reason"] = "no better or worse direction (registry): shown, not judged"
+    for n, v in have:
+        z = dist.z(v)
+        bad = bad_side_z(z, m.direction)
+        outlier = out["gated"] and not math.isnan(bad) and bad > outlier_z
+        score = None
+        if m.direction == "lower" and v > 0:
+            score = dist.median / v
+        elif m.direction == "higher" and dist.median > 0:
+            score = v / dist.median
+        out["per_node"][n.label] = {
+            "value": v,
+            "z": z,
+            "bad_z": None if math.isnan(bad) else bad,
+            "score": score,
+            "outlier": outlier,
+        }
+        if outlier:
+            out["outliers"].append(n.label)
+    return out
+
+
+def _node_row(n: NodeInput, per_metric: list[dict[str, Any]]) -> dict[str, Any]:
+    values = {}
+    outlier_on = []
+    worst = None
+    for m in per_metric:
+        cell = m["per_node"].get(n.label)
+        if cell is None:
+            reason = n.reasons.get(m["name"]) or (
+                f"its run {n.status}: not judged" if n.status != "ok" else m["reason"]
+            )
+            values[m["name"]] = {"value": n.values.get(m["name"]), "reason": reason}
+            continue
+        values[m["name"]] = cell
+        if cell["outlier"]:
+            outlier_on.append(m["name"])
+        if m["gated"] and cell["bad_z"] is not None:
+            worst = cell["bad_z"] if worst is None else max(worst, cell["bad_z"])
+    return {
+        "label": n.label,
+        "source": n.source,
+        "run_id": n.run_id,
+        "hosts": n.hosts,
+        "status": n.status,
+        "outlier_on": outlier_on,
+        "worst_bad_z": worst,
+        "values": values,
+    }
+
+
+def _workload(results: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    r = results[0][1]
+    wl = r.get("workload") or {}
+    return {
+        "name": wl.get("name"),
+        "workload_type": wl.get("workload_type"),
+        "world_size": r.get("world_size"),
+        "backend": r.get("backend"),
+    }
+
+
+def _verdict(
+    n_nodes: int, per_metric: list[dict[str, Any]], rows: list[dict[str, Any]], outlier_z: float
+) -> str:
+    failed = [r for r in rows if r["status"] == "failed"]
+    bad = [r for r in rows if r["outlier_on"]]
+    gated = [m["name"] for m in per_metric if m["gated"]]
+    parts = []
+    if bad:
+        named = []
+        for r in bad:
+            zs = ", ".join(f"{name} z {r['values'][name]['z']:+.1f}" for name in r["outlier_on"])
+            named.append(f"{r['label']} ({zs})")
+        parts.append(f"{len(bad)} outlier node(s): " + "; ".join(named))
+    if failed:
+        parts.append(
+            f"{len(failed)} node check(s) failed: " + ", ".join(r["label"] for r in failed)
+        )
+    if parts:
+        return f"fleet of {n_nodes} nodes: " + "; ".join(parts)
+    return (
+        f"fleet of {n_nodes} nodes: no outlier on {', '.join(gated) or 'any metric'} (robust z "
+        f"beyond {outlier_z:g} on the bad side)"
+    )

@@ -1,0 +1,233 @@
+"""The inputs of a fleet: one node per result (checked to be one job), or the nodes of one
+multi-node result, each with its value per metric and, where it has none, why. Never imports
+torch.
+
+A multi-node result's nodes are told apart by `nodes[].ranks` when `nodes` is a list (schema
+1.2: per node `node_rank`, `hostname`, `ranks`, `status`, `failed_ranks`, `missing_ranks`, and its
+medians `step_time_ms_median`, `compute_ms_median`, `allreduce_ms_median`), else by each rank's
+`node_rank` (when the launcher gave one) or host name (`core.pairs.node_of`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minicluster.core import pairs
+from minicluster.core.errors import InputError
+
+# Config keys that may differ between nodes of one fleet: the job's label, and the faults a test
+# injects on purpose (the fleet must find them from the numbers).
+CONFIG_KEYS_IGNORED = ("name", "faults")
+
+
+@dataclass(frozen=True)
+class NodeInput:
+    """One node's figures: where they came from, its status and its value per metric."""
+
+    label: str
+    source: str
+    run_id: str
+    hosts: list[str]
+    status: str
+    values: dict[str, float | None]
+    reasons: dict[str, str]  # why a value is None
+
+
+def nodes_of(
+    results: list[tuple[str, dict[str, Any]]], names: list[str]
+) -> tuple[list[NodeInput], str]:
+    """The nodes of `results` (`(source, result)` pairs) with their values of metrics `names`,
+    and how they were read (`one result per node` or `one multi-node result`). InputError for
+    a repeated run, a multi-node result among others, or results of different jobs."""
+    if len(results) == 1:
+        return _split_multinode(*results[0], names), "one multi-node result"
+    return _one_per_result(results, names), "one result per node"
+
+
+def _label(source: str) -> str:
+    """A short name for an input: its run directory's name, or the file's stem."""
+    path = Path(source)
+    if path.name == "result.json" or path.suffix != ".json":
+        return (path.parent if path.name == "result.json" else path).name or source
+    return path.stem
+
+
+def _one_per_result(results: list[tuple[str, dict[str, Any]]], names: list[str]) -> list[NodeInput]:
+    seen: dict[str, str] = {}
+    for source, r in results:
+        if r["run_id"] in seen:
+            raise InputError(
+                f"{source} is run {r['run_id']}, given twice (also {seen[r['run_id']]})"
+            )
+        seen[r["run_id"]] = source
+        count = _node_count(r)
+        if count is not None and count > 1:
+            raise InputError(
+                f"{source} spans {count} nodes: give one result per node, or that multi-node "
+                "result alone"
+            )
+    _check_same_job(results)
+    hosts = [_hosts(r) for _, r in results]
+    host_labels = [", ".join(h) for h in hosts]
+    unique_hosts = all(host_labels) and len(set(host_labels)) == len(host_labels)
+    labels = host_labels if unique_hosts else [_label(s) for s, _ in results]
+    if len(set(labels)) < len(labels):
+        labels = [s for s, _ in results]
+    nodes = []
+    for (source, r), label, h in zip(results, labels, hosts, strict=True):
+        values: dict[str, float | None] = {}
+        reasons: dict[str, str] = {}
+        for m in names:
+            mv = (r.get("metrics") or {}).get(m) or {}
+            v = mv.get("value")
+            values[m] = float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+            if values[m] is None:
+                reasons[m] = str(mv.get("reason") or "not in this result")
+        nodes.append(NodeInput(label, source, r["run_id"], h, r["status"], values, reasons))
+    return nodes
+
+
+def _node_count(r: dict[str, Any]) -> int | None:
+    nodes = r.get("nodes")
+    if isinstance(nodes, list):
+        return len(nodes)
+    return nodes if isinstance(nodes, int) else None
+
+
+def _hosts(r: dict[str, Any]) -> list[str]:
+    return [str(n.get("hostname")) for n in (r.get("platform") or {}).get("nodes") or []]
+
+
+def _job(r: dict[str, Any]) -> dict[str, Any]:
+    """What must match across a fleet: workload, world size, backend, the config but its label
+    and injected faults."""
+    config = {k: v for k, v in (r.get("config") or {}).items() if k not in CONFIG_KEYS_IGNORED}
+    return {
+        "workload": r.get("workload"),
+        "world_size": r.get("world_size"),
+        "backend": r.get("backend"),
+        "config": config,
+    }
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: data}
+
+
+def _check_same_job(results: list[tuple[str, dict[str, Any]]]) -> None:
+    """InputError naming the input whose job differs from the most common one (ties: the
+    first input's), and the first field where it differs."""
+    jobs = [_flat(_job(r)) for _, r in results]
+    keys = [repr(sorted(j.items())) for j in jobs]
+    counts = Counter(keys)
+    top = max(counts.values())
+    ref_key = next(k for k in keys if counts[k] == top)
+    ref = jobs[keys.index(ref_key)]
+    for (source, _), job, key in zip(results, jobs, keys, strict=True):
+        if key == ref_key:
+            continue
+        field = next(f for f in sorted(set(job) | set(ref)) if job.get(f) != ref.get(f))
+        raise InputError(
+            f"{source} ran a different job from the other {counts[ref_key]} input(s): {field} "
+            f"is {job.get(field)!r} there, {ref.get(field)!r} in the others (a fleet compares "
+            "one node-check job across nodes)"
+        )
+
+
+def _split_multinode(source: str, r: dict[str, Any], names: list[str]) -> list[NodeInput]:
+    """The nodes of one multi-node result. With `nodes` as a list (schema 1.2), each node's own
+    figures (`step_time_ms_median`, `compute_ms_median`, `allreduce_ms_median`: per step the max
+    over its ranks, then the median) and status; otherwise, or where a node lacks a figure, the
+    median over its ranks of their per-rank figures. Run-level figures such as busbw and energy
+    have no per-node value in one result."""
+    ranks = {e["rank"]: e for e in r.get("ranks") or []}
+    groups: dict[str, tuple[list[int], dict[str, Any]]] = {}
+    if isinstance(r.get("nodes"), list):
+        for i, node in enumerate(r["nodes"]):
+            groups[_node_label(node, i)] = ([int(x) for x in node.get("ranks") or []], node)
+    else:
+        for rank, e in sorted(ranks.items()):
+            groups.setdefault(pairs.node_of(e), ([], {}))[0].append(rank)
+    failed = set(r.get("failed_ranks") or [])
+    nodes = []
+    for label, (members, node) in groups.items():
+        entries = [ranks[x] for x in members if x in ranks]
+        bad = set(node.get("failed_ranks") or []) | set(node.get("missing_ranks") or [])
+        bad |= failed & set(members)
+        status = str(node.get("status") or ("failed" if bad else r["status"]))
+        if bad and status == "ok":
+            status = "failed"
+        values, reasons = _node_values(entries, names)
+        for metric_name, key in _NODE_FIGURES.items():
+            if metric_name in values and isinstance(node.get(key), (int, float)):
+                values[metric_name] = float(node[key])
+                reasons.pop(metric_name, None)
+        hosts = sorted({str(e.get("hostname")) for e in entries} or {str(node.get("hostname"))})
+        nodes.append(NodeInput(label, source, r["run_id"], hosts, status, values, reasons))
+    return nodes
+
+
+# A node's own figures in a 1.2 result's `nodes` list, for the metrics they stand for.
+_NODE_FIGURES = {
+    "latency_p50_ms": "step_time_ms_median",
+    "compute_ms": "compute_ms_median",
+    "allreduce_ms": "allreduce_ms_median",
+}
+
+
+def _node_label(node: dict[str, Any], index: int) -> str:
+    if node.get("hostname") is not None or node.get("node_rank") is not None:
+        return pairs.node_of(node)
+    return str(node.get("name") or node.get("node") or f"node {index}")
+
+
+# Per-rank figures of a result's `ranks[]` that stand for a metric on one node.
+_RANK_FIGURES = {
+    "latency_p50_ms": lambda e: (e.get("step_time_ms") or {}).get("p50"),
+    "compute_ms": lambda e: e.get("compute_ms_median"),
+    "allreduce_ms": lambda e: e.get("comm_ms_median"),
+}
+
+
+def _node_values(
+    entries: list[dict[str, Any]], names: list[str]
+) -> tuple[dict[str, float | None], dict[str, str]]:
+    values: dict[str, float | None] = {}
+    reasons: dict[str, str] = {}
+    for m in names:
+        figures: list[float] = []
+        if m in _RANK_FIGURES:
+            figures = [
+                float(v) for e in entries if isinstance(v := _RANK_FIGURES[m](e), (int, float))
+            ]
+        elif m == "memory_peak_mib":
+            figures = [
+                float(v) / 2**20 for e in entries if isinstance(v := _peak_bytes(e), (int, float))
+            ]
+        if not figures:
+            values[m] = None
+            reasons[m] = (
+                "no per-rank figure for it in the result"
+                if m in _RANK_FIGURES or m == "memory_peak_mib"
+                else "a run-level figure: one multi-node result has no per-node value of it"
+            )
+            continue
+        figures.sort()
+        mid = len(figures) // 2
+        median = figures[mid] if len(figures) % 2 else (figures[mid - 1] + figures[mid]) / 2
+        values[m] = max(figures) if m == "memory_peak_mib" else median
+    return values, reasons
+
+
+def _peak_bytes(e: dict[str, Any]) -> Any:
+    mem = e.get("memory") or {}
+    return mem.get("cuda_max_allocated_bytes", mem.get("rss_peak_bytes"))

@@ -1,0 +1,160 @@
+"""Judge the pairs of the pairwise link test: which are slow (robust z of ln(busbw) over all
+measured pairs, or below an absolute floor), what they have in common (the suspect: a link, a
+rank or a node), and the one-line verdict. Never imports torch.
+
+Rules (README "Finding the slow link"):
+- z = robust z of ln(busbw) (median and MAD of the logs, `analysis.robust`), the MAD counted as
+  at least `collectives.pair_mad_floor`; it needs `MIN_PAIRS_FOR_Z` measured pairs;
+- slow: z < -outlier_z, or busbw < min_busbw_gbps;
+- the suspect is what every slow pair has in common: one slow pair whose ranks are normal with
+  every other peer is the link; slow pairs that all involve one rank name that rank; slow pairs
+  across nodes that all touch one node name that node; otherwise no single suspect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minicluster.analysis.robust import Spread, spread
+
+MIN_PAIRS_FOR_Z = 3  # below this, no distribution: only min_busbw judges
+
+
+def judge(
+    rows: list[dict[str, Any]], outlier_z: float, min_busbw: float | None, floor: float
+) -> None:
+    """Set each measured row's `z`, `slow` and `why_slow` (rows: dicts with `busbw_gbps`, None
+    when the pair was not measured)."""
+    measured = [r for r in rows if r["busbw_gbps"] is not None]
+    dist = _spread(measured, floor)
+    for r in measured:
+        why = []
+        if dist is not None:
+            r["z"] = dist.z(r["busbw_gbps"])
+            if r["z"] < -outlier_z:
+                why.append(
+                    f"busbw {r['busbw_gbps']:.3g} GB/s, z {r['z']:.1f} < -{outlier_z:g} "
+                    f"(median of {dist.n} pairs {dist.median:.3g} GB/s)"
+                )
+        if min_busbw is not None and r["busbw_gbps"] < min_busbw:
+            why.append(f"busbw {r['busbw_gbps']:.3g} GB/s < --min-busbw {min_busbw:g}")
+        if why:
+            r["slow"] = True
+            r["why_slow"] = "; ".join(why)
+
+
+def _spread(measured: list[dict[str, Any]], floor: float) -> Spread | None:
+    if len(measured) < MIN_PAIRS_FOR_Z:
+        return None
+    return spread([r["busbw_gbps"] for r in measured], floor_frac=floor, log=True)
+
+
+def distribution(rows: list[dict[str, Any]], floor: float) -> dict[str, Any]:
+    """The spread of the measured pairs' busbw (`Spread.to_dict`), or why there is none."""
+    measured = [r for r in rows if r["busbw_gbps"] is not None]
+    dist = _spread(measured, floor)
+    if dist is None:
+        return {
+            "n": len(measured),
+            "reason": f"fewer than {MIN_PAIRS_FOR_Z} measured pairs: no distribution to judge "
+            "against (only --min-busbw applies)",
+        }
+    return {**dist.to_dict(), "reason": None}
+
+
+def suspect(
+    slow: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    rank_nodes: dict[int, str],
+    label: dict[int, str],
+    per_node: bool,
+) -> dict[str, Any]:
+    """What every slow pair has in common (`kind`: link, rank, node or None) and why."""
+    none: dict[str, Any] = {"kind": None, "ranks": [], "nodes": [], "text": None}
+    if not slow:
+        return none
+    common = set.intersection(*({r["a"], r["b"]} for r in slow))
+    what = "node" if per_node else "rank"
+    if len(slow) == 1:
+        a, b = slow[0]["a"], slow[0]["b"]
+        others = [r for r in rows if not r["slow"] and r["busbw_gbps"] is not None]
+        fine = [x for x in (a, b) if any(x in (r["a"], r["b"]) for r in others)]
+        if len(fine) == 2:
+            text = (
+                f"the link between {label[a]} and {label[b]}: the only slow pair, and both "
+                f"{what}s are normal with every other peer"
+            )
+        else:
+            text = (
+                f"{label[a]}, {label[b]} or the link between them: the only slow pair (too "
+                "few other pairs to tell which end)"
+            )
+        return {
+            "kind": "link",
+            "ranks": [a, b],
+            "nodes": sorted({rank_nodes.get(a), rank_nodes.get(b)} - {None}),
+            "text": text,
+        }
+    if len(common) == 1:
+        (x,) = common
+        total = sum(1 for r in rows if x in (r["a"], r["b"]))
+        return {
+            "kind": "node" if per_node else "rank",
+            "ranks": [x],
+            "nodes": [rank_nodes[x]] if x in rank_nodes else [],
+            "text": f"{label[x]}: in every slow pair ({len(slow)} of its {total} pairs slow)",
+        }
+    # Ranks on different nodes can still share the node that every slow pair touches.
+    node_sets = [{rank_nodes.get(r["a"]), rank_nodes.get(r["b"])} for r in slow]
+    common_nodes = set.intersection(*node_sets) - {None}
+    if not per_node and len(set(rank_nodes.values())) > 1 and len(common_nodes) == 1:
+        (node,) = common_nodes
+        return {
+            "kind": "node",
+            "ranks": [],
+            "nodes": [node],
+            "text": f"{node}: every slow pair has a rank on this node",
+        }
+    counts = {
+        x: sum(1 for r in slow if x in (r["a"], r["b"])) for r in slow for x in (r["a"], r["b"])
+    }
+    most = max(counts.values())
+    top = sorted(x for x, c in counts.items() if c == most)
+    return {
+        **none,
+        "text": f"no single {what} is in every slow pair ({len(slow)} slow pairs; most often: "
+        + ", ".join(f"{label[x]} ({most})" for x in top)
+        + ")",
+    }
+
+
+def verdict(block: dict[str, Any], label: dict[int, str]) -> str:
+    """One line: the slow and wrong pairs with why, and the suspect; or that all is well."""
+    rows = block["pairs"]
+    measured = [r for r in rows if r["busbw_gbps"] is not None]
+    dist = block["distribution"]
+    if not rows:
+        return "pairwise: no pair was measured"
+    parts = []
+    slow = [r for r in rows if r["slow"]]
+    wrong = [r for r in rows if r["wrong"]]
+    if slow:
+        named = "; ".join(f"{label[r['a']]} - {label[r['b']]}: {r['why_slow']}" for r in slow)
+        parts.append(f"SLOW: {len(slow)} of {len(measured)} pairs ({named})")
+        if block["suspect"]["text"]:
+            parts.append(f"suspect: {block['suspect']['text']}")
+    if wrong:
+        parts.append(
+            "WRONG: "
+            + "; ".join(f"{label[r['a']]} - {label[r['b']]}: {r['wrong']} elements" for r in wrong)
+        )
+    if parts:
+        return "pairwise: " + "; ".join(parts)
+    median = dist.get("median")
+    where = f"median busbw {median:.3g} GB/s, " if median is not None else ""
+    return (
+        f"pairwise: ok: {len(measured)} of {len(rows)} pairs measured, none slow or wrong "
+        f"({where}slow: z < -{block['outlier_z']:g}"
+        + (f" or busbw < {block['min_busbw_gbps']:g} GB/s" if block["min_busbw_gbps"] else "")
+        + ")"
+    )

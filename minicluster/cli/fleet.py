@@ -1,0 +1,52 @@
+"""`minicluster fleet`: node-check results of many nodes side by side; exit 1 naming the outlier
+(or failed) nodes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from minicluster.cli import orchestrate
+from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
+
+
+def fleet(args: argparse.Namespace) -> int:
+    """Load every RESULT, build the fleet report, write the files asked for, print the verdict
+    and the tables. 0: no outlier; 1: an outlier or a failed node check; 2: bad input."""
+    from minicluster.analysis.fleet import fleet as fleet_report
+    from minicluster.report.fleet import fleet_html, fleet_markdown, print_fleet
+    from minicluster.result.schema import load_result
+
+    outputs = [o for o in (args.json, args.md, args.html) if o is not None]
+    if sum(str(o) == "-" for o in outputs) > 1:
+        raise InputError("only one of --json, --md, --html can be '-' (standard output)")
+    results = [(str(path), load_result(path)) for path in args.inputs]
+    report = fleet_report(results, args.metric or None, args.outlier_z, args.mad_floor)
+    if args.json:
+        _write(args.json, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    if args.md:
+        _write(args.md, fleet_markdown(report))
+    if args.html:
+        _write(args.html, fleet_html(report))
+    # files first: a terminal that goes away (`| head`) must not cost them, nor the exit code
+    with orchestrate.stdout_may_close():
+        print_fleet(report, _console(stderr=any(str(o) == "-" for o in outputs)))
+    return EXIT_FAILED_CHECK if report["outliers"] or report["failed"] else EXIT_OK
+
+
+def _write(path: Any, data: str) -> None:
+    if str(path) == "-":
+        import sys
+
+        sys.stdout.write(data)
+    else:
+        orchestrate.write_file(path, data)
+
+
+def _console(stderr: bool) -> Any:
+    if not stderr:
+        return None
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)

@@ -1,0 +1,280 @@
+"""The fleet report (`minicluster fleet`): the verdict, the per-metric distribution, the nodes worst
+first, as terminal tables, Markdown, and one HTML page with a strip plot per metric. Renders,
+never computes: every number comes from `analysis.fleet`'s report."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape as rich_escape
+
+from minicluster.report import svg
+from minicluster.report.html import PAGE_CSS, figure
+from minicluster.report.html import table_html as html_table
+from minicluster.report.markdown import md_escape
+from minicluster.report.markdown import table_lines as md_table
+from minicluster.report.svg import Plot
+from minicluster.report.terminal import make_console, rich_table
+from minicluster.report.text import TextTable, fmt_num, text
+
+TERMINAL_MAX_NODES = 16
+
+
+def distribution_table(report: dict[str, Any]) -> TextTable:
+    table = TextTable(
+        "Fleet distribution per metric",
+        ["metric", "unit", "bad side", "nodes", "median", "MAD", "min", "max", "outliers"],
+        note=(
+            f"MAD: median absolute deviation x 1.4826 of ln(value) (log scale: relative), floored "
+            f"at {fmt_num(report['mad_floor_frac'])}. Outlier: robust z beyond "
+            f"{fmt_num(report['outlier_z'])} on the bad side (the registry's direction)."
+        ),
+        numeric={3, 4, 5, 6, 7},
+        wrap={8},
+    )
+    for m in report["metrics"]:
+        side = {"lower": "high", "higher": "low"}.get(m["direction"], "none")
+        outliers = ", ".join(m["outliers"]) or ("" if m["reason"] is None else m["reason"])
+        if m["outliers"]:
+            table.highlight.add(len(table.rows))
+        table.rows.append(
+            [
+                m["name"],
+                m["unit"],
+                side,
+                text(m["n"]),
+                fmt_num(m["median"]),
+                fmt_num(m["mad"]),
+                fmt_num(m["min"]),
+                fmt_num(m["max"]),
+                outliers,
+            ]
+        )
+    return table
+
+
+def nodes_table(report: dict[str, Any], max_rows: int | None = None) -> TextTable:
+    """Nodes worst first (failed, then the highest bad-side z): value (z) per metric."""
+    metrics = report["metrics"]
+    rows = report["nodes"]
+    shown = rows if max_rows is None else rows[:max_rows]
+    note = (
+        "Worst first. Each cell: the node's value (its robust z; + is worse for a metric with a "
+        "direction). score: the worst relative score of the node over the gated metrics "
+        "(median / value, or value / median for higher-is-better; 1 = typical)."
+    )
+    if len(shown) < len(rows):
+        note += f" Showing the worst {len(shown)} of {len(rows)} nodes; all are in the JSON."
+    table = TextTable(
+        "Nodes",
+        ["node", "status", "verdict", "score", *(m["name"] for m in metrics)],
+        note=note,
+        numeric={3, *range(4, 4 + len(metrics))},
+        wrap={2},
+    )
+    for r in shown:
+        cells = []
+        scores = []
+        for m in metrics:
+            cell = r["values"].get(m["name"]) or {}
+            z = cell.get("bad_z") if m["direction"] != "none" else cell.get("z")
+            value = fmt_num(cell.get("value"))
+            cells.append(value if z is None else f"{value} ({z:+.1f})")
+            if m["gated"] and cell.get("score") is not None:
+                scores.append(cell["score"])
+        verdict = "ok"
+        if r["status"] != "ok":
+            verdict = f"run {r['status']}: not judged"
+        elif r["outlier_on"]:
+            verdict = "OUTLIER: " + ", ".join(r["outlier_on"])
+        if verdict != "ok":
+            table.highlight.add(len(table.rows))
+        table.rows.append(
+            [r["label"], r["status"], verdict, fmt_num(min(scores) if scores else None), *cells]
+        )
+    return table
+
+
+def print_fleet(report: dict[str, Any], console: Console | None = None) -> None:
+    """The verdict line, then the distribution and the worst nodes."""
+    console = console or make_console()
+    bad = report["outliers"] or report["failed"]
+    style = "bold red" if bad else "green"
+    console.print(f"[{style}]{rich_escape(report['verdict'])}[/{style}]")
+    for t in (distribution_table(report), nodes_table(report, TERMINAL_MAX_NODES)):
+        console.print(rich_table(t))
+        console.print(f"[dim]{rich_escape(t.note)}[/dim]")
+
+
+def per_metric_tables(report: dict[str, Any]) -> list[TextTable]:
+    """One table per metric: every node's value, z, score and verdict (Markdown and HTML)."""
+    tables = []
+    for m in report["metrics"]:
+        t = TextTable(
+            f"{m['name']} ({m['unit']})",
+            ["node", "value", "z", "score", "verdict"],
+            note=m["reason"] or "",
+            numeric={1, 2, 3},
+        )
+        cells = sorted(
+            m["per_node"].items(),
+            key=lambda kv: -(kv[1]["bad_z"] if kv[1]["bad_z"] is not None else kv[1]["z"]),
+        )
+        for label, c in cells:
+            if c["outlier"]:
+                t.highlight.add(len(t.rows))
+            t.rows.append(
+                [
+                    label,
+                    fmt_num(c["value"]),
+                    f"{c['z']:+.2f}",
+                    fmt_num(c["score"]),
+                    "OUTLIER" if c["outlier"] else "",
+                ]
+            )
+        tables.append(t)
+    return tables
+
+
+def _inputs_table(report: dict[str, Any]) -> TextTable:
+    t = TextTable("Inputs", ["node", "source", "run id", "hosts", "status"])
+    for r in report["nodes"]:
+        t.rows.append([r["label"], r["source"], r["run_id"], ", ".join(r["hosts"]), r["status"]])
+    return t
+
+
+def fleet_markdown(report: dict[str, Any]) -> str:
+    wl = report["workload"]
+    lines = [f"# minicluster fleet: {md_escape(text(wl.get('name')))}", ""]
+    lines += [f"**{md_escape(report['verdict'])}**", ""]
+    lines += [
+        md_escape(
+            f"{len(report['nodes'])} nodes ({report['mode']}); workload {text(wl.get('name'))} "
+            f"({text(wl.get('workload_type'))}), {text(wl.get('world_size'))} ranks each, backend "
+            f"{text(wl.get('backend'))}. Rule: {report['rule']}."
+        ),
+        "",
+    ]
+    for t in (distribution_table(report), nodes_table(report), *per_metric_tables(report)):
+        lines += md_table(t)
+    lines += md_table(_inputs_table(report), emphasise=False)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def fleet_html(report: dict[str, Any]) -> str:
+    wl = report["workload"]
+    title = f"minicluster fleet: {text(wl.get('name'))}"
+    bad = report["outliers"] or report["failed"]
+    status = "failed" if bad else "ok"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title><style>{PAGE_CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="verdict"><span class="status status-{status}">'
+        f"{'outliers' if bad else 'ok'}</span> {escape(report['verdict'])}</p>",
+        f'<p class="note">{escape(report["rule"])}.</p>',
+    ]
+    parts += [figure(p) for p in (strip_plot(report, m) for m in report["metrics"]) if p]
+    for t in (distribution_table(report), nodes_table(report), *per_metric_tables(report)):
+        parts.append(html_table(t))
+    parts.append(html_table(_inputs_table(report)))
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def strip_plot(report: dict[str, Any], m: dict[str, Any]) -> Plot | None:
+    """One metric: every node a dot on the value axis, the median and the outlier threshold as
+    lines, outliers in red and named; a value past the axis is drawn at its edge with its number.
+
+    Reads `m`: `median`, `scale`, `log_scale`, `direction`, `per_node{label: {value, outlier}}`.
+    """
+    cells = [(label, c) for label, c in m["per_node"].items() if c.get("value") is not None]
+    if not cells or m["median"] is None:
+        return None
+    z = report["outlier_z"]
+    log = bool(m["log_scale"])
+    median, scale = m["median"], m["scale"] or 0.0
+
+    def at_z(k: float) -> float:
+        return median * math.exp(k * scale) if log else median + k * scale * abs(median)
+
+    threshold = None
+    if m["direction"] == "lower":
+        threshold = at_z(z)
+    elif m["direction"] == "higher":
+        threshold = at_z(-z)
+    normal = [c["value"] for _, c in cells if not c["outlier"]] or [median]
+    lo, hi = min([*normal, median]), max([*normal, median])
+    span = (hi - lo) or abs(median) * 0.1 or 1.0
+    # The threshold widens the axis only when it is near the nodes: far off, it would squash
+    # them into one dot (a tight fleet's floor is far from every node); then it is written.
+    near = threshold is not None and lo - span <= threshold <= hi + span
+    if near:
+        lo, hi = min(lo, threshold), max(hi, threshold)
+    pad = (hi - lo) * 0.08 or abs(median) * 0.1 or 1.0
+    lo, hi = (lo - pad, hi + pad) if not log else (lo / 1.1, hi * 1.1)
+    height = 150
+    frame = svg.Frame(lo, hi, 0.0, 1.0, log_x=log and lo > 0, height=height)
+    title = f"{m['name']} ({m['unit']}) per node"
+    parts = [svg.open_svg(frame, title, f"fleet-{m['name']}")]
+    ticks = svg.nice_ticks(lo, hi, 6)
+    parts.append(
+        svg.x_axis(frame, f"{m['name']} ({m['unit']})", [t for t in ticks if t > 0 or not log])
+    )
+    parts.append(_vline(frame, median, "#333", f"median {fmt_num(median)}", dash=""))
+    if threshold is not None and near:
+        parts.append(
+            _vline(frame, threshold, "#C00", f"outlier beyond {fmt_num(threshold)}", low=True)
+        )
+    elif threshold is not None:
+        side_x = frame.right if threshold > hi else frame.left
+        parts.append(
+            svg.text(
+                side_x,
+                frame.bottom - 6,
+                f"outlier beyond {fmt_num(threshold)} (off axis)",
+                anchor="end" if threshold > hi else "start",
+                fill="#C00",
+            )
+        )
+    for i, (label, c) in enumerate(sorted(cells)):
+        v = c["value"]
+        y = frame.top + 12 + (i * 37 % 60)
+        clipped = min(max(v, lo), hi)
+        x = frame.x(clipped)
+        color = "#C00" if c["outlier"] else svg.color(0)
+        tip = f"{label}: {fmt_num(v)} {m['unit']} (z {c['z']:+.2f})"
+        parts.append(
+            f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="{5 if c["outlier"] else 4}" '
+            f'fill="{color}"><title>{escape(tip)}</title></circle>'
+        )
+        if c["outlier"] or clipped != v:
+            mark = f"{label}: {fmt_num(v)}" + (" (off axis)" if clipped != v else "")
+            anchor = "end" if clipped >= hi else "start"
+            parts.append(svg.text(x, y - 9, mark, anchor=anchor, fill="#C00"))
+    parts.append("</svg>")
+    caption = (
+        f"{m['name']} of each node (dots; red: outlier, named), the fleet median (solid) and the "
+        f"outlier threshold (dashed, z {z:g} on the bad side, "
+        + ("log scale" if log else "linear scale")
+        + "). Values past the axis are drawn at its edge with their number."
+    )
+    return Plot(f"fleet-{m['name']}", title, "".join(parts), caption)
+
+
+def _vline(
+    frame: svg.Frame, x: float, color: str, label: str, dash: str = "6 4", low: bool = False
+) -> str:
+    """A vertical reference line with its label at the top (or, `low`, at the bottom)."""
+    px = frame.x(x)
+    dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+    return (
+        f'<line class="ref" x1="{px:.1f}" y1="{frame.top}" x2="{px:.1f}" y2="{frame.bottom}" '
+        f'stroke="{color}" stroke-width="1.4"{dash_attr}><title>{escape(label)}</title></line>'
+        + svg.text(px + 4, frame.bottom - 6 if low else frame.top + 10, label, fill=color)
+    )

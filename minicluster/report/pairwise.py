@@ -1,0 +1,335 @@
+"""What the pairwise link test adds to a report: the busbw matrix (or the worst pairs), the pairs,
+the per-rank and per-node medians as text tables, and the heat map. Renders, never computes:
+every number and verdict comes from `result["pairwise"]` as the coordinator wrote it."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from typing import Any
+
+from minicluster.core.units import format_size
+from minicluster.report import svg
+from minicluster.report.svg import Plot
+from minicluster.report.text import TextTable, fmt_num, text
+
+TERMINAL_MATRIX_MAX = 16  # above this many ranks the terminal shows the worst pairs instead
+HEATMAP_MAX = 64  # cells per side; above it the heat map shows the ranks with the worst medians
+SLOW_COLOR = "#D55E00"  # Okabe-Ito vermillion: below the median
+FAST_COLOR = "#0072B2"  # Okabe-Ito blue: above it
+MID_COLOR = "#F7F7F7"
+
+
+def pairwise_tables(result: dict[str, Any], max_rows: int | None = None) -> list[TextTable]:
+    """Matrix (or worst pairs when `max_rows` is set and there are more participants), pairs
+    (worst first, at most `max_rows`), per rank, and per node when the ranks span nodes."""
+    pw = result["pairwise"]
+    tables = []
+    n = len(pw.get("participants") or [])
+    if max_rows is None or n <= max_rows:
+        tables.append(matrix_table(pw))
+    tables.append(pairs_table(pw, max_rows))
+    tables.append(per_rank_table(pw))
+    if len(pw.get("per_node") or []) > 1:
+        tables.append(per_node_table(pw))
+    return tables
+
+
+def _rule_note(pw: dict[str, Any]) -> str:
+    size = pw.get("size_bytes")
+    size_text = f"{format_size(size)} ({size} B)" if size else "n/a"
+    return (
+        f"{text(pw.get('transport'))} of {size_text} each way per transfer, "
+        f"{text(pw.get('dtype'))}, {text(pw.get('warmup_iters'))} warm-up + "
+        f"{text(pw.get('iters'))} timed transfers each way per pair, {text(pw.get('schedule'))} "
+        f"rounds, {text(pw.get('passes'))} pass(es); "
+        f"{text(pw.get('rule'))}. busbw = algbw = size / time in decimal GB/s (send/recv, "
+        "nccl-tests sendrecv)."
+    )
+
+
+def matrix_table(pw: dict[str, Any]) -> TextTable:
+    """The N x N busbw matrix: row sends, column receives (GB/s); slow pairs marked `*`."""
+    labels = [str(x) for x in pw.get("labels") or []]
+    short = [_short(x) for x in labels]
+    slow = {tuple(p) for p in pw.get("slow_pairs") or []}
+    who = pw.get("participants") or []
+    table = TextTable(
+        "Bus bandwidth matrix (GB/s)",
+        ["from \\ to", *short],
+        note="Row sends, column receives: busbw of that direction in GB/s. * marks a slow pair. "
+        + _rule_note(pw),
+        numeric=set(range(1, len(short) + 1)),
+    )
+    for i, row in enumerate(pw.get("matrix_gbps") or []):
+        cells = []
+        for j, v in enumerate(row):
+            mark = "*" if (min(who[i], who[j]), max(who[i], who[j])) in slow else ""
+            cells.append("-" if i == j else fmt_num(v) + mark)
+        if any((who[i] in p) for p in slow):
+            table.highlight.add(i)
+        table.rows.append([short[i], *cells])
+    return table
+
+
+def pairs_table(pw: dict[str, Any], max_rows: int | None = None) -> TextTable:
+    """One row per pair, slow and wrong ones first, then the lowest busbw."""
+    labels = dict(zip(pw.get("participants") or [], pw.get("labels") or [], strict=False))
+    rows = sorted(
+        pw.get("pairs") or [],
+        key=lambda r: (
+            not (r.get("slow") or r.get("wrong")),
+            r["busbw_gbps"] if r.get("busbw_gbps") is not None else -1.0,
+        ),
+    )
+    shown = rows if max_rows is None else rows[:max_rows]
+    dist = pw.get("distribution") or {}
+    median = dist.get("median")
+    note = (
+        f"Worst first. z: robust z of the pair's busbw on the log scale over {text(dist.get('n'))} "
+        f"measured pairs (median {fmt_num(median)} GB/s, MAD floored at "
+        f"{fmt_num(pw.get('mad_floor_frac'))}); slow: z < -{fmt_num(pw.get('outlier_z'))}"
+    )
+    if pw.get("min_busbw_gbps") is not None:
+        note += f" or busbw < {fmt_num(pw['min_busbw_gbps'])} GB/s"
+    note += ". #wrong: received elements that differ from the sender's pattern, both ways."
+    if dist.get("reason"):
+        note += f" {dist['reason']}."
+    if len(shown) < len(rows):
+        note += f" Showing the worst {len(shown)} of {len(rows)} pairs; all are in result.json."
+    table = TextTable(
+        "Pairs",
+        [
+            "pair",
+            "round",
+            "time (us)",
+            "a->b GB/s",
+            "b->a GB/s",
+            "busbw GB/s",
+            "z",
+            "#wrong",
+            "verdict",
+        ],
+        note=note,
+        numeric={1, 2, 3, 4, 5, 6, 7},
+        wrap={8},
+    )
+    for r in shown:
+        verdict = "ok"
+        if r.get("status") != "measured":
+            verdict = f"not measured: {text(r.get('reason'))}"
+        elif r.get("slow"):
+            verdict = f"SLOW: {r.get('why_slow')}"
+        if r.get("wrong"):
+            verdict = f"WRONG ({r['wrong']} elements)" + ("" if verdict == "ok" else f"; {verdict}")
+        if verdict != "ok":
+            table.highlight.add(len(table.rows))
+        table.rows.append(
+            [
+                f"{labels.get(r['a'], r['a'])} - {labels.get(r['b'], r['b'])}",
+                text(r.get("round")),
+                fmt_num(r.get("time_us")),
+                fmt_num(r.get("busbw_ab_gbps")),
+                fmt_num(r.get("busbw_ba_gbps")),
+                fmt_num(r.get("busbw_gbps")),
+                fmt_num(r.get("z")),
+                text(r.get("wrong")),
+                verdict,
+            ]
+        )
+    return table
+
+
+def per_rank_table(pw: dict[str, Any]) -> TextTable:
+    what = "node" if pw.get("per") == "node" else "rank"
+    table = TextTable(
+        f"Per {what} (median over its pairs)",
+        ["rank", "node", "pairs", "busbw GB/s", "time (us)", "slow pairs"],
+        note="Median over the pairs the rank took part in of the pair's busbw and time.",
+        numeric={2, 3, 4, 5},
+    )
+    for r in pw.get("per_rank") or []:
+        if r.get("slow_pairs"):
+            table.highlight.add(len(table.rows))
+        table.rows.append(
+            [
+                str(r["rank"]),
+                text(r.get("node")),
+                f"{r.get('pairs_measured')} / {r.get('pairs')}",
+                fmt_num(r.get("busbw_gbps_median")),
+                fmt_num(r.get("time_us_median")),
+                text(r.get("slow_pairs")),
+            ]
+        )
+    return table
+
+
+def per_node_table(pw: dict[str, Any]) -> TextTable:
+    table = TextTable(
+        "Per node (median over the pairs with a rank on it)",
+        ["node", "ranks", "pairs", "busbw GB/s", "slow pairs"],
+        numeric={2, 3, 4},
+        wrap={1},
+    )
+    for r in pw.get("per_node") or []:
+        if r.get("slow_pairs"):
+            table.highlight.add(len(table.rows))
+        table.rows.append(
+            [
+                text(r.get("node")),
+                ", ".join(str(x) for x in r.get("ranks") or []),
+                f"{r.get('pairs_measured')} / {r.get('pairs')}",
+                fmt_num(r.get("busbw_gbps_median")),
+                text(r.get("slow_pairs")),
+            ]
+        )
+    return table
+
+
+def pairwise_summary_rows(result: dict[str, Any]) -> list[list[str]]:
+    """The workload and steps rows of a pairwise result's summary."""
+    pw = result["pairwise"]
+    size = pw.get("size_bytes")
+    return [
+        [
+            "workload",
+            f"pairwise link test: {text(pw.get('transport'))} of "
+            f"{format_size(size) if size else 'n/a'} each way between every pair of "
+            f"{pw.get('per', 'rank')}s ({len(pw.get('participants') or [])}), "
+            f"{text(pw.get('rounds'))} {text(pw.get('schedule'))} rounds",
+        ],
+        ["batch", "n/a (a link test has no batch)"],
+        [
+            "steps",
+            f"n/a; {text(pw.get('warmup_iters'))} warm-up + {text(pw.get('iters'))} timed "
+            f"transfers each way per pair, {text(pw.get('passes'))} pass(es)",
+        ],
+    ]
+
+
+def _short(label: str) -> str:
+    return label.removeprefix("rank ")
+
+
+def _color(ratio: float) -> str:
+    """Blend from vermillion (a quarter of the median or less) through near-white (the median)
+    to blue (1.5x or more), on a log scale."""
+    x = math.log2(max(ratio, 1e-9))
+    lo, hi = math.log2(0.25), math.log2(1.5)
+    if x <= 0:
+        t = min(1.0, x / lo)
+        return _mix(MID_COLOR, SLOW_COLOR, t)
+    return _mix(MID_COLOR, FAST_COLOR, min(1.0, x / hi))
+
+
+def _mix(a: str, b: str, t: float) -> str:
+    ca = [int(a[i : i + 2], 16) for i in (1, 3, 5)]
+    cb = [int(b[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(x + (y - x) * t):02X}" for x, y in zip(ca, cb, strict=True))
+
+
+def heatmap_plot(result: dict[str, Any]) -> Plot | None:
+    """The busbw matrix as a heat map: colour = busbw / median of the pairs (log scale), slow
+    pairs outlined, unmeasured cells hatched grey; above HEATMAP_MAX participants, the ones with
+    the lowest median busbw (every one in a slow pair first), said in the caption.
+
+    Reads `result["pairwise"]`: `participants`, `labels`, `matrix_gbps` ([i][j]: GB/s of i -> j),
+    `slow_pairs`, `distribution.median`, `per_rank[].busbw_gbps_median`.
+    """
+    pw = result.get("pairwise")
+    if not isinstance(pw, dict) or not pw.get("matrix_gbps"):
+        return None
+    who = list(pw["participants"])
+    labels = [str(x) for x in pw["labels"]]
+    matrix = pw["matrix_gbps"]
+    median = (pw.get("distribution") or {}).get("median")
+    slow = {tuple(p) for p in pw.get("slow_pairs") or []}
+    index = list(range(len(who)))
+    if len(who) > HEATMAP_MAX:
+        medians = {r["rank"]: r.get("busbw_gbps_median") for r in pw.get("per_rank") or []}
+        in_slow = {x for p in slow for x in p}
+        index = sorted(
+            index,
+            key=lambda i: (who[i] not in in_slow, medians.get(who[i]) or math.inf),
+        )[:HEATMAP_MAX]
+        index.sort()
+    n = len(index)
+    cell = max(6, min(44, 520 // n))
+    left, top = 70, 48
+    width = max(560, left + n * cell + 190)
+    height = top + n * cell + 56
+    title = "Pairwise bus bandwidth (row sends, column receives)"
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" data-plot="pairwise" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
+        f'<text x="{left}" y="20" class="ptitle">{escape(title)}</text>'
+    ]
+    step = max(1, math.ceil(n / 32))
+    for k, i in enumerate(index):
+        y = top + k * cell
+        if k % step == 0:
+            parts.append(svg.text(left - 6, y + cell / 2 + 4, _short(labels[i]), anchor="end"))
+            parts.append(
+                svg.text(left + k * cell + cell / 2, top - 6, _short(labels[i]), anchor="middle")
+            )
+        for m, j in enumerate(index):
+            x = left + m * cell
+            if i == j:
+                parts.append(svg.rect(x, y, cell, cell, "#DDDDDD", f"{labels[i]} (itself)"))
+                continue
+            v = matrix[i][j]
+            if v is None or not median:
+                parts.append(
+                    svg.rect(x, y, cell, cell, "#BBBBBB", f"{labels[i]} -> {labels[j]}: n/a")
+                )
+                continue
+            ratio = v / median
+            pair = (min(who[i], who[j]), max(who[i], who[j]))
+            tip = f"{labels[i]} -> {labels[j]}: {fmt_num(v)} GB/s ({ratio:.2f} x median)"
+            if pair in slow:
+                tip += ": SLOW pair"
+            outline = "#000000" if pair in slow else ""
+            parts.append(svg.rect(x, y, cell, cell, _color(ratio), tip, outline=outline))
+    parts.append(_legend(left + n * cell + 24, top, median))
+    parts.append(
+        svg.text(
+            left + n * cell / 2,
+            top + n * cell + 22,
+            "receiver",
+            anchor="middle",
+            cls="alabel",
+        )
+    )
+    parts.append(
+        f'<text x="16" y="{top + n * cell / 2:.1f}" class="alabel" text-anchor="middle" '
+        f'transform="rotate(-90 16 {top + n * cell / 2:.1f})">sender</text>'
+    )
+    parts.append("</svg>")
+    shown = (
+        f"the {n} of {len(who)} participants with the lowest median busbw (every one in a slow "
+        "pair first)"
+        if n < len(who)
+        else f"all {n} participants"
+    )
+    caption = (
+        f"Bus bandwidth of every direction between {shown}: colour = busbw / median of the "
+        f"pairs ({fmt_num(median)} GB/s), log scale, vermillion below, blue above; slow pairs "
+        "outlined in black; grey: not measured. Measured: send/recv, busbw = algbw (decimal "
+        "GB/s); hover a cell for its value."
+    )
+    return Plot("pairwise", title, "".join(parts), caption)
+
+
+def _legend(x: float, top: float, median: float | None) -> str:
+    parts = [svg.text(x, top - 6, "busbw / median")]
+    stops = (1.5, 1.25, 1.0, 0.75, 0.5, 0.25)
+    for k, r in enumerate(stops):
+        y = top + k * 20
+        parts.append(svg.rect(x, y, 18, 18, _color(r), f"{r:g} x median"))
+        label = f"{r:g}x" + (f" ({fmt_num(r * median)} GB/s)" if median else "")
+        parts.append(svg.text(x + 24, y + 13, label))
+    y = top + len(stops) * 20 + 8
+    parts.append(svg.rect(x, y, 18, 18, "#FFFFFF", "slow pair", outline="#000000"))
+    parts.append(svg.text(x + 24, y + 13, "slow pair"))
+    return "".join(parts)

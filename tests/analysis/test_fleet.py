@@ -1,0 +1,170 @@
+"""The fleet's rules on real node-check results (the fixtures) and edits of them: the direction
+decides the bad side, mismatched jobs are named, one multi-node result is split by node."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from minicluster.analysis.fleet import MAD_FLOOR_FRAC, fleet
+from minicluster.core.errors import InputError
+from minicluster.result.schema import validate_result
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fleet"
+CLEAN = [1, 2, 3, 4, 5, 7, 8]
+
+
+def _load(i: int) -> tuple[str, dict[str, Any]]:
+    path = FIXTURES / f"node{i}" / "result.json"
+    return str(path), json.loads(path.read_text())
+
+
+def _clean() -> list[tuple[str, dict[str, Any]]]:
+    return [_load(i) for i in CLEAN]
+
+
+def _scaled(item: tuple[str, dict[str, Any]], name: str, factor: float, run_id: str) -> Any:
+    source, r = item
+    r = copy.deepcopy(r)
+    r["run_id"] = run_id
+    r["metrics"][name]["value"] *= factor
+    return source.replace("node", f"edited-{run_id}-"), r
+
+
+def test_only_the_bad_side_of_the_direction_counts() -> None:
+    """busbw is higher-is-better: a node with 5x the bandwidth is no outlier, one with a fifth
+    is; step time is lower-is-better: 5x slower is, 5x faster is not."""
+    base = _clean()[:6]
+    fast = _scaled(_load(7), "busbw_gbps", 5.0, "fast-link")
+    slow = _scaled(_load(8), "busbw_gbps", 0.2, "slow-link")
+    report = fleet([*base, fast, slow], ["busbw_gbps", "latency_p50_ms"])
+    (busbw, latency) = report["metrics"]
+    assert busbw["direction"] == "higher" and busbw["outliers"] == ["edited-slow-link-8"]
+    assert busbw["per_node"]["edited-fast-link-7"]["z"] > 3.5  # far off, on the good side
+    assert busbw["per_node"]["edited-fast-link-7"]["outlier"] is False
+    assert busbw["per_node"]["edited-slow-link-8"]["score"] < 0.3  # value / median
+    assert latency["outliers"] == []
+    assert report["outliers"] == ["edited-slow-link-8"]
+    assert report["nodes"][0]["label"] == "edited-slow-link-8"  # worst first
+    assert "edited-slow-link-8 (busbw_gbps z -" in report["verdict"]
+
+
+def test_the_mad_floor_keeps_a_tight_fleet_from_naming_normal_spread() -> None:
+    """Seven nodes within 1% of each other and one 10% off: without a floor the 10% is dozens
+    of MADs away; with the default floor it is within exp(3.5 x floor) of the median."""
+    nodes = []
+    for k, (source, r) in enumerate(_clean()):
+        r = copy.deepcopy(r)
+        r["metrics"]["memory_peak_mib"]["value"] = 350.0 * (1 + 0.001 * k)
+        nodes.append((source, r))
+    source, r = _load(6)
+    r = copy.deepcopy(r)
+    r["metrics"]["memory_peak_mib"]["value"] = 385.0  # +10%
+    nodes.append((source, r))
+    unfloored = fleet(nodes, ["memory_peak_mib"], mad_floor=0.0)
+    assert unfloored["outliers"] == ["node6"]
+    floored = fleet(nodes, ["memory_peak_mib"])
+    assert floored["mad_floor_frac"] == MAD_FLOOR_FRAC and floored["metrics"][0]["mad_floored"]
+    assert floored["outliers"] == []
+
+
+def test_a_different_job_is_named_with_the_field_that_differs() -> None:
+    nodes = _clean()
+    source, r = _load(6)
+    r = copy.deepcopy(r)
+    r["config"]["steps"]["measured"] = 99
+    with pytest.raises(InputError, match=r"node6/result.json ran a different job from the other"):
+        fleet([*nodes, (source, r)])
+    with pytest.raises(InputError, match="config.steps.measured is 99 there, 30 in the others"):
+        fleet([*nodes, (source, r)])
+    # the injected fault and the job's name may differ: the fleet finds faults from numbers
+    source, r = _load(6)
+    r = copy.deepcopy(r)
+    r["config"]["name"] = "renamed"
+    assert fleet([*nodes, (source, r)])["workload"]["name"] == "mlp"
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ([1, 2], "needs the results of at least 3 nodes, got 2"),
+        ([1, 2, 2], "given twice"),
+    ],
+)
+def test_too_few_or_repeated_inputs(inputs: list[int], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        fleet([_load(i) for i in inputs])
+
+
+def test_an_unknown_metric_is_refused() -> None:
+    with pytest.raises(InputError, match="--metric 'speed' is not a metric"):
+        fleet(_clean(), ["speed"])
+
+
+def test_a_failed_node_check_is_named_and_left_out_of_the_distribution() -> None:
+    source, r = _load(6)
+    r = copy.deepcopy(r)
+    r["status"] = "failed"
+    report = fleet([*_clean(), (source, r)], ["latency_p50_ms"])
+    assert report["failed"] == ["node6"] and report["outliers"] == []
+    assert report["metrics"][0]["n"] == 7
+    assert report["nodes"][0]["label"] == "node6"
+    assert "1 node check(s) failed: node6" in report["verdict"]
+
+
+def _multinode(nodes_as_list: bool) -> dict[str, Any]:
+    """One 8-rank result on 4 hosts, two ranks each, made from a real 2-rank result; host
+    h2's ranks compute 10x longer."""
+    _, r = _load(1)
+    r = copy.deepcopy(r)
+    template = r["ranks"][0]
+    ranks = []
+    for rank in range(8):
+        e = copy.deepcopy(template)
+        e.update(rank=rank, hostname=f"h{rank // 2}", local_rank=rank % 2)
+        if rank // 2 == 2:
+            e["compute_ms_median"] *= 10
+        ranks.append(e)
+    r.update(ranks=ranks, world_size=8, run_id="multi")
+    if nodes_as_list:  # schema 1.2: the node's own medians win over its ranks'
+        r["nodes"] = [
+            {
+                "hostname": f"h{k}",
+                "node_rank": k,
+                "ranks": [2 * k, 2 * k + 1],
+                "status": "ok",
+                "failed_ranks": [],
+                "missing_ranks": [],
+                "performance_score": None,
+                "compute_ms_median": 50.0 if k == 3 else 5.0 + 0.1 * k,
+            }
+            for k in range(4)
+        ]
+    else:
+        r["nodes"] = 4
+    validate_result(r)
+    return r
+
+
+@pytest.mark.parametrize("nodes_as_list", [False, True])
+def test_one_multi_node_result_is_split_by_node(nodes_as_list: bool) -> None:
+    report = fleet([("multi.json", _multinode(nodes_as_list))])
+    assert report["mode"] == "one multi-node result"
+    labels = [n["label"] for n in report["nodes"]]
+    expected = [f"node {k} (h{k})" for k in range(4)] if nodes_as_list else ["h0", "h1", "h2", "h3"]
+    assert sorted(labels) == expected
+    compute = next(m for m in report["metrics"] if m["name"] == "compute_ms")
+    assert compute["outliers"] == [expected[3] if nodes_as_list else expected[2]]
+    busbw = next(m for m in report["metrics"] if m["name"] == "busbw_gbps")
+    assert busbw["n"] == 0 and "fewer than 3" in busbw["reason"]
+    row = next(n for n in report["nodes"] if n["label"] == expected[0])
+    assert "no per-node value" in row["values"]["busbw_gbps"]["reason"]
+
+
+def test_a_multi_node_result_among_single_node_ones_is_refused() -> None:
+    with pytest.raises(InputError, match="spans 4 nodes"):
+        fleet([*_clean()[:3], ("multi.json", _multinode(False))])

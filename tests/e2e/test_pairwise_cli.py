@@ -1,0 +1,119 @@
+"""`minicluster collectives --pattern pairwise` end to end: real torchrun, 4 gloo ranks, a slow
+link injected in the transport between ranks 1 and 2; and the command's bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+RunCli = Callable[..., "subprocess.CompletedProcess[str]"]  # the run_cli fixture (conftest)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], text: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines == [lines[0]] and lines[0].startswith("minicluster: error:"), proc.stderr
+    assert text in lines[0], lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_slow_link_exits_1_naming_the_pair_and_the_link(run_cli: RunCli, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from minicluster.result.schema import validate_result
+
+    out = tmp_path / "pw"
+    md, html = tmp_path / "pw.md", tmp_path / "pw.html"
+    proc = run_cli(
+        "collectives",
+        "--pattern",
+        "pairwise",
+        "--nproc",
+        "4",
+        "--serial",
+        "--size",
+        "16M",
+        "--iters",
+        "3",
+        "--warmup-iters",
+        "1",
+        "--fault",
+        "slow_link:rank=1,peer=2,delay_ms=150",
+        "--out",
+        str(out),
+        "--md",
+        str(md),
+        "--html",
+        str(html),
+        cwd=tmp_path,
+        timeout=280,
+    )
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "6 pairs in 6 rounds of one pair (serial)" in proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    validate_result(result)
+    pw = result["pairwise"]
+    assert [1, 2] in pw["slow_pairs"]
+    assert pw["passes"] == 2 and pw["transport"] == "send_recv"
+    # the verdict comes first, right under the title line, naming the pair and the suspect
+    lines = proc.stdout.splitlines()
+    title = next(i for i, line in enumerate(lines) if line.startswith("minicluster pairwise "))
+    assert lines[title + 1].startswith("pairwise: SLOW"), lines[: title + 2]
+    assert "rank 1 - rank 2" in proc.stdout
+    if pw["slow_pairs"] == [[1, 2]]:
+        assert "the link between rank 1 and rank 2" in " ".join(proc.stdout.split())
+    assert "Bus bandwidth matrix (GB/s)" in proc.stdout
+    md_text = md.read_text()
+    assert "## Bus bandwidth matrix (GB/s)" in md_text and "**pairwise: SLOW" in md_text
+    html_text = html.read_text()
+    assert html_text.index('data-plot="pairwise"') < html_text.index('data-table="Summary"')
+    # rebuilt from the rank files alone, the verdict is the same
+    (out / "result.json").unlink()
+    again = run_cli("aggregate", str(out), cwd=tmp_path)
+    assert again.returncode == 1, again.stderr[-2000:]
+    assert json.loads((out / "result.json").read_text())["pairwise"] == pw
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pattern", "pairwise", "--sizes", "1K:4K"], "--sizes applies to --pattern all"),
+        (["--pattern", "pairwise", "--ops", "all_reduce"], "--ops applies to --pattern all"),
+        (["--serial"], "--serial/--concurrent applies to --pattern pairwise"),
+        (["--size", "1M"], "--size applies to --pattern pairwise"),
+        (["--pattern", "pairwise", "--size", "1M:2M"], "--size: expected one size"),
+        (["--pattern", "pairwise", "--nproc", "1"], "it needs --nproc 2 or more"),
+        (["--pattern", "pairwise", "--per", "node"], "--per node needs ranks on two nodes"),
+        (["--pattern", "pairwise", "--passes", "0"], "collectives.passes is 0; must be >= 1"),
+        (
+            ["--pattern", "pairwise", "--fault", "straggler:rank=1,delay_ms=5"],
+            "takes only slow_link faults",
+        ),
+        (
+            [
+                "--pattern",
+                "pairwise",
+                "--nproc",
+                "4",
+                "--fault",
+                "slow_link:rank=1,peer=4,delay_ms=5",
+            ],
+            "peer 4 is outside the world (ranks 0..3)",
+        ),
+        (["--fault", "slow_link:rank=1,delay_ms=5"], "only the pairwise link test"),
+    ],
+)
+def test_bad_pairwise_input_is_one_line_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from minicluster.cli import main
+
+    assert main(["collectives", *args, "--out", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("minicluster: error:") and message in err, err
+    assert not (tmp_path / "never").exists()  # refused before anything started

@@ -1,0 +1,170 @@
+"""Rendering the pairwise link test and the fleet: the verdict first, the matrix collapsed in the
+terminal above 16 ranks and whole in Markdown, the heat map limited and escaped, the fleet's
+strip plots with outliers off the axis still shown with their number."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from minicluster.report.fleet import fleet_html, fleet_markdown, print_fleet, strip_plot
+from minicluster.report.html import render_html
+from minicluster.report.markdown import render_markdown
+from minicluster.report.pairwise import HEATMAP_MAX, heatmap_plot
+from minicluster.report.terminal import print_run_summary
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def _pairwise_result() -> dict[str, Any]:
+    """A real 4-rank pairwise run with the link 1-2 slowed in the transport."""
+    return json.loads((FIXTURES / "pairwise" / "slow_link.result.json").read_text())
+
+
+def _wide(n: int, host: str = "h") -> dict[str, Any]:
+    """The real result's block stretched to n ranks (every pair at 1 GB/s but 0-1 at 0.1): the
+    renderers' layout at sizes this machine cannot run."""
+    r = copy.deepcopy(_pairwise_result())
+    who = list(range(n))
+    rows = []
+    for a in who:
+        for b in who[a + 1 :]:
+            bw = 0.1 if (a, b) == (0, 1) else 1.0
+            rows.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "round": 0,
+                    "status": "measured",
+                    "reason": None,
+                    "time_us": 1000 / bw,
+                    "busbw_ab_gbps": bw,
+                    "busbw_ba_gbps": bw,
+                    "busbw_gbps": bw,
+                    "wrong": 0,
+                    "z": -11.5 if bw < 1 else 0.0,
+                    "slow": bw < 1,
+                    "why_slow": "z -11.5 < -3.5" if bw < 1 else None,
+                }
+            )
+    matrix = [[None if i == j else (0.1 if {i, j} == {0, 1} else 1.0) for j in who] for i in who]
+    pw = r["pairwise"]
+    pw.update(
+        participants=who,
+        labels=[f"rank {x}" for x in who],
+        rank_nodes=[f"{host}{x // 8}" for x in who],
+        pairs=rows,
+        matrix_gbps=matrix,
+        slow_pairs=[[0, 1]],
+        per_rank=[
+            {
+                "rank": x,
+                "node": f"{host}{x // 8}",
+                "pairs": n - 1,
+                "pairs_measured": n - 1,
+                "busbw_gbps_median": 1.0,
+                "time_us_median": 1000.0,
+                "slow_pairs": int(x < 2),
+            }
+            for x in who
+        ],  # fmt: skip
+        per_node=[],
+    )
+    pw["distribution"]["median"] = 1.0
+    r["world_size"] = n
+    r["ranks"] = [{**r["ranks"][0], "rank": x} for x in who]
+    return r
+
+
+def test_the_verdict_comes_first_everywhere() -> None:
+    result = _pairwise_result()
+    verdict = result["pairwise"]["verdict"]
+    assert verdict.startswith("pairwise: SLOW") and "rank 1 - rank 2" in verdict
+    console = Console(record=True, width=120)
+    print_run_summary(result, console)
+    lines = console.export_text().splitlines()
+    assert lines[1].startswith("pairwise: SLOW")  # right under the title line
+    md = render_markdown(result)
+    assert md.index("**pairwise: SLOW") < md.index("## Summary")
+    page = render_html(result)
+    assert page.index('class="verdict"') < page.index('data-plot="pairwise"')
+    assert page.index('data-plot="pairwise"') < page.index('data-table="Summary"')
+
+
+def test_the_terminal_shows_the_worst_pairs_above_16_ranks_the_files_everything() -> None:
+    small, big = _wide(16), _wide(20)
+    console = Console(record=True, width=200)
+    print_run_summary(small, console)
+    assert "Bus bandwidth matrix (GB/s)" in console.export_text()
+    console = Console(record=True, width=200)
+    print_run_summary(big, console)
+    out = console.export_text()
+    assert "Bus bandwidth matrix" not in out
+    assert "Showing the worst 16 of 190 pairs" in " ".join(out.split())
+    md = render_markdown(big)
+    assert "## Bus bandwidth matrix (GB/s)" in md
+    header = next(line for line in md.splitlines() if line.startswith("| from \\ to"))
+    assert header.count("|") == 22  # 20 receivers + the sender column
+    pair_rows = [ln for ln in md.splitlines() if re.match(r"\| (\*\*)?rank \d+ - rank \d+", ln)]
+    assert len(pair_rows) == 190
+
+
+def test_the_heat_map_marks_the_slow_pair_and_stays_readable_at_1024_ranks() -> None:
+    plot = heatmap_plot(_wide(8))
+    assert plot is not None
+    cells = re.findall(r'<rect class="bar"[^>]*>', plot.svg)
+    assert len(cells) == 8 * 8 + 7  # every cell, the legend's six swatches and its slow-pair box
+    assert plot.svg.count('stroke="#000000"') == 2 + 1  # both directions of 0-1, the legend
+    big = heatmap_plot(_wide(1024))
+    assert big is not None
+    grid = re.findall(r"<title>rank \d+ -&gt; rank \d+", big.svg)
+    assert len(grid) == HEATMAP_MAX * (HEATMAP_MAX - 1)
+    assert "the 64 of 1024 participants with the lowest median busbw" in big.caption
+    assert "rank 0 -&gt; rank 1:" in big.svg  # the slow pair's ranks are among them
+
+
+def test_host_names_are_escaped_in_every_output() -> None:
+    evil = "<script>alert(1)</script>"
+    result = _wide(4, host=evil)
+    result["pairwise"]["labels"] = [f"{evil}{x}" for x in range(4)]
+    page = render_html(result)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "<script>" not in render_markdown(result)
+
+
+def _fleet_report() -> dict[str, Any]:
+    from minicluster.analysis.fleet import fleet
+
+    paths = [FIXTURES / "fleet" / f"node{i}" / "result.json" for i in range(1, 9)]
+    return fleet([(str(p), json.loads(p.read_text())) for p in paths])
+
+
+def test_the_fleet_report_names_the_straggler_first_and_plots_every_metric() -> None:
+    report = _fleet_report()
+    console = Console(record=True, width=160)
+    print_fleet(report, console)
+    out = console.export_text()
+    assert out.splitlines()[0].startswith("fleet of 8 nodes: 1 outlier node(s): node6")
+    nodes_table = out[out.index("Nodes") :]
+    assert nodes_table.index("node6") < nodes_table.index("node1")  # worst first
+    page = fleet_html(report)
+    for m in report["metrics"]:
+        assert f'data-plot="fleet-{m["name"]}"' in page
+    md = fleet_markdown(report)
+    assert md.startswith("# minicluster fleet: mlp\n\n**fleet of 8 nodes: 1 outlier node(s): node6")
+
+
+def test_an_outlier_past_the_axis_keeps_its_number() -> None:
+    """The axis spans the normal nodes and the threshold; node6 (far beyond) sits at the edge
+    with its value written, so it does not flatten the rest."""
+    report = _fleet_report()
+    compute = next(m for m in report["metrics"] if m["name"] == "compute_ms")
+    plot = strip_plot(report, compute)
+    assert plot is not None
+    value = compute["per_node"]["node6"]["value"]
+    assert f"node6: {value:,.1f} (off axis)" in plot.svg
