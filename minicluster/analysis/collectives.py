@@ -79,8 +79,15 @@ def aggregate_collectives(
         status = "incomplete"
     missing = fates.of(rank_status.MISSING)
     # No training steps: per node its ranks and their status, no step figures or scores.
+    ray_nodes = nodes.ray_node_ids(records)
     node_section = nodes.nodes_section(
-        where, None, {}, missing, failed_ranks, aborted=fates.of(rank_status.ABORTED)
+        where,
+        None,
+        {},
+        missing,
+        failed_ranks,
+        aborted=fates.of(rank_status.ABORTED),
+        ray_nodes=ray_nodes,
     )
     lost = nodes.lost_nodes(node_section, records, multi_node, launcher_error)
     errors += [f"node lost: {d['evidence']}" for d in lost]
@@ -100,6 +107,7 @@ def aggregate_collectives(
             "metrics": {name: mv.to_dict() for name, mv in metrics.items()},
             "ranks": [
                 _rank_entry(rank, by_rank.get(rank), fates.status[rank], where[rank])
+                | {"ray_node_id": ray_nodes.get(rank)}
                 for rank in range(world_size)
             ],
             "stragglers": [],

@@ -27,8 +27,8 @@ from minicluster.core.errors import InputError
 
 FORMAT_NAME = "minicluster-rank"
 # 1.1: step comm_reason, comm_timing.from_step (no issue_delay_ms); 1.2: header `node_rank`,
-# the `roster` record.
-FORMAT_VERSION = f"{FORMAT_NAME}/1.2"
+# the `roster` record; 1.3: header `ray`.
+FORMAT_VERSION = f"{FORMAT_NAME}/1.3"
 
 HEADER = "header"
 COMM_TIMING = "comm_timing"
@@ -54,6 +54,7 @@ HEADER_KEYS = (
     "device",
     "threads",
     "launcher",
+    "ray",  # 1.3: under the Ray launcher {version, node_id} (the worker's Ray node); else None
     "job",
     "config",  # the resolved RunConfig as a dict (config.RunConfig.to_dict)
     "workload",  # name, per_rank_batch, seq_len, tokens_per_rank, params
