@@ -269,9 +269,9 @@ def _wait(
     if not why:
         return {"error": None, "exit_codes": {}, "gathered": gathered}
     where = {p.rank: _node_label(p, nodes) for p in placed}
-    error = "ranks failed: " + "; ".join(
-        f"rank {rank} on {where[rank]}: {text}" for rank, text in sorted(why.items())
-    )
+    # A worker that died (no exit code) first: the others' errors usually follow from it.
+    order = sorted(why, key=lambda rank: (rank in codes, rank))
+    error = "ranks failed: " + "; ".join(f"rank {r} on {where[r]}: {why[r]}" for r in order)
     return {"error": error, "exit_codes": codes, "gathered": None}
 
 

@@ -177,7 +177,7 @@ def launch(cfg: RunConfig, out_dir: Path, run_id: str, options: RayOptions) -> R
         except KeyboardInterrupt:
             _stop(proc, pipe)
             raise
-    return _outcome(data, proc.returncode, out_dir)
+    return read_outcome(data, proc.returncode, out_dir)
 
 
 def _stop(proc: subprocess.Popen[bytes], pipe: Any) -> None:
@@ -211,7 +211,7 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _outcome(data: bytes, returncode: int, out_dir: Path) -> RayOutcome:
+def read_outcome(data: bytes, returncode: int, out_dir: Path) -> RayOutcome:
     """The driver's outcome document -> RayOutcome; its exit codes go to DIR/launcher.json."""
     log = rundir.ray_log_path(out_dir)
     try:
