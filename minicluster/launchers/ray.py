@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from minicluster.core import launcher_env
+from minicluster.core import launcher_env, rundir
 from minicluster.launchers.ray_launch import OUTCOME_FD_ARG, Placed, RayOptions, layout
 from minicluster.launchers.torchrun import is_loopback, loopback_interface
 
@@ -58,8 +58,23 @@ class RankActor:
 
     def run(
         self, env: dict[str, str], config: dict[str, Any], out_dir: str, run_id: str
+    ) -> dict[str, Any]:
+        """`worker.run` as this rank: `{"records": ...}`, rank 0's holding every rank's records
+        (the others None); when it failed, `{"error", "exit_code", "files"}`, `files` the text of
+        the rank's own files (header and steps, summary), so that the driver's node holds them
+        even when this node's disk is not shared."""
+        try:
+            return {"records": self._run(env, config, out_dir, run_id)}
+        except BaseException as e:  # noqa: BLE001 - the driver must hear how this rank ended
+            return {
+                "error": f"{type(e).__name__}: {e}",
+                "exit_code": int(getattr(e, "exit_code", 1) or 1),
+                "files": _own_files(Path(out_dir), int(env["RANK"])),
+            }
+
+    def _run(
+        self, env: dict[str, str], config: dict[str, Any], out_dir: str, run_id: str
     ) -> list[dict[str, Any]] | None:
-        """`worker.run` as this rank: rank 0 returns every rank's records, the others None."""
         import ray
 
         os.environ.update(env)
@@ -70,6 +85,17 @@ class RankActor:
 
         cfg = from_dict(config, source="the Ray launcher's config")
         return worker.run(cfg, Path(out_dir), run_id)
+
+
+def _own_files(out_dir: Path, rank: int) -> dict[str, str]:
+    """A rank's files, by name under `ranks/`, as text (the ones it wrote)."""
+    files = {}
+    for path in (rundir.rank_jsonl(out_dir, rank), rundir.rank_summary(out_dir, rank)):
+        try:
+            files[path.name] = path.read_text(encoding="utf-8")
+        except OSError:
+            pass
+    return files
 
 
 def drive(request: dict[str, Any], stop: threading.Event) -> dict[str, Any]:
@@ -239,6 +265,7 @@ def _wait(
     pending = {ref: rank for rank, ref in refs.items()}
     codes: dict[int, int] = {}
     why: dict[int, str] = {}
+    files: dict[int, dict[str, str]] = {}
     gathered = None
     failed_at: float | None = None
     while pending:
@@ -250,15 +277,15 @@ def _wait(
             try:
                 value = ray.get(ref)
             except RayTaskError as e:
-                cause = e.cause if isinstance(e.cause, BaseException) else e
-                codes[rank] = int(getattr(cause, "exit_code", 1) or 1)
-                why[rank] = f"{type(cause).__name__}: {cause}"
+                why[rank], codes[rank] = f"{type(e).__name__}: {e}", 1
             except RayActorError:
                 why[rank] = "its Ray worker process died"
             else:
-                if rank == 0:
-                    gathered = value
-                continue
+                if "error" not in value:
+                    gathered = value["records"] if rank == 0 else gathered
+                    continue
+                why[rank], codes[rank] = value["error"], value["exit_code"]
+                files[rank] = value["files"]
             failed_at = failed_at or time.monotonic()
         if pending and failed_at is not None and time.monotonic() - failed_at > GRACE_S:
             for rank in pending.values():
@@ -268,11 +295,13 @@ def _wait(
             pending.clear()
     if not why:
         return {"error": None, "exit_codes": {}, "gathered": gathered}
+    if stop.is_set():
+        return {"interrupted": True, "exit_codes": codes, "files": files}
     where = {p.rank: _node_label(p, nodes) for p in placed}
     # A worker that died (no exit code) first: the others' errors usually follow from it.
     order = sorted(why, key=lambda rank: (rank in codes, rank))
     error = "ranks failed: " + "; ".join(f"rank {r} on {where[r]}: {why[r]}" for r in order)
-    return {"error": error, "exit_codes": codes, "gathered": None}
+    return {"error": error, "exit_codes": codes, "gathered": None, "files": files}
 
 
 def _node_label(p: Placed, nodes: dict[str, dict[str, Any]]) -> str:

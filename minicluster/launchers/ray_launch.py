@@ -211,6 +211,23 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def keep_files(out_dir: Path, files: dict[str, dict[str, str]]) -> None:
+    """Write the rank files failed ranks sent back (by rank, by name under `ranks/`) that this
+    node does not hold (their node's disk is not shared), so the result covers them; a file
+    already here (a shared or local disk) is never replaced."""
+    ranks = rundir.ranks_dir(out_dir)
+    for rank, named in files.items():
+        for name, text in named.items():
+            if rundir.rank_from_name(name) != int(rank) or "/" in name:
+                continue  # only a rank's own files, by their own names
+            ranks.mkdir(parents=True, exist_ok=True)
+            try:
+                with open(ranks / name, "x", encoding="utf-8") as f:
+                    f.write(text)
+            except FileExistsError:
+                pass
+
+
 def read_outcome(data: bytes, returncode: int, out_dir: Path) -> RayOutcome:
     """The driver's outcome document -> RayOutcome; its exit codes go to DIR/launcher.json."""
     log = rundir.ray_log_path(out_dir)
@@ -226,6 +243,7 @@ def read_outcome(data: bytes, returncode: int, out_dir: Path) -> RayOutcome:
         )
     if outcome.get("input_error"):
         raise InputError(f"{outcome['input_error']} (Ray's log: {log})")
+    keep_files(out_dir, outcome.get("files") or {})
     codes = outcome.get("exit_codes") or {}
     if codes or outcome.get("error"):
         atomic_write_json(rundir.launcher_path(out_dir), {"launcher": "ray", "exit_codes": codes})

@@ -227,6 +227,11 @@ def test_collectives_flags_are_frozen() -> None:
         "--out",
         "--md",
         "--html",
+        "--launcher",
+        "--ray-address",
+        "--cpus-per-worker",
+        "--gpus-per-worker",
+        "--placement",
     }
     args = parser.parse_args(["collectives"])
     assert (args.config, args.nproc, args.ops, args.sizes, args.dtype, args.out) == (None,) * 6

@@ -113,3 +113,28 @@ def test_ctrl_c_under_ray_keeps_the_recorded_steps(
     validate_result(result)
     assert result["status"] == "incomplete" and result["interrupted"] is True
     assert not result["failed_ranks"] and min(r["steps_recorded"] for r in result["ranks"]) > 0
+
+
+def test_files_sent_back_by_failed_ranks_are_kept_and_never_replace_ones_here(
+    tmp_path: Path,
+) -> None:
+    here = rundir.rank_jsonl(tmp_path, 0)
+    here.parent.mkdir(parents=True)
+    here.write_text("rank 0's own file\n")
+    ray_launch.keep_files(
+        tmp_path,
+        {
+            "0": {here.name: "sent back\n"},
+            "1": {"rank_00001.jsonl": "header\nstep\n", "rank_00001.summary.json": "{}"},
+            "2": {"rank_00001.jsonl": "not rank 2's file", "../escape.json": "x"},
+        },
+    )
+    assert here.read_text() == "rank 0's own file\n"
+    assert rundir.rank_jsonl(tmp_path, 1).read_text() == "header\nstep\n"
+    assert rundir.rank_summary(tmp_path, 1).read_text() == "{}"
+    assert sorted(p.name for p in rundir.ranks_dir(tmp_path).iterdir()) == [
+        "rank_00000.jsonl",
+        "rank_00001.jsonl",
+        "rank_00001.summary.json",
+    ]
+    assert not (tmp_path / "escape.json").exists()
