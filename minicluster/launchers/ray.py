@@ -38,11 +38,12 @@ from typing import Any
 
 from minicluster.core import launcher_env, rundir
 from minicluster.launchers.ray_launch import OUTCOME_FD_ARG, Placed, RayOptions, layout
-from minicluster.launchers.torchrun import is_loopback, loopback_interface
+from minicluster.launchers.torchrun import is_loopback, loopback_interface, parse_endpoint
 
 GRACE_S = 10.0  # after a rank fails, how long the others may take to fail on their own
 PLACEMENT_WAIT_S = 120.0  # how long the placement group may wait for free resources
 POLL_S = 0.5
+CONNECT_TIMEOUT_S = 10.0  # how long the cluster's GCS address may take to accept a connection
 _FORWARDED_ENV = ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME", "NCCL_DEBUG")
 
 
@@ -121,6 +122,12 @@ def drive(request: dict[str, Any], stop: threading.Event) -> dict[str, Any]:
 
 
 def _connect(ray: Any, options: RayOptions, nproc: int) -> None:
+    """`ray.init`: a local instance sized to the job, or the cluster at the address (first
+    checked to answer at all: Ray itself retries an address where nothing listens for minutes)."""
+    if options.address not in (None, "auto"):
+        host, port = parse_endpoint(options.address)
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
     if options.address is None:
         ray.init(
             address="local",

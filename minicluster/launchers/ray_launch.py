@@ -181,15 +181,16 @@ def launch(cfg: RunConfig, out_dir: Path, run_id: str, options: RayOptions) -> R
 
 
 def _stop(proc: subprocess.Popen[bytes], pipe: Any) -> None:
-    """Ask the driver to stop the job (SIGINT) and wait for it; terminate it when it hangs."""
+    """Ask the driver to stop the job (SIGINT) and wait for it; kill it when it does not stop in
+    STOP_WAIT_S (stuck inside Ray: its local instance goes with it, by Ray's own reaper)."""
     print("minicluster: stopping the Ray job ...", file=sys.stderr)
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=STOP_WAIT_S)
     except subprocess.TimeoutExpired:
-        proc.terminate()
-        proc.wait(timeout=10)
+        proc.kill()
+        proc.wait()
     pipe.read()
 
 
