@@ -93,10 +93,12 @@ def aggregate(
         )
 
     figures = table.rank_figures()
+    ray_nodes = nodes.ray_node_ids(records)
     ranks_out = [
         _rank_entry(
             rank, by_rank.get(rank), table, figures.get(rank), fates.status[rank], where[rank]
         )
+        | {"ray_node_id": ray_nodes.get(rank)}
         for rank in range(world_size)
     ]
     compute = {r["rank"]: r["compute_ms_median"] for r in ranks_out}
@@ -117,6 +119,7 @@ def aggregate(
         failed=failed_ranks,
         stragglers=[s["rank"] for s in stragglers],
         aborted=fates.of(rank_status.ABORTED),
+        ray_nodes=ray_nodes,
     )
     series = table.series(world_size)
     metrics = training_metrics(

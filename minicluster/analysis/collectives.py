@@ -114,6 +114,7 @@ def benchmark_result(
     """The canonical result of a collectives job; `blocks` holds its `collectives` and
     `pairwise` sections (the one it lacks is None)."""
     fates = frame.fates
+    ray_nodes = nodes.ray_node_ids(frame.records)
     # No training steps: per node its ranks and their status, no step figures or scores.
     node_section = nodes.nodes_section(
         frame.where,
@@ -122,6 +123,7 @@ def benchmark_result(
         fates.of(rank_status.MISSING),
         fates.failed,
         aborted=fates.of(rank_status.ABORTED),
+        ray_nodes=ray_nodes,
     )
     lost = nodes.lost_nodes(node_section, frame.records, frame.multi_node, frame.launcher_error)
     errors = frame.errors + [f"node lost: {d['evidence']}" for d in lost]
@@ -145,6 +147,7 @@ def benchmark_result(
                 _rank_entry(
                     rank, frame.by_rank.get(rank), frame.fates.status[rank], frame.where[rank]
                 )
+                | {"ray_node_id": ray_nodes.get(rank)}
                 for rank in range(frame.world_size)
             ],
             "stragglers": [],

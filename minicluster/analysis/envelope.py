@@ -84,6 +84,15 @@ def platform(headers: list[dict[str, Any]]) -> dict[str, Any]:
     return {"nodes": list(nodes.values()), "torch": p0.get("torch"), "python": p0.get("python")}
 
 
+def ray_section(headers: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """`{version}` of the Ray the ranks ran on (the Ray launcher), else None; each rank's Ray
+    node ID is in its `ranks[]` entry and its node's `nodes[]` entry."""
+    versions = sorted({h["ray"]["version"] for h in headers if isinstance(h.get("ray"), dict)})
+    if not versions:
+        return None
+    return {"version": ", ".join(versions)}
+
+
 def now() -> str:
     """The current UTC time, ISO-8601 to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -123,6 +132,7 @@ def top_level(
         "status": status,
         "tool": {"name": "minicluster", "version": __version__},
         "launcher": head0.get("launcher", "outside"),
+        "ray": ray_section(headers),
         "backend": head0.get("backend"),
         "world_size": world_size,
         "nodes": nodes,

@@ -22,6 +22,15 @@ from minicluster.core.errors import InputError
 # Config keys that may differ between nodes of one fleet: the job's label, and the faults a test
 # injects on purpose (the fleet must find them from the numbers).
 CONFIG_KEYS_IGNORED = ("name", "faults")
+# Run settings that only decide how a result is judged afterwards, not what the ranks ran
+# (a result aggregated by a later minicluster may carry another default for them).
+RUN_KEYS_IGNORED = (
+    "straggler_threshold_pct",
+    "straggler_min_excess_ms",
+    "straggler_min_steps_pct",
+    "expect_busbw_gbps",
+    "slow_link_below_pct",
+)
 
 
 @dataclass(frozen=True)
@@ -103,9 +112,11 @@ def _hosts(r: dict[str, Any]) -> list[str]:
 
 
 def _job(r: dict[str, Any]) -> dict[str, Any]:
-    """What must match across a fleet: workload, world size, backend, the config but its label
-    and injected faults."""
+    """What must match across a fleet: workload, world size, backend, the config but its label,
+    injected faults and the thresholds that only judge a result."""
     config = {k: v for k, v in (r.get("config") or {}).items() if k not in CONFIG_KEYS_IGNORED}
+    if isinstance(config.get("run"), dict):
+        config["run"] = {k: v for k, v in config["run"].items() if k not in RUN_KEYS_IGNORED}
     return {
         "workload": r.get("workload"),
         "world_size": r.get("world_size"),

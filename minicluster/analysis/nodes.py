@@ -95,6 +95,16 @@ def _node_entry_ok(node: Any) -> bool:
     )
 
 
+def ray_node_ids(records: list[RankRecords]) -> dict[int, str]:
+    """Rank -> the Ray node ID its header recorded (ranks started by the Ray launcher only)."""
+    out = {}
+    for rec in records:
+        node_id = ((rec.header or {}).get("ray") or {}).get("node_id")
+        if isinstance(node_id, str):
+            out[rec.rank] = node_id
+    return out
+
+
 def rank_scores(compute_ms: dict[int, float | None]) -> dict[int, float | None]:
     """Per rank, the fastest rank's median compute / this rank's (None without a median)."""
     return _relative(compute_ms)
@@ -116,6 +126,7 @@ def nodes_section(
     failed: Iterable[int],
     stragglers: Iterable[int] = (),
     aborted: Iterable[int] = (),
+    ray_nodes: dict[int, str] | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per node, ordered by node rank then hostname (see the module docstring).
 
@@ -123,10 +134,12 @@ def nodes_section(
     collectives run: no step figures); `rank_compute_ms` each rank's median compute; `missing`
     the ranks without records here, `failed` every failed rank (missing ones included),
     `aborted` the ranks stopped because a rank elsewhere failed (a node whose ranks only
-    aborted is `aborted`, not failed: the culprit is elsewhere).
+    aborted is `aborted`, not failed: the culprit is elsewhere); `ray_nodes` each rank's Ray
+    node ID (`ray_node_ids`), giving each node its `ray_node_id` (null outside Ray).
     """
     missing, failed, stragglers = set(missing), set(failed), set(stragglers)
     aborted = set(aborted)
+    ray_nodes = ray_nodes or {}
     members: dict[NodeId, list[int]] = {}
     for rank, node in sorted(where.items()):
         members.setdefault(node, []).append(rank)
@@ -158,6 +171,7 @@ def nodes_section(
                 "slowest_rank_compute_ms_median": slowest[0] if slowest else None,
                 "stragglers": [r for r in ranks if r in stragglers],
                 "performance_score": scores[node],
+                "ray_node_id": next((ray_nodes[r] for r in ranks if r in ray_nodes), None),
             }
         )
     return out

@@ -22,6 +22,7 @@ from minicluster.core.errors import InputError, MiniclusterError, RunFailedError
 from minicluster.core.io import atomic_write_json
 
 if TYPE_CHECKING:
+    from minicluster.launchers.ray_launch import RayOptions
     from minicluster.launchers.torchrun import Rendezvous
 
 log = logging.getLogger("minicluster.cli")
@@ -125,9 +126,11 @@ def launch_ranks(
     total: int,
     label: str = "rank 0 steps",
     rendezvous: Rendezvous | None = None,
+    ray: RayOptions | None = None,
 ) -> str | None:
-    """Start the ranks (`rendezvous`: this node's share of a job across nodes) under a progress
-    bar; None on success, else why they failed.
+    """Start the ranks (`rendezvous`: this node's share of a job across nodes; `ray`: as Ray
+    workers) under a progress bar; None on success, else why they failed. A Ray job's result is
+    written here from rank 0's in-band records when every rank finished.
 
     On Ctrl-C, or a scheduler's SIGTERM, the ranks' records so far still become
     `out_dir/result.json` (status incomplete, every recorded step kept) before the interrupt
@@ -137,7 +140,9 @@ def launch_ranks(
 
     try:
         with Progress(out_dir, total, label):
-            if rendezvous is None:
+            if ray is not None:
+                error = _launch_ray(cfg, out_dir, run_id, ray)
+            elif rendezvous is None:
                 error = launch_local(
                     resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank
                 )
@@ -160,6 +165,19 @@ def launch_ranks(
     if error is not None:
         record_launcher_error(out_dir, error)
     return error
+
+
+def _launch_ray(cfg: RunConfig, out_dir: Path, run_id: str, options: RayOptions) -> str | None:
+    """Run the ranks as Ray workers; on success write the result from rank 0's in-band records
+    (the ranks' files may be on other nodes), else say why they failed."""
+    from minicluster.analysis.aggregate import aggregate
+    from minicluster.analysis.records import from_gathered
+    from minicluster.launchers.ray_launch import launch
+
+    outcome = launch(cfg, out_dir, run_id, options)
+    if outcome.error is None and outcome.gathered is not None:
+        write_result(out_dir, aggregate(from_gathered(outcome.gathered)))
+    return outcome.error
 
 
 def record_launcher_error(out_dir: Path, error: str, interrupted: bool = False) -> None:
@@ -386,6 +404,7 @@ def execute(
     html: Path | None = None,
     quiet: bool = False,
     rendezvous: Rendezvous | None = None,
+    ray: RayOptions | None = None,
 ) -> dict[str, Any] | None:
     """The one path every launching command takes: write the resolved config into `out_dir`,
     launch the ranks under a progress bar, aggregate their records into `result.json` (printing
@@ -397,13 +416,20 @@ def execute(
     holds. The result of a run whose ranks failed is returned too (status failed);
     RunFailedError when the ranks never started, InputError when no rank left anything to
     aggregate. KeyboardInterrupt goes on up after what ran was kept.
+
+    With `ray` the ranks run as Ray workers (one CPU thread per whole CPU a worker has, unless
+    the config says otherwise) and the result comes from rank 0's in-band records, as above.
     """
+    if ray is not None and not cfg.run.threads_per_rank:
+        from minicluster.core.config import override
+
+        cfg = override(cfg, threads_per_rank=ray.threads_per_rank())
     resolved = rundir.config_path(out_dir)  # JSON is YAML: the workers load it like any config
     atomic_write_json(resolved, cfg.to_dict())
     launcher_error = launch_ranks(
-        resolved, cfg, out_dir, run_id, progress_total, progress_label, rendezvous
+        resolved, cfg, out_dir, run_id, progress_total, progress_label, rendezvous, ray
     )
-    if rendezvous is not None and launcher_error is None:
+    if (rendezvous is not None or ray is not None) and launcher_error is None:
         found = _in_band_result(out_dir)
         if found is None:
             return None

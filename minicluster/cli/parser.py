@@ -33,16 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--nproc", type=int, help="ranks to start (per node) (default: config run.nproc, 2)"
     )
-    p.add_argument(
-        "--launcher",
-        choices=["torchrun"],
-        default="torchrun",
-        help="how ranks are started (default: torchrun)",
-    )
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
     add_report_flags(p)
     add_require(p)
     add_fault_args(p)
+    add_launcher_args(p)
     add_node_args(p)
     p.set_defaults(handler="run:run")
 
@@ -55,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
     add_report_flags(p)
     add_fault_args(p)
+    add_launcher_args(p)
     p.set_defaults(handler="run:validate")
 
     p = sub.add_parser(
@@ -100,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_projection_flags(p)
     add_report_flags(p)
     add_require(p)
+    add_launcher_args(p)
     p.set_defaults(handler="sweep:run_sweep")
 
     p = sub.add_parser(
@@ -220,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
     add_report_flags(p)
+    add_launcher_args(p)
     p.set_defaults(handler="run:collectives")
 
     p = sub.add_parser("worker", help="per-rank entry for an outside launcher (torchrun, srun)")
@@ -471,6 +469,46 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
         type=float,
         metavar="SECONDS",
         help="how long a rank waits in a collective before the run fails (default: config, 300)",
+    )
+
+
+def add_launcher_args(p: argparse.ArgumentParser) -> None:
+    """`--launcher` and the Ray launcher's flags."""
+    p.add_argument(
+        "--launcher",
+        choices=["torchrun", "ray"],
+        default="torchrun",
+        help="how ranks are started: torchrun (local processes), or ray (Ray workers, each "
+        "running the same per-rank function) (default: torchrun)",
+    )
+    g = p.add_argument_group(
+        "Ray (--launcher ray)",
+        "Without --ray-address a local Ray instance sized to the job is started and shut down "
+        "at the end; with one, the job joins that cluster and leaves it running. Ray's own "
+        "output goes to DIR/ray.log.",
+    )
+    g.add_argument(
+        "--ray-address",
+        metavar="auto|HOST:PORT",
+        help="an existing Ray cluster: auto (the one this machine belongs to, as inside "
+        "`ray job submit`), or its GCS address",
+    )
+    g.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        metavar="C",
+        help="CPUs each rank's worker reserves, and its CPU threads (whole CPUs) (default: 1)",
+    )
+    g.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        metavar="G",
+        help="GPUs each rank's worker reserves (default: 0; 1 for one GPU per rank on NCCL)",
+    )
+    g.add_argument(
+        "--placement",
+        choices=["pack", "spread"],
+        help="pack the workers on as few nodes as fit, or spread them across nodes (default: pack)",
     )
 
 

@@ -26,6 +26,7 @@ from minicluster.core.errors import (
     RunFailedError,
 )
 from minicluster.core.units import format_size, parse_size
+from minicluster.launchers.ray_launch import RayOptions, check_options, ray_installed
 from minicluster.launchers.torchrun import DEFAULT_RDZV_ID, Rendezvous, parse_endpoint
 
 
@@ -64,6 +65,12 @@ def _launch_training(args: argparse.Namespace, validating: bool) -> dict[str, An
     None on a node of a job across nodes that holds no result (see node.json)."""
     cfg = load_training_config(args.config)
     rendezvous = rendezvous_from_args(args)
+    ray = ray_from_args(args)
+    if ray is not None and rendezvous is not None:
+        raise InputError(
+            "--nnodes/--rdzv-endpoint start torchrun agents; with --launcher ray, Ray places "
+            "the ranks on its nodes (--ray-address, --placement)"
+        )
     nproc = nproc_from_args(args)
     if nproc is not None and nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {nproc}")
@@ -86,7 +93,7 @@ def _launch_training(args: argparse.Namespace, validating: bool) -> dict[str, An
             f"{rendezvous.rdzv_id}): {cfg.run.nproc} ranks here, {cfg.run.nproc * nnodes} in all"
         )
     print(
-        f"minicluster: run {run_id}: {where} via {getattr(args, 'launcher', 'torchrun')}, "
+        f"minicluster: run {run_id}: {where} via {launcher_text(ray)}, "
         f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps -> {out_dir}",
         file=sys.stderr,
     )
@@ -102,7 +109,44 @@ def _launch_training(args: argparse.Namespace, validating: bool) -> dict[str, An
         md=args.md,
         html=args.html,
         rendezvous=rendezvous,
+        ray=ray,
     )
+
+
+def ray_from_args(args: argparse.Namespace) -> RayOptions | None:
+    """The Ray options of `--launcher ray` (checked; InputError naming the flag), else None;
+    a Ray flag without `--launcher ray` is an error, not ignored."""
+    flags = {
+        "--ray-address": getattr(args, "ray_address", None),
+        "--cpus-per-worker": getattr(args, "cpus_per_worker", None),
+        "--gpus-per-worker": getattr(args, "gpus_per_worker", None),
+        "--placement": getattr(args, "placement", None),
+    }
+    if getattr(args, "launcher", "torchrun") != "ray":
+        stray = [flag for flag, value in flags.items() if value is not None]
+        if stray:
+            raise InputError(f"{stray[0]} is for --launcher ray")
+        return None
+    given = {
+        field: value
+        for field, value in zip(
+            ("address", "cpus_per_worker", "gpus_per_worker", "placement"),
+            flags.values(),
+            strict=True,
+        )
+        if value is not None
+    }
+    options = check_options(RayOptions(**given))
+    ray_installed()
+    return options
+
+
+def launcher_text(ray: RayOptions | None) -> str:
+    """How the ranks are started, for the run's first line."""
+    if ray is None:
+        return "torchrun"
+    where = "a local Ray instance" if ray.address is None else f"the Ray cluster at {ray.address}"
+    return f"Ray ({where}, {ray.placement}, {ray.cpus_per_worker:g} CPU per worker)"
 
 
 def nproc_from_args(args: argparse.Namespace) -> int | None:
@@ -154,6 +198,7 @@ def collectives(args: argparse.Namespace) -> int:
     """`minicluster collectives`: the nccl-tests-style benchmark, or the pairwise link test, on N
     local ranks."""
     cfg = collectives_config(args)
+    ray = ray_from_args(args)
     on_gpu = orchestrate.on_gpu(cfg)
     section = cfg.collectives
     if section.pattern == "pairwise":
@@ -175,7 +220,7 @@ def collectives(args: argparse.Namespace) -> int:
         else f"size {format_size(sizes[0])} (K = 1024, "
     )
     print(
-        f"minicluster: collectives {run_id}: {cfg.run.nproc} ranks via torchrun, "
+        f"minicluster: collectives {run_id}: {cfg.run.nproc} ranks via {launcher_text(ray)}, "
         f"{', '.join(section.ops)}; {span}each rounded down to a "
         f"multiple of n x element size = {unit} B), {section.dtype}, "
         f"{section.warmup_iters} warm-up + {section.iters} timed calls per size -> {out_dir}",
@@ -190,6 +235,7 @@ def collectives(args: argparse.Namespace) -> int:
         point_at=args.out is None,
         md=args.md,
         html=args.html,
+        ray=ray,
     )
     assert result is not None  # one node: its result is always here
     return exit_code(result)

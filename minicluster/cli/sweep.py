@@ -17,13 +17,14 @@ from minicluster.analysis.sweep import PlannedRun, RunOutcome
 from minicluster.analysis.sweep_from import from_finished_runs as sweep_from_runs
 from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate, sweep_projection
-from minicluster.cli.run import load_training_config
+from minicluster.cli.run import launcher_text, load_training_config, ray_from_args
 from minicluster.cli.watch import watch_command
 from minicluster.core import config as config_mod
 from minicluster.core import fault_spec, rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import EXIT_RUN_FAILED, InputError, MiniclusterError, RunFailedError
 from minicluster.core.io import atomic_write_json
+from minicluster.launchers.ray_launch import RayOptions
 from minicluster.result.schema import load_result
 
 
@@ -42,6 +43,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             "per-rank batch on every rank"
         )
     cfg = config_mod.require(load_training_config(args.config), args.require)
+    ray = ray_from_args(args)
     per_rank_batch = cfg.workload.per_rank_batch
     global_batch = None
     if args.mode == "strong":
@@ -84,7 +86,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     print(
         f"minicluster: sweep {sweep_id}: {args.mode} scaling, world sizes "
         f"{','.join(map(str, world_sizes))}, {args.repeats} round(s) = {len(runs)} runs of "
-        f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps -> {out_dir}",
+        f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps via "
+        f"{launcher_text(ray)} -> {out_dir}",
         file=sys.stderr,
     )
     print(f"minicluster: watch it live: {watch_command(out_dir)}", file=sys.stderr)
@@ -97,7 +100,7 @@ def run_sweep(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             run_id = f"{sweep_id}-{planned.name}"
-            outcomes.append(_sweep_run(planned, configs[planned.world_size], out_dir, run_id))
+            outcomes.append(_sweep_run(planned, configs[planned.world_size], out_dir, run_id, ray))
     except KeyboardInterrupt:
         finished = len(outcomes)
         # The interrupted run's own result (what its ranks recorded) counts as a failed run,
@@ -117,7 +120,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             _finish_sweep(out_dir, plan, outcomes, args.md, args.html)
         raise
     try:
-        sweep_projection.run_probe(out_dir, sweep_id, plan, cfg, threads, outcomes)
+        sweep_projection.run_probe(out_dir, sweep_id, plan, cfg, threads, outcomes, ray)
     except KeyboardInterrupt:
         print(
             "minicluster: sweep interrupted during the all_reduce probe; the result below has "
@@ -142,6 +145,7 @@ def sweep_from(args: argparse.Namespace) -> int:
             ("--repeats", args.repeats),
             ("--global-batch", args.global_batch),
             ("--require", args.require or None),
+            ("--launcher ray", "ray" if args.launcher == "ray" else None),
         )
         if value is not None
     ]
@@ -262,7 +266,9 @@ def _sweep_run_config(
     return cfg
 
 
-def _sweep_run(planned: PlannedRun, cfg: RunConfig, sweep_dir: Path, run_id: str) -> RunOutcome:
+def _sweep_run(
+    planned: PlannedRun, cfg: RunConfig, sweep_dir: Path, run_id: str, ray: RayOptions | None
+) -> RunOutcome:
     """Launch and aggregate one run of a sweep in its own sub-directory; one line says how it went."""
     from minicluster.report.text import fmt_num
 
@@ -270,7 +276,7 @@ def _sweep_run(planned: PlannedRun, cfg: RunConfig, sweep_dir: Path, run_id: str
     orchestrate.ensure_writable(out_dir)
     total = cfg.steps.warmup + cfg.steps.measured
     try:
-        result = orchestrate.execute(cfg, out_dir, run_id, total, quiet=True)
+        result = orchestrate.execute(cfg, out_dir, run_id, total, quiet=True, ray=ray)
     except RunFailedError as e:  # the launch failed before any rank recorded anything
         why = str(e)
         print(f"sweep: {planned.name}: failed: {why}", file=sys.stderr)

@@ -30,7 +30,7 @@ from minicluster.core.errors import InputError
 
 FORMAT_NAME = "minicluster-rank"
 # 1.1: step comm_reason, comm_timing.from_step (no issue_delay_ms); 1.2: header `node_rank`,
-# the `roster` record; 1.3: pair_plan and pair records (the pairwise link test).
+# the `roster` record; 1.3: pair_plan and pair records (the pairwise link test), header `ray`.
 FORMAT_VERSION = f"{FORMAT_NAME}/1.3"
 
 HEADER = "header"
@@ -59,6 +59,7 @@ HEADER_KEYS = (
     "device",
     "threads",
     "launcher",
+    "ray",  # 1.3: under the Ray launcher {version, node_id} (the worker's Ray node); else None
     "job",
     "config",  # the resolved RunConfig as a dict (config.RunConfig.to_dict)
     "workload",  # name, per_rank_batch, seq_len, tokens_per_rank, params

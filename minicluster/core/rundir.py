@@ -6,6 +6,7 @@ A run directory holds:
     ranks/rank_00003.jsonl       one rank's records: header line, then one line per step
     ranks/rank_00003.summary.json   that rank's summary, written atomically at its end
     launcher.json                why a local launch failed or was interrupted (exit codes)
+    ray.log                      `--launcher ray`: what the Ray driver printed (Ray's own output)
     node.json                    on a node that does not see rank 0's files: this node's ranks and
                                  where rank 0 wrote the result (`NODE_KEYS`)
     result.json                  the canonical result (see minicluster.result)
@@ -24,6 +25,7 @@ RANKS_DIR = "ranks"
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
 LAUNCHER_FILE = "launcher.json"
+RAY_LOG_FILE = "ray.log"
 NODE_FILE = "node.json"
 PLAN_FILE = "sweep.json"
 CLAIM_FILE = ".claim"
@@ -77,6 +79,11 @@ def config_path(run_dir: Path) -> Path:
 
 def launcher_path(run_dir: Path) -> Path:
     return run_dir / LAUNCHER_FILE
+
+
+def ray_log_path(run_dir: Path) -> Path:
+    """`run_dir/ray.log`: the Ray driver's output (kept out of the terminal)."""
+    return run_dir / RAY_LOG_FILE
 
 
 def node_path(run_dir: Path) -> Path:

@@ -155,7 +155,7 @@ def _launch(
     os.environ["MINICLUSTER_LAUNCHER"] = "torchrun"
     os.environ["MINICLUSTER_PROGRESS"] = "0"  # the launcher shows progress; ranks stay quiet
     if loopback and saved["GLOO_SOCKET_IFNAME"] is None:
-        lo = _loopback_interface()
+        lo = loopback_interface()
         if lo is not None:
             os.environ["GLOO_SOCKET_IFNAME"] = lo  # gloo's sockets on 127.0.0.1 too
     args = [
@@ -218,7 +218,7 @@ def _run_torchrun(argv: list[str], out_dir: Path) -> str | None:
     return None
 
 
-def _loopback_interface() -> str | None:
+def loopback_interface() -> str | None:
     """The name of the loopback network interface (`lo` on Linux), or None."""
     try:
         names = [name for _, name in socket.if_nameindex()]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import platform
 import time
 import uuid
 from datetime import datetime, timezone
@@ -24,7 +23,6 @@ import torch
 import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from minicluster import __version__
 from minicluster.core import fault_spec, pairs, rank_format, rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import InputError
@@ -47,6 +45,7 @@ from minicluster.rank.comm_timing import (
     attach_comm_timer,
     switch_to_hook,
 )
+from minicluster.rank.header import header_record
 from minicluster.rank.recorder import RankRecorder
 from minicluster.rank.roster import gather_roster
 from minicluster.rank.telemetry.session import TelemetrySession
@@ -89,7 +88,7 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         roster = gather_roster(info, out_dir)
         recorder = RankRecorder(out_dir, info.rank)
         wl = workloads.build(cfg.workload, cfg.run.seed, device)
-        header = _header(cfg, info, device, backend, run_id, wl, threads)
+        header = header_record(cfg, info, device, backend, run_id, wl, threads)
         recorder.write(header)
         if info.local_rank == 0:
             recorder.write(roster)
@@ -164,7 +163,9 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
     except BaseException as e:
         if header is None and recorder is not None:
             # Failed before its header (e.g. the model did not fit): still say who and what.
-            _write_best_effort(recorder, _header(cfg, info, device, backend, run_id, None, threads))
+            _write_best_effort(
+                recorder, header_record(cfg, info, device, backend, run_id, None, threads)
+            )
         status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         _write_failed_summary(
             summary_path, _summary(info, device, run_id, status, last_step, None, e)
@@ -197,7 +198,7 @@ def _run_collectives(
     try:
         roster = gather_roster(info, out_dir)
         recorder = writer = RankRecorder(out_dir, info.rank)
-        header = _header(cfg, info, device, backend, run_id, None, threads)
+        header = header_record(cfg, info, device, backend, run_id, None, threads)
         recorder.write(header)
         if info.local_rank == 0:
             recorder.write(roster)
@@ -374,87 +375,6 @@ def _agree_run_id(run_id: str | None) -> str:
     return str(box[0])
 
 
-def _header(
-    cfg: RunConfig,
-    info: dist.RankInfo,
-    device: torch.device,
-    backend: str,
-    run_id: str,
-    wl: workloads.Workload | None,
-    threads: int,
-) -> dict[str, Any]:
-    """Who and where this rank is, and what it runs (`wl` None: from the config)."""
-    gpu: dict[str, Any] | None = None
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        gpu = {
-            "name": props.name,
-            "uuid": str(getattr(props, "uuid", "")) or None,
-            "memory_total_bytes": props.total_memory,
-        }
-    return {
-        "type": rank_format.HEADER,
-        "format": rank_format.FORMAT_VERSION,
-        "run_id": run_id,
-        "rank": info.rank,
-        "local_rank": info.local_rank,
-        "world_size": info.world_size,
-        "local_world_size": info.local_world_size,
-        "node_rank": info.node_rank,
-        "hostname": info.hostname,
-        "pid": os.getpid(),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "tool_version": __version__,
-        "backend": backend,
-        "device": str(device),
-        "threads": threads,
-        "launcher": os.environ.get("MINICLUSTER_LAUNCHER", "outside"),
-        "job": cfg.job,
-        "config": cfg.to_dict(),
-        "workload": _workload_fields(cfg, wl),
-        "platform": {
-            "hostname": info.hostname,
-            "cpu": _cpu_model(),
-            "cpu_count": os.cpu_count(),
-            "host_memory_total_bytes": telemetry.host_memory_total_bytes(),
-            "gpu": gpu,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "os": f"{platform.system()} {platform.release()}",
-        },
-    }
-
-
-def _workload_fields(cfg: RunConfig, wl: workloads.Workload | None) -> dict[str, Any]:
-    """The header's workload: from the built workload, else (the collectives benchmark, or a
-    workload that failed to build) from the config, with `params` unknown."""
-    if wl is not None:
-        return {
-            "name": wl.name,
-            "per_rank_batch": wl.samples_per_rank,
-            "seq_len": wl.seq_len,
-            "tokens_per_rank": wl.tokens_per_rank,
-            "params": wl.params,
-        }
-    if cfg.job == "collectives":
-        return {
-            "name": "collectives",
-            "per_rank_batch": None,
-            "seq_len": None,
-            "tokens_per_rank": None,
-            "params": None,
-        }
-    seq_len = getattr(cfg.workload, "seq_len", None)
-    batch = cfg.workload.per_rank_batch
-    return {
-        "name": cfg.workload.name,
-        "per_rank_batch": batch,
-        "seq_len": seq_len,
-        "tokens_per_rank": batch * seq_len if seq_len else None,
-        "params": None,
-    }
-
-
 def _summary(
     info: dist.RankInfo,
     device: torch.device,
@@ -485,13 +405,3 @@ def _summary(
         "ddp_logging": ddp_logging,
         "telemetry": telemetry_window,
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -16,7 +16,8 @@ from minicluster.core.errors import InputError
 # scaling.breakdown_method, points[].breakdown, projection; `nodes` is the per-node section (a
 # list; before, the node count), ranks[] and the stragglers and detected faults name their node
 # (`node_rank`, `hostname`), ranks[] and nodes[] carry a relative performance score. 1.3: the
-# `pairwise` block (the pairwise link test). Readers accept every 1.x.
+# `pairwise` block (the pairwise link test); `ray` (the Ray version, under the Ray launcher),
+# ranks[] and nodes[] `ray_node_id`. Readers accept every 1.x.
 SCHEMA_VERSION = "minicluster/1.3"
 
 

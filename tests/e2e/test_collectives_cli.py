@@ -238,6 +238,11 @@ def test_collectives_flags_are_frozen() -> None:
         "--min-busbw",
         "--fault",
         "--collective-timeout",
+        "--launcher",
+        "--ray-address",
+        "--cpus-per-worker",
+        "--gpus-per-worker",
+        "--placement",
     }
     args = parser.parse_args(["collectives"])
     assert (args.config, args.nproc, args.ops, args.sizes, args.dtype, args.out) == (None,) * 6

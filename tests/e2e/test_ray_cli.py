@@ -1,0 +1,183 @@
+"""`minicluster run --launcher ray` on real Ray: a local instance, two simulated nodes
+(`ray.cluster_utils.Cluster`), and a worker killed mid-run.
+
+Each test shuts down what it started (the CLI shuts its local instance down; the simulated
+cluster is shut down here). Never `ray stop`: it kills every Ray process on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("ray", reason="Ray is not installed: pip install 'minicluster[ray]'")
+
+from minicluster.core import rank_format, rundir  # noqa: E402
+from minicluster.result.schema import validate_result  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ray_env(cli_env: dict[str, str]) -> dict[str, str]:
+    return {**cli_env, "RAY_AUTH_MODE": "disabled"}
+
+
+def _run(env: dict[str, str], *args: str, timeout: int = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "minicluster", "run", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def _result(out: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(rundir.result_path(out).read_text())
+    validate_result(result)
+    return result
+
+
+def _shape(value: Any) -> Any:
+    """Keys all the way down (lists by their first item); values by type."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    return None
+
+
+@pytest.mark.timeout(300)
+def test_local_ray_gives_the_torchrun_result_schema_and_step_counts(
+    ray_env: dict[str, str], tiny_config: Path, tmp_path: Path
+) -> None:
+    torchrun_out, ray_out = tmp_path / "torchrun", tmp_path / "ray"
+    proc = _run(ray_env, "-c", str(tiny_config), "--out", str(torchrun_out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = _run(ray_env, "-c", str(tiny_config), "--out", str(ray_out), "--launcher", "ray")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "result:" in proc.stdout and "Started a local Ray instance" not in proc.stderr
+    assert "Ray" not in proc.stdout.split("result:")[0].replace("ray", "")  # no Ray lines
+    assert rundir.ray_log_path(ray_out).is_file()  # Ray's own output went here
+
+    a, b = _result(torchrun_out), _result(ray_out)
+    assert b["status"] == "ok" and b["launcher"] == "ray" and a["launcher"] == "torchrun"
+    assert b["ray"]["version"] and a["ray"] is None
+    # Same schema: the same keys at every level, in ranks[], nodes[], steps and metrics (`ray`
+    # is null under torchrun).
+    assert _shape({**b, "ray": None}) == _shape(a)
+    assert [r["steps_recorded"] for r in b["ranks"]] == [r["steps_recorded"] for r in a["ranks"]]
+    assert [r["measured_steps"] for r in b["ranks"]] == [r["measured_steps"] for r in a["ranks"]]
+    assert len(b["steps"]["series"]["step_time_ms"]) == len(a["steps"]["series"]["step_time_ms"])
+    node_ids = {r["ray_node_id"] for r in b["ranks"]}
+    assert len(node_ids) == 1 and None not in node_ids
+    assert [n["ray_node_id"] for n in b["nodes"]] == list(node_ids)
+    header = json.loads(rundir.rank_jsonl(ray_out, 1).read_text().splitlines()[0])
+    assert header["format"] == rank_format.FORMAT_VERSION and header["launcher"] == "ray"
+    assert header["ray"]["node_id"] in node_ids and header["local_world_size"] == 2
+
+
+@pytest.fixture
+def two_node_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Two simulated Ray nodes of one CPU each on this machine, shut down afterwards."""
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+@pytest.mark.timeout(300)
+def test_two_simulated_nodes_spread_the_ranks_and_the_result_says_so(
+    two_node_cluster: Any, ray_env: dict[str, str], tiny_config: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    proc = _run(
+        ray_env,
+        *("-c", str(tiny_config), "--out", str(out), "--launcher", "ray"),
+        *("--ray-address", two_node_cluster.address, "--placement", "spread"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = _result(out)
+    assert result["status"] == "ok" and result["launcher"] == "ray"
+    nodes = result["nodes"]
+    assert [n["node_rank"] for n in nodes] == [0, 1]
+    assert [n["ranks"] for n in nodes] == [[0], [1]]
+    assert len({n["ray_node_id"] for n in nodes}) == 2 and None not in {
+        n["ray_node_id"] for n in nodes
+    }
+    by_rank = {r["rank"]: r for r in result["ranks"]}
+    assert [by_rank[r]["node_rank"] for r in (0, 1)] == [0, 1]
+    assert by_rank[0]["ray_node_id"] != by_rank[1]["ray_node_id"]
+    assert all(n["measured_steps"] == 8 for n in nodes)
+    # The cluster is still there for the next job: the CLI joined it and left it running.
+    assert two_node_cluster.head_node.remaining_processes_alive()
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_worker_is_named_and_the_run_exits_3_keeping_every_step(
+    ray_env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "long.yaml"
+    config.write_text(
+        "workload: {name: mlp, per_rank_batch: 16, input_dim: 64, hidden_dim: 128, "
+        "num_layers: 2}\nsteps: {warmup: 2, measured: 5000}\n"
+        "run: {nproc: 2, collective_timeout_s: 60}\n"
+    )
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minicluster", "run", "-c", str(config), "--out", str(out)]
+        + ["--launcher", "ray"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ray_env,
+    )
+    try:
+        victim = rundir.rank_jsonl(out, 1)
+        deadline = time.monotonic() + 200
+        while time.monotonic() < deadline and proc.poll() is None:
+            lines = victim.read_text().splitlines() if victim.exists() else []
+            if sum('"type":"step"' in line for line in lines) >= 20:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("rank 1 never recorded 20 steps")
+        os.kill(json.loads(lines[0])["pid"], signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3, stderr[-3000:]
+    result = _result(out)
+    assert result["status"] == "failed"
+    assert result["failed_ranks"] == [1] and result["aborted_ranks"] == [0]  # rank 0 is healthy
+    assert result["errors"][0].startswith("rank 1: died during step")
+    crash = [d for d in result["faults"]["detected"] if d["rank"] == 1]
+    assert crash and crash[0]["kind"] == "crash" and crash[0]["hostname"]
+    assert crash[0]["node_rank"] == 0
+    recorded = [
+        sum('"type":"step"' in line for line in rundir.rank_jsonl(out, r).read_text().splitlines())
+        for r in (0, 1)
+    ]
+    assert [r["steps_recorded"] for r in result["ranks"]] == recorded
+    assert min(recorded) >= 20
+    assert "status failed" in stdout
