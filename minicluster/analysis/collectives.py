@@ -177,7 +177,7 @@ def benchmark_metrics(frame: BenchmarkFrame, own: dict[str, MetricValue]) -> dic
     """Every registry metric a training result has, in registry order: the job's `own` (busbw,
     all-reduce time), memory, power and temperature; the rest have no value here."""
     m = dict(own)
-    m.update(envelope.memory_metrics(frame.headers, frame.by_rank))
+    m.update(envelope.memory_metrics(frame.headers, frame.by_rank, frame.world_size))
     m.update(_telemetry_metrics(frame.sources))
     order = [x.name for x in metrics_registry.for_workload("training")]
     return {k: m.get(k) or unavailable(k, NO_STEPS) for k in order}

@@ -19,15 +19,26 @@ from minicluster.result.schema import SCHEMA_VERSION
 
 
 def memory_metrics(
-    headers: list[dict[str, Any]], by_rank: dict[int, RankRecords]
+    headers: list[dict[str, Any]], by_rank: dict[int, RankRecords], world_size: int
 ) -> dict[str, MetricValue]:
+    """`memory_peak_mib` (max over ranks) and `memory_utilization_percent` (the fullest host or
+    device), from the ranks' end-of-run summaries. Both are unavailable unless every one of the
+    `world_size` ranks wrote its summary: a max or a per-host sum over the ranks that survived a
+    crash is not the job's number (it would look better than the job was)."""
     summaries = [(r.header, r.summary) for r in by_rank.values() if r.header and r.summary]
-    if not summaries:
+    if len(summaries) < world_size:
+        have = {r for r, rec in by_rank.items() if rec.header and rec.summary}
+        missing = [r for r in range(world_size) if r not in have]
+        shown = ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")
+        why = (
+            "no rank wrote a summary"
+            if not summaries
+            else f"only {len(summaries)} of {world_size} ranks wrote a summary (not rank "
+            f"{shown}): a peak over the others is not the job's"
+        )
         return {
-            "memory_utilization_percent": unavailable(
-                "memory_utilization_percent", "no rank wrote a summary"
-            ),
-            "memory_peak_mib": unavailable("memory_peak_mib", "no rank wrote a summary"),
+            "memory_utilization_percent": unavailable("memory_utilization_percent", why),
+            "memory_peak_mib": unavailable("memory_peak_mib", why),
         }
     gpu = [s["memory"] for _, s in summaries if "cuda_max_allocated_bytes" in s["memory"]]
     if gpu:

@@ -37,8 +37,9 @@ def detect(
                 "rank": s["rank"],
                 "step": None,
                 "attributed_to": s.get("attributed_to", "compute"),
-                "evidence": f"median compute {s['compute_ms_median']} ms vs "
-                f"{s['others_compute_ms_median']} ms on the other ranks (+{s['excess_pct']}%)",
+                "evidence": f"median compute {s['compute_ms_median']:.2f} ms vs "
+                f"{s['others_compute_ms_median']:.2f} ms on the other ranks "
+                f"(+{s['excess_pct']:.1f}%)",
             }
         )
     return found

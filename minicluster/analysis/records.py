@@ -199,6 +199,10 @@ def read_run_dir(
     """
     ranks_dir = rundir.ranks_dir(out_dir)
     if not ranks_dir.is_dir():
+        if not out_dir.exists():
+            raise InputError(f"{out_dir}: no such directory (give a run or sweep directory)")
+        if not out_dir.is_dir():
+            raise InputError(f"{out_dir} is not a directory (give a run or sweep directory)")
         raise InputError(f"{out_dir} holds no rank records (no {rundir.RANKS_DIR}/ folder)")
     jobs = []
     for path in sorted(ranks_dir.glob(rundir.RANK_FILE_GLOB)):

@@ -101,7 +101,7 @@ def training_metrics(
                 "busbw_gbps",
             ):
                 m[name] = unavailable(name, reason)
-    m.update(envelope.memory_metrics(headers, by_rank))
+    m.update(envelope.memory_metrics(headers, by_rank, world_size))
     m.update(_energy_metrics(by_rank, m.get("throughput_samples_per_sec"), global_batch))
     m["scaling_efficiency_pct"] = unavailable(
         "scaling_efficiency_pct", "a single run has no baseline; use a sweep over world sizes"

@@ -103,6 +103,14 @@ def snapshot(
     ended = ended_section(result) if result is not None else None
     if ended is not None:
         code = ended["exit_code"]
+        # the result's verdict stands: a straggler it names is a problem even when the last
+        # window no longer shows it, so `healthy`, `problems` and the exit code agree
+        for name, present in (
+            ("straggling", ended["stragglers"]),
+            ("failed", ended["failed_ranks"]),
+        ):
+            if present and name not in problems:
+                problems.append(name)
     else:
         code = EXIT_FAILED_CHECK if problems else EXIT_OK
     return {
@@ -253,9 +261,18 @@ def _rank_row(
 
 
 def _after_the_end(rows: list[dict[str, Any]], result: dict[str, Any]) -> None:
-    """Once the run wrote its result no rank runs: one that left no summary died or was killed."""
+    """Once the run wrote its result no rank runs, and the result's verdict on each rank stands:
+    the culprit `failed`, a rank whose collective broke because of it `aborted`, a rank stopped by
+    Ctrl-C `interrupted`; one that left no summary and is not named died or was killed."""
     failed = set(result.get("failed_ranks") or [])
+    verdict = {
+        r.get("rank"): r.get("status") for r in result.get("ranks") or [] if isinstance(r, dict)
+    }
     for r in rows:
+        said = verdict.get(r["rank"])
+        if said in ("aborted", "interrupted"):
+            r["state"] = said
+            continue
         if r["state"] in ("running", "finishing", "waiting"):
             r["state"] = "failed" if r["rank"] in failed else "ended"
             if r["state"] == "failed":
@@ -373,18 +390,19 @@ def _worst_nodes_first(nodes: list[dict[str, Any]]) -> list[str]:
 
 
 def ended_section(result: dict[str, Any]) -> dict[str, Any]:
-    """What the run's result says at its end; the exit code the watch gives it (that of
-    `minicluster run`, and 1 instead of 0 when the result names a straggler)."""
-    code = result_exit_code(result)
+    """What the run's result says at its end: `run_exit_code`, the code `minicluster run` gave it,
+    and `exit_code`, the watch's (the same, but 1 instead of 0 when the result names a
+    straggler: `run` reports a straggler and exits 0, a watch gate fails on it)."""
+    run_code = result_exit_code(result)
     stragglers = [s.get("rank") for s in result.get("stragglers") or []]
-    if code == EXIT_OK and stragglers:
-        code = EXIT_FAILED_CHECK
+    code = EXIT_FAILED_CHECK if run_code == EXIT_OK and stragglers else run_code
     return {
         "status": result["status"],
         "failed_ranks": result.get("failed_ranks") or [],
         "stragglers": stragglers,
         "faults_detected": (result.get("faults") or {}).get("detected") or [],
         "errors": (result.get("errors") or [])[:MAX_ERRORS],
+        "run_exit_code": run_code,
         "exit_code": code,
     }
 

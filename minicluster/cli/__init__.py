@@ -12,7 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from minicluster.cli.parser import build_parser
-from minicluster.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, MiniclusterError
+from minicluster.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    InputError,
+    MiniclusterError,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -30,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     module, _, func = args.handler.partition(":")
     try:
+        check_output_files(args)
         handler = getattr(importlib.import_module(f"minicluster.cli.{module}"), func)
         code: int = handler(args)
         return code
@@ -48,3 +54,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def check_output_files(args: object) -> None:
+    """InputError, before any work, when a report file (`--md`, `--html`, `--json`) cannot be
+    written: it names a directory, or its folder cannot be made or is not writable (a missing
+    folder is made, as the write would). A typo must not
+    cost a finished run its report (the run's `result.json` is kept either way)."""
+    for flag in ("md", "html", "json"):
+        path = getattr(args, flag, None)
+        if not isinstance(path, os.PathLike) or os.fspath(path) == "-":
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise InputError(f"--{flag} {path} is a directory; name a file")
+        try:
+            os.makedirs(folder, exist_ok=True)  # as the write at the end would
+        except OSError as e:
+            raise InputError(
+                f"--{flag} {path}: cannot make directory {folder}: {e.strerror or e}"
+            ) from None
+        if not os.access(folder, os.W_OK):
+            raise InputError(f"--{flag} {path}: directory {folder} is not writable")

@@ -97,6 +97,8 @@ def ensure_new_run_dir(out_dir: Path, what: str = "run") -> None:
 
 
 def ensure_writable(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output directory {out_dir} is a file: give a directory for --out")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / f".write-test-{os.getpid()}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NoReturn
 
 from minicluster import __version__
 from minicluster.core import choices
@@ -15,8 +16,17 @@ from minicluster.core.choices import PATTERNS, REQUIRABLE_MEASUREMENTS
 from minicluster.core.units import format_size
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (and exit 2), not the whole usage block:
+    `minicluster: error: argument --nproc: invalid int value: 'abc' (see ... --help)`.
+    Sub-commands made by `add_subparsers` are of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"minicluster: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="minicluster",
         description="Distributed-training validation harness: run instrumented DDP ranks, "
         "merge their records into one result, compare results honestly.",
@@ -288,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="results:report")
 
     p = sub.add_parser(
-        "compare", help="compare results of any supported format; exit 1 on a gated regression"
+        "compare",
+        help="compare results of any supported format; exit 1 on a gated regression or an unfinished run",
     )
     p.add_argument(
         "inputs",

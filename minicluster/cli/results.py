@@ -40,7 +40,8 @@ def report(args: argparse.Namespace) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    """`minicluster compare A B ...`: exit 1 on a gated regression. An output named `-` goes to
+    """`minicluster compare A B ...`: exit 1 on a gated regression or an input run that did not
+    finish ok (failed, incomplete). An output named `-` goes to
     standard output; the terminal table then goes to standard error."""
     from minicluster.compare import compare as compare_records
     from minicluster.compare.data import to_dict
@@ -76,7 +77,7 @@ def compare(args: argparse.Namespace) -> int:
     # files first: a terminal that goes away (`| head`) must not cost them, nor the exit code
     with orchestrate.stdout_may_close():
         print_comparison(comparison, _console(stderr=any(_is_stdout(o) for o in outputs)))
-    return EXIT_FAILED_CHECK if comparison.has_regression else EXIT_OK
+    return EXIT_FAILED_CHECK if comparison.gate_failed else EXIT_OK
 
 
 def convert(args: argparse.Namespace) -> int:

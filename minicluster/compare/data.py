@@ -38,6 +38,7 @@ def _pair(p: PairComparison) -> dict[str, Any]:
             "(measured, comparable, tested where needed, above the noise floor); > 1 favours b",
         },
         "regressions": [r.metric for r in p.regressions],
+        "unfinished": p.unfinished,
     }
 
 
@@ -48,5 +49,6 @@ def to_dict(c: Comparison) -> dict[str, Any]:
         "threshold_pct": c.threshold_pct,
         "alpha": c.alpha,
         "regression_found": c.has_regression,
+        "gate_failed": c.gate_failed,
         "comparisons": [_pair(p) for p in c.pairs],
     }

@@ -81,6 +81,8 @@ class PairComparison:
     geomean_ratio: float | None
     geomean_n: int
     geomean_excluded: dict[str, int] = field(default_factory=dict)
+    # "LABEL: run status is 'failed'" for each side whose run did not finish ok
+    unfinished: list[str] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[Row]:
@@ -98,6 +100,17 @@ class Comparison:
     @property
     def has_regression(self) -> bool:
         return any(p.regressions for p in self.pairs)
+
+    @property
+    def unfinished(self) -> list[str]:
+        """Inputs whose run did not finish ok (failed, incomplete), each said once."""
+        return list(dict.fromkeys(u for p in self.pairs for u in p.unfinished))
+
+    @property
+    def gate_failed(self) -> bool:
+        """A gated regression, or an input run that did not finish ok: a gate never passes on a
+        run that failed or was interrupted, whatever its partial numbers say."""
+        return self.has_regression or bool(self.unfinished)
 
 
 def compare(
@@ -145,6 +158,11 @@ def compare_pair(
     a: BenchmarkRecord, b: BenchmarkRecord, threshold_pct: float, alpha: float
 ) -> PairComparison:
     warnings = [f"{a.label}: {w}" for w in a.warnings] + [f"{b.label}: {w}" for w in b.warnings]
+    unfinished = [
+        f"{rec.label}: run status is {rec.details['run_status']!r}"
+        for rec in (a, b)
+        if rec.details.get("run_status") not in (None, "ok")
+    ]
     cross = _different_workloads(a, b)
     if cross:
         latency = (
@@ -167,13 +185,13 @@ def compare_pair(
         for m in metrics_registry.REGISTRY.values()
         if m.name in a.metrics or m.name in b.metrics
     ]
-    rows = [_row(name, a, b, cross, threshold_pct, alpha) for name in names]
+    rows = [_row(name, a, b, cross, unfinished, threshold_pct, alpha) for name in names]
     families: dict[str, dict[str, int]] = {}
     for r in rows:
         fam = families.setdefault(r.family, dict.fromkeys(VERDICTS, 0))
         fam[r.verdict] += 1
     ratio, n, excluded = _geomean(rows)
-    return PairComparison(a, b, rows, warnings, families, ratio, n, excluded)
+    return PairComparison(a, b, rows, warnings, families, ratio, n, excluded, unfinished)
 
 
 def _row(
@@ -181,6 +199,7 @@ def _row(
     a: BenchmarkRecord,
     b: BenchmarkRecord,
     cross: str | None,
+    unfinished: list[str],
     threshold_pct: float,
     alpha: float,
 ) -> Row:
@@ -223,6 +242,13 @@ def _row(
         row.reason = (
             f"{less.label} covers less ({a.label}: {ma.coverage.describe()}; {b.label}: "
             f"{mb.coverage.describe()}): a number over fewer {ma.coverage.what} is not compared"
+        )
+        return row
+    if unfinished:
+        row.verdict = "not_comparable"
+        row.reason = (
+            f"{'; '.join(unfinished)}: a run that did not finish ok is not compared (its numbers "
+            "cover only what ran before it stopped); the gate fails"
         )
         return row
     if cross:

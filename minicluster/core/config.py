@@ -364,8 +364,10 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{prefix}." if prefix else ""
+        keys = ", ".join(f"{where}{k}" for k in unknown)
         raise ConfigError(
-            f"{source}: unknown key {where}{unknown[0]}; allowed: {', '.join(fields)}"
+            f"{source}: unknown key{'s' if len(unknown) > 1 else ''} {keys}; "
+            f"allowed: {', '.join(fields)}"
         )
     hints = typing.get_type_hints(cls)
     kwargs = {}

@@ -94,6 +94,7 @@ def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
             "global_batch": wl.get("global_batch"),
             "seq_len": wl.get("seq_len"),
             "steps_measured": steps_measured,
+            "run_status": data["status"],
         },
         series=series if isinstance(series, dict) else None,
         unknown={str(k): str(v) for k, v in unknown.items()} if isinstance(unknown, dict) else {},

@@ -194,6 +194,8 @@ def print_comparison(c: Comparison, console: Console | None = None) -> None:
             console.print(escape(line))
         regs = ", ".join(r.metric for r in p.regressions) or "none"
         console.print(f"regressions beyond {c.threshold_pct:g}%: {escape(regs)}")
+        for u in p.unfinished:
+            console.print(f"[red]gate failed:[/red] {escape(u)} (a run that did not finish ok)")
 
 
 def _md_escape(text: str) -> str:
@@ -222,7 +224,11 @@ def to_markdown(c: Comparison) -> str:
         out += ["", "### Summary per family", ""]
         out += [f"- {_md_escape(line)}" for line in _summary_lines(p)]
         regs = ", ".join(r.metric for r in p.regressions) or "none"
-        out += [f"- regressions beyond {c.threshold_pct:g}%: {_md_escape(regs)}", ""]
+        out += [f"- regressions beyond {c.threshold_pct:g}%: {_md_escape(regs)}"]
+        out += [
+            f"- gate failed: {_md_escape(u)} (a run that did not finish ok)" for u in p.unfinished
+        ]
+        out.append("")
     out.append(
         "`?` = percent undefined (baseline 0); `~` = difference not significant or within the "
         "run-to-run spread; not tested = a per-step metric without per-step samples (never "
@@ -247,6 +253,10 @@ def to_html(c: Comparison) -> str:
     for p in c.pairs:
         parts.append(f"<h2>{e(_title(p))}</h2>")
         parts += [f"<p class='warning'>warning: {e(w)}</p>" for w in p.warnings]
+        parts += [
+            f"<p class='warning'>gate failed: {e(u)} (a run that did not finish ok)</p>"
+            for u in p.unfinished
+        ]
         plot = comparison_plot([r.to_dict() for r in p.rows], title=_title(p))
         if plot is not None:
             parts.append(figure(plot))

@@ -130,8 +130,9 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
         console.print(f"[yellow]straggler:[/yellow] {escape(s)}")
     for side, kind, rank, step, details in view.faults.rows:
         console.print(
-            f"[magenta]fault {escape(side)}:[/magenta] {escape(kind)} rank {escape(rank)} "
-            f"step {escape(step)}" + (f": {escape(details)}" if details else "")
+            f"[magenta]fault {escape(side)}:[/magenta] {escape(kind)} rank {escape(rank)}"
+            + (f" step {escape(step)}" if step not in ("", "n/a") else "")
+            + (f": {escape(details)}" if details else "")
         )
     if view.validation is not None:
         console.print(rich_table(view.validation))

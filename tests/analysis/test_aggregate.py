@@ -162,6 +162,19 @@ def test_dead_rank_fails_the_run_and_keeps_its_steps() -> None:
     assert result["steps"]["embedded"]["1"]["step"] == [0, 1, 2]
 
 
+def test_memory_is_not_taken_from_the_ranks_that_survived() -> None:
+    """Both ranks peak at 100 of a host's 1000 bytes: the host holds 20%. When rank 1 dies
+    without a summary, 10% (rank 0 alone) is a number the job never had: no value, a reason."""
+    clean = aggregate(two_ranks())["metrics"]
+    assert clean["memory_utilization_percent"]["value"] == pytest.approx(20.0)
+    recs = two_ranks()
+    recs[1].summary = None
+    m = aggregate(recs, launcher_error="ranks failed: rank 1 exit code 1")["metrics"]
+    for name in ("memory_utilization_percent", "memory_peak_mib"):
+        assert m[name]["value"] is None and m[name]["status"] == "unavailable"
+        assert m[name]["reason"].startswith("only 1 of 2 ranks wrote a summary (not rank 1)")
+
+
 def test_rank_with_no_files_is_named_missing() -> None:
     recs = two_ranks()[:1]
     result = aggregate(recs)

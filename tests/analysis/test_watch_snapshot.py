@@ -229,3 +229,38 @@ def test_a_collectives_job_is_refused(tmp_path: Path) -> None:
     _write(tmp_path, [3, 3], header_extra={0: {"job": "collectives"}})
     with pytest.raises(InputError, match="collectives"):
         _snap(tmp_path, T0)
+
+
+def test_an_ended_run_whose_result_names_a_straggler_is_not_healthy(tmp_path: Path) -> None:
+    """The last window of a finished run can look even; the result's straggler still stands:
+    `healthy`, `problems` and the exit code say the same, and `run_exit_code` is what `run` gave."""
+    _write(tmp_path, [99, 99])
+    result = {
+        "status": "ok",
+        "failed_ranks": [],
+        "stragglers": [{"rank": 1, "excess_pct": 440.0}],
+        "faults": {"detected": []},
+        "errors": [],
+    }
+    snap = _snap(tmp_path, T0 + 60.0, result=result)
+    assert snap["exit_code"] == 1 and snap["ended"]["run_exit_code"] == 0
+    assert snap["healthy"] is False and snap["problems"] == ["straggling"]
+    assert snap["ended"]["stragglers"] == [1]
+
+
+def test_after_a_crash_the_victim_is_aborted_not_failed(tmp_path: Path) -> None:
+    """Rank 1 crashed at step 19; rank 0's all-reduce broke because of it. Only the culprit is
+    failed, as in the run's own result."""
+    _write(tmp_path, [19, 19])
+    result = {
+        "status": "failed",
+        "failed_ranks": [1],
+        "ranks": [{"rank": 0, "status": "aborted"}, {"rank": 1, "status": "failed"}],
+        "stragglers": [],
+        "faults": {"detected": []},
+        "errors": ["rank 1: exit code 86"],
+    }
+    snap = _snap(tmp_path, T0 + 60.0, result=result)
+    assert [r["state"] for r in snap["ranks"]] == ["aborted", "failed"]
+    assert [f["rank"] for f in snap["failed"]] == [1]
+    assert snap["exit_code"] == 3 and snap["problems"] == ["failed"]

@@ -186,3 +186,30 @@ def test_terminal_table_never_cuts_a_number(width: int) -> None:
     for shown in ("3,139.0", "2,196.9", "-30.01%", "worse (REGRESSION)", "allreduce_wait_ms"):
         assert shown in text, (width, shown)
     assert ("left out for the terminal width" in text) == (width < 150)
+
+
+@pytest.mark.parametrize("status", ["failed", "incomplete"])
+def test_a_run_that_did_not_finish_ok_fails_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], status: str
+) -> None:
+    """A crashed or interrupted run's few steps can look faster (a better throughput, a smaller
+    memory peak): none of them is compared, and the gate fails (exit 1), whichever side it is."""
+    data = json.loads((FIX / "mc11_clean_a.json").read_text())
+    data["status"] = status
+    data["metrics"]["throughput_samples_per_sec"]["value"] *= 1.4
+    broken = tmp_path / f"{status}.json"
+    broken.write_text(json.dumps(data))
+    clean = FIX / "mc11_clean_a.json"
+    out = tmp_path / "c.json"
+    assert main(["compare", str(clean), str(broken), "--json", str(out)]) == 1
+    err = capsys.readouterr().out
+    assert f"gate failed: {status}.json: run status is '{status}'" in err
+    c = json.loads(out.read_text())
+    assert c["gate_failed"] and not c["regression_found"]
+    rows = c["comparisons"][0]["rows"]
+    measured = [r for r in rows if r["a"] is not None and r["b"] is not None]
+    assert measured and all(r["verdict"] == "not_comparable" for r in measured)
+    assert all("did not finish ok" in r["reason"] for r in measured)
+    # as the baseline too
+    assert main(["compare", str(broken), str(clean)]) == 1
+    assert main(["compare", str(clean), str(clean)]) == 0

@@ -64,3 +64,33 @@ def test_no_command_prints_help(run_cli: RunCli) -> None:
     proc = run_cli()
     assert proc.returncode == 2
     assert "usage: minicluster" in proc.stdout
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--nproc", "abc"], "invalid int value: 'abc'"),
+        (["run", "--require", "bogus"], "invalid choice: 'bogus'"),
+        (["bogus"], "invalid choice: 'bogus'"),
+    ],
+)
+def test_a_usage_error_is_one_line_not_the_usage_block(
+    run_cli: RunCli, argv: list[str], message: str
+) -> None:
+    proc = run_cli(*argv)
+    assert_one_line_error(proc, 2, message)
+    assert "usage:" not in proc.stderr and "--help" in proc.stderr
+
+
+@pytest.mark.timeout(60)
+def test_an_output_directory_that_is_a_file_is_said_to_be_one(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    taken = tmp_path / "a.yaml"
+    taken.write_text("x")
+    proc = run_cli("run", "--out", str(taken))
+    assert_one_line_error(proc, 2, "is a file")
+    assert taken.read_text() == "x"
+    proc = run_cli("aggregate", str(tmp_path / "nope"))
+    assert_one_line_error(proc, 2, "no such directory")
