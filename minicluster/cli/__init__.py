@@ -43,7 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"minicluster: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("minicluster: interrupted", file=sys.stderr)
+        # ranks under minicluster's own launcher stay quiet: the launcher says it once
+        if not (args.command == "worker" and os.environ.get("MINICLUSTER_PROGRESS") == "0"):
+            print("minicluster: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:
         if os.environ.get("MINICLUSTER_DEBUG"):

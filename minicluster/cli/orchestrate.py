@@ -160,9 +160,18 @@ def launch_ranks(
         )
         record_launcher_error(out_dir, why, interrupted=True)
         try:
-            aggregate_dir(out_dir, None, quiet=True)
+            kept = aggregate_dir(out_dir, None, quiet=True)
         except MiniclusterError as e:
             print(f"minicluster: nothing to keep: {e}", file=sys.stderr)
+        else:
+            steps = [r.get("steps_recorded") or 0 for r in kept.get("ranks") or []]
+            low, high = min(steps, default=0), max(steps, default=0)
+            print(
+                f"minicluster: kept {low if low == high else f'{low}-{high}'} steps per rank "
+                f"in {rundir.result_path(out_dir)} (status {kept.get('status')}); "
+                f"`minicluster report {out_dir}` shows it",
+                file=sys.stderr,
+            )
         raise
     if error is not None:
         record_launcher_error(out_dir, error)

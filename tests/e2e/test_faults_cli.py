@@ -133,7 +133,13 @@ def test_slow_link_is_found_from_busbw_against_an_independent_expectation(
     assert slow["status"] == "ok" and slow["link"]["slow"] and slow["link"]["ratio"] < 0.5
     (det,) = _detected(slow, "slow_link")
     assert det["attributed_to"] == "communication" and "busbw" in det["evidence"]
-    assert _detected(slow, "straggler") == []  # compute is on time on every rank
+    # The link's delay is not taken for compute: no rank's compute grows by anything near it.
+    # (On this 2-core host one rank can share a core with the other's sender thread or the
+    # launcher and be truly slower by a few ms in every step; the straggler rule may then name
+    # it, rightly, by its own compute, far below the 40 ms the link adds.)
+    for s in slow["stragglers"]:
+        excess_ms = s["compute_ms_median"] - s["others_compute_ms_median"]
+        assert excess_ms < 10.0, slow["stragglers"]
     # every rank felt the link: the transfer (the least any rank spent) grew by the delay
     assert slow["metrics"]["allreduce_transfer_ms"]["value"] > 30
 
