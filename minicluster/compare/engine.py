@@ -53,7 +53,7 @@ class Row:
     p_value: float | None = None
     n_a: int | None = None
     n_b: int | None = None
-    ci_low: float | None = None  # spread interval of B - A (batch means), metric's unit
+    ci_low: float | None = None  # run-to-run spread interval of B - A (blocks), metric's unit
     ci_high: float | None = None
     noise_floor: float | None = None  # the registry's absolute floor for this unit
     below_floor: bool = False
@@ -321,13 +321,13 @@ def _judge(
         if row.ci_low <= 0 <= row.ci_high:
             row.verdict = "no_change"
             row.reason = (
-                f"~ within the run-to-run spread: the {stats.CONFIDENCE:.0%} interval of the "
+                f"~ within the run-to-run spread: the {stats.CONFIDENCE:.0%} prediction interval of the "
                 f"difference over blocks of steps, [{row.ci_low:.4g}, {row.ci_high:.4g}] "
                 f"{m.unit}, includes 0 (MWU p={fmt_p(row.p_value, alpha)})"
             )
             return row
         basis += (
-            f"; beyond the run-to-run spread ({stats.CONFIDENCE:.0%} interval over blocks of "
+            f"; beyond the run-to-run spread ({stats.CONFIDENCE:.0%} prediction interval over blocks of "
             f"steps: [{row.ci_low:.4g}, {row.ci_high:.4g}] {m.unit})"
         )
     row.verdict = "better" if improved else "worse"

@@ -1,5 +1,5 @@
-"""The statistics behind a verdict: the Mann-Whitney U test, the run-to-run spread (a confidence
-interval of the difference by the method of batch means), and the geometric mean.
+"""The statistics behind a verdict: the Mann-Whitney U test, the run-to-run spread (a prediction
+interval of the difference over blocks of steps), and the geometric mean.
 
 Both tests take the per-step (or per-request) samples the metric was computed from, in step order.
 """
@@ -33,16 +33,19 @@ def blocks(n: int) -> int:
 
 
 def spread_ci(name: str, sa: Sequence[float], sb: Sequence[float]) -> tuple[float, float]:
-    """95% confidence interval of B - A beyond the run-to-run spread, in the metric's unit.
+    """95% interval of B - A that the run-to-run spread alone would produce, in the metric's unit.
 
-    Method of batch means: each run's samples, in step order, are cut into contiguous blocks
-    (`blocks`); the metric's own statistic (registry: median, p95, mean, harmonic mean; median
-    when it names none) is taken per block, and Welch's t interval (scipy) is taken of the
-    difference of the block means. Steps are not independent (a shared host has slow phases
-    lasting many steps): blocks carry that, so a difference smaller than the way a run's own
-    blocks move is no change. Needs >= 4 samples a side.
+    Each run's samples, in step order, are cut into contiguous blocks (`blocks`); the metric's
+    own statistic (registry: median, p95, mean, harmonic mean; median when it names none) is taken
+    per block. Steps are not independent (a shared host has slow phases lasting many steps), and
+    neither are runs: a whole run can land in a slow phase. So the interval is a prediction
+    interval, not a confidence interval of the mean: the difference of the block means, plus or
+    minus Student's t (Welch-Satterthwaite degrees of freedom, scipy) times
+    sqrt(s_a^2 (1 + 1/n_a) + s_b^2 (1 + 1/n_b)), the spread of one block of B against one block
+    of A. A difference inside it is no larger than a run's own blocks move from one another:
+    no change. Needs >= 4 samples a side (2 blocks).
     """
-    from scipy.stats import ttest_ind
+    from scipy.stats import t as student_t
 
     from minicluster.interop.series import statistic_fn
 
@@ -53,9 +56,13 @@ def spread_ci(name: str, sa: Sequence[float], sb: Sequence[float]) -> tuple[floa
     point = float(bb.mean() - ba.mean())
     if np.ptp(ba) == 0 and np.ptp(bb) == 0:
         return point, point  # every block equal on both sides: the difference is exact
-    with np.errstate(all="ignore"):
-        ci = ttest_ind(bb, ba, equal_var=False).confidence_interval(CONFIDENCE)
-    lo, hi = float(ci.low), float(ci.high)
+    na, nb = len(ba), len(bb)
+    va, vb = float(ba.var(ddof=1)), float(bb.var(ddof=1))
+    spread = va * (1 + 1 / na) + vb * (1 + 1 / nb)
+    # Welch-Satterthwaite degrees of freedom of the two block variances
+    df = spread**2 / ((va * (1 + 1 / na)) ** 2 / (na - 1) + (vb * (1 + 1 / nb)) ** 2 / (nb - 1))
+    half = float(student_t.ppf(0.5 + CONFIDENCE / 2, df)) * math.sqrt(spread)
+    lo, hi = point - half, point + half
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return -math.inf, math.inf
     return lo, hi

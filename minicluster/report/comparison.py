@@ -209,7 +209,7 @@ def to_markdown(c: Comparison) -> str:
         "# Comparison",
         "",
         f"Baseline: {_md_escape(c.baseline.label)}; threshold {c.threshold_pct:g}%; "
-        f"alpha {c.alpha:g} (Mann-Whitney U, two-sided, and a {CONFIDENCE:.0%} interval of the "
+        f"alpha {c.alpha:g} (Mann-Whitney U, two-sided, and a {CONFIDENCE:.0%} prediction interval of the "
         "difference over blocks of steps, when >= 4 samples a side).",
         "",
     ]

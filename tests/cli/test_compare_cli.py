@@ -178,12 +178,12 @@ def test_terminal_table_never_cuts_a_number(width: int) -> None:
     from minicluster.interop import load
     from minicluster.report.comparison import print_comparison
 
-    c = compare([load(FIX / "mc11_clean_a.json"), load(FIX / "mc11_straggler.json")])
+    c = compare([load(FIX / "mc13_quiet_clean_1.json"), load(FIX / "mc13_quiet_straggler.json")])
     out = io.StringIO()
     print_comparison(c, Console(file=out, width=width, color_system=None))
     text = out.getvalue()
     assert "…" not in text
-    for shown in ("3,139.0", "2,196.9", "-30.01%", "worse (REGRESSION)", "allreduce_wait_ms"):
+    for shown in ("5,070.4", "2,997.5", "-40.88%", "worse (REGRESSION)", "allreduce_wait_ms"):
         assert shown in text, (width, shown)
     assert ("left out for the terminal width" in text) == (width < 150)
 

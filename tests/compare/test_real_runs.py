@@ -4,7 +4,10 @@ Fixtures: three default runs (`minicluster run`, 2 ranks, 5 + 50 steps) made one
 on this project's 2-core VM while other test suites ran on it: `mc11_clean_a.json`,
 `mc11_clean_b.json` (nothing changed) and `mc11_straggler.json`
 (`--fault straggler:rank=1,delay_ms=20`). Each is the run's `result.json` (schema 1.1, with
-`steps.series`), copied as it was written.
+`steps.series`), copied as it was written. And three made the same way on the quiet VM
+(2026-11-30, `scripts/check_false_regressions.py`): `mc13_quiet_clean_1.json`,
+`mc13_quiet_clean_2.json` (identical jobs whose step p50 differ by 16%) and
+`mc13_quiet_straggler.json`.
 """
 
 from __future__ import annotations
@@ -46,13 +49,36 @@ def test_every_per_step_metric_is_tested_on_its_own_series() -> None:
 
 
 def test_straggler_run_is_a_regression_named_by_step_time_and_compute() -> None:
-    c = compare([load(FIX / "mc11_clean_a.json"), load(FIX / "mc11_straggler.json")])
+    c = compare([load(FIX / "mc13_quiet_clean_1.json"), load(FIX / "mc13_quiet_straggler.json")])
     regressions = {r.metric for r in c.pairs[0].regressions}
     assert c.has_regression
     assert {"latency_p50_ms", "step_time_mean_ms", "compute_ms", "allreduce_wait_ms"} <= regressions
     # The straggler's delay shows up as the healthy rank's wait, not as slower transfer.
     rows = {r.metric: r for r in c.pairs[0].rows}
     assert not rows["allreduce_transfer_ms"].regression
+
+
+def test_identical_runs_a_whole_run_apart_are_no_regression() -> None:
+    """Identical quiet runs whose step p50 differ by 16%, every block of one above the other's:
+    a confidence interval of the block means (the rule before) called throughput, p50, mean
+    step, all-reduce, exposed comm and busbw regressions. The difference is no larger than the
+    way each run's blocks move: within the run-to-run spread."""
+    c = compare([load(FIX / "mc13_quiet_clean_1.json"), load(FIX / "mc13_quiet_clean_2.json")])
+    rows = {r.metric: r for r in c.pairs[0].rows}
+    assert rows["latency_p50_ms"].delta_pct > 15 and rows["latency_p50_ms"].p_value < 0.001
+    assert not c.has_regression
+    assert rows["latency_p50_ms"].reason.startswith("~ within the run-to-run spread")
+
+
+def test_a_straggler_on_a_loaded_host_is_within_that_hosts_spread() -> None:
+    """The limit of one run a side, said plainly: recorded while other suites loaded the 2-core
+    VM, the straggler run's step time moved between 40 and 82 ms from block to block, and its
+    +44% p50 is inside that spread: `~`, not a regression (the straggler detector names the
+    rank within the run; repeat on a quiet host to gate on it)."""
+    rows = _rows("mc11_clean_a.json", "mc11_straggler.json")
+    p50 = rows["latency_p50_ms"]
+    assert p50.delta_pct > 40 and p50.verdict == "no_change"  # type: ignore[attr-defined]
+    assert p50.reason.startswith("~ within the run-to-run spread")  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("metric", ["compute_ms", "allreduce_ms", "exposed_comm_ms"])
