@@ -55,7 +55,9 @@ def run_view(result: dict[str, Any], max_rank_rows: int | None = None) -> RunVie
     return RunView(
         title=f"minicluster {result_kind(result)} {result['run_id']}",
         status=str(result["status"]),
-        verdict=str(pw["verdict"]) if isinstance(pw, dict) and pw.get("verdict") else None,
+        verdict=str(pw["verdict"])
+        if isinstance(pw, dict) and pw.get("verdict")
+        else _verdict(result),
         summary=_summary(result),
         sections=_sections(result, max_rank_rows),
         why=scaling_text.why_lines(result),
@@ -237,6 +239,29 @@ def _straggler_sentence(s: dict[str, Any]) -> str:
         f"(+{fmt_num(s.get('excess_pct'))}%, threshold {fmt_num(s.get('threshold_pct'))}%, "
         f"attributed to {s.get('attributed_to', 'compute')})"
     )
+
+
+def _verdict(result: dict[str, Any]) -> str | None:
+    """One line naming what went wrong and where (failed run, detected faults such as a
+    straggler or a slow link, a failed validation), or None when nothing did."""
+    parts: list[str] = []
+    errors = [str(e) for e in result.get("errors") or []]
+    if result.get("status") == "failed":
+        parts.append("FAILED: " + (errors[0] if errors else "see the errors below"))
+    elif result.get("interrupted") is True:
+        parts.append("INTERRUPTED: the steps that ran are kept")
+    for d in (result.get("faults") or {}).get("detected") or []:
+        if not isinstance(d, dict):
+            continue
+        where = f"rank {d.get('rank')}"
+        if d.get("hostname") is not None or d.get("node_rank") is not None:
+            where += f" on {node_label(d.get('node_rank'), d.get('hostname'))}"
+        evidence = f": {d['evidence']}" if d.get("evidence") else ""
+        parts.append(f"{d.get('kind')} {where}{evidence}")
+    v = result.get("validation")
+    if isinstance(v, dict) and v.get("passed") is False:
+        parts.append(f"validation FAILED: {v.get('reason') or 'see the checks'}")
+    return "; ".join(parts) or None
 
 
 _FAULT_KEYS = ("kind", "rank", "step")

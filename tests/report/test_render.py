@@ -72,6 +72,9 @@ def test_straggler_row_is_emphasised_everywhere(run_straggler: dict[str, Any]) -
     row = next(ln for ln in md.splitlines() if ln.startswith("| **1** |"))
     assert "**straggler**" in row
     assert "- rank 1: median compute" in md
+    # the verdict comes first, right under the status: what went wrong and where
+    head = md.split("## ")[0]
+    assert "**straggler rank 1" in head and "median compute 46.95 ms" in head
     assert "| injected | straggler | 1 | n/a | delay_ms=40 |" in md
     assert "| **detected** | **straggler** | **1** | **n/a** | **median compute 46.95 ms" in md
     assert "| replica_consistency | passed | steps_checked=55 |" in md
