@@ -83,7 +83,11 @@ def load(path: Path, fmt: str | None = None) -> BenchmarkRecord:
             raise InputError(f"{path}: expected a JSON object at the top level")
     else:
         raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    label = path.parent.name if path.name == rundir.RESULT_FILE else path.name
+    # a run is named by its directory; through a link (`runs/latest`), by the run it points at
+    label = path.name
+    if path.name == rundir.RESULT_FILE:
+        folder = path.parent
+        label = folder.resolve().name if folder.is_symlink() else folder.name
     try:
         record = _import(fmt, content, label)
     except InputError as e:

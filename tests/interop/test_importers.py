@@ -238,3 +238,15 @@ def test_every_metric_with_a_series_names_its_statistic() -> None:
     for name in (*SERIES_OF_METRIC, "throughput_samples_per_sec", "tokens_per_sec"):
         m = metrics.get(name)
         assert m is not None and m.per_step and m.statistic is not None, name
+
+
+def test_a_run_is_named_by_its_directory_and_through_a_link_by_its_target(tmp_path: Path) -> None:
+    """`compare runs/latest runs/X` must say which run `latest` was, not "latest"."""
+    run = tmp_path / "20261130-000000-abcdef"
+    run.mkdir()
+    (run / "result.json").write_text((FIX / "mc11_clean_a.json").read_text())
+    (tmp_path / "latest").symlink_to(run.name)
+    assert load(run).label == "20261130-000000-abcdef"
+    assert load(tmp_path / "latest").label == "20261130-000000-abcdef"
+    assert load(tmp_path / "latest" / "result.json").label == "20261130-000000-abcdef"
+    assert load(FIX / "mc11_clean_a.json").label == "mc11_clean_a.json"
