@@ -146,6 +146,31 @@ def run_parts(result: dict[str, Any] | None) -> tuple[StepParts | None, str | No
     )
 
 
+def effective_threads(result: dict[str, Any]) -> int | None:
+    """CPU threads each rank of `result` ran with: the config's `run.threads_per_rank`, or when
+    that is 0 (the default: a host's cores shared by its ranks) cores // ranks on the fullest
+    host. None when the result does not record them."""
+    threads = ((result.get("config") or {}).get("run") or {}).get("threads_per_rank")
+    if not isinstance(threads, int) or isinstance(threads, bool):
+        return None
+    if threads > 0:
+        return threads
+    cores = {
+        str(n.get("hostname")): n.get("cpu_count")
+        for n in (result.get("platform") or {}).get("nodes") or []
+    }
+    per_host: dict[str, int] = {}
+    for r in result.get("ranks") or []:
+        per_host[str(r.get("hostname"))] = per_host.get(str(r.get("hostname")), 0) + 1
+    found = []
+    for host, local in per_host.items():
+        n_cores = cores.get(host)
+        if not isinstance(n_cores, int) or n_cores < 1:
+            return None
+        found.append(max(1, n_cores // local))
+    return min(found) if found else None
+
+
 def placement(result: dict[str, Any] | None) -> tuple[bool | None, str]:
     """(oversubscribed, how the ranks sat): whether a CPU run had more threads than cores on a host.
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from minicluster.analysis.scaling_loss import effective_threads
 from minicluster.analysis.sweep import Mode, PlannedRun, RunOutcome
 from minicluster.core.errors import InputError
 
@@ -90,13 +91,16 @@ def from_finished_runs(
     outcomes = [
         RunOutcome(PlannedRun(1, int(r["world_size"])), r, source=where) for where, r in ordered
     ]
-    threads = {_run_cfg(r, "run").get("threads_per_rank") for _, r in ordered}
+    threads = {effective_threads(r) for _, r in ordered}
     steps = {json.dumps(_run_cfg(r, "steps"), sort_keys=True) for _, r in ordered}
     warnings = []
     if len(threads) > 1:
+        by_size = ", ".join(
+            f"{r['world_size']} rank(s): {effective_threads(r) or '?'}" for _, r in ordered
+        )
         warnings.append(
-            f"the runs used different CPU threads per rank ({sorted(map(str, threads))}): the "
-            "efficiency also measures the thread counts"
+            f"the runs used different CPU threads per rank ({by_size}): the efficiency also "
+            "measures the thread counts"
         )
     if len(steps) > 1:
         warnings.append("the runs measured different numbers of steps")

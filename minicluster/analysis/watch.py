@@ -89,6 +89,12 @@ def snapshot(
     left_behind = {r["rank"] for r in rows if r["stalled"]} if job_stall is None else set()
     stragglers, straggler_check = judge_stragglers(windows, left_behind, world, cfg.run)
     by_rank = {row["rank"]: row for row in rows}
+    if result is not None:
+        # the run's own verdict over all its steps stands beside the last window's
+        named = {s["rank"] for s in stragglers}
+        for s in result.get("stragglers") or []:
+            if isinstance(s, dict) and s.get("rank") in by_rank and s["rank"] not in named:
+                stragglers.append({**s, "over": "run"})
     for s in stragglers:
         by_rank[s["rank"]]["straggler"] = True
     slowest = _slowest(rows)

@@ -6,12 +6,16 @@ and is imported only when it runs: the analysis commands start fast and run with
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from minicluster.cli.parser import build_parser
+from minicluster.core import rundir
 from minicluster.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -60,21 +64,62 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def check_output_files(args: object) -> None:
     """InputError, before any work, when a report file (`--md`, `--html`, `--json`) cannot be
-    written: it names a directory, or its folder cannot be made or is not writable (a missing
-    folder is made, as the write would). A typo must not
-    cost a finished run its report (the run's `result.json` is kept either way)."""
-    for flag in ("md", "html", "json"):
+    written or must not be: it names a directory; its folder cannot be made or written in; it
+    is a file minicluster records (a result.json, a rank file, a run's config or plan); or it
+    is one of the command's inputs. A typo must not cost a finished run its report, nor a report
+    cost a run its records. A missing folder is made, as the write would make it."""
+    inputs = [
+        Path(p)
+        for name in ("inputs", "result", "input", "dir")
+        for p in _as_list(getattr(args, name, None))
+    ]
+    taken = {p.resolve() for p in inputs} | {
+        (p / rundir.RESULT_FILE).resolve() for p in inputs if p.is_dir()
+    }
+    flags = ["md", "html", "json"] + (
+        ["out"] if getattr(args, "command", None) == "convert" else []
+    )
+    for flag in flags:
         path = getattr(args, flag, None)
         if not isinstance(path, os.PathLike) or os.fspath(path) == "-":
             continue
-        folder = os.path.dirname(os.path.abspath(path))
+        target = Path(path).resolve()
         if os.path.isdir(path):
             raise InputError(f"--{flag} {path} is a directory; name a file")
+        if target in taken:
+            raise InputError(f"--{flag} {path} is one of this command's inputs; name another file")
+        if _recorded(target):
+            raise InputError(
+                f"--{flag} {path} would overwrite a file minicluster records (results, rank "
+                "records, a run's config or plan); name another file"
+            )
+        folder = target.parent
         try:
             os.makedirs(folder, exist_ok=True)  # as the write at the end would
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".minicluster-write-test-")
+            os.close(fd)
+            os.unlink(probe)
         except OSError as e:
             raise InputError(
-                f"--{flag} {path}: cannot make directory {folder}: {e.strerror or e}"
+                f"--{flag} {path}: cannot write in {folder}: {e.strerror or e}"
             ) from None
-        if not os.access(folder, os.W_OK):
-            raise InputError(f"--{flag} {path}: directory {folder} is not writable")
+
+
+def _as_list(value: object) -> list[os.PathLike[str]]:
+    if isinstance(value, os.PathLike):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, os.PathLike)]
+    return []
+
+
+def _recorded(target: Path) -> bool:
+    """Whether `target` names a file a run, sweep or node writes as its record."""
+    name = target.name
+    return (
+        name in rundir.RECORDED_FILES
+        or name.startswith("result.partial-")
+        or target.parent.name == rundir.RANKS_DIR
+        or fnmatch.fnmatch(name, rundir.RANK_FILE_GLOB)
+        or fnmatch.fnmatch(name, rundir.SUMMARY_FILE_GLOB)
+    )

@@ -34,7 +34,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         return sweep_from(args)
     args.mode = args.mode or "weak"
     args.repeats = 1 if args.repeats is None else args.repeats
-    world_sizes = sweep.parse_world_sizes(args.world_sizes or "1,2,4")
+    world_sizes = sweep.parse_world_sizes("1,2,4" if args.world_sizes is None else args.world_sizes)
     if args.repeats < 1:
         raise InputError(f"--repeats must be >= 1, got {args.repeats}")
     if args.global_batch is not None and args.mode != "strong":

@@ -33,6 +33,16 @@ LATEST_LINK = "latest"
 RANK_FILE_GLOB = "rank_*.jsonl"
 SUMMARY_FILE_GLOB = "rank_*.summary.json"
 # What a directory holding an earlier run contains (any one is enough to refuse a new run there).
+# what runs, sweeps and nodes write as their record: a report file may never take these names
+RECORDED_FILES = (
+    RESULT_FILE,
+    CONFIG_FILE,
+    LAUNCHER_FILE,
+    RAY_LOG_FILE,
+    NODE_FILE,
+    PLAN_FILE,
+    CLAIM_FILE,
+)
 RUN_MARKERS = (f"{RANKS_DIR}/", RESULT_FILE, PLAN_FILE, NODE_FILE)
 # node.json: the job's run id, this node (node_rank, hostname, ranks, ranks_ok), and where rank 0
 # wrote the result (`result`: {hostname, path}).

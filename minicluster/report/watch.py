@@ -116,8 +116,13 @@ def problem_lines(snap: dict[str, Any]) -> list[tuple[str, str]]:
             (
                 f"STRAGGLER: rank {s['rank']} on {s['node']}: compute p50 "
                 f"{fmt_num(s['compute_ms_median'])} ms vs {fmt_num(s['others_compute_ms_median'])}"
-                f" ms on the others (+{fmt_num(s['excess_pct'])}%) over the last "
-                f"{fmt_num(span)} s, slowest in {s['slowest_in_steps']} of "
+                f" ms on the others (+{fmt_num(s['excess_pct'])}%) "
+                + (
+                    "over the whole run"
+                    if s.get("over") == "run"
+                    else f"over the last {fmt_num(span)} s"
+                )
+                + f", slowest in {s['slowest_in_steps']} of "
                 f"{s['steps_compared']} steps (sign test p={s['sign_test_p']:.3g})",
                 "bold yellow",
             )

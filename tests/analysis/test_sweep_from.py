@@ -76,3 +76,14 @@ def test_different_threads_per_rank_are_a_warning() -> None:
     found = from_finished_runs([a, b], None)
     assert found.threads_per_rank is None
     assert any("threads per rank" in w for w in found.warnings)
+
+
+def test_threads_are_what_the_ranks_ran_with_not_the_config_default() -> None:
+    """`threads_per_rank: 0` (the default) means the host's 2 cores shared by its ranks: the
+    1-rank run had 2 threads, the 2-rank run 1 each. That is a warning, never "0 threads"."""
+    one, two = _run(1, 16), _run(2, 16)
+    one[1]["ranks"] = one[1]["ranks"][:1]
+    found = from_finished_runs([one, two], None)
+    assert found.threads_per_rank is None
+    (warning,) = [w for w in found.warnings if "threads per rank" in w]
+    assert "1 rank(s): 2, 2 rank(s): 1" in warning

@@ -264,3 +264,19 @@ def test_after_a_crash_the_victim_is_aborted_not_failed(tmp_path: Path) -> None:
     assert [r["state"] for r in snap["ranks"]] == ["aborted", "failed"]
     assert [f["rank"] for f in snap["failed"]] == [1]
     assert snap["exit_code"] == 3 and snap["problems"] == ["failed"]
+
+
+def test_the_result_straggler_is_listed_and_marked_on_its_row(tmp_path: Path) -> None:
+    _write(tmp_path, [99, 99])
+    named = {"rank": 1, "compute_ms_median": 53.2, "others_compute_ms_median": 11.3}
+    result = {
+        "status": "ok",
+        "failed_ranks": [],
+        "stragglers": [{**named, "excess_pct": 372.4}],
+        "faults": {"detected": []},
+        "errors": [],
+    }
+    snap = _snap(tmp_path, T0 + 60.0, result=result)
+    (s,) = snap["stragglers"]
+    assert s["rank"] == 1 and s["over"] == "run" and s["node"]
+    assert [r["straggler"] for r in snap["ranks"]] == [False, True]

@@ -9,14 +9,16 @@ import pytest
 
 from minicluster.cli import main
 
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "compare"
+
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["run", "--nproc", "2", "--md", "/proc/no/such/r.md"], "cannot make directory"),
+        (["run", "--nproc", "2", "--md", "/proc/no/such/r.md"], "cannot write in"),
         (["validate", "--html", "{tmp}"], "is a directory"),
-        (["collectives", "--md", "{tmp}/file/c.md"], "cannot make directory"),
-        (["sweep", "--world-sizes", "1,2", "--html", "{tmp}/file/s.html"], "cannot make directory"),
+        (["collectives", "--md", "{tmp}/file/c.md"], "cannot write in"),
+        (["sweep", "--world-sizes", "1,2", "--html", "{tmp}/file/s.html"], "cannot write in"),
     ],
 )
 def test_a_bad_report_path_is_refused_before_the_job_runs(
@@ -30,3 +32,32 @@ def test_a_bad_report_path_is_refused_before_the_job_runs(
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()  # nothing launched, no output directory claimed
     assert time.monotonic() - started < 5.0
+
+
+def test_a_report_never_overwrites_a_record_or_an_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A result.json, a rank file or an input named as a report file is refused, and the file
+    is left as it was."""
+    run = tmp_path / "run"
+    (run / "ranks").mkdir(parents=True)
+    result = run / "result.json"
+    result.write_text((FIX / "mc11_clean_a.json").read_text())
+    rank_file = run / "ranks" / "rank_00000.jsonl"
+    rank_file.write_text('{"type": "header"}\n')
+    other = FIX / "mc11_clean_b.json"
+    cases = [
+        (["report", str(run), "--md", str(result)], "one of this command's inputs"),
+        (["report", str(other), "--html", str(rank_file)], "would overwrite a file"),
+        (["compare", str(run), str(other), "--json", str(result)], "one of this command's inputs"),
+        (["run", "--md", str(tmp_path / "new" / "result.json")], "would overwrite a file"),
+        (["convert", str(result), "--to", "trackiq", "-o", str(result)], "inputs"),
+        (["report", str(other), "--html", "/proc/version"], "cannot write in /proc"),
+    ]
+    before = {p: p.read_bytes() for p in (result, rank_file)}
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert {p: p.read_bytes() for p in (result, rank_file)} == before
+    assert not (tmp_path / "new").exists()
