@@ -89,7 +89,9 @@ class StepTable:
             n_bytes = _nan_reduce(np.nanmax, self.m["comm_bytes"])
             t_s = out["allreduce_transfer_ms"] / 1000.0
             busbw = n_bytes / t_s / 1e9 * (2 * (world_size - 1) / world_size)
-            out["busbw_gbps"] = np.where((t_s > 0) & (n_bytes > 0), busbw, np.nan)
+            # one rank sends nothing to anyone: no bus bandwidth (null), not nccl-tests' 0
+            ok = (t_s > 0) & (n_bytes > 0) & (world_size > 1)
+            out["busbw_gbps"] = np.where(ok, busbw, np.nan)
             out["comm_bytes"] = n_bytes
             out["buckets"] = _nan_reduce(np.nanmax, self.m["buckets"])
         return out

@@ -192,6 +192,14 @@ def test_single_rank_has_no_comm_metrics() -> None:
     assert m["throughput_samples_per_sec"]["value"] is not None
 
 
+def test_single_rank_series_has_no_bus_bandwidth_not_zero() -> None:
+    """2(n-1)/n is 0 at one rank: the per-step busbw is null (not measured), never 0 GB/s."""
+    rec = two_ranks()[0]
+    rec.header = header(0, world=1)
+    series = aggregate([rec])["steps"]["series"]
+    assert series["busbw_gbps"] and all(v is None for v in series["busbw_gbps"])
+
+
 def _write_run(dir_: Path, recs: list[RankRecords]) -> None:
     ranks = dir_ / "ranks"
     ranks.mkdir(parents=True)
