@@ -146,6 +146,27 @@ def run_parts(result: dict[str, Any] | None) -> tuple[StepParts | None, str | No
     )
 
 
+def _host_threads(result: dict[str, Any]) -> list[tuple[str, int, int, int]] | str:
+    """Per host of `result`: (hostname, its ranks, its CPU cores, the CPU threads each of its
+    ranks ran with: the config's `run.threads_per_rank`, or when that is 0, the default, the
+    host's cores shared by its ranks). A reason string when the result does not record them."""
+    threads = ((result.get("config") or {}).get("run") or {}).get("threads_per_rank")
+    cores = {
+        str(n.get("hostname")): n.get("cpu_count")
+        for n in (result.get("platform") or {}).get("nodes") or []
+    }
+    per_host: dict[str, int] = {}
+    for r in result.get("ranks") or []:
+        per_host[str(r.get("hostname"))] = per_host.get(str(r.get("hostname")), 0) + 1
+    hosts = []
+    for host, local in per_host.items():
+        n_cores = cores.get(host)
+        if not isinstance(n_cores, int) or n_cores < 1 or not isinstance(threads, int):
+            return f"the cores of host {host} or the threads per rank were not recorded"
+        hosts.append((host, local, n_cores, threads or max(1, n_cores // local)))
+    return hosts
+
+
 def effective_threads(result: dict[str, Any]) -> int | None:
     """CPU threads each rank of `result` ran with: the config's `run.threads_per_rank`, or when
     that is 0 (the default: a host's cores shared by its ranks) cores // ranks on the fullest
@@ -155,20 +176,10 @@ def effective_threads(result: dict[str, Any]) -> int | None:
         return None
     if threads > 0:
         return threads
-    cores = {
-        str(n.get("hostname")): n.get("cpu_count")
-        for n in (result.get("platform") or {}).get("nodes") or []
-    }
-    per_host: dict[str, int] = {}
-    for r in result.get("ranks") or []:
-        per_host[str(r.get("hostname"))] = per_host.get(str(r.get("hostname")), 0) + 1
-    found = []
-    for host, local in per_host.items():
-        n_cores = cores.get(host)
-        if not isinstance(n_cores, int) or n_cores < 1:
-            return None
-        found.append(max(1, n_cores // local))
-    return min(found) if found else None
+    hosts = _host_threads(result)
+    if isinstance(hosts, str) or not hosts:
+        return None
+    return min(t for _, _, _, t in hosts)
 
 
 def placement(result: dict[str, Any] | None) -> tuple[bool | None, str]:
@@ -178,23 +189,13 @@ def placement(result: dict[str, Any] | None) -> tuple[bool | None, str]:
     """
     if not result:
         return None, "no result"
-    ranks = result.get("ranks") or []
-    if any(str(r.get("device") or "").startswith("cuda") for r in ranks):
+    if any(str(r.get("device") or "").startswith("cuda") for r in result.get("ranks") or []):
         return None, "ranks on GPUs"
-    cores = {
-        str(n.get("hostname")): n.get("cpu_count")
-        for n in (result.get("platform") or {}).get("nodes") or []
-    }
-    per_host: dict[str, int] = {}
-    for r in ranks:
-        per_host[str(r.get("hostname"))] = per_host.get(str(r.get("hostname")), 0) + 1
-    threads = ((result.get("config") or {}).get("run") or {}).get("threads_per_rank")
+    hosts = _host_threads(result)
+    if isinstance(hosts, str):
+        return None, hosts
     worst: tuple[float, str] | None = None
-    for host, local in per_host.items():
-        n_cores = cores.get(host)
-        if not isinstance(n_cores, int) or n_cores < 1 or not isinstance(threads, int):
-            return None, f"the cores of host {host} or the threads per rank were not recorded"
-        t = threads or max(1, n_cores // local)  # 0: cores / local ranks (config default)
+    for host, local, n_cores, t in hosts:
         text = f"{local} rank(s) x {t} thread(s) on {n_cores} CPU cores of host {host}"
         load = local * t / n_cores
         if worst is None or load > worst[0]:

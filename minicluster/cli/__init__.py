@@ -10,7 +10,6 @@ import fnmatch
 import importlib
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from minicluster.core.errors import (
     InputError,
     MiniclusterError,
 )
+from minicluster.core.io import probe_writable_dir
 
 __all__ = ["build_parser", "main"]
 
@@ -95,10 +95,7 @@ def check_output_files(args: object) -> None:
             )
         folder = target.parent
         try:
-            os.makedirs(folder, exist_ok=True)  # as the write at the end would
-            fd, probe = tempfile.mkstemp(dir=folder, prefix=".minicluster-write-test-")
-            os.close(fd)
-            os.unlink(probe)
+            probe_writable_dir(folder)  # made, as the write at the end would make it
         except OSError as e:
             raise InputError(
                 f"--{flag} {path}: cannot write in {folder}: {e.strerror or e}"

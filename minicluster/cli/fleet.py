@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from minicluster.cli import orchestrate
-from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
+from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK
 
 
 def fleet(args: argparse.Namespace) -> int:
@@ -18,35 +17,18 @@ def fleet(args: argparse.Namespace) -> int:
     from minicluster.report.fleet import fleet_html, fleet_markdown, print_fleet
     from minicluster.result.schema import load_result
 
-    outputs = [o for o in (args.json, args.md, args.html) if o is not None]
-    if sum(str(o) == "-" for o in outputs) > 1:
-        raise InputError("only one of --json, --md, --html can be '-' (standard output)")
+    to_stdout = orchestrate.stdout_outputs(
+        [o for o in (args.json, args.md, args.html) if o is not None]
+    )
     results = [(str(path), load_result(path)) for path in args.inputs]
     report = fleet_report(results, args.metric or None, args.outlier_z, args.mad_floor)
     if args.json:
-        _write(args.json, json.dumps(report, indent=2, allow_nan=False) + "\n")
+        orchestrate.write_output(args.json, json.dumps(report, indent=2, allow_nan=False) + "\n")
     if args.md:
-        _write(args.md, fleet_markdown(report))
+        orchestrate.write_output(args.md, fleet_markdown(report))
     if args.html:
-        _write(args.html, fleet_html(report))
+        orchestrate.write_output(args.html, fleet_html(report))
     # files first: a terminal that goes away (`| head`) must not cost them, nor the exit code
     with orchestrate.stdout_may_close():
-        print_fleet(report, _console(stderr=any(str(o) == "-" for o in outputs)))
+        print_fleet(report, orchestrate.side_console(stderr=to_stdout))
     return EXIT_FAILED_CHECK if report["outliers"] or report["failed"] else EXIT_OK
-
-
-def _write(path: Any, data: str) -> None:
-    if str(path) == "-":
-        import sys
-
-        sys.stdout.write(data)
-    else:
-        orchestrate.write_file(path, data)
-
-
-def _console(stderr: bool) -> Any:
-    if not stderr:
-        return None
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False)

@@ -19,7 +19,7 @@ from minicluster.cli.progress import Progress
 from minicluster.core import rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import InputError, MiniclusterError, RunFailedError
-from minicluster.core.io import atomic_write_json
+from minicluster.core.io import atomic_write_json, probe_writable_dir
 
 if TYPE_CHECKING:
     from minicluster.launchers.ray_launch import RayOptions
@@ -100,10 +100,7 @@ def ensure_writable(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output directory {out_dir} is a file: give a directory for --out")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
+        probe_writable_dir(out_dir)
     except OSError as e:
         raise InputError(f"output directory {out_dir} is not writable: {e.strerror or e}") from None
 
@@ -349,6 +346,38 @@ def write_reports(result: dict[str, Any], md: Path | None, html: Path | None) ->
         from minicluster.report.html import render_html
 
         write_file(html, render_html(result), announce="report")
+
+
+def is_stdout(path: Path) -> bool:
+    """Whether an output file named on the command line is `-`, standard output."""
+    return str(path) == "-"
+
+
+def stdout_outputs(outputs: list[Path]) -> bool:
+    """Whether one of a command's output files (`--json`, `--md`, `--html`) is standard output;
+    InputError when more than one is."""
+    to_stdout = sum(is_stdout(o) for o in outputs)
+    if to_stdout > 1:
+        raise InputError("only one of --json, --md, --html can be '-' (standard output)")
+    return to_stdout == 1
+
+
+def write_output(path: Path, text: str) -> None:
+    """A user-named output: to standard output for `-`, else an atomic file write."""
+    if is_stdout(path):
+        sys.stdout.write(text)
+    else:
+        write_file(path, text)
+
+
+def side_console(stderr: bool) -> Any:
+    """None (a report prints on its own console, on stdout), or a rich console on stderr when
+    stdout carries a data file."""
+    if not stderr:
+        return None
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
 
 
 def write_file(path: Path, data: str | bytes, announce: str | None = None) -> None:

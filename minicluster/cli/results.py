@@ -5,15 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from minicluster.cli import orchestrate
 from minicluster.core import rundir
 from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 
 def aggregate(args: argparse.Namespace) -> int:
@@ -59,9 +54,9 @@ def compare(args: argparse.Namespace) -> int:
                 f"--baseline {args.baseline} is not one of the inputs; name it among them"
             )
         base = resolved.index(args.baseline.resolve())
-    outputs = [o for o in (args.json, args.md, args.html) if o is not None]
-    if sum(_is_stdout(o) for o in outputs) > 1:
-        raise InputError("only one of --json, --md, --html can be '-' (standard output)")
+    to_stdout = orchestrate.stdout_outputs(
+        [o for o in (args.json, args.md, args.html) if o is not None]
+    )
     records = [load(path, args.format) for path in inputs]
     comparison = compare_records(records, base, args.threshold, args.alpha)
     if args.json:
@@ -69,14 +64,14 @@ def compare(args: argparse.Namespace) -> int:
             text = json.dumps(to_dict(comparison), indent=2, allow_nan=False) + "\n"
         except ValueError as e:
             raise InputError(f"cannot write output: {e}") from None
-        _write(args.json, text)
+        orchestrate.write_output(args.json, text)
     if args.md:
-        _write(args.md, to_markdown(comparison))
+        orchestrate.write_output(args.md, to_markdown(comparison))
     if args.html:
-        _write(args.html, to_html(comparison))
+        orchestrate.write_output(args.html, to_html(comparison))
     # files first: a terminal that goes away (`| head`) must not cost them, nor the exit code
     with orchestrate.stdout_may_close():
-        print_comparison(comparison, _console(stderr=any(_is_stdout(o) for o in outputs)))
+        print_comparison(comparison, orchestrate.side_console(stderr=to_stdout))
     return EXIT_FAILED_CHECK if comparison.gate_failed else EXIT_OK
 
 
@@ -85,30 +80,10 @@ def convert(args: argparse.Namespace) -> int:
     from minicluster.interop import export, load
 
     data = export(load(args.input, args.format), args.to)
-    if args.out is not None and not _is_stdout(args.out):
+    if args.out is not None and not orchestrate.is_stdout(args.out):
         orchestrate.write_file(args.out, data)
     elif isinstance(data, bytes):
         raise InputError(f"--to {args.to} writes binary output: give a file with -o")
     else:
         sys.stdout.write(data)
     return EXIT_OK
-
-
-def _is_stdout(path: Path) -> bool:
-    return str(path) == "-"
-
-
-def _write(path: Path, text: str) -> None:
-    if _is_stdout(path):
-        sys.stdout.write(text)
-    else:
-        orchestrate.write_file(path, text)
-
-
-def _console(stderr: bool) -> Console | None:
-    """None (the report's own console on stdout), or one on stderr when stdout carries data."""
-    if not stderr:
-        return None
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False)

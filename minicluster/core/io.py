@@ -25,6 +25,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def probe_writable_dir(folder: Path) -> None:
+    """Make `folder` (and its parents) and check a file can be created in it, as an atomic write
+    there would; OSError when not."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=".minicluster-write-test-")
+    os.close(fd)
+    os.unlink(probe)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -253,15 +253,20 @@ def _verdict(result: dict[str, Any]) -> str | None:
     for d in (result.get("faults") or {}).get("detected") or []:
         if not isinstance(d, dict):
             continue
-        where = f"rank {d.get('rank')}"
-        if d.get("hostname") is not None or d.get("node_rank") is not None:
-            where += f" on {node_label(d.get('node_rank'), d.get('hostname'))}"
         evidence = f": {d['evidence']}" if d.get("evidence") else ""
-        parts.append(f"{d.get('kind')} {where}{evidence}")
+        parts.append(f"{d.get('kind')} rank {_fault_rank(d)}{evidence}")
     v = result.get("validation")
     if isinstance(v, dict) and v.get("passed") is False:
         parts.append(f"validation FAILED: {v.get('reason') or 'see the checks'}")
     return "; ".join(parts) or None
+
+
+def _fault_rank(f: dict[str, Any]) -> str:
+    """A fault's rank, and its node when the fault records one: `1 on node 0 (vm)`."""
+    rank = text(f.get("rank"))
+    if f.get("hostname") is not None or f.get("node_rank") is not None:
+        rank += f" on {node_label(f.get('node_rank'), f.get('hostname'))}"
+    return rank
 
 
 _FAULT_KEYS = ("kind", "rank", "step")
@@ -291,10 +296,9 @@ def _faults(result: dict[str, Any]) -> TextTable:
                 and (k, f[k]) != ("from_step", 0)
             )
             details = "; ".join(str(f[k]) if k == "evidence" else f"{k}={text(f[k])}" for k in rest)
-            rank = text(f.get("rank"))
-            if f.get("hostname") is not None or f.get("node_rank") is not None:
-                rank += f" on {node_label(f.get('node_rank'), f.get('hostname'))}"
-            table.rows.append([side, text(f.get("kind")), rank, text(f.get("step")), details])
+            table.rows.append(
+                [side, text(f.get("kind")), _fault_rank(f), text(f.get("step")), details]
+            )
             if side == "detected":
                 table.highlight.add(len(table.rows) - 1)
     return table
