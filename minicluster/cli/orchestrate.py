@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,22 +63,36 @@ def _claim_owner(out_dir: Path) -> dict[str, Any]:
 def claim(out_dir: Path, run_id: str, what: str = "run", job: str | None = None) -> None:
     """Take `out_dir` for run `run_id` with an exclusive create of its claim file: of two runs
     started together on one directory, exactly one gets it; the other stops with exit 2 (unless
-    both are nodes of one job across nodes, `job`)."""
+    both are nodes of one job across nodes, `job`).
+
+    The claim appears whole: written to a temporary file first, then hard-linked to its name
+    (atomic and exclusive, NFS included), so a node of the same job that finds it taken reads the
+    owner's job, never an empty file."""
     path = out_dir / rundir.CLAIM_FILE
+    owner = json.dumps({"run_id": run_id, "pid": os.getpid(), "what": what, "job": job})
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f"{rundir.CLAIM_FILE}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(owner)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a filesystem without hard links: an exclusive create, then the owner
+            with open(path, "x", encoding="utf-8") as f:
+                f.write(owner)
+        finally:
+            os.unlink(tmp)
     except FileExistsError:
-        owner = _claim_owner(out_dir)
-        if job is not None and owner.get("job") == job:
+        taken = _claim_owner(out_dir)
+        if job is not None and taken.get("job") == job:
             return
         raise InputError(
-            f"output directory {out_dir} is taken by run {owner.get('run_id', '?')}: give a new "
+            f"output directory {out_dir} is taken by run {taken.get('run_id', '?')}: give a new "
             f"--out for this {what}, or remove it"
         ) from None
     except OSError as e:
         raise InputError(f"output directory {out_dir} is not writable: {e.strerror or e}") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"run_id": run_id, "pid": os.getpid(), "what": what, "job": job}, f)
 
 
 def ensure_new_run_dir(out_dir: Path, what: str = "run") -> None:
