@@ -24,6 +24,7 @@ from minicluster.analysis.run_metrics import (
 )
 from minicluster.analysis.steps import StepTable, stats
 from minicluster.analysis.stragglers import find_stragglers
+from minicluster.result.model import FaultKind
 
 # Step fields aggregation never reads: `read_run_dir(..., drop=UNREAD_STEP_FIELDS)` leaves them
 # out (a third of the memory of a 4,096-rank run). Every other field, one added later included,
@@ -135,9 +136,7 @@ def aggregate(
     stopped = set(fates.of(rank_status.INTERRUPTED, rank_status.ABORTED))
     if interrupted:  # ranks the interrupt stopped neither crashed nor hung
         detected = [
-            d
-            for d in detected
-            if d["kind"] not in fault_detect.DEATH_KINDS or d["rank"] not in stopped
+            d for d in detected if not FaultKind.of(d["kind"]).death or d["rank"] not in stopped
         ]
     lost = (
         [] if interrupted else nodes.lost_nodes(node_section, records, multi_node, launcher_error)
@@ -154,7 +153,7 @@ def aggregate(
     errors += [
         f"rank {d['rank']}: {d['kind']} at step {d['step']}: {d['evidence']}"
         for d in detected
-        if d["kind"] in fault_detect.CORRECTNESS_KINDS
+        if FaultKind.of(d["kind"]).correctness
     ]
     errors += [f"node lost: {d['evidence']}" for d in lost]
     method = timing_method(headers)

@@ -24,6 +24,7 @@ from minicluster.analysis.fleet_inputs import NodeInput, nodes_of
 from minicluster.analysis.robust import bad_side_z, spread
 from minicluster.core import metrics as registry
 from minicluster.core.errors import InputError
+from minicluster.result.model import RunResult
 
 FORMAT = "minicluster-fleet/1"
 # The step time p50, compute, all-reduce, busbw, memory peak and energy per step of a node check.
@@ -45,12 +46,12 @@ MAD_FLOOR_FRAC = 0.10
 
 
 def fleet(
-    results: list[tuple[str, dict[str, Any]]],
+    results: list[tuple[str, RunResult]],
     metric_names: list[str] | None = None,
     outlier_z: float = 3.5,
     mad_floor: float | None = None,
 ) -> dict[str, Any]:
-    """The fleet report of `results` (`(source, result)` pairs, validated `result.json` dicts);
+    """The fleet report of `results` (`(source, result)` pairs of read results);
     `mad_floor` None: `MAD_FLOOR_FRAC`.
 
     InputError (exit 2) for too few nodes, a repeated run, a multi-node result among others,
@@ -201,14 +202,13 @@ def _node_row(n: NodeInput, per_metric: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _workload(results: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def _workload(results: list[tuple[str, RunResult]]) -> dict[str, Any]:
     r = results[0][1]
-    wl = r.get("workload") or {}
     return {
-        "name": wl.get("name"),
-        "workload_type": wl.get("workload_type"),
-        "world_size": r.get("world_size"),
-        "backend": r.get("backend"),
+        "name": r.workload.name,
+        "workload_type": r.workload.workload_type,
+        "world_size": r.world_size,
+        "backend": r.backend,
     }
 
 

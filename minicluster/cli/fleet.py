@@ -15,12 +15,12 @@ def fleet(args: argparse.Namespace) -> int:
     and the tables. 0: no outlier; 1: an outlier or a failed node check; 2: bad input."""
     from minicluster.analysis.fleet import fleet as fleet_report
     from minicluster.report.fleet import fleet_html, fleet_markdown, print_fleet
-    from minicluster.result.schema import load_result
+    from minicluster.result import read
 
     to_stdout = orchestrate.stdout_outputs(
         [o for o in (args.json, args.md, args.html) if o is not None]
     )
-    results = [(str(path), load_result(path)) for path in args.inputs]
+    results = [(str(path), read(path)) for path in args.inputs]
     report = fleet_report(results, args.metric or None, args.outlier_z, args.mad_floor)
     if args.json:
         orchestrate.write_output(args.json, json.dumps(report, indent=2, allow_nan=False) + "\n")

@@ -25,6 +25,7 @@ from minicluster.core.io import atomic_write_json, probe_writable_dir
 if TYPE_CHECKING:
     from minicluster.launchers.ray_launch import RayOptions
     from minicluster.launchers.torchrun import Rendezvous
+    from minicluster.result.model import RunResult
 
 log = logging.getLogger("minicluster.cli")
 
@@ -221,7 +222,7 @@ def record_launcher_error(out_dir: Path, error: str, interrupted: bool = False) 
         log.warning("could not write %s: %s", path, e)
 
 
-def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False) -> dict[str, Any]:
+def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False) -> RunResult:
     """Aggregate the rank files of `out_dir` into its result.json; `quiet`: no summary."""
     result, path = aggregate_dir_to(out_dir, launcher_error)
     if not quiet:
@@ -229,7 +230,7 @@ def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False
     return result
 
 
-def aggregate_dir_to(out_dir: Path, launcher_error: str | None) -> tuple[dict[str, Any], Path]:
+def aggregate_dir_to(out_dir: Path, launcher_error: str | None) -> tuple[RunResult, Path]:
     """Aggregate the rank files of `out_dir`: the result, and where it was written (`write_result`:
     never over a result.json built from more ranks or steps, such as rank 0's in-band result of a
     job across nodes on a node that keeps only its own ranks' files). InputError on a node's
@@ -238,6 +239,8 @@ def aggregate_dir_to(out_dir: Path, launcher_error: str | None) -> tuple[dict[st
     """
     from minicluster.analysis.aggregate import UNREAD_STEP_FIELDS, aggregate
     from minicluster.analysis.records import read_run_dir
+    from minicluster.result import read
+    from minicluster.result.model import RunResult
 
     launcher = launcher_record(out_dir)
     interrupted = launcher.get("interrupted") is True
@@ -258,8 +261,8 @@ def aggregate_dir_to(out_dir: Path, launcher_error: str | None) -> tuple[dict[st
     path = write_result(out_dir, result)
     kept = rundir.result_path(out_dir)
     if path != kept:  # a fuller result was there: it stays the run's answer (and exit code)
-        return json.loads(kept.read_text(encoding="utf-8")), kept
-    return result, path
+        return read(kept), kept
+    return RunResult.from_json(result), path
 
 
 def _refuse_partial_node_dir(out_dir: Path, records: list[Any]) -> None:
@@ -298,10 +301,12 @@ def _exit_codes(launcher: dict[str, Any]) -> dict[int, int] | None:
 
 
 def write_and_print(out_dir: Path, result: dict[str, Any]) -> None:
-    print_summary(write_result(out_dir, result), result)
+    from minicluster.result.model import RunResult
+
+    print_summary(write_result(out_dir, result), RunResult.from_json(result))
 
 
-def print_summary(path: Path, result: dict[str, Any]) -> None:
+def print_summary(path: Path, result: RunResult) -> None:
     """The terminal summary of a result written to `path`, and where it is."""
     from minicluster.report.terminal import print_run_summary
 
@@ -351,7 +356,7 @@ def write_result(out_dir: Path, result: dict[str, Any]) -> Path:
     return path
 
 
-def write_reports(result: dict[str, Any], md: Path | None, html: Path | None) -> None:
+def write_reports(result: RunResult, md: Path | None, html: Path | None) -> None:
     """Write the requested Markdown and HTML reports of `result`."""
     if md is not None:
         from minicluster.report.markdown import render_markdown
@@ -408,15 +413,15 @@ def write_file(path: Path, data: str | bytes, announce: str | None = None) -> No
             print(f"{announce}: {path}")
 
 
-def _in_band_result(out_dir: Path) -> tuple[dict[str, Any], Path] | None:
+def _in_band_result(out_dir: Path) -> tuple[RunResult, Path] | None:
     """After a job across nodes finished: the result rank 0 wrote here and its path, or None on
     a node whose node.json says where it went."""
     from minicluster.cli.multinode import print_node_line
-    from minicluster.result.schema import load_result
+    from minicluster.result import read
 
     path = rundir.result_path(out_dir)
     if path.is_file():
-        return load_result(path), path
+        return read(path), path
     if print_node_line(out_dir):
         return None
     # Every rank finished, yet neither file is here: a shared directory whose rank 0 runs on
@@ -460,7 +465,7 @@ def execute(
     quiet: bool = False,
     rendezvous: Rendezvous | None = None,
     ray: RayOptions | None = None,
-) -> dict[str, Any] | None:
+) -> RunResult | None:
     """The one path every launching command takes: write the resolved config into `out_dir`,
     launch the ranks under a progress bar, aggregate their records into `result.json` (printing
     the summary unless `quiet`), point `runs/latest` at it when `point_at`, write the reports.

@@ -10,10 +10,10 @@ import argparse
 from pathlib import Path
 from typing import NoReturn
 
-from minicluster import __version__
 from minicluster.core import choices
 from minicluster.core.choices import PATTERNS, REQUIRABLE_MEASUREMENTS
 from minicluster.core.units import format_size
+from minicluster.core.version import __version__
 
 
 class OneLineParser(argparse.ArgumentParser):

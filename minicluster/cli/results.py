@@ -25,9 +25,9 @@ def aggregate(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace) -> int:
     """`minicluster report RESULT`: the terminal summary, and Markdown/HTML when asked."""
     from minicluster.report.terminal import print_run_summary
-    from minicluster.result.schema import load_result
+    from minicluster.result import read
 
-    result = load_result(args.result)
+    result = read(args.result)
     orchestrate.write_reports(result, args.md, args.html)
     with orchestrate.stdout_may_close():
         print_run_summary(result)

@@ -9,7 +9,6 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate
@@ -28,6 +27,7 @@ from minicluster.core.errors import (
 from minicluster.core.units import format_size, parse_size
 from minicluster.launchers.ray_launch import RayOptions, check_options, ray_installed
 from minicluster.launchers.torchrun import DEFAULT_RDZV_ID, Rendezvous, parse_endpoint
+from minicluster.result.model import RunResult
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,25 +42,26 @@ def validate(args: argparse.Namespace) -> int:
     """`minicluster validate`: DDP equals one process; replicas identical. 0 pass, 1 fail."""
     result = _launch_training(args, validating=True)
     assert result is not None  # validate runs on one node: its result is always here
-    if result["status"] == "failed":
+    if result.status == "failed":
         print("minicluster: validate: the run failed; see errors above", file=sys.stderr)
         return EXIT_RUN_FAILED
-    verdict = result["validation"]
-    if verdict["passed"]:
-        eq = next(c for c in verdict["checks"] if c["name"] == "ddp_equivalence")
-        rc = next(c for c in verdict["checks"] if c["name"] == "replica_consistency")
+    verdict = result.validation
+    assert verdict is not None  # validate configures both checks
+    if verdict.passed:
+        eq = next(c for c in verdict.checks if c.name == "ddp_equivalence")
+        rc = next(c for c in verdict.checks if c.name == "replica_consistency")
         print(
-            f"minicluster: validate: PASS: DDP equals one process after {eq['steps']} steps "
-            f"(max abs diff {eq['max_abs_diff']:.3g}, max relative L2 diff {eq['max_rel_diff']:.3g} "
-            f"<= {eq['rel_tolerance']}); "
-            f"replicas identical at {rc['steps_checked']} checked steps"
+            f"minicluster: validate: PASS: DDP equals one process after {eq.steps} steps "
+            f"(max abs diff {eq.max_abs_diff:.3g}, max relative L2 diff {eq.max_rel_diff:.3g} "
+            f"<= {eq.rel_tolerance}); "
+            f"replicas identical at {rc.steps_checked} checked steps"
         )
         return EXIT_OK
-    print(f"minicluster: validate: FAIL: {verdict['reason']}")
+    print(f"minicluster: validate: FAIL: {verdict.reason}")
     return EXIT_FAILED_CHECK
 
 
-def _launch_training(args: argparse.Namespace, validating: bool) -> dict[str, Any] | None:
+def _launch_training(args: argparse.Namespace, validating: bool) -> RunResult | None:
     """Resolve the config, start the ranks, aggregate: the shared body of `run` and `validate`.
     None on a node of a job across nodes that holds no result (see node.json)."""
     cfg = load_training_config(args.config)
@@ -314,7 +315,7 @@ def worker(args: argparse.Namespace) -> int:
         orchestrate.write_result(args.out, result)
     else:
         orchestrate.write_and_print(args.out, result)
-    return exit_code(result)
+    return exit_code(RunResult.from_json(result))
 
 
 def dist_rank() -> int:

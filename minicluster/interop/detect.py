@@ -102,8 +102,9 @@ def load(path: Path, fmt: str | None = None) -> BenchmarkRecord:
 def _import(fmt: str, content: Any, label: str) -> BenchmarkRecord:
     if fmt == "minicluster":
         from minicluster.interop import minicluster as minicluster_result
+        from minicluster.result import parse
 
-        return minicluster_result.to_record(content, label)
+        return minicluster_result.to_record(parse(content), label)
     if fmt == "trackiq":
         from minicluster.interop import trackiq
 

@@ -10,12 +10,19 @@ from typing import Any
 
 import pytest
 
-from minicluster.analysis.fleet import MAD_FLOOR_FRAC, fleet
+from minicluster.analysis.fleet import MAD_FLOOR_FRAC
+from minicluster.analysis.fleet import fleet as fleet_of
 from minicluster.core.errors import InputError
+from minicluster.result.model import RunResult
 from minicluster.result.schema import validate_result
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fleet"
 CLEAN = [1, 2, 3, 4, 5, 7, 8]
+
+
+def fleet(results: list[tuple[str, dict[str, Any]]], *args: Any, **kwargs: Any) -> Any:
+    """The fleet report of `(source, result JSON)` pairs, read as the command reads them."""
+    return fleet_of([(s, RunResult.from_json(r)) for s, r in results], *args, **kwargs)
 
 
 def _load(i: int) -> tuple[str, dict[str, Any]]:

@@ -13,6 +13,7 @@ from minicluster.core.coverage import Coverage
 from minicluster.core.errors import InputError
 from minicluster.interop.record import BenchmarkRecord, registry_metric
 from minicluster.report.comparison import to_markdown
+from minicluster.result.model import RunResult
 
 
 def rec(
@@ -308,12 +309,13 @@ def test_results_timed_by_different_methods_are_warned_about() -> None:
     data = json.loads(golden.read_text())
     other = copy.deepcopy(data)
     other["timing_method"] = "comm_hook_host_clock"
-    a, b = to_record(data, "a"), to_record(other, "b")
+    a, b = to_record(RunResult.from_json(data), "a"), to_record(RunResult.from_json(other), "b")
     pair = compare([a, b]).pairs[0]
     assert any(
         "all-reduce timing methods differ (ddp_runtime_stats vs comm_hook_host_clock)" in w
         for w in pair.warnings
     )
     assert not any(
-        "timing methods" in w for w in compare([a, to_record(data, "c")]).pairs[0].warnings
+        "timing methods" in w
+        for w in compare([a, to_record(RunResult.from_json(data), "c")]).pairs[0].warnings
     )

@@ -114,6 +114,22 @@ def test_convert_csv_writes_the_metrics_frame(
     assert capsys.readouterr().out == out.read_text()
 
 
+def test_readme_names_the_columns_load_gives() -> None:
+    """The README lists `.metrics` and `.steps` columns by the names the frames have
+    (`n_samples`, not `samples`)."""
+    from minicluster.interop.frames import METRIC_COLUMNS, STEP_COLUMNS
+
+    text = " ".join((ROOT / "README.md").read_text().split("## Notebooks (pandas)")[1].split())
+    for frame, columns in (("metrics", METRIC_COLUMNS), ("steps", STEP_COLUMNS)):
+        listed = re.search(rf"`\.{frame}` \([^`]*`([^`]+)`", text)
+        assert listed is not None, f"README lost the .{frame} columns"
+        assert [c.strip() for c in listed.group(1).split(",")] == list(columns)
+    frames = minicluster.load(FIX / "mc11_clean_a.json")
+    assert list(frames.metrics.columns) == list(METRIC_COLUMNS)
+    assert (frames.metrics["n_samples"] > 0).any()
+    assert frames.result.run_id == frames.raw["run_id"]
+
+
 def test_command_line_does_not_import_pandas() -> None:
     code = (
         "import sys; import minicluster, minicluster.cli, minicluster.compare, "
