@@ -177,11 +177,11 @@ def launch_ranks(
         except MiniclusterError as e:
             print(f"minicluster: nothing to keep: {e}", file=sys.stderr)
         else:
-            steps = [r.get("steps_recorded") or 0 for r in kept.get("ranks") or []]
+            steps = [r.steps_recorded for r in kept.ranks]
             low, high = min(steps, default=0), max(steps, default=0)
             print(
                 f"minicluster: kept {low if low == high else f'{low}-{high}'} steps per rank "
-                f"in {rundir.result_path(out_dir)} (status {kept.get('status')}); "
+                f"in {rundir.result_path(out_dir)} (status {kept.status}); "
                 f"`minicluster report {out_dir}` shows it",
                 file=sys.stderr,
             )

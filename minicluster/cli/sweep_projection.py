@@ -113,12 +113,9 @@ def run_probe(
     if n is None:
         return
     on_gpu = orchestrate.on_gpu(train_cfg)
+    series = [RunResult.from_json(o.result).series for o in outcomes if o.result is not None]
     grad_bytes = [
-        v
-        for o in outcomes
-        if o.result is not None
-        for v in ((o.result.get("steps") or {}).get("series") or {}).get("comm_bytes") or []
-        if isinstance(v, (int, float))
+        v for s in series if s is not None for v in s.get("comm_bytes") or [] if v is not None
     ]
     top = collective_defs.default_max_bytes(on_gpu)
     if grad_bytes:  # up to the gradient bytes of a step, in powers of two
