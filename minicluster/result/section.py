@@ -150,10 +150,11 @@ class Section:
             if f is None:
                 extra[key] = value
             else:
-                kwargs[f.name] = f.decode(value)
-        missing = [f.key for f in fields.values() if f.required and f.name not in kwargs]
-        if missing:
-            raise ValueError(f"{_schema_name(cls)}: missing {', '.join(missing)}")
+                kwargs[f.name] = value if f.decode is _keep else f.decode(value)
+        if len(kwargs) < len(fields):
+            missing = [f.key for f in fields.values() if f.required and f.name not in kwargs]
+            if missing:
+                raise ValueError(f"{_schema_name(cls)}: missing {', '.join(missing)}")
         return cls(**kwargs, extra=extra, _keys=tuple(data))
 
     def to_json(self) -> dict[str, Any]:
@@ -303,13 +304,14 @@ def decoder(tp: Any) -> Callable[[Any], Any]:
     rest kept as it is; a value of the wrong shape is kept too: validation names it)."""
     tp, _ = _strip(tp)
     if _is_union(tp):
-        options = [(a, decoder(a)) for a in get_args(tp) if a is not type(None)]
+        options = [(_json_kind(a), decoder(a)) for a in get_args(tp) if a is not type(None)]
+        if all(decode is _keep for _, decode in options):
+            return _keep  # numbers, strings, literals: kept as they are
 
         def decode_union(v: Any) -> Any:
             if v is None:
                 return None
-            for option, decode in options:
-                kind = _json_kind(option)
+            for kind, decode in options:
                 if isinstance(v, kind) and not (
                     isinstance(v, bool) and kind in (int, (int, float))
                 ):
@@ -344,7 +346,12 @@ def _keep(v: Any) -> Any:
     return v
 
 
+_LEAVES = (str, int, float, bool, type(None))
+
+
 def _encode(v: Any) -> Any:
+    if type(v) in _LEAVES:
+        return v
     if isinstance(v, Section):
         return v.to_json()
     if isinstance(v, MetricMap):
@@ -360,6 +367,8 @@ def _encode(v: Any) -> Any:
 
 def _plain(v: Any) -> Any:
     """A fresh copy of plain JSON (dicts and lists copied, leaves shared)."""
+    if type(v) in _LEAVES:
+        return v
     if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items()}
     if isinstance(v, list):
