@@ -454,7 +454,7 @@ class SchemaBuilder:
                     values.append(None)
                 return {"enum": values, **keywords}
             options = [self.of(a) for a in args]
-            return {"oneOf": options, **keywords}
+            return {"anyOf": options, **keywords}
         if tp in _PRIMITIVES:
             return {"type": _PRIMITIVES[tp], **keywords}
         if tp is Any:
