@@ -128,6 +128,19 @@ def gpu_count(platform: dict[str, Any], expect: int | None) -> list[dict[str, An
                 ev,
             )
         ]
+    if seen == 0 and isinstance(nvml_count, int) and nvml_count > 0:
+        return [
+            check(
+                "gpu",
+                "node",
+                INCOMPLETE,
+                f"NVML lists {nvml_count} GPU(s) but torch sees none "
+                f"({platform.get('cuda_reason') or 'CUDA unavailable'}): the GPUs' compute and "
+                "memory were not checked",
+                "install a CUDA build of torch to check them; --expect-gpus makes this a failure",
+                ev,
+            )
+        ]
     if seen == 0:
         reasons = [r for r in (platform.get("cuda_reason"), platform.get("nvml_reason")) if r]
         return [
