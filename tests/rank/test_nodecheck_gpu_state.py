@@ -11,9 +11,10 @@ import pytest
 
 pynvml = pytest.importorskip("pynvml")
 
+import nvml_replay  # noqa: E402  (tests/rank is on sys.path: pytest prepends it)
+
 from minicluster.analysis import nodecheck_rules as rules  # noqa: E402
 from minicluster.rank.nodecheck import gpu_state  # noqa: E402
-import nvml_replay  # noqa: E402  (tests/rank is on sys.path: pytest prepends it)
 
 ECC = "nvmlDeviceGetTotalEccErrors"
 NOT_SUPPORTED = 3
