@@ -14,7 +14,7 @@ Verdicts:
   its check ok when its result was right.
 
 The node's verdict is the worst check's. Exit code (the one policy of every command): 1 on any
-failed or degraded check (a finding); 3 when nothing could be measured at all; else 0, also when
+failed or degraded check (a finding); 3 when no check could run or decide at all; else 0, also when
 some checks were incomplete: an operator's health check must not drain every node of a cluster
 that has no DCGM or no InfiniBand, and the JSON says `verdict: incomplete` with the list, for
 whoever wants to decide otherwise. A node that must have its GPUs says so with `--expect-gpus`
@@ -37,7 +37,6 @@ from minicluster.core.nodecheck_plan import HEADLINE_DTYPE, Plan
 FORMAT = "minicluster-node-check/1"
 WORKLOAD_TYPE = "node_check"
 VERDICTS = (OK, FAILED, DEGRADED, INCOMPLETE)
-MEASURED_FAMILIES = ("gemm", "device_copy", "device_triad", "host_triad", "h2d", "d2h", "busbw")
 _METRIC = {
     "gemm": "gemm_tflops",
     "device_copy": "device_copy_gbps",
@@ -419,12 +418,12 @@ def verdict_of(checks: list[dict[str, Any]]) -> str:
 
 
 def exit_code(result: dict[str, Any]) -> int:
-    """1 on a finding (failed or degraded), 3 when nothing was measured, else 0 (incomplete
-    included: see the module docstring)."""
-    if result["status"] == "failed":
-        return EXIT_RUN_FAILED
+    """1 on a finding (failed or degraded), 3 when no check could run or decide, else 0
+    (incomplete included: see the module docstring)."""
     if result["verdict"] in (FAILED, DEGRADED):
         return EXIT_FAILED_CHECK
+    if result["status"] == "failed":
+        return EXIT_RUN_FAILED
     return EXIT_OK
 
 
@@ -468,17 +467,14 @@ def build(
     checks.extend(burn_checks)
     checks.extend(hardware_checks(obs, plan))
     counts = {v: sum(1 for c in checks if c["verdict"] == v) for v in VERDICTS}
-    measured = any(
-        c["family"] in MEASURED_FAMILIES and isinstance(c.get("value"), (int, float))
-        for c in checks
-    )
+    decided = any(c["verdict"] != INCOMPLETE for c in checks)
     result: dict[str, Any] = {
         "schema_version": FORMAT,
         "run_id": run_id,
         "created_at": created_at,
         "tool": {"name": "minicluster", "version": tool_version},
-        # whether the check ran (its findings are in `verdict`): failed when nothing was measured
-        "status": "ok" if measured else "failed",
+        # whether the check ran (its findings are in `verdict`): failed when no check could decide
+        "status": "ok" if decided else "failed",
         "verdict": verdict_of(checks),
         "level": plan.level,
         "workload": {"name": "node-check", "workload_type": WORKLOAD_TYPE, "level": plan.level},
@@ -497,7 +493,7 @@ def build(
         "collectives": _collectives_summary(collectives),
         "observations": _trimmed(obs),
         "seconds": seconds or dict(obs.get("seconds") or {}),
-        "errors": [] if measured else ["nothing could be measured on this node"],
+        "errors": [] if decided else ["no check could run or decide on this node"],
     }
     if reference is not None:
         result["reference"] = {

@@ -205,14 +205,27 @@ def test_thermal_throttling_during_the_burn_in() -> None:
     assert r["burn_in"]["drift"]["cuda:0"]["drifting"] is True
 
 
-def test_nothing_measured_is_exit_3() -> None:
+def test_no_check_deciding_is_exit_3() -> None:
     obs = h200_obs()
     for g in obs["gemm"]:
         g.update(tflops=None, error={"kind": "oom", "text": "OutOfMemoryError: CUDA out of memory"})
     obs["device_memory"], obs["pcie"] = [], []
     r = build(obs)
-    assert r["status"] == "failed" and r["exit_code"] == 3
+    assert r["status"] == "ok" and r["exit_code"] == 0  # NVML's checks still decided
     assert by_id(r, "gemm cuda:0")["verdict"] == "incomplete"
+    cpu_only = {
+        "platform": {
+            "hostname": "n",
+            "cpu_model": "c",
+            "gpu_model": None,
+            "gpus_per_node": 0,
+            "device": "cpu",
+            "cuda_reason": "no CUDA",
+        },
+        "gemm": obs["gemm"][:1],
+    }
+    r = build(cpu_only)
+    assert r["status"] == "failed" and r["exit_code"] == 3 and r["verdict"] == "incomplete"
 
 
 def test_a_device_error_is_failed_not_incomplete() -> None:
