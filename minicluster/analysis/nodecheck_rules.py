@@ -116,6 +116,19 @@ def gpu_count(platform: dict[str, Any], expect: int | None) -> list[dict[str, An
                 ev,
             )
         ]
+    visible = platform.get("cuda_visible_devices")
+    if isinstance(nvml_count, int) and nvml_count > seen and seen > 0 and visible is not None:
+        return [
+            check(
+                "gpu_count",
+                "node",
+                OK,
+                f"{seen} GPU(s) visible of the {nvml_count} NVML lists "
+                f"(CUDA_VISIBLE_DEVICES={visible}: the GPUs given to this process are checked)",
+                None,
+                ev,
+            )
+        ]
     if isinstance(nvml_count, int) and nvml_count > seen and seen > 0:
         return [
             check(

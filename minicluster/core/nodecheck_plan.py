@@ -45,7 +45,9 @@ class Plan:
     gemm_dtypes_gpu: tuple[str, ...] = ("float32", "tf32", "bfloat16", "float16")
     gemm_dtypes_cpu: tuple[str, ...] = ("float32", "bfloat16")
     gemm_iters: int = 10
-    gemm_budget_s: float = 2.0  # timed calls of one (dtype, size) stop after this long
+    # timed calls of one (dtype, size) stop after this long (at least one is made); the quick
+    # level's 1 s keeps it under a minute on the 2-core dev VM at load 15 (BENCHMARKS.md)
+    gemm_budget_s: float = 1.0
     check_rows: int = 64  # rows of C checked against a float64 product
     device_memory_bytes: int = 1 * GIB
     h2d_bytes: int = 256 * MIB

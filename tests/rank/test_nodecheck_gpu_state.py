@@ -185,3 +185,13 @@ def test_xid_watch_says_why_when_the_driver_refuses() -> None:
     nv = nvml_replay.replay(nvml_replay.load())  # the trace never recorded event sets
     watch = gpu_state.XidWatch(nv, [0])
     assert watch.drain()["reason"].startswith("NVML XID events unavailable:")
+
+
+def test_a_gpu_missing_from_cuda_is_failed_unless_the_scheduler_hid_it() -> None:
+    platform = {"gpus_per_node": 7, "nvml_gpu_count": 8, "cuda_reason": None}
+    [c] = rules.gpu_count(platform, None)
+    assert c["verdict"] == "failed" and c["reason"] == "NVML lists 8 GPUs, torch sees 7"
+    [c] = rules.gpu_count({**platform, "cuda_visible_devices": "0,1,2,3,4,5,6"}, None)
+    assert c["verdict"] == "ok" and "CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6" in c["reason"]
+    [c] = rules.gpu_count({**platform, "cuda_visible_devices": "0,1,2,3,4,5,6"}, 8)
+    assert c["verdict"] == "failed" and c["reason"].startswith("7 GPU(s) visible, 8 expected")

@@ -85,8 +85,10 @@ def host_triad(nbytes: int, iters: int, budget_s: float, threads: int) -> dict[s
     try:
         torch.set_num_threads(threads)
         count = nbytes // 8
-        b = torch.rand(count, dtype=torch.float64)
-        c = torch.rand(count, dtype=torch.float64)
+        # filled, not random: the bandwidth does not depend on the values, and drawing 2 x N
+        # random doubles took longer than the measurement on a loaded host
+        b = torch.full((count,), 1.25, dtype=torch.float64)
+        c = torch.full((count,), -0.5, dtype=torch.float64)
         a = torch.empty_like(b)
         calls = time_calls(lambda: torch.add(b, c, alpha=SCALAR, out=a), cpu, iters, budget_s)
         _rates(out, calls, 3 * count * 8)

@@ -89,6 +89,7 @@ def platform_info(devs: list[torch.device], nvml: Nvml) -> dict[str, Any]:
         "cuda_reason": None if gpu_names else cuda_reason(),
         "driver_version": None,
         "nvml_gpu_count": None,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "nvml_reason": nvml.reason,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
@@ -157,11 +158,18 @@ def _measure(plan: Plan, progress: Progress, nvml: Nvml, t_start: float) -> dict
         obs["seconds"][name] = time.perf_counter() - t0
         return value
 
+    # With CUDA_VISIBLE_DEVICES (a scheduler's share of the node) only the GPUs given to this
+    # process are checked; else every GPU NVML lists.
+    mine = sorted({i for i in nv_index.values() if i is not None})
+    checked = (
+        mine if obs["platform"]["cuda_visible_devices"] is not None and mine else list(range(count))
+    )
+    obs["nvml_checked"] = checked
     watch = None
     if nvml.module is not None and count and plan.runs("xid"):
-        watch = gpu_state.XidWatch(nvml.module, list(range(count)))
+        watch = gpu_state.XidWatch(nvml.module, checked)
     if nvml.module is not None and count and plan.runs("gpu_state"):
-        obs["gpu_state_before"] = [gpu_state.snapshot(nvml.module, i) for i in range(count)]
+        obs["gpu_state_before"] = [gpu_state.snapshot(nvml.module, i) for i in checked]
     if plan.runs("gemm"):
         progress("GEMM: " + ", ".join(str(d) for d in devs))
         obs["gemm"] = timed("gemm", lambda: _gemms(plan, devs))
@@ -192,7 +200,7 @@ def _measure(plan: Plan, progress: Progress, nvml: Nvml, t_start: float) -> dict
         progress("host-device copies (pinned)")
         obs["pcie"] = timed("pcie", lambda: _copies(plan, devs, nvml, nv_index))
     if nvml.module is not None and count and plan.runs("gpu_state"):
-        obs["gpu_state_after"] = [gpu_state.snapshot(nvml.module, i) for i in range(count)]
+        obs["gpu_state_after"] = [gpu_state.snapshot(nvml.module, i) for i in checked]
     if plan.runs("xid"):
         obs["xid"] = {
             "nvml": watch.drain() if watch is not None else None,
