@@ -17,7 +17,7 @@ from minicluster.core.errors import InputError, MiniclusterError
 
 def node_check(args: argparse.Namespace) -> int:
     from minicluster import __version__
-    from minicluster.analysis import nodecheck, references
+    from minicluster.analysis import references
     from minicluster.core.io import atomic_write_json
     from minicluster.report.nodecheck import node_check_html, node_check_markdown, print_node_check
     from minicluster.result.node_check import validate_node_check
@@ -35,33 +35,31 @@ def node_check(args: argparse.Namespace) -> int:
 
     from minicluster.rank.nodecheck import run as nc_run  # torch: only now
 
-    obs = nc_run.measure(plan, say)
-    platform = obs["platform"]
-    seconds = dict(obs["seconds"])
+    obs: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
     collectives = None
-    if plan.runs("busbw"):
-        t = time.perf_counter()
-        collectives = _collectives(plan, platform, out_dir / "collectives", say)
-        seconds["busbw"] = time.perf_counter() - t
-    if plan.burn_in_s > 0 and plan.runs("burn_in"):
-        say(f"burn-in: {plan.burn_in_s:g} s in {plan.intervals} intervals")
-        t = time.perf_counter()
-        obs["burn_in"] = nc_run.run_burn_in(plan, say)
-        seconds["burn_in"] = time.perf_counter() - t
-    reference, why_not = _reference(given_ref, platform)
+    try:
+        nc_run.measure(plan, say, obs=obs)
+        seconds.update(obs["seconds"])
+        if plan.runs("busbw"):
+            t = time.perf_counter()
+            collectives = _collectives(plan, obs["platform"], out_dir / "collectives", say)
+            seconds["busbw"] = time.perf_counter() - t
+        if plan.burn_in_s > 0 and plan.runs("burn_in"):
+            say(f"burn-in: {plan.burn_in_s:g} s in {plan.intervals} intervals")
+            t = time.perf_counter()
+            obs["burn_in"] = nc_run.run_burn_in(plan, say)
+            seconds["burn_in"] = time.perf_counter() - t
+    except KeyboardInterrupt:
+        if "platform" in obs:  # keep what was measured, as every command does
+            seconds = {**obs["seconds"], **seconds, "total": time.perf_counter() - t0}
+            kept = _result(obs, plan, given_ref, collectives, run_id, seconds, __version__)
+            kept.update(status="incomplete", interrupted=True, exit_code=130)
+            atomic_write_json(out_dir / "result.json", kept)
+            print(f"minicluster: interrupted; kept what was measured in {out_dir}", file=sys.stderr)
+        raise
     seconds["total"] = time.perf_counter() - t0
-    result = nodecheck.build(
-        obs,
-        plan,
-        reference,
-        collectives,
-        run_id,
-        datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        __version__,
-        seconds,
-    )
-    if why_not:
-        result["reference_reason"] = why_not
+    result = _result(obs, plan, given_ref, collectives, run_id, seconds, __version__)
     validate_node_check(result)
     atomic_write_json(out_dir / "result.json", result)
     if args.json is not None:
@@ -80,6 +78,33 @@ def node_check(args: argparse.Namespace) -> int:
             print(f"result: {out_dir / 'result.json'}")
     code: int = result["exit_code"]
     return code
+
+
+def _result(
+    obs: dict[str, Any],
+    plan: Any,
+    given_ref: Any,
+    collectives: dict[str, Any] | None,
+    run_id: str,
+    seconds: dict[str, float],
+    version: str,
+) -> dict[str, Any]:
+    from minicluster.analysis import nodecheck
+
+    reference, why_not = _reference(given_ref, obs["platform"])
+    result: dict[str, Any] = nodecheck.build(
+        obs,
+        plan,
+        reference,
+        collectives,
+        run_id,
+        datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        version,
+        seconds,
+    )
+    if why_not:
+        result["reference_reason"] = why_not
+    return result
 
 
 def plan_from_args(args: argparse.Namespace) -> Any:

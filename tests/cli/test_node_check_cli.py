@@ -123,3 +123,30 @@ def test_node_check_flags_are_frozen() -> None:
         None,
         None,
     )
+
+
+@pytest.mark.timeout(120)
+def test_an_interrupted_check_keeps_what_it_measured(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    import signal
+
+    pytest.importorskip("torch")
+    out = tmp_path / "nc"
+    cmd = [python, "-m", "minicluster", "node-check", "--checks", "gemm,burn_in", "--duration",
+           "60", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=cli_env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "burn-in 1/20" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, rest
+    assert "interrupted; kept what was measured" in rest
+    r = json.loads((out / "result.json").read_text())
+    assert r["status"] == "incomplete" and r["interrupted"] is True and r["exit_code"] == 130
+    assert any(c["family"] == "gemm" and c["verdict"] == "ok" for c in r["checks"])
+    validate_node_check(r)

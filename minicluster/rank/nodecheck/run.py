@@ -133,20 +133,27 @@ def _nvml_index(dev: torch.device, nvml: Nvml, count: int) -> int | None:
 
 
 def measure(
-    plan: Plan, progress: Progress = _quiet, nvml_module: Any | None = None
+    plan: Plan,
+    progress: Progress = _quiet,
+    nvml_module: Any | None = None,
+    obs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every measurement of `plan` but the collectives, as observations (plain JSON data)."""
+    """Every measurement of `plan` but the collectives, as observations (plain JSON data), filled
+    into `obs` as they are made (so that an interrupted check keeps what it measured)."""
     t_start = time.perf_counter()
     nvml = Nvml(nvml_module)
+    obs = {} if obs is None else obs
     try:
-        return _measure(plan, progress, nvml, t_start)
+        return _measure(plan, progress, nvml, t_start, obs)
     finally:
         nvml.close()
 
 
-def _measure(plan: Plan, progress: Progress, nvml: Nvml, t_start: float) -> dict[str, Any]:
+def _measure(
+    plan: Plan, progress: Progress, nvml: Nvml, t_start: float, obs: dict[str, Any]
+) -> dict[str, Any]:
     devs = devices()
-    obs: dict[str, Any] = {"platform": platform_info(devs, nvml), "seconds": {}}
+    obs.update(platform=platform_info(devs, nvml), seconds={})
     count = obs["platform"]["nvml_gpu_count"] or 0
     nv_index = {str(d): _nvml_index(d, nvml, count) for d in devs}
     obs["nvml_index"] = nv_index
