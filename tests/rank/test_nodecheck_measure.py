@@ -63,9 +63,9 @@ def test_triad_check_is_relative_to_the_terms_not_their_sum() -> None:
     b = torch.tensor([3.0, 1.0], dtype=torch.float32)
     c = torch.tensor([-1.0, 2.0], dtype=torch.float32)
     a = torch.add(b, c, alpha=memory.SCALAR)  # 3 - 3 = 0 exactly: no false alarm
-    assert memory._triad_wrong(a, b, c, 1e-6) == 0
+    assert memory.triad_wrong(a, b, c, 1e-6) == 0
     a[1] = 5.0  # 1 + 6 = 7
-    assert memory._triad_wrong(a, b, c, 1e-6) == 1
+    assert memory.triad_wrong(a, b, c, 1e-6) == 1
 
 
 def test_burn_in_reports_every_interval_and_checks_the_last_result() -> None:

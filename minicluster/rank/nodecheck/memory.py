@@ -62,7 +62,7 @@ def device_triad(device: torch.device, nbytes: int, iters: int, budget_s: float)
         a = torch.empty_like(b)
         calls = time_calls(lambda: torch.add(b, c, alpha=SCALAR, out=a), device, iters, budget_s)
         _rates(out, calls, 3 * count * 4)
-        out["wrong"] = _triad_wrong(a, b, c, rel_tol=1e-6)
+        out["wrong"] = triad_wrong(a, b, c, rel_tol=1e-6)
     except RuntimeError as e:
         out["error"] = error_entry(e)
     return out
@@ -92,7 +92,7 @@ def host_triad(nbytes: int, iters: int, budget_s: float, threads: int) -> dict[s
         a = torch.empty_like(b)
         calls = time_calls(lambda: torch.add(b, c, alpha=SCALAR, out=a), cpu, iters, budget_s)
         _rates(out, calls, 3 * count * 8)
-        out["wrong"] = _triad_wrong(a, b, c, rel_tol=2.3e-16)
+        out["wrong"] = triad_wrong(a, b, c, rel_tol=2.3e-16)
     except RuntimeError as e:
         out["error"] = error_entry(e)
     finally:
@@ -129,7 +129,9 @@ def _rates(out: dict[str, Any], calls: list[float], moved_bytes: int) -> None:
     out["best_gbps"] = moved_bytes / min(calls) / 1e9
 
 
-def _triad_wrong(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, rel_tol: float) -> int:
+def triad_wrong(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, rel_tol: float) -> int:
+    """Elements of `a` = `b` + 3 `c` (4,096 spread over it) off by more than `rel_tol` x 4 of
+    the terms' size, or not finite."""
     n = a.numel()
     idx = torch.linspace(0, n - 1, steps=min(4096, n), device=a.device).round().long()
     bb, cc = b[idx].double().cpu(), c[idx].double().cpu()
