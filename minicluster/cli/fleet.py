@@ -12,15 +12,16 @@ from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK
 
 def fleet(args: argparse.Namespace) -> int:
     """Load every RESULT, build the fleet report, write the files asked for, print the verdict
-    and the tables. 0: no outlier; 1: an outlier or a failed node check; 2: bad input."""
+    and the tables. 0: no outlier; 1: an outlier, a failed node check, or a node whose own check
+    found a problem; 2: bad input."""
     from minicluster.analysis.fleet import fleet as fleet_report
     from minicluster.report.fleet import fleet_html, fleet_markdown, print_fleet
-    from minicluster.result.schema import load_result
+    from minicluster.result.node_check import load_any
 
     to_stdout = orchestrate.stdout_outputs(
         [o for o in (args.json, args.md, args.html) if o is not None]
     )
-    results = [(str(path), load_result(path)) for path in args.inputs]
+    results = [(str(path), load_any(path)) for path in args.inputs]
     report = fleet_report(results, args.metric or None, args.outlier_z, args.mad_floor)
     if args.json:
         orchestrate.write_output(args.json, json.dumps(report, indent=2, allow_nan=False) + "\n")
@@ -31,4 +32,5 @@ def fleet(args: argparse.Namespace) -> int:
     # files first: a terminal that goes away (`| head`) must not cost them, nor the exit code
     with orchestrate.stdout_may_close():
         print_fleet(report, orchestrate.side_console(stderr=to_stdout))
-    return EXIT_FAILED_CHECK if report["outliers"] or report["failed"] else EXIT_OK
+    bad = report["outliers"] or report["failed"] or report["findings"]
+    return EXIT_FAILED_CHECK if bad else EXIT_OK

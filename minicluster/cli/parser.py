@@ -396,7 +396,78 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="results:convert")
     p = sub.add_parser("doctor", help="what this machine can measure (GPU, NVML, RAPL, thermal)")
     p.set_defaults(handler="doctor:doctor")
+    add_node_check(sub)
     return parser
+
+
+def add_node_check(sub: argparse._SubParsersAction) -> None:
+    """`minicluster node-check`: this node's health (README "Node health")."""
+    p = sub.add_parser(
+        "node-check",
+        help="this node's health before training: GEMM, memory, host-device copies, intra-node "
+        "busbw, ECC/XID/PCIe/throttle counters, burn-in; one verdict per check",
+        description="Measure this node's devices (each GPU, or the CPU) and read its error "
+        "counters; each check is ok, failed, degraded or incomplete (could not run or decide, "
+        "with why), with the value, the reference it was judged against and a remediation hint. "
+        "Exit 0 nothing failed or degraded (incomplete checks are listed, not failures), 1 a "
+        "failed or degraded check, 2 bad input, 3 nothing could be measured.",
+    )
+    p.add_argument(
+        "--level",
+        choices=["quick", "medium", "long"],
+        default="quick",
+        help="quick: seconds (readiness); medium: larger sizes and a 2-minute burn-in; long: a "
+        "15-minute burn-in (default: quick)",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="burn-in: sustained GEMM load on every device for this long, with per-interval "
+        "figures and a drift test (default: the level's, 0 for quick)",
+    )
+    p.add_argument(
+        "--intervals",
+        type=int,
+        metavar="K",
+        help="burn-in intervals (per-interval figures; the drift test needs >= 5) (default: 20)",
+    )
+    p.add_argument(
+        "--checks",
+        metavar="CHECK,...",
+        help="only these checks: gemm, device_memory, host_memory, pcie, busbw, gpu_state, xid, "
+        "infiniband, dcgm, burn_in (default: all)",
+    )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="judge the rates against this reference (minicluster-reference/1, YAML or JSON) "
+        "when it is for this node's platform (default: a shipped reference for the platform; "
+        "none: rates are reported, not judged)",
+    )
+    p.add_argument(
+        "--floor-pct",
+        type=float,
+        metavar="PCT",
+        help="a rate under this %% of its reference is degraded (default: 90)",
+    )
+    p.add_argument(
+        "--expect-gpus",
+        type=int,
+        metavar="N",
+        help="the GPUs this node must have: fewer visible is a failed check (default: not checked)",
+    )
+    p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
+    p.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="also write the result here (- = stdout): the machine-readable verdict",
+    )
+    add_report_flags(p)
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(handler="node_check:node_check")
 
 
 def add_report_flags(p: argparse.ArgumentParser) -> None:

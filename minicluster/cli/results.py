@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from minicluster.cli import orchestrate
 from minicluster.core import rundir
@@ -25,12 +26,27 @@ def aggregate(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace) -> int:
     """`minicluster report RESULT`: the terminal summary, and Markdown/HTML when asked."""
     from minicluster.report.terminal import print_run_summary
-    from minicluster.result.schema import load_result
+    from minicluster.result.node_check import is_node_check, load_any
 
-    result = load_result(args.result)
+    result = load_any(args.result)
+    if is_node_check(result):
+        return _report_node_check(result, args)
     orchestrate.write_reports(result, args.md, args.html)
     with orchestrate.stdout_may_close():
         print_run_summary(result)
+    return EXIT_OK
+
+
+def _report_node_check(result: dict[str, Any], args: argparse.Namespace) -> int:
+    """A node-check result (`minicluster node-check`) in its own report."""
+    from minicluster.report.nodecheck import node_check_html, node_check_markdown, print_node_check
+
+    if args.md is not None:
+        orchestrate.write_file(args.md, node_check_markdown(result), announce="report")
+    if args.html is not None:
+        orchestrate.write_file(args.html, node_check_html(result), announce="report")
+    with orchestrate.stdout_may_close():
+        print_node_check(result)
     return EXIT_OK
 
 
