@@ -15,6 +15,9 @@ from minicluster.core import choices
 from minicluster.core.choices import PATTERNS, REQUIRABLE_MEASUREMENTS
 from minicluster.core.units import format_size
 
+# input formats `--format` can force (interop.record.FORMATS; kept here so --help needs no import)
+FORMATS = ("minicluster", "trackiq", "vllm", "markdown", "sglang", "nccl-tests")
+
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a usage error in one line (and exit 2), not the whole usage block:
@@ -327,9 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=["minicluster", "trackiq", "vllm", "markdown"],
+        choices=FORMATS,
         help="force the input format (default: detected from content)",
     )
+    add_allow_different(p)
     p.add_argument("--md", type=Path, help="write the comparison as Markdown (- = stdout)")
     p.add_argument("--html", type=Path, help="write the comparison as one HTML page (- = stdout)")
     p.add_argument("--json", type=Path, help="write the comparison as JSON data (- = stdout)")
@@ -389,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=["minicluster", "trackiq", "vllm", "markdown"],
+        choices=FORMATS,
         help="force the input format (default: detected from content)",
     )
     p.add_argument("-o", "--out", type=Path, help="output file (default or -: stdout)")
@@ -397,6 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="what this machine can measure (GPU, NVML, RAPL, thermal)")
     p.set_defaults(handler="doctor:doctor")
     return parser
+
+
+def add_allow_different(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-different",
+        metavar="FIELD,...",
+        help="compare even though these defining fields of the fingerprint differ (e.g. "
+        "gpu_model,timing_method); by default a difference in any of them means not "
+        "comparable: both values shown, no verdict, nothing gated",
+    )
 
 
 def add_report_flags(p: argparse.ArgumentParser) -> None:

@@ -57,8 +57,11 @@ def compare(args: argparse.Namespace) -> int:
     to_stdout = orchestrate.stdout_outputs(
         [o for o in (args.json, args.md, args.html) if o is not None]
     )
+    from minicluster.compare.comparability import parse_allowed
+
+    allowed = parse_allowed(args.allow_different)
     records = [load(path, args.format) for path in inputs]
-    comparison = compare_records(records, base, args.threshold, args.alpha)
+    comparison = compare_records(records, base, args.threshold, args.alpha, allowed)
     if args.json:
         try:
             text = json.dumps(to_dict(comparison), indent=2, allow_nan=False) + "\n"

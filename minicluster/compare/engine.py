@@ -17,7 +17,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from minicluster.compare import stats
+from minicluster.compare import comparability, stats
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.errors import InputError
 from minicluster.interop.record import BenchmarkRecord
@@ -83,6 +83,8 @@ class PairComparison:
     geomean_excluded: dict[str, int] = field(default_factory=dict)
     # "LABEL: run status is 'failed'" for each side whose run did not finish ok
     unfinished: list[str] = field(default_factory=list)
+    # the fingerprints' field-by-field check (compare/comparability.py)
+    comparability: comparability.Comparability | None = None
 
     @property
     def regressions(self) -> list[Row]:
@@ -118,8 +120,10 @@ def compare(
     baseline_index: int = 0,
     threshold_pct: float = DEFAULT_THRESHOLD_PCT,
     alpha: float = DEFAULT_ALPHA,
+    allowed: tuple[str, ...] = (),
 ) -> Comparison:
-    """Compare every record against `records[baseline_index]`."""
+    """Compare every record against `records[baseline_index]`; `allowed`: defining fields
+    (fingerprint) that may differ (`--allow-different`)."""
     if len(records) < 2:
         raise InputError("compare needs at least two inputs")
     if not (math.isfinite(threshold_pct) and threshold_pct >= 0):
@@ -128,7 +132,7 @@ def compare(
         raise InputError(f"--alpha must be between 0 and 1, got {alpha}")
     base = records[baseline_index]
     pairs = [
-        compare_pair(base, rec, threshold_pct, alpha)
+        compare_pair(base, rec, threshold_pct, alpha, allowed)
         for i, rec in enumerate(records)
         if i != baseline_index
     ]
@@ -155,7 +159,11 @@ def _different_workloads(a: BenchmarkRecord, b: BenchmarkRecord) -> str | None:
 
 
 def compare_pair(
-    a: BenchmarkRecord, b: BenchmarkRecord, threshold_pct: float, alpha: float
+    a: BenchmarkRecord,
+    b: BenchmarkRecord,
+    threshold_pct: float,
+    alpha: float,
+    allowed: tuple[str, ...] = (),
 ) -> PairComparison:
     warnings = [f"{a.label}: {w}" for w in a.warnings] + [f"{b.label}: {w}" for w in b.warnings]
     unfinished = [
@@ -172,26 +180,44 @@ def compare_pair(
             else ""
         )
         warnings.append(f"{cross}: values and ratios only, no verdict, nothing gated{latency}")
-    for key, what in _SETUP_DETAILS:
-        va, vb = a.details.get(key), b.details.get(key)
-        if va is not None and vb is not None and va != vb:
-            warnings.append(f"{what} differ ({va} vs {vb})")
-    if a.hardware and b.hardware and a.hardware != b.hardware:
-        warnings.append(f"hardware differs ({a.hardware} vs {b.hardware})")
-    elif not (a.hardware and b.hardware):
-        warnings.append("hardware unknown for at least one input: cannot check it matches")
+    fit = comparability.check(a.fingerprint, b.fingerprint, allowed)
+    if not cross:
+        warnings += _setup_warnings(a, b, fit)
     names = [
         m.name
         for m in metrics_registry.REGISTRY.values()
         if m.name in a.metrics or m.name in b.metrics
     ]
-    rows = [_row(name, a, b, cross, unfinished, threshold_pct, alpha) for name in names]
+    rows = [
+        _row(name, a, b, cross or fit.row_reason(name), unfinished, threshold_pct, alpha)
+        for name in names
+    ]
     families: dict[str, dict[str, int]] = {}
     for r in rows:
         fam = families.setdefault(r.family, dict.fromkeys(VERDICTS, 0))
         fam[r.verdict] += 1
     ratio, n, excluded = _geomean(rows)
-    return PairComparison(a, b, rows, warnings, families, ratio, n, excluded, unfinished)
+    return PairComparison(a, b, rows, warnings, families, ratio, n, excluded, unfinished, fit)
+
+
+def _setup_warnings(
+    a: BenchmarkRecord, b: BenchmarkRecord, fit: comparability.Comparability
+) -> list[str]:
+    """What the fingerprints say (differences, unknowns, allowed differences); for a record
+    without a fingerprint, the set-up details both sides record."""
+    if a.fingerprint is not None and b.fingerprint is not None:
+        reason = fit.reason()
+        return ([reason] if reason else []) + fit.notes()
+    out = []
+    for key, what in _SETUP_DETAILS:
+        va, vb = a.details.get(key), b.details.get(key)
+        if va is not None and vb is not None and va != vb:
+            out.append(f"{what} differ ({va} vs {vb})")
+    if a.hardware and b.hardware and a.hardware != b.hardware:
+        out.append(f"hardware differs ({a.hardware} vs {b.hardware})")
+    elif not (a.hardware and b.hardware):
+        out.append("hardware unknown for at least one input: cannot check it matches")
+    return out
 
 
 def _row(
