@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from minicluster.cli import orchestrate
 from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK
@@ -20,7 +21,7 @@ def fleet(args: argparse.Namespace) -> int:
     to_stdout = orchestrate.stdout_outputs(
         [o for o in (args.json, args.md, args.html) if o is not None]
     )
-    results = [(str(path), load_result(path)) for path in args.inputs]
+    results = [(str(path), _load(path, load_result)) for path in args.inputs]
     report = fleet_report(results, args.metric or None, args.outlier_z, args.mad_floor)
     if args.json:
         orchestrate.write_output(args.json, json.dumps(report, indent=2, allow_nan=False) + "\n")
@@ -32,3 +33,17 @@ def fleet(args: argparse.Namespace) -> int:
     with orchestrate.stdout_may_close():
         print_fleet(report, orchestrate.side_console(stderr=to_stdout))
     return EXIT_FAILED_CHECK if report["outliers"] or report["failed"] else EXIT_OK
+
+
+def _load(path: Any, load_result: Any) -> dict[str, Any]:
+    """A node's result: a minicluster result, or a node's nccl-tests log (converted on the fly
+    into a collectives result, as `convert --to minicluster` writes it)."""
+    from minicluster.interop import load
+    from minicluster.interop.detect import read_text
+    from minicluster.interop.minicluster import to_result
+    from minicluster.interop.nccl_tests import looks_like
+
+    if path.is_file() and looks_like(read_text(path)):
+        return to_result(load(path, "nccl-tests"))
+    result: dict[str, Any] = load_result(path)
+    return result

@@ -41,6 +41,7 @@ def _pair(p: PairComparison) -> dict[str, Any]:
         "regressions": [r.metric for r in p.regressions],
         "unfinished": p.unfinished,
         "comparability": p.comparability.to_dict() if p.comparability else None,
+        "sizes": p.sizes,
     }
 
 

@@ -17,7 +17,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from minicluster.compare import comparability, stats
+from minicluster.compare import collective_sizes, comparability, stats
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.errors import InputError
 from minicluster.interop.record import BenchmarkRecord
@@ -85,6 +85,8 @@ class PairComparison:
     unfinished: list[str] = field(default_factory=list)
     # the fingerprints' field-by-field check (compare/comparability.py)
     comparability: comparability.Comparability | None = None
+    # busbw per op and message size of two collective benchmarks (compare/collective_sizes.py)
+    sizes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[Row]:
@@ -197,7 +199,10 @@ def compare_pair(
         fam = families.setdefault(r.family, dict.fromkeys(VERDICTS, 0))
         fam[r.verdict] += 1
     ratio, n, excluded = _geomean(rows)
-    return PairComparison(a, b, rows, warnings, families, ratio, n, excluded, unfinished, fit)
+    sizes = collective_sizes.sizes_rows(a, b, threshold_pct, cross or fit.reason())
+    return PairComparison(
+        a, b, rows, warnings, families, ratio, n, excluded, unfinished, fit, sizes
+    )
 
 
 def _setup_warnings(
