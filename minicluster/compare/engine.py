@@ -32,6 +32,9 @@ VERDICTS: tuple[str, ...] = (
     "missing",
 )
 MIN_SAMPLES = 4
+# Coverage gaps up to this fraction of the requests (or sources) are judged and said; larger
+# ones make the row not comparable (a latency over 40 survivors of 100 requests is not judged).
+COVERAGE_TOLERANCE = 0.05
 DEFAULT_THRESHOLD_PCT = 5.0
 DEFAULT_ALPHA = 0.05
 
@@ -155,7 +158,8 @@ def _different_workloads(a: BenchmarkRecord, b: BenchmarkRecord) -> str | None:
     """Why `a` and `b` measure different things (workload type or model), else None."""
     if a.workload_type != b.workload_type:
         return f"workload types differ ({a.workload_type} vs {b.workload_type})"
-    if a.workload_name != b.workload_name:
+    # an unknown model is not a different one: the fingerprint check says it is not shown the same
+    if a.workload_name != b.workload_name and "unknown" not in (a.workload_name, b.workload_name):
         return f"workloads differ ({a.workload_name} vs {b.workload_name})"
     return None
 
@@ -267,14 +271,30 @@ def _row(
         return row
     row.delta_abs, row.delta_pct = delta, pct
     row.ratio = row.b / row.a if row.a > 0 and row.b > 0 else None
+    coverage_note = ""
     if ma.coverage and mb.coverage and ma.coverage.fraction != mb.coverage.fraction:
         less = a if ma.coverage.fraction < mb.coverage.fraction else b
+        gap = abs(ma.coverage.fraction - mb.coverage.fraction)
+        said = f"{a.label}: {ma.coverage.describe()}; {b.label}: {mb.coverage.describe()}"
+        if gap > COVERAGE_TOLERANCE:
+            row.verdict = "not_comparable"
+            row.reason = (
+                f"{less.label} covers less ({said}): a number over {gap:.0%} fewer "
+                f"{ma.coverage.what} is not compared"
+            )
+            return row
+        # a small gap is weighed, not a reason to judge nothing: said with the verdict
+        coverage_note = f"; coverage differs by {gap:.1%} ({said}), within {COVERAGE_TOLERANCE:.0%}: judged"
+    estimated = [rec.label for rec, mv in ((a, ma), (b, mb)) if mv.status == "estimated"]
+    if len(estimated) == 1 or (estimated and a.source_format != b.source_format):
         row.verdict = "not_comparable"
         row.reason = (
-            f"{less.label} covers less ({a.label}: {ma.coverage.describe()}; {b.label}: "
-            f"{mb.coverage.describe()}): a number over fewer {ma.coverage.what} is not compared"
+            f"estimated, not measured, by {' and '.join(estimated)} (the source says so): an "
+            "estimate is not compared with a measurement, nor with another tool's estimate"
         )
         return row
+    if estimated:  # one estimate on both sides: a verdict to read, never a gate
+        coverage_note += "; estimated on both sides by one format (see the warnings): not gated"
     if unfinished:
         row.verdict = "not_comparable"
         row.reason = (
@@ -304,7 +324,11 @@ def _row(
         row.verdict, row.below_floor = "no_change", True
         row.reason = f"below the noise floor ({abs(delta):.3g} < {row.noise_floor:g} {m.unit})"
         return row
-    return _judge(row, m, a, b, threshold_pct, alpha)
+    row = _judge(row, m, a, b, threshold_pct, alpha)
+    row.reason += coverage_note
+    if estimated:
+        row.regression = False
+    return row
 
 
 def _judge(

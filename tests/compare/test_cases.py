@@ -120,3 +120,40 @@ def test_12_latency_json_is_not_a_serving_result(
     err = capsys.readouterr().err
     assert "no 'completed' field: not vLLM benchmark_serving output" in err
     assert "0 requests" not in err and err.count("\n") == 1
+
+
+def test_21_nccl_tests_log_is_read_not_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real nccl-tests all_reduce_perf log (16 H100 ranks on 2 nodes): convert gives a
+    collectives result with its busbw table; two logs compare busbw size by size; beside a CPU
+    training run it is not comparable (different workload type), never misread as markdown;
+    fleet reads per-node logs and names the slow node."""
+    case = CASES / "21-nccl-tests-log-as-input"
+    out = tmp_path / "nccl.json"
+    assert main(["convert", str(case / "all_reduce_perf.log"), "--to", "minicluster", "-o", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["workload"]["workload_type"] == "collectives"
+    table = result["collectives"]["results"]
+    assert len(table) == 31 and table[-1]["size_bytes"] == 8589934592
+    assert table[-1]["busbw_gbps"] == 338.82 and table[-1]["algbw_gbps"] == 180.71
+    assert result["metrics"]["busbw_gbps"]["value"] == 338.82
+    assert result["world_size"] == 16 and result["nodes"] == 2
+    assert result["fingerprint"]["fields"]["gpu_model"] == "NVIDIA H100 80GB HBM3"
+    assert any("in-place" in f for f in result["imported_from"]["unread_fields"])
+    # the published file (markdown preamble + the same stdout) reads the same
+    code, data = _compare(tmp_path, case.name, "all_reduce_perf.log", "ztan-NCCL-test-result")
+    assert code == 0
+    sizes = data["comparisons"][0]["sizes"]
+    assert len(sizes) == 31 and all(s["verdict"] == "no_change" for s in sizes)
+    assert {s["size"] for s in sizes} >= {"8", "1M", "8G"}
+    code, data = _compare(tmp_path, case.name, "minicluster_run.result.json", "all_reduce_perf.log")
+    assert code == 0
+    assert all(r["verdict"] in ("not_comparable", "missing") for r in _rows(data).values())
+    capsys.readouterr()
+    fleet = sorted((case / "fleet").glob("node*.log"))
+    assert main(["fleet", *map(str, fleet), "--json", str(tmp_path / "f.json")]) == 1
+    report = json.loads((tmp_path / "f.json").read_text())
+    assert report["outliers"] == ["node4.log"]
+    # one multi-node log alone: fleet says it spans 2 nodes (one log per node wanted), exit 2
+    assert main(["fleet", str(case / "all_reduce_perf.log")]) == 2
