@@ -61,7 +61,10 @@ def sizes_rows(
             pct = 100.0 * (vb - va) / va
             row["delta_pct"] = pct
             if abs(pct) < threshold_pct:
-                row["verdict"], row["reason"] = "no_change", f"within the {threshold_pct:g}% threshold"
+                row["verdict"], row["reason"] = (
+                    "no_change",
+                    f"within the {threshold_pct:g}% threshold",
+                )
             else:
                 row["verdict"] = "better" if pct > 0 else "worse"
                 row["reason"] = (

@@ -42,6 +42,8 @@ def _pair(p: PairComparison) -> dict[str, Any]:
         "unfinished": p.unfinished,
         "comparability": p.comparability.to_dict() if p.comparability else None,
         "sizes": p.sizes,
+        "structure": p.structure,
+        "runs": {"a": [r.label for r in p.a.runs], "b": [r.label for r in p.b.runs]},
     }
 
 

@@ -96,7 +96,9 @@ def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
             "seq_len": wl.get("seq_len"),
             "steps_measured": steps_measured,
             "run_status": data["status"],
-            "collective_sizes": (data.get("collectives") or {}).get("results") if collectives else None,
+            "collective_sizes": (data.get("collectives") or {}).get("results")
+            if collectives
+            else None,
         },
         series=series if isinstance(series, dict) else None,
         unknown={str(k): str(v) for k, v in unknown.items()} if isinstance(unknown, dict) else {},

@@ -140,7 +140,12 @@ def to_record(text: str, label: str) -> BenchmarkRecord:
         count = int(tok[count_i]) if count_i is not None else None
         if op is None and redop_i is not None and count is not None and ranks:
             op = _op_from_columns(
-                tok[redop_i], int(tok[root_i]) if root_i is not None else -1, count, size, elem, ranks
+                tok[redop_i],
+                int(tok[root_i]) if root_i is not None else -1,
+                count,
+                size,
+                elem,
+                ranks,
             )
         time_us = _number(tok[idx["time"]], where)
         wrong = _number(tok[wrong_i], where) if wrong_i is not None else None

@@ -48,6 +48,8 @@ class BenchmarkRecord:
     fingerprint: dict[str, Any] | None = None
     # fields of the source the importer does not read: listed, never dropped silently
     unread_fields: list[str] = field(default_factory=list)
+    # the repeats this record stands for (compare/repeats.py: several runs a side), else empty
+    runs: list[BenchmarkRecord] = field(default_factory=list)
 
     def measured(self, name: str) -> MetricValue | None:
         """The metric's value when the source measured it, else None."""

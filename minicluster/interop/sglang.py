@@ -68,7 +68,9 @@ def parse_lines(text: str, where: str) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line, parse_constant=lambda name: float(name.replace("Infinity", "inf")))
+            obj = json.loads(
+                line, parse_constant=lambda name: float(name.replace("Infinity", "inf"))
+            )
         except json.JSONDecodeError as e:
             raise InputError(f"{where}: line {i} is not JSON ({e.msg}): not SGLang JSONL") from None
         if not isinstance(obj, dict):

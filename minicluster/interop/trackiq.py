@@ -171,8 +171,17 @@ def _foreign_details(
 def _unread(data: dict[str, Any], payload: dict[str, Any], ours: dict[str, Any]) -> list[str]:
     """What of the file no rule reads: top-level keys beyond TrackIQ's schema, and the
     tool_payload keys of another tool (per-sample data, summaries, configs)."""
-    top = {"tool_name", "tool_version", "timestamp", "platform", "workload", "metrics",
-           "regression", "tool_payload", "schema_version"}
+    top = {
+        "tool_name",
+        "tool_version",
+        "timestamp",
+        "platform",
+        "workload",
+        "metrics",
+        "regression",
+        "tool_payload",
+        "schema_version",
+    }
     out = [k for k in data if k not in top]
     if ours:
         return out

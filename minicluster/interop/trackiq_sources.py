@@ -111,9 +111,7 @@ def apply(record: BenchmarkRecord, payload: dict[str, Any]) -> None:
     for where, cfg in _walk(payload, frozenset({"config"})):
         if isinstance(cfg, dict) and all(p in cfg for p in _ESTIMATE_PARAMS):
             params = ", ".join(f"{p}={cfg[p]}" for p in _ESTIMATE_PARAMS)
-            _estimated(
-                record, _TIMING, f"{where} declares an estimation model ({params})"
-            )
+            _estimated(record, _TIMING, f"{where} declares an estimation model ({params})")
     for where, name in _walk(payload, frozenset({"reader", "power_reader"})):
         if not isinstance(name, str):
             continue
@@ -126,8 +124,9 @@ def apply(record: BenchmarkRecord, payload: dict[str, Any]) -> None:
         elif source.simulated:
             mark_simulated(record, source.simulated, f"{where} = {name}")
     for where, flag in _walk(payload, frozenset({"simulated", "is_simulated"})):
-        if flag is True:
-            mark_simulated(record, tuple(record.metrics), f"{where} = true")
+        if flag is True:  # inside the power profiler's block it speaks for the power numbers
+            power = any(f".{k}." in f"{where}." for k in ("power_profile", "power_tool_payload"))
+            mark_simulated(record, _POWER if power else tuple(record.metrics), f"{where} = true")
 
 
 def _estimated(record: BenchmarkRecord, names: tuple[str, ...], why: str) -> None:
@@ -137,8 +136,12 @@ def _estimated(record: BenchmarkRecord, names: tuple[str, ...], why: str) -> Non
         if mv is None or mv.value is None or mv.status in ("estimated", "unavailable"):
             continue
         record.metrics[name] = MetricValue(
-            mv.value, mv.unit, "estimated", f"{mv.method}; estimated in the source: {why}",
-            None, mv.coverage,
+            mv.value,
+            mv.unit,
+            "estimated",
+            f"{mv.method}; estimated in the source: {why}",
+            None,
+            mv.coverage,
         )
         record.samples.pop(name, None)
         hit.append(name)

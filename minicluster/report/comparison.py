@@ -77,10 +77,18 @@ def _ratio(r: Row) -> str:
     return "n/a" if r.ratio is None else f"{r.ratio:.4g}"
 
 
+_TEST_SHORT = {
+    "mann-whitney-u": "MWU",
+    "welch-t": "Welch",
+    "quantile-exceedance-fisher": "tail",
+    "runs-t": "runs t",
+}
+
+
 def _test(r: Row, alpha: float) -> str:
     if r.test is None:
         return ""
-    return f"MWU p={fmt_p(r.p_value, alpha)}, n={r.n_a}/{r.n_b}"
+    return f"{_TEST_SHORT.get(r.test, r.test)} p={fmt_p(r.p_value, alpha)}, n={r.n_a}/{r.n_b}"
 
 
 def _cells(r: Row, alpha: float) -> list[str]:
@@ -242,8 +250,10 @@ def to_markdown(c: Comparison) -> str:
         "# Comparison",
         "",
         f"Baseline: {_md_escape(c.baseline.label)}; threshold {c.threshold_pct:g}%; "
-        f"alpha {c.alpha:g} (Mann-Whitney U, two-sided, and a {CONFIDENCE:.0%} prediction interval of the "
-        "difference over blocks of steps, when >= 4 samples a side).",
+        f"alpha {c.alpha:g} (with >= 4 samples a side: Mann-Whitney U for a median, Welch's t for a "
+        "mean, a tail-exceedance test for p90/p95/p99, and a "
+        f"{CONFIDENCE:.0%} prediction interval of the difference over blocks of steps; with several "
+        "runs a side: t over the runs' values).",
         "",
     ]
     for p in c.pairs:
@@ -258,7 +268,9 @@ def to_markdown(c: Comparison) -> str:
             out += ["", "### busbw per message size (not gated; the peak row is)", ""]
             out.append("| " + " | ".join(_SIZE_COLUMNS) + " |")
             out.append("|" + "---|" * len(_SIZE_COLUMNS))
-            out += ["| " + " | ".join(_md_escape(x) for x in _size_cells(r)) + " |" for r in p.sizes]
+            out += [
+                "| " + " | ".join(_md_escape(x) for x in _size_cells(r)) + " |" for r in p.sizes
+            ]
         out += ["", "### Summary per family", ""]
         out += [f"- {_md_escape(line)}" for line in _summary_lines(p)]
         regs = ", ".join(r.metric for r in p.regressions) or "none"

@@ -69,12 +69,16 @@ FIELDS_OF_KIND = {
     "collectives": COLLECTIVES_FIELDS,
 }
 # Fields that follow the world size: when only these differ, per-rank metrics stay comparable.
-SCALE_FIELDS = frozenset({"world_size", "nodes", "global_batch", "layout", "gpu_count", "cpu_count"})
+SCALE_FIELDS = frozenset(
+    {"world_size", "nodes", "global_batch", "layout", "gpu_count", "cpu_count"}
+)
 # The layout degrees in the order of one DeviceMesh (DESIGN section 4).
 _MESH_ORDER = ("dp_replicate", "dp_shard", "tp", "pp", "ep")
 
 
-def make(kind: str, fields: dict[str, Any], unknown: dict[str, str] | None = None) -> dict[str, Any]:
+def make(
+    kind: str, fields: dict[str, Any], unknown: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A fingerprint of workload type `kind`: every defining field of that kind, the given value
     or null; a null field's reason from `unknown` (else "not recorded by the source")."""
     names = FIELDS_OF_KIND.get(kind, TRAINING_FIELDS)
@@ -184,7 +188,9 @@ def _platform(
             unknown[name] = why
         return {}
     gpus = [g for n in nodes for g in n.get("gpus") or []]
-    names = sorted({str(g.get("name") or g.get("model")) if isinstance(g, dict) else str(g) for g in gpus})
+    names = sorted(
+        {str(g.get("name") or g.get("model")) if isinstance(g, dict) else str(g) for g in gpus}
+    )
     devices = {r.get("device") for r in ranks if isinstance(r, dict) and r.get("device")}
     cpus = sorted({str(n["cpu"]) for n in nodes if n.get("cpu")})
     counts = [n.get("cpu_count") for n in nodes]

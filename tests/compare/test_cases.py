@@ -131,7 +131,10 @@ def test_21_nccl_tests_log_is_read_not_refused(
     fleet reads per-node logs and names the slow node."""
     case = CASES / "21-nccl-tests-log-as-input"
     out = tmp_path / "nccl.json"
-    assert main(["convert", str(case / "all_reduce_perf.log"), "--to", "minicluster", "-o", str(out)]) == 0
+    assert (
+        main(["convert", str(case / "all_reduce_perf.log"), "--to", "minicluster", "-o", str(out)])
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["workload"]["workload_type"] == "collectives"
     table = result["collectives"]["results"]
@@ -157,3 +160,50 @@ def test_21_nccl_tests_log_is_read_not_refused(
     assert report["outliers"] == ["node4.log"]
     # one multi-node log alone: fleet says it spans 2 nodes (one log per node wanted), exit 2
     assert main(["fleet", str(case / "all_reduce_perf.log")]) == 2
+
+
+def test_23_a_drifting_run_is_not_excused_by_its_own_spread(tmp_path: Path) -> None:
+    """Two real 2-rank runs of the case's job, the second slowed 0.5 ms more each step by a torch
+    optimizer hook (hooks/sitecustomize.py, not minicluster's fault injection): the drift is
+    named, step time p50/p95 and mean are regressions, and throughput (global batch / mean step
+    time) gets the same verdict as the mean step time."""
+    code, data = _compare(
+        tmp_path, "23-thermal-drift-excused-by-spread", "clean.result.json", "drift.result.json"
+    )
+    rows = _rows(data)
+    pair = data["comparisons"][0]
+    assert code == 1
+    assert {"latency_p50_ms", "latency_p95_ms", "step_time_mean_ms"} <= set(pair["regressions"])
+    assert "throughput_samples_per_sec" in pair["regressions"]
+    assert rows["throughput_samples_per_sec"]["p_value"] == rows["step_time_mean_ms"]["p_value"]
+    drift = pair["structure"]["drift.result.json"]
+    assert drift["kind"] == "drift" and drift["change_pct"] > 50
+    assert any("drift.result.json: step time drifts +0.6" in w for w in pair["warnings"])
+    assert rows["latency_p95_ms"]["test"] == "quantile-exceedance-fisher"
+    for name in ("latency_p50_ms", "step_time_mean_ms"):
+        assert "beyond the run-to-run spread" in rows[name]["reason"], name
+
+
+def test_throughput_and_mean_step_time_never_disagree() -> None:
+    """Every pair of the recorded runs: the throughput row's verdict is the mean step time's
+    (better/worse follow each metric's direction: one statistic, one verdict)."""
+    from minicluster.compare import compare
+    from minicluster.interop import load
+
+    fix = CASES.parent / "compare"
+    runs = [
+        "mc11_clean_a.json",
+        "mc11_clean_b.json",
+        "mc11_straggler.json",
+        "mc13_quiet_clean_1.json",
+    ]
+    for base in runs:
+        for cand in runs:
+            if base == cand:
+                continue
+            rows = {
+                r.metric: r for r in compare([load(fix / base), load(fix / cand)]).pairs[0].rows
+            }
+            thr, mean = rows["throughput_samples_per_sec"], rows["step_time_mean_ms"]
+            assert thr.verdict == mean.verdict, (base, cand)
+            assert thr.regression == mean.regression, (base, cand)

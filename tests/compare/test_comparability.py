@@ -33,7 +33,9 @@ def test_one_rank_vs_two_gates_no_memory_regression(tmp_path: Path) -> None:
     """Real 1-rank and 2-rank runs (a sweep's): memory utilisation doubles with two processes;
     that is no regression. Only the per-rank metrics are judged, and sweep --from is named."""
     sweep = TESTS / "golden" / "sweep_tiny"
-    code, data = _compare(tmp_path, str(sweep / "n1-r1.result.json"), str(sweep / "n2-r1.result.json"))
+    code, data = _compare(
+        tmp_path, str(sweep / "n1-r1.result.json"), str(sweep / "n2-r1.result.json")
+    )
     rows = _rows(data)
     assert code == 0
     pair = data["comparisons"][0]
@@ -55,7 +57,9 @@ def test_one_rank_vs_two_gates_no_memory_regression(tmp_path: Path) -> None:
 
 def test_vllm_concurrency_30_vs_40_is_not_comparable(tmp_path: Path) -> None:
     code, data = _compare(
-        tmp_path, str(FIX / "serving" / "vllm_conc30.json"), str(FIX / "serving" / "vllm_conc40.json")
+        tmp_path,
+        str(FIX / "serving" / "vllm_conc30.json"),
+        str(FIX / "serving" / "vllm_conc40.json"),
     )
     rows = _rows(data)
     assert code == 0
@@ -78,7 +82,9 @@ def test_sglang_rates_2_vs_4_without_a_model(tmp_path: Path) -> None:
     assert rows["throughput_samples_per_sec"]["verdict"] == "not_comparable"
     assert rows["ttft_ms"]["verdict"] == "not_comparable" and not rows["ttft_ms"]["regression"]
     assert "request_rate: 2 vs 4" in rows["ttft_ms"]["reason"]
-    assert any("unknown on both sides: not shown to be the same: model" in w for w in pair["warnings"])
+    assert any(
+        "unknown on both sides: not shown to be the same: model" in w for w in pair["warnings"]
+    )
     states = {f["field"]: f["state"] for f in pair["comparability"]["fields"]}
     assert states["model"] == "unknown_both"
 
@@ -121,12 +127,23 @@ def test_a_few_failed_requests_do_not_switch_the_gate_off(tmp_path: Path) -> Non
 def test_estimated_timings_from_psutil_collector_are_not_gated(tmp_path: Path) -> None:
     """TrackIQ (AutoPerfPy) results whose latency and throughput come from PsutilCollector (CPU
     utilisation plus noise): estimated, shown, never gated; the power reader is simulated."""
-    a, b = FIX / "trackiq" / "autoperfpy_psutil_a.json", FIX / "trackiq" / "autoperfpy_psutil_b.json"
+    a, b = (
+        FIX / "trackiq" / "autoperfpy_psutil_a.json",
+        FIX / "trackiq" / "autoperfpy_psutil_b.json",
+    )
     code, data = _compare(tmp_path, str(a), str(b))
     rows = _rows(data)
     assert code == 0
-    for name in ("throughput_samples_per_sec", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"):
-        assert not rows[name]["regression"] and "estimated on both sides by one format" in rows[name]["reason"]
+    for name in (
+        "throughput_samples_per_sec",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+    ):
+        assert (
+            not rows[name]["regression"]
+            and "estimated on both sides by one format" in rows[name]["reason"]
+        )
     assert not data["comparisons"][0]["regressions"]
     out = tmp_path / "a.json"
     assert main(["convert", str(a), "--to", "minicluster", "-o", str(out)]) == 0
@@ -158,7 +175,19 @@ def test_a_collector_name_is_not_a_word_list() -> None:
 
 def test_vllm_fields_not_read_are_listed(tmp_path: Path) -> None:
     out = tmp_path / "v.json"
-    assert main(["convert", str(FIX / "compare" / "vllm_ok.json"), "--to", "minicluster", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(FIX / "compare" / "vllm_ok.json"),
+                "--to",
+                "minicluster",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert "total_token_throughput" in result["imported_from"]["unread_fields"]
     assert result["fingerprint"]["fields"]["max_concurrency"] == 4

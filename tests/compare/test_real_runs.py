@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from minicluster.compare import compare
+from minicluster.core import metrics as metrics_registry
 from minicluster.compare.stats import mann_whitney_p
 from minicluster.interop import load
 
@@ -45,7 +46,12 @@ def test_every_per_step_metric_is_tested_on_its_own_series() -> None:
     rows = _rows("mc11_clean_a.json", "mc11_straggler.json")
     for name in PER_STEP:
         r = rows[name]
-        assert r.test == "mann-whitney-u" and (r.n_a, r.n_b) == (50, 50), name  # type: ignore[attr-defined]
+        # the test fits the statistic: MWU for a median, Welch for a mean, exceedance for a tail
+        statistic = metrics_registry.REGISTRY[name].statistic
+        want = {"mean": "welch-t", "harmonic_mean": "welch-t", "p90": "quantile-exceedance-fisher"}
+        want |= {"p95": "quantile-exceedance-fisher", "p99": "quantile-exceedance-fisher"}
+        assert r.test == want.get(str(statistic), "mann-whitney-u"), name  # type: ignore[attr-defined]
+        assert (r.n_a, r.n_b) == (50, 50), name  # type: ignore[attr-defined]
 
 
 def test_straggler_run_is_a_regression_named_by_step_time_and_compute() -> None:
