@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from minicluster.compare import compare
-from minicluster.core import metrics as metrics_registry
 from minicluster.compare.stats import mann_whitney_p
+from minicluster.core import metrics as metrics_registry
 from minicluster.interop import load
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "compare"
