@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--nproc", type=int, help="ranks to start (per node) (default: config run.nproc, 2)"
     )
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        metavar="K",
+        help="run the job K times, one after another, into DIR/r0..r{K-1} with DIR/repeats.json "
+        "(each run, and the between-run spread); `compare DIR_A DIR_B` then tests runs as "
+        "clusters (default: one run)",
+    )
     add_report_flags(p)
     add_require(p)
     add_fault_args(p)
@@ -309,7 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=Path,
         metavar="RESULT",
-        help="minicluster result (file or run dir), TrackIQ JSON, vLLM JSON, markdown report",
+        help="minicluster result (file or run dir), TrackIQ JSON, vLLM or SGLang output, "
+        "nccl-tests log, markdown report; several runs of one side as A1,A2,A3 or a "
+        "`run --repeats` directory (tested as clusters: t over the runs' values); FILE#N picks "
+        "the N-th run of an SGLang JSONL file",
     )
     p.add_argument(
         "--baseline",

@@ -40,7 +40,7 @@ def compare(args: argparse.Namespace) -> int:
     standard output; the terminal table then goes to standard error."""
     from minicluster.compare import compare as compare_records
     from minicluster.compare.data import to_dict
-    from minicluster.interop import load
+    from minicluster.compare.repeats import load_side
     from minicluster.report.comparison import print_comparison, to_html, to_markdown
 
     inputs = list(args.inputs)
@@ -60,7 +60,7 @@ def compare(args: argparse.Namespace) -> int:
     from minicluster.compare.comparability import parse_allowed
 
     allowed = parse_allowed(args.allow_different)
-    records = [load(path, args.format) for path in inputs]
+    records = [load_side(str(path), args.format) for path in inputs]
     comparison = compare_records(records, base, args.threshold, args.alpha, allowed)
     if args.json:
         try:

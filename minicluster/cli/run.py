@@ -34,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
     """`minicluster run`: the training job on N local ranks, or this node's share of a job
     across nodes; exit code from the result (0 on a node that holds no result: its ranks
     finished and rank 0's node has the verdict)."""
+    if getattr(args, "repeats", None) is not None:
+        from minicluster.cli.repeats import run_repeats
+
+        return run_repeats(args, lambda one: _launch_training(one, validating=False))
     result = _launch_training(args, validating=False)
     return EXIT_OK if result is None else exit_code(result)
 

@@ -252,8 +252,8 @@ def _align_rates(rows: list[Row]) -> None:
         r.test, r.p_value, r.ci_low, r.ci_high = s.test, s.p_value, None, None
         r.mde_pct = s.mde_pct
         r.reason = (
-            f"judged on {step} (this rate is the global batch / the mean step time: one "
-            f"statistic, one verdict): {s.reason}"
+            f"{'~ ' if s.reason.startswith('~') else ''}judged on {step} (this rate is the "
+            f"global batch / the mean step time: one statistic, one verdict): {s.reason}"
         )
 
 

@@ -14,12 +14,15 @@ K = 3) to be trusted, which is why the t form is used.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
+from minicluster.core import rundir
 from minicluster.core.errors import InputError
 from minicluster.core.metrics import MetricValue
 from minicluster.interop.record import BenchmarkRecord
@@ -92,6 +95,48 @@ def combine(records: Sequence[BenchmarkRecord], label: str) -> BenchmarkRecord:
         series=None,
         runs=list(records),
     )
+
+
+def side_paths(spec: str) -> tuple[str, list[Path]] | None:
+    """The runs one command-line input names when it names several (else None): `A1,A2,A3`
+    (a path with a comma that exists is one path), or a `run --repeats` directory."""
+    path = Path(spec)
+    if not path.exists() and "," in spec:
+        parts = [Path(p) for p in spec.split(",") if p.strip()]
+        return spec, parts
+    manifest = path / rundir.REPEATS_FILE
+    if path.is_dir() and manifest.is_file():
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+            runs = [path / str(r["dir"]) for r in data["runs"]]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(f"cannot read {manifest}: {e}") from None
+        kept = [r for r in runs if rundir.result_path(r).is_file()]
+        if not kept:
+            raise InputError(f"{path}: none of its {len(runs)} repeats has a result.json")
+        return path.name, kept
+    return None
+
+
+def load_side(spec: str, fmt: str | None = None) -> BenchmarkRecord:
+    """One side of a comparison: a single result, or several runs of one job (`A1,A2,A3`, a
+    `run --repeats` directory, an SGLang file of appended runs that share a fingerprint)
+    combined into one record whose `runs` are tested as clusters."""
+    from minicluster.interop.detect import load_runs
+
+    several = side_paths(spec)
+    if several is None:
+        runs = load_runs(Path(spec), fmt)
+        label = Path(spec).name
+        if len(runs) > 1 and len({key(r.fingerprint or {}) for r in runs}) > 1:
+            raise InputError(
+                f"{spec} holds {len(runs)} runs of different settings (their fingerprints "
+                f"differ): pick one with {spec}#N (1..{len(runs)})"
+            )
+    else:
+        label, paths = several
+        runs = [r for p in paths for r in load_runs(p, fmt)]
+    return combine(runs, label)
 
 
 def run_values(rec: BenchmarkRecord, name: str) -> list[float]:
