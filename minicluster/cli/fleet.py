@@ -19,7 +19,7 @@ def fleet(args: argparse.Namespace) -> int:
     from minicluster.result.schema import load_result
 
     to_stdout = orchestrate.stdout_outputs(
-        [o for o in (args.json, args.md, args.html) if o is not None]
+        [o for o in (args.json, args.md, args.html, args.junit) if o is not None]
     )
     results = [(str(path), _load(path, load_result)) for path in args.inputs]
     report = fleet_report(results, args.metric or None, args.outlier_z, args.mad_floor)
@@ -29,6 +29,10 @@ def fleet(args: argparse.Namespace) -> int:
         orchestrate.write_output(args.md, fleet_markdown(report))
     if args.html:
         orchestrate.write_output(args.html, fleet_html(report))
+    if args.junit:
+        from minicluster.report.junit import fleet_cases, to_xml
+
+        orchestrate.write_output(args.junit, to_xml("minicluster fleet", fleet_cases(report)))
     # files first: a terminal that goes away (`| head`) must not cost them, nor the exit code
     with orchestrate.stdout_may_close():
         print_fleet(report, orchestrate.side_console(stderr=to_stdout))

@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "clusters (default: one run)",
     )
     add_report_flags(p)
+    add_junit(p)
     add_require(p)
     add_fault_args(p)
     add_launcher_args(p)
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nproc", type=int, help="ranks to start (default: config run.nproc, 2)")
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
     add_report_flags(p)
+    add_junit(p)
     add_fault_args(p)
     add_launcher_args(p)
     p.set_defaults(handler="run:validate")
@@ -348,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--md", type=Path, help="write the comparison as Markdown (- = stdout)")
     p.add_argument("--html", type=Path, help="write the comparison as one HTML page (- = stdout)")
     p.add_argument("--json", type=Path, help="write the comparison as JSON data (- = stdout)")
+    add_junit(p)
     p.set_defaults(handler="results:compare")
 
     p = sub.add_parser(
@@ -392,7 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--html", type=Path, help="write it as one HTML page with strip plots (- = stdout)"
     )
     p.add_argument("--json", type=Path, help="write it as JSON data (- = stdout)")
+    add_junit(p)
     p.set_defaults(handler="fleet:fleet")
+
+    add_history_parser(sub)
 
     p = sub.add_parser("convert", help="convert a result of any supported format")
     p.add_argument("input", type=Path, metavar="IN")
@@ -412,6 +418,118 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="what this machine can measure (GPU, NVML, RAPL, thermal)")
     p.set_defaults(handler="doctor:doctor")
     return parser
+
+
+def add_history_parser(sub: argparse._SubParsersAction[OneLineParser]) -> None:
+    """`history add|list|show|check` over a SQLite database."""
+    p = sub.add_parser(
+        "history",
+        help="results in a SQLite database: add, list, show; check a result against earlier "
+        "comparable runs (change points + between-run spread), exit 1 on a regression",
+    )
+    p.set_defaults(handler="history:no_action")
+    actions = p.add_subparsers(dest="history_command", metavar="ACTION")
+
+    def db_flag(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--db",
+            type=Path,
+            help="the history database (default: $MINICLUSTER_HISTORY_DB, else "
+            "$XDG_DATA_HOME/minicluster/history.sqlite, ~/.local/share when XDG_DATA_HOME is unset)",
+        )
+
+    def provenance_flags(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--commit",
+            help="git commit of the code measured (default: $GITHUB_SHA, $CI_COMMIT_SHA, "
+            "$BUILDKITE_COMMIT, $GIT_COMMIT, $CIRCLE_SHA1)",
+        )
+        q.add_argument(
+            "--branch",
+            help="branch (default: $GITHUB_REF_NAME, $CI_COMMIT_REF_NAME, $BUILDKITE_BRANCH, ...)",
+        )
+        q.add_argument(
+            "--label", action="append", default=[], metavar="KEY=VALUE", help="a label (repeatable)"
+        )
+
+    q = actions.add_parser("add", help="record results (fingerprint, platform, commit, labels)")
+    q.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="RESULT",
+        help="results of any supported format; a `run --repeats` directory adds each run",
+    )
+    db_flag(q)
+    provenance_flags(q)
+    q.add_argument("--format", choices=FORMATS, help="force the input format")
+    q.set_defaults(handler="history:add")
+
+    q = actions.add_parser("list", help="the newest recorded runs")
+    db_flag(q)
+    q.add_argument("--limit", type=int, default=20, help="how many (default: 20)")
+    q.add_argument("--json", action="store_true", help="JSON instead of the table")
+    q.set_defaults(handler="history:list_runs")
+
+    q = actions.add_parser("show", help="one recorded run (JSON)")
+    q.add_argument("id", type=int, help="its number in `history list`")
+    db_flag(q)
+    q.set_defaults(handler="history:show")
+
+    q = actions.add_parser(
+        "check",
+        help="gate a result against the last N comparable runs: exit 1 on a regression, with "
+        "since when, by how much and what else changed",
+        description="Per gated metric: the comparable runs' values in the order they were added "
+        "and the new one (log scale); change points by ruptures binary segmentation, each kept "
+        "when Student's t between its neighbouring levels has p < alpha; the new run is judged "
+        "against the level before its own (Student's t on the runs' between-run spread), alpha "
+        "divided over the gated metrics. Fewer than 3 comparable runs: not judged (exit 0).",
+    )
+    q.add_argument("result", type=Path, metavar="RESULT", help="the result to check")
+    db_flag(q)
+    q.add_argument(
+        "--last", type=int, default=30, metavar="N", help="comparable runs looked at (default: 30)"
+    )
+    q.add_argument(
+        "--metric",
+        action="append",
+        metavar="M",
+        help="a metric to gate (repeatable; default: throughput, mean step time, latency p50 and "
+        "p95, tokens/s, TTFT, TPOT, busbw, memory peak, whichever the result has)",
+    )
+    q.add_argument("--threshold", type=float, default=5.0, help="percent change gated (default: 5)")
+    q.add_argument(
+        "--alpha", type=float, default=0.05, help="error rate of the whole check (default: 0.05)"
+    )
+    q.add_argument(
+        "--settle",
+        type=int,
+        default=5,
+        metavar="K",
+        help="a new level that has held for K runs becomes the baseline (default: 5)",
+    )
+    q.add_argument("--format", choices=FORMATS, help="force the input format")
+    add_allow_different(q)
+    q.add_argument("--add", action="store_true", help="record the result after checking it")
+    provenance_flags(q)
+    q.add_argument(
+        "--json", type=Path, help="write the check, with the trend data, as JSON (- = stdout)"
+    )
+    q.add_argument(
+        "--html", type=Path, help="write it as one HTML page with trend plots (- = stdout)"
+    )
+    add_junit(q)
+    q.set_defaults(handler="history:check")
+
+
+def add_junit(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write JUnit XML for CI: one test case per verdict (a finding fails)",
+    )
 
 
 def add_allow_different(p: argparse.ArgumentParser) -> None:

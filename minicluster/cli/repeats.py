@@ -54,16 +54,24 @@ def run_repeats(
     )
     runs: list[dict[str, Any]] = []
     codes: list[int] = []
+    junit = getattr(args, "junit", None)
+    results: list[tuple[dict[str, Any] | None, int]] = []
     for i in range(k):
         sub = copy.copy(args)
-        sub.out, sub.repeats = top / f"r{i}", None
+        sub.out, sub.repeats, sub.junit = top / f"r{i}", None, None
         print(f"minicluster: repeat {i + 1} of {k}", file=sys.stderr)
         result = launch(sub)
         code = EXIT_OK if result is None else exit_code(result)
         codes.append(code)
         runs.append(_entry(f"r{i}", result, code))
+        results.append((result, code))
         _write(top, run_id, k, runs)
     summary = _write(top, run_id, k, runs)
+    if junit is not None:
+        from minicluster.report.junit import run_cases, to_xml
+
+        cases = [c for res, code in results if res is not None for c in run_cases(res, code)]
+        orchestrate.write_output(junit, to_xml("minicluster run --repeats", cases))
     with orchestrate.stdout_may_close():
         print(f"repeats: {manifest_path(top)}")
         for name, s in summary.items():

@@ -55,7 +55,7 @@ def compare(args: argparse.Namespace) -> int:
             )
         base = resolved.index(args.baseline.resolve())
     to_stdout = orchestrate.stdout_outputs(
-        [o for o in (args.json, args.md, args.html) if o is not None]
+        [o for o in (args.json, args.md, args.html, args.junit) if o is not None]
     )
     from minicluster.compare.comparability import parse_allowed
 
@@ -72,6 +72,12 @@ def compare(args: argparse.Namespace) -> int:
         orchestrate.write_output(args.md, to_markdown(comparison))
     if args.html:
         orchestrate.write_output(args.html, to_html(comparison))
+    if args.junit:
+        from minicluster.report.junit import compare_cases, to_xml
+
+        orchestrate.write_output(
+            args.junit, to_xml("minicluster compare", compare_cases(comparison))
+        )
     # files first: a terminal that goes away (`| head`) must not cost them, nor the exit code
     with orchestrate.stdout_may_close():
         print_comparison(comparison, orchestrate.side_console(stderr=to_stdout))
