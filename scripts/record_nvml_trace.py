@@ -65,29 +65,56 @@ def main() -> int:
         h = n.nvmlDeviceGetHandleByIndex(i)
         d = [i]
         for name in (
-            "nvmlDeviceGetName", "nvmlDeviceGetUUID", "nvmlDeviceGetSerial",
-            "nvmlDeviceGetPciInfo", "nvmlDeviceGetMemoryInfo", "nvmlDeviceGetTotalEnergyConsumption",
-            "nvmlDeviceGetPowerUsage", "nvmlDeviceGetEnforcedPowerLimit",
-            "nvmlDeviceGetPowerManagementLimit", "nvmlDeviceGetCurrPcieLinkGeneration",
-            "nvmlDeviceGetCurrPcieLinkWidth", "nvmlDeviceGetMaxPcieLinkGeneration",
-            "nvmlDeviceGetMaxPcieLinkWidth", "nvmlDeviceGetGpuMaxPcieLinkGeneration",
-            "nvmlDeviceGetPcieReplayCounter", "nvmlDeviceGetCurrentClocksThrottleReasons",
-            "nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetSupportedClocksThrottleReasons",
-            "nvmlDeviceGetEccMode", "nvmlDeviceGetRemappedRows", "nvmlDeviceGetPerformanceState",
-            "nvmlDeviceGetComputeMode", "nvmlDeviceGetPersistenceMode", "nvmlDeviceGetCudaComputeCapability",
-            "nvmlDeviceGetArchitecture", "nvmlDeviceGetBoardPartNumber", "nvmlDeviceGetVbiosVersion",
-            "nvmlDeviceGetRetiredPagesPendingStatus", "nvmlDeviceGetMultiGpuBoard",
+            "nvmlDeviceGetName",
+            "nvmlDeviceGetUUID",
+            "nvmlDeviceGetSerial",
+            "nvmlDeviceGetPciInfo",
+            "nvmlDeviceGetMemoryInfo",
+            "nvmlDeviceGetTotalEnergyConsumption",
+            "nvmlDeviceGetPowerUsage",
+            "nvmlDeviceGetEnforcedPowerLimit",
+            "nvmlDeviceGetPowerManagementLimit",
+            "nvmlDeviceGetCurrPcieLinkGeneration",
+            "nvmlDeviceGetCurrPcieLinkWidth",
+            "nvmlDeviceGetMaxPcieLinkGeneration",
+            "nvmlDeviceGetMaxPcieLinkWidth",
+            "nvmlDeviceGetGpuMaxPcieLinkGeneration",
+            "nvmlDeviceGetPcieReplayCounter",
+            "nvmlDeviceGetCurrentClocksThrottleReasons",
+            "nvmlDeviceGetCurrentClocksEventReasons",
+            "nvmlDeviceGetSupportedClocksThrottleReasons",
+            "nvmlDeviceGetEccMode",
+            "nvmlDeviceGetRemappedRows",
+            "nvmlDeviceGetPerformanceState",
+            "nvmlDeviceGetComputeMode",
+            "nvmlDeviceGetPersistenceMode",
+            "nvmlDeviceGetCudaComputeCapability",
+            "nvmlDeviceGetArchitecture",
+            "nvmlDeviceGetBoardPartNumber",
+            "nvmlDeviceGetVbiosVersion",
+            "nvmlDeviceGetRetiredPagesPendingStatus",
+            "nvmlDeviceGetMultiGpuBoard",
         ):
             call(name, h, label=d)
-        call("nvmlDeviceGetTemperature", h, n.NVML_TEMPERATURE_GPU, label=[i, "NVML_TEMPERATURE_GPU"])
+        call(
+            "nvmlDeviceGetTemperature", h, n.NVML_TEMPERATURE_GPU, label=[i, "NVML_TEMPERATURE_GPU"]
+        )
         for clk in ("NVML_CLOCK_SM", "NVML_CLOCK_MEM", "NVML_CLOCK_GRAPHICS"):
             call("nvmlDeviceGetClockInfo", h, getattr(n, clk), label=[i, clk])
             call("nvmlDeviceGetMaxClockInfo", h, getattr(n, clk), label=[i, clk])
         for err in ("NVML_MEMORY_ERROR_TYPE_CORRECTED", "NVML_MEMORY_ERROR_TYPE_UNCORRECTED"):
             for cnt in ("NVML_VOLATILE_ECC", "NVML_AGGREGATE_ECC"):
-                call("nvmlDeviceGetTotalEccErrors", h, getattr(n, err), getattr(n, cnt), label=[i, err, cnt])
-        for cause in ("NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS",
-                      "NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR"):
+                call(
+                    "nvmlDeviceGetTotalEccErrors",
+                    h,
+                    getattr(n, err),
+                    getattr(n, cnt),
+                    label=[i, err, cnt],
+                )
+        for cause in (
+            "NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS",
+            "NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR",
+        ):
             call("nvmlDeviceGetRetiredPages", h, getattr(n, cause), label=[i, cause])
         for link in range(18):
             state = call("nvmlDeviceGetNvLinkState", h, link, label=[i, link])
@@ -97,8 +124,11 @@ def main() -> int:
             if hasattr(n, ctr):
                 call("nvmlDeviceGetPcieThroughput", h, getattr(n, ctr), label=[i, ctr])
     n.nvmlShutdown()
-    out = {"recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "pynvml": getattr(n, "__version__", None), "calls": calls}
+    out = {
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "pynvml": getattr(n, "__version__", None),
+        "calls": calls,
+    }
     with open(sys.argv[1], "w") as f:
         json.dump(out, f, indent=1)
     print(f"record_nvml_trace: {len(calls)} calls on {count} GPU(s) -> {sys.argv[1]}")
