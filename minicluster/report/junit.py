@@ -79,13 +79,18 @@ def run_cases(result: dict[str, Any], exit_code: int) -> list[Case]:
             f"status {status}; " + "; ".join(str(e) for e in result.get("errors") or [])[:2000],
         )
     ]
-    for d in (result.get("faults") or {}).get("detected") or []:
+    for rank in result.get("failed_ranks") or []:
+        out.append(Case(cls, f"rank {rank}", "failure", f"rank {rank} failed (see status)"))
+    detected = (result.get("faults") or {}).get("detected") or []
+    for d in detected:
         name = f"{d.get('kind')} rank {d.get('rank')}"
         out.append(Case(cls, name, "failure", str(d.get("evidence") or d)))
+    named = {d.get("rank") for d in detected if d.get("kind") == "straggler"}
     for s in result.get("stragglers") or []:
-        out.append(
-            Case(cls, f"straggler rank {s.get('rank')}", "failure", str(s.get("evidence") or s))
-        )
+        if s.get("rank") not in named:
+            out.append(
+                Case(cls, f"straggler rank {s.get('rank')}", "failure", str(s.get("evidence") or s))
+            )
     validation = result.get("validation") or {}
     for chk in validation.get("checks") or []:
         ok = chk.get("passed")
