@@ -72,7 +72,10 @@ def test_right_means_better_and_lower_is_better_is_flipped() -> None:
 def test_a_latency_increase_is_labelled_as_an_increase() -> None:
     """Issue 26: a +134.9% latency was labelled "-134.9%", a +329.2% an impossible
     "-329.2% (clipped)"."""
-    rows = [_row("latency_p50_ms", 10.0, 23.49, "worse"), _row("latency_p99_ms", 10.0, 42.92, "worse")]
+    rows = [
+        _row("latency_p50_ms", 10.0, 23.49, "worse"),
+        _row("latency_p99_ms", 10.0, 42.92, "worse"),
+    ]
     plot = comparison_plot(rows)
     assert plot is not None
     assert ">+134.9%<" in plot.svg and ">+329.2% (clipped)<" in plot.svg
