@@ -19,7 +19,7 @@ import numpy as np
 
 MIN_STEPS = 12  # fewer measured steps than this: no structure is looked for
 MAX_POINTS = 1000  # longer series are looked at as means of consecutive steps (Theil-Sen is O(n^2))
-MAX_SEGMENTS = 3
+MAX_SEGMENTS = 6
 MIN_SEGMENT = 3
 
 
@@ -64,14 +64,27 @@ def find(
         return None
     slope, low, high, p = trend(y, alpha)
     change = 100.0 * slope * (n - 1) / abs(median)
+    drift = None
     if p < alpha and (low > 0 or high < 0) and abs(change) >= threshold_pct:
         line = slope * np.arange(n) + (float(np.median(y - slope * np.arange(n))))
         text = (
             f"drifts {slope:+.4g} {unit}/step (95% CI [{low:.4g}, {high:.4g}], Theil-Sen; "
             f"Mann-Kendall p={p:.2g}): {change:+.0f}% of its median over its {n} measured steps"
         )
-        return Structure("drift", text, tuple(line.tolist()), change)
-    return _shift(y, median, threshold_pct, alpha, unit)
+        drift = Structure("drift", text, tuple(line.tolist()), change)
+    shift = _shift(y, median, threshold_pct, alpha, unit)
+    if drift is None or shift is None:
+        return drift or shift
+    # both fit (a burst also tilts a trend line, and a staircase follows a drift): the levels
+    # only when their BIC, n log(RSS/n) + k log(n), beats the line's by more than 10 log(n):
+    # the simpler two-parameter description stands unless the levels explain far more
+    def bic(st: Structure) -> float:
+        fitted = np.asarray(st.fitted)
+        rss = max(float(np.sum((y - fitted) ** 2)), 1e-12)
+        k = 2 if st.kind == "drift" else len(set(st.fitted))
+        return n * math.log(rss / n) + k * math.log(n)
+
+    return shift if bic(shift) < bic(drift) - 10 * math.log(n) else drift
 
 
 def _coarse(y: np.ndarray, threshold_pct: float, alpha: float, unit: str) -> Structure | None:
