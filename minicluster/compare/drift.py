@@ -75,6 +75,7 @@ def find(
     shift = _shift(y, median, threshold_pct, alpha, unit)
     if drift is None or shift is None:
         return drift or shift
+
     # both fit (a burst also tilts a trend line, and a staircase follows a drift): the levels
     # only when their BIC, n log(RSS/n) + k log(n), beats the line's by more than 10 log(n):
     # the simpler two-parameter description stands unless the levels explain far more

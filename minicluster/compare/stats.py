@@ -45,8 +45,8 @@ def spread_ci(
     own statistic (registry: median, p95, mean, harmonic mean; median when it names none) is taken
     per block. Steps are not independent (a shared host has slow phases lasting many steps), and
     neither are runs: a whole run can land in a slow phase. So the interval is a prediction
-    interval, not a confidence interval of the mean: the difference of the block means, plus or
-    minus Student's t (Welch-Satterthwaite degrees of freedom, scipy) times
+    interval, not a confidence interval of the mean: the run-level difference of the statistic,
+    plus or minus Student's t (Welch-Satterthwaite degrees of freedom, scipy) times
     sqrt(s_a^2 (1 + 1/n_a) + s_b^2 (1 + 1/n_b)), the spread of one block of B against one block
     of A. A difference inside it is no larger than a run's own blocks move from one another:
     no change. Needs >= 4 samples a side (2 blocks).
@@ -65,7 +65,9 @@ def spread_ci(
     def block_stats(x: Sequence[float]) -> np.ndarray:
         return np.array([fn(c) for c in np.array_split(np.asarray(x, float), blocks(len(x)))])
 
-    point = float(block_stats(sb).mean() - block_stats(sa).mean())
+    # centred on the run-level difference (the metric's own statistic over all steps): a mean
+    # of block statistics dilutes a tail's burst over the blocks it did not touch
+    point = float(fn(np.asarray(sb, float)) - fn(np.asarray(sa, float)))
     ba = block_stats(sa if spread_a is None else spread_a)
     bb = block_stats(sb if spread_b is None else spread_b)
     if np.ptp(ba) == 0 and np.ptp(bb) == 0:
