@@ -36,7 +36,7 @@ class Structure:
         return {"kind": self.kind, "text": self.text, "change_pct": self.change_pct}
 
 
-def trend(values: Sequence[float], alpha: float) -> tuple[float, float, float, float]:
+def trend(values: Sequence[float] | np.ndarray, alpha: float) -> tuple[float, float, float, float]:
     """(Theil-Sen slope per step, its lower and upper 95% bound, Mann-Kendall p) of `values`."""
     from scipy.stats import kendalltau, theilslopes
 
@@ -146,11 +146,11 @@ def _shift(
     return Structure("shift", text, tuple(fitted.tolist()), pct)
 
 
-def adjusted(values: Sequence[float], structure: Structure | None) -> np.ndarray:
+def adjusted(values: Sequence[float], structure: Structure | None) -> list[float]:
     """`values` with `structure` taken out (residuals around it, plus the series' mean): what its
     blocks would do without the trend or level change. Unchanged without a structure."""
     y = np.asarray(values, float)
     if structure is None:
-        return y
+        return [float(v) for v in y]
     fitted = np.asarray(structure.fitted, float)
-    return y - fitted + float(fitted.mean())
+    return [float(v) for v in y - fitted + float(fitted.mean())]

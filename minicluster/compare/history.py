@@ -244,7 +244,8 @@ class History:
         before: int | None = None,
     ) -> list[Run]:
         """Runs, newest first (optionally of one fingerprint, added before run id `before`)."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         if fingerprint_key is not None:
             where.append("fingerprint_key = ?")
             args.append(fingerprint_key)

@@ -201,9 +201,7 @@ def _one(
     m = metrics_registry.REGISTRY[name]
     mv = record.measured(name)
     assert mv is not None and mv.value is not None
-    runs = [
-        r for r in history if isinstance(r.values.get(name), (int, float)) and r.values[name] > 0
-    ]
+    runs = [r for r in history if _positive(r.values.get(name))]
     trend = [
         {"run": r.id, "added_at": r.added_at, "git_commit": r.git_commit, "value": r.values[name]}
         for r in runs
@@ -286,6 +284,10 @@ def _one(
             res.since = {"run": None, "runs_at_new_level": 1}
             res.reason += "; since this run"
     return res
+
+
+def _positive(value: float | None) -> bool:
+    return isinstance(value, (int, float)) and value > 0
 
 
 def _changed(record: BenchmarkRecord, history: list[Run]) -> list[str]:

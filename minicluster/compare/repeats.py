@@ -63,7 +63,11 @@ def combine(records: Sequence[BenchmarkRecord], label: str) -> BenchmarkRecord:
                 )
     metrics: dict[str, MetricValue] = {}
     for name, mv in first.metrics.items():
-        values = [m.value for r in records if (m := r.measured(name)) is not None]
+        values = [
+            float(m.value)
+            for r in records
+            if (m := r.measured(name)) is not None and m.value is not None
+        ]
         if len(values) == len(records) and mv.value is not None:
             metrics[name] = MetricValue(
                 float(np.median(values)),

@@ -125,8 +125,8 @@ def of_result(data: dict[str, Any]) -> dict[str, Any]:
         return given
     wl = data.get("workload") or {}
     kind = str(wl.get("workload_type") or "training")
-    cfg = data.get("config") if isinstance(data.get("config"), dict) else {}
-    run_cfg = cfg.get("run") if isinstance(cfg.get("run"), dict) else {}
+    cfg = _dict(data.get("config"))
+    run_cfg = _dict(cfg.get("run"))
     unknown: dict[str, str] = {}
     imported = bool(data.get("imported_from"))
     fields: dict[str, Any] = {
@@ -136,8 +136,8 @@ def of_result(data: dict[str, Any]) -> dict[str, Any]:
         **_platform(data.get("platform") or {}, data.get("ranks") or [], unknown),
     }
     if kind == "collectives":
-        coll = data.get("collectives") if isinstance(data.get("collectives"), dict) else {}
-        pairwise = data.get("pairwise") if isinstance(data.get("pairwise"), dict) else None
+        coll = _dict(data.get("collectives"))
+        pairwise = _dict(data.get("pairwise")) or None
         fields.update(_collectives(coll, pairwise, unknown))
         fields["timing_method"] = (pairwise or coll).get("rule")
         return make(kind, fields, unknown)
@@ -167,6 +167,10 @@ def of_result(data: dict[str, Any]) -> dict[str, Any]:
     if kind == "inference":
         fields["model"] = wl.get("name")
     return make(kind, fields, unknown)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _node_count(nodes: Any) -> int | None:
@@ -220,7 +224,9 @@ def _collectives(
         }
     rows = [r for r in coll.get("results") or [] if isinstance(r, dict)]
     ops = coll.get("ops") or sorted({str(r.get("op")) for r in rows})
-    sizes = sorted({r.get("nominal_bytes", r.get("size_bytes")) for r in rows} - {None})
+    sizes = sorted(
+        {int(v) for r in rows if isinstance(v := r.get("nominal_bytes", r.get("size_bytes")), int)}
+    )
     if not sizes:
         unknown["sizes"] = "no size was measured"
     return {
