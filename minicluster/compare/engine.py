@@ -198,8 +198,18 @@ def compare_pair(
         for m in metrics_registry.REGISTRY.values()
         if m.name in a.metrics or m.name in b.metrics
     ]
+    # several runs a side: one t test per metric over few runs; alpha is split over the metrics
+    # tested so (Bonferroni), so the gate's error rate is that of one test, not of twenty
+    row_alpha = alpha
+    if a.runs or b.runs:
+        tested = [
+            n
+            for n in names
+            if a.measured(n) and b.measured(n) and metrics_registry.REGISTRY[n].direction != "none"
+        ]
+        row_alpha = alpha / max(1, len(tested))
     rows = [
-        _row(name, a, b, cross or fit.row_reason(name), unfinished, threshold_pct, alpha)
+        _row(name, a, b, cross or fit.row_reason(name), unfinished, threshold_pct, row_alpha)
         for name in names
     ]
     families: dict[str, dict[str, int]] = {}
@@ -420,9 +430,10 @@ def _judge(
     improved = (row.delta_abs > 0) == (m.direction == "higher")
     if tested:
         row.test, row.p_value = tails.test(m.statistic, sa, sb)
-        # a side that drifts or bursts is measured around its structure, never excused by it
-        spread = [drift.adjusted(s, drift.find(s, threshold_pct, alpha, m.unit)) for s in (sa, sb)]
-        row.ci_low, row.ci_high = stats.spread_ci(m.name, sa, sb, spread[0], spread[1])
+        # a candidate that drifts or bursts is measured around its structure, never excused by
+        # it; the baseline's own structure stays part of the yardstick (how much runs move)
+        spread_b = drift.adjusted(sb, drift.find(sb, threshold_pct, alpha, m.unit))
+        row.ci_low, row.ci_high = stats.spread_ci(m.name, sa, sb, None, spread_b)
         if math.isfinite(row.ci_high - row.ci_low) and row.a:
             row.mde_pct = max(threshold_pct, 50.0 * (row.ci_high - row.ci_low) / abs(row.a))
         if row.p_value >= alpha:

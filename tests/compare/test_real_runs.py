@@ -76,15 +76,17 @@ def test_identical_runs_a_whole_run_apart_are_no_regression() -> None:
     assert rows["latency_p50_ms"].reason.startswith("~ within the run-to-run spread")
 
 
-def test_a_straggler_on_a_loaded_host_is_caught_once_the_baseline_burst_is_named() -> None:
-    """Recorded while other suites loaded the 2-core VM. Before issue 26 the straggler run's
-    +44% p50 was `~`: the baseline's first 10 measured steps ran 26% slow (its warm-up's tail),
-    and that burst widened the spread that excused the straggler. The burst is now named, the
-    baseline's spread is measured around it, and the straggler is a regression; two identical
-    runs stay no change (test_noise_between_identical_runs_is_not_a_regression)."""
+def test_a_straggler_on_a_loaded_host_is_within_that_hosts_spread() -> None:
+    """The limit of one run a side, said plainly: recorded while other suites loaded the 2-core
+    VM, the baseline's blocks moved between 30 and 50 ms (its first 10 measured steps ran 26%
+    slow: named as a level change, and kept in the yardstick, since the baseline's own moves
+    are what runs do here); the straggler's +44% p50 is inside that spread: `~`, with the
+    smallest change this pair could detect said (repeat the runs, or keep a history)."""
     c = compare([load(FIX / "mc11_clean_a.json"), load(FIX / "mc11_straggler.json")])
     p50 = {r.metric: r for r in c.pairs[0].rows}["latency_p50_ms"]
-    assert p50.delta_pct > 40 and p50.regression  # type: ignore[operator]
+    assert p50.delta_pct > 40 and p50.verdict == "no_change"  # type: ignore[operator]
+    assert p50.reason.startswith("~ within the run-to-run spread")
+    assert p50.mde_pct is not None and p50.mde_pct > 44
     assert c.pairs[0].structure["mc11_clean_a.json"]["kind"] == "shift"
 
 
