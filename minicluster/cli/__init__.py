@@ -76,7 +76,7 @@ def check_output_files(args: object) -> None:
     taken = {p.resolve() for p in inputs} | {
         (p / rundir.RESULT_FILE).resolve() for p in inputs if p.is_dir()
     }
-    flags = ["md", "html", "json"] + (
+    flags = ["md", "html", "json", "junit"] + (
         ["out"] if getattr(args, "command", None) == "convert" else []
     )
     for flag in flags:

@@ -15,6 +15,9 @@ from minicluster.core import choices
 from minicluster.core.choices import PATTERNS, REQUIRABLE_MEASUREMENTS
 from minicluster.core.units import format_size
 
+# input formats `--format` can force (interop.record.FORMATS; kept here so --help needs no import)
+FORMATS = ("minicluster", "trackiq", "vllm", "markdown", "sglang", "nccl-tests")
+
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a usage error in one line (and exit 2), not the whole usage block:
@@ -44,7 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--nproc", type=int, help="ranks to start (per node) (default: config run.nproc, 2)"
     )
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        metavar="K",
+        help="run the job K times, one after another, into DIR/r0..r{K-1} with DIR/repeats.json "
+        "(each run, and the between-run spread); `compare DIR_A DIR_B` then tests runs as "
+        "clusters (default: one run)",
+    )
     add_report_flags(p)
+    add_junit(p)
     add_require(p)
     add_fault_args(p)
     add_launcher_args(p)
@@ -59,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nproc", type=int, help="ranks to start (default: config run.nproc, 2)")
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
     add_report_flags(p)
+    add_junit(p)
     add_fault_args(p)
     add_launcher_args(p)
     p.set_defaults(handler="run:validate")
@@ -306,7 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=Path,
         metavar="RESULT",
-        help="minicluster result (file or run dir), TrackIQ JSON, vLLM JSON, markdown report",
+        help="minicluster result (file or run dir), TrackIQ JSON, vLLM or SGLang output, "
+        "nccl-tests log, markdown report; several runs of one side as A1,A2,A3 or a "
+        "`run --repeats` directory (tested as clusters: t over the runs' values); FILE#N picks "
+        "the N-th run of an SGLang JSONL file",
     )
     p.add_argument(
         "--baseline",
@@ -327,12 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=["minicluster", "trackiq", "vllm", "markdown"],
+        choices=FORMATS,
         help="force the input format (default: detected from content)",
     )
+    add_allow_different(p)
     p.add_argument("--md", type=Path, help="write the comparison as Markdown (- = stdout)")
     p.add_argument("--html", type=Path, help="write the comparison as one HTML page (- = stdout)")
     p.add_argument("--json", type=Path, help="write the comparison as JSON data (- = stdout)")
+    add_junit(p)
     p.set_defaults(handler="results:compare")
 
     p = sub.add_parser(
@@ -377,7 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--html", type=Path, help="write it as one HTML page with strip plots (- = stdout)"
     )
     p.add_argument("--json", type=Path, help="write it as JSON data (- = stdout)")
+    add_junit(p)
     p.set_defaults(handler="fleet:fleet")
+
+    add_history_parser(sub)
 
     p = sub.add_parser("convert", help="convert a result of any supported format")
     p.add_argument("input", type=Path, metavar="IN")
@@ -389,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=["minicluster", "trackiq", "vllm", "markdown"],
+        choices=FORMATS,
         help="force the input format (default: detected from content)",
     )
     p.add_argument("-o", "--out", type=Path, help="output file (default or -: stdout)")
@@ -468,6 +489,126 @@ def add_node_check(sub: argparse._SubParsersAction) -> None:
     add_report_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(handler="node_check:node_check")
+def add_history_parser(sub: argparse._SubParsersAction[OneLineParser]) -> None:
+    """`history add|list|show|check` over a SQLite database."""
+    p = sub.add_parser(
+        "history",
+        help="results in a SQLite database: add, list, show; check a result against earlier "
+        "comparable runs (change points + between-run spread), exit 1 on a regression",
+    )
+    p.set_defaults(handler="history:no_action")
+    actions = p.add_subparsers(dest="history_command", metavar="ACTION")
+
+    def db_flag(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--db",
+            type=Path,
+            help="the history database (default: $MINICLUSTER_HISTORY_DB, else "
+            "$XDG_DATA_HOME/minicluster/history.sqlite, ~/.local/share when XDG_DATA_HOME is unset)",
+        )
+
+    def provenance_flags(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--commit",
+            help="git commit of the code measured (default: $GITHUB_SHA, $CI_COMMIT_SHA, "
+            "$BUILDKITE_COMMIT, $GIT_COMMIT, $CIRCLE_SHA1)",
+        )
+        q.add_argument(
+            "--branch",
+            help="branch (default: $GITHUB_REF_NAME, $CI_COMMIT_REF_NAME, $BUILDKITE_BRANCH, ...)",
+        )
+        q.add_argument(
+            "--label", action="append", default=[], metavar="KEY=VALUE", help="a label (repeatable)"
+        )
+
+    q = actions.add_parser("add", help="record results (fingerprint, platform, commit, labels)")
+    q.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="RESULT",
+        help="results of any supported format; a `run --repeats` directory adds each run",
+    )
+    db_flag(q)
+    provenance_flags(q)
+    q.add_argument("--format", choices=FORMATS, help="force the input format")
+    q.set_defaults(handler="history:add")
+
+    q = actions.add_parser("list", help="the newest recorded runs")
+    db_flag(q)
+    q.add_argument("--limit", type=int, default=20, help="how many (default: 20)")
+    q.add_argument("--json", action="store_true", help="JSON instead of the table")
+    q.set_defaults(handler="history:list_runs")
+
+    q = actions.add_parser("show", help="one recorded run (JSON)")
+    q.add_argument("id", type=int, help="its number in `history list`")
+    db_flag(q)
+    q.set_defaults(handler="history:show")
+
+    q = actions.add_parser(
+        "check",
+        help="gate a result against the last N comparable runs: exit 1 on a regression, with "
+        "since when, by how much and what else changed",
+        description="Per gated metric: the comparable runs' values in the order they were added "
+        "and the new one (log scale); change points by ruptures binary segmentation, each kept "
+        "when Student's t between its neighbouring levels has p < alpha; the new run is judged "
+        "against the level before its own (Student's t on the runs' between-run spread), alpha "
+        "divided over the gated metrics. Fewer than 3 comparable runs: not judged (exit 0).",
+    )
+    q.add_argument("result", type=Path, metavar="RESULT", help="the result to check")
+    db_flag(q)
+    q.add_argument(
+        "--last", type=int, default=30, metavar="N", help="comparable runs looked at (default: 30)"
+    )
+    q.add_argument(
+        "--metric",
+        action="append",
+        metavar="M",
+        help="a metric to gate (repeatable; default: throughput, mean step time, latency p50 and "
+        "p95, tokens/s, TTFT, TPOT, busbw, memory peak, whichever the result has)",
+    )
+    q.add_argument("--threshold", type=float, default=5.0, help="percent change gated (default: 5)")
+    q.add_argument(
+        "--alpha", type=float, default=0.05, help="error rate of the whole check (default: 0.05)"
+    )
+    q.add_argument(
+        "--settle",
+        type=int,
+        default=5,
+        metavar="K",
+        help="a new level that has held for K runs becomes the baseline (default: 5)",
+    )
+    q.add_argument("--format", choices=FORMATS, help="force the input format")
+    add_allow_different(q)
+    q.add_argument("--add", action="store_true", help="record the result after checking it")
+    provenance_flags(q)
+    q.add_argument(
+        "--json", type=Path, help="write the check, with the trend data, as JSON (- = stdout)"
+    )
+    q.add_argument(
+        "--html", type=Path, help="write it as one HTML page with trend plots (- = stdout)"
+    )
+    add_junit(q)
+    q.set_defaults(handler="history:check")
+
+
+def add_junit(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write JUnit XML for CI: one test case per verdict (a finding fails)",
+    )
+
+
+def add_allow_different(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-different",
+        metavar="FIELD,...",
+        help="compare even though these defining fields of the fingerprint differ (e.g. "
+        "gpu_model,timing_method); by default a difference in any of them means not "
+        "comparable: both values shown, no verdict, nothing gated",
+    )
 
 
 def add_report_flags(p: argparse.ArgumentParser) -> None:

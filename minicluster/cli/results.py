@@ -56,7 +56,7 @@ def compare(args: argparse.Namespace) -> int:
     standard output; the terminal table then goes to standard error."""
     from minicluster.compare import compare as compare_records
     from minicluster.compare.data import to_dict
-    from minicluster.interop import load
+    from minicluster.compare.repeats import load_side
     from minicluster.report.comparison import print_comparison, to_html, to_markdown
 
     inputs = list(args.inputs)
@@ -71,10 +71,13 @@ def compare(args: argparse.Namespace) -> int:
             )
         base = resolved.index(args.baseline.resolve())
     to_stdout = orchestrate.stdout_outputs(
-        [o for o in (args.json, args.md, args.html) if o is not None]
+        [o for o in (args.json, args.md, args.html, args.junit) if o is not None]
     )
-    records = [load(path, args.format) for path in inputs]
-    comparison = compare_records(records, base, args.threshold, args.alpha)
+    from minicluster.compare.comparability import parse_allowed
+
+    allowed = parse_allowed(args.allow_different)
+    records = [load_side(str(path), args.format) for path in inputs]
+    comparison = compare_records(records, base, args.threshold, args.alpha, allowed)
     if args.json:
         try:
             text = json.dumps(to_dict(comparison), indent=2, allow_nan=False) + "\n"
@@ -85,6 +88,12 @@ def compare(args: argparse.Namespace) -> int:
         orchestrate.write_output(args.md, to_markdown(comparison))
     if args.html:
         orchestrate.write_output(args.html, to_html(comparison))
+    if args.junit:
+        from minicluster.report.junit import compare_cases, to_xml
+
+        orchestrate.write_output(
+            args.junit, to_xml("minicluster compare", compare_cases(comparison))
+        )
     # files first: a terminal that goes away (`| head`) must not cost them, nor the exit code
     with orchestrate.stdout_may_close():
         print_comparison(comparison, orchestrate.side_console(stderr=to_stdout))

@@ -34,14 +34,35 @@ def run(args: argparse.Namespace) -> int:
     """`minicluster run`: the training job on N local ranks, or this node's share of a job
     across nodes; exit code from the result (0 on a node that holds no result: its ranks
     finished and rank 0's node has the verdict)."""
+    if getattr(args, "repeats", None) is not None:
+        from minicluster.cli.repeats import run_repeats
+
+        return run_repeats(args, lambda one: _launch_training(one, validating=False))
     result = _launch_training(args, validating=False)
-    return EXIT_OK if result is None else exit_code(result)
+    code = EXIT_OK if result is None else exit_code(result)
+    write_junit(args, result, code)
+    return code
+
+
+def write_junit(args: argparse.Namespace, result: dict[str, Any] | None, code: int) -> None:
+    """`--junit F`: the run's verdicts as JUnit XML (nothing on a node that holds no result)."""
+    if getattr(args, "junit", None) is None or result is None:
+        return
+    from minicluster.report.junit import run_cases, to_xml
+
+    orchestrate.write_output(args.junit, to_xml("minicluster run", run_cases(result, code)))
 
 
 def validate(args: argparse.Namespace) -> int:
     """`minicluster validate`: DDP equals one process; replicas identical. 0 pass, 1 fail."""
     result = _launch_training(args, validating=True)
     assert result is not None  # validate runs on one node: its result is always here
+    code = _validate_code(result)
+    write_junit(args, result, code)
+    return code
+
+
+def _validate_code(result: dict[str, Any]) -> int:
     if result["status"] == "failed":
         print("minicluster: validate: the run failed; see errors above", file=sys.stderr)
         return EXIT_RUN_FAILED

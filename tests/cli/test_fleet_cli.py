@@ -160,6 +160,7 @@ def test_fleet_flags_are_frozen() -> None:
         "--md",
         "--html",
         "--json",
+        "--junit",
     }
     args = parser.parse_args(["fleet", "a", "b", "c"])
     assert (args.metric, args.outlier_z, args.mad_floor) == (None, 3.5, None)
