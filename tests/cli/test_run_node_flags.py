@@ -3,6 +3,7 @@ exit 2 for each mistake; a good set reaches the launcher as one Rendezvous."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,7 @@ def test_a_node_without_the_result_exits_0_and_says_where_it_went(
     def node(self: torchrun.NodeTorchrun, plan: LaunchPlan) -> LaunchOutcome:
         seen.append((plan.nproc_per_node, self.rendezvous))
         (plan.out_dir / "node.json").write_text(
-            '{"run_id": "r", "node_rank": 1, "hostname": "b", "ranks": [4, 5, 6, 7], '
+            '{"run_id": "job-of-rank-0", "node_rank": 1, "hostname": "b", "ranks": [4, 5, 6, 7], '
             '"ranks_ok": [4, 5, 6, 7], "result": {"hostname": "a", "path": "/runs/x/result.json"}, '
             '"written_at": "t"}'
         )
@@ -77,5 +78,14 @@ def test_a_node_without_the_result_exits_0_and_says_where_it_went(
     args += ["--rdzv-endpoint", "a:29500", "--rdzv-id", "j", "--nproc-per-node", "4"]
     assert main(args) == 0
     assert seen == [(4, torchrun.Rendezvous(2, 1, "a:29500", "j"))]
-    out = capsys.readouterr().out
-    assert "node 1 (b): ranks 4-7 ok; rank 0 wrote the result on a at /runs/x/result.json" in out
+    captured = capsys.readouterr()
+    assert (
+        "minicluster: run job-of-rank-0: node 1 (b): ranks 4-7 ok; rank 0 wrote the result on a "
+        "at /runs/x/result.json"
+    ) in captured.out
+    # The id this node made up for itself (its claim's) is not the job's: it is never announced
+    # (it was, in the opening line: a second id for one job).
+    own = json.loads((tmp_path / "r" / ".claim").read_text())["run_id"]
+    assert own != "job-of-rank-0"
+    assert own not in captured.out + captured.err
+    assert "the run id is rank 0's, agreed at the rendezvous" in captured.err
