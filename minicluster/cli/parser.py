@@ -150,9 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--sizes",
         metavar="MIN:MAX",
         help="message sizes in bytes, MIN:MAX doubling or one size; K/M/G = 1024^n "
-        f"(default: config, else {format_size(choices.DEFAULT_MIN_BYTES)}:"
+        "(default: config collectives.min_bytes and max_bytes, "
+        f"{format_size(_default(CollectivesSection, 'min_bytes'))}:"
         f"{format_size(choices.GPU_DEFAULT_MAX_BYTES)} on a GPU, "
-        f"{format_size(choices.DEFAULT_MIN_BYTES)}:"
+        f"{format_size(_default(CollectivesSection, 'min_bytes'))}:"
         f"{format_size(choices.CPU_DEFAULT_MAX_BYTES)} on CPU)",
     )
     config_flag(p, "--step-factor", CollectivesSection, "step_factor", metavar="F")

@@ -108,7 +108,8 @@ class RunSection:
             1e-9,
             help="the gradient all-reduce's expected bus bandwidth in GB/s (the fabric's spec or "
             "a known-good measurement, e.g. `minicluster collectives` busbw at the bucket size): "
-            "a run below half of it has a slow link, exit 1; none: the link is not judged",
+            "a run below run.slow_link_below_pct of it has a slow link, exit 1; none: the link is "
+            "not judged",
         ),
     )
     slow_link_below_pct: float = field(default=50.0, metadata=_range(1, 100))
