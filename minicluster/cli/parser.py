@@ -17,7 +17,12 @@ from typing import Any, Literal, NoReturn
 from minicluster import __version__
 from minicluster.cli import handlers
 from minicluster.core import choices
-from minicluster.core.choices import REQUIRABLE_MEASUREMENTS
+from minicluster.core.choices import (
+    REQUIRABLE_MEASUREMENTS,
+    SWEEP_MODE,
+    SWEEP_REPEATS,
+    SWEEP_WORLD_SIZES,
+)
 from minicluster.core.config import CollectivesSection, RunSection
 from minicluster.core.units import format_size
 from minicluster.launchers.ray_launch import PLACEMENTS, RayOptions
@@ -25,10 +30,6 @@ from minicluster.launchers.torchrun import DEFAULT_RDZV_ID
 
 # The config section each dataclass is, as a YAML key.
 _SECTIONS: dict[type, str] = {RunSection: "run", CollectivesSection: "collectives"}
-# `sweep`'s own defaults (a sweep's plan, not a config field).
-SWEEP_WORLD_SIZES = "1,2,4"
-SWEEP_MODE = "weak"
-SWEEP_REPEATS = 1
 
 
 class OneLineParser(argparse.ArgumentParser):

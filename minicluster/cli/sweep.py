@@ -16,11 +16,11 @@ from minicluster.analysis import scaling, sweep
 from minicluster.analysis.sweep import PlannedRun, RunOutcome
 from minicluster.analysis.sweep_from import from_finished_runs as sweep_from_runs
 from minicluster.cli import orchestrate, sweep_projection
-from minicluster.cli.parser import SWEEP_MODE, SWEEP_REPEATS, SWEEP_WORLD_SIZES
 from minicluster.cli.run import launcher_from_args, launcher_text, load_training_config
 from minicluster.cli.watch import watch_command
 from minicluster.core import config as config_mod
 from minicluster.core import fault_spec, rundir
+from minicluster.core.choices import SWEEP_MODE, SWEEP_REPEATS, SWEEP_WORLD_SIZES
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import (
     EXIT_OK,

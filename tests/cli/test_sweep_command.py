@@ -29,7 +29,7 @@ def config(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def launches(monkeypatch: pytest.MonkeyPatch, fake_launch: Any) -> list[dict[str, Any]]:
-    """Replace launch_local: world size 2 replays the recorded run, any other size crashes."""
+    """Replace the local launcher: world size 2 replays the recorded run, any other size crashes."""
     calls: list[dict[str, Any]] = []
 
     def fake(plan: LaunchPlan) -> str | None:
