@@ -66,7 +66,7 @@ class LaunchPlan:
     details: Mapping[str, str] = field(default_factory=dict)  # launcher-specific lines
 
     def to_dict(self) -> dict[str, Any]:
-        """The plan as JSON data (`--dry-run --json`)."""
+        """The plan as JSON data."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["out_dir"], data["config_path"] = str(self.out_dir), str(self.config_path)
         data["config"] = self.config.to_dict()
@@ -82,7 +82,8 @@ class LaunchPlan:
         if self.nnodes is None:
             where = "placed at launch"
         elif self.node_rank is None:
-            where = f"{self.nproc_per_node} rank{'s' if self.nproc_per_node != 1 else ''} on this machine"
+            plural = "s" if self.nproc_per_node != 1 else ""
+            where = f"{self.nproc_per_node} rank{plural} on this machine"
         else:
             where = (
                 f"{self.nnodes} nodes x {self.nproc_per_node} ranks; this node started as node "
@@ -149,15 +150,13 @@ class LaunchOutcome:
     `error` None when every rank finished, else why not (the launcher's words, ranks named);
     `exit_codes` the non-zero exit codes by global rank (negative: killed by that signal);
     `interrupted` when the user or a scheduler stopped the launch (Ctrl-C, SIGTERM), with
-    `error` saying how; `records` where the ranks' records are; `run_id` the id the ranks
-    recorded when the launcher knows it (a job across nodes agrees on rank 0's).
+    `error` saying how; `records` where the ranks' records are.
     """
 
     records: RecordsAt
     error: str | None = None
     exit_codes: Mapping[int, int] = field(default_factory=dict)
     interrupted: bool = False
-    run_id: str | None = None
 
     @property
     def ok(self) -> bool:

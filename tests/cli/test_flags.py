@@ -115,13 +115,19 @@ def test_ray_flags_show_the_ray_options_defaults() -> None:
     assert f"(default: {options.placement})" in helps["placement"]
 
 
+def _mad_floor_text() -> str:
+    from minicluster.analysis.fleet import MAD_FLOOR_FRAC
+
+    return f"(default: {MAD_FLOOR_FRAC:g})"
+
+
 @pytest.mark.parametrize(
     ("command", "dest", "expected"),
     [
-        ("fleet", "mad_floor", lambda: f"(default: {__import__('minicluster.analysis.fleet', fromlist=['x']).MAD_FLOOR_FRAC:g})"),
+        ("fleet", "mad_floor", lambda: _mad_floor_text()),
         ("watch", "window", lambda: _window_text()),
     ],
-)  # fmt: skip
+)
 def test_a_default_owned_by_the_analysis_is_the_one_its_help_states(
     command: str, dest: str, expected: Any
 ) -> None:
