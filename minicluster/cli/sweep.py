@@ -78,7 +78,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         "measured steps"
     )
     if args.dry_run:
-        return _print_sweep_plan(launcher, configs, args.out, what, warning)
+        probe = (projection or {}).get("probe_world_size")
+        return _print_sweep_plan(launcher, configs, args.out, what, warning, probe)
     sweep_id, out_dir = store.new_output(args.out, "sweep")
     default_out = args.out is None
     if warning:
@@ -153,9 +154,11 @@ def _print_sweep_plan(
     out: Path | None,
     what: str,
     warning: str | None,
+    probe: int | None,
 ) -> int:
     """`sweep --dry-run`: the sweep, then the launch plan of each world size's run (every round
-    of a world size starts the same ranks); starts and claims nothing."""
+    of a world size starts the same ranks); starts and claims nothing. `probe`: the world size
+    of the all_reduce probe `--project` runs afterwards, if any."""
     sweep_id, sweep_dir = store.planned_output(out)
     print(f"minicluster: dry run: sweep {sweep_id}: {what} -> {sweep_dir}; nothing started")
     if warning:
@@ -165,6 +168,11 @@ def _print_sweep_plan(
         print(f"world size {n}:")
         for line in launcher.plan(cfg, run_dir, f"{sweep_id}-{run_dir.name}").lines():
             print(f"  {line}")
+    if probe is not None:
+        print(
+            f"then, for --project: an all_reduce size sweep at world size {probe} -> "
+            f"{rundir.allreduce_probe_dir(sweep_dir, probe)}"
+        )
     return EXIT_OK
 
 
@@ -180,6 +188,7 @@ def sweep_from(args: argparse.Namespace) -> int:
             ("--global-batch", args.global_batch),
             ("--require", args.require or None),
             ("--launcher ray", "ray" if args.launcher == "ray" else None),
+            ("--dry-run", True if args.dry_run else None),
         )
         if value is not None
     ]

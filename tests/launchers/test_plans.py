@@ -143,6 +143,8 @@ def _dry_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         (["collectives", "--ops", "all_reduce"], ["dry run: collectives: all_reduce"]),
         (["collectives", "--pattern", "pairwise"], ["pairwise link test of 2 ranks"]),
         (["sweep", "--world-sizes", "1,2"], ["world size 1:", "world size 2:", "n2-r1"]),
+        (["sweep", "--world-sizes", "1,2", "--project", "8"],
+         ["then, for --project: an all_reduce size sweep at world size 2"]),
     ],
 )  # fmt: skip
 def test_dry_run_prints_the_plan_and_starts_and_claims_nothing(
@@ -165,3 +167,5 @@ def test_dry_run_checks_the_flags_as_a_run_would(capsys: pytest.CaptureFixture[s
     assert "--nproc must be >= 1" in capsys.readouterr().err
     assert main(["run", "--dry-run", "--fault", "crash:rank=5,step=1"]) == 2
     assert "rank 5 is outside the world" in capsys.readouterr().err
+    assert main(["sweep", "--dry-run", "--from", "a", "b"]) == 2  # it would write, not start
+    assert "--dry-run does not apply to --from" in capsys.readouterr().err
