@@ -260,12 +260,15 @@ def side_console(stderr: bool) -> Any:
 
 
 def write_file(path: Path, data: str | bytes, announce: str | None = None) -> None:
-    """Atomic write of a user-named output file; a failure is one line and exit 2."""
+    """Atomic write of a user-named output file; a failure is one line and exit 2 (a full disk
+    after ranks started: 3, `ranks_started`)."""
     from minicluster.core.io import atomic_write_bytes
 
     try:
         atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
     except OSError as e:
+        if e.errno in NO_SPACE:
+            raise  # the command says what it means: before or after ranks started
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
     if announce:
         with stdout_may_close():

@@ -199,3 +199,17 @@ def test_aggregate_never_replaces_a_result_it_cannot_read(
     assert main(["aggregate", str(out)]) == 0
     assert len(list(out.glob("result.partial-*.json"))) == 2
     assert (out / "result.json").read_bytes() == old
+
+
+def test_a_full_disk_under_a_command_that_starts_no_rank_is_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = Path(__file__).resolve().parents[1] / "fixtures" / "compare"
+    md = tmp_path / "cmp.md"
+    _disk_full_after(monkeypatch)
+    code = main(
+        ["compare", str(runs / "mc_run.json"), str(runs / "mc_run_slow.json"), "--md", str(md)]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"minicluster: error: cannot write {md}: no space left on device"]
