@@ -26,15 +26,11 @@ def _figure(pattern: str, text: str) -> str:
 
 
 def test_the_default_job_figures_are_the_ones_benchmarks_measured() -> None:
+    """The README's default-job figures (they went stale once: 16 ms and 5.5 s stood after the
+    job had become 30 ms and 11 s) are the ones BENCHMARKS.md states with their conditions."""
     wall = _figure(r"`bash scripts/run.sh` takes\s+([\d.]+) s wall", README)
     step = _figure(r"Median step ~([\d.]+) ms", README)
-    assert (
-        _figure(
-            r"\| 4 \| `bash scripts/run.sh` after set-up <= 30 s \| \*\*([\d.]+) s\*\*", BENCHMARKS
-        )
-        == wall
-    )
-    assert _figure(
-        r"`bash scripts/run.sh` \(set-up already done\): ([\d.]+) s wall", BENCHMARKS
-    ).startswith(wall)
-    assert _figure(r"median step ([\d.]+) ms", BENCHMARKS) == step
+    row = _figure(r"(\| 4 \| `bash scripts/run.sh` after set-up[^\n]*)", BENCHMARKS)
+    assert f"**{wall} s** wall" in row and f"median step {step} ms" in row
+    detail = _figure(r"`bash scripts/run.sh` \(set-up already done\): ([^\n]*\n[^\n]*)", BENCHMARKS)
+    assert f"{wall} s wall" in detail and f"{step} ms" in detail
