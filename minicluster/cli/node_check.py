@@ -13,6 +13,7 @@ from typing import Any
 
 from minicluster.cli import orchestrate
 from minicluster.core.errors import InputError, MiniclusterError
+from minicluster.result import store
 
 
 def node_check(args: argparse.Namespace) -> int:
@@ -27,7 +28,7 @@ def node_check(args: argparse.Namespace) -> int:
     outputs = [o for o in (args.json, args.md, args.html) if o is not None]
     to_stdout = orchestrate.stdout_outputs(outputs)
     t0 = time.perf_counter()
-    run_id, out_dir = orchestrate.new_output(args.out, what="node check")
+    run_id, out_dir = store.new_output(args.out, what="node check")
     say = _progress(args.quiet)
     checks = ", ".join(plan.checks)
     burn = f"; burn-in {plan.burn_in_s:g} s" if plan.burn_in_s and plan.runs("burn_in") else ""
@@ -185,9 +186,13 @@ def _collectives(plan: Any, platform: dict[str, Any], sub: Path, say: Any) -> di
         f"intra-node collectives: all_reduce on {nproc} ranks "
         f"({'nccl' if on_gpu else 'gloo'}), {len(sizes)} sizes -> {sub}"
     )
+    from minicluster.launchers.torchrun import LocalTorchrun
+
     try:
-        run_id, out = orchestrate.new_output(sub, what="node check's collectives")
-        result = orchestrate.execute(cfg, out, run_id, len(sizes), "all_reduce sizes", quiet=True)
+        run_id, out = store.new_output(sub, what="node check's collectives")
+        result = orchestrate.execute(
+            cfg, LocalTorchrun(), out, run_id, len(sizes), "all_reduce sizes", quiet=True
+        )
     except MiniclusterError as e:
         return {"error": str(e), "failed": True, "dir": str(sub)}
     if result is None:

@@ -20,6 +20,7 @@ from minicluster.cli import orchestrate
 from minicluster.core import rundir
 from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
 from minicluster.core.io import atomic_write_json
+from minicluster.result import store
 
 MANIFEST = rundir.REPEATS_FILE
 SCHEMA = "minicluster-repeats/1"
@@ -48,7 +49,7 @@ def run_repeats(
             raise InputError(
                 f"--{flag} with --repeats: report one run with `minicluster report DIR/rI`"
             )
-    run_id, top = orchestrate.new_output(args.out, what="repeats")
+    run_id, top = store.new_output(args.out, what="repeats")
     print(
         f"minicluster: repeats {run_id}: {k} runs of the job -> {top}/r0..r{k - 1}", file=sys.stderr
     )

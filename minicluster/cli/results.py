@@ -13,14 +13,14 @@ from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
 
 
 def aggregate(args: argparse.Namespace) -> int:
-    """`minicluster aggregate DIR`: re-build result.json from a run's (or a sweep's) rank files."""
-    from minicluster.analysis.verdicts import exit_code
-
+    """`minicluster aggregate DIR`: re-build result.json from a run's (or a sweep's) rank files;
+    the exit code is the result's verdict (`verdict_after_the_fact`: an interrupted run's result
+    exits by what it found, not 130)."""
     if rundir.plan_path(args.dir).is_file() and not rundir.ranks_dir(args.dir).is_dir():
         from minicluster.cli.sweep import aggregate_sweep
 
         return aggregate_sweep(args.dir)
-    return exit_code(orchestrate.aggregate_dir(args.dir, None))
+    return orchestrate.verdict_after_the_fact(orchestrate.aggregate_dir(args.dir, None))
 
 
 def report(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """The master list of metrics (name, unit, direction, family, workloads, how to compare) and the
 metric value type.
 
-Worker, coordinator, comparator and reports all read this one table, so a metric's direction
+Worker, aggregation, comparator and reports all read this one table, so a metric's direction
 (e.g. temperature: lower is better), its noise floor and the statistic its per-step samples
 reproduce are decided once.
 """
