@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import subprocess
 import sys
 import tempfile
@@ -27,8 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from minicluster.analysis.fleet import MAD_FLOOR_FRAC, fleet  # noqa: E402
-from minicluster.result import read  # noqa: E402
-from minicluster.result.model import RunResult  # noqa: E402
 
 CONFIG = ROOT / "tests" / "fixtures" / "fleet" / "node_check.yaml"
 FLOORS = (0.0, 0.05, 0.1, 0.15, 0.2)
@@ -52,11 +51,11 @@ def batch(out: Path, nodes: int, fault: str | None = None, faulty: int = 0) -> l
     return [out / f"node{i}" for i in range(1, nodes + 1)]
 
 
-def load(dirs: list[Path]) -> list[tuple[str, RunResult]]:
-    return [(str(d), read(d)) for d in dirs]
+def load(dirs: list[Path]) -> list[tuple[str, dict]]:
+    return [(str(d), json.loads((d / "result.json").read_text())) for d in dirs]
 
 
-def named(results: list[tuple[str, RunResult]], floor: float) -> list[str]:
+def named(results: list[tuple[str, dict]], floor: float) -> list[str]:
     return list(fleet(results, None, 3.5, floor)["outliers"])
 
 

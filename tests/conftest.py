@@ -167,3 +167,21 @@ def _coll_records(wrong_on_rank1: int = 0) -> list[RankRecords]:
 def collective_records() -> Callable[..., list[RankRecords]]:
     """`collective_records(wrong_on_rank1=0)`: the hand-made collectives run's rank records."""
     return _coll_records
+
+
+@pytest.fixture
+def fake_launch(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[Any], str | None]], None]:
+    """Replace the local torchrun launcher's `run`: `fake_launch(start)` makes every local launch
+    call `start(plan)` instead of starting ranks. `start` may copy recorded rank files into
+    `plan.out_dir`, return an error (the ranks failed) or None, or raise KeyboardInterrupt
+    (Ctrl-C while the ranks run)."""
+    from minicluster.launchers import torchrun
+    from minicluster.launchers.base import LaunchOutcome, RecordsAt
+
+    def install(start: Callable[[Any], str | None]) -> None:
+        def run(self: object, plan: Any) -> LaunchOutcome:
+            return LaunchOutcome(RecordsAt(plan.out_dir), start(plan))
+
+        monkeypatch.setattr(torchrun.LocalTorchrun, "run", run)
+
+    return install

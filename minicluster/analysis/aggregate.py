@@ -24,6 +24,7 @@ from minicluster.analysis.run_metrics import (
 )
 from minicluster.analysis.steps import StepTable, stats
 from minicluster.analysis.stragglers import find_stragglers
+from minicluster.result import fingerprint
 from minicluster.result.model import FaultKind
 
 # Step fields aggregation never reads: `read_run_dir(..., drop=UNREAD_STEP_FIELDS)` leaves them
@@ -53,7 +54,9 @@ def aggregate(
     if head0.get("job") == "collectives":
         pairwise = envelope.run_config(head0).collectives.pattern == "pairwise"
         merge = aggregate_pairwise if pairwise else aggregate_collectives
-        return merge(records, launcher_error, aggregated_at, exit_codes, interrupted)
+        return fingerprint.attach(
+            merge(records, launcher_error, aggregated_at, exit_codes, interrupted)
+        )
     cfg = envelope.run_config(head0)
     world_size = max(h["world_size"] for h in headers)
     by_rank = {r.rank: r for r in records}
@@ -187,7 +190,7 @@ def aggregate(
             "telemetry": energy.telemetry_section(telemetry_sources(by_rank), metrics),
         }
     )
-    return result
+    return fingerprint.attach(result)
 
 
 _FIGURES = (

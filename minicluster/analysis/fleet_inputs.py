@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minicluster.analysis import fleet_groups
 from minicluster.core import pairs
 from minicluster.core.errors import InputError
-from minicluster.result.model import NodeEntry, RankEntry, RunResult
 
 # Config keys that may differ between nodes of one fleet: the job's label, and the faults a test
 # injects on purpose (the fleet must find them from the numbers).
@@ -45,9 +45,13 @@ class NodeInput:
     status: str
     values: dict[str, float | None]
     reasons: dict[str, str]  # why a value is None
+    group: tuple[str, int, str] = ("unknown", 0, "unknown")  # fleet_groups.platform_key
+    finding: str | None = None  # what the node's own check found (fleet_groups.own_finding)
 
 
-def nodes_of(results: list[tuple[str, RunResult]], names: list[str]) -> tuple[list[NodeInput], str]:
+def nodes_of(
+    results: list[tuple[str, dict[str, Any]]], names: list[str]
+) -> tuple[list[NodeInput], str]:
     """The nodes of `results` (`(source, result)` pairs) with their values of metrics `names`,
     and how they were read (`one result per node` or `one multi-node result`). InputError for
     a repeated run, a multi-node result among others, or results of different jobs."""
@@ -64,20 +68,22 @@ def _label(source: str) -> str:
     return path.stem
 
 
-def _one_per_result(results: list[tuple[str, RunResult]], names: list[str]) -> list[NodeInput]:
+def _one_per_result(results: list[tuple[str, dict[str, Any]]], names: list[str]) -> list[NodeInput]:
     seen: dict[str, str] = {}
     for source, r in results:
-        if r.run_id in seen:
-            raise InputError(f"{source} is run {r.run_id}, given twice (also {seen[r.run_id]})")
-        seen[r.run_id] = source
-        count = r.node_count
+        if r["run_id"] in seen:
+            raise InputError(
+                f"{source} is run {r['run_id']}, given twice (also {seen[r['run_id']]})"
+            )
+        seen[r["run_id"]] = source
+        count = _node_count(r)
         if count is not None and count > 1:
             raise InputError(
                 f"{source} spans {count} nodes: give one result per node, or that multi-node "
                 "result alone"
             )
     _check_same_job(results)
-    hosts = [[str(n.hostname) for n in r.platform.nodes] for _, r in results]
+    hosts = [_hosts(r) for _, r in results]
     host_labels = [", ".join(h) for h in hosts]
     unique_hosts = all(host_labels) and len(set(host_labels)) == len(host_labels)
     labels = host_labels if unique_hosts else [_label(s) for s, _ in results]
@@ -88,25 +94,53 @@ def _one_per_result(results: list[tuple[str, RunResult]], names: list[str]) -> l
         values: dict[str, float | None] = {}
         reasons: dict[str, str] = {}
         for m in names:
-            mv = r.metrics.get(m)
-            v = mv.value if mv is not None else None
+            mv = (r.get("metrics") or {}).get(m) or {}
+            v = mv.get("value")
             values[m] = float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
             if values[m] is None:
-                reasons[m] = str((mv.reason if mv is not None else None) or "not in this result")
-        nodes.append(NodeInput(label, source, r.run_id, h, r.status, values, reasons))
+                reasons[m] = str(mv.get("reason") or "not in this result")
+        nodes.append(
+            NodeInput(
+                label,
+                source,
+                r["run_id"],
+                h,
+                r["status"],
+                values,
+                reasons,
+                fleet_groups.platform_key(r),
+                fleet_groups.own_finding(r),
+            )
+        )
     return nodes
 
 
-def _job(r: RunResult) -> dict[str, Any]:
+def _node_count(r: dict[str, Any]) -> int | None:
+    nodes = r.get("nodes")
+    if isinstance(nodes, list):
+        return len(nodes)
+    return nodes if isinstance(nodes, int) else None
+
+
+def _hosts(r: dict[str, Any]) -> list[str]:
+    platform = r.get("platform") or {}
+    if fleet_groups.is_node_check(r):
+        return [str(platform.get("hostname"))] if platform.get("hostname") else []
+    return [str(n.get("hostname")) for n in platform.get("nodes") or []]
+
+
+def _job(r: dict[str, Any]) -> dict[str, Any]:
     """What must match across a fleet: workload, world size, backend, the config but its label,
     injected faults and the thresholds that only judge a result."""
-    config = {k: v for k, v in r.config.items() if k not in CONFIG_KEYS_IGNORED}
+    if fleet_groups.is_node_check(r):
+        return fleet_groups.job_of_node_check(r)
+    config = {k: v for k, v in (r.get("config") or {}).items() if k not in CONFIG_KEYS_IGNORED}
     if isinstance(config.get("run"), dict):
         config["run"] = {k: v for k, v in config["run"].items() if k not in RUN_KEYS_IGNORED}
     return {
-        "workload": r.workload.to_json(),
-        "world_size": r.world_size,
-        "backend": r.backend,
+        "workload": r.get("workload"),
+        "world_size": r.get("world_size"),
+        "backend": r.get("backend"),
         "config": config,
     }
 
@@ -120,7 +154,7 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: data}
 
 
-def _check_same_job(results: list[tuple[str, RunResult]]) -> None:
+def _check_same_job(results: list[tuple[str, dict[str, Any]]]) -> None:
     """InputError naming the input whose job differs from the most common one (ties: the
     first input's), and the first field where it differs."""
     jobs = [_flat(_job(r)) for _, r in results]
@@ -140,75 +174,90 @@ def _check_same_job(results: list[tuple[str, RunResult]]) -> None:
         )
 
 
-def _split_multinode(source: str, r: RunResult, names: list[str]) -> list[NodeInput]:
+def _split_multinode(source: str, r: dict[str, Any], names: list[str]) -> list[NodeInput]:
     """The nodes of one multi-node result. With `nodes` as a list (schema 1.2), each node's own
     figures (`step_time_ms_median`, `compute_ms_median`, `allreduce_ms_median`: per step the max
     over its ranks, then the median) and status; otherwise, or where a node lacks a figure, the
     median over its ranks of their per-rank figures. Run-level figures such as busbw and energy
     have no per-node value in one result."""
-    ranks = {e.rank: e for e in r.ranks}
-    groups: dict[str, tuple[list[int], NodeEntry | None]] = {}
-    if isinstance(r.nodes, list):
-        for i, entry in enumerate(r.node_entries):
-            groups[_node_label(entry, i)] = ([int(x) for x in entry.ranks], entry)
+    ranks = {e["rank"]: e for e in r.get("ranks") or []}
+    groups: dict[str, tuple[list[int], dict[str, Any]]] = {}
+    if isinstance(r.get("nodes"), list):
+        for i, node in enumerate(r["nodes"]):
+            groups[_node_label(node, i)] = ([int(x) for x in node.get("ranks") or []], node)
     else:
         for rank, e in sorted(ranks.items()):
-            groups.setdefault(_node_name(e.node_rank, e.hostname), ([], None))[0].append(rank)
-    failed = set(r.failed_ranks)
+            groups.setdefault(pairs.node_of(e), ([], {}))[0].append(rank)
+    failed = set(r.get("failed_ranks") or [])
     nodes = []
     for label, (members, node) in groups.items():
         entries = [ranks[x] for x in members if x in ranks]
-        bad = set(node.failed_ranks) | set(node.missing_ranks) if node is not None else set()
+        bad = set(node.get("failed_ranks") or []) | set(node.get("missing_ranks") or [])
         bad |= failed & set(members)
-        status = str((node.status if node is not None else None) or ("failed" if bad else r.status))
+        status = str(node.get("status") or ("failed" if bad else r["status"]))
         if bad and status == "ok":
             status = "failed"
         values, reasons = _node_values(entries, names)
-        if node is not None:
-            for metric_name, figure in _node_figures(node).items():
-                if metric_name in values and isinstance(figure, (int, float)):
-                    values[metric_name] = float(figure)
-                    reasons.pop(metric_name, None)
-        hosts = sorted(
-            {str(e.hostname) for e in entries} or {str(node.hostname if node is not None else None)}
+        for metric_name, key in _NODE_FIGURES.items():
+            if metric_name in values and isinstance(node.get(key), (int, float)):
+                values[metric_name] = float(node[key])
+                reasons.pop(metric_name, None)
+        hosts = sorted({str(e.get("hostname")) for e in entries} or {str(node.get("hostname"))})
+        nodes.append(
+            NodeInput(
+                label,
+                source,
+                r["run_id"],
+                hosts,
+                status,
+                values,
+                reasons,
+                fleet_groups.platform_key(r, hosts[0] if hosts else None),
+                _rank_findings(r, set(members)),
+            )
         )
-        nodes.append(NodeInput(label, source, r.run_id, hosts, status, values, reasons))
     return nodes
 
 
-def _node_figures(node: NodeEntry) -> dict[str, float | None]:
-    """A node's own figures in a 1.2 result's `nodes` list, for the metrics they stand for."""
-    return {
-        "latency_p50_ms": node.step_time_ms_median,
-        "compute_ms": node.compute_ms_median,
-        "allreduce_ms": node.allreduce_ms_median,
-    }
+def _rank_findings(r: dict[str, Any], members: set[int]) -> str | None:
+    """The stragglers and detected faults of a multi-node result that name a rank of this node."""
+    parts = [
+        f"straggler rank {s.get('rank')} (compute +{float(s.get('excess_pct') or 0):.0f}%)"
+        for s in r.get("stragglers") or []
+        if s.get("rank") in members
+    ]
+    parts += [
+        f"{d.get('kind')} on rank {d.get('rank')}"
+        for d in (r.get("faults") or {}).get("detected") or []
+        if d.get("kind") != "straggler" and d.get("rank") in members
+    ]
+    return ("its run named " + "; ".join(parts)) if parts else None
 
 
-def _node_name(node_rank: int | None, hostname: str | None) -> str:
-    return pairs.node_of({"node_rank": node_rank, "hostname": hostname})
+# A node's own figures in a 1.2 result's `nodes` list, for the metrics they stand for.
+_NODE_FIGURES = {
+    "latency_p50_ms": "step_time_ms_median",
+    "compute_ms": "compute_ms_median",
+    "allreduce_ms": "allreduce_ms_median",
+}
 
 
-def _node_label(node: NodeEntry, index: int) -> str:
-    if node.hostname is not None or node.node_rank is not None:
-        return _node_name(node.node_rank, node.hostname)
+def _node_label(node: dict[str, Any], index: int) -> str:
+    if node.get("hostname") is not None or node.get("node_rank") is not None:
+        return pairs.node_of(node)
     return str(node.get("name") or node.get("node") or f"node {index}")
 
 
-def _rank_figure(metric: str, e: RankEntry) -> float | None:
-    """The per-rank figure of a result's `ranks[]` entry that stands for `metric` on one node."""
-    if metric == "latency_p50_ms":
-        return e.step_p50_ms
-    if metric == "compute_ms":
-        return e.compute_ms_median
-    return e.comm_ms_median  # allreduce_ms
-
-
-_RANK_FIGURES = ("latency_p50_ms", "compute_ms", "allreduce_ms")
+# Per-rank figures of a result's `ranks[]` that stand for a metric on one node.
+_RANK_FIGURES = {
+    "latency_p50_ms": lambda e: (e.get("step_time_ms") or {}).get("p50"),
+    "compute_ms": lambda e: e.get("compute_ms_median"),
+    "allreduce_ms": lambda e: e.get("comm_ms_median"),
+}
 
 
 def _node_values(
-    entries: list[RankEntry], names: list[str]
+    entries: list[dict[str, Any]], names: list[str]
 ) -> tuple[dict[str, float | None], dict[str, str]]:
     values: dict[str, float | None] = {}
     reasons: dict[str, str] = {}
@@ -216,7 +265,7 @@ def _node_values(
         figures: list[float] = []
         if m in _RANK_FIGURES:
             figures = [
-                float(v) for e in entries if isinstance(v := _rank_figure(m, e), (int, float))
+                float(v) for e in entries if isinstance(v := _RANK_FIGURES[m](e), (int, float))
             ]
         elif m == "memory_peak_mib":
             figures = [
@@ -237,6 +286,6 @@ def _node_values(
     return values, reasons
 
 
-def _peak_bytes(e: RankEntry) -> Any:
-    mem = e.memory or {}
+def _peak_bytes(e: dict[str, Any]) -> Any:
+    mem = e.get("memory") or {}
     return mem.get("cuda_max_allocated_bytes", mem.get("rss_peak_bytes"))

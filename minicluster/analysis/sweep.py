@@ -16,7 +16,8 @@ from typing import Any, Literal
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
 from minicluster.core.metrics import metric, unavailable
-from minicluster.result.model import RunResult, RunStatus, Scaling, SweepResult
+from minicluster.result import fingerprint
+from minicluster.result.model import Fingerprint, RunResult, RunStatus, Scaling, SweepResult
 
 Mode = Literal["weak", "strong"]
 
@@ -281,6 +282,8 @@ def sweep_result(
         aggregated_at=aggregated_at,
         status=sweep_status(outcomes, planned_runs),
         scaling_efficiency=eff,
+        # what the sweep ran is what its headline ran (no field the sweep sets enters it)
+        fingerprint=Fingerprint.from_json(fingerprint.of_result(head.result)),
         run_errors=[
             f"sweep run {o.dir} (world size {o.planned.world_size}, round "
             f"{o.planned.round}) {o.status}: {o.why_not_ok()}"

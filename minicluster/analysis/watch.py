@@ -13,7 +13,7 @@ Definitions (the README's "Watching a running job" says the same):
   machine's clock; a live watch corrects it by the smallest delay it saw between a step being
   stamped and being read (node clock skew, a shared filesystem's delay).
 - Stalled rank, job stall, straggler: `analysis.watch_rules` (a rank idle past the stall
-  window while the others advance; every running rank idle; the coordinator's straggler rule
+  window while the others advance; every running rank idle; aggregation's straggler rule
   on the windows, once they span enough of the job).
 """
 

@@ -8,7 +8,7 @@ others (a lower last step, or none) are named, and when there are none the stall
 records cannot tell which rank stopped first. Before its first step a rank is given
 max(stall window, START_WAIT_S) from its header: start-up has no bound a step has.
 
-A straggler: the coordinator's rule (`stragglers.find_stragglers`, one implementation) on the
+A straggler: aggregation's rule (`stragglers.find_stragglers`, one implementation) on the
 recent windows, once the steps it compares span STRAGGLER_MIN_SPAN_S of the job. A slowdown
 shorter than that (CPU contention, a page-cache flush, a GC pause) moves many consecutive steps
 at once, and the rule's sign test counts each of them as independent evidence.

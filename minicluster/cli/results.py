@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from minicluster.cli import orchestrate
 from minicluster.core import rundir
@@ -12,25 +13,42 @@ from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
 
 
 def aggregate(args: argparse.Namespace) -> int:
-    """`minicluster aggregate DIR`: re-build result.json from a run's (or a sweep's) rank files."""
-    from minicluster.analysis.verdicts import exit_code
-
+    """`minicluster aggregate DIR`: re-build result.json from a run's (or a sweep's) rank files;
+    the exit code is the result's verdict (`verdict_after_the_fact`: an interrupted run's result
+    exits by what it found, not 130)."""
     if rundir.plan_path(args.dir).is_file() and not rundir.ranks_dir(args.dir).is_dir():
         from minicluster.cli.sweep import aggregate_sweep
 
         return aggregate_sweep(args.dir)
-    return exit_code(orchestrate.aggregate_dir(args.dir, None))
+    return orchestrate.verdict_after_the_fact(orchestrate.aggregate_dir(args.dir, None))
 
 
 def report(args: argparse.Namespace) -> int:
     """`minicluster report RESULT`: the terminal summary, and Markdown/HTML when asked."""
     from minicluster.report.terminal import print_run_summary
-    from minicluster.result import read
+    from minicluster.result.model import RunResult
+    from minicluster.result.node_check import is_node_check, load_any
 
-    result = read(args.result)
+    data = load_any(args.result)
+    if is_node_check(data):
+        return _report_node_check(data, args)
+    result = RunResult.from_json(data)
     orchestrate.write_reports(result, args.md, args.html)
     with orchestrate.stdout_may_close():
         print_run_summary(result)
+    return EXIT_OK
+
+
+def _report_node_check(result: dict[str, Any], args: argparse.Namespace) -> int:
+    """A node-check result (`minicluster node-check`) in its own report."""
+    from minicluster.report.nodecheck import node_check_html, node_check_markdown, print_node_check
+
+    if args.md is not None:
+        orchestrate.write_file(args.md, node_check_markdown(result), announce="report")
+    if args.html is not None:
+        orchestrate.write_file(args.html, node_check_html(result), announce="report")
+    with orchestrate.stdout_may_close():
+        print_node_check(result)
     return EXIT_OK
 
 
@@ -40,7 +58,7 @@ def compare(args: argparse.Namespace) -> int:
     standard output; the terminal table then goes to standard error."""
     from minicluster.compare import compare as compare_records
     from minicluster.compare.data import to_dict
-    from minicluster.interop import load
+    from minicluster.compare.repeats import load_side
     from minicluster.report.comparison import print_comparison, to_html, to_markdown
 
     inputs = list(args.inputs)
@@ -55,10 +73,13 @@ def compare(args: argparse.Namespace) -> int:
             )
         base = resolved.index(args.baseline.resolve())
     to_stdout = orchestrate.stdout_outputs(
-        [o for o in (args.json, args.md, args.html) if o is not None]
+        [o for o in (args.json, args.md, args.html, args.junit) if o is not None]
     )
-    records = [load(path, args.format) for path in inputs]
-    comparison = compare_records(records, base, args.threshold, args.alpha)
+    from minicluster.compare.comparability import parse_allowed
+
+    allowed = parse_allowed(args.allow_different)
+    records = [load_side(str(path), args.format) for path in inputs]
+    comparison = compare_records(records, base, args.threshold, args.alpha, allowed)
     if args.json:
         try:
             text = json.dumps(to_dict(comparison), indent=2, allow_nan=False) + "\n"
@@ -69,6 +90,12 @@ def compare(args: argparse.Namespace) -> int:
         orchestrate.write_output(args.md, to_markdown(comparison))
     if args.html:
         orchestrate.write_output(args.html, to_html(comparison))
+    if args.junit:
+        from minicluster.report.junit import compare_cases, to_xml
+
+        orchestrate.write_output(
+            args.junit, to_xml("minicluster compare", compare_cases(comparison))
+        )
     # files first: a terminal that goes away (`| head`) must not cost them, nor the exit code
     with orchestrate.stdout_may_close():
         print_comparison(comparison, orchestrate.side_console(stderr=to_stdout))

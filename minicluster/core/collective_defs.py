@@ -1,6 +1,6 @@
 """What size, count and bus bandwidth mean for each collective, in nccl-tests' conventions.
 
-Shared by the per-rank benchmark (`collectives.py`), its aggregation (`collectives_result.py`),
+Shared by the per-rank benchmark (`rank.collectives`), its aggregation (`analysis.collectives`),
 the CLI and the reports, so each definition is written once. Stdlib only.
 
 References (NVIDIA/nccl-tests): `doc/PERFORMANCE.md` for algbw and the busbw factors;

@@ -18,6 +18,7 @@ from minicluster.core.units import format_size
 from minicluster.core.version import __version__
 from minicluster.interop.record import BenchmarkRecord
 from minicluster.interop.series import samples_from_series
+from minicluster.result import fingerprint
 from minicluster.result.model import SCHEMA_VERSION, Platform, RunResult, Telemetry
 from minicluster.result.schema import validate_result
 
@@ -83,9 +84,13 @@ def to_record(result: RunResult, label: str) -> BenchmarkRecord:
             "seq_len": wl.seq_len,
             "steps_measured": steps_measured,
             "run_status": result.status,
+            "collective_sizes": [r.to_json() for r in result.collectives.results]
+            if collectives and result.collectives is not None
+            else None,
         },
         series=series,
         unknown={str(k): str(v) for k, v in unknown.items()},
+        fingerprint=fingerprint.of_result(result.to_json()),
     )
 
 
@@ -199,7 +204,28 @@ def to_result(record: BenchmarkRecord) -> RunResult:
             "converted_by": f"minicluster {__version__}",
             "warnings": record.warnings,
             "unknown_fields": unknown,
+            "unread_fields": record.unread_fields,
         },
     }
+    if record.workload_type == "collectives" and record.details.get("collective_sizes"):
+        result["collectives"] = _collectives_block(record)
+    if record.fingerprint is not None:
+        result["fingerprint"] = record.fingerprint
+    fingerprint.attach(result)
     validate_result(result)
     return RunResult.from_json(result)
+
+
+def _collectives_block(record: BenchmarkRecord) -> dict[str, Any]:
+    """The `collectives` table of an imported collectives benchmark (nccl-tests): one row per
+    op and size, as the source reported it."""
+    d = record.details
+    return {
+        "rule": d.get("collective_rule") or f"as reported by {record.tool}",
+        "dtype": d.get("dtype"),
+        "iters": d.get("iters"),
+        "warmup_iters": d.get("warmup_iters"),
+        "world_size": d.get("world_size") or 1,
+        "wrong_total": sum(int(r.get("wrong") or 0) for r in d["collective_sizes"]),
+        "results": [dict(r) for r in d["collective_sizes"]],
+    }

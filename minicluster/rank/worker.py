@@ -4,8 +4,8 @@ A config with `job: collectives` runs the collective micro-benchmark (`collectiv
 same frame instead: one line per (op, size), the same header, summary, gather and teardown.
 
 Launcher-agnostic: reads its rank from the environment (torchrun, srun, Ray) and runs alone
-when none is set. Never imports the coordinator; rank 0 returns everyone's records gathered
-in-band so no shared filesystem is needed.
+when none is set. Never imports the analysis (aggregation); rank 0 returns everyone's records
+gathered in-band so no shared filesystem is needed.
 """
 
 from __future__ import annotations

@@ -7,12 +7,10 @@ directory); `RunResult.to_json()` gives the JSON back, byte for byte once writte
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from minicluster.core import rundir
 from minicluster.core.errors import InputError
 from minicluster.result.model import RunResult, check_version
 
@@ -20,24 +18,14 @@ from minicluster.result.model import RunResult, check_version
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON of the result in `path` (a file, or a run or sweep directory), checked: a result
     of another major version or one that breaks the schema is an InputError (one line)."""
-    p = Path(path)
-    if p.is_dir():
-        if not rundir.result_path(p).is_file():
-            raise InputError(
-                f"{p} is a directory without result.json (an unfinished run? try "
-                f"`minicluster aggregate {p}`)"
-            )
-        p = rundir.result_path(p)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"no such file: {p}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"cannot read {p}: {e}") from None
+    from minicluster.result.node_check import read_json as read_document
+
+    p, data = read_document(Path(path))
     try:
         check_json(data)
     except InputError as e:
         raise InputError(f"{p}: {e}") from None
+    assert isinstance(data, dict)  # check_json refuses anything else
     return data
 
 

@@ -26,8 +26,10 @@ SCHEMA_MAJOR = "minicluster/1"
 # list; before, the node count), ranks[] and the stragglers and detected faults name their node
 # (`node_rank`, `hostname`), ranks[] and nodes[] carry a relative performance score. 1.3: the
 # `pairwise` block (the pairwise link test); `ray` (the Ray version, under the Ray launcher),
-# ranks[] and nodes[] `ray_node_id`. Readers accept every 1.x.
-SCHEMA_VERSION = "minicluster/1.3"
+# ranks[] and nodes[] `ray_node_id`. 1.4: `fingerprint` (the defining fields compare and history
+# check, result/fingerprint.py), `imported_from.unread_fields`, imports from sglang and nccl-tests.
+# Readers accept every 1.x.
+SCHEMA_VERSION = "minicluster/1.4"
 
 NonNegative = Annotated[int, Constraint(minimum=0)]
 Positive = Annotated[int, Constraint(minimum=1)]
@@ -926,11 +928,26 @@ class ImportedFrom(Section):
     """A result converted from another format: where it came from, and every canonical field
     the source does not record (null in the result) with the reason."""
 
-    format: Literal["minicluster", "trackiq", "vllm", "markdown"]
+    format: Literal["minicluster", "trackiq", "vllm", "markdown", "sglang", "nccl-tests"]
     label: str | None = spec(None, nullable=False, omit_none=True)
     converted_by: str | None = spec(None, nullable=False, omit_none=True)
     warnings: list[str] = spec(factory=list)
     unknown_fields: dict[str, str]
+    unread_fields: list[str] = spec(
+        factory=list,
+        doc="fields of the source file the importer does not read (listed, never dropped silently)",
+    )
+
+
+@dataclass(kw_only=True)
+class Fingerprint(Section):
+    """What the result ran: the defining fields that decide whether two results are
+    comparable (docs/compare.md); a field the result does not record is null, with the reason
+    under unknown. Built by `minicluster.result.fingerprint`."""
+
+    version: Positive
+    fields: Annotated[dict[str, str | int | float | None], Constraint(required=["workload_type"])]
+    unknown: dict[str, str]
 
 
 # --- the result ----------------------------------------------------------------------------
@@ -1036,6 +1053,7 @@ class RunResult(Section):
         "from, and every canonical field the source does not record (null in this result) "
         "with the reason",
     )
+    fingerprint: Fingerprint | None = spec(None, nullable=False, omit_none=True)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunResult:
@@ -1117,7 +1135,8 @@ class SweepResult:
     """A sweep's own result: the result of its headline run (the run whose per-rank sections,
     metrics and plots it carries; `scaling.headline_run` says which and why) under the sweep's
     id, times and status, with the scaling block, the scaling efficiency at the headline's world
-    size, and one error line per run of the sweep that did not end ok.
+    size, its fingerprint (what the headline ran), and one error line per run of the sweep that
+    did not end ok.
 
     `to_result()` is the canonical result of the sweep (what `result.json` of a sweep directory
     holds); the headline run's own result is left as it is.
@@ -1130,6 +1149,7 @@ class SweepResult:
     aggregated_at: str
     status: RunStatus
     scaling_efficiency: MetricValue
+    fingerprint: Fingerprint | None = None
     run_errors: list[str] = dataclasses.field(default_factory=list)
 
     def to_result(self) -> RunResult:
@@ -1150,6 +1170,7 @@ class SweepResult:
             steps=steps,
             metrics=metrics,
             errors=[*self.headline.errors, *self.run_errors],
+            fingerprint=self.fingerprint or self.headline.fingerprint,
         )
 
     def to_json(self) -> dict[str, Any]:

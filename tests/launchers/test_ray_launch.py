@@ -13,6 +13,7 @@ from minicluster.cli import main
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
 from minicluster.launchers import ray_launch
+from minicluster.launchers.base import LaunchOutcome, RecordsAt
 from minicluster.launchers.ray_launch import RayOptions, check_options, layout
 from minicluster.result.schema import validate_result
 
@@ -82,27 +83,31 @@ def test_bad_ray_flags_exit_2_before_anything_runs(
     assert not rundir.ranks_dir(out).exists()
 
 
-def test_outcome_keeps_the_exit_codes_and_raises_on_bad_input_or_interrupt(tmp_path: Path) -> None:
+def test_outcome_keeps_the_exit_codes_and_raises_on_bad_input(tmp_path: Path) -> None:
     failed = json.dumps({"error": "ranks failed: rank 1", "exit_codes": {"1": -9}}).encode()
     outcome = ray_launch.read_outcome(failed, 0, tmp_path)
-    assert outcome.error == "ranks failed: rank 1" and outcome.gathered is None
-    launcher = json.loads(rundir.launcher_path(tmp_path).read_text())
-    assert launcher == {"launcher": "ray", "exit_codes": {"1": -9}}
+    assert outcome.error == "ranks failed: rank 1" and outcome.exit_codes == {1: -9}
+    assert outcome.records == RecordsAt(tmp_path)  # after a failure: the files here
+    assert not outcome.interrupted
 
     with pytest.raises(InputError, match="the Ray cluster has 1 CPUs"):
         ray_launch.read_outcome(b'{"input_error": "the Ray cluster has 1 CPUs"}', 0, tmp_path)
-    with pytest.raises(KeyboardInterrupt):
-        ray_launch.read_outcome(b'{"interrupted": true, "exit_codes": {}}', 0, tmp_path)
+    stopped = ray_launch.read_outcome(b'{"interrupted": true, "exit_codes": {}}', 0, tmp_path)
+    assert stopped.interrupted and stopped.records == RecordsAt(tmp_path)
     lost = ray_launch.read_outcome(b"", -9, tmp_path)
     assert lost.error is not None and "exited with code -9" in lost.error
+    done = ray_launch.read_outcome(
+        b'{"error": null, "exit_codes": {}, "gathered": []}', 0, tmp_path
+    )
+    assert done.ok and done.records.in_band == []  # every rank finished: the in-band records
 
 
 def test_ctrl_c_under_ray_keeps_the_recorded_steps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def interrupted(cfg: object, out_dir: Path, run_id: str, options: RayOptions) -> None:
+    def interrupted(request: dict[str, object], out_dir: Path) -> LaunchOutcome:
         shutil.copytree(RECORDED, out_dir / "ranks")  # what the ranks wrote before Ctrl-C
-        raise KeyboardInterrupt("the Ray job was stopped")
+        return LaunchOutcome(RecordsAt(out_dir), "the Ray job was stopped", interrupted=True)
 
     monkeypatch.setattr(ray_launch, "ray_installed", lambda: None)
     monkeypatch.setattr(ray_launch, "launch", interrupted)
