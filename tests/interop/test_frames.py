@@ -114,20 +114,17 @@ def test_convert_csv_writes_the_metrics_frame(
     assert capsys.readouterr().out == out.read_text()
 
 
-def test_readme_names_the_columns_load_gives() -> None:
-    """The README lists `.metrics` and `.steps` columns by the names the frames have
-    (`n_samples`, not `samples`)."""
-    from minicluster.interop.frames import METRIC_COLUMNS, STEP_COLUMNS
+def test_load_gives_the_typed_result_and_its_json() -> None:
+    """`.result` is the typed model, `.raw` its JSON; the metrics frame counts each metric's
+    samples in `n_samples` (the README's name for the column: tests/test_readme.py)."""
+    from minicluster.interop.frames import METRIC_COLUMNS
+    from minicluster.result.model import RunResult
 
-    text = " ".join((ROOT / "README.md").read_text().split("## Notebooks (pandas)")[1].split())
-    for frame, columns in (("metrics", METRIC_COLUMNS), ("steps", STEP_COLUMNS)):
-        listed = re.search(rf"`\.{frame}` \([^`]*`([^`]+)`", text)
-        assert listed is not None, f"README lost the .{frame} columns"
-        assert [c.strip() for c in listed.group(1).split(",")] == list(columns)
     frames = minicluster.load(FIX / "mc11_clean_a.json")
+    assert isinstance(frames.result, RunResult)
+    assert frames.raw == json.loads((FIX / "mc11_clean_a.json").read_text())
     assert list(frames.metrics.columns) == list(METRIC_COLUMNS)
     assert (frames.metrics["n_samples"] > 0).any()
-    assert frames.result.run_id == frames.raw["run_id"]
 
 
 def test_command_line_does_not_import_pandas() -> None:

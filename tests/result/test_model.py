@@ -54,7 +54,13 @@ def _id(path: Path) -> str:
 
 def test_the_examples_span_every_schema_version_and_kind() -> None:
     versions = {json.loads(p.read_text())["schema_version"] for p in RESULTS}
-    assert {"minicluster/1", "minicluster/1.1", "minicluster/1.2", "minicluster/1.3"} <= versions
+    assert {
+        "minicluster/1",
+        "minicluster/1.1",
+        "minicluster/1.2",
+        "minicluster/1.3",
+        "minicluster/1.4",
+    } <= versions
     kinds = {read(p).kind for p in RESULTS}
     assert kinds == {"run", "sweep", "collectives", "pairwise"}
     assert len(REPORTS) >= 7
@@ -93,6 +99,17 @@ def test_schema_1_2_nodes_are_typed() -> None:
     assert [type(n) for n in result.node_entries] == [NodeEntry, NodeEntry]
     assert result.node_count == 2
     assert isinstance(result.steps, StepsSection) and result.series is not None
+
+
+def test_schema_1_4_fingerprint_is_typed() -> None:
+    from minicluster.result import fingerprint
+    from minicluster.result.model import Fingerprint
+
+    data = json.loads((REPO / "tests/golden/run_2ranks.result.json").read_text())
+    result = RunResult.from_json(data)
+    assert isinstance(result.fingerprint, Fingerprint)
+    assert result.fingerprint.fields["workload_type"] == "training"
+    assert result.fingerprint.to_json() == fingerprint.of_result(data)
 
 
 def _newer_minor(data: dict[str, Any]) -> dict[str, Any]:

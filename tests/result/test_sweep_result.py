@@ -1,6 +1,6 @@
 """A sweep's result is its own type (the headline run's result, the scaling block, the sweep's
 id, status and efficiency), not a patched copy of one run; built again from the recorded runs of
-a real sweep it gives the bytes that sweep wrote."""
+a real sweep it gives the bytes that sweep wrote (and, since 1.4, its fingerprint)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from minicluster.analysis import projection, scaling, sweep
 from minicluster.analysis.sweep import PlannedRun, RunOutcome
 from minicluster.cli.sweep_projection import link_model
+from minicluster.result import fingerprint
 from minicluster.result.model import RunResult
 from minicluster.result.section import same_json
 
@@ -41,7 +42,11 @@ def test_the_recorded_sweep_is_built_again_byte_for_byte() -> None:
         outcomes, block, plan["sweep_id"], plan["created_at"], wrote["aggregated_at"], 3
     )
     assert made is not None
-    assert same_json(made.to_json(), wrote)
+    built = made.to_json()
+    # Since 1.4 a result carries its fingerprint (what it ran: here what the headline ran), at
+    # its end; everything else is what the sweep of 1.2 wrote, key order included.
+    assert built.pop("fingerprint") == fingerprint.of_result(wrote)
+    assert same_json(built, wrote)
     # the headline run's own result is untouched: the sweep's fields live in the SweepResult
     head = json.loads((RECORDED / "n4-r1.result.json").read_text())
     assert same_json(made.headline.to_json(), head)
