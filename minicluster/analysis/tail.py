@@ -41,12 +41,12 @@ WINDOW_KEYS = (
     "exposed_comm_ms",
     "comm_bytes",
 )
-HEAD_LINES = 2  # the header and the comm_timing line open every rank file (rank_format)
 HEADER_MAX_BYTES = 1 << 20
 WINDOW_BUDGET = 51_200  # rank-steps: 1,024 ranks x 50 steps refresh in about 0.1-0.2 s here
 WINDOW_MIN = 50
 WINDOW_MAX = 500
 MAX_WARNINGS = 20
+_COUNTED = (rank_format.STEP, rank_format.COLLECTIVE)
 
 
 class RankTail:
@@ -122,11 +122,13 @@ class RankTail:
         return True
 
     def _take(self, lines: list[bytes]) -> None:
-        # Lines the window would drop anyway are counted, not parsed (a long backlog costs a split).
+        # Step and collective lines the window would drop anyway are counted, not parsed (a long
+        # backlog costs a split); every other record (header, roster, comm_timing) is parsed
+        # wherever it sits.
         parse_from = len(lines) - self.window
         for i, line in enumerate(lines):
             at = self.lines_read + i
-            if at >= HEAD_LINES and i < parse_from:
+            if i < parse_from and rank_format.line_type(line) in _COUNTED:
                 self.records += 1
                 continue
             if not line.strip():

@@ -159,6 +159,19 @@ SUMMARY_KEYS = (
 SUMMARY_OPTIONAL_KEYS = ("validation", "collectives_recorded")
 
 
+_TYPE_PREFIXES = (b'{"type":"', b'{"type": "')
+
+
+def line_type(line: bytes) -> str | None:
+    """The `type` of a record line, read from its first bytes without parsing it (the recorder
+    writes `type` first); None when the line does not start that way (parse it to know)."""
+    for prefix in _TYPE_PREFIXES:
+        if line.startswith(prefix):
+            end = line.find(b'"', len(prefix))
+            return line[len(prefix) : end].decode("ascii", "replace") if end > 0 else None
+    return None
+
+
 def check_header(header: dict[str, Any], where: str) -> None:
     """InputError when `header` was written in a format version this reader does not know.
 

@@ -94,15 +94,18 @@ def test_only_the_window_of_a_long_backlog_is_parsed(tmp_path: Path) -> None:
     path = tmp_path / "ranks" / "rank_00000.jsonl"
     _start(path)
     lines = [_line(_step(i, 100.0 + i)) for i in range(1000)]
-    lines[100] = b"{not json\n"  # outside the window: counted, never parsed
+    # Outside the window step lines are counted, never parsed; a line that is no step line is
+    # parsed wherever it sits (it could be a comm_timing switch): this one is malformed.
+    lines[100] = b"{not json\n"
     _append(path, b"".join(lines))
     tail = RankTail(path, 0, window=5)
     tail.look(2000.0)
-    assert tail.records == 1000 and tail.warnings == []
+    assert tail.records == 999
+    assert tail.warnings == ["rank_00000.jsonl: malformed line 103 skipped"]
     assert tail.columns()["step"].tolist() == [995, 996, 997, 998, 999]
     _append(path, b"{broken\n" + _line(_step(1000, 1100.0)))
     tail.look(2001.0)
-    assert tail.warnings == ["rank_00000.jsonl: malformed line 1003 skipped"]
+    assert tail.warnings[1:] == ["rank_00000.jsonl: malformed line 1003 skipped"]
     assert tail.last_step == 1000
 
 
@@ -173,3 +176,32 @@ def test_the_default_window_shrinks_with_the_world_size(tmp_path: Path) -> None:
     _start(ranks / "rank_00000.jsonl", rank=0, world=256)
     run.look(101.0)
     assert run.window == 200 and run.ranks[0].window == 200
+
+
+def test_a_worker_shaped_file_counts_its_steps_and_keeps_its_timing(tmp_path: Path) -> None:
+    """Local rank 0 writes header, roster, comm_timing, then steps (the order `rank.worker`
+    writes them through `RankRecorder`): a 200-step file counts 200 steps, not 201 (the roster
+    line counted as one), and the timing record is seen though the window skips the backlog."""
+    from minicluster.rank.recorder import RankRecorder
+
+    recorder = RankRecorder(tmp_path, 0)
+    recorder.write(rank_writer.header(0, 1, 2, 198))
+    recorder.write(
+        {
+            "type": "roster",
+            "nodes": [{"node_rank": None, "hostname": "h", "ranks": [0]}],
+            "rank0": {"hostname": "h", "out_dir": str(tmp_path)},
+        }
+    )
+    recorder.write(
+        {"type": "comm_timing", "method": "ddp_runtime_stats", "fallback": None, "from_step": 0}
+    )
+    for i in range(200):
+        recorder.write(_step(i, 100.0 + i))
+    recorder.close()
+    tail = RankTail(tmp_path / "ranks" / "rank_00000.jsonl", 0, window=50)
+    assert tail.look(1000.0)
+    assert tail.records == 200
+    assert tail.last_step == 199
+    assert tail.header is not None
+    assert tail.header["comm_timing"]["method"] == "ddp_runtime_stats"
