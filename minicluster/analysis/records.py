@@ -174,6 +174,9 @@ def from_gathered(gathered: list[dict[str, Any]]) -> list[RankRecords]:
     """Records gathered in-band on rank 0 (worker.run's return value)."""
     for g in gathered:
         rank_format.check_header(g["header"], f"rank {g['header'].get('rank')} (gathered)")
+    for g in gathered:
+        for timing in g.get("comm_timing") or []:
+            _apply_timing(g["header"], timing)
     return [
         RankRecords(
             g["header"]["rank"],
@@ -294,11 +297,7 @@ def _parse_rank_file(path: Path, rank: int, drop: Collection[str]) -> RankRecord
             rank_format.check_header(obj, str(path))
             header = obj
         elif kind == rank_format.COMM_TIMING and header is not None:
-            timing = {k: v for k, v in obj.items() if k != "type"}
-            if "comm_timing" not in header:
-                header["comm_timing"] = timing
-            else:  # the worker switched method mid-run (rank_format: from_step)
-                header.setdefault("comm_timing_switches", []).append(timing)
+            _apply_timing(header, obj)
         elif kind == rank_format.ROSTER:
             roster = obj
     summary = _read_summary(rundir.rank_summary(path.parent.parent, rank), rank, warnings)
@@ -311,6 +310,16 @@ def _parse_rank_file(path: Path, rank: int, drop: Collection[str]) -> RankRecord
         collectives=collectives,
         roster=roster,
     )
+
+
+def _apply_timing(header: dict[str, Any], record: dict[str, Any]) -> None:
+    """Merge a `comm_timing` record into the header: the first is the method, later ones are
+    switches mid-run (rank_format: from_step)."""
+    timing = {k: v for k, v in record.items() if k != "type"}
+    if "comm_timing" not in header:
+        header["comm_timing"] = timing
+    else:
+        header.setdefault("comm_timing_switches", []).append(timing)
 
 
 def _records(data: bytes, name: str, warnings: list[str]) -> list[Any]:

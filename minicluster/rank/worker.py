@@ -80,6 +80,7 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
     last_step = -1
     tele: TelemetrySession | None = None
     header: dict[str, Any] | None = None
+    timings: list[dict[str, Any]] = []
     try:
         # Outside launchers skip the CLI's check: bad fault specs fail here, before any work.
         fault_spec.check_against_run(
@@ -111,8 +112,15 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
             log.warning("%s", fallback)
         # The header is already on disk (written before DDP's first collective): this line adds
         # the timing method to it; readers merge it into the header.
-        header["comm_timing"] = {"method": timing_method, "fallback": fallback or forced}
-        recorder.write({"type": rank_format.COMM_TIMING, **header["comm_timing"], "from_step": 0})
+        timings.append(
+            {
+                "type": rank_format.COMM_TIMING,
+                "method": timing_method,
+                "fallback": fallback or forced,
+                "from_step": 0,
+            }
+        )
+        recorder.write(timings[-1])
         opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
         held.update(ddp=ddp, opt=opt)
         injector.install(ddp, opt, timing_method != ddp_stats.METHOD, info.world_size)
@@ -137,15 +145,15 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
             recorder.write(rec)
             if isinstance(timer, DdpStatsCommTimer) and timer.given_up:
                 timer, switched = _switch_to_hook(ddp, timer, backend, info, step + 1)
-                recorder.write({"type": rank_format.COMM_TIMING, **switched})
-                header["comm_timing"] = switched
+                timings.append({"type": rank_format.COMM_TIMING, **switched})
+                recorder.write(timings[-1])
             steps.append(rec)
             last_step = step
             if progress_every and (step + 1) % progress_every == 0:
                 log.info("step %d/%d  step_time %.2f ms", step + 1, total, rec["step_time_ms"])
 
         tele_window = tele.end(cfg.steps.measured)
-        cross = ddp_stats.cross_check(ddp, header["comm_timing"]["method"])
+        cross = ddp_stats.cross_check(ddp, timings[-1]["method"])
         summary = _summary(info, device, run_id, "ok", last_step, cross, None, tele_window)
         if cfg.run.check_ddp_equivalence and info.rank == 0:
             summary["validation"] = equivalence.ddp_equivalence(
@@ -158,7 +166,8 @@ def run(cfg: RunConfig, out_dir: Path, run_id: str | None = None) -> list[dict[s
         atomic_write_json(summary_path, summary)
         recorder.close()
         recorder = None
-        mine = {"header": header, "summary": summary, "steps": steps}
+        # Every comm_timing record in order, as the file holds them: a switch mid-run is kept.
+        mine = {"header": header, "summary": summary, "steps": steps, "comm_timing": timings}
         return _gather_on_rank0(mine, info, roster)
     except BaseException as e:
         if header is None and recorder is not None:
