@@ -74,23 +74,22 @@ def aggregate(
     if launcher_error:
         errors.append(f"launcher: {launcher_error}")
     failed_ranks = fates.failed
-    interrupted = interrupted or bool(fates.of(rank_status.INTERRUPTED))
 
     table = StepTable(records, world_size)
     per_rank_batch = head0["workload"]["per_rank_batch"]
     tokens_per_rank = head0["workload"].get("tokens_per_rank")
-    status = "ok"
-    if failed_ranks or (launcher_error and not interrupted):
-        status = "failed"
-    elif interrupted:
-        status = "incomplete"
-        errors.append("interrupted before the planned steps ran: every recorded step is kept")
-    elif table.min_measured_steps() < cfg.steps.measured:
-        status = "incomplete"
-        errors.append(
-            f"fewer measured steps than planned ({table.min_measured_steps()} < "
-            f"{cfg.steps.measured})"
-        )
+    short = table.min_measured_steps() < cfg.steps.measured
+    rule = rank_status.run_status(
+        fates,
+        launcher_error,
+        interrupted,
+        f"fewer measured steps than planned ({table.min_measured_steps()} < "
+        f"{cfg.steps.measured})"
+        if short
+        else None,
+    )
+    status, interrupted = rule.status, rule.interrupted
+    errors += rule.errors
 
     figures = table.rank_figures()
     ray_nodes = nodes.ray_node_ids(records)

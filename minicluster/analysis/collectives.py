@@ -49,6 +49,7 @@ class BenchmarkFrame:
     fates: rank_status.RankStatuses
     errors: list[str]
     interrupted: bool
+    launch_interrupted: bool  # the launcher was stopped (its rank fates aside)
     launcher_error: str | None
     sources: list[dict[str, Any]]
     where: dict[int, nodes.NodeId]  # each rank's node (analysis.nodes.locate_ranks)
@@ -56,9 +57,11 @@ class BenchmarkFrame:
 
     @property
     def status(self) -> str:
-        if self.fates.failed or (self.launcher_error and not self.interrupted):
-            return "failed"
-        return "incomplete" if self.interrupted else "ok"
+        return self.rule.status
+
+    @property
+    def rule(self) -> rank_status.RunStatus:
+        return rank_status.run_status(self.fates, self.launcher_error, self.launch_interrupted)
 
 
 def benchmark_frame(
@@ -85,6 +88,8 @@ def benchmark_frame(
     errors += fates.errors
     if launcher_error:
         errors.append(f"launcher: {launcher_error}")
+    rule = rank_status.run_status(fates, launcher_error, interrupted)
+    errors += [e for e in rule.errors if e == rank_status.FINISHED_BEFORE_INTERRUPT]
     pairs = [(r.header, r.summary) for _, r in sorted(by_rank.items()) if r.header and r.summary]
     return BenchmarkFrame(
         records=records,
@@ -95,7 +100,8 @@ def benchmark_frame(
         by_rank=by_rank,
         fates=fates,
         errors=errors,
-        interrupted=interrupted or bool(fates.of(rank_status.INTERRUPTED)),
+        interrupted=rule.interrupted,
+        launch_interrupted=interrupted,
         launcher_error=launcher_error,
         # Results of runs from before telemetry was sampled here have no window in the summaries.
         sources=energy.collect_sources([p for p in pairs if p[1].get("telemetry")]),

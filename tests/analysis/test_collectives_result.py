@@ -275,3 +275,13 @@ def test_unreadable_telemetry_says_why_not_that_it_was_skipped(
     m = aggregate_collectives(records)["metrics"]
     assert m["power_consumption_watts"]["value"] is None
     assert "no GPU to read" in m["power_consumption_watts"]["reason"]
+
+
+def test_ctrl_c_in_the_teardown_of_a_benchmark_whose_ranks_all_finished_ok_is_ok(
+    collective_records: Callable[..., list[RankRecords]],
+) -> None:
+    result = aggregate_collectives(
+        collective_records(), launcher_error="interrupted", interrupted=True
+    )
+    assert result["status"] == "ok" and result["interrupted"] is False
+    assert any("after every rank finished" in e for e in result["errors"])

@@ -19,7 +19,8 @@ def test_interrupted_run_keeps_the_recorded_steps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def interrupted(config: Path, nproc: int, out_dir: Path, run_id: str, threads: int) -> None:
-        shutil.copytree(RECORDED, out_dir / "ranks")  # what the ranks wrote before Ctrl-C
+        # What the ranks wrote before Ctrl-C stopped them: their steps, no summaries yet.
+        shutil.copytree(RECORDED, out_dir / "ranks", ignore=shutil.ignore_patterns("*.summary.*"))
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torchrun, "launch_local", interrupted)
@@ -36,3 +37,22 @@ def test_interrupted_run_keeps_the_recorded_steps(
     golden = json.loads((RECORDED.parents[1] / "run_2ranks.result.json").read_text())
     kept = [r["steps_recorded"] for r in result["ranks"]]
     assert kept == [r["steps_recorded"] for r in golden["ranks"]] and min(kept) > 0
+
+
+def test_ctrl_c_during_teardown_after_every_rank_finished_keeps_an_ok_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ranks all wrote their ok summaries, then Ctrl-C hit while they tore down: the run is
+    ok (nothing is missing; a sweep keeps that world size)."""
+
+    def interrupted(config: Path, nproc: int, out_dir: Path, run_id: str, threads: int) -> None:
+        shutil.copytree(RECORDED, out_dir / "ranks")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torchrun, "launch_local", interrupted)
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out)]) == 130  # the interrupt still goes on up
+    result = json.loads((out / "result.json").read_text())
+    validate_result(result)
+    assert result["status"] == "ok" and result["interrupted"] is False
+    assert [r["status"] for r in result["ranks"]] == ["ok", "ok"]
