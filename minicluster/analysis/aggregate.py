@@ -83,8 +83,7 @@ def aggregate(
         fates,
         launcher_error,
         interrupted,
-        f"fewer measured steps than planned ({table.min_measured_steps()} < "
-        f"{cfg.steps.measured})"
+        f"fewer measured steps than planned ({table.min_measured_steps()} < {cfg.steps.measured})"
         if short
         else None,
     )

@@ -30,6 +30,7 @@ from minicluster.core.metrics import MetricValue, metric, unavailable
 from minicluster.core.units import format_size
 
 NO_STEPS = "a collectives run has no training steps"
+ONE_RANK = "one rank: no inter-rank communication (algbw and busbw null)"
 NOT_SAMPLED = "not sampled: this result predates telemetry in collectives runs"
 # Power and temperature are taken over the whole benchmark; these need training steps.
 _PER_STEP_METRICS = ("energy_per_step_joules", "energy_per_sample_joules", "performance_per_watt")
@@ -261,11 +262,15 @@ def _row(op: str, per_rank: dict[int, dict[str, Any]], world_size: int) -> dict[
     time_us = max(float(ln["time_us_max"]) for ln in measured)
     checked = {r: ln["wrong"] for r, ln in per_rank.items() if ln.get("wrong") is not None}
     reasons = sorted({ln["check_reason"] for ln in measured if ln.get("check_reason")})
-    algbw = algbw_gbps(row["size_bytes"], time_us)
+    # One rank sends nothing across a link: no bandwidth (not busbw 0 from (n-1)/n = 0, nor a
+    # broadcast that "moves" its buffer in the time a no-op takes).
+    algbw = algbw_gbps(row["size_bytes"], time_us) if world_size > 1 else None
+    if algbw is None:
+        reasons.append(ONE_RANK)
     row.update(
         time_us=time_us,
         algbw_gbps=algbw,
-        busbw_gbps=algbw * busbw_factor(op, world_size),
+        busbw_gbps=None if algbw is None else algbw * busbw_factor(op, world_size),
         wrong=sum(checked.values()) if checked else None,
         wrong_ranks=sorted(r for r, w in checked.items() if w),
         status="measured",

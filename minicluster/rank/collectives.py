@@ -227,7 +227,7 @@ def run_benchmark(
         for nominal in section.sizes(on_gpu):
             rec = bench.one(op, nominal)
             emit(rec)
-            if rec["time_us_max"]:
+            if rec["time_us_max"] and world_size > 1:  # one rank: nothing crosses a link
                 bw = collective_defs.busbw_gbps(
                     op, rec["size_bytes"], rec["time_us_max"], world_size
                 )
