@@ -101,7 +101,8 @@ def test_ctrl_c_under_ray_keeps_the_recorded_steps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def interrupted(cfg: object, out_dir: Path, run_id: str, options: RayOptions) -> None:
-        shutil.copytree(RECORDED, out_dir / "ranks")  # what the ranks wrote before Ctrl-C
+        # What the ranks wrote before Ctrl-C stopped them: their steps, no summaries yet.
+        shutil.copytree(RECORDED, out_dir / "ranks", ignore=shutil.ignore_patterns("*.summary.*"))
         raise KeyboardInterrupt("the Ray job was stopped")
 
     monkeypatch.setattr(ray_launch, "ray_installed", lambda: None)
