@@ -155,9 +155,9 @@ def aggregate(
         if d["kind"] in fault_detect.CORRECTNESS_KINDS
     ]
     errors += [f"node lost: {d['evidence']}" for d in lost]
-    method = timing_method(headers)
+    method = timing_method(records)
     if method == "mixed":
-        errors.append(f"all-reduce timing: {timing_method_text(headers)}")
+        errors.append(f"all-reduce timing: {timing_method_text(records)}")
     result = envelope.top_level(head0, headers, status, world_size, aggregated_at, node_section)
     result.update(
         {

@@ -10,14 +10,13 @@ import logging
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minicluster.cli.progress import Progress
-from minicluster.core import rundir
+from minicluster.core import clock, rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import InputError, MiniclusterError, RunFailedError
 from minicluster.core.io import atomic_write_json, probe_writable_dir
@@ -31,19 +30,13 @@ log = logging.getLogger("minicluster.cli")
 INTERRUPTED = "interrupted by the user before the ranks finished"
 
 
-def new_run_id() -> str:
-    import uuid
-
-    return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
-
-
 def new_output(out: Path | None, what: str = "run", job: str | None = None) -> tuple[str, Path]:
     """A new id and its output directory (`out`, or runs/<id>), checked to hold no earlier run and
     claimed for this one (exclusive create of DIR/.claim) before any rank starts.
 
     `job` names a job across nodes (its rendezvous): on a shared filesystem every node's
     `minicluster run` gets the same directory, and the nodes of one job share its claim."""
-    new_id = new_run_id()
+    new_id = clock.new_run_id()
     out_dir = Path("runs") / new_id if out is None else out
     if job is not None and _claim_owner(out_dir).get("job") == job:
         return new_id, out_dir  # another node of this job took it first: share it
@@ -341,7 +334,7 @@ def write_result(out_dir: Path, result: dict[str, Any]) -> Path:
     why = covers_less(result, old) if isinstance(old, dict) else None
     if why is not None:
         kept = path
-        path = out_dir / f"result.partial-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
+        path = out_dir / f"result.partial-{clock.utc_stamp()}.json"
         print(
             f"minicluster: warning: {kept} covers more of the run ({why}): kept it; the "
             f"result of the files here goes to {path}",

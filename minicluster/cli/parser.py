@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-aggregate",
         action="store_true",
-        help="rank 0 does not write result.json (the launcher aggregates)",
+        help="the launcher reads the rank files and aggregates them: the ranks gather nothing "
+        "in-band and rank 0 writes no result.json",
     )
     p.add_argument(
         "--quiet",

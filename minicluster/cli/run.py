@@ -294,7 +294,8 @@ def worker(args: argparse.Namespace) -> int:
     orchestrate.check_required(cfg)
     orchestrate.ensure_writable(args.out)
     try:
-        gathered = rank_worker.run(cfg, args.out, run_id=args.run_id)
+        # --no-aggregate: the launcher reads the rank files, so nothing is gathered in-band.
+        gathered = rank_worker.run(cfg, args.out, run_id=args.run_id, gather=not args.no_aggregate)
     except MiniclusterError:
         raise
     except Exception as e:
@@ -303,8 +304,6 @@ def worker(args: argparse.Namespace) -> int:
         # A job across nodes: where this node's files do not sit beside rank 0's, say where the
         # result went (local rank 0 of the node, the one holding the job's roster).
         write_node_file(args.out, dist_rank())
-        return EXIT_OK
-    if args.no_aggregate:
         return EXIT_OK
     from minicluster.analysis.aggregate import aggregate
     from minicluster.analysis.records import from_gathered

@@ -34,6 +34,7 @@ from minicluster.core import rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import InputError
 from minicluster.core.io import atomic_write_json
+from minicluster.core.rank_format import RankLog
 
 PLACEMENTS = ("pack", "spread")
 # How long the driver may take to stop the job after Ctrl-C before it is terminated.
@@ -135,7 +136,7 @@ class RayOutcome:
     of every rank (in-band), when it finished."""
 
     error: str | None
-    gathered: list[dict[str, Any]] | None
+    gathered: list[RankLog] | None
 
 
 def launch(cfg: RunConfig, out_dir: Path, run_id: str, options: RayOptions) -> RayOutcome:
@@ -250,4 +251,6 @@ def read_outcome(data: bytes, returncode: int, out_dir: Path) -> RayOutcome:
         atomic_write_json(rundir.launcher_path(out_dir), {"launcher": "ray", "exit_codes": codes})
     if outcome.get("interrupted"):
         raise KeyboardInterrupt("the Ray job was stopped")
-    return RayOutcome(outcome.get("error"), outcome.get("gathered"))
+    wire = outcome.get("gathered")
+    gathered = None if wire is None else [RankLog.from_wire(w, "Ray rank records") for w in wire]
+    return RayOutcome(outcome.get("error"), gathered)

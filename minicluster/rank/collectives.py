@@ -24,10 +24,11 @@ from typing import Any
 import torch
 import torch.distributed as tdist
 
-from minicluster.core import collective_defs, rank_format
+from minicluster.core import collective_defs
 from minicluster.core.collective_defs import DTYPE_BYTES, DTYPE_EXACT_INT, OpSize, op_size
 from minicluster.core.config import CollectivesSection
 from minicluster.core.errors import ConfigError
+from minicluster.core.rank_format import Collective
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ _reduce_scatter_tensor = (
     getattr(tdist, "reduce_scatter_single", None) or tdist.reduce_scatter_tensor
 )
 
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[Collective], None]
 
 
 def _largest_prime_at_most(x: int) -> int | None:
@@ -227,10 +228,8 @@ def run_benchmark(
         for nominal in section.sizes(on_gpu):
             rec = bench.one(op, nominal)
             emit(rec)
-            if rec["time_us_max"] and world_size > 1:  # one rank: nothing crosses a link
-                bw = collective_defs.busbw_gbps(
-                    op, rec["size_bytes"], rec["time_us_max"], world_size
-                )
+            if rec.time_us_max and world_size > 1:  # one rank: nothing crosses a link
+                bw = collective_defs.busbw_gbps(op, rec.size_bytes, rec.time_us_max, world_size)
                 peak = max(peak, bw)
         if progress:
             log.info("%s done: peak busbw %.3g GB/s", op, peak)
@@ -252,28 +251,21 @@ class _Bench:
         self.sync = sync
         self.backend = tdist.get_backend()
 
-    def one(self, op: str, nominal: int) -> dict[str, Any]:
+    def one(self, op: str, nominal: int) -> Collective:
         s = self.s
         shape = op_size(op, nominal, self.n, s.dtype)
-        rec: dict[str, Any] = {
-            "type": rank_format.COLLECTIVE,
-            "op": op,
-            "size_bytes": shape.size_bytes,
-            "nominal_bytes": nominal,
-            "count": shape.count,
-            "dtype": s.dtype,
-            "iters": s.iters,
-            "warmup_iters": s.warmup_iters,
-            "status": "unavailable",
-            "reason": None,
-            "time_us": None,
-            "time_us_max": None,
-            "wrong": None,
-            "check_reason": None,
-        }
+        rec = Collective(
+            op=op,
+            size_bytes=shape.size_bytes,
+            nominal_bytes=nominal,
+            count=shape.count,
+            dtype=s.dtype,
+            iters=s.iters,
+            warmup_iters=s.warmup_iters,
+        )
         if shape.size_bytes == 0:
             unit = self.n * DTYPE_BYTES[s.dtype]
-            rec["reason"] = f"{nominal} B is below n x element size ({unit} B): nothing to send"
+            rec.reason = f"{nominal} B is below n x element size ({unit} B): nothing to send"
             return self._done(rec)
         case: OpCase | None = None
         error = None
@@ -283,7 +275,7 @@ class _Bench:
             error = f"could not allocate the buffers: {_first_line(e)}"
         # Every rank takes the same branch, else the ranks' next collectives would not match.
         if not self._everywhere(error is None):
-            rec["reason"] = error or "another rank could not allocate the buffers"
+            rec.reason = error or "another rank could not allocate the buffers"
             return self._done(rec)
         assert case is not None
         try:
@@ -294,22 +286,20 @@ class _Bench:
             # A backend rejects an op it lacks before it communicates, on every rank alike.
             error = f"{self.backend} does not run it: {type(e).__name__}: {_first_line(e)}"
         if not self._everywhere(error is None):
-            rec["reason"] = error or "failed on another rank"
+            rec.reason = error or "failed on another rank"
             return self._done(rec)
         if case.expected is not None:
-            rec["wrong"] = count_wrong(case.out, case.expected)
+            rec.wrong = count_wrong(case.out, case.expected)
         else:
-            rec["check_reason"] = case.check_reason
+            rec.check_reason = case.check_reason
         if case.before_timing is not None:
             case.before_timing()
         for _ in range(s.warmup_iters):
             case.run()
         mean_us = self._timed_mean_us(case.run, s.iters)
-        rec.update(
-            status="measured",
-            time_us=mean_us,
-            time_us_max=self._max_everywhere(mean_us),
-        )
+        rec.status = "measured"
+        rec.time_us = mean_us
+        rec.time_us_max = self._max_everywhere(mean_us)
         return self._done(rec)
 
     def _timed_mean_us(self, run: Callable[[], Any], iters: int) -> float:
@@ -336,8 +326,8 @@ class _Bench:
         return float(t.item())
 
     @staticmethod
-    def _done(rec: dict[str, Any]) -> dict[str, Any]:
-        rec["t_unix_s"] = time.time()
+    def _done(rec: Collective) -> Collective:
+        rec.t_unix_s = time.time()
         return rec
 
 

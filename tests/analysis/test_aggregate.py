@@ -1,4 +1,4 @@
-"""Coordinator rules on hand-built rank records (no torch needed)."""
+"""Aggregation rules on hand-built rank records (no torch needed)."""
 
 from __future__ import annotations
 

@@ -130,7 +130,7 @@ def test_a_rank_that_never_started_is_named(collective_records: MakeRecords) -> 
     assert "launcher: ranks failed: rank 1 exit code 1" in result["errors"]
 
 
-def test_the_coordinator_dispatches_on_the_header_job(collective_records: MakeRecords) -> None:
+def test_aggregation_dispatches_on_the_header_job(collective_records: MakeRecords) -> None:
     result = aggregate(collective_records())
     assert result["workload"]["workload_type"] == "collectives"
     assert len(result["collectives"]["results"]) == 4

@@ -68,7 +68,7 @@ def test_reads_only_what_was_appended(tmp_path: Path, monkeypatch: pytest.Monkey
     first_size = path.stat().st_size
     assert tail.look(200.0)
     assert (tail.last_step, tail.records, tail.header["rank"]) == (2, 3, 0)
-    assert tail.header["comm_timing"]["method"] == "hook"
+    assert tail.log.timing_methods() == ["hook"]
     assert not tail.look(201.0)  # nothing new: nothing read
     _append(path, b"".join(_line(_step(i, 100.0 + i)) for i in range(3, 5)))
     assert tail.look(202.0)
@@ -182,26 +182,20 @@ def test_a_worker_shaped_file_counts_its_steps_and_keeps_its_timing(tmp_path: Pa
     """Local rank 0 writes header, roster, comm_timing, then steps (the order `rank.worker`
     writes them through `RankRecorder`): a 200-step file counts 200 steps, not 201 (the roster
     line counted as one), and the timing record is seen though the window skips the backlog."""
-    from minicluster.rank.recorder import RankRecorder
+    from fixtures import recorded
 
-    recorder = RankRecorder(tmp_path, 0)
-    recorder.write(rank_writer.header(0, 1, 2, 198))
-    recorder.write(
-        {
-            "type": "roster",
-            "nodes": [{"node_rank": None, "hostname": "h", "ranks": [0]}],
-            "rank0": {"hostname": "h", "out_dir": str(tmp_path)},
-        }
+    recorded.write_rank(
+        tmp_path,
+        recorded.header(0, 1, recorded.config(2, 198)),
+        [
+            recorded.timing("ddp_runtime_stats"),
+            *(recorded.step(i, 7.0, 4.0, 2.0, warmup=i < 2) for i in range(200)),
+        ],
+        job_roster=recorded.roster({"node-a": [0]}, tmp_path),
     )
-    recorder.write(
-        {"type": "comm_timing", "method": "ddp_runtime_stats", "fallback": None, "from_step": 0}
-    )
-    for i in range(200):
-        recorder.write(_step(i, 100.0 + i))
-    recorder.close()
     tail = RankTail(tmp_path / "ranks" / "rank_00000.jsonl", 0, window=50)
     assert tail.look(1000.0)
     assert tail.records == 200
     assert tail.last_step == 199
-    assert tail.header is not None
-    assert tail.header["comm_timing"]["method"] == "ddp_runtime_stats"
+    assert tail.header is not None and tail.log.roster is not None
+    assert tail.log.timing_methods() == ["ddp_runtime_stats"]

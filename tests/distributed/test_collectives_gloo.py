@@ -62,7 +62,7 @@ def test_three_gloo_ranks_check_and_time_every_op(tmp_path: Path) -> None:
     queue = ctx.SimpleQueue()
     mp.spawn(_rank_main, args=(3, free_port(), str(tmp_path), queue), nprocs=3, join=True)
     gathered = queue.get()
-    assert [g["header"]["rank"] for g in gathered] == [0, 1, 2]
+    assert [g.rank for g in gathered] == [0, 1, 2]
     sizes = [1020, 2046, 4092]  # 1K, 2K, 4K rounded down to a multiple of 3 x 2 B
     for rank in range(3):
         lines = (tmp_path / "ranks" / f"rank_{rank:05d}.jsonl").read_text().splitlines()
@@ -78,7 +78,7 @@ def test_three_gloo_ranks_check_and_time_every_op(tmp_path: Path) -> None:
         summary = json.loads((tmp_path / "ranks" / f"rank_{rank:05d}.summary.json").read_text())
         assert summary["status"] == "ok" and summary["collectives_recorded"] == 15
     # every rank recorded the same max across ranks
-    maxes = {tuple(r["time_us_max"] for r in g["collectives"]) for g in gathered}
+    maxes = {tuple(r.time_us_max for r in g.bench) for g in gathered}
     assert len(maxes) == 1
 
     result = aggregate(from_gathered(gathered))

@@ -41,7 +41,7 @@ def _rank_main(rank: int, world: int, port: int, out: str, queue: object, timing
     )
     gathered = worker.run(cfg, Path(out), run_id="test-run")
     if rank == 0:
-        queue.put(json.dumps(gathered))  # type: ignore[attr-defined]
+        queue.put(gathered)  # type: ignore[attr-defined]
 
 
 @pytest.mark.timeout(120)
@@ -54,8 +54,8 @@ def test_two_gloo_ranks_record_every_step(tmp_path: Path, timing: str, method: s
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
     mp.spawn(_rank_main, args=(2, free_port(), str(tmp_path), queue, timing), nprocs=2, join=True)
-    gathered = json.loads(queue.get())
-    assert [g["header"]["rank"] for g in gathered] == [0, 1]
+    gathered = queue.get()
+    assert [g.rank for g in gathered] == [0, 1]
     for rank in (0, 1):
         lines = (tmp_path / "ranks" / f"rank_{rank:05d}.jsonl").read_text().splitlines()
         records = [json.loads(line) for line in lines]
@@ -83,6 +83,6 @@ def test_two_gloo_ranks_record_every_step(tmp_path: Path, timing: str, method: s
         assert summary["memory"]["rss_peak_bytes"] > 0
     # same global batch size per step on every rank and identical losses are not expected
     # (each rank has its own data), but the gradient bytes all-reduced must match
-    b0 = [s["comm_bytes"] for s in gathered[0]["steps"]]
-    b1 = [s["comm_bytes"] for s in gathered[1]["steps"]]
+    b0 = [s.comm_bytes for s in gathered[0].steps()]
+    b1 = [s.comm_bytes for s in gathered[1].steps()]
     assert b0 == b1
