@@ -8,7 +8,6 @@ import argparse
 import dataclasses
 import os
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,8 @@ from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate, sweep_projection
 from minicluster.cli.run import launcher_text, load_training_config, ray_from_args
 from minicluster.cli.watch import watch_command
+from minicluster.core import clock, fault_spec, rundir
 from minicluster.core import config as config_mod
-from minicluster.core import fault_spec, rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import EXIT_RUN_FAILED, InputError, MiniclusterError, RunFailedError
 from minicluster.core.io import atomic_write_json
@@ -71,7 +70,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     # that finished, also after a crash or Ctrl-C.
     plan = {
         "sweep_id": sweep_id,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": clock.utc_now_iso(),
         "mode": args.mode,
         "world_sizes": world_sizes,
         "repeats": args.repeats,
@@ -158,7 +157,7 @@ def sweep_from(args: argparse.Namespace) -> int:
     sweep_id, out_dir = orchestrate.new_output(args.out, "sweep")
     plan = {
         "sweep_id": sweep_id,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": clock.utc_now_iso(),
         "mode": found.mode,
         "world_sizes": found.world_sizes,
         "repeats": 1,
@@ -204,7 +203,7 @@ def _finish_sweep(
     )
     if plan.get("projection"):
         block["projection"] = sweep_projection.projection_block(block, plan, out_dir)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = clock.utc_now_iso()
     result = sweep.sweep_result(
         outcomes, block, plan["sweep_id"], plan["created_at"], now, planned_runs=len(runs)
     )

@@ -86,3 +86,50 @@ def test_two_gloo_ranks_record_every_step(tmp_path: Path, timing: str, method: s
     b0 = [s.comm_bytes for s in gathered[0].steps()]
     b1 = [s.comm_bytes for s in gathered[1].steps()]
     assert b0 == b1
+
+
+def _rank_main_no_gather(rank: int, world: int, port: int, out: str, queue: object) -> None:
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        MINICLUSTER_PROGRESS="0",
+    )
+    from minicluster.rank import session, worker
+
+    calls = []
+    real = session.tdist.gather_object
+
+    def spy(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    session.tdist.gather_object = spy  # type: ignore[assignment]
+    cfg = config.from_dict(
+        {
+            "workload": {"name": "mlp", "per_rank_batch": 8, "input_dim": 32, "hidden_dim": 64},
+            "steps": {"warmup": 1, "measured": 3},
+            "run": {"collective_timeout_s": 60, "threads_per_rank": 1},
+        }
+    )
+    returned = worker.run(cfg, Path(out), run_id="no-gather", gather=False)
+    queue.put((rank, returned, len(calls)))  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(120)
+def test_no_step_gather_when_the_launcher_reads_the_files(tmp_path: Path) -> None:
+    """`minicluster worker --no-aggregate` (what the local torchrun launcher passes): the ranks
+    write their files and send nothing in-band; every rank returns None."""
+    from minicluster.rank.dist import free_port
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    mp.spawn(_rank_main_no_gather, args=(2, free_port(), str(tmp_path), queue), nprocs=2)
+    got = sorted(queue.get() for _ in range(2))
+    assert got == [(0, None, 0), (1, None, 0)]
+    for rank in (0, 1):
+        summary = json.loads((tmp_path / "ranks" / f"rank_{rank:05d}.summary.json").read_text())
+        assert summary["status"] == "ok" and summary["last_step"] == 3
