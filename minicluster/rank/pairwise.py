@@ -26,14 +26,13 @@ import torch
 import torch.distributed as tdist
 
 from minicluster.core import pairs
-from minicluster.core.collective_defs import DTYPE_BYTES
+from minicluster.core.collective_defs import DTYPE_BYTES, RANK_STEP
 from minicluster.core.config import CollectivesSection
 from minicluster.core.errors import ConfigError
 from minicluster.core.rank_format import Pair, PairPlan
 from minicluster.rank.collectives import (
     MOVE_PRIME,
     NOT_WRITTEN,
-    RANK_STEP,
     TORCH_DTYPES,
     count_wrong,
     pattern,
