@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from minicluster.analysis.records import RankRecords
+from minicluster.core import rank_format
 
 # What a rank's own error says when a collective failed because of another rank (gloo, NCCL,
 # the c10d store). Matched case-insensitively.
@@ -168,3 +169,16 @@ def step_where(rec: RankRecords) -> str:
     if last is None or last < 0:
         return "before its first step"
     return f"during step {last + 1} (last finished step {last})"
+
+
+def bench_where(rec: RankRecords) -> str:
+    """Where a collectives-job rank stopped: after its last (op, size) or pair record."""
+    if not rec.collectives:
+        return "after no (op, size) record"
+    last = rec.collectives[-1]
+    n = len(rec.collectives)
+    if last.get("type") == rank_format.PAIR:
+        return f"after pair {last['a']}-{last['b']} (round {last['round']}; {n} records)"
+    if last.get("type") == rank_format.PAIR_PLAN:
+        return "after the pairwise plan, before its first pair"
+    return f"after {last['op']} at {last['size_bytes']} B ({n} records)"

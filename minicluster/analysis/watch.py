@@ -13,7 +13,7 @@ Definitions (the README's "Watching a running job" says the same):
   machine's clock; a live watch corrects it by the smallest delay it saw between a step being
   stamped and being read (node clock skew, a shared filesystem's delay).
 - Stalled rank, job stall, straggler: `analysis.watch_rules` (a rank idle past the stall
-  window while the others advance; every running rank idle; the coordinator's straggler rule
+  window while the others advance; every running rank idle; aggregation's straggler rule
   on the windows, once they span enough of the job).
 """
 
@@ -88,7 +88,7 @@ def snapshot(
     # A rank left behind by the others has no steps in common with them: the straggler rule
     # (which compares ranks step by step) runs on the ranks still in step.
     left_behind = {r["rank"] for r in rows if r["stalled"]} if job_stall is None else set()
-    stragglers, straggler_check = judge_stragglers(windows, left_behind, world, cfg.run)
+    stragglers, straggler_check = judge_stragglers(windows, left_behind, world, cfg.checks)
     by_rank = {row["rank"]: row for row in rows}
     if result is not None:
         # the run's own verdict over all its steps stands beside the last window's

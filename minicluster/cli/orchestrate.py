@@ -22,6 +22,7 @@ from minicluster.core.errors import InputError, MiniclusterError, RunFailedError
 from minicluster.core.io import atomic_write_json, probe_writable_dir
 
 if TYPE_CHECKING:
+    from minicluster.analysis.frame import Launch
     from minicluster.launchers.ray_launch import RayOptions
     from minicluster.launchers.torchrun import Rendezvous
 
@@ -229,7 +230,24 @@ def aggregate_dir_to(out_dir: Path, launcher_error: str | None) -> tuple[dict[st
     directory of a finished job whose result is elsewhere (node.json); RunFailedError when the
     launch failed before any rank recorded anything.
     """
-    from minicluster.analysis.aggregate import UNREAD_STEP_FIELDS, aggregate
+    from minicluster.analysis.aggregate import aggregate
+
+    records, launch = run_records(out_dir, launcher_error)
+    result = aggregate(records, launch)
+    path = write_result(out_dir, result)
+    kept = rundir.result_path(out_dir)
+    if path != kept:  # a fuller result was there: it stays the run's answer (and exit code)
+        return json.loads(kept.read_text(encoding="utf-8")), kept
+    return result, path
+
+
+def run_records(out_dir: Path, launcher_error: str | None) -> tuple[list[Any], Launch]:
+    """The rank records of `out_dir` (read for aggregation) and what its launcher said (this
+    `launcher_error`, else the one DIR/launcher.json recorded). InputError on a node's directory
+    of a finished job whose result is elsewhere (node.json); RunFailedError when the launch
+    failed before any rank recorded anything."""
+    from minicluster.analysis.aggregate import UNREAD_STEP_FIELDS
+    from minicluster.analysis.frame import Launch
     from minicluster.analysis.records import read_run_dir
 
     launcher = launcher_record(out_dir)
@@ -242,17 +260,7 @@ def aggregate_dir_to(out_dir: Path, launcher_error: str | None) -> tuple[dict[st
         )
     records = read_run_dir(out_dir, drop=UNREAD_STEP_FIELDS)
     _refuse_partial_node_dir(out_dir, records)
-    result = aggregate(
-        records,
-        launcher_error=launcher_error,
-        exit_codes=_exit_codes(launcher),
-        interrupted=interrupted,
-    )
-    path = write_result(out_dir, result)
-    kept = rundir.result_path(out_dir)
-    if path != kept:  # a fuller result was there: it stays the run's answer (and exit code)
-        return json.loads(kept.read_text(encoding="utf-8")), kept
-    return result, path
+    return records, Launch(launcher_error, _exit_codes(launcher) or {}, interrupted)
 
 
 def _refuse_partial_node_dir(out_dir: Path, records: list[Any]) -> None:

@@ -7,11 +7,13 @@ command runs, so `--help` and the analysis commands start without torch.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import NoReturn
 
 from minicluster import __version__
 from minicluster.core import choices
+from minicluster.core.checks import ChecksSection
 from minicluster.core.choices import PATTERNS, REQUIRABLE_MEASUREMENTS
 from minicluster.core.units import format_size
 
@@ -248,8 +250,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_require(p)
     p.set_defaults(handler="run:worker")
 
-    p = sub.add_parser("aggregate", help="re-build result.json from the rank files of a run")
+    p = sub.add_parser(
+        "aggregate",
+        help="re-build result.json from the rank files of a run",
+        description="Re-build result.json from the rank files of a run (or a sweep). With a "
+        "threshold flag, re-judge the run by it instead: the result goes to "
+        "result.rejudged-STAMP.json beside the recorded result.json (never over it) and what "
+        "changed is printed. Thresholds not given are the run's own (its config's checks).",
+    )
     p.add_argument("dir", type=Path, help="run directory (holds ranks/)")
+    for f in dataclasses.fields(ChecksSection):
+        p.add_argument(
+            f.metadata["flag"],
+            dest=f"check_{f.name}",
+            type=float,
+            metavar=f.metadata["metavar"],
+            help=f"re-judge: {f.metadata['help']} (config checks.{f.name})",
+        )
     p.set_defaults(handler="results:aggregate")
 
     p = sub.add_parser(
@@ -473,7 +490,7 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
         metavar="GBPS",
         help="the gradient all-reduce's expected bus bandwidth in GB/s (the fabric's spec or a "
         "known-good measurement, e.g. `minicluster collectives` busbw at the bucket size): a "
-        "run below half of it has a slow link, exit 1 (default: config run.expect_busbw_gbps; "
+        "run below half of it has a slow link, exit 1 (default: config checks.expect_busbw_gbps; "
         "none: the link is not judged)",
     )
     p.add_argument(

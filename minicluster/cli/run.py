@@ -342,9 +342,8 @@ def with_faults(
     (`world_size`: every node's ranks; default the config's ranks)."""
     added = tuple(fault_spec.parse(text) for text in args.fault)
     cfg = dataclasses.replace(cfg, faults=cfg.faults + added)
-    cfg = config_mod.override(
-        cfg, collective_timeout_s=args.collective_timeout, expect_busbw_gbps=args.expect_busbw
-    )
+    cfg = config_mod.override(cfg, collective_timeout_s=args.collective_timeout)
+    cfg = config_mod.with_checks(cfg, expect_busbw_gbps=args.expect_busbw)
     if any(f.kind == "corrupt_grad" for f in cfg.faults) and cfg.run.replica_check_every == 0:
         cfg = config_mod.override(cfg, replica_check_every=1)  # else nothing could catch it
     fault_spec.check_against_run(

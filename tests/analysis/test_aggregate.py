@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from minicluster.analysis.aggregate import aggregate
+from minicluster.analysis.frame import Launch
 from minicluster.analysis.records import RankRecords, read_run_dir
 from minicluster.core.errors import InputError
 from minicluster.result.schema import validate_result
@@ -151,7 +152,7 @@ def test_dead_rank_fails_the_run_and_keeps_its_steps() -> None:
     recs = two_ranks()
     recs[1].summary = None
     recs[1].steps = recs[1].steps[:3]  # died after step 2
-    result = aggregate(recs, launcher_error="ranks failed: rank 1 exit code 1")
+    result = aggregate(recs, Launch("ranks failed: rank 1 exit code 1"))
     validate_result(result)
     assert result["status"] == "failed"
     assert result["failed_ranks"] == [1]
@@ -169,7 +170,7 @@ def test_memory_is_not_taken_from_the_ranks_that_survived() -> None:
     assert clean["memory_utilization_percent"]["value"] == pytest.approx(20.0)
     recs = two_ranks()
     recs[1].summary = None
-    m = aggregate(recs, launcher_error="ranks failed: rank 1 exit code 1")["metrics"]
+    m = aggregate(recs, Launch("ranks failed: rank 1 exit code 1"))["metrics"]
     for name in ("memory_utilization_percent", "memory_peak_mib"):
         assert m[name]["value"] is None and m[name]["status"] == "unavailable"
         assert m[name]["reason"].startswith("only 1 of 2 ranks wrote a summary (not rank 1)")
@@ -232,7 +233,7 @@ def test_reading_a_dir_without_ranks_is_an_input_error(tmp_path: Path) -> None:
 def test_dead_rank_error_names_its_exit_code_as_in_a_collectives_run() -> None:
     recs = two_ranks()
     recs[1].summary = None
-    result = aggregate(recs, exit_codes={0: -15, 1: 86})
+    result = aggregate(recs, Launch(exit_codes={0: -15, 1: 86}))
     assert any(
         e.startswith("rank 1: died during step") and e.endswith("(exit code 86)")
         for e in result["errors"]
@@ -274,7 +275,7 @@ def test_the_culprit_is_named_and_its_victim_is_aborted_not_failed() -> None:
         "last_step": 3,
         "error": "RuntimeError: [gloo/transport/tcp/pair.cc:534] Connection closed by peer",
     }
-    result = aggregate(recs, exit_codes={0: 1, 1: 86})
+    result = aggregate(recs, Launch(exit_codes={0: 1, 1: 86}))
     assert result["status"] == "failed"
     assert result["failed_ranks"] == [1] and result["aborted_ranks"] == [0]
     assert [r["status"] for r in result["ranks"]] == ["aborted", "failed"]
@@ -308,7 +309,7 @@ def test_an_interrupted_run_is_incomplete_not_failed() -> None:
 def test_ctrl_c_in_the_teardown_of_a_run_whose_ranks_all_finished_ok_is_ok() -> None:
     """Every rank wrote its `ok` summary; the launcher was interrupted while they tore down:
     nothing is missing, so the run is ok (a sweep keeps that world size), with a note."""
-    result = aggregate(two_ranks(), launcher_error="interrupted", interrupted=True)
+    result = aggregate(two_ranks(), Launch("interrupted", interrupted=True))
     validate_result(result)
     assert result["status"] == "ok" and result["interrupted"] is False
     assert [r["status"] for r in result["ranks"]] == ["ok", "ok"]

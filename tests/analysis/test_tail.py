@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from minicluster.analysis.tail import RankTail, RunTail, auto_window
+from minicluster.core import rank_format
 from minicluster.core.errors import InputError
 
 _spec = importlib.util.spec_from_file_location(
@@ -21,7 +22,10 @@ rank_writer = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rank_writer)
 
 
-def _line(obj: dict[str, Any]) -> bytes:
+def _line(obj: dict[str, Any] | rank_format.Record) -> bytes:
+    """A line as the recorder writes it (a record), or as another tool might (a dict)."""
+    if isinstance(obj, rank_format.Record):
+        return (rank_format.encode(obj) + "\n").encode()
     return (json.dumps(obj) + "\n").encode()
 
 
@@ -41,10 +45,7 @@ def _step(step: int, t: float, compute: float = 4.0) -> dict[str, Any]:
 
 def _start(path: Path, rank: int = 0, world: int = 2) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(
-        _line(rank_writer.header(rank, world, 2, 20))
-        + _line({"type": "comm_timing", "method": "hook", "fallback": None})
-    )
+    path.write_bytes(_line(rank_writer.header(rank, world, 2, 20)) + _line(rank_writer.TIMING))
 
 
 def _append(path: Path, data: bytes) -> None:
@@ -68,7 +69,7 @@ def test_reads_only_what_was_appended(tmp_path: Path, monkeypatch: pytest.Monkey
     first_size = path.stat().st_size
     assert tail.look(200.0)
     assert (tail.last_step, tail.records, tail.header["rank"]) == (2, 3, 0)
-    assert tail.log.timing_methods() == ["hook"]
+    assert tail.log.timing_methods() == ["comm_hook_host_clock"]
     assert not tail.look(201.0)  # nothing new: nothing read
     _append(path, b"".join(_line(_step(i, 100.0 + i)) for i in range(3, 5)))
     assert tail.look(202.0)
