@@ -282,6 +282,7 @@ def _rank_entry(
         "node_rank": node.node_rank,
         "local_rank": header["local_rank"] if header else None,
         "device": header["device"] if header else None,
+        "threads": header.get("threads") if header else None,
         "status": status,
         "steps_recorded": rec.n_steps if rec else 0,
         "measured_steps": table.measured_steps(rank),

@@ -223,6 +223,7 @@ def _rank_entry(
         "node_rank": node.node_rank,
         "local_rank": header["local_rank"] if header else None,
         "device": header["device"] if header else None,
+        "threads": header.get("threads") if header else None,
         "status": status,
         "steps_recorded": 0,
         "measured_steps": 0,

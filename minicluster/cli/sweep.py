@@ -50,7 +50,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     # The same threads per rank at every world size: else the 1-rank baseline would get every
     # core and the efficiency would measure the thread count, not the scaling.
     cores = os.cpu_count()
-    threads = cfg.run.threads_per_rank or max(1, (cores or 1) // max(world_sizes))
+    threads = cfg.run.threads_per_rank or config_mod.default_threads(cores, max(world_sizes))
     gpu = orchestrate.on_gpu(cfg)
     own_cores = [n for n in world_sizes if gpu or cores is None or n * threads <= cores]
     projection = sweep_projection.projection_plan(args, world_sizes, own_cores)

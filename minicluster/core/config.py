@@ -70,6 +70,12 @@ class StepsConfig:
     measured: int = field(default=50, metadata=_range(1))
 
 
+def default_threads(cores: int | None, local_ranks: int) -> int:
+    """CPU threads per rank when `run.threads_per_rank` is 0: the host's cores shared by the
+    ranks on it, at least 1. (What a rank used is in its header, `threads`.)"""
+    return max(1, (cores or 1) // max(1, local_ranks))
+
+
 @dataclass(frozen=True)
 class RunSection:
     nproc: int = field(default=2, metadata=_range(1, 4096))

@@ -22,6 +22,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from minicluster.core.config import default_threads
+
 log = logging.getLogger(__name__)
 
 _CHILD_ENV = (
@@ -145,7 +147,7 @@ def _launch(
     threads_per_rank: int,
     loopback: bool,
 ) -> str | None:
-    threads = threads_per_rank or max(1, (os.cpu_count() or 1) // nproc)
+    threads = threads_per_rank or default_threads(os.cpu_count(), nproc)
     # Workers inherit the environment. OMP_NUM_THREADS set here also silences torchrun's warning
     # about it; a user's own value wins. Restored afterwards: a sweep launches several world sizes
     # from one process, and each needs its own thread count.

@@ -23,7 +23,7 @@ import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from minicluster.core import clock, fault_spec, pairs, rundir
-from minicluster.core.config import RunConfig
+from minicluster.core.config import RunConfig, default_threads
 from minicluster.core.errors import InputError
 from minicluster.core.log import setup_logging
 from minicluster.core.rank_format import CommTiming, RankLog, Step
@@ -61,7 +61,7 @@ def run(
     info = dist.rank_info_from_env()
     dist.die_with_launcher()  # a rank whose agent (node) is gone must not linger
     setup_logging(info.rank)
-    threads = cfg.run.threads_per_rank or max(1, (os.cpu_count() or 1) // info.local_world_size)
+    threads = cfg.run.threads_per_rank or default_threads(os.cpu_count(), info.local_world_size)
     torch.set_num_threads(threads)  # recorded in the header: every later reader takes it there
     device = dist.pick_device(cfg.run.device, info.local_rank)
     backend = dist.pick_backend(cfg.run.backend, device)
