@@ -166,7 +166,11 @@ def _host_threads(result: dict[str, Any]) -> list[tuple[str, int, int, int]] | s
     hosts = []
     for host, on_host in per_host.items():
         n_cores = cores.get(host)
-        if not _is_count(n_cores) or not (recorded or isinstance(threads, int)):
+        if (
+            not isinstance(n_cores, int)
+            or n_cores < 1
+            or not (recorded or isinstance(threads, int))
+        ):
             return f"the cores of host {host} or the threads per rank were not recorded"
         if recorded:
             used = max(int(r["threads"]) for r in on_host)
