@@ -1,12 +1,13 @@
-"""Aggregation rules on hand-built rank records (no torch needed)."""
+"""Aggregation rules on rank records written by the recorder (no torch needed)."""
 
 from __future__ import annotations
 
-import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures import recorded
 
 from minicluster.analysis.aggregate import aggregate
 from minicluster.analysis.frame import Launch
@@ -82,16 +83,11 @@ def summary(rank: int, status: str = "ok") -> dict[str, Any]:
 
 
 def two_ranks(slow_compute: float = 10.0) -> list[RankRecords]:
-    """Rank 1 computes `slow_compute` ms per step; rank 0 10 ms and waits for rank 1."""
-    recs = []
-    for rank in (0, 1):
-        compute = 10.0 if rank == 0 else slow_compute
-        # the fast rank's all-reduce includes waiting for the slow one
-        comm = 2.0 + (slow_compute - 10.0 if rank == 0 else 0.0)
-        steps = [step(0, 50.0, compute, comm, warmup=True)]
-        steps += [step(i, compute + comm, compute, comm) for i in range(1, 7)]
-        recs.append(RankRecords(rank=rank, header=header(rank), steps=steps, summary=summary(rank)))
-    return recs
+    """Rank 1 computes `slow_compute` ms per step; rank 0 10 ms and waits for rank 1 (1 warm-up
+    + 6 measured steps each), written by the recorder and read back."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        recorded.training_run(Path(run_dir), [[10.0] * 6, [slow_compute] * 6])
+        return read_run_dir(Path(run_dir))
 
 
 def test_clean_run_is_ok_and_schema_valid() -> None:
@@ -201,20 +197,10 @@ def test_single_rank_series_has_no_bus_bandwidth_not_zero() -> None:
     assert series["busbw_gbps"] and all(v is None for v in series["busbw_gbps"])
 
 
-def _write_run(dir_: Path, recs: list[RankRecords]) -> None:
-    ranks = dir_ / "ranks"
-    ranks.mkdir(parents=True)
-    for rec in recs:
-        lines = [json.dumps(rec.header)] + [json.dumps(s) for s in rec.steps]
-        (ranks / f"rank_{rec.rank:05d}.jsonl").write_text("\n".join(lines) + "\n")
-        if rec.summary is not None:
-            (ranks / f"rank_{rec.rank:05d}.summary.json").write_text(json.dumps(rec.summary))
-
-
 def test_truncated_last_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
-    _write_run(tmp_path, two_ranks())
+    recorded.training_run(tmp_path, [[10.0] * 6, [10.0] * 6])  # 1 warm-up + 6 steps each
     f = tmp_path / "ranks" / "rank_00001.jsonl"
-    f.write_text(f.read_text() + '{"type": "step", "step": 7, "step_ti')  # crash mid-write
+    f.write_text(f.read_text() + '{"type":"step","step":7,"step_ti')  # crash mid-write
     recs = read_run_dir(tmp_path)
     assert len(recs[1].steps) == 7
     assert recs[1].warnings == ["rank_00001.jsonl: truncated last line skipped"]

@@ -138,16 +138,13 @@ def test_aggregation_dispatches_on_the_header_job(collective_records: MakeRecord
         aggregate([RankRecords(0)])
 
 
-def test_rank_files_round_trip_through_read_run_dir(
-    tmp_path: Path, collective_records: MakeRecords
-) -> None:
-    ranks = tmp_path / "ranks"
-    ranks.mkdir()
-    for rec in collective_records():
-        lines = [rec.header, *rec.collectives]
-        text = "".join(json.dumps(x) + "\n" for x in lines)
-        (ranks / f"rank_{rec.rank:05d}.jsonl").write_text(text[:-25])  # last line cut mid-way
-        (ranks / f"rank_{rec.rank:05d}.summary.json").write_text(json.dumps(rec.summary))
+def test_rank_files_round_trip_through_read_run_dir(tmp_path: Path) -> None:
+    from fixtures import recorded
+
+    recorded.collectives_run(tmp_path)
+    for rank in (0, 1):
+        path = tmp_path / "ranks" / f"rank_{rank:05d}.jsonl"
+        path.write_bytes(path.read_bytes()[:-25])  # a crash cut the last line mid-way
     back = read_run_dir(tmp_path)
     assert [len(r.collectives) for r in back] == [3, 3]  # the cut line is skipped
     result = aggregate(back)
