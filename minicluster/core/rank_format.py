@@ -330,7 +330,12 @@ SUMMARY_OPTIONAL_KEYS = tuple(k for k in keys_of(Summary) if k in Summary.OMIT_N
 
 def encode(record: Record) -> str:
     """One record as its line (compact JSON, `type` first, no newline)."""
-    return json.dumps(record.to_json(), separators=(",", ":"))
+    return encode_json(record.to_json())
+
+
+def encode_json(obj: dict[str, Any]) -> str:
+    """A record's JSON object (`Record.to_json`) as its line."""
+    return json.dumps(obj, separators=(",", ":"))
 
 
 def decode(obj: Any, where: str = "record") -> LineRecord:
@@ -441,10 +446,11 @@ class RankLog:
     steps_seen: int = 0
     last_step: int | None = None
 
-    def apply(self, record: LineRecord | Summary) -> None:
-        """Add one record (in the order the rank wrote them)."""
+    def apply(self, record: LineRecord | Summary, as_json: dict[str, Any] | None = None) -> None:
+        """Add one record (in the order the rank wrote them); `as_json`: its JSON object when
+        the caller already made it (a step is kept as that row)."""
         if isinstance(record, Step):
-            self._add_step(record.to_json(), record.step)
+            self._add_step(as_json if as_json is not None else record.to_json(), record.step)
         elif isinstance(record, (Collective, PairPlan, Pair)):
             self.bench.append(record)
         elif isinstance(record, CommTiming):

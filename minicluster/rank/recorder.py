@@ -43,9 +43,10 @@ class RankRecorder:
 
     def write(self, record: LineRecord) -> None:
         assert self._f is not None, "the record file is closed"
-        self._f.write(rank_format.encode(record) + "\n")
+        obj = record.to_json()
+        self._f.write(rank_format.encode_json(obj) + "\n")
         self._f.flush()  # to the OS, not fsync: survives a process crash without stalling the step
-        self.log.apply(record)
+        self.log.apply(record, obj)
 
     def finish(self, summary: Summary) -> None:
         """Close the record file and write the summary (atomically)."""
