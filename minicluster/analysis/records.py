@@ -54,6 +54,7 @@ class RankRecords:
         collectives: list[dict[str, Any]] | None = None,
         roster: dict[str, Any] | None = None,
         timing: list[CommTiming] | None = None,
+        other: dict[str, list[dict[str, Any]]] | None = None,
     ) -> None:
         self.rank = rank
         self.header = header
@@ -62,6 +63,8 @@ class RankRecords:
         self.collectives = collectives if collectives is not None else []
         self.warnings = warnings if warnings is not None else []
         self.timing = timing if timing is not None else []  # the comm_timing history, in order
+        # Records of the other known types (RankLog.others), by type, as JSON objects
+        self.other = other if other is not None else {}
         self._columns = columns if columns is not None else to_columns(steps or [])
 
     @classmethod
@@ -79,6 +82,7 @@ class RankRecords:
             collectives=[r.to_json() for r in log.bench],
             roster=log.roster.to_json() if log.roster is not None else None,
             timing=list(log.timing),
+            other={kind: [r.to_json() for r in kept] for kind, kept in log.others.items()},
         )
 
     def timing_methods(self) -> list[str]:

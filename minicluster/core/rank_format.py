@@ -26,8 +26,9 @@ Versions: adding a key or a record type bumps the minor version; readers accept 
 and headers from before the version existed (no `format` key). A key this reader does not know
 (a newer 1.x writer's) is kept in the record's `extra` and written back; a record of a type it
 does not know is kept as `Unknown` and otherwise ignored. Adding a record type is one dataclass
-here (and its place in `RECORD_CLASSES`); adding a step key is one field of `Step` (default None,
-so older files still decode).
+here and its place in `RECORD_CLASSES` (a `RankLog` keeps it in `others`, aggregation finds it
+in `RankRecords.other`); adding a step key is one field of `Step` (default None, so older files
+still decode; aggregation keeps it as a column).
 """
 
 from __future__ import annotations
@@ -441,6 +442,9 @@ class RankLog:
     step_rows: list[dict[str, Any]] = field(default_factory=list)
     bench: list[BenchRecord] = field(default_factory=list)
     summary: Summary | None = None
+    # Records of the other known types, by type, in order: a record type added to
+    # RECORD_CLASSES is kept here (and read by `RankRecords.other`) with no other change.
+    others: dict[str, list[Record]] = field(default_factory=dict)
     unknown: int = 0  # records of types this reader does not know
     keep_steps: bool = True
     steps_seen: int = 0
@@ -461,8 +465,10 @@ class RankLog:
             self.roster = record
         elif isinstance(record, Summary):
             self.summary = record
-        else:
+        elif isinstance(record, Unknown):
             self.unknown += 1
+        else:
+            self.others.setdefault(record.TYPE, []).append(record)
 
     def apply_json(self, objs: list[Any], where: str) -> list[str]:
         """Add parsed lines in order: steps as rows (not decoded one by one), every other record
@@ -513,6 +519,7 @@ class RankLog:
         records = [r.to_json() for r in (*head, *self.timing)]
         records += self.step_rows
         records += [r.to_json() for r in self.bench]
+        records += [r.to_json() for kept in self.others.values() for r in kept]
         return {
             "records": records,
             "summary": self.summary.to_json() if self.summary is not None else None,

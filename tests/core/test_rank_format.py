@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -126,3 +128,31 @@ def test_summary_round_trips_without_a_type_key() -> None:
     assert "type" not in data and "collectives_recorded" not in data
     assert tuple(data) == rank_format.SUMMARY_KEYS
     assert decode_summary(data) == s
+
+
+@dataclass(kw_only=True, slots=True)
+class _Stage(rank_format.Record):
+    """A record type a later layout might add (a pipeline stage's bubble)."""
+
+    TYPE: ClassVar[str] = "stage"
+    stage: int
+    bubble_ms: float | None = None
+
+
+def test_a_new_record_type_is_one_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dataclass and its place in RECORD_CLASSES (here patched in): it is written, read back
+    from the file, kept by the log, sent in-band and seen by aggregation, with no other change."""
+    from minicluster.analysis.records import read_rank
+    from minicluster.rank.recorder import RankRecorder
+
+    monkeypatch.setattr(rank_format, "_BY_TYPE", {**rank_format._BY_TYPE, "stage": _Stage})
+    recorder = RankRecorder(tmp_path, 0)
+    recorder.start(SAMPLES[0], None)
+    recorder.write(_Stage(stage=1, bubble_ms=2.5))  # type: ignore[arg-type]
+    recorder.close()
+    log, warnings = rank_format.read_log(tmp_path, 0)
+    assert warnings == [] and log.others == {"stage": [_Stage(stage=1, bubble_ms=2.5)]}
+    assert RankLog.from_wire(log.to_wire(), "test").others == log.others
+    assert read_rank(tmp_path, 0).other == {
+        "stage": [{"type": "stage", "stage": 1, "bubble_ms": 2.5}]
+    }
