@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,21 @@ def collective_records(
         return read_run_dir(run_dir)
 
     return make
+
+
+@pytest.fixture
+def fake_launch(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[Any], str | None]], None]:
+    """Replace the local torchrun launcher's `run`: `fake_launch(start)` makes every local launch
+    call `start(plan)` instead of starting ranks. `start` may copy recorded rank files into
+    `plan.out_dir`, return an error (the ranks failed) or None, or raise KeyboardInterrupt
+    (Ctrl-C while the ranks run)."""
+    from minicluster.launchers import torchrun
+    from minicluster.launchers.base import LaunchOutcome, RecordsAt
+
+    def install(start: Callable[[Any], str | None]) -> None:
+        def run(self: object, plan: Any) -> LaunchOutcome:
+            return LaunchOutcome(RecordsAt(plan.out_dir), start(plan))
+
+        monkeypatch.setattr(torchrun.LocalTorchrun, "run", run)
+
+    return install

@@ -4,7 +4,8 @@ Input is each rank's records: gathered in-band on rank 0, or read back from `DIR
 for a broken run, where some ranks left no summary), and what the launcher said (`Launch`).
 `aggregate` is a pipeline of named steps: the run frame (`analysis.frame`: world, fates, the
 status rule), the step table, the per-rank figures, the metrics, the findings (stragglers,
-faults, the link, lost nodes: judged by the `checks` thresholds), then the result assembled. A
+faults, the link, lost nodes: judged by the `checks` thresholds), the result assembled, and
+its fingerprint (`result.fingerprint`: what ran, not the thresholds that judged it) attached. A
 collectives run (header `job: collectives`) is merged by `analysis.collectives` (the pairwise
 link test by `analysis.pairwise`) from the same frame, in the same envelope.
 """
@@ -31,6 +32,7 @@ from minicluster.analysis.steps import StepTable, stats
 from minicluster.analysis.stragglers import find_stragglers
 from minicluster.core.checks import ChecksSection
 from minicluster.core.metrics import MetricValue
+from minicluster.result import fingerprint
 
 # Step fields aggregation never reads: `read_run_dir(..., drop=UNREAD_STEP_FIELDS)` leaves them
 # out (a third of the memory of a 4,096-rank run). Every other field, one added later included,
@@ -55,15 +57,16 @@ def aggregate(
     frame = RunFrame.from_records(records, launch)
     checks = checks if checks is not None else frame.config.checks
     if frame.job == "collectives":
-        if frame.config.collectives.pattern == "pairwise":
-            return pairwise_result(frame, aggregated_at)
-        return collectives_result(frame, aggregated_at)
+        pairwise = frame.config.collectives.pattern == "pairwise"
+        merge = pairwise_result if pairwise else collectives_result
+        return fingerprint.attach(merge(frame, aggregated_at))
     table = StepTable(records, frame.world_size)
     status = frame.status(_short_of_plan(frame, table))
     figures = _figures(frame, table)
     metrics = _metrics(frame, figures)
     findings = _findings(frame, table, figures, metrics, checks, status.interrupted)
-    return _assemble(frame, status, table, figures, metrics, findings, aggregated_at)
+    result = _assemble(frame, status, table, figures, metrics, findings, aggregated_at)
+    return fingerprint.attach(result)  # what ran, never what judged it: checks stay out
 
 
 def _short_of_plan(frame: RunFrame, table: StepTable) -> str | None:

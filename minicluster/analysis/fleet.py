@@ -12,7 +12,12 @@ Rules (README "Validating a cluster"):
   better: above; higher is better: below); a metric without a direction is shown, never gated;
 - relative score: median / value for lower-is-better metrics, value / median for higher-is-better
   ones (1 = a typical node, 0.8 = 20% worse);
-- a node whose run failed is named as failed and left out of every distribution.
+- a node whose run failed is named as failed and left out of every distribution; so is a node
+  whose own check found something (a node check failed or degraded, a run that named a straggler
+  or detected a fault): it is named with its own finding, never "ok";
+- nodes are judged within their platform group (GPU model and count, CPU model;
+  `analysis.fleet_groups`): a healthy A100 node is never an outlier among H100s; a group of fewer
+  than `MIN_NODES` judged nodes is not judged, and says so.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from minicluster.analysis import fleet_groups
 from minicluster.analysis.fleet_inputs import NodeInput, nodes_of
 from minicluster.analysis.robust import bad_side_z, spread
 from minicluster.core import metrics as registry
@@ -42,6 +48,11 @@ MIN_NODES = 3  # a median and a MAD of fewer values say nothing about a fleet
 # node checks run together named a node 18 times without a floor (15 on memory peaks, which agree
 # within 1%), 4 with 0.05 (all-reduce time), never with 0.1.
 MAD_FLOOR_FRAC = 0.10
+# A fleet of node checks measures each device alone (no rank waits for another, no whole-run
+# offsets of a training job), so its floor is half that: a group tighter than 5% names a node
+# beyond exp(-3.5 x 0.05) = 84% of its median (issue 29: a node at 80% of its peers' GEMM rate
+# is named). The group's own MAD still rules when it is wider (BENCHMARKS.md, node checks).
+NODE_CHECK_MAD_FLOOR_FRAC = 0.05
 
 
 def fleet(
@@ -50,37 +61,77 @@ def fleet(
     outlier_z: float = 3.5,
     mad_floor: float | None = None,
 ) -> dict[str, Any]:
-    """The fleet report of `results` (`(source, result)` pairs, validated `result.json` dicts);
-    `mad_floor` None: `MAD_FLOOR_FRAC`.
+    """The fleet report of `results` (`(source, result)` pairs, validated `result.json` dicts or
+    node-check results); `mad_floor` None: `MAD_FLOOR_FRAC` (`NODE_CHECK_MAD_FLOOR_FRAC` for a
+    fleet of node checks).
 
     InputError (exit 2) for too few nodes, a repeated run, a multi-node result among others,
     or nodes that ran different jobs (naming the odd one).
     """
     if outlier_z <= 0 or not math.isfinite(outlier_z):
         raise InputError(f"--outlier-z must be a positive number, got {outlier_z}")
-    floor = MAD_FLOOR_FRAC if mad_floor is None else mad_floor
+    all_node_checks = all(fleet_groups.is_node_check(r) for _, r in results)
+    default_floor = NODE_CHECK_MAD_FLOOR_FRAC if all_node_checks else MAD_FLOOR_FRAC
+    floor = default_floor if mad_floor is None else mad_floor
     if floor < 0 or not math.isfinite(floor):
         raise InputError(f"--mad-floor must be a number >= 0, got {floor}")
-    names = _metric_names(metric_names)
+    names = _metric_names(metric_names, all_node_checks)
     nodes, mode = nodes_of(results, names)
     if len(nodes) < MIN_NODES:
         raise InputError(
             f"fleet needs the results of at least {MIN_NODES} nodes, got {len(nodes)}: give one "
             "result per node, or one result of a run across that many nodes"
         )
-    if metric_names is None:  # energy and the like only when some node measured them
-        names = [m for m in names if m != "energy_per_step_joules" or _any_value(nodes, m)]
-    judged = [n for n in nodes if n.status == "ok"]
-    per_metric = [_metric(m, judged, outlier_z, floor) for m in names]
-    node_rows = [_node_row(n, per_metric) for n in nodes]
+    if metric_names is None:  # energy, GPU figures and the like only when some node measured them
+        optional = (
+            fleet_groups.NODE_CHECK_METRICS if all_node_checks else ("energy_per_step_joules",)
+        )
+        names = [m for m in names if m not in optional or _any_value(nodes, m)]
+    judged = [n for n in nodes if n.status == "ok" and n.finding is None]
+    per_metric: list[dict[str, Any]] = []
+    groups = []
+    by_group: dict[tuple[str, int, str], list[NodeInput]] = {}
+    for n in nodes:
+        by_group.setdefault(n.group, []).append(n)
+    for key, members in sorted(by_group.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        label = fleet_groups.group_label(key)
+        in_group = [n for n in judged if n.group == key]
+        flagged = [n for n in members if n.status == "ok" and n.finding is not None]
+        metrics = [_metric(m, in_group, outlier_z, floor, flagged) for m in names]
+        for m in metrics:
+            m["group"] = label
+        per_metric.extend(metrics)
+        enough = len(in_group) >= MIN_NODES
+        groups.append(
+            {
+                "label": label,
+                "gpu_model": key[0],
+                "gpus_per_node": key[1],
+                "cpu_model": key[2],
+                "nodes": [n.label for n in members],
+                "judged_nodes": len(in_group),
+                "judged": enough,
+                "reason": None
+                if enough
+                else f"{len(in_group)} node(s) to judge in this platform group, fewer than "
+                f"{MIN_NODES}: too small to judge",
+            }
+        )
+    node_rows = [
+        _node_row(n, [m for m in per_metric if m["group"] == fleet_groups.group_label(n.group)])
+        for n in nodes
+    ]
     node_rows.sort(
         key=lambda r: (
-            r["status"] == "ok",
+            r["status"] == "ok" and r["finding"] is None,
             -r["worst_bad_z"] if r["worst_bad_z"] is not None else math.inf,
         )
     )
     outliers = [r["label"] for r in node_rows if r["outlier_on"]]
     failed = [r["label"] for r in node_rows if r["status"] == "failed"]
+    findings = [
+        r["label"] for r in node_rows if r["finding"] is not None and r["status"] != "failed"
+    ]
     return {
         "format": FORMAT,
         "mode": mode,
@@ -88,19 +139,23 @@ def fleet(
         "mad_floor_frac": floor,
         "min_nodes": MIN_NODES,
         "rule": "robust z on the log scale over the nodes that measured the metric (median, "
-        "MAD x 1.4826 floored at mad_floor_frac); outlier: z beyond outlier_z on the bad side of "
-        "the metric's direction (lower is better: above; higher is better: below)",
+        "MAD x 1.4826 floored at mad_floor_frac), within each platform group (GPU model and "
+        "count, CPU model); outlier: z beyond outlier_z on the bad side of the metric's "
+        "direction (lower is better: above; higher is better: below)",
         "workload": _workload(results),
+        "groups": groups,
         "metrics": per_metric,
         "nodes": node_rows,
         "outliers": outliers,
         "failed": failed,
-        "verdict": _verdict(len(nodes), per_metric, node_rows, outlier_z),
+        "findings": findings,
+        "verdict": _verdict(len(nodes), per_metric, node_rows, outlier_z, groups),
     }
 
 
-def _metric_names(given: list[str] | None) -> list[str]:
-    names = list(dict.fromkeys(given)) if given else list(DEFAULT_METRICS)
+def _metric_names(given: list[str] | None, node_checks: bool = False) -> list[str]:
+    default = fleet_groups.NODE_CHECK_METRICS if node_checks else DEFAULT_METRICS
+    names = list(dict.fromkeys(given)) if given else list(default)
     for name in names:
         if registry.get(name) is None:
             allowed = ", ".join(sorted(registry.REGISTRY))
@@ -112,7 +167,15 @@ def _any_value(nodes: list[NodeInput], name: str) -> bool:
     return any(n.values.get(name) is not None for n in nodes)
 
 
-def _metric(name: str, nodes: list[NodeInput], outlier_z: float, floor: float) -> dict[str, Any]:
+def _metric(
+    name: str,
+    nodes: list[NodeInput],
+    outlier_z: float,
+    floor: float,
+    shown: list[NodeInput] | None = None,
+) -> dict[str, Any]:
+    """Metric `name` over `nodes`; `shown`: nodes whose own check found a problem, placed against
+    that distribution (their z) but never part of it nor named an outlier."""
     m = registry.get(name)
     assert m is not None
     have = [(n, v) for n in nodes if (v := n.values.get(name)) is not None]
@@ -151,10 +214,12 @@ def _metric(name: str, nodes: list[NodeInput], outlier_z: float, floor: float) -
     )
     if m.direction == "none":
         out["reason"] = "no better or worse direction (registry): shown, not judged"
-    for n, v in have:
+    own = {n.label for n in shown or []}
+    extra = [(n, v) for n in shown or [] if (v := n.values.get(name)) is not None and v > 0]
+    for n, v in have + extra:
         z = dist.z(v)
         bad = bad_side_z(z, m.direction)
-        outlier = out["gated"] and not math.isnan(bad) and bad > outlier_z
+        outlier = out["gated"] and not math.isnan(bad) and bad > outlier_z and n.label not in own
         score = None
         if m.direction == "lower" and v > 0:
             score = dist.median / v
@@ -167,6 +232,8 @@ def _metric(name: str, nodes: list[NodeInput], outlier_z: float, floor: float) -
             "score": score,
             "outlier": outlier,
         }
+        if n.label in own:
+            out["per_node"][n.label]["excluded"] = n.finding
         if outlier:
             out["outliers"].append(n.label)
     return out
@@ -180,11 +247,17 @@ def _node_row(n: NodeInput, per_metric: list[dict[str, Any]]) -> dict[str, Any]:
         cell = m["per_node"].get(n.label)
         if cell is None:
             reason = n.reasons.get(m["name"]) or (
-                f"its run {n.status}: not judged" if n.status != "ok" else m["reason"]
+                f"its run {n.status}: not judged"
+                if n.status != "ok"
+                else f"{n.finding}: not judged"
+                if n.finding
+                else m["reason"]
             )
             values[m["name"]] = {"value": n.values.get(m["name"]), "reason": reason}
             continue
         values[m["name"]] = cell
+        if cell.get("excluded"):
+            continue
         if cell["outlier"]:
             outlier_on.append(m["name"])
         if m["gated"] and cell["bad_z"] is not None:
@@ -195,6 +268,8 @@ def _node_row(n: NodeInput, per_metric: list[dict[str, Any]]) -> dict[str, Any]:
         "run_id": n.run_id,
         "hosts": n.hosts,
         "status": n.status,
+        "group": fleet_groups.group_label(n.group),
+        "finding": n.finding,
         "outlier_on": outlier_on,
         "worst_bad_z": worst,
         "values": values,
@@ -213,25 +288,47 @@ def _workload(results: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
 
 
 def _verdict(
-    n_nodes: int, per_metric: list[dict[str, Any]], rows: list[dict[str, Any]], outlier_z: float
+    n_nodes: int,
+    per_metric: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    outlier_z: float,
+    groups: list[dict[str, Any]],
 ) -> str:
     failed = [r for r in rows if r["status"] == "failed"]
+    found = [r for r in rows if r["finding"] is not None and r["status"] != "failed"]
     bad = [r for r in rows if r["outlier_on"]]
-    gated = [m["name"] for m in per_metric if m["gated"]]
+    gated = list(dict.fromkeys(m["name"] for m in per_metric if m["gated"]))
+    head = f"fleet of {n_nodes} nodes" + (
+        f" in {len(groups)} platform groups" if len(groups) > 1 else ""
+    )
     parts = []
     if bad:
         named = []
         for r in bad:
             zs = ", ".join(f"{name} z {r['values'][name]['z']:+.1f}" for name in r["outlier_on"])
-            named.append(f"{r['label']} ({zs})")
+            within = f" among {r['group']}" if len(groups) > 1 else ""
+            named.append(f"{r['label']} ({zs}{within})")
         parts.append(f"{len(bad)} outlier node(s): " + "; ".join(named))
+    if found:
+        parts.append(
+            f"{len(found)} node(s) whose own check found a problem: "
+            + "; ".join(f"{r['label']} ({r['finding']})" for r in found)
+        )
     if failed:
         parts.append(
             f"{len(failed)} node check(s) failed: " + ", ".join(r["label"] for r in failed)
         )
-    if parts:
-        return f"fleet of {n_nodes} nodes: " + "; ".join(parts)
+    small = [g for g in groups if not g["judged"]]
+    if small and len(groups) > 1:
+        parts.append(
+            "; ".join(
+                f"group {g['label']} ({len(g['nodes'])} node(s)): too small to judge" for g in small
+            )
+        )
+    if bad or found or failed:
+        return f"{head}: " + "; ".join(parts)
+    tail = f"; {parts[0]}" if parts else ""
     return (
-        f"fleet of {n_nodes} nodes: no outlier on {', '.join(gated) or 'any metric'} (robust z "
-        f"beyond {outlier_z:g} on the bad side)"
+        f"{head}: no outlier on {', '.join(gated) or 'any metric'} (robust z "
+        f"beyond {outlier_z:g} on the bad side){tail}"
     )

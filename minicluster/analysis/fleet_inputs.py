@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minicluster.analysis import fleet_groups
 from minicluster.core import pairs
 from minicluster.core.checks import CHECK_KEYS
 from minicluster.core.errors import InputError
@@ -39,6 +40,8 @@ class NodeInput:
     status: str
     values: dict[str, float | None]
     reasons: dict[str, str]  # why a value is None
+    group: tuple[str, int, str] = ("unknown", 0, "unknown")  # fleet_groups.platform_key
+    finding: str | None = None  # what the node's own check found (fleet_groups.own_finding)
 
 
 def nodes_of(
@@ -91,7 +94,19 @@ def _one_per_result(results: list[tuple[str, dict[str, Any]]], names: list[str])
             values[m] = float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
             if values[m] is None:
                 reasons[m] = str(mv.get("reason") or "not in this result")
-        nodes.append(NodeInput(label, source, r["run_id"], h, r["status"], values, reasons))
+        nodes.append(
+            NodeInput(
+                label,
+                source,
+                r["run_id"],
+                h,
+                r["status"],
+                values,
+                reasons,
+                fleet_groups.platform_key(r),
+                fleet_groups.own_finding(r),
+            )
+        )
     return nodes
 
 
@@ -103,12 +118,17 @@ def _node_count(r: dict[str, Any]) -> int | None:
 
 
 def _hosts(r: dict[str, Any]) -> list[str]:
-    return [str(n.get("hostname")) for n in (r.get("platform") or {}).get("nodes") or []]
+    platform = r.get("platform") or {}
+    if fleet_groups.is_node_check(r):
+        return [str(platform.get("hostname"))] if platform.get("hostname") else []
+    return [str(n.get("hostname")) for n in platform.get("nodes") or []]
 
 
 def _job(r: dict[str, Any]) -> dict[str, Any]:
     """What must match across a fleet: workload, world size, backend, the config but its label,
     injected faults and the thresholds that only judge a result."""
+    if fleet_groups.is_node_check(r):
+        return fleet_groups.job_of_node_check(r)
     config = {k: v for k, v in (r.get("config") or {}).items() if k not in CONFIG_KEYS_IGNORED}
     if isinstance(config.get("run"), dict):
         config["run"] = {k: v for k, v in config["run"].items() if k not in RUN_KEYS_IGNORED}
@@ -178,8 +198,35 @@ def _split_multinode(source: str, r: dict[str, Any], names: list[str]) -> list[N
                 values[metric_name] = float(node[key])
                 reasons.pop(metric_name, None)
         hosts = sorted({str(e.get("hostname")) for e in entries} or {str(node.get("hostname"))})
-        nodes.append(NodeInput(label, source, r["run_id"], hosts, status, values, reasons))
+        nodes.append(
+            NodeInput(
+                label,
+                source,
+                r["run_id"],
+                hosts,
+                status,
+                values,
+                reasons,
+                fleet_groups.platform_key(r, hosts[0] if hosts else None),
+                _rank_findings(r, set(members)),
+            )
+        )
     return nodes
+
+
+def _rank_findings(r: dict[str, Any], members: set[int]) -> str | None:
+    """The stragglers and detected faults of a multi-node result that name a rank of this node."""
+    parts = [
+        f"straggler rank {s.get('rank')} (compute +{float(s.get('excess_pct') or 0):.0f}%)"
+        for s in r.get("stragglers") or []
+        if s.get("rank") in members
+    ]
+    parts += [
+        f"{d.get('kind')} on rank {d.get('rank')}"
+        for d in (r.get("faults") or {}).get("detected") or []
+        if d.get("kind") != "straggler" and d.get("rank") in members
+    ]
+    return ("its run named " + "; ".join(parts)) if parts else None
 
 
 # A node's own figures in a 1.2 result's `nodes` list, for the metrics they stand for.

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
 from minicluster.core.metrics import metric, unavailable
+from minicluster.result import fingerprint
 
 Mode = Literal["weak", "strong"]
 
@@ -286,4 +287,4 @@ def sweep_result(
         for o in outcomes
         if o.status != "ok"
     ]
-    return result
+    return fingerprint.attach(result)

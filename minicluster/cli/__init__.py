@@ -1,13 +1,14 @@
 """The `minicluster` command line: parse the arguments, run one command, map errors to exit codes.
 
-Each command lives in one module of this package (`run`, `sweep`, `results`, `fleet`, `doctor`)
-and is imported only when it runs: the analysis commands start fast and run without torch.
+Each command lives in one module of this package (`run`, `sweep`, `results`, `watch`, `fleet`,
+`doctor`) and is imported only when it runs (`handlers`): the analysis commands start fast and
+run without torch.
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
-import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from minicluster.cli.parser import build_parser
 from minicluster.core import rundir
 from minicluster.core.errors import (
     EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     InputError,
     MiniclusterError,
@@ -27,8 +29,10 @@ __all__ = ["build_parser", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run `minicluster ARGV`; the exit code (0 ok, 1 check failed, 2 bad input, 3 run failed,
-    130 interrupted). No traceback for a user error; MINICLUSTER_DEBUG=1 shows internal ones."""
+    """Run `minicluster ARGV`; the exit code (0 ok, 1 a finding, 2 bad input, 3 run failed, 70
+    internal error, 130 interrupted). No traceback for a user error; MINICLUSTER_DEBUG=1 shows
+    internal ones. A disk that fills up before any rank started is bad input (the commands that
+    start ranks say exit 3 once they have)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -37,11 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from minicluster.core.log import setup_logging
 
     setup_logging()
-    module, _, func = args.handler.partition(":")
     try:
         check_output_files(args)
-        handler = getattr(importlib.import_module(f"minicluster.cli.{module}"), func)
-        code: int = handler(args)
+        code: int = args.handler(args)
         return code
     except MiniclusterError as e:
         print(f"minicluster: error: {e}", file=sys.stderr)
@@ -51,15 +53,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (args.command == "worker" and os.environ.get("MINICLUSTER_PROGRESS") == "0"):
             print("minicluster: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT) or os.environ.get("MINICLUSTER_DEBUG"):
+            return _internal_error(e)
+        from minicluster.cli.orchestrate import no_space_text
+
+        print(f"minicluster: error: {no_space_text(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as e:
-        if os.environ.get("MINICLUSTER_DEBUG"):
-            raise
-        print(
-            f"minicluster: internal error: {type(e).__name__}: {e} "
-            "(set MINICLUSTER_DEBUG=1 for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+        return _internal_error(e)
+
+
+def _internal_error(e: Exception) -> int:
+    """A bug in minicluster, not a finding nor bad input: one line and its own exit code, 70
+    (EX_SOFTWARE), so a CI gate can tell it from a verdict."""
+    if os.environ.get("MINICLUSTER_DEBUG"):
+        raise e
+    print(
+        f"minicluster: internal error: {type(e).__name__}: {e} "
+        "(set MINICLUSTER_DEBUG=1 for the traceback)",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
 
 
 def check_output_files(args: object) -> None:
@@ -76,7 +91,7 @@ def check_output_files(args: object) -> None:
     taken = {p.resolve() for p in inputs} | {
         (p / rundir.RESULT_FILE).resolve() for p in inputs if p.is_dir()
     }
-    flags = ["md", "html", "json"] + (
+    flags = ["md", "html", "json", "junit"] + (
         ["out"] if getattr(args, "command", None) == "convert" else []
     )
     for flag in flags:

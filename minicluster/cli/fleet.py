@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from minicluster.cli import orchestrate
 from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK
@@ -12,15 +13,16 @@ from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK
 
 def fleet(args: argparse.Namespace) -> int:
     """Load every RESULT, build the fleet report, write the files asked for, print the verdict
-    and the tables. 0: no outlier; 1: an outlier or a failed node check; 2: bad input."""
+    and the tables. 0: no outlier; 1: an outlier, a failed node check, or a node whose own check
+    found a problem; 2: bad input."""
     from minicluster.analysis.fleet import fleet as fleet_report
     from minicluster.report.fleet import fleet_html, fleet_markdown, print_fleet
-    from minicluster.result.schema import load_result
+    from minicluster.result.node_check import load_any
 
     to_stdout = orchestrate.stdout_outputs(
-        [o for o in (args.json, args.md, args.html) if o is not None]
+        [o for o in (args.json, args.md, args.html, args.junit) if o is not None]
     )
-    results = [(str(path), load_result(path)) for path in args.inputs]
+    results = [(str(path), _load(path, load_any)) for path in args.inputs]
     report = fleet_report(results, args.metric or None, args.outlier_z, args.mad_floor)
     if args.json:
         orchestrate.write_output(args.json, json.dumps(report, indent=2, allow_nan=False) + "\n")
@@ -28,7 +30,26 @@ def fleet(args: argparse.Namespace) -> int:
         orchestrate.write_output(args.md, fleet_markdown(report))
     if args.html:
         orchestrate.write_output(args.html, fleet_html(report))
+    if args.junit:
+        from minicluster.report.junit import fleet_cases, to_xml
+
+        orchestrate.write_output(args.junit, to_xml("minicluster fleet", fleet_cases(report)))
     # files first: a terminal that goes away (`| head`) must not cost them, nor the exit code
     with orchestrate.stdout_may_close():
         print_fleet(report, orchestrate.side_console(stderr=to_stdout))
-    return EXIT_FAILED_CHECK if report["outliers"] or report["failed"] else EXIT_OK
+    bad = report["outliers"] or report["failed"] or report["findings"]
+    return EXIT_FAILED_CHECK if bad else EXIT_OK
+
+
+def _load(path: Any, load_result: Any) -> dict[str, Any]:
+    """A node's result: a minicluster result, or a node's nccl-tests log (converted on the fly
+    into a collectives result, as `convert --to minicluster` writes it)."""
+    from minicluster.interop import load
+    from minicluster.interop.detect import read_text
+    from minicluster.interop.minicluster import to_result
+    from minicluster.interop.nccl_tests import looks_like
+
+    if path.is_file() and looks_like(read_text(path)):
+        return to_result(load(path, "nccl-tests"))
+    result: dict[str, Any] = load_result(path)
+    return result

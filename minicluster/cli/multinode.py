@@ -101,7 +101,7 @@ def print_node_line(out_dir: Path) -> bool:
     node = read_node_file(out_dir)
     if node is None:
         return False
-    print(f"minicluster: {where_the_result_went(node)}")
+    print(f"minicluster: run {node['run_id']}: {where_the_result_went(node)}")
     print(f"node: {rundir.node_path(out_dir)}")
     sys.stdout.flush()
     return True

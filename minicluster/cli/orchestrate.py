@@ -1,266 +1,168 @@
 """One orchestration path for every command that launches ranks (run, validate, collectives, and
-each run of a sweep): config -> launch -> aggregate -> latest -> reports, and the run-directory
-rules around it (a new id, a directory holding no earlier run, launcher.json, runs/latest).
+each run of a sweep): config -> launch -> aggregate -> latest -> reports, through the launcher
+interface (`launchers.base`) and the run-directory rules (`result.store`).
 """
 
 from __future__ import annotations
 
-import json
+import errno
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minicluster.cli.progress import Progress
-from minicluster.core import clock, rundir
+from minicluster.core import rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import InputError, MiniclusterError, RunFailedError
-from minicluster.core.io import atomic_write_json, probe_writable_dir
+from minicluster.core.io import atomic_write_json
+from minicluster.launchers.base import Launcher, LaunchOutcome, LaunchPlan, RecordsAt
+from minicluster.result import store
 
 if TYPE_CHECKING:
     from minicluster.analysis.frame import Launch
-    from minicluster.launchers.ray_launch import RayOptions
-    from minicluster.launchers.torchrun import Rendezvous
 
 log = logging.getLogger("minicluster.cli")
 
 INTERRUPTED = "interrupted by the user before the ranks finished"
 
 
-def new_output(out: Path | None, what: str = "run", job: str | None = None) -> tuple[str, Path]:
-    """A new id and its output directory (`out`, or runs/<id>), checked to hold no earlier run and
-    claimed for this one (exclusive create of DIR/.claim) before any rank starts.
-
-    `job` names a job across nodes (its rendezvous): on a shared filesystem every node's
-    `minicluster run` gets the same directory, and the nodes of one job share its claim."""
-    new_id = clock.new_run_id()
-    out_dir = Path("runs") / new_id if out is None else out
-    if job is not None and _claim_owner(out_dir).get("job") == job:
-        return new_id, out_dir  # another node of this job took it first: share it
-    ensure_new_run_dir(out_dir, what)
-    claim(out_dir, new_id, what, job)
-    return new_id, out_dir
-
-
-def _claim_owner(out_dir: Path) -> dict[str, Any]:
+def launch(launcher: Launcher, plan: LaunchPlan, total: int, label: str) -> LaunchOutcome:
+    """Start the plan's ranks under a progress bar and wait for them. How they ended is kept in
+    DIR/launcher.json (a launch that did not finish); a Ctrl-C that reaches this process
+    outside the launcher is an interrupted outcome too."""
     try:
-        owner = json.loads((out_dir / rundir.CLAIM_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return owner if isinstance(owner, dict) else {}
-
-
-def claim(out_dir: Path, run_id: str, what: str = "run", job: str | None = None) -> None:
-    """Take `out_dir` for run `run_id` with an exclusive create of its claim file: of two runs
-    started together on one directory, exactly one gets it; the other stops with exit 2 (unless
-    both are nodes of one job across nodes, `job`).
-
-    The claim appears whole: written to a temporary file first, then hard-linked to its name
-    (atomic and exclusive, NFS included), so a node of the same job that finds it taken reads the
-    owner's job, never an empty file."""
-    path = out_dir / rundir.CLAIM_FILE
-    owner = json.dumps({"run_id": run_id, "pid": os.getpid(), "what": what, "job": job})
+        with Progress(plan.out_dir, total, label):
+            outcome = launcher.run(plan)
+    except KeyboardInterrupt as e:
+        outcome = LaunchOutcome(RecordsAt(plan.out_dir), str(e) or None, interrupted=True)
     try:
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f"{rundir.CLAIM_FILE}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(owner)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise
-        except OSError:  # a filesystem without hard links: an exclusive create, then the owner
-            with open(path, "x", encoding="utf-8") as f:
-                f.write(owner)
-        finally:
-            os.unlink(tmp)
-    except FileExistsError:
-        taken = _claim_owner(out_dir)
-        if job is not None and taken.get("job") == job:
-            return
-        raise InputError(
-            f"output directory {out_dir} is taken by run {taken.get('run_id', '?')}: give a new "
-            f"--out for this {what}, or remove it"
-        ) from None
+        store.record_launch(
+            plan.out_dir, plan.launcher, _why(outcome), outcome.exit_codes, outcome.interrupted
+        )
     except OSError as e:
-        raise InputError(f"output directory {out_dir} is not writable: {e.strerror or e}") from None
+        if e.errno in NO_SPACE:
+            raise
+        log.warning("could not write %s: %s", rundir.launcher_path(plan.out_dir), e)
+    return outcome
 
 
-def ensure_new_run_dir(out_dir: Path, what: str = "run") -> None:
-    """`out_dir` is writable and holds no earlier run: its rank files would mix with the new
-    ones (a rank that dies early would leave the old run's summary standing for it)."""
-    taken = rundir.holds_run(out_dir)
-    if taken:
-        why = f"already holds {taken} of an earlier run"
-    elif what == "sweep" and out_dir.is_dir() and any(out_dir.iterdir()):
-        why = "is not empty (a sweep makes one directory per run in it)"
-    else:
-        ensure_writable(out_dir)
+def _why(outcome: LaunchOutcome) -> str | None:
+    """The launcher error a result records: for an interrupt, that the user interrupted it."""
+    if not outcome.interrupted:
+        return outcome.error
+    return f"{INTERRUPTED} ({outcome.error})" if outcome.error else INTERRUPTED
+
+
+def keep_what_ran(out_dir: Path) -> None:
+    """After an interrupt: the ranks' records so far become `out_dir/result.json` (status
+    incomplete, every recorded step kept), and the user is told where."""
+    print(
+        f"minicluster: interrupted; keeping what the ranks recorded in {out_dir}",
+        file=sys.stderr,
+    )
+    try:
+        kept = aggregate_dir(out_dir, None, quiet=True)
+    except MiniclusterError as e:
+        print(f"minicluster: nothing to keep: {e}", file=sys.stderr)
         return
-    raise InputError(
-        f"output directory {out_dir} {why}: give a new --out for this {what}, or remove it"
+    steps = [r.get("steps_recorded") or 0 for r in kept.get("ranks") or []]
+    low, high = min(steps, default=0), max(steps, default=0)
+    print(
+        f"minicluster: kept {low if low == high else f'{low}-{high}'} steps per rank "
+        f"in {rundir.result_path(out_dir)} (status {kept.get('status')}); "
+        f"`minicluster report {out_dir}` shows it",
+        file=sys.stderr,
     )
 
 
-def ensure_writable(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"output directory {out_dir} is a file: give a directory for --out")
-    try:
-        probe_writable_dir(out_dir)
-    except OSError as e:
-        raise InputError(f"output directory {out_dir} is not writable: {e.strerror or e}") from None
+def collect(plan: LaunchPlan, outcome: LaunchOutcome) -> tuple[dict[str, Any], Path] | None:
+    """The result of a finished launch and where it is, from wherever the outcome says the
+    records are: in-band records (aggregated and written here), a result rank 0 wrote itself,
+    or this machine's rank files; None on a node whose result is on rank 0's node."""
+    where = outcome.records
+    if where.on_rank0_node:
+        _say_where_the_result_is(plan.out_dir)
+        return None
+    if where.result is not None:
+        from minicluster.result.schema import load_result
+
+        return load_result(where.result), where.result
+    if where.in_band is not None:
+        from minicluster.analysis.aggregate import aggregate
+        from minicluster.analysis.records import from_gathered
+
+        result = aggregate(from_gathered(where.in_band), launch_of(outcome))
+        return result, write_result(plan.out_dir, result)
+    return aggregate_dir_to(where.dir, launch_of(outcome))
 
 
-def point_latest(out_dir: Path) -> None:
-    """Make runs/latest point at this run (replaced atomically)."""
-    latest = out_dir.parent / rundir.LATEST_LINK
-    tmp = out_dir.parent / f".latest-{os.getpid()}"
-    try:
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(out_dir.name)
-        os.replace(tmp, latest)
-    except OSError as e:
-        log.warning("could not update %s: %s", latest, e)
+def launch_of(outcome: LaunchOutcome) -> Launch:
+    """What aggregation is told about a launch (`analysis.frame.Launch`): the one place a
+    launcher's outcome becomes analysis input (the launchers never import analysis)."""
+    from minicluster.analysis.frame import Launch
+
+    return Launch(_why(outcome), dict(outcome.exit_codes), outcome.interrupted)
 
 
-def launch_ranks(
-    resolved: Path,
-    cfg: RunConfig,
-    out_dir: Path,
-    run_id: str,
-    total: int,
-    label: str = "rank 0 steps",
-    rendezvous: Rendezvous | None = None,
-    ray: RayOptions | None = None,
-) -> str | None:
-    """Start the ranks (`rendezvous`: this node's share of a job across nodes; `ray`: as Ray
-    workers) under a progress bar; None on success, else why they failed. A Ray job's result is
-    written here from rank 0's in-band records when every rank finished.
+def recorded_launch(out_dir: Path, launcher_error: str | None = None) -> Launch:
+    """How the launch of `out_dir` ended, as DIR/launcher.json kept it (`aggregate DIR` later;
+    nothing there: it finished), with `launcher_error` in place of the recorded error if given."""
+    from minicluster.analysis.frame import Launch
 
-    On Ctrl-C, or a scheduler's SIGTERM, the ranks' records so far still become
-    `out_dir/result.json` (status incomplete, every recorded step kept) before the interrupt
-    goes on up.
-    """
-    from minicluster.launchers.torchrun import launch_local, launch_node
-
-    try:
-        with Progress(out_dir, total, label):
-            if ray is not None:
-                error = _launch_ray(cfg, out_dir, run_id, ray)
-            elif rendezvous is None:
-                error = launch_local(
-                    resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank
-                )
-            else:
-                error = launch_node(
-                    resolved, cfg.run.nproc, out_dir, run_id, cfg.run.threads_per_rank, rendezvous
-                )
-    except KeyboardInterrupt as e:
-        why = f"{INTERRUPTED} ({e})" if str(e) else INTERRUPTED
-        print(
-            f"minicluster: interrupted; keeping what the ranks recorded in {out_dir}",
-            file=sys.stderr,
-        )
-        record_launcher_error(out_dir, why, interrupted=True)
-        try:
-            kept = aggregate_dir(out_dir, None, quiet=True)
-        except MiniclusterError as e:
-            print(f"minicluster: nothing to keep: {e}", file=sys.stderr)
-        else:
-            steps = [r.get("steps_recorded") or 0 for r in kept.get("ranks") or []]
-            low, high = min(steps, default=0), max(steps, default=0)
-            print(
-                f"minicluster: kept {low if low == high else f'{low}-{high}'} steps per rank "
-                f"in {rundir.result_path(out_dir)} (status {kept.get('status')}); "
-                f"`minicluster report {out_dir}` shows it",
-                file=sys.stderr,
-            )
-        raise
-    if error is not None:
-        record_launcher_error(out_dir, error)
-    return error
-
-
-def _launch_ray(cfg: RunConfig, out_dir: Path, run_id: str, options: RayOptions) -> str | None:
-    """Run the ranks as Ray workers; on success write the result from rank 0's in-band records
-    (the ranks' files may be on other nodes), else say why they failed."""
-    from minicluster.analysis.aggregate import aggregate
-    from minicluster.analysis.records import from_gathered
-    from minicluster.launchers.ray_launch import launch
-
-    outcome = launch(cfg, out_dir, run_id, options)
-    if outcome.error is None and outcome.gathered is not None:
-        write_result(out_dir, aggregate(from_gathered(outcome.gathered)))
-    return outcome.error
-
-
-def record_launcher_error(out_dir: Path, error: str, interrupted: bool = False) -> None:
-    """Keep why the launch failed (and whether the user or a scheduler interrupted it) in
-    DIR/launcher.json, so `aggregate DIR` says it again later."""
-    from minicluster.core.io import atomic_write_json
-
-    path = rundir.launcher_path(out_dir)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
-    try:
-        atomic_write_json(path, {**data, "error": error, "interrupted": interrupted})
-    except OSError as e:
-        log.warning("could not write %s: %s", path, e)
+    launcher = store.launcher_record(out_dir)
+    if launcher_error is None and isinstance(launcher.get("error"), str):
+        launcher_error = launcher["error"]  # recorded when the run was launched
+    return Launch(
+        launcher_error,
+        store.recorded_exit_codes(launcher) or {},
+        launcher.get("interrupted") is True,
+    )
 
 
 def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False) -> dict[str, Any]:
     """Aggregate the rank files of `out_dir` into its result.json; `quiet`: no summary."""
-    result, path = aggregate_dir_to(out_dir, launcher_error)
+    result, path = aggregate_dir_to(out_dir, recorded_launch(out_dir, launcher_error))
     if not quiet:
         print_summary(path, result)
     return result
 
 
-def aggregate_dir_to(out_dir: Path, launcher_error: str | None) -> tuple[dict[str, Any], Path]:
+def aggregate_dir_to(out_dir: Path, launch: Launch | None = None) -> tuple[dict[str, Any], Path]:
     """Aggregate the rank files of `out_dir`: the result, and where it was written (`write_result`:
     never over a result.json built from more ranks or steps, such as rank 0's in-band result of a
-    job across nodes on a node that keeps only its own ranks' files). InputError on a node's
-    directory of a finished job whose result is elsewhere (node.json); RunFailedError when the
-    launch failed before any rank recorded anything.
+    job across nodes on a node that keeps only its own ranks' files). How the launch ended is
+    `launch`, else what DIR/launcher.json kept (`aggregate DIR` later). Raises as `run_records`.
     """
     from minicluster.analysis.aggregate import aggregate
 
-    records, launch = run_records(out_dir, launcher_error)
+    records, launch = run_records(out_dir, launch)
     result = aggregate(records, launch)
-    path = write_result(out_dir, result)
-    kept = rundir.result_path(out_dir)
-    if path != kept:  # a fuller result was there: it stays the run's answer (and exit code)
-        return json.loads(kept.read_text(encoding="utf-8")), kept
-    return result, path
+    written = store.write_result(out_dir, result)
+    _warn_kept(written)
+    if written.kept_result is not None:  # a fuller result was there: it stays the run's answer
+        return written.kept_result, rundir.result_path(out_dir)
+    return result, written.path
 
 
-def run_records(out_dir: Path, launcher_error: str | None) -> tuple[list[Any], Launch]:
-    """The rank records of `out_dir` (read for aggregation) and what its launcher said (this
-    `launcher_error`, else the one DIR/launcher.json recorded). InputError on a node's directory
-    of a finished job whose result is elsewhere (node.json); RunFailedError when the launch
-    failed before any rank recorded anything."""
+def run_records(out_dir: Path, launch: Launch | None = None) -> tuple[list[Any], Launch]:
+    """The rank records of `out_dir` (read for aggregation) and how its launch ended (`launch`,
+    else what DIR/launcher.json kept). InputError on a node's directory of a finished job whose
+    result is elsewhere (node.json); RunFailedError when the launch failed before any rank
+    recorded anything."""
     from minicluster.analysis.aggregate import UNREAD_STEP_FIELDS
-    from minicluster.analysis.frame import Launch
     from minicluster.analysis.records import read_run_dir
 
-    launcher = launcher_record(out_dir)
-    interrupted = launcher.get("interrupted") is True
-    if launcher_error is None and isinstance(launcher.get("error"), str):
-        launcher_error = launcher["error"]  # recorded when the run was launched
-    if launcher_error and not rundir.ranks_dir(out_dir).is_dir():
-        raise RunFailedError(
-            f"the launch failed before any rank recorded anything: {launcher_error}"
-        )
+    if launch is None:
+        launch = recorded_launch(out_dir)
+    if launch.error and not rundir.ranks_dir(out_dir).is_dir():
+        raise RunFailedError(f"the launch failed before any rank recorded anything: {launch.error}")
     records = read_run_dir(out_dir, drop=UNREAD_STEP_FIELDS)
     _refuse_partial_node_dir(out_dir, records)
-    return records, Launch(launcher_error, _exit_codes(launcher) or {}, interrupted)
+    return records, launch
 
 
 def _refuse_partial_node_dir(out_dir: Path, records: list[Any]) -> None:
@@ -279,23 +181,6 @@ def _refuse_partial_node_dir(out_dir: Path, records: list[Any]) -> None:
             f"{where_the_result_went(node)}. Aggregate there, or copy every node's "
             f"{rundir.RANKS_DIR}/ files into one directory (without node.json) first"
         )
-
-
-def launcher_record(out_dir: Path) -> dict[str, Any]:
-    """What the launcher left in DIR/launcher.json (a failed or interrupted local run), or {}."""
-    try:
-        data = json.loads(rundir.launcher_path(out_dir).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _exit_codes(launcher: dict[str, Any]) -> dict[int, int] | None:
-    """Per-rank exit codes from a launcher record, or None."""
-    try:
-        return {int(rank): int(code) for rank, code in launcher["exit_codes"].items()}
-    except (KeyError, ValueError, TypeError, AttributeError):
-        return None
 
 
 def write_and_print(out_dir: Path, result: dict[str, Any]) -> None:
@@ -325,31 +210,27 @@ def stdout_may_close() -> Iterator[None]:
 
 
 def write_result(out_dir: Path, result: dict[str, Any]) -> Path:
-    """Validate `result` and write it atomically to DIR/result.json, unless a result already there
-    covers more of the run (more ranks or records: e.g. rank 0's complete multi-node result,
-    re-aggregated on a node holding only its own ranks' files); then beside it, with a warning.
-    """
-    from minicluster.core.io import atomic_write_json
-    from minicluster.result.coverage import covers_less
-    from minicluster.result.schema import validate_result
+    """`store.write_result`, saying so when DIR/result.json was kept and the result went beside
+    it; where it went."""
+    written = store.write_result(out_dir, result)
+    _warn_kept(written)
+    return written.path
 
-    validate_result(result)
-    path = rundir.result_path(out_dir)
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        old = None
-    why = covers_less(result, old) if isinstance(old, dict) else None
-    if why is not None:
-        kept = path
-        path = out_dir / f"result.partial-{clock.utc_stamp()}.json"
+
+def _warn_kept(written: store.Written) -> None:
+    if written.kept is not None:
         print(
-            f"minicluster: warning: {kept} covers more of the run ({why}): kept it; the "
-            f"result of the files here goes to {path}",
+            f"minicluster: warning: kept {written.kept}: {written.why}; the result of the files "
+            f"here goes to {written.path}",
             file=sys.stderr,
         )
-    atomic_write_json(path, result)
-    return path
+
+
+def point_latest(out_dir: Path) -> None:
+    """`store.point_latest`, with a warning when runs/latest could not follow."""
+    why = store.point_latest(out_dir)
+    if why is not None:
+        log.warning("%s", why)
 
 
 def write_reports(result: dict[str, Any], md: Path | None, html: Path | None) -> None:
@@ -397,29 +278,27 @@ def side_console(stderr: bool) -> Any:
 
 
 def write_file(path: Path, data: str | bytes, announce: str | None = None) -> None:
-    """Atomic write of a user-named output file; a failure is one line and exit 2."""
+    """Atomic write of a user-named output file; a failure is one line and exit 2 (a full disk
+    after ranks started: 3, `ranks_started`)."""
     from minicluster.core.io import atomic_write_bytes
 
     try:
         atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
     except OSError as e:
+        if e.errno in NO_SPACE:
+            raise  # the command says what it means: before or after ranks started
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
     if announce:
         with stdout_may_close():
             print(f"{announce}: {path}")
 
 
-def _in_band_result(out_dir: Path) -> tuple[dict[str, Any], Path] | None:
-    """After a job across nodes finished: the result rank 0 wrote here and its path, or None on
-    a node whose node.json says where it went."""
+def _say_where_the_result_is(out_dir: Path) -> None:
+    """On a node of a job across nodes whose ranks finished: where rank 0 wrote the result."""
     from minicluster.cli.multinode import print_node_line
-    from minicluster.result.schema import load_result
 
-    path = rundir.result_path(out_dir)
-    if path.is_file():
-        return load_result(path), path
     if print_node_line(out_dir):
-        return None
+        return
     # Every rank finished, yet neither file is here: a shared directory whose rank 0 runs on
     # another node that has not written the result yet, or a rank 0 that could not write it.
     print(
@@ -427,7 +306,16 @@ def _in_band_result(out_dir: Path) -> tuple[dict[str, Any], Path] | None:
         "node.json: the result is on rank 0's node",
         file=sys.stderr,
     )
-    return None
+
+
+def verdict_after_the_fact(result: dict[str, Any]) -> int:
+    """The exit code of a result this command built without being interrupted itself (`aggregate
+    DIR`, a sweep over its runs): a run that was interrupted is status incomplete, but 130 is
+    the code of a command that was interrupted, so its result exits by what it found (3 failed,
+    1 a finding, else 0)."""
+    from minicluster.analysis.verdicts import exit_code
+
+    return exit_code({**result, "interrupted": False})
 
 
 def check_required(cfg: RunConfig) -> None:
@@ -448,8 +336,24 @@ def on_gpu(cfg: RunConfig) -> bool:
     return bool(cfg.run.device == "cuda")
 
 
+def print_plan(
+    launcher: Launcher, cfg: RunConfig, out: Path | None, title: str, source: Path | None
+) -> None:
+    """`--dry-run`: what `launcher` would start for `cfg` (from the config file `source`, None:
+    the built-in one), on stdout; starts and claims nothing (the run id and output directory
+    shown are the ones a run now would get)."""
+    run_id, out_dir = store.planned_output(out)
+    plan = launcher.plan(cfg, out_dir, run_id)
+    origin = "the built-in config" if source is None else str(source)
+    with stdout_may_close():
+        print(f"minicluster: dry run: {title}, from {origin}; nothing started")
+        for line in plan.lines():
+            print(f"  {line}")
+
+
 def execute(
     cfg: RunConfig,
+    launcher: Launcher,
     out_dir: Path,
     run_id: str,
     progress_total: int,
@@ -459,43 +363,59 @@ def execute(
     md: Path | None = None,
     html: Path | None = None,
     quiet: bool = False,
-    rendezvous: Rendezvous | None = None,
-    ray: RayOptions | None = None,
 ) -> dict[str, Any] | None:
-    """The one path every launching command takes: write the resolved config into `out_dir`,
-    launch the ranks under a progress bar, aggregate their records into `result.json` (printing
-    the summary unless `quiet`), point `runs/latest` at it when `point_at`, write the reports.
+    """The one path every launching command takes: plan the launch, write the resolved config
+    into `out_dir`, start the ranks under a progress bar, turn their records into `result.json`
+    (printing the summary unless `quiet`), point `runs/latest` at it when `point_at`, write the
+    reports.
 
-    With `rendezvous` (this node's share of a job across nodes) rank 0 aggregates in-band: on
-    its node the result is read back and shown; on a node that holds no result (node.json says
-    where it went) the return value is None. After a failure each node aggregates the files it
-    holds. The result of a run whose ranks failed is returned too (status failed);
-    RunFailedError when the ranks never started, InputError when no rank left anything to
-    aggregate. KeyboardInterrupt goes on up after what ran was kept.
-
-    With `ray` the ranks run as Ray workers (one CPU thread per whole CPU a worker has, unless
-    the config says otherwise) and the result comes from rank 0's in-band records, as above.
+    Where the result comes from is the outcome's business (`collect`): the result of a run
+    whose ranks failed is returned too (status failed); None on a node of a job across nodes
+    whose result is on rank 0's node. RunFailedError when the ranks never started, InputError
+    when no rank left anything to aggregate; a disk that fills up once the ranks have started is
+    RunFailedError (exit 3), before that InputError (exit 2). After Ctrl-C (or a scheduler's
+    SIGTERM) what the ranks recorded becomes the result (status incomplete) and
+    KeyboardInterrupt goes on up.
     """
-    if ray is not None and not cfg.run.threads_per_rank:
-        from minicluster.core.config import override
-
-        cfg = override(cfg, threads_per_rank=ray.threads_per_rank())
-    resolved = rundir.config_path(out_dir)  # JSON is YAML: the workers load it like any config
-    atomic_write_json(resolved, cfg.to_dict())
-    launcher_error = launch_ranks(
-        resolved, cfg, out_dir, run_id, progress_total, progress_label, rendezvous, ray
-    )
-    if (rendezvous is not None or ray is not None) and launcher_error is None:
-        found = _in_band_result(out_dir)
+    plan = launcher.plan(cfg, out_dir, run_id)
+    # JSON is YAML: the ranks load it like any config
+    atomic_write_json(plan.config_path, plan.config.to_dict())
+    with ranks_started(out_dir):
+        outcome = launch(launcher, plan, progress_total, progress_label)
+        if outcome.interrupted:
+            keep_what_ran(out_dir)
+            raise KeyboardInterrupt(outcome.error or "")
+        found = collect(plan, outcome)
         if found is None:
             return None
         result, path = found
-    else:
-        result, path = aggregate_dir_to(out_dir, launcher_error)
-    if point_at:
-        point_latest(out_dir)
-    # Every file first, the terminal last: a closed stdout must not cost a report.
-    write_reports(result, md, html)
+        if point_at:
+            point_latest(out_dir)
+        # Every file first, the terminal last: a closed stdout must not cost a report.
+        write_reports(result, md, html)
     if not quiet:
         print_summary(path, result)
     return result
+
+
+@contextmanager
+def ranks_started(out_dir: Path) -> Iterator[None]:
+    """A disk that fills up once ranks have started fails the run (exit 3), in one line naming
+    the file and what the ranks kept."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in NO_SPACE:
+            raise
+        raise RunFailedError(
+            f"{no_space_text(e)} (the ranks had started; what they recorded is under {out_dir})"
+        ) from None
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def no_space_text(e: OSError) -> str:
+    """`cannot write PATH: no space left on device` (or `disk quota exceeded`)."""
+    what = "no space left on device" if e.errno == errno.ENOSPC else "disk quota exceeded"
+    return f"cannot write {e.filename}: {what}" if e.filename else what

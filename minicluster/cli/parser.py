@@ -1,21 +1,43 @@
-"""The command line's flags: one parser, one sub-parser per command, each naming its handler.
+"""The command line's flags: one parser, one sub-parser per command, each with its handler.
 
-Handlers are named as `module:function` inside `minicluster.cli` and imported only when that
-command runs, so `--help` and the analysis commands start without torch.
+A flag that sets a config field takes its help text, type, choices and the default it shows from
+that field of `core.config` (`config_flag`), and a Ray flag from `RayOptions`: the help cannot
+drift from the default the run uses. Handlers (`cli.handlers`) import their command's module
+only when it runs, so `--help` and the analysis commands start without torch.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import typing
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, Literal, NoReturn
 
 from minicluster import __version__
+from minicluster.cli import handlers
 from minicluster.core import choices
 from minicluster.core.checks import ChecksSection
-from minicluster.core.choices import PATTERNS, REQUIRABLE_MEASUREMENTS
+from minicluster.core.choices import (
+    REQUIRABLE_MEASUREMENTS,
+    SWEEP_MODE,
+    SWEEP_REPEATS,
+    SWEEP_WORLD_SIZES,
+)
+from minicluster.core.config import CollectivesSection, RunSection
 from minicluster.core.units import format_size
+from minicluster.launchers.ray_launch import PLACEMENTS, RayOptions
+from minicluster.launchers.torchrun import DEFAULT_RDZV_ID
+
+# The config section each dataclass is, as a YAML key.
+_SECTIONS: dict[type, str] = {
+    RunSection: "run",
+    CollectivesSection: "collectives",
+    ChecksSection: "checks",
+}
+
+# input formats `--format` can force (interop.record.FORMATS; kept here so --help needs no import)
+FORMATS = ("minicluster", "trackiq", "vllm", "markdown", "sglang", "nccl-tests")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -42,28 +64,38 @@ def build_parser() -> argparse.ArgumentParser:
         "aggregate, summarize",
     )
     p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
-    p.add_argument(
-        "--nproc", type=int, help="ranks to start (per node) (default: config run.nproc, 2)"
-    )
+    config_flag(p, "--nproc", RunSection, "nproc")
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        metavar="K",
+        help="run the job K times, one after another, into DIR/r0..r{K-1} with DIR/repeats.json "
+        "(each run, and the between-run spread); `compare DIR_A DIR_B` then tests runs as "
+        "clusters (default: one run)",
+    )
     add_report_flags(p)
+    add_junit(p)
     add_require(p)
     add_fault_args(p)
     add_launcher_args(p)
     add_node_args(p)
-    p.set_defaults(handler="run:run")
+    add_dry_run(p)
+    p.set_defaults(handler=handlers.run)
 
     p = sub.add_parser(
         "validate",
         help="correctness: DDP equals one process on the global batch; replicas stay identical",
     )
     p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
-    p.add_argument("--nproc", type=int, help="ranks to start (default: config run.nproc, 2)")
+    config_flag(p, "--nproc", RunSection, "nproc", help="ranks to start")
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
     add_report_flags(p)
+    add_junit(p)
     add_fault_args(p)
     add_launcher_args(p)
-    p.set_defaults(handler="run:validate")
+    add_dry_run(p)
+    p.set_defaults(handler=handlers.validate)
 
     p = sub.add_parser(
         "sweep", help="one run per world size in one session; scaling efficiency table and plot"
@@ -72,13 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--world-sizes",
         metavar="N,N,...",
-        help="world sizes to run, comma-separated; the smallest is the baseline (default: 1,2,4)",
+        help="world sizes to run, comma-separated; the smallest is the baseline (default: "
+        f"{SWEEP_WORLD_SIZES})",
     )
     p.add_argument(
         "--mode",
         choices=["weak", "strong"],
         help="weak: the config's per-rank batch on every rank; strong: one global batch split "
-        "over the ranks (default: weak; with --from, what the runs' batches say)",
+        f"over the ranks (default: {SWEEP_MODE}; with --from, what the runs' batches say)",
     )
     p.add_argument(
         "--from",
@@ -95,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="K",
         help="rounds over all world sizes, interleaved (1,2,4,1,2,4,...); efficiency is the "
-        "median over rounds (default: 1)",
+        f"median over rounds (default: {SWEEP_REPEATS})",
     )
     p.add_argument(
         "--global-batch",
@@ -109,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_flags(p)
     add_require(p)
     add_launcher_args(p)
-    p.set_defaults(handler="sweep:run_sweep")
+    add_dry_run(p)
+    p.set_defaults(handler=handlers.sweep)
 
     p = sub.add_parser(
         "collectives",
@@ -129,90 +163,47 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="YAML config with job: collectives (default: built-in, see configs/collectives.yaml)",
     )
-    p.add_argument("--nproc", type=int, help="ranks to start (default: config run.nproc, 2)")
-    p.add_argument(
-        "--ops",
-        metavar="OP,OP",
-        help=f"comma list of {', '.join(choices.OPS)} (default: config, all five)",
-    )
+    config_flag(p, "--nproc", RunSection, "nproc", help="ranks to start")
+    config_flag(p, "--ops", CollectivesSection, "ops", metavar="OP,OP", type=str)
     p.add_argument(
         "--sizes",
         metavar="MIN:MAX",
         help="message sizes in bytes, MIN:MAX doubling or one size; K/M/G = 1024^n "
-        f"(default: config, else {format_size(choices.DEFAULT_MIN_BYTES)}:"
+        "(default: config collectives.min_bytes and max_bytes, "
+        f"{format_size(_default(CollectivesSection, 'min_bytes'))}:"
         f"{format_size(choices.GPU_DEFAULT_MAX_BYTES)} on a GPU, "
-        f"{format_size(choices.DEFAULT_MIN_BYTES)}:"
+        f"{format_size(_default(CollectivesSection, 'min_bytes'))}:"
         f"{format_size(choices.CPU_DEFAULT_MAX_BYTES)} on CPU)",
     )
-    p.add_argument(
-        "--step-factor",
-        type=int,
-        metavar="F",
-        help="multiply the size by F from MIN to MAX (nccl-tests -f; default: config, 2)",
-    )
-    p.add_argument("--iters", type=int, help="timed calls per size (default: config, 20)")
-    p.add_argument(
-        "--warmup-iters", type=int, help="untimed calls before them (default: config, 5)"
-    )
-    p.add_argument(
-        "--dtype",
-        choices=["float32", "float16", "bfloat16"],
-        help="element type (default: float32)",
-    )
-    p.add_argument(
-        "--pattern",
-        choices=PATTERNS,
-        help="all: every op at every size over all ranks; pairwise: the link test of every "
-        "pair of ranks, send/recv both ways at one size, slow pairs and the suspect named, "
-        "exit 1 on a slow or wrong pair (default: config, all)",
-    )
+    config_flag(p, "--step-factor", CollectivesSection, "step_factor", metavar="F")
+    config_flag(p, "--iters", CollectivesSection, "iters")
+    config_flag(p, "--warmup-iters", CollectivesSection, "warmup_iters")
+    config_flag(p, "--dtype", CollectivesSection, "dtype")
+    config_flag(p, "--pattern", CollectivesSection, "pattern")
     pairwise = p.add_argument_group("pairwise (--pattern pairwise)")
-    pairwise.add_argument(
-        "--size",
-        metavar="SIZE",
-        help="bytes each pair sends each way per transfer; K/M/G = 1024^n (default: config, 64M)",
-    )
+    config_flag(pairwise, "--size", CollectivesSection, "pair_bytes", metavar="SIZE", type=str)
     order = pairwise.add_mutually_exclusive_group()
+    schedule = _default(CollectivesSection, "schedule")
     order.add_argument(
         "--concurrent",
         dest="schedule",
         action="store_const",
         const="concurrent",
-        help="run each round's disjoint pairs at once (default)",
+        help="run each round's disjoint pairs at once"
+        + (" (default: config collectives.schedule)" if schedule == "concurrent" else ""),
     )
     order.add_argument(
         "--serial",
         dest="schedule",
         action="store_const",
         const="serial",
-        help="run one pair at a time (the host's cores and the switch serve one pair only)",
+        help="run one pair at a time (the host's cores and the switch serve one pair only)"
+        + (" (default: config collectives.schedule)" if schedule == "serial" else ""),
     )
-    pairwise.add_argument(
-        "--per",
-        choices=["rank", "node"],
-        help="rank: every pair of ranks; node: one rank per node, every pair of nodes (needs "
-        "ranks on two nodes or more: an outside launcher) (default: config, rank)",
-    )
-    pairwise.add_argument(
-        "--passes",
-        type=int,
-        metavar="P",
-        help="run the whole schedule P times; each pair keeps its fastest pass, so a pair is "
-        "slow only when it is slow every time (default: config, 2)",
-    )
-    pairwise.add_argument(
-        "--outlier-z",
-        type=float,
-        metavar="Z",
-        help="a pair whose busbw's robust z (median/MAD over all pairs) is below -Z is slow "
-        "(default: config, 3.5)",
-    )
-    pairwise.add_argument(
-        "--min-busbw",
-        type=float,
-        metavar="GBPS",
-        help="a pair below this busbw (GB/s) is slow whatever the others do (default: none)",
-    )
+    config_flag(pairwise, "--per", CollectivesSection, "per")
+    config_flag(pairwise, "--passes", CollectivesSection, "passes", metavar="P")
+    config_flag(pairwise, "--outlier-z", CollectivesSection, "outlier_z", metavar="Z")
+    config_flag(pairwise, "--min-busbw", CollectivesSection, "min_busbw_gbps", metavar="GBPS")
     pairwise.add_argument(
         "--fault",
         action="append",
@@ -221,16 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject a slow link (repeatable): every send of rank R, or with a peer only the "
         "traffic between R and P (both ways), leaves D ms late",
     )
-    pairwise.add_argument(
-        "--collective-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="how long a rank waits for a peer before the run fails (default: config, 300)",
+    config_flag(
+        pairwise, "--collective-timeout", RunSection, "collective_timeout_s", metavar="SECONDS"
     )
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
     add_report_flags(p)
     add_launcher_args(p)
-    p.set_defaults(handler="run:collectives")
+    add_dry_run(p)
+    p.set_defaults(handler=handlers.collectives)
 
     p = sub.add_parser("worker", help="per-rank entry for an outside launcher (torchrun, srun)")
     p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
@@ -248,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="rank 0 writes result.json without printing the summary (the launcher prints it)",
     )
     add_require(p)
-    p.set_defaults(handler="run:worker")
+    p.set_defaults(handler=handlers.worker)
 
     p = sub.add_parser(
         "aggregate",
@@ -260,14 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("dir", type=Path, help="run directory (holds ranks/)")
     for f in dataclasses.fields(ChecksSection):
-        p.add_argument(
+        config_flag(
+            p,
             f.metadata["flag"],
+            ChecksSection,
+            f.name,
+            help=f"re-judge: {f.metadata['help']}",
             dest=f"check_{f.name}",
-            type=float,
             metavar=f.metadata["metavar"],
-            help=f"re-judge: {f.metadata['help']} (config checks.{f.name})",
         )
-    p.set_defaults(handler="results:aggregate")
+    p.set_defaults(handler=handlers.aggregate)
 
     p = sub.add_parser(
         "watch",
@@ -285,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         metavar="SECONDS",
-        help="seconds between refreshes (default: 1)",
+        help="seconds between refreshes (default: %(default)g)",
     )
     p.add_argument(
         "--stall-after",
@@ -293,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="a running rank with no new step for this long is stalled; the watch also ends "
-        "when no rank file grew for this long (default: 30)",
+        "when no rank file grew for this long (default: %(default)g)",
     )
     p.add_argument(
         "--window",
@@ -308,12 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="JSON instead of the table: one snapshot (--once), or one line per refresh",
     )
-    p.set_defaults(handler="watch:watch")
+    p.set_defaults(handler=handlers.watch)
 
     p = sub.add_parser("report", help="render a result: terminal summary, Markdown, HTML")
     p.add_argument("result", type=Path, help="a result.json, or a run or sweep directory")
     add_report_flags(p)
-    p.set_defaults(handler="results:report")
+    p.set_defaults(handler=handlers.report)
 
     p = sub.add_parser(
         "compare",
@@ -324,7 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=Path,
         metavar="RESULT",
-        help="minicluster result (file or run dir), TrackIQ JSON, vLLM JSON, markdown report",
+        help="minicluster result (file or run dir), TrackIQ JSON, vLLM or SGLang output, "
+        "nccl-tests log, markdown report; several runs of one side as A1,A2,A3 or a "
+        "`run --repeats` directory (tested as clusters: t over the runs' values); FILE#N picks "
+        "the N-th run of an SGLang JSONL file",
     )
     p.add_argument(
         "--baseline",
@@ -335,23 +329,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold",
         type=float,
         default=5.0,
-        help="percent change that counts as a regression (default: 5)",
+        help="percent change that counts as a regression (default: %(default)g)",
     )
     p.add_argument(
         "--alpha",
         type=float,
         default=0.05,
-        help="significance level of the Mann-Whitney U test (default: 0.05)",
+        help="significance level of the Mann-Whitney U test (default: %(default)g)",
     )
     p.add_argument(
         "--format",
-        choices=["minicluster", "trackiq", "vllm", "markdown"],
+        choices=FORMATS,
         help="force the input format (default: detected from content)",
     )
+    add_allow_different(p)
     p.add_argument("--md", type=Path, help="write the comparison as Markdown (- = stdout)")
     p.add_argument("--html", type=Path, help="write the comparison as one HTML page (- = stdout)")
     p.add_argument("--json", type=Path, help="write the comparison as JSON data (- = stdout)")
-    p.set_defaults(handler="results:compare")
+    add_junit(p)
+    p.set_defaults(handler=handlers.compare)
 
     p = sub.add_parser(
         "fleet",
@@ -381,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=3.5,
         metavar="Z",
-        help="robust z beyond which a node is an outlier (default: 3.5)",
+        help="robust z beyond which a node is an outlier (default: %(default)g)",
     )
     p.add_argument(
         "--mad-floor",
@@ -395,7 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--html", type=Path, help="write it as one HTML page with strip plots (- = stdout)"
     )
     p.add_argument("--json", type=Path, help="write it as JSON data (- = stdout)")
-    p.set_defaults(handler="fleet:fleet")
+    add_junit(p)
+    p.set_defaults(handler=handlers.fleet)
+
+    add_history_parser(sub)
 
     p = sub.add_parser("convert", help="convert a result of any supported format")
     p.add_argument("input", type=Path, metavar="IN")
@@ -407,14 +406,207 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=["minicluster", "trackiq", "vllm", "markdown"],
+        choices=FORMATS,
         help="force the input format (default: detected from content)",
     )
     p.add_argument("-o", "--out", type=Path, help="output file (default or -: stdout)")
-    p.set_defaults(handler="results:convert")
+    p.set_defaults(handler=handlers.convert)
     p = sub.add_parser("doctor", help="what this machine can measure (GPU, NVML, RAPL, thermal)")
-    p.set_defaults(handler="doctor:doctor")
+    p.set_defaults(handler=handlers.doctor)
+    add_node_check(sub)
     return parser
+
+
+def add_node_check(sub: argparse._SubParsersAction) -> None:
+    """`minicluster node-check`: this node's health (README "Node health")."""
+    p = sub.add_parser(
+        "node-check",
+        help="this node's health before training: GEMM, memory, host-device copies, intra-node "
+        "busbw, ECC/XID/PCIe/throttle counters, burn-in; one verdict per check",
+        description="Measure this node's devices (each GPU, or the CPU) and read its error "
+        "counters; each check is ok, failed, degraded or incomplete (could not run or decide, "
+        "with why), with the value, the reference it was judged against and a remediation hint. "
+        "Exit 0 nothing failed or degraded (incomplete checks are listed, not failures), 1 a "
+        "failed or degraded check, 2 bad input, 3 nothing could be measured.",
+    )
+    p.add_argument(
+        "--level",
+        choices=["quick", "medium", "long"],
+        default="quick",
+        help="quick: seconds (readiness); medium: larger sizes and a 2-minute burn-in; long: a "
+        "15-minute burn-in (default: quick)",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="burn-in: sustained GEMM load on every device for this long, with per-interval "
+        "figures and a drift test (default: the level's, 0 for quick)",
+    )
+    p.add_argument(
+        "--intervals",
+        type=int,
+        metavar="K",
+        help="burn-in intervals (per-interval figures; the drift test needs >= 5) (default: 20)",
+    )
+    p.add_argument(
+        "--checks",
+        metavar="CHECK,...",
+        help="only these checks: gemm, device_memory, host_memory, pcie, busbw, gpu_state, xid, "
+        "infiniband, dcgm, burn_in (default: all)",
+    )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="judge the rates against this reference (minicluster-reference/1, YAML or JSON) "
+        "when it is for this node's platform (default: a shipped reference for the platform; "
+        "none: rates are reported, not judged)",
+    )
+    p.add_argument(
+        "--floor-pct",
+        type=float,
+        metavar="PCT",
+        help="a rate under this %% of its reference is degraded (default: 90)",
+    )
+    p.add_argument(
+        "--expect-gpus",
+        type=int,
+        metavar="N",
+        help="the GPUs this node must have: fewer visible is a failed check (default: not checked)",
+    )
+    p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
+    p.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="also write the result here (- = stdout): the machine-readable verdict",
+    )
+    add_report_flags(p)
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(handler=handlers.node_check)
+
+
+def add_history_parser(sub: argparse._SubParsersAction[OneLineParser]) -> None:
+    """`history add|list|show|check` over a SQLite database."""
+    p = sub.add_parser(
+        "history",
+        help="results in a SQLite database: add, list, show; check a result against earlier "
+        "comparable runs (change points + between-run spread), exit 1 on a regression",
+    )
+    p.set_defaults(handler=handlers.history_no_action)
+    actions = p.add_subparsers(dest="history_command", metavar="ACTION")
+
+    def db_flag(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--db",
+            type=Path,
+            help="the history database (default: $MINICLUSTER_HISTORY_DB, else "
+            "$XDG_DATA_HOME/minicluster/history.sqlite, ~/.local/share when XDG_DATA_HOME is unset)",
+        )
+
+    def provenance_flags(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--commit",
+            help="git commit of the code measured (default: $GITHUB_SHA, $CI_COMMIT_SHA, "
+            "$BUILDKITE_COMMIT, $GIT_COMMIT, $CIRCLE_SHA1)",
+        )
+        q.add_argument(
+            "--branch",
+            help="branch (default: $GITHUB_REF_NAME, $CI_COMMIT_REF_NAME, $BUILDKITE_BRANCH, ...)",
+        )
+        q.add_argument(
+            "--label", action="append", default=[], metavar="KEY=VALUE", help="a label (repeatable)"
+        )
+
+    q = actions.add_parser("add", help="record results (fingerprint, platform, commit, labels)")
+    q.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="RESULT",
+        help="results of any supported format; a `run --repeats` directory adds each run",
+    )
+    db_flag(q)
+    provenance_flags(q)
+    q.add_argument("--format", choices=FORMATS, help="force the input format")
+    q.set_defaults(handler=handlers.history_add)
+
+    q = actions.add_parser("list", help="the newest recorded runs")
+    db_flag(q)
+    q.add_argument("--limit", type=int, default=20, help="how many (default: 20)")
+    q.add_argument("--json", action="store_true", help="JSON instead of the table")
+    q.set_defaults(handler=handlers.history_list_runs)
+
+    q = actions.add_parser("show", help="one recorded run (JSON)")
+    q.add_argument("id", type=int, help="its number in `history list`")
+    db_flag(q)
+    q.set_defaults(handler=handlers.history_show)
+
+    q = actions.add_parser(
+        "check",
+        help="gate a result against the last N comparable runs: exit 1 on a regression, with "
+        "since when, by how much and what else changed",
+        description="Per gated metric: the comparable runs' values in the order they were added "
+        "and the new one (log scale); change points by ruptures binary segmentation, each kept "
+        "when Student's t between its neighbouring levels has p < alpha; the new run is judged "
+        "against the level before its own (Student's t on the runs' between-run spread), alpha "
+        "divided over the gated metrics. Fewer than 3 comparable runs: not judged (exit 0).",
+    )
+    q.add_argument("result", type=Path, metavar="RESULT", help="the result to check")
+    db_flag(q)
+    q.add_argument(
+        "--last", type=int, default=30, metavar="N", help="comparable runs looked at (default: 30)"
+    )
+    q.add_argument(
+        "--metric",
+        action="append",
+        metavar="M",
+        help="a metric to gate (repeatable; default: throughput, mean step time, latency p50 and "
+        "p95, tokens/s, TTFT, TPOT, busbw, memory peak, whichever the result has)",
+    )
+    q.add_argument("--threshold", type=float, default=5.0, help="percent change gated (default: 5)")
+    q.add_argument(
+        "--alpha", type=float, default=0.05, help="error rate of the whole check (default: 0.05)"
+    )
+    q.add_argument(
+        "--settle",
+        type=int,
+        default=5,
+        metavar="K",
+        help="a new level that has held for K runs becomes the baseline (default: 5)",
+    )
+    q.add_argument("--format", choices=FORMATS, help="force the input format")
+    add_allow_different(q)
+    q.add_argument("--add", action="store_true", help="record the result after checking it")
+    provenance_flags(q)
+    q.add_argument(
+        "--json", type=Path, help="write the check, with the trend data, as JSON (- = stdout)"
+    )
+    q.add_argument(
+        "--html", type=Path, help="write it as one HTML page with trend plots (- = stdout)"
+    )
+    add_junit(q)
+    q.set_defaults(handler=handlers.history_check)
+
+
+def add_junit(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write JUnit XML for CI: one test case per verdict (a finding fails)",
+    )
+
+
+def add_allow_different(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-different",
+        metavar="FIELD,...",
+        help="compare even though these defining fields of the fingerprint differ (e.g. "
+        "gpu_model,timing_method); by default a difference in any of them means not "
+        "comparable: both values shown, no verdict, nothing gated",
+    )
 
 
 def add_report_flags(p: argparse.ArgumentParser) -> None:
@@ -484,21 +676,8 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
         "slow_link:rank=R[,peer=P],delay_ms=D[,from_step=S], crash:rank=R,step=S, "
         "hang:rank=R,step=S, corrupt_grad:rank=R,step=S",
     )
-    p.add_argument(
-        "--expect-busbw",
-        type=float,
-        metavar="GBPS",
-        help="the gradient all-reduce's expected bus bandwidth in GB/s (the fabric's spec or a "
-        "known-good measurement, e.g. `minicluster collectives` busbw at the bucket size): a "
-        "run below half of it has a slow link, exit 1 (default: config checks.expect_busbw_gbps; "
-        "none: the link is not judged)",
-    )
-    p.add_argument(
-        "--collective-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="how long a rank waits in a collective before the run fails (default: config, 300)",
-    )
+    config_flag(p, "--expect-busbw", ChecksSection, "expect_busbw_gbps", metavar="GBPS")
+    config_flag(p, "--collective-timeout", RunSection, "collective_timeout_s", metavar="SECONDS")
 
 
 def add_launcher_args(p: argparse.ArgumentParser) -> None:
@@ -508,7 +687,7 @@ def add_launcher_args(p: argparse.ArgumentParser) -> None:
         choices=["torchrun", "ray"],
         default="torchrun",
         help="how ranks are started: torchrun (local processes), or ray (Ray workers, each "
-        "running the same per-rank function) (default: torchrun)",
+        "running the same per-rank function) (default: %(default)s)",
     )
     g = p.add_argument_group(
         "Ray (--launcher ray)",
@@ -516,29 +695,10 @@ def add_launcher_args(p: argparse.ArgumentParser) -> None:
         "at the end; with one, the job joins that cluster and leaves it running. Ray's own "
         "output goes to DIR/ray.log.",
     )
-    g.add_argument(
-        "--ray-address",
-        metavar="auto|HOST:PORT",
-        help="an existing Ray cluster: auto (the one this machine belongs to, as inside "
-        "`ray job submit`), or its GCS address",
-    )
-    g.add_argument(
-        "--cpus-per-worker",
-        type=float,
-        metavar="C",
-        help="CPUs each rank's worker reserves, and its CPU threads (whole CPUs) (default: 1)",
-    )
-    g.add_argument(
-        "--gpus-per-worker",
-        type=float,
-        metavar="G",
-        help="GPUs each rank's worker reserves (default: 0; 1 for one GPU per rank on NCCL)",
-    )
-    g.add_argument(
-        "--placement",
-        choices=["pack", "spread"],
-        help="pack the workers on as few nodes as fit, or spread them across nodes (default: pack)",
-    )
+    ray_flag(g, "--ray-address", "address", metavar="auto|HOST:PORT")
+    ray_flag(g, "--cpus-per-worker", "cpus_per_worker", metavar="C", type=float)
+    ray_flag(g, "--gpus-per-worker", "gpus_per_worker", metavar="G", type=float)
+    ray_flag(g, "--placement", "placement", choices=list(PLACEMENTS))
 
 
 def add_node_args(p: argparse.ArgumentParser) -> None:
@@ -565,7 +725,7 @@ def add_node_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--rdzv-id",
         metavar="ID",
-        help="the job's rendezvous id, the same on every node (default: minicluster)",
+        help=f"the job's rendezvous id, the same on every node (default: {DEFAULT_RDZV_ID})",
     )
     g.add_argument(
         "--nproc-per-node",
@@ -573,6 +733,64 @@ def add_node_args(p: argparse.ArgumentParser) -> None:
         metavar="P",
         help="ranks on each node (torchrun's name for --nproc)",
     )
+
+
+def add_dry_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would start (launcher, world size, nodes, rendezvous, each rank's "
+        "command and environment, output directory, config) and exit 0: no rank starts, no "
+        "directory is claimed",
+    )
+
+
+def _field(section: type, name: str) -> dataclasses.Field[Any]:
+    return next(f for f in dataclasses.fields(section) if f.name == name)
+
+
+def _default(section: type, name: str) -> Any:
+    f = _field(section, name)
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def _shown(value: Any, size: bool = False) -> str:
+    """A default as the help shows it."""
+    if value is None:
+        return "none"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if size:
+        return format_size(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def config_flag(
+    p: Any, flag: str, section: type, name: str, help: str | None = None, **kwargs: Any
+) -> None:
+    """A flag that sets config field `section.name`: its help text (unless `help` is given),
+    type and choices come from the field, and the help ends with the field's default. The flag
+    itself defaults to None: the config's value stands unless the flag is given."""
+    f = _field(section, name)
+    hint = typing.get_type_hints(section)[name]
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is Literal:
+        kwargs.setdefault("choices", list(args))
+    elif "type" not in kwargs:
+        kwargs["type"] = next(t for t in (int, float, str) if t is hint or t in args)
+    shown = _shown(_default(section, name), bool(f.metadata.get("size")))
+    text = help or f.metadata["help"]
+    kwargs["help"] = f"{text} (default: config {_SECTIONS[section]}.{name}, {shown})"
+    p.add_argument(flag, **kwargs)
+
+
+def ray_flag(p: Any, flag: str, name: str, **kwargs: Any) -> None:
+    """A `--launcher ray` flag setting `RayOptions.name`: help and default from the field."""
+    f = _field(RayOptions, name)
+    shown = "a local Ray instance" if f.default is None else _shown(f.default)
+    p.add_argument(flag, help=f"{f.metadata['help']} (default: {shown})", **kwargs)
 
 
 def command_names() -> list[str]:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from minicluster.cli import orchestrate
 from minicluster.core import clock, rundir
@@ -13,9 +14,9 @@ from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
 
 
 def aggregate(args: argparse.Namespace) -> int:
-    """`minicluster aggregate DIR`: re-build result.json from a run's (or a sweep's) rank files."""
-    from minicluster.analysis.verdicts import exit_code
-
+    """`minicluster aggregate DIR`: re-build result.json from a run's (or a sweep's) rank files;
+    the exit code is the result's verdict (`verdict_after_the_fact`: an interrupted run's result
+    exits by what it found, not 130). With threshold flags: `rejudge`."""
     overrides = {
         key.removeprefix("check_"): value
         for key, value in vars(args).items()
@@ -32,7 +33,7 @@ def aggregate(args: argparse.Namespace) -> int:
         from minicluster.cli.sweep import aggregate_sweep
 
         return aggregate_sweep(args.dir)
-    return exit_code(orchestrate.aggregate_dir(args.dir, None))
+    return orchestrate.verdict_after_the_fact(orchestrate.aggregate_dir(args.dir, None))
 
 
 def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
@@ -42,15 +43,15 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
     from minicluster.analysis import rejudge as verdict
     from minicluster.analysis.aggregate import aggregate
     from minicluster.analysis.frame import RunFrame
-    from minicluster.analysis.verdicts import exit_code
     from minicluster.core.config import override_checks
     from minicluster.core.io import atomic_write_json
     from minicluster.result.schema import validate_result
 
-    records, launch = orchestrate.run_records(run_dir, None)
-    own = RunFrame.from_records(records, launch).config.checks
-    if RunFrame.from_records(records, launch).job != "train":
+    records, launch = orchestrate.run_records(run_dir)
+    frame = RunFrame.from_records(records, launch)
+    if frame.job != "train":
         raise InputError(f"{run_dir} holds a collectives run: its thresholds judge training runs")
+    own = frame.config.checks
     new = override_checks(own, **overrides)
     before = aggregate(records, launch)
     after = aggregate(records, launch, checks=new)
@@ -65,18 +66,33 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
         for line in verdict.changes(before, after, own, new):
             print(f"  {line}")
         print(f"result: {path}")
-    return exit_code(after)
+    return orchestrate.verdict_after_the_fact(after)
 
 
 def report(args: argparse.Namespace) -> int:
     """`minicluster report RESULT`: the terminal summary, and Markdown/HTML when asked."""
     from minicluster.report.terminal import print_run_summary
-    from minicluster.result.schema import load_result
+    from minicluster.result.node_check import is_node_check, load_any
 
-    result = load_result(args.result)
+    result = load_any(args.result)
+    if is_node_check(result):
+        return _report_node_check(result, args)
     orchestrate.write_reports(result, args.md, args.html)
     with orchestrate.stdout_may_close():
         print_run_summary(result)
+    return EXIT_OK
+
+
+def _report_node_check(result: dict[str, Any], args: argparse.Namespace) -> int:
+    """A node-check result (`minicluster node-check`) in its own report."""
+    from minicluster.report.nodecheck import node_check_html, node_check_markdown, print_node_check
+
+    if args.md is not None:
+        orchestrate.write_file(args.md, node_check_markdown(result), announce="report")
+    if args.html is not None:
+        orchestrate.write_file(args.html, node_check_html(result), announce="report")
+    with orchestrate.stdout_may_close():
+        print_node_check(result)
     return EXIT_OK
 
 
@@ -86,7 +102,7 @@ def compare(args: argparse.Namespace) -> int:
     standard output; the terminal table then goes to standard error."""
     from minicluster.compare import compare as compare_records
     from minicluster.compare.data import to_dict
-    from minicluster.interop import load
+    from minicluster.compare.repeats import load_side
     from minicluster.report.comparison import print_comparison, to_html, to_markdown
 
     inputs = list(args.inputs)
@@ -101,10 +117,13 @@ def compare(args: argparse.Namespace) -> int:
             )
         base = resolved.index(args.baseline.resolve())
     to_stdout = orchestrate.stdout_outputs(
-        [o for o in (args.json, args.md, args.html) if o is not None]
+        [o for o in (args.json, args.md, args.html, args.junit) if o is not None]
     )
-    records = [load(path, args.format) for path in inputs]
-    comparison = compare_records(records, base, args.threshold, args.alpha)
+    from minicluster.compare.comparability import parse_allowed
+
+    allowed = parse_allowed(args.allow_different)
+    records = [load_side(str(path), args.format) for path in inputs]
+    comparison = compare_records(records, base, args.threshold, args.alpha, allowed)
     if args.json:
         try:
             text = json.dumps(to_dict(comparison), indent=2, allow_nan=False) + "\n"
@@ -115,6 +134,12 @@ def compare(args: argparse.Namespace) -> int:
         orchestrate.write_output(args.md, to_markdown(comparison))
     if args.html:
         orchestrate.write_output(args.html, to_html(comparison))
+    if args.junit:
+        from minicluster.report.junit import compare_cases, to_xml
+
+        orchestrate.write_output(
+            args.junit, to_xml("minicluster compare", compare_cases(comparison))
+        )
     # files first: a terminal that goes away (`| head`) must not cost them, nor the exit code
     with orchestrate.stdout_may_close():
         print_comparison(comparison, orchestrate.side_console(stderr=to_stdout))

@@ -26,22 +26,52 @@ from minicluster.core.errors import (
     RunFailedError,
 )
 from minicluster.core.units import format_size, parse_size
-from minicluster.launchers.ray_launch import RayOptions, check_options, ray_installed
-from minicluster.launchers.torchrun import DEFAULT_RDZV_ID, Rendezvous, parse_endpoint
+from minicluster.launchers.base import Launcher
+from minicluster.launchers.ray_launch import RayLauncher, RayOptions, check_options, ray_installed
+from minicluster.launchers.torchrun import (
+    DEFAULT_RDZV_ID,
+    LocalTorchrun,
+    NodeTorchrun,
+    Rendezvous,
+    parse_endpoint,
+)
+from minicluster.result import store
 
 
 def run(args: argparse.Namespace) -> int:
     """`minicluster run`: the training job on N local ranks, or this node's share of a job
     across nodes; exit code from the result (0 on a node that holds no result: its ranks
     finished and rank 0's node has the verdict)."""
+    if getattr(args, "repeats", None) is not None:
+        from minicluster.cli.repeats import run_repeats
+
+        return run_repeats(args, lambda one: _launch_training(one, validating=False))
     result = _launch_training(args, validating=False)
-    return EXIT_OK if result is None else exit_code(result)
+    code = EXIT_OK if result is None else exit_code(result)
+    write_junit(args, result, code)
+    return code
+
+
+def write_junit(args: argparse.Namespace, result: dict[str, Any] | None, code: int) -> None:
+    """`--junit F`: the run's verdicts as JUnit XML (nothing on a node that holds no result)."""
+    if getattr(args, "junit", None) is None or result is None:
+        return
+    from minicluster.report.junit import run_cases, to_xml
+
+    orchestrate.write_output(args.junit, to_xml("minicluster run", run_cases(result, code)))
 
 
 def validate(args: argparse.Namespace) -> int:
     """`minicluster validate`: DDP equals one process; replicas identical. 0 pass, 1 fail."""
     result = _launch_training(args, validating=True)
-    assert result is not None  # validate runs on one node: its result is always here
+    if result is None:  # a dry run (validate runs on one node: a run's result is here)
+        return EXIT_OK
+    code = _validate_code(result)
+    write_junit(args, result, code)
+    return code
+
+
+def _validate_code(result: dict[str, Any]) -> int:
     if result["status"] == "failed":
         print("minicluster: validate: the run failed; see errors above", file=sys.stderr)
         return EXIT_RUN_FAILED
@@ -62,15 +92,10 @@ def validate(args: argparse.Namespace) -> int:
 
 def _launch_training(args: argparse.Namespace, validating: bool) -> dict[str, Any] | None:
     """Resolve the config, start the ranks, aggregate: the shared body of `run` and `validate`.
-    None on a node of a job across nodes that holds no result (see node.json)."""
+    None on a node of a job across nodes that holds no result (see node.json), and on a dry
+    run."""
     cfg = load_training_config(args.config)
-    rendezvous = rendezvous_from_args(args)
-    ray = ray_from_args(args)
-    if ray is not None and rendezvous is not None:
-        raise InputError(
-            "--nnodes/--rdzv-endpoint start torchrun agents; with --launcher ray, Ray places "
-            "the ranks on its nodes (--ray-address, --placement)"
-        )
+    launcher = launcher_from_args(args)
     nproc = nproc_from_args(args)
     if nproc is not None and nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {nproc}")
@@ -82,35 +107,64 @@ def _launch_training(args: argparse.Namespace, validating: bool) -> dict[str, An
             raise InputError("validate compares ranks: it needs --nproc 2 or more")
         every = cfg.run.replica_check_every or 1
         cfg = config_mod.override(cfg, replica_check_every=every, check_ddp_equivalence=True)
+    rendezvous = launcher.rendezvous if isinstance(launcher, NodeTorchrun) else None
     nnodes = rendezvous.nnodes if rendezvous else 1
     cfg = with_faults(cfg, args, world_size=cfg.run.nproc * nnodes)
+    what = "validate" if validating else "run"
+    if args.dry_run:
+        orchestrate.print_plan(launcher, cfg, args.out, f"{what}, {_steps_text(cfg)}", args.config)
+        return None
     job = f"{rendezvous.endpoint}/{rendezvous.rdzv_id}" if rendezvous is not None else None
-    run_id, out_dir = orchestrate.new_output(args.out, job=job)
-    where = f"{cfg.run.nproc} ranks"
-    if rendezvous is not None:
-        where = (
-            f"node {rendezvous.node_rank} of {nnodes} (c10d at {rendezvous.endpoint}, id "
-            f"{rendezvous.rdzv_id}): {cfg.run.nproc} ranks here, {cfg.run.nproc * nnodes} in all"
+    run_id, out_dir = store.new_output(args.out, job=job)
+    if rendezvous is None:
+        print(
+            f"minicluster: run {run_id}: {cfg.run.nproc} ranks via {launcher_text(launcher)}, "
+            f"{_steps_text(cfg)} -> {out_dir}",
+            file=sys.stderr,
         )
-    print(
-        f"minicluster: run {run_id}: {where} via {launcher_text(ray)}, "
-        f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps -> {out_dir}",
-        file=sys.stderr,
-    )
+    else:
+        # The job's run id is rank 0's, agreed at the rendezvous: not known on this node yet.
+        print(
+            f"minicluster: run: node {rendezvous.node_rank} of {nnodes} (c10d at "
+            f"{rendezvous.endpoint}, id {rendezvous.rdzv_id}): {cfg.run.nproc} ranks here, "
+            f"{cfg.run.nproc * nnodes} in all, via torchrun, {_steps_text(cfg)} -> {out_dir}; "
+            "the run id is rank 0's, agreed at the rendezvous",
+            file=sys.stderr,
+        )
     from minicluster.cli.watch import watch_command
 
     print(f"minicluster: watch it live: {watch_command(out_dir)}", file=sys.stderr)
     return orchestrate.execute(
         cfg,
+        launcher,
         out_dir,
         run_id,
         cfg.steps.warmup + cfg.steps.measured,
         point_at=args.out is None,
         md=args.md,
         html=args.html,
-        rendezvous=rendezvous,
-        ray=ray,
     )
+
+
+def _steps_text(cfg: RunConfig) -> str:
+    return f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps"
+
+
+def launcher_from_args(args: argparse.Namespace) -> Launcher:
+    """The launcher the flags ask for: Ray (`--launcher ray`), this node's share of a job across
+    nodes (`--nnodes` ...), or torchrun on this machine; InputError naming the flag."""
+    rendezvous = rendezvous_from_args(args)
+    ray = ray_from_args(args)
+    if ray is not None and rendezvous is not None:
+        raise InputError(
+            "--nnodes/--rdzv-endpoint start torchrun agents; with --launcher ray, Ray places "
+            "the ranks on its nodes (--ray-address, --placement)"
+        )
+    if ray is not None:
+        return RayLauncher(ray)
+    if rendezvous is not None:
+        return NodeTorchrun(rendezvous)
+    return LocalTorchrun()
 
 
 def ray_from_args(args: argparse.Namespace) -> RayOptions | None:
@@ -141,10 +195,11 @@ def ray_from_args(args: argparse.Namespace) -> RayOptions | None:
     return options
 
 
-def launcher_text(ray: RayOptions | None) -> str:
+def launcher_text(launcher: Launcher) -> str:
     """How the ranks are started, for the run's first line."""
-    if ray is None:
+    if not isinstance(launcher, RayLauncher):
         return "torchrun"
+    ray = launcher.options
     where = "a local Ray instance" if ray.address is None else f"the Ray cluster at {ray.address}"
     return f"Ray ({where}, {ray.placement}, {ray.cpus_per_worker:g} CPU per worker)"
 
@@ -198,11 +253,16 @@ def collectives(args: argparse.Namespace) -> int:
     """`minicluster collectives`: the nccl-tests-style benchmark, or the pairwise link test, on N
     local ranks."""
     cfg = collectives_config(args)
-    ray = ray_from_args(args)
-    on_gpu = orchestrate.on_gpu(cfg)
+    launcher = launcher_from_args(args)
     section = cfg.collectives
     if section.pattern == "pairwise":
-        return _pairwise(cfg, args)
+        if not isinstance(launcher, LocalTorchrun):
+            raise InputError(
+                "--pattern pairwise starts its ranks on this machine with torchrun: drop "
+                "--launcher ray (the collectives benchmark, --pattern all, runs under Ray)"
+            )
+        return _pairwise(cfg, args, launcher)
+    on_gpu = orchestrate.on_gpu(cfg)
     if section.max_bytes is None:  # pin the device's default so every rank uses the same sizes
         cfg = config_mod.with_collectives(cfg, max_bytes=section.max_bytes_for(on_gpu))
         section = cfg.collectives
@@ -211,7 +271,6 @@ def collectives(args: argparse.Namespace) -> int:
             f"collectives.root is {section.root}; must be < the number of ranks ({cfg.run.nproc})"
         )
     sizes = section.sizes(on_gpu)
-    run_id, out_dir = orchestrate.new_output(args.out)
     unit = cfg.run.nproc * collective_defs.DTYPE_BYTES[section.dtype]
     span = (
         f"{len(sizes)} sizes {format_size(sizes[0])}..{format_size(sizes[-1])} "
@@ -219,15 +278,23 @@ def collectives(args: argparse.Namespace) -> int:
         if len(sizes) > 1
         else f"size {format_size(sizes[0])} (K = 1024, "
     )
-    print(
-        f"minicluster: collectives {run_id}: {cfg.run.nproc} ranks via {launcher_text(ray)}, "
+    what = (
         f"{', '.join(section.ops)}; {span}each rounded down to a "
         f"multiple of n x element size = {unit} B), {section.dtype}, "
-        f"{section.warmup_iters} warm-up + {section.iters} timed calls per size -> {out_dir}",
+        f"{section.warmup_iters} warm-up + {section.iters} timed calls per size"
+    )
+    if args.dry_run:
+        orchestrate.print_plan(launcher, cfg, args.out, f"collectives: {what}", args.config)
+        return EXIT_OK
+    run_id, out_dir = store.new_output(args.out)
+    print(
+        f"minicluster: collectives {run_id}: {cfg.run.nproc} ranks via "
+        f"{launcher_text(launcher)}, {what} -> {out_dir}",
         file=sys.stderr,
     )
     result = orchestrate.execute(
         cfg,
+        launcher,
         out_dir,
         run_id,
         len(section.ops) * len(sizes),
@@ -235,13 +302,12 @@ def collectives(args: argparse.Namespace) -> int:
         point_at=args.out is None,
         md=args.md,
         html=args.html,
-        ray=ray,
     )
     assert result is not None  # one node: its result is always here
     return exit_code(result)
 
 
-def _pairwise(cfg: RunConfig, args: argparse.Namespace) -> int:
+def _pairwise(cfg: RunConfig, args: argparse.Namespace, launcher: LocalTorchrun) -> int:
     """The pairwise link test on the local ranks; exit 1 when a pair is slow or wrong."""
     section, n = cfg.collectives, cfg.run.nproc
     if n < 2:
@@ -259,17 +325,21 @@ def _pairwise(cfg: RunConfig, args: argparse.Namespace) -> int:
         if section.schedule == "serial"
         else f"{len(rounds)} rounds of up to {len(rounds[0])} pairs at once (concurrent)"
     )
-    run_id, out_dir = orchestrate.new_output(args.out)
     faults = "".join(f"; fault {f}" for f in cfg.faults)
-    print(
-        f"minicluster: collectives {run_id}: pairwise link test of {n} ranks via torchrun: "
+    what = (
+        f"pairwise link test of {n} ranks via torchrun: "
         f"{n_pairs} pairs in {order}, send/recv of {format_size(section.pair_bytes)} each way "
         f"(K = 1024), {section.dtype}, {section.warmup_iters} warm-up + {section.iters} timed "
-        f"transfers each way per pair, {section.passes} pass(es){faults} -> {out_dir}",
-        file=sys.stderr,
+        f"transfers each way per pair, {section.passes} pass(es){faults}"
     )
+    if args.dry_run:
+        orchestrate.print_plan(launcher, cfg, args.out, f"collectives: {what}", args.config)
+        return EXIT_OK
+    run_id, out_dir = store.new_output(args.out)
+    print(f"minicluster: collectives {run_id}: {what} -> {out_dir}", file=sys.stderr)
     result = orchestrate.execute(
         cfg,
+        launcher,
         out_dir,
         run_id,
         1 + (n - 1) * section.passes,  # rank 0's plan, then its n - 1 pairs in every pass
@@ -292,12 +362,19 @@ def worker(args: argparse.Namespace) -> int:
         )
     cfg = config_mod.require(cfg, args.require)
     orchestrate.check_required(cfg)
-    orchestrate.ensure_writable(args.out)
+    store.ensure_writable(args.out)
     try:
         # --no-aggregate: the launcher reads the rank files, so nothing is gathered in-band.
         gathered = rank_worker.run(cfg, args.out, run_id=args.run_id, gather=not args.no_aggregate)
     except MiniclusterError:
         raise
+    except OSError as e:
+        if e.errno not in orchestrate.NO_SPACE:
+            raise RunFailedError(f"rank failed: {type(e).__name__}: {e}") from None
+        where = "" if e.filename else f" (writing under {args.out})"
+        raise RunFailedError(
+            f"rank {dist_rank()} failed: {orchestrate.no_space_text(e)}{where}"
+        ) from None
     except Exception as e:
         raise RunFailedError(f"rank failed: {type(e).__name__}: {e}") from None
     if gathered is None:
@@ -309,10 +386,10 @@ def worker(args: argparse.Namespace) -> int:
     from minicluster.analysis.records import from_gathered
 
     result = aggregate(from_gathered(gathered))
-    if args.quiet:
-        orchestrate.write_result(args.out, result)
-    else:
-        orchestrate.write_and_print(args.out, result)
+    with orchestrate.ranks_started(args.out):
+        path = orchestrate.write_result(args.out, result)
+    if not args.quiet:
+        orchestrate.print_summary(path, result)
     return exit_code(result)
 
 

@@ -14,16 +14,23 @@ from typing import Any
 from minicluster.analysis import scaling, sweep
 from minicluster.analysis.sweep import PlannedRun, RunOutcome
 from minicluster.analysis.sweep_from import from_finished_runs as sweep_from_runs
-from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate, sweep_projection
-from minicluster.cli.run import launcher_text, load_training_config, ray_from_args
+from minicluster.cli.run import launcher_from_args, launcher_text, load_training_config
 from minicluster.cli.watch import watch_command
 from minicluster.core import clock, fault_spec, rundir
 from minicluster.core import config as config_mod
+from minicluster.core.choices import SWEEP_MODE, SWEEP_REPEATS, SWEEP_WORLD_SIZES
 from minicluster.core.config import RunConfig
-from minicluster.core.errors import EXIT_RUN_FAILED, InputError, MiniclusterError, RunFailedError
+from minicluster.core.errors import (
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    InputError,
+    MiniclusterError,
+    RunFailedError,
+)
 from minicluster.core.io import atomic_write_json
-from minicluster.launchers.ray_launch import RayOptions
+from minicluster.launchers.base import Launcher
+from minicluster.result import store
 from minicluster.result.schema import load_result
 
 
@@ -31,9 +38,10 @@ def run_sweep(args: argparse.Namespace) -> int:
     """One run per world size (and round) in this session, then the scaling block over them."""
     if args.from_dirs:
         return sweep_from(args)
-    args.mode = args.mode or "weak"
-    args.repeats = 1 if args.repeats is None else args.repeats
-    world_sizes = sweep.parse_world_sizes("1,2,4" if args.world_sizes is None else args.world_sizes)
+    args.mode = args.mode or SWEEP_MODE
+    args.repeats = SWEEP_REPEATS if args.repeats is None else args.repeats
+    given = SWEEP_WORLD_SIZES if args.world_sizes is None else args.world_sizes
+    world_sizes = sweep.parse_world_sizes(given)
     if args.repeats < 1:
         raise InputError(f"--repeats must be >= 1, got {args.repeats}")
     if args.global_batch is not None and args.mode != "strong":
@@ -42,7 +50,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             "per-rank batch on every rank"
         )
     cfg = config_mod.require(load_training_config(args.config), args.require)
-    ray = ray_from_args(args)
+    launcher = launcher_from_args(args)
     per_rank_batch = cfg.workload.per_rank_batch
     global_batch = None
     if args.mode == "strong":
@@ -61,9 +69,18 @@ def run_sweep(args: argparse.Namespace) -> int:
         configs[n] = _sweep_run_config(cfg, n, batch, threads)
         fault_spec.check_against_run(cfg.faults, n, total_steps)
     orchestrate.check_required(cfg)
-    sweep_id, out_dir = orchestrate.new_output(args.out, "sweep")
-    default_out = args.out is None
     warning = sweep.oversubscription_warning(max(world_sizes), cores, gpu)
+    runs = sweep.plan(world_sizes, args.repeats)
+    what = (
+        f"{args.mode} scaling, world sizes {','.join(map(str, world_sizes))}, {args.repeats} "
+        f"round(s) = {len(runs)} runs of {cfg.steps.warmup} warm-up + {cfg.steps.measured} "
+        "measured steps"
+    )
+    if args.dry_run:
+        probe = (projection or {}).get("probe_world_size")
+        return _print_sweep_plan(launcher, configs, args.out, what, warning, probe)
+    sweep_id, out_dir = store.new_output(args.out, "sweep")
+    default_out = args.out is None
     if warning:
         print(f"minicluster: sweep: warning: {warning}", file=sys.stderr)
     # Written first: `minicluster aggregate DIR` re-builds the sweep result from it and the runs
@@ -81,12 +98,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         "projection": projection,
     }
     atomic_write_json(rundir.plan_path(out_dir), plan)
-    runs = sweep.plan(world_sizes, args.repeats)
     print(
-        f"minicluster: sweep {sweep_id}: {args.mode} scaling, world sizes "
-        f"{','.join(map(str, world_sizes))}, {args.repeats} round(s) = {len(runs)} runs of "
-        f"{cfg.steps.warmup} warm-up + {cfg.steps.measured} measured steps via "
-        f"{launcher_text(ray)} -> {out_dir}",
+        f"minicluster: sweep {sweep_id}: {what} via {launcher_text(launcher)} -> {out_dir}",
         file=sys.stderr,
     )
     print(f"minicluster: watch it live: {watch_command(out_dir)}", file=sys.stderr)
@@ -99,7 +112,8 @@ def run_sweep(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             run_id = f"{sweep_id}-{planned.name}"
-            outcomes.append(_sweep_run(planned, configs[planned.world_size], out_dir, run_id, ray))
+            cfg_n = configs[planned.world_size]
+            outcomes.append(_sweep_run(planned, cfg_n, out_dir, run_id, launcher))
     except KeyboardInterrupt:
         finished = len(outcomes)
         # The interrupted run's own result (what its ranks recorded) counts as a failed run,
@@ -119,7 +133,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             _finish_sweep(out_dir, plan, outcomes, args.md, args.html)
         raise
     try:
-        sweep_projection.run_probe(out_dir, sweep_id, plan, cfg, threads, outcomes, ray)
+        sweep_projection.run_probe(out_dir, sweep_id, plan, cfg, threads, outcomes, launcher)
     except KeyboardInterrupt:
         print(
             "minicluster: sweep interrupted during the all_reduce probe; the result below has "
@@ -131,6 +145,34 @@ def run_sweep(args: argparse.Namespace) -> int:
     if default_out:
         orchestrate.point_latest(out_dir)
     return _finish_sweep(out_dir, plan, outcomes, args.md, args.html)
+
+
+def _print_sweep_plan(
+    launcher: Launcher,
+    configs: dict[int, RunConfig],
+    out: Path | None,
+    what: str,
+    warning: str | None,
+    probe: int | None,
+) -> int:
+    """`sweep --dry-run`: the sweep, then the launch plan of each world size's run (every round
+    of a world size starts the same ranks); starts and claims nothing. `probe`: the world size
+    of the all_reduce probe `--project` runs afterwards, if any."""
+    sweep_id, sweep_dir = store.planned_output(out)
+    print(f"minicluster: dry run: sweep {sweep_id}: {what} -> {sweep_dir}; nothing started")
+    if warning:
+        print(f"  warning: {warning}")
+    for n, cfg in configs.items():
+        run_dir = sweep_dir / sweep.plan([n], 1)[0].name
+        print(f"world size {n}:")
+        for line in launcher.plan(cfg, run_dir, f"{sweep_id}-{run_dir.name}").lines():
+            print(f"  {line}")
+    if probe is not None:
+        print(
+            f"then, for --project: an all_reduce size sweep at world size {probe} -> "
+            f"{rundir.allreduce_probe_dir(sweep_dir, probe)}"
+        )
+    return EXIT_OK
 
 
 def sweep_from(args: argparse.Namespace) -> int:
@@ -145,6 +187,7 @@ def sweep_from(args: argparse.Namespace) -> int:
             ("--global-batch", args.global_batch),
             ("--require", args.require or None),
             ("--launcher ray", "ray" if args.launcher == "ray" else None),
+            ("--dry-run", True if args.dry_run else None),
         )
         if value is not None
     ]
@@ -154,7 +197,7 @@ def sweep_from(args: argparse.Namespace) -> int:
         )
     runs = [(str(d), load_result(d)) for d in args.from_dirs]
     found = sweep_from_runs(runs, args.mode)
-    sweep_id, out_dir = orchestrate.new_output(args.out, "sweep")
+    sweep_id, out_dir = store.new_output(args.out, "sweep")
     plan = {
         "sweep_id": sweep_id,
         "created_at": clock.utc_now_iso(),
@@ -224,7 +267,9 @@ def _finish_sweep(
             file=sys.stderr,
         )
         return EXIT_RUN_FAILED
-    return max(exit_code(o.result) for o in outcomes if o.result is not None)
+    # A live sweep that was interrupted never gets here (KeyboardInterrupt: 130); `aggregate`
+    # of one exits by what its runs found.
+    return max(orchestrate.verdict_after_the_fact(o.result) for o in outcomes if o.result)
 
 
 def aggregate_sweep(sweep_dir: Path) -> int:
@@ -266,22 +311,22 @@ def _sweep_run_config(
 
 
 def _sweep_run(
-    planned: PlannedRun, cfg: RunConfig, sweep_dir: Path, run_id: str, ray: RayOptions | None
+    planned: PlannedRun, cfg: RunConfig, sweep_dir: Path, run_id: str, launcher: Launcher
 ) -> RunOutcome:
     """Launch and aggregate one run of a sweep in its own sub-directory; one line says how it went."""
     from minicluster.report.text import fmt_num
 
     out_dir = sweep_dir / planned.name
-    orchestrate.ensure_writable(out_dir)
+    store.ensure_writable(out_dir)
     total = cfg.steps.warmup + cfg.steps.measured
     try:
-        result = orchestrate.execute(cfg, out_dir, run_id, total, quiet=True, ray=ray)
+        result = orchestrate.execute(cfg, launcher, out_dir, run_id, total, quiet=True)
     except RunFailedError as e:  # the launch failed before any rank recorded anything
         why = str(e)
         print(f"sweep: {planned.name}: failed: {why}", file=sys.stderr)
         return RunOutcome(planned, None, why)
     except MiniclusterError as e:  # no rank left a record to aggregate
-        launcher_error = orchestrate.launcher_record(out_dir).get("error")
+        launcher_error = store.launcher_record(out_dir).get("error")
         why = f"launcher: {launcher_error}; {e}" if launcher_error else str(e)
         print(f"sweep: {planned.name}: failed: {why}", file=sys.stderr)
         return RunOutcome(planned, None, why)

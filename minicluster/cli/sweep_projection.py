@@ -21,7 +21,8 @@ from minicluster.core import collective_defs, rundir
 from minicluster.core import config as config_mod
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import InputError, MiniclusterError
-from minicluster.launchers.ray_launch import RayOptions
+from minicluster.launchers.base import Launcher
+from minicluster.result import store
 from minicluster.result.schema import load_result
 
 _LINK_FLAGS = ("--collectives", "--link-gbps", "--link-latency-us", "--ranks-per-node")
@@ -104,7 +105,7 @@ def run_probe(
     train_cfg: RunConfig,
     threads_per_rank: int,
     outcomes: list[RunOutcome],
-    ray: RayOptions | None = None,
+    launcher: Launcher,
 ) -> None:
     """Run the sweep's short all_reduce size sweep when the plan asks for one (its result lands
     in `allreduce-nN/`); a failure is one line on stderr and leaves the projection unavailable."""
@@ -140,16 +141,16 @@ def run_probe(
         f"{len(sizes)} sizes {PROBE_MIN_BYTES} B..{top} B -> {out_dir}",
         file=sys.stderr,
     )
-    orchestrate.ensure_writable(out_dir)
+    store.ensure_writable(out_dir)
     try:
         result = orchestrate.execute(
             cfg,
+            launcher,
             out_dir,
             f"{sweep_id}-allreduce-n{n}",
             len(sizes),
             "rank 0 (op, size)",
             quiet=True,
-            ray=ray,
         )
     except MiniclusterError as e:
         print(f"sweep: all_reduce probe failed: {e}", file=sys.stderr)

@@ -19,6 +19,7 @@ def _source(rec: BenchmarkRecord) -> dict[str, Any]:
         "workload_type": rec.workload_type,
         "workload": rec.workload_name,
         "hardware": rec.hardware,
+        "fingerprint": rec.fingerprint,
     }
 
 
@@ -39,6 +40,10 @@ def _pair(p: PairComparison) -> dict[str, Any]:
         },
         "regressions": [r.metric for r in p.regressions],
         "unfinished": p.unfinished,
+        "comparability": p.comparability.to_dict() if p.comparability else None,
+        "sizes": p.sizes,
+        "structure": p.structure,
+        "runs": {"a": [r.label for r in p.a.runs], "b": [r.label for r in p.b.runs]},
     }
 
 

@@ -17,7 +17,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from minicluster.compare import stats
+from minicluster.compare import collective_sizes, comparability, drift, repeats, stats, tails
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.errors import InputError
 from minicluster.interop.record import BenchmarkRecord
@@ -32,6 +32,9 @@ VERDICTS: tuple[str, ...] = (
     "missing",
 )
 MIN_SAMPLES = 4
+# Coverage gaps up to this fraction of the requests (or sources) are judged and said; larger
+# ones make the row not comparable (a latency over 40 survivors of 100 requests is not judged).
+COVERAGE_TOLERANCE = 0.05
 DEFAULT_THRESHOLD_PCT = 5.0
 DEFAULT_ALPHA = 0.05
 
@@ -56,6 +59,8 @@ class Row:
     ci_low: float | None = None  # run-to-run spread interval of B - A (blocks), metric's unit
     ci_high: float | None = None
     noise_floor: float | None = None  # the registry's absolute floor for this unit
+    # the smallest change (% of A) this comparison could have told from noise
+    mde_pct: float | None = None
     below_floor: bool = False
     regression: bool = False
 
@@ -83,6 +88,12 @@ class PairComparison:
     geomean_excluded: dict[str, int] = field(default_factory=dict)
     # "LABEL: run status is 'failed'" for each side whose run did not finish ok
     unfinished: list[str] = field(default_factory=list)
+    # the fingerprints' field-by-field check (compare/comparability.py)
+    comparability: comparability.Comparability | None = None
+    # busbw per op and message size of two collective benchmarks (compare/collective_sizes.py)
+    sizes: list[dict[str, Any]] = field(default_factory=list)
+    # per side label: the trend or level change of its step time (compare/drift.py)
+    structure: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def regressions(self) -> list[Row]:
@@ -118,8 +129,10 @@ def compare(
     baseline_index: int = 0,
     threshold_pct: float = DEFAULT_THRESHOLD_PCT,
     alpha: float = DEFAULT_ALPHA,
+    allowed: tuple[str, ...] = (),
 ) -> Comparison:
-    """Compare every record against `records[baseline_index]`."""
+    """Compare every record against `records[baseline_index]`; `allowed`: defining fields
+    (fingerprint) that may differ (`--allow-different`)."""
     if len(records) < 2:
         raise InputError("compare needs at least two inputs")
     if not (math.isfinite(threshold_pct) and threshold_pct >= 0):
@@ -128,7 +141,7 @@ def compare(
         raise InputError(f"--alpha must be between 0 and 1, got {alpha}")
     base = records[baseline_index]
     pairs = [
-        compare_pair(base, rec, threshold_pct, alpha)
+        compare_pair(base, rec, threshold_pct, alpha, allowed)
         for i, rec in enumerate(records)
         if i != baseline_index
     ]
@@ -149,13 +162,18 @@ def _different_workloads(a: BenchmarkRecord, b: BenchmarkRecord) -> str | None:
     """Why `a` and `b` measure different things (workload type or model), else None."""
     if a.workload_type != b.workload_type:
         return f"workload types differ ({a.workload_type} vs {b.workload_type})"
-    if a.workload_name != b.workload_name:
+    # an unknown model is not a different one: the fingerprint check says it is not shown the same
+    if a.workload_name != b.workload_name and "unknown" not in (a.workload_name, b.workload_name):
         return f"workloads differ ({a.workload_name} vs {b.workload_name})"
     return None
 
 
 def compare_pair(
-    a: BenchmarkRecord, b: BenchmarkRecord, threshold_pct: float, alpha: float
+    a: BenchmarkRecord,
+    b: BenchmarkRecord,
+    threshold_pct: float,
+    alpha: float,
+    allowed: tuple[str, ...] = (),
 ) -> PairComparison:
     warnings = [f"{a.label}: {w}" for w in a.warnings] + [f"{b.label}: {w}" for w in b.warnings]
     unfinished = [
@@ -172,26 +190,115 @@ def compare_pair(
             else ""
         )
         warnings.append(f"{cross}: values and ratios only, no verdict, nothing gated{latency}")
-    for key, what in _SETUP_DETAILS:
-        va, vb = a.details.get(key), b.details.get(key)
-        if va is not None and vb is not None and va != vb:
-            warnings.append(f"{what} differ ({va} vs {vb})")
-    if a.hardware and b.hardware and a.hardware != b.hardware:
-        warnings.append(f"hardware differs ({a.hardware} vs {b.hardware})")
-    elif not (a.hardware and b.hardware):
-        warnings.append("hardware unknown for at least one input: cannot check it matches")
+    fit = comparability.check(a.fingerprint, b.fingerprint, allowed)
+    if not cross:
+        warnings += _setup_warnings(a, b, fit)
     names = [
         m.name
         for m in metrics_registry.REGISTRY.values()
         if m.name in a.metrics or m.name in b.metrics
     ]
-    rows = [_row(name, a, b, cross, unfinished, threshold_pct, alpha) for name in names]
+    # several runs a side: one t test per metric over few runs; alpha is split over the metrics
+    # tested so (Bonferroni), so the gate's error rate is that of one test, not of twenty
+    row_alpha = alpha
+    if a.runs or b.runs:
+        tested = [
+            n
+            for n in names
+            if a.measured(n) and b.measured(n) and metrics_registry.REGISTRY[n].direction != "none"
+        ]
+        row_alpha = alpha / max(1, len(tested))
+    rows = [
+        _row(name, a, b, cross or fit.row_reason(name), unfinished, threshold_pct, row_alpha)
+        for name in names
+    ]
     families: dict[str, dict[str, int]] = {}
     for r in rows:
         fam = families.setdefault(r.family, dict.fromkeys(VERDICTS, 0))
         fam[r.verdict] += 1
     ratio, n, excluded = _geomean(rows)
-    return PairComparison(a, b, rows, warnings, families, ratio, n, excluded, unfinished)
+    _align_rates(rows)
+    structure = _structures(a, b, threshold_pct, alpha)
+    warnings += [f"{label}: step time {s.text}" for label, s in structure.items()]
+    sizes = collective_sizes.sizes_rows(a, b, threshold_pct, cross or fit.reason())
+    return PairComparison(
+        a,
+        b,
+        rows,
+        warnings,
+        families,
+        ratio,
+        n,
+        excluded,
+        unfinished,
+        fit,
+        sizes,
+        {label: st.to_dict() for label, st in structure.items()},
+    )
+
+
+# rate metrics that are global batch (or tokens) / mean step time: judged on the step time
+_RATE_OF_STEP = {
+    "throughput_samples_per_sec": "step_time_mean_ms",
+    "tokens_per_sec": "step_time_mean_ms",
+}
+
+
+def _align_rates(rows: list[Row]) -> None:
+    """A rate that is global batch / mean step time and the mean step time are one statistic:
+    the rate's row takes the step-time row's test and verdict, so the two never disagree."""
+    by_name = {r.metric: r for r in rows}
+    for rate, step in _RATE_OF_STEP.items():
+        r, s = by_name.get(rate), by_name.get(step)
+        if r is None or s is None or s.test is None or r.test is None:
+            continue
+        if r.verdict not in ("better", "worse", "no_change") or s.verdict not in (
+            "better",
+            "worse",
+            "no_change",
+        ):
+            continue
+        r.verdict, r.regression = s.verdict, s.regression  # better/worse already follow direction
+        r.test, r.p_value, r.ci_low, r.ci_high = s.test, s.p_value, None, None
+        r.mde_pct = s.mde_pct
+        r.reason = (
+            f"{'~ ' if s.reason.startswith('~') else ''}judged on {step} (this rate is the "
+            f"global batch / the mean step time: one statistic, one verdict): {s.reason}"
+        )
+
+
+def _structures(
+    a: BenchmarkRecord, b: BenchmarkRecord, threshold_pct: float, alpha: float
+) -> dict[str, drift.Structure]:
+    """Each side whose step time drifts or changes level within its run (compare/drift.py)."""
+    out = {}
+    for rec in (a, b):
+        samples = rec.samples.get("step_time_mean_ms")
+        if samples:
+            found = drift.find(samples, threshold_pct, alpha, "ms")
+            if found is not None:
+                out[rec.label] = found
+    return out
+
+
+def _setup_warnings(
+    a: BenchmarkRecord, b: BenchmarkRecord, fit: comparability.Comparability
+) -> list[str]:
+    """What the fingerprints say (differences, unknowns, allowed differences); for a record
+    without a fingerprint, the set-up details both sides record."""
+    if a.fingerprint is not None and b.fingerprint is not None:
+        reason = fit.reason()
+        return ([reason] if reason else []) + fit.notes()
+    out = []
+    for key, what in _SETUP_DETAILS:
+        va, vb = a.details.get(key), b.details.get(key)
+        if va is not None and vb is not None and va != vb:
+            out.append(f"{what} differ ({va} vs {vb})")
+    if a.hardware and b.hardware and a.hardware != b.hardware:
+        out.append(f"hardware differs ({a.hardware} vs {b.hardware})")
+    elif not (a.hardware and b.hardware):
+        out.append("hardware unknown for at least one input: cannot check it matches")
+    return out
 
 
 def _row(
@@ -236,14 +343,32 @@ def _row(
         return row
     row.delta_abs, row.delta_pct = delta, pct
     row.ratio = row.b / row.a if row.a > 0 and row.b > 0 else None
+    coverage_note = ""
     if ma.coverage and mb.coverage and ma.coverage.fraction != mb.coverage.fraction:
         less = a if ma.coverage.fraction < mb.coverage.fraction else b
+        gap = abs(ma.coverage.fraction - mb.coverage.fraction)
+        said = f"{a.label}: {ma.coverage.describe()}; {b.label}: {mb.coverage.describe()}"
+        if gap > COVERAGE_TOLERANCE:
+            row.verdict = "not_comparable"
+            row.reason = (
+                f"{less.label} covers less ({said}): a number over {gap:.0%} fewer "
+                f"{ma.coverage.what} is not compared"
+            )
+            return row
+        # a small gap is weighed, not a reason to judge nothing: said with the verdict
+        coverage_note = (
+            f"; coverage differs by {gap:.1%} ({said}), within {COVERAGE_TOLERANCE:.0%}: judged"
+        )
+    estimated = [rec.label for rec, mv in ((a, ma), (b, mb)) if mv.status == "estimated"]
+    if len(estimated) == 1 or (estimated and a.source_format != b.source_format):
         row.verdict = "not_comparable"
         row.reason = (
-            f"{less.label} covers less ({a.label}: {ma.coverage.describe()}; {b.label}: "
-            f"{mb.coverage.describe()}): a number over fewer {ma.coverage.what} is not compared"
+            f"estimated, not measured, by {' and '.join(estimated)} (the source says so): an "
+            "estimate is not compared with a measurement, nor with another tool's estimate"
         )
         return row
+    if estimated:  # one estimate on both sides: a verdict to read, never a gate
+        coverage_note += "; estimated on both sides by one format (see the warnings): not gated"
     if unfinished:
         row.verdict = "not_comparable"
         row.reason = (
@@ -273,7 +398,11 @@ def _row(
         row.verdict, row.below_floor = "no_change", True
         row.reason = f"below the noise floor ({abs(delta):.3g} < {row.noise_floor:g} {m.unit})"
         return row
-    return _judge(row, m, a, b, threshold_pct, alpha)
+    row = _judge(row, m, a, b, threshold_pct, alpha)
+    row.reason += coverage_note
+    if estimated:
+        row.regression = False
+    return row
 
 
 def _judge(
@@ -286,6 +415,8 @@ def _judge(
 ) -> Row:
     """Significance, spread and threshold for a measured, comparable, above-floor difference."""
     assert row.a is not None and row.b is not None and row.delta_abs is not None
+    if a.runs or b.runs:
+        return _judge_runs(row, m, a, b, threshold_pct, alpha)
     sa, sb = a.samples.get(m.name, []), b.samples.get(m.name, [])
     tested = len(sa) >= MIN_SAMPLES and len(sb) >= MIN_SAMPLES
     if not tested and m.per_step and a.workload_type == "training":
@@ -298,13 +429,22 @@ def _judge(
         return row
     improved = (row.delta_abs > 0) == (m.direction == "higher")
     if tested:
-        row.test, row.p_value = "mann-whitney-u", stats.mann_whitney_p(sa, sb)
+        row.test, row.p_value = tails.test(m.statistic, sa, sb)
+        # a candidate that drifts or bursts is measured around its structure, never excused by
+        # it; the baseline's own structure stays part of the yardstick (how much runs move)
+        spread_b = drift.adjusted(sb, drift.find(sb, threshold_pct, alpha, m.unit))
+        row.ci_low, row.ci_high = stats.spread_ci(m.name, sa, sb, None, spread_b)
+        if math.isfinite(row.ci_high - row.ci_low) and row.a:
+            row.mde_pct = max(threshold_pct, 50.0 * (row.ci_high - row.ci_low) / abs(row.a))
         if row.p_value >= alpha:
             row.verdict = "no_change"
-            row.reason = f"~ not significant (p={fmt_p(row.p_value, alpha)} >= alpha {alpha:g})"
+            row.reason = (
+                f"~ not significant ({_TEST_NAME[row.test]} p={fmt_p(row.p_value, alpha)} >= "
+                f"alpha {alpha:g}){_mde_text(row)}"
+            )
             return row
     basis = (
-        f"significant (p={fmt_p(row.p_value, alpha)})"
+        f"significant ({_TEST_NAME[row.test or '']} p={fmt_p(row.p_value, alpha)})"
         if row.p_value is not None
         else f"no test: fewer than {MIN_SAMPLES} samples a side"
     )
@@ -317,13 +457,14 @@ def _judge(
         row.reason = f"within the {threshold_pct:g}% threshold; {basis}"
         return row
     if tested:
-        row.ci_low, row.ci_high = stats.spread_ci(m.name, sa, sb)
+        assert row.ci_low is not None and row.ci_high is not None
         if row.ci_low <= 0 <= row.ci_high:
             row.verdict = "no_change"
             row.reason = (
                 f"~ within the run-to-run spread: the {stats.CONFIDENCE:.0%} prediction interval of the "
                 f"difference over blocks of steps, [{row.ci_low:.4g}, {row.ci_high:.4g}] "
-                f"{m.unit}, includes 0 (MWU p={fmt_p(row.p_value, alpha)})"
+                f"{m.unit}, includes 0 ({_TEST_NAME[row.test or '']} p="
+                f"{fmt_p(row.p_value, alpha)}){_mde_text(row)}"
             )
             return row
         basis += (
@@ -334,6 +475,62 @@ def _judge(
     row.regression = not improved
     verb = "regressed" if row.regression else "improved"
     row.reason = f"{verb} beyond {threshold_pct:g}%; {basis}"
+    return row
+
+
+_TEST_NAME = {
+    "mann-whitney-u": "MWU",
+    "welch-t": "Welch t",
+    "quantile-exceedance-fisher": "tail exceedance",
+    "runs-t": "t over runs",
+    "": "",
+}
+
+
+def _mde_text(row: Row) -> str:
+    if row.mde_pct is None:
+        return ""
+    return f"; the smallest change this comparison could detect: {row.mde_pct:.3g}%"
+
+
+def _judge_runs(
+    row: Row,
+    m: metrics_registry.Metric,
+    a: BenchmarkRecord,
+    b: BenchmarkRecord,
+    threshold_pct: float,
+    alpha: float,
+) -> Row:
+    """Several runs a side (compare/repeats.py): each run's value is one observation."""
+    assert row.delta_pct is not None or row.delta_abs is not None
+    g = repeats.group_test(m.name, a, b, 1 - alpha)
+    row.n_a, row.n_b = len(a.runs) or 1, len(b.runs) or 1
+    if g is None:
+        row.verdict = "not_tested"
+        row.reason = (
+            f"not tested, not gated: {row.n_a} and {row.n_b} runs with a value of this metric "
+            "(3 or more in all, one or more a side, all > 0, needed)"
+        )
+        return row
+    row.test, row.p_value, row.mde_pct = "runs-t", g.p_value, max(threshold_pct, g.mde_pct)
+    row.ci_low, row.ci_high = g.low_pct, g.high_pct  # percent of A, for runs
+    improved = (g.low_pct + g.high_pct > 0) == (m.direction == "higher")
+    spread = (
+        f"{row.n_a} vs {row.n_b} runs, t over the runs' values (df {g.df}): "
+        f"{1 - alpha:.0%} interval of B vs A [{g.low_pct:+.3g}%, {g.high_pct:+.3g}%]"
+    )
+    if g.p_value >= alpha or g.low_pct <= 0 <= g.high_pct:
+        row.verdict = "no_change"
+        row.reason = f"~ within the between-run spread: {spread}, includes 0{_mde_text(row)}"
+        return row
+    if row.delta_pct is not None and abs(row.delta_pct) < threshold_pct:
+        row.verdict = "no_change"
+        row.reason = f"within the {threshold_pct:g}% threshold; {spread}"
+        return row
+    row.verdict = "better" if improved else "worse"
+    row.regression = not improved
+    verb = "regressed" if row.regression else "improved"
+    row.reason = f"{verb} beyond {threshold_pct:g}%; beyond the between-run spread: {spread}"
     return row
 
 

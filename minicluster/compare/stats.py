@@ -32,18 +32,28 @@ def blocks(n: int) -> int:
     return max(2, min(MAX_BLOCKS, n // BLOCK_STEPS))
 
 
-def spread_ci(name: str, sa: Sequence[float], sb: Sequence[float]) -> tuple[float, float]:
+def spread_ci(
+    name: str,
+    sa: Sequence[float],
+    sb: Sequence[float],
+    spread_a: Sequence[float] | None = None,
+    spread_b: Sequence[float] | None = None,
+) -> tuple[float, float]:
     """95% interval of B - A that the run-to-run spread alone would produce, in the metric's unit.
 
     Each run's samples, in step order, are cut into contiguous blocks (`blocks`); the metric's
     own statistic (registry: median, p95, mean, harmonic mean; median when it names none) is taken
     per block. Steps are not independent (a shared host has slow phases lasting many steps), and
     neither are runs: a whole run can land in a slow phase. So the interval is a prediction
-    interval, not a confidence interval of the mean: the difference of the block means, plus or
-    minus Student's t (Welch-Satterthwaite degrees of freedom, scipy) times
+    interval, not a confidence interval of the mean: the run-level difference of the statistic,
+    plus or minus Student's t (Welch-Satterthwaite degrees of freedom, scipy) times
     sqrt(s_a^2 (1 + 1/n_a) + s_b^2 (1 + 1/n_b)), the spread of one block of B against one block
     of A. A difference inside it is no larger than a run's own blocks move from one another:
     no change. Needs >= 4 samples a side (2 blocks).
+
+    `spread_a`/`spread_b`: the samples whose blocks measure a side's spread, when they are not
+    its samples themselves (a run that drifts or bursts: the residuals around its structure,
+    `compare.drift.adjusted`); the difference is always that of the samples.
     """
     from scipy.stats import t as student_t
 
@@ -51,9 +61,15 @@ def spread_ci(name: str, sa: Sequence[float], sb: Sequence[float]) -> tuple[floa
 
     m = metrics_registry.get(name)
     fn = statistic_fn(m.statistic if m is not None and m.statistic else "median")
-    ba = np.array([fn(x) for x in np.array_split(np.asarray(sa, float), blocks(len(sa)))])
-    bb = np.array([fn(x) for x in np.array_split(np.asarray(sb, float), blocks(len(sb)))])
-    point = float(bb.mean() - ba.mean())
+
+    def block_stats(x: Sequence[float]) -> np.ndarray:
+        return np.array([fn(c) for c in np.array_split(np.asarray(x, float), blocks(len(x)))])
+
+    # centred on the run-level difference (the metric's own statistic over all steps): a mean
+    # of block statistics dilutes a tail's burst over the blocks it did not touch
+    point = float(fn(np.asarray(sb, float)) - fn(np.asarray(sa, float)))
+    ba = block_stats(sa if spread_a is None else spread_a)
+    bb = block_stats(sb if spread_b is None else spread_b)
     if np.ptp(ba) == 0 and np.ptp(bb) == 0:
         return point, point  # every block equal on both sides: the difference is exact
     na, nb = len(ba), len(bb)

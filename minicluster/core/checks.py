@@ -68,8 +68,10 @@ class ChecksSection:
             None,
             "--expect-busbw",
             "GBPS",
-            "the gradient all-reduce's expected bus bandwidth in GB/s (none: the link is not "
-            "judged)",
+            "the gradient all-reduce's expected bus bandwidth in GB/s (the fabric's spec or "
+            "a known-good measurement, e.g. `minicluster collectives` busbw at the bucket size): "
+            "a run below checks.slow_link_below_pct of it has a slow link, exit 1; none: the link "
+            "is not judged",
         ),
     )
     slow_link_below_pct: float = field(

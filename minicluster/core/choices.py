@@ -19,3 +19,8 @@ GPU_DEFAULT_MAX_BYTES = 256 * 1024**2
 # ranks, the default command (5 ops, 26 calls per size) took 8.4 s up to 16M, 14 s up to 32M and
 # 40 s up to 64M: 16M keeps it well under 20 s with the 30-60% run-to-run noise seen there.
 CPU_DEFAULT_MAX_BYTES = 16 * 1024**2
+
+# `minicluster sweep` without --world-sizes, --mode, --repeats.
+SWEEP_WORLD_SIZES = "1,2,4"
+SWEEP_MODE = "weak"
+SWEEP_REPEATS = 1

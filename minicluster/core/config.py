@@ -21,8 +21,10 @@ from minicluster.core.fault_spec import from_mapping as fault_from_mapping
 from minicluster.core.units import format_size, parse_size
 
 
-def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
-    return {"min": lo, "max": hi}
+def _range(lo: float | None = None, hi: float | None = None, help: str = "") -> dict[str, Any]:
+    """Field metadata: the allowed range, and the help text the command line's flag for the
+    field shows (with the field's default added by the parser)."""
+    return {"min": lo, "max": hi, "help": help}
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,16 @@ def default_threads(cores: int | None, local_ranks: int) -> int:
 
 @dataclass(frozen=True)
 class RunSection:
-    nproc: int = field(default=2, metadata=_range(1, 4096))
+    nproc: int = field(default=2, metadata=_range(1, 4096, help="ranks to start (per node)"))
     backend: Literal["auto", "gloo", "nccl"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
-    collective_timeout_s: float = field(default=300.0, metadata=_range(1))
+    collective_timeout_s: float = field(
+        default=300.0,
+        metadata=_range(
+            1, help="how long a rank waits for a peer in a collective before the run fails"
+        ),
+    )
     # 0 means cores / local ranks, at least 1.
     threads_per_rank: int = field(default=0, metadata=_range(0, 1024))
     bucket_cap_mb: float = field(default=25.0, metadata=_range(0.01))
@@ -117,9 +124,9 @@ class TelemetrySection:
 MAX_MESSAGE_BYTES = 2**40  # 1 TiB: beyond any device's memory, and its count fits int64
 
 
-def _size(lo: int) -> dict[str, Any]:
+def _size(lo: int, help: str = "") -> dict[str, Any]:
     """Metadata of a byte-size field: an int, or text such as `64M` (K = 1024), up to 1 TiB."""
-    return {**_range(lo, MAX_MESSAGE_BYTES), "size": True}
+    return {**_range(lo, MAX_MESSAGE_BYTES, help), "size": True}
 
 
 DEFAULT_PAIR_BYTES = 64 * 1024**2  # a fixed size on the bandwidth plateau of every fabric
@@ -130,31 +137,73 @@ class CollectivesSection:
     """The collective micro-benchmark (`job: collectives`): ops, message sizes, iterations; or,
     with `pattern: pairwise`, the link test of every pair of ranks (or nodes) at one size."""
 
-    ops: list[str] = field(default_factory=lambda: list(choices.OPS))
+    ops: list[str] = field(
+        default_factory=lambda: list(choices.OPS),
+        metadata={"help": f"comma list of {', '.join(choices.OPS)}"},
+    )
     min_bytes: int = field(default=choices.DEFAULT_MIN_BYTES, metadata=_size(1))
     # None: chosen by device, 256M on a GPU and less on CPU (collective_defs.default_max_bytes).
     max_bytes: int | None = field(default=None, metadata=_size(1))
-    step_factor: int = field(default=2, metadata=_range(2, 1024))
-    iters: int = field(default=20, metadata=_range(1))
-    warmup_iters: int = field(default=5, metadata=_range(0))
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    step_factor: int = field(
+        default=2,
+        metadata=_range(2, 1024, help="multiply the size by F from MIN to MAX (nccl-tests -f)"),
+    )
+    iters: int = field(default=20, metadata=_range(1, help="timed calls per size"))
+    warmup_iters: int = field(default=5, metadata=_range(0, help="untimed calls before them"))
+    dtype: Literal["float32", "float16", "bfloat16"] = field(
+        default="float32", metadata={"help": "element type"}
+    )
     root: int = field(default=0, metadata=_range(0))  # of broadcast; must be < world size
     # all: every op at every size over all ranks; pairwise: send/recv between every pair.
-    pattern: Literal["all", "pairwise"] = "all"
-    pair_bytes: int = field(default=DEFAULT_PAIR_BYTES, metadata=_size(1))
+    pattern: Literal["all", "pairwise"] = field(
+        default="all",
+        metadata={
+            "help": "all: every op at every size over all ranks; pairwise: the link test of every "
+            "pair of ranks, send/recv both ways at one size, slow pairs and the suspect named, "
+            "exit 1 on a slow or wrong pair"
+        },
+    )
+    pair_bytes: int = field(
+        default=DEFAULT_PAIR_BYTES,
+        metadata=_size(1, help="bytes each pair sends each way per transfer; K/M/G = 1024^n"),
+    )
     # concurrent: a round's disjoint pairs at once (what a busy fabric sees); serial: one pair
     # at a time (no pair shares the host or the switch with another).
     schedule: Literal["concurrent", "serial"] = "concurrent"
     # rank: every pair of ranks; node: one rank per node, every pair of nodes.
-    per: Literal["rank", "node"] = "rank"
+    per: Literal["rank", "node"] = field(
+        default="rank",
+        metadata={
+            "help": "rank: every pair of ranks; node: one rank per node, every pair of nodes "
+            "(needs ranks on two nodes or more: an outside launcher)"
+        },
+    )
     # The schedule runs this many times; each pair keeps its fastest pass, so a pair is slow
     # only when it is slow every time (a busy host slows a healthy pair now and then: measured
     # 0.6-2.4 GB/s for one pair over three passes on a loaded 2-core VM). 1: each pair once.
-    passes: int = field(default=2, metadata=_range(1, 100))
+    passes: int = field(
+        default=2,
+        metadata=_range(
+            1,
+            100,
+            help="run the whole schedule P times; each pair keeps its fastest pass, so a pair is "
+            "slow only when it is slow every time",
+        ),
+    )
     # A pair is slow when its busbw's robust z (median/MAD over all pairs) is below -outlier_z,
     # or its busbw is below min_busbw_gbps (None: no absolute floor).
-    outlier_z: float = field(default=3.5, metadata=_range(0.5, 100))
-    min_busbw_gbps: float | None = field(default=None, metadata=_range(1e-9))
+    outlier_z: float = field(
+        default=3.5,
+        metadata=_range(
+            0.5,
+            100,
+            help="a pair whose busbw's robust z (median/MAD over all pairs) is below -Z is slow",
+        ),
+    )
+    min_busbw_gbps: float | None = field(
+        default=None,
+        metadata=_range(1e-9, help="a pair below this busbw (GB/s) is slow whatever the others do"),
+    )
     # The MAD of ln(busbw) never counts as less than this, so a handful of pairs that happen to
     # agree closely cannot make a normal dip an outlier: with z 3.5, a pair must be below
     # exp(-3.5 x 0.2) = 50% of the median before the spread alone names it (README, "Finding

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 EXIT_OK = 0
-EXIT_FAILED_CHECK = 1  # validation failed or a regression was found
+EXIT_FAILED_CHECK = 1  # a finding: validation failed, a regression, slow link, outlier node
 EXIT_BAD_INPUT = 2  # bad usage, config, file or format
 EXIT_RUN_FAILED = 3  # a rank crashed, hung or timed out
+EXIT_INTERNAL = 70  # a bug in minicluster (EX_SOFTWARE of sysexits.h): never a verdict
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: what ran is kept, status incomplete
 
 

@@ -1,7 +1,7 @@
 """The master list of metrics (name, unit, direction, family, workloads, how to compare) and the
 metric value type.
 
-Worker, coordinator, comparator and reports all read this one table, so a metric's direction
+Worker, aggregation, comparator and reports all read this one table, so a metric's direction
 (e.g. temperature: lower is better), its noise floor and the statistic its per-step samples
 reproduce are decided once.
 """
@@ -25,8 +25,11 @@ Family = Literal[
     "communication",
     "llm",
     "reliability",
+    "compute",
 ]
-AppliesTo = Literal["training", "inference", "both"]
+# `node_check`: a figure of `minicluster node-check` (one node's hardware), never of a training or
+# inference run: `for_workload("training")` leaves it out.
+AppliesTo = Literal["training", "inference", "both", "node_check"]
 # The statistic of a run's per-step samples that gives the run-level value (numpy percentiles,
 # linear interpolation): what `compare` recomputes on resampled steps.
 Statistic = Literal["median", "mean", "p90", "p95", "p99", "harmonic_mean"]
@@ -313,6 +316,65 @@ _METRICS: tuple[Metric, ...] = (
         "inference",
         "Time per output token (decode).",
         statistic="median",
+        positive=True,
+    ),
+    # Node-check figures (`minicluster node-check`): one node's devices measured alone, each
+    # with the conditions it was measured under (`dtype`, `n`, `bytes`), judged against a
+    # reference measured under the same conditions. GB/s are decimal (1e9 B/s).
+    Metric(
+        "gemm_tflops",
+        "TFLOP/s",
+        "higher",
+        "compute",
+        "node_check",
+        "Dense matrix multiply C = A B of n x n matrices, 2 n^3 / median call time, result "
+        "checked; on a node with several devices, the slowest device's rate.",
+        positive=True,
+    ),
+    Metric(
+        "device_copy_gbps",
+        "GB/s",
+        "higher",
+        "memory",
+        "node_check",
+        "Device memory copy (read + write of one buffer: 2 x bytes / time); slowest device.",
+        positive=True,
+    ),
+    Metric(
+        "device_triad_gbps",
+        "GB/s",
+        "higher",
+        "memory",
+        "node_check",
+        "Device memory STREAM triad a = b + s c (3 x bytes per element / time); slowest device.",
+        positive=True,
+    ),
+    Metric(
+        "h2d_gbps",
+        "GB/s",
+        "higher",
+        "communication",
+        "node_check",
+        "Pinned host-to-device copy bandwidth (bytes / time); slowest device.",
+        positive=True,
+    ),
+    Metric(
+        "d2h_gbps",
+        "GB/s",
+        "higher",
+        "communication",
+        "node_check",
+        "Pinned device-to-host copy bandwidth (bytes / time); slowest device.",
+        positive=True,
+    ),
+    Metric(
+        "host_triad_gbps",
+        "GB/s",
+        "higher",
+        "memory",
+        "node_check",
+        "Host memory STREAM triad a = b + s c over all cores (STREAM's count: 3 x 8 bytes per "
+        "element, write-allocate traffic not counted).",
         positive=True,
     ),
     Metric(

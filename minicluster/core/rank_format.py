@@ -310,11 +310,12 @@ RECORD_CLASSES: tuple[type[Record], ...] = (
     PairPlan,
     Pair,
 )
-_BY_TYPE: dict[str, type[Record]] = {cls.TYPE: cls for cls in RECORD_CLASSES}
+# The record class of each type name (what `decode` looks up).
+CLASS_OF_TYPE: dict[str, type[Record]] = {cls.TYPE: cls for cls in RECORD_CLASSES}
 
 HEADER, ROSTER, COMM_TIMING, STEP = Header.TYPE, Roster.TYPE, CommTiming.TYPE, Step.TYPE
 COLLECTIVE, PAIR_PLAN, PAIR = Collective.TYPE, PairPlan.TYPE, Pair.TYPE
-RECORD_TYPES = tuple(_BY_TYPE)
+RECORD_TYPES = tuple(CLASS_OF_TYPE)
 BENCH_TYPES = (COLLECTIVE, PAIR_PLAN, PAIR)
 # The keys of each line, in the order the recorder writes them.
 HEADER_KEYS = keys_of(Header)
@@ -344,7 +345,7 @@ def decode(obj: Any, where: str = "record") -> LineRecord:
     key its type requires; InputError for a header in a format version this reader cannot read."""
     if not isinstance(obj, Mapping):
         raise RecordError(f"{where}: not a JSON object")
-    cls = _BY_TYPE.get(obj.get("type"))  # type: ignore[arg-type]
+    cls = CLASS_OF_TYPE.get(obj.get("type"))  # type: ignore[arg-type]
     if cls is None:
         return Unknown(data=dict(obj))
     if cls is Header:

@@ -28,6 +28,7 @@ LAUNCHER_FILE = "launcher.json"
 RAY_LOG_FILE = "ray.log"
 NODE_FILE = "node.json"
 PLAN_FILE = "sweep.json"
+REPEATS_FILE = "repeats.json"  # `run --repeats K`: the K run directories and their spread
 CLAIM_FILE = ".claim"
 LATEST_LINK = "latest"
 RANK_FILE_GLOB = "rank_*.jsonl"
@@ -41,9 +42,10 @@ RECORDED_FILES = (
     RAY_LOG_FILE,
     NODE_FILE,
     PLAN_FILE,
+    REPEATS_FILE,
     CLAIM_FILE,
 )
-RUN_MARKERS = (f"{RANKS_DIR}/", RESULT_FILE, PLAN_FILE, NODE_FILE)
+RUN_MARKERS = (f"{RANKS_DIR}/", RESULT_FILE, PLAN_FILE, NODE_FILE, REPEATS_FILE)
 # node.json: the job's run id, this node (node_rank, hostname, ranks, ranks_ok), and where rank 0
 # wrote the result (`result`: {hostname, path}).
 NODE_KEYS = ("run_id", "node_rank", "hostname", "ranks", "ranks_ok", "result", "written_at")

@@ -46,8 +46,20 @@ def parse_json(text: str, path: Path) -> Any:
 
 
 def sniff(text: str, path: Path) -> tuple[str, Any]:
-    """(format name, parsed content) for `text`."""
+    """(format name, parsed content) for `text`; SGLang's content is its list of runs."""
+    from minicluster.interop import nccl_tests, sglang
+
     stripped = text.lstrip()
+    if nccl_tests.looks_like(text):
+        return "nccl-tests", text
+    if stripped.startswith("{"):
+        first = stripped.split("\n", 1)[0]
+        try:
+            head = json.loads(first, parse_constant=lambda name: float("inf"))
+        except json.JSONDecodeError:
+            head = None
+        if isinstance(head, dict) and sglang.looks_like(head):
+            return "sglang", sglang.parse_lines(text, str(path))
     if stripped.startswith(("{", "[")):
         data = parse_json(text, path)
         if not isinstance(data, dict):
@@ -59,24 +71,51 @@ def sniff(text: str, path: Path) -> tuple[str, Any]:
         if "completed" in data and any(k in data for k in ("request_throughput", "mean_ttft_ms")):
             return "vllm", data
         raise InputError(
-            f"{path}: JSON of an unknown format (not a minicluster result, TrackIQ result or "
-            "vLLM benchmark_serving output); use --format to force one"
+            f"{path}: JSON of an unknown format (not a minicluster result, TrackIQ result, "
+            "vLLM benchmark_serving or SGLang bench_serving output); use --format to force one"
         )
     if stripped.startswith("#") or "\n|" in text:
         return "markdown", text
     raise InputError(f"{path}: unknown format; use --format {'|'.join(FORMATS)}")
 
 
+def split_selector(path: Path) -> tuple[Path, int | None]:
+    """`FILE#N` (the N-th run of a file holding several, 1-based) -> (FILE, N); else (path, None)."""
+    text = str(path)
+    head, sep, tail = text.rpartition("#")
+    if sep and tail.isdigit() and not path.exists() and Path(head).exists():
+        return Path(head), int(tail)
+    return path, None
+
+
 def load(path: Path, fmt: str | None = None) -> BenchmarkRecord:
     """`path` (a file, or a run or sweep directory holding result.json) as `fmt` or as detected,
-    every value checked (`record.check_physical`). InputError when it is not that format."""
+    every value checked (`record.check_physical`). InputError when it is not that format, or
+    when it holds several runs (SGLang JSONL) and `FILE#N` does not pick one."""
+    runs = load_runs(path, fmt)
+    if len(runs) > 1:
+        raise InputError(
+            f"{path} holds {len(runs)} runs ({', '.join(r.label for r in runs)}): pick one "
+            f"with {path}#N (1..{len(runs)})"
+        )
+    return runs[0]
+
+
+def load_runs(path: Path, fmt: str | None = None) -> list[BenchmarkRecord]:
+    """Every run in `path` (one, except an SGLang JSONL file of appended runs: one record per
+    line, labelled FILE#N); `FILE#N` picks the N-th."""
+    path, pick = split_selector(path)
     if path.is_dir():
         path = rundir.result_path(path)
     text = read_text(path)
     if fmt is None:
         fmt, content = sniff(text, path)
-    elif fmt == "markdown":
+    elif fmt in ("markdown", "nccl-tests"):
         content = text
+    elif fmt == "sglang":
+        from minicluster.interop import sglang
+
+        content = sglang.parse_lines(text, str(path))
     elif fmt in FORMATS:
         content = parse_json(text, path)
         if not isinstance(content, dict):
@@ -88,15 +127,24 @@ def load(path: Path, fmt: str | None = None) -> BenchmarkRecord:
     if path.name == rundir.RESULT_FILE:
         folder = path.parent
         label = folder.resolve().name if folder.is_symlink() else folder.name
-    try:
-        record = _import(fmt, content, label)
-    except InputError as e:
-        raise InputError(f"{path}: {e}") from None
-    except (KeyError, TypeError, AttributeError, ValueError) as e:
-        # A field of the wrong shape deep inside an otherwise recognised file.
-        raise InputError(f"{path}: malformed {fmt} input ({type(e).__name__}: {e})") from None
-    check_physical(record)
-    return record
+    items = content if isinstance(content, list) else [content]
+    labels = [label] if len(items) == 1 else [f"{label}#{i}" for i in range(1, len(items) + 1)]
+    if pick is not None:
+        if not 1 <= pick <= len(items):
+            raise InputError(f"{path} holds {len(items)} run(s): #{pick} is not one of them")
+        items, labels = [items[pick - 1]], [f"{label}#{pick}"]
+    records = []
+    for item, name in zip(items, labels, strict=True):
+        try:
+            record = _import(fmt, item, name)
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            # A field of the wrong shape deep inside an otherwise recognised file.
+            raise InputError(f"{path}: malformed {fmt} input ({type(e).__name__}: {e})") from None
+        check_physical(record)
+        records.append(record)
+    return records
 
 
 def _import(fmt: str, content: Any, label: str) -> BenchmarkRecord:
@@ -112,6 +160,14 @@ def _import(fmt: str, content: Any, label: str) -> BenchmarkRecord:
         from minicluster.interop import vllm
 
         return vllm.to_record(content, label)
+    if fmt == "sglang":
+        from minicluster.interop import sglang
+
+        return sglang.to_record(content, label)
+    if fmt == "nccl-tests":
+        from minicluster.interop import nccl_tests
+
+        return nccl_tests.to_record(content, label)
     from minicluster.interop import markdown as markdown_report
 
     return markdown_report.to_record(content, label)

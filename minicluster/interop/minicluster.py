@@ -17,6 +17,7 @@ from minicluster.core.metrics import MetricValue
 from minicluster.core.units import format_size
 from minicluster.interop.record import BenchmarkRecord
 from minicluster.interop.series import samples_from_series
+from minicluster.result import fingerprint
 from minicluster.result.schema import SCHEMA_VERSION, validate_result
 
 _ENERGY_SOURCES = ("nvml", "rapl")
@@ -95,9 +96,13 @@ def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
             "seq_len": wl.get("seq_len"),
             "steps_measured": steps_measured,
             "run_status": data["status"],
+            "collective_sizes": (data.get("collectives") or {}).get("results")
+            if collectives
+            else None,
         },
         series=series if isinstance(series, dict) else None,
         unknown={str(k): str(v) for k, v in unknown.items()} if isinstance(unknown, dict) else {},
+        fingerprint=fingerprint.of_result(data),
     )
 
 
@@ -229,7 +234,28 @@ def to_result(record: BenchmarkRecord) -> dict[str, Any]:
             "converted_by": f"minicluster {__version__}",
             "warnings": record.warnings,
             "unknown_fields": unknown,
+            "unread_fields": record.unread_fields,
         },
     }
+    if record.workload_type == "collectives" and record.details.get("collective_sizes"):
+        result["collectives"] = _collectives_block(record)
+    if record.fingerprint is not None:
+        result["fingerprint"] = record.fingerprint
+    fingerprint.attach(result)
     validate_result(result)
     return result
+
+
+def _collectives_block(record: BenchmarkRecord) -> dict[str, Any]:
+    """The `collectives` table of an imported collectives benchmark (nccl-tests): one row per
+    op and size, as the source reported it."""
+    d = record.details
+    return {
+        "rule": d.get("collective_rule") or f"as reported by {record.tool}",
+        "dtype": d.get("dtype"),
+        "iters": d.get("iters"),
+        "warmup_iters": d.get("warmup_iters"),
+        "world_size": d.get("world_size") or 1,
+        "wrong_total": sum(int(r.get("wrong") or 0) for r in d["collective_sizes"]),
+        "results": [dict(r) for r in d["collective_sizes"]],
+    }

@@ -12,11 +12,11 @@ from minicluster.core.coverage import Coverage
 from minicluster.core.errors import InputError
 from minicluster.core.metrics import MetricValue, Status
 
-SourceFormat = Literal["minicluster", "trackiq", "vllm", "markdown"]
+SourceFormat = Literal["minicluster", "trackiq", "vllm", "markdown", "sglang", "nccl-tests"]
 # collectives: a collective micro-benchmark result (busbw per message size), neither a training
 # run nor an inference benchmark; compared with either only on cross-applicable metrics.
 WorkloadType = Literal["training", "inference", "collectives"]
-FORMATS: tuple[str, ...] = ("minicluster", "trackiq", "vllm", "markdown")
+FORMATS: tuple[str, ...] = ("minicluster", "trackiq", "vllm", "markdown", "sglang", "nccl-tests")
 
 
 @dataclass
@@ -44,6 +44,12 @@ class BenchmarkRecord:
     details: dict[str, Any] = field(default_factory=dict)
     series: dict[str, list[Any]] | None = None
     unknown: dict[str, str] = field(default_factory=dict)
+    # what ran (result/fingerprint.py): the defining fields compare checks before any verdict
+    fingerprint: dict[str, Any] | None = None
+    # fields of the source the importer does not read: listed, never dropped silently
+    unread_fields: list[str] = field(default_factory=list)
+    # the repeats this record stands for (compare/repeats.py: several runs a side), else empty
+    runs: list[BenchmarkRecord] = field(default_factory=list)
 
     def measured(self, name: str) -> MetricValue | None:
         """The metric's value when the source measured it, else None."""

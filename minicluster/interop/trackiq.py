@@ -11,7 +11,6 @@ size, per-rank batch, backend, the per-step series), so a round trip keeps them.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from minicluster.core import clock
@@ -19,13 +18,8 @@ from minicluster.core import metrics as metrics_registry
 from minicluster.core.coverage import Coverage
 from minicluster.core.errors import InputError
 from minicluster.core.metrics import MetricValue
-from minicluster.interop.record import (
-    BenchmarkRecord,
-    count,
-    mark_simulated,
-    number,
-    registry_metric,
-)
+from minicluster.interop import trackiq_sources
+from minicluster.interop.record import BenchmarkRecord, count, number, registry_metric
 from minicluster.interop.series import samples_from_series
 
 TRACKIQ_SCHEMA_VERSION = "1.1.0"
@@ -48,17 +42,6 @@ OPTIONAL_METRICS = (
     "decode_tpt_ms",
 )
 PAYLOAD_KEY = "minicluster"  # our own block inside tool_payload (round trip, samples)
-# A reader, collector or source whose name says it makes numbers up. Only the keys that name
-# what measured (not e.g. a dataset's "source": synthetic data is measured for real).
-_SIMULATED = re.compile(r"simulat|synthetic|mock|fake|dummy", re.I)
-_MEASURING_KEYS = frozenset({"reader", "power_reader", "collector", "power_source"})
-_POWER_METRICS = (
-    "power_consumption_watts",
-    "energy_per_step_joules",
-    "energy_per_sample_joules",
-    "performance_per_watt",
-    "temperature_celsius",
-)
 # What TrackIQ has no field for, kept in our block of a minicluster export.
 _DETAIL_KEYS = (
     "world_size",
@@ -161,9 +144,8 @@ def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
         series=series,
         unknown=unknown,
     )
-    for path, value in _simulated_markers(payload):
-        names = _POWER_METRICS if "power" in path.lower() else tuple(record.metrics)
-        mark_simulated(record, names, f"{path} = {value}")
+    trackiq_sources.apply(record, payload)
+    record.unread_fields = _unread(data, payload, ours)
     return record
 
 
@@ -186,29 +168,25 @@ def _foreign_details(
     unknown["nodes"] = "not in the TrackIQ result"
 
 
-def _simulated_markers(payload: dict[str, Any], depth: int = 5) -> list[tuple[str, str]]:
-    """(path, value) of every reader, collector or power source in `payload` that says it is
-    simulated (`tool_payload.power_tool_payload.power_profile.reader = SimulatedPowerReader`),
-    and every `simulated: true` flag."""
-    found: list[tuple[str, str]] = []
-
-    def walk(obj: Any, path: str, left: int) -> None:
-        if left == 0 or not isinstance(obj, dict):
-            return
-        for k, v in obj.items():
-            where = f"{path}.{k}"
-            if k == PAYLOAD_KEY:
-                continue
-            if isinstance(v, str) and k in _MEASURING_KEYS:
-                if _SIMULATED.search(v):
-                    found.append((where, v))
-            elif k in ("simulated", "is_simulated") and v is True:
-                found.append((where, "true"))
-            else:
-                walk(v, where, left - 1)
-
-    walk(payload, "tool_payload", depth)
-    return found
+def _unread(data: dict[str, Any], payload: dict[str, Any], ours: dict[str, Any]) -> list[str]:
+    """What of the file no rule reads: top-level keys beyond TrackIQ's schema, and the
+    tool_payload keys of another tool (per-sample data, summaries, configs)."""
+    top = {
+        "tool_name",
+        "tool_version",
+        "timestamp",
+        "platform",
+        "workload",
+        "metrics",
+        "regression",
+        "tool_payload",
+        "schema_version",
+    }
+    out = [k for k in data if k not in top]
+    if ours:
+        return out
+    read = {"num_workers", "collector_name", "power_profile", "power_tool_payload", "config"}
+    return out + [f"tool_payload.{k}" for k in payload if k not in read]
 
 
 def _object(value: Any) -> dict[str, Any]:

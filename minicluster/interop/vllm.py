@@ -15,6 +15,7 @@ from minicluster.core.coverage import Coverage
 from minicluster.core.errors import InputError
 from minicluster.core.metrics import MetricValue
 from minicluster.interop.record import BenchmarkRecord, count, number, registry_metric
+from minicluster.interop.serving import serving_fingerprint, unread_fields
 
 # registry metric -> (vLLM key, method)
 _FIELDS = {
@@ -28,6 +29,29 @@ _FIELDS = {
     "latency_p99_ms": ("p99_e2el_ms", "vLLM p99_e2el_ms"),
     "latency_mean_ms": ("mean_e2el_ms", "vLLM mean_e2el_ms"),
 }
+# every key a rule of this importer reads (the rest are listed as unread)
+_READ = frozenset(
+    {key for key, _method in _FIELDS.values()}
+    | {
+        "completed",
+        "failed",
+        "num_prompts",
+        "ttfts",
+        "model_id",
+        "model",
+        "backend",
+        "version",
+        "date",
+        "request_rate",
+        "max_concurrency",
+        "duration",
+        "total_input_tokens",
+        "total_output_tokens",
+        "random_input_len",
+        "random_output_len",
+        "dataset_name",
+    }
+)
 _UNKNOWN = {
     "world_size": "vLLM benchmark_serving does not record the server's parallelism",
     "per_rank_batch": "a serving benchmark has no batch size: the server batches requests",
@@ -76,6 +100,15 @@ def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
             if ttft_ms:
                 samples["ttft_ms"] = ttft_ms
     model = str(data.get("model_id") or data.get("model") or "unknown")
+    fp = serving_fingerprint(
+        data,
+        model if model != "unknown" else None,
+        str(data["backend"]) if data.get("backend") else None,
+        data.get("random_input_len"),
+        data.get("random_output_len"),
+        data.get("dataset_name"),
+        "vLLM benchmark_serving",
+    )
     return BenchmarkRecord(
         label=label,
         source_format="vllm",
@@ -99,6 +132,8 @@ def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
             "total_output_tokens": count(data.get("total_output_tokens"), "total_output_tokens"),
         },
         unknown=dict(_UNKNOWN),
+        fingerprint=fp,
+        unread_fields=unread_fields(data, _READ),
     )
 
 

@@ -1,4 +1,5 @@
-"""Start a Ray job for `--launcher ray` and read back how it ended, without importing Ray here.
+"""The Ray launcher (`--launcher ray`): start the job's Ray driver and read back how it ended,
+without importing Ray here.
 
 The Ray driver runs in a child process (`python -m minicluster.launchers.ray`) in a session of its
 own, its stdout and stderr appended to `DIR/ray.log`: Ray prints to the driver's terminal from
@@ -8,8 +9,8 @@ JSON; its outcome comes back as one JSON document on a pipe (rank 0's records, g
 included), so no shared filesystem is needed between the driver and the ranks.
 
 Ctrl-C (or SIGTERM, a scheduler's time limit) reaches this process only: it asks the driver to
-stop the job (SIGINT), waits for it to say so, and raises KeyboardInterrupt; what the ranks
-recorded stays in their files.
+stop the job (SIGINT), waits for it to say so, and returns an interrupted outcome; what the
+ranks recorded stays in their files.
 
 Also here, because both sides use them and neither needs Ray for it: the options of a Ray job
 and where its ranks go (`layout`).
@@ -26,15 +27,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minicluster.core import rundir
+from minicluster.core import launcher_env, rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import InputError
-from minicluster.core.io import atomic_write_json
 from minicluster.core.rank_format import RankLog
+from minicluster.launchers.base import LaunchOutcome, LaunchPlan, RankSlot, RecordsAt
 
 PLACEMENTS = ("pack", "spread")
 # How long the driver may take to stop the job after Ctrl-C before it is terminated.
@@ -51,10 +52,25 @@ class RayOptions:
     placement group's strategy: `pack` (as few nodes as fit) or `spread` (across nodes).
     """
 
-    address: str | None = None
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-    placement: str = "pack"
+    address: str | None = field(
+        default=None,
+        metadata={
+            "help": "an existing Ray cluster: auto (the one this machine belongs to, as inside "
+            "`ray job submit`), or its GCS address"
+        },
+    )
+    cpus_per_worker: float = field(
+        default=1.0,
+        metadata={"help": "CPUs each rank's worker reserves, and its CPU threads (whole CPUs)"},
+    )
+    gpus_per_worker: float = field(
+        default=0.0,
+        metadata={"help": "GPUs each rank's worker reserves (1 for one GPU per rank on NCCL)"},
+    )
+    placement: str = field(
+        default="pack",
+        metadata={"help": "pack the workers on as few nodes as fit, or spread them across nodes"},
+    )
 
     def threads_per_rank(self) -> int:
         """CPU threads per rank: the worker's whole CPUs (at least one)."""
@@ -130,32 +146,85 @@ def layout(bundle_nodes: list[str], first_node: str | None = None) -> list[Place
     return placed
 
 
-@dataclass(frozen=True)
-class RayOutcome:
-    """How a Ray job ended: `error` None when every rank finished; `gathered` rank 0's records
-    of every rank (in-band), when it finished."""
+class RayLauncher:
+    """`--launcher ray`: the job's `cfg.run.nproc` ranks as Ray workers, each running
+    `minicluster.rank.worker.run`; rank 0's records of every rank come back in-band.
 
-    error: str | None
-    gathered: list[RankLog] | None
+    Unless the config says otherwise, each rank gets one CPU thread per whole CPU its worker
+    reserves."""
+
+    name = "ray"
+
+    def __init__(self, options: RayOptions) -> None:
+        self.options = options
+
+    def plan(self, cfg: RunConfig, out_dir: Path, run_id: str) -> LaunchPlan:
+        """What `run` would start; starts nothing (Ray included)."""
+        from minicluster.core.config import override
+
+        options = self.options
+        if not cfg.run.threads_per_rank:
+            cfg = override(cfg, threads_per_rank=options.threads_per_rank())
+        nproc = cfg.run.nproc
+        where = (
+            f"a local Ray instance with {options.local_cpus(nproc)} CPUs (started for this job, "
+            "shut down at its end)"
+            if options.address is None
+            else f"the Ray cluster at {options.address} (joined, left running)"
+        )
+        gpus = f", {options.gpus_per_worker:g} GPU" if options.gpus_per_worker else ""
+        return LaunchPlan(
+            launcher=self.name,
+            run_id=run_id,
+            out_dir=out_dir,
+            config_path=rundir.config_path(out_dir),
+            config=cfg,
+            world_size=nproc,
+            nnodes=None,
+            nproc_per_node=None,
+            node_rank=None,
+            rendezvous="rank 0's node, a free port its actor picks at launch (MASTER_ADDR/PORT)",
+            command=(sys.executable, "-m", "minicluster.launchers.ray", OUTCOME_FD_ARG, "FD"),
+            rank_entry="minicluster.rank.worker.run(config, out_dir, run_id) in a Ray actor",
+            rank_env={
+                "OMP_NUM_THREADS": str(options.threads_per_rank()),
+                launcher_env.LAUNCHER: "ray",
+                launcher_env.PROGRESS: "0",
+                "WORLD_SIZE": str(nproc),
+            },
+            ranks=tuple(RankSlot(r, None, {"RANK": str(r)}) for r in range(nproc)),
+            records="in-band",
+            threads_per_rank=cfg.run.threads_per_rank,
+            details={
+                "ray": where,
+                "placement": f"{options.placement}: one bundle of {options.cpus_per_worker:g} "
+                f"CPU{gpus} per rank, ranks numbered by node (the driver's node first)",
+                "ray log": str(rundir.ray_log_path(out_dir)),
+            },
+        )
+
+    def run(self, plan: LaunchPlan) -> LaunchOutcome:
+        """Run the job in a Ray driver child process and wait for it.
+
+        Exit codes of a failed job: 0 is not listed; a rank whose function raised has the
+        error's exit code (1, or 2 for bad input); one the launcher killed after the others had
+        failed (a hang) -9; one whose Ray worker process died on its own has none (Ray does not
+        say its code). InputError when Ray refuses the job (no cluster at the address, not
+        enough CPUs or GPUs); Ctrl-C or SIGTERM stops the job and is an interrupted outcome.
+        """
+        ray_installed()
+        request = {
+            "config": plan.config.to_dict(),
+            "out_dir": str(plan.out_dir.resolve()),
+            "run_id": plan.run_id,
+            "options": asdict(self.options),
+        }
+        return launch(request, plan.out_dir)
 
 
-def launch(cfg: RunConfig, out_dir: Path, run_id: str, options: RayOptions) -> RayOutcome:
-    """Run the job's `cfg.run.nproc` ranks as Ray workers, each `minicluster.rank.worker.run`.
-
-    Per-rank exit codes of a failed job go to DIR/launcher.json (as torchrun's do): 0 is not
-    listed; a rank whose function raised has the error's exit code (1, or 2 for bad input); one
-    the launcher killed after the others had failed (a hang) -9; one whose Ray worker process
-    died on its own has none (Ray does not say its code). InputError when Ray refuses the job
-    (no cluster at the address, not enough CPUs or GPUs); KeyboardInterrupt after Ctrl-C or
-    SIGTERM, once the job is stopped.
-    """
-    ray_installed()
-    request = {
-        "config": cfg.to_dict(),
-        "out_dir": str(out_dir.resolve()),
-        "run_id": run_id,
-        "options": asdict(options),
-    }
+def launch(request: dict[str, Any], out_dir: Path) -> LaunchOutcome:
+    """Start the Ray driver with `request`, wait for its outcome document (see the module
+    docstring), and read it."""
     log_path = rundir.ray_log_path(out_dir)
     read_fd, write_fd = os.pipe()
     with open(log_path, "ab") as log:
@@ -175,9 +244,11 @@ def launch(cfg: RunConfig, out_dir: Path, run_id: str, options: RayOptions) -> R
         try:
             data = pipe.read()
             proc.wait()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             _stop(proc, pipe)
-            raise
+            return LaunchOutcome(
+                RecordsAt(out_dir), f"the Ray job was stopped ({e or 'SIGINT'})", interrupted=True
+            )
     return read_outcome(data, proc.returncode, out_dir)
 
 
@@ -230,27 +301,29 @@ def keep_files(out_dir: Path, files: dict[str, dict[str, str]]) -> None:
                 pass
 
 
-def read_outcome(data: bytes, returncode: int, out_dir: Path) -> RayOutcome:
-    """The driver's outcome document -> RayOutcome; its exit codes go to DIR/launcher.json."""
+def read_outcome(data: bytes, returncode: int, out_dir: Path) -> LaunchOutcome:
+    """The driver's outcome document -> LaunchOutcome (InputError when Ray refused the job)."""
     log = rundir.ray_log_path(out_dir)
+    files = RecordsAt(out_dir)
     try:
         outcome = json.loads(data) if data else None
     except ValueError:
         outcome = None
     if not isinstance(outcome, dict):
-        return RayOutcome(
+        return LaunchOutcome(
+            files,
             f"the Ray driver exited with code {returncode} before saying how the job ended "
             f"(see {log})",
-            None,
         )
     if outcome.get("input_error"):
         raise InputError(f"{outcome['input_error']} (Ray's log: {log})")
     keep_files(out_dir, outcome.get("files") or {})
-    codes = outcome.get("exit_codes") or {}
-    if codes or outcome.get("error"):
-        atomic_write_json(rundir.launcher_path(out_dir), {"launcher": "ray", "exit_codes": codes})
+    codes = {int(rank): int(code) for rank, code in (outcome.get("exit_codes") or {}).items()}
     if outcome.get("interrupted"):
-        raise KeyboardInterrupt("the Ray job was stopped")
+        return LaunchOutcome(files, "the Ray job was stopped", codes, interrupted=True)
+    error = outcome.get("error")
     wire = outcome.get("gathered")
-    gathered = None if wire is None else [RankLog.from_wire(w, "Ray rank records") for w in wire]
-    return RayOutcome(outcome.get("error"), gathered)
+    if error is None and wire is not None:
+        gathered = [RankLog.from_wire(w, "Ray rank records") for w in wire]
+        return LaunchOutcome(RecordsAt(out_dir, in_band=gathered), None, codes)
+    return LaunchOutcome(files, error, codes)

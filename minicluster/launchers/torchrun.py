@@ -11,9 +11,11 @@ as it is: the stores listen where the other nodes can reach them.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -22,16 +24,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from minicluster.core.config import default_threads
+from minicluster.core import launcher_env, rundir
+from minicluster.core.config import RunConfig, default_threads
+from minicluster.launchers.base import LaunchOutcome, LaunchPlan, RankSlot, RecordsAt
 
 log = logging.getLogger(__name__)
 
-_CHILD_ENV = (
-    "OMP_NUM_THREADS",
-    "MINICLUSTER_LAUNCHER",
-    "MINICLUSTER_PROGRESS",
-    "GLOO_SOCKET_IFNAME",
-)
 # A rank's exit code after Ctrl-C: 130 from minicluster's own handler, -2 killed by SIGINT.
 _INTERRUPTED_EXIT_CODES = (130, -signal.SIGINT)
 _USER_OMP_THREADS = os.environ.get("OMP_NUM_THREADS")  # as the user started us, before any launch
@@ -89,82 +87,78 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     return host, number
 
 
-def launch_local(
-    config_path: Path, nproc: int, out_dir: Path, run_id: str, threads_per_rank: int
-) -> str | None:
-    """Run `minicluster worker` on `nproc` local ranks; None on success, else why it failed.
+class LocalTorchrun:
+    """`minicluster run --nproc N`: N ranks on this machine, started by torchrun's agent in this
+    process (`torch.distributed.run`), rendezvous and every socket on 127.0.0.1. The ranks write
+    their records to files here, which the launcher's process reads (no in-band gather)."""
 
-    Raises KeyboardInterrupt when the user stopped the run (SIGINT or SIGTERM).
-    """
-    from minicluster.rank.dist import free_port
+    name = "torchrun"
 
-    rdzv = [
-        "--nnodes=1",
-        f"--rdzv-backend={LOOPBACK_BACKEND}",
-        f"--rdzv-endpoint=127.0.0.1:{free_port()}",
-        "--local-addr=127.0.0.1",
-    ]
-    worker = ["--run-id", run_id, "--no-aggregate"]
-    return _launch(config_path, nproc, out_dir, rdzv, worker, threads_per_rank, loopback=True)
+    def plan(self, cfg: RunConfig, out_dir: Path, run_id: str) -> LaunchPlan:
+        rdzv = [
+            "--nnodes=1",
+            f"--rdzv-backend={LOOPBACK_BACKEND}",
+            f"--rdzv-endpoint=127.0.0.1:{_free_loopback_port()}",
+            "--local-addr=127.0.0.1",
+        ]
+        return _plan(self.name, cfg, out_dir, run_id, rdzv, ["--no-aggregate"], loopback=True)
+
+    def run(self, plan: LaunchPlan) -> LaunchOutcome:
+        """Start the plan's ranks and wait for them; Ctrl-C or SIGTERM to this process (or the
+        ranks all stopped by one) is an interrupted outcome."""
+        return _run(plan, RecordsAt(plan.out_dir))
 
 
-def launch_node(
-    config_path: Path,
-    nproc_per_node: int,
+class NodeTorchrun:
+    """This node's share of a job across `rendezvous.nnodes` nodes (started once per node; c10d
+    rendezvous). Rank 0, on whichever node c10d gives group rank 0, gathers every rank's records
+    in-band and writes the complete result into its output directory; a node that does not see
+    rank 0's files writes `node.json` there instead (see `minicluster worker`)."""
+
+    name = "torchrun-node"
+
+    def __init__(self, rendezvous: Rendezvous) -> None:
+        self.rendezvous = rendezvous
+
+    def plan(self, cfg: RunConfig, out_dir: Path, run_id: str) -> LaunchPlan:
+        rv = self.rendezvous
+        rdzv = [
+            f"--nnodes={rv.nnodes}",
+            f"--rdzv-backend={LOOPBACK_BACKEND if rv.loopback else 'c10d'}",
+            f"--rdzv-endpoint={rv.endpoint}",
+            f"--rdzv-id={rv.rdzv_id}",
+        ]
+        if rv.loopback:
+            rdzv.append("--local-addr=127.0.0.1")
+        return _plan(self.name, cfg, out_dir, run_id, rdzv, ["--quiet"], rv.loopback, rv)
+
+    def run(self, plan: LaunchPlan) -> LaunchOutcome:
+        """As `LocalTorchrun.run`; when every rank finished, the records say where the result
+        is: written here by rank 0, or on rank 0's node (node.json here says where, if written)."""
+        outcome = _run(plan, RecordsAt(plan.out_dir))
+        if not outcome.ok:
+            return outcome
+        result = rundir.result_path(plan.out_dir)
+        where = RecordsAt(plan.out_dir, result=result if result.is_file() else None)
+        if where.result is None:
+            where = RecordsAt(plan.out_dir, on_rank0_node=True)
+        return dataclasses.replace(outcome, records=where)
+
+
+def _plan(
+    name: str,
+    cfg: RunConfig,
     out_dir: Path,
     run_id: str,
-    threads_per_rank: int,
-    rendezvous: Rendezvous,
-) -> str | None:
-    """This node's share of a job across `rendezvous.nnodes` nodes; None on success.
-
-    Rank 0 (on whichever node c10d gives group rank 0) gathers every rank's records in-band and
-    writes the complete result into its `out_dir`; a node that does not see rank 0's files
-    writes `node.json` there instead (see `minicluster worker`). Raises KeyboardInterrupt when
-    the agent was stopped (SIGINT, or SIGTERM from a scheduler's time limit).
-    """
-    loopback = rendezvous.loopback
-    rdzv = [
-        f"--nnodes={rendezvous.nnodes}",
-        f"--rdzv-backend={LOOPBACK_BACKEND if loopback else 'c10d'}",
-        f"--rdzv-endpoint={rendezvous.endpoint}",
-        f"--rdzv-id={rendezvous.rdzv_id}",
-    ]
-    if loopback:
-        rdzv.append("--local-addr=127.0.0.1")
-    worker = ["--run-id", run_id, "--quiet"]
-    return _launch(
-        config_path, nproc_per_node, out_dir, rdzv, worker, threads_per_rank, loopback=loopback
-    )
-
-
-def _launch(
-    config_path: Path,
-    nproc: int,
-    out_dir: Path,
     rdzv: list[str],
-    worker: list[str],
-    threads_per_rank: int,
+    worker_flags: list[str],
     loopback: bool,
-) -> str | None:
-    threads = threads_per_rank or default_threads(os.cpu_count(), nproc)
-    # Workers inherit the environment. OMP_NUM_THREADS set here also silences torchrun's warning
-    # about it; a user's own value wins. Restored afterwards: a sweep launches several world sizes
-    # from one process, and each needs its own thread count.
-    saved = {k: os.environ.get(k) for k in _CHILD_ENV}
-    if _USER_OMP_THREADS is None:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-    os.environ["MINICLUSTER_LAUNCHER"] = "torchrun"
-    os.environ["MINICLUSTER_PROGRESS"] = "0"  # the launcher shows progress; ranks stay quiet
-    if loopback and saved["GLOO_SOCKET_IFNAME"] is None:
-        lo = loopback_interface()
-        if lo is not None:
-            os.environ["GLOO_SOCKET_IFNAME"] = lo  # gloo's sockets on 127.0.0.1 too
-    args = [
-        *rdzv,
-        f"--nproc-per-node={nproc}",
-        "--max-restarts=0",
-        "--monitor-interval=0.2",
+    rendezvous: Rendezvous | None = None,
+) -> LaunchPlan:
+    nproc = cfg.run.nproc
+    threads = cfg.run.threads_per_rank or default_threads(os.cpu_count(), nproc)
+    config_path = rundir.config_path(out_dir)
+    worker = [
         "-m",
         "minicluster",
         "worker",
@@ -172,10 +166,75 @@ def _launch(
         str(config_path),
         "--out",
         str(out_dir),
-        *worker,
+        "--run-id",
+        run_id,
+        *worker_flags,
     ]
+    args = [*rdzv, f"--nproc-per-node={nproc}", "--max-restarts=0", "--monitor-interval=0.2"]
+    # Workers inherit the environment. OMP_NUM_THREADS set here also silences torchrun's warning
+    # about it; a user's own value wins.
+    env = {
+        "OMP_NUM_THREADS": _USER_OMP_THREADS or str(threads),
+        launcher_env.LAUNCHER: "torchrun",
+        launcher_env.PROGRESS: "0",  # the launcher shows progress; ranks stay quiet
+    }
+    user_ifname = os.environ.get("GLOO_SOCKET_IFNAME")
+    if user_ifname is not None:
+        env["GLOO_SOCKET_IFNAME"] = user_ifname
+    elif loopback and (lo := loopback_interface()) is not None:
+        env["GLOO_SOCKET_IFNAME"] = lo  # gloo's sockets on 127.0.0.1 too
+    nnodes = 1 if rendezvous is None else rendezvous.nnodes
+    world = nproc * nnodes
+    if rendezvous is None:
+        ranks = tuple(
+            RankSlot(r, r, {"RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(world)})
+            for r in range(nproc)
+        )
+        meet = f"{rdzv[2].split('=', 1)[1]} (c10d on loopback, a free port)"
+    else:
+        # c10d hands out the group (node) ranks, so the global ranks here are known only then.
+        ranks = tuple(
+            RankSlot(None, r, {"LOCAL_RANK": str(r), "WORLD_SIZE": str(world)})
+            for r in range(nproc)
+        )
+        backend = "c10d on loopback" if loopback else "c10d"
+        meet = f"{rendezvous.endpoint} ({backend}, rendezvous id {rendezvous.rdzv_id})"
+    return LaunchPlan(
+        launcher=name,
+        run_id=run_id,
+        out_dir=out_dir,
+        config_path=config_path,
+        config=cfg,
+        world_size=world,
+        nnodes=nnodes,
+        nproc_per_node=nproc,
+        node_rank=None if rendezvous is None else rendezvous.node_rank,
+        rendezvous=meet,
+        command=("torchrun", *args, *worker),
+        rank_entry=shlex.join([sys.executable, *worker]),
+        rank_env=env,
+        ranks=ranks,
+        records="files" if rendezvous is None else "in-band",
+        threads_per_rank=threads,
+    )
+
+
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _run(plan: LaunchPlan, records: RecordsAt) -> LaunchOutcome:
+    """Run torchrun's agent with the plan's arguments and environment (restored afterwards: a
+    sweep launches several world sizes from one process, each with its own thread count)."""
+    saved = {k: os.environ.get(k) for k in plan.rank_env}
+    os.environ.update(plan.rank_env)
     try:
-        return _run_torchrun(args, out_dir)
+        return _run_torchrun(list(plan.command[1:]), records)
+    except KeyboardInterrupt as e:
+        return LaunchOutcome(records, error=str(e) or None, interrupted=True)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -184,13 +243,10 @@ def _launch(
                 os.environ[key] = value
 
 
-def _run_torchrun(argv: list[str], out_dir: Path) -> str | None:
+def _run_torchrun(argv: list[str], records: RecordsAt) -> LaunchOutcome:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
-
-    from minicluster.core import rundir
-    from minicluster.core.io import atomic_write_json
 
     _register_loopback_rendezvous()
     args = parse_args(argv)
@@ -200,24 +256,21 @@ def _run_torchrun(argv: list[str], out_dir: Path) -> str | None:
     except SignalException as e:
         # torchrun's agent turns SIGINT/SIGTERM into this: the user or a scheduler's time limit
         # stopped us, not a rank.
-        raise KeyboardInterrupt(f"torchrun received {e.sigval.name}") from None
+        return LaunchOutcome(records, f"torchrun received {e.sigval.name}", interrupted=True)
     except ChildFailedError as e:
         # Exit codes tell a crash (the rank's own code) from a hang (killed by a signal). Keyed
         # by global rank: across nodes, each node knows its own ranks' codes.
-        codes = {str(rank): f.exitcode for rank, f in e.failures.items()}
-        atomic_write_json(
-            rundir.launcher_path(out_dir), {"launcher": "torchrun", "exit_codes": codes}
-        )
+        codes = {int(rank): f.exitcode for rank, f in e.failures.items()}
         if all(f.exitcode in _INTERRUPTED_EXIT_CODES for f in e.failures.values()):
             # Ctrl-C in a terminal reaches the ranks too; they may exit before the agent sees it.
-            raise KeyboardInterrupt("the ranks were interrupted") from None
+            return LaunchOutcome(records, "the ranks were interrupted", codes, interrupted=True)
         failures = ", ".join(
-            f"rank {rank} exit code {f.exitcode}" for rank, f in sorted(e.failures.items())
+            f"rank {rank} exit code {code}" for rank, code in sorted(codes.items())
         )
-        return f"ranks failed: {failures}"
+        return LaunchOutcome(records, f"ranks failed: {failures}", codes)
     except Exception as e:  # rendezvous or agent failure
-        return f"torchrun failed: {type(e).__name__}: {e}"
-    return None
+        return LaunchOutcome(records, f"torchrun failed: {type(e).__name__}: {e}")
+    return LaunchOutcome(records)
 
 
 def loopback_interface() -> str | None:

@@ -77,10 +77,18 @@ def _ratio(r: Row) -> str:
     return "n/a" if r.ratio is None else f"{r.ratio:.4g}"
 
 
+_TEST_SHORT = {
+    "mann-whitney-u": "MWU",
+    "welch-t": "Welch",
+    "quantile-exceedance-fisher": "tail",
+    "runs-t": "runs t",
+}
+
+
 def _test(r: Row, alpha: float) -> str:
     if r.test is None:
         return ""
-    return f"MWU p={fmt_p(r.p_value, alpha)}, n={r.n_a}/{r.n_b}"
+    return f"{_TEST_SHORT.get(r.test, r.test)} p={fmt_p(r.p_value, alpha)}, n={r.n_a}/{r.n_b}"
 
 
 def _cells(r: Row, alpha: float) -> list[str]:
@@ -180,6 +188,8 @@ def print_comparison(c: Comparison, console: Console | None = None) -> None:
             table.add_row(*(escape(x) for x in row_cells), style=style)
             notes.setdefault(r.reason, []).append(r.metric)
         console.print(table)
+        if p.sizes:
+            console.print(_sizes_table(p))
         left_out = [col for col in _TERMINAL_COLUMNS if col not in cols]
         if left_out:
             console.print(
@@ -198,6 +208,37 @@ def print_comparison(c: Comparison, console: Console | None = None) -> None:
             console.print(f"[red]gate failed:[/red] {escape(u)} (a run that did not finish ok)")
 
 
+_SIZE_COLUMNS = ("op", "size", "busbw A (GB/s)", "busbw B (GB/s)", "% delta", "verdict")
+
+
+def _size_cells(row: dict[str, object]) -> list[str]:
+    pct = row["delta_pct"]
+    return [
+        str(row["op"]),
+        str(row["size"]),
+        fmt_value(row["a"]),  # type: ignore[arg-type]
+        fmt_value(row["b"]),  # type: ignore[arg-type]
+        "n/a" if pct is None else f"{pct:+.2f}%",
+        _VERDICT_TEXT[str(row["verdict"])],
+    ]
+
+
+def _sizes_table(p: PairComparison) -> Table:
+    """busbw per op and size of two collective benchmarks (compare/collective_sizes.py)."""
+    table = Table(
+        title="busbw per message size (not gated: one number per size; the peak row is)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for col in _SIZE_COLUMNS:
+        table.add_column(col, justify="left" if col in ("op", "verdict") else "right", no_wrap=True)
+    for row in p.sizes:
+        table.add_row(*(escape(x) for x in _size_cells(row)))
+    return table
+
+
 def _md_escape(text: str) -> str:
     """User text made inert in GitHub Markdown: HTML escaped, table pipes and backslashes too."""
     text = html.escape(text, quote=False)
@@ -209,8 +250,10 @@ def to_markdown(c: Comparison) -> str:
         "# Comparison",
         "",
         f"Baseline: {_md_escape(c.baseline.label)}; threshold {c.threshold_pct:g}%; "
-        f"alpha {c.alpha:g} (Mann-Whitney U, two-sided, and a {CONFIDENCE:.0%} prediction interval of the "
-        "difference over blocks of steps, when >= 4 samples a side).",
+        f"alpha {c.alpha:g} (with >= 4 samples a side: Mann-Whitney U for a median, Welch's t for a "
+        "mean, a tail-exceedance test for p90/p95/p99, and a "
+        f"{CONFIDENCE:.0%} prediction interval of the difference over blocks of steps; with several "
+        "runs a side: t over the runs' values).",
         "",
     ]
     for p in c.pairs:
@@ -221,6 +264,13 @@ def to_markdown(c: Comparison) -> str:
         out.append("| " + " | ".join(_COLUMNS) + " |")
         out.append("|" + "---|" * len(_COLUMNS))
         out += ["| " + " | ".join(_md_escape(x) for x in _cells(r, c.alpha)) + " |" for r in p.rows]
+        if p.sizes:
+            out += ["", "### busbw per message size (not gated; the peak row is)", ""]
+            out.append("| " + " | ".join(_SIZE_COLUMNS) + " |")
+            out.append("|" + "---|" * len(_SIZE_COLUMNS))
+            out += [
+                "| " + " | ".join(_md_escape(x) for x in _size_cells(r)) + " |" for r in p.sizes
+            ]
         out += ["", "### Summary per family", ""]
         out += [f"- {_md_escape(line)}" for line in _summary_lines(p)]
         regs = ", ".join(r.metric for r in p.regressions) or "none"

@@ -51,16 +51,18 @@ def _drawn(row: dict[str, Any]) -> bool:
 
 
 def _mark(row: dict[str, Any], ratio: float) -> str:
-    """The printed value: the table's percent change, signed so + is better (a factor from
-    1,000 % on: `÷200`); `~` when no change."""
+    """The printed value: the table's own percent change of the metric, with its sign (a
+    latency +134.9% is "+134.9%" on a bar pointing left, worse); a factor B/A from 1,000 % on
+    (`x200`); `~` when no change. Never the change turned by direction: that printed a latency
+    +134.9% as "-134.9%" and a +329% as an impossible "-329%"."""
     pct = row.get("delta_pct")
     if not isinstance(pct, (int, float)):
         return ""
-    norm = pct if _direction(row) == "higher" else -pct
-    if abs(norm) < 1000:
-        text = f"{norm:+.1f}%"
+    if abs(pct) < 1000:
+        text = f"{pct:+.1f}%"
     else:
-        text = f"x{ratio:.3g}" if ratio >= 1 else f"÷{1 / ratio:.3g}"
+        raw = ratio if _direction(row) == "higher" else 1.0 / ratio  # B/A as in the table
+        text = f"x{raw:.3g}" if raw >= 1 else f"÷{1 / raw:.3g}"
     return f"~ ({text})" if row.get("verdict") == "no_change" else text
 
 

@@ -1,6 +1,6 @@
 """What a run report shows, as plain-text tables shared by the terminal, Markdown and HTML renderers.
 
-Everything here is selection and formatting of numbers the coordinator already computed; the
+Everything here is selection and formatting of numbers aggregation already computed; the
 text is raw (unescaped): each renderer escapes for its own output.
 """
 

@@ -23,9 +23,18 @@ from minicluster.report.text import TextTable, fmt_num, text
 TERMINAL_MAX_NODES = 16
 
 
+def _grouped(report: dict[str, Any]) -> bool:
+    return len(report.get("groups") or []) > 1
+
+
+def _metric_title(report: dict[str, Any], m: dict[str, Any]) -> str:
+    return m["name"] + (f" [{m['group']}]" if _grouped(report) else "")
+
+
 def distribution_table(report: dict[str, Any]) -> TextTable:
     table = TextTable(
-        "Fleet distribution per metric",
+        "Fleet distribution per metric"
+        + (" and platform group (nodes are judged within their group)" if _grouped(report) else ""),
         ["metric", "unit", "bad side", "nodes", "median", "MAD", "min", "max", "outliers"],
         note=(
             f"MAD: median absolute deviation x 1.4826 of ln(value) (log scale: relative), floored "
@@ -42,7 +51,7 @@ def distribution_table(report: dict[str, Any]) -> TextTable:
             table.highlight.add(len(table.rows))
         table.rows.append(
             [
-                m["name"],
+                _metric_title(report, m),
                 m["unit"],
                 side,
                 text(m["n"]),
@@ -58,8 +67,9 @@ def distribution_table(report: dict[str, Any]) -> TextTable:
 
 def nodes_table(report: dict[str, Any], max_rows: int | None = None) -> TextTable:
     """Nodes worst first (failed, then the highest bad-side z): value (z) per metric."""
-    metrics = report["metrics"]
     rows = report["nodes"]
+    # one column per metric name; with platform groups each node reads its own group's entry
+    metrics = list({m["name"]: m for m in report["metrics"]}.values())
     shown = rows if max_rows is None else rows[:max_rows]
     note = (
         "Worst first. Each cell: the node's value (its robust z; + is worse for a metric with a "
@@ -83,11 +93,13 @@ def nodes_table(report: dict[str, Any], max_rows: int | None = None) -> TextTabl
             z = cell.get("bad_z") if m["direction"] != "none" else cell.get("z")
             value = fmt_num(cell.get("value"))
             cells.append(value if z is None else f"{value} ({z:+.1f})")
-            if m["gated"] and cell.get("score") is not None:
+            if m["gated"] and cell.get("score") is not None and not cell.get("excluded"):
                 scores.append(cell["score"])
         verdict = "ok"
         if r["status"] != "ok":
             verdict = f"run {r['status']}: not judged"
+        elif r.get("finding"):
+            verdict = f"OWN CHECK: {r['finding']} (not in the distribution)"
         elif r["outlier_on"]:
             verdict = "OUTLIER: " + ", ".join(r["outlier_on"])
         if verdict != "ok":
@@ -101,7 +113,7 @@ def nodes_table(report: dict[str, Any], max_rows: int | None = None) -> TextTabl
 def print_fleet(report: dict[str, Any], console: Console | None = None) -> None:
     """The verdict line, then the distribution and the worst nodes."""
     console = console or make_console()
-    bad = report["outliers"] or report["failed"]
+    bad = report["outliers"] or report["failed"] or report.get("findings")
     style = "bold red" if bad else "green"
     console.print(f"[{style}]{rich_escape(report['verdict'])}[/{style}]")
     for t in (distribution_table(report), nodes_table(report, TERMINAL_MAX_NODES)):
@@ -114,7 +126,7 @@ def per_metric_tables(report: dict[str, Any]) -> list[TextTable]:
     tables = []
     for m in report["metrics"]:
         t = TextTable(
-            f"{m['name']} ({m['unit']})",
+            f"{_metric_title(report, m)} ({m['unit']})",
             ["node", "value", "z", "score", "verdict"],
             note=m["reason"] or "",
             numeric={1, 2, 3},
@@ -124,25 +136,31 @@ def per_metric_tables(report: dict[str, Any]) -> list[TextTable]:
             key=lambda kv: -(kv[1]["bad_z"] if kv[1]["bad_z"] is not None else kv[1]["z"]),
         )
         for label, c in cells:
-            if c["outlier"]:
+            if c["outlier"] or c.get("excluded"):
                 t.highlight.add(len(t.rows))
+            verdict = "OUTLIER" if c["outlier"] else ""
+            if c.get("excluded"):
+                verdict = f"own check: {c['excluded']} (not in the distribution)"
             t.rows.append(
-                [
-                    label,
-                    fmt_num(c["value"]),
-                    f"{c['z']:+.2f}",
-                    fmt_num(c["score"]),
-                    "OUTLIER" if c["outlier"] else "",
-                ]
+                [label, fmt_num(c["value"]), f"{c['z']:+.2f}", fmt_num(c["score"]), verdict]
             )
         tables.append(t)
     return tables
 
 
 def _inputs_table(report: dict[str, Any]) -> TextTable:
-    t = TextTable("Inputs", ["node", "source", "run id", "hosts", "status"])
+    t = TextTable("Inputs", ["node", "source", "run id", "hosts", "platform group", "status"])
     for r in report["nodes"]:
-        t.rows.append([r["label"], r["source"], r["run_id"], ", ".join(r["hosts"]), r["status"]])
+        t.rows.append(
+            [
+                r["label"],
+                r["source"],
+                r["run_id"],
+                ", ".join(r["hosts"]),
+                r.get("group") or "",
+                r["status"],
+            ]
+        )
     return t
 
 
@@ -167,7 +185,7 @@ def fleet_markdown(report: dict[str, Any]) -> str:
 def fleet_html(report: dict[str, Any]) -> str:
     wl = report["workload"]
     title = f"minicluster fleet: {text(wl.get('name'))}"
-    bad = report["outliers"] or report["failed"]
+    bad = report["outliers"] or report["failed"] or report.get("findings")
     status = "failed" if bad else "ok"
     parts = [
         "<!DOCTYPE html>",
@@ -179,7 +197,8 @@ def fleet_html(report: dict[str, Any]) -> str:
         f"{'outliers' if bad else 'ok'}</span> {escape(report['verdict'])}</p>",
         f'<p class="note">{escape(report["rule"])}.</p>',
     ]
-    parts += [figure(p) for p in (strip_plot(report, m) for m in report["metrics"]) if p]
+    plots = (strip_plot(report, m, i) for i, m in enumerate(report["metrics"]))
+    parts += [figure(p) for p in plots if p]
     for t in (distribution_table(report), nodes_table(report), *per_metric_tables(report)):
         parts.append(html_table(t))
     parts.append(html_table(_inputs_table(report)))
@@ -187,7 +206,7 @@ def fleet_html(report: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def strip_plot(report: dict[str, Any], m: dict[str, Any]) -> Plot | None:
+def strip_plot(report: dict[str, Any], m: dict[str, Any], index: int = 0) -> Plot | None:
     """One metric: every node a dot on the value axis, the median and the outlier threshold as
     lines, outliers in red and named; a value past the axis is drawn at its edge with its number.
 
@@ -208,7 +227,9 @@ def strip_plot(report: dict[str, Any], m: dict[str, Any]) -> Plot | None:
         threshold = at_z(z)
     elif m["direction"] == "higher":
         threshold = at_z(-z)
-    normal = [c["value"] for _, c in cells if not c["outlier"]] or [median]
+    normal = [c["value"] for _, c in cells if not c["outlier"] and not c.get("excluded")] or [
+        median
+    ]
     lo, hi = min([*normal, median]), max([*normal, median])
     span = (hi - lo) or abs(median) * 0.1 or 1.0
     # The threshold widens the axis only when it is near the nodes: far off, it would squash
@@ -220,8 +241,9 @@ def strip_plot(report: dict[str, Any], m: dict[str, Any]) -> Plot | None:
     lo, hi = (lo - pad, hi + pad) if not log else (lo / 1.1, hi * 1.1)
     height = 150
     frame = svg.Frame(lo, hi, 0.0, 1.0, log_x=log and lo > 0, height=height)
-    title = f"{m['name']} ({m['unit']}) per node"
-    parts = [svg.open_svg(frame, title, f"fleet-{m['name']}")]
+    title = f"{_metric_title(report, m)} ({m['unit']}) per node"
+    plot_id = f"fleet-{m['name']}" + (f"-{index}" if _grouped(report) else "")
+    parts = [svg.open_svg(frame, title, plot_id)]
     ticks = svg.nice_ticks(lo, hi, 6)
     parts.append(
         svg.x_axis(frame, f"{m['name']} ({m['unit']})", [t for t in ticks if t > 0 or not log])
@@ -247,24 +269,27 @@ def strip_plot(report: dict[str, Any], m: dict[str, Any]) -> Plot | None:
         y = frame.top + 12 + (i * 37 % 60)
         clipped = min(max(v, lo), hi)
         x = frame.x(clipped)
-        color = "#C00" if c["outlier"] else svg.color(0)
+        color = "#C00" if c["outlier"] else "#D97706" if c.get("excluded") else svg.color(0)
         tip = f"{label}: {fmt_num(v)} {m['unit']} (z {c['z']:+.2f})"
         parts.append(
             f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="{5 if c["outlier"] else 4}" '
             f'fill="{color}"><title>{escape(tip)}</title></circle>'
         )
-        if c["outlier"] or clipped != v:
+        if c["outlier"] or c.get("excluded") or clipped != v:
             mark = f"{label}: {fmt_num(v)}" + (" (off axis)" if clipped != v else "")
+            mark += " (own check)" if c.get("excluded") else ""
             anchor = "end" if clipped >= hi else "start"
             parts.append(svg.text(x, y - 9, mark, anchor=anchor, fill="#C00"))
     parts.append("</svg>")
     caption = (
-        f"{m['name']} of each node (dots; red: outlier, named), the fleet median (solid) and the "
+        f"{m['name']} of each node (dots; red: outlier, named; orange: a node whose own check "
+        "found a problem, placed against the others but not part of their distribution), the "
+        "fleet median (solid) and the "
         f"outlier threshold (dashed, z {z:g} on the bad side, "
         + ("log scale" if log else "linear scale")
         + "). Values past the axis are drawn at its edge with their number."
     )
-    return Plot(f"fleet-{m['name']}", title, "".join(parts), caption)
+    return Plot(plot_id, title, "".join(parts), caption)
 
 
 def _vline(

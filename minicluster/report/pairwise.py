@@ -1,6 +1,6 @@
 """What the pairwise link test adds to a report: the busbw matrix (or the worst pairs), the pairs,
 the per-rank and per-node medians as text tables, and the heat map. Renders, never computes:
-every number and verdict comes from `result["pairwise"]` as the coordinator wrote it."""
+every number and verdict comes from `result["pairwise"]` as aggregation wrote it."""
 
 from __future__ import annotations
 

@@ -42,6 +42,38 @@ def rich_table(t: TextTable, columns: list[int] | None = None, unit: str = "") -
     return table
 
 
+def fitting_columns(t: TextTable, cols: list[int], width: int, unit: str = "") -> list[int]:
+    """The columns of `t` that fit `width` without cutting a value: the last ones are left out
+    first (a table lists its most needed columns first), never the first two."""
+
+    def header(i: int) -> str:
+        h = t.headers[i].removesuffix(f" {unit}") if unit else t.headers[i]
+        return h.removeprefix("step ")
+
+    need = {i: max([len(header(i))] + [len(r[i]) for r in t.rows]) for i in cols}
+    wrap = {i: min(need[i], 12) for i in cols if i in t.wrap}  # wrapping columns fold to 12
+    kept = list(cols)
+    while len(kept) > 2 and sum(wrap.get(i, need[i]) for i in kept) + 2 * len(kept) > width:
+        kept.pop()
+    return kept
+
+
+def print_fitted(
+    console: Console, t: TextTable, columns: list[int] | None = None, unit: str = ""
+) -> None:
+    """`t` with the columns that fit the console (a value is never cut: columns are left out
+    whole, and said so)."""
+    cols = columns if columns is not None else list(range(len(t.headers)))
+    shown = fitting_columns(t, cols, console.width, unit)
+    console.print(rich_table(t, columns=shown, unit=unit))
+    if len(shown) < len(cols):
+        left = ", ".join(t.headers[i] for i in cols if i not in shown)
+        console.print(
+            f"[dim]left out for the terminal width: {escape(left)} (--md and --html have every "
+            "column)[/dim]"
+        )
+
+
 TERMINAL_MAX_RANK_ROWS = 16
 NOTE_CHARS = 32  # rank notes in the terminal table; the full text is printed below it
 PIPED_WIDTH = 120  # columns when stdout is a file or pipe (CI logs): 80 squeezes the tables
@@ -84,7 +116,7 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
         # Columns empty in every row (a range with one round, notes of a clean sweep) only
         # take width from the others.
         filled = [i for i in range(len(section.headers)) if any(r[i] for r in section.rows)]
-        console.print(rich_table(section, columns=filled if section.rows else None))
+        print_fitted(console, section, filled if section.rows else None)
         if section.note:
             console.print(f"[dim]{escape(section.note)}[/dim]")
         if section.title == "Scaling" and view.why:
@@ -101,7 +133,7 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
             f"[dim]not measured:[/dim] {escape(', '.join(names))} [dim]({escape(reason)})[/dim]"
         )
     if view.nodes is not None:
-        console.print(rich_table(view.nodes))
+        print_fitted(console, view.nodes)
         if len(view.nodes.rows) < len(node_list(result)):
             console.print(
                 f"[dim]{len(node_list(result)) - len(view.nodes.rows)} more nodes not shown "
@@ -117,9 +149,9 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
         rank_cols = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]
         if any(row[note] for row in view.ranks.rows):
             rank_cols.append(note)
-        console.print(rich_table(view.ranks, columns=rank_cols, unit="ms"))
+        print_fitted(console, view.ranks, rank_cols, unit="ms")
     else:
-        console.print(rich_table(view.ranks))
+        print_fitted(console, view.ranks)
     if len(view.ranks.rows) < len(result["ranks"]):
         console.print(
             f"[dim]{len(result['ranks']) - len(view.ranks.rows)} more ranks not shown "
@@ -135,7 +167,7 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
             + (f": {escape(details)}" if details else "")
         )
     if view.validation is not None:
-        console.print(rich_table(view.validation))
+        print_fitted(console, view.validation)
         console.print(f"validation: {escape(view.validation.note)}")
     for err in view.errors:
         console.print(f"[red]error:[/red] {escape(err)}", highlight=False)

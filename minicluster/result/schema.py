@@ -17,8 +17,10 @@ from minicluster.core.errors import InputError
 # list; before, the node count), ranks[] and the stragglers and detected faults name their node
 # (`node_rank`, `hostname`), ranks[] and nodes[] carry a relative performance score. 1.3: the
 # `pairwise` block (the pairwise link test); `ray` (the Ray version, under the Ray launcher),
-# ranks[] and nodes[] `ray_node_id`. Readers accept every 1.x.
-SCHEMA_VERSION = "minicluster/1.3"
+# ranks[] and nodes[] `ray_node_id`. 1.4: `fingerprint` (the defining fields compare and history
+# check, result/fingerprint.py), `imported_from.unread_fields`, imports from sglang and nccl-tests.
+# Readers accept every 1.x.
+SCHEMA_VERSION = "minicluster/1.4"
 
 
 @lru_cache(maxsize=1)

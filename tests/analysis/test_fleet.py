@@ -63,6 +63,7 @@ def test_the_mad_floor_keeps_a_tight_fleet_from_naming_normal_spread() -> None:
         nodes.append((source, r))
     source, r = _load(6)
     r = copy.deepcopy(r)
+    r["stragglers"], r["faults"]["detected"] = [], []  # a node like the others but its memory
     r["metrics"]["memory_peak_mib"]["value"] = 385.0  # +10%
     nodes.append((source, r))
     unfloored = fleet(nodes, ["memory_peak_mib"], mad_floor=0.0)

@@ -18,20 +18,28 @@ CLEAN = [p for p in ALL if not p.endswith("node6")]
 
 
 @pytest.mark.timeout(60)
-def test_the_straggler_node_is_named_exit_1(run_cli: RunCli, tmp_path: Path) -> None:
+def test_the_straggler_node_is_named_by_its_own_check_exit_1(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """node6's own run named its straggler: the fleet says so (never "ok"), keeps node6 out of the
+    distributions it would skew, and still shows where its figures sit against the others'."""
     out_json, md, html = tmp_path / "f.json", tmp_path / "f.md", tmp_path / "f.html"
     proc = run_cli(
         "fleet", *ALL, "--json", str(out_json), "--md", str(md), "--html", str(html), cwd=tmp_path
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     first = proc.stdout.splitlines()[0]
-    assert first.startswith("fleet of 8 nodes: 1 outlier node(s): node6 (")
+    assert first == (
+        "fleet of 8 nodes: 1 node(s) whose own check found a problem: node6 (its run named "
+        "straggler rank 1 (compute +154%))"
+    )
     report = json.loads(out_json.read_text())
-    assert report["outliers"] == ["node6"] and report["failed"] == []
+    assert report["findings"] == ["node6"] and report["outliers"] == [] and report["failed"] == []
     assert report["nodes"][0]["label"] == "node6"  # worst first
     compute = next(m for m in report["metrics"] if m["name"] == "compute_ms")
-    assert compute["outliers"] == ["node6"] and compute["direction"] == "lower"
-    assert compute["per_node"]["node6"]["bad_z"] > report["outlier_z"]
+    assert compute["outliers"] == [] and compute["n"] == 7  # node6 is not in the distribution
+    cell = compute["per_node"]["node6"]
+    assert cell["bad_z"] > report["outlier_z"] and cell["excluded"].startswith("its run named")
     # energy is left out by default when no node measured it (this VM has no RAPL)
     names = [m["name"] for m in report["metrics"]]
     assert names == [
@@ -41,8 +49,9 @@ def test_the_straggler_node_is_named_exit_1(run_cli: RunCli, tmp_path: Path) -> 
         "busbw_gbps",
         "memory_peak_mib",
     ]
+    assert report["groups"][0]["label"] == "no GPU, AMD EPYC" and report["groups"][0]["judged"]
     md_text = md.read_text()
-    assert "**fleet of 8 nodes: 1 outlier node(s): node6" in md_text
+    assert "**fleet of 8 nodes: 1 node(s) whose own check found a problem: node6" in md_text
     assert "## compute_ms (ms)" in md_text and "| **node6** |" in md_text
     html_text = html.read_text()
     assert 'data-plot="fleet-compute_ms"' in html_text and "node6: " in html_text
@@ -62,8 +71,10 @@ def test_the_seven_clean_nodes_name_nobody_exit_0(run_cli: RunCli, tmp_path: Pat
 @pytest.mark.timeout(60)
 def test_one_metric_only(run_cli: RunCli, tmp_path: Path) -> None:
     proc = run_cli("fleet", *ALL, "--metric", "memory_peak_mib", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout  # node6's straggler does not move its memory
-    assert "no outlier on memory_peak_mib" in proc.stdout
+    # node6's straggler does not move its memory, but its own check named it: not "ok"
+    assert proc.returncode == 1, proc.stdout
+    assert "1 node(s) whose own check found a problem: node6" in proc.stdout
+    assert "outlier node" not in proc.stdout
 
 
 def _edited(tmp_path: Path, name: str, edit: Callable[[dict], None]) -> str:
@@ -126,7 +137,10 @@ def test_a_fresh_straggler_run_among_the_recorded_fleet(run_cli: RunCli, tmp_pat
     assert proc.returncode == 0, proc.stderr[-2000:]
     fleet = run_cli("fleet", *CLEAN, str(out), "--metric", "compute_ms", cwd=tmp_path)
     assert fleet.returncode == 1, fleet.stdout
-    assert fleet.stdout.splitlines()[0].startswith("fleet of 8 nodes: 1 outlier node(s): fresh (")
+    assert fleet.stdout.splitlines()[0].startswith(
+        "fleet of 8 nodes: 1 node(s) whose own check found a problem: fresh (its run named "
+        "straggler rank 1"
+    )
 
 
 def test_fleet_flags_are_frozen() -> None:
@@ -146,6 +160,7 @@ def test_fleet_flags_are_frozen() -> None:
         "--md",
         "--html",
         "--json",
+        "--junit",
     }
     args = parser.parse_args(["fleet", "a", "b", "c"])
     assert (args.metric, args.outlier_z, args.mad_floor) == (None, 3.5, None)

@@ -5,25 +5,27 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from minicluster.cli import main
-from minicluster.launchers import torchrun
+from minicluster.launchers.base import LaunchPlan
 from minicluster.result.schema import validate_result
 
 RECORDED = Path(__file__).resolve().parents[1] / "golden" / "run_2ranks" / "ranks"
 
 
 def test_interrupted_run_keeps_the_recorded_steps(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, fake_launch: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def interrupted(config: Path, nproc: int, out_dir: Path, run_id: str, threads: int) -> None:
+    def interrupted(plan: LaunchPlan) -> None:
         # What the ranks wrote before Ctrl-C stopped them: their steps, no summaries yet.
-        shutil.copytree(RECORDED, out_dir / "ranks", ignore=shutil.ignore_patterns("*.summary.*"))
+        ignore = shutil.ignore_patterns("*.summary.*")
+        shutil.copytree(RECORDED, plan.out_dir / "ranks", ignore=ignore)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(torchrun, "launch_local", interrupted)
+    fake_launch(interrupted)
     out = tmp_path / "run"
     assert main(["run", "--out", str(out)]) == 130
     err = capsys.readouterr().err
@@ -40,19 +42,39 @@ def test_interrupted_run_keeps_the_recorded_steps(
 
 
 def test_ctrl_c_during_teardown_after_every_rank_finished_keeps_an_ok_result(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fake_launch: Any
 ) -> None:
     """The ranks all wrote their ok summaries, then Ctrl-C hit while they tore down: the run is
     ok (nothing is missing; a sweep keeps that world size)."""
 
-    def interrupted(config: Path, nproc: int, out_dir: Path, run_id: str, threads: int) -> None:
-        shutil.copytree(RECORDED, out_dir / "ranks")
+    def interrupted(plan: LaunchPlan) -> None:
+        shutil.copytree(RECORDED, plan.out_dir / "ranks")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(torchrun, "launch_local", interrupted)
+    fake_launch(interrupted)
     out = tmp_path / "run"
     assert main(["run", "--out", str(out)]) == 130  # the interrupt still goes on up
     result = json.loads((out / "result.json").read_text())
     validate_result(result)
     assert result["status"] == "ok" and result["interrupted"] is False
     assert [r["status"] for r in result["ranks"]] == ["ok", "ok"]
+
+
+def test_aggregate_of_an_interrupted_run_exits_by_its_verdict_not_130(
+    tmp_path: Path, fake_launch: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run was interrupted, `aggregate` was not: it exits by what the result found."""
+
+    def interrupted(plan: LaunchPlan) -> None:
+        # Ctrl-C while the ranks ran: their steps so far, no summaries
+        ignore = shutil.ignore_patterns("*.summary.*")
+        shutil.copytree(RECORDED, plan.out_dir / "ranks", ignore=ignore)
+        raise KeyboardInterrupt
+
+    fake_launch(interrupted)
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out)]) == 130
+    (out / "result.json").unlink()
+    assert main(["aggregate", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "incomplete" and result["interrupted"] is True  # still said

@@ -3,6 +3,7 @@ thresholds, beside its recorded result (never over it), saying what changed."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from fixtures import recorded
 
 from minicluster.cli import main
+from minicluster.result import fingerprint
 
 
 @pytest.fixture
@@ -41,6 +43,23 @@ def test_a_higher_threshold_clears_the_straggler_and_keeps_the_recorded_result(
     assert f"result: {again}" in out
     rejudged = json.loads(again.read_text())
     assert rejudged["stragglers"] == [] and rejudged["status"] == "ok"
+    # the same run judged otherwise: the thresholds are no part of what it ran (comparable)
+    assert rejudged["fingerprint"] == json.loads(recorded_bytes)["fingerprint"]
+
+
+def test_the_thresholds_are_no_part_of_the_fingerprint_wherever_the_config_keeps_them(
+    run_with_a_25pct_straggler: Path,
+) -> None:
+    """Checks in their own section or under `run` (a result from before the section): the same
+    fingerprint, whatever their values."""
+    result = json.loads((run_with_a_25pct_straggler / "result.json").read_text())
+    other = copy.deepcopy(result)
+    other["config"]["checks"] = {"straggler_threshold_pct": 50.0, "expect_busbw_gbps": 3.0}
+    older = copy.deepcopy(result)
+    del older["config"]["checks"]
+    older["config"]["run"]["straggler_threshold_pct"] = 35.0
+    keys = {fingerprint.key(fingerprint.of_result(r)) for r in (result, other, older)}
+    assert len(keys) == 1
 
 
 def test_an_expected_busbw_judges_the_link_and_sets_the_exit_code(

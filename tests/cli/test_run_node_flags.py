@@ -3,12 +3,14 @@ exit 2 for each mistake; a good set reaches the launcher as one Rendezvous."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from minicluster.cli import main
 from minicluster.launchers import torchrun
+from minicluster.launchers.base import LaunchOutcome, LaunchPlan, RecordsAt
 
 
 @pytest.mark.parametrize(
@@ -50,8 +52,8 @@ def test_bad_node_flags_are_one_line_exit_2(
     def never(*_a: object, **_k: object) -> None:
         raise AssertionError("no rank may start on bad flags")
 
-    monkeypatch.setattr(torchrun, "launch_node", never)
-    monkeypatch.setattr(torchrun, "launch_local", never)
+    monkeypatch.setattr(torchrun.NodeTorchrun, "run", never)
+    monkeypatch.setattr(torchrun.LocalTorchrun, "run", never)
     assert main(["run", "--out", str(tmp_path / "r"), *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("minicluster: error: ") and message in err[0]
@@ -62,19 +64,28 @@ def test_a_node_without_the_result_exits_0_and_says_where_it_went(
 ) -> None:
     seen = []
 
-    def node(config: Path, nproc: int, out_dir: Path, run_id: str, threads: int, rdzv: object):
-        seen.append((nproc, rdzv))
-        (out_dir / "node.json").write_text(
-            '{"run_id": "r", "node_rank": 1, "hostname": "b", "ranks": [4, 5, 6, 7], '
+    def node(self: torchrun.NodeTorchrun, plan: LaunchPlan) -> LaunchOutcome:
+        seen.append((plan.nproc_per_node, self.rendezvous))
+        (plan.out_dir / "node.json").write_text(
+            '{"run_id": "job-of-rank-0", "node_rank": 1, "hostname": "b", "ranks": [4, 5, 6, 7], '
             '"ranks_ok": [4, 5, 6, 7], "result": {"hostname": "a", "path": "/runs/x/result.json"}, '
             '"written_at": "t"}'
         )
-        return None
+        return LaunchOutcome(RecordsAt(plan.out_dir, on_rank0_node=True))
 
-    monkeypatch.setattr(torchrun, "launch_node", node)
+    monkeypatch.setattr(torchrun.NodeTorchrun, "run", node)
     args = ["run", "--out", str(tmp_path / "r"), "--nnodes", "2", "--node-rank", "1"]
     args += ["--rdzv-endpoint", "a:29500", "--rdzv-id", "j", "--nproc-per-node", "4"]
     assert main(args) == 0
     assert seen == [(4, torchrun.Rendezvous(2, 1, "a:29500", "j"))]
-    out = capsys.readouterr().out
-    assert "node 1 (b): ranks 4-7 ok; rank 0 wrote the result on a at /runs/x/result.json" in out
+    captured = capsys.readouterr()
+    assert (
+        "minicluster: run job-of-rank-0: node 1 (b): ranks 4-7 ok; rank 0 wrote the result on a "
+        "at /runs/x/result.json"
+    ) in captured.out
+    # The id this node made up for itself (its claim's) is not the job's: it is never announced
+    # (it was, in the opening line: a second id for one job).
+    own = json.loads((tmp_path / "r" / ".claim").read_text())["run_id"]
+    assert own != "job-of-rank-0"
+    assert own not in captured.out + captured.err
+    assert "the run id is rank 0's, agreed at the rendezvous" in captured.err

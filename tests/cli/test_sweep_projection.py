@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from minicluster.cli import main
-from minicluster.launchers import torchrun
+from minicluster.launchers.base import LaunchPlan
 from minicluster.result.schema import validate_result
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -29,18 +29,18 @@ def config(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def launches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def launches(monkeypatch: pytest.MonkeyPatch, fake_launch: Any) -> list[int]:
     """World size 2 replays a recorded 2-rank run; any other size crashes."""
     calls: list[int] = []
 
-    def fake(config_path: Path, nproc: int, out_dir: Path, run_id: str, threads: int) -> str | None:
-        calls.append(nproc)
-        if nproc != 2:
+    def fake(plan: LaunchPlan) -> str | None:
+        calls.append(plan.nproc_per_node)
+        if plan.nproc_per_node != 2:
             return "ranks failed: rank 0 exit code 1"
-        shutil.copytree(RECORDED, out_dir / "ranks")
+        shutil.copytree(RECORDED, plan.out_dir / "ranks")
         return None
 
-    monkeypatch.setattr(torchrun, "launch_local", fake)
+    fake_launch(fake)
     return calls
 
 
@@ -174,20 +174,20 @@ def test_aggregate_keeps_the_sweep_when_its_collectives_file_is_gone(
 
 
 def test_the_probe_runs_at_the_largest_size_with_its_own_cores(
-    tmp_path: Path, config: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, config: Path, monkeypatch: pytest.MonkeyPatch, fake_launch: Any
 ) -> None:
     """4 ranks would share the 2 cores: the all_reduce probe runs at 2, after the runs."""
     calls: list[dict[str, Any]] = []
 
-    def fake(config_path: Path, nproc: int, out_dir: Path, run_id: str, threads: int) -> str | None:
-        cfg = json.loads(config_path.read_text())
-        calls.append({"nproc": nproc, "dir": out_dir.name, **cfg})
-        if nproc != 2 or cfg.get("job") == "collectives":
+    def fake(plan: LaunchPlan) -> str | None:
+        cfg = json.loads(plan.config_path.read_text())
+        calls.append({"nproc": plan.nproc_per_node, "dir": plan.out_dir.name, **cfg})
+        if plan.nproc_per_node != 2 or cfg.get("job") == "collectives":
             return "ranks failed: rank 0 exit code 1"
-        shutil.copytree(RECORDED, out_dir / "ranks")
+        shutil.copytree(RECORDED, plan.out_dir / "ranks")
         return None
 
-    monkeypatch.setattr(torchrun, "launch_local", fake)
+    fake_launch(fake)
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     out = tmp_path / "sweep"
     code = main(

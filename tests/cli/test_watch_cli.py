@@ -21,7 +21,7 @@ import pytest
 from minicluster.analysis import watcher
 from minicluster.analysis.watcher import Watcher
 from minicluster.cli import main
-from minicluster.launchers import torchrun
+from minicluster.launchers.base import LaunchPlan
 from minicluster.report.watch import final_lines
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -219,12 +219,15 @@ def test_a_live_watch_gives_up_when_no_rank_file_appears(
 
 
 def test_run_and_sweep_print_the_watch_command(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_launch: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    def replay(config: Path, nproc: int, out_dir: Path, run_id: str, threads: int) -> None:
-        shutil.copytree(GOLDEN / "run_2ranks" / "ranks", out_dir / "ranks")
+    def replay(plan: LaunchPlan) -> None:
+        shutil.copytree(GOLDEN / "run_2ranks" / "ranks", plan.out_dir / "ranks")
 
-    monkeypatch.setattr(torchrun, "launch_local", replay)
+    fake_launch(replay)
     main(["run", "--out", str(tmp_path / "my run")])
     assert f"minicluster watch '{tmp_path / 'my run'}'" in capsys.readouterr().err
     main(["sweep", "--world-sizes", "1,2", "--out", str(tmp_path / "sw")])

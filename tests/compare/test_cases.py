@@ -120,3 +120,90 @@ def test_12_latency_json_is_not_a_serving_result(
     err = capsys.readouterr().err
     assert "no 'completed' field: not vLLM benchmark_serving output" in err
     assert "0 requests" not in err and err.count("\n") == 1
+
+
+def test_21_nccl_tests_log_is_read_not_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real nccl-tests all_reduce_perf log (16 H100 ranks on 2 nodes): convert gives a
+    collectives result with its busbw table; two logs compare busbw size by size; beside a CPU
+    training run it is not comparable (different workload type), never misread as markdown;
+    fleet reads per-node logs and names the slow node."""
+    case = CASES / "21-nccl-tests-log-as-input"
+    out = tmp_path / "nccl.json"
+    assert (
+        main(["convert", str(case / "all_reduce_perf.log"), "--to", "minicluster", "-o", str(out)])
+        == 0
+    )
+    result = json.loads(out.read_text())
+    assert result["workload"]["workload_type"] == "collectives"
+    table = result["collectives"]["results"]
+    assert len(table) == 31 and table[-1]["size_bytes"] == 8589934592
+    assert table[-1]["busbw_gbps"] == 338.82 and table[-1]["algbw_gbps"] == 180.71
+    assert result["metrics"]["busbw_gbps"]["value"] == 338.82
+    assert result["world_size"] == 16 and result["nodes"] == 2
+    assert result["fingerprint"]["fields"]["gpu_model"] == "NVIDIA H100 80GB HBM3"
+    assert any("in-place" in f for f in result["imported_from"]["unread_fields"])
+    # the published file (markdown preamble + the same stdout) reads the same
+    code, data = _compare(tmp_path, case.name, "all_reduce_perf.log", "ztan-NCCL-test-result")
+    assert code == 0
+    sizes = data["comparisons"][0]["sizes"]
+    assert len(sizes) == 31 and all(s["verdict"] == "no_change" for s in sizes)
+    assert {s["size"] for s in sizes} >= {"8", "1M", "8G"}
+    code, data = _compare(tmp_path, case.name, "minicluster_run.result.json", "all_reduce_perf.log")
+    assert code == 0
+    assert all(r["verdict"] in ("not_comparable", "missing") for r in _rows(data).values())
+    capsys.readouterr()
+    fleet = sorted((case / "fleet").glob("node*.log"))
+    assert main(["fleet", *map(str, fleet), "--json", str(tmp_path / "f.json")]) == 1
+    report = json.loads((tmp_path / "f.json").read_text())
+    assert report["outliers"] == ["node4.log"]
+    # one multi-node log alone: fleet says it spans 2 nodes (one log per node wanted), exit 2
+    assert main(["fleet", str(case / "all_reduce_perf.log")]) == 2
+
+
+def test_23_a_drifting_run_is_not_excused_by_its_own_spread(tmp_path: Path) -> None:
+    """Two real 2-rank runs of the case's job, the second slowed 0.5 ms more each step by a torch
+    optimizer hook (hooks/sitecustomize.py, not minicluster's fault injection): the drift is
+    named, step time p50/p95 and mean are regressions, and throughput (global batch / mean step
+    time) gets the same verdict as the mean step time."""
+    code, data = _compare(
+        tmp_path, "23-thermal-drift-excused-by-spread", "clean.result.json", "drift.result.json"
+    )
+    rows = _rows(data)
+    pair = data["comparisons"][0]
+    assert code == 1
+    assert {"latency_p50_ms", "latency_p95_ms", "step_time_mean_ms"} <= set(pair["regressions"])
+    assert "throughput_samples_per_sec" in pair["regressions"]
+    assert rows["throughput_samples_per_sec"]["p_value"] == rows["step_time_mean_ms"]["p_value"]
+    drift = pair["structure"]["drift.result.json"]
+    assert drift["kind"] == "drift" and drift["change_pct"] > 50
+    assert any("drift.result.json: step time drifts +0.6" in w for w in pair["warnings"])
+    assert rows["latency_p95_ms"]["test"] == "quantile-exceedance-fisher"
+    for name in ("latency_p50_ms", "step_time_mean_ms"):
+        assert "beyond the run-to-run spread" in rows[name]["reason"], name
+
+
+def test_throughput_and_mean_step_time_never_disagree() -> None:
+    """Every pair of the recorded runs: the throughput row's verdict is the mean step time's
+    (better/worse follow each metric's direction: one statistic, one verdict)."""
+    from minicluster.compare import compare
+    from minicluster.interop import load
+
+    fix = CASES.parent / "compare"
+    runs = [
+        "mc11_clean_a.json",
+        "mc11_clean_b.json",
+        "mc11_straggler.json",
+        "mc13_quiet_clean_1.json",
+    ]
+    for base in runs:
+        for cand in runs:
+            if base == cand:
+                continue
+            rows = {
+                r.metric: r for r in compare([load(fix / base), load(fix / cand)]).pairs[0].rows
+            }
+            thr, mean = rows["throughput_samples_per_sec"], rows["step_time_mean_ms"]
+            assert thr.verdict == mean.verdict, (base, cand)
+            assert thr.regression == mean.regression, (base, cand)

@@ -297,7 +297,7 @@ def test_values_out_of_range_are_not_compared() -> None:
     assert r.verdict == "not_comparable"
 
 
-def test_results_timed_by_different_methods_are_warned_about() -> None:
+def test_results_timed_by_different_methods_are_not_comparable() -> None:
     import copy
     import json
     from pathlib import Path
@@ -311,9 +311,13 @@ def test_results_timed_by_different_methods_are_warned_about() -> None:
     a, b = to_record(data, "a"), to_record(other, "b")
     pair = compare([a, b]).pairs[0]
     assert any(
-        "all-reduce timing methods differ (ddp_runtime_stats vs comm_hook_host_clock)" in w
-        for w in pair.warnings
+        "timing_method: ddp_runtime_stats vs comm_hook_host_clock" in w for w in pair.warnings
     )
+    assert all(r.verdict in ("not_comparable", "missing") for r in pair.rows)
+    assert not pair.regressions
+    allowed = compare([a, b], allowed=("timing_method",)).pairs[0]
+    assert any("compared although they differ" in w for w in allowed.warnings)
+    assert any(r.verdict == "no_change" for r in allowed.rows)
     assert not any(
-        "timing methods" in w for w in compare([a, to_record(data, "c")]).pairs[0].warnings
+        "timing_method" in w for w in compare([a, to_record(data, "c")]).pairs[0].warnings
     )

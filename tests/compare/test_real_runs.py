@@ -18,6 +18,7 @@ import pytest
 
 from minicluster.compare import compare
 from minicluster.compare.stats import mann_whitney_p
+from minicluster.core import metrics as metrics_registry
 from minicluster.interop import load
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "compare"
@@ -45,7 +46,12 @@ def test_every_per_step_metric_is_tested_on_its_own_series() -> None:
     rows = _rows("mc11_clean_a.json", "mc11_straggler.json")
     for name in PER_STEP:
         r = rows[name]
-        assert r.test == "mann-whitney-u" and (r.n_a, r.n_b) == (50, 50), name  # type: ignore[attr-defined]
+        # the test fits the statistic: MWU for a median, Welch for a mean, exceedance for a tail
+        statistic = metrics_registry.REGISTRY[name].statistic
+        want = {"mean": "welch-t", "harmonic_mean": "welch-t", "p90": "quantile-exceedance-fisher"}
+        want |= {"p95": "quantile-exceedance-fisher", "p99": "quantile-exceedance-fisher"}
+        assert r.test == want.get(str(statistic), "mann-whitney-u"), name  # type: ignore[attr-defined]
+        assert (r.n_a, r.n_b) == (50, 50), name  # type: ignore[attr-defined]
 
 
 def test_straggler_run_is_a_regression_named_by_step_time_and_compute() -> None:
@@ -72,13 +78,16 @@ def test_identical_runs_a_whole_run_apart_are_no_regression() -> None:
 
 def test_a_straggler_on_a_loaded_host_is_within_that_hosts_spread() -> None:
     """The limit of one run a side, said plainly: recorded while other suites loaded the 2-core
-    VM, the straggler run's step time moved between 40 and 82 ms from block to block, and its
-    +44% p50 is inside that spread: `~`, not a regression (the straggler detector names the
-    rank within the run; repeat on a quiet host to gate on it)."""
-    rows = _rows("mc11_clean_a.json", "mc11_straggler.json")
-    p50 = rows["latency_p50_ms"]
-    assert p50.delta_pct > 40 and p50.verdict == "no_change"  # type: ignore[attr-defined]
-    assert p50.reason.startswith("~ within the run-to-run spread")  # type: ignore[attr-defined]
+    VM, the baseline's blocks moved between 30 and 50 ms (its first 10 measured steps ran 26%
+    slow: named as a level change, and kept in the yardstick, since the baseline's own moves
+    are what runs do here); the straggler's +44% p50 is inside that spread: `~`, with the
+    smallest change this pair could detect said (repeat the runs, or keep a history)."""
+    c = compare([load(FIX / "mc11_clean_a.json"), load(FIX / "mc11_straggler.json")])
+    p50 = {r.metric: r for r in c.pairs[0].rows}["latency_p50_ms"]
+    assert p50.delta_pct > 40 and p50.verdict == "no_change"  # type: ignore[operator]
+    assert p50.reason.startswith("~ within the run-to-run spread")
+    assert p50.mde_pct is not None and p50.mde_pct > 44
+    assert c.pairs[0].structure["mc11_clean_a.json"]["kind"] == "shift"
 
 
 @pytest.mark.parametrize("metric", ["compute_ms", "allreduce_ms", "exposed_comm_ms"])

@@ -145,7 +145,9 @@ def test_a_new_record_type_is_one_entry(tmp_path: Path, monkeypatch: pytest.Monk
     from minicluster.analysis.records import read_rank
     from minicluster.rank.recorder import RankRecorder
 
-    monkeypatch.setattr(rank_format, "_BY_TYPE", {**rank_format._BY_TYPE, "stage": _Stage})
+    monkeypatch.setattr(
+        rank_format, "CLASS_OF_TYPE", {**rank_format.CLASS_OF_TYPE, "stage": _Stage}
+    )
     recorder = RankRecorder(tmp_path, 0)
     recorder.start(SAMPLES[0], None)
     recorder.write(_Stage(stage=1, bubble_ms=2.5))  # type: ignore[arg-type]

@@ -236,6 +236,7 @@ def test_collectives_flags_are_frozen() -> None:
         "--cpus-per-worker",
         "--gpus-per-worker",
         "--placement",
+        "--dry-run",
     }
     args = parser.parse_args(["collectives"])
     assert (args.config, args.nproc, args.ops, args.sizes, args.dtype, args.out) == (None,) * 6

@@ -15,6 +15,17 @@ BLOCKS = re.findall(r"```(json|markdown)\n(.*?)```", DOC.read_text(), re.S)
 
 def test_every_input_format_has_an_example() -> None:
     assert len(BLOCKS) == 4
+    assert len(re.findall(r"```jsonl\n(.*?)```", DOC.read_text(), re.S)) == 1
+
+
+def test_sglang_example_imports(tmp_path: Path) -> None:
+    (body,) = re.findall(r"```jsonl\n(.*?)```", DOC.read_text(), re.S)
+    p = tmp_path / "example.jsonl"
+    p.write_text(body)
+    r = load(p)
+    assert r.source_format == "sglang" and r.workload_type == "inference"
+    assert r.measured("latency_p50_ms") is not None
+    assert r.fingerprint["fields"]["request_rate"] == "inf"  # type: ignore[index]
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,10 @@
-"""launch_local's outcome mapping: a user's interrupt vs a rank's failure vs success.
+"""The torchrun launchers' outcome mapping: a user's interrupt vs a rank's failure vs success.
 
 torch.distributed.run.run is replaced, so no rank starts; the exceptions are torch's own.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from pathlib import Path
@@ -20,8 +19,9 @@ from torch.distributed.elastic.multiprocessing.errors import (  # noqa: E402
     ProcessFailure,
 )
 
-from minicluster.core import rundir  # noqa: E402
+from minicluster.core.config import RunConfig, override  # noqa: E402
 from minicluster.launchers import torchrun  # noqa: E402
+from minicluster.launchers.base import LaunchOutcome, LaunchPlan, RecordsAt  # noqa: E402
 
 
 def _failure(rank: int, exitcode: int, tmp_path: Path) -> ProcessFailure:
@@ -30,8 +30,20 @@ def _failure(rank: int, exitcode: int, tmp_path: Path) -> ProcessFailure:
     )
 
 
-def _launch(tmp_path: Path) -> str | None:
-    return torchrun.launch_local(tmp_path / "config.json", 2, tmp_path, "rid", 1)
+def _plan(
+    out: Path, nproc: int = 2, threads: int = 1, rdzv: torchrun.Rendezvous | None = None
+) -> LaunchPlan:
+    cfg = override(RunConfig(), nproc=nproc, threads_per_rank=threads)
+    launcher = torchrun.LocalTorchrun() if rdzv is None else torchrun.NodeTorchrun(rdzv)
+    return launcher.plan(cfg, out, "rid")
+
+
+def _launch(tmp_path: Path, nproc: int = 2, threads: int = 1) -> LaunchOutcome:
+    return torchrun.LocalTorchrun().run(_plan(tmp_path, nproc, threads))
+
+
+def _node(tmp_path: Path, nproc: int, rdzv: torchrun.Rendezvous) -> LaunchOutcome:
+    return torchrun.NodeTorchrun(rdzv).run(_plan(tmp_path, nproc, rdzv=rdzv))
 
 
 def test_sigint_to_the_agent_is_an_interrupt_not_a_failed_run(
@@ -41,8 +53,8 @@ def test_sigint_to_the_agent_is_an_interrupt_not_a_failed_run(
         raise SignalException("Process got signal: 2", signal.SIGINT)
 
     monkeypatch.setattr(torch_run, "run", run)
-    with pytest.raises(KeyboardInterrupt, match="SIGINT"):
-        _launch(tmp_path)
+    outcome = _launch(tmp_path)
+    assert outcome.interrupted and outcome.error is not None and "SIGINT" in outcome.error
 
 
 def test_ranks_that_all_exit_interrupted_are_an_interrupt(
@@ -53,10 +65,9 @@ def test_ranks_that_all_exit_interrupted_are_an_interrupt(
         raise ChildFailedError("minicluster", failures)
 
     monkeypatch.setattr(torch_run, "run", run)
-    with pytest.raises(KeyboardInterrupt):
-        _launch(tmp_path)
-    codes = json.loads(rundir.launcher_path(tmp_path).read_text())["exit_codes"]
-    assert codes == {"0": 130, "1": -2}  # kept for aggregate all the same
+    outcome = _launch(tmp_path)
+    assert outcome.interrupted
+    assert outcome.exit_codes == {0: 130, 1: -2}  # kept for aggregate all the same
 
 
 def test_a_crashed_rank_is_a_failed_run_with_its_exit_code(
@@ -67,7 +78,10 @@ def test_a_crashed_rank_is_a_failed_run_with_its_exit_code(
         raise ChildFailedError("minicluster", failures)
 
     monkeypatch.setattr(torch_run, "run", run)
-    assert _launch(tmp_path) == "ranks failed: rank 0 exit code 130, rank 1 exit code 3"
+    outcome = _launch(tmp_path)
+    assert outcome.error == "ranks failed: rank 0 exit code 130, rank 1 exit code 3"
+    assert outcome.exit_codes == {0: 130, 1: 3} and not outcome.interrupted
+    assert outcome.records == RecordsAt(tmp_path)  # the result comes from the files here
 
 
 def test_launch_sets_threads_per_launch_and_restores_the_environment(
@@ -77,8 +91,8 @@ def test_launch_sets_threads_per_launch_and_restores_the_environment(
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(torchrun, "_USER_OMP_THREADS", None)
     monkeypatch.setattr(torch_run, "run", lambda _args: seen.append(os.environ["OMP_NUM_THREADS"]))
-    assert torchrun.launch_local(tmp_path / "c.json", 2, tmp_path, "a", 3) is None
-    assert torchrun.launch_local(tmp_path / "c.json", 4, tmp_path, "b", 1) is None
+    assert _launch(tmp_path, 2, 3).ok
+    assert _launch(tmp_path, 4, 1).ok
     assert seen == ["3", "1"]  # each launch its own count (a sweep launches several)
     assert "OMP_NUM_THREADS" not in os.environ
     assert "MINICLUSTER_LAUNCHER" not in os.environ
@@ -100,7 +114,8 @@ def test_a_loopback_job_binds_to_loopback_and_says_where_the_result_goes(
 ) -> None:
     seen = _captured(monkeypatch)
     rdzv = torchrun.Rendezvous(2, 1, "127.0.0.1:29500", "job7")
-    assert torchrun.launch_node(tmp_path / "c.json", 4, tmp_path, "rid", 1, rdzv) is None
+    outcome = _node(tmp_path, 4, rdzv)
+    assert outcome.ok and outcome.records == RecordsAt(tmp_path, on_rank0_node=True)
     (args, env) = seen[0]
     assert (args.nnodes, args.nproc_per_node) == ("2", "4")  # type: ignore[attr-defined]
     assert args.rdzv_backend == torchrun.LOOPBACK_BACKEND  # type: ignore[attr-defined]
@@ -118,7 +133,9 @@ def test_a_job_across_machines_uses_plain_c10d(
 ) -> None:
     seen = _captured(monkeypatch)
     rdzv = torchrun.Rendezvous(4, 0, "head-node:29500")
-    assert torchrun.launch_node(tmp_path / "c.json", 8, tmp_path, "rid", 1, rdzv) is None
+    (tmp_path / "result.json").write_text("{}")  # rank 0 wrote the result here
+    outcome = _node(tmp_path, 8, rdzv)
+    assert outcome.ok and outcome.records == RecordsAt(tmp_path, result=tmp_path / "result.json")
     (args, env) = seen[0]
     assert args.rdzv_backend == "c10d" and args.local_addr is None  # type: ignore[attr-defined]
     assert args.rdzv_id == torchrun.DEFAULT_RDZV_ID  # type: ignore[attr-defined]
@@ -127,7 +144,7 @@ def test_a_job_across_machines_uses_plain_c10d(
 
 def test_a_local_run_binds_to_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = _captured(monkeypatch)
-    assert torchrun.launch_local(tmp_path / "c.json", 2, tmp_path, "rid", 1) is None
+    assert _launch(tmp_path).ok
     (args, env) = seen[0]
     assert args.rdzv_backend == torchrun.LOOPBACK_BACKEND  # type: ignore[attr-defined]
     assert args.rdzv_endpoint.startswith("127.0.0.1:")  # type: ignore[attr-defined]

@@ -65,7 +65,21 @@ def test_right_means_better_and_lower_is_better_is_flipped() -> None:
     lat_x, lat_w = bars["latency_p50_ms"]
     assert math.isclose(lat_x + lat_w, zero, abs_tol=0.15)  # worse: to the left
     assert bars["temperature_celsius"][0] == zero  # -8.3 % temperature is better: right
-    assert ">+10.0%<" in plot.svg and ">-10.0%<" in plot.svg and ">+8.3%<" in plot.svg
+    # labels are the table's own percent change: the bar's side says better or worse
+    assert plot.svg.count(">+10.0%<") == 2 and ">-8.3%<" in plot.svg
+
+
+def test_a_latency_increase_is_labelled_as_an_increase() -> None:
+    """Issue 26: a +134.9% latency was labelled "-134.9%", a +329.2% an impossible
+    "-329.2% (clipped)"."""
+    rows = [
+        _row("latency_p50_ms", 10.0, 23.49, "worse"),
+        _row("latency_p99_ms", 10.0, 42.92, "worse"),
+    ]
+    plot = comparison_plot(rows)
+    assert plot is not None
+    assert ">+134.9%<" in plot.svg and ">+329.2% (clipped)<" in plot.svg
+    assert "-134.9%" not in plot.svg and "-329.2%" not in plot.svg
 
 
 def test_log_scale_keeps_small_changes_readable_beside_a_huge_one() -> None:
@@ -76,7 +90,7 @@ def test_log_scale_keeps_small_changes_readable_beside_a_huge_one() -> None:
     # +10 % is log2(1.1) / log2(4) of the clipped x200 bar, not 10/19900 of it
     assert bars["throughput_samples_per_sec"][1] / huge > 0.05
     assert bars["throughput_samples_per_sec"][1] > 10  # pixels: visible
-    assert ">÷200 (clipped)<" in plot.svg
+    assert ">x200 (clipped)<" in plot.svg  # B/A as in the table
     assert "e+0" not in plot.svg  # ticks read x2, ÷4, not -2e+05
     assert ">x1<" in plot.svg and ">÷4<" in plot.svg and ">x4<" in plot.svg
 
@@ -93,7 +107,7 @@ def test_only_judged_rows_are_drawn() -> None:
     }
     for left_out in ("allreduce_wait_ms", "compute_ms", "allreduce_transfer_ms", "power_con"):
         assert left_out not in plot.svg
-    assert ">~ (-0.8%)<" in plot.svg  # p95 up 0.8 %: slightly worse, not significant
+    assert ">~ (+0.8%)<" in plot.svg  # p95 up 0.8 %: slightly worse, not significant
     assert "4 row(s) are not drawn" in plot.caption
     for family in ("throughput", "latency", "thermal", "communication"):
         assert f">{family}<" in plot.svg

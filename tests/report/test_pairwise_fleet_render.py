@@ -149,14 +149,20 @@ def test_the_fleet_report_names_the_straggler_first_and_plots_every_metric() -> 
     console = Console(record=True, width=160)
     print_fleet(report, console)
     out = console.export_text()
-    assert out.splitlines()[0].startswith("fleet of 8 nodes: 1 outlier node(s): node6")
+    # node6's own run named its straggler: named for it (issue 26), first in the table
+    assert out.splitlines()[0].startswith(
+        "fleet of 8 nodes: 1 node(s) whose own check found a problem: node6"
+    )
     nodes_table = out[out.index("Nodes") :]
     assert nodes_table.index("node6") < nodes_table.index("node1")  # worst first
     page = fleet_html(report)
     for m in report["metrics"]:
         assert f'data-plot="fleet-{m["name"]}"' in page
     md = fleet_markdown(report)
-    assert md.startswith("# minicluster fleet: mlp\n\n**fleet of 8 nodes: 1 outlier node(s): node6")
+    assert md.startswith(
+        "# minicluster fleet: mlp\n\n**fleet of 8 nodes: 1 node(s) whose own check found a "
+        "problem: node6"
+    )
 
 
 def test_an_outlier_past_the_axis_keeps_its_number() -> None:

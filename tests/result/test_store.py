@@ -1,4 +1,5 @@
-"""The output directory's claim: the nodes of one job across nodes share it, whoever is first."""
+"""The run-directory rules: the claim (the nodes of one job across nodes share it, whoever is
+first), and the write of result.json that never replaces a fuller or unreadable one."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from minicluster.cli import orchestrate
 from minicluster.core.errors import InputError
+from minicluster.result import store
 
 
 @pytest.mark.timeout(60)
@@ -26,7 +27,7 @@ def test_nodes_of_one_job_claiming_together_both_get_the_directory(tmp_path: Pat
         def node(n: int, out: Path = out, start: threading.Barrier = start) -> None:
             start.wait()
             try:
-                orchestrate.claim(out, f"run{n}", job="slurm-1")
+                store.claim(out, f"run{n}", job="slurm-1")
             except InputError as e:
                 refused.append(str(e))
 
@@ -40,8 +41,8 @@ def test_nodes_of_one_job_claiming_together_both_get_the_directory(tmp_path: Pat
 
 
 def test_a_run_of_another_job_is_refused_naming_the_owner(tmp_path: Path) -> None:
-    orchestrate.claim(tmp_path, "run-a", job="job-a")
+    store.claim(tmp_path, "run-a", job="job-a")
     with pytest.raises(InputError, match="taken by run run-a"):
-        orchestrate.claim(tmp_path, "run-b", job="job-b")
+        store.claim(tmp_path, "run-b", job="job-b")
     with pytest.raises(InputError, match="taken by run run-a"):
-        orchestrate.claim(tmp_path, "run-c")
+        store.claim(tmp_path, "run-c")

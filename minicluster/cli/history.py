@@ -1,0 +1,149 @@
+"""`minicluster history add|list|show|check`: results in a SQLite database; `check` gates a result
+against the last N comparable runs (exit 1 on a regression, saying since when and by how much)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from minicluster.cli import orchestrate
+from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
+
+
+def _db(args: argparse.Namespace) -> Path:
+    from minicluster.compare.history import default_path
+
+    return args.db if args.db is not None else default_path()
+
+
+def _records(spec: Path, fmt: str | None) -> list[tuple[Any, str, bytes]]:
+    """(record, source, bytes) of every run `spec` names: a result, a run or repeats directory,
+    an SGLang file of several runs."""
+    from minicluster.compare.repeats import side_paths
+    from minicluster.core import rundir
+    from minicluster.interop.detect import load_runs, split_selector
+
+    several = side_paths(str(spec))
+    paths = several[1] if several is not None else [spec]
+    out = []
+    for p in paths:
+        file, _ = split_selector(p)
+        file = rundir.result_path(file) if file.is_dir() else file
+        for i, rec in enumerate(load_runs(p, fmt)):
+            content = file.read_bytes() + f"#{i}".encode()
+            out.append((rec, str(file), content))
+    return out
+
+
+def no_action(args: argparse.Namespace) -> int:
+    raise InputError(
+        "history needs an action: add, list, show or check (see minicluster history --help)"
+    )
+
+
+def add(args: argparse.Namespace) -> int:
+    """`history add RESULT...`: record each result (its fingerprint, platform, commit, labels)."""
+    from minicluster.compare.history import History, Provenance
+
+    prov = Provenance.from_env(args.commit, args.branch, args.label)
+    with History(_db(args)) as db:
+        for spec in args.inputs:
+            for rec, source, content in _records(spec, args.format):
+                if rec.details.get("run_status") not in (None, "ok"):
+                    print(
+                        f"minicluster: {rec.label}: run status {rec.details['run_status']!r}: "
+                        "recorded, never used as a baseline",
+                        file=sys.stderr,
+                    )
+                run, new = db.add(rec, source, content, prov)
+                what = "added" if new else "already recorded"
+                print(f"history: {what} #{run} {rec.label} ({db.path})")
+    return EXIT_OK
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    """`history list`: the newest runs, one line each (or JSON)."""
+    from minicluster.compare.history import History
+
+    with History(_db(args)) as db:
+        runs = db.runs(args.limit)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in runs], indent=2))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"history {_db(args)} (newest first)", title_justify="left")
+    for col in ("#", "added", "label", "workload", "fingerprint", "commit", "status"):
+        table.add_column(col, no_wrap=True, min_width=len(col))
+    for r in runs:
+        fields = r.fingerprint.get("fields") or {}
+        table.add_row(
+            str(r.id),
+            r.added_at[:19].replace("T", " "),
+            r.label,
+            str(fields.get("workload") or fields.get("model") or fields.get("ops") or "?"),
+            r.fingerprint_key,
+            (r.git_commit or "")[:12],
+            r.status or "",
+        )
+    with orchestrate.stdout_may_close():
+        Console().print(table)
+    return EXIT_OK
+
+
+def show(args: argparse.Namespace) -> int:
+    """`history show ID`: one run's record (JSON)."""
+    from minicluster.compare.history import History
+
+    with History(_db(args)) as db:
+        run = db.get(args.id)
+    with orchestrate.stdout_may_close():
+        print(json.dumps(run.to_dict(), indent=2))
+    return EXIT_OK
+
+
+def check(args: argparse.Namespace) -> int:
+    """`history check RESULT`: exit 1 on a regression against the last N comparable runs."""
+    from minicluster.compare.comparability import parse_allowed
+    from minicluster.compare.history import History, Provenance
+    from minicluster.compare.history_check import check as check_result
+
+    allowed = parse_allowed(args.allow_different)
+    items = _records(args.result, args.format)
+    if len(items) != 1:
+        raise InputError(f"{args.result} holds {len(items)} runs: check one (FILE#N, DIR/rI)")
+    rec, source, content = items[0]
+    if args.last < 1:
+        raise InputError(f"--last must be >= 1, got {args.last}")
+    to_stdout = orchestrate.stdout_outputs([o for o in (args.json, args.html) if o is not None])
+    with History(_db(args)) as db:
+        history = db.comparable(rec.fingerprint or {}, allowed, args.last)
+        result = check_result(
+            rec, history, tuple(args.metric or ()) or None, args.threshold, args.alpha, args.settle
+        )
+        if args.add:
+            run, _ = db.add(
+                rec, source, content, Provenance.from_env(args.commit, args.branch, args.label)
+            )
+            result.notes.append(f"recorded as #{run}")
+    if args.json:
+        orchestrate.write_output(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
+    if args.html:
+        from minicluster.report.history import history_html
+
+        orchestrate.write_output(args.html, history_html(result))
+    if args.junit:
+        from minicluster.report.junit import history_cases, to_xml
+
+        orchestrate.write_output(
+            args.junit, to_xml("minicluster history check", history_cases(result))
+        )
+    from minicluster.report.history import print_check
+
+    with orchestrate.stdout_may_close():
+        print_check(result, orchestrate.side_console(stderr=to_stdout))
+    return EXIT_FAILED_CHECK if result.regressions else EXIT_OK

@@ -1,0 +1,313 @@
+"""`history check`: a new result against the last N comparable runs of the history.
+
+Per gated metric the series is the runs' values in the order they were added, the new result
+last, on a log scale. Change points are found with ruptures (binary segmentation, least squares,
+penalty 3 log(n) sigma^2 with sigma from the successive differences, a BIC-like choice that does
+not count the shifts themselves as noise) and each is kept only when the segments on both sides
+differ by Student's t at alpha (the significance rule Hunter/Otava apply to E-divisive's
+candidates; E-divisive itself is not installable beside numpy 2: apache-otava pins numpy 2.2,
+signal-processing-algorithms numpy < 2).
+
+The new run is judged against the regime before it: the runs after the last change point that
+precedes its own segment (or all of them when there is none), with the between-run spread of
+those runs (Student's t on the pooled variance of the log values). A regression needs the
+worse direction, p < alpha divided over the gated metrics (Bonferroni: one gate, one error
+rate), and at least the threshold. When the new run's segment already holds earlier runs, the
+regression is dated to its first run ("since"); a new level that has held for `settle` runs is
+the baseline from then on (said, not gated again).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from minicluster.compare.history import Run
+from minicluster.core import metrics as metrics_registry
+from minicluster.interop.record import BenchmarkRecord
+
+# gated by default: the headline figures of each kind of result (the others are noisier parts)
+DEFAULT_METRICS = (
+    "throughput_samples_per_sec",
+    "step_time_mean_ms",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "tokens_per_sec",
+    "ttft_ms",
+    "decode_tpt_ms",
+    "busbw_gbps",
+    "memory_peak_mib",
+)
+MIN_HISTORY = 3  # fewer comparable earlier runs: not judged (said), as conbench does
+DEFAULT_LAST = 30
+DEFAULT_SETTLE = 5
+
+
+@dataclass
+class MetricCheck:
+    metric: str
+    unit: str
+    direction: str
+    verdict: str  # regression, improvement, no_change, not_judged
+    reason: str
+    value: float | None
+    baseline_median: float | None = None
+    change_pct: float | None = None
+    low_pct: float | None = None
+    high_pct: float | None = None
+    p_value: float | None = None
+    mde_pct: float | None = None
+    since: dict[str, Any] | None = None
+    change_points: list[dict[str, Any]] = field(default_factory=list)
+    baseline_runs: list[int] = field(default_factory=list)
+    trend: list[dict[str, Any]] = field(default_factory=list)  # the plot data
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CheckResult:
+    candidate: str
+    history_runs: int
+    metrics: list[MetricCheck]
+    alpha: float
+    alpha_per_metric: float
+    threshold_pct: float
+    notes: list[str]
+    changed: list[str]
+
+    @property
+    def regressions(self) -> list[MetricCheck]:
+        return [m for m in self.metrics if m.verdict == "regression"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": "minicluster-history-check/1",
+            "candidate": self.candidate,
+            "history_runs": self.history_runs,
+            "threshold_pct": self.threshold_pct,
+            "alpha": self.alpha,
+            "alpha_per_metric": self.alpha_per_metric,
+            "regression_found": bool(self.regressions),
+            "regressions": [m.metric for m in self.regressions],
+            "what_else_changed": self.changed,
+            "notes": self.notes,
+            "metrics": [m.to_dict() for m in self.metrics],
+        }
+
+
+def change_points(x: np.ndarray, alpha: float) -> list[int]:
+    """Indices i where a new level starts in `x` (segments kept only when Student's t between
+    the neighbouring segments has p < alpha)."""
+    import ruptures
+
+    n = x.size
+    if n < 4:
+        return []
+    d = np.diff(x)
+    sigma = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2)
+    if sigma == 0:
+        sigma = float(np.std(x)) or 1e-12
+    bkps = (
+        ruptures.Binseg(model="l2", min_size=1, jump=1)
+        .fit(x)
+        .predict(pen=3 * math.log(n) * sigma**2)
+    )
+    cps = [b for b in bkps if b < n]
+    kept: list[int] = []
+    bounds = [0, *cps, n]
+    for i, cp in enumerate(cps, start=1):
+        left, right = x[bounds[i - 1] : cp], x[cp : bounds[i + 1]]
+        if _two_sample_p(left, right) < alpha:
+            kept.append(cp)
+    return kept
+
+
+def _two_sample_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Student's t p-value of two groups of runs on the pooled variance; a single run against a
+    group is the prediction test of that run."""
+    from scipy.stats import t as student_t
+
+    df = a.size + b.size - 2
+    if df < 1:
+        return 1.0
+    ss = float(np.sum((a - a.mean()) ** 2) + np.sum((b - b.mean()) ** 2))
+    se = math.sqrt(ss / df) * math.sqrt(1 / a.size + 1 / b.size)
+    diff = float(b.mean() - a.mean())
+    if se == 0:
+        return 1.0 if diff == 0 else 0.0
+    return float(2 * student_t.sf(abs(diff / se), df))
+
+
+def check(
+    record: BenchmarkRecord,
+    history: list[Run],
+    metrics: tuple[str, ...] | None = None,
+    threshold_pct: float = 5.0,
+    alpha: float = 0.05,
+    settle: int = DEFAULT_SETTLE,
+) -> CheckResult:
+    """Judge `record` against `history` (comparable runs, oldest first)."""
+    notes: list[str] = []
+    wanted = metrics or DEFAULT_METRICS
+    gated = [
+        name
+        for name in wanted
+        if record.measured(name) is not None
+        and metrics_registry.get(name) is not None
+        and metrics_registry.REGISTRY[name].direction != "none"
+    ]
+    if metrics:
+        for name in metrics:
+            if name not in gated:
+                notes.append(
+                    f"{name}: not measured in the candidate, or has no direction: not gated"
+                )
+    per_metric = alpha / max(1, len(gated))
+    out: list[MetricCheck] = []
+    for name in gated:
+        out.append(_one(name, record, history, threshold_pct, per_metric, settle))
+    if len(history) < MIN_HISTORY:
+        notes.append(
+            f"only {len(history)} comparable earlier run(s) in the history (at least "
+            f"{MIN_HISTORY} needed): not judged; record more runs (`history add`)"
+        )
+    return CheckResult(
+        record.label,
+        len(history),
+        out,
+        alpha,
+        per_metric,
+        threshold_pct,
+        notes,
+        _changed(record, history),
+    )
+
+
+def _one(
+    name: str,
+    record: BenchmarkRecord,
+    history: list[Run],
+    threshold_pct: float,
+    alpha: float,
+    settle: int,
+) -> MetricCheck:
+    from scipy.stats import t as student_t
+
+    m = metrics_registry.REGISTRY[name]
+    mv = record.measured(name)
+    assert mv is not None and mv.value is not None
+    runs = [r for r in history if _positive(r.values.get(name))]
+    trend = [
+        {"run": r.id, "added_at": r.added_at, "git_commit": r.git_commit, "value": r.values[name]}
+        for r in runs
+    ] + [{"run": None, "added_at": None, "git_commit": None, "value": mv.value, "candidate": True}]
+    res = MetricCheck(name, m.unit, m.direction, "not_judged", "", mv.value, trend=trend)
+    if len(runs) < MIN_HISTORY or mv.value <= 0:
+        res.reason = (
+            f"{len(runs)} earlier comparable run(s) with this metric: fewer than {MIN_HISTORY}"
+        )
+        return res
+    x = np.log(np.array([r.values[name] for r in runs] + [mv.value], dtype=float))
+    cps = change_points(x, alpha)
+    for cp in cps:
+        before, after = x[:cp], x[cp:]
+        res.change_points.append(
+            {
+                "index": cp,
+                "run": runs[cp].id if cp < len(runs) else None,
+                "git_commit": runs[cp].git_commit if cp < len(runs) else None,
+                "change_pct": 100 * (math.exp(float(np.median(after) - np.median(before))) - 1),
+            }
+        )
+    n = x.size
+    cand = n - 1
+    last_cp = cps[-1] if cps else None
+    if last_cp is None:
+        prev_cp, tail_start = 0, cand
+    elif n - last_cp >= settle:
+        # a level that has held for `settle` runs (the new one included) is the baseline now
+        prev_cp, tail_start = last_cp, cand
+        res.reason = (
+            f"a level that began at run #{runs[last_cp].id} has held for {n - last_cp} runs: "
+            "it is the baseline; "
+        )
+    else:
+        prev_cp, tail_start = (cps[-2] if len(cps) >= 2 else 0), last_cp
+    if tail_start - prev_cp < 2:  # too few runs at the level before: all earlier runs
+        prev_cp, tail_start = 0, cand
+    base, tail = x[prev_cp:tail_start], x[tail_start:]
+    res.baseline_runs = [r.id for r in runs[prev_cp:tail_start]]
+    res.baseline_median = float(math.exp(np.median(base)))
+    df = base.size + tail.size - 2
+    ss = float(np.sum((base - base.mean()) ** 2) + np.sum((tail - tail.mean()) ** 2))
+    se = math.sqrt(ss / df) * math.sqrt(1 / base.size + 1 / tail.size) if df >= 1 else math.inf
+    diff = float(tail.mean() - base.mean())
+    crit = float(student_t.ppf(1 - alpha / 2, df)) if df >= 1 else math.inf
+    res.p_value = _two_sample_p(base, tail)
+    res.change_pct = 100 * (math.exp(diff) - 1)
+    res.low_pct = 100 * (math.exp(diff - crit * se) - 1) if math.isfinite(se) else None
+    res.high_pct = 100 * (math.exp(diff + crit * se) - 1) if math.isfinite(se) else None
+    res.mde_pct = max(threshold_pct, 100 * (math.exp(crit * se) - 1)) if math.isfinite(se) else None
+    worse = (diff > 0) == (m.direction == "lower")
+    since_run = runs[tail_start] if tail_start < len(runs) else None
+    interval = (
+        f"{res.change_pct:+.3g}% vs the median of runs #{res.baseline_runs[0]}-#{res.baseline_runs[-1]} "
+        f"({len(res.baseline_runs)} runs), {100 * (1 - alpha):.3g}% interval [{res.low_pct:+.3g}%, "
+        f"{res.high_pct:+.3g}%], t p={res.p_value:.2g}"
+    )
+    if res.p_value >= alpha:
+        res.verdict = "no_change"
+        res.reason += f"~ within the between-run spread: {interval}; smallest detectable change {res.mde_pct:.3g}%"
+    elif abs(res.change_pct) < threshold_pct:
+        res.verdict = "no_change"
+        res.reason += f"within the {threshold_pct:g}% threshold: {interval}"
+    else:
+        res.verdict = "regression" if worse else "improvement"
+        res.reason += f"{'regressed' if worse else 'improved'}: {interval}"
+        if since_run is not None:
+            res.since = {
+                "run": since_run.id,
+                "added_at": since_run.added_at,
+                "git_commit": since_run.git_commit,
+                "runs_at_new_level": int(tail.size),
+            }
+            res.reason += (
+                f"; since run #{since_run.id} (commit {since_run.git_commit or 'unknown'}, added "
+                f"{since_run.added_at}): {tail.size} runs at the new level"
+            )
+        else:
+            res.since = {"run": None, "runs_at_new_level": 1}
+            res.reason += "; since this run"
+    return res
+
+
+def _positive(value: float | None) -> bool:
+    return isinstance(value, (int, float)) and value > 0
+
+
+def _changed(record: BenchmarkRecord, history: list[Run]) -> list[str]:
+    """What differs between the candidate and the newest run of its history besides the result:
+    versions, platform, commit, labels (and fields the user allowed to differ)."""
+    if not history:
+        return []
+    last = history[-1]
+    now = {
+        "tool_version": record.tool_version,
+        "framework_version": record.details.get("framework_version"),
+        "os": record.details.get("os"),
+        "hardware": record.hardware,
+        "launcher": record.details.get("launcher"),
+    }
+    out = [
+        f"{k}: {last.platform.get(k)} -> {v}"
+        for k, v in now.items()
+        if v is not None and last.platform.get(k) is not None and last.platform.get(k) != v
+    ]
+    fa, fb = last.fingerprint.get("fields") or {}, (record.fingerprint or {}).get("fields") or {}
+    out += [f"{k}: {fa.get(k)} -> {fb.get(k)} (allowed)" for k in fb if fa.get(k) != fb.get(k)]
+    return out

@@ -1,0 +1,131 @@
+"""Render a `history check`: the terminal verdict and table, and one HTML page with a trend plot
+per gated metric (the history's runs, the new one, the baseline level and the change points)."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from minicluster.report import svg
+from minicluster.report.terminal import make_console
+
+if TYPE_CHECKING:
+    from minicluster.compare.history_check import CheckResult, MetricCheck
+
+_VERDICT = {
+    "regression": "REGRESSION",
+    "improvement": "better",
+    "no_change": "no change",
+    "not_judged": "not judged",
+}
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.2f}%"
+
+
+def print_check(r: CheckResult, console: Console | None = None) -> None:
+    console = console or make_console()
+    regs = r.regressions
+    head = (
+        f"history check {r.candidate}: REGRESSION on {', '.join(m.metric for m in regs)}"
+        if regs
+        else f"history check {r.candidate}: no regression"
+    )
+    console.print(f"[bold]{escape(head)}[/bold] (against {r.history_runs} comparable runs)")
+    table = Table(box=None, pad_edge=False)
+    for col in ("metric", "value", "baseline median", "change", "interval", "MDE", "verdict"):
+        table.add_column(
+            col, no_wrap=True, justify="left" if col in ("metric", "verdict") else "right"
+        )
+    for m in r.metrics:
+        interval = (
+            "n/a"
+            if m.low_pct is None or m.high_pct is None
+            else f"[{m.low_pct:+.3g}, {m.high_pct:+.3g}]%"
+        )
+        table.add_row(
+            m.metric,
+            svg.tick_label(m.value) if m.value is not None else "n/a",
+            svg.tick_label(m.baseline_median) if m.baseline_median is not None else "n/a",
+            _pct(m.change_pct),
+            interval,
+            "n/a" if m.mde_pct is None else f"{m.mde_pct:.3g}%",
+            _VERDICT[m.verdict],
+            style="red" if m.verdict == "regression" else None,
+        )
+    console.print(table)
+    for m in r.metrics:
+        console.print(f"[dim]{escape(m.metric)}:[/dim] {escape(m.reason)}")
+        for cp in m.change_points:
+            console.print(
+                f"[dim]  change point at run #{cp['run'] if cp['run'] is not None else 'new'}"
+                f" (commit {escape(str(cp['git_commit'] or 'unknown'))}): "
+                f"{cp['change_pct']:+.3g}%[/dim]"
+            )
+    for line in r.changed:
+        console.print(f"[yellow]changed since the last comparable run:[/yellow] {escape(line)}")
+    for n in r.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(n)}")
+
+
+def trend_plot(m: MetricCheck) -> svg.Plot | None:
+    """The metric's value per run (oldest left), the new run marked, the baseline median as a
+    dashed line, change points as bands."""
+    values = [p["value"] for p in m.trend]
+    if len(values) < 2:
+        return None
+    lo, hi = min(values), max(values)
+    pad = (hi - lo) * 0.15 or abs(hi) * 0.1 or 1.0
+    frame = svg.Frame(0, len(values) - 1, max(0.0, lo - pad), hi + pad)
+    title = f"{m.metric} over the history"
+    pts = [(float(i), float(v)) for i, v in enumerate(values)]
+    parts = [svg.open_svg(frame, title, f"trend-{m.metric}")]
+    parts.append(
+        svg.axes(frame, "run (oldest left; the last is the one checked)", f"{m.metric} ({m.unit})")
+    )
+    for cp in m.change_points:
+        x = float(cp["index"])
+        parts.append(svg.vband(frame, x - 0.5, x + 0.5, f"change point: {cp['change_pct']:+.3g}%"))
+    if m.baseline_median is not None:
+        parts.append(svg.hline(frame, m.baseline_median, "#555", "baseline median"))
+    parts.append(svg.polyline(frame, pts, svg.color(0), m.metric))
+    parts.append(svg.markers(frame, pts[:-1], svg.color(0), "earlier run"))
+    fill = "#b3261e" if m.verdict == "regression" else "#2a7d2e"
+    parts.append(svg.markers(frame, pts[-1:], fill, "this run"))
+    parts.append("</svg>")
+    caption = (
+        f"{m.metric} ({m.unit}) of the comparable runs in the history and of the run checked "
+        f"(last point); dashed: the median of the baseline runs; bands: change points. {m.reason}"
+    )
+    return svg.Plot(f"trend-{m.metric}", title, "".join(parts), caption)
+
+
+def history_html(r: CheckResult) -> str:
+    from minicluster.report.html import PAGE_CSS, figure
+
+    e = html.escape
+    regs = ", ".join(m.metric for m in r.regressions) or "none"
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>minicluster history check</title>',
+        f"<style>{PAGE_CSS}</style></head><body>",
+        f"<h1>History check of {e(r.candidate)}</h1>",
+        f"<p class='verdict'>regressions: {e(regs)} (against {r.history_runs} comparable runs; "
+        f"threshold {r.threshold_pct:g}%, alpha {r.alpha:g} split over {len(r.metrics)} metrics)</p>",
+    ]
+    parts += [f"<p class='note'>changed: {e(c)}</p>" for c in r.changed]
+    parts += [f"<p class='note'>note: {e(n)}</p>" for n in r.notes]
+    for m in r.metrics:
+        plot = trend_plot(m)
+        parts.append(f"<h2>{e(m.metric)}: {e(_VERDICT[m.verdict])}</h2>")
+        if plot is not None:
+            parts.append(figure(plot))
+        else:
+            parts.append(f"<p class='note'>{e(m.reason)}</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,142 @@
+"""JUnit XML for CI (`--junit F`): one test case per verdict, a finding as a failure, what could not
+be judged as skipped with its reason. Written with the stdlib's ElementTree (escaping included);
+the tests read it back with junitparser."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from minicluster.compare.engine import Comparison
+    from minicluster.compare.history_check import CheckResult
+
+Outcome = Literal["passed", "failure", "skipped", "error"]
+
+
+@dataclass(frozen=True)
+class Case:
+    classname: str
+    name: str
+    outcome: Outcome
+    message: str = ""
+
+
+def to_xml(suite: str, cases: list[Case]) -> str:
+    """One <testsuites> holding one <testsuite> of `cases`."""
+    root = ET.Element("testsuites")
+    counts = {o: sum(c.outcome == o for c in cases) for o in ("failure", "skipped", "error")}
+    ts = ET.SubElement(
+        root,
+        "testsuite",
+        name=suite,
+        tests=str(len(cases)),
+        failures=str(counts["failure"]),
+        errors=str(counts["error"]),
+        skipped=str(counts["skipped"]),
+    )
+    for c in cases:
+        tc = ET.SubElement(ts, "testcase", classname=c.classname, name=c.name)
+        if c.outcome == "passed":
+            if c.message:
+                ET.SubElement(tc, "system-out").text = c.message
+            continue
+        tag = {"failure": "failure", "skipped": "skipped", "error": "error"}[c.outcome]
+        el = ET.SubElement(tc, tag, message=c.message[:500])
+        el.text = c.message
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def compare_cases(c: Comparison) -> list[Case]:
+    """Per candidate, one case per metric row (a regression fails; not comparable, not measured
+    and not tested are skipped with the reason), and one per input run that did not finish."""
+    out = []
+    for p in c.pairs:
+        cls = f"compare.{p.b.label}"
+        for r in p.rows:
+            if r.regression:
+                outcome: Outcome = "failure"
+            elif r.verdict in ("not_comparable", "missing", "not_tested"):
+                outcome = "skipped"
+            else:
+                outcome = "passed"
+            out.append(Case(cls, r.metric, outcome, f"{r.verdict}: {r.reason}"))
+        out += [Case(cls, "run status", "failure", u) for u in p.unfinished]
+    return out
+
+
+def run_cases(result: dict[str, Any], exit_code: int) -> list[Case]:
+    """A run's verdicts: its status, each detected fault or finding, each validation check."""
+    cls = f"run.{result.get('run_id')}"
+    status = str(result.get("status"))
+    out = [
+        Case(
+            cls,
+            "status",
+            "passed" if status == "ok" else ("error" if status == "failed" else "failure"),
+            f"status {status}; " + "; ".join(str(e) for e in result.get("errors") or [])[:2000],
+        )
+    ]
+    for rank in result.get("failed_ranks") or []:
+        out.append(Case(cls, f"rank {rank}", "failure", f"rank {rank} failed (see status)"))
+    detected = (result.get("faults") or {}).get("detected") or []
+    for d in detected:
+        name = f"{d.get('kind')} rank {d.get('rank')}"
+        out.append(Case(cls, name, "failure", str(d.get("evidence") or d)))
+    named = {d.get("rank") for d in detected if d.get("kind") == "straggler"}
+    for s in result.get("stragglers") or []:
+        if s.get("rank") not in named:
+            out.append(
+                Case(cls, f"straggler rank {s.get('rank')}", "failure", str(s.get("evidence") or s))
+            )
+    validation = result.get("validation") or {}
+    for chk in validation.get("checks") or []:
+        ok = chk.get("passed")
+        out.append(
+            Case(
+                cls,
+                f"validation {chk.get('name')}",
+                "passed" if ok else ("skipped" if ok is None else "failure"),
+                str(chk.get("reason") or ""),
+            )
+        )
+    out.append(
+        Case(
+            cls,
+            "exit code",
+            "passed" if exit_code == 0 else "failure",
+            f"minicluster's exit code {exit_code}",
+        )
+    )
+    return out
+
+
+def fleet_cases(report: dict[str, Any]) -> list[Case]:
+    """One case per node: a failed node check or an outlier metric fails."""
+    out = []
+    for node in report.get("nodes") or []:
+        label = str(node.get("label"))
+        if node.get("status") not in (None, "ok"):
+            out.append(Case("fleet", label, "failure", f"node check status {node.get('status')}"))
+        elif node.get("outlier_on"):
+            out.append(
+                Case("fleet", label, "failure", "outlier on " + ", ".join(node["outlier_on"]))
+            )
+        else:
+            out.append(Case("fleet", label, "passed", "ok"))
+    return out
+
+
+def history_cases(r: CheckResult) -> list[Case]:
+    """One case per gated metric: a regression fails, not judged is skipped."""
+    out = []
+    for m in r.metrics:
+        outcome: Outcome = (
+            "failure"
+            if m.verdict == "regression"
+            else ("skipped" if m.verdict == "not_judged" else "passed")
+        )
+        out.append(Case(f"history.{r.candidate}", m.metric, outcome, m.reason))
+    return out

@@ -1,0 +1,247 @@
+"""The run-directory rules: a run claims a new directory before any rank starts, `runs/latest`
+follows the newest run, `launcher.json` keeps how the launch ended, and `result.json` is never
+replaced by a result covering less of the run, nor when it cannot be read.
+
+Every command that writes a run or sweep directory goes through these rules (the paths
+themselves are named in `core.rundir`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minicluster.core import clock, rundir
+from minicluster.core.errors import InputError
+from minicluster.core.io import atomic_write_json, probe_writable_dir
+from minicluster.result.coverage import covers_less
+from minicluster.result.schema import SCHEMA_VERSION, validate_result
+
+
+def planned_output(out: Path | None) -> tuple[str, Path]:
+    """A new id and the directory a run would take (`out`, or runs/<id>), claiming nothing:
+    what `--dry-run` shows."""
+    new_id = clock.new_run_id()
+    return new_id, Path("runs") / new_id if out is None else out
+
+
+def new_output(out: Path | None, what: str = "run", job: str | None = None) -> tuple[str, Path]:
+    """A new id and its output directory (`out`, or runs/<id>), checked to hold no earlier run and
+    claimed for this one (exclusive create of DIR/.claim) before any rank starts.
+
+    `job` names a job across nodes (its rendezvous): on a shared filesystem every node's
+    `minicluster run` gets the same directory, and the nodes of one job share its claim."""
+    new_id, out_dir = planned_output(out)
+    if job is not None and _claim_owner(out_dir).get("job") == job:
+        return new_id, out_dir  # another node of this job took it first: share it
+    ensure_new_run_dir(out_dir, what)
+    claim(out_dir, new_id, what, job)
+    return new_id, out_dir
+
+
+def _claim_owner(out_dir: Path) -> dict[str, Any]:
+    try:
+        owner = json.loads((out_dir / rundir.CLAIM_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+def claim(out_dir: Path, run_id: str, what: str = "run", job: str | None = None) -> None:
+    """Take `out_dir` for run `run_id` with an exclusive create of its claim file: of two runs
+    started together on one directory, exactly one gets it; the other stops with exit 2 (unless
+    both are nodes of one job across nodes, `job`).
+
+    The claim appears whole: written to a temporary file first, then hard-linked to its name
+    (atomic and exclusive, NFS included), so a node of the same job that finds it taken reads the
+    owner's job, never an empty file."""
+    path = out_dir / rundir.CLAIM_FILE
+    owner = json.dumps({"run_id": run_id, "pid": os.getpid(), "what": what, "job": job})
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f"{rundir.CLAIM_FILE}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(owner)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a filesystem without hard links: an exclusive create, then the owner
+            with open(path, "x", encoding="utf-8") as f:
+                f.write(owner)
+        finally:
+            os.unlink(tmp)
+    except FileExistsError:
+        taken = _claim_owner(out_dir)
+        if job is not None and taken.get("job") == job:
+            return
+        raise InputError(
+            f"output directory {out_dir} is taken by run {taken.get('run_id', '?')}: give a new "
+            f"--out for this {what}, or remove it"
+        ) from None
+    except OSError as e:
+        raise InputError(f"output directory {out_dir} is not writable: {e.strerror or e}") from None
+
+
+def ensure_new_run_dir(out_dir: Path, what: str = "run") -> None:
+    """`out_dir` is writable and holds no earlier run: its rank files would mix with the new
+    ones (a rank that dies early would leave the old run's summary standing for it)."""
+    taken = rundir.holds_run(out_dir)
+    if taken:
+        why = f"already holds {taken} of an earlier run"
+    elif what == "sweep" and out_dir.is_dir() and any(out_dir.iterdir()):
+        why = "is not empty (a sweep makes one directory per run in it)"
+    else:
+        ensure_writable(out_dir)
+        return
+    raise InputError(
+        f"output directory {out_dir} {why}: give a new --out for this {what}, or remove it"
+    )
+
+
+def ensure_writable(out_dir: Path) -> None:
+    """InputError when `out_dir` is a file or cannot be made or written in."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output directory {out_dir} is a file: give a directory for --out")
+    try:
+        probe_writable_dir(out_dir)
+    except OSError as e:
+        raise InputError(f"output directory {out_dir} is not writable: {e.strerror or e}") from None
+
+
+def point_latest(out_dir: Path) -> str | None:
+    """Make runs/latest point at this run (replaced atomically); why it could not, or None."""
+    latest = out_dir.parent / rundir.LATEST_LINK
+    tmp = out_dir.parent / f".latest-{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(out_dir.name)
+        os.replace(tmp, latest)
+    except OSError as e:
+        return f"could not update {latest}: {e.strerror or e}"
+    return None
+
+
+def record_launch(
+    out_dir: Path,
+    launcher: str,
+    error: str | None,
+    exit_codes: Mapping[int, int],
+    interrupted: bool,
+) -> None:
+    """Keep how a launch that did not finish ended (why, each rank's non-zero exit code, whether
+    the user or a scheduler interrupted it) in DIR/launcher.json, so `aggregate DIR` says it
+    again later. Nothing is written for a launch whose ranks all finished."""
+    if error is None and not exit_codes and not interrupted:
+        return
+    record: dict[str, Any] = {
+        "launcher": launcher,
+        "exit_codes": {str(rank): code for rank, code in sorted(exit_codes.items())},
+        "interrupted": interrupted,
+    }
+    if error is not None:
+        record["error"] = error
+    atomic_write_json(rundir.launcher_path(out_dir), record)
+
+
+def launcher_record(out_dir: Path) -> dict[str, Any]:
+    """What the launcher left in DIR/launcher.json (a failed or interrupted run), or {}."""
+    try:
+        data = json.loads(rundir.launcher_path(out_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def recorded_exit_codes(record: Mapping[str, Any]) -> dict[int, int] | None:
+    """Per-rank exit codes from a launcher record, or None."""
+    try:
+        return {int(rank): int(code) for rank, code in record["exit_codes"].items()}
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+
+
+@dataclass(frozen=True)
+class Written:
+    """Where `write_result` put a result: `path`; when DIR/result.json was kept instead of
+    replaced, `kept` is its path, `kept_result` its content when it could be read (a fuller
+    result: it stays the run's answer) and `why` says why it was kept."""
+
+    path: Path
+    kept: Path | None = None
+    kept_result: dict[str, Any] | None = None
+    why: str | None = None
+
+
+def write_result(out_dir: Path, result: dict[str, Any]) -> Written:
+    """Validate `result` and write it atomically to DIR/result.json, unless the result already
+    there covers more of the run (more ranks or records: e.g. rank 0's complete multi-node
+    result, re-aggregated on a node holding only its own ranks' files) or cannot be read
+    (truncated, not JSON, or from a newer minicluster): then beside it, as
+    `result.partial-<UTC time>.json`. A result.json is never replaced by less, nor lost."""
+    validate_result(result)
+    path = rundir.result_path(out_dir)
+    old, why = _read_old(path)
+    if why is None and old is not None:
+        why = covers_less(result, old)
+        if why is not None:
+            why = f"it covers more of the run ({why})"
+    if why is None:
+        atomic_write_json(path, result)
+        return Written(path)
+    partial = _partial_path(out_dir)
+    atomic_write_json(partial, result)
+    return Written(partial, kept=path, kept_result=old, why=why)
+
+
+def _read_old(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The result at `path` (None when there is none), and why it must not be replaced
+    because it cannot be read, else None."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except OSError as e:
+        return None, f"it cannot be read ({e.strerror or e})"
+    try:
+        old = json.loads(data)
+    except (UnicodeDecodeError, ValueError):
+        return None, "it cannot be read (truncated, or not JSON)"
+    if not isinstance(old, dict):
+        return None, "it cannot be read (not a result: not a JSON object)"
+    version = old.get("schema_version")
+    if _newer(version):
+        return (
+            None,
+            f"it was written by a newer minicluster ({version}; this one writes {SCHEMA_VERSION})",
+        )
+    return old, None
+
+
+def _newer(version: object) -> bool:
+    """Whether `version` (`minicluster/MAJOR.MINOR`) is newer than the one this code writes."""
+    mine, theirs = _version_tuple(SCHEMA_VERSION), _version_tuple(version)
+    return mine is not None and theirs is not None and theirs > mine
+
+
+def _version_tuple(version: object) -> tuple[int, int] | None:
+    match = re.fullmatch(
+        r"minicluster/(\d+)(?:\.(\d+))?", version if isinstance(version, str) else ""
+    )
+    return (int(match[1]), int(match[2] or 0)) if match else None
+
+
+def _partial_path(out_dir: Path) -> Path:
+    """`result.partial-<UTC time>.json`, a name no file there has yet."""
+    stamp = clock.utc_stamp()
+    path = out_dir / f"result.partial-{stamp}.json"
+    n = 1
+    while path.exists():
+        n += 1
+        path = out_dir / f"result.partial-{stamp}-{n}.json"
+    return path

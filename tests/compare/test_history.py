@@ -1,0 +1,234 @@
+"""`minicluster history`: a real SQLite database, two writers at once, and the check's verdicts
+(since when, by how much, what else changed, not judged on too short a history)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minicluster.cli import main
+from minicluster.compare.history import History, Provenance, Run
+from minicluster.compare.history_check import change_points, check
+from minicluster.interop import load
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
+CLEAN = FIX / "cases" / "23-thermal-drift-excused-by-spread" / "clean.result.json"
+DRIFT = FIX / "cases" / "23-thermal-drift-excused-by-spread" / "drift.result.json"
+
+
+def _copy(tmp: Path, name: str, scale: float, commit: str = "c") -> Path:
+    """A copy of the recorded clean run with its timings scaled (a distinct result)."""
+    d = json.loads(CLEAN.read_text())
+    d["run_id"] = name
+    for key, mv in d["metrics"].items():
+        if isinstance(mv.get("value"), (int, float)):
+            if key.endswith("_ms"):
+                mv["value"] *= scale
+            elif key in ("throughput_samples_per_sec",):
+                mv["value"] /= scale
+    d["steps"]["series"] = None
+    p = tmp / f"{name}.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+def _writer(db: str, files: list[str]) -> None:
+    import sys
+
+    from minicluster.cli import main as cli_main
+
+    sys.exit(cli_main(["history", "add", *files, "--db", db]))
+
+
+@pytest.mark.timeout(120)
+def test_two_writers_at_once_never_corrupt_the_database(tmp_path: Path) -> None:
+    """Two processes each add 20 distinct results to one database at the same time: all 40 are
+    there, each once, and SQLite's integrity check passes."""
+    files = [str(_copy(tmp_path, f"r{i:02d}", 1 + i / 1000)) for i in range(40)]
+    db = str(tmp_path / "h.sqlite")
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(db, files[k::2])) for k in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(90)
+    assert [p.exitcode for p in procs] == [0, 0]
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 40
+    assert con.execute("SELECT count(DISTINCT run_id) FROM runs").fetchone()[0] == 40
+    n_metrics = con.execute("SELECT count(*) FROM metrics").fetchone()[0]
+    assert n_metrics == 40 * len(json.loads(CLEAN.read_text())["metrics"])
+
+
+def test_add_list_show_and_the_same_result_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_SHA", "0123456789abcdef")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("MINICLUSTER_HISTORY_DB", raising=False)
+    assert main(["history", "add", str(CLEAN), "--label", "runner=ci-1"]) == 0
+    assert main(["history", "add", str(CLEAN)]) == 0
+    out = capsys.readouterr().out
+    assert "added #1" in out and "already recorded #1" in out
+    db = tmp_path / "xdg" / "minicluster" / "history.sqlite"
+    assert db.is_file()  # the default file under the user's data directory
+    assert main(["history", "show", "1"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["git_commit"] == "0123456789abcdef" and run["labels"] == {"runner": "ci-1"}
+    assert run["fingerprint"]["fields"]["workload"] == "mlp"
+    assert run["values"]["latency_p50_ms"] > 0
+    assert main(["history", "list", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 1
+    assert main(["history", "show", "9"]) == 2
+    assert main(["history", "add", str(CLEAN), "--label", "nokey"]) == 2
+
+
+def test_check_needs_a_history_then_names_the_regression(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "h.sqlite")
+    scales = [1.0, 1.03, 0.98, 1.01, 0.99, 1.02]
+    for i, s in enumerate(scales[:2]):
+        main(["history", "add", str(_copy(tmp_path, f"b{i}", s)), "--db", db, "--commit", f"c{i}"])
+    # two comparable runs: not judged, exit 0, said
+    assert (
+        main(["history", "check", str(DRIFT), "--db", db, "--json", str(tmp_path / "c.json")]) == 0
+    )
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert any("not judged" in n for n in data["notes"])
+    assert all(m["verdict"] == "not_judged" for m in data["metrics"])
+    for i, s in enumerate(scales[2:], start=2):
+        main(["history", "add", str(_copy(tmp_path, f"b{i}", s)), "--db", db, "--commit", f"c{i}"])
+    capsys.readouterr()
+    code = main(
+        [
+            "history",
+            "check",
+            str(DRIFT),
+            "--db",
+            db,
+            "--json",
+            str(tmp_path / "c.json"),
+            "--html",
+            str(tmp_path / "c.html"),
+            "--junit",
+            str(tmp_path / "c.xml"),
+        ]
+    )
+    assert code == 1
+    data = json.loads((tmp_path / "c.json").read_text())
+    regs = {m["metric"]: m for m in data["metrics"] if m["verdict"] == "regression"}
+    assert {"step_time_mean_ms", "latency_p50_ms", "throughput_samples_per_sec"} <= set(regs)
+    step = regs["step_time_mean_ms"]
+    assert step["change_pct"] > 20 and step["since"]["runs_at_new_level"] == 1
+    assert step["baseline_runs"] == [1, 2, 3, 4, 5, 6]
+    assert len(step["trend"]) == 7 and step["trend"][-1]["candidate"]
+    html = (tmp_path / "c.html").read_text()
+    assert 'data-plot="trend-step_time_mean_ms"' in html
+    from junitparser import JUnitXml
+
+    suite = next(iter(JUnitXml.fromfile(str(tmp_path / "c.xml"))))
+    failed = {c.name for c in suite if c.result and c.result[0].__class__.__name__ == "Failure"}
+    assert "step_time_mean_ms" in failed
+    # an identical-looking run: no regression
+    assert main(["history", "check", str(_copy(tmp_path, "same", 1.0)), "--db", db]) == 0
+
+
+def test_a_regression_that_began_earlier_is_dated_to_its_first_run() -> None:
+    """Two earlier runs already at the slower level, then the candidate: since the first of
+    them (its commit), not only this run."""
+    rec = load(CLEAN)
+    base = float(rec.measured("step_time_mean_ms").value)  # type: ignore[union-attr]
+    rng = np.random.default_rng(1)
+    values = list(base * (1 + 0.02 * rng.standard_normal(8))) + [base * 1.3, base * 1.31]
+    history = [
+        Run(
+            i + 1,
+            f"t{i}",
+            None,
+            None,
+            "x",
+            "x",
+            "minicluster",
+            None,
+            None,
+            "ok",
+            "training",
+            "k",
+            {},
+            {},
+            f"commit{i}",
+            None,
+            {},
+            {"step_time_mean_ms": v},
+        )
+        for i, v in enumerate(values)
+    ]
+    rec.metrics["step_time_mean_ms"] = replace(rec.metrics["step_time_mean_ms"], value=base * 1.29)
+    res = check(rec, history, ("step_time_mean_ms",))
+    m = res.metrics[0]
+    assert m.verdict == "regression"
+    assert m.since is not None and m.since["run"] == 9 and m.since["git_commit"] == "commit8"
+    assert m.since["runs_at_new_level"] == 3
+    assert "since run #9 (commit commit8" in m.reason
+
+
+def test_an_established_new_level_becomes_the_baseline() -> None:
+    x = np.log(np.array([10.0, 10.1, 9.9, 10.0, 12.0, 12.1, 11.9, 12.0, 12.05, 12.0]))
+    assert change_points(x, 0.05) == [4]
+    rec = load(CLEAN)
+    history = [
+        Run(
+            i + 1,
+            f"t{i}",
+            None,
+            None,
+            "x",
+            "x",
+            "minicluster",
+            None,
+            None,
+            "ok",
+            "training",
+            "k",
+            {},
+            {},
+            None,
+            None,
+            {},
+            {"step_time_mean_ms": float(np.exp(v))},
+        )
+        for i, v in enumerate(x)
+    ]
+    rec.metrics["step_time_mean_ms"] = replace(rec.metrics["step_time_mean_ms"], value=12.02)
+    m = check(rec, history, ("step_time_mean_ms",), settle=5).metrics[0]
+    assert m.verdict == "no_change" and "it is the baseline" in m.reason
+
+
+def test_what_else_changed_is_said(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    with History(db) as h:
+        for i in range(4):
+            p = _copy(tmp_path, f"v{i}", 1 + i / 200)
+            d = json.loads(p.read_text())
+            d["platform"]["torch"] = "2.12.0+cpu"
+            p.write_text(json.dumps(d))
+            h.add(load(p), str(p), p.read_bytes(), Provenance(f"c{i}", None, {}))
+        runs = h.comparable(load(CLEAN).fingerprint or {}, (), 30)
+    assert len(runs) == 4
+    res = check(load(CLEAN), runs)
+    assert any(line.startswith("framework_version: 2.12.0+cpu -> 2.13") for line in res.changed)
+
+
+def test_a_file_that_is_not_a_history_database_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "h.sqlite"
+    bad.write_text("not a database")
+    assert main(["history", "list", "--db", str(bad)]) == 2
+    assert main(["history"]) == 2

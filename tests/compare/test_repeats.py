@@ -1,0 +1,120 @@
+"""Several runs a side: runs are the unit of the test (t over the runs' values), the between-run
+spread enters it, and a side of repeats comes from A1,A2,A3, a `run --repeats` directory or an
+SGLang file of repeats."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from minicluster.cli import main
+from minicluster.compare import compare
+from minicluster.compare.repeats import combine, group_test, load_side
+from minicluster.core.errors import InputError
+from minicluster.interop import load
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
+CASE23 = FIX / "cases" / "23-thermal-drift-excused-by-spread"
+
+
+def _copy(tmp: Path, name: str, scale: float) -> Path:
+    d = json.loads((CASE23 / "clean.result.json").read_text())
+    d["run_id"] = name
+    for key, mv in d["metrics"].items():
+        if isinstance(mv.get("value"), (int, float)) and key.endswith("_ms"):
+            mv["value"] *= scale
+        if key == "throughput_samples_per_sec":
+            mv["value"] /= scale
+    d["steps"]["series"] = None
+    p = tmp / f"{name}.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+def test_between_run_spread_decides(tmp_path: Path) -> None:
+    """The same +6% mean difference: judged a regression when the runs of each side agree to 1%,
+    and within the between-run spread when they scatter by 10% (the MDE says how much it takes)."""
+    tight_a = [_copy(tmp_path, f"a{i}", s) for i, s in enumerate((1.0, 1.01, 0.99))]
+    tight_b = [_copy(tmp_path, f"b{i}", s) for i, s in enumerate((1.06, 1.07, 1.05))]
+    a = combine([load(p) for p in tight_a], "A")
+    b = combine([load(p) for p in tight_b], "B")
+    g = group_test("step_time_mean_ms", a, b, 0.95)
+    assert g is not None and g.p_value < 0.01 and g.low_pct > 0
+    row = {r.metric: r for r in compare([a, b]).pairs[0].rows}["step_time_mean_ms"]
+    assert row.regression and row.test == "runs-t" and (row.n_a, row.n_b) == (3, 3)
+    loose_b = [_copy(tmp_path, f"c{i}", s) for i, s in enumerate((0.96, 1.06, 1.16))]
+    b2 = combine([load(p) for p in loose_b], "B2")
+    row = {r.metric: r for r in compare([a, b2]).pairs[0].rows}["step_time_mean_ms"]
+    assert not row.regression and "between-run spread" in row.reason
+    assert row.mde_pct is not None and row.mde_pct > 6
+
+
+def test_comma_list_and_repeats_directory_are_one_side(tmp_path: Path) -> None:
+    runs = [_copy(tmp_path, f"r{i}", 1 + i / 100) for i in range(3)]
+    side = load_side(",".join(map(str, runs)))
+    assert len(side.runs) == 3 and side.metrics["step_time_mean_ms"].status == "derived"
+    top = tmp_path / "rep"
+    for i, p in enumerate(runs):
+        (top / f"r{i}").mkdir(parents=True)
+        shutil.copy(p, top / f"r{i}" / "result.json")
+    (top / "repeats.json").write_text(json.dumps({"runs": [{"dir": f"r{i}"} for i in range(3)]}))
+    side = load_side(str(top))
+    assert side.label == "rep" and len(side.runs) == 3
+    out = tmp_path / "c.json"
+    assert main(["compare", str(top), ",".join(map(str, runs)), "--json", str(out)]) == 0
+    pair = json.loads(out.read_text())["comparisons"][0]
+    assert pair["runs"]["a"] == ["r0", "r1", "r2"] or len(pair["runs"]["a"]) == 3
+
+
+def test_repeats_of_different_jobs_are_refused(tmp_path: Path) -> None:
+    other = FIX.parent / "golden" / "sweep_tiny" / "n1-r1.result.json"
+    with pytest.raises(InputError, match="not a repeat"):
+        load_side(f"{CASE23 / 'clean.result.json'},{other}")
+
+
+def test_sglang_file_of_repeats_is_a_side(tmp_path: Path) -> None:
+    line = (FIX / "serving" / "sglang_rate_inf.jsonl").read_text()
+    slow = (FIX / "serving" / "sglang_rate_inf_slow.jsonl").read_text()
+    (tmp_path / "a.jsonl").write_text(line * 3)
+    (tmp_path / "b.jsonl").write_text(slow * 3)
+    a, b = load_side(str(tmp_path / "a.jsonl")), load_side(str(tmp_path / "b.jsonl"))
+    assert len(a.runs) == 3
+    rows = {r.metric: r for r in compare([a, b]).pairs[0].rows}
+    assert rows["latency_p50_ms"].regression  # identical repeats: no spread, a clear change
+    with pytest.raises(InputError, match="pick one"):
+        load_side(str(FIX / "serving" / "sglang_rates_2_4.jsonl"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_run_repeats_makes_k_runs_and_a_manifest(tmp_path: Path) -> None:
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(
+        "name: tiny\nworkload: {name: mlp, per_rank_batch: 8, input_dim: 32, hidden_dim: 32, "
+        "num_layers: 1}\nsteps: {warmup: 1, measured: 6}\nrun: {nproc: 2, threads_per_rank: 1}\n"
+    )
+    top = tmp_path / "rep"
+    code = main(
+        [
+            "run",
+            "-c",
+            str(cfg),
+            "--repeats",
+            "2",
+            "--out",
+            str(top),
+            "--junit",
+            str(tmp_path / "j.xml"),
+        ]
+    )
+    assert code == 0
+    manifest = json.loads((top / "repeats.json").read_text())
+    assert [r["dir"] for r in manifest["runs"]] == ["r0", "r1"]
+    assert all(r["status"] == "ok" for r in manifest["runs"])
+    assert manifest["between_runs"]["step_time_mean_ms"]["n"] == 2
+    assert (top / "r0" / "result.json").is_file() and (top / "r1" / "result.json").is_file()
+    assert main(["compare", str(top), str(top / "r0")]) in (0, 1)
+    assert main(["run", "-c", str(cfg), "--repeats", "1", "--out", str(tmp_path / "x")]) == 2

@@ -1,0 +1,101 @@
+"""`--junit F` on compare, fleet, history check and run/validate: JUnit XML that a JUnit parser
+(junitparser) reads, one test case per verdict, a finding as a failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from junitparser import Error, Failure, JUnitXml, Skipped
+
+from minicluster.cli import main
+from minicluster.report.junit import run_cases, to_xml
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def _cases(path: Path) -> dict[str, str]:
+    """test case name -> outcome (passed, failure, skipped, error)."""
+    out = {}
+    for suite in JUnitXml.fromfile(str(path)):
+        for case in suite:
+            kinds = {type(r) for r in case.result}
+            out[case.name] = (
+                "failure"
+                if Failure in kinds
+                else "error"
+                if Error in kinds
+                else "skipped"
+                if Skipped in kinds
+                else "passed"
+            )
+    return out
+
+
+def test_compare_junit_one_case_per_row(tmp_path: Path) -> None:
+    case = FIX / "cases" / "23-thermal-drift-excused-by-spread"
+    xml = tmp_path / "c.xml"
+    assert (
+        main(
+            [
+                "compare",
+                str(case / "clean.result.json"),
+                str(case / "drift.result.json"),
+                "--junit",
+                str(xml),
+            ]
+        )
+        == 1
+    )
+    cases = _cases(xml)
+    assert cases["step_time_mean_ms"] == "failure" and cases["latency_p50_ms"] == "failure"
+    assert cases["tokens_per_sec"] == "skipped"  # not measured
+    assert cases["memory_peak_mib"] == "passed"
+    assert len(cases) == 21  # every metric row
+
+
+def test_fleet_junit_names_the_outlier_node(tmp_path: Path) -> None:
+    logs = sorted((FIX / "cases" / "21-nccl-tests-log-as-input" / "fleet").glob("*.log"))
+    xml = tmp_path / "f.xml"
+    assert main(["fleet", *map(str, logs), "--junit", str(xml)]) == 1
+    cases = _cases(xml)
+    assert cases == {
+        "node1.log": "passed",
+        "node2.log": "passed",
+        "node3.log": "passed",
+        "node4.log": "failure",
+        "node5.log": "passed",
+    }
+
+
+def test_run_junit_from_a_recorded_result(tmp_path: Path) -> None:
+    """The run/validate cases of a real failed run (the golden failed result) and an ok one."""
+    failed = json.loads(
+        (
+            Path(__file__).resolve().parents[1] / "golden" / "reports" / "run_failed.result.json"
+        ).read_text()
+    )
+    xml = tmp_path / "r.xml"
+    xml.write_text(to_xml("minicluster run", run_cases(failed, 3)))
+    cases = _cases(xml)
+    assert cases["status"] == "error" and cases["exit code"] == "failure"
+    assert cases["rank 1"] == "failure"
+    root = Path(__file__).resolve().parents[2]
+    straggler = json.loads((root / "reports" / "straggler_run.result.json").read_text())
+    xml.write_text(to_xml("minicluster run", run_cases(straggler, 0)))
+    assert _cases(xml)["straggler rank 1"] == "failure"
+    ok = json.loads(
+        (FIX / "cases" / "23-thermal-drift-excused-by-spread" / "clean.result.json").read_text()
+    )
+    xml.write_text(to_xml("minicluster run", run_cases(ok, 0)))
+    assert set(_cases(xml).values()) == {"passed"}
+
+
+def test_user_text_is_escaped(tmp_path: Path) -> None:
+    from minicluster.report.junit import Case
+
+    xml = tmp_path / "x.xml"
+    xml.write_text(to_xml("s", [Case("a<b", 'n"&', "failure", "<script>&")]))
+    suite = next(iter(JUnitXml.fromfile(str(xml))))
+    case = next(iter(suite))
+    assert case.name == 'n"&' and case.result[0].message == "<script>&"
