@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from minicluster.cli import orchestrate
-from minicluster.core import clock, rundir
+from minicluster.core import rundir
 from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
 
 
@@ -45,6 +45,7 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
     from minicluster.analysis.frame import RunFrame
     from minicluster.core.config import override_checks
     from minicluster.core.io import atomic_write_json
+    from minicluster.result import store
     from minicluster.result.schema import validate_result
 
     records, launch = orchestrate.run_records(run_dir)
@@ -56,7 +57,7 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
     before = aggregate(records, launch)
     after = aggregate(records, launch, checks=new)
     validate_result(after)
-    path = run_dir / f"result.rejudged-{clock.utc_stamp()}.json"
+    path = store.fresh_result_path(run_dir, "rejudged")
     try:
         atomic_write_json(path, after)
     except OSError as e:

@@ -194,7 +194,7 @@ def write_result(out_dir: Path, result: dict[str, Any]) -> Written:
     if why is None:
         atomic_write_json(path, result)
         return Written(path)
-    partial = _partial_path(out_dir)
+    partial = fresh_result_path(out_dir, "partial")
     atomic_write_json(partial, result)
     return Written(partial, kept=path, kept_result=old, why=why)
 
@@ -236,12 +236,13 @@ def _version_tuple(version: object) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2] or 0)) if match else None
 
 
-def _partial_path(out_dir: Path) -> Path:
-    """`result.partial-<UTC time>.json`, a name no file there has yet."""
+def fresh_result_path(out_dir: Path, kind: str) -> Path:
+    """`result.<kind>-<UTC time>.json` (`partial`, `rejudged`), a name no file there has yet: a
+    result written beside result.json never replaces an earlier one."""
     stamp = clock.utc_stamp()
-    path = out_dir / f"result.partial-{stamp}.json"
+    path = out_dir / f"result.{kind}-{stamp}.json"
     n = 1
     while path.exists():
         n += 1
-        path = out_dir / f"result.partial-{stamp}-{n}.json"
+        path = out_dir / f"result.{kind}-{stamp}-{n}.json"
     return path

@@ -89,3 +89,21 @@ def test_a_threshold_out_of_range_is_bad_input(
     err = capsys.readouterr().err
     assert "checks.straggler_min_steps_pct is 10.0; must be >= 50" in err
     assert not list(run_with_a_25pct_straggler.glob("result.rejudged-*.json"))
+
+
+def test_two_re_judgements_in_one_second_keep_both(
+    run_with_a_25pct_straggler: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from minicluster.core import clock
+
+    monkeypatch.setattr(clock, "utc_stamp", lambda: "20260101-000000")
+    run = run_with_a_25pct_straggler
+    assert main(["aggregate", str(run), "--straggler-threshold", "30"]) == 0
+    assert main(["aggregate", str(run), "--straggler-threshold", "21"]) == 0
+    kept = sorted(p.name for p in run.glob("result.rejudged-*.json"))
+    assert kept == [
+        "result.rejudged-20260101-000000-2.json",
+        "result.rejudged-20260101-000000.json",
+    ]
+    thresholds = [json.loads((run / k).read_text())["stragglers"] for k in kept]
+    assert thresholds[0] != thresholds[1]  # the first (30%: none) was not overwritten by 21%
