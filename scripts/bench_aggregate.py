@@ -10,7 +10,13 @@ rounds), the largest size's time and RSS against the target (<= 8 s and <= 1.5 G
 ranks) and the per-rank time of the largest size over that of a size 4x smaller, measured in
 the same rounds (1.0 = linear). The files are removed at the end.
 
+`--compare-to SRC` also runs, in the same rounds and on the same files, the aggregate of another
+checkout of minicluster (SRC: its source tree, put first on PYTHONPATH), alternating which goes
+first, and prints per size the ratio of wall and CPU time (this checkout / SRC) with a 95%
+confidence interval over the rounds: a change's cost measured side by side.
+
 usage: python scripts/bench_aggregate.py [--sizes 512,1024,2048,4096] [--steps 1000] [--repeats 3]
+                                         [--compare-to SRC]
 """
 
 from __future__ import annotations
@@ -37,10 +43,15 @@ TARGET_RSS_GB = 1.5
 TARGET_RANKS = 4096
 
 
-def run_once(run_dir: Path) -> tuple[float, float, float]:
+def run_once(run_dir: Path, source: Path | None = None) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds (user + system, the command and its reader pool) and peak RSS
     (GB, 1e9 bytes: the largest sum over the process tree, sampled every 20 ms; pages the pool
-    shares with the command after fork count twice, so an upper bound) of one aggregate."""
+    shares with the command after fork count twice, so an upper bound) of one aggregate, by this
+    checkout or (`source`) by the minicluster in that source tree."""
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
+    (run_dir / "result.json").unlink(missing_ok=True)  # each aggregate writes a new one
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(
@@ -48,6 +59,7 @@ def run_once(run_dir: Path) -> tuple[float, float, float]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     peak = 0
     parent = psutil.Process(proc.pid)
@@ -81,7 +93,9 @@ def main() -> None:
     p.add_argument("--sizes", default="512,1024,2048,4096")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--compare-to", type=Path, default=None, metavar="SRC")
     a = p.parse_args()
+    other: dict[int, list[tuple[float, float]]] = {}
     sizes = sorted(int(s) for s in a.sizes.split(","))
     root = Path(tempfile.mkdtemp(prefix="mc-bench-agg-"))
     try:
@@ -93,12 +107,17 @@ def main() -> None:
         rss: dict[int, list[float]] = {n: [] for n in sizes}
         for rep in range(a.repeats):
             for n in sizes:
+                if a.compare_to is not None and rep % 2 == 1:  # the other one first, every other
+                    other.setdefault(n, []).append(run_once(root / str(n), a.compare_to)[:2])
                 wall, cpu, peak = run_once(root / str(n))
                 walls[n].append(wall)
                 cpus[n].append(cpu)
                 rss[n].append(peak)
+                if a.compare_to is not None and rep % 2 == 0:
+                    other.setdefault(n, []).append(run_once(root / str(n), a.compare_to)[:2])
+                theirs = f"; {a.compare_to}: {other[n][-1][0]:.2f} s" if n in other else ""
                 print(
-                    f"  round {rep + 1}: {n} ranks {wall:.2f} s wall, {cpu:.2f} s CPU",
+                    f"  round {rep + 1}: {n} ranks {wall:.2f} s wall, {cpu:.2f} s CPU{theirs}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -114,6 +133,17 @@ def main() -> None:
         med = statistics.median(walls[n])
         cpu = statistics.median(cpus[n])
         print(f"{n:>6} {med:>8.2f} {1000 * med / n:>8.2f} {cpu:>8.2f} {max(rss[n]):>12.2f}")
+    for n in sizes if a.compare_to is not None else []:
+        wall_r = [w / o[0] for w, o in zip(walls[n], other[n], strict=True)]
+        cpu_r = [c / o[1] for c, o in zip(cpus[n], other[n], strict=True)]
+        w, w_lo, w_hi = interval(wall_r)
+        c, c_lo, c_hi = interval(cpu_r)
+        print(
+            f"{n} ranks, this checkout / {a.compare_to}, same rounds: wall {w:.3f} "
+            f"(95% CI {w_lo:.3f}-{w_hi:.3f}), CPU {c:.3f} (95% CI {c_lo:.3f}-{c_hi:.3f}); "
+            f"medians {statistics.median(walls[n]):.2f} s vs "
+            f"{statistics.median(o[0] for o in other[n]):.2f} s"
+        )
     big = sizes[-1]
     t, t_lo, t_hi = interval(walls[big])
     m, m_lo, m_hi = interval(rss[big])

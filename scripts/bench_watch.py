@@ -84,7 +84,7 @@ def full_reread(run_dir: Path) -> float:
     head0, headers = envelope.rank0_header(records)
     cfg = envelope.run_config(head0)
     table = StepTable(records, max(h["world_size"] for h in headers))
-    find_stragglers(table, cfg.run.straggler_threshold_pct, cfg.run.straggler_min_excess_ms)
+    find_stragglers(table, cfg.checks.straggler_threshold_pct, cfg.checks.straggler_min_excess_ms)
     return (time.perf_counter() - t0) * 1000
 
 

@@ -1,20 +1,26 @@
 """Merge per-rank records into one canonical result (`minicluster/1`). Never imports torch.
 
-Input is each rank's header, step records and summary: gathered in-band on rank 0, or read
-back from `DIR/ranks/` (also for a broken run, where some ranks left no summary). A collectives
-run (header `job: collectives`) is merged by `analysis.collectives` (the pairwise link test by
-`analysis.pairwise`), in the same envelope.
+Input is each rank's records: gathered in-band on rank 0, or read back from `DIR/ranks/` (also
+for a broken run, where some ranks left no summary), and what the launcher said (`Launch`).
+`aggregate` is a pipeline of named steps: the run frame (`analysis.frame`: world, fates, the
+status rule), the step table, the per-rank figures, the metrics, the findings (stragglers,
+faults, the link, lost nodes: judged by the `checks` thresholds), the result assembled, and
+its fingerprint (`result.fingerprint`: what ran, not the thresholds that judged it) attached. A
+collectives run (header `job: collectives`) is merged by `analysis.collectives` (the pairwise
+link test by `analysis.pairwise`) from the same frame, in the same envelope.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from minicluster.analysis import energy, envelope, fault_detect, nodes, rank_status
-from minicluster.analysis.collectives import aggregate_collectives
-from minicluster.analysis.pairwise import aggregate_pairwise
+from minicluster.analysis.collectives import collectives_result
+from minicluster.analysis.frame import Launch, RunFrame
+from minicluster.analysis.pairwise import pairwise_result
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.run_metrics import (
     telemetry_sources,
@@ -24,6 +30,8 @@ from minicluster.analysis.run_metrics import (
 )
 from minicluster.analysis.steps import StepTable, stats
 from minicluster.analysis.stragglers import find_stragglers
+from minicluster.core.checks import ChecksSection
+from minicluster.core.metrics import MetricValue
 from minicluster.result import fingerprint
 from minicluster.result.model import FaultKind
 
@@ -36,113 +44,140 @@ UNREAD_STEP_FIELDS = ("fwd_ms", "bwd_ms", "opt_ms", "loss", "t_unix_s")
 
 def aggregate(
     records: list[RankRecords],
-    launcher_error: str | None = None,
-    straggler_threshold_pct: float | None = None,
+    launch: Launch | None = None,
+    checks: ChecksSection | None = None,
     aggregated_at: str | None = None,
-    exit_codes: dict[int, int] | None = None,
-    interrupted: bool = False,
 ) -> dict[str, Any]:
     """The canonical result from all ranks' records (`aggregated_at` fixed for golden tests).
 
-    `exit_codes` are the launcher's per-rank exit codes (negative: killed by that signal);
-    `interrupted`: the user or a scheduler stopped the run (Ctrl-C, a scheduler's SIGTERM at
-    its time limit): the ranks it stopped are `interrupted`, not failed, no crash or hang is
-    claimed for them, and the status is `incomplete` unless a rank failed on its own.
-    `straggler_threshold_pct` overrides the config's. InputError when no rank wrote a header.
+    `launch`: what the launcher said (its error, the ranks' exit codes, whether the user or a
+    scheduler interrupted the run: the ranks it stopped are `interrupted`, not failed, and no
+    crash or hang is claimed for them). `checks`: the verdict thresholds (None: the ones the
+    ranks ran with, from their header). InputError when no rank wrote a header.
     """
-    head0, headers = envelope.rank0_header(records)
-    if head0.get("job") == "collectives":
-        pairwise = envelope.run_config(head0).collectives.pattern == "pairwise"
-        merge = aggregate_pairwise if pairwise else aggregate_collectives
-        return fingerprint.attach(
-            merge(records, launcher_error, aggregated_at, exit_codes, interrupted)
-        )
-    cfg = envelope.run_config(head0)
-    world_size = max(h["world_size"] for h in headers)
-    by_rank = {r.rank: r for r in records}
-    if straggler_threshold_pct is None:
-        straggler_threshold_pct = cfg.run.straggler_threshold_pct
+    frame = RunFrame.from_records(records, launch)
+    checks = checks if checks is not None else frame.config.checks
+    if frame.job == "collectives":
+        pairwise = frame.config.collectives.pattern == "pairwise"
+        merge = pairwise_result if pairwise else collectives_result
+        return fingerprint.attach(merge(frame, aggregated_at))
+    table = StepTable(records, frame.world_size)
+    status = frame.status(_short_of_plan(frame, table))
+    figures = _figures(frame, table)
+    metrics = _metrics(frame, figures)
+    findings = _findings(frame, table, figures, metrics, checks, status.interrupted)
+    result = _assemble(frame, status, table, figures, metrics, findings, aggregated_at)
+    return fingerprint.attach(result)  # what ran, never what judged it: checks stay out
 
-    errors: list[str] = [w for r in records for w in r.warnings]
-    where = nodes.locate_ranks(records, world_size)
-    multi_node = nodes.spans_nodes(where)
-    fates = rank_status.classify(
-        by_rank,
-        world_size,
-        exit_codes or {},
-        rank_status.step_where,
-        interrupted,
-        node_of=nodes.node_names(where) if multi_node else None,
-    )
-    errors += fates.errors
-    if launcher_error:
-        errors.append(f"launcher: {launcher_error}")
-    failed_ranks = fates.failed
-    interrupted = interrupted or bool(fates.of(rank_status.INTERRUPTED))
 
-    table = StepTable(records, world_size)
-    per_rank_batch = head0["workload"]["per_rank_batch"]
-    tokens_per_rank = head0["workload"].get("tokens_per_rank")
-    status = "ok"
-    if failed_ranks or (launcher_error and not interrupted):
-        status = "failed"
-    elif interrupted:
-        status = "incomplete"
-        errors.append("interrupted before the planned steps ran: every recorded step is kept")
-    elif table.min_measured_steps() < cfg.steps.measured:
-        status = "incomplete"
-        errors.append(
-            f"fewer measured steps than planned ({table.min_measured_steps()} < "
-            f"{cfg.steps.measured})"
-        )
+def _short_of_plan(frame: RunFrame, table: StepTable) -> str | None:
+    """Why the run measured fewer steps than its config planned, or None."""
+    planned = frame.config.steps.measured
+    if table.min_measured_steps() >= planned:
+        return None
+    return f"fewer measured steps than planned ({table.min_measured_steps()} < {planned})"
 
+
+@dataclass
+class _Figures:
+    """Per rank its `ranks[]` entry (figures, node, relative score), and the run's per-step
+    cross-rank series."""
+
+    ranks: list[dict[str, Any]]
+    compute: dict[int, float | None]  # each rank's median compute ms
+    series: dict[str, np.ndarray]
+    ray_nodes: dict[int, str]
+
+
+def _figures(frame: RunFrame, table: StepTable) -> _Figures:
     figures = table.rank_figures()
-    ray_nodes = nodes.ray_node_ids(records)
-    ranks_out = [
+    ray_nodes = nodes.ray_node_ids(frame.records)
+    ranks = [
         _rank_entry(
-            rank, by_rank.get(rank), table, figures.get(rank), fates.status[rank], where[rank]
+            rank,
+            frame.by_rank.get(rank),
+            table,
+            figures.get(rank),
+            frame.fates.status[rank],
+            frame.where[rank],
         )
         | {"ray_node_id": ray_nodes.get(rank)}
-        for rank in range(world_size)
+        for rank in range(frame.world_size)
     ]
-    compute = {r["rank"]: r["compute_ms_median"] for r in ranks_out}
+    compute = {r["rank"]: r["compute_ms_median"] for r in ranks}
     scores = nodes.rank_scores(compute)
-    for entry in ranks_out:
+    for entry in ranks:
         entry["performance_score"] = scores[entry["rank"]]
+    return _Figures(ranks, compute, table.series(frame.world_size), ray_nodes)
+
+
+def _metrics(frame: RunFrame, figures: _Figures) -> dict[str, MetricValue]:
+    workload = frame.head0["workload"]
+    return training_metrics(
+        figures.series,
+        frame.headers,
+        frame.by_rank,
+        frame.world_size,
+        workload["per_rank_batch"],
+        workload.get("tokens_per_rank"),
+    )
+
+
+@dataclass
+class _Findings:
+    """What the run is judged to have: stragglers, detected faults (lost nodes and a slow link
+    among them), the link verdict, the per-node section, and the error lines they add."""
+
+    stragglers: list[dict[str, Any]]
+    detected: list[dict[str, Any]]
+    link: dict[str, Any]
+    node_section: list[dict[str, Any]]
+    errors: list[str]
+
+
+def _findings(
+    frame: RunFrame,
+    table: StepTable,
+    figures: _Figures,
+    metrics: dict[str, MetricValue],
+    checks: ChecksSection,
+    interrupted: bool,
+) -> _Findings:
+    fates = frame.fates
     stragglers = find_stragglers(
         table,
-        straggler_threshold_pct,
-        cfg.run.straggler_min_excess_ms,
-        cfg.run.straggler_min_steps_pct,
+        checks.straggler_threshold_pct,
+        checks.straggler_min_excess_ms,
+        checks.straggler_min_steps_pct,
     )
     node_section = nodes.nodes_section(
-        where,
+        frame.where,
         table,
-        compute,
+        figures.compute,
         missing=fates.of(rank_status.MISSING),
-        failed=failed_ranks,
+        failed=fates.failed,
         stragglers=[s["rank"] for s in stragglers],
         aborted=fates.of(rank_status.ABORTED),
-        ray_nodes=ray_nodes,
-    )
-    series = table.series(world_size)
-    metrics = training_metrics(
-        series, headers, by_rank, world_size, per_rank_batch, tokens_per_rank
+        ray_nodes=figures.ray_nodes,
     )
     busbw = metrics.get("busbw_gbps")
     link = fault_detect.link_check(
         busbw.to_dict() if busbw else {"value": None, "reason": "no measured steps"},
-        cfg.run,
-        world_size,
+        checks,
+        frame.world_size,
     )
-    detected = fault_detect.detect(records, world_size, stragglers, exit_codes, cfg.run)
+    detected = fault_detect.detect(
+        frame.records, frame.world_size, stragglers, dict(frame.launch.exit_codes)
+    )
     stopped = set(fates.of(rank_status.INTERRUPTED, rank_status.ABORTED))
     if interrupted:  # ranks the interrupt stopped neither crashed nor hung
         detected = [
             d for d in detected if not FaultKind.of(d["kind"]).death or d["rank"] not in stopped
         ]
     lost = (
-        [] if interrupted else nodes.lost_nodes(node_section, records, multi_node, launcher_error)
+        []
+        if interrupted
+        else nodes.lost_nodes(node_section, frame.records, frame.multi_node, frame.launch.error)
     )
     if lost:
         # A rank elsewhere that stopped with no cause of its own (its agent stopped it once the
@@ -152,45 +187,72 @@ def aggregate(
     detected += lost
     detected += fault_detect.slow_link_fault(link)
     for finding in (*stragglers, *detected):
-        nodes.place(finding, where)
-    errors += [
+        nodes.place(finding, frame.where)
+    errors = [
         f"rank {d['rank']}: {d['kind']} at step {d['step']}: {d['evidence']}"
         for d in detected
         if FaultKind.of(d["kind"]).correctness
     ]
     errors += [f"node lost: {d['evidence']}" for d in lost]
-    method = timing_method(headers)
+    return _Findings(stragglers, detected, link, node_section, errors)
+
+
+def _assemble(
+    frame: RunFrame,
+    status: rank_status.RunStatus,
+    table: StepTable,
+    figures: _Figures,
+    metrics: dict[str, MetricValue],
+    findings: _Findings,
+    aggregated_at: str | None,
+) -> dict[str, Any]:
+    errors = frame.errors + status.errors + findings.errors
+    method = timing_method(frame.records)
     if method == "mixed":
-        errors.append(f"all-reduce timing: {timing_method_text(headers)}")
-    result = envelope.top_level(head0, headers, status, world_size, aggregated_at, node_section)
+        errors.append(f"all-reduce timing: {timing_method_text(frame.records)}")
+    head0, fates = frame.head0, frame.fates
+    per_rank_batch = head0["workload"]["per_rank_batch"]
+    result = envelope.top_level(
+        head0,
+        frame.headers,
+        status.status,
+        frame.world_size,
+        aggregated_at,
+        findings.node_section,
+    )
     result.update(
         {
             "timing_method": method,
-            "link": link,
+            "link": findings.link,
             "workload": {
                 "name": head0["workload"]["name"],
                 "workload_type": "training",
                 "per_rank_batch": per_rank_batch,
-                "global_batch": per_rank_batch * world_size,
+                "global_batch": per_rank_batch * frame.world_size,
                 "seq_len": head0["workload"].get("seq_len"),
                 "params": head0["workload"].get("params"),
             },
             "metrics": {name: mv.to_dict() for name, mv in metrics.items()},
-            "ranks": ranks_out,
-            "stragglers": stragglers,
-            "failed_ranks": failed_ranks,
+            "ranks": figures.ranks,
+            "stragglers": findings.stragglers,
+            "failed_ranks": fates.failed,
             "aborted_ranks": fates.of(rank_status.ABORTED),
-            "interrupted": interrupted,
-            "steps": table.steps_section(series),
+            "interrupted": status.interrupted,
+            "steps": table.steps_section(figures.series),
             "scaling": None,
             "collectives": None,
-            "faults": {"injected": result["config"].get("faults", []), "detected": detected},
-            "validation": fault_detect.validation_section(records, cfg.run, detected),
+            "faults": {
+                "injected": result["config"].get("faults", []),
+                "detected": findings.detected,
+            },
+            "validation": fault_detect.validation_section(
+                frame.records, frame.config.run, findings.detected
+            ),
             "errors": errors,
-            "telemetry": energy.telemetry_section(telemetry_sources(by_rank), metrics),
+            "telemetry": energy.telemetry_section(telemetry_sources(frame.by_rank), metrics),
         }
     )
-    return fingerprint.attach(result)
+    return result
 
 
 _FIGURES = (
@@ -222,6 +284,7 @@ def _rank_entry(
         "node_rank": node.node_rank,
         "local_rank": header["local_rank"] if header else None,
         "device": header["device"] if header else None,
+        "threads": header.get("threads") if header else None,
         "status": status,
         "steps_recorded": rec.n_steps if rec else 0,
         "measured_steps": table.measured_steps(rank),

@@ -10,13 +10,12 @@ wrong = the sum over ranks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from minicluster.analysis import energy, envelope, nodes, rank_status
+from minicluster.analysis.frame import RunFrame
 from minicluster.analysis.records import RankRecords
 from minicluster.core import metrics as metrics_registry
-from minicluster.core import rank_format
 from minicluster.core.collective_defs import (
     DTYPE_BYTES,
     FORMULAS,
@@ -25,95 +24,41 @@ from minicluster.core.collective_defs import (
     algbw_gbps,
     busbw_factor,
 )
-from minicluster.core.config import CollectivesSection
 from minicluster.core.metrics import MetricValue, metric, unavailable
 from minicluster.core.units import format_size
 
 NO_STEPS = "a collectives run has no training steps"
+ONE_RANK = "one rank: no inter-rank communication (algbw and busbw null)"
 NOT_SAMPLED = "not sampled: this result predates telemetry in collectives runs"
 # Power and temperature are taken over the whole benchmark; these need training steps.
 _PER_STEP_METRICS = ("energy_per_step_joules", "energy_per_sample_joules", "performance_per_watt")
 
 
-@dataclass
-class BenchmarkFrame:
-    """What every collectives-job result (all ops, or the pairwise link test) starts from: the
-    headers, the config, each rank's fate and the telemetry sources."""
-
-    records: list[RankRecords]
-    head0: dict[str, Any]
-    headers: list[dict[str, Any]]
-    section: CollectivesSection
-    world_size: int
-    by_rank: dict[int, RankRecords]
-    fates: rank_status.RankStatuses
-    errors: list[str]
-    interrupted: bool
-    launcher_error: str | None
-    sources: list[dict[str, Any]]
-    where: dict[int, nodes.NodeId]  # each rank's node (analysis.nodes.locate_ranks)
-    multi_node: bool
-
-    @property
-    def status(self) -> str:
-        if self.fates.failed or (self.launcher_error and not self.interrupted):
-            return "failed"
-        return "incomplete" if self.interrupted else "ok"
-
-
-def benchmark_frame(
-    records: list[RankRecords],
-    launcher_error: str | None = None,
-    exit_codes: dict[int, int] | None = None,
-    interrupted: bool = False,
-) -> BenchmarkFrame:
-    """The shared start of a collectives-job result; InputError when no rank wrote a header."""
-    head0, headers = envelope.rank0_header(records)
-    world_size = max(h["world_size"] for h in headers)
-    by_rank = {r.rank: r for r in records}
-    errors: list[str] = [w for r in records for w in r.warnings]
-    where = nodes.locate_ranks(records, world_size)
-    multi_node = nodes.spans_nodes(where)
-    fates = rank_status.classify(
-        by_rank,
-        world_size,
-        exit_codes or {},
-        lambda rec: f"after {_last(rec)}",
-        interrupted,
-        node_of=nodes.node_names(where) if multi_node else None,
-    )
-    errors += fates.errors
-    if launcher_error:
-        errors.append(f"launcher: {launcher_error}")
-    pairs = [(r.header, r.summary) for _, r in sorted(by_rank.items()) if r.header and r.summary]
-    return BenchmarkFrame(
-        records=records,
-        head0=head0,
-        headers=headers,
-        section=envelope.run_config(head0).collectives,
-        world_size=world_size,
-        by_rank=by_rank,
-        fates=fates,
-        errors=errors,
-        interrupted=interrupted or bool(fates.of(rank_status.INTERRUPTED)),
-        launcher_error=launcher_error,
-        # Results of runs from before telemetry was sampled here have no window in the summaries.
-        sources=energy.collect_sources([p for p in pairs if p[1].get("telemetry")]),
-        where=where,
-        multi_node=multi_node,
-    )
+def telemetry_sources(frame: RunFrame) -> list[dict[str, Any]]:
+    """The ranks' telemetry windows (results of runs from before telemetry was sampled in
+    collectives jobs have none in their summaries)."""
+    pairs = [
+        (r.header, r.summary) for _, r in sorted(frame.by_rank.items()) if r.header and r.summary
+    ]
+    return energy.collect_sources([p for p in pairs if p[1].get("telemetry")])
 
 
 def benchmark_result(
-    frame: BenchmarkFrame,
+    frame: RunFrame,
     metrics: dict[str, MetricValue],
     aggregated_at: str | None,
     blocks: dict[str, Any],
     detected: list[dict[str, Any]] | None = None,
+    errors: list[str] | None = None,
 ) -> dict[str, Any]:
     """The canonical result of a collectives job; `blocks` holds its `collectives` and
-    `pairwise` sections (the one it lacks is None)."""
+    `pairwise` sections (the one it lacks is None), `errors` the job's own error lines."""
     fates = frame.fates
+    status = frame.status()
+    # The benchmark has no planned steps to fall short of: only the rule's note that an
+    # interrupt came after every rank finished is kept.
+    own = [e for e in status.errors if e == rank_status.FINISHED_BEFORE_INTERRUPT]
+    sources = telemetry_sources(frame)
     ray_nodes = nodes.ray_node_ids(frame.records)
     # No training steps: per node its ranks and their status, no step figures or scores.
     node_section = nodes.nodes_section(
@@ -125,10 +70,10 @@ def benchmark_result(
         aborted=fates.of(rank_status.ABORTED),
         ray_nodes=ray_nodes,
     )
-    lost = nodes.lost_nodes(node_section, frame.records, frame.multi_node, frame.launcher_error)
-    errors = frame.errors + [f"node lost: {d['evidence']}" for d in lost]
+    lost = nodes.lost_nodes(node_section, frame.records, frame.multi_node, frame.launch.error)
+    all_errors = frame.errors + own + (errors or []) + [f"node lost: {d['evidence']}" for d in lost]
     result = envelope.top_level(
-        frame.head0, frame.headers, frame.status, frame.world_size, aggregated_at, node_section
+        frame.head0, frame.headers, status.status, frame.world_size, aggregated_at, node_section
     )
     result.update(
         {
@@ -153,7 +98,7 @@ def benchmark_result(
             "stragglers": [],
             "failed_ranks": frame.fates.failed,
             "aborted_ranks": frame.fates.of(rank_status.ABORTED),
-            "interrupted": frame.interrupted,
+            "interrupted": status.interrupted,
             "steps": None,
             "scaling": None,
             "collectives": blocks.get("collectives"),
@@ -162,10 +107,8 @@ def benchmark_result(
                 "detected": [*(detected or []), *lost],
             },
             "validation": None,
-            "errors": errors,
-            "telemetry": (
-                energy.telemetry_section(frame.sources, metrics) if frame.sources else None
-            ),
+            "errors": all_errors,
+            "telemetry": energy.telemetry_section(sources, metrics) if sources else None,
         }
     )
     if blocks.get("pairwise") is not None:
@@ -173,34 +116,26 @@ def benchmark_result(
     return result
 
 
-def benchmark_metrics(frame: BenchmarkFrame, own: dict[str, MetricValue]) -> dict[str, MetricValue]:
+def benchmark_metrics(frame: RunFrame, own: dict[str, MetricValue]) -> dict[str, MetricValue]:
     """Every registry metric a training result has, in registry order: the job's `own` (busbw,
     all-reduce time), memory, power and temperature; the rest have no value here."""
     m = dict(own)
     m.update(envelope.memory_metrics(frame.headers, frame.by_rank, frame.world_size))
-    m.update(_telemetry_metrics(frame.sources))
+    m.update(_telemetry_metrics(telemetry_sources(frame)))
     order = [x.name for x in metrics_registry.for_workload("training")]
     return {k: m.get(k) or unavailable(k, NO_STEPS) for k in order}
 
 
-def aggregate_collectives(
-    records: list[RankRecords],
-    launcher_error: str | None = None,
-    aggregated_at: str | None = None,
-    exit_codes: dict[int, int] | None = None,
-    interrupted: bool = False,
-) -> dict[str, Any]:
+def collectives_result(frame: RunFrame, aggregated_at: str | None = None) -> dict[str, Any]:
     """The canonical result of a collectives run (`aggregated_at` fixed for golden tests)."""
-    frame = benchmark_frame(records, launcher_error, exit_codes, interrupted)
-    section, world_size = frame.section, frame.world_size
-    rows = merge_rows(records, world_size)
-    for row in rows:
-        if row["wrong"]:
-            ranks = ", ".join(str(r) for r in row["wrong_ranks"])
-            frame.errors.append(
-                f"{row['op']} at {row['size_bytes']} B: {row['wrong']} wrong elements "
-                f"(rank {ranks})"
-            )
+    section, world_size = frame.config.collectives, frame.world_size
+    rows = merge_rows(frame.records, world_size)
+    errors = [
+        f"{row['op']} at {row['size_bytes']} B: {row['wrong']} wrong elements "
+        f"(rank {', '.join(str(r) for r in row['wrong_ranks'])})"
+        for row in rows
+        if row["wrong"]
+    ]
     block = {
         "rule": TIME_RULE,
         "formulas": FORMULAS,
@@ -216,7 +151,7 @@ def aggregate_collectives(
         "results": rows,
     }
     metrics = benchmark_metrics(frame, _metrics(rows, world_size))
-    return benchmark_result(frame, metrics, aggregated_at, {"collectives": block})
+    return benchmark_result(frame, metrics, aggregated_at, {"collectives": block}, errors=errors)
 
 
 def merge_rows(records: list[RankRecords], world_size: int) -> list[dict[str, Any]]:
@@ -255,11 +190,15 @@ def _row(op: str, per_rank: dict[int, dict[str, Any]], world_size: int) -> dict[
     time_us = max(float(ln["time_us_max"]) for ln in measured)
     checked = {r: ln["wrong"] for r, ln in per_rank.items() if ln.get("wrong") is not None}
     reasons = sorted({ln["check_reason"] for ln in measured if ln.get("check_reason")})
-    algbw = algbw_gbps(row["size_bytes"], time_us)
+    # One rank sends nothing across a link: no bandwidth (not busbw 0 from (n-1)/n = 0, nor a
+    # broadcast that "moves" its buffer in the time a no-op takes).
+    algbw = algbw_gbps(row["size_bytes"], time_us) if world_size > 1 else None
+    if algbw is None:
+        reasons.append(ONE_RANK)
     row.update(
         time_us=time_us,
         algbw_gbps=algbw,
-        busbw_gbps=algbw * busbw_factor(op, world_size),
+        busbw_gbps=None if algbw is None else algbw * busbw_factor(op, world_size),
         wrong=sum(checked.values()) if checked else None,
         wrong_ranks=sorted(r for r, w in checked.items() if w),
         status="measured",
@@ -273,19 +212,6 @@ def _row(op: str, per_rank: dict[int, dict[str, Any]], world_size: int) -> dict[
     return row
 
 
-def _last(rec: RankRecords) -> str:
-    """Where a rank stopped: its last (op, size) or pair record."""
-    if not rec.collectives:
-        return "no (op, size) record"
-    last = rec.collectives[-1]
-    n = len(rec.collectives)
-    if last.get("type") == rank_format.PAIR:
-        return f"pair {last['a']}-{last['b']} (round {last['round']}; {n} records)"
-    if last.get("type") == rank_format.PAIR_PLAN:
-        return "the pairwise plan, before its first pair"
-    return f"{last['op']} at {last['size_bytes']} B ({n} records)"
-
-
 def _rank_entry(
     rank: int, rec: RankRecords | None, status: str, node: nodes.NodeId
 ) -> dict[str, Any]:
@@ -297,6 +223,7 @@ def _rank_entry(
         "node_rank": node.node_rank,
         "local_rank": header["local_rank"] if header else None,
         "device": header["device"] if header else None,
+        "threads": header.get("threads") if header else None,
         "status": status,
         "steps_recorded": 0,
         "measured_steps": 0,

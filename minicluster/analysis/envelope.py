@@ -6,11 +6,10 @@ through these functions, so the two cannot drift apart.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from minicluster.analysis.records import RankRecords
-from minicluster.core import config
+from minicluster.core import clock, config
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import ConfigError, InputError
 from minicluster.core.metrics import MetricValue, metric, unavailable
@@ -104,11 +103,6 @@ def ray_section(headers: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {"version": ", ".join(versions)}
 
 
-def now() -> str:
-    """The current UTC time, ISO-8601 to the second."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def rank0_header(records: list[RankRecords]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(rank 0's header, or the lowest rank's when rank 0 left none; every header)."""
     headers = [r.header for r in records if r.header is not None]
@@ -138,8 +132,8 @@ def top_level(
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": head0["run_id"],
-        "created_at": head0.get("created_at") or now(),
-        "aggregated_at": aggregated_at or now(),
+        "created_at": head0.get("created_at") or clock.utc_now_iso(),
+        "aggregated_at": aggregated_at or clock.utc_now_iso(),
         "status": status,
         "tool": {"name": "minicluster", "version": __version__},
         "launcher": head0.get("launcher", "outside"),

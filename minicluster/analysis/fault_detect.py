@@ -11,6 +11,7 @@ import math
 from collections import Counter
 from typing import Any
 
+from minicluster.core.checks import ChecksSection
 from minicluster.core.config import RunSection
 from minicluster.result.model import FaultKind
 
@@ -22,10 +23,8 @@ def detect(
     world_size: int,
     stragglers: list[dict[str, Any]],
     exit_codes: dict[int, int] | None = None,
-    run_cfg: RunSection | None = None,
 ) -> list[dict[str, Any]]:
     """Detected faults, each `{kind, rank, step, evidence}` (`step` None when it has none)."""
-    run_cfg = run_cfg or RunSection()
     found = _dead_ranks(records, world_size, exit_codes or {})
     found += _divergence(records)
     for s in stragglers:
@@ -91,11 +90,11 @@ def _dead_ranks(
     return found
 
 
-def link_check(busbw: dict[str, Any], run_cfg: RunSection, world_size: int) -> dict[str, Any]:
+def link_check(busbw: dict[str, Any], checks: ChecksSection, world_size: int) -> dict[str, Any]:
     """The gradient all-reduce's measured busbw (the run's `busbw_gbps` metric, from whatever
     timing method the ranks used) against the expected figure: a slow link when it is below
     `slow_link_below_pct` percent of it. Without an expectation the link is not judged."""
-    expected = run_cfg.expect_busbw_gbps
+    expected = checks.expect_busbw_gbps
     measured = busbw.get("value")
     out: dict[str, Any] = {
         "judged": False,
@@ -103,20 +102,20 @@ def link_check(busbw: dict[str, Any], run_cfg: RunSection, world_size: int) -> d
         "expected_busbw_gbps": expected,
         "measured_busbw_gbps": measured,
         "ratio": None,
-        "below_pct": run_cfg.slow_link_below_pct,
+        "below_pct": checks.slow_link_below_pct,
         "reason": None,
     }
     if world_size < 2:
         out["reason"] = "one rank: no link to judge"
     elif expected is None:
         out["reason"] = (
-            "no expected busbw (run.expect_busbw_gbps / --expect-busbw): the link is not judged"
+            "no expected busbw (checks.expect_busbw_gbps / --expect-busbw): the link is not judged"
         )
     elif measured is None:
         out["reason"] = f"the gradient all-reduce's busbw was not measured: {busbw.get('reason')}"
     else:
         ratio = float(measured) / expected
-        out.update(judged=True, ratio=ratio, slow=ratio * 100.0 < run_cfg.slow_link_below_pct)
+        out.update(judged=True, ratio=ratio, slow=ratio * 100.0 < checks.slow_link_below_pct)
     return out
 
 

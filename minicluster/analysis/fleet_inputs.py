@@ -18,20 +18,15 @@ from typing import Any
 
 from minicluster.analysis import fleet_groups
 from minicluster.core import pairs
+from minicluster.core.checks import CHECK_KEYS
 from minicluster.core.errors import InputError
 
-# Config keys that may differ between nodes of one fleet: the job's label, and the faults a test
-# injects on purpose (the fleet must find them from the numbers).
-CONFIG_KEYS_IGNORED = ("name", "faults")
-# Run settings that only decide how a result is judged afterwards, not what the ranks ran
-# (a result aggregated by a later minicluster may carry another default for them).
-RUN_KEYS_IGNORED = (
-    "straggler_threshold_pct",
-    "straggler_min_excess_ms",
-    "straggler_min_steps_pct",
-    "expect_busbw_gbps",
-    "slow_link_below_pct",
-)
+# Config keys that may differ between nodes of one fleet: the job's label, the faults a test
+# injects on purpose (the fleet must find them from the numbers), and the verdict thresholds
+# (`checks`: they only decide how a result is judged afterwards, not what the ranks ran).
+CONFIG_KEYS_IGNORED = ("name", "faults", "checks")
+# The same thresholds where results from before the `checks` section keep them, under `run`.
+RUN_KEYS_IGNORED = CHECK_KEYS
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from minicluster.analysis.collectives import (
-    BenchmarkFrame,
-    benchmark_frame,
-    benchmark_metrics,
-    benchmark_result,
-)
+from minicluster.analysis.collectives import benchmark_metrics, benchmark_result
+from minicluster.analysis.frame import RunFrame
 from minicluster.analysis.pair_verdict import distribution, judge, suspect, verdict
 from minicluster.analysis.records import RankRecords
 from minicluster.core import pairs, rank_format
@@ -43,17 +39,9 @@ FORMULAS = {
 NO_ALLREDUCE = "the pairwise link test runs send/recv between two ranks, no all_reduce"
 
 
-def aggregate_pairwise(
-    records: list[RankRecords],
-    launcher_error: str | None = None,
-    aggregated_at: str | None = None,
-    exit_codes: dict[int, int] | None = None,
-    interrupted: bool = False,
-) -> dict[str, Any]:
+def pairwise_result(frame: RunFrame, aggregated_at: str | None = None) -> dict[str, Any]:
     """The canonical result of a pairwise link test (`aggregated_at` fixed for golden tests)."""
-    frame = benchmark_frame(records, launcher_error, exit_codes, interrupted)
     block, errors = pairwise_block(frame)
-    frame.errors.extend(errors)
     detected = [
         {
             "kind": "slow_link",
@@ -66,12 +54,12 @@ def aggregate_pairwise(
         if p["slow"]
     ]
     metrics = benchmark_metrics(frame, _metrics(block))
-    return benchmark_result(frame, metrics, aggregated_at, {"pairwise": block}, detected)
+    return benchmark_result(frame, metrics, aggregated_at, {"pairwise": block}, detected, errors)
 
 
-def pairwise_block(frame: BenchmarkFrame) -> tuple[dict[str, Any], list[str]]:
+def pairwise_block(frame: RunFrame) -> tuple[dict[str, Any], list[str]]:
     """The `pairwise` block, and lines for the result's errors (unmeasured and wrong pairs)."""
-    s = frame.section
+    s = frame.config.collectives
     plan = _plan(frame.records)
     rank_nodes = _rank_nodes(frame, plan)
     who = plan["participants"] if plan else []
@@ -139,7 +127,7 @@ def _plan(records: list[RankRecords]) -> dict[str, Any] | None:
     return None
 
 
-def _rank_nodes(frame: BenchmarkFrame, plan: dict[str, Any] | None) -> dict[int, str]:
+def _rank_nodes(frame: RunFrame, plan: dict[str, Any] | None) -> dict[int, str]:
     """The node of every rank: as the run used it (the plan), else from the headers."""
     if plan and plan.get("nodes"):
         return {r: str(n) for r, n in enumerate(plan["nodes"])}

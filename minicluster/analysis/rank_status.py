@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from minicluster.analysis.records import RankRecords
+from minicluster.core import rank_format
 
 # What a rank's own error says when a collective failed because of another rank (gloo, NCCL,
 # the c10d store). Matched case-insensitively.
@@ -43,6 +44,56 @@ class RankStatuses:
     def failed(self) -> list[int]:
         """The culprits: ranks that failed on their own, died, or left nothing."""
         return self.of(FAILED, MISSING)
+
+    @property
+    def all_ok(self) -> bool:
+        """Every rank finished and wrote an `ok` summary."""
+        return bool(self.status) and all(s == OK for s in self.status.values())
+
+
+FINISHED_BEFORE_INTERRUPT = (
+    "interrupted after every rank finished (during teardown): every rank wrote its ok "
+    "summary, nothing is missing"
+)
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """The run's `status` (ok, failed, incomplete), whether it counts as interrupted, and the
+    lines the rule adds to the result's errors."""
+
+    status: str
+    interrupted: bool
+    errors: list[str]
+
+
+def run_status(
+    fates: RankStatuses,
+    launcher_error: str | None,
+    interrupted: bool,
+    short_of_plan: str | None = None,
+) -> RunStatus:
+    """The one status rule of every aggregated run (training, collectives, pairwise).
+
+    failed: a rank failed on its own or left nothing, or the launcher failed (not by an
+    interrupt); incomplete: the run was interrupted (Ctrl-C, a scheduler's SIGTERM) before every
+    rank finished, or `short_of_plan` says why it ran less than planned; else ok. A run whose
+    every rank finished ok is ok, even when the interrupt came during its teardown.
+    """
+    stopped = interrupted or bool(fates.of(INTERRUPTED))
+    if stopped and fates.all_ok:
+        return RunStatus("ok", False, [FINISHED_BEFORE_INTERRUPT])
+    if fates.failed or (launcher_error and not interrupted):
+        return RunStatus("failed", stopped, [])
+    if stopped:
+        return RunStatus(
+            "incomplete",
+            True,
+            ["interrupted before the planned steps ran: every recorded step is kept"],
+        )
+    if short_of_plan:
+        return RunStatus("incomplete", False, [short_of_plan])
+    return RunStatus("ok", False, [])
 
 
 def classify(
@@ -118,3 +169,16 @@ def step_where(rec: RankRecords) -> str:
     if last is None or last < 0:
         return "before its first step"
     return f"during step {last + 1} (last finished step {last})"
+
+
+def bench_where(rec: RankRecords) -> str:
+    """Where a collectives-job rank stopped: after its last (op, size) or pair record."""
+    if not rec.collectives:
+        return "after no (op, size) record"
+    last = rec.collectives[-1]
+    n = len(rec.collectives)
+    if last.get("type") == rank_format.PAIR:
+        return f"after pair {last['a']}-{last['b']} (round {last['round']}; {n} records)"
+    if last.get("type") == rank_format.PAIR_PLAN:
+        return "after the pairwise plan, before its first pair"
+    return f"after {last['op']} at {last['size_bytes']} B ({n} records)"

@@ -1,8 +1,9 @@
-"""Per-rank records (header, step columns, summary) and reading them back from `DIR/ranks/`.
+"""Per-rank records (header, step columns, summary) for aggregation, from rank logs: read back from
+`DIR/ranks/` or gathered in-band (`core.rank_format.RankLog`, one codec for both).
 
 A collectives run's ranks write one `collective` record per (op, size) instead of steps (the
 pairwise link test: a `pair_plan` and one `pair` record per pair); they are kept as a list of
-dicts (`RankRecords.collectives`).
+JSON objects (`RankRecords.collectives`).
 
 Steps are held as columns (one numpy array per field) so a 1,024-rank x 1,000-step run fits in
 little memory; `RankRecords.steps` gives them back as a list of dicts for small uses.
@@ -24,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.core import rank_format, rundir
+from minicluster.core import comm_methods, rank_format, rundir
 from minicluster.core.errors import InputError
+from minicluster.core.rank_format import CommTiming, RankLog
 
 try:
     from orjson import loads as _loads
@@ -34,10 +36,8 @@ except ImportError:  # orjson is a dependency; plain json is the slower fallback
 
 log = logging.getLogger(__name__)
 
-PARALLEL_MIN_FILES = 32
-FLOAT_EXACT_MAX = (
-    2**53
-)  # integers at or above this lose precision in float64  # below this, a process pool costs more than it saves
+PARALLEL_MIN_FILES = 32  # below this, a process pool costs more than it saves
+FLOAT_EXACT_MAX = 2**53  # integers at or above this lose precision in float64
 
 
 class RankRecords:
@@ -53,6 +53,8 @@ class RankRecords:
         columns: dict[str, np.ndarray] | None = None,
         collectives: list[dict[str, Any]] | None = None,
         roster: dict[str, Any] | None = None,
+        timing: list[CommTiming] | None = None,
+        other: dict[str, list[dict[str, Any]]] | None = None,
     ) -> None:
         self.rank = rank
         self.header = header
@@ -60,7 +62,33 @@ class RankRecords:
         self.roster = roster  # the job's nodes and their ranks (local rank 0 of a node writes it)
         self.collectives = collectives if collectives is not None else []
         self.warnings = warnings if warnings is not None else []
+        self.timing = timing if timing is not None else []  # the comm_timing history, in order
+        # Records of the other known types (RankLog.others), by type, as JSON objects
+        self.other = other if other is not None else {}
         self._columns = columns if columns is not None else to_columns(steps or [])
+
+    @classmethod
+    def from_log(
+        cls, rank: int, log: RankLog, warnings: list[str] | None = None, drop: Collection[str] = ()
+    ) -> RankRecords:
+        """What aggregation reads of rank `rank`'s log: steps as columns (but the `drop`ped
+        fields), the other records as their JSON objects."""
+        return cls(
+            rank,
+            header=log.header.to_json() if log.header is not None else None,
+            summary=log.summary.to_json() if log.summary is not None else None,
+            warnings=warnings,
+            columns=_columns_of(log.step_rows, drop),
+            collectives=[r.to_json() for r in log.bench],
+            roster=log.roster.to_json() if log.roster is not None else None,
+            timing=list(log.timing),
+            other={kind: [r.to_json() for r in kept] for kind, kept in log.others.items()},
+        )
+
+    def timing_methods(self) -> list[str]:
+        """The all-reduce timing methods the rank used, in order (more than one: it switched
+        mid-run; none recorded: a 1.0 file, timed with the comm hook)."""
+        return [t.method for t in self.timing] or [comm_methods.HOOK_HOST_CLOCK]
 
     @property
     def columns(self) -> dict[str, np.ndarray]:
@@ -170,21 +198,15 @@ def _column(key: str, values: list[Any]) -> np.ndarray:
     return np.array(values, dtype=object)
 
 
-def from_gathered(gathered: list[dict[str, Any]]) -> list[RankRecords]:
-    """Records gathered in-band on rank 0 (worker.run's return value)."""
-    for g in gathered:
-        rank_format.check_header(g["header"], f"rank {g['header'].get('rank')} (gathered)")
-    return [
-        RankRecords(
-            g["header"]["rank"],
-            header=g["header"],
-            steps=g["steps"],
-            summary=g["summary"],
-            collectives=g.get("collectives"),
-            roster=g.get("roster"),
-        )
-        for g in gathered
+def from_gathered(gathered: list[RankLog]) -> list[RankRecords]:
+    """Every rank's log gathered in-band on rank 0 (`worker.run`'s return value), read as the
+    rank files are."""
+    parsed = [
+        RankRecords.from_log(log.rank if log.rank is not None else i, log)
+        for i, log in enumerate(gathered)
     ]
+    _one_roster(parsed)
+    return parsed
 
 
 def read_run_dir(
@@ -208,7 +230,7 @@ def read_run_dir(
     for path in sorted(ranks_dir.glob(rundir.RANK_FILE_GLOB)):
         rank = rundir.rank_from_name(path.name)
         if rank is not None:
-            jobs.append((path, rank, drop))
+            jobs.append((out_dir, rank, drop))
     if not jobs:
         raise InputError(f"{ranks_dir} holds no rank_NNNNN.jsonl files")
     workers = workers or os.cpu_count() or 1
@@ -225,7 +247,7 @@ def read_run_dir(
     for path in sorted(ranks_dir.glob(rundir.SUMMARY_FILE_GLOB)):
         rank = rundir.rank_from_name(path.name)
         if rank is not None and rank not in have:  # failed before its first record
-            parsed.append(RankRecords(rank, summary=_read_summary(path, rank, [])))
+            parsed.append(_read_rank_files((out_dir, rank, ())))
     for rec in parsed:
         for w in rec.warnings:
             log.warning("%s", w)
@@ -256,93 +278,16 @@ def _one_roster(parsed: list[RankRecords]) -> None:
 
 def read_rank(run_dir: Path, rank: int) -> RankRecords:
     """One rank's records (header, roster, steps, summary) from `run_dir/ranks/`."""
-    path = rundir.rank_jsonl(run_dir, rank)
-    if not path.exists():
-        return RankRecords(
-            rank, summary=_read_summary(rundir.rank_summary(run_dir, rank), rank, [])
-        )
-    return _read_rank_files((path, rank, ()))
+    return _read_rank_files((run_dir, rank, ()))
 
 
 def _read_rank_files(job: tuple[Path, int, Collection[str]]) -> RankRecords:
-    path, rank, drop = job
+    run_dir, rank, drop = job
     enabled = gc.isenabled()  # off in a pool worker too (see read_run_dir)
     gc.disable()
     try:
-        return _parse_rank_file(path, rank, drop)
+        rank_log, warnings = rank_format.read_log(run_dir, rank, loads=_loads)
+        return RankRecords.from_log(rank, rank_log, warnings, drop)
     finally:
         if enabled:
             gc.enable()
-
-
-def _parse_rank_file(path: Path, rank: int, drop: Collection[str]) -> RankRecords:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e}") from None
-    warnings: list[str] = []
-    header = None
-    roster = None
-    collectives = []
-    objs = [o for o in _records(data, path.name, warnings) if isinstance(o, dict)]
-    steps = [o for o in objs if o.get("type") == rank_format.STEP]  # nearly every line
-    for obj in [o for o in objs if o.get("type") != rank_format.STEP]:
-        kind = obj.get("type")
-        if kind in (rank_format.COLLECTIVE, rank_format.PAIR_PLAN, rank_format.PAIR):
-            collectives.append(obj)
-        elif kind == rank_format.HEADER:
-            rank_format.check_header(obj, str(path))
-            header = obj
-        elif kind == rank_format.COMM_TIMING and header is not None:
-            timing = {k: v for k, v in obj.items() if k != "type"}
-            if "comm_timing" not in header:
-                header["comm_timing"] = timing
-            else:  # the worker switched method mid-run (rank_format: from_step)
-                header.setdefault("comm_timing_switches", []).append(timing)
-        elif kind == rank_format.ROSTER:
-            roster = obj
-    summary = _read_summary(rundir.rank_summary(path.parent.parent, rank), rank, warnings)
-    return RankRecords(
-        rank,
-        header=header,
-        columns=_columns_of(steps, drop),
-        summary=summary,
-        warnings=warnings,
-        collectives=collectives,
-        roster=roster,
-    )
-
-
-def _records(data: bytes, name: str, warnings: list[str]) -> list[Any]:
-    """The JSON lines of a rank file. One parse of the whole file as a JSON array (a 1,000-step
-    file in one call, not 1,000); when that fails (a line cut by a crash, a malformed line)
-    line by line, each bad line skipped with a warning."""
-    body = data.rstrip()
-    try:
-        parsed: list[Any] = _loads(b"[" + body.replace(b"\n", b",") + b"]")
-        return parsed
-    except ValueError:
-        pass
-    lines = data.split(b"\n")
-    last = len(lines) - 1
-    out = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            out.append(_loads(line))
-        except ValueError:
-            where = "truncated last line" if i >= last - 1 else f"malformed line {i + 1}"
-            warnings.append(f"{name}: {where} skipped")
-    return out
-
-
-def _read_summary(path: Path, rank: int, warnings: list[str]) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        return summary
-    except (OSError, ValueError) as e:
-        warnings.append(f"rank {rank}: summary unreadable ({e}); treated as missing")
-        return None

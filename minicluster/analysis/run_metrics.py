@@ -65,7 +65,7 @@ def training_metrics(
         ):
             m[name] = unavailable(name, "no measured steps were recorded")
 
-    comm_method = timing_method_text(headers)
+    comm_method = timing_method_text(list(by_rank.values()))
     if n:
         m["compute_ms"] = _median_of(series, "compute_ms", "derived")
         if world_size > 1:
@@ -111,30 +111,25 @@ def training_metrics(
     return {k: m[k] for k in order if k in m}
 
 
-def timing_methods(headers: list[dict[str, Any]]) -> dict[int, list[str]]:
-    """Per rank, the timing methods it used in order (more than one: it switched mid-run)."""
-    out = {}
-    for h in headers:
-        timing = h.get("comm_timing") or {}
-        methods = [timing.get("method", comm_methods.HOOK_HOST_CLOCK)]
-        methods += [t.get("method") for t in h.get("comm_timing_switches") or []]
-        out[int(h["rank"])] = [str(m) for m in methods]
-    return out
+def timing_methods(records: list[RankRecords]) -> dict[int, list[str]]:
+    """Per rank that wrote a header, the timing methods it used in order (more than one: it
+    switched mid-run)."""
+    return {r.rank: r.timing_methods() for r in records if r.header is not None}
 
 
-def timing_method(headers: list[dict[str, Any]]) -> str:
+def timing_method(records: list[RankRecords]) -> str:
     """The run's all-reduce timing method; `mixed` when ranks (or steps) used different ones."""
-    used = {m for methods in timing_methods(headers).values() for m in methods}
+    used = {m for methods in timing_methods(records).values() for m in methods}
     return used.pop() if len(used) == 1 else "mixed"
 
 
-def timing_method_text(headers: list[dict[str, Any]]) -> str:
+def timing_method_text(records: list[RankRecords]) -> str:
     """How the comm figures were taken, for the comm metrics' method text."""
-    method = timing_method(headers)
+    method = timing_method(records)
     if method != "mixed":
         return comm_methods.describe(method)
     per_rank = "; ".join(
-        f"rank {r}: {' then '.join(ms)}" for r, ms in sorted(timing_methods(headers).items())
+        f"rank {r}: {' then '.join(ms)}" for r, ms in sorted(timing_methods(records).items())
     )
     return f"MIXED timing methods ({per_rank}): these figures are not one quantity"
 

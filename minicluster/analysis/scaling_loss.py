@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from minicluster.analysis.sweep import Mode
+from minicluster.core.config import default_threads
 
 PARTS = ("exposed_comm", "straggler_wait", "compute_growth", "remainder")
 
@@ -148,29 +149,49 @@ def run_parts(result: dict[str, Any] | None) -> tuple[StepParts | None, str | No
 
 def _host_threads(result: dict[str, Any]) -> list[tuple[str, int, int, int]] | str:
     """Per host of `result`: (hostname, its ranks, its CPU cores, the CPU threads each of its
-    ranks ran with: the config's `run.threads_per_rank`, or when that is 0, the default, the
-    host's cores shared by its ranks). A reason string when the result does not record them."""
+    ranks ran with: what the ranks recorded (`ranks[].threads`, from their headers; the most on
+    the host), or in a result from before that, the config's `run.threads_per_rank`, or when that
+    is 0, the default share of the host's cores). A reason string when the result does not
+    record them."""
+    ranks = result.get("ranks") or []
+    recorded = bool(ranks) and all(_is_count(r.get("threads")) for r in ranks)
     threads = ((result.get("config") or {}).get("run") or {}).get("threads_per_rank")
     cores = {
         str(n.get("hostname")): n.get("cpu_count")
         for n in (result.get("platform") or {}).get("nodes") or []
     }
-    per_host: dict[str, int] = {}
-    for r in result.get("ranks") or []:
-        per_host[str(r.get("hostname"))] = per_host.get(str(r.get("hostname")), 0) + 1
+    per_host: dict[str, list[dict[str, Any]]] = {}
+    for r in ranks:
+        per_host.setdefault(str(r.get("hostname")), []).append(r)
     hosts = []
-    for host, local in per_host.items():
+    for host, on_host in per_host.items():
         n_cores = cores.get(host)
-        if not isinstance(n_cores, int) or n_cores < 1 or not isinstance(threads, int):
+        if (
+            not isinstance(n_cores, int)
+            or n_cores < 1
+            or not (recorded or isinstance(threads, int))
+        ):
             return f"the cores of host {host} or the threads per rank were not recorded"
-        hosts.append((host, local, n_cores, threads or max(1, n_cores // local)))
+        if recorded:
+            used = max(int(r["threads"]) for r in on_host)
+        else:
+            used = threads or default_threads(n_cores, len(on_host))
+        hosts.append((host, len(on_host), n_cores, used))
     return hosts
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def effective_threads(result: dict[str, Any]) -> int | None:
-    """CPU threads each rank of `result` ran with: the config's `run.threads_per_rank`, or when
-    that is 0 (the default: a host's cores shared by its ranks) cores // ranks on the fullest
-    host. None when the result does not record them."""
+    """CPU threads each rank of `result` ran with: what the ranks recorded (the fewest), or in a
+    result from before that, the config's `run.threads_per_rank`, or when that is 0 (the default:
+    a host's cores shared by its ranks) cores // ranks on the fullest host. None when the result
+    does not record them."""
+    ranks = result.get("ranks") or []
+    if ranks and all(_is_count(r.get("threads")) for r in ranks):
+        return min(int(r["threads"]) for r in ranks)
     threads = ((result.get("config") or {}).get("run") or {}).get("threads_per_rank")
     if not isinstance(threads, int) or isinstance(threads, bool):
         return None

@@ -57,7 +57,8 @@ class StepTable:
         self.present = ~np.isnan(self.m["step_time_ms"])
         if self.indices.size:
             # transfer per step = min over ranks of comm_ms; wait = comm - transfer (DESIGN.md 4)
-            self.transfer_ms = np.nanmin(self.m["comm_ms"], axis=0)
+            # (a step no rank could time, e.g. DDP's stats went stale, stays NaN, silently)
+            self.transfer_ms = _nan_reduce(np.nanmin, self.m["comm_ms"])
         else:
             self.transfer_ms = np.array([])
         self.wait_ms = self.m["comm_ms"] - self.transfer_ms[None, :]

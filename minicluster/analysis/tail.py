@@ -7,8 +7,10 @@ a file that shrank was rewritten (a restarted rank) and is read again from its s
 the file on every look (rather than trusting a cached `stat`) is what makes a shared
 filesystem's close-to-open consistency show the newest bytes.
 
-Per rank it keeps the header, the last `window` step records (as columns for `StepTable`) and
-the summary once it appears. Of a long backlog only the last `window` lines are parsed.
+Per rank it keeps a `RankLog` of every record but the steps (header, roster, the comm_timing
+history: the same codec as every other reader), the last `window` step records (as columns for
+`StepTable`) and the summary once it appears. Of a long backlog only the last `window` step
+lines are parsed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from minicluster.analysis.records import RankRecords
 from minicluster.core import rank_format, rundir
 from minicluster.core.errors import InputError
+from minicluster.core.rank_format import RankLog, RecordError
 
 try:
     from orjson import loads as _loads
@@ -41,12 +44,12 @@ WINDOW_KEYS = (
     "exposed_comm_ms",
     "comm_bytes",
 )
-HEAD_LINES = 2  # the header and the comm_timing line open every rank file (rank_format)
 HEADER_MAX_BYTES = 1 << 20
 WINDOW_BUDGET = 51_200  # rank-steps: 1,024 ranks x 50 steps refresh in about 0.1-0.2 s here
 WINDOW_MIN = 50
 WINDOW_MAX = 500
 MAX_WARNINGS = 20
+_COUNTED = (rank_format.STEP, rank_format.COLLECTIVE)
 
 
 class RankTail:
@@ -73,7 +76,9 @@ class RankTail:
         self.offset = 0
         self.pending = b""  # the start of a line whose newline has not been written yet
         self.lines_read = 0
-        self.header: dict[str, Any] | None = None
+        self.log = RankLog(keep_steps=False)  # every record but the steps
+        self._header_of: rank_format.Header | None = None
+        self._header_json: dict[str, Any] | None = None
         # The last `window` steps, a ring: row `kept % window` is written next.
         self._ring = np.full((self.window, len(WINDOW_KEYS)), np.nan)
         self.kept = 0
@@ -122,11 +127,13 @@ class RankTail:
         return True
 
     def _take(self, lines: list[bytes]) -> None:
-        # Lines the window would drop anyway are counted, not parsed (a long backlog costs a split).
+        # Step and collective lines the window would drop anyway are counted, not parsed (a long
+        # backlog costs a split); every other record (header, roster, comm_timing) is parsed
+        # wherever it sits.
         parse_from = len(lines) - self.window
         for i, line in enumerate(lines):
             at = self.lines_read + i
-            if at >= HEAD_LINES and i < parse_from:
+            if i < parse_from and rank_format.line_type(line) in _COUNTED:
                 self.records += 1
                 continue
             if not line.strip():
@@ -146,12 +153,21 @@ class RankTail:
                 self.t_last_s = row[2] if row[2] == row[2] else None  # NaN != NaN
             elif kind == rank_format.COLLECTIVE:
                 self.records += 1
-            elif kind == rank_format.HEADER:
-                rank_format.check_header(obj, str(self.path))
-                self.header = obj
-            elif kind == rank_format.COMM_TIMING and self.header is not None:
-                self.header["comm_timing"] = {k: v for k, v in obj.items() if k != "type"}
+            else:
+                try:
+                    self.log.apply(rank_format.decode(obj, f"{self.path.name} line {at + 1}"))
+                except RecordError as e:
+                    self._warn(f"{e}; skipped")
         self.lines_read += len(lines)
+
+    @property
+    def header(self) -> dict[str, Any] | None:
+        """The header line's JSON object (None until it was read)."""
+        if self.log.header is None:
+            return None
+        if self._header_of is not self.log.header:  # made once per header record read
+            self._header_of, self._header_json = self.log.header, self.log.header.to_json()
+        return self._header_json
 
     def read_summary(self, path: Path) -> None:
         """Read the summary (written atomically at the rank's end) once it exists."""
@@ -211,7 +227,15 @@ class Windows:
                 continue
             cols = {k: v[i, start:] for k, v in self.col.items()}
             cols["step"], cols["warmup"] = step[i, start:], warmup[i, start:]
-            out.append(RankRecords(tail.rank, tail.header, summary=tail.summary, columns=cols))
+            out.append(
+                RankRecords(
+                    tail.rank,
+                    tail.header,
+                    summary=tail.summary,
+                    columns=cols,
+                    timing=list(tail.log.timing),
+                )
+            )
         return out
 
 

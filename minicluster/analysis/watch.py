@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from minicluster.analysis.steps import r4
 from minicluster.analysis.tail import RankTail, RunTail, Windows
 from minicluster.analysis.verdicts import exit_code as result_exit_code
 from minicluster.analysis.watch_rules import judge_stragglers, mark_stalls
+from minicluster.core import clock
 from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
 from minicluster.result.model import RunResult
 
@@ -57,7 +58,7 @@ def snapshot(
     snap: dict[str, Any] = {
         "format": FORMAT,
         "run_dir": str(tail.run_dir),
-        "taken_at": datetime.fromtimestamp(now_s, timezone.utc).isoformat(timespec="seconds"),
+        "taken_at": clock.utc_iso(now_s),
         "window_steps": tail.window,
         "stall_after_s": stall_after_s,
     }
@@ -88,7 +89,7 @@ def snapshot(
     # A rank left behind by the others has no steps in common with them: the straggler rule
     # (which compares ranks step by step) runs on the ranks still in step.
     left_behind = {r["rank"] for r in rows if r["stalled"]} if job_stall is None else set()
-    stragglers, straggler_check = judge_stragglers(windows, left_behind, world, cfg.run)
+    stragglers, straggler_check = judge_stragglers(windows, left_behind, world, cfg.checks)
     by_rank = {row["rank"]: row for row in rows}
     if result is not None:
         # the run's own verdict over all its steps stands beside the last window's

@@ -24,7 +24,7 @@ import numpy as np
 from minicluster.analysis.steps import StepTable, r4
 from minicluster.analysis.stragglers import find_stragglers
 from minicluster.analysis.tail import Windows
-from minicluster.core.config import RunSection
+from minicluster.core.checks import ChecksSection
 
 START_WAIT_S = 120.0
 STRAGGLER_MIN_SPAN_S = 5.0
@@ -85,7 +85,7 @@ def mark_stalls(rows: list[dict[str, Any]], stall_after_s: float) -> dict[str, A
 
 
 def judge_stragglers(
-    windows: Windows, leave_out: set[int], world_size: int, run: RunSection
+    windows: Windows, leave_out: set[int], world_size: int, checks: ChecksSection
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(stragglers, check): `find_stragglers` with the run's thresholds on the windows of the
     ranks not in `leave_out`, when their measured steps span STRAGGLER_MIN_SPAN_S or more.
@@ -117,8 +117,8 @@ def judge_stragglers(
     table = StepTable(windows.records(leave_out=leave_out), world_size)
     found = find_stragglers(
         table,
-        run.straggler_threshold_pct,
-        run.straggler_min_excess_ms,
-        run.straggler_min_steps_pct,
+        checks.straggler_threshold_pct,
+        checks.straggler_min_excess_ms,
+        checks.straggler_min_steps_pct,
     )
     return found, check

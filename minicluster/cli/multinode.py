@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from minicluster.core import rundir
+from minicluster.core import clock, rank_format, rundir
 from minicluster.core.io import atomic_write_json
 from minicluster.core.units import format_ranks
 
@@ -24,41 +23,37 @@ from minicluster.core.units import format_ranks
 def write_node_file(out_dir: Path, rank: int) -> Path | None:
     """On local rank 0 of a node that does not see rank 0's files, write `out_dir/node.json`
     from this rank's records (header and the job's roster); None when it is not needed."""
-    from minicluster.analysis.records import read_rank
-
     if rank == 0:
         return None
-    mine = read_rank(out_dir, rank)
+    mine, _ = rank_format.read_log(out_dir, rank, keep_steps=False)
     header, roster = mine.header, mine.roster
     if header is None or roster is None:
         return None  # not local rank 0 (only it writes the roster), or a 1.0 rank file
-    if _holds_rank0(out_dir, header["run_id"]):
+    if _holds_rank0(out_dir, header.run_id):
         return None  # one directory for every node (a shared filesystem): the result lands here
-    me = (header.get("node_rank"), header.get("hostname"))
+    me = (header.node_rank, header.hostname)
     ranks = next(
-        (n["ranks"] for n in roster["nodes"] if (n["node_rank"], n["hostname"]) == me), [rank]
+        (n["ranks"] for n in roster.nodes if (n["node_rank"], n["hostname"]) == me), [rank]
     )
     ok = []
     for r in ranks:
-        try:
-            summary = json.loads(rundir.rank_summary(out_dir, r).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(summary, dict) and summary.get("status") == "ok":
+        peer = rank_format.RankLog()
+        peer.read_summary(rundir.rank_summary(out_dir, r), f"rank {r}")
+        if peer.summary is not None and peer.summary.status == "ok":
             ok.append(r)
-    rank0 = roster.get("rank0") or {}
+    rank0 = roster.rank0 or {}
     result_dir = rank0.get("out_dir")
     record = {
-        "run_id": header["run_id"],
-        "node_rank": header.get("node_rank"),
-        "hostname": header.get("hostname"),
+        "run_id": header.run_id,
+        "node_rank": header.node_rank,
+        "hostname": header.hostname,
         "ranks": ranks,
         "ranks_ok": ok,
         "result": {
             "hostname": rank0.get("hostname"),
             "path": str(rundir.result_path(Path(result_dir))) if result_dir else None,
         },
-        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "written_at": clock.utc_now_iso(),
     }
     path = rundir.node_path(out_dir)
     atomic_write_json(path, record)
@@ -69,10 +64,10 @@ def _holds_rank0(out_dir: Path, run_id: str) -> bool:
     """Whether rank 0 of this job writes into `out_dir` too (its header is here)."""
     try:
         with open(rundir.rank_jsonl(out_dir, 0), "rb") as f:
-            first = json.loads(f.readline())
-    except (OSError, ValueError):
+            first = rank_format.decode(json.loads(f.readline()), "rank 0's first line")
+    except (OSError, ValueError):  # unreadable, malformed, or not a record this reader knows
         return False
-    return isinstance(first, dict) and first.get("run_id") == run_id
+    return isinstance(first, rank_format.Header) and first.run_id == run_id
 
 
 def read_node_file(out_dir: Path) -> dict[str, Any] | None:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from minicluster.cli import orchestrate
+from minicluster.core import clock
 from minicluster.core.errors import InputError, MiniclusterError
 from minicluster.result import store
 
@@ -99,7 +99,7 @@ def _result(
         reference,
         collectives,
         run_id,
-        datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        clock.utc_now_iso(),
         version,
         seconds,
     )

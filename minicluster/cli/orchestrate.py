@@ -10,10 +10,10 @@ import errno
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minicluster.cli.progress import Progress
 from minicluster.core import rundir
@@ -23,6 +23,9 @@ from minicluster.core.io import atomic_write_json
 from minicluster.launchers.base import Launcher, LaunchOutcome, LaunchPlan, RecordsAt
 from minicluster.result import store
 from minicluster.result.model import RunResult
+
+if TYPE_CHECKING:
+    from minicluster.analysis.frame import Launch
 
 log = logging.getLogger("minicluster.cli")
 
@@ -94,59 +97,74 @@ def collect(plan: LaunchPlan, outcome: LaunchOutcome) -> tuple[RunResult, Path] 
         from minicluster.analysis.aggregate import aggregate
         from minicluster.analysis.records import from_gathered
 
-        result = aggregate(from_gathered(where.in_band))
+        result = aggregate(from_gathered(where.in_band), launch_of(outcome))
         return RunResult.from_json(result), write_result(plan.out_dir, result)
-    return aggregate_dir_to(where.dir, _why(outcome), outcome.exit_codes, outcome.interrupted)
+    return aggregate_dir_to(where.dir, launch_of(outcome))
+
+
+def launch_of(outcome: LaunchOutcome) -> Launch:
+    """What aggregation is told about a launch (`analysis.frame.Launch`): the one place a
+    launcher's outcome becomes analysis input (the launchers never import analysis)."""
+    from minicluster.analysis.frame import Launch
+
+    return Launch(_why(outcome), dict(outcome.exit_codes), outcome.interrupted)
+
+
+def recorded_launch(out_dir: Path, launcher_error: str | None = None) -> Launch:
+    """How the launch of `out_dir` ended, as DIR/launcher.json kept it (`aggregate DIR` later;
+    nothing there: it finished), with `launcher_error` in place of the recorded error if given."""
+    from minicluster.analysis.frame import Launch
+
+    launcher = store.launcher_record(out_dir)
+    if launcher_error is None and isinstance(launcher.get("error"), str):
+        launcher_error = launcher["error"]  # recorded when the run was launched
+    return Launch(
+        launcher_error,
+        store.recorded_exit_codes(launcher) or {},
+        launcher.get("interrupted") is True,
+    )
 
 
 def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False) -> RunResult:
     """Aggregate the rank files of `out_dir` into its result.json; `quiet`: no summary."""
-    result, path = aggregate_dir_to(out_dir, launcher_error)
+    result, path = aggregate_dir_to(out_dir, recorded_launch(out_dir, launcher_error))
     if not quiet:
         print_summary(path, result)
     return result
 
 
-def aggregate_dir_to(
-    out_dir: Path,
-    launcher_error: str | None,
-    exit_codes: Mapping[int, int] | None = None,
-    interrupted: bool | None = None,
-) -> tuple[RunResult, Path]:
+def aggregate_dir_to(out_dir: Path, launch: Launch | None = None) -> tuple[RunResult, Path]:
     """Aggregate the rank files of `out_dir`: the result, and where it was written (`write_result`:
     never over a result.json built from more ranks or steps, such as rank 0's in-band result of a
-    job across nodes on a node that keeps only its own ranks' files). How the launch ended comes
-    from the arguments, else from DIR/launcher.json (`aggregate DIR` later). InputError on a
-    node's directory of a finished job whose result is elsewhere (node.json); RunFailedError when
-    the launch failed before any rank recorded anything.
+    job across nodes on a node that keeps only its own ranks' files). How the launch ended is
+    `launch`, else what DIR/launcher.json kept (`aggregate DIR` later). Raises as `run_records`.
     """
-    from minicluster.analysis.aggregate import UNREAD_STEP_FIELDS, aggregate
-    from minicluster.analysis.records import read_run_dir
+    from minicluster.analysis.aggregate import aggregate
 
-    launcher = store.launcher_record(out_dir)
-    if interrupted is None:
-        interrupted = launcher.get("interrupted") is True
-    if launcher_error is None and isinstance(launcher.get("error"), str):
-        launcher_error = launcher["error"]  # recorded when the run was launched
-    if exit_codes is None:
-        exit_codes = store.recorded_exit_codes(launcher)
-    if launcher_error and not rundir.ranks_dir(out_dir).is_dir():
-        raise RunFailedError(
-            f"the launch failed before any rank recorded anything: {launcher_error}"
-        )
-    records = read_run_dir(out_dir, drop=UNREAD_STEP_FIELDS)
-    _refuse_partial_node_dir(out_dir, records)
-    result = aggregate(
-        records,
-        launcher_error=launcher_error,
-        exit_codes=dict(exit_codes) if exit_codes else None,
-        interrupted=interrupted,
-    )
+    records, launch = run_records(out_dir, launch)
+    result = aggregate(records, launch)
     written = store.write_result(out_dir, result)
     _warn_kept(written)
     if written.kept_result is not None:  # a fuller result was there: it stays the run's answer
         return RunResult.from_json(written.kept_result), rundir.result_path(out_dir)
     return RunResult.from_json(result), written.path
+
+
+def run_records(out_dir: Path, launch: Launch | None = None) -> tuple[list[Any], Launch]:
+    """The rank records of `out_dir` (read for aggregation) and how its launch ended (`launch`,
+    else what DIR/launcher.json kept). InputError on a node's directory of a finished job whose
+    result is elsewhere (node.json); RunFailedError when the launch failed before any rank
+    recorded anything."""
+    from minicluster.analysis.aggregate import UNREAD_STEP_FIELDS
+    from minicluster.analysis.records import read_run_dir
+
+    if launch is None:
+        launch = recorded_launch(out_dir)
+    if launch.error and not rundir.ranks_dir(out_dir).is_dir():
+        raise RunFailedError(f"the launch failed before any rank recorded anything: {launch.error}")
+    records = read_run_dir(out_dir, drop=UNREAD_STEP_FIELDS)
+    _refuse_partial_node_dir(out_dir, records)
+    return records, launch
 
 
 def _refuse_partial_node_dir(out_dir: Path, records: list[Any]) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Literal, NoReturn
 
 from minicluster.cli import handlers
 from minicluster.core import choices
+from minicluster.core.checks import ChecksSection
 from minicluster.core.choices import (
     REQUIRABLE_MEASUREMENTS,
     SWEEP_MODE,
@@ -29,7 +30,11 @@ from minicluster.launchers.ray_launch import PLACEMENTS, RayOptions
 from minicluster.launchers.torchrun import DEFAULT_RDZV_ID
 
 # The config section each dataclass is, as a YAML key.
-_SECTIONS: dict[type, str] = {RunSection: "run", CollectivesSection: "collectives"}
+_SECTIONS: dict[type, str] = {
+    RunSection: "run",
+    CollectivesSection: "collectives",
+    ChecksSection: "checks",
+}
 
 # input formats `--format` can force (interop.record.FORMATS; kept here so --help needs no import)
 FORMATS = ("minicluster", "trackiq", "vllm", "markdown", "sglang", "nccl-tests")
@@ -223,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-aggregate",
         action="store_true",
-        help="rank 0 does not write result.json (the launcher aggregates)",
+        help="the launcher reads the rank files and aggregates them: the ranks gather nothing "
+        "in-band and rank 0 writes no result.json",
     )
     p.add_argument(
         "--quiet",
@@ -233,8 +239,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_require(p)
     p.set_defaults(handler=handlers.worker)
 
-    p = sub.add_parser("aggregate", help="re-build result.json from the rank files of a run")
+    p = sub.add_parser(
+        "aggregate",
+        help="re-build result.json from the rank files of a run",
+        description="Re-build result.json from the rank files of a run (or a sweep). With a "
+        "threshold flag, re-judge the run by it instead: the result goes to "
+        "result.rejudged-STAMP.json beside the recorded result.json (never over it) and what "
+        "changed is printed. Thresholds not given are the run's own (its config's checks).",
+    )
     p.add_argument("dir", type=Path, help="run directory (holds ranks/)")
+    for f in dataclasses.fields(ChecksSection):
+        config_flag(
+            p,
+            f.metadata["flag"],
+            ChecksSection,
+            f.name,
+            help=f"re-judge: {f.metadata['help']}",
+            dest=f"check_{f.name}",
+            metavar=f.metadata["metavar"],
+        )
     p.set_defaults(handler=handlers.aggregate)
 
     p = sub.add_parser(
@@ -653,7 +676,7 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
         "slow_link:rank=R[,peer=P],delay_ms=D[,from_step=S], crash:rank=R,step=S, "
         "hang:rank=R,step=S, corrupt_grad:rank=R,step=S",
     )
-    config_flag(p, "--expect-busbw", RunSection, "expect_busbw_gbps", metavar="GBPS")
+    config_flag(p, "--expect-busbw", ChecksSection, "expect_busbw_gbps", metavar="GBPS")
     config_flag(p, "--collective-timeout", RunSection, "collective_timeout_s", metavar="SECONDS")
 
 

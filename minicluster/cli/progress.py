@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from minicluster.core import rundir
+from minicluster.core import rank_format, rundir
 
 
 class Progress:
@@ -68,8 +68,11 @@ class Progress:
             return 0
         whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
         self._offset += len(whole)
-        self._lines += sum(1 for line in whole.splitlines() if line.startswith(_COUNTED))
+        self._lines += sum(
+            1 for line in whole.splitlines() if rank_format.line_type(line) in _COUNTED
+        )
         return self._lines
 
 
-_COUNTED = (b'{"type":"step"', b'{"type":"collective"')
+# What the bar counts: steps, or (op, size) records, or the pairwise plan and its pairs.
+_COUNTED = (rank_format.STEP, *rank_format.BENCH_TYPES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from minicluster.cli import orchestrate
@@ -15,12 +16,60 @@ from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
 def aggregate(args: argparse.Namespace) -> int:
     """`minicluster aggregate DIR`: re-build result.json from a run's (or a sweep's) rank files;
     the exit code is the result's verdict (`verdict_after_the_fact`: an interrupted run's result
-    exits by what it found, not 130)."""
-    if rundir.plan_path(args.dir).is_file() and not rundir.ranks_dir(args.dir).is_dir():
+    exits by what it found, not 130). With threshold flags: `rejudge`."""
+    overrides = {
+        key.removeprefix("check_"): value
+        for key, value in vars(args).items()
+        if key.startswith("check_") and value is not None
+    }
+    is_sweep = rundir.plan_path(args.dir).is_file() and not rundir.ranks_dir(args.dir).is_dir()
+    if overrides:
+        if is_sweep:
+            raise InputError(
+                f"{args.dir} is a sweep: re-judge one of its runs (a directory holding ranks/)"
+            )
+        return rejudge(args.dir, overrides)
+    if is_sweep:
         from minicluster.cli.sweep import aggregate_sweep
 
         return aggregate_sweep(args.dir)
     return orchestrate.verdict_after_the_fact(orchestrate.aggregate_dir(args.dir, None))
+
+
+def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
+    """Judge the run in `run_dir` again with `overrides` of its own thresholds: the result goes
+    beside its recorded result.json (never over it) as result.rejudged-STAMP.json, and what
+    changed is printed. The exit code is the re-judged result's."""
+    from minicluster.analysis import rejudge as verdict
+    from minicluster.analysis.aggregate import aggregate
+    from minicluster.analysis.frame import RunFrame
+    from minicluster.core.config import override_checks
+    from minicluster.core.io import atomic_write_json
+    from minicluster.result import store
+    from minicluster.result.model import RunResult
+    from minicluster.result.schema import validate_result
+
+    records, launch = orchestrate.run_records(run_dir)
+    frame = RunFrame.from_records(records, launch)
+    if frame.job != "train":
+        raise InputError(f"{run_dir} holds a collectives run: its thresholds judge training runs")
+    own = frame.config.checks
+    new = override_checks(own, **overrides)
+    before = aggregate(records, launch)
+    after = aggregate(records, launch, checks=new)
+    validate_result(after)
+    path = store.fresh_result_path(run_dir, "rejudged")
+    try:
+        atomic_write_json(path, after)
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+    judged_before, judged_after = RunResult.from_json(before), RunResult.from_json(after)
+    with orchestrate.stdout_may_close():
+        print(f"minicluster: re-judged {run_dir} (the recorded result.json is kept):")
+        for line in verdict.changes(judged_before, judged_after, own, new):
+            print(f"  {line}")
+        print(f"result: {path}")
+    return orchestrate.verdict_after_the_fact(judged_after)
 
 
 def report(args: argparse.Namespace) -> int:

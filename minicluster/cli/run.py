@@ -365,7 +365,8 @@ def worker(args: argparse.Namespace) -> int:
     orchestrate.check_required(cfg)
     store.ensure_writable(args.out)
     try:
-        gathered = rank_worker.run(cfg, args.out, run_id=args.run_id)
+        # --no-aggregate: the launcher reads the rank files, so nothing is gathered in-band.
+        gathered = rank_worker.run(cfg, args.out, run_id=args.run_id, gather=not args.no_aggregate)
     except MiniclusterError:
         raise
     except OSError as e:
@@ -381,8 +382,6 @@ def worker(args: argparse.Namespace) -> int:
         # A job across nodes: where this node's files do not sit beside rank 0's, say where the
         # result went (local rank 0 of the node, the one holding the job's roster).
         write_node_file(args.out, dist_rank())
-        return EXIT_OK
-    if args.no_aggregate:
         return EXIT_OK
     from minicluster.analysis.aggregate import aggregate
     from minicluster.analysis.records import from_gathered
@@ -422,9 +421,8 @@ def with_faults(
     (`world_size`: every node's ranks; default the config's ranks)."""
     added = tuple(fault_spec.parse(text) for text in args.fault)
     cfg = dataclasses.replace(cfg, faults=cfg.faults + added)
-    cfg = config_mod.override(
-        cfg, collective_timeout_s=args.collective_timeout, expect_busbw_gbps=args.expect_busbw
-    )
+    cfg = config_mod.override(cfg, collective_timeout_s=args.collective_timeout)
+    cfg = config_mod.with_checks(cfg, expect_busbw_gbps=args.expect_busbw)
     if any(f.kind == "corrupt_grad" for f in cfg.faults) and cfg.run.replica_check_every == 0:
         cfg = config_mod.override(cfg, replica_check_every=1)  # else nothing could catch it
     fault_spec.check_against_run(

@@ -8,7 +8,6 @@ import argparse
 import dataclasses
 import os
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,8 @@ from minicluster.analysis.sweep_from import from_finished_runs as sweep_from_run
 from minicluster.cli import orchestrate, sweep_projection
 from minicluster.cli.run import launcher_from_args, launcher_text, load_training_config
 from minicluster.cli.watch import watch_command
+from minicluster.core import clock, fault_spec, rundir
 from minicluster.core import config as config_mod
-from minicluster.core import fault_spec, rundir
 from minicluster.core.choices import SWEEP_MODE, SWEEP_REPEATS, SWEEP_WORLD_SIZES
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import (
@@ -59,7 +58,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     # The same threads per rank at every world size: else the 1-rank baseline would get every
     # core and the efficiency would measure the thread count, not the scaling.
     cores = os.cpu_count()
-    threads = cfg.run.threads_per_rank or max(1, (cores or 1) // max(world_sizes))
+    threads = cfg.run.threads_per_rank or config_mod.default_threads(cores, max(world_sizes))
     gpu = orchestrate.on_gpu(cfg)
     own_cores = [n for n in world_sizes if gpu or cores is None or n * threads <= cores]
     projection = sweep_projection.projection_plan(args, world_sizes, own_cores)
@@ -88,7 +87,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     # that finished, also after a crash or Ctrl-C.
     plan = {
         "sweep_id": sweep_id,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": clock.utc_now_iso(),
         "mode": args.mode,
         "world_sizes": world_sizes,
         "repeats": args.repeats,
@@ -201,7 +200,7 @@ def sweep_from(args: argparse.Namespace) -> int:
     sweep_id, out_dir = store.new_output(args.out, "sweep")
     plan = {
         "sweep_id": sweep_id,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": clock.utc_now_iso(),
         "mode": found.mode,
         "world_sizes": found.world_sizes,
         "repeats": 1,
@@ -247,7 +246,7 @@ def _finish_sweep(
     )
     if plan.get("projection"):
         block["projection"] = sweep_projection.projection_block(block, plan, out_dir)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = clock.utc_now_iso()
     result = sweep.sweep_result(
         outcomes, block, plan["sweep_id"], plan["created_at"], now, planned_runs=len(runs)
     )

@@ -18,10 +18,10 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from minicluster.core import clock
 from minicluster.core.errors import InputError
 from minicluster.interop.record import BenchmarkRecord
 from minicluster.result.fingerprint import key
@@ -200,7 +200,7 @@ class History:
                 "git_commit, git_branch, labels, content_sha256) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    clock.utc_now_iso(),
                     record.details.get("timestamp"),
                     record.details.get("run_id"),
                     record.label,

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 
 from minicluster.core import choices, collective_defs
+from minicluster.core.checks import CHECK_KEYS, ChecksSection
 from minicluster.core.choices import REQUIRABLE_MEASUREMENTS
 from minicluster.core.errors import ConfigError
 from minicluster.core.fault_spec import FaultSpec
@@ -71,6 +72,12 @@ class StepsConfig:
     measured: int = field(default=50, metadata=_range(1))
 
 
+def default_threads(cores: int | None, local_ranks: int) -> int:
+    """CPU threads per rank when `run.threads_per_rank` is 0: the host's cores shared by the
+    ranks on it, at least 1. (What a rank used is in its header, `threads`.)"""
+    return max(1, (cores or 1) // max(1, local_ranks))
+
+
 @dataclass(frozen=True)
 class RunSection:
     nproc: int = field(default=2, metadata=_range(1, 4096, help="ranks to start (per node)"))
@@ -85,34 +92,10 @@ class RunSection:
     )
     # 0 means cores / local ranks, at least 1.
     threads_per_rank: int = field(default=0, metadata=_range(0, 1024))
-    # A rank whose median compute time exceeds the other ranks' median by this much is named.
-    straggler_threshold_pct: float = field(default=20.0, metadata=_range(0))
-    # ... and by at least this many ms: sub-ms compute differs by 2x from scheduling noise alone
-    # on a shared host (measured: 0.75 vs 1.5 ms medians in a clean 2-rank CPU run).
-    straggler_min_excess_ms: float = field(default=2.0, metadata=_range(0))
-    # ... and it is the slowest rank in at least this share of the steps (the effect size: a
-    # straggler is slow step after step; a rank sharing a core with other work on a loaded host
-    # is slow in streaks). Measured on a 2-core host at load 4-7: healthy runs 46-70% of the
-    # steps (max over 25 runs), a 20 ms straggler 92-100% in 7 of 8 runs, 74% in the 8th.
-    straggler_min_steps_pct: float = field(default=80.0, metadata=_range(50, 100))
     bucket_cap_mb: float = field(default=25.0, metadata=_range(0.01))
     # How all-reduce time is taken: DDP's C++ runtime stats (cheapest) or a Python comm hook
     # (per-bucket spans; host clock on gloo, CUDA events on NCCL). See README "Timing methods".
     comm_timing: Literal["ddp_stats", "hook"] = "ddp_stats"
-    # The gradient all-reduce's expected bus bandwidth (GB/s, nccl-tests busbw: the fabric's
-    # spec or a known-good measurement); a run below slow_link_below_pct of it has a slow link.
-    # None: the link is not judged (a probe over the same links could not see a slow one).
-    expect_busbw_gbps: float | None = field(
-        default=None,
-        metadata=_range(
-            1e-9,
-            help="the gradient all-reduce's expected bus bandwidth in GB/s (the fabric's spec or "
-            "a known-good measurement, e.g. `minicluster collectives` busbw at the bucket size): "
-            "a run below run.slow_link_below_pct of it has a slow link, exit 1; none: the link is "
-            "not judged",
-        ),
-    )
-    slow_link_below_pct: float = field(default=50.0, metadata=_range(1, 100))
     # Checksum parameters, optimizer state and gradients every N steps (replica check); 0: off.
     # `validate` and an injected corrupt_grad turn it on (1) when it is off.
     replica_check_every: int = field(default=0, metadata=_range(0))
@@ -270,6 +253,7 @@ class RunConfig:
     workload: WorkloadConfig = field(default_factory=MlpConfig)
     steps: StepsConfig = field(default_factory=StepsConfig)
     run: RunSection = field(default_factory=RunSection)
+    checks: ChecksSection = field(default_factory=ChecksSection)
     telemetry: TelemetrySection = field(default_factory=TelemetrySection)
     faults: tuple[FaultSpec, ...] = ()  # injected on purpose (`--fault`), see fault_spec.py
     collectives: CollectivesSection = field(default_factory=CollectivesSection)
@@ -285,7 +269,7 @@ class RunConfig:
         if self.job == "train":
             del data["job"], data["collectives"]
             return data
-        return {k: data[k] for k in _COLLECTIVES_KEYS}
+        return {k: data[k] for k in _COLLECTIVES_KEYS}  # no checks: nothing judges them there
 
 
 def load(path: str | Path | None) -> RunConfig:
@@ -310,6 +294,25 @@ def load(path: str | Path | None) -> RunConfig:
     if data is None:
         data = {}
     return from_dict(data, source=str(p))
+
+
+def _checks_from_run(data: dict[str, Any], source: str) -> None:
+    """Move verdict thresholds given under `run` (configs and rank headers from before the
+    `checks` section) into `checks`; ConfigError when one is given in both."""
+    run = data.get("run")
+    if not isinstance(run, dict) or not any(k in run for k in CHECK_KEYS):
+        return
+    checks = data.get("checks") or {}
+    if not isinstance(checks, dict):
+        return  # _build names the bad section
+    moved = {k: run[k] for k in CHECK_KEYS if k in run}
+    twice = sorted(set(moved) & set(checks))
+    if twice:
+        raise ConfigError(
+            f"{source}: {twice[0]} is given in run and in checks; give it in checks only"
+        )
+    data["run"] = {k: v for k, v in run.items() if k not in CHECK_KEYS}
+    data["checks"] = {**checks, **moved}
 
 
 class DuplicateKeyError(yaml.YAMLError):
@@ -342,7 +345,10 @@ def from_dict(data: Any, source: str = "config") -> RunConfig:
     if job not in JOBS:
         raise ConfigError(f"{source}: job is {job!r}; allowed: {', '.join(JOBS)}")
     if job == "collectives":
+        if isinstance(data.get("run"), dict):  # thresholds of an older config: unused here
+            data["run"] = {k: v for k, v in data["run"].items() if k not in CHECK_KEYS}
         return _collectives_from_dict(data, source)
+    _checks_from_run(data, source)
     if "collectives" in data:
         raise ConfigError(f"{source}: a collectives section needs job: collectives")
     workload = data.get("workload", {})
@@ -356,7 +362,13 @@ def from_dict(data: Any, source: str = "config") -> RunConfig:
             f"{source}: unknown workload.name {wl_name!r}; allowed: {', '.join(WORKLOADS)}"
         )
     data["workload"] = _build(WORKLOADS[wl_name], workload, "workload", source)
-    for key, cls in (("steps", StepsConfig), ("run", RunSection), ("telemetry", TelemetrySection)):
+    sections = (
+        ("steps", StepsConfig),
+        ("run", RunSection),
+        ("checks", ChecksSection),
+        ("telemetry", TelemetrySection),
+    )
+    for key, cls in sections:
         section = data.get(key, {})
         data[key] = _build(cls, {} if section is None else section, key, source)
     data["faults"] = _faults(data, source)
@@ -392,6 +404,22 @@ def with_collectives(cfg: RunConfig, **fields: Any) -> RunConfig:
     merged = {**dataclasses.asdict(cfg.collectives), **changes}
     section = _build(CollectivesSection, merged, "collectives", "command line")
     return dataclasses.replace(cfg, collectives=section)
+
+
+def with_checks(cfg: RunConfig, **fields: Any) -> RunConfig:
+    """A copy of `cfg` with verdict thresholds replaced (None values ignored)."""
+    return dataclasses.replace(cfg, checks=override_checks(cfg.checks, **fields))
+
+
+def override_checks(checks: ChecksSection, **fields: Any) -> ChecksSection:
+    """`checks` with the given thresholds replaced (None values ignored), checked as a config's
+    would be (ConfigError naming the field)."""
+    changes = {k: v for k, v in fields.items() if v is not None}
+    if not changes:
+        return checks
+    merged = {**dataclasses.asdict(checks), **changes}
+    built: ChecksSection = _build(ChecksSection, merged, "checks", "command line")
+    return built
 
 
 def override(cfg: RunConfig, **run_fields: Any) -> RunConfig:

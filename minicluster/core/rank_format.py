@@ -1,170 +1,421 @@
-"""The per-rank record format: its version and every key of every record type, named once.
+"""The per-rank record format: one typed record per `type`, one codec, one version.
 
 This is the interface between the rank side (which writes) and the analysis side (which reads),
 as mlcommons/logging keeps one master list of log keys. Each rank writes `ranks/rank_NNNNN.jsonl`
-(see `rundir`): one JSON object per line, each with a `type`:
+(see `rundir`): one JSON object per line, `type` first. Each record type is one dataclass below;
+its fields, in order, are the keys of its line (`KEYS`). `encode` and `decode` are the only ways
+a record becomes a line and back; `RankLog` applies one rank's records in order.
 
 - `header` (first line): who and where the rank is, what it runs; `format` is `FORMAT_VERSION`.
-- `comm_timing` (after the header, and the roster where there is one; training jobs): the
-  all-reduce timing method the rank uses; readers merge it into the header.
 - `roster` (1.2; local rank 0 of each node only, right after the header): every node of the job
   and its ranks, gathered when the ranks started, and where rank 0 writes the result. It lets a
   node that holds only its own ranks' files (no shared filesystem) name the others' nodes.
-- `step`: one per training step, flushed as it ends (`STEP_KEYS`, plus `STEP_REPLICA_KEYS` on
-  steps where the replica check ran).
-- `collective`: one per (op, message size) of a collectives job (`COLLECTIVE_KEYS`).
+- `comm_timing` (after the header and the roster; training jobs): the all-reduce timing method
+  from `from_step` on. A second one says the worker switched method mid-run; `RankLog` keeps the
+  history (`timing_methods`: more than one method reads as `mixed`).
+- `step`: one per training step, flushed as it ends (the replica checksums only on steps where
+  the replica check ran).
+- `collective`: one per (op, message size) of a collectives job.
 - `pair_plan` and `pair`: the pairwise link test (`collectives.pattern: pairwise`): one plan
   (who takes part, on which node; the schedule follows from it, `core.pairs`), then one record
-  per pair the rank was in (`PAIR_KEYS`).
+  per pair the rank was in.
 
-At its end the rank writes `rank_NNNNN.summary.json` atomically (`SUMMARY_KEYS`, plus
-`SUMMARY_OPTIONAL_KEYS` where they apply). Adding a key bumps the minor version; readers accept
-every 1.x file and headers from before the version existed (no `format` key).
+At its end the rank writes `rank_NNNNN.summary.json` atomically (`Summary`, no `type` key).
+
+Versions: adding a key or a record type bumps the minor version; readers accept every 1.x file
+and headers from before the version existed (no `format` key). A key this reader does not know
+(a newer 1.x writer's) is kept in the record's `extra` and written back; a record of a type it
+does not know is kept as `Unknown` and otherwise ignored. Adding a record type is one dataclass
+here and its place in `RECORD_CLASSES` (a `RankLog` keeps it in `others`, aggregation finds it
+in `RankRecords.other`); adding a step key is one field of `Step` (default None, so older files
+still decode; aggregation keeps it as a column).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
 
+from minicluster.core import comm_methods, rundir
 from minicluster.core.errors import InputError
 
 FORMAT_NAME = "minicluster-rank"
 # 1.1: step comm_reason, comm_timing.from_step (no issue_delay_ms); 1.2: header `node_rank`,
-# the `roster` record; 1.3: pair_plan and pair records (the pairwise link test), header `ray`.
-FORMAT_VERSION = f"{FORMAT_NAME}/1.3"
+# the `roster` record; 1.3: pair_plan and pair records (the pairwise link test), header `ray`;
+# 1.4: the header's config has a `checks` section (the verdict thresholds, before in `run`).
+FORMAT_VERSION = f"{FORMAT_NAME}/1.4"
 
-HEADER = "header"
-COMM_TIMING = "comm_timing"
-ROSTER = "roster"
-STEP = "step"
-COLLECTIVE = "collective"
-PAIR_PLAN = "pair_plan"
-PAIR = "pair"
-RECORD_TYPES = (HEADER, COMM_TIMING, ROSTER, STEP, COLLECTIVE, PAIR_PLAN, PAIR)
 
-HEADER_KEYS = (
-    "type",
-    "format",
-    "run_id",
-    "rank",
-    "local_rank",
-    "world_size",
-    "local_world_size",
-    "node_rank",  # 1.2: torchrun's group rank (GROUP_RANK); None when the launcher sets none
-    "hostname",
-    "pid",
-    "created_at",
-    "tool_version",
-    "backend",
-    "device",
-    "threads",
-    "launcher",
-    "ray",  # 1.3: under the Ray launcher {version, node_id} (the worker's Ray node); else None
-    "job",
-    "config",  # the resolved RunConfig as a dict (config.RunConfig.to_dict)
-    "workload",  # name, per_rank_batch, seq_len, tokens_per_rank, params
-    "platform",  # hostname, cpu, cpu_count, host_memory_total_bytes, gpu, torch, python, os
-)
-# A second `comm_timing` record says the worker switched method from `from_step` on.
-COMM_TIMING_KEYS = ("type", "method", "fallback", "from_step")
-# nodes: [{node_rank, hostname, ranks}] sorted by node rank, then hostname; rank0: {hostname,
-# out_dir} (rank 0's output directory, absolute, on its own node).
-ROSTER_KEYS = ("type", "nodes", "rank0")
+class RecordError(InputError):
+    """A line that is not a record this format knows how to read (a required key is missing)."""
+
+
+def _key(name: str) -> dict[str, Any]:
+    """Field metadata: the field's JSON key where it cannot be its Python name (`pass`)."""
+    return {"key": name}
+
+
+@dataclass(kw_only=True, slots=True)
+class Record:
+    """Base of every record: `TYPE` is its `type` key; `extra` keeps keys this reader does not
+    know (a newer 1.x writer's), written back after the known ones."""
+
+    TYPE: ClassVar[str] = ""
+    # Keys written only when their value is not None (e.g. the replica checksums of a step).
+    OMIT_NONE: ClassVar[frozenset[str]] = frozenset()
+    # Written with a `type` key (every line of the rank file; not the summary file).
+    TAGGED: ClassVar[bool] = True
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=True)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as the JSON object of its line, keys in `KEYS` order."""
+        spec = _spec(type(self))
+        out: dict[str, Any] = {"type": self.TYPE} if self.TAGGED else {}
+        for key, attr in spec.pairs:
+            value = getattr(self, attr)
+            if value is None and key in self.OMIT_NONE:
+                continue
+            out[key] = value
+        if self.extra:
+            out.update(self.extra)
+        return out
+
+
+@dataclass(frozen=True)
+class _Spec:
+    pairs: tuple[tuple[str, str], ...]  # (JSON key, attribute), in field order
+    keys: frozenset[str]
+    required: tuple[str, ...]  # JSON keys a line must have
+
+
+_SPECS: dict[type[Record], _Spec] = {}
+
+
+def _spec(cls: type[Record]) -> _Spec:
+    """`cls`'s keys and attributes, worked out once per class."""
+    spec = _SPECS.get(cls)
+    if spec is None:
+        spec = _SPECS[cls] = _make_spec(cls)
+    return spec
+
+
+def _make_spec(cls: type[Record]) -> _Spec:
+    pairs = []
+    required = []
+    for f in dataclasses.fields(cls):
+        if f.name == "extra":
+            continue
+        key = f.metadata.get("key", f.name)
+        pairs.append((key, f.name))
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            required.append(key)
+    return _Spec(tuple(pairs), frozenset(k for k, _ in pairs), tuple(required))
+
+
+def keys_of(cls: type[Record]) -> tuple[str, ...]:
+    """The keys of `cls`'s line in order (`type` first for the rank file's records)."""
+    own = tuple(k for k, _ in _spec(cls).pairs)
+    return ("type", *own) if cls.TAGGED else own
+
+
+@dataclass(kw_only=True, slots=True)
+class Header(Record):
+    """Who and where the rank is, and what it runs. `threads` is the number of CPU threads the
+    rank used (`torch.set_num_threads`): every later reader takes it from here."""
+
+    TYPE: ClassVar[str] = "header"
+    format: str | None = None  # FORMAT_VERSION; absent before 1.1
+    run_id: str
+    rank: int
+    local_rank: int | None = None
+    world_size: int
+    local_world_size: int | None = None
+    node_rank: int | None = None  # 1.2: torchrun's group rank (GROUP_RANK); None when unset
+    hostname: str | None = None
+    pid: int | None = None
+    created_at: str | None = None
+    tool_version: str | None = None
+    backend: str | None = None
+    device: str | None = None
+    threads: int | None = None
+    launcher: str | None = None
+    ray: dict[str, Any] | None = None  # 1.3: under Ray {version, node_id}; else None
+    job: str | None = None
+    config: dict[str, Any] | None = None  # the resolved RunConfig (config.RunConfig.to_dict)
+    workload: dict[str, Any] | None = None  # name, per_rank_batch, seq_len, tokens_per_rank, params
+    platform: dict[str, Any] | None = None  # hostname, cpu, cpu_count, memory, gpu, versions
+
+
+@dataclass(kw_only=True, slots=True)
+class Roster(Record):
+    """The job's nodes, `[{node_rank, hostname, ranks}]` sorted by node rank then hostname, and
+    `rank0`: `{hostname, out_dir}` (rank 0's output directory, absolute, on its own node)."""
+
+    TYPE: ClassVar[str] = "roster"
+    nodes: list[dict[str, Any]]
+    rank0: dict[str, Any] | None = None
+
+
 ROSTER_NODE_KEYS = ("node_rank", "hostname", "ranks")
-STEP_KEYS = (
-    "type",
-    "step",
-    "warmup",  # warm-up steps are recorded but excluded from statistics
-    "step_time_ms",
-    "fwd_ms",
-    "bwd_ms",
-    "opt_ms",
-    "compute_ms",
-    "comm_ms",
-    "exposed_comm_ms",
-    "buckets",
-    "comm_bytes",
-    "comm_reason",  # why comm_ms is null (the timer could not vouch for this step), else null
-    "loss",
-    "t_unix_s",
-)
-STEP_REPLICA_KEYS = (
-    "param_checksum",
-    "optim_checksum",
-    "grad_applied_checksum",
-    "grad_reduced_checksum",
-)
-COLLECTIVE_KEYS = (
-    "type",
-    "op",
-    "size_bytes",
-    "nominal_bytes",
-    "count",
-    "dtype",
-    "iters",
-    "warmup_iters",
-    "status",
-    "reason",
-    "time_us",
-    "time_us_max",
-    "wrong",
-    "check_reason",
-    "t_unix_s",
-)
-PAIR_PLAN_KEYS = (
-    "type",
-    "per",  # rank | node
-    "schedule",  # concurrent | serial
-    "transport",  # send_recv: what carries the bytes
-    "participants",  # ranks taking part, in schedule order (per node: the lowest rank of each)
-    "nodes",  # the node of every rank, indexed by rank (core.pairs.node_of)
-    "size_bytes",
-    "nominal_bytes",
-    "count",
-    "dtype",
-    "iters",
-    "warmup_iters",
-    "passes",  # times the whole schedule runs
-)
-# One per pair and pass the rank took part in: direction ab is a -> b, ba is b -> a (a < b).
-PAIR_KEYS = (
-    "type",
-    "pass",
-    "round",
-    "a",
-    "b",
-    "status",  # measured | unavailable
-    "reason",
-    "time_us_ab",  # this rank's mean per transfer a -> b over the back-to-back timed loop
-    "time_us_ba",
-    "time_us_ab_max",  # the max of that mean over the pair's two ranks
-    "time_us_ba_max",
-    "wrong",  # elements this rank received from its peer that differ from the expected values
-    "t_unix_s",
-)
-SUMMARY_KEYS = (
-    "format",
-    "run_id",
-    "rank",
-    "world_size",
-    "hostname",
-    "status",  # ok | failed
-    "last_step",
-    "error",
-    "memory",
-    "ddp_logging",
-    "telemetry",
-)
-# validation: rank 0 of a run with check_ddp_equivalence; collectives_recorded: collectives jobs.
-SUMMARY_OPTIONAL_KEYS = ("validation", "collectives_recorded")
 
 
-def check_header(header: dict[str, Any], where: str) -> None:
+@dataclass(kw_only=True, slots=True)
+class CommTiming(Record):
+    """The all-reduce timing method from step `from_step` on, and why it is not the configured
+    one (`fallback`)."""
+
+    TYPE: ClassVar[str] = "comm_timing"
+    method: str
+    fallback: str | None = None
+    from_step: int | None = None  # 1.1; the first record's is 0
+
+
+@dataclass(kw_only=True, slots=True)
+class Step(Record):
+    """One training step on one rank, times in ms. Warm-up steps are recorded but excluded from
+    statistics. `comm_reason` says why `comm_ms` is null (the timer could not vouch for it)."""
+
+    TYPE: ClassVar[str] = "step"
+    OMIT_NONE: ClassVar[frozenset[str]] = frozenset(
+        ("param_checksum", "optim_checksum", "grad_applied_checksum", "grad_reduced_checksum")
+    )
+    step: int
+    warmup: bool = False
+    step_time_ms: float | None = None
+    fwd_ms: float | None = None
+    bwd_ms: float | None = None
+    opt_ms: float | None = None
+    compute_ms: float | None = None
+    comm_ms: float | None = None
+    exposed_comm_ms: float | None = None
+    buckets: int | None = None
+    comm_bytes: int | None = None
+    comm_reason: str | None = None  # 1.1
+    loss: float | None = None
+    t_unix_s: float | None = None
+    # The replica check (every `run.replica_check_every` steps): bit sums, exact integers.
+    param_checksum: int | None = None
+    optim_checksum: int | None = None
+    grad_applied_checksum: int | None = None
+    grad_reduced_checksum: int | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class Collective(Record):
+    """One (op, message size) of the collectives benchmark on one rank: its mean time per call
+    over `iters` (`time_us`), the max of that mean across ranks, and its wrong elements."""
+
+    TYPE: ClassVar[str] = "collective"
+    op: str
+    size_bytes: int
+    nominal_bytes: int
+    count: int | None = None
+    dtype: str | None = None
+    iters: int | None = None
+    warmup_iters: int | None = None
+    status: str = "unavailable"  # measured | unavailable
+    reason: str | None = None
+    time_us: float | None = None
+    time_us_max: float | None = None
+    wrong: int | None = None
+    check_reason: str | None = None
+    t_unix_s: float | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class PairPlan(Record):
+    """The pairwise link test's plan: who takes part (in schedule order; per node the lowest
+    rank of each), the node of every rank, the size and the iterations."""
+
+    TYPE: ClassVar[str] = "pair_plan"
+    per: str  # rank | node
+    schedule: str  # concurrent | serial
+    transport: str | None = None  # send_recv: what carries the bytes
+    participants: list[int]
+    nodes: list[Any]  # the node of every rank, indexed by rank (core.pairs.node_of)
+    size_bytes: int
+    nominal_bytes: int | None = None
+    count: int | None = None
+    dtype: str | None = None
+    iters: int | None = None
+    warmup_iters: int | None = None
+    passes: int = 1  # times the whole schedule runs
+
+
+@dataclass(kw_only=True, slots=True)
+class Pair(Record):
+    """One pair and pass the rank took part in: direction ab is a -> b, ba is b -> a (a < b)."""
+
+    TYPE: ClassVar[str] = "pair"
+    pass_: int = field(metadata=_key("pass"))
+    round: int
+    a: int
+    b: int
+    status: str  # measured | unavailable
+    reason: str | None = None
+    time_us_ab: float | None = None  # this rank's mean per transfer a -> b (timed loop)
+    time_us_ba: float | None = None
+    time_us_ab_max: float | None = None  # the max of that mean over the pair's two ranks
+    time_us_ba_max: float | None = None
+    wrong: int | None = None  # elements received from the peer that differ from the expected
+    t_unix_s: float | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class Summary(Record):
+    """`rank_NNNNN.summary.json`, written atomically at the rank's end (its own file, no `type`).
+    `validation`: rank 0 of a run with check_ddp_equivalence; `collectives_recorded`: the
+    records of a collectives job."""
+
+    TYPE: ClassVar[str] = "summary"
+    TAGGED: ClassVar[bool] = False
+    OMIT_NONE: ClassVar[frozenset[str]] = frozenset(("validation", "collectives_recorded"))
+    format: str | None = None
+    run_id: str | None = None
+    rank: int | None = None
+    world_size: int | None = None
+    hostname: str | None = None
+    status: str  # ok | failed | interrupted
+    last_step: int | None = None
+    error: str | None = None
+    memory: dict[str, Any] | None = None
+    ddp_logging: dict[str, Any] | None = None
+    telemetry: dict[str, Any] | None = None
+    validation: dict[str, Any] | None = None
+    collectives_recorded: int | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class Unknown(Record):
+    """A record of a type this reader does not know (a newer 1.x writer's): kept, not used."""
+
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+BenchRecord = Collective | PairPlan | Pair
+LineRecord = Header | Roster | CommTiming | Step | Collective | PairPlan | Pair | Unknown
+RECORD_CLASSES: tuple[type[Record], ...] = (
+    Header,
+    Roster,
+    CommTiming,
+    Step,
+    Collective,
+    PairPlan,
+    Pair,
+)
+# The record class of each type name (what `decode` looks up).
+CLASS_OF_TYPE: dict[str, type[Record]] = {cls.TYPE: cls for cls in RECORD_CLASSES}
+
+HEADER, ROSTER, COMM_TIMING, STEP = Header.TYPE, Roster.TYPE, CommTiming.TYPE, Step.TYPE
+COLLECTIVE, PAIR_PLAN, PAIR = Collective.TYPE, PairPlan.TYPE, Pair.TYPE
+RECORD_TYPES = tuple(CLASS_OF_TYPE)
+BENCH_TYPES = (COLLECTIVE, PAIR_PLAN, PAIR)
+# The keys of each line, in the order the recorder writes them.
+HEADER_KEYS = keys_of(Header)
+ROSTER_KEYS = keys_of(Roster)
+COMM_TIMING_KEYS = keys_of(CommTiming)
+STEP_KEYS = tuple(k for k in keys_of(Step) if k not in Step.OMIT_NONE)
+STEP_REPLICA_KEYS = tuple(k for k in keys_of(Step) if k in Step.OMIT_NONE)
+COLLECTIVE_KEYS = keys_of(Collective)
+PAIR_PLAN_KEYS = keys_of(PairPlan)
+PAIR_KEYS = keys_of(Pair)
+SUMMARY_KEYS = tuple(k for k in keys_of(Summary) if k not in Summary.OMIT_NONE)
+SUMMARY_OPTIONAL_KEYS = tuple(k for k in keys_of(Summary) if k in Summary.OMIT_NONE)
+
+
+def encode(record: Record) -> str:
+    """One record as its line (compact JSON, `type` first, no newline)."""
+    return encode_json(record.to_json())
+
+
+def encode_json(obj: dict[str, Any]) -> str:
+    """A record's JSON object (`Record.to_json`) as its line."""
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def decode(obj: Any, where: str = "record") -> LineRecord:
+    """The typed record of one parsed line. RecordError when it is not a JSON object or lacks a
+    key its type requires; InputError for a header in a format version this reader cannot read."""
+    if not isinstance(obj, Mapping):
+        raise RecordError(f"{where}: not a JSON object")
+    cls = CLASS_OF_TYPE.get(obj.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        return Unknown(data=dict(obj))
+    if cls is Header:
+        check_header(obj, where)  # first: another major version may have other keys
+    return _from_json(cls, obj, where)  # type: ignore[return-value]
+
+
+def decode_summary(obj: Any, where: str = "summary") -> Summary:
+    """The typed summary of a parsed `rank_NNNNN.summary.json`; RecordError when malformed."""
+    if not isinstance(obj, Mapping):
+        raise RecordError(f"{where}: not a JSON object")
+    summary = _from_json(Summary, obj, where)
+    assert isinstance(summary, Summary)
+    return summary
+
+
+def _from_json(cls: type[Record], obj: Mapping[str, Any], where: str) -> Record:
+    spec = _spec(cls)
+    missing = [k for k in spec.required if k not in obj]
+    if missing:
+        raise RecordError(f"{where}: {cls.TYPE} record lacks {', '.join(missing)}")
+    kwargs = {attr: obj[key] for key, attr in spec.pairs if key in obj}
+    extra = {k: v for k, v in obj.items() if k not in spec.keys and k != "type"}
+    return cls(**kwargs, extra=extra)
+
+
+def parse_lines(
+    data: bytes, name: str, loads: Callable[[bytes], Any] = json.loads
+) -> tuple[list[Any], list[str]]:
+    """The JSON objects of a rank file's lines, and a warning per line skipped. One parse of the
+    whole file as a JSON array (a 1,000-step file in one call, not 1,000); when that fails (a
+    line cut by a crash, a malformed line) line by line, each bad line skipped with a warning."""
+    body = data.rstrip()
+    try:
+        return loads(b"[" + body.replace(b"\n", b",") + b"]"), []
+    except ValueError:
+        pass
+    lines = data.split(b"\n")
+    last = len(lines) - 1
+    out, warnings = [], []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(loads(line))
+        except ValueError:
+            where = "truncated last line" if i >= last - 1 else f"malformed line {i + 1}"
+            warnings.append(f"{name}: {where} skipped")
+    return out, warnings
+
+
+_TYPE_PREFIXES = (b'{"type":"', b'{"type": "')
+
+
+def line_type(line: bytes) -> str | None:
+    """The `type` of a record line, read from its first bytes without parsing it (the recorder
+    writes `type` first); None when the line does not start that way (parse it to know)."""
+    for prefix in _TYPE_PREFIXES:
+        if line.startswith(prefix):
+            end = line.find(b'"', len(prefix))
+            return line[len(prefix) : end].decode("ascii", "replace") if end > 0 else None
+    return None
+
+
+def check_header(header: Header | Mapping[str, Any], where: str) -> None:
     """InputError when `header` was written in a format version this reader does not know.
 
     A header without `format` predates the version (its keys are those of 1.0) and is accepted.
     """
-    fmt = header.get("format")
+    fmt = header.format if isinstance(header, Header) else header.get("format")
     if fmt is None:
         return
     name, _, version = str(fmt).partition("/")
@@ -173,3 +424,162 @@ def check_header(header: dict[str, Any], where: str) -> None:
             f"{where}: rank records in format {fmt!r}; this minicluster reads {FORMAT_VERSION} "
             "(any 1.x)"
         )
+
+
+@dataclass
+class RankLog:
+    """One rank's records applied in order: what the rank file (or the in-band gather) says.
+
+    Steps are kept as rows (each step's JSON object, as written): the reader turns a million of
+    them into columns in one numpy call (`analysis.records`); `steps()` decodes them typed.
+    `keep_steps` False counts steps without keeping them (a rank whose records nobody gathers).
+    The comm-timing history is every `comm_timing` record in order: a switch mid-run reads as
+    `mixed` wherever the log is read.
+    """
+
+    header: Header | None = None
+    roster: Roster | None = None
+    timing: list[CommTiming] = field(default_factory=list)
+    step_rows: list[dict[str, Any]] = field(default_factory=list)
+    bench: list[BenchRecord] = field(default_factory=list)
+    summary: Summary | None = None
+    # Records of the other known types, by type, in order: a record type added to
+    # RECORD_CLASSES is kept here (and read by `RankRecords.other`) with no other change.
+    others: dict[str, list[Record]] = field(default_factory=dict)
+    unknown: int = 0  # records of types this reader does not know
+    keep_steps: bool = True
+    steps_seen: int = 0
+    last_step: int | None = None
+
+    def apply(self, record: LineRecord | Summary, as_json: dict[str, Any] | None = None) -> None:
+        """Add one record (in the order the rank wrote them); `as_json`: its JSON object when
+        the caller already made it (a step is kept as that row)."""
+        if isinstance(record, Step):
+            self._add_step(as_json if as_json is not None else record.to_json(), record.step)
+        elif isinstance(record, (Collective, PairPlan, Pair)):
+            self.bench.append(record)
+        elif isinstance(record, CommTiming):
+            self.timing.append(record)
+        elif isinstance(record, Header):
+            self.header = record
+        elif isinstance(record, Roster):
+            self.roster = record
+        elif isinstance(record, Summary):
+            self.summary = record
+        elif isinstance(record, Unknown):
+            self.unknown += 1
+        else:
+            self.others.setdefault(record.TYPE, []).append(record)
+
+    def apply_json(self, objs: list[Any], where: str) -> list[str]:
+        """Add parsed lines in order: steps as rows (not decoded one by one), every other record
+        decoded; a warning per record that could not be (skipped). InputError for a header in a
+        format version this reader cannot read."""
+        warnings: list[str] = []
+        rows = [o for o in objs if type(o) is dict and o.get("type") == STEP]  # nearly all
+        if len(rows) < len(objs):
+            for obj in objs:
+                if not (type(obj) is dict and obj.get("type") == STEP):
+                    try:
+                        self.apply(decode(obj, where))
+                    except RecordError as e:
+                        warnings.append(f"{e}; skipped")
+        if rows:
+            self.steps_seen += len(rows)
+            last = rows[-1].get("step")
+            self.last_step = last if isinstance(last, int) else None
+            if self.keep_steps:
+                self.step_rows.extend(rows)
+        return warnings
+
+    def read_summary(self, path: Path, who: str) -> str | None:
+        """Apply the summary file at `path` when it is there; a warning naming `who` when it is
+        unreadable (then treated as missing)."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            return f"{who}: summary unreadable ({e}); treated as missing"
+        try:
+            self.summary = decode_summary(json.loads(data), path.name)
+        except ValueError as e:  # malformed JSON, or a RecordError
+            return f"{who}: summary unreadable ({e}); treated as missing"
+        return None
+
+    def _add_step(self, row: dict[str, Any], step: int | None) -> None:
+        self.steps_seen += 1
+        self.last_step = step
+        if self.keep_steps:
+            self.step_rows.append(row)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The log as JSON data: its records' objects (steps as their rows) and its summary's,
+        for a boundary that carries only JSON (the Ray driver's pipe); `from_wire` reads it."""
+        head = [r for r in (self.header, self.roster) if r is not None]
+        records = [r.to_json() for r in (*head, *self.timing)]
+        records += self.step_rows
+        records += [r.to_json() for r in self.bench]
+        records += [r.to_json() for kept in self.others.values() for r in kept]
+        return {
+            "records": records,
+            "summary": self.summary.to_json() if self.summary is not None else None,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any], where: str) -> RankLog:
+        """The log `to_wire` made, decoded as a rank file is (RecordError when malformed)."""
+        log = cls()
+        warnings = log.apply_json(list(data.get("records") or []), where)
+        if warnings:
+            raise RecordError(warnings[0])
+        if data.get("summary") is not None:
+            log.summary = decode_summary(data["summary"], where)
+        return log
+
+    def steps(self) -> list[Step]:
+        """The kept steps as typed records (for small uses: hot paths read `step_rows`)."""
+        out = []
+        for row in self.step_rows:
+            step = decode(row, "step")
+            assert isinstance(step, Step)
+            out.append(step)
+        return out
+
+    @property
+    def rank(self) -> int | None:
+        if self.header is not None:
+            return self.header.rank
+        return self.summary.rank if self.summary is not None else None
+
+    def timing_methods(self) -> list[str]:
+        """The all-reduce timing methods the rank used, in order (more than one: it switched
+        mid-run). A 1.0 file without a comm_timing record timed with the comm hook."""
+        return [t.method for t in self.timing] or [comm_methods.HOOK_HOST_CLOCK]
+
+
+def read_log(
+    run_dir: Path,
+    rank: int,
+    loads: Callable[[bytes], Any] = json.loads,
+    keep_steps: bool = True,
+) -> tuple[RankLog, list[str]]:
+    """One rank's log from `run_dir/ranks/` (its record file and summary, either may be
+    missing), and a warning per line or file skipped. InputError when the record file cannot be
+    read or its header is in a format version this reader cannot read."""
+    log = RankLog(keep_steps=keep_steps)
+    warnings: list[str] = []
+    path = rundir.rank_jsonl(run_dir, rank)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = None
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e}") from None
+    if data is not None:
+        objs, warnings = parse_lines(data, path.name, loads)
+        warnings += log.apply_json(objs, str(path))
+    summary_warning = log.read_summary(rundir.rank_summary(run_dir, rank), f"rank {rank}")
+    if summary_warning:
+        warnings.append(summary_warning)
+    return log, warnings

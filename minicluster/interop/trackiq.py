@@ -11,9 +11,9 @@ size, per-rank batch, backend, the per-step series), so a round trip keeps them.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
+from minicluster.core import clock
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.coverage import Coverage
 from minicluster.core.errors import InputError
@@ -264,7 +264,7 @@ def to_trackiq(record: BenchmarkRecord) -> dict[str, Any]:
         "timestamp": known(
             "timestamp",
             d.get("timestamp"),
-            datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            clock.utc_now_iso(),
         ),
         "platform": {
             "hardware_name": known("hardware_name", record.hardware, "unknown"),

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from minicluster.core.config import RunConfig
+from minicluster.core.rank_format import RankLog
 
 # Where the ranks' records end up: in rank files under the run directory (the launcher reads
 # them), or gathered in-band to rank 0 (the ranks' files may be on other nodes).
@@ -130,7 +131,8 @@ class RecordsAt:
     """Where the records of a launch are, once it ended.
 
     `dir`: this machine's rank files (always; after a failure the result is built from them).
-    `in_band`: every rank's records, gathered to rank 0 and handed back (Ray). `result`: rank 0
+    `in_band`: every rank's log (`core.rank_format.RankLog`), gathered to rank 0 and handed back
+    (Ray: over the driver's pipe as `RankLog.to_wire`, decoded by `from_wire`). `result`: rank 0
     aggregated in-band and wrote this result itself (a job across nodes, on rank 0's node).
     `on_rank0_node`: this node's ranks finished and the result is on rank 0's node (node.json
     here says where, when this node does not see rank 0's files). With none of the three the
@@ -138,7 +140,7 @@ class RecordsAt:
     """
 
     dir: Path
-    in_band: list[dict[str, Any]] | None = None
+    in_band: list[RankLog] | None = None
     result: Path | None = None
     on_rank0_node: bool = False
 

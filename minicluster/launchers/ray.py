@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from minicluster.core import launcher_env, rundir
+from minicluster.core.rank_format import RankLog
 from minicluster.launchers.ray_launch import OUTCOME_FD_ARG, Placed, RayOptions, layout
 from minicluster.launchers.torchrun import is_loopback, loopback_interface, parse_endpoint
 
@@ -65,7 +66,8 @@ class RankActor:
         the rank's own files (header and steps, summary), so that the driver's node holds them
         even when this node's disk is not shared."""
         try:
-            return {"records": self._run(env, config, out_dir, run_id)}
+            logs = self._run(env, config, out_dir, run_id)
+            return {"records": None if logs is None else [log.to_wire() for log in logs]}
         except BaseException as e:  # noqa: BLE001 - the driver must hear how this rank ended
             return {
                 "error": f"{type(e).__name__}: {e}",
@@ -75,7 +77,7 @@ class RankActor:
 
     def _run(
         self, env: dict[str, str], config: dict[str, Any], out_dir: str, run_id: str
-    ) -> list[dict[str, Any]] | None:
+    ) -> list[RankLog] | None:
         import ray
 
         os.environ.update(env)

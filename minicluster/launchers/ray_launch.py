@@ -34,6 +34,7 @@ from typing import Any
 from minicluster.core import launcher_env, rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import InputError
+from minicluster.core.rank_format import RankLog
 from minicluster.launchers.base import LaunchOutcome, LaunchPlan, RankSlot, RecordsAt
 
 PLACEMENTS = ("pack", "spread")
@@ -321,7 +322,8 @@ def read_outcome(data: bytes, returncode: int, out_dir: Path) -> LaunchOutcome:
     if outcome.get("interrupted"):
         return LaunchOutcome(files, "the Ray job was stopped", codes, interrupted=True)
     error = outcome.get("error")
-    gathered = outcome.get("gathered")
-    if error is None and gathered is not None:
+    wire = outcome.get("gathered")
+    if error is None and wire is not None:
+        gathered = [RankLog.from_wire(w, "Ray rank records") for w in wire]
         return LaunchOutcome(RecordsAt(out_dir, in_band=gathered), None, codes)
     return LaunchOutcome(files, error, codes)

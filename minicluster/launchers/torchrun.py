@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from minicluster.core import launcher_env, rundir
-from minicluster.core.config import RunConfig
+from minicluster.core.config import RunConfig, default_threads
 from minicluster.launchers.base import LaunchOutcome, LaunchPlan, RankSlot, RecordsAt
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def _plan(
     rendezvous: Rendezvous | None = None,
 ) -> LaunchPlan:
     nproc = cfg.run.nproc
-    threads = cfg.run.threads_per_rank or max(1, (os.cpu_count() or 1) // nproc)
+    threads = cfg.run.threads_per_rank or default_threads(os.cpu_count(), nproc)
     config_path = rundir.config_path(out_dir)
     worker = [
         "-m",

@@ -24,24 +24,28 @@ from typing import Any
 import torch
 import torch.distributed as tdist
 
-from minicluster.core import collective_defs, rank_format
-from minicluster.core.collective_defs import DTYPE_BYTES, DTYPE_EXACT_INT, OpSize, op_size
+from minicluster.core import collective_defs
+from minicluster.core.collective_defs import (
+    DTYPE_BYTES,
+    DTYPE_EXACT_INT,
+    RANK_STEP,
+    OpSize,
+    op_size,
+)
 from minicluster.core.config import CollectivesSection
 from minicluster.core.errors import ConfigError
+from minicluster.core.rank_format import Collective
 
 log = logging.getLogger(__name__)
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 CHUNK_ELEMS = 1 << 24  # fill and check in chunks: bounded int64 temporaries at 256M+ on a GPU
-# Rank s puts (s * RANK_STEP + key) % p at each element, where key is the element's place: its
-# index, or for ops that split the buffer into per-rank chunks, chunk * CHUNK_STEP + offset.
-# With p prime, a result that takes a value from the wrong rank, the wrong chunk or the wrong
-# offset (shifted by less than p places) differs from the expected value, and for the summing
-# ops every partial sum stays an exact small integer (n x (p - 1) <= the largest exact integer).
-# p = 2 or 3 would not separate the steps; the moved values take the largest prime the dtype
-# holds, so the pattern repeats as rarely as possible.
-RANK_STEP = 1
-CHUNK_STEP = 3  # != RANK_STEP: an all_to_all that transposes ranks and chunks is caught too
+# The pattern (collective_defs: RANK_STEP, CHUNK_STEP, each op's keys): with p prime, a result
+# that takes a value from the wrong rank, the wrong chunk or the wrong offset (shifted by less
+# than p places) differs from the expected value, and for the summing ops every partial sum
+# stays an exact small integer (n x (p - 1) <= the largest exact integer). p = 2 or 3 would not
+# separate the steps; the moved values take the largest prime the dtype holds, so the pattern
+# repeats as rarely as possible.
 MOVE_PRIME: dict[str, int] = {"float32": 65521, "float16": 2039, "bfloat16": 251}
 NOT_WRITTEN = -1.0  # outputs start as this, so an element an op never writes counts as wrong
 
@@ -51,7 +55,7 @@ _reduce_scatter_tensor = (
     getattr(tdist, "reduce_scatter_single", None) or tdist.reduce_scatter_tensor
 )
 
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[Collective], None]
 
 
 def _largest_prime_at_most(x: int) -> int | None:
@@ -86,6 +90,17 @@ class OpCase:
     check_reason: str | None = None  # why `expected` is None
 
 
+# Each op's call on this rank's buffers (the one thing the op specs of `collective_defs` leave to
+# torch): (input, output, root) -> work. The tensor collectives are looked up when called.
+CALLS: dict[str, Callable[[torch.Tensor, torch.Tensor, int], Any]] = {
+    "all_reduce": lambda inp, out, root: tdist.all_reduce(inp),
+    "all_gather": lambda inp, out, root: _all_gather_tensor(out, inp),
+    "reduce_scatter": lambda inp, out, root: _reduce_scatter_tensor(out, inp),
+    "broadcast": lambda inp, out, root: tdist.broadcast(inp, src=root),
+    "all_to_all": lambda inp, out, root: tdist.all_to_all_single(out, inp),
+}
+
+
 def make_case(
     op: str,
     shape: OpSize,
@@ -95,89 +110,63 @@ def make_case(
     dtype: str,
     device: torch.device,
 ) -> OpCase:
-    """Allocate and fill `op`'s buffers at `shape` with rank- and place-dependent values."""
+    """Allocate and fill `op`'s buffers at `shape` with rank- and place-dependent values, as its
+    spec (`collective_defs.SPECS`) says: the input pattern, the buffers, the expected output."""
+    s = collective_defs.spec(op)
     dt = TORCH_DTYPES[dtype]
-    n, c = world_size, shape.count
-
-    def chunked(i: torch.Tensor) -> torch.Tensor:  # the key of index i in a chunked buffer
-        return (i // c) * CHUNK_STEP + i % c
-
-    if op in ("all_reduce", "reduce_scatter"):
-        p = sum_prime(n, dtype)
-        reason = (
-            None
-            if p is not None
-            else f"{dtype} cannot hold sums over {n} ranks of values that tell them apart: "
-            "result not checked"
-        )
+    c = shape.count
+    reason = None
+    if s.reduces:
+        p = sum_prime(world_size, dtype)
+        if p is None:
+            reason = (
+                f"{dtype} cannot hold sums over {world_size} ranks of values that tell them "
+                "apart: result not checked"
+            )
         mod = p or 1
-        # sums[k] = sum over ranks s of (s * RANK_STEP + k) % p: the expected sum at key k
+    else:
+        p = mod = MOVE_PRIME[dtype]
+    if s.rooted and rank != root:
+        inp = torch.full((shape.in_elems,), NOT_WRITTEN, dtype=dt, device=device)
+    else:
+        inp = pattern(
+            shape.in_elems, lambda i: (rank * RANK_STEP + s.in_key(i, c)) % mod, dt, device
+        )
+    out = (
+        inp if s.in_place else torch.full((shape.out_elems,), NOT_WRITTEN, dtype=dt, device=device)
+    )
+    expected: Callable[[torch.Tensor], torch.Tensor] | None
+    if s.reduces:
+        assert s.out_key is not None
+        out_key = s.out_key
+        # sums[k] = sum over ranks src of (src * RANK_STEP + k) % p: the expected sum at key k
         keys = torch.arange(mod, dtype=torch.int64, device=device)
         sums = torch.zeros(mod, dtype=torch.int64, device=device)
-        for src in range(n if p else 0):
+        for src in range(world_size if p else 0):
             sums += (src * RANK_STEP + keys) % mod
-        if op == "all_reduce":
-            inp = pattern(shape.in_elems, lambda i: (rank * RANK_STEP + i) % mod, dt, device)
+        expected = (lambda i: sums[out_key(i, c, rank) % mod]) if p else None
+    else:
+        assert s.source is not None
+        source = s.source
 
-            def zero() -> None:
-                inp.zero_()  # in place, so timed calls keep summing: zeros never overflow
+        def expected(i: torch.Tensor) -> torch.Tensor:
+            src, key = source(i, c, rank, root)
+            return (src * RANK_STEP + key) % mod
 
-            return OpCase(
-                shape,
-                lambda: tdist.all_reduce(inp),
-                inp,
-                inp,
-                (lambda i: sums[i % mod]) if p else None,
-                zero,
-                reason,
-            )
-        inp = pattern(shape.in_elems, lambda i: (rank * RANK_STEP + chunked(i)) % mod, dt, device)
-        out = torch.full((shape.out_elems,), NOT_WRITTEN, dtype=dt, device=device)
-        # rank r receives the sum of every rank's chunk r
-        return OpCase(
-            shape,
-            lambda: _reduce_scatter_tensor(out, inp),
-            inp,
-            out,
-            (lambda i: sums[(rank * CHUNK_STEP + i) % mod]) if p else None,
-            check_reason=reason,
-        )
-    pm = MOVE_PRIME[dtype]
-    if op == "broadcast":
-        if rank == root:
-            buf = pattern(shape.in_elems, lambda i: (root * RANK_STEP + i) % pm, dt, device)
-        else:
-            buf = torch.full((shape.in_elems,), NOT_WRITTEN, dtype=dt, device=device)
-        return OpCase(
-            shape,
-            lambda: tdist.broadcast(buf, src=root),
-            buf,
-            buf,
-            lambda i: (root * RANK_STEP + i) % pm,
-        )
-    if op == "all_gather":
-        inp = pattern(shape.in_elems, lambda i: (rank * RANK_STEP + i) % pm, dt, device)
-        out = torch.full((shape.out_elems,), NOT_WRITTEN, dtype=dt, device=device)
-        # out[s*c + k] is rank s's input k
-        return OpCase(
-            shape,
-            lambda: _all_gather_tensor(out, inp),
-            inp,
-            out,
-            lambda i: ((i // c) * RANK_STEP + i % c) % pm,
-        )
-    if op == "all_to_all":
-        inp = pattern(shape.in_elems, lambda i: (rank * RANK_STEP + chunked(i)) % pm, dt, device)
-        out = torch.full((shape.out_elems,), NOT_WRITTEN, dtype=dt, device=device)
-        # rank s sends its chunk r to rank r's chunk s: out[s*c + k] = s's value at (r, k)
-        return OpCase(
-            shape,
-            lambda: tdist.all_to_all_single(out, inp),
-            inp,
-            out,
-            lambda i: ((i // c) * RANK_STEP + rank * CHUNK_STEP + i % c) % pm,
-        )
-    raise ValueError(f"unknown collective {op!r}")
+    call = CALLS[op]
+
+    def zero() -> None:
+        inp.zero_()  # in place, so timed calls keep summing: zeros never overflow
+
+    return OpCase(
+        shape,
+        lambda: call(inp, out, root),
+        inp,
+        out,
+        expected,
+        zero if s.reduces and s.in_place else None,
+        reason,
+    )
 
 
 def pattern(
@@ -227,10 +216,8 @@ def run_benchmark(
         for nominal in section.sizes(on_gpu):
             rec = bench.one(op, nominal)
             emit(rec)
-            if rec["time_us_max"]:
-                bw = collective_defs.busbw_gbps(
-                    op, rec["size_bytes"], rec["time_us_max"], world_size
-                )
+            if rec.time_us_max and world_size > 1:  # one rank: nothing crosses a link
+                bw = collective_defs.busbw_gbps(op, rec.size_bytes, rec.time_us_max, world_size)
                 peak = max(peak, bw)
         if progress:
             log.info("%s done: peak busbw %.3g GB/s", op, peak)
@@ -252,28 +239,21 @@ class _Bench:
         self.sync = sync
         self.backend = tdist.get_backend()
 
-    def one(self, op: str, nominal: int) -> dict[str, Any]:
+    def one(self, op: str, nominal: int) -> Collective:
         s = self.s
         shape = op_size(op, nominal, self.n, s.dtype)
-        rec: dict[str, Any] = {
-            "type": rank_format.COLLECTIVE,
-            "op": op,
-            "size_bytes": shape.size_bytes,
-            "nominal_bytes": nominal,
-            "count": shape.count,
-            "dtype": s.dtype,
-            "iters": s.iters,
-            "warmup_iters": s.warmup_iters,
-            "status": "unavailable",
-            "reason": None,
-            "time_us": None,
-            "time_us_max": None,
-            "wrong": None,
-            "check_reason": None,
-        }
+        rec = Collective(
+            op=op,
+            size_bytes=shape.size_bytes,
+            nominal_bytes=nominal,
+            count=shape.count,
+            dtype=s.dtype,
+            iters=s.iters,
+            warmup_iters=s.warmup_iters,
+        )
         if shape.size_bytes == 0:
             unit = self.n * DTYPE_BYTES[s.dtype]
-            rec["reason"] = f"{nominal} B is below n x element size ({unit} B): nothing to send"
+            rec.reason = f"{nominal} B is below n x element size ({unit} B): nothing to send"
             return self._done(rec)
         case: OpCase | None = None
         error = None
@@ -283,7 +263,7 @@ class _Bench:
             error = f"could not allocate the buffers: {_first_line(e)}"
         # Every rank takes the same branch, else the ranks' next collectives would not match.
         if not self._everywhere(error is None):
-            rec["reason"] = error or "another rank could not allocate the buffers"
+            rec.reason = error or "another rank could not allocate the buffers"
             return self._done(rec)
         assert case is not None
         try:
@@ -294,22 +274,20 @@ class _Bench:
             # A backend rejects an op it lacks before it communicates, on every rank alike.
             error = f"{self.backend} does not run it: {type(e).__name__}: {_first_line(e)}"
         if not self._everywhere(error is None):
-            rec["reason"] = error or "failed on another rank"
+            rec.reason = error or "failed on another rank"
             return self._done(rec)
         if case.expected is not None:
-            rec["wrong"] = count_wrong(case.out, case.expected)
+            rec.wrong = count_wrong(case.out, case.expected)
         else:
-            rec["check_reason"] = case.check_reason
+            rec.check_reason = case.check_reason
         if case.before_timing is not None:
             case.before_timing()
         for _ in range(s.warmup_iters):
             case.run()
         mean_us = self._timed_mean_us(case.run, s.iters)
-        rec.update(
-            status="measured",
-            time_us=mean_us,
-            time_us_max=self._max_everywhere(mean_us),
-        )
+        rec.status = "measured"
+        rec.time_us = mean_us
+        rec.time_us_max = self._max_everywhere(mean_us)
         return self._done(rec)
 
     def _timed_mean_us(self, run: Callable[[], Any], iters: int) -> float:
@@ -336,8 +314,8 @@ class _Bench:
         return float(t.item())
 
     @staticmethod
-    def _done(rec: dict[str, Any]) -> dict[str, Any]:
-        rec["t_unix_s"] = time.time()
+    def _done(rec: Collective) -> Collective:
+        rec.t_unix_s = time.time()
         return rec
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import platform
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from minicluster.core import launcher_env, rank_format
+from minicluster.core import clock, launcher_env, rank_format
 from minicluster.core.config import RunConfig
+from minicluster.core.rank_format import Header
 from minicluster.core.version import __version__
 from minicluster.rank import dist, telemetry, workloads
 
@@ -24,8 +24,9 @@ def header_record(
     run_id: str,
     wl: workloads.Workload | None,
     threads: int,
-) -> dict[str, Any]:
-    """Who and where this rank is, and what it runs (`wl` None: from the config)."""
+) -> Header:
+    """Who and where this rank is, and what it runs (`wl` None: from the config); `threads` is
+    what the rank gave `torch.set_num_threads`."""
     gpu: dict[str, Any] | None = None
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -34,28 +35,27 @@ def header_record(
             "uuid": str(getattr(props, "uuid", "")) or None,
             "memory_total_bytes": props.total_memory,
         }
-    return {
-        "type": rank_format.HEADER,
-        "format": rank_format.FORMAT_VERSION,
-        "run_id": run_id,
-        "rank": info.rank,
-        "local_rank": info.local_rank,
-        "world_size": info.world_size,
-        "local_world_size": info.local_world_size,
-        "node_rank": info.node_rank,
-        "hostname": info.hostname,
-        "pid": os.getpid(),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "tool_version": __version__,
-        "backend": backend,
-        "device": str(device),
-        "threads": threads,
-        "launcher": os.environ.get(launcher_env.LAUNCHER, "outside"),
-        "ray": ray_identity(),
-        "job": cfg.job,
-        "config": cfg.to_dict(),
-        "workload": workload_fields(cfg, wl),
-        "platform": {
+    return Header(
+        format=rank_format.FORMAT_VERSION,
+        run_id=run_id,
+        rank=info.rank,
+        local_rank=info.local_rank,
+        world_size=info.world_size,
+        local_world_size=info.local_world_size,
+        node_rank=info.node_rank,
+        hostname=info.hostname,
+        pid=os.getpid(),
+        created_at=clock.utc_now_iso(),
+        tool_version=__version__,
+        backend=backend,
+        device=str(device),
+        threads=threads,
+        launcher=os.environ.get(launcher_env.LAUNCHER, "outside"),
+        ray=ray_identity(),
+        job=cfg.job,
+        config=cfg.to_dict(),
+        workload=workload_fields(cfg, wl),
+        platform={
             "hostname": info.hostname,
             "cpu": cpu_model(),
             "cpu_count": os.cpu_count(),
@@ -65,7 +65,7 @@ def header_record(
             "python": platform.python_version(),
             "os": f"{platform.system()} {platform.release()}",
         },
-    }
+    )
 
 
 def workload_fields(cfg: RunConfig, wl: workloads.Workload | None) -> dict[str, Any]:

@@ -25,14 +25,14 @@ from typing import Any
 import torch
 import torch.distributed as tdist
 
-from minicluster.core import pairs, rank_format
-from minicluster.core.collective_defs import DTYPE_BYTES
+from minicluster.core import pairs
+from minicluster.core.collective_defs import DTYPE_BYTES, RANK_STEP
 from minicluster.core.config import CollectivesSection
 from minicluster.core.errors import ConfigError
+from minicluster.core.rank_format import Pair, PairPlan
 from minicluster.rank.collectives import (
     MOVE_PRIME,
     NOT_WRITTEN,
-    RANK_STEP,
     TORCH_DTYPES,
     count_wrong,
     pattern,
@@ -41,7 +41,7 @@ from minicluster.rank.collectives import (
 log = logging.getLogger(__name__)
 
 TRANSPORT = "send_recv"
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[PairPlan | Pair], None]
 
 
 def participants(per: str, nodes: list[str]) -> list[int]:
@@ -84,21 +84,20 @@ def run_pairwise(
             f"collectives.pair_bytes is {section.pair_bytes} B, below one {section.dtype} element"
         )
     emit(
-        {
-            "type": rank_format.PAIR_PLAN,
-            "per": section.per,
-            "schedule": section.schedule,
-            "transport": TRANSPORT,
-            "participants": who,
-            "nodes": nodes,
-            "size_bytes": count * elem,
-            "nominal_bytes": section.pair_bytes,
-            "count": count,
-            "dtype": section.dtype,
-            "iters": section.iters,
-            "warmup_iters": section.warmup_iters,
-            "passes": section.passes,
-        }
+        PairPlan(
+            per=section.per,
+            schedule=section.schedule,
+            transport=TRANSPORT,
+            participants=who,
+            nodes=nodes,
+            size_bytes=count * elem,
+            nominal_bytes=section.pair_bytes,
+            count=count,
+            dtype=section.dtype,
+            iters=section.iters,
+            warmup_iters=section.warmup_iters,
+            passes=section.passes,
+        )
     )
     link = _Link(section, rank, count, device)
     mine = [(i, p) for i, r in enumerate(rounds) for p in r if rank in p]
@@ -130,29 +129,15 @@ class _Link:
         self.send_buf = pattern(count, lambda i: (rank * RANK_STEP + i) % p, dt, device)
         self.recv_buf = torch.full((count,), NOT_WRITTEN, dtype=dt, device=device)
 
-    def pair(self, n_pass: int, round_index: int, pair: pairs.Pair) -> dict[str, Any]:
+    def pair(self, n_pass: int, round_index: int, pair: pairs.Pair) -> Pair:
         """Check, warm up and time the pair (a, b) this rank is in: its `pair` record."""
         a, b = pair
         peer = b if self.rank == a else a
         p = self.prime
-        rec: dict[str, Any] = {
-            "type": rank_format.PAIR,
-            "pass": n_pass,
-            "round": round_index,
-            "a": a,
-            "b": b,
-            "status": "measured",
-            "reason": None,
-            "time_us_ab": None,
-            "time_us_ba": None,
-            "time_us_ab_max": None,
-            "time_us_ba_max": None,
-            "wrong": None,
-        }
         self.recv_buf.fill_(NOT_WRITTEN)
         self._transfer(a, b)
         self._transfer(b, a)
-        rec["wrong"] = count_wrong(self.recv_buf, lambda i: (peer * RANK_STEP + i) % p)
+        wrong = count_wrong(self.recv_buf, lambda i: (peer * RANK_STEP + i) % p)
         for _ in range(self.s.warmup_iters):
             self._transfer(a, b)
             self._transfer(b, a)
@@ -164,14 +149,19 @@ class _Link:
         theirs = self._exchange(peer, mine.clone())
         own = mine.tolist()
         both = torch.maximum(mine, theirs).tolist()
-        rec.update(
+        return Pair(
+            pass_=n_pass,
+            round=round_index,
+            a=a,
+            b=b,
+            status="measured",
             time_us_ab=own[0],
             time_us_ba=own[1],
             time_us_ab_max=both[0],
             time_us_ba_max=both[1],
+            wrong=wrong,
             t_unix_s=time.time(),
         )
-        return rec
 
     def _transfer(self, src: int, dst: int) -> None:
         """One transfer src -> dst (this rank is one of them)."""

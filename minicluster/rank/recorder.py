@@ -1,32 +1,71 @@
-"""One rank's record file: a JSON line per record, flushed as written."""
+"""One rank's record file: each record encoded as a line and flushed as written, and applied to the
+rank's log (what the in-band gather sends)."""
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from minicluster.core import rundir
+from minicluster.core import rank_format, rundir
 from minicluster.core.errors import InputError
+from minicluster.core.io import atomic_write_json
+from minicluster.core.rank_format import Header, LineRecord, RankLog, Roster, Summary
+
+log = logging.getLogger(__name__)
 
 
 class RankRecorder:
-    """Appends one JSON line per record and flushes it, so a crash loses at most the current step."""
+    """Appends one line per record (`rank_format.encode`) and flushes it, so a crash loses at
+    most the current step; `log` holds what was written, in order. `keep_steps` False: the log
+    counts steps without keeping them (nobody gathers this rank's records in-band)."""
 
-    def __init__(self, out_dir: Path, rank: int) -> None:
+    def __init__(self, out_dir: Path, rank: int, keep_steps: bool = True) -> None:
         self.path = rundir.rank_jsonl(out_dir, rank)
+        self.summary_path = rundir.rank_summary(out_dir, rank)
+        self.log = RankLog(keep_steps=keep_steps)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # "x": never replace an earlier run's records (exclusive create)
-            self._f: IO[str] = open(self.path, "x", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+            self._f: IO[str] | None = open(  # noqa: SIM115
+                self.path, "x", encoding="utf-8", buffering=1 << 16
+            )
         except FileExistsError:
             raise InputError(
                 f"{self.path} exists: the output directory holds an earlier run"
             ) from None
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+    def start(self, header: Header, roster: Roster | None) -> None:
+        """The file's first lines: the header, then (local rank 0 of a node only) the roster."""
+        self.write(header)
+        if roster is not None:
+            self.write(roster)
+
+    def write(self, record: LineRecord) -> None:
+        assert self._f is not None, "the record file is closed"
+        obj = record.to_json()
+        self._f.write(rank_format.encode_json(obj) + "\n")
         self._f.flush()  # to the OS, not fsync: survives a process crash without stalling the step
+        self.log.apply(record, obj)
+
+    def finish(self, summary: Summary) -> None:
+        """Close the record file and write the summary (atomically)."""
+        self.close()
+        atomic_write_json(self.summary_path, summary.to_json())
+        self.log.apply(summary)
+
+    def finish_best_effort(self, summary: Summary) -> None:
+        """`finish` while an exception is on its way up: an I/O error must not mask it."""
+        try:
+            self.finish(summary)
+        except OSError:
+            log.warning("could not write %s", self.summary_path)
 
     def close(self) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    @property
+    def closed(self) -> bool:
+        return self._f is None

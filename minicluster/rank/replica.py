@@ -1,9 +1,10 @@
 """Replica-consistency checksums: bit-exact sums of parameters, optimizer state and gradients.
 
 Each value is summed through an int32 view into int64, so any changed bit changes the sum and
-the order of summation does not matter. Ranks record these in their step lines; the
-aggregation compares them across ranks. The gradient pair (as delivered by the all-reduce and as
-applied by the optimizer) lets a rank that diverged be named even when there is no majority.
+the order of summation does not matter. Ranks record these in their step records; aggregation
+(`analysis.fault_detect`) compares them across ranks. The gradient pair (as delivered by the
+all-reduce and as applied by the optimizer) lets a rank that diverged be named even when there
+is no majority.
 """
 
 # No `from __future__ import annotations`: DDP.register_comm_hook compares the hook's annotations

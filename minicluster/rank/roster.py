@@ -13,11 +13,11 @@ from typing import Any
 
 import torch.distributed as tdist
 
-from minicluster.core import rank_format
+from minicluster.core.rank_format import Roster
 from minicluster.rank.dist import RankInfo
 
 
-def gather_roster(info: RankInfo, out_dir: Path) -> dict[str, Any]:
+def gather_roster(info: RankInfo, out_dir: Path) -> Roster:
     """Every rank's (hostname, node rank) gathered on all ranks: the `roster` record.
 
     A collective: every rank of the group calls it once. `rank0.out_dir` is rank 0's output
@@ -29,7 +29,7 @@ def gather_roster(info: RankInfo, out_dir: Path) -> dict[str, Any]:
     return roster_record(everyone)
 
 
-def roster_record(identities: list[Any]) -> dict[str, Any]:
+def roster_record(identities: list[Any]) -> Roster:
     """The roster record from every rank's `(rank, hostname, node_rank, out_dir)`."""
     nodes: dict[tuple[int | None, str], list[int]] = {}
     rank0: dict[str, Any] = {"hostname": None, "out_dir": None}
@@ -38,11 +38,10 @@ def roster_record(identities: list[Any]) -> dict[str, Any]:
         if rank == 0:
             rank0 = {"hostname": hostname, "out_dir": out_dir}
     order = sorted(nodes, key=lambda k: (k[0] is None, k[0] or 0, k[1]))
-    return {
-        "type": rank_format.ROSTER,
-        "nodes": [
+    return Roster(
+        nodes=[
             {"node_rank": node_rank, "hostname": host, "ranks": sorted(nodes[(node_rank, host)])}
             for node_rank, host in order
         ],
-        "rank0": rank0,
-    }
+        rank0=rank0,
+    )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, ClassVar, Literal
 
+from minicluster.core.checks import CHECK_KEYS, ChecksSection
 from minicluster.core.errors import InputError
 from minicluster.core.metrics import MetricValue
 from minicluster.result.section import Constraint, MetricMap, Section, spec
@@ -27,7 +28,8 @@ SCHEMA_MAJOR = "minicluster/1"
 # (`node_rank`, `hostname`), ranks[] and nodes[] carry a relative performance score. 1.3: the
 # `pairwise` block (the pairwise link test); `ray` (the Ray version, under the Ray launcher),
 # ranks[] and nodes[] `ray_node_id`. 1.4: `fingerprint` (the defining fields compare and history
-# check, result/fingerprint.py), `imported_from.unread_fields`, imports from sglang and nccl-tests.
+# check, result/fingerprint.py), `imported_from.unread_fields`, imports from sglang and nccl-tests,
+# ranks[] `threads` (the CPU threads the rank used).
 # Readers accept every 1.x.
 SCHEMA_VERSION = "minicluster/1.4"
 
@@ -219,6 +221,12 @@ class RankEntry(Section):
     node_rank: RankId | None = None
     local_rank: int | None = None
     device: str | None = None
+    threads: Positive | None = spec(
+        None,
+        omit_none=True,
+        doc="1.4: the CPU threads the rank used (its header's threads); null when its header "
+        "did not say",
+    )
     status: Literal["ok", "failed", "missing", "aborted", "interrupted"] = spec(
         doc="failed/missing: the culprit; aborted: stopped because another rank failed (1.1); "
         "interrupted: Ctrl-C or SIGTERM (1.1)"
@@ -1115,6 +1123,20 @@ class RunResult(Section):
     @property
     def is_training(self) -> bool:
         return self.workload.workload_type == "training"
+
+    @property
+    def checks(self) -> ChecksSection | None:
+        """The verdict thresholds the run was judged by: its config's `checks` section (rank
+        format 1.4), or the same keys under `run` in results from before that section; None when
+        the config holds neither (a collectives run, a converted result). A threshold the config
+        does not name is the default it was judged by."""
+        section = self.config.get("checks")
+        if not isinstance(section, dict):
+            run = self.config.get("run")
+            section = {k: run[k] for k in CHECK_KEYS if k in run} if isinstance(run, dict) else {}
+            if not section:
+                return None
+        return ChecksSection(**{k: v for k, v in section.items() if k in CHECK_KEYS})
 
 
 def check_version(version: object) -> None:

@@ -12,14 +12,12 @@ import json
 import os
 import re
 import tempfile
-import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from minicluster.core import rundir
+from minicluster.core import clock, rundir
 from minicluster.core.errors import InputError
 from minicluster.core.io import atomic_write_json, probe_writable_dir
 from minicluster.result.coverage import covers_less
@@ -27,15 +25,10 @@ from minicluster.result.model import SCHEMA_VERSION
 from minicluster.result.schema import validate_result
 
 
-def new_run_id() -> str:
-    """`20250101-120000-1a2b3c`: the UTC time and six random hex digits."""
-    return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
-
-
 def planned_output(out: Path | None) -> tuple[str, Path]:
     """A new id and the directory a run would take (`out`, or runs/<id>), claiming nothing:
     what `--dry-run` shows."""
-    new_id = new_run_id()
+    new_id = clock.new_run_id()
     return new_id, Path("runs") / new_id if out is None else out
 
 
@@ -202,7 +195,7 @@ def write_result(out_dir: Path, result: dict[str, Any]) -> Written:
     if why is None:
         atomic_write_json(path, result)
         return Written(path)
-    partial = _partial_path(out_dir)
+    partial = fresh_result_path(out_dir, "partial")
     atomic_write_json(partial, result)
     return Written(partial, kept=path, kept_result=old, why=why)
 
@@ -244,12 +237,13 @@ def _version_tuple(version: object) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2] or 0)) if match else None
 
 
-def _partial_path(out_dir: Path) -> Path:
-    """`result.partial-<UTC time>.json`, a name no file there has yet."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    path = out_dir / f"result.partial-{stamp}.json"
+def fresh_result_path(out_dir: Path, kind: str) -> Path:
+    """`result.<kind>-<UTC time>.json` (`partial`, `rejudged`), a name no file there has yet: a
+    result written beside result.json never replaces an earlier one."""
+    stamp = clock.utc_stamp()
+    path = out_dir / f"result.{kind}-{stamp}.json"
     n = 1
     while path.exists():
         n += 1
-        path = out_dir / f"result.partial-{stamp}-{n}.json"
+        path = out_dir / f"result.{kind}-{stamp}-{n}.json"
     return path

@@ -1,14 +1,16 @@
-"""Coordinator rules on hand-built rank records (no torch needed)."""
+"""Aggregation rules on rank records written by the recorder (no torch needed)."""
 
 from __future__ import annotations
 
-import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures import recorded
 
 from minicluster.analysis.aggregate import aggregate
+from minicluster.analysis.frame import Launch
 from minicluster.analysis.records import RankRecords, read_run_dir
 from minicluster.core.errors import InputError
 from minicluster.result.schema import validate_result
@@ -81,16 +83,11 @@ def summary(rank: int, status: str = "ok") -> dict[str, Any]:
 
 
 def two_ranks(slow_compute: float = 10.0) -> list[RankRecords]:
-    """Rank 1 computes `slow_compute` ms per step; rank 0 10 ms and waits for rank 1."""
-    recs = []
-    for rank in (0, 1):
-        compute = 10.0 if rank == 0 else slow_compute
-        # the fast rank's all-reduce includes waiting for the slow one
-        comm = 2.0 + (slow_compute - 10.0 if rank == 0 else 0.0)
-        steps = [step(0, 50.0, compute, comm, warmup=True)]
-        steps += [step(i, compute + comm, compute, comm) for i in range(1, 7)]
-        recs.append(RankRecords(rank=rank, header=header(rank), steps=steps, summary=summary(rank)))
-    return recs
+    """Rank 1 computes `slow_compute` ms per step; rank 0 10 ms and waits for rank 1 (1 warm-up
+    + 6 measured steps each), written by the recorder and read back."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        recorded.training_run(Path(run_dir), [[10.0] * 6, [slow_compute] * 6])
+        return read_run_dir(Path(run_dir))
 
 
 def test_clean_run_is_ok_and_schema_valid() -> None:
@@ -151,7 +148,7 @@ def test_dead_rank_fails_the_run_and_keeps_its_steps() -> None:
     recs = two_ranks()
     recs[1].summary = None
     recs[1].steps = recs[1].steps[:3]  # died after step 2
-    result = aggregate(recs, launcher_error="ranks failed: rank 1 exit code 1")
+    result = aggregate(recs, Launch("ranks failed: rank 1 exit code 1"))
     validate_result(result)
     assert result["status"] == "failed"
     assert result["failed_ranks"] == [1]
@@ -169,7 +166,7 @@ def test_memory_is_not_taken_from_the_ranks_that_survived() -> None:
     assert clean["memory_utilization_percent"]["value"] == pytest.approx(20.0)
     recs = two_ranks()
     recs[1].summary = None
-    m = aggregate(recs, launcher_error="ranks failed: rank 1 exit code 1")["metrics"]
+    m = aggregate(recs, Launch("ranks failed: rank 1 exit code 1"))["metrics"]
     for name in ("memory_utilization_percent", "memory_peak_mib"):
         assert m[name]["value"] is None and m[name]["status"] == "unavailable"
         assert m[name]["reason"].startswith("only 1 of 2 ranks wrote a summary (not rank 1)")
@@ -200,20 +197,10 @@ def test_single_rank_series_has_no_bus_bandwidth_not_zero() -> None:
     assert series["busbw_gbps"] and all(v is None for v in series["busbw_gbps"])
 
 
-def _write_run(dir_: Path, recs: list[RankRecords]) -> None:
-    ranks = dir_ / "ranks"
-    ranks.mkdir(parents=True)
-    for rec in recs:
-        lines = [json.dumps(rec.header)] + [json.dumps(s) for s in rec.steps]
-        (ranks / f"rank_{rec.rank:05d}.jsonl").write_text("\n".join(lines) + "\n")
-        if rec.summary is not None:
-            (ranks / f"rank_{rec.rank:05d}.summary.json").write_text(json.dumps(rec.summary))
-
-
 def test_truncated_last_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
-    _write_run(tmp_path, two_ranks())
+    recorded.training_run(tmp_path, [[10.0] * 6, [10.0] * 6])  # 1 warm-up + 6 steps each
     f = tmp_path / "ranks" / "rank_00001.jsonl"
-    f.write_text(f.read_text() + '{"type": "step", "step": 7, "step_ti')  # crash mid-write
+    f.write_text(f.read_text() + '{"type":"step","step":7,"step_ti')  # crash mid-write
     recs = read_run_dir(tmp_path)
     assert len(recs[1].steps) == 7
     assert recs[1].warnings == ["rank_00001.jsonl: truncated last line skipped"]
@@ -232,7 +219,7 @@ def test_reading_a_dir_without_ranks_is_an_input_error(tmp_path: Path) -> None:
 def test_dead_rank_error_names_its_exit_code_as_in_a_collectives_run() -> None:
     recs = two_ranks()
     recs[1].summary = None
-    result = aggregate(recs, exit_codes={0: -15, 1: 86})
+    result = aggregate(recs, Launch(exit_codes={0: -15, 1: 86}))
     assert any(
         e.startswith("rank 1: died during step") and e.endswith("(exit code 86)")
         for e in result["errors"]
@@ -274,7 +261,7 @@ def test_the_culprit_is_named_and_its_victim_is_aborted_not_failed() -> None:
         "last_step": 3,
         "error": "RuntimeError: [gloo/transport/tcp/pair.cc:534] Connection closed by peer",
     }
-    result = aggregate(recs, exit_codes={0: 1, 1: 86})
+    result = aggregate(recs, Launch(exit_codes={0: 1, 1: 86}))
     assert result["status"] == "failed"
     assert result["failed_ranks"] == [1] and result["aborted_ranks"] == [0]
     assert [r["status"] for r in result["ranks"]] == ["aborted", "failed"]
@@ -303,8 +290,16 @@ def test_an_interrupted_run_is_incomplete_not_failed() -> None:
     assert result["status"] == "incomplete" and result["interrupted"] is True
     assert result["failed_ranks"] == []
     assert [r["status"] for r in result["ranks"]] == ["interrupted", "interrupted"]
-    launcher = aggregate(two_ranks(), launcher_error="interrupted", interrupted=True)
-    assert launcher["status"] == "incomplete"
+
+
+def test_ctrl_c_in_the_teardown_of_a_run_whose_ranks_all_finished_ok_is_ok() -> None:
+    """Every rank wrote its `ok` summary; the launcher was interrupted while they tore down:
+    nothing is missing, so the run is ok (a sweep keeps that world size), with a note."""
+    result = aggregate(two_ranks(), Launch("interrupted", interrupted=True))
+    validate_result(result)
+    assert result["status"] == "ok" and result["interrupted"] is False
+    assert [r["status"] for r in result["ranks"]] == ["ok", "ok"]
+    assert any("after every rank finished" in e for e in result["errors"])
 
 
 def _ranks_with_compute(rank0: list[float], rank1: list[float]) -> list[RankRecords]:

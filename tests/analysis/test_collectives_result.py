@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from minicluster.analysis.aggregate import aggregate
-from minicluster.analysis.collectives import aggregate_collectives
+from minicluster.analysis.frame import Launch
 from minicluster.analysis.records import RankRecords, read_run_dir
 from minicluster.analysis.verdicts import exit_code
 from minicluster.core import metrics as metrics_registry
@@ -26,7 +26,7 @@ MakeRecords = Callable[..., list[RankRecords]]  # the collective_records fixture
 def test_rows_take_the_max_across_ranks_and_nccl_tests_bandwidths(
     collective_records: MakeRecords,
 ) -> None:
-    result = aggregate_collectives(collective_records(), aggregated_at="2026-01-01T00:00:01+00:00")
+    result = aggregate(collective_records(), aggregated_at="2026-01-01T00:00:01+00:00")
     validate_result(result)
     assert result["status"] == "ok"
     coll = result["collectives"]
@@ -57,7 +57,7 @@ def test_rows_take_the_max_across_ranks_and_nccl_tests_bandwidths(
 
 
 def test_an_unavailable_op_keeps_its_reason_and_no_number(collective_records: MakeRecords) -> None:
-    rows = aggregate_collectives(collective_records())["collectives"]["results"]
+    rows = aggregate(collective_records())["collectives"]["results"]
     for r in rows[2:]:
         assert r["status"] == "unavailable"
         assert r["reason"] == "gloo does not run it: RuntimeError: no reduce_scatter"
@@ -68,7 +68,7 @@ def test_an_unavailable_op_keeps_its_reason_and_no_number(collective_records: Ma
 def test_metrics_cover_the_registry_and_say_why_most_are_empty(
     collective_records: MakeRecords,
 ) -> None:
-    result = aggregate_collectives(collective_records())
+    result = aggregate(collective_records())
     m = result["metrics"]
     assert list(m) == [x.name for x in metrics_registry.for_workload("training")]
     busbw = m["busbw_gbps"]
@@ -93,7 +93,7 @@ def test_metrics_cover_the_registry_and_say_why_most_are_empty(
 
 
 def test_wrong_elements_are_an_error_and_exit_1(collective_records: MakeRecords) -> None:
-    result = aggregate_collectives(collective_records(wrong_on_rank1=7))
+    result = aggregate(collective_records(wrong_on_rank1=7))
     validate_result(result)
     row = result["collectives"]["results"][1]
     assert (row["wrong"], row["wrong_ranks"]) == (7, [1])
@@ -107,7 +107,7 @@ def test_a_dead_rank_fails_the_run_and_is_named(collective_records: MakeRecords)
     recs = collective_records()
     recs[1].summary = None  # died: no summary
     recs[1].collectives = recs[1].collectives[:1]
-    result = aggregate_collectives(recs, exit_codes={1: -9})
+    result = aggregate(recs, Launch(exit_codes={1: -9}))
     validate_result(result)
     assert result["status"] == "failed"
     assert result["failed_ranks"] == [1]
@@ -124,31 +124,28 @@ def test_a_dead_rank_fails_the_run_and_is_named(collective_records: MakeRecords)
 
 def test_a_rank_that_never_started_is_named(collective_records: MakeRecords) -> None:
     recs = collective_records()[:1]
-    result = aggregate_collectives(recs, launcher_error="ranks failed: rank 1 exit code 1")
+    result = aggregate(recs, Launch("ranks failed: rank 1 exit code 1"))
     assert result["status"] == "failed"
     assert result["ranks"][1]["status"] == "missing"
     assert any(e.startswith("rank 1: no records") for e in result["errors"])
     assert "launcher: ranks failed: rank 1 exit code 1" in result["errors"]
 
 
-def test_the_coordinator_dispatches_on_the_header_job(collective_records: MakeRecords) -> None:
+def test_aggregation_dispatches_on_the_header_job(collective_records: MakeRecords) -> None:
     result = aggregate(collective_records())
     assert result["workload"]["workload_type"] == "collectives"
     assert len(result["collectives"]["results"]) == 4
     with pytest.raises(InputError, match="no rank wrote a header"):
-        aggregate_collectives([RankRecords(0)])
+        aggregate([RankRecords(0)])
 
 
-def test_rank_files_round_trip_through_read_run_dir(
-    tmp_path: Path, collective_records: MakeRecords
-) -> None:
-    ranks = tmp_path / "ranks"
-    ranks.mkdir()
-    for rec in collective_records():
-        lines = [rec.header, *rec.collectives]
-        text = "".join(json.dumps(x) + "\n" for x in lines)
-        (ranks / f"rank_{rec.rank:05d}.jsonl").write_text(text[:-25])  # last line cut mid-way
-        (ranks / f"rank_{rec.rank:05d}.summary.json").write_text(json.dumps(rec.summary))
+def test_rank_files_round_trip_through_read_run_dir(tmp_path: Path) -> None:
+    from fixtures import recorded
+
+    recorded.collectives_run(tmp_path)
+    for rank in (0, 1):
+        path = tmp_path / "ranks" / f"rank_{rank:05d}.jsonl"
+        path.write_bytes(path.read_bytes()[:-25])  # a crash cut the last line mid-way
     back = read_run_dir(tmp_path)
     assert [len(r.collectives) for r in back] == [3, 3]  # the cut line is skipped
     result = aggregate(back)
@@ -159,7 +156,7 @@ def test_rank_files_round_trip_through_read_run_dir(
 def test_schema_keeps_batches_for_training_and_nulls_for_collectives(
     collective_records: MakeRecords,
 ) -> None:
-    result = aggregate_collectives(collective_records())
+    result = aggregate(collective_records())
     bad = copy.deepcopy(result)
     bad["workload"]["global_batch"] = 128
     with pytest.raises(InputError, match="workload/global_batch"):
@@ -181,7 +178,7 @@ def test_reports_show_the_table_and_no_training_nonsense(collective_records: Mak
     from minicluster.report.markdown import render_markdown
     from minicluster.report.terminal import print_run_summary
 
-    result = aggregate_collectives(collective_records(wrong_on_rank1=7))
+    result = aggregate(collective_records(wrong_on_rank1=7))
     md = render_markdown(RunResult.from_json(result))
     assert (
         "| op | size (B) | count (elements) | time (us) | algbw (GB/s) | busbw (GB/s) | #wrong "
@@ -211,7 +208,7 @@ def test_the_importer_reads_it_as_a_collectives_record(
     from minicluster.interop import load
 
     path = tmp_path / "result.json"
-    path.write_text(json.dumps(aggregate_collectives(collective_records())))
+    path.write_text(json.dumps(aggregate(collective_records())))
     rec = load(path, None)
     assert rec.workload_type == "collectives"
     assert rec.workload_name == "collectives 1K..2K float32"
@@ -251,7 +248,7 @@ def test_power_and_temperature_come_from_the_benchmark_window(
     }  # fmt: skip
     assert records[0].summary is not None
     records[0].summary["telemetry"] = _window(gpu)
-    result = aggregate_collectives(records)
+    result = aggregate(records)
     validate_result(result)
     m = result["metrics"]
     assert m["power_consumption_watts"]["value"] == pytest.approx(300.0)  # 1200 J over 4 s
@@ -273,6 +270,14 @@ def test_unreadable_telemetry_says_why_not_that_it_was_skipped(
             "reason": "the ranks run on CPU: no GPU to read", "readings": {}, "series": []}  # fmt: skip
     assert records[0].summary is not None
     records[0].summary["telemetry"] = _window(none)
-    m = aggregate_collectives(records)["metrics"]
+    m = aggregate(records)["metrics"]
     assert m["power_consumption_watts"]["value"] is None
     assert "no GPU to read" in m["power_consumption_watts"]["reason"]
+
+
+def test_ctrl_c_in_the_teardown_of_a_benchmark_whose_ranks_all_finished_ok_is_ok(
+    collective_records: Callable[..., list[RankRecords]],
+) -> None:
+    result = aggregate(collective_records(), Launch("interrupted", interrupted=True))
+    assert result["status"] == "ok" and result["interrupted"] is False
+    assert any("after every rank finished" in e for e in result["errors"])

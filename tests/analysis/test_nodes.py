@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from minicluster.analysis.aggregate import aggregate
+from minicluster.analysis.frame import Launch
 from minicluster.analysis.nodes import NodeId, locate_ranks, lost_nodes, nodes_section
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.steps import StepTable
@@ -181,7 +182,7 @@ def _survivors_of_a_lost_node() -> list[RankRecords]:
 
 
 def test_a_lost_node_is_named_with_its_ranks_and_step() -> None:
-    result = aggregate(_survivors_of_a_lost_node(), "ranks failed: rank 0 exit code 1")
+    result = aggregate(_survivors_of_a_lost_node(), Launch("ranks failed: rank 0 exit code 1"))
     validate_result(result)
     assert result["status"] == "failed"
     n0, n1 = result["nodes"]
@@ -280,7 +281,7 @@ def test_the_store_hosts_loss_is_not_blamed_on_the_survivor_its_agent_stopped() 
     error = (
         "torchrun failed: RendezvousConnectionError: The connection to the C10d store has failed"
     )
-    result = aggregate(recs, error, aggregated_at="x")
+    result = aggregate(recs, Launch(error), aggregated_at="x")
     validate_result(result)
     detected = result["faults"]["detected"]
     assert [(d["kind"], d["node_rank"]) for d in detected] == [("node_lost", 0)]

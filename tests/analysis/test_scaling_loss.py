@@ -240,3 +240,28 @@ def test_recorded_runs_parts_add_up_to_the_loss() -> None:
         assert loss["parts_ms"]["exposed_comm"] == pytest.approx(exposed - base_exposed)
     assert block["points"][2]["breakdown"]["oversubscribed"] is True  # 4 ranks on 2 cores
     assert block["points"][1]["breakdown"]["oversubscribed"] is False
+
+
+def test_threads_come_from_what_the_ranks_recorded(tmp_path: Path) -> None:
+    """Two agents (node ranks 0 and 1) on one 4-core host, 2 ranks each, each rank using the 2
+    threads its agent's share gave it (recorded in its header). Re-derived from the result's
+    config and host name they would be 4 cores // 4 ranks = 1 and the host not oversubscribed;
+    recorded, they are 2 and the host is (8 threads on 4 cores)."""
+    from fixtures import recorded
+
+    from minicluster.analysis.aggregate import aggregate
+    from minicluster.analysis.records import read_run_dir
+
+    cfg = recorded.config(warmup=1, measured=3)
+    for rank in range(4):
+        head = recorded.header(
+            rank, 4, cfg, local_rank=rank % 2, local_world_size=2, node_rank=rank // 2, threads=2
+        )
+        head.platform = {**(head.platform or {}), "cpu_count": 4}
+        steps = [recorded.step(i, 12.0, 10.0, 2.0, warmup=i == 0) for i in range(4)]
+        recorded.write_rank(tmp_path, head, [recorded.timing(), *steps], recorded.summary(rank))
+    result = aggregate(read_run_dir(tmp_path))
+    assert [r["threads"] for r in result["ranks"]] == [2, 2, 2, 2]
+    assert scaling_loss.effective_threads(result) == 2
+    over, where = scaling_loss.placement(result)
+    assert over is True and where == "4 rank(s) x 2 thread(s) on 4 CPU cores of host node-a"

@@ -72,7 +72,8 @@ def test_a_collectives_result_is_refused() -> None:
 
 def test_different_threads_per_rank_are_a_warning() -> None:
     a, b = _run(1, 16), _run(2, 16)
-    b[1]["config"]["run"]["threads_per_rank"] = 7
+    for r in b[1]["ranks"]:
+        r["threads"] = 7  # what each rank recorded in its header
     found = from_finished_runs([a, b], None)
     assert found.threads_per_rank is None
     assert any("threads per rank" in w for w in found.warnings)
@@ -80,10 +81,23 @@ def test_different_threads_per_rank_are_a_warning() -> None:
 
 def test_threads_are_what_the_ranks_ran_with_not_the_config_default() -> None:
     """`threads_per_rank: 0` (the default) means the host's 2 cores shared by its ranks: the
-    1-rank run had 2 threads, the 2-rank run 1 each. That is a warning, never "0 threads"."""
+    1-rank run had 2 threads, the 2-rank run 1 each, as their headers say. That is a warning,
+    never "0 threads"."""
     one, two = _run(1, 16), _run(2, 16)
-    one[1]["ranks"] = one[1]["ranks"][:1]
+    one[1]["ranks"] = [{**one[1]["ranks"][0], "threads": 2}]
     found = from_finished_runs([one, two], None)
     assert found.threads_per_rank is None
+    (warning,) = [w for w in found.warnings if "threads per rank" in w]
+    assert "1 rank(s): 2, 2 rank(s): 1" in warning
+
+
+def test_results_from_before_the_ranks_recorded_threads_derive_them() -> None:
+    """No `ranks[].threads`: the config's threads_per_rank, 0 meaning the host's cores shared."""
+    one, two = _run(1, 16), _run(2, 16)
+    one[1]["ranks"] = one[1]["ranks"][:1]
+    for _, r in (one, two):
+        for entry in r["ranks"]:
+            del entry["threads"]
+    found = from_finished_runs([one, two], None)
     (warning,) = [w for w in found.warnings if "threads per rank" in w]
     assert "1 rank(s): 2, 2 rank(s): 1" in warning

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from minicluster.analysis.tail import RankTail, RunTail, auto_window
+from minicluster.core import rank_format
 from minicluster.core.errors import InputError
 
 _spec = importlib.util.spec_from_file_location(
@@ -21,7 +22,10 @@ rank_writer = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rank_writer)
 
 
-def _line(obj: dict[str, Any]) -> bytes:
+def _line(obj: dict[str, Any] | rank_format.Record) -> bytes:
+    """A line as the recorder writes it (a record), or as another tool might (a dict)."""
+    if isinstance(obj, rank_format.Record):
+        return (rank_format.encode(obj) + "\n").encode()
     return (json.dumps(obj) + "\n").encode()
 
 
@@ -41,10 +45,7 @@ def _step(step: int, t: float, compute: float = 4.0) -> dict[str, Any]:
 
 def _start(path: Path, rank: int = 0, world: int = 2) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(
-        _line(rank_writer.header(rank, world, 2, 20))
-        + _line({"type": "comm_timing", "method": "hook", "fallback": None})
-    )
+    path.write_bytes(_line(rank_writer.header(rank, world, 2, 20)) + _line(rank_writer.TIMING))
 
 
 def _append(path: Path, data: bytes) -> None:
@@ -68,7 +69,7 @@ def test_reads_only_what_was_appended(tmp_path: Path, monkeypatch: pytest.Monkey
     first_size = path.stat().st_size
     assert tail.look(200.0)
     assert (tail.last_step, tail.records, tail.header["rank"]) == (2, 3, 0)
-    assert tail.header["comm_timing"]["method"] == "hook"
+    assert tail.log.timing_methods() == ["comm_hook_host_clock"]
     assert not tail.look(201.0)  # nothing new: nothing read
     _append(path, b"".join(_line(_step(i, 100.0 + i)) for i in range(3, 5)))
     assert tail.look(202.0)
@@ -94,15 +95,18 @@ def test_only_the_window_of_a_long_backlog_is_parsed(tmp_path: Path) -> None:
     path = tmp_path / "ranks" / "rank_00000.jsonl"
     _start(path)
     lines = [_line(_step(i, 100.0 + i)) for i in range(1000)]
-    lines[100] = b"{not json\n"  # outside the window: counted, never parsed
+    # Outside the window step lines are counted, never parsed; a line that is no step line is
+    # parsed wherever it sits (it could be a comm_timing switch): this one is malformed.
+    lines[100] = b"{not json\n"
     _append(path, b"".join(lines))
     tail = RankTail(path, 0, window=5)
     tail.look(2000.0)
-    assert tail.records == 1000 and tail.warnings == []
+    assert tail.records == 999
+    assert tail.warnings == ["rank_00000.jsonl: malformed line 103 skipped"]
     assert tail.columns()["step"].tolist() == [995, 996, 997, 998, 999]
     _append(path, b"{broken\n" + _line(_step(1000, 1100.0)))
     tail.look(2001.0)
-    assert tail.warnings == ["rank_00000.jsonl: malformed line 1003 skipped"]
+    assert tail.warnings[1:] == ["rank_00000.jsonl: malformed line 1003 skipped"]
     assert tail.last_step == 1000
 
 
@@ -173,3 +177,26 @@ def test_the_default_window_shrinks_with_the_world_size(tmp_path: Path) -> None:
     _start(ranks / "rank_00000.jsonl", rank=0, world=256)
     run.look(101.0)
     assert run.window == 200 and run.ranks[0].window == 200
+
+
+def test_a_worker_shaped_file_counts_its_steps_and_keeps_its_timing(tmp_path: Path) -> None:
+    """Local rank 0 writes header, roster, comm_timing, then steps (the order `rank.worker`
+    writes them through `RankRecorder`): a 200-step file counts 200 steps, not 201 (the roster
+    line counted as one), and the timing record is seen though the window skips the backlog."""
+    from fixtures import recorded
+
+    recorded.write_rank(
+        tmp_path,
+        recorded.header(0, 1, recorded.config(2, 198)),
+        [
+            recorded.timing("ddp_runtime_stats"),
+            *(recorded.step(i, 7.0, 4.0, 2.0, warmup=i < 2) for i in range(200)),
+        ],
+        job_roster=recorded.roster({"node-a": [0]}, tmp_path),
+    )
+    tail = RankTail(tmp_path / "ranks" / "rank_00000.jsonl", 0, window=50)
+    assert tail.look(1000.0)
+    assert tail.records == 200
+    assert tail.last_step == 199
+    assert tail.header is not None and tail.log.roster is not None
+    assert tail.log.timing_methods() == ["ddp_runtime_stats"]

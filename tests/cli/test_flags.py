@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from minicluster.cli.parser import build_parser
+from minicluster.core.checks import ChecksSection
 from minicluster.core.config import CollectivesSection, RunSection
 from minicluster.launchers.ray_launch import RayOptions
 
@@ -81,7 +82,7 @@ def _field_default(section: type, name: str) -> Any:
 
 
 def test_a_help_that_names_a_config_default_shows_the_fields_default() -> None:
-    sections = {"run": RunSection, "collectives": CollectivesSection}
+    sections = {"run": RunSection, "collectives": CollectivesSection, "checks": ChecksSection}
     named = 0
     for command, action in _helps():
         for key, field, shown in re.findall(

@@ -20,7 +20,9 @@ def test_interrupted_run_keeps_the_recorded_steps(
     tmp_path: Path, fake_launch: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def interrupted(plan: LaunchPlan) -> None:
-        shutil.copytree(RECORDED, plan.out_dir / "ranks")  # what the ranks wrote before Ctrl-C
+        # What the ranks wrote before Ctrl-C stopped them: their steps, no summaries yet.
+        ignore = shutil.ignore_patterns("*.summary.*")
+        shutil.copytree(RECORDED, plan.out_dir / "ranks", ignore=ignore)
         raise KeyboardInterrupt
 
     fake_launch(interrupted)
@@ -39,13 +41,34 @@ def test_interrupted_run_keeps_the_recorded_steps(
     assert kept == [r["steps_recorded"] for r in golden["ranks"]] and min(kept) > 0
 
 
+def test_ctrl_c_during_teardown_after_every_rank_finished_keeps_an_ok_result(
+    tmp_path: Path, fake_launch: Any
+) -> None:
+    """The ranks all wrote their ok summaries, then Ctrl-C hit while they tore down: the run is
+    ok (nothing is missing; a sweep keeps that world size)."""
+
+    def interrupted(plan: LaunchPlan) -> None:
+        shutil.copytree(RECORDED, plan.out_dir / "ranks")
+        raise KeyboardInterrupt
+
+    fake_launch(interrupted)
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out)]) == 130  # the interrupt still goes on up
+    result = json.loads((out / "result.json").read_text())
+    validate_result(result)
+    assert result["status"] == "ok" and result["interrupted"] is False
+    assert [r["status"] for r in result["ranks"]] == ["ok", "ok"]
+
+
 def test_aggregate_of_an_interrupted_run_exits_by_its_verdict_not_130(
     tmp_path: Path, fake_launch: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The run was interrupted, `aggregate` was not: it exits by what the result found."""
 
     def interrupted(plan: LaunchPlan) -> None:
-        shutil.copytree(RECORDED, plan.out_dir / "ranks")
+        # Ctrl-C while the ranks ran: their steps so far, no summaries
+        ignore = shutil.ignore_patterns("*.summary.*")
+        shutil.copytree(RECORDED, plan.out_dir / "ranks", ignore=ignore)
         raise KeyboardInterrupt
 
     fake_launch(interrupted)

@@ -227,9 +227,12 @@ def test_the_interrupted_run_counts_as_interrupted_live_and_when_re_aggregated(
     tmp_path: Path, config: Path, monkeypatch: pytest.MonkeyPatch, fake_launch: Any
 ) -> None:
     def fake(plan: LaunchPlan) -> str | None:
-        shutil.copytree(RECORDED, plan.out_dir / "ranks")  # every rank wrote all its steps ...
         if plan.out_dir.name == "n2-r2":
-            raise KeyboardInterrupt  # ... and then Ctrl-C came
+            # Ctrl-C came while the ranks ran: their steps so far, no summaries
+            ignore = shutil.ignore_patterns("*.summary.*")
+            shutil.copytree(RECORDED, plan.out_dir / "ranks", ignore=ignore)
+            raise KeyboardInterrupt
+        shutil.copytree(RECORDED, plan.out_dir / "ranks")  # every rank wrote all its steps
         return None
 
     fake_launch(fake)
@@ -262,6 +265,28 @@ def test_the_interrupted_run_counts_as_interrupted_live_and_when_re_aggregated(
     run = json.loads((out / "n2-r2" / "result.json").read_text())
     assert run["status"] == "incomplete" and run["interrupted"]  # kept in launcher.json
     assert any("interrupted by the user before the ranks finished" in e for e in run["errors"])
+
+
+def test_ctrl_c_in_a_runs_teardown_keeps_its_world_size(
+    tmp_path: Path, config: Path, fake_launch: Any
+) -> None:
+    """Every rank of n2-r2 wrote its ok summary, then Ctrl-C hit while they tore down: that run
+    is ok and the sweep keeps it (it dropped the world size before)."""
+
+    def fake(plan: LaunchPlan) -> str | None:
+        shutil.copytree(RECORDED, plan.out_dir / "ranks")
+        if plan.out_dir.name == "n2-r2":
+            raise KeyboardInterrupt
+        return None
+
+    fake_launch(fake)
+    out = tmp_path / "sweep"
+    args = ["sweep", "-c", str(config), "--world-sizes", "2,3", "--repeats", "2"]
+    assert main([*args, "--out", str(out)]) == 130
+    live = json.loads((out / "result.json").read_text())
+    runs = {r["dir"]: r for p in live["scaling"]["points"] for r in p["runs"]}
+    assert runs["n2-r2"]["status"] == "ok"
+    assert json.loads((out / "n2-r2" / "result.json").read_text())["status"] == "ok"
 
 
 @pytest.mark.parametrize(

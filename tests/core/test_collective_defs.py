@@ -105,3 +105,54 @@ def test_algbw_is_decimal_gb_per_second() -> None:
     assert cd.algbw_gbps(1_000_000_000, 1e6) == 1.0
     assert cd.algbw_gbps(1024, 100.0) == pytest.approx(0.01024)
     assert cd.busbw_gbps("all_reduce", 2**20, 1000.0, 4) == pytest.approx(2**20 / 1e-3 / 1e9 * 1.5)
+
+
+def _reference(op: str, inputs: list[list[int]], rank: int, root: int, c: int) -> list[int]:
+    """What `op` delivers to `rank`, written from the op's definition (not from its spec)."""
+    n = len(inputs)
+    if op == "all_reduce":
+        return [sum(col) for col in zip(*inputs, strict=True)]
+    if op == "reduce_scatter":
+        return [sum(inp[rank * c + k] for inp in inputs) for k in range(c)]
+    if op == "all_gather":
+        return [x for inp in inputs for x in inp]
+    if op == "broadcast":
+        return list(inputs[root])
+    assert op == "all_to_all"
+    return [inputs[s][rank * c + k] for s in range(n) for k in range(c)]
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+@pytest.mark.parametrize("op", cd.OPS)
+def test_each_specs_expected_values_are_what_the_op_delivers(op: str, n: int) -> None:
+    """The spec's input keys and expected outputs, checked against each op's definition run on
+    plain integers: a wrong key, source or chunk in the table fails here."""
+    spec = cd.spec(op)
+    p, c, root = 31, 5, n - 1
+    shape = cd.op_size(op, n * c * 4, n, "float32")
+    assert shape.count == c or shape.count == n * c
+    inputs = [
+        [(s * cd.RANK_STEP + spec.in_key(i, c)) % p for i in range(shape.in_elems)]
+        for s in range(n)
+    ]
+    for rank in range(n):
+        got = _reference(op, inputs, rank, root, c)
+        assert len(got) == shape.out_elems
+        for i, value in enumerate(got):
+            if spec.reduces:
+                assert spec.out_key is not None
+                key = spec.out_key(i, c, rank)
+                want = sum((s * cd.RANK_STEP + key) % p for s in range(n))
+            else:
+                assert spec.source is not None
+                src, key = spec.source(i, c, rank, root)
+                want = (src * cd.RANK_STEP + key) % p
+            assert value == want, (op, n, rank, i)
+
+
+@pytest.mark.parametrize("op", cd.OPS)
+def test_each_busbw_factor_matches_its_text(op: str) -> None:
+    spec = cd.spec(op)
+    for n in (1, 2, 3, 8):
+        text = spec.busbw_factor_text.replace("(n-1)", f"({n}-1)").replace("/n", f"/{n}")
+        assert spec.busbw_factor(n) == pytest.approx(eval(text.replace("2(", "2*(")))  # noqa: S307

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from minicluster.core import config
+from minicluster.core.checks import ChecksSection
 from minicluster.core.config import MlpConfig, TransformerConfig
 from minicluster.core.errors import ConfigError
 
@@ -33,9 +34,10 @@ def test_default_yaml_states_every_builtin_default() -> None:
     data = yaml.safe_load(path.read_text())
     expected = config.RunConfig().to_dict()
     assert set(data) == set(expected)
-    for section in ("workload", "steps", "run", "telemetry"):
+    for section in ("workload", "steps", "run", "checks", "telemetry"):
         assert set(data[section]) == set(expected[section]), section
     assert [f.name for f in dataclasses.fields(config.RunSection)] == list(data["run"])
+    assert [f.name for f in dataclasses.fields(ChecksSection)] == list(data["checks"])
 
 
 @pytest.mark.parametrize(
@@ -126,10 +128,12 @@ def test_shipped_collectives_config_loads() -> None:
 
 
 def test_a_training_config_dict_has_no_collectives_keys() -> None:
-    """Training results pin the resolved config: adding the collectives job must not change it."""
+    """Training results pin the resolved config: adding the collectives job must not change it
+    (the `checks` section, the verdict thresholds, moved out of `run` in rank format 1.4)."""
+    sections = {"name", "workload", "steps", "run", "checks", "telemetry", "faults"}
     for name in ("default.yaml", "transformer.yaml", "faults/node_check.yaml"):
         data = config.load(REPO / "configs" / name).to_dict()
-        assert set(data) == {"name", "workload", "steps", "run", "telemetry", "faults"}, name
+        assert set(data) == sections, name
 
 
 def test_collectives_config_round_trips_and_keeps_only_its_sections() -> None:
@@ -206,3 +210,38 @@ def test_collectives_sizes_above_one_tib_are_bad_input_not_a_crash(sizes: str) -
     args = build_parser().parse_args(["collectives", "--sizes", sizes])
     with pytest.raises(ConfigError, match="must be <= 1099511627776"):
         collectives_config(args)
+
+
+def test_thresholds_given_under_run_still_read_into_checks() -> None:
+    """Configs and rank headers from before the `checks` section had them in `run`."""
+    cfg = config.from_dict(
+        {"run": {"nproc": 4, "straggler_threshold_pct": 35.0, "expect_busbw_gbps": 12}}
+    )
+    assert cfg.run.nproc == 4
+    assert cfg.checks == ChecksSection(straggler_threshold_pct=35.0, expect_busbw_gbps=12.0)
+    assert "straggler_threshold_pct" not in cfg.to_dict()["run"]
+    assert cfg.to_dict()["checks"]["straggler_threshold_pct"] == 35.0
+    # A collectives config of then: unused there, dropped
+    coll = config.from_dict({"job": "collectives", "run": {"straggler_threshold_pct": 35.0}})
+    assert "checks" not in coll.to_dict()
+
+
+def test_a_threshold_in_run_and_in_checks_is_refused() -> None:
+    with pytest.raises(ConfigError, match="straggler_min_excess_ms is given in run and in checks"):
+        config.from_dict(
+            {
+                "run": {"straggler_min_excess_ms": 1.0},
+                "checks": {"straggler_min_excess_ms": 2.0},
+            }
+        )
+
+
+def test_checks_override_is_checked_like_a_config() -> None:
+    checks = config.override_checks(
+        ChecksSection(), straggler_threshold_pct=30, slow_link_below_pct=None
+    )
+    assert checks == ChecksSection(straggler_threshold_pct=30.0)
+    with pytest.raises(ConfigError, match="checks.straggler_min_steps_pct is 20.0; must be >= 50"):
+        config.override_checks(ChecksSection(), straggler_min_steps_pct=20.0)
+    with pytest.raises(ConfigError, match="unknown key checks.bogus"):
+        config.from_dict({"checks": {"bogus": 1}})

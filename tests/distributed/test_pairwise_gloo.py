@@ -1,5 +1,5 @@
 """The pairwise link test on real gloo ranks (spawned), through `worker.run`, judged by the
-coordinator from what the ranks measured.
+aggregation from what the ranks measured.
 
 The slow link is injected where a real one sits, in the transport (`rank.faults.SlowTransport`:
 the sends between ranks 1 and 2 leave late, both ways); the verdict reads only the pair times
@@ -69,13 +69,15 @@ def _rank_main(
         cfg = config.from_dict({k: v for k, v in data.items() if k != "hosts"})
         gathered = worker.run(cfg, Path(out) / f"run{i}", run_id=f"pairwise-{i}")
         if rank == 0:  # a file: a pipe would block rank 0 until the parent reads it after join
-            (Path(out) / f"run{i}.gathered.json").write_text(json.dumps(gathered))
+            wire = [g.to_wire() for g in gathered]
+            (Path(out) / f"run{i}.gathered.json").write_text(json.dumps(wire))
 
 
 def _spawn(tmp_path: Path, world: int, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Run each config in `runs` on `world` spawned ranks; each run's aggregated result."""
     from minicluster.analysis.aggregate import aggregate
     from minicluster.analysis.records import from_gathered
+    from minicluster.core.rank_format import RankLog
     from minicluster.result.schema import validate_result
 
     ctx = mp.get_context("spawn")
@@ -83,8 +85,8 @@ def _spawn(tmp_path: Path, world: int, runs: list[dict[str, Any]]) -> list[dict[
     mp.spawn(_rank_main, args=(world, ports, str(tmp_path), runs), nprocs=world, join=True)
     results = []
     for i in range(len(runs)):
-        gathered = json.loads((tmp_path / f"run{i}.gathered.json").read_text())
-        result = aggregate(from_gathered(gathered))
+        wire = json.loads((tmp_path / f"run{i}.gathered.json").read_text())
+        result = aggregate(from_gathered([RankLog.from_wire(w, "test") for w in wire]))
         validate_result(result)
         results.append(result)
     return results

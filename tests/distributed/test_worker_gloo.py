@@ -41,7 +41,7 @@ def _rank_main(rank: int, world: int, port: int, out: str, queue: object, timing
     )
     gathered = worker.run(cfg, Path(out), run_id="test-run")
     if rank == 0:
-        queue.put(json.dumps(gathered))  # type: ignore[attr-defined]
+        queue.put(gathered)  # type: ignore[attr-defined]
 
 
 @pytest.mark.timeout(120)
@@ -54,8 +54,8 @@ def test_two_gloo_ranks_record_every_step(tmp_path: Path, timing: str, method: s
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
     mp.spawn(_rank_main, args=(2, free_port(), str(tmp_path), queue, timing), nprocs=2, join=True)
-    gathered = json.loads(queue.get())
-    assert [g["header"]["rank"] for g in gathered] == [0, 1]
+    gathered = queue.get()
+    assert [g.rank for g in gathered] == [0, 1]
     for rank in (0, 1):
         lines = (tmp_path / "ranks" / f"rank_{rank:05d}.jsonl").read_text().splitlines()
         records = [json.loads(line) for line in lines]
@@ -83,6 +83,53 @@ def test_two_gloo_ranks_record_every_step(tmp_path: Path, timing: str, method: s
         assert summary["memory"]["rss_peak_bytes"] > 0
     # same global batch size per step on every rank and identical losses are not expected
     # (each rank has its own data), but the gradient bytes all-reduced must match
-    b0 = [s["comm_bytes"] for s in gathered[0]["steps"]]
-    b1 = [s["comm_bytes"] for s in gathered[1]["steps"]]
+    b0 = [s.comm_bytes for s in gathered[0].steps()]
+    b1 = [s.comm_bytes for s in gathered[1].steps()]
     assert b0 == b1
+
+
+def _rank_main_no_gather(rank: int, world: int, port: int, out: str, queue: object) -> None:
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        MINICLUSTER_PROGRESS="0",
+    )
+    from minicluster.rank import session, worker
+
+    calls = []
+    real = session.tdist.gather_object
+
+    def spy(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    session.tdist.gather_object = spy  # type: ignore[assignment]
+    cfg = config.from_dict(
+        {
+            "workload": {"name": "mlp", "per_rank_batch": 8, "input_dim": 32, "hidden_dim": 64},
+            "steps": {"warmup": 1, "measured": 3},
+            "run": {"collective_timeout_s": 60, "threads_per_rank": 1},
+        }
+    )
+    returned = worker.run(cfg, Path(out), run_id="no-gather", gather=False)
+    queue.put((rank, returned, len(calls)))  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(120)
+def test_no_step_gather_when_the_launcher_reads_the_files(tmp_path: Path) -> None:
+    """`minicluster worker --no-aggregate` (what the local torchrun launcher passes): the ranks
+    write their files and send nothing in-band; every rank returns None."""
+    from minicluster.rank.dist import free_port
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    mp.spawn(_rank_main_no_gather, args=(2, free_port(), str(tmp_path), queue), nprocs=2)
+    got = sorted(queue.get() for _ in range(2))
+    assert got == [(0, None, 0), (1, None, 0)]
+    for rank in (0, 1):
+        summary = json.loads((tmp_path / "ranks" / f"rank_{rank:05d}.summary.json").read_text())
+        assert summary["status"] == "ok" and summary["last_step"] == 3

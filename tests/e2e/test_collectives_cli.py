@@ -6,7 +6,6 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -137,18 +136,12 @@ def test_run_refuses_a_collectives_config(capsys: pytest.CaptureFixture[str]) ->
 
 
 @pytest.mark.timeout(30)
-def test_aggregate_exits_1_on_wrong_elements(
-    run_cli: RunCli, tmp_path: Path, collective_records: Callable[..., list[Any]]
-) -> None:
-    """A run dir whose ranks saw wrong elements (made by hand): a correctness failure."""
-    ranks = tmp_path / "ranks"
-    ranks.mkdir()
-    for rec in collective_records(wrong_on_rank1=3):
-        lines = [rec.header, *rec.collectives]
-        (ranks / f"rank_{rec.rank:05d}.jsonl").write_text(
-            "".join(json.dumps(x) + "\n" for x in lines)
-        )
-        (ranks / f"rank_{rec.rank:05d}.summary.json").write_text(json.dumps(rec.summary))
+def test_aggregate_exits_1_on_wrong_elements(run_cli: RunCli, tmp_path: Path) -> None:
+    """A run dir whose ranks saw wrong elements (written by the recorder): a correctness
+    failure."""
+    from fixtures import recorded
+
+    recorded.collectives_run(tmp_path, wrong_on_rank1=3)
     proc = run_cli("aggregate", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "3 wrong elements (rank 1)" in proc.stdout

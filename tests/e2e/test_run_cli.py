@@ -147,3 +147,33 @@ def test_outside_torchrun_aggregates_in_band_on_rank_0(
     assert result["launcher"] == "outside"
     assert [r["measured_steps"] for r in result["ranks"]] == [8, 8]
     assert result["metrics"]["allreduce_ms"]["value"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_a_1200_step_run_aggregates_and_re_judges_with_the_sign_test(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """2 real ranks x 1,200 measured steps. Healthy ranks are each the slowest in about half the
+    steps; with the straggler thresholds at 0 the sign test runs on them, where the hand-summed
+    binomial tail overflowed a float (an internal error, no result)."""
+    job = tmp_path / "long.yaml"
+    job.write_text(
+        "workload: {name: mlp, per_rank_batch: 4, input_dim: 8, hidden_dim: 16, num_layers: 1}\n"
+        "steps: {warmup: 2, measured: 1200}\n"
+        "run: {nproc: 2, threads_per_rank: 1, collective_timeout_s: 60}\n"
+    )
+    out = tmp_path / "run"
+    proc = run_cli("run", "-c", str(job), "--out", str(out), cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert [r["measured_steps"] for r in result["ranks"]] == [1200, 1200]
+    proc = run_cli(
+        "aggregate", str(out), "--straggler-threshold", "0", "--straggler-min-excess", "0",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (rejudged,) = out.glob("result.rejudged-*.json")
+    again = json.loads(rejudged.read_text())
+    validate_result(again)
+    assert again["status"] == "ok"

@@ -8,10 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fixtures import recorded
 
-from minicluster.cli import main
+from minicluster.cli import main, orchestrate
 from minicluster.core import rundir
+from minicluster.core.config import RunConfig
 from minicluster.core.errors import InputError
+from minicluster.core.rank_format import RankLog
 from minicluster.launchers import ray_launch
 from minicluster.launchers.base import LaunchOutcome, RecordsAt
 from minicluster.launchers.ray_launch import RayOptions, check_options, layout
@@ -102,11 +105,38 @@ def test_outcome_keeps_the_exit_codes_and_raises_on_bad_input(tmp_path: Path) ->
     assert done.ok and done.records.in_band == []  # every rank finished: the in-band records
 
 
+def test_in_band_records_over_the_drivers_pipe_aggregate_as_the_files_do(tmp_path: Path) -> None:
+    """Rank 0's gathered logs cross the driver's pipe as `RankLog.to_wire` JSON: the outcome
+    hands them on decoded (`RecordsAt.in_band`, RankLog), and `collect` makes the result the
+    rank files make (a timer switch included: 'mixed', as the files say)."""
+    files = tmp_path / "files"
+    compute = [[10.0 + (s % 3) for s in range(12)], [11.0 + (s % 2) for s in range(12)]]
+    logs = recorded.training_run(files, compute, switch_at=5)
+    out = tmp_path / "ray"
+    out.mkdir()
+    document = {"error": None, "exit_codes": {}, "gathered": [log.to_wire() for log in logs]}
+    outcome = ray_launch.read_outcome(json.dumps(document).encode(), 0, out)
+    assert outcome.ok and outcome.records.in_band is not None
+    assert all(isinstance(log, RankLog) for log in outcome.records.in_band)
+    plan = ray_launch.RayLauncher(RayOptions()).plan(RunConfig(), out, "r1")
+    found = orchestrate.collect(plan, outcome)
+    assert found is not None
+    result, path = found
+    assert path == rundir.result_path(out) and json.loads(path.read_text()) == result.to_json()
+    assert result.timing_method == "mixed"
+    from_files, _ = orchestrate.aggregate_dir_to(files)
+    in_band, read = result.to_json(), from_files.to_json()
+    for r in (in_band, read):
+        r.pop("aggregated_at")
+    assert in_band == read
+
+
 def test_ctrl_c_under_ray_keeps_the_recorded_steps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def interrupted(request: dict[str, object], out_dir: Path) -> LaunchOutcome:
-        shutil.copytree(RECORDED, out_dir / "ranks")  # what the ranks wrote before Ctrl-C
+        # What the ranks wrote before Ctrl-C stopped them: their steps, no summaries yet.
+        shutil.copytree(RECORDED, out_dir / "ranks", ignore=shutil.ignore_patterns("*.summary.*"))
         return LaunchOutcome(RecordsAt(out_dir), "the Ray job was stopped", interrupted=True)
 
     monkeypatch.setattr(ray_launch, "ray_installed", lambda: None)

@@ -18,6 +18,7 @@ import torch.distributed as tdist  # noqa: E402
 from minicluster.core.choices import OPS  # noqa: E402
 from minicluster.core.collective_defs import op_size  # noqa: E402
 from minicluster.core.config import CollectivesSection  # noqa: E402
+from minicluster.core.rank_format import Collective  # noqa: E402
 from minicluster.rank import collectives  # noqa: E402
 from minicluster.rank.collectives import OpCase, count_wrong, make_case, sum_prime  # noqa: E402
 
@@ -170,9 +171,9 @@ def one_rank_group(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def _bench(ops: list[str]) -> list[dict[str, Any]]:
     section = CollectivesSection(ops=ops, min_bytes=1024, max_bytes=2048, iters=2, warmup_iters=1)
-    records: list[dict[str, Any]] = []
+    records: list[Collective] = []
     collectives.run_benchmark(section, 0, 1, CPU, records.append)
-    return records
+    return [r.to_json() for r in records]
 
 
 @pytest.mark.timeout(60)

@@ -1,0 +1,89 @@
+"""The verdict thresholds (the `checks:` section of a config): what a finished run is judged by.
+
+Stdlib only and separate from `config`, so the command line can offer each threshold as a flag
+(`minicluster aggregate DIR --straggler-threshold 30`) without loading the YAML machinery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _check(
+    lo: float | None, hi: float | None, flag: str, metavar: str, text: str
+) -> dict[str, Any]:
+    """Metadata of a verdict threshold: its range, and the `aggregate` flag that overrides it."""
+    return {"min": lo, "max": hi, "flag": flag, "metavar": metavar, "help": text}
+
+
+@dataclass(frozen=True)
+class ChecksSection:
+    """The verdict thresholds: what a finished run is judged by. Aggregation takes them as an
+    argument, so `minicluster aggregate DIR --straggler-threshold 30` re-judges a run without
+    running it again. (Before the rank format 1.4 they sat in `run`; they are still read there.)"""
+
+    # A rank whose median compute time exceeds the other ranks' median by this much is named.
+    straggler_threshold_pct: float = field(
+        default=20.0,
+        metadata=_check(
+            0,
+            None,
+            "--straggler-threshold",
+            "PCT",
+            "a straggler's median compute time exceeds "
+            "the other ranks' median by more than PCT percent",
+        ),
+    )
+    # ... and by at least this many ms: sub-ms compute differs by 2x from scheduling noise alone
+    # on a shared host (measured: 0.75 vs 1.5 ms medians in a clean 2-rank CPU run).
+    straggler_min_excess_ms: float = field(
+        default=2.0,
+        metadata=_check(
+            0, None, "--straggler-min-excess", "MS", "... and by at least MS milliseconds"
+        ),
+    )
+    # ... and it is the slowest rank in at least this share of the steps (the effect size: a
+    # straggler is slow step after step; a rank sharing a core with other work on a loaded host
+    # is slow in streaks). Measured on a 2-core host at load 4-7: healthy runs 46-70% of the
+    # steps (max over 25 runs), a 20 ms straggler 92-100% in 7 of 8 runs, 74% in the 8th.
+    straggler_min_steps_pct: float = field(
+        default=80.0,
+        metadata=_check(
+            50,
+            100,
+            "--straggler-min-steps",
+            "PCT",
+            "... and is the slowest rank in at least PCT percent of the steps",
+        ),
+    )
+    # The gradient all-reduce's expected bus bandwidth (GB/s, nccl-tests busbw: the fabric's
+    # spec or a known-good measurement); a run below slow_link_below_pct of it has a slow link.
+    # None: the link is not judged (a probe over the same links could not see a slow one).
+    expect_busbw_gbps: float | None = field(
+        default=None,
+        metadata=_check(
+            1e-9,
+            None,
+            "--expect-busbw",
+            "GBPS",
+            "the gradient all-reduce's expected bus bandwidth in GB/s (the fabric's spec or "
+            "a known-good measurement, e.g. `minicluster collectives` busbw at the bucket size): "
+            "a run below checks.slow_link_below_pct of it has a slow link, exit 1; none: the link "
+            "is not judged",
+        ),
+    )
+    slow_link_below_pct: float = field(
+        default=50.0,
+        metadata=_check(
+            1,
+            100,
+            "--slow-link-below",
+            "PCT",
+            "a measured busbw below PCT percent of the expected one is a slow link",
+        ),
+    )
+
+
+CHECK_KEYS = tuple(f.name for f in dataclasses.fields(ChecksSection))

@@ -1,0 +1,109 @@
+"""`minicluster aggregate DIR --straggler-threshold 30`: a finished run judged again by other
+thresholds, beside its recorded result (never over it), saying what changed."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from fixtures import recorded
+
+from minicluster.cli import main
+from minicluster.result import fingerprint
+
+
+@pytest.fixture
+def run_with_a_25pct_straggler(tmp_path: Path) -> Path:
+    """Rank 1 computes 25% (5 ms) longer than rank 0 in every step: a straggler at the default
+    20% threshold, none at 30%. Written by the recorder; result.json by `aggregate DIR`."""
+    run = tmp_path / "run"
+    compute = [[20.0 + (s % 3) * 0.1 for s in range(40)], [25.0 + (s % 3) * 0.1 for s in range(40)]]
+    recorded.training_run(run, compute)
+    assert main(["aggregate", str(run)]) == 0
+    result = json.loads((run / "result.json").read_text())
+    assert [s["rank"] for s in result["stragglers"]] == [1]
+    return run
+
+
+def test_a_higher_threshold_clears_the_straggler_and_keeps_the_recorded_result(
+    run_with_a_25pct_straggler: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = run_with_a_25pct_straggler
+    recorded_bytes = (run / "result.json").read_bytes()
+    capsys.readouterr()
+    assert main(["aggregate", str(run), "--straggler-threshold", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "checks.straggler_threshold_pct: 20 -> 30" in out
+    assert "stragglers: rank 1 -> none" in out
+    assert "no longer found: straggler rank 1" in out
+    assert (run / "result.json").read_bytes() == recorded_bytes  # never overwritten
+    (again,) = run.glob("result.rejudged-*.json")
+    assert f"result: {again}" in out
+    rejudged = json.loads(again.read_text())
+    assert rejudged["stragglers"] == [] and rejudged["status"] == "ok"
+    # the same run judged otherwise: the thresholds are no part of what it ran (comparable)
+    assert rejudged["fingerprint"] == json.loads(recorded_bytes)["fingerprint"]
+
+
+def test_the_thresholds_are_no_part_of_the_fingerprint_wherever_the_config_keeps_them(
+    run_with_a_25pct_straggler: Path,
+) -> None:
+    """Checks in their own section or under `run` (a result from before the section): the same
+    fingerprint, whatever their values."""
+    result = json.loads((run_with_a_25pct_straggler / "result.json").read_text())
+    other = copy.deepcopy(result)
+    other["config"]["checks"] = {"straggler_threshold_pct": 50.0, "expect_busbw_gbps": 3.0}
+    older = copy.deepcopy(result)
+    del older["config"]["checks"]
+    older["config"]["run"]["straggler_threshold_pct"] = 35.0
+    keys = {fingerprint.key(fingerprint.of_result(r)) for r in (result, other, older)}
+    assert len(keys) == 1
+
+
+def test_an_expected_busbw_judges_the_link_and_sets_the_exit_code(
+    run_with_a_25pct_straggler: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = run_with_a_25pct_straggler
+    capsys.readouterr()
+    assert main(["aggregate", str(run), "--expect-busbw", "1e6"]) == 1  # nothing is that fast
+    out = capsys.readouterr().out
+    assert "checks.expect_busbw_gbps: none -> 1e+06" in out
+    assert "link: not judged -> slow" in out
+    assert "found: slow_link" in out and "exit code: 0 -> 1" in out
+
+
+def test_an_unchanged_verdict_says_so(
+    run_with_a_25pct_straggler: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["aggregate", str(run_with_a_25pct_straggler), "--straggler-threshold", "21"]) == 0
+    assert "no verdict changed" in capsys.readouterr().out
+
+
+def test_a_threshold_out_of_range_is_bad_input(
+    run_with_a_25pct_straggler: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["aggregate", str(run_with_a_25pct_straggler), "--straggler-min-steps", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "checks.straggler_min_steps_pct is 10.0; must be >= 50" in err
+    assert not list(run_with_a_25pct_straggler.glob("result.rejudged-*.json"))
+
+
+def test_two_re_judgements_in_one_second_keep_both(
+    run_with_a_25pct_straggler: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from minicluster.core import clock
+
+    monkeypatch.setattr(clock, "utc_stamp", lambda: "20260101-000000")
+    run = run_with_a_25pct_straggler
+    assert main(["aggregate", str(run), "--straggler-threshold", "30"]) == 0
+    assert main(["aggregate", str(run), "--straggler-threshold", "21"]) == 0
+    kept = sorted(p.name for p in run.glob("result.rejudged-*.json"))
+    assert kept == [
+        "result.rejudged-20260101-000000-2.json",
+        "result.rejudged-20260101-000000.json",
+    ]
+    thresholds = [json.loads((run / k).read_text())["stragglers"] for k in kept]
+    assert thresholds[0] != thresholds[1]  # the first (30%: none) was not overwritten by 21%
