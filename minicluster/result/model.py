@@ -1127,9 +1127,12 @@ class RunResult(Section):
     @property
     def checks(self) -> ChecksSection | None:
         """The verdict thresholds the run was judged by: its config's `checks` section (rank
-        format 1.4), or the same keys under `run` in results from before that section; None when
-        the config holds neither (a collectives run, a converted result). A threshold the config
-        does not name is the default it was judged by."""
+        format 1.4), or the same keys under `run` in results from before that section; None for
+        a collectives or pairwise run (nothing judges it by them, whatever an older config held
+        under `run`) and when the config holds neither (a converted result). A threshold the
+        config does not name is the default it was judged by."""
+        if self.collectives is not None or self.pairwise is not None:
+            return None
         section = self.config.get("checks")
         if not isinstance(section, dict):
             run = self.config.get("run")

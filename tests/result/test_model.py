@@ -1,4 +1,4 @@
-"""The typed result: every example result, golden and fixture (schema 1.0 to 1.3) reads into the
+"""The typed result: every example result, golden and fixture (schema 1.0 to 1.4) reads into the
 model and writes back the same JSON, bytes included; keys of a newer minor version survive; a
 newer major version is refused in one line."""
 
@@ -142,6 +142,101 @@ def test_keys_of_a_newer_minor_version_survive_a_round_trip() -> None:
     name = next(iter(data["metrics"]))
     assert isinstance(result.metrics, MetricMap)
     assert result.metrics[name].value == data["metrics"][name]["value"]  # still a MetricValue
+
+
+NEWER = sorted((REPO / "tests" / "fixtures" / "results" / "newer").glob("*.json"))
+
+
+@pytest.mark.parametrize(
+    ("name", "top", "per_rank"),
+    [
+        (
+            "culprit_run.i25.json",
+            {
+                "culprits",
+                "culprit_rule",
+                "accounting",
+                "time_structure",
+                "failure_order",
+                "incident",
+            },
+            {"cost"},
+        ),
+        (
+            "layout_ep.i24.json",
+            {"layout", "precision", "compile", "comm", "pipeline", "bad_input"},
+            set(),
+        ),
+        ("isolate.i27.json", {"isolate"}, set()),
+    ],
+)
+def test_results_of_work_not_yet_merged_validate_and_come_back_byte_for_byte(
+    name: str, top: set[str], per_rank: set[str], tmp_path: Path
+) -> None:
+    """Results that other branches' producers wrote (tests/fixtures/results/README.md): their
+    keys are unknown here, pass the shipped schema, and are written back in place."""
+    path = REPO / "tests" / "fixtures" / "results" / "newer" / name
+    result = read(path)  # validated against the shipped schema
+    assert set(result.extra) == top
+    assert {k for rank in result.ranks for k in rank.extra} == per_rank
+    atomic_write_json(tmp_path / "result.json", result.to_json())
+    assert (tmp_path / "result.json").read_bytes() == path.read_bytes()
+
+
+def test_the_sections_other_work_adds_survive_at_the_top_and_in_each_rank(
+    tmp_path: Path,
+) -> None:
+    """Every section the issues still open plan to add, unknown to this version, at the top of
+    the result and in each rank (a nested `comm.kinds` too): valid, and the same bytes back."""
+    data = json.loads((REPO / "tests/golden/run_2ranks.result.json").read_text())
+    planned = {
+        "culprits": [{"rank": 1, "cost_ms": 12.5, "cost_pct": 3.1, "interval": [10.0, 15.0]}],
+        "accounting": {"tolerance_ms": 0.5, "max_residual_ms": 0.12},
+        "time_structure": [{"rank": 1, "kind": "intermittent", "period_steps": 4}],
+        "failure_order": {"first": 1, "victims": [0]},
+        "incident": {"class": "non-comm slow", "rank": 1},
+        "comm": {
+            "method": "hook",
+            "kinds": [{"kind": "all_gather", "calls": 3, "busbw_gbps": None}],
+        },
+        "pipeline": {"schedule": "1F1B", "stages": 2, "bubble_pct": 33.3},
+        "isolate": {"rounds_run": 3, "bad": [2]},
+        "reference": {"source": "reports/default_run.result.json", "floor_pct": 80.0},
+        "layout": {"dp_shard": 2, "tp": 1},
+    }
+    per_rank = {"cost": {"cost_ms": 1.0}, "accounting": {"other_ms": 0.2}, "layout": {"tp": 0}}
+    for key, value in planned.items():
+        data[key] = value
+    for rank in data["ranks"]:
+        rank.update(copy.deepcopy(per_rank))
+    path = tmp_path / "in.json"
+    atomic_write_json(path, data)
+    result = read(path)  # validated against the shipped schema
+    assert list(result.extra) == list(planned)
+    assert all(list(rank.extra) == list(per_rank) for rank in result.ranks)
+    atomic_write_json(tmp_path / "out.json", result.to_json())
+    assert (tmp_path / "out.json").read_bytes() == path.read_bytes()
+
+
+def test_schema_1_4_threads_and_the_checks_the_run_was_judged_by() -> None:
+    """ranks[].threads (1.4) reads as an int; `checks` is the config's checks section, or the
+    same keys under `run` in a result from before that section; None without either."""
+    from minicluster.core.checks import ChecksSection
+
+    data = json.loads((REPO / "tests/golden/run_2ranks.result.json").read_text())
+    result = RunResult.from_json(data)
+    assert [r.threads for r in result.ranks] == [1, 1]
+    assert "checks" not in data["config"] and data["config"]["run"]["straggler_threshold_pct"] == 20
+    assert result.checks == ChecksSection(straggler_threshold_pct=20.0)
+    judged = copy.deepcopy(data)
+    judged["config"]["checks"] = {"straggler_threshold_pct": 30.0, "expect_busbw_gbps": 2.5}
+    checks = RunResult.from_json(judged).checks
+    assert checks is not None
+    assert (checks.straggler_threshold_pct, checks.expect_busbw_gbps) == (30.0, 2.5)
+    assert checks.slow_link_below_pct == ChecksSection().slow_link_below_pct  # not in the config
+    older = read(REPO / "tests/fixtures/results/collectives_run.v1.0.json")
+    assert older.checks is None and all(r.threads is None for r in older.ranks)
+    assert all("threads" not in r for r in older.to_json()["ranks"])  # absent stays absent
 
 
 def test_a_replaced_metric_is_written_from_its_new_value() -> None:
