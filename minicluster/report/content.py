@@ -63,7 +63,7 @@ def run_view(result: RunResult, max_rank_rows: int | None = None) -> RunView:
         missing=_missing(result),
         nodes=nodes_table(result, max_rank_rows),
         ranks=_ranks(result, max_rank_rows),
-        stragglers=[_straggler_sentence(s) for s in result.stragglers],
+        stragglers=[straggler_sentence(s) for s in result.stragglers],
         faults=_faults(result),
         validation=_validation(result),
         errors=[str(e) for e in result.errors],
@@ -212,13 +212,15 @@ def _ranks(result: RunResult, max_rows: int | None = None) -> TextTable:
     return table
 
 
-def _straggler_sentence(s: Straggler) -> str:
+def straggler_sentence(s: Straggler) -> str:
+    """What named rank `s` a straggler: its compute against the others', the threshold, and what
+    the time is attributed to."""
     where = f" on {node_label(s.node_rank, s.hostname)}" if s.placed else ""
     return (
         f"rank {s.rank}{where}: median compute {fmt_num(s.compute_ms_median)} ms vs "
         f"{fmt_num(s.others_compute_ms_median)} ms on the others "
         f"(+{fmt_num(s.excess_pct)}%, threshold {fmt_num(s.threshold_pct)}%, "
-        f"attributed to {s.attributed_to if 'attributed_to' in s.keys() else 'compute'})"
+        f"attributed to {s.attributed_to or 'compute'})"
     )
 
 
@@ -243,9 +245,8 @@ def _verdict(result: RunResult) -> str | None:
 def _fault_rank(f: Finding | InjectedFault) -> str:
     """A fault's rank, and its node when the fault records one: `1 on node 0 (vm)`."""
     rank = text(f.rank)
-    hostname, node_rank = f.get("hostname"), f.get("node_rank")
-    if hostname is not None or node_rank is not None:
-        rank += f" on {node_label(node_rank, hostname)}"
+    if isinstance(f, Finding) and f.placed:
+        rank += f" on {node_label(f.node_rank, f.hostname)}"
     return rank
 
 

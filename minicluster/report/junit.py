@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from minicluster.report.content import straggler_sentence
 from minicluster.result.model import FaultKind, RunResult
 
 if TYPE_CHECKING:
@@ -90,8 +91,7 @@ def run_cases(result: RunResult, exit_code: int) -> list[Case]:
     named = {d.rank for d in detected if d.fault_kind is FaultKind.STRAGGLER}
     for s in result.stragglers:
         if s.rank not in named:
-            why = s.get("evidence") or s.to_json()
-            out.append(Case(cls, f"straggler rank {s.rank}", "failure", str(why)))
+            out.append(Case(cls, f"straggler rank {s.rank}", "failure", straggler_sentence(s)))
     checks = result.validation.checks if result.validation is not None else []
     for chk in checks:
         ok = chk.passed
