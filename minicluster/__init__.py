@@ -1,8 +1,9 @@
 """minicluster: a distributed-training validation harness.
 
 `minicluster.load(PATH)` reads any result (run or sweep directory, result.json, TrackIQ, vLLM or
-markdown report) as pandas DataFrames: `.metrics`, `.ranks`, `.nodes`, `.steps`, `.scaling`, and
-`.raw` for the canonical dict. pandas is imported only then.
+markdown report) as pandas DataFrames: `.metrics`, `.ranks`, `.nodes`, `.steps`, `.scaling`;
+`.result` is the canonical result as the typed model and `.raw` its JSON. pandas is imported only
+then.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from minicluster.core.version import __version__
+
 if TYPE_CHECKING:
     from minicluster.interop.frames import Result
 
-__version__ = "0.1.0"
 __all__ = ["__version__", "load"]
 
 

@@ -33,6 +33,7 @@ from minicluster.analysis.stragglers import find_stragglers
 from minicluster.core.checks import ChecksSection
 from minicluster.core.metrics import MetricValue
 from minicluster.result import fingerprint
+from minicluster.result.model import FaultKind
 
 # Step fields aggregation never reads: `read_run_dir(..., drop=UNREAD_STEP_FIELDS)` leaves them
 # out (a third of the memory of a 4,096-rank run). Every other field, one added later included,
@@ -171,9 +172,7 @@ def _findings(
     stopped = set(fates.of(rank_status.INTERRUPTED, rank_status.ABORTED))
     if interrupted:  # ranks the interrupt stopped neither crashed nor hung
         detected = [
-            d
-            for d in detected
-            if d["kind"] not in fault_detect.DEATH_KINDS or d["rank"] not in stopped
+            d for d in detected if not FaultKind.of(d["kind"]).death or d["rank"] not in stopped
         ]
     lost = (
         []
@@ -192,7 +191,7 @@ def _findings(
     errors = [
         f"rank {d['rank']}: {d['kind']} at step {d['step']}: {d['evidence']}"
         for d in detected
-        if d["kind"] in fault_detect.CORRECTNESS_KINDS
+        if FaultKind.of(d["kind"]).correctness
     ]
     errors += [f"node lost: {d['evidence']}" for d in lost]
     return _Findings(stragglers, detected, link, node_section, errors)

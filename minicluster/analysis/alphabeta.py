@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from minicluster.core.errors import InputError
+from minicluster.result.model import RunResult
 
 FLAT_FORMULA = "t(n, bytes) = 2(n-1) * alpha + 2(n-1)/n * bytes / beta"
 TWO_LEVEL_FORMULA = (
@@ -187,40 +188,40 @@ def fit_link(sizes_bytes: Sequence[float], times_us: Sequence[float], n: int, so
     )
 
 
-def link_from_collectives(result: dict[str, Any], label: str) -> Link:
+def link_from_collectives(result: RunResult, label: str) -> Link:
     """The link fitted to the all_reduce rows of a collectives result (`label` names it).
 
     Rows that were measured and checked right (0 wrong elements) are used. InputError when the
     result is not a collectives run with such rows at two or more sizes on 2+ ranks.
     """
-    coll = result.get("collectives")
-    if not isinstance(coll, dict):
+    coll = result.collectives
+    if coll is None:
         raise InputError(
             f"{label}: not a collectives result (no collectives block); make one with "
             "`minicluster collectives --ops all_reduce`"
         )
-    n = coll.get("world_size") or result.get("world_size")
+    n = coll.world_size or result.world_size
     rows = [
-        r
-        for r in coll.get("results") or []
-        if r.get("op") == "all_reduce"
-        and isinstance(r.get("time_us"), (int, float))
-        and r.get("wrong") in (0, None)
-        and r.get("status", "measured") == "measured"
+        (r.size_bytes, float(r.time_us))
+        for r in coll.results
+        if r.op == "all_reduce"
+        and isinstance(r.time_us, (int, float))
+        and r.wrong in (0, None)
+        and r.status == "measured"
     ]
     if not isinstance(n, int) or n < 2:
         raise InputError(f"{label}: an all_reduce over {n} rank moves no data; need 2+ ranks")
-    if len({r["size_bytes"] for r in rows}) < 2:
+    if len({size for size, _ in rows}) < 2:
         raise InputError(
             f"{label}: needs measured, correct all_reduce times at two or more sizes "
             f"(has {len(rows)}); run `minicluster collectives --ops all_reduce --sizes 1K:8M`"
         )
-    sizes = [float(r["size_bytes"]) for r in rows]
+    sizes = [float(size) for size, _ in rows]
     source = (
-        f"fitted to the all_reduce times of collectives run {result.get('run_id')} ({n} ranks, "
-        f"{result.get('backend')}, {len(rows)} sizes)"
+        f"fitted to the all_reduce times of collectives run {result.run_id} ({n} ranks, "
+        f"{result.backend}, {len(rows)} sizes)"
     )
     try:
-        return fit_link(sizes, [float(r["time_us"]) for r in rows], n, source)
+        return fit_link(sizes, [t for _, t in rows], n, source)
     except ValueError as e:
         raise InputError(f"{label}: {e}") from None

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from minicluster import __version__
 from minicluster.analysis.records import RankRecords
 from minicluster.core import clock, config
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import ConfigError, InputError
 from minicluster.core.metrics import MetricValue, metric, unavailable
-from minicluster.result.schema import SCHEMA_VERSION
+from minicluster.core.version import __version__
+from minicluster.result.model import SCHEMA_VERSION
 
 
 def memory_metrics(

@@ -13,11 +13,9 @@ from typing import Any
 
 from minicluster.core.checks import ChecksSection
 from minicluster.core.config import RunSection
+from minicluster.result.model import FaultKind
 
 CHECKSUM_KEYS = ("param_checksum", "optim_checksum")
-CORRECTNESS_KINDS = ("corrupt_grad", "replica_divergence")  # the run ended, its numbers are wrong
-LINK_KINDS = ("slow_link",)  # the run ended, its fabric is slower than expected
-DEATH_KINDS = ("crash", "hang", "rank_failure")  # a rank that stopped recording (`_dead_ranks`)
 
 
 def detect(
@@ -223,7 +221,7 @@ def validation_section(
     if every:
         ranks_at: Counter[int] = Counter(step for r in records for step in _checksum_rows(r))
         steps = {step for step, n in ranks_at.items() if n >= 2}  # one rank compares to nothing
-        bad = [d for d in detected if d["kind"] in CORRECTNESS_KINDS]
+        bad = [d for d in detected if FaultKind.of(d["kind"]).correctness]
         check: dict[str, Any] = {
             "name": "replica_consistency",
             "passed": not bad and bool(steps),

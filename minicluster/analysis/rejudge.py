@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from minicluster.analysis.verdicts import exit_code
 from minicluster.core.checks import ChecksSection
+from minicluster.result.model import RunResult
 
 
 def changes(
-    before: dict[str, Any], after: dict[str, Any], own: ChecksSection, new: ChecksSection
+    before: RunResult, after: RunResult, own: ChecksSection, new: ChecksSection
 ) -> list[str]:
     """One line per threshold that changed and per verdict that changed with it (status,
     stragglers, detected faults, the link, the exit code); `before` was judged by the run's
@@ -20,8 +19,8 @@ def changes(
         if getattr(own, name) != getattr(new, name)
     ]
     verdicts = []
-    if before["status"] != after["status"]:
-        verdicts.append(f"status: {before['status']} -> {after['status']}")
+    if before.status != after.status:
+        verdicts.append(f"status: {before.status} -> {after.status}")
     was, now = _stragglers(before), _stragglers(after)
     if was != now:
         verdicts.append(f"stragglers: {_ranks(was)} -> {_ranks(now)}")
@@ -42,21 +41,20 @@ def _num(value: float | None) -> str:
     return "none" if value is None else f"{value:g}"
 
 
-def _stragglers(result: dict[str, Any]) -> list[int]:
-    return sorted(s["rank"] for s in result.get("stragglers") or [])
+def _stragglers(result: RunResult) -> list[int]:
+    return sorted(s.rank for s in result.stragglers if s.rank is not None)
 
 
 def _ranks(ranks: list[int]) -> str:
     return "rank " + ", ".join(map(str, ranks)) if ranks else "none"
 
 
-def _detected(result: dict[str, Any]) -> set[tuple[str, int | None]]:
-    faults = (result.get("faults") or {}).get("detected") or []
-    return {(d["kind"], d.get("rank")) for d in faults}
+def _detected(result: RunResult) -> set[tuple[str, int | None]]:
+    return {(d.kind, d.rank) for d in result.faults.detected}
 
 
-def _link(result: dict[str, Any]) -> str:
-    link = result.get("link") or {}
-    if not link.get("judged"):
+def _link(result: RunResult) -> str:
+    link = result.link
+    if link is None or not link.judged:
         return "not judged"
-    return "slow" if link.get("slow") else "ok"
+    return "slow" if link.slow else "ok"

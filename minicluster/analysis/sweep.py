@@ -7,7 +7,6 @@ jobs (`sweep --from`, `sweep_from`): on a cluster each world size is usually its
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from minicluster.core import rundir
 from minicluster.core.errors import InputError
 from minicluster.core.metrics import metric, unavailable
 from minicluster.result import fingerprint
+from minicluster.result.model import Fingerprint, RunResult, RunStatus, Scaling, SweepResult
 
 Mode = Literal["weak", "strong"]
 
@@ -163,7 +163,7 @@ def pick_headline(outcomes: Sequence[RunOutcome]) -> RunOutcome | None:
     return ok[(len(ok) - 1) // 2]
 
 
-def sweep_status(outcomes: Sequence[RunOutcome], planned_runs: int | None = None) -> str:
+def sweep_status(outcomes: Sequence[RunOutcome], planned_runs: int | None = None) -> RunStatus:
     """failed when any run failed; incomplete when any fell short of its steps or a planned
     run never ran (an interrupted sweep); else ok."""
     statuses = {o.status for o in outcomes}
@@ -236,55 +236,58 @@ def sweep_result(
     created_at: str,
     aggregated_at: str,
     planned_runs: int | None = None,
-) -> dict[str, Any] | None:
+) -> SweepResult | None:
     """The sweep's own `minicluster/1` result: the headline run's result (see `pick_headline`)
     with the sweep's id, status and `scaling` block, and `scaling_efficiency_pct` at the
     headline's world size. None when no run produced a result to build it on."""
     head = pick_headline(outcomes)
     if head is None or head.result is None:
         return None
-    result = copy.deepcopy(head.result)
     n = head.planned.world_size
-    scaling = {
-        **scaling,
-        "headline_run": {
-            "dir": head.dir,
-            "run_id": head.result["run_id"],
-            "world_size": n,
-            "round": head.planned.round,
-            "why": "per-rank sections, metrics and plots of this result come from this run: "
-            "the largest world size with a result, median throughput of its ok runs",
-        },
-    }
-    result["run_id"] = sweep_id
-    result["created_at"] = created_at
-    result["aggregated_at"] = aggregated_at
-    result["status"] = sweep_status(outcomes, planned_runs)
-    result["scaling"] = scaling
-    steps = result.get("steps")
-    if isinstance(steps, dict) and isinstance(steps.get("rank_files"), str):
-        steps["rank_files"] = f"{head.dir}/{steps['rank_files']}"
-    point = next(p for p in scaling["points"] if p["world_size"] == n)
-    how = (
-        f"{scaling['mode']} scaling at world size {n} vs {scaling['baseline']['world_size']}: "
-        f"{scaling['formula']}; median over rounds (see scaling)"
+    block = Scaling.from_json(
+        {
+            **scaling,
+            "headline_run": {
+                "dir": head.dir,
+                "run_id": head.result["run_id"],
+                "world_size": n,
+                "round": head.planned.round,
+                "why": "per-rank sections, metrics and plots of this result come from this "
+                "run: the largest world size with a result, median throughput of its ok runs",
+            },
+        }
     )
-    n0 = scaling["baseline"]["world_size"]
+    point = block.point(n)
+    assert point is not None, f"the scaling block has no point at the headline's world size {n}"
+    n0 = block.baseline.world_size
+    how = (
+        f"{block.mode} scaling at world size {n} vs {n0}: {block.formula}; median over rounds "
+        "(see scaling)"
+    )
     if n == n0:  # no larger world size has a result (an interrupted or failing sweep)
         eff = unavailable(
             "scaling_efficiency_pct",
             f"no run above the baseline world size {n0} has a result",
             how,
         )
-    elif point["efficiency_pct"] is not None:
-        eff = metric("scaling_efficiency_pct", point["efficiency_pct"], "derived", how)
+    elif point.efficiency_pct is not None:
+        eff = metric("scaling_efficiency_pct", point.efficiency_pct, "derived", how)
     else:
-        eff = unavailable("scaling_efficiency_pct", str(point["reason"]), how)
-    result["metrics"]["scaling_efficiency_pct"] = eff.to_dict()
-    result["errors"] = list(result.get("errors") or []) + [
-        f"sweep run {o.dir} (world size {o.planned.world_size}, round "
-        f"{o.planned.round}) {o.status}: {o.why_not_ok()}"
-        for o in outcomes
-        if o.status != "ok"
-    ]
-    return fingerprint.attach(result)
+        eff = unavailable("scaling_efficiency_pct", str(point.reason), how)
+    return SweepResult(
+        headline=RunResult.from_json(head.result),
+        scaling=block,
+        sweep_id=sweep_id,
+        created_at=created_at,
+        aggregated_at=aggregated_at,
+        status=sweep_status(outcomes, planned_runs),
+        scaling_efficiency=eff,
+        # what the sweep ran is what its headline ran (no field the sweep sets enters it)
+        fingerprint=Fingerprint.from_json(fingerprint.of_result(head.result)),
+        run_errors=[
+            f"sweep run {o.dir} (world size {o.planned.world_size}, round "
+            f"{o.planned.round}) {o.status}: {o.why_not_ok()}"
+            for o in outcomes
+            if o.status != "ok"
+        ],
+    )

@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from minicluster.analysis.fault_detect import CORRECTNESS_KINDS, LINK_KINDS
 from minicluster.core.errors import (
     EXIT_FAILED_CHECK,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RUN_FAILED,
 )
+from minicluster.result.model import RunResult
 
 
-def exit_code(result: dict[str, Any]) -> int:
+def exit_code(result: RunResult) -> int:
     """3 when the run failed; 130 when it was interrupted (status incomplete, what ran kept);
     1 when it ran but a check failed (diverged replicas, a corrupted gradient, wrong collective
     elements, a slow link against the expected busbw, a slow or wrong pair in the pairwise link
     test); else 0."""
-    if result["status"] == "failed":
+    if result.status == "failed":
         return EXIT_RUN_FAILED
-    if result.get("interrupted") is True:
+    if result.interrupted is True:
         return EXIT_INTERRUPTED
-    if any(d["kind"] in (*CORRECTNESS_KINDS, *LINK_KINDS) for d in result["faults"]["detected"]):
+    if any(d.gates for d in result.faults.detected):
         return EXIT_FAILED_CHECK  # wrong numbers, or a link slower than the expected busbw
-    if (result.get("collectives") or {}).get("wrong_total"):
+    if result.collectives is not None and result.collectives.wrong_total:
         return EXIT_FAILED_CHECK  # a collective returned wrong elements
-    if (result.get("pairwise") or {}).get("wrong_total"):
+    if result.pairwise is not None and result.pairwise.wrong_total:
         return EXIT_FAILED_CHECK  # a link delivered wrong elements
     return EXIT_OK

@@ -34,6 +34,7 @@ from minicluster.analysis.verdicts import exit_code as result_exit_code
 from minicluster.analysis.watch_rules import judge_stragglers, mark_stalls
 from minicluster.core import clock
 from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
+from minicluster.result.model import RunResult
 
 FORMAT = "minicluster-watch/1"
 MAX_ERRORS = 5  # of an ended run's errors, in the snapshot
@@ -43,7 +44,7 @@ def snapshot(
     tail: RunTail,
     now_s: float,
     stall_after_s: float,
-    result: dict[str, Any] | None = None,
+    result: RunResult | None = None,
     planned_ranks: int | None = None,
 ) -> dict[str, Any]:
     """The job as its rank files show it at `now_s` (this machine's `time.time()`).
@@ -93,9 +94,9 @@ def snapshot(
     if result is not None:
         # the run's own verdict over all its steps stands beside the last window's
         named = {s["rank"] for s in stragglers}
-        for s in result.get("stragglers") or []:
-            if isinstance(s, dict) and s.get("rank") in by_rank and s["rank"] not in named:
-                stragglers.append({**s, "over": "run"})
+        for verdict in result.stragglers:
+            if verdict.rank in by_rank and verdict.rank not in named:
+                stragglers.append({**verdict.to_json(), "over": "run"})
     for s in stragglers:
         by_rank[s["rank"]]["straggler"] = True
     slowest = _slowest(rows)
@@ -267,14 +268,12 @@ def _rank_row(
     return row
 
 
-def _after_the_end(rows: list[dict[str, Any]], result: dict[str, Any]) -> None:
+def _after_the_end(rows: list[dict[str, Any]], result: RunResult) -> None:
     """Once the run wrote its result no rank runs, and the result's verdict on each rank stands:
     the culprit `failed`, a rank whose collective broke because of it `aborted`, a rank stopped by
     Ctrl-C `interrupted`; one that left no summary and is not named died or was killed."""
-    failed = set(result.get("failed_ranks") or [])
-    verdict = {
-        r.get("rank"): r.get("status") for r in result.get("ranks") or [] if isinstance(r, dict)
-    }
+    failed = set(result.failed_ranks)
+    verdict = {r.rank: r.status for r in result.ranks}
     for r in rows:
         said = verdict.get(r["rank"])
         if said in ("aborted", "interrupted"):
@@ -396,19 +395,19 @@ def _worst_nodes_first(nodes: list[dict[str, Any]]) -> list[str]:
     return [n["node"] for n in sorted(nodes, key=key)]
 
 
-def ended_section(result: dict[str, Any]) -> dict[str, Any]:
+def ended_section(result: RunResult) -> dict[str, Any]:
     """What the run's result says at its end: `run_exit_code`, the code `minicluster run` gave it,
     and `exit_code`, the watch's (the same, but 1 instead of 0 when the result names a
     straggler: `run` reports a straggler and exits 0, a watch gate fails on it)."""
     run_code = result_exit_code(result)
-    stragglers = [s.get("rank") for s in result.get("stragglers") or []]
+    stragglers = [s.rank for s in result.stragglers]
     code = EXIT_FAILED_CHECK if run_code == EXIT_OK and stragglers else run_code
     return {
-        "status": result["status"],
-        "failed_ranks": result.get("failed_ranks") or [],
+        "status": result.status,
+        "failed_ranks": list(result.failed_ranks),
         "stragglers": stragglers,
-        "faults_detected": (result.get("faults") or {}).get("detected") or [],
-        "errors": (result.get("errors") or [])[:MAX_ERRORS],
+        "faults_detected": [d.to_json() for d in result.faults.detected],
+        "errors": result.errors[:MAX_ERRORS],
         "run_exit_code": run_code,
         "exit_code": code,
     }

@@ -19,7 +19,8 @@ from minicluster.analysis.watch import ended_section, snapshot
 from minicluster.analysis.watch_rules import START_WAIT_S
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
-from minicluster.result.schema import load_result
+from minicluster.result import read
+from minicluster.result.model import RunResult
 
 
 class Watcher:
@@ -105,10 +106,10 @@ class Watcher:
         return None
 
 
-def _result(run_dir: Path) -> dict[str, Any] | None:
+def _result(run_dir: Path) -> RunResult | None:
     """The run's `result.json` once it exists (written atomically: whole or absent)."""
     path = rundir.result_path(run_dir)
-    return load_result(path) if path.is_file() else None
+    return read(path) if path.is_file() else None
 
 
 def _planned_ranks(run_dir: Path) -> int | None:

@@ -50,6 +50,6 @@ def _load(path: Any, load_result: Any) -> dict[str, Any]:
     from minicluster.interop.nccl_tests import looks_like
 
     if path.is_file() and looks_like(read_text(path)):
-        return to_result(load(path, "nccl-tests"))
+        return to_result(load(path, "nccl-tests")).to_json()
     result: dict[str, Any] = load_result(path)
     return result

@@ -17,9 +17,9 @@ from minicluster.result import store
 
 
 def node_check(args: argparse.Namespace) -> int:
-    from minicluster import __version__
     from minicluster.analysis import references
     from minicluster.core.io import atomic_write_json
+    from minicluster.core.version import __version__
     from minicluster.report.nodecheck import node_check_html, node_check_markdown, print_node_check
     from minicluster.result.node_check import validate_node_check
 
@@ -197,7 +197,7 @@ def _collectives(plan: Any, platform: dict[str, Any], sub: Path, say: Any) -> di
         return {"error": str(e), "failed": True, "dir": str(sub)}
     if result is None:
         return {"error": "no result written", "failed": True, "dir": str(sub)}
-    return {**result, "dir": str(sub)}
+    return {**result.to_json(), "dir": str(sub)}
 
 
 def _reference(given: Any, platform: dict[str, Any]) -> tuple[Any, str | None]:

@@ -5,6 +5,7 @@ interface (`launchers.base`) and the run-directory rules (`result.store`).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -21,6 +22,7 @@ from minicluster.core.errors import InputError, MiniclusterError, RunFailedError
 from minicluster.core.io import atomic_write_json
 from minicluster.launchers.base import Launcher, LaunchOutcome, LaunchPlan, RecordsAt
 from minicluster.result import store
+from minicluster.result.model import RunResult
 
 if TYPE_CHECKING:
     from minicluster.analysis.frame import Launch
@@ -69,17 +71,17 @@ def keep_what_ran(out_dir: Path) -> None:
     except MiniclusterError as e:
         print(f"minicluster: nothing to keep: {e}", file=sys.stderr)
         return
-    steps = [r.get("steps_recorded") or 0 for r in kept.get("ranks") or []]
+    steps = [r.steps_recorded for r in kept.ranks]
     low, high = min(steps, default=0), max(steps, default=0)
     print(
         f"minicluster: kept {low if low == high else f'{low}-{high}'} steps per rank "
-        f"in {rundir.result_path(out_dir)} (status {kept.get('status')}); "
+        f"in {rundir.result_path(out_dir)} (status {kept.status}); "
         f"`minicluster report {out_dir}` shows it",
         file=sys.stderr,
     )
 
 
-def collect(plan: LaunchPlan, outcome: LaunchOutcome) -> tuple[dict[str, Any], Path] | None:
+def collect(plan: LaunchPlan, outcome: LaunchOutcome) -> tuple[RunResult, Path] | None:
     """The result of a finished launch and where it is, from wherever the outcome says the
     records are: in-band records (aggregated and written here), a result rank 0 wrote itself,
     or this machine's rank files; None on a node whose result is on rank 0's node."""
@@ -88,15 +90,15 @@ def collect(plan: LaunchPlan, outcome: LaunchOutcome) -> tuple[dict[str, Any], P
         _say_where_the_result_is(plan.out_dir)
         return None
     if where.result is not None:
-        from minicluster.result.schema import load_result
+        from minicluster.result import read
 
-        return load_result(where.result), where.result
+        return read(where.result), where.result
     if where.in_band is not None:
         from minicluster.analysis.aggregate import aggregate
         from minicluster.analysis.records import from_gathered
 
         result = aggregate(from_gathered(where.in_band), launch_of(outcome))
-        return result, write_result(plan.out_dir, result)
+        return RunResult.from_json(result), write_result(plan.out_dir, result)
     return aggregate_dir_to(where.dir, launch_of(outcome))
 
 
@@ -123,7 +125,7 @@ def recorded_launch(out_dir: Path, launcher_error: str | None = None) -> Launch:
     )
 
 
-def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False) -> dict[str, Any]:
+def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False) -> RunResult:
     """Aggregate the rank files of `out_dir` into its result.json; `quiet`: no summary."""
     result, path = aggregate_dir_to(out_dir, recorded_launch(out_dir, launcher_error))
     if not quiet:
@@ -131,7 +133,7 @@ def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False
     return result
 
 
-def aggregate_dir_to(out_dir: Path, launch: Launch | None = None) -> tuple[dict[str, Any], Path]:
+def aggregate_dir_to(out_dir: Path, launch: Launch | None = None) -> tuple[RunResult, Path]:
     """Aggregate the rank files of `out_dir`: the result, and where it was written (`write_result`:
     never over a result.json built from more ranks or steps, such as rank 0's in-band result of a
     job across nodes on a node that keeps only its own ranks' files). How the launch ended is
@@ -144,8 +146,8 @@ def aggregate_dir_to(out_dir: Path, launch: Launch | None = None) -> tuple[dict[
     written = store.write_result(out_dir, result)
     _warn_kept(written)
     if written.kept_result is not None:  # a fuller result was there: it stays the run's answer
-        return written.kept_result, rundir.result_path(out_dir)
-    return result, written.path
+        return RunResult.from_json(written.kept_result), rundir.result_path(out_dir)
+    return RunResult.from_json(result), written.path
 
 
 def run_records(out_dir: Path, launch: Launch | None = None) -> tuple[list[Any], Launch]:
@@ -184,10 +186,10 @@ def _refuse_partial_node_dir(out_dir: Path, records: list[Any]) -> None:
 
 
 def write_and_print(out_dir: Path, result: dict[str, Any]) -> None:
-    print_summary(write_result(out_dir, result), result)
+    print_summary(write_result(out_dir, result), RunResult.from_json(result))
 
 
-def print_summary(path: Path, result: dict[str, Any]) -> None:
+def print_summary(path: Path, result: RunResult) -> None:
     """The terminal summary of a result written to `path`, and where it is."""
     from minicluster.report.terminal import print_run_summary
 
@@ -233,7 +235,7 @@ def point_latest(out_dir: Path) -> None:
         log.warning("%s", why)
 
 
-def write_reports(result: dict[str, Any], md: Path | None, html: Path | None) -> None:
+def write_reports(result: RunResult, md: Path | None, html: Path | None) -> None:
     """Write the requested Markdown and HTML reports of `result`."""
     if md is not None:
         from minicluster.report.markdown import render_markdown
@@ -308,14 +310,14 @@ def _say_where_the_result_is(out_dir: Path) -> None:
     )
 
 
-def verdict_after_the_fact(result: dict[str, Any]) -> int:
+def verdict_after_the_fact(result: RunResult) -> int:
     """The exit code of a result this command built without being interrupted itself (`aggregate
     DIR`, a sweep over its runs): a run that was interrupted is status incomplete, but 130 is
     the code of a command that was interrupted, so its result exits by what it found (3 failed,
     1 a finding, else 0)."""
     from minicluster.analysis.verdicts import exit_code
 
-    return exit_code({**result, "interrupted": False})
+    return exit_code(dataclasses.replace(result, interrupted=False))
 
 
 def check_required(cfg: RunConfig) -> None:
@@ -363,7 +365,7 @@ def execute(
     md: Path | None = None,
     html: Path | None = None,
     quiet: bool = False,
-) -> dict[str, Any] | None:
+) -> RunResult | None:
     """The one path every launching command takes: plan the launch, write the resolved config
     into `out_dir`, start the ranks under a progress bar, turn their records into `result.json`
     (printing the summary unless `quiet`), point `runs/latest` at it when `point_at`, write the

@@ -14,7 +14,6 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from minicluster import __version__
 from minicluster.cli import handlers
 from minicluster.core import choices
 from minicluster.core.checks import ChecksSection
@@ -26,6 +25,7 @@ from minicluster.core.choices import (
 )
 from minicluster.core.config import CollectivesSection, RunSection
 from minicluster.core.units import format_size
+from minicluster.core.version import __version__
 from minicluster.launchers.ray_launch import PLACEMENTS, RayOptions
 from minicluster.launchers.torchrun import DEFAULT_RDZV_ID
 

@@ -21,6 +21,7 @@ from minicluster.core import rundir
 from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
 from minicluster.core.io import atomic_write_json
 from minicluster.result import store
+from minicluster.result.model import RunResult
 
 MANIFEST = rundir.REPEATS_FILE
 SCHEMA = "minicluster-repeats/1"
@@ -33,7 +34,7 @@ def manifest_path(top: Path) -> Path:
 
 
 def run_repeats(
-    args: argparse.Namespace, launch: Callable[[argparse.Namespace], dict[str, Any] | None]
+    args: argparse.Namespace, launch: Callable[[argparse.Namespace], RunResult | None]
 ) -> int:
     """Run the job `args.repeats` times through `launch` (the `run` command's own path), each into
     DIR/rI; write DIR/repeats.json; exit with the worst exit code of the runs (3 > 1 > 0)."""
@@ -56,7 +57,7 @@ def run_repeats(
     runs: list[dict[str, Any]] = []
     codes: list[int] = []
     junit = getattr(args, "junit", None)
-    results: list[tuple[dict[str, Any] | None, int]] = []
+    results: list[tuple[RunResult | None, int]] = []
     for i in range(k):
         sub = copy.copy(args)
         sub.out, sub.repeats, sub.junit = top / f"r{i}", None, None
@@ -85,14 +86,14 @@ def run_repeats(
     return max(codes, key=lambda c: {EXIT_OK: 0, EXIT_FAILED_CHECK: 1, 130: 2, 3: 3}.get(c, 4))
 
 
-def _entry(name: str, result: dict[str, Any] | None, code: int) -> dict[str, Any]:
-    metrics = (result or {}).get("metrics") or {}
+def _entry(name: str, result: RunResult | None, code: int) -> dict[str, Any]:
+    metrics = result.metrics if result is not None else {}
     return {
         "dir": name,
-        "run_id": (result or {}).get("run_id"),
-        "status": (result or {}).get("status"),
+        "run_id": result.run_id if result is not None else None,
+        "status": result.status if result is not None else None,
         "exit_code": code,
-        "values": {n: (metrics.get(n) or {}).get("value") for n in _SUMMARY},
+        "values": {n: mv.value if (mv := metrics.get(n)) else None for n in _SUMMARY},
     }
 
 

@@ -46,6 +46,7 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
     from minicluster.core.config import override_checks
     from minicluster.core.io import atomic_write_json
     from minicluster.result import store
+    from minicluster.result.model import RunResult
     from minicluster.result.schema import validate_result
 
     records, launch = orchestrate.run_records(run_dir)
@@ -62,22 +63,25 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
         atomic_write_json(path, after)
     except OSError as e:
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+    judged_before, judged_after = RunResult.from_json(before), RunResult.from_json(after)
     with orchestrate.stdout_may_close():
         print(f"minicluster: re-judged {run_dir} (the recorded result.json is kept):")
-        for line in verdict.changes(before, after, own, new):
+        for line in verdict.changes(judged_before, judged_after, own, new):
             print(f"  {line}")
         print(f"result: {path}")
-    return orchestrate.verdict_after_the_fact(after)
+    return orchestrate.verdict_after_the_fact(judged_after)
 
 
 def report(args: argparse.Namespace) -> int:
     """`minicluster report RESULT`: the terminal summary, and Markdown/HTML when asked."""
     from minicluster.report.terminal import print_run_summary
+    from minicluster.result.model import RunResult
     from minicluster.result.node_check import is_node_check, load_any
 
-    result = load_any(args.result)
-    if is_node_check(result):
-        return _report_node_check(result, args)
+    data = load_any(args.result)
+    if is_node_check(data):
+        return _report_node_check(data, args)
+    result = RunResult.from_json(data)
     orchestrate.write_reports(result, args.md, args.html)
     with orchestrate.stdout_may_close():
         print_run_summary(result)

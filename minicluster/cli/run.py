@@ -9,7 +9,6 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate
@@ -36,6 +35,7 @@ from minicluster.launchers.torchrun import (
     parse_endpoint,
 )
 from minicluster.result import store
+from minicluster.result.model import RunResult
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def write_junit(args: argparse.Namespace, result: dict[str, Any] | None, code: int) -> None:
+def write_junit(args: argparse.Namespace, result: RunResult | None, code: int) -> None:
     """`--junit F`: the run's verdicts as JUnit XML (nothing on a node that holds no result)."""
     if getattr(args, "junit", None) is None or result is None:
         return
@@ -71,26 +71,27 @@ def validate(args: argparse.Namespace) -> int:
     return code
 
 
-def _validate_code(result: dict[str, Any]) -> int:
-    if result["status"] == "failed":
+def _validate_code(result: RunResult) -> int:
+    if result.status == "failed":
         print("minicluster: validate: the run failed; see errors above", file=sys.stderr)
         return EXIT_RUN_FAILED
-    verdict = result["validation"]
-    if verdict["passed"]:
-        eq = next(c for c in verdict["checks"] if c["name"] == "ddp_equivalence")
-        rc = next(c for c in verdict["checks"] if c["name"] == "replica_consistency")
+    verdict = result.validation
+    assert verdict is not None  # validate configures both checks
+    if verdict.passed:
+        eq = next(c for c in verdict.checks if c.name == "ddp_equivalence")
+        rc = next(c for c in verdict.checks if c.name == "replica_consistency")
         print(
-            f"minicluster: validate: PASS: DDP equals one process after {eq['steps']} steps "
-            f"(max abs diff {eq['max_abs_diff']:.3g}, max relative L2 diff {eq['max_rel_diff']:.3g} "
-            f"<= {eq['rel_tolerance']}); "
-            f"replicas identical at {rc['steps_checked']} checked steps"
+            f"minicluster: validate: PASS: DDP equals one process after {eq.steps} steps "
+            f"(max abs diff {eq.max_abs_diff:.3g}, max relative L2 diff {eq.max_rel_diff:.3g} "
+            f"<= {eq.rel_tolerance}); "
+            f"replicas identical at {rc.steps_checked} checked steps"
         )
         return EXIT_OK
-    print(f"minicluster: validate: FAIL: {verdict['reason']}")
+    print(f"minicluster: validate: FAIL: {verdict.reason}")
     return EXIT_FAILED_CHECK
 
 
-def _launch_training(args: argparse.Namespace, validating: bool) -> dict[str, Any] | None:
+def _launch_training(args: argparse.Namespace, validating: bool) -> RunResult | None:
     """Resolve the config, start the ranks, aggregate: the shared body of `run` and `validate`.
     None on a node of a job across nodes that holds no result (see node.json), and on a dry
     run."""
@@ -388,9 +389,10 @@ def worker(args: argparse.Namespace) -> int:
     result = aggregate(from_gathered(gathered))
     with orchestrate.ranks_started(args.out):
         path = orchestrate.write_result(args.out, result)
+    typed = RunResult.from_json(result)
     if not args.quiet:
-        orchestrate.print_summary(path, result)
-    return exit_code(result)
+        orchestrate.print_summary(path, typed)
+    return exit_code(typed)
 
 
 def dist_rank() -> int:

@@ -30,8 +30,8 @@ from minicluster.core.errors import (
 )
 from minicluster.core.io import atomic_write_json
 from minicluster.launchers.base import Launcher
-from minicluster.result import store
-from minicluster.result.schema import load_result
+from minicluster.result import read_json, store
+from minicluster.result.model import RunResult
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -120,7 +120,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         # as `aggregate DIR` will count it later.
         partial = runs[finished]
         try:
-            result = load_result(out_dir / partial.name)
+            result = read_json(out_dir / partial.name)
             outcomes.append(RunOutcome(partial, result, "interrupted by the user"))
         except MiniclusterError:
             pass  # its ranks left nothing: it stays among the runs that never ran
@@ -195,7 +195,7 @@ def sweep_from(args: argparse.Namespace) -> int:
         raise InputError(
             f"{given[0]} does not apply to --from: the finished runs say what ran (drop it)"
         )
-    runs = [(str(d), load_result(d)) for d in args.from_dirs]
+    runs = [(str(d), read_json(d)) for d in args.from_dirs]
     found = sweep_from_runs(runs, args.mode)
     sweep_id, out_dir = store.new_output(args.out, "sweep")
     plan = {
@@ -253,8 +253,8 @@ def _finish_sweep(
     failed = [o.dir for o in outcomes if o.status == "failed"]
     if result is None:
         raise RunFailedError(f"sweep: no run produced a result ({', '.join(failed)} failed)")
-    orchestrate.write_and_print(out_dir, result)
-    orchestrate.write_reports(result, md, html)
+    orchestrate.write_and_print(out_dir, result.to_json())
+    orchestrate.write_reports(result.to_result(), md, html)
     if len(outcomes) < len(runs):
         print(
             f"minicluster: sweep: {len(runs) - len(outcomes)} of {len(runs)} runs never ran "
@@ -269,7 +269,11 @@ def _finish_sweep(
         return EXIT_RUN_FAILED
     # A live sweep that was interrupted never gets here (KeyboardInterrupt: 130); `aggregate`
     # of one exits by what its runs found.
-    return max(orchestrate.verdict_after_the_fact(o.result) for o in outcomes if o.result)
+    return max(
+        orchestrate.verdict_after_the_fact(RunResult.from_json(o.result))
+        for o in outcomes
+        if o.result
+    )
 
 
 def aggregate_sweep(sweep_dir: Path) -> int:
@@ -278,7 +282,7 @@ def aggregate_sweep(sweep_dir: Path) -> int:
     plan = sweep.load_plan(sweep_dir)
     if plan.get(sweep.FROM_KEY):
         found = sweep_from_runs(
-            [(d, load_result(Path(d))) for d in plan[sweep.FROM_KEY]], plan["mode"]
+            [(d, read_json(Path(d))) for d in plan[sweep.FROM_KEY]], plan["mode"]
         )
         return _finish_sweep(sweep_dir, plan, found.outcomes, None, None)
     outcomes: list[RunOutcome] = []
@@ -291,8 +295,8 @@ def aggregate_sweep(sweep_dir: Path) -> int:
         except MiniclusterError as e:
             outcomes.append(RunOutcome(planned, None, str(e)))
             continue
-        outcomes.append(RunOutcome(planned, result))
-        print(f"aggregate: {planned.name}: {result['status']}", file=sys.stderr)
+        outcomes.append(RunOutcome(planned, result.to_json()))
+        print(f"aggregate: {planned.name}: {result.status}", file=sys.stderr)
     if not outcomes:
         raise InputError(f"{sweep_dir}: a sweep directory, but none of its runs left rank files")
     sweep_projection.reaggregate_probe(sweep_dir, plan)
@@ -330,7 +334,7 @@ def _sweep_run(
         why = f"launcher: {launcher_error}; {e}" if launcher_error else str(e)
         print(f"sweep: {planned.name}: failed: {why}", file=sys.stderr)
         return RunOutcome(planned, None, why)
-    outcome = RunOutcome(planned, result)
+    outcome = RunOutcome(planned, result.to_json() if result is not None else None)
     line = f"sweep: {planned.name}: {outcome.status}"
     if outcome.status == "ok":
         line += (

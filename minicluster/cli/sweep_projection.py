@@ -22,8 +22,8 @@ from minicluster.core import config as config_mod
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import InputError, MiniclusterError
 from minicluster.launchers.base import Launcher
-from minicluster.result import store
-from minicluster.result.schema import load_result
+from minicluster.result import read, store
+from minicluster.result.model import RunResult
 
 _LINK_FLAGS = ("--collectives", "--link-gbps", "--link-latency-us", "--ranks-per-node")
 PROBE_MIN_BYTES = 1024
@@ -113,12 +113,9 @@ def run_probe(
     if n is None:
         return
     on_gpu = orchestrate.on_gpu(train_cfg)
+    series = [RunResult.from_json(o.result).series for o in outcomes if o.result is not None]
     grad_bytes = [
-        v
-        for o in outcomes
-        if o.result is not None
-        for v in ((o.result.get("steps") or {}).get("series") or {}).get("comm_bytes") or []
-        if isinstance(v, (int, float))
+        v for s in series if s is not None for v in s.get("comm_bytes") or [] if v is not None
     ]
     top = collective_defs.default_max_bytes(on_gpu)
     if grad_bytes:  # up to the gradient bytes of a step, in powers of two
@@ -156,7 +153,7 @@ def run_probe(
         print(f"sweep: all_reduce probe failed: {e}", file=sys.stderr)
         return
     if result is not None:
-        print(f"sweep: all_reduce probe: {result['status']}", file=sys.stderr)
+        print(f"sweep: all_reduce probe: {result.status}", file=sys.stderr)
 
 
 def reaggregate_probe(sweep_dir: Path, plan: dict[str, Any]) -> None:
@@ -178,7 +175,7 @@ def projection_block(
     probe = None
     if entry.get("probe_world_size") is not None:
         try:
-            probe = load_result(rundir.allreduce_probe_dir(sweep_dir, entry["probe_world_size"]))
+            probe = read(rundir.allreduce_probe_dir(sweep_dir, entry["probe_world_size"]))
         except MiniclusterError:
             probe = None
     try:
@@ -189,7 +186,7 @@ def projection_block(
 
 
 def link_model(
-    entry: dict[str, Any], probe: dict[str, Any] | None, probing: bool = False
+    entry: dict[str, Any], probe: RunResult | None, probing: bool = False
 ) -> tuple[LinkModel | None, str | None]:
     """The all-reduce model the plan's projection entry describes, or (None, why not).
 
@@ -201,7 +198,7 @@ def link_model(
     why = None
     if entry.get("collectives"):
         path = Path(entry["collectives"])
-        measured = link_from_collectives(load_result(path), f"--collectives {path}")
+        measured = link_from_collectives(read(path), f"--collectives {path}")
     elif entry.get("probe_world_size") is not None and not probing:
         if probe is None:
             why = "the sweep's all_reduce probe left no result (it failed or did not run)"

@@ -31,7 +31,7 @@ def export(record: BenchmarkRecord, target: str) -> str | bytes:
     if target == "minicluster":
         from minicluster.interop.minicluster import to_result
 
-        return json.dumps(to_result(record), indent=2, allow_nan=False) + "\n"
+        return json.dumps(to_result(record).to_json(), indent=2, allow_nan=False) + "\n"
     if target == "csv":
         from minicluster.interop.tables import to_csv
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ from minicluster.core.errors import InputError
 from minicluster.interop.record import FORMATS, BenchmarkRecord, check_physical
 
 MAX_INPUT_BYTES = 512 * 1024**2  # a result larger than this is not something we were written for
+# A GitHub table's delimiter row, outer pipes optional: `|---|:--:|` or `--- | ---`.
+_TABLE_DELIMITER = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)+\|?\s*$", re.M)
 
 
 def read_text(path: Path) -> str:
@@ -74,7 +77,7 @@ def sniff(text: str, path: Path) -> tuple[str, Any]:
             f"{path}: JSON of an unknown format (not a minicluster result, TrackIQ result, "
             "vLLM benchmark_serving or SGLang bench_serving output); use --format to force one"
         )
-    if stripped.startswith("#") or "\n|" in text:
+    if stripped.startswith("#") or "\n|" in text or _TABLE_DELIMITER.search(text):
         return "markdown", text
     raise InputError(f"{path}: unknown format; use --format {'|'.join(FORMATS)}")
 
@@ -150,8 +153,9 @@ def load_runs(path: Path, fmt: str | None = None) -> list[BenchmarkRecord]:
 def _import(fmt: str, content: Any, label: str) -> BenchmarkRecord:
     if fmt == "minicluster":
         from minicluster.interop import minicluster as minicluster_result
+        from minicluster.result import parse
 
-        return minicluster_result.to_record(content, label)
+        return minicluster_result.to_record(parse(content), label)
     if fmt == "trackiq":
         from minicluster.interop import trackiq
 

@@ -8,7 +8,6 @@ step table's per-rank wait (comm_ms - the step's transfer), which is how the res
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
 from minicluster.interop.record import BenchmarkRecord
+from minicluster.result.model import RunResult
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,8 +84,9 @@ def metrics_frame(record: BenchmarkRecord) -> pd.DataFrame:
 
 
 class Result:
-    """A loaded result. `raw` is the canonical `minicluster/1.x` dict (a foreign format converted,
-    null where the source lacks a field); `record` is what `compare` reads; the DataFrames:
+    """A loaded result. `result` is the canonical typed result (a foreign format converted, null
+    where the source lacks a field) and `raw` its JSON; `record` is what `compare` reads; the
+    DataFrames:
 
     - `metrics`: one row per metric (METRIC_COLUMNS);
     - `ranks`: one row per rank, nested fields flattened with `.` (`step_time_ms.p50`);
@@ -95,8 +96,8 @@ class Result:
     - `scaling`: one row per world size of a sweep (empty otherwise).
     """
 
-    def __init__(self, raw: dict[str, Any], record: BenchmarkRecord, path: Path) -> None:
-        self.raw = raw
+    def __init__(self, result: RunResult, record: BenchmarkRecord, path: Path) -> None:
+        self.result = result
         self.record = record
         self.path = path
 
@@ -107,44 +108,48 @@ class Result:
         )
 
     @cached_property
+    def raw(self) -> dict[str, Any]:
+        """The canonical `minicluster/1.x` result as JSON (a dict)."""
+        return self.result.to_json()
+
+    @cached_property
     def metrics(self) -> pd.DataFrame:
         return metrics_frame(self.record)
 
     @cached_property
     def ranks(self) -> pd.DataFrame:
         pd = _pandas()
-        ranks = self.raw.get("ranks") or []
+        ranks = [r.to_json() for r in self.result.ranks]
         return pd.json_normalize(ranks, sep=".") if ranks else pd.DataFrame(columns=["rank"])
 
     @cached_property
     def nodes(self) -> pd.DataFrame:
         pd = _pandas()
-        if isinstance(self.raw.get("nodes"), list):  # the per-node section, where present
-            return pd.json_normalize(self.raw["nodes"], sep=".")
+        if isinstance(self.result.nodes, list):  # the per-node section, where present
+            return pd.json_normalize([n.to_json() for n in self.result.node_entries], sep=".")
         hosts: dict[str, list[int]] = {}
-        for r in self.raw.get("ranks") or []:
-            hosts.setdefault(str(r.get("hostname")), []).append(int(r["rank"]))
+        for r in self.result.ranks:
+            hosts.setdefault(str(r.hostname), []).append(int(r.rank))
         rows = []
-        for node in (self.raw.get("platform") or {}).get("nodes") or []:
-            name = str(node.get("hostname"))
+        for node in self.result.platform.nodes:
+            name = str(node.hostname)
             ranks = hosts.pop(name, [])
-            rows.append({**node, "ranks": ranks, "n_ranks": len(ranks)})
+            rows.append({**node.to_json(), "ranks": ranks, "n_ranks": len(ranks)})
         rows += [{"hostname": h, "ranks": rs, "n_ranks": len(rs)} for h, rs in hosts.items()]
         return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["hostname", "n_ranks"])
 
     @cached_property
     def steps(self) -> pd.DataFrame:
         pd = _pandas()
-        steps = self.raw.get("steps")
-        steps = steps if isinstance(steps, dict) else {}
-        series = steps.get("series") or {}
+        steps = self.result.steps_section
+        series = self.result.series or {}
         transfer = dict(
             zip(series.get("step") or [], series.get("allreduce_transfer_ms") or [], strict=False)
         )
-        if isinstance(steps.get("embedded"), dict):
-            rows = _embedded_rows(steps["embedded"], transfer)
-        elif isinstance(steps.get("rank_files"), str) and self.path.is_dir():
-            rows = _rank_file_rows(self.path, steps["rank_files"], transfer)
+        if steps is not None and isinstance(steps.embedded, dict):
+            rows = _embedded_rows(steps.embedded, transfer)
+        elif steps is not None and isinstance(steps.rank_files, str) and self.path.is_dir():
+            rows = _rank_file_rows(self.path, steps.rank_files, transfer)
         else:
             rows = []
         frame = pd.DataFrame(rows, columns=list(STEP_COLUMNS))
@@ -153,12 +158,12 @@ class Result:
     @cached_property
     def scaling(self) -> pd.DataFrame:
         pd = _pandas()
-        scaling = self.raw.get("scaling")
-        points = scaling.get("points") if isinstance(scaling, dict) else None
+        scaling = self.result.scaling
+        points = [p.to_json() for p in scaling.points] if scaling is not None else None
         return pd.DataFrame(points) if points else pd.DataFrame(columns=["world_size"])
 
 
-def _embedded_rows(embedded: dict[str, Any], transfer: dict[int, Any]) -> list[dict[str, Any]]:
+def _embedded_rows(embedded: dict[str, Any], transfer: dict[Any, Any]) -> list[dict[str, Any]]:
     rows = []
     for rank, cols in embedded.items():
         n = len(cols["step"])
@@ -182,7 +187,7 @@ def _embedded_rows(embedded: dict[str, Any], transfer: dict[int, Any]) -> list[d
 
 
 def _rank_file_rows(
-    result_dir: Path, pattern: str, transfer: dict[int, Any]
+    result_dir: Path, pattern: str, transfer: dict[Any, Any]
 ) -> list[dict[str, Any]]:
     """Rows from the rank JSONL files `pattern` names (relative to the result's directory)."""
     from minicluster.analysis.records import read_run_dir
@@ -215,11 +220,8 @@ def load(path: Path, fmt: str | None = None) -> Result:
     reads (TrackIQ, vLLM, markdown). InputError when it cannot be read."""
     from minicluster.interop import detect
     from minicluster.interop.minicluster import to_result
+    from minicluster.result import read
 
     record = detect.load(path, fmt)
-    if record.source_format == "minicluster":
-        file = rundir.result_path(path) if path.is_dir() else path
-        raw: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
-    else:
-        raw = to_result(record)
-    return Result(raw, record, path if path.is_dir() else path.parent)
+    result = read(path) if record.source_format == "minicluster" else to_result(record)
+    return Result(result, record, path if path.is_dir() else path.parent)

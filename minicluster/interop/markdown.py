@@ -44,33 +44,34 @@ class _Table:
         return None
 
 
-def _cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split("|")]
-
-
 def _tables(text: str) -> list[_Table]:
+    """Every table of `text` (GitHub tables, with or without the outer pipes; `\\|` is a pipe
+    inside a cell), each under the heading above it. Cells are their source text, unescaped."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
     tables: list[_Table] = []
     heading = ""
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i].strip()
-        if line.startswith("#"):
-            heading = line.lstrip("#").strip()
-        elif (
-            line.startswith("|")
-            and i + 1 < len(lines)
-            and re.match(r"^\|[\s:|-]+\|?$", lines[i + 1].strip())
-        ):
-            header = _cells(line)
-            rows: list[list[str]] = []
-            i += 2
-            while i < len(lines) and lines[i].strip().startswith("|"):
-                rows.append(_cells(lines[i]))
-                i += 1
-            tables.append(_Table(heading, header, rows))
-            continue
-        i += 1
+    row: list[str] | None = None
+    current: _Table | None = None
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open":
+            heading = tokens[i + 1].content.strip()
+        elif tok.type == "table_open":
+            current = _Table(heading, [], [])
+            tables.append(current)
+        elif tok.type == "tr_open":
+            row = []
+        elif tok.type in ("th_open", "td_open") and row is not None:
+            row.append(tokens[i + 1].content.strip())
+        elif tok.type == "tr_close" and current is not None and row is not None:
+            if current.header:
+                current.rows.append(row)
+            else:
+                current.header = row
+            row = None
+        elif tok.type == "table_close":
+            current = None
     return tables
 
 

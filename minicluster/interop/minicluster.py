@@ -8,17 +8,19 @@ result: a field the source does not record is null, with the reason under `impor
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from minicluster import __version__
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.coverage import Coverage
 from minicluster.core.metrics import MetricValue
 from minicluster.core.units import format_size
+from minicluster.core.version import __version__
 from minicluster.interop.record import BenchmarkRecord
 from minicluster.interop.series import samples_from_series
 from minicluster.result import fingerprint
-from minicluster.result.schema import SCHEMA_VERSION, validate_result
+from minicluster.result.model import SCHEMA_VERSION, Platform, RunResult, Telemetry
+from minicluster.result.schema import validate_result
 
 _ENERGY_SOURCES = ("nvml", "rapl")
 _ENERGY_METRICS = (
@@ -29,100 +31,83 @@ _ENERGY_METRICS = (
 )
 
 
-def to_record(data: dict[str, Any], label: str) -> BenchmarkRecord:
-    validate_result(data)
+def to_record(result: RunResult, label: str) -> BenchmarkRecord:
+    """`result` as the record `compare` reads: its registry metrics (with the energy metrics'
+    coverage from its telemetry), and each per-step metric's samples from `steps.series`."""
     metrics: dict[str, MetricValue] = {}
     warnings: list[str] = []
-    for name, mv in data["metrics"].items():
+    for name, mv in result.metrics.items():
         if metrics_registry.get(name) is None:
             warnings.append(f"metric {name!r} is not in the registry; ignored")
             continue
-        cov = mv.get("coverage")
-        metrics[name] = MetricValue(
-            mv["value"],
-            mv["unit"],
-            mv["status"],
-            mv.get("method"),
-            mv.get("reason"),
-            Coverage.from_dict(cov) if isinstance(cov, dict) else None,
-        )
-    energy = _energy_coverage(data.get("telemetry"))
+        metrics[name] = mv
+    energy = _energy_coverage(result.telemetry)
     if energy is not None:
         for name in _ENERGY_METRICS:
-            mv = metrics.get(name)
-            if mv is not None and mv.coverage is None:
-                metrics[name] = MetricValue(
-                    mv.value, mv.unit, mv.status, mv.method, mv.reason, energy
-                )
-    wl = data["workload"]
-    workload_type = wl["workload_type"]
-    steps = data.get("steps")
-    series = steps.get("series") if isinstance(steps, dict) else None
+            energy_mv = metrics.get(name)
+            if energy_mv is not None and energy_mv.coverage is None:
+                metrics[name] = dataclasses.replace(energy_mv, coverage=energy)
+    wl = result.workload
+    series = result.series
     samples: dict[str, list[float]] = {}
-    if workload_type == "training":
-        samples, why_not = samples_from_series(
-            series, metrics, wl.get("global_batch"), wl.get("seq_len")
-        )
+    if wl.workload_type == "training":
+        samples, why_not = samples_from_series(series, metrics, wl.global_batch, wl.seq_len)
         warnings += why_not
-    if data["status"] != "ok":
-        warnings.append(f"run status is {data['status']!r}")
-    imported = data.get("imported_from") or {}
-    unknown = imported.get("unknown_fields") or {}
-    collectives = workload_type == "collectives"
-    steps_measured = len(series["step"]) if isinstance(series, dict) and "step" in series else None
+    if result.status != "ok":
+        warnings.append(f"run status is {result.status!r}")
+    unknown = result.imported_from.unknown_fields if result.imported_from is not None else {}
+    collectives = wl.workload_type == "collectives"
+    steps_measured = len(series["step"]) if series is not None and "step" in series else None
     return BenchmarkRecord(
         label=label,
         source_format="minicluster",
-        tool=data["tool"]["name"],
-        tool_version=data["tool"]["version"],
-        workload_type=workload_type,
-        workload_name=_collectives_name(data) if collectives else str(wl.get("name", "unknown")),
-        hardware=_hardware(data.get("platform") or {}),
+        tool=result.tool.name,
+        tool_version=result.tool.version,
+        workload_type=wl.workload_type,
+        workload_name=_collectives_name(result) if collectives else wl.name,
+        hardware=result.platform.hardware,
         metrics=metrics,
         samples=samples,
         warnings=warnings,
         details={
-            "run_id": data["run_id"],
-            "timestamp": data["created_at"],
-            "launcher": data["launcher"],
-            "nodes": _node_count(data["nodes"]),
-            "os": _os(data.get("platform") or {}),
-            "framework_version": (data.get("platform") or {}).get("torch"),
-            "per_rank_batch": wl.get("per_rank_batch"),
-            "world_size": data["world_size"],
-            "backend": data["backend"],
-            "timing_method": data.get("timing_method"),
-            "global_batch": wl.get("global_batch"),
-            "seq_len": wl.get("seq_len"),
+            "run_id": result.run_id,
+            "timestamp": result.created_at,
+            "launcher": result.launcher,
+            "nodes": _node_count(result),
+            "os": _os(result.platform),
+            "framework_version": result.platform.torch,
+            "per_rank_batch": wl.per_rank_batch,
+            "world_size": result.world_size,
+            "backend": result.backend,
+            "timing_method": result.timing_method,
+            "global_batch": wl.global_batch,
+            "seq_len": wl.seq_len,
             "steps_measured": steps_measured,
-            "run_status": data["status"],
-            "collective_sizes": (data.get("collectives") or {}).get("results")
-            if collectives
+            "run_status": result.status,
+            "collective_sizes": [r.to_json() for r in result.collectives.results]
+            if collectives and result.collectives is not None
             else None,
         },
-        series=series if isinstance(series, dict) else None,
-        unknown={str(k): str(v) for k, v in unknown.items()} if isinstance(unknown, dict) else {},
-        fingerprint=fingerprint.of_result(data),
+        series=series,
+        unknown={str(k): str(v) for k, v in unknown.items()},
+        fingerprint=fingerprint.of_result(result.to_json()),
     )
 
 
-def _energy_coverage(telemetry: Any) -> Coverage | None:
+def _energy_coverage(telemetry: Telemetry | None) -> Coverage | None:
     """Which energy sources the run's energy sum covers: those present on the machine (available)
     whose energy counter was read over the window; None when the result has no telemetry block."""
-    if not isinstance(telemetry, dict) or not isinstance(telemetry.get("nodes"), list):
+    if telemetry is None:
         return None
     present: list[str] = []
     read: list[str] = []
-    for node in telemetry["nodes"]:
-        sources = node.get("sources") if isinstance(node, dict) else None
-        for src in sources if isinstance(sources, list) else []:
-            if not isinstance(src, dict) or src.get("source") not in _ENERGY_SOURCES:
+    for node in telemetry.nodes:
+        for src in node.sources:
+            if src.source not in _ENERGY_SOURCES or not src.available:
                 continue
-            if not src.get("available"):
-                continue
-            name = f"{src['source']} {src.get('id') or src.get('scope')} on {node.get('hostname')}"
+            name = f"{src.source} {src.id or src.scope} on {node.hostname}"
             present.append(name)
-            energy = (src.get("readings") or {}).get("energy_j") or {}
+            energy = (src.readings or {}).get("energy_j") or {}
             if isinstance(energy, dict) and energy.get("value") is not None:
                 read.append(name)
     if not present:
@@ -130,52 +115,37 @@ def _energy_coverage(telemetry: Any) -> Coverage | None:
     return Coverage("energy sources", len(read), len(present), tuple(read))
 
 
-def _node_count(nodes: Any) -> int | None:
+def _collectives_name(result: RunResult) -> str:
+    """`collectives 1K..16M float32`: size range and dtype in the name, so the comparator warns
+    when two benchmarks cover different sizes (their peak busbw and largest-size all_reduce
+    time then differ by construction). The pairwise link test: `pairwise send_recv 64M float32`
+    (its busbw is a median pair's send/recv, not an all_reduce's)."""
+    pw = result.pairwise
+    if pw is not None:
+        size_text = f" {format_size(pw.size_bytes)}" if isinstance(pw.size_bytes, int) else ""
+        return f"pairwise {pw.transport or 'send_recv'}{size_text} {pw.dtype or ''}".strip()
+    coll = result.collectives
+    rows = coll.results if coll is not None else []
+    sizes = [r.nominal_bytes if r.nominal_bytes is not None else r.size_bytes for r in rows]
+    sizes = [s for s in sizes if isinstance(s, int)]
+    span = f" {format_size(min(sizes))}..{format_size(max(sizes))}" if sizes else ""
+    dtype = f" {coll.dtype}" if coll is not None and coll.dtype else ""
+    return f"collectives{span}{dtype}"
+
+
+def _node_count(result: RunResult) -> int | None:
     """The node count of a result: its per-node section's length (1.2), or the count results
     before 1.2 hold instead; None for an imported result that did not know it."""
+    nodes = result.nodes
     if nodes is None:
         return None
     return len(nodes) if isinstance(nodes, list) else int(nodes)
 
 
-def _collectives_name(data: dict[str, Any]) -> str:
-    """`collectives 1K..16M float32`: size range and dtype in the name, so the comparator warns
-    when two benchmarks cover different sizes (their peak busbw and largest-size all_reduce
-    time then differ by construction). The pairwise link test: `pairwise send_recv 64M float32`
-    (its busbw is a median pair's send/recv, not an all_reduce's)."""
-    pw = data.get("pairwise")
-    if isinstance(pw, dict):
-        size = pw.get("size_bytes")
-        size_text = f" {format_size(size)}" if isinstance(size, int) else ""
-        return f"pairwise {pw.get('transport') or 'send_recv'}{size_text} {pw.get('dtype') or ''}".strip()
-    coll = data.get("collectives") or {}
-    sizes = [r.get("nominal_bytes", r.get("size_bytes")) for r in coll.get("results") or []]
-    sizes = [s for s in sizes if isinstance(s, int)]
-    span = f" {format_size(min(sizes))}..{format_size(max(sizes))}" if sizes else ""
-    dtype = f" {coll['dtype']}" if coll.get("dtype") else ""
-    return f"collectives{span}{dtype}"
-
-
-def _os(platform: dict[str, Any]) -> str | None:
-    nodes = platform.get("nodes") or []
-    return str(nodes[0]["os"]) if nodes and nodes[0].get("os") else None
-
-
-def _hardware(platform: dict[str, Any]) -> str | None:
-    nodes = platform.get("nodes") or []
-    if not nodes:
-        hw = platform.get("hardware_name")  # a result converted from another format
-        return str(hw) if hw else None
-    node = nodes[0]
-    gpus = node.get("gpus") or []
-    if gpus:
-        first = gpus[0]
-        return (
-            str(first.get("name") or first.get("model") or first)
-            if isinstance(first, dict)
-            else str(first)
-        )
-    return str(node.get("cpu")) if node.get("cpu") else None
+def _os(platform: Platform) -> str | None:
+    if platform.nodes:
+        return platform.nodes[0].os or None
+    return None
 
 
 def _known(record: BenchmarkRecord, key: str, value: Any, unknown: dict[str, str], why: str) -> Any:
@@ -185,8 +155,8 @@ def _known(record: BenchmarkRecord, key: str, value: Any, unknown: dict[str, str
     return value
 
 
-def to_result(record: BenchmarkRecord) -> dict[str, Any]:
-    """`record` as a `minicluster/1.x` result dict (validated). Nothing is invented: a field the
+def to_result(record: BenchmarkRecord) -> RunResult:
+    """`record` as a `minicluster/1.x` result (validated). Nothing is invented: a field the
     source does not record is null and `imported_from.unknown_fields` says why."""
     d = record.details
     unknown: dict[str, str] = {}
@@ -243,7 +213,7 @@ def to_result(record: BenchmarkRecord) -> dict[str, Any]:
         result["fingerprint"] = record.fingerprint
     fingerprint.attach(result)
     validate_result(result)
-    return result
+    return RunResult.from_json(result)
 
 
 def _collectives_block(record: BenchmarkRecord) -> dict[str, Any]:

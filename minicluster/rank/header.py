@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from minicluster import __version__
 from minicluster.core import clock, launcher_env, rank_format
 from minicluster.core.config import RunConfig
 from minicluster.core.rank_format import Header
+from minicluster.core.version import __version__
 from minicluster.rank import dist, telemetry, workloads
 
 

@@ -8,6 +8,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from minicluster.report.content import straggler_sentence
+from minicluster.result.model import FaultKind, RunResult
+
 if TYPE_CHECKING:
     from minicluster.compare.engine import Comparison
     from minicluster.compare.history_check import CheckResult
@@ -67,39 +70,37 @@ def compare_cases(c: Comparison) -> list[Case]:
     return out
 
 
-def run_cases(result: dict[str, Any], exit_code: int) -> list[Case]:
+def run_cases(result: RunResult, exit_code: int) -> list[Case]:
     """A run's verdicts: its status, each detected fault or finding, each validation check."""
-    cls = f"run.{result.get('run_id')}"
-    status = str(result.get("status"))
+    cls = f"run.{result.run_id}"
+    status = str(result.status)
     out = [
         Case(
             cls,
             "status",
             "passed" if status == "ok" else ("error" if status == "failed" else "failure"),
-            f"status {status}; " + "; ".join(str(e) for e in result.get("errors") or [])[:2000],
+            f"status {status}; " + "; ".join(str(e) for e in result.errors)[:2000],
         )
     ]
-    for rank in result.get("failed_ranks") or []:
+    for rank in result.failed_ranks:
         out.append(Case(cls, f"rank {rank}", "failure", f"rank {rank} failed (see status)"))
-    detected = (result.get("faults") or {}).get("detected") or []
+    detected = result.faults.detected
     for d in detected:
-        name = f"{d.get('kind')} rank {d.get('rank')}"
-        out.append(Case(cls, name, "failure", str(d.get("evidence") or d)))
-    named = {d.get("rank") for d in detected if d.get("kind") == "straggler"}
-    for s in result.get("stragglers") or []:
-        if s.get("rank") not in named:
-            out.append(
-                Case(cls, f"straggler rank {s.get('rank')}", "failure", str(s.get("evidence") or s))
-            )
-    validation = result.get("validation") or {}
-    for chk in validation.get("checks") or []:
-        ok = chk.get("passed")
+        name = f"{d.kind} rank {d.rank}"
+        out.append(Case(cls, name, "failure", str(d.evidence or d.to_json())))
+    named = {d.rank for d in detected if d.fault_kind is FaultKind.STRAGGLER}
+    for s in result.stragglers:
+        if s.rank not in named:
+            out.append(Case(cls, f"straggler rank {s.rank}", "failure", straggler_sentence(s)))
+    checks = result.validation.checks if result.validation is not None else []
+    for chk in checks:
+        ok = chk.passed
         out.append(
             Case(
                 cls,
-                f"validation {chk.get('name')}",
+                f"validation {chk.name}",
                 "passed" if ok else ("skipped" if ok is None else "failure"),
-                str(chk.get("reason") or ""),
+                str(chk.reason or ""),
             )
         )
     out.append(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import html
-from typing import Any
 
 from minicluster.report.content import RunView, run_view
 from minicluster.report.plots import run_plots
 from minicluster.report.scaling_text import WHY_TITLE
 from minicluster.report.text import TextTable
+from minicluster.result.model import RunResult
 
 
 def md_escape(text: str) -> str:
@@ -50,7 +50,7 @@ def _bullets(title: str, items: list[str], empty: str) -> list[str]:
     return lines + [""]
 
 
-def render_markdown(result: dict[str, Any]) -> str:
+def render_markdown(result: RunResult) -> str:
     """The Markdown report of a run result."""
     view: RunView = run_view(result)
     lines = [f"# {md_escape(view.title)}", ""]

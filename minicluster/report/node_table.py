@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from minicluster.core.units import format_ranks
-from minicluster.report.text import TextTable, fmt_num, node_list, text
+from minicluster.report.text import TextTable, fmt_num, text
+from minicluster.result.model import NodeEntry, RunResult
 
 NOTE = (
     "A node is one launcher agent (torchrun's group rank; two agents on one machine share a "
@@ -16,16 +15,16 @@ NOTE = (
 )
 
 
-def nodes_table(result: dict[str, Any], max_rows: int | None = None) -> TextTable | None:
+def nodes_table(result: RunResult, max_rows: int | None = None) -> TextTable | None:
     """One row per node; None for a one-node job or a result without the per-node section.
 
     With `max_rows`, keeps nodes that are not ok or hold a straggler, then the lowest scores,
     and says how many it left out.
     """
-    nodes = node_list(result)
+    nodes = result.node_entries
     if len(nodes) < 2:
         return None
-    training = result["workload"].get("workload_type") != "collectives"
+    training = result.workload.workload_type != "collectives"
     headers = ["node", "host", "ranks", "status"]
     if training:
         headers += ["steps", "step ms", "compute ms", "allreduce ms", "slowest rank", "score"]
@@ -44,41 +43,36 @@ def nodes_table(result: dict[str, Any], max_rows: int | None = None) -> TextTabl
         )
     for n in shown:
         notes = []
-        if n.get("missing_ranks"):
-            notes.append(f"missing ranks {format_ranks(n['missing_ranks'])}")
-        if n.get("failed_ranks"):
-            notes.append(f"failed ranks {format_ranks(n['failed_ranks'])}")
-        if n.get("stragglers"):
-            notes.append(f"straggler rank {format_ranks(n['stragglers'])}")
-        if _flagged(n):
+        if n.missing_ranks:
+            notes.append(f"missing ranks {format_ranks(n.missing_ranks)}")
+        if n.failed_ranks:
+            notes.append(f"failed ranks {format_ranks(n.failed_ranks)}")
+        if n.stragglers:
+            notes.append(f"straggler rank {format_ranks(n.stragglers)}")
+        if n.flagged:
             table.highlight.add(len(table.rows))
-        row = [text(n.get("node_rank")), text(n.get("hostname")), format_ranks(n["ranks"])]
-        row.append(str(n.get("status")))
+        row = [text(n.node_rank), text(n.hostname), format_ranks(n.ranks), str(n.status)]
         if training:
             row += [
-                text(n.get("measured_steps")),
-                fmt_num(n.get("step_time_ms_median")),
-                fmt_num(n.get("compute_ms_median")),
-                fmt_num(n.get("allreduce_ms_median")),
-                text(n.get("slowest_rank")),
-                fmt_num(n.get("performance_score")),
+                text(n.measured_steps),
+                fmt_num(n.step_time_ms_median),
+                fmt_num(n.compute_ms_median),
+                fmt_num(n.allreduce_ms_median),
+                text(n.slowest_rank),
+                fmt_num(n.performance_score),
             ]
         table.rows.append([*row, "; ".join(notes)])
     return table
 
 
-def _flagged(node: dict[str, Any]) -> bool:
-    return node.get("status") != "ok" or bool(node.get("stragglers"))
-
-
-def _shown(nodes: list[dict[str, Any]], max_rows: int | None) -> list[dict[str, Any]]:
+def _shown(nodes: list[NodeEntry], max_rows: int | None) -> list[NodeEntry]:
     if max_rows is None or len(nodes) <= max_rows:
         return nodes
 
-    def score(n: dict[str, Any]) -> float:
-        s = n.get("performance_score")
+    def score(n: NodeEntry) -> float:
+        s = n.performance_score
         return float(s) if isinstance(s, (int, float)) else 2.0
 
-    order = sorted(range(len(nodes)), key=lambda i: (not _flagged(nodes[i]), score(nodes[i])))
+    order = sorted(range(len(nodes)), key=lambda i: (not nodes[i].flagged, score(nodes[i])))
     keep = set(order[:max_rows])
     return [n for i, n in enumerate(nodes) if i in keep]

@@ -1,17 +1,17 @@
 """What the pairwise link test adds to a report: the busbw matrix (or the worst pairs), the pairs,
 the per-rank and per-node medians as text tables, and the heat map. Renders, never computes:
-every number and verdict comes from `result["pairwise"]` as aggregation wrote it."""
+every number and verdict comes from the result's `pairwise` block as aggregation wrote it."""
 
 from __future__ import annotations
 
 import math
 from html import escape
-from typing import Any
 
 from minicluster.core.units import format_size
 from minicluster.report import svg
 from minicluster.report.svg import Plot
 from minicluster.report.text import TextTable, fmt_num, text
+from minicluster.result.model import Pairwise, RunResult
 
 TERMINAL_MATRIX_MAX = 16  # above this many ranks the terminal shows the worst pairs instead
 HEATMAP_MAX = 64  # cells per side; above it the heat map shows the ranks with the worst medians
@@ -20,40 +20,39 @@ FAST_COLOR = "#0072B2"  # Okabe-Ito blue: above it
 MID_COLOR = "#F7F7F7"
 
 
-def pairwise_tables(result: dict[str, Any], max_rows: int | None = None) -> list[TextTable]:
+def pairwise_tables(pw: Pairwise, max_rows: int | None = None) -> list[TextTable]:
     """Matrix (or worst pairs when `max_rows` is set and there are more participants), pairs
     (worst first, at most `max_rows`), per rank, and per node when the ranks span nodes."""
-    pw = result["pairwise"]
     tables = []
-    n = len(pw.get("participants") or [])
+    n = len(pw.participants)
     if max_rows is None or n <= max_rows:
         tables.append(matrix_table(pw))
     tables.append(pairs_table(pw, max_rows))
     tables.append(per_rank_table(pw))
-    if len(pw.get("per_node") or []) > 1:
+    if len(pw.per_node) > 1:
         tables.append(per_node_table(pw))
     return tables
 
 
-def _rule_note(pw: dict[str, Any]) -> str:
-    size = pw.get("size_bytes")
+def _rule_note(pw: Pairwise) -> str:
+    size = pw.size_bytes
     size_text = f"{format_size(size)} ({size} B)" if size else "n/a"
     return (
-        f"{text(pw.get('transport'))} of {size_text} each way per transfer, "
-        f"{text(pw.get('dtype'))}, {text(pw.get('warmup_iters'))} warm-up + "
-        f"{text(pw.get('iters'))} timed transfers each way per pair, {text(pw.get('schedule'))} "
-        f"rounds, {text(pw.get('passes'))} pass(es); "
-        f"{text(pw.get('rule'))}. busbw = algbw = size / time in decimal GB/s (send/recv, "
+        f"{text(pw.transport)} of {size_text} each way per transfer, "
+        f"{text(pw.dtype)}, {text(pw.warmup_iters)} warm-up + "
+        f"{text(pw.iters)} timed transfers each way per pair, {text(pw.schedule)} "
+        f"rounds, {text(pw.passes)} pass(es); "
+        f"{text(pw.rule)}. busbw = algbw = size / time in decimal GB/s (send/recv, "
         "nccl-tests sendrecv)."
     )
 
 
-def matrix_table(pw: dict[str, Any]) -> TextTable:
+def matrix_table(pw: Pairwise) -> TextTable:
     """The N x N busbw matrix: row sends, column receives (GB/s); slow pairs marked `*`."""
-    labels = [str(x) for x in pw.get("labels") or []]
+    labels = [str(x) for x in pw.labels]
     short = [_short(x) for x in labels]
-    slow = {tuple(p) for p in pw.get("slow_pairs") or []}
-    who = pw.get("participants") or []
+    slow = {tuple(p) for p in pw.slow_pairs}
+    who = pw.participants
     table = TextTable(
         "Bus bandwidth matrix (GB/s)",
         ["from \\ to", *short],
@@ -61,7 +60,7 @@ def matrix_table(pw: dict[str, Any]) -> TextTable:
         + _rule_note(pw),
         numeric=set(range(1, len(short) + 1)),
     )
-    for i, row in enumerate(pw.get("matrix_gbps") or []):
+    for i, row in enumerate(pw.matrix_gbps):
         cells = []
         for j, v in enumerate(row):
             mark = "*" if (min(who[i], who[j]), max(who[i], who[j])) in slow else ""
@@ -72,29 +71,29 @@ def matrix_table(pw: dict[str, Any]) -> TextTable:
     return table
 
 
-def pairs_table(pw: dict[str, Any], max_rows: int | None = None) -> TextTable:
+def pairs_table(pw: Pairwise, max_rows: int | None = None) -> TextTable:
     """One row per pair, slow and wrong ones first, then the lowest busbw."""
-    labels = dict(zip(pw.get("participants") or [], pw.get("labels") or [], strict=False))
+    labels = dict(zip(pw.participants, pw.labels, strict=False))
     rows = sorted(
-        pw.get("pairs") or [],
+        pw.pairs,
         key=lambda r: (
-            not (r.get("slow") or r.get("wrong")),
-            r["busbw_gbps"] if r.get("busbw_gbps") is not None else -1.0,
+            not (r.slow or r.wrong),
+            r.busbw_gbps if r.busbw_gbps is not None else -1.0,
         ),
     )
     shown = rows if max_rows is None else rows[:max_rows]
-    dist = pw.get("distribution") or {}
-    median = dist.get("median")
+    dist = pw.distribution
+    median = dist.median
     note = (
-        f"Worst first. z: robust z of the pair's busbw on the log scale over {text(dist.get('n'))} "
+        f"Worst first. z: robust z of the pair's busbw on the log scale over {text(dist.n)} "
         f"measured pairs (median {fmt_num(median)} GB/s, MAD floored at "
-        f"{fmt_num(pw.get('mad_floor_frac'))}); slow: z < -{fmt_num(pw.get('outlier_z'))}"
+        f"{fmt_num(pw.mad_floor_frac)}); slow: z < -{fmt_num(pw.outlier_z)}"
     )
-    if pw.get("min_busbw_gbps") is not None:
-        note += f" or busbw < {fmt_num(pw['min_busbw_gbps'])} GB/s"
+    if pw.min_busbw_gbps is not None:
+        note += f" or busbw < {fmt_num(pw.min_busbw_gbps)} GB/s"
     note += ". #wrong: received elements that differ from the sender's pattern, both ways."
-    if dist.get("reason"):
-        note += f" {dist['reason']}."
+    if dist.reason:
+        note += f" {dist.reason}."
     if len(shown) < len(rows):
         note += f" Showing the worst {len(shown)} of {len(rows)} pairs; all are in result.json."
     table = TextTable(
@@ -116,93 +115,92 @@ def pairs_table(pw: dict[str, Any], max_rows: int | None = None) -> TextTable:
     )
     for r in shown:
         verdict = "ok"
-        if r.get("status") != "measured":
-            verdict = f"not measured: {text(r.get('reason'))}"
-        elif r.get("slow"):
-            verdict = f"SLOW: {r.get('why_slow')}"
-        if r.get("wrong"):
-            verdict = f"WRONG ({r['wrong']} elements)" + ("" if verdict == "ok" else f"; {verdict}")
+        if r.status != "measured":
+            verdict = f"not measured: {text(r.reason)}"
+        elif r.slow:
+            verdict = f"SLOW: {r.why_slow}"
+        if r.wrong:
+            verdict = f"WRONG ({r.wrong} elements)" + ("" if verdict == "ok" else f"; {verdict}")
         if verdict != "ok":
             table.highlight.add(len(table.rows))
         table.rows.append(
             [
-                f"{labels.get(r['a'], r['a'])} - {labels.get(r['b'], r['b'])}",
-                text(r.get("round")),
-                fmt_num(r.get("time_us")),
-                fmt_num(r.get("busbw_ab_gbps")),
-                fmt_num(r.get("busbw_ba_gbps")),
-                fmt_num(r.get("busbw_gbps")),
-                fmt_num(r.get("z")),
-                text(r.get("wrong")),
+                f"{labels.get(r.a, r.a)} - {labels.get(r.b, r.b)}",
+                text(r.round),
+                fmt_num(r.time_us),
+                fmt_num(r.busbw_ab_gbps),
+                fmt_num(r.busbw_ba_gbps),
+                fmt_num(r.busbw_gbps),
+                fmt_num(r.z),
+                text(r.wrong),
                 verdict,
             ]
         )
     return table
 
 
-def per_rank_table(pw: dict[str, Any]) -> TextTable:
-    what = "node" if pw.get("per") == "node" else "rank"
+def per_rank_table(pw: Pairwise) -> TextTable:
+    what = "node" if pw.per == "node" else "rank"
     table = TextTable(
         f"Per {what} (median over its pairs)",
         ["rank", "node", "pairs", "busbw GB/s", "time (us)", "slow pairs"],
         note="Median over the pairs the rank took part in of the pair's busbw and time.",
         numeric={2, 3, 4, 5},
     )
-    for r in pw.get("per_rank") or []:
-        if r.get("slow_pairs"):
+    for r in pw.per_rank:
+        if r.slow_pairs:
             table.highlight.add(len(table.rows))
         table.rows.append(
             [
-                str(r["rank"]),
-                text(r.get("node")),
-                f"{r.get('pairs_measured')} / {r.get('pairs')}",
-                fmt_num(r.get("busbw_gbps_median")),
-                fmt_num(r.get("time_us_median")),
-                text(r.get("slow_pairs")),
+                str(r.rank),
+                text(r.node),
+                f"{r.pairs_measured} / {r.pairs}",
+                fmt_num(r.busbw_gbps_median),
+                fmt_num(r.time_us_median),
+                text(r.slow_pairs),
             ]
         )
     return table
 
 
-def per_node_table(pw: dict[str, Any]) -> TextTable:
+def per_node_table(pw: Pairwise) -> TextTable:
     table = TextTable(
         "Per node (median over the pairs with a rank on it)",
         ["node", "ranks", "pairs", "busbw GB/s", "slow pairs"],
         numeric={2, 3, 4},
         wrap={1},
     )
-    for r in pw.get("per_node") or []:
-        if r.get("slow_pairs"):
+    for r in pw.per_node:
+        if r.slow_pairs:
             table.highlight.add(len(table.rows))
         table.rows.append(
             [
-                text(r.get("node")),
-                ", ".join(str(x) for x in r.get("ranks") or []),
-                f"{r.get('pairs_measured')} / {r.get('pairs')}",
-                fmt_num(r.get("busbw_gbps_median")),
-                text(r.get("slow_pairs")),
+                text(r.node),
+                ", ".join(str(x) for x in r.ranks),
+                f"{r.pairs_measured} / {r.pairs}",
+                fmt_num(r.busbw_gbps_median),
+                text(r.slow_pairs),
             ]
         )
     return table
 
 
-def pairwise_summary_rows(result: dict[str, Any]) -> list[list[str]]:
+def pairwise_summary_rows(pw: Pairwise) -> list[list[str]]:
     """The workload and steps rows of a pairwise result's summary."""
-    pw = result["pairwise"]
-    size = pw.get("size_bytes")
+    size = pw.size_bytes
     return [
         [
             "workload",
-            f"pairwise link test: {text(pw.get('transport'))} of "
+            f"pairwise link test: {text(pw.transport)} of "
             f"{format_size(size) if size else 'n/a'} each way between every pair of "
-            f"{pw.get('per', 'rank')}s ({len(pw.get('participants') or [])}), "
-            f"{text(pw.get('rounds'))} {text(pw.get('schedule'))} rounds",
+            f"{pw.per}s ({len(pw.participants)}), "
+            f"{text(pw.rounds)} {text(pw.schedule)} rounds",
         ],
         ["batch", "n/a (a link test has no batch)"],
         [
             "steps",
-            f"n/a; {text(pw.get('warmup_iters'))} warm-up + {text(pw.get('iters'))} timed "
-            f"transfers each way per pair, {text(pw.get('passes'))} pass(es)",
+            f"n/a; {text(pw.warmup_iters)} warm-up + {text(pw.iters)} timed "
+            f"transfers each way per pair, {text(pw.passes)} pass(es)",
         ],
     ]
 
@@ -228,25 +226,25 @@ def _mix(a: str, b: str, t: float) -> str:
     return "#" + "".join(f"{round(x + (y - x) * t):02X}" for x, y in zip(ca, cb, strict=True))
 
 
-def heatmap_plot(result: dict[str, Any]) -> Plot | None:
+def heatmap_plot(result: RunResult) -> Plot | None:
     """The busbw matrix as a heat map: colour = busbw / median of the pairs (log scale), slow
     pairs outlined, unmeasured cells hatched grey; above HEATMAP_MAX participants, the ones with
     the lowest median busbw (every one in a slow pair first), said in the caption.
 
-    Reads `result["pairwise"]`: `participants`, `labels`, `matrix_gbps` ([i][j]: GB/s of i -> j),
+    Reads the `pairwise` block: `participants`, `labels`, `matrix_gbps` ([i][j]: GB/s of i -> j),
     `slow_pairs`, `distribution.median`, `per_rank[].busbw_gbps_median`.
     """
-    pw = result.get("pairwise")
-    if not isinstance(pw, dict) or not pw.get("matrix_gbps"):
+    pw = result.pairwise
+    if pw is None or not pw.matrix_gbps:
         return None
-    who = list(pw["participants"])
-    labels = [str(x) for x in pw["labels"]]
-    matrix = pw["matrix_gbps"]
-    median = (pw.get("distribution") or {}).get("median")
-    slow = {tuple(p) for p in pw.get("slow_pairs") or []}
+    who = list(pw.participants)
+    labels = [str(x) for x in pw.labels]
+    matrix = pw.matrix_gbps
+    median = pw.distribution.median
+    slow = {tuple(p) for p in pw.slow_pairs}
     index = list(range(len(who)))
     if len(who) > HEATMAP_MAX:
-        medians = {r["rank"]: r.get("busbw_gbps_median") for r in pw.get("per_rank") or []}
+        medians = {r.rank: r.busbw_gbps_median for r in pw.per_rank}
         in_slow = {x for p in slow for x in p}
         index = sorted(
             index,

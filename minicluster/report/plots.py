@@ -1,7 +1,7 @@
 """The plots of a run, sweep, collectives or pairwise result as inline SVG, each drawn only when
 the result holds its data.
 
-Each function takes the whole result dict and returns a `Plot`, or None when the data it
+Each function takes the whole result (a RunResult) and returns a `Plot`, or None when the data it
 draws is absent. The numbers come from the result as they are; choosing axes, clipping the
 view and picking colours is all that happens here.
 """
@@ -9,7 +9,6 @@ view and picking colours is all that happens here.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from minicluster.report import svg
 from minicluster.report.pairwise import heatmap_plot
@@ -17,11 +16,12 @@ from minicluster.report.scaling_loss_plot import scaling_loss_plot
 from minicluster.report.svg import Plot
 from minicluster.report.telemetry_plots import power_plot, temperature_plot
 from minicluster.report.text import fmt_num
+from minicluster.result.model import RankEntry, RunResult
 
 STEP_SERIES_MAX = 64  # ranks drawn in the step-time plot; more would be an unreadable tangle
 
 
-def run_plots(result: dict[str, Any]) -> list[Plot]:
+def run_plots(result: RunResult) -> list[Plot]:
     """Every plot this result has data for, in report order."""
     makers = (
         heatmap_plot,
@@ -36,17 +36,14 @@ def run_plots(result: dict[str, Any]) -> list[Plot]:
     return [p for p in (make(result) for make in makers) if p is not None]
 
 
-def step_time_plot(result: dict[str, Any]) -> Plot | None:
+def step_time_plot(result: RunResult) -> Plot | None:
     """Step time per rank over steps, warm-up shaded, run p50/p95 as dashed lines.
 
-    Reads `result["steps"]["embedded"]`: `{rank (str): {"step": [int], "warmup": [bool],
+    Reads `steps.embedded`: `{rank (str): {"step": [int], "warmup": [bool],
     "step_time_ms": [float | None]}}`, and the metrics `latency_p50_ms` / `latency_p95_ms`.
     """
-    embedded = (
-        (result.get("steps") or {}).get("embedded")
-        if isinstance(result.get("steps"), dict)
-        else None
-    )
+    steps = result.steps_section
+    embedded = steps.embedded if steps is not None else None
     if not embedded:
         return None
     series: list[tuple[int, list[tuple[float, float]], list[tuple[float, bool]]]] = []
@@ -62,8 +59,8 @@ def step_time_plot(result: dict[str, Any]) -> Plot | None:
             series.append((int(key), pts, flags))
     if not series:
         return None
-    p50 = svg.metric_value(result, "latency_p50_ms")
-    p95 = svg.metric_value(result, "latency_p95_ms")
+    p50 = result.metric_value("latency_p50_ms")
+    p95 = result.metric_value("latency_p95_ms")
     measured = [
         t for _, pts, flags in series for (s, t), (_, w) in zip(pts, flags, strict=False) if not w
     ]
@@ -123,24 +120,30 @@ def step_time_plot(result: dict[str, Any]) -> Plot | None:
 
 
 _SEGMENTS = (
-    ("compute_ms_median", "compute", "#0072B2"),
-    ("wait_ms_median", "all-reduce wait", "#D55E00"),
-    ("transfer_ms_median", "all-reduce transfer", "#009E73"),
+    ("compute", "#0072B2"),
+    ("all-reduce wait", "#D55E00"),
+    ("all-reduce transfer", "#009E73"),
 )
 
 
-def rank_breakdown_plot(result: dict[str, Any]) -> Plot | None:
+def _segments(r: RankEntry) -> list[tuple[float | None, str, str]]:
+    """(median ms, name, colour) of a rank's compute, wait and transfer, in _SEGMENTS order."""
+    values = (r.compute_ms_median, r.wait_ms_median, r.transfer_ms_median)
+    return [(v, name, col) for v, (name, col) in zip(values, _SEGMENTS, strict=True)]
+
+
+def rank_breakdown_plot(result: RunResult) -> Plot | None:
     """Per-rank compute / wait / transfer medians as horizontal stacked bars, straggler outlined.
 
-    Reads `result["ranks"][i]`: `rank`, `compute_ms_median`, `wait_ms_median`,
-    `transfer_ms_median` (ms, None when the rank has no measured steps), and
-    `result["stragglers"][j]["rank"]`.
+    Reads `ranks[i]`: `rank`, `compute_ms_median`, `wait_ms_median`, `transfer_ms_median` (ms,
+    None when the rank has no measured steps), and `stragglers[j].rank`.
     """
-    ranks = [r for r in result.get("ranks") or [] if r.get("compute_ms_median") is not None]
+    ranks = [r for r in result.ranks if r.compute_ms_median is not None]
     if not ranks:
         return None
-    stragglers = {s.get("rank") for s in result.get("stragglers") or []}
-    totals = [sum(r.get(k) or 0.0 for k, _, _ in _SEGMENTS) for r in ranks]
+    stragglers = {s.rank for s in result.stragglers}
+    segments = [_segments(r) for r in ranks]
+    totals = [sum(v or 0.0 for v, _, _ in segs) for segs in segments]
     bar_h, gap = 18, 8
     height = svg.MARGIN_TOP + len(ranks) * (bar_h + gap) + svg.MARGIN_BOTTOM + 10
     frame = svg.Frame(0.0, max(totals) * 1.12 or 1.0, 0.0, 1.0, height=height)
@@ -153,19 +156,18 @@ def rank_breakdown_plot(result: dict[str, Any]) -> Plot | None:
             f'<line x1="{x:.1f}" y1="{frame.top}" x2="{x:.1f}" y2="{frame.bottom}" class="grid"/>'
         )
     parts.append(svg.x_axis(frame, "median time per step (ms)", ticks))
-    for i, r in enumerate(ranks):
+    for i, (r, segs) in enumerate(zip(ranks, segments, strict=True)):
         y = frame.top + 6 + i * (bar_h + gap)
         x0 = 0.0
-        is_straggler = r["rank"] in stragglers
-        for key, name, col in _SEGMENTS:
-            v = r.get(key)
-            if v is None:
+        is_straggler = r.rank in stragglers
+        for ms, name, col in segs:
+            if ms is None:
                 continue
-            a, b = frame.x(x0), frame.x(x0 + v)
+            a, b = frame.x(x0), frame.x(x0 + ms)
             parts.append(
-                svg.rect(a, y, b - a, bar_h, col, f"rank {r['rank']} {name}: {fmt_num(v)} ms")
+                svg.rect(a, y, b - a, bar_h, col, f"rank {r.rank} {name}: {fmt_num(ms)} ms")
             )
-            x0 += v
+            x0 += ms
         if is_straggler:
             parts.append(
                 svg.rect(
@@ -174,15 +176,15 @@ def rank_breakdown_plot(result: dict[str, Any]) -> Plot | None:
                     frame.x(x0) - frame.x(0),
                     bar_h + 4,
                     "none",
-                    f"rank {r['rank']} is the straggler",
+                    f"rank {r.rank} is the straggler",
                     outline="#C00",
                 )
             )
             parts.append(
                 svg.text(frame.x(x0) + 6, y + 13, "straggler", fill="#C00", cls="tick strag")
             )
-        parts.append(svg.text(frame.left - 6, y + 13, f"rank {r['rank']}", anchor="end"))
-    parts.append(svg.legend(frame, [(n, c, "box") for _, n, c in _SEGMENTS]))
+        parts.append(svg.text(frame.left - 6, y + 13, f"rank {r.rank}", anchor="end"))
+    parts.append(svg.legend(frame, [(n, c, "box") for n, c in _SEGMENTS]))
     parts.append("</svg>")
     caption = (
         "Median ms per step of each rank over measured steps (derived by the coordinator): "
@@ -194,46 +196,42 @@ def rank_breakdown_plot(result: dict[str, Any]) -> Plot | None:
     return Plot("rank_breakdown", title, "".join(parts), caption)
 
 
-def scaling_plot(result: dict[str, Any]) -> Plot | None:
+def scaling_plot(result: RunResult) -> Plot | None:
     """Scaling efficiency vs world size with the ideal (100%) line; projected points hollow.
 
-    Reads `result["scaling"]`: `{"mode": "weak" | "strong", "points": [{"world_size": int,
-    "efficiency_pct": float | None, "status": "measured" | "derived" | "estimated"}],
-    "projection": {"points": [{"world_size": int, "efficiency_pct": float | None}]}}` (sweep
-    results; this key is null in a single run). Estimated points and the projection's are hollow.
+    Reads the sweep's `scaling`: `mode`, `points[]` (`world_size`, `efficiency_pct`, `status`:
+    measured, derived or estimated, `efficiency_pct_min/max`) and `projection.points[]`
+    (`world_size`, `efficiency_pct`). Estimated points and the projection's are hollow.
     """
-    scaling = result.get("scaling")
-    if not isinstance(scaling, dict):
+    scaling = result.scaling
+    if scaling is None:
         return None
-    pts = [p for p in scaling.get("points") or [] if p.get("efficiency_pct") is not None]
+    pts = [p for p in scaling.points if p.efficiency_pct is not None]
     if not pts:
         return None
     real = sorted(
-        (float(p["world_size"]), float(p["efficiency_pct"]))
+        (float(p.world_size), float(p.efficiency_pct))
         for p in pts
-        if p.get("status") != "estimated"
+        if p.status != "estimated" and p.efficiency_pct is not None
     )
-    projection = scaling.get("projection")
-    projected = (projection or {}).get("points") if isinstance(projection, dict) else None
-    proj = sorted(
-        (float(p["world_size"]), float(p["efficiency_pct"]))
-        for p in [q for q in pts if q.get("status") == "estimated"] + list(projected or [])
-        if isinstance(p.get("efficiency_pct"), (int, float))
-    )
+    estimated = [(p.world_size, p.efficiency_pct) for p in pts if p.status == "estimated"]
+    if scaling.projection is not None:
+        estimated += [(p.world_size, p.efficiency_pct) for p in scaling.projection.points]
+    proj = sorted((float(n), float(e)) for n, e in estimated if isinstance(e, (int, float)))
     sizes = sorted({p[0] for p in real + proj})
     # Min-max over the sweep's rounds, drawn as whiskers where the rounds disagree.
     ranges = [
-        (float(p["world_size"]), float(p["efficiency_pct_min"]), float(p["efficiency_pct_max"]))
+        (float(p.world_size), float(p.efficiency_pct_min), float(p.efficiency_pct_max))
         for p in pts
-        if isinstance(p.get("efficiency_pct_min"), (int, float))
-        and isinstance(p.get("efficiency_pct_max"), (int, float))
-        and p["efficiency_pct_max"] > p["efficiency_pct_min"]
+        if isinstance(p.efficiency_pct_min, (int, float))
+        and isinstance(p.efficiency_pct_max, (int, float))
+        and p.efficiency_pct_max > p.efficiency_pct_min
     ]
     y_hi = max([100.0] + [p[1] for p in real + proj] + [r[2] for r in ranges]) * 1.1
     frame = svg.Frame(
         min(sizes), max(sizes[-1], sizes[0] + 1), 0.0, y_hi, log_x=len(sizes) > 2 and sizes[0] > 0
     )
-    title = f"Scaling efficiency ({scaling.get('mode', 'unknown')} scaling)"
+    title = f"Scaling efficiency ({scaling.mode} scaling)"
     parts = [
         svg.open_svg(frame, title, "scaling"),
         svg.axes(
@@ -260,7 +258,7 @@ def scaling_plot(result: dict[str, Any]) -> Plot | None:
     entries.append(("ideal", "#333", "dash"))
     parts.append(svg.legend(frame, entries))
     parts.append("</svg>")
-    formula = scaling.get("formula") or "weak: X_N / (N X_1); strong: t_1 / (N t_N)"
+    formula = scaling.formula or "weak: X_N / (N X_1); strong: t_1 / (N t_N)"
     caption = (
         f"Scaling efficiency in % per world size, from the sweep ({formula}), derived from "
         "throughput or step times measured in this session; "
@@ -282,20 +280,23 @@ def _size_text(n_bytes: float) -> str:
     return f"{n_bytes:g}B"
 
 
-def busbw_plot(result: dict[str, Any]) -> Plot | None:
+def busbw_plot(result: RunResult) -> Plot | None:
     """Bus bandwidth vs message size per collective, log x.
 
-    Reads `result["collectives"]["results"]`: `[{"op": str, "size_bytes": int,
-    "busbw_gbps": float | None}]` (collective benchmark results; null in a training run).
+    Reads `collectives.results[]`: `op`, `size_bytes`, `busbw_gbps` (collective benchmark
+    results; a training run has no collectives block).
     """
-    coll = result.get("collectives")
-    rows = (coll or {}).get("results") if isinstance(coll, dict) else None
-    rows = [r for r in rows or [] if r.get("busbw_gbps") is not None and r.get("size_bytes", 0) > 0]
-    if not rows:
+    coll = result.collectives
+    points = [
+        (str(r.op), float(r.size_bytes), float(r.busbw_gbps))
+        for r in (coll.results if coll is not None else [])
+        if r.busbw_gbps is not None and r.size_bytes > 0
+    ]
+    if not points:
         return None
-    ops = sorted({str(r["op"]) for r in rows})
-    sizes = sorted({float(r["size_bytes"]) for r in rows})
-    y_hi = max(float(r["busbw_gbps"]) for r in rows) * 1.15 or 1.0
+    ops = sorted({op for op, _, _ in points})
+    sizes = sorted({size for _, size, _ in points})
+    y_hi = max(busbw for _, _, busbw in points) * 1.15 or 1.0
     frame = svg.Frame(sizes[0], max(sizes[-1], sizes[0] * 2), 0.0, y_hi, log_x=True)
     step = max(1, math.ceil(len(sizes) / 8))
     ticks = sizes[::step]
@@ -312,9 +313,7 @@ def busbw_plot(result: dict[str, Any]) -> Plot | None:
     ]
     entries = []
     for i, op in enumerate(ops):
-        pts = sorted(
-            (float(r["size_bytes"]), float(r["busbw_gbps"])) for r in rows if r["op"] == op
-        )
+        pts = sorted((size, busbw) for name, size, busbw in points if name == op)
         parts.append(svg.polyline(frame, pts, svg.color(i), op))
         parts.append(svg.markers(frame, pts, svg.color(i), op))
         entries.append((op, svg.color(i), "line"))

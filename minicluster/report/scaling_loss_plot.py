@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from minicluster.report import svg
 from minicluster.report.scaling_text import PART_NAMES
 from minicluster.report.svg import Plot
 from minicluster.report.text import fmt_num
+from minicluster.result.model import Breakdown, LostTime, RunResult
 
 PART_COLORS = {
     "exposed_comm": "#D55E00",
@@ -17,25 +16,28 @@ PART_COLORS = {
 }
 
 
-def scaling_loss_plot(result: dict[str, Any]) -> Plot | None:
+def scaling_loss_plot(result: RunResult) -> Plot | None:
     """Per world size above the baseline, its lost step time in points of the step, stacked by
     part (positive parts right of 0, negative ones left of it), the net loss marked.
 
-    Reads `result["scaling"]["points"][i]`: `world_size` and `breakdown.loss.parts_pts`
+    Reads the sweep's `scaling.points[i]`: `world_size` and `breakdown.loss.parts_pts`
     (`{exposed_comm, straggler_wait, compute_growth, remainder}`: floats) and `lost_pct`, as
     minicluster.analysis.scaling_loss writes them. None when no point has a loss.
     """
-    scaling = result.get("scaling")
-    if not isinstance(scaling, dict):
+    scaling = result.scaling
+    if scaling is None:
         return None
-    bars = []
-    for p in scaling.get("points") or []:
-        b = p.get("breakdown") if isinstance(p.get("breakdown"), dict) else {}
-        loss = b.get("loss") if isinstance(b.get("loss"), dict) else None
-        pts = (loss or {}).get("parts_pts") or {}
-        if loss is None or any(not isinstance(pts.get(k), (int, float)) for k in PART_NAMES):
+    bars: list[tuple[int, dict[str, float], LostTime, Breakdown]] = []
+    for p in scaling.points:
+        b = p.breakdown
+        loss = b.loss if b is not None else None
+        if b is None or loss is None:
             continue
-        bars.append((p["world_size"], {k: float(pts[k]) for k in PART_NAMES}, loss, b))
+        pts = loss.parts_pts
+        values = {k: pts.get(k) for k in PART_NAMES}
+        if any(not isinstance(v, (int, float)) for v in values.values()):
+            continue
+        bars.append((p.world_size, {k: float(v or 0.0) for k, v in values.items()}, loss, b))
     if not bars:
         return None
     lo = min([0.0] + [sum(v for v in parts.values() if v < 0) for _, parts, _, _ in bars])
@@ -72,7 +74,7 @@ def scaling_loss_plot(result: dict[str, Any]) -> Plot | None:
             a, z = frame.x(start), frame.x(start + abs(value))
             label = f"{n} ranks {PART_NAMES[key]}: {value:.1f} pts ({fmt_num(_ms(loss, key))} ms)"
             parts_svg.append(svg.rect(a, y, z - a, bar_h, PART_COLORS[key], label))
-        lost = float(loss.get("lost_pct") or 0.0)
+        lost = float(loss.lost_pct or 0.0)
         x = frame.x(lost)
         parts_svg.append(
             f'<line class="net" x1="{x:.1f}" y1="{y - 3}" x2="{x:.1f}" y2="{y + bar_h + 3}" '
@@ -80,7 +82,7 @@ def scaling_loss_plot(result: dict[str, Any]) -> Plot | None:
             "lost</title></line>"
         )
         parts_svg.append(svg.text(frame.left - 6, y + 15, f"{n} ranks", anchor="end"))
-        note = f"lost {lost:.0f}%" + (" (shared cores)" if b.get("oversubscribed") else "")
+        note = f"lost {lost:.0f}%" + (" (shared cores)" if b.oversubscribed else "")
         parts_svg.append(svg.text(frame.x(right) + 6, y + 15, note, fill="#333"))
     entries = [(PART_NAMES[k], PART_COLORS[k], "box") for k in PART_NAMES]
     entries.append(("net lost % of the step", "#000", "line"))
@@ -97,6 +99,6 @@ def scaling_loss_plot(result: dict[str, Any]) -> Plot | None:
     return Plot("scaling_loss", title, "".join(parts_svg), caption)
 
 
-def _ms(loss: dict[str, Any], key: str) -> float | None:
-    v = (loss.get("parts_ms") or {}).get(key)
+def _ms(loss: LostTime, key: str) -> float | None:
+    v = loss.parts_ms.get(key)
     return float(v) if isinstance(v, (int, float)) else None

@@ -3,8 +3,6 @@ ranks) add to a report, as text tables."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from minicluster.core.collective_defs import BUSBW_FACTOR_TEXT, COUNT_MEANING, SIZE_MEANING
 from minicluster.core.units import bytes_to_mib
 from minicluster.report.text import (
@@ -15,12 +13,13 @@ from minicluster.report.text import (
     shown_ranks,
     text,
 )
+from minicluster.result.model import Collectives, RunResult, Scaling, SweepRunEntry
 
 
-def scaling_table(result: dict[str, Any]) -> TextTable | None:
-    """One row per world size of a sweep (`result["scaling"]`, built by minicluster.analysis.scaling)."""
-    s = result.get("scaling")
-    if not isinstance(s, dict):
+def scaling_table(result: RunResult) -> TextTable | None:
+    """One row per world size of a sweep (its `scaling` block, built by analysis.scaling)."""
+    s = result.scaling
+    if s is None:
         return None
     table = TextTable(
         "Scaling",
@@ -42,29 +41,30 @@ def scaling_table(result: dict[str, Any]) -> TextTable | None:
         numeric=set(range(0, 10)),
         wrap={10, 11},
     )
-    for p in s.get("points") or []:
-        runs = p.get("runs") or []
-        lo, hi = p.get("efficiency_pct_min"), p.get("efficiency_pct_max")
+    for p in s.points:
+        runs = p.runs
+        lo, hi = p.efficiency_pct_min, p.efficiency_pct_max
         spread = f"{fmt_num(lo)}-{fmt_num(hi)}" if lo is not None and hi is not None else ""
         if lo == hi:  # one round (or identical rounds): the median says it all
             spread = ""
-        stragglers = [_straggler_note(r, runs) for r in p.get("stragglers") or []]
-        notes = [f"{r.get('dir')} {r.get('status')}" for r in runs if r.get("status") != "ok"]
-        if p.get("reason"):
-            notes.append(str(p["reason"]))
-        if p.get("efficiency_pct") is None or notes or stragglers:
+        stragglers = [_straggler_note(r, runs) for r in p.stragglers]
+        notes = [f"{r.dir} {r.status}" for r in runs if r.status != "ok"]
+        if p.reason:
+            notes.append(str(p.reason))
+        if p.efficiency_pct is None or notes or stragglers:
             table.highlight.add(len(table.rows))
+        runs_ok = "n/a" if p.runs_ok is None else p.runs_ok
         table.rows.append(
             [
-                text(p.get("world_size")),
-                f"{p.get('runs_ok', 'n/a')} / {len(runs)}" if runs else "n/a",
-                fmt_num(p.get("per_rank_batch")),
-                fmt_num(p.get("throughput_samples_per_sec")),
-                fmt_num(p.get("step_time_p50_ms")),
-                fmt_num(p.get("compute_ms")),
-                fmt_num(p.get("allreduce_ms")),
-                fmt_num(p.get("communication_overhead_percent")),
-                fmt_num(p.get("efficiency_pct")),
+                text(p.world_size),
+                f"{runs_ok} / {len(runs)}" if runs else "n/a",
+                fmt_num(p.per_rank_batch),
+                fmt_num(p.throughput_samples_per_sec),
+                fmt_num(p.step_time_p50_ms),
+                fmt_num(p.compute_ms),
+                fmt_num(p.allreduce_ms),
+                fmt_num(p.communication_overhead_percent),
+                fmt_num(p.efficiency_pct),
                 spread,
                 ", ".join(stragglers),
                 "; ".join(notes),
@@ -73,17 +73,14 @@ def scaling_table(result: dict[str, Any]) -> TextTable | None:
     return table
 
 
-def collectives_table(result: dict[str, Any]) -> TextTable:
-    """nccl-tests' table: one row per (op, size) of `result["collectives"]["results"]`."""
-    coll = result["collectives"]
-    n = coll.get("world_size") or result.get("world_size")
-    multiple = coll.get("size_multiple_bytes")
+def collectives_table(coll: Collectives, world_size: int | None) -> TextTable:
+    """nccl-tests' table: one row per (op, size) of a collectives block's results."""
+    n = coll.world_size or world_size
+    multiple = coll.size_multiple_bytes
     rounding = f" ({multiple} B here)" if multiple else ""
     calls = ""
-    if coll.get("iters") is not None:
-        calls = (
-            f" {coll.get('iters')} timed calls after {coll.get('warmup_iters')} warm-up per size;"
-        )
+    if coll.iters is not None:
+        calls = f" {coll.iters} timed calls after {coll.warmup_iters} warm-up per size;"
     table = TextTable(
         "Collectives",
         [
@@ -98,30 +95,30 @@ def collectives_table(result: dict[str, Any]) -> TextTable:
         ],
         numeric={1, 2, 3, 4, 5, 6},
         wrap={7},  # a status can carry a backend's reason: it wraps, the numbers stay whole
-        note=f"{n} ranks, {text(coll.get('dtype'))}.{calls} {coll.get('rule') or 'time: n/a'}. "
+        note=f"{n} ranks, {text(coll.dtype)}.{calls} {coll.rule or 'time: n/a'}. "
         "algbw = size / time in decimal GB/s (1 GB = 1e9 B); busbw = algbw x "
         f"{_per_op(BUSBW_FACTOR_TEXT)} (nccl-tests doc/PERFORMANCE.md). "
         f"size, K = 1024 B, rounded down to a multiple of n x element size{rounding}: "
         f"{_per_op(SIZE_MEANING)}. count: {_per_op(COUNT_MEANING)}. "
         "#wrong: output elements that differ from the expected values, summed over ranks.",
     )
-    for row in coll.get("results") or []:
-        wrong = row.get("wrong")
-        status = str(row.get("status", "measured"))
+    for row in coll.results:
+        wrong = row.wrong
+        status = str(row.status)
         if status == "measured":
             status = "WRONG" if wrong else ("ok" if wrong == 0 else "measured, not checked")
-        if row.get("reason"):
-            status += f": {row['reason']}"
+        if row.reason:
+            status += f": {row.reason}"
         if wrong:
             table.highlight.add(len(table.rows))
         table.rows.append(
             [
-                str(row.get("op")),
-                text(row.get("size_bytes")),
-                text(row.get("count")),
-                fmt_num(row.get("time_us")),
-                fmt_num(row.get("algbw_gbps")),
-                fmt_num(row.get("busbw_gbps")),
+                str(row.op),
+                text(row.size_bytes),
+                text(row.count),
+                fmt_num(row.time_us),
+                fmt_num(row.algbw_gbps),
+                fmt_num(row.busbw_gbps),
                 text(wrong),
                 status,
             ]
@@ -129,39 +126,37 @@ def collectives_table(result: dict[str, Any]) -> TextTable:
     return table
 
 
-def _straggler_note(rank: Any, runs: list[dict[str, Any]]) -> str:
+def _straggler_note(rank: int, runs: list[SweepRunEntry]) -> str:
     """`rank`, and with repeats in how many of the world size's runs it was named."""
     if len(runs) < 2:
         return f"rank {rank}"
-    named = sum(1 for r in runs if rank in (r.get("stragglers") or []))
+    named = sum(1 for r in runs if rank in r.stragglers)
     return f"rank {rank} ({named}/{len(runs)} runs)"
 
 
-def _scaling_note(s: dict[str, Any]) -> str:
-    base = s.get("baseline")
-    if not isinstance(base, dict):
-        base = {}
+def _scaling_note(s: Scaling) -> str:
+    base = s.baseline
     parts = [
-        f"{text(s.get('mode'))} scaling: {text(s.get('formula'))}, where {text(s.get('method'))}.",
+        f"{text(s.mode)} scaling: {text(s.formula)}, where {text(s.method)}.",
         "Per world size, medians over its ok runs of each run's metrics (exposed % is "
         "communication_overhead_percent).",
-        f"Baseline: {text(base.get('kind'))}: {fmt_num(base.get('value'))} "
-        f"{text(base.get('unit'))} (median of {text(base.get('runs_ok'))} ok run(s)).",
+        f"Baseline: {text(base.kind)}: {fmt_num(base.value)} "
+        f"{text(base.unit)} (median of {text(base.runs_ok)} ok run(s)).",
     ]
-    if s.get("global_batch") is not None:
-        parts.append(f"Global batch {text(s['global_batch'])} at every world size.")
-    elif s.get("per_rank_batch") is not None:
-        parts.append(f"Per-rank batch {text(s['per_rank_batch'])} at every world size.")
-    if s.get("threads_per_rank") is not None:
-        parts.append(f"{text(s['threads_per_rank'])} CPU thread(s) per rank at every world size.")
-    if s.get("order"):
-        parts.append(f"Order: {s['order']}.")
-    parts += [f"Warning: {w}." for w in s.get("warnings") or []]
-    head = s.get("headline_run")
-    if isinstance(head, dict):
+    if s.global_batch is not None:
+        parts.append(f"Global batch {text(s.global_batch)} at every world size.")
+    elif s.per_rank_batch is not None:
+        parts.append(f"Per-rank batch {text(s.per_rank_batch)} at every world size.")
+    if s.threads_per_rank is not None:
+        parts.append(f"{text(s.threads_per_rank)} CPU thread(s) per rank at every world size.")
+    if s.order:
+        parts.append(f"Order: {s.order}.")
+    parts += [f"Warning: {w}." for w in s.warnings]
+    head = s.headline_run
+    if head is not None:
         parts.append(
-            f"Metrics, ranks and plots below come from run {text(head.get('dir'))} "
-            f"(world size {text(head.get('world_size'))}, round {text(head.get('round'))})."
+            f"Metrics, ranks and plots below come from run {text(head.dir)} "
+            f"(world size {text(head.world_size)}, round {text(head.round)})."
         )
     return " ".join(parts)
 
@@ -174,32 +169,33 @@ def _per_op(meaning: dict[str, str]) -> str:
     return "; ".join(f"{words} for {', '.join(ops)}" for words, ops in groups.items())
 
 
-def collectives_summary(result: dict[str, Any]) -> TextTable:
+def collectives_summary(result: RunResult) -> TextTable:
     """The summary of a collectives run: no batch and no training steps, its calls instead."""
-    coll = result.get("collectives") or {}
-    ops = coll.get("ops") or sorted({str(r.get("op")) for r in coll.get("results") or []})
+    coll = result.collectives
+    ops = (coll.ops or sorted({str(r.op) for r in coll.results})) if coll is not None else []
+    dtype = coll.dtype if coll is not None else None
+    iters = (coll.warmup_iters, coll.iters) if coll is not None else (None, None)
     rows = [
-        ["run id", str(result["run_id"])],
-        ["status", str(result["status"])],
-        ["created at (UTC)", text(result.get("created_at"))],
-        ["world size", f"{result['world_size']} ranks on {node_count(result)} node(s)"],
-        ["launcher / backend", f"{result.get('launcher')} / {text(result.get('backend'))}"],
-        ["workload", f"collectives: {', '.join(ops) or 'n/a'} ({text(coll.get('dtype'))})"],
+        ["run id", str(result.run_id)],
+        ["status", str(result.status)],
+        ["created at (UTC)", text(result.created_at)],
+        ["world size", f"{result.world_size} ranks on {node_count(result)} node(s)"],
+        ["launcher / backend", f"{result.launcher} / {text(result.backend)}"],
+        ["workload", f"collectives: {', '.join(ops) or 'n/a'} ({text(dtype)})"],
         ["batch", "n/a (a collectives run has no batch)"],
         [
             "steps",
-            f"n/a; {text(coll.get('warmup_iters'))} warm-up + {text(coll.get('iters'))} "
-            "timed calls per (op, size)",
+            f"n/a; {text(iters[0])} warm-up + {text(iters[1])} timed calls per (op, size)",
         ],
         *platform_rows(result),
     ]
     return TextTable("Summary", ["field", "value"], rows)
 
 
-def collectives_ranks(result: dict[str, Any], max_rows: int | None) -> TextTable:
+def collectives_ranks(result: RunResult, max_rows: int | None) -> TextTable:
     """Ranks of a collectives run: no steps, so status, records and memory only."""
-    flagged = {r["rank"] for r in result["ranks"] if r["status"] != "ok"}
-    shown = shown_ranks(result["ranks"], flagged, max_rows)
+    flagged = {r.rank for r in result.ranks if r.status != "ok"}
+    shown = shown_ranks(result.ranks, flagged, max_rows)
     table = TextTable(
         "Ranks",
         ["rank", "host", "status", "records", "peak RSS MiB", "note"],
@@ -207,29 +203,29 @@ def collectives_ranks(result: dict[str, Any], max_rows: int | None) -> TextTable
             "records = the pairwise plan and the pair records the rank wrote (one per pair "
             "and pass). Per-rank times are in its rank file; the tables above show the max "
             "over each pair's two ranks."
-            if isinstance(result.get("pairwise"), dict)
+            if result.pairwise is not None
             else "records = (op, size) records the rank wrote. Per-rank times are in its "
             "rank file; the table above shows the max across ranks."
         ),
         numeric={3, 4},
     )
-    if len(shown) < len(result["ranks"]):
+    if len(shown) < len(result.ranks):
         table.note += (
-            f" Showing {len(shown)} of {len(result['ranks'])} ranks, failed ones first; "
+            f" Showing {len(shown)} of {len(result.ranks)} ranks, failed ones first; "
             "every rank is in result.json."
         )
     for i, r in enumerate(shown):
-        rss = (r.get("memory") or {}).get("rss_peak_bytes")
-        if r["rank"] in flagged:
+        rss = r.rss_peak_bytes
+        if r.rank in flagged:
             table.highlight.add(i)
         table.rows.append(
             [
-                str(r["rank"]),
-                text(r.get("hostname")),
-                str(r["status"]),
-                text(r.get("collectives_recorded")),
-                fmt_num(bytes_to_mib(rss)) if isinstance(rss, (int, float)) else "n/a",
-                f"error: {r['error']}" if r.get("error") else "",
+                str(r.rank),
+                text(r.hostname),
+                str(r.status),
+                text(r.collectives_recorded),
+                fmt_num(bytes_to_mib(rss)) if rss is not None else "n/a",
+                f"error: {r.error}" if r.error else "",
             ]
         )
     return table

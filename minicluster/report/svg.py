@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from html import escape
-from typing import Any
 
 # Colour-blind-safe palette (Okabe-Ito), cycled by series index.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -274,10 +273,3 @@ class Plot:
 
 
 MAX_LEGEND = 12
-
-
-def metric_value(result: dict[str, Any], name: str) -> float | None:
-    """The value of metric `name` in a result dict, or None when absent or not a number."""
-    mv = (result.get("metrics") or {}).get(name) or {}
-    v = mv.get("value")
-    return float(v) if isinstance(v, (int, float)) else None

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from minicluster.report.content import result_kind, run_view
-from minicluster.report.text import TextTable, node_count, node_list, text
+from minicluster.report.content import run_view
+from minicluster.report.text import TextTable, node_count, text
+from minicluster.result.model import RunResult
 
 _STATUS_COLOR = {"ok": "green", "failed": "red", "incomplete": "yellow"}
 
@@ -94,19 +94,19 @@ def make_console() -> Console:
     return _PipeConsole(highlight=False, width=PIPED_WIDTH if piped else None)
 
 
-def print_run_summary(result: dict[str, Any], console: Console | None = None) -> None:
+def print_run_summary(result: RunResult, console: Console | None = None) -> None:
     """Summary line, metrics with provenance, what was not measured and why, ranks, faults, errors."""
     console = console or make_console()
     view = run_view(result, max_rank_rows=TERMINAL_MAX_RANK_ROWS)
-    wl = result["workload"]
+    wl = result.workload
     color = _STATUS_COLOR.get(view.status, "white")
-    batch = f" (global batch {wl['global_batch']})" if wl.get("global_batch") is not None else ""
+    batch = f" (global batch {wl.global_batch})" if wl.global_batch is not None else ""
     console.print(
-        f"[bold]minicluster[/bold] {result_kind(result)} [cyan]{escape(result['run_id'])}[/cyan]  "
+        f"[bold]minicluster[/bold] {result.kind} [cyan]{escape(result.run_id)}[/cyan]  "
         "status "
-        f"[{color}]{escape(view.status)}[/{color}]  {text(result['world_size'])} ranks on "
-        f"{node_count(result)} node(s), backend {escape(text(result['backend']))}, workload "
-        f"{escape(wl['name'])}{batch}",
+        f"[{color}]{escape(view.status)}[/{color}]  {text(result.world_size)} ranks on "
+        f"{node_count(result)} node(s), backend {escape(text(result.backend))}, workload "
+        f"{escape(wl.name)}{batch}",
         markup=True,
     )
     if view.verdict:
@@ -134,9 +134,9 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
         )
     if view.nodes is not None:
         print_fitted(console, view.nodes)
-        if len(view.nodes.rows) < len(node_list(result)):
+        if len(view.nodes.rows) < len(result.node_entries):
             console.print(
-                f"[dim]{len(node_list(result)) - len(view.nodes.rows)} more nodes not shown "
+                f"[dim]{len(result.node_entries) - len(view.nodes.rows)} more nodes not shown "
                 "(nodes not ok, with a straggler, or scoring lowest are); all are in "
                 "result.json[/dim]"
             )
@@ -152,9 +152,9 @@ def print_run_summary(result: dict[str, Any], console: Console | None = None) ->
         print_fitted(console, view.ranks, rank_cols, unit="ms")
     else:
         print_fitted(console, view.ranks)
-    if len(view.ranks.rows) < len(result["ranks"]):
+    if len(view.ranks.rows) < len(result.ranks):
         console.print(
-            f"[dim]{len(result['ranks']) - len(view.ranks.rows)} more ranks not shown "
+            f"[dim]{len(result.ranks) - len(view.ranks.rows)} more ranks not shown "
             "(failed ranks, stragglers and the slowest median steps are); all are in "
             "result.json[/dim]"
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from minicluster.result.model import RankEntry, RunResult
+
 
 @dataclass
 class TextTable:
@@ -36,19 +38,11 @@ def text(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
-def node_count(result: dict[str, Any]) -> str:
+def node_count(result: RunResult) -> str:
     """How many nodes ran the job: the per-node section's length (1.2), or the count results
     before 1.2 (and results converted from other formats) hold instead."""
-    nodes = result.get("nodes")
-    if isinstance(nodes, list):
-        return str(len(nodes))
-    return str(nodes) if isinstance(nodes, int) and nodes > 0 else "n/a"
-
-
-def node_list(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The per-node section ([] for results before 1.2, which hold only a count)."""
-    nodes = result.get("nodes")
-    return [n for n in nodes if isinstance(n, dict)] if isinstance(nodes, list) else []
+    count = result.node_count
+    return "n/a" if count is None else str(count)
 
 
 def node_label(node_rank: Any, hostname: Any) -> str:
@@ -58,13 +52,17 @@ def node_label(node_rank: Any, hostname: Any) -> str:
     return f"node {node_rank} ({text(hostname)})"
 
 
-def platform_rows(result: dict[str, Any]) -> list[list[str]]:
-    platform = result.get("platform") or {}
-    nodes = platform.get("nodes") or []
-    hosts = ", ".join(str(n.get("hostname")) for n in nodes) or "n/a"
-    cpus = sorted({str(n.get("cpu")) for n in nodes if n.get("cpu")})
+def platform_rows(result: RunResult) -> list[list[str]]:
+    platform = result.platform
+    nodes = platform.nodes
+    hosts = ", ".join(str(n.hostname) for n in nodes) or "n/a"
+    cpus = sorted({str(n.cpu) for n in nodes if n.cpu})
     gpus = sorted(
-        {str(g.get("name") or g.get("model") or g) for n in nodes for g in n.get("gpus") or []}
+        {
+            str(g.get("name") or g.get("model") or g) if isinstance(g, dict) else str(g)
+            for n in nodes
+            for g in n.gpus
+        }
     )
     return [
         ["hosts", hosts],
@@ -72,22 +70,20 @@ def platform_rows(result: dict[str, Any]) -> list[list[str]]:
         ["GPU", ", ".join(gpus) or "none"],
         [
             "software",
-            f"minicluster {result['tool']['version']}, torch {text(platform.get('torch'))}, "
-            f"python {text(platform.get('python'))}",
+            f"minicluster {result.tool.version}, torch {text(platform.torch)}, "
+            f"python {text(platform.python)}",
         ],
     ]
 
 
-def shown_ranks(
-    ranks: list[dict[str, Any]], flagged: set[int], max_rows: int | None
-) -> list[dict[str, Any]]:
+def shown_ranks(ranks: list[RankEntry], flagged: set[int], max_rows: int | None) -> list[RankEntry]:
     if max_rows is None or len(ranks) <= max_rows:
         return ranks
 
-    def slowness(r: dict[str, Any]) -> float:
-        p50 = (r.get("step_time_ms") or {}).get("p50")
+    def slowness(r: RankEntry) -> float:
+        p50 = r.step_p50_ms
         return -p50 if isinstance(p50, (int, float)) else 0.0
 
-    order = sorted(ranks, key=lambda r: (r["rank"] not in flagged, slowness(r)))
-    keep = {r["rank"] for r in order[:max_rows]}
-    return [r for r in ranks if r["rank"] in keep]
+    order = sorted(ranks, key=lambda r: (r.rank not in flagged, slowness(r)))
+    keep = {r.rank for r in order[:max_rows]}
+    return [r for r in ranks if r.rank in keep]

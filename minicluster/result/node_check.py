@@ -66,12 +66,12 @@ def read_json(path: Path) -> tuple[Path, Any]:
 
 def load_any(path: Path) -> Any:
     """A node-check result or a `minicluster/1` result (file or directory), validated against
-    its own schema."""
-    from minicluster.result.schema import validate_result
+    its own schema (a result of a newer major version refused)."""
+    from minicluster.result import check_json
 
     _, data = read_json(path)
     if is_node_check(data):
         validate_node_check(data)
     else:
-        validate_result(data)
+        check_json(data)
     return data

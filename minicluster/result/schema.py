@@ -1,4 +1,9 @@
-"""The canonical result format (`minicluster/1`): its JSON Schema, validation and loading."""
+"""The JSON Schema of `result.json`: generated from the typed model, shipped in the package, and
+used for validation (jsonschema).
+
+`python scripts/gen_result_schema.py` writes `schemas/result.schema.json` from the model; a test
+checks the shipped file is what the model generates.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +13,66 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from minicluster.core import rundir
+from minicluster.core.coverage import Coverage
 from minicluster.core.errors import InputError
+from minicluster.core.metrics import MetricValue
+from minicluster.result.model import SCHEMA_VERSION, RunResult
+from minicluster.result.section import SchemaBuilder, dataclass_schema
 
-# 1.1: steps.series (the per-step cross-rank series of the run-level metrics); aborted_ranks,
-# interrupted, timing_method, link. 1.2: comm_bytes and buckets in steps.series; a sweep's
-# scaling.breakdown_method, points[].breakdown, projection; `nodes` is the per-node section (a
-# list; before, the node count), ranks[] and the stragglers and detected faults name their node
-# (`node_rank`, `hostname`), ranks[] and nodes[] carry a relative performance score. 1.3: the
-# `pairwise` block (the pairwise link test); `ray` (the Ray version, under the Ray launcher),
-# ranks[] and nodes[] `ray_node_id`. 1.4: `fingerprint` (the defining fields compare and history
-# check, result/fingerprint.py), `imported_from.unread_fields`, imports from sglang and nccl-tests.
-# Readers accept every 1.x.
-SCHEMA_VERSION = "minicluster/1.4"
+SCHEMA_FILE = "schemas/result.schema.json"
+_HEAD = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://minicluster.dev/schemas/result-minicluster-1.json",
+    "title": "minicluster canonical result (minicluster/1.x)",
+}
+
+
+def _metric_value(builder: SchemaBuilder) -> dict[str, Any]:
+    """A metric with its provenance: unavailable means a null value and a reason."""
+    schema = dataclass_schema(builder, MetricValue, not_null=("coverage",))
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"status": {"const": "unavailable"}}},
+            "then": {
+                "properties": {"value": {"type": "null"}, "reason": {"type": "string"}},
+                "required": ["reason"],
+            },
+            "else": {"properties": {"value": {"type": "number"}}},
+        }
+    ]
+    return schema
+
+
+def _coverage(builder: SchemaBuilder) -> dict[str, Any]:
+    schema = dataclass_schema(builder, Coverage)
+    for count in ("covered", "total"):
+        schema["properties"][count]["minimum"] = 0
+    return schema
+
+
+def generate_schema() -> dict[str, Any]:
+    """The JSON Schema of RunResult, from its fields (see `minicluster.result.section`)."""
+    builder = SchemaBuilder(
+        {MetricValue: ("metric_value", _metric_value), Coverage: ("coverage", _coverage)}
+    )
+    return builder.root(RunResult, _HEAD)
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_schema(path: Path | None = None) -> Path:
+    """Write the generated schema to the package's schema file (or `path`); returns where."""
+    target = path or Path(__file__).parent / SCHEMA_FILE
+    target.write_text(schema_text(generate_schema()), encoding="utf-8")
+    return target
 
 
 @lru_cache(maxsize=1)
 def result_json_schema() -> dict[str, Any]:
     """The JSON Schema of `result.json`, shipped in the package."""
-    text = resources.files("minicluster.result").joinpath("schemas/result.schema.json").read_text()
+    text = resources.files("minicluster.result").joinpath(SCHEMA_FILE).read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
 
@@ -39,24 +85,7 @@ def validate_result(data: Any) -> None:
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
+        while err.context:  # a section that may also be null: say what is wrong inside it
+            err = max(err.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         raise InputError(f"result does not match {SCHEMA_VERSION} at {where}: {err.message}")
-
-
-def load_result(path: Path) -> dict[str, Any]:
-    """Read and validate a `result.json`, or the one in run (or sweep) directory `path`."""
-    if path.is_dir():
-        if not rundir.result_path(path).is_file():
-            raise InputError(
-                f"{path} is a directory without result.json (an unfinished run? try "
-                f"`minicluster aggregate {path}`)"
-            )
-        path = rundir.result_path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"cannot read {path}: {e}") from None
-    validate_result(data)
-    return data

@@ -21,7 +21,8 @@ from minicluster.core import clock, rundir
 from minicluster.core.errors import InputError
 from minicluster.core.io import atomic_write_json, probe_writable_dir
 from minicluster.result.coverage import covers_less
-from minicluster.result.schema import SCHEMA_VERSION, validate_result
+from minicluster.result.model import SCHEMA_VERSION
+from minicluster.result.schema import validate_result
 
 
 def planned_output(out: Path | None) -> tuple[str, Path]:

@@ -16,6 +16,7 @@ from minicluster.analysis.alphabeta import (
     link_from_collectives,
 )
 from minicluster.core.errors import InputError
+from minicluster.result.model import RunResult
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
@@ -91,7 +92,7 @@ def test_fit_refuses_data_that_cannot_give_alpha_and_beta(
 
 def test_a_real_collectives_result_gives_a_link() -> None:
     coll = json.loads((GOLDEN / "reports" / "collectives.result.json").read_text())
-    got = link_from_collectives(coll, "collectives.result.json")
+    got = link_from_collectives(RunResult.from_json(coll), "collectives.result.json")
     assert got.alpha_us >= 0 and got.beta_gbps > 0
     assert got.fit is not None and got.fit["world_size"] == coll["world_size"] == 2
     rows = [r for r in coll["collectives"]["results"] if r["op"] == "all_reduce"]
@@ -103,16 +104,16 @@ def test_collectives_inputs_that_cannot_make_a_link_are_input_errors() -> None:
     coll = json.loads((GOLDEN / "reports" / "collectives.result.json").read_text())
     run = json.loads((GOLDEN / "reports" / "run_ok.result.json").read_text())
     with pytest.raises(InputError, match="not a collectives result"):
-        link_from_collectives(run, "run.json")
+        link_from_collectives(RunResult.from_json(run), "run.json")
     one = copy.deepcopy(coll)
     one["collectives"]["world_size"] = 1
     with pytest.raises(InputError, match="over 1 rank moves no data"):
-        link_from_collectives(one, "one.json")
+        link_from_collectives(RunResult.from_json(one), "one.json")
     wrong = copy.deepcopy(coll)
     for r in wrong["collectives"]["results"]:
         r["wrong"] = 3  # every all_reduce gave wrong elements: none may be fitted
     with pytest.raises(InputError, match="measured, correct all_reduce times"):
-        link_from_collectives(wrong, "wrong.json")
+        link_from_collectives(RunResult.from_json(wrong), "wrong.json")
 
 
 def test_given_link_values_are_checked() -> None:

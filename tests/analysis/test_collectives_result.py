@@ -17,6 +17,7 @@ from minicluster.analysis.records import RankRecords, read_run_dir
 from minicluster.analysis.verdicts import exit_code
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.errors import InputError
+from minicluster.result.model import RunResult
 from minicluster.result.schema import validate_result
 
 MakeRecords = Callable[..., list[RankRecords]]  # the collective_records fixture (conftest)
@@ -52,7 +53,7 @@ def test_rows_take_the_max_across_ranks_and_nccl_tests_bandwidths(
     assert large["time_us"] == 150.0
     assert (small["wrong"], small["status"], small["reason"]) == (0, "measured", None)
     assert coll["wrong_total"] == 0
-    assert exit_code(result) == 0
+    assert exit_code(RunResult.from_json(result)) == 0
 
 
 def test_an_unavailable_op_keeps_its_reason_and_no_number(collective_records: MakeRecords) -> None:
@@ -99,7 +100,7 @@ def test_wrong_elements_are_an_error_and_exit_1(collective_records: MakeRecords)
     assert result["collectives"]["wrong_total"] == 7
     assert "all_reduce at 2048 B: 7 wrong elements (rank 1)" in result["errors"]
     assert result["status"] == "ok"  # the run ran; its check failed
-    assert exit_code(result) == 1
+    assert exit_code(RunResult.from_json(result)) == 1
 
 
 def test_a_dead_rank_fails_the_run_and_is_named(collective_records: MakeRecords) -> None:
@@ -118,7 +119,7 @@ def test_a_dead_rank_fails_the_run_and_is_named(collective_records: MakeRecords)
     assert result["ranks"][1]["collectives_recorded"] == 1
     large = result["collectives"]["results"][1]
     assert large["ranks_reported"] == 1 and "#wrong is partial" in large["reason"]
-    assert exit_code(result) == 3
+    assert exit_code(RunResult.from_json(result)) == 3
 
 
 def test_a_rank_that_never_started_is_named(collective_records: MakeRecords) -> None:
@@ -178,7 +179,7 @@ def test_reports_show_the_table_and_no_training_nonsense(collective_records: Mak
     from minicluster.report.terminal import print_run_summary
 
     result = aggregate(collective_records(wrong_on_rank1=7))
-    md = render_markdown(result)
+    md = render_markdown(RunResult.from_json(result))
     assert (
         "| op | size (B) | count (elements) | time (us) | algbw (GB/s) | busbw (GB/s) | #wrong "
         "| status |" in md
@@ -191,10 +192,10 @@ def test_reports_show_the_table_and_no_training_nonsense(collective_records: Mak
     assert "| batch | n/a (a collectives run has no batch) |" in md
     assert "None" not in md.split("## Metrics")[0]
     assert "| rank | host | status | records | peak RSS MiB | note |" in md
-    html = render_html(result)
+    html = render_html(RunResult.from_json(result))
     assert 'data-table="Collectives"' in html and 'data-plot="busbw"' in html
     out = io.StringIO()
-    print_run_summary(result, Console(file=out, width=160, color_system=None))
+    print_run_summary(RunResult.from_json(result), Console(file=out, width=160, color_system=None))
     text = out.getvalue()
     assert "workload collectives\n" in text  # no "(global batch None)"
     assert "busbw (GB/s)" in text and "unavailable: gloo does not run it" in text

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from minicluster.analysis.aggregate import aggregate
 from minicluster.analysis.records import read_run_dir
-from minicluster.result.schema import SCHEMA_VERSION, validate_result
+from minicluster.result.model import SCHEMA_VERSION
+from minicluster.result.schema import validate_result
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 

@@ -13,6 +13,7 @@ import pytest
 from minicluster.analysis import projection, scaling
 from minicluster.analysis.alphabeta import Link, LinkModel, link_from_collectives
 from minicluster.analysis.sweep import PlannedRun, RunOutcome
+from minicluster.result.model import RunResult
 
 RECORDED = Path(__file__).resolve().parents[1] / "golden" / "sweep_tiny"
 MODEL = LinkModel(Link(10.0, 1.0, "given"))  # alpha 10 us, beta 1 GB/s = 1e3 B/us
@@ -171,7 +172,7 @@ def test_recorded_sweep_projects_from_its_scaling_block_alone() -> None:
     ]
     block_ = scaling.build_scaling(outcomes, "weak", [1, 2, 4], 1, 32, None)
     probe = json.loads((RECORDED / "allreduce-n2.result.json").read_text())
-    model = LinkModel(link_from_collectives(probe, "probe"))
+    model = LinkModel(link_from_collectives(RunResult.from_json(probe), "probe"))
     got = projection.project(copy.deepcopy(block_), [8, 64], model)
     assert got["status"] == "estimated" and got["inputs"]["reference_world_size"] == 2
     pts = projection.measured_points(block_)

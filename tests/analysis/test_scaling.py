@@ -247,8 +247,9 @@ def _real(n: int, throughput: float, round_: int = 1, status: str = "ok") -> Run
 def test_sweep_result_is_a_valid_result_of_the_headline_run() -> None:
     outcomes = [_real(1, 100.0), _real(2, 150.0)]
     block = weak(outcomes, [1, 2])
-    result = sweep.sweep_result(outcomes, block, "sweep-1", "t0", "t1")
-    assert result is not None
+    made = sweep.sweep_result(outcomes, block, "sweep-1", "t0", "t1")
+    assert made is not None
+    result = made.to_json()
     validate_result(result)
     assert result["run_id"] == "sweep-1" and result["status"] == "ok"
     assert result["scaling"]["headline_run"]["dir"] == "n2-r1"
@@ -258,13 +259,17 @@ def test_sweep_result_is_a_valid_result_of_the_headline_run() -> None:
     assert eff["unit"] == "%" and "E = X_N / (N * X_1)" in eff["method"]
     assert result["steps"]["rank_files"].startswith("n2-r1/ranks/")
     assert outcomes[1].result is not None and outcomes[1].result["run_id"] == "s-n2-r1"  # copied
+    # The headline run's own result stays as it was: the sweep's fields are its own.
+    assert made.headline.run_id == "s-n2-r1" and made.headline.scaling is None
+    assert made.to_result().run_id == "sweep-1"
 
 
 def test_sweep_result_of_a_failed_sweep_names_the_failed_runs() -> None:
     outcomes = [_real(1, 100.0), _real(2, 150.0), failed(4)]
     block = weak(outcomes, [1, 2, 4])
-    result = sweep.sweep_result(outcomes, block, "sweep-2", "t0", "t1")
-    assert result is not None
+    made = sweep.sweep_result(outcomes, block, "sweep-2", "t0", "t1")
+    assert made is not None
+    result = made.to_json()
     validate_result(result)
     assert result["status"] == "failed"
     assert result["scaling"]["headline_run"]["world_size"] == 2  # n4 left no result
@@ -280,8 +285,9 @@ def test_sweep_result_of_a_failed_sweep_names_the_failed_runs() -> None:
 def test_efficiency_at_a_failed_largest_size_is_unavailable_with_the_reason() -> None:
     outcomes = [_real(1, 100.0), _real(2, 150.0, status="failed")]
     block = weak(outcomes, [1, 2])
-    result = sweep.sweep_result(outcomes, block, "sweep-3", "t0", "t1")
-    assert result is not None
+    made = sweep.sweep_result(outcomes, block, "sweep-3", "t0", "t1")
+    assert made is not None
+    result = made.to_json()
     validate_result(result)
     assert result["scaling"]["headline_run"]["dir"] == "n2-r1"  # the failed run shows why
     eff = result["metrics"]["scaling_efficiency_pct"]

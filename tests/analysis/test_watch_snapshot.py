@@ -17,6 +17,7 @@ from minicluster.analysis.tail import RunTail, Windows
 from minicluster.analysis.watch import snapshot
 from minicluster.analysis.watch_rules import START_WAIT_S
 from minicluster.core.errors import InputError
+from minicluster.result.model import RunResult
 
 _spec = importlib.util.spec_from_file_location(
     "rank_writer", Path(__file__).resolve().parents[1] / "fixtures" / "rank_writer.py"
@@ -33,7 +34,22 @@ _write = rank_writer.write_static
 def _snap(run_dir: Path, now_s: float, stall_after_s: float = 5.0, **kw: Any) -> dict[str, Any]:
     tail = RunTail(run_dir, window=50)
     tail.look(now_s)
+    if isinstance(kw.get("result"), dict):
+        kw["result"] = _ended(kw["result"])
     return snapshot(tail, now_s, stall_after_s, **kw)
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run_2ranks.result.json"
+
+
+def _ended(fields: dict[str, Any]) -> RunResult:
+    """A real 2-rank result with the verdict `fields` of the test (status, ranks, faults...)."""
+    result = {**json.loads(GOLDEN.read_text()), **fields}
+    result["faults"] = {"injected": [], "detected": [], **fields.get("faults", {})}
+    if "ranks" in fields:
+        base = json.loads(GOLDEN.read_text())["ranks"]
+        result["ranks"] = [{**base[r["rank"]], **r} for r in fields["ranks"]]
+    return RunResult.from_json(result)
 
 
 def test_a_healthy_noisy_job_is_healthy(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from minicluster.report.html import render_html
+from minicluster.result.model import RunResult
 
 REPORTS = Path(__file__).resolve().parents[1] / "golden" / "reports"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -64,7 +65,7 @@ def browser() -> Iterator[Any]:
 def test_report_loads_and_plots_render(browser: Any, name: str, tmp_path: Path) -> None:
     result = json.loads((REPORTS / f"{name}.result.json").read_text())
     page_file = tmp_path / f"{name}.html"
-    page_file.write_text(render_html(result), encoding="utf-8")
+    page_file.write_text(render_html(RunResult.from_json(result)), encoding="utf-8")
 
     page = browser.new_page(viewport={"width": 1150, "height": 900})
     console_errors: list[str] = []
@@ -104,7 +105,7 @@ def test_report_loads_and_plots_render(browser: Any, name: str, tmp_path: Path) 
 def test_sweep_page_shows_every_world_size(browser: Any, tmp_path: Path) -> None:
     result = json.loads((REPORTS / "sweep_ok.result.json").read_text())
     page_file = tmp_path / "sweep.html"
-    page_file.write_text(render_html(result), encoding="utf-8")
+    page_file.write_text(render_html(RunResult.from_json(result)), encoding="utf-8")
     page = browser.new_page()
     page.goto(page_file.as_uri())
     rows = page.locator('table[data-table="Scaling"] tbody tr')
@@ -120,7 +121,7 @@ def test_sweep_page_shows_every_world_size(browser: Any, tmp_path: Path) -> None
 def test_straggler_is_visible_at_a_glance(browser: Any, tmp_path: Path) -> None:
     result = json.loads((REPORTS / "run_straggler.result.json").read_text())
     page_file = tmp_path / "straggler.html"
-    page_file.write_text(render_html(result), encoding="utf-8")
+    page_file.write_text(render_html(RunResult.from_json(result)), encoding="utf-8")
     page = browser.new_page()
     page.goto(page_file.as_uri())
     row = page.locator('table[data-table="Ranks"] tr.hl')
@@ -191,7 +192,7 @@ def _load_page(browser: Any, html: str, tmp_path: Path, name: str) -> Any:
 def test_pairwise_heat_map_shows_the_slow_link_first(browser: Any, tmp_path: Path) -> None:
     path = Path(__file__).resolve().parents[1] / "fixtures" / "pairwise" / "slow_link.result.json"
     result = json.loads(path.read_text())
-    page = _load_page(browser, render_html(result), tmp_path, "pairwise")
+    page = _load_page(browser, render_html(RunResult.from_json(result)), tmp_path, "pairwise")
     assert page.title() == f"minicluster pairwise {result['run_id']}"
     labels = page.eval_on_selector_all("svg.plot", "els => els.map(e => e.dataset.plot)")
     assert labels[0] == "pairwise"

@@ -10,6 +10,7 @@ import numpy as np
 
 from minicluster.compare import compare
 from minicluster.interop.minicluster import to_record
+from minicluster.result.model import RunResult
 
 BURST = Path(__file__).resolve().parents[1] / "fixtures" / "compare" / "burst"
 
@@ -36,8 +37,12 @@ def _with_series(data: dict, step_ms: np.ndarray) -> dict:  # type: ignore[type-
 
 
 def test_the_recorded_burst_is_named() -> None:
-    burst = to_record(json.loads((BURST / "burst.result.json").read_text()), "burst")
-    clean = to_record(json.loads((BURST / "clean.result.json").read_text()), "clean")
+    burst = to_record(
+        RunResult.from_json(json.loads((BURST / "burst.result.json").read_text())), "burst"
+    )
+    clean = to_record(
+        RunResult.from_json(json.loads((BURST / "clean.result.json").read_text())), "clean"
+    )
     pair = compare([clean, burst]).pairs[0]
     s = pair.structure["burst"]
     assert s["kind"] == "shift" and s["change_pct"] > 50
@@ -53,8 +58,8 @@ def test_a_burst_on_the_last_ten_steps_is_a_regression_of_mean_and_tail() -> Non
     a = np.array(clean["steps"]["series"]["step_time_ms"])
     slowed = a.copy()
     slowed[40:] *= ratio
-    rec_a = to_record(clean, "clean")
-    rec_b = to_record(_with_series(clean, slowed), "clean+burst")
+    rec_a = to_record(RunResult.from_json(clean), "clean")
+    rec_b = to_record(RunResult.from_json(_with_series(clean, slowed)), "clean+burst")
     pair = compare([rec_a, rec_b]).pairs[0]
     rows = {r.metric: r for r in pair.rows}
     mean, thr = rows["step_time_mean_ms"], rows["throughput_samples_per_sec"]

@@ -13,6 +13,7 @@ from minicluster.core.coverage import Coverage
 from minicluster.core.errors import InputError
 from minicluster.interop.record import BenchmarkRecord, registry_metric
 from minicluster.report.comparison import to_markdown
+from minicluster.result.model import RunResult
 
 
 def rec(
@@ -308,7 +309,7 @@ def test_results_timed_by_different_methods_are_not_comparable() -> None:
     data = json.loads(golden.read_text())
     other = copy.deepcopy(data)
     other["timing_method"] = "comm_hook_host_clock"
-    a, b = to_record(data, "a"), to_record(other, "b")
+    a, b = to_record(RunResult.from_json(data), "a"), to_record(RunResult.from_json(other), "b")
     pair = compare([a, b]).pairs[0]
     assert any(
         "timing_method: ddp_runtime_stats vs comm_hook_host_clock" in w for w in pair.warnings
@@ -319,5 +320,6 @@ def test_results_timed_by_different_methods_are_not_comparable() -> None:
     assert any("compared although they differ" in w for w in allowed.warnings)
     assert any(r.verdict == "no_change" for r in allowed.rows)
     assert not any(
-        "timing_method" in w for w in compare([a, to_record(data, "c")]).pairs[0].warnings
+        "timing_method" in w
+        for w in compare([a, to_record(RunResult.from_json(data), "c")]).pairs[0].warnings
     )

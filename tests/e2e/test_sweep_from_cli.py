@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from minicluster.report.sections import scaling_table
+from minicluster.result.model import RunResult
 from minicluster.result.schema import validate_result
 
 RunCli = Callable[..., "subprocess.CompletedProcess[str]"]  # the run_cli fixture (conftest)
@@ -75,7 +76,10 @@ def test_sweep_from_three_finished_runs_equals_the_live_sweep(
     assert built["metrics"]["scaling_efficiency_pct"] == live["metrics"]["scaling_efficiency_pct"]
     assert [r["dir"] for p in s["points"] for r in p["runs"]] == sorted(runs, key=lambda d: d[-4])
     # The same table in every report (bar the note, which says where the runs came from).
-    assert scaling_table(built).rows == scaling_table(live).rows  # type: ignore[union-attr]
+    assert (
+        scaling_table(RunResult.from_json(built)).rows
+        == scaling_table(RunResult.from_json(live)).rows
+    )  # type: ignore[union-attr]
     assert "finished runs of separate jobs" in s["order"]
     assert built["status"] == live["status"] == "ok"
 

@@ -114,6 +114,19 @@ def test_convert_csv_writes_the_metrics_frame(
     assert capsys.readouterr().out == out.read_text()
 
 
+def test_load_gives_the_typed_result_and_its_json() -> None:
+    """`.result` is the typed model, `.raw` its JSON; the metrics frame counts each metric's
+    samples in `n_samples` (the README's name for the column: tests/test_readme.py)."""
+    from minicluster.interop.frames import METRIC_COLUMNS
+    from minicluster.result.model import RunResult
+
+    frames = minicluster.load(FIX / "mc11_clean_a.json")
+    assert isinstance(frames.result, RunResult)
+    assert frames.raw == json.loads((FIX / "mc11_clean_a.json").read_text())
+    assert list(frames.metrics.columns) == list(METRIC_COLUMNS)
+    assert (frames.metrics["n_samples"] > 0).any()
+
+
 def test_command_line_does_not_import_pandas() -> None:
     code = (
         "import sys; import minicluster, minicluster.cli, minicluster.compare, "

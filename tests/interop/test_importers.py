@@ -54,6 +54,42 @@ def test_markdown_seed_002() -> None:
     assert "60.12" in (r.metrics["throughput_samples_per_sec"].method or "")
 
 
+def _unpiped(text: str) -> str:
+    """`text` with every table written without its outer pipes, as GitHub also renders them."""
+    return "\n".join(
+        line.strip().strip("|").strip() if line.lstrip().startswith("|") else line
+        for line in text.splitlines()
+    )
+
+
+@pytest.mark.parametrize("name", ["md_002.md", "md_004.md"])
+def test_markdown_tables_without_outer_pipes_read_the_same(name: str, tmp_path: Path) -> None:
+    piped = load(FIX / name)
+    path = tmp_path / name
+    path.write_text(_unpiped((FIX / name).read_text()))
+    assert not any(line.startswith("|") for line in path.read_text().splitlines())
+    bare = load(path)
+    assert sniff(path.read_text().split("\n", 1)[1], path)[0] == "markdown"  # no heading
+    assert {k: m.value for k, m in bare.metrics.items()} == {
+        k: m.value for k, m in piped.metrics.items()
+    }
+    assert bare.details == piped.details and bare.warnings == piped.warnings
+
+
+def test_an_escaped_pipe_stays_inside_its_cell(tmp_path: Path) -> None:
+    """`\\|` in a row label is text (GitHub renders it as `|`): the row keeps its columns, so
+    the dashboard's memory peak is read from the Max column, not one cell to the right."""
+    text = (FIX / "md_002.md").read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("| GPU Memory (MB)"))
+    edited = text.replace(line, line.replace("GPU Memory (MB)", "GPU Memory \\| all GPUs (MB)"))
+    path = tmp_path / "escaped.md"
+    path.write_text(edited)
+    assert "\\| all GPUs" in path.read_text()
+    r = load(path)
+    assert r.metrics["memory_peak_mib"].value == pytest.approx(1154.6e6 / 1024**2)
+    assert "row label 'GPU Memory | all GPUs (MB)'" in (r.metrics["memory_peak_mib"].method or "")
+
+
 def test_markdown_seed_004() -> None:
     r = load(FIX / "md_004.md")
     v = {k: m.value for k, m in r.metrics.items()}

@@ -11,6 +11,7 @@ from rich.console import Console
 from minicluster.report.html import render_html
 from minicluster.report.markdown import render_markdown
 from minicluster.report.terminal import print_run_summary
+from minicluster.result.model import RunResult
 
 PAYLOAD = "<script>alert(1)</script>[bold]x[/bold]|"
 # Enum-like fields stay valid so the renderers take their usual paths; their text is a
@@ -40,15 +41,27 @@ def _poisoned(result: dict[str, Any]) -> dict[str, Any]:
     ]
     r["faults"] = {
         "injected": [{"kind": PAYLOAD, "rank": 1, PAYLOAD: PAYLOAD}],
-        "detected": [{"kind": "hang", "rank": 1, "step": 3, "evidence": PAYLOAD}, PAYLOAD],
+        "detected": [{"kind": "hang", "rank": 1, "step": 3, "evidence": PAYLOAD}],
     }
-    r["validation"] = {"passed": False, "reason": PAYLOAD, "checks": [{"name": PAYLOAD}]}
+    r["validation"] = {
+        "passed": False,
+        "reason": PAYLOAD,
+        "checks": [{"name": PAYLOAD, "passed": False, PAYLOAD: PAYLOAD}],
+    }
     r["telemetry"] = {
         "series": [
             {"name": PAYLOAD, "unit": "W", "method": PAYLOAD, "t_s": [0, 1], "values": [1, 2]}
         ]
     }
-    r["scaling"] = {"mode": PAYLOAD, "points": [{"world_size": 1, "efficiency_pct": 100.0}]}
+    r["scaling"] = {
+        "mode": PAYLOAD,
+        "world_sizes": [1],
+        "repeats": 1,
+        "metric": PAYLOAD,
+        "formula": PAYLOAD,
+        "baseline": {"world_size": 1, "kind": PAYLOAD, "value": 1.0, "unit": PAYLOAD},
+        "points": [{"world_size": 1, "efficiency_pct": 100.0, "status": "measured"}],
+    }
     r["collectives"] = {"results": [{"op": PAYLOAD, "size_bytes": 1024, "busbw_gbps": 1.0}]}
     return r
 
@@ -62,7 +75,7 @@ def test_payload_reaches_every_field_it_should(run_ok: dict[str, Any]) -> None:
 
 
 def test_html_escapes_every_string(run_ok: dict[str, Any]) -> None:
-    html = render_html(_poisoned(run_ok))
+    html = render_html(RunResult.from_json(_poisoned(run_ok)))
     assert "<script" not in html.lower()
     # Escaped, the text is still there: in tables, SVG titles, legends and captions.
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") > 20
@@ -72,7 +85,7 @@ def test_html_escapes_every_string(run_ok: dict[str, Any]) -> None:
 
 
 def test_markdown_escapes_every_string(run_ok: dict[str, Any]) -> None:
-    md = render_markdown(_poisoned(run_ok))
+    md = render_markdown(RunResult.from_json(_poisoned(run_ok)))
     assert "<script" not in md.lower()
     assert "&lt;script&gt;" in md
     # A `|` from user text cannot split a table cell.
@@ -83,7 +96,9 @@ def test_markdown_escapes_every_string(run_ok: dict[str, Any]) -> None:
 
 def test_terminal_does_not_interpret_markup(run_ok: dict[str, Any]) -> None:
     out = io.StringIO()
-    print_run_summary(_poisoned(run_ok), Console(file=out, width=200, color_system=None))
+    print_run_summary(
+        RunResult.from_json(_poisoned(run_ok)), Console(file=out, width=200, color_system=None)
+    )
     # Rich markup in user text is printed literally, not applied.
     assert "[bold]x[/bold]" in out.getvalue()
 
@@ -94,11 +109,11 @@ def test_sweep_and_collectives_results_escape_every_string(
 ) -> None:
     """Every string of a real sweep / collectives result, poisoned (ops, reasons, notes, runs)."""
     result = _poison(request.getfixturevalue(name))
-    html = render_html(result)
+    html = render_html(RunResult.from_json(result))
     assert "<script" not in html.lower()
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") > 5
-    md = render_markdown(result)
+    md = render_markdown(RunResult.from_json(result))
     assert "<script" not in md.lower() and "&lt;script&gt;" in md
     out = io.StringIO()
-    print_run_summary(result, Console(file=out, width=300, color_system=None))
+    print_run_summary(RunResult.from_json(result), Console(file=out, width=300, color_system=None))
     assert "[bold]x[/bold]" in out.getvalue()

@@ -10,6 +10,7 @@ from junitparser import Error, Failure, JUnitXml, Skipped
 
 from minicluster.cli import main
 from minicluster.report.junit import run_cases, to_xml
+from minicluster.result.model import RunResult
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -76,18 +77,18 @@ def test_run_junit_from_a_recorded_result(tmp_path: Path) -> None:
         ).read_text()
     )
     xml = tmp_path / "r.xml"
-    xml.write_text(to_xml("minicluster run", run_cases(failed, 3)))
+    xml.write_text(to_xml("minicluster run", run_cases(RunResult.from_json(failed), 3)))
     cases = _cases(xml)
     assert cases["status"] == "error" and cases["exit code"] == "failure"
     assert cases["rank 1"] == "failure"
     root = Path(__file__).resolve().parents[2]
     straggler = json.loads((root / "reports" / "straggler_run.result.json").read_text())
-    xml.write_text(to_xml("minicluster run", run_cases(straggler, 0)))
+    xml.write_text(to_xml("minicluster run", run_cases(RunResult.from_json(straggler), 0)))
     assert _cases(xml)["straggler rank 1"] == "failure"
     ok = json.loads(
         (FIX / "cases" / "23-thermal-drift-excused-by-spread" / "clean.result.json").read_text()
     )
-    xml.write_text(to_xml("minicluster run", run_cases(ok, 0)))
+    xml.write_text(to_xml("minicluster run", run_cases(RunResult.from_json(ok), 0)))
     assert set(_cases(xml).values()) == {"passed"}
 
 

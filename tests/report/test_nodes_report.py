@@ -22,6 +22,7 @@ from minicluster.report.html import render_html
 from minicluster.report.markdown import render_markdown
 from minicluster.report.node_table import nodes_table
 from minicluster.report.terminal import print_run_summary
+from minicluster.result.model import RunResult
 from minicluster.result.schema import validate_result
 
 REPORTS = Path(__file__).resolve().parents[1] / "golden" / "reports"
@@ -35,7 +36,7 @@ def run_2nodes() -> dict[str, Any]:
 
 def _terminal(result: dict[str, Any]) -> str:
     buf = io.StringIO()
-    print_run_summary(result, Console(file=buf, width=200, highlight=False))
+    print_run_summary(RunResult.from_json(result), Console(file=buf, width=200, highlight=False))
     return buf.getvalue()
 
 
@@ -43,11 +44,11 @@ def test_two_node_result_has_a_nodes_table_everywhere(run_2nodes: dict[str, Any]
     validate_result(run_2nodes)
     nodes = run_2nodes["nodes"]
     assert [n["node_rank"] for n in nodes] == [0, 1]
-    md = render_markdown(run_2nodes)
+    md = render_markdown(RunResult.from_json(run_2nodes))
     assert "## Nodes" in md
     for n in nodes:
         assert f"| {n['node_rank']} | {n['hostname']} | {n['ranks'][0]} | ok |" in md
-    assert 'data-table="Nodes"' in render_html(run_2nodes)
+    assert 'data-table="Nodes"' in render_html(RunResult.from_json(run_2nodes))
     term = _terminal(run_2nodes)
     assert "Nodes" in term and "2 ranks on 2 node(s)" in term
     # the ranks table names each rank's node: two agents on one machine share the host
@@ -58,10 +59,10 @@ def test_two_node_result_has_a_nodes_table_everywhere(run_2nodes: dict[str, Any]
 def test_a_result_before_1_2_with_a_node_count_still_renders(run_ok: dict[str, Any]) -> None:
     assert run_ok["nodes"] == 1 and run_ok["schema_version"] == "minicluster/1"
     validate_result(run_ok)
-    view = run_view(run_ok)
+    view = run_view(RunResult.from_json(run_ok))
     assert view.nodes is None
     assert ["world size", "2 ranks on 1 node(s)"] in view.summary.rows
-    assert "## Nodes" not in render_markdown(run_ok)
+    assert "## Nodes" not in render_markdown(RunResult.from_json(run_ok))
     assert "2 ranks on 1 node(s)" in _terminal(run_ok)
 
 
@@ -70,8 +71,8 @@ def test_importer_reads_both_forms_of_nodes(run_2nodes: dict[str, Any]) -> None:
     record = load(REPORTS / "run_2nodes.result.json")
     assert record.details["nodes"] == 2
     converted = to_result(record)  # an imported record keeps the count only
-    validate_result(converted)
-    assert converted["nodes"] == 2
+    validate_result(converted.to_json())
+    assert converted.nodes == 2
 
 
 def test_many_nodes_show_the_flagged_and_lowest_scores_first(run_2nodes: dict[str, Any]) -> None:
@@ -84,7 +85,7 @@ def test_many_nodes_show_the_flagged_and_lowest_scores_first(run_2nodes: dict[st
     nodes[7] = {**nodes[7], "status": "missing", "missing_ranks": [7], "performance_score": None}
     nodes[30] = {**nodes[30], "performance_score": 0.4}
     result["nodes"] = nodes
-    table = nodes_table(result, max_rows=4)
+    table = nodes_table(RunResult.from_json(result), max_rows=4)
     assert table is not None
     shown = [row[0] for row in table.rows]
     assert shown == ["7", "30", "38", "39"]  # the missing node, then the lowest scores

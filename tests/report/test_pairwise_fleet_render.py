@@ -17,6 +17,7 @@ from minicluster.report.html import render_html
 from minicluster.report.markdown import render_markdown
 from minicluster.report.pairwise import HEATMAP_MAX, heatmap_plot
 from minicluster.report.terminal import print_run_summary
+from minicluster.result.model import RunResult
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -86,12 +87,12 @@ def test_the_verdict_comes_first_everywhere() -> None:
     verdict = result["pairwise"]["verdict"]
     assert verdict.startswith("pairwise: SLOW") and "rank 1 - rank 2" in verdict
     console = Console(record=True, width=120)
-    print_run_summary(result, console)
+    print_run_summary(RunResult.from_json(result), console)
     lines = console.export_text().splitlines()
     assert lines[1].startswith("pairwise: SLOW")  # right under the title line
-    md = render_markdown(result)
+    md = render_markdown(RunResult.from_json(result))
     assert md.index("**pairwise: SLOW") < md.index("## Summary")
-    page = render_html(result)
+    page = render_html(RunResult.from_json(result))
     assert page.index('class="verdict"') < page.index('data-plot="pairwise"')
     assert page.index('data-plot="pairwise"') < page.index('data-table="Summary"')
 
@@ -99,14 +100,14 @@ def test_the_verdict_comes_first_everywhere() -> None:
 def test_the_terminal_shows_the_worst_pairs_above_16_ranks_the_files_everything() -> None:
     small, big = _wide(16), _wide(20)
     console = Console(record=True, width=200)
-    print_run_summary(small, console)
+    print_run_summary(RunResult.from_json(small), console)
     assert "Bus bandwidth matrix (GB/s)" in console.export_text()
     console = Console(record=True, width=200)
-    print_run_summary(big, console)
+    print_run_summary(RunResult.from_json(big), console)
     out = console.export_text()
     assert "Bus bandwidth matrix" not in out
     assert "Showing the worst 16 of 190 pairs" in " ".join(out.split())
-    md = render_markdown(big)
+    md = render_markdown(RunResult.from_json(big))
     assert "## Bus bandwidth matrix (GB/s)" in md
     header = next(line for line in md.splitlines() if line.startswith("| from \\ to"))
     assert header.count("|") == 22  # 20 receivers + the sender column
@@ -115,12 +116,12 @@ def test_the_terminal_shows_the_worst_pairs_above_16_ranks_the_files_everything(
 
 
 def test_the_heat_map_marks_the_slow_pair_and_stays_readable_at_1024_ranks() -> None:
-    plot = heatmap_plot(_wide(8))
+    plot = heatmap_plot(RunResult.from_json(_wide(8)))
     assert plot is not None
     cells = re.findall(r'<rect class="bar"[^>]*>', plot.svg)
     assert len(cells) == 8 * 8 + 7  # every cell, the legend's six swatches and its slow-pair box
     assert plot.svg.count('stroke="#000000"') == 2 + 1  # both directions of 0-1, the legend
-    big = heatmap_plot(_wide(1024))
+    big = heatmap_plot(RunResult.from_json(_wide(1024)))
     assert big is not None
     grid = re.findall(r"<title>rank \d+ -&gt; rank \d+", big.svg)
     assert len(grid) == HEATMAP_MAX * (HEATMAP_MAX - 1)
@@ -132,9 +133,9 @@ def test_host_names_are_escaped_in_every_output() -> None:
     evil = "<script>alert(1)</script>"
     result = _wide(4, host=evil)
     result["pairwise"]["labels"] = [f"{evil}{x}" for x in range(4)]
-    page = render_html(result)
+    page = render_html(RunResult.from_json(result))
     assert "<script>" not in page and "&lt;script&gt;" in page
-    assert "<script>" not in render_markdown(result)
+    assert "<script>" not in render_markdown(RunResult.from_json(result))
 
 
 def _fleet_report() -> dict[str, Any]:

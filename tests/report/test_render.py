@@ -16,20 +16,21 @@ from minicluster.report.html import MAX_BYTES, render_html
 from minicluster.report.markdown import render_markdown
 from minicluster.report.terminal import print_run_summary
 from minicluster.report.text import fmt_num
+from minicluster.result.model import RunResult
 
 GOLDEN_MD = Path(__file__).resolve().parents[1] / "golden" / "reports" / "run_ok.md"
 GOLDEN_COLLECTIVES_MD = GOLDEN_MD.with_name("collectives.md")
 
 
 def test_markdown_matches_golden(run_ok: dict[str, Any]) -> None:
-    text = render_markdown(run_ok)
+    text = render_markdown(RunResult.from_json(run_ok))
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN_MD.write_text(text, encoding="utf-8")
     assert text == GOLDEN_MD.read_text(encoding="utf-8")
 
 
 def test_collectives_markdown_matches_golden(collectives: dict[str, Any]) -> None:
-    text = render_markdown(collectives)
+    text = render_markdown(RunResult.from_json(collectives))
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN_COLLECTIVES_MD.write_text(text, encoding="utf-8")
     assert text == GOLDEN_COLLECTIVES_MD.read_text(encoding="utf-8")
@@ -38,8 +39,8 @@ def test_collectives_markdown_matches_golden(collectives: dict[str, Any]) -> Non
 
 
 def test_markdown_order_follows_the_result_and_is_stable(run_ok: dict[str, Any]) -> None:
-    text = render_markdown(run_ok)
-    assert render_markdown(run_ok) == text
+    text = render_markdown(RunResult.from_json(run_ok))
+    assert render_markdown(RunResult.from_json(run_ok)) == text
     headings = re.findall(r"^## (.+)$", text, flags=re.M)
     assert headings[:8] == [
         "Summary",
@@ -57,7 +58,7 @@ def test_markdown_order_follows_the_result_and_is_stable(run_ok: dict[str, Any])
 
 
 def test_markdown_shows_provenance_and_why_not_measured(run_ok: dict[str, Any]) -> None:
-    text = render_markdown(run_ok)
+    text = render_markdown(RunResult.from_json(run_ok))
     tp = run_ok["metrics"]["throughput_samples_per_sec"]
     assert f"| {tp['status']} | {tp['method']} |" in text
     reason = run_ok["metrics"]["power_consumption_watts"]["reason"]
@@ -68,7 +69,7 @@ def test_markdown_shows_provenance_and_why_not_measured(run_ok: dict[str, Any]) 
 
 
 def test_straggler_row_is_emphasised_everywhere(run_straggler: dict[str, Any]) -> None:
-    md = render_markdown(run_straggler)
+    md = render_markdown(RunResult.from_json(run_straggler))
     row = next(ln for ln in md.splitlines() if ln.startswith("| **1** |"))
     assert "**straggler**" in row
     assert "- rank 1: median compute" in md
@@ -79,7 +80,7 @@ def test_straggler_row_is_emphasised_everywhere(run_straggler: dict[str, Any]) -
     assert "| **detected** | **straggler** | **1** | **n/a** | **median compute 46.95 ms" in md
     assert "| replica_consistency | passed | steps_checked=55 |" in md
 
-    html = render_html(run_straggler)
+    html = render_html(RunResult.from_json(run_straggler))
     ranks = html.split('data-table="Ranks"')[1].split("</table>")[0]
     hl = re.findall(r'<tr class="hl">(.*?)</tr>', ranks)
     assert len(hl) == 1 and "<td>1</td>" in hl[0] and "straggler" in hl[0]
@@ -87,7 +88,9 @@ def test_straggler_row_is_emphasised_everywhere(run_straggler: dict[str, Any]) -
     assert bars and 'stroke="#C00"' in bars.group(0) and ">straggler<" in bars.group(0)
 
     out = io.StringIO()
-    print_run_summary(run_straggler, Console(file=out, width=120, color_system=None))
+    print_run_summary(
+        RunResult.from_json(run_straggler), Console(file=out, width=120, color_system=None)
+    )
     text = out.getvalue()
     assert "straggler: rank 1" in text
     # a fault without a step (a straggler is slow on every step) says no "step n/a"
@@ -100,7 +103,7 @@ def _plot_labels(html: str) -> list[str]:
 
 
 def test_run_plots_drawn_from_the_result(run_ok: dict[str, Any]) -> None:
-    html = render_html(run_ok)
+    html = render_html(RunResult.from_json(run_ok))
     assert _plot_labels(html) == ["step_time", "rank_breakdown"]
     step = re.search(r'data-plot="step_time".*?</svg>', html, flags=re.S)
     assert step is not None
@@ -121,7 +124,7 @@ def test_run_plots_drawn_from_the_result(run_ok: dict[str, Any]) -> None:
 def test_every_plot_kind_draws_only_with_its_data(
     run_ok: dict[str, Any], run_all_plots: dict[str, Any]
 ) -> None:
-    assert [p.label for p in plots.run_plots(run_all_plots)] == [
+    assert [p.label for p in plots.run_plots(RunResult.from_json(run_all_plots))] == [
         "step_time",
         "rank_breakdown",
         "scaling",
@@ -135,28 +138,30 @@ def test_every_plot_kind_draws_only_with_its_data(
         telemetry_plots.power_plot,
         telemetry_plots.temperature_plot,
     ):
-        assert fn(run_ok) is None
-    scaling = plots.scaling_plot(run_all_plots)
+        assert fn(RunResult.from_json(run_ok)) is None
+    scaling = plots.scaling_plot(RunResult.from_json(run_all_plots))
     assert scaling is not None
     hollow = re.findall(r'<circle class="point"[^>]*fill="white"', scaling.svg)
     filled = re.findall(r'<circle class="point"[^>]*fill="#', scaling.svg)
     assert (len(hollow), len(filled)) == (1, 3)  # projected hollow, measured filled
     assert "ideal 100%" in scaling.svg
-    busbw = plots.busbw_plot(run_all_plots)
+    busbw = plots.busbw_plot(RunResult.from_json(run_all_plots))
     assert busbw is not None and busbw.svg.count("<polyline") == 3
     assert "log scale" in busbw.svg and "GB/s" in busbw.svg
-    power = telemetry_plots.power_plot(run_all_plots)
+    power = telemetry_plots.power_plot(RunResult.from_json(run_all_plots))
     assert power is not None and "power (W)" in power.svg and "NVML" in power.caption
 
 
 def test_steps_not_embedded_means_no_step_plot(run_ok: dict[str, Any]) -> None:
     run_ok["steps"] = {"rank_files": "ranks/rank_{rank:05d}.jsonl", "embedded": None}
-    assert plots.step_time_plot(run_ok) is None
-    assert "<svg" in render_html(run_ok)  # the breakdown bars still come from the rank medians
+    assert plots.step_time_plot(RunResult.from_json(run_ok)) is None
+    assert "<svg" in render_html(
+        RunResult.from_json(run_ok)
+    )  # the breakdown bars still come from the rank medians
 
 
 def test_html_is_self_contained_and_small(run_all_plots: dict[str, Any]) -> None:
-    html = render_html(run_all_plots)
+    html = render_html(RunResult.from_json(run_all_plots))
     assert len(html.encode()) < MAX_BYTES
     assert "<script" not in html and "<link" not in html and " src=" not in html
     urls = set(re.findall(r"https?://[^\s\"'<>]+", html))
@@ -168,7 +173,7 @@ def test_html_is_self_contained_and_small(run_all_plots: dict[str, Any]) -> None
 
 def test_terminal_lists_what_was_not_measured(run_ok: dict[str, Any]) -> None:
     out = io.StringIO()
-    print_run_summary(run_ok, Console(file=out, width=100, color_system=None))
+    print_run_summary(RunResult.from_json(run_ok), Console(file=out, width=100, color_system=None))
     text = out.getvalue()
     assert "not measured: tokens_per_sec (workload has no tokens)" in text
     assert "Ranks (ms)" in text and "Metrics" in text
@@ -176,13 +181,13 @@ def test_terminal_lists_what_was_not_measured(run_ok: dict[str, Any]) -> None:
 
 def test_failed_rank_is_highlighted_and_its_error_shown(run_failed: dict[str, Any]) -> None:
     assert run_failed["status"] == "failed" and run_failed["failed_ranks"] == [1]
-    html = render_html(run_failed)
+    html = render_html(RunResult.from_json(run_failed))
     assert 'class="status status-failed"' in html
     hl = re.findall(r'<tr class="hl">(.*?)</tr>', html)
     assert len(hl) == 1 and "<td>1</td>" in hl[0] and "<td>failed</td>" in hl[0]
     for err in run_failed["errors"]:
         assert f"<li>{err}</li>" in html
-    md = render_markdown(run_failed)
+    md = render_markdown(RunResult.from_json(run_failed))
     assert "Status: **failed**" in md
     assert "| **1** | **vm** | **failed** |" in md
 
@@ -203,7 +208,7 @@ def test_terminal_caps_rank_rows_keeping_flagged_and_slowest(run_ok: dict[str, A
         ranks.append(r)
     ranks[42]["status"] = "failed"
     result["ranks"], result["world_size"], result["failed_ranks"] = ranks, 100, [42]
-    view = run_view(result, max_rank_rows=TERMINAL_MAX_RANK_ROWS)
+    view = run_view(RunResult.from_json(result), max_rank_rows=TERMINAL_MAX_RANK_ROWS)
     shown = [int(row[0]) for row in view.ranks.rows]
     assert len(shown) == TERMINAL_MAX_RANK_ROWS
     assert 42 in shown
@@ -211,9 +216,9 @@ def test_terminal_caps_rank_rows_keeping_flagged_and_slowest(run_ok: dict[str, A
     assert slowest <= set(shown)
     assert all(rank % 7 in (5, 6) for rank in shown if rank != 42)  # then the 15 ms ones
     assert "Showing 16 of 100 ranks" in view.ranks.note
-    assert len(run_view(result).ranks.rows) == 100  # files keep every rank
+    assert len(run_view(RunResult.from_json(result)).ranks.rows) == 100  # files keep every rank
     out = io.StringIO()
-    print_run_summary(result, Console(file=out, width=120))
+    print_run_summary(RunResult.from_json(result), Console(file=out, width=120))
     assert "84 more ranks not shown" in out.getvalue()
 
 
@@ -224,7 +229,7 @@ def test_a_long_collectives_status_wraps_instead_of_hiding_the_numbers(
     row = result["collectives"]["results"][0]
     row["status"], row["reason"] = "unavailable", "could not allocate the buffers: " + "x" * 300
     out = io.StringIO()
-    print_run_summary(result, Console(file=out, width=120, color_system=None))
+    print_run_summary(RunResult.from_json(result), Console(file=out, width=120, color_system=None))
     text = out.getvalue()
     # Every other row still shows its op and busbw in full.
     busbw = fmt_num(result["collectives"]["results"][1]["busbw_gbps"])

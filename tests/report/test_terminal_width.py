@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from minicluster.report.terminal import print_run_summary
+from minicluster.result.model import RunResult
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "reports").glob("*.result.json")) + [
@@ -28,7 +29,7 @@ EXAMPLES = sorted((ROOT / "reports").glob("*.result.json")) + [
 def test_no_value_is_cut(path: Path, width: int) -> None:
     out = io.StringIO()
     console = Console(file=out, width=width, highlight=False, color_system=None)
-    print_run_summary(json.loads(path.read_text()), console)
+    print_run_summary(RunResult.from_json(json.loads(path.read_text())), console)
     text = out.getvalue()
     cut = [line for line in text.splitlines() if "…" in line]
     assert not cut, cut[:3]

@@ -1,0 +1,1202 @@
+"""The canonical result (`result.json`, schema `minicluster/1.x`) as typed sections.
+
+`RunResult.from_json(d)` reads a result of any 1.x (1.0 to the current minor; keys of a newer
+minor are kept in each section's `extra`), `to_json()` gives back the same JSON, key order
+included. The JSON Schema shipped in the package is generated from these classes
+(`minicluster.result.schema.generate_schema`). A field without a default is required in the
+schema; every other one may be absent in older results (None, or its empty default, then).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated, Any, ClassVar, Literal
+
+from minicluster.core.checks import CHECK_KEYS, ChecksSection
+from minicluster.core.errors import InputError
+from minicluster.core.metrics import MetricValue
+from minicluster.result.section import Constraint, MetricMap, Section, spec
+
+SCHEMA_MAJOR = "minicluster/1"
+# 1.1: steps.series (the per-step cross-rank series of the run-level metrics); aborted_ranks,
+# interrupted, timing_method, link. 1.2: comm_bytes and buckets in steps.series; a sweep's
+# scaling.breakdown_method, points[].breakdown, projection; `nodes` is the per-node section (a
+# list; before, the node count), ranks[] and the stragglers and detected faults name their node
+# (`node_rank`, `hostname`), ranks[] and nodes[] carry a relative performance score. 1.3: the
+# `pairwise` block (the pairwise link test); `ray` (the Ray version, under the Ray launcher),
+# ranks[] and nodes[] `ray_node_id`. 1.4: `fingerprint` (the defining fields compare and history
+# check, result/fingerprint.py), `imported_from.unread_fields`, imports from sglang and nccl-tests,
+# ranks[] `threads` (the CPU threads the rank used).
+# Readers accept every 1.x.
+SCHEMA_VERSION = "minicluster/1.4"
+
+NonNegative = Annotated[int, Constraint(minimum=0)]
+Positive = Annotated[int, Constraint(minimum=1)]
+RankId = Annotated[int, Constraint(minimum=0)]
+Score = Annotated[float, Constraint(minimum=0, maximum=1)]
+MeasureStatus = Literal["measured", "unavailable"]
+RunStatus = Literal["ok", "failed", "incomplete"]
+
+
+class FaultKind(str, Enum):
+    """What a finding (a detected fault) is; its properties say what it means for the verdict."""
+
+    CRASH = "crash"
+    HANG = "hang"
+    RANK_FAILURE = "rank_failure"
+    NODE_LOST = "node_lost"
+    STRAGGLER = "straggler"
+    CORRUPT_GRAD = "corrupt_grad"
+    REPLICA_DIVERGENCE = "replica_divergence"
+    SLOW_LINK = "slow_link"
+    UNKNOWN = "unknown"  # a kind of a newer minor version: it neither gates nor kills
+
+    @property
+    def correctness(self) -> bool:
+        """The run ended, but its numbers are wrong."""
+        return self in (FaultKind.CORRUPT_GRAD, FaultKind.REPLICA_DIVERGENCE)
+
+    @property
+    def link(self) -> bool:
+        """The run ended, but its fabric is slower than expected."""
+        return self is FaultKind.SLOW_LINK
+
+    @property
+    def death(self) -> bool:
+        """A rank that stopped recording (crashed, hung, or failed without saying why)."""
+        return self in (FaultKind.CRASH, FaultKind.HANG, FaultKind.RANK_FAILURE)
+
+    @property
+    def gates(self) -> bool:
+        """A finding of this kind fails a check of a run that ran (exit code 1)."""
+        return self.correctness or self.link
+
+    @classmethod
+    def of(cls, kind: object) -> FaultKind:
+        """The kind named `kind`; UNKNOWN for a kind this version does not know."""
+        try:
+            return cls(kind)
+        except ValueError:
+            return cls.UNKNOWN
+
+
+# --- envelope ------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class Tool(Section):
+    name: str
+    version: str
+
+
+@dataclass(kw_only=True)
+class RayInfo(Section):
+    version: str
+
+
+@dataclass(kw_only=True)
+class PlatformNode(Section):
+    """One host the ranks ran on, as its ranks' headers describe it."""
+
+    hostname: str | None = None
+    cpu: str | None = None
+    cpu_count: int | None = None
+    host_memory_total_bytes: int | None = None
+    os: str | None = None
+    gpus: list[Any] = spec(factory=list)
+
+
+@dataclass(kw_only=True)
+class Platform(Section):
+    """The hosts and software of a run; a converted result has `hardware_name`/`os` instead."""
+
+    nodes: list[PlatformNode] = spec(factory=list)
+    torch: str | None = None
+    python: str | None = spec(None, omit_none=True)
+    hardware_name: str | None = spec(None, omit_none=True)
+    os: str | None = spec(None, omit_none=True)
+
+    @property
+    def hardware(self) -> str | None:
+        """The first GPU's name (or the first node's CPU), or a converted result's hardware."""
+        if not self.nodes:
+            return str(self.hardware_name) if self.hardware_name else None
+        node = self.nodes[0]
+        if node.gpus:
+            first = node.gpus[0]
+            if isinstance(first, dict):
+                return str(first.get("name") or first.get("model") or first)
+            return str(first)
+        return str(node.cpu) if node.cpu else None
+
+
+@dataclass(kw_only=True)
+class Workload(Section):
+    __schema__: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"workload_type": {"const": "collectives"}}},
+        "then": {
+            "properties": {"per_rank_batch": {"type": "null"}, "global_batch": {"type": "null"}}
+        },
+    }
+
+    name: str
+    workload_type: Literal["training", "inference", "collectives"]
+    per_rank_batch: Positive | None
+    global_batch: Positive | None
+    seq_len: int | None = None
+    params: int | None = None
+
+
+@dataclass(kw_only=True)
+class LinkCheck(Section):
+    """The gradient all-reduce's busbw judged against an expected figure, or why not."""
+
+    judged: bool = False
+    slow: bool = False
+    expected_busbw_gbps: float | None = None
+    measured_busbw_gbps: float | None = None
+    ratio: float | None = None
+    below_pct: float | None = None
+    reason: str | None = None
+
+
+# --- per node, per rank --------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class NodeEntry(Section):
+    """One node (launcher agent) of the job: its ranks, their fate and its medians (1.2)."""
+
+    __schema_name__: ClassVar[str | None] = "node"
+
+    node_rank: RankId | None = spec(doc="torchrun's group rank; null when the launcher gave none")
+    hostname: str | None
+    ranks: list[RankId]
+    status: Literal["ok", "failed", "missing", "aborted"] = spec(
+        doc="aborted: its ranks stopped because a rank on another node failed"
+    )
+    failed_ranks: list[RankId]
+    missing_ranks: list[RankId]
+    aborted_ranks: list[RankId] = spec(factory=list)
+    measured_steps: NonNegative | None = spec(None, nullable=False)
+    step_time_ms_median: float | None = None
+    compute_ms_median: float | None = None
+    allreduce_ms_median: float | None = None
+    slowest_rank: RankId | None = None
+    slowest_rank_compute_ms_median: float | None = None
+    stragglers: list[RankId] = spec(factory=list)
+    performance_score: Score | None
+    ray_node_id: str | None = spec(
+        None, omit_none=True, doc="1.3: the node's Ray node ID (Ray launcher); null otherwise"
+    )
+
+    @property
+    def flagged(self) -> bool:
+        """Not ok, or holding a straggler: a report shows it first."""
+        return self.status != "ok" or bool(self.stragglers)
+
+
+@dataclass(kw_only=True)
+class StepTimeStats(Section):
+    """Percentiles of one rank's measured step times (ms)."""
+
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    mean: float | None = None
+    n: int | None = None
+
+
+@dataclass(kw_only=True)
+class RankEntry(Section):
+    """One rank of the job: where it ran, its fate, its records and its per-step medians."""
+
+    __schema_name__: ClassVar[str | None] = "rank"
+
+    rank: RankId
+    hostname: str | None = None
+    node_rank: RankId | None = None
+    local_rank: int | None = None
+    device: str | None = None
+    threads: Positive | None = spec(
+        None,
+        omit_none=True,
+        doc="1.4: the CPU threads the rank used (its header's threads); null when its header "
+        "did not say",
+    )
+    status: Literal["ok", "failed", "missing", "aborted", "interrupted"] = spec(
+        doc="failed/missing: the culprit; aborted: stopped because another rank failed (1.1); "
+        "interrupted: Ctrl-C or SIGTERM (1.1)"
+    )
+    steps_recorded: NonNegative
+    measured_steps: NonNegative
+    last_step: int | None = None
+    step_time_ms: StepTimeStats | None = spec(None, omit_none=True)
+    compute_ms_median: float | None = spec(None, omit_none=True)
+    compute_ms_mean: float | None = spec(
+        None,
+        omit_none=True,
+        doc="1.2: mean over the rank's measured steps of compute_ms (a sweep's typical per-rank "
+        "compute)",
+    )
+    comm_ms_median: float | None = spec(None, omit_none=True)
+    exposed_comm_ms_median: float | None = spec(None, omit_none=True)
+    wait_ms_median: float | None = spec(None, omit_none=True)
+    transfer_ms_median: float | None = spec(None, omit_none=True)
+    collectives_recorded: NonNegative | None = spec(None, omit_none=True)
+    memory: dict[str, Any] | None = None
+    ddp_logging: dict[str, Any] | None = spec(None, omit_none=True)
+    error: str | None = None
+    ray_node_id: str | None = spec(
+        None,
+        omit_none=True,
+        doc="1.3: the Ray node ID of the rank's worker (Ray launcher); null otherwise",
+    )
+    performance_score: Score | None = spec(None, omit_none=True)
+
+    @property
+    def rss_peak_bytes(self) -> int | float | None:
+        rss = (self.memory or {}).get("rss_peak_bytes")
+        return rss if isinstance(rss, (int, float)) else None
+
+    @property
+    def step_p50_ms(self) -> float | None:
+        return self.step_time_ms.p50 if self.step_time_ms is not None else None
+
+
+@dataclass(kw_only=True)
+class Straggler(Section):
+    """A rank named a straggler: its compute against the others', with the test that named it."""
+
+    rank: int | None = None
+    compute_ms_median: float | None = None
+    others_compute_ms_median: float | None = None
+    excess_pct: float | None = None
+    threshold_pct: float | None = None
+    min_excess_ms: float | None = spec(None, omit_none=True)
+    attributed_to: str | None = spec(None, omit_none=True)
+    slowest_in_steps: int | None = spec(None, omit_none=True)
+    steps_compared: int | None = spec(None, omit_none=True)
+    min_steps_pct: float | None = spec(None, omit_none=True)
+    sign_test_p: float | None = spec(None, omit_none=True)
+    node_rank: int | None = spec(None, omit_none=True)
+    hostname: str | None = spec(None, omit_none=True)
+
+    @property
+    def placed(self) -> bool:
+        """The straggler names its node (1.2)."""
+        return "node_rank" in self.keys() or "hostname" in self.keys()
+
+
+# --- findings ------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class InjectedFault(Section):
+    """A fault the run was told to inject (the config's `faults` entry)."""
+
+    __schema_name__: ClassVar[str | None] = "fault"
+
+    kind: str
+    rank: RankId | None = spec(
+        doc="null when the evidence names no rank (1.1: a slow link judged from the "
+        "all-reduce's busbw)"
+    )
+    step: RankId | None = spec(None, omit_none=True)
+    evidence: str | None = spec(None, omit_none=True, nullable=False)
+
+
+@dataclass(kw_only=True)
+class Finding(Section):
+    """A detected fault, with the evidence it was found from (never from the injected list)."""
+
+    kind: str
+    rank: RankId | None = spec(
+        doc="null when the evidence names no rank (1.1: a slow link judged from the "
+        "all-reduce's busbw)"
+    )
+    step: RankId | None
+    evidence: str
+    attributed_to: str | None = spec(None, omit_none=True)
+    peer: int | None = spec(None, omit_none=True)
+    ranks: list[int] | None = spec(None, omit_none=True)
+    node_rank: int | None = spec(None, omit_none=True)
+    hostname: str | None = spec(None, omit_none=True)
+
+    @property
+    def fault_kind(self) -> FaultKind:
+        """The kind as a FaultKind (UNKNOWN: a kind of a newer version; `kind` keeps its name)."""
+        return FaultKind.of(self.kind)
+
+    @property
+    def gates(self) -> bool:
+        """It fails a check of a run that ran (wrong numbers, a slow link): exit code 1."""
+        return self.fault_kind.gates
+
+    @property
+    def placed(self) -> bool:
+        """The finding names its node (1.2)."""
+        return self.hostname is not None or self.node_rank is not None
+
+
+@dataclass(kw_only=True)
+class Faults(Section):
+    injected: list[InjectedFault]
+    detected: list[Finding]
+
+
+@dataclass(kw_only=True)
+class ValidationCheck(Section):
+    """One correctness check: replica checksums compared (`every`, `steps_checked`,
+    `divergence`), or DDP against one process (`steps`, the max differences, the tolerance)."""
+
+    name: Literal["replica_consistency", "ddp_equivalence"]
+    passed: bool
+    every: int | None = spec(None, omit_none=True)
+    steps_checked: int | None = spec(None, omit_none=True)
+    divergence: dict[str, Any] | None = spec(None, omit_none=True)
+    steps: int | None = spec(None, omit_none=True)
+    world_size: int | None = spec(None, omit_none=True)
+    max_abs_diff: float | None = spec(None, omit_none=True)
+    max_rel_diff: float | None = spec(None, omit_none=True)
+    rel_tolerance: float | None = spec(None, omit_none=True)
+    method: str | None = spec(None, omit_none=True)
+    reason: str | None = spec(None, omit_none=True)
+
+
+@dataclass(kw_only=True)
+class Validation(Section):
+    """The correctness checks the run was configured for and their verdict."""
+
+    passed: bool
+    reason: str | None
+    checks: list[ValidationCheck]
+
+
+# --- steps and telemetry -------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class StepsSection(Section):
+    """Where the per-rank step records are, the per-step cross-rank series the run-level metrics
+    come from, and every rank's steps embedded unless there are too many."""
+
+    __schema_name__: ClassVar[str | None] = "steps"
+
+    rank_files: str | None = spec(None, omit_none=True)
+    series: dict[str, list[float | None]] | None = spec(
+        None,
+        omit_none=True,
+        schema={
+            "properties": {"step": {"type": "array", "items": {"type": "integer"}}},
+        },
+    )
+    embedded: dict[str, dict[str, list[Any]]] | None = spec(None, omit_none=True)
+    reason: str | None = spec(None, omit_none=True)
+
+
+@dataclass(kw_only=True)
+class TelemetrySource(Section):
+    """One energy, power or thermal source of a node and what it read over the window."""
+
+    source: str | None = None
+    scope: str | None = None
+    id: str | int | None = None
+    available: bool | None = None
+    reason: str | None = None
+    readings: dict[str, Any] = spec(factory=dict)
+    rank: int | None = None
+
+
+@dataclass(kw_only=True)
+class TelemetryNode(Section):
+    hostname: str | None = None
+    sources: list[TelemetrySource] = spec(factory=list)
+    energy_j: Any = None
+
+
+@dataclass(kw_only=True)
+class TelemetrySeries(Section):
+    """A sampler's series: `columns` (t_unix_s, power_w, temp_c) and `points`, one row each."""
+
+    hostname: str | None = None
+    source: str | None = None
+    id: str | int | None = None
+    scope: str | None = spec(None, omit_none=True)
+    columns: list[str] = spec(factory=list)
+    every_nth_sample: int = 1
+    points: list[list[float | None]] = spec(factory=list)
+
+
+@dataclass(kw_only=True)
+class Telemetry(Section):
+    """Per-node and per-device readings, totals, and the power/temperature series."""
+
+    sample_interval_ms: float | None = None
+    totals: dict[str, MetricValue] = spec(factory=MetricMap)
+    nodes: list[TelemetryNode] = spec(factory=list)
+    devices: list[Any] = spec(factory=list)
+    ranks: list[Any] = spec(factory=list)
+    series: list[TelemetrySeries] = spec(factory=list)
+
+
+# --- a sweep's scaling block ---------------------------------------------------------------
+
+LossParts = Annotated[
+    dict[str, float | None],
+    Constraint(
+        required=["exposed_comm", "straggler_wait", "compute_growth", "remainder"],
+        properties={
+            k: {"type": ["number", "null"]}
+            for k in ("exposed_comm", "straggler_wait", "compute_growth", "remainder")
+        },
+        additionalProperties=False,
+    ),
+]
+
+
+@dataclass(kw_only=True)
+class LostTime(Section):
+    """Above the baseline: the lost step time and the parts that add up to it."""
+
+    step_time_ms: float | None = spec(None, nullable=False)
+    ideal_step_time_ms: float | None = spec(None, nullable=False)
+    lost_ms: float
+    lost_pct: float | None
+    parts_ms: LossParts
+    parts_pts: LossParts
+
+
+@dataclass(kw_only=True)
+class StepComponents(Section):
+    """The mean per-step parts of a world size's median round (ms)."""
+
+    step_time: float | None
+    per_rank_compute: float | None
+    straggler_wait: float | None
+    exposed_comm: float | None
+    other: float | None
+    transfer: float | None = None
+
+
+@dataclass(kw_only=True)
+class Breakdown(Section):
+    """1.2: the mean per-step parts of the point's median round and, above the baseline, the
+    lost step time split into parts that add up to it (see breakdown_method)."""
+
+    __schema__: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"status": {"const": "unavailable"}}},
+        "then": {"required": ["reason"], "properties": {"reason": {"type": "string"}}},
+        "else": {"required": ["components_ms", "loss"]},
+    }
+
+    status: Literal["derived", "unavailable"]
+    reason: str | None
+    rounds: list[Positive] = spec(factory=list)
+    steps: int | None = spec(None, omit_none=True)
+    components_ms: StepComponents | None = spec(None, nullable=False, omit_none=True)
+    comm_bytes: float | None = None
+    buckets: float | None = None
+    oversubscribed: bool | None = None
+    placement: str | None = spec(None, nullable=False, omit_none=True)
+    loss: LostTime | None = None
+
+
+@dataclass(kw_only=True)
+class SweepRunEntry(Section):
+    """One run of a world size in a sweep: where it is and how it went."""
+
+    __schema_name__: ClassVar[str | None] = "sweep_run"
+
+    dir: str | None = None
+    round: int | None = None
+    run_id: str | None = None
+    status: str | None = None
+    throughput_samples_per_sec: float | None = None
+    step_time_p50_ms: float | None = None
+    stragglers: list[int] = spec(factory=list)
+    failed_ranks: list[int] = spec(factory=list)
+    error: str | None = None
+
+
+_UNAVAILABLE_THEN_NULL_EFFICIENCY = {
+    "allOf": [
+        {
+            "if": {"properties": {"status": {"const": "unavailable"}}},
+            "then": {
+                "properties": {"efficiency_pct": {"type": "null"}, "reason": {"type": "string"}},
+                "required": ["reason"],
+            },
+            "else": {"properties": {"efficiency_pct": {"type": "number"}}},
+        }
+    ]
+}
+
+
+@dataclass(kw_only=True)
+class ScalingPoint(Section):
+    """One world size of a sweep: medians over its ok runs and its scaling efficiency."""
+
+    __schema__: ClassVar[dict[str, Any]] = _UNAVAILABLE_THEN_NULL_EFFICIENCY
+
+    world_size: Positive
+    per_rank_batch: int | None = None
+    global_batch: int | None = None
+    status: Literal["measured", "derived", "estimated", "unavailable"]
+    efficiency_pct: float | None
+    efficiency_pct_min: float | None = None
+    efficiency_pct_max: float | None = None
+    efficiency_pct_rounds: list[float | None] = spec(factory=list)
+    reason: str | None = None
+    runs_ok: int | None = None
+    throughput_samples_per_sec: float | None = None
+    step_time_p50_ms: float | None = None
+    compute_ms: float | None = None
+    allreduce_ms: float | None = None
+    exposed_comm_ms: float | None = None
+    communication_overhead_percent: float | None = None
+    stragglers: list[int] = spec(factory=list)
+    runs: list[SweepRunEntry] = spec(factory=list)
+    breakdown: Breakdown | None = spec(None, nullable=False, omit_none=True)
+
+
+@dataclass(kw_only=True)
+class ScalingBaseline(Section):
+    world_size: Positive
+    kind: str
+    metric: str | None = spec(None, omit_none=True)
+    value: float | None
+    unit: str
+    runs_ok: int | None = spec(None, omit_none=True)
+
+
+@dataclass(kw_only=True)
+class HeadlineRun(Section):
+    """The run whose per-rank sections, metrics and plots a sweep result carries."""
+
+    dir: str
+    run_id: str
+    world_size: int
+    round: int
+    why: str
+
+
+@dataclass(kw_only=True)
+class LinkFit(Section):
+    """How alpha and beta were fitted to measured all_reduce times."""
+
+    world_size: int | None = None
+    sizes: int | None = None
+    min_bytes: int | None = None
+    max_bytes: int | None = None
+    rms_relative_residual_pct: float | None = None
+    max_relative_residual_pct: float | None = None
+    method: str | None = None
+
+
+@dataclass(kw_only=True)
+class LinkParams(Section):
+    alpha_us: Annotated[float, Constraint(minimum=0)]
+    beta_gbps: Annotated[float, Constraint(exclusiveMinimum=0)]
+    source: str
+    fit: LinkFit | None = None
+
+
+@dataclass(kw_only=True)
+class ProjectionLink(Section):
+    formula: str
+    levels: str | None = spec(None, omit_none=True)
+    link: LinkParams
+    intra_node: LinkParams | None = None
+    ranks_per_node: Positive | None
+
+
+_UNAVAILABLE_POINT = {
+    "if": {"properties": {"status": {"const": "unavailable"}}},
+    "then": {
+        "required": ["reason"],
+        "properties": {"reason": {"type": "string"}, "efficiency_pct": {"type": "null"}},
+    },
+    "else": {"required": ["step_time_ms"]},
+}
+
+
+@dataclass(kw_only=True)
+class ProjectionPoint(Section):
+    __schema__: ClassVar[dict[str, Any]] = _UNAVAILABLE_POINT
+
+    world_size: Positive
+    status: Literal["estimated", "unavailable"]
+    reason: str | None = None
+    per_rank_batch: int | None = None
+    global_batch: int | None = None
+    compute_ms: float | None = None
+    straggler_wait_ms: float | None = None
+    allreduce_ms: float | None = None
+    exposed_comm_ms: float | None = None
+    other_ms: float | None = None
+    step_time_ms: float | None = spec(None, nullable=False, omit_none=True)
+    throughput_samples_per_sec: float | None = None
+    efficiency_pct: float | None
+
+
+@dataclass(kw_only=True)
+class ProjectionInputs(Section):
+    """What the projection starts from: the reference world size's measured parts."""
+
+    reference_world_size: int | None = None
+    per_rank_compute_ms: float | None = None
+    straggler_wait_ms: float | None = None
+    other_ms: float | None = None
+    exposed_fraction: float | None = None
+    allreduce_offset_ms: float | None = spec(None, omit_none=True)
+    allreduce_calibration: float | None = spec(None, omit_none=True)
+    comm_bytes: float | None = None
+    buckets: float | None = None
+    baseline_world_size: int | None = None
+    baseline_step_time_ms: float | None = None
+    notes: list[str] = spec(factory=list)
+
+
+@dataclass(kw_only=True)
+class ProjectionCheckEntry(Section):
+    world_size: int
+    fit_sizes: list[int] = spec(factory=list)
+    measured_step_time_ms: float | None = None
+    oversubscribed: bool | None = None
+    status: str
+    reason: str | None = None
+    reference_world_size: int | None = None
+    predicted_step_time_ms: float | None = None
+    error_pct: float | None = None
+    notes: list[str] = spec(factory=list)
+
+
+@dataclass(kw_only=True)
+class ProjectionCheck(Section):
+    """The projection checked against the measured world sizes."""
+
+    kind: str | None = None
+    method: str | None = None
+    entries: list[ProjectionCheckEntry] = spec(factory=list)
+    largest_error_pct: float | None = None
+    max_abs_error_pct: float | None = None
+    max_abs_error_pct_own_cores: float | None = spec(None, omit_none=True)
+
+
+@dataclass(kw_only=True)
+class Projection(Section):
+    """1.2: sweep --project: step time, throughput and efficiency past the measured world sizes,
+    estimated with the alpha-beta all-reduce model, and checked against the measured sizes."""
+
+    __schema__: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"status": {"const": "unavailable"}}},
+        "then": {"properties": {"reason": {"type": "string"}}},
+        "else": {"properties": {"link": {"type": "object"}, "inputs": {"type": "object"}}},
+    }
+
+    status: Literal["estimated", "unavailable"]
+    reason: str | None
+    world_sizes: list[Positive]
+    formula: str
+    method: str
+    link: ProjectionLink | None
+    inputs: ProjectionInputs | None = None
+    points: list[ProjectionPoint]
+    check: ProjectionCheck | None
+
+
+@dataclass(kw_only=True)
+class Scaling(Section):
+    """A sweep's scaling block: efficiency per world size against the baseline, and why."""
+
+    mode: Literal["weak", "strong"]
+    world_sizes: Annotated[list[Positive], Constraint(minItems=1)]
+    repeats: Positive
+    order: str | None = spec(None, omit_none=True)
+    metric: str
+    formula: str
+    method: str | None = spec(None, omit_none=True)
+    baseline: ScalingBaseline
+    per_rank_batch: int | None = None
+    global_batch: int | None = None
+    threads_per_rank: int | None = None
+    warnings: list[str] = spec(factory=list)
+    breakdown_method: str | None = spec(
+        None,
+        nullable=False,
+        omit_none=True,
+        doc="1.2: how each point's breakdown splits the lost step time",
+    )
+    points: list[ScalingPoint]
+    projection: Projection | None = spec(None, nullable=False, omit_none=True)
+    headline_run: HeadlineRun | None = spec(None, nullable=False, omit_none=True)
+
+    def point(self, world_size: int) -> ScalingPoint | None:
+        return next((p for p in self.points if p.world_size == world_size), None)
+
+
+# --- collective benchmarks -----------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class CollectiveRow(Section):
+    """One (op, size) of a collectives benchmark: nccl-tests' row."""
+
+    __schema__: ClassVar[dict[str, Any]] = {
+        "allOf": [
+            {
+                "if": {
+                    "properties": {"status": {"const": "unavailable"}},
+                    "required": ["status"],
+                },
+                "then": {
+                    "properties": {
+                        "time_us": {"type": "null"},
+                        "busbw_gbps": {"type": "null"},
+                        "reason": {"type": "string"},
+                    },
+                    "required": ["reason"],
+                },
+            }
+        ]
+    }
+
+    op: str
+    size_bytes: NonNegative
+    nominal_bytes: int | None = spec(None, omit_none=True)
+    count: NonNegative | None = spec(None, nullable=False, omit_none=True)
+    time_us: Annotated[float, Constraint(exclusiveMinimum=0)] | None = None
+    algbw_gbps: Annotated[float, Constraint(minimum=0)] | None = None
+    busbw_gbps: Annotated[float, Constraint(minimum=0)] | None
+    wrong: NonNegative | None = None
+    wrong_ranks: list[int] = spec(factory=list)
+    status: MeasureStatus = "measured"
+    reason: str | None = None
+    ranks_reported: int | None = spec(None, omit_none=True)
+
+
+@dataclass(kw_only=True)
+class Collectives(Section):
+    """A collectives benchmark: one row per (op, size), with the rule and formulas used."""
+
+    rule: str | None = spec(None, nullable=False, omit_none=True)
+    formulas: dict[str, Any] | None = spec(None, nullable=False, omit_none=True)
+    dtype: str | None = None
+    element_bytes: int | None = spec(None, omit_none=True)
+    size_multiple_bytes: int | None = spec(None, omit_none=True)
+    iters: Positive | None = None
+    warmup_iters: NonNegative | None = None
+    world_size: Positive | None = spec(None, nullable=False, omit_none=True)
+    root: int | None = spec(None, omit_none=True)
+    ops: list[str] = spec(factory=list)
+    wrong_total: NonNegative | None = spec(None, nullable=False, omit_none=True)
+    results: list[CollectiveRow]
+
+
+# --- the pairwise link test ----------------------------------------------------------------
+
+_Time = Annotated[float, Constraint(exclusiveMinimum=0)]
+_Busbw = Annotated[float, Constraint(minimum=0)]
+
+
+@dataclass(kw_only=True)
+class PairEntry(Section):
+    """One pair of the pairwise link test: both directions' time and busbw, and its verdict."""
+
+    __schema__: ClassVar[dict[str, Any]] = {
+        "allOf": [
+            {
+                "if": {
+                    "properties": {"status": {"const": "unavailable"}},
+                    "required": ["status"],
+                },
+                "then": {"properties": {"busbw_gbps": {"type": "null"}, "slow": {"const": False}}},
+            }
+        ]
+    }
+
+    a: RankId
+    b: RankId
+    node_a: str | None = None
+    node_b: str | None = None
+    round: int | None = None
+    status: MeasureStatus
+    reason: str | None = None
+    time_us_ab: _Time | None = None
+    time_us_ba: _Time | None = None
+    time_us_ab_passes: list[float] = spec(factory=list)
+    time_us_ba_passes: list[float] = spec(factory=list)
+    busbw_ab_gbps: _Busbw | None = None
+    busbw_ba_gbps: _Busbw | None = None
+    time_us: _Time | None = None
+    busbw_gbps: _Busbw | None
+    wrong: NonNegative | None
+    z: float | None = None
+    slow: bool
+    why_slow: str | None = None
+
+
+@dataclass(kw_only=True)
+class Suspect(Section):
+    """What the slow pairs point at: one link, a rank or a node (or nothing)."""
+
+    kind: Literal["link", "rank", "node"] | None
+    ranks: list[int]
+    nodes: list[str]
+    text: str | None
+
+
+@dataclass(kw_only=True)
+class PairDistribution(Section):
+    """The measured pairs' busbw distribution the slow pairs are judged against."""
+
+    n: int | None = None
+    median: float | None = None
+    min: float | None = None
+    max: float | None = None
+    log_scale: bool | None = None
+    mad: float | None = None
+    scale: float | None = None
+    mad_floored: bool | None = None
+    reason: str | None = None
+
+
+@dataclass(kw_only=True)
+class PairwiseRank(Section):
+    """One rank (or node) of the link test: the median over the pairs it took part in."""
+
+    rank: int
+    node: str | None = None
+    pairs: int | None = None
+    pairs_measured: int | None = None
+    busbw_gbps_median: float | None = None
+    time_us_median: float | None = None
+    slow_pairs: int | None = None
+
+
+@dataclass(kw_only=True)
+class PairwiseNode(Section):
+    node: str | None = None
+    ranks: list[int] = spec(factory=list)
+    pairs: int | None = None
+    pairs_measured: int | None = None
+    busbw_gbps_median: float | None = None
+    slow_pairs: int | None = None
+
+
+@dataclass(kw_only=True)
+class Pairwise(Section):
+    """1.3: the pairwise link test (collectives --pattern pairwise)."""
+
+    per: Literal["rank", "node"]
+    schedule: Literal["concurrent", "serial"] | None = spec(None, nullable=False, omit_none=True)
+    transport: str | None = None
+    rule: str | None = spec(None, omit_none=True)
+    formulas: dict[str, Any] | None = spec(None, omit_none=True)
+    size_bytes: Positive | None = None
+    nominal_bytes: int | None = spec(None, omit_none=True)
+    count: int | None = spec(None, omit_none=True)
+    dtype: str | None = spec(None, omit_none=True)
+    iters: int | None = spec(None, omit_none=True)
+    warmup_iters: int | None = spec(None, omit_none=True)
+    passes: int | None = spec(None, omit_none=True)
+    participants: list[RankId]
+    labels: list[str] = spec(factory=list)
+    rank_nodes: list[Any] = spec(factory=list)
+    rounds: int | None = spec(None, omit_none=True)
+    outlier_z: Annotated[float, Constraint(exclusiveMinimum=0)] | None = spec(
+        None, nullable=False, omit_none=True
+    )
+    min_busbw_gbps: Annotated[float, Constraint(exclusiveMinimum=0)] | None = None
+    mad_floor_frac: Annotated[float, Constraint(minimum=0)] | None = spec(
+        None, nullable=False, omit_none=True
+    )
+    distribution: PairDistribution = spec(factory=PairDistribution)
+    pairs: list[PairEntry]
+    matrix_gbps: list[list[_Busbw | None]] = spec(
+        doc="[i][j]: busbw of direction participants[i] -> participants[j]"
+    )
+    slow_pairs: list[Annotated[list[int], Constraint(minItems=2, maxItems=2)]]
+    wrong_total: NonNegative
+    suspect: Suspect
+    per_rank: list[PairwiseRank] = spec(factory=list)
+    per_node: list[PairwiseNode] = spec(factory=list)
+    verdict: str
+
+
+# --- a converted result --------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class ImportedFrom(Section):
+    """A result converted from another format: where it came from, and every canonical field
+    the source does not record (null in the result) with the reason."""
+
+    format: Literal["minicluster", "trackiq", "vllm", "markdown", "sglang", "nccl-tests"]
+    label: str | None = spec(None, nullable=False, omit_none=True)
+    converted_by: str | None = spec(None, nullable=False, omit_none=True)
+    warnings: list[str] = spec(factory=list)
+    unknown_fields: dict[str, str]
+    unread_fields: list[str] = spec(
+        factory=list,
+        doc="fields of the source file the importer does not read (listed, never dropped silently)",
+    )
+
+
+@dataclass(kw_only=True)
+class Fingerprint(Section):
+    """What the result ran: the defining fields that decide whether two results are
+    comparable (docs/compare.md); a field the result does not record is null, with the reason
+    under unknown. Built by `minicluster.result.fingerprint`."""
+
+    version: Positive
+    fields: Annotated[dict[str, str | int | float | None], Constraint(required=["workload_type"])]
+    unknown: dict[str, str]
+
+
+# --- the result ----------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class RunResult(Section):
+    """One run's canonical result: a training run, a sweep (with `scaling`), a collectives
+    benchmark (`collectives`), a pairwise link test (`pairwise`), or a converted import
+    (`imported_from`)."""
+
+    __schema_name__: ClassVar[str | None] = "result"
+    __schema__: ClassVar[dict[str, Any]] = {
+        "if": {"not": {"required": ["imported_from"]}},
+        "then": {
+            "description": "a result made by a minicluster run: every set-up field is known",
+            "properties": {
+                "created_at": {"type": "string"},
+                "world_size": {"type": "integer"},
+                "nodes": {"not": {"type": "null"}},
+                "workload": {
+                    "if": {"properties": {"workload_type": {"const": "collectives"}}},
+                    "else": {
+                        "properties": {
+                            "per_rank_batch": {"type": "integer"},
+                            "global_batch": {"type": "integer"},
+                        }
+                    },
+                },
+            },
+        },
+    }
+
+    schema_version: Annotated[str, Constraint(pattern=r"^minicluster/1(\.[0-9]+)?$")] = spec(
+        doc="minicluster/1 and every 1.x: additive changes bump the minor version; readers "
+        "accept them all"
+    )
+    run_id: Annotated[str, Constraint(minLength=1)]
+    created_at: str | None
+    aggregated_at: str | None = spec(None, nullable=False, omit_none=True)
+    status: RunStatus
+    tool: Tool
+    launcher: str
+    ray: RayInfo | None = spec(
+        None,
+        omit_none=True,
+        doc="1.3: under the Ray launcher, the Ray version the ranks ran on; null otherwise",
+    )
+    backend: str | None
+    world_size: Positive | None
+    nodes: list[NodeEntry] | NonNegative | None = spec(
+        doc="1.2: one object per node (launcher agent), ordered by node rank then hostname. "
+        "Before 1.2 (and in results converted from formats without per-node data) an integer: "
+        "the node count; null in a converted result whose source did not record it."
+    )
+    config: dict[str, Any]
+    platform: Platform
+    timing_method: str | None = spec(
+        None,
+        omit_none=True,
+        doc="1.1: how comm_ms was taken on every rank (ddp_runtime_stats, comm_hook_host_clock, "
+        "comm_hook_cuda_events), 'mixed' when ranks differ; null for a collectives run",
+    )
+    link: LinkCheck | None = spec(
+        None,
+        omit_none=True,
+        doc="1.1: the gradient all-reduce's busbw judged against an expected figure "
+        "(--expect-busbw), or why it was not judged",
+    )
+    workload: Workload
+    metrics: dict[str, MetricValue]
+    ranks: list[RankEntry]
+    stragglers: list[Straggler] = spec(factory=list)
+    failed_ranks: list[int] = spec(factory=list)
+    aborted_ranks: list[int] = spec(
+        factory=list, doc="1.1: ranks whose collective failed because another rank failed"
+    )
+    interrupted: bool = spec(
+        False,
+        doc="1.1: the user or a scheduler stopped the run; status is incomplete unless a rank "
+        "failed on its own",
+    )
+    steps: StepsSection | str | None = spec(
+        doc="rank_files: where the per-rank JSONL lie; series (1.1): the per-step cross-rank "
+        "series every run-level component is the median of (1.2: with comm_bytes and buckets, "
+        "the gradient bytes and DDP buckets all-reduced per step); embedded: every rank's "
+        "steps, unless too many"
+    )
+    scaling: Scaling | None = spec(None, omit_none=True)
+    collectives: Collectives | None = spec(None, omit_none=True)
+    faults: Faults
+    validation: Validation | None = spec(None, omit_none=True)
+    errors: list[str]
+    telemetry: Telemetry | None = spec(None, omit_none=True)
+    pairwise: Pairwise | None = spec(
+        None, omit_none=True, doc="1.3: the pairwise link test (collectives --pattern pairwise)"
+    )
+    imported_from: ImportedFrom | None = spec(
+        None,
+        nullable=False,
+        omit_none=True,
+        doc="a result converted from another format (minicluster convert): where it came "
+        "from, and every canonical field the source does not record (null in this result) "
+        "with the reason",
+    )
+    fingerprint: Fingerprint | None = spec(None, nullable=False, omit_none=True)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunResult:
+        """The result of JSON object `data` (any 1.x); InputError for a result of another major
+        version (written by a newer minicluster) or one that is not a result at all."""
+        if not isinstance(data, dict):
+            raise InputError(f"not a minicluster result: a JSON {type(data).__name__}")
+        check_version(data.get("schema_version"))
+        try:
+            return super().from_json(data)
+        except ValueError as e:
+            raise InputError(f"not a minicluster result: {e}") from None
+
+    # What the result is, and what readers ask of it everywhere.
+
+    @property
+    def kind(self) -> Literal["sweep", "pairwise", "collectives", "run"]:
+        """What made it: a sweep (scaling block), the pairwise link test, a collectives
+        benchmark, or a run."""
+        if self.scaling is not None:
+            return "sweep"
+        if self.pairwise is not None:
+            return "pairwise"
+        return "collectives" if self.collectives is not None else "run"
+
+    @property
+    def node_entries(self) -> list[NodeEntry]:
+        """The per-node section ([] for results before 1.2, which hold only a count)."""
+        return (
+            [n for n in self.nodes if isinstance(n, NodeEntry)]
+            if isinstance(self.nodes, list)
+            else []
+        )
+
+    @property
+    def node_count(self) -> int | None:
+        """How many nodes ran the job: the per-node section's length (1.2), or the count older
+        and converted results hold; None when unknown."""
+        if isinstance(self.nodes, list):
+            return len(self.nodes)
+        return self.nodes if isinstance(self.nodes, int) and self.nodes > 0 else None
+
+    @property
+    def steps_section(self) -> StepsSection | None:
+        return self.steps if isinstance(self.steps, StepsSection) else None
+
+    @property
+    def series(self) -> dict[str, list[float | None]] | None:
+        """The per-step cross-rank series of the run-level metrics (1.1), or None."""
+        steps = self.steps_section
+        return steps.series if steps is not None and isinstance(steps.series, dict) else None
+
+    def metric_value(self, name: str) -> float | None:
+        """Metric `name`'s value as a float, None when absent or not measured."""
+        mv = self.metrics.get(name)
+        value = mv.value if mv is not None else None
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def is_training(self) -> bool:
+        return self.workload.workload_type == "training"
+
+    @property
+    def checks(self) -> ChecksSection | None:
+        """The verdict thresholds the run was judged by: its config's `checks` section (rank
+        format 1.4), or the same keys under `run` in results from before that section; None for
+        a collectives or pairwise run (nothing judges it by them, whatever an older config held
+        under `run`) and when the config holds neither (a converted result). A threshold the
+        config does not name is the default it was judged by."""
+        if self.collectives is not None or self.pairwise is not None:
+            return None
+        section = self.config.get("checks")
+        if not isinstance(section, dict):
+            run = self.config.get("run")
+            section = {k: run[k] for k in CHECK_KEYS if k in run} if isinstance(run, dict) else {}
+            if not section:
+                return None
+        return ChecksSection(**{k: v for k, v in section.items() if k in CHECK_KEYS})
+
+
+def check_version(version: object) -> None:
+    """InputError unless `version` is `minicluster/1` or a 1.x: a result of another major
+    version (written by a newer minicluster) is refused in one line."""
+    major = re.match(r"minicluster/([0-9]+)", version) if isinstance(version, str) else None
+    if major is None:
+        raise InputError(f"not a minicluster result (schema_version {version!r})")
+    if major.group(1) != "1":
+        raise InputError(
+            f"result schema {version} is from a newer minicluster; this one "
+            f"({SCHEMA_VERSION}) reads {SCHEMA_MAJOR}.x: upgrade minicluster to read it"
+        )
+
+
+@dataclass
+class SweepResult:
+    """A sweep's own result: the result of its headline run (the run whose per-rank sections,
+    metrics and plots it carries; `scaling.headline_run` says which and why) under the sweep's
+    id, times and status, with the scaling block, the scaling efficiency at the headline's world
+    size, its fingerprint (what the headline ran), and one error line per run of the sweep that
+    did not end ok.
+
+    `to_result()` is the canonical result of the sweep (what `result.json` of a sweep directory
+    holds); the headline run's own result is left as it is.
+    """
+
+    headline: RunResult
+    scaling: Scaling
+    sweep_id: str
+    created_at: str
+    aggregated_at: str
+    status: RunStatus
+    scaling_efficiency: MetricValue
+    fingerprint: Fingerprint | None = None
+    run_errors: list[str] = dataclasses.field(default_factory=list)
+
+    def to_result(self) -> RunResult:
+        steps = self.headline.steps
+        head = self.scaling.headline_run
+        if isinstance(steps, StepsSection) and isinstance(steps.rank_files, str) and head:
+            # the rank files lie in the headline run's sub-directory of the sweep directory
+            steps = dataclasses.replace(steps, rank_files=f"{head.dir}/{steps.rank_files}")
+        metrics = MetricMap(self.headline.metrics)
+        metrics["scaling_efficiency_pct"] = self.scaling_efficiency
+        return dataclasses.replace(
+            self.headline,
+            run_id=self.sweep_id,
+            created_at=self.created_at,
+            aggregated_at=self.aggregated_at,
+            status=self.status,
+            scaling=self.scaling,
+            steps=steps,
+            metrics=metrics,
+            errors=[*self.headline.errors, *self.run_errors],
+            fingerprint=self.fingerprint or self.headline.fingerprint,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return self.to_result().to_json()
