@@ -27,7 +27,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,15 +82,31 @@ def write_columns(journal: Path, out: Path) -> int | None:
     if not rows:
         return None
     others = [o for o in objs if not (type(o) is dict and o.get("type") == rank_format.STEP)]
-    rosters = [o for o in others if type(o) is dict and o.get("type") == rank_format.ROSTER]
-    others = [o for o in others if not (type(o) is dict and o.get("type") == rank_format.ROSTER)]
     keys: dict[str, None] = {}  # the widest row's keys first, as the journal's reader orders them
     for shape in sorted(dict.fromkeys(map(tuple, rows)), key=lambda t: -len(t)):
         keys.update(dict.fromkeys(shape))
     keys.pop("type", None)
+    columns = {key: [r.get(key) for r in rows] for key in keys}
+    write_arrays(out, columns, others, (size, tail))
+    return len(rows)
+
+
+def write_arrays(
+    out: Path,
+    columns: Mapping[str, Any],
+    records: list[dict[str, Any]],
+    stamp: tuple[int, str],
+) -> None:
+    """Write the columnar file `out` (atomically): the step keys' values in `columns` (lists of
+    the journal's values, or numpy arrays), the journal's other `records` in order, and the
+    journal's `stamp` (`journal_stamp`, when these columns were made from it)."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    rosters = [o for o in records if type(o) is dict and o.get("type") == rank_format.ROSTER]
+    others = [o for o in records if not (type(o) is dict and o.get("type") == rank_format.ROSTER)]
     fields, arrays = [], []
-    for key in keys:
-        values = [r.get(key) for r in rows]
+    for key, values in columns.items():
         try:
             arr = pa.array(values)
             fields.append(pa.field(key, arr.type))
@@ -98,14 +114,15 @@ def write_columns(journal: Path, out: Path) -> int | None:
             arr = pa.array([json.dumps(v) for v in values], pa.string())
             fields.append(pa.field(key, pa.string(), metadata={b"encoding": b"json"}))
         arrays.append(arr)
-    last = rows[-1].get("step")
+    steps = columns.get("step")
+    last = steps[-1] if steps is not None and len(steps) else None
     meta = {
         "format": COLUMNS_VERSION,
         "rank_format": rank_format.FORMAT_VERSION,
-        "rows": len(rows),
-        "last_step": last if isinstance(last, int) else None,
-        "journal_bytes": size,
-        "journal_tail_sha256": tail,
+        "rows": len(arrays[0]) if arrays else 0,
+        "last_step": int(last) if last is not None else None,
+        "journal_bytes": stamp[0],
+        "journal_tail_sha256": stamp[1],
         "records": others,
     }
     metadata = {META_KEY: json.dumps(meta).encode()}
@@ -117,7 +134,6 @@ def write_columns(journal: Path, out: Path) -> int | None:
     with ipc.new_file(sink, schema) as writer:
         writer.write_table(table)
     atomic_write_bytes(out, sink.getvalue())
-    return len(rows)
 
 
 def read_columns(

@@ -130,3 +130,21 @@ def test_drop_leaves_out_the_unread_fields_from_columns_too(tmp_path: Path) -> N
     (rec,) = [r for r in read_run_dir(out, drop=UNREAD_STEP_FIELDS) if r.rank == 0]
     assert not set(UNREAD_STEP_FIELDS) & set(rec.columns)
     assert "step_time_ms" in rec.columns
+
+
+def test_the_benchmark_files_columns_equal_their_journals(tmp_path: Path) -> None:
+    """scripts/gen_rank_files.py writes the columns from its own values, not from the journal:
+    they must read back as the journal does (the benchmark measures what a real run leaves)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from gen_rank_files import write_run
+
+    write_run(tmp_path, 9, 20, warmup=3, per_node=4)
+    for rank in range(9):
+        assert rank_columns.read_columns(tmp_path, rank) is not None
+        cols, journal = read_rank(tmp_path, rank), read_rank(tmp_path, rank, journal=True)
+        assert list(cols.columns) == list(journal.columns)
+        _same_columns(cols.columns, journal.columns)
+        assert cols.header == journal.header and cols.roster == journal.roster
+        assert cols.timing == journal.timing and cols.summary == journal.summary
