@@ -69,10 +69,7 @@ def write_columns(journal: Path, out: Path) -> int | None:
     """Write the steps of the journal at `journal` as columns to `out` (atomically); the number
     of step rows written, or None when there is nothing to write (no step records, no pyarrow).
     OSError when the journal cannot be read or `out` written."""
-    try:
-        import pyarrow as pa
-        import pyarrow.ipc as ipc
-    except ImportError:
+    if not available():
         return None
     size, tail = journal_stamp(journal)
     with open(journal, "rb") as f:
