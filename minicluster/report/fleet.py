@@ -17,7 +17,7 @@ from minicluster.report.html import table_html as html_table
 from minicluster.report.markdown import md_escape
 from minicluster.report.markdown import table_lines as md_table
 from minicluster.report.svg import Plot
-from minicluster.report.terminal import make_console, rich_table
+from minicluster.report.terminal import make_console, print_fitted
 from minicluster.report.text import TextTable, fmt_num, text
 
 TERMINAL_MAX_NODES = 16
@@ -117,7 +117,7 @@ def print_fleet(report: dict[str, Any], console: Console | None = None) -> None:
     style = "bold red" if bad else "green"
     console.print(f"[{style}]{rich_escape(report['verdict'])}[/{style}]")
     for t in (distribution_table(report), nodes_table(report, TERMINAL_MAX_NODES)):
-        console.print(rich_table(t))
+        print_fitted(console, t)
         console.print(f"[dim]{rich_escape(t.note)}[/dim]")
 
 
