@@ -17,7 +17,7 @@ from minicluster.report.html import table_html as html_table
 from minicluster.report.markdown import md_escape
 from minicluster.report.markdown import table_lines as md_table
 from minicluster.report.svg import Plot
-from minicluster.report.terminal import make_console, rich_table
+from minicluster.report.terminal import make_console, print_fitted
 from minicluster.report.text import TextTable, fmt_num, text
 
 _ORDER = {"failed": 0, "degraded": 1, "incomplete": 2, "ok": 3}
@@ -92,6 +92,7 @@ def metrics_table(result: dict[str, Any]) -> TextTable:
         note="The slowest device's figure at the conditions shown (a synchronous job runs at its "
         "slowest device's pace).",
         numeric={1},
+        wrap={3, 4},
     )
     for name, m in result["metrics"].items():
         cond = ", ".join(f"{k}={v}" for k, v in (m.get("conditions") or {}).items())
@@ -176,7 +177,7 @@ def print_node_check(result: dict[str, Any], console: Console | None = None) -> 
         tables.append(burn)
     for t in tables:
         if t.rows:
-            console.print(rich_table(t))
+            print_fitted(console, t)
 
 
 def node_check_markdown(result: dict[str, Any]) -> str:
