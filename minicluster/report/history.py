@@ -85,28 +85,34 @@ def trend_plot(m: MetricCheck) -> svg.Plot | None:
         return None
     lo, hi = min(values), max(values)
     pad = (hi - lo) * 0.15 or abs(hi) * 0.1 or 1.0
-    frame = svg.Frame(0, len(values) - 1, max(0.0, lo - pad), hi + pad)
     title = f"{m.metric} over the history"
     pts = [(float(i), float(v)) for i, v in enumerate(values)]
-    parts = [svg.open_svg(frame, title, f"trend-{m.metric}")]
-    parts.append(
-        svg.axes(frame, "run (oldest left; the last is the one checked)", f"{m.metric} ({m.unit})")
+    chart = svg.Chart(
+        f"trend-{m.metric}",
+        title,
+        0,
+        len(values) - 1,
+        "run (oldest left; the last is the one checked)",
+        max(0.0, lo - pad),
+        hi + pad,
+        f"{m.metric} ({m.unit})",
     )
     for cp in m.change_points:
         x = float(cp["index"])
-        parts.append(svg.vband(frame, x - 0.5, x + 0.5, f"change point: {cp['change_pct']:+.3g}%"))
+        chart.marks.append(svg.Band(x - 0.5, x + 0.5, f"change point: {cp['change_pct']:+.3g}%"))
     if m.baseline_median is not None:
-        parts.append(svg.hline(frame, m.baseline_median, "#555", "baseline median"))
-    parts.append(svg.polyline(frame, pts, svg.color(0), m.metric))
-    parts.append(svg.markers(frame, pts[:-1], svg.color(0), "earlier run"))
+        chart.marks.append(svg.Rule(m.baseline_median, "#555", "baseline median"))
     fill = "#b3261e" if m.verdict == "regression" else "#2a7d2e"
-    parts.append(svg.markers(frame, pts[-1:], fill, "this run"))
-    parts.append("</svg>")
+    chart.marks += [
+        svg.Line(pts, svg.color(0), m.metric),
+        svg.Line(pts[:-1], svg.color(0), "earlier run", line=False, markers="filled"),
+        svg.Line(pts[-1:], fill, "this run", line=False, markers="filled"),
+    ]
     caption = (
         f"{m.metric} ({m.unit}) of the comparable runs in the history and of the run checked "
         f"(last point); dashed: the median of the baseline runs; bands: change points. {m.reason}"
     )
-    return svg.Plot(f"trend-{m.metric}", title, "".join(parts), caption)
+    return svg.Plot(chart.label, title, svg.render(chart), caption)
 
 
 def history_html(r: CheckResult) -> str:

@@ -240,20 +240,26 @@ def burn_in_plot(result: dict[str, Any]) -> Plot | None:
     if not values:
         return None
     hi = max(values) * 1.1
-    frame = svg.Frame(0.0, max(times) or 1.0, 0.0, hi)
-    title = f"Burn-in: {burn['dtype']} GEMM rate per interval"
-    parts = [svg.open_svg(frame, title, "node-check-burn-in")]
-    parts.append(svg.axes(frame, "time into the burn-in (s)", "TFLOP/s"))
+    chart = svg.Chart(
+        "node-check-burn-in",
+        f"Burn-in: {burn['dtype']} GEMM rate per interval",
+        0.0,
+        max(times) or 1.0,
+        "time into the burn-in (s)",
+        0.0,
+        hi,
+        "TFLOP/s",
+    )
     for i, (d, pts) in enumerate(series.items()):
-        parts.append(svg.polyline(frame, pts, svg.color(i), d))
-        parts.append(svg.markers(frame, pts, svg.color(i), d))
+        chart.marks.append(svg.Line(pts, svg.color(i), d, markers="filled"))
     if len(series) > 1:
-        parts.append(svg.legend(frame, [(svg.color(i), d, d) for i, d in enumerate(series)]))
-    parts.append("</svg>")
+        # (label, colour, kind): this legend was (colour, label, label), naming each line by
+        # its colour code
+        chart.legend = [(d, svg.color(i), "line") for i, d in enumerate(series)]
     drift = burn.get("drift") or {}
     said = "; ".join(f"{d}: {(drift.get(d) or {}).get('reason')}" for d in devices)
     caption = (
         f"Each point: calls x 2 n^3 over the interval's device time (n = {burn['n']}); axis from "
         f"0. Drift test (Theil-Sen slope, Mann-Kendall): {said}."
     )
-    return Plot("node-check-burn-in", title, "".join(parts), caption)
+    return Plot(chart.label, chart.title, svg.render(chart), caption)

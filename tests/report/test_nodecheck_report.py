@@ -125,3 +125,15 @@ def test_terminal_tables_never_cut_a_value(width: int) -> None:
     text = out.getvalue()
     assert "…" not in text, [line for line in text.splitlines() if "…" in line][:3]
     assert "gemm_tflops" in text
+
+
+def test_the_burn_in_legend_names_each_device() -> None:
+    """With two devices the legend showed each line's colour code ("#0072B2") as its name."""
+    r = result()
+    for iv in r["burn_in"]["intervals"]:
+        iv["devices"]["cuda:1"] = {**iv["devices"]["cpu"], "tflops": 0.04}
+    plot = burn_in_plot(r)
+    assert plot is not None
+    legend = plot.svg[plot.svg.index('<g class="legend">') :]
+    assert ">cpu<" in legend and ">cuda:1<" in legend
+    assert ">#0072B2<" not in legend
