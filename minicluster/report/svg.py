@@ -323,6 +323,7 @@ class Rule:
     text: Literal["", "end", "top", "bottom"] = "end"
     row: int | None = None  # a vertical rule only across this row's bar (a per-row mark)
     width: float = 1.4
+    cls: str = "ref"  # 'axis': drawn as an axis line (the page's style), no colour of its own
 
 
 @dataclass(frozen=True)
@@ -447,10 +448,12 @@ def _rule(c: Chart, frame: Frame, m: Rule) -> str:
     if m.row is not None:
         y0 = c.row_top(frame, m.row) - 3
         y1 = y0 + c.bar_h + 6
+    if m.cls == "axis":
+        return f'<line x1="{px:.1f}" y1="{y0:g}" x2="{px:.1f}" y2="{y1:g}" class="axis"/>'
     dash = f' stroke-dasharray="{m.dash}"' if m.dash else ""
     title = f"<title>{escape(m.label)}</title>" if m.label else ""
     out = (
-        f'<line class="ref" x1="{px:.1f}" y1="{y0:.1f}" x2="{px:.1f}" y2="{y1:.1f}" '
+        f'<line class="{m.cls}" x1="{px:.1f}" y1="{y0:.1f}" x2="{px:.1f}" y2="{y1:.1f}" '
         f'stroke="{m.color}" stroke-width="{m.width:g}"{dash}>{title}</line>'
     )
     if m.text in ("top", "bottom"):
