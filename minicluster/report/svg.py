@@ -399,6 +399,7 @@ class Chart:
     legend: list[Key] = field(default_factory=list)
     rows: list[Row] | None = None
     y_axis: bool = True
+    x_grid: bool = True  # rows chart or strip: vertical grid lines at the x ticks
     note: str = ""  # top right, e.g. what is off the scale
     width: int = WIDTH
     height: int = HEIGHT
@@ -500,7 +501,8 @@ def render(c: Chart) -> str:
         ticks = c.x_ticks if c.x_ticks is not None else nice_ticks(c.x_lo, c.x_hi, 6)
         if c.log_x:
             ticks = [t for t in ticks if t > 0]
-        parts.append(_x_grid(c, frame, ticks))
+        if c.x_grid:
+            parts.append(_x_grid(c, frame, ticks))
         parts.append(x_axis(frame, c.x_label, ticks, c.x_tick_text))
     parts += [_mark(c, frame, m) for m in c.marks if not isinstance(m, Band)]
     for i, row in enumerate(c.rows or []):
