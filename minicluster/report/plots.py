@@ -78,9 +78,7 @@ def step_time_plot(result: RunResult) -> Plot | None:
     )
     warm = sorted({s for _, _, flags in series for s, w in flags if w})
     if warm:
-        chart.marks.append(
-            svg.Band(max(warm[0] - 0.5, x_lo), min(warm[-1] + 0.5, x_hi), "warm-up")
-        )
+        chart.marks.append(svg.Band(max(warm[0] - 0.5, x_lo), min(warm[-1] + 0.5, x_hi), "warm-up"))
     for i, (rank, pts, _) in enumerate(series):
         clipped = [(s, min(t, y_hi)) for s, t in pts]
         chart.marks.append(svg.Line(clipped, svg.color(i), f"rank {rank}"))

@@ -243,13 +243,19 @@ def text(
 
 
 def legend(frame: Frame, entries: list[tuple[str, str, str]]) -> str:
-    """Legend at the right: (label, colour, kind) with kind 'line', 'dash', 'box' or 'hollow'."""
+    """Legend at the right: (label, colour, kind) with kind 'line', 'dash', 'box', 'outline' or
+    'hollow'."""
     x = frame.right + 12
     parts = []
     for i, (label, col, kind) in enumerate(entries):
         y = frame.top + 40 + i * 18
         if kind == "box":
             parts.append(f'<rect x="{x}" y="{y - 9}" width="14" height="10" fill="{col}"/>')
+        elif kind == "outline":
+            parts.append(
+                f'<rect x="{x}" y="{y - 9}" width="14" height="10" fill="white" stroke="{col}" '
+                'stroke-width="2.5"/>'
+            )
         elif kind == "hollow":
             parts.append(
                 f'<circle cx="{x + 7}" cy="{y - 4}" r="4" fill="white" stroke="{col}" '
@@ -285,7 +291,7 @@ MAX_LEGEND = 12
 # --- the declarative spec ---------------------------------------------------------------------
 
 Key = tuple[str, str, str]
-"""A legend entry: (label, colour, kind) with kind 'line', 'dash', 'box' or 'hollow'."""
+"""A legend entry: (label, colour, kind) with kind 'line', 'dash', 'box', 'outline' or 'hollow'."""
 
 
 @dataclass(frozen=True)
@@ -328,8 +334,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Bar:
-    """A horizontal bar on row `row` from x0 to x1 (data units); `outline` draws a frame around
-    it instead of filling it."""
+    """A horizontal bar on row `row` from x0 to x1 (data units); `outline` strokes it, and with
+    `color` "none" frames the row's bar instead."""
 
     row: int
     x0: float
@@ -358,7 +364,7 @@ class Label:
     x: float | None
     y: float
     text: str
-    anchor: Literal["start", "middle", "end"] = "start"
+    anchor: str = "start"  # start, middle or end
     fill: str = ""
     cls: str = "tick"
     dx: float = 0.0
@@ -476,9 +482,9 @@ def _mark(c: Chart, frame: Frame, m: Mark) -> str:
     if isinstance(m, Bar):
         a, b = frame.x(m.x0), frame.x(m.x1)
         y = c.row_top(frame, m.row)
-        if m.outline:
+        if m.outline and m.color == "none":  # a frame around the row's bar
             return rect(a, y - 2, b - a, c.bar_h + 4, "none", m.label, outline=m.outline)
-        return rect(a, y, b - a, c.bar_h, m.color, m.label)
+        return rect(a, y, b - a, c.bar_h, m.color, m.label, outline=m.outline)
     if isinstance(m, Point):
         return (
             f'<circle class="point" cx="{frame.x(m.x):.1f}" cy="{frame.y(m.y):.1f}" '
@@ -505,6 +511,12 @@ def render(c: Chart) -> str:
             parts.append(_x_grid(c, frame, ticks))
         parts.append(x_axis(frame, c.x_label, ticks, c.x_tick_text))
     parts += [_mark(c, frame, m) for m in c.marks if not isinstance(m, Band)]
+    if c.rows is not None and c.y_label:
+        mid_y = (frame.top + frame.bottom) / 2
+        parts.append(
+            f'<text x="16" y="{mid_y:.1f}" class="alabel" text-anchor="middle" '
+            f'transform="rotate(-90 16 {mid_y:.1f})">{escape(c.y_label)}</text>'
+        )
     for i, row in enumerate(c.rows or []):
         y = c.row_text_y(frame, i)
         if row.heading:

@@ -121,7 +121,9 @@ def test_the_heat_map_marks_the_slow_pair_and_stays_readable_at_1024_ranks() -> 
     plot = heatmap_plot(RunResult.from_json(_wide(8)))
     assert plot is not None
     cells = re.findall(r'<rect class="bar"[^>]*>', plot.svg)
-    assert len(cells) == 8 * 8 + 7  # every cell, the legend's six swatches and its slow-pair box
+    assert len(cells) == 8 * 8  # every cell
+    legend = plot.svg[plot.svg.index('<g class="legend">') :]
+    assert legend.count("<rect") == 1 + 6 + 1  # its title row, six swatches, the slow-pair box
     assert plot.svg.count('stroke="#000000"') == 2 + 1  # both directions of 0-1, the legend
     big = heatmap_plot(RunResult.from_json(_wide(1024)))
     assert big is not None
