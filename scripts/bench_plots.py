@@ -14,7 +14,8 @@ same marks: lines, markers, bars, reference lines, bands, legend). It prints:
 - import time: `import minicluster.report.plots` against `import matplotlib.pyplot` (with the
   svg backend), each in a fresh interpreter, IMPORTS times alternating, median and 95% interval
   of the difference;
-- the lines of code of the report's plotting modules.
+- the lines of code of the report's modules that draw plots (fleet, node check, history and
+  pairwise also render their tables).
 
 usage: python scripts/bench_plots.py [--repeats 30] [--imports 8]
 """
@@ -38,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from minicluster.report.comparison_plot import _normalized_ratio, comparison_plot  # noqa: E402
+from minicluster.report.comparison_plot import comparison_plot  # noqa: E402
 from minicluster.report.plots import (  # noqa: E402
     busbw_plot,
     rank_breakdown_plot,
@@ -56,6 +57,10 @@ PLOT_MODULES = (
     "comparison_plot.py",
     "scaling_loss_plot.py",
     "telemetry_plots.py",
+    "fleet.py",
+    "nodecheck.py",
+    "history.py",
+    "pairwise.py",
 )
 
 
@@ -199,6 +204,14 @@ def mpl_power(plt: Any, r: RunResult) -> str:
 
 def mpl_temperature(plt: Any, r: RunResult) -> str:
     return _mpl_series(plt, r, "temp_c", "Temperature over time", "temperature (°C)")
+
+
+def _normalized_ratio(row: dict[str, Any]) -> float | None:
+    """B/A turned so > 1 is better, as the comparison plot draws it (None: not drawn)."""
+    ratio, direction = row.get("ratio"), row.get("direction")
+    if not isinstance(ratio, (int, float)) or ratio <= 0 or direction not in ("higher", "lower"):
+        return None
+    return float(ratio) if direction == "higher" else 1.0 / float(ratio)
 
 
 def mpl_comparison(plt: Any, rows: list[dict[str, Any]]) -> str:
