@@ -70,7 +70,7 @@ class RankRecorder:
         then read the journal)."""
         try:
             rank_columns.write_columns(self.path, self.columns_path)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, TypeError) as e:  # pyarrow's errors are ValueError/TypeError
             log.warning("could not write %s: %s", self.columns_path, e)
 
     def close(self) -> None:
