@@ -148,3 +148,21 @@ def test_the_benchmark_files_columns_equal_their_journals(tmp_path: Path) -> Non
         _same_columns(cols.columns, journal.columns)
         assert cols.header == journal.header and cols.roster == journal.roster
         assert cols.timing == journal.timing and cols.summary == journal.summary
+
+
+def test_a_columnar_file_that_cannot_be_written_costs_nothing_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(journal: Path, out: Path) -> int:
+        raise ValueError("disk says no (test)")
+
+    monkeypatch.setattr(rank_columns, "write_columns", fail)
+    out = tmp_path / "run"
+    head = recorded.header(0, 1, recorded.config(warmup=1, measured=2))
+    steps: list[LineRecord] = [recorded.step(i, 10.0, 5.0, 1.0, warmup=i == 0) for i in range(3)]
+    recorded.write_rank(
+        out, head, [recorded.timing(), *steps], recorded.summary(0, last_step=2, world=1)
+    )
+    assert not rank_columns.columns_path(out, 0).exists()
+    rec = read_rank(out, 0)
+    assert rec.n_steps == 3 and rec.summary is not None and rec.summary["status"] == "ok"
