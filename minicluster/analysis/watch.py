@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from minicluster.analysis import envelope
+from minicluster.analysis.rank_status import PEER_ERROR
 from minicluster.analysis.steps import r4
 from minicluster.analysis.tail import RankTail, RunTail, Windows
 from minicluster.analysis.verdicts import exit_code as result_exit_code
@@ -101,7 +102,14 @@ def snapshot(
         by_rank[s["rank"]]["straggler"] = True
     slowest = _slowest(rows)
     stalled = [_named(r, "last_step", "idle_s") for r in rows if r["stalled"]]
-    failed = [_named(r, "last_step", "error") for r in rows if r["state"] == "failed"]
+    failed = _first_failure_first(
+        [
+            _named(r, "last_step", "error", "last_record_unix_s")
+            for r in rows
+            if r["state"] == "failed"
+        ],
+        result,
+    )
     problems = [
         name
         for name, present in (("stalled", stalled), ("straggling", stragglers), ("failed", failed))
@@ -274,6 +282,7 @@ def _after_the_end(rows: list[dict[str, Any]], result: RunResult) -> None:
     Ctrl-C `interrupted`; one that left no summary and is not named died or was killed."""
     failed = set(result.failed_ranks)
     verdict = {r.rank: r.status for r in result.ranks}
+    how = {e.rank: e.evidence for e in result.failure_order or [] if e.cause}
     for r in rows:
         said = verdict.get(r["rank"])
         if said in ("aborted", "interrupted"):
@@ -282,7 +291,29 @@ def _after_the_end(rows: list[dict[str, Any]], result: RunResult) -> None:
         if r["state"] in ("running", "finishing", "waiting"):
             r["state"] = "failed" if r["rank"] in failed else "ended"
             if r["state"] == "failed":
-                r["error"] = "no summary: the process died or was killed (see the run's errors)"
+                r["error"] = how.get(
+                    r["rank"], "no summary: the process died or was killed (see the run's errors)"
+                )
+
+
+def _first_failure_first(
+    failed: list[dict[str, Any]], result: RunResult | None
+) -> list[dict[str, Any]]:
+    """The failed ranks, the first failure first: in the result's failure order once the run
+    ended; while it runs, a rank whose own error is not a peer's (a collective that lost the
+    failed rank) before one whose is, then by when each last wrote."""
+    if result is not None and result.failure_order:
+        place = {e.rank: i for i, e in enumerate(result.failure_order)}
+        return sorted(failed, key=lambda f: (place.get(f["rank"], len(place)), f["rank"]))
+    return sorted(
+        failed,
+        key=lambda f: (
+            bool(PEER_ERROR.search(str(f["error"] or ""))),
+            f["last_record_unix_s"] is None,
+            f["last_record_unix_s"] or 0.0,
+            f["rank"],
+        ),
+    )
 
 
 def _progress(rows: list[dict[str, Any]], total: int, stalled: bool, ended: bool) -> dict[str, Any]:

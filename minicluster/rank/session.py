@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 import traceback
 from pathlib import Path
 from types import TracebackType
@@ -200,6 +201,7 @@ class RankSession:
             telemetry=telemetry_window,
             validation=validation,
             collectives_recorded=self._bench_recorded(rlog),
+            t_unix_s=time.time(),
         )
 
     def _bench_recorded(self, rlog: RankLog | None) -> int | None:
