@@ -674,6 +674,7 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
         metavar="KIND:key=value,...",
         help="inject a fault (repeatable): straggler:rank=R,delay_ms=D[,from_step=S], "
         "slow_link:rank=R[,peer=P],delay_ms=D[,from_step=S], crash:rank=R,step=S, "
+        "kill:rank=R,step=S[,signal=9|15], "
         "hang:rank=R,step=S, corrupt_grad:rank=R,step=S",
     )
     config_flag(p, "--expect-busbw", ChecksSection, "expect_busbw_gbps", metavar="GBPS")

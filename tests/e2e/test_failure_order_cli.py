@@ -145,3 +145,25 @@ def test_four_ranks_the_crashed_rank_leads_in_run_watch_and_sweep_from(
     said = [line for line in (sweep.stdout + sweep.stderr).splitlines() if "n4" in line]
     assert any("failed: rank 3: died during step 6" in line for line in said), said
     assert not any("failed: rank 0" in line or "failed: rank 1" in line for line in said), said
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_the_kill_fault_is_found_as_a_kill_with_its_signal(
+    python: str, cli_env: dict[str, str], tmp_path: Path, sig: signal.Signals
+) -> None:
+    cfg = _config(tmp_path, 8)
+    proc = _cli(
+        python, cli_env, tmp_path,
+        "run", "-c", str(cfg), "--fault", f"kill:rank=1,step=4,signal={int(sig)}", "--out", "out",
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    validate_result(result)
+    assert result["faults"]["injected"][0]["signal"] == int(sig)
+    (det,) = result["faults"]["detected"]
+    assert (det["kind"], det["rank"], det["step"]) == ("kill", 1, 4)
+    first = result["failure_order"][0]
+    assert (first["rank"], first["kind"], first["signal"]) == (1, "kill", int(sig))
+    assert (result["failed_ranks"], result["aborted_ranks"]) == ([1], [0])
