@@ -34,7 +34,8 @@ from minicluster.analysis.tail import RankTail, RunTail, Windows
 from minicluster.analysis.verdicts import exit_code as result_exit_code
 from minicluster.analysis.watch_rules import judge_stragglers, mark_stalls
 from minicluster.core import clock
-from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
+from minicluster.core.errors import EXIT_OK, InputError
+from minicluster.core.exit_policy import code_for
 from minicluster.result.model import RunResult
 
 FORMAT = "minicluster-watch/1"
@@ -128,7 +129,7 @@ def snapshot(
             if present and name not in problems:
                 problems.append(name)
     else:
-        code = EXIT_FAILED_CHECK if problems else EXIT_OK
+        code = code_for(["live_problem"] if problems else [])
     return {
         **snap,
         "run_id": head0.get("run_id"),
@@ -428,11 +429,10 @@ def _worst_nodes_first(nodes: list[dict[str, Any]]) -> list[str]:
 
 def ended_section(result: RunResult) -> dict[str, Any]:
     """What the run's result says at its end: `run_exit_code`, the code `minicluster run` gave it,
-    and `exit_code`, the watch's (the same, but 1 instead of 0 when the result names a
-    straggler: `run` reports a straggler and exits 0, a watch gate fails on it)."""
-    run_code = result_exit_code(result)
+    and `exit_code`, the watch's: the same (one policy, `core.exit_policy`: a straggler is a
+    finding for both)."""
+    run_code = code = result_exit_code(result)
     stragglers = [s.rank for s in result.stragglers]
-    code = EXIT_FAILED_CHECK if run_code == EXIT_OK and stragglers else run_code
     return {
         "status": result.status,
         "failed_ranks": list(result.failed_ranks),
