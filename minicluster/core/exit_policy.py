@@ -80,6 +80,13 @@ POLICY: tuple[Verdict, ...] = (
         "watch (while the job runs)",
         "a rank stalled, straggling or failed in the live window",
     ),
+    Verdict(
+        "desync",
+        EXIT_FAILED_CHECK,
+        "diagnose",
+        "the ranks' Flight Recorder dumps disagree: a collective some ranks never entered, or "
+        "different ops or sizes at one sequence number",
+    ),
     Verdict("outlier_node", EXIT_FAILED_CHECK, "fleet", "an outlier node or a failed node check"),
     Verdict(
         "regression",

@@ -31,6 +31,7 @@ _ARGS = {
     "collectives": [],
     "compare": ["A", "B"],
     "convert": ["IN", "--to", "csv"],
+    "diagnose": ["DIR"],
     "doctor": [],
     "fleet": ["R"],
     "history": ["check", "R"],
