@@ -40,7 +40,7 @@ def test_a_straggler_run_gives_the_same_result_from_columns_and_journals(
         timeout=110,
         cwd=tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 1, proc.stderr[-2000:]  # a straggler is a finding
     for rank in (0, 1):
         got = rank_columns.read_columns(out, rank)
         assert got is not None, f"rank {rank} left no complete columnar file"
