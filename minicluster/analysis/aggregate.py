@@ -228,7 +228,9 @@ def _assemble(
                 "name": head0["workload"]["name"],
                 "workload_type": "training",
                 "per_rank_batch": per_rank_batch,
-                "global_batch": per_rank_batch * frame.world_size,
+                "global_batch": None
+                if per_rank_batch is None
+                else per_rank_batch * frame.world_size,
                 "seq_len": head0["workload"].get("seq_len"),
                 "params": head0["workload"].get("params"),
             },
@@ -252,6 +254,11 @@ def _assemble(
             "telemetry": energy.telemetry_section(telemetry_sources(frame.by_rank), metrics),
         }
     )
+    bad = [
+        r.summary["bad_input"] for r in frame.records if r.summary and r.summary.get("bad_input")
+    ]
+    if bad:  # the user's input stopped the ranks (exit 2): the first rank's words
+        result["bad_input"] = bad[0]
     return result
 
 

@@ -54,6 +54,11 @@ def run_sweep(args: argparse.Namespace) -> int:
     per_rank_batch = cfg.workload.per_rank_batch
     global_batch = None
     if args.mode == "strong":
+        if per_rank_batch is None:
+            raise InputError(
+                "--mode strong divides a global batch among the ranks: a custom workload needs "
+                "workload.per_rank_batch (handed to build as ctx.per_rank_batch)"
+            )
         global_batch = sweep.strong_global_batch(args.global_batch, per_rank_batch, world_sizes)
     # The same threads per rank at every world size: else the 1-rank baseline would get every
     # core and the efficiency would measure the thread count, not the scaling.
@@ -304,11 +309,11 @@ def aggregate_sweep(sweep_dir: Path) -> int:
 
 
 def _sweep_run_config(
-    cfg: RunConfig, nproc: int, per_rank_batch: int, threads_per_rank: int
+    cfg: RunConfig, nproc: int, per_rank_batch: int | None, threads_per_rank: int
 ) -> RunConfig:
     """`cfg` for one run of a sweep: its world size, per-rank batch and threads per rank."""
     cfg = config_mod.override(cfg, nproc=nproc, threads_per_rank=threads_per_rank)
-    if cfg.workload.per_rank_batch != per_rank_batch:
+    if per_rank_batch is not None and cfg.workload.per_rank_batch != per_rank_batch:
         workload = dataclasses.replace(cfg.workload, per_rank_batch=per_rank_batch)
         cfg = dataclasses.replace(cfg, workload=workload)
     return cfg

@@ -273,7 +273,9 @@ class Summary(Record):
 
     TYPE: ClassVar[str] = "summary"
     TAGGED: ClassVar[bool] = False
-    OMIT_NONE: ClassVar[frozenset[str]] = frozenset(("validation", "collectives_recorded"))
+    OMIT_NONE: ClassVar[frozenset[str]] = frozenset(
+        ("validation", "collectives_recorded", "bad_input")
+    )
     format: str | None = None
     run_id: str | None = None
     rank: int | None = None
@@ -287,6 +289,8 @@ class Summary(Record):
     telemetry: dict[str, Any] | None = None
     validation: dict[str, Any] | None = None
     collectives_recorded: int | None = None
+    # The rank stopped on bad input (InputError: a custom model's code failed), in one line.
+    bad_input: str | None = None
 
 
 @dataclass(kw_only=True, slots=True)

@@ -19,6 +19,7 @@ import torch.distributed as tdist
 
 from minicluster.core import rank_format, rundir
 from minicluster.core.config import RunConfig
+from minicluster.core.errors import InputError
 from minicluster.core.io import atomic_write_json
 from minicluster.core.rank_format import Header, LineRecord, RankLog, Summary
 from minicluster.rank import dist, telemetry, workloads
@@ -200,6 +201,7 @@ class RankSession:
             telemetry=telemetry_window,
             validation=validation,
             collectives_recorded=self._bench_recorded(rlog),
+            bad_input=str(error) if isinstance(error, InputError) else None,
         )
 
     def _bench_recorded(self, rlog: RankLog | None) -> int | None:

@@ -969,9 +969,17 @@ class RunResult(Section):
 
     __schema_name__: ClassVar[str | None] = "result"
     __schema__: ClassVar[dict[str, Any]] = {
-        "if": {"not": {"required": ["imported_from"]}},
+        "if": {
+            "not": {
+                "anyOf": [
+                    {"required": ["imported_from"]},
+                    {"required": ["bad_input"], "properties": {"bad_input": {"type": "string"}}},
+                ]
+            }
+        },
         "then": {
-            "description": "a result made by a minicluster run: every set-up field is known",
+            "description": "a result made by a minicluster run that built its workload: every "
+            "set-up field is known",
             "properties": {
                 "created_at": {"type": "string"},
                 "world_size": {"type": "integer"},
@@ -1050,6 +1058,12 @@ class RunResult(Section):
     validation: Validation | None = spec(None, omit_none=True)
     errors: list[str]
     telemetry: Telemetry | None = spec(None, omit_none=True)
+    bad_input: str | None = spec(
+        None,
+        omit_none=True,
+        doc="the ranks stopped on bad input (a custom model whose code fails to import, build "
+        "or run), in one line naming the file, the function and the exception; the run exits 2",
+    )
     pairwise: Pairwise | None = spec(
         None, omit_none=True, doc="1.3: the pairwise link test (collectives --pattern pairwise)"
     )

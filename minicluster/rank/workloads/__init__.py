@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from minicluster.core.config import MlpConfig, TransformerConfig, WorkloadConfig
+from minicluster.core.config import CustomConfig, MlpConfig, TransformerConfig, WorkloadConfig
 
 
 @dataclass
@@ -20,13 +20,23 @@ class Workload:
     samples_per_rank: int
     tokens_per_rank: int | None  # None for workloads without tokens
     seq_len: int | None
+    # FLOPs of one sample's forward + backward, and how they were counted (core.flops); None:
+    # not known (then TFLOP/s is null with the reason).
+    flops_per_sample: float | None = None
+    flops_method: str | None = None
+    # A custom model's parallelize(model, mesh) (for tp/pp layouts); None: DDP wraps the model.
+    parallelize: Callable[[torch.nn.Module, object], torch.nn.Module] | None = None
 
     @property
     def params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
 
-def build(cfg: WorkloadConfig, seed: int, device: torch.device) -> Workload:
+def build(
+    cfg: WorkloadConfig, seed: int, device: torch.device, rank: int = 0, world_size: int = 1
+) -> Workload:
+    """The workload of `cfg` on this rank (`rank` of `world_size`; a custom model's factory is
+    told both)."""
     if isinstance(cfg, MlpConfig):
         from minicluster.rank.workloads.mlp import build_mlp
 
@@ -35,6 +45,10 @@ def build(cfg: WorkloadConfig, seed: int, device: torch.device) -> Workload:
         from minicluster.rank.workloads.transformer import build_transformer
 
         return build_transformer(cfg, seed, device)
+    if isinstance(cfg, CustomConfig):
+        from minicluster.rank.workloads.custom import build_custom
+
+        return build_custom(cfg, seed, device, rank, world_size)
     raise AssertionError(f"unhandled workload config {cfg!r}")
 
 
