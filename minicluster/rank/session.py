@@ -110,11 +110,15 @@ class RankSession:
         telemetry_window: dict[str, Any] | None,
         ddp_logging: dict[str, Any] | None = None,
         validation: dict[str, Any] | None = None,
+        memory: dict[str, Any] | None = None,
     ) -> None:
-        """The job ran to its end: write the ok summary, then (with `gather`) send the log to
-        rank 0."""
+        """The job ran to its end: write the ok summary (`memory`: what the job measured of its
+        own state, beside the process's peak), then (with `gather`) send the log to rank 0."""
         assert self.recorder is not None, "open() first"
-        self.recorder.finish(self._summary("ok", None, telemetry_window, ddp_logging, validation))
+        summary = self._summary("ok", None, telemetry_window, ddp_logging, validation)
+        if memory and summary.memory is not None:
+            summary.memory.update(memory)
+        self.recorder.finish(summary)
         self._finished = True
         if self.gather:
             self.gathered = _gather_on_rank0(self.recorder.log, self.info, self._roster)

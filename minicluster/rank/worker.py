@@ -146,7 +146,12 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
             info.world_size,
             total,
         )
-    session.finish(tele_window, ddp_logging=cross, validation=validation)
+    session.finish(
+        tele_window,
+        ddp_logging=cross,
+        validation=validation,
+        memory=workloads.state_bytes(ddp.module, opt),
+    )
 
 
 def _benchmark(cfg: RunConfig, session: RankSession) -> None:

@@ -211,6 +211,28 @@ class StepTimeStats(Section):
 
 
 @dataclass(kw_only=True)
+class RankMemory(Section):
+    """A rank's memory: the process's peak (RSS; CUDA max allocated on a GPU) and, where the rank
+    measured them at its end, the bytes of its parameters, gradients and optimizer state."""
+
+    rss_peak_bytes: int | None = spec(None, omit_none=True)
+    host_total_bytes: int | None = spec(None, omit_none=True)
+    cuda_max_allocated_bytes: int | None = spec(None, omit_none=True)
+    cuda_total_bytes: int | None = spec(None, omit_none=True)
+    params_bytes: int | None = spec(
+        None, omit_none=True, doc="1.5: the model's parameters on this rank (its shard, if sharded)"
+    )
+    grads_bytes: int | None = spec(
+        None, omit_none=True, doc="1.5: the gradients allocated on this rank at its last step"
+    )
+    optimizer_bytes: int | None = spec(
+        None,
+        omit_none=True,
+        doc="1.5: the optimizer's state tensors on this rank (momentum, moments)",
+    )
+
+
+@dataclass(kw_only=True)
 class RankEntry(Section):
     """One rank of the job: where it ran, its fate, its records and its per-step medians."""
 
@@ -247,7 +269,7 @@ class RankEntry(Section):
     wait_ms_median: float | None = spec(None, omit_none=True)
     transfer_ms_median: float | None = spec(None, omit_none=True)
     collectives_recorded: NonNegative | None = spec(None, omit_none=True)
-    memory: dict[str, Any] | None = None
+    memory: RankMemory | None = None
     ddp_logging: dict[str, Any] | None = spec(None, omit_none=True)
     error: str | None = None
     ray_node_id: str | None = spec(
@@ -256,10 +278,16 @@ class RankEntry(Section):
         doc="1.3: the Ray node ID of the rank's worker (Ray launcher); null otherwise",
     )
     performance_score: Score | None = spec(None, omit_none=True)
+    achieved_tflops: float | None = spec(
+        None,
+        omit_none=True,
+        doc="1.5: the rank's model TFLOP/s at its own median step time (its batch's FLOPs / "
+        "that time); absent when the workload's FLOPs are unknown",
+    )
 
     @property
     def rss_peak_bytes(self) -> int | float | None:
-        rss = (self.memory or {}).get("rss_peak_bytes")
+        rss = self.memory.rss_peak_bytes if self.memory is not None else None
         return rss if isinstance(rss, (int, float)) else None
 
     @property

@@ -46,6 +46,15 @@ def test_the_example_runs_on_two_ranks(run_cli: RunCli, tmp_path: Path) -> None:
     assert all(r["measured_steps"] == 10 for r in result["ranks"])
     assert result["metrics"]["allreduce_ms"]["value"] > 0
     assert "bad_input" not in result
+    # FLOPs from the factory's flops_per_sample; no peak for a CPU, said
+    tflops = result["metrics"]["achieved_tflops"]
+    assert tflops["value"] > 0 and "custom_model.py:build" in tflops["method"]
+    assert result["metrics"]["mfu_pct"]["value"] is None
+    assert "CPU" in result["metrics"]["mfu_pct"]["reason"]
+    for r in result["ranks"]:
+        assert r["achieved_tflops"] > 0
+        mem = r["memory"]
+        assert mem["params_bytes"] == mem["grads_bytes"] == mem["optimizer_bytes"] > 0
 
 
 @pytest.mark.slow

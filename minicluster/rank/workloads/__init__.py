@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +50,36 @@ def build(
 
         return build_custom(cfg, seed, device, rank, world_size)
     raise AssertionError(f"unhandled workload config {cfg!r}")
+
+
+def linear_weights(model: torch.nn.Module) -> int:
+    """The weights of the model's `nn.Linear` layers: the N of the 6N FLOPs rule (core.flops);
+    embeddings are look-ups, biases and norms left out."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def state_bytes(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, int]:
+    """This rank's training state in bytes: parameters, gradients (those allocated now) and the
+    optimizer's state tensors (SGD momentum buffers, Adam moments). Shared tensors count once."""
+    params = {id(p): p for p in model.parameters()}
+    grads = {id(p.grad): p.grad for p in params.values() if p.grad is not None}
+    state = {
+        id(t): t
+        for per_param in opt.state.values()
+        for t in per_param.values()
+        if isinstance(t, torch.Tensor)
+    }
+
+    def nbytes(tensors: Mapping[int, torch.Tensor]) -> int:
+        # A DTensor (FSDP2, tensor parallel) counts the shard this rank holds.
+        local = (t.to_local() if hasattr(t, "to_local") else t for t in tensors.values())
+        return sum(t.numel() * t.element_size() for t in local)
+
+    return {
+        "params_bytes": nbytes(params),
+        "grads_bytes": nbytes(grads),
+        "optimizer_bytes": nbytes(state),
+    }
 
 
 def batch_generator(seed: int, step: int, rank: int) -> torch.Generator:
