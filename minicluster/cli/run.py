@@ -13,7 +13,7 @@ from pathlib import Path
 from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate
 from minicluster.cli.multinode import write_node_file
-from minicluster.core import choices, collective_defs, fault_spec, launcher_env, pairs
+from minicluster.core import choices, collective_defs, fault_spec, host_fit, launcher_env, pairs
 from minicluster.core import config as config_mod
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import (
@@ -118,10 +118,17 @@ def _launch_training(args: argparse.Namespace, validating: bool) -> RunResult | 
     rendezvous = launcher.rendezvous if isinstance(launcher, NodeTorchrun) else None
     nnodes = rendezvous.nnodes if rendezvous else 1
     cfg = with_faults(cfg, args, world_size=cfg.run.nproc * nnodes)
+    shared = None
+    if isinstance(
+        launcher, (LocalTorchrun, NodeTorchrun)
+    ):  # this host's ranks (Ray places its own)
+        shared = host_fit.check_local_ranks(cfg.run.nproc, orchestrate.on_gpu(cfg))
     what = "validate" if validating else "run"
     if args.dry_run:
         orchestrate.print_plan(launcher, cfg, args.out, f"{what}, {_steps_text(cfg)}", args.config)
         return None
+    if shared:
+        print(f"minicluster: {what}: warning: {shared}", file=sys.stderr)
     job = f"{rendezvous.endpoint}/{rendezvous.rdzv_id}" if rendezvous is not None else None
     run_id, out_dir = store.new_output(args.out, job=job)
     if rendezvous is None:

@@ -17,7 +17,7 @@ from minicluster.analysis.sweep_from import from_finished_runs as sweep_from_run
 from minicluster.cli import orchestrate, sweep_projection
 from minicluster.cli.run import launcher_from_args, launcher_text, load_training_config
 from minicluster.cli.watch import watch_command
-from minicluster.core import clock, fault_spec, rundir
+from minicluster.core import clock, fault_spec, host_fit, rundir
 from minicluster.core import config as config_mod
 from minicluster.core.choices import SWEEP_MODE, SWEEP_REPEATS, SWEEP_WORLD_SIZES
 from minicluster.core.config import RunConfig
@@ -30,6 +30,7 @@ from minicluster.core.errors import (
 )
 from minicluster.core.io import atomic_write_json
 from minicluster.launchers.base import Launcher
+from minicluster.launchers.torchrun import LocalTorchrun
 from minicluster.result import read_json, store
 from minicluster.result.model import RunResult
 
@@ -74,6 +75,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         configs[n] = _sweep_run_config(cfg, n, batch, threads)
         fault_spec.check_against_run(cfg.faults, n, total_steps)
     orchestrate.check_required(cfg)
+    if isinstance(launcher, LocalTorchrun):  # refuses a world size this host cannot hold
+        host_fit.check_local_ranks(max(world_sizes), gpu)
     warning = sweep.oversubscription_warning(max(world_sizes), cores, gpu)
     runs = sweep.plan(world_sizes, args.repeats)
     what = (
