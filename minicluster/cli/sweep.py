@@ -205,6 +205,9 @@ def sweep_from(args: argparse.Namespace) -> int:
         )
     runs = [(str(d), read_json(d)) for d in args.from_dirs]
     found = sweep_from_runs(runs, args.mode)
+    # Finished runs start no probe: --project needs the link given, or a collectives result;
+    # InputError (exit 2) here rather than a sweep without the projection it was asked for.
+    projection = sweep_projection.projection_plan(args, found.world_sizes, None)
     sweep_id, out_dir = store.new_output(args.out, "sweep")
     plan = {
         "sweep_id": sweep_id,
@@ -218,6 +221,8 @@ def sweep_from(args: argparse.Namespace) -> int:
         "warnings": found.warnings,
         sweep.FROM_KEY: [str(Path(o.dir).resolve()) for o in found.outcomes],
     }
+    if projection is not None:
+        plan["projection"] = projection
     atomic_write_json(rundir.plan_path(out_dir), plan)
     print(
         f"minicluster: sweep {sweep_id}: {found.mode} scaling from {len(runs)} finished runs, "

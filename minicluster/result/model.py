@@ -669,6 +669,15 @@ class ProjectionPoint(Section):
     step_time_ms: float | None = spec(None, nullable=False, omit_none=True)
     throughput_samples_per_sec: float | None = None
     efficiency_pct: float | None
+    fit_error_pct: float | None = spec(
+        None,
+        omit_none=True,
+        doc="the projection's fit error (largest |error_pct| of its check): every projected "
+        "figure carries it",
+    )
+    fit_on: str | None = spec(
+        None, omit_none=True, doc="what the fit was made on: the link, the reference world size"
+    )
 
 
 @dataclass(kw_only=True)
@@ -735,6 +744,13 @@ class Projection(Section):
     inputs: ProjectionInputs | None = None
     points: list[ProjectionPoint]
     check: ProjectionCheck | None
+    fit_error_pct: float | None = spec(
+        None,
+        omit_none=True,
+        doc="the largest |error_pct| of the check (over the sizes whose ranks had their own "
+        "cores, when any did); above 50% the projection is refused (status unavailable)",
+    )
+    fit_on: str | None = spec(None, omit_none=True, doc="what the fit was made on, in one line")
 
 
 @dataclass(kw_only=True)

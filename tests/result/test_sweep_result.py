@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from minicluster.analysis import projection, scaling, sweep
 from minicluster.analysis.sweep import PlannedRun, RunOutcome
 from minicluster.cli.sweep_projection import link_model
@@ -46,6 +48,15 @@ def test_the_recorded_sweep_is_built_again_byte_for_byte() -> None:
     # Since 1.4 a result carries its fingerprint (what it ran: here what the headline ran), at
     # its end; everything else is what the sweep of 1.2 wrote, key order included.
     assert built.pop("fingerprint") == fingerprint.of_result(wrote)
+    # Since the projection carries its fit error and what it was fitted on (on the block and
+    # every point), those keys are new; the recorded error (31% at 2 ranks) projects still.
+    proj = built["scaling"]["projection"]
+    assert proj.pop("fit_error_pct") == pytest.approx(30.978, abs=1e-3)
+    fit_on = proj.pop("fit_on")
+    assert "error checked at world size 1, 2" in fit_on
+    for p in proj["points"]:
+        assert p.pop("fit_error_pct") == pytest.approx(30.978, abs=1e-3)
+        assert p.pop("fit_on") == fit_on
     assert same_json(built, wrote)
     # the headline run's own result is untouched: the sweep's fields live in the SweepResult
     head = json.loads((RECORDED / "n4-r1.result.json").read_text())
