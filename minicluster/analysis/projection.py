@@ -75,7 +75,8 @@ def measured_points(scaling: dict[str, Any]) -> dict[int, Measured]:
             n,
             float(c["step_time"]),
             float(c["per_rank_compute"]),
-            float(c["straggler_wait"]),
+            # every wait for other ranks' compute: a slow rank's and per-step jitter's
+            float(c["straggler_wait"]) + float(c.get("jitter_wait") or 0.0),
             float(c["exposed_comm"]),
             float(c["other"]),
             c.get("transfer"),

@@ -14,6 +14,7 @@ WHY_TITLE = "Where the efficiency went"
 PART_NAMES = {
     "exposed_comm": "exposed all-reduce",
     "straggler_wait": "straggler wait",
+    "jitter_wait": "per-step jitter wait",
     "compute_growth": "compute growth",
     "remainder": "other",
 }
@@ -41,7 +42,7 @@ def why_lines(result: RunResult) -> list[str]:
         shown = [
             f"{name} {_pts(pts.get(key))}"
             for key, name in PART_NAMES.items()
-            if key == "remainder" or _pts(pts.get(key)) not in ("0 pts", "-0 pts")
+            if key in pts and (key == "remainder" or _pts(pts.get(key)) not in ("0 pts", "-0 pts"))
         ]
         lost = loss.lost_pct
         if isinstance(lost, (int, float)) and lost < 0:

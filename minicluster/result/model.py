@@ -479,7 +479,14 @@ LossParts = Annotated[
         required=["exposed_comm", "straggler_wait", "compute_growth", "remainder"],
         properties={
             k: {"type": ["number", "null"]}
-            for k in ("exposed_comm", "straggler_wait", "compute_growth", "remainder")
+            # jitter_wait (1.5): split off straggler_wait, which before it held both
+            for k in (
+                "exposed_comm",
+                "straggler_wait",
+                "jitter_wait",
+                "compute_growth",
+                "remainder",
+            )
         },
         additionalProperties=False,
     ),
@@ -505,6 +512,12 @@ class StepComponents(Section):
     step_time: float | None
     per_rank_compute: float | None
     straggler_wait: float | None
+    jitter_wait: float | None = spec(
+        None,
+        omit_none=True,
+        doc="1.5: per-step max compute beyond the slowest rank's mean (per-step jitter, no rank "
+        "to blame); before 1.5 it was part of straggler_wait",
+    )
     exposed_comm: float | None
     other: float | None
     transfer: float | None = None
