@@ -101,8 +101,10 @@ def _hang(causes: list[dict[str, Any]], dumps: dict[str, Any] | None) -> dict[st
             "communication",
             "flight_recorder",
         )
-    if dumps is not None and dumps.get("groups") and not dumps.get("desync"):
-        inside = sorted({r for g in dumps["groups"] for r in g.get("in_flight") or []})
+    groups = (dumps or {}).get("groups") or []
+    # every member dumped and they agree: a rank without a dump could be the one stuck outside
+    if groups and not (dumps or {}).get("desync") and not any(g.get("no_dump") for g in groups):
+        inside = sorted({r for g in groups for r in g.get("in_flight") or []})
         if inside:
             return _incident(
                 COMM_HANG,
