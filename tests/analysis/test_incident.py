@@ -119,3 +119,16 @@ def test_a_straggler_is_non_comm_slow_and_a_slow_link_comm_slow() -> None:
     assert found is not None
     assert (found["kind"], found["ranks"], found["decided_from"]) == ("comm_slow", [], "link")
     assert "10% of the expected" in found["evidence"]
+
+
+def test_dumps_missing_a_rank_cannot_call_a_comm_hang() -> None:
+    """The rank without a dump may be the one stuck outside: the ends of the ranks decide."""
+    result = _healthy() | {"failure_order": [_event(1, "hang"), _event(0, "aborted", False)]}
+    partial = {"desync": False, "groups": [_group(None, [], [0]) | {"no_dump": [1]}]}
+    found = incident.classify(result, partial)
+    assert found is not None
+    assert (found["kind"], found["ranks"], found["decided_from"]) == (
+        "non_comm_hang",
+        [1],
+        "failure_order",
+    )
