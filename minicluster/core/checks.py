@@ -84,6 +84,19 @@ class ChecksSection:
             "a measured busbw below PCT percent of the expected one is a slow link",
         ),
     )
+    # A rank whose cost (the wall time the run would save had it run at the others' pace) is at
+    # least this share of the run, and significantly above the other ranks', is a culprit.
+    culprit_cost_pct: float = field(
+        default=5.0,
+        metadata=_check(
+            0,
+            100,
+            "--culprit-cost-pct",
+            "PCT",
+            "a rank that cost the run at least PCT percent of its wall time (significantly more "
+            "than any other rank) is a culprit",
+        ),
+    )
 
 
 CHECK_KEYS = tuple(f.name for f in dataclasses.fields(ChecksSection))

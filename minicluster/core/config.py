@@ -265,7 +265,12 @@ class RunConfig:
         training result.json) is the same as before collectives existed.
         """
         data = dataclasses.asdict(self)
-        data["faults"] = list(data["faults"])  # JSON-shaped, also when gathered in-band
+        # JSON-shaped, also when gathered in-band; a shape key at its default (every step, no
+        # drift) is left out, so a fault written before those keys existed reads the same
+        data["faults"] = [
+            {k: v for k, v in f.items() if (k, v) not in (("every", 0), ("ms_per_step", None))}
+            for f in data["faults"]
+        ]
         if self.job == "train":
             del data["job"], data["collectives"]
             return data

@@ -211,6 +211,42 @@ class StepTimeStats(Section):
 
 
 @dataclass(kw_only=True)
+class RankCost(Section):
+    """What a rank cost the run (analysis.cost): the wall time saved had it run at the other
+    ranks' pace between sync points, with a bootstrap interval over steps, and its excess over
+    the next most costly rank (what the culprit rule judges)."""
+
+    cost_ms: float | None = None
+    cost_pct: float | None = None
+    cost_pct_interval: list[float] | None = None
+    confidence: float | None = None
+    excess_pct: float | None = spec(None, omit_none=True)
+    excess_pct_low: float | None = spec(None, omit_none=True)
+    last_arrival_steps: int | None = None
+    steps_compared: int | None = None
+    culprit: bool | None = spec(None, omit_none=True)
+
+
+@dataclass(kw_only=True)
+class Culprit(Section):
+    """A rank whose cost to the run is above the threshold and significant, with the shape of
+    its lateness in time (`kind`: persistent, intermittent, onset, drift) and the evidence."""
+
+    rank: int | None = None
+    node: str | None = None
+    node_rank: int | None = spec(None, omit_none=True)
+    hostname: str | None = spec(None, omit_none=True)
+    kind: str
+    cost_pct: float
+    cost_ms: float
+    cost_pct_interval: list[float] | None = None
+    steps: list[int] = spec(factory=list, doc="the steps the rank was late in")
+    shape: dict[str, Any] | None = spec(None, omit_none=True)
+    summary: str | None = spec(None, omit_none=True)
+    evidence: str
+
+
+@dataclass(kw_only=True)
 class RankEntry(Section):
     """One rank of the job: where it ran, its fate, its records and its per-step medians."""
 
@@ -256,6 +292,12 @@ class RankEntry(Section):
         doc="1.3: the Ray node ID of the rank's worker (Ray launcher); null otherwise",
     )
     performance_score: Score | None = spec(None, omit_none=True)
+    cost: RankCost | None = spec(
+        None,
+        omit_none=True,
+        doc="what the rank cost the run: the wall time saved had it run at the others' pace "
+        "(analysis.cost); absent when not accounted",
+    )
 
     @property
     def rss_peak_bytes(self) -> int | float | None:
@@ -1029,6 +1071,19 @@ class RunResult(Section):
     metrics: dict[str, MetricValue]
     ranks: list[RankEntry]
     stragglers: list[Straggler] = spec(factory=list)
+    culprits: list[Culprit] | None = spec(
+        None,
+        omit_none=True,
+        doc="the ranks whose cost to the run is above checks.culprit_cost_pct and significant, "
+        "most costly first ([]: none; absent: not accounted)",
+    )
+    culprit_rule: dict[str, Any] | None = spec(None, omit_none=True)
+    accounting: dict[str, Any] | None = spec(
+        None,
+        omit_none=True,
+        doc="per step and rank host + compute + wait + transfer against each rank's period, with "
+        "the stated tolerance; per step the last arrival and its lateness (analysis.accounting)",
+    )
     failed_ranks: list[int] = spec(factory=list)
     aborted_ranks: list[int] = spec(
         factory=list, doc="1.1: ranks whose collective failed because another rank failed"

@@ -1,0 +1,174 @@
+"""What each rank and node cost the run: the wall time saved had it run at the others' pace.
+
+The what-if (after ByteDance's OSDI'25 analysis) runs on the accounting (`analysis.accounting`):
+replace rank r's own work between two sync points (host + compute) by the median of the other
+ranks' in that step and recompute the step's critical path (the last arrival's own work plus
+the transfer). The other ranks' own work is at most their maximum, so the step saves exactly the
+lateness of r when r arrived last, and nothing otherwise: `cost_ms` is the sum of r's lateness
+over the steps it arrived last, `cost_pct` that share of the accounted wall time. A node's cost
+replaces all its ranks at once (the step saves what its latest rank was ahead of the other
+nodes' latest).
+
+The interval is a bootstrap over steps (scipy, paired: a step's cost and its time resampled
+together). On a busy host every rank arrives last now and then: a rank is a *culprit* only when
+its cost is at least the threshold, exceeds the next most costly rank's by at least half the
+threshold, and that excess is significant (the low end of its bootstrap interval, Bonferroni over
+the ranks, above 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from minicluster.analysis import time_shape
+from minicluster.analysis.accounting import Accounting
+from minicluster.analysis.steps import r4
+
+CONFIDENCE = 0.95
+ALPHA = 0.05
+RESAMPLES = 2000
+MIN_STEPS = 8  # fewer steps than this: no interval, nothing judged
+
+
+def rule_text(threshold_pct: float) -> str:
+    return (
+        f"cost >= {threshold_pct:g}% of the run's accounted wall time, at least "
+        f"{threshold_pct / 2:g} points above the next most costly rank's, and that excess "
+        f"significant (its bootstrap interval over steps above 0, alpha {ALPHA:g} Bonferroni "
+        "over the ranks)"
+    )
+
+
+def _per_step(acc: Accounting, rows: list[int]) -> np.ndarray:
+    """Per step the time saved had the ranks in `rows` (one rank, or a node's) arrived at the
+    others' pace: the latest of them minus the latest of the rest, when positive."""
+    own = acc.own
+    inside = own[rows].max(axis=0)
+    rest = np.delete(own, rows, axis=0)
+    if not rest.size:
+        return np.zeros(acc.n)
+    return np.clip(inside - rest.max(axis=0), 0.0, None)
+
+
+def _bootstrap(
+    stat: Callable[..., Any], samples: tuple[np.ndarray, ...], confidence: float, seed: int
+) -> tuple[float, float]:
+    from scipy.stats import bootstrap  # lazily: scipy.stats takes a while to import
+
+    res = bootstrap(
+        samples,
+        stat,
+        paired=True,
+        vectorized=True,
+        n_resamples=RESAMPLES,
+        confidence_level=confidence,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def rank_costs(acc: Accounting, threshold_pct: float) -> dict[int, dict[str, Any]]:
+    """Per rank its `cost` entry (`ranks[].cost`): cost_ms, cost_pct and its interval, the
+    excess over the next most costly rank with its interval, and the steps it arrived last."""
+    out: dict[int, dict[str, Any]] = {}
+    if acc.n < MIN_STEPS or len(acc.ranks) < 2:
+        return out
+    wall = acc.accounted
+    per = np.stack([_per_step(acc, [i]) for i in range(len(acc.ranks))])
+    total = per.sum(axis=1)
+    wall_ms = float(wall.sum())
+    conf_each = 1.0 - ALPHA / len(acc.ranks)
+    for i, rank in enumerate(acc.ranks):
+        others = np.delete(per, i, axis=0)
+        rival = int(np.argmax(others.sum(axis=1)))
+        mine, theirs = per[i], others[rival]
+        low, high = _bootstrap(
+            lambda c, w, axis=-1: 100.0 * c.sum(axis=axis) / w.sum(axis=axis),
+            (mine, wall),
+            CONFIDENCE,
+            seed=rank,
+        )
+        ex_low, _ = _bootstrap(
+            lambda a, b, w, axis=-1: 100.0 * (a - b).sum(axis=axis) / w.sum(axis=axis),
+            (mine, theirs, wall),
+            conf_each,
+            seed=1000 + rank,
+        )
+        cost_pct = 100.0 * float(total[i]) / wall_ms
+        excess_pct = 100.0 * float(total[i] - theirs.sum()) / wall_ms
+        out[rank] = {
+            "cost_ms": r4(total[i]),
+            "cost_pct": r4(cost_pct),
+            "cost_pct_interval": [r4(low), r4(high)],
+            "confidence": CONFIDENCE,
+            "excess_pct": r4(excess_pct),
+            "excess_pct_low": r4(ex_low),
+            "last_arrival_steps": int((acc.last == i).sum()),
+            "steps_compared": acc.n,
+            "culprit": bool(
+                cost_pct >= threshold_pct and excess_pct >= threshold_pct / 2 and ex_low > 0
+            ),
+        }
+    return out
+
+
+def node_costs(acc: Accounting, node_of: dict[int, str]) -> dict[str, dict[str, Any]]:
+    """Per node (more than one) its cost: all its ranks at the other nodes' pace at once."""
+    names = sorted(set(node_of[r] for r in acc.ranks))
+    if len(names) < 2 or acc.n < MIN_STEPS:
+        return {}
+    wall_ms = float(acc.accounted.sum())
+    out = {}
+    for name in names:
+        rows = [i for i, r in enumerate(acc.ranks) if node_of[r] == name]
+        per = _per_step(acc, rows)
+        out[name] = {
+            "cost_ms": r4(per.sum()),
+            "cost_pct": r4(100.0 * float(per.sum()) / wall_ms),
+            "ranks": [acc.ranks[i] for i in rows],
+        }
+    return out
+
+
+def culprits(
+    acc: Accounting,
+    costs: dict[int, dict[str, Any]],
+    node_of: dict[int, tuple[int | None, str | None, str]],
+) -> list[dict[str, Any]]:
+    """The culprit ranks, most costly first, each with its node (`node_of`: rank -> node rank,
+    hostname, label), its kind (the shape of its lateness in time: `time_shape.describe`), the
+    steps it was late in, and the evidence in one line."""
+    out = []
+    for rank, cost in costs.items():
+        if not cost["culprit"]:
+            continue
+        row = acc.ranks.index(rank)
+        shape = time_shape.describe(acc, row)
+        node_rank, hostname, label = node_of.get(rank, (None, None, ""))
+        lo, hi = cost["cost_pct_interval"]
+        out.append(
+            {
+                "rank": rank,
+                "node_rank": node_rank,
+                "hostname": hostname,
+                "node": label or None,
+                "kind": shape["kind"],
+                "cost_pct": cost["cost_pct"],
+                "cost_ms": cost["cost_ms"],
+                "cost_pct_interval": cost["cost_pct_interval"],
+                "steps": shape["late_steps"],
+                "shape": shape,
+                "summary": f"rank {rank} cost the run {cost['cost_pct']:.0f}%: {shape['text']}",
+                "evidence": f"arrived last at the gradient all-reduce in "
+                f"{cost['last_arrival_steps']} of {cost['steps_compared']} steps; the others "
+                f"waited {cost['cost_ms']:.0f} ms for it in all, {cost['cost_pct']:.1f}% of the "
+                f"run's wall time ({100 * cost['confidence']:g}% interval {lo:.1f} to "
+                f"{hi:.1f}%), {cost['excess_pct']:.1f} points above the next most costly rank",
+            }
+        )
+    out.sort(key=lambda c: -c["cost_ms"])
+    return out

@@ -1,0 +1,143 @@
+"""The shape in time of one rank's lateness: persistent, intermittent (with its period), an
+onset (a change point, `ruptures`) or a drift (Theil-Sen / Mann-Kendall, `analysis.trend`).
+
+The series is the rank's *excess* in one component of its own work between two sync points
+(compute, or host time: `analysis.accounting`): per step its value minus the median of the other
+ranks'. The noise floor is 4 robust standard deviations (1.4826 x MAD) of that series, at least
+`MIN_LATE_MS`: a step is *late* when its excess is above the series' median by more.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from minicluster.analysis.accounting import Accounting
+from minicluster.analysis.steps import r4
+
+MIN_LATE_MS = 2.0
+PERSISTENT_SHARE = 0.8  # after an onset, this share of the steps above the level before
+PERIOD_SHARE = 0.6  # the commonest gap between late steps covers this share of the gaps
+MIN_SEGMENT = 4  # steps on each side of an onset
+
+
+COMPONENTS = ("compute", "host")
+
+
+def excess(acc: Accounting, row: int, component: str = "own") -> np.ndarray:
+    """Per step rank `row`'s `component` (own work: host + compute; or one of them) minus the
+    median of the other ranks' (ms)."""
+    values = getattr(acc, component)
+    return values[row] - np.median(np.delete(values, row, axis=0), axis=0)
+
+
+def describe(acc: Accounting, row: int) -> dict[str, Any]:
+    """The kind (persistent, intermittent, onset, drift), the component that carries it (compute
+    or host time), the late steps, the typical excess of a late step, the period or the step the
+    slowness starts from, and a one-line `text`."""
+    # The component whose excess adds up to most: a pause between steps sits in host time alone,
+    # where the noise of compute on a busy host does not hide it.
+    component = max(COMPONENTS, key=lambda c: float(np.clip(excess(acc, row, c), 0, None).sum()))
+    d = excess(acc, row, component)
+    base = float(np.median(d))
+    floor = max(MIN_LATE_MS, 4 * 1.4826 * float(np.median(np.abs(d - base))))
+    steps = acc.steps
+    where = "in compute" if component == "compute" else "in host time outside forward/backward"
+    out: dict[str, Any] = {
+        "kind": "intermittent",
+        "component": component,
+        "late_steps": [],
+        "late_ms_median": None,
+        "noise_floor_ms": r4(floor),
+        "period_steps": None,
+        "from_step": None,
+        "slope_ms_per_step": None,
+    }
+    onset = _onset(d, floor)
+    drift = _drift(d, steps, onset)
+    if drift is not None:
+        start = onset or 0
+        out.update(
+            kind="drift",
+            late_steps=[int(s) for s in steps[start:]],
+            slope_ms_per_step=r4(drift["slope"]),
+            from_step=int(steps[start]),
+            text=f"drift, +{drift['slope']:.2g} ms per step from step {int(steps[start])} {where}",
+        )
+    elif onset is not None:
+        size = float(np.median(d[onset:]) - np.median(d[:onset]))
+        out.update(
+            kind="onset",
+            late_steps=[int(s) for s in steps[onset:]],
+            late_ms_median=r4(size),
+            from_step=int(steps[onset]),
+            text=f"onset at step {int(steps[onset])}, +{size:.0f} ms since {where}",
+        )
+    elif base > floor:
+        out.update(
+            kind="persistent",
+            late_steps=[int(s) for s in steps],
+            late_ms_median=r4(base),
+            text=f"persistent, every step, +{base:.0f} ms {where}",
+        )
+    else:
+        late = d - base > floor
+        late_steps = [int(s) for s in steps[late]]
+        size = float(np.median(d[late])) if late.any() else 0.0
+        period = _period(late_steps)
+        every = f"every {_ordinal(period)} step" if period else f"{len(late_steps)} late steps"
+        out.update(
+            late_steps=late_steps,
+            late_ms_median=r4(size),
+            period_steps=period,
+            text=f"intermittent, {every}, +{size:.0f} ms {where}",
+        )
+    return out
+
+
+def _onset(d: np.ndarray, floor: float) -> int | None:
+    """The index from which the excess is higher by more than the noise floor, as a level (one
+    change point, `ruptures` binary segmentation, both medians apart); None when there is none."""
+    if d.size < 2 * MIN_SEGMENT:
+        return None
+    import ruptures  # lazily: a change-point search is only needed here
+
+    k = ruptures.Binseg(model="l2", min_size=MIN_SEGMENT).fit(d.reshape(-1, 1)).predict(n_bkps=1)[0]
+    if k >= d.size:
+        return None
+    before, after = d[:k], d[k:]
+    # most steps after it above everything typical before it: a level shift, not a few spikes
+    typical = float(np.median(before)) + floor
+    return k if float(np.mean(after > typical)) >= PERSISTENT_SHARE else None
+
+
+def _drift(d: np.ndarray, steps: np.ndarray, onset: int | None) -> dict[str, float] | None:
+    """A significant growing trend of the excess (from the onset, when there is one) whose
+    fitted change over that window is more than half its end value; None otherwise."""
+    from minicluster.analysis.trend import MIN_POINTS, trend
+
+    start = onset or 0
+    ys, xs = d[start:], steps[start:]
+    if ys.size < max(MIN_POINTS, 2 * MIN_SEGMENT):
+        return None
+    t = trend(ys.tolist(), xs.tolist())
+    grows = t.p_value < 0.05 and t.slope_low > 0 and t.end > 0
+    if not grows or (t.end - t.start) < 0.5 * abs(t.end):
+        return None
+    return {"slope": t.slope}
+
+
+def _period(late_steps: list[int]) -> int | None:
+    """The commonest gap between consecutive late steps when it covers most gaps."""
+    gaps = np.diff(late_steps).tolist()
+    if len(gaps) < 2:
+        return None
+    gap, count = Counter(gaps).most_common(1)[0]
+    return int(gap) if gap > 1 and count >= PERIOD_SHARE * len(gaps) else None
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
