@@ -12,8 +12,12 @@ nodes' latest).
 The interval is a bootstrap over steps (scipy, paired: a step's cost and its time resampled
 together). On a busy host every rank arrives last now and then: a rank is a *culprit* only when
 its cost is at least the threshold, exceeds the next most costly rank's by at least half the
-threshold, and that excess is significant (the low end of its bootstrap interval, Bonferroni over
-the ranks, above 0).
+threshold, that excess is significant (a permutation test: were the ranks exchangeable, the last
+arrival of each step would be any rank with equal chance, whatever its lateness; p below ALPHA,
+Bonferroni over the ranks), and its lateness has a shape in time (persistent, an onset, a drift,
+or a period: `time_shape`), or else costs at least `SHAPELESS_FACTOR` times the threshold (the
+tail of a busy host's noise has no shape; a pause of any cause that costs that much is named
+anyway).
 """
 
 from __future__ import annotations
@@ -30,16 +34,32 @@ from minicluster.analysis.steps import r4
 CONFIDENCE = 0.95
 ALPHA = 0.05
 RESAMPLES = 2000
+SHAPELESS_FACTOR = 5.0
 MIN_STEPS = 8  # fewer steps than this: no interval, nothing judged
 
 
 def rule_text(threshold_pct: float) -> str:
     return (
         f"cost >= {threshold_pct:g}% of the run's accounted wall time, at least "
-        f"{threshold_pct / 2:g} points above the next most costly rank's, and that excess "
-        f"significant (its bootstrap interval over steps above 0, alpha {ALPHA:g} Bonferroni "
-        "over the ranks)"
+        f"{threshold_pct / 2:g} points above the next most costly rank's, that excess "
+        f"significant (permutation test of who arrived last, p < {ALPHA:g} Bonferroni over the "
+        "ranks), and a shape in time (persistent, onset, drift or a period) unless the cost is "
+        f">= {SHAPELESS_FACTOR * threshold_pct:g}%"
     )
+
+
+def _permutation_p(lateness: np.ndarray, ranks: int, observed: np.ndarray, seed: int) -> np.ndarray:
+    """Per rank the p-value of its excess cost (its cost minus the next most costly rank's) were
+    the last arrival of each step any rank with equal chance (exchangeable ranks)."""
+    rng = np.random.default_rng(seed)
+    n = lateness.size
+    labels = rng.integers(ranks, size=(RESAMPLES, n))
+    flat = (np.arange(RESAMPLES)[:, None] * ranks + labels).ravel()
+    totals = np.bincount(flat, weights=np.tile(lateness, RESAMPLES), minlength=RESAMPLES * ranks)
+    totals = totals.reshape(RESAMPLES, ranks)
+    # by symmetry every rank has the null distribution of rank 0's excess
+    null = totals[:, 0] - totals[:, 1:].max(axis=1)
+    return (1 + (null[None, :] >= observed[:, None]).sum(axis=1)) / (RESAMPLES + 1)
 
 
 def _per_step(acc: Accounting, rows: list[int]) -> np.ndarray:
@@ -81,36 +101,32 @@ def rank_costs(acc: Accounting, threshold_pct: float) -> dict[int, dict[str, Any
     per = np.stack([_per_step(acc, [i]) for i in range(len(acc.ranks))])
     total = per.sum(axis=1)
     wall_ms = float(wall.sum())
-    conf_each = 1.0 - ALPHA / len(acc.ranks)
+    excess_ms = np.array([total[i] - np.delete(total, i).max() for i in range(len(acc.ranks))])
+    p_values = _permutation_p(acc.lateness, len(acc.ranks), excess_ms, seed=acc.n)
     for i, rank in enumerate(acc.ranks):
-        others = np.delete(per, i, axis=0)
-        rival = int(np.argmax(others.sum(axis=1)))
-        mine, theirs = per[i], others[rival]
         low, high = _bootstrap(
             lambda c, w, axis=-1: 100.0 * c.sum(axis=axis) / w.sum(axis=axis),
-            (mine, wall),
+            (per[i], wall),
             CONFIDENCE,
             seed=rank,
         )
-        ex_low, _ = _bootstrap(
-            lambda a, b, w, axis=-1: 100.0 * (a - b).sum(axis=axis) / w.sum(axis=axis),
-            (mine, theirs, wall),
-            conf_each,
-            seed=1000 + rank,
-        )
         cost_pct = 100.0 * float(total[i]) / wall_ms
-        excess_pct = 100.0 * float(total[i] - theirs.sum()) / wall_ms
+        excess_pct = 100.0 * float(excess_ms[i]) / wall_ms
+        significant = bool(p_values[i] < ALPHA / len(acc.ranks))
+        candidate = cost_pct >= threshold_pct and excess_pct >= threshold_pct / 2 and significant
+        shape = time_shape.describe(acc, i) if candidate else None
         out[rank] = {
             "cost_ms": r4(total[i]),
             "cost_pct": r4(cost_pct),
             "cost_pct_interval": [r4(low), r4(high)],
             "confidence": CONFIDENCE,
             "excess_pct": r4(excess_pct),
-            "excess_pct_low": r4(ex_low),
+            "p_value": float(f"{p_values[i]:.3g}"),
             "last_arrival_steps": int((acc.last == i).sum()),
             "steps_compared": acc.n,
             "culprit": bool(
-                cost_pct >= threshold_pct and excess_pct >= threshold_pct / 2 and ex_low > 0
+                shape is not None
+                and (time_shape.has_shape(shape) or cost_pct >= SHAPELESS_FACTOR * threshold_pct)
             ),
         }
     return out
@@ -167,7 +183,8 @@ def culprits(
                 f"{cost['last_arrival_steps']} of {cost['steps_compared']} steps; the others "
                 f"waited {cost['cost_ms']:.0f} ms for it in all, {cost['cost_pct']:.1f}% of the "
                 f"run's wall time ({100 * cost['confidence']:g}% interval {lo:.1f} to "
-                f"{hi:.1f}%), {cost['excess_pct']:.1f} points above the next most costly rank",
+                f"{hi:.1f}%), {cost['excess_pct']:.1f} points above the next most costly rank "
+                f"(permutation p = {cost['p_value']:.2g})",
             }
         )
     out.sort(key=lambda c: -c["cost_ms"])

@@ -3,8 +3,8 @@ onset (a change point, `ruptures`) or a drift (Theil-Sen / Mann-Kendall, `analys
 
 The series is the rank's *excess* in one component of its own work between two sync points
 (compute, or host time: `analysis.accounting`): per step its value minus the median of the other
-ranks'. The noise floor is 4 robust standard deviations (1.4826 x MAD) of that series, at least
-`MIN_LATE_MS`: a step is *late* when its excess is above the series' median by more.
+ranks'. The noise floor is 4 robust standard deviations of that series' step-to-step noise, at
+least `MIN_LATE_MS`: a step is *late* when its excess is above the series' median by more.
 """
 
 from __future__ import annotations
@@ -33,6 +33,18 @@ def excess(acc: Accounting, row: int, component: str = "own") -> np.ndarray:
     return values[row] - np.median(np.delete(values, row, axis=0), axis=0)
 
 
+def noise_floor_ms(d: np.ndarray) -> float:
+    """4 robust standard deviations of the noise of `d`, at least MIN_LATE_MS: the smaller of
+    two robust estimates, 1.4826 x MAD of the values (which a level shift or a drift widens) and
+    of the first differences / sqrt 2 (which spikes in a quarter of the steps widen)."""
+    if d.size < 3:
+        return MIN_LATE_MS
+    values = float(np.median(np.abs(d - np.median(d))))
+    diffs = np.diff(d)
+    steps = float(np.median(np.abs(diffs - np.median(diffs)))) / np.sqrt(2)
+    return max(MIN_LATE_MS, 4 * 1.4826 * min(values, steps))
+
+
 def describe(acc: Accounting, row: int) -> dict[str, Any]:
     """The kind (persistent, intermittent, onset, drift), the component that carries it (compute
     or host time), the late steps, the typical excess of a late step, the period or the step the
@@ -42,7 +54,7 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
     component = max(COMPONENTS, key=lambda c: float(np.clip(excess(acc, row, c), 0, None).sum()))
     d = excess(acc, row, component)
     base = float(np.median(d))
-    floor = max(MIN_LATE_MS, 4 * 1.4826 * float(np.median(np.abs(d - base))))
+    floor = noise_floor_ms(d)
     steps = acc.steps
     where = "in compute" if component == "compute" else "in host time outside forward/backward"
     out: dict[str, Any] = {
@@ -56,15 +68,15 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
         "slope_ms_per_step": None,
     }
     onset = _onset(d, floor)
-    drift = _drift(d, steps, onset)
+    drift = _drift(d, steps, onset, floor)
     if drift is not None:
-        start = onset or 0
+        first = int(drift["from_step"])
         out.update(
             kind="drift",
-            late_steps=[int(s) for s in steps[start:]],
+            late_steps=[int(s) for s in steps[steps >= first]],
             slope_ms_per_step=r4(drift["slope"]),
-            from_step=int(steps[start]),
-            text=f"drift, +{drift['slope']:.2g} ms per step from step {int(steps[start])} {where}",
+            from_step=first,
+            text=f"drift, +{drift['slope']:.2g} ms per step from step {first} {where}",
         )
     elif onset is not None:
         size = float(np.median(d[onset:]) - np.median(d[:onset]))
@@ -83,7 +95,11 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
             text=f"persistent, every step, +{base:.0f} ms {where}",
         )
     else:
-        late = d - base > floor
+        above = d - base > floor
+        # the late steps are the mode of the big ones: at least half their median size (a
+        # busy host's blips just above the floor are not the pause of one size this names)
+        cut = max(floor, 0.5 * float(np.median(d[above] - base))) if above.any() else floor
+        late = d - base > cut
         late_steps = [int(s) for s in steps[late]]
         size = float(np.median(d[late])) if late.any() else 0.0
         period = _period(late_steps)
@@ -95,6 +111,12 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
             text=f"intermittent, {every}, +{size:.0f} ms {where}",
         )
     return out
+
+
+def has_shape(shape: dict[str, Any]) -> bool:
+    """Whether `describe` found a shape in time: persistent, an onset, a drift or a period (the
+    late steps of a busy host's noise have none)."""
+    return shape["kind"] != "intermittent" or shape["period_steps"] is not None
 
 
 def _onset(d: np.ndarray, floor: float) -> int | None:
@@ -113,9 +135,13 @@ def _onset(d: np.ndarray, floor: float) -> int | None:
     return k if float(np.mean(after > typical)) >= PERSISTENT_SHARE else None
 
 
-def _drift(d: np.ndarray, steps: np.ndarray, onset: int | None) -> dict[str, float] | None:
-    """A significant growing trend of the excess (from the onset, when there is one) whose
-    fitted change over that window is more than half its end value; None otherwise."""
+def _drift(
+    d: np.ndarray, steps: np.ndarray, onset: int | None, floor: float
+) -> dict[str, float] | None:
+    """A significant growing trend of the excess (from the onset, when there is one: a ramp
+    has a change point too) whose fitted growth over that window is more than twice the noise
+    floor; with the step where the fitted line leaves the level before (`from_step`). None when
+    there is none (a level shift is flat after its onset)."""
     from minicluster.analysis.trend import MIN_POINTS, trend
 
     start = onset or 0
@@ -123,16 +149,19 @@ def _drift(d: np.ndarray, steps: np.ndarray, onset: int | None) -> dict[str, flo
     if ys.size < max(MIN_POINTS, 2 * MIN_SEGMENT):
         return None
     t = trend(ys.tolist(), xs.tolist())
-    grows = t.p_value < 0.05 and t.slope_low > 0 and t.end > 0
-    if not grows or (t.end - t.start) < 0.5 * abs(t.end):
+    if not (t.p_value < 0.05 and t.slope_low > 0 and t.end - t.start > 2 * floor):
         return None
-    return {"slope": t.slope}
+    level = float(np.median(d[:start])) if start else float(t.start)
+    # where the fitted line crosses the level before: the ramp's first step
+    crossing = float(xs[0]) + (level - t.start) / t.slope
+    first = int(np.clip(round(crossing), steps[0], xs[0]))
+    return {"slope": t.slope, "from_step": first}
 
 
 def _period(late_steps: list[int]) -> int | None:
     """The commonest gap between consecutive late steps when it covers most gaps."""
     gaps = np.diff(late_steps).tolist()
-    if len(gaps) < 2:
+    if len(gaps) < 3:  # four late steps at least: two equal gaps happen by chance
         return None
     gap, count = Counter(gaps).most_common(1)[0]
     return int(gap) if gap > 1 and count >= PERIOD_SHARE * len(gaps) else None

@@ -221,7 +221,7 @@ class RankCost(Section):
     cost_pct_interval: list[float] | None = None
     confidence: float | None = None
     excess_pct: float | None = spec(None, omit_none=True)
-    excess_pct_low: float | None = spec(None, omit_none=True)
+    p_value: float | None = spec(None, omit_none=True)
     last_arrival_steps: int | None = None
     steps_compared: int | None = None
     culprit: bool | None = spec(None, omit_none=True)
