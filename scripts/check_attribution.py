@@ -105,8 +105,11 @@ def main() -> int:
                 "load": os.getloadavg()[0],
             }
         )
-        print(f"{i + 1}/{len(plan)} {kind} rank={rank} -> {rows[-1]['named']} "
-              f"rank={rows[-1]['named_rank']} cost={rows[-1]['cost_pct']}", flush=True)
+        print(
+            f"{i + 1}/{len(plan)} {kind} rank={rank} -> {rows[-1]['named']} "
+            f"rank={rows[-1]['named_rank']} cost={rows[-1]['cost_pct']}",
+            flush=True,
+        )
     healthy = [r for r in rows if r["kind"] == "healthy"]
     faulty = [r for r in rows if r["kind"] != "healthy"]
     base = statistics.median(r["wall_ms"] for r in healthy if r["wall_ms"]) if healthy else None
@@ -125,16 +128,24 @@ def main() -> int:
         if r["cost_pct"] is not None and r["wall_ms"] and base:
             measured = 100.0 * (r["wall_ms"] - base) / r["wall_ms"]
             errors.append(r["cost_pct"] - measured)
-            print(f"  {r['kind']:<13} cost {r['cost_pct']:6.1f}%  measured {measured:6.1f}%  "
-                  f"error {r['cost_pct'] - measured:+6.1f} points")
+            print(
+                f"  {r['kind']:<13} cost {r['cost_pct']:6.1f}%  measured {measured:6.1f}%  "
+                f"error {r['cost_pct'] - measured:+6.1f} points"
+            )
     if errors:
-        print(f"cost error (points): median {statistics.median(errors):+.1f}, "
-              f"range {min(errors):+.1f} to {max(errors):+.1f}, n={len(errors)}; healthy "
-              f"wall median {base:.0f} ms over {len(healthy)} runs")
-    print(f"time to verdict (aggregate of a finished run): median "
-          f"{statistics.median(r['verdict_s'] for r in rows):.2f} s")
-    print(f"load average during the runs: {min(r['load'] for r in rows):.1f}-"
-          f"{max(r['load'] for r in rows):.1f} on {os.cpu_count()} cores")
+        print(
+            f"cost error (points): median {statistics.median(errors):+.1f}, "
+            f"range {min(errors):+.1f} to {max(errors):+.1f}, n={len(errors)}; healthy "
+            f"wall median {base:.0f} ms over {len(healthy)} runs"
+        )
+    print(
+        f"time to verdict (aggregate of a finished run): median "
+        f"{statistics.median(r['verdict_s'] for r in rows):.2f} s"
+    )
+    print(
+        f"load average during the runs: {min(r['load'] for r in rows):.1f}-"
+        f"{max(r['load'] for r in rows):.1f} on {os.cpu_count()} cores"
+    )
     (args.out / "attribution.json").write_text(json.dumps(rows, indent=1))
     return 0
 

@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis import accounting, cost, energy, envelope, fault_detect, nodes, rank_status
+from minicluster.analysis import (
+    accounting,
+    cost,
+    energy,
+    envelope,
+    fault_detect,
+    nodes,
+    rank_status,
+)
 from minicluster.analysis.collectives import collectives_result
 from minicluster.analysis.frame import Launch, RunFrame
 from minicluster.analysis.pairwise import pairwise_result

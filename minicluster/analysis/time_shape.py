@@ -18,7 +18,9 @@ from minicluster.analysis.accounting import Accounting
 from minicluster.analysis.steps import r4
 
 MIN_LATE_MS = 2.0
-PERSISTENT_SHARE = 0.8  # after an onset, this share of the steps above the level before
+# after an onset, this share of the steps above the level before; persistent: slower than the
+# others' median in this share of the steps
+PERSISTENT_SHARE = 0.8
 PERIOD_SHARE = 0.6  # the commonest gap between late steps covers this share of the gaps
 MIN_SEGMENT = 4  # steps on each side of an onset
 
@@ -87,7 +89,8 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
             from_step=int(steps[onset]),
             text=f"onset at step {int(steps[onset])}, +{size:.0f} ms since {where}",
         )
-    elif base > floor:
+    elif base > floor or (base > MIN_LATE_MS and float(np.mean(d > 0)) >= PERSISTENT_SHARE):
+        # slower by more than the noise, or (noisy) slower in nearly every step
         out.update(
             kind="persistent",
             late_steps=[int(s) for s in steps],
@@ -102,7 +105,7 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
         late = d - base > cut
         late_steps = [int(s) for s in steps[late]]
         size = float(np.median(d[late])) if late.any() else 0.0
-        period = _period(late_steps)
+        period = _period(late_steps, steps)
         every = f"every {_ordinal(period)} step" if period else f"{len(late_steps)} late steps"
         out.update(
             late_steps=late_steps,
@@ -158,13 +161,20 @@ def _drift(
     return {"slope": t.slope, "from_step": first}
 
 
-def _period(late_steps: list[int]) -> int | None:
-    """The commonest gap between consecutive late steps when it covers most gaps."""
+def _period(late_steps: list[int], steps: np.ndarray) -> int | None:
+    """The commonest gap between consecutive late steps when it covers most gaps and the run
+    keeps it: late in most of the steps that period puts over the whole window (a streak of
+    late steps at one end is not periodic)."""
     gaps = np.diff(late_steps).tolist()
     if len(gaps) < 3:  # four late steps at least: two equal gaps happen by chance
         return None
     gap, count = Counter(gaps).most_common(1)[0]
-    return int(gap) if gap > 1 and count >= PERIOD_SHARE * len(gaps) else None
+    if gap <= 1 or count < PERIOD_SHARE * len(gaps):
+        return None
+    phase = late_steps[0] % gap
+    on_beat = [int(s) for s in steps if s % gap == phase]
+    hit = len(set(on_beat) & set(late_steps))
+    return int(gap) if hit >= PERIOD_SHARE * len(on_beat) else None
 
 
 def _ordinal(n: int) -> str:

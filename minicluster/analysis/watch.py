@@ -31,7 +31,7 @@ from minicluster.analysis import envelope
 from minicluster.analysis.steps import r4
 from minicluster.analysis.tail import RankTail, RunTail, Windows
 from minicluster.analysis.verdicts import exit_code as result_exit_code
-from minicluster.analysis.watch_rules import judge_stragglers, mark_stalls
+from minicluster.analysis.watch_rules import judge_stragglers, live_culprits, mark_stalls
 from minicluster.core import clock
 from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
 from minicluster.result.model import RunResult
@@ -99,12 +99,23 @@ def snapshot(
                 stragglers.append({**verdict.to_json(), "over": "run"})
     for s in stragglers:
         by_rank[s["rank"]]["straggler"] = True
+    if result is not None:
+        culprits = [c.to_json() | {"over": "run"} for c in result.culprits or []]
+    elif straggler_check["applied"]:
+        culprits = live_culprits(windows, left_behind, world, cfg.checks)
+    else:
+        culprits = []
     slowest = _slowest(rows)
     stalled = [_named(r, "last_step", "idle_s") for r in rows if r["stalled"]]
     failed = [_named(r, "last_step", "error") for r in rows if r["state"] == "failed"]
     problems = [
         name
-        for name, present in (("stalled", stalled), ("straggling", stragglers), ("failed", failed))
+        for name, present in (
+            ("stalled", stalled),
+            ("straggling", stragglers),
+            ("culprit", culprits),
+            ("failed", failed),
+        )
         if present
     ]
     nodes = _nodes(rows)
@@ -115,6 +126,7 @@ def snapshot(
         # window no longer shows it, so `healthy`, `problems` and the exit code agree
         for name, present in (
             ("straggling", ended["stragglers"]),
+            ("culprit", ended["culprits"]),
             ("failed", ended["failed_ranks"]),
         ):
             if present and name not in problems:
@@ -134,6 +146,7 @@ def snapshot(
         "stalled": stalled,
         "stragglers": [{**s, "node": by_rank[s["rank"]]["node"]} for s in stragglers],
         "straggler_check": straggler_check,
+        "culprits": culprits,
         "slowest": slowest,
         "failed": failed,
         "nodes": nodes,
@@ -173,6 +186,7 @@ def _empty(world: int, rows: list[dict[str, Any]], warnings: list[str]) -> dict[
         "job_stall": None,
         "stalled": [],
         "stragglers": [],
+        "culprits": [],
         "straggler_check": None,
         "slowest": None,
         "failed": [],
@@ -398,14 +412,16 @@ def _worst_nodes_first(nodes: list[dict[str, Any]]) -> list[str]:
 def ended_section(result: RunResult) -> dict[str, Any]:
     """What the run's result says at its end: `run_exit_code`, the code `minicluster run` gave it,
     and `exit_code`, the watch's (the same, but 1 instead of 0 when the result names a
-    straggler: `run` reports a straggler and exits 0, a watch gate fails on it)."""
+    straggler or a culprit: `run` reports them and exits 0, a watch gate fails on them)."""
     run_code = result_exit_code(result)
     stragglers = [s.rank for s in result.stragglers]
-    code = EXIT_FAILED_CHECK if run_code == EXIT_OK and stragglers else run_code
+    culprits = [c.rank for c in result.culprits or []]
+    code = EXIT_FAILED_CHECK if run_code == EXIT_OK and (stragglers or culprits) else run_code
     return {
         "status": result.status,
         "failed_ranks": list(result.failed_ranks),
         "stragglers": stragglers,
+        "culprits": culprits,
         "faults_detected": [d.to_json() for d in result.faults.detected],
         "errors": result.errors[:MAX_ERRORS],
         "run_exit_code": run_code,

@@ -99,7 +99,9 @@ class FaultInjector:
         return [f for f in self.faults if f.kind == kind]
 
     def _straggle(self, _module: torch.nn.Module, _inputs: Any) -> None:
-        delay_ms = sum(f.delay_at_ms(self.step) for f in (*self._of("straggler"), *self._of("drift")))
+        delay_ms = sum(
+            f.delay_at_ms(self.step) for f in (*self._of("straggler"), *self._of("drift"))
+        )
         if delay_ms:
             time.sleep(delay_ms / 1e3)
 

@@ -5,12 +5,10 @@ what such a timeline makes a rank write."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 
-from minicluster.analysis import accounting, cost, time_shape
+from minicluster.analysis import accounting, cost
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.steps import StepTable
 
@@ -89,7 +87,9 @@ def test_intermittent_straggler_is_the_culprit_with_its_cost_and_period() -> Non
     costs = cost.rank_costs(acc, threshold_pct=5.0)
     # What the what-if saves: in every late step, the 80 ms less the other rank's lead.
     expected = sum(
-        max(0.0, acc.own[1, j] - acc.own[0, j]) for j in range(acc.n) if acc.own[1, j] > acc.own[0, j]
+        max(0.0, acc.own[1, j] - acc.own[0, j])
+        for j in range(acc.n)
+        if acc.own[1, j] > acc.own[0, j]
     )
     assert costs[1]["cost_ms"] == pytest.approx(expected, abs=1e-3)
     assert costs[1]["cost_pct"] > 40 and costs[1]["culprit"]
@@ -100,7 +100,9 @@ def test_intermittent_straggler_is_the_culprit_with_its_cost_and_period() -> Non
     assert c["rank"] == 1 and c["kind"] == "intermittent" and c["node"] == "vm"
     assert c["shape"]["period_steps"] == 5 and c["shape"]["component"] == "compute"
     assert c["steps"] == list(range(1, 51, 5))[1:] or c["steps"] == list(range(1, 51, 5))
-    assert c["summary"].startswith("rank 1 cost the run") and "every 5th step, +80 ms" in c["summary"]
+    assert (
+        c["summary"].startswith("rank 1 cost the run") and "every 5th step, +80 ms" in c["summary"]
+    )
 
 
 def test_a_pause_between_steps_is_charged_to_its_rank_as_host_time() -> None:
@@ -165,5 +167,3 @@ def test_node_cost_replaces_all_its_ranks_at_once() -> None:
     nodes = cost.node_costs(acc, {0: "a", 1: "a", 2: "b", 3: "b"})
     assert nodes["b"]["cost_pct"] > 20 > nodes["a"]["cost_pct"]
     assert nodes["b"]["ranks"] == [2, 3]
-
-

@@ -142,6 +142,7 @@ def test_a_busy_thread_in_one_rank_makes_it_the_culprit(
     assert result["faults"]["injected"] == []
     assert [c["rank"] for c in result["culprits"]] == [1]
     assert result["culprits"][0]["cost_pct"] > 10
+    assert result["culprits"][0]["kind"] == "persistent"
 
 
 @pytest.mark.slow
