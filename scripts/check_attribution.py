@@ -47,7 +47,9 @@ def _run(out: Path, fault: str | None) -> dict[str, Any]:
     if fault:
         cmd += ["--fault", fault]
     env = dict(os.environ, MINICLUSTER_PROGRESS="0")
-    subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+    if not (out / "result.json").exists():
+        raise SystemExit(f"{out}: the run left no result.json: {proc.stderr[-800:]}")
     result: dict[str, Any] = json.loads((out / "result.json").read_text())
     start = time.perf_counter()
     agg = [sys.executable, "-m", "minicluster", "aggregate", str(out)]

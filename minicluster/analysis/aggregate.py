@@ -25,6 +25,7 @@ from minicluster.analysis import (
     fault_detect,
     nodes,
     rank_status,
+    time_shape,
 )
 from minicluster.analysis.collectives import collectives_result
 from minicluster.analysis.frame import Launch, RunFrame
@@ -222,15 +223,17 @@ def _culprits(
     section = accounting.section(acc)
     if frame.multi_node:
         section["node_cost"] = cost.node_costs(acc, nodes.node_names(frame.where))
+    culprits = cost.culprits(acc, costs, where) if costs else None
     return {
         # absent when nothing could be accounted for; [] when accounted and nobody is a culprit
-        "culprits": cost.culprits(acc, costs, where) if costs else None,
+        "culprits": culprits,
         "culprit_rule": {
             "threshold_pct": checks.culprit_cost_pct,
             "alpha": cost.ALPHA,
             "text": cost.rule_text(checks.culprit_cost_pct),
         },
         "accounting": section,
+        "time_structure": time_shape.run_structure(acc, culprits) if culprits is not None else None,
     }
 
 

@@ -180,3 +180,59 @@ def _period(late_steps: list[int], steps: np.ndarray) -> int | None:
 def _ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
+
+
+def run_structure(acc: Accounting, culprits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The time-structure findings of the run: each culprit's shape (scope `rank`), and a drift
+    or an onset of the step time itself (scope `run`: every rank slowing together, e.g. thermal
+    throttling of the whole host, which names no culprit), each with its evidence."""
+    out = [
+        {
+            "scope": "rank",
+            "rank": c["rank"],
+            "kind": c["kind"],
+            "evidence": c["shape"]["text"],
+            **{
+                k: c["shape"][k]
+                for k in ("period_steps", "from_step", "slope_ms_per_step")
+                if c["shape"].get(k) is not None
+            },
+        }
+        for c in culprits
+    ]
+    if acc.n < 2 * MIN_SEGMENT:
+        return out
+    from minicluster.analysis.trend import drift
+
+    step_ms = acc.accounted
+    found = drift(step_ms.tolist(), acc.steps.tolist(), direction="lower")
+    if found["drifting"]:
+        t = found["trend"]
+        out.append(
+            {
+                "scope": "run",
+                "rank": None,
+                "kind": "drift",
+                "slope_ms_per_step": r4(t["slope"]),
+                "evidence": f"step time {found['reason']}; Theil-Sen slope "
+                f"{t['slope']:+.3g} ms per step ({100 * t['confidence']:g}% interval "
+                f"{t['slope_low']:+.3g} to {t['slope_high']:+.3g})",
+            }
+        )
+        return out
+    floor = noise_floor_ms(step_ms)
+    k = _onset(step_ms, floor)
+    if k is not None:
+        before, after = float(np.median(step_ms[:k])), float(np.median(step_ms[k:]))
+        if after - before >= 0.05 * before:
+            out.append(
+                {
+                    "scope": "run",
+                    "rank": None,
+                    "kind": "onset",
+                    "from_step": int(acc.steps[k]),
+                    "evidence": f"step time {before:.1f} -> {after:.1f} ms (median) from step "
+                    f"{int(acc.steps[k])} (change point, ruptures)",
+                }
+            )
+    return out

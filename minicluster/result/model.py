@@ -1084,6 +1084,13 @@ class RunResult(Section):
         doc="per step and rank host + compute + wait + transfer against each rank's period, with "
         "the stated tolerance; per step the last arrival and its lateness (analysis.accounting)",
     )
+    time_structure: list[dict[str, Any]] | None = spec(
+        None,
+        omit_none=True,
+        doc="findings with a shape in time: each culprit's (scope rank: persistent, "
+        "intermittent with period_steps, onset with from_step, drift with slope_ms_per_step) and "
+        "the step time's own drift or onset (scope run), each with its evidence",
+    )
     failed_ranks: list[int] = spec(factory=list)
     aborted_ranks: list[int] = spec(
         factory=list, doc="1.1: ranks whose collective failed because another rank failed"

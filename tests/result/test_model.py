@@ -152,8 +152,8 @@ NEWER = sorted((REPO / "tests" / "fixtures" / "results" / "newer").glob("*.json"
     [
         (
             "culprit_run.i25.json",
-            # culprits, culprit_rule, accounting and ranks[].cost are typed now (analysis.cost)
-            {"time_structure", "failure_order", "incident"},
+            # culprits, culprit_rule, accounting, time_structure and ranks[].cost are typed now
+            {"failure_order", "incident"},
             set(),
         ),
         (
@@ -184,7 +184,6 @@ def test_the_sections_other_work_adds_survive_at_the_top_and_in_each_rank(
     the result and in each rank (a nested `comm.kinds` too): valid, and the same bytes back."""
     data = json.loads((REPO / "tests/golden/run_2ranks.result.json").read_text())
     planned = {
-        "time_structure": [{"rank": 1, "kind": "intermittent", "period_steps": 4}],
         "failure_order": {"first": 1, "victims": [0]},
         "incident": {"class": "non-comm slow", "rank": 1},
         "comm": {
