@@ -10,6 +10,7 @@ the finished run). Intervals: Wilson 95% for the rates (scipy), the cost error's
 range.
 
     python scripts/check_attribution.py --episodes 2 --healthy 4 --out /tmp/attribution
+    python scripts/check_attribution.py --out /tmp/attribution --rescore   # same runs, new rule
 """
 
 from __future__ import annotations
@@ -50,12 +51,35 @@ def _run(out: Path, fault: str | None) -> dict[str, Any]:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
     if not (out / "result.json").exists():
         raise SystemExit(f"{out}: the run left no result.json: {proc.stderr[-800:]}")
-    result: dict[str, Any] = json.loads((out / "result.json").read_text())
+    return _aggregate(out)
+
+
+def _aggregate(out: Path) -> dict[str, Any]:
+    """The run's result aggregated again from its records by this checkout (timed)."""
+    env = dict(os.environ, MINICLUSTER_PROGRESS="0")
     start = time.perf_counter()
     agg = [sys.executable, "-m", "minicluster", "aggregate", str(out)]
     subprocess.run(agg, capture_output=True, text=True, env=env, timeout=600, check=False)
-    result["_verdict_s"] = time.perf_counter() - start
+    verdict_s = time.perf_counter() - start
+    result: dict[str, Any] = json.loads((out / "result.json").read_text())
+    result["_verdict_s"] = verdict_s
     return result
+
+
+def _row(kind: str, rank: int | None, out: Path, result: dict[str, Any], load: float) -> dict:
+    culprits = result.get("culprits") or []
+    top = culprits[0] if culprits else None
+    return {
+        "kind": kind,
+        "rank": rank,
+        "out": str(out),
+        "named": top["kind"] if top else "none",
+        "named_rank": top["rank"] if top else None,
+        "cost_pct": top["cost_pct"] if top else None,
+        "wall_ms": _wall(result),
+        "verdict_s": result["_verdict_s"],
+        "load": load,
+    }
 
 
 def _wall(result: dict[str, Any]) -> float | None:
@@ -80,43 +104,43 @@ def main() -> int:
     ap.add_argument("--kinds", default=",".join(KINDS), help="fault kinds to run")
     ap.add_argument("--out", type=Path, default=Path("/tmp/minicluster-attribution"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--rescore",
+        action="store_true",
+        help="judge the runs recorded in --out again with this checkout (no new runs)",
+    )
     args = ap.parse_args()
+    ap_rescore = args.rescore
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "job.yaml").write_text(CONFIG)
-    rng = random.Random(args.seed)
-    plan: list[tuple[str, int | None]] = [
-        (k, rng.randrange(2)) for k in args.kinds.split(",") for _ in range(args.episodes)
-    ]
-    plan += [("healthy", None)] * args.healthy
-    rng.shuffle(plan)  # healthy runs interleaved with the faulty ones: the same load
     rows = []
-    for i, (kind, rank) in enumerate(plan):
-        fault = KINDS[kind][0].format(rank=rank) if kind in KINDS else None
-        result = _run(args.out / f"run{i:03d}", fault)
-        culprits = result.get("culprits") or []
-        top = culprits[0] if culprits else None
-        rows.append(
-            {
-                "kind": kind,
-                "rank": rank,
-                "named": top["kind"] if top else "none",
-                "named_rank": top["rank"] if top else None,
-                "cost_pct": top["cost_pct"] if top else None,
-                "wall_ms": _wall(result),
-                "verdict_s": result["_verdict_s"],
-                "load": os.getloadavg()[0],
-            }
-        )
-        print(
-            f"{i + 1}/{len(plan)} {kind} rank={rank} -> {rows[-1]['named']} "
-            f"rank={rows[-1]['named_rank']} cost={rows[-1]['cost_pct']}",
-            flush=True,
-        )
+    if ap_rescore:
+        # the same runs judged again by this checkout (their records are not rerun)
+        for i, old in enumerate(json.loads((args.out / "attribution.json").read_text())):
+            out = Path(old.get("out") or args.out / f"run{i:03d}")
+            rows.append(_row(old["kind"], old["rank"], out, _aggregate(out), old["load"]))
+    else:
+        (args.out / "job.yaml").write_text(CONFIG)
+        rng = random.Random(args.seed)
+        plan: list[tuple[str, int | None]] = [
+            (k, rng.randrange(2)) for k in args.kinds.split(",") for _ in range(args.episodes)
+        ]
+        plan += [("healthy", None)] * args.healthy
+        rng.shuffle(plan)  # healthy runs interleaved with the faulty ones: the same load
+        for i, (kind, rank) in enumerate(plan):
+            fault = KINDS[kind][0].format(rank=rank) if kind in KINDS else None
+            out = args.out / f"run{i:03d}"
+            rows.append(_row(kind, rank, out, _run(out, fault), os.getloadavg()[0]))
+            r = rows[-1]
+            print(
+                f"{i + 1}/{len(plan)} {kind} rank={rank} -> {r['named']} "
+                f"rank={r['named_rank']} cost={r['cost_pct']}",
+                flush=True,
+            )
     healthy = [r for r in rows if r["kind"] == "healthy"]
     faulty = [r for r in rows if r["kind"] != "healthy"]
     base = statistics.median(r["wall_ms"] for r in healthy if r["wall_ms"]) if healthy else None
     print("\nconfusion (injected -> top culprit's kind):")
-    for kind in [*args.kinds.split(","), "healthy"]:
+    for kind in dict.fromkeys(r["kind"] for r in rows):
         counts = Counter(r["named"] for r in rows if r["kind"] == kind)
         print(f"  {kind:<13} " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     top1 = sum(1 for r in faulty if r["named_rank"] == r["rank"])
@@ -148,7 +172,8 @@ def main() -> int:
         f"load average during the runs: {min(r['load'] for r in rows):.1f}-"
         f"{max(r['load'] for r in rows):.1f} on {os.cpu_count()} cores"
     )
-    (args.out / "attribution.json").write_text(json.dumps(rows, indent=1))
+    if not ap_rescore:
+        (args.out / "attribution.json").write_text(json.dumps(rows, indent=1))
     return 0
 
 

@@ -109,6 +109,7 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
         every = f"every {_ordinal(period)} step" if period else f"{len(late_steps)} late steps"
         out.update(
             late_steps=late_steps,
+            late_sizes_ms=[r4(x) for x in d[late]],
             late_ms_median=r4(size),
             period_steps=period,
             text=f"intermittent, {every}, +{size:.0f} ms {where}",
@@ -116,10 +117,24 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
     return out
 
 
+ONE_SIZE_SPREAD = 0.25  # (p75 - p25) / median of the late steps' excess: a pause of one size
+
+
 def has_shape(shape: dict[str, Any]) -> bool:
     """Whether `describe` found a shape in time: persistent, an onset, a drift or a period (the
     late steps of a busy host's noise have none)."""
     return shape["kind"] != "intermittent" or shape["period_steps"] is not None
+
+
+def one_size(shape: dict[str, Any]) -> bool:
+    """Whether the late steps of an intermittent shape without a period stand apart as one mode:
+    at least 3 of them, their excess within ONE_SIZE_SPREAD of each other (a GC or a checkpoint
+    write of one size at irregular times; a busy host's preemptions come in every size)."""
+    sizes = shape.get("late_sizes_ms") or []
+    if len(sizes) < 3:
+        return False
+    p25, p50, p75 = np.percentile(sizes, [25, 50, 75])
+    return bool(p50 > 0 and (p75 - p25) / p50 <= ONE_SIZE_SPREAD)
 
 
 def _onset(d: np.ndarray, floor: float) -> int | None:

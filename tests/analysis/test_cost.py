@@ -167,3 +167,21 @@ def test_node_cost_replaces_all_its_ranks_at_once() -> None:
     nodes = cost.node_costs(acc, {0: "a", 1: "a", 2: "b", 3: "b"})
     assert nodes["b"]["cost_pct"] > 20 > nodes["a"]["cost_pct"]
     assert nodes["b"]["ranks"] == [2, 3]
+
+
+def test_pauses_of_one_size_at_irregular_steps_are_named_blips_of_every_size_are_not() -> None:
+    """A GC of one size at irregular times costs the run and is named; preemptions of a busy
+    host (every size, no period) cost as much and are not."""
+    rng = np.random.default_rng(7)
+    steps = rng.choice(np.arange(1, 51), size=8, replace=False)
+    work = _noise(2, 51)
+    work[1, steps] += 80.0
+    acc = _acc(_records(work))
+    (c,) = cost.culprits(acc, cost.rank_costs(acc, 5.0), {})
+    assert c["rank"] == 1 and c["kind"] == "intermittent" and c["shape"]["period_steps"] is None
+    work = _noise(2, 51)
+    work[1, steps] += rng.exponential(40.0, size=8) + 5.0
+    acc = _acc(_records(work))
+    costs = cost.rank_costs(acc, 5.0)
+    assert costs[1]["cost_pct"] > 25
+    assert not cost.culprits(acc, costs, {})
