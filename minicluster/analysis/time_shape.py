@@ -89,14 +89,6 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
             from_step=int(steps[onset]),
             text=f"onset at step {int(steps[onset])}, +{size:.0f} ms since {where}",
         )
-    elif base > floor or (base > MIN_LATE_MS and float(np.mean(d > 0)) >= PERSISTENT_SHARE):
-        # slower by more than the noise, or (noisy) slower in nearly every step
-        out.update(
-            kind="persistent",
-            late_steps=[int(s) for s in steps],
-            late_ms_median=r4(base),
-            text=f"persistent, every step, +{base:.0f} ms {where}",
-        )
     else:
         above = d - base > floor
         # the late steps are the mode of the big ones: at least half their median size (a
@@ -106,14 +98,27 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
         late_steps = [int(s) for s in steps[late]]
         size = float(np.median(d[late])) if late.any() else 0.0
         period = _period(late_steps, steps)
-        every = f"every {_ordinal(period)} step" if period else f"{len(late_steps)} late steps"
-        out.update(
-            late_steps=late_steps,
-            late_sizes_ms=[r4(x) for x in d[late]],
-            late_ms_median=r4(size),
-            period_steps=period,
-            text=f"intermittent, {every}, +{size:.0f} ms {where}",
+        persistent = base > floor or (
+            base > MIN_LATE_MS and float(np.mean(d > 0)) >= PERSISTENT_SHARE
         )
+        if persistent and (period is None or size < 2 * base):
+            # slower by more than the noise, or (noisy) slower in nearly every step; periodic
+            # spikes on top of it lead when they are the bigger part
+            out.update(
+                kind="persistent",
+                late_steps=[int(s) for s in steps],
+                late_ms_median=r4(base),
+                text=f"persistent, every step, +{base:.0f} ms {where}",
+            )
+        else:
+            every = f"every {_ordinal(period)} step" if period else f"{len(late_steps)} late steps"
+            out.update(
+                late_steps=late_steps,
+                late_sizes_ms=[r4(x) for x in d[late]],
+                late_ms_median=r4(size),
+                period_steps=period,
+                text=f"intermittent, {every}, +{size:.0f} ms {where}",
+            )
     return out
 
 
