@@ -24,6 +24,9 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "drift": (("rank", "ms_per_step"), ("from_step",)),
     "slow_link": (("rank", "delay_ms"), ("peer", "from_step")),
     "crash": (("rank", "step"), ()),
+    # The rank sends itself `signal` (9 SIGKILL, as the kernel's OOM killer; 15 SIGTERM, as
+    # earlyoom or a kubelet eviction) before `step`: a kill from outside the launcher.
+    "kill": (("rank", "step"), ("signal",)),
     "hang": (("rank", "step"), ()),
     "corrupt_grad": (("rank", "step"), ()),
 }
@@ -39,7 +42,10 @@ MAX_VALUE = {
     "delay_ms": 3_600_000,
     "ms_per_step": 60_000,
     "every": 2**31 - 1,
+    "signal": 64,
 }
+KILL_SIGNALS = (9, 15)  # SIGKILL, SIGTERM: what the OOM killer and earlyoom send
+DEFAULT_KILL_SIGNAL = 9
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class FaultSpec:
     peer: int | None = None
     every: int = 0
     ms_per_step: int | None = None
+    signal: int | None = None  # a kill's signal (None: DEFAULT_KILL_SIGNAL)
 
     def __str__(self) -> str:
         keys = ["rank", *(["peer"] if self.peer is not None else []), *KINDS[self.kind][0][1:]]
@@ -64,6 +71,8 @@ class FaultSpec:
             keys.append("from_step")
         if self.every:
             keys.append("every")
+        if self.signal is not None:
+            keys.append("signal")
         return f"{self.kind}:" + ",".join(f"{k}={getattr(self, k)}" for k in keys)
 
     def delay_at_ms(self, step: int) -> float:
@@ -122,6 +131,11 @@ def from_mapping(data: Any, source: str = "faults") -> FaultSpec:
     if missing:
         raise ConfigError(f"{source}: {kind} needs {', '.join(missing)} (e.g. {_example(kind)})")
     ints = {k: _int(source, k, v) for k, v in given.items()}
+    if "signal" in ints and ints["signal"] not in KILL_SIGNALS:
+        raise ConfigError(
+            f"{source}: signal must be one of {', '.join(map(str, KILL_SIGNALS))} "
+            f"(SIGKILL, SIGTERM), got {ints['signal']}"
+        )
     return FaultSpec(kind=kind, **ints)
 
 

@@ -153,7 +153,7 @@ NEWER = sorted((REPO / "tests" / "fixtures" / "results" / "newer").glob("*.json"
         (
             "culprit_run.i25.json",
             # culprits, culprit_rule, accounting, time_structure and ranks[].cost are typed now
-            {"failure_order", "incident"},
+            {"incident"},
             set(),
         ),
         (
@@ -184,7 +184,6 @@ def test_the_sections_other_work_adds_survive_at_the_top_and_in_each_rank(
     the result and in each rank (a nested `comm.kinds` too): valid, and the same bytes back."""
     data = json.loads((REPO / "tests/golden/run_2ranks.result.json").read_text())
     planned = {
-        "failure_order": {"first": 1, "victims": [0]},
         "incident": {"class": "non-comm slow", "rank": 1},
         "comm": {
             "method": "hook",
@@ -205,6 +204,37 @@ def test_the_sections_other_work_adds_survive_at_the_top_and_in_each_rank(
     result = read(path)  # validated against the shipped schema
     assert list(result.extra) == list(planned)
     assert all(list(rank.extra) == list(per_rank) for rank in result.ranks)
+    atomic_write_json(tmp_path / "out.json", result.to_json())
+    assert (tmp_path / "out.json").read_bytes() == path.read_bytes()
+
+
+def test_failure_order_reads_typed_and_comes_back_byte_for_byte(tmp_path: Path) -> None:
+    """`failure_order` (issue 25): each failed rank's failure, the first one first."""
+    data = json.loads((REPO / "tests/golden/run_2ranks.result.json").read_text())
+    data["failure_order"] = [
+        {
+            "rank": 1,
+            "node_rank": 0,
+            "hostname": "vm",
+            "kind": "kill",
+            "cause": True,
+            "signal": 9,
+            "signal_name": "SIGKILL",
+            "exit_code": -9,
+            "t_unix_s": 1796457633.1,
+            "step": 36,
+            "evidence": "killed by signal 9 (SIGKILL) from outside the launcher",
+        },
+        {"rank": 0, "kind": "aborted", "cause": False, "evidence": "its collective failed"},
+    ]
+    path = tmp_path / "in.json"
+    atomic_write_json(path, data)
+    result = read(path)
+    assert result.failure_order is not None
+    first, victim = result.failure_order
+    assert (first.rank, first.kind, first.signal, first.cause) == (1, "kill", 9, True)
+    assert (victim.kind, victim.cause, victim.t_unix_s) == ("aborted", False, None)
+    assert not result.extra
     atomic_write_json(tmp_path / "out.json", result.to_json())
     assert (tmp_path / "out.json").read_bytes() == path.read_bytes()
 
