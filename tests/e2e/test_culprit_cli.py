@@ -54,6 +54,8 @@ def _run(
     result = json.loads((out / "result.json").read_text())
     validate_result(result)
     assert result["status"] == "ok", proc.stderr[-2000:]
+    # one exit-code policy: a culprit (or a straggler) is a finding, exit 1
+    assert proc.returncode == (1 if result["culprits"] or result["stragglers"] else 0)
     # Every step's components add up to each rank's own period within the stated tolerance.
     acc = result["accounting"]
     assert acc["holds"] is True, acc
