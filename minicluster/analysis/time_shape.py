@@ -149,7 +149,11 @@ def _onset(d: np.ndarray, floor: float) -> int | None:
         return None
     import ruptures  # lazily: a change-point search is only needed here
 
-    k = ruptures.Binseg(model="l2", min_size=MIN_SEGMENT).fit(d.reshape(-1, 1)).predict(n_bkps=1)[0]
+    try:
+        search = ruptures.Binseg(model="l2", min_size=MIN_SEGMENT, jump=1).fit(d.reshape(-1, 1))
+        k = search.predict(n_bkps=1)[0]
+    except ruptures.exceptions.BadSegmentationParameters:  # too few steps to split
+        return None
     if k >= d.size:
         return None
     before, after = d[:k], d[k:]

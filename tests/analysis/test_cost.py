@@ -185,3 +185,13 @@ def test_pauses_of_one_size_at_irregular_steps_are_named_blips_of_every_size_are
     costs = cost.rank_costs(acc, 5.0)
     assert costs[1]["cost_pct"] > 25
     assert not cost.culprits(acc, costs, {})
+
+
+def test_a_run_of_few_steps_is_judged_without_error() -> None:
+    """8 to 12 measured steps (a tiny config): the change-point search has room for one split
+    or says there is none; nothing raises."""
+    for n in (9, 10, 11, 13):
+        work = _noise(2, n)
+        work[1, n // 2 :] += 30.0
+        acc = _acc(_records(work))
+        cost.culprits(acc, cost.rank_costs(acc, 5.0), {})
