@@ -213,7 +213,7 @@ def _culprits(
     """The accounting of every step, each rank's cost (into its `ranks[]` entry) and the
     culprits above `checks.culprit_cost_pct` (analysis.accounting, analysis.cost)."""
     acc = accounting.account(frame.records, table)
-    costs = cost.rank_costs(acc, checks.culprit_cost_pct)
+    costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
     for entry in ranks:
         if entry["rank"] in costs:
             entry["cost"] = costs[entry["rank"]]
@@ -228,7 +228,8 @@ def _culprits(
         "culprit_rule": {
             "threshold_pct": checks.culprit_cost_pct,
             "alpha": cost.ALPHA,
-            "text": cost.rule_text(checks.culprit_cost_pct),
+            "min_ms_per_step": checks.culprit_min_ms_per_step,
+            "text": cost.rule_text(checks.culprit_cost_pct, checks.culprit_min_ms_per_step),
         },
         "accounting": section,
         "time_structure": time_shape.run_structure(acc, culprits) if culprits is not None else None,

@@ -11,8 +11,8 @@ nodes' latest).
 
 The interval is a bootstrap over steps (scipy, paired: a step's cost and its time resampled
 together). On a busy host every rank arrives last now and then: a rank is a *culprit* only when
-its cost is at least the threshold, exceeds the next most costly rank's by at least half the
-threshold, that excess is significant (a permutation test: were the ranks exchangeable, the last
+its cost is at least the threshold (and `min_ms_per_step` per step on average), exceeds the next
+most costly rank's by at least half the threshold, that excess is significant (a permutation test: were the ranks exchangeable, the last
 arrival of each step would be any rank with equal chance, whatever its lateness; p below ALPHA,
 Bonferroni over the ranks), and its lateness has a shape in time (persistent, an onset, a drift,
 or a period: `time_shape`), or else costs at least `SHAPELESS_FACTOR` times the threshold in
@@ -38,9 +38,10 @@ SHAPELESS_FACTOR = 5.0
 MIN_STEPS = 8  # fewer steps than this: no interval, nothing judged
 
 
-def rule_text(threshold_pct: float) -> str:
+def rule_text(threshold_pct: float, min_ms_per_step: float) -> str:
     return (
-        f"cost >= {threshold_pct:g}% of the run's accounted wall time, at least "
+        f"cost >= {threshold_pct:g}% of the run's accounted wall time and >= "
+        f"{min_ms_per_step:g} ms per step on average, at least "
         f"{threshold_pct / 2:g} points above the next most costly rank's, that excess "
         f"significant (permutation test of who arrived last, p < {ALPHA:g} Bonferroni over the "
         "ranks), and a shape in time (persistent, onset, drift or a period), or a cost "
@@ -91,9 +92,13 @@ def _bootstrap(
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def rank_costs(acc: Accounting, threshold_pct: float) -> dict[int, dict[str, Any]]:
+def rank_costs(
+    acc: Accounting, threshold_pct: float, min_ms_per_step: float = 0.0
+) -> dict[int, dict[str, Any]]:
     """Per rank its `cost` entry (`ranks[].cost`): cost_ms, cost_pct and its interval, the
-    excess over the next most costly rank with its interval, and the steps it arrived last."""
+    excess over the next most costly rank, its permutation p-value, the steps it arrived last,
+    and whether it is a culprit (the module's rule; `min_ms_per_step`: the cost's floor per
+    measured step on average)."""
     out: dict[int, dict[str, Any]] = {}
     if acc.n < MIN_STEPS or len(acc.ranks) < 2:
         return out
@@ -113,7 +118,12 @@ def rank_costs(acc: Accounting, threshold_pct: float) -> dict[int, dict[str, Any
         cost_pct = 100.0 * float(total[i]) / wall_ms
         excess_pct = 100.0 * float(excess_ms[i]) / wall_ms
         significant = bool(p_values[i] < ALPHA / len(acc.ranks))
-        candidate = cost_pct >= threshold_pct and excess_pct >= threshold_pct / 2 and significant
+        candidate = (
+            cost_pct >= threshold_pct
+            and excess_pct >= threshold_pct / 2
+            and float(total[i]) / acc.n >= min_ms_per_step
+            and significant
+        )
         shape = time_shape.describe(acc, i) if candidate else None
         out[rank] = {
             "cost_ms": r4(total[i]),

@@ -132,5 +132,5 @@ def live_culprits(
     watch keeps of the ranks not in `leave_out`), most costly first, each with `over: window`."""
     records = windows.records(leave_out=leave_out)
     acc = accounting.account(records, StepTable(records, world_size))
-    costs = cost.rank_costs(acc, checks.culprit_cost_pct)
+    costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
     return [c | {"over": "window"} for c in cost.culprits(acc, costs, {})]

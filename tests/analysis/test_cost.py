@@ -195,3 +195,11 @@ def test_a_run_of_few_steps_is_judged_without_error() -> None:
         work[1, n // 2 :] += 30.0
         acc = _acc(_records(work))
         cost.culprits(acc, cost.rank_costs(acc, 5.0), {})
+
+
+def test_a_cost_under_the_floor_per_step_is_not_a_culprit() -> None:
+    work = _noise(2, 41)
+    work[1] += 3.0  # 3 ms a step: half of a short step, what a busy neighbour does
+    acc = _acc(_records(work))
+    assert cost.rank_costs(acc, 5.0)[1]["culprit"]
+    assert not cost.rank_costs(acc, 5.0, min_ms_per_step=10.0)[1]["culprit"]
