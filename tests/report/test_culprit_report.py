@@ -18,7 +18,7 @@ from minicluster.report.terminal import print_run_summary
 from minicluster.result.model import RunResult
 from minicluster.result.schema import validate_result
 
-RUN = Path(__file__).resolve().parents[1] / "fixtures" / "runs" / "intermittent_straggler"
+RUN = Path(__file__).resolve().parents[1] / "fixtures" / "recorded_runs" / "intermittent_straggler"
 
 
 def _result(checks: ChecksSection | None = None) -> RunResult:
