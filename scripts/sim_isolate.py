@@ -69,12 +69,18 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def trial(
-    n: int, k: int, noise: list[float], rng: random.Random, lo: float, hi: float
+    n: int,
+    k: int,
+    noise: list[float],
+    rng: random.Random,
+    lo: float,
+    hi: float,
+    confirmations: int = 2,
 ) -> tuple[gt.State, set[int]]:
     """One fleet: k bad nodes at random places and speeds, the whole search."""
     bad = set(rng.sample(range(n), k))
     speed = {u: rng.uniform(lo, hi) for u in bad}
-    state = gt.start(gt.Params(n_units=n))
+    state = gt.start(gt.Params(n_units=n, confirmations=confirmations))
     while (groups := gt.plan(state)) is not None:
         for g in groups:
             slowest = min(speed.get(u, 1.0) for u in g.units)
@@ -92,8 +98,15 @@ def main() -> int:
     ap.add_argument("--bad-lo", type=float, default=0.3)
     ap.add_argument("--bad-hi", type=float, default=0.7)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--confirmations", type=int, default=gt.Params(n_units=2).confirmations)
+    ap.add_argument(
+        "--noise-scale",
+        type=float,
+        default=1.0,
+        help="what-if, not a measurement: the measured residuals multiplied by F",
+    )
     a = ap.parse_args()
-    noise = residuals(a.spread_from)
+    noise = [x * a.noise_scale for x in residuals(a.spread_from)]
     if len(noise) < 4:
         print(f"too few measured healthy groups in {a.spread_from} ({len(noise)})", file=sys.stderr)
         return 2
@@ -101,8 +114,10 @@ def main() -> int:
     print(
         f"noise: {len(noise)} measured healthy groups' ln(busbw / round median), "
         f"robust sd {mad:.3f}, min {min(noise):.3f} ({math.exp(min(noise)):.0%} of the median), "
-        f"max {max(noise):.3f}; bad nodes at {a.bad_lo:.0%}-{a.bad_hi:.0%} of healthy; "
-        f"defaults of the decision: {gt.Params(n_units=2)}"
+        f"max {max(noise):.3f}"
+        + (f" (what-if: measured x {a.noise_scale:g})" if a.noise_scale != 1 else "")
+        + f"; bad nodes at {a.bad_lo:.0%}-{a.bad_hi:.0%} of healthy; decision: "
+        f"{gt.Params(n_units=2, confirmations=a.confirmations)}"
     )
     print(
         "| nodes | bad | trials | found (95% CI) | rounds median / max | group tests median "
@@ -118,7 +133,7 @@ def main() -> int:
             found = false_pulls = said_more = 0
             rounds, tests = [], []
             for _ in range(trials):
-                state, bad = trial(n, k, noise, rng, a.bad_lo, a.bad_hi)
+                state, bad = trial(n, k, noise, rng, a.bad_lo, a.bad_hi, a.confirmations)
                 named = set(state.bad)
                 found += named == bad
                 false_pulls += len(named - bad)

@@ -13,8 +13,9 @@ groups run at once (one round):
 - round 1 (screen): every unit in a group of `group_size` (the sizes differ by at most one);
 - a slow group of 4 units or more is split in halves, each tested alone (split);
 - a unit of a slow group of 2 or 3 is tested with a cleared unit (leaf); a slow leaf is tested
-  again with another cleared unit (confirm); 2 slow tests beside cleared partners name it bad,
-  2 normal ones clear it (at most 3 tests);
+  again with another cleared unit (confirm): `confirmations` slow tests beside cleared partners
+  (default 2) name it bad, more normal than slow ones clear it (at most 2 x confirmations - 1
+  tests);
 - a normal group clears its units; idle cleared units run control groups of the tested sizes,
   so each round has healthy groups of the same size to judge against.
 
@@ -42,7 +43,6 @@ from dataclasses import dataclass, field
 
 SCREEN, SPLIT, LEAF, CONFIRM, CONTROL = "screen", "split", "leaf", "confirm", "control"
 MAD_NORMAL = 1.4826
-TESTS_TO_DECIDE = 2  # slow (or normal) tests beside cleared partners that decide a suspect
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,15 @@ class Params:
     lone_scale: float = 0.25  # the scale when too few groups of a size give one
     min_busbw_gbps: float | None = None  # absolute floor (a reference's floor), None: none
     max_rounds: int = 50
+    # slow tests beside cleared partners that name a suspect bad (more normal than slow ones
+    # clear it first): at most 2 x confirmations - 1 tests
+    confirmations: int = 2
 
     def __post_init__(self) -> None:
         if self.n_units < 2:
             raise ValueError(f"group testing needs 2 units or more, got {self.n_units}")
+        if self.confirmations < 1:
+            raise ValueError(f"confirmations must be >= 1, got {self.confirmations}")
         if self.max_bad < 1:
             raise ValueError(f"max_bad must be >= 1, got {self.max_bad}")
         if self.group_size is not None and not 2 <= self.group_size <= self.n_units:
@@ -239,9 +244,9 @@ def record(state: State, groups: list[Group]) -> None:
             u = units[0]
             leaf = _leaf_tests(state, u)
             n_slow = sum(1 for t in leaf if t.slow)
-            if n_slow >= TESTS_TO_DECIDE:
+            if n_slow >= p.confirmations:
                 state.status[u] = "bad"
-            elif len(leaf) - n_slow >= TESTS_TO_DECIDE or (n_slow == 0 and len(leaf) >= 1):
+            elif len(leaf) - n_slow > n_slow:
                 state.status[u] = "cleared"
             else:
                 pending.append((kind, units))

@@ -1173,13 +1173,15 @@ class RunResult(Section):
     # What the result is, and what readers ask of it everywhere.
 
     @property
-    def kind(self) -> Literal["sweep", "pairwise", "collectives", "run"]:
-        """What made it: a sweep (scaling block), the pairwise link test, a collectives
-        benchmark, or a run."""
+    def kind(self) -> Literal["sweep", "pairwise", "isolate", "collectives", "run"]:
+        """What made it: a sweep (scaling block), the pairwise link test, isolation by group
+        testing, a collectives benchmark, or a run."""
         if self.scaling is not None:
             return "sweep"
         if self.pairwise is not None:
             return "pairwise"
+        if self.isolate is not None:
+            return "isolate"
         return "collectives" if self.collectives is not None else "run"
 
     @property

@@ -62,7 +62,7 @@ def test_the_examples_span_every_schema_version_and_kind() -> None:
         "minicluster/1.4",
     } <= versions
     kinds = {read(p).kind for p in RESULTS}
-    assert kinds == {"run", "sweep", "collectives", "pairwise"}
+    assert kinds == {"run", "sweep", "collectives", "pairwise", "isolate"}
     assert len(REPORTS) >= 7
 
 
