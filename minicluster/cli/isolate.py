@@ -145,6 +145,13 @@ def isolate_config(args: argparse.Namespace) -> RunConfig:
     s = cfg.collectives
     if s.group_size is not None and s.group_size > cfg.run.nproc:
         raise InputError(f"--group-size {s.group_size} is more than the {cfg.run.nproc} ranks")
+    first = gt.Params(n_units=cfg.run.nproc, group_size=s.group_size).first_group_size
+    if len(gt.split_even(list(range(cfg.run.nproc)), first)) < 2 and s.min_busbw_gbps is None:
+        raise InputError(
+            f"{cfg.run.nproc} ranks in groups of {first} make one group, with nothing to judge it "
+            "against: give --nproc 4 or more (or a smaller --group-size), or --min-busbw GBPS "
+            "(a reference's floor)"
+        )
     added = tuple(fault_spec.parse(text) for text in args.fault)
     cfg = dataclasses.replace(cfg, faults=cfg.faults + added)
     fault_spec.check_against_benchmark(cfg.faults, cfg.run.nproc, True)

@@ -55,7 +55,12 @@ def test_isolate_clean_run_names_nobody(run_cli: RunCli, tmp_path: Path) -> None
 
 
 def test_isolate_bad_input_is_one_line_exit_2(run_cli: RunCli, tmp_path: Path) -> None:
-    for args in (["--nproc", "1"], ["--from", str(tmp_path / "nope")], ["--k", "0"]):
+    for args in (
+        ["--nproc", "1"],
+        ["--nproc", "2"],  # one group: nothing to judge it against without --min-busbw
+        ["--from", str(tmp_path / "nope")],
+        ["--k", "0"],
+    ):
         proc = run_cli("isolate", *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
