@@ -106,7 +106,8 @@ def isolate_block(
         "warmup_iters": plan.get("warmup_iters"),
         "passes": plan.get("passes"),
         "params": {**p.__dict__, "first_group_size": p.first_group_size},
-        "reference": (
+        "reference": plan.get("reference")
+        or (
             f"floor {p.min_busbw_gbps:g} GB/s (--min-busbw): a group below it is slow"
             if p.min_busbw_gbps is not None
             else "none given: each group judged against its round's healthy groups only"

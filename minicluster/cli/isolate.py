@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from minicluster.cli import orchestrate
@@ -113,7 +114,9 @@ def _show(block: dict[str, Any], as_json: bool) -> None:
 
 
 def _exit(block: dict[str, Any]) -> int:
-    return EXIT_BAD if block["bad"] or block["more_than_max_bad"] else EXIT_OK
+    """1 when a unit is named bad, more than k are, or suspects were left unresolved."""
+    found = block["bad"] or block["more_than_max_bad"] or block["unresolved"]
+    return EXIT_BAD if found else EXIT_OK
 
 
 def isolate_config(args: argparse.Namespace) -> RunConfig:
@@ -142,6 +145,8 @@ def isolate_config(args: argparse.Namespace) -> RunConfig:
         isolate_z=args.isolate_z,
         min_busbw_gbps=args.min_busbw,
     )
+    if args.reference is not None:
+        cfg = _with_reference(cfg, args.reference, args.floor_pct)
     s = cfg.collectives
     if s.group_size is not None and s.group_size > cfg.run.nproc:
         raise InputError(f"--group-size {s.group_size} is more than the {cfg.run.nproc} ranks")
@@ -156,3 +161,47 @@ def isolate_config(args: argparse.Namespace) -> RunConfig:
     cfg = dataclasses.replace(cfg, faults=cfg.faults + added)
     fault_spec.check_against_benchmark(cfg.faults, cfg.run.nproc, True)
     return cfg
+
+
+def _with_reference(cfg: RunConfig, path: Path, floor_pct: float | None) -> RunConfig:
+    """`cfg` with the reference's all_reduce busbw x the floor as the absolute floor of every
+    group (`min_busbw_gbps`, the larger when --min-busbw is given too) and the reference named;
+    said and unchanged when the reference is not for this machine or has no figure for this
+    all_reduce (nothing is invented)."""
+    from minicluster.analysis import references
+    from minicluster.rank.header import platform_keys
+
+    ref = references.load(path)
+    floor = references.DEFAULT_FLOOR_PCT if floor_pct is None else floor_pct
+    if not 0 < floor <= 100:
+        raise InputError(f"--floor-pct must be in (0, 100], got {floor:g}")
+    s, n = cfg.collectives, cfg.run.nproc
+    here = platform_keys()
+    conditions = {
+        "op": "all_reduce",
+        "scope": "intra_node",
+        "world_size": n,
+        "size_bytes": s.pair_bytes,
+        "dtype": s.dtype,
+    }
+    why = None
+    fig = None
+    if not ref.matches(here):
+        shown = ", ".join(f"{k}={v}" for k, v in ref.platform.items())
+        why = f"reference {ref.name} is for {shown}, not this machine"
+    else:
+        fig = ref.figure("busbw_gbps", conditions)
+        if fig is None:
+            why = f"reference {ref.name} has no all_reduce busbw figure for {n} ranks here"
+    if fig is None:
+        print(f"minicluster: isolate: not judged against a reference: {why}", file=sys.stderr)
+        return config_mod.with_collectives(cfg, reference=f"not judged against a reference: {why}")
+    floor_gbps = fig.value * floor / 100
+    if s.min_busbw_gbps is not None:
+        floor_gbps = max(floor_gbps, s.min_busbw_gbps)
+    note = (
+        f"{ref.name}: all_reduce busbw {fig.value:g} {fig.unit} "
+        f"({fig.source or 'site'}{', ' + fig.date if fig.date else ''}) x {floor:g}% = floor "
+        f"{floor_gbps:.4g} GB/s: a group below it is slow"
+    )
+    return config_mod.with_collectives(cfg, min_busbw_gbps=floor_gbps, reference=note)

@@ -276,6 +276,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="judge the recorded rounds of a finished isolate run again (with --k, --z if given); "
         "starts nothing, writes nothing",
     )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="a reference (minicluster-reference/1, e.g. minicluster/references/*.yaml or one "
+        "made by `reference record`): its all_reduce busbw for this platform x --floor-pct is "
+        "the floor of every group; without a matching figure nothing is judged against it",
+    )
+    p.add_argument(
+        "--floor-pct",
+        type=float,
+        metavar="PCT",
+        help="a group below PCT %% of the reference's busbw is slow (default: 90)",
+    )
     p.add_argument("--json", action="store_true", help="per-unit verdicts with evidence as JSON")
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
     add_launcher_args(p)

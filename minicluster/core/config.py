@@ -227,6 +227,9 @@ class CollectivesSection:
     isolate_mad_floor: float = field(default=0.05, metadata=_range(0, 10))
     isolate_lone_scale: float = field(default=0.25, metadata=_range(0.01, 10))
     max_rounds: int = field(default=50, metadata=_range(1, 1000))
+    # What min_busbw_gbps came from (isolate --reference: the figure, its source and the floor),
+    # recorded so that the result says which reference judged it; None: no reference.
+    reference: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.ops, (list, tuple)) or not self.ops:

@@ -178,6 +178,8 @@ def plan(state: State) -> list[Group] | None:
         busy.update((u, partners[0]))
     if not groups:
         state.stop_reason = "no cleared unit to test the suspects against"
+        # every group slow (below a reference's floor, or a fabric slow everywhere)
+        state.more_than_max_bad = len(state.unresolved) > p.max_bad
         return None
     _add_controls(state, groups, cleared, busy)
     return groups

@@ -287,6 +287,7 @@ class IsolatePlan(Record):
     warmup_iters: int | None = None
     passes: int = 1
     params: dict[str, Any] = field(default_factory=dict)
+    reference: str | None = None  # what params' min_busbw_gbps came from
 
 
 @dataclass(kw_only=True, slots=True)

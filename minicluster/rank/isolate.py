@@ -92,6 +92,7 @@ def run_isolate(
             warmup_iters=section.warmup_iters,
             passes=section.passes,
             params=dataclasses.asdict(params),
+            reference=section.reference,
         )
     )
     bench = _GroupBench(section, rank, count, device)

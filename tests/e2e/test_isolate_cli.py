@@ -64,3 +64,43 @@ def test_isolate_bad_input_is_one_line_exit_2(run_cli: RunCli, tmp_path: Path) -
         proc = run_cli("isolate", *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
+
+
+def _site_reference(tmp_path: Path, busbw_gbps: float) -> Path:
+    """A site reference for this machine's CPU with one all_reduce busbw figure."""
+    from minicluster.rank.header import cpu_model
+
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        "format: minicluster-reference/1\nname: site-test\nkind: site\n"
+        f"platform: {{cpu_model: {json.dumps(cpu_model())}}}\n"
+        "figures:\n"
+        f"  - {{metric: busbw_gbps, value: {busbw_gbps:.9f}, unit: GB/s, "
+        "conditions: {op: all_reduce}, samples: 5, spread: 0.01}\n"
+    )
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_isolate_judges_every_group_against_a_site_reference(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """A reference far above what this host does: every group is below its floor, nobody can be
+    cleared, and the run says so (exit 1) with the reference named; one far below: clean."""
+    pytest.importorskip("torch")
+    high = _site_reference(tmp_path, 1e6)
+    proc = run_cli(
+        "isolate", "--nproc", "4", *QUICK, "--reference", str(high), "--out", str(tmp_path / "h")
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    block = json.loads((tmp_path / "h" / "result.json").read_text())["isolate"]
+    assert block["reference"].startswith("site-test: all_reduce busbw 1e+06 GB/s")
+    assert block["more_than_max_bad"] and len(block["unresolved"]) == 4
+    assert all("< floor" in (g["why"] or "") for g in block["rounds"][0]["groups"])
+    # 0.001 GB/s: a floor of 9e-07 is read back from config.json as a string (YAML 1.1 floats)
+    low = _site_reference(tmp_path, 0.001)
+    proc = run_cli(
+        "isolate", "--nproc", "4", *QUICK, "--reference", str(low), "--out", str(tmp_path / "l")
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
