@@ -4,7 +4,9 @@ recorded rounds give the same verdict again (`--from`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -104,3 +106,81 @@ def test_isolate_judges_every_group_against_a_site_reference(
         "isolate", "--nproc", "4", *QUICK, "--reference", str(low), "--out", str(tmp_path / "l")
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _rank_pid(root: int, rank: int) -> int | None:
+    """The process below `root` whose environment says RANK=`rank` (a torchrun rank)."""
+    for pid in _descendants(root):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env and b"LOCAL_RANK=" + str(rank).encode() in env:
+            return pid
+    return None
+
+
+CPU_CGROUP = Path("/sys/fs/cgroup/cpu")  # cgroup v1's cpu controller (CFS bandwidth)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_isolate_names_a_rank_the_kernel_throttles(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A source the fault injector did not make: rank 2's process is moved into a cgroup that
+    the kernel holds to 2% of one CPU (CFS bandwidth: cpu.cfs_quota_us 2 ms per 100 ms; at a
+    load of 15 on 2 cores every process gets ~13%, so 10% would not set it apart), as a
+    throttled core or a noisy neighbour would; isolate names rank 2 and nobody else."""
+    import time
+
+    pytest.importorskip("torch")
+    group = CPU_CGROUP / f"minicluster-test-{os.getpid()}"
+    try:
+        group.mkdir()
+        (group / "cpu.cfs_period_us").write_text("100000")
+        (group / "cpu.cfs_quota_us").write_text("2000")
+    except OSError as e:
+        pytest.skip(f"no writable cgroup v1 cpu controller here ({e})")
+    out = tmp_path / "throttled"
+    proc = subprocess.Popen(
+        [python, "-m", "minicluster", "isolate", "--nproc", "4", *QUICK, "--size", "4M",
+         "--iters", "20", "--out", str(out)],
+        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    target = None
+    try:
+        deadline = time.monotonic() + 120
+        while target is None and proc.poll() is None and time.monotonic() < deadline:
+            target = _rank_pid(proc.pid, 2)
+            time.sleep(0.02)
+        if target is not None:
+            (group / "cgroup.procs").write_text(str(target))
+        stdout, stderr = proc.communicate(timeout=360)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        with contextlib.suppress(OSError):
+            group.rmdir()
+    assert target is not None, "rank 2's process was never found"
+    assert proc.returncode == 1, stdout + stderr
+    block = json.loads((out / "result.json").read_text())["isolate"]
+    assert block["bad"] == ["rank 2"], block["verdict"]
