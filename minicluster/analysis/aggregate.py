@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis import energy, envelope, fault_detect, nodes, rank_status
+from minicluster.analysis import energy, envelope, fault_detect, flops, nodes, rank_status
 from minicluster.analysis.collectives import collectives_result
 from minicluster.analysis.frame import Launch, RunFrame
 from minicluster.analysis.isolate import isolate_result
@@ -107,6 +107,10 @@ def _figures(frame: RunFrame, table: StepTable) -> _Figures:
         | {"ray_node_id": ray_nodes.get(rank)}
         for rank in range(frame.world_size)
     ]
+    for entry in ranks:
+        tflops = flops.rank_tflops(frame.head0, (entry["step_time_ms"] or {}).get("p50"))
+        if tflops is not None:
+            entry["achieved_tflops"] = tflops
     compute = {r["rank"]: r["compute_ms_median"] for r in ranks}
     scores = nodes.rank_scores(compute)
     for entry in ranks:
@@ -116,7 +120,7 @@ def _figures(frame: RunFrame, table: StepTable) -> _Figures:
 
 def _metrics(frame: RunFrame, figures: _Figures) -> dict[str, MetricValue]:
     workload = frame.head0["workload"]
-    return training_metrics(
+    metrics = training_metrics(
         figures.series,
         frame.headers,
         frame.by_rank,
@@ -124,6 +128,8 @@ def _metrics(frame: RunFrame, figures: _Figures) -> dict[str, MetricValue]:
         workload["per_rank_batch"],
         workload.get("tokens_per_rank"),
     )
+    step_max = figures.series["step_time_ms"] if figures.series else np.array([])
+    return metrics | flops.run_flops(frame.head0, frame.headers, step_max, frame.world_size)
 
 
 @dataclass
@@ -229,7 +235,9 @@ def _assemble(
                 "name": head0["workload"]["name"],
                 "workload_type": "training",
                 "per_rank_batch": per_rank_batch,
-                "global_batch": per_rank_batch * frame.world_size,
+                "global_batch": None
+                if per_rank_batch is None
+                else per_rank_batch * frame.world_size,
                 "seq_len": head0["workload"].get("seq_len"),
                 "params": head0["workload"].get("params"),
             },
@@ -259,6 +267,11 @@ def _assemble(
     )
     if result["failure_order"] is None:
         del result["failure_order"]  # no rank failed: absent, as in results before it
+    bad = [
+        r.summary["bad_input"] for r in frame.records if r.summary and r.summary.get("bad_input")
+    ]
+    if bad:  # the user's input stopped the ranks (exit 2): the first rank's words
+        result["bad_input"] = bad[0]
     return result
 
 

@@ -19,13 +19,14 @@ def training_metrics(
     headers: list[dict[str, Any]],
     by_rank: dict[int, RankRecords],
     world_size: int,
-    per_rank_batch: int,
+    per_rank_batch: int | None,
     tokens_per_rank: int | None,
 ) -> dict[str, MetricValue]:
     m: dict[str, MetricValue] = {}
     step_max = series["step_time_ms"] if series else np.array([])
-    n = step_max.size
-    global_batch = per_rank_batch * world_size
+    # A rank header without a batch is one whose workload never built: it recorded no step.
+    n = step_max.size if per_rank_batch is not None else 0
+    global_batch = (per_rank_batch or 0) * world_size
     if n:
         total_s = float(step_max.sum()) / 1000.0
         m["throughput_samples_per_sec"] = metric(

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import yaml
 
-from minicluster.core import choices, collective_defs
+from minicluster.core import choices, collective_defs, factory_spec
 from minicluster.core.checks import CHECK_KEYS, ChecksSection
 from minicluster.core.choices import REQUIRABLE_MEASUREMENTS
 from minicluster.core.errors import ConfigError
@@ -59,10 +59,33 @@ class TransformerConfig:
             )
 
 
-WorkloadConfig = MlpConfig | TransformerConfig
-WORKLOADS: dict[str, type[MlpConfig] | type[TransformerConfig]] = {
+@dataclass(frozen=True)
+class CustomConfig:
+    """The user's own model: `factory` names a function `build(ctx)` returning the model, its
+    batches and its loss (the contract: README "Your own model", docs/custom_model.md)."""
+
+    name: Literal["custom"] = "custom"
+    # "pkg.module:build" (importable by the ranks) or "path/to/file.py:build" (relative to the
+    # directory the command runs in; the launcher records it absolute).
+    factory: str = ""
+    # Given to build as ctx.per_rank_batch; None: the factory's own choice. A strong-scaling
+    # sweep needs it (it divides the global batch among the ranks).
+    per_rank_batch: int | None = field(default=None, metadata=_range(1))
+    # Free-form settings handed to build as ctx.options (model sizes, data paths).
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        factory_spec.parse(self.factory)
+        if not isinstance(self.options, dict):
+            raise ConfigError(f"workload.options must be a mapping, got {self.options!r}")
+        object.__setattr__(self, "options", dict(self.options))
+
+
+WorkloadConfig = MlpConfig | TransformerConfig | CustomConfig
+WORKLOADS: dict[str, type[MlpConfig] | type[TransformerConfig] | type[CustomConfig]] = {
     "mlp": MlpConfig,
     "transformer": TransformerConfig,
+    "custom": CustomConfig,
 }
 
 

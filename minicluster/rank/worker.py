@@ -93,7 +93,7 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
     # Outside launchers skip the CLI's check: bad fault specs fail here, before any work.
     fault_spec.check_against_run(cfg.faults, info.world_size, cfg.steps.warmup + cfg.steps.measured)
     session.open()
-    wl = workloads.build(cfg.workload, cfg.run.seed, device)
+    wl = workloads.build(cfg.workload, cfg.run.seed, device, info.rank, info.world_size)
     session.start(wl)
     ddp = DDP(
         wl.model,
@@ -150,7 +150,12 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
             info.world_size,
             total,
         )
-    session.finish(tele_window, ddp_logging=cross, validation=validation)
+    session.finish(
+        tele_window,
+        ddp_logging=cross,
+        validation=validation,
+        memory=workloads.state_bytes(ddp.module, opt),
+    )
 
 
 def _benchmark(cfg: RunConfig, session: RankSession) -> None:

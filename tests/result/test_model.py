@@ -163,7 +163,9 @@ NEWER = sorted((REPO / "tests" / "fixtures" / "results" / "newer").glob("*.json"
         ),
         (
             "layout_ep.i24.json",
-            {"layout", "precision", "compile", "comm", "pipeline", "bad_input"},
+            # bad_input is declared now (a custom model's code that fails: exit 2); its null
+            # here still comes back in place.
+            {"layout", "precision", "compile", "comm", "pipeline"},
             set(),
         ),
         # `isolate` is typed now (Isolate): the earlier branch's output reads as that section
