@@ -178,12 +178,13 @@ class CollectivesSection:
     )
     root: int = field(default=0, metadata=_range(0))  # of broadcast; must be < world size
     # all: every op at every size over all ranks; pairwise: send/recv between every pair.
-    pattern: Literal["all", "pairwise"] = field(
+    pattern: Literal["all", "pairwise", "isolate"] = field(
         default="all",
         metadata={
             "help": "all: every op at every size over all ranks; pairwise: the link test of every "
             "pair of ranks, send/recv both ways at one size, slow pairs and the suspect named, "
-            "exit 1 on a slow or wrong pair"
+            "exit 1 on a slow or wrong pair; isolate: bad ranks (or nodes) found by group "
+            "testing, all_reduce at one size on groups, exit 1 when one is named"
         },
     )
     pair_bytes: int = field(
@@ -233,6 +234,25 @@ class CollectivesSection:
     # the slow link": of 23 clean runs on a loaded 2-core VM a floor of 0.1 named a healthy pair
     # in 2, at 65% of the median among five that agreed within 5%; 0.15 and 0.2 in none).
     pair_mad_floor: float = field(default=0.2, metadata=_range(0, 10))
+    # Isolation by group testing (pattern: isolate; core.group_testing): at most max_bad bad
+    # units are isolated (more are said, not searched); a group is slow when the robust z of its
+    # ln(busbw) against its round's same-size groups is below -isolate_z. With too few groups for
+    # a spread (fewer than 2 x max_bad + 1), the scale is isolate_lone_scale: with z 3 and 0.25 a
+    # group must be below exp(-0.75) = 47% of the fastest (README, "Isolating bad nodes").
+    max_bad: int = field(
+        default=3, metadata=_range(1, 1024, help="bad units to isolate at most (k)")
+    )
+    group_size: int | None = field(
+        default=None,
+        metadata=_range(2, help="units per group in round 1 (default: 8, a quarter on few units)"),
+    )
+    isolate_z: float = field(default=3.0, metadata=_range(0.5, 100))
+    isolate_mad_floor: float = field(default=0.05, metadata=_range(0, 10))
+    isolate_lone_scale: float = field(default=0.25, metadata=_range(0.01, 10))
+    max_rounds: int = field(default=50, metadata=_range(1, 1000))
+    # What min_busbw_gbps came from (isolate --reference: the figure, its source and the floor),
+    # recorded so that the result says which reference judged it; None: no reference.
+    reference: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.ops, (list, tuple)) or not self.ops:
