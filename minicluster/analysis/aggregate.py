@@ -30,6 +30,7 @@ from minicluster.analysis import (
 )
 from minicluster.analysis.collectives import collectives_result
 from minicluster.analysis.frame import Launch, RunFrame
+from minicluster.analysis.isolate import isolate_result
 from minicluster.analysis.pairwise import pairwise_result
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.run_metrics import (
@@ -68,8 +69,10 @@ def aggregate(
     frame = RunFrame.from_records(records, launch)
     checks = checks if checks is not None else frame.config.checks
     if frame.job == "collectives":
-        pairwise = frame.config.collectives.pattern == "pairwise"
-        merge = pairwise_result if pairwise else collectives_result
+        pattern = frame.config.collectives.pattern
+        merge = {"pairwise": pairwise_result, "isolate": isolate_result}.get(
+            pattern, collectives_result
+        )
         return fingerprint.attach(merge(frame, aggregated_at))
     table = StepTable(records, frame.world_size)
     status = frame.status(_short_of_plan(frame, table))
