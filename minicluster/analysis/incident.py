@@ -18,7 +18,9 @@ from what the run recorded, never from the injected fault:
 - slow, no rank failed: the gradient all-reduce's wait-free busbw below the link's expectation
   (the transfer itself is slow, whoever arrived last) is `comm_slow` (the job's interconnect: one
   link is named by `collectives --pattern pairwise`); a straggler (the highest compute, slowest
-  in most steps: its own work, not its collectives) is `non_comm_slow`, that rank and node.
+  in most steps: its own work, not its collectives) is `non_comm_slow`, that rank and node; so
+  is the top culprit (`analysis.cost`: a rank whose late arrivals cost the run, in some steps
+  only: intermittent, onset, drift).
 
 A healthy run has no incident (None).
 """
@@ -84,6 +86,17 @@ def classify(result: dict[str, Any], dumps: dict[str, Any] | None = None) -> dic
             f"{s['slowest_in_steps']} of {s['steps_compared']} steps: the others wait for it in "
             "their collectives",
             "stragglers",
+        )
+    culprit = next((c for c in result.get("culprits") or [] if c.get("rank") is not None), None)
+    if culprit is not None:  # late in some steps only (intermittent, onset, drift): its own work
+        return _incident(
+            NON_COMM_SLOW,
+            [culprit["rank"]],
+            _node(culprit),
+            None,
+            f"rank {culprit['rank']} cost the run {culprit['cost_pct']:.0f}% "
+            f"({culprit['kind']}) by arriving late to its collectives: {culprit['evidence']}",
+            "culprits",
         )
     return None
 

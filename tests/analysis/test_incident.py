@@ -132,3 +132,23 @@ def test_dumps_missing_a_rank_cannot_call_a_comm_hang() -> None:
         [1],
         "failure_order",
     )
+
+
+def test_an_intermittent_culprit_without_a_straggler_is_non_comm_slow() -> None:
+    culprit = {
+        "rank": 1,
+        "node_rank": 0,
+        "hostname": "vm",
+        "kind": "intermittent",
+        "cost_pct": 48.0,
+        "cost_ms": 400.0,
+        "evidence": "late by ~80 ms in every 5th step",
+    }
+    found = incident.classify(_healthy() | {"culprits": [culprit]})
+    assert found is not None
+    assert (found["kind"], found["ranks"], found["decided_from"]) == (
+        "non_comm_slow",
+        [1],
+        "culprits",
+    )
+    assert "48%" in found["evidence"] and "intermittent" in found["evidence"]
