@@ -24,6 +24,7 @@ from minicluster.analysis import (
     envelope,
     fault_detect,
     flops,
+    incident,
     nodes,
     rank_status,
     time_shape,
@@ -58,13 +59,16 @@ def aggregate(
     launch: Launch | None = None,
     checks: ChecksSection | None = None,
     aggregated_at: str | None = None,
+    flight_recorder: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The canonical result from all ranks' records (`aggregated_at` fixed for golden tests).
 
     `launch`: what the launcher said (its error, the ranks' exit codes, whether the user or a
     scheduler interrupted the run: the ranks it stopped are `interrupted`, not failed, and no
     crash or hang is claimed for them). `checks`: the verdict thresholds (None: the ones the
-    ranks ran with, from their header). InputError when no rank wrote a header.
+    ranks ran with, from their header). `flight_recorder`: the diagnosis of the run's Flight
+    Recorder dumps (`analysis.flight_recorder.diagnose`), when it left any: the incident class
+    of a hang is read from it first. InputError when no rank wrote a header.
     """
     frame = RunFrame.from_records(records, launch)
     checks = checks if checks is not None else frame.config.checks
@@ -83,6 +87,9 @@ def aggregate(
     result.update(
         {k: v for k, v in _culprits(frame, table, result["ranks"], checks).items() if v is not None}
     )
+    found = incident.classify(result, flight_recorder)
+    if found is not None:  # a healthy run has none: absent, as in results before it
+        result["incident"] = found
     return fingerprint.attach(result)  # what ran, never what judged it: checks stay out
 
 

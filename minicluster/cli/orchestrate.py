@@ -155,12 +155,25 @@ def aggregate_dir_to(out_dir: Path, launch: Launch | None = None) -> tuple[RunRe
     from minicluster.analysis.aggregate import aggregate
 
     records, launch = run_records(out_dir, launch)
-    result = aggregate(records, launch)
+    result = aggregate(records, launch, flight_recorder=flight_recorder_diagnosis(out_dir))
     written = store.write_result(out_dir, result)
     _warn_kept(written)
     if written.kept_result is not None:  # a fuller result was there: it stays the run's answer
         return RunResult.from_json(written.kept_result), rundir.result_path(out_dir)
     return RunResult.from_json(result), written.path
+
+
+def flight_recorder_diagnosis(out_dir: Path) -> dict[str, Any] | None:
+    """What the Flight Recorder dumps of `out_dir` say (`analysis.flight_recorder.diagnose`);
+    None when the run left none, or they do not read (`diagnose DIR` says why)."""
+    from minicluster.analysis import flight_recorder
+
+    if not rundir.flight_recorder_dir(out_dir).is_dir():
+        return None
+    try:
+        return flight_recorder.diagnose(flight_recorder.load([rundir.flight_recorder_dir(out_dir)]))
+    except InputError:
+        return None
 
 
 def run_records(out_dir: Path, launch: Launch | None = None) -> tuple[list[Any], Launch]:

@@ -56,8 +56,9 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
         raise InputError(f"{run_dir} holds a collectives run: its thresholds judge training runs")
     own = frame.config.checks
     new = override_checks(own, **overrides)
-    before = aggregate(records, launch)
-    after = aggregate(records, launch, checks=new)
+    dumps = orchestrate.flight_recorder_diagnosis(run_dir)
+    before = aggregate(records, launch, flight_recorder=dumps)
+    after = aggregate(records, launch, checks=new, flight_recorder=dumps)
     validate_result(after)
     path = store.fresh_result_path(run_dir, "rejudged")
     try:

@@ -20,7 +20,7 @@ from minicluster.report.text import (
     shown_ranks,
     text,
 )
-from minicluster.result.model import Finding, InjectedFault, RunResult, Straggler
+from minicluster.result.model import Finding, Incident, InjectedFault, RunResult, Straggler
 
 
 @dataclass
@@ -241,7 +241,22 @@ def _verdict(result: RunResult) -> str | None:
     v = result.validation
     if v is not None and v.passed is False:
         parts.append(f"validation FAILED: {v.reason or 'see the checks'}")
+    if result.incident is not None:
+        parts.append(incident_phrase(result.incident))
     return "; ".join(parts) or None
+
+
+def incident_phrase(incident: Incident) -> str:
+    """The incident's C4 class and where: "incident: non-comm hang on rank 1 (node 0 (vm))"."""
+    kind = incident.kind.replace("non_comm", "non-comm").replace("_", " ")
+    if incident.ranks:
+        where = "rank " + ", ".join(str(r) for r in incident.ranks)
+        node = incident.node
+        if node is not None and (node.node_rank is not None or node.hostname is not None):
+            where += f" ({node_label(node.node_rank, node.hostname)})"
+    else:
+        where = text(incident.link or "the job")
+    return f"incident: {kind} on {where}"
 
 
 def _fault_rank(f: Finding | InjectedFault) -> str:

@@ -158,6 +158,12 @@ def _scaling_note(s: Scaling) -> str:
             f"Metrics, ranks and plots below come from run {text(head.dir)} "
             f"(world size {text(head.world_size)}, round {text(head.round)})."
         )
+        if head.left_out:
+            sizes = ", ".join(text(n) for n in head.left_out)
+            parts.append(
+                f"World size {sizes} is left out of them: no run there finished ok "
+                "(its partial figures would mislead; see the errors)."
+            )
     return " ".join(parts)
 
 

@@ -414,6 +414,39 @@ class Finding(Section):
 
 
 @dataclass(kw_only=True)
+class IncidentNode(Section):
+    """The node of an incident's rank."""
+
+    node_rank: int | None = None
+    hostname: str | None = None
+
+
+@dataclass(kw_only=True)
+class Incident(Section):
+    """The class of a failed or slow run's incident, after Alibaba C4 (HPCA'25), with the rank,
+    node or link (`analysis.incident`)."""
+
+    kind: Literal["comm_hang", "non_comm_hang", "comm_slow", "non_comm_slow", "crash", "kill"] = (
+        spec(
+            doc="comm_hang: the collective itself hangs (every rank inside it); non_comm_hang: a "
+            "rank hung outside communication while its peers waited in a collective; comm_slow: "
+            "the transfer is slow (wait-free busbw below the expectation); non_comm_slow: a rank's "
+            "own work is slow (a straggler); crash/kill: a rank died (see failure_order)"
+        )
+    )
+    ranks: list[int] = spec(doc="the ranks it is on (empty for the job's links)")
+    node: IncidentNode | None = None
+    link: str | None = spec(None, doc="the link or transport, for a comm incident")
+    evidence: str
+    decided_from: Literal["failure_order", "flight_recorder", "link", "stragglers", "culprits"] = (
+        spec(
+            doc="what recorded it: the order of failures, the Flight Recorder dumps, the link "
+            "check, the straggler rule or the cost of the top culprit"
+        )
+    )
+
+
+@dataclass(kw_only=True)
 class FailureEvent(Section):
     """One rank's failure in `failure_order`: causes first, in time order, then the victims."""
 
@@ -697,6 +730,12 @@ class HeadlineRun(Section):
     world_size: int
     round: int
     why: str
+    left_out: list[int] | None = spec(
+        None,
+        nullable=False,
+        omit_none=True,
+        doc="world sizes above the headline's with no ok run, whose partial figures it leaves out",
+    )
 
 
 @dataclass(kw_only=True)
@@ -1294,6 +1333,11 @@ class RunResult(Section):
         omit_none=True,
         doc="every failed rank's failure, the first failure in time first, causes before "
         "victims; absent when no rank failed",
+    )
+    incident: Incident | None = spec(
+        None,
+        omit_none=True,
+        doc="the C4 class of a failed or slow run's incident; absent (or null) for a healthy run",
     )
     steps: StepsSection | str | None = spec(
         doc="rank_files: where the per-rank JSONL lie; series (1.1): the per-step cross-rank "
