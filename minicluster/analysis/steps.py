@@ -188,6 +188,27 @@ class StepTable:
             }
         return out
 
+    def slowest_in_steps(self, rank: int) -> tuple[int, int, int]:
+        """In how many steps where every rank with steps has a compute time `rank`'s is the
+        highest (ties count), of how many such steps, among how many ranks (0, 0, 0 when none)."""
+        row = self.row.get(rank)
+        compute = self.m["compute_ms"]
+        full = ~np.isnan(compute).any(axis=0)
+        if row is None or not full.any():
+            return 0, 0, 0
+        cols = compute[:, full]
+        k = int((cols[row] >= cols.max(axis=0)).sum())
+        return k, int(cols.shape[1]), int(cols.shape[0])
+
+    def group_step_max(self, column: str, groups: list[list[int]]) -> np.ndarray:
+        """Per group of ranks (each with steps), per step, the max of `column` over its ranks
+        that recorded it (NaN where none did): [groups x steps]."""
+        out = np.full((len(groups), self.indices.size), np.nan)
+        for g, ranks in enumerate(groups):
+            rows = [self.row[r] for r in ranks]
+            out[g] = np.fmax.reduce(self.m[column][rows], axis=0)
+        return out
+
     def pooled(self, key: str) -> np.ndarray:
         return self.m[key][self.present]
 
