@@ -28,7 +28,7 @@ from minicluster.analysis.run_metrics import (
     timing_method_text,
     training_metrics,
 )
-from minicluster.analysis.steps import StepTable, stats
+from minicluster.analysis.steps import JobSteps, StepTable, stats
 from minicluster.analysis.stragglers import find_stragglers
 from minicluster.core.checks import ChecksSection
 from minicluster.core.metrics import MetricValue
@@ -47,13 +47,16 @@ def aggregate(
     launch: Launch | None = None,
     checks: ChecksSection | None = None,
     aggregated_at: str | None = None,
+    table: JobSteps | None = None,
 ) -> dict[str, Any]:
     """The canonical result from all ranks' records (`aggregated_at` fixed for golden tests).
 
     `launch`: what the launcher said (its error, the ranks' exit codes, whether the user or a
     scheduler interrupted the run: the ranks it stopped are `interrupted`, not failed, and no
     crash or hang is claimed for them). `checks`: the verdict thresholds (None: the ones the
-    ranks ran with, from their header). InputError when no rank wrote a header.
+    ranks ran with, from their header). `table`: the job's steps when they were reduced
+    elsewhere (`analysis.node_reduce`; `records` then hold lean records), None: from `records`.
+    InputError when no rank wrote a header.
     """
     frame = RunFrame.from_records(records, launch)
     checks = checks if checks is not None else frame.config.checks
@@ -61,7 +64,7 @@ def aggregate(
         pairwise = frame.config.collectives.pattern == "pairwise"
         merge = pairwise_result if pairwise else collectives_result
         return fingerprint.attach(merge(frame, aggregated_at))
-    table = StepTable(records, frame.world_size)
+    table = table if table is not None else StepTable(records, frame.world_size)
     status = frame.status(_short_of_plan(frame, table))
     figures = _figures(frame, table)
     metrics = _metrics(frame, figures)
@@ -70,7 +73,7 @@ def aggregate(
     return fingerprint.attach(result)  # what ran, never what judged it: checks stay out
 
 
-def _short_of_plan(frame: RunFrame, table: StepTable) -> str | None:
+def _short_of_plan(frame: RunFrame, table: JobSteps) -> str | None:
     """Why the run measured fewer steps than its config planned, or None."""
     planned = frame.config.steps.measured
     if table.min_measured_steps() >= planned:
@@ -89,7 +92,7 @@ class _Figures:
     ray_nodes: dict[int, str]
 
 
-def _figures(frame: RunFrame, table: StepTable) -> _Figures:
+def _figures(frame: RunFrame, table: JobSteps) -> _Figures:
     figures = table.rank_figures()
     ray_nodes = nodes.ray_node_ids(frame.records)
     ranks = [
@@ -143,7 +146,7 @@ class _Findings:
 
 def _findings(
     frame: RunFrame,
-    table: StepTable,
+    table: JobSteps,
     figures: _Figures,
     metrics: dict[str, MetricValue],
     checks: ChecksSection,
@@ -204,7 +207,7 @@ def _findings(
 def _assemble(
     frame: RunFrame,
     status: rank_status.RunStatus,
-    table: StepTable,
+    table: JobSteps,
     figures: _Figures,
     metrics: dict[str, MetricValue],
     findings: _Findings,
@@ -285,7 +288,7 @@ _FIGURES = (
 def _rank_entry(
     rank: int,
     rec: RankRecords | None,
-    table: StepTable,
+    table: JobSteps,
     figures: dict[str, Any] | None,
     status: str,
     node: nodes.NodeId,

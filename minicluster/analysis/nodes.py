@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from minicluster.analysis.records import RankRecords
-from minicluster.analysis.steps import StepTable, r4
+from minicluster.analysis.steps import JobSteps, r4
 from minicluster.core.units import format_ranks
 
 # Node section key -> the step-table column its per-step max over the node's ranks is taken of.
@@ -120,7 +120,7 @@ def _relative(values: dict[Any, float | None]) -> dict[Any, float | None]:
 
 def nodes_section(
     where: dict[int, NodeId],
-    table: StepTable | None,
+    table: JobSteps | None,
     rank_compute_ms: dict[int, float | None],
     missing: Iterable[int],
     failed: Iterable[int],
@@ -178,7 +178,7 @@ def nodes_section(
 
 
 def _node_figures(
-    nodes: list[NodeId], members: dict[NodeId, list[int]], table: StepTable | None
+    nodes: list[NodeId], members: dict[NodeId, list[int]], table: JobSteps | None
 ) -> dict[NodeId, dict[str, Any]]:
     """Per node, the medians over steps of the per-step max over its ranks (NODE_SERIES), and
     how many steps it measured. One pass over the [rank x step] matrices for all nodes."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -17,6 +17,23 @@ from minicluster.analysis.records import RankRecords
 from minicluster.core import rundir
 
 EMBED_STEPS_MAX = 50_000  # rank-steps embedded in result.json; larger runs point to the rank files
+
+
+class JobSteps(Protocol):
+    """What aggregation reads of the job's steps: a `StepTable` of every rank's steps, or the
+    merge of node reductions (`analysis.node_reduce.ReducedTable`), with one answer."""
+
+    indices: np.ndarray
+    row: dict[int, int]
+
+    def series(self, world_size: int) -> dict[str, np.ndarray]: ...
+    def compute_medians(self) -> dict[int, float | None]: ...
+    def measured_steps(self, rank: int) -> int: ...
+    def min_measured_steps(self) -> int: ...
+    def rank_figures(self) -> dict[int, dict[str, Any]]: ...
+    def slowest_in_steps(self, rank: int) -> tuple[int, int, int]: ...
+    def group_step_max(self, column: str, groups: list[list[int]]) -> np.ndarray: ...
+    def steps_section(self, series: dict[str, np.ndarray]) -> dict[str, Any]: ...
 
 
 class StepTable:

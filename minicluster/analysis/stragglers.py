@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis.steps import StepTable, r4
+from minicluster.analysis.steps import JobSteps, r4
 
 STRAGGLER_ALPHA = 0.05
 
 
 def find_stragglers(
-    table: StepTable, threshold_pct: float, min_excess_ms: float, min_steps_pct: float = 80.0
+    table: JobSteps, threshold_pct: float, min_excess_ms: float, min_steps_pct: float = 80.0
 ) -> list[dict[str, Any]]:
     """The rank with the highest median compute time, when it exceeds the others' median by
     `threshold_pct` percent and by `min_excess_ms` (the size of the effect), is the slowest rank
@@ -53,7 +53,7 @@ def find_stragglers(
     ]
 
 
-def _slowest_in_steps(table: StepTable, rank: int) -> tuple[int, int, float]:
+def _slowest_in_steps(table: JobSteps, rank: int) -> tuple[int, int, float]:
     """In how many steps (all ranks present) `rank` had the highest compute time, of how many,
     and the one-sided binomial p-value of that many or more by chance (p = 1 / ranks)."""
     k, n, ranks = table.slowest_in_steps(rank)
