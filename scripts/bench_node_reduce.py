@@ -14,6 +14,7 @@ usage: python scripts/bench_node_reduce.py RUN_DIR
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import pickle
 import sys
@@ -40,7 +41,9 @@ def measure(run_dir: Path) -> dict[str, float]:
     reductions = [node_reduce.reduce_node(g) for g in groups.values()]
     reduce_s = time.perf_counter() - t0
     per_node = []
+    comm = 0  # of which the per-rank comm_ms columns (the wait median's input)
     for red in reductions:
+        comm += sum(len(base64.b64encode(c.tobytes())) for c in red.comm.values())
         lean_bytes = 0
         for rank in [r.rank for r in red.lean]:
             lean = copy.copy(logs[rank])
@@ -56,6 +59,7 @@ def measure(run_dir: Path) -> dict[str, float]:
         "per_rank": sum(per_rank.values()) / len(per_rank),
         "per_node": sum(per_node) / len(per_node),
         "reduce_s": reduce_s,
+        "comm_share": comm / max(1, sum(per_node)),
     }
 
 
@@ -77,12 +81,12 @@ def main() -> None:
         m = measure(run_dir)
     print(
         f"{'ranks':>6} {'nodes':>6} {'steps':>6} {'bytes/rank':>11} {'bytes/node':>11} "
-        f"{'in-band before':>15} {'after':>11} {'ratio':>6} {'reduce_s':>9}"
+        f"{'in-band before':>15} {'after':>11} {'ratio':>6} {'comm cols':>9} {'reduce_s':>9}"
     )
     print(
         f"{m['ranks']:>6} {m['nodes']:>6} {m['steps']:>6} {m['per_rank']:>11,.0f} "
         f"{m['per_node']:>11,.0f} {m['before']:>15,} {m['after']:>11,} "
-        f"{m['before'] / m['after']:>6.1f} {m['reduce_s']:>9.3f}"
+        f"{m['before'] / m['after']:>6.1f} {m['comm_share']:>9.0%} {m['reduce_s']:>9.3f}"
     )
 
 
