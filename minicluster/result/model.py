@@ -212,6 +212,42 @@ class StepTimeStats(Section):
 
 
 @dataclass(kw_only=True)
+class RankCost(Section):
+    """What a rank cost the run (analysis.cost): the wall time saved had it run at the other
+    ranks' pace between sync points, with a bootstrap interval over steps, and its excess over
+    the next most costly rank (what the culprit rule judges)."""
+
+    cost_ms: float | None = None
+    cost_pct: float | None = None
+    cost_pct_interval: list[float] | None = None
+    confidence: float | None = None
+    excess_pct: float | None = spec(None, omit_none=True)
+    p_value: float | None = spec(None, omit_none=True)
+    last_arrival_steps: int | None = None
+    steps_compared: int | None = None
+    culprit: bool | None = spec(None, omit_none=True)
+
+
+@dataclass(kw_only=True)
+class Culprit(Section):
+    """A rank whose cost to the run is above the threshold and significant, with the shape of
+    its lateness in time (`kind`: persistent, intermittent, onset, drift) and the evidence."""
+
+    rank: int | None = None
+    node: str | None = None
+    node_rank: int | None = spec(None, omit_none=True)
+    hostname: str | None = spec(None, omit_none=True)
+    kind: str
+    cost_pct: float
+    cost_ms: float
+    cost_pct_interval: list[float] | None = None
+    steps: list[int] = spec(factory=list, doc="the steps the rank was late in")
+    shape: dict[str, Any] | None = spec(None, omit_none=True)
+    summary: str | None = spec(None, omit_none=True)
+    evidence: str
+
+
+@dataclass(kw_only=True)
 class RankMemory(Section):
     """A rank's memory: the process's peak (RSS; CUDA max allocated on a GPU) and, where the rank
     measured them at its end, the bytes of its parameters, gradients and optimizer state."""
@@ -284,6 +320,12 @@ class RankEntry(Section):
         omit_none=True,
         doc="1.5: the rank's model TFLOP/s at its own median step time (its batch's FLOPs / "
         "that time); absent when the workload's FLOPs are unknown",
+    )
+    cost: RankCost | None = spec(
+        None,
+        omit_none=True,
+        doc="what the rank cost the run: the wall time saved had it run at the others' pace "
+        "(analysis.cost); absent when not accounted",
     )
 
     @property
@@ -1017,6 +1059,98 @@ class Pairwise(Section):
     verdict: str
 
 
+# --- isolation by group testing -------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class IsolateGroup(Section):
+    """One group test of a round: its units, why it ran, its busbw and verdict."""
+
+    units: list[int]
+    names: list[str] = spec(factory=list)
+    ranks: list[RankId] = spec(factory=list)
+    role: Literal["screen", "split", "leaf", "confirm", "control"]
+    subject: list[str] = spec(factory=list)
+    busbw_gbps: _Busbw | None
+    wrong: NonNegative | None = None
+    baseline_gbps: _Busbw | None = None
+    pool: int | None = None
+    scale: float | None = None
+    ratio: float | None = None
+    z: float | None = None
+    slow: bool
+    why: str | None = None
+
+
+@dataclass(kw_only=True)
+class IsolateRoundEntry(Section):
+    """One round: its disjoint groups, run at once."""
+
+    round: Positive
+    groups: list[IsolateGroup]
+    slow: list[str] = spec(factory=list)
+
+
+@dataclass(kw_only=True)
+class IsolateEvidence(Section):
+    """One test a unit took part in."""
+
+    round: Positive
+    group: int
+    role: str
+    with_: list[str] = spec(factory=list, key="with")
+    subject: bool | None = None
+    busbw_gbps: _Busbw | None = None
+    ratio: float | None = None
+    z: float | None = None
+    slow: bool | None = None
+
+
+@dataclass(kw_only=True)
+class IsolateUnit(Section):
+    """One unit's (rank's or node's) verdict and the tests behind it."""
+
+    unit: int
+    name: str
+    ranks: list[RankId] = spec(factory=list)
+    node: str | None = None
+    status: Literal["bad", "cleared", "suspect", "unknown"]
+    why: str | None = None
+    evidence: list[IsolateEvidence] = spec(factory=list)
+
+
+@dataclass(kw_only=True)
+class Isolate(Section):
+    """Isolation by group testing (minicluster isolate): the rounds, every unit's verdict with
+    its evidence, the bad units, the reference floor used."""
+
+    per: Literal["rank", "node"]
+    transport: str | None = None
+    algorithm: str | None = spec(None, omit_none=True)
+    rule: str | None = spec(None, omit_none=True)
+    formulas: dict[str, Any] | None = spec(None, omit_none=True)
+    size_bytes: Positive | None = spec(None, omit_none=True)
+    dtype: str | None = spec(None, omit_none=True)
+    iters: int | None = spec(None, omit_none=True)
+    warmup_iters: int | None = spec(None, omit_none=True)
+    passes: int | None = spec(None, omit_none=True)
+    params: dict[str, Any] | None = spec(None, omit_none=True)
+    reference: str | None = None
+    n_units: NonNegative
+    pairwise_pairs: NonNegative | None = None
+    complete: bool
+    rounds: list[IsolateRoundEntry]
+    units: list[IsolateUnit]
+    bad: list[str]
+    more_than_max_bad: bool
+    unresolved: list[str] = spec(factory=list)
+    stop_reason: str | None = None
+    rounds_run: NonNegative
+    groups_tested: NonNegative | None = None
+    wrong_total: NonNegative
+    verdict: str
+
+
 # --- a converted result --------------------------------------------------------------------
 
 
@@ -1126,6 +1260,26 @@ class RunResult(Section):
     metrics: dict[str, MetricValue]
     ranks: list[RankEntry]
     stragglers: list[Straggler] = spec(factory=list)
+    culprits: list[Culprit] | None = spec(
+        None,
+        omit_none=True,
+        doc="the ranks whose cost to the run is above checks.culprit_cost_pct and significant, "
+        "most costly first ([]: none; absent: not accounted)",
+    )
+    culprit_rule: dict[str, Any] | None = spec(None, omit_none=True)
+    accounting: dict[str, Any] | None = spec(
+        None,
+        omit_none=True,
+        doc="per step and rank host + compute + wait + transfer against each rank's period, with "
+        "the stated tolerance; per step the last arrival and its lateness (analysis.accounting)",
+    )
+    time_structure: list[dict[str, Any]] | None = spec(
+        None,
+        omit_none=True,
+        doc="findings with a shape in time: each culprit's (scope rank: persistent, "
+        "intermittent with period_steps, onset with from_step, drift with slope_ms_per_step) and "
+        "the step time's own drift or onset (scope run), each with its evidence",
+    )
     failed_ranks: list[int] = spec(factory=list)
     aborted_ranks: list[int] = spec(
         factory=list, doc="1.1: ranks whose collective failed because another rank failed"
@@ -1162,6 +1316,9 @@ class RunResult(Section):
     pairwise: Pairwise | None = spec(
         None, omit_none=True, doc="1.3: the pairwise link test (collectives --pattern pairwise)"
     )
+    isolate: Isolate | None = spec(
+        None, omit_none=True, doc="isolation by group testing (minicluster isolate)"
+    )
     imported_from: ImportedFrom | None = spec(
         None,
         nullable=False,
@@ -1187,13 +1344,15 @@ class RunResult(Section):
     # What the result is, and what readers ask of it everywhere.
 
     @property
-    def kind(self) -> Literal["sweep", "pairwise", "collectives", "run"]:
-        """What made it: a sweep (scaling block), the pairwise link test, a collectives
-        benchmark, or a run."""
+    def kind(self) -> Literal["sweep", "pairwise", "isolate", "collectives", "run"]:
+        """What made it: a sweep (scaling block), the pairwise link test, isolation by group
+        testing, a collectives benchmark, or a run."""
         if self.scaling is not None:
             return "sweep"
         if self.pairwise is not None:
             return "pairwise"
+        if self.isolate is not None:
+            return "isolate"
         return "collectives" if self.collectives is not None else "run"
 
     @property
