@@ -36,6 +36,7 @@ _VALUES = {
     "comm_bytes": "6340648",
     "loss": "2.3",
     "t_unix_s": "{8!r}",
+    "gap_ms": "0.2",
 }
 # The step keys filled from the format arguments, in argument order, and the others' fixed text.
 _SLOTS = ("step", "warmup", "step_time_ms", "fwd_ms", "bwd_ms", "compute_ms", "comm_ms")

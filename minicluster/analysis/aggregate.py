@@ -221,7 +221,7 @@ def _findings(
 
 
 def _culprits(
-    frame: RunFrame, table: StepTable, ranks: list[dict[str, Any]], checks: ChecksSection
+    frame: RunFrame, table: JobSteps, ranks: list[dict[str, Any]], checks: ChecksSection
 ) -> dict[str, Any]:
     """The accounting of every step, each rank's cost (into its `ranks[]` entry) and the
     culprits above `checks.culprit_cost_pct` (analysis.accounting, analysis.cost)."""

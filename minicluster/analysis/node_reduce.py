@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from minicluster.analysis.accounting import FIELDS as ACCOUNTING_FIELDS
 from minicluster.analysis.aggregate import aggregate
 from minicluster.analysis.fault_detect import CHECKSUM_KEYS
 from minicluster.analysis.frame import Launch
@@ -48,6 +49,10 @@ _OWN_FIGURES = (
     "exposed_comm_ms_median",
 )
 _LEAN_KEYS = ("step", "t_unix_s", *CHECKSUM_KEYS, "grad_reduced_checksum", "grad_applied_checksum")
+# Kept whole (every row): the per-step accounting (culprit cost, time structure) takes a median
+# over ranks of each step's period and each rank's wait against the last arrival: it needs every
+# rank's per-step host, compute, exposed and period times (`analysis.accounting`).
+_WHOLE_KEYS = ("step", *ACCOUNTING_FIELDS)
 
 
 @dataclass
@@ -189,7 +194,8 @@ def reduce_node(records: list[RankRecords]) -> NodeReduction:
 
 def lean_record(rec: RankRecords) -> RankRecords:
     """`rec` without its step columns but for what aggregation reads of them apart from the step
-    table: the last row and the rows with replica checksums (`fault_detect`), and its counts."""
+    table: every row of the accounting's fields (`_WHOLE_KEYS`), and of the others the last row
+    and the rows with replica checksums (`fault_detect`); and its counts."""
     cols = rec.columns
     n = rec.n_steps
     keep = np.zeros(n, bool)
@@ -199,7 +205,11 @@ def lean_record(rec: RankRecords) -> RankRecords:
             for k in CHECKSUM_KEYS:
                 c = cols[k]
                 keep |= ~np.isnan(c) if c.dtype.kind == "f" else c != None  # noqa: E711
-    lean = {k: cols[k][keep] for k in _LEAN_KEYS if k in cols}
+    whole = n and all(k in cols for k in _WHOLE_KEYS)
+    if whole:
+        keep[:] = True  # every row (the accounting's): the others' columns come along whole
+    keys = (*_LEAN_KEYS, *(ACCOUNTING_FIELDS if whole else ()))
+    lean = {k: cols[k][keep] for k in dict.fromkeys(keys) if k in cols}
     return RankRecords(
         rec.rank,
         header=rec.header,
@@ -227,6 +237,8 @@ class ReducedTable:
         self._cols = [np.searchsorted(self.indices, r.steps) for r in self.reductions]
         self.node_of = {rank: i for i, r in enumerate(self.reductions) for rank in r.ranks}
         self.row = {rank: i for i, rank in enumerate(self.node_of)}  # ranks with steps
+        lean = {r.rank: r for red in self.reductions for r in red.lean}
+        self.records = [lean[rank] for rank in self.node_of if rank in lean]
         self.max = {k: self._merge(np.fmax, "max", k) for k in KEYS}
         self.min = {k: self._merge(np.fmin, "min", k) for k in KEYS}
         self.transfer_ms = self.min["comm_ms"] if self.indices.size else np.array([])

@@ -25,6 +25,7 @@ class JobSteps(Protocol):
 
     indices: np.ndarray
     row: dict[int, int]
+    records: list[RankRecords]  # the ranks with steps (a reduction's: their lean records)
 
     def series(self, world_size: int) -> dict[str, np.ndarray]: ...
     def compute_medians(self) -> dict[int, float | None]: ...

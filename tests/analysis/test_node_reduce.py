@@ -64,6 +64,8 @@ def comparable(result: dict[str, Any]) -> dict[str, Any]:
         "failed_ranks": result["failed_ranks"],
         "errors": result["errors"],
         "series": result["steps"]["series"],
+        # the per-step accounting (culprit cost, time structure), from the ranks' whole columns
+        **{k: result.get(k) for k in ("accounting", "culprits", "culprit_rule", "time_structure")},
     }
 
 
@@ -136,3 +138,10 @@ def test_the_codec_round_trips_and_is_per_node_sized(synthetic: tuple[Path, Path
     assert back.figures == red.figures
     with pytest.raises(ValueError):
         node_reduce.NodeReduction.from_bytes(b'{"format": "other/1"}')
+
+
+def test_the_accounting_is_compared(synthetic: tuple[Path, Path]) -> None:
+    """The generated ranks record every field the accounting needs: it is part of what the
+    paths agree on, not absent from all three."""
+    result = reduced_result(read_run_dir(synthetic[0], workers=1))
+    assert result["accounting"]["steps_accounted"] > 0

@@ -36,6 +36,8 @@ def _comparable(result: dict) -> dict:
         "stragglers": result["stragglers"],
         "faults": result["faults"],
         "series": result["steps"]["series"],
+        # the per-step accounting (culprit cost, time structure), from the ranks' whole columns
+        **{k: result.get(k) for k in ("accounting", "culprits", "culprit_rule", "time_structure")},
     }
 
 
