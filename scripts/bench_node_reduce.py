@@ -3,8 +3,9 @@
 For a run directory (every node's `ranks/` files in one place: a real run, or one written by
 `gen_rank_files.py`), prints the bytes `torch.distributed.gather_object` would pickle per rank
 (its `RankLog`, steps included, as `rank.session` gathers it now) beside the bytes per node of a
-node reduction (`analysis.node_reduce`: its codec's bytes plus its ranks' logs without their
-steps but the last, pickled the same way). Computed from the recorded files, not measured on
+node reduction (`analysis.node_reduce`: its codec's bytes, its ranks' logs without their steps
+but the last, pickled the same way, and the columns the lean records keep whole for the
+per-step accounting, counted as the codec's base64 float64 arrays). Computed from the recorded files, not measured on
 a wire: the in-band path does not carry node reductions yet.
 
 usage: python scripts/bench_node_reduce.py RUN_DIR
@@ -42,6 +43,7 @@ def measure(run_dir: Path) -> dict[str, float]:
     reduce_s = time.perf_counter() - t0
     per_node = []
     comm = 0  # of which the per-rank comm_ms columns (the wait median's input)
+    whole = 0  # of which the accounting's whole columns
     for red in reductions:
         comm += sum(len(base64.b64encode(c.tobytes())) for c in red.comm.values())
         lean_bytes = 0
@@ -49,6 +51,15 @@ def measure(run_dir: Path) -> dict[str, float]:
             lean = copy.copy(logs[rank])
             lean.step_rows = lean.step_rows[-1:]  # the last row: failure order reads its time
             lean_bytes += len(pickle.dumps(lean))
+        # the columns the lean records keep whole (the accounting's), as the codec's arrays
+        cols = sum(
+            len(base64.b64encode(c.astype("<f8").tobytes()))
+            for r in red.lean
+            for k, c in r.columns.items()
+            if c.size > 1 and c.dtype.kind in "fiub"
+        )
+        whole += cols
+        lean_bytes += cols
         per_node.append(len(red.to_bytes()) + lean_bytes)
     return {
         "ranks": len(ranks),
@@ -60,6 +71,7 @@ def measure(run_dir: Path) -> dict[str, float]:
         "per_node": sum(per_node) / len(per_node),
         "reduce_s": reduce_s,
         "comm_share": comm / max(1, sum(per_node)),
+        "whole_share": whole / max(1, sum(per_node)),
     }
 
 
@@ -81,12 +93,12 @@ def main() -> None:
         m = measure(run_dir)
     print(
         f"{'ranks':>6} {'nodes':>6} {'steps':>6} {'bytes/rank':>11} {'bytes/node':>11} "
-        f"{'in-band before':>15} {'after':>11} {'ratio':>6} {'comm cols':>9} {'reduce_s':>9}"
+        f"{'in-band before':>15} {'after':>11} {'ratio':>6} {'comm cols':>9} {'acct cols':>9} {'reduce_s':>9}"
     )
     print(
         f"{m['ranks']:>6} {m['nodes']:>6} {m['steps']:>6} {m['per_rank']:>11,.0f} "
         f"{m['per_node']:>11,.0f} {m['before']:>15,} {m['after']:>11,} "
-        f"{m['before'] / m['after']:>6.1f} {m['comm_share']:>9.0%} {m['reduce_s']:>9.3f}"
+        f"{m['before'] / m['after']:>6.1f} {m['comm_share']:>9.0%} {m['whole_share']:>9.0%} {m['reduce_s']:>9.3f}"
     )
 
 
