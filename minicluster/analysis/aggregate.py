@@ -40,7 +40,7 @@ from minicluster.analysis.run_metrics import (
     timing_method_text,
     training_metrics,
 )
-from minicluster.analysis.steps import StepTable, stats
+from minicluster.analysis.steps import JobSteps, StepTable, stats
 from minicluster.analysis.stragglers import find_stragglers
 from minicluster.core.checks import ChecksSection
 from minicluster.core.metrics import MetricValue
@@ -60,6 +60,7 @@ def aggregate(
     checks: ChecksSection | None = None,
     aggregated_at: str | None = None,
     flight_recorder: dict[str, Any] | None = None,
+    table: JobSteps | None = None,
 ) -> dict[str, Any]:
     """The canonical result from all ranks' records (`aggregated_at` fixed for golden tests).
 
@@ -68,7 +69,9 @@ def aggregate(
     crash or hang is claimed for them). `checks`: the verdict thresholds (None: the ones the
     ranks ran with, from their header). `flight_recorder`: the diagnosis of the run's Flight
     Recorder dumps (`analysis.flight_recorder.diagnose`), when it left any: the incident class
-    of a hang is read from it first. InputError when no rank wrote a header.
+    of a hang is read from it first. `table`: the job's steps when they were reduced
+    elsewhere (`analysis.node_reduce`; `records` then hold lean records), None: from `records`.
+    InputError when no rank wrote a header.
     """
     frame = RunFrame.from_records(records, launch)
     checks = checks if checks is not None else frame.config.checks
@@ -78,7 +81,7 @@ def aggregate(
             pattern, collectives_result
         )
         return fingerprint.attach(merge(frame, aggregated_at))
-    table = StepTable(records, frame.world_size)
+    table = table if table is not None else StepTable(records, frame.world_size)
     status = frame.status(_short_of_plan(frame, table))
     figures = _figures(frame, table)
     metrics = _metrics(frame, figures)
@@ -93,7 +96,7 @@ def aggregate(
     return fingerprint.attach(result)  # what ran, never what judged it: checks stay out
 
 
-def _short_of_plan(frame: RunFrame, table: StepTable) -> str | None:
+def _short_of_plan(frame: RunFrame, table: JobSteps) -> str | None:
     """Why the run measured fewer steps than its config planned, or None."""
     planned = frame.config.steps.measured
     if table.min_measured_steps() >= planned:
@@ -112,7 +115,7 @@ class _Figures:
     ray_nodes: dict[int, str]
 
 
-def _figures(frame: RunFrame, table: StepTable) -> _Figures:
+def _figures(frame: RunFrame, table: JobSteps) -> _Figures:
     figures = table.rank_figures()
     ray_nodes = nodes.ray_node_ids(frame.records)
     ranks = [
@@ -166,7 +169,7 @@ class _Findings:
 
 def _findings(
     frame: RunFrame,
-    table: StepTable,
+    table: JobSteps,
     figures: _Figures,
     metrics: dict[str, MetricValue],
     checks: ChecksSection,
@@ -225,7 +228,7 @@ def _findings(
 
 
 def _culprits(
-    frame: RunFrame, table: StepTable, ranks: list[dict[str, Any]], checks: ChecksSection
+    frame: RunFrame, table: JobSteps, ranks: list[dict[str, Any]], checks: ChecksSection
 ) -> dict[str, Any]:
     """The accounting of every step, each rank's cost (into its `ranks[]` entry) and the
     culprits above `checks.culprit_cost_pct` (analysis.accounting, analysis.cost)."""
@@ -256,7 +259,7 @@ def _culprits(
 def _assemble(
     frame: RunFrame,
     status: rank_status.RunStatus,
-    table: StepTable,
+    table: JobSteps,
     figures: _Figures,
     metrics: dict[str, MetricValue],
     findings: _Findings,
@@ -337,7 +340,7 @@ _FIGURES = (
 def _rank_entry(
     rank: int,
     rec: RankRecords | None,
-    table: StepTable,
+    table: JobSteps,
     figures: dict[str, Any] | None,
     status: str,
     node: nodes.NodeId,
