@@ -75,6 +75,13 @@ POLICY: tuple[Verdict, ...] = (
         "a straggler named (significant, above the threshold)",
     ),
     Verdict(
+        "below_reference",
+        EXIT_FAILED_CHECK,
+        "aggregate --reference",
+        "median step time, TFLOP/s or the gradient all-reduce busbw below the floor "
+        "(checks.reference_floor_pct, 90%) of the reference for this platform and job",
+    ),
+    Verdict(
         "live_problem",
         EXIT_FAILED_CHECK,
         "watch (while the job runs)",
