@@ -138,8 +138,10 @@ def record(
     for path, data in results:
         why = _unhealthy(data)
         if why is not None:
-            raise InputError(f"{path} is not a healthy result ({why}): a reference is made "
-                             "from healthy results only")
+            raise InputError(
+                f"{path} is not a healthy result ({why}): a reference is made "
+                "from healthy results only"
+            )
         platforms[path] = platform_of(data)
         jobs[path] = _job_of(data)
     first = results[0][0]
@@ -208,8 +210,13 @@ def judge_run(
     ]
     verdicts_ = [r["verdict"] for r in rows]
     if references.VERDICT_BELOW in verdicts_:
-        verdict, reason = references.VERDICT_BELOW, "; ".join(
-            f"{r['metric']} {r['reason']}" for r in rows if r["verdict"] == references.VERDICT_BELOW
+        verdict, reason = (
+            references.VERDICT_BELOW,
+            "; ".join(
+                f"{r['metric']} {r['reason']}"
+                for r in rows
+                if r["verdict"] == references.VERDICT_BELOW
+            ),
         )
     elif references.VERDICT_OK in verdicts_:
         verdict, reason = references.VERDICT_OK, None
