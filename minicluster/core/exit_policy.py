@@ -75,6 +75,13 @@ POLICY: tuple[Verdict, ...] = (
         "a straggler named (significant, above the threshold)",
     ),
     Verdict(
+        "culprit",
+        EXIT_FAILED_CHECK,
+        "run, aggregate, watch",
+        "a rank that cost the run at least checks.culprit_cost_pct of its wall time, "
+        "significantly more than the others (`culprits`)",
+    ),
+    Verdict(
         "below_reference",
         EXIT_FAILED_CHECK,
         "aggregate --reference",
@@ -85,7 +92,7 @@ POLICY: tuple[Verdict, ...] = (
         "live_problem",
         EXIT_FAILED_CHECK,
         "watch (while the job runs)",
-        "a rank stalled, straggling or failed in the live window",
+        "a rank stalled, straggling, a culprit or failed in the live window",
     ),
     Verdict(
         "desync",
