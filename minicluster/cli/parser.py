@@ -333,6 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
             dest=f"check_{f.name}",
             metavar=f.metadata["metavar"],
         )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="judge the run against a reference (minicluster-reference/1: one of "
+        "minicluster/references/*.yaml, or a site one from `reference record`): median step "
+        "time, TFLOP/s and busbw as %% of the figure for this platform and job, below "
+        "--floor-pct is a finding (exit 1); no figure for this platform: not judged",
+    )
     p.set_defaults(handler=handlers.aggregate)
 
     p = sub.add_parser(
@@ -489,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=handlers.fleet)
 
     add_history_parser(sub)
+    add_reference_parser(sub)
 
     p = sub.add_parser("convert", help="convert a result of any supported format")
     p.add_argument("input", type=Path, metavar="IN")
@@ -579,6 +589,30 @@ def add_node_check(sub: argparse._SubParsersAction) -> None:
     add_report_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(handler=handlers.node_check)
+
+
+def add_reference_parser(sub: argparse._SubParsersAction[OneLineParser]) -> None:
+    """`reference record`: a site reference from healthy results."""
+    p = sub.add_parser(
+        "reference",
+        help="references: record a site reference (median and spread per metric) from healthy "
+        "results",
+    )
+    p.set_defaults(handler=handlers.reference_no_action)
+    actions = p.add_subparsers(dest="reference_command", metavar="ACTION")
+    q = actions.add_parser(
+        "record",
+        help="a site reference from healthy results of one job on one platform",
+        description="Make a site reference (minicluster-reference/1, kind site) from healthy "
+        "results of one job on one platform (run, collectives or node-check results): per "
+        "metric and conditions the median, the MAD and the count. Refused (exit 2) when a "
+        "result is not healthy or the results are of different platforms or jobs.",
+    )
+    q.add_argument("results", type=Path, nargs="+", metavar="RESULT", help="result.json or run dir")
+    q.add_argument("--out", type=Path, required=True, help="the reference file (.yaml or .json)")
+    q.add_argument("--name", help="the reference's name (default: the file's stem)")
+    q.add_argument("--force", action="store_true", help="replace --out when it exists")
+    q.set_defaults(handler=handlers.reference_record)
 
 
 def add_history_parser(sub: argparse._SubParsersAction[OneLineParser]) -> None:

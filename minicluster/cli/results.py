@@ -24,6 +24,21 @@ def aggregate(args: argparse.Namespace) -> int:
         if key.startswith("check_") and value is not None
     }
     is_sweep = rundir.plan_path(args.dir).is_file() and not rundir.ranks_dir(args.dir).is_dir()
+    floor = overrides.pop("reference_floor_pct", None)
+    if args.reference is not None or floor is not None:
+        from minicluster.cli.reference import judge_hook
+
+        if args.reference is None:
+            raise InputError("--floor-pct needs --reference FILE")
+        if overrides or is_sweep:
+            raise InputError(
+                "--reference judges one run as recorded: give it without other threshold flags, "
+                "on a run directory (not a sweep)"
+            )
+        judge = judge_hook(args.reference, floor)
+        return orchestrate.verdict_after_the_fact(
+            orchestrate.aggregate_dir(args.dir, None, judge=judge)
+        )
     if overrides:
         if is_sweep:
             raise InputError(

@@ -82,6 +82,13 @@ POLICY: tuple[Verdict, ...] = (
         "significantly more than the others (`culprits`)",
     ),
     Verdict(
+        "below_reference",
+        EXIT_FAILED_CHECK,
+        "aggregate --reference",
+        "median step time, TFLOP/s or the gradient all-reduce busbw below the floor "
+        "(checks.reference_floor_pct, 90%) of the reference for this platform and job",
+    ),
+    Verdict(
         "live_problem",
         EXIT_FAILED_CHECK,
         "watch (while the job runs)",

@@ -164,6 +164,37 @@ class LinkCheck(Section):
     reason: str | None = None
 
 
+@dataclass(kw_only=True)
+class ReferenceFigureCheck(Section):
+    """One metric of a run judged against a reference figure (`aggregate --reference`)."""
+
+    metric: str
+    value: float | None
+    reference_value: float | None = None
+    pct_of_reference: float | None = spec(
+        None, doc="value / reference (reference / value for a lower-is-better metric), in %"
+    )
+    verdict: Literal["ok", "below_floor", "not_judged"]
+    reason: str | None = None
+    source: str | None = None
+
+
+@dataclass(kw_only=True)
+class ReferenceCheck(Section):
+    """The run judged against a reference (`aggregate DIR --reference FILE`): median step time,
+    TFLOP/s and the gradient all-reduce busbw as % of the reference figure for this platform and
+    job; not judged (with the reason) without one."""
+
+    file: str | None = None
+    name: str
+    kind: Literal["published", "site"]
+    platform: dict[str, Any] = spec(factory=dict, doc="the run's platform keys it was matched on")
+    floor_pct: float
+    verdict: Literal["ok", "below_floor", "not_judged"]
+    reason: str | None = None
+    metrics: list[ReferenceFigureCheck] = spec(factory=list)
+
+
 # --- per node, per rank --------------------------------------------------------------------
 
 
@@ -1362,6 +1393,12 @@ class RunResult(Section):
     )
     isolate: Isolate | None = spec(
         None, omit_none=True, doc="isolation by group testing (minicluster isolate)"
+    )
+    reference: ReferenceCheck | None = spec(
+        None,
+        omit_none=True,
+        doc="the run judged against a reference (aggregate --reference): % of reference and "
+        "a verdict below the floor",
     )
     imported_from: ImportedFrom | None = spec(
         None,

@@ -193,7 +193,6 @@ def test_the_sections_other_work_adds_survive_at_the_top_and_in_each_rank(
             "kinds": [{"kind": "all_gather", "calls": 3, "busbw_gbps": None}],
         },
         "pipeline": {"schedule": "1F1B", "stages": 2, "bubble_pct": 33.3},
-        "reference": {"source": "reports/default_run.result.json", "floor_pct": 80.0},
         "layout": {"dp_shard": 2, "tp": 1},
     }
     per_rank = {"accounting": {"other_ms": 0.2}, "layout": {"tp": 0}}
