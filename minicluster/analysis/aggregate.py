@@ -31,6 +31,8 @@ from minicluster.analysis.run_metrics import (
 from minicluster.analysis.steps import StepTable, stats
 from minicluster.analysis.stragglers import find_stragglers
 from minicluster.core.checks import ChecksSection
+from minicluster.core.errors import ConfigError
+from minicluster.core.layout import Layout
 from minicluster.core.metrics import MetricValue
 from minicluster.result import fingerprint
 from minicluster.result.model import FaultKind
@@ -111,13 +113,27 @@ def _figures(frame: RunFrame, table: StepTable) -> _Figures:
     return _Figures(ranks, compute, table.series(frame.world_size), ray_nodes)
 
 
+def data_ranks(frame: RunFrame) -> int:
+    """Ranks that train on a batch of their own: the world size over the tensor- and
+    pipeline-parallel degrees (their ranks share one batch)."""
+    lay = _layout(frame)
+    return frame.world_size if lay is None else frame.world_size // (lay.tp * lay.pp)
+
+
+def _layout(frame: RunFrame) -> Layout | None:
+    try:
+        return frame.config.parallel.layout(frame.world_size)
+    except ConfigError:  # a run whose ranks never agreed with their config: no layout to name
+        return None
+
+
 def _metrics(frame: RunFrame, figures: _Figures) -> dict[str, MetricValue]:
     workload = frame.head0["workload"]
     return training_metrics(
         figures.series,
         frame.headers,
         frame.by_rank,
-        frame.world_size,
+        data_ranks(frame),
         workload["per_rank_batch"],
         workload.get("tokens_per_rank"),
     )
@@ -228,7 +244,7 @@ def _assemble(
                 "name": head0["workload"]["name"],
                 "workload_type": "training",
                 "per_rank_batch": per_rank_batch,
-                "global_batch": per_rank_batch * frame.world_size,
+                "global_batch": per_rank_batch * data_ranks(frame),
                 "seq_len": head0["workload"].get("seq_len"),
                 "params": head0["workload"].get("params"),
             },
@@ -252,6 +268,10 @@ def _assemble(
             "telemetry": energy.telemetry_section(telemetry_sources(frame.by_rank), metrics),
         }
     )
+    lay = _layout(frame)
+    result["layout"] = lay.to_dict() if lay is not None else None
+    result["precision"] = frame.config.run.precision
+    result["compile"] = frame.config.run.compile
     return result
 
 

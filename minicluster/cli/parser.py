@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_junit(p)
     add_require(p)
     add_fault_args(p)
+    add_parallel_arg(p)
     add_launcher_args(p)
     add_node_args(p)
     add_dry_run(p)
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_flags(p)
     add_junit(p)
     add_fault_args(p)
+    add_parallel_arg(p)
     add_launcher_args(p)
     add_dry_run(p)
     p.set_defaults(handler=handlers.validate)
@@ -141,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_projection_flags(p)
     add_report_flags(p)
     add_require(p)
+    add_parallel_arg(p)
     add_launcher_args(p)
     add_dry_run(p)
     p.set_defaults(handler=handlers.sweep)
@@ -678,6 +681,16 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
     )
     config_flag(p, "--expect-busbw", ChecksSection, "expect_busbw_gbps", metavar="GBPS")
     config_flag(p, "--collective-timeout", RunSection, "collective_timeout_s", metavar="SECONDS")
+
+
+def add_parallel_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--parallel",
+        metavar="DEGREE=N,...",
+        help="the layout, replacing the config's parallel degrees: dp_replicate, dp_shard (FSDP2), "
+        "tp, pp, ep, multiplying to the world size; e.g. dp_shard=2,tp=2 (default: config "
+        "parallel section; none: DDP over every rank)",
+    )
 
 
 def add_launcher_args(p: argparse.ArgumentParser) -> None:

@@ -428,6 +428,8 @@ def with_faults(
     fault_spec.check_against_run(
         cfg.faults, world_size or cfg.run.nproc, cfg.steps.warmup + cfg.steps.measured
     )
+    cfg = config_mod.with_parallel(cfg, getattr(args, "parallel", None))
+    config_mod.check_layout(cfg, world_size or cfg.run.nproc)
     return cfg
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,8 @@ import torch
 import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from minicluster.core import clock, fault_spec, pairs, rundir
-from minicluster.core.config import RunConfig, default_threads
+from minicluster.core import clock, comm_methods, fault_spec, pairs, rundir
+from minicluster.core.config import RunConfig, check_layout, default_threads
 from minicluster.core.errors import InputError
 from minicluster.core.log import setup_logging
 from minicluster.core.rank_format import CommTiming, RankLog, Step
@@ -33,6 +35,7 @@ from minicluster.rank import (
     dist,
     equivalence,
     faults,
+    layouts,
     pairwise,
     replica,
     workloads,
@@ -40,6 +43,7 @@ from minicluster.rank import (
 from minicluster.rank.comm_timing import (
     CommTimer,
     DdpStatsCommTimer,
+    NoDdpTimer,
     attach_comm_timer,
     switch_to_hook,
 )
@@ -84,36 +88,53 @@ def run(
 
 
 def _train(cfg: RunConfig, session: RankSession) -> None:
-    """DDP training steps on this rank: one step record per step, flushed as it ends."""
+    """Training steps on this rank, in the configured layout (DDP, or FSDP2/TP on one mesh): one
+    step record per step, flushed as it ends."""
     info, device, backend = session.info, session.device, session.backend
-    # Outside launchers skip the CLI's check: bad fault specs fail here, before any work.
+    # Outside launchers skip the CLI's checks: bad fault specs or layouts fail here, before work.
     fault_spec.check_against_run(cfg.faults, info.world_size, cfg.steps.warmup + cfg.steps.measured)
+    layout = check_layout(cfg, info.world_size)
     session.open()
     wl = workloads.build(cfg.workload, cfg.run.seed, device)
     session.start(wl)
-    ddp = DDP(
-        wl.model,
-        device_ids=[device.index] if device.type == "cuda" else None,
-        bucket_cap_mb=cfg.run.bucket_cap_mb,
-    )
-    checker = replica.ReplicaChecker(cfg.run.replica_check_every)
     injector = faults.FaultInjector(cfg.faults, info.rank)
-    method = cfg.run.comm_timing
-    forced = None
-    if method != "hook" and checker.every > 0:
-        # The replica check sees the reduced gradient inside the comm hook.
-        method, forced = "hook", "the replica check needs the comm hook"
-    timer, timing_method, fallback = attach_comm_timer(
-        ddp, method, backend, info.world_size, wrap_hook=checker.wrap_comm_hook
-    )
-    if fallback:
-        log.warning("%s", fallback)
+    module = wl.model
+    if layout.is_ddp:
+        if cfg.run.compile:
+            wl.model.compile()
+        model: torch.nn.Module = DDP(
+            wl.model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            bucket_cap_mb=cfg.run.bucket_cap_mb,
+        )
+        checker = replica.ReplicaChecker(cfg.run.replica_check_every)
+        method = cfg.run.comm_timing
+        forced = None
+        if method != "hook" and checker.every > 0:
+            # The replica check sees the reduced gradient inside the comm hook.
+            method, forced = "hook", "the replica check needs the comm hook"
+        timer, timing_method, fallback = attach_comm_timer(
+            model, method, backend, info.world_size, wrap_hook=checker.wrap_comm_hook
+        )
+        if fallback:
+            log.warning("%s", fallback)
+        dp_rank, autocast = info.rank, layouts.autocast(device, cfg.run.precision, None)
+    else:
+        par = layouts.parallelize(wl.model, layout, device, cfg.run.precision, cfg.run.compile)
+        model, dp_rank = par.model, par.dp_rank
+        autocast = layouts.autocast(device, cfg.run.precision, par)
+        # Shards and tensor-parallel slices differ between ranks by design: no replica check.
+        checker = replica.ReplicaChecker(0)
+        timer, timing_method, forced = NoDdpTimer(), comm_methods.NO_DDP, None
+        fallback = None
     # The header is already on disk (written before DDP's first collective): this record adds
     # the timing method from step 0 on.
     session.write(CommTiming(method=timing_method, fallback=fallback or forced, from_step=0))
-    opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
-    session.held.update(ddp=ddp, opt=opt)
-    injector.install(ddp, opt, timing_method != ddp_stats.METHOD, info.world_size)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    session.held.update(model=model, module=module, opt=opt)
+    ddp = model if isinstance(model, DDP) else None
+    hooked = timing_method != ddp_stats.METHOD
+    injector.install(module, ddp, opt, hooked, info.world_size)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     tele = session.telemetry()
@@ -125,22 +146,23 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
             tele.begin()  # the measured window: right after warm-up (device already synced)
         injector.begin_step(step)
         checker.begin_step(step)
-        rec = train_step(ddp, opt, wl, timer, device, step, info.rank, cfg.steps.warmup)
-        for key, value in checker.record(ddp.module, opt).items():  # after the clock stopped
+        rec = train_step(model, opt, wl, timer, device, step, dp_rank, cfg.steps.warmup, autocast)
+        for key, value in checker.record(module, opt).items():  # after the clock stopped
             setattr(rec, key, value)
         session.write(rec)
         if isinstance(timer, DdpStatsCommTimer) and timer.given_up:
+            assert ddp is not None
             timer, switched = _switch_to_hook(ddp, timer, backend, info, step + 1)
             session.write(switched)
         if progress_every and (step + 1) % progress_every == 0:
             log.info("step %d/%d  step_time %.2f ms", step + 1, total, rec.step_time_ms)
 
     tele_window = tele.end(cfg.steps.measured)
-    cross = ddp_stats.cross_check(ddp, session.log.timing[-1].method)
+    cross = ddp_stats.cross_check(ddp, session.log.timing[-1].method) if ddp else None
     validation = None
-    if cfg.run.check_ddp_equivalence and info.rank == 0:
+    if cfg.run.check_ddp_equivalence and info.rank == 0 and ddp is not None:
         validation = equivalence.ddp_equivalence(
-            ddp.module,
+            module,
             opt,
             lambda: workloads.build(cfg.workload, cfg.run.seed, device),
             info.world_size,
@@ -216,23 +238,27 @@ def _agree_out_dir_is_new(out_dir: Path, info: dist.RankInfo) -> None:
 
 
 def train_step(
-    ddp: DDP,
+    model: torch.nn.Module,
     opt: torch.optim.Optimizer,
     wl: workloads.Workload,
     timer: CommTimer,
     device: torch.device,
     step: int,
-    rank: int,
+    dp_rank: int,
     warmup: int,
+    autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> Step:
-    """One timed optimizer step on this rank: its step record, times in ms."""
-    x, y = wl.make_batch(step, rank)
+    """One timed optimizer step on this rank: its step record, times in ms. `dp_rank`: which
+    data-parallel share of the batch this rank trains on (the ranks of a tensor-parallel group
+    share one)."""
+    x, y = wl.make_batch(step, dp_rank)
     sync = torch.cuda.synchronize if device.type == "cuda" else _no_sync
     sync()  # batch on the device before the clock starts
     timer.begin_step()  # CUDA events: the origin the step's bucket spans are taken from
     t0 = time.perf_counter_ns()
     opt.zero_grad(set_to_none=True)
-    loss = wl.loss_fn(ddp(x), y)
+    with autocast():
+        loss = wl.loss_fn(model(x), y)
     sync()
     t1 = time.perf_counter_ns()
     loss.backward()  # returns once DDP has waited for every bucket's all-reduce

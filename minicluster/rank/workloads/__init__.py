@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from minicluster.core.config import MlpConfig, TransformerConfig, WorkloadConfig
+from minicluster.core.config import LlamaConfig, MlpConfig, TransformerConfig, WorkloadConfig
 
 
 @dataclass
@@ -35,6 +35,10 @@ def build(cfg: WorkloadConfig, seed: int, device: torch.device) -> Workload:
         from minicluster.rank.workloads.transformer import build_transformer
 
         return build_transformer(cfg, seed, device)
+    if isinstance(cfg, LlamaConfig):
+        from minicluster.rank.workloads.llama import build_llama
+
+        return build_llama(cfg, seed, device)
     raise AssertionError(f"unhandled workload config {cfg!r}")
 
 

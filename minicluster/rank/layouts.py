@@ -1,0 +1,107 @@
+"""Apply a layout other than DDP to a workload's model: one DeviceMesh, tensor parallel (DTensor),
+then FSDP2 (`fully_shard`) over the data-parallel dims.
+
+Order as torchtitan applies it: TP inside each block first, then FSDP2 per block and at the
+root, so FSDP2 shards the tensor-parallel DTensors over the data-parallel mesh (2-D). Without
+dp_shard, data-parallel ranks replicate through FSDP2 over the 2-D (dp_replicate, dp_shard) mesh
+(HSDP with shards of one rank), since DDP does not take DTensor parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from minicluster.core.layout import MESH_DIMS, Layout
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Parallel:
+    """The model as the training loop calls it, and where this rank's batch comes from: ranks
+    with the same data-parallel coordinate (a tensor-parallel group) train on the same batch."""
+
+    model: nn.Module
+    mesh: Any  # torch.distributed.device_mesh.DeviceMesh
+    dp_rank: int
+    dp_size: int
+    mixed_precision: str | None  # FSDP2's MixedPrecisionPolicy, as text; None when not used
+
+
+def build_mesh(layout: Layout, device: torch.device) -> Any:
+    """One DeviceMesh over every rank, dims in `MESH_DIMS` order (size-1 dims included, so every
+    layout names the same dims)."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    shape = tuple(size for _, size in layout.mesh)
+    return init_device_mesh(device.type, shape, mesh_dim_names=MESH_DIMS)
+
+
+def tensor_parallel_plan(model: nn.Module) -> dict[str, Any]:
+    """Megatron-style plan of a Llama block (column-parallel q/k/v and w1/w3, row-parallel wo and
+    w2: one all-reduce after attention and one after the MLP in forward, two in backward).
+    Embeddings, norms and the output head stay replicated (no sequence parallel)."""
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
+
+    plan: dict[str, Any] = {}
+    for name, _ in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in ("wq", "wk", "wv", "w1", "w3"):
+            plan[name] = ColwiseParallel()
+        elif leaf in ("wo", "w2"):
+            plan[name] = RowwiseParallel()
+    return plan
+
+
+def parallelize(
+    model: nn.Module, layout: Layout, device: torch.device, precision: str, compile: bool
+) -> Parallel:
+    """`model` laid out on this rank's share of the mesh (a collective: every rank calls it)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.distributed.tensor.parallel import parallelize_module
+
+    mesh = build_mesh(layout, device)
+    if layout.tp > 1:
+        parallelize_module(model, mesh["tp"], tensor_parallel_plan(model))
+    blocks = list(getattr(model, "layers", []))
+    if compile:
+        for block in blocks:
+            block.compile()
+        if not blocks:
+            model.compile()
+    mp_text = None
+    if layout.fsdp:
+        dp_mesh = mesh["dp_replicate", "dp_shard"]
+        kwargs: dict[str, Any] = {"mesh": dp_mesh}
+        if precision != "fp32":
+            # Parameters gathered in the compute dtype, gradients reduced in fp32 (torchtitan's
+            # default: a low-precision reduce loses bits at every hop).
+            kwargs["mp_policy"] = MixedPrecisionPolicy(
+                param_dtype=DTYPES[precision], reduce_dtype=torch.float32
+            )
+            mp_text = f"param_dtype={precision}, reduce_dtype=fp32"
+        for i, block in enumerate(blocks):
+            # The last block stays gathered after forward: backward needs it first.
+            fully_shard(block, reshard_after_forward=i < len(blocks) - 1, **kwargs)
+        fully_shard(model, **kwargs)
+    dp_rank = mesh.get_local_rank("dp_replicate") * layout.dp_shard + mesh.get_local_rank(
+        "dp_shard"
+    )
+    return Parallel(model, mesh, dp_rank, layout.dp_replicate * layout.dp_shard, mp_text)
+
+
+def autocast(
+    device: torch.device, precision: str, parallel: Parallel | None
+) -> Callable[[], contextlib.AbstractContextManager[Any]]:
+    """The context forward and the loss run in: autocast to the precision, unless FSDP2's
+    mixed-precision policy already casts the parameters (then fp32 loss, bf16 matmuls)."""
+    if precision == "fp32" or (parallel is not None and parallel.mixed_precision is not None):
+        return contextlib.nullcontext
+    dtype = DTYPES[precision]
+    return lambda: torch.autocast(device.type, dtype=dtype)

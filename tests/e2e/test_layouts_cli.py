@@ -1,0 +1,110 @@
+"""`minicluster run --parallel ...` end to end: real torchrun, gloo ranks, a Llama-style decoder
+under FSDP2, tensor parallel and both on one 2-D mesh; bad layouts refused before any rank."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RunCli = Callable[..., "subprocess.CompletedProcess[str]"]  # the run_cli fixture (conftest)
+
+pytest.importorskip("torch")
+
+from minicluster.result.schema import validate_result  # noqa: E402
+
+TINY_LLAMA = (
+    "workload: {name: llama, per_rank_batch: 2, seq_len: 16, vocab_size: 128, dim: 32, "
+    "n_layers: 2, n_heads: 4, n_kv_heads: 2, multiple_of: 16}\n"
+    "steps: {warmup: 1, measured: 4}\n"
+    "run: {collective_timeout_s: 60, threads_per_rank: 1}\n"
+)
+
+
+@pytest.fixture
+def llama_config(tmp_path: Path) -> Path:
+    path = tmp_path / "llama.yaml"
+    path.write_text(TINY_LLAMA)
+    return path
+
+
+def _losses(run_dir: Path, rank: int) -> list[float]:
+    lines = (run_dir / "ranks" / f"rank_{rank:05d}.jsonl").read_text().splitlines()
+    return [r["loss"] for r in map(json.loads, lines) if r["type"] == "step"]
+
+
+def _run(run_cli: RunCli, cfg: Path, out: Path, *flags: str) -> dict[str, Any]:
+    proc = run_cli("run", "-c", str(cfg), "--out", str(out), *flags, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    validate_result(result)
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_fsdp2_trains_the_same_losses_as_ddp_and_tp_ranks_share_a_batch(
+    run_cli: RunCli, tmp_path: Path, llama_config: Path
+) -> None:
+    ddp = _run(run_cli, llama_config, tmp_path / "ddp")
+    assert ddp["layout"]["name"] == "DDP" and ddp["layout"]["dp_replicate"] == 2
+    assert ddp["precision"] == "fp32" and ddp["compile"] is False
+    fsdp = _run(run_cli, llama_config, tmp_path / "fsdp", "--parallel", "dp_shard=2")
+    assert fsdp["status"] == "ok" and fsdp["layout"]["label"] == "dp_shard=2"
+    assert fsdp["layout"]["fsdp"] is True and fsdp["timing_method"] == "none_no_ddp"
+    assert fsdp["config"]["parallel"]["dp_shard"] == 2
+    for rank in (0, 1):  # FSDP2 shards what DDP replicates: the same sums, in another order
+        assert _losses(tmp_path / "fsdp", rank) == pytest.approx(
+            _losses(tmp_path / "ddp", rank), rel=1e-5
+        )
+    tp = _run(run_cli, llama_config, tmp_path / "tp", "--parallel", "tp=2")
+    assert tp["layout"]["name"] == "TP" and tp["workload"]["global_batch"] == 2
+    assert _losses(tmp_path / "tp", 0) == _losses(tmp_path / "tp", 1)  # one batch, one loss
+    # Step 0 runs before any update: TP's first loss is DDP rank 0's on the same batch.
+    assert _losses(tmp_path / "tp", 0)[0] == pytest.approx(_losses(tmp_path / "ddp", 0)[0])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_fsdp2_and_tp_on_one_2d_mesh_of_4_ranks(
+    run_cli: RunCli, tmp_path: Path, llama_config: Path
+) -> None:
+    result = _run(
+        run_cli, llama_config, tmp_path / "2d", "--nproc", "4", "--parallel", "dp_shard=2,tp=2"
+    )
+    assert result["status"] == "ok" and result["world_size"] == 4
+    lay = result["layout"]
+    assert lay["name"] == "FSDP+TP" and (lay["dp_shard"], lay["tp"]) == (2, 2)
+    assert result["workload"]["global_batch"] == 2 * 2  # two data-parallel shards of 2
+    losses = [_losses(tmp_path / "2d", r) for r in range(4)]
+    assert losses[0] == losses[1] and losses[2] == losses[3]  # tp pairs: ranks (0,1), (2,3)
+    assert losses[0] != losses[2]
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (("--parallel", "tp=3"), "parallel.tp (3) does not divide the world size (2)"),
+        (("--parallel", "tp=4", "--nproc", "4"), "parallel.tp (4) does not divide workload.n_kv"),
+        (("--parallel", "dp=2"), "unknown key parallel.dp"),
+        (("--parallel", "tp=2", "-c", "MLP"), "parallel.tp needs workload.name: llama"),
+    ],
+)
+@pytest.mark.timeout(60)
+def test_a_layout_that_does_not_fit_is_one_line_exit_2_before_any_rank(
+    run_cli: RunCli, tmp_path: Path, llama_config: Path, flags: tuple[str, ...], says: str
+) -> None:
+    mlp = tmp_path / "mlp.yaml"
+    mlp.write_text("workload: {name: mlp}\n")
+    args = [str(mlp) if f == "MLP" else f for f in flags]
+    if "-c" not in args:
+        args = ["-c", str(llama_config), *args]
+    proc = run_cli("run", *args, "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stderr
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # no rank started, nothing written
