@@ -19,6 +19,7 @@ import numpy as np
 
 from minicluster.analysis import energy, envelope, fault_detect, nodes, rank_status
 from minicluster.analysis.collectives import collectives_result
+from minicluster.analysis.comm_kinds import comm_section
 from minicluster.analysis.frame import Launch, RunFrame
 from minicluster.analysis.pairwise import pairwise_result
 from minicluster.analysis.records import RankRecords
@@ -133,9 +134,10 @@ def _metrics(frame: RunFrame, figures: _Figures) -> dict[str, MetricValue]:
         figures.series,
         frame.headers,
         frame.by_rank,
-        data_ranks(frame),
+        frame.world_size,
         workload["per_rank_batch"],
         workload.get("tokens_per_rank"),
+        data_ranks(frame),
     )
 
 
@@ -272,6 +274,7 @@ def _assemble(
     result["layout"] = lay.to_dict() if lay is not None else None
     result["precision"] = frame.config.run.precision
     result["compile"] = frame.config.run.compile
+    result["comm"] = comm_section(frame.records, frame.world_size)
     return result
 
 

@@ -181,7 +181,13 @@ class Step(Record):
 
     TYPE: ClassVar[str] = "step"
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset(
-        ("param_checksum", "optim_checksum", "grad_applied_checksum", "grad_reduced_checksum")
+        (
+            "param_checksum",
+            "optim_checksum",
+            "grad_applied_checksum",
+            "grad_reduced_checksum",
+            "comm_kinds",
+        )
     )
     step: int
     warmup: bool = False
@@ -202,6 +208,9 @@ class Step(Record):
     optim_checksum: int | None = None
     grad_applied_checksum: int | None = None
     grad_reduced_checksum: int | None = None
+    # A layout without DDP: per collective kind (core.comm_kinds) {calls, bytes, bus_bytes,
+    # time_ms, exposed_ms, untimed} of this step (rank.comm_kinds); absent under DDP.
+    comm_kinds: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass(kw_only=True, slots=True)

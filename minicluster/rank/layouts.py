@@ -77,7 +77,9 @@ def parallelize(
             model.compile()
     mp_text = None
     if layout.fsdp:
-        dp_mesh = mesh["dp_replicate", "dp_shard"]
+        # 1-D FSDP over dp_shard alone; HSDP (replicate x shard) once dp_replicate > 1, where a
+        # shard of one rank makes FSDP2 a replication (its reduce-scatter a group of one).
+        dp_mesh = mesh["dp_shard"] if layout.dp_replicate == 1 else mesh["dp_replicate", "dp_shard"]
         kwargs: dict[str, Any] = {"mesh": dp_mesh}
         if precision != "fp32":
             # Parameters gathered in the compute dtype, gradients reduced in fp32 (torchtitan's

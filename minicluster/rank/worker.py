@@ -31,6 +31,7 @@ from minicluster.core.log import setup_logging
 from minicluster.core.rank_format import CommTiming, RankLog, Step
 from minicluster.rank import (
     collectives,
+    comm_kinds,
     ddp_stats,
     dist,
     equivalence,
@@ -99,6 +100,7 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
     session.start(wl)
     injector = faults.FaultInjector(cfg.faults, info.rank)
     module = wl.model
+    timer: CommTimer | comm_kinds.KindTracker
     if layout.is_ddp:
         if cfg.run.compile:
             wl.model.compile()
@@ -125,8 +127,13 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
         autocast = layouts.autocast(device, cfg.run.precision, par)
         # Shards and tensor-parallel slices differ between ranks by design: no replica check.
         checker = replica.ReplicaChecker(0)
-        timer, timing_method, forced = NoDdpTimer(), comm_methods.NO_DDP, None
-        fallback = None
+        timing_method, forced, fallback = comm_methods.NO_DDP, None, None
+        timer = NoDdpTimer()
+        if backend == "gloo":  # host clock: on NCCL it would time the launch, not the transfer
+            tracker = comm_kinds.KindTracker()
+            tracker.install()
+            session.held.update(tracker=tracker)
+            timer, timing_method = tracker, comm_methods.KINDS_HOST_CLOCK
     # The header is already on disk (written before DDP's first collective): this record adds
     # the timing method from step 0 on.
     session.write(CommTiming(method=timing_method, fallback=fallback or forced, from_step=0))
@@ -149,6 +156,8 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
         rec = train_step(model, opt, wl, timer, device, step, dp_rank, cfg.steps.warmup, autocast)
         for key, value in checker.record(module, opt).items():  # after the clock stopped
             setattr(rec, key, value)
+        if isinstance(timer, comm_kinds.KindTracker):
+            rec.comm_kinds = timer.last_kinds
         session.write(rec)
         if isinstance(timer, DdpStatsCommTimer) and timer.given_up:
             assert ddp is not None
@@ -158,6 +167,8 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
             log.info("step %d/%d  step_time %.2f ms", step + 1, total, rec.step_time_ms)
 
     tele_window = tele.end(cfg.steps.measured)
+    if isinstance(timer, comm_kinds.KindTracker):
+        timer.uninstall()
     cross = ddp_stats.cross_check(ddp, session.log.timing[-1].method) if ddp else None
     validation = None
     if cfg.run.check_ddp_equivalence and info.rank == 0 and ddp is not None:
@@ -241,7 +252,7 @@ def train_step(
     model: torch.nn.Module,
     opt: torch.optim.Optimizer,
     wl: workloads.Workload,
-    timer: CommTimer,
+    timer: CommTimer | comm_kinds.KindTracker,
     device: torch.device,
     step: int,
     dp_rank: int,
@@ -277,8 +288,7 @@ def train_step(
         fwd_ms=fwd_ms,
         bwd_ms=bwd_ms,
         opt_ms=opt_ms,
-        # Unknown comm figures leave compute unknown too: backward holds both.
-        compute_ms=None if exposed is None else fwd_ms + max(0.0, bwd_ms - exposed),
+        compute_ms=_compute_ms(fwd_ms, bwd_ms, exposed, isinstance(timer, comm_kinds.KindTracker)),
         comm_ms=comm.comm_ms,
         exposed_comm_ms=exposed,
         buckets=comm.buckets,
@@ -287,6 +297,19 @@ def train_step(
         loss=loss.item(),
         t_unix_s=time.time(),
     )
+
+
+def _compute_ms(
+    fwd_ms: float, bwd_ms: float, exposed: float | None, anywhere: bool
+) -> float | None:
+    """Forward + backward less the time blocked on communication; unknown comm figures leave
+    compute unknown too. DDP blocks only in backward (its all-reduce); a layout's collectives
+    (`anywhere`: FSDP2's all-gathers, TP's all-reduces) block in forward as well."""
+    if exposed is None:
+        return None
+    if anywhere:
+        return max(0.0, fwd_ms + bwd_ms - exposed)
+    return fwd_ms + max(0.0, bwd_ms - exposed)
 
 
 def _no_sync() -> None:

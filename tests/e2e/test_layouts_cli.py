@@ -37,6 +37,18 @@ def _losses(run_dir: Path, rank: int) -> list[float]:
     return [r["loss"] for r in map(json.loads, lines) if r["type"] == "step"]
 
 
+def _kinds(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """comm.kinds by kind, each checked timed: calls, bytes, time, exposed and busbw measured."""
+    kinds = {k["kind"]: k for k in result["comm"]["kinds"]}
+    for k in kinds.values():
+        assert k["status"] == "measured" and k["untimed_calls"] == 0, k
+        assert k["calls_per_step"] >= 1 and k["bytes_per_step"] > 0, k
+        assert 0 < k["time_ms"] < max(r["step_time_ms"]["p99"] for r in result["ranks"]), k
+        assert 0 <= k["exposed_ms"] <= k["time_ms"] + 1e-6, k
+        assert k["busbw_gbps"] is None or k["busbw_gbps"] > 0, k
+    return kinds
+
+
 def _run(run_cli: RunCli, cfg: Path, out: Path, *flags: str) -> dict[str, Any]:
     proc = run_cli("run", "-c", str(cfg), "--out", str(out), *flags, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -53,9 +65,16 @@ def test_fsdp2_trains_the_same_losses_as_ddp_and_tp_ranks_share_a_batch(
     ddp = _run(run_cli, llama_config, tmp_path / "ddp")
     assert ddp["layout"]["name"] == "DDP" and ddp["layout"]["dp_replicate"] == 2
     assert ddp["precision"] == "fp32" and ddp["compile"] is False
+    assert list(_kinds(ddp)) == ["all_reduce"]  # DDP's gradient all-reduce, as timed
+    assert ddp["comm"]["method"] == "ddp_allreduce_timer"
     fsdp = _run(run_cli, llama_config, tmp_path / "fsdp", "--parallel", "dp_shard=2")
     assert fsdp["status"] == "ok" and fsdp["layout"]["label"] == "dp_shard=2"
-    assert fsdp["layout"]["fsdp"] is True and fsdp["timing_method"] == "none_no_ddp"
+    assert fsdp["layout"]["fsdp"] is True
+    assert fsdp["timing_method"] == fsdp["comm"]["method"] == "wrapped_calls_host_clock"
+    # FSDP2's own collectives, caught where torch issues them (not by code of ours)
+    fsdp_kinds = _kinds(fsdp)
+    assert list(fsdp_kinds) == ["all_gather", "reduce_scatter"]
+    assert fsdp_kinds["all_gather"]["busbw_gbps"] is not None
     assert fsdp["config"]["parallel"]["dp_shard"] == 2
     for rank in (0, 1):  # FSDP2 shards what DDP replicates: the same sums, in another order
         assert _losses(tmp_path / "fsdp", rank) == pytest.approx(
@@ -63,6 +82,9 @@ def test_fsdp2_trains_the_same_losses_as_ddp_and_tp_ranks_share_a_batch(
         )
     tp = _run(run_cli, llama_config, tmp_path / "tp", "--parallel", "tp=2")
     assert tp["layout"]["name"] == "TP" and tp["workload"]["global_batch"] == 2
+    # DTensor's functional all-reduces: 2 forward + 5 backward (q, k, v, w1, w3) per block
+    assert _kinds(tp)["all_reduce"]["calls_per_step"] == 14
+    assert tp["metrics"]["busbw_gbps"]["value"] is None  # per kind, not one all-reduce figure
     assert _losses(tmp_path / "tp", 0) == _losses(tmp_path / "tp", 1)  # one batch, one loss
     # Step 0 runs before any update: TP's first loss is DDP rank 0's on the same batch.
     assert _losses(tmp_path / "tp", 0)[0] == pytest.approx(_losses(tmp_path / "ddp", 0)[0])
@@ -80,6 +102,7 @@ def test_fsdp2_and_tp_on_one_2d_mesh_of_4_ranks(
     lay = result["layout"]
     assert lay["name"] == "FSDP+TP" and (lay["dp_shard"], lay["tp"]) == (2, 2)
     assert result["workload"]["global_batch"] == 2 * 2  # two data-parallel shards of 2
+    assert set(_kinds(result)) == {"all_gather", "reduce_scatter", "all_reduce"}
     losses = [_losses(tmp_path / "2d", r) for r in range(4)]
     assert losses[0] == losses[1] and losses[2] == losses[3]  # tp pairs: ranks (0,1), (2,3)
     assert losses[0] != losses[2]
