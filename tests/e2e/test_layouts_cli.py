@@ -80,6 +80,24 @@ def test_fsdp2_trains_the_same_losses_as_ddp_and_tp_ranks_share_a_batch(
         assert _losses(tmp_path / "fsdp", rank) == pytest.approx(
             _losses(tmp_path / "ddp", rank), rel=1e-5
         )
+    # bf16: FSDP2's MixedPrecisionPolicy gathers parameters in bf16 (half the bytes) and
+    # reduces gradients in fp32 (the same bytes)
+    bf16_cfg = tmp_path / "bf16.yaml"
+    bf16_cfg.write_text(
+        TINY_LLAMA.replace("threads_per_rank: 1", "threads_per_rank: 1, precision: bf16")
+    )
+    bf16 = _run(run_cli, bf16_cfg, tmp_path / "bf16", "--parallel", "dp_shard=2")
+    assert bf16["precision"] == "bf16" and bf16["config"]["run"]["precision"] == "bf16"
+    bf16_kinds = _kinds(bf16)
+    assert (
+        bf16_kinds["all_gather"]["bytes_per_step"] * 2 == fsdp_kinds["all_gather"]["bytes_per_step"]
+    )
+    assert (
+        bf16_kinds["reduce_scatter"]["bytes_per_step"]
+        == fsdp_kinds["reduce_scatter"]["bytes_per_step"]
+    )
+    bf16_loss, fp32_loss = _losses(tmp_path / "bf16", 0), _losses(tmp_path / "fsdp", 0)
+    assert bf16_loss != fp32_loss and bf16_loss == pytest.approx(fp32_loss, rel=2e-2)
     tp = _run(run_cli, llama_config, tmp_path / "tp", "--parallel", "tp=2")
     assert tp["layout"]["name"] == "TP" and tp["workload"]["global_batch"] == 2
     # DTensor's functional all-reduces: 2 forward + 5 backward (q, k, v, w1, w3) per block
@@ -131,3 +149,23 @@ def test_a_layout_that_does_not_fit_is_one_line_exit_2_before_any_rank(
     assert says in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()  # no rank started, nothing written
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("layout", ["dp_shard=2", "tp=2"])
+def test_a_straggler_is_named_under_fsdp2_and_tp(
+    run_cli: RunCli, tmp_path: Path, layout: str
+) -> None:
+    """The slow rank's peers wait in many collectives per step (FSDP2's all-gathers, TP's
+    all-reduces inside every block): that wait is blocked time, not compute, so the rank with
+    the most compute is still the one named."""
+    cfg = tmp_path / "llama.yaml"
+    cfg.write_text(TINY_LLAMA.replace("measured: 4", "measured: 10"))
+    result = _run(
+        run_cli, cfg, tmp_path / "out", "--parallel", layout, "--fault",
+        "straggler:rank=1,delay_ms=60",
+    )  # fmt: skip
+    assert [s["rank"] for s in result["stragglers"]] == [1], result["stragglers"]
+    detected = [f for f in result["faults"]["detected"] if f["kind"] == "straggler"]
+    assert [f["rank"] for f in detected] == [1]
