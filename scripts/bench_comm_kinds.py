@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,7 +43,19 @@ def _rank(rank: int, port: int, layout_text: str, rounds: int, steps: int, out: 
     lay = layout.resolve(layout.parse_flag(layout_text), 2)
     par = layouts.parallelize(wl.model, lay, torch.device("cpu"), "fp32", False)
     opt = torch.optim.SGD(par.model.parameters(), lr=0.01)
-    tracker = KindTracker()
+    ratios = _measure(wl, par, opt, KindTracker(), rounds, steps)
+    direct = _direct_cost_us(KindTracker(), torch.zeros(1024)) if rank == 0 else None
+    if rank == 0:
+        out.put((ratios, direct))  # type: ignore[attr-defined]
+    del par, opt, wl
+    gc.collect()
+    dist.destroy_process_group()
+
+
+def _measure(wl: Any, par: Any, opt: Any, tracker: Any, rounds: int, steps: int) -> list[float]:
+    """Per round, median step time with the tracker / without (max over ranks per step)."""
+    import torch
+    import torch.distributed as dist
 
     def block(on: bool, step0: int) -> list[float]:
         if on:
@@ -59,9 +72,8 @@ def _rank(rank: int, port: int, layout_text: str, rounds: int, steps: int, out: 
             times.append((time.perf_counter_ns() - t0) / 1e6)
         if on:
             tracker.uninstall()
-        box = [torch.tensor(times)]
         gathered = [torch.zeros(steps, dtype=torch.float64) for _ in range(2)]
-        dist.all_gather(gathered, box[0].double())
+        dist.all_gather(gathered, torch.tensor(times, dtype=torch.float64))
         return torch.stack(gathered).max(dim=0).values.tolist()
 
     block(False, 0)  # warm-up
@@ -70,11 +82,25 @@ def _rank(rank: int, port: int, layout_text: str, rounds: int, steps: int, out: 
         order = (True, False) if r % 2 else (False, True)
         med = {on: statistics.median(block(on, 1000 * r + 100 * i)) for i, on in enumerate(order)}
         ratios.append(med[True] / med[False])
-    if rank == 0:
-        out.put(ratios)  # type: ignore[attr-defined]
-    del par, opt, wl
-    gc.collect()
-    dist.destroy_process_group()
+    return ratios
+
+
+def _direct_cost_us(tracker: Any, tensor: Any, calls: int = 20_000) -> tuple[float, float]:
+    """The tracker's own work, with the collective itself taken out: a wrapper around a no-op
+    (group of the whole world, so the timed path runs) per call, and take_step per call it
+    summarises; both in microseconds, the median of 5 repetitions."""
+    wrapped = tracker._c10d_wrapper(lambda *a, **k: None, "all_reduce", 0, ("tensor",))
+    per_call, per_take = [], []
+    for _ in range(5):
+        t0 = time.perf_counter_ns()
+        for _ in range(calls):
+            wrapped(tensor)
+        t1 = time.perf_counter_ns()
+        tracker.take_step()
+        t2 = time.perf_counter_ns()
+        per_call.append((t1 - t0) / calls / 1e3)
+        per_take.append((t2 - t1) / calls / 1e3)
+    return statistics.median(per_call), statistics.median(per_take)
 
 
 def main() -> None:
@@ -96,13 +122,17 @@ def main() -> None:
         nprocs=2,
         join=True,
     )
-    ratios = queue.get()
+    ratios, (per_call_us, per_take_us) = queue.get()
     mean = statistics.mean(ratios)
     half = stats.t.ppf(0.975, len(ratios) - 1) * statistics.stdev(ratios) / len(ratios) ** 0.5
     print(
         f"layout {args.layout}: step time with per-kind timing / without = {mean:.3f} "
         f"(95% CI {mean - half:.3f}..{mean + half:.3f}, {len(ratios)} rounds x {args.steps} "
         f"steps; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
+    print(
+        f"direct cost: {per_call_us:.2f} us per wrapped call + {per_take_us:.2f} us per call in "
+        "take_step (the collective itself taken out)"
     )
 
 

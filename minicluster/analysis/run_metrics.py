@@ -13,7 +13,6 @@ from minicluster.core import comm_methods
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.metrics import MetricValue, Status, metric, unavailable
 
-
 # Layouts without DDP: comm_ms is the union of every kind's collectives, not an all-reduce.
 NO_DDP_METHODS = (comm_methods.KINDS_HOST_CLOCK, comm_methods.NO_DDP)
 
