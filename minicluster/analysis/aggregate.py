@@ -118,7 +118,9 @@ def data_ranks(frame: RunFrame) -> int:
     """Ranks that train on a batch of their own: the world size over the tensor- and
     pipeline-parallel degrees (their ranks share one batch)."""
     lay = _layout(frame)
-    return frame.world_size if lay is None else frame.world_size // (lay.tp * lay.pp)
+    if lay is None or frame.config.run.fixed_global_batch:
+        return frame.world_size  # every rank's share of the data is trained, by someone
+    return frame.world_size // (lay.tp * lay.pp)
 
 
 def _layout(frame: RunFrame) -> Layout | None:

@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_junit(p)
     add_fault_args(p)
     add_parallel_arg(p)
+    p.add_argument(
+        "--layouts",
+        metavar="L,L,...",
+        help="train the same model, seed and global batch under each layout (ddp, fsdp, tp, "
+        "fsdp_tp, hsdp, or degree specs separated by ';': dp_shard=2;tp=2) and check the loss "
+        "agrees with the first layout's at every step (relative 1e-4 in fp32, 3e-2 in bf16/fp16)",
+    )
     add_launcher_args(p)
     add_dry_run(p)
     p.set_defaults(handler=handlers.validate)

@@ -62,7 +62,14 @@ def write_junit(args: argparse.Namespace, result: RunResult | None, code: int) -
 
 
 def validate(args: argparse.Namespace) -> int:
-    """`minicluster validate`: DDP equals one process; replicas identical. 0 pass, 1 fail."""
+    """`minicluster validate`: DDP equals one process; replicas identical (or, with `--layouts`,
+    every layout trains the same losses). 0 pass, 1 fail."""
+    if getattr(args, "layouts", None):
+        if getattr(args, "parallel", None):
+            raise InputError("--layouts gives the layouts to compare: leave out --parallel")
+        from minicluster.cli.validate_layouts import validate_layouts
+
+        return validate_layouts(args)
     result = _launch_training(args, validating=True)
     if result is None:  # a dry run (validate runs on one node: a run's result is here)
         return EXIT_OK
@@ -106,6 +113,15 @@ def _launch_training(args: argparse.Namespace, validating: bool) -> RunResult | 
     if validating:
         if cfg.run.nproc < 2:
             raise InputError("validate compares ranks: it needs --nproc 2 or more")
+        if (
+            not config_mod.with_parallel(cfg, getattr(args, "parallel", None))
+            .parallel.layout(cfg.run.nproc)
+            .is_ddp
+        ):
+            raise InputError(
+                "validate checks DDP against one process; for another layout compare it with "
+                "DDP: validate --layouts ddp,fsdp,tp"
+            )
         every = cfg.run.replica_check_every or 1
         cfg = config_mod.override(cfg, replica_check_every=every, check_ddp_equivalence=True)
     rendezvous = launcher.rendezvous if isinstance(launcher, NodeTorchrun) else None

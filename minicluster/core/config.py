@@ -175,6 +175,10 @@ class RunSection:
         default="fp32", metadata={"help": "compute precision: fp32, or autocast to bf16 / fp16"}
     )
     compile: bool = False  # torch.compile the model before wrapping it
+    # The global batch is per_rank_batch x world size in every layout: a data-parallel rank of a
+    # layout with fewer of them (tp, pp) trains on world / dp shards of it, so every layout sees
+    # the same data (`validate --layouts` sets it).
+    fixed_global_batch: bool = False
 
 
 @dataclass(frozen=True)
@@ -368,7 +372,11 @@ class RunConfig:
             del data["job"], data["collectives"]
             if self.parallel == ParallelSection():
                 del data["parallel"]
-            for key, default in (("precision", "fp32"), ("compile", False)):
+            for key, default in (
+                ("precision", "fp32"),
+                ("compile", False),
+                ("fixed_global_batch", False),
+            ):
                 if data["run"][key] == default:
                     del data["run"][key]
             return data

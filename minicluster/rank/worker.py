@@ -134,6 +134,8 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
             tracker.install()
             session.held.update(tracker=tracker)
             timer, timing_method = tracker, comm_methods.KINDS_HOST_CLOCK
+    if cfg.run.fixed_global_batch:
+        _shard_batches(wl, layout.tp * layout.pp)  # the ranks of a tp/pp group share one batch
     # The header is already on disk (written before DDP's first collective): this record adds
     # the timing method from step 0 on.
     session.write(CommTiming(method=timing_method, fallback=fallback or forced, from_step=0))
@@ -297,6 +299,21 @@ def train_step(
         loss=loss.item(),
         t_unix_s=time.time(),
     )
+
+
+def _shard_batches(wl: workloads.Workload, shards: int) -> None:
+    """Make each data-parallel rank train on `shards` consecutive per-rank batches (the global
+    batch of a run with one data-parallel rank per rank, concatenated), so a layout with fewer
+    data-parallel ranks sees the same data as DDP."""
+    if shards <= 1:
+        return
+    one = wl.make_batch
+
+    def make_batch(step: int, dp_rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [one(step, dp_rank * shards + i) for i in range(shards)]
+        return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+
+    wl.make_batch = make_batch
 
 
 def _compute_ms(
