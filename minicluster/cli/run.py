@@ -69,7 +69,8 @@ def validate(args: argparse.Namespace) -> int:
             raise InputError("--layouts gives the layouts to compare: leave out --parallel")
         from minicluster.cli.validate_layouts import validate_layouts
 
-        return validate_layouts(args)
+        cfg = config_mod.override(load_training_config(args.config), nproc=nproc_from_args(args))
+        return validate_layouts(args, cfg, launcher_from_args(args))
     result = _launch_training(args, validating=True)
     if result is None:  # a dry run (validate runs on one node: a run's result is here)
         return EXIT_OK

@@ -21,9 +21,10 @@ from typing import Any
 from minicluster.analysis.records import read_run_dir
 from minicluster.cli import orchestrate
 from minicluster.core import config as config_mod
-from minicluster.core import layout as layout_mod
+from minicluster.core.config import RunConfig
 from minicluster.core.errors import InputError
 from minicluster.core.io import atomic_write_json
+from minicluster.launchers.base import Launcher
 from minicluster.result import store
 
 REL_TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "fp16": 3e-2}
@@ -82,14 +83,11 @@ def first_divergence(
     return None
 
 
-def validate_layouts(args: argparse.Namespace) -> int:
-    """Run each layout, compare the job's loss step by step with the first's: exit 0 when all
-    agree, 1 naming the first layout and step that diverge."""
-    from minicluster.cli.run import launcher_from_args, load_training_config, nproc_from_args
-
-    cfg = load_training_config(args.config)
-    nproc = nproc_from_args(args)
-    cfg = config_mod.override(cfg, nproc=nproc, fixed_global_batch=True)
+def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launcher) -> int:
+    """Run each layout of `args.layouts` (the config `cfg`, its ranks started by `launcher`),
+    compare the job's loss step by step with the first's: exit 0 when all agree, 1 naming the
+    first layout and step that diverge."""
+    cfg = config_mod.override(cfg, fixed_global_batch=True)
     world = cfg.run.nproc
     specs = layout_specs(args.layouts, world)
     configs = []
@@ -99,7 +97,6 @@ def validate_layouts(args: argparse.Namespace) -> int:
         )
         config_mod.check_layout(one, world)
         configs.append((name, one))
-    launcher = launcher_from_args(args)
     tol = REL_TOLERANCE[cfg.run.precision]
     if args.dry_run:
         for name, one in configs:
