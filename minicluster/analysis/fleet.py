@@ -305,7 +305,10 @@ def _verdict(
     if bad:
         named = []
         for r in bad:
-            zs = ", ".join(f"{name} z {r['values'][name]['z']:+.1f}" for name in r["outlier_on"])
+            # the bad-side z, as the nodes table shows it (+ is worse whatever the direction)
+            zs = ", ".join(
+                f"{name} z {r['values'][name]['bad_z']:+.1f}" for name in r["outlier_on"]
+            )
             within = f" among {r['group']}" if len(groups) > 1 else ""
             named.append(f"{r['label']} ({zs}{within})")
         parts.append(f"{len(bad)} outlier node(s): " + "; ".join(named))

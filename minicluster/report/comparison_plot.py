@@ -9,7 +9,6 @@ floor); the caption counts the others, which the table lists.
 from __future__ import annotations
 
 import math
-from html import escape
 from typing import Any
 
 from minicluster.core import metrics as metrics_registry
@@ -93,11 +92,6 @@ def comparison_plot(rows: list[dict[str, Any]], title: str = "B vs A") -> Plot |
         families.setdefault(family(r), []).append(r)
     logs = [abs(math.log2(_normalized_ratio(r) or 1.0)) for r in shown]
     span = min(max(logs + [_MIN_LOG2]), CLIP_LOG2) * 1.25  # room for the printed value
-    line_h = 20
-    n_lines = len(shown) + len(families)
-    height = svg.MARGIN_TOP + n_lines * line_h + svg.MARGIN_BOTTOM + 10
-    frame = svg.Frame(-span, span, 0.0, 1.0, width=svg.WIDTH + 140, height=height, margin_left=230)
-    parts = [svg.open_svg(frame, "B/A per metric, right = better", "comparison")]
     edge = span / 1.25
     kept = [0.0]  # x1, then the largest ratios that fit, at least a quarter of the axis apart
     for tick_ratio in sorted(_TICK_RATIOS, reverse=True):
@@ -105,57 +99,47 @@ def comparison_plot(rows: list[dict[str, Any]], title: str = "B vs A") -> Plot |
         if v <= edge + 1e-9 and all(abs(v - k) >= edge / 4 for k in kept):
             kept.append(v)
     ticks = sorted({*kept, *(-k for k in kept)})
-    for v in ticks:
-        x = frame.x(v)
-        parts.append(
-            f'<line x1="{x:.1f}" y1="{frame.top}" x2="{x:.1f}" y2="{frame.bottom}" '
-            f'class="{"axis" if v == 0 else "grid"}"/>'
-            f'<text x="{x:.1f}" y="{frame.bottom + 17}" class="tick" text-anchor="middle">'
-            f"{escape(_tick_text(v))}</text>"
-        )
-    parts.append(
-        f'<text x="{(frame.left + frame.right) / 2:.1f}" y="{frame.height - 10}" class="alabel" '
-        'text-anchor="middle">B/A turned so right is better (log scale; bars past x4 clipped)'
-        "</text>"
+    chart = svg.Chart(
+        "comparison",
+        "B/A per metric, right = better",
+        -span,
+        span,
+        "B/A turned so right is better (log scale; bars past x4 clipped)",
+        x_ticks=ticks,
+        x_tick_text=[_tick_text(v) for v in ticks],
+        rows=[],
+        legend=[
+            ("better", _VERDICT_COLOR["better"], "box"),
+            ("worse", _VERDICT_COLOR["worse"], "box"),
+            ("~ no change", _VERDICT_COLOR["no_change"], "box"),
+        ],
+        marks=[svg.Rule(0.0, "", "", axis="x", dash="", text="", cls="axis")],
+        width=svg.WIDTH + 140,
+        margin_left=230,
+        row_pitch=20,
+        bar_h=14,
+        first_row=7,
+        row_label_x=20,
     )
-    y = frame.top + 4
+    assert chart.rows is not None
     for fam, fam_rows in families.items():
-        parts.append(svg.text(8, y + 13, fam, cls="alabel"))
-        y += line_h
+        chart.rows.append(svg.Row(fam, heading=True))
         for r in fam_rows:
             ratio = _normalized_ratio(r)
             assert ratio is not None
             v = math.log2(ratio)
-            clipped = abs(v) > edge
             drawn_v = max(-edge, min(edge, v))
             name, verdict, mark = str(r.get("metric")), str(r.get("verdict")), _mark(r, ratio)
-            parts.append(svg.text(20, y + 13, name))
-            a, b = frame.x(min(0.0, drawn_v)), frame.x(max(0.0, drawn_v))
-            parts.append(
-                svg.rect(
-                    a,
-                    y + 3,
-                    b - a,
-                    line_h - 6,
-                    _VERDICT_COLOR[verdict],
-                    f"{name}: {mark} ({verdict}); {r.get('reason', '')}",
-                )
+            row = len(chart.rows)
+            chart.rows.append(svg.Row(name))
+            tip = f"{name}: {mark} ({verdict}); {r.get('reason', '')}"
+            chart.marks.append(
+                svg.Bar(row, min(0.0, drawn_v), max(0.0, drawn_v), _VERDICT_COLOR[verdict], tip)
             )
-            end = frame.x(drawn_v) + (4 if drawn_v >= 0 else -4)
-            label = f"{mark} (clipped)" if clipped else mark
-            parts.append(svg.text(end, y + 14, label, anchor="start" if v >= 0 else "end"))
-            y += line_h
-    parts.append(
-        svg.legend(
-            frame,
-            [
-                ("better", _VERDICT_COLOR["better"], "box"),
-                ("worse", _VERDICT_COLOR["worse"], "box"),
-                ("~ no change", _VERDICT_COLOR["no_change"], "box"),
-            ],
-        )
-    )
-    parts.append("</svg>")
+            label = f"{mark} (clipped)" if abs(v) > edge else mark
+            anchor = "start" if v >= 0 else "end"
+            dx = 4 if drawn_v >= 0 else -4
+            chart.marks.append(svg.Label(drawn_v, row, label, anchor=anchor, dx=dx))
     left_out = len(rows) - len(shown)
     caption = (
         f"{title}. B/A per metric, inverted for lower-is-better metrics so that right is better; "
@@ -164,4 +148,4 @@ def comparison_plot(rows: list[dict[str, Any]], title: str = "B vs A") -> Plot |
         f"run-to-run spread. {left_out} row(s) are not drawn (not measured, not comparable, not "
         "tested, below the noise floor or a zero on one side): see the table."
     )
-    return Plot("comparison", f"Comparison, {title}", "".join(parts), caption)
+    return Plot("comparison", f"Comparison, {title}", svg.render(chart), caption)

@@ -17,7 +17,7 @@ from minicluster.report.html import table_html as html_table
 from minicluster.report.markdown import md_escape
 from minicluster.report.markdown import table_lines as md_table
 from minicluster.report.svg import Plot
-from minicluster.report.terminal import make_console, rich_table
+from minicluster.report.terminal import make_console, print_fitted
 from minicluster.report.text import TextTable, fmt_num, text
 
 TERMINAL_MAX_NODES = 16
@@ -117,7 +117,7 @@ def print_fleet(report: dict[str, Any], console: Console | None = None) -> None:
     style = "bold red" if bad else "green"
     console.print(f"[{style}]{rich_escape(report['verdict'])}[/{style}]")
     for t in (distribution_table(report), nodes_table(report, TERMINAL_MAX_NODES)):
-        console.print(rich_table(t))
+        print_fitted(console, t)
         console.print(f"[dim]{rich_escape(t.note)}[/dim]")
 
 
@@ -239,48 +239,48 @@ def strip_plot(report: dict[str, Any], m: dict[str, Any], index: int = 0) -> Plo
         lo, hi = min(lo, threshold), max(hi, threshold)
     pad = (hi - lo) * 0.08 or abs(median) * 0.1 or 1.0
     lo, hi = (lo - pad, hi + pad) if not log else (lo / 1.1, hi * 1.1)
-    height = 150
-    frame = svg.Frame(lo, hi, 0.0, 1.0, log_x=log and lo > 0, height=height)
     title = f"{_metric_title(report, m)} ({m['unit']}) per node"
-    plot_id = f"fleet-{m['name']}" + (f"-{index}" if _grouped(report) else "")
-    parts = [svg.open_svg(frame, title, plot_id)]
-    ticks = svg.nice_ticks(lo, hi, 6)
-    parts.append(
-        svg.x_axis(frame, f"{m['name']} ({m['unit']})", [t for t in ticks if t > 0 or not log])
+    chart = svg.Chart(
+        f"fleet-{m['name']}" + (f"-{index}" if _grouped(report) else ""),
+        title,
+        lo,
+        hi,
+        f"{m['name']} ({m['unit']})",
+        log_x=log and lo > 0,
+        y_axis=False,
+        x_grid=False,
+        height=150,
     )
-    parts.append(_vline(frame, median, "#333", f"median {fmt_num(median)}", dash=""))
+    chart.marks.append(
+        svg.Rule(median, "#333", f"median {fmt_num(median)}", axis="x", dash="", text="top")
+    )
     if threshold is not None and near:
-        parts.append(
-            _vline(frame, threshold, "#C00", f"outlier beyond {fmt_num(threshold)}", low=True)
-        )
+        label = f"outlier beyond {fmt_num(threshold)}"
+        chart.marks.append(svg.Rule(threshold, "#C00", label, axis="x", text="bottom"))
     elif threshold is not None:
-        side_x = frame.right if threshold > hi else frame.left
-        parts.append(
-            svg.text(
-                side_x,
-                frame.bottom - 6,
+        chart.marks.append(
+            svg.Label(
+                hi if threshold > hi else lo,
+                0.0,
                 f"outlier beyond {fmt_num(threshold)} (off axis)",
                 anchor="end" if threshold > hi else "start",
                 fill="#C00",
+                dy=-6,
             )
         )
+    plot_h = chart.frame().bottom - chart.frame().top
     for i, (label, c) in enumerate(sorted(cells)):
         v = c["value"]
-        y = frame.top + 12 + (i * 37 % 60)
+        y = 1.0 - (12 + (i * 37 % 60)) / plot_h  # spread in rows so that close dots stay apart
         clipped = min(max(v, lo), hi)
-        x = frame.x(clipped)
         color = "#C00" if c["outlier"] else "#D97706" if c.get("excluded") else svg.color(0)
         tip = f"{label}: {fmt_num(v)} {m['unit']} (z {c['z']:+.2f})"
-        parts.append(
-            f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="{5 if c["outlier"] else 4}" '
-            f'fill="{color}"><title>{escape(tip)}</title></circle>'
-        )
+        chart.marks.append(svg.Point(clipped, y, color, tip, r=5 if c["outlier"] else 4))
         if c["outlier"] or c.get("excluded") or clipped != v:
             mark = f"{label}: {fmt_num(v)}" + (" (off axis)" if clipped != v else "")
             mark += " (own check)" if c.get("excluded") else ""
             anchor = "end" if clipped >= hi else "start"
-            parts.append(svg.text(x, y - 9, mark, anchor=anchor, fill="#C00"))
-    parts.append("</svg>")
+            chart.marks.append(svg.Label(clipped, y, mark, anchor=anchor, fill="#C00", dy=-9))
     caption = (
         f"{m['name']} of each node (dots; red: outlier, named; orange: a node whose own check "
         "found a problem, placed against the others but not part of their distribution), the "
@@ -289,17 +289,4 @@ def strip_plot(report: dict[str, Any], m: dict[str, Any], index: int = 0) -> Plo
         + ("log scale" if log else "linear scale")
         + "). Values past the axis are drawn at its edge with their number."
     )
-    return Plot(plot_id, title, "".join(parts), caption)
-
-
-def _vline(
-    frame: svg.Frame, x: float, color: str, label: str, dash: str = "6 4", low: bool = False
-) -> str:
-    """A vertical reference line with its label at the top (or, `low`, at the bottom)."""
-    px = frame.x(x)
-    dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-    return (
-        f'<line class="ref" x1="{px:.1f}" y1="{frame.top}" x2="{px:.1f}" y2="{frame.bottom}" '
-        f'stroke="{color}" stroke-width="1.4"{dash_attr}><title>{escape(label)}</title></line>'
-        + svg.text(px + 4, frame.bottom - 6 if low else frame.top + 10, label, fill=color)
-    )
+    return Plot(chart.label, title, svg.render(chart), caption)

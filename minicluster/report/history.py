@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from minicluster.report import svg
-from minicluster.report.terminal import make_console
+from minicluster.report.terminal import make_console, print_fitted
+from minicluster.report.text import TextTable
 
 if TYPE_CHECKING:
     from minicluster.compare.history_check import CheckResult, MetricCheck
@@ -37,28 +37,32 @@ def print_check(r: CheckResult, console: Console | None = None) -> None:
         else f"history check {r.candidate}: no regression"
     )
     console.print(f"[bold]{escape(head)}[/bold] (against {r.history_runs} comparable runs)")
-    table = Table(box=None, pad_edge=False)
-    for col in ("metric", "value", "baseline median", "change", "interval", "MDE", "verdict"):
-        table.add_column(
-            col, no_wrap=True, justify="left" if col in ("metric", "verdict") else "right"
-        )
+    # The verdict and the change first: a narrow terminal leaves out the last columns whole.
+    table = TextTable(
+        "Metrics against the history",
+        ["metric", "verdict", "change", "interval", "value", "baseline median", "MDE"],
+        numeric={2, 3, 4, 5, 6},
+    )
     for m in r.metrics:
         interval = (
             "n/a"
             if m.low_pct is None or m.high_pct is None
             else f"[{m.low_pct:+.3g}, {m.high_pct:+.3g}]%"
         )
-        table.add_row(
-            m.metric,
-            svg.tick_label(m.value) if m.value is not None else "n/a",
-            svg.tick_label(m.baseline_median) if m.baseline_median is not None else "n/a",
-            _pct(m.change_pct),
-            interval,
-            "n/a" if m.mde_pct is None else f"{m.mde_pct:.3g}%",
-            _VERDICT[m.verdict],
-            style="red" if m.verdict == "regression" else None,
+        if m.verdict == "regression":
+            table.highlight.add(len(table.rows))
+        table.rows.append(
+            [
+                m.metric,
+                _VERDICT[m.verdict],
+                _pct(m.change_pct),
+                interval,
+                svg.tick_label(m.value) if m.value is not None else "n/a",
+                svg.tick_label(m.baseline_median) if m.baseline_median is not None else "n/a",
+                "n/a" if m.mde_pct is None else f"{m.mde_pct:.3g}%",
+            ]
         )
-    console.print(table)
+    print_fitted(console, table)
     for m in r.metrics:
         console.print(f"[dim]{escape(m.metric)}:[/dim] {escape(m.reason)}")
         for cp in m.change_points:
@@ -81,28 +85,34 @@ def trend_plot(m: MetricCheck) -> svg.Plot | None:
         return None
     lo, hi = min(values), max(values)
     pad = (hi - lo) * 0.15 or abs(hi) * 0.1 or 1.0
-    frame = svg.Frame(0, len(values) - 1, max(0.0, lo - pad), hi + pad)
     title = f"{m.metric} over the history"
     pts = [(float(i), float(v)) for i, v in enumerate(values)]
-    parts = [svg.open_svg(frame, title, f"trend-{m.metric}")]
-    parts.append(
-        svg.axes(frame, "run (oldest left; the last is the one checked)", f"{m.metric} ({m.unit})")
+    chart = svg.Chart(
+        f"trend-{m.metric}",
+        title,
+        0,
+        len(values) - 1,
+        "run (oldest left; the last is the one checked)",
+        max(0.0, lo - pad),
+        hi + pad,
+        f"{m.metric} ({m.unit})",
     )
     for cp in m.change_points:
         x = float(cp["index"])
-        parts.append(svg.vband(frame, x - 0.5, x + 0.5, f"change point: {cp['change_pct']:+.3g}%"))
+        chart.marks.append(svg.Band(x - 0.5, x + 0.5, f"change point: {cp['change_pct']:+.3g}%"))
     if m.baseline_median is not None:
-        parts.append(svg.hline(frame, m.baseline_median, "#555", "baseline median"))
-    parts.append(svg.polyline(frame, pts, svg.color(0), m.metric))
-    parts.append(svg.markers(frame, pts[:-1], svg.color(0), "earlier run"))
+        chart.marks.append(svg.Rule(m.baseline_median, "#555", "baseline median"))
     fill = "#b3261e" if m.verdict == "regression" else "#2a7d2e"
-    parts.append(svg.markers(frame, pts[-1:], fill, "this run"))
-    parts.append("</svg>")
+    chart.marks += [
+        svg.Line(pts, svg.color(0), m.metric),
+        svg.Line(pts[:-1], svg.color(0), "earlier run", line=False, markers="filled"),
+        svg.Line(pts[-1:], fill, "this run", line=False, markers="filled"),
+    ]
     caption = (
         f"{m.metric} ({m.unit}) of the comparable runs in the history and of the run checked "
         f"(last point); dashed: the median of the baseline runs; bands: change points. {m.reason}"
     )
-    return svg.Plot(f"trend-{m.metric}", title, "".join(parts), caption)
+    return svg.Plot(chart.label, title, svg.render(chart), caption)
 
 
 def history_html(r: CheckResult) -> str:

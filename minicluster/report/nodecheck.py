@@ -17,7 +17,7 @@ from minicluster.report.html import table_html as html_table
 from minicluster.report.markdown import md_escape
 from minicluster.report.markdown import table_lines as md_table
 from minicluster.report.svg import Plot
-from minicluster.report.terminal import make_console, rich_table
+from minicluster.report.terminal import make_console, print_fitted
 from minicluster.report.text import TextTable, fmt_num, text
 
 _ORDER = {"failed": 0, "degraded": 1, "incomplete": 2, "ok": 3}
@@ -92,6 +92,7 @@ def metrics_table(result: dict[str, Any]) -> TextTable:
         note="The slowest device's figure at the conditions shown (a synchronous job runs at its "
         "slowest device's pace).",
         numeric={1},
+        wrap={3, 4},
     )
     for name, m in result["metrics"].items():
         cond = ", ".join(f"{k}={v}" for k, v in (m.get("conditions") or {}).items())
@@ -176,7 +177,7 @@ def print_node_check(result: dict[str, Any], console: Console | None = None) -> 
         tables.append(burn)
     for t in tables:
         if t.rows:
-            console.print(rich_table(t))
+            print_fitted(console, t)
 
 
 def node_check_markdown(result: dict[str, Any]) -> str:
@@ -239,20 +240,26 @@ def burn_in_plot(result: dict[str, Any]) -> Plot | None:
     if not values:
         return None
     hi = max(values) * 1.1
-    frame = svg.Frame(0.0, max(times) or 1.0, 0.0, hi)
-    title = f"Burn-in: {burn['dtype']} GEMM rate per interval"
-    parts = [svg.open_svg(frame, title, "node-check-burn-in")]
-    parts.append(svg.axes(frame, "time into the burn-in (s)", "TFLOP/s"))
+    chart = svg.Chart(
+        "node-check-burn-in",
+        f"Burn-in: {burn['dtype']} GEMM rate per interval",
+        0.0,
+        max(times) or 1.0,
+        "time into the burn-in (s)",
+        0.0,
+        hi,
+        "TFLOP/s",
+    )
     for i, (d, pts) in enumerate(series.items()):
-        parts.append(svg.polyline(frame, pts, svg.color(i), d))
-        parts.append(svg.markers(frame, pts, svg.color(i), d))
+        chart.marks.append(svg.Line(pts, svg.color(i), d, markers="filled"))
     if len(series) > 1:
-        parts.append(svg.legend(frame, [(svg.color(i), d, d) for i, d in enumerate(series)]))
-    parts.append("</svg>")
+        # (label, colour, kind): this legend was (colour, label, label), naming each line by
+        # its colour code
+        chart.legend = [(d, svg.color(i), "line") for i, d in enumerate(series)]
     drift = burn.get("drift") or {}
     said = "; ".join(f"{d}: {(drift.get(d) or {}).get('reason')}" for d in devices)
     caption = (
         f"Each point: calls x 2 n^3 over the interval's device time (n = {burn['n']}); axis from "
         f"0. Drift test (Theil-Sen slope, Mann-Kendall): {said}."
     )
-    return Plot("node-check-burn-in", title, "".join(parts), caption)
+    return Plot(chart.label, chart.title, svg.render(chart), caption)

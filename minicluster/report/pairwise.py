@@ -5,7 +5,6 @@ every number and verdict comes from the result's `pairwise` block as aggregation
 from __future__ import annotations
 
 import math
-from html import escape
 
 from minicluster.core.units import format_size
 from minicluster.report import svg
@@ -253,34 +252,45 @@ def heatmap_plot(result: RunResult) -> Plot | None:
         index.sort()
     n = len(index)
     cell = max(6, min(44, 520 // n))
-    left, top = 70, 48
-    width = max(560, left + n * cell + 190)
-    height = top + n * cell + 56
+    stops = (1.5, 1.25, 1.0, 0.75, 0.5, 0.25)
     title = "Pairwise bus bandwidth (row sends, column receives)"
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" data-plot="pairwise" '
-        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-        f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
-        f'<text x="{left}" y="20" class="ptitle">{escape(title)}</text>'
-    ]
     step = max(1, math.ceil(n / 32))
+    chart = svg.Chart(
+        "pairwise",
+        title,
+        0.0,
+        float(n),
+        "receiver",
+        y_label="sender",
+        x_ticks=[],
+        x_grid=False,
+        rows=[svg.Row(_short(labels[i]) if k % step == 0 else "") for k, i in enumerate(index)],
+        legend=[("busbw / median:", "none", "box")]
+        + [
+            (f"{r:g}x" + (f" ({fmt_num(r * median)} GB/s)" if median else ""), _color(r), "box")
+            for r in stops
+        ]
+        + [("slow pair", "#000000", "outline")],
+        width=70 + n * cell + svg.MARGIN_RIGHT,
+        margin_left=70,
+        row_pitch=cell,
+        bar_h=cell,
+        first_row=14,
+        bottom_extra=22,
+    )
     for k, i in enumerate(index):
-        y = top + k * cell
         if k % step == 0:
-            parts.append(svg.text(left - 6, y + cell / 2 + 4, _short(labels[i]), anchor="end"))
-            parts.append(
-                svg.text(left + k * cell + cell / 2, top - 6, _short(labels[i]), anchor="middle")
+            chart.marks.append(
+                svg.Label(k + 0.5, 0, _short(labels[i]), anchor="middle", dy=-(cell / 2 + 10))
             )
         for m, j in enumerate(index):
-            x = left + m * cell
             if i == j:
-                parts.append(svg.rect(x, y, cell, cell, "#DDDDDD", f"{labels[i]} (itself)"))
+                chart.marks.append(svg.Bar(k, m, m + 1, "#DDDDDD", f"{labels[i]} (itself)"))
                 continue
             v = matrix[i][j]
             if v is None or not median:
-                parts.append(
-                    svg.rect(x, y, cell, cell, "#BBBBBB", f"{labels[i]} -> {labels[j]}: n/a")
-                )
+                na = f"{labels[i]} -> {labels[j]}: n/a"
+                chart.marks.append(svg.Bar(k, m, m + 1, "#BBBBBB", na))
                 continue
             ratio = v / median
             pair = (min(who[i], who[j]), max(who[i], who[j]))
@@ -288,22 +298,7 @@ def heatmap_plot(result: RunResult) -> Plot | None:
             if pair in slow:
                 tip += ": SLOW pair"
             outline = "#000000" if pair in slow else ""
-            parts.append(svg.rect(x, y, cell, cell, _color(ratio), tip, outline=outline))
-    parts.append(_legend(left + n * cell + 24, top, median))
-    parts.append(
-        svg.text(
-            left + n * cell / 2,
-            top + n * cell + 22,
-            "receiver",
-            anchor="middle",
-            cls="alabel",
-        )
-    )
-    parts.append(
-        f'<text x="16" y="{top + n * cell / 2:.1f}" class="alabel" text-anchor="middle" '
-        f'transform="rotate(-90 16 {top + n * cell / 2:.1f})">sender</text>'
-    )
-    parts.append("</svg>")
+            chart.marks.append(svg.Bar(k, m, m + 1, _color(ratio), tip, outline=outline))
     shown = (
         f"the {n} of {len(who)} participants with the lowest median busbw (every one in a slow "
         "pair first)"
@@ -316,18 +311,4 @@ def heatmap_plot(result: RunResult) -> Plot | None:
         "outlined in black; grey: not measured. Measured: send/recv, busbw = algbw (decimal "
         "GB/s); hover a cell for its value."
     )
-    return Plot("pairwise", title, "".join(parts), caption)
-
-
-def _legend(x: float, top: float, median: float | None) -> str:
-    parts = [svg.text(x, top - 6, "busbw / median")]
-    stops = (1.5, 1.25, 1.0, 0.75, 0.5, 0.25)
-    for k, r in enumerate(stops):
-        y = top + k * 20
-        parts.append(svg.rect(x, y, 18, 18, _color(r), f"{r:g} x median"))
-        label = f"{r:g}x" + (f" ({fmt_num(r * median)} GB/s)" if median else "")
-        parts.append(svg.text(x + 24, y + 13, label))
-    y = top + len(stops) * 20 + 8
-    parts.append(svg.rect(x, y, 18, 18, "#FFFFFF", "slow pair", outline="#000000"))
-    parts.append(svg.text(x + 24, y + 13, "slow pair"))
-    return "".join(parts)
+    return Plot("pairwise", title, svg.render(chart), caption)

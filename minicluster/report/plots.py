@@ -72,39 +72,27 @@ def step_time_plot(result: RunResult) -> Plot | None:
     off_scale = [t for t in everything if t > y_hi]
     x_lo = min(p[0] for _, pts, _ in series for p in pts)
     x_hi = max(p[0] for _, pts, _ in series for p in pts)
-    frame = svg.Frame(x_lo, max(x_hi, x_lo + 1), 0.0, y_hi)
     title = "Step time per rank"
-    parts = [svg.open_svg(frame, title, "step_time")]
+    chart = svg.Chart(
+        "step_time", title, x_lo, max(x_hi, x_lo + 1), "step", 0.0, y_hi, "step time (ms)"
+    )
     warm = sorted({s for _, _, flags in series for s, w in flags if w})
     if warm:
-        parts.append(
-            svg.vband(frame, max(warm[0] - 0.5, x_lo), min(warm[-1] + 0.5, x_hi), "warm-up")
-        )
-    parts.append(svg.axes(frame, "step", "step time (ms)"))
-    entries: list[tuple[str, str, str]] = []
+        chart.marks.append(svg.Band(max(warm[0] - 0.5, x_lo), min(warm[-1] + 0.5, x_hi), "warm-up"))
     for i, (rank, pts, _) in enumerate(series):
         clipped = [(s, min(t, y_hi)) for s, t in pts]
-        parts.append(svg.polyline(frame, clipped, svg.color(i), f"rank {rank}"))
+        chart.marks.append(svg.Line(clipped, svg.color(i), f"rank {rank}"))
         if i < svg.MAX_LEGEND:
-            entries.append((f"rank {rank}", svg.color(i), "line"))
+            chart.legend.append((f"rank {rank}", svg.color(i), "line"))
     if len(series) > svg.MAX_LEGEND:
-        entries.append((f"+{len(series) - svg.MAX_LEGEND} more ranks", "#666", "line"))
+        chart.legend.append((f"+{len(series) - svg.MAX_LEGEND} more ranks", "#666", "line"))
     for name, v, col in (("p50", p50, "#333"), ("p95", p95, "#C00")):
         if v is not None:
-            parts.append(svg.hline(frame, v, col, f"run {name} {fmt_num(v)} ms", inline=False))
-            entries.append((f"run {name} {fmt_num(v)} ms", col, "dash"))
+            label = f"run {name} {fmt_num(v)} ms"
+            chart.marks.append(svg.Rule(v, col, label, text=""))
+            chart.legend.append((label, col, "dash"))
     if off_scale:
-        parts.append(
-            svg.text(
-                frame.right,
-                20,
-                f"{len(off_scale)} point(s) above the axis, up to {fmt_num(max(off_scale))} ms",
-                anchor="end",
-                fill="#666",
-            )
-        )
-    parts.append(svg.legend(frame, entries))
-    parts.append("</svg>")
+        chart.note = f"{len(off_scale)} point(s) above the axis, up to {fmt_num(max(off_scale))} ms"
     shown = (
         f"the first {STEP_SERIES_MAX} of {len(embedded)} ranks"
         if len(embedded) > STEP_SERIES_MAX
@@ -116,7 +104,7 @@ def step_time_plot(result: RunResult) -> Plot | None:
         "Dashed: the run's p50 and p95 of the per-step slowest-rank step time over measured "
         "steps (metrics latency_p50_ms, latency_p95_ms; computed by the coordinator)."
     )
-    return Plot("step_time", title, "".join(parts), caption)
+    return Plot("step_time", title, svg.render(chart), caption)
 
 
 _SEGMENTS = (
@@ -144,48 +132,29 @@ def rank_breakdown_plot(result: RunResult) -> Plot | None:
     stragglers = {s.rank for s in result.stragglers}
     segments = [_segments(r) for r in ranks]
     totals = [sum(v or 0.0 for v, _, _ in segs) for segs in segments]
-    bar_h, gap = 18, 8
-    height = svg.MARGIN_TOP + len(ranks) * (bar_h + gap) + svg.MARGIN_BOTTOM + 10
-    frame = svg.Frame(0.0, max(totals) * 1.12 or 1.0, 0.0, 1.0, height=height)
     title = "Per-rank step breakdown (medians)"
-    parts = [svg.open_svg(frame, title, "rank_breakdown")]
-    ticks = svg.nice_ticks(0.0, frame.x_hi, 6)
-    for v in ticks:
-        x = frame.x(v)
-        parts.append(
-            f'<line x1="{x:.1f}" y1="{frame.top}" x2="{x:.1f}" y2="{frame.bottom}" class="grid"/>'
-        )
-    parts.append(svg.x_axis(frame, "median time per step (ms)", ticks))
+    chart = svg.Chart(
+        "rank_breakdown",
+        title,
+        0.0,
+        max(totals) * 1.12 or 1.0,
+        "median time per step (ms)",
+        rows=[svg.Row(f"rank {r.rank}") for r in ranks],
+        legend=[(n, c, "box") for n, c in _SEGMENTS],
+    )
     for i, (r, segs) in enumerate(zip(ranks, segments, strict=True)):
-        y = frame.top + 6 + i * (bar_h + gap)
         x0 = 0.0
-        is_straggler = r.rank in stragglers
         for ms, name, col in segs:
             if ms is None:
                 continue
-            a, b = frame.x(x0), frame.x(x0 + ms)
-            parts.append(
-                svg.rect(a, y, b - a, bar_h, col, f"rank {r.rank} {name}: {fmt_num(ms)} ms")
-            )
+            label = f"rank {r.rank} {name}: {fmt_num(ms)} ms"
+            chart.marks.append(svg.Bar(i, x0, x0 + ms, col, label))
             x0 += ms
-        if is_straggler:
-            parts.append(
-                svg.rect(
-                    frame.x(0),
-                    y - 2,
-                    frame.x(x0) - frame.x(0),
-                    bar_h + 4,
-                    "none",
-                    f"rank {r.rank} is the straggler",
-                    outline="#C00",
-                )
+        if r.rank in stragglers:
+            chart.marks.append(
+                svg.Bar(i, 0.0, x0, "none", f"rank {r.rank} is the straggler", outline="#C00")
             )
-            parts.append(
-                svg.text(frame.x(x0) + 6, y + 13, "straggler", fill="#C00", cls="tick strag")
-            )
-        parts.append(svg.text(frame.left - 6, y + 13, f"rank {r.rank}", anchor="end"))
-    parts.append(svg.legend(frame, [(n, c, "box") for n, c in _SEGMENTS]))
-    parts.append("</svg>")
+            chart.marks.append(svg.Label(x0, i, "straggler", fill="#C00", cls="tick strag", dx=6))
     caption = (
         "Median ms per step of each rank over measured steps (derived by the coordinator): "
         "compute = forward + backward - exposed communication; transfer = per step the minimum "
@@ -193,7 +162,7 @@ def rank_breakdown_plot(result: RunResult) -> Plot | None:
         "for slower ranks). The bars stack medians, so their length is not a median step time. "
         "A straggler (highest median compute above the threshold) is outlined in red."
     )
-    return Plot("rank_breakdown", title, "".join(parts), caption)
+    return Plot("rank_breakdown", title, svg.render(chart), caption)
 
 
 def scaling_plot(result: RunResult) -> Plot | None:
@@ -228,36 +197,34 @@ def scaling_plot(result: RunResult) -> Plot | None:
         and p.efficiency_pct_max > p.efficiency_pct_min
     ]
     y_hi = max([100.0] + [p[1] for p in real + proj] + [r[2] for r in ranges]) * 1.1
-    frame = svg.Frame(
-        min(sizes), max(sizes[-1], sizes[0] + 1), 0.0, y_hi, log_x=len(sizes) > 2 and sizes[0] > 0
-    )
     title = f"Scaling efficiency ({scaling.mode} scaling)"
-    parts = [
-        svg.open_svg(frame, title, "scaling"),
-        svg.axes(
-            frame, "world size (ranks)", "scaling efficiency (%)", sizes, [f"{s:g}" for s in sizes]
-        ),
-    ]
-    parts.append(svg.hline(frame, 100.0, "#333", "ideal 100%"))
+    chart = svg.Chart(
+        "scaling",
+        title,
+        min(sizes),
+        max(sizes[-1], sizes[0] + 1),
+        "world size (ranks)",
+        0.0,
+        y_hi,
+        "scaling efficiency (%)",
+        log_x=len(sizes) > 2 and sizes[0] > 0,
+        x_ticks=sizes,
+        x_tick_text=[f"{s:g}" for s in sizes],
+    )
+    chart.marks.append(svg.Rule(100.0, "#333", "ideal 100%"))
     for x, lo, hi in ranges:
-        parts.append(
-            svg.polyline(
-                frame, [(x, lo), (x, hi)], svg.color(0), f"range over rounds {lo:g}-{hi:g}%"
-            )
-        )
-    parts.append(svg.polyline(frame, real, svg.color(0), "measured"))
-    parts.append(svg.markers(frame, real, svg.color(0), "measured"))
+        label = f"range over rounds {lo:g}-{hi:g}%"
+        chart.marks.append(svg.Line([(x, lo), (x, hi)], svg.color(0), label))
+    chart.marks.append(svg.Line(real, svg.color(0), "measured", markers="filled"))
     # The projection is drawn apart from the measured line: it starts from its reference size,
     # which need not be the last measured one (a size whose ranks shared cores is never it).
+    chart.marks.append(
+        svg.Line(proj, svg.color(1), "projected", dash="4 3", line=bool(proj), markers="hollow")
+    )
+    chart.legend.append(("measured", svg.color(0), "line"))
     if proj:
-        parts.append(svg.polyline(frame, proj, svg.color(1), "projected", dash="4 3"))
-    parts.append(svg.markers(frame, proj, svg.color(1), "projected", hollow=True))
-    entries = [("measured", svg.color(0), "line")]
-    if proj:
-        entries.append(("projected / estimated", svg.color(1), "hollow"))
-    entries.append(("ideal", "#333", "dash"))
-    parts.append(svg.legend(frame, entries))
-    parts.append("</svg>")
+        chart.legend.append(("projected / estimated", svg.color(1), "hollow"))
+    chart.legend.append(("ideal", "#333", "dash"))
     formula = scaling.formula or "weak: X_N / (N X_1); strong: t_1 / (N t_N)"
     caption = (
         f"Scaling efficiency in % per world size, from the sweep ({formula}), derived from "
@@ -270,7 +237,7 @@ def scaling_plot(result: RunResult) -> Plot | None:
             else "."
         )
     )
-    return Plot("scaling", title, "".join(parts), caption)
+    return Plot("scaling", title, svg.render(chart), caption)
 
 
 def _size_text(n_bytes: float) -> str:
@@ -297,31 +264,28 @@ def busbw_plot(result: RunResult) -> Plot | None:
     ops = sorted({op for op, _, _ in points})
     sizes = sorted({size for _, size, _ in points})
     y_hi = max(busbw for _, _, busbw in points) * 1.15 or 1.0
-    frame = svg.Frame(sizes[0], max(sizes[-1], sizes[0] * 2), 0.0, y_hi, log_x=True)
     step = max(1, math.ceil(len(sizes) / 8))
     ticks = sizes[::step]
-    title = "Bus bandwidth vs message size"
-    parts = [
-        svg.open_svg(frame, title, "busbw"),
-        svg.axes(
-            frame,
-            "message size (bytes, log scale; K = 1024)",
-            "busbw (GB/s, 1 GB = 1e9 B)",
-            ticks,
-            [_size_text(s) for s in ticks],
-        ),
-    ]
-    entries = []
+    chart = svg.Chart(
+        "busbw",
+        "Bus bandwidth vs message size",
+        sizes[0],
+        max(sizes[-1], sizes[0] * 2),
+        "message size (bytes, log scale; K = 1024)",
+        0.0,
+        y_hi,
+        "busbw (GB/s, 1 GB = 1e9 B)",
+        log_x=True,
+        x_ticks=ticks,
+        x_tick_text=[_size_text(s) for s in ticks],
+    )
     for i, op in enumerate(ops):
         pts = sorted((size, busbw) for name, size, busbw in points if name == op)
-        parts.append(svg.polyline(frame, pts, svg.color(i), op))
-        parts.append(svg.markers(frame, pts, svg.color(i), op))
-        entries.append((op, svg.color(i), "line"))
-    parts.append(svg.legend(frame, entries))
-    parts.append("</svg>")
+        chart.marks.append(svg.Line(pts, svg.color(i), op, markers="filled"))
+        chart.legend.append((op, svg.color(i), "line"))
     caption = (
         "Bus bandwidth in decimal GB/s per message size (nccl-tests convention: algbw x "
         "2(n-1)/n for all_reduce, (n-1)/n for all_gather, reduce_scatter, all_to_all, 1 for "
         "broadcast), derived from measured collective times."
     )
-    return Plot("busbw", title, "".join(parts), caption)
+    return Plot("busbw", chart.title, svg.render(chart), caption)

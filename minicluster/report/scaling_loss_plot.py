@@ -42,28 +42,27 @@ def scaling_loss_plot(result: RunResult) -> Plot | None:
         return None
     lo = min([0.0] + [sum(v for v in parts.values() if v < 0) for _, parts, _, _ in bars])
     hi = max([1.0] + [sum(v for v in parts.values() if v > 0) for _, parts, _, _ in bars])
-    bar_h, gap = 22, 12
-    height = svg.MARGIN_TOP + len(bars) * (bar_h + gap) + svg.MARGIN_BOTTOM + 14
     pad = 0.08 * (hi - lo)
-    # Room on the right for each bar's "lost N% (shared cores)" label, clear of the legend.
-    frame = svg.Frame(
-        lo - (pad if lo < 0 else 0.0), hi + 4.5 * pad, 0.0, 1.0, height=height, margin_left=84
-    )
+    entries = [(PART_NAMES[k], PART_COLORS[k], "box") for k in PART_NAMES]
+    entries.append(("net lost % of the step", "#000", "line"))
     title = "Where the efficiency went (points of the step lost)"
-    parts_svg = [svg.open_svg(frame, title, "scaling_loss")]
-    ticks = svg.nice_ticks(frame.x_lo, frame.x_hi, 6)
-    for v in ticks:
-        x = frame.x(v)
-        parts_svg.append(
-            f'<line x1="{x:.1f}" y1="{frame.top}" x2="{x:.1f}" y2="{frame.bottom}" class="grid"/>'
-        )
-    parts_svg.append(svg.x_axis(frame, "points of the world size's mean step time", ticks))
-    zero = frame.x(0.0)
-    parts_svg.append(
-        f'<line x1="{zero:.1f}" y1="{frame.top}" x2="{zero:.1f}" y2="{frame.bottom}" class="axis"/>'
+    # Room on the right for each bar's "lost N% (shared cores)" label, clear of the legend.
+    chart = svg.Chart(
+        "scaling_loss",
+        title,
+        lo - (pad if lo < 0 else 0.0),
+        hi + 4.5 * pad,
+        "points of the world size's mean step time",
+        rows=[svg.Row(f"{n} ranks") for n, _, _, _ in bars],
+        legend=entries,
+        margin_left=84,
+        row_pitch=34,
+        bar_h=22,
+        first_row=8,
+        bottom_extra=14,
+        marks=[svg.Rule(0.0, "", "", axis="x", dash="", text="", cls="axis")],
     )
     for i, (n, parts, loss, b) in enumerate(bars):
-        y = frame.top + 8 + i * (bar_h + gap)
         right, left = 0.0, 0.0
         for key, value in parts.items():
             start = right if value >= 0 else left + value
@@ -71,23 +70,15 @@ def scaling_loss_plot(result: RunResult) -> Plot | None:
                 right += value
             else:
                 left += value
-            a, z = frame.x(start), frame.x(start + abs(value))
             label = f"{n} ranks {PART_NAMES[key]}: {value:.1f} pts ({fmt_num(_ms(loss, key))} ms)"
-            parts_svg.append(svg.rect(a, y, z - a, bar_h, PART_COLORS[key], label))
+            chart.marks.append(svg.Bar(i, start, start + abs(value), PART_COLORS[key], label))
         lost = float(loss.lost_pct or 0.0)
-        x = frame.x(lost)
-        parts_svg.append(
-            f'<line class="net" x1="{x:.1f}" y1="{y - 3}" x2="{x:.1f}" y2="{y + bar_h + 3}" '
-            f'stroke="#000" stroke-width="2.5"><title>{n} ranks: net {lost:.1f}% of the step '
-            "lost</title></line>"
+        net = f"{n} ranks: net {lost:.1f}% of the step lost"
+        chart.marks.append(
+            svg.Rule(lost, "#000", net, axis="x", dash="", text="", row=i, width=2.5, cls="net")
         )
-        parts_svg.append(svg.text(frame.left - 6, y + 15, f"{n} ranks", anchor="end"))
         note = f"lost {lost:.0f}%" + (" (shared cores)" if b.oversubscribed else "")
-        parts_svg.append(svg.text(frame.x(right) + 6, y + 15, note, fill="#333"))
-    entries = [(PART_NAMES[k], PART_COLORS[k], "box") for k in PART_NAMES]
-    entries.append(("net lost % of the step", "#000", "line"))
-    parts_svg.append(svg.legend(frame, entries))
-    parts_svg.append("</svg>")
+        chart.marks.append(svg.Label(right, i, note, fill="#333", dx=6))
     caption = (
         "Lost step time per world size against the baseline (weak: t_N - t_N0; strong: "
         "t_N - t_N0 N0/N), in points of that world size's mean step time, split into exposed "
@@ -96,7 +87,7 @@ def scaling_loss_plot(result: RunResult) -> Plot | None:
         "Derived by the coordinator from the runs' per-step series (see the method under "
         "'Where the efficiency went')."
     )
-    return Plot("scaling_loss", title, "".join(parts_svg), caption)
+    return Plot("scaling_loss", title, svg.render(chart), caption)
 
 
 def _ms(loss: LostTime, key: str) -> float | None:

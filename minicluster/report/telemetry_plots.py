@@ -68,26 +68,22 @@ def _series_plot(result: RunResult, unit: str, label: str, title: str, y_label: 
         return None
     xs = [p[0] for _, pts in lines for p in pts]
     ys = [p[1] for _, pts in lines for p in pts]
-    frame = svg.Frame(min(xs), max(max(xs), min(xs) + 1), 0.0, max(ys) * 1.15 or 1.0)
-    parts = [
-        svg.open_svg(frame, title, label),
-        svg.axes(frame, "time since start of the run (s)", y_label),
-    ]
-    entries = []
+    chart = svg.Chart(
+        label,
+        title,
+        min(xs),
+        max(max(xs), min(xs) + 1),
+        "time since start of the run (s)",
+        0.0,
+        max(ys) * 1.15 or 1.0,
+        y_label,
+    )
     for i, (s, pts) in enumerate(lines):
         name = f"{s.get('name', 'series')} ({s.get('status', 'measured')})"
-        parts.append(
-            svg.polyline(
-                frame,
-                pts,
-                svg.color(i),
-                name,
-                dash="" if s.get("status", "measured") == "measured" else "4 3",
-            )
-        )
-        entries.append((name, svg.color(i), "line"))
-    parts.append(svg.legend(frame, entries[: svg.MAX_LEGEND]))
-    parts.append("</svg>")
+        dash = "" if s.get("status", "measured") == "measured" else "4 3"
+        chart.marks.append(svg.Line(pts, svg.color(i), name, dash=dash))
+        chart.legend.append((name, svg.color(i), "line"))
+    chart.legend = chart.legend[: svg.MAX_LEGEND]
     methods = sorted({str(s.get("method")) for s, _ in lines if s.get("method")})
     caption = (
         f"{y_label[0].upper()}{y_label[1:]} over time; dashed lines are not measured values "
@@ -96,7 +92,7 @@ def _series_plot(result: RunResult, unit: str, label: str, title: str, y_label: 
     energy = result.metrics.get("energy_per_step_joules")
     if unit == "W" and energy is not None and energy.value is not None:
         caption += f" Energy per step: {fmt_num(energy.value)} J ({energy.status})."
-    return Plot(label, title, "".join(parts), caption)
+    return Plot(label, title, svg.render(chart), caption)
 
 
 def power_plot(result: RunResult) -> Plot | None:

@@ -232,3 +232,23 @@ def test_a_file_that_is_not_a_history_database_is_refused(tmp_path: Path) -> Non
     bad.write_text("not a database")
     assert main(["history", "list", "--db", str(bad)]) == 2
     assert main(["history"]) == 2
+
+
+@pytest.mark.parametrize("width", ["80", "120"])
+def test_the_check_table_never_cuts_a_value(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    width: str,
+) -> None:
+    """Issue 26: terminal tables cut values at 80-100 columns; the history check's table drops
+    whole columns that do not fit instead (and says so)."""
+    db = str(tmp_path / "h.sqlite")
+    for i, s in enumerate([1.0, 1.03, 0.98, 1.01, 0.99, 1.02]):
+        main(["history", "add", str(_copy(tmp_path, f"b{i}", s)), "--db", db])
+    monkeypatch.setenv("COLUMNS", width)
+    capsys.readouterr()
+    assert main(["history", "check", str(DRIFT), "--db", db]) == 1
+    out = capsys.readouterr().out
+    assert "…" not in out, [line for line in out.splitlines() if "…" in line][:3]
+    assert "throughput_samples_per_sec" in out and "REGRESSION" in out

@@ -68,6 +68,16 @@ def test_triad_check_is_relative_to_the_terms_not_their_sum() -> None:
     assert memory.triad_wrong(a, b, c, 1e-6) == 1
 
 
+def test_triad_check_indexes_inside_arrays_past_float32_precision() -> None:
+    # 1 GiB float64 arrays (4 x a 256 MiB L3): 2**27 elements. A float32 linspace put the last
+    # checked index at 2**27, one past the end, and node-check died with an IndexError.
+    n = 2**27
+    b = torch.full((1,), 1.25, dtype=torch.float64).expand(n)
+    c = torch.full((1,), -0.5, dtype=torch.float64).expand(n)
+    a = torch.full((1,), 1.25 + memory.SCALAR * -0.5, dtype=torch.float64).expand(n)
+    assert memory.triad_wrong(a, b, c, 2.3e-16) == 0
+
+
 def test_burn_in_reports_every_interval_and_checks_the_last_result() -> None:
     lines: list[str] = []
     out = burn_in.burn_in([CPU], "float32", 128, duration_s=1.0, intervals=5, progress=lines.append)

@@ -5,11 +5,24 @@ user text (a host name) escaped in Markdown and HTML."""
 from __future__ import annotations
 
 import copy
+import io
+import json
+from pathlib import Path
 from typing import Any
+
+import pytest
+from rich.console import Console
 
 from minicluster.analysis import nodecheck
 from minicluster.core.nodecheck_plan import for_level
-from minicluster.report.nodecheck import burn_in_plot, node_check_html, node_check_markdown
+from minicluster.report.nodecheck import (
+    burn_in_plot,
+    node_check_html,
+    node_check_markdown,
+    print_node_check,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PLAN = for_level("quick", checks=("gemm", "burn_in", "infiniband"))
 
@@ -100,3 +113,27 @@ def test_no_burn_in_no_plot() -> None:
     r["burn_in"] = None
     assert burn_in_plot(r) is None
     assert "Burn-in" not in node_check_markdown(r)
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_terminal_tables_never_cut_a_value(width: int) -> None:
+    """Issue 26: at 80 columns the headline figures read "gemm_tfl…  …  …" (a real node check,
+    reports/node_check.json): long conditions fold, columns that do not fit are left out whole."""
+    recorded = json.loads((ROOT / "reports" / "node_check.json").read_text())
+    out = io.StringIO()
+    print_node_check(recorded, Console(file=out, width=width, highlight=False, color_system=None))
+    text = out.getvalue()
+    assert "…" not in text, [line for line in text.splitlines() if "…" in line][:3]
+    assert "gemm_tflops" in text
+
+
+def test_the_burn_in_legend_names_each_device() -> None:
+    """With two devices the legend showed each line's colour code ("#0072B2") as its name."""
+    r = result()
+    for iv in r["burn_in"]["intervals"]:
+        iv["devices"]["cuda:1"] = {**iv["devices"]["cpu"], "tflops": 0.04}
+    plot = burn_in_plot(r)
+    assert plot is not None
+    legend = plot.svg[plot.svg.index('<g class="legend">') :]
+    assert ">cpu<" in legend and ">cuda:1<" in legend
+    assert ">#0072B2<" not in legend

@@ -5,11 +5,13 @@ strip plots with outliers off the axis still shown with their number."""
 from __future__ import annotations
 
 import copy
+import io
 import json
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from minicluster.report.fleet import fleet_html, fleet_markdown, print_fleet, strip_plot
@@ -119,7 +121,9 @@ def test_the_heat_map_marks_the_slow_pair_and_stays_readable_at_1024_ranks() -> 
     plot = heatmap_plot(RunResult.from_json(_wide(8)))
     assert plot is not None
     cells = re.findall(r'<rect class="bar"[^>]*>', plot.svg)
-    assert len(cells) == 8 * 8 + 7  # every cell, the legend's six swatches and its slow-pair box
+    assert len(cells) == 8 * 8  # every cell
+    legend = plot.svg[plot.svg.index('<g class="legend">') :]
+    assert legend.count("<rect") == 1 + 6 + 1  # its title row, six swatches, the slow-pair box
     assert plot.svg.count('stroke="#000000"') == 2 + 1  # both directions of 0-1, the legend
     big = heatmap_plot(RunResult.from_json(_wide(1024)))
     assert big is not None
@@ -175,3 +179,45 @@ def test_an_outlier_past_the_axis_keeps_its_number() -> None:
     assert plot is not None
     value = compute["per_node"]["node6"]["value"]
     assert f"node6: {value:,.1f} (off axis)" in plot.svg
+
+
+def _fleet_with_slow_busbw(node: int = 3) -> dict[str, Any]:
+    """The recorded fleet with one node's busbw (higher is better) cut to a fifth."""
+    from minicluster.analysis.fleet import fleet
+
+    results = []
+    for i in range(1, 9):
+        p = FIXTURES / "fleet" / f"node{i}" / "result.json"
+        d = json.loads(p.read_text())
+        if i == node:
+            d["metrics"]["busbw_gbps"]["value"] *= 0.2
+        results.append((str(p), d))
+    return fleet(results)
+
+
+def test_the_verdict_z_has_the_sign_of_the_table() -> None:
+    """Issue 26: the verdict said "z -4.5" where the table said (+4.5): both give the bad-side z
+    (+ is worse), so a low busbw reads + in both."""
+    report = _fleet_with_slow_busbw()
+    console = Console(record=True, width=200)
+    print_fleet(report, console)
+    out = console.export_text()
+    said = re.search(r"node3 \(busbw_gbps z ([+-][0-9.]+)", report["verdict"])
+    assert said is not None, report["verdict"]
+    row = next(line for line in out.splitlines() if line.lstrip().startswith("node3"))
+    assert f"({said.group(1)})" in row
+    assert said.group(1).startswith("+")
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_fleet_tables_never_cut_a_value(width: int) -> None:
+    """Issue 26: fleet cut its values at 80 columns ("no…", "compute_ms 285.3 (+7…"): columns
+    that do not fit are left out whole, and said so."""
+    report = _fleet_with_slow_busbw()
+    out = io.StringIO()
+    print_fleet(report, Console(file=out, width=width, highlight=False, color_system=None))
+    text = out.getvalue()
+    assert "…" not in text, [line for line in text.splitlines() if "…" in line][:3]
+    assert "node3" in text and "OUTLIER" in text
+    if width == 80:
+        assert "left out for the terminal width" in text

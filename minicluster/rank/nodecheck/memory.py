@@ -133,7 +133,9 @@ def triad_wrong(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, rel_tol: floa
     """Elements of `a` = `b` + 3 `c` (4,096 spread over it) off by more than `rel_tol` x 4 of
     the terms' size, or not finite."""
     n = a.numel()
-    idx = torch.linspace(0, n - 1, steps=min(4096, n), device=a.device).round().long()
+    k = min(4096, n)
+    # integer spacing: a float32 linspace rounds n - 1 up to n past 2**24 elements
+    idx = torch.arange(k, dtype=torch.int64, device=a.device) * (n - 1) // max(k - 1, 1)
     bb, cc = b[idx].double().cpu(), c[idx].double().cpu()
     got, want = a[idx].double().cpu(), bb + SCALAR * cc
     # rounding is relative to the terms, not to their sum (b = -3c cancels to 0)
