@@ -22,6 +22,7 @@ from minicluster.analysis.collectives import collectives_result
 from minicluster.analysis.comm_kinds import comm_section
 from minicluster.analysis.frame import Launch, RunFrame
 from minicluster.analysis.pairwise import pairwise_result
+from minicluster.analysis.pipeline import pipeline_section
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.run_metrics import (
     telemetry_sources,
@@ -277,6 +278,10 @@ def _assemble(
     result["precision"] = frame.config.run.precision
     result["compile"] = frame.config.run.compile
     result["comm"] = comm_section(frame.records, frame.world_size)
+    if lay is not None and lay.pp > 1:
+        result["pipeline"] = pipeline_section(
+            frame.records, lay.pp_schedule, lay.pp_microbatches, lay.pp
+        )
     return result
 
 

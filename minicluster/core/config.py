@@ -551,11 +551,23 @@ def check_layout(cfg: RunConfig, world_size: int) -> layout_mod.Layout:
             f"parallel.{model_parallel[0]} needs workload.name: llama (the {wl.name} workload has "
             "no tensor, pipeline or expert plan; it runs under dp_replicate and dp_shard)"
         )
-    for key in ("pp", "ep"):
-        if getattr(lay, key) > 1:
-            raise ConfigError(
-                f"parallel.{key} > 1 is not built yet; layouts: dp_replicate, dp_shard, tp"
-            )
+    if lay.ep > 1:
+        raise ConfigError(
+            "parallel.ep > 1 is not built yet; layouts: dp_replicate, dp_shard, tp, pp"
+        )
+    if lay.pp > 1 and lay.pp != lay.world_size:
+        raise ConfigError(
+            f"parallel.pp ({lay.pp}) beside other degrees above 1 is not built yet: pp takes "
+            "every rank (pp = world size)"
+        )
+    microbatches = lay.pp_microbatches or 0
+    # run.fixed_global_batch: a pipeline's batch is the pp ranks' shards together
+    batch = wl.per_rank_batch * (lay.pp if cfg.run.fixed_global_batch else 1)
+    if lay.pp > 1 and batch % microbatches:
+        raise ConfigError(
+            f"parallel.pp_microbatches ({microbatches}) does not divide the pipeline's batch "
+            f"({batch}, workload.per_rank_batch)"
+        )
     if isinstance(wl, LlamaConfig) and lay.tp > 1:
         for what in ("n_heads", "n_kv_heads"):
             if getattr(wl, what) % lay.tp:

@@ -95,7 +95,12 @@ class KindTracker:
     def install(self) -> None:
         for name, (kind, pos, names) in C10D_CALLS.items():
             if hasattr(dist, name):
-                self._patch(dist, name, self._c10d_wrapper(getattr(dist, name), kind, pos, names))
+                wrapper = self._c10d_wrapper(getattr(dist, name), kind, pos, names)
+                self._patch(dist, name, wrapper)
+                if name in ("isend", "irecv"):
+                    # P2POp checks its op against distributed_c10d's own isend/irecv (pipelining
+                    # builds P2POp(dist.isend, ...)): the same wrapper there too
+                    self._patch(dist.distributed_c10d, name, wrapper)
         for name, (kind, gpos, scaled) in FUNCOL_CALLS.items():
             if hasattr(funcol, name):
                 self._patch(
@@ -126,7 +131,10 @@ class KindTracker:
             work = original(*args, **kwargs)
             if isinstance(work, dist.Work):
                 self._works[id(work)] = call
-                work.get_future().then(lambda _f: _end(call))
+                try:
+                    work.get_future().then(lambda _f: _end(call))
+                except RuntimeError:  # gloo's send/recv Work has no future: its wait ends it
+                    pass
             else:
                 call.end_ns = time.perf_counter_ns()
                 call.blocked.append((call.start_ns, call.end_ns))

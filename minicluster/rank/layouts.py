@@ -107,3 +107,90 @@ def autocast(
         return contextlib.nullcontext
     dtype = DTYPES[precision]
     return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+class LlamaStage(nn.Module):
+    """One pipeline stage of a Llama: its contiguous share of the blocks, with the embedding on
+    the first stage and the final norm and output head on the last (the rest is dropped)."""
+
+    def __init__(self, model: nn.Module, stage: int, stages: int) -> None:
+        super().__init__()
+        blocks = list(model.layers)  # type: ignore[arg-type]
+        per = len(blocks) // stages
+        first, last = stage == 0, stage == stages - 1
+        self.tok_embeddings: nn.Module | None = model.tok_embeddings if first else None  # type: ignore[assignment]
+        self.layers = nn.ModuleList(blocks[stage * per : (stage + 1) * per])
+        self.norm: nn.Module | None = model.norm if last else None  # type: ignore[assignment]
+        self.output: nn.Module | None = model.output if last else None  # type: ignore[assignment]
+        self.register_buffer("rope_cos", model.get_buffer("rope_cos"), persistent=False)
+        self.register_buffer("rope_sin", model.get_buffer("rope_sin"), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.tok_embeddings(x) if self.tok_embeddings is not None else x
+        t = h.shape[1]
+        cos, sin = self.rope_cos[:t], self.rope_sin[:t]  # type: ignore[index]
+        for layer in self.layers:
+            h = layer(h, cos, sin)
+        if self.norm is not None and self.output is not None:
+            h = self.output(self.norm(h))
+        return h
+
+
+@dataclass
+class Pipeline:
+    """This rank's pipeline stage and its schedule; `busy_spans` are the host-clock spans of
+    the stage's forward and backward chunks in the current step (the rest of the step is
+    bubble or communication)."""
+
+    stage_module: nn.Module
+    schedule: Any
+    stage: int
+    stages: int
+    microbatches: int
+    busy_spans: list[tuple[int, int]]
+
+    def step(
+        self, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable[..., torch.Tensor]
+    ) -> float | None:
+        """One schedule step on this rank: the mean microbatch loss on the last stage, else
+        None (the other stages never see a loss)."""
+        if self.stage == 0:
+            self.schedule.step(x)
+            return None
+        if self.stage == self.stages - 1:
+            losses: list[torch.Tensor] = []
+            self.schedule.step(target=y, losses=losses)
+            return float(sum(v.item() for v in losses) / len(losses))
+        self.schedule.step()
+        return None
+
+
+def pipeline(
+    model: nn.Module, layout: Layout, device: torch.device, loss_fn: Callable[..., torch.Tensor]
+) -> Pipeline:
+    """`model` cut into `layout.pp` stages, this rank's stage under the configured schedule
+    (1F1B or GPipe), its chunks timed (a collective: every rank calls it)."""
+    import time
+
+    from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
+
+    mesh = build_mesh(layout, device)
+    stage_index = mesh.get_local_rank("pp")
+    module = LlamaStage(model, stage_index, layout.pp).to(device)
+    stage = PipelineStage(module, stage_index, layout.pp, device, group=mesh["pp"].get_group())
+    busy: list[tuple[int, int]] = []
+    for name in ("forward_one_chunk", "backward_one_chunk"):
+        original = getattr(stage, name)
+
+        def timed(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            start = time.perf_counter_ns()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                busy.append((start, time.perf_counter_ns()))
+
+        setattr(stage, name, timed)
+    schedule_cls = Schedule1F1B if layout.pp_schedule == "1f1b" else ScheduleGPipe
+    microbatches = layout.pp_microbatches or 2 * layout.pp
+    schedule = schedule_cls(stage, n_microbatches=microbatches, loss_fn=loss_fn)
+    return Pipeline(module, schedule, stage_index, layout.pp, microbatches, busy)

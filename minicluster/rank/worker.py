@@ -47,6 +47,7 @@ from minicluster.rank.comm_timing import (
     NoDdpTimer,
     attach_comm_timer,
     switch_to_hook,
+    union_ms,
 )
 from minicluster.rank.session import RankSession
 
@@ -100,6 +101,7 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
     session.start(wl)
     injector = faults.FaultInjector(cfg.faults, info.rank)
     module = wl.model
+    pipe: layouts.Pipeline | None = None
     timer: CommTimer | comm_kinds.KindTracker
     if layout.is_ddp:
         if cfg.run.compile:
@@ -122,9 +124,14 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
             log.warning("%s", fallback)
         dp_rank, autocast = info.rank, layouts.autocast(device, cfg.run.precision, None)
     else:
-        par = layouts.parallelize(wl.model, layout, device, cfg.run.precision, cfg.run.compile)
-        model, dp_rank = par.model, par.dp_rank
-        autocast = layouts.autocast(device, cfg.run.precision, par)
+        if layout.pp > 1:
+            pipe = layouts.pipeline(wl.model, layout, device, wl.loss_fn)
+            model, dp_rank, module = pipe.stage_module, 0, pipe.stage_module
+            autocast = layouts.autocast(device, cfg.run.precision, None)
+        else:
+            par = layouts.parallelize(wl.model, layout, device, cfg.run.precision, cfg.run.compile)
+            model, dp_rank = par.model, par.dp_rank
+            autocast = layouts.autocast(device, cfg.run.precision, par)
         # Shards and tensor-parallel slices differ between ranks by design: no replica check.
         checker = replica.ReplicaChecker(0)
         timing_method, forced, fallback = comm_methods.NO_DDP, None, None
@@ -155,7 +162,12 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
             tele.begin()  # the measured window: right after warm-up (device already synced)
         injector.begin_step(step)
         checker.begin_step(step)
-        rec = train_step(model, opt, wl, timer, device, step, dp_rank, cfg.steps.warmup, autocast)
+        if pipe is not None:
+            rec = pipeline_step(pipe, opt, wl, timer, device, step, cfg.steps.warmup, autocast)
+        else:
+            rec = train_step(
+                model, opt, wl, timer, device, step, dp_rank, cfg.steps.warmup, autocast
+            )
         for key, value in checker.record(module, opt).items():  # after the clock stopped
             setattr(rec, key, value)
         if isinstance(timer, comm_kinds.KindTracker):
@@ -298,6 +310,54 @@ def train_step(
         comm_reason=comm.reason,
         loss=loss.item(),
         t_unix_s=time.time(),
+    )
+
+
+def pipeline_step(
+    pipe: layouts.Pipeline,
+    opt: torch.optim.Optimizer,
+    wl: workloads.Workload,
+    timer: CommTimer | comm_kinds.KindTracker,
+    device: torch.device,
+    step: int,
+    warmup: int,
+    autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> Step:
+    """One timed optimizer step of this rank's pipeline stage: the schedule runs forward and
+    backward of every microbatch (they cannot be timed apart), its chunks' busy time is the
+    stage's compute, the rest of the schedule its bubble and send/recv waits."""
+    x, y = wl.make_batch(step, 0)  # every stage the same batch: the first reads x, the last y
+    sync = torch.cuda.synchronize if device.type == "cuda" else _no_sync
+    sync()
+    timer.begin_step()
+    pipe.busy_spans.clear()
+    t0 = time.perf_counter_ns()
+    opt.zero_grad(set_to_none=True)
+    with autocast():
+        loss = pipe.step(x, y, wl.loss_fn)
+    sync()
+    t1 = time.perf_counter_ns()
+    opt.step()
+    sync()
+    t2 = time.perf_counter_ns()
+    comm = timer.take_step()
+    busy_ms = union_ms([(s / 1e6, e / 1e6) for s, e in pipe.busy_spans])
+    return Step(
+        step=step,
+        warmup=step < warmup,
+        step_time_ms=(t2 - t0) / 1e6,
+        opt_ms=(t2 - t1) / 1e6,
+        compute_ms=busy_ms,
+        comm_ms=comm.comm_ms,
+        exposed_comm_ms=comm.exposed_comm_ms,
+        buckets=comm.buckets,
+        comm_bytes=comm.bytes,
+        comm_reason=comm.reason,
+        loss=loss,
+        t_unix_s=time.time(),
+        pp_stage=pipe.stage,
+        pp_busy_ms=busy_ms,
+        pp_schedule_ms=(t1 - t0) / 1e6,
     )
 
 

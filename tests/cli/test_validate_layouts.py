@@ -46,14 +46,15 @@ def test_ddp_fsdp2_and_tp_train_the_same_losses(run_cli: RunCli, tmp_path: Path)
     )
     out = tmp_path / "v"
     proc = run_cli(
-        "validate", "-c", str(cfg), "--layouts", "ddp,fsdp,tp", "--out", str(out), timeout=380
+        "validate", "-c", str(cfg), "--layouts", "ddp,fsdp,tp,pp", "--out", str(out), timeout=380
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "PASS: ddp, fsdp, tp agree on the loss at all 4 steps" in proc.stdout
+    assert "PASS: ddp, fsdp, tp, pp agree on the loss at all 4 steps" in proc.stdout
     report = json.loads((out / "layouts.json").read_text())
     assert report["passed"] and report["rel_tolerance"] == 1e-4
-    ddp, fsdp, tp = (r["losses"] for r in report["runs"])
+    ddp, fsdp, tp, pp = (r["losses"] for r in report["runs"])
     # TP trains both data-parallel shards of DDP's global batch on every rank of its group
     assert tp == pytest.approx(ddp, rel=1e-5) and fsdp == pytest.approx(ddp, rel=1e-5)
+    assert pp == pytest.approx(ddp, rel=1e-5)  # the last stage's loss: the mean of microbatches
     proc = run_cli("validate", "-c", str(cfg), "--layouts", "ddp,tp", "--parallel", "tp=2")
     assert proc.returncode == 2 and "leave out --parallel" in proc.stderr

@@ -169,3 +169,25 @@ def test_a_straggler_is_named_under_fsdp2_and_tp(
     assert [s["rank"] for s in result["stragglers"]] == [1], result["stragglers"]
     detected = [f for f in result["faults"]["detected"] if f["kind"] == "straggler"]
     assert [f["rank"] for f in detected] == [1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_pp2_with_1f1b_measures_its_bubble_beside_the_theory(
+    run_cli: RunCli, tmp_path: Path, llama_config: Path
+) -> None:
+    flag = "pp=2,pp_microbatches=2"
+    result = _run(run_cli, llama_config, tmp_path / "pp", "--parallel", flag)
+    assert result["layout"]["name"] == "PP" and result["layout"]["pp_microbatches"] == 2
+    pipe = result["pipeline"]
+    assert (pipe["schedule"], pipe["stages"], pipe["microbatches"]) == ("1f1b", 2, 2)
+    assert pipe["bubble_pct_theory"] == 33.33  # (p-1)/(m+p-1) = 1/3
+    assert 0 < pipe["bubble_pct"] < 100
+    assert [s["stage"] for s in pipe["per_stage"]] == [0, 1]
+    for stage in pipe["per_stage"]:
+        assert 0 < stage["busy_ms"] < stage["schedule_ms"]
+    kinds = _kinds(result)
+    assert list(kinds) == ["send_recv"]  # activations forward, gradients back, per microbatch
+    assert kinds["send_recv"]["calls_per_step"] == 4  # 2 microbatches x (activation + gradient)
+    losses = [_losses(tmp_path / "pp", r) for r in (0, 1)]
+    assert all(v is None for v in losses[0]) and all(v is not None for v in losses[1])
