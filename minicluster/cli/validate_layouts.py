@@ -38,6 +38,7 @@ def layout_specs(text: str, world_size: int) -> list[tuple[str, str | None]]:
         "fsdp": f"dp_shard={world_size}",
         "tp": f"tp={world_size}",
         "pp": f"pp={world_size}",
+        "ep": f"ep={world_size}",
         "fsdp_tp": f"dp_shard={world_size // 2},tp=2",
         "hsdp": f"dp_replicate=2,dp_shard={world_size // 2}",
     }

@@ -97,8 +97,17 @@ class LlamaConfig:
     ffn_dim_multiplier: float | None = field(default=None, metadata=_range(0.01))
     rope_theta: float = field(default=10000.0, metadata=_range(1))
     norm_eps: float = field(default=1e-5, metadata=_range(0))
+    # Mixture of experts: 0 is a dense SwiGLU MLP; N > 0 replaces it by N SwiGLU experts, each
+    # token routed to its top-k (expert parallel, `parallel.ep`, spreads them over ranks).
+    moe_experts: int = field(default=0, metadata=_range(0, 4096))
+    moe_top_k: int = field(default=2, metadata=_range(1, 64))
 
     def __post_init__(self) -> None:
+        if self.moe_experts and self.moe_top_k > self.moe_experts:
+            raise ConfigError(
+                f"workload.moe_top_k ({self.moe_top_k}) exceeds workload.moe_experts "
+                f"({self.moe_experts})"
+            )
         if self.preset is not None and self.preset not in LLAMA_PRESETS:
             raise ConfigError(
                 f"workload.preset is {self.preset!r}; allowed: {', '.join(LLAMA_PRESETS)}"
@@ -552,9 +561,21 @@ def check_layout(cfg: RunConfig, world_size: int) -> layout_mod.Layout:
             "no tensor, pipeline or expert plan; it runs under dp_replicate and dp_shard)"
         )
     if lay.ep > 1:
-        raise ConfigError(
-            "parallel.ep > 1 is not built yet; layouts: dp_replicate, dp_shard, tp, pp"
-        )
+        if not isinstance(wl, LlamaConfig) or not wl.moe_experts:
+            raise ConfigError(
+                f"parallel.ep ({lay.ep}) needs experts: workload.moe_experts > 0 (llama)"
+            )
+        if wl.moe_experts % lay.ep:
+            raise ConfigError(
+                f"parallel.ep ({lay.ep}) does not divide workload.moe_experts ({wl.moe_experts})"
+            )
+        if lay.ep != lay.world_size:
+            raise ConfigError(
+                f"parallel.ep ({lay.ep}) beside other degrees above 1 is not built yet: ep takes "
+                "every rank (ep = world size)"
+            )
+    if isinstance(wl, LlamaConfig) and wl.moe_experts and lay.tp > 1:
+        raise ConfigError("parallel.tp with workload.moe_experts is not built yet")
     if lay.pp > 1 and lay.pp != lay.world_size:
         raise ConfigError(
             f"parallel.pp ({lay.pp}) beside other degrees above 1 is not built yet: pp takes "

@@ -32,6 +32,9 @@ class Parallel:
     dp_rank: int
     dp_size: int
     mixed_precision: str | None  # FSDP2's MixedPrecisionPolicy, as text; None when not used
+    # Expert parallel: averages the gradients over the ep ranks before the optimizer steps (an
+    # all-reduce of the dense ones; the experts' arrived through the all-to-all's backward)
+    sync_grads: Callable[[], None] | None = None
 
 
 def build_mesh(layout: Layout, device: torch.device) -> Any:
@@ -67,6 +70,8 @@ def parallelize(
     from torch.distributed.tensor.parallel import parallelize_module
 
     mesh = build_mesh(layout, device)
+    if layout.ep > 1:
+        return _expert_parallel(model, layout, mesh)
     if layout.tp > 1:
         parallelize_module(model, mesh["tp"], tensor_parallel_plan(model))
     blocks = list(getattr(model, "layers", []))
@@ -96,6 +101,35 @@ def parallelize(
         "dp_shard"
     )
     return Parallel(model, mesh, dp_rank, layout.dp_replicate * layout.dp_shard, mp_text)
+
+
+def _expert_parallel(model: nn.Module, layout: Layout, mesh: Any) -> Parallel:
+    """Every MoE layer keeps this rank's experts; the ep ranks are data parallel for the rest."""
+    import torch.distributed as dist
+
+    from minicluster.rank.workloads.llama import MoE
+
+    group, rank = mesh["ep"].get_group(), mesh.get_local_rank("ep")
+    moes = [m for m in model.modules() if isinstance(m, MoE)]
+    for moe in moes:
+        moe.shard_experts(group, rank, layout.ep)
+    experts = {id(p) for moe in moes for p in moe.experts.parameters()}
+    dense = [p for p in model.parameters() if id(p) not in experts]
+    expert_params = [p for p in model.parameters() if id(p) in experts]
+
+    def sync_grads() -> None:
+        grads = [p.grad for p in dense if p.grad is not None]
+        if grads:
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat, group=group)
+            flat /= layout.ep
+            for g, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+                g.copy_(part.view_as(g))
+        for p in expert_params:
+            if p.grad is not None:
+                p.grad /= layout.ep  # the sum over ranks' tokens of each rank's mean loss
+
+    return Parallel(model, mesh, rank, layout.ep, None, sync_grads)
 
 
 def autocast(

@@ -102,6 +102,7 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
     injector = faults.FaultInjector(cfg.faults, info.rank)
     module = wl.model
     pipe: layouts.Pipeline | None = None
+    par: layouts.Parallel | None = None
     timer: CommTimer | comm_kinds.KindTracker
     if layout.is_ddp:
         if cfg.run.compile:
@@ -147,6 +148,9 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
     # the timing method from step 0 on.
     session.write(CommTiming(method=timing_method, fallback=fallback or forced, from_step=0))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    if par is not None and par.sync_grads is not None:
+        sync = par.sync_grads
+        opt.register_step_pre_hook(lambda *_: sync())
     session.held.update(model=model, module=module, opt=opt)
     ddp = model if isinstance(model, DDP) else None
     hooked = timing_method != ddp_stats.METHOD

@@ -87,3 +87,24 @@ def test_llama_presets_fill_the_shape_and_the_user_keeps_the_last_word() -> None
         config.from_dict({"workload": {"name": "llama", "preset": "gpt5"}})
     with pytest.raises(ConfigError, match="n_kv_heads"):
         config.from_dict({"workload": {"name": "llama", "n_heads": 4, "n_kv_heads": 3}})
+
+
+def test_expert_and_pipeline_degrees_fit_the_model() -> None:
+    moe = config.from_dict({"workload": {"name": "llama", "moe_experts": 4}})
+    assert config.check_layout(config.with_parallel(moe, "ep=2"), 2).name == "EP"
+    dense = config.from_dict({"workload": {"name": "llama"}})
+    with pytest.raises(ConfigError, match=r"parallel\.ep \(2\) needs experts"):
+        config.check_layout(config.with_parallel(dense, "ep=2"), 2)
+    with pytest.raises(
+        ConfigError, match=r"parallel\.ep \(4\) does not divide .*moe_experts \(6\)"
+    ):
+        six = config.from_dict({"workload": {"name": "llama", "moe_experts": 6}})
+        config.check_layout(config.with_parallel(six, "ep=4"), 4)
+    assert config.check_layout(config.with_parallel(dense, "pp=2"), 2).pp_microbatches == 4
+    with pytest.raises(ConfigError, match=r"parallel\.pp \(3\) does not divide workload\.n_layers"):
+        six_rows = config.from_dict({"workload": {"name": "llama", "per_rank_batch": 6}})
+        config.check_layout(config.with_parallel(six_rows, "pp=3"), 3)
+    with pytest.raises(ConfigError, match=r"pp_microbatches \(3\) does not divide"):
+        config.check_layout(config.with_parallel(dense, "pp=2,pp_microbatches=3"), 2)
+    with pytest.raises(ConfigError, match="moe_top_k"):
+        config.from_dict({"workload": {"name": "llama", "moe_experts": 2, "moe_top_k": 3}})

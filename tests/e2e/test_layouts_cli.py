@@ -191,3 +191,24 @@ def test_pp2_with_1f1b_measures_its_bubble_beside_the_theory(
     assert kinds["send_recv"]["calls_per_step"] == 4  # 2 microbatches x (activation + gradient)
     losses = [_losses(tmp_path / "pp", r) for r in (0, 1)]
     assert all(v is None for v in losses[0]) and all(v is not None for v in losses[1])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_ep2_dispatches_experts_by_all_to_all_and_trains_ddp_s_losses(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "moe.yaml"
+    cfg.write_text(TINY_LLAMA.replace("multiple_of: 16}", "multiple_of: 16, moe_experts: 4}"))
+    result = _run(run_cli, cfg, tmp_path / "ep", "--parallel", "ep=2")
+    assert result["layout"]["name"] == "EP" and result["workload"]["global_batch"] == 4
+    kinds = _kinds(result)
+    assert list(kinds) == ["all_reduce", "all_to_all"]  # dense gradients; tokens and counts
+    # per MoE layer: counts, tokens there and back in forward, tokens both ways in backward
+    assert kinds["all_to_all"]["calls_per_step"] == 2 * 5
+    proc = run_cli(
+        "validate", "-c", str(cfg), "--layouts", "ddp,ep", "--out", str(tmp_path / "v"),
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "PASS: ddp, ep agree on the loss" in proc.stdout

@@ -69,13 +69,92 @@ class FeedForward(nn.Module):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
+class MoE(nn.Module):
+    """Mixture of SwiGLU experts: a router sends each token to its top-k experts, whose outputs
+    are summed with the renormalised router weights (Shazeer et al. 2017, Mixtral's routing).
+
+    Expert parallel (`shard_experts`): this rank keeps experts [rank x E/ep, (rank+1) x E/ep);
+    tokens travel to their experts' ranks and back by two all-to-alls (autograd-aware, so the
+    gradients travel back the same way), after one all-to-all of the per-expert counts.
+    """
+
+    def __init__(self, dim: int, hidden: int, experts: int, top_k: int) -> None:
+        super().__init__()
+        self.n_experts, self.top_k = experts, top_k
+        self.router = nn.Linear(dim, experts, bias=False)
+        self.experts = nn.ModuleList(FeedForward(dim, hidden) for _ in range(experts))
+        self.ep_group: object | None = None
+        self.ep_size = 1
+
+    def shard_experts(self, group: object, rank: int, size: int) -> None:
+        """Keep this rank's share of the experts (expert parallel over `group`)."""
+        per = self.n_experts // size
+        self.experts = nn.ModuleList(list(self.experts)[rank * per : (rank + 1) * per])
+        self.ep_group, self.ep_size = group, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        flat = x.reshape(-1, d)
+        scores = F.softmax(self.router(flat).float(), dim=-1)
+        weights, ids = scores.topk(self.top_k, dim=-1)
+        weights = (weights / weights.sum(-1, keepdim=True)).type_as(flat)
+        order = torch.argsort(ids.reshape(-1), stable=True)
+        tokens = flat.repeat_interleave(self.top_k, dim=0)[order]
+        counts = torch.bincount(ids.reshape(-1), minlength=self.n_experts)
+        if self.ep_group is None:
+            routed = self._experts(tokens, counts.tolist())
+        else:
+            routed = self._dispatch(tokens, counts)
+        out = torch.zeros_like(routed).index_copy(0, order, routed)
+        return (out.view(-1, self.top_k, d) * weights.unsqueeze(-1)).sum(1).view(b, t, d)
+
+    def _experts(self, tokens: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """Tokens sorted by (local) expert, `counts` per expert -> their outputs, same order."""
+        chunks = tokens.split(counts)
+        return torch.cat([expert(c) for expert, c in zip(self.experts, chunks, strict=True)])
+
+    def _dispatch(self, tokens: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+        from torch.distributed.nn.functional import all_to_all_single
+
+        local = self.n_experts // self.ep_size
+        send = counts.view(self.ep_size, local)  # row r: tokens for rank r's experts
+        recv = torch.empty_like(send)
+        dist.all_to_all_single(recv, send, group=self.ep_group)
+        send_splits, recv_splits = send.sum(1).tolist(), recv.sum(1).tolist()
+        got = all_to_all_single(
+            tokens.new_empty(sum(recv_splits), tokens.shape[1]),
+            tokens,
+            recv_splits,
+            send_splits,
+            group=self.ep_group,
+        )
+        # got is ordered by source rank, then local expert: regroup by expert for the experts
+        pieces = got.split(recv.flatten().tolist())
+        by_expert = [pieces[s * local + e] for e in range(local) for s in range(self.ep_size)]
+        done = self._experts(torch.cat(by_expert), recv.sum(0).tolist())
+        back = done.split([int(recv[s, e]) for e in range(local) for s in range(self.ep_size)])
+        by_source = [back[e * self.ep_size + s] for s in range(self.ep_size) for e in range(local)]
+        return all_to_all_single(
+            tokens.new_empty(tokens.shape),
+            torch.cat(by_source),
+            send_splits,
+            recv_splits,
+            group=self.ep_group,
+        )
+
+
 class TransformerBlock(nn.Module):
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         self.attention_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.attention = Attention(cfg)
         self.ffn_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
-        self.feed_forward = FeedForward(cfg.dim, cfg.ffn_dim)
+        self.feed_forward: nn.Module = (
+            MoE(cfg.dim, cfg.ffn_dim, cfg.moe_experts, cfg.moe_top_k)
+            if cfg.moe_experts
+            else FeedForward(cfg.dim, cfg.ffn_dim)
+        )
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         h = x + self.attention(self.attention_norm(x), cos, sin)
