@@ -212,3 +212,23 @@ def test_ep2_dispatches_experts_by_all_to_all_and_trains_ddp_s_losses(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "PASS: ddp, ep agree on the loss" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("layout", ["dp_shard=2", "tp=2"])
+def test_a_crash_is_attributed_under_fsdp2_and_tp(
+    run_cli: RunCli, tmp_path: Path, llama_config: Path, layout: str
+) -> None:
+    cfg = tmp_path / "crash.yaml"
+    cfg.write_text(TINY_LLAMA.replace("collective_timeout_s: 60", "collective_timeout_s: 10"))
+    out = tmp_path / "out"
+    proc = run_cli(
+        "run", "-c", str(cfg), "--parallel", layout, "--fault", "crash:rank=1,step=2",
+        "--out", str(out), timeout=240,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "failed" and result["layout"]["label"] == layout
+    (crash,) = [f for f in result["faults"]["detected"] if f["kind"] == "crash"]
+    assert crash["rank"] == 1 and crash["step"] == 2
