@@ -3,6 +3,7 @@ model, every misfit a ConfigError naming the field."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -108,3 +109,14 @@ def test_expert_and_pipeline_degrees_fit_the_model() -> None:
         config.check_layout(config.with_parallel(dense, "pp=2,pp_microbatches=3"), 2)
     with pytest.raises(ConfigError, match="moe_top_k"):
         config.from_dict({"workload": {"name": "llama", "moe_experts": 2, "moe_top_k": 3}})
+
+
+def test_a_fault_only_ddp_can_catch_is_refused_under_other_layouts() -> None:
+    from minicluster.core.fault_spec import parse
+
+    cfg = config.from_dict({"workload": {"name": "llama"}})
+    faulty = config.with_parallel(
+        dataclasses.replace(cfg, faults=(parse("corrupt_grad:rank=1,step=2"),)), "dp_shard=2"
+    )
+    with pytest.raises(ConfigError, match="corrupt_grad needs DDP"):
+        config.check_layout(faulty, 2)
