@@ -43,7 +43,7 @@ from minicluster.result.model import FaultKind
 # out (a third of the memory of a 4,096-rank run). Every other field, one added later included,
 # is kept; a field added to this list must not be read by aggregation (tests/analysis/
 # test_step_fields.py compares the result with and without them).
-UNREAD_STEP_FIELDS = ("fwd_ms", "bwd_ms", "opt_ms", "loss", "t_unix_s")
+UNREAD_STEP_FIELDS = ("fwd_ms", "bwd_ms", "opt_ms", "loss")
 
 
 def aggregate(
@@ -187,9 +187,7 @@ def _findings(
         checks,
         frame.world_size,
     )
-    detected = fault_detect.detect(
-        frame.records, frame.world_size, stragglers, dict(frame.launch.exit_codes)
-    )
+    detected = fault_detect.detect(frame.records, stragglers, frame.failure_order)
     stopped = set(fates.of(rank_status.INTERRUPTED, rank_status.ABORTED))
     if interrupted:  # ranks the interrupt stopped neither crashed nor hung
         detected = [
@@ -259,6 +257,10 @@ def _assemble(
             "failed_ranks": fates.failed,
             "aborted_ranks": fates.of(rank_status.ABORTED),
             "interrupted": status.interrupted,
+            "failure_order": [
+                e.to_dict(frame.where.get(e.rank, nodes.UNKNOWN)) for e in frame.failure_order
+            ]
+            or None,
             "steps": table.steps_section(figures.series),
             "scaling": None,
             "collectives": None,
@@ -273,6 +275,8 @@ def _assemble(
             "telemetry": energy.telemetry_section(telemetry_sources(frame.by_rank), metrics),
         }
     )
+    if result["failure_order"] is None:
+        del result["failure_order"]  # no rank failed: absent, as in results before it
     lay = _layout(frame)
     result["layout"] = lay.to_dict() if lay is not None else None
     result["precision"] = frame.config.run.precision

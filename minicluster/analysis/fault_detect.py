@@ -1,8 +1,8 @@
 """Find faults in what the ranks recorded: dead or hung ranks, stragglers, diverged replicas.
 
 Analysis layer (no torch). Every detection comes from evidence in the records (step lines,
-summaries, the launcher's exit codes), never from the list of injected faults, so `injected`
-and `detected` in the result can be checked against each other.
+summaries, the launcher's exit codes and signals, read in `failure_order`), never from the list
+of injected faults, so `injected` and `detected` in the result can be checked against each other.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import math
 from collections import Counter
 from typing import Any
 
+from minicluster.analysis.failure_order import DEATHS, FailureEvent
 from minicluster.core.checks import ChecksSection
 from minicluster.core.config import RunSection
 from minicluster.result.model import FaultKind
@@ -20,12 +21,18 @@ CHECKSUM_KEYS = ("param_checksum", "optim_checksum")
 
 def detect(
     records: list[Any],
-    world_size: int,
     stragglers: list[dict[str, Any]],
-    exit_codes: dict[int, int] | None = None,
+    failures: list[FailureEvent],
 ) -> list[dict[str, Any]]:
-    """Detected faults, each `{kind, rank, step, evidence}` (`step` None when it has none)."""
-    found = _dead_ranks(records, world_size, exit_codes or {})
+    """Detected faults, each `{kind, rank, step, evidence}` (`step` None when it has none): the
+    ranks that stopped recording of their own or were killed from outside (`failures`, from
+    `analysis.failure_order`, first failure first; its victims are no fault of their own),
+    diverged replicas, stragglers."""
+    found = [
+        {"kind": e.kind, "rank": e.rank, "step": e.step, "evidence": e.evidence}
+        for e in failures
+        if e.kind in DEATHS
+    ]
     found += _divergence(records)
     for s in stragglers:
         found.append(
@@ -37,54 +44,6 @@ def detect(
                 "evidence": f"median compute {s['compute_ms_median']:.2f} ms vs "
                 f"{s['others_compute_ms_median']:.2f} ms on the other ranks "
                 f"(+{s['excess_pct']:.1f}%)",
-            }
-        )
-    return found
-
-
-def _dead_ranks(
-    records: list[Any], world_size: int, exit_codes: dict[int, int]
-) -> list[dict[str, Any]]:
-    """A rank that left records but no summary died or was killed; its fault step is the first
-    step it never recorded. Crash or hang from its exit code (its own non-zero code vs killed by
-    a signal), else from what the surviving ranks' collectives reported. Once a rank crashed,
-    the launcher kills the rest: a rank killed then, before it could write its summary, is
-    collateral, not a hang of its own."""
-    by_rank = {r.rank: r for r in records}
-    dead = [
-        r
-        for r in range(world_size)
-        if r in by_rank and by_rank[r].header is not None and by_rank[r].summary is None
-    ]
-    crashed = any(exit_codes.get(r, 0) > 0 for r in dead)
-    survivors_errors = " ".join(
-        str(r.summary.get("error") or "") for r in records if r.summary is not None
-    ).lower()
-    found = []
-    for rank in range(world_size):
-        rec = by_rank.get(rank)
-        if rec is None or rec.header is None or rec.summary is not None:
-            continue
-        step = rec.last_step + 1 if rec.last_step is not None else 0
-        code = exit_codes.get(rank)
-        if code is not None and code > 0:
-            kind, why = "crash", f"process exited by itself with code {code}"
-        elif code is not None and code < 0 and crashed:
-            continue
-        elif code is not None and code < 0:
-            kind, why = "hang", f"stopped recording and was killed by the launcher (signal {-code})"
-        elif "timed out" in survivors_errors or "timeout" in survivors_errors:
-            kind, why = "hang", "stopped recording; the other ranks' collectives timed out"
-        elif "connection" in survivors_errors:
-            kind, why = "crash", "stopped recording; the other ranks lost their connection to it"
-        else:
-            kind, why = "rank_failure", "stopped recording; no exit code or peer error to tell why"
-        found.append(
-            {
-                "kind": kind,
-                "rank": rank,
-                "step": step,
-                "evidence": f"{why}; last recorded step {step - 1}, no summary",
             }
         )
     return found

@@ -11,7 +11,7 @@ last one it finished).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from minicluster.analysis.records import RankRecords
@@ -103,6 +103,8 @@ def classify(
     where: Callable[[RankRecords], str],
     interrupted: bool = False,
     node_of: dict[int, str] | None = None,
+    stopped_victims: Mapping[int, str] | None = None,
+    first: Sequence[int] = (),
 ) -> RankStatuses:
     """Each rank's fate from its records and the launcher's exit codes.
 
@@ -111,11 +113,15 @@ def classify(
     `interrupted`: the launcher was stopped (Ctrl-C, SIGTERM); a rank it stopped before the
     rank could write a summary is interrupted, not failed, unless it exited with a code of
     its own. `node_of` names each rank's node in the lines (a job across nodes).
+    `stopped_victims`: ranks that died without a summary because the launcher stopped them after
+    another rank failed (rank -> how, `analysis.failure_order`): aborted, not failed. `first`:
+    the failed ranks in the order they failed (the error lines follow it).
     """
     status: dict[int, str] = {}
     lines: dict[int, str] = {}
     peer_errors: set[int] = set()
     node_of = node_of or {}
+    stopped_victims = stopped_victims or {}
     for rank in range(world_size):
         rec = by_rank.get(rank)
         code = f" (exit code {exit_codes[rank]})" if rank in exit_codes else ""
@@ -145,22 +151,38 @@ def classify(
                 peer_errors.add(rank)
         else:
             status[rank] = OK
-    culprits = [r for r, s in status.items() if s in (FAILED, MISSING) and r not in peer_errors]
+    position = {r: i for i, r in enumerate(first)}
+    culprits = sorted(
+        (
+            r
+            for r, s in status.items()
+            if s in (FAILED, MISSING) and r not in peer_errors and r not in stopped_victims
+        ),
+        key=lambda r: (position.get(r, len(position)), r),
+    )
     if culprits:
         names = ", ".join(str(r) for r in culprits)
         for rank, s in status.items():
-            if rank in peer_errors or s == INTERRUPTED:
+            who = f"rank {rank} on {node_of[rank]}" if rank in node_of else f"rank {rank}"
+            if rank in stopped_victims and s == FAILED:
+                status[rank] = ABORTED
+                code = f" (exit code {exit_codes[rank]})" if rank in exit_codes else ""
+                lines[rank] = (
+                    f"{who}: aborted {where(by_rank[rank])}: {stopped_victims[rank]}{code}"
+                )
+            elif rank in peer_errors or s == INTERRUPTED:
                 # Its collective failed, or the launcher stopped it, because rank(s) failed.
                 status[rank] = ABORTED
                 why = "its collective failed" if rank in peer_errors else "it was stopped"
-                who = f"rank {rank} on {node_of[rank]}" if rank in node_of else f"rank {rank}"
                 lines[rank] = (
                     f"{who}: aborted {where(by_rank[rank])}: {why} after rank(s) {names} "
                     f"failed ({(by_rank[rank].summary or {}).get('error') or ''})"
                 )
     order = {FAILED: 0, MISSING: 0, ABORTED: 1, INTERRUPTED: 2}
-    ranked = sorted((order[s], r) for r, s in status.items() if s != OK)
-    return RankStatuses(status, [lines[r] for _, r in ranked])
+    ranked = sorted(
+        (order[s], position.get(r, len(position)), r) for r, s in status.items() if s != OK
+    )
+    return RankStatuses(status, [lines[r] for _, _, r in ranked])
 
 
 def step_where(rec: RankRecords) -> str:

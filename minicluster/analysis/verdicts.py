@@ -1,29 +1,38 @@
-"""The exit code a result earns: what an operator or a CI gate acts on."""
+"""The exit code a result earns: what an operator or a CI gate acts on (the policy itself is
+`core.exit_policy`)."""
 
 from __future__ import annotations
 
-from minicluster.core.errors import (
-    EXIT_FAILED_CHECK,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_RUN_FAILED,
-)
+from minicluster.core.exit_policy import code_for
 from minicluster.result.model import RunResult
+
+
+def verdicts(result: RunResult) -> list[str]:
+    """The verdicts of `result`, as `core.exit_policy` names them."""
+    found = []
+    if result.status == "failed":
+        found.append("run_failed")
+    if result.interrupted is True:
+        found.append("interrupted")
+    for d in result.faults.detected:
+        if d.fault_kind.correctness:
+            found.append("wrong_numbers")  # diverged replicas, a corrupted gradient
+        elif d.fault_kind.link:
+            found.append("slow_link")  # below the expected busbw, or a slow pair
+    if result.collectives is not None and result.collectives.wrong_total:
+        found.append("wrong_numbers")  # a collective returned wrong elements
+    if result.pairwise is not None and result.pairwise.wrong_total:
+        found.append("wrong_numbers")  # a link delivered wrong elements
+    if result.validation is not None and not result.validation.passed:
+        found.append("validation_failed")
+    if result.stragglers:
+        found.append("straggler")
+    return found
 
 
 def exit_code(result: RunResult) -> int:
     """3 when the run failed; 130 when it was interrupted (status incomplete, what ran kept);
     1 when it ran but a check failed (diverged replicas, a corrupted gradient, wrong collective
-    elements, a slow link against the expected busbw, a slow or wrong pair in the pairwise link
-    test); else 0."""
-    if result.status == "failed":
-        return EXIT_RUN_FAILED
-    if result.interrupted is True:
-        return EXIT_INTERRUPTED
-    if any(d.gates for d in result.faults.detected):
-        return EXIT_FAILED_CHECK  # wrong numbers, or a link slower than the expected busbw
-    if result.collectives is not None and result.collectives.wrong_total:
-        return EXIT_FAILED_CHECK  # a collective returned wrong elements
-    if result.pairwise is not None and result.pairwise.wrong_total:
-        return EXIT_FAILED_CHECK  # a link delivered wrong elements
-    return EXIT_OK
+    elements, a failed validation, a slow link against the expected busbw, a slow or wrong pair
+    in the pairwise link test, a straggler); else 0."""
+    return code_for(verdicts(result))

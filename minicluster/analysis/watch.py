@@ -28,12 +28,14 @@ from typing import Any
 import numpy as np
 
 from minicluster.analysis import envelope
+from minicluster.analysis.rank_status import PEER_ERROR
 from minicluster.analysis.steps import r4
 from minicluster.analysis.tail import RankTail, RunTail, Windows
 from minicluster.analysis.verdicts import exit_code as result_exit_code
 from minicluster.analysis.watch_rules import judge_stragglers, mark_stalls
 from minicluster.core import clock
-from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
+from minicluster.core.errors import EXIT_OK, InputError
+from minicluster.core.exit_policy import code_for
 from minicluster.result.model import RunResult
 
 FORMAT = "minicluster-watch/1"
@@ -101,7 +103,14 @@ def snapshot(
         by_rank[s["rank"]]["straggler"] = True
     slowest = _slowest(rows)
     stalled = [_named(r, "last_step", "idle_s") for r in rows if r["stalled"]]
-    failed = [_named(r, "last_step", "error") for r in rows if r["state"] == "failed"]
+    failed = _first_failure_first(
+        [
+            _named(r, "last_step", "error", "last_record_unix_s")
+            for r in rows
+            if r["state"] == "failed"
+        ],
+        result,
+    )
     problems = [
         name
         for name, present in (("stalled", stalled), ("straggling", stragglers), ("failed", failed))
@@ -120,7 +129,7 @@ def snapshot(
             if present and name not in problems:
                 problems.append(name)
     else:
-        code = EXIT_FAILED_CHECK if problems else EXIT_OK
+        code = code_for(["live_problem"] if problems else [])
     return {
         **snap,
         "run_id": head0.get("run_id"),
@@ -274,6 +283,7 @@ def _after_the_end(rows: list[dict[str, Any]], result: RunResult) -> None:
     Ctrl-C `interrupted`; one that left no summary and is not named died or was killed."""
     failed = set(result.failed_ranks)
     verdict = {r.rank: r.status for r in result.ranks}
+    how = {e.rank: e.evidence for e in result.failure_order or [] if e.cause}
     for r in rows:
         said = verdict.get(r["rank"])
         if said in ("aborted", "interrupted"):
@@ -282,7 +292,29 @@ def _after_the_end(rows: list[dict[str, Any]], result: RunResult) -> None:
         if r["state"] in ("running", "finishing", "waiting"):
             r["state"] = "failed" if r["rank"] in failed else "ended"
             if r["state"] == "failed":
-                r["error"] = "no summary: the process died or was killed (see the run's errors)"
+                r["error"] = how.get(
+                    r["rank"], "no summary: the process died or was killed (see the run's errors)"
+                )
+
+
+def _first_failure_first(
+    failed: list[dict[str, Any]], result: RunResult | None
+) -> list[dict[str, Any]]:
+    """The failed ranks, the first failure first: in the result's failure order once the run
+    ended; while it runs, a rank whose own error is not a peer's (a collective that lost the
+    failed rank) before one whose is, then by when each last wrote."""
+    if result is not None and result.failure_order:
+        place = {e.rank: i for i, e in enumerate(result.failure_order)}
+        return sorted(failed, key=lambda f: (place.get(f["rank"], len(place)), f["rank"]))
+    return sorted(
+        failed,
+        key=lambda f: (
+            bool(PEER_ERROR.search(str(f["error"] or ""))),
+            f["last_record_unix_s"] is None,
+            f["last_record_unix_s"] or 0.0,
+            f["rank"],
+        ),
+    )
 
 
 def _progress(rows: list[dict[str, Any]], total: int, stalled: bool, ended: bool) -> dict[str, Any]:
@@ -397,11 +429,10 @@ def _worst_nodes_first(nodes: list[dict[str, Any]]) -> list[str]:
 
 def ended_section(result: RunResult) -> dict[str, Any]:
     """What the run's result says at its end: `run_exit_code`, the code `minicluster run` gave it,
-    and `exit_code`, the watch's (the same, but 1 instead of 0 when the result names a
-    straggler: `run` reports a straggler and exits 0, a watch gate fails on it)."""
-    run_code = result_exit_code(result)
+    and `exit_code`, the watch's: the same (one policy, `core.exit_policy`: a straggler is a
+    finding for both)."""
+    run_code = code = result_exit_code(result)
     stragglers = [s.rank for s in result.stragglers]
-    code = EXIT_FAILED_CHECK if run_code == EXIT_OK and stragglers else run_code
     return {
         "status": result.status,
         "failed_ranks": list(result.failed_ranks),

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from minicluster.cli import orchestrate
-from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK
+from minicluster.core.exit_policy import code_for
 
 
 def fleet(args: argparse.Namespace) -> int:
@@ -38,7 +38,7 @@ def fleet(args: argparse.Namespace) -> int:
     with orchestrate.stdout_may_close():
         print_fleet(report, orchestrate.side_console(stderr=to_stdout))
     bad = report["outliers"] or report["failed"] or report["findings"]
-    return EXIT_FAILED_CHECK if bad else EXIT_OK
+    return code_for(["outlier_node"] if bad else [])
 
 
 def _load(path: Any, load_result: Any) -> dict[str, Any]:

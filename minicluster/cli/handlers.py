@@ -69,6 +69,12 @@ def watch(args: argparse.Namespace) -> int:
     return command.watch(args)
 
 
+def diagnose(args: argparse.Namespace) -> int:
+    from minicluster.cli import diagnose as command
+
+    return command.diagnose(args)
+
+
 def fleet(args: argparse.Namespace) -> int:
     from minicluster.cli import fleet as command
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from minicluster.cli import orchestrate
-from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
+from minicluster.core.errors import EXIT_OK, InputError
+from minicluster.core.exit_policy import code_for
 
 
 def _db(args: argparse.Namespace) -> Path:
@@ -146,4 +147,4 @@ def check(args: argparse.Namespace) -> int:
 
     with orchestrate.stdout_may_close():
         print_check(result, orchestrate.side_console(stderr=to_stdout))
-    return EXIT_FAILED_CHECK if result.regressions else EXIT_OK
+    return code_for(["regression"] if result.regressions else [])

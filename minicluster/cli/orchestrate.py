@@ -43,7 +43,12 @@ def launch(launcher: Launcher, plan: LaunchPlan, total: int, label: str) -> Laun
         outcome = LaunchOutcome(RecordsAt(plan.out_dir), str(e) or None, interrupted=True)
     try:
         store.record_launch(
-            plan.out_dir, plan.launcher, _why(outcome), outcome.exit_codes, outcome.interrupted
+            plan.out_dir,
+            plan.launcher,
+            _why(outcome),
+            outcome.exit_codes,
+            outcome.interrupted,
+            outcome.stopped,
         )
     except OSError as e:
         if e.errno in NO_SPACE:
@@ -107,7 +112,8 @@ def launch_of(outcome: LaunchOutcome) -> Launch:
     launcher's outcome becomes analysis input (the launchers never import analysis)."""
     from minicluster.analysis.frame import Launch
 
-    return Launch(_why(outcome), dict(outcome.exit_codes), outcome.interrupted)
+    stopped = None if outcome.stopped is None else dict(outcome.stopped)
+    return Launch(_why(outcome), dict(outcome.exit_codes), outcome.interrupted, stopped)
 
 
 def recorded_launch(out_dir: Path, launcher_error: str | None = None) -> Launch:
@@ -122,6 +128,7 @@ def recorded_launch(out_dir: Path, launcher_error: str | None = None) -> Launch:
         launcher_error,
         store.recorded_exit_codes(launcher) or {},
         launcher.get("interrupted") is True,
+        store.recorded_stopped(launcher),
     )
 
 

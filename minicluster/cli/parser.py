@@ -360,6 +360,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=handlers.compare)
 
     p = sub.add_parser(
+        "diagnose",
+        help="a hang or desync from Flight Recorder dumps: the collective where ranks disagree",
+        description="Read every rank's Flight Recorder dump (a failed run's DIR/flight_recorder/, "
+        "or the files torch writes under TORCH_FR_DUMP_TEMP_FILE, named by rank) and name the "
+        "collective sequence number where the ranks of a process group disagree: who never "
+        "entered it, who is still in it, different ops or sizes. Exit 1 on a desync, 2 when "
+        "there are no readable dumps.",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="DIR|DUMP",
+        help="a run directory, a directory of dumps, or dump files (names end in the rank)",
+    )
+    p.add_argument("--json", type=Path, help="write the diagnosis as JSON data (- = stdout)")
+    p.set_defaults(handler=handlers.diagnose)
+
+    p = sub.add_parser(
         "fleet",
         help="node-check results of many nodes side by side: outlier nodes named per metric",
         description="Per metric, the fleet's median and MAD over the nodes, each node's robust "
@@ -684,6 +703,7 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
         metavar="KIND:key=value,...",
         help="inject a fault (repeatable): straggler:rank=R,delay_ms=D[,from_step=S], "
         "slow_link:rank=R[,peer=P],delay_ms=D[,from_step=S], crash:rank=R,step=S, "
+        "kill:rank=R,step=S[,signal=9|15], "
         "hang:rank=R,step=S, corrupt_grad:rank=R,step=S",
     )
     config_flag(p, "--expect-busbw", ChecksSection, "expect_busbw_gbps", metavar="GBPS")

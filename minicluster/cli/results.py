@@ -10,7 +10,8 @@ from typing import Any
 
 from minicluster.cli import orchestrate
 from minicluster.core import rundir
-from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
+from minicluster.core.errors import EXIT_OK, InputError
+from minicluster.core.exit_policy import code_for
 
 
 def aggregate(args: argparse.Namespace) -> int:
@@ -148,7 +149,7 @@ def compare(args: argparse.Namespace) -> int:
     # files first: a terminal that goes away (`| head`) must not cost them, nor the exit code
     with orchestrate.stdout_may_close():
         print_comparison(comparison, orchestrate.side_console(stderr=to_stdout))
-    return EXIT_FAILED_CHECK if comparison.gate_failed else EXIT_OK
+    return code_for(["regression"] if comparison.gate_failed else [])
 
 
 def convert(args: argparse.Namespace) -> int:

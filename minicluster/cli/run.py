@@ -17,13 +17,12 @@ from minicluster.core import choices, collective_defs, fault_spec, pairs
 from minicluster.core import config as config_mod
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import (
-    EXIT_FAILED_CHECK,
     EXIT_OK,
-    EXIT_RUN_FAILED,
     InputError,
     MiniclusterError,
     RunFailedError,
 )
+from minicluster.core.exit_policy import code_for
 from minicluster.core.units import format_size, parse_size
 from minicluster.launchers.base import Launcher
 from minicluster.launchers.ray_launch import RayLauncher, RayOptions, check_options, ray_installed
@@ -82,7 +81,7 @@ def validate(args: argparse.Namespace) -> int:
 def _validate_code(result: RunResult) -> int:
     if result.status == "failed":
         print("minicluster: validate: the run failed; see errors above", file=sys.stderr)
-        return EXIT_RUN_FAILED
+        return code_for(["run_failed"])
     verdict = result.validation
     assert verdict is not None  # validate configures both checks
     if verdict.passed:
@@ -96,7 +95,7 @@ def _validate_code(result: RunResult) -> int:
         )
         return EXIT_OK
     print(f"minicluster: validate: FAIL: {verdict.reason}")
-    return EXIT_FAILED_CHECK
+    return code_for(["validation_failed"])
 
 
 def _launch_training(args: argparse.Namespace, validating: bool) -> RunResult | None:

@@ -376,7 +376,11 @@ class RunConfig:
         every training result.json) is the same as before layouts existed.
         """
         data = dataclasses.asdict(self)
-        data["faults"] = list(data["faults"])  # JSON-shaped, also when gathered in-band
+        # JSON-shaped, also when gathered in-band; a kill's `signal` only where given (the
+        # faults of results before it keep their bytes)
+        data["faults"] = [
+            {k: v for k, v in f.items() if k != "signal" or v is not None} for f in data["faults"]
+        ]
         if self.job == "train":
             del data["job"], data["collectives"]
             if self.parallel == ParallelSection():

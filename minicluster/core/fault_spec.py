@@ -18,6 +18,9 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "straggler": (("rank", "delay_ms"), ("from_step",)),
     "slow_link": (("rank", "delay_ms"), ("peer", "from_step")),
     "crash": (("rank", "step"), ()),
+    # The rank sends itself `signal` (9 SIGKILL, as the kernel's OOM killer; 15 SIGTERM, as
+    # earlyoom or a kubelet eviction) before `step`: a kill from outside the launcher.
+    "kill": (("rank", "step"), ("signal",)),
     "hang": (("rank", "step"), ()),
     "corrupt_grad": (("rank", "step"), ()),
 }
@@ -31,7 +34,10 @@ MAX_VALUE = {
     "step": 2**31 - 1,
     "from_step": 2**31 - 1,
     "delay_ms": 3_600_000,
+    "signal": 64,
 }
+KILL_SIGNALS = (9, 15)  # SIGKILL, SIGTERM: what the OOM killer and earlyoom send
+DEFAULT_KILL_SIGNAL = 9
 
 
 @dataclass(frozen=True)
@@ -46,11 +52,14 @@ class FaultSpec:
     delay_ms: int | None = None
     from_step: int = 0
     peer: int | None = None
+    signal: int | None = None  # a kill's signal (None: DEFAULT_KILL_SIGNAL)
 
     def __str__(self) -> str:
         keys = ["rank", *(["peer"] if self.peer is not None else []), *KINDS[self.kind][0][1:]]
         if self.from_step:
             keys.append("from_step")
+        if self.signal is not None:
+            keys.append("signal")
         return f"{self.kind}:" + ",".join(f"{k}={getattr(self, k)}" for k in keys)
 
     @property
@@ -100,6 +109,11 @@ def from_mapping(data: Any, source: str = "faults") -> FaultSpec:
     if missing:
         raise ConfigError(f"{source}: {kind} needs {', '.join(missing)} (e.g. {_example(kind)})")
     ints = {k: _int(source, k, v) for k, v in given.items()}
+    if "signal" in ints and ints["signal"] not in KILL_SIGNALS:
+        raise ConfigError(
+            f"{source}: signal must be one of {', '.join(map(str, KILL_SIGNALS))} "
+            f"(SIGKILL, SIGTERM), got {ints['signal']}"
+        )
     return FaultSpec(kind=kind, **ints)
 
 

@@ -286,11 +286,13 @@ class Pair(Record):
 class Summary(Record):
     """`rank_NNNNN.summary.json`, written atomically at the rank's end (its own file, no `type`).
     `validation`: rank 0 of a run with check_ddp_equivalence; `collectives_recorded`: the
-    records of a collectives job."""
+    records of a collectives job; `t_unix_s`: when it was written."""
 
     TYPE: ClassVar[str] = "summary"
     TAGGED: ClassVar[bool] = False
-    OMIT_NONE: ClassVar[frozenset[str]] = frozenset(("validation", "collectives_recorded"))
+    OMIT_NONE: ClassVar[frozenset[str]] = frozenset(
+        ("validation", "collectives_recorded", "t_unix_s")
+    )
     format: str | None = None
     run_id: str | None = None
     rank: int | None = None
@@ -304,6 +306,9 @@ class Summary(Record):
     telemetry: dict[str, Any] | None = None
     validation: dict[str, Any] | None = None
     collectives_recorded: int | None = None
+    # When the summary was written (wall clock): for a failed rank, about when its error came,
+    # which orders failures across ranks (`analysis.failure_order`).
+    t_unix_s: float | None = None
 
 
 @dataclass(kw_only=True, slots=True)

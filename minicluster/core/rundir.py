@@ -5,7 +5,10 @@ A run directory holds:
     config.json                  the resolved config the ranks loaded (JSON is YAML)
     ranks/rank_00003.jsonl       one rank's records: header line, then one line per step
     ranks/rank_00003.summary.json   that rank's summary, written atomically at its end
-    launcher.json                why a local launch failed or was interrupted (exit codes)
+    launcher.json                why a local launch failed or was interrupted (exit codes, the
+                                 ranks the launcher signalled itself)
+    flight_recorder/rank_00003   that rank's Flight Recorder dump (torch's format), written when
+                                 it failed (`minicluster diagnose DIR` reads them)
     ray.log                      `--launcher ray`: what the Ray driver printed (Ray's own output)
     node.json                    on a node that does not see rank 0's files: this node's ranks and
                                  where rank 0 wrote the result (`NODE_KEYS`)
@@ -87,6 +90,18 @@ def result_path(run_dir: Path) -> Path:
 
 def config_path(run_dir: Path) -> Path:
     return run_dir / CONFIG_FILE
+
+
+FLIGHT_RECORDER_DIR = "flight_recorder"
+FLIGHT_RECORDER_PREFIX = "rank_"  # + the rank's digits: the names torch's fr_trace reads too
+
+
+def flight_recorder_dir(run_dir: Path) -> Path:
+    return run_dir / FLIGHT_RECORDER_DIR
+
+
+def flight_recorder_dump(run_dir: Path, rank: int) -> Path:
+    return flight_recorder_dir(run_dir) / f"{FLIGHT_RECORDER_PREFIX}{rank:05d}"
 
 
 def launcher_path(run_dir: Path) -> Path:

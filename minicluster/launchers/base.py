@@ -152,13 +152,17 @@ class LaunchOutcome:
     `error` None when every rank finished, else why not (the launcher's words, ranks named);
     `exit_codes` the non-zero exit codes by global rank (negative: killed by that signal);
     `interrupted` when the user or a scheduler stopped the launch (Ctrl-C, SIGTERM), with
-    `error` saying how; `records` where the ranks' records are.
+    `error` saying how; `records` where the ranks' records are. `stopped`: the ranks the
+    launcher itself signalled once another rank had failed (rank -> signal number), None where
+    the launcher does not say; a rank killed by a signal it is not listed under was killed
+    from outside the launcher (the kernel's OOM killer, earlyoom, a user's kill).
     """
 
     records: RecordsAt
     error: str | None = None
     exit_codes: Mapping[int, int] = field(default_factory=dict)
     interrupted: bool = False
+    stopped: Mapping[int, int] | None = None
 
     @property
     def ok(self) -> bool:

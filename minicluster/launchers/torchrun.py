@@ -251,8 +251,10 @@ def _run_torchrun(argv: list[str], records: RecordsAt) -> LaunchOutcome:
     _register_loopback_rendezvous()
     args = parse_args(argv)
     _quiet_elastic_logs()
+    closing = ClosingSignals()
     try:
-        run(args)
+        with closing:
+            run(args)
     except SignalException as e:
         # torchrun's agent turns SIGINT/SIGTERM into this: the user or a scheduler's time limit
         # stopped us, not a rank.
@@ -267,10 +269,64 @@ def _run_torchrun(argv: list[str], records: RecordsAt) -> LaunchOutcome:
         failures = ", ".join(
             f"rank {rank} exit code {code}" for rank, code in sorted(codes.items())
         )
-        return LaunchOutcome(records, f"ranks failed: {failures}", codes)
+        stopped = closing.by_rank({int(rank): f.pid for rank, f in e.failures.items()})
+        return LaunchOutcome(records, f"ranks failed: {failures}", codes, stopped=stopped)
     except Exception as e:  # rendezvous or agent failure
         return LaunchOutcome(records, f"torchrun failed: {type(e).__name__}: {e}")
     return LaunchOutcome(records)
+
+
+# torchrun's agent logs every signal it sends to a worker it stops (torch 2.x,
+# torch.distributed.elastic.multiprocessing.api: `SubprocessContext._close`); these are the
+# messages' format strings, pinned by tests/launchers/test_torchrun_signals.py.
+ELASTIC_API_LOGGER = "torch.distributed.elastic.multiprocessing.api"
+CLOSING_SIGNAL_MSG = "Sending process %s closing signal %s"
+FORCED_KILL_MSG = "Unable to shutdown process %s via %s, forcefully exiting via %s"
+
+
+class ClosingSignals(logging.Handler):
+    """The signals torchrun's agent sent to its workers (pid -> signal number), read from its own
+    log records while the agent runs (`with ClosingSignals() as c:`). The agent signals the
+    workers still running once one has failed: those are the victims; a worker killed by a
+    signal that is not here was killed from outside the launcher."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.sent: dict[int, int] = {}
+        self._logger = logging.getLogger(ELASTIC_API_LOGGER)
+
+    def __enter__(self) -> ClosingSignals:
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if record.msg == CLOSING_SIGNAL_MSG and len(args) == 2:
+            pid, sig = args
+        elif record.msg == FORCED_KILL_MSG and len(args) == 3:
+            pid, sig = args[0], args[2]
+        else:
+            return
+        number = _signal_number(sig)
+        if isinstance(pid, int) and number is not None:
+            self.sent[pid] = number  # a forced SIGKILL after SIGTERM replaces it
+
+    def by_rank(self, pids: dict[int, int]) -> dict[int, int]:
+        """The signals sent, keyed by the global rank of each pid in `pids` (rank -> pid)."""
+        return {rank: self.sent[pid] for rank, pid in pids.items() if pid in self.sent}
+
+
+def _signal_number(sig: object) -> int | None:
+    """A signal given as `signal.Signals`, its name (`SIGTERM`) or its number."""
+    if isinstance(sig, int):
+        return int(sig)
+    try:
+        return int(signal.Signals[str(sig)])
+    except KeyError:
+        return None
 
 
 def loopback_interface() -> str | None:

@@ -1,4 +1,4 @@
-"""Rank-side fault injection: make this rank slow, crash, hang or corrupt its gradient on purpose.
+"""Rank-side fault injection: make this rank slow, crash, be killed, hang or corrupt its gradient.
 
 The specs come parsed and checked from `fault_spec`; each rank acts only on those that name it. Every fault
 is placed where the real failure would sit, so the measurements have to find it on their own:
@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from minicluster.core import fault_spec
 from minicluster.core.fault_spec import FaultSpec
 from minicluster.rank.mean_hook import mean_hook
 
@@ -93,6 +94,14 @@ class FaultInjector:
                 log.warning("fault injected: %s (os._exit)", f)
                 sys.stderr.flush()
                 os._exit(CRASH_EXIT_CODE)  # no finally, no summary: as abrupt as a real crash
+            if f.kind == "kill":
+                sig = f.signal or fault_spec.DEFAULT_KILL_SIGNAL
+                log.warning("fault injected: %s (os.kill(own pid, %d))", f, sig)
+                sys.stderr.flush()
+                # As the OOM killer or earlyoom would: a signal to this process alone, from
+                # outside the launcher, no summary.
+                os.kill(os.getpid(), sig)
+                threading.Event().wait()  # SIGTERM is delivered asynchronously: wait for it
             if f.kind == "hang":
                 log.warning("fault injected: %s (blocking forever)", f)
                 threading.Event().wait()  # the launcher's SIGTERM/SIGKILL ends it

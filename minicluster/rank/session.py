@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 import traceback
 from pathlib import Path
 from types import TracebackType
@@ -21,7 +22,7 @@ from minicluster.core import rank_format, rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.io import atomic_write_json
 from minicluster.core.rank_format import Header, LineRecord, RankLog, Summary
-from minicluster.rank import dist, telemetry, workloads
+from minicluster.rank import dist, flight_recorder, telemetry, workloads
 from minicluster.rank.header import header_record
 from minicluster.rank.recorder import RankRecorder
 from minicluster.rank.roster import gather_roster
@@ -36,7 +37,8 @@ class RankSession:
     (the launcher reads no files: Ray, a job across nodes, an outside launcher); rank 0 then finds
     every rank's log in `gathered`. Without it the log keeps no steps and nothing is sent.
 
-    On the way out, whatever happened: a failed (or interrupted) summary when the job raised,
+    On the way out, whatever happened: a failed (or interrupted) summary when the job raised
+    (after a failure, the rank's Flight Recorder dump),
     the record file and telemetry closed, the objects in `held` (a DDP model, its optimizer)
     dropped and collected before the process group is destroyed (else gloo can hang at exit).
     """
@@ -159,6 +161,10 @@ class RankSession:
             except (OSError, ValueError):
                 log.warning("could not write the header to %s", recorder.path)
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        if status == "failed":
+            # Before the process group goes: which collectives this rank entered (a timeout
+            # or a lost peer is told from every rank's dump, `minicluster diagnose`).
+            flight_recorder.dump(self.out_dir, self.info.rank)
         summary = self._summary(status, exc, None, None, None)
         if recorder is not None:
             recorder.finish_best_effort(summary)
@@ -200,6 +206,7 @@ class RankSession:
             telemetry=telemetry_window,
             validation=validation,
             collectives_recorded=self._bench_recorded(rlog),
+            t_unix_s=time.time(),
         )
 
     def _bench_recorded(self, rlog: RankLog | None) -> int | None:

@@ -36,6 +36,7 @@ from minicluster.rank import (
     dist,
     equivalence,
     faults,
+    flight_recorder,
     layouts,
     pairwise,
     replica,
@@ -71,6 +72,7 @@ def run(
     torch.set_num_threads(threads)  # recorded in the header: every later reader takes it there
     device = dist.pick_device(cfg.run.device, info.local_rank)
     backend = dist.pick_backend(cfg.run.backend, device)
+    flight_recorder.enable()  # before the process group starts: it records from the first op
     dist.init(info, backend, cfg.run.collective_timeout_s)
     try:
         # Before anything is written: every rank agrees on the run id and that `out_dir` holds
@@ -80,6 +82,7 @@ def run(
     except BaseException:
         dist.teardown()
         raise
+    flight_recorder.dump_on_sigterm(out_dir, info.rank)
     session = RankSession(cfg, info, device, backend, threads, out_dir, run_id, gather)
     with session:
         if cfg.job == "collectives":

@@ -45,6 +45,7 @@ class FaultKind(str, Enum):
     """What a finding (a detected fault) is; its properties say what it means for the verdict."""
 
     CRASH = "crash"
+    KILL = "kill"  # killed by a signal from outside the launcher (the OOM killer, a user's kill)
     HANG = "hang"
     RANK_FAILURE = "rank_failure"
     NODE_LOST = "node_lost"
@@ -67,7 +68,7 @@ class FaultKind(str, Enum):
     @property
     def death(self) -> bool:
         """A rank that stopped recording (crashed, hung, or failed without saying why)."""
-        return self in (FaultKind.CRASH, FaultKind.HANG, FaultKind.RANK_FAILURE)
+        return self in (FaultKind.CRASH, FaultKind.KILL, FaultKind.HANG, FaultKind.RANK_FAILURE)
 
     @property
     def gates(self) -> bool:
@@ -340,6 +341,37 @@ class Finding(Section):
     def placed(self) -> bool:
         """The finding names its node (1.2)."""
         return self.hostname is not None or self.node_rank is not None
+
+
+@dataclass(kw_only=True)
+class FailureEvent(Section):
+    """One rank's failure in `failure_order`: causes first, in time order, then the victims."""
+
+    __schema_name__: ClassVar[str | None] = "failure"
+
+    rank: RankId
+    node_rank: int | None = None
+    hostname: str | None = None
+    kind: Literal[
+        "kill", "crash", "exception", "hang", "timeout", "missing", "aborted", "rank_failure"
+    ] = spec(
+        doc="kill: a signal from outside the launcher; crash: ended by itself (its own exit code "
+        "or a signal of its own fault); exception: raised (its summary says what); hang: stopped "
+        "recording while its peers timed out waiting; timeout: its own collective timed out and "
+        "no rank is known to have stopped first; missing: left no records; aborted: a victim of "
+        "an earlier failure; rank_failure: stopped recording, nothing tells why"
+    )
+    cause: bool = spec(doc="it failed of its own (false: a victim)")
+    signal: int | None = spec(None, doc="the signal that ended it (exit code -N)")
+    signal_name: str | None = None
+    exit_code: int | None = None
+    t_unix_s: float | None = spec(
+        None,
+        doc="about when it failed: a dead rank's last record (no progress after it), else when "
+        "its summary was written; null when nothing it wrote says",
+    )
+    step: NonNegative | None = spec(None, doc="the step it was in; null for a collectives job")
+    evidence: str
 
 
 @dataclass(kw_only=True)
@@ -1102,6 +1134,12 @@ class RunResult(Section):
         False,
         doc="1.1: the user or a scheduler stopped the run; status is incomplete unless a rank "
         "failed on its own",
+    )
+    failure_order: list[FailureEvent] | None = spec(
+        None,
+        omit_none=True,
+        doc="every failed rank's failure, the first failure in time first, causes before "
+        "victims; absent when no rank failed",
     )
     steps: StepsSection | str | None = spec(
         doc="rank_files: where the per-rank JSONL lie; series (1.1): the per-step cross-rank "

@@ -134,10 +134,12 @@ def record_launch(
     error: str | None,
     exit_codes: Mapping[int, int],
     interrupted: bool,
+    stopped: Mapping[int, int] | None = None,
 ) -> None:
     """Keep how a launch that did not finish ended (why, each rank's non-zero exit code, whether
-    the user or a scheduler interrupted it) in DIR/launcher.json, so `aggregate DIR` says it
-    again later. Nothing is written for a launch whose ranks all finished."""
+    the user or a scheduler interrupted it, the ranks the launcher itself signalled) in
+    DIR/launcher.json, so `aggregate DIR` says it again later. Nothing is written for a launch
+    whose ranks all finished."""
     if error is None and not exit_codes and not interrupted:
         return
     record: dict[str, Any] = {
@@ -147,6 +149,8 @@ def record_launch(
     }
     if error is not None:
         record["error"] = error
+    if stopped is not None:
+        record["stopped_by_launcher"] = {str(r): sig for r, sig in sorted(stopped.items())}
     atomic_write_json(rundir.launcher_path(out_dir), record)
 
 
@@ -157,6 +161,15 @@ def launcher_record(out_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def recorded_stopped(record: Mapping[str, Any]) -> dict[int, int] | None:
+    """The ranks the launcher signalled itself (rank -> signal), or None where it did not say
+    (another launcher, an older launcher.json)."""
+    try:
+        return {int(rank): int(sig) for rank, sig in record["stopped_by_launcher"].items()}
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
 
 
 def recorded_exit_codes(record: Mapping[str, Any]) -> dict[int, int] | None:

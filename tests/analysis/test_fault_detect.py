@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from minicluster.analysis import failure_order
 from minicluster.analysis.fault_detect import detect, validation_section
 from minicluster.analysis.records import RankRecords
 from minicluster.core.config import RunSection
@@ -22,29 +23,40 @@ def _rec(
     return RankRecords(rank=rank, header={"rank": rank}, steps=steps, summary=summ)
 
 
+def _deaths(
+    recs: list[RankRecords],
+    exit_codes: dict[int, int] | None = None,
+    stopped: dict[int, int] | None = None,
+) -> list[dict[str, Any]]:
+    events = failure_order.order({r.rank: r for r in recs}, len(recs), exit_codes or {}, stopped)
+    return detect(recs, [], events)
+
+
 def test_crash_from_the_ranks_own_exit_code() -> None:
     recs = [_rec(0, 4, error="Connection reset by peer"), _rec(1, 4, summary=False)]
-    (d,) = detect(recs, 2, [], exit_codes={0: -15, 1: 86})
+    (d,) = _deaths(recs, exit_codes={0: -15, 1: 86})
     assert (d["kind"], d["rank"], d["step"]) == ("crash", 1, 4)
 
 
 def test_a_rank_killed_after_another_crashed_is_not_a_hang() -> None:
     recs = [_rec(0, 4, summary=False), _rec(1, 4, summary=False), _rec(2, 4, error="reset")]
-    found = detect(recs, 3, [], exit_codes={0: -15, 1: 86, 2: 3})
+    found = _deaths(recs, exit_codes={0: -15, 1: 86, 2: 3})
     assert [(d["kind"], d["rank"], d["step"]) for d in found] == [("crash", 1, 4)]
 
 
-def test_hang_from_a_kill_signal_or_the_peers_timeout() -> None:
+def test_hang_from_the_peers_timeout() -> None:
     recs = [_rec(0, 3, error="Timed out waiting 5000ms"), _rec(1, 3, summary=False)]
-    (d,) = detect(recs, 2, [], exit_codes={0: 3, 1: -15})
+    (d,) = _deaths(recs, exit_codes={0: 3, 1: -15}, stopped={1: 15})
     assert (d["kind"], d["rank"], d["step"]) == ("hang", 1, 3)
-    (d,) = detect(recs, 2, [], exit_codes=None)  # `aggregate DIR` without launcher exit codes
+    (d,) = _deaths(recs, exit_codes={0: 3, 1: -15})  # the launcher did not say whom it stopped
+    assert (d["kind"], d["rank"], d["step"]) == ("hang", 1, 3)
+    (d,) = _deaths(recs)  # `aggregate DIR` without launcher exit codes
     assert (d["kind"], d["rank"], d["step"]) == ("hang", 1, 3)
 
 
 def test_no_fault_when_every_rank_finished_and_agrees() -> None:
     sums = {"param_checksum": [5, 6, 7], "optim_checksum": [1, 2, 3]}
-    assert detect([_rec(0, 3, **sums), _rec(1, 3, **sums)], 2, []) == []
+    assert detect([_rec(0, 3, **sums), _rec(1, 3, **sums)], [], []) == []
 
 
 def test_divergence_blames_the_rank_whose_gradient_changed_after_the_all_reduce() -> None:
@@ -55,16 +67,16 @@ def test_divergence_blames_the_rank_whose_gradient_changed_after_the_all_reduce(
         "grad_applied_checksum": [9, 9, 9],
     }
     bad = dict(good, param_checksum=[5, 6, 8], grad_applied_checksum=[9, 9, 10])
-    (d,) = detect([_rec(0, 3, **good), _rec(1, 3, **bad)], 2, [])
+    (d,) = detect([_rec(0, 3, **good), _rec(1, 3, **bad)], [], [])
     assert (d["kind"], d["rank"], d["step"]) == ("corrupt_grad", 1, 2)
 
 
 def test_divergence_without_gradient_evidence_uses_the_majority_or_says_ambiguous() -> None:
     a = {"param_checksum": [5, 6], "optim_checksum": [1, 2]}
     b = {"param_checksum": [5, 0], "optim_checksum": [1, 2]}
-    found = detect([_rec(0, 2, **a), _rec(1, 2, **b), _rec(2, 2, **a)], 3, [])
+    found = detect([_rec(0, 2, **a), _rec(1, 2, **b), _rec(2, 2, **a)], [], [])
     assert [(d["kind"], d["rank"], d["step"]) for d in found] == [("replica_divergence", 1, 1)]
-    found = detect([_rec(0, 2, **a), _rec(1, 2, **b)], 2, [])
+    found = detect([_rec(0, 2, **a), _rec(1, 2, **b)], [], [])
     assert sorted(d["rank"] for d in found) == [0, 1]
     assert all("no majority" in d["evidence"] for d in found)
 

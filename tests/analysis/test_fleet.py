@@ -50,7 +50,7 @@ def test_only_the_bad_side_of_the_direction_counts() -> None:
     assert latency["outliers"] == []
     assert report["outliers"] == ["edited-slow-link-8"]
     assert report["nodes"][0]["label"] == "edited-slow-link-8"  # worst first
-    assert "edited-slow-link-8 (busbw_gbps z -" in report["verdict"]
+    assert "edited-slow-link-8 (busbw_gbps z +" in report["verdict"]  # bad-side z, as the table
 
 
 def test_the_mad_floor_keeps_a_tight_fleet_from_naming_normal_spread() -> None:

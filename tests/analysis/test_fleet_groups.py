@@ -98,7 +98,7 @@ def test_the_sick_h100_is_named_and_no_healthy_a100() -> None:
     gemm = [m for m in report["metrics"] if m["name"] == "gemm_tflops"]
     assert [m["outliers"] for m in gemm] == [["h100-5"], []]
     assert report["verdict"].startswith(
-        "fleet of 8 nodes in 2 platform groups: 1 outlier node(s): h100-5 (gemm_tflops z -"
+        "fleet of 8 nodes in 2 platform groups: 1 outlier node(s): h100-5 (gemm_tflops z +"
     )
     assert report["mad_floor_frac"] == 0.05  # a fleet of node checks
 

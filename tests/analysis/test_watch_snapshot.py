@@ -249,7 +249,8 @@ def test_a_collectives_job_is_refused(tmp_path: Path) -> None:
 
 def test_an_ended_run_whose_result_names_a_straggler_is_not_healthy(tmp_path: Path) -> None:
     """The last window of a finished run can look even; the result's straggler still stands:
-    `healthy`, `problems` and the exit code say the same, and `run_exit_code` is what `run` gave."""
+    `healthy`, `problems` and the exit code say the same, and `run` gave the same code (one
+    exit-code policy: a straggler is a finding)."""
     _write(tmp_path, [99, 99])
     result = {
         "status": "ok",
@@ -259,7 +260,7 @@ def test_an_ended_run_whose_result_names_a_straggler_is_not_healthy(tmp_path: Pa
         "errors": [],
     }
     snap = _snap(tmp_path, T0 + 60.0, result=result)
-    assert snap["exit_code"] == 1 and snap["ended"]["run_exit_code"] == 0
+    assert snap["exit_code"] == 1 and snap["ended"]["run_exit_code"] == 1
     assert snap["healthy"] is False and snap["problems"] == ["straggling"]
     assert snap["ended"]["stragglers"] == [1]
 

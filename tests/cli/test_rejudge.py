@@ -21,7 +21,7 @@ def run_with_a_25pct_straggler(tmp_path: Path) -> Path:
     run = tmp_path / "run"
     compute = [[20.0 + (s % 3) * 0.1 for s in range(40)], [25.0 + (s % 3) * 0.1 for s in range(40)]]
     recorded.training_run(run, compute)
-    assert main(["aggregate", str(run)]) == 0
+    assert main(["aggregate", str(run)]) == 1  # a straggler is a finding (one exit-code policy)
     result = json.loads((run / "result.json").read_text())
     assert [s["rank"] for s in result["stragglers"]] == [1]
     return run
@@ -38,6 +38,7 @@ def test_a_higher_threshold_clears_the_straggler_and_keeps_the_recorded_result(
     assert "checks.straggler_threshold_pct: 20 -> 30" in out
     assert "stragglers: rank 1 -> none" in out
     assert "no longer found: straggler rank 1" in out
+    assert "exit code: 1 -> 0" in out  # the straggler was the run's only finding
     assert (run / "result.json").read_bytes() == recorded_bytes  # never overwritten
     (again,) = run.glob("result.rejudged-*.json")
     assert f"result: {again}" in out
@@ -71,14 +72,14 @@ def test_an_expected_busbw_judges_the_link_and_sets_the_exit_code(
     out = capsys.readouterr().out
     assert "checks.expect_busbw_gbps: none -> 1e+06" in out
     assert "link: not judged -> slow" in out
-    assert "found: slow_link" in out and "exit code: 0 -> 1" in out
+    assert "found: slow_link" in out and "exit code" not in out  # 1 for the straggler already
 
 
 def test_an_unchanged_verdict_says_so(
     run_with_a_25pct_straggler: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
-    assert main(["aggregate", str(run_with_a_25pct_straggler), "--straggler-threshold", "21"]) == 0
+    assert main(["aggregate", str(run_with_a_25pct_straggler), "--straggler-threshold", "21"]) == 1
     assert "no verdict changed" in capsys.readouterr().out
 
 
@@ -99,7 +100,7 @@ def test_two_re_judgements_in_one_second_keep_both(
     monkeypatch.setattr(clock, "utc_stamp", lambda: "20260101-000000")
     run = run_with_a_25pct_straggler
     assert main(["aggregate", str(run), "--straggler-threshold", "30"]) == 0
-    assert main(["aggregate", str(run), "--straggler-threshold", "21"]) == 0
+    assert main(["aggregate", str(run), "--straggler-threshold", "21"]) == 1  # still a straggler
     kept = sorted(p.name for p in run.glob("result.rejudged-*.json"))
     assert kept == [
         "result.rejudged-20260101-000000-2.json",

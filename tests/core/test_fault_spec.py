@@ -21,6 +21,11 @@ def test_parse_each_kind() -> None:
     assert fault_spec.parse("hang:rank=2,step=0") == FaultSpec("hang", 2, step=0)
     assert fault_spec.parse("corrupt_grad:rank=1,step=7").kind == "corrupt_grad"
     assert str(fault_spec.parse("crash:step=4,rank=1")) == "crash:rank=1,step=4"
+    assert fault_spec.parse("kill:rank=1,step=5,signal=15") == FaultSpec(
+        "kill", 1, step=5, signal=15
+    )
+    assert fault_spec.parse("kill:rank=1,step=5") == FaultSpec("kill", 1, step=5)
+    assert str(fault_spec.parse("kill:signal=9,rank=1,step=5")) == "kill:rank=1,step=5,signal=9"
 
 
 @pytest.mark.parametrize(
@@ -33,6 +38,8 @@ def test_parse_each_kind() -> None:
         ("crash:rank=-1,step=2", "rank must be >= 0"),
         ("crash:rank=one,step=2", "rank must be an integer"),
         ("hang:rank=1,step=2,delay_ms=5", "hang takes no key 'delay_ms'"),
+        ("kill:rank=1,step=2,signal=2", "signal must be one of 9, 15 (SIGKILL, SIGTERM), got 2"),
+        ("crash:rank=1,step=2,signal=9", "crash takes no key 'signal'"),
     ],
 )
 def test_bad_specs_name_the_problem(text: str, message: str) -> None:
@@ -51,9 +58,20 @@ def test_checked_against_world_and_steps() -> None:
 
 def test_faults_round_trip_through_the_resolved_config(tmp_path: Path) -> None:
     cfg = config.from_dict(
-        {"faults": ["straggler:rank=1,delay_ms=40", {"kind": "crash", "rank": 0, "step": 2}]}
+        {
+            "faults": [
+                "straggler:rank=1,delay_ms=40",
+                {"kind": "crash", "rank": 0, "step": 2},
+                "kill:rank=1,step=3,signal=15",
+            ]
+        }
     )
-    assert cfg.faults == (FaultSpec("straggler", 1, delay_ms=40), FaultSpec("crash", 0, step=2))
+    assert cfg.faults == (
+        FaultSpec("straggler", 1, delay_ms=40),
+        FaultSpec("crash", 0, step=2),
+        FaultSpec("kill", 1, step=3, signal=15),
+    )
+    assert "signal" not in cfg.to_dict()["faults"][0]  # only where given
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg.to_dict()))
     assert config.load(path) == cfg  # what the launcher writes is what the ranks read

@@ -82,7 +82,7 @@ def test_straggler_is_attributed_by_compute(
     python: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     proc, result, _ = _run(python, cli_env, tmp_path, "straggler:rank=1,delay_ms=40")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 1, proc.stderr[-2000:]  # a straggler is a finding, as in watch
     assert result["status"] == "ok"
     assert result["faults"]["injected"][0]["kind"] == "straggler"
     (det,) = _detected(result, "straggler")
@@ -103,7 +103,13 @@ def test_slow_link_is_found_from_busbw_against_an_independent_expectation(
     gradient's size); the fault delays the slow rank's data in the transport. A clean run is
     judged and passes; the faulted run is named slow from its busbw alone."""
     job = tmp_path / "mlp.yaml"
-    job.write_text("steps: {warmup: 2, measured: 12}\nrun: {collective_timeout_s: 30}\n")
+    # A straggler is a finding (exit 1) like a slow link; neighbours on this 2-core host can make
+    # one rank a few ms slower per step (see test_clean_run_reports_no_fault): the floor keeps
+    # this test about the link.
+    job.write_text(
+        "steps: {warmup: 2, measured: 12}\nrun: {collective_timeout_s: 30}\n"
+        "checks: {straggler_min_excess_ms: 10}\n"
+    )
 
     def cli(*args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
         out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"

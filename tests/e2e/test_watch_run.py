@@ -129,7 +129,7 @@ def test_a_straggler_is_named_while_the_run_goes_on(
         snaps = _snapshots(watch, timeout_s=180)
     finally:
         err = _end(run, timeout_s=60)
-    assert run.returncode == 0, err[-2000:]
+    assert run.returncode == 1, err[-2000:]  # the straggler is a finding for run as for watch
     running = [s for s in snaps if s["state"] == "running"]
     named = [s for s in running if s["stragglers"]]
     assert named, "the straggler was not named while the run went on"

@@ -157,7 +157,6 @@ NEWER = sorted((REPO / "tests" / "fixtures" / "results" / "newer").glob("*.json"
                 "culprit_rule",
                 "accounting",
                 "time_structure",
-                "failure_order",
                 "incident",
             },
             {"cost"},
@@ -196,7 +195,6 @@ def test_the_sections_other_work_adds_survive_at_the_top_and_in_each_rank(
         "culprits": [{"rank": 1, "cost_ms": 12.5, "cost_pct": 3.1, "interval": [10.0, 15.0]}],
         "accounting": {"tolerance_ms": 0.5, "max_residual_ms": 0.12},
         "time_structure": [{"rank": 1, "kind": "intermittent", "period_steps": 4}],
-        "failure_order": {"first": 1, "victims": [0]},
         "incident": {"class": "non-comm slow", "rank": 1},
         "comm": layout_run["comm"],
         "pipeline": {"schedule": "1F1B", "stages": 2, "bubble_pct": 33.3},
@@ -215,6 +213,37 @@ def test_the_sections_other_work_adds_survive_at_the_top_and_in_each_rank(
     result = read(path)  # validated against the shipped schema
     assert list(result.extra) == [k for k in planned if k not in typed]
     assert all(list(rank.extra) == list(per_rank) for rank in result.ranks)
+    atomic_write_json(tmp_path / "out.json", result.to_json())
+    assert (tmp_path / "out.json").read_bytes() == path.read_bytes()
+
+
+def test_failure_order_reads_typed_and_comes_back_byte_for_byte(tmp_path: Path) -> None:
+    """`failure_order` (issue 25): each failed rank's failure, the first one first."""
+    data = json.loads((REPO / "tests/golden/run_2ranks.result.json").read_text())
+    data["failure_order"] = [
+        {
+            "rank": 1,
+            "node_rank": 0,
+            "hostname": "vm",
+            "kind": "kill",
+            "cause": True,
+            "signal": 9,
+            "signal_name": "SIGKILL",
+            "exit_code": -9,
+            "t_unix_s": 1796457633.1,
+            "step": 36,
+            "evidence": "killed by signal 9 (SIGKILL) from outside the launcher",
+        },
+        {"rank": 0, "kind": "aborted", "cause": False, "evidence": "its collective failed"},
+    ]
+    path = tmp_path / "in.json"
+    atomic_write_json(path, data)
+    result = read(path)
+    assert result.failure_order is not None
+    first, victim = result.failure_order
+    assert (first.rank, first.kind, first.signal, first.cause) == (1, "kill", 9, True)
+    assert (victim.kind, victim.cause, victim.t_unix_s) == ("aborted", False, None)
+    assert not result.extra
     atomic_write_json(tmp_path / "out.json", result.to_json())
     assert (tmp_path / "out.json").read_bytes() == path.read_bytes()
 

@@ -1,0 +1,148 @@
+"""The exit-code policy: which verdict earns which exit code, one table for every command.
+
+`run`, `validate`, `collectives`, `aggregate`, `watch`, `fleet`, `compare` and `history check`
+all map what they found to a code through `code_for`, so an operator scripting any of them as
+a check gets the same answer for the same finding (a straggler is a finding in `run` as it is
+in `watch`). The README's exit-code table is this one (tests/core/test_exit_policy.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from minicluster.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED_CHECK,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One kind of verdict: its name (what code passes to `code_for`), its exit code, the
+    commands that give it, and what it means."""
+
+    name: str
+    code: int
+    commands: str
+    meaning: str
+
+
+# Precedence: the first verdict present in this order decides the code (a failed run is 3
+# even when it also named a straggler).
+POLICY: tuple[Verdict, ...] = (
+    Verdict(
+        "run_failed",
+        EXIT_RUN_FAILED,
+        "run, validate, collectives, aggregate, sweep, watch",
+        "a rank crashed, was killed, hung or timed out, a node was lost, or the disk filled up "
+        "once the ranks had started (one line naming the file: `cannot write DIR/result.json: "
+        "no space left on device`)",
+    ),
+    Verdict(
+        "interrupted",
+        EXIT_INTERRUPTED,
+        "run, validate, collectives, sweep",
+        "Ctrl-C, or SIGTERM to the launcher (a scheduler's time limit): what ran is kept, "
+        "status incomplete",
+    ),
+    Verdict(
+        "wrong_numbers",
+        EXIT_FAILED_CHECK,
+        "run, validate, collectives, aggregate, watch",
+        "replicas diverged, a corrupted gradient, wrong elements from a collective or a pair",
+    ),
+    Verdict(
+        "validation_failed",
+        EXIT_FAILED_CHECK,
+        "run, validate, aggregate, watch",
+        "a correctness check the run was configured for failed (DDP against one process)",
+    ),
+    Verdict(
+        "slow_link",
+        EXIT_FAILED_CHECK,
+        "run, collectives --pattern pairwise, aggregate, watch",
+        "a link slower than the expected busbw, or a slow pair in the pairwise link test",
+    ),
+    Verdict(
+        "straggler",
+        EXIT_FAILED_CHECK,
+        "run, aggregate, watch",
+        "a straggler named (significant, above the threshold)",
+    ),
+    Verdict(
+        "live_problem",
+        EXIT_FAILED_CHECK,
+        "watch (while the job runs)",
+        "a rank stalled, straggling or failed in the live window",
+    ),
+    Verdict(
+        "desync",
+        EXIT_FAILED_CHECK,
+        "diagnose",
+        "the ranks' Flight Recorder dumps disagree: a collective some ranks never entered, or "
+        "different ops or sizes at one sequence number",
+    ),
+    Verdict("outlier_node", EXIT_FAILED_CHECK, "fleet", "an outlier node or a failed node check"),
+    Verdict(
+        "regression",
+        EXIT_FAILED_CHECK,
+        "compare, history check",
+        "a gated regression, or an input run that did not finish ok (`compare`)",
+    ),
+    Verdict(
+        "bad_input",
+        EXIT_BAD_INPUT,
+        "every command",
+        "config, file, format, launcher environment, an output directory holding an earlier "
+        "run, fleet inputs of different jobs, a disk that is full before any rank started: one "
+        "line on stderr, no traceback",
+    ),
+    Verdict(
+        "internal_error",
+        EXIT_INTERNAL,
+        "every command",
+        "a bug in minicluster (`EX_SOFTWARE`), never a verdict: one line, `MINICLUSTER_DEBUG=1` "
+        "shows the traceback",
+    ),
+)
+BY_NAME = {v.name: v for v in POLICY}
+
+
+_CODE_TEXT = {
+    EXIT_OK: "0 ok",
+    EXIT_FAILED_CHECK: "1 a finding",
+    EXIT_BAD_INPUT: "2 bad usage or bad input",
+    EXIT_RUN_FAILED: "3 the run itself failed",
+    EXIT_INTERNAL: "70 internal error",
+    EXIT_INTERRUPTED: "130 interrupted",
+}
+
+
+def markdown_table() -> str:
+    """The policy as the README's table (a test checks the README holds exactly this)."""
+    rows = [
+        "| code | verdict | given by | meaning |",
+        "| --- | --- | --- | --- |",
+        f"| {_CODE_TEXT[EXIT_OK]} | none | every command | the command did what it was asked "
+        "and found nothing wrong |",
+    ]
+    rows += [f"| {_CODE_TEXT[v.code]} | `{v.name}` | {v.commands} | {v.meaning} |" for v in POLICY]
+    return "\n".join(rows)
+
+
+def code_for(found: Iterable[str]) -> int:
+    """The exit code for the verdicts `found` (names in POLICY): the first one present in
+    POLICY's order decides; none is 0. KeyError for a name the policy does not know."""
+    present = set(found)
+    unknown = present - set(BY_NAME)
+    if unknown:
+        raise KeyError(f"not in the exit-code policy: {sorted(unknown)}")
+    for verdict in POLICY:
+        if verdict.name in present:
+            return verdict.code
+    return EXIT_OK

@@ -1,0 +1,44 @@
+"""The launcher's own signals, read from torchrun's log records: the wording is torch's, so a
+contract test pins it against the installed torch, and the reader is tested on records made by
+torch's own logger."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import signal
+
+import pytest
+
+pytest.importorskip("torch")
+
+from minicluster.launchers.torchrun import (  # noqa: E402
+    CLOSING_SIGNAL_MSG,
+    ELASTIC_API_LOGGER,
+    FORCED_KILL_MSG,
+    ClosingSignals,
+)
+
+
+def test_torch_still_logs_the_closing_signals_in_these_words() -> None:
+    from torch.distributed.elastic.multiprocessing import api
+
+    assert api.logger.name == ELASTIC_API_LOGGER
+    source = inspect.getsource(api.SubprocessContext._close)
+    assert f'"{CLOSING_SIGNAL_MSG}"' in source
+    assert '"Unable to shutdown process %s via %s, forcefully exiting via %s"' in source
+    assert FORCED_KILL_MSG == "Unable to shutdown process %s via %s, forcefully exiting via %s"
+
+
+def test_closing_signals_are_read_by_pid_and_mapped_to_ranks() -> None:
+    from torch.distributed.elastic.multiprocessing import api
+
+    with ClosingSignals() as closing:
+        api.logger.warning(CLOSING_SIGNAL_MSG, 4242, signal.SIGTERM.name)
+        api.logger.warning(CLOSING_SIGNAL_MSG, 4343, signal.SIGTERM.name)
+        api.logger.warning(FORCED_KILL_MSG, 4343, signal.SIGTERM, signal.SIGKILL)
+        api.logger.warning("something else %s", 1)
+    api.logger.warning(CLOSING_SIGNAL_MSG, 4444, "SIGTERM")  # after the run: not counted
+    assert closing.sent == {4242: 15, 4343: 9}
+    assert closing.by_rank({0: 4242, 1: 4343, 2: 9999}) == {0: 15, 1: 9}
+    assert logging.getLogger(ELASTIC_API_LOGGER).handlers.count(closing) == 0
