@@ -2,9 +2,10 @@
 
 The step figures are drawn from a lognormal around a real 2-rank gloo run's medians (step ~15 ms,
 compute ~7 ms, all-reduce ~6.5 ms); they exist only to exercise the coordinator at scale and are
-never reported as measurements.
+never reported as measurements. Each rank also gets its columnar file (`core.rank_columns`), as a
+rank that finished writes it, unless `--no-columns` (a run whose ranks all died: journals only).
 
-usage: python scripts/gen_rank_files.py OUT_DIR --ranks 1024 --steps 1000
+usage: python scripts/gen_rank_files.py OUT_DIR --ranks 1024 --steps 1000 [--no-columns]
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from minicluster.core import rank_format  # noqa: E402
+from minicluster.core import rank_columns, rank_format, rundir  # noqa: E402
 
 # The worker's step line (rank_format.STEP_KEYS, in its order) as a format string: json.dumps
 # per line would take minutes at 4,096 ranks. A field without a value here is written null.
@@ -36,6 +37,14 @@ _VALUES = {
     "loss": "2.3",
     "t_unix_s": "{8!r}",
 }
+# The step keys filled from the format arguments, in argument order, and the others' fixed text.
+_SLOTS = ("step", "warmup", "step_time_ms", "fwd_ms", "bwd_ms", "compute_ms", "comm_ms")
+_SLOTS += ("exposed_comm_ms", "t_unix_s")
+_CONSTANTS = {
+    k: (None if "{" in _VALUES.get(k, "{") and k in _VALUES else _VALUES.get(k))
+    for k in rank_format.STEP_KEYS
+    if k != "type" and k not in _SLOTS
+}
 STEP_LINE = (
     "{{"
     + ",".join(
@@ -47,10 +56,17 @@ STEP_LINE = (
 
 
 def write_run(
-    out: Path, ranks: int, steps: int, warmup: int = 5, seed: int = 0, per_node: int = 8
+    out: Path,
+    ranks: int,
+    steps: int,
+    warmup: int = 5,
+    seed: int = 0,
+    per_node: int = 8,
+    columns: bool = True,
 ) -> None:
     """`ranks` rank files of `steps` steps each, `per_node` ranks per node (torchrun's layout:
-    node n holds ranks n*per_node ..), local rank 0 of each node writing the job's roster."""
+    node n holds ranks n*per_node ..), local rank 0 of each node writing the job's roster; with
+    `columns`, each rank's columnar file too (the same values as its journal's step lines)."""
     rng = np.random.default_rng(seed)
     rdir = out / "ranks"
     rdir.mkdir(parents=True, exist_ok=True)
@@ -122,25 +138,41 @@ def write_run(
         compute = (7.0 * rng.lognormal(0, 0.1, steps)).round(6).tolist()
         comm = (6.5 * rng.lognormal(0, 0.1, steps)).round(6).tolist()
         t = 1.7e9
+        cols: dict[str, list] = {k: [] for k in rank_format.STEP_KEYS if k != "type"}
         for i in range(steps):
             c, a = compute[i], comm[i]
             exposed = round(a * 0.9, 6)
             step_ms = round(c + exposed + 1.0, 6)
             t += step_ms / 1000
-            lines.append(
-                STEP_LINE.format(
-                    i,
-                    "true" if i < warmup else "false",
-                    step_ms,
-                    round(c / 3, 6),
-                    round(c * 2 / 3 + exposed, 6),
-                    c,
-                    a,
-                    exposed,
-                    t,
-                )
+            values = (
+                i,
+                i < warmup,
+                step_ms,
+                round(c / 3, 6),
+                round(c * 2 / 3 + exposed, 6),
+                c,
+                a,
+                exposed,
+                t,
             )
-        (rdir / f"rank_{rank:05d}.jsonl").write_text("\n".join(lines) + "\n")
+            lines.append(
+                STEP_LINE.format(*values[:1], "true" if i < warmup else "false", *values[2:])
+            )
+            if columns:
+                for key, value in zip(_SLOTS, values, strict=True):
+                    cols[key].append(value)
+        journal = rdir / f"rank_{rank:05d}.jsonl"
+        journal.write_text("\n".join(lines) + "\n")
+        if columns:
+            for key, text in _CONSTANTS.items():
+                cols[key] = [None if text is None else json.loads(text)] * steps
+            records = [json.loads(line) for line in lines[: len(lines) - steps]]
+            rank_columns.write_arrays(
+                rank_columns.columns_path(out, rank),
+                cols,
+                records,
+                rank_columns.journal_stamp(rundir.rank_jsonl(out, rank)),
+            )
         summary = {
             "run_id": "bench",
             "rank": rank,
@@ -160,8 +192,9 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("--ranks", type=int, default=1024)
     p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--no-columns", action="store_true", help="journals only")
     a = p.parse_args()
-    write_run(a.out, a.ranks, a.steps)
+    write_run(a.out, a.ranks, a.steps, columns=not a.no_columns)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis import energy, envelope, fault_detect, nodes, rank_status
+from minicluster.analysis import energy, envelope, fault_detect, flops, nodes, rank_status
 from minicluster.analysis.collectives import collectives_result
 from minicluster.analysis.comm_kinds import comm_section
 from minicluster.analysis.frame import Launch, RunFrame
@@ -108,6 +108,10 @@ def _figures(frame: RunFrame, table: StepTable) -> _Figures:
         | {"ray_node_id": ray_nodes.get(rank)}
         for rank in range(frame.world_size)
     ]
+    for entry in ranks:
+        tflops = flops.rank_tflops(frame.head0, (entry["step_time_ms"] or {}).get("p50"))
+        if tflops is not None:
+            entry["achieved_tflops"] = tflops
     compute = {r["rank"]: r["compute_ms_median"] for r in ranks}
     scores = nodes.rank_scores(compute)
     for entry in ranks:
@@ -133,7 +137,7 @@ def _layout(frame: RunFrame) -> Layout | None:
 
 def _metrics(frame: RunFrame, figures: _Figures) -> dict[str, MetricValue]:
     workload = frame.head0["workload"]
-    return training_metrics(
+    metrics = training_metrics(
         figures.series,
         frame.headers,
         frame.by_rank,
@@ -142,6 +146,8 @@ def _metrics(frame: RunFrame, figures: _Figures) -> dict[str, MetricValue]:
         workload.get("tokens_per_rank"),
         data_ranks(frame),
     )
+    step_max = figures.series["step_time_ms"] if figures.series else np.array([])
+    return metrics | flops.run_flops(frame.head0, frame.headers, step_max, frame.world_size)
 
 
 @dataclass
@@ -247,7 +253,9 @@ def _assemble(
                 "name": head0["workload"]["name"],
                 "workload_type": "training",
                 "per_rank_batch": per_rank_batch,
-                "global_batch": per_rank_batch * data_ranks(frame),
+                "global_batch": None
+                if per_rank_batch is None
+                else per_rank_batch * data_ranks(frame),
                 "seq_len": head0["workload"].get("seq_len"),
                 "params": head0["workload"].get("params"),
             },
@@ -277,6 +285,11 @@ def _assemble(
     )
     if result["failure_order"] is None:
         del result["failure_order"]  # no rank failed: absent, as in results before it
+    bad = [
+        r.summary["bad_input"] for r in frame.records if r.summary and r.summary.get("bad_input")
+    ]
+    if bad:  # the user's input stopped the ranks (exit 2): the first rank's words
+        result["bad_input"] = bad[0]
     lay = _layout(frame)
     result["layout"] = lay.to_dict() if lay is not None else None
     result["precision"] = frame.config.run.precision

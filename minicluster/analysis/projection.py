@@ -75,7 +75,8 @@ def measured_points(scaling: dict[str, Any]) -> dict[int, Measured]:
             n,
             float(c["step_time"]),
             float(c["per_rank_compute"]),
-            float(c["straggler_wait"]),
+            # every wait for other ranks' compute: a slow rank's and per-step jitter's
+            float(c["straggler_wait"]) + float(c.get("jitter_wait") or 0.0),
             float(c["exposed_comm"]),
             float(c["other"]),
             c.get("transfer"),
@@ -195,9 +196,94 @@ def project(
         "baseline_step_time_ms": base.step_time_ms if base else None,
         "notes": got.notes,
     }
-    block["points"] = [_point(scaling, got, n, model, mode, base) for n in sorted(sizes)]
     block["check"] = check(points, model, mode)
+    error, checked_at = fit_error(block["check"])
+    fit_on = _fit_on(model, got, sorted(points), checked_at)
+    block["fit_error_pct"], block["fit_on"] = error, fit_on
+    refused = refusal(error, checked_at)
+    largest = max(points)
+    projected = []
+    for n in sorted(sizes):
+        point = _point(scaling, got, n, model, mode, base)
+        why = refused or _too_far(n, largest, error)
+        if why and point["status"] == "estimated":
+            point = _refused(point, why)
+        projected.append({**point, "fit_error_pct": error, "fit_on": fit_on})
+    block["points"] = projected
+    if refused:
+        return {**block, "status": "unavailable", "reason": refused}
     return block
+
+
+# A projection whose model misses a measured step time by more than this is refused: past it
+# the figures say less than the error (a step time off by half its value), whatever the sizes.
+MAX_FIT_ERROR_PCT = 50.0
+# The check measures the error at the measured sizes only; a size this many times the largest
+# measured one (five doublings) is too far from them for that error to stand for its own.
+MAX_EXTRAPOLATION = 32
+
+
+def fit_error(chk: dict[str, Any]) -> tuple[float | None, list[int]]:
+    """The projection's fit error (the largest |error_pct| of the check, over the sizes whose
+    ranks had their own cores when there are such) and the sizes it was measured at."""
+    estimated = [e for e in chk["entries"] if e["status"] == "estimated"]
+    own = [e for e in estimated if not e["oversubscribed"]]
+    used = own or estimated
+    if not used:
+        return None, []
+    return max(abs(e["error_pct"]) for e in used), sorted(e["world_size"] for e in used)
+
+
+def refusal(error: float | None, checked_at: list[int]) -> str | None:
+    """Why no size can be projected: the model could not be checked, or missed by too much."""
+    if error is None:
+        return (
+            "the model could not be checked against any measured world size (a check needs two "
+            "measured sizes with step parts), so its error is unknown: measure more world sizes"
+        )
+    if error > MAX_FIT_ERROR_PCT:
+        at = ", ".join(map(str, checked_at))
+        return (
+            f"the model misses the measured step time by up to {error:.0f}% (at world size {at}), "
+            f"more than {MAX_FIT_ERROR_PCT:.0f}%: projected figures would say less than their "
+            "error; measure on the target network, with more world sizes"
+        )
+    return None
+
+
+def _too_far(n: int, largest: int, error: float | None) -> str | None:
+    if n <= MAX_EXTRAPOLATION * largest:
+        return None
+    return (
+        f"{n} ranks is {n / largest:.0f}x the largest measured world size ({largest}); the fit "
+        f"error ({error:.0f}%) was measured at the measured sizes only, and past "
+        f"{MAX_EXTRAPOLATION}x them it does not bound the error here: measure up to "
+        f"{-(-n // MAX_EXTRAPOLATION)} ranks or more"
+    )
+
+
+def _refused(point: dict[str, Any], why: str) -> dict[str, Any]:
+    kept = ("world_size", "per_rank_batch", "global_batch")
+    return {
+        **{k: point.get(k) for k in kept},
+        "status": "unavailable",
+        "reason": why,
+        "efficiency_pct": None,
+    }
+
+
+def _fit_on(model: LinkModel, got: Fit, measured: list[int], checked_at: list[int]) -> str:
+    """What the projection was made on, in one line."""
+    links = [model.link] + ([model.intra] if model.intra is not None else [])
+    link_text = "; ".join(
+        f"alpha {x.alpha_us:.3g} us, beta {x.beta_gbps:.3g} GB/s {x.source}" for x in links
+    )
+    checked = ", ".join(map(str, checked_at)) or "none"
+    return (
+        f"link: {link_text}; compute, overlap and the rest of the step from world size "
+        f"{got.reference.world_size} of the measured sizes {', '.join(map(str, measured))}; "
+        f"error checked at world size {checked}"
+    )
 
 
 def check(points: dict[int, Measured], model: LinkModel, mode: Mode) -> dict[str, Any]:

@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import median_abs_deviation
 
 
 @dataclass(frozen=True)
@@ -67,6 +66,8 @@ def spread(values: list[float], floor_frac: float = 0.0, log: bool = False) -> S
         raise ValueError(f"non-finite value among {values}")
     if log and not np.all(arr > 0):
         raise ValueError(f"a log-scale spread needs positive values, got {values}")
+    from scipy.stats import median_abs_deviation  # lazily: scipy.stats takes a while to import
+
     t = np.log(arr) if log else arr
     center = float(np.median(t))
     mad = float(median_abs_deviation(t, scale="normal"))

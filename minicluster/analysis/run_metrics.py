@@ -22,7 +22,7 @@ def training_metrics(
     headers: list[dict[str, Any]],
     by_rank: dict[int, RankRecords],
     world_size: int,
-    per_rank_batch: int,
+    per_rank_batch: int | None,
     tokens_per_rank: int | None,
     data_ranks: int | None = None,
 ) -> dict[str, MetricValue]:
@@ -30,9 +30,10 @@ def training_metrics(
     and pipeline degrees; None: every rank)."""
     m: dict[str, MetricValue] = {}
     step_max = series["step_time_ms"] if series else np.array([])
-    n = step_max.size
+    # A rank header without a batch is one whose workload never built: it recorded no step.
+    n = step_max.size if per_rank_batch is not None else 0
     data_ranks = world_size if data_ranks is None else data_ranks
-    global_batch = per_rank_batch * data_ranks
+    global_batch = (per_rank_batch or 0) * data_ranks
     if n:
         total_s = float(step_max.sum()) / 1000.0
         m["throughput_samples_per_sec"] = metric(

@@ -6,12 +6,15 @@ step, step time, compute and exposed communication as the max over ranks, all-re
 - min over ranks of `comm_ms`) and its ranks' own mean compute (`ranks[].compute_ms_mean`). Per
 step the slowest rank's compute is on the critical path, and the others wait for it:
 
-    step = typical compute + straggler wait + exposed transfer + other, where
+    step = typical compute + straggler wait + jitter wait + exposed transfer + other, where
     typical compute  = the lower median over ranks of each rank's mean compute (per-rank compute;
                        at 2 ranks the faster one's, so one slow rank does not count as growth)
-    straggler wait   = compute_ms - typical compute         (the slowest rank's compute beyond a
-                                                             typical rank's: what the others wait;
-                                                             with per-step jitter, E[max] > mean)
+    straggler wait   = the slowest rank's mean compute - typical compute (a rank slower on
+                                                             average: what the others wait for it)
+    jitter wait      = compute_ms - the slowest rank's mean compute (per step the max over ranks
+                                                             beyond any one rank's mean: waits
+                                                             from per-step jitter, E[max] > max
+                                                             of the means; no rank is to blame)
     exposed transfer = exposed_comm_ms - allreduce_wait_ms  (exposed all-reduce that is not waiting)
     other            = step - compute_ms - exposed transfer (data, optimizer, framework, and waits
                                                              that are not the slowest's compute,
@@ -36,16 +39,18 @@ import numpy as np
 from minicluster.analysis.sweep import Mode
 from minicluster.core.config import default_threads
 
-PARTS = ("exposed_comm", "straggler_wait", "compute_growth", "remainder")
+PARTS = ("exposed_comm", "straggler_wait", "jitter_wait", "compute_growth", "remainder")
 
 METHOD = (
     "Lost step time vs the baseline run of the same round (weak: t_N - t_N0; strong: "
     "t_N - t_N0 * N0 / N, with every baseline component scaled by N0 / N), split per step with "
     "the run-level series of result.json (steps.series): compute growth = a typical rank's "
     "compute (the lower median over ranks of each rank's mean compute_ms: at 2 ranks the faster "
-    "one) - the baseline's; straggler wait = compute_ms (per step the slowest rank's compute, "
-    "the critical path) - that typical compute: the time the other ranks wait for the slowest, "
-    "from a slow rank or from per-step jitter; exposed communication = exposed_comm_ms - "
+    "one) - the baseline's; straggler wait = the slowest rank's mean compute - that typical "
+    "compute (a rank slower on average); jitter wait = compute_ms (per step the slowest rank's "
+    "compute, the critical path) - the slowest rank's mean compute: the waits from per-step "
+    "jitter, which rank is slowest changing from step to step (no rank to blame); exposed "
+    "communication = exposed_comm_ms - "
     "allreduce_wait_ms (exposed all-reduce that is not waiting); remainder = lost time - the "
     "three (data, optimizer, framework, and waits that are not the slowest rank's compute, such "
     "as ranks descheduled on shared cores). Each part is the mean over the run's measured "
@@ -61,13 +66,15 @@ METHOD = (
 class StepParts:
     """Means over one run's measured steps (ms; bytes and buckets per step) of the step's parts.
 
-    `step_time_ms = per_rank_compute_ms + straggler_wait_ms + exposed_comm_ms + other_ms`.
+    `step_time_ms = per_rank_compute_ms + straggler_wait_ms + jitter_wait_ms + exposed_comm_ms +
+    other_ms`.
     `transfer_ms`, `comm_bytes`, `buckets` are None when the run did not record them.
     """
 
     step_time_ms: float
     per_rank_compute_ms: float
     straggler_wait_ms: float
+    jitter_wait_ms: float
     exposed_comm_ms: float
     other_ms: float
     transfer_ms: float | None
@@ -81,6 +88,7 @@ class StepParts:
             self.step_time_ms * k,
             self.per_rank_compute_ms * k,
             self.straggler_wait_ms * k,
+            self.jitter_wait_ms * k,
             self.exposed_comm_ms * k,
             self.other_ms * k,
             None if self.transfer_ms is None else self.transfer_ms * k,
@@ -131,11 +139,13 @@ def run_parts(result: dict[str, Any] | None) -> tuple[StepParts | None, str | No
     s, c, e, w = (float(a[used].mean()) for a in (step, compute, exposed, wait))
     # One rank: its own mean compute over the same steps (no other rank to wait for).
     t = c if n == 1 else rank_means[(len(rank_means) - 1) // 2]
+    slowest = c if n == 1 else rank_means[-1]
     return (
         StepParts(
             step_time_ms=s,
             per_rank_compute_ms=t,
-            straggler_wait_ms=c - t,
+            straggler_wait_ms=slowest - t,
+            jitter_wait_ms=c - slowest,
             exposed_comm_ms=e - w,
             other_ms=s - c - (e - w),
             transfer_ms=0.0 if n == 1 else mean(_array(series, "allreduce_transfer_ms")),
@@ -294,6 +304,7 @@ def components(p: StepParts) -> dict[str, float | None]:
         "step_time": p.step_time_ms,
         "per_rank_compute": p.per_rank_compute_ms,
         "straggler_wait": p.straggler_wait_ms,
+        "jitter_wait": p.jitter_wait_ms,
         "exposed_comm": p.exposed_comm_ms,
         "other": p.other_ms,
         "transfer": p.transfer_ms,
@@ -307,6 +318,7 @@ def loss(run: StepParts, ideal: StepParts) -> dict[str, Any]:
     parts_ms = {
         "exposed_comm": run.exposed_comm_ms - ideal.exposed_comm_ms,
         "straggler_wait": run.straggler_wait_ms - ideal.straggler_wait_ms,
+        "jitter_wait": run.jitter_wait_ms - ideal.jitter_wait_ms,
         "compute_growth": run.per_rank_compute_ms - ideal.per_rank_compute_ms,
     }
     # The remainder closes the sum: it is other_N - other_ideal up to float rounding.

@@ -28,21 +28,19 @@ class StepTable:
         self.world_size = world_size
         self.records = [r for r in records if r.n_steps]
         self.row = {r.rank: i for i, r in enumerate(self.records)}
-        masks = [~r.columns.get("warmup", np.zeros(r.n_steps, bool)) for r in self.records]
+        masks = [_measured(r) for r in self.records]
         measured = [r.columns["step"][m] for r, m in zip(self.records, masks, strict=True)]
         if measured and _same_sorted_steps(measured):
-            # Every rank measured the same steps (a run that finished): stack the columns.
+            # Every rank measured the same steps (a run that finished): one matrix per key,
+            # each rank's row copied in once.
             self.indices = measured[0].astype(np.int64)
-            nan = np.full(self.indices.size, np.nan)
-            self.m = {
-                k: np.stack(
-                    [
-                        r.columns[k][m].astype(float, copy=False) if k in r.columns else nan
-                        for r, m in zip(self.records, masks, strict=True)
-                    ]
-                )
-                for k in self.KEYS
-            }
+            self.m = {}
+            for k in self.KEYS:
+                matrix = np.full((len(self.records), self.indices.size), np.nan)
+                for i, (r, m) in enumerate(zip(self.records, masks, strict=True)):
+                    if k in r.columns:
+                        matrix[i] = r.columns[k][m]
+                self.m[k] = matrix
         else:
             self.indices = (
                 np.unique(np.concatenate(measured)) if measured else np.array([], np.int64)
@@ -97,6 +95,16 @@ class StepTable:
             out["buckets"] = _nan_reduce(np.nanmax, self.m["buckets"])
         return out
 
+    def compute_medians(self) -> dict[int, float | None]:
+        """Per rank, `median(self.column(rank, "compute_ms"))`, all rows at once."""
+        if not self.records or not self.indices.size:
+            return {r.rank: None for r in self.records}
+        matrix = np.where(self.present, self.m["compute_ms"], np.nan)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row is None below
+            medians = _row_nanmedian(matrix)
+        return {r.rank: _r4_or_none(v) for r, v in zip(self.records, medians.tolist(), strict=True)}
+
     def measured_steps(self, rank: int) -> int:
         i = self.row.get(rank)
         return 0 if i is None else int(self.present[i].sum())
@@ -129,22 +137,28 @@ class StepTable:
         full = self.present.all(axis=1) if self.indices.size else np.zeros(len(self.records), bool)
         rows = np.flatnonzero(full)
         if rows.size:
-            wait = self.wait_ms[rows]
-            transfer = np.broadcast_to(self.transfer_ms, wait.shape)
+            every = rows.size == len(self.records)  # no copy of the matrices then
+            wait = self.wait_ms if every else self.wait_ms[rows]
+            transfer = self.transfer_ms[None, :]  # the same in every row: one median
             columns = {
-                "compute_ms_median": self.m["compute_ms"][rows],
-                "comm_ms_median": self.m["comm_ms"][rows],
-                "exposed_comm_ms_median": self.m["exposed_comm_ms"][rows],
+                "compute_ms_median": self.m["compute_ms"] if every else self.m["compute_ms"][rows],
+                "comm_ms_median": self.m["comm_ms"] if every else self.m["comm_ms"][rows],
+                "exposed_comm_ms_median": (
+                    self.m["exposed_comm_ms"] if every else self.m["exposed_comm_ms"][rows]
+                ),
                 "wait_ms_median": wait,
                 "transfer_ms_median": transfer,
             }
-            steps = self.m["step_time_ms"][rows]
+            steps = self.m["step_time_ms"] if every else self.m["step_time_ms"][rows]
             pct = np.percentile(steps, [50, 95, 99], axis=1)
             step_mean = steps.mean(axis=1)
             # A step the comm timer could not vouch for has no comm figures (NaN): left out.
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row is None below
-                medians = {k: np.nanmedian(v, axis=1) for k, v in columns.items()}
+                medians = {k: _row_nanmedian(v) for k, v in columns.items()}
+                medians["transfer_ms_median"] = np.broadcast_to(
+                    medians["transfer_ms_median"], rows.shape
+                )
                 compute_mean = np.nanmean(columns["compute_ms_median"], axis=1)
             n = int(self.indices.size)
             for j, i in enumerate(rows.tolist()):
@@ -216,6 +230,26 @@ class StepTable:
         return section
 
 
+def _measured(rec: RankRecords) -> np.ndarray | slice:
+    """Which of a rank's steps are measured (not warm-up): a slice when they are all those after
+    the warm-up (the usual case: indexing by it copies nothing), else a boolean mask."""
+    warmup = rec.columns.get("warmup")
+    if warmup is None:
+        return slice(None)
+    w = int(np.argmin(warmup)) if warmup.size and not warmup.all() else int(warmup.size)
+    if not warmup[w:].any() and warmup[:w].all():
+        return slice(w, None)
+    return ~warmup
+
+
+def _row_nanmedian(matrix: np.ndarray) -> np.ndarray:
+    """`np.nanmedian(matrix, axis=1)`; rows without NaN in one vectorised partition (nanmedian
+    takes rows of 600 or more values one by one in Python)."""
+    if matrix.size and not np.isnan(matrix).any():
+        return np.median(matrix, axis=1)
+    return np.nanmedian(matrix, axis=1)
+
+
 def _same_sorted_steps(measured: list[np.ndarray]) -> bool:
     """Whether every rank measured the same strictly increasing step numbers."""
     first = measured[0]
@@ -277,9 +311,13 @@ SERIES_METHOD = {
 
 
 def _nan_reduce(fn: Any, matrix: np.ndarray) -> np.ndarray:
-    """`fn` (nanmax, nanmin) over ranks per step; NaN for a step no rank measured."""
+    """`fn` (nanmax, nanmin) over ranks per step; NaN for a step no rank measured (np.fmax and
+    np.fmin skip NaN in one pass, and give NaN where every value is)."""
     if matrix.size == 0:
         return np.full(matrix.shape[1] if matrix.ndim == 2 else 0, np.nan)
+    ufunc = {np.nanmax: np.fmax, np.nanmin: np.fmin}.get(fn)
+    if ufunc is not None:
+        return ufunc.reduce(matrix, axis=0)
     all_nan = np.isnan(matrix).all(axis=0)
     filled = np.where(np.isnan(matrix) & all_nan[None, :], 0.0, matrix)
     out = fn(filled, axis=0)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis.steps import StepTable, median, r4
+from minicluster.analysis.steps import StepTable, r4
 
 STRAGGLER_ALPHA = 0.05
 
@@ -25,8 +25,7 @@ def find_stragglers(
     they wait for the slow one. `table` holds the measured steps of every rank (records read
     back after the run, or tailed while it runs: `watch` uses this same rule).
     """
-    medians = ((rank, median(table.column(rank, "compute_ms"))) for rank in table.row)
-    timed = [(rank, c) for rank, c in medians if c]
+    timed = [(rank, c) for rank, c in table.compute_medians().items() if c]
     if len(timed) < 2:
         return []
     slow_rank, slow = max(timed, key=lambda t: t[1])

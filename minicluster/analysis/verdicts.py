@@ -9,6 +9,10 @@ from minicluster.result.model import RunResult
 
 def verdicts(result: RunResult) -> list[str]:
     """The verdicts of `result`, as `core.exit_policy` names them."""
+    if result.bad_input is not None:
+        # The ranks stopped on the user's input (a custom model's code): that is the verdict
+        # (exit 2), not a failed run.
+        return ["bad_input"]
     found = []
     if result.status == "failed":
         found.append("run_failed")
@@ -31,7 +35,8 @@ def verdicts(result: RunResult) -> list[str]:
 
 
 def exit_code(result: RunResult) -> int:
-    """3 when the run failed; 130 when it was interrupted (status incomplete, what ran kept);
+    """2 when the ranks stopped on bad input (a custom model that fails to build or run); 3
+    when the run failed; 130 when it was interrupted (status incomplete, what ran kept);
     1 when it ran but a check failed (diverged replicas, a corrupted gradient, wrong collective
     elements, a failed validation, a slow link against the expected busbw, a slow or wrong pair
     in the pairwise link test, a straggler); else 0."""

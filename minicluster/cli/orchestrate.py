@@ -135,7 +135,13 @@ def recorded_launch(out_dir: Path, launcher_error: str | None = None) -> Launch:
 def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False) -> RunResult:
     """Aggregate the rank files of `out_dir` into its result.json; `quiet`: no summary."""
     result, path = aggregate_dir_to(out_dir, recorded_launch(out_dir, launcher_error))
-    if not quiet:
+    if result.bad_input is not None:
+        # The user's code stopped the ranks: its one line, not a table of empty figures.
+        print(
+            f"minicluster: error: {result.bad_input} (exit 2; what the ranks recorded: {path})",
+            file=sys.stderr,
+        )
+    elif not quiet:
         print_summary(path, result)
     return result
 
@@ -402,7 +408,13 @@ def execute(
             point_latest(out_dir)
         # Every file first, the terminal last: a closed stdout must not cost a report.
         write_reports(result, md, html)
-    if not quiet:
+    if result.bad_input is not None:
+        # The user's code stopped the ranks: its one line, not a table of empty figures.
+        print(
+            f"minicluster: error: {result.bad_input} (exit 2; what the ranks recorded: {path})",
+            file=sys.stderr,
+        )
+    elif not quiet:
         print_summary(path, result)
     return result
 

@@ -13,10 +13,11 @@ from pathlib import Path
 from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate
 from minicluster.cli.multinode import write_node_file
-from minicluster.core import choices, collective_defs, fault_spec, pairs
+from minicluster.core import choices, collective_defs, fault_spec, host_fit, launcher_env, pairs
 from minicluster.core import config as config_mod
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import (
+    EXIT_BAD_INPUT,
     EXIT_OK,
     InputError,
     MiniclusterError,
@@ -122,15 +123,28 @@ def _launch_training(args: argparse.Namespace, validating: bool) -> RunResult | 
                 "validate checks DDP against one process; for another layout compare it with "
                 "DDP: validate --layouts ddp,fsdp,tp"
             )
+        if isinstance(cfg.workload, config_mod.CustomConfig):
+            raise InputError(
+                "validate re-makes every rank's batch on rank 0, and a custom model's "
+                "make_batch(step) makes its own rank's only: validate runs the mlp and "
+                "transformer workloads"
+            )
         every = cfg.run.replica_check_every or 1
         cfg = config_mod.override(cfg, replica_check_every=every, check_ddp_equivalence=True)
     rendezvous = launcher.rendezvous if isinstance(launcher, NodeTorchrun) else None
     nnodes = rendezvous.nnodes if rendezvous else 1
     cfg = with_faults(cfg, args, world_size=cfg.run.nproc * nnodes)
+    shared = None
+    if isinstance(
+        launcher, (LocalTorchrun, NodeTorchrun)
+    ):  # this host's ranks (Ray places its own)
+        shared = host_fit.check_local_ranks(cfg.run.nproc, orchestrate.on_gpu(cfg))
     what = "validate" if validating else "run"
     if args.dry_run:
         orchestrate.print_plan(launcher, cfg, args.out, f"{what}, {_steps_text(cfg)}", args.config)
         return None
+    if shared:
+        print(f"minicluster: {what}: warning: {shared}", file=sys.stderr)
     job = f"{rendezvous.endpoint}/{rendezvous.rdzv_id}" if rendezvous is not None else None
     run_id, out_dir = store.new_output(args.out, job=job)
     if rendezvous is None:
@@ -380,9 +394,16 @@ def worker(args: argparse.Namespace) -> int:
     cfg = config_mod.require(cfg, args.require)
     orchestrate.check_required(cfg)
     store.ensure_writable(args.out)
+    from minicluster.rank.workloads.custom import UserCodeError
+
     try:
         # --no-aggregate: the launcher reads the rank files, so nothing is gathered in-band.
         gathered = rank_worker.run(cfg, args.out, run_id=args.run_id, gather=not args.no_aggregate)
+    except UserCodeError:
+        if os.environ.get(launcher_env.LAUNCHER):
+            # minicluster's own launcher prints it once, from the result (bad_input).
+            return EXIT_BAD_INPUT
+        raise
     except MiniclusterError:
         raise
     except OSError as e:
@@ -420,14 +441,30 @@ def dist_rank() -> int:
 
 
 def load_training_config(path: Path | None) -> RunConfig:
-    """The config at `path` (None: the default job); a collectives config is refused here."""
+    """The config at `path` (None: the default job); a collectives config is refused here. A
+    custom model's factory is imported here, before any rank starts (its file recorded
+    absolute, so that ranks started elsewhere find it)."""
     cfg = config_mod.load(path)
     if cfg.job == "collectives":
         raise InputError(
             f"{path} is a collectives config (job: collectives): "
             f"run it with `minicluster collectives -c {path}`"
         )
-    return cfg
+    return check_custom_workload(cfg)
+
+
+def check_custom_workload(cfg: RunConfig) -> RunConfig:
+    """A custom workload's factory imported in this process (UserCodeError, exit 2, when its
+    file does not import or lacks the function), its file path made absolute; other workloads
+    as they are. What `build(ctx)` returns is checked on the ranks (it needs their device)."""
+    if not isinstance(cfg.workload, config_mod.CustomConfig):
+        return cfg
+    from minicluster.core import factory_spec
+    from minicluster.rank.workloads.custom import load_factory
+
+    spec = factory_spec.parse(cfg.workload.factory).absolute(Path.cwd())
+    load_factory(str(spec))
+    return dataclasses.replace(cfg, workload=dataclasses.replace(cfg.workload, factory=str(spec)))
 
 
 def with_faults(

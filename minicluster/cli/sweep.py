@@ -17,7 +17,7 @@ from minicluster.analysis.sweep_from import from_finished_runs as sweep_from_run
 from minicluster.cli import orchestrate, sweep_projection
 from minicluster.cli.run import launcher_from_args, launcher_text, load_training_config
 from minicluster.cli.watch import watch_command
-from minicluster.core import clock, fault_spec, rundir
+from minicluster.core import clock, fault_spec, host_fit, rundir
 from minicluster.core import config as config_mod
 from minicluster.core.choices import SWEEP_MODE, SWEEP_REPEATS, SWEEP_WORLD_SIZES
 from minicluster.core.config import RunConfig
@@ -30,6 +30,7 @@ from minicluster.core.errors import (
 )
 from minicluster.core.io import atomic_write_json
 from minicluster.launchers.base import Launcher
+from minicluster.launchers.torchrun import LocalTorchrun
 from minicluster.result import read_json, store
 from minicluster.result.model import RunResult
 
@@ -55,6 +56,11 @@ def run_sweep(args: argparse.Namespace) -> int:
     per_rank_batch = cfg.workload.per_rank_batch
     global_batch = None
     if args.mode == "strong":
+        if per_rank_batch is None:
+            raise InputError(
+                "--mode strong divides a global batch among the ranks: a custom workload needs "
+                "workload.per_rank_batch (handed to build as ctx.per_rank_batch)"
+            )
         global_batch = sweep.strong_global_batch(args.global_batch, per_rank_batch, world_sizes)
     # The same threads per rank at every world size: else the 1-rank baseline would get every
     # core and the efficiency would measure the thread count, not the scaling.
@@ -71,6 +77,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         fault_spec.check_against_run(cfg.faults, n, total_steps)
         config_mod.check_layout(cfg, n)
     orchestrate.check_required(cfg)
+    if isinstance(launcher, LocalTorchrun):  # refuses a world size this host cannot hold
+        host_fit.check_local_ranks(max(world_sizes), gpu)
     warning = sweep.oversubscription_warning(max(world_sizes), cores, gpu)
     runs = sweep.plan(world_sizes, args.repeats)
     what = (
@@ -199,6 +207,9 @@ def sweep_from(args: argparse.Namespace) -> int:
         )
     runs = [(str(d), read_json(d)) for d in args.from_dirs]
     found = sweep_from_runs(runs, args.mode)
+    # Finished runs start no probe: --project needs the link given, or a collectives result;
+    # InputError (exit 2) here rather than a sweep without the projection it was asked for.
+    projection = sweep_projection.projection_plan(args, found.world_sizes, None)
     sweep_id, out_dir = store.new_output(args.out, "sweep")
     plan = {
         "sweep_id": sweep_id,
@@ -212,6 +223,8 @@ def sweep_from(args: argparse.Namespace) -> int:
         "warnings": found.warnings,
         sweep.FROM_KEY: [str(Path(o.dir).resolve()) for o in found.outcomes],
     }
+    if projection is not None:
+        plan["projection"] = projection
     atomic_write_json(rundir.plan_path(out_dir), plan)
     print(
         f"minicluster: sweep {sweep_id}: {found.mode} scaling from {len(runs)} finished runs, "
@@ -306,11 +319,11 @@ def aggregate_sweep(sweep_dir: Path) -> int:
 
 
 def _sweep_run_config(
-    cfg: RunConfig, nproc: int, per_rank_batch: int, threads_per_rank: int
+    cfg: RunConfig, nproc: int, per_rank_batch: int | None, threads_per_rank: int
 ) -> RunConfig:
     """`cfg` for one run of a sweep: its world size, per-rank batch and threads per rank."""
     cfg = config_mod.override(cfg, nproc=nproc, threads_per_rank=threads_per_rank)
-    if cfg.workload.per_rank_batch != per_rank_batch:
+    if per_rank_batch is not None and cfg.workload.per_rank_batch != per_rank_batch:
         workload = dataclasses.replace(cfg.workload, per_rank_batch=per_rank_batch)
         cfg = dataclasses.replace(cfg, workload=workload)
     return cfg

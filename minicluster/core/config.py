@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import yaml
 
-from minicluster.core import choices, collective_defs
+from minicluster.core import choices, collective_defs, factory_spec
 from minicluster.core import layout as layout_mod
 from minicluster.core.checks import CHECK_KEYS, ChecksSection
 from minicluster.core.choices import REQUIRABLE_MEASUREMENTS
@@ -136,11 +136,36 @@ class LlamaConfig:
         return self.multiple_of * ((hidden + self.multiple_of - 1) // self.multiple_of)
 
 
-WorkloadConfig = MlpConfig | TransformerConfig | LlamaConfig
-WORKLOADS: dict[str, type[MlpConfig] | type[TransformerConfig] | type[LlamaConfig]] = {
+@dataclass(frozen=True)
+class CustomConfig:
+    """The user's own model: `factory` names a function `build(ctx)` returning the model, its
+    batches and its loss (the contract: README "Your own model", docs/custom_model.md)."""
+
+    name: Literal["custom"] = "custom"
+    # "pkg.module:build" (importable by the ranks) or "path/to/file.py:build" (relative to the
+    # directory the command runs in; the launcher records it absolute).
+    factory: str = ""
+    # Given to build as ctx.per_rank_batch; None: the factory's own choice. A strong-scaling
+    # sweep needs it (it divides the global batch among the ranks).
+    per_rank_batch: int | None = field(default=None, metadata=_range(1))
+    # Free-form settings handed to build as ctx.options (model sizes, data paths).
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        factory_spec.parse(self.factory)
+        if not isinstance(self.options, dict):
+            raise ConfigError(f"workload.options must be a mapping, got {self.options!r}")
+        object.__setattr__(self, "options", dict(self.options))
+
+
+WorkloadConfig = MlpConfig | TransformerConfig | LlamaConfig | CustomConfig
+WORKLOADS: dict[
+    str, type[MlpConfig] | type[TransformerConfig] | type[LlamaConfig] | type[CustomConfig]
+] = {
     "mlp": MlpConfig,
     "transformer": TransformerConfig,
     "llama": LlamaConfig,
+    "custom": CustomConfig,
 }
 
 
@@ -592,7 +617,7 @@ def check_layout(cfg: RunConfig, world_size: int) -> layout_mod.Layout:
         )
     microbatches = lay.pp_microbatches or 0
     # run.fixed_global_batch: a pipeline's batch is the pp ranks' shards together
-    batch = wl.per_rank_batch * (lay.pp if cfg.run.fixed_global_batch else 1)
+    batch = (wl.per_rank_batch or 0) * (lay.pp if cfg.run.fixed_global_batch else 1)
     if lay.pp > 1 and batch % microbatches:
         raise ConfigError(
             f"parallel.pp_microbatches ({microbatches}) does not divide the pipeline's batch "

@@ -230,6 +230,36 @@ _METRICS: tuple[Metric, ...] = (
         positive=True,
     ),
     Metric(
+        "achieved_tflops",
+        "TFLOP/s",
+        "higher",
+        "compute",
+        "training",
+        "Model FLOPs per second of the job: FLOPs per sample (core.flops: 6 per matmul weight, "
+        "plus attention for decoders; a custom model's flops_per_sample) x global batch / step "
+        "time (slowest rank per step).",
+        positive=True,
+    ),
+    Metric(
+        "tflops_per_rank",
+        "TFLOP/s",
+        "higher",
+        "compute",
+        "training",
+        "achieved_tflops / world size.",
+        positive=True,
+    ),
+    Metric(
+        "mfu_pct",
+        "%",
+        "higher",
+        "compute",
+        "training",
+        "Model FLOPs utilization: tflops_per_rank / the device's dense peak for the run's "
+        "precision (core.flops.PEAKS, vendor datasheets); null on CPU or an unlisted device.",
+        positive=True,
+    ),
+    Metric(
         "memory_peak_mib",
         "MiB",
         "lower",

@@ -291,7 +291,7 @@ class Summary(Record):
     TYPE: ClassVar[str] = "summary"
     TAGGED: ClassVar[bool] = False
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset(
-        ("validation", "collectives_recorded", "t_unix_s")
+        ("validation", "collectives_recorded", "t_unix_s", "bad_input")
     )
     format: str | None = None
     run_id: str | None = None
@@ -309,6 +309,8 @@ class Summary(Record):
     # When the summary was written (wall clock): for a failed rank, about when its error came,
     # which orders failures across ranks (`analysis.failure_order`).
     t_unix_s: float | None = None
+    # The rank stopped on bad input (InputError: a custom model's code failed), in one line.
+    bad_input: str | None = None
 
 
 @dataclass(kw_only=True, slots=True)

@@ -78,6 +78,8 @@ def workload_fields(cfg: RunConfig, wl: workloads.Workload | None) -> dict[str, 
             "seq_len": wl.seq_len,
             "tokens_per_rank": wl.tokens_per_rank,
             "params": wl.params,
+            "flops_per_sample": wl.flops_per_sample,
+            "flops_method": wl.flops_method,
         }
     if cfg.job == "collectives":
         return {

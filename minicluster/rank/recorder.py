@@ -1,5 +1,6 @@
 """One rank's record file: each record encoded as a line and flushed as written, and applied to the
-rank's log (what the in-band gather sends)."""
+rank's log (what the in-band gather sends). At the end, the steps also as columns
+(`core.rank_columns`), made from the journal, before the summary."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import IO
 
-from minicluster.core import rank_format, rundir
+from minicluster.core import rank_columns, rank_format, rundir
 from minicluster.core.errors import InputError
 from minicluster.core.io import atomic_write_json
 from minicluster.core.rank_format import Header, LineRecord, RankLog, Roster, Summary
@@ -23,6 +24,7 @@ class RankRecorder:
     def __init__(self, out_dir: Path, rank: int, keep_steps: bool = True) -> None:
         self.path = rundir.rank_jsonl(out_dir, rank)
         self.summary_path = rundir.rank_summary(out_dir, rank)
+        self.columns_path = rank_columns.columns_path(out_dir, rank)
         self.log = RankLog(keep_steps=keep_steps)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -49,8 +51,10 @@ class RankRecorder:
         self.log.apply(record, obj)
 
     def finish(self, summary: Summary) -> None:
-        """Close the record file and write the summary (atomically)."""
+        """Close the record file, write its steps as columns (best effort: the journal is the
+        record) and the summary (atomically)."""
         self.close()
+        self.write_columns()
         atomic_write_json(self.summary_path, summary.to_json())
         self.log.apply(summary)
 
@@ -60,6 +64,14 @@ class RankRecorder:
             self.finish(summary)
         except OSError:
             log.warning("could not write %s", self.summary_path)
+
+    def write_columns(self) -> None:
+        """The journal's steps as columns beside it; a failure is logged, never raised (readers
+        then read the journal)."""
+        try:
+            rank_columns.write_columns(self.path, self.columns_path)
+        except (OSError, ValueError, TypeError) as e:  # pyarrow's errors are ValueError/TypeError
+            log.warning("could not write %s: %s", self.columns_path, e)
 
     def close(self) -> None:
         if self._f is not None:

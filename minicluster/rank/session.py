@@ -20,6 +20,7 @@ import torch.distributed as tdist
 
 from minicluster.core import rank_format, rundir
 from minicluster.core.config import RunConfig
+from minicluster.core.errors import InputError
 from minicluster.core.io import atomic_write_json
 from minicluster.core.rank_format import Header, LineRecord, RankLog, Summary
 from minicluster.rank import dist, flight_recorder, telemetry, workloads
@@ -111,11 +112,15 @@ class RankSession:
         telemetry_window: dict[str, Any] | None,
         ddp_logging: dict[str, Any] | None = None,
         validation: dict[str, Any] | None = None,
+        memory: dict[str, Any] | None = None,
     ) -> None:
-        """The job ran to its end: write the ok summary, then (with `gather`) send the log to
-        rank 0."""
+        """The job ran to its end: write the ok summary (`memory`: what the job measured of its
+        own state, beside the process's peak), then (with `gather`) send the log to rank 0."""
         assert self.recorder is not None, "open() first"
-        self.recorder.finish(self._summary("ok", None, telemetry_window, ddp_logging, validation))
+        summary = self._summary("ok", None, telemetry_window, ddp_logging, validation)
+        if memory and summary.memory is not None:
+            summary.memory.update(memory)
+        self.recorder.finish(summary)
         self._finished = True
         if self.gather:
             self.gathered = _gather_on_rank0(self.recorder.log, self.info, self._roster)
@@ -207,6 +212,7 @@ class RankSession:
             validation=validation,
             collectives_recorded=self._bench_recorded(rlog),
             t_unix_s=time.time(),
+            bad_input=str(error) if isinstance(error, InputError) else None,
         )
 
     def _bench_recorded(self, rlog: RankLog | None) -> int | None:

@@ -100,7 +100,7 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
     fault_spec.check_against_run(cfg.faults, info.world_size, cfg.steps.warmup + cfg.steps.measured)
     layout = check_layout(cfg, info.world_size)
     session.open()
-    wl = workloads.build(cfg.workload, cfg.run.seed, device)
+    wl = workloads.build(cfg.workload, cfg.run.seed, device, info.rank, info.world_size)
     session.start(wl)
     injector = faults.FaultInjector(cfg.faults, info.rank)
     module = wl.model
@@ -200,7 +200,12 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
             info.world_size,
             total,
         )
-    session.finish(tele_window, ddp_logging=cross, validation=validation)
+    session.finish(
+        tele_window,
+        ddp_logging=cross,
+        validation=validation,
+        memory=workloads.state_bytes(module, opt),
+    )
 
 
 def _benchmark(cfg: RunConfig, session: RankSession) -> None:

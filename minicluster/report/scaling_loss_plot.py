@@ -11,6 +11,7 @@ from minicluster.result.model import Breakdown, LostTime, RunResult
 PART_COLORS = {
     "exposed_comm": "#D55E00",
     "straggler_wait": "#E69F00",
+    "jitter_wait": "#F0E442",
     "compute_growth": "#0072B2",
     "remainder": "#999999",
 }
@@ -21,7 +22,7 @@ def scaling_loss_plot(result: RunResult) -> Plot | None:
     part (positive parts right of 0, negative ones left of it), the net loss marked.
 
     Reads the sweep's `scaling.points[i]`: `world_size` and `breakdown.loss.parts_pts`
-    (`{exposed_comm, straggler_wait, compute_growth, remainder}`: floats) and `lost_pct`, as
+    (`{exposed_comm, straggler_wait, jitter_wait, compute_growth, remainder}`: floats) and `lost_pct`, as
     minicluster.analysis.scaling_loss writes them. None when no point has a loss.
     """
     scaling = result.scaling
@@ -34,7 +35,8 @@ def scaling_loss_plot(result: RunResult) -> Plot | None:
         if b is None or loss is None:
             continue
         pts = loss.parts_pts
-        values = {k: pts.get(k) for k in PART_NAMES}
+        # jitter_wait is absent from results before 1.5 (straggler_wait held it): not drawn
+        values = {k: pts.get(k) for k in PART_NAMES if k != "jitter_wait" or k in pts}
         if any(not isinstance(v, (int, float)) for v in values.values()):
             continue
         bars.append((p.world_size, {k: float(v or 0.0) for k, v in values.items()}, loss, b))

@@ -14,6 +14,7 @@ WHY_TITLE = "Where the efficiency went"
 PART_NAMES = {
     "exposed_comm": "exposed all-reduce",
     "straggler_wait": "straggler wait",
+    "jitter_wait": "per-step jitter wait",
     "compute_growth": "compute growth",
     "remainder": "other",
 }
@@ -41,7 +42,7 @@ def why_lines(result: RunResult) -> list[str]:
         shown = [
             f"{name} {_pts(pts.get(key))}"
             for key, name in PART_NAMES.items()
-            if key == "remainder" or _pts(pts.get(key)) not in ("0 pts", "-0 pts")
+            if key in pts and (key == "remainder" or _pts(pts.get(key)) not in ("0 pts", "-0 pts"))
         ]
         lost = loss.lost_pct
         if isinstance(lost, (int, float)) and lost < 0:
@@ -82,17 +83,18 @@ def projection_table(result: RunResult) -> TextTable | None:
             "all-reduce ms",
             "exposed ms",
             "compute ms",
+            "fit error %",
             "note",
         ],
-        note=_projection_note(proj),
-        numeric={0, 2, 3, 4, 5, 6, 7},
-        wrap={8},
+        note=_refusals(proj) + _projection_note(proj),
+        numeric={0, 2, 3, 4, 5, 6, 7, 8},
+        wrap={9},
     )
     if proj.status != "estimated":
         table.rows.append(
             [", ".join(map(str, proj.world_sizes)), "unavailable"]
             + ["n/a"] * 6
-            + [text(proj.reason)]
+            + [_fit_error(proj.fit_error_pct), text(proj.reason)]
         )
         table.highlight.add(0)
         return table
@@ -107,10 +109,27 @@ def projection_table(result: RunResult) -> TextTable | None:
                 fmt_num(p.allreduce_ms),
                 fmt_num(p.exposed_comm_ms),
                 fmt_num(p.compute_ms),
+                _fit_error(p.fit_error_pct),
                 text(p.reason) if p.reason else "",
             ]
         )
     return table
+
+
+def _refusals(proj: Projection) -> str:
+    """The sizes the projection refused and why, first in the note (the terminal may leave the
+    note column out for its width)."""
+    refused = [p for p in proj.points if p.status == "unavailable" and p.reason]
+    if proj.status != "estimated" or not refused:
+        return ""
+    return (
+        "Not projected: " + "; ".join(f"{p.world_size}: {text(p.reason)}" for p in refused) + ". "
+    )
+
+
+def _fit_error(pct: float | None) -> str:
+    """The projection's fit error as a +- band (a result from before it was recorded: n/a)."""
+    return f"±{fmt_num(pct)}" if pct is not None else "n/a"
 
 
 def projection_check_table(result: RunResult) -> TextTable | None:
@@ -177,6 +196,10 @@ def check_summary(check: ProjectionCheck) -> str:
 def _projection_note(proj: Projection) -> str:
     model = proj.link
     parts = [text(proj.method)]
+    if proj.fit_on:
+        parts.append(
+            f"Fit error = the largest |error| of the check below; fitted on {text(proj.fit_on)}."
+        )
     if model is not None and model.formula:
         parts.append(f"A(N) per bucket: {model.formula}.")
     links = (("intra-node link", model.intra_node), ("link", model.link)) if model else ()

@@ -212,6 +212,28 @@ class StepTimeStats(Section):
 
 
 @dataclass(kw_only=True)
+class RankMemory(Section):
+    """A rank's memory: the process's peak (RSS; CUDA max allocated on a GPU) and, where the rank
+    measured them at its end, the bytes of its parameters, gradients and optimizer state."""
+
+    rss_peak_bytes: int | None = spec(None, omit_none=True)
+    host_total_bytes: int | None = spec(None, omit_none=True)
+    cuda_max_allocated_bytes: int | None = spec(None, omit_none=True)
+    cuda_total_bytes: int | None = spec(None, omit_none=True)
+    params_bytes: int | None = spec(
+        None, omit_none=True, doc="1.5: the model's parameters on this rank (its shard, if sharded)"
+    )
+    grads_bytes: int | None = spec(
+        None, omit_none=True, doc="1.5: the gradients allocated on this rank at its last step"
+    )
+    optimizer_bytes: int | None = spec(
+        None,
+        omit_none=True,
+        doc="1.5: the optimizer's state tensors on this rank (momentum, moments)",
+    )
+
+
+@dataclass(kw_only=True)
 class RankEntry(Section):
     """One rank of the job: where it ran, its fate, its records and its per-step medians."""
 
@@ -248,7 +270,7 @@ class RankEntry(Section):
     wait_ms_median: float | None = spec(None, omit_none=True)
     transfer_ms_median: float | None = spec(None, omit_none=True)
     collectives_recorded: NonNegative | None = spec(None, omit_none=True)
-    memory: dict[str, Any] | None = None
+    memory: RankMemory | None = None
     ddp_logging: dict[str, Any] | None = spec(None, omit_none=True)
     error: str | None = None
     ray_node_id: str | None = spec(
@@ -257,10 +279,16 @@ class RankEntry(Section):
         doc="1.3: the Ray node ID of the rank's worker (Ray launcher); null otherwise",
     )
     performance_score: Score | None = spec(None, omit_none=True)
+    achieved_tflops: float | None = spec(
+        None,
+        omit_none=True,
+        doc="1.5: the rank's model TFLOP/s at its own median step time (its batch's FLOPs / "
+        "that time); absent when the workload's FLOPs are unknown",
+    )
 
     @property
     def rss_peak_bytes(self) -> int | float | None:
-        rss = (self.memory or {}).get("rss_peak_bytes")
+        rss = self.memory.rss_peak_bytes if self.memory is not None else None
         return rss if isinstance(rss, (int, float)) else None
 
     @property
@@ -483,7 +511,14 @@ LossParts = Annotated[
         required=["exposed_comm", "straggler_wait", "compute_growth", "remainder"],
         properties={
             k: {"type": ["number", "null"]}
-            for k in ("exposed_comm", "straggler_wait", "compute_growth", "remainder")
+            # jitter_wait (1.5): split off straggler_wait, which before it held both
+            for k in (
+                "exposed_comm",
+                "straggler_wait",
+                "jitter_wait",
+                "compute_growth",
+                "remainder",
+            )
         },
         additionalProperties=False,
     ),
@@ -509,6 +544,12 @@ class StepComponents(Section):
     step_time: float | None
     per_rank_compute: float | None
     straggler_wait: float | None
+    jitter_wait: float | None = spec(
+        None,
+        omit_none=True,
+        doc="1.5: per-step max compute beyond the slowest rank's mean (per-step jitter, no rank "
+        "to blame); before 1.5 it was part of straggler_wait",
+    )
     exposed_comm: float | None
     other: float | None
     transfer: float | None = None
@@ -673,6 +714,15 @@ class ProjectionPoint(Section):
     step_time_ms: float | None = spec(None, nullable=False, omit_none=True)
     throughput_samples_per_sec: float | None = None
     efficiency_pct: float | None
+    fit_error_pct: float | None = spec(
+        None,
+        omit_none=True,
+        doc="the projection's fit error (largest |error_pct| of its check): every projected "
+        "figure carries it",
+    )
+    fit_on: str | None = spec(
+        None, omit_none=True, doc="what the fit was made on: the link, the reference world size"
+    )
 
 
 @dataclass(kw_only=True)
@@ -739,6 +789,13 @@ class Projection(Section):
     inputs: ProjectionInputs | None = None
     points: list[ProjectionPoint]
     check: ProjectionCheck | None
+    fit_error_pct: float | None = spec(
+        None,
+        omit_none=True,
+        doc="the largest |error_pct| of the check (over the sizes whose ranks had their own "
+        "cores, when any did); above 50% the projection is refused (status unavailable)",
+    )
+    fit_on: str | None = spec(None, omit_none=True, doc="what the fit was made on, in one line")
 
 
 @dataclass(kw_only=True)
@@ -1066,9 +1123,17 @@ class RunResult(Section):
 
     __schema_name__: ClassVar[str | None] = "result"
     __schema__: ClassVar[dict[str, Any]] = {
-        "if": {"not": {"required": ["imported_from"]}},
+        "if": {
+            "not": {
+                "anyOf": [
+                    {"required": ["imported_from"]},
+                    {"required": ["bad_input"], "properties": {"bad_input": {"type": "string"}}},
+                ]
+            }
+        },
         "then": {
-            "description": "a result made by a minicluster run: every set-up field is known",
+            "description": "a result made by a minicluster run that built its workload: every "
+            "set-up field is known",
             "properties": {
                 "created_at": {"type": "string"},
                 "world_size": {"type": "integer"},
@@ -1153,6 +1218,12 @@ class RunResult(Section):
     validation: Validation | None = spec(None, omit_none=True)
     errors: list[str]
     telemetry: Telemetry | None = spec(None, omit_none=True)
+    bad_input: str | None = spec(
+        None,
+        omit_none=True,
+        doc="the ranks stopped on bad input (a custom model whose code fails to import, build "
+        "or run), in one line naming the file, the function and the exception; the run exits 2",
+    )
     pairwise: Pairwise | None = spec(
         None, omit_none=True, doc="1.3: the pairwise link test (collectives --pattern pairwise)"
     )

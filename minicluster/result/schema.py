@@ -77,8 +77,24 @@ def result_json_schema() -> dict[str, Any]:
     return schema
 
 
+@lru_cache(maxsize=1)
+def _fast_validator() -> Any:
+    """jsonschema-rs's validator of the result schema (compiled once), or None without it."""
+    try:
+        import jsonschema_rs
+    except ImportError:
+        return None
+    return jsonschema_rs.validator_for(result_json_schema())
+
+
 def validate_result(data: Any) -> None:
-    """Raise InputError naming the first place where `data` breaks the result schema."""
+    """Raise InputError naming the first place where `data` breaks the result schema.
+
+    jsonschema-rs decides (a 4,096-rank result in milliseconds, where jsonschema takes about a
+    second); jsonschema names the place when it says no (and decides without jsonschema-rs)."""
+    fast = _fast_validator()
+    if fast is not None and fast.is_valid(data):
+        return
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(result_json_schema())
@@ -89,3 +105,7 @@ def validate_result(data: Any) -> None:
             err = max(err.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         raise InputError(f"result does not match {SCHEMA_VERSION} at {where}: {err.message}")
+    if fast is not None:  # the two disagree: jsonschema-rs's own first error
+        err_rs = next(iter(fast.iter_errors(data)))
+        where = "/".join(str(p) for p in err_rs.instance_path) or "(top level)"
+        raise InputError(f"result does not match {SCHEMA_VERSION} at {where}: {err_rs.message}")

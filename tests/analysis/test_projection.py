@@ -65,7 +65,7 @@ def block(mode: str = "weak", sizes: tuple[int, ...] = (1, 2, 4)) -> dict[str, A
 
 
 def test_weak_projection_matches_the_hand_computed_step() -> None:
-    got = projection.project(block(), [8, 1024], MODEL)
+    got = projection.project(block(), [8, 128, 1024], MODEL)
     assert got["status"] == "estimated" and got["reason"] is None
     inputs = got["inputs"]
     # Reference: 2 ranks (4 shared cores). Exposed fraction f = 9 / 10.
@@ -77,9 +77,40 @@ def test_weak_projection_matches_the_hand_computed_step() -> None:
     assert p8["efficiency_pct"] == pytest.approx(100 * 40.0 / 42.827)
     assert p8["throughput_samples_per_sec"] == pytest.approx(16 * 8 * 1000 / 42.827)
     assert (p8["per_rank_batch"], p8["global_batch"], p8["status"]) == (16, 128, "estimated")
-    # A(1024) = 2 * 2*1023*10 + 2*1023/1024 * 1e6 / 1e3 us
-    a1024 = (40920.0 + 1998.046875) / 1000
-    assert got["points"][1]["step_time_ms"] == pytest.approx(41.0 + 0.9 * a1024)
+    # A(128) = 2 * 2*127*10 + 2*127/128 * 1e6 / 1e3 us
+    a128 = (5080.0 + 1984.375) / 1000
+    assert got["points"][1]["step_time_ms"] == pytest.approx(41.0 + 0.9 * a128)
+    # 1024 = 256x the largest measured size (4): past 32x the check's error bounds nothing.
+    p1024 = got["points"][2]
+    assert p1024["status"] == "unavailable" and p1024["efficiency_pct"] is None
+    assert "256x the largest measured world size (4)" in p1024["reason"]
+    # Every projected figure carries the fit error and what the fit was made on.
+    assert got["fit_error_pct"] == got["check"]["max_abs_error_pct_own_cores"]
+    for p in got["points"]:
+        assert p["fit_error_pct"] == got["fit_error_pct"]
+        assert (
+            "given" in p["fit_on"]
+            and "from world size 2 of the measured sizes 1, 2, 4" in (p["fit_on"])
+        )
+
+
+def test_a_projection_whose_error_is_too_large_is_refused_with_the_reason() -> None:
+    b = block(sizes=(1, 2))
+    # A measured 2-rank step far above what the 1-rank parts predict: the error is > 50%.
+    b["points"][1] = point(2, 200.0, 36.0, 2.0, 9.0, 153.0, 10.0)
+    got = projection.project(b, [4, 8], MODEL)
+    assert got["status"] == "unavailable" and got["fit_error_pct"] > 50
+    assert "more than 50%" in got["reason"] and "world size 2" in got["reason"]
+    assert all(p["status"] == "unavailable" and p["reason"] == got["reason"] for p in got["points"])
+    assert all(p["efficiency_pct"] is None for p in got["points"])
+
+
+def test_a_projection_that_could_not_be_checked_is_refused() -> None:
+    b = block(sizes=(2,))
+    b["baseline"] = {"world_size": 2}
+    got = projection.project(b, [8], MODEL)
+    assert got["status"] == "unavailable" and got["fit_error_pct"] is None
+    assert "its error is unknown" in got["reason"]
 
 
 def test_a_measured_link_carries_ddps_own_all_reduce_overhead_at_the_reference() -> None:
@@ -101,12 +132,15 @@ def test_a_measured_link_carries_ddps_own_all_reduce_overhead_at_the_reference()
 
 
 def test_strong_projection_shrinks_compute_with_the_per_rank_batch() -> None:
-    got = projection.project(block("strong"), [8, 128], MODEL)
+    b = block("strong")
+    b["points"][0] = point(1, 76.0, 72.0, 0.0, 0.0, 4.0, 0.0)  # all of the global batch on one
+    got = projection.project(b, [8, 128], MODEL)
+    assert got["status"] == "estimated", got["reason"]
     p8 = got["points"][0]
     assert p8["compute_ms"] == pytest.approx(36.0 * 2 / 8)  # R = 2, batch 64 / 8 per rank
     step = 9.0 + 2.0 + 0.9 * 2.03 + 3.0
     assert p8["step_time_ms"] == pytest.approx(step)
-    assert p8["efficiency_pct"] == pytest.approx(100 * 1 * 40.0 / (8 * step))
+    assert p8["efficiency_pct"] == pytest.approx(100 * 1 * 76.0 / (8 * step))
     assert p8["throughput_samples_per_sec"] == pytest.approx(64 * 1000 / step)
     p128 = got["points"][1]
     assert p128["status"] == "unavailable" and p128["efficiency_pct"] is None

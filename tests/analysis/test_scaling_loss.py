@@ -90,7 +90,13 @@ def test_compute_doubled_at_2_ranks_is_all_compute_growth() -> None:
     loss = loss_at([outcome(1, BASE), outcome(2, doubled)], 2)
     assert loss["lost_ms"] == pytest.approx(10.0)  # 22 - 12
     assert loss["parts_ms"] == pytest.approx(
-        {"exposed_comm": 0.0, "straggler_wait": 0.0, "compute_growth": 10.0, "remainder": 0.0}
+        {
+            "exposed_comm": 0.0,
+            "straggler_wait": 0.0,
+            "jitter_wait": 0.0,
+            "compute_growth": 10.0,
+            "remainder": 0.0,
+        }
     )
     assert loss["lost_pct"] == pytest.approx(100 * 10 / 22)
     # Weak scaling: the lost share of the step is exactly what the efficiency misses.
@@ -113,7 +119,29 @@ def test_a_slow_rank_is_straggler_wait_not_compute_growth() -> None:
     loss = loss_at([outcome(1, BASE), outcome(2, straggler)], 2)
     assert loss["lost_ms"] == pytest.approx(25.0)
     assert loss["parts_ms"] == pytest.approx(
-        {"exposed_comm": 5.0, "straggler_wait": 20.0, "compute_growth": 0.0, "remainder": 0.0}
+        {
+            "exposed_comm": 5.0,
+            "straggler_wait": 20.0,
+            "jitter_wait": 0.0,
+            "compute_growth": 0.0,
+            "remainder": 0.0,
+        }
+    )
+
+
+def test_per_step_jitter_at_2_ranks_is_jitter_wait_not_straggler_wait() -> None:
+    # Each rank is the slow one every other step (10 or 14 ms): both average 12 ms, and the
+    # per-step max is 14 ms. No rank is slower on average: the 2 ms are jitter, not a straggler.
+    jitter = result(2, step=[16.0] * 4, compute=[14.0] * 4, rank_means=[12.0, 12.0])
+    loss = loss_at([outcome(1, BASE), outcome(2, jitter)], 2)
+    assert loss["parts_ms"] == pytest.approx(
+        {
+            "exposed_comm": 0.0,
+            "straggler_wait": 0.0,
+            "jitter_wait": 2.0,
+            "compute_growth": 2.0,
+            "remainder": 0.0,
+        }
     )
 
 
@@ -124,7 +152,13 @@ def test_exposed_all_reduce_and_the_remainder_are_their_own_parts() -> None:
     loss = loss_at([outcome(1, BASE), outcome(2, comm)], 2)
     # 20 - 12 = 8 lost: 6 exposed all-reduce; other grew from 2 to 4 (20 - 10 - 6).
     assert loss["parts_ms"] == pytest.approx(
-        {"exposed_comm": 6.0, "straggler_wait": 0.0, "compute_growth": 0.0, "remainder": 2.0}
+        {
+            "exposed_comm": 6.0,
+            "straggler_wait": 0.0,
+            "jitter_wait": 0.0,
+            "compute_growth": 0.0,
+            "remainder": 2.0,
+        }
     )
     assert loss["parts_pts"]["exposed_comm"] == pytest.approx(30.0)  # 100 * 6 / 20
     assert loss["parts_pts"]["remainder"] == pytest.approx(10.0)
@@ -138,7 +172,13 @@ def test_strong_scaling_compares_with_the_baseline_split_n_ways() -> None:
     assert loss["ideal_step_time_ms"] == pytest.approx(20.0)
     assert loss["lost_ms"] == pytest.approx(5.0)
     assert loss["parts_ms"] == pytest.approx(
-        {"exposed_comm": 5.0, "straggler_wait": 0.0, "compute_growth": 0.0, "remainder": 0.0}
+        {
+            "exposed_comm": 5.0,
+            "straggler_wait": 0.0,
+            "jitter_wait": 0.0,
+            "compute_growth": 0.0,
+            "remainder": 0.0,
+        }
     )
     assert loss["efficiency_pct"] == pytest.approx(80.0)  # 40 / (2 * 25)
     assert loss["lost_pct"] == pytest.approx(20.0)
@@ -232,9 +272,9 @@ def test_recorded_runs_parts_add_up_to_the_loss() -> None:
         assert loss["parts_ms"]["compute_growth"] == pytest.approx(
             typical - _mean(base, "compute_ms")
         )
-        assert loss["parts_ms"]["straggler_wait"] == pytest.approx(
-            _mean(res, "compute_ms") - typical
-        )
+        slowest = max(r["compute_ms_mean"] for r in res["ranks"])
+        assert loss["parts_ms"]["straggler_wait"] == pytest.approx(slowest - typical)
+        assert loss["parts_ms"]["jitter_wait"] == pytest.approx(_mean(res, "compute_ms") - slowest)
         exposed = _mean(res, "exposed_comm_ms") - _mean(res, "allreduce_wait_ms")
         base_exposed = _mean(base, "exposed_comm_ms") - _mean(base, "allreduce_wait_ms")
         assert loss["parts_ms"]["exposed_comm"] == pytest.approx(exposed - base_exposed)

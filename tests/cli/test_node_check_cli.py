@@ -135,8 +135,15 @@ def test_an_interrupted_check_keeps_what_it_measured(
     out = tmp_path / "nc"
     cmd = [python, "-m", "minicluster", "node-check", "--checks", "gemm,burn_in", "--duration",
            "60", "--out", str(out)]  # fmt: skip
+    # a suite started in the background inherits SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: give the command the default disposition a terminal gives
     proc = subprocess.Popen(
-        cmd, env=cli_env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        cmd,
+        env=cli_env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stderr is not None
     for line in proc.stderr:

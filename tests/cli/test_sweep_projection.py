@@ -123,14 +123,17 @@ def test_projection_with_a_given_link_lands_in_the_result_and_aggregate_rebuilds
     result = json.loads((out / "result.json").read_text())
     validate_result(result)
     proj = result["scaling"]["projection"]
-    assert proj["status"] == "estimated"
+    # One measured size: nothing to check the model against, so its error is unknown and the
+    # projection is refused, saying so (the link and the check are kept).
+    assert proj["status"] == "unavailable" and "its error is unknown" in proj["reason"]
     assert proj["link"]["link"]["alpha_us"] == 5.0 and proj["link"]["link"]["beta_gbps"] == 12.5
     assert (
         "given (--link-gbps/--link-latency-us: 12.5 GB/s, 5 us)" in proj["link"]["link"]["source"]
     )
     assert [p["world_size"] for p in proj["points"]] == [8, 64]
-    assert all(p["status"] == "estimated" and p["step_time_ms"] > 0 for p in proj["points"])
-    # One measured size: nothing to check the model against, and it says so.
+    assert all(
+        p["status"] == "unavailable" and p["reason"] == proj["reason"] for p in proj["points"]
+    )
     (entry,) = proj["check"]["entries"]
     assert entry["status"] == "unavailable" and entry["reason"] == "no other measured size"
     printed = capsys.readouterr().out

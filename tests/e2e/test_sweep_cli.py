@@ -74,11 +74,21 @@ def test_weak_sweep_over_1_and_2_ranks(run_cli: RunCli, tmp_path: Path) -> None:
     probe = json.loads((out / "allreduce-n2" / "result.json").read_text())
     assert probe["workload"]["workload_type"] == "collectives" and probe["world_size"] == 2
     proj = s["projection"]
-    assert proj["status"] == "estimated", proj["reason"]
     assert proj["link"]["link"]["fit"]["world_size"] == 2
     assert [p["world_size"] for p in proj["points"]] == [4, 64]
-    assert all(p["status"] == "estimated" and p["step_time_ms"] > 0 for p in proj["points"])
+    # Every projected figure carries the fit error; past 50% the projection is refused. Which
+    # one a 1-to-2-rank fit gives depends on the host's load (66% in one run here): both are
+    # checked for what they must say.
+    error = proj["fit_error_pct"]
+    assert all(p["fit_error_pct"] == error and p["fit_on"] for p in proj["points"])
+    if error <= 50:
+        assert proj["status"] == "estimated", proj["reason"]
+        assert all(p["status"] == "estimated" and p["step_time_ms"] > 0 for p in proj["points"])
+    else:
+        assert proj["status"] == "unavailable" and "more than 50%" in proj["reason"]
+        assert all(p["status"] == "unavailable" for p in proj["points"])
     (entry,) = proj["check"]["entries"]  # two sizes: the largest from the smaller one
+    assert abs(entry["error_pct"]) == pytest.approx(error)
     assert entry["world_size"] == 2 and entry["fit_sizes"] == [1]
     assert entry["error_pct"] == pytest.approx(
         100

@@ -89,3 +89,41 @@ def test_sweep_from_three_finished_runs_equals_the_live_sweep(
     assert proc.returncode == 0, proc.stderr[-2000:]
     again = json.loads((from_dir / "result.json").read_text())
     assert _points(again) == _points(built)
+
+
+RECORDED = Path(__file__).resolve().parents[1] / "golden" / "sweep_tiny"
+RUNS = [str(RECORDED / f"n{n}-r1.result.json") for n in (1, 2, 4)]
+
+
+@pytest.mark.timeout(120)
+def test_from_with_project_and_no_link_is_refused_not_dropped(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    out = tmp_path / "s"
+    proc = run_cli("sweep", "--from", *RUNS, "--project", "8,64", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "--project on finished runs needs the link" in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.timeout(120)
+def test_from_with_project_projects_with_its_error_and_refuses_too_far(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    out = tmp_path / "s"
+    proc = run_cli(
+        "sweep", "--from", *RUNS, "--project", "8,64,1024",
+        "--collectives", str(RECORDED / "allreduce-n2.result.json"), "--out", str(out),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((out / "result.json").read_text())
+    validate_result(result)
+    proj = result["scaling"]["projection"]
+    assert proj["status"] == "estimated" and proj["fit_error_pct"] == pytest.approx(30.98, abs=0.01)
+    p8, p64, p1024 = proj["points"]
+    assert p8["status"] == p64["status"] == "estimated"
+    assert all(p["fit_error_pct"] == proj["fit_error_pct"] and p["fit_on"] for p in proj["points"])
+    assert p1024["status"] == "unavailable" and "256x the largest measured" in p1024["reason"]
+    assert "Not projected: 1024: 1024 ranks is 256x" in proc.stdout
+    assert "±30.98" in proc.stdout

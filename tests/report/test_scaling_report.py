@@ -186,7 +186,7 @@ def test_an_unavailable_projection_says_why_and_draws_nothing(
     proj.update(status="unavailable", reason="the probe failed", points=[], check=None)
     view = run_view(RunResult.from_json(result))
     table = next(t for t in view.sections if t.title == "Projection (estimated)")
-    assert table.rows == [["8, 64", "unavailable", *["n/a"] * 6, "the probe failed"]]
+    assert table.rows == [["8, 64", "unavailable", *["n/a"] * 7, "the probe failed"]]
     assert not any(t.title.startswith("Projection check") for t in view.sections)
     plot = plots.scaling_plot(RunResult.from_json(result))
     assert plot is not None and 'fill="white"' not in plot.svg

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from minicluster.analysis import projection, scaling, sweep
 from minicluster.analysis.sweep import PlannedRun, RunOutcome
 from minicluster.cli.sweep_projection import link_model
@@ -46,6 +48,31 @@ def test_the_recorded_sweep_is_built_again_byte_for_byte() -> None:
     # Since 1.4 a result carries its fingerprint (what it ran: here what the headline ran), at
     # its end; everything else is what the sweep of 1.2 wrote, key order included.
     assert built.pop("fingerprint") == fingerprint.of_result(wrote)
+    # Since the projection carries its fit error and what it was fitted on (on the block and
+    # every point), those keys are new; the recorded error (31% at 2 ranks) projects still.
+    proj = built["scaling"]["projection"]
+    assert proj.pop("fit_error_pct") == pytest.approx(30.978, abs=1e-3)
+    fit_on = proj.pop("fit_on")
+    assert "error checked at world size 1, 2" in fit_on
+    for p in proj["points"]:
+        assert p.pop("fit_error_pct") == pytest.approx(30.978, abs=1e-3)
+        assert p.pop("fit_on") == fit_on
+    # Since 1.5 the per-step jitter wait is its own part: what 1.2 called straggler wait is the
+    # sum of the two, so folding them back gives what 1.2 wrote.
+    for point, recorded in zip(built["scaling"]["points"], wrote["scaling"]["points"], strict=True):
+        b, r = point["breakdown"], recorded["breakdown"]
+        c = b["components_ms"]
+        c["straggler_wait"] += c.pop("jitter_wait")
+        assert c["straggler_wait"] == pytest.approx(r["components_ms"]["straggler_wait"])
+        c["straggler_wait"] = r["components_ms"]["straggler_wait"]
+        if b.get("loss"):
+            for key in ("parts_ms", "parts_pts"):
+                parts = b["loss"][key]
+                parts["straggler_wait"] += parts.pop("jitter_wait")
+                assert parts["straggler_wait"] == pytest.approx(r["loss"][key]["straggler_wait"])
+                parts["straggler_wait"] = r["loss"][key]["straggler_wait"]
+    assert "jitter wait = compute_ms" in built["scaling"]["breakdown_method"]
+    built["scaling"]["breakdown_method"] = wrote["scaling"]["breakdown_method"]
     assert same_json(built, wrote)
     # the headline run's own result is untouched: the sweep's fields live in the SweepResult
     head = json.loads((RECORDED / "n4-r1.result.json").read_text())

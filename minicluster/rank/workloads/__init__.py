@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 
-from minicluster.core.config import LlamaConfig, MlpConfig, TransformerConfig, WorkloadConfig
+from minicluster.core.config import (
+    CustomConfig,
+    LlamaConfig,
+    MlpConfig,
+    TransformerConfig,
+    WorkloadConfig,
+)
 
 
 @dataclass
@@ -20,13 +26,23 @@ class Workload:
     samples_per_rank: int
     tokens_per_rank: int | None  # None for workloads without tokens
     seq_len: int | None
+    # FLOPs of one sample's forward + backward, and how they were counted (core.flops); None:
+    # not known (then TFLOP/s is null with the reason).
+    flops_per_sample: float | None = None
+    flops_method: str | None = None
+    # A custom model's parallelize(model, mesh) (for tp/pp layouts); None: DDP wraps the model.
+    parallelize: Callable[[torch.nn.Module, object], torch.nn.Module] | None = None
 
     @property
     def params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
 
-def build(cfg: WorkloadConfig, seed: int, device: torch.device) -> Workload:
+def build(
+    cfg: WorkloadConfig, seed: int, device: torch.device, rank: int = 0, world_size: int = 1
+) -> Workload:
+    """The workload of `cfg` on this rank (`rank` of `world_size`; a custom model's factory is
+    told both)."""
     if isinstance(cfg, MlpConfig):
         from minicluster.rank.workloads.mlp import build_mlp
 
@@ -39,7 +55,41 @@ def build(cfg: WorkloadConfig, seed: int, device: torch.device) -> Workload:
         from minicluster.rank.workloads.llama import build_llama
 
         return build_llama(cfg, seed, device)
+    if isinstance(cfg, CustomConfig):
+        from minicluster.rank.workloads.custom import build_custom
+
+        return build_custom(cfg, seed, device, rank, world_size)
     raise AssertionError(f"unhandled workload config {cfg!r}")
+
+
+def linear_weights(model: torch.nn.Module) -> int:
+    """The weights of the model's `nn.Linear` layers: the N of the 6N FLOPs rule (core.flops);
+    embeddings are look-ups, biases and norms left out."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def state_bytes(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, int]:
+    """This rank's training state in bytes: parameters, gradients (those allocated now) and the
+    optimizer's state tensors (SGD momentum buffers, Adam moments). Shared tensors count once."""
+    params = {id(p): p for p in model.parameters()}
+    grads = {id(p.grad): p.grad for p in params.values() if p.grad is not None}
+    state = {
+        id(t): t
+        for per_param in opt.state.values()
+        for t in per_param.values()
+        if isinstance(t, torch.Tensor)
+    }
+
+    def nbytes(tensors: Mapping[int, torch.Tensor]) -> int:
+        # A DTensor (FSDP2, tensor parallel) counts the shard this rank holds.
+        local = (t.to_local() if hasattr(t, "to_local") else t for t in tensors.values())
+        return sum(t.numel() * t.element_size() for t in local)
+
+    return {
+        "params_bytes": nbytes(params),
+        "grads_bytes": nbytes(grads),
+        "optimizer_bytes": nbytes(state),
+    }
 
 
 def batch_generator(seed: int, step: int, rank: int) -> torch.Generator:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from minicluster.core import flops
 from minicluster.core.config import MlpConfig
-from minicluster.rank.workloads import Workload, batch_generator
+from minicluster.rank.workloads import Workload, batch_generator, linear_weights
 
 
 def build_mlp(cfg: MlpConfig, seed: int, device: torch.device) -> Workload:
@@ -25,6 +26,7 @@ def build_mlp(cfg: MlpConfig, seed: int, device: torch.device) -> Workload:
         y = torch.randint(0, cfg.num_classes, (cfg.per_rank_batch,), generator=g)
         return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
+    per_sample, how = flops.dense_flops_per_sample(linear_weights(model))
     return Workload(
         name="mlp",
         model=model,
@@ -33,4 +35,6 @@ def build_mlp(cfg: MlpConfig, seed: int, device: torch.device) -> Workload:
         samples_per_rank=cfg.per_rank_batch,
         tokens_per_rank=None,
         seq_len=None,
+        flops_per_sample=per_sample,
+        flops_method=how,
     )

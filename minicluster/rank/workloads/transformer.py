@@ -6,8 +6,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from minicluster.core import flops
 from minicluster.core.config import TransformerConfig
-from minicluster.rank.workloads import Workload, batch_generator
+from minicluster.rank.workloads import Workload, batch_generator, linear_weights
 
 
 class _Block(nn.Module):
@@ -64,6 +65,9 @@ def build_transformer(cfg: TransformerConfig, seed: int, device: torch.device) -
         x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
         return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
+    per_sample, how = flops.decoder_flops_per_sample(
+        linear_weights(model), cfg.n_layers, cfg.d_model, cfg.seq_len
+    )
     return Workload(
         name="transformer",
         model=model,
@@ -72,4 +76,6 @@ def build_transformer(cfg: TransformerConfig, seed: int, device: torch.device) -
         samples_per_rank=cfg.per_rank_batch,
         tokens_per_rank=cfg.per_rank_batch * cfg.seq_len,
         seq_len=cfg.seq_len,
+        flops_per_sample=per_sample,
+        flops_method=how,
     )
