@@ -21,6 +21,7 @@ from minicluster.analysis import energy, envelope, fault_detect, flops, nodes, r
 from minicluster.analysis.collectives import collectives_result
 from minicluster.analysis.comm_kinds import comm_section
 from minicluster.analysis.frame import Launch, RunFrame
+from minicluster.analysis.isolate import isolate_result
 from minicluster.analysis.pairwise import pairwise_result
 from minicluster.analysis.pipeline import pipeline_section
 from minicluster.analysis.records import RankRecords
@@ -62,8 +63,10 @@ def aggregate(
     frame = RunFrame.from_records(records, launch)
     checks = checks if checks is not None else frame.config.checks
     if frame.job == "collectives":
-        pairwise = frame.config.collectives.pattern == "pairwise"
-        merge = pairwise_result if pairwise else collectives_result
+        pattern = frame.config.collectives.pattern
+        merge = {"pairwise": pairwise_result, "isolate": isolate_result}.get(
+            pattern, collectives_result
+        )
         return fingerprint.attach(merge(frame, aggregated_at))
     table = StepTable(records, frame.world_size)
     status = frame.status(_short_of_plan(frame, table))

@@ -111,8 +111,9 @@ def benchmark_result(
             "telemetry": energy.telemetry_section(sources, metrics) if sources else None,
         }
     )
-    if blocks.get("pairwise") is not None:
-        result["pairwise"] = blocks["pairwise"]
+    for name in ("pairwise", "isolate"):
+        if blocks.get(name) is not None:
+            result[name] = blocks[name]
     return result
 
 

@@ -27,6 +27,12 @@ def collectives(args: argparse.Namespace) -> int:
     return command.collectives(args)
 
 
+def isolate(args: argparse.Namespace) -> int:
+    from minicluster.cli import isolate as command
+
+    return command.isolate(args)
+
+
 def worker(args: argparse.Namespace) -> int:
     from minicluster.cli import run as command
 

@@ -231,6 +231,81 @@ def build_parser() -> argparse.ArgumentParser:
     add_dry_run(p)
     p.set_defaults(handler=handlers.collectives)
 
+    p = sub.add_parser(
+        "isolate",
+        help="bad ranks found by group testing: all_reduce on groups, slow groups split",
+        description="Isolation by group testing: all_reduce of --size bytes on groups of ranks "
+        "(torch.distributed subgroups of one job), each group's busbw judged against its "
+        "round's healthy groups of the same size (and --min-busbw); slow groups are split in "
+        "halves, a suspect is tested beside cleared ranks until 2 tests agree. Finds up to --k "
+        "bad ranks in a few rounds (the pairwise test needs N(N-1)/2 pairs) and says when more "
+        "than --k are bad. Prints each round and the verdict; exit 1 when a rank is named bad, "
+        "0 when none is. --from DIR judges a finished run's recorded rounds again.",
+    )
+    p.add_argument(
+        "-c", "--config", type=Path, help="YAML config with job: collectives (default: built-in)"
+    )
+    config_flag(p, "--nproc", RunSection, "nproc", help="ranks to start")
+    config_flag(
+        p,
+        "--size",
+        CollectivesSection,
+        "pair_bytes",
+        metavar="SIZE",
+        type=str,
+        help="bytes of each all_reduce; K/M/G = 1024^n",
+    )
+    config_flag(p, "--k", CollectivesSection, "max_bad", dest="max_bad", metavar="K")
+    config_flag(p, "--group-size", CollectivesSection, "group_size", metavar="G")
+    config_flag(
+        p,
+        "--z",
+        CollectivesSection,
+        "isolate_z",
+        dest="isolate_z",
+        metavar="Z",
+        help="a group whose ln(busbw) is below its round's baseline by more than Z scales is slow",
+    )
+    config_flag(p, "--min-busbw", CollectivesSection, "min_busbw_gbps", metavar="GBPS")
+    config_flag(p, "--iters", CollectivesSection, "iters")
+    config_flag(p, "--warmup-iters", CollectivesSection, "warmup_iters")
+    config_flag(p, "--passes", CollectivesSection, "passes", metavar="P")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="slow_link:rank=R[,peer=P],delay_ms=D",
+        help="inject a slow link (repeatable): every send of rank R, or with a peer only the "
+        "traffic between R and P, leaves D ms late",
+    )
+    p.add_argument(
+        "--from",
+        dest="from_dir",
+        type=Path,
+        metavar="DIR",
+        help="judge the recorded rounds of a finished isolate run again (with --k, --z if given); "
+        "starts nothing, writes nothing",
+    )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="a reference (minicluster-reference/1, e.g. minicluster/references/*.yaml or one "
+        "made by `reference record`): its all_reduce busbw for this platform x --floor-pct is "
+        "the floor of every group; without a matching figure nothing is judged against it",
+    )
+    p.add_argument(
+        "--floor-pct",
+        type=float,
+        metavar="PCT",
+        help="a group below PCT %% of the reference's busbw is slow (default: 90)",
+    )
+    p.add_argument("--json", action="store_true", help="per-unit verdicts with evidence as JSON")
+    p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
+    add_launcher_args(p)
+    add_dry_run(p)
+    p.set_defaults(handler=handlers.isolate)
+
     p = sub.add_parser("worker", help="per-rank entry for an outside launcher (torchrun, srun)")
     p.add_argument("-c", "--config", type=Path, help="YAML config (default: built-in default job)")
     p.add_argument("--out", type=Path, required=True, help="output directory shared by the ranks")

@@ -541,7 +541,9 @@ def collectives_config(args: argparse.Namespace) -> RunConfig:
     )
     added = tuple(fault_spec.parse(text) for text in getattr(args, "fault", []))
     cfg = dataclasses.replace(cfg, faults=cfg.faults + added)
-    fault_spec.check_against_benchmark(cfg.faults, cfg.run.nproc, pattern == "pairwise")
+    fault_spec.check_against_benchmark(
+        cfg.faults, cfg.run.nproc, pattern in fault_spec.FAULT_PATTERNS
+    )
     return cfg
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -289,12 +290,13 @@ class CollectivesSection:
     )
     root: int = field(default=0, metadata=_range(0))  # of broadcast; must be < world size
     # all: every op at every size over all ranks; pairwise: send/recv between every pair.
-    pattern: Literal["all", "pairwise"] = field(
+    pattern: Literal["all", "pairwise", "isolate"] = field(
         default="all",
         metadata={
             "help": "all: every op at every size over all ranks; pairwise: the link test of every "
             "pair of ranks, send/recv both ways at one size, slow pairs and the suspect named, "
-            "exit 1 on a slow or wrong pair"
+            "exit 1 on a slow or wrong pair; isolate: bad ranks (or nodes) found by group "
+            "testing, all_reduce at one size on groups, exit 1 when one is named"
         },
     )
     pair_bytes: int = field(
@@ -344,6 +346,25 @@ class CollectivesSection:
     # the slow link": of 23 clean runs on a loaded 2-core VM a floor of 0.1 named a healthy pair
     # in 2, at 65% of the median among five that agreed within 5%; 0.15 and 0.2 in none).
     pair_mad_floor: float = field(default=0.2, metadata=_range(0, 10))
+    # Isolation by group testing (pattern: isolate; core.group_testing): at most max_bad bad
+    # units are isolated (more are said, not searched); a group is slow when the robust z of its
+    # ln(busbw) against its round's same-size groups is below -isolate_z. With too few groups for
+    # a spread (fewer than 2 x max_bad + 1), the scale is isolate_lone_scale: with z 3 and 0.25 a
+    # group must be below exp(-0.75) = 47% of the fastest (README, "Isolating bad nodes").
+    max_bad: int = field(
+        default=3, metadata=_range(1, 1024, help="bad units to isolate at most (k)")
+    )
+    group_size: int | None = field(
+        default=None,
+        metadata=_range(2, help="units per group in round 1 (default: 8, a quarter on few units)"),
+    )
+    isolate_z: float = field(default=3.0, metadata=_range(0.5, 100))
+    isolate_mad_floor: float = field(default=0.05, metadata=_range(0, 10))
+    isolate_lone_scale: float = field(default=0.25, metadata=_range(0.01, 10))
+    max_rounds: int = field(default=50, metadata=_range(1, 1000))
+    # What min_busbw_gbps came from (isolate --reference: the figure, its source and the floor),
+    # recorded so that the result says which reference judged it; None: no reference.
+    reference: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.ops, (list, tuple)) or not self.ops:
@@ -484,6 +505,23 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise DuplicateKeyError(key, key_node.start_mark.line + 1)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 (PyYAML) reads a float only with a dot: `9e-07` and `1e3`, as JSON and YAML 1.2 write
+# them, came back as strings, so a config.json the launcher wrote with a small threshold was
+# refused by its own ranks. The YAML 1.2 float rule, for this loader only.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def from_dict(data: Any, source: str = "config") -> RunConfig:
@@ -719,12 +757,6 @@ def _check(path: str, value: Any, hint: Any, meta: Any, source: str) -> Any:
                 f"{source}: {path} is {value!r}; allowed: {', '.join(map(str, allowed))}"
             )
         return value
-    if hint is float and isinstance(value, str):
-        # YAML 1.1 reads `1e-5` (no dot) as text: take it when it is a number.
-        try:
-            value = float(value)
-        except ValueError:
-            pass
     if hint in (int, float) or hint is bool or hint is str:
         ok = (
             (hint is int and isinstance(value, int) and not isinstance(value, bool))

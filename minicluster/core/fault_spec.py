@@ -140,6 +140,8 @@ def check_against_run(faults: tuple[FaultSpec, ...], world_size: int, total_step
 # What a collectives job (the pairwise link test) can take: it has no training steps, so only a
 # slow link applies, from the start.
 BENCHMARK_KINDS = ("slow_link",)
+# The collectives patterns that take faults: the pairwise link test and isolation.
+FAULT_PATTERNS = ("pairwise", "isolate")
 
 
 def check_against_benchmark(faults: tuple[FaultSpec, ...], world_size: int, pairwise: bool) -> None:
@@ -148,7 +150,8 @@ def check_against_benchmark(faults: tuple[FaultSpec, ...], world_size: int, pair
     outside the world."""
     if faults and not pairwise:
         raise ConfigError(
-            f"fault {faults[0]}: only the pairwise link test (--pattern pairwise) takes faults"
+            f"fault {faults[0]}: only the pairwise link test (--pattern pairwise) and isolation "
+            "(minicluster isolate) take faults"
         )
     for f in faults:
         if f.kind not in BENCHMARK_KINDS:

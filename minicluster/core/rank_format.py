@@ -19,6 +19,10 @@ a record becomes a line and back; `RankLog` applies one rank's records in order.
 - `pair_plan` and `pair`: the pairwise link test (`collectives.pattern: pairwise`): one plan
   (who takes part, on which node; the schedule follows from it, `core.pairs`), then one record
   per pair the rank was in.
+- `isolate_plan` and `isolate_round`: isolation by group testing (`collectives.pattern: isolate`):
+  one plan (units, nodes, size, the search's parameters), then one record per round with every
+  group's units, role, time and busbw (the same numbers on every rank: they were gathered before
+  the next round was planned, `core.group_testing`).
 
 At its end the rank writes `rank_NNNNN.summary.json` atomically (`Summary`, no `type` key).
 
@@ -283,6 +287,43 @@ class Pair(Record):
 
 
 @dataclass(kw_only=True, slots=True)
+class IsolatePlan(Record):
+    """Isolation by group testing: the units (the ranks tested, per node the lowest rank of each),
+    the node of every rank, the size, the iterations and the search's parameters
+    (`core.group_testing.Params` as a dict)."""
+
+    TYPE: ClassVar[str] = "isolate_plan"
+    per: str  # rank | node
+    participants: list[int]  # unit i is rank participants[i]
+    nodes: list[Any]
+    size_bytes: int
+    nominal_bytes: int | None = None
+    count: int | None = None
+    dtype: str | None = None
+    iters: int | None = None
+    warmup_iters: int | None = None
+    passes: int = 1
+    params: dict[str, Any] = field(default_factory=dict)
+    reference: str | None = None  # what params' min_busbw_gbps came from
+
+
+@dataclass(kw_only=True, slots=True)
+class IsolateRound(Record):
+    """One round of group tests (1-based), every group in the planned order: its units, role,
+    the time (mean per all_reduce over `iters`, max over the group's ranks, fastest pass; None
+    when not measured), busbw and #wrong."""
+
+    TYPE: ClassVar[str] = "isolate_round"
+    round: int
+    groups: list[list[int]]
+    roles: list[str]
+    time_us: list[float | None]
+    busbw_gbps: list[float | None]
+    wrong: list[int]
+    t_unix_s: float | None = None
+
+
+@dataclass(kw_only=True, slots=True)
 class Summary(Record):
     """`rank_NNNNN.summary.json`, written atomically at the rank's end (its own file, no `type`).
     `validation`: rank 0 of a run with check_ddp_equivalence; `collectives_recorded`: the
@@ -324,7 +365,18 @@ class Unknown(Record):
 
 
 BenchRecord = Collective | PairPlan | Pair
-LineRecord = Header | Roster | CommTiming | Step | Collective | PairPlan | Pair | Unknown
+LineRecord = (
+    Header
+    | Roster
+    | CommTiming
+    | Step
+    | Collective
+    | PairPlan
+    | Pair
+    | IsolatePlan
+    | IsolateRound
+    | Unknown
+)
 RECORD_CLASSES: tuple[type[Record], ...] = (
     Header,
     Roster,
@@ -332,6 +384,8 @@ RECORD_CLASSES: tuple[type[Record], ...] = (
     Step,
     Collective,
     PairPlan,
+    IsolatePlan,
+    IsolateRound,
     Pair,
 )
 # The record class of each type name (what `decode` looks up).

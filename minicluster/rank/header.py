@@ -108,6 +108,17 @@ def ray_identity() -> dict[str, Any] | None:
     return {"version": version, "node_id": os.environ.get(launcher_env.RAY_NODE_ID)}
 
 
+def platform_keys() -> dict[str, Any]:
+    """What a reference's platform is matched on (`analysis.references.PLATFORM_KEYS`), for this
+    machine before any rank starts: the GPU model and count (None without CUDA), the CPU model."""
+    on_gpu = torch.cuda.is_available() and torch.cuda.device_count() > 0
+    return {
+        "gpu_model": torch.cuda.get_device_name(0) if on_gpu else None,
+        "gpus_per_node": torch.cuda.device_count() if on_gpu else None,
+        "cpu_model": cpu_model(),
+    }
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

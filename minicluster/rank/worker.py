@@ -37,6 +37,7 @@ from minicluster.rank import (
     equivalence,
     faults,
     flight_recorder,
+    isolate,
     layouts,
     pairwise,
     replica,
@@ -219,7 +220,9 @@ def _benchmark(cfg: RunConfig, session: RankSession) -> None:
     section = cfg.collectives
     pairwise_test = section.pattern == "pairwise"
     # Outside launchers skip the CLI's check: bad fault specs fail here, before any work.
-    fault_spec.check_against_benchmark(cfg.faults, info.world_size, pairwise_test)
+    fault_spec.check_against_benchmark(
+        cfg.faults, info.world_size, section.pattern in fault_spec.FAULT_PATTERNS
+    )
     injector = faults.FaultInjector(cfg.faults, info.rank)
     injector.begin_step(0)  # the whole benchmark is its one step
     injector.install_transport()
@@ -227,9 +230,13 @@ def _benchmark(cfg: RunConfig, session: RankSession) -> None:
     # the links are busy; the (op, size) count stands where a training run has its steps.
     tele.begin()
     # Each record is flushed as written: a crash keeps every (op, size) measured so far.
+    node = pairs.node_of({"node_rank": info.node_rank, "hostname": info.hostname})
     if pairwise_test:
-        node = pairs.node_of({"node_rank": info.node_rank, "hostname": info.hostname})
         pairwise.run_pairwise(
+            section, info.rank, info.world_size, node, device, session.write, progress
+        )
+    elif section.pattern == "isolate":
+        isolate.run_isolate(
             section, info.rank, info.world_size, node, device, session.write, progress
         )
     else:

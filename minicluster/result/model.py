@@ -1017,6 +1017,98 @@ class Pairwise(Section):
     verdict: str
 
 
+# --- isolation by group testing -------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class IsolateGroup(Section):
+    """One group test of a round: its units, why it ran, its busbw and verdict."""
+
+    units: list[int]
+    names: list[str] = spec(factory=list)
+    ranks: list[RankId] = spec(factory=list)
+    role: Literal["screen", "split", "leaf", "confirm", "control"]
+    subject: list[str] = spec(factory=list)
+    busbw_gbps: _Busbw | None
+    wrong: NonNegative | None = None
+    baseline_gbps: _Busbw | None = None
+    pool: int | None = None
+    scale: float | None = None
+    ratio: float | None = None
+    z: float | None = None
+    slow: bool
+    why: str | None = None
+
+
+@dataclass(kw_only=True)
+class IsolateRoundEntry(Section):
+    """One round: its disjoint groups, run at once."""
+
+    round: Positive
+    groups: list[IsolateGroup]
+    slow: list[str] = spec(factory=list)
+
+
+@dataclass(kw_only=True)
+class IsolateEvidence(Section):
+    """One test a unit took part in."""
+
+    round: Positive
+    group: int
+    role: str
+    with_: list[str] = spec(factory=list, key="with")
+    subject: bool | None = None
+    busbw_gbps: _Busbw | None = None
+    ratio: float | None = None
+    z: float | None = None
+    slow: bool | None = None
+
+
+@dataclass(kw_only=True)
+class IsolateUnit(Section):
+    """One unit's (rank's or node's) verdict and the tests behind it."""
+
+    unit: int
+    name: str
+    ranks: list[RankId] = spec(factory=list)
+    node: str | None = None
+    status: Literal["bad", "cleared", "suspect", "unknown"]
+    why: str | None = None
+    evidence: list[IsolateEvidence] = spec(factory=list)
+
+
+@dataclass(kw_only=True)
+class Isolate(Section):
+    """Isolation by group testing (minicluster isolate): the rounds, every unit's verdict with
+    its evidence, the bad units, the reference floor used."""
+
+    per: Literal["rank", "node"]
+    transport: str | None = None
+    algorithm: str | None = spec(None, omit_none=True)
+    rule: str | None = spec(None, omit_none=True)
+    formulas: dict[str, Any] | None = spec(None, omit_none=True)
+    size_bytes: Positive | None = spec(None, omit_none=True)
+    dtype: str | None = spec(None, omit_none=True)
+    iters: int | None = spec(None, omit_none=True)
+    warmup_iters: int | None = spec(None, omit_none=True)
+    passes: int | None = spec(None, omit_none=True)
+    params: dict[str, Any] | None = spec(None, omit_none=True)
+    reference: str | None = None
+    n_units: NonNegative
+    pairwise_pairs: NonNegative | None = None
+    complete: bool
+    rounds: list[IsolateRoundEntry]
+    units: list[IsolateUnit]
+    bad: list[str]
+    more_than_max_bad: bool
+    unresolved: list[str] = spec(factory=list)
+    stop_reason: str | None = None
+    rounds_run: NonNegative
+    groups_tested: NonNegative | None = None
+    wrong_total: NonNegative
+    verdict: str
+
+
 # --- a converted result --------------------------------------------------------------------
 
 
@@ -1227,6 +1319,9 @@ class RunResult(Section):
     pairwise: Pairwise | None = spec(
         None, omit_none=True, doc="1.3: the pairwise link test (collectives --pattern pairwise)"
     )
+    isolate: Isolate | None = spec(
+        None, omit_none=True, doc="isolation by group testing (minicluster isolate)"
+    )
     imported_from: ImportedFrom | None = spec(
         None,
         nullable=False,
@@ -1264,13 +1359,15 @@ class RunResult(Section):
     # What the result is, and what readers ask of it everywhere.
 
     @property
-    def kind(self) -> Literal["sweep", "pairwise", "collectives", "run"]:
-        """What made it: a sweep (scaling block), the pairwise link test, a collectives
-        benchmark, or a run."""
+    def kind(self) -> Literal["sweep", "pairwise", "isolate", "collectives", "run"]:
+        """What made it: a sweep (scaling block), the pairwise link test, isolation by group
+        testing, a collectives benchmark, or a run."""
         if self.scaling is not None:
             return "sweep"
         if self.pairwise is not None:
             return "pairwise"
+        if self.isolate is not None:
+            return "isolate"
         return "collectives" if self.collectives is not None else "run"
 
     @property

@@ -246,3 +246,12 @@ def test_checks_override_is_checked_like_a_config() -> None:
         config.override_checks(ChecksSection(), straggler_min_steps_pct=20.0)
     with pytest.raises(ConfigError, match="unknown key checks.bogus"):
         config.from_dict({"checks": {"bogus": 1}})
+
+
+def test_floats_without_a_dot_read_as_numbers(tmp_path: Path) -> None:
+    """`9e-07` and `1e2` (how JSON and YAML 1.2 write them, and so how a launcher's config.json
+    carries a small threshold) are floats, not strings the ranks then refuse."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("run:\n  collective_timeout_s: 1e2\n  bucket_cap_mb: 5e-1\n")
+    c = config.load(cfg)
+    assert c.run.collective_timeout_s == 100.0 and c.run.bucket_cap_mb == 0.5

@@ -282,3 +282,70 @@ def test_sigterm_from_slurm_is_interrupted_not_failed(
     kept = sum(r["steps_recorded"] for r in result["ranks"])
     assert kept >= 40
     assert f"slurm.sbatch: job {job}: exit 130" in log, log[-3000:]
+
+
+HEALTHCHECK = REPO / "launch" / "slurm_healthcheck.sh"
+
+
+def _node_state(slurm: SlurmCluster) -> tuple[str, str]:
+    """The node's State and Reason as slurmctld holds them."""
+    out = slurm.run("scontrol", "show", "node", slurm.host).stdout
+    state = next((f.split("=", 1)[1] for f in out.split() if f.startswith("State=")), "")
+    reason = out.split("Reason=", 1)[1].split("\n")[0].strip() if "Reason=" in out else ""
+    return state, reason
+
+
+def _healthcheck(
+    slurm: SlurmCluster, tmp_path: Path, python: str, cli_env: dict[str, str], **extra: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **cli_env,
+        "SLURM_CONF": str(slurm.conf),
+        "MINICLUSTER": f"{python} -m minicluster",
+        "NODE": slurm.host,
+        "OUT": str(tmp_path / "healthcheck"),
+        "TIMEOUT_S": "200",
+        **extra,
+    }
+    return subprocess.run(
+        ["bash", str(HEALTHCHECK)], env=env, capture_output=True, text=True, timeout=280
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_healthcheck_drains_a_failing_node_with_the_verdict(
+    slurm: SlurmCluster, tmp_path: Path, python: str, cli_env: dict[str, str]
+) -> None:
+    """A slow link on the node (the slow_link fault on rank 1): isolate names rank 1, the
+    script drains the node with that verdict as the reason, exit 1."""
+    proc = _healthcheck(
+        slurm, tmp_path, python, cli_env,
+        ISOLATE_ARGS="--fault slow_link:rank=1,delay_ms=100", SKIP_RUN="1",
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr + slurm.logs()
+    state, reason = _node_state(slurm)
+    assert "DRAIN" in state, (state, reason)
+    assert reason.startswith("minicluster: isolate: isolate: BAD: rank 1"), reason
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_healthcheck_leaves_a_clean_node_idle(
+    slurm: SlurmCluster, tmp_path: Path, python: str, cli_env: dict[str, str]
+) -> None:
+    proc = _healthcheck(slurm, tmp_path, python, cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "healthy" in proc.stderr
+    assert _node_state(slurm)[0] == "IDLE"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_healthcheck_that_cannot_run_never_drains(
+    slurm: SlurmCluster, tmp_path: Path, python: str, cli_env: dict[str, str]
+) -> None:
+    proc = _healthcheck(slurm, tmp_path, python, cli_env, MINICLUSTER="/nonexistent/minicluster")
+    assert proc.returncode == 2, proc.stderr
+    assert "could not run" in proc.stderr and "not drained" in proc.stderr
+    assert _node_state(slurm)[0] == "IDLE"

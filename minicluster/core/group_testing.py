@@ -1,0 +1,337 @@
+"""Adaptive group testing for bad units (ranks or nodes): which groups to test next, and each
+test's verdict, as a pure function of the busbw measured so far.
+
+Shared by the rank side (the ranks of `collectives --pattern isolate` / `minicluster isolate`
+run it between rounds, each on the same gathered numbers, so all agree on the next round), the
+analysis side (which replays the recorded rounds through it: the same records always give the
+same verdict) and `scripts/sim_isolate.py` (which drives it with a seeded busbw model). It lives
+in `core` because the ranks need it mid-run and `rank` imports only `core`. Stdlib only.
+
+Algorithm (README "Isolating bad nodes"): Li's s-stage group testing (JASA 57, 1962) with
+halving at every stage, as in Hwang's binary splitting (JASA 67, 1972); each stage's disjoint
+groups run at once (one round):
+- round 1 (screen): every unit in a group of `group_size` (the sizes differ by at most one);
+- a slow group of 4 units or more is split in halves, each tested alone (split);
+- a unit of a slow group of 2 or 3 is tested with a cleared unit (leaf); a slow leaf is tested
+  again with another cleared unit (confirm): `confirmations` slow tests beside cleared partners
+  (default 2) name it bad, more normal than slow ones clear it (at most 2 x confirmations - 1
+  tests);
+- a normal group clears its units; idle cleared units run control groups of the tested sizes,
+  so each round has healthy groups of the same size to judge against.
+
+A group's test: busbw of an all_reduce over the group's ranks (higher is better). Per round and
+group size, the pool is the round's control groups of that size when there are at least
+2 x max_bad + 1 of them, else all of that size's groups; with at least 2 x max_bad + 1 groups
+the baseline is the pool's median busbw (bad groups cannot move a median of that many), with a
+scale of max(MAD x 1.4826, mad_floor), the MAD of ln(busbw / median) over this pool and every
+median-judged pool of the rounds before (the job's own spread, better known every round: a
+round of 7 controls alone would often guess it low); otherwise the fastest of them, with the scale
+`lone_scale` (too few groups for a spread). z = ln(busbw / baseline) / scale; slow when
+z < -z, or busbw < min_busbw_gbps (the reference's floor), or any element arrived wrong.
+
+Every slow group is followed up, however many there are (a round's groups run at once, so more
+suspects cost group tests, not rounds): a false alarm is cleared by its halves or its leaf
+tests. More than max_bad units named bad is said (`more_than_max_bad`): more bad units than the
+job was sized for, or a slow fabric.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+SCREEN, SPLIT, LEAF, CONFIRM, CONTROL = "screen", "split", "leaf", "confirm", "control"
+MAD_NORMAL = 1.4826
+
+
+@dataclass(frozen=True)
+class Params:
+    """What the search is asked: how many units, how many may be bad, how slow is slow."""
+
+    n_units: int
+    max_bad: int = 3
+    group_size: int | None = None  # of round 1; None: `auto_group_size`
+    z: float = 3.0
+    mad_floor: float = 0.05  # the least scale when enough groups give a spread
+    lone_scale: float = 0.25  # the scale when too few groups of a size give one
+    min_busbw_gbps: float | None = None  # absolute floor (a reference's floor), None: none
+    max_rounds: int = 50
+    # slow tests beside cleared partners that name a suspect bad (more normal than slow ones
+    # clear it first): at most 2 x confirmations - 1 tests
+    confirmations: int = 2
+
+    def __post_init__(self) -> None:
+        if self.n_units < 2:
+            raise ValueError(f"group testing needs 2 units or more, got {self.n_units}")
+        if self.confirmations < 1:
+            raise ValueError(f"confirmations must be >= 1, got {self.confirmations}")
+        if self.max_bad < 1:
+            raise ValueError(f"max_bad must be >= 1, got {self.max_bad}")
+        if self.group_size is not None and not 2 <= self.group_size <= self.n_units:
+            raise ValueError(
+                f"group_size must be in 2..{self.n_units} (the units), got {self.group_size}"
+            )
+
+    @property
+    def first_group_size(self) -> int:
+        return self.group_size or auto_group_size(self.n_units)
+
+
+def auto_group_size(n_units: int) -> int:
+    """Round 1's group size: 8 on a large job (3 halvings to a leaf), a quarter of the units on a
+    small one, never below 2."""
+    return max(2, min(8, n_units // 4))
+
+
+@dataclass
+class Group:
+    """One group test: its units, why it runs, and (once measured) its busbw and verdict."""
+
+    units: tuple[int, ...]
+    role: str
+    subject: tuple[int, ...]  # the units the test is about (a leaf's suspect; none for control)
+    busbw_gbps: float | None = None  # None: not measured
+    wrong: int = 0
+    baseline_gbps: float | None = None
+    pool: int = 0  # groups the baseline came from
+    scale: float | None = None
+    z: float | None = None
+    slow: bool = False
+    why: str | None = None
+
+
+@dataclass
+class State:
+    """Where the search stands after the rounds replayed so far."""
+
+    params: Params
+    rounds: list[list[Group]] = field(default_factory=list)
+    status: dict[int, str] = field(default_factory=dict)  # unknown|suspect|cleared|bad
+    # pending work, in a fixed order: ("group", units) to test alone, ("unit", u) to test
+    # beside a cleared unit
+    pending: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
+    tests: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # unit: (round, group)
+    more_than_max_bad: bool = False
+    stop_reason: str | None = None
+    # ln(busbw / baseline) of every group a median baseline was taken from, over the rounds so
+    # far: the job's own spread of healthy groups, which later rounds' scales start from
+    spread: list[float] = field(default_factory=list)
+
+    @property
+    def bad(self) -> list[int]:
+        return sorted(u for u, s in self.status.items() if s == "bad")
+
+    @property
+    def unresolved(self) -> list[int]:
+        return sorted(u for u, s in self.status.items() if s in ("suspect", "unknown"))
+
+
+def start(params: Params) -> State:
+    """The state before round 1."""
+    state = State(params, status={u: "unknown" for u in range(params.n_units)})
+    return state
+
+
+def split_even(units: list[int], size: int) -> list[tuple[int, ...]]:
+    """`units` in consecutive groups of about `size` (sizes differ by at most one, none below
+    2 when there are 2 units or more)."""
+    n_groups = max(1, len(units) // size)
+    base, extra = divmod(len(units), n_groups)
+    out, i = [], 0
+    for g in range(n_groups):
+        k = base + (1 if g < extra else 0)
+        out.append(tuple(units[i : i + k]))
+        i += k
+    return out
+
+
+def plan(state: State) -> list[Group] | None:
+    """The next round's groups (disjoint), or None when the search is over (`stop_reason`)."""
+    p = state.params
+    if state.stop_reason is not None:
+        return None
+    if not state.rounds:
+        return [Group(g, SCREEN, g) for g in split_even(list(range(p.n_units)), p.first_group_size)]
+    if not state.pending:
+        state.stop_reason = "nothing left to test"
+        return None
+    if len(state.rounds) >= p.max_rounds:
+        state.stop_reason = f"max rounds ({p.max_rounds}) reached"
+        return None
+    busy: set[int] = set()
+    groups: list[Group] = []
+    cleared = [u for u in range(p.n_units) if state.status[u] == "cleared"]
+    for kind, units in state.pending:
+        if kind == "group":
+            groups.append(Group(units, SPLIT, units))
+            busy.update(units)
+    for kind, units in state.pending:
+        if kind != "unit":
+            continue
+        (u,) = units
+        partners = _partner_order(state, u, cleared, busy)
+        if not partners:
+            continue  # waits for a free cleared unit (next round), or stops below
+        role = CONFIRM if state.tests.get(u) and _leaf_tests(state, u) else LEAF
+        groups.append(Group((u, partners[0]), role, (u,)))
+        busy.update((u, partners[0]))
+    if not groups:
+        state.stop_reason = "no cleared unit to test the suspects against"
+        # every group slow (below a reference's floor, or a fabric slow everywhere)
+        state.more_than_max_bad = len(state.unresolved) > p.max_bad
+        return None
+    _add_controls(state, groups, cleared, busy)
+    return groups
+
+
+def _leaf_tests(state: State, u: int) -> list[Group]:
+    """The unit's tests beside a cleared partner so far."""
+    return [
+        state.rounds[r][g]
+        for r, g in state.tests.get(u, [])
+        if state.rounds[r][g].role in (LEAF, CONFIRM)
+    ]
+
+
+def _partner_order(state: State, u: int, cleared: list[int], busy: set[int]) -> list[int]:
+    """Free cleared units, the ones `u` has not been tested with first."""
+    met = {x for g in _leaf_tests(state, u) for x in g.units}
+    free = [c for c in cleared if c not in busy]
+    return [c for c in free if c not in met] + [c for c in free if c in met]
+
+
+def _add_controls(state: State, groups: list[Group], cleared: list[int], busy: set[int]) -> None:
+    """Control groups of idle cleared units, per tested size, until that size has 2 x max_bad + 1
+    of them in the round (enough for a median and a spread of healthy groups alone) or the idle
+    cleared units run out."""
+    want = 2 * state.params.max_bad + 1
+    free = [c for c in cleared if c not in busy]
+    for size in sorted({len(g.units) for g in groups}):
+        have = 0
+        while have < want and len(free) >= size:
+            units, free = tuple(free[:size]), free[size:]
+            groups.append(Group(units, CONTROL, ()))
+            have += 1
+
+
+def record(state: State, groups: list[Group]) -> None:
+    """Judge one measured round (its groups as `plan` gave them, busbw filled in) and move the
+    search on."""
+    p = state.params
+    r = len(state.rounds)
+    state.rounds.append(groups)
+    _judge(state, groups)
+    for i, g in enumerate(groups):
+        for u in g.units:
+            state.tests.setdefault(u, []).append((r, i))
+    if r == 0:
+        for g in groups:
+            for u in g.units:
+                state.status[u] = "suspect" if g.slow else "cleared"
+        state.pending = [item for g in groups if g.slow for item in _narrow(g.units)]
+        return
+    done = {tuple(g.units) for g in groups if g.role == SPLIT}
+    tested = {g.subject[0] for g in groups if g.role in (LEAF, CONFIRM)}
+    pending: list[tuple[str, tuple[int, ...]]] = []
+    for kind, units in state.pending:
+        if kind == "group" and units in done:
+            g = next(x for x in groups if x.role == SPLIT and x.units == units)
+            if g.slow:
+                pending.extend(_narrow(units))
+            else:
+                for u in units:
+                    state.status[u] = "cleared"
+        elif kind == "unit" and units[0] in tested:
+            u = units[0]
+            leaf = _leaf_tests(state, u)
+            n_slow = sum(1 for t in leaf if t.slow)
+            if n_slow >= p.confirmations:
+                state.status[u] = "bad"
+            elif len(leaf) - n_slow > n_slow:
+                state.status[u] = "cleared"
+            else:
+                pending.append((kind, units))
+        else:
+            pending.append((kind, units))  # not scheduled this round (no free partner)
+    state.pending = pending
+    if len(state.bad) > p.max_bad:
+        state.more_than_max_bad = True
+
+
+def _narrow(units: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
+    """What a slow group's units are tested as next: its halves, or each unit beside a cleared
+    one."""
+    if len(units) >= 4:
+        half = len(units) // 2
+        return [("group", units[:half]), ("group", units[half:])]
+    return [("unit", (u,)) for u in units]
+
+
+def _judge(state: State, groups: list[Group]) -> None:
+    """Each measured group's baseline, z and verdict, against the same-size groups of its
+    round (and the spread of the median-judged pools of every round so far)."""
+    p = state.params
+    for size in sorted({len(g.units) for g in groups}):
+        same = [g for g in groups if len(g.units) == size and g.busbw_gbps]
+        if not same:
+            continue
+        want = 2 * p.max_bad + 1
+        controls = [g for g in same if g.role == CONTROL]
+        # known-healthy groups alone when there are enough: suspects must not widen the spread
+        pool = controls if len(controls) >= want else same
+        what = "control groups" if pool is controls else "groups"
+        logs = [math.log(g.busbw_gbps) for g in pool if g.busbw_gbps]
+        if len(pool) >= want:
+            center = statistics.median(logs)
+            state.spread.extend(x - center for x in logs)
+            mad = statistics.median(abs(x) for x in state.spread) * MAD_NORMAL
+            scale, how = max(mad, p.mad_floor), f"the median of {len(pool)} {what} of {size}"
+        else:
+            center, scale = max(logs), p.lone_scale
+            how = (
+                f"the fastest of {len(pool)} groups of {size}"
+                if len(pool) > 1
+                else f"the only group of {size}"
+            )
+        baseline = math.exp(center)
+        for g in same:
+            assert g.busbw_gbps is not None
+            g.baseline_gbps, g.pool, g.scale = baseline, len(pool), scale
+            g.z = (math.log(g.busbw_gbps) - center) / scale
+            why = []
+            if g.z < -p.z:
+                why.append(
+                    f"busbw {g.busbw_gbps:.3g} GB/s = {g.busbw_gbps / baseline:.0%} of {how} "
+                    f"({baseline:.3g} GB/s), z {g.z:.1f} < -{p.z:g}"
+                )
+            if p.min_busbw_gbps is not None and g.busbw_gbps < p.min_busbw_gbps:
+                why.append(f"busbw {g.busbw_gbps:.3g} GB/s < floor {p.min_busbw_gbps:.3g} GB/s")
+            if g.wrong:
+                why.append(f"{g.wrong} elements wrong")
+            g.slow, g.why = bool(why), "; ".join(why) or None
+    for g in groups:
+        if g.busbw_gbps is None:
+            g.slow, g.why = True, g.why or "not measured"
+
+
+def replay(
+    params: Params, measured: list[list[tuple[tuple[int, ...], float | None, int]]]
+) -> State:
+    """The search replayed on recorded rounds (each: (units, busbw, wrong) per group, in the
+    order planned). ValueError when a recorded round is not what the plan asks for."""
+    state = start(params)
+    for i, rnd in enumerate(measured, 1):
+        groups = plan(state)
+        if groups is None:
+            raise ValueError(f"round {i} was recorded but the search had stopped before it")
+        if [g.units for g in groups] != [tuple(u) for u, _, _ in rnd]:
+            raise ValueError(
+                f"round {i}: the recorded groups {[list(u) for u, _, _ in rnd]} are not the "
+                f"planned {[list(g.units) for g in groups]}"
+            )
+        for g, (_, busbw, wrong) in zip(groups, rnd, strict=True):
+            g.busbw_gbps, g.wrong = busbw, wrong
+        record(state, groups)
+    plan(state)  # sets stop_reason when the recorded rounds ran to the end
+    return state
