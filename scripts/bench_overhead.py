@@ -91,7 +91,7 @@ def _rank(
                         ms = _raw_step(ddp, opt, wl, step, rank)
                     else:
                         t0 = time.perf_counter_ns()
-                        rec = worker.train_step(ddp, opt, wl, timer, device, step, rank, 0)
+                        rec, _ = worker.train_step(ddp, opt, wl, timer, device, step, rank, 0)
                         recorder.write(rec)
                         ms = (time.perf_counter_ns() - t0) / 1e6
                     if block >= WARMUP_BLOCKS:

@@ -17,7 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis import energy, envelope, fault_detect, flops, nodes, rank_status
+from minicluster.analysis import (
+    accounting,
+    cost,
+    energy,
+    envelope,
+    fault_detect,
+    flops,
+    nodes,
+    rank_status,
+    time_shape,
+)
 from minicluster.analysis.collectives import collectives_result
 from minicluster.analysis.comm_kinds import comm_section
 from minicluster.analysis.frame import Launch, RunFrame
@@ -44,7 +54,7 @@ from minicluster.result.model import FaultKind
 # out (a third of the memory of a 4,096-rank run). Every other field, one added later included,
 # is kept; a field added to this list must not be read by aggregation (tests/analysis/
 # test_step_fields.py compares the result with and without them).
-UNREAD_STEP_FIELDS = ("fwd_ms", "bwd_ms", "opt_ms", "loss")
+UNREAD_STEP_FIELDS = ("loss",)
 
 
 def aggregate(
@@ -74,6 +84,9 @@ def aggregate(
     metrics = _metrics(frame, figures)
     findings = _findings(frame, table, figures, metrics, checks, status.interrupted)
     result = _assemble(frame, status, table, figures, metrics, findings, aggregated_at)
+    result.update(
+        {k: v for k, v in _culprits(frame, table, result["ranks"], checks).items() if v is not None}
+    )
     return fingerprint.attach(result)  # what ran, never what judged it: checks stay out
 
 
@@ -223,6 +236,35 @@ def _findings(
     ]
     errors += [f"node lost: {d['evidence']}" for d in lost]
     return _Findings(stragglers, detected, link, node_section, errors)
+
+
+def _culprits(
+    frame: RunFrame, table: StepTable, ranks: list[dict[str, Any]], checks: ChecksSection
+) -> dict[str, Any]:
+    """The accounting of every step, each rank's cost (into its `ranks[]` entry) and the
+    culprits above `checks.culprit_cost_pct` (analysis.accounting, analysis.cost)."""
+    acc = accounting.account(frame.records, table)
+    costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
+    for entry in ranks:
+        if entry["rank"] in costs:
+            entry["cost"] = costs[entry["rank"]]
+    where = {r: (node.node_rank, node.hostname, node.label()) for r, node in frame.where.items()}
+    section = accounting.section(acc)
+    if frame.multi_node:
+        section["node_cost"] = cost.node_costs(acc, nodes.node_names(frame.where))
+    culprits = cost.culprits(acc, costs, where) if costs else None
+    return {
+        # absent when nothing could be accounted for; [] when accounted and nobody is a culprit
+        "culprits": culprits,
+        "culprit_rule": {
+            "threshold_pct": checks.culprit_cost_pct,
+            "alpha": cost.ALPHA,
+            "min_ms_per_step": checks.culprit_min_ms_per_step,
+            "text": cost.rule_text(checks.culprit_cost_pct, checks.culprit_min_ms_per_step),
+        },
+        "accounting": section,
+        "time_structure": time_shape.run_structure(acc, culprits) if culprits is not None else None,
+    }
 
 
 def _assemble(

@@ -11,7 +11,7 @@ def changes(
     before: RunResult, after: RunResult, own: ChecksSection, new: ChecksSection
 ) -> list[str]:
     """One line per threshold that changed and per verdict that changed with it (status,
-    stragglers, detected faults, the link, the exit code); `before` was judged by the run's
+    stragglers, culprits, detected faults, the link, the exit code); `before` was judged by the run's
     `own` thresholds, `after` by `new`."""
     lines = [
         f"checks.{name}: {_num(getattr(own, name))} -> {_num(getattr(new, name))}"
@@ -24,6 +24,9 @@ def changes(
     was, now = _stragglers(before), _stragglers(after)
     if was != now:
         verdicts.append(f"stragglers: {_ranks(was)} -> {_ranks(now)}")
+    was_culprits, now_culprits = _culprits(before), _culprits(after)
+    if was_culprits != now_culprits:
+        verdicts.append(f"culprits: {_ranks(was_culprits)} -> {_ranks(now_culprits)}")
     was_found, now_found = _detected(before), _detected(after)
     for kind, rank in sorted(now_found - was_found, key=str):
         verdicts.append(f"found: {kind}{'' if rank is None else f' rank {rank}'}")
@@ -43,6 +46,10 @@ def _num(value: float | None) -> str:
 
 def _stragglers(result: RunResult) -> list[int]:
     return sorted(s.rank for s in result.stragglers if s.rank is not None)
+
+
+def _culprits(result: RunResult) -> list[int]:
+    return [c.rank for c in result.culprits or [] if c.rank is not None]
 
 
 def _ranks(ranks: list[int]) -> str:

@@ -43,6 +43,10 @@ WINDOW_KEYS = (
     "comm_ms",
     "exposed_comm_ms",
     "comm_bytes",
+    "fwd_ms",  # the accounting's (analysis.accounting): a rank's period of each step
+    "bwd_ms",
+    "opt_ms",
+    "gap_ms",
 )
 HEADER_MAX_BYTES = 1 << 20
 WINDOW_BUDGET = 51_200  # rank-steps: 1,024 ranks x 50 steps refresh in about 0.1-0.2 s here

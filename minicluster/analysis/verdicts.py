@@ -31,6 +31,8 @@ def verdicts(result: RunResult) -> list[str]:
         found.append("validation_failed")
     if result.stragglers:
         found.append("straggler")
+    if result.culprits:
+        found.append("culprit")
     return found
 
 
@@ -39,5 +41,5 @@ def exit_code(result: RunResult) -> int:
     when the run failed; 130 when it was interrupted (status incomplete, what ran kept);
     1 when it ran but a check failed (diverged replicas, a corrupted gradient, wrong collective
     elements, a failed validation, a slow link against the expected busbw, a slow or wrong pair
-    in the pairwise link test, a straggler); else 0."""
+    in the pairwise link test, a straggler, a culprit); else 0."""
     return code_for(verdicts(result))

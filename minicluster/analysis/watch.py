@@ -32,7 +32,7 @@ from minicluster.analysis.rank_status import PEER_ERROR
 from minicluster.analysis.steps import r4
 from minicluster.analysis.tail import RankTail, RunTail, Windows
 from minicluster.analysis.verdicts import exit_code as result_exit_code
-from minicluster.analysis.watch_rules import judge_stragglers, mark_stalls
+from minicluster.analysis.watch_rules import judge_stragglers, live_culprits, mark_stalls
 from minicluster.core import clock
 from minicluster.core.errors import EXIT_OK, InputError
 from minicluster.core.exit_policy import code_for
@@ -101,6 +101,12 @@ def snapshot(
                 stragglers.append({**verdict.to_json(), "over": "run"})
     for s in stragglers:
         by_rank[s["rank"]]["straggler"] = True
+    if result is not None:
+        culprits = [c.to_json() | {"over": "run"} for c in result.culprits or []]
+    elif straggler_check["applied"]:
+        culprits = live_culprits(windows, left_behind, world, cfg.checks)
+    else:
+        culprits = []
     slowest = _slowest(rows)
     stalled = [_named(r, "last_step", "idle_s") for r in rows if r["stalled"]]
     failed = _first_failure_first(
@@ -113,7 +119,12 @@ def snapshot(
     )
     problems = [
         name
-        for name, present in (("stalled", stalled), ("straggling", stragglers), ("failed", failed))
+        for name, present in (
+            ("stalled", stalled),
+            ("straggling", stragglers),
+            ("culprit", culprits),
+            ("failed", failed),
+        )
         if present
     ]
     nodes = _nodes(rows)
@@ -124,6 +135,7 @@ def snapshot(
         # window no longer shows it, so `healthy`, `problems` and the exit code agree
         for name, present in (
             ("straggling", ended["stragglers"]),
+            ("culprit", ended["culprits"]),
             ("failed", ended["failed_ranks"]),
         ):
             if present and name not in problems:
@@ -143,6 +155,7 @@ def snapshot(
         "stalled": stalled,
         "stragglers": [{**s, "node": by_rank[s["rank"]]["node"]} for s in stragglers],
         "straggler_check": straggler_check,
+        "culprits": culprits,
         "slowest": slowest,
         "failed": failed,
         "nodes": nodes,
@@ -182,6 +195,7 @@ def _empty(world: int, rows: list[dict[str, Any]], warnings: list[str]) -> dict[
         "job_stall": None,
         "stalled": [],
         "stragglers": [],
+        "culprits": [],
         "straggler_check": None,
         "slowest": None,
         "failed": [],
@@ -429,14 +443,16 @@ def _worst_nodes_first(nodes: list[dict[str, Any]]) -> list[str]:
 
 def ended_section(result: RunResult) -> dict[str, Any]:
     """What the run's result says at its end: `run_exit_code`, the code `minicluster run` gave it,
-    and `exit_code`, the watch's: the same (one policy, `core.exit_policy`: a straggler is a
-    finding for both)."""
+    and `exit_code`, the watch's: the same (one policy, `core.exit_policy`: a straggler and a
+    culprit are findings for both)."""
     run_code = code = result_exit_code(result)
     stragglers = [s.rank for s in result.stragglers]
+    culprits = [c.rank for c in result.culprits or []]
     return {
         "status": result.status,
         "failed_ranks": list(result.failed_ranks),
         "stragglers": stragglers,
+        "culprits": culprits,
         "faults_detected": [d.to_json() for d in result.faults.detected],
         "errors": result.errors[:MAX_ERRORS],
         "run_exit_code": run_code,

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from minicluster.analysis import accounting, cost
 from minicluster.analysis.steps import StepTable, r4
 from minicluster.analysis.stragglers import find_stragglers
 from minicluster.analysis.tail import Windows
@@ -122,3 +123,14 @@ def judge_stragglers(
         checks.straggler_min_steps_pct,
     )
     return found, check
+
+
+def live_culprits(
+    windows: Windows, leave_out: set[int], world_size: int, checks: ChecksSection
+) -> list[dict[str, Any]]:
+    """The culprits of the recent window (aggregation's rule, `analysis.cost`, on the steps the
+    watch keeps of the ranks not in `leave_out`), most costly first, each with `over: window`."""
+    records = windows.records(leave_out=leave_out)
+    acc = accounting.account(records, StepTable(records, world_size))
+    costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
+    return [c | {"over": "window"} for c in cost.culprits(acc, costs, {})]

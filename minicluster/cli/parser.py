@@ -776,7 +776,9 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KIND:key=value,...",
-        help="inject a fault (repeatable): straggler:rank=R,delay_ms=D[,from_step=S], "
+        help="inject a fault (repeatable): straggler:rank=R,delay_ms=D[,from_step=S][,every=N], "
+        "pause:rank=R,delay_ms=D[,from_step=S][,every=N] (between steps), "
+        "drift:rank=R,ms_per_step=X[,from_step=S], "
         "slow_link:rank=R[,peer=P],delay_ms=D[,from_step=S], crash:rank=R,step=S, "
         "kill:rank=R,step=S[,signal=9|15], "
         "hang:rank=R,step=S, corrupt_grad:rank=R,step=S",

@@ -84,6 +84,32 @@ class ChecksSection:
             "a measured busbw below PCT percent of the expected one is a slow link",
         ),
     )
+    # A rank whose cost (the wall time the run would save had it run at the others' pace) is at
+    # least this share of the run, and significantly above the other ranks', is a culprit.
+    culprit_cost_pct: float = field(
+        default=5.0,
+        metadata=_check(
+            0,
+            100,
+            "--culprit-cost-pct",
+            "PCT",
+            "a rank that cost the run at least PCT percent of its wall time (significantly more "
+            "than any other rank) is a culprit",
+        ),
+    )
+    # ... and at least this many ms per measured step on average: on a shared host a rank
+    # descheduled a few ms per step costs a run of 4 ms steps half its time (seen: 3.0 vs 0.5 ms
+    # median compute, 58%), the neighbours' doing, as the straggler rule's floor says.
+    culprit_min_ms_per_step: float = field(
+        default=2.0,
+        metadata=_check(
+            0,
+            None,
+            "--culprit-min-ms",
+            "MS",
+            "... and at least MS milliseconds per measured step on average",
+        ),
+    )
 
 
 CHECK_KEYS = tuple(f.name for f in dataclasses.fields(ChecksSection))

@@ -422,10 +422,16 @@ class RunConfig:
         every training result.json) is the same as before layouts existed.
         """
         data = dataclasses.asdict(self)
-        # JSON-shaped, also when gathered in-band; a kill's `signal` only where given (the
-        # faults of results before it keep their bytes)
+        # JSON-shaped, also when gathered in-band; a kill's `signal` only where given, a shape
+        # key at its default (every step, no drift) left out: the faults of results before those
+        # keys keep their bytes
         data["faults"] = [
-            {k: v for k, v in f.items() if k != "signal" or v is not None} for f in data["faults"]
+            {
+                k: v
+                for k, v in f.items()
+                if (k, v) not in (("signal", None), ("every", 0), ("ms_per_step", None))
+            }
+            for f in data["faults"]
         ]
         if self.job == "train":
             del data["job"], data["collectives"]

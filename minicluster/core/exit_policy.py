@@ -75,10 +75,17 @@ POLICY: tuple[Verdict, ...] = (
         "a straggler named (significant, above the threshold)",
     ),
     Verdict(
+        "culprit",
+        EXIT_FAILED_CHECK,
+        "run, aggregate, watch",
+        "a rank that cost the run at least checks.culprit_cost_pct of its wall time, "
+        "significantly more than the others (`culprits`)",
+    ),
+    Verdict(
         "live_problem",
         EXIT_FAILED_CHECK,
         "watch (while the job runs)",
-        "a rank stalled, straggling or failed in the live window",
+        "a rank stalled, straggling, a culprit or failed in the live window",
     ),
     Verdict(
         "desync",

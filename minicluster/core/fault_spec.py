@@ -13,9 +13,15 @@ from minicluster.core.errors import ConfigError
 
 # kind -> (required keys, optional keys). Every value is an int (ranks, steps, milliseconds).
 # slow_link without a peer slows every link of `rank` (its NIC); with `peer`, only the link
-# between the two ranks, in both directions.
+# between the two ranks, in both directions. The shapes in time of a slow rank: `every=N` (an
+# intermittent straggler or pause: steps from_step, from_step + N, ...), `from_step` (an onset),
+# `drift` (a delay growing by ms_per_step each step from from_step: thermal throttling). A
+# straggler's delay sits in forward compute; a pause's between two steps (after the optimizer
+# step: a GC, a checkpoint shard write, a log flush).
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "straggler": (("rank", "delay_ms"), ("from_step",)),
+    "straggler": (("rank", "delay_ms"), ("from_step", "every")),
+    "pause": (("rank", "delay_ms"), ("from_step", "every")),
+    "drift": (("rank", "ms_per_step"), ("from_step",)),
     "slow_link": (("rank", "delay_ms"), ("peer", "from_step")),
     "crash": (("rank", "step"), ()),
     # The rank sends itself `signal` (9 SIGKILL, as the kernel's OOM killer; 15 SIGTERM, as
@@ -34,6 +40,8 @@ MAX_VALUE = {
     "step": 2**31 - 1,
     "from_step": 2**31 - 1,
     "delay_ms": 3_600_000,
+    "ms_per_step": 60_000,
+    "every": 2**31 - 1,
     "signal": 64,
 }
 KILL_SIGNALS = (9, 15)  # SIGKILL, SIGTERM: what the OOM killer and earlyoom send
@@ -44,7 +52,8 @@ DEFAULT_KILL_SIGNAL = 9
 class FaultSpec:
     """One fault to inject on one rank (or, for a slow link with a `peer`, on the link between
     two ranks). `step` is where a one-shot fault fires; `from_step` is where a persistent delay
-    starts (0: from the first step)."""
+    starts (0: from the first step); `every` N > 0 makes it fire only every Nth step from there
+    (0: every step); `ms_per_step`: a drift's growth per step."""
 
     kind: str
     rank: int
@@ -52,15 +61,27 @@ class FaultSpec:
     delay_ms: int | None = None
     from_step: int = 0
     peer: int | None = None
+    every: int = 0
+    ms_per_step: int | None = None
     signal: int | None = None  # a kill's signal (None: DEFAULT_KILL_SIGNAL)
 
     def __str__(self) -> str:
         keys = ["rank", *(["peer"] if self.peer is not None else []), *KINDS[self.kind][0][1:]]
         if self.from_step:
             keys.append("from_step")
+        if self.every:
+            keys.append("every")
         if self.signal is not None:
             keys.append("signal")
         return f"{self.kind}:" + ",".join(f"{k}={getattr(self, k)}" for k in keys)
+
+    def delay_at_ms(self, step: int) -> float:
+        """The delay this persistent fault (straggler, pause, drift) adds at `step`, in ms."""
+        if step < self.from_step or (self.every and (step - self.from_step) % self.every):
+            return 0.0
+        if self.kind == "drift":
+            return float((self.ms_per_step or 0) * (step - self.from_step))
+        return float(self.delay_ms or 0)
 
     @property
     def endpoints(self) -> tuple[int, ...]:
@@ -97,9 +118,10 @@ def from_mapping(data: Any, source: str = "faults") -> FaultSpec:
         raise ConfigError(f"{source}: unknown fault kind {kind!r}; allowed: {', '.join(KINDS)}")
     required, optional = KINDS[kind]
     given = {k: v for k, v in data.items() if k != "kind" and v is not None}
-    # A mapping written back by to_dict carries every field; a default from_step is not "given".
-    if given.get("from_step") == 0 and "from_step" not in optional:
-        given.pop("from_step")
+    # A mapping written back by to_dict carries every field; a default is not "given".
+    for key in ("from_step", "every"):
+        if given.get(key) == 0 and key not in optional:
+            given.pop(key)
     unknown = sorted(set(given) - set(required) - set(optional))
     if unknown:
         raise ConfigError(
@@ -192,5 +214,5 @@ def _int(source: str, key: str, value: Any) -> int:
 
 def _example(kind: str) -> str:
     required, _ = KINDS[kind]
-    sample = {"rank": 1, "delay_ms": 40, "step": 3}
+    sample = {"rank": 1, "delay_ms": 40, "step": 3, "ms_per_step": 1}
     return f"{kind}:" + ",".join(f"{k}={sample[k]}" for k in required)

@@ -51,6 +51,7 @@ FORMAT_NAME = "minicluster-rank"
 # 1.1: step comm_reason, comm_timing.from_step (no issue_delay_ms); 1.2: header `node_rank`,
 # the `roster` record; 1.3: pair_plan and pair records (the pairwise link test), header `ray`;
 # 1.4: the header's config has a `checks` section (the verdict thresholds, before in `run`).
+# (next minor: step `gap_ms`, the host time between two steps; the lead bumps the version)
 FORMAT_VERSION = f"{FORMAT_NAME}/1.4"
 
 
@@ -210,6 +211,10 @@ class Step(Record):
     comm_reason: str | None = None  # 1.1
     loss: float | None = None
     t_unix_s: float | None = None
+    # Host time before the step's clock started: from the previous step's end (its optimizer
+    # step done) to this one's start (the batch, the records written, a pause of any cause). None
+    # for the first step. With `opt_ms` it is the rank's own work outside forward and backward.
+    gap_ms: float | None = None
     # The replica check (every `run.replica_check_every` steps): bit sums, exact integers.
     param_checksum: int | None = None
     optim_checksum: int | None = None

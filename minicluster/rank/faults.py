@@ -2,7 +2,8 @@
 
 The specs come parsed and checked from `fault_spec`; each rank acts only on those that name it. Every fault
 is placed where the real failure would sit, so the measurements have to find it on their own:
-a straggler's delay inside forward compute, a slow link's delay in the transport (the data a
+a straggler's (or a drift's) delay inside forward compute, a pause between two steps (after the
+optimizer step, where a GC or a checkpoint write sits), a slow link's delay in the transport (the data a
 slow link carries leave late, so the transfer ends late on every rank it reaches, as over a slow
 link, while compute stays on time), a corrupted gradient between the all-reduce and the optimizer.
 """
@@ -50,7 +51,7 @@ class FaultInjector:
         """Register the hooks the persistent and gradient faults need on `module` (the model
         forward runs; inside DDP, or laid out by FSDP2/TP when `ddp` is None). `hook_registered`:
         the timer already gave DDP a Python comm hook (which calls `dist.all_reduce`)."""
-        if self._of("straggler"):
+        if self._of("straggler") or self._of("drift"):
             module.register_forward_pre_hook(self._straggle)
         if self.install_transport() and ddp is not None and not hook_registered:
             # DDP's C++ all-reduce would bypass the slow transport
@@ -87,6 +88,9 @@ class FaultInjector:
         """Called before each step: a crash or a hang fires here, before the step's compute.
         A collectives job calls it once with 0: the whole benchmark is its one step."""
         self.step = step
+        pause_ms = sum(f.delay_at_ms(step) for f in self._of("pause"))
+        if pause_ms:  # between two steps: after the last optimizer step, before this batch
+            time.sleep(pause_ms / 1e3)
         for f in self.faults:
             if f.step != step:
                 continue
@@ -110,7 +114,9 @@ class FaultInjector:
         return [f for f in self.faults if f.kind == kind]
 
     def _straggle(self, _module: torch.nn.Module, _inputs: Any) -> None:
-        delay_ms = sum(f.delay_ms or 0 for f in self._of("straggler") if self.step >= f.from_step)
+        delay_ms = sum(
+            f.delay_at_ms(self.step) for f in (*self._of("straggler"), *self._of("drift"))
+        )
         if delay_ms:
             time.sleep(delay_ms / 1e3)
 

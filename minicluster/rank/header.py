@@ -61,7 +61,7 @@ def header_record(
             "cpu_count": os.cpu_count(),
             "host_memory_total_bytes": telemetry.host_memory_total_bytes(),
             "gpu": gpu,
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
             "python": platform.python_version(),
             "os": f"{platform.system()} {platform.release()}",
         },

@@ -165,6 +165,7 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
 
     total = cfg.steps.warmup + cfg.steps.measured
     progress_every = max(1, total // 5) if os.environ.get("MINICLUSTER_PROGRESS") != "0" else 0
+    prev_end_ns: int | None = None  # the previous step's end: the host time between steps
     for step in range(total):
         if step == cfg.steps.warmup:
             tele.begin()  # the measured window: right after warm-up (device already synced)
@@ -172,9 +173,19 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
         checker.begin_step(step)
         if pipe is not None:
             rec = pipeline_step(pipe, opt, wl, timer, device, step, cfg.steps.warmup, autocast)
+            prev_end_ns = None
         else:
-            rec = train_step(
-                model, opt, wl, timer, device, step, dp_rank, cfg.steps.warmup, autocast
+            rec, prev_end_ns = train_step(
+                model,
+                opt,
+                wl,
+                timer,
+                device,
+                step,
+                dp_rank,
+                cfg.steps.warmup,
+                autocast,
+                prev_end_ns,
             )
         for key, value in checker.record(module, opt).items():  # after the clock stopped
             setattr(rec, key, value)
@@ -291,10 +302,13 @@ def train_step(
     dp_rank: int,
     warmup: int,
     autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
-) -> Step:
-    """One timed optimizer step on this rank: its step record, times in ms. `dp_rank`: which
-    data-parallel share of the batch this rank trains on (the ranks of a tensor-parallel group
-    share one)."""
+    prev_end_ns: int | None = None,
+) -> tuple[Step, int]:
+    """One timed optimizer step on this rank: its step record (times in ms) and the
+    `perf_counter_ns` of its end. `dp_rank`: which data-parallel share of the batch this rank
+    trains on (the ranks of a tensor-parallel group share one). `prev_end_ns`: the previous
+    step's end, so the record says how long the host spent between the two (`gap_ms`: the
+    batch, the records, a pause of any cause)."""
     x, y = wl.make_batch(step, dp_rank)
     sync = torch.cuda.synchronize if device.type == "cuda" else _no_sync
     sync()  # batch on the device before the clock starts
@@ -314,7 +328,7 @@ def train_step(
     comm = timer.take_step()
     fwd_ms, bwd_ms, opt_ms = (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6
     exposed = comm.exposed_comm_ms
-    return Step(
+    step_rec = Step(
         step=step,
         warmup=step < warmup,
         step_time_ms=(t3 - t0) / 1e6,
@@ -329,7 +343,9 @@ def train_step(
         comm_reason=comm.reason,
         loss=loss.item(),
         t_unix_s=time.time(),
+        gap_ms=None if prev_end_ns is None else (t0 - prev_end_ns) / 1e6,
     )
+    return step_rec, t3
 
 
 def pipeline_step(

@@ -236,6 +236,8 @@ def _verdict(result: RunResult) -> str | None:
         parts.append("FAILED: " + (errors[0] if errors else "see the errors below"))
     elif result.interrupted is True:
         parts.append("INTERRUPTED: the steps that ran are kept")
+    for c in (result.culprits or [])[:1]:  # the most costly culprit leads
+        parts.append(c.summary or f"rank {c.rank} cost the run {c.cost_pct:.0f}%: {c.kind}")
     for d in result.faults.detected:
         evidence = f": {d.evidence}" if d.evidence else ""
         parts.append(f"{d.kind} rank {_fault_rank(d)}{evidence}")

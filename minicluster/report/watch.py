@@ -84,7 +84,8 @@ def final_lines(snap: dict[str, Any]) -> list[str]:
 
 
 def problem_lines(snap: dict[str, Any]) -> list[tuple[str, str]]:
-    """(sentence, style) for each thing wrong now: job stall, stalled, straggling, failed ranks."""
+    """(sentence, style) for each thing wrong now: job stall, stalled, straggling, culprit and
+    failed ranks."""
     out = []
     stall = snap["job_stall"]
     if stall is not None:
@@ -127,6 +128,12 @@ def problem_lines(snap: dict[str, Any]) -> list[tuple[str, str]]:
                 "bold yellow",
             )
         )
+    for c in snap.get("culprits", []):
+        where = (
+            "over the whole run" if c.get("over") == "run" else f"over the last {fmt_num(span)} s"
+        )
+        summary = c.get("summary") or f"rank {c['rank']} cost the run {fmt_num(c['cost_pct'])}%"
+        out.append((f"CULPRIT: {summary} ({where}; {c['evidence']})", "bold yellow"))
     for f in snap["failed"]:
         out.append(
             (

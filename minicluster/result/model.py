@@ -212,6 +212,42 @@ class StepTimeStats(Section):
 
 
 @dataclass(kw_only=True)
+class RankCost(Section):
+    """What a rank cost the run (analysis.cost): the wall time saved had it run at the other
+    ranks' pace between sync points, with a bootstrap interval over steps, and its excess over
+    the next most costly rank (what the culprit rule judges)."""
+
+    cost_ms: float | None = None
+    cost_pct: float | None = None
+    cost_pct_interval: list[float] | None = None
+    confidence: float | None = None
+    excess_pct: float | None = spec(None, omit_none=True)
+    p_value: float | None = spec(None, omit_none=True)
+    last_arrival_steps: int | None = None
+    steps_compared: int | None = None
+    culprit: bool | None = spec(None, omit_none=True)
+
+
+@dataclass(kw_only=True)
+class Culprit(Section):
+    """A rank whose cost to the run is above the threshold and significant, with the shape of
+    its lateness in time (`kind`: persistent, intermittent, onset, drift) and the evidence."""
+
+    rank: int | None = None
+    node: str | None = None
+    node_rank: int | None = spec(None, omit_none=True)
+    hostname: str | None = spec(None, omit_none=True)
+    kind: str
+    cost_pct: float
+    cost_ms: float
+    cost_pct_interval: list[float] | None = None
+    steps: list[int] = spec(factory=list, doc="the steps the rank was late in")
+    shape: dict[str, Any] | None = spec(None, omit_none=True)
+    summary: str | None = spec(None, omit_none=True)
+    evidence: str
+
+
+@dataclass(kw_only=True)
 class RankMemory(Section):
     """A rank's memory: the process's peak (RSS; CUDA max allocated on a GPU) and, where the rank
     measured them at its end, the bytes of its parameters, gradients and optimizer state."""
@@ -284,6 +320,12 @@ class RankEntry(Section):
         omit_none=True,
         doc="1.5: the rank's model TFLOP/s at its own median step time (its batch's FLOPs / "
         "that time); absent when the workload's FLOPs are unknown",
+    )
+    cost: RankCost | None = spec(
+        None,
+        omit_none=True,
+        doc="what the rank cost the run: the wall time saved had it run at the others' pace "
+        "(analysis.cost); absent when not accounted",
     )
 
     @property
@@ -1283,6 +1325,26 @@ class RunResult(Section):
     metrics: dict[str, MetricValue]
     ranks: list[RankEntry]
     stragglers: list[Straggler] = spec(factory=list)
+    culprits: list[Culprit] | None = spec(
+        None,
+        omit_none=True,
+        doc="the ranks whose cost to the run is above checks.culprit_cost_pct and significant, "
+        "most costly first ([]: none; absent: not accounted)",
+    )
+    culprit_rule: dict[str, Any] | None = spec(None, omit_none=True)
+    accounting: dict[str, Any] | None = spec(
+        None,
+        omit_none=True,
+        doc="per step and rank host + compute + wait + transfer against each rank's period, with "
+        "the stated tolerance; per step the last arrival and its lateness (analysis.accounting)",
+    )
+    time_structure: list[dict[str, Any]] | None = spec(
+        None,
+        omit_none=True,
+        doc="findings with a shape in time: each culprit's (scope rank: persistent, "
+        "intermittent with period_steps, onset with from_step, drift with slope_ms_per_step) and "
+        "the step time's own drift or onset (scope run), each with its evidence",
+    )
     failed_ranks: list[int] = spec(factory=list)
     aborted_ranks: list[int] = spec(
         factory=list, doc="1.1: ranks whose collective failed because another rank failed"

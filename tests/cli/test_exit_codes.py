@@ -35,6 +35,7 @@ _ARGS = {
     "doctor": [],
     "fleet": ["R"],
     "history": ["check", "R"],
+    "isolate": [],
     "node-check": [],
     "report": ["R"],
     "run": [],

@@ -91,7 +91,7 @@ def platform_info(devs: list[torch.device], nvml: Nvml) -> dict[str, Any]:
         "nvml_gpu_count": None,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "nvml_reason": nvml.reason,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "cuda": torch.version.cuda,
         "python": py_platform.python_version(),
         "os": f"{py_platform.system()} {py_platform.release()}",

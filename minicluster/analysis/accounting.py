@@ -1,0 +1,197 @@
+"""Where every millisecond of every step went, per step and rank, and who arrived last.
+
+The model (DDP: one sync point per step, the gradient all-reduce that `loss.backward()` waits
+for). A rank's *period* of step s runs from the end of its backward of step s-1 to the end of
+its backward of step s, on its own clock: its optimizer step of s-1 and the host time before
+step s (`opt_ms` of s-1 + `gap_ms` of s: the rank's *host* time), its forward and backward
+compute (`compute_ms`), and the exposed communication (`exposed_comm_ms`). Its own work before
+the sync point is host + compute: the rank *arrives* at the all-reduce when that is done. The
+all-reduce ends when the last rank has arrived and the data moved, at about the same time on
+every rank, so per step:
+
+- the step's time is the median rank's own period (a rank descheduled as the all-reduce
+  returned sees the step end late, and its next one start late: its periods are off by that
+  delay step by step, but their sum over the run is not);
+- the last arrival (the step's culprit) is the rank with the most own work; its *lateness* is
+  how much later than the next-to-last rank it arrived (what the step would save if it had
+  arrived with the others);
+- *transfer* is the step's time after the last arrival's own work (it waited for nobody);
+- each rank's *wait* is the last arrival's own work minus its own.
+
+So per rank and step host + compute + wait + transfer = the step's time, and each rank's own
+measured period must equal it: the residual (own period - the step's time) is the accounting
+error, reported per step and over the run with its tolerance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from minicluster.analysis.records import RankRecords
+from minicluster.analysis.steps import StepTable, r4, rounded_list
+
+# Stated tolerance of the sum: over the run, |sum of the residuals| within this share of the
+# run's accounted time, or this many ms. Measured on a 2-core host at load 4-9 (runs of
+# tests/e2e/test_culprit_cli.py and of `minicluster run`, faults and healthy): the run's sum
+# 0.01-2.9% of its time, per step p50 0.05-2 ms, p95 1-7 ms.
+RUN_TOLERANCE_PCT = 5.0
+RUN_TOLERANCE_MS = 5.0
+MODEL = (
+    "period = host + compute + wait + transfer (exposed communication = wait + transfer); "
+    "host: optimizer step of the previous step + host time before this one; one sync point per "
+    "step (DDP: the gradient all-reduce)"
+)
+FIELDS = ("opt_ms", "gap_ms", "compute_ms", "exposed_comm_ms", "fwd_ms", "bwd_ms")
+
+
+@dataclass
+class Accounting:
+    """[rank x step] matrices over the steps every rank accounted for (`steps`), ranks in
+    `ranks` order. `own`: host + compute (the work before the sync point)."""
+
+    ranks: list[int]
+    steps: np.ndarray
+    host: np.ndarray
+    compute: np.ndarray
+    exposed: np.ndarray
+    period: np.ndarray  # each rank's own measured period (own clock)
+    reason: str | None = None  # why nothing could be accounted for
+
+    @property
+    def own(self) -> np.ndarray:
+        return self.host + self.compute
+
+    @property
+    def n(self) -> int:
+        return int(self.steps.size)
+
+    @property
+    def last(self) -> np.ndarray:
+        """Per step the row of the last arrival."""
+        return np.argmax(self.own, axis=0)
+
+    @property
+    def lateness(self) -> np.ndarray:
+        """Per step how long after the next-to-last rank the last one arrived (ms)."""
+        if len(self.ranks) < 2:
+            return np.zeros(self.n)
+        top2 = np.sort(self.own, axis=0)[-2:]
+        return top2[1] - top2[0]
+
+    @property
+    def accounted(self) -> np.ndarray:
+        """Per step its time, that every rank's components add up to: the median rank's own
+        period (at least the last arrival's own work)."""
+        return np.maximum(np.median(self.period, axis=0), self.own.max(axis=0))
+
+    @property
+    def transfer(self) -> np.ndarray:
+        """Per step the time from the last arrival to the end of the all-reduce."""
+        return self.accounted - self.own.max(axis=0)
+
+    @property
+    def wait(self) -> np.ndarray:
+        own = self.own
+        return own.max(axis=0)[None, :] - own
+
+    @property
+    def residual(self) -> np.ndarray:
+        return self.period - self.accounted[None, :]
+
+
+def account(records: list[RankRecords], table: StepTable) -> Accounting:
+    """The accounting of the measured steps every rank recorded with every field it needs (a
+    step needs the previous step's optimizer time, so the first recorded step has none)."""
+    ranks = sorted(r.rank for r in table.records)
+    empty = np.zeros((len(ranks), 0))
+    if len(ranks) < 2 or not table.indices.size:
+        return Accounting(ranks, np.array([], np.int64), empty, empty, empty, empty, "no steps")
+    by_rank = {r.rank: r for r in table.records}
+    missing = [k for k in FIELDS if any(k not in by_rank[r].columns for r in ranks)]
+    if missing:
+        return Accounting(
+            ranks,
+            np.array([], np.int64),
+            empty,
+            empty,
+            empty,
+            empty,
+            f"the ranks did not record {', '.join(missing)} (records from before the host time "
+            "between steps was recorded)",
+        )
+    steps = table.indices
+    mats = {k: np.full((len(ranks), steps.size), np.nan) for k in (*FIELDS, "opt_prev")}
+    for i, rank in enumerate(ranks):
+        c = by_rank[rank].columns
+        at = {int(s): j for j, s in enumerate(c["step"].tolist())}
+        cols = [at.get(int(s), -1) for s in steps]
+        prev = [at.get(int(s) - 1, -1) for s in steps]
+        have = np.array([j >= 0 for j in cols])
+        have_prev = np.array([j >= 0 for j in prev])
+        idx = np.array(cols)
+        for k in FIELDS:
+            mats[k][i, have] = c[k][idx[have]]
+        mats["opt_prev"][i, have_prev] = c["opt_ms"][np.array(prev)[have_prev]]
+    host = mats["opt_prev"] + mats["gap_ms"]
+    compute = mats["compute_ms"]
+    exposed = mats["exposed_comm_ms"]
+    period = mats["opt_prev"] + mats["gap_ms"] + mats["fwd_ms"] + mats["bwd_ms"]
+    ok = ~(np.isnan(host) | np.isnan(compute) | np.isnan(exposed) | np.isnan(period)).any(axis=0)
+    reason = None if ok.any() else "no step with every rank's host, compute and exposed time"
+    return Accounting(
+        ranks, steps[ok], host[:, ok], compute[:, ok], exposed[:, ok], period[:, ok], reason
+    )
+
+
+def section(acc: Accounting) -> dict[str, Any]:
+    """`result.json`'s `accounting`: the model, the tolerance and whether it holds, per step the
+    last arrival and its lateness, per rank the median of each component."""
+    out: dict[str, Any] = {
+        "model": MODEL,
+        "steps_accounted": acc.n,
+        "holds": None,
+        "reason": acc.reason,
+    }
+    if not acc.n:
+        return out
+    residual = acc.residual
+    total = float(acc.accounted.sum())
+    run_residual = residual.sum(axis=1)
+    worst = float(np.abs(run_residual).max())
+    allowed = max(RUN_TOLERANCE_MS, RUN_TOLERANCE_PCT / 100.0 * total)
+    abs_res = np.abs(residual)
+    out.update(
+        holds=bool(worst <= allowed),
+        tolerance={
+            "run_pct": RUN_TOLERANCE_PCT,
+            "run_ms": RUN_TOLERANCE_MS,
+            "run_residual_ms_max": r4(worst),
+            "run_accounted_ms": r4(total),
+            "step_residual_ms_p50": r4(float(np.percentile(abs_res, 50))),
+            "step_residual_ms_p95": r4(float(np.percentile(abs_res, 95))),
+        },
+        last_arrival={
+            "step": acc.steps.tolist(),
+            "rank": [acc.ranks[i] for i in acc.last.tolist()],
+            "lateness_ms": rounded_list(acc.lateness),
+        },
+        per_rank_ms_median={
+            str(rank): {
+                "host": r4(float(np.median(acc.host[i]))),
+                "compute": r4(float(np.median(acc.compute[i]))),
+                "wait": r4(float(np.median(acc.wait[i]))),
+                "transfer": r4(float(np.median(acc.transfer))),
+                "period": r4(float(np.median(acc.period[i]))),
+            }
+            for i, rank in enumerate(acc.ranks)
+        },
+    )
+    if not out["holds"]:
+        out["reason"] = (
+            f"a rank's periods differ from the accounted ones by {worst:.1f} ms over the run "
+            f"(tolerance {allowed:.1f} ms): the ranks did not meet at one sync point per step"
+        )
+    return out

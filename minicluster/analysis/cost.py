@@ -1,0 +1,204 @@
+"""What each rank and node cost the run: the wall time saved had it run at the others' pace.
+
+The what-if (after ByteDance's OSDI'25 analysis) runs on the accounting (`analysis.accounting`):
+replace rank r's own work between two sync points (host + compute) by the median of the other
+ranks' in that step and recompute the step's critical path (the last arrival's own work plus
+the transfer). The other ranks' own work is at most their maximum, so the step saves exactly the
+lateness of r when r arrived last, and nothing otherwise: `cost_ms` is the sum of r's lateness
+over the steps it arrived last, `cost_pct` that share of the accounted wall time. A node's cost
+replaces all its ranks at once (the step saves what its latest rank was ahead of the other
+nodes' latest).
+
+The interval is a bootstrap over steps (scipy, paired: a step's cost and its time resampled
+together). On a busy host every rank arrives last now and then: a rank is a *culprit* only when
+its cost is at least the threshold (and `min_ms_per_step` per step on average), exceeds the next
+most costly rank's by at least half the threshold, that excess is significant (a permutation test: were the ranks exchangeable, the last
+arrival of each step would be any rank with equal chance, whatever its lateness; p below ALPHA,
+Bonferroni over the ranks), and its lateness has a shape in time (persistent, an onset, a drift,
+or a period: `time_shape`), or else costs at least `SHAPELESS_FACTOR` times the threshold in
+late steps of one size (a pause at irregular times; a busy host's preemptions, which cost a run
+of 4 ms steps 30-40% here, come in every size and have no shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from minicluster.analysis import time_shape
+from minicluster.analysis.accounting import Accounting
+from minicluster.analysis.steps import r4
+
+CONFIDENCE = 0.95
+ALPHA = 0.05
+RESAMPLES = 2000
+SHAPELESS_FACTOR = 5.0
+MIN_STEPS = 8  # fewer steps than this: no interval, nothing judged
+
+
+def rule_text(threshold_pct: float, min_ms_per_step: float) -> str:
+    return (
+        f"cost >= {threshold_pct:g}% of the run's accounted wall time and >= "
+        f"{min_ms_per_step:g} ms per step on average, at least "
+        f"{threshold_pct / 2:g} points above the next most costly rank's, that excess "
+        f"significant (permutation test of who arrived last, p < {ALPHA:g} Bonferroni over the "
+        "ranks), and a shape in time (persistent, onset, drift or a period), or a cost "
+        f">= {SHAPELESS_FACTOR * threshold_pct:g}% in late steps of one size"
+    )
+
+
+def _permutation_p(lateness: np.ndarray, ranks: int, observed: np.ndarray, seed: int) -> np.ndarray:
+    """Per rank the p-value of its excess cost (its cost minus the next most costly rank's) were
+    the last arrival of each step any rank with equal chance (exchangeable ranks)."""
+    rng = np.random.default_rng(seed)
+    n = lateness.size
+    labels = rng.integers(ranks, size=(RESAMPLES, n))
+    flat = (np.arange(RESAMPLES)[:, None] * ranks + labels).ravel()
+    totals = np.bincount(flat, weights=np.tile(lateness, RESAMPLES), minlength=RESAMPLES * ranks)
+    totals = totals.reshape(RESAMPLES, ranks)
+    # by symmetry every rank has the null distribution of rank 0's excess
+    null = totals[:, 0] - totals[:, 1:].max(axis=1)
+    return (1 + (null[None, :] >= observed[:, None]).sum(axis=1)) / (RESAMPLES + 1)
+
+
+def _per_step(acc: Accounting, rows: list[int]) -> np.ndarray:
+    """Per step the time saved had the ranks in `rows` (one rank, or a node's) arrived at the
+    others' pace: the latest of them minus the latest of the rest, when positive."""
+    own = acc.own
+    inside = own[rows].max(axis=0)
+    rest = np.delete(own, rows, axis=0)
+    if not rest.size:
+        return np.zeros(acc.n)
+    return np.clip(inside - rest.max(axis=0), 0.0, None)
+
+
+def _bootstrap(
+    stat: Callable[..., Any], samples: tuple[np.ndarray, ...], confidence: float, seed: int
+) -> tuple[float, float]:
+    from scipy.stats import bootstrap  # lazily: scipy.stats takes a while to import
+
+    res = bootstrap(
+        samples,
+        stat,
+        paired=True,
+        vectorized=True,
+        n_resamples=RESAMPLES,
+        confidence_level=confidence,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def rank_costs(
+    acc: Accounting, threshold_pct: float, min_ms_per_step: float = 0.0
+) -> dict[int, dict[str, Any]]:
+    """Per rank its `cost` entry (`ranks[].cost`): cost_ms, cost_pct and its interval, the
+    excess over the next most costly rank, its permutation p-value, the steps it arrived last,
+    and whether it is a culprit (the module's rule; `min_ms_per_step`: the cost's floor per
+    measured step on average)."""
+    out: dict[int, dict[str, Any]] = {}
+    if acc.n < MIN_STEPS or len(acc.ranks) < 2:
+        return out
+    wall = acc.accounted
+    per = np.stack([_per_step(acc, [i]) for i in range(len(acc.ranks))])
+    total = per.sum(axis=1)
+    wall_ms = float(wall.sum())
+    excess_ms = np.array([total[i] - np.delete(total, i).max() for i in range(len(acc.ranks))])
+    p_values = _permutation_p(acc.lateness, len(acc.ranks), excess_ms, seed=acc.n)
+    for i, rank in enumerate(acc.ranks):
+        low, high = _bootstrap(
+            lambda c, w, axis=-1: 100.0 * c.sum(axis=axis) / w.sum(axis=axis),
+            (per[i], wall),
+            CONFIDENCE,
+            seed=rank,
+        )
+        cost_pct = 100.0 * float(total[i]) / wall_ms
+        excess_pct = 100.0 * float(excess_ms[i]) / wall_ms
+        significant = bool(p_values[i] < ALPHA / len(acc.ranks))
+        candidate = (
+            cost_pct >= threshold_pct
+            and excess_pct >= threshold_pct / 2
+            and float(total[i]) / acc.n >= min_ms_per_step
+            and significant
+        )
+        shape = time_shape.describe(acc, i) if candidate else None
+        out[rank] = {
+            "cost_ms": r4(total[i]),
+            "cost_pct": r4(cost_pct),
+            "cost_pct_interval": [r4(low), r4(high)],
+            "confidence": CONFIDENCE,
+            "excess_pct": r4(excess_pct),
+            "p_value": float(f"{p_values[i]:.3g}"),
+            "last_arrival_steps": int((acc.last == i).sum()),
+            "steps_compared": acc.n,
+            "culprit": bool(
+                shape is not None
+                and (
+                    time_shape.has_shape(shape)
+                    or (cost_pct >= SHAPELESS_FACTOR * threshold_pct and time_shape.one_size(shape))
+                )
+            ),
+        }
+    return out
+
+
+def node_costs(acc: Accounting, node_of: dict[int, str]) -> dict[str, dict[str, Any]]:
+    """Per node (more than one) its cost: all its ranks at the other nodes' pace at once."""
+    names = sorted(set(node_of[r] for r in acc.ranks))
+    if len(names) < 2 or acc.n < MIN_STEPS:
+        return {}
+    wall_ms = float(acc.accounted.sum())
+    out = {}
+    for name in names:
+        rows = [i for i, r in enumerate(acc.ranks) if node_of[r] == name]
+        per = _per_step(acc, rows)
+        out[name] = {
+            "cost_ms": r4(per.sum()),
+            "cost_pct": r4(100.0 * float(per.sum()) / wall_ms),
+            "ranks": [acc.ranks[i] for i in rows],
+        }
+    return out
+
+
+def culprits(
+    acc: Accounting,
+    costs: dict[int, dict[str, Any]],
+    node_of: dict[int, tuple[int | None, str | None, str]],
+) -> list[dict[str, Any]]:
+    """The culprit ranks, most costly first, each with its node (`node_of`: rank -> node rank,
+    hostname, label), its kind (the shape of its lateness in time: `time_shape.describe`), the
+    steps it was late in, and the evidence in one line."""
+    out = []
+    for rank, cost in costs.items():
+        if not cost["culprit"]:
+            continue
+        row = acc.ranks.index(rank)
+        shape = time_shape.describe(acc, row)
+        node_rank, hostname, label = node_of.get(rank, (None, None, ""))
+        lo, hi = cost["cost_pct_interval"]
+        out.append(
+            {
+                "rank": rank,
+                "node_rank": node_rank,
+                "hostname": hostname,
+                "node": label or None,
+                "kind": shape["kind"],
+                "cost_pct": cost["cost_pct"],
+                "cost_ms": cost["cost_ms"],
+                "cost_pct_interval": cost["cost_pct_interval"],
+                "steps": shape["late_steps"],
+                "shape": shape,
+                "summary": f"rank {rank} cost the run {cost['cost_pct']:.0f}%: {shape['text']}",
+                "evidence": f"arrived last at the gradient all-reduce in "
+                f"{cost['last_arrival_steps']} of {cost['steps_compared']} steps; the others "
+                f"waited {cost['cost_ms']:.0f} ms for it in all, {cost['cost_pct']:.1f}% of the "
+                f"run's wall time ({100 * cost['confidence']:g}% interval {lo:.1f} to "
+                f"{hi:.1f}%), {cost['excess_pct']:.1f} points above the next most costly rank "
+                f"(permutation p = {cost['p_value']:.2g})",
+            }
+        )
+    out.sort(key=lambda c: -c["cost_ms"])
+    return out

@@ -1,0 +1,262 @@
+"""The shape in time of one rank's lateness: persistent, intermittent (with its period), an
+onset (a change point, `ruptures`) or a drift (Theil-Sen / Mann-Kendall, `analysis.trend`).
+
+The series is the rank's *excess* in one component of its own work between two sync points
+(compute, or host time: `analysis.accounting`): per step its value minus the median of the other
+ranks'. The noise floor is 4 robust standard deviations of that series' step-to-step noise, at
+least `MIN_LATE_MS`: a step is *late* when its excess is above the series' median by more.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from minicluster.analysis.accounting import Accounting
+from minicluster.analysis.steps import r4
+
+MIN_LATE_MS = 2.0
+# after an onset, this share of the steps above the level before; persistent: slower than the
+# others' median in this share of the steps
+PERSISTENT_SHARE = 0.8
+PERIOD_SHARE = 0.6  # the commonest gap between late steps covers this share of the gaps
+MIN_SEGMENT = 4  # steps on each side of an onset
+
+
+COMPONENTS = ("compute", "host")
+
+
+def excess(acc: Accounting, row: int, component: str = "own") -> np.ndarray:
+    """Per step rank `row`'s `component` (own work: host + compute; or one of them) minus the
+    median of the other ranks' (ms)."""
+    values = getattr(acc, component)
+    return values[row] - np.median(np.delete(values, row, axis=0), axis=0)
+
+
+def noise_floor_ms(d: np.ndarray) -> float:
+    """4 robust standard deviations of the noise of `d`, at least MIN_LATE_MS: the smaller of
+    two robust estimates, 1.4826 x MAD of the values (which a level shift or a drift widens) and
+    of the first differences / sqrt 2 (which spikes in a quarter of the steps widen)."""
+    if d.size < 3:
+        return MIN_LATE_MS
+    values = float(np.median(np.abs(d - np.median(d))))
+    diffs = np.diff(d)
+    steps = float(np.median(np.abs(diffs - np.median(diffs)))) / np.sqrt(2)
+    return max(MIN_LATE_MS, 4 * 1.4826 * min(values, steps))
+
+
+def describe(acc: Accounting, row: int) -> dict[str, Any]:
+    """The kind (persistent, intermittent, onset, drift), the component that carries it (compute
+    or host time), the late steps, the typical excess of a late step, the period or the step the
+    slowness starts from, and a one-line `text`."""
+    # The component whose excess adds up to most: a pause between steps sits in host time alone,
+    # where the noise of compute on a busy host does not hide it.
+    component = max(COMPONENTS, key=lambda c: float(np.clip(excess(acc, row, c), 0, None).sum()))
+    d = excess(acc, row, component)
+    base = float(np.median(d))
+    floor = noise_floor_ms(d)
+    steps = acc.steps
+    where = "in compute" if component == "compute" else "in host time outside forward/backward"
+    out: dict[str, Any] = {
+        "kind": "intermittent",
+        "component": component,
+        "late_steps": [],
+        "late_ms_median": None,
+        "noise_floor_ms": r4(floor),
+        "period_steps": None,
+        "from_step": None,
+        "slope_ms_per_step": None,
+    }
+    onset = _onset(d, floor)
+    drift = _drift(d, steps, onset, floor)
+    if drift is not None:
+        first = int(drift["from_step"])
+        out.update(
+            kind="drift",
+            late_steps=[int(s) for s in steps[steps >= first]],
+            slope_ms_per_step=r4(drift["slope"]),
+            from_step=first,
+            text=f"drift, +{drift['slope']:.2g} ms per step from step {first} {where}",
+        )
+    elif onset is not None:
+        size = float(np.median(d[onset:]) - np.median(d[:onset]))
+        out.update(
+            kind="onset",
+            late_steps=[int(s) for s in steps[onset:]],
+            late_ms_median=r4(size),
+            from_step=int(steps[onset]),
+            text=f"onset at step {int(steps[onset])}, +{size:.0f} ms since {where}",
+        )
+    else:
+        above = d - base > floor
+        # the late steps are the mode of the big ones: at least half their median size (a
+        # busy host's blips just above the floor are not the pause of one size this names)
+        cut = max(floor, 0.5 * float(np.median(d[above] - base))) if above.any() else floor
+        late = d - base > cut
+        late_steps = [int(s) for s in steps[late]]
+        size = float(np.median(d[late])) if late.any() else 0.0
+        period = _period(late_steps, steps)
+        persistent = base > floor or (
+            base > MIN_LATE_MS and float(np.mean(d > 0)) >= PERSISTENT_SHARE
+        )
+        if persistent and (period is None or size < 2 * base):
+            # slower by more than the noise, or (noisy) slower in nearly every step; periodic
+            # spikes on top of it lead when they are the bigger part
+            out.update(
+                kind="persistent",
+                late_steps=[int(s) for s in steps],
+                late_ms_median=r4(base),
+                text=f"persistent, every step, +{base:.0f} ms {where}",
+            )
+        else:
+            every = f"every {_ordinal(period)} step" if period else f"{len(late_steps)} late steps"
+            out.update(
+                late_steps=late_steps,
+                late_sizes_ms=[r4(x) for x in d[late]],
+                late_ms_median=r4(size),
+                period_steps=period,
+                text=f"intermittent, {every}, +{size:.0f} ms {where}",
+            )
+    return out
+
+
+ONE_SIZE_SPREAD = 0.25  # (p75 - p25) / median of the late steps' excess: a pause of one size
+
+
+def has_shape(shape: dict[str, Any]) -> bool:
+    """Whether `describe` found a shape in time: persistent, an onset, a drift or a period (the
+    late steps of a busy host's noise have none)."""
+    return shape["kind"] != "intermittent" or shape["period_steps"] is not None
+
+
+def one_size(shape: dict[str, Any]) -> bool:
+    """Whether the late steps of an intermittent shape without a period stand apart as one mode:
+    at least 3 of them, their excess within ONE_SIZE_SPREAD of each other (a GC or a checkpoint
+    write of one size at irregular times; a busy host's preemptions come in every size)."""
+    sizes = shape.get("late_sizes_ms") or []
+    if len(sizes) < 3:
+        return False
+    p25, p50, p75 = np.percentile(sizes, [25, 50, 75])
+    return bool(p50 > 0 and (p75 - p25) / p50 <= ONE_SIZE_SPREAD)
+
+
+def _onset(d: np.ndarray, floor: float) -> int | None:
+    """The index from which the excess is higher by more than the noise floor, as a level (one
+    change point, `ruptures` binary segmentation, both medians apart); None when there is none."""
+    if d.size < 2 * MIN_SEGMENT:
+        return None
+    import ruptures  # lazily: a change-point search is only needed here
+
+    try:
+        search = ruptures.Binseg(model="l2", min_size=MIN_SEGMENT, jump=1).fit(d.reshape(-1, 1))
+        k = search.predict(n_bkps=1)[0]
+    except ruptures.exceptions.BadSegmentationParameters:  # too few steps to split
+        return None
+    if k >= d.size:
+        return None
+    before, after = d[:k], d[k:]
+    # most steps after it above everything typical before it: a level shift, not a few spikes
+    typical = float(np.median(before)) + floor
+    return k if float(np.mean(after > typical)) >= PERSISTENT_SHARE else None
+
+
+def _drift(
+    d: np.ndarray, steps: np.ndarray, onset: int | None, floor: float
+) -> dict[str, float] | None:
+    """A significant growing trend of the excess (from the onset, when there is one: a ramp
+    has a change point too) whose fitted growth over that window is more than twice the noise
+    floor; with the step where the fitted line leaves the level before (`from_step`). None when
+    there is none (a level shift is flat after its onset)."""
+    from minicluster.analysis.trend import MIN_POINTS, trend
+
+    start = onset or 0
+    ys, xs = d[start:], steps[start:]
+    if ys.size < max(MIN_POINTS, 2 * MIN_SEGMENT):
+        return None
+    t = trend(ys.tolist(), xs.tolist())
+    if not (t.p_value < 0.05 and t.slope_low > 0 and t.end - t.start > 2 * floor):
+        return None
+    level = float(np.median(d[:start])) if start else float(t.start)
+    # where the fitted line crosses the level before: the ramp's first step
+    crossing = float(xs[0]) + (level - t.start) / t.slope
+    first = int(np.clip(round(crossing), steps[0], xs[0]))
+    return {"slope": t.slope, "from_step": first}
+
+
+def _period(late_steps: list[int], steps: np.ndarray) -> int | None:
+    """The commonest gap between consecutive late steps when it covers most gaps and the run
+    keeps it: late in most of the steps that period puts over the whole window (a streak of
+    late steps at one end is not periodic)."""
+    gaps = np.diff(late_steps).tolist()
+    if len(gaps) < 3:  # four late steps at least: two equal gaps happen by chance
+        return None
+    gap, count = Counter(gaps).most_common(1)[0]
+    if gap <= 1 or count < PERIOD_SHARE * len(gaps):
+        return None
+    phase = late_steps[0] % gap
+    on_beat = [int(s) for s in steps if s % gap == phase]
+    hit = len(set(on_beat) & set(late_steps))
+    return int(gap) if hit >= PERIOD_SHARE * len(on_beat) else None
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def run_structure(acc: Accounting, culprits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The time-structure findings of the run: each culprit's shape (scope `rank`), and a drift
+    or an onset of the step time itself (scope `run`: every rank slowing together, e.g. thermal
+    throttling of the whole host, which names no culprit), each with its evidence."""
+    out = [
+        {
+            "scope": "rank",
+            "rank": c["rank"],
+            "kind": c["kind"],
+            "evidence": c["shape"]["text"],
+            **{
+                k: c["shape"][k]
+                for k in ("period_steps", "from_step", "slope_ms_per_step")
+                if c["shape"].get(k) is not None
+            },
+        }
+        for c in culprits
+    ]
+    if acc.n < 2 * MIN_SEGMENT:
+        return out
+    from minicluster.analysis.trend import drift
+
+    step_ms = acc.accounted
+    found = drift(step_ms.tolist(), acc.steps.tolist(), direction="lower")
+    if found["drifting"]:
+        t = found["trend"]
+        out.append(
+            {
+                "scope": "run",
+                "rank": None,
+                "kind": "drift",
+                "slope_ms_per_step": r4(t["slope"]),
+                "evidence": f"step time {found['reason']}; Theil-Sen slope "
+                f"{t['slope']:+.3g} ms per step ({100 * t['confidence']:g}% interval "
+                f"{t['slope_low']:+.3g} to {t['slope_high']:+.3g})",
+            }
+        )
+        return out
+    floor = noise_floor_ms(step_ms)
+    k = _onset(step_ms, floor)
+    if k is not None:
+        before, after = float(np.median(step_ms[:k])), float(np.median(step_ms[k:]))
+        if after - before >= 0.05 * before:
+            out.append(
+                {
+                    "scope": "run",
+                    "rank": None,
+                    "kind": "onset",
+                    "from_step": int(acc.steps[k]),
+                    "evidence": f"step time {before:.1f} -> {after:.1f} ms (median) from step "
+                    f"{int(acc.steps[k])} (change point, ruptures)",
+                }
+            )
+    return out

@@ -1,0 +1,165 @@
+"""`minicluster run` names the culprit and its cost: an intermittent straggler (80 ms every 5th
+step: status ok and no straggler by the median rule), a pause between steps, an onset and a
+drift, a real CPU hog on one rank's core (a source the injector did not make), and no culprit in
+a healthy run under load. Every run's accounting adds up within its stated tolerance."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+
+from minicluster.result.schema import validate_result  # noqa: E402
+
+HOG = "while True: pass"
+# A busy Python thread in rank 1 (sitecustomize, when MC_TEST_BUSY_RANK names it): what a
+# metrics or logging thread that never sleeps does. It holds the GIL for the interpreter's switch
+# interval (5 ms) whenever the training thread wants it back between two torch calls, whatever
+# the rest of the host is doing.
+BUSY_THREAD = """import os, threading
+if os.environ.get("RANK") is not None and os.environ.get("RANK") == os.environ.get("MC_TEST_BUSY_RANK"):
+    def _spin():
+        while True:
+            pass
+    threading.Thread(target=_spin, daemon=True).start()
+"""
+
+
+def _run(
+    python: str,
+    env: dict[str, str],
+    tmp_path: Path,
+    *faults: str,
+    measured: int = 40,
+    workload: str = "per_rank_batch: 32, input_dim: 128, hidden_dim: 256, num_layers: 2",
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        f"workload: {{name: mlp, {workload}}}\n"
+        f"steps: {{warmup: 3, measured: {measured}}}\n"
+        "run: {nproc: 2, threads_per_rank: 1, collective_timeout_s: 60}\n"
+    )
+    out = tmp_path / "out"
+    args = [python, "-m", "minicluster", "run", "-c", str(config), "--out", str(out)]
+    for f in faults:
+        args += ["--fault", f]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
+    result = json.loads((out / "result.json").read_text())
+    validate_result(result)
+    assert result["status"] == "ok", proc.stderr[-2000:]
+    # one exit-code policy: a culprit (or a straggler) is a finding, exit 1
+    assert proc.returncode == (1 if result["culprits"] or result["stragglers"] else 0)
+    # Every step's components add up to each rank's own period within the stated tolerance.
+    acc = result["accounting"]
+    assert acc["holds"] is True, acc
+    assert acc["steps_accounted"] == measured
+    assert set(acc["last_arrival"]["rank"]) <= {0, 1}
+    assert all("cost" in r for r in result["ranks"])
+    return proc, result
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_intermittent_straggler_is_named_with_its_cost(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    proc, result = _run(python, cli_env, tmp_path, "straggler:rank=1,delay_ms=80,every=5")
+    (c,) = result["culprits"]
+    assert c["rank"] == 1 and c["kind"] == "intermittent"
+    assert c["shape"]["period_steps"] == 5 and c["shape"]["component"] == "compute"
+    # 8 late steps of 80 ms in a run of 40 steps of a few ms each: most of the wall time
+    assert c["cost_pct"] > 30 and c["cost_ms"] > 400
+    assert 7 <= len(c["steps"]) <= 9
+    assert result["ranks"][0]["cost"]["culprit"] is False
+    assert "rank 1 cost the run" in proc.stdout and "every 5th step" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_pause_after_the_optimizer_step_is_charged_to_its_rank(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    _, result = _run(python, cli_env, tmp_path, "pause:rank=0,delay_ms=40,every=3")
+    (c,) = result["culprits"]
+    assert c["rank"] == 0 and c["shape"]["component"] == "host"
+    assert c["shape"]["period_steps"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        ("straggler:rank=1,delay_ms=30,from_step=18", "onset"),
+        ("drift:rank=1,ms_per_step=2,from_step=3", "drift"),
+    ],
+)
+def test_onset_and_drift_are_named_with_their_step(
+    python: str, cli_env: dict[str, str], tmp_path: Path, fault: str, kind: str
+) -> None:
+    _, result = _run(python, cli_env, tmp_path, fault)
+    (c,) = result["culprits"]
+    assert c["rank"] == 1 and c["kind"] == kind
+    if kind == "onset":
+        assert 16 <= c["shape"]["from_step"] <= 20
+    else:
+        assert 1.0 <= c["shape"]["slope_ms_per_step"] <= 3.0
+
+
+def _hogs(cores: list[int], per_core: int) -> list[subprocess.Popen[bytes]]:
+    return [
+        subprocess.Popen(["taskset", "-c", str(core), sys.executable, "-c", HOG])
+        for core in cores
+        for _ in range(per_core)
+    ]
+
+
+def _stop(hogs: list[subprocess.Popen[bytes]]) -> None:
+    """Each busy loop stopped by its own PID."""
+    for h in hogs:
+        h.kill()
+    for h in hogs:
+        h.wait(timeout=10)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_busy_thread_in_one_rank_makes_it_the_culprit(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """No injected fault: a real busy thread (not minicluster's injector) in rank 1's process."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BUSY_THREAD)
+    env = dict(cli_env, MC_TEST_BUSY_RANK="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
+    _, result = _run(python, env, tmp_path)
+    assert result["faults"]["injected"] == []
+    assert [c["rank"] for c in result["culprits"]] == [1]
+    assert result["culprits"][0]["cost_pct"] > 10
+    assert result["culprits"][0]["kind"] == "persistent"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_healthy_run_under_load_has_no_culprit(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Busy loops on every core (unpinned ranks, as a shared host runs them): each rank is late
+    now and then, none costs the run more than the other beyond chance."""
+    hogs = _hogs(list(range(os.cpu_count() or 1)), per_core=1)
+    try:
+        proc, result = _run(python, cli_env, tmp_path, measured=50)
+    finally:
+        _stop(hogs)
+    assert result["culprits"] == [], result["culprits"]
+    assert "cost the run" not in proc.stdout
+    costs = [r["cost"] for r in result["ranks"]]
+    assert all(c["culprit"] is False for c in costs)
