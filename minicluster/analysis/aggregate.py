@@ -30,9 +30,11 @@ from minicluster.analysis import (
     time_shape,
 )
 from minicluster.analysis.collectives import collectives_result
+from minicluster.analysis.comm_kinds import comm_section
 from minicluster.analysis.frame import Launch, RunFrame
 from minicluster.analysis.isolate import isolate_result
 from minicluster.analysis.pairwise import pairwise_result
+from minicluster.analysis.pipeline import pipeline_section
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.run_metrics import (
     telemetry_sources,
@@ -43,6 +45,8 @@ from minicluster.analysis.run_metrics import (
 from minicluster.analysis.steps import JobSteps, StepTable, stats
 from minicluster.analysis.stragglers import find_stragglers
 from minicluster.core.checks import ChecksSection
+from minicluster.core.errors import ConfigError
+from minicluster.core.layout import Layout
 from minicluster.core.metrics import MetricValue
 from minicluster.result import fingerprint
 from minicluster.result.model import FaultKind
@@ -141,6 +145,22 @@ def _figures(frame: RunFrame, table: JobSteps) -> _Figures:
     return _Figures(ranks, compute, table.series(frame.world_size), ray_nodes)
 
 
+def data_ranks(frame: RunFrame) -> int:
+    """Ranks that train on a batch of their own: the world size over the tensor- and
+    pipeline-parallel degrees (their ranks share one batch)."""
+    lay = _layout(frame)
+    if lay is None or frame.config.run.fixed_global_batch:
+        return frame.world_size  # every rank's share of the data is trained, by someone
+    return frame.world_size // (lay.tp * lay.pp)
+
+
+def _layout(frame: RunFrame) -> Layout | None:
+    try:
+        return frame.config.parallel.layout(frame.world_size)
+    except ConfigError:  # a run whose ranks never agreed with their config: no layout to name
+        return None
+
+
 def _metrics(frame: RunFrame, figures: _Figures) -> dict[str, MetricValue]:
     workload = frame.head0["workload"]
     metrics = training_metrics(
@@ -150,6 +170,7 @@ def _metrics(frame: RunFrame, figures: _Figures) -> dict[str, MetricValue]:
         frame.world_size,
         workload["per_rank_batch"],
         workload.get("tokens_per_rank"),
+        data_ranks(frame),
     )
     step_max = figures.series["step_time_ms"] if figures.series else np.array([])
     return metrics | flops.run_flops(frame.head0, frame.headers, step_max, frame.world_size)
@@ -289,7 +310,7 @@ def _assemble(
                 "per_rank_batch": per_rank_batch,
                 "global_batch": None
                 if per_rank_batch is None
-                else per_rank_batch * frame.world_size,
+                else per_rank_batch * data_ranks(frame),
                 "seq_len": head0["workload"].get("seq_len"),
                 "params": head0["workload"].get("params"),
             },
@@ -324,6 +345,15 @@ def _assemble(
     ]
     if bad:  # the user's input stopped the ranks (exit 2): the first rank's words
         result["bad_input"] = bad[0]
+    lay = _layout(frame)
+    result["layout"] = lay.to_dict() if lay is not None else None
+    result["precision"] = frame.config.run.precision
+    result["compile"] = frame.config.run.compile
+    result["comm"] = comm_section(frame.records, frame.world_size)
+    if lay is not None and lay.pp > 1:
+        result["pipeline"] = pipeline_section(
+            frame.records, lay.pp_schedule, lay.pp_microbatches, lay.pp
+        )
     return result
 
 

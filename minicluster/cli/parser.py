@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_junit(p)
     add_require(p)
     add_fault_args(p)
+    add_parallel_arg(p)
     add_launcher_args(p)
     add_node_args(p)
     add_dry_run(p)
@@ -93,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_flags(p)
     add_junit(p)
     add_fault_args(p)
+    add_parallel_arg(p)
+    p.add_argument(
+        "--layouts",
+        metavar="L,L,...",
+        help="train the same model, seed and global batch under each layout (ddp, fsdp, tp, "
+        "fsdp_tp, hsdp, or degree specs separated by ';': dp_shard=2;tp=2) and check the loss "
+        "agrees with the first layout's at every step (relative 1e-4 in fp32, 3e-2 in bf16/fp16)",
+    )
     add_launcher_args(p)
     add_dry_run(p)
     p.set_defaults(handler=handlers.validate)
@@ -141,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_projection_flags(p)
     add_report_flags(p)
     add_require(p)
+    add_parallel_arg(p)
     add_launcher_args(p)
     add_dry_run(p)
     p.set_defaults(handler=handlers.sweep)
@@ -809,6 +819,16 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
     )
     config_flag(p, "--expect-busbw", ChecksSection, "expect_busbw_gbps", metavar="GBPS")
     config_flag(p, "--collective-timeout", RunSection, "collective_timeout_s", metavar="SECONDS")
+
+
+def add_parallel_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--parallel",
+        metavar="DEGREE=N,...",
+        help="the layout, replacing the config's parallel degrees: dp_replicate, dp_shard (FSDP2), "
+        "tp, pp, ep, multiplying to the world size; e.g. dp_shard=2,tp=2 (default: config "
+        "parallel section; none: DDP over every rank)",
+    )
 
 
 def add_launcher_args(p: argparse.ArgumentParser) -> None:

@@ -87,6 +87,8 @@ def _sections(result: RunResult, max_rows: int | None = None) -> list[TextTable]
             tables.append(table)
     if result.collectives is not None:
         tables.append(sections.collectives_table(result.collectives, result.world_size))
+    if result.comm is not None and result.comm.kinds:
+        tables.append(sections.comm_kinds_table(result.comm))
     return tables
 
 
@@ -105,6 +107,7 @@ def _summary(result: RunResult) -> TextTable:
         ["created at (UTC)", text(result.created_at)],
         ["world size", f"{text(result.world_size)} ranks on {node_count(result)} node(s)"],
         ["launcher / backend", f"{result.launcher} / {text(result.backend)}"],
+        *([["layout", sections.layout_text(result)]] if result.layout is not None else []),
         ["workload", f"{wl.name} ({wl.workload_type}), params {fmt_num(wl.params)}"],
         ["batch", f"global {text(wl.global_batch)} = {text(wl.per_rank_batch)} per rank"],
         [

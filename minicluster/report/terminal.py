@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from minicluster.report.content import run_view
+from minicluster.report.sections import layout_text
 from minicluster.report.text import TextTable, node_count, text
 from minicluster.result.model import RunResult
 
@@ -134,8 +135,9 @@ def print_run_summary(result: RunResult, console: Console | None = None) -> None
         f"[bold]minicluster[/bold] {result.kind} [cyan]{escape(result.run_id)}[/cyan]  "
         "status "
         f"[{color}]{escape(view.status)}[/{color}]  {text(result.world_size)} ranks on "
-        f"{node_count(result)} node(s), backend {escape(text(result.backend))}, workload "
-        f"{escape(wl.name)}{batch}",
+        f"{node_count(result)} node(s), backend {escape(text(result.backend))}, "
+        + (f"layout {escape(layout_text(result))}, " if result.layout is not None else "")
+        + f"workload {escape(wl.name)}{batch}",
         markup=True,
     )
     if view.verdict:

@@ -1255,6 +1255,71 @@ class Fingerprint(Section):
 
 
 @dataclass(kw_only=True)
+class LayoutSection(Section):
+    """The parallel layout a training run ran in: its degrees (product = world size), the one
+    DeviceMesh's dims outermost first, and whether FSDP2 wrapped the model."""
+
+    label: str = spec(doc="the degrees other than 1, as --parallel takes them (dp_shard=2,tp=2)")
+    name: str = spec(doc="the parallelisms in use: DDP, FSDP, HSDP, TP, PP, EP joined by +")
+    dp_replicate: Positive
+    dp_shard: Positive
+    tp: Positive
+    pp: Positive
+    ep: Positive
+    fsdp: bool
+    mesh: list[list[Any]] = spec(doc="[dim, size] pairs of the DeviceMesh, outermost first")
+    pp_schedule: str | None = None
+    pp_microbatches: int | None = None
+    pp_stages: int | None = spec(None, omit_none=True)
+
+
+@dataclass(kw_only=True)
+class CommKindRank(Section):
+    """One rank's figures of one collective kind (medians over measured steps)."""
+
+    rank: int
+    calls_per_step: float | None
+    bytes_per_step: float | None
+    time_ms: float | None
+    exposed_ms: float | None
+    wait_ms: float | None = None
+
+
+@dataclass(kw_only=True)
+class CommKind(Section):
+    """One collective kind a training step issues (all_gather, reduce_scatter, all_reduce,
+    send_recv, all_to_all, broadcast): calls and bytes per step, time in flight, exposed time,
+    busbw (nccl-tests factors) and how it was timed; null figures with a reason when untimed."""
+
+    kind: str
+    label: str | None = None
+    calls_per_step: float | None
+    bytes_per_step: float | None
+    time_ms: float | None
+    exposed_ms: float | None
+    transfer_ms: float | None = None
+    wait_ms: float | None = None
+    busbw_gbps: float | None
+    status: str
+    method: str | None
+    reason: str | None = None
+    untimed_calls: int | None = None
+    wait_transfer: str | None = None
+    per_rank: list[CommKindRank] = spec(factory=list)
+
+
+@dataclass(kw_only=True)
+class CommSection(Section):
+    """Communication per collective kind (`kinds`), one definition for every layout."""
+
+    method: str | None
+    method_text: str | None = None
+    definitions: dict[str, Any] | None = None
+    overhead: dict[str, Any] | None = spec(None, omit_none=True)
+    kinds: list[CommKind] = spec(factory=list)
+
+
+@dataclass(kw_only=True)
 class RunResult(Section):
     """One run's canonical result: a training run, a sweep (with `scaling`), a collectives
     benchmark (`collectives`), a pairwise link test (`pairwise`), or a converted import
@@ -1407,6 +1472,18 @@ class RunResult(Section):
         doc="a result converted from another format (minicluster convert): where it came "
         "from, and every canonical field the source does not record (null in this result) "
         "with the reason",
+    )
+    layout: LayoutSection | None = spec(
+        None, omit_none=True, doc="a training run's parallel layout (DDP is dp_replicate=N)"
+    )
+    precision: Literal["fp32", "bf16", "fp16"] | None = spec(
+        None, omit_none=True, doc="a training run's compute precision (run.precision)"
+    )
+    compile: bool | None = spec(
+        None, omit_none=True, doc="whether the model ran under torch.compile (run.compile)"
+    )
+    comm: CommSection | None = spec(
+        None, omit_none=True, doc="communication per collective kind a training step issues"
     )
     fingerprint: Fingerprint | None = spec(None, nullable=False, omit_none=True)
 
