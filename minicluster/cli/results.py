@@ -74,6 +74,7 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
     dumps = orchestrate.flight_recorder_diagnosis(run_dir)
     before = aggregate(records, launch, flight_recorder=dumps)
     after = aggregate(records, launch, checks=new, flight_recorder=dumps)
+    _record_thresholds(after, new)
     validate_result(after)
     path = store.fresh_result_path(run_dir, "rejudged")
     try:
@@ -87,6 +88,24 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
             print(f"  {line}")
         print(f"result: {path}")
     return orchestrate.verdict_after_the_fact(judged_after)
+
+
+def _record_thresholds(result: dict[str, Any], checks: Any) -> None:
+    """The re-judged result states the thresholds it was judged by (it carried the recorded
+    run's, so one file showed two straggler thresholds): `config.checks`, or the keys under
+    `config.run` where a run from before the checks section kept them."""
+    import dataclasses
+
+    config = result.get("config")
+    if not isinstance(config, dict):
+        return
+    values = dataclasses.asdict(checks)
+    if isinstance(config.get("checks"), dict):
+        config["checks"] = {**config["checks"], **values}
+    elif isinstance(config.get("run"), dict):
+        run = config["run"]
+        for key in values.keys() & run.keys():
+            run[key] = values[key]
 
 
 def report(args: argparse.Namespace) -> int:
