@@ -71,13 +71,13 @@ POLICY: tuple[Verdict, ...] = (
     Verdict(
         "straggler",
         EXIT_FAILED_CHECK,
-        "run, aggregate, watch",
+        "run, aggregate, watch, sweep (a run of the sweep)",
         "a straggler named (significant, above the threshold)",
     ),
     Verdict(
         "culprit",
         EXIT_FAILED_CHECK,
-        "run, aggregate, watch",
+        "run, aggregate, watch, sweep (a run of the sweep)",
         "a rank that cost the run at least checks.culprit_cost_pct of its wall time, "
         "significantly more than the others (`culprits`)",
     ),
