@@ -39,6 +39,7 @@ def _run(
     *faults: str,
     measured: int = 40,
     workload: str = "per_rank_batch: 32, input_dim: 128, hidden_dim: 256, num_layers: 2",
+    must_hold: bool = True,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     config = tmp_path / "job.yaml"
     config.write_text(
@@ -58,7 +59,9 @@ def _run(
     assert proc.returncode == (1 if result["culprits"] or result["stragglers"] else 0)
     # Every step's components add up to each rank's own period within the stated tolerance.
     acc = result["accounting"]
-    assert acc["holds"] is True, acc
+    # beside busy loops the ranks may not meet at one sync point per step: then the result
+    # says so (holds false, with the residual) and judges no culprit from it
+    assert acc["holds"] is True or (not must_hold and acc["reason"]), acc
     assert acc["steps_accounted"] == measured
     assert set(acc["last_arrival"]["rank"]) <= {0, 1}
     assert all("cost" in r for r in result["ranks"])
@@ -156,7 +159,7 @@ def test_a_healthy_run_under_load_has_no_culprit(
     now and then, none costs the run more than the other beyond chance."""
     hogs = _hogs(list(range(os.cpu_count() or 1)), per_core=1)
     try:
-        proc, result = _run(python, cli_env, tmp_path, measured=50)
+        proc, result = _run(python, cli_env, tmp_path, measured=50, must_hold=False)
     finally:
         _stop(hogs)
     assert result["culprits"] == [], result["culprits"]
