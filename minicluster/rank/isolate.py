@@ -25,12 +25,12 @@ import torch
 import torch.distributed as tdist
 
 from minicluster.core import group_testing as gt
-from minicluster.core.collective_defs import DTYPE_BYTES, busbw_gbps
+from minicluster.core.collective_defs import busbw_gbps
 from minicluster.core.config import CollectivesSection
 from minicluster.core.errors import ConfigError
 from minicluster.core.rank_format import IsolatePlan, IsolateRound
 from minicluster.rank.collectives import TORCH_DTYPES
-from minicluster.rank.pairwise import participants
+from minicluster.rank.pairwise import element_count, gather_participants
 
 log = logging.getLogger(__name__)
 
@@ -64,21 +64,9 @@ def run_isolate(
     progress: bool = False,
 ) -> None:
     """The whole search; `emit` gets the plan, then one record per round."""
-    nodes: list[Any] = [None] * world_size
-    tdist.all_gather_object(nodes, node)
-    who = participants(section.per, nodes)
-    if len(who) < 2:
-        raise ConfigError(
-            f"collectives.per is node but all {world_size} ranks are on one node ({node}): "
-            "group testing per node needs ranks on two nodes or more"
-        )
+    nodes, who = gather_participants(section, world_size, node, "group testing")
     params = params_of(section, len(who))
-    elem = DTYPE_BYTES[section.dtype]
-    count = section.pair_bytes // elem
-    if count == 0:
-        raise ConfigError(
-            f"collectives.pair_bytes is {section.pair_bytes} B, below one {section.dtype} element"
-        )
+    elem, count = element_count(section)
     emit(
         IsolatePlan(
             per=section.per,

@@ -55,6 +55,35 @@ def participants(per: str, nodes: list[str]) -> list[int]:
     return list(first.values())
 
 
+def gather_participants(
+    section: CollectivesSection, world_size: int, node: str, test: str
+) -> tuple[list[Any], list[int]]:
+    """Every rank's node (gathered) and the ranks that take part (`participants`); ConfigError
+    when a per-node `test` finds all ranks on one node."""
+    nodes: list[Any] = [None] * world_size
+    tdist.all_gather_object(nodes, node)
+    who = participants(section.per, nodes)
+    if len(who) < 2:
+        # every rank sees the same nodes, so every rank stops here alike
+        raise ConfigError(
+            f"collectives.per is node but all {world_size} ranks are on one node ({node}): "
+            f"{test} per node needs ranks on two nodes or more"
+        )
+    return nodes, who
+
+
+def element_count(section: CollectivesSection) -> tuple[int, int]:
+    """(bytes per element, elements) of `pair_bytes` in the section's dtype; ConfigError when
+    it is below one element."""
+    elem = DTYPE_BYTES[section.dtype]
+    count = section.pair_bytes // elem
+    if count == 0:
+        raise ConfigError(
+            f"collectives.pair_bytes is {section.pair_bytes} B, below one {section.dtype} element"
+        )
+    return elem, count
+
+
 def run_pairwise(
     section: CollectivesSection,
     rank: int,
@@ -65,24 +94,11 @@ def run_pairwise(
     progress: bool = False,
 ) -> None:
     """Every scheduled pair this rank is in; `emit` gets the plan, then one record per pair."""
-    nodes: list[Any] = [None] * world_size
-    tdist.all_gather_object(nodes, node)
-    who = participants(section.per, nodes)
-    if len(who) < 2:
-        # every rank sees the same nodes, so every rank stops here alike
-        raise ConfigError(
-            f"collectives.per is node but all {world_size} ranks are on one node ({node}): "
-            "a link test per node needs ranks on two nodes or more"
-        )
+    nodes, who = gather_participants(section, world_size, node, "a link test")
     rounds = pairs.round_robin(who)
     if section.schedule == "serial":
         rounds = pairs.serial(rounds)
-    elem = DTYPE_BYTES[section.dtype]
-    count = section.pair_bytes // elem
-    if count == 0:
-        raise ConfigError(
-            f"collectives.pair_bytes is {section.pair_bytes} B, below one {section.dtype} element"
-        )
+    elem, count = element_count(section)
     emit(
         PairPlan(
             per=section.per,
