@@ -36,7 +36,7 @@ from minicluster.analysis.aggregate import aggregate
 from minicluster.analysis.fault_detect import CHECKSUM_KEYS
 from minicluster.analysis.frame import Launch
 from minicluster.analysis.records import RankRecords
-from minicluster.analysis.steps import StepTable, median, rounded_list
+from minicluster.analysis.steps import StepTable, median, rounded_list, series_from_extrema
 from minicluster.core.checks import ChecksSection
 
 NODE_REDUCTION_NAME = "minicluster-node-reduction"
@@ -256,25 +256,7 @@ class ReducedTable:
         """`StepTable.series`, from the merged maxes and mins."""
         if not self.indices.size:
             return {}
-        with np.errstate(all="ignore"):
-            out = {"step": self.indices.astype(np.int64)}
-            for key, column in (
-                ("step_time_ms", "step_time_ms"),
-                ("compute_ms", "compute_ms"),
-                ("allreduce_ms", "comm_ms"),
-                ("exposed_comm_ms", "exposed_comm_ms"),
-            ):
-                out[key] = self.max[column]
-            out["allreduce_transfer_ms"] = self.min["comm_ms"]
-            out["allreduce_wait_ms"] = out["allreduce_ms"] - out["allreduce_transfer_ms"]
-            n_bytes = self.max["comm_bytes"]
-            t_s = out["allreduce_transfer_ms"] / 1000.0
-            busbw = n_bytes / t_s / 1e9 * (2 * (world_size - 1) / world_size)
-            ok = (t_s > 0) & (n_bytes > 0) & (world_size > 1)
-            out["busbw_gbps"] = np.where(ok, busbw, np.nan)
-            out["comm_bytes"] = n_bytes
-            out["buckets"] = self.max["buckets"]
-        return out
+        return series_from_extrema(self.indices, self.max, self.min["comm_ms"], world_size)
 
     def _present(self, rank: int) -> np.ndarray:
         """Which of the job's steps `rank` measured."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,6 +36,48 @@ class JobSteps(Protocol):
     def slowest_in_steps(self, rank: int) -> tuple[int, int, int]: ...
     def group_step_max(self, column: str, groups: list[list[int]]) -> np.ndarray: ...
     def steps_section(self, series: dict[str, np.ndarray]) -> dict[str, Any]: ...
+
+
+# the per-step maxima over ranks that the series is made of (StepTable.series)
+SERIES_MAX_COLUMNS = (
+    "step_time_ms",
+    "compute_ms",
+    "comm_ms",
+    "exposed_comm_ms",
+    "comm_bytes",
+    "buckets",
+)
+
+
+def series_from_extrema(
+    indices: np.ndarray,
+    maxima: Mapping[str, np.ndarray],
+    transfer_ms: np.ndarray,
+    world_size: int,
+) -> dict[str, np.ndarray]:
+    """The cross-rank series of `StepTable.series` from each step's maxima over ranks
+    (`SERIES_MAX_COLUMNS`) and its min of comm_ms (`transfer_ms`): what files and node
+    reductions (analysis.node_reduce, a max of maxes) both give."""
+    with np.errstate(all="ignore"):
+        out = {"step": indices.astype(np.int64)}
+        for key, column in (
+            ("step_time_ms", "step_time_ms"),
+            ("compute_ms", "compute_ms"),
+            ("allreduce_ms", "comm_ms"),
+            ("exposed_comm_ms", "exposed_comm_ms"),
+        ):
+            out[key] = maxima[column]
+        out["allreduce_transfer_ms"] = transfer_ms
+        out["allreduce_wait_ms"] = out["allreduce_ms"] - out["allreduce_transfer_ms"]
+        n_bytes = maxima["comm_bytes"]
+        t_s = out["allreduce_transfer_ms"] / 1000.0
+        busbw = n_bytes / t_s / 1e9 * (2 * (world_size - 1) / world_size)
+        # one rank sends nothing to anyone: no bus bandwidth (null), not nccl-tests' 0
+        ok = (t_s > 0) & (n_bytes > 0) & (world_size > 1)
+        out["busbw_gbps"] = np.where(ok, busbw, np.nan)
+        out["comm_bytes"] = n_bytes
+        out["buckets"] = maxima["buckets"]
+    return out
 
 
 class StepTable:
@@ -92,26 +135,9 @@ class StepTable:
         """
         if not self.indices.size:
             return {}
-        with np.errstate(all="ignore"):
-            out = {"step": self.indices.astype(np.int64)}
-            for key, column in (
-                ("step_time_ms", "step_time_ms"),
-                ("compute_ms", "compute_ms"),
-                ("allreduce_ms", "comm_ms"),
-                ("exposed_comm_ms", "exposed_comm_ms"),
-            ):
-                out[key] = _nan_reduce(np.nanmax, self.m[column])
-            out["allreduce_transfer_ms"] = _nan_reduce(np.nanmin, self.m["comm_ms"])
-            out["allreduce_wait_ms"] = out["allreduce_ms"] - out["allreduce_transfer_ms"]
-            n_bytes = _nan_reduce(np.nanmax, self.m["comm_bytes"])
-            t_s = out["allreduce_transfer_ms"] / 1000.0
-            busbw = n_bytes / t_s / 1e9 * (2 * (world_size - 1) / world_size)
-            # one rank sends nothing to anyone: no bus bandwidth (null), not nccl-tests' 0
-            ok = (t_s > 0) & (n_bytes > 0) & (world_size > 1)
-            out["busbw_gbps"] = np.where(ok, busbw, np.nan)
-            out["comm_bytes"] = n_bytes
-            out["buckets"] = _nan_reduce(np.nanmax, self.m["buckets"])
-        return out
+        maxima = {c: _nan_reduce(np.nanmax, self.m[c]) for c in SERIES_MAX_COLUMNS}
+        transfer_ms = _nan_reduce(np.nanmin, self.m["comm_ms"])
+        return series_from_extrema(self.indices, maxima, transfer_ms, world_size)
 
     def compute_medians(self) -> dict[int, float | None]:
         """Per rank, `median(self.column(rank, "compute_ms"))`, all rows at once."""
