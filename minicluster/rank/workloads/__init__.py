@@ -97,3 +97,18 @@ def batch_generator(seed: int, step: int, rank: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed((seed * 1_000_003 + step) * 65_537 + rank)
     return g
+
+
+def token_batches(
+    vocab_size: int, per_rank_batch: int, seq_len: int, seed: int, device: torch.device
+) -> Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]:
+    """`make_batch(step, rank)` of a language model: random tokens from `batch_generator`,
+    the targets the inputs shifted by one."""
+
+    def make_batch(step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = batch_generator(seed, step, rank)
+        tokens = torch.randint(0, vocab_size, (per_rank_batch, seq_len + 1), generator=g)
+        x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+        return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    return make_batch

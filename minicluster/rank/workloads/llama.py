@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from minicluster.core.config import LlamaConfig
-from minicluster.rank.workloads import Workload, batch_generator
+from minicluster.rank.workloads import Workload, token_batches
 
 
 def rope_tables(head_dim: int, seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,13 +192,7 @@ def build_llama(cfg: LlamaConfig, seed: int, device: torch.device) -> Workload:
     torch.manual_seed(seed)  # the same weights on every rank: layouts start from one model
     model = Llama(cfg).to(device)
 
-    def make_batch(step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-        g = batch_generator(seed, step, rank)
-        tokens = torch.randint(
-            0, cfg.vocab_size, (cfg.per_rank_batch, cfg.seq_len + 1), generator=g
-        )
-        x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
-        return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    make_batch = token_batches(cfg.vocab_size, cfg.per_rank_batch, cfg.seq_len, seed, device)
 
     return Workload(
         name="llama",

@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from minicluster.core import flops
 from minicluster.core.config import TransformerConfig
-from minicluster.rank.workloads import Workload, batch_generator, linear_weights
+from minicluster.rank.workloads import Workload, linear_weights, token_batches
 
 
 class _Block(nn.Module):
@@ -57,13 +57,7 @@ def build_transformer(cfg: TransformerConfig, seed: int, device: torch.device) -
     torch.manual_seed(seed)
     model = TinyGPT(cfg).to(device)
 
-    def make_batch(step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-        g = batch_generator(seed, step, rank)
-        tokens = torch.randint(
-            0, cfg.vocab_size, (cfg.per_rank_batch, cfg.seq_len + 1), generator=g
-        )
-        x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
-        return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    make_batch = token_batches(cfg.vocab_size, cfg.per_rank_batch, cfg.seq_len, seed, device)
 
     per_sample, how = flops.decoder_flops_per_sample(
         linear_weights(model), cfg.n_layers, cfg.d_model, cfg.seq_len
