@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or the files torch writes under TORCH_FR_DUMP_TEMP_FILE, named by rank) and name the "
         "collective sequence number where the ranks of a process group disagree: who never "
         "entered it, who is still in it, different ops or sizes. Exit 1 on a desync, 2 when "
-        "there are no readable dumps.",
+        "there are no readable dumps or a member of a group left no dump (not judged).",
     )
     p.add_argument(
         "inputs",
