@@ -449,7 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Per metric, the fleet's median and MAD over the nodes, each node's robust "
         "z-score (log scale) and relative score; a node beyond --outlier-z on the bad side of "
         "the metric's direction is an outlier. Exit 1 when a node is an outlier on any gated "
-        "metric or its node check failed, 2 when the inputs ran different jobs.",
+        "metric or its node check failed, 2 when the inputs ran different jobs or no metric was "
+        "measured on enough nodes to judge.",
     )
     p.add_argument(
         "inputs",

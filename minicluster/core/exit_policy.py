@@ -104,9 +104,10 @@ POLICY: tuple[Verdict, ...] = (
     Verdict(
         "not_judged",
         EXIT_BAD_INPUT,
-        "diagnose",
+        "diagnose, fleet",
         "the verdict could not be reached: a member of a process group left no Flight Recorder "
-        "dump (it died before it could dump), so nothing is said of it",
+        "dump (it died before it could dump), so nothing is said of it (`diagnose`); no metric "
+        "was measured on enough nodes to judge (`fleet`)",
     ),
     Verdict(
         "bad_input",
