@@ -166,7 +166,7 @@ def _print_sweep_plan(
     """`sweep --dry-run`: the sweep, then the launch plan of each world size's run (every round
     of a world size starts the same ranks); starts and claims nothing. `probe`: the world size
     of the all_reduce probe `--project` runs afterwards, if any."""
-    sweep_id, sweep_dir = store.planned_output(out)
+    sweep_id, sweep_dir = store.check_planned_output(out, "sweep")
     print(f"minicluster: dry run: sweep {sweep_id}: {what} -> {sweep_dir}; nothing started")
     if warning:
         print(f"  warning: {warning}")
