@@ -42,10 +42,15 @@ def read_dump(path: Path) -> tuple[int, dict[str, Any]]:
         data = _PlainData(io.BytesIO(path.read_bytes())).load()
     except OSError as e:
         raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as e:
-        raise InputError(f"{path}: not a Flight Recorder dump ({e})") from None
+    except pickle.UnpicklingError as e:
+        refused = str(e).startswith("refused ")  # a class or function in it: name it
+        raise InputError(
+            f"not a Flight Recorder dump: {path}" + (f" ({e})" if refused else "")
+        ) from None
+    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError):
+        raise InputError(f"not a Flight Recorder dump: {path}") from None
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
-        raise InputError(f"{path}: not a Flight Recorder dump (no entries)")
+        raise InputError(f"not a Flight Recorder dump: {path} (no entries)")
     return int(match.group(1)), data
 
 

@@ -76,7 +76,11 @@ def run_sweep(args: argparse.Namespace) -> int:
         fault_spec.check_against_run(cfg.faults, n, total_steps)
     orchestrate.check_required(cfg)
     if isinstance(launcher, LocalTorchrun):  # refuses a world size this host cannot hold
-        host_fit.check_local_ranks(max(world_sizes), gpu)
+        host_fit.check_local_ranks(
+            max(world_sizes),
+            gpu,
+            flag=f"--world-sizes {args.world_sizes} (world size {max(world_sizes)})",
+        )
     warning = sweep.oversubscription_warning(max(world_sizes), cores, gpu)
     runs = sweep.plan(world_sizes, args.repeats)
     what = (

@@ -55,12 +55,19 @@ def check_planned_output(out: Path | None, what: str = "run") -> tuple[str, Path
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output directory {out_dir} is a file: give a directory for --out")
     if (out_dir / rundir.CLAIM_FILE).exists():
-        taken = _claim_owner(out_dir).get("run_id", "?")
         raise InputError(
-            f"output directory {out_dir} is taken by run {taken}: give a new --out for this "
-            f"{what}, or remove it"
+            f"output directory {out_dir} is taken by {_owner_text(out_dir)}: give a new --out "
+            f"for this {what}, or remove it"
         )
     return new_id, out_dir
+
+
+def _owner_text(out_dir: Path) -> str:
+    """Who holds `out_dir`'s claim, as a message says it."""
+    run_id = _claim_owner(out_dir).get("run_id")
+    if run_id:
+        return f"run {run_id}"
+    return f"another run (its {rundir.CLAIM_FILE} file names none: remove it if no run is using it)"
 
 
 def _claim_owner(out_dir: Path) -> dict[str, Any]:
@@ -99,7 +106,7 @@ def claim(out_dir: Path, run_id: str, what: str = "run", job: str | None = None)
         if job is not None and taken.get("job") == job:
             return
         raise InputError(
-            f"output directory {out_dir} is taken by run {taken.get('run_id', '?')}: give a new "
+            f"output directory {out_dir} is taken by {_owner_text(out_dir)}: give a new "
             f"--out for this {what}, or remove it"
         ) from None
     except OSError as e:
