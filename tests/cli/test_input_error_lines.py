@@ -86,3 +86,16 @@ def test_rejudging_a_run_without_result_json_does_not_claim_one_is_kept(
     out = capsys.readouterr().out
     assert "the recorded result.json is kept" not in out
     assert "it has no result.json: judged from its rank files" in out
+
+
+def test_watch_on_a_node_check_result_says_so_and_points_at_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    # the trial's finished node-check directory (its result.json, copied)
+    nc = Path(__file__).resolve().parents[1] / "fixtures" / "nodecheck" / "trial_nc1.result.json"
+    shutil.copy(nc, tmp_path / "result.json")
+    line = _error(capsys, ["watch", str(tmp_path), "--once"])
+    assert f"{tmp_path} is a node-check result" in line
+    assert f"minicluster report {tmp_path}" in line
