@@ -36,6 +36,7 @@ _VALUES = {
     "comm_bytes": "6340648",
     "loss": "2.3",
     "t_unix_s": "{8!r}",
+    "gap_ms": "0.2",
 }
 # The step keys filled from the format arguments, in argument order, and the others' fixed text.
 _SLOTS = ("step", "warmup", "step_time_ms", "fwd_ms", "bwd_ms", "compute_ms", "comm_ms")
@@ -63,10 +64,12 @@ def write_run(
     seed: int = 0,
     per_node: int = 8,
     columns: bool = True,
+    slow: dict[int, float] | None = None,
 ) -> None:
     """`ranks` rank files of `steps` steps each, `per_node` ranks per node (torchrun's layout:
     node n holds ranks n*per_node ..), local rank 0 of each node writing the job's roster; with
-    `columns`, each rank's columnar file too (the same values as its journal's step lines)."""
+    `columns`, each rank's columnar file too (the same values as its journal's step lines);
+    `slow`: rank -> factor its compute times are multiplied by (a straggler)."""
     rng = np.random.default_rng(seed)
     rdir = out / "ranks"
     rdir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +138,9 @@ def write_run(
             lines.append(roster_line)
         lines.append(timing_line)
         # Times as the worker writes them: nanosecond clock differences in ms (6 decimals).
-        compute = (7.0 * rng.lognormal(0, 0.1, steps)).round(6).tolist()
+        compute = (
+            (7.0 * (slow or {}).get(rank, 1.0) * rng.lognormal(0, 0.1, steps)).round(6).tolist()
+        )
         comm = (6.5 * rng.lognormal(0, 0.1, steps)).round(6).tolist()
         t = 1.7e9
         cols: dict[str, list] = {k: [] for k in rank_format.STEP_KEYS if k != "type"}

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from minicluster.analysis.records import RankRecords
-from minicluster.analysis.steps import StepTable, r4, rounded_list
+from minicluster.analysis.steps import JobSteps, r4, rounded_list
 
 # Stated tolerance of the sum: over the run, |sum of the residuals| within this share of the
 # run's accounted time, or this many ms. Measured on a 2-core host at load 4-9 (runs of
@@ -102,7 +102,7 @@ class Accounting:
         return self.period - self.accounted[None, :]
 
 
-def account(records: list[RankRecords], table: StepTable) -> Accounting:
+def account(records: list[RankRecords], table: JobSteps) -> Accounting:
     """The accounting of the measured steps every rank recorded with every field it needs (a
     step needs the previous step's optimizer time, so the first recorded step has none)."""
     ranks = sorted(r.rank for r in table.records)

@@ -24,14 +24,17 @@ from minicluster.analysis import (
     envelope,
     fault_detect,
     flops,
+    incident,
     nodes,
     rank_status,
     time_shape,
 )
 from minicluster.analysis.collectives import collectives_result
+from minicluster.analysis.comm_kinds import comm_section
 from minicluster.analysis.frame import Launch, RunFrame
 from minicluster.analysis.isolate import isolate_result
 from minicluster.analysis.pairwise import pairwise_result
+from minicluster.analysis.pipeline import pipeline_section
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.run_metrics import (
     telemetry_sources,
@@ -39,9 +42,11 @@ from minicluster.analysis.run_metrics import (
     timing_method_text,
     training_metrics,
 )
-from minicluster.analysis.steps import StepTable, stats
+from minicluster.analysis.steps import JobSteps, StepTable, stats
 from minicluster.analysis.stragglers import find_stragglers
 from minicluster.core.checks import ChecksSection
+from minicluster.core.errors import ConfigError
+from minicluster.core.layout import Layout
 from minicluster.core.metrics import MetricValue
 from minicluster.result import fingerprint
 from minicluster.result.model import FaultKind
@@ -58,13 +63,19 @@ def aggregate(
     launch: Launch | None = None,
     checks: ChecksSection | None = None,
     aggregated_at: str | None = None,
+    flight_recorder: dict[str, Any] | None = None,
+    table: JobSteps | None = None,
 ) -> dict[str, Any]:
     """The canonical result from all ranks' records (`aggregated_at` fixed for golden tests).
 
     `launch`: what the launcher said (its error, the ranks' exit codes, whether the user or a
     scheduler interrupted the run: the ranks it stopped are `interrupted`, not failed, and no
     crash or hang is claimed for them). `checks`: the verdict thresholds (None: the ones the
-    ranks ran with, from their header). InputError when no rank wrote a header.
+    ranks ran with, from their header). `flight_recorder`: the diagnosis of the run's Flight
+    Recorder dumps (`analysis.flight_recorder.diagnose`), when it left any: the incident class
+    of a hang is read from it first. `table`: the job's steps when they were reduced
+    elsewhere (`analysis.node_reduce`; `records` then hold lean records), None: from `records`.
+    InputError when no rank wrote a header.
     """
     frame = RunFrame.from_records(records, launch)
     checks = checks if checks is not None else frame.config.checks
@@ -74,7 +85,7 @@ def aggregate(
             pattern, collectives_result
         )
         return fingerprint.attach(merge(frame, aggregated_at))
-    table = StepTable(records, frame.world_size)
+    table = table if table is not None else StepTable(records, frame.world_size)
     status = frame.status(_short_of_plan(frame, table))
     figures = _figures(frame, table)
     metrics = _metrics(frame, figures)
@@ -83,10 +94,13 @@ def aggregate(
     result.update(
         {k: v for k, v in _culprits(frame, table, result["ranks"], checks).items() if v is not None}
     )
+    found = incident.classify(result, flight_recorder)
+    if found is not None:  # a healthy run has none: absent, as in results before it
+        result["incident"] = found
     return fingerprint.attach(result)  # what ran, never what judged it: checks stay out
 
 
-def _short_of_plan(frame: RunFrame, table: StepTable) -> str | None:
+def _short_of_plan(frame: RunFrame, table: JobSteps) -> str | None:
     """Why the run measured fewer steps than its config planned, or None."""
     planned = frame.config.steps.measured
     if table.min_measured_steps() >= planned:
@@ -105,7 +119,7 @@ class _Figures:
     ray_nodes: dict[int, str]
 
 
-def _figures(frame: RunFrame, table: StepTable) -> _Figures:
+def _figures(frame: RunFrame, table: JobSteps) -> _Figures:
     figures = table.rank_figures()
     ray_nodes = nodes.ray_node_ids(frame.records)
     ranks = [
@@ -131,6 +145,22 @@ def _figures(frame: RunFrame, table: StepTable) -> _Figures:
     return _Figures(ranks, compute, table.series(frame.world_size), ray_nodes)
 
 
+def data_ranks(frame: RunFrame) -> int:
+    """Ranks that train on a batch of their own: the world size over the tensor- and
+    pipeline-parallel degrees (their ranks share one batch)."""
+    lay = _layout(frame)
+    if lay is None or frame.config.run.fixed_global_batch:
+        return frame.world_size  # every rank's share of the data is trained, by someone
+    return frame.world_size // (lay.tp * lay.pp)
+
+
+def _layout(frame: RunFrame) -> Layout | None:
+    try:
+        return frame.config.parallel.layout(frame.world_size)
+    except ConfigError:  # a run whose ranks never agreed with their config: no layout to name
+        return None
+
+
 def _metrics(frame: RunFrame, figures: _Figures) -> dict[str, MetricValue]:
     workload = frame.head0["workload"]
     metrics = training_metrics(
@@ -140,6 +170,7 @@ def _metrics(frame: RunFrame, figures: _Figures) -> dict[str, MetricValue]:
         frame.world_size,
         workload["per_rank_batch"],
         workload.get("tokens_per_rank"),
+        data_ranks(frame),
     )
     step_max = figures.series["step_time_ms"] if figures.series else np.array([])
     return metrics | flops.run_flops(frame.head0, frame.headers, step_max, frame.world_size)
@@ -159,7 +190,7 @@ class _Findings:
 
 def _findings(
     frame: RunFrame,
-    table: StepTable,
+    table: JobSteps,
     figures: _Figures,
     metrics: dict[str, MetricValue],
     checks: ChecksSection,
@@ -218,7 +249,7 @@ def _findings(
 
 
 def _culprits(
-    frame: RunFrame, table: StepTable, ranks: list[dict[str, Any]], checks: ChecksSection
+    frame: RunFrame, table: JobSteps, ranks: list[dict[str, Any]], checks: ChecksSection
 ) -> dict[str, Any]:
     """The accounting of every step, each rank's cost (into its `ranks[]` entry) and the
     culprits above `checks.culprit_cost_pct` (analysis.accounting, analysis.cost)."""
@@ -249,7 +280,7 @@ def _culprits(
 def _assemble(
     frame: RunFrame,
     status: rank_status.RunStatus,
-    table: StepTable,
+    table: JobSteps,
     figures: _Figures,
     metrics: dict[str, MetricValue],
     findings: _Findings,
@@ -279,7 +310,7 @@ def _assemble(
                 "per_rank_batch": per_rank_batch,
                 "global_batch": None
                 if per_rank_batch is None
-                else per_rank_batch * frame.world_size,
+                else per_rank_batch * data_ranks(frame),
                 "seq_len": head0["workload"].get("seq_len"),
                 "params": head0["workload"].get("params"),
             },
@@ -314,6 +345,15 @@ def _assemble(
     ]
     if bad:  # the user's input stopped the ranks (exit 2): the first rank's words
         result["bad_input"] = bad[0]
+    lay = _layout(frame)
+    result["layout"] = lay.to_dict() if lay is not None else None
+    result["precision"] = frame.config.run.precision
+    result["compile"] = frame.config.run.compile
+    result["comm"] = comm_section(frame.records, frame.world_size)
+    if lay is not None and lay.pp > 1:
+        result["pipeline"] = pipeline_section(
+            frame.records, lay.pp_schedule, lay.pp_microbatches, lay.pp
+        )
     return result
 
 
@@ -330,7 +370,7 @@ _FIGURES = (
 def _rank_entry(
     rank: int,
     rec: RankRecords | None,
-    table: StepTable,
+    table: JobSteps,
     figures: dict[str, Any] | None,
     status: str,
     node: nodes.NodeId,

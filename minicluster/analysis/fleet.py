@@ -266,6 +266,27 @@ def _node_row(n: NodeInput, per_metric: list[dict[str, Any]]) -> dict[str, Any]:
             outlier_on.append(m["name"])
         if m["gated"] and cell["bad_z"] is not None:
             worst = cell["bad_z"] if worst is None else max(worst, cell["bad_z"])
+    evidence = [n.finding] if n.finding else []
+    for m in per_metric:
+        cell = m["per_node"].get(n.label)
+        if m["name"] in outlier_on and cell is not None:
+            evidence.append(
+                f"{m['name']} {cell['value']:.4g} {m['unit']}: robust z {cell['z']:+.1f} against "
+                f"the group's median {m['median']:.4g}"
+            )
+    ref = n.reference
+    if ref is not None and ref.get("verdict") == "below_floor" and ref.get("reason"):
+        evidence.append(f"reference {ref.get('name')}: {ref['reason']}")
+    if n.status == "failed":
+        verdict = "failed"
+    elif n.finding is not None:
+        verdict = "finding"
+    elif outlier_on:
+        verdict = "outlier"
+    elif worst is None:  # no gated metric measured on enough nodes to place it
+        verdict = "not_judged"
+    else:
+        verdict = "ok"
     return {
         "label": n.label,
         "source": n.source,
@@ -273,6 +294,9 @@ def _node_row(n: NodeInput, per_metric: list[dict[str, Any]]) -> dict[str, Any]:
         "hosts": n.hosts,
         "status": n.status,
         "group": fleet_groups.group_label(n.group),
+        "verdict": verdict,
+        "evidence": evidence,
+        "reference": ref,
         "finding": n.finding,
         "outlier_on": outlier_on,
         "worst_bad_z": worst,

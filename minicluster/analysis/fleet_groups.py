@@ -55,7 +55,8 @@ def group_label(key: tuple[str, int, str]) -> str:
 
 def own_finding(r: dict[str, Any]) -> str | None:
     """What the node's own result found (None: nothing): a node check's failed or degraded checks;
-    a run's named stragglers, detected faults, wrong collective elements or failed validation."""
+    a run's named stragglers, detected faults, wrong collective elements, failed validation or
+    figures below its reference's floor (`aggregate --reference`)."""
     if is_node_check(r):
         if r.get("verdict") in ("failed", "degraded"):
             found = r.get("findings") or []
@@ -77,6 +78,9 @@ def own_finding(r: dict[str, Any]) -> str | None:
     validation = r.get("validation") or {}
     if isinstance(validation, dict) and validation.get("passed") is False:
         parts.append("validation failed")
+    ref = r.get("reference")
+    if isinstance(ref, dict) and ref.get("verdict") == "below_floor":
+        parts.append(f"below the floor of reference {ref.get('name')}")
     return ("its run named " + "; ".join(parts)) if parts else None
 
 

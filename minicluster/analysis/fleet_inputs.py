@@ -42,6 +42,9 @@ class NodeInput:
     reasons: dict[str, str]  # why a value is None
     group: tuple[str, int, str] = ("unknown", 0, "unknown")  # fleet_groups.platform_key
     finding: str | None = None  # what the node's own check found (fleet_groups.own_finding)
+    # the reference the node's own result was judged against (a node check's `reference`, a
+    # run's `reference` section from `aggregate --reference`), None when none
+    reference: dict[str, Any] | None = None
 
 
 def nodes_of(
@@ -53,6 +56,28 @@ def nodes_of(
     if len(results) == 1:
         return _split_multinode(*results[0], names), "one multi-node result"
     return _one_per_result(results, names), "one result per node"
+
+
+def _reference_used(r: dict[str, Any]) -> dict[str, Any] | None:
+    """The reference a node's result was judged against: name, kind, file and, for a run judged
+    by `aggregate --reference`, its verdict, floor and per-metric % of reference."""
+    ref = r.get("reference")
+    if not isinstance(ref, dict):
+        return None
+    out = {k: ref.get(k) for k in ("name", "kind") if ref.get(k) is not None}
+    where = ref.get("file") or ref.get("path")
+    if where is not None:
+        out["file"] = where
+    for key in ("verdict", "floor_pct", "reason"):
+        if ref.get(key) is not None:
+            out[key] = ref[key]
+    if isinstance(ref.get("metrics"), list):
+        out["pct_of_reference"] = {
+            m["metric"]: m.get("pct_of_reference") for m in ref["metrics"] if isinstance(m, dict)
+        }
+    if r.get("floor_pct") is not None and "floor_pct" not in out:  # a node check's floor
+        out["floor_pct"] = r["floor_pct"]
+    return out
 
 
 def _label(source: str) -> str:
@@ -105,6 +130,7 @@ def _one_per_result(results: list[tuple[str, dict[str, Any]]], names: list[str])
                 reasons,
                 fleet_groups.platform_key(r),
                 fleet_groups.own_finding(r),
+                _reference_used(r),
             )
         )
     return nodes
@@ -215,6 +241,7 @@ def _split_multinode(source: str, r: dict[str, Any], names: list[str]) -> list[N
                 reasons,
                 fleet_groups.platform_key(r, hosts[0] if hosts else None),
                 _rank_findings(r, set(members)),
+                _reference_used(r),
             )
         )
     return nodes

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from minicluster.analysis.records import RankRecords
-from minicluster.analysis.steps import StepTable, r4
+from minicluster.analysis.steps import JobSteps, r4
 from minicluster.core.units import format_ranks
 
 # Node section key -> the step-table column its per-step max over the node's ranks is taken of.
@@ -120,7 +120,7 @@ def _relative(values: dict[Any, float | None]) -> dict[Any, float | None]:
 
 def nodes_section(
     where: dict[int, NodeId],
-    table: StepTable | None,
+    table: JobSteps | None,
     rank_compute_ms: dict[int, float | None],
     missing: Iterable[int],
     failed: Iterable[int],
@@ -178,7 +178,7 @@ def nodes_section(
 
 
 def _node_figures(
-    nodes: list[NodeId], members: dict[NodeId, list[int]], table: StepTable | None
+    nodes: list[NodeId], members: dict[NodeId, list[int]], table: JobSteps | None
 ) -> dict[NodeId, dict[str, Any]]:
     """Per node, the medians over steps of the per-step max over its ranks (NODE_SERIES), and
     how many steps it measured. One pass over the [rank x step] matrices for all nodes."""
@@ -186,28 +186,23 @@ def _node_figures(
     out = {n: dict(empty) for n in nodes}
     if table is None or not table.indices.size:
         return out
-    index = {n: i for i, n in enumerate(nodes)}
-    node_of = {rank: index[n] for n, ranks in members.items() for rank in ranks}
-    rows = [(node_of[rank], row) for rank, row in table.row.items() if rank in node_of]
-    if not rows:
+    with_steps = {n: [r for r in members.get(n, []) if r in table.row] for n in nodes}
+    timed_nodes = [n for n in nodes if with_steps[n]]
+    if not timed_nodes:
         return out
-    rows.sort()
-    node_idx = np.array([n for n, _ in rows])
-    row_idx = np.array([r for _, r in rows])
-    starts = np.flatnonzero(np.r_[True, node_idx[1:] != node_idx[:-1]])
-    timed_nodes = node_idx[starts]
+    groups = [with_steps[n] for n in timed_nodes]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: a node with no step
         for key, column in NODE_SERIES.items():
-            # fmax skips NaN: per step, the max over the node's ranks that recorded it
-            per_step = np.fmax.reduceat(table.m[column][row_idx], starts, axis=0)
+            # per step, the max over the node's ranks that recorded it
+            per_step = table.group_step_max(column, groups)
             medians = np.nanmedian(per_step, axis=1)
             if key == "step_time_ms_median":
                 counts = (~np.isnan(per_step)).sum(axis=1)
                 for i, n in enumerate(timed_nodes):
-                    out[nodes[n]]["measured_steps"] = int(counts[i])
+                    out[n]["measured_steps"] = int(counts[i])
             for i, n in enumerate(timed_nodes):
-                out[nodes[n]][key] = None if np.isnan(medians[i]) else r4(medians[i])
+                out[n][key] = None if np.isnan(medians[i]) else r4(medians[i])
     return out
 
 

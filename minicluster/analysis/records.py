@@ -57,8 +57,12 @@ class RankRecords:
         roster: dict[str, Any] | None = None,
         timing: list[CommTiming] | None = None,
         other: dict[str, list[dict[str, Any]]] | None = None,
+        counts: tuple[int, int | None] | None = None,
     ) -> None:
         self.rank = rank
+        # (steps recorded, last step) when `columns` hold only some rows (a node reduction's
+        # lean record: `analysis.node_reduce`); None: counted from the columns
+        self._counts = counts
         self.header = header
         self.summary = summary
         self.roster = roster  # the job's nodes and their ranks (local rank 0 of a node writes it)
@@ -115,14 +119,19 @@ class RankRecords:
     @steps.setter
     def steps(self, steps: Iterable[dict[str, Any]]) -> None:
         self._columns = to_columns(steps)
+        self._counts = None
 
     @property
     def n_steps(self) -> int:
+        if self._counts is not None:
+            return self._counts[0]
         step = self._columns.get("step")
         return 0 if step is None else int(step.size)
 
     @property
     def last_step(self) -> int | None:
+        if self._counts is not None:
+            return self._counts[1]
         step = self._columns.get("step")
         return int(step[-1]) if step is not None and step.size else None
 

@@ -13,6 +13,9 @@ from minicluster.core import comm_methods
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.metrics import MetricValue, Status, metric, unavailable
 
+# Layouts without DDP: comm_ms is the union of every kind's collectives, not an all-reduce.
+NO_DDP_METHODS = (comm_methods.KINDS_HOST_CLOCK, comm_methods.NO_DDP)
+
 
 def training_metrics(
     series: dict[str, np.ndarray],
@@ -21,12 +24,16 @@ def training_metrics(
     world_size: int,
     per_rank_batch: int | None,
     tokens_per_rank: int | None,
+    data_ranks: int | None = None,
 ) -> dict[str, MetricValue]:
+    """`data_ranks`: ranks that train on a batch of their own (the world size over the tensor
+    and pipeline degrees; None: every rank)."""
     m: dict[str, MetricValue] = {}
     step_max = series["step_time_ms"] if series else np.array([])
     # A rank header without a batch is one whose workload never built: it recorded no step.
     n = step_max.size if per_rank_batch is not None else 0
-    global_batch = (per_rank_batch or 0) * world_size
+    data_ranks = world_size if data_ranks is None else data_ranks
+    global_batch = (per_rank_batch or 0) * data_ranks
     if n:
         total_s = float(step_max.sum()) / 1000.0
         m["throughput_samples_per_sec"] = metric(
@@ -38,7 +45,7 @@ def training_metrics(
         if tokens_per_rank:
             m["tokens_per_sec"] = metric(
                 "tokens_per_sec",
-                tokens_per_rank * world_size * n / total_s,
+                tokens_per_rank * data_ranks * n / total_s,
                 "derived",
                 "global tokens * measured_steps / sum of per-step max-over-ranks step time",
             )
@@ -91,6 +98,11 @@ def training_metrics(
                 if busbw.value is not None
                 else unavailable("busbw_gbps", "no step had a timed all-reduce")
             )
+            if timing_method(list(by_rank.values())) in NO_DDP_METHODS:
+                why = "no DDP all-reduce in this layout: its collectives by kind are in comm.kinds"
+                for name in ("allreduce_ms", "allreduce_transfer_ms", "allreduce_wait_ms"):
+                    m[name] = unavailable(name, why)
+                m["busbw_gbps"] = unavailable("busbw_gbps", why)
         else:
             reason = "one rank: no inter-rank communication"
             for name in (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -17,6 +17,24 @@ from minicluster.analysis.records import RankRecords
 from minicluster.core import rundir
 
 EMBED_STEPS_MAX = 50_000  # rank-steps embedded in result.json; larger runs point to the rank files
+
+
+class JobSteps(Protocol):
+    """What aggregation reads of the job's steps: a `StepTable` of every rank's steps, or the
+    merge of node reductions (`analysis.node_reduce.ReducedTable`), with one answer."""
+
+    indices: np.ndarray
+    row: dict[int, int]
+    records: list[RankRecords]  # the ranks with steps (a reduction's: their lean records)
+
+    def series(self, world_size: int) -> dict[str, np.ndarray]: ...
+    def compute_medians(self) -> dict[int, float | None]: ...
+    def measured_steps(self, rank: int) -> int: ...
+    def min_measured_steps(self) -> int: ...
+    def rank_figures(self) -> dict[int, dict[str, Any]]: ...
+    def slowest_in_steps(self, rank: int) -> tuple[int, int, int]: ...
+    def group_step_max(self, column: str, groups: list[list[int]]) -> np.ndarray: ...
+    def steps_section(self, series: dict[str, np.ndarray]) -> dict[str, Any]: ...
 
 
 class StepTable:
@@ -186,6 +204,27 @@ class StepTable:
                 "wait_ms_median": median(self.wait(rank)),
                 "transfer_ms_median": median(self.transfer(rank)),
             }
+        return out
+
+    def slowest_in_steps(self, rank: int) -> tuple[int, int, int]:
+        """In how many steps where every rank with steps has a compute time `rank`'s is the
+        highest (ties count), of how many such steps, among how many ranks (0, 0, 0 when none)."""
+        row = self.row.get(rank)
+        compute = self.m["compute_ms"]
+        full = ~np.isnan(compute).any(axis=0)
+        if row is None or not full.any():
+            return 0, 0, 0
+        cols = compute[:, full]
+        k = int((cols[row] >= cols.max(axis=0)).sum())
+        return k, int(cols.shape[1]), int(cols.shape[0])
+
+    def group_step_max(self, column: str, groups: list[list[int]]) -> np.ndarray:
+        """Per group of ranks (each with steps), per step, the max of `column` over its ranks
+        that recorded it (NaN where none did): [groups x steps]."""
+        out = np.full((len(groups), self.indices.size), np.nan)
+        for g, ranks in enumerate(groups):
+            rows = [self.row[r] for r in ranks]
+            out[g] = np.fmax.reduce(self.m[column][rows], axis=0)
         return out
 
     def pooled(self, key: str) -> np.ndarray:

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis.steps import StepTable, r4
+from minicluster.analysis.steps import JobSteps, r4
 
 STRAGGLER_ALPHA = 0.05
 
 
 def find_stragglers(
-    table: StepTable, threshold_pct: float, min_excess_ms: float, min_steps_pct: float = 80.0
+    table: JobSteps, threshold_pct: float, min_excess_ms: float, min_steps_pct: float = 80.0
 ) -> list[dict[str, Any]]:
     """The rank with the highest median compute time, when it exceeds the others' median by
     `threshold_pct` percent and by `min_excess_ms` (the size of the effect), is the slowest rank
@@ -53,20 +53,15 @@ def find_stragglers(
     ]
 
 
-def _slowest_in_steps(table: StepTable, rank: int) -> tuple[int, int, float]:
+def _slowest_in_steps(table: JobSteps, rank: int) -> tuple[int, int, float]:
     """In how many steps (all ranks present) `rank` had the highest compute time, of how many,
     and the one-sided binomial p-value of that many or more by chance (p = 1 / ranks)."""
-    row = table.row.get(rank)
-    compute = table.m["compute_ms"]
-    full = ~np.isnan(compute).any(axis=0)
-    if row is None or not full.any():
+    k, n, ranks = table.slowest_in_steps(rank)
+    if n == 0:
         return 0, 0, 1.0
-    cols = compute[:, full]
-    k = int((cols[row] >= cols.max(axis=0)).sum())
-    n = int(cols.shape[1])
     from scipy.stats import binomtest  # lazily: scipy.stats takes a while to import
 
     # scipy's exact tail (a hand sum of math.comb(n, i) * p0**i ... overflows a float from about
     # 1,030 steps when k is near n/2: math.comb(1200, 660) is about 1e359)
-    p_value = float(binomtest(k, n, 1.0 / cols.shape[0], alternative="greater").pvalue)
+    p_value = float(binomtest(k, n, 1.0 / ranks, alternative="greater").pvalue)
     return k, n, min(1.0, p_value)

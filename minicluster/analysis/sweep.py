@@ -148,19 +148,30 @@ def oversubscription_warning(
 
 
 def pick_headline(outcomes: Sequence[RunOutcome]) -> RunOutcome | None:
-    """The run whose per-rank sections the sweep result carries: at the largest world size that
-    has a result, the ok run with the median throughput (the lower one of an even count), else
-    that size's first run (a failed one, whose ranks show why). None when no run has a result."""
+    """The run whose per-rank sections and headline metrics the sweep result carries: at the
+    largest world size with an ok run, the ok run with the median throughput (the lower one of an
+    even count), since a failed run's figures are partial (see `left_out`). Only when no run is
+    ok: the largest size's first run with a result (a failed one, whose ranks show why). None
+    when no run has a result."""
+    ok = [o for o in outcomes if o.value("throughput_samples_per_sec") is not None]
+    if ok:
+        top = max(o.planned.world_size for o in ok)
+        at_top = sorted(
+            (o for o in ok if o.planned.world_size == top),
+            key=lambda o: o.value("throughput_samples_per_sec") or 0.0,
+        )
+        return at_top[(len(at_top) - 1) // 2]
     with_result = [o for o in outcomes if o.result is not None]
     if not with_result:
         return None
     top = max(o.planned.world_size for o in with_result)
-    at_top = [o for o in with_result if o.planned.world_size == top]
-    ok = [o for o in at_top if o.value("throughput_samples_per_sec") is not None]
-    if not ok:
-        return at_top[0]
-    ok.sort(key=lambda o: o.value("throughput_samples_per_sec") or 0.0)
-    return ok[(len(ok) - 1) // 2]
+    return next(o for o in with_result if o.planned.world_size == top)
+
+
+def left_out(outcomes: Sequence[RunOutcome], head: RunOutcome) -> list[RunOutcome]:
+    """The runs above the headline's world size: none of them finished ok, so the sweep's
+    headline leaves them out (each is named in the sweep's errors)."""
+    return [o for o in outcomes if o.planned.world_size > head.planned.world_size]
 
 
 def sweep_status(outcomes: Sequence[RunOutcome], planned_runs: int | None = None) -> RunStatus:
@@ -244,6 +255,21 @@ def sweep_result(
     if head is None or head.result is None:
         return None
     n = head.planned.world_size
+    above = left_out(outcomes, head)
+    if head.status == "ok":
+        why = (
+            "per-rank sections, metrics and plots of this result come from this run: the "
+            "largest world size with an ok run, median throughput of its ok runs"
+        )
+    else:
+        why = (
+            "no run of the sweep finished ok: per-rank sections, metrics and plots of this "
+            f"result come from this {head.status} run of the largest world size, and are partial"
+        )
+    if above:
+        why += "; left out: " + "; ".join(
+            f"{o.dir} (world size {o.planned.world_size}) {o.status}" for o in above
+        )
     block = Scaling.from_json(
         {
             **scaling,
@@ -252,8 +278,8 @@ def sweep_result(
                 "run_id": head.result["run_id"],
                 "world_size": n,
                 "round": head.planned.round,
-                "why": "per-rank sections, metrics and plots of this result come from this "
-                "run: the largest world size with a result, median throughput of its ok runs",
+                "why": why,
+                **({"left_out": sorted({o.planned.world_size for o in above})} if above else {}),
             },
         }
     )
@@ -264,10 +290,10 @@ def sweep_result(
         f"{block.mode} scaling at world size {n} vs {n0}: {block.formula}; median over rounds "
         "(see scaling)"
     )
-    if n == n0:  # no larger world size has a result (an interrupted or failing sweep)
+    if n == n0:  # no larger world size has an ok run (an interrupted or failing sweep)
         eff = unavailable(
             "scaling_efficiency_pct",
-            f"no run above the baseline world size {n0} has a result",
+            f"no run above the baseline world size {n0} finished ok",
             how,
         )
     elif point.efficiency_pct is not None:

@@ -31,6 +31,8 @@ def verdicts(result: RunResult) -> list[str]:
         found.append("validation_failed")
     if result.stragglers:
         found.append("straggler")
+    if result.reference is not None and result.reference.verdict == "below_floor":
+        found.append("below_reference")
     if result.culprits:
         found.append("culprit")
     return found

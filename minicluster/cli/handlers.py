@@ -99,6 +99,18 @@ def node_check(args: argparse.Namespace) -> int:
     return command.node_check(args)
 
 
+def reference_no_action(args: argparse.Namespace) -> int:
+    from minicluster.cli import reference
+
+    return reference.no_action(args)
+
+
+def reference_record(args: argparse.Namespace) -> int:
+    from minicluster.cli import reference
+
+    return reference.record(args)
+
+
 def history_no_action(args: argparse.Namespace) -> int:
     from minicluster.cli import history
 

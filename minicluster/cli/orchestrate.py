@@ -10,7 +10,7 @@ import errno
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -132,9 +132,15 @@ def recorded_launch(out_dir: Path, launcher_error: str | None = None) -> Launch:
     )
 
 
-def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False) -> RunResult:
-    """Aggregate the rank files of `out_dir` into its result.json; `quiet`: no summary."""
-    result, path = aggregate_dir_to(out_dir, recorded_launch(out_dir, launcher_error))
+def aggregate_dir(
+    out_dir: Path,
+    launcher_error: str | None,
+    quiet: bool = False,
+    judge: Callable[[dict[str, Any]], None] | None = None,
+) -> RunResult:
+    """Aggregate the rank files of `out_dir` into its result.json; `quiet`: no summary; `judge`
+    adds to the result before it is written (`aggregate --reference`)."""
+    result, path = aggregate_dir_to(out_dir, recorded_launch(out_dir, launcher_error), judge)
     if result.bad_input is not None:
         # The user's code stopped the ranks: its one line, not a table of empty figures.
         print(
@@ -146,7 +152,11 @@ def aggregate_dir(out_dir: Path, launcher_error: str | None, quiet: bool = False
     return result
 
 
-def aggregate_dir_to(out_dir: Path, launch: Launch | None = None) -> tuple[RunResult, Path]:
+def aggregate_dir_to(
+    out_dir: Path,
+    launch: Launch | None = None,
+    judge: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[RunResult, Path]:
     """Aggregate the rank files of `out_dir`: the result, and where it was written (`write_result`:
     never over a result.json built from more ranks or steps, such as rank 0's in-band result of a
     job across nodes on a node that keeps only its own ranks' files). How the launch ended is
@@ -155,12 +165,27 @@ def aggregate_dir_to(out_dir: Path, launch: Launch | None = None) -> tuple[RunRe
     from minicluster.analysis.aggregate import aggregate
 
     records, launch = run_records(out_dir, launch)
-    result = aggregate(records, launch)
+    result = aggregate(records, launch, flight_recorder=flight_recorder_diagnosis(out_dir))
+    if judge is not None:
+        judge(result)
     written = store.write_result(out_dir, result)
     _warn_kept(written)
     if written.kept_result is not None:  # a fuller result was there: it stays the run's answer
         return RunResult.from_json(written.kept_result), rundir.result_path(out_dir)
     return RunResult.from_json(result), written.path
+
+
+def flight_recorder_diagnosis(out_dir: Path) -> dict[str, Any] | None:
+    """What the Flight Recorder dumps of `out_dir` say (`analysis.flight_recorder.diagnose`);
+    None when the run left none, or they do not read (`diagnose DIR` says why)."""
+    from minicluster.analysis import flight_recorder
+
+    if not rundir.flight_recorder_dir(out_dir).is_dir():
+        return None
+    try:
+        return flight_recorder.diagnose(flight_recorder.load([rundir.flight_recorder_dir(out_dir)]))
+    except InputError:
+        return None
 
 
 def run_records(out_dir: Path, launch: Launch | None = None) -> tuple[list[Any], Launch]:

@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_junit(p)
     add_require(p)
     add_fault_args(p)
+    add_parallel_arg(p)
     add_launcher_args(p)
     add_node_args(p)
     add_dry_run(p)
@@ -93,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_flags(p)
     add_junit(p)
     add_fault_args(p)
+    add_parallel_arg(p)
+    p.add_argument(
+        "--layouts",
+        metavar="L,L,...",
+        help="train the same model, seed and global batch under each layout (ddp, fsdp, tp, "
+        "fsdp_tp, hsdp, or degree specs separated by ';': dp_shard=2;tp=2) and check the loss "
+        "agrees with the first layout's at every step (relative 1e-4 in fp32, 3e-2 in bf16/fp16)",
+    )
     add_launcher_args(p)
     add_dry_run(p)
     p.set_defaults(handler=handlers.validate)
@@ -141,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_projection_flags(p)
     add_report_flags(p)
     add_require(p)
+    add_parallel_arg(p)
     add_launcher_args(p)
     add_dry_run(p)
     p.set_defaults(handler=handlers.sweep)
@@ -333,6 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
             dest=f"check_{f.name}",
             metavar=f.metadata["metavar"],
         )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="judge the run against a reference (minicluster-reference/1: one of "
+        "minicluster/references/*.yaml, or a site one from `reference record`): median step "
+        "time, TFLOP/s and busbw as %% of the figure for this platform and job, below "
+        "--floor-pct is a finding (exit 1); no figure for this platform: not judged",
+    )
     p.set_defaults(handler=handlers.aggregate)
 
     p = sub.add_parser(
@@ -490,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=handlers.fleet)
 
     add_history_parser(sub)
+    add_reference_parser(sub)
 
     p = sub.add_parser("convert", help="convert a result of any supported format")
     p.add_argument("input", type=Path, metavar="IN")
@@ -580,6 +600,30 @@ def add_node_check(sub: argparse._SubParsersAction) -> None:
     add_report_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(handler=handlers.node_check)
+
+
+def add_reference_parser(sub: argparse._SubParsersAction[OneLineParser]) -> None:
+    """`reference record`: a site reference from healthy results."""
+    p = sub.add_parser(
+        "reference",
+        help="references: record a site reference (median and spread per metric) from healthy "
+        "results",
+    )
+    p.set_defaults(handler=handlers.reference_no_action)
+    actions = p.add_subparsers(dest="reference_command", metavar="ACTION")
+    q = actions.add_parser(
+        "record",
+        help="a site reference from healthy results of one job on one platform",
+        description="Make a site reference (minicluster-reference/1, kind site) from healthy "
+        "results of one job on one platform (run, collectives or node-check results): per "
+        "metric and conditions the median, the MAD and the count. Refused (exit 2) when a "
+        "result is not healthy or the results are of different platforms or jobs.",
+    )
+    q.add_argument("results", type=Path, nargs="+", metavar="RESULT", help="result.json or run dir")
+    q.add_argument("--out", type=Path, required=True, help="the reference file (.yaml or .json)")
+    q.add_argument("--name", help="the reference's name (default: the file's stem)")
+    q.add_argument("--force", action="store_true", help="replace --out when it exists")
+    q.set_defaults(handler=handlers.reference_record)
 
 
 def add_history_parser(sub: argparse._SubParsersAction[OneLineParser]) -> None:
@@ -776,6 +820,16 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
     )
     config_flag(p, "--expect-busbw", ChecksSection, "expect_busbw_gbps", metavar="GBPS")
     config_flag(p, "--collective-timeout", RunSection, "collective_timeout_s", metavar="SECONDS")
+
+
+def add_parallel_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--parallel",
+        metavar="DEGREE=N,...",
+        help="the layout, replacing the config's parallel degrees: dp_replicate, dp_shard (FSDP2), "
+        "tp, pp, ep, multiplying to the world size; e.g. dp_shard=2,tp=2 (default: config "
+        "parallel section; none: DDP over every rank)",
+    )
 
 
 def add_launcher_args(p: argparse.ArgumentParser) -> None:

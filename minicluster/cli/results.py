@@ -24,6 +24,21 @@ def aggregate(args: argparse.Namespace) -> int:
         if key.startswith("check_") and value is not None
     }
     is_sweep = rundir.plan_path(args.dir).is_file() and not rundir.ranks_dir(args.dir).is_dir()
+    floor = overrides.pop("reference_floor_pct", None)
+    if args.reference is not None or floor is not None:
+        from minicluster.cli.reference import judge_hook
+
+        if args.reference is None:
+            raise InputError("--floor-pct needs --reference FILE")
+        if overrides or is_sweep:
+            raise InputError(
+                "--reference judges one run as recorded: give it without other threshold flags, "
+                "on a run directory (not a sweep)"
+            )
+        judge = judge_hook(args.reference, floor)
+        return orchestrate.verdict_after_the_fact(
+            orchestrate.aggregate_dir(args.dir, None, judge=judge)
+        )
     if overrides:
         if is_sweep:
             raise InputError(
@@ -56,8 +71,10 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
         raise InputError(f"{run_dir} holds a collectives run: its thresholds judge training runs")
     own = frame.config.checks
     new = override_checks(own, **overrides)
-    before = aggregate(records, launch)
-    after = aggregate(records, launch, checks=new)
+    dumps = orchestrate.flight_recorder_diagnosis(run_dir)
+    before = aggregate(records, launch, flight_recorder=dumps)
+    after = aggregate(records, launch, checks=new, flight_recorder=dumps)
+    _record_thresholds(after, new)
     validate_result(after)
     path = store.fresh_result_path(run_dir, "rejudged")
     try:
@@ -76,6 +93,24 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
             print(f"  {line}")
         print(f"result: {path}")
     return orchestrate.verdict_after_the_fact(judged_after)
+
+
+def _record_thresholds(result: dict[str, Any], checks: Any) -> None:
+    """The re-judged result states the thresholds it was judged by (it carried the recorded
+    run's, so one file showed two straggler thresholds): `config.checks`, or the keys under
+    `config.run` where a run from before the checks section kept them."""
+    import dataclasses
+
+    config = result.get("config")
+    if not isinstance(config, dict):
+        return
+    values = dataclasses.asdict(checks)
+    if isinstance(config.get("checks"), dict):
+        config["checks"] = {**config["checks"], **values}
+    elif isinstance(config.get("run"), dict):
+        run = config["run"]
+        for key in values.keys() & run.keys():
+            run[key] = values[key]
 
 
 def report(args: argparse.Namespace) -> int:

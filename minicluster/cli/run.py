@@ -62,7 +62,15 @@ def write_junit(args: argparse.Namespace, result: RunResult | None, code: int) -
 
 
 def validate(args: argparse.Namespace) -> int:
-    """`minicluster validate`: DDP equals one process; replicas identical. 0 pass, 1 fail."""
+    """`minicluster validate`: DDP equals one process; replicas identical (or, with `--layouts`,
+    every layout trains the same losses). 0 pass, 1 fail."""
+    if getattr(args, "layouts", None):
+        if getattr(args, "parallel", None):
+            raise InputError("--layouts gives the layouts to compare: leave out --parallel")
+        from minicluster.cli.validate_layouts import validate_layouts
+
+        cfg = config_mod.override(load_training_config(args.config), nproc=nproc_from_args(args))
+        return validate_layouts(args, cfg, launcher_from_args(args))
     result = _launch_training(args, validating=True)
     if result is None:  # a dry run (validate runs on one node: a run's result is here)
         return EXIT_OK
@@ -106,6 +114,15 @@ def _launch_training(args: argparse.Namespace, validating: bool) -> RunResult | 
     if validating:
         if cfg.run.nproc < 2:
             raise InputError("validate compares ranks: it needs --nproc 2 or more")
+        if (
+            not config_mod.with_parallel(cfg, getattr(args, "parallel", None))
+            .parallel.layout(cfg.run.nproc)
+            .is_ddp
+        ):
+            raise InputError(
+                "validate checks DDP against one process; for another layout compare it with "
+                "DDP: validate --layouts ddp,fsdp,tp"
+            )
         if isinstance(cfg.workload, config_mod.CustomConfig):
             raise InputError(
                 "validate re-makes every rank's batch on rank 0, and a custom model's "
@@ -464,6 +481,8 @@ def with_faults(
     fault_spec.check_against_run(
         cfg.faults, world_size or cfg.run.nproc, cfg.steps.warmup + cfg.steps.measured
     )
+    cfg = config_mod.with_parallel(cfg, getattr(args, "parallel", None))
+    config_mod.check_layout(cfg, world_size or cfg.run.nproc)
     return cfg
 
 

@@ -51,6 +51,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             "per-rank batch on every rank"
         )
     cfg = config_mod.require(load_training_config(args.config), args.require)
+    cfg = config_mod.with_parallel(cfg, args.parallel)
     launcher = launcher_from_args(args)
     per_rank_batch = cfg.workload.per_rank_batch
     global_batch = None
@@ -74,6 +75,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         batch = per_rank_batch if global_batch is None else global_batch // n
         configs[n] = _sweep_run_config(cfg, n, batch, threads)
         fault_spec.check_against_run(cfg.faults, n, total_steps)
+        config_mod.check_layout(cfg, n)
     orchestrate.check_required(cfg)
     if isinstance(launcher, LocalTorchrun):  # refuses a world size this host cannot hold
         host_fit.check_local_ranks(

@@ -40,7 +40,10 @@ def watch(args: argparse.Namespace) -> int:
             raise InputError(
                 f"{args.dir} holds no rank files with a header yet (ranks/rank_NNNNN.jsonl)"
             )
-        _print_once(snap, args.json)
+        from minicluster.cli.orchestrate import stdout_may_close
+
+        with stdout_may_close():  # `watch --once | head -1` keeps the snapshot's exit code
+            _print_once(snap, args.json)
         return int(snap["exit_code"])
     return _live(watcher, args)
 

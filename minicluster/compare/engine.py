@@ -241,6 +241,10 @@ def compare_pair(
 _RATE_OF_STEP = {
     "throughput_samples_per_sec": "step_time_mean_ms",
     "tokens_per_sec": "step_time_mean_ms",
+    # FLOPs per sample x samples/s: a constant times the throughput (analysis/flops.py)
+    "achieved_tflops": "step_time_mean_ms",
+    "tflops_per_rank": "step_time_mean_ms",
+    "mfu_pct": "step_time_mean_ms",
 }
 
 
@@ -250,14 +254,12 @@ def _align_rates(rows: list[Row]) -> None:
     by_name = {r.metric: r for r in rows}
     for rate, step in _RATE_OF_STEP.items():
         r, s = by_name.get(rate), by_name.get(step)
-        if r is None or s is None or s.test is None or r.test is None:
+        # the rate's own test does not matter (a FLOPs rate had none: "fewer than 4 samples")
+        if r is None or s is None or s.test is None:
             continue
-        if r.verdict not in ("better", "worse", "no_change") or s.verdict not in (
-            "better",
-            "worse",
-            "no_change",
-        ):
-            continue
+        judged = ("better", "worse", "no_change")
+        if r.verdict not in judged or s.verdict not in judged:
+            continue  # a rate not measured on a side stays "missing"
         r.verdict, r.regression = s.verdict, s.regression  # better/worse already follow direction
         r.test, r.p_value, r.ci_low, r.ci_high = s.test, s.p_value, None, None
         r.mde_pct = s.mde_pct

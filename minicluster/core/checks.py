@@ -84,6 +84,19 @@ class ChecksSection:
             "a measured busbw below PCT percent of the expected one is a slow link",
         ),
     )
+    # A run judged against a reference (`aggregate --reference FILE`) below this % of the
+    # reference's figure (step time, TFLOP/s, busbw) is below the floor.
+    reference_floor_pct: float = field(
+        default=90.0,
+        metadata=_check(
+            1,
+            100,
+            "--floor-pct",
+            "PCT",
+            "with --reference: a figure below PCT percent of the reference's is below the floor "
+            "(exit 1)",
+        ),
+    )
     # A rank whose cost (the wall time the run would save had it run at the others' pace) is at
     # least this share of the run, and significantly above the other ranks', is a culprit.
     culprit_cost_pct: float = field(

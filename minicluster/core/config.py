@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from minicluster.core import choices, collective_defs, factory_spec
+from minicluster.core import layout as layout_mod
 from minicluster.core.checks import CHECK_KEYS, ChecksSection
 from minicluster.core.choices import REQUIRABLE_MEASUREMENTS
 from minicluster.core.errors import ConfigError
@@ -60,6 +61,82 @@ class TransformerConfig:
             )
 
 
+# Shapes of published decoders (no weights): a preset fills the shape fields the config leaves
+# out. Sources: Meta's Llama 3 / 3.1 / 3.2 model cards and params.json files (as torchtitan's
+# llama3 model args restate them).
+LLAMA_PRESETS: dict[str, dict[str, Any]] = {
+    "llama3_1b": dict(
+        dim=2048, n_layers=16, n_heads=32, n_kv_heads=8, vocab_size=128256,
+        ffn_dim_multiplier=1.5, multiple_of=256, rope_theta=500000.0, seq_len=8192,
+    ),
+    "llama3_8b": dict(
+        dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, vocab_size=128256,
+        ffn_dim_multiplier=1.3, multiple_of=1024, rope_theta=500000.0, seq_len=8192,
+    ),
+    "llama3_70b": dict(
+        dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, vocab_size=128256,
+        ffn_dim_multiplier=1.3, multiple_of=4096, rope_theta=500000.0, seq_len=8192,
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    """A Llama-style decoder (RMSNorm, RoPE, SwiGLU, grouped-query attention) on synthetic
+    tokens; the default fits two CPU ranks. `preset` fills the shape fields not given."""
+
+    name: Literal["llama"] = "llama"
+    per_rank_batch: int = field(default=4, metadata=_range(1))
+    seq_len: int = field(default=32, metadata=_range(2))
+    preset: str | None = None
+    vocab_size: int = field(default=256, metadata=_range(2))
+    dim: int = field(default=64, metadata=_range(8))
+    n_layers: int = field(default=4, metadata=_range(1, 1024))
+    n_heads: int = field(default=4, metadata=_range(1))
+    n_kv_heads: int = field(default=2, metadata=_range(1))
+    multiple_of: int = field(default=32, metadata=_range(1))
+    ffn_dim_multiplier: float | None = field(default=None, metadata=_range(0.01))
+    rope_theta: float = field(default=10000.0, metadata=_range(1))
+    norm_eps: float = field(default=1e-5, metadata=_range(0))
+    # Mixture of experts: 0 is a dense SwiGLU MLP; N > 0 replaces it by N SwiGLU experts, each
+    # token routed to its top-k (expert parallel, `parallel.ep`, spreads them over ranks).
+    moe_experts: int = field(default=0, metadata=_range(0, 4096))
+    moe_top_k: int = field(default=2, metadata=_range(1, 64))
+
+    def __post_init__(self) -> None:
+        if self.moe_experts and self.moe_top_k > self.moe_experts:
+            raise ConfigError(
+                f"workload.moe_top_k ({self.moe_top_k}) exceeds workload.moe_experts "
+                f"({self.moe_experts})"
+            )
+        if self.preset is not None and self.preset not in LLAMA_PRESETS:
+            raise ConfigError(
+                f"workload.preset is {self.preset!r}; allowed: {', '.join(LLAMA_PRESETS)}"
+            )
+        if self.dim % self.n_heads:
+            raise ConfigError(
+                f"workload.dim ({self.dim}) must be divisible by workload.n_heads ({self.n_heads})"
+            )
+        if (self.dim // self.n_heads) % 2:
+            raise ConfigError(
+                f"workload.dim / workload.n_heads ({self.dim // self.n_heads}) must be even (RoPE "
+                "rotates pairs)"
+            )
+        if self.n_heads % self.n_kv_heads:
+            raise ConfigError(
+                f"workload.n_heads ({self.n_heads}) must be divisible by workload.n_kv_heads "
+                f"({self.n_kv_heads})"
+            )
+
+    @property
+    def ffn_dim(self) -> int:
+        """SwiGLU hidden size, as Llama computes it (2/3 of 4 dim, scaled, rounded up)."""
+        hidden = int(2 * (4 * self.dim) / 3)
+        if self.ffn_dim_multiplier is not None:
+            hidden = int(self.ffn_dim_multiplier * hidden)
+        return self.multiple_of * ((hidden + self.multiple_of - 1) // self.multiple_of)
+
+
 @dataclass(frozen=True)
 class CustomConfig:
     """The user's own model: `factory` names a function `build(ctx)` returning the model, its
@@ -82,10 +159,13 @@ class CustomConfig:
         object.__setattr__(self, "options", dict(self.options))
 
 
-WorkloadConfig = MlpConfig | TransformerConfig | CustomConfig
-WORKLOADS: dict[str, type[MlpConfig] | type[TransformerConfig] | type[CustomConfig]] = {
+WorkloadConfig = MlpConfig | TransformerConfig | LlamaConfig | CustomConfig
+WORKLOADS: dict[
+    str, type[MlpConfig] | type[TransformerConfig] | type[LlamaConfig] | type[CustomConfig]
+] = {
     "mlp": MlpConfig,
     "transformer": TransformerConfig,
+    "llama": LlamaConfig,
     "custom": CustomConfig,
 }
 
@@ -125,6 +205,37 @@ class RunSection:
     replica_check_every: int = field(default=0, metadata=_range(0))
     # Rank 0 re-trains a single-process copy on the global batch and compares (`validate`).
     check_ddp_equivalence: bool = False
+    # fp32, or autocast to bf16/fp16 (FSDP2 also gathers parameters and reduces gradients in it).
+    precision: Literal["fp32", "bf16", "fp16"] = field(
+        default="fp32", metadata={"help": "compute precision: fp32, or autocast to bf16 / fp16"}
+    )
+    compile: bool = False  # torch.compile the model before wrapping it
+    # The global batch is per_rank_batch x world size in every layout: a data-parallel rank of a
+    # layout with fewer of them (tp, pp) trains on world / dp shards of it, so every layout sees
+    # the same data (`validate --layouts` sets it).
+    fixed_global_batch: bool = False
+
+
+@dataclass(frozen=True)
+class ParallelSection:
+    """The layout's degrees (`core.layout`): their product is the world size; `dp_replicate`
+    unset takes what the others leave (all unset: DDP over every rank)."""
+
+    dp_replicate: int | None = field(default=None, metadata=_range(1))
+    dp_shard: int | None = field(default=None, metadata=_range(1))
+    tp: int | None = field(default=None, metadata=_range(1))
+    pp: int | None = field(default=None, metadata=_range(1))
+    ep: int | None = field(default=None, metadata=_range(1))
+    pp_schedule: Literal["1f1b", "gpipe"] = "1f1b"
+    pp_microbatches: int | None = field(default=None, metadata=_range(1))
+
+    def degrees(self) -> dict[str, int | None]:
+        return {k: getattr(self, k) for k in layout_mod.DEGREES}
+
+    def layout(self, world_size: int) -> layout_mod.Layout:
+        return layout_mod.resolve(
+            self.degrees(), world_size, self.pp_schedule, self.pp_microbatches
+        )
 
 
 @dataclass(frozen=True)
@@ -301,12 +412,14 @@ class RunConfig:
     telemetry: TelemetrySection = field(default_factory=TelemetrySection)
     faults: tuple[FaultSpec, ...] = ()  # injected on purpose (`--fault`), see fault_spec.py
     collectives: CollectivesSection = field(default_factory=CollectivesSection)
+    parallel: ParallelSection = field(default_factory=ParallelSection)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as JSON data: only the sections this job uses.
 
-        A training config leaves out `job` and `collectives`, so its dict (pinned inside every
-        training result.json) is the same as before collectives existed.
+        A training config leaves out `job` and `collectives`, and `parallel`, `run.precision` and
+        `run.compile` at their defaults (DDP, fp32, eager), so a DDP run's dict (pinned inside
+        every training result.json) is the same as before layouts existed.
         """
         data = dataclasses.asdict(self)
         # JSON-shaped, also when gathered in-band; a kill's `signal` only where given, a shape
@@ -322,6 +435,15 @@ class RunConfig:
         ]
         if self.job == "train":
             del data["job"], data["collectives"]
+            if self.parallel == ParallelSection():
+                del data["parallel"]
+            for key, default in (
+                ("precision", "fp32"),
+                ("compile", False),
+                ("fixed_global_batch", False),
+            ):
+                if data["run"][key] == default:
+                    del data["run"][key]
             return data
         return {k: data[k] for k in _COLLECTIVES_KEYS}  # no checks: nothing judges them there
 
@@ -432,12 +554,21 @@ def from_dict(data: Any, source: str = "config") -> RunConfig:
         raise ConfigError(
             f"{source}: unknown workload.name {wl_name!r}; allowed: {', '.join(WORKLOADS)}"
         )
+    if wl_name == "llama" and workload.get("preset") is not None:
+        preset = LLAMA_PRESETS.get(workload["preset"])
+        if preset is None:
+            raise ConfigError(
+                f"{source}: workload.preset is {workload['preset']!r}; "
+                f"allowed: {', '.join(LLAMA_PRESETS)}"
+            )
+        workload = {**preset, **workload}
     data["workload"] = _build(WORKLOADS[wl_name], workload, "workload", source)
     sections = (
         ("steps", StepsConfig),
         ("run", RunSection),
         ("checks", ChecksSection),
         ("telemetry", TelemetrySection),
+        ("parallel", ParallelSection),
     )
     for key, cls in sections:
         section = data.get(key, {})
@@ -475,6 +606,82 @@ def with_collectives(cfg: RunConfig, **fields: Any) -> RunConfig:
     merged = {**dataclasses.asdict(cfg.collectives), **changes}
     section = _build(CollectivesSection, merged, "collectives", "command line")
     return dataclasses.replace(cfg, collectives=section)
+
+
+def with_parallel(cfg: RunConfig, text: str | None) -> RunConfig:
+    """A copy of `cfg` with the degrees of a `--parallel dp_shard=2,tp=2` flag (None: as is);
+    degrees the flag does not name are unset (the flag gives the whole layout)."""
+    if text is None:
+        return cfg
+    given = layout_mod.parse_flag(text)
+    keep = {
+        "pp_schedule": cfg.parallel.pp_schedule,
+        "pp_microbatches": cfg.parallel.pp_microbatches,
+    }
+    section = _build(ParallelSection, {**keep, **given}, "parallel", "--parallel")
+    return dataclasses.replace(cfg, parallel=section)
+
+
+def check_layout(cfg: RunConfig, world_size: int) -> layout_mod.Layout:
+    """The layout of `cfg` on `world_size` ranks; ConfigError naming the field when a degree does
+    not divide the world size, the workload's heads or layers, or has no plan for the workload."""
+    lay = cfg.parallel.layout(world_size)
+    wl = cfg.workload
+    if not lay.is_ddp and any(f.kind == "corrupt_grad" for f in cfg.faults):
+        raise ConfigError(
+            f"--fault corrupt_grad needs DDP: the replica check that catches it compares whole "
+            f"replicas, and under {lay.name} the ranks hold different shards"
+        )
+    model_parallel = [k for k in ("tp", "pp", "ep") if getattr(lay, k) > 1]
+    if model_parallel and not isinstance(wl, LlamaConfig):
+        raise ConfigError(
+            f"parallel.{model_parallel[0]} needs workload.name: llama (the {wl.name} workload has "
+            "no tensor, pipeline or expert plan; it runs under dp_replicate and dp_shard)"
+        )
+    if lay.ep > 1:
+        if not isinstance(wl, LlamaConfig) or not wl.moe_experts:
+            raise ConfigError(
+                f"parallel.ep ({lay.ep}) needs experts: workload.moe_experts > 0 (llama)"
+            )
+        if wl.moe_experts % lay.ep:
+            raise ConfigError(
+                f"parallel.ep ({lay.ep}) does not divide workload.moe_experts ({wl.moe_experts})"
+            )
+        if lay.ep != lay.world_size:
+            raise ConfigError(
+                f"parallel.ep ({lay.ep}) beside other degrees above 1 is not built yet: ep takes "
+                "every rank (ep = world size)"
+            )
+    if isinstance(wl, LlamaConfig) and wl.moe_experts and lay.tp > 1:
+        raise ConfigError("parallel.tp with workload.moe_experts is not built yet")
+    if lay.pp > 1 and lay.pp != lay.world_size:
+        raise ConfigError(
+            f"parallel.pp ({lay.pp}) beside other degrees above 1 is not built yet: pp takes "
+            "every rank (pp = world size)"
+        )
+    microbatches = lay.pp_microbatches or 0
+    # run.fixed_global_batch: a pipeline's batch is the pp ranks' shards together
+    batch = (wl.per_rank_batch or 0) * (lay.pp if cfg.run.fixed_global_batch else 1)
+    if lay.pp > 1 and batch % microbatches:
+        raise ConfigError(
+            f"parallel.pp_microbatches ({microbatches}) does not divide the pipeline's batch "
+            f"({batch}, workload.per_rank_batch)"
+        )
+    if isinstance(wl, LlamaConfig) and lay.tp > 1:
+        for what in ("n_heads", "n_kv_heads"):
+            if getattr(wl, what) % lay.tp:
+                raise ConfigError(
+                    f"parallel.tp ({lay.tp}) does not divide workload.{what} ({getattr(wl, what)})"
+                )
+        if wl.ffn_dim % lay.tp:
+            raise ConfigError(
+                f"parallel.tp ({lay.tp}) does not divide the SwiGLU hidden size ({wl.ffn_dim})"
+            )
+    if isinstance(wl, LlamaConfig) and lay.pp > 1 and wl.n_layers % lay.pp:
+        raise ConfigError(
+            f"parallel.pp ({lay.pp}) does not divide workload.n_layers ({wl.n_layers})"
+        )
+    return lay
 
 
 def with_checks(cfg: RunConfig, **fields: Any) -> RunConfig:

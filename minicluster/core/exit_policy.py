@@ -71,15 +71,22 @@ POLICY: tuple[Verdict, ...] = (
     Verdict(
         "straggler",
         EXIT_FAILED_CHECK,
-        "run, aggregate, watch",
+        "run, aggregate, watch, sweep (a run of the sweep)",
         "a straggler named (significant, above the threshold)",
     ),
     Verdict(
         "culprit",
         EXIT_FAILED_CHECK,
-        "run, aggregate, watch",
+        "run, aggregate, watch, sweep (a run of the sweep)",
         "a rank that cost the run at least checks.culprit_cost_pct of its wall time, "
         "significantly more than the others (`culprits`)",
+    ),
+    Verdict(
+        "below_reference",
+        EXIT_FAILED_CHECK,
+        "aggregate --reference",
+        "median step time, TFLOP/s or the gradient all-reduce busbw below the floor "
+        "(checks.reference_floor_pct, 90%) of the reference for this platform and job",
     ),
     Verdict(
         "live_problem",

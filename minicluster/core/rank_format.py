@@ -186,7 +186,16 @@ class Step(Record):
 
     TYPE: ClassVar[str] = "step"
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset(
-        ("param_checksum", "optim_checksum", "grad_applied_checksum", "grad_reduced_checksum")
+        (
+            "param_checksum",
+            "optim_checksum",
+            "grad_applied_checksum",
+            "grad_reduced_checksum",
+            "comm_kinds",
+            "pp_stage",
+            "pp_busy_ms",
+            "pp_schedule_ms",
+        )
     )
     step: int
     warmup: bool = False
@@ -211,6 +220,14 @@ class Step(Record):
     optim_checksum: int | None = None
     grad_applied_checksum: int | None = None
     grad_reduced_checksum: int | None = None
+    # A layout without DDP: per collective kind (core.comm_kinds) {calls, bytes, bus_bytes,
+    # time_ms, exposed_ms, untimed} of this step (rank.comm_kinds); absent under DDP.
+    comm_kinds: dict[str, dict[str, Any]] | None = None
+    # A pipeline layout: this rank's stage, the time its forward/backward chunks ran (union) and
+    # the schedule's whole step; the rest of the schedule is bubble (and send/recv waits).
+    pp_stage: int | None = None
+    pp_busy_ms: float | None = None
+    pp_schedule_ms: float | None = None
 
 
 @dataclass(kw_only=True, slots=True)

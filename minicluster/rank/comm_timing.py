@@ -168,7 +168,20 @@ class DdpStatsCommTimer:
         return self.stats.given_up
 
 
-CommTimer = HostClockCommTimer | CudaEventCommTimer | DdpStatsCommTimer
+@dataclass
+class NoDdpTimer:
+    """A layout without DDP: no gradient all-reduce to time here; every step says so."""
+
+    def begin_step(self) -> None:
+        """Nothing to mark."""
+
+    def take_step(self) -> StepComm:
+        return StepComm(
+            None, None, None, None, "no DDP in this layout: its collectives are timed per kind"
+        )
+
+
+CommTimer = HostClockCommTimer | CudaEventCommTimer | DdpStatsCommTimer | NoDdpTimer
 
 
 def hook_timer(

@@ -41,13 +41,19 @@ class FaultInjector:
         self.step = -1
 
     def install(
-        self, ddp: Any, opt: torch.optim.Optimizer, hook_registered: bool, world_size: int
+        self,
+        module: torch.nn.Module,
+        ddp: Any,
+        opt: torch.optim.Optimizer,
+        hook_registered: bool,
+        world_size: int,
     ) -> None:
-        """Register the hooks the persistent and gradient faults need. `hook_registered`: the
-        timer already gave DDP a Python comm hook (which calls `dist.all_reduce`)."""
+        """Register the hooks the persistent and gradient faults need on `module` (the model
+        forward runs; inside DDP, or laid out by FSDP2/TP when `ddp` is None). `hook_registered`:
+        the timer already gave DDP a Python comm hook (which calls `dist.all_reduce`)."""
         if self._of("straggler") or self._of("drift"):
-            ddp.module.register_forward_pre_hook(self._straggle)
-        if self.install_transport() and not hook_registered:
+            module.register_forward_pre_hook(self._straggle)
+        if self.install_transport() and ddp is not None and not hook_registered:
             # DDP's C++ all-reduce would bypass the slow transport
             ddp.register_comm_hook(None, mean_hook(world_size))
         if self._of("corrupt_grad"):

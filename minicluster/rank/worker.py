@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +24,21 @@ import torch
 import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from minicluster.core import clock, fault_spec, pairs, rundir
-from minicluster.core.config import RunConfig, default_threads
+from minicluster.core import clock, comm_methods, fault_spec, pairs, rundir
+from minicluster.core.config import RunConfig, check_layout, default_threads
 from minicluster.core.errors import InputError
 from minicluster.core.log import setup_logging
 from minicluster.core.rank_format import CommTiming, RankLog, Step
 from minicluster.rank import (
     collectives,
+    comm_kinds,
     ddp_stats,
     dist,
     equivalence,
     faults,
     flight_recorder,
     isolate,
+    layouts,
     pairwise,
     replica,
     workloads,
@@ -42,8 +46,10 @@ from minicluster.rank import (
 from minicluster.rank.comm_timing import (
     CommTimer,
     DdpStatsCommTimer,
+    NoDdpTimer,
     attach_comm_timer,
     switch_to_hook,
+    union_ms,
 )
 from minicluster.rank.session import RankSession
 
@@ -88,36 +94,71 @@ def run(
 
 
 def _train(cfg: RunConfig, session: RankSession) -> None:
-    """DDP training steps on this rank: one step record per step, flushed as it ends."""
+    """Training steps on this rank, in the configured layout (DDP, or FSDP2/TP on one mesh): one
+    step record per step, flushed as it ends."""
     info, device, backend = session.info, session.device, session.backend
-    # Outside launchers skip the CLI's check: bad fault specs fail here, before any work.
+    # Outside launchers skip the CLI's checks: bad fault specs or layouts fail here, before work.
     fault_spec.check_against_run(cfg.faults, info.world_size, cfg.steps.warmup + cfg.steps.measured)
+    layout = check_layout(cfg, info.world_size)
     session.open()
     wl = workloads.build(cfg.workload, cfg.run.seed, device, info.rank, info.world_size)
     session.start(wl)
-    ddp = DDP(
-        wl.model,
-        device_ids=[device.index] if device.type == "cuda" else None,
-        bucket_cap_mb=cfg.run.bucket_cap_mb,
-    )
-    checker = replica.ReplicaChecker(cfg.run.replica_check_every)
     injector = faults.FaultInjector(cfg.faults, info.rank)
-    method = cfg.run.comm_timing
-    forced = None
-    if method != "hook" and checker.every > 0:
-        # The replica check sees the reduced gradient inside the comm hook.
-        method, forced = "hook", "the replica check needs the comm hook"
-    timer, timing_method, fallback = attach_comm_timer(
-        ddp, method, backend, info.world_size, wrap_hook=checker.wrap_comm_hook
-    )
-    if fallback:
-        log.warning("%s", fallback)
+    module = wl.model
+    pipe: layouts.Pipeline | None = None
+    par: layouts.Parallel | None = None
+    timer: CommTimer | comm_kinds.KindTracker
+    if layout.is_ddp:
+        if cfg.run.compile:
+            wl.model.compile()
+        model: torch.nn.Module = DDP(
+            wl.model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            bucket_cap_mb=cfg.run.bucket_cap_mb,
+        )
+        checker = replica.ReplicaChecker(cfg.run.replica_check_every)
+        method = cfg.run.comm_timing
+        forced = None
+        if method != "hook" and checker.every > 0:
+            # The replica check sees the reduced gradient inside the comm hook.
+            method, forced = "hook", "the replica check needs the comm hook"
+        timer, timing_method, fallback = attach_comm_timer(
+            model, method, backend, info.world_size, wrap_hook=checker.wrap_comm_hook
+        )
+        if fallback:
+            log.warning("%s", fallback)
+        dp_rank, autocast = info.rank, layouts.autocast(device, cfg.run.precision, None)
+    else:
+        if layout.pp > 1:
+            pipe = layouts.pipeline(wl.model, layout, device, wl.loss_fn)
+            model, dp_rank, module = pipe.stage_module, 0, pipe.stage_module
+            autocast = layouts.autocast(device, cfg.run.precision, None)
+        else:
+            par = layouts.parallelize(wl.model, layout, device, cfg.run.precision, cfg.run.compile)
+            model, dp_rank = par.model, par.dp_rank
+            autocast = layouts.autocast(device, cfg.run.precision, par)
+        # Shards and tensor-parallel slices differ between ranks by design: no replica check.
+        checker = replica.ReplicaChecker(0)
+        timing_method, forced, fallback = comm_methods.NO_DDP, None, None
+        timer = NoDdpTimer()
+        if backend == "gloo":  # host clock: on NCCL it would time the launch, not the transfer
+            tracker = comm_kinds.KindTracker()
+            tracker.install()
+            session.held.update(tracker=tracker)
+            timer, timing_method = tracker, comm_methods.KINDS_HOST_CLOCK
+    if cfg.run.fixed_global_batch:
+        _shard_batches(wl, layout.tp * layout.pp)  # the ranks of a tp/pp group share one batch
     # The header is already on disk (written before DDP's first collective): this record adds
     # the timing method from step 0 on.
     session.write(CommTiming(method=timing_method, fallback=fallback or forced, from_step=0))
-    opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
-    session.held.update(ddp=ddp, opt=opt)
-    injector.install(ddp, opt, timing_method != ddp_stats.METHOD, info.world_size)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    if par is not None and par.sync_grads is not None:
+        sync = par.sync_grads
+        opt.register_step_pre_hook(lambda *_: sync())
+    session.held.update(model=model, module=module, opt=opt)
+    ddp = model if isinstance(model, DDP) else None
+    hooked = timing_method != ddp_stats.METHOD
+    injector.install(module, ddp, opt, hooked, info.world_size)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     tele = session.telemetry()
@@ -130,24 +171,42 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
             tele.begin()  # the measured window: right after warm-up (device already synced)
         injector.begin_step(step)
         checker.begin_step(step)
-        rec, prev_end_ns = train_step(
-            ddp, opt, wl, timer, device, step, info.rank, cfg.steps.warmup, prev_end_ns
-        )
-        for key, value in checker.record(ddp.module, opt).items():  # after the clock stopped
+        if pipe is not None:
+            rec = pipeline_step(pipe, opt, wl, timer, device, step, cfg.steps.warmup, autocast)
+            prev_end_ns = None
+        else:
+            rec, prev_end_ns = train_step(
+                model,
+                opt,
+                wl,
+                timer,
+                device,
+                step,
+                dp_rank,
+                cfg.steps.warmup,
+                autocast,
+                prev_end_ns,
+            )
+        for key, value in checker.record(module, opt).items():  # after the clock stopped
             setattr(rec, key, value)
+        if isinstance(timer, comm_kinds.KindTracker):
+            rec.comm_kinds = timer.last_kinds
         session.write(rec)
         if isinstance(timer, DdpStatsCommTimer) and timer.given_up:
+            assert ddp is not None
             timer, switched = _switch_to_hook(ddp, timer, backend, info, step + 1)
             session.write(switched)
         if progress_every and (step + 1) % progress_every == 0:
             log.info("step %d/%d  step_time %.2f ms", step + 1, total, rec.step_time_ms)
 
     tele_window = tele.end(cfg.steps.measured)
-    cross = ddp_stats.cross_check(ddp, session.log.timing[-1].method)
+    if isinstance(timer, comm_kinds.KindTracker):
+        timer.uninstall()
+    cross = ddp_stats.cross_check(ddp, session.log.timing[-1].method) if ddp else None
     validation = None
-    if cfg.run.check_ddp_equivalence and info.rank == 0:
+    if cfg.run.check_ddp_equivalence and info.rank == 0 and ddp is not None:
         validation = equivalence.ddp_equivalence(
-            ddp.module,
+            module,
             opt,
             lambda: workloads.build(cfg.workload, cfg.run.seed, device),
             info.world_size,
@@ -157,7 +216,7 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
         tele_window,
         ddp_logging=cross,
         validation=validation,
-        memory=workloads.state_bytes(ddp.module, opt),
+        memory=workloads.state_bytes(module, opt),
     )
 
 
@@ -234,26 +293,30 @@ def _agree_out_dir_is_new(out_dir: Path, info: dist.RankInfo) -> None:
 
 
 def train_step(
-    ddp: DDP,
+    model: torch.nn.Module,
     opt: torch.optim.Optimizer,
     wl: workloads.Workload,
-    timer: CommTimer,
+    timer: CommTimer | comm_kinds.KindTracker,
     device: torch.device,
     step: int,
-    rank: int,
+    dp_rank: int,
     warmup: int,
+    autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
     prev_end_ns: int | None = None,
 ) -> tuple[Step, int]:
     """One timed optimizer step on this rank: its step record (times in ms) and the
-    `perf_counter_ns` of its end. `prev_end_ns`: the previous step's end, so the record says how
-    long the host spent between the two (`gap_ms`: the batch, the records, a pause of any cause)."""
-    x, y = wl.make_batch(step, rank)
+    `perf_counter_ns` of its end. `dp_rank`: which data-parallel share of the batch this rank
+    trains on (the ranks of a tensor-parallel group share one). `prev_end_ns`: the previous
+    step's end, so the record says how long the host spent between the two (`gap_ms`: the
+    batch, the records, a pause of any cause)."""
+    x, y = wl.make_batch(step, dp_rank)
     sync = torch.cuda.synchronize if device.type == "cuda" else _no_sync
     sync()  # batch on the device before the clock starts
     timer.begin_step()  # CUDA events: the origin the step's bucket spans are taken from
     t0 = time.perf_counter_ns()
     opt.zero_grad(set_to_none=True)
-    loss = wl.loss_fn(ddp(x), y)
+    with autocast():
+        loss = wl.loss_fn(model(x), y)
     sync()
     t1 = time.perf_counter_ns()
     loss.backward()  # returns once DDP has waited for every bucket's all-reduce
@@ -272,8 +335,7 @@ def train_step(
         fwd_ms=fwd_ms,
         bwd_ms=bwd_ms,
         opt_ms=opt_ms,
-        # Unknown comm figures leave compute unknown too: backward holds both.
-        compute_ms=None if exposed is None else fwd_ms + max(0.0, bwd_ms - exposed),
+        compute_ms=_compute_ms(fwd_ms, bwd_ms, exposed, isinstance(timer, comm_kinds.KindTracker)),
         comm_ms=comm.comm_ms,
         exposed_comm_ms=exposed,
         buckets=comm.buckets,
@@ -284,6 +346,82 @@ def train_step(
         gap_ms=None if prev_end_ns is None else (t0 - prev_end_ns) / 1e6,
     )
     return step_rec, t3
+
+
+def pipeline_step(
+    pipe: layouts.Pipeline,
+    opt: torch.optim.Optimizer,
+    wl: workloads.Workload,
+    timer: CommTimer | comm_kinds.KindTracker,
+    device: torch.device,
+    step: int,
+    warmup: int,
+    autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> Step:
+    """One timed optimizer step of this rank's pipeline stage: the schedule runs forward and
+    backward of every microbatch (they cannot be timed apart), its chunks' busy time is the
+    stage's compute, the rest of the schedule its bubble and send/recv waits."""
+    x, y = wl.make_batch(step, 0)  # every stage the same batch: the first reads x, the last y
+    sync = torch.cuda.synchronize if device.type == "cuda" else _no_sync
+    sync()
+    timer.begin_step()
+    pipe.busy_spans.clear()
+    t0 = time.perf_counter_ns()
+    opt.zero_grad(set_to_none=True)
+    with autocast():
+        loss = pipe.step(x, y, wl.loss_fn)
+    sync()
+    t1 = time.perf_counter_ns()
+    opt.step()
+    sync()
+    t2 = time.perf_counter_ns()
+    comm = timer.take_step()
+    busy_ms = union_ms([(s / 1e6, e / 1e6) for s, e in pipe.busy_spans])
+    return Step(
+        step=step,
+        warmup=step < warmup,
+        step_time_ms=(t2 - t0) / 1e6,
+        opt_ms=(t2 - t1) / 1e6,
+        compute_ms=busy_ms,
+        comm_ms=comm.comm_ms,
+        exposed_comm_ms=comm.exposed_comm_ms,
+        buckets=comm.buckets,
+        comm_bytes=comm.bytes,
+        comm_reason=comm.reason,
+        loss=loss,
+        t_unix_s=time.time(),
+        pp_stage=pipe.stage,
+        pp_busy_ms=busy_ms,
+        pp_schedule_ms=(t1 - t0) / 1e6,
+    )
+
+
+def _shard_batches(wl: workloads.Workload, shards: int) -> None:
+    """Make each data-parallel rank train on `shards` consecutive per-rank batches (the global
+    batch of a run with one data-parallel rank per rank, concatenated), so a layout with fewer
+    data-parallel ranks sees the same data as DDP."""
+    if shards <= 1:
+        return
+    one = wl.make_batch
+
+    def make_batch(step: int, dp_rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [one(step, dp_rank * shards + i) for i in range(shards)]
+        return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+
+    wl.make_batch = make_batch
+
+
+def _compute_ms(
+    fwd_ms: float, bwd_ms: float, exposed: float | None, anywhere: bool
+) -> float | None:
+    """Forward + backward less the time blocked on communication; unknown comm figures leave
+    compute unknown too. DDP blocks only in backward (its all-reduce); a layout's collectives
+    (`anywhere`: FSDP2's all-gathers, TP's all-reduces) block in forward as well."""
+    if exposed is None:
+        return None
+    if anywhere:
+        return max(0.0, fwd_ms + bwd_ms - exposed)
+    return fwd_ms + max(0.0, bwd_ms - exposed)
 
 
 def _no_sync() -> None:

@@ -20,7 +20,7 @@ from minicluster.report.text import (
     shown_ranks,
     text,
 )
-from minicluster.result.model import Finding, InjectedFault, RunResult, Straggler
+from minicluster.result.model import Finding, Incident, InjectedFault, RunResult, Straggler
 
 
 @dataclass
@@ -87,6 +87,8 @@ def _sections(result: RunResult, max_rows: int | None = None) -> list[TextTable]
             tables.append(table)
     if result.collectives is not None:
         tables.append(sections.collectives_table(result.collectives, result.world_size))
+    if result.comm is not None and result.comm.kinds:
+        tables.append(sections.comm_kinds_table(result.comm))
     return tables
 
 
@@ -105,6 +107,7 @@ def _summary(result: RunResult) -> TextTable:
         ["created at (UTC)", text(result.created_at)],
         ["world size", f"{text(result.world_size)} ranks on {node_count(result)} node(s)"],
         ["launcher / backend", f"{result.launcher} / {text(result.backend)}"],
+        *([["layout", sections.layout_text(result)]] if result.layout is not None else []),
         ["workload", f"{wl.name} ({wl.workload_type}), params {fmt_num(wl.params)}"],
         ["batch", f"global {text(wl.global_batch)} = {text(wl.per_rank_batch)} per rank"],
         [
@@ -241,7 +244,22 @@ def _verdict(result: RunResult) -> str | None:
     v = result.validation
     if v is not None and v.passed is False:
         parts.append(f"validation FAILED: {v.reason or 'see the checks'}")
+    if result.incident is not None:
+        parts.append(incident_phrase(result.incident))
     return "; ".join(parts) or None
+
+
+def incident_phrase(incident: Incident) -> str:
+    """The incident's C4 class and where: "incident: non-comm hang on rank 1 (node 0 (vm))"."""
+    kind = incident.kind.replace("non_comm", "non-comm").replace("_", " ")
+    if incident.ranks:
+        where = "rank " + ", ".join(str(r) for r in incident.ranks)
+        node = incident.node
+        if node is not None and (node.node_rank is not None or node.hostname is not None):
+            where += f" ({node_label(node.node_rank, node.hostname)})"
+    else:
+        where = text(incident.link or "the job")
+    return f"incident: {kind} on {where}"
 
 
 def _fault_rank(f: Finding | InjectedFault) -> str:

@@ -13,7 +13,7 @@ from minicluster.report.text import (
     shown_ranks,
     text,
 )
-from minicluster.result.model import Collectives, RunResult, Scaling, SweepRunEntry
+from minicluster.result.model import Collectives, CommSection, RunResult, Scaling, SweepRunEntry
 
 
 def scaling_table(result: RunResult) -> TextTable | None:
@@ -158,6 +158,12 @@ def _scaling_note(s: Scaling) -> str:
             f"Metrics, ranks and plots below come from run {text(head.dir)} "
             f"(world size {text(head.world_size)}, round {text(head.round)})."
         )
+        if head.left_out:
+            sizes = ", ".join(text(n) for n in head.left_out)
+            parts.append(
+                f"World size {sizes} is left out of them: no run there finished ok "
+                "(its partial figures would mislead; see the errors)."
+            )
     return " ".join(parts)
 
 
@@ -229,3 +235,52 @@ def collectives_ranks(result: RunResult, max_rows: int | None) -> TextTable:
             ]
         )
     return table
+
+
+def layout_text(result: RunResult) -> str:
+    """`FSDP+TP (dp_shard=2,tp=2), bf16, compiled`: the layout line of every report header."""
+    lay = result.layout
+    if lay is None:
+        return "n/a"
+    extra: list[str] = [result.precision] if result.precision else []
+    if result.compile:
+        extra.append("compiled")
+    return f"{lay.name} ({lay.label})" + "".join(f", {e}" for e in extra)
+
+
+def comm_kinds_table(comm: CommSection) -> TextTable:
+    """Communication per collective kind: per step, max over ranks, median over steps."""
+    rows = []
+    for k in comm.kinds:
+        rows.append(
+            [
+                k.label or k.kind,
+                fmt_num(k.calls_per_step),
+                "n/a" if k.bytes_per_step is None else f"{bytes_to_mib(k.bytes_per_step):.3g}",
+                fmt_num(k.time_ms),
+                fmt_num(k.exposed_ms),
+                fmt_num(k.transfer_ms),
+                fmt_num(k.wait_ms),
+                fmt_num(k.busbw_gbps),
+                k.status if k.reason is None else f"{k.status}: {k.reason}",
+            ]
+        )
+    return TextTable(
+        "Communication per kind",
+        [
+            "kind",
+            "calls/step",
+            "MiB/step",
+            "time ms",
+            "exposed ms",
+            "transfer ms",
+            "wait ms",
+            "busbw GB/s",
+            "status",
+        ],
+        rows,
+        note=f"timed by {comm.method}: per step the max over ranks, median over measured steps; "
+        "busbw with nccl-tests' factors over the transfer time",
+        numeric={1, 2, 3, 4, 5, 6, 7},
+        wrap={8},
+    )

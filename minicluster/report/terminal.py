@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from minicluster.report.content import run_view
+from minicluster.report.sections import layout_text
 from minicluster.report.text import TextTable, node_count, text
 from minicluster.result.model import RunResult
 
@@ -94,6 +95,35 @@ def make_console() -> Console:
     return _PipeConsole(highlight=False, width=PIPED_WIDTH if piped else None)
 
 
+def reference_lines(result: RunResult) -> list[tuple[str, bool]]:
+    """The run judged against a reference (`aggregate --reference`): a line for the reference
+    and one per metric, each with whether it is a finding; [] when not judged against one."""
+    ref = result.reference
+    if ref is None:
+        return []
+    if ref.verdict == "not_judged":
+        return [(f"reference {ref.name} ({ref.kind}): not judged: {ref.reason}", False)]
+    out = [
+        (
+            f"reference {ref.name} ({ref.kind}, {text(ref.file)}), floor {ref.floor_pct:g}%: "
+            f"{ref.verdict.replace('_', ' ')}",
+            ref.verdict == "below_floor",
+        )
+    ]
+    for m in ref.metrics:
+        if m.verdict == "not_judged":
+            out.append((f"  {m.metric}: not judged: {m.reason}", False))
+        else:
+            out.append(
+                (
+                    f"  {m.metric}: {m.value:.4g} = {m.pct_of_reference:.1f}% of the reference "
+                    f"{m.reference_value:.4g}: {m.verdict.replace('_', ' ')}",
+                    m.verdict == "below_floor",
+                )
+            )
+    return out
+
+
 def print_run_summary(result: RunResult, console: Console | None = None) -> None:
     """Summary line, metrics with provenance, what was not measured and why, ranks, faults, errors."""
     console = console or make_console()
@@ -105,8 +135,9 @@ def print_run_summary(result: RunResult, console: Console | None = None) -> None
         f"[bold]minicluster[/bold] {result.kind} [cyan]{escape(result.run_id)}[/cyan]  "
         "status "
         f"[{color}]{escape(view.status)}[/{color}]  {text(result.world_size)} ranks on "
-        f"{node_count(result)} node(s), backend {escape(text(result.backend))}, workload "
-        f"{escape(wl.name)}{batch}",
+        f"{node_count(result)} node(s), backend {escape(text(result.backend))}, "
+        + (f"layout {escape(layout_text(result))}, " if result.layout is not None else "")
+        + f"workload {escape(wl.name)}{batch}",
         markup=True,
     )
     if view.verdict:
@@ -125,6 +156,8 @@ def print_run_summary(result: RunResult, console: Console | None = None) -> None
             console.print(f"[dim]{escape(view.why_note)}[/dim]")
     # The method column is long; the terminal shows value, unit and status, files show all.
     console.print(rich_table(view.metrics, columns=[0, 1, 2, 3]))
+    for line, bad in reference_lines(result):
+        console.print(f"[bold red]{escape(line)}[/bold red]" if bad else escape(line))
     missing: dict[str, list[str]] = {}
     for name, _unit, reason in view.missing.rows:
         missing.setdefault(reason, []).append(name)

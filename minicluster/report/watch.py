@@ -137,7 +137,13 @@ def problem_lines(snap: dict[str, Any]) -> list[tuple[str, str]]:
     for f in snap["failed"]:
         out.append(
             (
-                f"FAILED: rank {f['rank']} on {f['node']} after step {f['last_step']}: "
+                f"FAILED: rank {f['rank']} on {f['node']} "
+                + (
+                    "before its first step"
+                    if f["last_step"] is None
+                    else f"after step {f['last_step']}"
+                )
+                + ": "
                 f"{_cut(str(f['error']))}",
                 "bold red",
             )

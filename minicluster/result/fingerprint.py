@@ -149,8 +149,11 @@ def of_result(data: dict[str, Any]) -> dict[str, Any]:
         fields["workload_sizes"] = ", ".join(f"{k}={sizes[k]}" for k in sorted(sizes))
     else:
         unknown["workload_sizes"] = "the result holds no workload config (an import)"
-    parallel = cfg.get("parallel")
-    if isinstance(parallel, dict) and parallel:
+    parallel = {k: v for k, v in _dict(cfg.get("parallel")).items() if v is not None}
+    layout = _dict(data.get("layout"))
+    if isinstance(layout.get("label"), str):
+        fields["layout"] = layout["label"]  # the degrees above 1, resolved on the world size
+    elif parallel:
         order = [k for k in _MESH_ORDER if k in parallel] + sorted(set(parallel) - set(_MESH_ORDER))
         fields["layout"] = ",".join(f"{k}={parallel[k]}" for k in order)
     elif not imported and isinstance(data.get("world_size"), int):

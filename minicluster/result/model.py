@@ -164,6 +164,37 @@ class LinkCheck(Section):
     reason: str | None = None
 
 
+@dataclass(kw_only=True)
+class ReferenceFigureCheck(Section):
+    """One metric of a run judged against a reference figure (`aggregate --reference`)."""
+
+    metric: str
+    value: float | None
+    reference_value: float | None = None
+    pct_of_reference: float | None = spec(
+        None, doc="value / reference (reference / value for a lower-is-better metric), in %"
+    )
+    verdict: Literal["ok", "below_floor", "not_judged"]
+    reason: str | None = None
+    source: str | None = None
+
+
+@dataclass(kw_only=True)
+class ReferenceCheck(Section):
+    """The run judged against a reference (`aggregate DIR --reference FILE`): median step time,
+    TFLOP/s and the gradient all-reduce busbw as % of the reference figure for this platform and
+    job; not judged (with the reason) without one."""
+
+    file: str | None = None
+    name: str
+    kind: Literal["published", "site"]
+    platform: dict[str, Any] = spec(factory=dict, doc="the run's platform keys it was matched on")
+    floor_pct: float
+    verdict: Literal["ok", "below_floor", "not_judged"]
+    reason: str | None = None
+    metrics: list[ReferenceFigureCheck] = spec(factory=list)
+
+
 # --- per node, per rank --------------------------------------------------------------------
 
 
@@ -411,6 +442,39 @@ class Finding(Section):
     def placed(self) -> bool:
         """The finding names its node (1.2)."""
         return self.hostname is not None or self.node_rank is not None
+
+
+@dataclass(kw_only=True)
+class IncidentNode(Section):
+    """The node of an incident's rank."""
+
+    node_rank: int | None = None
+    hostname: str | None = None
+
+
+@dataclass(kw_only=True)
+class Incident(Section):
+    """The class of a failed or slow run's incident, after Alibaba C4 (HPCA'25), with the rank,
+    node or link (`analysis.incident`)."""
+
+    kind: Literal["comm_hang", "non_comm_hang", "comm_slow", "non_comm_slow", "crash", "kill"] = (
+        spec(
+            doc="comm_hang: the collective itself hangs (every rank inside it); non_comm_hang: a "
+            "rank hung outside communication while its peers waited in a collective; comm_slow: "
+            "the transfer is slow (wait-free busbw below the expectation); non_comm_slow: a rank's "
+            "own work is slow (a straggler); crash/kill: a rank died (see failure_order)"
+        )
+    )
+    ranks: list[int] = spec(doc="the ranks it is on (empty for the job's links)")
+    node: IncidentNode | None = None
+    link: str | None = spec(None, doc="the link or transport, for a comm incident")
+    evidence: str
+    decided_from: Literal["failure_order", "flight_recorder", "link", "stragglers", "culprits"] = (
+        spec(
+            doc="what recorded it: the order of failures, the Flight Recorder dumps, the link "
+            "check, the straggler rule or the cost of the top culprit"
+        )
+    )
 
 
 @dataclass(kw_only=True)
@@ -697,6 +761,12 @@ class HeadlineRun(Section):
     world_size: int
     round: int
     why: str
+    left_out: list[int] | None = spec(
+        None,
+        nullable=False,
+        omit_none=True,
+        doc="world sizes above the headline's with no ok run, whose partial figures it leaves out",
+    )
 
 
 @dataclass(kw_only=True)
@@ -1185,6 +1255,71 @@ class Fingerprint(Section):
 
 
 @dataclass(kw_only=True)
+class LayoutSection(Section):
+    """The parallel layout a training run ran in: its degrees (product = world size), the one
+    DeviceMesh's dims outermost first, and whether FSDP2 wrapped the model."""
+
+    label: str = spec(doc="the degrees other than 1, as --parallel takes them (dp_shard=2,tp=2)")
+    name: str = spec(doc="the parallelisms in use: DDP, FSDP, HSDP, TP, PP, EP joined by +")
+    dp_replicate: Positive
+    dp_shard: Positive
+    tp: Positive
+    pp: Positive
+    ep: Positive
+    fsdp: bool
+    mesh: list[list[Any]] = spec(doc="[dim, size] pairs of the DeviceMesh, outermost first")
+    pp_schedule: str | None = None
+    pp_microbatches: int | None = None
+    pp_stages: int | None = spec(None, omit_none=True)
+
+
+@dataclass(kw_only=True)
+class CommKindRank(Section):
+    """One rank's figures of one collective kind (medians over measured steps)."""
+
+    rank: int
+    calls_per_step: float | None
+    bytes_per_step: float | None
+    time_ms: float | None
+    exposed_ms: float | None
+    wait_ms: float | None = None
+
+
+@dataclass(kw_only=True)
+class CommKind(Section):
+    """One collective kind a training step issues (all_gather, reduce_scatter, all_reduce,
+    send_recv, all_to_all, broadcast): calls and bytes per step, time in flight, exposed time,
+    busbw (nccl-tests factors) and how it was timed; null figures with a reason when untimed."""
+
+    kind: str
+    label: str | None = None
+    calls_per_step: float | None
+    bytes_per_step: float | None
+    time_ms: float | None
+    exposed_ms: float | None
+    transfer_ms: float | None = None
+    wait_ms: float | None = None
+    busbw_gbps: float | None
+    status: str
+    method: str | None
+    reason: str | None = None
+    untimed_calls: int | None = None
+    wait_transfer: str | None = None
+    per_rank: list[CommKindRank] = spec(factory=list)
+
+
+@dataclass(kw_only=True)
+class CommSection(Section):
+    """Communication per collective kind (`kinds`), one definition for every layout."""
+
+    method: str | None
+    method_text: str | None = None
+    definitions: dict[str, Any] | None = None
+    overhead: dict[str, Any] | None = spec(None, omit_none=True)
+    kinds: list[CommKind] = spec(factory=list)
+
+
+@dataclass(kw_only=True)
 class RunResult(Section):
     """One run's canonical result: a training run, a sweep (with `scaling`), a collectives
     benchmark (`collectives`), a pairwise link test (`pairwise`), or a converted import
@@ -1295,6 +1430,11 @@ class RunResult(Section):
         doc="every failed rank's failure, the first failure in time first, causes before "
         "victims; absent when no rank failed",
     )
+    incident: Incident | None = spec(
+        None,
+        omit_none=True,
+        doc="the C4 class of a failed or slow run's incident; absent (or null) for a healthy run",
+    )
     steps: StepsSection | str | None = spec(
         doc="rank_files: where the per-rank JSONL lie; series (1.1): the per-step cross-rank "
         "series every run-level component is the median of (1.2: with comm_bytes and buckets, "
@@ -1319,6 +1459,12 @@ class RunResult(Section):
     isolate: Isolate | None = spec(
         None, omit_none=True, doc="isolation by group testing (minicluster isolate)"
     )
+    reference: ReferenceCheck | None = spec(
+        None,
+        omit_none=True,
+        doc="the run judged against a reference (aggregate --reference): % of reference and "
+        "a verdict below the floor",
+    )
     imported_from: ImportedFrom | None = spec(
         None,
         nullable=False,
@@ -1326,6 +1472,18 @@ class RunResult(Section):
         doc="a result converted from another format (minicluster convert): where it came "
         "from, and every canonical field the source does not record (null in this result) "
         "with the reason",
+    )
+    layout: LayoutSection | None = spec(
+        None, omit_none=True, doc="a training run's parallel layout (DDP is dp_replicate=N)"
+    )
+    precision: Literal["fp32", "bf16", "fp16"] | None = spec(
+        None, omit_none=True, doc="a training run's compute precision (run.precision)"
+    )
+    compile: bool | None = spec(
+        None, omit_none=True, doc="whether the model ran under torch.compile (run.compile)"
+    )
+    comm: CommSection | None = spec(
+        None, omit_none=True, doc="communication per collective kind a training step issues"
     )
     fingerprint: Fingerprint | None = spec(None, nullable=False, omit_none=True)
 

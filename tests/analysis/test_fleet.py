@@ -169,3 +169,35 @@ def test_one_multi_node_result_is_split_by_node(nodes_as_list: bool) -> None:
 def test_a_multi_node_result_among_single_node_ones_is_refused() -> None:
     with pytest.raises(InputError, match="spans 4 nodes"):
         fleet([*_clean()[:3], ("multi.json", _multinode(False))])
+
+
+def test_each_node_row_carries_its_verdict_evidence_and_reference() -> None:
+    """`fleet --json` per node: a verdict (ok, outlier, finding, failed), the evidence behind it
+    and the reference its own result was judged against (`aggregate --reference`)."""
+    base = _clean()[:6]
+    slow = _scaled(_load(8), "busbw_gbps", 0.2, "slow-link")
+    judged = copy.deepcopy(base[0])
+    judged[1]["reference"] = {
+        "file": "site.yaml",
+        "name": "site",
+        "kind": "site",
+        "platform": {"cpu_model": "x"},
+        "floor_pct": 90.0,
+        "verdict": "below_floor",
+        "reason": "latency_p50_ms 70.0% of the reference (40 ms), below the 90% floor",
+        "metrics": [{"metric": "latency_p50_ms", "pct_of_reference": 70.0}],
+    }
+    report = fleet([judged, *base[1:], slow], ["busbw_gbps"])
+    rows = {r["label"]: r for r in report["nodes"]}
+    out = rows["edited-slow-link-8"]
+    assert out["verdict"] == "outlier" and out["reference"] is None
+    assert out["evidence"][0].startswith("busbw_gbps ") and "robust z" in out["evidence"][0]
+    ref = rows[judged[0].split("/")[-2]]
+    assert ref["verdict"] == "finding"
+    assert ref["reference"]["pct_of_reference"] == {"latency_p50_ms": 70.0}
+    assert any("below the 90% floor" in e for e in ref["evidence"])
+    assert all(
+        rows[label]["verdict"] == "ok"
+        for label in rows
+        if label not in (out["label"], ref["label"])
+    )

@@ -165,6 +165,7 @@ def test_a_metric_no_node_measured_is_nothing_judged_never_ok() -> None:
         "(latency_p50_ms: measured on 0 node(s), fewer than 3)"
     )
     assert {row[2] for row in nodes_table(report).rows} == {"not judged"}
+    assert {r["verdict"] for r in report["nodes"]} == {"not_judged"}
     assert fleet(fleet_in)["judged"] is True
 
 

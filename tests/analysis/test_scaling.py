@@ -289,7 +289,24 @@ def test_efficiency_at_a_failed_largest_size_is_unavailable_with_the_reason() ->
     assert made is not None
     result = made.to_json()
     validate_result(result)
-    assert result["scaling"]["headline_run"]["dir"] == "n2-r1"  # the failed run shows why
+    # the failed run's partial figures are not the sweep's headline: the ok run at 1 is
+    head = result["scaling"]["headline_run"]
+    assert head["dir"] == "n1-r1" and head["left_out"] == [2]
+    assert "left out: n2-r1 (world size 2) failed" in head["why"]
     eff = result["metrics"]["scaling_efficiency_pct"]
     assert eff["value"] is None and eff["status"] == "unavailable"
-    assert eff["reason"].startswith("no ok run at world size 2")
+    assert eff["reason"] == "no run above the baseline world size 1 finished ok"
+    assert result["scaling"]["points"][1]["reason"].startswith("no ok run at world size 2")
+
+
+def test_headline_skips_a_failed_largest_size_for_the_largest_ok_one() -> None:
+    """Case 24: n1 and n2 ok, n4 failed with a (partial) result: the headline is n2, n4 is
+    named as left out; with no ok run at all the failed run still shows why."""
+    outcomes = [run(1, 100.0), run(2, 150.0), run(4, 300.0, status="failed")]
+    head = sweep.pick_headline(outcomes)
+    assert head is not None and head.planned.name == "n2-r1"
+    assert [o.planned.name for o in sweep.left_out(outcomes, head)] == ["n4-r1"]
+    only_failed = [run(2, 150.0, status="failed"), run(4, 300.0, status="failed")]
+    head = sweep.pick_headline(only_failed)
+    assert head is not None and head.planned.name == "n4-r1"
+    assert sweep.pick_headline([failed(1), failed(4)]) is None

@@ -202,7 +202,8 @@ def test_pairwise_heat_map_shows_the_slow_link_first(browser: Any, tmp_path: Pat
     box = heat.bounding_box()
     assert verdict["y"] < box["y"] < summary["y"]  # the verdict, the heat map, then the tables
     outlined = heat.locator('rect.bar[stroke="#000000"]')
-    assert outlined.count() == 3  # both directions of the slow pair, and the legend's swatch
+    # both directions of the slow pair (the legend swatch is in the standard legend column now)
+    assert outlined.count() == 2
     sizes = outlined.evaluate_all("els => els.map(e => e.getBBox().width)")
     assert min(sizes) > 10
     page.screenshot(path=str(tmp_path / "pairwise.png"), full_page=True)

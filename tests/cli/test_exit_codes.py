@@ -37,6 +37,7 @@ _ARGS = {
     "history": ["check", "R"],
     "isolate": [],
     "node-check": [],
+    "reference": ["record", "R", "--out", "F"],
     "report": ["R"],
     "run": [],
     "sweep": [],
@@ -57,7 +58,11 @@ def test_an_internal_error_exits_70_in_every_command(
     def bug(_args: object) -> int:
         raise KeyError("a bug")
 
-    name = {"history": "history_check", "node-check": "node_check"}.get(command, command)
+    name = {
+        "history": "history_check",
+        "node-check": "node_check",
+        "reference": "reference_record",
+    }.get(command, command)
     monkeypatch.setattr(handlers, name, bug)
     monkeypatch.delenv("MINICLUSTER_DEBUG", raising=False)
     assert main([command, *_ARGS[command]]) == EXIT_INTERNAL == 70

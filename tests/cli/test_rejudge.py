@@ -44,6 +44,10 @@ def test_a_higher_threshold_clears_the_straggler_and_keeps_the_recorded_result(
     assert f"result: {again}" in out
     rejudged = json.loads(again.read_text())
     assert rejudged["stragglers"] == [] and rejudged["status"] == "ok"
+    # it states the thresholds it was judged by (it said 20 beside a re-judgement at 30)
+    config = rejudged["config"]
+    thresholds = config["checks"] if "checks" in config else config["run"]
+    assert thresholds["straggler_threshold_pct"] == 30
     # the same run judged otherwise: the thresholds are no part of what it ran (comparable)
     assert rejudged["fingerprint"] == json.loads(recorded_bytes)["fingerprint"]
 

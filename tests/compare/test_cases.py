@@ -207,3 +207,25 @@ def test_throughput_and_mean_step_time_never_disagree() -> None:
             thr, mean = rows["throughput_samples_per_sec"], rows["step_time_mean_ms"]
             assert thr.verdict == mean.verdict, (base, cand)
             assert thr.regression == mean.regression, (base, cand)
+
+
+def test_flops_rates_take_the_mean_step_time_verdict() -> None:
+    """Two clean 2-rank runs (a new user's): achieved_tflops and tflops_per_rank are FLOPs per
+    sample x throughput, so they take the step time's verdict; they were judged alone on too
+    few samples and read 'worse (REGRESSION)' beside a throughput 'within the spread'."""
+    from minicluster.compare import compare
+    from minicluster.interop import load
+
+    fix = CASES.parent / "compare"
+    for base, cand in (("a", "b"), ("b", "a")):
+        pair = compare(
+            [
+                load(fix / f"mc24_tflops_clean_{base}.json"),
+                load(fix / f"mc24_tflops_clean_{cand}.json"),
+            ]
+        ).pairs[0]
+        rows = {r.metric: r for r in pair.rows}
+        mean = rows["step_time_mean_ms"]
+        for name in ("throughput_samples_per_sec", "achieved_tflops", "tflops_per_rank"):
+            assert rows[name].verdict == mean.verdict, (name, base)
+            assert rows[name].regression == mean.regression, (name, base)

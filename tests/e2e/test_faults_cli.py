@@ -92,6 +92,8 @@ def test_straggler_is_attributed_by_compute(
     # The healthy rank's all-reduce waits for the straggler; the straggler itself does not wait.
     assert r0["wait_ms_median"] > 30
     assert r1["wait_ms_median"] < r0["wait_ms_median"] / 4
+    inc = result["incident"]  # C4: slow in its own work, not in communication
+    assert (inc["kind"], inc["ranks"], inc["decided_from"]) == ("non_comm_slow", [1], "stragglers")
 
 
 @pytest.mark.slow
@@ -131,6 +133,7 @@ def test_slow_link_is_found_from_busbw_against_an_independent_expectation(
     proc, clean = cli("run", "-c", str(job), "--expect-busbw", expect)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert clean["link"]["judged"] and not clean["link"]["slow"], clean["link"]
+    assert "incident" not in clean
     assert _detected(clean, "slow_link") == []
 
     proc, slow = cli(
@@ -149,6 +152,8 @@ def test_slow_link_is_found_from_busbw_against_an_independent_expectation(
         assert excess_ms < 10.0, slow["stragglers"]
     # every rank felt the link: the transfer (the least any rank spent) grew by the delay
     assert slow["metrics"]["allreduce_transfer_ms"]["value"] > 30
+    inc = slow["incident"]  # C4: the transfer itself is slow, whoever arrived last
+    assert (inc["kind"], inc["ranks"], inc["decided_from"]) == ("comm_slow", [], "link")
 
 
 @pytest.mark.slow
@@ -179,6 +184,7 @@ def test_crash_names_rank_and_step_and_keeps_records(
     assert _detected(result, "hang") == []
     assert _steps(result, 0) == [0, 1, 2, 3]  # every step recorded before the crash is kept
     assert _steps(result, 1) == [0, 1, 2, 3]
+    assert (result["incident"]["kind"], result["incident"]["ranks"]) == ("crash", [1])
 
 
 @pytest.mark.slow
@@ -197,6 +203,12 @@ def test_hang_fails_within_the_collective_timeout(
     assert _steps(result, 1) == [0, 1, 2]
     r0 = result["ranks"][0]
     assert "Timed out" in r0["error"]
+    inc = result["incident"]  # C4: rank 1 never entered the all-reduce rank 0 waited in
+    assert (inc["kind"], inc["ranks"], inc["decided_from"]) == (
+        "non_comm_hang",
+        [1],
+        "flight_recorder",
+    )
 
 
 @pytest.mark.slow
@@ -245,6 +257,7 @@ def test_clean_run_reports_no_fault(python: str, cli_env: dict[str, str], tmp_pa
     result = json.loads((out / "result.json").read_text())
     assert result["faults"] == {"injected": [], "detected": []}
     assert result["status"] == "ok" and result["errors"] == []
+    assert "incident" not in result
     _assert_no_rank_left(out)
 
 

@@ -65,7 +65,7 @@ def test_weak_sweep_over_1_and_2_ranks(run_cli: RunCli, tmp_path: Path) -> None:
     # Where the lost step time went: parts from the runs' series, adding up to the loss.
     lost = s["points"][1]["breakdown"]["loss"]
     assert sum(lost["parts_ms"].values()) == pytest.approx(lost["lost_ms"], abs=1e-9)
-    assert lost["lost_pct"] == pytest.approx(100 - s["points"][1]["efficiency_pct"], abs=1e-3)
+    assert lost["lost_pct"] == pytest.approx(100 - s["points"][1]["efficiency_pct"], abs=1e-2)
     assert "why: 2 ranks: " in proc.stdout
     # The projection: the sweep's own all_reduce probe at 2 ranks gave alpha and beta.
     assert "sweep: all_reduce probe for the projection's alpha and beta: world size 2" in (

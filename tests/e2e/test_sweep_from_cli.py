@@ -127,3 +127,53 @@ def test_from_with_project_projects_with_its_error_and_refuses_too_far(
     assert p1024["status"] == "unavailable" and "256x the largest measured" in p1024["reason"]
     assert "Not projected: 1024: 1024 ranks is 256x" in proc.stdout
     assert "±30.98" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_sweep_from_with_a_failed_largest_size_takes_its_headline_from_an_ok_run(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """Case 24's inputs: runs of 1 and 2 ranks ok, the 4-rank run's rank 3 crashes at step 20
+    (exit 86). The sweep's headline metrics and ranks come from the 2-rank run, not from the
+    failed run's partial figures, and the sweep says that world size 4 is left out."""
+    pytest.importorskip("torch")
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        "name: case-tiny\n"
+        "workload: {name: mlp, per_rank_batch: 64, input_dim: 512, hidden_dim: 1024, "
+        "num_layers: 3}\n"
+        "steps: {warmup: 3, measured: 40}\n"
+        "run: {nproc: 2, threads_per_rank: 1, collective_timeout_s: 30}\n"
+    )
+    for n, extra in ((1, []), (2, []), (4, ["--fault", "crash:rank=3,step=20"])):
+        proc = run_cli(
+            "run", "-c", str(cfg), "--nproc", str(n), *extra, "--out", f"n{n}",
+            cwd=tmp_path, timeout=200,
+        )  # fmt: skip
+        assert proc.returncode == (3 if n == 4 else 0), proc.stderr[-2000:]
+    proc = run_cli("sweep", "--from", "n1", "n2", "n4", "--out", "sweep", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    result = json.loads((tmp_path / "sweep" / "result.json").read_text())
+    validate_result(result)
+    n2 = json.loads((tmp_path / "n2" / "result.json").read_text())
+    head = result["scaling"]["headline_run"]
+    assert (head["world_size"], head["left_out"], head["run_id"]) == (2, [4], n2["run_id"])
+    assert "left out: n4 (world size 4) failed" in head["why"]
+    assert result["status"] == "failed" and result["world_size"] == 2
+    assert [r["rank"] for r in result["ranks"]] == [0, 1]
+    tput = result["metrics"]["throughput_samples_per_sec"]
+    assert tput == n2["metrics"]["throughput_samples_per_sec"]
+    eff = result["metrics"]["scaling_efficiency_pct"]
+    assert eff["value"] == pytest.approx(result["scaling"]["points"][1]["efficiency_pct"])
+    # the failure is still named, first failure first
+    assert any(
+        e.startswith("sweep run n4 (world size 4, round 1) failed: rank 3")
+        for e in result["errors"]
+    ), result["errors"]
+    md = run_cli("report", "sweep/result.json", "--md", "sweep.md", cwd=tmp_path)
+    assert md.returncode in (0, 3), md.stderr[-2000:]
+    said = " ".join((tmp_path / "sweep.md").read_text().split())
+    assert "come from run n2 (world size 2, round 1)" in said
+    assert "World size 4 is left out" in said

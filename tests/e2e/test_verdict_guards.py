@@ -190,3 +190,31 @@ def test_compare_writes_its_files_when_stdout_is_a_closed_pipe(tmp_path: Path) -
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
     assert json.loads(out_json.read_text())["comparisons"]
     assert out_md.read_text().strip()
+
+
+@pytest.mark.timeout(60)
+def test_watch_once_keeps_its_exit_code_when_stdout_closes_early() -> None:
+    """`watch DIR --once | head -c1` (a new user's): an internal error, exit 70, before; now the
+    snapshot's own exit code, with nothing on stderr about the pipe."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = REPO / "tests" / "golden" / "run_2ranks"
+    expected = subprocess.run(
+        [sys.executable, "-m", "minicluster", "watch", str(run), "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    ).returncode
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first byte: every write fails with EPIPE
+    proc = subprocess.run(
+        [sys.executable, "-m", "minicluster", "watch", str(run), "--once"],
+        env=env,
+        stdout=w,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=50,
+    )
+    os.close(w)
+    assert proc.returncode == expected != 70, proc.stderr
+    assert "internal error" not in proc.stderr and "BrokenPipe" not in proc.stderr

@@ -107,3 +107,18 @@ def test_above_16_nodes_the_worst_nodes_are_shown(tmp_path: Path) -> None:
     nodes = [ln.split() for ln in node_part.splitlines() if ln.startswith(" node ")]
     assert len([n for n in nodes if n[1].isdigit()]) == 16
     assert nodes[1][:2] == ["node", "18"]  # after the header row: the node with the stall
+
+
+def test_a_rank_that_failed_before_its_first_step_says_so() -> None:
+    """A factory whose build raised (a new user's): the line read 'after step None'."""
+    from minicluster.report.watch import problem_lines
+
+    snap = {
+        "job_stall": None,
+        "stalled": [],
+        "stragglers": [],
+        "culprits": [],
+        "failed": [{"rank": 0, "node": "node 0", "last_step": None, "error": "UserCodeError"}],
+    }
+    lines = [text for text, _ in problem_lines(snap)]
+    assert lines == ["FAILED: rank 0 on node 0 before its first step: UserCodeError"]

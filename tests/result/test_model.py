@@ -117,7 +117,7 @@ def _newer_minor(data: dict[str, Any]) -> dict[str, Any]:
     top, in a rank, a node, a metric, a finding and the steps section."""
     newer = copy.deepcopy(data)
     newer["schema_version"] = "minicluster/1.9"
-    newer["incident"] = [{"rank": 1, "cost_ms": 12.5, "cost_pct": 3.1}]
+    newer["what_if"] = [{"rank": 1, "cost_ms": 12.5, "cost_pct": 3.1}]
     newer["ranks"][0]["accounting_ms"] = {"compute": 1.0, "other": 0.1}
     newer["nodes"][0]["fingerprint"] = "abc"
     name = next(iter(newer["metrics"]))
@@ -133,7 +133,7 @@ def test_keys_of_a_newer_minor_version_survive_a_round_trip() -> None:
     data = _newer_minor(json.loads((REPO / "tests/golden/run_2ranks.result.json").read_text()))
     result = parse(data)  # the shipped schema accepts additive keys
     assert same_json(result.to_json(), data)
-    assert result.extra["incident"][0]["cost_ms"] == 12.5
+    assert result.extra["what_if"][0]["cost_ms"] == 12.5
     assert result.ranks[0].extra == {"accounting_ms": {"compute": 1.0, "other": 0.1}}
     assert result.node_entries[0].extra == {"fingerprint": "abc"}
     finding = result.faults.detected[-1]
@@ -152,15 +152,17 @@ NEWER = sorted((REPO / "tests" / "fixtures" / "results" / "newer").glob("*.json"
     [
         (
             "culprit_run.i25.json",
-            # culprits, culprit_rule, accounting, time_structure and ranks[].cost are typed now
-            {"incident"},
+            # culprits, culprit_rule, accounting, time_structure, ranks[].cost and incident
+            # are typed now (the fixture's incident null comes back in place)
+            set(),
             set(),
         ),
         (
             "layout_ep.i24.json",
-            # bad_input is declared now (a custom model's code that fails: exit 2); its null
-            # here still comes back in place.
-            {"layout", "precision", "compile", "comm", "pipeline"},
+            # layout, precision, compile and comm are typed now (result.model.LayoutSection,
+            # CommSection), bad_input too (a custom model's code that fails: exit 2): they still
+            # come back byte for byte
+            {"pipeline"},
             set(),
         ),
         # `isolate` is typed now (Isolate): the earlier branch's output reads as that section
@@ -186,16 +188,13 @@ def test_the_sections_other_work_adds_survive_at_the_top_and_in_each_rank(
     """Every section the issues still open plan to add, unknown to this version, at the top of
     the result and in each rank (a nested `comm.kinds` too): valid, and the same bytes back."""
     data = json.loads((REPO / "tests/golden/run_2ranks.result.json").read_text())
+    layout_run = json.loads((REPO / "tests/fixtures/results/newer/layout_ep.i24.json").read_text())
     planned = {
-        "incident": {"class": "non-comm slow", "rank": 1},
-        "comm": {
-            "method": "hook",
-            "kinds": [{"kind": "all_gather", "calls": 3, "busbw_gbps": None}],
-        },
+        "comm": layout_run["comm"],
         "pipeline": {"schedule": "1F1B", "stages": 2, "bubble_pct": 33.3},
-        "reference": {"source": "reports/default_run.result.json", "floor_pct": 80.0},
-        "layout": {"dp_shard": 2, "tp": 1},
+        "layout": layout_run["layout"],
     }
+    typed = {"comm", "layout"}  # result.model's CommSection and LayoutSection read them
     per_rank = {"accounting": {"other_ms": 0.2}, "layout": {"tp": 0}}
     for key, value in planned.items():
         data[key] = value
@@ -204,10 +203,34 @@ def test_the_sections_other_work_adds_survive_at_the_top_and_in_each_rank(
     path = tmp_path / "in.json"
     atomic_write_json(path, data)
     result = read(path)  # validated against the shipped schema
-    assert list(result.extra) == list(planned)
+    assert list(result.extra) == [k for k in planned if k not in typed]
     assert all(list(rank.extra) == list(per_rank) for rank in result.ranks)
     atomic_write_json(tmp_path / "out.json", result.to_json())
     assert (tmp_path / "out.json").read_bytes() == path.read_bytes()
+
+
+def test_incident_reads_typed_and_comes_back_byte_for_byte(tmp_path: Path) -> None:
+    """`incident` (issue 25, after Alibaba C4): the class of a failed or slow run's incident."""
+    data = json.loads((REPO / "tests/golden/run_2ranks.result.json").read_text())
+    data["incident"] = {
+        "kind": "non_comm_hang",
+        "ranks": [1],
+        "node": {"node_rank": 0, "hostname": "vm"},
+        "link": None,
+        "evidence": "rank 1 stopped recording while its peers timed out",
+        "decided_from": "failure_order",
+    }
+    path = tmp_path / "in.json"
+    atomic_write_json(path, data)
+    result = read(path)
+    assert result.incident is not None and result.incident.kind == "non_comm_hang"
+    assert result.incident.node is not None and result.incident.node.hostname == "vm"
+    atomic_write_json(tmp_path / "out.json", result.to_json())
+    assert (tmp_path / "out.json").read_bytes() == path.read_bytes()
+    data["incident"]["kind"] = "slow"
+    atomic_write_json(path, data)
+    with pytest.raises(InputError, match="incident"):
+        read(path)
 
 
 def test_failure_order_reads_typed_and_comes_back_byte_for_byte(tmp_path: Path) -> None:

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 
 import torch
 
-from minicluster.core.config import CustomConfig, MlpConfig, TransformerConfig, WorkloadConfig
+from minicluster.core.config import (
+    CustomConfig,
+    LlamaConfig,
+    MlpConfig,
+    TransformerConfig,
+    WorkloadConfig,
+)
 
 
 @dataclass
@@ -45,6 +51,10 @@ def build(
         from minicluster.rank.workloads.transformer import build_transformer
 
         return build_transformer(cfg, seed, device)
+    if isinstance(cfg, LlamaConfig):
+        from minicluster.rank.workloads.llama import build_llama
+
+        return build_llama(cfg, seed, device)
     if isinstance(cfg, CustomConfig):
         from minicluster.rank.workloads.custom import build_custom
 

@@ -1,0 +1,197 @@
+"""The `comm` section of a training result: one entry per collective kind the steps issued.
+
+Each figure is per step: the max over ranks (the job waits for its slowest rank), then the median
+over measured steps. Where every rank issued the same calls and bytes of a kind in a step, the
+skew definition applies: `transfer_ms` is the min over ranks of its time (the rank that waited
+least), `wait_ms` the longest any rank spent beyond it; busbw is bytes x nccl-tests' factor over
+the transfer time. A DDP run fills the all-reduce entry from its gradient all-reduce timing.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+from minicluster.analysis.records import RankRecords
+from minicluster.core import comm_kinds as ck
+
+NOT_SPLIT = (
+    "not split: ranks issued different calls or bytes of it (or a rank is missing), so the min "
+    "over ranks is not one transfer"
+)
+
+
+def comm_section(records: list[RankRecords], world_size: int) -> dict[str, Any] | None:
+    """The `comm` section, or None for a run without measured steps."""
+    steps = {r.rank: [s for s in r.steps if not s.get("warmup")] for r in records}
+    if not any(steps.values()):
+        return None
+    per_rank: dict[int, dict[int, dict[str, dict[str, Any]]]] = {}  # rank -> step -> kind
+    # A step's comm_kinds is a dict (a column of steps without it reads back as NaN or None).
+    wrapped = any(isinstance(s.get("comm_kinds"), dict) for ss in steps.values() for s in ss)
+    for rank, ss in steps.items():
+        per_rank[rank] = {
+            s["step"]: _own_kinds(s) if wrapped else _ddp_kinds(s, world_size) for s in ss
+        }
+    method = ck.WRAPPED_HOST_CLOCK if wrapped else ck.DDP_ALLREDUCE
+    present = {k for by_step in per_rank.values() for kinds in by_step.values() for k in kinds}
+    kinds = [_kind(kind, per_rank, method) for kind in ck.KINDS if kind in present]
+    return {
+        "method": method,
+        "method_text": ck.METHOD_TEXT[method],
+        "definitions": _definitions(),
+        "kinds": kinds,
+    }
+
+
+def _own_kinds(step: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    kinds = step.get("comm_kinds")
+    return kinds if isinstance(kinds, dict) else {}
+
+
+def _ddp_kinds(step: dict[str, Any], n: int) -> dict[str, dict[str, Any]]:
+    """A DDP step's gradient all-reduce as one kind (buckets and bytes where the method counts
+    them)."""
+    nbytes = _number(step.get("comm_bytes"))
+    time_ms = _number(step.get("comm_ms"))
+    reason = step.get("comm_reason")
+    return {
+        "all_reduce": {
+            "calls": _number(step.get("buckets")),
+            "bytes": nbytes,
+            "bus_bytes": None if nbytes is None else nbytes * ck.busbw_factor("all_reduce", n),
+            "time_ms": time_ms,
+            "exposed_ms": _number(step.get("exposed_comm_ms")),
+            "untimed": 0 if time_ms is not None else (_number(step.get("buckets")) or 0),
+            "reason": reason if isinstance(reason, str) else None,
+        }
+    }
+
+
+def _number(value: Any) -> float | None:
+    """A step field as a number; None for null and for NaN (a column's missing value)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    return value
+
+
+def _median(values: list[float | None]) -> float | None:
+    got = [v for v in values if v is not None]
+    if not got:
+        return None
+    mid = statistics.median(got)
+    return int(mid) if float(mid).is_integer() else float(f"{mid:.6g}")  # 6 significant digits
+
+
+def _kind(
+    kind: str, per_rank: dict[int, dict[int, dict[str, dict[str, Any]]]], method: str
+) -> dict[str, Any]:
+    ranks = sorted(per_rank)
+    all_steps = sorted({s for by_step in per_rank.values() for s in by_step})
+    empty: dict[str, Any] = {"calls": 0, "bytes": 0, "time_ms": None, "exposed_ms": None}
+
+    def of(rank: int, step: int) -> dict[str, Any] | None:
+        by_step = per_rank[rank]
+        if step not in by_step:
+            return None
+        return by_step[step].get(kind, empty)
+
+    def job(key: str, pick: Callable[[list[Any]], Any] = max) -> float | None:
+        per_step = []
+        for step in all_steps:
+            values = [v[key] for r in ranks if (v := of(r, step)) and v.get(key) is not None]
+            per_step.append(pick(values) if values else None)
+        return _median(per_step)
+
+    transfer_at: dict[int, float] = {}
+    transfers: list[float | None] = []
+    waits: list[float | None] = []
+    busbw: list[float | None] = []
+    split = True
+    for step in all_steps:
+        entries = [of(r, step) for r in ranks]
+        if (
+            any(e is None for e in entries)
+            or len({(e["calls"], e["bytes"]) for e in entries if e is not None}) != 1
+        ):
+            split = False
+            continue
+        times = [e.get("time_ms") for e in entries if e is not None]
+        if any(t is None for t in times) or not times:
+            continue
+        transfer = min(t for t in times if t is not None)
+        transfer_at[step] = transfer
+        transfers.append(transfer)
+        waits.append(max(t for t in times if t is not None) - transfer)
+        bus = max((e.get("bus_bytes") or 0) for e in entries if e is not None)
+        busbw.append(bus / (transfer / 1e3) / 1e9 if transfer > 0 and bus else None)
+    time_ms = job("time_ms")
+    untimed = sum(
+        (v.get("untimed") or 0) for r in ranks for s in all_steps if (v := of(r, s)) is not None
+    )
+    reasons = {
+        v.get("reason") for r in ranks for s in all_steps if (v := of(r, s)) and v.get("reason")
+    }
+    reason = None
+    if time_ms is None:
+        reason = "; ".join(sorted(str(r) for r in reasons)) or "no call of this kind was timed"
+    return {
+        "kind": kind,
+        "label": ck.LABELS[kind],
+        "calls_per_step": job("calls"),
+        "bytes_per_step": job("bytes"),
+        "time_ms": time_ms,
+        "exposed_ms": job("exposed_ms"),
+        "transfer_ms": _median(transfers) if split else None,
+        "wait_ms": _median(waits) if split else None,
+        "busbw_gbps": _median(busbw) if split else None,
+        "status": "measured" if time_ms is not None else "unavailable",
+        "method": method,
+        "reason": reason,
+        "untimed_calls": untimed,
+        "wait_transfer": "split" if split else NOT_SPLIT,
+        "per_rank": [
+            _rank_entry(r, per_rank[r], kind, empty, transfer_at if split else None) for r in ranks
+        ],
+    }
+
+
+def _rank_entry(
+    rank: int,
+    by_step: dict[int, dict[str, dict[str, Any]]],
+    kind: str,
+    empty: dict[str, Any],
+    transfer_at: dict[int, float] | None,
+) -> dict[str, Any]:
+    entries = [kinds.get(kind, empty) for kinds in by_step.values()]
+    waits: list[float | None] = []
+    for step, kinds in by_step.items():
+        time_ms = kinds.get(kind, empty).get("time_ms")
+        if transfer_at is not None and step in transfer_at and time_ms is not None:
+            waits.append(time_ms - transfer_at[step])
+    return {
+        "rank": rank,
+        "calls_per_step": _median([e.get("calls") for e in entries]),
+        "bytes_per_step": _median([e.get("bytes") for e in entries]),
+        "time_ms": _median([e.get("time_ms") for e in entries]),
+        "exposed_ms": _median([e.get("exposed_ms") for e in entries]),
+        "wait_ms": _median(waits) if transfer_at is not None else None,
+    }
+
+
+def _definitions() -> dict[str, Any]:
+    return {
+        "calls_per_step": "collectives of the kind per step (median over measured steps of the "
+        "max over ranks); groups of one rank left out",
+        "bytes_per_step": dict(ck.BYTES_TEXT),
+        "time_ms": "time with at least one collective of the kind in flight (union of its "
+        "spans), median over measured steps of the max over ranks",
+        "exposed_ms": "time the rank was blocked on the kind (not hidden behind compute), median "
+        "over measured steps of the max over ranks",
+        "transfer_ms": "min over ranks of time_ms per step (the rank that waited least)",
+        "wait_ms": "time_ms - transfer_ms per step: the longest any rank waited for the others",
+        "busbw_gbps": "sum over calls of bytes x busbw factor(n) / transfer_ms (nccl-tests "
+        "doc/PERFORMANCE.md); GB = 1e9 bytes",
+        "busbw_factor": {k: ck.busbw_factor_text(k) for k in ck.KINDS},
+    }

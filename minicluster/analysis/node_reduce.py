@@ -1,0 +1,384 @@
+"""Per-node reduction: what a job's result needs of one node's step records, in O(steps).
+
+A node (its local rank 0) reduces its ranks' step records (`RankRecords`) to a `NodeReduction`:
+
+- per measured step, over the node's ranks, the max, min, argmax and argmin (the rank) of step
+  time, compute, all-reduce (`comm_ms`), exposed communication, gradient bytes and buckets, and
+  how many ranks have a compute time; the ranks that tie for the node's max compute (the
+  straggler's sign test counts ties). These are exact under merging: a max of maxes is the max.
+  Transfer (min over ranks of comm_ms) and wait (comm - transfer) follow from comm's min and max;
+- per rank: its figures of `ranks[]` that are its own (step time percentiles and mean, compute
+  median and mean, all-reduce and exposed medians: `StepTable.rank_figures`), its measured step
+  count, which of the node's steps it measured (None: all), and its `comm_ms` per step. That one
+  column per rank is carried because a rank's wait median is the median over steps of its
+  comm_ms minus the job's transfer, which only the merge knows: it does not decompose;
+- per rank a lean record (header, summary and the other non-step records; of the steps only the
+  last row and the rows with replica checksums, which failure order and the divergence check read).
+
+`ReducedTable` merges node reductions into what aggregation reads of a `StepTable` (the job's
+per-step series, the rank figures, the straggler's and the node section's questions), and
+`aggregate_reduced` gives the result. `to_bytes`/`from_bytes` is the reduction's codec (JSON,
+arrays as base64 of their little-endian bytes).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from minicluster.analysis.accounting import FIELDS as ACCOUNTING_FIELDS
+from minicluster.analysis.aggregate import aggregate
+from minicluster.analysis.fault_detect import CHECKSUM_KEYS
+from minicluster.analysis.frame import Launch
+from minicluster.analysis.records import RankRecords
+from minicluster.analysis.steps import StepTable, median, rounded_list
+from minicluster.core.checks import ChecksSection
+
+NODE_REDUCTION_NAME = "minicluster-node-reduction"
+NODE_REDUCTION_VERSION = f"{NODE_REDUCTION_NAME}/1.0"
+KEYS = StepTable.KEYS
+_OWN_FIGURES = (
+    "compute_ms_median",
+    "compute_ms_mean",
+    "comm_ms_median",
+    "exposed_comm_ms_median",
+)
+_LEAN_KEYS = ("step", "t_unix_s", *CHECKSUM_KEYS, "grad_reduced_checksum", "grad_applied_checksum")
+# Kept whole (every row): the per-step accounting (culprit cost, time structure) takes a median
+# over ranks of each step's period and each rank's wait against the last arrival: it needs every
+# rank's per-step host, compute, exposed and period times (`analysis.accounting`).
+_WHOLE_KEYS = ("step", *ACCOUNTING_FIELDS)
+
+
+@dataclass
+class NodeReduction:
+    """One node's ranks' steps reduced (see the module)."""
+
+    ranks: list[int]  # the node's ranks with steps (the rows), in order
+    steps: np.ndarray  # the measured step numbers (any rank), increasing
+    max: dict[str, np.ndarray]  # per key, per step, NaN where no rank measured it
+    min: dict[str, np.ndarray]
+    argmax: dict[str, np.ndarray]  # the rank, -1 where none
+    argmin: dict[str, np.ndarray]
+    compute_count: np.ndarray  # per step, ranks with a compute time
+    compute_ties: list[tuple[int, int]]  # (step index, rank) also at the node's max compute
+    figures: dict[int, dict[str, Any]]  # per rank, its own figures (_OWN_FIGURES, step_time_ms)
+    measured: dict[int, int]  # per rank, measured steps
+    present: dict[int, np.ndarray | None]  # per rank, which steps it measured (None: all)
+    comm: dict[int, np.ndarray]  # per rank, comm_ms per step (NaN: not measured)
+    lean: list[RankRecords] = field(default_factory=list)  # every rank's lean record
+
+    def to_bytes(self) -> bytes:
+        """The step part (not the lean records, which travel as their rank-format lines)."""
+
+        def arr(a: np.ndarray | None) -> str | None:
+            return None if a is None else _b64(a)
+
+        doc = {
+            "format": NODE_REDUCTION_VERSION,
+            "ranks": self.ranks,
+            "steps": arr(self.steps.astype("<i8")),
+            **{
+                name: {k: arr(v.astype("<f8")) for k, v in getattr(self, name).items()}
+                for name in ("max", "min")
+            },
+            **{
+                name: {k: arr(v.astype("<i4")) for k, v in getattr(self, name).items()}
+                for name in ("argmax", "argmin")
+            },
+            "compute_count": arr(self.compute_count.astype("<i4")),
+            "compute_ties": self.compute_ties,
+            "figures": {str(r): f for r, f in self.figures.items()},
+            "measured": {str(r): n for r, n in self.measured.items()},
+            "present": {
+                str(r): None if p is None else arr(p.astype("u1")) for r, p in self.present.items()
+            },
+            "comm": {str(r): arr(c.astype("<f8")) for r, c in self.comm.items()},
+        }
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, lean: list[RankRecords] | None = None) -> NodeReduction:
+        """The reduction `to_bytes` wrote; ValueError when it is not one."""
+        doc = json.loads(data)
+        if str(doc.get("format", "")).partition("/")[0] != NODE_REDUCTION_NAME:
+            raise ValueError("not a node reduction")
+
+        def arr(s: str | None, dtype: str) -> np.ndarray:
+            return np.frombuffer(base64.b64decode(s or ""), dtype=dtype).copy()
+
+        return cls(
+            ranks=[int(r) for r in doc["ranks"]],
+            steps=arr(doc["steps"], "<i8").astype(np.int64),
+            max={k: arr(v, "<f8") for k, v in doc["max"].items()},
+            min={k: arr(v, "<f8") for k, v in doc["min"].items()},
+            argmax={k: arr(v, "<i4").astype(np.int64) for k, v in doc["argmax"].items()},
+            argmin={k: arr(v, "<i4").astype(np.int64) for k, v in doc["argmin"].items()},
+            compute_count=arr(doc["compute_count"], "<i4").astype(np.int64),
+            compute_ties=[(int(i), int(r)) for i, r in doc["compute_ties"]],
+            figures={int(r): f for r, f in doc["figures"].items()},
+            measured={int(r): int(n) for r, n in doc["measured"].items()},
+            present={
+                int(r): None if p is None else arr(p, "u1").astype(bool)
+                for r, p in doc["present"].items()
+            },
+            comm={int(r): arr(c, "<f8") for r, c in doc["comm"].items()},
+            lean=lean or [],
+        )
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
+
+
+def reduce_node(records: list[RankRecords]) -> NodeReduction:
+    """The reduction of one node's ranks' records (any ranks: a node's, or any group)."""
+    table = StepTable(records, world_size=max((r.rank for r in records), default=0) + 1)
+    ranks = [r.rank for r in table.records]
+    rank_of = np.array(ranks, dtype=np.int64)
+    n = table.indices.size
+    out_max, out_min, out_argmax, out_argmin = {}, {}, {}, {}
+    for key in KEYS:
+        m = table.m[key]
+        none = np.isnan(m).all(axis=0) if m.size else np.ones(n, bool)
+        out_max[key] = np.fmax.reduce(m, axis=0) if m.size else np.full(n, np.nan)
+        out_min[key] = np.fmin.reduce(m, axis=0) if m.size else np.full(n, np.nan)
+        if m.size:
+            hi = np.argmax(np.where(np.isnan(m), -np.inf, m), axis=0)
+            lo = np.argmin(np.where(np.isnan(m), np.inf, m), axis=0)
+            out_argmax[key] = np.where(none, -1, rank_of[hi])
+            out_argmin[key] = np.where(none, -1, rank_of[lo])
+        else:
+            out_argmax[key] = np.full(n, -1, np.int64)
+            out_argmin[key] = np.full(n, -1, np.int64)
+    compute = table.m["compute_ms"]
+    ties: list[tuple[int, int]] = []
+    if compute.size:
+        at_max = compute == out_max["compute_ms"][None, :]
+        first = out_argmax["compute_ms"]
+        for row, col in zip(*np.nonzero(at_max), strict=True):
+            if rank_of[row] != first[col]:
+                ties.append((int(col), int(rank_of[row])))
+    figures = table.rank_figures()
+    own = {
+        rank: {"step_time_ms": f["step_time_ms"], **{k: f[k] for k in _OWN_FIGURES}}
+        for rank, f in figures.items()
+    }
+    present = {
+        rank: None if bool(table.present[i].all()) else table.present[i].copy()
+        for i, rank in enumerate(ranks)
+    }
+    return NodeReduction(
+        ranks=ranks,
+        steps=table.indices.astype(np.int64),
+        max=out_max,
+        min=out_min,
+        argmax=out_argmax,
+        argmin=out_argmin,
+        compute_count=(~np.isnan(compute)).sum(axis=0).astype(np.int64)
+        if compute.size
+        else np.zeros(n, np.int64),
+        compute_ties=ties,
+        figures=own,
+        measured={rank: int(table.present[i].sum()) for i, rank in enumerate(ranks)},
+        present=present,
+        comm={rank: table.m["comm_ms"][i].copy() for i, rank in enumerate(ranks)},
+        lean=[lean_record(r) for r in records],
+    )
+
+
+def lean_record(rec: RankRecords) -> RankRecords:
+    """`rec` without its step columns but for what aggregation reads of them apart from the step
+    table: every row of the accounting's fields (`_WHOLE_KEYS`), and of the others the last row
+    and the rows with replica checksums (`fault_detect`); and its counts."""
+    cols = rec.columns
+    n = rec.n_steps
+    keep = np.zeros(n, bool)
+    if n:
+        keep[-1] = True
+        if all(k in cols for k in CHECKSUM_KEYS):
+            for k in CHECKSUM_KEYS:
+                c = cols[k]
+                keep |= ~np.isnan(c) if c.dtype.kind == "f" else c != None  # noqa: E711
+    whole = n and all(k in cols for k in _WHOLE_KEYS)
+    if whole:
+        keep[:] = True  # every row (the accounting's): the others' columns come along whole
+    keys = (*_LEAN_KEYS, *(ACCOUNTING_FIELDS if whole else ()))
+    lean = {k: cols[k][keep] for k in dict.fromkeys(keys) if k in cols}
+    return RankRecords(
+        rec.rank,
+        header=rec.header,
+        summary=rec.summary,
+        warnings=list(rec.warnings),
+        columns=lean,
+        collectives=rec.collectives,
+        roster=rec.roster,
+        timing=rec.timing,
+        other=rec.other,
+        counts=(n, rec.last_step),
+    )
+
+
+class ReducedTable:
+    """The job's node reductions merged: what aggregation reads of a `StepTable`, exactly."""
+
+    def __init__(self, reductions: list[NodeReduction], world_size: int) -> None:
+        self.world_size = world_size
+        self.reductions = [r for r in reductions if r.ranks]
+        steps = [r.steps for r in self.reductions]
+        self.indices = (
+            np.unique(np.concatenate(steps)).astype(np.int64) if steps else np.array([], np.int64)
+        )
+        self._cols = [np.searchsorted(self.indices, r.steps) for r in self.reductions]
+        self.node_of = {rank: i for i, r in enumerate(self.reductions) for rank in r.ranks}
+        self.row = {rank: i for i, rank in enumerate(self.node_of)}  # ranks with steps
+        lean = {r.rank: r for red in self.reductions for r in red.lean}
+        self.records = [lean[rank] for rank in self.node_of if rank in lean]
+        self.max = {k: self._merge(np.fmax, "max", k) for k in KEYS}
+        self.min = {k: self._merge(np.fmin, "min", k) for k in KEYS}
+        self.transfer_ms = self.min["comm_ms"] if self.indices.size else np.array([])
+
+    def _aligned(self, i: int, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        out = np.full(self.indices.size, fill)
+        out[self._cols[i]] = values
+        return out
+
+    def _merge(self, ufunc: Any, name: str, key: str) -> np.ndarray:
+        rows = [self._aligned(i, getattr(r, name)[key]) for i, r in enumerate(self.reductions)]
+        return ufunc.reduce(np.array(rows), axis=0) if rows else np.array([])
+
+    def series(self, world_size: int) -> dict[str, np.ndarray]:
+        """`StepTable.series`, from the merged maxes and mins."""
+        if not self.indices.size:
+            return {}
+        with np.errstate(all="ignore"):
+            out = {"step": self.indices.astype(np.int64)}
+            for key, column in (
+                ("step_time_ms", "step_time_ms"),
+                ("compute_ms", "compute_ms"),
+                ("allreduce_ms", "comm_ms"),
+                ("exposed_comm_ms", "exposed_comm_ms"),
+            ):
+                out[key] = self.max[column]
+            out["allreduce_transfer_ms"] = self.min["comm_ms"]
+            out["allreduce_wait_ms"] = out["allreduce_ms"] - out["allreduce_transfer_ms"]
+            n_bytes = self.max["comm_bytes"]
+            t_s = out["allreduce_transfer_ms"] / 1000.0
+            busbw = n_bytes / t_s / 1e9 * (2 * (world_size - 1) / world_size)
+            ok = (t_s > 0) & (n_bytes > 0) & (world_size > 1)
+            out["busbw_gbps"] = np.where(ok, busbw, np.nan)
+            out["comm_bytes"] = n_bytes
+            out["buckets"] = self.max["buckets"]
+        return out
+
+    def _present(self, rank: int) -> np.ndarray:
+        """Which of the job's steps `rank` measured."""
+        i = self.node_of[rank]
+        red = self.reductions[i]
+        p = red.present[rank]
+        mask = np.zeros(self.indices.size, bool)
+        mask[self._cols[i]] = True if p is None else p
+        return mask
+
+    def compute_medians(self) -> dict[int, float | None]:
+        return {
+            rank: self.reductions[i].figures[rank]["compute_ms_median"]
+            for rank, i in self.node_of.items()
+        }
+
+    def measured_steps(self, rank: int) -> int:
+        i = self.node_of.get(rank)
+        return 0 if i is None else self.reductions[i].measured[rank]
+
+    def min_measured_steps(self) -> int:
+        return min(self.measured_steps(r) for r in range(self.world_size))
+
+    def rank_figures(self) -> dict[int, dict[str, Any]]:
+        """`StepTable.rank_figures`: each rank's own figures from its node, its wait and transfer
+        medians against the job's transfer."""
+        out: dict[int, dict[str, Any]] = {}
+        for rank, i in self.node_of.items():
+            red = self.reductions[i]
+            mask = self._present(rank)
+            comm = self._aligned(i, red.comm[rank])
+            with np.errstate(all="ignore"):
+                wait = (comm - self.transfer_ms)[mask]
+            out[rank] = {
+                "step_time_ms": red.figures[rank]["step_time_ms"],
+                **{k: red.figures[rank][k] for k in _OWN_FIGURES},
+                "wait_ms_median": median(wait),
+                "transfer_ms_median": median(self.transfer_ms[mask]),
+            }
+        return out
+
+    def slowest_in_steps(self, rank: int) -> tuple[int, int, int]:
+        """`StepTable.slowest_in_steps` from the nodes' max compute, counts and ties."""
+        i = self.node_of.get(rank)
+        n_rows = len(self.node_of)
+        if i is None or not self.indices.size:
+            return 0, 0, 0
+        count = np.zeros(self.indices.size)
+        for j, r in enumerate(self.reductions):
+            count += self._aligned(j, r.compute_count.astype(float), 0.0)
+        full = count == n_rows
+        if not full.any():
+            return 0, 0, 0
+        red = self.reductions[i]
+        node_max = self._aligned(i, red.max["compute_ms"])
+        node_arg = self._aligned(i, red.argmax["compute_ms"].astype(float), -1.0)
+        mine = node_arg == rank
+        for col, tied in red.compute_ties:
+            if tied == rank:
+                mine[self._cols[i][col]] = True
+        top = mine & (node_max >= self.max["compute_ms"])
+        return int((top & full).sum()), int(full.sum()), n_rows
+
+    def group_step_max(self, column: str, groups: list[list[int]]) -> np.ndarray:
+        """`StepTable.group_step_max` for groups that are unions of whole reductions' ranks;
+        ValueError for a group that splits one."""
+        out = np.full((len(groups), self.indices.size), np.nan)
+        for g, ranks in enumerate(groups):
+            nodes = sorted({self.node_of[r] for r in ranks})
+            if sum(len(self.reductions[i].ranks) for i in nodes) != len(set(ranks)):
+                raise ValueError("a node group splits a node reduction")
+            rows = [self._aligned(i, self.reductions[i].max[column]) for i in nodes]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out[g] = np.fmax.reduce(np.array(rows), axis=0)
+        return out
+
+    def steps_section(self, series: dict[str, np.ndarray]) -> dict[str, Any]:
+        """`StepTable.steps_section` without embedded steps (they stayed on the nodes)."""
+        from minicluster.core import rundir
+
+        return {
+            "rank_files": rundir.rank_files_pattern(),
+            "series": {k: v.tolist() if k == "step" else rounded_list(v) for k, v in series.items()}
+            or None,
+            "embedded": None,
+            "reason": "merged from node reductions: every rank's steps are in its rank files",
+        }
+
+
+def merge(reductions: list[NodeReduction]) -> tuple[list[RankRecords], ReducedTable]:
+    """The job's inputs from its nodes' reductions: every rank's lean record, in rank order, and
+    the merged table."""
+    records = sorted((r for red in reductions for r in red.lean), key=lambda r: r.rank)
+    world = max((int(r.header["world_size"]) for r in records if r.header), default=len(records))
+    return records, ReducedTable(reductions, world)
+
+
+def aggregate_reduced(
+    reductions: list[NodeReduction],
+    launch: Launch | None = None,
+    checks: ChecksSection | None = None,
+    aggregated_at: str | None = None,
+) -> dict[str, Any]:
+    """`aggregate.aggregate` from node reductions instead of every rank's steps."""
+    records, table = merge(reductions)
+    return aggregate(records, launch, checks, aggregated_at, table=table)

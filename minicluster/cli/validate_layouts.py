@@ -1,0 +1,171 @@
+"""`minicluster validate --layouts ddp,fsdp,tp`: the same model, seed and data under each layout, one
+run each; the job's loss per step must agree with the first layout's within a stated tolerance.
+
+Every run trains on the same global batch (`run.fixed_global_batch`: a layout with fewer
+data-parallel ranks gives each more shards of it), so the job's loss of a step (the mean over
+ranks of each rank's loss: the ranks of a tensor-parallel group share theirs) is the same number
+in every layout up to the order of floating-point sums. Tolerance: relative 1e-4 in fp32 (FSDP2
+and TP reorder sums; measured differences 1e-6 to 1e-5 over a few steps), 3e-2 in bf16 and fp16
+(one rounding of 8 or 11 mantissa bits per matmul).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from minicluster.analysis.records import read_run_dir
+from minicluster.cli import orchestrate
+from minicluster.core import config as config_mod
+from minicluster.core.config import RunConfig
+from minicluster.core.errors import InputError
+from minicluster.core.io import atomic_write_json
+from minicluster.launchers.base import Launcher
+from minicluster.result import store
+
+REL_TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "fp16": 3e-2}
+
+
+def layout_specs(text: str, world_size: int) -> list[tuple[str, str | None]]:
+    """`ddp,fsdp,tp` (or degree specs `dp_shard=2,tp=2` separated by `;`) -> [(name, --parallel
+    text or None for DDP)]; InputError on a name it does not know."""
+    named = {
+        "ddp": None,
+        "fsdp": f"dp_shard={world_size}",
+        "tp": f"tp={world_size}",
+        "pp": f"pp={world_size}",
+        "ep": f"ep={world_size}",
+        "fsdp_tp": f"dp_shard={world_size // 2},tp=2",
+        "hsdp": f"dp_replicate=2,dp_shard={world_size // 2}",
+    }
+    items = [t.strip() for t in text.split(";" if "=" in text else ",") if t.strip()]
+    out: list[tuple[str, str | None]] = []
+    for item in items:
+        if "=" in item:
+            out.append((item, item))
+        elif item in named:
+            out.append((item, named[item]))
+        else:
+            raise InputError(
+                f"--layouts: unknown layout {item!r}; names: {', '.join(named)}, or degree specs "
+                "separated by ';' (dp_shard=2;tp=2)"
+            )
+    if len(out) < 2:
+        raise InputError("--layouts needs two layouts or more to compare (e.g. ddp,fsdp,tp)")
+    return out
+
+
+def job_losses(run_dir: Path) -> dict[int, float]:
+    """Step -> the mean over ranks of each rank's loss (warm-up steps included: they are the
+    same computation)."""
+    by_step: dict[int, list[float]] = {}
+    for rec in read_run_dir(run_dir):
+        for s in rec.steps:
+            loss = s.get("loss")
+            if isinstance(loss, (int, float)) and not math.isnan(loss):
+                by_step.setdefault(int(s["step"]), []).append(float(loss))
+    return {step: sum(v) / len(v) for step, v in sorted(by_step.items())}
+
+
+def first_divergence(
+    reference: dict[int, float], other: dict[int, float], rel_tol: float
+) -> dict[str, Any] | None:
+    """The first step whose loss differs from the reference's by more than `rel_tol` (relative),
+    or is missing from one side; None when they agree everywhere."""
+    for step in sorted(set(reference) | set(other)):
+        a, b = reference.get(step), other.get(step)
+        if a is None or b is None:
+            return {"step": step, "reference": a, "loss": b, "why": "a step is missing"}
+        if abs(a - b) > rel_tol * max(abs(a), 1e-12):
+            return {"step": step, "reference": a, "loss": b, "rel_diff": abs(a - b) / abs(a)}
+    return None
+
+
+def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launcher) -> int:
+    """Run each layout of `args.layouts` (the config `cfg`, its ranks started by `launcher`),
+    compare the job's loss step by step with the first's: exit 0 when all agree, 1 naming the
+    first layout and step that diverge."""
+    cfg = config_mod.override(cfg, fixed_global_batch=True)
+    world = cfg.run.nproc
+    specs = layout_specs(args.layouts, world)
+    configs = []
+    for name, flag in specs:  # every layout checked before any rank starts
+        one = config_mod.with_parallel(
+            dataclasses.replace(cfg, parallel=config_mod.ParallelSection()), flag
+        )
+        config_mod.check_layout(one, world)
+        configs.append((name, one))
+    tol = REL_TOLERANCE[cfg.run.precision]
+    if args.dry_run:
+        for name, one in configs:
+            print(f"layout {name}: {one.parallel.layout(world).label}")
+        return 0
+    run_id, out_dir = store.new_output(args.out, "layouts")
+    print(
+        f"minicluster: validate {run_id}: {len(configs)} layouts on {world} ranks, same model, "
+        f"seed and global batch; losses must agree within relative {tol:g} ({cfg.run.precision})"
+        f" -> {out_dir}",
+        file=sys.stderr,
+    )
+    runs: list[dict[str, Any]] = []
+    reference: dict[int, float] | None = None
+    failed = None
+    for i, (name, one) in enumerate(configs):
+        sub = out_dir / f"l{i}"
+        result = orchestrate.execute(
+            one,
+            launcher,
+            sub,
+            f"{run_id}-l{i}",
+            one.steps.warmup + one.steps.measured,
+            quiet=True,
+        )
+        status = result.status if result is not None else "failed"
+        losses = job_losses(sub)
+        entry: dict[str, Any] = {
+            "layout": name,
+            "label": one.parallel.layout(world).label,
+            "dir": sub.name,
+            "status": status,
+            "losses": [losses[s] for s in sorted(losses)],
+        }
+        if status != "ok" and failed is None:
+            failed = f"layout {name}: the run did not finish ok ({status})"
+        if reference is None:
+            reference = losses
+        else:
+            div = first_divergence(reference, losses, tol)
+            entry["divergence"] = div
+            if div is not None and failed is None:
+                failed = (
+                    f"layout {name} diverges from {configs[0][0]} at step {div['step']}: loss "
+                    f"{div['loss']} vs {div['reference']} (relative tolerance {tol:g})"
+                )
+        runs.append(entry)
+        print(f"validate: layout {name} ({entry['label']}): {status}", file=sys.stderr)
+    atomic_write_json(
+        out_dir / "layouts.json",
+        {
+            "run_id": run_id,
+            "reference": configs[0][0],
+            "precision": cfg.run.precision,
+            "rel_tolerance": tol,
+            "loss": "per step, the mean over ranks of each rank's loss",
+            "runs": runs,
+            "passed": failed is None,
+            "reason": failed,
+        },
+    )
+    if failed is not None:
+        print(f"minicluster: validate: FAIL: {failed}")
+        return 1
+    steps = len(runs[0]["losses"])
+    print(
+        f"minicluster: validate: PASS: {', '.join(n for n, _ in configs)} agree on the loss at "
+        f"all {steps} steps within relative {tol:g} ({cfg.run.precision}); {out_dir}/layouts.json"
+    )
+    return 0

@@ -1,0 +1,147 @@
+"""One answer whatever the path: a run's result from its rank journals, from its columnar files
+and from per-node reductions (`analysis.node_reduce`) has equal metrics, rank figures, node
+figures and the same findings."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from minicluster.analysis import node_reduce
+from minicluster.analysis.aggregate import aggregate
+from minicluster.analysis.records import read_run_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _gen() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "gen_rank_files", ROOT / "scripts/gen_rank_files.py"
+    )
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["gen_rank_files"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+AT = "2026-01-01T00:00:00Z"
+
+
+def by_node(records: list[Any]) -> list[list[Any]]:
+    """The records grouped by their header's node (as each node's local rank 0 would hold them)."""
+    groups: dict[Any, list[Any]] = {}
+    for r in records:
+        key = (r.header or {}).get("node_rank", (r.header or {}).get("hostname"))
+        groups.setdefault(key, []).append(r)
+    return list(groups.values())
+
+
+def reduced_result(records: list[Any], codec: bool = True) -> dict[str, Any]:
+    reductions = [node_reduce.reduce_node(g) for g in by_node(records)]
+    if codec:  # through the wire format, as the in-band path would carry it
+        reductions = [
+            node_reduce.NodeReduction.from_bytes(r.to_bytes(), lean=r.lean) for r in reductions
+        ]
+    return node_reduce.aggregate_reduced(reductions, aggregated_at=AT)
+
+
+def comparable(result: dict[str, Any]) -> dict[str, Any]:
+    """What must be equal whatever the path (the embedded steps stay on the nodes)."""
+    return {
+        "status": result["status"],
+        "metrics": result["metrics"],
+        "ranks": result["ranks"],
+        "nodes": result.get("nodes"),
+        "stragglers": result["stragglers"],
+        "faults": result["faults"],
+        "link": result["link"],
+        "failed_ranks": result["failed_ranks"],
+        "errors": result["errors"],
+        "series": result["steps"]["series"],
+        # the per-step accounting (culprit cost, time structure), from the ranks' whole columns
+        **{k: result.get(k) for k in ("accounting", "culprits", "culprit_rule", "time_structure")},
+    }
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    gen = _gen()
+    cols = tmp_path_factory.mktemp("columns")
+    journals = tmp_path_factory.mktemp("journals")
+    slow = {13: 1.6}  # a straggler on node 1
+    gen.write_run(cols, 24, 60, per_node=8, columns=True, slow=slow)
+    gen.write_run(journals, 24, 60, per_node=8, columns=False, slow=slow)
+    return cols, journals
+
+
+def test_synthetic_run_one_answer_from_journals_columns_and_node_reductions(
+    synthetic: tuple[Path, Path],
+) -> None:
+    cols, journals = synthetic
+    assert list((cols / "ranks").glob("*.steps.arrow"))
+    assert not list((journals / "ranks").glob("*.steps.arrow"))
+    from_journals = aggregate(read_run_dir(journals, workers=1), aggregated_at=AT)
+    from_columns = aggregate(read_run_dir(cols, workers=1), aggregated_at=AT)
+    from_nodes = reduced_result(read_run_dir(cols, workers=1))
+    assert len(from_journals["nodes"]) == 3
+    assert [s["rank"] for s in from_journals["stragglers"]] == [13]  # a finding to agree on
+    assert comparable(from_columns) == comparable(from_journals)
+    assert comparable(from_nodes) == comparable(from_journals)
+    assert from_nodes["steps"]["embedded"] is None
+
+
+def test_a_tie_for_the_slowest_compute_counts_as_in_the_step_table(
+    synthetic: tuple[Path, Path],
+) -> None:
+    """Two ranks on different nodes with the same compute times: both are at the max every
+    step; the reductions' ties give the straggler's sign test the same counts."""
+    records = read_run_dir(synthetic[0], workers=1)
+    twin = {r.rank: r for r in records}
+    twin[2].columns["compute_ms"] = twin[13].columns["compute_ms"].copy()
+    twin[5].columns["compute_ms"] = twin[13].columns["compute_ms"].copy()
+    from minicluster.analysis.steps import StepTable
+
+    table = StepTable(records, 24)
+    merged = node_reduce.merge([node_reduce.reduce_node(g) for g in by_node(records)])[1]
+    for rank in (2, 5, 13, 0):
+        assert merged.slowest_in_steps(rank) == table.slowest_in_steps(rank)
+    assert comparable(reduced_result(records)) == comparable(aggregate(records, aggregated_at=AT))
+
+
+def test_a_rank_short_of_steps_and_a_node_without_steps(synthetic: tuple[Path, Path]) -> None:
+    """Ranks that measured different steps (one stopped early, one recorded none) merge as the
+    step table has them (the steps NaN-aligned, the short rank's figures over its own steps)."""
+    records = read_run_dir(synthetic[0], workers=1)
+    short = records[9]
+    keep = short.columns["step"] < 40
+    for k in list(short.columns):
+        short.columns[k] = short.columns[k][keep]
+    for r in records[16:24]:  # node 2 recorded no step
+        r.steps = []
+    assert comparable(reduced_result(records)) == comparable(aggregate(records, aggregated_at=AT))
+
+
+def test_the_codec_round_trips_and_is_per_node_sized(synthetic: tuple[Path, Path]) -> None:
+    records = read_run_dir(synthetic[0], workers=1)
+    red = node_reduce.reduce_node(by_node(records)[0])
+    back = node_reduce.NodeReduction.from_bytes(red.to_bytes())
+    assert np.array_equal(back.steps, red.steps)
+    for k in node_reduce.KEYS:
+        assert np.array_equal(back.max[k], red.max[k], equal_nan=True)
+        assert np.array_equal(back.argmin[k], red.argmin[k])
+    assert back.figures == red.figures
+    with pytest.raises(ValueError):
+        node_reduce.NodeReduction.from_bytes(b'{"format": "other/1"}')
+
+
+def test_the_accounting_is_compared(synthetic: tuple[Path, Path]) -> None:
+    """The generated ranks record every field the accounting needs: it is part of what the
+    paths agree on, not absent from all three."""
+    result = reduced_result(read_run_dir(synthetic[0], workers=1))
+    assert result["accounting"]["steps_accounted"] > 0

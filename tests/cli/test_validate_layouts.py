@@ -1,0 +1,60 @@
+"""`validate --layouts`: layout names, the first diverging step, and a real run of three layouts
+whose losses agree (same model, seed and global batch)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from minicluster.cli.validate_layouts import first_divergence, layout_specs
+from minicluster.core.errors import InputError
+
+RunCli = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def test_layout_names_and_degree_specs() -> None:
+    assert layout_specs("ddp,fsdp,tp", 2) == [("ddp", None), ("fsdp", "dp_shard=2"), ("tp", "tp=2")]
+    assert layout_specs("fsdp_tp;dp_shard=4", 4)[1] == ("dp_shard=4", "dp_shard=4")
+    with pytest.raises(InputError, match="unknown layout 'zero3'"):
+        layout_specs("ddp,zero3", 2)
+    with pytest.raises(InputError, match="two layouts or more"):
+        layout_specs("ddp", 2)
+
+
+def test_the_first_step_beyond_the_tolerance_is_named() -> None:
+    ref = {0: 5.0, 1: 4.9, 2: 4.8}
+    assert first_divergence(ref, {0: 5.0, 1: 4.90001, 2: 4.80002}, 1e-4) is None
+    div = first_divergence(ref, {0: 5.0, 1: 4.95, 2: 4.7}, 1e-4)
+    assert div is not None and div["step"] == 1 and div["rel_diff"] == pytest.approx(0.05 / 4.9)
+    gone = first_divergence(ref, {0: 5.0}, 1e-4)
+    assert gone is not None and gone["step"] == 1 and gone["why"] == "a step is missing"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_ddp_fsdp2_and_tp_train_the_same_losses(run_cli: RunCli, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    cfg = tmp_path / "llama.yaml"
+    cfg.write_text(
+        "workload: {name: llama, per_rank_batch: 2, seq_len: 16, vocab_size: 128, dim: 32, "
+        "n_layers: 2, n_heads: 4, n_kv_heads: 2, multiple_of: 16}\n"
+        "steps: {warmup: 1, measured: 3}\nrun: {threads_per_rank: 1, collective_timeout_s: 60}\n"
+    )
+    out = tmp_path / "v"
+    proc = run_cli(
+        "validate", "-c", str(cfg), "--layouts", "ddp,fsdp,tp,pp", "--out", str(out), timeout=380
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "PASS: ddp, fsdp, tp, pp agree on the loss at all 4 steps" in proc.stdout
+    report = json.loads((out / "layouts.json").read_text())
+    assert report["passed"] and report["rel_tolerance"] == 1e-4
+    ddp, fsdp, tp, pp = (r["losses"] for r in report["runs"])
+    # TP trains both data-parallel shards of DDP's global batch on every rank of its group
+    assert tp == pytest.approx(ddp, rel=1e-5) and fsdp == pytest.approx(ddp, rel=1e-5)
+    assert pp == pytest.approx(ddp, rel=1e-5)  # the last stage's loss: the mean of microbatches
+    proc = run_cli("validate", "-c", str(cfg), "--layouts", "ddp,tp", "--parallel", "tp=2")
+    assert proc.returncode == 2 and "leave out --parallel" in proc.stderr
