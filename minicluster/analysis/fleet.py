@@ -78,8 +78,10 @@ def fleet(
     names = _metric_names(metric_names, all_node_checks)
     nodes, mode = nodes_of(results, names)
     if len(nodes) < MIN_NODES:
+        # one single-node result (a node check has no ranks to split by node) is one node
+        got = max(len(nodes), len(results))
         raise InputError(
-            f"fleet needs the results of at least {MIN_NODES} nodes, got {len(nodes)}: give one "
+            f"fleet needs the results of at least {MIN_NODES} nodes, got {got}: give one "
             "result per node, or one result of a run across that many nodes"
         )
     if metric_names is None:  # energy, GPU figures and the like only when some node measured them
@@ -149,6 +151,8 @@ def fleet(
         "outliers": outliers,
         "failed": failed,
         "findings": findings,
+        # no metric measured on enough nodes with a direction: nothing was judged (exit 2)
+        "judged": any(m["gated"] for m in per_metric),
         "verdict": _verdict(len(nodes), per_metric, node_rows, outlier_z, groups),
     }
 
@@ -279,6 +283,8 @@ def _node_row(n: NodeInput, per_metric: list[dict[str, Any]]) -> dict[str, Any]:
         verdict = "finding"
     elif outlier_on:
         verdict = "outlier"
+    elif worst is None:  # no gated metric measured on enough nodes to place it
+        verdict = "not_judged"
     else:
         verdict = "ok"
     return {
@@ -352,6 +358,14 @@ def _verdict(
         )
     if bad or found or failed:
         return f"{head}: " + "; ".join(parts)
+    if not gated:
+        why = "; ".join(
+            dict.fromkeys(
+                f"{m['name']}: " + (m["reason"] or "not judged").removesuffix(": not judged")
+                for m in per_metric
+            )
+        )
+        return f"{head}: nothing judged: no metric measured on enough nodes to judge ({why})"
     tail = f"; {parts[0]}" if parts else ""
     return (
         f"{head}: no outlier on {', '.join(gated) or 'any metric'} (robust z "

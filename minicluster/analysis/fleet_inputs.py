@@ -188,10 +188,16 @@ def _check_same_job(results: list[tuple[str, dict[str, Any]]]) -> None:
         if key == ref_key:
             continue
         field = next(f for f in sorted(set(job) | set(ref)) if job.get(f) != ref.get(f))
+        others = len(results) - 1
+        if counts[ref_key] == others:
+            whom, there = f"the other {others} input(s)", "in the others"
+        else:  # no majority job: name the input it was compared with
+            first = results[keys.index(ref_key)][0]
+            whom = f"{first} ({counts[ref_key]} of the other {others} input(s) ran that one)"
+            there = f"in {first}"
         raise InputError(
-            f"{source} ran a different job from the other {counts[ref_key]} input(s): {field} "
-            f"is {job.get(field)!r} there, {ref.get(field)!r} in the others (a fleet compares "
-            "one node-check job across nodes)"
+            f"{source} ran a different job from {whom}: {field} is {job.get(field)!r} there, "
+            f"{ref.get(field)!r} {there} (a fleet compares one node-check job across nodes)"
         )
 
 

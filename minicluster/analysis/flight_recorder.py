@@ -42,10 +42,15 @@ def read_dump(path: Path) -> tuple[int, dict[str, Any]]:
         data = _PlainData(io.BytesIO(path.read_bytes())).load()
     except OSError as e:
         raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as e:
-        raise InputError(f"{path}: not a Flight Recorder dump ({e})") from None
+    except pickle.UnpicklingError as e:
+        refused = str(e).startswith("refused ")  # a class or function in it: name it
+        raise InputError(
+            f"not a Flight Recorder dump: {path}" + (f" ({e})" if refused else "")
+        ) from None
+    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError):
+        raise InputError(f"not a Flight Recorder dump: {path}") from None
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
-        raise InputError(f"{path}: not a Flight Recorder dump (no entries)")
+        raise InputError(f"not a Flight Recorder dump: {path} (no entries)")
     return int(match.group(1)), data
 
 
@@ -117,7 +122,8 @@ def _describe(entry: dict[str, Any]) -> str:
 def diagnose(dumps: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Per process group: the first collective sequence number at which its ranks disagree (some
     never entered it, or entered another op or size), who is still inside it (not retired), the
-    ranks with no dump; and one `verdict` line for the first group that disagrees."""
+    ranks with no dump (`not_judged`: nothing can be said of them); and one `verdict` line for
+    the first group that disagrees, else for the ranks that left no dump."""
     by_pg: dict[str, dict[int, dict[int, dict[str, Any]]]] = {}
     descs: dict[str, str] = {}  # a group's description (`default_pg`)
     for rank, data in dumps.items():
@@ -133,8 +139,22 @@ def diagnose(dumps: dict[int, dict[str, Any]]) -> dict[str, Any]:
                 by_pg.setdefault(name, {}).setdefault(rank, {})[seq] = entry
     groups = [_group(pg, descs.get(pg), seqs, dumps) for pg, seqs in sorted(by_pg.items())]
     desync = [g for g in groups if g["seq"] is not None]
+    no_dump = sorted({r for g in groups for r in g["no_dump"]})
     if desync:
         verdict = desync[0]["verdict"]
+    elif no_dump:
+        # The ranks that dumped agree, but nothing is known of the ones that did not.
+        verdict = (
+            f"not judged for rank(s) {_list(no_dump)}: "
+            f"{'it' if len(no_dump) == 1 else 'they'} left no dump (died before "
+            "it could dump: see the run's failure_order); "
+            + (
+                f"rank {_list(sorted(dumps))}'s dump alone shows no desync"
+                if len(dumps) == 1
+                else f"the ranks that dumped ({_list(sorted(dumps))}) agree on every "
+                "collective they recorded"
+            )
+        )
     elif groups:
         verdict = "the ranks agree on every collective recorded: no desync in the dumps"
     else:
@@ -143,6 +163,7 @@ def diagnose(dumps: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "ranks_dumped": sorted(dumps),
         "groups": groups,
         "desync": bool(desync),
+        "not_judged": no_dump,
         "verdict": verdict,
     }
 

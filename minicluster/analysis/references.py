@@ -143,6 +143,11 @@ def from_dict(data: Any, where: str) -> Reference:
         raise InputError(
             f"{where}: a reference is a mapping with format, name, kind, platform, figures"
         )
+    if data.get("format") is None:
+        raise InputError(
+            f"{where} is not a minicluster reference (no `format: {FORMAT}` in it): a reference "
+            "is a mapping with format, name, kind, platform, figures"
+        )
     if data.get("format") != FORMAT:
         raise InputError(
             f"{where}: format is {data.get('format')!r}; this minicluster reads {FORMAT}"

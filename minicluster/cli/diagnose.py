@@ -1,5 +1,5 @@
 """`minicluster diagnose DIR|DUMPS...`: a hang or desync named from Flight Recorder dumps; exit 1
-when the ranks disagree."""
+when the ranks disagree, 2 when a member of a group left no dump (nothing judged for it)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from minicluster.core.exit_policy import code_for
 def diagnose(args: argparse.Namespace) -> int:
     """Read the dumps (a run directory's `flight_recorder/`, a directory of dumps, or dump
     files), print where the ranks disagree, write `--json`. 0: they agree; 1: a desync; 2: no or
-    unreadable dumps."""
+    unreadable dumps, or a member of a group left no dump (not judged)."""
     from minicluster.analysis.flight_recorder import diagnose as find
     from minicluster.analysis.flight_recorder import load
 
@@ -26,8 +26,10 @@ def diagnose(args: argparse.Namespace) -> int:
             print(
                 f"minicluster diagnose: ranks dumped: {', '.join(map(str, found['ranks_dumped']))}"
             )
-            print(("DESYNC: " if found["desync"] else "ok: ") + found["verdict"])
+            head = "DESYNC: " if found["desync"] else "" if found["not_judged"] else "ok: "
+            print(head + found["verdict"])
             for g in found["groups"][1:] if found["desync"] else []:
                 if g["verdict"] and g["verdict"] != found["verdict"]:
                     print(f"also: {g['verdict']}")
-    return code_for(["desync"] if found["desync"] else [])
+    verdicts = ["desync"] if found["desync"] else []
+    return code_for(verdicts + (["not_judged"] if found["not_judged"] else []))

@@ -14,7 +14,7 @@ from minicluster.core.exit_policy import code_for
 def fleet(args: argparse.Namespace) -> int:
     """Load every RESULT, build the fleet report, write the files asked for, print the verdict
     and the tables. 0: no outlier; 1: an outlier, a failed node check, or a node whose own check
-    found a problem; 2: bad input."""
+    found a problem; 2: bad input, or no metric could be judged (measured on too few nodes)."""
     from minicluster.analysis.fleet import fleet as fleet_report
     from minicluster.report.fleet import fleet_html, fleet_markdown, print_fleet
     from minicluster.result.node_check import load_any
@@ -38,7 +38,9 @@ def fleet(args: argparse.Namespace) -> int:
     with orchestrate.stdout_may_close():
         print_fleet(report, orchestrate.side_console(stderr=to_stdout))
     bad = report["outliers"] or report["failed"] or report["findings"]
-    return code_for(["outlier_node"] if bad else [])
+    return code_for(
+        (["outlier_node"] if bad else []) + ([] if report.get("judged", True) else ["not_judged"])
+    )
 
 
 def _load(path: Any, load_result: Any) -> dict[str, Any]:

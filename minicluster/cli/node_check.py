@@ -123,8 +123,9 @@ def plan_from_args(args: argparse.Namespace) -> Any:
             )
     if args.duration is not None and args.duration < 0:
         raise InputError(f"--duration must be >= 0 seconds, got {args.duration:g}")
-    if args.floor_pct is not None and not 0 < args.floor_pct <= 1000:
-        raise InputError(f"--floor-pct must be in (0, 1000], got {args.floor_pct:g}")
+    if args.floor_pct is not None and not 0 < args.floor_pct <= 100:
+        # a percent of the reference: above 100 every rate at the reference would be degraded
+        raise InputError(f"--floor-pct must be in (0, 100], got {args.floor_pct:g}")
     if args.expect_gpus is not None and args.expect_gpus < 0:
         raise InputError(f"--expect-gpus must be >= 0, got {args.expect_gpus}")
     if args.intervals is not None and args.intervals < 5:

@@ -381,8 +381,9 @@ def print_plan(
 ) -> None:
     """`--dry-run`: what `launcher` would start for `cfg` (from the config file `source`, None:
     the built-in one), on stdout; starts and claims nothing (the run id and output directory
-    shown are the ones a run now would get)."""
-    run_id, out_dir = store.planned_output(out)
+    shown are the ones a run now would get). InputError where the run would refuse `out` (it
+    holds an earlier run)."""
+    run_id, out_dir = store.check_planned_output(out)
     plan = launcher.plan(cfg, out_dir, run_id)
     origin = "the built-in config" if source is None else str(source)
     with stdout_may_close():

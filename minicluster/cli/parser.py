@@ -450,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or the files torch writes under TORCH_FR_DUMP_TEMP_FILE, named by rank) and name the "
         "collective sequence number where the ranks of a process group disagree: who never "
         "entered it, who is still in it, different ops or sizes. Exit 1 on a desync, 2 when "
-        "there are no readable dumps.",
+        "there are no readable dumps or a member of a group left no dump (not judged).",
     )
     p.add_argument(
         "inputs",
@@ -468,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Per metric, the fleet's median and MAD over the nodes, each node's robust "
         "z-score (log scale) and relative score; a node beyond --outlier-z on the bad side of "
         "the metric's direction is an outlier. Exit 1 when a node is an outlier on any gated "
-        "metric or its node check failed, 2 when the inputs ran different jobs.",
+        "metric or its node check failed, 2 when the inputs ran different jobs or no metric was "
+        "measured on enough nodes to judge.",
     )
     p.add_argument(
         "inputs",

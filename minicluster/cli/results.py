@@ -83,7 +83,12 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
     judged_before, judged_after = RunResult.from_json(before), RunResult.from_json(after)
     with orchestrate.stdout_may_close():
-        print(f"minicluster: re-judged {run_dir} (the recorded result.json is kept):")
+        kept = (
+            "the recorded result.json is kept"
+            if rundir.result_path(run_dir).is_file()
+            else "it has no result.json: judged from its rank files"
+        )
+        print(f"minicluster: re-judged {run_dir} ({kept}):")
         for line in verdict.changes(judged_before, judged_after, own, new):
             print(f"  {line}")
         print(f"result: {path}")

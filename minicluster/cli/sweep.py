@@ -78,7 +78,11 @@ def run_sweep(args: argparse.Namespace) -> int:
         config_mod.check_layout(cfg, n)
     orchestrate.check_required(cfg)
     if isinstance(launcher, LocalTorchrun):  # refuses a world size this host cannot hold
-        host_fit.check_local_ranks(max(world_sizes), gpu)
+        host_fit.check_local_ranks(
+            max(world_sizes),
+            gpu,
+            flag=f"--world-sizes {args.world_sizes} (world size {max(world_sizes)})",
+        )
     warning = sweep.oversubscription_warning(max(world_sizes), cores, gpu)
     runs = sweep.plan(world_sizes, args.repeats)
     what = (
@@ -168,7 +172,7 @@ def _print_sweep_plan(
     """`sweep --dry-run`: the sweep, then the launch plan of each world size's run (every round
     of a world size starts the same ranks); starts and claims nothing. `probe`: the world size
     of the all_reduce probe `--project` runs afterwards, if any."""
-    sweep_id, sweep_dir = store.planned_output(out)
+    sweep_id, sweep_dir = store.check_planned_output(out, "sweep")
     print(f"minicluster: dry run: sweep {sweep_id}: {what} -> {sweep_dir}; nothing started")
     if warning:
         print(f"  warning: {warning}")

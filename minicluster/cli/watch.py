@@ -32,6 +32,7 @@ def watch(args: argparse.Namespace) -> int:
         raise InputError(f"--stall-after must be > 0 seconds, got {args.stall_after}")
     if args.window is not None and args.window < 2:
         raise InputError(f"--window must be >= 2 steps, got {args.window}")
+    _refuse_node_check(args.dir)
     watcher = Watcher(args.dir, args.window, args.stall_after)
     if args.once:
         snap = watcher.refresh()
@@ -45,6 +46,22 @@ def watch(args: argparse.Namespace) -> int:
             _print_once(snap, args.json)
         return int(snap["exit_code"])
     return _live(watcher, args)
+
+
+def _refuse_node_check(run_dir: Path) -> None:
+    """InputError for a node-check result's directory: no ranks step there to watch."""
+    from minicluster.core import rundir
+    from minicluster.result.node_check import is_node_check
+
+    try:
+        data = json.loads(rundir.result_path(run_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if is_node_check(data):
+        raise InputError(
+            f"{run_dir} is a node-check result, not a training run: nothing to watch; see it "
+            f"with `minicluster report {run_dir}`"
+        )
 
 
 def _live(watcher: Watcher, args: argparse.Namespace) -> int:

@@ -109,6 +109,14 @@ POLICY: tuple[Verdict, ...] = (
         "a gated regression, or an input run that did not finish ok (`compare`)",
     ),
     Verdict(
+        "not_judged",
+        EXIT_BAD_INPUT,
+        "diagnose, fleet",
+        "the verdict could not be reached: a member of a process group left no Flight Recorder "
+        "dump (it died before it could dump), so nothing is said of it (`diagnose`); no metric "
+        "was measured on enough nodes to judge (`fleet`)",
+    ),
+    Verdict(
         "bad_input",
         EXIT_BAD_INPUT,
         "every command",

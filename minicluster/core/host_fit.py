@@ -22,10 +22,15 @@ def host_memory_bytes() -> int | None:
 
 
 def check_local_ranks(
-    nproc: int, on_gpu: bool, cores: int | None = None, memory_bytes: int | None = None
+    nproc: int,
+    on_gpu: bool,
+    cores: int | None = None,
+    memory_bytes: int | None = None,
+    flag: str | None = None,
 ) -> str | None:
     """InputError when `nproc` CPU ranks on this host would need more memory than it has (each
-    at least RANK_RSS_FLOOR_BYTES); else a warning when they share its cores, or None."""
+    at least RANK_RSS_FLOOR_BYTES); else a warning when they share its cores, or None. `flag`:
+    how the user gave `nproc` (default `--nproc N`), as the message names it."""
     if on_gpu:
         return None
     cores = os.cpu_count() if cores is None else cores
@@ -35,7 +40,7 @@ def check_local_ranks(
         if need > memory_bytes:
             most = max(1, memory_bytes // RANK_RSS_FLOOR_BYTES)
             raise InputError(
-                f"--nproc {nproc} would start {nproc} torch processes of at least "
+                f"{flag or f'--nproc {nproc}'} would start {nproc} torch processes of at least "
                 f"{RANK_RSS_FLOOR_BYTES // 1024**2} MiB each ({_gib(need)}), more than this host's "
                 f"{_gib(memory_bytes)} of memory: at most {most} ranks fit here; "
                 "for more, run across nodes (--nnodes) or on GPUs"

@@ -35,10 +35,11 @@ def distribution_table(report: dict[str, Any]) -> TextTable:
     table = TextTable(
         "Fleet distribution per metric"
         + (" and platform group (nodes are judged within their group)" if _grouped(report) else ""),
-        ["metric", "unit", "bad side", "nodes", "median", "MAD", "min", "max", "outliers"],
+        ["metric", "unit", "bad side", "nodes", "median", "scale", "min", "max", "outliers"],
         note=(
-            f"MAD: median absolute deviation x 1.4826 of ln(value) (log scale: relative), floored "
-            f"at {fmt_num(report['mad_floor_frac'])}. Outlier: robust z beyond "
+            "scale: what z divides by, the median absolute deviation x 1.4826 of ln(value) (log "
+            f"scale: relative), or the floor {fmt_num(report['mad_floor_frac'])} when the MAD is "
+            "below it (marked floor). Outlier: robust z beyond "
             f"{fmt_num(report['outlier_z'])} on the bad side (the registry's direction)."
         ),
         numeric={3, 4, 5, 6, 7},
@@ -56,13 +57,20 @@ def distribution_table(report: dict[str, Any]) -> TextTable:
                 side,
                 text(m["n"]),
                 fmt_num(m["median"]),
-                fmt_num(m["mad"]),
+                _scale(m),
                 fmt_num(m["min"]),
                 fmt_num(m["max"]),
                 outliers,
             ]
         )
     return table
+
+
+def _scale(m: dict[str, Any]) -> str:
+    """The scale z used: the MAD, or the floor (marked) when the MAD is below it."""
+    if m.get("scale") is None:
+        return fmt_num(m.get("mad"))
+    return fmt_num(m["scale"]) + (" floor" if m.get("mad_floored") else "")
 
 
 def nodes_table(report: dict[str, Any], max_rows: int | None = None) -> TextTable:
@@ -95,14 +103,14 @@ def nodes_table(report: dict[str, Any], max_rows: int | None = None) -> TextTabl
             cells.append(value if z is None else f"{value} ({z:+.1f})")
             if m["gated"] and cell.get("score") is not None and not cell.get("excluded"):
                 scores.append(cell["score"])
-        verdict = "ok"
+        verdict = "ok" if r["worst_bad_z"] is not None else "not judged"
         if r["status"] != "ok":
             verdict = f"run {r['status']}: not judged"
         elif r.get("finding"):
             verdict = f"OWN CHECK: {r['finding']} (not in the distribution)"
         elif r["outlier_on"]:
             verdict = "OUTLIER: " + ", ".join(r["outlier_on"])
-        if verdict != "ok":
+        if verdict not in ("ok", "not judged"):
             table.highlight.add(len(table.rows))
         table.rows.append(
             [r["label"], r["status"], verdict, fmt_num(min(scores) if scores else None), *cells]
@@ -114,7 +122,7 @@ def print_fleet(report: dict[str, Any], console: Console | None = None) -> None:
     """The verdict line, then the distribution and the worst nodes."""
     console = console or make_console()
     bad = report["outliers"] or report["failed"] or report.get("findings")
-    style = "bold red" if bad else "green"
+    style = "bold red" if bad else "green" if report.get("judged", True) else "bold yellow"
     console.print(f"[{style}]{rich_escape(report['verdict'])}[/{style}]")
     for t in (distribution_table(report), nodes_table(report, TERMINAL_MAX_NODES)):
         print_fitted(console, t)
@@ -186,7 +194,8 @@ def fleet_html(report: dict[str, Any]) -> str:
     wl = report["workload"]
     title = f"minicluster fleet: {text(wl.get('name'))}"
     bad = report["outliers"] or report["failed"] or report.get("findings")
-    status = "failed" if bad else "ok"
+    judged = report.get("judged", True)
+    status = "failed" if bad else "ok" if judged else "incomplete"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -194,7 +203,8 @@ def fleet_html(report: dict[str, Any]) -> str:
         f"<title>{escape(title)}</title><style>{PAGE_CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
         f'<p class="verdict"><span class="status status-{status}">'
-        f"{'outliers' if bad else 'ok'}</span> {escape(report['verdict'])}</p>",
+        f"{'outliers' if bad else 'ok' if judged else 'not judged'}</span> "
+        f"{escape(report['verdict'])}</p>",
         f'<p class="note">{escape(report["rule"])}.</p>',
     ]
     plots = (strip_plot(report, m, i) for i, m in enumerate(report["metrics"]))

@@ -50,6 +50,8 @@ def validate_node_check(data: Any) -> None:
 def read_json(path: Path) -> tuple[Path, Any]:
     """The JSON document at `path`, or in directory `path`'s result.json, and the file read."""
     if path.is_dir():
+        if rundir.result_path(path).is_dir():
+            raise InputError(f"{rundir.result_path(path)} is a directory, not a result file")
         if not rundir.result_path(path).is_file():
             raise InputError(
                 f"{path} is a directory without result.json (an unfinished run? try "
@@ -60,8 +62,14 @@ def read_json(path: Path) -> tuple[Path, Any]:
         return path, json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"cannot read {path}: {e}") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a directory, not a result file") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path} is not JSON (line {e.lineno} column {e.colno})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not JSON (not UTF-8 text)") from None
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def load_any(path: Path) -> Any:
@@ -69,9 +77,12 @@ def load_any(path: Path) -> Any:
     its own schema (a result of a newer major version refused)."""
     from minicluster.result import check_json
 
-    _, data = read_json(path)
-    if is_node_check(data):
-        validate_node_check(data)
-    else:
-        check_json(data)
+    where, data = read_json(path)
+    try:
+        if is_node_check(data):
+            validate_node_check(data)
+        else:
+            check_json(data)
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
     return data

@@ -46,6 +46,30 @@ def new_output(out: Path | None, what: str = "run", job: str | None = None) -> t
     return new_id, out_dir
 
 
+def check_planned_output(out: Path | None, what: str = "run") -> tuple[str, Path]:
+    """`planned_output`, refused (InputError, exit 2) where `new_output` would refuse it (an
+    earlier run in it, a file, a claim by another run), creating and claiming nothing: what
+    `--dry-run` checks, so a dry run passes only where the real command would start."""
+    new_id, out_dir = planned_output(out)
+    _refuse_earlier_run(out_dir, what)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output directory {out_dir} is a file: give a directory for --out")
+    if (out_dir / rundir.CLAIM_FILE).exists():
+        raise InputError(
+            f"output directory {out_dir} is taken by {_owner_text(out_dir)}: give a new --out "
+            f"for this {what}, or remove it"
+        )
+    return new_id, out_dir
+
+
+def _owner_text(out_dir: Path) -> str:
+    """Who holds `out_dir`'s claim, as a message says it."""
+    run_id = _claim_owner(out_dir).get("run_id")
+    if run_id:
+        return f"run {run_id}"
+    return f"another run (its {rundir.CLAIM_FILE} file names none: remove it if no run is using it)"
+
+
 def _claim_owner(out_dir: Path) -> dict[str, Any]:
     try:
         owner = json.loads((out_dir / rundir.CLAIM_FILE).read_text(encoding="utf-8"))
@@ -82,7 +106,7 @@ def claim(out_dir: Path, run_id: str, what: str = "run", job: str | None = None)
         if job is not None and taken.get("job") == job:
             return
         raise InputError(
-            f"output directory {out_dir} is taken by run {taken.get('run_id', '?')}: give a new "
+            f"output directory {out_dir} is taken by {_owner_text(out_dir)}: give a new "
             f"--out for this {what}, or remove it"
         ) from None
     except OSError as e:
@@ -92,13 +116,18 @@ def claim(out_dir: Path, run_id: str, what: str = "run", job: str | None = None)
 def ensure_new_run_dir(out_dir: Path, what: str = "run") -> None:
     """`out_dir` is writable and holds no earlier run: its rank files would mix with the new
     ones (a rank that dies early would leave the old run's summary standing for it)."""
+    _refuse_earlier_run(out_dir, what)
+    ensure_writable(out_dir)
+
+
+def _refuse_earlier_run(out_dir: Path, what: str) -> None:
+    """InputError when `out_dir` holds an earlier run (or, for a sweep, anything)."""
     taken = rundir.holds_run(out_dir)
     if taken:
         why = f"already holds {taken} of an earlier run"
     elif what == "sweep" and out_dir.is_dir() and any(out_dir.iterdir()):
         why = "is not empty (a sweep makes one directory per run in it)"
     else:
-        ensure_writable(out_dir)
         return
     raise InputError(
         f"output directory {out_dir} {why}: give a new --out for this {what}, or remove it"

@@ -13,7 +13,7 @@ import pytest
 from minicluster.analysis import nodecheck
 from minicluster.analysis.fleet import fleet
 from minicluster.core.errors import InputError
-from minicluster.core.nodecheck_plan import for_level
+from minicluster.core.nodecheck_plan import LEVELS, for_level
 from minicluster.result.node_check import validate_node_check
 
 PLAN = for_level("quick", checks=("gemm", "busbw"))
@@ -150,3 +150,60 @@ def test_node_checks_of_different_levels_are_different_jobs() -> None:
     results.append(("h100-9.json", node_check("h100-9", H100, 660.0, level="medium")))
     with pytest.raises(InputError, match="ran a different job"):
         fleet(results)
+
+
+def test_a_metric_no_node_measured_is_nothing_judged_never_ok() -> None:
+    """The trial's `fleet nc1 nc2 nc3 --metric latency_p50_ms`: node checks do not measure it, so
+    nothing is judged: the headline says so and why, no node reads ok."""
+    from minicluster.report.fleet import nodes_table
+
+    fleet_in = [(f"h{i}.json", node_check(f"h{i}", H100, 660.0 + i)) for i in range(3)]
+    report = fleet(fleet_in, ["latency_p50_ms"])
+    assert report["judged"] is False
+    assert report["verdict"] == (
+        "fleet of 3 nodes: nothing judged: no metric measured on enough nodes to judge "
+        "(latency_p50_ms: measured on 0 node(s), fewer than 3)"
+    )
+    assert {row[2] for row in nodes_table(report).rows} == {"not judged"}
+    assert {r["verdict"] for r in report["nodes"]} == {"not_judged"}
+    assert fleet(fleet_in)["judged"] is True
+
+
+def test_one_node_check_counts_as_one_node() -> None:
+    with pytest.raises(InputError, match="at least 3 nodes, got 1:"):
+        fleet([("h1.json", node_check("h1", H100, 660.0))])
+
+
+def test_three_different_jobs_name_how_many_others_there_are() -> None:
+    """No majority job: the message must not say 'the other 1 input(s)' with 2 others."""
+    jobs = [node_check(f"h{i}", H100, 660.0, level) for i, level in enumerate(LEVELS)]
+    with pytest.raises(InputError) as e:
+        fleet([(f"h{i}.json", r) for i, r in enumerate(jobs)])
+    assert "the other 1 input(s)" not in str(e.value)
+    assert "different job from h0.json (1 of the other 2 input(s) ran that one)" in str(e.value)
+
+
+def test_the_scale_column_shows_the_floor_z_used() -> None:
+    from minicluster.report.fleet import distribution_table
+
+    fleet_in = [(f"h{i}.json", node_check(f"h{i}", H100, 660.0 + i)) for i in range(4)]
+    report = fleet(fleet_in, ["gemm_tflops"])
+    (m,) = report["metrics"]
+    assert m["mad_floored"] and m["mad"] < m["scale"] == 0.05
+    (row,) = distribution_table(report).rows
+    assert row[5] == "0.05 floor"
+
+
+def test_fleet_exits_2_when_nothing_was_judged(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from minicluster.cli import main
+
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"h{i}.json"
+        path.write_text(json.dumps(node_check(f"h{i}", H100, 660.0 + i)))
+        paths.append(str(path))
+    assert main(["fleet", *paths, "--metric", "latency_p50_ms"]) == 2
+    assert "nothing judged" in capsys.readouterr().out
+    assert main(["fleet", *paths]) == 0

@@ -100,3 +100,24 @@ def test_a_dump_can_never_run_code_and_bad_inputs_are_named(tmp_path: Path) -> N
     (tmp_path / "trace_1").write_text("not a pickle")
     with pytest.raises(InputError, match="not a Flight Recorder dump"):
         load([tmp_path / "trace_1"])
+
+
+def test_a_member_without_a_dump_is_not_judged_and_never_ok(tmp_path: Path) -> None:
+    # As a kill run leaves it (/tmp/trial kill: rank 1 SIGKILLed, only rank 0 dumped): the one
+    # dump agrees with itself, which says nothing about rank 1.
+    _dump(tmp_path, 0, [_entry(s) for s in range(1, 10)])
+    found = diagnose(load([tmp_path]))
+    assert found["desync"] is False and found["not_judged"] == [1]
+    assert found["verdict"].startswith("not judged for rank(s) 1: it left no dump")
+    assert "agree" not in found["verdict"].split(";")[0]
+
+
+def test_diagnose_exits_2_not_0_when_a_member_left_no_dump(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from minicluster.cli import main
+
+    _dump(tmp_path, 0, [_entry(s) for s in range(1, 10)])
+    assert main(["diagnose", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert "not judged for rank(s) 1" in out and "ok:" not in out

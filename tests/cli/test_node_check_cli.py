@@ -81,16 +81,20 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
 
     bad_ref = tmp_path / "ref.yaml"
     bad_ref.write_text("format: minicluster-reference/1\nname: x\n")
+    small = tmp_path / "small.yaml"  # a run config, not a reference
+    small.write_text("steps: {warmup: 1, measured: 2}\n")
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "result.json").write_text("{}")
     cases = [
         (["--checks", "gemm,speed"], "--checks: unknown check 'speed'; allowed: gemm,"),
-        (["--floor-pct", "0"], "--floor-pct must be in (0, 1000], got 0"),
+        (["--floor-pct", "0"], "--floor-pct must be in (0, 100], got 0"),
+        (["--floor-pct", "150"], "--floor-pct must be in (0, 100], got 150"),
         (["--intervals", "3"], "--intervals must be >= 5"),
         (["--duration", "-1"], "--duration must be >= 0 seconds"),
         (["--reference", str(tmp_path / "none.yaml")], "no such reference file"),
         (["--reference", str(bad_ref)], "kind must be one of published, site"),
+        (["--reference", str(small)], f"{small} is not a minicluster reference (no `format:"),
         (["--out", str(taken)], f"output directory {taken} already holds"),
         (["--json", "-", "--md", "-"], "only one of --json, --md, --html can be '-'"),
     ]

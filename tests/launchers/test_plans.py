@@ -169,3 +169,32 @@ def test_dry_run_checks_the_flags_as_a_run_would(capsys: pytest.CaptureFixture[s
     assert "rank 5 is outside the world" in capsys.readouterr().err
     assert main(["sweep", "--dry-run", "--from", "a", "b"]) == 2  # it would write, not start
     assert "--dry-run does not apply to --from" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "marker", "message"),
+    [
+        (["run"], "ranks", "already holds ranks of an earlier run"),
+        (["collectives", "--ops", "all_reduce"], "result.json", "already holds result.json"),
+        (["sweep", "--world-sizes", "1,2"], "ranks", "already holds ranks of an earlier run"),
+        (["run"], ".claim", "is taken by run r-1"),
+    ],
+)
+def test_dry_run_refuses_an_output_directory_the_run_would_refuse(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    marker: str,
+    message: str,
+) -> None:
+    """The trial's `run --dry-run --out DIR` on an earlier run's DIR said 0 where the run says 2."""
+    out = tmp_path / "earlier"
+    out.mkdir()
+    if marker == "ranks":
+        (out / "ranks").mkdir()
+    else:
+        (out / marker).write_text('{"run_id": "r-1"}')
+    before = sorted(p.name for p in out.iterdir())
+    assert main([*args, "--dry-run", "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err.replace("ranks/", "ranks")
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing touched

@@ -38,7 +38,7 @@ def test_report_writes_md_and_html(python: str, cli_env: dict[str, str], tmp_pat
     ("content", "message"),
     [
         (None, "no such file"),
-        ("{not json", "cannot read"),
+        ("{not json", "is not JSON (line 1 column 2)"),
         ('{"schema_version": "minicluster/1"}', "result does not match minicluster/1.4"),
     ],
 )

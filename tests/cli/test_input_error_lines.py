@@ -1,0 +1,101 @@
+"""Bad input found by a new-user trial: one line that names the input and says what is wrong
+with it, never a parser's internals (`Expecting value: line 1 column 1`, `invalid literal for
+int()`, `format is None`, `taken by run ?`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from minicluster.cli import main
+
+
+def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 2, argv
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("minicluster: error:"), lines
+    return lines[0]
+
+
+def test_garbage_is_not_a_flight_recorder_dump(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dump = tmp_path / "rank_00000"
+    dump.write_text("garbage\n")
+    line = _error(capsys, ["diagnose", str(dump)])
+    assert line == f"minicluster: error: not a Flight Recorder dump: {dump}"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["report"], ["fleet"], ["sweep", "--from"]],
+)
+def test_a_file_that_is_not_json_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    bad = tmp_path / "g.json"
+    bad.write_text("garbage\n")
+    extra = [str(bad)] * (3 if command == ["fleet"] else 1)
+    line = _error(capsys, [*command, *extra])
+    assert f"{bad} is not JSON" in line and "Expecting value" not in line
+
+
+def test_fleet_names_the_file_that_fails_the_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"run_id": 3}))
+    line = _error(capsys, ["fleet", str(bad), str(bad), str(bad)])
+    assert f"error: {bad}: " in line
+
+
+def test_a_result_json_that_is_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "result.json").mkdir()
+    line = _error(capsys, ["report", str(tmp_path)])
+    assert line.endswith(f"{tmp_path / 'result.json'} is a directory, not a result file")
+
+
+def test_an_empty_claim_says_it_names_no_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / ".claim").write_text("")
+    line = _error(capsys, ["run", "--dry-run", "--out", str(tmp_path)])
+    assert "taken by another run (its .claim file names none" in line and "?" not in line
+
+
+def test_a_sweep_too_big_for_the_host_names_world_sizes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    line = _error(capsys, ["sweep", "--world-sizes", "1,4000", "--dry-run"])
+    assert "--world-sizes 1,4000 (world size 4000) would start" in line
+    assert "--nproc" not in line
+
+
+def test_rejudging_a_run_without_result_json_does_not_claim_one_is_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    golden = Path(__file__).resolve().parents[1] / "golden" / "run_2ranks" / "ranks"
+    shutil.copytree(golden, tmp_path / "ranks")
+    main(["aggregate", str(tmp_path), "--straggler-threshold", "50"])
+    out = capsys.readouterr().out
+    assert "the recorded result.json is kept" not in out
+    assert "it has no result.json: judged from its rank files" in out
+
+
+def test_watch_on_a_node_check_result_says_so_and_points_at_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    # the trial's finished node-check directory (its result.json, copied)
+    nc = Path(__file__).resolve().parents[1] / "fixtures" / "nodecheck" / "trial_nc1.result.json"
+    shutil.copy(nc, tmp_path / "result.json")
+    line = _error(capsys, ["watch", str(tmp_path), "--once"])
+    assert f"{tmp_path} is a node-check result" in line
+    assert f"minicluster report {tmp_path}" in line
