@@ -514,6 +514,13 @@ def _judge_runs(
             "(3 or more in all, one or more a side, all > 0, needed)"
         )
         return row
+    if not math.isfinite(g.high_pct):
+        row.verdict = "not_tested"
+        row.reason = (
+            f"not tested, not gated: the {row.n_a} and {row.n_b} runs' values of this metric differ "
+            "too widely for a finite interval"
+        )
+        return row
     row.test, row.p_value, row.mde_pct = "runs-t", g.p_value, max(threshold_pct, g.mde_pct)
     row.ci_low, row.ci_high = g.low_pct, g.high_pct  # percent of A, for runs
     improved = (g.low_pct + g.high_pct > 0) == (m.direction == "higher")

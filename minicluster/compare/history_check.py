@@ -221,7 +221,8 @@ def _one(
                 "index": cp,
                 "run": runs[cp].id if cp < len(runs) else None,
                 "git_commit": runs[cp].git_commit if cp < len(runs) else None,
-                "change_pct": 100 * (math.exp(float(np.median(after) - np.median(before))) - 1),
+                "change_pct": 100
+                * (math.exp(min(float(np.median(after) - np.median(before)), 700)) - 1),
             }
         )
     n = x.size
@@ -249,6 +250,10 @@ def _one(
     diff = float(tail.mean() - base.mean())
     crit = float(student_t.ppf(1 - alpha / 2, df)) if df >= 1 else math.inf
     res.p_value = _two_sample_p(base, tail)
+    if max(abs(diff), abs(diff) + crit * se if math.isfinite(se) else 0.0) >= 700:
+        res.verdict = "not_judged"
+        res.reason += "not judged: the runs' values differ too widely for a finite interval"
+        return res
     res.change_pct = 100 * (math.exp(diff) - 1)
     res.low_pct = 100 * (math.exp(diff - crit * se) - 1) if math.isfinite(se) else None
     res.high_pct = 100 * (math.exp(diff + crit * se) - 1) if math.isfinite(se) else None

@@ -175,8 +175,14 @@ def group_test(
         tuple(va),
         tuple(vb),
         p,
-        100 * (math.exp(diff - crit * se) - 1),
-        100 * (math.exp(diff + crit * se) - 1),
-        100 * (math.exp(crit * se) - 1),
+        _pct_of_log(diff - crit * se),
+        _pct_of_log(diff + crit * se),
+        _pct_of_log(crit * se),
         df,
     )
+
+
+def _pct_of_log(x: float) -> float:
+    """100 * (e^x - 1); inf where e^x overflows (runs whose values differ by hundreds of orders
+    of magnitude give no finite interval)."""
+    return 100 * (math.exp(x) - 1) if x < 700 else math.inf

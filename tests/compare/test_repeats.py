@@ -52,6 +52,17 @@ def test_between_run_spread_decides(tmp_path: Path) -> None:
     assert row.mde_pct is not None and row.mde_pct > 6
 
 
+def test_runs_too_far_apart_for_a_finite_interval_are_not_tested(tmp_path: Path) -> None:
+    """Two runs whose values differ by ~300 orders of magnitude against one run (df 1): the
+    interval overflows; the row is 'not tested', never an internal error (compare exited 70)."""
+    a = combine([load(_copy(tmp_path, f"a{i}", s)) for i, s in enumerate((1e-300, 1.0))], "A")
+    b = combine([load(_copy(tmp_path, "b0", 1.0))], "B")
+    g = group_test("step_time_mean_ms", a, b, 0.95)
+    assert g is not None and g.high_pct == float("inf")
+    row = {r.metric: r for r in compare([a, b]).pairs[0].rows}["step_time_mean_ms"]
+    assert row.verdict == "not_tested" and not row.regression and "finite interval" in row.reason
+
+
 def test_comma_list_and_repeats_directory_are_one_side(tmp_path: Path) -> None:
     runs = [_copy(tmp_path, f"r{i}", 1 + i / 100) for i in range(3)]
     side = load_side(",".join(map(str, runs)))
