@@ -147,4 +147,5 @@ def check(args: argparse.Namespace) -> int:
 
     with orchestrate.stdout_may_close():
         print_check(result, orchestrate.side_console(stderr=to_stdout))
-    return code_for(["regression"] if result.regressions else [])
+    # a failed or interrupted candidate fails the gate as in `compare` (exit_policy: regression)
+    return code_for(["regression"] if result.gate_failed else [])
