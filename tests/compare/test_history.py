@@ -279,3 +279,26 @@ def test_a_run_that_did_not_finish_ok_fails_the_check_as_compare_does(
     assert all(m["verdict"] == "not_judged" for m in data["metrics"])
     # the same run finished ok passes
     assert main(["history", "check", str(_copy(tmp_path, "fine", 1.0)), "--db", db]) == 0
+
+
+def test_the_same_run_from_another_file_is_recorded_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy of a run's result whose bytes differ (re-aggregated, re-indented) is the same run
+    (same run_id): the second add says so and skips it, exit 0; what was recorded stays."""
+    db = str(tmp_path / "h.sqlite")
+    first = _copy(tmp_path, "r1", 1.0)
+    copy = tmp_path / "copy" / "result.json"
+    copy.parent.mkdir()
+    d = json.loads(first.read_text())
+    d["aggregated_at"] = "2026-12-06T00:00:00+00:00"
+    copy.write_text(json.dumps(d, indent=1))
+    assert main(["history", "add", str(first), "--db", db]) == 0
+    assert main(["history", "add", str(copy.parent), "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "added #1" in out and "already recorded #1" in out and "run r1" in out
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT count(*), min(source) FROM runs").fetchone() == (1, str(first))
+    # another run is still added
+    assert main(["history", "add", str(_copy(tmp_path, "r2", 1.0)), "--db", db]) == 0
+    assert "added #2" in capsys.readouterr().out
