@@ -48,7 +48,7 @@ POLICY: tuple[Verdict, ...] = (
         EXIT_INTERRUPTED,
         "run, validate, collectives, sweep",
         "Ctrl-C, or SIGTERM to the launcher (a scheduler's time limit): what ran is kept, "
-        "status incomplete",
+        "status incomplete (after every rank finished: status ok, all steps kept, said so)",
     ),
     Verdict(
         "wrong_numbers",
