@@ -472,7 +472,10 @@ def load(path: str | Path | None) -> RunConfig:
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config {p}{where}: malformed YAML") from None
     if data is None:
-        data = {}
+        # an empty file (or comments only) is most likely the wrong file: say so, run nothing
+        raise ConfigError(
+            f"config {p} is empty: give the sections to set (leave -c out for the defaults)"
+        )
     return from_dict(data, source=str(p))
 
 

@@ -125,3 +125,12 @@ def test_parallel_degrees_that_need_more_ranks_hint_the_nproc(
         ["run", "--nproc", "2", "--parallel", "tp=2,dp_shard=2", "--out", str(tmp_path / "r")],
     )
     assert "--nproc 4" in line and not (tmp_path / "r" / "ranks").exists()
+
+
+def test_an_empty_config_is_an_error_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "job.yaml"
+    empty.write_text("")
+    line = _error(capsys, ["run", "-c", str(empty), "--out", str(tmp_path / "run")])
+    assert f"config {empty} is empty" in line and not (tmp_path / "run" / "ranks").exists()
