@@ -106,7 +106,8 @@ POLICY: tuple[Verdict, ...] = (
         "regression",
         EXIT_FAILED_CHECK,
         "compare, history check",
-        "a gated regression, or an input run that did not finish ok (`compare`)",
+        "a gated regression, or an input run that did not finish ok (`compare`; the candidate "
+        "of `history check`)",
     ),
     Verdict(
         "not_judged",
