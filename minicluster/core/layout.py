@@ -10,7 +10,6 @@ any rank starts (and again on every rank, for outside launchers).
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from typing import Any
 
