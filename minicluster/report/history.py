@@ -132,6 +132,11 @@ def history_html(r: CheckResult) -> str:
         f"<p class='verdict'>regressions: {e(regs)} (against {r.history_runs} comparable runs; "
         f"threshold {r.threshold_pct:g}%, alpha {r.alpha:g} split over {len(r.metrics)} metrics)</p>",
     ]
+    if r.unfinished is not None:
+        parts.append(
+            f"<p class='verdict'>FAILED: {e(r.unfinished)}: a run that did not finish ok never "
+            "passes the gate</p>"
+        )
     parts += [f"<p class='note'>changed: {e(c)}</p>" for c in r.changed]
     parts += [f"<p class='note'>note: {e(n)}</p>" for n in r.notes]
     for m in r.metrics:

@@ -271,7 +271,10 @@ def test_a_run_that_did_not_finish_ok_fails_the_check_as_compare_does(
     assert main(["compare", str(base[0]), str(cand)]) == 1
     capsys.readouterr()
     out = tmp_path / "c.json"
-    assert main(["history", "check", str(cand), "--db", db, "--json", str(out)]) == 1
+    page = tmp_path / "c.html"
+    argv = ["history", "check", str(cand), "--db", db, "--json", str(out), "--html", str(page)]
+    assert main(argv) == 1
+    assert f"FAILED: hung.json: run status is &#x27;{status}&#x27;" in page.read_text()
     said = capsys.readouterr().out
     assert f"run status is '{status}'" in said and "no regression" not in said
     data = json.loads(out.read_text())
