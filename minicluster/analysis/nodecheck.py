@@ -417,6 +417,34 @@ def verdict_of(checks: list[dict[str, Any]]) -> str:
     return rules.worst([c["verdict"] for c in checks])
 
 
+def _device_absent(c: dict[str, Any], platform: dict[str, Any]) -> bool:
+    """Whether incomplete check `c` is incomplete only because the node has no such device or
+    tool to check: no GPU at all (neither torch nor NVML sees one), no InfiniBand adapter, no
+    DCGM installed. A device that is there but could not be read is not absent."""
+    family = c.get("family")
+    if family == "gpu":
+        return not platform.get("gpus_per_node") and not platform.get("nvml_gpu_count")
+    if family == "infiniband":
+        return c.get("device") == "node"  # the one check said when no adapter is present
+    if family == "dcgm":
+        return str(c.get("reason") or "").startswith("DCGM is not installed")
+    return False
+
+
+def genuinely_incomplete(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The incomplete checks of a node-check result that are not explained by a device the node
+    does not have (`_device_absent`): a measurement that could not run, a GPU that is there but
+    unreadable. Empty: the result is as whole as this node allows."""
+    platform = result.get("platform") or {}
+    return [
+        c
+        for c in result.get("checks") or []
+        if isinstance(c, dict)
+        and c.get("verdict") == INCOMPLETE
+        and not _device_absent(c, platform)
+    ]
+
+
 def exit_code(result: dict[str, Any]) -> int:
     """1 on a finding (failed or degraded), 3 when no check could run or decide, else 0
     (incomplete included: see the module docstring)."""

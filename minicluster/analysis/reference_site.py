@@ -22,6 +22,7 @@ from scipy.stats import median_abs_deviation
 
 from minicluster.analysis import references
 from minicluster.analysis.nodecheck import FORMAT as NODECHECK_FORMAT
+from minicluster.analysis.nodecheck import genuinely_incomplete
 from minicluster.analysis.verdicts import verdicts
 from minicluster.core import metrics as registry
 from minicluster.core.errors import InputError
@@ -79,16 +80,24 @@ def _job_of(data: Mapping[str, Any]) -> tuple[Any, ...]:
 def _unhealthy(data: Mapping[str, Any]) -> str | None:
     """Why a result is not healthy (None when it is)."""
     if data.get("schema_version") == NODECHECK_FORMAT:
-        if data.get("status") != "ok" or data.get("verdict") != "ok":
-            return f"status {data.get('status')}, verdict {data.get('verdict')}"
+        verdict = data.get("verdict")
+        if data.get("status") != "ok" or verdict not in ("ok", "incomplete"):
+            return f"status {data.get('status')}, verdict {verdict}"
+        # incomplete only because a device this node does not have was not checked (no GPU on
+        # a CPU host, no InfiniBand, no DCGM): its measured figures are whole, it is healthy
+        genuine = genuinely_incomplete(dict(data))
+        if genuine:
+            return "incomplete: " + "; ".join(f"{c['id']}: {c['reason']}" for c in genuine)
         return None
     r = RunResult.from_json(dict(data))
-    if r.kind not in ("run", "collectives"):
-        return f"a {r.kind} result (record runs, collectives or node checks)"
     if r.status != "ok":
         return f"status {r.status}"
     found = verdicts(r)
     return f"verdicts {', '.join(found)}" if found else None
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _samples(data: Mapping[str, Any]) -> list[tuple[str, str, str, dict[str, Any], float]]:
@@ -135,7 +144,21 @@ def record(
     if not results:
         raise InputError("reference record needs at least one result")
     platforms, jobs = {}, {}
+    seen: dict[str, str] = {}
     for path, data in results:
+        run_id = data.get("run_id")
+        if isinstance(run_id, str) and run_id:
+            if run_id in seen:  # one run counted twice would weigh its figures double
+                raise InputError(f"{path} is run {run_id}, given twice (also {seen[run_id]})")
+            seen[run_id] = path
+    for path, data in results:
+        nodecheck = data.get("schema_version") == NODECHECK_FORMAT
+        kind = None if nodecheck else RunResult.from_json(dict(data)).kind
+        if kind not in (None, "run", "collectives"):
+            raise InputError(
+                f"{path} is {_article(str(kind))} {kind} result: {kind} results are not "
+                "references (a reference is recorded from run, collectives or node-check results)"
+            )
         why = _unhealthy(data)
         if why is not None:
             raise InputError(

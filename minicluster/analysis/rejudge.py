@@ -40,6 +40,42 @@ def changes(
     return lines + (verdicts or ["no verdict changed"])
 
 
+def remaining(result: RunResult) -> list[str]:
+    """Why the judged `result` still exits non-zero: one line naming its code and each finding
+    that keeps it (a culprit the new thresholds left, a failed run); none when it exits 0."""
+    code = exit_code(result)
+    if code == 0:
+        return []
+    return [f"exits {code} on: {'; '.join(findings(result)) or 'the run status'}"]
+
+
+def findings(result: RunResult) -> list[str]:
+    """The findings of `result` that set its exit code, each in a few words."""
+    out = []
+    if result.bad_input is not None:
+        out.append(f"bad input: {result.bad_input}")
+    if result.status == "failed":
+        out.append("the run failed")
+    if result.interrupted is True:
+        out.append("the run was interrupted")
+    for kind, rank in sorted(_detected(result), key=str):
+        out.append(f"detected {kind}{'' if rank is None else f' on rank {rank}'}")
+    if result.validation is not None and not result.validation.passed:
+        out.append("the validation failed")
+    for st in result.stragglers:
+        excess = "" if st.excess_pct is None else f" ({st.excess_pct:.3g}% slower compute)"
+        out.append(f"straggler rank {st.rank}{excess}")
+    for c in result.culprits or []:
+        out.append(f"culprit rank {c.rank} ({c.kind}, costs {c.cost_pct:.3g}% of the wall time)")
+    if result.reference is not None and result.reference.verdict == "below_floor":
+        out.append("below the reference's floor")
+    if result.collectives is not None and result.collectives.wrong_total:
+        out.append("a collective returned wrong elements")
+    if result.pairwise is not None and result.pairwise.wrong_total:
+        out.append("a link delivered wrong elements")
+    return out
+
+
 def _num(value: float | None) -> str:
     return "none" if value is None else f"{value:g}"
 

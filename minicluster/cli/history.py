@@ -60,8 +60,16 @@ def add(args: argparse.Namespace) -> int:
                         file=sys.stderr,
                     )
                 run, new = db.add(rec, source, content, prov)
-                what = "added" if new else "already recorded"
-                print(f"history: {what} #{run} {rec.label} ({db.path})")
+                if new:
+                    print(f"history: added #{run} {rec.label} ({db.path})")
+                    continue
+                # a second add of one run (the same file, a copy): skipped, exit 0 (nothing wrong)
+                run_id = rec.details.get("run_id")
+                same = f"run {run_id}" if run_id else "the same result"
+                print(
+                    f"history: already recorded #{run} {rec.label} ({same}): skipped, nothing "
+                    f"added ({db.path})"
+                )
     return EXIT_OK
 
 
@@ -147,4 +155,5 @@ def check(args: argparse.Namespace) -> int:
 
     with orchestrate.stdout_may_close():
         print_check(result, orchestrate.side_console(stderr=to_stdout))
-    return code_for(["regression"] if result.regressions else [])
+    # a failed or interrupted candidate fails the gate as in `compare` (exit_policy: regression)
+    return code_for(["regression"] if result.gate_failed else [])

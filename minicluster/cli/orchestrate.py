@@ -66,21 +66,29 @@ def _why(outcome: LaunchOutcome) -> str | None:
 
 def keep_what_ran(out_dir: Path) -> None:
     """After an interrupt: the ranks' records so far become `out_dir/result.json` (status
-    incomplete, every recorded step kept), and the user is told where."""
-    print(
-        f"minicluster: interrupted; keeping what the ranks recorded in {out_dir}",
-        file=sys.stderr,
-    )
+    incomplete, every recorded step kept), and the user is told where. When Ctrl-C came after
+    every rank had finished (status ok, nothing missing) that is what is said: the command still
+    exits 130 (it was interrupted), `aggregate DIR` exits by the result."""
     try:
         kept = aggregate_dir(out_dir, None, quiet=True)
     except MiniclusterError as e:
-        print(f"minicluster: nothing to keep: {e}", file=sys.stderr)
+        print(f"minicluster: interrupted; nothing to keep: {e}", file=sys.stderr)
         return
     steps = [r.steps_recorded for r in kept.ranks]
     low, high = min(steps, default=0), max(steps, default=0)
+    count = low if low == high else f"{low}-{high}"
+    where = rundir.result_path(out_dir)
+    if kept.status == "ok" and kept.interrupted is not True:
+        print(
+            f"minicluster: interrupted after every rank finished: all {count} steps per rank "
+            f"recorded, status ok, in {where} (exit 130 for the interrupt; `minicluster "
+            f"aggregate {out_dir}` exits by the result)",
+            file=sys.stderr,
+        )
+        return
     print(
-        f"minicluster: kept {low if low == high else f'{low}-{high}'} steps per rank "
-        f"in {rundir.result_path(out_dir)} (status {kept.status}); "
+        f"minicluster: interrupted; keeping what the ranks recorded in {out_dir}\n"
+        f"minicluster: kept {count} steps per rank in {where} (status {kept.status}); "
         f"`minicluster report {out_dir}` shows it",
         file=sys.stderr,
     )

@@ -350,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="judge the run against a reference (minicluster-reference/1: one of "
         "minicluster/references/*.yaml, or a site one from `reference record`): median step "
         "time, TFLOP/s and busbw as %% of the figure for this platform and job, below "
-        "--floor-pct is a finding (exit 1); no figure for this platform: not judged",
+        "--floor-pct is a finding (exit 1); no figure for this platform: not judged; written to "
+        "result.rejudged-STAMP.json beside the recorded result.json (never over it)",
     )
     p.set_defaults(handler=handlers.aggregate)
 

@@ -37,6 +37,11 @@ def record(args: argparse.Namespace) -> int:
     platform, written as a site reference (read back by the reference reader before it is kept)."""
     from minicluster.analysis import reference_site, references
 
+    if args.out.is_dir():
+        raise InputError(
+            f"--out {args.out} is a directory: give the reference's file name (e.g. "
+            f"{args.out / 'site.yaml'})"
+        )
     if args.out.exists() and not args.force:
         raise InputError(f"{args.out} exists: give another --out (or --force to replace it)")
     files = [_result_file(p) for p in args.results]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -35,10 +36,10 @@ def aggregate(args: argparse.Namespace) -> int:
                 "--reference judges one run as recorded: give it without other threshold flags, "
                 "on a run directory (not a sweep)"
             )
+        if floor is not None and not (0 < floor <= 100):
+            raise InputError(f"--floor-pct must be in (0, 100], got {floor:g}")
         judge = judge_hook(args.reference, floor)
-        return orchestrate.verdict_after_the_fact(
-            orchestrate.aggregate_dir(args.dir, None, judge=judge)
-        )
+        return judge_beside(args.dir, judge)
     if overrides:
         if is_sweep:
             raise InputError(
@@ -91,16 +92,53 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
         print(f"minicluster: re-judged {run_dir} ({kept}):")
         for line in verdict.changes(judged_before, judged_after, own, new):
             print(f"  {line}")
+        # what keeps the exit non-zero (a culprit the new thresholds left), as it exits below
+        for line in verdict.remaining(dataclasses.replace(judged_after, interrupted=False)):
+            print(f"  {line}")
         print(f"result: {path}")
     return orchestrate.verdict_after_the_fact(judged_after)
+
+
+def judge_beside(run_dir: Path, judge: Any) -> int:
+    """`aggregate DIR --reference FILE`: the run judged against the reference, written beside
+    its recorded result.json (never over it) as result.rejudged-STAMP.json, as a re-judge with
+    other thresholds is. The exit code is the judged result's; what keeps it non-zero is said."""
+    from minicluster.analysis import rejudge as verdict
+    from minicluster.analysis.aggregate import aggregate
+    from minicluster.core.io import atomic_write_json
+    from minicluster.result import store
+    from minicluster.result.model import RunResult
+    from minicluster.result.schema import validate_result
+
+    records, launch = orchestrate.run_records(run_dir)
+    result = aggregate(
+        records, launch, flight_recorder=orchestrate.flight_recorder_diagnosis(run_dir)
+    )
+    judge(result)
+    validate_result(result)
+    path = store.fresh_result_path(run_dir, "rejudged")
+    try:
+        atomic_write_json(path, result)
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+    judged = RunResult.from_json(result)
+    kept = (
+        "the recorded result.json is kept"
+        if rundir.result_path(run_dir).is_file()
+        else "it has no result.json: judged from its rank files"
+    )
+    orchestrate.print_summary(path, judged)
+    with orchestrate.stdout_may_close():
+        print(f"minicluster: judged {run_dir} against the reference ({kept})")
+        for line in verdict.remaining(dataclasses.replace(judged, interrupted=False)):
+            print(f"  {line}")
+    return orchestrate.verdict_after_the_fact(judged)
 
 
 def _record_thresholds(result: dict[str, Any], checks: Any) -> None:
     """The re-judged result states the thresholds it was judged by (it carried the recorded
     run's, so one file showed two straggler thresholds): `config.checks`, or the keys under
     `config.run` where a run from before the checks section kept them."""
-    import dataclasses
-
     config = result.get("config")
     if not isinstance(config, dict):
         return

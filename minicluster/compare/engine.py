@@ -82,7 +82,6 @@ class PairComparison:
     b: BenchmarkRecord
     rows: list[Row]
     warnings: list[str]
-    families: dict[str, dict[str, int]]
     geomean_ratio: float | None
     geomean_n: int
     geomean_excluded: dict[str, int] = field(default_factory=dict)
@@ -98,6 +97,16 @@ class PairComparison:
     @property
     def regressions(self) -> list[Row]:
         return [r for r in self.rows if r.regression]
+
+    @property
+    def families(self) -> dict[str, dict[str, int]]:
+        """Per metric family, how many rows have each verdict: counted from the rows as they
+        stand (after a rate took its step time's verdict), so the tally never says other than
+        the rows."""
+        out: dict[str, dict[str, int]] = {}
+        for r in self.rows:
+            out.setdefault(r.family, dict.fromkeys(VERDICTS, 0))[r.verdict] += 1
+        return out
 
 
 @dataclass
@@ -212,10 +221,6 @@ def compare_pair(
         _row(name, a, b, cross or fit.row_reason(name), unfinished, threshold_pct, row_alpha)
         for name in names
     ]
-    families: dict[str, dict[str, int]] = {}
-    for r in rows:
-        fam = families.setdefault(r.family, dict.fromkeys(VERDICTS, 0))
-        fam[r.verdict] += 1
     ratio, n, excluded = _geomean(rows)
     _align_rates(rows)
     structure = _structures(a, b, threshold_pct, alpha)
@@ -226,7 +231,6 @@ def compare_pair(
         b,
         rows,
         warnings,
-        families,
         ratio,
         n,
         excluded,

@@ -185,7 +185,8 @@ class History:
         self, record: BenchmarkRecord, source: str, content: bytes, prov: Provenance
     ) -> tuple[int, bool]:
         """Record `record` (read from `source`, whose bytes are `content`): (its id, whether it
-        was added now; False when the same result was already recorded)."""
+        was added now; False when the same result, or a result of the same run (its run_id),
+        was already recorded: one run is one point of the history, never two)."""
         digest = hashlib.sha256(content).hexdigest()
         fp = record.fingerprint or {}
         with self.transaction():
@@ -194,6 +195,13 @@ class History:
             ).fetchone()
             if row is not None:
                 return int(row[0]), False
+            run_id = record.details.get("run_id")
+            if run_id is not None:  # the same run from another file (a copied directory)
+                row = self.con.execute(
+                    "SELECT id FROM runs WHERE run_id = ? ORDER BY id LIMIT 1", (run_id,)
+                ).fetchone()
+                if row is not None:
+                    return int(row[0]), False
             cur = self.con.execute(
                 "INSERT INTO runs(added_at, created_at, run_id, label, source, format, tool, "
                 "tool_version, status, workload_type, fingerprint_key, fingerprint, platform, "

@@ -79,10 +79,18 @@ class CheckResult:
     threshold_pct: float
     notes: list[str]
     changed: list[str]
+    # "LABEL: run status is 'failed'" when the candidate did not finish ok (as `compare` says)
+    unfinished: str | None = None
 
     @property
     def regressions(self) -> list[MetricCheck]:
         return [m for m in self.metrics if m.verdict == "regression"]
+
+    @property
+    def gate_failed(self) -> bool:
+        """A regression, or a candidate whose run did not finish ok: the gate never passes a run
+        that failed or was interrupted, whatever its partial numbers say (as `compare`)."""
+        return bool(self.regressions) or self.unfinished is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +102,8 @@ class CheckResult:
             "alpha_per_metric": self.alpha_per_metric,
             "regression_found": bool(self.regressions),
             "regressions": [m.metric for m in self.regressions],
+            "unfinished": self.unfinished,
+            "gate_failed": self.gate_failed,
             "what_else_changed": self.changed,
             "notes": self.notes,
             "metrics": [m.to_dict() for m in self.metrics],
@@ -171,6 +181,16 @@ def check(
     out: list[MetricCheck] = []
     for name in gated:
         out.append(_one(name, record, history, threshold_pct, per_metric, settle))
+    status = record.details.get("run_status")
+    unfinished = None
+    if status not in (None, "ok"):
+        unfinished = f"{record.label}: run status is {status!r}"
+        for m in out:  # partial numbers are not judged, as `compare` does not compare them
+            m.verdict = "not_judged"
+            m.reason = (
+                f"{unfinished}: a run that did not finish ok is not judged (its numbers cover "
+                "only what ran before it stopped); the gate fails"
+            )
     if len(history) < MIN_HISTORY:
         notes.append(
             f"only {len(history)} comparable earlier run(s) in the history (at least "
@@ -185,6 +205,7 @@ def check(
         threshold_pct,
         notes,
         _changed(record, history),
+        unfinished,
     )
 
 

@@ -457,8 +457,12 @@ def load(path: str | Path | None) -> RunConfig:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read config {p}: {e}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config {p} is a directory, not a YAML config file") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config {p}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read config {p}: not UTF-8 text") from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except DuplicateKeyError as e:
@@ -468,7 +472,10 @@ def load(path: str | Path | None) -> RunConfig:
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config {p}{where}: malformed YAML") from None
     if data is None:
-        data = {}
+        # an empty file (or comments only) is most likely the wrong file: say so, run nothing
+        raise ConfigError(
+            f"config {p} is empty: give the sections to set (leave -c out for the defaults)"
+        )
     return from_dict(data, source=str(p))
 
 

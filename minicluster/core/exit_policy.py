@@ -48,7 +48,7 @@ POLICY: tuple[Verdict, ...] = (
         EXIT_INTERRUPTED,
         "run, validate, collectives, sweep",
         "Ctrl-C, or SIGTERM to the launcher (a scheduler's time limit): what ran is kept, "
-        "status incomplete",
+        "status incomplete (after every rank finished: status ok, all steps kept, said so)",
     ),
     Verdict(
         "wrong_numbers",
@@ -106,7 +106,8 @@ POLICY: tuple[Verdict, ...] = (
         "regression",
         EXIT_FAILED_CHECK,
         "compare, history check",
-        "a gated regression, or an input run that did not finish ok (`compare`)",
+        "a gated regression, or an input run that did not finish ok (`compare`; the candidate "
+        "of `history check`)",
     ),
     Verdict(
         "not_judged",

@@ -9,6 +9,7 @@ any rank starts (and again on every rank, for outside launchers).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,12 @@ class Layout:
         }
 
 
+def _ranks_hint(n: int) -> str:
+    """How to give the degrees the ranks they need: `n` ranks on one node (`--nproc`), or a
+    world size that is a multiple of `n`."""
+    return f" (run on a multiple of {n} ranks: --nproc {n})"
+
+
 def resolve(
     degrees: dict[str, int | None],
     world_size: int,
@@ -98,9 +105,12 @@ def resolve(
             raise ConfigError(f"parallel.{key} is not a degree; allowed: {', '.join(DEGREES)}")
         if value < 1:
             raise ConfigError(f"parallel.{key} is {value}; must be >= 1")
+    needed = math.prod(given.values())  # the fewest ranks the degrees given fit on
+    for key, value in given.items():
         if world_size % value:
             raise ConfigError(
                 f"parallel.{key} ({value}) does not divide the world size ({world_size})"
+                f"{_ranks_hint(needed)}"
             )
     others = 1
     for key in DEGREES:
@@ -111,6 +121,7 @@ def resolve(
             named = " x ".join(f"{k}={v}" for k, v in given.items())
             raise ConfigError(
                 f"parallel: {named} = {others} ranks does not divide the world size ({world_size})"
+                f"{_ranks_hint(others)}"
             )
         given["dp_replicate"] = world_size // others
     product = others * given["dp_replicate"]
@@ -118,7 +129,7 @@ def resolve(
         text = " x ".join(f"{k}={given.get(k, 1)}" for k in DEGREES)
         raise ConfigError(
             f"parallel: {text} = {product} ranks, but the world size is {world_size}; "
-            "the degrees must multiply to the world size"
+            f"the degrees must multiply to the world size{_ranks_hint(product)}"
         )
     pp = given.get("pp", 1)
     if pp > 1 and pp_microbatches is not None and pp_microbatches < pp:

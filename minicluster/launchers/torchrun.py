@@ -253,7 +253,7 @@ def _run_torchrun(argv: list[str], records: RecordsAt) -> LaunchOutcome:
     _quiet_elastic_logs()
     closing = ClosingSignals()
     try:
-        with closing:
+        with closing, QuietOnDeathSignal():
             run(args)
     except SignalException as e:
         # torchrun's agent turns SIGINT/SIGTERM into this: the user or a scheduler's time limit
@@ -282,6 +282,42 @@ def _run_torchrun(argv: list[str], records: RecordsAt) -> LaunchOutcome:
 ELASTIC_API_LOGGER = "torch.distributed.elastic.multiprocessing.api"
 CLOSING_SIGNAL_MSG = "Sending process %s closing signal %s"
 FORCED_KILL_MSG = "Unable to shutdown process %s via %s, forcefully exiting via %s"
+
+
+# torchrun's agent on Ctrl-C or SIGTERM (`SimpleElasticAgent.run`): it warns that it received
+# the signal, then one warning per worker it stops; minicluster says "interrupted" itself.
+ELASTIC_AGENT_LOGGER = "torch.distributed.elastic.agent.server.api"
+DEATH_SIGNAL_MSG = "Received %s death signal, shutting down workers"
+
+
+class QuietOnDeathSignal(logging.Filter):
+    """Drops torchrun's agent warnings about a Ctrl-C (or SIGTERM) it received and the closing
+    signals it then sends its workers (`with QuietOnDeathSignal():`): the launcher's own
+    "interrupted" line says it, without torch's log lines around it. Closing signals sent
+    because a worker failed (no death signal first) still go through (`ClosingSignals`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dying = False
+        self._loggers = [
+            logging.getLogger(ELASTIC_AGENT_LOGGER),
+            logging.getLogger(ELASTIC_API_LOGGER),
+        ]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == DEATH_SIGNAL_MSG:
+            self.dying = True
+            return False
+        return not (self.dying and record.msg in (CLOSING_SIGNAL_MSG, FORCED_KILL_MSG))
+
+    def __enter__(self) -> QuietOnDeathSignal:
+        for logger in self._loggers:
+            logger.addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for logger in self._loggers:
+            logger.removeFilter(self)
 
 
 class ClosingSignals(logging.Handler):

@@ -31,11 +31,15 @@ def _pct(v: float | None) -> str:
 def print_check(r: CheckResult, console: Console | None = None) -> None:
     console = console or make_console()
     regs = r.regressions
-    head = (
-        f"history check {r.candidate}: REGRESSION on {', '.join(m.metric for m in regs)}"
-        if regs
-        else f"history check {r.candidate}: no regression"
-    )
+    if r.unfinished is not None:
+        head = (
+            f"history check {r.candidate}: FAILED: {r.unfinished.split(': ', 1)[-1]}, a run "
+            "that did not finish ok never passes the gate"
+        )
+    elif regs:
+        head = f"history check {r.candidate}: REGRESSION on {', '.join(m.metric for m in regs)}"
+    else:
+        head = f"history check {r.candidate}: no regression"
     console.print(f"[bold]{escape(head)}[/bold] (against {r.history_runs} comparable runs)")
     # The verdict and the change first: a narrow terminal leaves out the last columns whole.
     table = TextTable(
@@ -128,6 +132,11 @@ def history_html(r: CheckResult) -> str:
         f"<p class='verdict'>regressions: {e(regs)} (against {r.history_runs} comparable runs; "
         f"threshold {r.threshold_pct:g}%, alpha {r.alpha:g} split over {len(r.metrics)} metrics)</p>",
     ]
+    if r.unfinished is not None:
+        parts.append(
+            f"<p class='verdict'>FAILED: {e(r.unfinished)}: a run that did not finish ok never "
+            "passes the gate</p>"
+        )
     parts += [f"<p class='note'>changed: {e(c)}</p>" for c in r.changed]
     parts += [f"<p class='note'>note: {e(n)}</p>" for n in r.notes]
     for m in r.metrics:

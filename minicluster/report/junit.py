@@ -131,8 +131,11 @@ def fleet_cases(report: dict[str, Any]) -> list[Case]:
 
 
 def history_cases(r: CheckResult) -> list[Case]:
-    """One case per gated metric: a regression fails, not judged is skipped."""
+    """One case per gated metric: a regression fails, not judged is skipped; a candidate whose
+    run did not finish ok is one failed case of its own."""
     out = []
+    if r.unfinished is not None:
+        out.append(Case(f"history.{r.candidate}", "run status", "failure", r.unfinished))
     for m in r.metrics:
         outcome: Outcome = (
             "failure"

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from minicluster.report.content import run_view
 from minicluster.report.sections import layout_text
-from minicluster.report.text import TextTable, node_count, text
+from minicluster.report.text import TextTable, ellipsize, node_count, text
 from minicluster.result.model import RunResult
 
 _STATUS_COLOR = {"ok": "green", "failed": "red", "incomplete": "yellow"}
@@ -177,7 +177,7 @@ def print_run_summary(result: RunResult, console: Console | None = None) -> None
     # A rank's note can hold a whole collective error: cut it here, errors follow in full below.
     for row in view.ranks.rows:
         if len(row[note]) > NOTE_CHARS:
-            row[note] = row[note][: NOTE_CHARS - 1] + "…"
+            row[note] = ellipsize(row[note], NOTE_CHARS)
     if "step p50 ms" in view.ranks.headers:  # a training run: the step columns, in ms
         rank_cols = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]
         if any(row[note] for row in view.ranks.rows):

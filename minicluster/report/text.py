@@ -34,6 +34,24 @@ def fmt_num(value: float | None) -> str:
     return f"{value:.3g}" if abs(value) < 0.01 else f"{value:.2f}"
 
 
+_BREAKS = " /:,;=()[]-_."
+
+
+def ellipsize(value: str, limit: int) -> str:
+    """`value` in at most `limit` characters: cut at the last break (a space, a path's slash, a
+    colon, ...) that keeps at least half of it, not inside a word or name, and "…" said in its
+    place; a value that fits is unchanged."""
+    if len(value) <= limit:
+        return value
+    room = max(1, limit - 1)
+    head = value[:room]
+    cut = max(head.rfind(c) for c in _BREAKS)
+    if cut >= room // 2:
+        # keep the break itself when it is a path's or a name's separator (".../gloo/…")
+        head = head[: cut + 1] if value[cut] in "/:_-." else head[:cut]
+    return head.rstrip() + "…"
+
+
 def text(value: Any) -> str:
     return "n/a" if value is None else str(value)
 

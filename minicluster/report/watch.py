@@ -15,7 +15,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from minicluster.report.text import fmt_num
+from minicluster.report.text import ellipsize, fmt_num
 
 COLLAPSE_ABOVE = 32
 SHOWN_WHEN_COLLAPSED = 16
@@ -287,4 +287,4 @@ def _duration(seconds: float) -> str:
 
 
 def _cut(text: str) -> str:
-    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
+    return ellipsize(text, ERROR_CHARS)

@@ -48,3 +48,65 @@ def test_record_refuses_a_failed_run() -> None:
     results[1][1]["status"] = "failed"
     with pytest.raises(InputError, match="not a healthy result"):
         reference_site.record(results, "x")
+
+
+def test_record_refuses_a_run_given_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`reference record d1 d1 d3` (or a copied directory): one run would count twice; refused
+    in one line, exit 2, as `fleet` does."""
+    from minicluster.cli import main
+
+    d1, d3 = FIXTURES / "node1", FIXTURES / "node3"
+    with pytest.raises(InputError, match="given twice"):
+        reference_site.record(_results([1, 1, 3]), "x")
+    out = tmp_path / "ref.yaml"
+    assert main(["reference", "record", str(d1), str(d1), str(d3), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "given twice" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "result.json").write_bytes((d1 / "result.json").read_bytes())
+    assert main(["reference", "record", str(d1), str(copy), str(d3), "--out", str(out)]) == 2
+    assert "given twice" in capsys.readouterr().err
+
+
+NODECHECK = Path(__file__).resolve().parents[1] / "fixtures" / "nodecheck" / "trial_nc1.result.json"
+
+
+def test_a_cpu_node_check_incomplete_only_for_absent_devices_is_recorded() -> None:
+    """The recorded CPU node check: verdict incomplete only because there is no GPU, no
+    InfiniBand and no DCGM on the host: its measured figures make a reference."""
+    data = json.loads(NODECHECK.read_text())
+    assert data["verdict"] == "incomplete"
+    ref = reference_site.record([(str(NODECHECK), data)], "cpu-site", today="2026-12-05")
+    assert any(f.metric == "gemm_tflops" for f in ref.figures)
+
+
+def test_a_genuinely_incomplete_node_check_is_still_refused() -> None:
+    """A measurement that could not run, or GPUs NVML lists that torch cannot use: refused."""
+    data = json.loads(NODECHECK.read_text())
+    gemm = next(c for c in data["checks"] if c["family"] == "gemm")
+    gemm["verdict"], gemm["reason"] = "incomplete", "out of memory"
+    with pytest.raises(InputError, match="out of memory"):
+        reference_site.record([(str(NODECHECK), data)], "x")
+    data = json.loads(NODECHECK.read_text())
+    data["platform"]["nvml_gpu_count"] = 8  # GPUs there, torch sees none: not an absent device
+    with pytest.raises(InputError, match="gpu node"):
+        reference_site.record([(str(NODECHECK), data)], "x")
+    data = json.loads(NODECHECK.read_text())
+    data["verdict"] = "degraded"
+    with pytest.raises(InputError, match="not a healthy result"):
+        reference_site.record([(str(NODECHECK), data)], "x")
+
+
+def test_an_isolate_result_is_refused_as_not_a_reference() -> None:
+    """An isolate result is no measurement of a job: said so, with the right article."""
+    path = (
+        Path(__file__).resolve().parents[1] / "fixtures" / "results" / "newer" / "isolate.i27.json"
+    )
+    with pytest.raises(InputError) as e:
+        reference_site.record([(str(path), json.loads(path.read_text()))], "x")
+    msg = str(e.value)
+    assert "an isolate result" in msg and "not references" in msg and "a isolate" not in msg
+    assert "healthy" not in msg

@@ -99,3 +99,38 @@ def test_watch_on_a_node_check_result_says_so_and_points_at_report(
     line = _error(capsys, ["watch", str(tmp_path), "--once"])
     assert f"{tmp_path} is a node-check result" in line
     assert f"minicluster report {tmp_path}" in line
+
+
+def test_reference_record_out_a_directory_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node1 = Path(__file__).resolve().parents[1] / "fixtures" / "fleet" / "node1"
+    line = _error(capsys, ["reference", "record", str(node1), "--out", str(tmp_path), "--force"])
+    assert f"--out {tmp_path} is a directory" in line and "Is a directory" not in line
+
+
+def test_a_config_that_is_a_directory_names_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _error(capsys, ["run", "-c", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert line == f"minicluster: error: config {tmp_path} is a directory, not a YAML config file"
+    assert "Errno" not in line
+
+
+def test_parallel_degrees_that_need_more_ranks_hint_the_nproc(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _error(
+        capsys,
+        ["run", "--nproc", "2", "--parallel", "tp=2,dp_shard=2", "--out", str(tmp_path / "r")],
+    )
+    assert "--nproc 4" in line and not (tmp_path / "r" / "ranks").exists()
+
+
+def test_an_empty_config_is_an_error_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "job.yaml"
+    empty.write_text("")
+    line = _error(capsys, ["run", "-c", str(empty), "--out", str(tmp_path / "run")])
+    assert f"config {empty} is empty" in line and not (tmp_path / "run" / "ranks").exists()

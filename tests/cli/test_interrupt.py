@@ -42,10 +42,12 @@ def test_interrupted_run_keeps_the_recorded_steps(
 
 
 def test_ctrl_c_during_teardown_after_every_rank_finished_keeps_an_ok_result(
-    tmp_path: Path, fake_launch: Any
+    tmp_path: Path, fake_launch: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The ranks all wrote their ok summaries, then Ctrl-C hit while they tore down: the run is
-    ok (nothing is missing; a sweep keeps that world size)."""
+    ok (nothing is missing; a sweep keeps that world size), and the message says so, not
+    "keeping what the ranks recorded" beside a status ok; the command exits 130 (interrupted,
+    the exit policy's code), `aggregate` by the result."""
 
     def interrupted(plan: LaunchPlan) -> None:
         shutil.copytree(RECORDED, plan.out_dir / "ranks")
@@ -54,6 +56,9 @@ def test_ctrl_c_during_teardown_after_every_rank_finished_keeps_an_ok_result(
     fake_launch(interrupted)
     out = tmp_path / "run"
     assert main(["run", "--out", str(out)]) == 130  # the interrupt still goes on up
+    err = capsys.readouterr().err
+    assert "interrupted after every rank finished: all" in err and "status ok" in err
+    assert "exit 130" in err and "keeping what the ranks recorded" not in err
     result = json.loads((out / "result.json").read_text())
     validate_result(result)
     assert result["status"] == "ok" and result["interrupted"] is False

@@ -112,3 +112,52 @@ def test_two_re_judgements_in_one_second_keep_both(
     ]
     thresholds = [json.loads((run / k).read_text())["stragglers"] for k in kept]
     assert thresholds[0] != thresholds[1]  # the first (30%: none) was not overwritten by 21%
+
+
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded_runs"
+H200_REF = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "nodecheck" / "h200_site_reference.yaml"
+)
+
+
+@pytest.fixture
+def recorded_culprit_run(tmp_path: Path) -> Path:
+    """The recorded run whose rank 1 costs it about 45% (a culprit, no straggler)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(RECORDED / "intermittent_straggler", run)
+    assert main(["aggregate", str(run)]) == 1
+    return run
+
+
+def test_a_rejudge_says_the_finding_that_keeps_the_exit_at_1(
+    recorded_culprit_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A higher straggler threshold changes nothing: the culprit keeps the exit at 1, and the
+    re-judge says so (it printed 'no verdict changed' and exited 1 without a reason)."""
+    capsys.readouterr()
+    assert main(["aggregate", str(recorded_culprit_run), "--straggler-threshold", "50"]) == 1
+    out = capsys.readouterr().out
+    assert "no verdict changed" in out
+    assert "exits 1 on: culprit rank 1 (intermittent, costs" in out
+
+
+def test_aggregate_reference_writes_beside_the_recorded_result_and_checks_the_floor(
+    recorded_culprit_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = recorded_culprit_run
+    recorded_bytes = (run / "result.json").read_bytes()
+    for bad in ("500", "0", "-5"):
+        assert main(["aggregate", str(run), "--reference", str(H200_REF), "--floor-pct", bad]) == 2
+        err = capsys.readouterr().err
+        assert "--floor-pct must be in (0, 100]" in err and len(err.strip().splitlines()) == 1
+    assert not list(run.glob("result.rejudged-*.json"))
+    assert main(["aggregate", str(run), "--reference", str(H200_REF), "--floor-pct", "80"]) == 1
+    out = capsys.readouterr().out
+    assert (run / "result.json").read_bytes() == recorded_bytes  # never overwritten
+    (judged,) = run.glob("result.rejudged-*.json")
+    assert f"result: {judged}" in out and "the recorded result.json is kept" in out
+    data = json.loads(judged.read_text())
+    assert data["reference"]["floor_pct"] == 80 and "reference" not in json.loads(recorded_bytes)
+    assert "exits 1 on: culprit rank 1" in out

@@ -323,3 +323,31 @@ def test_results_timed_by_different_methods_are_not_comparable() -> None:
         "timing_method" in w
         for w in compare([a, to_record(RunResult.from_json(data), "c")]).pairs[0].warnings
     )
+
+
+def test_the_family_tally_counts_the_rows_verdicts() -> None:
+    """A FLOPs rate twice as high on the candidate but judged on the step time (no change):
+    the compute family's tally says what its rows say, never "2 better" over two no_change
+    rows."""
+    import random
+
+    rng = random.Random(1)
+    sa = [10 + rng.gauss(0, 1) for _ in range(20)]
+    sb = [10 + rng.gauss(0, 1) for _ in range(20)]
+    a = rec(
+        "a",
+        {"step_time_mean_ms": sum(sa) / 20, "achieved_tflops": 1.0, "tflops_per_rank": 0.5},
+        {"step_time_mean_ms": sa},
+    )
+    b = rec(
+        "b",
+        {"step_time_mean_ms": sum(sb) / 20, "achieved_tflops": 2.0, "tflops_per_rank": 1.0},
+        {"step_time_mean_ms": sb},
+    )
+    p = compare([a, b]).pairs[0]
+    verdicts = {r.metric: r.verdict for r in p.rows if r.family == "compute"}
+    assert verdicts == {"achieved_tflops": "no_change", "tflops_per_rank": "no_change"}
+    assert p.families["compute"]["no_change"] == 2 and p.families["compute"]["better"] == 0
+    for fam, counts in p.families.items():
+        rows = [r.verdict for r in p.rows if r.family == fam]
+        assert counts == {v: rows.count(v) for v in counts}

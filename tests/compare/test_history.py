@@ -252,3 +252,56 @@ def test_the_check_table_never_cuts_a_value(
     out = capsys.readouterr().out
     assert "…" not in out, [line for line in out.splitlines() if "…" in line][:3]
     assert "throughput_samples_per_sec" in out and "REGRESSION" in out
+
+
+@pytest.mark.parametrize("status", ["failed", "incomplete"])
+def test_a_run_that_did_not_finish_ok_fails_the_check_as_compare_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], status: str
+) -> None:
+    """A hung (failed) or interrupted candidate whose partial numbers look like the history's:
+    `history check` exits 1 as `compare` of the same runs does, and says why."""
+    db = str(tmp_path / "h.sqlite")
+    base = [_copy(tmp_path, f"b{i}", s) for i, s in enumerate([1.0, 1.02, 0.99, 1.01])]
+    for p in base:
+        assert main(["history", "add", str(p), "--db", db]) == 0
+    cand = _copy(tmp_path, "hung", 1.0)
+    d = json.loads(cand.read_text())
+    d["status"] = status
+    cand.write_text(json.dumps(d))
+    assert main(["compare", str(base[0]), str(cand)]) == 1
+    capsys.readouterr()
+    out = tmp_path / "c.json"
+    page = tmp_path / "c.html"
+    argv = ["history", "check", str(cand), "--db", db, "--json", str(out), "--html", str(page)]
+    assert main(argv) == 1
+    assert f"FAILED: hung.json: run status is &#x27;{status}&#x27;" in page.read_text()
+    said = capsys.readouterr().out
+    assert f"run status is '{status}'" in said and "no regression" not in said
+    data = json.loads(out.read_text())
+    assert data["gate_failed"] and data["unfinished"] == f"hung.json: run status is '{status}'"
+    assert all(m["verdict"] == "not_judged" for m in data["metrics"])
+    # the same run finished ok passes
+    assert main(["history", "check", str(_copy(tmp_path, "fine", 1.0)), "--db", db]) == 0
+
+
+def test_the_same_run_from_another_file_is_recorded_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy of a run's result whose bytes differ (re-aggregated, re-indented) is the same run
+    (same run_id): the second add says so and skips it, exit 0; what was recorded stays."""
+    db = str(tmp_path / "h.sqlite")
+    first = _copy(tmp_path, "r1", 1.0)
+    copy = tmp_path / "copy" / "result.json"
+    copy.parent.mkdir()
+    d = json.loads(first.read_text())
+    d["aggregated_at"] = "2026-12-06T00:00:00+00:00"
+    copy.write_text(json.dumps(d, indent=1))
+    assert main(["history", "add", str(first), "--db", db]) == 0
+    assert main(["history", "add", str(copy.parent), "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "added #1" in out and "already recorded #1" in out and "run r1" in out
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT count(*), min(source) FROM runs").fetchone() == (1, str(first))
+    # another run is still added
+    assert main(["history", "add", str(_copy(tmp_path, "r2", 1.0)), "--db", db]) == 0
+    assert "added #2" in capsys.readouterr().out

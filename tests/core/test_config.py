@@ -96,9 +96,12 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("workload: {name: mlp\nsteps: [")
     with pytest.raises(ConfigError, match="malformed YAML"):
         config.load(bad)
-    empty = tmp_path / "empty.yaml"
-    empty.write_text("")
-    assert config.load(empty) == config.RunConfig()
+    # an empty config (or comments only) is an error naming it, not the defaults run silently
+    for text in ("", "# nothing set\n"):
+        empty = tmp_path / "empty.yaml"
+        empty.write_text(text)
+        with pytest.raises(ConfigError, match=f"config {empty} is empty"):
+            config.load(empty)
 
 
 def test_override_checks_the_new_value() -> None:

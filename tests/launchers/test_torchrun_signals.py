@@ -42,3 +42,31 @@ def test_closing_signals_are_read_by_pid_and_mapped_to_ranks() -> None:
     assert closing.sent == {4242: 15, 4343: 9}
     assert closing.by_rank({0: 4242, 1: 4343, 2: 9999}) == {0: 15, 1: 9}
     assert logging.getLogger(ELASTIC_API_LOGGER).handlers.count(closing) == 0
+
+
+def test_a_ctrl_c_leaks_no_torch_warnings_but_a_failure_keeps_its_closing_signals(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The agent's "Received SIGINT death signal" and the closing signals after it are dropped
+    (Ctrl-C: minicluster says "interrupted"); closing signals without a death signal (a worker
+    failed) are still logged and read. The wording is pinned against torch's source."""
+    from torch.distributed.elastic.agent.server import api as agent_api
+    from torch.distributed.elastic.multiprocessing import api
+
+    from minicluster.launchers.torchrun import (
+        DEATH_SIGNAL_MSG,
+        ELASTIC_AGENT_LOGGER,
+        QuietOnDeathSignal,
+    )
+
+    assert agent_api.logger.name == ELASTIC_AGENT_LOGGER
+    assert f'"{DEATH_SIGNAL_MSG}"' in inspect.getsource(agent_api.SimpleElasticAgent.run)
+    with caplog.at_level(logging.WARNING), ClosingSignals() as closing, QuietOnDeathSignal():
+        api.logger.warning(CLOSING_SIGNAL_MSG, 4242, signal.SIGTERM.name)  # a failure's victim
+        agent_api.logger.warning(DEATH_SIGNAL_MSG, signal.SIGINT)
+        api.logger.warning(CLOSING_SIGNAL_MSG, 4343, signal.SIGINT.name)
+        api.logger.warning("something else %s", 1)
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["Sending process 4242 closing signal SIGTERM", "something else 1"]
+    assert closing.sent == {4242: 15}
+    assert not logging.getLogger(ELASTIC_AGENT_LOGGER).filters

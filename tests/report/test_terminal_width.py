@@ -37,3 +37,23 @@ def test_no_value_is_cut(path: Path, width: int) -> None:
         assert "left out for the terminal width" in text or all(
             len(x) <= 80 for x in text.splitlines()
         )
+
+
+def test_a_long_gloo_error_in_a_rank_note_is_cut_at_a_break_with_an_ellipsis() -> None:
+    """A rank's gloo error in the terminal's note column: cut after a word or a path's slash,
+    with "…", never inside a word (the full error is printed below the table)."""
+    from minicluster.report.text import ellipsize
+
+    data = json.loads(EXAMPLES[-1].read_text())
+    error = "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer"
+    data["ranks"][1]["error"] = error
+    out = io.StringIO()
+    console = Console(file=out, width=200, highlight=False, color_system=None)
+    print_run_summary(RunResult.from_json(data), console)
+    rows = [line for line in out.getvalue().splitlines() if "error: [/pytorch/" in line]
+    assert rows and all("/…" in line for line in rows), rows
+    assert ellipsize("gloo: Connection closed by peer [127.0.0.1]:29500", 32) == (
+        "gloo: Connection closed by…"
+    )
+    assert ellipsize("short", 32) == "short"
+    assert ellipsize("x" * 40, 32) == "x" * 31 + "…"  # no break at all: cut, still said
