@@ -193,9 +193,7 @@ def reference(rows: list[dict[str, Any]], i: int, how: str) -> float | None:
     """The reference wall time for run `i`: the median of the healthy runs (itself left out)
     nearest in time (`nearest`, NEAREST of them) or of all of them (`all`)."""
     me = rows[i]
-    healthy = [
-        r for j, r in enumerate(rows) if j != i and r["kind"] == "healthy" and r["wall_ms"]
-    ]
+    healthy = [r for j, r in enumerate(rows) if j != i and r["kind"] == "healthy" and r["wall_ms"]]
     if how == "nearest":
         healthy = sorted(healthy, key=lambda r: abs(_mid(r) - _mid(me)))[:NEAREST]
     if not healthy:
@@ -239,15 +237,20 @@ def _rate(label: str, k: int, n: int) -> str:
     return f"{label}: {k}/{n} = {100 * k / n:.0f}% (95% CI {100 * ci[0]:.0f}-{100 * ci[1]:.0f}%)"
 
 
-def _median_line(label: str, values: list[float], unit: str) -> str:
+def _median_line(label: str, values: list[float], unit: str, band: float | None = 5.0) -> str:
+    """`label: median (its interval), range, n`, and how many are within +-band."""
     m = median_ci(values)
     if m is None:
         return f"{label}: n/a (n={len(values)})"
-    within = sum(1 for v in values if abs(v) <= 5.0)
-    return (
-        f"{label}: median {m[0]:+.1f} {unit} (95% CI {m[1]:+.1f} to {m[2]:+.1f}), "
-        f"range {min(values):+.1f} to {max(values):+.1f}, within +-5: {within}/{len(values)}"
+    sign = "+" if band is not None else ""
+    text = (
+        f"{label}: median {m[0]:{sign}.2f} {unit} (95% CI {m[1]:{sign}.2f} to {m[2]:{sign}.2f}), "
+        f"range {min(values):{sign}.2f} to {max(values):{sign}.2f}, n={len(values)}"
     )
+    if band is not None:
+        within = sum(1 for v in values if abs(v) <= band)
+        text += f", within +-{band:g}: {within}"
+    return text
 
 
 def score(rows: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -288,10 +291,8 @@ def score(rows: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> dic
         )
         figures[how] = {"faulty": errs, "aa": aa}
     if rows:
-        lines.append(
-            "time to verdict (aggregate of a finished run): "
-            + _median_line("", [r["verdict_s"] for r in rows], "s").lstrip(": ")
-        )
+        verdict = [r["verdict_s"] for r in rows]
+        lines.append(_median_line("time to verdict (aggregate of a run)", verdict, "s", None))
     loads = [x for r in rows for x in (r.get("load_before"), r.get("load_after")) if x is not None]
     if loads:
         lines.append(
@@ -307,7 +308,11 @@ def _print_episodes(rows: list[dict[str, Any]]) -> None:
     near = {e["index"]: e for e in cost_errors(rows, "nearest", healthy=False)}
     for i, r in enumerate(rows):
         e = near.get(i)
-        cost = f"est {e['estimated']:5.1f}% meas {e['measured']:5.1f}% err {e['error']:+5.1f}" if e else ""
+        cost = (
+            f"est {e['estimated']:5.1f}% meas {e['measured']:5.1f}% err {e['error']:+5.1f}"
+            if e
+            else ""
+        )
         print(
             f"  {i:3d} {r['kind']:<17} rank={r['rank']} -> {r['named']:<12} "
             f"rank={r['named_rank']} wall={r['wall_ms'] or 0:7.0f} ms {cost}"
@@ -318,11 +323,13 @@ def _load(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise SystemExit(f"check_attribution: cannot read {path}: {exc}") from None
+        print(f"check_attribution: cannot read {path}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     if isinstance(data, list):  # the first version saved the rows alone
         data = {"meta": {}, "rows": [dict(r, index=i) for i, r in enumerate(data)]}
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise SystemExit(f"check_attribution: {path} is not a saved attribution set")
+        print(f"check_attribution: {path} is not a saved attribution set", file=sys.stderr)
+        raise SystemExit(2)
     return data
 
 
@@ -350,16 +357,23 @@ def main(argv: list[str] | None = None) -> int:
     kinds = args.kinds.split(",")
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or args.episodes < 0 or args.healthy < 0:
-        print(f"check_attribution: unknown kind {unknown[0]!r}" if unknown else
-              "check_attribution: --episodes and --healthy must be >= 0", file=sys.stderr)
+        print(
+            f"check_attribution: unknown kind {unknown[0]!r}"
+            if unknown
+            else "check_attribution: --episodes and --healthy must be >= 0",
+            file=sys.stderr,
+        )
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     saved = args.out / "attribution.json"
     if args.rescore:
         data = _load(saved)
         data["rows"] = [
-            row_of({k: r[k] for k in r if k not in ("named",)}, Path(r["out"]),
-                   _aggregate(Path(r["out"])))
+            row_of(
+                {k: r[k] for k in r if k not in ("named",)},
+                Path(r["out"]),
+                _aggregate(Path(r["out"])),
+            )
             for r in data["rows"]
         ]
         score(data["rows"], data.get("meta"))
@@ -379,8 +393,15 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out / f"run{i:03d}"
         load_before = os.getloadavg()[0]
         result, code, start, end = _run(out, entry["kind"], entry["rank"])
-        entry = dict(entry, index=i, start=start, end=end, exit_code=code,
-                     load_before=load_before, load_after=os.getloadavg()[0])
+        entry = dict(
+            entry,
+            index=i,
+            start=start,
+            end=end,
+            exit_code=code,
+            load_before=load_before,
+            load_after=os.getloadavg()[0],
+        )
         rows.append(row_of(entry, out, result))
         r = rows[-1]
         print(
