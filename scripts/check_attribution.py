@@ -333,6 +333,15 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
+def merge(sets: list[dict[str, Any]]) -> dict[str, Any]:
+    """Saved sets run side by side (at the same time) as one: rows in time order, renumbered."""
+    if len(sets) == 1:
+        return sets[0]
+    rows = sorted((r for d in sets for r in d["rows"]), key=_mid)
+    meta = dict(sets[0].get("meta") or {}, merged=[d.get("meta") for d in sets])
+    return {"meta": meta, "rows": [dict(r, index=i) for i, r in enumerate(rows)]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--episodes", type=int, default=5, help="episodes per fault kind")
@@ -340,7 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default=",".join(KINDS), help="fault kinds to run")
     ap.add_argument("--out", type=Path, default=Path("/tmp/minicluster-attribution"))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--score", type=Path, help="score a saved set (attribution.json), no runs")
+    ap.add_argument(
+        "--score",
+        type=Path,
+        nargs="+",
+        help="score saved sets (attribution.json; several: one set, merged in time order), no runs",
+    )
     ap.add_argument("--verbose", action="store_true", help="print every episode")
     ap.add_argument(
         "--rescore",
@@ -349,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     if args.score:
-        data = _load(args.score)
+        data = merge([_load(p) for p in args.score])
         if args.verbose:
             _print_episodes(data["rows"])
         score(data["rows"], data.get("meta"))

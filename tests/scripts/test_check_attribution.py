@@ -140,3 +140,11 @@ def test_bad_input_is_one_line_and_exit_2(
     with pytest.raises(SystemExit) as exc:
         ca.main(["--score", str(bad)])
     assert exc.value.code == 2 and "cannot read" in capsys.readouterr().err
+
+
+def test_sets_run_side_by_side_merge_in_time_order() -> None:
+    a = {"meta": {}, "rows": [_row(0, "healthy", 100.0), _row(2, "pause", 150.0, 1)]}
+    b = {"meta": {}, "rows": [_row(1, "healthy", 120.0)]}
+    merged = ca.merge([a, b])
+    assert [r["wall_ms"] for r in merged["rows"]] == [100.0, 120.0, 150.0]
+    assert [r["index"] for r in merged["rows"]] == [0, 1, 2]
