@@ -104,7 +104,7 @@ def test_plan_spreads_the_healthy_runs_through_the_sequence() -> None:
     plan = ca.plan_runs(["pause", "drift"], episodes=5, healthy=5, seed=3)
     assert len(plan) == 15
     at = [i for i, p in enumerate(plan) if p["kind"] == "healthy"]
-    assert len(at) == 5 and max(b - a for a, b in zip(at, at[1:])) == 3
+    assert len(at) == 5 and max(b - a for a, b in zip(at, at[1:], strict=False)) == 3
     assert (
         sorted(p["kind"] for p in plan if p["kind"] != "healthy") == ["drift"] * 5 + ["pause"] * 5
     )
