@@ -230,6 +230,63 @@ def cost_errors(rows: list[dict[str, Any]], how: str, healthy: bool) -> list[dic
     return out
 
 
+def within_run(out: Path, spec: str, rank: int) -> dict[str, float] | None:
+    """`within_acc` of a run directory's records (None when they cannot be accounted for)."""
+    from minicluster.analysis import accounting
+    from minicluster.analysis.records import read_run_dir
+    from minicluster.analysis.steps import StepTable
+    from minicluster.core import fault_spec
+
+    try:
+        records = read_run_dir(Path(out), workers=1)
+    except (OSError, ValueError):
+        return None
+    if len(records) < 2:
+        return None
+    acc = accounting.account(records, StepTable(records, max(r.rank for r in records) + 1))
+    return within_acc(acc, fault_spec.parse(spec), rank)
+
+
+def within_acc(acc: Any, fault: Any, rank: int) -> dict[str, float] | None:
+    """The what-if checked inside one run, free of the load's drift between runs: over the steps
+    the fault acted in (its schedule: every Nth step, or from a step on), the measured extra time
+    of each step over the median of the run's own fault-free steps, against the cost the what-if
+    charged the rank in those steps; both in % of the run's accounted wall time. None for a fault
+    in (almost) every step (fewer than 5 steps either way)."""
+    import numpy as np
+
+    if acc.n == 0 or rank not in acc.ranks:
+        return None
+    on = np.array([fault.delay_at_ms(int(s)) > 0 for s in acc.steps])
+    if on.sum() < 5 or (~on).sum() < 5:
+        return None
+    step = acc.accounted
+    wall = float(step.sum())
+    charged = np.where(acc.last == acc.ranks.index(rank), acc.lateness, 0.0)
+    measured = float((step[on] - np.median(step[~on])).sum())
+    return {
+        "steps": int(on.sum()),
+        "measured": 100.0 * measured / wall,
+        "estimated": 100.0 * float(charged[on].sum()) / wall,
+    }
+
+
+def within_errors(rows: list[dict[str, Any]], kinds: dict[str, Any]) -> list[dict[str, Any]]:
+    """`within_run` of every faulty row that has one (saved in the row, else computed from its
+    run directory), with the error in points."""
+    out = []
+    for r in rows:
+        spec = (kinds.get(r["kind"]) or [None])[0]
+        if r["kind"] == "healthy" or not spec:
+            continue
+        w = r.get("within")
+        if "within" not in r and r.get("out"):
+            w = within_run(Path(r["out"]), spec.format(rank=r["rank"]), r["rank"])
+        if w:
+            out.append(dict(w, kind=r["kind"], error=w["estimated"] - w["measured"]))
+    return out
+
+
 def _rate(label: str, k: int, n: int) -> str:
     ci = wilson(k, n)
     if ci is None:
@@ -290,6 +347,11 @@ def score(rows: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> dic
             + ", ".join(f"{k} {statistics.median(v):+.1f}" for k, v in by_kind.items())
         )
         figures[how] = {"faulty": errs, "aa": aa}
+    kinds = (meta or {}).get("kinds") or KINDS
+    within = within_errors(rows, kinds)
+    lines.append("cost error inside the run (the fault's steps against its own fault-free steps):")
+    lines.append(_median_line("  faulty runs (points)", [w["error"] for w in within], "points"))
+    figures["within"] = within
     if rows:
         verdict = [r["verdict_s"] for r in rows]
         lines.append(_median_line("time to verdict (aggregate of a run)", verdict, "s", None))
@@ -418,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         rows.append(row_of(entry, out, result))
         r = rows[-1]
+        spec = KINDS[r["kind"]][0] if r["kind"] in KINDS else None
+        r["within"] = within_run(out, spec.format(rank=r["rank"]), r["rank"]) if spec else None
         print(
             f"{i + 1}/{len(plan)} {r['kind']} rank={r['rank']} -> {r['named']} "
             f"rank={r['named_rank']} cost={r['top_cost_pct']} wall={r['wall_ms']} "

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,3 +149,30 @@ def test_sets_run_side_by_side_merge_in_time_order() -> None:
     merged = ca.merge([a, b])
     assert [r["wall_ms"] for r in merged["rows"]] == [100.0, 120.0, 150.0]
     assert [r["index"] for r in merged["rows"]] == [0, 1, 2]
+
+
+def test_within_run_compares_the_faults_steps_with_the_runs_own_fault_free_steps() -> None:
+    """Two ranks, 1 ms of own work and a 2 ms transfer a step; rank 1 pauses 10 ms every 5th
+    step and the step then takes 3 ms longer than the pause alone (what the what-if cannot see):
+    measured 13 ms a fault step, charged 10."""
+    from minicluster.analysis.accounting import Accounting
+    from minicluster.core import fault_spec
+
+    steps = np.arange(3, 43)
+    fault = fault_spec.parse("pause:rank=1,delay_ms=10,every=5")
+    on = np.array([fault.delay_at_ms(int(s)) > 0 for s in steps])
+    host = np.full((2, 40), 0.5)
+    host[1, on] += 10.0
+    compute = np.full((2, 40), 0.5)
+    own = host + compute
+    step = own.max(axis=0) + 2.0 + np.where(on, 3.0, 0.0)
+    acc = Accounting([0, 1], steps, host, compute, step - own, np.tile(step, (2, 1)))
+    got = ca.within_acc(acc, fault, 1)
+    wall = float(step.sum())
+    assert got["steps"] == 8
+    assert got["measured"] == pytest.approx(100 * 8 * 13 / wall)
+    assert got["estimated"] == pytest.approx(100 * 8 * 10 / wall)
+    assert ca.within_acc(acc, fault_spec.parse("pause:rank=1,delay_ms=10"), 1) is None
+    rows = [_row(0, "pause", wall, 1, within=got)]
+    (w,) = ca.within_errors(rows, {"pause": ("pause:rank={rank},delay_ms=10,every=5", "x")})
+    assert w["error"] == pytest.approx(-100 * 8 * 3 / wall)
