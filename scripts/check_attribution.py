@@ -191,11 +191,13 @@ def _mid(r: dict[str, Any]) -> float:
 
 def reference(rows: list[dict[str, Any]], i: int, how: str) -> float | None:
     """The reference wall time for run `i`: the median of the healthy runs (itself left out)
-    nearest in time (`nearest`, NEAREST of them) or of all of them (`all`)."""
+    nearest in time (`nearest`, NEAREST of them), of the NEAREST after those (`next`: a second,
+    disjoint reference) or of all of them (`all`)."""
     me = rows[i]
     healthy = [r for j, r in enumerate(rows) if j != i and r["kind"] == "healthy" and r["wall_ms"]]
-    if how == "nearest":
-        healthy = sorted(healthy, key=lambda r: abs(_mid(r) - _mid(me)))[:NEAREST]
+    if how in ("nearest", "next"):
+        healthy = sorted(healthy, key=lambda r: abs(_mid(r) - _mid(me)))
+        healthy = healthy[:NEAREST] if how == "nearest" else healthy[NEAREST : 2 * NEAREST]
     if not healthy:
         return None
     return statistics.median(r["wall_ms"] for r in healthy)
@@ -287,6 +289,20 @@ def within_errors(rows: list[dict[str, Any]], kinds: dict[str, Any]) -> list[dic
     return out
 
 
+def reference_noise(rows: list[dict[str, Any]]) -> list[float]:
+    """Per faulty run the measured cost against its nearest healthy runs minus that against the
+    next nearest (two disjoint references at the run's own scale, in points): what the reference
+    alone moves the cost error by, the noise floor of the cross-run measurement."""
+    out = []
+    for i, r in enumerate(rows):
+        if r["kind"] == "healthy" or not r["wall_ms"]:
+            continue
+        a, b = reference(rows, i, "nearest"), reference(rows, i, "next")
+        if a is not None and b is not None:
+            out.append(measured_pct(r["wall_ms"], a) - measured_pct(r["wall_ms"], b))
+    return out
+
+
 def _rate(label: str, k: int, n: int) -> str:
     ci = wilson(k, n)
     if ci is None:
@@ -347,6 +363,15 @@ def score(rows: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> dic
             + ", ".join(f"{k} {statistics.median(v):+.1f}" for k, v in by_kind.items())
         )
         figures[how] = {"faulty": errs, "aa": aa}
+    noise = reference_noise(rows)
+    lines.append(
+        _median_line(
+            f"reference noise (nearest {NEAREST} - next {NEAREST} healthy runs, faulty runs' scale)",
+            noise,
+            "points",
+        )
+    )
+    figures["reference_noise"] = noise
     kinds = (meta or {}).get("kinds") or KINDS
     within = within_errors(rows, kinds)
     lines.append("cost error inside the run (the fault's steps against its own fault-free steps):")

@@ -176,3 +176,14 @@ def test_within_run_compares_the_faults_steps_with_the_runs_own_fault_free_steps
     rows = [_row(0, "pause", wall, 1, within=got)]
     (w,) = ca.within_errors(rows, {"pause": ("pause:rank={rank},delay_ms=10,every=5", "x")})
     assert w["error"] == pytest.approx(-100 * 8 * 3 / wall)
+
+
+def test_reference_noise_is_the_disagreement_of_two_disjoint_healthy_references() -> None:
+    rows = [_row(i, "healthy", 100.0) for i in range(3)]
+    rows.append(_row(3, "drift", 200.0, 0))
+    rows += [_row(i, "healthy", 120.0) for i in range(4, 7)]
+    rows += [_row(i, "healthy", 160.0) for i in range(7, 10)]  # the farthest: in neither
+    # nearest 3: two of 100 and one of 120 (ties broken by order), next 3: 100 and two of 120
+    assert ca.reference(rows, 3, "nearest") == 100.0
+    assert ca.reference(rows, 3, "next") == 120.0
+    assert ca.reference_noise(rows) == [pytest.approx(100 * 20 / 200)]
