@@ -366,8 +366,8 @@ def score(rows: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> dic
     noise = reference_noise(rows)
     lines.append(
         _median_line(
-            f"reference noise (nearest {NEAREST} - next {NEAREST} healthy runs, faulty runs' scale)",
-            noise,
+            f"reference noise |nearest {NEAREST} - next {NEAREST} healthy runs| (faulty runs)",
+            [abs(v) for v in noise],
             "points",
         )
     )
