@@ -89,7 +89,7 @@ def _from_dir(args: argparse.Namespace) -> int:
     params = None
     if changes:
         try:
-            params = dataclasses.replace(gt.Params(**plan["params"]), **changes)
+            params = dataclasses.replace(gt.params_from_record(plan["params"]), **changes)
         except ValueError as e:
             raise InputError(f"isolate --from: {e}") from None
     block, errors = isolate_block(records, world, params)
