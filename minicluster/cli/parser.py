@@ -82,6 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_launcher_args(p)
     add_node_args(p)
     add_dry_run(p)
+    p.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="judge the run against a reference (minicluster-reference/1: one of "
+        "minicluster/references/*.yaml, or a site one from `reference record`): median step "
+        "time, TFLOP/s and busbw as %% of the figure for this platform and job, below "
+        "--floor-pct a finding (exit 1); no figure for this platform: not judged",
+    )
+    p.add_argument(
+        "--floor-pct",
+        type=float,
+        metavar="PCT",
+        help="with --reference: a metric below PCT %% of its reference is a finding, PCT in "
+        "(0, 100] (default: checks.reference_floor_pct, 90)",
+    )
     p.set_defaults(handler=handlers.run)
 
     p = sub.add_parser(
