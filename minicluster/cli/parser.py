@@ -285,7 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     config_flag(p, "--min-busbw", CollectivesSection, "min_busbw_gbps", metavar="GBPS")
     config_flag(p, "--iters", CollectivesSection, "iters")
     config_flag(p, "--warmup-iters", CollectivesSection, "warmup_iters")
-    config_flag(p, "--passes", CollectivesSection, "passes", metavar="P")
+    p.add_argument(
+        "--passes",
+        type=int,
+        metavar="P",
+        help="each group test keeps the fastest of P timed loops (default: 5; with -c, the "
+        "config's collectives.passes): the decision's noise model was measured at 5",
+    )
     p.add_argument(
         "--fault",
         action="append",

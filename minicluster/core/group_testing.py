@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 SCREEN, SPLIT, LEAF, CONFIRM, CONTROL = "screen", "split", "leaf", "confirm", "control"
@@ -467,12 +467,25 @@ def _judge(state: State, groups: list[Group]) -> None:
                 why.append(f"{g.wrong} elements wrong")
             g.slow, g.why = bool(why), "; ".join(why) or None
             if p.decision == SPRT:
-                _sprt_verdict(g, p, decisive=bool(g.wrong) or below_floor)
+                _sprt_verdict(g, noise_params(state), decisive=bool(g.wrong) or below_floor)
     for g in groups:
         if g.busbw_gbps is None:
             g.slow, g.why = True, g.why or "not measured"
             if p.decision == SPRT:
                 g.slow, g.llr = False, 0.0  # no evidence either way: tested again
+
+
+def noise_params(state: State) -> Params:
+    """The params with the slow tail no lighter than the job's own: once 30 or more groups were
+    judged against a median, tail_mass is raised to what their share below half the median says
+    (P(< 1/2) = tail_mass x 2^-tail_rate), never lowered, at most 0.9 (a noisier host than the
+    model's gets weaker evidence per test, so no more false pulls, only more tests)."""
+    p = state.params
+    if len(state.spread) < 30:
+        return p
+    below = sum(1 for x in state.spread if x < -math.log(2)) / len(state.spread)
+    mass = min(0.9, below * 2**p.tail_rate)
+    return p if mass <= p.tail_mass else replace(p, tail_mass=mass)
 
 
 def _sprt_verdict(g: Group, p: Params, decisive: bool) -> None:

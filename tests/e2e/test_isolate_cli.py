@@ -17,7 +17,7 @@ RunCli = Callable[..., "subprocess.CompletedProcess[str]"]  # the run_cli fixtur
 
 # Small and quick; a slow link of 60 ms per call leaves its groups at a few % of a healthy
 # group's busbw, far below the 47% the lone scale needs (README, "Isolating bad nodes").
-QUICK = ["--size", "64K", "--iters", "3", "--warmup-iters", "1", "--passes", "2"]
+QUICK = ["--size", "64K", "--iters", "3", "--warmup-iters", "1"]  # --passes: isolate's 5
 
 
 @pytest.mark.slow
