@@ -325,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="per-unit verdicts with evidence as JSON")
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
     add_launcher_args(p)
+    add_node_args(p)
     add_dry_run(p)
     p.set_defaults(handler=handlers.isolate)
 
