@@ -70,7 +70,7 @@ class Params:
     alpha: float = 1e-3  # SPRT: a healthy unit named bad (under the noise model), per suspect
     beta: float = 0.01  # SPRT: a bad unit cleared at its tests beside cleared partners
     group_alpha: float = 0.2  # SPRT: a healthy group split (costs group tests, pulls nobody)
-    group_beta: float = 0.01  # SPRT: a group holding a bad unit cleared (a miss)
+    group_beta: float = 0.05  # SPRT: a group holding a bad unit cleared (a miss)
     # The noise model of a healthy test, r = ln(busbw / baseline): (1 - tail_mass) x normal(0,
     # scale) + tail_mass x a slow tail, P(busbw/baseline < x) = tail_mass x x^tail_rate (a busy
     # host slows a group now and then; tests/fixtures/isolate: 9% of healthy groups below 50%).
@@ -81,7 +81,7 @@ class Params:
     bad_lo: float = 0.1
     bad_hi: float = 0.8
     bad_far: float = 0.001
-    far_weight: float = 0.1
+    far_weight: float = 0.15
     # slow tests that must agree before a unit is named bad: one test's evidence is at most
     # ln((1 - beta) / alpha) / min_agree (one stalled reading never names a unit)
     min_agree: int = 3

@@ -232,3 +232,23 @@ def test_isolate_across_two_nodes_names_the_slow_rank(
     assert result["world_size"] == 4 and block["n_units"] == 4
     assert block["bad"] == ["rank 3"], block["verdict"]
     assert block["rounds_run"] < block["pairwise_pairs"] == 6
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_isolate_under_ray_names_the_slow_rank(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`isolate --launcher ray` (a local Ray instance the CLI starts and shuts down; never
+    `ray start`/`ray stop`): the same verdict as under torchrun."""
+    pytest.importorskip("torch")
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'minicluster[ray]'")
+    out = tmp_path / "ray"
+    proc = subprocess.run(
+        [python, "-m", "minicluster", "isolate", "--nproc", "4", *QUICK, "--launcher", "ray",
+         "--fault", "slow_link:rank=2,delay_ms=60", "--out", str(out)],
+        env={**cli_env, "RAY_AUTH_MODE": "disabled"}, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+    block = json.loads((out / "result.json").read_text())["isolate"]
+    assert block["bad"] == ["rank 2"], block["verdict"]
