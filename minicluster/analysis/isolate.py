@@ -26,7 +26,7 @@ ALGORITHM_SPRT = (
     "(one round); every suspect group and unit is tested again round after round until Wald's "
     "sequential probability ratio test (1945) decides it, on a heavy-tailed noise model of "
     "healthy groups: a unit is named bad when its evidence beside cleared partners reaches "
-    "ln((1 - beta) / alpha) (at least min_agree slow tests agreeing), cleared at "
+    "ln((1 - beta) / alpha) (at least min_agree = 4 slow tests agreeing), cleared at "
     "ln(beta / (1 - alpha)), and left unresolved, never named, after max_tests"
 )
 RULE = (

@@ -84,7 +84,7 @@ class Params:
     far_weight: float = 0.15
     # slow tests that must agree before a unit is named bad: one test's evidence is at most
     # ln((1 - beta) / alpha) / min_agree (one stalled reading never names a unit)
-    min_agree: int = 3
+    min_agree: int = 4
     max_tests: int = 12  # per suspect unit; one still undecided after them is unresolved
     group_max_tests: int = 4  # per suspect group; one still undecided is split (as a slow one)
 
