@@ -62,3 +62,31 @@ def test_the_same_rounds_under_the_sprt_do_not_replay() -> None:
     recs[0].other["isolate_plan"][0]["params"]["decision"] = "sprt"
     block, errors = isolate_block(recs, len(recorded["units"]))
     assert any("do not replay: round 2" in e for e in errors), errors
+
+
+RUN_DIR_V1 = Path(__file__).resolve().parents[1] / "fixtures" / "isolate_v1_rundir"
+
+
+def test_a_recorded_isolate_run_dir_of_the_first_rule_aggregates_to_its_verdict(
+    tmp_path: Path,
+) -> None:
+    """Rank files written by the isolate before the sequential decision (4 ranks, slow_link on
+    rank 1, --passes 2; recorded.result.json is what that version wrote): `aggregate DIR` gives
+    the same rounds, units and verdict, twice over."""
+    import shutil
+
+    from minicluster.cli import main
+
+    recorded = json.loads((RUN_DIR_V1 / "recorded.result.json").read_text())["isolate"]
+    assert "decision" not in recorded["params"]
+    blocks = []
+    for i in range(2):
+        run = tmp_path / f"run{i}"
+        shutil.copytree(RUN_DIR_V1, run)
+        assert main(["aggregate", str(run)]) == 1
+        blocks.append(json.loads((run / "result.json").read_text())["isolate"])
+    assert blocks[0] == blocks[1]
+    block = blocks[0]
+    assert block["verdict"] == recorded["verdict"] and block["bad"] == ["rank 1"]
+    assert block["rounds"] == recorded["rounds"] and block["units"] == recorded["units"]
+    assert block["params"]["decision"] == "confirmations"
