@@ -32,14 +32,14 @@ from pathlib import Path
 from minicluster.core import group_testing as gt
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SPREAD = ROOT / "tests" / "fixtures" / "isolate"
+DEFAULT_SPREAD = ROOT / "tests" / "fixtures" / "isolate" / "passes5"  # isolate's --passes 5
 
 
 def residuals(paths: list[Path]) -> list[float]:
     """ln(busbw / round median) of every group in a round with 2 or more same-size groups, over
     every isolate result under `paths` with no injected fault (a clean run's groups are all
     healthy: the ones that read slow are the noise too)."""
-    files = [f for p in paths for f in (sorted(p.glob("*.json")) if p.is_dir() else [p])]
+    files = [f for p in paths for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])]
     out: list[float] = []
     for f in files:
         data = json.loads(f.read_text())

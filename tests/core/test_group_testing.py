@@ -180,3 +180,26 @@ def test_recorded_runs_of_the_first_rule_replay_with_it() -> None:
             u["status"] for u in block["units"]
         ], f
         assert gt.params_from_record({**block["params"], "decision": "sprt"}).decision == "sprt"
+
+
+def test_sim_isolate_prints_the_table_from_measured_noise() -> None:
+    """scripts/sim_isolate.py: the measured --passes 5 noise (its default), a row per fleet
+    size and number of bad nodes, the false pulls and the pairwise pairs beside it."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, str(root / "scripts" / "sim_isolate.py"), "--sizes", "8,64",
+         "--trials", "5", "--healthy-trials", "10"],
+        capture_output=True, text=True, timeout=300, cwd=root,
+        env={**__import__("os").environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "64 measured healthy groups" in proc.stdout and "decision='sprt'" in proc.stdout
+    rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| 8 ")]
+    assert len(rows) == 4 and rows[0][9].strip() == "28"
+    healthy = [
+        line for line in proc.stdout.splitlines() if line.startswith(("| 8 | 0 ", "| 64 | 0 "))
+    ]
+    assert [h.split("|")[7].strip() for h in healthy] == ["0", "0"]  # false pulls
