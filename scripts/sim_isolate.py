@@ -21,6 +21,7 @@ Usage: python scripts/sim_isolate.py [--spread-from RESULT_OR_DIR ...] [--trials
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import random
@@ -31,14 +32,14 @@ from pathlib import Path
 from minicluster.core import group_testing as gt
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SPREAD = ROOT / "tests" / "fixtures" / "isolate"
+DEFAULT_SPREAD = ROOT / "tests" / "fixtures" / "isolate" / "passes5"  # isolate's --passes 5
 
 
 def residuals(paths: list[Path]) -> list[float]:
     """ln(busbw / round median) of every group in a round with 2 or more same-size groups, over
     every isolate result under `paths` with no injected fault (a clean run's groups are all
     healthy: the ones that read slow are the noise too)."""
-    files = [f for p in paths for f in (sorted(p.glob("*.json")) if p.is_dir() else [p])]
+    files = [f for p in paths for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])]
     out: list[float] = []
     for f in files:
         data = json.loads(f.read_text())
@@ -75,12 +76,12 @@ def trial(
     rng: random.Random,
     lo: float,
     hi: float,
-    confirmations: int = 2,
+    params: gt.Params,
 ) -> tuple[gt.State, set[int]]:
     """One fleet: k bad nodes at random places and speeds, the whole search."""
     bad = set(rng.sample(range(n), k))
     speed = {u: rng.uniform(lo, hi) for u in bad}
-    state = gt.start(gt.Params(n_units=n, confirmations=confirmations))
+    state = gt.start(dataclasses.replace(params, n_units=n))
     while (groups := gt.plan(state)) is not None:
         for g in groups:
             slowest = min(speed.get(u, 1.0) for u in g.units)
@@ -98,7 +99,20 @@ def main() -> int:
     ap.add_argument("--bad-lo", type=float, default=0.3)
     ap.add_argument("--bad-hi", type=float, default=0.7)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--decision",
+        choices=gt.DECISIONS,
+        default=gt.Params(n_units=2).decision,
+        help="sprt (the default rule) or confirmations (the first rule)",
+    )
     ap.add_argument("--confirmations", type=int, default=gt.Params(n_units=2).confirmations)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="another decision parameter (core.group_testing.Params), e.g. alpha=1e-3",
+    )
     ap.add_argument(
         "--noise-scale",
         type=float,
@@ -111,13 +125,18 @@ def main() -> int:
         print(f"too few measured healthy groups in {a.spread_from} ({len(noise)})", file=sys.stderr)
         return 2
     mad = statistics.median(abs(x) for x in noise) * 1.4826
+    changes: dict[str, object] = {"decision": a.decision, "confirmations": a.confirmations}
+    for item in a.set:
+        name, _, value = item.partition("=")
+        changes[name] = type(getattr(gt.Params(n_units=2), name))(value)
+    params = gt.Params(n_units=2, **changes)  # type: ignore[arg-type]
     print(
         f"noise: {len(noise)} measured healthy groups' ln(busbw / round median), "
         f"robust sd {mad:.3f}, min {min(noise):.3f} ({math.exp(min(noise)):.0%} of the median), "
         f"max {max(noise):.3f}"
         + (f" (what-if: measured x {a.noise_scale:g})" if a.noise_scale != 1 else "")
         + f"; bad nodes at {a.bad_lo:.0%}-{a.bad_hi:.0%} of healthy; decision: "
-        f"{gt.Params(n_units=2, confirmations=a.confirmations)}"
+        f"{params}"
     )
     print(
         "| nodes | bad | trials | found (95% CI) | rounds median / max | group tests median "
@@ -133,7 +152,7 @@ def main() -> int:
             found = false_pulls = said_more = 0
             rounds, tests = [], []
             for _ in range(trials):
-                state, bad = trial(n, k, noise, rng, a.bad_lo, a.bad_hi, a.confirmations)
+                state, bad = trial(n, k, noise, rng, a.bad_lo, a.bad_hi, params)
                 named = set(state.bad)
                 found += named == bad
                 false_pulls += len(named - bad)

@@ -6,6 +6,7 @@ and verdict, every unit's status with its evidence, the bad units named. Never i
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from minicluster.analysis.collectives import benchmark_metrics, benchmark_result
@@ -18,6 +19,15 @@ ALGORITHM = (
     "adaptive group testing: Li's s-stage algorithm (JASA 57, 1962) with halving at every stage "
     "as in Hwang's binary splitting (JASA 67, 1972); each stage's disjoint groups run at once "
     "(one round); a unit is named bad after 2 slow tests beside cleared partners"
+)
+ALGORITHM_SPRT = (
+    "adaptive group testing: Li's s-stage algorithm (JASA 57, 1962) with halving at every stage "
+    "as in Hwang's binary splitting (JASA 67, 1972); each stage's disjoint groups run at once "
+    "(one round); every suspect group and unit is tested again round after round until Wald's "
+    "sequential probability ratio test (1945) decides it, on a heavy-tailed noise model of "
+    "healthy groups: a unit is named bad when its evidence beside cleared partners reaches "
+    "ln((1 - beta) / alpha) (at least min_agree = 4 slow tests agreeing), cleared at "
+    "ln(beta / (1 - alpha)), and left unresolved, never named, after max_tests"
 )
 RULE = (
     "per group and round: mean per call over `iters` back-to-back all_reduce calls on each rank, "
@@ -68,7 +78,7 @@ def isolate_block(
     nodes = [str(n) for n in plan.get("nodes") or []]
     per = plan.get("per", "rank")
     names = [(nodes[r] if per == "node" else f"rank {r}") for r in who]
-    p = params or gt.Params(**plan["params"])
+    p = params or gt.params_from_record(plan["params"])
     measured = [
         [
             (tuple(units), bw, int(wrong))
@@ -97,7 +107,7 @@ def isolate_block(
     block: dict[str, Any] = {
         "per": per,
         "transport": "all_reduce",
-        "algorithm": ALGORITHM,
+        "algorithm": ALGORITHM_SPRT if p.decision == gt.SPRT else ALGORITHM,
         "rule": RULE,
         "formulas": FORMULAS,
         "size_bytes": plan.get("size_bytes"),
@@ -159,9 +169,15 @@ def _group(g: gt.Group, who: list[int], names: list[str]) -> dict[str, Any]:
         if g.busbw_gbps is not None and g.baseline_gbps
         else None,
         "z": g.z,
+        **_llr(g),
         "slow": g.slow,
         "why": g.why,
     }
+
+
+def _llr(g: gt.Group) -> dict[str, float]:
+    """The test's SPRT evidence when it has a finite one (JSON has no infinity)."""
+    return {"llr": g.llr} if g.llr is not None and math.isfinite(g.llr) else {}
 
 
 def _unit(
@@ -183,12 +199,25 @@ def _unit(
                 if g.busbw_gbps is not None and g.baseline_gbps
                 else None,
                 "z": g.z,
+                **_llr(g),
                 "slow": g.slow,
             }
         )
     status = state.status[u]
     leaf = [e for e in evidence if e["role"] in (gt.LEAF, gt.CONFIRM)]
-    if status == "bad":
+    sprt = state.params.decision == gt.SPRT
+    if status == "bad" and sprt:
+        why = (
+            f"evidence {gt.evidence([state.rounds[e['round'] - 1][e['group']] for e in leaf]):.1f}"
+            f" >= {gt.thresholds(state.params, unit=True)[0]:.1f} over {len(leaf)} tests beside "
+            f"cleared units ({sum(e['slow'] for e in leaf)} slow): "
+            + "; ".join(
+                f"round {e['round']} ({', '.join(e['with'])}): {e['ratio']:.0%} of its baseline"
+                for e in leaf
+                if e["ratio"] is not None
+            )
+        )
+    elif status == "bad":
         why = (
             f"slow in {sum(e['slow'] for e in leaf)} of {len(leaf)} tests beside cleared units: "
             + (
@@ -203,6 +232,12 @@ def _unit(
     elif status == "cleared":
         last = next((e for e in reversed(evidence) if not e["slow"] and e["subject"]), None)
         why = f"normal in round {last['round']} ({last['role']})" if last else "normal in its tests"
+    elif sprt and u not in {x[0] for k, x in state.pending if k == "unit"} and leaf:
+        why = (
+            f"not resolved: undecided after {len(leaf)} tests beside cleared units (evidence "
+            f"{gt.evidence([state.rounds[e['round'] - 1][e['group']] for e in leaf]):.1f}, "
+            "between the bounds): the noise here hides it; not named bad"
+        )
     else:
         why = "not resolved: " + (state.stop_reason or "the search stopped")
     return {
@@ -231,7 +266,10 @@ def verdict(block: dict[str, Any]) -> str:
     if block["more_than_max_bad"]:
         parts.append(f"MORE THAN {block['params']['max_bad']} BAD: {block['stop_reason']}")
     if block["unresolved"]:
-        parts.append(f"unresolved: {', '.join(block['unresolved'])} ({block['stop_reason']})")
+        parts.append(
+            f"UNRESOLVED (not named bad): {', '.join(block['unresolved'])} "
+            f"({block['stop_reason']}; rerun, or more --passes)"
+        )
     if block["wrong_total"]:
         parts.append(f"WRONG: {block['wrong_total']} elements")
     if parts:

@@ -412,6 +412,7 @@ def execute(
     md: Path | None = None,
     html: Path | None = None,
     quiet: bool = False,
+    judge: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult | None:
     """The one path every launching command takes: plan the launch, write the resolved config
     into `out_dir`, start the ranks under a progress bar, turn their records into `result.json`
@@ -424,7 +425,8 @@ def execute(
     when no rank left anything to aggregate; a disk that fills up once the ranks have started is
     RunFailedError (exit 3), before that InputError (exit 2). After Ctrl-C (or a scheduler's
     SIGTERM) what the ranks recorded becomes the result (status incomplete) and
-    KeyboardInterrupt goes on up.
+    KeyboardInterrupt goes on up. `judge` adds to the result before the reports and the summary
+    (`run --reference`: the `reference` section), and the result is written again with it.
     """
     plan = launcher.plan(cfg, out_dir, run_id)
     # JSON is YAML: the ranks load it like any config
@@ -438,6 +440,11 @@ def execute(
         if found is None:
             return None
         result, path = found
+        if judge is not None:
+            data = result.to_json()
+            judge(data)
+            atomic_write_json(path, data)
+            result = RunResult.from_json(data)
         if point_at:
             point_latest(out_dir)
         # Every file first, the terminal last: a closed stdout must not cost a report.

@@ -82,6 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_launcher_args(p)
     add_node_args(p)
     add_dry_run(p)
+    p.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="judge the run against a reference (minicluster-reference/1: one of "
+        "minicluster/references/*.yaml, or a site one from `reference record`): median step "
+        "time, TFLOP/s and busbw as %% of the figure for this platform and job, below "
+        "--floor-pct a finding (exit 1); no figure for this platform: not judged",
+    )
+    p.add_argument(
+        "--floor-pct",
+        type=float,
+        metavar="PCT",
+        help="with --reference: a metric below PCT %% of its reference is a finding, PCT in "
+        "(0, 100] (default: checks.reference_floor_pct, 90)",
+    )
     p.set_defaults(handler=handlers.run)
 
     p = sub.add_parser(
@@ -269,7 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     config_flag(p, "--min-busbw", CollectivesSection, "min_busbw_gbps", metavar="GBPS")
     config_flag(p, "--iters", CollectivesSection, "iters")
     config_flag(p, "--warmup-iters", CollectivesSection, "warmup_iters")
-    config_flag(p, "--passes", CollectivesSection, "passes", metavar="P")
+    p.add_argument(
+        "--passes",
+        type=int,
+        metavar="P",
+        help="each group test keeps the fastest of P timed loops (default: 5; with -c, the "
+        "config's collectives.passes): the decision's noise model was measured at 5",
+    )
     p.add_argument(
         "--fault",
         action="append",
@@ -303,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="per-unit verdicts with evidence as JSON")
     p.add_argument("--out", type=Path, help="output directory (default: runs/<run_id>)")
     add_launcher_args(p)
+    add_node_args(p)
     add_dry_run(p)
     p.set_defaults(handler=handlers.isolate)
 

@@ -9,6 +9,7 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate
@@ -42,14 +43,37 @@ def run(args: argparse.Namespace) -> int:
     """`minicluster run`: the training job on N local ranks, or this node's share of a job
     across nodes; exit code from the result (0 on a node that holds no result: its ranks
     finished and rank 0's node has the verdict)."""
+    judge = _reference_judge(args)
     if getattr(args, "repeats", None) is not None:
+        if judge is not None:
+            raise InputError(
+                "--reference judges one run: leave out --repeats (or judge each run after: "
+                "minicluster aggregate DIR/rK --reference FILE)"
+            )
         from minicluster.cli.repeats import run_repeats
 
         return run_repeats(args, lambda one: _launch_training(one, validating=False))
-    result = _launch_training(args, validating=False)
+    result = _launch_training(args, validating=False, judge=judge)
     code = EXIT_OK if result is None else exit_code(result)
     write_junit(args, result, code)
     return code
+
+
+def _reference_judge(args: argparse.Namespace) -> Any:
+    """`--reference FILE [--floor-pct P]`: the hook that gives the result its `reference`
+    section (each metric as % of the reference, below the floor a finding); the file is read
+    now, so a bad one is refused before any rank starts. None without --reference."""
+    reference = getattr(args, "reference", None)
+    floor = getattr(args, "floor_pct", None)
+    if reference is None:
+        if floor is not None:
+            raise InputError("--floor-pct needs --reference FILE")
+        return None
+    if floor is not None and not (0 < floor <= 100):
+        raise InputError(f"--floor-pct must be in (0, 100], got {floor:g}")
+    from minicluster.cli.reference import judge_hook
+
+    return judge_hook(reference, floor)
 
 
 def write_junit(args: argparse.Namespace, result: RunResult | None, code: int) -> None:
@@ -99,7 +123,9 @@ def _validate_code(result: RunResult) -> int:
     return code_for(["validation_failed"])
 
 
-def _launch_training(args: argparse.Namespace, validating: bool) -> RunResult | None:
+def _launch_training(
+    args: argparse.Namespace, validating: bool, judge: Any = None
+) -> RunResult | None:
     """Resolve the config, start the ranks, aggregate: the shared body of `run` and `validate`.
     None on a node of a job across nodes that holds no result (see node.json), and on a dry
     run."""
@@ -174,6 +200,7 @@ def _launch_training(args: argparse.Namespace, validating: bool) -> RunResult | 
         point_at=args.out is None,
         md=args.md,
         html=args.html,
+        judge=judge,
     )
 
 

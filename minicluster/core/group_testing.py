@@ -39,10 +39,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 SCREEN, SPLIT, LEAF, CONFIRM, CONTROL = "screen", "split", "leaf", "confirm", "control"
 MAD_NORMAL = 1.4826
+SPRT, CONFIRMATIONS = "sprt", "confirmations"
+DECISIONS = (SPRT, CONFIRMATIONS)
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,46 @@ class Params:
     # slow tests beside cleared partners that name a suspect bad (more normal than slow ones
     # clear it first): at most 2 x confirmations - 1 tests
     confirmations: int = 2
+    # How a suspect is decided: "sprt" (sequential probability ratio tests, the default) or
+    # "confirmations" (the first rule: `confirmations` slow tests; what runs recorded before
+    # the SPRT replay with, `params_from_record`).
+    decision: str = "sprt"
+    alpha: float = 1e-3  # SPRT: a healthy unit named bad (under the noise model), per suspect
+    beta: float = 0.01  # SPRT: a bad unit cleared at its tests beside cleared partners
+    group_alpha: float = 0.2  # SPRT: a healthy group split (costs group tests, pulls nobody)
+    group_beta: float = 0.05  # SPRT: a group holding a bad unit cleared (a miss)
+    # The noise model of a healthy test, r = ln(busbw / baseline): (1 - tail_mass) x normal(0,
+    # scale) + tail_mass x a slow tail, P(busbw/baseline < x) = tail_mass x x^tail_rate (a busy
+    # host slows a group now and then; tests/fixtures/isolate: 9% of healthy groups below 50%).
+    tail_mass: float = 0.2
+    tail_rate: float = 1.2
+    # A bad unit: its groups at bad_lo..bad_hi of healthy (log-uniform) with weight
+    # 1 - far_weight, or far slower, bad_far..bad_lo (a link at a few %), the same noise on top.
+    bad_lo: float = 0.1
+    bad_hi: float = 0.8
+    bad_far: float = 0.001
+    far_weight: float = 0.15
+    # slow tests that must agree before a unit is named bad: one test's evidence is at most
+    # ln((1 - beta) / alpha) / min_agree (one stalled reading never names a unit)
+    min_agree: int = 4
+    max_tests: int = 12  # per suspect unit; one still undecided after them is unresolved
+    group_max_tests: int = 4  # per suspect group; one still undecided is split (as a slow one)
 
     def __post_init__(self) -> None:
+        if self.decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, got {self.decision}")
+        for name in ("alpha", "beta", "group_alpha", "group_beta", "tail_mass"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        if not 0 < self.bad_far < self.bad_lo < self.bad_hi < 1:
+            raise ValueError(
+                f"need 0 < bad_far < bad_lo < bad_hi < 1, got {self.bad_far}, {self.bad_lo}, "
+                f"{self.bad_hi}"
+            )
+        if not 0 <= self.far_weight < 1:
+            raise ValueError(f"far_weight must be in [0, 1), got {self.far_weight}")
+        if min(self.min_agree, self.max_tests, self.group_max_tests) < 1:
+            raise ValueError("min_agree, max_tests and group_max_tests must be >= 1")
         if self.n_units < 2:
             raise ValueError(f"group testing needs 2 units or more, got {self.n_units}")
         if self.confirmations < 1:
@@ -76,6 +117,16 @@ class Params:
     @property
     def first_group_size(self) -> int:
         return self.group_size or auto_group_size(self.n_units)
+
+
+def params_from_record(recorded: dict[str, Any]) -> Params:
+    """The Params a run recorded (its plan's `params`, or a result's `isolate.params`): keys
+    this version does not know are left out, and a record without `decision` was made by the
+    first rule (`confirmations`), so it replays with that rule (the same verdict as then)."""
+    known = {f.name for f in fields(Params)}
+    given = {k: v for k, v in recorded.items() if k in known}
+    given.setdefault("decision", CONFIRMATIONS)
+    return Params(**given)
 
 
 def auto_group_size(n_units: int) -> int:
@@ -99,6 +150,7 @@ class Group:
     z: float | None = None
     slow: bool = False
     why: str | None = None
+    llr: float | None = None  # SPRT: ln(P(r | bad) / P(r | healthy)) of this test (capped)
 
 
 @dataclass
@@ -117,6 +169,8 @@ class State:
     # ln(busbw / baseline) of every group a median baseline was taken from, over the rounds so
     # far: the job's own spread of healthy groups, which later rounds' scales start from
     spread: list[float] = field(default_factory=list)
+    # SPRT: what each pending group is (SCREEN: a round-1 group retested; SPLIT: a half)
+    origin: dict[tuple[int, ...], str] = field(default_factory=dict)
 
     @property
     def bad(self) -> list[int]:
@@ -130,6 +184,10 @@ class State:
 def start(params: Params) -> State:
     """The state before round 1."""
     state = State(params, status={u: "unknown" for u in range(params.n_units)})
+    if params.decision == SPRT:
+        for g in split_even(list(range(params.n_units)), params.first_group_size):
+            state.pending.append(("group", g))
+            state.origin[g] = SCREEN
     return state
 
 
@@ -151,7 +209,7 @@ def plan(state: State) -> list[Group] | None:
     p = state.params
     if state.stop_reason is not None:
         return None
-    if not state.rounds:
+    if not state.rounds and p.decision == CONFIRMATIONS:
         return [Group(g, SCREEN, g) for g in split_even(list(range(p.n_units)), p.first_group_size)]
     if not state.pending:
         state.stop_reason = "nothing left to test"
@@ -164,7 +222,7 @@ def plan(state: State) -> list[Group] | None:
     cleared = [u for u in range(p.n_units) if state.status[u] == "cleared"]
     for kind, units in state.pending:
         if kind == "group":
-            groups.append(Group(units, SPLIT, units))
+            groups.append(Group(units, state.origin.get(units, SPLIT), units))
             busy.update(units)
     for kind, units in state.pending:
         if kind != "unit":
@@ -225,6 +283,9 @@ def record(state: State, groups: list[Group]) -> None:
     for i, g in enumerate(groups):
         for u in g.units:
             state.tests.setdefault(u, []).append((r, i))
+    if p.decision == SPRT:
+        _record_sprt(state, groups)
+        return
     if r == 0:
         for g in groups:
             for u in g.units:
@@ -257,6 +318,100 @@ def record(state: State, groups: list[Group]) -> None:
     state.pending = pending
     if len(state.bad) > p.max_bad:
         state.more_than_max_bad = True
+
+
+def thresholds(p: Params, unit: bool) -> tuple[float, float]:
+    """Wald's SPRT bounds (a, b) on the summed evidence: >= a decides bad (a unit) or slow (a
+    group), <= b decides healthy. Wald 1945: the error rates are at most alpha / (1 - beta)
+    and beta / (1 - alpha) when the noise model holds."""
+    alpha, beta = (p.alpha, p.beta) if unit else (p.group_alpha, p.group_beta)
+    return math.log((1 - beta) / alpha), math.log(beta / (1 - alpha))
+
+
+def evidence(tests: list[Group]) -> float:
+    """The summed evidence of a suspect's tests (a test not measured adds none)."""
+    return sum(g.llr for g in tests if g.llr is not None)
+
+
+def item_tests(state: State, units: tuple[int, ...]) -> list[Group]:
+    """A pending group's own tests (screen or split, alone) so far."""
+    return [
+        state.rounds[r][i]
+        for r, i in state.tests.get(units[0], [])
+        if state.rounds[r][i].units == units and state.rounds[r][i].role in (SCREEN, SPLIT)
+    ]
+
+
+def _record_sprt(state: State, groups: list[Group]) -> None:
+    """Move the SPRT search on: each suspect tested this round is decided when its summed
+    evidence crosses a bound, else tested again next round (at most max_tests times: a group
+    still undecided is split, as a slow one; a unit stays unresolved and is never named)."""
+    p = state.params
+    tested = {g.units for g in groups if g.role in (SCREEN, SPLIT)}
+    tested |= {(g.subject[0],) for g in groups if g.role in (LEAF, CONFIRM)}
+    pending: list[tuple[str, tuple[int, ...]]] = []
+    for kind, units in state.pending:
+        if units not in tested:
+            pending.append((kind, units))  # not scheduled this round (no free partner)
+            continue
+        if kind == "group":
+            hist = item_tests(state, units)
+            high, low = thresholds(p, unit=False)
+            lam = evidence(hist)
+            if lam >= high or (lam > low and len(hist) >= p.group_max_tests):
+                for u in units:
+                    state.status[u] = "suspect"
+                pending.extend(_narrow(units))
+            elif lam <= low:
+                for u in units:
+                    state.status[u] = "cleared"
+            else:
+                pending.append((kind, units))
+        else:
+            (u,) = units
+            leaf = _leaf_tests(state, u)
+            high, low = thresholds(p, unit=True)
+            lam = evidence(leaf)
+            if lam >= high:
+                state.status[u] = "bad"
+            elif lam <= low:
+                state.status[u] = "cleared"
+            elif len(leaf) < p.max_tests:
+                pending.append((kind, units))
+            # else: undecided after max_tests: unresolved, never named bad
+    state.pending = pending
+    if len(state.bad) > p.max_bad:
+        state.more_than_max_bad = True
+
+
+def llr(r: float, scale: float, p: Params) -> float:
+    """ln(f1(r) / f0(r)) of one test, r = ln(busbw / baseline): f0 the healthy noise model
+    (normal core of sd `scale`, slow tail tail_mass x tail_rate x e^(tail_rate r) for r < 0),
+    f1 a bad unit's (its speed log-uniform in bad_lo..bad_hi, or with weight far_weight in
+    bad_far..bad_lo, the same noise on top)."""
+    eps, lam = p.tail_mass, p.tail_rate
+    f0 = (1 - eps) * math.exp(-0.5 * (r / scale) ** 2) / (scale * math.sqrt(2 * math.pi))
+    if r < 0:
+        f0 += eps * lam * math.exp(lam * r)
+    f1 = 0.0
+    for a, b, weight in (
+        (p.bad_lo, p.bad_hi, 1 - p.far_weight),
+        (p.bad_far, p.bad_lo, p.far_weight),
+    ):
+        lo, hi = math.log(a), math.log(b)
+        width = hi - lo
+        f1 += weight * (1 - eps) * _normal_mass((r - hi) / scale, (r - lo) / scale) / width
+        if r < hi:
+            tail = math.exp(lam * (r - max(r, lo))) - math.exp(lam * (r - hi))
+            f1 += weight * eps / width * tail
+    return math.log(max(f1, 1e-300)) - math.log(max(f0, 1e-300))
+
+
+def _normal_mass(a: float, b: float) -> float:
+    """P(a < Z < b) for a standard normal Z, a <= b, without cancellation in either tail."""
+    if a > 0:
+        return 0.5 * (math.erfc(a / math.sqrt(2)) - math.erfc(b / math.sqrt(2)))
+    return 0.5 * (math.erfc(-b / math.sqrt(2)) - math.erfc(-a / math.sqrt(2)))
 
 
 def _narrow(units: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
@@ -305,14 +460,51 @@ def _judge(state: State, groups: list[Group]) -> None:
                     f"busbw {g.busbw_gbps:.3g} GB/s = {g.busbw_gbps / baseline:.0%} of {how} "
                     f"({baseline:.3g} GB/s), z {g.z:.1f} < -{p.z:g}"
                 )
-            if p.min_busbw_gbps is not None and g.busbw_gbps < p.min_busbw_gbps:
+            below_floor = p.min_busbw_gbps is not None and g.busbw_gbps < p.min_busbw_gbps
+            if below_floor:
                 why.append(f"busbw {g.busbw_gbps:.3g} GB/s < floor {p.min_busbw_gbps:.3g} GB/s")
             if g.wrong:
                 why.append(f"{g.wrong} elements wrong")
             g.slow, g.why = bool(why), "; ".join(why) or None
+            if p.decision == SPRT:
+                _sprt_verdict(g, noise_params(state), decisive=bool(g.wrong) or below_floor)
     for g in groups:
         if g.busbw_gbps is None:
             g.slow, g.why = True, g.why or "not measured"
+            if p.decision == SPRT:
+                g.slow, g.llr = False, 0.0  # no evidence either way: tested again
+
+
+def noise_params(state: State) -> Params:
+    """The params with the slow tail no lighter than the job's own: once 30 or more groups were
+    judged against a median, tail_mass is raised to what their share below half the median says
+    (P(< 1/2) = tail_mass x 2^-tail_rate), never lowered, at most 0.9 (a noisier host than the
+    model's gets weaker evidence per test, so no more false pulls, only more tests)."""
+    p = state.params
+    if len(state.spread) < 30:
+        return p
+    below = sum(1 for x in state.spread if x < -math.log(2)) / len(state.spread)
+    mass = min(0.9, below * 2**p.tail_rate)
+    return p if mass <= p.tail_mass else replace(p, tail_mass=mass)
+
+
+def _sprt_verdict(g: Group, p: Params, decisive: bool) -> None:
+    """A judged group's SPRT evidence (`decisive`: below the reference's floor or wrong
+    elements: slow for certain), and `slow` as the evidence's sign (what the round shows)."""
+    assert g.z is not None and g.scale is not None and g.baseline_gbps and g.busbw_gbps
+    if decisive:
+        g.llr = math.inf
+    else:
+        cap = thresholds(p, unit=True)[0] / p.min_agree * (1 + 1e-9)
+        g.llr = min(llr(g.z * g.scale, g.scale, p), cap)
+    g.slow = g.llr > 0
+    if g.slow and g.why is None:
+        g.why = (
+            f"busbw {g.busbw_gbps:.3g} GB/s = {g.busbw_gbps / g.baseline_gbps:.0%} of its "
+            f"baseline ({g.baseline_gbps:.3g} GB/s): evidence {g.llr:+.2f} toward slow"
+        )
+    elif not g.slow:
+        g.why = None
 
 
 def replay(

@@ -17,6 +17,8 @@ def round_lines(block: dict[str, Any]) -> list[str]:
             shown = "not measured" if bw is None else f"{bw:.3g} GB/s"
             if ratio is not None:
                 shown += f" ({ratio:.0%})"
+            if g.get("llr") is not None:
+                shown += f" evidence {g['llr']:+.1f}"
             mark = " SLOW" if g.get("slow") else ""
             parts.append(f"{g['role']} [{', '.join(g['names'])}] {shown}{mark}")
         out.append(f"round {rnd['round']}: " + "; ".join(parts))

@@ -1155,6 +1155,9 @@ class IsolateGroup(Section):
     scale: float | None = None
     ratio: float | None = None
     z: float | None = None
+    # the SPRT evidence of this test toward slow (absent: the first rule, or decisive: below a
+    # reference's floor or wrong elements)
+    llr: float | None = spec(None, omit_none=True)
     slow: bool
     why: str | None = None
 
@@ -1180,6 +1183,7 @@ class IsolateEvidence(Section):
     busbw_gbps: _Busbw | None = None
     ratio: float | None = None
     z: float | None = None
+    llr: float | None = spec(None, omit_none=True)
     slow: bool | None = None
 
 

@@ -196,3 +196,41 @@ def test_record_refuses_unhealthy_or_mixed_results(
     assert "another job" in capsys.readouterr().err
     assert main(["aggregate", str(runs / "h1"), "--floor-pct", "50"]) == 2
     assert "--floor-pct needs --reference" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(900)
+def test_run_reference_judges_the_run_as_it_ends(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run --reference FILE --floor-pct P`: the result of the run itself gets % of reference
+    per metric (a healthy run: ok; a straggler: below the floor, exit 1); bad input is one line,
+    exit 2, before any rank starts."""
+    site = tmp_path / "site.yaml"
+    assert (
+        main(["reference", "record", *(str(runs / f"h{i}") for i in (1, 2, 3)), "--out", str(site)])
+        == 0
+    )
+    cfg = _config(tmp_path)
+    ok = tmp_path / "ok"
+    args = ["run", "-c", str(cfg), "--reference", str(site), "--floor-pct", FLOOR]
+    code = main([*args, "--out", str(ok)])
+    judged = _reference(ok)
+    assert judged["floor_pct"] == 30.0 and judged["file"] == str(site)
+    rows = {m["metric"]: m for m in judged["metrics"]}
+    assert set(rows) == {"latency_p50_ms", "achieved_tflops", "busbw_gbps"}
+    assert all(m["pct_of_reference"] is not None for m in rows.values())
+    assert code == (1 if judged["verdict"] == "below_floor" else 0)
+    assert judged["verdict"] == "ok", judged["reason"]  # 30%: far below this host's spread
+    assert "% of the reference" in capsys.readouterr().out
+    slow = tmp_path / "slow"
+    code = main([*args, "--out", str(slow), "--fault", "straggler:rank=1,delay_ms=300"])
+    assert code == 1
+    judged = _reference(slow)
+    assert judged["verdict"] == "below_floor"
+    assert {m["metric"]: m for m in judged["metrics"]}["latency_p50_ms"]["pct_of_reference"] < 30
+    for bad in (["--floor-pct", "0"], ["--floor-pct", "101"]):
+        capsys.readouterr()
+        assert main(["run", "-c", str(cfg), "--reference", str(site), *bad]) == 2
+        assert "--floor-pct must be in (0, 100]" in capsys.readouterr().err
+    assert main(["run", "-c", str(cfg), "--floor-pct", "50"]) == 2
+    assert "--floor-pct needs --reference" in capsys.readouterr().err
