@@ -627,10 +627,11 @@ def check_layout(cfg: RunConfig, world_size: int) -> layout_mod.Layout:
     not divide the world size, the workload's heads or layers, or has no plan for the workload."""
     lay = cfg.parallel.layout(world_size)
     wl = cfg.workload
-    if not lay.is_ddp and any(f.kind == "corrupt_grad" for f in cfg.faults):
+    if not lay.is_ddp and any(f.kind == "slow_link" for f in cfg.faults):
         raise ConfigError(
-            f"--fault corrupt_grad needs DDP: the replica check that catches it compares whole "
-            f"replicas, and under {lay.name} the ranks hold different shards"
+            f"--fault slow_link needs DDP: under {lay.name} the collectives (all-gather, "
+            "reduce-scatter, DTensor's all-reduces) bypass the slow transport and there is no "
+            "one gradient all-reduce busbw to judge; use `collectives --pattern pairwise`"
         )
     model_parallel = [k for k in ("tp", "pp", "ep") if getattr(lay, k) > 1]
     if model_parallel and not isinstance(wl, LlamaConfig):

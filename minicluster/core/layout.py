@@ -71,6 +71,22 @@ class Layout:
     def mesh(self) -> list[tuple[str, int]]:
         return [(dim, getattr(self, dim)) for dim in MESH_DIMS]
 
+    def replica_groups(self) -> list[list[int]]:
+        """The ranks that hold the same parameters, gradients and optimizer state after every
+        step, bit for bit: ranks whose mesh coordinates differ only in `dp_replicate` (DDP: all
+        ranks; HSDP: the replicas of each shard; FSDP2, TP, PP and EP alone: one rank each, no
+        other rank holds its shard). Ranks are laid out row-major over `MESH_DIMS`, as
+        `init_device_mesh` lays them."""
+        inner = 1
+        for dim in MESH_DIMS[MESH_DIMS.index("dp_replicate") + 1 :]:
+            inner *= getattr(self, dim)
+        block = inner * self.dp_replicate  # the ranks of one pipeline stage
+        return [
+            [stage * block + r * inner + offset for r in range(self.dp_replicate)]
+            for stage in range(self.pp)
+            for offset in range(inner)
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """The `layout` section of a result."""
         return {

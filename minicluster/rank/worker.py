@@ -137,8 +137,11 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
             par = layouts.parallelize(wl.model, layout, device, cfg.run.precision, cfg.run.compile)
             model, dp_rank = par.model, par.dp_rank
             autocast = layouts.autocast(device, cfg.run.precision, par)
-        # Shards and tensor-parallel slices differ between ranks by design: no replica check.
-        checker = replica.ReplicaChecker(0)
+        # Shards and tensor-parallel slices differ between ranks by design: each rank's
+        # checksums are of its own shards (the analysis compares ranks holding the same ones,
+        # `Layout.replica_groups`), and the gradient the collectives delivered is taken when
+        # the optimizer step begins (`watch_optimizer`), against the one applied.
+        checker = replica.ReplicaChecker(cfg.run.replica_check_every)
         timing_method, forced, fallback = comm_methods.NO_DDP, None, None
         timer = NoDdpTimer()
         if backend == "gloo":  # host clock: on NCCL it would time the launch, not the transfer
@@ -155,6 +158,8 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
     if par is not None and par.sync_grads is not None:
         sync = par.sync_grads
         opt.register_step_pre_hook(lambda *_: sync())
+    if not layout.is_ddp:
+        checker.watch_optimizer(opt)  # after EP's sync, before the fault injector's hook
     session.held.update(model=model, module=module, opt=opt)
     ddp = model if isinstance(model, DDP) else None
     hooked = timing_method != ddp_stats.METHOD
