@@ -655,10 +655,10 @@ def check_layout(cfg: RunConfig, world_size: int) -> layout_mod.Layout:
             )
     if isinstance(wl, LlamaConfig) and wl.moe_experts and lay.tp > 1:
         raise ConfigError("parallel.tp with workload.moe_experts is not built yet")
-    if lay.pp > 1 and lay.pp != lay.world_size:
+    if lay.pp > 1 and lay.pp * lay.dp_replicate != lay.world_size:
         raise ConfigError(
-            f"parallel.pp ({lay.pp}) beside other degrees above 1 is not built yet: pp takes "
-            "every rank (pp = world size)"
+            f"parallel.pp ({lay.pp}) beside dp_shard, tp or ep is not built yet: pp takes "
+            "every rank or goes with dp_replicate alone (pp x dp_replicate = world size)"
         )
     microbatches = lay.pp_microbatches or 0
     # run.fixed_global_batch: a pipeline's batch is the pp ranks' shards together
