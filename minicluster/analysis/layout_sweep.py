@@ -10,11 +10,32 @@ not measure is None with the run's reason, never filled in.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+from minicluster.core import rundir
 from minicluster.core.comm_kinds import KINDS
+from minicluster.core.errors import InputError
 
 KIND = "layout_sweep"  # `layouts.json`'s `kind`: a layout sweep (validate --layouts has none)
+
+
+def layouts_path(sweep_dir: Path) -> Path:
+    return sweep_dir / rundir.LAYOUTS_FILE
+
+
+def read_layout_sweep(sweep_dir: Path) -> dict[str, Any] | None:
+    """The layout sweep's `layouts.json` in `sweep_dir`, or None when it holds none (a validate
+    --layouts directory has one too, without `kind`: None)."""
+    path = layouts_path(sweep_dir)
+    if not sweep_dir.is_dir() or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise InputError(f"{path} is not JSON") from None
+    return data if isinstance(data, dict) and data.get("kind") == KIND else None
 
 
 def _metric(result: dict[str, Any], name: str) -> tuple[float | None, str | None]:

@@ -23,9 +23,10 @@ def aggregate(args: argparse.Namespace) -> int:
         for key, value in vars(args).items()
         if key.startswith("check_") and value is not None
     }
+    from minicluster.analysis.layout_sweep import read_layout_sweep
     from minicluster.cli import sweep_layouts
 
-    layouts = sweep_layouts.read_layout_sweep(args.dir)
+    layouts = read_layout_sweep(args.dir)
     if layouts is not None:
         if args.reference is not None or overrides:
             raise InputError(
@@ -125,12 +126,13 @@ def _record_thresholds(result: dict[str, Any], checks: Any) -> None:
 
 def report(args: argparse.Namespace) -> int:
     """`minicluster report RESULT`: the terminal summary, and Markdown/HTML when asked."""
+    from minicluster.analysis.layout_sweep import read_layout_sweep
     from minicluster.cli import sweep_layouts
     from minicluster.report.terminal import print_run_summary
     from minicluster.result.model import RunResult
     from minicluster.result.node_check import is_node_check, load_any
 
-    layouts = sweep_layouts.read_layout_sweep(args.result)
+    layouts = read_layout_sweep(args.result)
     if layouts is not None:
         if args.html is not None:
             raise InputError(

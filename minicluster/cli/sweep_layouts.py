@@ -38,23 +38,6 @@ from minicluster.result import store
 TABLE_FILE = "layouts.md"
 
 
-def layouts_path(sweep_dir: Path) -> Path:
-    return sweep_dir / rundir.LAYOUTS_FILE
-
-
-def read_layout_sweep(sweep_dir: Path) -> dict[str, Any] | None:
-    """The layout sweep's `layouts.json` in `sweep_dir`, or None when it holds none (a validate
-    --layouts directory has one too, without `kind`: None)."""
-    path = layouts_path(sweep_dir)
-    if not sweep_dir.is_dir() or not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise InputError(f"{path} is not JSON") from None
-    return data if isinstance(data, dict) and data.get("kind") == layout_sweep.KIND else None
-
-
 def _world_size(args: argparse.Namespace, specs: list[tuple[str, dict[str, Any]]]) -> int:
     """The one world size: `--world-sizes N`, else the largest product of the degrees a layout
     names (`dp_shard=2,tp=2`: 4)."""
@@ -152,7 +135,7 @@ def sweep_layouts(args: argparse.Namespace) -> int:
         "rows": [],
         "table": None,
     }
-    atomic_write_json(layouts_path(out_dir), plan)
+    atomic_write_json(layout_sweep.layouts_path(out_dir), plan)
     print(f"minicluster: sweep {sweep_id}: {what} via {launcher_text(launcher)} -> {out_dir}",
           file=sys.stderr)  # fmt: skip
     for i, (name, one) in enumerate(configs):
@@ -171,7 +154,7 @@ def sweep_layouts(args: argparse.Namespace) -> int:
         row = layout_sweep.row(name, name, sub.name, result, why)
         plan["rows"].append(row)
         print(f"sweep: layout {name}: {row['status']}", file=sys.stderr)
-        atomic_write_json(layouts_path(out_dir), plan)
+        atomic_write_json(layout_sweep.layouts_path(out_dir), plan)
     if args.out is None:
         orchestrate.point_latest(out_dir)
     return _finish(out_dir, plan)
@@ -189,7 +172,7 @@ def _read_result(run_dir: Path) -> dict[str, Any] | None:
 def _finish(out_dir: Path, plan: dict[str, Any]) -> int:
     lines = layout_sweep.table(plan["rows"])
     plan["table"] = lines
-    atomic_write_json(layouts_path(out_dir), plan)
+    atomic_write_json(layout_sweep.layouts_path(out_dir), plan)
     (out_dir / TABLE_FILE).write_text(
         f"# Layout sweep {plan['sweep_id']}: world size {plan['world_size']}\n\n"
         + "\n".join(lines)
@@ -209,7 +192,7 @@ def print_table(plan: dict[str, Any], out_dir: Path) -> None:
         missing = [e["label"] for e in plan["layouts"][len(plan["rows"]) :]]
         if missing:
             print(f"not run: {', '.join(missing)}")
-        print(f"{layouts_path(out_dir)}; each run: minicluster report {out_dir}/lN")
+        print(f"{layout_sweep.layouts_path(out_dir)}; each run: minicluster report {out_dir}/lN")
 
 
 def aggregate_layout_sweep(sweep_dir: Path, plan: dict[str, Any]) -> int:

@@ -67,7 +67,7 @@ def _refuse_node_check(run_dir: Path) -> None:
 
 def _refuse_layout_sweep(sweep_dir: Path) -> None:
     """InputError for a layout sweep's directory: its runs step in their own directories."""
-    from minicluster.cli.sweep_layouts import read_layout_sweep
+    from minicluster.analysis.layout_sweep import read_layout_sweep
 
     plan = read_layout_sweep(sweep_dir)
     if plan is None:
