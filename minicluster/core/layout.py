@@ -43,8 +43,9 @@ class Layout:
 
     @property
     def fsdp(self) -> bool:
-        """FSDP2 (`fully_shard`) wraps the model: dp sharding, or data parallel beside tp."""
-        return not self.is_ddp and (self.dp_shard > 1 or self.dp_replicate > 1)
+        """FSDP2 (`fully_shard`) wraps the model: dp sharding, or data parallel beside tp (a
+        pipeline's data-parallel copies average their stages' gradients themselves)."""
+        return not self.is_ddp and self.pp == 1 and (self.dp_shard > 1 or self.dp_replicate > 1)
 
     @property
     def name(self) -> str:
@@ -56,6 +57,8 @@ class Layout:
             parts.append("HSDP")
         elif self.fsdp:
             parts.append("FSDP")
+        elif self.dp_replicate > 1:
+            parts.append("DP")
         for degree, label in ((self.tp, "TP"), (self.pp, "PP"), (self.ep, "EP")):
             if degree > 1:
                 parts.append(label)

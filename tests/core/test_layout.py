@@ -149,6 +149,8 @@ def test_replica_groups_are_the_ranks_that_hold_the_same_shards(
     in their dp_replicate coordinate."""
     lay = resolve(parse_flag(flag), world)
     assert lay.replica_groups() == groups
+    if flag == "pp=2,dp_replicate=2":
+        assert lay.name == "DP+PP" and not lay.fsdp
     coords = {}
     for rank, coord in enumerate(itertools.product(*(range(n) for _, n in lay.mesh))):
         coords[rank] = dict(zip(MESH_DIMS, coord, strict=True))

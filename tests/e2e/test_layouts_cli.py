@@ -237,7 +237,13 @@ def test_a_crash_is_attributed_under_fsdp2_and_tp(
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize(
-    ("layout", "nproc", "rank"), [("dp_shard=2", 2, 1), ("tp=2", 2, 0), ("dp_shard=2,tp=2", 4, 2)]
+    ("layout", "nproc", "rank"),
+    [
+        ("dp_shard=2", 2, 1),
+        ("tp=2", 2, 0),
+        ("dp_shard=2,tp=2", 4, 2),
+        ("pp=2,dp_replicate=2,pp_microbatches=2", 4, 1),  # replicas of stage 0: ranks 0, 1
+    ],
 )
 def test_corrupt_grad_is_caught_on_its_shard_under_fsdp2_and_tp(
     run_cli: RunCli, tmp_path: Path, llama_config: Path, layout: str, nproc: int, rank: int
@@ -304,3 +310,22 @@ def test_slow_link_under_a_layout_other_than_ddp_is_refused_before_any_rank(
     assert "slow_link needs DDP" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_dp_plus_pp_trains_ddp_s_losses(run_cli: RunCli, tmp_path: Path) -> None:
+    """pp=2,dp_replicate=2: two copies of a 2-stage pipeline, each stage's gradients averaged
+    over its copies; the same global batch as DDP on 4 ranks gives the same losses."""
+    cfg = tmp_path / "llama.yaml"
+    cfg.write_text(TINY_LLAMA.replace("per_rank_batch: 2", "per_rank_batch: 4"))
+    proc = run_cli(
+        "validate", "-c", str(cfg), "--nproc", "4", "--layouts", "dp_replicate=4;pp=2,dp_replicate=2",
+        "--out", str(tmp_path / "v"), timeout=500,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "PASS: dp_replicate=4, pp=2,dp_replicate=2 agree on the loss" in proc.stdout
+    result = json.loads((tmp_path / "v" / "l1" / "result.json").read_text())
+    assert result["layout"]["name"] == "DP+PP" and result["layout"]["fsdp"] is False
+    assert set(_kinds(result)) == {"send_recv", "all_reduce"}  # activations; stage replicas
+    assert [s["stage"] for s in result["pipeline"]["per_stage"]] == [0, 0, 1, 1]
