@@ -21,7 +21,7 @@ from typing import Any
 from minicluster.analysis import layout_sweep
 from minicluster.cli import orchestrate
 from minicluster.cli.run import launcher_from_args, launcher_text, load_training_config
-from minicluster.core import clock, host_fit, rundir
+from minicluster.core import clock, fault_spec, host_fit, rundir
 from minicluster.core import config as config_mod
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import (
@@ -107,6 +107,8 @@ def sweep_layouts(args: argparse.Namespace) -> int:
         except ConfigError as e:
             raise ConfigError(f"--layouts {spec}: {e}") from None
         configs.append((lay.label, one))
+    fault_spec.check_against_run(cfg.faults, world, cfg.steps.warmup + cfg.steps.measured)
+    orchestrate.check_required(cfg)
     launcher = launcher_from_args(args)
     gpu = orchestrate.on_gpu(cfg)
     from minicluster.launchers.torchrun import LocalTorchrun
