@@ -154,6 +154,12 @@ def data_ranks(frame: RunFrame) -> int:
     return frame.world_size // (lay.tp * lay.pp)
 
 
+def _replica_groups(frame: RunFrame) -> list[list[int]] | None:
+    """The ranks that hold the same state (None: every rank, as under DDP)."""
+    lay = _layout(frame)
+    return lay.replica_groups() if lay is not None else None
+
+
 def _layout(frame: RunFrame) -> Layout | None:
     try:
         return frame.config.parallel.layout(frame.world_size)
@@ -219,7 +225,9 @@ def _findings(
         checks,
         frame.world_size,
     )
-    detected = fault_detect.detect(frame.records, stragglers, frame.failure_order)
+    detected = fault_detect.detect(
+        frame.records, stragglers, frame.failure_order, _replica_groups(frame)
+    )
     stopped = set(fates.of(rank_status.INTERRUPTED, rank_status.ABORTED))
     if interrupted:  # ranks the interrupt stopped neither crashed nor hung
         detected = [
@@ -332,7 +340,7 @@ def _assemble(
                 "detected": findings.detected,
             },
             "validation": fault_detect.validation_section(
-                frame.records, frame.config.run, findings.detected
+                frame.records, frame.config.run, findings.detected, _replica_groups(frame)
             ),
             "errors": errors,
             "telemetry": energy.telemetry_section(telemetry_sources(frame.by_rank), metrics),

@@ -23,17 +23,19 @@ def detect(
     records: list[Any],
     stragglers: list[dict[str, Any]],
     failures: list[FailureEvent],
+    groups: list[list[int]] | None = None,
 ) -> list[dict[str, Any]]:
     """Detected faults, each `{kind, rank, step, evidence}` (`step` None when it has none): the
     ranks that stopped recording of their own or were killed from outside (`failures`, from
     `analysis.failure_order`, first failure first; its victims are no fault of their own),
-    diverged replicas, stragglers."""
+    diverged replicas (`groups`: the ranks that hold the same state, `Layout.replica_groups`;
+    None: every rank, as under DDP), stragglers."""
     found = [
         {"kind": e.kind, "rank": e.rank, "step": e.step, "evidence": e.evidence}
         for e in failures
         if e.kind in DEATHS
     ]
-    found += _divergence(records)
+    found += _divergence(records, groups)
     for s in stragglers:
         found.append(
             {
@@ -118,58 +120,108 @@ def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def _divergence(records: list[Any]) -> list[dict[str, Any]]:
-    """The first step whose replica checksums differ across ranks, and the rank(s) to blame.
+def _divergence(records: list[Any], groups: list[list[int]] | None = None) -> list[dict[str, Any]]:
+    """The first step where a rank's state is found wrong, and the rank(s) to blame.
 
-    Blame: a rank whose applied gradient differs from what the all-reduce delivered to it;
-    failing that, the minority when there is a majority; else every rank, said to be ambiguous.
+    Within a replica group of two or more ranks (all ranks under DDP; the replicas of a shard
+    under HSDP), the group's checksums differ. Blame: a rank whose applied gradient differs from
+    what the all-reduce delivered to it; failing that, the minority when there is a majority; else
+    every rank of the group, said to be ambiguous. A rank no other rank replicates (FSDP2, TP,
+    PP, EP: its own shard) has only itself to compare with: its applied gradient differs from the
+    one its collectives delivered (reduce-scatter, all-reduces), taken when the optimizer began.
     """
     per_step: dict[int, dict[int, dict[str, Any]]] = {}
     for rec in records:
         for step, row in _checksum_rows(rec).items():
             per_step.setdefault(step, {})[rec.rank] = row
     for step in sorted(per_step):
-        lines = per_step[step]
-        if len(lines) < 2:
-            continue
-        sums = {r: tuple(s[k] for k in CHECKSUM_KEYS) for r, s in lines.items()}
-        if len(set(sums.values())) == 1:
-            continue
-        bad_grad = sorted(
-            r
-            for r, s in lines.items()
-            if s.get("grad_reduced_checksum") is not None
-            and s.get("grad_applied_checksum") != s["grad_reduced_checksum"]
-        )
-        kind = "replica_divergence"
-        if bad_grad:
-            blamed = bad_grad
-            kind = "corrupt_grad"
-            why = "its applied gradient differs from the all-reduced gradient"
-        else:
-            counts = Counter(sums.values())
-            top, n_top = counts.most_common(1)[0]
-            if n_top > len(sums) / 2:
-                blamed = sorted(r for r, v in sums.items() if v != top)
-                why = "its checksum differs from the majority"
-            else:
-                blamed = sorted(sums)
-                why = "no majority: cannot tell which replica is wrong"
-        return [
-            {
-                "kind": kind,
-                "rank": r,
-                "step": step,
-                "evidence": f"replica checksums differ at step {step} across ranks "
-                f"{sorted(sums)}; {why}",
-            }
-            for r in blamed
-        ]
+        found: list[dict[str, Any]] = []
+        for group in _groups(groups, per_step[step]):
+            found += _group_divergence(step, group)
+        if found:
+            return found
     return []
 
 
+def _groups(
+    groups: list[list[int]] | None, lines: dict[int, dict[str, Any]]
+) -> list[dict[int, dict[str, Any]]]:
+    """The step's checksum rows split by replica group (ranks without a row left out)."""
+    if groups is None:
+        return [lines]
+    return [{r: lines[r] for r in g if r in lines} for g in groups if any(r in lines for r in g)]
+
+
+def _self_mismatch(row: dict[str, Any]) -> bool:
+    reduced = row.get("grad_reduced_checksum")
+    return reduced is not None and row.get("grad_applied_checksum") != reduced
+
+
+def _group_divergence(step: int, lines: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    if len(lines) == 1:
+        ((rank, row),) = lines.items()
+        if not _self_mismatch(row):
+            return []
+        return [
+            {
+                "kind": "corrupt_grad",
+                "rank": rank,
+                "step": step,
+                "evidence": f"rank {rank}'s applied gradient differs at step {step} from the "
+                "one its collectives delivered to it (no other rank holds its shard)",
+            }
+        ]
+    sums = {r: tuple(s[k] for k in CHECKSUM_KEYS) for r, s in lines.items()}
+    if len(set(sums.values())) == 1:
+        return []
+    bad_grad = sorted(r for r, s in lines.items() if _self_mismatch(s))
+    kind = "replica_divergence"
+    if bad_grad:
+        blamed = bad_grad
+        kind = "corrupt_grad"
+        why = "its applied gradient differs from the all-reduced gradient"
+    else:
+        counts = Counter(sums.values())
+        top, n_top = counts.most_common(1)[0]
+        if n_top > len(sums) / 2:
+            blamed = sorted(r for r, v in sums.items() if v != top)
+            why = "its checksum differs from the majority"
+        else:
+            blamed = sorted(sums)
+            why = "no majority: cannot tell which replica is wrong"
+    return [
+        {
+            "kind": kind,
+            "rank": r,
+            "step": step,
+            "evidence": f"replica checksums differ at step {step} across ranks "
+            f"{sorted(sums)}; {why}",
+        }
+        for r in blamed
+    ]
+
+
+def steps_checked(records: list[Any], groups: list[list[int]] | None = None) -> set[int]:
+    """The steps some check compared: two or more ranks of one replica group recorded
+    checksums, or a rank alone in its group recorded both its delivered and applied gradient."""
+    per_step: dict[int, dict[int, dict[str, Any]]] = {}
+    for rec in records:
+        for step, row in _checksum_rows(rec).items():
+            per_step.setdefault(step, {})[rec.rank] = row
+    out = set()
+    for step, lines in per_step.items():
+        for group in _groups(groups, lines):
+            alone = len(group) == 1 and next(iter(group.values())).get("grad_reduced_checksum")
+            if len(group) >= 2 or alone is not None:
+                out.add(step)
+    return out
+
+
 def validation_section(
-    records: list[Any], run: RunSection, detected: list[dict[str, Any]]
+    records: list[Any],
+    run: RunSection,
+    detected: list[dict[str, Any]],
+    groups: list[list[int]] | None = None,
 ) -> dict[str, Any] | None:
     """The verdict of the correctness checks the run was configured for (None: none were).
 
@@ -178,8 +230,7 @@ def validation_section(
     every = run.replica_check_every
     checks: list[dict[str, Any]] = []
     if every:
-        ranks_at: Counter[int] = Counter(step for r in records for step in _checksum_rows(r))
-        steps = {step for step, n in ranks_at.items() if n >= 2}  # one rank compares to nothing
+        steps = steps_checked(records, groups)
         bad = [d for d in detected if FaultKind.of(d["kind"]).correctness]
         check: dict[str, Any] = {
             "name": "replica_consistency",
@@ -195,7 +246,10 @@ def validation_section(
                 f"{', '.join(str(d['rank']) for d in bad)}: {bad[0]['evidence']}"
             )
         elif not steps:
-            check["reason"] = "no step has replica checksums from two or more ranks"
+            check["reason"] = (
+                "no step has replica checksums from two or more ranks of one replica group, "
+                "nor a delivered gradient to check a lone shard against"
+            )
         checks.append(check)
     if run.check_ddp_equivalence:
         rank0 = next((r for r in records if r.rank == 0), None)

@@ -167,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_flags(p)
     add_require(p)
     add_parallel_arg(p)
+    p.add_argument(
+        "--layouts",
+        metavar="L;L;...",
+        help="one run per layout at one world size (degree specs separated by ';': "
+        '"dp_replicate=4;dp_shard=4;dp_shard=2,tp=2;pp=2,dp_replicate=2"), then a table side by '
+        "side (step time, TFLOP/s, exposed comm per kind, bubble, memory) in DIR/layouts.md and "
+        "DIR/layouts.json; the world size: --world-sizes N, else the largest product of degrees",
+    )
     add_launcher_args(p)
     add_dry_run(p)
     p.set_defaults(handler=handlers.sweep)

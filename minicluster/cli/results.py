@@ -24,6 +24,17 @@ def aggregate(args: argparse.Namespace) -> int:
         for key, value in vars(args).items()
         if key.startswith("check_") and value is not None
     }
+    from minicluster.analysis.layout_sweep import read_layout_sweep
+    from minicluster.cli import sweep_layouts
+
+    layouts = read_layout_sweep(args.dir)
+    if layouts is not None:
+        if args.reference is not None or overrides:
+            raise InputError(
+                f"{args.dir} is a layout sweep: judge or re-judge one of its runs "
+                f"({args.dir}/l0, l1, ...)"
+            )
+        return sweep_layouts.aggregate_layout_sweep(args.dir, layouts)
     is_sweep = rundir.plan_path(args.dir).is_file() and not rundir.ranks_dir(args.dir).is_dir()
     floor = overrides.pop("reference_floor_pct", None)
     if args.reference is not None or floor is not None:
@@ -153,10 +164,20 @@ def _record_thresholds(result: dict[str, Any], checks: Any) -> None:
 
 def report(args: argparse.Namespace) -> int:
     """`minicluster report RESULT`: the terminal summary, and Markdown/HTML when asked."""
+    from minicluster.analysis.layout_sweep import read_layout_sweep
+    from minicluster.cli import sweep_layouts
     from minicluster.report.terminal import print_run_summary
     from minicluster.result.model import RunResult
     from minicluster.result.node_check import is_node_check, load_any
 
+    layouts = read_layout_sweep(args.result)
+    if layouts is not None:
+        if args.html is not None:
+            raise InputError(
+                f"{args.result} is a layout sweep: its table goes to --md; a run's HTML: "
+                f"`minicluster report {args.result}/l0 --html FILE`"
+            )
+        return sweep_layouts.report_layout_sweep(layouts, args.result, args.md)
     data = load_any(args.result)
     if is_node_check(data):
         return _report_node_check(data, args)

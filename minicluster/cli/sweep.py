@@ -37,6 +37,10 @@ from minicluster.result.model import RunResult
 
 def run_sweep(args: argparse.Namespace) -> int:
     """One run per world size (and round) in this session, then the scaling block over them."""
+    if args.layouts:
+        from minicluster.cli.sweep_layouts import sweep_layouts
+
+        return sweep_layouts(args)
     if args.from_dirs:
         return sweep_from(args)
     args.mode = args.mode or SWEEP_MODE

@@ -33,6 +33,7 @@ def watch(args: argparse.Namespace) -> int:
     if args.window is not None and args.window < 2:
         raise InputError(f"--window must be >= 2 steps, got {args.window}")
     _refuse_node_check(args.dir)
+    _refuse_layout_sweep(args.dir)
     watcher = Watcher(args.dir, args.window, args.stall_after)
     if args.once:
         snap = watcher.refresh()
@@ -62,6 +63,21 @@ def _refuse_node_check(run_dir: Path) -> None:
             f"{run_dir} is a node-check result, not a training run: nothing to watch; see it "
             f"with `minicluster report {run_dir}`"
         )
+
+
+def _refuse_layout_sweep(sweep_dir: Path) -> None:
+    """InputError for a layout sweep's directory: its runs step in their own directories."""
+    from minicluster.analysis.layout_sweep import read_layout_sweep
+
+    plan = read_layout_sweep(sweep_dir)
+    if plan is None:
+        return
+    started = [e["dir"] for e in plan["layouts"] if (sweep_dir / e["dir"] / "ranks").is_dir()]
+    latest = f"{sweep_dir}/{started[-1]}" if started else f"{sweep_dir}/l0"
+    raise InputError(
+        f"{sweep_dir} is a layout sweep (one run per layout in l0, l1, ...): watch one run with "
+        f"`minicluster watch {latest}`; the table: `minicluster report {sweep_dir}`"
+    )
 
 
 def _live(watcher: Watcher, args: argparse.Namespace) -> int:

@@ -634,10 +634,11 @@ def check_layout(cfg: RunConfig, world_size: int) -> layout_mod.Layout:
     not divide the world size, the workload's heads or layers, or has no plan for the workload."""
     lay = cfg.parallel.layout(world_size)
     wl = cfg.workload
-    if not lay.is_ddp and any(f.kind == "corrupt_grad" for f in cfg.faults):
+    if not lay.is_ddp and any(f.kind == "slow_link" for f in cfg.faults):
         raise ConfigError(
-            f"--fault corrupt_grad needs DDP: the replica check that catches it compares whole "
-            f"replicas, and under {lay.name} the ranks hold different shards"
+            f"--fault slow_link needs DDP: under {lay.name} the collectives (all-gather, "
+            "reduce-scatter, DTensor's all-reduces) bypass the slow transport and there is no "
+            "one gradient all-reduce busbw to judge; use `collectives --pattern pairwise`"
         )
     model_parallel = [k for k in ("tp", "pp", "ep") if getattr(lay, k) > 1]
     if model_parallel and not isinstance(wl, LlamaConfig):
@@ -661,10 +662,10 @@ def check_layout(cfg: RunConfig, world_size: int) -> layout_mod.Layout:
             )
     if isinstance(wl, LlamaConfig) and wl.moe_experts and lay.tp > 1:
         raise ConfigError("parallel.tp with workload.moe_experts is not built yet")
-    if lay.pp > 1 and lay.pp != lay.world_size:
+    if lay.pp > 1 and lay.pp * lay.dp_replicate != lay.world_size:
         raise ConfigError(
-            f"parallel.pp ({lay.pp}) beside other degrees above 1 is not built yet: pp takes "
-            "every rank (pp = world size)"
+            f"parallel.pp ({lay.pp}) beside dp_shard, tp or ep is not built yet: pp takes "
+            "every rank or goes with dp_replicate alone (pp x dp_replicate = world size)"
         )
     microbatches = lay.pp_microbatches or 0
     # run.fixed_global_batch: a pipeline's batch is the pp ranks' shards together

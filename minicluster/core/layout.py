@@ -44,8 +44,9 @@ class Layout:
 
     @property
     def fsdp(self) -> bool:
-        """FSDP2 (`fully_shard`) wraps the model: dp sharding, or data parallel beside tp."""
-        return not self.is_ddp and (self.dp_shard > 1 or self.dp_replicate > 1)
+        """FSDP2 (`fully_shard`) wraps the model: dp sharding, or data parallel beside tp (a
+        pipeline's data-parallel copies average their stages' gradients themselves)."""
+        return not self.is_ddp and self.pp == 1 and (self.dp_shard > 1 or self.dp_replicate > 1)
 
     @property
     def name(self) -> str:
@@ -57,6 +58,8 @@ class Layout:
             parts.append("HSDP")
         elif self.fsdp:
             parts.append("FSDP")
+        elif self.dp_replicate > 1:
+            parts.append("DP")
         for degree, label in ((self.tp, "TP"), (self.pp, "PP"), (self.ep, "EP")):
             if degree > 1:
                 parts.append(label)
@@ -71,6 +74,22 @@ class Layout:
     @property
     def mesh(self) -> list[tuple[str, int]]:
         return [(dim, getattr(self, dim)) for dim in MESH_DIMS]
+
+    def replica_groups(self) -> list[list[int]]:
+        """The ranks that hold the same parameters, gradients and optimizer state after every
+        step, bit for bit: ranks whose mesh coordinates differ only in `dp_replicate` (DDP: all
+        ranks; HSDP: the replicas of each shard; FSDP2, TP, PP and EP alone: one rank each, no
+        other rank holds its shard). Ranks are laid out row-major over `MESH_DIMS`, as
+        `init_device_mesh` lays them."""
+        inner = 1
+        for dim in MESH_DIMS[MESH_DIMS.index("dp_replicate") + 1 :]:
+            inner *= getattr(self, dim)
+        block = inner * self.dp_replicate  # the ranks of one pipeline stage
+        return [
+            [stage * block + r * inner + offset for r in range(self.dp_replicate)]
+            for stage in range(self.pp)
+            for offset in range(inner)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """The `layout` section of a result."""

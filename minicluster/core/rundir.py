@@ -48,7 +48,8 @@ RECORDED_FILES = (
     REPEATS_FILE,
     CLAIM_FILE,
 )
-RUN_MARKERS = (f"{RANKS_DIR}/", RESULT_FILE, PLAN_FILE, NODE_FILE, REPEATS_FILE)
+LAYOUTS_FILE = "layouts.json"  # sweep --layouts (kind layout_sweep) and validate --layouts
+RUN_MARKERS = (f"{RANKS_DIR}/", RESULT_FILE, PLAN_FILE, NODE_FILE, REPEATS_FILE, LAYOUTS_FILE)
 # node.json: the job's run id, this node (node_rank, hostname, ranks, ranks_ok), and where rank 0
 # wrote the result (`result`: {hostname, path}).
 NODE_KEYS = ("run_id", "node_rank", "hostname", "ranks", "ranks_ok", "result", "written_at")

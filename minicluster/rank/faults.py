@@ -126,8 +126,11 @@ class FaultInjector:
         for group in opt.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
+                    # A DTensor (FSDP2 shard, TP slice): this rank's own part of it
+                    local = getattr(p.grad, "to_local", None)
+                    grad = local() if callable(local) else p.grad
                     with torch.no_grad():
-                        p.grad.view(-1)[0] += 1.0  # one element, after the all-reduce
+                        grad.view(-1)[0] += 1.0  # one element, after the all-reduce
                     log.warning("fault injected: corrupt_grad at step %d", self.step)
                     return
 

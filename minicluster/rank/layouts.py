@@ -182,6 +182,10 @@ class Pipeline:
     stages: int
     microbatches: int
     busy_spans: list[tuple[int, int]]
+    # DP+PP: this rank's data-parallel replica of its stage, and the averaging of the stage's
+    # gradients over the replicas (one all-reduce before the optimizer steps); None without dp
+    dp_rank: int = 0
+    sync_grads: Callable[[], None] | None = None
 
     def step(
         self, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable[..., torch.Tensor]
@@ -227,4 +231,27 @@ def pipeline(
     schedule_cls = Schedule1F1B if layout.pp_schedule == "1f1b" else ScheduleGPipe
     microbatches = layout.pp_microbatches or 2 * layout.pp
     schedule = schedule_cls(stage, n_microbatches=microbatches, loss_fn=loss_fn)
-    return Pipeline(module, schedule, stage_index, layout.pp, microbatches, busy)
+    dp_rank, sync = 0, None
+    if layout.dp_replicate > 1:
+        dp_rank = mesh.get_local_rank("dp_replicate")
+        sync = _average_grads(list(module.parameters()), mesh["dp_replicate"].get_group())
+    return Pipeline(module, schedule, stage_index, layout.pp, microbatches, busy, dp_rank, sync)
+
+
+def _average_grads(params: list[nn.Parameter], group: Any) -> Callable[[], None]:
+    """The mean of `params`' gradients over the ranks of `group` (the replicas of one pipeline
+    stage), one all-reduce of all of them flattened."""
+    import torch.distributed as dist
+
+    size = dist.get_world_size(group)
+
+    def sync_grads() -> None:
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads:
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat, group=group)
+            flat /= size
+            for g, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+                g.copy_(part.view_as(g))
+
+    return sync_grads

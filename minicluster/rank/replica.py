@@ -21,7 +21,8 @@ def bits_sum(tensors: Iterable[torch.Tensor]) -> int:
     """Sum of the 32-bit patterns of every element (float32 tensors), as a Python int."""
     total = 0
     for t in tensors:
-        flat = t.detach().reshape(-1)
+        to_local = getattr(t, "to_local", None)  # a DTensor (FSDP2 shard, TP slice): this rank's
+        flat = (to_local() if callable(to_local) else t).detach().reshape(-1)
         if flat.dtype != torch.float32:
             flat = flat.float()
         total += int(flat.view(torch.int32).sum(dtype=torch.int64))
@@ -61,6 +62,22 @@ class ReplicaChecker:
             return fut.then(received)
 
         return checked
+
+    def watch_optimizer(self, opt: torch.optim.Optimizer) -> None:
+        """For a layout other than DDP (no comm hook): take the gradient as the collectives
+        delivered it (FSDP2's reduce-scatter, TP's all-reduces, EP's sync; this rank's shards)
+        when the optimizer step begins. Register it before any other step pre-hook that changes
+        the gradient (the fault injector's), after the ones that complete it (EP's sync)."""
+        if self.every <= 0:
+            return
+        checker = self
+
+        def delivered(o: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
+            if checker.active:
+                grads = [p.grad for g in o.param_groups for p in g["params"] if p.grad is not None]
+                checker._received = [bits_sum(grads)]
+
+        opt.register_step_pre_hook(delivered)
 
     def record(self, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
         """The step's checksums (call after opt.step, outside the timed region), or {}."""

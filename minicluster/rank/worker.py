@@ -131,14 +131,17 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
     else:
         if layout.pp > 1:
             pipe = layouts.pipeline(wl.model, layout, device, wl.loss_fn)
-            model, dp_rank, module = pipe.stage_module, 0, pipe.stage_module
+            model, dp_rank, module = pipe.stage_module, pipe.dp_rank, pipe.stage_module
             autocast = layouts.autocast(device, cfg.run.precision, None)
         else:
             par = layouts.parallelize(wl.model, layout, device, cfg.run.precision, cfg.run.compile)
             model, dp_rank = par.model, par.dp_rank
             autocast = layouts.autocast(device, cfg.run.precision, par)
-        # Shards and tensor-parallel slices differ between ranks by design: no replica check.
-        checker = replica.ReplicaChecker(0)
+        # Shards and tensor-parallel slices differ between ranks by design: each rank's
+        # checksums are of its own shards (the analysis compares ranks holding the same ones,
+        # `Layout.replica_groups`), and the gradient the collectives delivered is taken when
+        # the optimizer step begins (`watch_optimizer`), against the one applied.
+        checker = replica.ReplicaChecker(cfg.run.replica_check_every)
         timing_method, forced, fallback = comm_methods.NO_DDP, None, None
         timer = NoDdpTimer()
         if backend == "gloo":  # host clock: on NCCL it would time the launch, not the transfer
@@ -152,9 +155,11 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
     # the timing method from step 0 on.
     session.write(CommTiming(method=timing_method, fallback=fallback or forced, from_step=0))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    if par is not None and par.sync_grads is not None:
-        sync = par.sync_grads
-        opt.register_step_pre_hook(lambda *_: sync())
+    sync = par.sync_grads if par is not None else pipe.sync_grads if pipe is not None else None
+    if sync is not None:  # EP's dense gradients, DP+PP's stage replicas: averaged first
+        opt.register_step_pre_hook(lambda *_, _sync=sync: _sync())
+    if not layout.is_ddp:
+        checker.watch_optimizer(opt)  # after EP's sync, before the fault injector's hook
     session.held.update(model=model, module=module, opt=opt)
     ddp = model if isinstance(model, DDP) else None
     hooked = timing_method != ddp_stats.METHOD
@@ -172,7 +177,9 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
         injector.begin_step(step)
         checker.begin_step(step)
         if pipe is not None:
-            rec = pipeline_step(pipe, opt, wl, timer, device, step, cfg.steps.warmup, autocast)
+            rec = pipeline_step(
+                pipe, opt, wl, timer, device, step, cfg.steps.warmup, autocast, dp_rank
+            )
             prev_end_ns = None
         else:
             rec, prev_end_ns = train_step(
@@ -357,11 +364,14 @@ def pipeline_step(
     step: int,
     warmup: int,
     autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    dp_rank: int = 0,
 ) -> Step:
     """One timed optimizer step of this rank's pipeline stage: the schedule runs forward and
     backward of every microbatch (they cannot be timed apart), its chunks' busy time is the
     stage's compute, the rest of the schedule its bubble and send/recv waits."""
-    x, y = wl.make_batch(step, 0)  # every stage the same batch: the first reads x, the last y
+    # Every stage of a replica the same batch (the first reads x, the last y); each data-parallel
+    # replica of the pipeline its own
+    x, y = wl.make_batch(step, dp_rank)
     sync = torch.cuda.synchronize if device.type == "cuda" else _no_sync
     sync()
     timer.begin_step()

@@ -90,3 +90,45 @@ def test_replica_check_needs_two_ranks_to_pass() -> None:
     assert v is not None and not v["passed"]
     assert "two or more ranks" in v["reason"]
     assert validation_section([_rec(0, 2, **sums)], RunSection(), []) is None  # nothing configured
+
+
+def test_under_sharded_layouts_each_shard_is_checked_against_what_its_collectives_delivered() -> (
+    None
+):
+    """FSDP2/TP: every rank holds its own shard, so checksums differ across ranks by design (no
+    divergence); a rank whose applied gradient is not the delivered one is named."""
+    shard = {
+        "param_checksum": [5, 6, 7],
+        "optim_checksum": [1, 2, 3],
+        "grad_reduced_checksum": [9, 9, 9],
+        "grad_applied_checksum": [9, 9, 9],
+    }
+    other = {k: [v + 100 for v in vals] for k, vals in shard.items()}  # another shard
+    singles = [[0], [1]]
+    assert detect([_rec(0, 3, **shard), _rec(1, 3, **other)], [], [], singles) == []
+    # Without the groups (read as DDP) the same records would be a divergence:
+    assert detect([_rec(0, 3, **shard), _rec(1, 3, **other)], [], [])
+    bad = dict(other, grad_applied_checksum=[109, 110, 109])
+    (d,) = detect([_rec(0, 3, **shard), _rec(1, 3, **bad)], [], [], singles)
+    assert (d["kind"], d["rank"], d["step"]) == ("corrupt_grad", 1, 1)
+    assert "no other rank holds its shard" in d["evidence"]
+    cfg = RunSection(replica_check_every=1)
+    v = validation_section([_rec(0, 3, **shard), _rec(1, 3, **bad)], cfg, [d], singles)
+    assert v is not None and not v["passed"] and v["checks"][0]["steps_checked"] == 3
+    clean = validation_section([_rec(0, 3, **shard), _rec(1, 3, **other)], cfg, [], singles)
+    assert clean is not None and clean["passed"]
+    # A lone shard without its delivered gradient compares to nothing: not passed
+    lone = {k: v for k, v in shard.items() if k != "grad_reduced_checksum"}
+    v = validation_section([_rec(0, 3, **lone)], cfg, [], [[0]])
+    assert v is not None and not v["passed"]
+
+
+def test_hsdp_compares_the_replicas_of_each_shard() -> None:
+    """dp_replicate=2,dp_shard=2: ranks (0, 2) and (1, 3) hold the same shards."""
+    a = {"param_checksum": [5, 6], "optim_checksum": [1, 2]}
+    b = {"param_checksum": [7, 8], "optim_checksum": [3, 4]}
+    bad = {"param_checksum": [7, 0], "optim_checksum": [3, 4]}
+    recs = [_rec(0, 2, **a), _rec(1, 2, **b), _rec(2, 2, **a), _rec(3, 2, **bad)]
+    found = detect(recs, [], [], [[0, 2], [1, 3]])
+    assert sorted(d["rank"] for d in found) == [1, 3]  # two replicas: no majority, both named
+    assert all(d["step"] == 1 and "no majority" in d["evidence"] for d in found)

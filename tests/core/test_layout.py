@@ -4,13 +4,14 @@ model, every misfit a ConfigError naming the field."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 
 import pytest
 
 from minicluster.core import config
 from minicluster.core.errors import ConfigError
-from minicluster.core.layout import parse_flag, resolve
+from minicluster.core.layout import MESH_DIMS, parse_flag, resolve
 
 
 def test_an_empty_section_is_ddp_over_every_rank() -> None:
@@ -111,12 +112,50 @@ def test_expert_and_pipeline_degrees_fit_the_model() -> None:
         config.from_dict({"workload": {"name": "llama", "moe_experts": 2, "moe_top_k": 3}})
 
 
-def test_a_fault_only_ddp_can_catch_is_refused_under_other_layouts() -> None:
+def test_slow_link_is_refused_under_other_layouts_and_corrupt_grad_is_taken() -> None:
     from minicluster.core.fault_spec import parse
 
     cfg = config.from_dict({"workload": {"name": "llama"}})
-    faulty = config.with_parallel(
+    for layout in ("dp_shard=2", "tp=2", "pp=2"):
+        slow = config.with_parallel(
+            dataclasses.replace(cfg, faults=(parse("slow_link:rank=1,delay_ms=5"),)), layout
+        )
+        with pytest.raises(ConfigError, match="slow_link needs DDP"):
+            config.check_layout(slow, 2)
+    corrupt = config.with_parallel(
         dataclasses.replace(cfg, faults=(parse("corrupt_grad:rank=1,step=2"),)), "dp_shard=2"
     )
-    with pytest.raises(ConfigError, match="corrupt_grad needs DDP"):
-        config.check_layout(faulty, 2)
+    assert config.check_layout(corrupt, 2).fsdp  # caught per shard (replica_groups)
+    ddp = dataclasses.replace(cfg, faults=(parse("slow_link:rank=1,delay_ms=5"),))
+    assert config.check_layout(ddp, 2).is_ddp
+
+
+@pytest.mark.parametrize(
+    ("flag", "world", "groups"),
+    [
+        ("dp_replicate=4", 4, [[0, 1, 2, 3]]),
+        ("dp_shard=4", 4, [[0], [1], [2], [3]]),
+        ("dp_shard=2,tp=2", 4, [[0], [1], [2], [3]]),
+        ("dp_replicate=2,dp_shard=2", 4, [[0, 2], [1, 3]]),
+        ("dp_replicate=2,tp=2", 4, [[0, 2], [1, 3]]),
+        ("pp=2,dp_replicate=2", 4, [[0, 1], [2, 3]]),
+        ("tp=2", 2, [[0], [1]]),
+    ],
+)
+def test_replica_groups_are_the_ranks_that_hold_the_same_shards(
+    flag: str, world: int, groups: list[list[int]]
+) -> None:
+    """Checked against the DeviceMesh's own row-major layout: the ranks of a group differ only
+    in their dp_replicate coordinate."""
+    lay = resolve(parse_flag(flag), world)
+    assert lay.replica_groups() == groups
+    if flag == "pp=2,dp_replicate=2":
+        assert lay.name == "DP+PP" and not lay.fsdp
+    coords = {}
+    for rank, coord in enumerate(itertools.product(*(range(n) for _, n in lay.mesh))):
+        coords[rank] = dict(zip(MESH_DIMS, coord, strict=True))
+    for group in groups:
+        for a in group:
+            for b in group:
+                assert all(coords[a][d] == coords[b][d] for d in MESH_DIMS if d != "dp_replicate")
+    assert sorted(r for g in groups for r in g) == list(range(world))

@@ -232,3 +232,100 @@ def test_a_crash_is_attributed_under_fsdp2_and_tp(
     assert result["status"] == "failed" and result["layout"]["label"] == layout
     (crash,) = [f for f in result["faults"]["detected"] if f["kind"] == "crash"]
     assert crash["rank"] == 1 and crash["step"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize(
+    ("layout", "nproc", "rank"),
+    [
+        ("dp_shard=2", 2, 1),
+        ("tp=2", 2, 0),
+        ("dp_shard=2,tp=2", 4, 2),
+        ("pp=2,dp_replicate=2,pp_microbatches=2", 4, 1),  # replicas of stage 0: ranks 0, 1
+    ],
+)
+def test_corrupt_grad_is_caught_on_its_shard_under_fsdp2_and_tp(
+    run_cli: RunCli, tmp_path: Path, llama_config: Path, layout: str, nproc: int, rank: int
+) -> None:
+    """No other rank holds a shard under FSDP2 or TP: each rank's applied gradient is checked
+    against the one its collectives delivered (taken when the optimizer step begins)."""
+    result = _run(
+        run_cli, llama_config, tmp_path / "out", "--nproc", str(nproc), "--parallel", layout,
+        "--fault", f"corrupt_grad:rank={rank},step=2", code=1,
+    )  # fmt: skip
+    assert result["config"]["run"]["replica_check_every"] == 1  # turned on for the fault
+    detected = [f for f in result["faults"]["detected"] if f["kind"] == "corrupt_grad"]
+    assert [(f["rank"], f["step"]) for f in detected] == [(rank, 2)], result["faults"]
+    check = result["validation"]["checks"][0]
+    assert check["name"] == "replica_consistency" and not check["passed"]
+    assert check["divergence"] == {"step": 2, "ranks": [rank]}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_clean_sharded_run_passes_its_shard_checks(run_cli: RunCli, tmp_path: Path) -> None:
+    """The check that catches the corruption must not fire on its own: every step checked."""
+    cfg = tmp_path / "llama.yaml"
+    cfg.write_text(
+        TINY_LLAMA.replace("threads_per_rank: 1", "threads_per_rank: 1, replica_check_every: 1")
+    )
+    result = _run(run_cli, cfg, tmp_path / "out", "--parallel", "dp_shard=2")
+    assert result["validation"]["passed"], result["validation"]
+    assert result["validation"]["checks"][0]["steps_checked"] == 5
+    assert not [f for f in result["faults"]["detected"] if f["kind"] == "corrupt_grad"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("layout", ["dp_shard=2", "tp=2"])
+def test_a_hang_is_attributed_under_fsdp2_and_tp(
+    run_cli: RunCli, tmp_path: Path, layout: str
+) -> None:
+    cfg = tmp_path / "hang.yaml"
+    cfg.write_text(TINY_LLAMA.replace("collective_timeout_s: 60", "collective_timeout_s: 10"))
+    out = tmp_path / "out"
+    proc = run_cli(
+        "run", "-c", str(cfg), "--parallel", layout, "--fault", "hang:rank=1,step=2",
+        "--out", str(out), timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "failed" and result["layout"]["label"] == layout
+    (hang,) = [f for f in result["faults"]["detected"] if f["kind"] == "hang"]
+    assert (hang["rank"], hang["step"]) == (1, 2)
+    assert not [f for f in result["faults"]["detected"] if f["kind"] == "crash"]
+
+
+@pytest.mark.parametrize("layout", ["dp_shard=2", "tp=2", "pp=2"])
+@pytest.mark.timeout(60)
+def test_slow_link_under_a_layout_other_than_ddp_is_refused_before_any_rank(
+    run_cli: RunCli, tmp_path: Path, llama_config: Path, layout: str
+) -> None:
+    proc = run_cli(
+        "run", "-c", str(llama_config), "--parallel", layout, "--fault",
+        "slow_link:rank=1,delay_ms=5", "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "slow_link needs DDP" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_dp_plus_pp_trains_ddp_s_losses(run_cli: RunCli, tmp_path: Path) -> None:
+    """pp=2,dp_replicate=2: two copies of a 2-stage pipeline, each stage's gradients averaged
+    over its copies; the same global batch as DDP on 4 ranks gives the same losses."""
+    cfg = tmp_path / "llama.yaml"
+    cfg.write_text(TINY_LLAMA.replace("per_rank_batch: 2", "per_rank_batch: 4"))
+    proc = run_cli(
+        "validate", "-c", str(cfg), "--nproc", "4", "--layouts", "dp_replicate=4;pp=2,dp_replicate=2",
+        "--out", str(tmp_path / "v"), timeout=500,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "PASS: dp_replicate=4, pp=2,dp_replicate=2 agree on the loss" in proc.stdout
+    result = json.loads((tmp_path / "v" / "l1" / "result.json").read_text())
+    assert result["layout"]["name"] == "DP+PP" and result["layout"]["fsdp"] is False
+    assert set(_kinds(result)) == {"send_recv", "all_reduce"}  # activations; stage replicas
+    assert [s["stage"] for s in result["pipeline"]["per_stage"]] == [0, 0, 1, 1]

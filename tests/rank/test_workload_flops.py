@@ -61,3 +61,17 @@ def test_state_bytes_counts_params_grads_and_momentum() -> None:
         "grads_bytes": 33 * 4,
         "optimizer_bytes": 33 * 4,
     }
+
+
+def test_llama_flops_are_what_torch_counts() -> None:
+    """Dense: 6N + attention as for the GPT. GQA's k/v projections are smaller matmuls, counted
+    by their weights like the rest; RoPE, RMSNorm and SwiGLU's products are elementwise."""
+    from minicluster.core.config import LlamaConfig
+
+    cfg = LlamaConfig(
+        per_rank_batch=2, seq_len=16, vocab_size=64, dim=32, n_layers=2, n_heads=4, n_kv_heads=2,
+        multiple_of=16,
+    )  # fmt: skip
+    wl = workloads.build(cfg, 0, CPU)
+    assert wl.flops_per_sample is not None
+    assert wl.flops_per_sample * 2 == pytest.approx(_counted(wl), rel=0.01)

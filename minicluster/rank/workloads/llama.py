@@ -12,8 +12,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from minicluster.core import flops
 from minicluster.core.config import LlamaConfig
-from minicluster.rank.workloads import Workload, token_batches
+from minicluster.rank.workloads import Workload, linear_weights, token_batches
 
 
 def rope_tables(head_dim: int, seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,7 +194,15 @@ def build_llama(cfg: LlamaConfig, seed: int, device: torch.device) -> Workload:
     model = Llama(cfg).to(device)
 
     make_batch = token_batches(cfg.vocab_size, cfg.per_rank_batch, cfg.seq_len, seed, device)
-
+    # The weights a token passes through: of an MoE layer's experts only its top k of them
+    active = linear_weights(model)
+    moes = [m for m in model.modules() if isinstance(m, MoE)]
+    for moe in moes:
+        expert_weights = linear_weights(moe.experts)
+        active -= expert_weights - expert_weights * moe.top_k // moe.n_experts
+    per_sample, how = flops.decoder_flops_per_sample(active, cfg.n_layers, cfg.dim, cfg.seq_len)
+    if moes:
+        how += "; of each MoE layer's expert weights top_k/experts count (the active ones)"
     return Workload(
         name="llama",
         model=model,
@@ -202,4 +211,6 @@ def build_llama(cfg: LlamaConfig, seed: int, device: torch.device) -> Workload:
         samples_per_rank=cfg.per_rank_batch,
         tokens_per_rank=cfg.per_rank_batch * cfg.seq_len,
         seq_len=cfg.seq_len,
+        flops_per_sample=per_sample,
+        flops_method=how,
     )
