@@ -10,13 +10,15 @@ gradient's size (the first clean run's `comm_bytes`), its busbw.
 
 Prints per run its verdicts, then the false-verdict rate of the clean runs and the detection
 rate of the faulted ones, each with its 95% Wilson score interval (scipy's
-`binomtest(...).proportion_ci(method="wilson")`). `--old-tree PATH` also re-judges every
-recorded run with the minicluster package found at PATH (`aggregate DIR` with PYTHONPATH=PATH:
-e.g. a worktree of main), so the old and new rules are compared on the very same runs.
+`binomtest(...).proportion_ci(method="wilson")`). `--rejudge-with PATH` also re-judges every
+recorded run with the minicluster package found at PATH (`aggregate DIR` with PYTHONPATH=PATH),
+so two rules are compared on the very same runs: run the script with the old package on
+PYTHONPATH (e.g. an export of main: its rank headers are readable by newer code, not always
+the other way round) and re-judge with the new one. The rows say `ran` and `rejudged`.
 `--keep DIR` keeps the run directories (to record fixtures from them).
 
 Usage: python scripts/check_false_verdicts.py [--clean 20] [--faulted 5] [--hogs 2]
-           [--old-tree /work/main] [--keep DIR]
+           [--rejudge-with PATH] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -88,10 +90,12 @@ def one_run(out: Path, fault: str | None, expect: str | None) -> tuple[int, dict
     return proc.returncode, json.loads((out / "result.json").read_text())
 
 
-def rejudge(run: Path, tree: str) -> list[str]:
-    """The verdicts of the package at `tree` on the recorded run."""
+def rejudge(run: Path, tree: str, result: dict[str, Any]) -> list[str]:
+    """The verdicts of the package at `tree` on the recorded run (a threshold flag, the run's
+    own value, makes `aggregate` re-judge beside result.json instead of rebuilding it)."""
     before = set(run.glob("result.rejudged-*.json"))
-    proc = _cli(["aggregate", str(run)], pythonpath=tree)
+    pct = result["config"]["checks"]["straggler_threshold_pct"]
+    proc = _cli(["aggregate", str(run), "--straggler-threshold", str(pct)], pythonpath=tree)
     new = sorted(set(run.glob("result.rejudged-*.json")) - before)
     if proc.returncode not in (0, 1) or not new:
         sys.exit(f"re-judging {run} with {tree} failed:\n{proc.stderr[-2000:]}")
@@ -114,7 +118,9 @@ def main() -> int:
     p.add_argument("--clean", type=int, default=20, help="clean default runs (default 20)")
     p.add_argument("--faulted", type=int, default=5, help="faulted runs (default 5)")
     p.add_argument("--hogs", type=int, default=2, help="busy-loop processes meanwhile (default 2)")
-    p.add_argument("--old-tree", help="also re-judge each run with the package at this path")
+    p.add_argument(
+        "--rejudge-with", metavar="PATH", help="also re-judge each run with the package at PATH"
+    )
     p.add_argument("--keep", type=Path, help="keep the run directories here")
     a = p.parse_args()
     if a.clean < 1 or a.faulted < 0 or a.hogs < 0:
@@ -139,9 +145,9 @@ def main() -> int:
                     print(f"expected busbw (collectives, same load): {expect} GB/s", flush=True)
                     code, result = one_run(run.with_name(run.name + "b"), fault, expect)
                     run = run.with_name(run.name + "b")
-                rules = {"new": verdicts(result)}
-                if a.old_tree:
-                    rules["old"] = rejudge(run, a.old_tree)
+                rules = {"ran": verdicts(result)}
+                if a.rejudge_with:
+                    rules["rejudged"] = rejudge(run, a.rejudge_with, result)
                 for rule, found in rules.items():
                     key = f"{rule} {'clean' if fault is None else fault.split(':')[0]}"
                     hit = bool(found) if fault is None else detected(fault, found)
