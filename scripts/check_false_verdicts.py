@@ -38,12 +38,13 @@ HOG = "while True: pass"
 
 
 def _cli(args: list[str], pythonpath: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m minicluster ARGS`, run outside any checkout (`-m` puts the working directory
+    first on sys.path, before PYTHONPATH: from a checkout its package would be the one run)."""
     env = dict(os.environ)
-    if pythonpath is not None:
-        env["PYTHONPATH"] = pythonpath
+    env["PYTHONPATH"] = pythonpath or env.get("PYTHONPATH") or str(ROOT)
     return subprocess.run(
         [sys.executable, "-m", "minicluster", *args],
-        cwd=ROOT,
+        cwd=tempfile.gettempdir(),
         capture_output=True,
         text=True,
         env=env,

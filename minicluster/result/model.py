@@ -167,7 +167,7 @@ class LinkCheck(Section):
     judged_busbw_gbps: float | None = spec(
         None,
         omit_none=True,
-        doc="the figure judged: p90 of the per-step busbw (the fast steps, which host load "
+        doc="the figure judged: p75 of the per-step busbw (the faster steps, which host load "
         "perturbs least); absent in results before it",
     )
     judged_busbw_interval: list[float] | None = spec(
