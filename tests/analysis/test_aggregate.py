@@ -309,9 +309,13 @@ def _ranks_with_compute(
     the other arrived (its comm_ms grows by the other's extra compute), as DDP's does."""
     recs = []
     for rank, compute, other in ((0, rank0, rank1), (1, rank1, rank0)):
-        comm = [2.0 + (max(0.0, o - c) if waits else 0.0) for c, o in zip(compute, other)]
+        comm = [
+            2.0 + (max(0.0, o - c) if waits else 0.0) for c, o in zip(compute, other, strict=True)
+        ]
         steps = [step(0, 50.0, 10.0, 2.0, warmup=True)]
-        steps += [step(i + 1, c + m, c, m) for i, (c, m) in enumerate(zip(compute, comm))]
+        steps += [
+            step(i + 1, c + m, c, m) for i, (c, m) in enumerate(zip(compute, comm, strict=True))
+        ]
         h = header(rank)
         h["config"] = {"steps": {"warmup": 1, "measured": len(compute)}}
         recs.append(RankRecords(rank=rank, header=h, steps=steps, summary=summary(rank)))
