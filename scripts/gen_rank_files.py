@@ -69,7 +69,8 @@ def write_run(
     """`ranks` rank files of `steps` steps each, `per_node` ranks per node (torchrun's layout:
     node n holds ranks n*per_node ..), local rank 0 of each node writing the job's roster; with
     `columns`, each rank's columnar file too (the same values as its journal's step lines);
-    `slow`: rank -> factor its compute times are multiplied by (a straggler)."""
+    `slow`: rank -> factor its compute times are multiplied by (a straggler; the other ranks'
+    all-reduce grows by its mean extra compute: they wait for it)."""
     rng = np.random.default_rng(seed)
     rdir = out / "ranks"
     rdir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +142,9 @@ def write_run(
         compute = (
             (7.0 * (slow or {}).get(rank, 1.0) * rng.lognormal(0, 0.1, steps)).round(6).tolist()
         )
-        comm = (6.5 * rng.lognormal(0, 0.1, steps)).round(6).tolist()
+        # the others wait in the all-reduce for a straggler's mean extra compute
+        waits = 0.0 if rank in (slow or {}) else 7.0 * (max((slow or {1: 1.0}).values()) - 1.0)
+        comm = (6.5 * rng.lognormal(0, 0.1, steps) + waits).round(6).tolist()
         t = 1.7e9
         cols: dict[str, list] = {k: [] for k in rank_format.STEP_KEYS if k != "type"}
         for i in range(steps):

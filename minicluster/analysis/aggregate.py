@@ -28,6 +28,7 @@ from minicluster.analysis import (
     nodes,
     rank_status,
     time_shape,
+    waited,
 )
 from minicluster.analysis.collectives import collectives_result
 from minicluster.analysis.comm_kinds import comm_section
@@ -89,11 +90,11 @@ def aggregate(
     status = frame.status(_short_of_plan(frame, table))
     figures = _figures(frame, table)
     metrics = _metrics(frame, figures)
-    findings = _findings(frame, table, figures, metrics, checks, status.interrupted)
+    waits = _waited(table, figures)
+    findings = _findings(frame, table, figures, metrics, checks, status.interrupted, waits)
     result = _assemble(frame, status, table, figures, metrics, findings, aggregated_at)
-    result.update(
-        {k: v for k, v in _culprits(frame, table, result["ranks"], checks).items() if v is not None}
-    )
+    culprits = _culprits(frame, table, result["ranks"], checks, waits)
+    result.update({k: v for k, v in culprits.items() if v is not None})
     found = incident.classify(result, flight_recorder)
     if found is not None:  # a healthy run has none: absent, as in results before it
         result["incident"] = found
@@ -182,6 +183,14 @@ def _metrics(frame: RunFrame, figures: _Figures) -> dict[str, MetricValue]:
     return metrics | flops.run_flops(frame.head0, frame.headers, step_max, frame.world_size)
 
 
+def _waited(table: JobSteps, figures: _Figures) -> waited.WaitedFor:
+    """How long the others waited for each rank (`analysis.waited`), against the run's median
+    step time (the slowest rank's, per step)."""
+    steps = figures.series.get("step_time_ms") if figures.series else None
+    ok = steps[~np.isnan(steps)] if steps is not None else np.array([])
+    return waited.measure(table.records, table.indices, float(np.median(ok)) if ok.size else None)
+
+
 @dataclass
 class _Findings:
     """What the run is judged to have: stragglers, detected faults (lost nodes and a slow link
@@ -201,6 +210,7 @@ def _findings(
     metrics: dict[str, MetricValue],
     checks: ChecksSection,
     interrupted: bool,
+    waits: waited.WaitedFor,
 ) -> _Findings:
     fates = frame.fates
     stragglers = find_stragglers(
@@ -208,6 +218,8 @@ def _findings(
         checks.straggler_threshold_pct,
         checks.straggler_min_excess_ms,
         checks.straggler_min_steps_pct,
+        waited=waits,
+        min_waited_pct=checks.min_waited_for_pct,
     )
     node_section = nodes.nodes_section(
         frame.where,
@@ -224,6 +236,7 @@ def _findings(
         busbw.to_dict() if busbw else {"value": None, "reason": "no measured steps"},
         checks,
         frame.world_size,
+        figures.series.get("busbw_gbps") if figures.series else None,
     )
     detected = fault_detect.detect(
         frame.records, stragglers, frame.failure_order, _replica_groups(frame)
@@ -257,12 +270,25 @@ def _findings(
 
 
 def _culprits(
-    frame: RunFrame, table: JobSteps, ranks: list[dict[str, Any]], checks: ChecksSection
+    frame: RunFrame,
+    table: JobSteps,
+    ranks: list[dict[str, Any]],
+    checks: ChecksSection,
+    waits: waited.WaitedFor,
 ) -> dict[str, Any]:
     """The accounting of every step, each rank's cost (into its `ranks[]` entry) and the
-    culprits above `checks.culprit_cost_pct` (analysis.accounting, analysis.cost)."""
+    culprits above `checks.culprit_cost_pct` (analysis.accounting, analysis.cost) that the
+    others waited for (`analysis.waited`: not a culprit when the interval of the others' wait
+    for it is not above `checks.min_waited_for_pct` of the step time; when that wait could not
+    be measured the cost rule alone names it)."""
     acc = accounting.account(frame.records, table)
     costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
+    evidence = {}
+    for rank, c in costs.items():
+        if c["culprit"]:
+            evidence[rank] = waits.evidence(rank, checks.min_waited_for_pct)
+            if evidence[rank].pop("waited") is False:
+                c["culprit"] = False
     for entry in ranks:
         if entry["rank"] in costs:
             entry["cost"] = costs[entry["rank"]]
@@ -271,6 +297,8 @@ def _culprits(
     if frame.multi_node:
         section["node_cost"] = cost.node_costs(acc, nodes.node_names(frame.where))
     culprits = cost.culprits(acc, costs, where) if costs else None
+    for c in culprits or []:
+        c.update(evidence[c["rank"]], min_waited_pct=checks.min_waited_for_pct)
     return {
         # absent when nothing could be accounted for; [] when accounted and nobody is a culprit
         "culprits": culprits,

@@ -68,7 +68,8 @@ def classify(result: dict[str, Any], dumps: dict[str, Any] | None = None) -> dic
             [],
             None,
             "the job's gradient all-reduce links (which one: collectives --pattern pairwise)",
-            f"the gradient all-reduce's busbw {link['measured_busbw_gbps']:.3g} GB/s is "
+            f"the gradient all-reduce's busbw "
+            f"{link.get('judged_busbw_gbps', link['measured_busbw_gbps']):.3g} GB/s is "
             f"{100 * link['ratio']:.0f}% of the expected {link['expected_busbw_gbps']:.3g} GB/s: "
             "the transfer itself is slow, not a wait for a late rank",
             "link",

@@ -51,8 +51,10 @@ _OWN_FIGURES = (
 _LEAN_KEYS = ("step", "t_unix_s", *CHECKSUM_KEYS, "grad_reduced_checksum", "grad_applied_checksum")
 # Kept whole (every row): the per-step accounting (culprit cost, time structure) takes a median
 # over ranks of each step's period and each rank's wait against the last arrival: it needs every
-# rank's per-step host, compute, exposed and period times (`analysis.accounting`).
+# rank's per-step host, compute, exposed and period times (`analysis.accounting`); and the
+# others' wait for each rank (`analysis.waited`) every rank's comm_ms, when it has one.
 _WHOLE_KEYS = ("step", *ACCOUNTING_FIELDS)
+_WHOLE_EXTRA = ("comm_ms",)
 
 
 @dataclass
@@ -208,7 +210,7 @@ def lean_record(rec: RankRecords) -> RankRecords:
     whole = n and all(k in cols for k in _WHOLE_KEYS)
     if whole:
         keep[:] = True  # every row (the accounting's): the others' columns come along whole
-    keys = (*_LEAN_KEYS, *(ACCOUNTING_FIELDS if whole else ()))
+    keys = (*_LEAN_KEYS, *((*ACCOUNTING_FIELDS, *_WHOLE_EXTRA) if whole else ()))
     lean = {k: cols[k][keep] for k in dict.fromkeys(keys) if k in cols}
     return RankRecords(
         rec.rank,

@@ -8,12 +8,18 @@ from typing import Any
 import numpy as np
 
 from minicluster.analysis.steps import JobSteps, r4
+from minicluster.analysis.waited import WaitedFor
 
 STRAGGLER_ALPHA = 0.05
 
 
 def find_stragglers(
-    table: JobSteps, threshold_pct: float, min_excess_ms: float, min_steps_pct: float = 80.0
+    table: JobSteps,
+    threshold_pct: float,
+    min_excess_ms: float,
+    min_steps_pct: float = 80.0,
+    waited: WaitedFor | None = None,
+    min_waited_pct: float = 0.0,
 ) -> list[dict[str, Any]]:
     """The rank with the highest median compute time, when it exceeds the others' median by
     `threshold_pct` percent and by `min_excess_ms` (the size of the effect), is the slowest rank
@@ -24,6 +30,12 @@ def find_stragglers(
     Compute time, not communication: under skew the healthy ranks' all-reduce grows because
     they wait for the slow one. `table` holds the measured steps of every rank (records read
     back after the run, or tailed while it runs: `watch` uses this same rule).
+
+    With `waited` (`analysis.waited`), the rank is named only when the others waited for it:
+    the lower bound of the interval of its `waited_for_ms` above `min_waited_pct` percent of the
+    run's median step time (a rank whose own clock ran slow on a busy core, with nobody
+    waiting for it, is not a straggler). When that cannot be measured the compute rule alone
+    names it, and the entry says why (`waited_for_reason`).
     """
     timed = [(rank, c) for rank, c in table.compute_medians().items() if c]
     if len(timed) < 2:
@@ -36,6 +48,13 @@ def find_stragglers(
     slowest, steps, p_value = _slowest_in_steps(table, slow_rank)
     if p_value >= STRAGGLER_ALPHA or 100.0 * slowest < min_steps_pct * steps:
         return []
+    evidence: dict[str, Any] = {}
+    if waited is not None:
+        evidence = waited.evidence(slow_rank, min_waited_pct)
+        if evidence["waited"] is False:
+            return []
+        evidence["min_waited_pct"] = min_waited_pct
+        evidence.pop("waited")
     return [
         {
             "rank": slow_rank,
@@ -49,6 +68,7 @@ def find_stragglers(
             "min_steps_pct": min_steps_pct,
             "sign_test_p": float(f"{p_value:.3g}"),
             "attributed_to": "compute",
+            **evidence,
         }
     ]
 

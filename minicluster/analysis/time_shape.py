@@ -23,6 +23,7 @@ MIN_LATE_MS = 2.0
 PERSISTENT_SHARE = 0.8
 PERIOD_SHARE = 0.6  # the commonest gap between late steps covers this share of the gaps
 MIN_SEGMENT = 4  # steps on each side of an onset
+ONSET_ALPHA = 0.001  # a shift under load: the Mann-Whitney U test's p-value below this
 
 
 COMPONENTS = ("compute", "host")
@@ -69,7 +70,7 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
         "from_step": None,
         "slope_ms_per_step": None,
     }
-    onset = _onset(d, floor)
+    onset = _onset(d, floor, tested=True)
     drift = _drift(d, steps, onset, floor)
     if drift is not None:
         first = int(drift["from_step"])
@@ -142,9 +143,11 @@ def one_size(shape: dict[str, Any]) -> bool:
     return bool(p50 > 0 and (p75 - p25) / p50 <= ONE_SIZE_SPREAD)
 
 
-def _onset(d: np.ndarray, floor: float) -> int | None:
+def _onset(d: np.ndarray, floor: float, tested: bool = False) -> int | None:
     """The index from which the excess is higher by more than the noise floor, as a level (one
-    change point, `ruptures` binary segmentation, both medians apart); None when there is none."""
+    change point, `ruptures` binary segmentation, both medians apart); None when there is none.
+    `tested`: failing that, a shift that the two segments show beyond chance (a rank's excess,
+    under load)."""
     if d.size < 2 * MIN_SEGMENT:
         return None
     import ruptures  # lazily: a change-point search is only needed here
@@ -159,7 +162,48 @@ def _onset(d: np.ndarray, floor: float) -> int | None:
     before, after = d[:k], d[k:]
     # most steps after it above everything typical before it: a level shift, not a few spikes
     typical = float(np.median(before)) + floor
-    return k if float(np.mean(after > typical)) >= PERSISTENT_SHARE else None
+    if float(np.mean(after > typical)) >= PERSISTENT_SHARE:
+        return k
+    if not tested:
+        return None
+    return k if _shifted(d, k, splits=1) else _rank_onset(d)
+
+
+def _shifted(d: np.ndarray, k: int, splits: int) -> bool:
+    """Whether the steps from index `k` are higher than those before beyond chance (one-sided
+    Mann-Whitney U p-value, times the `splits` tried, below ONSET_ALPHA), by more than
+    MIN_LATE_MS in median, while the rank kept the others' pace before (its median excess there
+    below half the shift: a rank late throughout is persistent, not an onset)."""
+    from scipy.stats import mannwhitneyu  # lazily: scipy.stats takes a while to import
+
+    shift = float(np.median(d[k:]) - np.median(d[:k]))
+    if shift <= MIN_LATE_MS or float(np.median(d[:k])) >= shift / 2:
+        return False
+    p_value = float(mannwhitneyu(d[k:], d[:k], alternative="greater").pvalue)
+    return p_value * splits < ONSET_ALPHA
+
+
+def _rank_onset(d: np.ndarray) -> int | None:
+    """Under CPU load a step's noise can be as large as the shift (tens of ms on a busy 2-core
+    host), which neither the l2 split nor the floor sees through; the ranks of the steps still
+    show it. The split where the steps after are highest in rank over those before (the
+    Mann-Whitney U statistic, standardised, at every split leaving MIN_SEGMENT steps a side),
+    when that is beyond chance (its one-sided p-value times the splits tried below
+    ONSET_ALPHA), the shift in median is more than MIN_LATE_MS, and the rank kept the others'
+    pace before (its median excess there below half the shift: a rank late throughout is
+    persistent, not an onset)."""
+    from scipy.stats import rankdata  # lazily: scipy.stats takes a while to import
+
+    n = d.size
+    ks = np.arange(MIN_SEGMENT, n - MIN_SEGMENT + 1)
+    ranks = rankdata(d)
+    after_sum = np.cumsum(ranks[::-1])[::-1]  # sum of the ranks from index i on
+    m = n - ks  # steps after each split
+    u = after_sum[ks] - m * (m + 1) / 2.0
+    z = (u - m * ks / 2.0) / np.sqrt(m * ks * (n + 1) / 12.0)
+    best = int(np.argmax(z))
+    k = int(ks[best])
+    return k if _shifted(d, k, splits=int(ks.size)) else None
 
 
 def _drift(

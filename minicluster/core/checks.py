@@ -58,6 +58,22 @@ class ChecksSection:
             "... and is the slowest rank in at least PCT percent of the steps",
         ),
     )
+    # ... and the other ranks waited for it in the collectives (`analysis.waited`): the lower
+    # bound of the 95% interval of their wait for it, ms per step, above this share of the
+    # run's median step time. The same evidence is required of a culprit. Under CPU load a
+    # rank's own compute inflates with nobody waiting for it (issue 25).
+    min_waited_for_pct: float = field(
+        default=5.0,
+        metadata=_check(
+            0,
+            100,
+            "--min-waited-for",
+            "PCT",
+            "a straggler or culprit is named only when the others waited for it in the "
+            "collectives (the lower bound of a 95 percent interval) more than PCT percent of the median step "
+            "time per step",
+        ),
+    )
     # The gradient all-reduce's expected bus bandwidth (GB/s, nccl-tests busbw: the fabric's
     # spec or a known-good measurement); a run below slow_link_below_pct of it has a slow link.
     # None: the link is not judged (a probe over the same links could not see a slow one).

@@ -166,9 +166,24 @@ class LinkCheck(Section):
     slow: bool = False
     expected_busbw_gbps: float | None = None
     measured_busbw_gbps: float | None = None
-    ratio: float | None = None
+    ratio: float | None = spec(
+        None, doc="the judged busbw (judged_busbw_gbps, else the measured one) / the expected"
+    )
     below_pct: float | None = None
     reason: str | None = None
+    judged_busbw_gbps: float | None = spec(
+        None,
+        omit_none=True,
+        doc="the figure judged: p75 of the per-step busbw (the faster steps, which host load "
+        "perturbs least); absent in results before it",
+    )
+    judged_busbw_interval: list[float] | None = spec(
+        None,
+        omit_none=True,
+        doc="its 95% bootstrap interval over steps; slow only when the upper bound is below "
+        "below_pct of the expected figure",
+    )
+    judged_statistic: str | None = spec(None, omit_none=True)
 
 
 @dataclass(kw_only=True)
@@ -283,6 +298,30 @@ class Culprit(Section):
     shape: dict[str, Any] | None = spec(None, omit_none=True)
     summary: str | None = spec(None, omit_none=True)
     evidence: str
+    waited_for_ms: float | None = spec(
+        None,
+        omit_none=True,
+        doc="how long the other ranks waited for this rank in the collectives, ms per step "
+        "(analysis.waited; absent in results before it)",
+    )
+    waited_for_ms_interval: list[float] | None = spec(
+        None, omit_none=True, doc="the 95% bootstrap interval over steps of waited_for_ms"
+    )
+    waited_for_floor_ms: float | None = spec(
+        None,
+        omit_none=True,
+        doc="the floor the interval's lower bound had to exceed: min_waited_pct of the median "
+        "step time",
+    )
+    waited_for_steps: int | None = spec(
+        None, omit_none=True, doc="the steps in which the others waited for this rank"
+    )
+    min_waited_pct: float | None = spec(None, omit_none=True)
+    waited_for_reason: str | None = spec(
+        None,
+        omit_none=True,
+        doc="why the others' wait could not be measured (the rank was named without it)",
+    )
 
 
 @dataclass(kw_only=True)
@@ -391,6 +430,30 @@ class Straggler(Section):
     steps_compared: int | None = spec(None, omit_none=True)
     min_steps_pct: float | None = spec(None, omit_none=True)
     sign_test_p: float | None = spec(None, omit_none=True)
+    waited_for_ms: float | None = spec(
+        None,
+        omit_none=True,
+        doc="how long the other ranks waited for this rank in the collectives, ms per step "
+        "(analysis.waited; absent in results before it)",
+    )
+    waited_for_ms_interval: list[float] | None = spec(
+        None, omit_none=True, doc="the 95% bootstrap interval over steps of waited_for_ms"
+    )
+    waited_for_floor_ms: float | None = spec(
+        None,
+        omit_none=True,
+        doc="the floor the interval's lower bound had to exceed: min_waited_pct of the median "
+        "step time",
+    )
+    waited_for_steps: int | None = spec(
+        None, omit_none=True, doc="the steps in which the others waited for this rank"
+    )
+    min_waited_pct: float | None = spec(None, omit_none=True)
+    waited_for_reason: str | None = spec(
+        None,
+        omit_none=True,
+        doc="why the others' wait could not be measured (the rank was named without it)",
+    )
     node_rank: int | None = spec(None, omit_none=True)
     hostname: str | None = spec(None, omit_none=True)
 

@@ -302,11 +302,20 @@ def test_ctrl_c_in_the_teardown_of_a_run_whose_ranks_all_finished_ok_is_ok() -> 
     assert any("after every rank finished" in e for e in result["errors"])
 
 
-def _ranks_with_compute(rank0: list[float], rank1: list[float]) -> list[RankRecords]:
+def _ranks_with_compute(
+    rank0: list[float], rank1: list[float], waits: bool = False
+) -> list[RankRecords]:
+    """Two ranks' steps with these compute times; `waits`: each rank's all-reduce lasts until
+    the other arrived (its comm_ms grows by the other's extra compute), as DDP's does."""
     recs = []
-    for rank, compute in ((0, rank0), (1, rank1)):
+    for rank, compute, other in ((0, rank0, rank1), (1, rank1, rank0)):
+        comm = [
+            2.0 + (max(0.0, o - c) if waits else 0.0) for c, o in zip(compute, other, strict=True)
+        ]
         steps = [step(0, 50.0, 10.0, 2.0, warmup=True)]
-        steps += [step(i + 1, c + 2.0, c, 2.0) for i, c in enumerate(compute)]
+        steps += [
+            step(i + 1, c + m, c, m) for i, (c, m) in enumerate(zip(compute, comm, strict=True))
+        ]
         h = header(rank)
         h["config"] = {"steps": {"warmup": 1, "measured": len(compute)}}
         recs.append(RankRecords(rank=rank, header=h, steps=steps, summary=summary(rank)))
@@ -327,6 +336,18 @@ def test_a_rank_slow_in_streaks_is_not_a_straggler() -> None:
 def test_a_20_ms_straggler_is_named_with_its_consistency() -> None:
     rank0 = [12.0 + (i % 7) * 0.5 for i in range(50)]
     rank1 = [c + 20.0 if i != 17 else c - 1.0 for i, c in enumerate(rank0)]  # 49 of 50 steps
-    (s,) = aggregate(_ranks_with_compute(rank0, rank1))["stragglers"]
+    (s,) = aggregate(_ranks_with_compute(rank0, rank1, waits=True))["stragglers"]
     assert s["rank"] == 1 and s["slowest_in_steps"] == 49 and s["steps_compared"] == 50
     assert s["min_steps_pct"] == 80.0
+    # rank 0 waited 20 ms for it in 49 of 50 steps
+    assert 19.0 < s["waited_for_ms"] < 20.0 and s["waited_for_steps"] == 49
+    assert s["waited_for_ms_interval"][0] > s["waited_for_floor_ms"]
+
+
+def test_a_rank_slower_in_compute_that_nobody_waited_for_is_not_a_straggler() -> None:
+    """Issue 25: under CPU load a rank's compute timer runs long (descheduled inside it) while
+    its all-reduce starts with the others': the others' comm_ms shows no wait for it."""
+    rank0 = [12.0 + (i % 7) * 0.5 for i in range(50)]
+    rank1 = [c + 20.0 if i != 17 else c - 1.0 for i, c in enumerate(rank0)]
+    result = aggregate(_ranks_with_compute(rank0, rank1, waits=False))
+    assert result["stragglers"] == [] and result["faults"]["detected"] == []

@@ -47,10 +47,14 @@ def _header(rank: int, world: int, node_rank: int | None, host: str, lws: int) -
     }
 
 
-def _steps(compute: list[float], comm: float = 3.0, last: int | None = None) -> list[dict]:
-    """Warm-up step 0, then one step per compute value (step time = compute + comm + 1)."""
-    out = [_step(0, compute[0], comm, warmup=True)]
-    out += [_step(i + 1, c, comm) for i, c in enumerate(compute)]
+def _steps(
+    compute: list[float], comm: float | list[float] = 3.0, last: int | None = None
+) -> list[dict]:
+    """Warm-up step 0, then one step per compute value (step time = compute + comm + 1; `comm`
+    one value, or one per step)."""
+    per = comm if isinstance(comm, list) else [comm] * len(compute)
+    out = [_step(0, compute[0], per[0], warmup=True)]
+    out += [_step(i + 1, c, m) for i, (c, m) in enumerate(zip(compute, per, strict=True))]
     return out if last is None else out[: last + 1]
 
 
@@ -88,17 +92,20 @@ ROSTER = {
 }
 
 
-def _two_by_two(rank3_compute: list[float]) -> list[RankRecords]:
-    """2 nodes x 2 ranks, every rank ok; rank 3 computes `rank3_compute`, the others 10 ms."""
+def _two_by_two(rank3_compute: list[float], waits: bool = False) -> list[RankRecords]:
+    """2 nodes x 2 ranks, every rank ok; rank 3 computes `rank3_compute`, the others 10 ms
+    (`waits`: and wait for it in the all-reduce, their comm_ms longer by its extra compute)."""
     recs = []
     for rank in range(4):
         node = rank // 2
         compute = rank3_compute if rank == 3 else [10.0] * MEASURED
+        # the others wait in the all-reduce for rank 3's extra compute
+        comm = [3.0 + (0.0 if rank == 3 or not waits else c - 10.0) for c in rank3_compute]
         recs.append(
             RankRecords(
                 rank,
                 _header(rank, 4, node, f"host-{'ab'[node]}", 2),
-                _steps(compute),
+                _steps(compute, comm),
                 _summary(rank),
                 roster=ROSTER if rank % 2 == 0 else None,
             )
@@ -133,7 +140,7 @@ def test_scores_are_fastest_over_this_one_per_rank_and_per_node() -> None:
 
 
 def test_straggler_is_named_with_its_node() -> None:
-    result = aggregate(_two_by_two([25.0] * MEASURED), aggregated_at="x")
+    result = aggregate(_two_by_two([25.0] * MEASURED, waits=True), aggregated_at="x")
     (s,) = result["stragglers"]
     assert (s["rank"], s["node_rank"], s["hostname"]) == (3, 1, "host-b")
     detected = [d for d in result["faults"]["detected"] if d["kind"] == "straggler"]

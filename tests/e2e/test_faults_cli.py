@@ -16,6 +16,9 @@ pytest.importorskip("torch")
 from minicluster.result.schema import validate_result  # noqa: E402
 
 TIMEOUT_S = 5  # collective timeout for the failing runs: short, but far above a step here
+# A run's own limit: under a load average of 20-30 (other jobs on the 2 cores) a healthy 10-step
+# run took over 65 s to start, run and aggregate (issue 25); the pytest limits sit above it.
+RUN_LIMIT_S = 150
 
 
 def _config(tmp_path: Path, measured: int = 8) -> Path:
@@ -41,7 +44,7 @@ def _run(
         capture_output=True,
         text=True,
         env=env,
-        timeout=TIMEOUT_S + 60,
+        timeout=RUN_LIMIT_S,
         cwd=tmp_path,
     )
     wall_s = time.monotonic() - start
@@ -77,7 +80,7 @@ def _detected(result: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(RUN_LIMIT_S + 30)
 def test_straggler_is_attributed_by_compute(
     python: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -97,7 +100,7 @@ def test_straggler_is_attributed_by_compute(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(4 * RUN_LIMIT_S)
 def test_slow_link_is_found_from_busbw_against_an_independent_expectation(
     python: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -121,7 +124,7 @@ def test_slow_link_is_found_from_busbw_against_an_independent_expectation(
             capture_output=True,
             text=True,
             env=cli_env,
-            timeout=100,
+            timeout=RUN_LIMIT_S + 30,
             cwd=tmp_path,
         )
         return proc, json.loads((out / "result.json").read_text())
@@ -157,7 +160,7 @@ def test_slow_link_is_found_from_busbw_against_an_independent_expectation(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(RUN_LIMIT_S + 30)
 def test_without_an_expectation_the_link_is_not_judged(
     python: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -169,7 +172,7 @@ def test_without_an_expectation_the_link_is_not_judged(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(RUN_LIMIT_S + 30)
 def test_crash_names_rank_and_step_and_keeps_records(
     python: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -188,7 +191,7 @@ def test_crash_names_rank_and_step_and_keeps_records(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(RUN_LIMIT_S + 30)
 def test_hang_fails_within_the_collective_timeout(
     python: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -212,7 +215,7 @@ def test_hang_fails_within_the_collective_timeout(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(RUN_LIMIT_S + 30)
 def test_corrupt_grad_is_caught_by_the_replica_check(
     python: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -231,7 +234,7 @@ def test_corrupt_grad_is_caught_by_the_replica_check(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(RUN_LIMIT_S + 30)
 def test_clean_run_reports_no_fault(python: str, cli_env: dict[str, str], tmp_path: Path) -> None:
     cfg = _config(tmp_path, measured=10)
     # Other jobs share this 2-core host: a rank descheduled for a few ms per step is then really
@@ -250,7 +253,7 @@ def test_clean_run_reports_no_fault(python: str, cli_env: dict[str, str], tmp_pa
         capture_output=True,
         text=True,
         env=cli_env,
-        timeout=90,
+        timeout=RUN_LIMIT_S,
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

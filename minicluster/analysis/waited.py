@@ -1,0 +1,117 @@
+"""How long the other ranks waited in the collectives for one rank: the evidence that a slow
+rank slowed the job, which the straggler and culprit rules require.
+
+Per step (every rank timed its all-reduce), the transfer is the least `comm_ms` of any rank and
+each rank's wait is its `comm_ms` minus that (`analysis.steps`). The rank that waited least
+arrived last: in that step the others waited for it, the median of their waits (`waited_for`);
+in the other steps they did not wait for it (0). Its `waited_for_ms` is the mean over the steps,
+ms per step, with a bootstrap interval over the steps (seeded). A rank slow in compute because
+its own clock ran on a busy core, while the others did not wait for it (its collective was
+entered as late as theirs, or its slowness overlapped theirs), has an interval near zero.
+
+The floor: `checks.straggler_min_waited_pct` percent of the run's median step time. A rank is
+named (straggler or culprit) only when its interval's lower bound is above the floor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from minicluster.analysis.records import RankRecords
+from minicluster.analysis.steps import r4
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+MIN_STEPS = 4  # fewer steps with every rank's all-reduce timed: not measured
+
+
+@dataclass
+class WaitedFor:
+    """Per rank (`ranks` order) and step (`steps`), how long the others waited for it (ms)."""
+
+    ranks: list[int]
+    steps: np.ndarray
+    matrix: np.ndarray  # [rank x step]
+    step_ms: float | None  # the run's median step time (the floor's unit)
+    reason: str | None = None  # why it could not be measured
+
+    def evidence(self, rank: int, floor_pct: float) -> dict[str, Any]:
+        """`rank`'s `waited_for_ms` (mean ms per step), its interval, the floor in ms and whether
+        the interval's lower bound is above it (`waited`; None when not measured, with `reason`)."""
+        out: dict[str, Any] = {
+            "waited_for_ms": None,
+            "waited_for_ms_interval": None,
+            "waited_for_floor_ms": None,
+            "waited_for_steps": None,
+            "waited": None,
+        }
+        if self.reason is None and self.step_ms is None:
+            self.reason = "the run has no step time"
+        if self.reason is not None or rank not in self.ranks or self.step_ms is None:
+            out["waited_for_reason"] = self.reason or f"rank {rank} has no timed all-reduce"
+            return out
+        row = self.matrix[self.ranks.index(rank)]
+        low, high = _interval(row, seed=rank)
+        floor = floor_pct / 100.0 * self.step_ms
+        out.update(
+            waited_for_ms=r4(float(row.mean())),
+            waited_for_ms_interval=[r4(low), r4(high)],
+            waited_for_floor_ms=r4(floor),
+            waited_for_steps=int((row > 0).sum()),
+            waited=bool(low > floor),
+        )
+        return out
+
+
+def measure(records: list[RankRecords], steps: np.ndarray, step_ms: float | None) -> WaitedFor:
+    """The others' wait for each rank over the measured `steps` every rank timed (`step_ms`:
+    the run's median step time, the floor's unit)."""
+    recs = sorted((r for r in records if r.n_steps), key=lambda r: r.rank)
+    ranks = [r.rank for r in recs]
+    empty = WaitedFor(ranks, np.array([], np.int64), np.zeros((len(ranks), 0)), step_ms)
+    if len(ranks) < 2 or not steps.size:
+        empty.reason = "fewer than two ranks with measured steps"
+        return empty
+    if any("comm_ms" not in r.columns for r in recs):
+        empty.reason = "the records hold no per-step all-reduce time (comm_ms)"
+        return empty
+    comm = np.full((len(ranks), steps.size), np.nan)
+    for i, rec in enumerate(recs):
+        at = {int(s): j for j, s in enumerate(rec.columns["step"].tolist())}
+        cols = np.array([at.get(int(s), -1) for s in steps])
+        have = cols >= 0
+        comm[i, have] = rec.columns["comm_ms"][cols[have]]
+    ok = ~np.isnan(comm).any(axis=0)
+    if int(ok.sum()) < MIN_STEPS:
+        empty.reason = f"fewer than {MIN_STEPS} steps with every rank's all-reduce timed"
+        return empty
+    comm = comm[:, ok]
+    wait = comm - comm.min(axis=0)[None, :]
+    last = np.argmin(wait, axis=0)
+    matrix = np.zeros_like(wait)
+    for s in range(wait.shape[1]):
+        others = np.delete(wait[:, s], last[s])
+        matrix[last[s], s] = float(np.median(others))
+    return WaitedFor(ranks, steps[ok], matrix, step_ms)
+
+
+def _interval(values: np.ndarray, seed: int) -> tuple[float, float]:
+    """The bootstrap interval (percentile, seeded) of the mean of `values`."""
+    if values.size < 2 or float(values.max()) == float(values.min()):
+        v = float(values.mean()) if values.size else 0.0
+        return v, v
+    from scipy.stats import bootstrap  # lazily: scipy.stats takes a while to import
+
+    res = bootstrap(
+        (values,),
+        np.mean,
+        vectorized=True,
+        n_resamples=RESAMPLES,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
