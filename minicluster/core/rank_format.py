@@ -195,6 +195,8 @@ class Step(Record):
             "pp_stage",
             "pp_busy_ms",
             "pp_schedule_ms",
+            "syncs_ms",
+            "sync_groups",
         )
     )
     step: int
@@ -228,6 +230,12 @@ class Step(Record):
     pp_stage: int | None = None
     pp_busy_ms: float | None = None
     pp_schedule_ms: float | None = None
+    # A layout with several collectives per step (FSDP2, TP; rank.comm_kinds, host clock): each
+    # collective call of the step in issue order, the time this rank was blocked in it (ms), and
+    # its group's lowest global rank (None: unknown). Optional: without them the accounting
+    # takes one sync point per step (analysis.accounting).
+    syncs_ms: list[float] | None = None
+    sync_groups: list[int | None] | None = None
 
 
 @dataclass(kw_only=True, slots=True)
