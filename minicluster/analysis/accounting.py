@@ -238,6 +238,8 @@ def sync_points(records: list[RankRecords], steps: np.ndarray) -> SyncSums | Non
     """Wait, transfer and lateness summed over each step's sync points (the module's model),
     from the ranks' `syncs_ms` and `sync_groups`; None when a rank recorded none, or the ranks'
     counts of sync points differ in a step (then their k-th calls are not one collective)."""
+    if not steps.size:
+        return None
     per_rank = [_sync_lists(r, steps) for r in records]
     n_ranks = len(records)
     shape = (n_ranks, steps.size)

@@ -141,3 +141,30 @@ def test_ranks_with_different_counts_of_sync_points_fall_back_to_one() -> None:
     steps[3].update(syncs_ms=[1.0], sync_groups=[0])  # one call fewer on rank 1 in step 3
     records[1].steps = steps
     assert _acc(records).syncs is None
+
+
+def test_a_real_2d_run_adds_up_over_its_sync_points() -> None:
+    """Records a real FSDP2 x TP run wrote (4 gloo ranks; tests/fixtures/recorded_runs): every
+    step's 41 collective calls, in two kinds of group; the parts add up to the step time within
+    the stated tolerance, where one sync point per step finds a fraction of the waits."""
+    from pathlib import Path
+
+    from minicluster.analysis.records import read_run_dir
+
+    run = Path(__file__).resolve().parents[1] / "fixtures" / "recorded_runs" / "fsdp_tp_2d"
+    records = read_run_dir(run, workers=1)
+    acc = _acc(records)
+    assert acc.syncs is not None and acc.n == 20
+    assert set(acc.syncs.count.tolist()) == {41}
+    section = accounting.section(acc)
+    assert section["holds"] is True and section["sync_points_per_step"] == 41
+    assert (
+        section["tolerance"]["run_residual_ms_max"]
+        < 0.01 * section["tolerance"]["run_accounted_ms"]
+    )
+    groups = {g for r in records for gs in r.columns["sync_groups"] for g in gs}
+    assert groups == {0, 1, 2}  # TP {0,1} {2,3}, FSDP2 {0,2} {1,3}: lowest ranks 0, 2 and 0, 1
+    one = accounting.Accounting(
+        acc.ranks, acc.steps, acc.host, acc.compute, acc.exposed, acc.period
+    )
+    assert (acc.wait.sum(axis=1) > 2 * one.wait.sum(axis=1)).all()
