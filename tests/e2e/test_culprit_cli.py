@@ -96,8 +96,9 @@ def test_a_straggler_every_other_step_is_intermittent_with_period_2(
     assert c["rank"] == 1 and c["kind"] == "intermittent"
     assert c["shape"]["period_steps"] == 2
     assert "every 2nd step" in proc.stdout
+    # rank 1's own work, and the step time too when the 40 ms dominate it; never rank 0's
     bimodal = [f for f in result["time_structure"] if f["kind"] == "bimodal"]
-    assert [f["rank"] for f in bimodal] == [1]
+    assert {f["rank"] for f in bimodal} - {None} == {1}, bimodal
 
 
 @pytest.mark.slow
