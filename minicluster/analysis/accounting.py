@@ -21,6 +21,17 @@ every rank, so per step:
 So per rank and step host + compute + wait + transfer = the step's time, and each rank's own
 measured period must equal it: the residual (own period - the step's time) is the accounting
 error, reported per step and over the run with its tolerance.
+
+Many sync points per step (FSDP2's all-gathers and reduce-scatters, TP's all-reduces: the ranks
+record `syncs_ms`, the time blocked in each collective call in issue order, and `sync_groups`,
+each call's group by its lowest rank): the waits add up over the step's sync points, not at one.
+At each sync point the group's last arrival is the member blocked least (it waited for nobody):
+that is the point's *transfer* for the group, each member's *wait* the rest of its blocked time,
+and the last arrival's *lateness* there how much less it was blocked than the next-to-last. Per
+rank and step wait and transfer are the sums over the step's sync points, the step's last
+arrival the rank with the most lateness summed over them. The residual is then host + compute +
+wait + transfer - the step's time: a blocked time the sync points missed (a wait outside a
+collective call), or ranks that did not meet, shows in it.
 """
 
 from __future__ import annotations
@@ -44,7 +55,24 @@ MODEL = (
     "host: optimizer step of the previous step + host time before this one; one sync point per "
     "step (DDP: the gradient all-reduce)"
 )
+MODEL_SYNCS = (
+    "period = host + compute + wait + transfer, summed over the step's sync points (every "
+    "collective call: FSDP2 all-gathers and reduce-scatters, TP all-reduces); at each, the "
+    "transfer is the time its group's last arrival was blocked, a member's wait the rest of its "
+    "blocked time; host: optimizer step of the previous step + host time before this one"
+)
 FIELDS = ("opt_ms", "gap_ms", "compute_ms", "exposed_comm_ms", "fwd_ms", "bwd_ms")
+
+
+@dataclass
+class SyncSums:
+    """[rank x step] sums over each step's sync points (`sync_points`), and their count per
+    step."""
+
+    wait: np.ndarray
+    transfer: np.ndarray
+    late: np.ndarray
+    count: np.ndarray
 
 
 @dataclass
@@ -59,6 +87,9 @@ class Accounting:
     exposed: np.ndarray
     period: np.ndarray  # each rank's own measured period (own clock)
     reason: str | None = None  # why nothing could be accounted for
+    # Many sync points per step (`sync_points`): per rank and step the wait and the transfer
+    # summed over them, and the lateness at the points where the rank arrived last
+    syncs: SyncSums | None = None
 
     @property
     def own(self) -> np.ndarray:
@@ -70,14 +101,19 @@ class Accounting:
 
     @property
     def last(self) -> np.ndarray:
-        """Per step the row of the last arrival."""
+        """Per step the row of the last arrival (many sync points: the most late over them)."""
+        if self.syncs is not None:
+            return np.argmax(self.syncs.late, axis=0)
         return np.argmax(self.own, axis=0)
 
     @property
     def lateness(self) -> np.ndarray:
-        """Per step how long after the next-to-last rank the last one arrived (ms)."""
+        """Per step how long after the next-to-last rank the last one arrived (ms; many sync
+        points: summed over those it arrived last at)."""
         if len(self.ranks) < 2:
             return np.zeros(self.n)
+        if self.syncs is not None:
+            return self.syncs.late.max(axis=0)
         top2 = np.sort(self.own, axis=0)[-2:]
         return top2[1] - top2[0]
 
@@ -93,12 +129,24 @@ class Accounting:
         return self.accounted - self.own.max(axis=0)
 
     @property
+    def transfer_of_rank(self) -> np.ndarray:
+        """[rank x step] transfer: the step's, or each rank's sum over its sync points."""
+        if self.syncs is not None:
+            return self.syncs.transfer
+        return np.broadcast_to(self.transfer, self.own.shape)
+
+    @property
     def wait(self) -> np.ndarray:
+        if self.syncs is not None:
+            return self.syncs.wait
         own = self.own
         return own.max(axis=0)[None, :] - own
 
     @property
     def residual(self) -> np.ndarray:
+        if self.syncs is not None:
+            parts = self.own + self.syncs.wait + self.syncs.transfer
+            return parts - self.accounted[None, :]
         return self.period - self.accounted[None, :]
 
 
@@ -142,15 +190,86 @@ def account(records: list[RankRecords], table: JobSteps) -> Accounting:
     ok = ~(np.isnan(host) | np.isnan(compute) | np.isnan(exposed) | np.isnan(period)).any(axis=0)
     reason = None if ok.any() else "no step with every rank's host, compute and exposed time"
     return Accounting(
-        ranks, steps[ok], host[:, ok], compute[:, ok], exposed[:, ok], period[:, ok], reason
+        ranks,
+        steps[ok],
+        host[:, ok],
+        compute[:, ok],
+        exposed[:, ok],
+        period[:, ok],
+        reason,
+        sync_points([by_rank[r] for r in ranks], steps[ok]),
     )
+
+
+def _sync_lists(records: RankRecords, steps: np.ndarray) -> list[tuple[list[float], list[Any]]]:
+    """Per step of `steps` the rank's (syncs_ms, sync_groups); empty lists where it recorded
+    none."""
+    c = records.columns
+    if "syncs_ms" not in c:
+        return [([], [])] * steps.size
+    at = {int(s): j for j, s in enumerate(c["step"].tolist())}
+    groups = c.get("sync_groups")
+    out = []
+    for s in steps.tolist():
+        j = at.get(int(s))
+        ms = _as_list(c["syncs_ms"][j]) if j is not None else None
+        g = _as_list(groups[j]) if groups is not None and j is not None else None
+        ms = ms or []
+        out.append((ms, g if g is not None and len(g) == len(ms) else [None] * len(ms)))
+    return out
+
+
+def _leader(group: Any) -> int:
+    """A sync point's group as recorded (its lowest rank); -1 (the whole job) when unknown."""
+    if isinstance(group, (int, float)) and not isinstance(group, bool) and group == group:
+        return int(group)
+    return -1
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    """A list field's value as read back: a list, or a row of a 2-D object column (lists of one
+    length stack); None for a step without it (None or NaN)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return list(value) if isinstance(value, (list, tuple)) else None
+
+
+def sync_points(records: list[RankRecords], steps: np.ndarray) -> SyncSums | None:
+    """Wait, transfer and lateness summed over each step's sync points (the module's model),
+    from the ranks' `syncs_ms` and `sync_groups`; None when a rank recorded none, or the ranks'
+    counts of sync points differ in a step (then their k-th calls are not one collective)."""
+    if not steps.size:
+        return None
+    per_rank = [_sync_lists(r, steps) for r in records]
+    n_ranks = len(records)
+    shape = (n_ranks, steps.size)
+    wait, transfer, late = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    count = np.zeros(steps.size, dtype=np.int64)
+    for j in range(steps.size):
+        lists = [per_rank[i][j] for i in range(n_ranks)]
+        k = len(lists[0][0])
+        if k == 0 or any(len(ms) != k for ms, _ in lists):
+            return None
+        blocked = np.array([ms for ms, _ in lists], dtype=np.float64)  # rank x sync point
+        leaders = np.array([[_leader(g) for g in gs] for _, gs in lists], dtype=np.int64)
+        for point in range(k):
+            for leader in np.unique(leaders[:, point]):
+                rows = np.flatnonzero(leaders[:, point] == leader)
+                b = blocked[rows, point]
+                order = np.argsort(b)
+                transfer[rows, j] += b[order[0]]
+                wait[rows, j] += b - b[order[0]]
+                if rows.size >= 2:
+                    late[rows[order[0]], j] += b[order[1]] - b[order[0]]
+        count[j] = k
+    return SyncSums(wait, transfer, late, count)
 
 
 def section(acc: Accounting) -> dict[str, Any]:
     """`result.json`'s `accounting`: the model, the tolerance and whether it holds, per step the
     last arrival and its lateness, per rank the median of each component."""
     out: dict[str, Any] = {
-        "model": MODEL,
+        "model": MODEL if acc.syncs is None else MODEL_SYNCS,
         "steps_accounted": acc.n,
         "holds": None,
         "reason": acc.reason,
@@ -183,15 +302,21 @@ def section(acc: Accounting) -> dict[str, Any]:
                 "host": r4(float(np.median(acc.host[i]))),
                 "compute": r4(float(np.median(acc.compute[i]))),
                 "wait": r4(float(np.median(acc.wait[i]))),
-                "transfer": r4(float(np.median(acc.transfer))),
+                "transfer": r4(float(np.median(acc.transfer_of_rank[i]))),
                 "period": r4(float(np.median(acc.period[i]))),
             }
             for i, rank in enumerate(acc.ranks)
         },
     )
+    if acc.syncs is not None:
+        out["sync_points_per_step"] = int(np.median(acc.syncs.count))
     if not out["holds"]:
         out["reason"] = (
             f"a rank's periods differ from the accounted ones by {worst:.1f} ms over the run "
             f"(tolerance {allowed:.1f} ms): the ranks did not meet at one sync point per step"
+            if acc.syncs is None
+            else f"a rank's host + compute + wait + transfer over its sync points differ from "
+            f"the step times by {worst:.1f} ms over the run (tolerance {allowed:.1f} ms): "
+            "blocked time outside the recorded collective calls, or ranks that did not meet"
         )
     return out

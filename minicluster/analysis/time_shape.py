@@ -24,6 +24,13 @@ PERSISTENT_SHARE = 0.8
 PERIOD_SHARE = 0.6  # the commonest gap between late steps covers this share of the gaps
 MIN_SEGMENT = 4  # steps on each side of an onset
 ONSET_ALPHA = 0.001  # a shift under load: the Mann-Whitney U test's p-value below this
+# bimodal: the dip test's level (Bonferroni over the series tested), the smaller mode's least
+# share of the steps and count; the lower mode is the baseline of a rank's excess when it holds
+# at least BASELINE_LOW_SHARE of the steps
+DIP_ALPHA = 0.01
+MIN_MODE_SHARE = 0.1
+MIN_MODE_STEPS = 3
+BASELINE_LOW_SHARE = 0.4
 
 
 COMPONENTS = ("compute", "host")
@@ -37,15 +44,49 @@ def excess(acc: Accounting, row: int, component: str = "own") -> np.ndarray:
 
 
 def noise_floor_ms(d: np.ndarray) -> float:
-    """4 robust standard deviations of the noise of `d`, at least MIN_LATE_MS: the smaller of
-    two robust estimates, 1.4826 x MAD of the values (which a level shift or a drift widens) and
-    of the first differences / sqrt 2 (which spikes in a quarter of the steps widen)."""
+    """4 robust standard deviations of the noise of `d`, at least MIN_LATE_MS: the smallest of
+    three robust estimates, 1.4826 x MAD of the values (which a level shift or a drift widens),
+    of the first differences / sqrt 2 (which spikes in a quarter of the steps widen) and of the
+    differences two steps apart / sqrt 2 (a pause every other step makes half the values late
+    and every first difference a jump: two steps apart, only the noise is left)."""
     if d.size < 3:
         return MIN_LATE_MS
-    values = float(np.median(np.abs(d - np.median(d))))
-    diffs = np.diff(d)
-    steps = float(np.median(np.abs(diffs - np.median(diffs)))) / np.sqrt(2)
-    return max(MIN_LATE_MS, 4 * 1.4826 * min(values, steps))
+    scales = [float(np.median(np.abs(d - np.median(d))))]
+    for lag in (1, 2):
+        diffs = d[lag:] - d[:-lag]
+        scales.append(float(np.median(np.abs(diffs - np.median(diffs)))) / np.sqrt(2))
+    return max(MIN_LATE_MS, 4 * 1.4826 * min(scales))
+
+
+def two_modes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`x` split in two at the cut that leaves the least squared deviation from each side's mean
+    (1-D two-means, exact over every cut of the sorted values): (lower side, upper side)."""
+    v = np.sort(x)
+    n = v.size
+    k = np.arange(1, n)  # values below the cut
+    s1, s2 = np.cumsum(v)[:-1], np.cumsum(v**2)[:-1]
+    t1, t2 = float(v.sum()), float((v**2).sum())
+    within = (s2 - s1**2 / k) + ((t2 - s2) - (t1 - s1) ** 2 / (n - k))
+    cut = int(k[np.argmin(within)])
+    return v[:cut], v[cut:]
+
+
+def bimodal(x: np.ndarray) -> dict[str, Any] | None:
+    """Hartigan's dip test of unimodality of `x` (`diptest`: the dip statistic and its p-value
+    from the tabulated null) and its two modes (`two_modes`: median and count of each side);
+    None when there are too few values to test."""
+    if x.size < 2 * MIN_SEGMENT:
+        return None
+    import diptest  # lazily: only the time structure needs it
+
+    dip, p_value = diptest.diptest(np.asarray(x, dtype=np.float64))
+    low, high = two_modes(x)
+    return {
+        "dip": r4(float(dip)),
+        "p_value": float(f"{float(p_value):.3g}"),
+        "modes_ms": [r4(float(np.median(low))), r4(float(np.median(high)))],
+        "mode_steps": [int(low.size), int(high.size)],
+    }
 
 
 def describe(acc: Accounting, row: int) -> dict[str, Any]:
@@ -56,8 +97,8 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
     # where the noise of compute on a busy host does not hide it.
     component = max(COMPONENTS, key=lambda c: float(np.clip(excess(acc, row, c), 0, None).sum()))
     d = excess(acc, row, component)
-    base = float(np.median(d))
     floor = noise_floor_ms(d)
+    base = _baseline(d, floor)
     steps = acc.steps
     where = "in compute" if component == "compute" else "in host time outside forward/backward"
     out: dict[str, Any] = {
@@ -121,6 +162,23 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
                 text=f"intermittent, {every}, +{size:.0f} ms {where}",
             )
     return out
+
+
+def _baseline(d: np.ndarray, floor: float) -> float:
+    """The excess of a step that is not late: the median, unless the steps fall in two modes
+    apart by more than the noise floor with the lower one holding at least BASELINE_LOW_SHARE of
+    them and at the others' pace (within the floor of 0: late in about every other step, the
+    median then sits between the modes, or on the late one); then the lower mode's median."""
+    split = bimodal(d)
+    if (
+        split is not None
+        and split["p_value"] < DIP_ALPHA
+        and split["modes_ms"][1] - split["modes_ms"][0] > floor
+        and split["mode_steps"][0] >= BASELINE_LOW_SHARE * d.size
+        and abs(split["modes_ms"][0]) <= floor
+    ):
+        return float(split["modes_ms"][0])
+    return float(np.median(d))
 
 
 ONE_SIZE_SPREAD = 0.25  # (p75 - p25) / median of the late steps' excess: a pause of one size
@@ -251,9 +309,10 @@ def _ordinal(n: int) -> str:
 
 
 def run_structure(acc: Accounting, culprits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The time-structure findings of the run: each culprit's shape (scope `rank`), and a drift
-    or an onset of the step time itself (scope `run`: every rank slowing together, e.g. thermal
-    throttling of the whole host, which names no culprit), each with its evidence."""
+    """The time-structure findings of the run: each culprit's shape (scope `rank`), bimodal step
+    times (`bimodal_findings`), and a drift or an onset of the step time itself (scope `run`:
+    every rank slowing together, e.g. thermal throttling of the whole host, which names no
+    culprit), each with its evidence."""
     out = [
         {
             "scope": "rank",
@@ -270,6 +329,7 @@ def run_structure(acc: Accounting, culprits: list[dict[str, Any]]) -> list[dict[
     ]
     if acc.n < 2 * MIN_SEGMENT:
         return out
+    out += bimodal_findings(acc)
     from minicluster.analysis.trend import drift
 
     step_ms = acc.accounted
@@ -303,4 +363,43 @@ def run_structure(acc: Accounting, culprits: list[dict[str, Any]]) -> list[dict[
                     f"{int(acc.steps[k])} (change point, ruptures)",
                 }
             )
+    return out
+
+
+def bimodal_findings(acc: Accounting) -> list[dict[str, Any]]:
+    """`bimodal` findings: the step time (scope `run`) or a rank's own work per step, host +
+    compute (scope `rank`: its step time without the waits), whose values fall in two modes
+    (Hartigan's dip test, p below DIP_ALPHA Bonferroni over the series tested), the smaller one
+    at least MIN_MODE_STEPS steps and MIN_MODE_SHARE of them, the modes further apart than the
+    series' noise floor. Two levels one after the other are an onset, not two modes: a series
+    with a change point (`_onset`) is left out."""
+    series: list[tuple[int | None, str, np.ndarray]] = [(None, "step time", acc.accounted)]
+    series += [
+        (rank, f"rank {rank}'s own work per step (host + compute)", acc.own[i])
+        for i, rank in enumerate(acc.ranks)
+    ]
+    alpha = DIP_ALPHA / len(series)
+    out = []
+    for rank, what, x in series:
+        split = bimodal(x)
+        if split is None or split["p_value"] >= alpha:
+            continue
+        floor = noise_floor_ms(x)
+        (low, high), (n_low, n_high) = split["modes_ms"], split["mode_steps"]
+        if min(n_low, n_high) < max(MIN_MODE_STEPS, MIN_MODE_SHARE * x.size):
+            continue
+        if high - low <= floor or _onset(x, floor) is not None:
+            continue
+        p = "p < 0.001" if split["p_value"] < 0.001 else f"p = {split['p_value']:.2g}"
+        out.append(
+            {
+                "scope": "run" if rank is None else "rank",
+                "rank": rank,
+                "kind": "bimodal",
+                **split,
+                "evidence": f"{what} is bimodal: Hartigan's dip {split['dip']:.3f}, {p} "
+                f"(level {alpha:.2g}); modes {low:.1f} ms ({n_low} steps) and {high:.1f} ms "
+                f"({n_high} steps)",
+            }
+        )
     return out

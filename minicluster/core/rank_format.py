@@ -54,6 +54,7 @@ FORMAT_NAME = "minicluster-rank"
 # 1.5: step `gap_ms` (the host time between two steps), `comm_kinds` (per collective kind),
 # `pp_stage`/`pp_busy_ms`/`pp_schedule_ms` (pipeline stages); isolate_plan and isolate_round
 # records (group testing); `t_unix_s` and `bad_input` on the summary. All optional.
+# (next minor: step `syncs_ms` and `sync_groups`, the sync points of a step; the lead bumps)
 FORMAT_VERSION = f"{FORMAT_NAME}/1.5"
 
 
@@ -197,6 +198,8 @@ class Step(Record):
             "pp_stage",
             "pp_busy_ms",
             "pp_schedule_ms",
+            "syncs_ms",
+            "sync_groups",
         )
     )
     step: int
@@ -230,6 +233,12 @@ class Step(Record):
     pp_stage: int | None = None
     pp_busy_ms: float | None = None
     pp_schedule_ms: float | None = None
+    # A layout with several collectives per step (FSDP2, TP; rank.comm_kinds, host clock): each
+    # collective call of the step in issue order, the time this rank was blocked in it (ms), and
+    # its group's lowest global rank (None: unknown). Optional: without them the accounting
+    # takes one sync point per step (analysis.accounting).
+    syncs_ms: list[float] | None = None
+    sync_groups: list[int | None] | None = None
 
 
 @dataclass(kw_only=True, slots=True)

@@ -65,6 +65,7 @@ class Call:
     n: int
     end_ns: int | None = None
     blocked: list[tuple[int, int]] = field(default_factory=list)
+    leader: int | None = None  # the lowest global rank of its group; None: unknown
 
 
 def _nbytes(value: Any) -> int:
@@ -89,6 +90,10 @@ class KindTracker:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.last_kinds: dict[str, dict[str, Any]] = {}  # the last step's, from take_step
+        # the last step's sync points: per call in issue order, the ms this rank was blocked in
+        # it and its group's lowest global rank (`Step.syncs_ms`, `Step.sync_groups`)
+        self.last_syncs: list[tuple[float, int | None]] = []
+        self._leaders: dict[int, int | None] = {}  # id(group) -> its lowest global rank
         self._works: dict[int, Call] = {}
         self._saved: list[tuple[Any, str, Any]] = []
 
@@ -128,6 +133,8 @@ class KindTracker:
             call = Call(
                 kind, time.perf_counter_ns(), _nbytes(_arg(args, kwargs, pos, names)), n or 0
             )
+            if kind != "send_recv":  # a pair, not a group: which pair is not kept
+                call.leader = self._leader(group, _c10d_leader)
             work = original(*args, **kwargs)
             if isinstance(work, dist.Work):
                 self._works[id(work)] = call
@@ -149,7 +156,8 @@ class KindTracker:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             if torch.compiler.is_compiling():
                 return original(*args, **kwargs)  # traced into a graph: nothing runs here
-            n = _funcol_group_size(_arg(args, kwargs, gpos, ("group",)))
+            group = _arg(args, kwargs, gpos, ("group",))
+            n = _funcol_group_size(group)
             if n is not None and n < 2:
                 return original(*args, **kwargs)
             nbytes = _nbytes(args[0] if args else kwargs.get("self")) * (n or 1 if scaled else 1)
@@ -158,7 +166,8 @@ class KindTracker:
             if isinstance(out, funcol.AsyncCollectiveTensor):
                 out.trigger_wait()
             end = time.perf_counter_ns()
-            self.calls.append(Call(kind, start, nbytes, n or 0, end, [(start, end)]))
+            leader = self._leader(group, _funcol_leader)
+            self.calls.append(Call(kind, start, nbytes, n or 0, end, [(start, end)], leader))
             return out
 
         return wrapped
@@ -180,6 +189,12 @@ class KindTracker:
 
         return wait
 
+    def _leader(self, group: Any, resolve: Callable[[Any], int | None]) -> int | None:
+        key = id(group)
+        if key not in self._leaders:
+            self._leaders[key] = resolve(group)
+        return self._leaders[key]
+
     def begin_step(self) -> None:
         """Nothing to mark: host clocks of one process share an origin."""
 
@@ -192,6 +207,7 @@ class KindTracker:
     def _figures(self) -> tuple[dict[str, dict[str, Any]], StepComm]:
         calls, self.calls = self.calls, []
         self._works.clear()
+        self.last_syncs = [(sum(e - s for s, e in c.blocked) / 1e6, c.leader) for c in calls]
         kinds: dict[str, dict[str, Any]] = {}
         for kind in dict.fromkeys(c.kind for c in calls):
             mine = [c for c in calls if c.kind == kind]
@@ -223,6 +239,25 @@ class KindTracker:
 
 def _end(call: Call) -> None:
     call.end_ns = time.perf_counter_ns()
+
+
+def _c10d_leader(group: Any) -> int | None:
+    """The lowest global rank of a c10d call's group (None: the default group)."""
+    try:
+        return min(dist.get_process_group_ranks(group or dist.group.WORLD))
+    except Exception:  # a group this rank is not in, or a torch that changed: unknown
+        return None
+
+
+def _funcol_leader(group: Any) -> int | None:
+    """The lowest global rank of a functional collective's group (a ProcessGroup, a mesh and
+    dim, a name); private torch helpers, so anything odd is None."""
+    try:
+        name = funcol._resolve_group_name(group)
+        pg = dist.distributed_c10d._resolve_process_group(name)
+        return min(dist.get_process_group_ranks(pg))
+    except Exception:
+        return None
 
 
 def _group_size(group: Any) -> int | None:

@@ -198,6 +198,9 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
             setattr(rec, key, value)
         if isinstance(timer, comm_kinds.KindTracker):
             rec.comm_kinds = timer.last_kinds
+            if timer.last_syncs:
+                rec.syncs_ms = [round(ms, 4) for ms, _ in timer.last_syncs]
+                rec.sync_groups = [leader for _, leader in timer.last_syncs]
         session.write(rec)
         if isinstance(timer, DdpStatsCommTimer) and timer.given_up:
             assert ddp is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from minicluster.report.content import RunView, run_view
+from minicluster.report.late_strip import STRIP_CSS, late_strip, strip_html
 from minicluster.report.plots import Plot, run_plots
 from minicluster.report.scaling_text import WHY_TITLE
 from minicluster.report.text import TextTable
@@ -100,7 +101,7 @@ def render_html(result: RunResult) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(view.title)}</title><style>{PAGE_CSS}</style></head><body>",
+        f"<title>{escape(view.title)}</title><style>{PAGE_CSS}{STRIP_CSS}</style></head><body>",
         f"<h1>{escape(view.title)}</h1>",
         f'<p>Status <span class="status status-{status}">{status}</span></p>',
         f'<p class="verdict">{escape(view.verdict)}</p>' if view.verdict else "",
@@ -112,6 +113,7 @@ def render_html(result: RunResult) -> str:
         table_html(view.missing),
         table_html(view.nodes) if view.nodes is not None else "",
         table_html(view.ranks),
+        strip_html(strip) if (strip := late_strip(result)) is not None else "",
     ]
     if plots:
         parts.append("<h2>Plots</h2>")

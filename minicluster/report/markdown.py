@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 from minicluster.report.content import RunView, run_view
+from minicluster.report.late_strip import late_strip, strip_markdown
 from minicluster.report.plots import run_plots
 from minicluster.report.scaling_text import WHY_TITLE
 from minicluster.report.text import TextTable
@@ -68,6 +69,9 @@ def render_markdown(result: RunResult) -> str:
     if view.nodes is not None:
         lines += table_lines(view.nodes)
     lines += table_lines(view.ranks)
+    strip = late_strip(result)
+    if strip is not None:
+        lines += strip_markdown(strip)
     lines += _bullets("Stragglers", view.stragglers, "None detected.")
     lines += table_lines(view.faults)
     if view.validation is not None:

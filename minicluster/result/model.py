@@ -1486,8 +1486,10 @@ class RunResult(Section):
         None,
         omit_none=True,
         doc="findings with a shape in time: each culprit's (scope rank: persistent, "
-        "intermittent with period_steps, onset with from_step, drift with slope_ms_per_step) and "
-        "the step time's own drift or onset (scope run), each with its evidence",
+        "intermittent with period_steps, onset with from_step, drift with slope_ms_per_step), "
+        "bimodal step times (kind bimodal: Hartigan's dip, p_value, modes_ms, mode_steps; scope "
+        "run: the step time, scope rank: a rank's own work) and the step time's own drift or "
+        "onset (scope run), each with its evidence",
     )
     failed_ranks: list[int] = spec(factory=list)
     aborted_ranks: list[int] = spec(

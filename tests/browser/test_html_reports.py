@@ -251,3 +251,31 @@ def test_fleet_page_plots_every_metric_and_marks_the_outlier(browser: Any, tmp_p
     assert len({round(x) for x in xs}) > 4  # the seven clean nodes are not squashed together
     page.screenshot(path=str(tmp_path / "fleet.png"), full_page=True)
     page.close()
+
+
+def test_who_was_late_strip_has_a_cell_per_step_and_rank(browser: Any, tmp_path: Path) -> None:
+    """A real run's records (rank 1 late in every other step): the strip renders one row per
+    rank and one visible cell per step, the last arrivals coloured, most of them rank 1's."""
+    from minicluster.analysis.aggregate import aggregate
+    from minicluster.analysis.records import read_run_dir
+
+    run = Path(__file__).resolve().parents[1] / "fixtures" / "recorded_runs"
+    data = aggregate(read_run_dir(run / "intermittent_every2", workers=1))
+    steps = len(data["accounting"]["last_arrival"]["step"])
+    page = _load_page(browser, render_html(RunResult.from_json(data)), tmp_path, "late_strip")
+    rows = page.locator('[data-strip="late"] tr')
+    assert rows.count() == 2
+    for r in range(2):
+        cells = page.locator(f'[data-strip="late"] tr[data-rank="{r}"] td.c')
+        assert cells.count() == steps == 50
+        box = cells.first.bounding_box()
+        assert box is not None and box["width"] >= 5 and box["height"] >= 10
+    last = [page.locator(f'tr[data-rank="{r}"] td.c.last').count() for r in range(2)]
+    assert sum(last) == steps and last[1] > last[0]
+    grey = page.locator('tr[data-rank="0"] td.c:not(.last)').first
+    red = page.locator('tr[data-rank="1"] td.c.last').first
+    assert grey.evaluate("e => getComputedStyle(e).backgroundColor") != red.evaluate(
+        "e => getComputedStyle(e).backgroundColor"
+    )
+    page.locator('[data-strip="late"]').screenshot(path=str(tmp_path / "strip.png"))
+    page.close()

@@ -86,6 +86,23 @@ def test_intermittent_straggler_is_named_with_its_cost(
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+def test_a_straggler_every_other_step_is_intermittent_with_period_2(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Half the steps late: the median sits between the two modes; the period is still named,
+    and rank 1's own work per step is bimodal (Hartigan's dip test)."""
+    proc, result = _run(python, cli_env, tmp_path, "straggler:rank=1,delay_ms=40,every=2")
+    (c,) = result["culprits"]
+    assert c["rank"] == 1 and c["kind"] == "intermittent"
+    assert c["shape"]["period_steps"] == 2
+    assert "every 2nd step" in proc.stdout
+    # rank 1's own work, and the step time too when the 40 ms dominate it; never rank 0's
+    bimodal = [f for f in result["time_structure"] if f["kind"] == "bimodal"]
+    assert {f["rank"] for f in bimodal} - {None} == {1}, bimodal
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_pause_after_the_optimizer_step_is_charged_to_its_rank(
     python: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -1,0 +1,78 @@
+"""Time structure on records real runs wrote (tests/fixtures/recorded_runs) and on series whose
+shape is known: an every-other-step straggler is intermittent with period 2 and a culprit, its
+own work per step bimodal (Hartigan's dip test), and a healthy run has no bimodal finding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minicluster.analysis import accounting, cost, time_shape
+from minicluster.analysis.aggregate import aggregate
+from minicluster.analysis.records import read_run_dir
+from minicluster.analysis.steps import StepTable
+
+RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "recorded_runs"
+
+
+def _acc(name: str) -> accounting.Accounting:
+    records = read_run_dir(RUNS / name, workers=1)
+    return accounting.account(records, StepTable(records, len(records)))
+
+
+def test_a_straggler_late_every_other_step_is_intermittent_with_period_2() -> None:
+    """Half the steps are late: the median sits between the two modes and every first
+    difference is a jump; the baseline is the lower mode and the noise floor comes from the
+    differences two steps apart."""
+    acc = _acc("intermittent_every2")
+    shape = time_shape.describe(acc, acc.ranks.index(1))
+    assert shape["kind"] == "intermittent" and shape["period_steps"] == 2, shape
+    assert 30 < shape["late_ms_median"] < 60  # the injected 40 ms
+    assert "every 2nd step" in shape["text"]
+    costs = cost.rank_costs(acc, threshold_pct=5.0)
+    assert costs[1]["culprit"] is True and costs[0]["culprit"] is False
+
+
+def test_the_every_other_step_straggler_is_the_culprit_in_the_result() -> None:
+    result = aggregate(read_run_dir(RUNS / "intermittent_every2", workers=1))
+    (culprit,) = result["culprits"]
+    assert culprit["rank"] == 1 and culprit["shape"]["period_steps"] == 2
+    bimodal = [f for f in result["time_structure"] if f["kind"] == "bimodal"]
+    assert [f["rank"] for f in bimodal] == [1], result["time_structure"]
+    (f,) = bimodal
+    assert f["p_value"] < 0.001 and f["dip"] > 0.05
+    low, high = f["modes_ms"]
+    assert 30 < high - low < 60 and min(f["mode_steps"]) >= 20
+    assert "bimodal" in f["evidence"] and "dip" in f["evidence"]
+
+
+@pytest.mark.parametrize("name", ["healthy", "intermittent_straggler"])
+def test_no_bimodal_finding_where_the_steps_have_one_mode(name: str) -> None:
+    """A healthy run (one mode, busy-host noise), and an every-5th-step straggler whose late
+    steps are a fifth of the run: the dip test, weak against a small second mode, says nothing
+    there (the period names it)."""
+    acc = _acc(name)
+    assert time_shape.bimodal_findings(acc) == []
+
+
+def test_two_modes_split_where_the_gap_is() -> None:
+    x = np.r_[np.full(30, 10.0), np.full(10, 50.0)] + np.linspace(0, 1, 40)
+    low, high = time_shape.two_modes(x)
+    assert low.size == 30 and high.size == 10
+    split = time_shape.bimodal(x)
+    assert split is not None and split["p_value"] < 0.001 and split["mode_steps"] == [30, 10]
+
+
+def test_one_mode_is_not_bimodal() -> None:
+    x = np.random.default_rng(3).normal(20.0, 2.0, 200)
+    split = time_shape.bimodal(x)
+    assert split is not None and split["p_value"] > 0.05
+    assert time_shape.bimodal(x[:5]) is None  # too few steps to test
+
+
+def test_the_noise_floor_is_not_widened_by_a_pause_every_other_step() -> None:
+    rng = np.random.default_rng(0)
+    d = rng.normal(0, 1.0, 60) + np.where(np.arange(60) % 2 == 1, 40.0, 0.0)
+    assert time_shape.noise_floor_ms(d) < 10.0
