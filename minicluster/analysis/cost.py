@@ -123,12 +123,22 @@ def _interval(per: np.ndarray | None, wall: np.ndarray, seed: int) -> tuple[floa
         if wall.size and float(wall.min()) > 0:
             return 0.0, 0.0
         per = np.zeros(wall.size)
-    return _bootstrap(
-        lambda c, w, axis=-1: 100.0 * c.sum(axis=axis) / w.sum(axis=axis),
-        (per, wall),
-        CONFIDENCE,
-        seed=seed,
-    )
+    return _cost_pct_bootstrap(per, wall, seed)
+
+
+def _cost_pct_bootstrap(per: np.ndarray, wall: np.ndarray, seed: int) -> tuple[float, float]:
+    """`_bootstrap` of 100 x sum(per) / sum(wall) (paired, percentile), computed as
+    scipy.stats.bootstrap 1.17 does it, step for step (the same resampled indices from the same
+    generator, the same sums, its quantile), without its per-call checks and its resampling of
+    the index array: a third less work per rank. tests/analysis/test_aggregate_vectorised.py
+    compares it with `_bootstrap`."""
+    from scipy.stats import quantile  # lazily, as _bootstrap
+
+    i = np.random.default_rng(seed).integers(0, per.size, size=(RESAMPLES, per.size))
+    theta = 100.0 * np.take(per, i).sum(axis=-1) / np.take(wall, i).sum(axis=-1)
+    alpha = np.asarray((1 - CONFIDENCE) / 2, dtype=theta.dtype)
+    low, high = quantile(theta, np.stack((alpha, 1 - alpha), axis=-1), axis=-1)
+    return float(low), float(high)
 
 
 def _bootstrap(
