@@ -95,7 +95,8 @@ def write_run(
     cfg = {
         "name": "bench",
         "steps": {"warmup": warmup, "measured": steps - warmup},
-        "run": {"nproc": ranks, "straggler_threshold_pct": 20.0},
+        # nproc is per node (the config allows at most 4,096): 16,384 ranks are 2,048 nodes of 8
+        "run": {"nproc": min(per_node, ranks), "straggler_threshold_pct": 20.0},
     }
     for rank in range(ranks):
         host = f"node{rank // per_node:04d}"
