@@ -251,3 +251,26 @@ def test_a_step_recorded_twice_takes_the_per_step_path() -> None:
     records = [_rec(0, [_s(0), _s(1), _s(1)]), _rec(1, [_s(0), _s(1)])]
     assert Stacked.of(records) is None
     assert comm_kinds._ddp_section(records, 2) is None
+
+
+def _old_permutation_p(lateness: np.ndarray, ranks: int, observed: np.ndarray, seed: int) -> Any:
+    rng = np.random.default_rng(seed)
+    n = lateness.size
+    labels = rng.integers(ranks, size=(cost.RESAMPLES, n))
+    flat = (np.arange(cost.RESAMPLES)[:, None] * ranks + labels).ravel()
+    totals = np.bincount(
+        flat, weights=np.tile(lateness, cost.RESAMPLES), minlength=cost.RESAMPLES * ranks
+    ).reshape(cost.RESAMPLES, ranks)
+    null = totals[:, 0] - totals[:, 1:].max(axis=1)
+    return (1 + (null[None, :] >= observed[:, None]).sum(axis=1)) / (cost.RESAMPLES + 1)
+
+
+@pytest.mark.parametrize("ranks", [2, 7, 3000])
+def test_the_permutation_p_values_equal_the_whole_matrix(ranks: int) -> None:
+    rng = np.random.default_rng(ranks)
+    lateness = rng.exponential(1.0, 300).round(2)
+    observed = np.concatenate([rng.normal(0, 20, ranks - 1), [0.0]])
+    np.testing.assert_array_equal(
+        cost._permutation_p(lateness, ranks, observed, 300),
+        _old_permutation_p(lateness, ranks, observed, 300),
+    )
