@@ -510,3 +510,30 @@ class Stacked:
             else:
                 out[i, at] = col[pick]
         return out
+
+
+def rows_view(cols: list[np.ndarray]) -> np.ndarray | None:
+    """`cols` (one array per rank, equal length) as the rows of one read-only [rank x n] matrix
+    without a copy, when they lie one after another in one buffer (the columnar reader's: all
+    ranks' columns are converted together, each rank holding a slice); None otherwise."""
+    if not cols:
+        return None
+    first = cols[0]
+    if first.ndim != 1 or not first.flags.c_contiguous or first.dtype != np.float64:
+        return None
+    owner = first.base if first.base is not None else first
+    start = first.__array_interface__["data"][0]
+    stride = first.size * first.itemsize
+    for i, c in enumerate(cols):
+        if (
+            c.dtype != first.dtype
+            or c.ndim != 1
+            or c.size != first.size
+            or not c.flags.c_contiguous
+            or (c.base if c.base is not None else c) is not owner
+            or c.__array_interface__["data"][0] != start + i * stride
+        ):
+            return None
+    return np.lib.stride_tricks.as_strided(
+        first, shape=(len(cols), first.size), strides=(stride, first.itemsize), writeable=False
+    )

@@ -274,3 +274,18 @@ def test_the_permutation_p_values_equal_the_whole_matrix(ranks: int) -> None:
         cost._permutation_p(lateness, ranks, observed, 300),
         _old_permutation_p(lateness, ranks, observed, 300),
     )
+
+
+def test_the_step_table_views_the_columnar_buffers_and_equals_the_journals(
+    tmp_path: Path,
+) -> None:
+    _gen().write_run(tmp_path, 16, 40, per_node=4)
+    columnar = StepTable(read_run_dir(tmp_path, workers=1), 16)
+    for f in (tmp_path / "ranks").glob("*.steps.arrow"):
+        f.unlink()
+    journals = StepTable(read_run_dir(tmp_path, workers=1), 16)
+    assert not columnar.m["compute_ms"].flags.owndata  # no copy of the ranks' columns
+    assert not columnar.m["compute_ms"].flags.writeable
+    assert journals.m["compute_ms"].flags.owndata
+    for k in StepTable.KEYS:
+        np.testing.assert_array_equal(columnar.m[k], journals.m[k], err_msg=k)
