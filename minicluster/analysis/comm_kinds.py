@@ -346,7 +346,9 @@ def _row_medians(m: np.ndarray, present: np.ndarray) -> list[float | None]:
     full = ~np.isnan(m).any(axis=1)
     out: list[float | None] = [None] * m.shape[0]
     if full.any() and m.shape[1]:
-        for i, v in zip(np.flatnonzero(full).tolist(), np.median(m[full], axis=1).tolist()):
+        for i, v in zip(
+            np.flatnonzero(full).tolist(), np.median(m[full], axis=1).tolist(), strict=True
+        ):
             out[i] = int(v) if float(v).is_integer() else float(f"{v:.6g}")
     for i in np.flatnonzero(~full).tolist():
         out[i] = _median_of(m[i])
