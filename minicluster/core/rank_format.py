@@ -51,8 +51,10 @@ FORMAT_NAME = "minicluster-rank"
 # 1.1: step comm_reason, comm_timing.from_step (no issue_delay_ms); 1.2: header `node_rank`,
 # the `roster` record; 1.3: pair_plan and pair records (the pairwise link test), header `ray`;
 # 1.4: the header's config has a `checks` section (the verdict thresholds, before in `run`).
-# (next minor: step `gap_ms`, the host time between two steps; the lead bumps the version)
-FORMAT_VERSION = f"{FORMAT_NAME}/1.4"
+# 1.5: step `gap_ms` (the host time between two steps), `comm_kinds` (per collective kind),
+# `pp_stage`/`pp_busy_ms`/`pp_schedule_ms` (pipeline stages); isolate_plan and isolate_round
+# records (group testing); `t_unix_s` and `bad_input` on the summary. All optional.
+FORMAT_VERSION = f"{FORMAT_NAME}/1.5"
 
 
 class RecordError(InputError):

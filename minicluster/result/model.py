@@ -29,9 +29,16 @@ SCHEMA_MAJOR = "minicluster/1"
 # `pairwise` block (the pairwise link test); `ray` (the Ray version, under the Ray launcher),
 # ranks[] and nodes[] `ray_node_id`. 1.4: `fingerprint` (the defining fields compare and history
 # check, result/fingerprint.py), `imported_from.unread_fields`, imports from sglang and nccl-tests,
-# ranks[] `threads` (the CPU threads the rank used).
+# ranks[] `threads` (the CPU threads the rank used). 1.5 (issues 24, 25, 27): `layout`,
+# `precision`, `compile` and `comm` (`comm.kinds`, one entry per collective kind) for parallel
+# layouts; ranks[] `achieved_tflops` and `cost` (the culprit counterfactual); `culprits`,
+# `culprit_rule`, `accounting` (step time split into compute, wait, transfer, exposed, other),
+# `time_structure` (intermittent, onset, drift), `incident` (the C4 class), `failure_order`
+# (who failed first); `isolate` (group testing), `reference` (a run judged against a site
+# reference), `bad_input`; steps.components `jitter_wait`; a sweep's projection `fit_on` and
+# `fit_error_pct`, headline_run `left_out`. All optional: a 1.4 file reads as before.
 # Readers accept every 1.x.
-SCHEMA_VERSION = "minicluster/1.4"
+SCHEMA_VERSION = "minicluster/1.5"
 
 NonNegative = Annotated[int, Constraint(minimum=0)]
 Positive = Annotated[int, Constraint(minimum=1)]

@@ -1,4 +1,4 @@
-"""The typed result: every example result, golden and fixture (schema 1.0 to 1.4) reads into the
+"""The typed result: every example result, golden and fixture (schema 1.0 to 1.5) reads into the
 model and writes back the same JSON, bytes included; keys of a newer minor version survive; a
 newer major version is refused in one line."""
 
