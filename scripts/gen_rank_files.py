@@ -5,7 +5,9 @@ compute ~7 ms, all-reduce ~6.5 ms); they exist only to exercise the coordinator 
 never reported as measurements. Each rank also gets its columnar file (`core.rank_columns`), as a
 rank that finished writes it, unless `--no-columns` (a run whose ranks all died: journals only).
 
-usage: python scripts/gen_rank_files.py OUT_DIR --ranks 1024 --steps 1000 [--no-columns]
+usage: python scripts/gen_rank_files.py OUT_DIR --ranks 1024 --steps 1000 [--per-node 8] [--no-columns]
+
+16,384 ranks x 1,000 steps (2,048 nodes of 8) is about 6.5 GB of files.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def write_run(
     cfg = {
         "name": "bench",
         "steps": {"warmup": warmup, "measured": steps - warmup},
-        "run": {"nproc": ranks, "straggler_threshold_pct": 20.0},
+        # nproc is per node (the config allows at most 4,096): 16,384 ranks are 2,048 nodes of 8
+        "run": {"nproc": min(per_node, ranks), "straggler_threshold_pct": 20.0},
     }
     for rank in range(ranks):
         host = f"node{rank // per_node:04d}"
@@ -200,9 +203,14 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("--ranks", type=int, default=1024)
     p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--per-node", type=int, default=8, help="ranks per node (nproc per node)")
     p.add_argument("--no-columns", action="store_true", help="journals only")
     a = p.parse_args()
-    write_run(a.out, a.ranks, a.steps, columns=not a.no_columns)
+    if a.ranks < 1 or a.steps < 1 or a.per_node < 1:
+        p.error("--ranks, --steps and --per-node must be at least 1")
+    if a.ranks > 99_999:
+        p.error("--ranks: at most 99,999 (rank files are named rank_NNNNN)")
+    write_run(a.out, a.ranks, a.steps, per_node=a.per_node, columns=not a.no_columns)
 
 
 if __name__ == "__main__":

@@ -171,18 +171,7 @@ def account(records: list[RankRecords], table: JobSteps) -> Accounting:
             "between steps was recorded)",
         )
     steps = table.indices
-    mats = {k: np.full((len(ranks), steps.size), np.nan) for k in (*FIELDS, "opt_prev")}
-    for i, rank in enumerate(ranks):
-        c = by_rank[rank].columns
-        at = {int(s): j for j, s in enumerate(c["step"].tolist())}
-        cols = [at.get(int(s), -1) for s in steps]
-        prev = [at.get(int(s) - 1, -1) for s in steps]
-        have = np.array([j >= 0 for j in cols])
-        have_prev = np.array([j >= 0 for j in prev])
-        idx = np.array(cols)
-        for k in FIELDS:
-            mats[k][i, have] = c[k][idx[have]]
-        mats["opt_prev"][i, have_prev] = c["opt_ms"][np.array(prev)[have_prev]]
+    mats = _field_matrices([by_rank[r].columns for r in ranks], steps)
     host = mats["opt_prev"] + mats["gap_ms"]
     compute = mats["compute_ms"]
     exposed = mats["exposed_comm_ms"]
@@ -297,16 +286,7 @@ def section(acc: Accounting) -> dict[str, Any]:
             "rank": [acc.ranks[i] for i in acc.last.tolist()],
             "lateness_ms": rounded_list(acc.lateness),
         },
-        per_rank_ms_median={
-            str(rank): {
-                "host": r4(float(np.median(acc.host[i]))),
-                "compute": r4(float(np.median(acc.compute[i]))),
-                "wait": r4(float(np.median(acc.wait[i]))),
-                "transfer": r4(float(np.median(acc.transfer_of_rank[i]))),
-                "period": r4(float(np.median(acc.period[i]))),
-            }
-            for i, rank in enumerate(acc.ranks)
-        },
+        per_rank_ms_median=_per_rank_medians(acc),
     )
     if acc.syncs is not None:
         out["sync_points_per_step"] = int(np.median(acc.syncs.count))
@@ -320,3 +300,50 @@ def section(acc: Accounting) -> dict[str, Any]:
             "blocked time outside the recorded collective calls, or ranks that did not meet"
         )
     return out
+
+
+def _field_matrices(
+    columns: list[dict[str, np.ndarray]], steps: np.ndarray
+) -> dict[str, np.ndarray]:
+    """[rank x step] matrices of FIELDS at `steps` (NaN where a rank did not record the step; a
+    step recorded twice: its last record) and `opt_prev`: the optimizer time of the step before.
+    Ranks that recorded the same steps share one lookup (the usual case: every rank)."""
+    mats = {k: np.full((len(columns), steps.size), np.nan) for k in (*FIELDS, "opt_prev")}
+    lookup: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    for i, c in enumerate(columns):
+        step = c["step"]
+        if lookup is None or not np.array_equal(lookup[0], step):
+            lookup = (step, _positions(step, steps), _positions(step, steps - 1))
+        _, idx, prev = lookup
+        have, have_prev = idx >= 0, prev >= 0
+        for k in FIELDS:
+            mats[k][i, have] = c[k][idx[have]]
+        mats["opt_prev"][i, have_prev] = c["opt_ms"][prev[have_prev]]
+    return mats
+
+
+def _positions(step: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Per wanted step the index of its last record in `step` (-1 where none)."""
+    order = np.argsort(step, kind="stable")  # equal steps keep their order: the last is rightmost
+    ordered = step[order]
+    pos = np.searchsorted(ordered, wanted, side="right") - 1
+    ok = pos >= 0
+    ok[ok] = ordered[pos[ok]] == wanted[ok]
+    return np.where(ok, order[pos.clip(min=0)] if order.size else -1, -1)
+
+
+def _per_rank_medians(acc: Accounting) -> dict[str, dict[str, float]]:
+    """`section`'s per rank medians of each component, every rank at once (each matrix's rows;
+    the transfer is each rank's own: summed over its sync points under FSDP2/TP)."""
+    matrices = (acc.host, acc.compute, acc.wait, acc.transfer_of_rank, acc.period)
+    medians = [np.median(m, axis=1).tolist() for m in matrices]
+    return {
+        str(rank): {
+            "host": r4(host),
+            "compute": r4(compute),
+            "wait": r4(w),
+            "transfer": r4(transfer),
+            "period": r4(period),
+        }
+        for rank, host, compute, w, transfer, period in zip(acc.ranks, *medians, strict=True)
+    }

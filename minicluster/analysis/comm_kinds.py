@@ -13,7 +13,9 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-from minicluster.analysis.records import RankRecords
+import numpy as np
+
+from minicluster.analysis.records import RankRecords, Stacked
 from minicluster.core import comm_kinds as ck
 
 NOT_SPLIT = (
@@ -24,6 +26,9 @@ NOT_SPLIT = (
 
 def comm_section(records: list[RankRecords], world_size: int) -> dict[str, Any] | None:
     """The `comm` section, or None for a run without measured steps."""
+    fast = _ddp_section(records, world_size)
+    if fast is not None:
+        return fast or None
     steps = {r.rank: [s for s in r.steps if not s.get("warmup")] for r in records}
     if not any(steps.values()):
         return None
@@ -195,3 +200,156 @@ def _definitions() -> dict[str, Any]:
         "doc/PERFORMANCE.md); GB = 1e9 bytes",
         "busbw_factor": {k: ck.busbw_factor_text(k) for k in ck.KINDS},
     }
+
+
+def _ddp_section(records: list[RankRecords], world_size: int) -> dict[str, Any] | None:
+    """`comm_section` of a DDP run (no step records its own comm_kinds) from [rank x step]
+    matrices (`records.Stacked`): the same figures as the per-step path, one numpy operation
+    per field. {} for a run without measured steps; None when the steps are not laid out so
+    (the per-step path then)."""
+    if any("comm_kinds" in r.columns for r in records) or len({r.rank for r in records}) < len(
+        records
+    ):
+        return None
+    order = sorted(range(len(records)), key=lambda i: records[i].rank)
+    stacked = Stacked.of([records[i] for i in order])
+    if stacked is None:
+        return None
+    if not stacked.present.any():
+        return {}
+    mats = {}
+    for key, field in (
+        ("calls", "buckets"),
+        ("bytes", "comm_bytes"),
+        ("time_ms", "comm_ms"),
+        ("exposed_ms", "exposed_comm_ms"),
+    ):
+        m = stacked.matrix(field)
+        if m is None:
+            return None
+        mats[key] = m
+    reasons = _reasons(stacked)
+    if reasons is None:
+        return None
+    kind = _ddp_kind(stacked, mats, ck.busbw_factor("all_reduce", world_size), reasons)
+    method = ck.DDP_ALLREDUCE
+    return {
+        "method": method,
+        "method_text": ck.METHOD_TEXT[method],
+        "definitions": _definitions(),
+        "kinds": [kind | {"method": method}],
+    }
+
+
+def _reasons(stacked: Stacked) -> set[str] | None:
+    """The comm_reason strings of the measured steps (None: a column that is not one of strings
+    and nulls)."""
+    out: set[str] = set()
+    for rec, (pick, _) in zip(stacked._records, stacked._cols, strict=True):
+        col = rec.columns.get("comm_reason")
+        if col is None or col.dtype.kind == "f" or "step" not in rec.columns:
+            continue  # absent, or null throughout (read back as NaN)
+        if col.dtype != object:
+            return None
+        out.update(v for v in set(col[pick].tolist()) if isinstance(v, str) and v)
+    return out
+
+
+def _ddp_kind(
+    stacked: Stacked, mats: dict[str, np.ndarray], factor: float, reasons: set[str]
+) -> dict[str, Any]:
+    """`_kind` of the DDP gradient all-reduce, from the matrices (NaN: null or not recorded)."""
+    present = stacked.present
+    calls, nbytes, time_ms = mats["calls"], mats["bytes"], mats["time_ms"]
+
+    def job(m: np.ndarray) -> float | None:
+        with np.errstate(all="ignore"):
+            return _median_of(np.fmax.reduce(m, axis=0))
+
+    split = bool(present.all()) and all(
+        _one_value(m) for m in (calls, nbytes)
+    )  # every rank issued the same calls and bytes in every step
+    transfer = wait = busbw = None
+    transfer_at = None
+    if split:
+        timed = ~np.isnan(time_ms).any(axis=0)
+        lo = np.min(time_ms[:, timed], axis=0)
+        hi = np.max(time_ms[:, timed], axis=0)
+        bus = np.nan_to_num(nbytes[:, timed] * factor, nan=0.0).max(axis=0)
+        with np.errstate(all="ignore"):
+            rate = bus / (lo / 1e3) / 1e9
+        rate[~((lo > 0) & (bus != 0))] = np.nan
+        transfer, wait, busbw = _median_of(lo), _median_of(hi - lo), _median_of(rate)
+        transfer_at = np.full(stacked.steps.size, np.nan)
+        transfer_at[timed] = lo
+    time_med = job(time_ms)
+    untimed_at = present & np.isnan(time_ms) & ~np.isnan(calls) & (calls != 0)
+    untimed = sum(calls[untimed_at].tolist(), 0)
+    reason = None
+    if time_med is None:
+        reason = "; ".join(sorted(reasons)) or "no call of this kind was timed"
+    medians = {
+        k: _row_medians(m, present)
+        for k, m in (
+            ("calls_per_step", calls),
+            ("bytes_per_step", nbytes),
+            ("time_ms", time_ms),
+            ("exposed_ms", mats["exposed_ms"]),
+        )
+    }
+    if transfer_at is not None:
+        medians["wait_ms"] = _row_medians(time_ms - transfer_at[None, :], present)
+    per_rank = [
+        {"rank": rank, **{k: v[i] for k, v in medians.items()}}
+        | ({} if transfer_at is not None else {"wait_ms": None})
+        for i, rank in enumerate(stacked.ranks)
+    ]
+    return {
+        "kind": "all_reduce",
+        "label": ck.LABELS["all_reduce"],
+        "calls_per_step": job(calls),
+        "bytes_per_step": job(nbytes),
+        "time_ms": time_med,
+        "exposed_ms": job(mats["exposed_ms"]),
+        "transfer_ms": transfer,
+        "wait_ms": wait,
+        "busbw_gbps": busbw,
+        "status": "measured" if time_med is not None else "unavailable",
+        "method": None,
+        "reason": reason,
+        "untimed_calls": untimed,
+        "wait_transfer": "split" if split else NOT_SPLIT,
+        "per_rank": per_rank,
+    }
+
+
+def _one_value(m: np.ndarray) -> bool:
+    """Every row holds the first row's value in each step (null equal to null)."""
+    first = m[:1]
+    return bool(((m == first) | (np.isnan(m) & np.isnan(first))).all())
+
+
+def _median_of(values: np.ndarray) -> float | None:
+    """`_median` of the values that are not NaN."""
+    got = np.sort(values[~np.isnan(values)])
+    n = int(got.size)
+    if not n:
+        return None
+    mid = float(got[n // 2]) if n % 2 else (float(got[n // 2 - 1]) + float(got[n // 2])) / 2
+    return int(mid) if float(mid).is_integer() else float(f"{mid:.6g}")
+
+
+def _row_medians(m: np.ndarray, present: np.ndarray) -> list[float | None]:
+    """Per row `_median` of its values where `present` and not NaN: full rows with one
+    partition of the matrix, the others one by one."""
+    m = np.where(present, m, np.nan)
+    full = ~np.isnan(m).any(axis=1)
+    out: list[float | None] = [None] * m.shape[0]
+    if full.any() and m.shape[1]:
+        for i, v in zip(
+            np.flatnonzero(full).tolist(), np.median(m[full], axis=1).tolist(), strict=True
+        ):
+            out[i] = int(v) if float(v).is_integer() else float(f"{v:.6g}")
+    for i in np.flatnonzero(~full).tolist():
+        out[i] = _median_of(m[i])
+    return out

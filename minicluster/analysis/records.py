@@ -429,3 +429,111 @@ def _read_rank_files(job: tuple[Path, int, Collection[str]]) -> RankRecords:
     finally:
         if enabled:
             gc.enable()
+
+
+class Stacked:
+    """Every rank's measured (non-warm-up) steps as [rank x step] matrices over the union of
+    their steps, ranks in `ranks` order (NaN where a rank did not record a step or a field):
+    built once, so hot paths take one numpy operation per field instead of a loop per rank and
+    step. `of` gives None when a rank's steps cannot be laid out so (a step recorded twice, a
+    non-integer step column, a warm-up flag that is not a plain bool column)."""
+
+    def __init__(self, ranks: list[int], steps: np.ndarray, present: np.ndarray, cols: Any):
+        self.ranks = ranks
+        self.steps = steps  # the union of the measured steps, sorted
+        self.present = present  # [rank x step]: the rank recorded the step
+        self._cols = cols  # per rank (its measured-step selector, its positions in `steps`)
+        self._records: list[RankRecords] = []
+
+    @classmethod
+    def of(cls, records: list[RankRecords]) -> Stacked | None:
+        picks: list[tuple[np.ndarray | slice, np.ndarray]] = []
+        measured = []
+        for rec in records:
+            step = rec.columns.get("step")
+            warmup = rec.columns.get("warmup")
+            if (
+                step is None
+                or step.dtype.kind != "i"
+                or (warmup is not None and warmup.dtype != bool)
+            ):
+                if rec.n_steps:
+                    return None
+                step = np.array([], np.int64)
+                warmup = None
+            pick: np.ndarray | slice = slice(None) if warmup is None else ~warmup
+            mine = step[pick]
+            if mine.size > 1 and not (np.diff(mine) > 0).all():
+                if np.unique(mine).size != mine.size:
+                    return None  # a step recorded twice
+            picks.append((pick, mine))
+            measured.append(mine)
+        first = measured[0] if measured else np.array([], np.int64)
+        if all(m.size == first.size and np.array_equal(m, first) for m in measured):
+            steps = first.astype(np.int64)
+            if (np.diff(steps) > 0).all():
+                stacked = cls(
+                    [r.rank for r in records],
+                    steps,
+                    np.ones((len(records), steps.size), bool),
+                    [(p, None) for p, _ in picks],
+                )
+                stacked._records = records
+                return stacked
+        steps = (
+            np.unique(np.concatenate(measured)).astype(np.int64)
+            if measured
+            else np.array([], np.int64)
+        )
+        present = np.zeros((len(records), steps.size), bool)
+        cols = []
+        for i, (pick, mine) in enumerate(picks):
+            at = np.searchsorted(steps, mine)
+            present[i, at] = True
+            cols.append((pick, at))
+        stacked = cls([r.rank for r in records], steps, present, cols)
+        stacked._records = records
+        return stacked
+
+    def matrix(self, key: str) -> np.ndarray | None:
+        """Field `key` as a float64 [rank x step] matrix (NaN: absent), or None when some rank
+        holds it as something else than numbers (the caller's per-record path then)."""
+        out = np.full(self.present.shape, np.nan)
+        for i, (rec, (pick, at)) in enumerate(zip(self._records, self._cols, strict=True)):
+            col = rec.columns.get(key)
+            if col is None or "step" not in rec.columns:
+                continue
+            if col.dtype != np.float64:
+                return None
+            if at is None:
+                out[i] = col[pick]
+            else:
+                out[i, at] = col[pick]
+        return out
+
+
+def rows_view(cols: list[np.ndarray]) -> np.ndarray | None:
+    """`cols` (one array per rank, equal length) as the rows of one read-only [rank x n] matrix
+    without a copy, when they lie one after another in one buffer (the columnar reader's: all
+    ranks' columns are converted together, each rank holding a slice); None otherwise."""
+    if not cols:
+        return None
+    first = cols[0]
+    if first.ndim != 1 or not first.flags.c_contiguous or first.dtype != np.float64:
+        return None
+    owner = first.base if first.base is not None else first
+    start = first.__array_interface__["data"][0]
+    stride = first.size * first.itemsize
+    for i, c in enumerate(cols):
+        if (
+            c.dtype != first.dtype
+            or c.ndim != 1
+            or c.size != first.size
+            or not c.flags.c_contiguous
+            or (c.base if c.base is not None else c) is not owner
+            or c.__array_interface__["data"][0] != start + i * stride
+        ):
+            return None
+    return np.lib.stride_tricks.as_strided(
+        first, shape=(len(cols), first.size), strides=(stride, first.itemsize), writeable=False
+    )

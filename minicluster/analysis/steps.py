@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from minicluster.analysis.records import RankRecords
+from minicluster.analysis.records import RankRecords, rows_view
 from minicluster.core import rundir
 
 EMBED_STEPS_MAX = 50_000  # rank-steps embedded in result.json; larger runs point to the rank files
@@ -97,6 +97,10 @@ class StepTable:
             self.indices = measured[0].astype(np.int64)
             self.m = {}
             for k in self.KEYS:
+                view = _shared_rows(self.records, masks, k)
+                if view is not None:  # the ranks' columns are rows of one buffer: no copy
+                    self.m[k] = view
+                    continue
                 matrix = np.full((len(self.records), self.indices.size), np.nan)
                 for i, (r, m) in enumerate(zip(self.records, masks, strict=True)):
                     if k in r.columns:
@@ -293,6 +297,20 @@ class StepTable:
             }
         section["embedded"] = per_rank
         return section
+
+
+def _shared_rows(
+    records: list[RankRecords], masks: list[np.ndarray | slice], key: str
+) -> np.ndarray | None:
+    """The measured steps of `key` of every rank as a read-only view of the columns' buffer
+    (`records.rows_view`), when every rank holds it, measured the same slice of its steps, and
+    the columns lie one after another; None otherwise (the rows are copied then)."""
+    if not masks or not all(isinstance(m, slice) and m == masks[0] for m in masks):
+        return None
+    if any(key not in r.columns for r in records):
+        return None
+    view = rows_view([r.columns[key] for r in records])
+    return None if view is None else view[:, masks[0]]
 
 
 def _measured(rec: RankRecords) -> np.ndarray | slice:
