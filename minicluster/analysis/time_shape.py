@@ -111,8 +111,17 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
         "from_step": None,
         "slope_ms_per_step": None,
     }
-    onset = _onset(d, floor, tested=True)
-    drift = _drift(d, steps, onset, floor)
+    above = d - base > floor
+    # the late steps are the mode of the big ones: at least half their median size (a
+    # busy host's blips just above the floor are not the pause of one size this names)
+    cut = max(floor, 0.5 * float(np.median(d[above] - base))) if above.any() else floor
+    late = d - base > cut
+    late_steps = [int(s) for s in steps[late]]
+    period = _period(late_steps, steps)
+    # a period held over the whole window is no onset or drift: a change point found in a
+    # series late in every other step is the noise moving the median between its two modes
+    onset = None if period is not None else _onset(d, floor, tested=True)
+    drift = None if period is not None else _drift(d, steps, onset, floor)
     if drift is not None:
         first = int(drift["from_step"])
         out.update(
@@ -132,14 +141,7 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
             text=f"onset at step {int(steps[onset])}, +{size:.0f} ms since {where}",
         )
     else:
-        above = d - base > floor
-        # the late steps are the mode of the big ones: at least half their median size (a
-        # busy host's blips just above the floor are not the pause of one size this names)
-        cut = max(floor, 0.5 * float(np.median(d[above] - base))) if above.any() else floor
-        late = d - base > cut
-        late_steps = [int(s) for s in steps[late]]
         size = float(np.median(d[late])) if late.any() else 0.0
-        period = _period(late_steps, steps)
         persistent = base > floor or (
             base > MIN_LATE_MS and float(np.mean(d > 0)) >= PERSISTENT_SHARE
         )
