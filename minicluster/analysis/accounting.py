@@ -171,7 +171,7 @@ def account(records: list[RankRecords], table: JobSteps) -> Accounting:
             "between steps was recorded)",
         )
     steps = table.indices
-    mats = _field_matrices([by_rank[r].columns for r in ranks], steps)
+    mats = field_matrices([by_rank[r].columns for r in ranks], steps)
     host = mats["opt_prev"] + mats["gap_ms"]
     compute = mats["compute_ms"]
     exposed = mats["exposed_comm_ms"]
@@ -286,7 +286,7 @@ def section(acc: Accounting) -> dict[str, Any]:
             "rank": [acc.ranks[i] for i in acc.last.tolist()],
             "lateness_ms": rounded_list(acc.lateness),
         },
-        per_rank_ms_median=_per_rank_medians(acc),
+        per_rank_ms_median=per_rank_medians(acc),
     )
     if acc.syncs is not None:
         out["sync_points_per_step"] = int(np.median(acc.syncs.count))
@@ -302,7 +302,7 @@ def section(acc: Accounting) -> dict[str, Any]:
     return out
 
 
-def _field_matrices(
+def field_matrices(
     columns: list[dict[str, np.ndarray]], steps: np.ndarray
 ) -> dict[str, np.ndarray]:
     """[rank x step] matrices of FIELDS at `steps` (NaN where a rank did not record the step; a
@@ -313,7 +313,7 @@ def _field_matrices(
     for i, c in enumerate(columns):
         step = c["step"]
         if lookup is None or not np.array_equal(lookup[0], step):
-            lookup = (step, _positions(step, steps), _positions(step, steps - 1))
+            lookup = (step, positions(step, steps), positions(step, steps - 1))
         _, idx, prev = lookup
         have, have_prev = idx >= 0, prev >= 0
         for k in FIELDS:
@@ -322,7 +322,7 @@ def _field_matrices(
     return mats
 
 
-def _positions(step: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+def positions(step: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """Per wanted step the index of its last record in `step` (-1 where none)."""
     order = np.argsort(step, kind="stable")  # equal steps keep their order: the last is rightmost
     ordered = step[order]
@@ -332,7 +332,7 @@ def _positions(step: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return np.where(ok, order[pos.clip(min=0)] if order.size else -1, -1)
 
 
-def _per_rank_medians(acc: Accounting) -> dict[str, dict[str, float]]:
+def per_rank_medians(acc: Accounting) -> dict[str, dict[str, float]]:
     """`section`'s per rank medians of each component, every rank at once (each matrix's rows;
     the transfer is each rank's own: summed over its sync points under FSDP2/TP)."""
     matrices = (acc.host, acc.compute, acc.wait, acc.transfer_of_rank, acc.period)

@@ -26,7 +26,7 @@ NOT_SPLIT = (
 
 def comm_section(records: list[RankRecords], world_size: int) -> dict[str, Any] | None:
     """The `comm` section, or None for a run without measured steps."""
-    fast = _ddp_section(records, world_size)
+    fast = ddp_section(records, world_size)
     if fast is not None:
         return fast or None
     steps = {r.rank: [s for s in r.steps if not s.get("warmup")] for r in records}
@@ -202,7 +202,7 @@ def _definitions() -> dict[str, Any]:
     }
 
 
-def _ddp_section(records: list[RankRecords], world_size: int) -> dict[str, Any] | None:
+def ddp_section(records: list[RankRecords], world_size: int) -> dict[str, Any] | None:
     """`comm_section` of a DDP run (no step records its own comm_kinds) from [rank x step]
     matrices (`records.Stacked`): the same figures as the per-step path, one numpy operation
     per field. {} for a run without measured steps; None when the steps are not laid out so

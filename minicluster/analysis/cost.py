@@ -49,7 +49,7 @@ def rule_text(threshold_pct: float, min_ms_per_step: float) -> str:
     )
 
 
-def _permutation_p(lateness: np.ndarray, ranks: int, observed: np.ndarray, seed: int) -> np.ndarray:
+def permutation_p(lateness: np.ndarray, ranks: int, observed: np.ndarray, seed: int) -> np.ndarray:
     """Per rank the p-value of its excess cost (its cost minus the next most costly rank's) were
     the last arrival of each step any rank with equal chance (exchangeable ranks)."""
     rng = np.random.default_rng(seed)
@@ -77,7 +77,7 @@ def _null_excess(labels: np.ndarray, lateness: np.ndarray, ranks: int) -> np.nda
     return out
 
 
-def _per_step(acc: Accounting, rows: list[int]) -> np.ndarray:
+def per_step(acc: Accounting, rows: list[int]) -> np.ndarray:
     """Per step the time saved had the ranks in `rows` (one rank, or a node's) arrived at the
     others' pace: the latest of them minus the latest of the rest, when positive."""
     own = acc.own
@@ -88,8 +88,8 @@ def _per_step(acc: Accounting, rows: list[int]) -> np.ndarray:
     return np.clip(inside - rest.max(axis=0), 0.0, None)
 
 
-def _rank_per_step(acc: Accounting) -> tuple[np.ndarray, np.ndarray]:
-    """`_per_step` of every rank alone, all at once: a rank saves a step's time only when it
+def rank_per_step(acc: Accounting) -> tuple[np.ndarray, np.ndarray]:
+    """`per_step` of every rank alone, all at once: a rank saves a step's time only when it
     arrived last (its own work minus the next-to-last rank's); every other rank's row is zero.
     The rows of the ranks that arrived last at least once, and those rows [ranks x steps]."""
     own = acc.own
@@ -106,8 +106,8 @@ def _rank_per_step(acc: Accounting) -> tuple[np.ndarray, np.ndarray]:
     return costly, per
 
 
-def _group_per_step(acc: Accounting, groups: list[list[int]]) -> np.ndarray:
-    """`_per_step` of each group of rows (a node's ranks; groups disjoint, two or more), all at
+def group_per_step(acc: Accounting, groups: list[list[int]]) -> np.ndarray:
+    """`per_step` of each group of rows (a node's ranks; groups disjoint, two or more), all at
     once: [groups x steps]; only the group holding a step's last arrival saves anything."""
     own = acc.own
     inside = np.stack([own[rows].max(axis=0) for rows in groups])
@@ -119,7 +119,7 @@ def _group_per_step(acc: Accounting, groups: list[list[int]]) -> np.ndarray:
     return per
 
 
-def _excess(total: np.ndarray) -> np.ndarray:
+def excess_over_next(total: np.ndarray) -> np.ndarray:
     """Per rank its total minus the largest of the others' (the top two, not n deletions)."""
     if total.size < 2:
         return np.array([total[i] - np.delete(total, i).max() for i in range(total.size)])
@@ -129,7 +129,7 @@ def _excess(total: np.ndarray) -> np.ndarray:
     return total - others_max
 
 
-def _interval(per: np.ndarray | None, wall: np.ndarray, seed: int) -> tuple[float, float]:
+def cost_interval(per: np.ndarray | None, wall: np.ndarray, seed: int) -> tuple[float, float]:
     """The bootstrap interval of one rank's cost_pct (`per`: its per-step cost, None when it
     is zero throughout: every resample's cost is then 0, and so is the interval, when no
     resample of the wall time can sum to zero)."""
@@ -141,12 +141,12 @@ def _interval(per: np.ndarray | None, wall: np.ndarray, seed: int) -> tuple[floa
 
 
 def _cost_pct_bootstrap(per: np.ndarray, wall: np.ndarray, seed: int) -> tuple[float, float]:
-    """`_bootstrap` of 100 x sum(per) / sum(wall) (paired, percentile), computed as
+    """`cost_bootstrap` of 100 x sum(per) / sum(wall) (paired, percentile), computed as
     scipy.stats.bootstrap 1.17 does it, step for step (the same resampled indices from the same
     generator, the same sums, its quantile), without its per-call checks and its resampling of
     the index array: a third less work per rank. tests/analysis/test_aggregate_vectorised.py
-    compares it with `_bootstrap`."""
-    from scipy.stats import quantile  # lazily, as _bootstrap
+    compares it with `cost_bootstrap`."""
+    from scipy.stats import quantile  # lazily, as cost_bootstrap
 
     i = np.random.default_rng(seed).integers(0, per.size, size=(RESAMPLES, per.size))
     theta = 100.0 * np.take(per, i).sum(axis=-1) / np.take(wall, i).sum(axis=-1)
@@ -155,7 +155,7 @@ def _cost_pct_bootstrap(per: np.ndarray, wall: np.ndarray, seed: int) -> tuple[f
     return float(low), float(high)
 
 
-def _bootstrap(
+def cost_bootstrap(
     stat: Callable[..., Any], samples: tuple[np.ndarray, ...], confidence: float, seed: int
 ) -> tuple[float, float]:
     from scipy.stats import bootstrap  # lazily: scipy.stats takes a while to import
@@ -184,16 +184,16 @@ def rank_costs(
     if acc.n < MIN_STEPS or len(acc.ranks) < 2:
         return out
     wall = acc.accounted
-    costly, per = _rank_per_step(acc)
+    costly, per = rank_per_step(acc)
     total = np.zeros(len(acc.ranks))
     total[costly] = per.sum(axis=1)
     wall_ms = float(wall.sum())
-    excess_ms = _excess(total)
-    p_values = _permutation_p(acc.lateness, len(acc.ranks), excess_ms, seed=acc.n)
+    excess_ms = excess_over_next(total)
+    p_values = permutation_p(acc.lateness, len(acc.ranks), excess_ms, seed=acc.n)
     last_steps = np.bincount(acc.last, minlength=len(acc.ranks))
     per_row = dict(zip(costly.tolist(), per, strict=True))
     for i, rank in enumerate(acc.ranks):
-        low, high = _interval(per_row.get(i), wall, seed=rank)
+        low, high = cost_interval(per_row.get(i), wall, seed=rank)
         cost_pct = 100.0 * float(total[i]) / wall_ms
         excess_pct = 100.0 * float(excess_ms[i]) / wall_ms
         significant = bool(p_values[i] < ALPHA / len(acc.ranks))
@@ -232,7 +232,7 @@ def node_costs(acc: Accounting, node_of: dict[int, str]) -> dict[str, dict[str, 
     wall_ms = float(acc.accounted.sum())
     out = {}
     groups = [[i for i, r in enumerate(acc.ranks) if node_of[r] == name] for name in names]
-    for name, rows, per in zip(names, groups, _group_per_step(acc, groups), strict=True):
+    for name, rows, per in zip(names, groups, group_per_step(acc, groups), strict=True):
         out[name] = {
             "cost_ms": r4(per.sum()),
             "cost_pct": r4(100.0 * float(per.sum()) / wall_ms),

@@ -86,19 +86,19 @@ def test_accounting_matrices_and_medians_equal_the_loops(tmp_path: Path, crashed
     table = StepTable(records, 24)
     ranks = sorted(table.records, key=lambda r: r.rank)
     _same(
-        accounting._field_matrices([r.columns for r in ranks], table.indices),
+        accounting.field_matrices([r.columns for r in ranks], table.indices),
         _old_mats(ranks, table.indices),
     )
     acc = accounting.account(records, table)
     assert acc.n > 8
-    assert accounting._per_rank_medians(acc) == _old_medians(acc)
+    assert accounting.per_rank_medians(acc) == _old_medians(acc)
 
 
 def test_a_step_recorded_twice_reads_its_last_record() -> None:
     step = np.array([3, 4, 4, 6, 5])
     wanted = np.array([2, 3, 4, 5, 6, 7])
-    assert accounting._positions(step, wanted).tolist() == [-1, 0, 2, 4, 3, -1]
-    assert accounting._positions(np.array([], np.int64), wanted).tolist() == [-1] * 6
+    assert accounting.positions(step, wanted).tolist() == [-1, 0, 2, 4, 3, -1]
+    assert accounting.positions(np.array([], np.int64), wanted).tolist() == [-1] * 6
 
 
 def _acc(own: np.ndarray) -> Accounting:
@@ -120,8 +120,8 @@ def test_rank_and_node_costs_equal_the_per_rank_deletions(seed: int) -> None:
     own = rng.lognormal(2, 0.1, (40, 200)).round(1)  # rounded: ties for the last arrival
     own[3, 50:] += 3.0  # a straggler from step 50 on
     acc = _acc(own)
-    costly, per = cost._rank_per_step(acc)
-    old = np.stack([cost._per_step(acc, [i]) for i in range(40)])
+    costly, per = cost.rank_per_step(acc)
+    old = np.stack([cost.per_step(acc, [i]) for i in range(40)])
     full = np.zeros_like(old)
     full[costly] = per
     np.testing.assert_array_equal(full, old)
@@ -129,17 +129,17 @@ def test_rank_and_node_costs_equal_the_per_rank_deletions(seed: int) -> None:
     total = old.sum(axis=1)
     np.testing.assert_array_equal(full.sum(axis=1), total)
     excess = np.array([total[i] - np.delete(total, i).max() for i in range(40)])
-    np.testing.assert_array_equal(cost._excess(total), excess)
+    np.testing.assert_array_equal(cost.excess_over_next(total), excess)
     tied = np.array([5.0, 2.0, 5.0, 1.0])
-    np.testing.assert_array_equal(cost._excess(tied), [0.0, -3.0, 0.0, -4.0])
+    np.testing.assert_array_equal(cost.excess_over_next(tied), [0.0, -3.0, 0.0, -4.0])
     groups = [list(range(g, 40, 7)) for g in range(7)]  # nodes of scattered rows
     np.testing.assert_array_equal(
-        cost._group_per_step(acc, groups), np.stack([cost._per_step(acc, g) for g in groups])
+        cost.group_per_step(acc, groups), np.stack([cost.per_step(acc, g) for g in groups])
     )
 
 
 def _scipy_interval(per: np.ndarray, wall: np.ndarray, seed: int) -> tuple[float, float]:
-    return cost._bootstrap(
+    return cost.cost_bootstrap(
         lambda c, w, axis=-1: 100.0 * c.sum(axis=axis) / w.sum(axis=axis),
         (per, wall),
         cost.CONFIDENCE,
@@ -157,10 +157,10 @@ def test_the_cost_interval_equals_scipys_bootstrap() -> None:
         per[hit] = rng.exponential(2, hit.size)
         if trial % 3 == 0:
             per = rng.uniform(0, 3, n)
-        assert cost._interval(per, wall, trial) == _scipy_interval(per, wall, trial)
+        assert cost.cost_interval(per, wall, trial) == _scipy_interval(per, wall, trial)
     # a rank that never arrived last: every resample costs 0
     wall = rng.uniform(5, 20, 50)
-    assert cost._interval(None, wall, 3) == _scipy_interval(np.zeros(50), wall, 3)
+    assert cost.cost_interval(None, wall, 3) == _scipy_interval(np.zeros(50), wall, 3)
 
 
 def test_rank_costs_match_with_and_without_the_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,8 +171,8 @@ def test_rank_costs_match_with_and_without_the_shortcuts(monkeypatch: pytest.Mon
     fast = cost.rank_costs(acc, 10.0)
     monkeypatch.setattr(
         cost,
-        "_rank_per_step",
-        lambda a: (np.arange(len(a.ranks)), np.stack([cost._per_step(a, [i]) for i in range(12)])),
+        "rank_per_step",
+        lambda a: (np.arange(len(a.ranks)), np.stack([cost.per_step(a, [i]) for i in range(12)])),
     )
     monkeypatch.setattr(cost, "_cost_pct_bootstrap", _scipy_interval)
     assert cost.rank_costs(acc, 10.0) == fast
@@ -184,7 +184,7 @@ def test_rank_costs_match_with_and_without_the_shortcuts(monkeypatch: pytest.Mon
 
 def _slow(records: list[RankRecords], world: int, monkeypatch: pytest.MonkeyPatch) -> Any:
     with monkeypatch.context() as m:
-        m.setattr(comm_kinds, "_ddp_section", lambda *_: None)
+        m.setattr(comm_kinds, "ddp_section", lambda *_: None)
         return comm_kinds.comm_section(records, world)
 
 
@@ -250,7 +250,7 @@ def test_the_comm_section_with_untimed_steps_reasons_and_unequal_bytes(
 def test_a_step_recorded_twice_takes_the_per_step_path() -> None:
     records = [_rec(0, [_s(0), _s(1), _s(1)]), _rec(1, [_s(0), _s(1)])]
     assert Stacked.of(records) is None
-    assert comm_kinds._ddp_section(records, 2) is None
+    assert comm_kinds.ddp_section(records, 2) is None
 
 
 def _old_permutation_p(lateness: np.ndarray, ranks: int, observed: np.ndarray, seed: int) -> Any:
@@ -271,7 +271,7 @@ def test_the_permutation_p_values_equal_the_whole_matrix(ranks: int) -> None:
     lateness = rng.exponential(1.0, 300).round(2)
     observed = np.concatenate([rng.normal(0, 20, ranks - 1), [0.0]])
     np.testing.assert_array_equal(
-        cost._permutation_p(lateness, ranks, observed, 300),
+        cost.permutation_p(lateness, ranks, observed, 300),
         _old_permutation_p(lateness, ranks, observed, 300),
     )
 
