@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -144,7 +145,7 @@ class History:
             raise InputError(f"cannot open the history database {path}: {e}") from None
         try:
             self.con.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-            self.con.execute("PRAGMA journal_mode=WAL")
+            self._to_wal()
             self.con.execute("PRAGMA foreign_keys=ON")
             with self.transaction():
                 for stmt in DDL:
@@ -162,6 +163,23 @@ class History:
         except sqlite3.DatabaseError as e:
             self.con.close()
             raise InputError(f"{path} is not a minicluster history database: {e}") from None
+
+    def _to_wal(self) -> None:
+        """Switch the database to WAL. The switch needs the exclusive lock, and SQLite answers
+        'database is locked' at once, without its busy handler, when another process holds a
+        lock while this one reads (deadlock avoidance; seen with two writers creating one
+        database at the same moment): retry until the busy timeout."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        delay = 0.005
+        while True:
+            try:
+                self.con.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     def __enter__(self) -> History:
         return self

@@ -79,8 +79,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _reference(run: Path) -> dict[str, Any]:
-    # the newest judgement, written beside the recorded result.json (never over it)
-    newest = max(run.glob("result.rejudged-*.json"), key=lambda p: p.stat().st_mtime_ns)
+    # `aggregate --reference` writes its judgement beside the recorded result.json (never over
+    # it); `run --reference` judges as the run ends, in result.json itself
+    rejudged = list(run.glob("result.rejudged-*.json"))
+    newest = max(rejudged, key=lambda p: p.stat().st_mtime_ns) if rejudged else run / "result.json"
     result = json.loads(newest.read_text())
     validate_result(result)
     return result["reference"]
