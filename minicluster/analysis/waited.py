@@ -92,8 +92,8 @@ def measure(records: list[RankRecords], steps: np.ndarray, step_ms: float | None
     if int(ok.sum()) < MIN_STEPS:
         empty.reason = f"fewer than {MIN_STEPS} steps with every rank's all-reduce timed"
         return empty
-    comm = comm[:, ok]
-    wait = comm - comm.min(axis=0)[None, :]
+    wait = comm[:, ok] if not ok.all() else comm
+    wait -= wait.min(axis=0)[None, :]  # in place: comm_ms less the step's least
     last = np.argmin(wait, axis=0)
     matrix = np.zeros_like(wait)
     matrix[last, np.arange(wait.shape[1])] = _median_of_others(wait)
