@@ -370,8 +370,8 @@ class _ArrowColumns:
             self.buffers[schema], self.used[schema] = {}, 0
         bufs, start = self.buffers[schema], self.used[schema]
         own: dict[str, np.ndarray] = {}
-        for j, field in enumerate(table.schema):
-            chunks = table.column(j).chunks
+        for j, (field, column) in enumerate(zip(table.schema, table.columns, strict=True)):
+            chunks = column.chunks
             kind = _numpy_kind(field, chunks)
             if kind is not None:
                 buf = bufs.get(field.name)
