@@ -335,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_launcher_args(p)
     add_node_args(p)
     add_dry_run(p)
+    add_junit(p)
     p.set_defaults(handler=handlers.isolate)
 
     p = sub.add_parser("worker", help="per-rank entry for an outside launcher (torchrun, srun)")
