@@ -40,7 +40,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from minicluster.core import config
 from minicluster.rank import worker, workloads
-from minicluster.rank.comm_timing import attach_comm_timer
+from minicluster.rank.comm_timing import DdpStatsCommTimer, attach_comm_timer
 from minicluster.rank.dist import free_port
 from minicluster.rank.recorder import RankRecorder
 from minicluster.rank.telemetry.session import for_rank as telemetry_for_rank
@@ -239,6 +239,7 @@ def _rank(
 
         times, block_medians = _timed_blocks(modes, blocks, block_steps, step_ms, window)
         timer = models["harness_ddp_stats"][3]
+        assert isinstance(timer, DdpStatsCommTimer)
         fixed_us = {
             # every guard check runs (the iteration check fails here: no step ran between reads)
             "ddp_stats guarded read": _median_us(timer.stats.read),

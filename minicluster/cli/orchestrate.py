@@ -463,19 +463,28 @@ def execute(
         if outcome.interrupted:
             keep_what_ran(out_dir)
             raise KeyboardInterrupt(outcome.error or "")
-        found = collect(plan, outcome)
-        if found is None:
-            return None
-        result, path = found
-        if judge is not None:
-            data = result.to_json()
-            judge(data)
-            atomic_write_json(path, data)
-            result = RunResult.from_json(data)
-        if point_at:
-            point_latest(out_dir)
-        # Every file first, the terminal last: a closed stdout must not cost a report.
-        write_reports(result, md, html)
+        phase = "the aggregation"
+        written: Path | None = None  # the result, once collected
+        try:
+            found = collect(plan, outcome)
+            if found is None:
+                return None
+            result, path = found
+            written = path
+            if judge is not None:
+                phase = "the judgement against the reference"
+                data = result.to_json()
+                judge(data)
+                atomic_write_json(path, data)
+                result = RunResult.from_json(data)
+            if point_at:
+                point_latest(out_dir)
+            phase = "the reports"
+            # Every file first, the terminal last: a closed stdout must not cost a report.
+            write_reports(result, md, html)
+        except KeyboardInterrupt:
+            _say_interrupted_after_launch(out_dir, outcome, phase, written)
+            raise
     if result.bad_input is not None:
         # The user's code stopped the ranks: its one line, not a table of empty figures.
         print(
@@ -485,6 +494,25 @@ def execute(
     elif not quiet:
         print_summary(path, result)
     return result
+
+
+def _say_interrupted_after_launch(
+    out_dir: Path, outcome: LaunchOutcome, phase: str, written: Path | None
+) -> None:
+    """Ctrl-C once the launch had ended: the ranks had finished (or failed) by then, so nothing
+    is recorded as interrupted (no launcher.json for it); the user is told during what, and
+    where the result is (`written`, once collected) or how to build it from the rank files."""
+    ended = "every rank finished" if outcome.ok else f"the ranks ended ({outcome.error})"
+    if written is not None:
+        unjudged = (
+            " (not judged against the reference)" if phase.startswith("the judgement") else ""
+        )
+        then = f"the result is in {written}{unjudged}"
+    elif outcome.records.in_band is None:
+        then = f"`minicluster aggregate {out_dir}` builds the result from the rank files"
+    else:
+        then = "the ranks' records were gathered in-band: no result was written"
+    print(f"minicluster: interrupted during {phase}, after {ended}; {then}", file=sys.stderr)
 
 
 @contextmanager

@@ -129,3 +129,40 @@ def test_launcher_json_says_whether_the_ranks_had_finished(
     first = orchestrate.INTERRUPTED_AFTER if finished else orchestrate.INTERRUPTED
     assert recorded["error"] == f"{first} ({outcome.error})"
     assert recorded["interrupted"] is True
+
+
+@pytest.mark.parametrize("phase", ["the aggregation", "the reports"])
+def test_ctrl_c_after_the_launch_says_during_what_and_records_no_interrupt(
+    tmp_path: Path,
+    fake_launch: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    phase: str,
+) -> None:
+    """Every rank finished and the launcher returned; Ctrl-C came while minicluster aggregated
+    or wrote the reports: exit 130, one line saying so, and no launcher.json claiming the run
+    was interrupted (`aggregate DIR` finds it ok)."""
+
+    def finished(plan: LaunchPlan) -> None:
+        shutil.copytree(RECORDED, plan.out_dir / "ranks")
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    fake_launch(finished)
+    target = "collect" if phase == "the aggregation" else "write_reports"
+    monkeypatch.setattr(orchestrate, target, interrupt)
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted during {phase}, after every rank finished" in err
+    if phase == "the aggregation":
+        assert f"`minicluster aggregate {out}` builds the result" in err
+    else:
+        assert f"the result is in {out / 'result.json'}" in err
+    assert "before the ranks finished" not in err
+    assert not (out / "launcher.json").exists()
+    monkeypatch.undo()
+    assert main(["aggregate", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "ok" and result["interrupted"] is False
