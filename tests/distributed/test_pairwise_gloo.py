@@ -34,7 +34,9 @@ def _section(**extra: Any) -> dict[str, Any]:
         "schedule": "serial",
         "iters": 3,
         "warmup_iters": 1,
-        "passes": 2,
+        # three passes: a pair is slow only when slow in all three (with two, one of ten clean
+        # runs under CI's load 7 had a pair slow in both, at 37% of the median)
+        "passes": 3,
         **extra,
     }
 
@@ -117,7 +119,7 @@ def test_a_slow_link_is_named_and_clean_runs_name_nothing(tmp_path: Path) -> Non
         assert [(p["a"], p["b"]) for p in pw["pairs"]] == [
             (0, 3), (1, 2), (0, 2), (1, 3), (0, 1), (2, 3)
         ]  # fmt: skip
-        assert all(len(p["time_us_ab_passes"]) == 2 for p in pw["pairs"])  # both passes
+        assert all(len(p["time_us_ab_passes"]) == 3 for p in pw["pairs"])  # every pass
         assert pw["verdict"].startswith("pairwise: ok: 6 of 6 pairs measured")
 
     pw = slow["pairwise"]
