@@ -1,0 +1,55 @@
+"""Bad and awkward input found by the second new-user trial: one line on stderr and exit 2, never
+an internal error; what is asked for by mistake is refused rather than quietly changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from minicluster.cli import main
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "compare"
+
+
+def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 2, argv
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("minicluster: error:"), lines
+    return lines[0]
+
+
+def _edited(tmp_path: Path, **changes: object) -> Path:
+    data = json.loads((FIX / "mc11_clean_a.json").read_text())
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            data[section][field] = value
+        else:
+            data[section] = value
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("value", [[], {}])
+def test_reference_record_names_a_result_that_breaks_the_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: object
+) -> None:
+    # Was: internal error (exit 70), TypeError: unhashable type.
+    path = _edited(tmp_path, world_size=value)
+    line = _error(capsys, ["reference", "record", str(path), "--out", str(tmp_path / "r.yaml")])
+    assert f"{path}: result does not match" in line and "world_size" in line
+    assert not (tmp_path / "r.yaml").exists()
+
+
+@pytest.mark.timeout(60)
+def test_report_of_a_result_whose_config_steps_is_not_a_mapping(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `config` is free-form in the schema; the report read config.steps as a mapping (exit 70).
+    path = _edited(tmp_path, config__steps=5)
+    assert main(["report", str(path)]) == 0
+    assert "internal error" not in capsys.readouterr().err
