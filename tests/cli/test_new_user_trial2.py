@@ -53,3 +53,26 @@ def test_report_of_a_result_whose_config_steps_is_not_a_mapping(
     path = _edited(tmp_path, config__steps=5)
     assert main(["report", str(path)]) == 0
     assert "internal error" not in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # Each of these ran something else before: a world-size sweep, a plain validate.
+        (["sweep", "--layouts", "", "--dry-run"], "--layouts needs two layouts or more"),
+        (["validate", "--layouts", "", "--dry-run"], "--layouts needs two layouts or more"),
+        # tp=4 ran without a word.
+        (["run", "--parallel", "tp=2,tp=4", "--dry-run"], "tp is given twice"),
+        # A live isolate refuses these; --from took them (a negative z named every group slow).
+        (["isolate", "--from", "{tmp}", "--z", "-3"], "--z must be in [0.5, 100], got -3"),
+        (["isolate", "--from", "{tmp}", "--k", "0"], "--k must be in [1, 1024], got 0"),
+        # run refuses a floor without a reference; isolate ignored it.
+        (["isolate", "--nproc", "4", "--floor-pct", "150", "--dry-run"], "needs --reference"),
+    ],
+)
+def test_what_would_be_quietly_changed_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    line = _error(capsys, [a.format(tmp=tmp_path) for a in argv])
+    assert message in line
