@@ -76,3 +76,17 @@ def test_what_would_be_quietly_changed_is_refused(
 ) -> None:
     line = _error(capsys, [a.format(tmp=tmp_path) for a in argv])
     assert message in line
+
+
+@pytest.mark.timeout(60)
+def test_reading_a_history_that_does_not_exist_makes_no_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `history list --db typo/h.sqlite` made the folder and an empty database, and showed no runs.
+    db = tmp_path / "typo" / "h.sqlite"
+    assert main(["history", "list", "--db", str(db), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == [] and f"no history database at {db}" in captured.err
+    line = _error(capsys, ["history", "show", "1", "--db", str(db)])
+    assert f"no history database at {db}" in line
+    assert not (tmp_path / "typo").exists()
