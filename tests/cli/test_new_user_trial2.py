@@ -90,3 +90,19 @@ def test_reading_a_history_that_does_not_exist_makes_no_database(
     line = _error(capsys, ["history", "show", "1", "--db", str(db)])
     assert f"no history database at {db}" in line
     assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("world_sizes", "message"),
+    [
+        ("3", "(run on a multiple of 2 ranks: --world-sizes 2)"),  # said --nproc 2
+        ("0", "--world-sizes must be a whole number >= 1, got '0'"),  # said "takes one number"
+    ],
+)
+def test_sweep_layouts_names_its_own_flag(
+    capsys: pytest.CaptureFixture[str], world_sizes: str, message: str
+) -> None:
+    argv = ["sweep", "--layouts", "tp=2;dp_shard=2", "--world-sizes", world_sizes, "--dry-run"]
+    argv += ["-c", str(Path(__file__).resolve().parents[2] / "configs" / "llama.yaml")]
+    assert message in _error(capsys, argv)
