@@ -21,12 +21,15 @@ usage: python scripts/bench_overhead.py [-c CONFIG] [--layout L] [--blocks 16] [
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from minicluster.core import config
 from minicluster.rank import worker, workloads
-from minicluster.rank.comm_timing import attach_comm_timer
+from minicluster.rank.comm_timing import DdpStatsCommTimer, attach_comm_timer
 from minicluster.rank.dist import free_port
 from minicluster.rank.recorder import RankRecorder
 from minicluster.rank.telemetry.session import for_rank as telemetry_for_rank
@@ -46,29 +49,76 @@ WARMUP_BLOCKS = 2
 
 
 def _raw_step(
-    ddp: DDP, opt: torch.optim.Optimizer, wl: workloads.Workload, step: int, rank: int
-) -> float:
-    t0 = time.perf_counter_ns()  # data included, as in the harness step timed below
-    x, y = wl.make_batch(step, rank)
-    opt.zero_grad(set_to_none=True)
-    wl.loss_fn(ddp(x), y).backward()
-    opt.step()
-    return (time.perf_counter_ns() - t0) / 1e6
-
-
-def _raw_layout_step(
     model: torch.nn.Module,
     opt: torch.optim.Optimizer,
     wl: workloads.Workload,
     step: int,
-    dp_rank: int,
+    data_rank: int,
 ) -> float:
-    t0 = time.perf_counter_ns()
-    x, y = wl.make_batch(step, dp_rank)
+    t0 = time.perf_counter_ns()  # data included, as in the harness step timed below
+    x, y = wl.make_batch(step, data_rank)
     opt.zero_grad(set_to_none=True)
     wl.loss_fn(model(x), y).backward()
     opt.step()
     return (time.perf_counter_ns() - t0) / 1e6
+
+
+def _timed_blocks(
+    modes: list[str],
+    blocks: int,
+    block_steps: int,
+    step_ms: Callable[[str, int], float],
+    window: Callable[[str], AbstractContextManager[object]],
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Blocks of `block_steps` steps of each mode, the modes' order rotated per block so machine
+    drift hits all alike, every step started on a barrier (both ranks together in every mode),
+    each mode's block inside `window(mode)`. Per mode its step times and its block medians, the
+    first WARMUP_BLOCKS blocks dropped."""
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    block_medians: dict[str, list[float]] = {m: [] for m in modes}
+    step = 0
+    for block in range(blocks):
+        k = block % len(modes)
+        for mode in modes[k:] + modes[:k]:
+            with window(mode):
+                for _ in range(block_steps):
+                    dist.barrier()
+                    ms = step_ms(mode, step)
+                    if block >= WARMUP_BLOCKS:
+                        times[mode].append(ms)
+                    step += 1
+            if block >= WARMUP_BLOCKS:
+                block_medians[mode].append(statistics.median(times[mode][-block_steps:]))
+    return times, block_medians
+
+
+@contextlib.contextmanager
+def _harness_window(
+    rank: int, cfg: config.RunConfig, block_steps: int, tracker: Any = None
+) -> Iterator[None]:
+    """A harness block as a measured window: telemetry sampled, and with `tracker` every
+    collective timed per kind (installed only for the block)."""
+    if tracker is not None:
+        tracker.install()
+    tele = telemetry_for_rank(rank, None, cfg.telemetry.sample_interval_ms / 1000)
+    tele.begin()
+    try:
+        yield
+    finally:
+        if tracker is not None:
+            tracker.uninstall()
+        tele.end(block_steps)
+        tele.close()
+
+
+def _median_us(fn: Callable[[], object], samples: int = 200) -> float:
+    """The median time of one call of `fn`, us, over `samples` calls."""
+    taken = []
+    for _ in range(samples):
+        t0 = time.perf_counter_ns()
+        fn()
+        taken.append((time.perf_counter_ns() - t0) / 1000)
+    return statistics.median(taken)
 
 
 def _layout_rank(
@@ -91,47 +141,27 @@ def _layout_rank(
         models[mode] = (wl, par, opt)
     tracker = KindTracker()
     recorder = RankRecorder(Path(out), rank)
-    times: dict[str, list[float]] = {m: [] for m in modes}
-    block_medians: dict[str, list[float]] = {m: [] for m in modes}
-    step = 0
-    for block in range(blocks):
-        k = block % len(modes)
-        for mode in modes[k:] + modes[:k]:
-            wl, par, opt = models[mode]
-            harness = mode == "harness_kinds"
-            tele = None
-            if harness:
-                tracker.install()
-                tele = telemetry_for_rank(rank, None, cfg.telemetry.sample_interval_ms / 1000)
-                tele.begin()
-            for _ in range(block_steps):
-                dist.barrier()
-                if harness:
-                    t0 = time.perf_counter_ns()
-                    rec, _ = worker.train_step(
-                        par.model, opt, wl, tracker, device, step, par.dp_rank, 0
-                    )
-                    rec.comm_kinds = tracker.last_kinds
-                    recorder.write(rec)
-                    ms = (time.perf_counter_ns() - t0) / 1e6
-                else:
-                    ms = _raw_layout_step(par.model, opt, wl, step, par.dp_rank)
-                if block >= WARMUP_BLOCKS:
-                    times[mode].append(ms)
-                step += 1
-            if harness:
-                tracker.uninstall()
-                assert tele is not None
-                tele.end(block_steps)
-                tele.close()
-            if block >= WARMUP_BLOCKS:
-                block_medians[mode].append(statistics.median(times[mode][-block_steps:]))
-    rec0 = rec  # the harness's last step record, as written every step
-    samples = []
-    for _ in range(200):
+    last: list[Any] = []  # the harness's last step record, as written every step
+
+    def step_ms(mode: str, step: int) -> float:
+        wl, par, opt = models[mode]
+        if mode != "harness_kinds":
+            return _raw_step(par.model, opt, wl, step, par.dp_rank)
         t0 = time.perf_counter_ns()
-        recorder.write(rec0)
-        samples.append((time.perf_counter_ns() - t0) / 1000)
+        rec, _ = worker.train_step(par.model, opt, wl, tracker, device, step, par.dp_rank, 0)
+        rec.comm_kinds = tracker.last_kinds
+        recorder.write(rec)
+        ms = (time.perf_counter_ns() - t0) / 1e6
+        last[:] = [rec]
+        return ms
+
+    def window(mode: str) -> AbstractContextManager[object]:
+        if mode != "harness_kinds":
+            return contextlib.nullcontext()
+        return _harness_window(rank, cfg, block_steps, tracker)
+
+    times, block_medians = _timed_blocks(modes, blocks, block_steps, step_ms, window)
+    write_us = _median_us(lambda: recorder.write(last[0]))
     recorder.close()
     gathered: list[object] = [None] * world
     dist.all_gather_object(
@@ -139,7 +169,7 @@ def _layout_rank(
         {
             "times": times,
             "blocks": block_medians,
-            "fixed_us": {"record write": statistics.median(samples)},
+            "fixed_us": {"record write": write_us},
         },
     )
     if rank == 0:
@@ -188,35 +218,33 @@ def _rank(
             models[mode] = (wl, ddp, opt, timer)
         held["models"] = models
         recorder = RankRecorder(Path(out), rank)
-        times: dict[str, list[float]] = {m: [] for m in modes}
-        block_medians: dict[str, list[float]] = {m: [] for m in modes}
-        step = 0
-        for block in range(blocks):
-            k = block % len(modes)
-            for mode in modes[k:] + modes[:k]:  # rotate the order per block
-                wl, ddp, opt, timer = models[mode]
-                tele = None
-                if timer is not None:  # the harness samples telemetry as in a measured window
-                    tele = telemetry_for_rank(rank, None, cfg.telemetry.sample_interval_ms / 1000)
-                    tele.begin()
-                for _ in range(block_steps):
-                    dist.barrier()  # both ranks start each step together in every mode
-                    if timer is None:
-                        ms = _raw_step(ddp, opt, wl, step, rank)
-                    else:
-                        t0 = time.perf_counter_ns()
-                        rec, _ = worker.train_step(ddp, opt, wl, timer, device, step, rank, 0)
-                        recorder.write(rec)
-                        ms = (time.perf_counter_ns() - t0) / 1e6
-                    if block >= WARMUP_BLOCKS:
-                        times[mode].append(ms)
-                    step += 1
-                if tele is not None:
-                    tele.end(block_steps)
-                    tele.close()
-                if block >= WARMUP_BLOCKS:
-                    block_medians[mode].append(statistics.median(times[mode][-block_steps:]))
-        fixed_us = _fixed_costs_us(models["harness_ddp_stats"], recorder, rank)
+        last: list[Any] = []  # the harness's last step record, as written every step
+
+        def step_ms(mode: str, step: int) -> float:
+            wl, ddp, opt, timer = models[mode]
+            if timer is None:
+                return _raw_step(ddp, opt, wl, step, rank)
+            t0 = time.perf_counter_ns()
+            rec, _ = worker.train_step(ddp, opt, wl, timer, device, step, rank, 0)
+            recorder.write(rec)
+            ms = (time.perf_counter_ns() - t0) / 1e6
+            last[:] = [rec]
+            return ms
+
+        def window(mode: str) -> AbstractContextManager[object]:
+            # the harness samples telemetry as in a measured window
+            if models[mode][3] is None:
+                return contextlib.nullcontext()
+            return _harness_window(rank, cfg, block_steps)
+
+        times, block_medians = _timed_blocks(modes, blocks, block_steps, step_ms, window)
+        timer = models["harness_ddp_stats"][3]
+        assert isinstance(timer, DdpStatsCommTimer)
+        fixed_us = {
+            # every guard check runs (the iteration check fails here: no step ran between reads)
+            "ddp_stats guarded read": _median_us(timer.stats.read),
+            "record write": _median_us(lambda: recorder.write(last[0])),
+        }
         recorder.close()
         gathered: list[object] = [None] * world
         dist.all_gather_object(
@@ -250,25 +278,6 @@ def main() -> None:
             args=(2, free_port(), cfg_path, a.blocks, a.block_steps, out, a.layout),
             nprocs=2,
         )
-
-
-def _fixed_costs_us(model: tuple[Any, ...], recorder: RankRecorder, rank: int) -> dict[str, float]:
-    """Per-step work the harness adds outside the training math, timed directly (median, us)."""
-    _, _, _, timer = model
-    rec = {"type": "step", "step": 0, "warmup": False, "step_time_ms": 16.0, "comm_ms": 6.5}
-    out = {}
-    for name, fn in (
-        # every guard check runs (the iteration check fails here: no step ran between reads)
-        ("ddp_stats guarded read", timer.stats.read),
-        ("record write", lambda: recorder.write(rec)),
-    ):
-        samples = []
-        for _ in range(200):
-            t0 = time.perf_counter_ns()
-            fn()
-            samples.append((time.perf_counter_ns() - t0) / 1000)
-        out[name] = statistics.median(samples)
-    return out
 
 
 def ratio_ci(ratios: list[float]) -> tuple[float, float, float]:

@@ -135,8 +135,9 @@ def _figures(frame: RunFrame, table: JobSteps) -> _Figures:
         | {"ray_node_id": ray_nodes.get(rank)}
         for rank in range(frame.world_size)
     ]
+    share = data_ranks(frame) / frame.world_size
     for entry in ranks:
-        tflops = flops.rank_tflops(frame.head0, (entry["step_time_ms"] or {}).get("p50"))
+        tflops = flops.rank_tflops(frame.head0, (entry["step_time_ms"] or {}).get("p50"), share)
         if tflops is not None:
             entry["achieved_tflops"] = tflops
     compute = {r["rank"]: r["compute_ms_median"] for r in ranks}
@@ -180,7 +181,9 @@ def _metrics(frame: RunFrame, figures: _Figures) -> dict[str, MetricValue]:
         data_ranks(frame),
     )
     step_max = figures.series["step_time_ms"] if figures.series else np.array([])
-    return metrics | flops.run_flops(frame.head0, frame.headers, step_max, frame.world_size)
+    return metrics | flops.run_flops(
+        frame.head0, frame.headers, step_max, frame.world_size, data_ranks(frame)
+    )
 
 
 def _waited(table: JobSteps, figures: _Figures) -> waited.WaitedFor:

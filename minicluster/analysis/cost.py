@@ -77,20 +77,10 @@ def _null_excess(labels: np.ndarray, lateness: np.ndarray, ranks: int) -> np.nda
     return out
 
 
-def per_step(acc: Accounting, rows: list[int]) -> np.ndarray:
-    """Per step the time saved had the ranks in `rows` (one rank, or a node's) arrived at the
-    others' pace: the latest of them minus the latest of the rest, when positive."""
-    own = acc.own
-    inside = own[rows].max(axis=0)
-    rest = np.delete(own, rows, axis=0)
-    if not rest.size:
-        return np.zeros(acc.n)
-    return np.clip(inside - rest.max(axis=0), 0.0, None)
-
-
 def rank_per_step(acc: Accounting) -> tuple[np.ndarray, np.ndarray]:
-    """`per_step` of every rank alone, all at once: a rank saves a step's time only when it
-    arrived last (its own work minus the next-to-last rank's); every other rank's row is zero.
+    """Per step the time saved had each rank alone arrived at the others' pace, all ranks at
+    once: a rank saves a step's time only when it arrived last (its own work minus the
+    next-to-last rank's); every other rank's row is zero.
     The rows of the ranks that arrived last at least once, and those rows [ranks x steps]."""
     own = acc.own
     if own.shape[0] < 2:
@@ -107,8 +97,10 @@ def rank_per_step(acc: Accounting) -> tuple[np.ndarray, np.ndarray]:
 
 
 def group_per_step(acc: Accounting, groups: list[list[int]]) -> np.ndarray:
-    """`per_step` of each group of rows (a node's ranks; groups disjoint, two or more), all at
-    once: [groups x steps]; only the group holding a step's last arrival saves anything."""
+    """Per step the time saved had each group of rows (a node's ranks; groups disjoint, two or
+    more) arrived at the others' pace: the latest of the group minus the latest of the rest,
+    when positive, all groups at once: [groups x steps]; only the group holding a step's last
+    arrival saves anything."""
     own = acc.own
     inside = np.stack([own[rows].max(axis=0) for rows in groups])
     last = np.argmax(inside, axis=0)

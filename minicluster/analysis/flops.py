@@ -18,9 +18,13 @@ def run_flops(
     headers: list[dict[str, Any]],
     step_max_ms: np.ndarray,
     world_size: int,
+    data_ranks: int | None = None,
 ) -> dict[str, MetricValue]:
     """`achieved_tflops` (the job), `tflops_per_rank` (its mean per rank) and `mfu_pct` (per
-    rank against the device's dense peak for the run's precision)."""
+    rank against the device's dense peak for the run's precision). `data_ranks`: the ranks that
+    train a batch of their own (world size over tp x pp; None: every rank, as under DDP), so the
+    global batch is `per_rank_batch x data_ranks`: the ranks of a tensor- or pipeline-parallel
+    group share one batch's FLOPs, they do not each add a batch's."""
     workload = head0.get("workload") or {}
     per_sample = workload.get("flops_per_sample")
     batch = workload.get("per_rank_batch")
@@ -35,10 +39,11 @@ def run_flops(
     if n == 0:
         return {name: unavailable(name, "no measured steps were recorded") for name in NAMES}
     total_s = float(np.nansum(step_max_ms)) / 1000.0
-    job = per_sample * batch * world_size * n / total_s / 1e12
+    global_batch = batch * (world_size if data_ranks is None else data_ranks)
+    job = per_sample * global_batch * n / total_s / 1e12
     how = (
         f"flops_per_sample ({per_sample:.4g}: {workload.get('flops_method')}) x global batch "
-        f"{batch * world_size} x measured steps / sum of per-step max-over-ranks step time"
+        f"{global_batch} x measured steps / sum of per-step max-over-ranks step time"
     )
     out = {
         "achieved_tflops": metric("achieved_tflops", job, "derived", how),
@@ -50,14 +55,18 @@ def run_flops(
     return out
 
 
-def rank_tflops(head0: dict[str, Any], step_p50_ms: float | None) -> float | None:
-    """One rank's TFLOP/s at its own median step time (its batch's FLOPs / that time); None when
-    the FLOPs or the time are unknown."""
+def rank_tflops(
+    head0: dict[str, Any], step_p50_ms: float | None, share: float = 1.0
+) -> float | None:
+    """One rank's TFLOP/s at its own median step time (its share of the FLOPs / that time); None
+    when the FLOPs or the time are unknown. `share`: the batches' worth of FLOPs one rank does,
+    data ranks / world size (1 under DDP and FSDP2; 1/2 under tp=2, whose two ranks split one
+    batch's FLOPs)."""
     workload = head0.get("workload") or {}
     per_sample, batch = workload.get("flops_per_sample"), workload.get("per_rank_batch")
     if per_sample is None or not batch or not step_p50_ms or step_p50_ms <= 0:
         return None
-    return float(per_sample * batch / (step_p50_ms / 1000.0) / 1e12)
+    return float(per_sample * batch * share / (step_p50_ms / 1000.0) / 1e12)
 
 
 def _mfu(per_rank: float, head0: dict[str, Any], headers: list[dict[str, Any]]) -> MetricValue:

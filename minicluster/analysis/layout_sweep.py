@@ -61,10 +61,10 @@ def row(
     pipe = result.get("pipeline") or {}
     state: dict[str, int | None] = {}
     for key in ("params_bytes", "grads_bytes", "optimizer_bytes"):
-        values = [
-            (r.get("memory") or {}).get(key)
+        values: list[int] = [
+            v
             for r in result.get("ranks") or []
-            if (r.get("memory") or {}).get(key) is not None
+            if (v := (r.get("memory") or {}).get(key)) is not None
         ]
         state[key] = max(values) if values else None
     return {

@@ -193,13 +193,16 @@ def _run_entry(o: RunOutcome) -> dict[str, Any]:
 
 def _baseline_kind(n0: int, base_runs: Sequence[RunOutcome]) -> str:
     backend = next((str(o.result["backend"]) for o in base_runs if o.result), "unknown")
+    # the baseline run's own layout (`sweep --parallel tp=2`: tp=2, not DDP)
+    lay = next((o.result.get("layout") for o in base_runs if o.result), None) or {}
+    how = "DDP" if lay.get("name") in (None, "DDP") else f"{lay['name']} ({lay.get('label')})"
     if n0 == 1:
         return (
-            f"1 rank with DDP (a world-size-1 {backend} process group: its all-reduce moves no "
+            f"1 rank with {how} (a world-size-1 {backend} process group: its all-reduce moves no "
             "data)"
         )
     return (
-        f"{n0} ranks with DDP ({backend}): the sweep has no 1-rank run, so efficiencies are "
+        f"{n0} ranks with {how} ({backend}): the sweep has no 1-rank run, so efficiencies are "
         f"relative to {n0} ranks"
     )
 

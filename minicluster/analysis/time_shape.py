@@ -122,6 +122,10 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
     # series late in every other step is the noise moving the median between its two modes
     onset = None if period is not None else _onset(d, floor, tested=True)
     drift = None if period is not None else _drift(d, steps, onset, floor)
+    if onset is not None and not _kept_pace(d, onset):
+        # late throughout, and later still from the change point (the load on its host grew):
+        # persistent, not an onset (a drift is judged from the change point, as after an onset)
+        onset = None
     if drift is not None:
         first = int(drift["from_step"])
         out.update(
@@ -237,10 +241,17 @@ def _shifted(d: np.ndarray, k: int, splits: int) -> bool:
     from scipy.stats import mannwhitneyu  # lazily: scipy.stats takes a while to import
 
     shift = float(np.median(d[k:]) - np.median(d[:k]))
-    if shift <= MIN_LATE_MS or float(np.median(d[:k])) >= shift / 2:
+    if shift <= MIN_LATE_MS or not _kept_pace(d, k):
         return False
     p_value = float(mannwhitneyu(d[k:], d[:k], alternative="greater").pvalue)
     return p_value * splits < ONSET_ALPHA
+
+
+def _kept_pace(d: np.ndarray, k: int) -> bool:
+    """Whether the rank kept the others' pace before index `k`: its median excess there below
+    half the shift in median at `k`."""
+    level = float(np.median(d[:k]))
+    return level < (float(np.median(d[k:])) - level) / 2
 
 
 def _rank_onset(d: np.ndarray) -> int | None:

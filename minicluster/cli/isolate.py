@@ -75,6 +75,7 @@ def isolate(args: argparse.Namespace) -> int:
         orchestrate.print_summary(out_dir / "result.json", result)
         return exit_code(result)
     _show(block, args.json)
+    _junit(args, block)
     print(f"result: {out_dir / 'result.json'}", file=sys.stderr)
     return max(exit_code(result), _exit(block))
 
@@ -111,6 +112,7 @@ def _from_dir(args: argparse.Namespace) -> int:
     for line in errors:
         print(f"minicluster: {line}", file=sys.stderr)
     _show(block, args.json)
+    _junit(args, block)
     return _exit(block)
 
 
@@ -135,6 +137,15 @@ def _show(block: dict[str, Any], as_json: bool) -> None:
             print(json.dumps(out, indent=1))
         else:
             print(text(block))
+
+
+def _junit(args: argparse.Namespace, block: dict[str, Any]) -> None:
+    """`--junit F`: one case per unit, a unit named bad as a failure."""
+    if getattr(args, "junit", None) is None:
+        return
+    from minicluster.report.junit import isolate_cases, to_xml
+
+    orchestrate.write_output(args.junit, to_xml("minicluster isolate", isolate_cases(block)))
 
 
 def _exit(block: dict[str, Any]) -> int:

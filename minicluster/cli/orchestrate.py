@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import logging
 import os
 import sys
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from minicluster.cli.progress import Progress
 from minicluster.core import rundir
 from minicluster.core.config import RunConfig
-from minicluster.core.errors import InputError, MiniclusterError, RunFailedError
+from minicluster.core.errors import EXIT_INTERRUPTED, InputError, MiniclusterError, RunFailedError
 from minicluster.core.io import atomic_write_json
 from minicluster.launchers.base import Launcher, LaunchOutcome, LaunchPlan, RecordsAt
 from minicluster.result import store
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("minicluster.cli")
 
 INTERRUPTED = "interrupted by the user before the ranks finished"
+# Ctrl-C after every rank wrote its ok summary: the launcher was still waiting for the ranks to
+# exit (torchrun's agent: its exit barrier and rendezvous shutdown) or closing the progress bar.
+INTERRUPTED_AFTER = (
+    "interrupted by the user after every rank finished (each wrote its ok summary): the "
+    "interrupt came during the launch's teardown"
+)
 
 
 def launch(launcher: Launcher, plan: LaunchPlan, total: int, label: str) -> LaunchOutcome:
@@ -41,11 +48,12 @@ def launch(launcher: Launcher, plan: LaunchPlan, total: int, label: str) -> Laun
             outcome = launcher.run(plan)
     except KeyboardInterrupt as e:
         outcome = LaunchOutcome(RecordsAt(plan.out_dir), str(e) or None, interrupted=True)
+    finished = outcome.interrupted and every_rank_finished(plan, outcome)
     try:
         store.record_launch(
             plan.out_dir,
             plan.launcher,
-            _why(outcome),
+            _why(outcome, finished),
             outcome.exit_codes,
             outcome.interrupted,
             outcome.stopped,
@@ -57,11 +65,30 @@ def launch(launcher: Launcher, plan: LaunchPlan, total: int, label: str) -> Laun
     return outcome
 
 
-def _why(outcome: LaunchOutcome) -> str | None:
-    """The launcher error a result records: for an interrupt, that the user interrupted it."""
+def _why(outcome: LaunchOutcome, finished: bool = False) -> str | None:
+    """The launcher error a result records: for an interrupt, that the user interrupted it, and
+    whether every rank had `finished` by then (`every_rank_finished`)."""
     if not outcome.interrupted:
         return outcome.error
-    return f"{INTERRUPTED} ({outcome.error})" if outcome.error else INTERRUPTED
+    text = INTERRUPTED_AFTER if finished else INTERRUPTED
+    return f"{text} ({outcome.error})" if outcome.error else text
+
+
+def every_rank_finished(plan: LaunchPlan, outcome: LaunchOutcome) -> bool:
+    """Whether every rank of the plan's job had finished when the launch was interrupted: each
+    wrote its ok summary in the run directory and none exited with a code of its own (the
+    interrupt's 130, or a signal, is not one). False where a node sees only its own ranks'
+    files (a job across nodes without a shared filesystem): not shown here."""
+    if any(code > 0 and code != EXIT_INTERRUPTED for code in outcome.exit_codes.values()):
+        return False
+    for rank in range(plan.world_size):
+        try:
+            summary = json.loads(rundir.rank_summary(plan.out_dir, rank).read_text())
+        except (OSError, ValueError):
+            return False
+        if not isinstance(summary, dict) or summary.get("status") != "ok":
+            return False
+    return True
 
 
 def keep_what_ran(out_dir: Path) -> None:
@@ -436,19 +463,28 @@ def execute(
         if outcome.interrupted:
             keep_what_ran(out_dir)
             raise KeyboardInterrupt(outcome.error or "")
-        found = collect(plan, outcome)
-        if found is None:
-            return None
-        result, path = found
-        if judge is not None:
-            data = result.to_json()
-            judge(data)
-            atomic_write_json(path, data)
-            result = RunResult.from_json(data)
-        if point_at:
-            point_latest(out_dir)
-        # Every file first, the terminal last: a closed stdout must not cost a report.
-        write_reports(result, md, html)
+        phase = "the aggregation"
+        written: Path | None = None  # the result, once collected
+        try:
+            found = collect(plan, outcome)
+            if found is None:
+                return None
+            result, path = found
+            written = path
+            if judge is not None:
+                phase = "the judgement against the reference"
+                data = result.to_json()
+                judge(data)
+                atomic_write_json(path, data)
+                result = RunResult.from_json(data)
+            if point_at:
+                point_latest(out_dir)
+            phase = "the reports"
+            # Every file first, the terminal last: a closed stdout must not cost a report.
+            write_reports(result, md, html)
+        except KeyboardInterrupt:
+            _say_interrupted_after_launch(out_dir, outcome, phase, written)
+            raise
     if result.bad_input is not None:
         # The user's code stopped the ranks: its one line, not a table of empty figures.
         print(
@@ -458,6 +494,25 @@ def execute(
     elif not quiet:
         print_summary(path, result)
     return result
+
+
+def _say_interrupted_after_launch(
+    out_dir: Path, outcome: LaunchOutcome, phase: str, written: Path | None
+) -> None:
+    """Ctrl-C once the launch had ended: the ranks had finished (or failed) by then, so nothing
+    is recorded as interrupted (no launcher.json for it); the user is told during what, and
+    where the result is (`written`, once collected) or how to build it from the rank files."""
+    ended = "every rank finished" if outcome.ok else f"the ranks ended ({outcome.error})"
+    if written is not None:
+        unjudged = (
+            " (not judged against the reference)" if phase.startswith("the judgement") else ""
+        )
+        then = f"the result is in {written}{unjudged}"
+    elif outcome.records.in_band is None:
+        then = f"`minicluster aggregate {out_dir}` builds the result from the rank files"
+    else:
+        then = "the ranks' records were gathered in-band: no result was written"
+    print(f"minicluster: interrupted during {phase}, after {ended}; {then}", file=sys.stderr)
 
 
 @contextmanager

@@ -82,22 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_launcher_args(p)
     add_node_args(p)
     add_dry_run(p)
-    p.add_argument(
-        "--reference",
-        type=Path,
-        metavar="FILE",
-        help="judge the run against a reference (minicluster-reference/1: one of "
-        "minicluster/references/*.yaml, or a site one from `reference record`): median step "
-        "time, TFLOP/s and busbw as %% of the figure for this platform and job, below "
-        "--floor-pct a finding (exit 1); no figure for this platform: not judged",
-    )
-    p.add_argument(
-        "--floor-pct",
-        type=float,
-        metavar="PCT",
-        help="with --reference: a metric below PCT %% of its reference is a finding, PCT in "
-        "(0, 100] (default: checks.reference_floor_pct, 90)",
-    )
+    add_reference_flags(p, rejudge=False)
     p.set_defaults(handler=handlers.run)
 
     p = sub.add_parser(
@@ -335,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_launcher_args(p)
     add_node_args(p)
     add_dry_run(p)
+    add_junit(p)
     p.set_defaults(handler=handlers.isolate)
 
     p = sub.add_parser("worker", help="per-rank entry for an outside launcher (torchrun, srun)")
@@ -374,16 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
             dest=f"check_{f.name}",
             metavar=f.metadata["metavar"],
         )
-    p.add_argument(
-        "--reference",
-        type=Path,
-        metavar="FILE",
-        help="judge the run against a reference (minicluster-reference/1: one of "
-        "minicluster/references/*.yaml, or a site one from `reference record`): median step "
-        "time, TFLOP/s and busbw as %% of the figure for this platform and job, below "
-        "--floor-pct is a finding (exit 1); no figure for this platform: not judged; written to "
-        "result.rejudged-STAMP.json beside the recorded result.json (never over it)",
-    )
+    add_reference_flags(p, rejudge=True)
     p.set_defaults(handler=handlers.aggregate)
 
     p = sub.add_parser(
@@ -767,6 +744,34 @@ def add_junit(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="also write JUnit XML for CI: one test case per verdict (a finding fails)",
+    )
+
+
+def add_reference_flags(p: argparse.ArgumentParser, rejudge: bool) -> None:
+    """`--reference` (a run judged against a site reference) and, for `run`, its `--floor-pct`;
+    `aggregate` (`rejudge`) takes `--floor-pct` with the other threshold flags, from
+    `ChecksSection`, and writes the judged result beside the recorded one."""
+    written = (
+        "; written to result.rejudged-STAMP.json beside the recorded result.json (never over it)"
+    )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="judge the run against a reference (minicluster-reference/1: one of "
+        "minicluster/references/*.yaml, or a site one from `reference record`): median step "
+        "time, TFLOP/s and busbw as %% of the figure for this platform and job, below "
+        "--floor-pct is a finding (exit 1); no figure for this platform: not judged"
+        + (written if rejudge else ""),
+    )
+    if rejudge:
+        return
+    p.add_argument(
+        "--floor-pct",
+        type=float,
+        metavar="PCT",
+        help="with --reference: a metric below PCT %% of its reference is a finding, PCT in "
+        "(0, 100] (default: checks.reference_floor_pct, 90)",
     )
 
 

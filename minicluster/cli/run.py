@@ -94,6 +94,9 @@ def validate(args: argparse.Namespace) -> int:
         from minicluster.cli.validate_layouts import validate_layouts
 
         cfg = config_mod.override(load_training_config(args.config), nproc=nproc_from_args(args))
+        # --fault, --expect-busbw and --collective-timeout apply to every layout's run (a fault
+        # was dropped here: `--fault corrupt_grad` passed, with nothing injected)
+        cfg = with_faults(cfg, args)
         return validate_layouts(args, cfg, launcher_from_args(args))
     result = _launch_training(args, validating=True)
     if result is None:  # a dry run (validate runs on one node: a run's result is here)

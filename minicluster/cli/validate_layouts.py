@@ -135,6 +135,11 @@ def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launche
         }
         if status != "ok" and failed is None:
             failed = f"layout {name}: the run did not finish ok ({status})"
+        check = result.validation if result is not None else None
+        if check is not None:  # the replica / shard check (on when --fault corrupt_grad is given)
+            entry["checks_passed"] = check.passed
+            if not check.passed and failed is None:
+                failed = f"layout {name}: {check.reason}"
         if reference is None:
             reference = losses
         else:
@@ -146,7 +151,8 @@ def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launche
                     f"{div['loss']} vs {div['reference']} (relative tolerance {tol:g})"
                 )
         runs.append(entry)
-        print(f"validate: layout {name} ({entry['label']}): {status}", file=sys.stderr)
+        said = "" if check is None or check.passed else f"; check FAILED: {check.reason}"
+        print(f"validate: layout {name} ({entry['label']}): {status}{said}", file=sys.stderr)
     atomic_write_json(
         out_dir / "layouts.json",
         {

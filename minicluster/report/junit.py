@@ -130,6 +130,25 @@ def fleet_cases(report: dict[str, Any]) -> list[Case]:
     return out
 
 
+def isolate_cases(block: dict[str, Any]) -> list[Case]:
+    """One case per unit (rank or node): named bad fails, with its evidence; left unresolved is
+    an error (not judged, not healthy); cleared passes. More bad units than --k: one failed case
+    of its own."""
+    out = []
+    for unit in block.get("units") or []:
+        name, status = str(unit.get("name")), unit.get("status")
+        why = str(unit.get("why") or status)
+        if status == "bad":
+            out.append(Case("isolate", name, "failure", f"bad: {why}"))
+        elif status == "cleared":
+            out.append(Case("isolate", name, "passed", why))
+        else:
+            out.append(Case("isolate", name, "error", f"{status}: {why}"))
+    if block.get("more_than_max_bad"):
+        out.append(Case("isolate", "more than k bad", "failure", str(block.get("verdict"))))
+    return out
+
+
 def history_cases(r: CheckResult) -> list[Case]:
     """One case per gated metric: a regression fails, not judged is skipped; a candidate whose
     run did not finish ok is one failed case of its own."""

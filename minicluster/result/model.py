@@ -282,22 +282,11 @@ class RankCost(Section):
 
 
 @dataclass(kw_only=True)
-class Culprit(Section):
-    """A rank whose cost to the run is above the threshold and significant, with the shape of
-    its lateness in time (`kind`: persistent, intermittent, onset, drift) and the evidence."""
+class WaitedFor(Section):
+    """The evidence a named rank (a culprit, a straggler) carries of the others' wait for it
+    (analysis.waited). Its fields come first in the schema's properties of the sections that
+    take it; the JSON keeps the order the analysis wrote."""
 
-    rank: int | None = None
-    node: str | None = None
-    node_rank: int | None = spec(None, omit_none=True)
-    hostname: str | None = spec(None, omit_none=True)
-    kind: str
-    cost_pct: float
-    cost_ms: float
-    cost_pct_interval: list[float] | None = None
-    steps: list[int] = spec(factory=list, doc="the steps the rank was late in")
-    shape: dict[str, Any] | None = spec(None, omit_none=True)
-    summary: str | None = spec(None, omit_none=True)
-    evidence: str
     waited_for_ms: float | None = spec(
         None,
         omit_none=True,
@@ -322,6 +311,25 @@ class Culprit(Section):
         omit_none=True,
         doc="why the others' wait could not be measured (the rank was named without it)",
     )
+
+
+@dataclass(kw_only=True)
+class Culprit(WaitedFor):
+    """A rank whose cost to the run is above the threshold and significant, with the shape of
+    its lateness in time (`kind`: persistent, intermittent, onset, drift) and the evidence."""
+
+    rank: int | None = None
+    node: str | None = None
+    node_rank: int | None = spec(None, omit_none=True)
+    hostname: str | None = spec(None, omit_none=True)
+    kind: str
+    cost_pct: float
+    cost_ms: float
+    cost_pct_interval: list[float] | None = None
+    steps: list[int] = spec(factory=list, doc="the steps the rank was late in")
+    shape: dict[str, Any] | None = spec(None, omit_none=True)
+    summary: str | None = spec(None, omit_none=True)
+    evidence: str
 
 
 @dataclass(kw_only=True)
@@ -416,7 +424,7 @@ class RankEntry(Section):
 
 
 @dataclass(kw_only=True)
-class Straggler(Section):
+class Straggler(WaitedFor):
     """A rank named a straggler: its compute against the others', with the test that named it."""
 
     rank: int | None = None
@@ -430,30 +438,6 @@ class Straggler(Section):
     steps_compared: int | None = spec(None, omit_none=True)
     min_steps_pct: float | None = spec(None, omit_none=True)
     sign_test_p: float | None = spec(None, omit_none=True)
-    waited_for_ms: float | None = spec(
-        None,
-        omit_none=True,
-        doc="how long the other ranks waited for this rank in the collectives, ms per step "
-        "(analysis.waited; absent in results before it)",
-    )
-    waited_for_ms_interval: list[float] | None = spec(
-        None, omit_none=True, doc="the 95% bootstrap interval over steps of waited_for_ms"
-    )
-    waited_for_floor_ms: float | None = spec(
-        None,
-        omit_none=True,
-        doc="the floor the interval's lower bound had to exceed: min_waited_pct of the median "
-        "step time",
-    )
-    waited_for_steps: int | None = spec(
-        None, omit_none=True, doc="the steps in which the others waited for this rank"
-    )
-    min_waited_pct: float | None = spec(None, omit_none=True)
-    waited_for_reason: str | None = spec(
-        None,
-        omit_none=True,
-        doc="why the others' wait could not be measured (the rank was named without it)",
-    )
     node_rank: int | None = spec(None, omit_none=True)
     hostname: str | None = spec(None, omit_none=True)
 

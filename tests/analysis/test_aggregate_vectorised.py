@@ -114,6 +114,18 @@ def _acc(own: np.ndarray) -> Accounting:
     )
 
 
+def _per_step(acc: Accounting, rows: list[int]) -> np.ndarray:
+    """The loop `rank_per_step` and `group_per_step` replaced: per step the time saved had the
+    ranks in `rows` (one rank, or a node's) arrived at the others' pace: the latest of them
+    minus the latest of the rest, when positive."""
+    own = acc.own
+    inside = own[rows].max(axis=0)
+    rest = np.delete(own, rows, axis=0)
+    if not rest.size:
+        return np.zeros(acc.n)
+    return np.clip(inside - rest.max(axis=0), 0.0, None)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_rank_and_node_costs_equal_the_per_rank_deletions(seed: int) -> None:
     rng = np.random.default_rng(seed)
@@ -121,7 +133,7 @@ def test_rank_and_node_costs_equal_the_per_rank_deletions(seed: int) -> None:
     own[3, 50:] += 3.0  # a straggler from step 50 on
     acc = _acc(own)
     costly, per = cost.rank_per_step(acc)
-    old = np.stack([cost.per_step(acc, [i]) for i in range(40)])
+    old = np.stack([_per_step(acc, [i]) for i in range(40)])
     full = np.zeros_like(old)
     full[costly] = per
     np.testing.assert_array_equal(full, old)
@@ -134,7 +146,7 @@ def test_rank_and_node_costs_equal_the_per_rank_deletions(seed: int) -> None:
     np.testing.assert_array_equal(cost.excess_over_next(tied), [0.0, -3.0, 0.0, -4.0])
     groups = [list(range(g, 40, 7)) for g in range(7)]  # nodes of scattered rows
     np.testing.assert_array_equal(
-        cost.group_per_step(acc, groups), np.stack([cost.per_step(acc, g) for g in groups])
+        cost.group_per_step(acc, groups), np.stack([_per_step(acc, g) for g in groups])
     )
 
 
@@ -172,7 +184,7 @@ def test_rank_costs_match_with_and_without_the_shortcuts(monkeypatch: pytest.Mon
     monkeypatch.setattr(
         cost,
         "rank_per_step",
-        lambda a: (np.arange(len(a.ranks)), np.stack([cost.per_step(a, [i]) for i in range(12)])),
+        lambda a: (np.arange(len(a.ranks)), np.stack([_per_step(a, [i]) for i in range(12)])),
     )
     monkeypatch.setattr(cost, "_cost_pct_bootstrap", _scipy_interval)
     assert cost.rank_costs(acc, 10.0) == fast

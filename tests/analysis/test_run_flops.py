@@ -68,3 +68,15 @@ def test_unknown_flops_leave_every_figure_null_with_the_reason() -> None:
     assert all(m[k].value is None for k in flops.NAMES)
     assert "custom model without flops_per_sample" in (m["achieved_tflops"].reason or "")
     assert flops.rank_tflops(h, 50.0) is None
+
+
+def test_ranks_that_share_a_batch_count_its_flops_once() -> None:
+    """tp=2 on 2 ranks: one data rank, one batch per step; the two ranks split its FLOPs (the
+    job's figure is not doubled, each rank's is half a batch's)."""
+    h = _header(None)
+    m = flops.run_flops(h, [h, h], STEPS_MS, world_size=2, data_ranks=1)
+    # 1e9 FLOPs x 10 samples x 1 data rank x 3 steps / 0.4 s = 7.5e10 FLOP/s
+    assert m["achieved_tflops"].value == pytest.approx(0.075)
+    assert m["tflops_per_rank"].value == pytest.approx(0.0375)
+    assert "global batch 10 " in (m["achieved_tflops"].method or "")
+    assert flops.rank_tflops(h, 50.0, share=0.5) == pytest.approx(0.5e10 / 0.05 / 1e12)

@@ -310,3 +310,14 @@ def test_headline_skips_a_failed_largest_size_for_the_largest_ok_one() -> None:
     head = sweep.pick_headline(only_failed)
     assert head is not None and head.planned.name == "n4-r1"
     assert sweep.pick_headline([failed(1), failed(4)]) is None
+
+
+def test_the_baseline_names_its_own_layout() -> None:
+    """`sweep --parallel tp=2 --world-sizes 2,4`: the 2-rank baseline is tensor parallel, not
+    DDP (it was called DDP)."""
+    outcomes = [run(2, 50.0), run(4, 80.0)]
+    for o in outcomes:
+        assert o.result is not None
+        o.result["layout"] = {"name": "TP", "label": "tp=2"}
+    block = weak(outcomes, [2, 4])
+    assert block["baseline"]["kind"].startswith("2 ranks with TP (tp=2) (gloo)")

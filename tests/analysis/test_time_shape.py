@@ -76,3 +76,31 @@ def test_the_noise_floor_is_not_widened_by_a_pause_every_other_step() -> None:
     rng = np.random.default_rng(0)
     d = rng.normal(0, 1.0, 60) + np.where(np.arange(60) % 2 == 1, 40.0, 0.0)
     assert time_shape.noise_floor_ms(d) < 10.0
+
+
+def _synthetic(late_ms: np.ndarray, seed: int = 0) -> accounting.Accounting:
+    """4 ranks x len(late_ms) steps of ~30 ms compute (busy-host noise), rank 1 later by
+    `late_ms` per step."""
+    rng = np.random.default_rng(seed)
+    n = late_ms.size
+    compute = 30.0 + rng.normal(0.0, 1.5, (4, n))
+    compute[1] += late_ms
+    host = 1.0 + rng.normal(0.0, 0.1, (4, n))
+    period = compute.max(axis=0) + host.max(axis=0) + 5.0
+    exposed = period - compute - host
+    return accounting.Accounting(
+        [0, 1, 2, 3], np.arange(n), host, compute, exposed, np.tile(period, (4, 1))
+    )
+
+
+def test_a_rank_late_throughout_whose_lateness_grows_is_persistent_not_an_onset() -> None:
+    """Late by 20 ms from the first step, by 60 ms from step 25 (the load on its host grew): it
+    never kept the others' pace, so no 'onset at step 25' (seen under load in CI: a rank with a
+    busy thread in it from its start was called an onset)."""
+    shape = time_shape.describe(_synthetic(np.r_[np.full(25, 20.0), np.full(25, 60.0)]), 1)
+    assert shape["kind"] == "persistent", shape
+
+
+def test_a_rank_that_kept_pace_and_then_fell_behind_is_an_onset() -> None:
+    shape = time_shape.describe(_synthetic(np.r_[np.zeros(25), np.full(25, 40.0)]), 1)
+    assert shape["kind"] == "onset" and shape["from_step"] == 25, shape

@@ -58,3 +58,29 @@ def test_ddp_fsdp2_and_tp_train_the_same_losses(run_cli: RunCli, tmp_path: Path)
     assert pp == pytest.approx(ddp, rel=1e-5)  # the last stage's loss: the mean of microbatches
     proc = run_cli("validate", "-c", str(cfg), "--layouts", "ddp,tp", "--parallel", "tp=2")
     assert proc.returncode == 2 and "leave out --parallel" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_a_corrupted_gradient_fails_validate_naming_the_layout_rank_and_step(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """`--fault` reaches every layout's run (it was dropped: corrupt_grad passed, uninjected),
+    and a shard check that fails fails validate, naming the first such layout."""
+    pytest.importorskip("torch")
+    cfg = tmp_path / "llama.yaml"
+    cfg.write_text(
+        "workload: {name: llama, per_rank_batch: 2, seq_len: 16, vocab_size: 128, dim: 32, "
+        "n_layers: 2, n_heads: 4, n_kv_heads: 2, multiple_of: 16}\n"
+        "steps: {warmup: 1, measured: 3}\nrun: {threads_per_rank: 1, collective_timeout_s: 60}\n"
+    )
+    out = tmp_path / "v"
+    proc = run_cli(
+        "validate", "-c", str(cfg), "--layouts", "fsdp,tp", "--fault", "corrupt_grad:rank=1,step=2",
+        "--out", str(out), timeout=380,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "FAIL: layout fsdp: replicas diverged at step 2, rank(s) 1" in proc.stdout
+    assert "layout tp (tp=2): ok; check FAILED" in proc.stderr
+    report = json.loads((out / "layouts.json").read_text())
+    assert not report["passed"] and [r["checks_passed"] for r in report["runs"]] == [False, False]

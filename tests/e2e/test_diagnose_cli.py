@@ -83,6 +83,36 @@ def test_dumps_of_a_plain_torch_job_name_the_mismatched_collective(
     )
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_dumps_of_a_plain_torch_job_name_the_hung_rank_and_the_sequence_number(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A user's own job (no minicluster) where rank 1 hangs outside any collective while rank 0
+    waits in the 4th: the dumps torch wrote name rank 1 as never entering #4."""
+    env = {k: v for k, v in cli_env.items() if k != "PYTHONPATH"}  # no minicluster in the job
+    (tmp_path / "dumps").mkdir()
+    job = subprocess.run(
+        [python, str(PLAIN_TORCH / "plain_torch_hang.py"), str(tmp_path / "dumps" / "trace_")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=150,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert sorted(p.name for p in (tmp_path / "dumps").iterdir()) == ["trace_0", "trace_1"], (
+        job.stderr[-2000:]
+    )
+    files = [str(tmp_path / "dumps" / n) for n in ("trace_0", "trace_1")]
+    proc = _cli(python, cli_env, tmp_path, "diagnose", *files, "--json", "d.json")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    (g,) = json.loads((tmp_path / "d.json").read_text())["groups"]
+    assert (g["seq"], g["entered"], g["never_entered"]) == (4, [0], [1])
+    assert g["last_entered"]["1"] == 3
+    assert "collective #4" in proc.stdout and "never entered by rank(s) 1" in proc.stdout
+
+
 @pytest.mark.timeout(60)
 def test_no_dumps_is_bad_input_in_one_line(
     python: str, cli_env: dict[str, str], tmp_path: Path

@@ -100,3 +100,15 @@ def test_user_text_is_escaped(tmp_path: Path) -> None:
     suite = next(iter(JUnitXml.fromfile(str(xml))))
     case = next(iter(suite))
     assert case.name == 'n"&' and case.result[0].message == "<script>&"
+
+
+def test_isolate_junit_one_case_per_rank_the_bad_one_fails(tmp_path: Path) -> None:
+    """`isolate --from DIR --junit F`: the recorded run named rank 1 bad (of 4)."""
+    xml = tmp_path / "i.xml"
+    assert main(["isolate", "--from", str(FIX / "isolate_v1_rundir"), "--junit", str(xml)]) == 1
+    assert _cases(xml) == {
+        "rank 0": "passed",
+        "rank 1": "failure",
+        "rank 2": "passed",
+        "rank 3": "passed",
+    }
