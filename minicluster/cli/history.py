@@ -132,6 +132,12 @@ def check(args: argparse.Namespace) -> int:
     from minicluster.compare.history import History, Provenance
     from minicluster.compare.history_check import check as check_result
 
+    from minicluster.core import metrics as registry
+
+    for name in args.metric or ():  # a typo would gate nothing, and the gate always pass
+        if registry.get(name) is None:
+            names = ", ".join(sorted(registry.REGISTRY))
+            raise InputError(f"--metric {name!r} is not a metric; allowed: {names}")
     allowed = parse_allowed(args.allow_different)
     items = _records(args.result, args.format)
     if len(items) != 1:

@@ -106,3 +106,13 @@ def test_sweep_layouts_names_its_own_flag(
     argv = ["sweep", "--layouts", "tp=2;dp_shard=2", "--world-sizes", world_sizes, "--dry-run"]
     argv += ["-c", str(Path(__file__).resolve().parents[2] / "configs" / "llama.yaml")]
     assert message in _error(capsys, argv)
+
+
+@pytest.mark.timeout(60)
+def test_history_check_refuses_a_metric_that_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--metric latency_p50` (a typo) gated nothing and exited 0: a CI gate that always passes.
+    argv = ["history", "check", str(FIX / "mc11_clean_a.json"), "--db", str(tmp_path / "h.db")]
+    line = _error(capsys, [*argv, "--metric", "latency_p50"])
+    assert "--metric 'latency_p50' is not a metric" in line
