@@ -131,7 +131,6 @@ def check(args: argparse.Namespace) -> int:
     from minicluster.compare.comparability import parse_allowed
     from minicluster.compare.history import History, Provenance
     from minicluster.compare.history_check import check as check_result
-
     from minicluster.core import metrics as registry
 
     for name in args.metric or ():  # a typo would gate nothing, and the gate always pass
