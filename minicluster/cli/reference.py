@@ -80,7 +80,7 @@ def judge_hook(path: Path, floor_pct: float | None) -> Any:
     def judge(result: dict[str, Any]) -> None:
         run = RunResult.from_json(result)
         if run.kind != "run":
-            raise InputError(f"--reference judges training runs, not a {run.kind} result")
+            raise InputError(f"--reference judges training runs, not {run.kind} results")
         checks = run.checks
         floor = floor_pct
         if floor is None:
