@@ -116,3 +116,33 @@ def test_history_check_refuses_a_metric_that_does_not_exist(
     argv = ["history", "check", str(FIX / "mc11_clean_a.json"), "--db", str(tmp_path / "h.db")]
     line = _error(capsys, [*argv, "--metric", "latency_p50"])
     assert "--metric 'latency_p50' is not a metric" in line
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"accounting__last_arrival": "x"},
+        {"accounting__last_arrival": {"step": [2, 3], "rank": [0], "lateness_ms": [1.0, 2.0]}},
+        {"accounting__last_arrival": {"step": [2], "rank": [None], "lateness_ms": [1.0]}},
+        {"steps__embedded": {"0": {}, "x": {"step": [1]}}},
+    ],
+)
+def test_markdown_and_html_reports_of_an_edited_result_render(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict[str, object]
+) -> None:
+    # The late strip and the step-time plot read these sections as their writer shapes them;
+    # an edited result stopped the report with an internal error (exit 70).
+    data = json.loads((FIX / "mc11_clean_a.json").read_text())
+    data.setdefault("accounting", {})
+    path = tmp_path / "edited.json"
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        (data[section] if isinstance(data.get(section), dict) else data.setdefault(section, {}))[
+            field
+        ] = value
+    path.write_text(json.dumps(data))
+    md, html = tmp_path / "r.md", tmp_path / "r.html"
+    assert main(["report", str(path), "--md", str(md), "--html", str(html)]) == 0
+    assert "internal error" not in capsys.readouterr().err
+    assert md.stat().st_size > 0 and html.stat().st_size > 0
