@@ -146,3 +146,22 @@ def test_markdown_and_html_reports_of_an_edited_result_render(
     assert main(["report", str(path), "--md", str(md), "--html", str(html)]) == 0
     assert "internal error" not in capsys.readouterr().err
     assert md.stat().st_size > 0 and html.stat().st_size > 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("key", "value"), [("rank", "x"), ("world_size", None), ("type", [])])
+def test_a_rank_header_of_the_wrong_types_is_skipped_and_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: object
+) -> None:
+    # `"rank": "x"` in a header stopped `aggregate` with an internal error (exit 70).
+    from minicluster.core import rank_format
+
+    header = {"type": "header", "format": rank_format.FORMAT_VERSION, "run_id": "r1"}
+    header |= {"rank": 0, "world_size": 1, key: value}
+    (tmp_path / "ranks").mkdir()
+    (tmp_path / "ranks" / "rank_00000.jsonl").write_text(json.dumps(header) + "\n")
+    code = main(["aggregate", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "internal error" not in err
+    if key != "type":
+        assert f"header record's {key} is" in err
