@@ -451,10 +451,15 @@ def decode(obj: Any, where: str = "record") -> LineRecord:
     return _from_json(cls, obj, where)  # type: ignore[return-value]
 
 
+_HINTS: dict[type[Record], dict[str, Any]] = {}
+
+
 def _check_types(cls: type[Record], obj: Mapping[str, Any], where: str) -> None:
     """RecordError naming the first key of `obj` whose value is not of its field's type (a
     rank file edited, or cut and joined, so that the header says `"rank": "x"`)."""
-    hints = typing.get_type_hints(cls)
+    hints = _HINTS.get(cls)
+    if hints is None:  # once per class: a header is decoded once per rank, at 4,096 ranks too
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
     for key, attr in _spec(cls).pairs:
         if key in obj and not _is_a(obj[key], hints[attr]):
             raise RecordError(
