@@ -5,9 +5,10 @@ the worker's line shapes, 8 ranks per node, each node's roster) once per size un
 then runs `python -m minicluster aggregate DIR` as a child process REPEATS times per size,
 interleaving the sizes, and prints per size the median wall time, the time per rank (linear
 growth keeps it flat), the CPU time of the command and its reader pool (on a shared machine
-the wall time also measures the other jobs; the CPU time much less) and the peak RSS; then, with 95% confidence intervals (Student t over the
-rounds), the largest size's time and RSS against the target (<= 8 s and <= 1.5 GB at 4,096
-ranks) and the per-rank time of the largest size over that of a size 4x smaller, measured in
+the wall time also measures the other jobs; the CPU time much less) and the peak RSS; then,
+with 95% confidence intervals (Student t over the rounds), the time and RSS of each size that
+has a target (`TARGETS`, issue 28: 4,096 ranks <= 3 s wall, <= 4 s CPU, <= 1.5 GB; 16,384
+ranks <= 15 s wall, <= 2 GB) against it, and the per-rank time of the largest size over that of a size 4x smaller, measured in
 the same rounds (1.0 = linear). The files are removed at the end.
 
 Beside each aggregate, in the same rounds and on the same bytes, two baselines run as child
@@ -21,10 +22,13 @@ journals.
 `--compare-to SRC` also runs, in the same rounds and on the same files, the aggregate of another
 checkout of minicluster (SRC: its source tree, put first on PYTHONPATH), alternating which goes
 first, and prints per size the ratio of wall and CPU time (this checkout / SRC) with a 95%
-confidence interval over the rounds: a change's cost measured side by side.
+confidence interval over the rounds: a change's cost measured side by side. Every child runs
+in the run's directory with its checkout first on PYTHONPATH (`python -m` would otherwise import
+the checkout it is started in). `--no-baselines` leaves the two baselines out (16,384 ranks).
 
 usage: python scripts/bench_aggregate.py [--sizes 512,1024,2048,4096] [--steps 1000] [--repeats 3]
                                          [--per-node 8] [--compare-to SRC] [--journals]
+                                         [--no-baselines]
        python scripts/bench_aggregate.py --baseline json|columns DIR   (one baseline, in-process)
 """
 
@@ -41,6 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen_rank_files import write_run  # noqa: E402
 
@@ -91,8 +96,11 @@ def run_once(
     import psutil
 
     env = dict(os.environ)
-    if source is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
+    # `python -m` puts its working directory first on sys.path: the child runs in `run_dir`, or
+    # started from a checkout's root it would import that checkout whatever PYTHONPATH says
+    # (a --compare-to run would have measured this checkout twice)
+    first = source if source is not None else ROOT
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(first), env.get("PYTHONPATH")]))
     (run_dir / "result.json").unlink(missing_ok=True)  # each aggregate writes a new one
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -106,6 +114,7 @@ def run_once(
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        cwd=run_dir,
     )
     peak = 0
     parent = psutil.Process(proc.pid)
@@ -144,12 +153,13 @@ def main() -> None:
     p.add_argument("--compare-to", type=Path, default=None, metavar="SRC")
     p.add_argument("--journals", action="store_true", help="no columnar files: journals only")
     p.add_argument("--per-node", type=int, default=8, help="ranks per node (nproc per node)")
+    p.add_argument("--no-baselines", action="store_true", help="the aggregates only")
     p.add_argument("--baseline", nargs=2, metavar=("KIND", "DIR"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.baseline:
         baseline(a.baseline[0], Path(a.baseline[1]))
         return
-    kinds = ("json",) if a.journals else BASELINES
+    kinds = () if a.no_baselines else ("json",) if a.journals else BASELINES
     base: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     other: dict[int, list[tuple[float, float]]] = {}
     sizes = sorted(int(s) for s in a.sizes.split(","))

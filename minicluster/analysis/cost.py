@@ -9,8 +9,9 @@ over the steps it arrived last, `cost_pct` that share of the accounted wall time
 replaces all its ranks at once (the step saves what its latest rank was ahead of the other
 nodes' latest).
 
-The interval is a bootstrap over steps (scipy, paired: a step's cost and its time resampled
-together). On a busy host every rank arrives last now and then: a rank is a *culprit* only when
+The interval is a bootstrap over steps (scipy's percentile bootstrap, paired: a step's cost and
+its time resampled together; one set of resampled steps, seeded by the step count, for every
+rank). It is reported, never judged on. On a busy host every rank arrives last now and then: a rank is a *culprit* only when
 its cost is at least the threshold (and `min_ms_per_step` per step on average), exceeds the next
 most costly rank's by at least half the threshold, that excess is significant (a permutation test: were the ranks exchangeable, the last
 arrival of each step would be any rank with equal chance, whatever its lateness; p below ALPHA,
@@ -121,30 +122,35 @@ def excess_over_next(total: np.ndarray) -> np.ndarray:
     return total - others_max
 
 
-def cost_interval(per: np.ndarray | None, wall: np.ndarray, seed: int) -> tuple[float, float]:
-    """The bootstrap interval of one rank's cost_pct (`per`: its per-step cost, None when it
-    is zero throughout: every resample's cost is then 0, and so is the interval, when no
-    resample of the wall time can sum to zero)."""
-    if per is None:
-        if wall.size and float(wall.min()) > 0:
-            return 0.0, 0.0
-        per = np.zeros(wall.size)
-    return _cost_pct_bootstrap(per, wall, seed)
-
-
-def _cost_pct_bootstrap(per: np.ndarray, wall: np.ndarray, seed: int) -> tuple[float, float]:
-    """`cost_bootstrap` of 100 x sum(per) / sum(wall) (paired, percentile), computed as
-    scipy.stats.bootstrap 1.17 does it, step for step (the same resampled indices from the same
-    generator, the same sums, its quantile), without its per-call checks and its resampling of
-    the index array: a third less work per rank. tests/analysis/test_aggregate_vectorised.py
-    compares it with `cost_bootstrap`."""
+def cost_intervals(per: np.ndarray, wall: np.ndarray, seed: int) -> np.ndarray:
+    """The bootstrap intervals of cost_pct, [rows x 2], of each row of `per` (a rank's per-step
+    cost; the ranks that never arrived last have none: every resample of theirs is 0): paired
+    over the steps, percentile, one set of resampled steps for every row. Each row's interval
+    is `cost_bootstrap` of 100 x sum(per) / sum(wall) with this `seed` (the same draws from
+    the same generator, its quantile), up to the order of the sums; the draws are made once
+    and each resample's cost summed from the row's nonzero steps and the times each was drawn,
+    not a [rows x resamples x steps] gather (a rank at a time took 25 s at 4,096 ranks).
+    tests/analysis/test_aggregate_vectorised.py compares it with `cost_bootstrap`."""
     from scipy.stats import quantile  # lazily, as cost_bootstrap
 
-    i = np.random.default_rng(seed).integers(0, per.size, size=(RESAMPLES, per.size))
-    theta = 100.0 * np.take(per, i).sum(axis=-1) / np.take(wall, i).sum(axis=-1)
+    rows, n = per.shape
+    if not rows:
+        return np.zeros((0, 2))
+    drawn = np.random.default_rng(seed).integers(0, n, size=(RESAMPLES, n))
+    wall_sum = np.take(wall, drawn).sum(axis=-1)
+    counts = np.bincount(
+        (np.arange(RESAMPLES)[:, None] * n + drawn).ravel(), minlength=RESAMPLES * n
+    ).reshape(RESAMPLES, n)
+    row, step = np.nonzero(per)  # a step's cost belongs to one rank: at most `n` of them
+    cost_sum = np.bincount(
+        (np.arange(RESAMPLES)[:, None] * rows + row).ravel(),
+        weights=(counts[:, step] * per[row, step]).ravel(),
+        minlength=RESAMPLES * rows,
+    ).reshape(RESAMPLES, rows)
+    theta = 100.0 * cost_sum.T / wall_sum
     alpha = np.asarray((1 - CONFIDENCE) / 2, dtype=theta.dtype)
-    low, high = quantile(theta, np.stack((alpha, 1 - alpha), axis=-1), axis=-1)
-    return float(low), float(high)
+    low, high = quantile(theta, np.stack((alpha, 1 - alpha), axis=-1), axis=-1).T
+    return np.stack((low, high), axis=-1)
 
 
 def cost_bootstrap(
@@ -183,9 +189,12 @@ def rank_costs(
     excess_ms = excess_over_next(total)
     p_values = permutation_p(acc.lateness, len(acc.ranks), excess_ms, seed=acc.n)
     last_steps = np.bincount(acc.last, minlength=len(acc.ranks))
-    per_row = dict(zip(costly.tolist(), per, strict=True))
+    # one more row for the ranks that never arrived last: a cost of 0 in every step
+    found = cost_intervals(np.vstack((per, np.zeros((1, acc.n)))), wall, seed=acc.n)
+    intervals = np.broadcast_to(found[-1], (len(acc.ranks), 2)).copy()
+    intervals[costly] = found[:-1]
     for i, rank in enumerate(acc.ranks):
-        low, high = cost_interval(per_row.get(i), wall, seed=rank)
+        low, high = intervals[i].tolist()
         cost_pct = 100.0 * float(total[i]) / wall_ms
         excess_pct = 100.0 * float(excess_ms[i]) / wall_ms
         significant = bool(p_values[i] < ALPHA / len(acc.ranks))

@@ -314,10 +314,12 @@ _Job = tuple[Path, int, Collection[str]]
 def _read_columns_of(jobs: list[_Job]) -> tuple[list[RankRecords], list[_Job]]:
     """The records of the ranks of `jobs` that left a complete columnar file
     (`rank_columns.read_columns`), and the jobs of the others (their journal is the record).
-    The files' columns are converted together, one numpy array per field for all ranks of the
-    same schema, each rank holding its slice of it."""
-    found: list[tuple[int, RankLog, list[str], Any]] = []
+    Each file's columns are converted as it is read (the file is then let go: holding every
+    file until the end doubled the memory of a 4,096-rank run), into one numpy array per field
+    for all ranks of the same schema, each rank holding its slice of it."""
+    found: list[tuple[int, RankLog, list[str]]] = []
     rest: list[_Job] = []
+    columns = _ArrowColumns(len(jobs))
     need_roster = True  # the lowest rank's is the one kept (`_one_roster`)
     for job in sorted(jobs, key=itemgetter(1)):
         run_dir, rank, drop = job
@@ -334,56 +336,80 @@ def _read_columns_of(jobs: list[_Job]) -> tuple[list[RankRecords], list[_Job]]:
         summary_warning = rank_log.read_summary(rundir.rank_summary(run_dir, rank), f"rank {rank}")
         if summary_warning:
             warnings.append(summary_warning)
-        found.append((rank, rank_log, warnings, table))
+        found.append((rank, rank_log, warnings))
+        columns.add(table)
         need_roster = need_roster and rank_log.roster is None
-    columns = _arrow_columns([table for *_, table in found])
     parsed = [
         RankRecords.from_log(rank, rank_log, warnings, columns=cols)
-        for (rank, rank_log, warnings, _), cols in zip(found, columns, strict=True)
+        for (rank, rank_log, warnings), cols in zip(found, columns.finish(), strict=True)
     ]
     return parsed, rest
 
 
-def _arrow_columns(tables: list[Any]) -> list[dict[str, np.ndarray]]:
+class _ArrowColumns:
     """Arrow tables' columns as `_column` makes them from the journal's values: bools as bool,
     numbers as float64 with NaN for null (`step` as int64; integers float64 cannot hold exactly
-    kept exact), anything else as an object array of the values. Tables of one schema are
-    converted together (one array per field, each table's rows a slice of it); no array keeps a
-    file's buffer (and the columns not kept) alive."""
-    groups: dict[Any, list[int]] = {}
-    for i, table in enumerate(tables):
-        groups.setdefault(table.schema.remove_metadata(), []).append(i)
-    out: list[dict[str, np.ndarray]] = [{} for _ in tables]
-    for schema, members in groups.items():
-        bounds = np.cumsum([tables[i].num_rows for i in members])[:-1]
-        for j, field in enumerate(schema):
-            chunks = [c for i in members for c in tables[i].column(j).chunks]
-            whole = _numpy_column(field, chunks)
-            if whole is None:  # per table, as the journal's reader would
-                for i in members:
-                    values = tables[i].column(j).to_pylist()
-                    if rank_columns.json_encoded(field):
-                        values = [json.loads(v) for v in values]
-                    out[i][field.name] = _column(field.name, values)
-                continue
-            for i, part in zip(members, np.split(whole, bounds), strict=True):
-                out[i][field.name] = part
-    for i in range(len(tables)):  # the file's field order
-        out[i] = {name: out[i][name] for name in tables[i].schema.names}
-    return out
+    kept exact), anything else as an object array of the values. Each table is converted when
+    added (`add`), straight into one buffer per field for all tables of its schema (sized for
+    `tables` tables like the first; grown if needed), so that no file is held and no table's
+    array is allocated on its own (small arrays freed later stay in the heap); `finish` gives
+    each table's slices of those buffers. No array keeps a file's buffer alive."""
+
+    def __init__(self, tables: int) -> None:
+        self.tables = tables
+        self.names: list[list[str]] = []  # per table its fields, in the file's order
+        self.at: list[tuple[Any, int, int]] = []  # per table: its schema, first row, rows
+        self.buffers: dict[Any, dict[str, np.ndarray]] = {}  # schema -> field -> buffer
+        self.used: dict[Any, int] = {}  # schema -> rows filled
+        self.own: list[dict[str, np.ndarray]] = []  # per table the fields converted on their own
+
+    def add(self, table: Any) -> None:
+        schema = table.schema.remove_metadata()
+        n = table.num_rows
+        if schema not in self.buffers:
+            self.buffers[schema], self.used[schema] = {}, 0
+        bufs, start = self.buffers[schema], self.used[schema]
+        own: dict[str, np.ndarray] = {}
+        for j, (field, column) in enumerate(zip(table.schema, table.columns, strict=True)):
+            chunks = column.chunks
+            kind = _numpy_kind(field, chunks)
+            if kind is not None:
+                buf = bufs.get(field.name)
+                if buf is None:
+                    buf = bufs[field.name] = np.empty(max(n, 1) * self.tables, kind)
+                elif buf.size < start + n:  # tables longer than the first: grow
+                    grown = np.empty(max(2 * buf.size, start + n), kind)
+                    grown[:start] = buf[:start]
+                    buf = bufs[field.name] = grown
+                if _numpy_fill(field, chunks, buf[start : start + n]):
+                    continue
+            values = table.column(j).to_pylist()  # as the journal's reader would
+            if rank_columns.json_encoded(field):
+                values = [json.loads(v) for v in values]
+            own[field.name] = _column(field.name, values)
+        self.used[schema] = start + n
+        self.names.append(table.schema.names)
+        self.at.append((schema, start, n))
+        self.own.append(own)
+
+    def finish(self) -> list[dict[str, np.ndarray]]:
+        out = []
+        for names, (schema, start, n), own in zip(self.names, self.at, self.own, strict=True):
+            bufs = self.buffers[schema]
+            out.append({k: own[k] if k in own else bufs[k][start : start + n] for k in names})
+        return out
 
 
-def _numpy_column(field: Any, chunks: list[Any]) -> np.ndarray | None:
-    """Arrow arrays of one field of numbers or bools (one table's after another's) as one numpy
-    array, copied from their buffers; None when they are not all of a kind the journal's reader
-    makes such an array of (then each table is converted as that reader would)."""
+def _numpy_kind(field: Any, chunks: list[Any]) -> Any:
+    """The numpy dtype `_numpy_fill` writes a field's arrays as (bool; int64 for `step`; else
+    float64), or None when they are not of a kind the journal's reader makes such an array of
+    (JSON text, strings, lists, a null among bools, a `step` not int64 or with nulls)."""
     pa = _pa()
     kind = field.type
-    n = sum(len(c) for c in chunks)
     if rank_columns.json_encoded(field):
         return None
     if pa.types.is_null(kind):
-        return np.full(n, np.nan)
+        return np.float64
     is_bool, is_int = pa.types.is_boolean(kind), pa.types.is_int64(kind)
     if not (is_bool or is_int or pa.types.is_float64(kind)):
         return None
@@ -391,7 +417,18 @@ def _numpy_column(field: Any, chunks: list[Any]) -> np.ndarray | None:
         return None  # a null among bools: the journal's reader keeps the values as they are
     if field.name == "step" and (not is_int or any(c.null_count for c in chunks)):
         return None
-    out = np.empty(n, bool if is_bool else np.int64 if field.name == "step" else np.float64)
+    return bool if is_bool else np.int64 if field.name == "step" else np.float64
+
+
+def _numpy_fill(field: Any, chunks: list[Any], out: np.ndarray) -> bool:
+    """Arrow arrays of one field (`_numpy_kind` not None) copied from their buffers into `out`;
+    False when they hold integers float64 cannot hold exactly (kept exact, by the journal's
+    reader)."""
+    pa = _pa()
+    if pa.types.is_null(field.type):
+        out[:] = np.nan
+        return True
+    is_bool, is_int = pa.types.is_boolean(field.type), pa.types.is_int64(field.type)
     pos = 0
     for c in chunks:
         m = len(c)
@@ -403,13 +440,13 @@ def _numpy_column(field: Any, chunks: list[Any]) -> np.ndarray | None:
             values = np.frombuffer(data, np.int64 if is_int else np.float64, c.offset + m)
             values = values[c.offset :]
             if is_int and field.name != "step" and m and np.abs(values).max() >= FLOAT_EXACT_MAX:
-                return None  # integers float64 cannot hold exactly: kept exact, per table
+                return False
             out[pos : pos + m] = values
             if c.null_count:
                 bits = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")
                 out[pos : pos + m][bits[c.offset : c.offset + m] == 0] = np.nan
         pos += m
-    return out
+    return True
 
 
 def _pa() -> Any:

@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from minicluster.analysis.accounting import positions
+from minicluster.analysis.cost import cost_bootstrap
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.steps import r4
 
 CONFIDENCE = 0.95
-RESAMPLES = 2000
 MIN_STEPS = 4  # fewer steps with every rank's all-reduce timed: not measured
 
 
@@ -54,7 +55,7 @@ class WaitedFor:
             out["waited_for_reason"] = self.reason or f"rank {rank} has no timed all-reduce"
             return out
         row = self.matrix[self.ranks.index(rank)]
-        low, high = _interval(row, seed=rank)
+        low, high = interval(row, seed=rank)
         floor = floor_pct / 100.0 * self.step_ms
         out.update(
             waited_for_ms=r4(float(row.mean())),
@@ -79,39 +80,40 @@ def measure(records: list[RankRecords], steps: np.ndarray, step_ms: float | None
         empty.reason = "the records hold no per-step all-reduce time (comm_ms)"
         return empty
     comm = np.full((len(ranks), steps.size), np.nan)
+    lookup: tuple[np.ndarray, np.ndarray] | None = None
     for i, rec in enumerate(recs):
-        at = {int(s): j for j, s in enumerate(rec.columns["step"].tolist())}
-        cols = np.array([at.get(int(s), -1) for s in steps])
+        step = rec.columns["step"]
+        if lookup is None or not np.array_equal(lookup[0], step):  # most ranks share one
+            lookup = (step, positions(step, steps))  # a step recorded twice: its last record
+        cols = lookup[1]
         have = cols >= 0
         comm[i, have] = rec.columns["comm_ms"][cols[have]]
     ok = ~np.isnan(comm).any(axis=0)
     if int(ok.sum()) < MIN_STEPS:
         empty.reason = f"fewer than {MIN_STEPS} steps with every rank's all-reduce timed"
         return empty
-    comm = comm[:, ok]
-    wait = comm - comm.min(axis=0)[None, :]
+    wait = comm[:, ok] if not ok.all() else comm
+    wait -= wait.min(axis=0)[None, :]  # in place: comm_ms less the step's least
     last = np.argmin(wait, axis=0)
     matrix = np.zeros_like(wait)
-    for s in range(wait.shape[1]):
-        others = np.delete(wait[:, s], last[s])
-        matrix[last[s], s] = float(np.median(others))
+    matrix[last, np.arange(wait.shape[1])] = _median_of_others(wait)
     return WaitedFor(ranks, steps[ok], matrix, step_ms)
 
 
-def _interval(values: np.ndarray, seed: int) -> tuple[float, float]:
+def _median_of_others(wait: np.ndarray) -> np.ndarray:
+    """Per step (column) the median of the waits without the least one (the last arrival's),
+    as `np.median` of the column with that value deleted gives it, all steps at once."""
+    m = wait.shape[0] - 1  # the others
+    # their middle values sit one place up in the whole column, past its least
+    lo, hi = (m - 1) // 2 + 1, m // 2 + 1
+    part = np.partition(wait, sorted({lo, hi}), axis=0)
+    return (part[lo] + part[hi]) / 2 if lo != hi else part[lo]
+
+
+def interval(values: np.ndarray, seed: int) -> tuple[float, float]:
     """The bootstrap interval (percentile, seeded) of the mean of `values`."""
     if values.size < 2 or float(values.max()) == float(values.min()):
         v = float(values.mean()) if values.size else 0.0
         return v, v
-    from scipy.stats import bootstrap  # lazily: scipy.stats takes a while to import
-
-    res = bootstrap(
-        (values,),
-        np.mean,
-        vectorized=True,
-        n_resamples=RESAMPLES,
-        confidence_level=CONFIDENCE,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    # scipy's bootstrap of one sample, paired or not, draws and resamples alike
+    return cost_bootstrap(np.mean, (values,), CONFIDENCE, seed)

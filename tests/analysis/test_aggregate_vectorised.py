@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from minicluster.analysis import accounting, comm_kinds, cost
+from minicluster.analysis import accounting, comm_kinds, cost, waited
 from minicluster.analysis.accounting import Accounting
 from minicluster.analysis.records import RankRecords, Stacked, read_run_dir
 from minicluster.analysis.steps import StepTable, r4
@@ -159,20 +159,29 @@ def _scipy_interval(per: np.ndarray, wall: np.ndarray, seed: int) -> tuple[float
     )
 
 
-def test_the_cost_interval_equals_scipys_bootstrap() -> None:
+def _scipy_intervals(per: np.ndarray, wall: np.ndarray, seed: int) -> np.ndarray:
+    return np.array([_scipy_interval(row, wall, seed) for row in per]).reshape(-1, 2)
+
+
+def test_the_cost_intervals_equal_scipys_bootstrap_row_by_row() -> None:
+    """Each row's interval is scipy's bootstrap of that row with the same seed (the same
+    resampled steps for every row), up to the order of the sums (relative 1e-12)."""
     rng = np.random.default_rng(7)
     for trial in range(8):
         n = int(rng.integers(8, 400))
         wall = rng.uniform(5, 20, n)
-        per = np.zeros(n)
-        hit = rng.choice(n, int(rng.integers(1, 10)), replace=False)
-        per[hit] = rng.exponential(2, hit.size)
+        rows = int(rng.integers(1, 12))
+        per = np.zeros((rows, n))
+        last = rng.integers(0, rows + 2, n)  # each step's last arrival; rows and up: nobody
+        hit = last < rows
+        per[last[hit], np.flatnonzero(hit)] = rng.exponential(2, int(hit.sum()))
         if trial % 3 == 0:
-            per = rng.uniform(0, 3, n)
-        assert cost.cost_interval(per, wall, trial) == _scipy_interval(per, wall, trial)
-    # a rank that never arrived last: every resample costs 0
-    wall = rng.uniform(5, 20, 50)
-    assert cost.cost_interval(None, wall, 3) == _scipy_interval(np.zeros(50), wall, 3)
+            per[0] = rng.uniform(0, 3, n)  # a row that costs something in every step
+        per[-1] = 0.0  # a rank that never arrived last: every resample costs 0
+        got = cost.cost_intervals(per, wall, trial)
+        np.testing.assert_allclose(got, _scipy_intervals(per, wall, trial), rtol=1e-12, atol=0)
+        assert got[-1].tolist() == [0.0, 0.0]
+    assert cost.cost_intervals(np.zeros((0, 9)), wall[:9], 1).shape == (0, 2)
 
 
 def test_rank_costs_match_with_and_without_the_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,9 +195,73 @@ def test_rank_costs_match_with_and_without_the_shortcuts(monkeypatch: pytest.Mon
         "rank_per_step",
         lambda a: (np.arange(len(a.ranks)), np.stack([_per_step(a, [i]) for i in range(12)])),
     )
-    monkeypatch.setattr(cost, "_cost_pct_bootstrap", _scipy_interval)
+    monkeypatch.setattr(cost, "cost_intervals", _scipy_intervals)
     assert cost.rank_costs(acc, 10.0) == fast
     assert fast[4]["culprit"]
+
+
+def _old_waited_matrix(records: list[RankRecords], steps: np.ndarray) -> tuple[Any, Any]:
+    recs = sorted((r for r in records if r.n_steps), key=lambda r: r.rank)
+    comm = np.full((len(recs), steps.size), np.nan)
+    for i, rec in enumerate(recs):
+        at = {int(s): j for j, s in enumerate(rec.columns["step"].tolist())}
+        cols = np.array([at.get(int(s), -1) for s in steps])
+        have = cols >= 0
+        comm[i, have] = rec.columns["comm_ms"][cols[have]]
+    ok = ~np.isnan(comm).any(axis=0)
+    comm = comm[:, ok]
+    wait = comm - comm.min(axis=0)[None, :]
+    last = np.argmin(wait, axis=0)
+    matrix = np.zeros_like(wait)
+    for s in range(wait.shape[1]):
+        matrix[last[s], s] = float(np.median(np.delete(wait[:, s], last[s])))
+    return steps[ok], matrix
+
+
+@pytest.mark.parametrize("crashed", [False, True])
+def test_the_waited_for_matrix_equals_the_per_step_loop(tmp_path: Path, crashed: bool) -> None:
+    records = _run(tmp_path, crashed)
+    table = StepTable(records, 24)
+    got = waited.measure(records, table.indices, 10.0)
+    steps, matrix = _old_waited_matrix(records, table.indices)
+    np.testing.assert_array_equal(got.steps, steps)
+    np.testing.assert_array_equal(got.matrix, matrix)  # bit-equal
+    assert got.matrix[got.ranks.index(5)].sum() > 0  # the straggler was waited for
+
+
+@pytest.mark.parametrize("ranks", [2, 3, 4, 7])
+def test_the_median_of_the_others_with_ties_and_odd_and_even_counts(ranks: int) -> None:
+    rng = np.random.default_rng(ranks)
+    wait = rng.integers(0, 4, (ranks, 300)).astype(float)  # ties, the least one among them
+    steps = np.arange(300)
+    records = [
+        RankRecords(r, columns={"step": steps, "comm_ms": wait[r] + 1.0}) for r in range(ranks)
+    ]
+    records[1].columns["step"] = np.concatenate((steps[:5], steps[4:-1]))  # step 4 twice
+    records[1].columns["comm_ms"] = np.concatenate((wait[1, :5] + 9.0, wait[1, 4:-1] + 1.0))
+    got = waited.measure(records, steps, 10.0)
+    old_steps, matrix = _old_waited_matrix(records, steps)
+    np.testing.assert_array_equal(got.steps, old_steps)
+    np.testing.assert_array_equal(got.matrix, matrix)
+
+
+def test_the_waited_for_interval_is_scipys_bootstrap_of_the_mean() -> None:
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(5)
+    for seed in range(6):
+        values = np.where(rng.random(200) < 0.3, rng.exponential(4.0, 200), 0.0)
+        res = bootstrap(
+            (values,),
+            np.mean,
+            vectorized=True,
+            n_resamples=2000,
+            confidence_level=waited.CONFIDENCE,
+            method="percentile",
+            random_state=np.random.default_rng(seed),
+        )
+        old = (float(res.confidence_interval.low), float(res.confidence_interval.high))
+        assert waited.interval(values, seed) == old
 
 
 # --- the comm section: matrices vs the per-step path ----------------------------------------
