@@ -85,14 +85,16 @@ def check_output_files(args: object) -> None:
     cost a run its records. A missing folder is made, as the write would make it."""
     inputs = [
         Path(p)
-        for name in ("inputs", "result", "input", "dir")
+        for name in ("inputs", "result", "input", "dir", "results")
         for p in _as_list(getattr(args, name, None))
     ]
     taken = {p.resolve() for p in inputs} | {
         (p / rundir.RESULT_FILE).resolve() for p in inputs if p.is_dir()
     }
+    # `convert -o` and `reference record --out` write one file, as a report does (a
+    # reference's --force replaces an earlier reference, never a run's record).
     flags = ["md", "html", "json", "junit"] + (
-        ["out"] if getattr(args, "command", None) == "convert" else []
+        ["out"] if getattr(args, "command", None) in ("convert", "reference") else []
     )
     for flag in flags:
         path = getattr(args, flag, None)
@@ -130,8 +132,9 @@ def _recorded(target: Path) -> bool:
     name = target.name
     return (
         name in rundir.RECORDED_FILES
-        or name.startswith("result.partial-")
-        or target.parent.name == rundir.RANKS_DIR
+        or name == rundir.LAYOUTS_FILE
+        or name.startswith(("result.partial-", "result.rejudged-"))
+        or target.parent.name in (rundir.RANKS_DIR, rundir.FLIGHT_RECORDER_DIR)
         or fnmatch.fnmatch(name, rundir.RANK_FILE_GLOB)
         or fnmatch.fnmatch(name, rundir.SUMMARY_FILE_GLOB)
     )

@@ -61,3 +61,34 @@ def test_a_report_never_overwrites_a_record_or_an_input(
         assert message in err and len(err.strip().splitlines()) == 1, (argv, err)
     assert {p: p.read_bytes() for p in (result, rank_file)} == before
     assert not (tmp_path / "new").exists()
+
+
+def test_no_output_flag_overwrites_a_sweep_table_a_dump_a_rejudged_result_or_a_run_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """New-user trial: `compare --json SWEEP/layouts.json`, `--md RUN/flight_recorder/rank_00000`
+    and `--md RUN/result.rejudged-*.json` replaced those records, and `reference record --out
+    RUN/result.json --force` replaced a run's result; each is refused now, the file kept."""
+    run = tmp_path / "run"
+    (run / "flight_recorder").mkdir(parents=True)
+    records = {
+        run / "layouts.json": '{"kind": "layout_sweep"}\n',
+        run / "flight_recorder" / "rank_00000": "a dump\n",
+        run / "result.rejudged-20260101-000000.json": "{}\n",
+        run / "result.json": (FIX / "mc11_clean_a.json").read_text(),
+    }
+    for path, text in records.items():
+        path.write_text(text)
+    a, b = FIX / "mc11_clean_a.json", FIX / "mc11_clean_b.json"
+    cases = [
+        ["compare", str(a), str(b), "--json", str(run / "layouts.json")],
+        ["compare", str(a), str(b), "--md", str(run / "flight_recorder" / "rank_00000")],
+        ["compare", str(a), str(b), "--md", str(run / "result.rejudged-20260101-000000.json")],
+        ["reference", "record", str(a), "--out", str(run / "result.json"), "--force"],
+    ]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "would overwrite a file minicluster records" in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1
+    assert {p: p.read_text() for p in records} == records
