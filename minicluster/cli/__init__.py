@@ -77,6 +77,12 @@ def _internal_error(e: Exception) -> int:
     return EXIT_INTERNAL
 
 
+# commands whose --md/--html are `add_report_flags`' and whose standard output carries their
+# own summary: a report there would be mixed into it (`report` and `node-check` move the summary
+# to stderr instead)
+SUMMARY_ON_STDOUT = ("run", "validate", "sweep", "collectives", "aggregate")
+
+
 def check_output_files(args: object) -> None:
     """InputError, before any work, when a report file (`--md`, `--html`, `--json`) cannot be
     written or must not be: it names a directory; its folder cannot be made or written in; it
@@ -98,7 +104,15 @@ def check_output_files(args: object) -> None:
     )
     for flag in flags:
         path = getattr(args, flag, None)
-        if not isinstance(path, os.PathLike) or os.fspath(path) == "-":
+        if isinstance(path, os.PathLike) and os.fspath(path) == "-":
+            command = getattr(args, "command", None)
+            if flag in ("md", "html") and command in SUMMARY_ON_STDOUT:
+                raise InputError(
+                    f"--{flag} - (standard output): `{command}` prints its summary there; name a "
+                    f"file (or `minicluster report RESULT --{flag} -` after the run)"
+                )
+            continue
+        if not isinstance(path, os.PathLike):
             continue
         target = Path(path).resolve()
         if os.path.isdir(path):

@@ -92,3 +92,35 @@ def test_no_output_flag_overwrites_a_sweep_table_a_dump_a_rejudged_result_or_a_r
         assert "would overwrite a file minicluster records" in err, (argv, err)
         assert len(err.strip().splitlines()) == 1
     assert {p: p.read_text() for p in records} == records
+
+
+GOLDEN_RESULT = Path(__file__).resolve().parents[1] / "golden" / "run_2ranks.result.json"
+
+
+def test_report_md_dash_is_standard_output_and_never_a_file_named_dash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`report RESULT --md -`: the Markdown on stdout, the terminal summary on stderr (it wrote a
+    file called '-' in the working directory before)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(GOLDEN_RESULT), "--md", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("# minicluster run ") and "Ranks (ms)" not in out
+    assert "Ranks" in err
+    assert list(tmp_path.iterdir()) == []
+    assert main(["report", str(GOLDEN_RESULT), "--md", "-", "--html", "-"]) == 2
+    assert "only one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["run", "validate", "collectives", "sweep"])
+def test_a_report_on_stdout_is_refused_where_the_summary_prints(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([command, "--md", "-", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "--md - (standard output)" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
