@@ -97,7 +97,13 @@ def platform(headers: list[dict[str, Any]]) -> dict[str, Any]:
 def ray_section(headers: list[dict[str, Any]]) -> dict[str, Any] | None:
     """`{version}` of the Ray the ranks ran on (the Ray launcher), else None; each rank's Ray
     node ID is in its `ranks[]` entry and its node's `nodes[]` entry."""
-    versions = sorted({h["ray"]["version"] for h in headers if isinstance(h.get("ray"), dict)})
+    versions = sorted(
+        {
+            str(h["ray"]["version"])
+            for h in headers
+            if isinstance(h.get("ray"), dict) and h["ray"].get("version") is not None
+        }
+    )
     if not versions:
         return None
     return {"version": ", ".join(versions)}
@@ -108,7 +114,22 @@ def rank0_header(records: list[RankRecords]) -> tuple[dict[str, Any], list[dict[
     headers = [r.header for r in records if r.header is not None]
     if not headers:
         raise InputError("no rank wrote a header record: nothing to aggregate")
-    return next((h for h in headers if h["rank"] == 0), headers[0]), headers
+    head0 = next((h for h in headers if h["rank"] == 0), headers[0])
+    for key, needed in HEADER_NEEDS.items():
+        value = head0.get(key)
+        missing = [k for k in needed if k not in value] if isinstance(value, dict) else None
+        if missing is None or missing:
+            what = f"no {', '.join(missing)} in it" if missing else f"it is {value!r:.30}"
+            raise InputError(
+                f"rank {head0['rank']}'s header has no usable {key} ({what}): its rank file was "
+                "not written by minicluster's ranks as they write it, or was edited"
+            )
+    return head0, headers
+
+
+# what aggregation reads from the header it builds the run from (rank/header.py writes them
+# all; a value may be null)
+HEADER_NEEDS: dict[str, tuple[str, ...]] = {"config": (), "workload": ("per_rank_batch",)}
 
 
 def run_config(head0: dict[str, Any]) -> RunConfig:

@@ -4,6 +4,7 @@ an internal error; what is asked for by mistake is refused rather than quietly c
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,42 @@ def test_a_rank_header_of_the_wrong_types_is_skipped_and_named(
     assert code == 2 and "internal error" not in err
     if key != "type":
         assert f"header record's {key} is" in err
+
+
+HEALTHY_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "recorded_runs" / "healthy"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("rank", "edit", "code", "message"),
+    [
+        (0, {"config": None}, 2, "header has no usable config"),
+        (0, {"workload": None}, 2, "header has no usable workload"),
+        (0, {"workload": {"name": "mlp"}}, 2, "no per_rank_batch in it"),
+        (0, {"ray": {}}, 0, None),
+        (1, {"config": None}, 0, None),
+        (1, {"workload": None}, 0, None),
+    ],
+)
+def test_a_rank_header_with_a_section_aggregation_cannot_read_is_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    rank: int,
+    edit: dict[str, object],
+    code: int,
+    message: str | None,
+) -> None:
+    """A header edited so that its config or workload is null, its workload lacks the batch or
+    its ray section the version: aggregation says so in one line (rank 0's header, which the run
+    is built from) or goes on (another rank's), never an internal error (exit 70 before)."""
+    run = tmp_path / "run"
+    shutil.copytree(HEALTHY_RUN, run)
+    (run / "result.json").unlink(missing_ok=True)
+    path = run / "ranks" / f"rank_{rank:05d}.jsonl"
+    head, *rest = path.read_text().splitlines()
+    path.write_text("\n".join([json.dumps(json.loads(head) | edit), *rest]) + "\n")
+    assert main(["aggregate", str(run)]) == code
+    err = capsys.readouterr().err
+    assert "internal error" not in err
+    if message:
+        assert message in err and len(err.strip().splitlines()) == 1
