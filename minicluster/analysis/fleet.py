@@ -395,7 +395,7 @@ def _verdict(
             )
         )
     if bad or found or failed or below:
-        return f"{head}: " + "; ".join(parts)
+        return f"{head}: " + "; ".join(parts) + _reference_tail(rows)
     if not gated:
         why = "; ".join(
             dict.fromkeys(

@@ -46,7 +46,12 @@ def judge_nodes(
             section = reference_site.judge_result(data, reference, floor_pct)
         else:
             cond = reference_site.run_conditions(RunResult.from_json(dict(data)))
-            samples = [(m, cond, n.values[m]) for m in reference_site.RUN_METRICS if m in n.values]
+            # run-level figures (busbw, TFLOP/s) have no per-node value: the node's own only
+            samples = [
+                (m, cond, v)
+                for m in reference_site.RUN_METRICS
+                if (v := n.values.get(m)) is not None
+            ]
             section = reference_site.judge_samples(
                 _platform_of_group(n.group), samples, reference, floor_pct
             )
