@@ -55,14 +55,20 @@ class Strip:
 
 def late_strip(result: RunResult) -> Strip | None:
     """The strip of `result`'s accounting; None when it accounted for no step (one rank, records
-    without the host time, a run that failed before its first measured step)."""
+    without the host time, a run that failed before its first measured step) and when its
+    `last_arrival` is not three series of one length (a result edited by hand)."""
     acc: dict[str, Any] | None = result.accounting
-    last = (acc or {}).get("last_arrival")
-    if not last or not last.get("step"):
+    last = acc.get("last_arrival") if isinstance(acc, dict) else None
+    if not isinstance(last, dict) or not last.get("step"):
         return None
-    steps: list[int] = [int(s) for s in last["step"]]
-    who: list[int] = [int(r) for r in last["rank"]]
-    late_ms: list[float] = [float(x) for x in last["lateness_ms"]]
+    try:  # the schema leaves the section's shape open: an edited result draws no strip
+        steps: list[int] = [int(s) for s in last["step"]]
+        who: list[int] = [int(r) for r in last["rank"]]
+        late_ms: list[float] = [float(x) for x in last["lateness_ms"]]
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not len(steps) == len(who) == len(late_ms):
+        return None
     ranks = sorted({r.rank for r in result.ranks} | set(who))
     per = -(-len(steps) // MAX_CELLS)  # steps per cell, ceiling
     bins = [list(range(i, min(i + per, len(steps)))) for i in range(0, len(steps), per)]
