@@ -261,6 +261,9 @@ def fleet_html(report: dict[str, Any]) -> str:
         f"{escape(report['verdict'])}</p>",
         f'<p class="note">{escape(report["rule"])}.</p>',
     ]
+    line = reference_line(report)
+    if line is not None:
+        parts.append(f'<p class="note">{escape(line)}</p>')
     plots = (strip_plot(report, m, i) for i, m in enumerate(report["metrics"]))
     parts += [figure(p) for p in plots if p]
     for t in (distribution_table(report), nodes_table(report), *per_metric_tables(report)):

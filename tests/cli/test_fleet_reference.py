@@ -9,6 +9,7 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -71,7 +72,7 @@ def test_a_node_below_the_floor_is_a_finding_with_its_evidence(
             fig["value"] = 180.0
     fast = tmp_path / "fast.yaml"
     fast.write_text(yaml.safe_dump(data, sort_keys=False))
-    out, md = tmp_path / "f.json", tmp_path / "f.md"
+    out, md, html, xml = (tmp_path / f"f.{e}" for e in ("json", "md", "html", "xml"))
     proc = run_cli(
         "fleet",
         *CLEAN,
@@ -83,6 +84,10 @@ def test_a_node_below_the_floor_is_a_finding_with_its_evidence(
         str(out),
         "--md",
         str(md),
+        "--html",
+        str(html),
+        "--junit",
+        str(xml),
         cwd=tmp_path,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -96,6 +101,13 @@ def test_a_node_below_the_floor_is_a_finding_with_its_evidence(
     assert any(e.startswith(f"reference site ({fast}): latency_p50_ms") for e in node4["evidence"])
     assert "1 node(s) below 90% of reference site: node4" in " ".join(proc.stdout.split())
     assert "BELOW REFERENCE" in md.read_text()
+    assert f"Judged against reference site (site, {fast}" in html.read_text()
+    failures = {
+        case.get("name"): case.find("failure").get("message")
+        for case in ElementTree.parse(xml).iter("testcase")
+        if case.find("failure") is not None
+    }
+    assert list(failures) == ["node4"] and "below the reference" in failures["node4"]
 
 
 @pytest.mark.timeout(120)
