@@ -63,7 +63,7 @@ def record(args: argparse.Namespace) -> int:
         raise InputError(f"cannot write {args.out}: {e.strerror or e}") from None
     print(
         f"minicluster: site reference {name} ({len(ref.figures)} figures from {len(files)} "
-        f"healthy results, platform {', '.join(f'{k}={v}' for k, v in ref.platform.items())}): "
+        f"healthy result{'s' if len(files) != 1 else ''}, platform {', '.join(f'{k}={v}' for k, v in ref.platform.items())}): "
         f"{args.out}"
     )
     return EXIT_OK

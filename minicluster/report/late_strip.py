@@ -116,7 +116,7 @@ def text_lines(strip: Strip) -> list[str]:
     width = max(len(f"rank {r}") for r in strip.ranks)
     return [
         f"{f'rank {r}':<{width}}  {run_length(''.join(_glyph(x, top) for x in row))}  "
-        f"(last in {strip.last_steps[r]} steps, {strip.late_ms_total[r]:.0f} ms late in all)"
+        f"(last in {_steps(strip.last_steps[r])}, {strip.late_ms_total[r]:.0f} ms late in all)"
         for r, row in zip(strip.ranks, strip.late, strict=True)
     ]
 
@@ -151,7 +151,7 @@ def strip_html(strip: Strip) -> str:
         cells = "".join(_cell_html(x, top, span) for x, span in zip(row, strip.cells, strict=True))
         rows.append(
             f'<tr data-rank="{r}"><th>rank {r}</th>{cells}<td class="sum">last in '
-            f"{strip.last_steps[r]} steps, {strip.late_ms_total[r]:.0f} ms late</td></tr>"
+            f"{_steps(strip.last_steps[r])}, {strip.late_ms_total[r]:.0f} ms late</td></tr>"
         )
     return (
         f'<h2>{escape(TITLE)}</h2><p class="note">{escape(strip.note())} Red: last, darker '
@@ -168,3 +168,7 @@ def strip_markdown(strip: Strip) -> list[str]:
         f"late; g×n: n cells of g."
     )
     return [f"## {TITLE}", "", f"{strip.note()} {legend}", "", "```", *text_lines(strip), "```", ""]
+
+
+def _steps(n: int) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"
