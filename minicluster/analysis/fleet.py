@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from minicluster.analysis import fleet_groups
+from minicluster.analysis import fleet_groups, fleet_reference, references
 from minicluster.analysis.fleet_inputs import NodeInput, nodes_of
 from minicluster.analysis.robust import bad_side_z, spread
 from minicluster.core import metrics as registry
@@ -53,6 +53,7 @@ MAD_FLOOR_FRAC = 0.10
 # beyond exp(-3.5 x 0.05) = 84% of its median (issue 29: a node at 80% of its peers' GEMM rate
 # is named). The group's own MAD still rules when it is wider (BENCHMARKS.md, node checks).
 NODE_CHECK_MAD_FLOOR_FRAC = 0.05
+VERDICT_BELOW_REFERENCE = "below_reference"
 
 
 def fleet(
@@ -60,10 +61,13 @@ def fleet(
     metric_names: list[str] | None = None,
     outlier_z: float = 3.5,
     mad_floor: float | None = None,
+    reference: references.Reference | None = None,
+    floor_pct: float = references.DEFAULT_FLOOR_PCT,
 ) -> dict[str, Any]:
     """The fleet report of `results` (`(source, result)` pairs, validated `result.json` dicts or
     node-check results); `mad_floor` None: `MAD_FLOOR_FRAC` (`NODE_CHECK_MAD_FLOOR_FRAC` for a
-    fleet of node checks).
+    fleet of node checks); `reference`: each node also judged against it (`fleet_reference`),
+    below `floor_pct` % a finding.
 
     InputError (exit 2) for too few nodes, a repeated run, a multi-node result among others,
     or nodes that ran different jobs (naming the odd one).
@@ -119,8 +123,17 @@ def fleet(
                 f"{MIN_NODES}: too small to judge",
             }
         )
+    against = (
+        fleet_reference.judge_nodes(results, nodes, reference, floor_pct)
+        if reference is not None
+        else {}
+    )
     node_rows = [
-        _node_row(n, [m for m in per_metric if m["group"] == fleet_groups.group_label(n.group)])
+        _node_row(
+            n,
+            [m for m in per_metric if m["group"] == fleet_groups.group_label(n.group)],
+            against.get(n.label),
+        )
         for n in nodes
     ]
     node_rows.sort(
@@ -134,6 +147,7 @@ def fleet(
     findings = [
         r["label"] for r in node_rows if r["finding"] is not None and r["status"] != "failed"
     ]
+    below = [r["label"] for r in node_rows if _below(r)]
     return {
         "format": FORMAT,
         "mode": mode,
@@ -151,6 +165,9 @@ def fleet(
         "outliers": outliers,
         "failed": failed,
         "findings": findings,
+        # `--reference`: the file judged against (None without one), the nodes below its floor
+        "reference": None if reference is None else fleet_reference.used(reference, floor_pct),
+        "below_reference": below,
         # no metric measured on enough nodes with a direction: nothing was judged (exit 2)
         "judged": any(m["gated"] for m in per_metric),
         "verdict": _verdict(len(nodes), per_metric, node_rows, outlier_z, groups),
@@ -243,7 +260,9 @@ def _metric(
     return out
 
 
-def _node_row(n: NodeInput, per_metric: list[dict[str, Any]]) -> dict[str, Any]:
+def _node_row(
+    n: NodeInput, per_metric: list[dict[str, Any]], against: dict[str, Any] | None = None
+) -> dict[str, Any]:
     values = {}
     outlier_on = []
     worst = None
@@ -277,12 +296,18 @@ def _node_row(n: NodeInput, per_metric: list[dict[str, Any]]) -> dict[str, Any]:
     ref = n.reference
     if ref is not None and ref.get("verdict") == "below_floor" and ref.get("reason"):
         evidence.append(f"reference {ref.get('name')}: {ref['reason']}")
+    below = against is not None and against["verdict"] == references.VERDICT_BELOW
+    if below:
+        assert against is not None
+        evidence.append(f"reference {against['name']} ({against['file']}): {against['reason']}")
     if n.status == "failed":
         verdict = "failed"
     elif n.finding is not None:
         verdict = "finding"
     elif outlier_on:
         verdict = "outlier"
+    elif below:
+        verdict = VERDICT_BELOW_REFERENCE
     elif worst is None:  # no gated metric measured on enough nodes to place it
         verdict = "not_judged"
     else:
@@ -297,11 +322,17 @@ def _node_row(n: NodeInput, per_metric: list[dict[str, Any]]) -> dict[str, Any]:
         "verdict": verdict,
         "evidence": evidence,
         "reference": ref,
+        # `--reference`: the node's figures as % of the fleet's reference, and its verdict
+        "against_reference": against,
         "finding": n.finding,
         "outlier_on": outlier_on,
         "worst_bad_z": worst,
         "values": values,
     }
+
+
+def _below(row: dict[str, Any]) -> bool:
+    return bool((row.get("against_reference") or {}).get("verdict") == references.VERDICT_BELOW)
 
 
 def _workload(results: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -325,6 +356,7 @@ def _verdict(
     failed = [r for r in rows if r["status"] == "failed"]
     found = [r for r in rows if r["finding"] is not None and r["status"] != "failed"]
     bad = [r for r in rows if r["outlier_on"]]
+    below = [r for r in rows if _below(r)]
     gated = list(dict.fromkeys(m["name"] for m in per_metric if m["gated"]))
     head = f"fleet of {n_nodes} nodes" + (
         f" in {len(groups)} platform groups" if len(groups) > 1 else ""
@@ -345,6 +377,12 @@ def _verdict(
             f"{len(found)} node(s) whose own check found a problem: "
             + "; ".join(f"{r['label']} ({r['finding']})" for r in found)
         )
+    if below:
+        ref = below[0]["against_reference"]
+        parts.append(
+            f"{len(below)} node(s) below {ref['floor_pct']:g}% of reference {ref['name']}: "
+            + "; ".join(f"{r['label']} ({r['against_reference']['reason']})" for r in below)
+        )
     if failed:
         parts.append(
             f"{len(failed)} node check(s) failed: " + ", ".join(r["label"] for r in failed)
@@ -356,8 +394,8 @@ def _verdict(
                 f"group {g['label']} ({len(g['nodes'])} node(s)): too small to judge" for g in small
             )
         )
-    if bad or found or failed:
-        return f"{head}: " + "; ".join(parts)
+    if bad or found or failed or below:
+        return f"{head}: " + "; ".join(parts) + _reference_tail(rows)
     if not gated:
         why = "; ".join(
             dict.fromkeys(
@@ -367,7 +405,22 @@ def _verdict(
         )
         return f"{head}: nothing judged: no metric measured on enough nodes to judge ({why})"
     tail = f"; {parts[0]}" if parts else ""
+    tail += _reference_tail(rows)
     return (
         f"{head}: no outlier on {', '.join(gated) or 'any metric'} (robust z "
         f"beyond {outlier_z:g} on the bad side){tail}"
     )
+
+
+def _reference_tail(rows: list[dict[str, Any]]) -> str:
+    """`--reference` with no node below its floor: how many nodes it judged ok, and why the others
+    were not judged ("" without --reference)."""
+    judged = [r["against_reference"] for r in rows if r.get("against_reference") is not None]
+    if not judged:
+        return ""
+    ok = sum(1 for a in judged if a["verdict"] == references.VERDICT_OK)
+    out = f"; {ok} node(s) at or above {judged[0]['floor_pct']:g}% of reference {judged[0]['name']}"
+    why = [a["reason"] for a in judged if a["verdict"] == references.VERDICT_NOT_JUDGED]
+    for reason, count in dict.fromkeys((w, why.count(w)) for w in why):
+        out += f"; {count} not judged: {reason}"
+    return out

@@ -225,12 +225,36 @@ def judge_run(
     """The `reference` section of a run result: each of RUN_METRICS as % of the reference figure
     for this platform and job, and the run's verdict (`below_floor` when any is below the floor,
     `ok` when any was judged, else `not_judged` with the reason)."""
-    platform = _platform_of_run(result)
-    matched = reference if platform and reference.matches(platform) else None
     cond = run_conditions(result)
-    rows = [
-        references.judge(matched, m, result.metric_value(m), floor_pct, cond) for m in RUN_METRICS
-    ]
+    samples = [(m, cond, result.metric_value(m)) for m in RUN_METRICS]
+    return judge_samples(_platform_of_run(result), samples, reference, floor_pct)
+
+
+def judge_result(
+    data: Mapping[str, Any], reference: references.Reference, floor_pct: float
+) -> dict[str, Any]:
+    """`judge_run`'s section for a result of any kind (a node of a fleet): a run's RUN_METRICS; a
+    node check's or a collectives result's every measured figure under its own conditions (the
+    figures `record` makes a reference of)."""
+    if data.get("schema_version") != NODECHECK_FORMAT:
+        run = RunResult.from_json(dict(data))
+        if run.kind == "run":
+            return judge_run(run, reference, floor_pct)
+    samples = [(m, cond, value) for m, _, _, cond, value in _samples(data)]
+    return judge_samples(platform_of(data), samples, reference, floor_pct)
+
+
+def judge_samples(
+    platform: Mapping[str, Any],
+    samples: Sequence[tuple[str, Mapping[str, Any], float | None]],
+    reference: references.Reference,
+    floor_pct: float,
+) -> dict[str, Any]:
+    """The `reference` section of figures measured on `platform` ((metric, conditions, value)
+    each): each as % of the reference figure it meets, and the verdict (`below_floor` when any
+    is below the floor, `ok` when any was judged, else `not_judged` with the reason)."""
+    matched = reference if platform and reference.matches(platform) else None
+    rows = [references.judge(matched, m, v, floor_pct, cond) for m, cond, v in samples]
     verdicts_ = [r["verdict"] for r in rows]
     if references.VERDICT_BELOW in verdicts_:
         verdict, reason = (
@@ -245,14 +269,17 @@ def judge_run(
         verdict, reason = references.VERDICT_OK, None
     elif matched is None:
         verdict, reason = references.VERDICT_NOT_JUDGED, "no reference for this platform"
+    elif not rows:
+        verdict, reason = references.VERDICT_NOT_JUDGED, "nothing measured to judge"
     else:
         verdict = references.VERDICT_NOT_JUDGED
-        reason = f"reference {reference.name} has no figure for this job ({_shown(cond)})"
+        conds = list(dict.fromkeys(_shown(cond) for _, cond, _ in samples))
+        reason = f"reference {reference.name} has no figure for this job ({'; '.join(conds)})"
     return {
         "file": reference.path,
         "name": reference.name,
         "kind": reference.kind,
-        "platform": platform,
+        "platform": dict(platform),
         "floor_pct": floor_pct,
         "verdict": verdict,
         "reason": reason,

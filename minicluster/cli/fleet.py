@@ -1,5 +1,5 @@
 """`minicluster fleet`: node-check results of many nodes side by side; exit 1 naming the outlier
-(or failed) nodes."""
+(or failed, or below `--reference`'s floor) nodes."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import json
 from typing import Any
 
 from minicluster.cli import orchestrate
+from minicluster.core.errors import InputError
 from minicluster.core.exit_policy import code_for
 
 
 def fleet(args: argparse.Namespace) -> int:
     """Load every RESULT, build the fleet report, write the files asked for, print the verdict
-    and the tables. 0: no outlier; 1: an outlier, a failed node check, or a node whose own check
-    found a problem; 2: bad input, or no metric could be judged (measured on too few nodes)."""
+    and the tables. 0: no outlier; 1: an outlier, a failed node check, a node whose own check
+    found a problem, or one below --reference's floor; 2: bad input (a bad reference file or
+    floor), or no metric could be judged (measured on too few nodes)."""
     from minicluster.analysis.fleet import fleet as fleet_report
     from minicluster.report.fleet import fleet_html, fleet_markdown, print_fleet
     from minicluster.result.node_check import load_any
@@ -22,8 +24,11 @@ def fleet(args: argparse.Namespace) -> int:
     to_stdout = orchestrate.stdout_outputs(
         [o for o in (args.json, args.md, args.html, args.junit) if o is not None]
     )
+    reference, floor_pct = _reference(args)
     results = [(str(path), _load(path, load_any)) for path in args.inputs]
-    report = fleet_report(results, args.metric or None, args.outlier_z, args.mad_floor)
+    report = fleet_report(
+        results, args.metric or None, args.outlier_z, args.mad_floor, reference, floor_pct
+    )
     if args.json:
         orchestrate.write_output(args.json, json.dumps(report, indent=2, allow_nan=False) + "\n")
     if args.md:
@@ -39,8 +44,25 @@ def fleet(args: argparse.Namespace) -> int:
         print_fleet(report, orchestrate.side_console(stderr=to_stdout))
     bad = report["outliers"] or report["failed"] or report["findings"]
     return code_for(
-        (["outlier_node"] if bad else []) + ([] if report.get("judged", True) else ["not_judged"])
+        (["outlier_node"] if bad else [])
+        + (["below_reference"] if report["below_reference"] else [])
+        + ([] if report.get("judged", True) else ["not_judged"])
     )
+
+
+def _reference(args: argparse.Namespace) -> tuple[Any, float]:
+    """`--reference FILE [--floor-pct P]`: the reference, read before any result (a bad file or
+    floor is one line, exit 2), and the floor (default 90%); (None, default) without one."""
+    from minicluster.analysis import references
+
+    floor = references.DEFAULT_FLOOR_PCT if args.floor_pct is None else args.floor_pct
+    if args.reference is None:
+        if args.floor_pct is not None:
+            raise InputError("--floor-pct needs --reference FILE")
+        return None, floor
+    if not 0 < floor <= 100:
+        raise InputError(f"--floor-pct must be in (0, 100], got {floor:g}")
+    return references.load(args.reference), floor
 
 
 def _load(path: Any, load_result: Any) -> dict[str, Any]:

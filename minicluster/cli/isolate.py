@@ -228,13 +228,15 @@ def _with_reference(
     }
     why = None
     fig = None
+    # the reference named as the result will show it: name, kind and file (isolate --json)
+    named = f"{ref.name} ({ref.kind}, {path})"
     if not ref.matches(here):
         shown = ", ".join(f"{k}={v}" for k, v in ref.platform.items())
-        why = f"reference {ref.name} is for {shown}, not this machine"
+        why = f"reference {named} is for {shown}, not this machine"
     else:
         fig = ref.figure("busbw_gbps", conditions)
         if fig is None:
-            why = f"reference {ref.name} has no all_reduce busbw figure for {n} ranks here"
+            why = f"reference {named} has no all_reduce busbw figure for {n} ranks here"
     if fig is None:
         print(f"minicluster: isolate: not judged against a reference: {why}", file=sys.stderr)
         return config_mod.with_collectives(cfg, reference=f"not judged against a reference: {why}")
@@ -242,7 +244,7 @@ def _with_reference(
     if s.min_busbw_gbps is not None:
         floor_gbps = max(floor_gbps, s.min_busbw_gbps)
     note = (
-        f"{ref.name}: all_reduce busbw {fig.value:g} {fig.unit} "
+        f"{named}: all_reduce busbw {fig.value:g} {fig.unit} "
         f"({fig.source or 'site'}{', ' + fig.date if fig.date else ''}) x {floor:g}% = floor "
         f"{floor_gbps:.4g} GB/s: a group below it is slow"
     )

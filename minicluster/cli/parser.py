@@ -514,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--html", type=Path, help="write it as one HTML page with strip plots (- = stdout)"
     )
     p.add_argument("--json", type=Path, help="write it as JSON data (- = stdout)")
+    add_reference_flags(p, rejudge=False, what="fleet")
     add_junit(p)
     p.set_defaults(handler=handlers.fleet)
 
@@ -747,21 +748,29 @@ def add_junit(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_reference_flags(p: argparse.ArgumentParser, rejudge: bool) -> None:
-    """`--reference` (a run judged against a site reference) and, for `run`, its `--floor-pct`;
-    `aggregate` (`rejudge`) takes `--floor-pct` with the other threshold flags, from
-    `ChecksSection`, and writes the judged result beside the recorded one."""
+def add_reference_flags(p: argparse.ArgumentParser, rejudge: bool, what: str = "run") -> None:
+    """`--reference` (a run, or each node of a `fleet`, judged against a reference) and, for
+    `run` and `fleet`, its `--floor-pct`; `aggregate` (`rejudge`) takes `--floor-pct` with the
+    other threshold flags, from `ChecksSection`, and writes the judged result beside the
+    recorded one."""
     written = (
         "; written to result.rejudged-STAMP.json beside the recorded result.json (never over it)"
+    )
+    judged = (
+        "each node's figures (a run's median step time, TFLOP/s and busbw; a node check's "
+        "measured figures) as %% of the figure for its platform and job, a node below "
+        "--floor-pct is a finding (exit 1); a node of another platform: not judged"
+        if what == "fleet"
+        else "median step time, TFLOP/s and busbw as %% of the figure for this platform and "
+        "job, below --floor-pct is a finding (exit 1); no figure for this platform: not judged"
     )
     p.add_argument(
         "--reference",
         type=Path,
         metavar="FILE",
-        help="judge the run against a reference (minicluster-reference/1: one of "
-        "minicluster/references/*.yaml, or a site one from `reference record`): median step "
-        "time, TFLOP/s and busbw as %% of the figure for this platform and job, below "
-        "--floor-pct is a finding (exit 1); no figure for this platform: not judged"
+        help=f"judge the {what} against a reference (minicluster-reference/1: one of "
+        "minicluster/references/*.yaml, or a site one from `reference record`): "
+        + judged
         + (written if rejudge else ""),
     )
     if rejudge:

@@ -84,9 +84,10 @@ POLICY: tuple[Verdict, ...] = (
     Verdict(
         "below_reference",
         EXIT_FAILED_CHECK,
-        "aggregate --reference",
+        "aggregate --reference, fleet --reference",
         "median step time, TFLOP/s or the gradient all-reduce busbw below the floor "
-        "(checks.reference_floor_pct, 90%) of the reference for this platform and job",
+        "(checks.reference_floor_pct, 90%) of the reference for this platform and job; in a "
+        "fleet, a node's figures below --floor-pct (90%) of it",
     ),
     Verdict(
         "live_problem",

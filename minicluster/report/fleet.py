@@ -84,14 +84,21 @@ def nodes_table(report: dict[str, Any], max_rows: int | None = None) -> TextTabl
         "direction). score: the worst relative score of the node over the gated metrics "
         "(median / value, or value / median for higher-is-better; 1 = typical)."
     )
+    judged_by = report.get("reference")
+    if judged_by is not None:
+        note += (
+            " vs reference: each figure as % of the reference's (100% = as good; for "
+            "lower-is-better metrics reference / value), below the floor a finding."
+        )
     if len(shown) < len(rows):
         note += f" Showing the worst {len(shown)} of {len(rows)} nodes; all are in the JSON."
     table = TextTable(
         "Nodes",
-        ["node", "status", "verdict", "score", *(m["name"] for m in metrics)],
+        ["node", "status", "verdict", "score", *(m["name"] for m in metrics)]
+        + (["vs reference"] if judged_by is not None else []),
         note=note,
         numeric={3, *range(4, 4 + len(metrics))},
-        wrap={2},
+        wrap={2, 4 + len(metrics)},
     )
     for r in shown:
         cells = []
@@ -110,20 +117,59 @@ def nodes_table(report: dict[str, Any], max_rows: int | None = None) -> TextTabl
             verdict = f"OWN CHECK: {r['finding']} (not in the distribution)"
         elif r["outlier_on"]:
             verdict = "OUTLIER: " + ", ".join(r["outlier_on"])
+        elif r["verdict"] == "below_reference":
+            verdict = "BELOW REFERENCE"
         if verdict not in ("ok", "not judged"):
             table.highlight.add(len(table.rows))
+        if judged_by is not None:
+            cells.append(against_reference_cell(r.get("against_reference")))
         table.rows.append(
             [r["label"], r["status"], verdict, fmt_num(min(scores) if scores else None), *cells]
         )
     return table
 
 
+def against_reference_cell(against: dict[str, Any] | None) -> str:
+    """A node's figures as % of the fleet's reference, or why it was not judged."""
+    if against is None:
+        return ""
+    shown = [
+        f"{m['metric']} {m['pct_of_reference']:.1f}%"
+        + (" BELOW" if m["verdict"] == "below_floor" else "")
+        for m in against["metrics"]
+        if m["pct_of_reference"] is not None
+    ]
+    if shown:
+        return ", ".join(shown)
+    return f"not judged: {against['reason']}"
+
+
+def reference_line(report: dict[str, Any]) -> str | None:
+    """Which reference the nodes were judged against (None without --reference)."""
+    ref = report.get("reference")
+    if ref is None:
+        return None
+    platform = ", ".join(f"{k}={v}" for k, v in ref["platform"].items())
+    return (
+        f"Judged against reference {ref['name']} ({ref['kind']}, {ref['file']}; platform "
+        f"{platform}), floor {ref['floor_pct']:g}% of it."
+    )
+
+
 def print_fleet(report: dict[str, Any], console: Console | None = None) -> None:
     """The verdict line, then the distribution and the worst nodes."""
     console = console or make_console()
-    bad = report["outliers"] or report["failed"] or report.get("findings")
+    bad = (
+        report["outliers"]
+        or report["failed"]
+        or report.get("findings")
+        or report.get("below_reference")
+    )
     style = "bold red" if bad else "green" if report.get("judged", True) else "bold yellow"
     console.print(f"[{style}]{rich_escape(report['verdict'])}[/{style}]")
+    line = reference_line(report)
+    if line is not None:
+        console.print(rich_escape(line))
     for t in (distribution_table(report), nodes_table(report, TERMINAL_MAX_NODES)):
         print_fitted(console, t)
         console.print(f"[dim]{rich_escape(t.note)}[/dim]")
@@ -184,6 +230,9 @@ def fleet_markdown(report: dict[str, Any]) -> str:
         ),
         "",
     ]
+    line = reference_line(report)
+    if line is not None:
+        lines += [md_escape(line), ""]
     for t in (distribution_table(report), nodes_table(report), *per_metric_tables(report)):
         lines += md_table(t)
     lines += md_table(_inputs_table(report), emphasise=False)
@@ -193,7 +242,12 @@ def fleet_markdown(report: dict[str, Any]) -> str:
 def fleet_html(report: dict[str, Any]) -> str:
     wl = report["workload"]
     title = f"minicluster fleet: {text(wl.get('name'))}"
-    bad = report["outliers"] or report["failed"] or report.get("findings")
+    bad = (
+        report["outliers"]
+        or report["failed"]
+        or report.get("findings")
+        or report.get("below_reference")
+    )
     judged = report.get("judged", True)
     status = "failed" if bad else "ok" if judged else "incomplete"
     parts = [
@@ -207,6 +261,9 @@ def fleet_html(report: dict[str, Any]) -> str:
         f"{escape(report['verdict'])}</p>",
         f'<p class="note">{escape(report["rule"])}.</p>',
     ]
+    line = reference_line(report)
+    if line is not None:
+        parts.append(f'<p class="note">{escape(line)}</p>')
     plots = (strip_plot(report, m, i) for i, m in enumerate(report["metrics"]))
     parts += [figure(p) for p in plots if p]
     for t in (distribution_table(report), nodes_table(report), *per_metric_tables(report)):

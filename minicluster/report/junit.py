@@ -115,7 +115,8 @@ def run_cases(result: RunResult, exit_code: int) -> list[Case]:
 
 
 def fleet_cases(report: dict[str, Any]) -> list[Case]:
-    """One case per node: a failed node check or an outlier metric fails."""
+    """One case per node: a failed node check, an outlier metric or figures below
+    `--reference`'s floor fail."""
     out = []
     for node in report.get("nodes") or []:
         label = str(node.get("label"))
@@ -125,6 +126,9 @@ def fleet_cases(report: dict[str, Any]) -> list[Case]:
             out.append(
                 Case("fleet", label, "failure", "outlier on " + ", ".join(node["outlier_on"]))
             )
+        elif (node.get("against_reference") or {}).get("verdict") == "below_floor":
+            why = node["against_reference"]["reason"]
+            out.append(Case("fleet", label, "failure", f"below the reference: {why}"))
         else:
             out.append(Case("fleet", label, "passed", "ok"))
     return out

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from minicluster.analysis import reference_site, references
 from minicluster.analysis.fleet import MAD_FLOOR_FRAC, fleet
 from minicluster.core.errors import InputError
+from minicluster.result.model import RunResult
 from minicluster.result.schema import validate_result
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fleet"
@@ -200,4 +202,33 @@ def test_each_node_row_carries_its_verdict_evidence_and_reference() -> None:
         rows[label]["verdict"] == "ok"
         for label in rows
         if label not in (out["label"], ref["label"])
+    )
+
+
+def test_a_multi_node_results_nodes_are_judged_on_their_own_step_time() -> None:
+    multi = _multinode(True)
+    cpu = multi["platform"]["nodes"][0]["cpu"]
+    cond = reference_site.run_conditions(RunResult.from_json(multi))
+    fig = references.Figure("latency_p50_ms", 1.0, "ms", "lower", cond, "test", "2026-12-06")
+    ref = references.Reference("multi-ref", "site", {"cpu_model": cpu}, (fig,), path="m.yaml")
+    report = fleet([("multi.json", multi)], reference=ref)
+    for row in report["nodes"]:
+        lat = row["against_reference"]["metrics"]
+        assert [m["metric"] for m in lat] == ["latency_p50_ms"]
+        value = row["values"]["latency_p50_ms"]["value"]
+        assert lat[0]["pct_of_reference"] == pytest.approx(100.0 / value, abs=0.01)
+
+
+def test_a_reference_of_another_job_judges_nothing_and_says_why() -> None:
+    """A reference recorded from 2-rank runs has no figure for the 8-rank job: not judged."""
+    fleet_dir = Path(__file__).resolve().parents[1] / "fixtures" / "fleet"
+    two = [(str(p), json.loads(p.read_text())) for p in [fleet_dir / "node1" / "result.json"]]
+    ref = reference_site.record(two, "two-ranks", today="2026-12-06")
+    report = fleet([("multi.json", _multinode(True))], reference=ref)
+    for row in report["nodes"]:
+        against = row["against_reference"]
+        assert against["verdict"] == "not_judged"
+        assert against["reason"].startswith("reference two-ranks has no figure for this job")
+    assert (
+        report["below_reference"] == [] and "not judged: reference two-ranks" in report["verdict"]
     )

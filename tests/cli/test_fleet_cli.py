@@ -165,6 +165,8 @@ def test_fleet_flags_are_frozen() -> None:
         "--html",
         "--json",
         "--junit",
+        "--reference",
+        "--floor-pct",
     }
     args = parser.parse_args(["fleet", "a", "b", "c"])
     assert (args.metric, args.outlier_z, args.mad_floor) == (None, 3.5, None)

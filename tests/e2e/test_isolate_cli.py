@@ -104,7 +104,7 @@ def test_isolate_judges_every_group_against_a_site_reference(
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     block = json.loads((tmp_path / "h" / "result.json").read_text())["isolate"]
-    assert block["reference"].startswith("site-test: all_reduce busbw 1e+06 GB/s")
+    assert block["reference"].startswith(f"site-test (site, {high}): all_reduce busbw 1e+06 GB/s")
     assert block["more_than_max_bad"] and len(block["unresolved"]) == 4
     assert all("< floor" in (g["why"] or "") for g in block["rounds"][0]["groups"])
     # 0.001 GB/s: a floor of 9e-07 is read back from config.json as a string (YAML 1.1 floats)
