@@ -11,8 +11,8 @@ or name it in any training config:
       options: {width: 256, depth: 4}
 
 `ctx` holds rank, world_size, device, seed, per_rank_batch (the config's, or None), options (the
-config's workload.options) and mesh (the job's DeviceMesh once parallel layouts are configured;
-None under DDP, where every rank holds the whole model and DDP wraps it).
+config's workload.options) and mesh (reserved for tensor and pipeline parallel plans: None
+today). The model runs under DDP, or FSDP2 with `--parallel dp_shard=2`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ class ResidualMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             x = x + block(x)
-        return self.head(x).squeeze(-1)
+        # A new tensor, not a view (`squeeze`): FSDP2 warns about a view returned from a
+        # wrapped module (an in-place op on it would skip its pre-backward hook).
+        return self.head(x).sum(dim=-1)
 
 
 def build(ctx):  # noqa: ANN001, ANN201 (the contract's shape, as a user would write it)

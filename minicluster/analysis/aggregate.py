@@ -189,9 +189,9 @@ def _metrics(frame: RunFrame, figures: _Figures) -> dict[str, MetricValue]:
 def _waited(table: JobSteps, figures: _Figures) -> waited.WaitedFor:
     """How long the others waited for each rank (`analysis.waited`), against the run's median
     step time (the slowest rank's, per step)."""
-    steps = figures.series.get("step_time_ms") if figures.series else None
-    ok = steps[~np.isnan(steps)] if steps is not None else np.array([])
-    return waited.measure(table.records, table.indices, float(np.median(ok)) if ok.size else None)
+    return waited.measure_table(
+        table, figures.series.get("step_time_ms") if figures.series else None
+    )
 
 
 @dataclass
@@ -286,12 +286,7 @@ def _culprits(
     be measured the cost rule alone names it)."""
     acc = accounting.account(frame.records, table)
     costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
-    evidence = {}
-    for rank, c in costs.items():
-        if c["culprit"]:
-            evidence[rank] = waits.evidence(rank, checks.min_waited_for_pct)
-            if evidence[rank].pop("waited") is False:
-                c["culprit"] = False
+    evidence = waited.gate_culprits(costs, waits, checks.min_waited_for_pct)
     for entry in ranks:
         if entry["rank"] in costs:
             entry["cost"] = costs[entry["rank"]]

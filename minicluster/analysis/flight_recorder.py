@@ -51,6 +51,12 @@ def read_dump(path: Path) -> tuple[int, dict[str, Any]]:
         raise InputError(f"not a Flight Recorder dump: {path}") from None
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
         raise InputError(f"not a Flight Recorder dump: {path} (no entries)")
+    configs = data.get("pg_config")
+    if configs is not None and not isinstance(configs, dict):
+        raise InputError(
+            f"not a Flight Recorder dump: {path} (pg_config is a {type(configs).__name__}, "
+            "not a mapping of process groups)"
+        )
     return int(match.group(1)), data
 
 
@@ -97,14 +103,14 @@ def _members(dumps: dict[int, dict[str, Any]], pg: str) -> list[int]:
         ranks = config.get("ranks") if isinstance(config, dict) else None
         if isinstance(ranks, str):
             return [int(r) for r in re.findall(r"\d+", ranks)]
-        if isinstance(ranks, list):
-            return [int(r) for r in ranks]
+        if isinstance(ranks, list) and all(isinstance(r, int) for r in ranks):
+            return list(ranks)
     return sorted(dumps)
 
 
 def _op(entry: dict[str, Any]) -> tuple[Any, ...]:
     return (
-        entry.get("profiling_name"),
+        _freeze(entry.get("profiling_name")),
         _freeze(entry.get("input_sizes")),
         _freeze(entry.get("output_sizes")),
         _freeze(entry.get("input_dtypes")),
@@ -112,7 +118,15 @@ def _op(entry: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _freeze(value: Any) -> Any:
-    return tuple(_freeze(v) for v in value) if isinstance(value, list | tuple) else value
+    """`value` made hashable, so that ops compare by content whatever a dump holds (a dump is
+    another program's data: a mapping or set where a list belongs is compared, not a crash)."""
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted(((repr(k), _freeze(v)) for k, v in value.items()), key=repr))
+    if isinstance(value, set | frozenset):
+        return tuple(sorted(repr(v) for v in value))
+    return value
 
 
 def _describe(entry: dict[str, Any]) -> str:
@@ -146,8 +160,8 @@ def diagnose(dumps: dict[int, dict[str, Any]]) -> dict[str, Any]:
         # The ranks that dumped agree, but nothing is known of the ones that did not.
         verdict = (
             f"not judged for rank(s) {_list(no_dump)}: "
-            f"{'it' if len(no_dump) == 1 else 'they'} left no dump (died before "
-            "it could dump: see the run's failure_order); "
+            f"{'it' if len(no_dump) == 1 else 'they'} left no dump in the files given (a rank "
+            "that dies before it can dump leaves none: see the run's failure_order); "
             + (
                 f"rank {_list(sorted(dumps))}'s dump alone shows no desync"
                 if len(dumps) == 1

@@ -23,7 +23,7 @@ import numpy as np
 from minicluster.analysis.accounting import positions
 from minicluster.analysis.cost import cost_bootstrap
 from minicluster.analysis.records import RankRecords
-from minicluster.analysis.steps import r4
+from minicluster.analysis.steps import JobSteps, r4
 
 CONFIDENCE = 0.95
 MIN_STEPS = 4  # fewer steps with every rank's all-reduce timed: not measured
@@ -98,6 +98,28 @@ def measure(records: list[RankRecords], steps: np.ndarray, step_ms: float | None
     matrix = np.zeros_like(wait)
     matrix[last, np.arange(wait.shape[1])] = _median_of_others(wait)
     return WaitedFor(ranks, steps[ok], matrix, step_ms)
+
+
+def measure_table(table: JobSteps, step_series: np.ndarray | None) -> WaitedFor:
+    """`measure` over a step table's ranks and measured steps, the floor's unit the median of
+    `step_series` (the run's step time per step, the slowest rank's)."""
+    ok = step_series[~np.isnan(step_series)] if step_series is not None else np.array([])
+    return measure(table.records, table.indices, float(np.median(ok)) if ok.size else None)
+
+
+def gate_culprits(
+    costs: dict[int, dict[str, Any]], waits: WaitedFor, floor_pct: float
+) -> dict[int, dict[str, Any]]:
+    """Each culprit's waited-for evidence (`WaitedFor.evidence`), by rank; a culprit the others
+    did not wait for (the interval's lower bound not above `floor_pct` of the step time) is set
+    not a culprit in `costs`. When the wait could not be measured the cost rule alone stands."""
+    evidence = {}
+    for rank, c in costs.items():
+        if c["culprit"]:
+            evidence[rank] = waits.evidence(rank, floor_pct)
+            if evidence[rank].pop("waited") is False:
+                c["culprit"] = False
+    return evidence
 
 
 def _median_of_others(wait: np.ndarray) -> np.ndarray:

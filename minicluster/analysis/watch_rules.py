@@ -8,8 +8,8 @@ others (a lower last step, or none) are named, and when there are none the stall
 records cannot tell which rank stopped first. Before its first step a rank is given
 max(stall window, START_WAIT_S) from its header: start-up has no bound a step has.
 
-A straggler: aggregation's rule (`stragglers.find_stragglers`, one implementation) on the
-recent windows, once the steps it compares span STRAGGLER_MIN_SPAN_S of the job. A slowdown
+A straggler: aggregation's rule (`stragglers.find_stragglers`, one implementation, with its
+requirement that the others waited for the rank, `analysis.waited`) on the recent windows, once the steps it compares span STRAGGLER_MIN_SPAN_S of the job. A slowdown
 shorter than that (CPU contention, a page-cache flush, a GC pause) moves many consecutive steps
 at once, and the rule's sign test counts each of them as independent evidence.
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis import accounting, cost
+from minicluster.analysis import accounting, cost, waited
 from minicluster.analysis.steps import StepTable, r4
 from minicluster.analysis.stragglers import find_stragglers
 from minicluster.analysis.tail import Windows
@@ -121,16 +121,29 @@ def judge_stragglers(
         checks.straggler_threshold_pct,
         checks.straggler_min_excess_ms,
         checks.straggler_min_steps_pct,
+        waited=_waits(table, world_size),
+        min_waited_pct=checks.min_waited_for_pct,
     )
     return found, check
+
+
+def _waits(table: StepTable, world_size: int) -> waited.WaitedFor:
+    """How long the others waited for each rank in the window, as aggregation measures it."""
+    return waited.measure_table(table, table.series(world_size).get("step_time_ms"))
 
 
 def live_culprits(
     windows: Windows, leave_out: set[int], world_size: int, checks: ChecksSection
 ) -> list[dict[str, Any]]:
-    """The culprits of the recent window (aggregation's rule, `analysis.cost`, on the steps the
-    watch keeps of the ranks not in `leave_out`), most costly first, each with `over: window`."""
+    """The culprits of the recent window (aggregation's rule, `analysis.cost`, with its
+    requirement that the others waited for the rank, on the steps the watch keeps of the ranks
+    not in `leave_out`), most costly first, each with its evidence and `over: window`."""
     records = windows.records(leave_out=leave_out)
-    acc = accounting.account(records, StepTable(records, world_size))
+    table = StepTable(records, world_size)
+    acc = accounting.account(records, table)
     costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
-    return [c | {"over": "window"} for c in cost.culprits(acc, costs, {})]
+    evidence = waited.gate_culprits(costs, _waits(table, world_size), checks.min_waited_for_pct)
+    return [
+        c | evidence[c["rank"]] | {"min_waited_pct": checks.min_waited_for_pct, "over": "window"}
+        for c in cost.culprits(acc, costs, {})
+    ]

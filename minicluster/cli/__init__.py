@@ -77,6 +77,12 @@ def _internal_error(e: Exception) -> int:
     return EXIT_INTERNAL
 
 
+# commands whose --md/--html are `add_report_flags`' and whose standard output carries their
+# own summary: a report there would be mixed into it (`report` and `node-check` move the summary
+# to stderr instead)
+SUMMARY_ON_STDOUT = ("run", "validate", "sweep", "collectives", "aggregate")
+
+
 def check_output_files(args: object) -> None:
     """InputError, before any work, when a report file (`--md`, `--html`, `--json`) cannot be
     written or must not be: it names a directory; its folder cannot be made or written in; it
@@ -85,18 +91,28 @@ def check_output_files(args: object) -> None:
     cost a run its records. A missing folder is made, as the write would make it."""
     inputs = [
         Path(p)
-        for name in ("inputs", "result", "input", "dir")
+        for name in ("inputs", "result", "input", "dir", "results")
         for p in _as_list(getattr(args, name, None))
     ]
     taken = {p.resolve() for p in inputs} | {
         (p / rundir.RESULT_FILE).resolve() for p in inputs if p.is_dir()
     }
+    # `convert -o` and `reference record --out` write one file, as a report does (a
+    # reference's --force replaces an earlier reference, never a run's record).
     flags = ["md", "html", "json", "junit"] + (
-        ["out"] if getattr(args, "command", None) == "convert" else []
+        ["out"] if getattr(args, "command", None) in ("convert", "reference") else []
     )
     for flag in flags:
         path = getattr(args, flag, None)
-        if not isinstance(path, os.PathLike) or os.fspath(path) == "-":
+        if isinstance(path, os.PathLike) and os.fspath(path) == "-":
+            command = getattr(args, "command", None)
+            if flag in ("md", "html") and command in SUMMARY_ON_STDOUT:
+                raise InputError(
+                    f"--{flag} - (standard output): `{command}` prints its summary there; name a "
+                    f"file (or `minicluster report RESULT --{flag} -` after the run)"
+                )
+            continue
+        if not isinstance(path, os.PathLike):
             continue
         target = Path(path).resolve()
         if os.path.isdir(path):
@@ -130,8 +146,9 @@ def _recorded(target: Path) -> bool:
     name = target.name
     return (
         name in rundir.RECORDED_FILES
-        or name.startswith("result.partial-")
-        or target.parent.name == rundir.RANKS_DIR
+        or name == rundir.LAYOUTS_FILE
+        or name.startswith(("result.partial-", "result.rejudged-"))
+        or target.parent.name in (rundir.RANKS_DIR, rundir.FLIGHT_RECORDER_DIR)
         or fnmatch.fnmatch(name, rundir.RANK_FILE_GLOB)
         or fnmatch.fnmatch(name, rundir.SUMMARY_FILE_GLOB)
     )

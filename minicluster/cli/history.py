@@ -77,8 +77,16 @@ def list_runs(args: argparse.Namespace) -> int:
     """`history list`: the newest runs, one line each (or JSON)."""
     from minicluster.compare.history import History
 
-    with History(_db(args)) as db:
-        runs = db.runs(args.limit)
+    path = _db(args)
+    if not path.exists():  # reading makes no database: a mistyped --db is said, not created
+        print(
+            f"minicluster: no history database at {path} yet (`history add` makes it): no runs",
+            file=sys.stderr,
+        )
+        runs = []
+    else:
+        with History(path) as db:
+            runs = db.runs(args.limit)
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2))
         return EXIT_OK
@@ -108,7 +116,10 @@ def show(args: argparse.Namespace) -> int:
     """`history show ID`: one run's record (JSON)."""
     from minicluster.compare.history import History
 
-    with History(_db(args)) as db:
+    path = _db(args)
+    if not path.exists():
+        raise InputError(f"no history database at {path} (`history add` makes it)")
+    with History(path) as db:
         run = db.get(args.id)
     with orchestrate.stdout_may_close():
         print(json.dumps(run.to_dict(), indent=2))
@@ -120,7 +131,12 @@ def check(args: argparse.Namespace) -> int:
     from minicluster.compare.comparability import parse_allowed
     from minicluster.compare.history import History, Provenance
     from minicluster.compare.history_check import check as check_result
+    from minicluster.core import metrics as registry
 
+    for name in args.metric or ():  # a typo would gate nothing, and the gate always pass
+        if registry.get(name) is None:
+            names = ", ".join(sorted(registry.REGISTRY))
+            raise InputError(f"--metric {name!r} is not a metric; allowed: {names}")
     allowed = parse_allowed(args.allow_different)
     items = _records(args.result, args.format)
     if len(items) != 1:

@@ -86,6 +86,11 @@ def _from_dir(args: argparse.Namespace) -> int:
     from minicluster.analysis.isolate import isolate_block
     from minicluster.analysis.records import read_run_dir
 
+    for flag, name, value in (
+        ("--k", "max_bad", args.max_bad),
+        ("--z", "isolate_z", args.isolate_z),
+    ):
+        _in_range(flag, name, value)  # as a live run takes them
     records = read_run_dir(args.from_dir)
     heads = [r.header for r in records if r.header]
     if not heads:
@@ -109,6 +114,15 @@ def _from_dir(args: argparse.Namespace) -> int:
     _show(block, args.json)
     _junit(args, block)
     return _exit(block)
+
+
+def _in_range(flag: str, name: str, value: float | None) -> None:
+    """InputError unless `value` (None: not given) is in the range the config's
+    `collectives.<name>` allows."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(config_mod.CollectivesSection)}[name]
+    lo, hi = meta["min"], meta["max"]
+    if value is not None and not ((lo is None or value >= lo) and (hi is None or value <= hi)):
+        raise InputError(f"{flag} must be in [{lo:g}, {hi:g}], got {value:g}")
 
 
 def _show(block: dict[str, Any], as_json: bool) -> None:
@@ -171,6 +185,8 @@ def isolate_config(args: argparse.Namespace, nnodes: int = 1) -> RunConfig:
     )
     if args.reference is not None:
         cfg = _with_reference(cfg, args.reference, args.floor_pct, nnodes)
+    elif args.floor_pct is not None:
+        raise InputError("--floor-pct needs --reference FILE")
     s = cfg.collectives
     if s.group_size is not None and s.group_size > world:
         raise InputError(f"--group-size {s.group_size} is more than the {world} ranks")

@@ -309,15 +309,24 @@ def point_latest(out_dir: Path) -> None:
 
 
 def write_reports(result: RunResult, md: Path | None, html: Path | None) -> None:
-    """Write the requested Markdown and HTML reports of `result`."""
+    """Write the requested Markdown and HTML reports of `result` (`-`: standard output, where
+    the command takes it: `check_output_files` refuses it elsewhere)."""
     if md is not None:
         from minicluster.report.markdown import render_markdown
 
-        write_file(md, render_markdown(result), announce="report")
+        _write_report(md, render_markdown(result))
     if html is not None:
         from minicluster.report.html import render_html
 
-        write_file(html, render_html(result), announce="report")
+        _write_report(html, render_html(result))
+
+
+def _write_report(path: Path, text: str) -> None:
+    if is_stdout(path):
+        with stdout_may_close():
+            write_output(path, text)
+    else:
+        write_file(path, text, announce="report")
 
 
 def is_stdout(path: Path) -> bool:

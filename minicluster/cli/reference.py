@@ -24,6 +24,14 @@ def _read(path: Path) -> dict[str, Any]:
         raise InputError(f"cannot read {path} as a JSON result: {e}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path} is not a minicluster result")
+    from minicluster.analysis.nodecheck import FORMAT as NODECHECK_FORMAT
+    from minicluster.result import check_json
+
+    if data.get("schema_version") != NODECHECK_FORMAT:
+        try:  # a result edited by hand or cut short: named here, not a crash further on
+            check_json(data)
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
     return data
 
 
@@ -55,7 +63,7 @@ def record(args: argparse.Namespace) -> int:
         raise InputError(f"cannot write {args.out}: {e.strerror or e}") from None
     print(
         f"minicluster: site reference {name} ({len(ref.figures)} figures from {len(files)} "
-        f"healthy results, platform {', '.join(f'{k}={v}' for k, v in ref.platform.items())}): "
+        f"healthy result{'s' if len(files) != 1 else ''}, platform {', '.join(f'{k}={v}' for k, v in ref.platform.items())}): "
         f"{args.out}"
     )
     return EXIT_OK
@@ -72,7 +80,7 @@ def judge_hook(path: Path, floor_pct: float | None) -> Any:
     def judge(result: dict[str, Any]) -> None:
         run = RunResult.from_json(result)
         if run.kind != "run":
-            raise InputError(f"--reference judges training runs, not a {run.kind} result")
+            raise InputError(f"--reference judges training runs, not {run.kind} results")
         checks = run.checks
         floor = floor_pct
         if floor is None:

@@ -182,9 +182,11 @@ def report(args: argparse.Namespace) -> int:
     if is_node_check(data):
         return _report_node_check(data, args)
     result = RunResult.from_json(data)
+    # `--md -` / `--html -`: the report on standard output, the summary on stderr
+    to_stdout = orchestrate.stdout_outputs([o for o in (args.md, args.html) if o is not None])
     orchestrate.write_reports(result, args.md, args.html)
     with orchestrate.stdout_may_close():
-        print_run_summary(result)
+        print_run_summary(result, orchestrate.side_console(stderr=to_stdout))
     return EXIT_OK
 
 

@@ -88,7 +88,7 @@ def write_junit(args: argparse.Namespace, result: RunResult | None, code: int) -
 def validate(args: argparse.Namespace) -> int:
     """`minicluster validate`: DDP equals one process; replicas identical (or, with `--layouts`,
     every layout trains the same losses). 0 pass, 1 fail."""
-    if getattr(args, "layouts", None):
+    if getattr(args, "layouts", None) is not None:  # `--layouts ""` is refused there
         if getattr(args, "parallel", None):
             raise InputError("--layouts gives the layouts to compare: leave out --parallel")
         from minicluster.cli.validate_layouts import validate_layouts

@@ -37,7 +37,7 @@ from minicluster.result.model import RunResult
 
 def run_sweep(args: argparse.Namespace) -> int:
     """One run per world size (and round) in this session, then the scaling block over them."""
-    if args.layouts:
+    if args.layouts is not None:  # `--layouts ""` is refused there, not a world-size sweep
         from minicluster.cli.sweep_layouts import sweep_layouts
 
         return sweep_layouts(args)

@@ -43,11 +43,13 @@ def _world_size(args: argparse.Namespace, specs: list[tuple[str, dict[str, Any]]
     names (`dp_shard=2,tp=2`: 4)."""
     if args.world_sizes is not None:
         sizes = [s.strip() for s in str(args.world_sizes).split(",") if s.strip()]
-        if len(sizes) != 1 or not sizes[0].isdigit() or int(sizes[0]) < 1:
+        if len(sizes) != 1:
             raise InputError(
                 f"--layouts runs at one world size: --world-sizes takes one number, got "
                 f"{args.world_sizes!r}"
             )
+        if not sizes[0].isdigit() or int(sizes[0]) < 1:
+            raise InputError(f"--world-sizes must be a whole number >= 1, got {sizes[0]!r}")
         return int(sizes[0])
     best = 1
     for _, degrees in specs:
@@ -105,7 +107,9 @@ def sweep_layouts(args: argparse.Namespace) -> int:
         try:
             lay = config_mod.check_layout(one, world)
         except ConfigError as e:
-            raise ConfigError(f"--layouts {spec}: {e}") from None
+            # The hint names run's flag; this command's world size is --world-sizes.
+            text = str(e).replace("ranks: --nproc ", "ranks: --world-sizes ")
+            raise ConfigError(f"--layouts {spec}: {text}") from None
         configs.append((lay.label, one))
     fault_spec.check_against_run(cfg.faults, world, cfg.steps.warmup + cfg.steps.measured)
     orchestrate.check_required(cfg)

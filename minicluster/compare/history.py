@@ -145,6 +145,7 @@ class History:
             raise InputError(f"cannot open the history database {path}: {e}") from None
         try:
             self.con.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            self._refuse_foreign(path)  # before anything is written, WAL's header byte too
             self._to_wal()
             self.con.execute("PRAGMA foreign_keys=ON")
             with self.transaction():
@@ -163,6 +164,18 @@ class History:
         except sqlite3.DatabaseError as e:
             self.con.close()
             raise InputError(f"{path} is not a minicluster history database: {e}") from None
+
+    def _refuse_foreign(self, path: Path) -> None:
+        """InputError for a database that holds tables but not minicluster's `meta` with its
+        schema: another program's data, which minicluster must not write its tables into."""
+        tables = {
+            row[0] for row in self.con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if tables and "meta" not in tables:
+            raise InputError(
+                f"{path} is not a minicluster history database (it holds other tables: "
+                f"{', '.join(sorted(tables)[:5])}); name another --db"
+            )
 
     def _to_wal(self) -> None:
         """Switch the database to WAL. The switch needs the exclusive lock, and SQLite answers

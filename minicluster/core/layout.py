@@ -177,6 +177,8 @@ def parse_flag(text: str) -> dict[str, Any]:
         key = key.strip()
         if not eq or not value.strip():
             raise ConfigError(f"--parallel: {item!r} is not key=value (e.g. dp_shard=2,tp=2)")
+        if key in out:  # `tp=2,tp=4` ran tp=4 without a word
+            raise ConfigError(f"--parallel: {key} is given twice in {text!r}")
         if key == "pp_schedule":
             out[key] = value.strip()
             continue

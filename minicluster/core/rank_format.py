@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -439,12 +441,56 @@ def decode(obj: Any, where: str = "record") -> LineRecord:
     key its type requires; InputError for a header in a format version this reader cannot read."""
     if not isinstance(obj, Mapping):
         raise RecordError(f"{where}: not a JSON object")
-    cls = CLASS_OF_TYPE.get(obj.get("type"))  # type: ignore[arg-type]
+    kind = obj.get("type")
+    cls = CLASS_OF_TYPE.get(kind) if isinstance(kind, str) else None
     if cls is None:
         return Unknown(data=dict(obj))
     if cls is Header:
         check_header(obj, where)  # first: another major version may have other keys
+        _check_types(Header, obj, where)  # every reader trusts the header's types
     return _from_json(cls, obj, where)  # type: ignore[return-value]
+
+
+_HINTS: dict[type[Record], dict[str, Any]] = {}
+
+
+def _check_types(cls: type[Record], obj: Mapping[str, Any], where: str) -> None:
+    """RecordError naming the first key of `obj` whose value is not of its field's type (a
+    rank file edited, or cut and joined, so that the header says `"rank": "x"`)."""
+    hints = _HINTS.get(cls)
+    if hints is None:  # once per class: a header is decoded once per rank, at 4,096 ranks too
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    for key, attr in _spec(cls).pairs:
+        if key in obj and not _is_a(obj[key], hints[attr]):
+            raise RecordError(
+                f"{where}: {cls.TYPE} record's {key} is {type(obj[key]).__name__} "
+                f"{obj[key]!r:.40}, not {_type_text(hints[attr])}"
+            )
+
+
+def _is_a(value: Any, hint: Any) -> bool:
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_is_a(value, h) for h in typing.get_args(hint))
+    base = typing.get_origin(hint) or hint
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if base is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, base)
+
+
+def _type_text(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_text(h) for h in typing.get_args(hint))
+    return (
+        "null"
+        if hint is type(None)
+        else getattr(typing.get_origin(hint) or hint, "__name__", str(hint))
+    )
 
 
 def decode_summary(obj: Any, where: str = "summary") -> Summary:

@@ -100,7 +100,8 @@ def _summary(result: RunResult) -> TextTable:
             ours = dict((r[0], r) for r in pairwise.pairwise_summary_rows(result.pairwise))
             summary.rows = [ours.get(r[0], r) for r in summary.rows]
         return summary
-    steps = result.config.get("steps") or {}
+    steps = result.config.get("steps")
+    steps = steps if isinstance(steps, dict) else {}  # `config` is free-form in the schema
     rows = [
         ["run id", str(result.run_id)],
         ["status", str(result.status)],

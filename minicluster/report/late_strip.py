@@ -55,14 +55,20 @@ class Strip:
 
 def late_strip(result: RunResult) -> Strip | None:
     """The strip of `result`'s accounting; None when it accounted for no step (one rank, records
-    without the host time, a run that failed before its first measured step)."""
+    without the host time, a run that failed before its first measured step) and when its
+    `last_arrival` is not three series of one length (a result edited by hand)."""
     acc: dict[str, Any] | None = result.accounting
-    last = (acc or {}).get("last_arrival")
-    if not last or not last.get("step"):
+    last = acc.get("last_arrival") if isinstance(acc, dict) else None
+    if not isinstance(last, dict) or not last.get("step"):
         return None
-    steps: list[int] = [int(s) for s in last["step"]]
-    who: list[int] = [int(r) for r in last["rank"]]
-    late_ms: list[float] = [float(x) for x in last["lateness_ms"]]
+    try:  # the schema leaves the section's shape open: an edited result draws no strip
+        steps: list[int] = [int(s) for s in last["step"]]
+        who: list[int] = [int(r) for r in last["rank"]]
+        late_ms: list[float] = [float(x) for x in last["lateness_ms"]]
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not len(steps) == len(who) == len(late_ms):
+        return None
     ranks = sorted({r.rank for r in result.ranks} | set(who))
     per = -(-len(steps) // MAX_CELLS)  # steps per cell, ceiling
     bins = [list(range(i, min(i + per, len(steps)))) for i in range(0, len(steps), per)]
@@ -110,7 +116,7 @@ def text_lines(strip: Strip) -> list[str]:
     width = max(len(f"rank {r}") for r in strip.ranks)
     return [
         f"{f'rank {r}':<{width}}  {run_length(''.join(_glyph(x, top) for x in row))}  "
-        f"(last in {strip.last_steps[r]} steps, {strip.late_ms_total[r]:.0f} ms late in all)"
+        f"(last in {_steps(strip.last_steps[r])}, {strip.late_ms_total[r]:.0f} ms late in all)"
         for r, row in zip(strip.ranks, strip.late, strict=True)
     ]
 
@@ -145,7 +151,7 @@ def strip_html(strip: Strip) -> str:
         cells = "".join(_cell_html(x, top, span) for x, span in zip(row, strip.cells, strict=True))
         rows.append(
             f'<tr data-rank="{r}"><th>rank {r}</th>{cells}<td class="sum">last in '
-            f"{strip.last_steps[r]} steps, {strip.late_ms_total[r]:.0f} ms late</td></tr>"
+            f"{_steps(strip.last_steps[r])}, {strip.late_ms_total[r]:.0f} ms late</td></tr>"
         )
     return (
         f'<h2>{escape(TITLE)}</h2><p class="note">{escape(strip.note())} Red: last, darker '
@@ -162,3 +168,7 @@ def strip_markdown(strip: Strip) -> list[str]:
         f"late; g×n: n cells of g."
     )
     return [f"## {TITLE}", "", f"{strip.note()} {legend}", "", "```", *text_lines(strip), "```", ""]
+
+
+def _steps(n: int) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"

@@ -47,14 +47,19 @@ def step_time_plot(result: RunResult) -> Plot | None:
     if not embedded:
         return None
     series: list[tuple[int, list[tuple[float, float]], list[tuple[float, bool]]]] = []
-    for key in sorted(embedded, key=lambda k: int(k))[:STEP_SERIES_MAX]:
+    ranks = sorted((k for k in embedded if str(k).isdigit()), key=int)
+    for key in ranks[:STEP_SERIES_MAX]:
         rec = embedded[key]
-        pts = [
-            (float(s), float(t))
-            for s, t in zip(rec["step"], rec["step_time_ms"], strict=True)
-            if t is not None
-        ]
-        flags = list(zip(rec["step"], rec.get("warmup") or [False] * len(rec["step"]), strict=True))
+        try:  # the schema leaves the series' shape open: a rank edited by hand is left out
+            pts = [
+                (float(s), float(t))
+                for s, t in zip(rec["step"], rec["step_time_ms"], strict=True)
+                if t is not None
+            ]
+            warmup = rec.get("warmup") or [False] * len(rec["step"])
+            flags = list(zip(rec["step"], warmup, strict=True))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            continue
         if pts:
             series.append((int(key), pts, flags))
     if not series:

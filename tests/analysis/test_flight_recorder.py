@@ -121,3 +121,45 @@ def test_diagnose_exits_2_not_0_when_a_member_left_no_dump(
     assert main(["diagnose", str(tmp_path)]) == 2
     out = capsys.readouterr().out
     assert "not judged for rank(s) 1" in out and "ok:" not in out
+
+
+@pytest.mark.parametrize("pg_config", [5, "x", [1, 2]])
+def test_a_dump_whose_pg_config_is_not_a_mapping_is_named(tmp_path: Path, pg_config: Any) -> None:
+    # New-user trial: a dump of another shape stopped `diagnose` with an internal error (exit 70).
+    path = tmp_path / "rank_00000"
+    path.write_bytes(pickle.dumps({"version": "2.10", "pg_config": pg_config, "entries": []}))
+    with pytest.raises(InputError, match=r"rank_00000 \(pg_config is a .*, not a mapping"):
+        load([path])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("input_sizes", {"a": 1}),
+        ("input_sizes", {1, 2}),
+        ("profiling_name", ["gloo:all_reduce"]),
+        ("input_dtypes", {}),
+    ],
+)
+def test_odd_entry_fields_are_compared_not_a_crash(tmp_path: Path, field: str, value: Any) -> None:
+    odd = _entry(3)
+    odd[field] = value
+    _dump(tmp_path, 0, [_entry(1), _entry(2), odd])
+    _dump(tmp_path, 1, [_entry(1), _entry(2), _entry(3)])
+    found = diagnose(load([tmp_path]))
+    assert found["desync"] is True and found["groups"][0]["seq"] == 3
+
+
+def test_ranks_that_are_not_numbers_fall_back_to_the_ranks_that_recorded(tmp_path: Path) -> None:
+    data = {"version": "2.10", "pg_config": {"": {"ranks": ["a", None]}}, "entries": [_entry(1)]}
+    for rank in (0, 1):
+        (tmp_path / f"rank_{rank:05d}").write_bytes(pickle.dumps(data))
+    found = diagnose(load([tmp_path]))
+    assert found["groups"][0]["ranks"] == [0, 1] and found["desync"] is False
+
+
+def test_one_dump_given_alone_does_not_say_the_other_rank_died(tmp_path: Path) -> None:
+    _dump(tmp_path, 0, [_entry(s) for s in range(1, 4)])
+    _dump(tmp_path, 1, [_entry(s) for s in range(1, 4)])
+    found = diagnose(load([tmp_path / "rank_00000"]))
+    assert "left no dump in the files given" in found["verdict"]

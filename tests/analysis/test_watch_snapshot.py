@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from minicluster.analysis import waited
 from minicluster.analysis.steps import StepTable
 from minicluster.analysis.stragglers import find_stragglers
 from minicluster.analysis.tail import RunTail, Windows
@@ -153,7 +154,8 @@ def test_the_straggler_is_the_shared_rule_with_the_runs_thresholds(tmp_path: Pat
     tail = RunTail(tmp_path / "a", window=50)
     tail.look(T0)
     table = StepTable(Windows(list(tail.ranks.values())).records(), 4)
-    expected = find_stragglers(table, 20.0, 2.0)
+    waits = waited.measure_table(table, table.series(4)["step_time_ms"])
+    expected = find_stragglers(table, 20.0, 2.0, waited=waits, min_waited_pct=5.0)
     assert [{k: v for k, v in s.items() if k != "node"} for s in snap["stragglers"]] == expected
     # the thresholds come from the run's config in the header: a higher one names nobody
     _write(
@@ -163,6 +165,17 @@ def test_the_straggler_is_the_shared_rule_with_the_runs_thresholds(tmp_path: Pat
         run_section={"straggler_threshold_pct": 200.0},
     )
     assert _snap(tmp_path / "b", T0 + 60 * STEP_S)["stragglers"] == []
+
+
+def test_a_rank_nobody_waited_for_is_no_straggler_live_as_in_the_result(tmp_path: Path) -> None:
+    """Rank 1's compute reads twice the others' but their all-reduces never waited for it (its
+    clock ran on a busy core while its collective was entered in time): the result names no
+    straggler or culprit (`analysis.waited`), and neither does the live watch."""
+    _write(tmp_path, [60, 60, 60, 60], compute_ms={1: 9.0}, waits=False)
+    snap = _snap(tmp_path, T0 + 60 * STEP_S)
+    assert snap["straggler_check"]["applied"]
+    assert (snap["stragglers"], snap["culprits"], snap["exit_code"]) == ([], [], 0)
+    assert snap["slowest"] is not None  # still shown as the slowest, not named
 
 
 def test_a_straggler_is_still_named_beside_a_rank_left_behind(tmp_path: Path) -> None:

@@ -61,3 +61,66 @@ def test_a_report_never_overwrites_a_record_or_an_input(
         assert message in err and len(err.strip().splitlines()) == 1, (argv, err)
     assert {p: p.read_bytes() for p in (result, rank_file)} == before
     assert not (tmp_path / "new").exists()
+
+
+def test_no_output_flag_overwrites_a_sweep_table_a_dump_a_rejudged_result_or_a_run_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """New-user trial: `compare --json SWEEP/layouts.json`, `--md RUN/flight_recorder/rank_00000`
+    and `--md RUN/result.rejudged-*.json` replaced those records, and `reference record --out
+    RUN/result.json --force` replaced a run's result; each is refused now, the file kept."""
+    run = tmp_path / "run"
+    (run / "flight_recorder").mkdir(parents=True)
+    records = {
+        run / "layouts.json": '{"kind": "layout_sweep"}\n',
+        run / "flight_recorder" / "rank_00000": "a dump\n",
+        run / "result.rejudged-20260101-000000.json": "{}\n",
+        run / "result.json": (FIX / "mc11_clean_a.json").read_text(),
+    }
+    for path, text in records.items():
+        path.write_text(text)
+    a, b = FIX / "mc11_clean_a.json", FIX / "mc11_clean_b.json"
+    cases = [
+        ["compare", str(a), str(b), "--json", str(run / "layouts.json")],
+        ["compare", str(a), str(b), "--md", str(run / "flight_recorder" / "rank_00000")],
+        ["compare", str(a), str(b), "--md", str(run / "result.rejudged-20260101-000000.json")],
+        ["reference", "record", str(a), "--out", str(run / "result.json"), "--force"],
+    ]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "would overwrite a file minicluster records" in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1
+    assert {p: p.read_text() for p in records} == records
+
+
+GOLDEN_RESULT = Path(__file__).resolve().parents[1] / "golden" / "run_2ranks.result.json"
+
+
+def test_report_md_dash_is_standard_output_and_never_a_file_named_dash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`report RESULT --md -`: the Markdown on stdout, the terminal summary on stderr (it wrote a
+    file called '-' in the working directory before)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(GOLDEN_RESULT), "--md", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("# minicluster run ") and "Ranks (ms)" not in out
+    assert "Ranks" in err
+    assert list(tmp_path.iterdir()) == []
+    assert main(["report", str(GOLDEN_RESULT), "--md", "-", "--html", "-"]) == 2
+    assert "only one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["run", "validate", "collectives", "sweep"])
+def test_a_report_on_stdout_is_refused_where_the_summary_prints(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([command, "--md", "-", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "--md - (standard output)" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

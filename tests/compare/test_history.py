@@ -335,3 +335,22 @@ def test_processes_creating_one_database_at_the_same_moment_all_open_it(tmp_path
             p.join(30)
         errors += [g for g in got if g != 0]
     assert errors == []
+
+
+def test_another_programs_database_is_refused_and_left_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "theirs.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE orders(id INTEGER)")
+    con.commit()
+    con.close()
+    before = db.read_bytes()
+    assert main(["history", "add", str(CLEAN), "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert "not a minicluster history database" in err and len(err.strip().splitlines()) == 1
+    con = sqlite3.connect(db)
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"orders"}
+    con.close()
+    assert db.read_bytes() == before
