@@ -93,10 +93,12 @@ class Params:
     # is at most |ln(beta / (1 - alpha))| / clear_agree (one fast reading of a bad unit's group,
     # the noise's upper tail, never clears it); 0: no such bound
     clear_agree: int = 2
+    group_clear_agree: int = 0  # the same for a group's tests alone (screen, split)
     # control groups per tested size and round when idle cleared units allow (at least
     # 2 x max_bad + 1): more make the round's median robust to a few healthy groups slowed at once
-    group_clear_agree: int = 0  # the same for a group's tests alone (screen, split)
     controls: int = 31
+    # a suspect's partners: the cleared units it was tested with least first (False: the ones
+    # not met yet first, then in order)
     rotate_partners: bool = True
     max_tests: int = 12  # per suspect unit (stage 1); one still undecided goes to stage 2
     # Stage 2: a unit undecided after max_tests gets up to stage2_tests more tests beside cleared
