@@ -128,7 +128,8 @@ def main() -> int:
     changes: dict[str, object] = {"decision": a.decision, "confirmations": a.confirmations}
     for item in a.set:
         name, _, value = item.partition("=")
-        changes[name] = type(getattr(gt.Params(n_units=2), name))(value)
+        kind = float if name == "group_beta" else type(getattr(gt.Params(n_units=2), name))
+        changes[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     params = gt.Params(n_units=2, **changes)  # type: ignore[arg-type]
     print(
         f"noise: {len(noise)} measured healthy groups' ln(busbw / round median), "

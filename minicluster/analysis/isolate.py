@@ -27,7 +27,9 @@ ALGORITHM_SPRT = (
     "sequential probability ratio test (1945) decides it, on a heavy-tailed noise model of "
     "healthy groups: a unit is named bad when its evidence beside cleared partners reaches "
     "ln((1 - beta) / alpha) (at least min_agree = 4 slow tests agreeing), cleared at "
-    "ln(beta / (1 - alpha)), and left unresolved, never named, after max_tests"
+    "ln(beta / (1 - alpha)); one undecided after max_tests gets up to stage2_tests more, judged "
+    "by a fresh SPRT whose bad hypothesis is its own speed (the median of its first tests), and "
+    "is left unresolved, never named, after them"
 )
 RULE = (
     "per group and round: mean per call over `iters` back-to-back all_reduce calls on each rank, "

@@ -68,9 +68,13 @@ class Params:
     # the SPRT replay with, `params_from_record`).
     decision: str = "sprt"
     alpha: float = 1e-3  # SPRT: a healthy unit named bad (under the noise model), per suspect
-    beta: float = 0.01  # SPRT: a bad unit cleared at its tests beside cleared partners
+    beta: float = 1e-3  # SPRT: a bad unit cleared at its tests beside cleared partners
     group_alpha: float = 0.2  # SPRT: a healthy group split (costs group tests, pulls nobody)
-    group_beta: float = 0.05  # SPRT: a group holding a bad unit cleared (a miss)
+    # SPRT: a group holding a bad unit cleared (a miss). None: 1e-3 on 8 units or more (a bad
+    # unit passes 2-4 group stages, each a chance to be missed), 0.05 below 8 (one group stage,
+    # judged against the fastest group: weak evidence per test, and the suspects wait for its
+    # units as partners; 4 ranks with one bad then take 5 rounds, not 7)
+    group_beta: float | None = None
     # The noise model of a healthy test, r = ln(busbw / baseline): (1 - tail_mass) x normal(0,
     # scale) + tail_mass x a slow tail, P(busbw/baseline < x) = tail_mass x x^tail_rate (a busy
     # host slows a group now and then; tests/fixtures/isolate: 9% of healthy groups below 50%).
@@ -85,13 +89,33 @@ class Params:
     # slow tests that must agree before a unit is named bad: one test's evidence is at most
     # ln((1 - beta) / alpha) / min_agree (one stalled reading never names a unit)
     min_agree: int = 4
-    max_tests: int = 12  # per suspect unit; one still undecided after them is unresolved
+    # fast tests that must agree before a suspect is cleared: one test's evidence toward healthy
+    # is at most |ln(beta / (1 - alpha))| / clear_agree (one fast reading of a bad unit's group,
+    # the noise's upper tail, never clears it); 0: no such bound
+    clear_agree: int = 2
+    group_clear_agree: int = 0  # the same for a group's tests alone (screen, split)
+    # control groups per tested size and round when idle cleared units allow (at least
+    # 2 x max_bad + 1): more make the round's median robust to a few healthy groups slowed at once
+    controls: int = 31
+    # a suspect's partners: the cleared units it was tested with least first (False: the ones
+    # not met yet first, then in order)
+    rotate_partners: bool = True
+    max_tests: int = 12  # per suspect unit (stage 1); one still undecided goes to stage 2
+    # Stage 2: a unit undecided after max_tests gets up to stage2_tests more tests beside cleared
+    # partners, judged by a fresh SPRT (its own evidence, stage 1's set aside) whose bad
+    # hypothesis is the unit's own speed: the median ln(busbw / baseline) of its stage-1 tests,
+    # kept within bad_far..bad_hi (an alternative fixed before the tests that judge it, so
+    # Wald's bounds hold as in stage 1). Still undecided after them: unresolved, never named.
+    # 0: no stage 2.
+    stage2_tests: int = 16
     group_max_tests: int = 4  # per suspect group; one still undecided is split (as a slow one)
 
     def __post_init__(self) -> None:
         if self.decision not in DECISIONS:
             raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, got {self.decision}")
         for name in ("alpha", "beta", "group_alpha", "group_beta", "tail_mass"):
+            if getattr(self, name) is None and name == "group_beta":
+                continue
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if not 0 < self.bad_far < self.bad_lo < self.bad_hi < 1:
@@ -101,6 +125,10 @@ class Params:
             )
         if not 0 <= self.far_weight < 1:
             raise ValueError(f"far_weight must be in [0, 1), got {self.far_weight}")
+        if self.stage2_tests < 0:
+            raise ValueError(f"stage2_tests must be >= 0, got {self.stage2_tests}")
+        if min(self.clear_agree, self.group_clear_agree, self.controls) < 0:
+            raise ValueError("clear_agree, group_clear_agree and controls must be >= 0")
         if min(self.min_agree, self.max_tests, self.group_max_tests) < 1:
             raise ValueError("min_agree, max_tests and group_max_tests must be >= 1")
         if self.n_units < 2:
@@ -115,6 +143,13 @@ class Params:
             )
 
     @property
+    def group_miss(self) -> float:
+        """group_beta, or its default for this many units."""
+        if self.group_beta is not None:
+            return self.group_beta
+        return 1e-3 if self.n_units >= 8 else 0.05
+
+    @property
     def first_group_size(self) -> int:
         return self.group_size or auto_group_size(self.n_units)
 
@@ -126,6 +161,9 @@ def params_from_record(recorded: dict[str, Any]) -> Params:
     known = {f.name for f in fields(Params)}
     given = {k: v for k, v in recorded.items() if k in known}
     given.setdefault("decision", CONFIRMATIONS)
+    # added since: a record without them ran without them (the same verdict as then)
+    for name in ("clear_agree", "group_clear_agree", "controls", "stage2_tests", "rotate_partners"):
+        given.setdefault(name, 0)
     return Params(**given)
 
 
@@ -253,24 +291,35 @@ def _leaf_tests(state: State, u: int) -> list[Group]:
 
 
 def _partner_order(state: State, u: int, cleared: list[int], busy: set[int]) -> list[int]:
-    """Free cleared units, the ones `u` has not been tested with first."""
-    met = {x for g in _leaf_tests(state, u) for x in g.units}
+    """Free cleared units, the ones `u` has not been tested with first (`rotate_partners`: the
+    ones it was tested with least first, so a bad unit wrongly cleared is one partner of many,
+    not the one every later test runs beside)."""
     free = [c for c in cleared if c not in busy]
-    return [c for c in free if c not in met] + [c for c in free if c in met]
+    if state.params.rotate_partners:
+        met: dict[int, int] = {}
+        for g in _leaf_tests(state, u):
+            for x in g.units:
+                met[x] = met.get(x, 0) + 1
+        return sorted(free, key=lambda c: met.get(c, 0))  # the least met first (stable)
+    seen = {x for g in _leaf_tests(state, u) for x in g.units}
+    return [c for c in free if c not in seen] + [c for c in free if c in seen]
 
 
 def _add_controls(state: State, groups: list[Group], cleared: list[int], busy: set[int]) -> None:
     """Control groups of idle cleared units, per tested size, until that size has 2 x max_bad + 1
     of them in the round (enough for a median and a spread of healthy groups alone) or the idle
     cleared units run out."""
-    want = 2 * state.params.max_bad + 1
+    least = 2 * state.params.max_bad + 1
     free = [c for c in cleared if c not in busy]
-    for size in sorted({len(g.units) for g in groups}):
-        have = 0
-        while have < want and len(free) >= size:
-            units, free = tuple(free[:size]), free[size:]
-            groups.append(Group(units, CONTROL, ()))
-            have += 1
+    sizes = sorted({len(g.units) for g in groups})
+    have = dict.fromkeys(sizes, 0)
+    # every size its least first, then (`controls`) more, so no size is left without a pool
+    for want in (least, max(least, state.params.controls)):
+        for size in sizes:
+            while have[size] < want and len(free) >= size:
+                units, free = tuple(free[:size]), free[size:]
+                groups.append(Group(units, CONTROL, ()))
+                have[size] += 1
 
 
 def record(state: State, groups: list[Group]) -> None:
@@ -324,7 +373,7 @@ def thresholds(p: Params, unit: bool) -> tuple[float, float]:
     """Wald's SPRT bounds (a, b) on the summed evidence: >= a decides bad (a unit) or slow (a
     group), <= b decides healthy. Wald 1945: the error rates are at most alpha / (1 - beta)
     and beta / (1 - alpha) when the noise model holds."""
-    alpha, beta = (p.alpha, p.beta) if unit else (p.group_alpha, p.group_beta)
+    alpha, beta = (p.alpha, p.beta) if unit else (p.group_alpha, p.group_miss)
     return math.log((1 - beta) / alpha), math.log(beta / (1 - alpha))
 
 
@@ -371,17 +420,54 @@ def _record_sprt(state: State, groups: list[Group]) -> None:
             (u,) = units
             leaf = _leaf_tests(state, u)
             high, low = thresholds(p, unit=True)
+            stage2 = len(leaf) > p.max_tests
+            if stage2:
+                _stage2_evidence(state, leaf[: p.max_tests], leaf[-1])
+                leaf = leaf[p.max_tests :]
             lam = evidence(leaf)
             if lam >= high:
                 state.status[u] = "bad"
             elif lam <= low:
                 state.status[u] = "cleared"
-            elif len(leaf) < p.max_tests:
+            elif len(leaf) < (p.stage2_tests if stage2 else p.max_tests + p.stage2_tests):
                 pending.append((kind, units))
-            # else: undecided after max_tests: unresolved, never named bad
+            # else: undecided after every test: unresolved, never named bad
     state.pending = pending
     if len(state.bad) > p.max_bad:
         state.more_than_max_bad = True
+
+
+def _stage2_evidence(state: State, stage1: list[Group], g: Group) -> None:
+    """A stage-2 test's evidence (replacing the one `_judge` gave it): bad = the unit's speed at
+    the median ln(busbw / baseline) of its stage-1 tests (within bad_far..bad_hi), the same
+    noise on top; capped as every test is."""
+    p = noise_params(state)
+    if g.llr is None or math.isinf(g.llr) or g.z is None or g.scale is None:
+        return  # not measured, or decisive (below the floor, wrong elements): kept as judged
+    rs = [t.z * t.scale for t in stage1 if t.z is not None and t.scale is not None]
+    mu = statistics.median(rs) if rs else math.log(p.bad_hi)
+    mu = min(max(mu, math.log(p.bad_far)), math.log(p.bad_hi))
+    high, low = thresholds(p, unit=True)
+    x = llr_at(g.z * g.scale, g.scale, mu, p)
+    x = min(x, high / p.min_agree * (1 + 1e-9))
+    if p.clear_agree:
+        x = max(x, low / p.clear_agree * (1 + 1e-9))
+    g.llr = x
+    g.slow = x > 0
+
+
+def llr_at(r: float, scale: float, mu: float, p: Params) -> float:
+    """ln(f1(r) / f0(r)) with f1 a unit at speed e^mu exactly (the same noise model shifted by
+    mu), f0 the healthy noise model of `llr`."""
+    return _healthy_log_density(r - mu, scale, p) - _healthy_log_density(r, scale, p)
+
+
+def _healthy_log_density(r: float, scale: float, p: Params) -> float:
+    eps, lam = p.tail_mass, p.tail_rate
+    f = (1 - eps) * math.exp(-0.5 * (r / scale) ** 2) / (scale * math.sqrt(2 * math.pi))
+    if r < 0:
+        f += eps * lam * math.exp(lam * r)
+    return math.log(max(f, 1e-300))
 
 
 def llr(r: float, scale: float, p: Params) -> float:
@@ -495,8 +581,12 @@ def _sprt_verdict(g: Group, p: Params, decisive: bool) -> None:
     if decisive:
         g.llr = math.inf
     else:
-        cap = thresholds(p, unit=True)[0] / p.min_agree * (1 + 1e-9)
+        high, low = thresholds(p, unit=True)
+        cap = high / p.min_agree * (1 + 1e-9)
         g.llr = min(llr(g.z * g.scale, g.scale, p), cap)
+        agree = p.clear_agree if g.role in (LEAF, CONFIRM) else p.group_clear_agree
+        if agree:
+            g.llr = max(g.llr, low / agree * (1 + 1e-9))
     g.slow = g.llr > 0
     if g.slow and g.why is None:
         g.why = (

@@ -203,3 +203,28 @@ def test_sim_isolate_prints_the_table_from_measured_noise() -> None:
         line for line in proc.stdout.splitlines() if line.startswith(("| 8 | 0 ", "| 64 | 0 "))
     ]
     assert [h.split("|")[7].strip() for h in healthy] == ["0", "0"]  # false pulls
+
+
+def test_stage2_names_a_node_at_70_percent_that_stage1_leaves_undecided() -> None:
+    """A node at 70% of healthy under the measured noise: without stage 2 (the rule before) it
+    often ends unresolved; with it (the default) it is named, and no healthy node is."""
+    noise = measured_noise()
+    before = after = 0
+    for seed in range(10):
+        old = search_noise(
+            64, {17: 0.7}, noise, seed, stage2_tests=0, beta=0.01, group_beta=0.05,
+            clear_agree=0, controls=0, rotate_partners=False,
+        )  # fmt: skip
+        new = search_noise(64, {17: 0.7}, noise, seed)
+        assert set(old.bad) <= {17} and set(new.bad) <= {17}
+        before += old.bad == [17]
+        after += new.bad == [17]
+    assert after > before
+
+
+def test_sprt_records_without_the_new_keys_replay_without_them() -> None:
+    """A plan recorded before stage 2 (no stage2_tests, controls, clear_agree, rotate_partners
+    keys) replays with them off: the rounds it ran are the rounds planned."""
+    p = gt.params_from_record({"n_units": 8, "decision": "sprt", "beta": 0.01, "group_beta": 0.05})
+    assert (p.stage2_tests, p.controls, p.clear_agree, p.rotate_partners) == (0, 0, 0, False)
+    assert gt.Params(n_units=8).group_miss == 1e-3 and gt.Params(n_units=4).group_miss == 0.05
