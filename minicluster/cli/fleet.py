@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 from minicluster.cli import orchestrate
-from minicluster.core.errors import InputError
 from minicluster.core.exit_policy import code_for
 
 
@@ -54,14 +53,12 @@ def _reference(args: argparse.Namespace) -> tuple[Any, float]:
     """`--reference FILE [--floor-pct P]`: the reference, read before any result (a bad file or
     floor is one line, exit 2), and the floor (default 90%); (None, default) without one."""
     from minicluster.analysis import references
+    from minicluster.cli.reference import check_flags
 
+    check_flags(args.reference, args.floor_pct)
     floor = references.DEFAULT_FLOOR_PCT if args.floor_pct is None else args.floor_pct
     if args.reference is None:
-        if args.floor_pct is not None:
-            raise InputError("--floor-pct needs --reference FILE")
         return None, floor
-    if not 0 < floor <= 100:
-        raise InputError(f"--floor-pct must be in (0, 100], got {floor:g}")
     return references.load(args.reference), floor
 
 

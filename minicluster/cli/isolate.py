@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from minicluster.cli import orchestrate
+from minicluster.cli.reference import check_flags
 from minicluster.cli.run import launcher_from_args, launcher_text, nproc_from_args, parse_sizes
 from minicluster.core import config as config_mod
 from minicluster.core import fault_spec
@@ -183,10 +184,9 @@ def isolate_config(args: argparse.Namespace, nnodes: int = 1) -> RunConfig:
         isolate_z=args.isolate_z,
         min_busbw_gbps=args.min_busbw,
     )
+    check_flags(args.reference, args.floor_pct)
     if args.reference is not None:
         cfg = _with_reference(cfg, args.reference, args.floor_pct, nnodes)
-    elif args.floor_pct is not None:
-        raise InputError("--floor-pct needs --reference FILE")
     s = cfg.collectives
     if s.group_size is not None and s.group_size > world:
         raise InputError(f"--group-size {s.group_size} is more than the {world} ranks")
@@ -215,8 +215,6 @@ def _with_reference(
 
     ref = references.load(path)
     floor = references.DEFAULT_FLOOR_PCT if floor_pct is None else floor_pct
-    if not 0 < floor <= 100:
-        raise InputError(f"--floor-pct must be in (0, 100], got {floor:g}")
     s, n = cfg.collectives, cfg.run.nproc * nnodes
     here = platform_keys()
     conditions = {

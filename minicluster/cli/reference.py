@@ -69,6 +69,15 @@ def record(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def check_flags(reference: Path | None, floor_pct: float | None) -> None:
+    """InputError (one line, exit 2) for `--floor-pct` without `--reference FILE`, or outside
+    (0, 100]: the one check of the pair for every command that takes them."""
+    if reference is None and floor_pct is not None:
+        raise InputError("--floor-pct needs --reference FILE")
+    if floor_pct is not None and not 0 < floor_pct <= 100:
+        raise InputError(f"--floor-pct must be in (0, 100], got {floor_pct:g}")
+
+
 def judge_hook(path: Path, floor_pct: float | None) -> Any:
     """A function adding the `reference` section to a run result (dict) before it is written:
     the reference is read now, so a bad file is refused before anything is aggregated."""
@@ -84,7 +93,9 @@ def judge_hook(path: Path, floor_pct: float | None) -> Any:
         checks = run.checks
         floor = floor_pct
         if floor is None:
-            floor = checks.reference_floor_pct if checks is not None else 90.0
+            floor = (
+                checks.reference_floor_pct if checks is not None else references.DEFAULT_FLOOR_PCT
+            )
         result["reference"] = reference_site.judge_run(run, ref, floor)
 
     return judge

@@ -38,17 +38,14 @@ def aggregate(args: argparse.Namespace) -> int:
     is_sweep = rundir.plan_path(args.dir).is_file() and not rundir.ranks_dir(args.dir).is_dir()
     floor = overrides.pop("reference_floor_pct", None)
     if args.reference is not None or floor is not None:
-        from minicluster.cli.reference import judge_hook
+        from minicluster.cli.reference import check_flags, judge_hook
 
-        if args.reference is None:
-            raise InputError("--floor-pct needs --reference FILE")
+        check_flags(args.reference, floor)
         if overrides or is_sweep:
             raise InputError(
                 "--reference judges one run as recorded: give it without other threshold flags, "
                 "on a run directory (not a sweep)"
             )
-        if floor is not None and not (0 < floor <= 100):
-            raise InputError(f"--floor-pct must be in (0, 100], got {floor:g}")
         judge = judge_hook(args.reference, floor)
         return judge_beside(args.dir, judge)
     if overrides:

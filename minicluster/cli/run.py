@@ -63,17 +63,12 @@ def _reference_judge(args: argparse.Namespace) -> Any:
     """`--reference FILE [--floor-pct P]`: the hook that gives the result its `reference`
     section (each metric as % of the reference, below the floor a finding); the file is read
     now, so a bad one is refused before any rank starts. None without --reference."""
+    from minicluster.cli.reference import check_flags, judge_hook
+
     reference = getattr(args, "reference", None)
     floor = getattr(args, "floor_pct", None)
-    if reference is None:
-        if floor is not None:
-            raise InputError("--floor-pct needs --reference FILE")
-        return None
-    if floor is not None and not (0 < floor <= 100):
-        raise InputError(f"--floor-pct must be in (0, 100], got {floor:g}")
-    from minicluster.cli.reference import judge_hook
-
-    return judge_hook(reference, floor)
+    check_flags(reference, floor)
+    return None if reference is None else judge_hook(reference, floor)
 
 
 def write_junit(args: argparse.Namespace, result: RunResult | None, code: int) -> None:
