@@ -34,16 +34,22 @@ def test_the_first_step_beyond_the_tolerance_is_named() -> None:
     assert gone is not None and gone["step"] == 1 and gone["why"] == "a step is missing"
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(400)
-def test_ddp_fsdp2_and_tp_train_the_same_losses(run_cli: RunCli, tmp_path: Path) -> None:
-    pytest.importorskip("torch")
+def _tiny_llama(tmp_path: Path) -> Path:
+    """A config of a llama small enough for 4 layouts on 2 cores: 1 warm-up + 3 measured steps."""
     cfg = tmp_path / "llama.yaml"
     cfg.write_text(
         "workload: {name: llama, per_rank_batch: 2, seq_len: 16, vocab_size: 128, dim: 32, "
         "n_layers: 2, n_heads: 4, n_kv_heads: 2, multiple_of: 16}\n"
         "steps: {warmup: 1, measured: 3}\nrun: {threads_per_rank: 1, collective_timeout_s: 60}\n"
     )
+    return cfg
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_ddp_fsdp2_and_tp_train_the_same_losses(run_cli: RunCli, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    cfg = _tiny_llama(tmp_path)
     out = tmp_path / "v"
     proc = run_cli(
         "validate", "-c", str(cfg), "--layouts", "ddp,fsdp,tp,pp", "--out", str(out), timeout=380
@@ -68,12 +74,7 @@ def test_a_corrupted_gradient_fails_validate_naming_the_layout_rank_and_step(
     """`--fault` reaches every layout's run (it was dropped: corrupt_grad passed, uninjected),
     and a shard check that fails fails validate, naming the first such layout."""
     pytest.importorskip("torch")
-    cfg = tmp_path / "llama.yaml"
-    cfg.write_text(
-        "workload: {name: llama, per_rank_batch: 2, seq_len: 16, vocab_size: 128, dim: 32, "
-        "n_layers: 2, n_heads: 4, n_kv_heads: 2, multiple_of: 16}\n"
-        "steps: {warmup: 1, measured: 3}\nrun: {threads_per_rank: 1, collective_timeout_s: 60}\n"
-    )
+    cfg = _tiny_llama(tmp_path)
     out = tmp_path / "v"
     proc = run_cli(
         "validate", "-c", str(cfg), "--layouts", "fsdp,tp", "--fault", "corrupt_grad:rank=1,step=2",

@@ -15,6 +15,28 @@ pytest.importorskip("torch")
 PLAIN_TORCH = Path(__file__).resolve().parents[1] / "fixtures" / "flight_recorder"
 
 
+def _plain_torch_dumps(
+    python: str, cli_env: dict[str, str], tmp_path: Path, mode: str
+) -> list[str]:
+    """Run the plain torch job (`plain_torch_job.py MODE`, no minicluster in it); the two
+    Flight Recorder dumps it wrote."""
+    env = {k: v for k, v in cli_env.items() if k != "PYTHONPATH"}  # no minicluster in the job
+    (tmp_path / "dumps").mkdir()
+    job = subprocess.run(
+        [python, str(PLAIN_TORCH / "plain_torch_job.py"), mode, str(tmp_path / "dumps" / "trace_")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=150,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert sorted(p.name for p in (tmp_path / "dumps").iterdir()) == ["trace_0", "trace_1"], (
+        job.stderr[-2000:]
+    )
+    return [str(tmp_path / "dumps" / n) for n in ("trace_0", "trace_1")]
+
+
 def _cli(
     python: str, env: dict[str, str], cwd: Path, *args: str
 ) -> subprocess.CompletedProcess[str]:
@@ -60,21 +82,7 @@ def test_a_hang_run_names_the_hung_rank_and_the_sequence_number(
 def test_dumps_of_a_plain_torch_job_name_the_mismatched_collective(
     python: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in cli_env.items() if k != "PYTHONPATH"}  # no minicluster in the job
-    (tmp_path / "dumps").mkdir()
-    job = subprocess.run(
-        [python, str(PLAIN_TORCH / "plain_torch_desync.py"), str(tmp_path / "dumps" / "trace_")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=150,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert sorted(p.name for p in (tmp_path / "dumps").iterdir()) == ["trace_0", "trace_1"], (
-        job.stderr[-2000:]
-    )
-    files = [str(tmp_path / "dumps" / n) for n in ("trace_0", "trace_1")]
+    files = _plain_torch_dumps(python, cli_env, tmp_path, "desync")
     proc = _cli(python, cli_env, tmp_path, "diagnose", *files)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "collective #4" in proc.stdout
@@ -90,21 +98,7 @@ def test_dumps_of_a_plain_torch_job_name_the_hung_rank_and_the_sequence_number(
 ) -> None:
     """A user's own job (no minicluster) where rank 1 hangs outside any collective while rank 0
     waits in the 4th: the dumps torch wrote name rank 1 as never entering #4."""
-    env = {k: v for k, v in cli_env.items() if k != "PYTHONPATH"}  # no minicluster in the job
-    (tmp_path / "dumps").mkdir()
-    job = subprocess.run(
-        [python, str(PLAIN_TORCH / "plain_torch_hang.py"), str(tmp_path / "dumps" / "trace_")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=150,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert sorted(p.name for p in (tmp_path / "dumps").iterdir()) == ["trace_0", "trace_1"], (
-        job.stderr[-2000:]
-    )
-    files = [str(tmp_path / "dumps" / n) for n in ("trace_0", "trace_1")]
+    files = _plain_torch_dumps(python, cli_env, tmp_path, "hang")
     proc = _cli(python, cli_env, tmp_path, "diagnose", *files, "--json", "d.json")
     assert proc.returncode == 1, proc.stderr[-2000:]
     (g,) = json.loads((tmp_path / "d.json").read_text())["groups"]
