@@ -81,12 +81,15 @@ def every_rank_finished(plan: LaunchPlan, outcome: LaunchOutcome) -> bool:
     files (a job across nodes without a shared filesystem): not shown here."""
     if any(code > 0 and code != EXIT_INTERRUPTED for code in outcome.exit_codes.values()):
         return False
+    from minicluster.core.rank_format import decode_summary
+
     for rank in range(plan.world_size):
-        try:
-            summary = json.loads(rundir.rank_summary(plan.out_dir, rank).read_text())
-        except (OSError, ValueError):
+        path = rundir.rank_summary(plan.out_dir, rank)
+        try:  # through the record codec, as every reader of a summary
+            summary = decode_summary(json.loads(path.read_bytes()), path.name)
+        except (OSError, ValueError):  # missing, malformed JSON, or a RecordError
             return False
-        if not isinstance(summary, dict) or summary.get("status") != "ok":
+        if summary.status != "ok":
             return False
     return True
 
