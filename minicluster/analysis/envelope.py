@@ -109,6 +109,11 @@ def ray_section(headers: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {"version": ", ".join(versions)}
 
 
+# what aggregation reads from the header it builds the run from (rank/header.py writes them
+# all; a value may be null)
+HEADER_NEEDS: dict[str, tuple[str, ...]] = {"config": (), "workload": ("per_rank_batch",)}
+
+
 def rank0_header(records: list[RankRecords]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(rank 0's header, or the lowest rank's when rank 0 left none; every header)."""
     headers = [r.header for r in records if r.header is not None]
@@ -125,11 +130,6 @@ def rank0_header(records: list[RankRecords]) -> tuple[dict[str, Any], list[dict[
                 "not written by minicluster's ranks as they write it, or was edited"
             )
     return head0, headers
-
-
-# what aggregation reads from the header it builds the run from (rank/header.py writes them
-# all; a value may be null)
-HEADER_NEEDS: dict[str, tuple[str, ...]] = {"config": (), "workload": ("per_rank_batch",)}
 
 
 def run_config(head0: dict[str, Any]) -> RunConfig:
