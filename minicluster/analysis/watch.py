@@ -91,7 +91,7 @@ def snapshot(
     # A rank left behind by the others has no steps in common with them: the straggler rule
     # (which compares ranks step by step) runs on the ranks still in step.
     left_behind = {r["rank"] for r in rows if r["stalled"]} if job_stall is None else set()
-    stragglers, straggler_check = judge_stragglers(windows, left_behind, world, cfg.checks)
+    stragglers, straggler_check, live = judge_stragglers(windows, left_behind, world, cfg.checks)
     by_rank = {row["rank"]: row for row in rows}
     if result is not None:
         # the run's own verdict over all its steps stands beside the last window's
@@ -103,8 +103,8 @@ def snapshot(
         by_rank[s["rank"]]["straggler"] = True
     if result is not None:
         culprits = [c.to_json() | {"over": "run"} for c in result.culprits or []]
-    elif straggler_check["applied"]:
-        culprits = live_culprits(windows, left_behind, world, cfg.checks)
+    elif live is not None:
+        culprits = live_culprits(live, cfg.checks)
     else:
         culprits = []
     slowest = _slowest(rows)

@@ -17,11 +17,13 @@ at once, and the rule's sign test counts each of them as independent evidence.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from minicluster.analysis import accounting, cost, waited
+from minicluster.analysis.records import RankRecords
 from minicluster.analysis.steps import StepTable, r4
 from minicluster.analysis.stragglers import find_stragglers
 from minicluster.analysis.tail import Windows
@@ -85,11 +87,23 @@ def mark_stalls(rows: list[dict[str, Any]], stall_after_s: float) -> dict[str, A
     return stall
 
 
+@dataclass
+class InStep:
+    """The recent windows of the ranks still in step, built once per refresh for the straggler
+    and the culprit rules: their records, step table, and how long the others waited for each
+    rank (as aggregation measures it)."""
+
+    records: list[RankRecords]
+    table: StepTable
+    waits: waited.WaitedFor
+
+
 def judge_stragglers(
     windows: Windows, leave_out: set[int], world_size: int, checks: ChecksSection
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(stragglers, check): `find_stragglers` with the run's thresholds on the windows of the
-    ranks not in `leave_out`, when their measured steps span STRAGGLER_MIN_SPAN_S or more.
+) -> tuple[list[dict[str, Any]], dict[str, Any], InStep | None]:
+    """(stragglers, check, in_step): `find_stragglers` with the run's thresholds on the windows
+    of the ranks not in `leave_out`, when their measured steps span STRAGGLER_MIN_SPAN_S or
+    more; `in_step` the windows it judged (None when not applied), for `live_culprits`.
 
     `check` is `{span_s, min_span_s, applied}` (+ `reason` when not applied): the shortest span
     over those ranks of the `t_unix_s` of their measured steps in the window.
@@ -114,35 +128,28 @@ def judge_stragglers(
             f"the recent measured steps span {span:.1f} s < {STRAGGLER_MIN_SPAN_S:g} s: too "
             "short to tell a straggler from a passing slowdown (a larger --window spans more)"
         )
-        return [], check
-    table = StepTable(windows.records(leave_out=leave_out), world_size)
+        return [], check, None
+    records = windows.records(leave_out=leave_out)
+    table = StepTable(records, world_size)
+    waits = waited.measure_table(table, table.series(world_size).get("step_time_ms"))
     found = find_stragglers(
         table,
         checks.straggler_threshold_pct,
         checks.straggler_min_excess_ms,
         checks.straggler_min_steps_pct,
-        waited=_waits(table, world_size),
+        waited=waits,
         min_waited_pct=checks.min_waited_for_pct,
     )
-    return found, check
+    return found, check, InStep(records, table, waits)
 
 
-def _waits(table: StepTable, world_size: int) -> waited.WaitedFor:
-    """How long the others waited for each rank in the window, as aggregation measures it."""
-    return waited.measure_table(table, table.series(world_size).get("step_time_ms"))
-
-
-def live_culprits(
-    windows: Windows, leave_out: set[int], world_size: int, checks: ChecksSection
-) -> list[dict[str, Any]]:
+def live_culprits(live: InStep, checks: ChecksSection) -> list[dict[str, Any]]:
     """The culprits of the recent window (aggregation's rule, `analysis.cost`, with its
-    requirement that the others waited for the rank, on the steps the watch keeps of the ranks
-    not in `leave_out`), most costly first, each with its evidence and `over: window`."""
-    records = windows.records(leave_out=leave_out)
-    table = StepTable(records, world_size)
-    acc = accounting.account(records, table)
+    requirement that the others waited for the rank, on the windows `judge_stragglers` judged),
+    most costly first, each with its evidence and `over: window`."""
+    acc = accounting.account(live.records, live.table)
     costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
-    evidence = waited.gate_culprits(costs, _waits(table, world_size), checks.min_waited_for_pct)
+    evidence = waited.gate_culprits(costs, live.waits, checks.min_waited_for_pct)
     return [
         c | evidence[c["rank"]] | {"min_waited_pct": checks.min_waited_for_pct, "over": "window"}
         for c in cost.culprits(acc, costs, {})
