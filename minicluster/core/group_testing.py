@@ -463,6 +463,7 @@ def llr_at(r: float, scale: float, mu: float, p: Params) -> float:
 
 
 def _healthy_log_density(r: float, scale: float, p: Params) -> float:
+    """ln f0(r): the healthy noise model of `llr` and `llr_at` (one density for both)."""
     eps, lam = p.tail_mass, p.tail_rate
     f = (1 - eps) * math.exp(-0.5 * (r / scale) ** 2) / (scale * math.sqrt(2 * math.pi))
     if r < 0:
@@ -476,9 +477,6 @@ def llr(r: float, scale: float, p: Params) -> float:
     f1 a bad unit's (its speed log-uniform in bad_lo..bad_hi, or with weight far_weight in
     bad_far..bad_lo, the same noise on top)."""
     eps, lam = p.tail_mass, p.tail_rate
-    f0 = (1 - eps) * math.exp(-0.5 * (r / scale) ** 2) / (scale * math.sqrt(2 * math.pi))
-    if r < 0:
-        f0 += eps * lam * math.exp(lam * r)
     f1 = 0.0
     for a, b, weight in (
         (p.bad_lo, p.bad_hi, 1 - p.far_weight),
@@ -490,7 +488,7 @@ def llr(r: float, scale: float, p: Params) -> float:
         if r < hi:
             tail = math.exp(lam * (r - max(r, lo))) - math.exp(lam * (r - hi))
             f1 += weight * eps / width * tail
-    return math.log(max(f1, 1e-300)) - math.log(max(f0, 1e-300))
+    return math.log(max(f1, 1e-300)) - _healthy_log_density(r, scale, p)
 
 
 def _normal_mass(a: float, b: float) -> float:
