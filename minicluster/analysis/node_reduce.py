@@ -23,9 +23,9 @@ arrays as base64 of their little-endian bytes).
 
 from __future__ import annotations
 
-import base64
 import json
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,12 +35,14 @@ from minicluster.analysis.accounting import FIELDS as ACCOUNTING_FIELDS
 from minicluster.analysis.aggregate import aggregate
 from minicluster.analysis.fault_detect import CHECKSUM_KEYS
 from minicluster.analysis.frame import Launch
-from minicluster.analysis.records import RankRecords
+from minicluster.analysis.records import RankRecords, from_gathered
 from minicluster.analysis.steps import StepTable, median, rounded_list, series_from_extrema
+from minicluster.core import rank_format
 from minicluster.core.checks import ChecksSection
+from minicluster.core.in_band import NODE_REDUCTIONS, InBand
 
 NODE_REDUCTION_NAME = "minicluster-node-reduction"
-NODE_REDUCTION_VERSION = f"{NODE_REDUCTION_NAME}/1.0"
+NODE_REDUCTION_VERSION = f"{NODE_REDUCTION_NAME}/2.0"
 KEYS = StepTable.KEYS
 _OWN_FIGURES = (
     "compute_ms_median",
@@ -76,66 +78,159 @@ class NodeReduction:
     lean: list[RankRecords] = field(default_factory=list)  # every rank's lean record
 
     def to_bytes(self) -> bytes:
-        """The step part (not the lean records, which travel as their rank-format lines)."""
-
-        def arr(a: np.ndarray | None) -> str | None:
-            return None if a is None else _b64(a)
-
+        """The whole reduction as bytes: the step part and every rank's lean record (its
+        non-step records as their JSON objects, its kept columns as arrays). See the module."""
+        blob = _Blob()
         doc = {
             "format": NODE_REDUCTION_VERSION,
             "ranks": self.ranks,
-            "steps": arr(self.steps.astype("<i8")),
+            "steps": blob.put(self.steps, "<i8"),
             **{
-                name: {k: arr(v.astype("<f8")) for k, v in getattr(self, name).items()}
+                name: {k: blob.put(v, "<f8") for k, v in getattr(self, name).items()}
                 for name in ("max", "min")
             },
             **{
-                name: {k: arr(v.astype("<i4")) for k, v in getattr(self, name).items()}
+                name: {k: blob.put(v, "<i4") for k, v in getattr(self, name).items()}
                 for name in ("argmax", "argmin")
             },
-            "compute_count": arr(self.compute_count.astype("<i4")),
+            "compute_count": blob.put(self.compute_count, "<i4"),
             "compute_ties": self.compute_ties,
             "figures": {str(r): f for r, f in self.figures.items()},
             "measured": {str(r): n for r, n in self.measured.items()},
             "present": {
-                str(r): None if p is None else arr(p.astype("u1")) for r, p in self.present.items()
+                str(r): None if p is None else blob.put(p, "u1") for r, p in self.present.items()
             },
-            "comm": {str(r): arr(c.astype("<f8")) for r, c in self.comm.items()},
+            "comm": {str(r): blob.put(c, "<f8") for r, c in self.comm.items()},
+            "lean": [_lean_doc(rec, blob) for rec in self.lean],
         }
-        return json.dumps(doc, separators=(",", ":")).encode()
+        head = json.dumps(doc, separators=(",", ":")).encode()
+        return zlib.compress(_MAGIC + len(head).to_bytes(8, "little") + head + blob.bytes(), 1)
 
     @classmethod
     def from_bytes(cls, data: bytes, lean: list[RankRecords] | None = None) -> NodeReduction:
-        """The reduction `to_bytes` wrote; ValueError when it is not one."""
-        doc = json.loads(data)
+        """The reduction `to_bytes` wrote (its lean records too, unless `lean` is given);
+        ValueError when it is not one."""
+        try:
+            raw = zlib.decompress(data)
+        except zlib.error:
+            raise ValueError("not a node reduction") from None
+        if not raw.startswith(_MAGIC):
+            raise ValueError("not a node reduction")
+        at = len(_MAGIC) + 8
+        size = int.from_bytes(raw[len(_MAGIC) : at], "little")
+        doc = json.loads(raw[at : at + size])
         if str(doc.get("format", "")).partition("/")[0] != NODE_REDUCTION_NAME:
             raise ValueError("not a node reduction")
+        body = memoryview(raw)[at + size :]
 
-        def arr(s: str | None, dtype: str) -> np.ndarray:
-            return np.frombuffer(base64.b64decode(s or ""), dtype=dtype).copy()
+        def arr(ref: list[Any] | None) -> np.ndarray:
+            return _get(body, ref)
 
         return cls(
             ranks=[int(r) for r in doc["ranks"]],
-            steps=arr(doc["steps"], "<i8").astype(np.int64),
-            max={k: arr(v, "<f8") for k, v in doc["max"].items()},
-            min={k: arr(v, "<f8") for k, v in doc["min"].items()},
-            argmax={k: arr(v, "<i4").astype(np.int64) for k, v in doc["argmax"].items()},
-            argmin={k: arr(v, "<i4").astype(np.int64) for k, v in doc["argmin"].items()},
-            compute_count=arr(doc["compute_count"], "<i4").astype(np.int64),
+            steps=arr(doc["steps"]).astype(np.int64),
+            max={k: arr(v).astype(float) for k, v in doc["max"].items()},
+            min={k: arr(v).astype(float) for k, v in doc["min"].items()},
+            argmax={k: arr(v).astype(np.int64) for k, v in doc["argmax"].items()},
+            argmin={k: arr(v).astype(np.int64) for k, v in doc["argmin"].items()},
+            compute_count=arr(doc["compute_count"]).astype(np.int64),
             compute_ties=[(int(i), int(r)) for i, r in doc["compute_ties"]],
             figures={int(r): f for r, f in doc["figures"].items()},
             measured={int(r): int(n) for r, n in doc["measured"].items()},
             present={
-                int(r): None if p is None else arr(p, "u1").astype(bool)
+                int(r): None if p is None else arr(p).astype(bool)
                 for r, p in doc["present"].items()
             },
-            comm={int(r): arr(c, "<f8") for r, c in doc["comm"].items()},
-            lean=lean or [],
+            comm={int(r): arr(c).astype(float) for r, c in doc["comm"].items()},
+            lean=lean if lean is not None else [_lean_of(d, body) for d in doc.get("lean", [])],
         )
 
 
-def _b64(a: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
+_MAGIC = b"minicluster-node-reduction\n"
+
+
+class _Blob:
+    """The arrays of a reduction, one after another; each is named in the JSON part by
+    `[dtype, offset, bytes]`."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def put(self, a: np.ndarray, dtype: str) -> list[Any]:
+        data = np.ascontiguousarray(a, dtype=dtype).tobytes()
+        ref = [dtype, self.size, len(data)]
+        self.parts.append(data)
+        self.size += len(data)
+        return ref
+
+    def bytes(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def _get(body: memoryview, ref: list[Any] | None) -> np.ndarray:
+    if ref is None:
+        return np.array([])
+    dtype, offset, size = ref
+    return np.frombuffer(body[offset : offset + size], dtype=dtype).copy()
+
+
+def _lean_doc(rec: RankRecords, blob: _Blob) -> dict[str, Any]:
+    """A lean record as JSON (its records' objects) and arrays (its kept columns; a column of
+    other values, such as text or integers beyond int64, as a JSON list)."""
+    columns: dict[str, Any] = {}
+    for key, col in rec.columns.items():
+        if col.dtype.kind in "fiub":
+            columns[key] = {"a": blob.put(col, col.dtype.newbyteorder("<").str)}
+        else:
+            columns[key] = {"v": col.tolist()}
+    return {
+        "rank": rec.rank,
+        "header": rec.header,
+        "summary": rec.summary,
+        "warnings": rec.warnings,
+        "collectives": rec.collectives,
+        "roster": rec.roster,
+        "timing": [t.to_json() for t in rec.timing],
+        "other": rec.other,
+        "counts": [rec.n_steps, rec.last_step],
+        "columns": columns,
+    }
+
+
+def _lean_of(doc: dict[str, Any], body: memoryview) -> RankRecords:
+    columns = {
+        k: _get(body, c["a"]) if "a" in c else np.array(c["v"], dtype=object)
+        for k, c in doc["columns"].items()
+    }
+    timing = []
+    for t in doc["timing"]:
+        record = rank_format.decode(t, "a node reduction's comm_timing")
+        assert isinstance(record, rank_format.CommTiming)
+        timing.append(record)
+    n, last = doc["counts"]
+    return RankRecords(
+        int(doc["rank"]),
+        header=doc["header"],
+        summary=doc["summary"],
+        warnings=list(doc["warnings"]),
+        columns=columns,
+        collectives=doc["collectives"],
+        roster=doc["roster"],
+        timing=timing,
+        other=doc["other"],
+        counts=(int(n), None if last is None else int(last)),
+    )
+
+
+def reduce_logs(logs: list[rank_format.RankLog]) -> bytes:
+    """One node's ranks' logs (as its leader gathered them in-band) reduced, as the codec's
+    bytes: what the node sends to rank 0 instead of the logs (`rank.session`'s reducer)."""
+    records = [
+        RankRecords.from_log(log.rank if log.rank is not None else i, log)
+        for i, log in enumerate(logs)
+    ]
+    return reduce_node(records).to_bytes()
 
 
 def reduce_node(records: list[RankRecords]) -> NodeReduction:
@@ -366,3 +461,18 @@ def aggregate_reduced(
     """`aggregate.aggregate` from node reductions instead of every rank's steps."""
     records, table = merge(reductions)
     return aggregate(records, launch, checks, aggregated_at, table=table)
+
+
+def aggregate_in_band(
+    in_band: InBand, launch: Launch | None = None, aggregated_at: str | None = None
+) -> dict[str, Any]:
+    """The result of a job gathered in-band by node (`core.in_band`): merged from every node's
+    reduction, or from every rank's log when the nodes sent logs; with the `in_band` section
+    (what each node sent rank 0, in bytes, and what the per-rank logs would have been)."""
+    if in_band.method == NODE_REDUCTIONS:
+        reductions = [NodeReduction.from_bytes(data) for data in in_band.reductions()]
+        result = aggregate_reduced(reductions, launch, aggregated_at=aggregated_at)
+    else:
+        result = aggregate(from_gathered(in_band.logs()), launch, aggregated_at=aggregated_at)
+    result["in_band"] = in_band.traffic()
+    return result

@@ -25,6 +25,7 @@ from minicluster.core.errors import (
     RunFailedError,
 )
 from minicluster.core.exit_policy import code_for
+from minicluster.core.in_band import InBand
 from minicluster.core.units import format_size, parse_size
 from minicluster.launchers.base import Launcher
 from minicluster.launchers.ray_launch import RayLauncher, RayOptions, check_options, ray_installed
@@ -423,7 +424,18 @@ def worker(args: argparse.Namespace) -> int:
 
     try:
         # --no-aggregate: the launcher reads the rank files, so nothing is gathered in-band.
-        gathered = rank_worker.run(cfg, args.out, run_id=args.run_id, gather=not args.no_aggregate)
+        # A training job's records come by node: each node's leader sends rank 0 its node's
+        # reduction (`analysis.node_reduce.reduce_logs`) instead of every rank's log.
+        in_band: InBand | None = None
+        if args.no_aggregate or cfg.job == "collectives":
+            gathered = rank_worker.run(
+                cfg, args.out, run_id=args.run_id, gather=not args.no_aggregate
+            )
+        else:
+            from minicluster.analysis.node_reduce import reduce_logs
+
+            in_band = rank_worker.run_in_band(cfg, args.out, args.run_id, reduce_logs)
+            gathered = None
     except UserCodeError:
         if os.environ.get(launcher_env.LAUNCHER):
             # minicluster's own launcher prints it once, from the result (bad_input).
@@ -440,15 +452,20 @@ def worker(args: argparse.Namespace) -> int:
         ) from None
     except Exception as e:
         raise RunFailedError(f"rank failed: {type(e).__name__}: {e}") from None
-    if gathered is None:
+    if gathered is None and in_band is None:
         # A job across nodes: where this node's files do not sit beside rank 0's, say where the
         # result went (local rank 0 of the node, the one holding the job's roster).
         write_node_file(args.out, dist_rank())
         return EXIT_OK
     from minicluster.analysis.aggregate import aggregate
+    from minicluster.analysis.node_reduce import aggregate_in_band
     from minicluster.analysis.records import from_gathered
 
-    result = aggregate(from_gathered(gathered))
+    if in_band is not None:
+        result = aggregate_in_band(in_band)
+    else:
+        assert gathered is not None
+        result = aggregate(from_gathered(gathered))
     with orchestrate.ranks_started(args.out):
         path = orchestrate.write_result(args.out, result)
     typed = RunResult.from_json(result)

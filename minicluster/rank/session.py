@@ -21,6 +21,7 @@ import torch.distributed as tdist
 from minicluster.core import rank_format, rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import InputError
+from minicluster.core.in_band import InBand, NodeReducer, NodeShare, pickled_size
 from minicluster.core.io import atomic_write_json
 from minicluster.core.rank_format import Header, LineRecord, RankLog, Summary
 from minicluster.rank import dist, flight_recorder, telemetry, workloads
@@ -36,7 +37,9 @@ log = logging.getLogger(__name__)
 class RankSession:
     """Owns what every job of a rank has. `gather`: send this rank's log to rank 0 at the end
     (the launcher reads no files: Ray, a job across nodes, an outside launcher); rank 0 then finds
-    every rank's log in `gathered`. Without it the log keeps no steps and nothing is sent.
+    every rank's log in `gathered`. Without it the log keeps no steps and nothing is sent. With
+    a `reducer` too, the gather goes by node (`_gather_by_node`): rank 0 finds every node's
+    share (its reduction, or its ranks' logs) in `in_band`.
 
     On the way out, whatever happened: a failed (or interrupted) summary when the job raised
     (after a failure, the rank's Flight Recorder dump),
@@ -54,6 +57,7 @@ class RankSession:
         out_dir: Path,
         run_id: str,
         gather: bool,
+        reducer: NodeReducer | None = None,
     ) -> None:
         self.cfg = cfg
         self.info = info
@@ -63,10 +67,12 @@ class RankSession:
         self.out_dir = out_dir
         self.run_id = run_id
         self.gather = gather
+        self.reducer = reducer
         self.recorder: RankRecorder | None = None
         self.tele: TelemetrySession | None = None
         self.held: dict[str, Any] = {}
         self.gathered: list[RankLog] | None = None
+        self.in_band: InBand | None = None
         self._roster: rank_format.Roster | None = None
         self._finished = False
 
@@ -122,7 +128,9 @@ class RankSession:
             summary.memory.update(memory)
         self.recorder.finish(summary)
         self._finished = True
-        if self.gather:
+        if self.gather and self.reducer is not None and self._roster is not None:
+            self.in_band = _gather_by_node(self.recorder.log, self.info, self._roster, self.reducer)
+        elif self.gather:
             self.gathered = _gather_on_rank0(self.recorder.log, self.info, self._roster)
 
     def __exit__(
@@ -233,3 +241,60 @@ def _gather_on_rank0(
     if gathered is not None and gathered[0].roster is None:
         gathered[0].roster = roster
     return gathered
+
+
+def _gather_by_node(
+    mine: RankLog, info: dist.RankInfo, roster: rank_format.Roster, reducer: NodeReducer
+) -> InBand | None:
+    """The in-band gather in two levels (`core.in_band`): every rank sends its log to its
+    node's leader over a node-local group; each leader reduces its node's logs with `reducer`;
+    the leaders agree whether every node could; then only the leaders send rank 0 their node's
+    share (its reduction, or its ranks' logs when any node could not reduce). A collective:
+    every rank calls it, and creates every group in the same order. None but on rank 0."""
+    nodes = [list(n["ranks"]) for n in roster.nodes]
+    leaders = [0 if 0 in ranks else min(ranks) for ranks in nodes]
+    groups = [tdist.new_group(ranks) for ranks in nodes]
+    lead_group = tdist.new_group(sorted(leaders))
+    i = next(j for j, ranks in enumerate(nodes) if info.rank in ranks)
+    leader = leaders[i]
+    node_logs: list[Any] | None = [None] * len(nodes[i]) if info.rank == leader else None
+    tdist.gather_object(mine, node_logs, dst=leader, group=groups[i])
+    if node_logs is None:
+        return None
+    for rlog in node_logs:
+        if rlog.rank == 0 and rlog.roster is None:
+            rlog.roster = roster  # rank 0's log holds the job's roster (see _gather_on_rank0)
+    node = roster.nodes[i]
+    share = NodeShare(
+        node_rank=node["node_rank"],
+        hostname=node["hostname"],
+        ranks=nodes[i],
+        leader=leader,
+        log_bytes=sum(pickled_size(rlog) for rlog in node_logs),
+    )
+    t0 = time.perf_counter()
+    try:
+        share.reduction = reducer(node_logs)
+        share.reduce_ms = (time.perf_counter() - t0) * 1000.0
+    except Exception as e:  # noqa: BLE001 - any failure sends the logs instead, with its reason
+        share.error = f"{type(e).__name__}: {e}"
+        log.warning("node %s: could not reduce its ranks' records (%s)", i, share.error)
+    errors: list[Any] = [None] * len(leaders)
+    tdist.all_gather_object(errors, (i, share.error), group=lead_group)
+    failed = [(j, err) for j, err in errors if err is not None]
+    reason = None
+    if failed:
+        reason = "; ".join(
+            f"node {roster.nodes[j]['node_rank']} ({roster.nodes[j]['hostname']}) could not "
+            f"reduce: {err}"
+            for j, err in failed
+        )
+        reason += ": every node sent its ranks' logs"
+        share.reduction = None
+        share.logs = node_logs
+    shares: list[Any] | None = [None] * len(leaders) if info.rank == 0 else None
+    tdist.gather_object(share, shares, dst=0, group=lead_group)
+    if shares is None:
+        return None
+    shares.sort(key=lambda s: s.ranks[0])
+    return InBand(shares=shares, sent_bytes=[pickled_size(s) for s in shares], reason=reason)

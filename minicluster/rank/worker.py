@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from minicluster.core import clock, comm_methods, fault_spec, pairs, rundir
 from minicluster.core.config import RunConfig, check_layout, default_threads
 from minicluster.core.errors import InputError
+from minicluster.core.in_band import InBand, NodeReducer, NodeShare, pickled_size
 from minicluster.core.log import setup_logging
 from minicluster.core.rank_format import CommTiming, RankLog, Step
 from minicluster.rank import (
@@ -66,6 +67,32 @@ def run(
     0, which returns them all (in rank order). Without it (a launcher that reads the files) nothing
     is sent and every rank returns None.
     """
+    return _run(cfg, out_dir, run_id, gather, None).gathered
+
+
+def run_in_band(
+    cfg: RunConfig, out_dir: Path, run_id: str | None, reducer: NodeReducer
+) -> InBand | None:
+    """Run the configured job on this rank and gather its records in-band by node: each node's
+    leader reduces its ranks' logs with `reducer` (the caller's: this layer never imports the
+    analysis side) and rank 0 returns every node's share (`core.in_band`); None elsewhere. A
+    session without the job's roster (nodes unknown) sends every rank's log, as `run`."""
+    session = _run(cfg, out_dir, run_id, True, reducer)
+    if session.in_band is not None or session.gathered is None:
+        return session.in_band
+    logs = session.gathered
+    share = NodeShare(None, None, list(range(len(logs))), 0, logs=logs)
+    why = "no roster: every rank sent its log to rank 0"
+    return InBand([share], [pickled_size(logs)], reason=why)
+
+
+def _run(
+    cfg: RunConfig,
+    out_dir: Path,
+    run_id: str | None,
+    gather: bool,
+    reducer: NodeReducer | None,
+) -> RankSession:
     info = dist.rank_info_from_env()
     dist.die_with_launcher()  # a rank whose agent (node) is gone must not linger
     setup_logging(info.rank)
@@ -84,13 +111,13 @@ def run(
         dist.teardown()
         raise
     flight_recorder.dump_on_sigterm(out_dir, info.rank)
-    session = RankSession(cfg, info, device, backend, threads, out_dir, run_id, gather)
+    session = RankSession(cfg, info, device, backend, threads, out_dir, run_id, gather, reducer)
     with session:
         if cfg.job == "collectives":
             _benchmark(cfg, session)
         else:
             _train(cfg, session)
-    return session.gathered
+    return session
 
 
 def _train(cfg: RunConfig, session: RankSession) -> None:

@@ -36,7 +36,8 @@ SCHEMA_MAJOR = "minicluster/1"
 # `time_structure` (intermittent, onset, drift), `incident` (the C4 class), `failure_order`
 # (who failed first); `isolate` (group testing), `reference` (a run judged against a site
 # reference), `bad_input`; steps.components `jitter_wait`; a sweep's projection `fit_on` and
-# `fit_error_pct`, headline_run `left_out`. All optional: a 1.4 file reads as before.
+# `fit_error_pct`, headline_run `left_out`; `in_band` (issue 28: what each node sent rank 0 of
+# a job gathered in-band). All optional: a 1.4 file reads as before.
 # Readers accept every 1.x.
 SCHEMA_VERSION = "minicluster/1.5"
 
@@ -616,6 +617,43 @@ class StepsSection(Section):
     )
     embedded: dict[str, dict[str, list[Any]]] | None = spec(None, omit_none=True)
     reason: str | None = spec(None, omit_none=True)
+
+
+@dataclass(kw_only=True)
+class InBandNode(Section):
+    """What one node's leader sent rank 0 in-band."""
+
+    node_rank: int | None = None
+    hostname: str | None = None
+    ranks: list[int] = spec(factory=list)
+    leader: int | None = spec(None, doc="the rank that gathered the node's logs and sent its share")
+    sent: Literal["node reduction", "rank logs"] | None = None
+    bytes_to_rank0: NonNegative | None = spec(None, doc="the bytes of the node's share to rank 0")
+    rank_log_bytes: NonNegative | None = spec(
+        None, doc="the bytes the node's ranks' logs take, as the per-rank gather sends them"
+    )
+    reduce_ms: float | None = spec(None, doc="the leader's time to reduce the node's logs")
+    reduce_error: str | None = spec(None, doc="why the node could not reduce")
+
+
+@dataclass(kw_only=True)
+class InBandSection(Section):
+    """How a job's records reached rank 0 in-band (no shared filesystem), node by node."""
+
+    __schema_name__: ClassVar[str | None] = "in_band"
+
+    method: Literal["node reductions", "rank logs"] | None = spec(
+        None,
+        doc="node reductions: every node's leader sent its node's reduction; rank logs: every "
+        "rank's log reached rank 0 (a node could not reduce: see reason)",
+    )
+    reason: str | None = spec(None, doc="why rank logs were sent instead of node reductions")
+    bytes_to_rank0: NonNegative | None = None
+    rank_log_bytes: NonNegative | None = spec(
+        None, doc="what the per-rank gather (every rank's log to rank 0) would have sent"
+    )
+    measure: str | None = spec(None, doc="how the bytes were counted")
+    nodes: list[InBandNode] = spec(factory=list)
 
 
 @dataclass(kw_only=True)
@@ -1546,6 +1584,12 @@ class RunResult(Section):
         None, omit_none=True, doc="communication per collective kind a training step issues"
     )
     fingerprint: Fingerprint | None = spec(None, nullable=False, omit_none=True)
+    in_band: InBandSection | None = spec(
+        None,
+        omit_none=True,
+        doc="a job gathered in-band by node (across nodes, no shared filesystem): what each "
+        "node sent rank 0, in bytes, beside what its ranks' logs would have taken",
+    )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunResult:

@@ -45,9 +45,7 @@ def by_node(records: list[Any]) -> list[list[Any]]:
 def reduced_result(records: list[Any], codec: bool = True) -> dict[str, Any]:
     reductions = [node_reduce.reduce_node(g) for g in by_node(records)]
     if codec:  # through the wire format, as the in-band path would carry it
-        reductions = [
-            node_reduce.NodeReduction.from_bytes(r.to_bytes(), lean=r.lean) for r in reductions
-        ]
+        reductions = [node_reduce.NodeReduction.from_bytes(r.to_bytes()) for r in reductions]
     return node_reduce.aggregate_reduced(reductions, aggregated_at=AT)
 
 
