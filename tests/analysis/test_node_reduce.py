@@ -143,3 +143,37 @@ def test_the_accounting_is_compared(synthetic: tuple[Path, Path]) -> None:
     paths agree on, not absent from all three."""
     result = reduced_result(read_run_dir(synthetic[0], workers=1))
     assert result["accounting"]["steps_accounted"] > 0
+
+
+def _in_band(run_dir: Path, reduce: bool) -> Any:
+    """What rank 0 would receive in-band of `run_dir`'s ranks, node by node: each node's
+    reduction (`reduce_logs` of its ranks' logs), or its ranks' logs."""
+    from minicluster.core import in_band, rank_format
+
+    logs = [rank_format.read_log(run_dir, r)[0] for r in range(24)]
+    shares = []
+    for node in range(3):
+        mine = logs[node * 8 : node * 8 + 8]
+        ranks = list(range(node * 8, node * 8 + 8))
+        share = in_band.NodeShare(node, f"node{node}", ranks, ranks[0], logs=mine)
+        share.log_bytes = sum(in_band.pickled_size(log) for log in mine)
+        if reduce:
+            share.reduction, share.logs = node_reduce.reduce_logs(mine), []
+        shares.append(share)
+    return in_band.InBand(shares, [in_band.pickled_size(s) for s in shares])
+
+
+@pytest.mark.parametrize("reduce", [True, False], ids=["node reductions", "rank logs"])
+def test_the_in_band_result_equals_the_files(synthetic: tuple[Path, Path], reduce: bool) -> None:
+    journals = synthetic[1]
+    got = node_reduce.aggregate_in_band(_in_band(journals, reduce), aggregated_at=AT)
+    assert comparable(got) == comparable(
+        aggregate(read_run_dir(journals, workers=1), aggregated_at=AT)
+    )
+    assert got["stragglers"]  # the slow rank on node 1 is found either way
+    traffic = got["in_band"]
+    assert traffic["method"] == ("node reductions" if reduce else "rank logs")
+    assert [n["ranks"][0] for n in traffic["nodes"]] == [0, 8, 16]
+    if reduce:  # each node's reduction is smaller than its ranks' logs
+        for n in traffic["nodes"]:
+            assert n["bytes_to_rank0"] < n["rank_log_bytes"] / 2, n
