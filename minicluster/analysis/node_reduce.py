@@ -56,7 +56,9 @@ _LEAN_KEYS = ("step", "t_unix_s", *CHECKSUM_KEYS, "grad_reduced_checksum", "grad
 # rank's per-step host, compute, exposed and period times (`analysis.accounting`); and the
 # others' wait for each rank (`analysis.waited`) every rank's comm_ms, when it has one.
 _WHOLE_KEYS = ("step", *ACCOUNTING_FIELDS)
-_WHOLE_EXTRA = ("comm_ms",)
+# and, where a rank recorded them (FSDP2/TP layouts), each step's sync points, which the
+# accounting sums (`accounting.sync_points`)
+_WHOLE_EXTRA = ("comm_ms", "syncs_ms", "sync_groups")
 
 
 @dataclass
@@ -158,7 +160,10 @@ class _Blob:
         self.size = 0
 
     def put(self, a: np.ndarray, dtype: str) -> list[Any]:
-        data = np.ascontiguousarray(a, dtype=dtype).tobytes()
+        arr = np.ascontiguousarray(a, dtype=dtype)
+        # byte-shuffled (every value's first byte, then every second, ...): the sign, exponent
+        # and high mantissa bytes of nearby values repeat, which zlib then finds
+        data = arr.view(np.uint8).reshape(arr.size, arr.itemsize).T.tobytes()
         ref = [dtype, self.size, len(data)]
         self.parts.append(data)
         self.size += len(data)
@@ -172,7 +177,9 @@ def _get(body: memoryview, ref: list[Any] | None) -> np.ndarray:
     if ref is None:
         return np.array([])
     dtype, offset, size = ref
-    return np.frombuffer(body[offset : offset + size], dtype=dtype).copy()
+    width = np.dtype(dtype).itemsize
+    shuffled = np.frombuffer(body[offset : offset + size], dtype=np.uint8)
+    return shuffled.reshape(width, size // width).T.copy().view(dtype).reshape(-1)
 
 
 def _lean_doc(rec: RankRecords, blob: _Blob) -> dict[str, Any]:
@@ -200,8 +207,7 @@ def _lean_doc(rec: RankRecords, blob: _Blob) -> dict[str, Any]:
 
 def _lean_of(doc: dict[str, Any], body: memoryview) -> RankRecords:
     columns = {
-        k: _get(body, c["a"]) if "a" in c else np.array(c["v"], dtype=object)
-        for k, c in doc["columns"].items()
+        k: _get(body, c["a"]) if "a" in c else _objects(c["v"]) for k, c in doc["columns"].items()
     }
     timing = []
     for t in doc["timing"]:
@@ -221,6 +227,14 @@ def _lean_of(doc: dict[str, Any], body: memoryview) -> RankRecords:
         other=doc["other"],
         counts=(int(n), None if last is None else int(last)),
     )
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    """A column of other values (text, lists) as one object per row."""
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
 
 
 def reduce_logs(logs: list[rank_format.RankLog]) -> bytes:

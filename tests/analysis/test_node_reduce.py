@@ -177,3 +177,21 @@ def test_the_in_band_result_equals_the_files(synthetic: tuple[Path, Path], reduc
     if reduce:  # each node's reduction is smaller than its ranks' logs
         for n in traffic["nodes"]:
             assert n["bytes_to_rank0"] < n["rank_log_bytes"] / 2, n
+
+
+def test_the_sync_points_of_a_parallel_layout_travel_too(synthetic: tuple[Path, Path]) -> None:
+    """FSDP2/TP ranks record each step's sync points (`syncs_ms`, `sync_groups`), which the
+    accounting sums: a reduction keeps them with the accounting's whole columns."""
+    records = read_run_dir(synthetic[0], workers=1)
+    for r in records:
+        n = r.n_steps
+        syncs = np.empty(n, dtype=object)
+        groups = np.empty(n, dtype=object)
+        for i in range(n):
+            syncs[i] = [1.0 + 0.01 * ((r.rank * 7 + i) % 13), 2.0 + 0.02 * ((r.rank + i) % 5)]
+            groups[i] = [0, 8 * (r.rank // 8)]
+        r.columns["syncs_ms"] = syncs
+        r.columns["sync_groups"] = groups
+    want = aggregate(records, aggregated_at=AT)
+    assert want["accounting"] != aggregate(read_run_dir(synthetic[0], workers=1))["accounting"]
+    assert comparable(reduced_result(records)) == comparable(want)
