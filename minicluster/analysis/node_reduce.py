@@ -13,12 +13,15 @@ A node (its local rank 0) reduces its ranks' step records (`RankRecords`) to a `
   column per rank is carried because a rank's wait median is the median over steps of its
   comm_ms minus the job's transfer, which only the merge knows: it does not decompose;
 - per rank a lean record (header, summary and the other non-step records; of the steps only the
-  last row and the rows with replica checksums, which failure order and the divergence check read).
+  last row and the rows with replica checksums, which failure order and the divergence check
+  read; and every row of the per-step accounting's fields, where the rank recorded them).
 
 `ReducedTable` merges node reductions into what aggregation reads of a `StepTable` (the job's
 per-step series, the rank figures, the straggler's and the node section's questions), and
-`aggregate_reduced` gives the result. `to_bytes`/`from_bytes` is the reduction's codec (JSON,
-arrays as base64 of their little-endian bytes).
+`aggregate_reduced` gives the result. `to_bytes`/`from_bytes` is the reduction's codec (a JSON
+part and byte-shuffled little-endian arrays, zlib-compressed: docs/formats.md); `reduce_logs`
+is the in-band gather's reducer (a node's rank logs to those bytes, on the node's leader) and
+`aggregate_in_band` rank 0's result from what the nodes sent (`core.in_band`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What a job's ranks send rank 0 in-band, node by node, and what it cost on the wire.
 
 A job whose records are gathered in-band (no shared filesystem) gathers in two levels
-(`rank.session`): each node's leader (its lowest rank, rank 0 on rank 0's node) gathers its
+(`rank.session`): each node's leader (its lowest rank: rank 0 leads its own node) gathers its
 node's rank logs over a node-local group, reduces them with the reducer the caller gave (a
 `NodeReducer`: the analysis side's `node_reduce.reduce_logs`; the rank layer never imports
 analysis), and only the leaders send to rank 0: one `NodeShare` each. When any node's reduction

@@ -252,7 +252,7 @@ def _gather_by_node(
     share (its reduction, or its ranks' logs when any node could not reduce). A collective:
     every rank calls it, and creates every group in the same order. None but on rank 0."""
     nodes = [list(n["ranks"]) for n in roster.nodes]
-    leaders = [0 if 0 in ranks else min(ranks) for ranks in nodes]
+    leaders = [min(ranks) for ranks in nodes]  # rank 0 leads its node
     groups = [tdist.new_group(ranks) for ranks in nodes]
     lead_group = tdist.new_group(sorted(leaders))
     i = next(j for j, ranks in enumerate(nodes) if info.rank in ranks)
