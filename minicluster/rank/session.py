@@ -250,17 +250,22 @@ def _gather_by_node(
     node's leader over a node-local group; each leader reduces its node's logs with `reducer`;
     the leaders agree whether every node could; then only the leaders send rank 0 their node's
     share (its reduction, or its ranks' logs when any node could not reduce). A collective:
-    every rank calls it, and creates every group in the same order. None but on rank 0."""
+    every rank calls it. None but on rank 0."""
     nodes = [list(n["ranks"]) for n in roster.nodes]
     leaders = [min(ranks) for ranks in nodes]  # rank 0 leads its node
-    groups = [tdist.new_group(ranks) for ranks in nodes]
-    lead_group = tdist.new_group(sorted(leaders))
     i = next(j for j, ranks in enumerate(nodes) if info.rank in ranks)
     leader = leaders[i]
+    # Each rank creates only the groups it is in, synchronizing with their members only (the
+    # group's name is made from its ranks, so the members agree without the others).
+    group = tdist.new_group(nodes[i], use_local_synchronization=True)
     node_logs: list[Any] | None = [None] * len(nodes[i]) if info.rank == leader else None
-    tdist.gather_object(mine, node_logs, dst=leader, group=groups[i])
+    tdist.gather_object(mine, node_logs, dst=leader, group=group)
     if node_logs is None:
         return None
+    # One node: its leader is rank 0, and no one else to agree with or send to.
+    lead_group = (
+        tdist.new_group(sorted(leaders), use_local_synchronization=True) if len(nodes) > 1 else None
+    )
     for rlog in node_logs:
         if rlog.rank == 0 and rlog.roster is None:
             rlog.roster = roster  # rank 0's log holds the job's roster (see _gather_on_rank0)
@@ -279,8 +284,10 @@ def _gather_by_node(
     except Exception as e:  # noqa: BLE001 - any failure sends the logs instead, with its reason
         share.error = f"{type(e).__name__}: {e}"
         log.warning("node %s: could not reduce its ranks' records (%s)", i, share.error)
-    errors: list[Any] = [None] * len(leaders)
-    tdist.all_gather_object(errors, (i, share.error), group=lead_group)
+    errors: list[Any] = [(i, share.error)]
+    if lead_group is not None:
+        errors = [None] * len(leaders)
+        tdist.all_gather_object(errors, (i, share.error), group=lead_group)
     failed = [(j, err) for j, err in errors if err is not None]
     reason = None
     if failed:
@@ -292,8 +299,10 @@ def _gather_by_node(
         reason += ": every node sent its ranks' logs"
         share.reduction = None
         share.logs = node_logs
-    shares: list[Any] | None = [None] * len(leaders) if info.rank == 0 else None
-    tdist.gather_object(share, shares, dst=0, group=lead_group)
+    shares: list[Any] | None = [share]
+    if lead_group is not None:
+        shares = [None] * len(leaders) if info.rank == 0 else None
+        tdist.gather_object(share, shares, dst=0, group=lead_group)
     if shares is None:
         return None
     shares.sort(key=lambda s: s.ranks[0])

@@ -30,7 +30,7 @@ def reduce_fails_on_node_1(logs: list[RankLog]) -> bytes:
     return reduce_ok(logs)
 
 
-def _rank(rank: int, store: str, out: str, reducer_name: str) -> None:
+def _rank(rank: int, store: str, out: str, reducer_name: str, per_node: int) -> None:
     import torch.distributed as tdist
 
     from minicluster.rank import dist, session
@@ -38,8 +38,8 @@ def _rank(rank: int, store: str, out: str, reducer_name: str) -> None:
 
     tdist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     try:
-        info = dist.RankInfo(rank, rank % 2, WORLD, 2, "host", node_rank=rank // 2)
-        roster = roster_record([(r, "host", r // 2, out) for r in range(WORLD)])
+        info = dist.RankInfo(rank, rank % per_node, WORLD, per_node, "host", rank // per_node)
+        roster = roster_record([(r, "host", r // per_node, out) for r in range(WORLD)])
         mine = RankLog(summary=Summary(rank=rank, status="ok"))
         mine.step_rows = [
             {"type": "step", "step": s, "step_time_ms": 10.0 + rank} for s in range(50)
@@ -54,10 +54,12 @@ def _rank(rank: int, store: str, out: str, reducer_name: str) -> None:
         tdist.destroy_process_group()
 
 
-def _gather(tmp_path: Path, reducer_name: str) -> in_band.InBand:
+def _gather(tmp_path: Path, reducer_name: str, per_node: int = 2) -> in_band.InBand:
     ctx = mp.get_context("spawn")
     procs = [
-        ctx.Process(target=_rank, args=(r, str(tmp_path / "store"), str(tmp_path), reducer_name))
+        ctx.Process(
+            target=_rank, args=(r, str(tmp_path / "store"), str(tmp_path), reducer_name, per_node)
+        )
         for r in range(WORLD)
     ]
     for p in procs:
@@ -102,3 +104,11 @@ def test_a_node_that_cannot_reduce_makes_every_node_send_its_logs(tmp_path: Path
     nodes = got.traffic()["nodes"]
     assert [n["sent"] for n in nodes] == ["rank logs", "rank logs"]
     assert [n["reduce_error"] for n in nodes] == [None, "RuntimeError: no steps to reduce"]
+
+
+@pytest.mark.timeout(180)
+def test_one_node_sends_its_reduction_with_no_leaders_group(tmp_path: Path) -> None:
+    got = _gather(tmp_path, "ok", per_node=WORLD)
+    assert got.method == in_band.NODE_REDUCTIONS
+    assert got.reductions() == [b"0,1,2,3"]
+    assert [n["leader"] for n in got.traffic()["nodes"]] == [0]
