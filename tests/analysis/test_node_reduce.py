@@ -173,6 +173,9 @@ def test_the_in_band_result_equals_the_files(synthetic: tuple[Path, Path], reduc
     assert got["stragglers"]  # the slow rank on node 1 is found either way
     traffic = got["in_band"]
     assert traffic["method"] == ("node reductions" if reduce else "rank logs")
+    from minicluster.result.schema import validate_result
+
+    validate_result(got)
     assert [n["ranks"][0] for n in traffic["nodes"]] == [0, 8, 16]
     if reduce:  # each node's reduction is smaller than its ranks' logs
         for n in traffic["nodes"]:

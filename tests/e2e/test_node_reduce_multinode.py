@@ -21,6 +21,8 @@ from minicluster.analysis import node_reduce  # noqa: E402
 from minicluster.analysis.aggregate import aggregate  # noqa: E402
 from minicluster.analysis.records import read_run_dir  # noqa: E402
 from minicluster.core import rank_format  # noqa: E402
+from minicluster.result.model import RunResult  # noqa: E402
+from minicluster.result.schema import validate_result  # noqa: E402
 
 AT = "2026-01-01T00:00:00Z"
 
@@ -126,4 +128,7 @@ def test_a_real_two_node_run_one_answer_from_journals_columns_and_node_reduction
         assert 0 < node["bytes_to_rank0"]
     assert traffic["bytes_to_rank0"] == sum(n["bytes_to_rank0"] for n in traffic["nodes"])
     assert traffic["rank_log_bytes"] == sum(n["rank_log_bytes"] for n in traffic["nodes"])
+    validate_result(in_band)  # the section is in the shipped schema
+    typed = RunResult.from_json(in_band).in_band
+    assert typed is not None and typed.to_json() == traffic
     print("in-band traffic:", json.dumps(traffic))
