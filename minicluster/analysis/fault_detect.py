@@ -159,9 +159,7 @@ def slow_link_fault(link: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def layout_link_check(
-    records: list[Any], checks: ChecksSection, world_size: int
-) -> dict[str, Any]:
+def layout_link_check(records: list[Any], checks: ChecksSection, world_size: int) -> dict[str, Any]:
     """`link_check` under FSDP2 or TP (dp_shard or tp alone on every rank, so every collective
     kind runs on the one group of all ranks): each kind's calls judged by their wait-free busbw
     against the expected figure, slow when every kind the link carries is.
