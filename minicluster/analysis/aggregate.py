@@ -234,13 +234,17 @@ def _findings(
         aborted=fates.of(rank_status.ABORTED),
         ray_nodes=figures.ray_nodes,
     )
-    busbw = metrics.get("busbw_gbps")
-    link = fault_detect.link_check(
-        busbw.to_dict() if busbw else {"value": None, "reason": "no measured steps"},
-        checks,
-        frame.world_size,
-        figures.series.get("busbw_gbps") if figures.series else None,
-    )
+    lay = _layout(frame)
+    if lay is not None and not lay.is_ddp:  # per collective kind, from each call's wait-free time
+        link = fault_detect.layout_link_check(frame.records, checks, frame.world_size)
+    else:
+        busbw = metrics.get("busbw_gbps")
+        link = fault_detect.link_check(
+            busbw.to_dict() if busbw else {"value": None, "reason": "no measured steps"},
+            checks,
+            frame.world_size,
+            figures.series.get("busbw_gbps") if figures.series else None,
+        )
     detected = fault_detect.detect(
         frame.records, stragglers, frame.failure_order, _replica_groups(frame)
     )
@@ -260,7 +264,10 @@ def _findings(
         on_lost = {r for d in lost for r in d["ranks"]}
         detected = [d for d in detected if d["kind"] != "rank_failure" or d["rank"] in on_lost]
     detected += lost
-    detected += fault_detect.slow_link_fault(link)
+    if "per_kind" in link:
+        detected += fault_detect.layout_slow_link_fault(link)
+    else:
+        detected += fault_detect.slow_link_fault(link)
     for finding in (*stragglers, *detected):
         nodes.place(finding, frame.where)
     errors = [

@@ -159,6 +159,171 @@ def slow_link_fault(link: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def layout_link_check(records: list[Any], checks: ChecksSection, world_size: int) -> dict[str, Any]:
+    """`link_check` under FSDP2 or TP (dp_shard or tp alone on every rank, so every collective
+    kind runs on the one group of all ranks): each kind's calls judged by their wait-free busbw
+    against the expected figure, slow when every kind the link carries is.
+
+    A call's wait-free transfer is the least time any rank was blocked in it (`Step.syncs_ms`,
+    in issue order): the rank that arrived last waited for nobody, so its time is the transfer
+    itself. A straggler makes the others wait, not the last one; a slow link holds every rank in
+    every call for the late data. Judged per kind on the p75 (LINK_QUANTILE) of the per-call
+    busbw (bytes x busbw factor / wait-free time) with a bootstrap interval over the calls, as
+    the DDP link is over steps. Every kind, not any: a slow link carries all of them, while one
+    kind alone below the figure is an expectation that does not fit it (gloo's all-gather,
+    reduce-scatter and all-reduce differ several-fold at one size; BENCHMARKS.md)."""
+    expected = checks.expect_busbw_gbps
+    out: dict[str, Any] = {
+        "judged": False,
+        "slow": False,
+        "expected_busbw_gbps": expected,
+        "measured_busbw_gbps": None,
+        "ratio": None,
+        "below_pct": checks.slow_link_below_pct,
+        "reason": None,
+    }
+    if world_size < 2:
+        out["reason"] = "one rank: no link to judge"
+        return out
+    series, ranks = call_busbw(records)
+    per_kind = []
+    for kind, values in series.items():
+        entry: dict[str, Any] = {"kind": kind, "calls": int(values.size)}
+        if values.size < LINK_MIN_STEPS:
+            entry.update(judged=False, slow=False)
+        else:
+            # measured with or without an expectation: a clean run's figures are a known-good
+            # expectation for the next
+            fast, low, high = _fast_busbw(values)
+            entry.update(
+                judged=expected is not None,
+                slow=expected is not None and 100.0 * high / expected < checks.slow_link_below_pct,
+                measured_busbw_gbps=_sig(float(np.median(values))),
+                judged_busbw_gbps=_sig(fast),
+                judged_busbw_interval=[_sig(low), _sig(high)],
+                ratio=None if expected is None else fast / expected,
+            )
+        per_kind.append(entry)
+    if expected is None:
+        out["reason"] = (
+            "no expected busbw (checks.expect_busbw_gbps / --expect-busbw): the link is not "
+            "judged (per_kind: this run's figures)"
+        )
+        if per_kind:
+            out["per_kind"] = per_kind
+        return out
+    judged = [k for k in per_kind if k["judged"]]
+    if not judged:
+        out["reason"] = (
+            f"fewer than {LINK_MIN_STEPS} collective calls of any kind have a wait-free time "
+            "from every rank (steps' syncs_ms, sync_kinds, sync_bus_bytes): the link is not judged"
+        )
+        out["per_kind"] = per_kind or None
+        return out
+    worst = min(judged, key=lambda k: k["ratio"])
+    out.update(
+        judged=True,
+        slow=all(k["slow"] for k in judged),
+        measured_busbw_gbps=worst["measured_busbw_gbps"],
+        ratio=worst["ratio"],
+        judged_busbw_gbps=worst["judged_busbw_gbps"],
+        judged_busbw_interval=worst["judged_busbw_interval"],
+        judged_statistic=f"p{LINK_QUANTILE:g} of the per-call wait-free busbw of each kind "
+        f"({100 * LINK_CONFIDENCE:g}% bootstrap interval over its calls); slow when every kind is",
+        kind=worst["kind"],
+        ranks=ranks,
+        per_kind=per_kind,
+    )
+    return out
+
+
+def _sig(x: float) -> float:
+    """4 significant digits (a slow gloo link's busbw is far below 1e-4 GB/s)."""
+    return float(f"{x:.4g}")
+
+
+def call_busbw(records: list[Any]) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Per kind, the wait-free busbw (GB/s) of every collective call of the measured steps that
+    every rank recorded alike (same kinds, groups and bytes in the same order), and the ranks
+    whose calls they are. A step where the ranks' calls differ is left out."""
+    by_rank = {rec.rank: _sync_rows(rec) for rec in records}
+    ranks = sorted(by_rank)
+    out: dict[str, list[float]] = {}
+    if len(ranks) < 2:
+        return {}, ranks
+    steps = set.intersection(*(set(rows) for rows in by_rank.values()))
+    for step in sorted(steps):
+        lists = [by_rank[r][step] for r in ranks]
+        ms0, groups0, kinds0, bus0 = lists[0]
+        if any(
+            (len(ms), groups, kinds, bus) != (len(ms0), groups0, kinds0, bus0)
+            for ms, groups, kinds, bus in lists
+        ):
+            continue  # the ranks' k-th calls are not one collective
+        blocked = np.array([ms for ms, _, _, _ in lists], dtype=np.float64).min(axis=0)
+        for kind, bus, t_ms in zip(kinds0, bus0, blocked.tolist(), strict=True):
+            if _present(bus) and t_ms > 0:
+                out.setdefault(kind, []).append(float(bus) / (t_ms / 1e3) / 1e9)
+    return {k: np.array(v) for k, v in out.items()}, ranks
+
+
+def _sync_rows(rec: Any) -> dict[int, tuple[list[Any], list[Any], list[Any], list[Any]]]:
+    """Measured step -> its (syncs_ms, sync_groups, sync_kinds, sync_bus_bytes), where the rank
+    recorded all four alike in length."""
+    cols = rec.columns
+    keys = ("syncs_ms", "sync_groups", "sync_kinds", "sync_bus_bytes")
+    if "step" not in cols or not all(k in cols for k in keys):
+        return {}
+    warm = cols["warmup"].tolist() if "warmup" in cols else None
+    rows = {}
+    for j, step in enumerate(cols["step"].tolist()):
+        if warm is not None and warm[j] is True:
+            continue
+        got = [_as_list(cols[k][j]) for k in keys]
+        if all(v is not None for v in got) and len({len(v) for v in got if v is not None}) == 1:
+            ms, groups, kinds, bus = (v or [] for v in got)
+            rows[int(step)] = (ms, groups, kinds, bus)
+    return rows
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    """A list field as read back (a list, or a row of a 2-D object column); None without it."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return list(value) if isinstance(value, (list, tuple)) else None
+
+
+def layout_slow_link_fault(link: dict[str, Any]) -> list[dict[str, Any]]:
+    """The detected-fault entry for a slow link judged per kind (`layout_link_check`)."""
+    if not link["slow"]:
+        return []
+    ranks = link.get("ranks") or []
+    kinds = "; ".join(
+        f"{k['kind']} {k['judged_busbw_gbps']:.3g} GB/s ({100 * k['ratio']:.0f}%, interval "
+        f"upper bound {k['judged_busbw_interval'][1]:.3g}, {k['calls']} calls)"
+        for k in link.get("per_kind") or []
+        if k.get("judged")
+    )
+    where = (
+        f"the link between ranks {ranks[0]} and {ranks[1]}"
+        if len(ranks) == 2
+        else f"a link among ranks {', '.join(map(str, ranks))} (which one: "
+        "`minicluster collectives --pattern pairwise`)"
+    )
+    return [
+        {
+            "kind": "slow_link",
+            "rank": None,
+            "ranks": ranks,
+            "step": None,
+            "attributed_to": "communication",
+            "evidence": f"every collective kind's wait-free busbw (p{LINK_QUANTILE:g} of its calls, "
+            f"the least any rank was blocked in each) is below {link['below_pct']:g}% of the "
+            f"expected {link['expected_busbw_gbps']:.3g} GB/s: {kinds}; {where}",
+        }
+    ]
+
+
 _CHECKSUM_ROW_KEYS = (*CHECKSUM_KEYS, "grad_reduced_checksum", "grad_applied_checksum")
 
 

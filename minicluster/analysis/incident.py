@@ -63,12 +63,15 @@ def classify(result: dict[str, Any], dumps: dict[str, Any] | None = None) -> dic
             return _hang(causes, dumps)
     link = result.get("link") or {}
     if link.get("slow"):
+        kind = link.get("kind")
+        what = f"the {kind} calls'" if kind else "the gradient all-reduce's"
         return _incident(
             COMM_SLOW,
             [],
             None,
-            "the job's gradient all-reduce links (which one: collectives --pattern pairwise)",
-            f"the gradient all-reduce's busbw "
+            f"the job's {'collective' if kind else 'gradient all-reduce'} links (which one: "
+            "collectives --pattern pairwise)",
+            f"{what} {'wait-free ' if kind else ''}busbw "
             f"{link.get('judged_busbw_gbps', link['measured_busbw_gbps']):.3g} GB/s is "
             f"{100 * link['ratio']:.0f}% of the expected {link['expected_busbw_gbps']:.3g} GB/s: "
             "the transfer itself is slow, not a wait for a late rank",

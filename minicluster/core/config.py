@@ -629,16 +629,25 @@ def with_parallel(cfg: RunConfig, text: str | None) -> RunConfig:
     return dataclasses.replace(cfg, parallel=section)
 
 
+def slow_link_judged(lay: layout_mod.Layout) -> bool:
+    """A slow link can be injected and judged under `lay`: DDP (its gradient all-reduce), or
+    dp_shard or tp alone on every rank (each collective kind on one group of all ranks)."""
+    if lay.is_ddp:
+        return True
+    return lay.world_size in (lay.dp_shard, lay.tp)
+
+
 def check_layout(cfg: RunConfig, world_size: int) -> layout_mod.Layout:
     """The layout of `cfg` on `world_size` ranks; ConfigError naming the field when a degree does
     not divide the world size, the workload's heads or layers, or has no plan for the workload."""
     lay = cfg.parallel.layout(world_size)
     wl = cfg.workload
-    if not lay.is_ddp and any(f.kind == "slow_link" for f in cfg.faults):
+    if any(f.kind == "slow_link" for f in cfg.faults) and not slow_link_judged(lay):
         raise ConfigError(
-            f"--fault slow_link needs DDP: under {lay.name} the collectives (all-gather, "
-            "reduce-scatter, DTensor's all-reduces) bypass the slow transport and there is no "
-            "one gradient all-reduce busbw to judge; use `collectives --pattern pairwise`"
+            f"--fault slow_link under {lay.label} is not built yet: the link is judged per "
+            "collective kind over all ranks, so every kind must run on one group of all ranks "
+            "(DDP, dp_shard alone or tp alone; here a kind runs on several groups or "
+            "point-to-point); use `collectives --pattern pairwise`"
         )
     model_parallel = [k for k in ("tp", "pp", "ep") if getattr(lay, k) > 1]
     if isinstance(wl, CustomConfig) and model_parallel and model_parallel != ["tp"]:

@@ -56,7 +56,8 @@ FORMAT_NAME = "minicluster-rank"
 # 1.5: step `gap_ms` (the host time between two steps), `comm_kinds` (per collective kind),
 # `pp_stage`/`pp_busy_ms`/`pp_schedule_ms` (pipeline stages); isolate_plan and isolate_round
 # records (group testing); `t_unix_s` and `bad_input` on the summary. All optional.
-# (next minor: step `syncs_ms` and `sync_groups`, the sync points of a step; the lead bumps)
+# (next minor: step `syncs_ms` and `sync_groups`, the sync points of a step, with `sync_kinds`
+# and `sync_bus_bytes`; the lead bumps)
 FORMAT_VERSION = f"{FORMAT_NAME}/1.5"
 
 
@@ -202,6 +203,8 @@ class Step(Record):
             "pp_schedule_ms",
             "syncs_ms",
             "sync_groups",
+            "sync_kinds",
+            "sync_bus_bytes",
         )
     )
     step: int
@@ -241,6 +244,11 @@ class Step(Record):
     # takes one sync point per step (analysis.accounting).
     syncs_ms: list[float] | None = None
     sync_groups: list[int | None] | None = None
+    # Beside them, each call's kind (core.comm_kinds) and its bytes x busbw factor (None: group
+    # size unknown): the wait-free transfer of each call, per kind, for the link check under a
+    # layout (analysis.fault_detect.layout_link_check).
+    sync_kinds: list[str] | None = None
+    sync_bus_bytes: list[float | None] | None = None
 
 
 @dataclass(kw_only=True, slots=True)

@@ -91,8 +91,9 @@ class KindTracker:
         self.calls: list[Call] = []
         self.last_kinds: dict[str, dict[str, Any]] = {}  # the last step's, from take_step
         # the last step's sync points: per call in issue order, the ms this rank was blocked in
-        # it and its group's lowest global rank (`Step.syncs_ms`, `Step.sync_groups`)
-        self.last_syncs: list[tuple[float, int | None]] = []
+        # it, its group's lowest global rank, its kind and its bytes x busbw factor (None: the
+        # group size is unknown) (`Step.syncs_ms`, `sync_groups`, `sync_kinds`, `sync_bus_bytes`)
+        self.last_syncs: list[tuple[float, int | None, str, float | None]] = []
         self._leaders: dict[int, int | None] = {}  # id(group) -> its lowest global rank
         self._works: dict[int, Call] = {}
         self._saved: list[tuple[Any, str, Any]] = []
@@ -137,6 +138,9 @@ class KindTracker:
                 call.leader = self._leader(group, _c10d_leader)
             work = original(*args, **kwargs)
             if isinstance(work, dist.Work):
+                # the caller was held while it issued (a slow link holds it until the late
+                # call leaves): blocked too
+                call.blocked.append((call.start_ns, time.perf_counter_ns()))
                 self._works[id(work)] = call
                 try:
                     work.get_future().then(lambda _f: _end(call))
@@ -207,7 +211,15 @@ class KindTracker:
     def _figures(self) -> tuple[dict[str, dict[str, Any]], StepComm]:
         calls, self.calls = self.calls, []
         self._works.clear()
-        self.last_syncs = [(sum(e - s for s, e in c.blocked) / 1e6, c.leader) for c in calls]
+        self.last_syncs = [
+            (
+                sum(e - s for s, e in c.blocked) / 1e6,
+                c.leader,
+                c.kind,
+                c.nbytes * busbw_factor(c.kind, c.n) if c.n >= 2 else None,
+            )
+            for c in calls
+        ]
         kinds: dict[str, dict[str, Any]] = {}
         for kind in dict.fromkeys(c.kind for c in calls):
             mine = [c for c in calls if c.kind == kind]
@@ -250,12 +262,18 @@ def _c10d_leader(group: Any) -> int | None:
 
 
 def _funcol_leader(group: Any) -> int | None:
-    """The lowest global rank of a functional collective's group (a ProcessGroup, a mesh and
-    dim, a name); private torch helpers, so anything odd is None."""
+    """The lowest global rank of a functional collective's group (None: unknown)."""
+    ranks = funcol_group_ranks(group)
+    return min(ranks) if ranks else None
+
+
+def funcol_group_ranks(group: Any) -> list[int] | None:
+    """The global ranks of a functional collective's group (a ProcessGroup, a mesh and dim, a
+    name); private torch helpers, so anything odd is None."""
     try:
         name = funcol._resolve_group_name(group)
         pg = dist.distributed_c10d._resolve_process_group(name)
-        return min(dist.get_process_group_ranks(pg))
+        return list(dist.get_process_group_ranks(pg))
     except Exception:
         return None
 

@@ -10,6 +10,7 @@ link, while compute stays on time), a corrupted gradient between the all-reduce 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import queue
@@ -21,14 +22,25 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.distributed._functional_collectives as funcol
 
 from minicluster.core import fault_spec
 from minicluster.core.fault_spec import FaultSpec
+from minicluster.rank import comm_kinds
 from minicluster.rank.mean_hook import mean_hook
 
 log = logging.getLogger(__name__)
 
 CRASH_EXIT_CODE = 86  # arbitrary but recognisable in the launcher's report
+# the c10d collectives a slow link carries besides all_reduce (FSDP2's, and older torch's names)
+C10D_COLLECTIVES = (
+    "all_gather_into_tensor",
+    "all_gather_single",
+    "reduce_scatter_tensor",
+    "reduce_scatter_single",
+    "broadcast",
+    "all_to_all_single",
+)
 
 
 class FaultInjector:
@@ -39,6 +51,7 @@ class FaultInjector:
         self.faults = [f for f in faults if rank in f.endpoints]
         self.rank = rank
         self.step = -1
+        self.transport: SlowTransport | None = None
 
     def install(
         self,
@@ -53,18 +66,23 @@ class FaultInjector:
         the timer already gave DDP a Python comm hook (which calls `dist.all_reduce`)."""
         if self._of("straggler") or self._of("drift"):
             module.register_forward_pre_hook(self._straggle)
-        if self.install_transport() and ddp is not None and not hook_registered:
+        if (self.transport is not None or self.install_transport()) and (
+            ddp is not None and not hook_registered
+        ):
             # DDP's C++ all-reduce would bypass the slow transport
             ddp.register_comm_hook(None, mean_hook(world_size))
         if self._of("corrupt_grad"):
             opt.register_step_pre_hook(self._corrupt)
 
     def install_transport(self) -> bool:
-        """Route this rank's all-reduces and sends through a slow transport when a slow link
-        touches it; True when one does."""
+        """Route this rank's collectives and sends through a slow transport when a slow link
+        touches it (once; a layout run installs it before the per-kind tracker, which then
+        times the delay as the collective's); True when one does."""
         if not self._of("slow_link"):
             return False
-        SlowTransport(self).install()
+        if self.transport is None:
+            self.transport = SlowTransport(self)
+            self.transport.install()
         return True
 
     def link_delay_s(self, peers: frozenset[int]) -> float:
@@ -153,24 +171,58 @@ class _DelayedWork:
 
 
 class SlowTransport:
-    """A slow link at this rank: every all-reduce and send it carries leaves `link_delay_s` late,
-    issued in order from one sender thread, so the caller is not held (compute stays on time)
-    and the transfer ends late on every rank, exactly as over a slow link. Receives are left
-    alone: the data of a slow link reach them late because the sender's leave late (with a
-    peer, both ends of the link delay what they send to the other: both directions are slow)."""
+    """A slow link at this rank: every collective and send it carries leaves `link_delay_s`
+    late, issued in order from one sender thread, so the caller is not held (compute stays on
+    time) and the transfer ends late on every rank, exactly as over a slow link. Receives are
+    left alone: the data of a slow link reach them late because the sender's leave late (with a
+    peer, both ends of the link delay what they send to the other: both directions are slow).
+
+    The entry points are the Python ones the layouts really call (looked up on the package at
+    each call): DDP's comm hook calls `dist.all_reduce`; FSDP2 calls `dist.all_gather_single`
+    and `dist.reduce_scatter_single` (`*_into_tensor` / `*_tensor` on older torch) and, under
+    HSDP, `dist.all_reduce`; pipelining sends with `dist.isend`; DTensor (tensor parallel)
+    calls the functional collectives of `torch.distributed._functional_collectives`. A c10d
+    call the caller waits for (async_op False) blocks it until the delayed transfer is done,
+    as it would over a slow link; an async one blocks it only until the delayed call is issued
+    (it needs a real Work back). A functional collective is issued on the caller's thread once
+    the sender queue is empty and the delay has passed: DTensor waits for its result at once, so
+    the caller waits for the late data either way, inside the collective (timed as its).
+    """
 
     def __init__(self, injector: FaultInjector) -> None:
         self.injector = injector
         self.real_all_reduce = dist.all_reduce
         self.real_isend = dist.isend
         self.queue: queue.Queue[tuple[Callable[[], Any], Any, _DelayedWork, float]] = queue.Queue()
+        self._saved: list[tuple[Any, str, Any]] = []
         threading.Thread(target=self._send, name="slow-link", daemon=True).start()
 
     def install(self) -> None:
-        """Replace `torch.distributed`'s all_reduce, isend and send with this transport's."""
-        dist.all_reduce = self.all_reduce
-        dist.isend = self.isend  # type: ignore[assignment]
-        dist.send = self.send  # type: ignore[assignment]
+        """Replace `torch.distributed`'s collectives, isend and send, and the functional
+        collectives, with this transport's."""
+        self._patch(dist, "all_reduce", self.all_reduce)
+        self._patch(dist, "isend", self.isend)
+        self._patch(dist, "send", self.send)
+        for name in C10D_COLLECTIVES:
+            if hasattr(dist, name):
+                self._patch(dist, name, self._c10d(getattr(dist, name)))
+        for name, (_kind, gpos, _scaled) in comm_kinds.FUNCOL_CALLS.items():
+            if hasattr(funcol, name):
+                self._patch(funcol, name, self._funcol(getattr(funcol, name), gpos))
+
+    def uninstall(self) -> None:
+        for owner, name, original in reversed(self._saved):
+            setattr(owner, name, original)
+        self._saved.clear()
+
+    def _patch(self, owner: Any, name: str, wrapper: Any) -> None:
+        self._saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, wrapper)
+
+    def _others(self, group: Any) -> frozenset[int]:
+        return frozenset(dist.get_process_group_ranks(group or dist.group.WORLD)) - {
+            self.injector.rank
+        }
 
     def all_reduce(
         self,
@@ -179,15 +231,62 @@ class SlowTransport:
         group: Any = None,
         async_op: bool = False,
     ) -> Any:
-        others = frozenset(dist.get_process_group_ranks(group or dist.group.WORLD)) - {
-            self.injector.rank
-        }
         return self._issue(
             lambda: self.real_all_reduce(tensor, op=op, group=group, async_op=True),
             tensor,
-            self.injector.link_delay_s(others),
+            self.injector.link_delay_s(self._others(group)),
             async_op,
         )
+
+    def _c10d(self, real: Callable[..., Any]) -> Callable[..., Any]:
+        """A c10d collective (all-gather, reduce-scatter, broadcast, all-to-all) through the
+        sender thread."""
+        sig = inspect.signature(real)
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            bound = sig.bind(*args, **kwargs)
+            group = bound.arguments.get("group")
+            async_op = bool(bound.arguments.get("async_op", False))
+            bound.arguments["async_op"] = True
+            delay_s = self.injector.link_delay_s(self._others(group))
+            if not async_op:
+                return self._issue(lambda: real(*bound.args, **bound.kwargs), None, delay_s, False)
+            # the caller needs the real Work: held until the delayed call is issued
+            issued: queue.Queue[Any] = queue.Queue(maxsize=1)
+
+            def call() -> Any:
+                try:
+                    work = real(*bound.args, **bound.kwargs)
+                except Exception as e:
+                    issued.put(e)
+                    raise
+                issued.put(work)
+                return work
+
+            self._issue(call, None, delay_s, True)
+            got = issued.get()
+            if isinstance(got, Exception):
+                raise got
+            return got
+
+        return wrapped
+
+    def _funcol(self, real: Callable[..., Any], gpos: int) -> Callable[..., Any]:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if torch.compiler.is_compiling():
+                return real(*args, **kwargs)  # traced into a graph: nothing runs here
+            group = kwargs.get("group", args[gpos] if len(args) > gpos else None)
+            others = comm_kinds.funcol_group_ranks(group)
+            delay_s = (
+                0.0
+                if others is None
+                else self.injector.link_delay_s(frozenset(others) - {self.injector.rank})
+            )
+            # after every call queued before it (the order of issue is the order on the wire)
+            self._issue(lambda: None, None, delay_s, False)
+            return real(*args, **kwargs)
+
+        return wrapped
 
     def isend(self, tensor: torch.Tensor, dst: int, group: Any = None, tag: int = 0) -> Any:
         return self._issue(
@@ -201,7 +300,7 @@ class SlowTransport:
         self.isend(tensor, dst, group=group, tag=tag).wait()
 
     def _issue(
-        self, call: Callable[[], Any], tensor: torch.Tensor, delay_s: float, async_op: bool
+        self, call: Callable[[], Any], tensor: torch.Tensor | None, delay_s: float, async_op: bool
     ) -> Any:
         work = _DelayedWork()
         self.queue.put((call, tensor, work, delay_s))
@@ -216,8 +315,10 @@ class SlowTransport:
             if delay_s:
                 time.sleep(delay_s)
             try:
-                call().wait()
+                issued = call()
+                if issued is not None:
+                    issued.wait()
             except Exception as e:  # the peer failed: hand the error to the waiting caller
                 work.future.set_exception(e)  # type: ignore[arg-type]  # (torch's stub)
                 continue
-            work.future.set_result([tensor])
+            work.future.set_result([] if tensor is None else [tensor])

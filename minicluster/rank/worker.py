@@ -183,6 +183,10 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
         timing_method, forced, fallback = comm_methods.NO_DDP, None, None
         timer = NoDdpTimer()
         if backend == "gloo":  # host clock: on NCCL it would time the launch, not the transfer
+            # A slow link's transport first: the tracker wraps it, so the delay is timed inside
+            # the collective it holds back, as over a slow link (not as compute, nor as a late
+            # issue that looks like the other rank's wait).
+            injector.install_transport()
             tracker = comm_kinds.KindTracker()
             tracker.install()
             session.held.update(tracker=tracker)
@@ -237,8 +241,10 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
         if isinstance(timer, comm_kinds.KindTracker):
             rec.comm_kinds = timer.last_kinds
             if timer.last_syncs:
-                rec.syncs_ms = [round(ms, 4) for ms, _ in timer.last_syncs]
-                rec.sync_groups = [leader for _, leader in timer.last_syncs]
+                rec.syncs_ms = [round(ms, 4) for ms, _, _, _ in timer.last_syncs]
+                rec.sync_groups = [leader for _, leader, _, _ in timer.last_syncs]
+                rec.sync_kinds = [kind for _, _, kind, _ in timer.last_syncs]
+                rec.sync_bus_bytes = [bus for _, _, _, bus in timer.last_syncs]
         session.write(rec)
         if isinstance(timer, DdpStatsCommTimer) and timer.given_up:
             assert ddp is not None

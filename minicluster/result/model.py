@@ -185,6 +185,21 @@ class LinkCheck(Section):
         "below_pct of the expected figure",
     )
     judged_statistic: str | None = spec(None, omit_none=True)
+    kind: str | None = spec(
+        None,
+        omit_none=True,
+        doc="under FSDP2 or TP: the collective kind furthest below the expectation (the headline "
+        "figures are its); absent: DDP's gradient all-reduce",
+    )
+    ranks: list[int] | None = spec(
+        None, omit_none=True, doc="under FSDP2 or TP: the ranks whose calls were judged"
+    )
+    per_kind: list[dict[str, Any]] | None = spec(
+        None,
+        omit_none=True,
+        doc="under FSDP2 or TP: each kind's calls, median and p75 wait-free busbw, interval, "
+        "ratio and verdict; the link is slow when every judged kind is",
+    )
 
 
 @dataclass(kw_only=True)

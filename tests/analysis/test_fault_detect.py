@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from minicluster.analysis import failure_order
 from minicluster.analysis.fault_detect import detect, validation_section
 from minicluster.analysis.records import RankRecords
@@ -132,3 +134,68 @@ def test_hsdp_compares_the_replicas_of_each_shard() -> None:
     found = detect(recs, [], [], [[0, 2], [1, 3]])
     assert sorted(d["rank"] for d in found) == [1, 3]  # two replicas: no majority, both named
     assert all(d["step"] == 1 and "no majority" in d["evidence"] for d in found)
+
+
+# --- the link under a layout (FSDP2, TP): each call's wait-free time -----------------------------
+
+
+def _layout_recs(blocked: dict[int, list[float]], steps: int = 8) -> list[RankRecords]:
+    """Two ranks, each step one all_gather and one reduce_scatter of 1e5 bus bytes; `blocked`:
+    per rank the ms it was blocked in the two calls, the same every step."""
+    return [
+        _rec(
+            rank,
+            steps,
+            syncs_ms=[list(ms)] * steps,
+            sync_groups=[[0, 0]] * steps,
+            sync_kinds=[["all_gather", "reduce_scatter"]] * steps,
+            sync_bus_bytes=[[1e5, 1e5]] * steps,
+        )
+        for rank, ms in blocked.items()
+    ]
+
+
+def _checks(expect: float | None) -> Any:
+    from minicluster.core.checks import ChecksSection
+
+    return ChecksSection(expect_busbw_gbps=expect)
+
+
+def test_a_slow_link_holds_every_rank_in_every_call_a_straggler_only_the_others() -> None:
+    from minicluster.analysis.fault_detect import layout_link_check, layout_slow_link_fault
+
+    # healthy: 1e5 bytes in 0.5 ms wait-free = 0.2 GB/s; expectation 0.2
+    slow = layout_link_check(_layout_recs({0: [20.5, 21.0], 1: [20.2, 20.4]}), _checks(0.2), 2)
+    assert slow["judged"] and slow["slow"] and slow["ranks"] == [0, 1]
+    assert [k["kind"] for k in slow["per_kind"]] == ["all_gather", "reduce_scatter"]
+    assert all(k["slow"] and k["calls"] == 8 for k in slow["per_kind"])
+    (found,) = layout_slow_link_fault(slow)
+    assert found["kind"] == "slow_link" and found["ranks"] == [0, 1]
+    assert "the link between ranks 0 and 1" in found["evidence"]
+    # a straggler (rank 1 late): rank 0 waits 60 ms, rank 1 arrives and transfers in 0.5 ms
+    late = layout_link_check(_layout_recs({0: [60.5, 0.5], 1: [0.5, 0.5]}), _checks(0.2), 2)
+    assert late["judged"] and not late["slow"] and layout_slow_link_fault(late) == []
+    # one kind below the figure alone is an expectation that does not fit it, not a link
+    one = layout_link_check(_layout_recs({0: [0.5, 20.0], 1: [0.5, 20.0]}), _checks(0.2), 2)
+    assert [k["slow"] for k in one["per_kind"]] == [False, True] and not one["slow"]
+    # without an expectation: not judged, this run's figures kept
+    free = layout_link_check(_layout_recs({0: [20.5, 21.0], 1: [20.2, 20.4]}), _checks(None), 2)
+    assert not free["judged"] and not free["slow"] and "not judged" in free["reason"]
+    assert free["per_kind"][0]["judged_busbw_gbps"] == pytest.approx(1e5 / 20.2e-3 / 1e9, rel=1e-3)
+
+
+def test_the_link_is_not_judged_when_the_ranks_calls_differ() -> None:
+    from minicluster.analysis.fault_detect import layout_link_check
+
+    recs = _layout_recs({0: [20.5, 21.0], 1: [20.2, 20.4]})
+    other = _rec(  # another group: its k-th call is not rank 0's
+        1,
+        8,
+        syncs_ms=[[20.2, 20.4]] * 8,
+        sync_groups=[[1, 1]] * 8,
+        sync_kinds=[["all_gather", "reduce_scatter"]] * 8,
+        sync_bus_bytes=[[1e5, 1e5]] * 8,
+    )
+    assert layout_link_check(recs, _checks(0.2), 2)["slow"]
+    link = layout_link_check([recs[0], other], _checks(0.2), 2)
+    assert not link["judged"] and "not judged" in link["reason"]

@@ -112,16 +112,22 @@ def test_expert_and_pipeline_degrees_fit_the_model() -> None:
         config.from_dict({"workload": {"name": "llama", "moe_experts": 2, "moe_top_k": 3}})
 
 
-def test_slow_link_is_refused_under_other_layouts_and_corrupt_grad_is_taken() -> None:
+def test_slow_link_is_taken_under_dp_shard_or_tp_alone_refused_elsewhere() -> None:
     from minicluster.core.fault_spec import parse
 
     cfg = config.from_dict({"workload": {"name": "llama"}})
-    for layout in ("dp_shard=2", "tp=2", "pp=2"):
-        slow = config.with_parallel(
-            dataclasses.replace(cfg, faults=(parse("slow_link:rank=1,delay_ms=5"),)), layout
-        )
-        with pytest.raises(ConfigError, match="slow_link needs DDP"):
-            config.check_layout(slow, 2)
+    faulted = dataclasses.replace(cfg, faults=(parse("slow_link:rank=1,delay_ms=5"),))
+    for layout, world in (("dp_shard=2", 2), ("tp=2", 2), ("dp_shard=4", 4)):
+        assert not config.check_layout(config.with_parallel(faulted, layout), world).is_ddp
+    # a kind on several groups (2-D mesh, HSDP) or point-to-point (pp): not judged, refused
+    for layout, world in (
+        ("pp=2", 2),
+        ("dp_shard=2,tp=2", 4),
+        ("dp_replicate=2,dp_shard=2", 4),
+        ("dp_replicate=2,tp=2", 4),
+    ):
+        with pytest.raises(ConfigError, match=f"slow_link under {layout} is not built yet"):
+            config.check_layout(config.with_parallel(faulted, layout), world)
     corrupt = config.with_parallel(
         dataclasses.replace(cfg, faults=(parse("corrupt_grad:rank=1,step=2"),)), "dp_shard=2"
     )

@@ -297,19 +297,91 @@ def test_a_hang_is_attributed_under_fsdp2_and_tp(
     assert not [f for f in result["faults"]["detected"] if f["kind"] == "crash"]
 
 
-@pytest.mark.parametrize("layout", ["dp_shard=2", "tp=2", "pp=2"])
+@pytest.mark.parametrize(("layout", "nproc"), [("pp=2", 2), ("dp_shard=2,tp=2", 4)])
 @pytest.mark.timeout(60)
-def test_slow_link_under_a_layout_other_than_ddp_is_refused_before_any_rank(
-    run_cli: RunCli, tmp_path: Path, llama_config: Path, layout: str
+def test_slow_link_under_a_layout_it_cannot_judge_is_refused_before_any_rank(
+    run_cli: RunCli, tmp_path: Path, llama_config: Path, layout: str, nproc: int
 ) -> None:
     proc = run_cli(
-        "run", "-c", str(llama_config), "--parallel", layout, "--fault",
+        "run", "-c", str(llama_config), "--nproc", str(nproc), "--parallel", layout, "--fault",
         "slow_link:rank=1,delay_ms=5", "--out", str(tmp_path / "out"),
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
-    assert "slow_link needs DDP" in proc.stderr and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert f"slow_link under {layout} is not built yet" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("layout", ["dp_shard=2", "tp=2"])
+def test_a_slow_link_is_found_under_fsdp2_and_tp_and_a_straggler_is_not_one(
+    run_cli: RunCli, tmp_path: Path, layout: str
+) -> None:
+    """The expectation is a known-good measurement: a clean run of the same layout, judged by
+    nothing, gives each kind's p75 wait-free busbw; the lowest is the figure. A second clean run
+    is judged against it and passes; a 30 ms slow link at rank 1 (in the transport of FSDP2's
+    all-gathers and reduce-scatters, of DTensor's all-reduces) is named from the calls alone;
+    a 60 ms straggler at rank 1 is a straggler, not a slow link (the others wait for it, the
+    last to arrive does not).
+
+    These calls are a few KB: their time is latency, which host load stretches. Under load
+    average 10 on the 2-core host a clean tp=2 run's p75 fell to 51% of the known-good run's
+    (and a slow link's 30 ms puts it near 5%): the threshold here is 20%, between the two."""
+    cfg = tmp_path / "llama.yaml"
+    # Neighbours on this 2-core host make a rank slower per step by a few ms, at times by 11
+    # (a true straggler, by load): the straggler and culprit verdicts of the clean and slow-link
+    # runs are not this test's, only the link's and that no rank's compute took the delay.
+    cfg.write_text(
+        TINY_LLAMA.replace("measured: 4", "measured: 10")
+        + "checks: {straggler_min_excess_ms: 10, culprit_cost_pct: 100, slow_link_below_pct: 20}\n"
+    )
+
+    def run(name: str, *flags: str, slow: bool) -> dict[str, Any]:
+        proc = run_cli(
+            "run", "-c", str(cfg), "--out", str(tmp_path / name), "--parallel", layout, *flags,
+            timeout=240,
+        )  # fmt: skip
+        result = json.loads((tmp_path / name / "result.json").read_text())
+        validate_result(result)
+        others = [f for f in result["faults"]["detected"] if f["kind"] != "straggler"]
+        if not slow:  # exit 1 only for a straggler found by load, nothing else
+            assert others == [] and proc.returncode in (0, 1), proc.stderr[-3000:]
+            assert proc.returncode == (1 if result["stragglers"] else 0), result["stragglers"]
+        else:
+            assert proc.returncode == 1, proc.stderr[-3000:]  # a slow link is a failed check
+        return result
+
+    good = run("good", slow=False)
+    assert not good["link"]["judged"] and good["link"]["per_kind"], good["link"]
+    kinds = {"dp_shard=2": ["all_gather", "reduce_scatter"], "tp=2": ["all_reduce"]}[layout]
+    assert [k["kind"] for k in good["link"]["per_kind"]] == kinds
+    expect = f"{min(k['judged_busbw_gbps'] for k in good['link']['per_kind']):.4g}"
+
+    clean = run("clean", "--expect-busbw", expect, slow=False)
+    assert clean["link"]["judged"] and not clean["link"]["slow"], clean["link"]
+
+    slow = run(
+        "slow", "--expect-busbw", expect, "--fault", "slow_link:rank=1,delay_ms=30", slow=True
+    )
+    link = slow["link"]
+    assert link["slow"] and all(k["slow"] and k["ratio"] < 0.2 for k in link["per_kind"]), link
+    (det,) = [f for f in slow["faults"]["detected"] if f["kind"] == "slow_link"]
+    assert det["ranks"] == [0, 1] and det["attributed_to"] == "communication"  # rank 1's link
+    assert "the link between ranks 0 and 1" in det["evidence"]
+    assert slow["faults"]["injected"][0]["kind"] == "slow_link"
+    # 30 ms in each of 7 (FSDP2) or 14 (TP) calls a step: timed inside the collectives; taken
+    # for compute it would be a straggler 200-400 ms above the other rank
+    for s in slow["stragglers"]:
+        assert s["compute_ms_median"] - s["others_compute_ms_median"] < 30, slow["stragglers"]
+    assert (slow["incident"]["kind"], slow["incident"]["decided_from"]) == ("comm_slow", "link")
+
+    late = run(
+        "late", "--expect-busbw", expect, "--fault", "straggler:rank=1,delay_ms=60", slow=True
+    )
+    assert [s["rank"] for s in late["stragglers"]] == [1], late["stragglers"]
+    assert late["link"]["judged"] and not late["link"]["slow"], late["link"]
+    assert [f["kind"] for f in late["faults"]["detected"]] == ["straggler"]
 
 
 @pytest.mark.slow
