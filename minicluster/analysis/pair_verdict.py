@@ -263,7 +263,9 @@ def _recheck_one(
         return out
     refs = [list(seen[(k, "reference")][0]) for k in done]
     busbws = [algbw_gbps(size, seen[(k, "flagged")][1]) for k in done]
-    ratios = [b / algbw_gbps(size, seen[(k, "reference")][1]) for k, b in zip(done, busbws)]
+    ratios = [
+        b / algbw_gbps(size, seen[(k, "reference")][1]) for k, b in zip(done, busbws, strict=True)
+    ]
     decided = pair_recheck.decide(ratios, busbws, cut, min_busbw, why)
     out.update({k: v for k, v in decided.items() if k in out})
     out["references"] = [list(p) for p in dict.fromkeys(tuple(p) for p in refs)]

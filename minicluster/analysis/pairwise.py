@@ -87,9 +87,7 @@ def pairwise_block(frame: RunFrame) -> tuple[dict[str, Any], list[str]]:
     judge(rows, s.outlier_z, s.min_busbw_gbps, s.pair_mad_floor)
     flagged = [[r["a"], r["b"]] for r in rows if r["slow"]]
     rechecks = [ln for rec in frame.records for ln in rec.other.get(rank_format.PAIR_RECHECK, [])]
-    recheck(
-        rows, rechecks, size, s.outlier_z, s.min_busbw_gbps, s.pair_mad_floor, s.recheck_rounds
-    )
+    recheck(rows, rechecks, size, s.outlier_z, s.min_busbw_gbps, s.pair_mad_floor, s.recheck_rounds)
     dist = distribution(rows, s.pair_mad_floor)
     for row in rows:
         name = f"pair {label[row['a']]} - {label[row['b']]}"

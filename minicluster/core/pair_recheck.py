@@ -84,7 +84,9 @@ def schedule(pair: Pair, healthy: Sequence[Pair], rounds: int) -> list[tuple[int
     return out
 
 
-def median_upper_bound(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+def median_upper_bound(
+    values: Sequence[float], confidence: float = CONFIDENCE
+) -> tuple[float, float]:
     """A distribution-free one-sided upper confidence bound of the median of `values` (a sign
     test) and its confidence: the j-th smallest value, j the smallest with P(Bin(n, 1/2) >= j)
     <= 1 - confidence (at least `confidence` that the median is at or below it); with too few

@@ -93,7 +93,7 @@ def _remeasure(
     bw[k] and a healthy reference at ref_bw[k]."""
     refs = [(0, 3), (0, 1), (2, 3)]
     out = []
-    for k, (f, h) in enumerate(zip(bw, ref_bw)):
+    for k, (f, h) in enumerate(zip(bw, ref_bw, strict=True)):
         for role, pair, b in (("flagged", flagged, f), ("reference", refs[k % 3], h)):
             t = 1e6 / b
             out += [
