@@ -197,6 +197,7 @@ def recheck(
     slow beside the healthy pairs. Rows not flagged get `flagged` False and `recheck` None."""
     dist = _spread([r for r in rows if r["busbw_gbps"] is not None], floor)
     cut = math.exp(-outlier_z * dist.scale) if dist is not None else None
+    healthy = any(not h["slow"] and h["busbw_gbps"] is not None for h in rows)
     for r in rows:
         r["flagged"] = bool(r["slow"])
         r["recheck"] = None
@@ -208,7 +209,7 @@ def recheck(
         if min_busbw is not None and r["busbw_gbps"] < min_busbw:
             why.append("min_busbw")
         mine = [ln for ln in lines if (ln.get("fa"), ln.get("fb")) == (r["a"], r["b"])]
-        r["recheck"] = _recheck_one(r, mine, size, cut, min_busbw, why, rounds)
+        r["recheck"] = _recheck_one(r, mine, size, cut, min_busbw, why, rounds, healthy)
         if r["recheck"]["status"] == "cleared":
             r["slow"] = False
             r["why_slow"] = None
@@ -224,6 +225,7 @@ def _recheck_one(
     min_busbw: float | None,
     why: list[str],
     rounds: int,
+    healthy: bool,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "status": "not_remeasured",
@@ -254,10 +256,12 @@ def _recheck_one(
     done = sorted(k for k, role in seen if role == "flagged" and (k, "reference") in seen)
     if rounds == 0:
         out["reason"] = "collectives.recheck_rounds is 0: the passes decide alone"
+    elif not done and not healthy:
+        out["reason"] = "no healthy pair to measure beside it: every other pair was flagged too"
     elif not done:
         out["reason"] = (
-            "no re-measure recorded (every other pair flagged too: no healthy pair to measure "
-            "beside it; or the ranks wrote none)"
+            "the ranks recorded no re-measure of it (a run from before the re-measure, or its "
+            "records were lost)"
         )
     if not done or size <= 0:
         return out

@@ -170,7 +170,7 @@ def test_without_a_re_measure_the_passes_verdict_stands_and_says_why() -> None:
     recheck(rows, [], SIZE, 3.5, None, 0.2, 8)
     (row,) = [r for r in rows if r["flagged"]]
     assert row["slow"] and row["recheck"]["status"] == "not_remeasured"
-    assert "no re-measure recorded" in row["recheck"]["reason"]
+    assert "the ranks recorded no re-measure of it" in row["recheck"]["reason"]
     rows = _rows(4, {(1, 2): 0.3})
     judge(rows, 3.5, None, 0.2)
     recheck(rows, [], SIZE, 3.5, None, 0.2, 0)
@@ -190,3 +190,13 @@ def test_a_pair_below_min_busbw_stays_only_while_its_re_measure_is_below_it() ->
     judge(rows, 3.5, 0.5, 0.2)
     recheck(rows, _remeasure((0, 1), [0.6] * 8, [1.0] * 8), SIZE, 3.5, 0.5, 0.2, 8)
     assert not rows[0]["slow"] and rows[0]["recheck"]["status"] == "cleared"
+
+
+def test_with_every_pair_flagged_there_is_no_healthy_pair_to_stand_beside() -> None:
+    from minicluster.analysis.pair_verdict import recheck
+
+    rows = _rows(2, {(0, 1): 0.4})
+    judge(rows, 3.5, 0.5, 0.2)
+    recheck(rows, [], SIZE, 3.5, 0.5, 0.2, 8)
+    assert rows[0]["slow"] and rows[0]["recheck"]["status"] == "not_remeasured"
+    assert rows[0]["recheck"]["reason"].startswith("no healthy pair to measure beside it")
