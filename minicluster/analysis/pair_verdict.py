@@ -27,9 +27,9 @@ RECHECK_RULE = (
     "every pair the passes flag slow is measured again in `recheck_rounds` rounds, each beside "
     "a healthy pair (one after the other, alone, the order alternating); per round ratio = its "
     "busbw / the healthy pair's; it stays slow only when the one-sided upper confidence bound "
-    "of the median ratio (sign test, >= 95% where the rounds allow) is below the cut it was "
-    "flagged by, exp(-outlier_z x scale) (or, flagged by --min-busbw, the same bound of its "
-    "busbw is below it); otherwise it is cleared"
+    "of the median ratio (sign test, >= 95% where the rounds allow) is below the cut "
+    "exp(-outlier_z x pair_mad_floor) (the passes' scale when the floor is 0; or, flagged by "
+    "--min-busbw, the same bound of its busbw is below it); otherwise it is cleared"
 )
 
 
@@ -196,7 +196,12 @@ def recheck(
     `pair_recheck` records): set `flagged`, `recheck`, and clear `slow` when the pair was not
     slow beside the healthy pairs. Rows not flagged get `flagged` False and `recheck` None."""
     dist = _spread([r for r in rows if r["busbw_gbps"] is not None], floor)
-    cut = math.exp(-outlier_z * dist.scale) if dist is not None else None
+    # The side-by-side rounds cancel the host's load, so the spread the passes measured (a busy
+    # host's widens it: one real slow link at 11% of its neighbours was judged against a cut
+    # of 0.21) does not set the re-measure's cut: the floor does, the least spread the passes
+    # ever assume (exp(-3.5 x 0.2) = 0.50); without a floor, the passes' own cut.
+    scale = (floor if floor > 0 else dist.scale) if dist is not None else None
+    cut = math.exp(-outlier_z * scale) if scale is not None else None
     healthy = any(not h["slow"] and h["busbw_gbps"] is not None for h in rows)
     for r in rows:
         r["flagged"] = bool(r["slow"])

@@ -19,9 +19,11 @@ Rules (README "Finding the slow link"):
 - per round, ratio = the flagged pair's busbw / the healthy pair's; the upper confidence bound
   of the median ratio is an order statistic of the ratios (a sign test: distribution-free; at
   least 95% one-sided where the rounds allow it, `median_upper_bound`);
-- the pair stays slow (z rule) when that upper bound is below the cut the passes judged it by,
-  exp(-outlier_z x scale) of the median; (min-busbw rule) when the same bound on its re-measured
-  busbw is below min_busbw. Otherwise it is cleared.
+- the pair stays slow (z rule) when that upper bound is below the cut exp(-outlier_z x floor)
+  (0.50 at z 3.5 and the floor 0.2; the passes' own scale when the floor is 0): the rounds
+  cancel the host's load, so a spread the load widened in the passes does not lower the cut;
+  (min-busbw rule) when the same bound on its re-measured busbw is below min_busbw. Otherwise
+  it is cleared.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def decide(
 
     ratios: per round, the flagged pair's busbw / its reference's; busbws: the flagged pair's
     re-measured busbw per round; cut: the ratio to the median below which the passes call a pair
-    slow (exp(-outlier_z x scale)), None when no z was judged; why: the rules that flagged it
+    slow (exp(-outlier_z x floor)), None when no z was judged; why: the rules that flagged it
     (`z`, `min_busbw`). Returns `still_slow` and the evidence."""
     ratio_hi, conf = median_upper_bound(ratios)
     bw_hi, _ = median_upper_bound(busbws)

@@ -1127,7 +1127,7 @@ class PairRecheck(Section):
     busbw_upper_gbps: float | None = None
     confidence: float | None = spec(None, doc="of the upper bounds (one-sided)")
     cut: float | None = spec(
-        None, doc="exp(-outlier_z x scale): the ratio to the median the passes judged by"
+        None, doc="exp(-outlier_z x mad_floor_frac): the ratio the re-measure judges by"
     )
     still_slow_by: list[str] = spec(factory=list, doc="the rules it is still slow by: z, min_busbw")
     text: str | None = None

@@ -200,3 +200,21 @@ def test_with_every_pair_flagged_there_is_no_healthy_pair_to_stand_beside() -> N
     recheck(rows, [], SIZE, 3.5, 0.5, 0.2, 8)
     assert rows[0]["slow"] and rows[0]["recheck"]["status"] == "not_remeasured"
     assert rows[0]["recheck"]["reason"].startswith("no healthy pair to measure beside it")
+
+
+def test_a_noisy_pass_spread_does_not_lower_the_re_measures_cut() -> None:
+    """Measured: a real slow link at 0.11 of its neighbours (upper bound 0.23) in a run whose
+    passes spread out to a cut of 0.21; the re-measure judges by the floor's cut (0.50)."""
+    from minicluster.analysis.pair_verdict import recheck
+
+    rows = _rows(4, {})
+    for r, bw in zip(rows, [1.0, 0.03, 1.7, 0.55, 1.0, 1.45], strict=True):
+        r["busbw_gbps"] = bw  # (0, 1), (0, 2), ...: pair (0, 2) slow in a wide spread
+    judge(rows, 3.5, None, 0.2)
+    (row,) = [r for r in rows if r["slow"]]
+    assert (row["a"], row["b"]) == (0, 2)
+    ratios = [0.1, 0.12, 0.08, 0.23, 0.11, 0.09, 0.3, 0.1]
+    recheck(rows, _remeasure((0, 2), ratios, [1.0] * 8), SIZE, 3.5, None, 0.2, 8)
+    rc = row["recheck"]
+    assert math.isclose(rc["cut"], math.exp(-0.7)) and math.isclose(rc["ratio_upper"], 0.23)
+    assert rc["status"] == "slow" and row["slow"]
