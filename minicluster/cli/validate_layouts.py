@@ -22,7 +22,7 @@ from minicluster.analysis.records import read_run_dir
 from minicluster.cli import orchestrate
 from minicluster.core import config as config_mod
 from minicluster.core.config import RunConfig
-from minicluster.core.errors import InputError
+from minicluster.core.errors import EXIT_BAD_INPUT, InputError
 from minicluster.core.io import atomic_write_json
 from minicluster.launchers.base import Launcher
 from minicluster.result import store
@@ -114,6 +114,8 @@ def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launche
     runs: list[dict[str, Any]] = []
     reference: dict[int, float] | None = None
     failed = None
+    bad_input: str | None = None
+    bad_name = ""
     for i, (name, one) in enumerate(configs):
         sub = out_dir / f"l{i}"
         result = orchestrate.execute(
@@ -133,6 +135,11 @@ def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launche
             "status": status,
             "losses": [losses[s] for s in sorted(losses)],
         }
+        if result is not None and result.bad_input is not None and bad_input is None:
+            # the user's code stopped the ranks (its line printed by the aggregation): bad
+            # input, not a divergence; the layouts after it are not run
+            bad_input, bad_name = f"layout {name}: {result.bad_input}", name
+            entry["bad_input"] = result.bad_input
         if status != "ok" and failed is None:
             failed = f"layout {name}: the run did not finish ok ({status})"
         check = result.validation if result is not None else None
@@ -153,6 +160,8 @@ def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launche
         runs.append(entry)
         said = "" if check is None or check.passed else f"; check FAILED: {check.reason}"
         print(f"validate: layout {name} ({entry['label']}): {status}{said}", file=sys.stderr)
+        if bad_input is not None:
+            break
     atomic_write_json(
         out_dir / "layouts.json",
         {
@@ -162,10 +171,17 @@ def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launche
             "rel_tolerance": tol,
             "loss": "per step, the mean over ranks of each rank's loss",
             "runs": runs,
-            "passed": failed is None,
-            "reason": failed,
+            "passed": None if bad_input is not None else failed is None,
+            "reason": bad_input or failed,
         },
     )
+    if bad_input is not None:
+        print(
+            f"minicluster: validate: not judged: layout {bad_name} stopped on bad input (the "
+            f"line above); {out_dir}/layouts.json",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     if failed is not None:
         print(f"minicluster: validate: FAIL: {failed}")
         return 1

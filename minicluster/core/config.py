@@ -653,7 +653,13 @@ def check_layout(cfg: RunConfig, world_size: int) -> layout_mod.Layout:
             "one gradient all-reduce busbw to judge; use `collectives --pattern pairwise`"
         )
     model_parallel = [k for k in ("tp", "pp", "ep") if getattr(lay, k) > 1]
-    if model_parallel and not isinstance(wl, LlamaConfig):
+    if isinstance(wl, CustomConfig) and model_parallel and model_parallel != ["tp"]:
+        raise ConfigError(
+            f"parallel.{next(k for k in model_parallel if k != 'tp')} needs workload.name: "
+            "llama (a custom model's parallelize(model, mesh) lays out tensor parallel; a "
+            "pipeline or expert split of your own model is not built yet)"
+        )
+    if model_parallel and not isinstance(wl, (LlamaConfig, CustomConfig)):
         raise ConfigError(
             f"parallel.{model_parallel[0]} needs workload.name: llama (the {wl.name} workload has "
             "no tensor, pipeline or expert plan; it runs under dp_replicate and dp_shard)"

@@ -63,16 +63,26 @@ def tensor_parallel_plan(model: nn.Module) -> dict[str, Any]:
 
 
 def parallelize(
-    model: nn.Module, layout: Layout, device: torch.device, precision: str, compile: bool
+    model: nn.Module,
+    layout: Layout,
+    device: torch.device,
+    precision: str,
+    compile: bool,
+    mesh: Any = None,
+    plan: Callable[[nn.Module, Any], nn.Module] | None = None,
 ) -> Parallel:
-    """`model` laid out on this rank's share of the mesh (a collective: every rank calls it)."""
+    """`model` laid out on this rank's share of the mesh (a collective: every rank calls it;
+    `mesh`: the job's, when already built). `plan`: a custom model's own tensor-parallel
+    `parallelize(model, mesh)`, applied in place of the Llama plan, before FSDP2."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from torch.distributed.tensor.parallel import parallelize_module
 
-    mesh = build_mesh(layout, device)
+    mesh = build_mesh(layout, device) if mesh is None else mesh
     if layout.ep > 1:
         return _expert_parallel(model, layout, mesh)
-    if layout.tp > 1:
+    if layout.tp > 1 and plan is not None:
+        model = plan(model, mesh)
+    elif layout.tp > 1:
         parallelize_module(model, mesh["tp"], tensor_parallel_plan(model))
     blocks = list(getattr(model, "layers", []))
     if compile:

@@ -101,7 +101,10 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
     fault_spec.check_against_run(cfg.faults, info.world_size, cfg.steps.warmup + cfg.steps.measured)
     layout = check_layout(cfg, info.world_size)
     session.open()
-    wl = workloads.build(cfg.workload, cfg.run.seed, device, info.rank, info.world_size)
+    # The job's mesh, built once before the model (a custom model's build(ctx) is handed it);
+    # a pipeline builds its own.
+    mesh = None if layout.is_ddp or layout.pp > 1 else layouts.build_mesh(layout, device)
+    wl = workloads.build(cfg.workload, cfg.run.seed, device, info.rank, info.world_size, mesh)
     session.start(wl)
     injector = faults.FaultInjector(cfg.faults, info.rank)
     module = wl.model
@@ -134,7 +137,15 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
             model, dp_rank, module = pipe.stage_module, pipe.dp_rank, pipe.stage_module
             autocast = layouts.autocast(device, cfg.run.precision, None)
         else:
-            par = layouts.parallelize(wl.model, layout, device, cfg.run.precision, cfg.run.compile)
+            par = layouts.parallelize(
+                wl.model,
+                layout,
+                device,
+                cfg.run.precision,
+                cfg.run.compile,
+                mesh=mesh,
+                plan=wl.parallelize,
+            )
             model, dp_rank = par.model, par.dp_rank
             autocast = layouts.autocast(device, cfg.run.precision, par)
         # Shards and tensor-parallel slices differ between ranks by design: each rank's
@@ -415,6 +426,14 @@ def _shard_batches(wl: workloads.Workload, shards: int) -> None:
     data-parallel ranks sees the same data as DDP."""
     if shards <= 1:
         return
+    if not wl.any_rank_batches:
+        from minicluster.rank.workloads.custom import UserCodeError
+
+        raise UserCodeError(
+            "workload.factory: a fixed global batch under tensor or pipeline parallel (validate "
+            "--layouts) needs make_batch(step, dp_rank), which makes any data-parallel rank's "
+            "batch; make_batch(step) makes only this rank's"
+        )
     one = wl.make_batch
 
     def make_batch(step: int, dp_rank: int) -> tuple[torch.Tensor, torch.Tensor]:

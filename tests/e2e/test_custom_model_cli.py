@@ -59,6 +59,98 @@ def test_the_example_runs_on_two_ranks(run_cli: RunCli, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
+def test_the_example_runs_under_tensor_parallel_through_its_own_plan(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    proc = run_cli(
+        "run", "-c", "examples/custom_model.yaml", "--parallel", "tp=2", "--out", str(out),
+        cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    validate_result(result)
+    assert result["status"] == "ok" and result["layout"]["tp"] == 2
+    # the two ranks of the tensor-parallel group train on one batch
+    assert result["workload"]["global_batch"] == result["workload"]["per_rank_batch"]
+    kinds = {k["kind"]: k for k in result["comm"]["kinds"]}
+    # the example's plan: one all-reduce per block in forward and one in backward (depth 2)
+    reduce = kinds["all_reduce"]
+    assert reduce["status"] == "measured" and reduce["calls_per_step"] == 4, reduce
+    assert reduce["time_ms"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_tensor_parallel_without_a_plan_is_one_line_and_exit_2(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    model = tmp_path / "plain.py"
+    model.write_text(
+        "import torch\n"
+        "def build(ctx):\n"
+        "    return {'model': torch.nn.Linear(8, 8), 'loss_fn': torch.nn.functional.mse_loss,\n"
+        "            'make_batch': lambda s: (torch.ones(4, 8), torch.ones(4, 8)),\n"
+        "            'samples_per_batch': 4}\n"
+    )
+    out = tmp_path / "out"
+    cfg = _config(tmp_path, "plain.py:build")
+    proc = run_cli("run", "-c", str(cfg), "--parallel", "tp=2", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("minicluster: error")]
+    assert len(errors) == 1, proc.stderr
+    assert "parallel.tp is 2 but what build(ctx) returned has no parallelize" in errors[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_validate_layouts_trains_the_example_on_one_global_batch_under_ddp_and_tp(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    out = tmp_path / "v"
+    proc = run_cli(
+        "validate", "-c", "examples/custom_model.yaml", "--layouts", "ddp,tp", "--out", str(out),
+        cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout
+    layouts = json.loads((out / "layouts.json").read_text())
+    assert layouts["passed"] is True and [r["status"] for r in layouts["runs"]] == ["ok", "ok"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_validate_tp_with_a_make_batch_of_its_own_rank_only_is_not_judged_exit_2(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # make_batch(step) cannot make the other rank's batch: under tp the two ranks would train
+    # a different global batch from DDP's, and the losses would differ with no fault (a false
+    # FAIL before this was checked)
+    model = tmp_path / "own.py"
+    model.write_text(
+        "import torch\n"
+        "def build(ctx):\n"
+        "    def make_batch(step):\n"
+        "        g = torch.Generator().manual_seed(step * 31 + ctx.rank)\n"
+        "        return torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)\n"
+        "    return {'model': torch.nn.Linear(8, 8), 'loss_fn': torch.nn.functional.mse_loss,\n"
+        "            'make_batch': make_batch, 'samples_per_batch': 4,\n"
+        "            'parallelize': lambda model, mesh: None}\n"
+    )
+    out = tmp_path / "v"
+    cfg = _config(tmp_path, "own.py:build")
+    proc = run_cli(
+        "validate", "-c", str(cfg), "--layouts", "ddp,tp", "--out", str(out), cwd=tmp_path
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:] + proc.stdout
+    assert "needs make_batch(step, dp_rank)" in proc.stderr and "FAIL" not in proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout
+    layouts = json.loads((out / "layouts.json").read_text())
+    assert layouts["passed"] is None and "make_batch(step, dp_rank)" in layouts["reason"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
 def test_a_build_that_raises_is_one_line_and_exit_2_with_records_kept(
     run_cli: RunCli, tmp_path: Path
 ) -> None:
@@ -106,6 +198,7 @@ def test_a_factory_that_does_not_import_stops_before_any_rank_starts(
     [
         (("validate",), "validate runs the mlp and transformer workloads"),
         (("sweep", "--world-sizes", "1,2", "--mode", "strong"), "needs workload.per_rank_batch"),
+        (("run", "--parallel", "pp=2"), "a pipeline or expert split of your own model"),
     ],
 )
 def test_what_a_custom_model_cannot_do_yet_is_refused_up_front(

@@ -87,6 +87,7 @@ def test_the_context_carries_what_the_contract_says(tmp_path: Path) -> None:
     ctx: BuildContext = seen[-1]
     assert (ctx.rank, ctx.world_size, ctx.seed, ctx.per_rank_batch) == (1, 2, 3, 5)
     assert ctx.device == CPU and ctx.options == {"k": 1} and ctx.mesh is None
+    assert (ctx.dp_rank, ctx.dp_size) == (1, 2)  # under DDP: the rank and the world size
 
 
 @pytest.mark.parametrize(
@@ -132,6 +133,50 @@ def test_each_fault_of_the_users_code_is_one_line_naming_file_and_function(
         _build(f"{f}:build")
     text = str(e.value)
     assert "\n" not in text and text.startswith(f"workload.factory {f}:build: ")
+
+
+def test_parallelize_faults_name_it(tmp_path: Path) -> None:
+    f = _write(
+        tmp_path,
+        "def base():\n"
+        "    return {'model': torch.nn.Linear(1, 1), 'make_batch': len, 'loss_fn': len,\n"
+        "            'samples_per_batch': 2}\n"
+        "def raises(ctx):\n"
+        "    def plan(model, mesh):\n"
+        "        raise ValueError('no tp dim')\n"
+        "    return {**base(), 'parallelize': plan}\n"
+        "def wrong(ctx):\n"
+        "    return {**base(), 'parallelize': lambda model, mesh: 'laid out'}\n"
+        "def in_place(ctx):\n"
+        "    return {**base(), 'parallelize': lambda model, mesh: None}\n",
+    )
+    plan = _build(f"{f}:raises").parallelize
+    assert plan is not None
+    with pytest.raises(UserCodeError, match=r"parallelize\(model, mesh\) raised ValueError: no tp"):
+        plan(torch.nn.Linear(1, 1), None)
+    plan = _build(f"{f}:wrong").parallelize
+    assert plan is not None
+    with pytest.raises(UserCodeError, match="must return the model .* got str"):
+        plan(torch.nn.Linear(1, 1), None)
+    plan = _build(f"{f}:in_place").parallelize
+    model = torch.nn.Linear(1, 1)
+    assert plan is not None and plan(model, None) is model  # None: laid out in place
+
+
+def test_make_batch_with_a_dp_rank_makes_any_ranks_batch(tmp_path: Path) -> None:
+    from minicluster.rank.workloads.custom import takes_dp_rank
+
+    assert takes_dp_rank(lambda step, dp_rank: None)
+    assert takes_dp_rank(lambda step, dp_rank=0: None)
+    assert takes_dp_rank(lambda *args: None)
+    assert not takes_dp_rank(lambda step: None)
+    assert not takes_dp_rank(lambda step, *, dp_rank=0: None)  # keyword-only: not handed it
+    wl = _build(f"{EXAMPLE}:build", rank=0, options={"width": 8, "depth": 1}, per_rank_batch=2)
+    assert wl.any_rank_batches
+    other = _build(f"{EXAMPLE}:build", rank=1, options={"width": 8, "depth": 1}, per_rank_batch=2)
+    # rank 0 makes rank 1's batch when asked for it
+    assert torch.equal(wl.make_batch(3, 1)[0], other.make_batch(3, 1)[0])
+    assert not torch.equal(wl.make_batch(3, 0)[0], wl.make_batch(3, 1)[0])
 
 
 def test_a_batch_the_config_fixed_must_be_honoured(tmp_path: Path) -> None:

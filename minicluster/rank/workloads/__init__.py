@@ -30,8 +30,13 @@ class Workload:
     # not known (then TFLOP/s is null with the reason).
     flops_per_sample: float | None = None
     flops_method: str | None = None
-    # A custom model's parallelize(model, mesh) (for tp/pp layouts); None: DDP wraps the model.
+    # A custom model's parallelize(model, mesh): its tensor-parallel plan, called under tp > 1
+    # (then FSDP2 over the data-parallel dims); None: no plan of its own.
     parallelize: Callable[[torch.nn.Module, object], torch.nn.Module] | None = None
+    # Whether make_batch makes the batch of any data-parallel rank it is given (the built-in
+    # workloads, a custom make_batch(step, dp_rank)), or only its own rank's (a custom
+    # make_batch(step)): a layout's fixed global batch needs the former.
+    any_rank_batches: bool = True
 
     @property
     def params(self) -> int:
@@ -39,10 +44,15 @@ class Workload:
 
 
 def build(
-    cfg: WorkloadConfig, seed: int, device: torch.device, rank: int = 0, world_size: int = 1
+    cfg: WorkloadConfig,
+    seed: int,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
+    mesh: object = None,
 ) -> Workload:
-    """The workload of `cfg` on this rank (`rank` of `world_size`; a custom model's factory is
-    told both)."""
+    """The workload of `cfg` on this rank (`rank` of `world_size`, and the job's DeviceMesh
+    under a layout other than DDP: a custom model's factory is told them)."""
     if isinstance(cfg, MlpConfig):
         from minicluster.rank.workloads.mlp import build_mlp
 
@@ -58,7 +68,7 @@ def build(
     if isinstance(cfg, CustomConfig):
         from minicluster.rank.workloads.custom import build_custom
 
-        return build_custom(cfg, seed, device, rank, world_size)
+        return build_custom(cfg, seed, device, rank, world_size, mesh)
     raise AssertionError(f"unhandled workload config {cfg!r}")
 
 

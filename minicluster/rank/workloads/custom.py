@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import math
 import sys
 from collections.abc import Callable, Mapping
@@ -39,8 +40,9 @@ class UserCodeError(InputError):
 class BuildContext:
     """What `build(ctx)` is told about the rank it builds for.
 
-    `mesh` is the job's DeviceMesh once parallel layouts (tp, pp, fsdp) are configured; None
-    under today's DDP, where every rank holds the whole model. `per_rank_batch` is the config's
+    `mesh` is the job's DeviceMesh (dims pp, dp_replicate, dp_shard, ep, tp, in that order,
+    size-1 dims included: `ctx.mesh["tp"]` is the tensor-parallel group)
+    under a layout other than DDP; None under DDP, where every rank holds the whole model. `per_rank_batch` is the config's
     `workload.per_rank_batch` (None: the factory chooses); `options` the config's
     `workload.options`.
     """
@@ -52,6 +54,11 @@ class BuildContext:
     per_rank_batch: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     mesh: Any = None
+    # Which data-parallel share of the data this rank trains on, of how many: the ranks of one
+    # tensor-parallel group share one (they must draw the same batches); rank and world size
+    # under DDP and FSDP2.
+    dp_rank: int = 0
+    dp_size: int = 1
 
 
 def load_factory(text: str) -> Callable[[BuildContext], Any]:
@@ -71,10 +78,17 @@ def load_factory(text: str) -> Callable[[BuildContext], Any]:
 
 
 def build_custom(
-    cfg: CustomConfig, seed: int, device: torch.device, rank: int, world_size: int
+    cfg: CustomConfig,
+    seed: int,
+    device: torch.device,
+    rank: int,
+    world_size: int,
+    mesh: Any = None,
 ) -> Workload:
     """The user's workload on this rank: `build(ctx)` called and its result checked; its
-    `make_batch` and `loss_fn` wrapped so that an exception in them names them."""
+    `make_batch`, `loss_fn` and `parallelize` wrapped so that an exception in them names them.
+    `mesh`: the job's DeviceMesh under a layout other than DDP (`ctx.mesh`); with a tp dim
+    above 1 the result must bring `parallelize`."""
     spec = factory_spec.parse(cfg.factory)
     factory = load_factory(cfg.factory)
     ctx = BuildContext(
@@ -84,6 +98,8 @@ def build_custom(
         seed=seed,
         per_rank_batch=cfg.per_rank_batch,
         options=dict(cfg.options),
+        mesh=mesh,
+        **_data_parallel(mesh, rank, world_size),
     )
     torch.manual_seed(seed)  # the same initial weights on every rank (DDP broadcasts rank 0's)
     try:
@@ -120,6 +136,13 @@ def build_custom(
     parallelize = parts.get("parallelize")
     if parallelize is not None and not callable(parallelize):
         raise _bad(spec, "parallelize", f"must be callable, got {type(parallelize).__name__}")
+    tp = _tp_degree(mesh)
+    if tp > 1 and parallelize is None:
+        raise UserCodeError(
+            f"{_where(spec)}: parallel.tp is {tp} but what {spec.function}(ctx) returned has no "
+            "parallelize(model, mesh): a custom model brings its own tensor-parallel plan "
+            '(README "Your own model"), or runs under dp_replicate and dp_shard'
+        )
     return Workload(
         name="custom",
         model=model.to(device),
@@ -130,19 +153,79 @@ def build_custom(
         seq_len=None,
         flops_per_sample=None if flops is None else float(flops),
         flops_method=None if flops is None else f"flops_per_sample from {spec}",
-        parallelize=parallelize,
+        parallelize=None if parallelize is None else _checked_parallelize(spec, parallelize),
+        any_rank_batches=takes_dp_rank(parts["make_batch"]),
     )
 
 
+def _data_parallel(mesh: Any, rank: int, world_size: int) -> dict[str, int]:
+    """`dp_rank` and `dp_size` of the BuildContext: this rank's coordinate over the mesh's
+    data-parallel dims (dp_replicate x dp_shard), as the layouts' own workloads draw batches."""
+    if mesh is None:
+        return {"dp_rank": rank, "dp_size": world_size}
+    shard = int(mesh["dp_shard"].size())
+    dp_rank = mesh.get_local_rank("dp_replicate") * shard + mesh.get_local_rank("dp_shard")
+    return {"dp_rank": int(dp_rank), "dp_size": int(mesh["dp_replicate"].size()) * shard}
+
+
+def _tp_degree(mesh: Any) -> int:
+    """The size of `mesh`'s tp dim; 1 without a mesh (DDP)."""
+    if mesh is None:
+        return 1
+    return int(mesh["tp"].size())
+
+
+def _checked_parallelize(
+    spec: FactorySpec, parallelize: Callable[[Any, Any], Any]
+) -> Callable[[torch.nn.Module, Any], torch.nn.Module]:
+    """`parallelize(model, mesh)` as the layout calls it: the module it returns (or the one it
+    changed in place, when it returns None), its exceptions and wrong results named."""
+
+    def call(model: torch.nn.Module, mesh: Any) -> torch.nn.Module:
+        try:
+            laid_out = parallelize(model, mesh)
+        except Exception as e:
+            raise UserCodeError(
+                f"{_where(spec)}: parallelize(model, mesh) raised {_exc(e)}"
+            ) from None
+        if laid_out is None:
+            return model
+        if not isinstance(laid_out, torch.nn.Module):
+            raise UserCodeError(
+                f"{_where(spec)}: parallelize(model, mesh) must return the model (an "
+                f"nn.Module) or None, got {type(laid_out).__name__}"
+            )
+        return laid_out
+
+    return call
+
+
+def takes_dp_rank(make_batch: Callable[..., Any]) -> bool:
+    """Whether the user's `make_batch` takes a second positional argument (`make_batch(step,
+    dp_rank)`: it can make any data-parallel rank's batch), not only `make_batch(step)`."""
+    try:
+        params = inspect.signature(make_batch).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: call it as the contract says
+        return False
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in positional)
+
+
 def _checked_batches(
-    spec: FactorySpec, make_batch: Callable[[int], Any]
+    spec: FactorySpec, make_batch: Callable[..., Any]
 ) -> Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]:
-    """`make_batch(step)` as the harness calls it (`(step, rank)`: the user's closes over its own
-    rank), its exceptions and wrong results named."""
+    """`make_batch(step)` as the harness calls it (`(step, rank)`: a `make_batch(step)` closes
+    over its own rank; a `make_batch(step, dp_rank)` is handed the data-parallel rank whose batch
+    the harness wants), its exceptions and wrong results named."""
+    by_rank = takes_dp_rank(make_batch)
 
     def call(step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
         try:
-            batch = make_batch(step)
+            batch = make_batch(step, rank) if by_rank else make_batch(step)
         except Exception as e:
             raise UserCodeError(f"{_where(spec)}: make_batch({step}) raised {_exc(e)}") from None
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
