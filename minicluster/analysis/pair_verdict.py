@@ -6,6 +6,8 @@ Rules (README "Finding the slow link"):
 - z = robust z of ln(busbw) (median and MAD of the logs, `analysis.robust`), the MAD counted as
   at least `collectives.pair_mad_floor`; it needs `MIN_PAIRS_FOR_Z` measured pairs;
 - slow: z < -outlier_z, or busbw < min_busbw_gbps;
+- a flagged pair is re-measured beside healthy pairs after the passes and stays slow only when
+  it is slow against them too (`core.pair_recheck`; `recheck`), else it is cleared;
 - the suspect is what every slow pair has in common: one slow pair whose ranks are normal with
   every other peer is the link; slow pairs that all involve one rank name that rank; slow pairs
   across nodes that all touch one node name that node; otherwise no single suspect.
@@ -13,11 +15,22 @@ Rules (README "Finding the slow link"):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from minicluster.analysis.robust import Spread, spread
+from minicluster.core import pair_recheck
+from minicluster.core.collective_defs import algbw_gbps
 
-MIN_PAIRS_FOR_Z = 3  # below this, no distribution: only min_busbw judges
+MIN_PAIRS_FOR_Z = pair_recheck.MIN_PAIRS_FOR_Z  # below this, only min_busbw judges
+RECHECK_RULE = (
+    "every pair the passes flag slow is measured again in `recheck_rounds` rounds, each beside "
+    "a healthy pair (one after the other, alone, the order alternating); per round ratio = its "
+    "busbw / the healthy pair's; it stays slow only when the one-sided upper confidence bound "
+    "of the median ratio (sign test, >= 95% where the rounds allow) is below the cut "
+    "exp(-outlier_z x pair_mad_floor) (the passes' scale when the floor is 0; or, flagged by "
+    "--min-busbw, the same bound of its busbw is below it); otherwise it is cleared"
+)
 
 
 def judge(
@@ -148,7 +161,16 @@ def verdict(block: dict[str, Any], label: dict[int, str]) -> str:
             "WRONG: "
             + "; ".join(f"{label[r['a']]} - {label[r['b']]}: {r['wrong']} elements" for r in wrong)
         )
-    if parts:
+    cleared = [r for r in rows if (r.get("recheck") or {}).get("status") == "cleared"]
+    if cleared:
+        parts.append(
+            "cleared on re-measure: "
+            + "; ".join(
+                f"{label[r['a']]} - {label[r['b']]} (flagged by the passes; {r['recheck']['text']})"
+                for r in cleared
+            )
+        )
+    if slow or wrong:
         return "pairwise: " + "; ".join(parts)
     median = dist.get("median")
     where = f"median busbw {median:.3g} GB/s, " if median is not None else ""
@@ -157,4 +179,122 @@ def verdict(block: dict[str, Any], label: dict[int, str]) -> str:
         f"({where}slow: z < -{block['outlier_z']:g}"
         + (f" or busbw < {block['min_busbw_gbps']:g} GB/s" if block["min_busbw_gbps"] else "")
         + ")"
+        + "".join(f"; {p}" for p in parts)
     )
+
+
+def recheck(
+    rows: list[dict[str, Any]],
+    lines: list[dict[str, Any]],
+    size: int,
+    outlier_z: float,
+    min_busbw: float | None,
+    floor: float,
+    rounds: int,
+) -> None:
+    """Judge each pair `judge` flagged slow again from its re-measure (`lines`: the ranks'
+    `pair_recheck` records): set `flagged`, `recheck`, and clear `slow` when the pair was not
+    slow beside the healthy pairs. Rows not flagged get `flagged` False and `recheck` None."""
+    dist = _spread([r for r in rows if r["busbw_gbps"] is not None], floor)
+    # The side-by-side rounds cancel the host's load, so the spread the passes measured (a busy
+    # host's widens it: one real slow link at 11% of its neighbours was judged against a cut
+    # of 0.21) does not set the re-measure's cut: the floor does, the least spread the passes
+    # ever assume (exp(-3.5 x 0.2) = 0.50); without a floor, the passes' own cut.
+    scale = (floor if floor > 0 else dist.scale) if dist is not None else None
+    cut = math.exp(-outlier_z * scale) if scale is not None else None
+    healthy = any(not h["slow"] and h["busbw_gbps"] is not None for h in rows)
+    for r in rows:
+        r["flagged"] = bool(r["slow"])
+        r["recheck"] = None
+        if not r["slow"]:
+            continue
+        why = []
+        if r["z"] is not None and r["z"] < -outlier_z:
+            why.append("z")
+        if min_busbw is not None and r["busbw_gbps"] < min_busbw:
+            why.append("min_busbw")
+        mine = [ln for ln in lines if (ln.get("fa"), ln.get("fb")) == (r["a"], r["b"])]
+        r["recheck"] = _recheck_one(r, mine, size, cut, min_busbw, why, rounds, healthy)
+        if r["recheck"]["status"] == "cleared":
+            r["slow"] = False
+            r["why_slow"] = None
+        elif r["recheck"]["status"] == "slow":
+            r["why_slow"] = f"{r['why_slow']}; {r['recheck']['text']}"
+
+
+def _recheck_one(
+    row: dict[str, Any],
+    lines: list[dict[str, Any]],
+    size: int,
+    cut: float | None,
+    min_busbw: float | None,
+    why: list[str],
+    rounds: int,
+    healthy: bool,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "status": "not_remeasured",
+        "reason": None,
+        "flagged_why": row["why_slow"],
+        "references": [],
+        "rounds": 0,
+        "ratios": [],
+        "busbw_gbps": [],
+        "ratio_median": None,
+        "ratio_upper": None,
+        "busbw_upper_gbps": None,
+        "confidence": None,
+        "cut": cut,
+        "still_slow_by": [],
+        "text": None,
+    }
+    # per round and role: the pair measured and its time (max over directions of the max over
+    # the two ranks' records: both hold the pair's max, the max covers a lost file)
+    seen: dict[tuple[int, str], tuple[tuple[int, int], float]] = {}
+    for ln in lines:
+        if ln.get("status") != "measured" or not ln.get("time_us_ab_max"):
+            continue
+        t = max(float(ln["time_us_ab_max"]), float(ln["time_us_ba_max"]))
+        key = (int(ln["round"]), str(ln["role"]))
+        old = seen.get(key)
+        seen[key] = ((int(ln["a"]), int(ln["b"])), max(t, old[1]) if old else t)
+    done = sorted(k for k, role in seen if role == "flagged" and (k, "reference") in seen)
+    if rounds == 0:
+        out["reason"] = "collectives.recheck_rounds is 0: the passes decide alone"
+    elif not done and not healthy:
+        out["reason"] = "no healthy pair to measure beside it: every other pair was flagged too"
+    elif not done:
+        out["reason"] = (
+            "the ranks recorded no re-measure of it (a run from before the re-measure, or its "
+            "records were lost)"
+        )
+    if not done or size <= 0:
+        return out
+    refs = [list(seen[(k, "reference")][0]) for k in done]
+    busbws = [algbw_gbps(size, seen[(k, "flagged")][1]) for k in done]
+    ratios = [
+        b / algbw_gbps(size, seen[(k, "reference")][1]) for k, b in zip(done, busbws, strict=True)
+    ]
+    decided = pair_recheck.decide(ratios, busbws, cut, min_busbw, why)
+    out.update({k: v for k, v in decided.items() if k in out})
+    out["references"] = [list(p) for p in dict.fromkeys(tuple(p) for p in refs)]
+    out["status"] = "slow" if decided["still_slow"] else "cleared"
+    pct = f"{100 * decided['confidence']:.1f}%"
+    against = []
+    if "z" in why and cut is not None:
+        sign = "<" if "z" in decided["still_slow_by"] else ">="
+        against.append(
+            f"busbw / a healthy pair's beside it: median {decided['ratio_median']:.2f}, upper "
+            f"{pct} bound {decided['ratio_upper']:.2f} {sign} cut {cut:.2f}"
+        )
+    if "min_busbw" in why and min_busbw is not None:
+        sign = "<" if "min_busbw" in decided["still_slow_by"] else ">="
+        against.append(
+            f"busbw upper {pct} bound {decided['busbw_upper_gbps']:.3g} GB/s {sign} "
+            f"--min-busbw {min_busbw:g}"
+        )
+    verdict = "still slow" if decided["still_slow"] else "cleared"
+    out["text"] = (
+        f"re-measured in {len(done)} rounds beside healthy pairs: {'; '.join(against)}: {verdict}"
+    )
+    return out

@@ -8,6 +8,8 @@ Rules (README "Finding the slow link"):
   pair now and then); busbw = algbw = size / time (nccl-tests' sendrecv: factor 1); the pair's
   busbw is the lower of its two directions' (a link is as fast as its slower direction), its
   time the higher;
+- a pair the passes flag slow is re-measured beside healthy pairs and stays slow only when it is
+  slow against them (`pair_verdict.recheck`, `core.pair_recheck`);
 - per rank and per node, the median over the pairs with an end there.
 """
 
@@ -18,7 +20,14 @@ from typing import Any
 
 from minicluster.analysis.collectives import benchmark_metrics, benchmark_result
 from minicluster.analysis.frame import RunFrame
-from minicluster.analysis.pair_verdict import distribution, judge, suspect, verdict
+from minicluster.analysis.pair_verdict import (
+    RECHECK_RULE,
+    distribution,
+    judge,
+    recheck,
+    suspect,
+    verdict,
+)
 from minicluster.analysis.records import RankRecords
 from minicluster.core import pairs, rank_format
 from minicluster.core.collective_defs import algbw_gbps
@@ -76,6 +85,9 @@ def pairwise_block(frame: RunFrame) -> tuple[dict[str, Any], list[str]]:
     size = int(plan["size_bytes"]) if plan else 0
     rows = [_pair_row(a, b, lines.get((a, b), []), size, rank_nodes) for a, b in scheduled]
     judge(rows, s.outlier_z, s.min_busbw_gbps, s.pair_mad_floor)
+    flagged = [[r["a"], r["b"]] for r in rows if r["slow"]]
+    rechecks = [ln for rec in frame.records for ln in rec.other.get(rank_format.PAIR_RECHECK, [])]
+    recheck(rows, rechecks, size, s.outlier_z, s.min_busbw_gbps, s.pair_mad_floor, s.recheck_rounds)
     dist = distribution(rows, s.pair_mad_floor)
     for row in rows:
         name = f"pair {label[row['a']]} - {label[row['b']]}"
@@ -109,6 +121,12 @@ def pairwise_block(frame: RunFrame) -> tuple[dict[str, Any], list[str]]:
         "pairs": rows,
         "matrix_gbps": _matrix(who, rows),
         "slow_pairs": [[r["a"], r["b"]] for r in slow],
+        "recheck_rounds": s.recheck_rounds,
+        "recheck_rule": RECHECK_RULE,
+        "flagged_pairs": flagged,
+        "cleared_pairs": [
+            [r["a"], r["b"]] for r in rows if (r["recheck"] or {}).get("status") == "cleared"
+        ],
         "wrong_total": sum(r["wrong"] or 0 for r in rows),
         "suspect": named,
         "per_rank": _per_rank(who, rows, rank_nodes),

@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config_flag(pairwise, "--per", CollectivesSection, "per")
     config_flag(pairwise, "--passes", CollectivesSection, "passes", metavar="P")
+    config_flag(pairwise, "--recheck-rounds", CollectivesSection, "recheck_rounds", metavar="R")
     config_flag(pairwise, "--outlier-z", CollectivesSection, "outlier_z", metavar="Z")
     config_flag(pairwise, "--min-busbw", CollectivesSection, "min_busbw_gbps", metavar="GBPS")
     pairwise.add_argument(

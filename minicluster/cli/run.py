@@ -387,7 +387,8 @@ def _pairwise(cfg: RunConfig, args: argparse.Namespace, launcher: LocalTorchrun)
         f"pairwise link test of {n} ranks via torchrun: "
         f"{n_pairs} pairs in {order}, send/recv of {format_size(section.pair_bytes)} each way "
         f"(K = 1024), {section.dtype}, {section.warmup_iters} warm-up + {section.iters} timed "
-        f"transfers each way per pair, {section.passes} pass(es){faults}"
+        f"transfers each way per pair, {section.passes} pass(es), a flagged pair re-measured "
+        f"in {section.recheck_rounds} rounds beside healthy pairs{faults}"
     )
     if args.dry_run:
         orchestrate.print_plan(launcher, cfg, args.out, f"collectives: {what}", args.config)
@@ -578,6 +579,7 @@ def collectives_config(args: argparse.Namespace) -> RunConfig:
         schedule=getattr(args, "schedule", None),
         per=getattr(args, "per", None),
         passes=getattr(args, "passes", None),
+        recheck_rounds=getattr(args, "recheck_rounds", None),
         outlier_z=getattr(args, "outlier_z", None),
         min_busbw_gbps=getattr(args, "min_busbw", None),
     )
@@ -596,6 +598,7 @@ _PAIRWISE_ONLY = (
     ("schedule", "--serial/--concurrent"),
     ("per", "--per"),
     ("passes", "--passes"),
+    ("recheck_rounds", "--recheck-rounds"),
     ("outlier_z", "--outlier-z"),
     ("min_busbw", "--min-busbw"),
 )

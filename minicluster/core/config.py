@@ -326,6 +326,18 @@ class CollectivesSection:
             "slow only when it is slow every time",
         ),
     )
+    # After the passes, every pair flagged slow is measured again in this many rounds, each beside
+    # a healthy pair (core.pair_recheck); it stays slow only when the upper 95% bound of its
+    # median busbw ratio to them is below the cut. 0: no re-measure (the passes decide alone).
+    recheck_rounds: int = field(
+        default=8,
+        metadata=_range(
+            0,
+            100,
+            help="re-measure each pair the passes flag slow in R rounds beside healthy pairs; it "
+            "stays slow only when slow against them (0: the passes decide)",
+        ),
+    )
     # A pair is slow when its busbw's robust z (median/MAD over all pairs) is below -outlier_z,
     # or its busbw is below min_busbw_gbps (None: no absolute floor).
     outlier_z: float = field(

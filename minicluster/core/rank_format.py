@@ -18,7 +18,8 @@ a record becomes a line and back; `RankLog` applies one rank's records in order.
 - `collective`: one per (op, message size) of a collectives job.
 - `pair_plan` and `pair`: the pairwise link test (`collectives.pattern: pairwise`): one plan
   (who takes part, on which node; the schedule follows from it, `core.pairs`), then one record
-  per pair the rank was in.
+  per pair the rank was in; then `pair_recheck`: one per re-measure of a pair the passes flagged
+  slow and of the healthy pairs measured beside it (`core.pair_recheck`), on the ranks in it.
 - `isolate_plan` and `isolate_round`: isolation by group testing (`collectives.pattern: isolate`):
   one plan (units, nodes, size, the search's parameters), then one record per round with every
   group's units, role, time and busbw (the same numbers on every rank: they were gathered before
@@ -313,6 +314,27 @@ class Pair(Record):
 
 
 @dataclass(kw_only=True, slots=True)
+class PairRecheck(Record):
+    """One measurement of the re-measure after the passes (`core.pair_recheck`): the flagged pair
+    (fa, fb) or a healthy reference (a, b) beside it, in round `round`; times as in `Pair`."""
+
+    TYPE: ClassVar[str] = "pair_recheck"
+    fa: int  # the flagged pair this round re-measures
+    fb: int
+    round: int
+    role: str  # flagged | reference
+    a: int
+    b: int
+    status: str  # measured | unavailable
+    reason: str | None = None
+    time_us_ab: float | None = None
+    time_us_ba: float | None = None
+    time_us_ab_max: float | None = None
+    time_us_ba_max: float | None = None
+    t_unix_s: float | None = None
+
+
+@dataclass(kw_only=True, slots=True)
 class IsolatePlan(Record):
     """Isolation by group testing: the units (the ranks tested, per node the lowest rank of each),
     the node of every rank, the size, the iterations and the search's parameters
@@ -399,6 +421,7 @@ LineRecord = (
     | Collective
     | PairPlan
     | Pair
+    | PairRecheck
     | IsolatePlan
     | IsolateRound
     | Unknown
@@ -413,12 +436,14 @@ RECORD_CLASSES: tuple[type[Record], ...] = (
     IsolatePlan,
     IsolateRound,
     Pair,
+    PairRecheck,
 )
 # The record class of each type name (what `decode` looks up).
 CLASS_OF_TYPE: dict[str, type[Record]] = {cls.TYPE: cls for cls in RECORD_CLASSES}
 
 HEADER, ROSTER, COMM_TIMING, STEP = Header.TYPE, Roster.TYPE, CommTiming.TYPE, Step.TYPE
 COLLECTIVE, PAIR_PLAN, PAIR = Collective.TYPE, PairPlan.TYPE, Pair.TYPE
+PAIR_RECHECK = PairRecheck.TYPE
 RECORD_TYPES = tuple(CLASS_OF_TYPE)
 BENCH_TYPES = (COLLECTIVE, PAIR_PLAN, PAIR)
 # The keys of each line, in the order the recorder writes them.

@@ -11,6 +11,10 @@ then the max of the two ranks' means (max across ranks). The bytes travel by
 `torch.distributed.isend`/`irecv` (`TRANSPORT`); busbw = algbw for send/recv (nccl-tests'
 sendrecv). After every round, every rank meets at a barrier, so rounds never overlap. The whole
 schedule runs `passes` times; each pass records its own time (the analysis keeps the fastest).
+Then every pair the passes flag slow (the times gathered from every rank, judged by
+`core.pair_recheck.flagged`, the analysis's rule) is measured again, alone, in
+`recheck_rounds` rounds, each beside a healthy pair (warm-up and timed loop as above, no check),
+every rank at a barrier after each measurement: one `pair_recheck` record per measurement.
 
 Runs inside an initialized process group; the worker owns set-up, records and teardown.
 """
@@ -25,11 +29,11 @@ from typing import Any
 import torch
 import torch.distributed as tdist
 
-from minicluster.core import pairs
-from minicluster.core.collective_defs import DTYPE_BYTES, RANK_STEP
+from minicluster.core import pair_recheck, pairs
+from minicluster.core.collective_defs import DTYPE_BYTES, RANK_STEP, algbw_gbps
 from minicluster.core.config import CollectivesSection
 from minicluster.core.errors import ConfigError
-from minicluster.core.rank_format import Pair, PairPlan
+from minicluster.core.rank_format import Pair, PairPlan, PairRecheck
 from minicluster.rank.collectives import (
     MOVE_PRIME,
     NOT_WRITTEN,
@@ -41,7 +45,7 @@ from minicluster.rank.collectives import (
 log = logging.getLogger(__name__)
 
 TRANSPORT = "send_recv"
-Emit = Callable[[PairPlan | Pair], None]
+Emit = Callable[[PairPlan | Pair | PairRecheck], None]
 
 
 def participants(per: str, nodes: list[str]) -> list[int]:
@@ -118,16 +122,74 @@ def run_pairwise(
     link = _Link(section, rank, count, device)
     mine = [(i, p) for i, r in enumerate(rounds) for p in r if rank in p]
     total = section.passes * len(rounds)
+    measured: list[Pair] = []
     for n_pass in range(section.passes):
         next_pair = 0
         for i in range(len(rounds)):
             if next_pair < len(mine) and mine[next_pair][0] == i:
-                emit(link.pair(n_pass, i, mine[next_pair][1]))
+                record = link.pair(n_pass, i, mine[next_pair][1])
+                measured.append(record)
+                emit(record)
                 next_pair += 1
             link.barrier()  # the next round starts when every pair of this one is done
             done = n_pass * len(rounds) + i + 1
             if progress and rank == 0 and done % max(1, total // 5) == 0:
                 log.info("pairwise: round %d/%d done", done, total)
+    if section.recheck_rounds > 0:
+        recheck(section, rank, world_size, [p for r in rounds for p in r], measured, link, emit)
+
+
+def best_busbw(records: list[list[Any]], size: int) -> dict[pairs.Pair, float]:
+    """Each pair's busbw as the analysis takes it: per direction the fastest pass of the max over
+    the pair's ranks, the pair's time the slower direction's. records: [a, b, pass, ab, ba]."""
+    by_pass: dict[pairs.Pair, dict[int, list[float]]] = {}
+    for a, b, n_pass, ab, ba in records:
+        cur = by_pass.setdefault((a, b), {}).setdefault(n_pass, [0.0, 0.0])
+        cur[0], cur[1] = max(cur[0], ab), max(cur[1], ba)
+    out = {}
+    for p, passes in by_pass.items():
+        time_us = max(min(t[0] for t in passes.values()), min(t[1] for t in passes.values()))
+        if time_us > 0:
+            out[p] = algbw_gbps(size, time_us)
+    return out
+
+
+def recheck(
+    section: CollectivesSection,
+    rank: int,
+    world_size: int,
+    scheduled: list[pairs.Pair],
+    measured: list[Pair],
+    link: _Link,
+    emit: Emit,
+) -> None:
+    """Re-measure every pair the passes flag slow beside healthy pairs (`core.pair_recheck`):
+    every rank gathers every pair's times, judges them alike and takes part in the barriers."""
+    mine = [
+        [m.a, m.b, m.pass_, m.time_us_ab_max, m.time_us_ba_max]
+        for m in measured
+        if m.status == "measured" and m.time_us_ab_max and m.time_us_ba_max
+    ]
+    gathered: list[Any] = [None] * world_size
+    tdist.all_gather_object(gathered, mine)
+    busbw = best_busbw([r for g in gathered for r in g], link.size)
+    ordered = {p: busbw[p] for p in scheduled if p in busbw}
+    slow = pair_recheck.flagged(
+        ordered, section.outlier_z, section.min_busbw_gbps, section.pair_mad_floor
+    )
+    healthy = [p for p in ordered if p not in slow]
+    for flagged in slow:
+        plan = pair_recheck.schedule(flagged, healthy, section.recheck_rounds)
+        if rank == 0:
+            log.info(
+                "pairwise: pair %d-%d flagged slow: re-measured in %d rounds beside healthy pairs",
+                *flagged,
+                section.recheck_rounds,
+            )
+        for k, role, p in plan:
+            if rank in p:
+                emit(link.remeasure(k, role, flagged, p))
+            link.barrier()
 
 
 class _Link:
@@ -144,6 +206,7 @@ class _Link:
         # rank s sends (s + i) % p at element i: a value from the wrong rank or offset differs
         self.send_buf = pattern(count, lambda i: (rank * RANK_STEP + i) % p, dt, device)
         self.recv_buf = torch.full((count,), NOT_WRITTEN, dtype=dt, device=device)
+        self.size = count * DTYPE_BYTES[section.dtype]
 
     def pair(self, n_pass: int, round_index: int, pair: pairs.Pair) -> Pair:
         """Check, warm up and time the pair (a, b) this rank is in: its `pair` record."""
@@ -176,6 +239,39 @@ class _Link:
             time_us_ab_max=both[0],
             time_us_ba_max=both[1],
             wrong=wrong,
+            t_unix_s=time.time(),
+        )
+
+    def remeasure(
+        self, round_index: int, role: str, flagged: pairs.Pair, pair: pairs.Pair
+    ) -> PairRecheck:
+        """Warm up and time the pair (a, b) this rank is in again, as `pair` does (no check):
+        its `pair_recheck` record for the re-measure of `flagged`."""
+        a, b = pair
+        peer = b if self.rank == a else a
+        for _ in range(self.s.warmup_iters):
+            self._transfer(a, b)
+            self._transfer(b, a)
+        mine = torch.tensor(
+            [self._timed_mean_us(a, b, peer), self._timed_mean_us(b, a, peer)],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        theirs = self._exchange(peer, mine.clone())
+        own = mine.tolist()
+        both = torch.maximum(mine, theirs).tolist()
+        return PairRecheck(
+            fa=flagged[0],
+            fb=flagged[1],
+            round=round_index,
+            role=role,
+            a=a,
+            b=b,
+            status="measured",
+            time_us_ab=own[0],
+            time_us_ba=own[1],
+            time_us_ab_max=both[0],
+            time_us_ba_max=both[1],
             t_unix_s=time.time(),
         )
 

@@ -90,6 +90,11 @@ def pairs_table(pw: Pairwise, max_rows: int | None = None) -> TextTable:
     )
     if pw.min_busbw_gbps is not None:
         note += f" or busbw < {fmt_num(pw.min_busbw_gbps)} GB/s"
+    if pw.recheck_rounds:
+        note += (
+            f"; a flagged pair is re-measured in {pw.recheck_rounds} rounds beside healthy pairs "
+            "and stays slow only when slow against them"
+        )
     note += ". #wrong: received elements that differ from the sender's pattern, both ways."
     if dist.reason:
         note += f" {dist.reason}."
@@ -118,6 +123,8 @@ def pairs_table(pw: Pairwise, max_rows: int | None = None) -> TextTable:
             verdict = f"not measured: {text(r.reason)}"
         elif r.slow:
             verdict = f"SLOW: {r.why_slow}"
+        elif r.recheck is not None and r.recheck.status == "cleared":
+            verdict = f"ok: flagged by the passes ({r.recheck.flagged_why}); {r.recheck.text}"
         if r.wrong:
             verdict = f"WRONG ({r.wrong} elements)" + ("" if verdict == "ok" else f"; {verdict}")
         if verdict != "ok":

@@ -1146,6 +1146,44 @@ class PairEntry(Section):
     z: float | None = None
     slow: bool
     why_slow: str | None = None
+    flagged: bool | None = spec(
+        None,
+        omit_none=True,
+        doc="slow by the passes alone (the rule before the re-measure); absent before it",
+    )
+    recheck: PairRecheck | None = spec(
+        None, omit_none=True, doc="the re-measure of a flagged pair; null when not flagged"
+    )
+
+
+@dataclass(kw_only=True)
+class PairRecheck(Section):
+    """The re-measure of a pair the passes flagged slow, beside healthy pairs (core.pair_recheck):
+    per round the flagged pair's busbw / the healthy pair's measured right before or after it."""
+
+    status: Literal["slow", "cleared", "not_remeasured"] = spec(
+        doc="slow: slow against the healthy pairs too; cleared: not, so not slow; "
+        "not_remeasured: no round to judge by (reason), the passes' verdict stands"
+    )
+    reason: str | None = None
+    flagged_why: str | None = spec(None, doc="why the passes flagged it")
+    references: list[Annotated[list[int], Constraint(minItems=2, maxItems=2)]] = spec(
+        factory=list, doc="the healthy pairs measured beside it, in turn"
+    )
+    rounds: int = spec(0, doc="rounds with both the pair and its reference measured")
+    ratios: list[float] = spec(factory=list, doc="per round: busbw / the reference's busbw")
+    busbw_gbps: list[float] = spec(factory=list, doc="per round: the pair's re-measured busbw")
+    ratio_median: float | None = None
+    ratio_upper: float | None = spec(
+        None, doc="one-sided upper confidence bound of the median ratio (sign test)"
+    )
+    busbw_upper_gbps: float | None = None
+    confidence: float | None = spec(None, doc="of the upper bounds (one-sided)")
+    cut: float | None = spec(
+        None, doc="exp(-outlier_z x mad_floor_frac): the ratio the re-measure judges by"
+    )
+    still_slow_by: list[str] = spec(factory=list, doc="the rules it is still slow by: z, min_busbw")
+    text: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -1229,6 +1267,16 @@ class Pairwise(Section):
         doc="[i][j]: busbw of direction participants[i] -> participants[j]"
     )
     slow_pairs: list[Annotated[list[int], Constraint(minItems=2, maxItems=2)]]
+    recheck_rounds: int | None = spec(
+        None, nullable=False, omit_none=True, doc="rounds of the re-measure (0: none)"
+    )
+    recheck_rule: str | None = spec(None, omit_none=True)
+    flagged_pairs: list[Annotated[list[int], Constraint(minItems=2, maxItems=2)]] | None = spec(
+        None, nullable=False, omit_none=True, doc="slow by the passes alone, before the re-measure"
+    )
+    cleared_pairs: list[Annotated[list[int], Constraint(minItems=2, maxItems=2)]] | None = spec(
+        None, nullable=False, omit_none=True, doc="flagged, re-measured and cleared"
+    )
     wrong_total: NonNegative
     suspect: Suspect
     per_rank: list[PairwiseRank] = spec(factory=list)

@@ -1,5 +1,6 @@
 """`minicluster collectives --pattern pairwise` end to end: real torchrun, 4 gloo ranks, a slow
-link injected in the transport between ranks 1 and 2; and the command's bad input."""
+link injected in the transport between ranks 1 and 2 (flagged by the passes, and still slow when
+re-measured beside healthy pairs); and the command's bad input."""
 
 from __future__ import annotations
 
@@ -60,6 +61,14 @@ def test_a_slow_link_exits_1_naming_the_pair_and_the_link(run_cli: RunCli, tmp_p
     pw = result["pairwise"]
     assert [1, 2] in pw["slow_pairs"]
     assert pw["passes"] == 2 and pw["transport"] == "send_recv"
+    # flagged by the passes, then slow again beside healthy pairs measured in the same window
+    (row,) = [r for r in pw["pairs"] if (r["a"], r["b"]) == (1, 2)]
+    rc = row["recheck"]
+    assert row["flagged"] and [1, 2] in pw["flagged_pairs"] and [1, 2] not in pw["cleared_pairs"]
+    assert rc["status"] == "slow" and rc["rounds"] == pw["recheck_rounds"] == 8, rc
+    assert rc["ratio_upper"] < rc["cut"] and rc["confidence"] > 0.95
+    assert [1, 2] not in rc["references"] and len(rc["references"]) >= 2
+    assert "re-measured in 8 rounds beside healthy pairs" in row["why_slow"]
     # the verdict comes first, right under the title line, naming the pair and the suspect
     lines = proc.stdout.splitlines()
     title = next(i for i, line in enumerate(lines) if line.startswith("minicluster pairwise "))
@@ -85,6 +94,7 @@ def test_a_slow_link_exits_1_naming_the_pair_and_the_link(run_cli: RunCli, tmp_p
         (["--pattern", "pairwise", "--sizes", "1K:4K"], "--sizes applies to --pattern all"),
         (["--pattern", "pairwise", "--ops", "all_reduce"], "--ops applies to --pattern all"),
         (["--serial"], "--serial/--concurrent applies to --pattern pairwise"),
+        (["--recheck-rounds", "3"], "--recheck-rounds applies to --pattern pairwise"),
         (["--size", "1M"], "--size applies to --pattern pairwise"),
         (["--pattern", "pairwise", "--size", "1M:2M"], "--size: expected one size"),
         (["--pattern", "pairwise", "--nproc", "1"], "it needs --nproc 2 or more"),

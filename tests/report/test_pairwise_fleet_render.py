@@ -221,3 +221,29 @@ def test_fleet_tables_never_cut_a_value(width: int) -> None:
     assert "node3" in text and "OUTLIER" in text
     if width == 80:
         assert "left out for the terminal width" in text
+
+
+def test_a_pair_cleared_on_re_measure_reads_ok_with_why_it_was_flagged() -> None:
+    """The real slow-link result with its pair 1-2 judged cleared (as a re-measure beside healthy
+    pairs would): the pairs table says ok, that the passes flagged it, and the re-measure."""
+    from minicluster.report.pairwise import pairs_table
+
+    r = _pairwise_result()
+    pw = r["pairwise"]
+    (row,) = [p for p in pw["pairs"] if (p["a"], p["b"]) == (1, 2)]
+    row.update(
+        slow=False,
+        flagged=True,
+        recheck={
+            "status": "cleared",
+            "flagged_why": row["why_slow"],
+            "rounds": 8,
+            "text": "re-measured in 8 rounds beside healthy pairs: ...: cleared",
+        },
+        why_slow=None,
+    )
+    pw.update(recheck_rounds=8, flagged_pairs=[[1, 2]], cleared_pairs=[[1, 2]], slow_pairs=[])
+    table = pairs_table(RunResult.from_json(r).pairwise)  # type: ignore[arg-type]
+    (line,) = [t for t in table.rows if t[0] == "rank 1 - rank 2"]
+    assert line[-1].startswith("ok: flagged by the passes (busbw ")
+    assert line[-1].endswith("cleared") and "re-measured in 8 rounds" in table.note

@@ -1,0 +1,139 @@
+"""The re-measure of the pairwise link test's flagged pairs: which pairs the passes flag slow (on
+the ranks, while they run, by the rule `analysis.pair_verdict.judge` applies afterwards), which
+healthy pairs they are re-measured beside, and the decision from the side-by-side rounds. Pure
+Python: the ranks import it (they import only core) and so does the analysis.
+
+Why: a busy host slows a healthy pair now and then, and now and then in every pass (measured: 1
+of 10 clean 4-rank runs at load 7 had a pair at 37% of the median in both of 2 passes, z -4.6).
+A pair that is slow only because the host was busy while it ran is not slow beside a healthy
+pair measured right before or after it; a slow link is slow whatever runs next to it.
+
+Rules (README "Finding the slow link"):
+- flagged: robust z of ln(busbw) over the measured pairs below -outlier_z (median and MAD x
+  1.4826 of the logs, the MAD counted as at least the floor; 3 measured pairs or more), or
+  busbw below min_busbw: `analysis.pair_verdict.judge`'s rule;
+- each flagged pair is re-measured in `rounds` rounds, each round the flagged pair and one
+  healthy (not flagged) pair one after the other, alone (serial, every rank at a barrier
+  between them), the order alternating round by round (flagged first in even rounds), the
+  healthy pairs taken in turn (those sharing no rank with the flagged pair first);
+- per round, ratio = the flagged pair's busbw / the healthy pair's; the upper confidence bound
+  of the median ratio is an order statistic of the ratios (a sign test: distribution-free; at
+  least 95% one-sided where the rounds allow it, `median_upper_bound`);
+- the pair stays slow (z rule) when that upper bound is below the cut exp(-outlier_z x floor)
+  (0.50 at z 3.5 and the floor 0.2; the passes' own scale when the floor is 0): the rounds
+  cancel the host's load, so a spread the load widened in the passes does not lower the cut;
+  (min-busbw rule) when the same bound on its re-measured busbw is below min_busbw. Otherwise
+  it is cleared.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Pair = tuple[int, int]
+
+MIN_PAIRS_FOR_Z = 3  # below this, no distribution: only min_busbw judges
+# scipy.stats.median_abs_deviation(scale="normal") divides by the normal quantile at 0.75
+MAD_NORMAL = 1.0 / 0.6744897501960817
+CONFIDENCE = 0.95  # one-sided, of the median ratio's upper bound
+
+
+def flagged(
+    busbw: Mapping[Pair, float], outlier_z: float, min_busbw: float | None, floor: float
+) -> list[Pair]:
+    """The pairs the passes flag slow (busbw: each measured pair's best-pass busbw, GB/s), in
+    the order given."""
+    pairs = [p for p, b in busbw.items() if b > 0 and math.isfinite(b)]
+    cut = None
+    if len(pairs) >= MIN_PAIRS_FOR_Z:
+        logs = [math.log(busbw[p]) for p in pairs]
+        center = statistics.median(logs)
+        scale = max(statistics.median(abs(x - center) for x in logs) * MAD_NORMAL, floor)
+        cut = (center, scale)
+    out = []
+    for p in pairs:
+        slow = min_busbw is not None and busbw[p] < min_busbw
+        if cut is not None and cut[1] > 0:
+            slow = slow or (math.log(busbw[p]) - cut[0]) / cut[1] < -outlier_z
+        if slow:
+            out.append(p)
+    return out
+
+
+def references(pair: Pair, healthy: Sequence[Pair]) -> list[Pair]:
+    """The healthy pairs `pair` is re-measured beside, in turn: those sharing no rank with it
+    first (a rank's own trouble cannot then slow both sides of a round), then the rest, each
+    group in the order given."""
+    apart = [h for h in healthy if not set(h) & set(pair)]
+    return apart + [h for h in healthy if h not in apart]
+
+
+def schedule(pair: Pair, healthy: Sequence[Pair], rounds: int) -> list[tuple[int, str, Pair]]:
+    """(round, role, pair) in the order measured: `rounds` rounds of the flagged pair and one
+    reference (role `flagged` / `reference`), flagged first in even rounds; empty without a
+    healthy pair."""
+    refs = references(pair, healthy)
+    if not refs:
+        return []
+    out: list[tuple[int, str, Pair]] = []
+    for k in range(rounds):
+        ref = refs[k % len(refs)]
+        both = [(k, "flagged", pair), (k, "reference", ref)]
+        out.extend(both if k % 2 == 0 else both[::-1])
+    return out
+
+
+def median_upper_bound(
+    values: Sequence[float], confidence: float = CONFIDENCE
+) -> tuple[float, float]:
+    """A distribution-free one-sided upper confidence bound of the median of `values` (a sign
+    test) and its confidence: the j-th smallest value, j the smallest with P(Bin(n, 1/2) >= j)
+    <= 1 - confidence (at least `confidence` that the median is at or below it); with too few
+    values for that (n < 5 at 95%), the largest, at confidence 1 - 2^-n. ValueError when empty."""
+    xs = sorted(values)
+    n = len(xs)
+    if n == 0:
+        raise ValueError("no values")
+    alpha = 1.0 - confidence
+    for j in range(1, n + 1):
+        tail = sum(math.comb(n, i) for i in range(j, n + 1)) / 2**n  # P(B >= j)
+        if tail <= alpha:
+            return xs[j - 1], 1.0 - tail
+    return xs[-1], 1.0 - 0.5**n
+
+
+def decide(
+    ratios: Sequence[float],
+    busbws: Sequence[float],
+    cut: float | None,
+    min_busbw: float | None,
+    why: Sequence[str],
+) -> dict[str, Any]:
+    """The re-measure's verdict on one flagged pair.
+
+    ratios: per round, the flagged pair's busbw / its reference's; busbws: the flagged pair's
+    re-measured busbw per round; cut: the ratio to the median below which the passes call a pair
+    slow (exp(-outlier_z x floor)), None when no z was judged; why: the rules that flagged it
+    (`z`, `min_busbw`). Returns `still_slow` and the evidence."""
+    ratio_hi, conf = median_upper_bound(ratios)
+    bw_hi, _ = median_upper_bound(busbws)
+    still = []
+    if "z" in why and cut is not None and ratio_hi < cut:
+        still.append("z")
+    if "min_busbw" in why and min_busbw is not None and bw_hi < min_busbw:
+        still.append("min_busbw")
+    return {
+        "still_slow": bool(still),
+        "still_slow_by": still,
+        "rounds": len(ratios),
+        "ratios": list(ratios),
+        "ratio_median": statistics.median(ratios),
+        "ratio_upper": ratio_hi,
+        "busbw_gbps": list(busbws),
+        "busbw_upper_gbps": bw_hi,
+        "confidence": conf,
+        "cut": cut,
+    }
