@@ -110,6 +110,12 @@ def sweep_layouts(args: argparse.Namespace) -> int:
             # The hint names run's flag; this command's world size is --world-sizes.
             text = str(e).replace("ranks: --nproc ", "ranks: --world-sizes ")
             raise ConfigError(f"--layouts {spec}: {text}") from None
+        same = next((name for name, _ in configs if name == lay.label), None)
+        if same is not None:
+            raise InputError(
+                f"--layouts {spec}: the same layout as an earlier one ({lay.label}): give each "
+                "layout once"
+            )
         configs.append((lay.label, one))
     fault_spec.check_against_run(cfg.faults, world, cfg.steps.warmup + cfg.steps.measured)
     orchestrate.check_required(cfg)

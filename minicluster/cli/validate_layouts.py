@@ -97,7 +97,11 @@ def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launche
         one = config_mod.with_parallel(
             dataclasses.replace(cfg, parallel=config_mod.ParallelSection()), flag
         )
-        config_mod.check_layout(one, world)
+        label = config_mod.check_layout(one, world).label
+        same = next((n for n, c in configs if c.parallel.layout(world).label == label), None)
+        if same is not None:
+            what = f"{name} is given twice" if same == name else f"{name} is {same} ({label})"
+            raise InputError(f"--layouts: {what}: give each layout once")
         configs.append((name, one))
     tol = REL_TOLERANCE[cfg.run.precision]
     if args.dry_run:

@@ -25,6 +25,20 @@ def test_layout_names_and_degree_specs() -> None:
         layout_specs("ddp", 2)
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("layouts", "says"),
+    [("ddp,fsdp,ddp", "ddp is given twice"), ("dp_replicate=2;dp_shard=2;dp_replicate=2", "twice")],
+)
+def test_a_layout_given_twice_is_one_line_exit_2(
+    run_cli: RunCli, tmp_path: Path, layouts: str, says: str
+) -> None:
+    cfg = _tiny_llama(tmp_path)
+    proc = run_cli("validate", "-c", str(cfg), "--layouts", layouts, "--out", str(tmp_path / "v"))
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "v").exists()
+
+
 def test_the_first_step_beyond_the_tolerance_is_named() -> None:
     ref = {0: 5.0, 1: 4.9, 2: 4.8}
     assert first_divergence(ref, {0: 5.0, 1: 4.90001, 2: 4.80002}, 1e-4) is None
