@@ -72,7 +72,10 @@ def test_rows_and_table_show_each_layout_s_own_figures_side_by_side() -> None:
         (("--layouts", FOUR, "--world-sizes", "2,4"), "--world-sizes takes one number"),
         (("--layouts", FOUR, "--parallel", "tp=2"), "sweep --layouts takes no --parallel"),
         (("--layouts", "pp=4;dp_shard=4"), "parallel.pp_microbatches (8) does not divide"),
-        (("--layouts", "dp_shard=4;dp_replicate=4;dp_shard=4"), "the same layout as an earlier one"),
+        (
+            ("--layouts", "dp_shard=4;dp_replicate=4;dp_shard=4"),
+            "the same layout as an earlier one",
+        ),
     ],
 )
 @pytest.mark.timeout(60)
