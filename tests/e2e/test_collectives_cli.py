@@ -227,6 +227,7 @@ def test_collectives_flags_are_frozen() -> None:
         "--serial",
         "--per",
         "--passes",
+        "--recheck-rounds",
         "--outlier-z",
         "--min-busbw",
         "--fault",
