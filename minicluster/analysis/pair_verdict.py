@@ -173,6 +173,13 @@ def verdict(block: dict[str, Any], label: dict[int, str]) -> str:
     if slow or wrong:
         return "pairwise: " + "; ".join(parts)
     median = dist.get("median")
+    if median is None and not block["min_busbw_gbps"]:
+        # one or two pairs: nothing to judge a pair against, and no floor given
+        return (
+            f"pairwise: speed not judged: {len(measured)} of {len(rows)} pairs measured, none "
+            f"wrong; {dist['reason']}: give --min-busbw GBPS to judge them"
+            + "".join(f"; {p}" for p in parts)
+        )
     where = f"median busbw {median:.3g} GB/s, " if median is not None else ""
     return (
         f"pairwise: ok: {len(measured)} of {len(rows)} pairs measured, none slow or wrong "

@@ -192,7 +192,9 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
             session.held.update(tracker=tracker)
             timer, timing_method = tracker, comm_methods.KINDS_HOST_CLOCK
     if cfg.run.fixed_global_batch:
-        _shard_batches(wl, layout.tp * layout.pp)  # the ranks of a tp/pp group share one batch
+        _shard_batches(
+            wl, layout.tp * layout.pp, cfg.workload
+        )  # the ranks of a tp/pp group share one batch
     # The header is already on disk (written before DDP's first collective): this record adds
     # the timing method from step 0 on.
     session.write(CommTiming(method=timing_method, fallback=fallback or forced, from_step=0))
@@ -453,7 +455,7 @@ def pipeline_step(
     )
 
 
-def _shard_batches(wl: workloads.Workload, shards: int) -> None:
+def _shard_batches(wl: workloads.Workload, shards: int, cfg_workload: object = None) -> None:
     """Make each data-parallel rank train on `shards` consecutive per-rank batches (the global
     batch of a run with one data-parallel rank per rank, concatenated), so a layout with fewer
     data-parallel ranks sees the same data as DDP."""
@@ -462,8 +464,9 @@ def _shard_batches(wl: workloads.Workload, shards: int) -> None:
     if not wl.any_rank_batches:
         from minicluster.rank.workloads.custom import UserCodeError
 
+        factory = getattr(cfg_workload, "factory", "")
         raise UserCodeError(
-            "workload.factory: a fixed global batch under tensor or pipeline parallel (validate "
+            f"workload.factory {factory}: a fixed global batch under tensor or pipeline parallel (validate "
             "--layouts) needs make_batch(step, dp_rank), which makes any data-parallel rank's "
             "batch; make_batch(step) makes only this rank's"
         )

@@ -199,6 +199,18 @@ def print_run_summary(result: RunResult, console: Console | None = None) -> None
             + (f" step {escape(step)}" if step not in ("", "n/a") else "")
             + (f": {escape(details)}" if details else "")
         )
+    link = result.link
+    if (
+        link is not None
+        and not link.judged
+        and any(f.kind == "slow_link" for f in result.faults.injected)
+    ):
+        # the fault was injected and nothing judged it: say so where the user looks
+        console.print(
+            f"[magenta]link not judged:[/magenta] {escape(link.reason or 'no expected busbw')}; "
+            "give --expect-busbw GBPS, or re-judge the run: minicluster aggregate DIR "
+            "--expect-busbw GBPS"
+        )
     if view.validation is not None:
         print_fitted(console, view.validation)
         console.print(f"validation: {escape(view.validation.note)}")

@@ -83,6 +83,19 @@ def test_with_fewer_than_three_pairs_only_the_minimum_judges() -> None:
     assert rows[0]["slow"]
 
 
+def test_one_pair_without_a_minimum_is_not_judged_not_ok() -> None:
+    from minicluster.analysis.pair_verdict import distribution, verdict
+
+    rows = _rows(2, {(0, 1): 0.01})  # a 100x slow link, alone: nothing to hold it against
+    judge(rows, 3.5, None, 0.2)
+    rows[0]["wrong"] = 0
+    block = {"pairs": rows, "distribution": distribution(rows, 0.2), "outlier_z": 3.5,
+             "min_busbw_gbps": None}  # fmt: skip
+    line = verdict(block, {0: "rank 0", 1: "rank 1"})
+    assert line.startswith("pairwise: speed not judged: 1 of 1 pairs measured") and "ok" not in line
+    assert "give --min-busbw" in line
+
+
 SIZE = 10**9  # busbw (GB/s) = 1e6 / time_us
 
 

@@ -173,6 +173,8 @@ def test_without_an_expectation_the_link_is_not_judged(
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert result["link"]["judged"] is False
     assert "not judged" in result["link"]["reason"]
+    # and the summary says so beside the injected fault, with how to judge it
+    assert "link not judged:" in proc.stdout and "--expect-busbw" in proc.stdout
     assert _detected(result, "slow_link") == []  # no guess without an expected figure
 
 
