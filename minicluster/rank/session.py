@@ -38,7 +38,7 @@ class RankSession:
     """Owns what every job of a rank has. `gather`: send this rank's log to rank 0 at the end
     (the launcher reads no files: Ray, a job across nodes, an outside launcher); rank 0 then finds
     every rank's log in `gathered`. Without it the log keeps no steps and nothing is sent. With
-    a `reducer` too, the gather goes by node (`_gather_by_node`): rank 0 finds every node's
+    a `reducer` too, the gather goes by node (`gather_by_node`): rank 0 finds every node's
     share (its reduction, or its ranks' logs) in `in_band`.
 
     On the way out, whatever happened: a failed (or interrupted) summary when the job raised
@@ -129,7 +129,7 @@ class RankSession:
         self.recorder.finish(summary)
         self._finished = True
         if self.gather and self.reducer is not None and self._roster is not None:
-            self.in_band = _gather_by_node(self.recorder.log, self.info, self._roster, self.reducer)
+            self.in_band = gather_by_node(self.recorder.log, self.info, self._roster, self.reducer)
         elif self.gather:
             self.gathered = _gather_on_rank0(self.recorder.log, self.info, self._roster)
 
@@ -243,7 +243,7 @@ def _gather_on_rank0(
     return gathered
 
 
-def _gather_by_node(
+def gather_by_node(
     mine: RankLog, info: dist.RankInfo, roster: rank_format.Roster, reducer: NodeReducer
 ) -> InBand | None:
     """The in-band gather in two levels (`core.in_band`): every rank sends its log to its

@@ -1,4 +1,4 @@
-"""The in-band gather by node (`rank.session._gather_by_node`) on four real gloo processes laid
+"""The in-band gather by node (`rank.session.gather_by_node`) on four real gloo processes laid
 out as two nodes of two ranks: every node's leader sends rank 0 its node's reduction; when one
 node cannot reduce, every node sends its ranks' logs instead, with the reason, and no log is
 lost."""
@@ -45,7 +45,7 @@ def _rank(rank: int, store: str, out: str, reducer_name: str, per_node: int) -> 
             {"type": "step", "step": s, "step_time_ms": 10.0 + rank} for s in range(50)
         ]
         reducer = {"ok": reduce_ok, "fails": reduce_fails_on_node_1}[reducer_name]
-        got = session._gather_by_node(mine, info, roster, reducer)
+        got = session.gather_by_node(mine, info, roster, reducer)
         if rank == 0:
             Path(out, "in_band.pickle").write_bytes(pickle.dumps(got))
         else:
