@@ -83,11 +83,29 @@ def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], pos: int, names: tuple[s
     return args[pos] if len(args) > pos else None
 
 
-class KindTracker:
+class Patches:
+    """Attributes replaced on their owners (`torch.distributed`, its functional collectives)
+    while installed; `uninstall` puts the originals back, last replaced first."""
+
+    def __init__(self) -> None:
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def uninstall(self) -> None:
+        for owner, name, original in reversed(self._saved):
+            setattr(owner, name, original)
+        self._saved.clear()
+
+    def _patch(self, owner: Any, name: str, wrapper: Any) -> None:
+        self._saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, wrapper)
+
+
+class KindTracker(Patches):
     """Wraps the collective entry points while installed; `take_step()` gives the step's figures
     per kind and resets."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[Call] = []
         self.last_kinds: dict[str, dict[str, Any]] = {}  # the last step's, from take_step
         # the last step's sync points: per call in issue order, the ms this rank was blocked in
@@ -96,7 +114,6 @@ class KindTracker:
         self.last_syncs: list[tuple[float, int | None, str, float | None]] = []
         self._leaders: dict[int, int | None] = {}  # id(group) -> its lowest global rank
         self._works: dict[int, Call] = {}
-        self._saved: list[tuple[Any, str, Any]] = []
 
     def install(self) -> None:
         for name, (kind, pos, names) in C10D_CALLS.items():
@@ -113,15 +130,6 @@ class KindTracker:
                     funcol, name, self._funcol_wrapper(getattr(funcol, name), kind, gpos, scaled)
                 )
         self._patch(dist.Work, "wait", self._wait_wrapper(dist.Work.wait))
-
-    def uninstall(self) -> None:
-        for owner, name, original in reversed(self._saved):
-            setattr(owner, name, original)
-        self._saved.clear()
-
-    def _patch(self, owner: Any, name: str, wrapper: Any) -> None:
-        self._saved.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, wrapper)
 
     def _c10d_wrapper(
         self, original: Callable[..., Any], kind: str, pos: int, names: tuple[str, ...]

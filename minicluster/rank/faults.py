@@ -170,7 +170,7 @@ class _DelayedWork:
         return self.future.done()
 
 
-class SlowTransport:
+class SlowTransport(comm_kinds.Patches):
     """A slow link at this rank: every collective and send it carries leaves `link_delay_s`
     late, issued in order from one sender thread, so the caller is not held (compute stays on
     time) and the transfer ends late on every rank, exactly as over a slow link. Receives are
@@ -190,11 +190,11 @@ class SlowTransport:
     """
 
     def __init__(self, injector: FaultInjector) -> None:
+        super().__init__()
         self.injector = injector
         self.real_all_reduce = dist.all_reduce
         self.real_isend = dist.isend
         self.queue: queue.Queue[tuple[Callable[[], Any], Any, _DelayedWork, float]] = queue.Queue()
-        self._saved: list[tuple[Any, str, Any]] = []
         threading.Thread(target=self._send, name="slow-link", daemon=True).start()
 
     def install(self) -> None:
@@ -209,15 +209,6 @@ class SlowTransport:
         for name, (_kind, gpos, _scaled) in comm_kinds.FUNCOL_CALLS.items():
             if hasattr(funcol, name):
                 self._patch(funcol, name, self._funcol(getattr(funcol, name), gpos))
-
-    def uninstall(self) -> None:
-        for owner, name, original in reversed(self._saved):
-            setattr(owner, name, original)
-        self._saved.clear()
-
-    def _patch(self, owner: Any, name: str, wrapper: Any) -> None:
-        self._saved.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, wrapper)
 
     def _others(self, group: Any) -> frozenset[int]:
         return frozenset(dist.get_process_group_ranks(group or dist.group.WORLD)) - {

@@ -217,17 +217,7 @@ class _Link:
         self._transfer(a, b)
         self._transfer(b, a)
         wrong = count_wrong(self.recv_buf, lambda i: (peer * RANK_STEP + i) % p)
-        for _ in range(self.s.warmup_iters):
-            self._transfer(a, b)
-            self._transfer(b, a)
-        mine = torch.tensor(
-            [self._timed_mean_us(a, b, peer), self._timed_mean_us(b, a, peer)],
-            dtype=torch.float64,
-            device=self.device,
-        )
-        theirs = self._exchange(peer, mine.clone())
-        own = mine.tolist()
-        both = torch.maximum(mine, theirs).tolist()
+        own, both = self._warm_and_time(a, b, peer)
         return Pair(
             pass_=n_pass,
             round=round_index,
@@ -248,18 +238,7 @@ class _Link:
         """Warm up and time the pair (a, b) this rank is in again, as `pair` does (no check):
         its `pair_recheck` record for the re-measure of `flagged`."""
         a, b = pair
-        peer = b if self.rank == a else a
-        for _ in range(self.s.warmup_iters):
-            self._transfer(a, b)
-            self._transfer(b, a)
-        mine = torch.tensor(
-            [self._timed_mean_us(a, b, peer), self._timed_mean_us(b, a, peer)],
-            dtype=torch.float64,
-            device=self.device,
-        )
-        theirs = self._exchange(peer, mine.clone())
-        own = mine.tolist()
-        both = torch.maximum(mine, theirs).tolist()
+        own, both = self._warm_and_time(a, b, b if self.rank == a else a)
         return PairRecheck(
             fa=flagged[0],
             fb=flagged[1],
@@ -274,6 +253,20 @@ class _Link:
             time_us_ba_max=both[1],
             t_unix_s=time.time(),
         )
+
+    def _warm_and_time(self, a: int, b: int, peer: int) -> tuple[list[float], list[float]]:
+        """Warm up, then time a -> b and b -> a: this rank's mean times (us) and the larger of
+        its and its peer's, each as [a->b, b->a]."""
+        for _ in range(self.s.warmup_iters):
+            self._transfer(a, b)
+            self._transfer(b, a)
+        mine = torch.tensor(
+            [self._timed_mean_us(a, b, peer), self._timed_mean_us(b, a, peer)],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        theirs = self._exchange(peer, mine.clone())
+        return mine.tolist(), torch.maximum(mine, theirs).tolist()
 
     def _transfer(self, src: int, dst: int) -> None:
         """One transfer src -> dst (this rank is one of them)."""
