@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from minicluster.analysis.records import RankRecords, to_columns
 
@@ -40,3 +41,61 @@ def test_dict_view_round_trips() -> None:
     rec = RankRecords(0, steps=steps)
     assert rec.steps == steps
     assert (rec.n_steps, rec.last_step) == (4, 3)
+
+
+def _arrow_tables() -> list[object]:
+    """Tables of one schema as rank files hold them, with the rarer values in some: a null among
+    floats, integers beyond float64's exact ones, a null among bools, text."""
+    import pyarrow as pa
+
+    tables = []
+    for t in range(7):
+        n = 3 + t % 3
+        tables.append(
+            pa.table(
+                {
+                    "step": pa.array(list(range(10 * t, 10 * t + n)), pa.int64()),
+                    "warmup": pa.array(
+                        [None if (t, i) == (4, 1) else i == 0 for i in range(n)], pa.bool_()
+                    ),
+                    "compute_ms": pa.array(
+                        [None if (t, i) == (2, 1) else 1.5 * i + t for i in range(n)], pa.float64()
+                    ),
+                    "buckets": pa.array([2**60 + i if t == 5 else i for i in range(n)], pa.int64()),
+                    "comm_reason": pa.array([None] * n, pa.null()),
+                    "note": pa.array([f"r{t}" if i == 1 else None for i in range(n)], pa.string()),
+                }
+            )
+        )
+    return tables
+
+
+def test_arrow_columns_in_batches_equal_each_table_read_as_a_journal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`_ArrowColumns` converts tables a batch at a time; whatever the batch size, each table's
+    columns are those the journal's reader makes of its values (`_column`), dtype included."""
+    from minicluster.analysis import records
+
+    tables = _arrow_tables()
+    expected = [
+        {
+            name: records._column(name, col.to_pylist())
+            for name, col in zip(t.column_names, t.columns, strict=True)
+        }
+        for t in tables
+    ]
+    for batch_rows in (1, 8, 10**6):
+        monkeypatch.setattr(records._ArrowColumns, "BATCH_ROWS", batch_rows)
+        conv = records._ArrowColumns(len(tables))
+        for t in tables:
+            conv.add(t)
+        got = conv.finish()
+        for want, have in zip(expected, got, strict=True):
+            assert list(have) == list(want)
+            for k in want:
+                assert have[k].dtype == want[k].dtype, (batch_rows, k)
+                if want[k].dtype.kind == "f":
+                    np.testing.assert_array_equal(have[k], want[k], err_msg=k)
+                else:
+                    assert have[k].tolist() == want[k].tolist(), (batch_rows, k)
