@@ -28,7 +28,7 @@ the checkout it is started in). `--no-baselines` leaves the two baselines out (1
 
 usage: python scripts/bench_aggregate.py [--sizes 512,1024,2048,4096] [--steps 1000] [--repeats 3]
                                          [--per-node 8] [--compare-to SRC] [--journals]
-                                         [--no-baselines]
+                                         [--no-baselines] [--files DIR]
        python scripts/bench_aggregate.py --baseline json|columns DIR   (one baseline, in-process)
 """
 
@@ -154,6 +154,14 @@ def main() -> None:
     p.add_argument("--journals", action="store_true", help="no columnar files: journals only")
     p.add_argument("--per-node", type=int, default=8, help="ranks per node (nproc per node)")
     p.add_argument("--no-baselines", action="store_true", help="the aggregates only")
+    p.add_argument(
+        "--files",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the generated files in DIR/SIZE (kept afterwards); a DIR/SIZE that already "
+        "holds ranks/ (from gen_rank_files.py with the same --steps and --per-node) is reused",
+    )
     p.add_argument("--baseline", nargs=2, metavar=("KIND", "DIR"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.baseline:
@@ -163,9 +171,12 @@ def main() -> None:
     base: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     other: dict[int, list[tuple[float, float]]] = {}
     sizes = sorted(int(s) for s in a.sizes.split(","))
-    root = Path(tempfile.mkdtemp(prefix="mc-bench-agg-"))
+    root = a.files if a.files is not None else Path(tempfile.mkdtemp(prefix="mc-bench-agg-"))
     try:
         for n in sizes:
+            if a.files is not None and (root / str(n) / "ranks").is_dir():
+                print(f"reusing {root / str(n)}", file=sys.stderr, flush=True)
+                continue
             print(f"generating {n} ranks x {a.steps} steps ...", file=sys.stderr, flush=True)
             write_run(root / str(n), n, a.steps, per_node=a.per_node, columns=not a.journals)
         walls: dict[int, list[float]] = {n: [] for n in sizes}
@@ -190,7 +201,8 @@ def main() -> None:
                     flush=True,
                 )
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if a.files is None:
+            shutil.rmtree(root, ignore_errors=True)
     load = os.getloadavg()
     source = "journals only" if a.journals else "columnar files beside the journals"
     print(

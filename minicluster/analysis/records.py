@@ -581,6 +581,9 @@ class Stacked:
     def matrix(self, key: str) -> np.ndarray | None:
         """Field `key` as a float64 [rank x step] matrix (NaN: absent), or None when some rank
         holds it as something else than numbers (the caller's per-record path then)."""
+        shared = self._shared_matrix(key)
+        if shared is not None:
+            return shared
         out = np.full(self.present.shape, np.nan)
         for i, (rec, (pick, at)) in enumerate(zip(self._records, self._cols, strict=True)):
             col = rec.columns.get(key)
@@ -593,6 +596,28 @@ class Stacked:
             else:
                 out[i, at] = col[pick]
         return out
+
+    def _shared_matrix(self, key: str) -> np.ndarray | None:
+        """`matrix` in one copy when every rank measured the same steps, picked alike, and its
+        column of `key` is a row of one buffer (`rows_view`: the columnar reader's); None
+        otherwise (row by row then)."""
+        recs = self._records
+        if not recs or any(at is not None for _, at in self._cols):
+            return None
+        if any(key not in r.columns or "step" not in r.columns for r in recs):
+            return None
+        view = rows_view([r.columns[key] for r in recs])
+        if view is None:
+            return None
+        pick = self._cols[0][0]
+        for p, _ in self._cols:
+            if isinstance(p, slice) or isinstance(pick, slice):
+                same = isinstance(p, slice) and isinstance(pick, slice) and p == pick
+            else:
+                same = p is pick or np.array_equal(p, pick)
+            if not same:
+                return None
+        return np.array(view[:, pick], dtype=np.float64)
 
 
 def rows_view(cols: list[np.ndarray]) -> np.ndarray | None:

@@ -278,7 +278,10 @@ def test_the_comm_section_equals_the_per_step_path(
     tmp_path: Path, crashed: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     records = _run(tmp_path, crashed)
-    assert Stacked.of(records) is not None
+    stacked = Stacked.of(records)
+    assert stacked is not None
+    # every rank's columns in one buffer (the columnar reader's): the matrices in one copy
+    assert (stacked._shared_matrix("comm_ms") is not None) == (not crashed)
     fast = comm_kinds.comm_section(records, 24)
     assert fast == _slow(records, 24, monkeypatch)
     assert fast is not None
