@@ -232,7 +232,10 @@ def node_costs(acc: Accounting, node_of: dict[int, str]) -> dict[str, dict[str, 
         return {}
     wall_ms = float(acc.accounted.sum())
     out = {}
-    groups = [[i for i, r in enumerate(acc.ranks) if node_of[r] == name] for name in names]
+    rows_of: dict[str, list[int]] = {}  # one pass (per node over every rank was quadratic)
+    for i, r in enumerate(acc.ranks):
+        rows_of.setdefault(node_of[r], []).append(i)
+    groups = [rows_of[name] for name in names]
     for name, rows, per in zip(names, groups, group_per_step(acc, groups), strict=True):
         out[name] = {
             "cost_ms": r4(per.sum()),
