@@ -387,8 +387,13 @@ def _pairwise(cfg: RunConfig, args: argparse.Namespace, launcher: LocalTorchrun)
         f"pairwise link test of {n} ranks via torchrun: "
         f"{n_pairs} pairs in {order}, send/recv of {format_size(section.pair_bytes)} each way "
         f"(K = 1024), {section.dtype}, {section.warmup_iters} warm-up + {section.iters} timed "
-        f"transfers each way per pair, {section.passes} pass(es), a flagged pair re-measured "
-        f"in {section.recheck_rounds} rounds beside healthy pairs{faults}"
+        f"transfers each way per pair, {section.passes} pass(es), "
+        + (
+            f"a flagged pair re-measured in {section.recheck_rounds} rounds beside healthy pairs"
+            if section.recheck_rounds
+            else "re-measure off (--recheck-rounds 0: the passes decide)"
+        )
+        + faults
     )
     if args.dry_run:
         orchestrate.print_plan(launcher, cfg, args.out, f"collectives: {what}", args.config)

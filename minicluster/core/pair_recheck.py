@@ -12,6 +12,13 @@ Rules (README "Finding the slow link"):
 - flagged: robust z of ln(busbw) over the measured pairs below -outlier_z (median and MAD x
   1.4826 of the logs, the MAD counted as at least the floor; 3 measured pairs or more), or
   busbw below min_busbw: `analysis.pair_verdict.judge`'s rule;
+- a slow rank (`slow_ranks`): a rank whose best (fastest) pair is below -outlier_z by the same
+  robust z taken over the pairs WITHOUT it (3 or more: 4 ranks or more) flags every pair with it.
+  One slow rank makes n - 1 of the n(n-1)/2 pairs slow, half of them at 4 ranks, where the
+  median and MAD over all pairs break down; the pairs without it hold none of them. Its best
+  pair below the cut means every pair with it is (the best of n - 1 is the sign test's upper
+  bound of their median, at 1 - 2^-(n-1): 87.5% at 4 ranks, 99.2% at 8); a single slow link
+  leaves the rank's other pairs normal, so its best pair is, and the rank is not flagged;
 - each flagged pair is re-measured in `rounds` rounds, each round the flagged pair and one
   healthy (not flagged) pair one after the other, alone (serial, every rank at a barrier
   between them), the order alternating round by round (flagged first in even rounds), the
@@ -45,22 +52,62 @@ def flagged(
     busbw: Mapping[Pair, float], outlier_z: float, min_busbw: float | None, floor: float
 ) -> list[Pair]:
     """The pairs the passes flag slow (busbw: each measured pair's best-pass busbw, GB/s), in
-    the order given."""
+    the order given: by the pair rule, or as a pair of a slow rank (`slow_ranks`)."""
     pairs = [p for p, b in busbw.items() if b > 0 and math.isfinite(b)]
     cut = None
     if len(pairs) >= MIN_PAIRS_FOR_Z:
-        logs = [math.log(busbw[p]) for p in pairs]
-        center = statistics.median(logs)
-        scale = max(statistics.median(abs(x - center) for x in logs) * MAD_NORMAL, floor)
-        cut = (center, scale)
+        cut = _log_spread([busbw[p] for p in pairs], floor)
+    bad = set(slow_ranks({p: busbw[p] for p in pairs}, outlier_z, floor))
     out = []
     for p in pairs:
-        slow = min_busbw is not None and busbw[p] < min_busbw
+        slow = (min_busbw is not None and busbw[p] < min_busbw) or bool(bad & set(p))
         if cut is not None and cut[1] > 0:
             slow = slow or (math.log(busbw[p]) - cut[0]) / cut[1] < -outlier_z
         if slow:
             out.append(p)
     return out
+
+
+def _log_spread(values: Sequence[float], floor: float) -> tuple[float, float]:
+    """Median and floored scale (MAD x 1.4826, at least `floor`) of ln(values)."""
+    logs = [math.log(v) for v in values]
+    center = statistics.median(logs)
+    return center, max(statistics.median(abs(x - center) for x in logs) * MAD_NORMAL, floor)
+
+
+def rank_evidence(
+    busbw: Mapping[Pair, float], outlier_z: float, floor: float
+) -> dict[int, dict[str, Any]]:
+    """Per rank with 2 or more measured pairs and MIN_PAIRS_FOR_Z or more measured pairs without
+    it: its best pair's busbw, the median of the pairs without it, their ratio, the best pair's
+    robust z against the pairs without it, and `slow` (z < -outlier_z). Ranks it cannot judge
+    (3 ranks or fewer: 1 pair without a rank) are left out."""
+    pairs = {p: b for p, b in busbw.items() if b > 0 and math.isfinite(b)}
+    ranks = sorted({x for p in pairs for x in p})
+    out: dict[int, dict[str, Any]] = {}
+    for x in ranks:
+        mine = [b for p, b in pairs.items() if x in p]
+        others = [b for p, b in pairs.items() if x not in p]
+        if len(mine) < 2 or len(others) < MIN_PAIRS_FOR_Z:
+            continue
+        center, scale = _log_spread(others, floor)
+        best = max(mine)
+        z = (math.log(best) - center) / scale if scale > 0 else 0.0
+        out[x] = {
+            "pairs": len(mine),
+            "best_busbw_gbps": best,
+            "others_pairs": len(others),
+            "others_median_gbps": statistics.median(others),
+            "ratio": best / statistics.median(others),
+            "z": z,
+            "slow": z < -outlier_z,
+        }
+    return out
+
+
+def slow_ranks(busbw: Mapping[Pair, float], outlier_z: float, floor: float) -> list[int]:
+    """The ranks every pair of which is slow against the pairs without them (`rank_evidence`)."""
+    return [x for x, ev in rank_evidence(busbw, outlier_z, floor).items() if ev["slow"]]
 
 
 def references(pair: Pair, healthy: Sequence[Pair]) -> list[Pair]:

@@ -95,6 +95,13 @@ def pairs_table(pw: Pairwise, max_rows: int | None = None) -> TextTable:
             f"; a flagged pair is re-measured in {pw.recheck_rounds} rounds beside healthy pairs "
             "and stays slow only when slow against them"
         )
+    elif pw.recheck_rounds == 0:
+        note += "; re-measure off (--recheck-rounds 0: the passes decide)"
+    if pw.slow_ranks is not None:
+        note += (
+            "; a rank whose best pair is slow (the same z) against the pairs without it has "
+            "every pair slow"
+        )
     note += ". #wrong: received elements that differ from the sender's pattern, both ways."
     if dist.reason:
         note += f" {dist.reason}."

@@ -1222,6 +1222,26 @@ class PairwiseRank(Section):
     busbw_gbps_median: float | None = None
     time_us_median: float | None = None
     slow_pairs: int | None = None
+    best_busbw_gbps: float | None = spec(
+        None, omit_none=True, doc="the rank rule: busbw of its fastest pair"
+    )
+    others_median_gbps: float | None = spec(
+        None, omit_none=True, doc="the rank rule: median busbw of the pairs without it"
+    )
+    others_pairs: int | None = spec(
+        None, omit_none=True, doc="the rank rule: how many measured pairs are without it"
+    )
+    z_best: float | None = spec(
+        None,
+        omit_none=True,
+        doc="the rank rule: robust z of its best pair over the pairs without it",
+    )
+    slow: bool | None = spec(
+        None,
+        omit_none=True,
+        doc="every pair with it slow against the pairs without it (and on re-measure); "
+        "absent when the rank rule could not judge it (3 ranks or fewer)",
+    )
 
 
 @dataclass(kw_only=True)
@@ -1279,6 +1299,23 @@ class Pairwise(Section):
     )
     wrong_total: NonNegative
     suspect: Suspect
+    rank_rule: str | None = spec(None, omit_none=True)
+    slow_ranks: list[int] | None = spec(
+        None,
+        nullable=False,
+        omit_none=True,
+        doc="ranks (nodes with per: node) every pair with which is slow against the pairs "
+        "without them, and stayed slow on re-measure",
+    )
+    ranks_not_judged: str | None = spec(
+        None, omit_none=True, doc="why the rank rule judged no rank (3 ranks or fewer)"
+    )
+    not_judged: str | None = spec(
+        None,
+        omit_none=True,
+        doc="why the pairs' speed was not judged (1-2 pairs, or 3 ranks with one rank's both "
+        "pairs slow, without --min-busbw): exit 1, NOT JUDGED",
+    )
     per_rank: list[PairwiseRank] = spec(factory=list)
     per_node: list[PairwiseNode] = spec(factory=list)
     verdict: str
