@@ -89,6 +89,34 @@ def _spread(measured: list[dict[str, Any]], floor: float) -> Spread | None:
     return spread([r["busbw_gbps"] for r in measured], floor_frac=floor, log=True)
 
 
+def judge_nodes(
+    rows: list[dict[str, Any]], rank_nodes: dict[int, str], outlier_z: float, floor: float
+) -> dict[str, dict[str, Any]]:
+    """The slow-node rule of a per-rank run with 2 or more ranks on a node
+    (`core.pair_recheck.node_evidence`): every cross-node pair of a slow node is slow too.
+    Returns the rule's evidence per node it could judge."""
+    measured = [r for r in rows if r["busbw_gbps"] is not None]
+    evidence = pair_recheck.node_evidence(
+        {(r["a"], r["b"]): r["busbw_gbps"] for r in measured}, rank_nodes, outlier_z, floor
+    )
+    for node, ev in evidence.items():
+        if not ev["slow"]:
+            continue
+        mine = set(pair_recheck.node_pairs([(r["a"], r["b"]) for r in measured], rank_nodes, node))
+        for r in measured:
+            if (r["a"], r["b"]) not in mine:
+                continue
+            why = (
+                f"every cross-node pair with {node} is slow: its best of {ev['pairs']} "
+                f"{ev['best_busbw_gbps']:.3g} GB/s is {ev['ratio']:.2f} of the median of the "
+                f"{ev['others_pairs']} cross-node pairs without it "
+                f"({ev['others_median_gbps']:.3g} GB/s), z {ev['z']:.1f} < -{outlier_z:g}"
+            )
+            r["slow"] = True
+            r["why_slow"] = f"{r['why_slow']}; {why}" if r["why_slow"] else why
+    return evidence
+
+
 def distribution(rows: list[dict[str, Any]], floor: float) -> dict[str, Any]:
     """The spread of the measured pairs' busbw (`Spread.to_dict`), or why there is none."""
     measured = [r for r in rows if r["busbw_gbps"] is not None]
@@ -167,6 +195,7 @@ def suspect(
     label: dict[int, str],
     per_node: bool,
     slow_ranks: set[int] | None = None,
+    slow_nodes: set[str] | None = None,
 ) -> dict[str, Any]:
     """What every slow pair has in common (`kind`: link, rank, node or None) and why; a rank in
     `slow_ranks` (every pair with it slow against the pairs without it) is named as such."""
@@ -215,11 +244,17 @@ def suspect(
     common_nodes = set.intersection(*node_sets) - {None}
     if not per_node and len(set(rank_nodes.values())) > 1 and len(common_nodes) == 1:
         (node,) = common_nodes
+        text = f"{node}: every slow pair has a rank on this node"
+        if node in (slow_nodes or set()):
+            text = (
+                f"{node}: every cross-node pair with it slow against the cross-node pairs "
+                f"without it: suspect {node}'s link/NIC"
+            )
         return {
             "kind": "node",
             "ranks": [],
             "nodes": [node],
-            "text": f"{node}: every slow pair has a rank on this node",
+            "text": text,
         }
     counts = {
         x: sum(1 for r in slow if x in (r["a"], r["b"])) for r in slow for x in (r["a"], r["b"])
@@ -247,7 +282,15 @@ def verdict(block: dict[str, Any], label: dict[int, str]) -> str:
     bad = set(block.get("slow_ranks") or [])
     for x in sorted(bad):
         parts.append(slow_rank_text(x, block, label))
-    rest = [r for r in slow if not bad & {r["a"], r["b"]}]
+    bad_nodes = set(block.get("slow_nodes") or [])
+    for n in sorted(bad_nodes):
+        parts.append(slow_node_text(n, block))
+    rest = [
+        r
+        for r in slow
+        if not bad & {r["a"], r["b"]}
+        and not (r["node_a"] != r["node_b"] and bad_nodes & {r["node_a"], r["node_b"]})
+    ]
     if rest:
         named = "; ".join(f"{label[r['a']]} - {label[r['b']]}: {r['why_slow']}" for r in rest)
         parts.append(f"SLOW: {len(rest)} of {len(measured)} pairs ({named})")
@@ -297,13 +340,15 @@ def recheck(
     floor: float,
     rounds: int,
     slow_ranks: set[int] | None = None,
+    node_flagged: set[tuple[int, int]] | None = None,
 ) -> None:
     """Judge each pair `judge` flagged slow again from its re-measure (`lines`: the ranks'
     `pair_recheck` records): set `flagged`, `recheck`, and clear `slow` when the pair was not
     slow beside the healthy pairs. Rows not flagged get `flagged` False and `recheck` None.
-    A pair flagged as one of a slow rank's (`slow_ranks`) is judged by the z rule's cut: its
-    busbw against a healthy pair's beside it."""
+    A pair flagged as one of a slow rank's (`slow_ranks`) or a slow node's (`node_flagged`,
+    `judge_nodes`) is judged by the z rule's cut: its busbw against a healthy pair's beside it."""
     bad = slow_ranks or set()
+    of_nodes = node_flagged or set()
     dist = _spread([r for r in rows if r["busbw_gbps"] is not None], floor)
     # The side-by-side rounds cancel the host's load, so the spread the passes measured (a busy
     # host's widens it: one real slow link at 11% of its neighbours was judged against a cut
@@ -318,7 +363,8 @@ def recheck(
         if not r["slow"]:
             continue
         why = []
-        if (r["z"] is not None and r["z"] < -outlier_z) or bad & {r["a"], r["b"]}:
+        by_unit = bool(bad & {r["a"], r["b"]}) or (r["a"], r["b"]) in of_nodes
+        if (r["z"] is not None and r["z"] < -outlier_z) or by_unit:
             why.append("z")
         if min_busbw is not None and r["busbw_gbps"] < min_busbw:
             why.append("min_busbw")
@@ -439,4 +485,31 @@ def slow_rank_text(x: int, block: dict[str, Any], label: dict[int, str]) -> str:
             None,
         )
         text += f"; not re-measured: the passes decide ({why})" if why else ""
+    return text
+
+
+def slow_node_text(node: str, block: dict[str, Any]) -> str:
+    """`SLOW NODE: node-3: ...`: the slow-node rule's evidence and its pairs' re-measure."""
+    ev = next(p for p in block["per_node"] if p["node"] == node)
+    mine = [
+        r
+        for r in block["pairs"]
+        if r["busbw_gbps"] is not None
+        and r["node_a"] != r["node_b"]
+        and node in (r["node_a"], r["node_b"])
+    ]
+    text = (
+        f"SLOW NODE: {node}: every cross-node pair with it slow ({len(mine)} measured): its best "
+        f"{ev['best_busbw_gbps']:.3g} GB/s is "
+        f"{ev['best_busbw_gbps'] / ev['others_median_gbps']:.2f} of the median of the "
+        f"{ev['others_pairs']} cross-node pairs without it ({ev['others_median_gbps']:.3g} "
+        f"GB/s), z {ev['z_best']:.1f} < -{block['outlier_z']:g}"
+    )
+    checks = [r["recheck"] for r in mine if (r.get("recheck") or {}).get("status") == "slow"]
+    if checks and len(checks) == len(mine):
+        upper = max(c["ratio_upper"] for c in checks)
+        text += (
+            f"; each pair re-measured beside healthy pairs and still slow (upper bounds <= "
+            f"{upper:.2f} < cut {checks[0]['cut']:.2f})"
+        )
     return text

@@ -1252,6 +1252,20 @@ class PairwiseNode(Section):
     pairs_measured: int | None = None
     busbw_gbps_median: float | None = None
     slow_pairs: int | None = None
+    best_busbw_gbps: float | None = spec(
+        None, omit_none=True, doc="the slow-node rule: busbw of its fastest cross-node pair"
+    )
+    others_median_gbps: float | None = spec(
+        None, omit_none=True, doc="the slow-node rule: median of the cross-node pairs without it"
+    )
+    others_pairs: int | None = spec(None, omit_none=True)
+    z_best: float | None = spec(None, omit_none=True)
+    slow: bool | None = spec(
+        None,
+        omit_none=True,
+        doc="every cross-node pair with it slow against those without it (and on re-measure); "
+        "absent where the rule could not judge it (fewer than 3 nodes, one rank per node)",
+    )
 
 
 @dataclass(kw_only=True)
@@ -1306,6 +1320,13 @@ class Pairwise(Section):
         omit_none=True,
         doc="ranks (nodes with per: node) every pair with which is slow against the pairs "
         "without them, and stayed slow on re-measure",
+    )
+    slow_nodes: list[str] | None = spec(
+        None,
+        nullable=False,
+        omit_none=True,
+        doc="per-rank runs with 2+ ranks on a node and 3+ nodes: nodes every cross-node pair "
+        "with which is slow against the cross-node pairs without them, and stayed slow",
     )
     ranks_not_judged: str | None = spec(
         None, omit_none=True, doc="why the rank rule judged no rank (3 ranks or fewer)"

@@ -375,3 +375,49 @@ def test_three_ranks_a_slow_rank_is_not_judged_but_said() -> None:
     one = _rows(3, {(0, 1): 0.1})
     judge(one, 3.5, None, 0.2)
     assert [(r["a"], r["b"]) for r in one if r["slow"]] == [(0, 1)]
+
+
+def test_a_node_slow_in_every_cross_node_pair_is_named_as_the_node() -> None:
+    """3 nodes of 2 ranks (per rank), node c's NIC at a tenth: its 8 cross-node pairs are 8 of
+    the 15, more than half, and each rank on it has a fast pair inside the node (so the rank
+    rule cannot see it); the node rule judges c's best cross pair against the 4 cross pairs of
+    a and b. Pairs inside a node run 4x faster (shared memory), and are left out."""
+    from minicluster.analysis.pair_verdict import judge_nodes
+
+    nodes = {0: "a", 1: "a", 2: "b", 3: "b", 4: "c", 5: "c"}
+    rows = _noisy_rows(6, 5, spread=0.1, dips=0.0)
+    for r in rows:
+        if nodes[r["a"]] == nodes[r["b"]]:
+            r["busbw_gbps"] *= 4
+        elif "c" in (nodes[r["a"]], nodes[r["b"]]):
+            r["busbw_gbps"] *= 0.1
+    evidence = judge(rows, 3.5, None, 0.2)
+    assert not any(ev["slow"] for ev in evidence.values())
+    ev = judge_nodes(rows, nodes, 3.5, 0.2)
+    assert [n for n, e in ev.items() if e["slow"]] == ["c"] and ev["c"]["others_pairs"] == 4
+    slow = sorted((r["a"], r["b"]) for r in rows if r["slow"])
+    assert slow == [(0, 4), (0, 5), (1, 4), (1, 5), (2, 4), (2, 5), (3, 4), (3, 5)]
+    label = {r: f"rank {r}" for r in range(6)}
+    named = suspect([r for r in rows if r["slow"]], rows, nodes, label, False, set(), {"c"})
+    assert named["kind"] == "node" and named["nodes"] == ["c"]
+    assert "c's link/NIC" in named["text"]
+    # the ranks flag the same pairs for the re-measure
+    from minicluster.core import pair_recheck
+
+    busbw = {(r["a"], r["b"]): r["busbw_gbps"] for r in rows}
+    assert sorted(pair_recheck.flagged(busbw, 3.5, None, 0.2, nodes)) == slow
+
+
+def test_clean_multi_node_rows_name_no_node() -> None:
+    from minicluster.analysis.pair_verdict import judge_nodes
+
+    nodes = {r: "abcd"[r // 2] for r in range(8)}
+    for seed in range(100):
+        rows = _noisy_rows(8, seed)
+        for r in rows:
+            if nodes[r["a"]] == nodes[r["b"]]:
+                r["busbw_gbps"] *= 4
+        assert not any(e["slow"] for e in judge_nodes(rows, nodes, 3.5, 0.2).values()), seed
+    # one rank per node, or 2 nodes: the rule does not apply (the rank rule is the one)
+    assert judge_nodes(_rows(4, {}), {r: str(r) for r in range(4)}, 3.5, 0.2) == {}
+    assert judge_nodes(_rows(4, {}), {0: "a", 1: "a", 2: "b", 3: "b"}, 3.5, 0.2) == {}
