@@ -23,14 +23,14 @@ from minicluster.analysis.frame import RunFrame
 from minicluster.analysis.pair_verdict import (
     RANK_RULE,
     RECHECK_RULE,
-    slow_node_text,
-    slow_rank_text,
     distribution,
     judge,
     judge_nodes,
     not_judged,
     ranks_not_judged,
     recheck,
+    slow_node_text,
+    slow_rank_text,
     suspect,
     verdict,
 )
@@ -199,7 +199,9 @@ def pairwise_block(frame: RunFrame) -> tuple[dict[str, Any], list[str]]:
         "slow_ranks": slow_ranks,
         "slow_nodes": slow_nodes,
         "ranks_not_judged": ranks_not_judged(who, rows),
-        "not_judged": not_judged(rows, dist, s.min_busbw_gbps, s.outlier_z, s.pair_mad_floor, label),
+        "not_judged": not_judged(
+            rows, dist, s.min_busbw_gbps, s.outlier_z, s.pair_mad_floor, label
+        ),
         "per_rank": _per_rank(who, rows, rank_nodes, evidence, set(slow_ranks)),
         "per_node": _per_node(rows, rank_nodes, node_ev, set(slow_nodes)),
     }

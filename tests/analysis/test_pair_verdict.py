@@ -97,7 +97,9 @@ def test_one_pair_without_a_minimum_is_not_judged_not_ok() -> None:
     block = {"pairs": rows, "distribution": dist, "outlier_z": 3.5, "min_busbw_gbps": None,
              "not_judged": not_judged(rows, dist, None, 3.5, 0.2, label)}  # fmt: skip
     line = verdict(block, label)
-    assert line.startswith("pairwise: NOT JUDGED: speed: 1 of 1 pairs measured") and "ok" not in line
+    assert (
+        line.startswith("pairwise: NOT JUDGED: speed: 1 of 1 pairs measured") and "ok" not in line
+    )
     assert "give --min-busbw" in line and line.endswith("none wrong")
     # wrong elements are still judged, and come first
     rows[0]["wrong"] = 7

@@ -90,9 +90,7 @@ def test_a_slow_link_exits_1_naming_the_pair_and_the_link(run_cli: RunCli, tmp_p
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_a_rank_slow_in_every_pair_exits_1_naming_the_rank(
-    run_cli: RunCli, tmp_path: Path
-) -> None:
+def test_a_rank_slow_in_every_pair_exits_1_naming_the_rank(run_cli: RunCli, tmp_path: Path) -> None:
     """Rank 2's every link slowed in the transport (`slow_link:rank=2` without a peer, as a slow
     NIC): 3 of the 4 ranks' 6 pairs are slow, which the z over all pairs cannot see (its median
     and MAD break down at half the pairs bad: this exited 0, ok); the rank rule judges rank 2's
