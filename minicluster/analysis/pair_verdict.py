@@ -456,11 +456,14 @@ def _recheck_one(
 
 
 def slow_rank_text(x: int, block: dict[str, Any], label: dict[int, str]) -> str:
-    """`SLOW RANK: rank 2: ...`: the rank rule's evidence and its pairs' re-measure, short."""
+    """`SLOW RANK: rank 2: ...` (`SLOW NODE` with per: node): the rank rule's evidence and its
+    pairs' re-measure, short."""
     ev = next(p for p in block["per_rank"] if p["rank"] == x)
     mine = [r for r in block["pairs"] if x in (r["a"], r["b"]) and r["busbw_gbps"] is not None]
+    what = "NODE" if block.get("per") == "node" else "RANK"
     text = (
-        f"SLOW RANK: {label[x]}: every pair with it slow ({len(mine)} of {ev['pairs']} measured): "
+        f"SLOW {what}: {label[x]}: every pair with it slow ({len(mine)} of {ev['pairs']} "
+        "measured): "
         f"its best pair {ev['best_busbw_gbps']:.3g} GB/s is "
         f"{ev['best_busbw_gbps'] / ev['others_median_gbps']:.2f} of the median of the "
         f"{ev['others_pairs']} pairs without it ({ev['others_median_gbps']:.3g} GB/s), z "

@@ -66,7 +66,7 @@ def pairwise_result(frame: RunFrame, aggregated_at: str | None = None) -> dict[s
             "kind": "slow_link",
             "rank": x,
             "step": None,
-            "evidence": slow_rank_text(x, block, label).removeprefix("SLOW RANK: "),
+            "evidence": slow_rank_text(x, block, label).split(": ", 1)[1],
         }
         for x in sorted(bad)
     ]

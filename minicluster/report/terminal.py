@@ -196,7 +196,11 @@ def print_run_summary(result: RunResult, console: Console | None = None) -> None
     for side, kind, rank, step, details in view.faults.rows:
         console.print(
             f"[magenta]fault {escape(side)}:[/magenta] {escape(kind)}"
-            + (f" rank {escape(rank)}" if rank not in ("", "n/a") else "")
+            + (
+                f" {'ranks' if ',' in rank else 'rank'} {escape(rank)}"
+                if rank not in ("", "n/a")
+                else ""
+            )
             + (f" step {escape(step)}" if step not in ("", "n/a") else "")
             + (f": {escape(details)}" if details else "")
         )

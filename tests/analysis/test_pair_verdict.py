@@ -423,3 +423,24 @@ def test_clean_multi_node_rows_name_no_node() -> None:
     # one rank per node, or 2 nodes: the rule does not apply (the rank rule is the one)
     assert judge_nodes(_rows(4, {}), {r: str(r) for r in range(4)}, 3.5, 0.2) == {}
     assert judge_nodes(_rows(4, {}), {0: "a", 1: "a", 2: "b", 3: "b"}, 3.5, 0.2) == {}
+
+
+def test_the_slow_unit_is_called_a_node_when_the_test_runs_per_node() -> None:
+    from minicluster.analysis.pair_verdict import slow_rank_text
+
+    rows = _slow_rank_rows(4, 2, 0.1)
+    evidence = judge(rows, 3.5, None, 0.2)
+    per_rank = [
+        {"rank": x, "pairs": 3, "best_busbw_gbps": ev["best_busbw_gbps"],
+         "others_median_gbps": ev["others_median_gbps"], "others_pairs": ev["others_pairs"],
+         "z_best": ev["z"]}
+        for x, ev in evidence.items()
+    ]  # fmt: skip
+    for r in rows:
+        r["recheck"] = None
+    block = {"pairs": rows, "per_rank": per_rank, "outlier_z": 3.5, "per": "node"}
+    label = {x: f"node-{x}" for x in range(4)}
+    text = slow_rank_text(2, block, label)
+    assert text.startswith("SLOW NODE: node-2: every pair with it slow (3 of 3 measured)")
+    block["per"] = "rank"
+    assert slow_rank_text(2, block, label).startswith("SLOW RANK: node-2")
