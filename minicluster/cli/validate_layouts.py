@@ -92,7 +92,7 @@ def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launche
     cfg = config_mod.override(cfg, fixed_global_batch=True)
     world = cfg.run.nproc
     specs = layout_specs(args.layouts, world)
-    configs = []
+    configs: list[tuple[str, RunConfig]] = []
     for name, flag in specs:  # every layout checked before any rank starts
         one = config_mod.with_parallel(
             dataclasses.replace(cfg, parallel=config_mod.ParallelSection()), flag
