@@ -104,6 +104,36 @@ def test_tensor_parallel_without_a_plan_is_one_line_and_exit_2(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_make_batch_keyed_by_the_global_rank_under_tp_is_one_line_and_exit_2(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # the two ranks of the tp group would each train their slice of every layer on other data:
+    # a run that "works", silently wrong (it exited 0 before step 0's batches were compared)
+    model = tmp_path / "by_rank.py"
+    model.write_text(
+        "import torch\n"
+        "from torch.distributed.tensor.parallel import ColwiseParallel, parallelize_module\n"
+        "def build(ctx):\n"
+        "    def make_batch(step):\n"
+        "        g = torch.Generator().manual_seed(step * 31 + ctx.rank)\n"
+        "        return torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)\n"
+        "    return {'model': torch.nn.Linear(8, 8), 'loss_fn': torch.nn.functional.mse_loss,\n"
+        "            'make_batch': make_batch, 'samples_per_batch': 4,\n"
+        "            'parallelize': lambda m, mesh: parallelize_module(\n"
+        "                m, mesh['tp'], ColwiseParallel(use_local_output=False))}\n"
+    )
+    out = tmp_path / "out"
+    cfg = _config(tmp_path, "by_rank.py:build")
+    proc = run_cli("run", "-c", str(cfg), "--parallel", "tp=2", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("minicluster: error")]
+    assert len(errors) == 1, proc.stderr
+    assert "different batches at step 0" in errors[0] and "ctx.dp_rank" in errors[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_validate_layouts_trains_the_example_on_one_global_batch_under_ddp_and_tp(
     run_cli: RunCli, tmp_path: Path
