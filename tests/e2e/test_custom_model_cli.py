@@ -239,3 +239,33 @@ def test_what_a_custom_model_cannot_do_yet_is_refused_up_front(
     proc = run_cli(*args, "-c", str(cfg), "--out", str(out), cwd=tmp_path)
     assert proc.returncode == 2 and says in proc.stderr, proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_forward_that_raises_on_every_rank_blames_the_code_not_whichever_rank_wrote_first(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # both ranks raise the same error within a millisecond; the headline named "rank 1" (the
+    # one whose summary landed first, exit code -15) and the incident "crash on rank 1"
+    model = tmp_path / "broken.py"
+    model.write_text(
+        "import torch\n"
+        "class M(torch.nn.Linear):\n"
+        "    def forward(self, x):\n"
+        "        raise ValueError('shape mismatch in my layer')\n"
+        "def build(ctx):\n"
+        "    return {'model': M(8, 8), 'loss_fn': torch.nn.functional.mse_loss,\n"
+        "            'make_batch': lambda s: (torch.ones(4, 8), torch.ones(4, 8)),\n"
+        "            'samples_per_batch': 4}\n"
+    )
+    out = tmp_path / "out"
+    proc = run_cli(
+        "run", "-c", str(_config(tmp_path, "broken.py:build")), "--out", str(out), cwd=tmp_path
+    )
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["errors"][0].startswith("every rank (2 of 2) raised the same error")
+    assert "ValueError: shape mismatch in my layer" in result["errors"][0]
+    assert result["incident"]["kind"] == "crash" and result["incident"]["ranks"] == [0, 1]
+    assert "FAILED: every rank (2 of 2)" in proc.stdout
