@@ -38,9 +38,10 @@ from minicluster.result import store
 TABLE_FILE = "layouts.md"
 
 
-def _world_size(args: argparse.Namespace, specs: list[tuple[str, dict[str, Any]]]) -> int:
+def _world_size(args: argparse.Namespace, text: str, cfg: RunConfig) -> int:
     """The one world size: `--world-sizes N`, else the largest product of the degrees a layout
-    names (`dp_shard=2,tp=2`: 4)."""
+    spec names (`dp_shard=2,tp=2`: 4), else (names only: `ddp,fsdp,tp`) the config's
+    `run.nproc`."""
     if args.world_sizes is not None:
         sizes = [s.strip() for s in str(args.world_sizes).split(",") if s.strip()]
         if len(sizes) != 1:
@@ -51,8 +52,16 @@ def _world_size(args: argparse.Namespace, specs: list[tuple[str, dict[str, Any]]
         if not sizes[0].isdigit() or int(sizes[0]) < 1:
             raise InputError(f"--world-sizes must be a whole number >= 1, got {sizes[0]!r}")
         return int(sizes[0])
+    items = [t.strip() for t in text.split(";" if "=" in text else ",") if t.strip()]
+    specs = [item for item in items if "=" in item]
+    if not specs:
+        return cfg.run.nproc
     best = 1
-    for _, degrees in specs:
+    for item in specs:
+        try:
+            degrees = parse_flag(item)
+        except ConfigError as e:
+            raise InputError(f"--layouts {item}: {e}") from None
         product = 1
         for key, value in degrees.items():
             if key != "pp_schedule" and key != "pp_microbatches":
@@ -61,20 +70,35 @@ def _world_size(args: argparse.Namespace, specs: list[tuple[str, dict[str, Any]]
     return best
 
 
-def parse_layouts(text: str) -> list[tuple[str, dict[str, Any]]]:
-    """`dp_replicate=4;dp_shard=4;dp_shard=2,tp=2` -> [(spec, degrees)]; InputError when fewer
-    than two or one does not parse (`--layouts L: why`)."""
-    items = [t.strip() for t in text.split(";") if t.strip()]
+def parse_layouts(text: str, world: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """`dp_replicate=4;dp_shard=4;dp_shard=2,tp=2` (or names, as `validate --layouts` takes
+    them: `ddp,fsdp,tp`, mixed with degree specs after `;`) -> [(spec, degrees)]; InputError
+    when fewer than two or one does not parse (`--layouts L: why`). A name needs `world`, the
+    world size its degrees are of (None: names are refused)."""
+    from minicluster.cli.validate_layouts import NAMED_LAYOUTS, named_layout
+
+    items = [t.strip() for t in text.split(";" if "=" in text else ",") if t.strip()]
     out = []
     for item in items:
+        if "=" not in item:
+            if item not in NAMED_LAYOUTS:
+                raise InputError(
+                    f"--layouts: unknown layout {item!r}; names: {', '.join(NAMED_LAYOUTS)}, or "
+                    "degree specs separated by ';' (dp_shard=2;tp=2)"
+                )
+            if world is None:
+                raise InputError(
+                    f"--layouts {item}: a layout name needs the world size: give --world-sizes N"
+                )
+            item = named_layout(item, world) or f"dp_replicate={world}"
         try:
             out.append((item, parse_flag(item)))
         except ConfigError as e:
             raise InputError(f"--layouts {item}: {e}") from None
     if len(out) < 2:
         raise InputError(
-            "--layouts needs two layouts or more, degree specs separated by ';' "
-            '(e.g. "dp_replicate=4;dp_shard=4;dp_shard=2,tp=2")'
+            "--layouts needs two layouts or more, names (ddp,fsdp,tp) or degree specs separated "
+            "by ';' (e.g. \"dp_replicate=4;dp_shard=4;dp_shard=2,tp=2\")"
         )
     return out
 
@@ -93,9 +117,9 @@ def sweep_layouts(args: argparse.Namespace) -> int:
             raise InputError(
                 f"sweep --layouts takes no {flag}: it runs each layout once at one world size"
             )
-    specs = parse_layouts(args.layouts)
-    world = _world_size(args, specs)
     cfg = config_mod.require(load_training_config(args.config), args.require)
+    world = _world_size(args, args.layouts, cfg)
+    specs = parse_layouts(args.layouts, world)
     cores = os.cpu_count()
     threads = cfg.run.threads_per_rank or config_mod.default_threads(cores, world)
     configs: list[tuple[str, RunConfig]] = []

@@ -36,10 +36,16 @@ SCHEMA_MAJOR = "minicluster/1"
 # `time_structure` (intermittent, onset, drift), `incident` (the C4 class), `failure_order`
 # (who failed first); `isolate` (group testing), `reference` (a run judged against a site
 # reference), `bad_input`; steps.components `jitter_wait`; a sweep's projection `fit_on` and
-# `fit_error_pct`, headline_run `left_out`; `in_band` (issue 28: what each node sent rank 0 of
-# a job gathered in-band). All optional: a 1.4 file reads as before.
+# `fit_error_pct`, headline_run `left_out`. All optional: a 1.4 file reads as before.
+# 1.6: `in_band` (issue 28: what each node sent rank 0 of a job gathered in-band); the pairwise
+# re-measure of flagged pairs (`pairwise.recheck_rounds`, `recheck_rule`, `flagged_pairs`,
+# `cleared_pairs`, per pair `flagged` and `recheck`); `link.kind`, `link.ranks`, `link.per_kind`
+# (the per-kind link check of FSDP2/TP layouts); the pairwise rank rule (`pairwise.rank_rule`,
+# `slow_ranks`, `slow_nodes`, `ranks_not_judged`, `not_judged`, per rank and per node
+# `best_busbw_gbps`, `others_median_gbps`, `others_pairs`, `z_best`, `slow`). All optional: a 1.5
+# file reads as before.
 # Readers accept every 1.x.
-SCHEMA_VERSION = "minicluster/1.5"
+SCHEMA_VERSION = "minicluster/1.6"
 
 NonNegative = Annotated[int, Constraint(minimum=0)]
 Positive = Annotated[int, Constraint(minimum=1)]

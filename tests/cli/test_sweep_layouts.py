@@ -76,6 +76,9 @@ def test_rows_and_table_show_each_layout_s_own_figures_side_by_side() -> None:
             ("--layouts", "dp_shard=4;dp_replicate=4;dp_shard=4"),
             "the same layout as an earlier one",
         ),
+        (("--layouts", "ddp,zero3"), "unknown layout 'zero3'; names: ddp, fsdp"),
+        (("--layouts", "fsdp_tp,hsdp", "--world-sizes", "2"), "needs an even world size of 4"),
+        (("--layouts", "ddp,fsdp,ddp", "--world-sizes", "2"), "the same layout as an earlier one"),
     ],
 )
 @pytest.mark.timeout(60)
@@ -171,3 +174,17 @@ def test_four_layouts_at_4_ranks_side_by_side(run_cli: RunCli, tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = json.loads((out / "layouts.json").read_text())
     assert [r["label"] for r in again["rows"]] == list(rows)
+
+
+@pytest.mark.timeout(60)
+def test_layouts_by_name_as_validate_takes_them(run_cli: RunCli, tmp_path: Path) -> None:
+    cfg = tmp_path / "llama.yaml"
+    cfg.write_text(LLAMA)
+    proc = run_cli("sweep", "-c", str(cfg), "--layouts", "ddp,fsdp,tp", "--world-sizes", "2",
+                   "--dry-run", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "3 layouts at world size 2 (dp_replicate=2; dp_shard=2; tp=2)" in proc.stdout
+    mixed = run_cli("sweep", "-c", str(cfg), "--layouts", "ddp;dp_shard=2,tp=2", "--dry-run",
+                    "--out", str(tmp_path / "out"))  # fmt: skip
+    assert mixed.returncode == 0, mixed.stderr
+    assert "2 layouts at world size 4 (dp_replicate=4; dp_shard=2,tp=2)" in mixed.stdout
