@@ -191,12 +191,18 @@ def _report_node_check(result: dict[str, Any], args: argparse.Namespace) -> int:
     """A node-check result (`minicluster node-check`) in its own report."""
     from minicluster.report.nodecheck import node_check_html, node_check_markdown, print_node_check
 
-    if args.md is not None:
-        orchestrate.write_file(args.md, node_check_markdown(result), announce="report")
-    if args.html is not None:
-        orchestrate.write_file(args.html, node_check_html(result), announce="report")
+    # `--md -` / `--html -`: the report on standard output, the summary on stderr
+    to_stdout = orchestrate.stdout_outputs([o for o in (args.md, args.html) if o is not None])
+    for path, render in ((args.md, node_check_markdown), (args.html, node_check_html)):
+        if path is None:
+            continue
+        if orchestrate.is_stdout(path):
+            with orchestrate.stdout_may_close():
+                sys.stdout.write(render(result))
+        else:
+            orchestrate.write_file(path, render(result), announce="report")
     with orchestrate.stdout_may_close():
-        print_node_check(result)
+        print_node_check(result, orchestrate.side_console(stderr=to_stdout))
     return EXIT_OK
 
 

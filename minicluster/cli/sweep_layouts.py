@@ -220,15 +220,21 @@ def _finish(out_dir: Path, plan: dict[str, Any]) -> int:
     return EXIT_RUN_FAILED if bad or len(plan["rows"]) < len(plan["layouts"]) else EXIT_OK
 
 
-def print_table(plan: dict[str, Any], out_dir: Path) -> None:
+def print_table(plan: dict[str, Any], out_dir: Path, stderr: bool = False) -> None:
+    """The table on standard output (on standard error when stdout carries a report)."""
+    out = sys.stderr if stderr else sys.stdout
     with orchestrate.stdout_may_close():
-        print(f"layout sweep {plan['sweep_id']}: world size {plan['world_size']}")
+        print(f"layout sweep {plan['sweep_id']}: world size {plan['world_size']}", file=out)
         for line in layout_sweep.table(plan["rows"]):
-            print(line)
+            print(line, file=out)
         missing = [e["label"] for e in plan["layouts"][len(plan["rows"]) :]]
         if missing:
-            print(f"not run: {', '.join(missing)}")
-        print(f"{layout_sweep.layouts_path(out_dir)}; each run: minicluster report {out_dir}/lN")
+            print(f"not run: {', '.join(missing)}", file=out)
+        print(
+            f"{out_dir / TABLE_FILE} and {layout_sweep.layouts_path(out_dir)}; each run: "
+            f"minicluster report {out_dir}/lN",
+            file=out,
+        )
 
 
 def aggregate_layout_sweep(sweep_dir: Path, plan: dict[str, Any]) -> int:
@@ -253,9 +259,13 @@ def aggregate_layout_sweep(sweep_dir: Path, plan: dict[str, Any]) -> int:
 
 def report_layout_sweep(plan: dict[str, Any], sweep_dir: Path, md: Path | None) -> int:
     """`report DIR` on a layout sweep: its table (and the Markdown file when asked)."""
+    to_stdout = md is not None and orchestrate.is_stdout(md)
     if md is not None:
-        orchestrate.write_file(
-            md, "\n".join(layout_sweep.table(plan["rows"])) + "\n", announce="report"
-        )
-    print_table(plan, sweep_dir)
+        text = "\n".join(layout_sweep.table(plan["rows"])) + "\n"
+        if to_stdout:  # `--md -`: the table on standard output, the summary on stderr
+            with orchestrate.stdout_may_close():
+                sys.stdout.write(text)
+        else:
+            orchestrate.write_file(md, text, announce="report")
+    print_table(plan, sweep_dir, stderr=to_stdout)
     return EXIT_OK

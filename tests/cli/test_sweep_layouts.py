@@ -127,6 +127,11 @@ def test_report_renders_the_table_and_watch_points_at_a_run(
     assert proc.returncode == 0, proc.stderr
     assert "layout sweep s1: world size 4" in proc.stdout and "| tp=4 | ok | 20 |" in proc.stdout
     assert "| dp_shard=4 |" in (tmp_path / "t.md").read_text()
+    # `--md -`: the table on stdout, the summary on stderr; never a file named '-' (it wrote one)
+    proc = run_cli("report", str(out), "--md", "-", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("| layout |") and "layout sweep s1" in proc.stderr
+    assert not (tmp_path / "-").exists()
     proc = run_cli("watch", str(out), "--once")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
