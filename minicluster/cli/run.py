@@ -150,9 +150,9 @@ def _launch_training(
             )
         if isinstance(cfg.workload, config_mod.CustomConfig):
             raise InputError(
-                "validate re-makes every rank's batch on rank 0, and a custom model's "
-                "make_batch(step) makes its own rank's only: validate runs the mlp and "
-                "transformer workloads"
+                "validate (DDP against one process) runs the built-in mlp and transformer "
+                "workloads only: it does not build a custom model a second time on rank 0; for "
+                "a custom model compare layouts instead: validate --layouts ddp,fsdp"
             )
         every = cfg.run.replica_check_every or 1
         cfg = config_mod.override(cfg, replica_check_every=every, check_ddp_equivalence=True)

@@ -226,7 +226,7 @@ def test_a_factory_that_does_not_import_stops_before_any_rank_starts(
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (("validate",), "validate runs the mlp and transformer workloads"),
+        (("validate",), "for a custom model compare layouts instead: validate --layouts ddp,fsdp"),
         (("sweep", "--world-sizes", "1,2", "--mode", "strong"), "needs workload.per_rank_batch"),
         (("run", "--parallel", "pp=2"), "a pipeline or expert split of your own model"),
     ],
