@@ -52,8 +52,9 @@ def _world_size(args: argparse.Namespace, text: str, cfg: RunConfig) -> int:
         if not sizes[0].isdigit() or int(sizes[0]) < 1:
             raise InputError(f"--world-sizes must be a whole number >= 1, got {sizes[0]!r}")
         return int(sizes[0])
-    items = [t.strip() for t in text.split(";" if "=" in text else ",") if t.strip()]
-    specs = [item for item in items if "=" in item]
+    from minicluster.cli.validate_layouts import split_layouts
+
+    specs = [item for item in split_layouts(text) if "=" in item]
     if not specs:
         return cfg.run.nproc
     best = 1
@@ -70,31 +71,27 @@ def _world_size(args: argparse.Namespace, text: str, cfg: RunConfig) -> int:
     return best
 
 
-def parse_layouts(text: str, world: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+def parse_layouts(text: str, world: int) -> list[tuple[str, str]]:
     """`dp_replicate=4;dp_shard=4;dp_shard=2,tp=2` (or names, as `validate --layouts` takes
-    them: `ddp,fsdp,tp`, mixed with degree specs after `;`) -> [(spec, degrees)]; InputError
-    when fewer than two or one does not parse (`--layouts L: why`). A name needs `world`, the
-    world size its degrees are of (None: names are refused)."""
-    from minicluster.cli.validate_layouts import NAMED_LAYOUTS, named_layout
+    them: `ddp,fsdp,tp`, mixed with degree specs after `;`) -> [(what was typed, the degree
+    spec at `world`)]; InputError when fewer than two or one does not parse."""
+    from minicluster.cli.validate_layouts import NAMED_LAYOUTS, named_layout, split_layouts
 
-    items = [t.strip() for t in text.split(";" if "=" in text else ",") if t.strip()]
     out = []
-    for item in items:
+    for item in split_layouts(text):
+        spec = item
         if "=" not in item:
             if item not in NAMED_LAYOUTS:
                 raise InputError(
                     f"--layouts: unknown layout {item!r}; names: {', '.join(NAMED_LAYOUTS)}, or "
                     "degree specs separated by ';' (dp_shard=2;tp=2)"
                 )
-            if world is None:
-                raise InputError(
-                    f"--layouts {item}: a layout name needs the world size: give --world-sizes N"
-                )
-            item = named_layout(item, world) or f"dp_replicate={world}"
+            spec = named_layout(item, world) or f"dp_replicate={world}"
         try:
-            out.append((item, parse_flag(item)))
+            parse_flag(spec)
         except ConfigError as e:
             raise InputError(f"--layouts {item}: {e}") from None
+        out.append((item, spec))
     if len(out) < 2:
         raise InputError(
             "--layouts needs two layouts or more, names (ddp,fsdp,tp) or degree specs separated "
@@ -123,7 +120,8 @@ def sweep_layouts(args: argparse.Namespace) -> int:
     cores = os.cpu_count()
     threads = cfg.run.threads_per_rank or config_mod.default_threads(cores, world)
     configs: list[tuple[str, RunConfig]] = []
-    for spec, _ in specs:  # every layout checked before any rank starts
+    seen: dict[str, str] = {}  # layout label -> what was typed for it
+    for typed, spec in specs:  # every layout checked before any rank starts
         one = config_mod.with_parallel(
             dataclasses.replace(cfg, parallel=config_mod.ParallelSection()), spec
         )
@@ -133,14 +131,17 @@ def sweep_layouts(args: argparse.Namespace) -> int:
         except ConfigError as e:
             # The hint names run's flag; this command's world size is --world-sizes.
             text = str(e).replace("ranks: --nproc ", "ranks: --world-sizes ")
-            raise ConfigError(f"--layouts {spec}: {text}") from None
-        same = next((name for name, _ in configs if name == lay.label), None)
+            raise ConfigError(f"--layouts {typed}: {text}") from None
+        same = seen.get(lay.label)
         if same is not None:
+            what = f"{typed} is given twice" if same == typed else f"{typed} is {same}"
             raise InputError(
-                f"--layouts {spec}: the same layout as an earlier one ({lay.label}): give each "
+                f"--layouts {what} (the same layout as an earlier one, {lay.label}): give each "
                 "layout once"
             )
-        configs.append((lay.label, one))
+        seen[lay.label] = typed
+        # a name keeps its degrees beside it in the table: "ddp (dp_replicate=2)"
+        configs.append((lay.label if typed == spec else f"{typed} ({lay.label})", one))
     fault_spec.check_against_run(cfg.faults, world, cfg.steps.warmup + cfg.steps.measured)
     orchestrate.check_required(cfg)
     launcher = launcher_from_args(args)

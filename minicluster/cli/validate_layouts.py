@@ -33,6 +33,27 @@ REL_TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "fp16": 3e-2}
 NAMED_LAYOUTS = ("ddp", "fsdp", "tp", "pp", "ep", "fsdp_tp", "hsdp")
 
 
+def split_layouts(text: str) -> list[str]:
+    """The items of `--layouts`: names separated by ',' (`ddp,fsdp`, any case), or, once a
+    degree spec is among them, items separated by ';' (`ddp;dp_shard=2,tp=2`); InputError for a
+    name joined to a spec by ',' (`ddp,tp=2`), which reads as one spec."""
+    items = [t.strip() for t in text.split(";" if "=" in text else ",") if t.strip()]
+    out = []
+    for item in items:
+        if "=" not in item:
+            out.append(item.lower())
+            continue
+        names = [part.strip() for part in item.split(",") if "=" not in part and part.strip()]
+        if names:
+            raise InputError(
+                f"--layouts {item}: {names[0]!r} is a layout name beside a degree spec: separate "
+                f"layouts with ';' once a degree spec is among them ({names[0]};"
+                f"{','.join(q.strip() for q in item.split(',') if '=' in q)})"
+            )
+        out.append(item)
+    return out
+
+
 def named_layout(name: str, world_size: int) -> str | None:
     """The `--parallel` text of a layout name at `world_size` (None for DDP, the default);
     InputError for a 2-D name the world size cannot hold (fsdp_tp at 2 ranks would be tp alone)."""
@@ -55,9 +76,8 @@ def named_layout(name: str, world_size: int) -> str | None:
 def layout_specs(text: str, world_size: int) -> list[tuple[str, str | None]]:
     """`ddp,fsdp,tp` (or degree specs `dp_shard=2,tp=2` separated by `;`) -> [(name, --parallel
     text or None for DDP)]; InputError on a name it does not know."""
-    items = [t.strip() for t in text.split(";" if "=" in text else ",") if t.strip()]
     out: list[tuple[str, str | None]] = []
-    for item in items:
+    for item in split_layouts(text):
         if "=" in item:
             out.append((item, item))
         elif item in NAMED_LAYOUTS:

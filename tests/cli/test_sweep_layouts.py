@@ -188,8 +188,17 @@ def test_layouts_by_name_as_validate_takes_them(run_cli: RunCli, tmp_path: Path)
     proc = run_cli("sweep", "-c", str(cfg), "--layouts", "ddp,fsdp,tp", "--world-sizes", "2",
                    "--dry-run", "--out", str(tmp_path / "out"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "3 layouts at world size 2 (dp_replicate=2; dp_shard=2; tp=2)" in proc.stdout
+    assert "3 layouts at world size 2 (ddp (dp_replicate=2); fsdp (dp_shard=2); tp (tp=2))" in (
+        proc.stdout
+    )
+    upper = run_cli("sweep", "-c", str(cfg), "--layouts", "DDP,FSDP", "--world-sizes", "2",
+                    "--dry-run", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert upper.returncode == 0 and "fsdp (dp_shard=2)" in upper.stdout, upper.stderr
+    joined = run_cli("sweep", "-c", str(cfg), "--layouts", "ddp,tp=2", "--dry-run",
+                     "--out", str(tmp_path / "out"))  # fmt: skip
+    assert joined.returncode == 2 and "separate layouts with ';'" in joined.stderr
+    assert "(ddp;tp=2)" in joined.stderr
     mixed = run_cli("sweep", "-c", str(cfg), "--layouts", "ddp;dp_shard=2,tp=2", "--dry-run",
                     "--out", str(tmp_path / "out"))  # fmt: skip
     assert mixed.returncode == 0, mixed.stderr
-    assert "2 layouts at world size 4 (dp_replicate=4; dp_shard=2,tp=2)" in mixed.stdout
+    assert "2 layouts at world size 4 (ddp (dp_replicate=4); dp_shard=2,tp=2)" in mixed.stdout
