@@ -6,6 +6,9 @@ itself hangs or transfers slowly: a link, the transport, the library) or outside
 stuck or slow in its own work, which its peers then wait for in their next collective). Decided
 from what the run recorded, never from the injected fault:
 
+- every rank raised the very same exception (a bug in the model, its input or configuration):
+  `crash` with every rank, and their node only when they all ran on one (which wrote first is a
+  matter of microseconds);
 - a rank died (`failure_order`'s first cause is a kill, crash, exception or a rank that left no
   records): `kill` or `crash`, that rank (the failure order decides who was first);
 - a hang (`failure_order`'s first cause is `hang` or `timeout`), in order of evidence:
@@ -29,6 +32,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from minicluster.analysis import rank_status
+
 COMM_HANG, NON_COMM_HANG, COMM_SLOW, NON_COMM_SLOW, CRASH, KILL = (
     "comm_hang",
     "non_comm_hang",
@@ -50,6 +55,18 @@ def classify(result: dict[str, Any], dumps: dict[str, Any] | None = None) -> dic
     causes = [e for e in result.get("failure_order") or [] if e.get("cause")]
     if causes:
         first = causes[0]
+        same = _same_exception(causes, result.get("world_size"))
+        if same is not None:
+            where = {(c.get("node_rank"), c.get("hostname")) for c in causes}
+            return _incident(
+                CRASH,
+                sorted(c["rank"] for c in causes),
+                _node(first) if len(where) == 1 else None,
+                None,
+                f"every rank ({len(causes)} of {len(causes)}) {same}: "
+                + rank_status.blame(len(where) > 1),
+                "failure_order",
+            )
         if first["kind"] in _DEATHS:
             return _incident(
                 KILL if first["kind"] == "kill" else CRASH,
@@ -154,6 +171,22 @@ def _hang(causes: list[dict[str, Any]], dumps: dict[str, Any] | None) -> dict[st
         "collective itself hangs",
         "failure_order",
     )
+
+
+def _same_exception(causes: list[dict[str, Any]], world_size: Any) -> str | None:
+    """`raised E` (with the step, when one) when every rank of the job (2 or more) raised the
+    very same exception of its own, else None: which one wrote first is a matter of
+    microseconds, and naming it would blame a rank or node for the code's fault."""
+    if not isinstance(world_size, int) or world_size < 2 or len(causes) != world_size:
+        return None
+    if any(c["kind"] != "exception" for c in causes):
+        return None
+    evidence = {c.get("evidence") for c in causes}
+    if len(evidence) != 1:
+        return None
+    steps = {c.get("step") for c in causes}
+    step = steps.pop() if len(steps) == 1 else None
+    return f"{evidence.pop()}" + (f" at step {step}" if step is not None else "")
 
 
 def _node(entry: dict[str, Any]) -> dict[str, Any] | None:

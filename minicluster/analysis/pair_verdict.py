@@ -32,14 +32,31 @@ RECHECK_RULE = (
     "--min-busbw, the same bound of its busbw is below it); otherwise it is cleared"
 )
 
+RANK_RULE = (
+    "a rank (or node) is flagged slow when its best pair's busbw is below -outlier_z by the "
+    "robust z of ln(busbw) over the pairs without it (3 or more: 4 ranks or more), the MAD "
+    "counted as at least mad_floor_frac: then every pair with it is slow; each of its pairs is "
+    "re-measured beside healthy pairs, and the rank is named slow when every pair with it "
+    "stays slow"
+)
+
 
 def judge(
-    rows: list[dict[str, Any]], outlier_z: float, min_busbw: float | None, floor: float
-) -> None:
+    rows: list[dict[str, Any]],
+    outlier_z: float,
+    min_busbw: float | None,
+    floor: float,
+    label: dict[int, str] | None = None,
+) -> dict[int, dict[str, Any]]:
     """Set each measured row's `z`, `slow` and `why_slow` (rows: dicts with `busbw_gbps`, None
-    when the pair was not measured)."""
+    when the pair was not measured); every pair of a slow rank (`core.pair_recheck.slow_ranks`)
+    is slow too. Returns the rank rule's evidence per rank it could judge."""
     measured = [r for r in rows if r["busbw_gbps"] is not None]
     dist = _spread(measured, floor)
+    evidence = pair_recheck.rank_evidence(
+        {(r["a"], r["b"]): r["busbw_gbps"] for r in measured}, outlier_z, floor
+    )
+    name = label or {}
     for r in measured:
         why = []
         if dist is not None:
@@ -51,15 +68,53 @@ def judge(
                 )
         if min_busbw is not None and r["busbw_gbps"] < min_busbw:
             why.append(f"busbw {r['busbw_gbps']:.3g} GB/s < --min-busbw {min_busbw:g}")
+        for x in (r["a"], r["b"]):
+            ev = evidence.get(x)
+            if ev is not None and ev["slow"]:
+                why.append(
+                    f"every pair with {name.get(x, f'rank {x}')} is slow: its best of "
+                    f"{ev['pairs']} pairs {ev['best_busbw_gbps']:.3g} GB/s is "
+                    f"{ev['ratio']:.2f} of the median of the {ev['others_pairs']} pairs without "
+                    f"it ({ev['others_median_gbps']:.3g} GB/s), z {ev['z']:.1f} < -{outlier_z:g}"
+                )
         if why:
             r["slow"] = True
             r["why_slow"] = "; ".join(why)
+    return evidence
 
 
 def _spread(measured: list[dict[str, Any]], floor: float) -> Spread | None:
     if len(measured) < MIN_PAIRS_FOR_Z:
         return None
     return spread([r["busbw_gbps"] for r in measured], floor_frac=floor, log=True)
+
+
+def judge_nodes(
+    rows: list[dict[str, Any]], rank_nodes: dict[int, str], outlier_z: float, floor: float
+) -> dict[str, dict[str, Any]]:
+    """The slow-node rule of a per-rank run with 2 or more ranks on a node
+    (`core.pair_recheck.node_evidence`): every cross-node pair of a slow node is slow too.
+    Returns the rule's evidence per node it could judge."""
+    measured = [r for r in rows if r["busbw_gbps"] is not None]
+    evidence = pair_recheck.node_evidence(
+        {(r["a"], r["b"]): r["busbw_gbps"] for r in measured}, rank_nodes, outlier_z, floor
+    )
+    for node, ev in evidence.items():
+        if not ev["slow"]:
+            continue
+        mine = set(pair_recheck.node_pairs([(r["a"], r["b"]) for r in measured], rank_nodes, node))
+        for r in measured:
+            if (r["a"], r["b"]) not in mine:
+                continue
+            why = (
+                f"every cross-node pair with {node} is slow: its best of {ev['pairs']} "
+                f"{ev['best_busbw_gbps']:.3g} GB/s is {ev['ratio']:.2f} of the median of the "
+                f"{ev['others_pairs']} cross-node pairs without it "
+                f"({ev['others_median_gbps']:.3g} GB/s), z {ev['z']:.1f} < -{outlier_z:g}"
+            )
+            r["slow"] = True
+            r["why_slow"] = f"{r['why_slow']}; {why}" if r["why_slow"] else why
+    return evidence
 
 
 def distribution(rows: list[dict[str, Any]], floor: float) -> dict[str, Any]:
@@ -75,14 +130,75 @@ def distribution(rows: list[dict[str, Any]], floor: float) -> dict[str, Any]:
     return {**dist.to_dict(), "reason": None}
 
 
+def ranks_not_judged(who: list[int], rows: list[dict[str, Any]]) -> str | None:
+    """Why the rank rule (`RANK_RULE`) judged no rank, or None when it could judge one."""
+    measured = [r for r in rows if r["busbw_gbps"] is not None]
+    for x in who:
+        mine = [r for r in measured if x in (r["a"], r["b"])]
+        if len(mine) >= 2 and len(measured) - len(mine) >= MIN_PAIRS_FOR_Z:
+            return None
+    if len(who) == 3:
+        return (
+            "a slow rank is not judged with 3 ranks: a rank's 2 pairs are 2 of the 3, and the "
+            f"1 pair without it is too few to judge them against ({MIN_PAIRS_FOR_Z} needed); "
+            "--min-busbw judges each pair against a floor"
+        )
+    return (
+        f"no rank has 2 measured pairs and {MIN_PAIRS_FOR_Z} measured pairs without it: "
+        "a slow rank is not judged (4 ranks or more judge it)"
+    )
+
+
+def not_judged(
+    rows: list[dict[str, Any]],
+    dist: dict[str, Any],
+    min_busbw: float | None,
+    outlier_z: float,
+    floor: float,
+    label: dict[int, str],
+) -> str | None:
+    """Why the pairs' speed could not be judged (exit 1, NOT JUDGED), or None. Without
+    --min-busbw: fewer than MIN_PAIRS_FOR_Z measured pairs (nothing to judge a pair against);
+    or 3 ranks where both pairs of one rank are below the cut exp(-outlier_z x scale) of the
+    pair without it (a slow rank, or one fast pair: 3 ranks cannot tell which)."""
+    measured = [r for r in rows if r["busbw_gbps"] is not None]
+    if min_busbw is not None or not measured:
+        return None
+    if dist.get("median") is None:
+        return (
+            f"{len(measured)} of {len(rows)} pairs measured, fewer than {MIN_PAIRS_FOR_Z}: "
+            "nothing to judge a pair's speed against, and no --min-busbw; give --min-busbw "
+            "GBPS (the expected busbw of a link) to judge them"
+        )
+    ranks = sorted({x for r in rows for x in (r["a"], r["b"])})
+    if len(ranks) != 3 or len(measured) != 3:
+        return None
+    cut = math.exp(-outlier_z * max(floor, float(dist.get("scale") or 0.0)))
+    for x in ranks:
+        mine = [r["busbw_gbps"] for r in measured if x in (r["a"], r["b"])]
+        (other,) = [r for r in measured if x not in (r["a"], r["b"])]
+        if max(mine) < cut * other["busbw_gbps"]:
+            a, b = label[other["a"]], label[other["b"]]
+            return (
+                f"both pairs of {label[x]} are below {cut:.2f} of the pair without it "
+                f"({a} - {b}: best {max(mine):.3g} vs {other['busbw_gbps']:.3g} GB/s): "
+                f"{label[x]} is slow, or {a} - {b} is fast; with 3 ranks nothing tells which: "
+                "give --min-busbw GBPS, or run 4 ranks or more"
+            )
+    return None
+
+
 def suspect(
     slow: list[dict[str, Any]],
     rows: list[dict[str, Any]],
     rank_nodes: dict[int, str],
     label: dict[int, str],
     per_node: bool,
+    slow_ranks: set[int] | None = None,
+    slow_nodes: set[str] | None = None,
 ) -> dict[str, Any]:
-    """What every slow pair has in common (`kind`: link, rank, node or None) and why."""
+    """What every slow pair has in common (`kind`: link, rank, node or None) and why; a rank in
+    `slow_ranks` (every pair with it slow against the pairs without it) is named as such."""
     none: dict[str, Any] = {"kind": None, "ranks": [], "nodes": [], "text": None}
     if not slow:
         return none
@@ -111,22 +227,34 @@ def suspect(
     if len(common) == 1:
         (x,) = common
         total = sum(1 for r in rows if x in (r["a"], r["b"]))
+        text = f"{label[x]}: in every slow pair ({len(slow)} of its {total} pairs slow)"
+        if x in (slow_ranks or set()):
+            text = (
+                f"{label[x]}: every pair with it slow ({len(slow)} of {total}) against the "
+                f"pairs without it: suspect {label[x]}'s link/NIC"
+            )
         return {
             "kind": "node" if per_node else "rank",
             "ranks": [x],
             "nodes": [rank_nodes[x]] if x in rank_nodes else [],
-            "text": f"{label[x]}: in every slow pair ({len(slow)} of its {total} pairs slow)",
+            "text": text,
         }
     # Ranks on different nodes can still share the node that every slow pair touches.
     node_sets = [{rank_nodes.get(r["a"]), rank_nodes.get(r["b"])} for r in slow]
     common_nodes = set.intersection(*node_sets) - {None}
     if not per_node and len(set(rank_nodes.values())) > 1 and len(common_nodes) == 1:
         (node,) = common_nodes
+        text = f"{node}: every slow pair has a rank on this node"
+        if node in (slow_nodes or set()):
+            text = (
+                f"{node}: every cross-node pair with it slow against the cross-node pairs "
+                f"without it: suspect {node}'s link/NIC"
+            )
         return {
             "kind": "node",
             "ranks": [],
             "nodes": [node],
-            "text": f"{node}: every slow pair has a rank on this node",
+            "text": text,
         }
     counts = {
         x: sum(1 for r in slow if x in (r["a"], r["b"])) for r in slow for x in (r["a"], r["b"])
@@ -151,11 +279,23 @@ def verdict(block: dict[str, Any], label: dict[int, str]) -> str:
     parts = []
     slow = [r for r in rows if r["slow"]]
     wrong = [r for r in rows if r["wrong"]]
-    if slow:
-        named = "; ".join(f"{label[r['a']]} - {label[r['b']]}: {r['why_slow']}" for r in slow)
-        parts.append(f"SLOW: {len(slow)} of {len(measured)} pairs ({named})")
-        if block["suspect"]["text"]:
-            parts.append(f"suspect: {block['suspect']['text']}")
+    bad = set(block.get("slow_ranks") or [])
+    for x in sorted(bad):
+        parts.append(slow_rank_text(x, block, label))
+    bad_nodes = set(block.get("slow_nodes") or [])
+    for n in sorted(bad_nodes):
+        parts.append(slow_node_text(n, block))
+    rest = [
+        r
+        for r in slow
+        if not bad & {r["a"], r["b"]}
+        and not (r["node_a"] != r["node_b"] and bad_nodes & {r["node_a"], r["node_b"]})
+    ]
+    if rest:
+        named = "; ".join(f"{label[r['a']]} - {label[r['b']]}: {r['why_slow']}" for r in rest)
+        parts.append(f"SLOW: {len(rest)} of {len(measured)} pairs ({named})")
+    if slow and block["suspect"]["text"]:
+        parts.append(f"suspect: {block['suspect']['text']}")
     if wrong:
         parts.append(
             "WRONG: "
@@ -170,17 +310,18 @@ def verdict(block: dict[str, Any], label: dict[int, str]) -> str:
                 for r in cleared
             )
         )
-    if slow or wrong:
+    if block.get("not_judged"):
+        # one or two pairs (or 3 ranks, one rank's both pairs slow): nothing to judge by
+        parts.insert(
+            len(parts) - (1 if cleared else 0),
+            f"NOT JUDGED: speed: {block['not_judged']}" + ("" if wrong else "; none wrong"),
+        )
+    if slow or wrong or block.get("not_judged"):
         return "pairwise: " + "; ".join(parts)
     median = dist.get("median")
-    if median is None and not block["min_busbw_gbps"]:
-        # one or two pairs: nothing to judge a pair against, and no floor given
-        return (
-            f"pairwise: speed not judged: {len(measured)} of {len(rows)} pairs measured, none "
-            f"wrong; {dist['reason']}: give --min-busbw GBPS to judge them"
-            + "".join(f"; {p}" for p in parts)
-        )
     where = f"median busbw {median:.3g} GB/s, " if median is not None else ""
+    if block.get("ranks_not_judged") and not block["min_busbw_gbps"]:
+        parts.append(block["ranks_not_judged"])
     return (
         f"pairwise: ok: {len(measured)} of {len(rows)} pairs measured, none slow or wrong "
         f"({where}slow: z < -{block['outlier_z']:g}"
@@ -198,10 +339,16 @@ def recheck(
     min_busbw: float | None,
     floor: float,
     rounds: int,
+    slow_ranks: set[int] | None = None,
+    node_flagged: set[tuple[int, int]] | None = None,
 ) -> None:
     """Judge each pair `judge` flagged slow again from its re-measure (`lines`: the ranks'
     `pair_recheck` records): set `flagged`, `recheck`, and clear `slow` when the pair was not
-    slow beside the healthy pairs. Rows not flagged get `flagged` False and `recheck` None."""
+    slow beside the healthy pairs. Rows not flagged get `flagged` False and `recheck` None.
+    A pair flagged as one of a slow rank's (`slow_ranks`) or a slow node's (`node_flagged`,
+    `judge_nodes`) is judged by the z rule's cut: its busbw against a healthy pair's beside it."""
+    bad = slow_ranks or set()
+    of_nodes = node_flagged or set()
     dist = _spread([r for r in rows if r["busbw_gbps"] is not None], floor)
     # The side-by-side rounds cancel the host's load, so the spread the passes measured (a busy
     # host's widens it: one real slow link at 11% of its neighbours was judged against a cut
@@ -216,7 +363,8 @@ def recheck(
         if not r["slow"]:
             continue
         why = []
-        if r["z"] is not None and r["z"] < -outlier_z:
+        by_unit = bool(bad & {r["a"], r["b"]}) or (r["a"], r["b"]) in of_nodes
+        if (r["z"] is not None and r["z"] < -outlier_z) or by_unit:
             why.append("z")
         if min_busbw is not None and r["busbw_gbps"] < min_busbw:
             why.append("min_busbw")
@@ -305,3 +453,66 @@ def _recheck_one(
         f"re-measured in {len(done)} rounds beside healthy pairs: {'; '.join(against)}: {verdict}"
     )
     return out
+
+
+def slow_rank_text(x: int, block: dict[str, Any], label: dict[int, str]) -> str:
+    """`SLOW RANK: rank 2: ...` (`SLOW NODE` with per: node): the rank rule's evidence and its
+    pairs' re-measure, short."""
+    ev = next(p for p in block["per_rank"] if p["rank"] == x)
+    mine = [r for r in block["pairs"] if x in (r["a"], r["b"]) and r["busbw_gbps"] is not None]
+    what = "NODE" if block.get("per") == "node" else "RANK"
+    text = (
+        f"SLOW {what}: {label[x]}: every pair with it slow ({len(mine)} of {ev['pairs']} "
+        "measured): "
+        f"its best pair {ev['best_busbw_gbps']:.3g} GB/s is "
+        f"{ev['best_busbw_gbps'] / ev['others_median_gbps']:.2f} of the median of the "
+        f"{ev['others_pairs']} pairs without it ({ev['others_median_gbps']:.3g} GB/s), z "
+        f"{ev['z_best']:.1f} < -{block['outlier_z']:g}"
+    )
+    checks = [r["recheck"] for r in mine if (r.get("recheck") or {}).get("status") == "slow"]
+    if checks and len(checks) == len(mine):
+        medians = sorted(c["ratio_median"] for c in checks)
+        upper = max(c["ratio_upper"] for c in checks)
+        text += (
+            f"; each pair re-measured beside healthy pairs and still slow (busbw / the healthy "
+            f"pair's: medians {medians[0]:.2f}-{medians[-1]:.2f}, upper bounds <= {upper:.2f} "
+            f"< cut {checks[0]['cut']:.2f})"
+        )
+    else:
+        why = next(
+            (
+                (r.get("recheck") or {}).get("reason")
+                for r in mine
+                if (r.get("recheck") or {}).get("reason")
+            ),
+            None,
+        )
+        text += f"; not re-measured: the passes decide ({why})" if why else ""
+    return text
+
+
+def slow_node_text(node: str, block: dict[str, Any]) -> str:
+    """`SLOW NODE: node-3: ...`: the slow-node rule's evidence and its pairs' re-measure."""
+    ev = next(p for p in block["per_node"] if p["node"] == node)
+    mine = [
+        r
+        for r in block["pairs"]
+        if r["busbw_gbps"] is not None
+        and r["node_a"] != r["node_b"]
+        and node in (r["node_a"], r["node_b"])
+    ]
+    text = (
+        f"SLOW NODE: {node}: every cross-node pair with it slow ({len(mine)} measured): its best "
+        f"{ev['best_busbw_gbps']:.3g} GB/s is "
+        f"{ev['best_busbw_gbps'] / ev['others_median_gbps']:.2f} of the median of the "
+        f"{ev['others_pairs']} cross-node pairs without it ({ev['others_median_gbps']:.3g} "
+        f"GB/s), z {ev['z_best']:.1f} < -{block['outlier_z']:g}"
+    )
+    checks = [r["recheck"] for r in mine if (r.get("recheck") or {}).get("status") == "slow"]
+    if checks and len(checks) == len(mine):
+        upper = max(c["ratio_upper"] for c in checks)
+        text += (
+            f"; each pair re-measured beside healthy pairs and still slow (upper bounds <= "
+            f"{upper:.2f} < cut {checks[0]['cut']:.2f})"
+        )
+    return text

@@ -21,15 +21,21 @@ from typing import Any
 from minicluster.analysis.collectives import benchmark_metrics, benchmark_result
 from minicluster.analysis.frame import RunFrame
 from minicluster.analysis.pair_verdict import (
+    RANK_RULE,
     RECHECK_RULE,
     distribution,
     judge,
+    judge_nodes,
+    not_judged,
+    ranks_not_judged,
     recheck,
+    slow_node_text,
+    slow_rank_text,
     suspect,
     verdict,
 )
 from minicluster.analysis.records import RankRecords
-from minicluster.core import pairs, rank_format
+from minicluster.core import pair_recheck, pairs, rank_format
 from minicluster.core.collective_defs import algbw_gbps
 from minicluster.core.metrics import MetricValue, metric, unavailable
 from minicluster.core.units import format_size
@@ -51,7 +57,31 @@ NO_ALLREDUCE = "the pairwise link test runs send/recv between two ranks, no all_
 def pairwise_result(frame: RunFrame, aggregated_at: str | None = None) -> dict[str, Any]:
     """The canonical result of a pairwise link test (`aggregated_at` fixed for golden tests)."""
     block, errors = pairwise_block(frame)
+    bad = set(block["slow_ranks"])
+    label = dict(zip(block["participants"], block["labels"], strict=True))
+    # a slow rank is one finding (every link of it, as `slow_link:rank=R` without a peer
+    # injects), its pairs are in its evidence; any other slow pair is a link
     detected = [
+        {
+            "kind": "slow_link",
+            "rank": x,
+            "step": None,
+            "evidence": slow_rank_text(x, block, label).split(": ", 1)[1],
+        }
+        for x in sorted(bad)
+    ]
+    bad_nodes = set(block["slow_nodes"])
+    detected += [
+        {
+            "kind": "slow_link",
+            "rank": None,
+            "ranks": [r for r, n in enumerate(block["rank_nodes"]) if n == node],
+            "step": None,
+            "evidence": slow_node_text(node, block).removeprefix("SLOW NODE: "),
+        }
+        for node in sorted(bad_nodes)
+    ]
+    detected += [
         {
             "kind": "slow_link",
             "rank": p["a"],
@@ -61,6 +91,8 @@ def pairwise_result(frame: RunFrame, aggregated_at: str | None = None) -> dict[s
         }
         for p in block["pairs"]
         if p["slow"]
+        and not bad & {p["a"], p["b"]}
+        and not (p["node_a"] != p["node_b"] and bad_nodes & {p["node_a"], p["node_b"]})
     ]
     metrics = benchmark_metrics(frame, _metrics(block))
     return benchmark_result(frame, metrics, aggregated_at, {"pairwise": block}, detected, errors)
@@ -84,11 +116,45 @@ def pairwise_block(frame: RunFrame) -> tuple[dict[str, Any], list[str]]:
     lines = _pair_lines(frame.records)
     size = int(plan["size_bytes"]) if plan else 0
     rows = [_pair_row(a, b, lines.get((a, b), []), size, rank_nodes) for a, b in scheduled]
-    judge(rows, s.outlier_z, s.min_busbw_gbps, s.pair_mad_floor)
+    evidence = judge(rows, s.outlier_z, s.min_busbw_gbps, s.pair_mad_floor, label)
+    flagged_ranks = {x for x, ev in evidence.items() if ev["slow"]}
+    node_ev = {} if per_node else judge_nodes(rows, rank_nodes, s.outlier_z, s.pair_mad_floor)
+    node_flagged = {
+        p: n
+        for n, ev in node_ev.items()
+        if ev["slow"]
+        for p in pair_recheck.node_pairs([(r["a"], r["b"]) for r in rows], rank_nodes, n)
+    }
     flagged = [[r["a"], r["b"]] for r in rows if r["slow"]]
     rechecks = [ln for rec in frame.records for ln in rec.other.get(rank_format.PAIR_RECHECK, [])]
-    recheck(rows, rechecks, size, s.outlier_z, s.min_busbw_gbps, s.pair_mad_floor, s.recheck_rounds)
+    recheck(
+        rows,
+        rechecks,
+        size,
+        s.outlier_z,
+        s.min_busbw_gbps,
+        s.pair_mad_floor,
+        s.recheck_rounds,
+        flagged_ranks,
+        set(node_flagged),
+    )
     dist = distribution(rows, s.pair_mad_floor)
+    # a rank flagged by the rank rule is slow when every measured pair with it stayed slow
+    slow_ranks = sorted(
+        x
+        for x in flagged_ranks
+        if all(r["slow"] for r in rows if x in (r["a"], r["b"]) and r["busbw_gbps"] is not None)
+    )
+    by_row = {(r["a"], r["b"]): r for r in rows}
+    slow_nodes = sorted(
+        n
+        for n in set(node_flagged.values())
+        if all(
+            by_row[p]["slow"]
+            for p, m in node_flagged.items()
+            if m == n and by_row[p]["busbw_gbps"] is not None
+        )
+    )
     for row in rows:
         name = f"pair {label[row['a']]} - {label[row['b']]}"
         if row["status"] != "measured":
@@ -96,7 +162,7 @@ def pairwise_block(frame: RunFrame) -> tuple[dict[str, Any], list[str]]:
         if row["wrong"]:
             errors.append(f"{name}: {row['wrong']} wrong elements")
     slow = [r for r in rows if r["slow"]]
-    named = suspect(slow, rows, rank_nodes, label, per_node)
+    named = suspect(slow, rows, rank_nodes, label, per_node, set(slow_ranks), set(slow_nodes))
     block: dict[str, Any] = {
         "per": s.per,
         "schedule": s.schedule,
@@ -129,8 +195,15 @@ def pairwise_block(frame: RunFrame) -> tuple[dict[str, Any], list[str]]:
         ],
         "wrong_total": sum(r["wrong"] or 0 for r in rows),
         "suspect": named,
-        "per_rank": _per_rank(who, rows, rank_nodes),
-        "per_node": _per_node(rows, rank_nodes),
+        "rank_rule": RANK_RULE,
+        "slow_ranks": slow_ranks,
+        "slow_nodes": slow_nodes,
+        "ranks_not_judged": ranks_not_judged(who, rows),
+        "not_judged": not_judged(
+            rows, dist, s.min_busbw_gbps, s.outlier_z, s.pair_mad_floor, label
+        ),
+        "per_rank": _per_rank(who, rows, rank_nodes, evidence, set(slow_ranks)),
+        "per_node": _per_node(rows, rank_nodes, node_ev, set(slow_nodes)),
     }
     block["verdict"] = verdict(block, label)
     return block, errors
@@ -241,10 +314,15 @@ def _median(values: list[float]) -> float | None:
 
 
 def _per_rank(
-    who: list[int], rows: list[dict[str, Any]], rank_nodes: dict[int, str]
+    who: list[int],
+    rows: list[dict[str, Any]],
+    rank_nodes: dict[int, str],
+    evidence: dict[int, dict[str, Any]],
+    slow_ranks: set[int],
 ) -> list[dict[str, Any]]:
     out = []
     for rank in who:
+        ev = evidence.get(rank)
         mine = [r for r in rows if rank in (r["a"], r["b"])]
         bws = [r["busbw_gbps"] for r in mine if r["busbw_gbps"] is not None]
         out.append(
@@ -256,16 +334,28 @@ def _per_rank(
                 "busbw_gbps_median": _median(bws),
                 "time_us_median": _median([r["time_us"] for r in mine if r["time_us"]]),
                 "slow_pairs": sum(1 for r in mine if r["slow"]),
+                "best_busbw_gbps": ev["best_busbw_gbps"] if ev else None,
+                "others_median_gbps": ev["others_median_gbps"] if ev else None,
+                "others_pairs": ev["others_pairs"] if ev else None,
+                "z_best": ev["z"] if ev else None,
+                "slow": (rank in slow_ranks) if ev else None,
             }
         )
     return out
 
 
-def _per_node(rows: list[dict[str, Any]], rank_nodes: dict[int, str]) -> list[dict[str, Any]]:
-    """Per node, the median over every pair with an end on it (a pair inside it counts once)."""
+def _per_node(
+    rows: list[dict[str, Any]],
+    rank_nodes: dict[int, str],
+    evidence: dict[str, dict[str, Any]],
+    slow_nodes: set[str],
+) -> list[dict[str, Any]]:
+    """Per node, the median over every pair with an end on it (a pair inside it counts once),
+    and the slow-node rule's evidence where it judged the node."""
     nodes = list(dict.fromkeys(rank_nodes[r] for r in sorted(rank_nodes)))
     out = []
     for node in nodes:
+        ev = evidence.get(node)
         mine = [r for r in rows if node in (r["node_a"], r["node_b"])]
         bws = [r["busbw_gbps"] for r in mine if r["busbw_gbps"] is not None]
         out.append(
@@ -276,6 +366,11 @@ def _per_node(rows: list[dict[str, Any]], rank_nodes: dict[int, str]) -> list[di
                 "pairs_measured": len(bws),
                 "busbw_gbps_median": _median(bws),
                 "slow_pairs": sum(1 for r in mine if r["slow"]),
+                "best_busbw_gbps": ev["best_busbw_gbps"] if ev else None,
+                "others_median_gbps": ev["others_median_gbps"] if ev else None,
+                "others_pairs": ev["others_pairs"] if ev else None,
+                "z_best": ev["z"] if ev else None,
+                "slow": (node in slow_nodes) if ev else None,
             }
         )
     return out

@@ -182,7 +182,50 @@ def classify(
     ranked = sorted(
         (order[s], position.get(r, len(position)), r) for r, s in status.items() if s != OK
     )
-    return RankStatuses(status, [lines[r] for _, _, r in ranked])
+    common = common_error(by_rank, world_size, where, len(set(node_of.values())) > 1)
+    return RankStatuses(status, ([common] if common else []) + [lines[r] for _, _, r in ranked])
+
+
+def common_error(
+    by_rank: Mapping[int, RankRecords],
+    world_size: int,
+    where: Callable[[RankRecords], str],
+    across_nodes: bool = False,
+) -> str | None:
+    """The line for a run whose every rank (2 or more) raised the very same error of its own (a
+    bug in the model, its input or its configuration: every rank runs the same code on the same
+    kind of data), or None. Which of them wrote its summary first is a matter of microseconds:
+    naming one rank, or its node, as the failure would send an operator to drain a healthy node."""
+    if world_size < 2:
+        return None
+    errors, places = set(), set()
+    for rank in range(world_size):
+        rec = by_rank.get(rank)
+        summary = rec.summary if rec is not None else None
+        error = str((summary or {}).get("error") or "")
+        if rec is None or summary is None or summary.get("status") in (OK, INTERRUPTED, None):
+            return None
+        if not error or PEER_ERROR.search(error):
+            return None
+        errors.add(error)
+        places.add(where(rec))
+    if len(errors) != 1:
+        return None
+    place = places.pop() if len(places) == 1 else "in different steps"
+    return (
+        f"every rank ({world_size} of {world_size}) raised the same error {place}: "
+        f"{errors.pop()}: {blame(across_nodes)}"
+    )
+
+
+def blame(across_nodes: bool) -> str:
+    """Where the same error on every rank points."""
+    if across_nodes:
+        return "a fault in the code, its input or its configuration, not of one rank or node"
+    return (
+        "a fault in the code, its input or its configuration, or of the one node they all ran "
+        "on; not of one rank"
+    )
 
 
 def step_where(rec: RankRecords) -> str:

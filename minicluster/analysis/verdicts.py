@@ -27,6 +27,8 @@ def verdicts(result: RunResult) -> list[str]:
         found.append("wrong_numbers")  # a collective returned wrong elements
     if result.pairwise is not None and result.pairwise.wrong_total:
         found.append("wrong_numbers")  # a link delivered wrong elements
+    if result.pairwise is not None and result.pairwise.not_judged:
+        found.append("pairs_not_judged")  # 1-2 pairs (or 3 ranks) and nothing to judge by
     if result.validation is not None and not result.validation.passed:
         found.append("validation_failed")
     if result.stragglers:

@@ -366,8 +366,12 @@ def side_console(stderr: bool) -> Any:
 
 def write_file(path: Path, data: str | bytes, announce: str | None = None) -> None:
     """Atomic write of a user-named output file; a failure is one line and exit 2 (a full disk
-    after ranks started: 3, `ranks_started`)."""
+    after ranks started: 3, `ranks_started`). Never a file named `-` (standard output: a
+    command that takes it writes it with `write_output`)."""
     from minicluster.core.io import atomic_write_bytes
+
+    if is_stdout(path):
+        raise InputError("'-' (standard output) is not an output this command can write to")
 
     try:
         atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)

@@ -155,10 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--layouts",
         metavar="L;L;...",
-        help="one run per layout at one world size (degree specs separated by ';': "
+        help="one run per layout at one world size (names as validate --layouts takes them: "
+        "ddp,fsdp,tp,pp,ep,fsdp_tp,hsdp; or degree specs separated by ';': "
         '"dp_replicate=4;dp_shard=4;dp_shard=2,tp=2;pp=2,dp_replicate=2"), then a table side by '
         "side (step time, TFLOP/s, exposed comm per kind, bubble, memory) in DIR/layouts.md and "
-        "DIR/layouts.json; the world size: --world-sizes N, else the largest product of degrees",
+        "DIR/layouts.json; the world size: --world-sizes N, else the largest product of degrees, "
+        "else (names only) the config's run.nproc",
     )
     add_launcher_args(p)
     add_dry_run(p)

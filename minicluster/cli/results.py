@@ -69,7 +69,6 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
     from minicluster.analysis.aggregate import aggregate
     from minicluster.analysis.frame import RunFrame
     from minicluster.core.config import override_checks
-    from minicluster.core.io import atomic_write_json
     from minicluster.result import store
     from minicluster.result.model import RunResult
     from minicluster.result.schema import validate_result
@@ -85,11 +84,12 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
     after = aggregate(records, launch, checks=new, flight_recorder=dumps)
     _record_thresholds(after, new)
     validate_result(after)
-    path = store.fresh_result_path(run_dir, "rejudged")
     try:
-        atomic_write_json(path, after)
+        path = store.write_fresh_result(run_dir, "rejudged", after)
     except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+        raise InputError(
+            f"cannot write a re-judged result in {run_dir}: {e.strerror or e}"
+        ) from None
     judged_before, judged_after = RunResult.from_json(before), RunResult.from_json(after)
     with orchestrate.stdout_may_close():
         kept = (
@@ -113,7 +113,6 @@ def judge_beside(run_dir: Path, judge: Any) -> int:
     other thresholds is. The exit code is the judged result's; what keeps it non-zero is said."""
     from minicluster.analysis import rejudge as verdict
     from minicluster.analysis.aggregate import aggregate
-    from minicluster.core.io import atomic_write_json
     from minicluster.result import store
     from minicluster.result.model import RunResult
     from minicluster.result.schema import validate_result
@@ -124,11 +123,12 @@ def judge_beside(run_dir: Path, judge: Any) -> int:
     )
     judge(result)
     validate_result(result)
-    path = store.fresh_result_path(run_dir, "rejudged")
     try:
-        atomic_write_json(path, result)
+        path = store.write_fresh_result(run_dir, "rejudged", result)
     except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+        raise InputError(
+            f"cannot write a re-judged result in {run_dir}: {e.strerror or e}"
+        ) from None
     judged = RunResult.from_json(result)
     kept = (
         "the recorded result.json is kept"
@@ -191,12 +191,18 @@ def _report_node_check(result: dict[str, Any], args: argparse.Namespace) -> int:
     """A node-check result (`minicluster node-check`) in its own report."""
     from minicluster.report.nodecheck import node_check_html, node_check_markdown, print_node_check
 
-    if args.md is not None:
-        orchestrate.write_file(args.md, node_check_markdown(result), announce="report")
-    if args.html is not None:
-        orchestrate.write_file(args.html, node_check_html(result), announce="report")
+    # `--md -` / `--html -`: the report on standard output, the summary on stderr
+    to_stdout = orchestrate.stdout_outputs([o for o in (args.md, args.html) if o is not None])
+    for path, render in ((args.md, node_check_markdown), (args.html, node_check_html)):
+        if path is None:
+            continue
+        if orchestrate.is_stdout(path):
+            with orchestrate.stdout_may_close():
+                sys.stdout.write(render(result))
+        else:
+            orchestrate.write_file(path, render(result), announce="report")
     with orchestrate.stdout_may_close():
-        print_node_check(result)
+        print_node_check(result, orchestrate.side_console(stderr=to_stdout))
     return EXIT_OK
 
 

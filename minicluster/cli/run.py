@@ -150,9 +150,9 @@ def _launch_training(
             )
         if isinstance(cfg.workload, config_mod.CustomConfig):
             raise InputError(
-                "validate re-makes every rank's batch on rank 0, and a custom model's "
-                "make_batch(step) makes its own rank's only: validate runs the mlp and "
-                "transformer workloads"
+                "validate (DDP against one process) runs the built-in mlp and transformer "
+                "workloads only: it does not build a custom model a second time on rank 0; for "
+                "a custom model compare layouts instead: validate --layouts ddp,fsdp"
             )
         every = cfg.run.replica_check_every or 1
         cfg = config_mod.override(cfg, replica_check_every=every, check_ddp_equivalence=True)
@@ -387,8 +387,13 @@ def _pairwise(cfg: RunConfig, args: argparse.Namespace, launcher: LocalTorchrun)
         f"pairwise link test of {n} ranks via torchrun: "
         f"{n_pairs} pairs in {order}, send/recv of {format_size(section.pair_bytes)} each way "
         f"(K = 1024), {section.dtype}, {section.warmup_iters} warm-up + {section.iters} timed "
-        f"transfers each way per pair, {section.passes} pass(es), a flagged pair re-measured "
-        f"in {section.recheck_rounds} rounds beside healthy pairs{faults}"
+        f"transfers each way per pair, {section.passes} pass(es), "
+        + (
+            f"a flagged pair re-measured in {section.recheck_rounds} rounds beside healthy pairs"
+            if section.recheck_rounds
+            else "re-measure off (--recheck-rounds 0: the passes decide)"
+        )
+        + faults
     )
     if args.dry_run:
         orchestrate.print_plan(launcher, cfg, args.out, f"collectives: {what}", args.config)

@@ -38,9 +38,10 @@ from minicluster.result import store
 TABLE_FILE = "layouts.md"
 
 
-def _world_size(args: argparse.Namespace, specs: list[tuple[str, dict[str, Any]]]) -> int:
+def _world_size(args: argparse.Namespace, text: str, cfg: RunConfig) -> int:
     """The one world size: `--world-sizes N`, else the largest product of the degrees a layout
-    names (`dp_shard=2,tp=2`: 4)."""
+    spec names (`dp_shard=2,tp=2`: 4), else (names only: `ddp,fsdp,tp`) the config's
+    `run.nproc`."""
     if args.world_sizes is not None:
         sizes = [s.strip() for s in str(args.world_sizes).split(",") if s.strip()]
         if len(sizes) != 1:
@@ -51,8 +52,17 @@ def _world_size(args: argparse.Namespace, specs: list[tuple[str, dict[str, Any]]
         if not sizes[0].isdigit() or int(sizes[0]) < 1:
             raise InputError(f"--world-sizes must be a whole number >= 1, got {sizes[0]!r}")
         return int(sizes[0])
+    from minicluster.cli.validate_layouts import split_layouts
+
+    specs = [item for item in split_layouts(text) if "=" in item]
+    if not specs:
+        return cfg.run.nproc
     best = 1
-    for _, degrees in specs:
+    for item in specs:
+        try:
+            degrees = parse_flag(item)
+        except ConfigError as e:
+            raise InputError(f"--layouts {item}: {e}") from None
         product = 1
         for key, value in degrees.items():
             if key != "pp_schedule" and key != "pp_microbatches":
@@ -61,20 +71,31 @@ def _world_size(args: argparse.Namespace, specs: list[tuple[str, dict[str, Any]]
     return best
 
 
-def parse_layouts(text: str) -> list[tuple[str, dict[str, Any]]]:
-    """`dp_replicate=4;dp_shard=4;dp_shard=2,tp=2` -> [(spec, degrees)]; InputError when fewer
-    than two or one does not parse (`--layouts L: why`)."""
-    items = [t.strip() for t in text.split(";") if t.strip()]
+def parse_layouts(text: str, world: int) -> list[tuple[str, str]]:
+    """`dp_replicate=4;dp_shard=4;dp_shard=2,tp=2` (or names, as `validate --layouts` takes
+    them: `ddp,fsdp,tp`, mixed with degree specs after `;`) -> [(what was typed, the degree
+    spec at `world`)]; InputError when fewer than two or one does not parse."""
+    from minicluster.cli.validate_layouts import NAMED_LAYOUTS, named_layout, split_layouts
+
     out = []
-    for item in items:
+    for item in split_layouts(text):
+        spec = item
+        if "=" not in item:
+            if item not in NAMED_LAYOUTS:
+                raise InputError(
+                    f"--layouts: unknown layout {item!r}; names: {', '.join(NAMED_LAYOUTS)}, or "
+                    "degree specs separated by ';' (dp_shard=2;tp=2)"
+                )
+            spec = named_layout(item, world) or f"dp_replicate={world}"
         try:
-            out.append((item, parse_flag(item)))
+            parse_flag(spec)
         except ConfigError as e:
             raise InputError(f"--layouts {item}: {e}") from None
+        out.append((item, spec))
     if len(out) < 2:
         raise InputError(
-            "--layouts needs two layouts or more, degree specs separated by ';' "
-            '(e.g. "dp_replicate=4;dp_shard=4;dp_shard=2,tp=2")'
+            "--layouts needs two layouts or more, names (ddp,fsdp,tp) or degree specs separated "
+            "by ';' (e.g. \"dp_replicate=4;dp_shard=4;dp_shard=2,tp=2\")"
         )
     return out
 
@@ -93,13 +114,14 @@ def sweep_layouts(args: argparse.Namespace) -> int:
             raise InputError(
                 f"sweep --layouts takes no {flag}: it runs each layout once at one world size"
             )
-    specs = parse_layouts(args.layouts)
-    world = _world_size(args, specs)
     cfg = config_mod.require(load_training_config(args.config), args.require)
+    world = _world_size(args, args.layouts, cfg)
+    specs = parse_layouts(args.layouts, world)
     cores = os.cpu_count()
     threads = cfg.run.threads_per_rank or config_mod.default_threads(cores, world)
     configs: list[tuple[str, RunConfig]] = []
-    for spec, _ in specs:  # every layout checked before any rank starts
+    seen: dict[str, str] = {}  # layout label -> what was typed for it
+    for typed, spec in specs:  # every layout checked before any rank starts
         one = config_mod.with_parallel(
             dataclasses.replace(cfg, parallel=config_mod.ParallelSection()), spec
         )
@@ -109,14 +131,17 @@ def sweep_layouts(args: argparse.Namespace) -> int:
         except ConfigError as e:
             # The hint names run's flag; this command's world size is --world-sizes.
             text = str(e).replace("ranks: --nproc ", "ranks: --world-sizes ")
-            raise ConfigError(f"--layouts {spec}: {text}") from None
-        same = next((name for name, _ in configs if name == lay.label), None)
+            raise ConfigError(f"--layouts {typed}: {text}") from None
+        same = seen.get(lay.label)
         if same is not None:
+            what = f"{typed} is given twice" if same == typed else f"{typed} is {same}"
             raise InputError(
-                f"--layouts {spec}: the same layout as an earlier one ({lay.label}): give each "
+                f"--layouts {what} (the same layout as an earlier one, {lay.label}): give each "
                 "layout once"
             )
-        configs.append((lay.label, one))
+        seen[lay.label] = typed
+        # a name keeps its degrees beside it in the table: "ddp (dp_replicate=2)"
+        configs.append((lay.label if typed == spec else f"{typed} ({lay.label})", one))
     fault_spec.check_against_run(cfg.faults, world, cfg.steps.warmup + cfg.steps.measured)
     orchestrate.check_required(cfg)
     launcher = launcher_from_args(args)
@@ -196,15 +221,21 @@ def _finish(out_dir: Path, plan: dict[str, Any]) -> int:
     return EXIT_RUN_FAILED if bad or len(plan["rows"]) < len(plan["layouts"]) else EXIT_OK
 
 
-def print_table(plan: dict[str, Any], out_dir: Path) -> None:
+def print_table(plan: dict[str, Any], out_dir: Path, stderr: bool = False) -> None:
+    """The table on standard output (on standard error when stdout carries a report)."""
+    out = sys.stderr if stderr else sys.stdout
     with orchestrate.stdout_may_close():
-        print(f"layout sweep {plan['sweep_id']}: world size {plan['world_size']}")
+        print(f"layout sweep {plan['sweep_id']}: world size {plan['world_size']}", file=out)
         for line in layout_sweep.table(plan["rows"]):
-            print(line)
+            print(line, file=out)
         missing = [e["label"] for e in plan["layouts"][len(plan["rows"]) :]]
         if missing:
-            print(f"not run: {', '.join(missing)}")
-        print(f"{layout_sweep.layouts_path(out_dir)}; each run: minicluster report {out_dir}/lN")
+            print(f"not run: {', '.join(missing)}", file=out)
+        print(
+            f"{out_dir / TABLE_FILE} and {layout_sweep.layouts_path(out_dir)}; each run: "
+            f"minicluster report {out_dir}/lN",
+            file=out,
+        )
 
 
 def aggregate_layout_sweep(sweep_dir: Path, plan: dict[str, Any]) -> int:
@@ -229,9 +260,13 @@ def aggregate_layout_sweep(sweep_dir: Path, plan: dict[str, Any]) -> int:
 
 def report_layout_sweep(plan: dict[str, Any], sweep_dir: Path, md: Path | None) -> int:
     """`report DIR` on a layout sweep: its table (and the Markdown file when asked)."""
+    to_stdout = md is not None and orchestrate.is_stdout(md)
     if md is not None:
-        orchestrate.write_file(
-            md, "\n".join(layout_sweep.table(plan["rows"])) + "\n", announce="report"
-        )
-    print_table(plan, sweep_dir)
+        text = "\n".join(layout_sweep.table(plan["rows"])) + "\n"
+        if to_stdout:  # `--md -`: the table on standard output, the summary on stderr
+            with orchestrate.stdout_may_close():
+                sys.stdout.write(text)
+        else:
+            orchestrate.write_file(md, text, announce="report")
+    print_table(plan, sweep_dir, stderr=to_stdout)
     return EXIT_OK

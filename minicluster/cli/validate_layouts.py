@@ -30,10 +30,39 @@ from minicluster.result import store
 REL_TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "fp16": 3e-2}
 
 
-def layout_specs(text: str, world_size: int) -> list[tuple[str, str | None]]:
-    """`ddp,fsdp,tp` (or degree specs `dp_shard=2,tp=2` separated by `;`) -> [(name, --parallel
-    text or None for DDP)]; InputError on a name it does not know."""
-    named = {
+NAMED_LAYOUTS = ("ddp", "fsdp", "tp", "pp", "ep", "fsdp_tp", "hsdp")
+
+
+def split_layouts(text: str) -> list[str]:
+    """The items of `--layouts`: names separated by ',' (`ddp,fsdp`, any case), or, once a
+    degree spec is among them, items separated by ';' (`ddp;dp_shard=2,tp=2`); InputError for a
+    name joined to a spec by ',' (`ddp,tp=2`), which reads as one spec."""
+    items = [t.strip() for t in text.split(";" if "=" in text else ",") if t.strip()]
+    out = []
+    for item in items:
+        if "=" not in item:
+            out.append(item.lower())
+            continue
+        names = [part.strip() for part in item.split(",") if "=" not in part and part.strip()]
+        if names:
+            raise InputError(
+                f"--layouts {item}: {names[0]!r} is a layout name beside a degree spec: separate "
+                f"layouts with ';' once a degree spec is among them ({names[0]};"
+                f"{','.join(q.strip() for q in item.split(',') if '=' in q)})"
+            )
+        out.append(item)
+    return out
+
+
+def named_layout(name: str, world_size: int) -> str | None:
+    """The `--parallel` text of a layout name at `world_size` (None for DDP, the default);
+    InputError for a 2-D name the world size cannot hold (fsdp_tp at 2 ranks would be tp alone)."""
+    if name in ("fsdp_tp", "hsdp") and (world_size < 4 or world_size % 2):
+        raise InputError(
+            f"--layouts {name}: needs an even world size of 4 or more (2 x 2 at least), "
+            f"got {world_size}: give --world-sizes 4 (sweep) or --nproc 4 (validate)"
+        )
+    return {
         "ddp": None,
         "fsdp": f"dp_shard={world_size}",
         "tp": f"tp={world_size}",
@@ -41,18 +70,22 @@ def layout_specs(text: str, world_size: int) -> list[tuple[str, str | None]]:
         "ep": f"ep={world_size}",
         "fsdp_tp": f"dp_shard={world_size // 2},tp=2",
         "hsdp": f"dp_replicate=2,dp_shard={world_size // 2}",
-    }
-    items = [t.strip() for t in text.split(";" if "=" in text else ",") if t.strip()]
+    }[name]
+
+
+def layout_specs(text: str, world_size: int) -> list[tuple[str, str | None]]:
+    """`ddp,fsdp,tp` (or degree specs `dp_shard=2,tp=2` separated by `;`) -> [(name, --parallel
+    text or None for DDP)]; InputError on a name it does not know."""
     out: list[tuple[str, str | None]] = []
-    for item in items:
+    for item in split_layouts(text):
         if "=" in item:
             out.append((item, item))
-        elif item in named:
-            out.append((item, named[item]))
+        elif item in NAMED_LAYOUTS:
+            out.append((item, named_layout(item, world_size)))
         else:
             raise InputError(
-                f"--layouts: unknown layout {item!r}; names: {', '.join(named)}, or degree specs "
-                "separated by ';' (dp_shard=2;tp=2)"
+                f"--layouts: unknown layout {item!r}; names: {', '.join(NAMED_LAYOUTS)}, or "
+                "degree specs separated by ';' (dp_shard=2;tp=2)"
             )
     if len(out) < 2:
         raise InputError("--layouts needs two layouts or more to compare (e.g. ddp,fsdp,tp)")
@@ -92,7 +125,7 @@ def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launche
     cfg = config_mod.override(cfg, fixed_global_batch=True)
     world = cfg.run.nproc
     specs = layout_specs(args.layouts, world)
-    configs = []
+    configs: list[tuple[str, RunConfig]] = []
     for name, flag in specs:  # every layout checked before any rank starts
         one = config_mod.with_parallel(
             dataclasses.replace(cfg, parallel=config_mod.ParallelSection()), flag

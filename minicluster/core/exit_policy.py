@@ -69,6 +69,15 @@ POLICY: tuple[Verdict, ...] = (
         "a link slower than the expected busbw, or a slow pair in the pairwise link test",
     ),
     Verdict(
+        "pairs_not_judged",
+        EXIT_FAILED_CHECK,
+        "collectives --pattern pairwise",
+        "NOT JUDGED: the pairs' speed could not be judged, and nothing else was found: 1 or 2 "
+        "measured pairs (2-3 ranks or nodes) and no --min-busbw, or 3 ranks where both pairs of "
+        "one rank are slow against the third (a slow rank or a fast pair: 3 cannot tell); "
+        "#wrong is still judged",
+    ),
+    Verdict(
         "straggler",
         EXIT_FAILED_CHECK,
         "run, aggregate, watch, sweep (a run of the sweep)",

@@ -12,6 +12,15 @@ Rules (README "Finding the slow link"):
 - flagged: robust z of ln(busbw) over the measured pairs below -outlier_z (median and MAD x
   1.4826 of the logs, the MAD counted as at least the floor; 3 measured pairs or more), or
   busbw below min_busbw: `analysis.pair_verdict.judge`'s rule;
+- a slow rank (`slow_ranks`): a rank whose best (fastest) pair is below -outlier_z by the same
+  robust z taken over the pairs WITHOUT it (3 or more: 4 ranks or more) flags every pair with it.
+  One slow rank makes n - 1 of the n(n-1)/2 pairs slow, half of them at 4 ranks, where the
+  median and MAD over all pairs break down; the pairs without it hold none of them. Its best
+  pair below the cut means every pair with it is (the best of n - 1 is the sign test's upper
+  bound of their median, at 1 - 2^-(n-1): 87.5% at 4 ranks, 99.2% at 8); a single slow link
+  leaves the rank's other pairs normal, so its best pair is, and the rank is not flagged;
+- a slow node (`node_evidence`, a per-rank run with 2 or more ranks on a node and 3 nodes or
+  more): the same rule on cross-node pairs, its best one against those without it;
 - each flagged pair is re-measured in `rounds` rounds, each round the flagged pair and one
   healthy (not flagged) pair one after the other, alone (serial, every rank at a barrier
   between them), the order alternating round by round (flagged first in even rounds), the
@@ -42,25 +51,120 @@ CONFIDENCE = 0.95  # one-sided, of the median ratio's upper bound
 
 
 def flagged(
-    busbw: Mapping[Pair, float], outlier_z: float, min_busbw: float | None, floor: float
+    busbw: Mapping[Pair, float],
+    outlier_z: float,
+    min_busbw: float | None,
+    floor: float,
+    nodes: Mapping[int, str] | None = None,
 ) -> list[Pair]:
     """The pairs the passes flag slow (busbw: each measured pair's best-pass busbw, GB/s), in
-    the order given."""
+    the order given: by the pair rule, as a pair of a slow rank (`slow_ranks`), or, given the
+    ranks' `nodes`, as a cross-node pair of a slow node (`node_evidence`)."""
     pairs = [p for p, b in busbw.items() if b > 0 and math.isfinite(b)]
     cut = None
     if len(pairs) >= MIN_PAIRS_FOR_Z:
-        logs = [math.log(busbw[p]) for p in pairs]
-        center = statistics.median(logs)
-        scale = max(statistics.median(abs(x - center) for x in logs) * MAD_NORMAL, floor)
-        cut = (center, scale)
+        cut = _log_spread([busbw[p] for p in pairs], floor)
+    bad = set(slow_ranks({p: busbw[p] for p in pairs}, outlier_z, floor))
+    of_nodes: set[Pair] = set()
+    if nodes:
+        for n, ev in node_evidence({p: busbw[p] for p in pairs}, nodes, outlier_z, floor).items():
+            if ev["slow"]:
+                of_nodes |= set(node_pairs(pairs, nodes, n))
     out = []
     for p in pairs:
-        slow = min_busbw is not None and busbw[p] < min_busbw
+        slow = (min_busbw is not None and busbw[p] < min_busbw) or bool(bad & set(p))
+        slow = slow or p in of_nodes
         if cut is not None and cut[1] > 0:
             slow = slow or (math.log(busbw[p]) - cut[0]) / cut[1] < -outlier_z
         if slow:
             out.append(p)
     return out
+
+
+def _log_spread(values: Sequence[float], floor: float) -> tuple[float, float]:
+    """Median and floored scale (MAD x 1.4826, at least `floor`) of ln(values)."""
+    logs = [math.log(v) for v in values]
+    center = statistics.median(logs)
+    return center, max(statistics.median(abs(x - center) for x in logs) * MAD_NORMAL, floor)
+
+
+def rank_evidence(
+    busbw: Mapping[Pair, float], outlier_z: float, floor: float
+) -> dict[int, dict[str, Any]]:
+    """Per rank with 2 or more measured pairs and MIN_PAIRS_FOR_Z or more measured pairs without
+    it: its best pair's busbw, the median of the pairs without it, their ratio, the best pair's
+    robust z against the pairs without it, and `slow` (z < -outlier_z). Ranks it cannot judge
+    (3 ranks or fewer: 1 pair without a rank) are left out."""
+    pairs = {p: b for p, b in busbw.items() if b > 0 and math.isfinite(b)}
+    ranks = sorted({x for p in pairs for x in p})
+    out: dict[int, dict[str, Any]] = {}
+    for x in ranks:
+        mine = [b for p, b in pairs.items() if x in p]
+        others = [b for p, b in pairs.items() if x not in p]
+        if len(mine) >= 2 and len(others) >= MIN_PAIRS_FOR_Z:
+            out[x] = _best_against_others(mine, others, outlier_z, floor)
+    return out
+
+
+def _best_against_others(
+    mine: Sequence[float], others: Sequence[float], outlier_z: float, floor: float
+) -> dict[str, Any]:
+    center, scale = _log_spread(others, floor)
+    best = max(mine)
+    z = (math.log(best) - center) / scale if scale > 0 else 0.0
+    return {
+        "pairs": len(mine),
+        "best_busbw_gbps": best,
+        "others_pairs": len(others),
+        "others_median_gbps": statistics.median(others),
+        "ratio": best / statistics.median(others),
+        "z": z,
+        "slow": z < -outlier_z,
+    }
+
+
+def slow_ranks(busbw: Mapping[Pair, float], outlier_z: float, floor: float) -> list[int]:
+    """The ranks every pair of which is slow against the pairs without them (`rank_evidence`)."""
+    return [x for x, ev in rank_evidence(busbw, outlier_z, floor).items() if ev["slow"]]
+
+
+def node_evidence(
+    busbw: Mapping[Pair, float], nodes: Mapping[int, str], outlier_z: float, floor: float
+) -> dict[str, dict[str, Any]]:
+    """The rank rule for nodes in a per-rank run where a node holds 2 or more of the ranks (with
+    one rank per node it is the rank rule): per node, its best cross-node pair (one end on it)
+    against the cross-node pairs with no end on it (pairs inside a node are left out on both
+    sides: they do not cross a NIC). Needs 3 nodes or more (2 nodes: every cross pair touches
+    both) and MIN_PAIRS_FOR_Z cross pairs without the node."""
+    pairs = {
+        p: b
+        for p, b in busbw.items()
+        if b > 0 and math.isfinite(b) and p[0] in nodes and p[1] in nodes
+    }
+    names = sorted({nodes[x] for p in pairs for x in p})
+    per_node = {n: {x for p in pairs for x in p if nodes[x] == n} for n in names}
+    if len(names) < 3 or max(len(v) for v in per_node.values()) < 2:
+        return {}
+    cross = {p: b for p, b in pairs.items() if nodes[p[0]] != nodes[p[1]]}
+    out: dict[str, dict[str, Any]] = {}
+    for n in names:
+        mine = [b for p, b in cross.items() if n in (nodes[p[0]], nodes[p[1]])]
+        others = [b for p, b in cross.items() if n not in (nodes[p[0]], nodes[p[1]])]
+        if len(mine) >= 2 and len(others) >= MIN_PAIRS_FOR_Z:
+            out[n] = _best_against_others(mine, others, outlier_z, floor)
+    return out
+
+
+def node_pairs(pairs: Sequence[Pair], nodes: Mapping[int, str], node: str) -> list[Pair]:
+    """The cross-node pairs with one end on `node`."""
+    return [
+        p
+        for p in pairs
+        if p[0] in nodes
+        and p[1] in nodes
+        and nodes[p[0]] != nodes[p[1]]
+        and node in (nodes[p[0]], nodes[p[1]])
+    ]
 
 
 def references(pair: Pair, healthy: Sequence[Pair]) -> list[Pair]:

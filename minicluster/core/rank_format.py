@@ -57,9 +57,10 @@ FORMAT_NAME = "minicluster-rank"
 # 1.5: step `gap_ms` (the host time between two steps), `comm_kinds` (per collective kind),
 # `pp_stage`/`pp_busy_ms`/`pp_schedule_ms` (pipeline stages); isolate_plan and isolate_round
 # records (group testing); `t_unix_s` and `bad_input` on the summary. All optional.
-# (next minor: step `syncs_ms` and `sync_groups`, the sync points of a step, with `sync_kinds`
-# and `sync_bus_bytes`; the lead bumps)
-FORMAT_VERSION = f"{FORMAT_NAME}/1.5"
+# 1.6: step `syncs_ms` and `sync_groups` (the sync points of a step), `sync_kinds` and
+# `sync_bus_bytes` (each call's kind and bytes x busbw factor); the `pair_recheck` record (the
+# pairwise re-measure of flagged pairs). All optional: a 1.5 file reads as before.
+FORMAT_VERSION = f"{FORMAT_NAME}/1.6"
 
 
 class RecordError(InputError):

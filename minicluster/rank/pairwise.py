@@ -136,7 +136,9 @@ def run_pairwise(
             if progress and rank == 0 and done % max(1, total // 5) == 0:
                 log.info("pairwise: round %d/%d done", done, total)
     if section.recheck_rounds > 0:
-        recheck(section, rank, world_size, [p for r in rounds for p in r], measured, link, emit)
+        scheduled = [p for r in rounds for p in r]
+        of = {r: str(n) for r, n in enumerate(nodes)}
+        recheck(section, rank, world_size, scheduled, measured, link, emit, of)
 
 
 def best_busbw(records: list[list[Any]], size: int) -> dict[pairs.Pair, float]:
@@ -162,9 +164,11 @@ def recheck(
     measured: list[Pair],
     link: _Link,
     emit: Emit,
+    nodes: dict[int, str] | None = None,
 ) -> None:
     """Re-measure every pair the passes flag slow beside healthy pairs (`core.pair_recheck`):
-    every rank gathers every pair's times, judges them alike and takes part in the barriers."""
+    every rank gathers every pair's times, judges them alike and takes part in the barriers
+    (`nodes`: every rank's node, for the slow-node rule)."""
     mine = [
         [m.a, m.b, m.pass_, m.time_us_ab_max, m.time_us_ba_max]
         for m in measured
@@ -175,7 +179,7 @@ def recheck(
     busbw = best_busbw([r for g in gathered for r in g], link.size)
     ordered = {p: busbw[p] for p in scheduled if p in busbw}
     slow = pair_recheck.flagged(
-        ordered, section.outlier_z, section.min_busbw_gbps, section.pair_mad_floor
+        ordered, section.outlier_z, section.min_busbw_gbps, section.pair_mad_floor, nodes
     )
     healthy = [p for p in ordered if p not in slow]
     for flagged in slow:

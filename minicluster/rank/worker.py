@@ -175,6 +175,8 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
             )
             model, dp_rank = par.model, par.dp_rank
             autocast = layouts.autocast(device, cfg.run.precision, par)
+            if layout.tp > 1 and layout.ep == 1:  # before any comm timer sees its collective
+                _check_tp_batches(wl, par.mesh["tp"], dp_rank, device, cfg.workload)
         # Shards and tensor-parallel slices differ between ranks by design: each rank's
         # checksums are of its own shards (the analysis compares ranks holding the same ones,
         # `Layout.replica_groups`), and the gradient the collectives delivered is taken when
@@ -453,6 +455,40 @@ def pipeline_step(
         pp_busy_ms=busy_ms,
         pp_schedule_ms=(t1 - t0) / 1e6,
     )
+
+
+def _check_tp_batches(
+    wl: workloads.Workload,
+    tp_mesh: Any,
+    dp_rank: int,
+    device: torch.device,
+    cfg_workload: object = None,
+) -> None:
+    """The ranks of a tensor-parallel group must train on one batch (their slices of one
+    layer see the same input): step 0's batch, hashed on each, compared over the group. A
+    `make_batch` keyed by the global rank (`ctx.rank`, not `ctx.dp_rank`) would otherwise train
+    each slice on other data, silently. A collective: every rank of the group calls it."""
+    import hashlib
+
+    x, y = wl.make_batch(0, dp_rank)
+    digest = hashlib.blake2b(digest_size=8)
+    for t in (x, y):
+        digest.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    mine = torch.tensor([int.from_bytes(digest.digest(), "little", signed=True)], device=device)
+    group = tp_mesh.get_group()
+    theirs = [torch.empty_like(mine) for _ in range(tp_mesh.size())]
+    tdist.all_gather(theirs, mine, group=group)
+    if len({int(t.item()) for t in theirs}) > 1:
+        from minicluster.rank.workloads.custom import UserCodeError
+
+        factory = getattr(cfg_workload, "factory", None)
+        who = f"workload.factory {factory}: " if factory else ""
+        ranks = tdist.get_process_group_ranks(group)
+        raise UserCodeError(
+            f"{who}make_batch gave the ranks of one tensor-parallel group (ranks {ranks}) "
+            "different batches at step 0: they must train on one batch; make it from "
+            "(step, dp_rank) (ctx.dp_rank), not from ctx.rank"
+        )
 
 
 def _shard_batches(wl: workloads.Workload, shards: int, cfg_workload: object = None) -> None:

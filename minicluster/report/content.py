@@ -266,6 +266,8 @@ def incident_phrase(incident: Incident) -> str:
 def _fault_rank(f: Finding | InjectedFault) -> str:
     """A fault's rank, and its node when the fault records one: `1 on node 0 (vm)`."""
     rank = text(f.rank)
+    if f.rank is None and isinstance(f, Finding) and f.ranks:
+        rank = ", ".join(map(str, f.ranks))  # a finding of several ranks (a slow node's)
     if isinstance(f, Finding) and f.placed:
         rank += f" on {node_label(f.node_rank, f.hostname)}"
     return rank

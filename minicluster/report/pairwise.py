@@ -95,6 +95,13 @@ def pairs_table(pw: Pairwise, max_rows: int | None = None) -> TextTable:
             f"; a flagged pair is re-measured in {pw.recheck_rounds} rounds beside healthy pairs "
             "and stays slow only when slow against them"
         )
+    elif pw.recheck_rounds == 0:
+        note += "; re-measure off (--recheck-rounds 0: the passes decide)"
+    if pw.slow_ranks is not None:
+        note += (
+            "; a rank whose best pair is slow (the same z) against the pairs without it has "
+            "every pair slow"
+        )
     note += ". #wrong: received elements that differ from the sender's pattern, both ways."
     if dist.reason:
         note += f" {dist.reason}."
@@ -153,19 +160,36 @@ def per_rank_table(pw: Pairwise) -> TextTable:
         note="Median over the pairs the rank took part in of the pair's busbw and time.",
         numeric={2, 3, 4, 5},
     )
-    for r in pw.per_rank:
-        if r.slow_pairs:
-            table.highlight.add(len(table.rows))
-        table.rows.append(
-            [
-                str(r.rank),
-                text(r.node),
-                f"{r.pairs_measured} / {r.pairs}",
-                fmt_num(r.busbw_gbps_median),
-                fmt_num(r.time_us_median),
-                text(r.slow_pairs),
-            ]
+    judged = any(r.z_best is not None for r in pw.per_rank)
+    if judged:
+        # the rank rule (results from issue 25 on): its best pair against the pairs without it
+        table.headers += ["best / without it", "z best", what]
+        table.numeric |= {6, 7}
+        table.note += (
+            f" best / without it: its fastest pair's busbw over the median of the pairs without "
+            f"it; z best: that pair's robust z over them; SLOW when every pair with the {what} "
+            f"is slow (z best < -{fmt_num(pw.outlier_z)}, and on re-measure)."
         )
+    for r in pw.per_rank:
+        if r.slow_pairs or r.slow:
+            table.highlight.add(len(table.rows))
+        row = [
+            str(r.rank),
+            text(r.node),
+            f"{r.pairs_measured} / {r.pairs}",
+            fmt_num(r.busbw_gbps_median),
+            fmt_num(r.time_us_median),
+            text(r.slow_pairs),
+        ]
+        if judged:
+            ratio = (
+                r.best_busbw_gbps / r.others_median_gbps
+                if r.best_busbw_gbps is not None and r.others_median_gbps
+                else None
+            )
+            verdict = "not judged" if r.slow is None else ("SLOW" if r.slow else "ok")
+            row += [fmt_num(ratio), fmt_num(r.z_best), verdict]
+        table.rows.append(row)
     return table
 
 

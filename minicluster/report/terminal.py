@@ -195,7 +195,12 @@ def print_run_summary(result: RunResult, console: Console | None = None) -> None
         console.print(f"[yellow]straggler:[/yellow] {escape(s)}")
     for side, kind, rank, step, details in view.faults.rows:
         console.print(
-            f"[magenta]fault {escape(side)}:[/magenta] {escape(kind)} rank {escape(rank)}"
+            f"[magenta]fault {escape(side)}:[/magenta] {escape(kind)}"
+            + (
+                f" {'ranks' if ',' in rank else 'rank'} {escape(rank)}"
+                if rank not in ("", "n/a")
+                else ""
+            )
             + (f" step {escape(step)}" if step not in ("", "n/a") else "")
             + (f": {escape(details)}" if details else "")
         )

@@ -36,10 +36,16 @@ SCHEMA_MAJOR = "minicluster/1"
 # `time_structure` (intermittent, onset, drift), `incident` (the C4 class), `failure_order`
 # (who failed first); `isolate` (group testing), `reference` (a run judged against a site
 # reference), `bad_input`; steps.components `jitter_wait`; a sweep's projection `fit_on` and
-# `fit_error_pct`, headline_run `left_out`; `in_band` (issue 28: what each node sent rank 0 of
-# a job gathered in-band). All optional: a 1.4 file reads as before.
+# `fit_error_pct`, headline_run `left_out`. All optional: a 1.4 file reads as before.
+# 1.6: `in_band` (issue 28: what each node sent rank 0 of a job gathered in-band); the pairwise
+# re-measure of flagged pairs (`pairwise.recheck_rounds`, `recheck_rule`, `flagged_pairs`,
+# `cleared_pairs`, per pair `flagged` and `recheck`); `link.kind`, `link.ranks`, `link.per_kind`
+# (the per-kind link check of FSDP2/TP layouts); the pairwise rank rule (`pairwise.rank_rule`,
+# `slow_ranks`, `slow_nodes`, `ranks_not_judged`, `not_judged`, per rank and per node
+# `best_busbw_gbps`, `others_median_gbps`, `others_pairs`, `z_best`, `slow`). All optional: a 1.5
+# file reads as before.
 # Readers accept every 1.x.
-SCHEMA_VERSION = "minicluster/1.5"
+SCHEMA_VERSION = "minicluster/1.6"
 
 NonNegative = Annotated[int, Constraint(minimum=0)]
 Positive = Annotated[int, Constraint(minimum=1)]
@@ -1222,6 +1228,26 @@ class PairwiseRank(Section):
     busbw_gbps_median: float | None = None
     time_us_median: float | None = None
     slow_pairs: int | None = None
+    best_busbw_gbps: float | None = spec(
+        None, omit_none=True, doc="the rank rule: busbw of its fastest pair"
+    )
+    others_median_gbps: float | None = spec(
+        None, omit_none=True, doc="the rank rule: median busbw of the pairs without it"
+    )
+    others_pairs: int | None = spec(
+        None, omit_none=True, doc="the rank rule: how many measured pairs are without it"
+    )
+    z_best: float | None = spec(
+        None,
+        omit_none=True,
+        doc="the rank rule: robust z of its best pair over the pairs without it",
+    )
+    slow: bool | None = spec(
+        None,
+        omit_none=True,
+        doc="every pair with it slow against the pairs without it (and on re-measure); "
+        "absent when the rank rule could not judge it (3 ranks or fewer)",
+    )
 
 
 @dataclass(kw_only=True)
@@ -1232,6 +1258,20 @@ class PairwiseNode(Section):
     pairs_measured: int | None = None
     busbw_gbps_median: float | None = None
     slow_pairs: int | None = None
+    best_busbw_gbps: float | None = spec(
+        None, omit_none=True, doc="the slow-node rule: busbw of its fastest cross-node pair"
+    )
+    others_median_gbps: float | None = spec(
+        None, omit_none=True, doc="the slow-node rule: median of the cross-node pairs without it"
+    )
+    others_pairs: int | None = spec(None, omit_none=True)
+    z_best: float | None = spec(None, omit_none=True)
+    slow: bool | None = spec(
+        None,
+        omit_none=True,
+        doc="every cross-node pair with it slow against those without it (and on re-measure); "
+        "absent where the rule could not judge it (fewer than 3 nodes, one rank per node)",
+    )
 
 
 @dataclass(kw_only=True)
@@ -1279,6 +1319,30 @@ class Pairwise(Section):
     )
     wrong_total: NonNegative
     suspect: Suspect
+    rank_rule: str | None = spec(None, omit_none=True)
+    slow_ranks: list[int] | None = spec(
+        None,
+        nullable=False,
+        omit_none=True,
+        doc="ranks (nodes with per: node) every pair with which is slow against the pairs "
+        "without them, and stayed slow on re-measure",
+    )
+    slow_nodes: list[str] | None = spec(
+        None,
+        nullable=False,
+        omit_none=True,
+        doc="per-rank runs with 2+ ranks on a node and 3+ nodes: nodes every cross-node pair "
+        "with which is slow against the cross-node pairs without them, and stayed slow",
+    )
+    ranks_not_judged: str | None = spec(
+        None, omit_none=True, doc="why the rank rule judged no rank (3 ranks or fewer)"
+    )
+    not_judged: str | None = spec(
+        None,
+        omit_none=True,
+        doc="why the pairs' speed was not judged (1-2 pairs, or 3 ranks with one rank's both "
+        "pairs slow, without --min-busbw): exit 1, NOT JUDGED",
+    )
     per_rank: list[PairwiseRank] = spec(factory=list)
     per_node: list[PairwiseNode] = spec(factory=list)
     verdict: str

@@ -237,8 +237,7 @@ def write_result(out_dir: Path, result: dict[str, Any]) -> Written:
     if why is None:
         atomic_write_json(path, result)
         return Written(path)
-    partial = fresh_result_path(out_dir, "partial")
-    atomic_write_json(partial, result)
+    partial = write_fresh_result(out_dir, "partial", result)
     return Written(partial, kept=path, kept_result=old, why=why)
 
 
@@ -279,13 +278,25 @@ def _version_tuple(version: object) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2] or 0)) if match else None
 
 
-def fresh_result_path(out_dir: Path, kind: str) -> Path:
-    """`result.<kind>-<UTC time>.json` (`partial`, `rejudged`), a name no file there has yet: a
-    result written beside result.json never replaces an earlier one."""
+def write_fresh_result(out_dir: Path, kind: str, data: Any) -> Path:
+    """Write `data` as `result.<kind>-<UTC time>.json` (`partial`, `rejudged`) in `out_dir`, under
+    a name no file there had: the name is claimed with an exclusive create before the atomic
+    write, so two writers in the same second (two `aggregate DIR --straggler-threshold` at once)
+    get two files, and a result written beside result.json never replaces an earlier one.
+    Returns the path; on OSError the claim is removed and the error raised."""
     stamp = clock.utc_stamp()
-    path = out_dir / f"result.{kind}-{stamp}.json"
     n = 1
-    while path.exists():
-        n += 1
-        path = out_dir / f"result.{kind}-{stamp}-{n}.json"
+    while True:
+        suffix = "" if n == 1 else f"-{n}"
+        path = out_dir / f"result.{kind}-{stamp}{suffix}.json"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            break
+        except FileExistsError:
+            n += 1
+    try:
+        atomic_write_json(path, data)
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
     return path

@@ -145,3 +145,29 @@ def test_causes_in_time_order_and_no_cause_means_timeouts() -> None:
 
 def test_healthy_run_has_no_failures() -> None:
     assert _order([_rec(0, 4), _rec(1, 4)], {}, None) == []
+
+
+def test_the_same_exception_on_every_rank_leads_with_a_line_that_blames_no_rank() -> None:
+    """A model whose forward raises on every rank: each summary holds the same error, rank 1's
+    written 0.3 ms before rank 0's (as recorded); the first error line says every rank raised it,
+    not 'rank 1'. Two different errors, or one rank of two, keep the per-rank lines first."""
+    same = "ValueError: shape mismatch in my layer"
+    recs = [_rec(0, 0, same, t_summary=T0 + 0.0003), _rec(1, 0, same, t_summary=T0)]
+    codes = {0: 3, 1: -15}
+
+    def errors(recs: list[RankRecords]) -> list[str]:
+        events = _order(recs, codes, {1: 15})
+        by_rank = {r.rank: r for r in recs}
+        first = [e.rank for e in events]
+        return rank_status.classify(
+            by_rank, len(recs), codes, rank_status.step_where, first=first
+        ).errors
+
+    lines = errors(recs)
+    assert lines[0].startswith("every rank (2 of 2) raised the same error before its first step")
+    assert same in lines[0] and "or of the one node they all ran on; not of one rank" in lines[0]
+    assert lines[1].startswith("rank 1:")
+    recs[0] = _rec(0, 0, "RuntimeError: CUDA out of memory", t_summary=T0 + 0.0003)
+    assert errors(recs)[0].startswith("rank 1:")
+    recs[0] = _rec(0, 0)  # rank 0 finished ok
+    assert errors(recs)[0].startswith("rank 1:")

@@ -152,3 +152,28 @@ def test_an_intermittent_culprit_without_a_straggler_is_non_comm_slow() -> None:
         "culprits",
     )
     assert "48%" in found["evidence"] and "intermittent" in found["evidence"]
+
+
+def test_every_rank_raising_the_same_exception_blames_the_code_not_a_rank_or_node() -> None:
+    """A model whose forward raises on every rank (a recorded shape: both ranks' summaries say
+    the same ValueError, 0.3 ms apart): not a crash of whichever rank wrote first."""
+    same = "raised ValueError: shape mismatch in my layer"
+    events = [_event(1, "exception", step=0) | {"evidence": same}]
+    events.append(_event(0, "exception", step=0) | {"evidence": same})
+    found = incident.classify(_healthy() | {"world_size": 2, "failure_order": events})
+    assert found is not None
+    assert (found["kind"], found["ranks"]) == ("crash", [0, 1])
+    assert found["node"] == {"node_rank": 0, "hostname": "vm"}  # both ran there
+    assert "every rank (2 of 2)" in found["evidence"] and "not of one rank" in found["evidence"]
+    across = [events[0], events[1] | {"node_rank": 1, "hostname": "vm2"}]
+    found = incident.classify(_healthy() | {"world_size": 2, "failure_order": across})
+    assert found is not None and found["node"] is None
+    assert "not of one rank or node" in found["evidence"]
+    # one rank of three raising it, or two different errors: that rank is named, as before
+    assert (incident.classify(_healthy() | {"world_size": 3, "failure_order": events}) or {})[
+        "ranks"
+    ] == [1]
+    events[1] = events[1] | {"evidence": "raised RuntimeError: CUDA out of memory"}
+    assert (incident.classify(_healthy() | {"world_size": 2, "failure_order": events}) or {})[
+        "ranks"
+    ] == [1]

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from typing import Any
 
-from minicluster.analysis.pair_verdict import judge, suspect
+import pytest
+
+from minicluster.analysis.pair_verdict import judge, not_judged, ranks_not_judged, suspect
 
 
 def _rows(n: int, slow: dict[tuple[int, int], float]) -> list[dict[str, Any]]:
@@ -89,11 +92,21 @@ def test_one_pair_without_a_minimum_is_not_judged_not_ok() -> None:
     rows = _rows(2, {(0, 1): 0.01})  # a 100x slow link, alone: nothing to hold it against
     judge(rows, 3.5, None, 0.2)
     rows[0]["wrong"] = 0
-    block = {"pairs": rows, "distribution": distribution(rows, 0.2), "outlier_z": 3.5,
-             "min_busbw_gbps": None}  # fmt: skip
-    line = verdict(block, {0: "rank 0", 1: "rank 1"})
-    assert line.startswith("pairwise: speed not judged: 1 of 1 pairs measured") and "ok" not in line
-    assert "give --min-busbw" in line
+    label = {0: "rank 0", 1: "rank 1"}
+    dist = distribution(rows, 0.2)
+    block = {"pairs": rows, "distribution": dist, "outlier_z": 3.5, "min_busbw_gbps": None,
+             "not_judged": not_judged(rows, dist, None, 3.5, 0.2, label)}  # fmt: skip
+    line = verdict(block, label)
+    assert (
+        line.startswith("pairwise: NOT JUDGED: speed: 1 of 1 pairs measured") and "ok" not in line
+    )
+    assert "give --min-busbw" in line and line.endswith("none wrong")
+    # wrong elements are still judged, and come first
+    rows[0]["wrong"] = 7
+    line = verdict(block, label)
+    assert line.startswith("pairwise: WRONG: rank 0 - rank 1: 7 elements; NOT JUDGED: speed")
+    # with a floor the one pair is judged, against it
+    assert not_judged(rows, dist, 0.5, 3.5, 0.2, label) is None
 
 
 SIZE = 10**9  # busbw (GB/s) = 1e6 / time_us
@@ -231,3 +244,203 @@ def test_a_noisy_pass_spread_does_not_lower_the_re_measures_cut() -> None:
     rc = row["recheck"]
     assert math.isclose(rc["cut"], math.exp(-0.7)) and math.isclose(rc["ratio_upper"], 0.23)
     assert rc["status"] == "slow" and row["slow"]
+
+
+# --- the rank rule: a rank slow in every pair (its NIC), issue 25 --------------------------
+
+
+def _noisy_rows(
+    n: int, seed: int, spread: float = 0.25, dips: float = 0.05
+) -> list[dict[str, Any]]:
+    """Every pair of n ranks at ~1 GB/s with a log-normal spread (sigma `spread`) and, with
+    probability `dips`, a busy-host dip to 40-60% of it: a clean run on a loaded host."""
+    rng = random.Random(seed)
+    rows = _rows(n, {})
+    for r in rows:
+        r["busbw_gbps"] = math.exp(rng.gauss(0.0, spread))
+        if rng.random() < dips:
+            r["busbw_gbps"] *= rng.uniform(0.4, 0.6)
+    return rows
+
+
+def _slow_rank_rows(n: int, x: int, factor: float, seed: int = 1) -> list[dict[str, Any]]:
+    rows = _noisy_rows(n, seed, spread=0.1, dips=0.0)
+    for r in rows:
+        if x in (r["a"], r["b"]):
+            r["busbw_gbps"] *= factor
+    return rows
+
+
+@pytest.mark.parametrize("n", [4, 8])
+def test_a_rank_slow_in_every_pair_is_named_as_the_rank(n: int) -> None:
+    """Rank 2's NIC at a tenth: at 4 ranks 3 of 6 pairs are slow and the median over all
+    pairs breaks down (no pair's z is below -3.5), the pairs without rank 2 do not."""
+    rows = _slow_rank_rows(n, 2, 0.1)
+    evidence = judge(rows, 3.5, None, 0.2)
+    assert sorted(x for x, ev in evidence.items() if ev["slow"]) == [2]
+    assert sorted((r["a"], r["b"]) for r in rows if r["slow"]) == [
+        (min(2, x), max(2, x)) for x in range(n) if x != 2
+    ]
+    assert all("every pair with rank 2 is slow" in r["why_slow"] for r in rows if r["slow"])
+    ev = evidence[2]
+    assert ev["pairs"] == n - 1 and ev["others_pairs"] == (n - 1) * (n - 2) // 2
+    assert ev["ratio"] < 0.2 and ev["z"] < -3.5
+    named = suspect([r for r in rows if r["slow"]], rows, dict.fromkeys(range(n), "h"),
+                    {r: f"rank {r}" for r in range(n)}, False, {2})  # fmt: skip
+    assert named["kind"] == "rank" and named["ranks"] == [2]
+    assert "every pair with it slow" in named["text"] and "rank 2's link/NIC" in named["text"]
+
+
+def test_at_four_ranks_the_pair_rule_alone_misses_the_slow_rank() -> None:
+    """The wrong verdict this rule fixes: the z over all 6 pairs names nothing."""
+    rows = _slow_rank_rows(4, 2, 0.1)
+    judge(rows, 3.5, None, 0.2)
+    assert all(r["z"] > -3.5 for r in rows)
+
+
+def test_one_slow_link_is_named_as_the_pair_not_as_a_rank() -> None:
+    for n in (4, 8):
+        rows = _noisy_rows(n, 3, spread=0.1, dips=0.0)
+        (row,) = [r for r in rows if (r["a"], r["b"]) == (1, 2)]
+        row["busbw_gbps"] *= 0.05
+        evidence = judge(rows, 3.5, None, 0.2)
+        assert not any(ev["slow"] for ev in evidence.values())
+        assert [(r["a"], r["b"]) for r in rows if r["slow"]] == [(1, 2)]
+        assert _named(rows)["kind"] == "link"
+
+
+def test_clean_noisy_rows_name_no_rank_and_no_pair() -> None:
+    """200 clean runs each of 4 and 8 ranks with a 25% spread and 5% busy-host dips to 40-60%:
+    the rank rule names nothing (its cut is a whole rank's best pair)."""
+    for n in (4, 8):
+        for seed in range(200):
+            rows = _noisy_rows(n, seed)
+            evidence = judge(rows, 3.5, None, 0.2)
+            assert not any(ev["slow"] for ev in evidence.values()), (n, seed, evidence)
+
+
+def test_the_ranks_flag_a_slow_ranks_pairs_for_the_re_measure() -> None:
+    """The ranks' rule (core.pair_recheck.flagged) flags what the analysis judges slow."""
+    from minicluster.core import pair_recheck
+
+    rows = _slow_rank_rows(4, 2, 0.1)
+    busbw = {(r["a"], r["b"]): r["busbw_gbps"] for r in rows}
+    assert pair_recheck.slow_ranks(busbw, 3.5, 0.2) == [2]
+    assert pair_recheck.flagged(busbw, 3.5, None, 0.2) == [(0, 2), (1, 2), (2, 3)]
+    # the healthy pairs it is re-measured beside share no rank with it first
+    assert pair_recheck.references((0, 2), [(0, 1), (0, 3), (1, 3)])[0] == (1, 3)
+
+
+def test_a_slow_ranks_pairs_stay_slow_on_re_measure_and_the_rank_is_named() -> None:
+    from minicluster.analysis.pair_verdict import recheck
+
+    rows = _slow_rank_rows(4, 2, 0.1)
+    evidence = judge(rows, 3.5, None, 0.2)
+    bad = {x for x, ev in evidence.items() if ev["slow"]}
+    lines = []
+    for p in [(0, 2), (1, 2), (2, 3)]:
+        lines += _remeasure(p, [0.1, 0.12, 0.09, 0.11, 0.1, 0.1, 0.13, 0.1], [1.0] * 8)
+    recheck(rows, lines, SIZE, 3.5, None, 0.2, 8, bad)
+    slow = [r for r in rows if r["slow"]]
+    assert len(slow) == 3 and all(r["recheck"]["status"] == "slow" for r in slow)
+    # a rank that was only slow while the host was busy: its pairs are cleared
+    rows = _slow_rank_rows(4, 2, 0.1)
+    judge(rows, 3.5, None, 0.2)
+    lines = []
+    for p in [(0, 2), (1, 2), (2, 3)]:
+        lines += _remeasure(p, [1.0, 0.98, 1.02, 0.97, 1.0, 1.01, 0.99, 1.0], [1.0] * 8)
+    recheck(rows, lines, SIZE, 3.5, None, 0.2, 8, bad)
+    assert not any(r["slow"] for r in rows)
+
+
+def test_three_ranks_a_slow_rank_is_not_judged_but_said() -> None:
+    """3 ranks: a rank's 2 pairs are 2 of 3; against 1 pair no z, and a slow rank 2 reads the
+    same as a fast pair 0-1. Not named, not ok: NOT JUDGED (exit 1) without --min-busbw."""
+    from minicluster.analysis.pair_verdict import distribution
+
+    label = {r: f"rank {r}" for r in range(3)}
+    rows = _rows(3, {(0, 2): 0.1, (1, 2): 0.11})
+    evidence = judge(rows, 3.5, None, 0.2)
+    assert evidence == {} and not any(r["slow"] for r in rows)
+    assert "not judged with 3 ranks" in (ranks_not_judged([0, 1, 2], rows) or "")
+    dist = distribution(rows, 0.2)
+    why = not_judged(rows, dist, None, 3.5, 0.2, label)
+    assert why is not None and "both pairs of rank 2" in why and "rank 0 - rank 1 is fast" in why
+    # with a floor the pairs are judged against it: rank 2 in both slow pairs
+    judge(rows, 3.5, 0.5, 0.2)
+    assert not_judged(rows, dist, 0.5, 3.5, 0.2, label) is None
+    assert _named(rows)["ranks"] == [2]
+    # a clean 3-rank run: judged (one slow link would be named), the rank rule not
+    clean = _rows(3, {})
+    judge(clean, 3.5, None, 0.2)
+    assert not_judged(clean, distribution(clean, 0.2), None, 3.5, 0.2, label) is None
+    one = _rows(3, {(0, 1): 0.1})
+    judge(one, 3.5, None, 0.2)
+    assert [(r["a"], r["b"]) for r in one if r["slow"]] == [(0, 1)]
+
+
+def test_a_node_slow_in_every_cross_node_pair_is_named_as_the_node() -> None:
+    """3 nodes of 2 ranks (per rank), node c's NIC at a tenth: its 8 cross-node pairs are 8 of
+    the 15, more than half, and each rank on it has a fast pair inside the node (so the rank
+    rule cannot see it); the node rule judges c's best cross pair against the 4 cross pairs of
+    a and b. Pairs inside a node run 4x faster (shared memory), and are left out."""
+    from minicluster.analysis.pair_verdict import judge_nodes
+
+    nodes = {0: "a", 1: "a", 2: "b", 3: "b", 4: "c", 5: "c"}
+    rows = _noisy_rows(6, 5, spread=0.1, dips=0.0)
+    for r in rows:
+        if nodes[r["a"]] == nodes[r["b"]]:
+            r["busbw_gbps"] *= 4
+        elif "c" in (nodes[r["a"]], nodes[r["b"]]):
+            r["busbw_gbps"] *= 0.1
+    evidence = judge(rows, 3.5, None, 0.2)
+    assert not any(ev["slow"] for ev in evidence.values())
+    ev = judge_nodes(rows, nodes, 3.5, 0.2)
+    assert [n for n, e in ev.items() if e["slow"]] == ["c"] and ev["c"]["others_pairs"] == 4
+    slow = sorted((r["a"], r["b"]) for r in rows if r["slow"])
+    assert slow == [(0, 4), (0, 5), (1, 4), (1, 5), (2, 4), (2, 5), (3, 4), (3, 5)]
+    label = {r: f"rank {r}" for r in range(6)}
+    named = suspect([r for r in rows if r["slow"]], rows, nodes, label, False, set(), {"c"})
+    assert named["kind"] == "node" and named["nodes"] == ["c"]
+    assert "c's link/NIC" in named["text"]
+    # the ranks flag the same pairs for the re-measure
+    from minicluster.core import pair_recheck
+
+    busbw = {(r["a"], r["b"]): r["busbw_gbps"] for r in rows}
+    assert sorted(pair_recheck.flagged(busbw, 3.5, None, 0.2, nodes)) == slow
+
+
+def test_clean_multi_node_rows_name_no_node() -> None:
+    from minicluster.analysis.pair_verdict import judge_nodes
+
+    nodes = {r: "abcd"[r // 2] for r in range(8)}
+    for seed in range(100):
+        rows = _noisy_rows(8, seed)
+        for r in rows:
+            if nodes[r["a"]] == nodes[r["b"]]:
+                r["busbw_gbps"] *= 4
+        assert not any(e["slow"] for e in judge_nodes(rows, nodes, 3.5, 0.2).values()), seed
+    # one rank per node, or 2 nodes: the rule does not apply (the rank rule is the one)
+    assert judge_nodes(_rows(4, {}), {r: str(r) for r in range(4)}, 3.5, 0.2) == {}
+    assert judge_nodes(_rows(4, {}), {0: "a", 1: "a", 2: "b", 3: "b"}, 3.5, 0.2) == {}
+
+
+def test_the_slow_unit_is_called_a_node_when_the_test_runs_per_node() -> None:
+    from minicluster.analysis.pair_verdict import slow_rank_text
+
+    rows = _slow_rank_rows(4, 2, 0.1)
+    evidence = judge(rows, 3.5, None, 0.2)
+    per_rank = [
+        {"rank": x, "pairs": 3, "best_busbw_gbps": ev["best_busbw_gbps"],
+         "others_median_gbps": ev["others_median_gbps"], "others_pairs": ev["others_pairs"],
+         "z_best": ev["z"]}
+        for x, ev in evidence.items()
+    ]  # fmt: skip
+    for r in rows:
+        r["recheck"] = None
+    block = {"pairs": rows, "per_rank": per_rank, "outlier_z": 3.5, "per": "node"}
+    label = {x: f"node-{x}" for x in range(4)}
+    text = slow_rank_text(2, block, label)
+    assert text.startswith("SLOW NODE: node-2: every pair with it slow (3 of 3 measured)")
+    block["per"] = "rank"
+    assert slow_rank_text(2, block, label).startswith("SLOW RANK: node-2")

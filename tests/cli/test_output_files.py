@@ -112,6 +112,17 @@ def test_report_md_dash_is_standard_output_and_never_a_file_named_dash(
     assert "only one of" in capsys.readouterr().err
 
 
+def test_a_node_check_report_on_stdout_is_never_a_file_named_dash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node_check = FIX.parent / "nodecheck" / "trial_nc1.result.json"
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(node_check), "--md", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("# minicluster node check") and "node check" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", ["run", "validate", "collectives", "sweep"])
 def test_a_report_on_stdout_is_refused_where_the_summary_prints(
     tmp_path: Path,

@@ -114,6 +114,34 @@ def test_two_re_judgements_in_one_second_keep_both(
     assert thresholds[0] != thresholds[1]  # the first (30%: none) was not overwritten by 21%
 
 
+def test_concurrent_writers_in_one_second_each_get_their_own_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two re-judges at once (not one after the other): both saw no file of that second's name
+    before either wrote; the name is claimed by an exclusive create, so none is lost."""
+    import threading
+
+    from minicluster.core import clock
+    from minicluster.result import store
+
+    monkeypatch.setattr(clock, "utc_stamp", lambda: "20260101-000000")
+    start = threading.Barrier(8)
+
+    def write(i: int) -> None:
+        start.wait()
+        store.write_fresh_result(tmp_path, "rejudged", {"writer": i})
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    written = sorted(
+        json.loads(p.read_text())["writer"] for p in tmp_path.glob("result.rejudged-*")
+    )
+    assert written == list(range(8))
+
+
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded_runs"
 H200_REF = (
     Path(__file__).resolve().parents[1] / "fixtures" / "nodecheck" / "h200_site_reference.yaml"

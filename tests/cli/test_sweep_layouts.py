@@ -76,6 +76,9 @@ def test_rows_and_table_show_each_layout_s_own_figures_side_by_side() -> None:
             ("--layouts", "dp_shard=4;dp_replicate=4;dp_shard=4"),
             "the same layout as an earlier one",
         ),
+        (("--layouts", "ddp,zero3"), "unknown layout 'zero3'; names: ddp, fsdp"),
+        (("--layouts", "fsdp_tp,hsdp", "--world-sizes", "2"), "needs an even world size of 4"),
+        (("--layouts", "ddp,fsdp,ddp", "--world-sizes", "2"), "the same layout as an earlier one"),
     ],
 )
 @pytest.mark.timeout(60)
@@ -124,6 +127,11 @@ def test_report_renders_the_table_and_watch_points_at_a_run(
     assert proc.returncode == 0, proc.stderr
     assert "layout sweep s1: world size 4" in proc.stdout and "| tp=4 | ok | 20 |" in proc.stdout
     assert "| dp_shard=4 |" in (tmp_path / "t.md").read_text()
+    # `--md -`: the table on stdout, the summary on stderr; never a file named '-' (it wrote one)
+    proc = run_cli("report", str(out), "--md", "-", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("| layout |") and "layout sweep s1" in proc.stderr
+    assert not (tmp_path / "-").exists()
     proc = run_cli("watch", str(out), "--once")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -171,3 +179,26 @@ def test_four_layouts_at_4_ranks_side_by_side(run_cli: RunCli, tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = json.loads((out / "layouts.json").read_text())
     assert [r["label"] for r in again["rows"]] == list(rows)
+
+
+@pytest.mark.timeout(60)
+def test_layouts_by_name_as_validate_takes_them(run_cli: RunCli, tmp_path: Path) -> None:
+    cfg = tmp_path / "llama.yaml"
+    cfg.write_text(LLAMA)
+    proc = run_cli("sweep", "-c", str(cfg), "--layouts", "ddp,fsdp,tp", "--world-sizes", "2",
+                   "--dry-run", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "3 layouts at world size 2 (ddp (dp_replicate=2); fsdp (dp_shard=2); tp (tp=2))" in (
+        proc.stdout
+    )
+    upper = run_cli("sweep", "-c", str(cfg), "--layouts", "DDP,FSDP", "--world-sizes", "2",
+                    "--dry-run", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert upper.returncode == 0 and "fsdp (dp_shard=2)" in upper.stdout, upper.stderr
+    joined = run_cli("sweep", "-c", str(cfg), "--layouts", "ddp,tp=2", "--dry-run",
+                     "--out", str(tmp_path / "out"))  # fmt: skip
+    assert joined.returncode == 2 and "separate layouts with ';'" in joined.stderr
+    assert "(ddp;tp=2)" in joined.stderr
+    mixed = run_cli("sweep", "-c", str(cfg), "--layouts", "ddp;dp_shard=2,tp=2", "--dry-run",
+                    "--out", str(tmp_path / "out"))  # fmt: skip
+    assert mixed.returncode == 0, mixed.stderr
+    assert "2 layouts at world size 4 (ddp (dp_replicate=4); dp_shard=2,tp=2)" in mixed.stdout

@@ -104,6 +104,36 @@ def test_tensor_parallel_without_a_plan_is_one_line_and_exit_2(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_make_batch_keyed_by_the_global_rank_under_tp_is_one_line_and_exit_2(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # the two ranks of the tp group would each train their slice of every layer on other data:
+    # a run that "works", silently wrong (it exited 0 before step 0's batches were compared)
+    model = tmp_path / "by_rank.py"
+    model.write_text(
+        "import torch\n"
+        "from torch.distributed.tensor.parallel import ColwiseParallel, parallelize_module\n"
+        "def build(ctx):\n"
+        "    def make_batch(step):\n"
+        "        g = torch.Generator().manual_seed(step * 31 + ctx.rank)\n"
+        "        return torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)\n"
+        "    return {'model': torch.nn.Linear(8, 8), 'loss_fn': torch.nn.functional.mse_loss,\n"
+        "            'make_batch': make_batch, 'samples_per_batch': 4,\n"
+        "            'parallelize': lambda m, mesh: parallelize_module(\n"
+        "                m, mesh['tp'], ColwiseParallel(use_local_output=False))}\n"
+    )
+    out = tmp_path / "out"
+    cfg = _config(tmp_path, "by_rank.py:build")
+    proc = run_cli("run", "-c", str(cfg), "--parallel", "tp=2", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("minicluster: error")]
+    assert len(errors) == 1, proc.stderr
+    assert "different batches at step 0" in errors[0] and "ctx.dp_rank" in errors[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_validate_layouts_trains_the_example_on_one_global_batch_under_ddp_and_tp(
     run_cli: RunCli, tmp_path: Path
@@ -196,7 +226,7 @@ def test_a_factory_that_does_not_import_stops_before_any_rank_starts(
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (("validate",), "validate runs the mlp and transformer workloads"),
+        (("validate",), "for a custom model compare layouts instead: validate --layouts ddp,fsdp"),
         (("sweep", "--world-sizes", "1,2", "--mode", "strong"), "needs workload.per_rank_batch"),
         (("run", "--parallel", "pp=2"), "a pipeline or expert split of your own model"),
     ],
@@ -209,3 +239,33 @@ def test_what_a_custom_model_cannot_do_yet_is_refused_up_front(
     proc = run_cli(*args, "-c", str(cfg), "--out", str(out), cwd=tmp_path)
     assert proc.returncode == 2 and says in proc.stderr, proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_forward_that_raises_on_every_rank_blames_the_code_not_whichever_rank_wrote_first(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # both ranks raise the same error within a millisecond; the headline named "rank 1" (the
+    # one whose summary landed first, exit code -15) and the incident "crash on rank 1"
+    model = tmp_path / "broken.py"
+    model.write_text(
+        "import torch\n"
+        "class M(torch.nn.Linear):\n"
+        "    def forward(self, x):\n"
+        "        raise ValueError('shape mismatch in my layer')\n"
+        "def build(ctx):\n"
+        "    return {'model': M(8, 8), 'loss_fn': torch.nn.functional.mse_loss,\n"
+        "            'make_batch': lambda s: (torch.ones(4, 8), torch.ones(4, 8)),\n"
+        "            'samples_per_batch': 4}\n"
+    )
+    out = tmp_path / "out"
+    proc = run_cli(
+        "run", "-c", str(_config(tmp_path, "broken.py:build")), "--out", str(out), cwd=tmp_path
+    )
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["errors"][0].startswith("every rank (2 of 2) raised the same error")
+    assert "ValueError: shape mismatch in my layer" in result["errors"][0]
+    assert result["incident"]["kind"] == "crash" and result["incident"]["ranks"] == [0, 1]
+    assert "FAILED: every rank (2 of 2)" in proc.stdout

@@ -88,6 +88,95 @@ def test_a_slow_link_exits_1_naming_the_pair_and_the_link(run_cli: RunCli, tmp_p
     assert json.loads((out / "result.json").read_text())["pairwise"] == pw
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_a_rank_slow_in_every_pair_exits_1_naming_the_rank(run_cli: RunCli, tmp_path: Path) -> None:
+    """Rank 2's every link slowed in the transport (`slow_link:rank=2` without a peer, as a slow
+    NIC): 3 of the 4 ranks' 6 pairs are slow, which the z over all pairs cannot see (its median
+    and MAD break down at half the pairs bad: this exited 0, ok); the rank rule judges rank 2's
+    best pair against the 3 pairs without it, and the re-measure confirms each pair."""
+    pytest.importorskip("torch")
+    from minicluster.result.schema import validate_result
+
+    out = tmp_path / "pw"
+    proc = run_cli(
+        "collectives",
+        "--pattern",
+        "pairwise",
+        "--nproc",
+        "4",
+        "--serial",
+        "--size",
+        "16M",
+        "--iters",
+        "3",
+        "--warmup-iters",
+        "1",
+        "--fault",
+        "slow_link:rank=2,delay_ms=100",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+        timeout=400,
+    )
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    validate_result(result)
+    pw = result["pairwise"]
+    assert pw["slow_ranks"] == [2], pw["verdict"]
+    assert sorted(map(tuple, pw["slow_pairs"])) == [(0, 2), (1, 2), (2, 3)]
+    assert pw["suspect"]["kind"] == "rank" and pw["suspect"]["ranks"] == [2]
+    (two,) = [p for p in pw["per_rank"] if p["rank"] == 2]
+    assert two["slow"] is True and two["z_best"] < -pw["outlier_z"] and two["others_pairs"] == 3
+    assert all(p["slow"] is False for p in pw["per_rank"] if p["rank"] != 2)
+    # each of its pairs was re-measured beside a healthy pair and stayed slow
+    for row in pw["pairs"]:
+        if 2 in (row["a"], row["b"]):
+            assert row["flagged"] and row["recheck"]["status"] == "slow", row["recheck"]
+            assert 2 not in row["recheck"]["references"][0]
+    # one finding: the rank (every link of it), as the fault was injected
+    (found,) = result["faults"]["detected"]
+    assert found["rank"] == 2 and "peer" not in found
+    lines = proc.stdout.splitlines()
+    title = next(i for i, line in enumerate(lines) if line.startswith("minicluster pairwise "))
+    assert lines[title + 1].startswith("pairwise: SLOW RANK: rank 2: every pair with it slow")
+    assert "suspect rank 2's link/NIC" in " ".join(proc.stdout.split())
+    assert "rank n/a" not in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_one_pair_without_min_busbw_is_not_judged_exit_1(run_cli: RunCli, tmp_path: Path) -> None:
+    """2 ranks: one pair, nothing to judge its speed against: NOT JUDGED, exit 1 (not ok, 0);
+    its elements are still checked (#wrong 0); with --min-busbw it is judged against it."""
+    pytest.importorskip("torch")
+    base = ["collectives", "--pattern", "pairwise", "--nproc", "2", "--size", "1M", "--iters",
+            "2", "--warmup-iters", "1", "--passes", "1"]  # fmt: skip
+    proc = run_cli(*base, "--out", str(tmp_path / "a"), cwd=tmp_path, timeout=280)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    pw = json.loads((tmp_path / "a" / "result.json").read_text())["pairwise"]
+    assert pw["wrong_total"] == 0 and pw["pairs"][0]["wrong"] == 0
+    assert pw["not_judged"] and pw["verdict"].startswith("pairwise: NOT JUDGED: speed: 1 of 1")
+    assert "pairwise: NOT JUDGED" in proc.stdout
+    # a floor far below any loopback link: judged, ok
+    proc = run_cli(*base, "--min-busbw", "0.001", "--out", str(tmp_path / "b"), cwd=tmp_path,
+                   timeout=280)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    pw = json.loads((tmp_path / "b" / "result.json").read_text())["pairwise"]
+    assert pw.get("not_judged") is None and pw["verdict"].startswith("pairwise: ok: 1 of 1")
+
+
+def test_recheck_rounds_0_says_the_re_measure_is_off(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from minicluster.cli import main
+
+    args = ["collectives", "--pattern", "pairwise", "--nproc", "4", "--dry-run"]
+    assert main([*args, "--recheck-rounds", "0", "--out", str(tmp_path / "x")]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "re-measure off (--recheck-rounds 0" in text and "in 0 rounds" not in text
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

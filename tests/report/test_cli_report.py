@@ -39,7 +39,7 @@ def test_report_writes_md_and_html(python: str, cli_env: dict[str, str], tmp_pat
     [
         (None, "no such file"),
         ("{not json", "is not JSON (line 1 column 2)"),
-        ('{"schema_version": "minicluster/1"}', "result does not match minicluster/1.5"),
+        ('{"schema_version": "minicluster/1"}', "result does not match minicluster/1.6"),
     ],
 )
 def test_report_bad_input_is_one_line_exit_2(
