@@ -236,7 +236,8 @@ def step_where(rec: RankRecords) -> str:
     """Where a training rank stopped: the step it was in, and the last one it finished."""
     last = rec.summary.get("last_step") if rec.summary is not None else rec.last_step
     if last is None or last < 0:
-        return "before its first step"
+        # its comm timing record is written once the model, layout and optimizer are set up
+        return "during step 0 (its first)" if rec.timing else "before its first step"
     return f"during step {last + 1} (last finished step {last})"
 
 
