@@ -272,3 +272,6 @@ def test_a_forward_that_raises_on_every_rank_blames_the_code_not_whichever_rank_
     assert "ValueError: shape mismatch in my layer" in result["errors"][0]
     assert result["incident"]["kind"] == "crash" and result["incident"]["ranks"] == [0, 1]
     assert "FAILED: every rank (2 of 2)" in proc.stdout
+    # the user's file and line are kept (the error line alone did not say where)
+    summary = json.loads((out / "ranks" / "rank_00000.summary.json").read_text())
+    assert f'File "{model}", line 4, in forward' in summary["traceback"]
