@@ -25,7 +25,7 @@ from what the run recorded, never from the injected fault:
   is the top culprit (`analysis.cost`: a rank whose late arrivals cost the run, in some steps
   only: intermittent, onset, drift).
 
-A healthy run has no incident (None).
+A healthy run has no incident (None), nor has a run its user's input stopped (`bad_input`).
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ def classify(result: dict[str, Any], dumps: dict[str, Any] | None = None) -> dic
     """The incident of an assembled run result (`failure_order`, `stragglers`, `link`), or None
     for a healthy run. `dumps`: the run's Flight Recorder diagnosis
     (`analysis.flight_recorder.diagnose`), when it left dumps."""
+    if result.get("bad_input"):
+        return None  # the user's input stopped the ranks (exit 2): no rank, node or link failed
     causes = [e for e in result.get("failure_order") or [] if e.get("cause")]
     if causes:
         first = causes[0]

@@ -18,7 +18,9 @@ from minicluster.core import rundir
 from minicluster.core.comm_kinds import KINDS
 from minicluster.core.errors import InputError
 
-KIND = "layout_sweep"  # `layouts.json`'s `kind`: a layout sweep (validate --layouts has none)
+KIND = "layout_sweep"  # `layouts.json`'s `kind`: a layout sweep
+# `validate --layouts`' layouts.json (before it had a kind: none, with `runs` and `reference`)
+VALIDATION_KIND = "layout_validation"
 
 
 def layouts_path(sweep_dir: Path) -> Path:
@@ -36,6 +38,49 @@ def read_layout_sweep(sweep_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         raise InputError(f"{path} is not JSON") from None
     return data if isinstance(data, dict) and data.get("kind") == KIND else None
+
+
+def read_layout_validation(run_dir: Path) -> dict[str, Any] | None:
+    """`validate --layouts`' `layouts.json` in `run_dir`, or None when it holds none."""
+    path = layouts_path(run_dir)
+    if not run_dir.is_dir() or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise InputError(f"{path} is not JSON") from None
+    if not isinstance(data, dict):
+        return None
+    if data.get("kind") == VALIDATION_KIND or ("kind" not in data and "runs" in data):
+        return data
+    return None
+
+
+def validation_lines(data: dict[str, Any]) -> list[str]:
+    """The verdict of a `validate --layouts` directory, then one line per layout."""
+    passed = data.get("passed")
+    verdict = "PASS" if passed is True else "FAIL" if passed is False else "NOT JUDGED"
+    why = data.get("reason")
+    lines = [
+        f"validate --layouts {data.get('run_id')}: {verdict}"
+        + (f": {why}" if why else "")
+        + f" (losses against {data.get('reference')}, relative tolerance "
+        f"{data.get('rel_tolerance')}, {data.get('precision')})"
+    ]
+    for run in data.get("runs") or []:
+        div = run.get("divergence")
+        said = (
+            f"diverges at step {div['step']} ({div['loss']} vs {div['reference']})"
+            if div
+            else "reference"
+            if run.get("layout") == data.get("reference")
+            else "agrees"
+        )
+        lines.append(
+            f"  {run.get('layout')} ({run.get('label')}): {run.get('status')}, "
+            f"{len(run.get('losses') or [])} steps, {said}; run: {run.get('dir')}"
+        )
+    return lines
 
 
 def _metric(result: dict[str, Any], name: str) -> tuple[float | None, str | None]:

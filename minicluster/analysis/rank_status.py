@@ -198,7 +198,7 @@ def common_error(
     naming one rank, or its node, as the failure would send an operator to drain a healthy node."""
     if world_size < 2:
         return None
-    errors, places = set(), set()
+    errors, places, bad = set(), set(), set()
     for rank in range(world_size):
         rec = by_rank.get(rank)
         summary = rec.summary if rec is not None else None
@@ -209,8 +209,12 @@ def common_error(
             return None
         errors.add(error)
         places.add(where(rec))
+        bad.add(summary.get("bad_input"))
     if len(errors) != 1:
         return None
+    if bad != {None}:  # the harness stopped the ranks on the user's input: no one to blame
+        said = next((b for b in bad if b), None)
+        return f"bad input, seen by every rank ({world_size} of {world_size}): {said}"
     place = places.pop() if len(places) == 1 else "in different steps"
     return (
         f"every rank ({world_size} of {world_size}) raised the same error {place}: "
@@ -232,7 +236,8 @@ def step_where(rec: RankRecords) -> str:
     """Where a training rank stopped: the step it was in, and the last one it finished."""
     last = rec.summary.get("last_step") if rec.summary is not None else rec.last_step
     if last is None or last < 0:
-        return "before its first step"
+        # its comm timing record is written once the model, layout and optimizer are set up
+        return "during step 0 (its first)" if rec.timing else "before its first step"
     return f"during step {last + 1} (last finished step {last})"
 
 

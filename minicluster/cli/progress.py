@@ -36,13 +36,19 @@ class Progress:
 
         # On stderr with the other progress lines: stdout keeps the summary alone (a piped
         # stdout got one blank line per bar, one per run of a sweep).
+        console = Console(stderr=True)
+        if not console.is_terminal:
+            # a bar on a log file or pipe draws nothing but a blank line when it stops (it sat
+            # between the launch lines and a one-line error)
+            self._stop.wait()
+            return
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             transient=True,
-            console=Console(stderr=True),
+            console=console,
             # The launcher shares the cores with the ranks: redraw and poll rarely, so it
             # takes no measurable time from whichever rank shares a core with it.
             refresh_per_second=2,

@@ -24,9 +24,17 @@ def aggregate(args: argparse.Namespace) -> int:
         for key, value in vars(args).items()
         if key.startswith("check_") and value is not None
     }
-    from minicluster.analysis.layout_sweep import read_layout_sweep
-    from minicluster.cli import sweep_layouts
+    from minicluster.analysis.layout_sweep import read_layout_sweep, read_layout_validation
+    from minicluster.cli import sweep_layouts, validate_layouts
 
+    validation = read_layout_validation(args.dir)
+    if validation is not None:
+        if args.reference is not None or overrides:
+            raise InputError(
+                f"{args.dir} is a validate --layouts directory: judge or re-judge one of its "
+                f"runs ({args.dir}/l0, l1, ...)"
+            )
+        return validate_layouts.aggregate_validation(validation, args.dir)
     layouts = read_layout_sweep(args.dir)
     if layouts is not None:
         if args.reference is not None or overrides:
@@ -161,12 +169,20 @@ def _record_thresholds(result: dict[str, Any], checks: Any) -> None:
 
 def report(args: argparse.Namespace) -> int:
     """`minicluster report RESULT`: the terminal summary, and Markdown/HTML when asked."""
-    from minicluster.analysis.layout_sweep import read_layout_sweep
-    from minicluster.cli import sweep_layouts
+    from minicluster.analysis.layout_sweep import read_layout_sweep, read_layout_validation
+    from minicluster.cli import sweep_layouts, validate_layouts
     from minicluster.report.terminal import print_run_summary
     from minicluster.result.model import RunResult
     from minicluster.result.node_check import is_node_check, load_any
 
+    validation = read_layout_validation(args.result)
+    if validation is not None:
+        if args.html is not None:
+            raise InputError(
+                f"{args.result} is a validate --layouts directory: its verdict goes to --md; a "
+                f"run's HTML: `minicluster report {args.result}/l0 --html FILE`"
+            )
+        return validate_layouts.report_validation(validation, args.result, args.md)
     layouts = read_layout_sweep(args.result)
     if layouts is not None:
         if args.html is not None:

@@ -177,7 +177,11 @@ def sweep_layouts(args: argparse.Namespace) -> int:
           file=sys.stderr)  # fmt: skip
     for i, (name, one) in enumerate(configs):
         sub = out_dir / f"l{i}"
-        print(f"sweep: [{i + 1}/{len(configs)}] layout {name} -> {sub}", file=sys.stderr)
+        print(
+            f"sweep: [{i + 1}/{len(configs)}] layout {name} -> {sub} (watch it live: "
+            f"minicluster watch {sub})",
+            file=sys.stderr,
+        )
         why = None
         result = None
         try:

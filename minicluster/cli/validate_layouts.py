@@ -18,9 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from minicluster.analysis import layout_sweep
 from minicluster.analysis.records import read_run_dir
 from minicluster.cli import orchestrate
 from minicluster.core import config as config_mod
+from minicluster.core import rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import EXIT_BAD_INPUT, InputError
 from minicluster.core.io import atomic_write_json
@@ -202,6 +204,7 @@ def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launche
     atomic_write_json(
         out_dir / "layouts.json",
         {
+            "kind": layout_sweep.VALIDATION_KIND,
             "run_id": run_id,
             "reference": configs[0][0],
             "precision": cfg.run.precision,
@@ -228,3 +231,40 @@ def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launche
         f"all {steps} steps within relative {tol:g} ({cfg.run.precision}); {out_dir}/layouts.json"
     )
     return 0
+
+
+def report_validation(data: dict[str, Any], run_dir: Path, md: Path | None) -> int:
+    """`report DIR` on a `validate --layouts` directory: its verdict and one line per layout
+    (`--md FILE`: the same lines; `-`: on stdout, the summary on stderr)."""
+    lines = layout_sweep.validation_lines(data)
+    text = "\n".join(lines) + "\n"
+    to_stdout = md is not None and orchestrate.is_stdout(md)
+    if md is not None:
+        if to_stdout:
+            with orchestrate.stdout_may_close():
+                sys.stdout.write(text)
+        else:
+            orchestrate.write_file(md, text, announce="report")
+    with orchestrate.stdout_may_close():
+        out = sys.stderr if to_stdout else sys.stdout
+        out.write(text)
+        print(f"each run: minicluster report {run_dir}/lN", file=out)
+    return 0
+
+
+def aggregate_validation(data: dict[str, Any], run_dir: Path) -> int:
+    """`aggregate DIR` on a `validate --layouts` directory: each layout's run's result rebuilt
+    from its rank files, then the recorded verdict (the exit code is the verdict's: 0 PASS,
+    1 FAIL, 2 not judged)."""
+    for run in data.get("runs") or []:
+        sub = run_dir / str(run.get("dir"))
+        if rundir.ranks_dir(sub).is_dir():
+            try:
+                orchestrate.aggregate_dir(sub, None)
+            except InputError as e:
+                print(f"minicluster: {sub}: {e}", file=sys.stderr)
+    with orchestrate.stdout_may_close():
+        for line in layout_sweep.validation_lines(data):
+            print(line)
+    passed = data.get("passed")
+    return 0 if passed is True else 1 if passed is False else EXIT_BAD_INPUT

@@ -67,8 +67,17 @@ def _refuse_node_check(run_dir: Path) -> None:
 
 def _refuse_layout_sweep(sweep_dir: Path) -> None:
     """InputError for a layout sweep's directory: its runs step in their own directories."""
-    from minicluster.analysis.layout_sweep import read_layout_sweep
+    from minicluster.analysis.layout_sweep import read_layout_sweep, read_layout_validation
 
+    validation = read_layout_validation(sweep_dir)
+    if validation is not None:
+        runs = [r["dir"] for r in validation.get("runs") or [] if r.get("dir")]
+        latest = f"{sweep_dir}/{runs[-1]}" if runs else f"{sweep_dir}/l0"
+        raise InputError(
+            f"{sweep_dir} is a validate --layouts directory (one run per layout in l0, l1, ...): "
+            f"watch one run with `minicluster watch {latest}`; the verdict: "
+            f"`minicluster report {sweep_dir}`"
+        )
     plan = read_layout_sweep(sweep_dir)
     if plan is None:
         return

@@ -59,7 +59,8 @@ FORMAT_NAME = "minicluster-rank"
 # records (group testing); `t_unix_s` and `bad_input` on the summary. All optional.
 # 1.6: step `syncs_ms` and `sync_groups` (the sync points of a step), `sync_kinds` and
 # `sync_bus_bytes` (each call's kind and bytes x busbw factor); the `pair_recheck` record (the
-# pairwise re-measure of flagged pairs). All optional: a 1.5 file reads as before.
+# pairwise re-measure of flagged pairs); the summary's `traceback`. All optional: a 1.5 file
+# reads as before.
 FORMAT_VERSION = f"{FORMAT_NAME}/1.6"
 
 
@@ -372,6 +373,9 @@ class IsolateRound(Record):
     t_unix_s: float | None = None
 
 
+TRACEBACK_CHARS = 8000  # a summary's traceback keeps its last this many characters
+
+
 @dataclass(kw_only=True, slots=True)
 class Summary(Record):
     """`rank_NNNNN.summary.json`, written atomically at the rank's end (its own file, no `type`).
@@ -381,7 +385,7 @@ class Summary(Record):
     TYPE: ClassVar[str] = "summary"
     TAGGED: ClassVar[bool] = False
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset(
-        ("validation", "collectives_recorded", "t_unix_s", "bad_input")
+        ("validation", "collectives_recorded", "t_unix_s", "bad_input", "traceback")
     )
     format: str | None = None
     run_id: str | None = None
@@ -401,6 +405,9 @@ class Summary(Record):
     t_unix_s: float | None = None
     # The rank stopped on bad input (InputError: a custom model's code failed), in one line.
     bad_input: str | None = None
+    # 1.6: a failed rank's Python traceback (its last frames, chained causes included, at most
+    # TRACEBACK_CHARS), so a user finds the file and line of an error in their own code.
+    traceback: str | None = None
 
 
 @dataclass(kw_only=True, slots=True)

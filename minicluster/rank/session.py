@@ -221,6 +221,7 @@ class RankSession:
             collectives_recorded=self._bench_recorded(rlog),
             t_unix_s=time.time(),
             bad_input=str(error) if isinstance(error, InputError) else None,
+            traceback=_traceback_text(error) if status == "failed" else None,
         )
 
     def _bench_recorded(self, rlog: RankLog | None) -> int | None:
@@ -228,6 +229,16 @@ class RankSession:
         if self.cfg.job != "collectives":
             return None
         return len(rlog.bench) if rlog is not None else 0
+
+
+def _traceback_text(error: BaseException | None) -> str | None:
+    """`error`'s traceback as Python prints it (chained causes too), its last
+    `TRACEBACK_CHARS` characters: the innermost frames, where the fault is."""
+    if error is None:
+        return None
+    text = "".join(traceback.format_exception(error))
+    limit = rank_format.TRACEBACK_CHARS
+    return text if len(text) <= limit else "...\n" + text[-limit:]
 
 
 def _gather_on_rank0(

@@ -171,3 +171,15 @@ def test_the_same_exception_on_every_rank_leads_with_a_line_that_blames_no_rank(
     assert errors(recs)[0].startswith("rank 1:")
     recs[0] = _rec(0, 0)  # rank 0 finished ok
     assert errors(recs)[0].startswith("rank 1:")
+
+
+def test_bad_input_seen_by_every_rank_is_said_as_bad_input_not_as_a_fault() -> None:
+    said = "workload.factory m.py:build: make_batch gave the ranks of one group different batches"
+    recs = [_rec(r, 0, f"UserCodeError: {said}") for r in (0, 1)]
+    for r in recs:
+        assert r.summary is not None
+        r.summary["bad_input"] = said
+    lines = rank_status.classify(
+        {r.rank: r for r in recs}, 2, {0: 2, 1: 2}, rank_status.step_where
+    ).errors
+    assert lines[0] == f"bad input, seen by every rank (2 of 2): {said}"

@@ -177,3 +177,10 @@ def test_every_rank_raising_the_same_exception_blames_the_code_not_a_rank_or_nod
     assert (incident.classify(_healthy() | {"world_size": 2, "failure_order": events}) or {})[
         "ranks"
     ] == [1]
+
+
+def test_a_run_its_users_input_stopped_has_no_incident() -> None:
+    same = "raised UserCodeError: workload.factory m.py:build: make_batch gave ..."
+    events = [_event(r, "exception", step=0) | {"evidence": same} for r in (0, 1)]
+    result = _healthy() | {"world_size": 2, "failure_order": events, "bad_input": same}
+    assert incident.classify(result) is None

@@ -99,3 +99,41 @@ def test_a_corrupted_gradient_fails_validate_naming_the_layout_rank_and_step(
     assert "layout tp (tp=2): ok; check FAILED" in proc.stderr
     report = json.loads((out / "layouts.json").read_text())
     assert not report["passed"] and [r["checks_passed"] for r in report["runs"]] == [False, False]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", [True, False])  # with its kind, and as written before it had one
+def test_report_aggregate_and_watch_read_a_validate_layouts_directory(
+    run_cli: RunCli, tmp_path: Path, kind: bool
+) -> None:
+    """report/aggregate/watch said the directory holds no result or no rank records (exit 2)."""
+    out = tmp_path / "v"
+    out.mkdir()
+    data = {
+        "run_id": "v1",
+        "reference": "ddp",
+        "precision": "fp32",
+        "rel_tolerance": 1e-4,
+        "runs": [
+            {"layout": "ddp", "label": "dp_replicate=2", "dir": "l0", "status": "ok",
+             "losses": [2.0, 1.5]},
+            {"layout": "tp", "label": "tp=2", "dir": "l1", "status": "ok", "losses": [2.0, 1.7],
+             "divergence": {"step": 1, "loss": 1.7, "reference": 1.5}},
+        ],
+        "passed": False,
+        "reason": "layout tp diverges from ddp at step 1",
+    }  # fmt: skip
+    if kind:
+        data = {"kind": "layout_validation", **data}
+    (out / "layouts.json").write_text(json.dumps(data))
+    proc = run_cli("report", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("validate --layouts v1: FAIL: layout tp diverges")
+    assert "tp (tp=2): ok, 2 steps, diverges at step 1 (1.7 vs 1.5)" in proc.stdout
+    proc = run_cli("aggregate", str(out))
+    assert proc.returncode == 1 and "FAIL" in proc.stdout, proc.stderr  # the verdict's exit
+    proc = run_cli("watch", str(out), "--once")
+    assert proc.returncode == 2 and f"minicluster watch {out}/l1" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    proc = run_cli("aggregate", str(out), "--straggler-threshold", "30")
+    assert proc.returncode == 2 and "re-judge one of its runs" in proc.stderr

@@ -265,7 +265,13 @@ def test_a_forward_that_raises_on_every_rank_blames_the_code_not_whichever_rank_
     )
     assert proc.returncode == 3, proc.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
-    assert result["errors"][0].startswith("every rank (2 of 2) raised the same error")
+    # in step 0's forward, after the setup: not "before its first step" (a build failure)
+    assert result["errors"][0].startswith(
+        "every rank (2 of 2) raised the same error during step 0 (its first)"
+    )
     assert "ValueError: shape mismatch in my layer" in result["errors"][0]
     assert result["incident"]["kind"] == "crash" and result["incident"]["ranks"] == [0, 1]
     assert "FAILED: every rank (2 of 2)" in proc.stdout
+    # the user's file and line are kept (the error line alone did not say where)
+    summary = json.loads((out / "ranks" / "rank_00000.summary.json").read_text())
+    assert f'File "{model}", line 4, in forward' in summary["traceback"]
