@@ -89,12 +89,15 @@ def test_once_json_finds_a_healthy_set_healthy(writer: Any, run_cli: Any) -> Non
     run_dir = writer("--ranks", "4", "--steps", "5000")
     # until the straggler rule is applied (the window spans 5 s): the test above finds the slow
     # rank as soon as it is
+    # --stall-after 10: the writer is a process of this host like any other; with the whole
+    # suite beside it (load 10+) it was starved past 2 s (CI failed here): a stall of the fake
+    # job itself, which this test is not about (the stall tests use their own frozen writer)
     code, snap = _until(
         run_cli,
         run_dir,
         lambda s: (s["straggler_check"] or {}).get("applied"),
         "--stall-after",
-        "2",
+        "10",
     )
     assert snap["straggler_check"]["applied"] and snap["progress"]["steps_done"] >= 150
     assert (code, snap["healthy"], snap["stalled"], snap["stragglers"]) == (0, True, [], [])
