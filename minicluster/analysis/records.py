@@ -154,7 +154,7 @@ def _columns_of(rows: list[dict[str, Any]], drop: Collection[str]) -> dict[str, 
     for shape in sorted(shapes, key=lambda t: -len(t)):
         keys.update(dict.fromkeys(shape))
     keys.pop("type", None)
-    return {k: _column(k, [s.get(k) for s in rows]) for k in keys if k not in drop}
+    return {k: column_of(k, [s.get(k) for s in rows]) for k in keys if k not in drop}
 
 
 def _numeric_columns(
@@ -188,7 +188,7 @@ def _numeric_columns(
         elif k == "step":
             cols[k] = col.astype(np.int64)
         elif big[j]:
-            cols[k] = _column(k, [r[k] for r in rows])  # integers float64 cannot hold exactly
+            cols[k] = column_of(k, [r[k] for r in rows])  # integers float64 cannot hold exactly
         else:
             cols[k] = col
     return cols
@@ -202,7 +202,10 @@ def _exact_ints(values: list[Any]) -> np.ndarray:
         return np.array(values, dtype=object)
 
 
-def _column(key: str, values: list[Any]) -> np.ndarray:
+def column_of(key: str, values: list[Any]) -> np.ndarray:
+    """One step field's values (from journal lines, or a columnar file's batch that could not be
+    converted at once) as the column every reader makes of them: bool, float64 (None as NaN;
+    `step` int64), exact integers where float64 cannot hold them, else objects."""
     if all(isinstance(v, bool) for v in values):
         return np.array(values, dtype=bool)
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in values):
@@ -319,7 +322,7 @@ def _read_columns_of(jobs: list[_Job]) -> tuple[list[RankRecords], list[_Job]]:
     for all ranks of the same schema, each rank holding its slice of it."""
     found: list[tuple[int, RankLog, list[str]]] = []
     rest: list[_Job] = []
-    columns = _ArrowColumns(len(jobs))
+    columns = ArrowColumns(len(jobs))
     need_roster = True  # the lowest rank's is the one kept (`_one_roster`)
     for job in sorted(jobs, key=itemgetter(1)):
         run_dir, rank, drop = job
@@ -346,8 +349,8 @@ def _read_columns_of(jobs: list[_Job]) -> tuple[list[RankRecords], list[_Job]]:
     return parsed, rest
 
 
-class _ArrowColumns:
-    """Arrow tables' columns as `_column` makes them from the journal's values: bools as bool,
+class ArrowColumns:
+    """Arrow tables' columns as `column_of` makes them from the journal's values: bools as bool,
     numbers as float64 with NaN for null (`step` as int64; integers float64 cannot hold exactly
     kept exact), anything else as an object array of the values. Tables of one schema are
     converted a batch at a time (`BATCH_ROWS`: one Arrow concatenation and one copy per field
@@ -434,7 +437,7 @@ class _ArrowColumns:
         values = table.column(j).to_pylist()  # as the journal's reader would
         if rank_columns.json_encoded(field):
             values = [json.loads(v) for v in values]
-        own[field.name] = _column(field.name, values)
+        own[field.name] = column_of(field.name, values)
 
     def finish(self) -> list[dict[str, np.ndarray]]:
         for schema in list(self.pending):

@@ -73,21 +73,21 @@ def _arrow_tables() -> list[object]:
 def test_arrow_columns_in_batches_equal_each_table_read_as_a_journal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """`_ArrowColumns` converts tables a batch at a time; whatever the batch size, each table's
-    columns are those the journal's reader makes of its values (`_column`), dtype included."""
+    """`ArrowColumns` converts tables a batch at a time; whatever the batch size, each table's
+    columns are those the journal's reader makes of its values (`column_of`), dtype included."""
     from minicluster.analysis import records
 
     tables = _arrow_tables()
     expected = [
         {
-            name: records._column(name, col.to_pylist())
+            name: records.column_of(name, col.to_pylist())
             for name, col in zip(t.column_names, t.columns, strict=True)
         }
         for t in tables
     ]
     for batch_rows in (1, 8, 10**6):
-        monkeypatch.setattr(records._ArrowColumns, "BATCH_ROWS", batch_rows)
-        conv = records._ArrowColumns(len(tables))
+        monkeypatch.setattr(records.ArrowColumns, "BATCH_ROWS", batch_rows)
+        conv = records.ArrowColumns(len(tables))
         for t in tables:
             conv.add(t)
         got = conv.finish()
