@@ -70,7 +70,9 @@ def validation_lines(data: dict[str, Any]) -> list[str]:
     for run in data.get("runs") or []:
         div = run.get("divergence")
         said = (
-            f"diverges at step {div['step']} ({div['loss']} vs {div['reference']})"
+            "no losses recorded"
+            if not run.get("losses")
+            else f"diverges at step {div['step']} ({div['loss']} vs {div['reference']})"
             if div
             else "reference"
             if run.get("layout") == data.get("reference")

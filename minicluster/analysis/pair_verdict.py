@@ -47,14 +47,16 @@ def judge(
     min_busbw: float | None,
     floor: float,
     label: dict[int, str] | None = None,
+    nodes: dict[int, str] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Set each measured row's `z`, `slow` and `why_slow` (rows: dicts with `busbw_gbps`, None
     when the pair was not measured); every pair of a slow rank (`core.pair_recheck.slow_ranks`)
-    is slow too. Returns the rank rule's evidence per rank it could judge."""
+    is slow too. Returns the rank rule's evidence per rank it could judge (`nodes`: every
+    rank's node, as the ranks judged it: cross-node pairs only across nodes)."""
     measured = [r for r in rows if r["busbw_gbps"] is not None]
     dist = _spread(measured, floor)
     evidence = pair_recheck.rank_evidence(
-        {(r["a"], r["b"]): r["busbw_gbps"] for r in measured}, outlier_z, floor
+        {(r["a"], r["b"]): r["busbw_gbps"] for r in measured}, outlier_z, floor, nodes
     )
     name = label or {}
     for r in measured:
@@ -162,7 +164,9 @@ def not_judged(
     or 3 ranks where both pairs of one rank are below the cut exp(-outlier_z x scale) of the
     pair without it (a slow rank, or one fast pair: 3 ranks cannot tell which)."""
     measured = [r for r in rows if r["busbw_gbps"] is not None]
-    if min_busbw is not None or not measured:
+    if not measured:
+        return f"no pair of {len(rows)} was measured (see the errors)"
+    if min_busbw is not None:
         return None
     if dist.get("median") is None:
         return (

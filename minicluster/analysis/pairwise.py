@@ -116,7 +116,7 @@ def pairwise_block(frame: RunFrame) -> tuple[dict[str, Any], list[str]]:
     lines = _pair_lines(frame.records)
     size = int(plan["size_bytes"]) if plan else 0
     rows = [_pair_row(a, b, lines.get((a, b), []), size, rank_nodes) for a, b in scheduled]
-    evidence = judge(rows, s.outlier_z, s.min_busbw_gbps, s.pair_mad_floor, label)
+    evidence = judge(rows, s.outlier_z, s.min_busbw_gbps, s.pair_mad_floor, label, rank_nodes)
     flagged_ranks = {x for x, ev in evidence.items() if ev["slow"]}
     node_ev = {} if per_node else judge_nodes(rows, rank_nodes, s.outlier_z, s.pair_mad_floor)
     node_flagged = {

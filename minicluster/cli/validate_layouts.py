@@ -39,11 +39,10 @@ def split_layouts(text: str) -> list[str]:
     """The items of `--layouts`: names separated by ',' (`ddp,fsdp`, any case), or, once a
     degree spec is among them, items separated by ';' (`ddp;dp_shard=2,tp=2`); InputError for a
     name joined to a spec by ',' (`ddp,tp=2`), which reads as one spec."""
-    items = [t.strip() for t in text.split(";" if "=" in text else ",") if t.strip()]
     out = []
-    for item in items:
-        if "=" not in item:
-            out.append(item.lower())
+    for item in (t.strip() for t in text.split(";") if t.strip()):
+        if "=" not in item:  # names, separated by ',' (within a ';' item too: ddp,fsdp;tp=2)
+            out += [name.strip().lower() for name in item.split(",") if name.strip()]
             continue
         names = [part.strip() for part in item.split(",") if "=" not in part and part.strip()]
         if names:

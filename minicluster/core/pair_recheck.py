@@ -64,7 +64,7 @@ def flagged(
     cut = None
     if len(pairs) >= MIN_PAIRS_FOR_Z:
         cut = _log_spread([busbw[p] for p in pairs], floor)
-    bad = set(slow_ranks({p: busbw[p] for p in pairs}, outlier_z, floor))
+    bad = set(slow_ranks({p: busbw[p] for p in pairs}, outlier_z, floor, nodes))
     of_nodes: set[Pair] = set()
     if nodes:
         for n, ev in node_evidence({p: busbw[p] for p in pairs}, nodes, outlier_z, floor).items():
@@ -89,13 +89,25 @@ def _log_spread(values: Sequence[float], floor: float) -> tuple[float, float]:
 
 
 def rank_evidence(
-    busbw: Mapping[Pair, float], outlier_z: float, floor: float
+    busbw: Mapping[Pair, float],
+    outlier_z: float,
+    floor: float,
+    nodes: Mapping[int, str] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Per rank with 2 or more measured pairs and MIN_PAIRS_FOR_Z or more measured pairs without
     it: its best pair's busbw, the median of the pairs without it, their ratio, the best pair's
     robust z against the pairs without it, and `slow` (z < -outlier_z). Ranks it cannot judge
-    (3 ranks or fewer: 1 pair without a rank) are left out."""
+    (3 ranks or fewer: 1 pair without a rank) are left out. Given the ranks' `nodes` and ranks
+    on two nodes or more, only cross-node pairs count on both sides: pairs inside a node cross
+    no NIC (NVLink, shared memory) and are faster by design, so a rank alone on its node, all
+    of whose pairs cross, would be judged against them and called slow."""
     pairs = {p: b for p, b in busbw.items() if b > 0 and math.isfinite(b)}
+    if nodes and len({nodes.get(x) for p in pairs for x in p}) > 1:
+        pairs = {
+            p: b
+            for p, b in pairs.items()
+            if p[0] in nodes and p[1] in nodes and nodes[p[0]] != nodes[p[1]]
+        }
     ranks = sorted({x for p in pairs for x in p})
     out: dict[int, dict[str, Any]] = {}
     for x in ranks:
@@ -123,9 +135,14 @@ def _best_against_others(
     }
 
 
-def slow_ranks(busbw: Mapping[Pair, float], outlier_z: float, floor: float) -> list[int]:
+def slow_ranks(
+    busbw: Mapping[Pair, float],
+    outlier_z: float,
+    floor: float,
+    nodes: Mapping[int, str] | None = None,
+) -> list[int]:
     """The ranks every pair of which is slow against the pairs without them (`rank_evidence`)."""
-    return [x for x, ev in rank_evidence(busbw, outlier_z, floor).items() if ev["slow"]]
+    return [x for x, ev in rank_evidence(busbw, outlier_z, floor, nodes).items() if ev["slow"]]
 
 
 def node_evidence(

@@ -470,10 +470,8 @@ def _check_tp_batches(
     each slice on other data, silently. A collective: every rank of the group calls it."""
     import hashlib
 
-    x, y = wl.make_batch(0, dp_rank)
     digest = hashlib.blake2b(digest_size=8)
-    for t in (x, y):
-        digest.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    _hash_batch(digest, wl.make_batch(0, dp_rank))
     mine = torch.tensor([int.from_bytes(digest.digest(), "little", signed=True)], device=device)
     group = tp_mesh.get_group()
     theirs = [torch.empty_like(mine) for _ in range(tp_mesh.size())]
@@ -489,6 +487,24 @@ def _check_tp_batches(
             "different batches at step 0: they must train on one batch; make it from "
             "(step, dp_rank) (ctx.dp_rank), not from ctx.rank"
         )
+
+
+def _hash_batch(digest: Any, obj: Any) -> None:
+    """Feed a batch's contents to `digest`: tensors by their bytes (any shape, 0-d included, any
+    dtype), dicts, lists and tuples item by item, anything else by its repr."""
+    if isinstance(obj, torch.Tensor):
+        flat = obj.detach().reshape(-1).contiguous().cpu()
+        digest.update(str(obj.dtype).encode() + str(tuple(obj.shape)).encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        for key in sorted(obj, key=str):
+            digest.update(repr(key).encode())
+            _hash_batch(digest, obj[key])
+    elif isinstance(obj, list | tuple):
+        for item in obj:
+            _hash_batch(digest, item)
+    else:
+        digest.update(repr(obj).encode())
 
 
 def _shard_batches(wl: workloads.Workload, shards: int, cfg_workload: object = None) -> None:

@@ -283,7 +283,7 @@ def write_fresh_result(out_dir: Path, kind: str, data: Any) -> Path:
     a name no file there had: the name is claimed with an exclusive create before the atomic
     write, so two writers in the same second (two `aggregate DIR --straggler-threshold` at once)
     get two files, and a result written beside result.json never replaces an earlier one.
-    Returns the path; on OSError the claim is removed and the error raised."""
+    Returns the path; on any error the claim is removed and the error raised."""
     stamp = clock.utc_stamp()
     n = 1
     while True:
@@ -296,7 +296,7 @@ def write_fresh_result(out_dir: Path, kind: str, data: Any) -> Path:
             n += 1
     try:
         atomic_write_json(path, data)
-    except OSError:
+    except BaseException:  # a full disk, a value JSON cannot hold, Ctrl-C: no empty claim left
         path.unlink(missing_ok=True)
         raise
     return path

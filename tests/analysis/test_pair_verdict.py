@@ -444,3 +444,35 @@ def test_the_slow_unit_is_called_a_node_when_the_test_runs_per_node() -> None:
     assert text.startswith("SLOW NODE: node-2: every pair with it slow (3 of 3 measured)")
     block["per"] = "rank"
     assert slow_rank_text(2, block, label).startswith("SLOW RANK: node-2")
+
+
+def test_a_rank_alone_on_its_node_is_not_slow_beside_pairs_inside_a_node() -> None:
+    """Ranks 0-2 on one node (pairs inside it at 50 GB/s, NVLink-like), rank 3 alone on another
+    (every pair of it crosses a NIC at 10 GB/s): judged against the pairs inside a node, rank 3
+    was SLOW RANK (z -8). Across nodes only cross-node pairs count: not judged, not slow."""
+    from minicluster.core import pair_recheck
+
+    nodes = {0: "n0", 1: "n0", 2: "n0", 3: "n1"}
+    rows = _rows(4, {})
+    for r in rows:
+        r["busbw_gbps"] = 10.0 if 3 in (r["a"], r["b"]) else 50.0
+    evidence = judge(rows, 3.5, None, 0.2, nodes=nodes)
+    assert not any(ev["slow"] for ev in evidence.values())
+    busbw = {(r["a"], r["b"]): r["busbw_gbps"] for r in rows}
+    assert pair_recheck.slow_ranks(busbw, 3.5, 0.2, nodes) == []
+    assert pair_recheck.slow_ranks(busbw, 3.5, 0.2) == [3]  # what placement-blind judging said
+
+
+def test_no_pair_measured_is_not_judged_not_ok() -> None:
+    from minicluster.analysis.pair_verdict import distribution, verdict
+
+    rows = _rows(4, {})
+    for r in rows:
+        r["busbw_gbps"] = None
+        r["wrong"] = 0
+    label = {r: f"rank {r}" for r in range(4)}
+    dist = distribution(rows, 0.2)
+    block = {"pairs": rows, "distribution": dist, "outlier_z": 3.5, "min_busbw_gbps": None,
+             "not_judged": not_judged(rows, dist, None, 3.5, 0.2, label)}  # fmt: skip
+    line = verdict(block, label)
+    assert "NOT JUDGED" in line and "no pair of 6 was measured" in line and "ok" not in line
