@@ -391,6 +391,13 @@ class CollectivesSection:
                 f"collectives.max_bytes ({format_size(self.max_bytes)}) is below "
                 f"collectives.min_bytes ({format_size(self.min_bytes)})"
             )
+        elem = collective_defs.DTYPE_BYTES.get(self.dtype)
+        if self.pattern != "all" and elem is not None and self.pair_bytes < elem:
+            # the ranks would each find it (exit 3, one error per rank): said here, once
+            raise ConfigError(
+                f"collectives.pair_bytes (--size) is {self.pair_bytes} B, below one "
+                f"{self.dtype} element ({elem} B)"
+            )
         object.__setattr__(self, "ops", list(self.ops))
 
     def max_bytes_for(self, on_gpu: bool) -> int:

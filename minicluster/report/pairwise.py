@@ -132,9 +132,11 @@ def pairs_table(pw: Pairwise, max_rows: int | None = None) -> TextTable:
             verdict = f"SLOW: {r.why_slow}"
         elif r.recheck is not None and r.recheck.status == "cleared":
             verdict = f"ok: flagged by the passes ({r.recheck.flagged_why}); {r.recheck.text}"
+        elif pw.not_judged:  # its speed had nothing to be judged against: not "ok"
+            verdict = "speed not judged (see the verdict)"
         if r.wrong:
             verdict = f"WRONG ({r.wrong} elements)" + ("" if verdict == "ok" else f"; {verdict}")
-        if verdict != "ok":
+        if verdict not in ("ok", "speed not judged (see the verdict)"):
             table.highlight.add(len(table.rows))
         table.rows.append(
             [

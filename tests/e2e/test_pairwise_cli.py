@@ -205,6 +205,8 @@ def test_recheck_rounds_0_says_the_re_measure_is_off(
             "peer 4 is outside the world (ranks 0..3)",
         ),
         (["--fault", "slow_link:rank=1,delay_ms=5"], "only the pairwise link test"),
+        # below one element: every rank failed on it (exit 3, one error per rank)
+        (["--pattern", "pairwise", "--size", "3"], "is 3 B, below one float32 element (4 B)"),
     ],
 )
 def test_bad_pairwise_input_is_one_line_exit_2(
