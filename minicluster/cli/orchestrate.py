@@ -361,7 +361,12 @@ def side_console(stderr: bool) -> Any:
         return None
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    from minicluster.report.terminal import PIPED_WIDTH
+
+    # the same width rule as on stdout: the terminal's, else PIPED_WIDTH (COLUMNS wins); at
+    # rich's default 80 columns a piped summary lost its last table columns
+    piped = not sys.stderr.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=True, highlight=False, width=PIPED_WIDTH if piped else None)
 
 
 def write_file(path: Path, data: str | bytes, announce: str | None = None) -> None:
