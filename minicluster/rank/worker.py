@@ -133,6 +133,10 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
     mesh = None if layout.is_ddp or layout.pp > 1 else layouts.build_mesh(layout, device)
     wl = workloads.build(cfg.workload, cfg.run.seed, device, info.rank, info.world_size, mesh)
     session.start(wl)
+    if cfg.run.fixed_global_batch:  # before the tp group compares its batches (below)
+        _shard_batches(
+            wl, layout.tp * layout.pp, cfg.workload
+        )  # the ranks of a tp/pp group share one batch
     injector = faults.FaultInjector(cfg.faults, info.rank)
     module = wl.model
     pipe: layouts.Pipeline | None = None
@@ -193,10 +197,6 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
             tracker.install()
             session.held.update(tracker=tracker)
             timer, timing_method = tracker, comm_methods.KINDS_HOST_CLOCK
-    if cfg.run.fixed_global_batch:
-        _shard_batches(
-            wl, layout.tp * layout.pp, cfg.workload
-        )  # the ranks of a tp/pp group share one batch
     # The header is already on disk (written before DDP's first collective): this record adds
     # the timing method from step 0 on.
     session.write(CommTiming(method=timing_method, fallback=fallback or forced, from_step=0))
