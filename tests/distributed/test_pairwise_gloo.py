@@ -167,7 +167,11 @@ def test_per_node_tests_one_rank_per_node_pair(tmp_path: Path) -> None:
     for rank in (0, 2, 4):
         lines = (tmp_path / "run0" / "ranks" / f"rank_{rank:05d}.jsonl").read_text().splitlines()
         records = [json.loads(x) for x in lines[1:]]
-        plan, *pair_lines = (r for r in records if r["type"] != rank_format.ROSTER)
+        # a pair the passes flag slow (3 pairs on a loaded host: CI) adds pair_recheck records
+        # after these (the re-measure, in its own keys)
+        plan, *pair_lines = (
+            r for r in records if r["type"] not in (rank_format.ROSTER, rank_format.PAIR_RECHECK)
+        )
         assert tuple(plan) == rank_format.PAIR_PLAN_KEYS
         assert len(pair_lines) == 2 and all(tuple(p) == rank_format.PAIR_KEYS for p in pair_lines)
     for rank in (1, 3, 5):
