@@ -317,14 +317,16 @@ def write_reports(result: RunResult, md: Path | None, html: Path | None) -> None
     if md is not None:
         from minicluster.report.markdown import render_markdown
 
-        _write_report(md, render_markdown(result))
+        write_report(md, render_markdown(result))
     if html is not None:
         from minicluster.report.html import render_html
 
-        _write_report(html, render_html(result))
+        write_report(html, render_html(result))
 
 
-def _write_report(path: Path, text: str) -> None:
+def write_report(path: Path, text: str) -> None:
+    """A report file named on the command line (`report: PATH` said), or standard output for
+    `-` (the caller then prints its summary on stderr: `side_console`)."""
     if is_stdout(path):
         with stdout_may_close():
             write_output(path, text)

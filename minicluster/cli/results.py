@@ -210,13 +210,8 @@ def _report_node_check(result: dict[str, Any], args: argparse.Namespace) -> int:
     # `--md -` / `--html -`: the report on standard output, the summary on stderr
     to_stdout = orchestrate.stdout_outputs([o for o in (args.md, args.html) if o is not None])
     for path, render in ((args.md, node_check_markdown), (args.html, node_check_html)):
-        if path is None:
-            continue
-        if orchestrate.is_stdout(path):
-            with orchestrate.stdout_may_close():
-                sys.stdout.write(render(result))
-        else:
-            orchestrate.write_file(path, render(result), announce="report")
+        if path is not None:
+            orchestrate.write_report(path, render(result))
     with orchestrate.stdout_may_close():
         print_node_check(result, orchestrate.side_console(stderr=to_stdout))
     return EXIT_OK

@@ -265,12 +265,7 @@ def aggregate_layout_sweep(sweep_dir: Path, plan: dict[str, Any]) -> int:
 def report_layout_sweep(plan: dict[str, Any], sweep_dir: Path, md: Path | None) -> int:
     """`report DIR` on a layout sweep: its table (and the Markdown file when asked)."""
     to_stdout = md is not None and orchestrate.is_stdout(md)
-    if md is not None:
-        text = "\n".join(layout_sweep.table(plan["rows"])) + "\n"
-        if to_stdout:  # `--md -`: the table on standard output, the summary on stderr
-            with orchestrate.stdout_may_close():
-                sys.stdout.write(text)
-        else:
-            orchestrate.write_file(md, text, announce="report")
+    if md is not None:  # `--md -`: the table on standard output, the summary on stderr
+        orchestrate.write_report(md, "\n".join(layout_sweep.table(plan["rows"])) + "\n")
     print_table(plan, sweep_dir, stderr=to_stdout)
     return EXIT_OK

@@ -239,11 +239,7 @@ def report_validation(data: dict[str, Any], run_dir: Path, md: Path | None) -> i
     text = "\n".join(lines) + "\n"
     to_stdout = md is not None and orchestrate.is_stdout(md)
     if md is not None:
-        if to_stdout:
-            with orchestrate.stdout_may_close():
-                sys.stdout.write(text)
-        else:
-            orchestrate.write_file(md, text, announce="report")
+        orchestrate.write_report(md, text)
     with orchestrate.stdout_may_close():
         out = sys.stderr if to_stdout else sys.stdout
         out.write(text)
