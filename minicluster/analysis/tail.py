@@ -204,43 +204,81 @@ class RankTail:
 
 class Windows:
     """The kept windows of many ranks stacked, oldest step first: `col[key]` is [rank x window]
-    (NaN where a rank has fewer steps than the window, or a step lacked the field)."""
+    (NaN where a rank has fewer steps than the window, or a step lacked the field), each key's
+    matrix one contiguous buffer (so a rank's columns are rows of it: `records.rows_view`)."""
 
     def __init__(self, tails: list[RankTail]) -> None:
         self.tails = tails
         width = tails[0].window if tails else 0
-        kept = np.array([t.kept for t in tails], dtype=np.int64)
+        kept = np.fromiter((t.kept for t in tails), np.int64, len(tails))
         # Row (kept + i) % window of a ring is its i-th oldest step; rows never written are NaN,
-        # so one gather puts every rank's steps oldest first, padding first.
-        order = (kept[:, None] + np.arange(width)[None, :]) % max(width, 1)
-        rings = np.stack([t._ring for t in tails]) if tails else np.empty((0, 0, len(WINDOW_KEYS)))
-        self.matrix = rings[np.arange(len(tails))[:, None], order]
-        self.col = {k: self.matrix[:, :, j] for j, k in enumerate(WINDOW_KEYS)}
-        self.starts = [width - min(t.kept, width) for t in tails]
+        # so one gather puts every rank's steps oldest first, padding first. The rings are laid
+        # out [key x rank x step] in the same copy.
+        rings = (
+            np.stack([t._ring for t in tails]).transpose(2, 0, 1)
+            if tails
+            else np.empty((len(WINDOW_KEYS), 0, 0))
+        )
+        shift = kept % max(width, 1)
+        if tails and (shift == shift[0]).all():  # every ring at the same place: one rotation
+            s = int(shift[0])
+            by_key = np.concatenate((rings[:, :, s:], rings[:, :, :s]), axis=2)
+        else:
+            order = (kept[:, None] + np.arange(width)[None, :]) % max(width, 1)
+            by_key = np.ascontiguousarray(rings[:, np.arange(len(tails))[:, None], order])
+        self.col = {k: by_key[j] for j, k in enumerate(WINDOW_KEYS)}
+        self.matrix = by_key.transpose(1, 2, 0)  # [rank x window x key], a view
+        self.starts = width - np.minimum(kept, width)  # per rank, its first kept column
+
+    def stacked(
+        self, leave_out: set[int] | frozenset[int] = frozenset()
+    ) -> tuple[list[int], np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """The windows as `records` gives them, still stacked: (the ranks' positions in `tails`,
+        `step` int64 [rank x window] (-1 where NaN), `warmup` bool, the other keys' float64
+        matrices, each rank's first kept column), ranks in `leave_out` left out."""
+        keep = [i for i, t in enumerate(self.tails) if t.rank not in leave_out]
+        everyone = len(keep) == len(self.tails)
+        take = slice(None) if everyone else np.asarray(keep, dtype=np.int64)
+        step = np.nan_to_num(self.col["step"][take], nan=-1).astype(np.int64)
+        warmup = self.col["warmup"][take] == 1.0
+        cols = {k: v[take] for k, v in self.col.items() if k not in ("step", "warmup")}
+        return keep, step, warmup, cols, self.starts[take]
 
     def records(self, leave_out: set[int] | frozenset[int] = frozenset()) -> list[RankRecords]:
         """Each rank's window as `RankRecords` (`step` int64, `warmup` bool, the rest float64),
         what `StepTable` and the straggler rule take; ranks in `leave_out` are left out."""
         if not self.tails:
             return []
-        step = np.nan_to_num(self.col["step"], nan=-1).astype(np.int64)
-        warmup = self.col["warmup"] == 1.0
-        out = []
-        for i, (tail, start) in enumerate(zip(self.tails, self.starts, strict=True)):
-            if tail.rank in leave_out:
-                continue
-            cols = {k: v[i, start:] for k, v in self.col.items()}
-            cols["step"], cols["warmup"] = step[i, start:], warmup[i, start:]
-            out.append(
-                RankRecords(
-                    tail.rank,
-                    tail.header,
-                    summary=tail.summary,
-                    columns=cols,
-                    timing=list(tail.log.timing),
-                )
+        return self.records_of(*self.stacked(leave_out))
+
+    def records_of(
+        self,
+        keep: list[int],
+        step: np.ndarray,
+        warmup: np.ndarray,
+        cols: dict[str, np.ndarray],
+        starts: np.ndarray,
+    ) -> list[RankRecords]:
+        """`records` from `stacked`'s answer: each rank's columns are rows of its matrices."""
+        mats = {"step": step, "warmup": warmup, **cols}
+        keys = [k for k in WINDOW_KEYS if k in mats]
+        if not starts.any():  # every window full: each rank's columns are whole rows
+            rows = [list(mats[k]) for k in keys]
+            per_rank: Any = (dict(zip(keys, r, strict=True)) for r in zip(*rows, strict=True))
+        else:
+            per_rank = (
+                {k: mats[k][j, s:] for k in keys} for j, s in enumerate(starts.tolist())
             )
-        return out
+        return [
+            RankRecords(
+                self.tails[i].rank,
+                self.tails[i].header,
+                summary=self.tails[i].summary,
+                columns=c,
+                timing=list(self.tails[i].log.timing),
+            )
+            for i, c in zip(keep, per_rank, strict=True)
+        ]
 
 
 def _number(value: Any) -> float:
