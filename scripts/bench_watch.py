@@ -171,7 +171,8 @@ def compare(run_dir: Path, src: Path, ranks: int, steps: int, rounds: int) -> No
             for name in ("base", "this") if i % 2 else ("this", "base"):
                 got[name].append(ask(name, now_s))
             print(
-                f"round {i}: " + ", ".join(
+                f"round {i}: "
+                + ", ".join(
                     f"{n} {got[n][-1]['cpu_ms']:.0f} ms CPU {got[n][-1]['wall_ms']:.0f} ms wall"
                     for n in got
                 ),
@@ -210,7 +211,9 @@ def compare(run_dir: Path, src: Path, ranks: int, steps: int, rounds: int) -> No
         for b, t in zip(got["base"][1:], got["this"][1:], strict=True)
     ]
     lo, hi = median_ci(ratios)
-    print(f"  CPU ratio this / base: median {statistics.median(ratios):.3f} (95% CI {lo:.3f}-{hi:.3f})")
+    print(
+        f"  CPU ratio this / base: median {statistics.median(ratios):.3f} (95% CI {lo:.3f}-{hi:.3f})"
+    )
 
 
 def main() -> None:

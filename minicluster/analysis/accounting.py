@@ -315,6 +315,9 @@ def section(acc: Accounting) -> dict[str, Any]:
     return out
 
 
+SHARED_STEP_ARRAYS = 16  # field_matrices: at most this many distinct step arrays, gathered at once
+
+
 def field_matrices(
     columns: list[dict[str, np.ndarray]], steps: np.ndarray, keys: tuple[str, ...] = FIELDS
 ) -> dict[str, np.ndarray]:
@@ -323,6 +326,24 @@ def field_matrices(
     step before. Ranks that recorded the same steps share one lookup (the usual case: every
     rank)."""
     mats = {k: np.full((len(columns), steps.size), np.nan) for k in (*keys, "opt_prev")}
+    # Ranks holding one `step` array object (a live watch's windows, `analysis.tail`): one
+    # lookup per array and one gather per field, the same values as rank by rank below.
+    shared: dict[int, list[int]] = {}
+    for i, c in enumerate(columns):
+        shared.setdefault(id(c["step"]), []).append(i)
+        if len(shared) > SHARED_STEP_ARRAYS:
+            break
+    else:
+        for rows in shared.values():
+            step, at = columns[rows[0]]["step"], np.asarray(rows)[:, None]
+            for pos, gathered in (
+                (positions(step, steps), {k: k for k in keys}),
+                (positions(step, steps - 1), {"opt_prev": "opt_ms"}),
+            ):
+                have = np.flatnonzero(pos >= 0)
+                for out, k in gathered.items():
+                    mats[out][at, have] = np.stack([columns[i][k] for i in rows])[:, pos[have]]
+        return mats
     lookup: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     for i, c in enumerate(columns):
         step = c["step"]

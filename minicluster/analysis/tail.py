@@ -150,7 +150,7 @@ class RankTail:
             kind = obj.get("type") if isinstance(obj, dict) else None
             if kind == rank_format.STEP:
                 self.records += 1
-                row = [_number(obj.get(k)) for k in WINDOW_KEYS]
+                row = [v if type(v) is float else _number(v) for v in map(obj.get, WINDOW_KEYS)]
                 self._ring[self.kept % self.window] = row
                 self.kept += 1
                 self.last_step = int(row[0]) if row[0] == row[0] else self.last_step
@@ -264,11 +264,14 @@ class Windows:
         keys = [k for k in WINDOW_KEYS if k in mats]
         if not starts.any():  # every window full: each rank's columns are whole rows
             rows = [list(mats[k]) for k in keys]
+            # ranks with the same steps hold one `step` array (`accounting.field_matrices`
+            # then looks each array up once)
+            same, which = np.unique(step, axis=0, return_inverse=True)
+            arrays = list(same)
+            rows[keys.index("step")] = [arrays[j] for j in which.ravel().tolist()]
             per_rank: Any = (dict(zip(keys, r, strict=True)) for r in zip(*rows, strict=True))
         else:
-            per_rank = (
-                {k: mats[k][j, s:] for k in keys} for j, s in enumerate(starts.tolist())
-            )
+            per_rank = ({k: mats[k][j, s:] for k in keys} for j, s in enumerate(starts.tolist()))
         return [
             RankRecords(
                 self.tails[i].rank,
@@ -306,6 +309,7 @@ class RunTail:
         self.run_dir = run_dir
         self.window = window
         self.ranks: dict[int, RankTail] = {}
+        self._names: dict[str, tuple[int | None, bool, bool]] = {}  # name -> (rank, summary, jsonl)
 
     def look(self, now_s: float) -> bool:
         """List `ranks/` once, pick up new rank files, read what each file gained and any summary
@@ -319,11 +323,18 @@ class RunTail:
             raise InputError(f"cannot list {ranks_dir}: {e.strerror or e}") from None
         files, summaries = set(), set()
         for name in names:
-            rank = rundir.rank_from_name(name)
-            if rank is not None and name.endswith(".summary.json"):
-                summaries.add(rank)
-            elif rank is not None and name.endswith(".jsonl"):
-                files.add(rank)
+            kind = self._names.get(name)
+            if kind is None:
+                rank = rundir.rank_from_name(name)
+                kind = self._names[name] = (
+                    rank,
+                    rank is not None and name.endswith(".summary.json"),
+                    rank is not None and name.endswith(".jsonl"),
+                )
+            if kind[1]:
+                summaries.add(kind[0])
+            elif kind[2]:
+                files.add(kind[0])
         if self.window is None:
             world = next(filter(None, map(self._world_size, sorted(files))), None)
             if world is None:
