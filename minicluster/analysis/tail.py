@@ -266,9 +266,12 @@ class Windows:
             rows = [list(mats[k]) for k in keys]
             # ranks with the same steps hold one `step` array (`accounting.field_matrices`
             # then looks each array up once)
-            same, which = np.unique(step, axis=0, return_inverse=True)
-            arrays = list(same)
-            rows[keys.index("step")] = [arrays[j] for j in which.ravel().tolist()]
+            if (step == step[:1]).all():  # every rank at the same steps (the usual case)
+                rows[keys.index("step")] = [step[0]] * len(step)
+            else:
+                same, which = np.unique(step, axis=0, return_inverse=True)
+                arrays = list(same)
+                rows[keys.index("step")] = [arrays[j] for j in which.ravel().tolist()]
             per_rank: Any = (dict(zip(keys, r, strict=True)) for r in zip(*rows, strict=True))
         else:
             per_rank = ({k: mats[k][j, s:] for k in keys} for j, s in enumerate(starts.tolist()))

@@ -1,0 +1,202 @@
+"""The watch's incremental, stacked paths against the plain ones: a refresh after lines were
+appended gives the snapshot a fresh read of the same files gives, and the straggler and culprit
+rules built from the stacked windows (`StepTable.of_rows`, `waited.measure_rows`, the shared
+step arrays of `accounting.field_matrices`) give what the per-rank way gives."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from minicluster.analysis import accounting, waited
+from minicluster.analysis.steps import StepTable
+from minicluster.analysis.tail import RunTail, Windows
+from minicluster.analysis.watch import snapshot
+
+_spec = importlib.util.spec_from_file_location(
+    "rank_writer", Path(__file__).resolve().parents[1] / "fixtures" / "rank_writer.py"
+)
+assert _spec and _spec.loader
+rank_writer = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(rank_writer)
+
+T0 = rank_writer.T0
+STEP_S = rank_writer.STEP_S
+
+# (last steps per rank, slow ranks' compute): aligned ranks with a straggler; ranks a step or
+# two apart (each rank's window over other steps); a rank left far behind (stalled, left out of
+# the straggler rule); short windows still holding the warm-up steps and padding
+CASES = {
+    "straggler": ([70, 70, 70, 70, 70, 70], {2: 9.0}),
+    "apart": ([70, 69, 71, 70, 68, 70], {4: 9.0}),
+    "behind": ([70, 70, 20, 70, 70, 70], {1: 9.0}),
+    "young": ([12, 11, 12, 10], {}),
+}
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def _live_copy(full: Path, live: Path, keep: int) -> None:
+    """`live` holds the first `keep` lines of each of `full`'s rank files (a running job)."""
+    (live / "ranks").mkdir(parents=True)
+    for f in sorted((full / "ranks").glob("*.jsonl")):
+        (live / "ranks" / f.name).write_bytes(b"".join(_lines(f)[:keep]))
+
+
+def _append(full: Path, live: Path, upto: int, cut: int = 0) -> None:
+    """Each live file grows to `full`'s first `upto` lines, less `cut` bytes (a line still being
+    written)."""
+    for f in sorted((full / "ranks").glob("*.jsonl")):
+        want = b"".join(_lines(f)[:upto])
+        have = (live / "ranks" / f.name).read_bytes()
+        with open(live / "ranks" / f.name, "ab") as out:
+            out.write(want[len(have) : len(want) - cut])
+
+
+def _fresh(run_dir: Path, window: int, now_s: float, like: RunTail) -> RunTail:
+    """A first read of the files now, with the delays the live reader learnt (`lag_s`: only a
+    reader that looked before knows it)."""
+    tail = RunTail(run_dir, window)
+    tail.look(now_s)
+    for rank, t in tail.ranks.items():
+        t.lag_s = like.ranks[rank].lag_s
+    return tail
+
+
+@pytest.mark.parametrize("window", [50, 16])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_refresh_after_appended_lines_equals_a_fresh_read(
+    tmp_path: Path, case: str, window: int
+) -> None:
+    last, slow = CASES[case]
+    rank_writer.write_static(tmp_path / "full", last, compute_ms=slow, total=200)
+    live = tmp_path / "live"
+    _live_copy(tmp_path / "full", live, keep=15)
+    tail = RunTail(live, window)
+    now = T0 + 20 * STEP_S
+    tail.look(now)
+    for upto, cut in ((40, 7), (41, 0), (60, 0), (90, 0)):  # a line split, then whole ones
+        now += 10 * STEP_S
+        _append(tmp_path / "full", live, upto, cut)
+        tail.look(now)
+        got = snapshot(tail, now, 5.0)
+        want = snapshot(_fresh(live, window, now, tail), now, 5.0)
+        assert got == want
+    if case in ("straggler", "behind") and window == 50:  # the rules named someone: it can fail
+        assert got["stragglers"] and got["straggler_check"]["applied"]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_stacked_rules_equal_the_per_rank_ones(
+    tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    last, slow = CASES[case]
+    rank_writer.write_static(tmp_path, last, compute_ms=slow, total=200)
+    now = T0 + 72 * STEP_S
+    tail = RunTail(tmp_path, 50)
+    tail.look(now)
+    stacked = snapshot(tail, now, 5.0)
+    with monkeypatch.context() as m:
+        m.setattr(StepTable, "of_rows", classmethod(lambda cls, recs, world, *_: cls(recs, world)))
+        m.setattr(
+            waited, "measure_rows", lambda recs, steps, ms, *_: waited.measure(recs, steps, ms)
+        )
+        m.setattr(accounting, "SHARED_STEP_ARRAYS", 0)
+        per_rank = snapshot(tail, now, 5.0)
+    assert stacked == per_rank
+    if case != "young":
+        assert stacked["straggler_check"]["applied"]
+
+
+def _tables_equal(a: StepTable, b: StepTable) -> None:
+    assert [r.rank for r in a.records] == [r.rank for r in b.records]
+    assert a.row == b.row and np.array_equal(a.indices, b.indices)
+    for k in StepTable.KEYS:
+        np.testing.assert_array_equal(a.m[k], b.m[k])
+    np.testing.assert_array_equal(a.transfer_ms, b.transfer_ms)
+    np.testing.assert_array_equal(a.wait_ms, b.wait_ms)
+
+
+def _stacked_inputs(windows: Windows, leave_out: set[int]) -> tuple[Any, ...]:
+    keep, step, warmup, cols, starts = windows.stacked(leave_out)
+    return windows.records_of(keep, step, warmup, cols, starts), step, warmup, cols, starts
+
+
+@pytest.mark.parametrize("leave_out", [set(), {1}])
+@pytest.mark.parametrize("last", [[30, 28, 31, 29], [10, 8, 11, 9]])
+def test_step_table_and_waits_of_rows_equal_the_per_rank_way(
+    tmp_path: Path, leave_out: set[int], last: list[int]
+) -> None:
+    # ranks at different steps, one with no step yet (a header alone), a short window; the
+    # second: windows not full yet, holding the 2 warm-up steps
+    rank_writer.write_static(tmp_path, last, compute_ms={2: 9.0}, total=200)
+    header_only = _lines(tmp_path / "ranks" / "rank_00003.jsonl")[:1]
+    (tmp_path / "ranks" / "rank_00003.jsonl").write_bytes(b"".join(header_only))
+    tail = RunTail(tmp_path, 20)
+    tail.look(T0)
+    windows = Windows(list(tail.ranks.values()))
+    records, step, warmup, cols, starts = _stacked_inputs(windows, leave_out)
+    fast = StepTable.of_rows(records, 4, step, warmup, cols, starts)
+    _tables_equal(fast, StepTable(records, 4))
+    assert 3 not in fast.row and fast.indices.size
+    ms = 12.5
+    a = waited.measure_rows(records, fast.indices, ms, step, cols["comm_ms"], starts)
+    b = waited.measure(records, fast.indices, ms)
+    assert a.ranks == b.ranks and a.reason == b.reason
+    np.testing.assert_array_equal(a.steps, b.steps)
+    np.testing.assert_array_equal(a.matrix, b.matrix)
+
+
+def test_a_step_recorded_twice_takes_the_per_rank_way(tmp_path: Path) -> None:
+    rank_writer.write_static(tmp_path, [30, 30, 30], total=200)
+    path = tmp_path / "ranks" / "rank_00001.jsonl"
+    lines = _lines(path)
+    path.write_bytes(b"".join(lines + [lines[-1]]))  # its last step line again
+    tail = RunTail(tmp_path, 20)
+    tail.look(T0)
+    records, step, warmup, cols, starts = _stacked_inputs(Windows(list(tail.ranks.values())), set())
+    _tables_equal(StepTable.of_rows(records, 3, step, warmup, cols, starts), StepTable(records, 3))
+    a = waited.measure_rows(records, np.arange(2, 31), 10.0, step, cols["comm_ms"], starts)
+    b = waited.measure(records, np.arange(2, 31), 10.0)
+    np.testing.assert_array_equal(a.matrix, b.matrix)
+
+
+def test_field_matrices_of_shared_step_arrays_equal_the_per_rank_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(0)
+    a, b = np.arange(10, 20), np.array([10, 11, 13, 14, 15, 16, 18, 19, 20, 21])
+    columns = []
+    for i in range(12):
+        step = a if i % 3 else b  # two arrays, each held by several ranks
+        columns.append({"step": step} | {k: rng.random(10) for k in accounting.FIELDS})
+    steps = np.arange(11, 22)
+    shared = accounting.field_matrices(columns, steps)
+    monkeypatch.setattr(accounting, "SHARED_STEP_ARRAYS", 0)  # rank by rank
+    per_rank = accounting.field_matrices(columns, steps)
+    assert shared.keys() == per_rank.keys()
+    for k in shared:
+        np.testing.assert_array_equal(shared[k], per_rank[k])
+    assert not np.isnan(shared["opt_prev"]).all() and np.isnan(shared["fwd_ms"]).any()
+
+
+def test_an_appended_header_only_rank_and_late_files_keep_the_equality(tmp_path: Path) -> None:
+    rank_writer.write_static(tmp_path / "full", [40, 40, 40], total=200)
+    live = tmp_path / "live"
+    _live_copy(tmp_path / "full", live, keep=20)
+    shutil.move(live / "ranks" / "rank_00002.jsonl", tmp_path / "later.jsonl")
+    tail = RunTail(live, 50)
+    now = T0 + 20 * STEP_S
+    tail.look(now)
+    shutil.move(tmp_path / "later.jsonl", live / "ranks" / "rank_00002.jsonl")  # appears late
+    _append(tmp_path / "full", live, 45)
+    now += 20 * STEP_S
+    tail.look(now)
+    assert snapshot(tail, now, 5.0) == snapshot(_fresh(live, 50, now, tail), now, 5.0)
