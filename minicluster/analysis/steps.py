@@ -147,11 +147,20 @@ class StepTable:
         table.world_size = world_size
         table.records = [r for r, h in zip(records, has.tolist(), strict=True) if h]
         table.row = {r.rank: i for i, r in enumerate(table.records)}
+        table.m = {}
+        if has.all() and (step == step[:1]).all() and (measured == measured[:1]).all():
+            # every rank measured the same steps at the same places (the usual case)
+            at = np.flatnonzero(measured[0]) if n else np.array([], np.int64)
+            table.indices = step[0, at].astype(np.int64) if n else at
+            for k in cls.KEYS:
+                shape = (n, table.indices.size)
+                table.m[k] = cols[k][:, at] if k in cols else np.full(shape, np.nan)
+            table._derive()
+            return table
         measured = measured[has]
         table.indices = np.unique(step[has][measured]).astype(np.int64)
         at_row = np.nonzero(measured)[0]
         at_col = np.searchsorted(table.indices, step[has][measured])
-        table.m = {}
         for k in cls.KEYS:
             table.m[k] = np.full((len(table.records), table.indices.size), np.nan)
             if k in cols:

@@ -242,17 +242,19 @@ def _window_stats(windows: Windows) -> dict[int, dict[str, Any]]:
         k: _row_nanmedian(np.where(measured, col[k], np.nan))
         for k in ("step_time_ms", "compute_ms", "comm_ms")
     }
-    values = {
-        "steps_per_sec": _rounded(_rates(col["step"], col["t_unix_s"])),
-        **{f"{k}_p50": _rounded(v) for k, v in p50.items()},
-    }
     warmup = (col["warmup"][:, -1] == 1.0).tolist()
+    values = zip(
+        _rounded(_rates(col["step"], col["t_unix_s"])),
+        *(_rounded(v) for v in p50.values()),
+        warmup,
+        strict=True,
+    )
     return {
         t.rank: {
-            **{k: v[i] for k, v in values.items()},
-            "warmup": warmup[i] if t.kept else None,
+            **dict(zip(WINDOW_STATS, v[:4], strict=True)),
+            "warmup": v[4] if t.kept else None,
         }
-        for i, t in enumerate(windows.tails)
+        for t, v in zip(windows.tails, values, strict=True)
     }
 
 
@@ -270,10 +272,12 @@ def _row_nanmedian(matrix: np.ndarray) -> np.ndarray:
     return out
 
 
+WINDOW_STATS = ("steps_per_sec", "step_time_ms_p50", "compute_ms_p50", "comm_ms_p50")
+
+
 def _rank_row(
     tail: RankTail, now_s: float, total_steps: int, window: dict[str, Any]
 ) -> dict[str, Any]:
-    row = _waiting_row(tail.rank)
     header = tail.header
     assert header is not None  # only ranks with a header have window statistics
     summary = tail.summary
@@ -289,18 +293,25 @@ def _rank_row(
         t_ref = _iso_to_unix(header.get("created_at"))  # started, no step yet
     if t_ref is not None and tail.lag_s is not None:
         t_ref += tail.lag_s
-    row.update(
-        window,
-        node=node_of(header),
-        hostname=header.get("hostname"),
-        node_rank=header.get("node_rank"),
-        state=state,
-        last_step=last,
-        idle_s=r4(max(0.0, now_s - t_ref)) if t_ref is not None else None,
-        error=(summary or {}).get("error") if state == "failed" else None,
-        last_record_unix_s=t_ref,
-    )
-    return row
+    return {  # _waiting_row's keys, in its order
+        "rank": tail.rank,
+        "node": node_of(header),
+        "hostname": header.get("hostname"),
+        "node_rank": header.get("node_rank"),
+        "state": state,
+        "last_step": last,
+        "warmup": window["warmup"],
+        "steps_per_sec": window["steps_per_sec"],
+        "step_time_ms_p50": window["step_time_ms_p50"],
+        "compute_ms_p50": window["compute_ms_p50"],
+        "comm_ms_p50": window["comm_ms_p50"],
+        "idle_s": r4(max(0.0, now_s - t_ref)) if t_ref is not None else None,
+        "stalled": False,
+        "straggler": False,
+        "slowest": False,
+        "error": (summary or {}).get("error") if state == "failed" else None,
+        "last_record_unix_s": t_ref,
+    }
 
 
 def _after_the_end(rows: list[dict[str, Any]], result: RunResult) -> None:
