@@ -82,6 +82,14 @@ def append_step(run_dir: Path, ranks: int, step: int) -> None:
             f.write(json.dumps(line, separators=(",", ":")) + "\n")
 
 
+def next_step(run_dir: Path) -> int:
+    """The step after the last one rank 0's file holds."""
+    with open(run_dir / "ranks" / "rank_00000.jsonl", "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+        last = f.read().splitlines()[-1]
+    return int(json.loads(last)["step"]) + 1
+
+
 CPU_MS: list[float] = []  # each incremental refresh's CPU time (this process), ms
 
 
@@ -222,13 +230,23 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--compare-to", metavar="SRC", type=Path, help="another version's source tree")
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        help="follow (and append to) the rank files gen_rank_files.py wrote there (--ranks of "
+        "them) instead of generating new ones",
+    )
     a = p.parse_args()
     if a.compare_to is not None and not (a.compare_to / "minicluster").is_dir():
         raise SystemExit(f"bench_watch: {a.compare_to} holds no minicluster/ source tree")
     with tempfile.TemporaryDirectory(prefix="mc-bench-watch-") as tmp:
         run_dir = Path(tmp) / "run"
-        print(f"generating {a.ranks} ranks x {a.steps} steps ...", file=sys.stderr, flush=True)
-        write_run(run_dir, a.ranks, a.steps)
+        if a.run_dir is not None:
+            run_dir = a.run_dir.resolve()
+            a.steps = next_step(run_dir)
+        else:
+            print(f"generating {a.ranks} ranks x {a.steps} steps ...", file=sys.stderr, flush=True)
+            write_run(run_dir, a.ranks, a.steps)
         if a.compare_to is not None:
             compare(run_dir, a.compare_to, a.ranks, a.steps, a.rounds)
             return

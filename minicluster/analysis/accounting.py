@@ -162,7 +162,8 @@ def account(records: list[RankRecords], table: JobSteps) -> Accounting:
     if len(ranks) < 2 or not table.indices.size:
         return Accounting(ranks, np.array([], np.int64), empty, empty, empty, empty, "no steps")
     by_rank = {r.rank: r for r in table.records}
-    missing = [k for k in FIELDS if any(k not in by_rank[r].columns for r in ranks)]
+    columns = [by_rank[r].columns for r in ranks]
+    missing = [k for k in FIELDS if not all(k in c for c in columns)]
     if missing:
         return Accounting(
             ranks,
@@ -176,7 +177,7 @@ def account(records: list[RankRecords], table: JobSteps) -> Accounting:
         )
     steps = table.indices
     keys = tuple(k for k in FIELDS if k != "opt_ms")  # the step's own optimizer time: unread
-    mats = field_matrices([by_rank[r].columns for r in ranks], steps, keys)
+    mats = field_matrices(columns, steps, keys)
     # [rank x step] matrices are 33 MB each at 4,096 x 1,000: summed in place, each let go
     # once summed (the same sums, in the same order: host = opt_prev + gap, period = host +
     # fwd + bwd)
@@ -342,7 +343,9 @@ def field_matrices(
             ):
                 have = np.flatnonzero(pos >= 0)
                 for out, k in gathered.items():
-                    mats[out][at, have] = np.stack([columns[i][k] for i in rows])[:, pos[have]]
+                    rank_rows = np.concatenate([columns[i][k] for i in rows])  # not np.stack:
+                    rank_rows = rank_rows.reshape(len(rows), step.size)  # a call per array
+                    mats[out][at, have] = rank_rows[:, pos[have]]
         return mats
     lookup: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     for i, c in enumerate(columns):

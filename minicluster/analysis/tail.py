@@ -215,7 +215,9 @@ class Windows:
         # so one gather puts every rank's steps oldest first, padding first. The rings are laid
         # out [key x rank x step] in the same copy.
         rings = (
-            np.stack([t._ring for t in tails]).transpose(2, 0, 1)
+            np.concatenate([t._ring for t in tails])  # (np.stack: a Python call per ring)
+            .reshape(len(tails), width, len(WINDOW_KEYS))
+            .transpose(2, 0, 1)
             if tails
             else np.empty((len(WINDOW_KEYS), 0, 0))
         )
