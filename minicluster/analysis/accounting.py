@@ -243,6 +243,8 @@ def sync_points(records: list[RankRecords], steps: np.ndarray) -> SyncSums | Non
     counts of sync points differ in a step (then their k-th calls are not one collective)."""
     if not steps.size:
         return None
+    if records and "syncs_ms" not in records[0].columns:
+        return None  # (the first rank recorded none: its count differs from a step's first)
     per_rank = [_sync_lists(r, steps) for r in records]
     n_ranks = len(records)
     shape = (n_ranks, steps.size)

@@ -231,9 +231,9 @@ def _waiting_row(rank: int) -> dict[str, Any]:
     }
 
 
-def _window_stats(windows: Windows) -> dict[int, dict[str, Any]]:
+def _window_stats(windows: Windows) -> dict[int, tuple[Any, ...]]:
     """Per rank over its kept window, for all ranks at once ([rank x step] matrices): the rate,
-    the p50s over measured steps, whether its last step was a warm-up step."""
+    the p50s over measured steps (WINDOW_STATS), whether its last step was a warm-up step."""
     if not windows.tails:
         return {}
     col = windows.col
@@ -242,20 +242,15 @@ def _window_stats(windows: Windows) -> dict[int, dict[str, Any]]:
         k: _row_nanmedian(np.where(measured, col[k], np.nan))
         for k in ("step_time_ms", "compute_ms", "comm_ms")
     }
-    warmup = (col["warmup"][:, -1] == 1.0).tolist()
+    last_warmup = (col["warmup"][:, -1] == 1.0).tolist()
+    warmup = [w if t.kept else None for t, w in zip(windows.tails, last_warmup, strict=True)]
     values = zip(
         _rounded(_rates(col["step"], col["t_unix_s"])),
         *(_rounded(v) for v in p50.values()),
         warmup,
         strict=True,
     )
-    return {
-        t.rank: {
-            **dict(zip(WINDOW_STATS, v[:4], strict=True)),
-            "warmup": v[4] if t.kept else None,
-        }
-        for t, v in zip(windows.tails, values, strict=True)
-    }
+    return {t.rank: v for t, v in zip(windows.tails, values, strict=True)}
 
 
 def _row_nanmedian(matrix: np.ndarray) -> np.ndarray:
@@ -276,8 +271,10 @@ WINDOW_STATS = ("steps_per_sec", "step_time_ms_p50", "compute_ms_p50", "comm_ms_
 
 
 def _rank_row(
-    tail: RankTail, now_s: float, total_steps: int, window: dict[str, Any]
+    tail: RankTail, now_s: float, total_steps: int, window: tuple[Any, ...]
 ) -> dict[str, Any]:
+    """A rank's row; `window`: its WINDOW_STATS and whether its last step was a warm-up step."""
+    steps_per_sec, step_time_p50, compute_p50, comm_p50, warmup = window
     header = tail.header
     assert header is not None  # only ranks with a header have window statistics
     summary = tail.summary
@@ -300,11 +297,11 @@ def _rank_row(
         "node_rank": header.get("node_rank"),
         "state": state,
         "last_step": last,
-        "warmup": window["warmup"],
-        "steps_per_sec": window["steps_per_sec"],
-        "step_time_ms_p50": window["step_time_ms_p50"],
-        "compute_ms_p50": window["compute_ms_p50"],
-        "comm_ms_p50": window["comm_ms_p50"],
+        "warmup": warmup,
+        "steps_per_sec": steps_per_sec,
+        "step_time_ms_p50": step_time_p50,
+        "compute_ms_p50": compute_p50,
+        "comm_ms_p50": comm_p50,
         "idle_s": r4(max(0.0, now_s - t_ref)) if t_ref is not None else None,
         "stalled": False,
         "straggler": False,
