@@ -137,24 +137,36 @@ class StepTable:
         n, width = step.shape
         valid = np.arange(width)[None, :] >= np.asarray(starts)[:, None]
         measured = valid & ~warmup
-        low = np.iinfo(np.int64).min
-        seen = np.maximum.accumulate(np.where(measured, step, low), axis=1)
-        before = np.concatenate((np.full((n, 1), low), seen[:, :-1]), axis=1)
-        if (measured & (step <= before)).any():  # a step recorded twice, or out of order
-            return cls(records, world_size)
         has = valid.any(axis=1)  # ranks without steps are left out, as the per-rank way does
+        # every rank measured the same steps at the same places (the usual case)?
+        aligned = bool(
+            n and has.all() and (step == step[:1]).all() and (measured == measured[:1]).all()
+        )
+        at = np.flatnonzero(measured[0]) if aligned else None
+        if at is not None:
+            if (np.diff(step[0, at]) <= 0).any():  # a step recorded twice, or out of order
+                return cls(records, world_size)
+        else:
+            low = np.iinfo(np.int64).min
+            seen = np.maximum.accumulate(np.where(measured, step, low), axis=1)
+            before = np.concatenate((np.full((n, 1), low), seen[:, :-1]), axis=1)
+            if (measured & (step <= before)).any():
+                return cls(records, world_size)
         table = cls.__new__(cls)
         table.world_size = world_size
         table.records = [r for r, h in zip(records, has.tolist(), strict=True) if h]
         table.row = {r.rank: i for i, r in enumerate(table.records)}
         table.m = {}
-        if has.all() and (step == step[:1]).all() and (measured == measured[:1]).all():
-            # every rank measured the same steps at the same places (the usual case)
-            at = np.flatnonzero(measured[0]) if n else np.array([], np.int64)
-            table.indices = step[0, at].astype(np.int64) if n else at
+        if at is not None:
+            table.indices = step[0, at].astype(np.int64)
             for k in cls.KEYS:
-                shape = (n, table.indices.size)
-                table.m[k] = cols[k][:, at] if k in cols else np.full(shape, np.nan)
+                if k not in cols:
+                    table.m[k] = np.full((n, table.indices.size), np.nan)
+                elif at.size == width:  # every step measured: the matrix itself, read-only
+                    table.m[k] = cols[k].view()
+                    table.m[k].flags.writeable = False
+                else:
+                    table.m[k] = cols[k][:, at]
             table._derive()
             return table
         measured = measured[has]

@@ -152,6 +152,13 @@ def test_step_table_and_waits_of_rows_equal_the_per_rank_way(
     assert a.ranks == b.ranks and a.reason == b.reason
     np.testing.assert_array_equal(a.steps, b.steps)
     np.testing.assert_array_equal(a.matrix, b.matrix)
+    # the ranks in another order than their numbers: the same waits, by rank
+    back = slice(None, None, -1)
+    c = waited.measure_rows(
+        records[back], fast.indices, ms, step[back], cols["comm_ms"][back], starts[back]
+    )
+    assert c.ranks == b.ranks
+    np.testing.assert_array_equal(c.matrix, b.matrix)
 
 
 def test_a_step_recorded_twice_takes_the_per_rank_way(tmp_path: Path) -> None:
