@@ -36,8 +36,10 @@ collective call), or ranks that did not meet, shows in it.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -163,7 +165,7 @@ def account(records: list[RankRecords], table: JobSteps) -> Accounting:
         return Accounting(ranks, np.array([], np.int64), empty, empty, empty, empty, "no steps")
     by_rank = {r.rank: r for r in table.records}
     columns = [by_rank[r].columns for r in ranks]
-    missing = [k for k in FIELDS if not all(k in c for c in columns)]
+    missing = [k for k in FIELDS if not all(map(operator.contains, columns, repeat(k)))]
     if missing:
         return Accounting(
             ranks,
@@ -338,7 +340,9 @@ def field_matrices(
             break
     else:
         for rows in shared.values():
-            step, at = columns[rows[0]]["step"], np.asarray(rows)[:, None]
+            step = columns[rows[0]]["step"]
+            # every rank one array: its rows in place (a slice: no index array to scatter by)
+            at = slice(None) if len(shared) == 1 else np.asarray(rows)[:, None]
             for pos, gathered in (
                 (positions(step, steps), {k: k for k in keys}),
                 (positions(step, steps - 1), {"opt_prev": "opt_ms"}),
