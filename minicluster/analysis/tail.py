@@ -65,15 +65,19 @@ class RankTail:
     delay (None until a second look found new steps).
     """
 
-    def __init__(self, path: Path, rank: int, window: int) -> None:
+    def __init__(self, path: Path, rank: int, window: int, store: RingStore | None = None) -> None:
         self.path = path
         self.rank = rank
         self.window = window
+        self._store: RingStore | None = None  # the buffer its ring lies in, at `_slot`
+        self._slot = -1
         self.summary: dict[str, Any] | None = None
         self.summary_unreadable = False
         self.looks = 0
         self.warnings: list[str] = []
         self._restart()
+        if store is not None:
+            store.add(self)
 
     def _restart(self) -> None:
         """Forget what was read of the file (it is read again from its start)."""
@@ -83,8 +87,12 @@ class RankTail:
         self.log = RankLog(keep_steps=False)  # every record but the steps
         self._header_of: rank_format.Header | None = None
         self._header_json: dict[str, Any] | None = None
-        # The last `window` steps, a ring: row `kept % window` is written next.
-        self._ring = np.full((self.window, len(WINDOW_KEYS)), np.nan)
+        # The last `window` steps, a ring of columns ([key x step], each key's steps one run
+        # for `Windows` to copy): column `kept % window` is written next.
+        if self._store is not None:
+            self._ring[:] = np.nan  # its place in the store
+        else:
+            self._ring = np.full((len(WINDOW_KEYS), self.window), np.nan)
         self.kept = 0
         self.records = 0  # step (or collective) lines read, including those not parsed
         self.lag_s: float | None = None
@@ -151,7 +159,7 @@ class RankTail:
             if kind == rank_format.STEP:
                 self.records += 1
                 row = [v if type(v) is float else _number(v) for v in map(obj.get, WINDOW_KEYS)]
-                self._ring[self.kept % self.window] = row
+                self._ring[:, self.kept % self.window] = row
                 self.kept += 1
                 self.last_step = int(row[0]) if row[0] == row[0] else self.last_step
                 self.t_last_s = row[2] if row[2] == row[2] else None  # NaN != NaN
@@ -202,6 +210,28 @@ class RankTail:
             self.warnings.append(text)
 
 
+class RingStore:
+    """The rings of a run's `RankTail`s in one [tail x key x step] buffer, in the order they
+    were added (`Windows` takes them from it without gathering one array per rank)."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.buf = np.full((0, len(WINDOW_KEYS), window), np.nan)
+        self.tails: list[RankTail] = []
+
+    def add(self, tail: RankTail) -> None:
+        if len(self.tails) == len(self.buf):
+            grown = np.full((max(64, 2 * len(self.buf)), *self.buf.shape[1:]), np.nan)
+            grown[: len(self.buf)] = self.buf
+            self.buf = grown
+            for slot, t in enumerate(self.tails):
+                t._ring = grown[slot]
+        slot = len(self.tails)
+        self.buf[slot] = tail._ring
+        tail._ring, tail._slot, tail._store = self.buf[slot], slot, self
+        self.tails.append(tail)
+
+
 class Windows:
     """The kept windows of many ranks stacked, oldest step first: `col[key]` is [rank x window]
     (NaN where a rank has fewer steps than the window, or a step lacked the field), each key's
@@ -211,16 +241,22 @@ class Windows:
         self.tails = tails
         width = tails[0].window if tails else 0
         kept = np.fromiter((t.kept for t in tails), np.int64, len(tails))
-        # Row (kept + i) % window of a ring is its i-th oldest step; rows never written are NaN,
-        # so one gather puts every rank's steps oldest first, padding first. The rings are laid
-        # out [key x rank x step] in the same copy.
-        rings = (
-            np.concatenate([t._ring for t in tails])  # (np.stack: a Python call per ring)
-            .reshape(len(tails), width, len(WINDOW_KEYS))
-            .transpose(2, 0, 1)
-            if tails
-            else np.empty((len(WINDOW_KEYS), 0, 0))
-        )
+        # Column (kept + i) % window of a ring is its i-th oldest step; columns never written
+        # are NaN, so one gather puts every rank's steps oldest first, padding first, laid out
+        # [key x rank x step] in the same copy.
+        store = tails[0]._store if tails else None
+        if store is not None and all(t._store is store for t in tails):
+            slots = np.fromiter((t._slot for t in tails), np.int64, len(tails))
+            in_place = bool((slots == np.arange(len(tails))).all())
+            rings = (store.buf[: len(tails)] if in_place else store.buf[slots]).transpose(1, 0, 2)
+        elif tails:
+            rings = (
+                np.concatenate([t._ring for t in tails])  # (np.stack: a Python call per ring)
+                .reshape(len(tails), len(WINDOW_KEYS), width)
+                .transpose(1, 0, 2)
+            )
+        else:
+            rings = np.empty((len(WINDOW_KEYS), 0, 0))
         shift = kept % max(width, 1)
         if tails and (shift == shift[0]).all():  # every ring at the same place: one rotation
             s = int(shift[0])
@@ -314,6 +350,7 @@ class RunTail:
         self.run_dir = run_dir
         self.window = window
         self.ranks: dict[int, RankTail] = {}
+        self._store: RingStore | None = None
         self._names: dict[str, tuple[int | None, bool, bool]] = {}  # name -> (rank, summary, jsonl)
 
     def look(self, now_s: float) -> bool:
@@ -347,8 +384,10 @@ class RunTail:
             self.window = auto_window(world)
         for rank in files | summaries:  # a summary alone: the rank failed before its first line
             if rank not in self.ranks:
+                if self._store is None:
+                    self._store = RingStore(self.window)
                 self.ranks[rank] = RankTail(
-                    rundir.rank_jsonl(self.run_dir, rank), rank, self.window
+                    rundir.rank_jsonl(self.run_dir, rank), rank, self.window, self._store
                 )
         grew = False
         for rank, tail in self.ranks.items():

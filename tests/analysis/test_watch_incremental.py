@@ -55,7 +55,8 @@ def _append(full: Path, live: Path, upto: int, cut: int = 0) -> None:
     written)."""
     for f in sorted((full / "ranks").glob("*.jsonl")):
         want = b"".join(_lines(f)[:upto])
-        have = (live / "ranks" / f.name).read_bytes()
+        mine = live / "ranks" / f.name
+        have = mine.read_bytes() if mine.exists() else b""  # (a file that appears late)
         with open(live / "ranks" / f.name, "ab") as out:
             out.write(want[len(have) : len(want) - cut])
 
@@ -207,3 +208,33 @@ def test_an_appended_header_only_rank_and_late_files_keep_the_equality(tmp_path:
     now += 20 * STEP_S
     tail.look(now)
     assert snapshot(tail, now, 5.0) == snapshot(_fresh(live, 50, now, tail), now, 5.0)
+
+
+def test_many_ranks_rings_in_one_store_as_it_grows(tmp_path: Path) -> None:
+    # more rank files than the store first holds (64), some appearing after the first look
+    # and one rewritten (its ring emptied in place): the same as a fresh read, and as rings of
+    # their own
+    rank_writer.write_static(tmp_path / "full", [30] * 70 + [29] * 30, total=200)
+    live = tmp_path / "live"
+    _live_copy(tmp_path / "full", live, keep=10)
+    for r in range(80, 100):
+        (live / "ranks" / f"rank_{r:05d}.jsonl").unlink()
+    tail = RunTail(live, 16)
+    tail.look(T0 + 5 * STEP_S)
+    _append(tmp_path / "full", live, 25)
+    path = live / "ranks" / "rank_00003.jsonl"
+    path.write_bytes(b"".join(_lines(path)[:12]))  # rewritten shorter: read again
+    now = T0 + 40 * STEP_S
+    tail.look(now)
+    assert len(tail.ranks) == 100 and tail._store is not None and len(tail._store.buf) >= 100
+    assert all(t._store is tail._store for t in tail.ranks.values())
+    assert snapshot(tail, now, 5.0) == snapshot(_fresh(live, 16, now, tail), now, 5.0)
+    tails = list(tail.ranks.values())
+    stored, gathered = Windows(tails), Windows(tails[::-1])  # out of slot order: gathered
+    for t in tails:
+        t._store = None  # each ring as the tail holds it, stacked one by one
+    own = Windows(tails)
+    assert not np.isnan(own.col["step"]).all(axis=1).any()
+    for k in stored.col:
+        np.testing.assert_array_equal(own.col[k], stored.col[k])
+        np.testing.assert_array_equal(gathered.col[k][::-1], stored.col[k])
