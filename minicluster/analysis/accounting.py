@@ -348,10 +348,15 @@ def field_matrices(
                 (positions(step, steps - 1), {"opt_prev": "opt_ms"}),
             ):
                 have = np.flatnonzero(pos >= 0)
+                # each wanted step is the array's step at its place: the rows are the matrix
+                whole = len(shared) == 1 and np.array_equal(pos, np.arange(step.size))
                 for out, k in gathered.items():
                     rank_rows = np.concatenate([columns[i][k] for i in rows])  # not np.stack:
                     rank_rows = rank_rows.reshape(len(rows), step.size)  # a call per array
-                    mats[out][at, have] = rank_rows[:, pos[have]]
+                    if whole and rank_rows.dtype == np.float64:
+                        mats[out] = rank_rows
+                    else:
+                        mats[out][at, have] = rank_rows[:, pos[have]]
         return mats
     lookup: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     for i, c in enumerate(columns):

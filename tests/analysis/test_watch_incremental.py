@@ -189,10 +189,19 @@ def test_field_matrices_of_shared_step_arrays_equal_the_per_rank_way(
     shared = accounting.field_matrices(columns, steps)
     monkeypatch.setattr(accounting, "SHARED_STEP_ARRAYS", 0)  # rank by rank
     per_rank = accounting.field_matrices(columns, steps)
+    monkeypatch.setattr(accounting, "SHARED_STEP_ARRAYS", 16)
     assert shared.keys() == per_rank.keys()
     for k in shared:
         np.testing.assert_array_equal(shared[k], per_rank[k])
     assert not np.isnan(shared["opt_prev"]).all() and np.isnan(shared["fwd_ms"]).any()
+    # every rank one array, the steps wanted exactly its own: the rows are the matrices
+    one = [dict(c, step=a) for c in columns]
+    whole = accounting.field_matrices(one, a)
+    monkeypatch.setattr(accounting, "SHARED_STEP_ARRAYS", 16)
+    assert not np.isnan(whole["fwd_ms"]).any()
+    monkeypatch.setattr(accounting, "SHARED_STEP_ARRAYS", 0)
+    for k, v in accounting.field_matrices(one, a).items():
+        np.testing.assert_array_equal(whole[k], v)
 
 
 def test_an_appended_header_only_rank_and_late_files_keep_the_equality(tmp_path: Path) -> None:
