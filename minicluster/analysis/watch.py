@@ -495,7 +495,7 @@ def _rates(steps: np.ndarray, t_s: np.ndarray) -> np.ndarray:
 
 def _rounded(values: np.ndarray) -> list[float | None]:
     """To 4 decimals as Python floats, NaN as None (the JSON the snapshot is)."""
-    return [None if math.isnan(v) else v for v in np.round(values, 4).tolist()]
+    return [None if v != v else v for v in np.round(values, 4).tolist()]  # NaN != NaN
 
 
 def _median_of(rows: list[dict[str, Any]], key: str) -> float | None:
