@@ -19,7 +19,6 @@ Definitions (the README's "Watching a running job" says the same):
 
 from __future__ import annotations
 
-import math
 import statistics
 import warnings
 from datetime import datetime
