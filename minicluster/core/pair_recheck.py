@@ -207,6 +207,16 @@ def schedule(pair: Pair, healthy: Sequence[Pair], rounds: int) -> list[tuple[int
     return out
 
 
+def min_rounds(confidence: float = CONFIDENCE) -> int:
+    """The fewest rounds whose sign-test bound (`median_upper_bound`) reaches `confidence`: the
+    largest of n values bounds the median at 1 - 2^-n, so n with 2^-n <= 1 - confidence (5 at
+    95%). Fewer rounds cannot say "still slow" at the confidence the rule states."""
+    n = 1
+    while 0.5**n > 1.0 - confidence + 1e-12:
+        n += 1
+    return n
+
+
 def median_upper_bound(
     values: Sequence[float], confidence: float = CONFIDENCE
 ) -> tuple[float, float]:

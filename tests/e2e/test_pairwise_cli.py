@@ -189,6 +189,15 @@ def test_recheck_rounds_0_says_the_re_measure_is_off(
         (["--pattern", "pairwise", "--nproc", "1"], "it needs --nproc 2 or more"),
         (["--pattern", "pairwise", "--per", "node"], "--per node needs ranks on two nodes"),
         (["--pattern", "pairwise", "--passes", "0"], "collectives.passes is 0; must be >= 1"),
+        # one round's sign-test bound holds at 50%, not the rule's 95%
+        (
+            ["--pattern", "pairwise", "--recheck-rounds", "1"],
+            "needs at least 5 rounds to reach its 95% confidence (with 1: 50.0%)",
+        ),
+        (
+            ["--pattern", "pairwise", "--recheck-rounds", "4"],
+            "needs at least 5 rounds to reach its 95% confidence (with 4: 93.8%)",
+        ),
         (
             ["--pattern", "pairwise", "--fault", "straggler:rank=1,delay_ms=5"],
             "takes only slow_link faults",
