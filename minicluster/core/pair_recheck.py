@@ -207,6 +207,20 @@ def schedule(pair: Pair, healthy: Sequence[Pair], rounds: int) -> list[tuple[int
     return out
 
 
+def plan_text(rounds: int, n_pairs: int) -> str:
+    """What the re-measure will do, for the plan and the report's notes: `rounds` rounds beside
+    healthy pairs; off at 0 rounds; nothing to stand beside with one pair (2 ranks), so there
+    the passes decide."""
+    if not rounds:
+        return "re-measure off (--recheck-rounds 0: the passes decide)"
+    if n_pairs < 2:
+        return (
+            "no re-measure: a flagged pair is re-measured beside healthy pairs and the only "
+            "pair has none (the passes decide)"
+        )
+    return f"a flagged pair is re-measured in {rounds} rounds beside healthy pairs"
+
+
 def min_rounds(confidence: float = CONFIDENCE) -> int:
     """The fewest rounds whose sign-test bound (`median_upper_bound`) reaches `confidence`: the
     largest of n values bounds the median at 1 - 2^-n, so n with 2^-n <= 1 - confidence (5 at
