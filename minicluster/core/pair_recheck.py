@@ -101,13 +101,7 @@ def rank_evidence(
     on two nodes or more, only cross-node pairs count on both sides: pairs inside a node cross
     no NIC (NVLink, shared memory) and are faster by design, so a rank alone on its node, all
     of whose pairs cross, would be judged against them and called slow."""
-    pairs = {p: b for p, b in busbw.items() if b > 0 and math.isfinite(b)}
-    if nodes and len({nodes.get(x) for p in pairs for x in p}) > 1:
-        pairs = {
-            p: b
-            for p, b in pairs.items()
-            if p[0] in nodes and p[1] in nodes and nodes[p[0]] != nodes[p[1]]
-        }
+    pairs = rule_pairs(busbw, nodes)
     ranks = sorted({x for p in pairs for x in p})
     out: dict[int, dict[str, Any]] = {}
     for x in ranks:
@@ -116,6 +110,21 @@ def rank_evidence(
         if len(mine) >= 2 and len(others) >= MIN_PAIRS_FOR_Z:
             out[x] = _best_against_others(mine, others, outlier_z, floor)
     return out
+
+
+def rule_pairs(
+    busbw: Mapping[Pair, float], nodes: Mapping[int, str] | None = None
+) -> dict[Pair, float]:
+    """The measured pairs the rank rule (`rank_evidence`) counts: every one, or with the ranks on
+    two nodes or more (`nodes`), the cross-node ones only."""
+    pairs = {p: b for p, b in busbw.items() if b > 0 and math.isfinite(b)}
+    if nodes and len({nodes.get(x) for p in pairs for x in p}) > 1:
+        pairs = {
+            p: b
+            for p, b in pairs.items()
+            if p[0] in nodes and p[1] in nodes and nodes[p[0]] != nodes[p[1]]
+        }
+    return pairs
 
 
 def _best_against_others(

@@ -476,3 +476,21 @@ def test_no_pair_measured_is_not_judged_not_ok() -> None:
              "not_judged": not_judged(rows, dist, None, 3.5, 0.2, label)}  # fmt: skip
     line = verdict(block, label)
     assert "NOT JUDGED" in line and "no pair of 6 was measured" in line and "ok" not in line
+
+
+def test_across_two_nodes_of_two_ranks_the_rank_rule_says_why_it_cannot_judge() -> None:
+    """2 nodes x 2 ranks: the rank rule counts cross-node pairs only (4), a rank has 2 of them
+    and leaves 2, too few to judge it against. Counting all 6 pairs it looked judgeable and the
+    result gave no reason for judging no rank."""
+    nodes = {0: "a", 1: "a", 2: "b", 3: "b"}
+    rows = _rows(4, {})
+    evidence = judge(rows, 3.5, None, 0.2, None, nodes)
+    assert evidence == {}  # the rule judged no rank
+    why = ranks_not_judged([0, 1, 2, 3], rows, nodes)
+    assert why is not None and why.startswith("a slow rank is not judged with 2 nodes x 2 ranks")
+    assert "only cross-node pairs count" in why and "at most 2 without any one rank" in why
+    assert ranks_not_judged([0, 1, 2, 3], rows) is None  # on one node, all 6 pairs: judged
+    # 2 nodes x 3 ranks: 9 cross-node pairs, 6 without a rank: judged
+    six = {x: "a" if x < 3 else "b" for x in range(6)}
+    assert judge(_rows(6, {}), 3.5, None, 0.2, None, six) != {}
+    assert ranks_not_judged(list(range(6)), _rows(6, {}), six) is None
