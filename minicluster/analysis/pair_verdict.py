@@ -505,26 +505,7 @@ def slow_rank_text(x: int, block: dict[str, Any], label: dict[int, str]) -> str:
         f"{ev['others_pairs']} pairs without it ({ev['others_median_gbps']:.3g} GB/s), z "
         f"{ev['z_best']:.1f} < -{block['outlier_z']:g}"
     )
-    checks = [r["recheck"] for r in mine if (r.get("recheck") or {}).get("status") == "slow"]
-    if checks and len(checks) == len(mine):
-        medians = sorted(c["ratio_median"] for c in checks)
-        upper = max(c["ratio_upper"] for c in checks)
-        text += (
-            f"; each pair re-measured beside healthy pairs and still slow (busbw / the healthy "
-            f"pair's: medians {medians[0]:.2f}-{medians[-1]:.2f}, upper bounds <= {upper:.2f} "
-            f"< cut {checks[0]['cut']:.2f})"
-        )
-    else:
-        why = next(
-            (
-                (r.get("recheck") or {}).get("reason")
-                for r in mine
-                if (r.get("recheck") or {}).get("reason")
-            ),
-            None,
-        )
-        text += f"; not re-measured: the passes decide ({why})" if why else ""
-    return text
+    return text + _recheck_tail(mine)
 
 
 def slow_node_text(node: str, block: dict[str, Any]) -> str:
@@ -544,11 +525,28 @@ def slow_node_text(node: str, block: dict[str, Any]) -> str:
         f"{ev['others_pairs']} cross-node pairs without it ({ev['others_median_gbps']:.3g} "
         f"GB/s), z {ev['z_best']:.1f} < -{block['outlier_z']:g}"
     )
+    return text + _recheck_tail(mine)
+
+
+def _recheck_tail(mine: list[dict[str, Any]]) -> str:
+    """What the re-measure said of the pairs of a slow rank or node (`mine`): each still slow
+    beside healthy pairs (the ratios' medians, the upper bounds and the cut), or why they were
+    not re-measured (the passes decide); empty when neither."""
     checks = [r["recheck"] for r in mine if (r.get("recheck") or {}).get("status") == "slow"]
     if checks and len(checks) == len(mine):
+        medians = sorted(c["ratio_median"] for c in checks)
         upper = max(c["ratio_upper"] for c in checks)
-        text += (
-            f"; each pair re-measured beside healthy pairs and still slow (upper bounds <= "
-            f"{upper:.2f} < cut {checks[0]['cut']:.2f})"
+        return (
+            f"; each pair re-measured beside healthy pairs and still slow (busbw / the healthy "
+            f"pair's: medians {medians[0]:.2f}-{medians[-1]:.2f}, upper bounds <= {upper:.2f} "
+            f"< cut {checks[0]['cut']:.2f})"
         )
-    return text
+    why = next(
+        (
+            (r.get("recheck") or {}).get("reason")
+            for r in mine
+            if (r.get("recheck") or {}).get("reason")
+        ),
+        None,
+    )
+    return f"; not re-measured: the passes decide ({why})" if why else ""

@@ -267,7 +267,7 @@ def _run_torchrun(argv: list[str], records: RecordsAt) -> LaunchOutcome:
         # by global rank: across nodes, each node knows its own ranks' codes.
         codes = {int(rank): f.exitcode for rank, f in e.failures.items()}
         stopped = closing.by_rank({int(rank): f.pid for rank, f in e.failures.items()})
-        if _rejected_as_bad_input(records.dir, codes, stopped):
+        if rejected_as_bad_input(records.dir, codes, stopped):
             # The ranks refused the input and said why in their summaries: minicluster's one
             # line says it; torch's "failed (exitcode: 2)" and closing signals would only stand
             # above it.
@@ -286,7 +286,7 @@ def _run_torchrun(argv: list[str], records: RecordsAt) -> LaunchOutcome:
     return LaunchOutcome(records)
 
 
-def _rejected_as_bad_input(run_dir: Path, codes: dict[int, int], stopped: dict[int, int]) -> bool:
+def rejected_as_bad_input(run_dir: Path, codes: dict[int, int], stopped: dict[int, int]) -> bool:
     """Whether the ranks failed only for bad input: a rank exited with the bad-input code after
     writing its reason in its summary (`bad_input`), and every other failed rank did the same or
     was stopped by the agent once one had (`stopped`). The result carries that reason, the user

@@ -125,7 +125,7 @@ def test_only_ranks_that_refused_the_input_or_were_stopped_for_it_drop_the_lines
     import json
 
     from minicluster.core import rundir
-    from minicluster.launchers.torchrun import _rejected_as_bad_input
+    from minicluster.launchers.torchrun import rejected_as_bad_input
 
     rundir.rank_summary(tmp_path, 0).parent.mkdir(parents=True)
 
@@ -136,11 +136,11 @@ def test_only_ranks_that_refused_the_input_or_were_stopped_for_it_drop_the_lines
         rundir.rank_summary(tmp_path, rank).write_text(json.dumps(body))
 
     summary(0, "workload.factory x.py:build: build(ctx) raised ValueError: boom")
-    assert _rejected_as_bad_input(tmp_path, {0: 2, 1: -15}, {1: 15})
-    assert _rejected_as_bad_input(tmp_path, {0: 2}, {})
-    assert not _rejected_as_bad_input(tmp_path, {0: 2, 1: -15}, {})  # killed from outside
-    assert not _rejected_as_bad_input(tmp_path, {0: 2, 1: 1}, {})  # a rank crashed
-    assert not _rejected_as_bad_input(tmp_path, {0: 2, 1: 2}, {})  # rank 1 left no reason
+    assert rejected_as_bad_input(tmp_path, {0: 2, 1: -15}, {1: 15})
+    assert rejected_as_bad_input(tmp_path, {0: 2}, {})
+    assert not rejected_as_bad_input(tmp_path, {0: 2, 1: -15}, {})  # killed from outside
+    assert not rejected_as_bad_input(tmp_path, {0: 2, 1: 1}, {})  # a rank crashed
+    assert not rejected_as_bad_input(tmp_path, {0: 2, 1: 2}, {})  # rank 1 left no reason
     summary(1, None)
-    assert not _rejected_as_bad_input(tmp_path, {1: 2}, {})  # exit 2 without a reason
-    assert not _rejected_as_bad_input(tmp_path, {1: -15}, {1: 15})  # nobody refused
+    assert not rejected_as_bad_input(tmp_path, {1: 2}, {})  # exit 2 without a reason
+    assert not rejected_as_bad_input(tmp_path, {1: -15}, {1: 15})  # nobody refused
