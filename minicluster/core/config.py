@@ -336,7 +336,7 @@ class CollectivesSection:
             100,
             help="re-measure each pair the passes flag slow in R rounds beside healthy pairs; it "
             "stays slow only when slow against them (0: the passes decide; else at least 5, the "
-            "fewest that reach the rule's 95%)",
+            "fewest whose bound reaches the rule's confidence)",
         ),
     )
     # A pair is slow when its busbw's robust z (median/MAD over all pairs) is below -outlier_z,
