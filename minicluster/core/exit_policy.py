@@ -117,15 +117,16 @@ POLICY: tuple[Verdict, ...] = (
         EXIT_FAILED_CHECK,
         "compare, history check",
         "a gated regression, or an input run that did not finish ok (`compare`; the candidate "
-        "of `history check`)",
+        "of `history check`, also when its own checks failed: a straggler, wrong numbers, ...)",
     ),
     Verdict(
         "not_judged",
         EXIT_BAD_INPUT,
-        "diagnose, fleet",
+        "diagnose, fleet, history check",
         "the verdict could not be reached: a member of a process group left no Flight Recorder "
         "dump (it died before it could dump), so nothing is said of it (`diagnose`); no metric "
-        "was measured on enough nodes to judge (`fleet`)",
+        "was measured on enough nodes to judge (`fleet`); fewer than 3 comparable earlier runs, "
+        "or a gated metric whose change the runs cannot resolve (`history check`: NOT JUDGED)",
     ),
     Verdict(
         "bad_input",

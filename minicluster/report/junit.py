@@ -159,6 +159,9 @@ def history_cases(r: CheckResult) -> list[Case]:
     out = []
     if r.unfinished is not None:
         out.append(Case(f"history.{r.candidate}", "run status", "failure", r.unfinished))
+    if r.own_checks_failed:
+        why = "; ".join(r.own_findings) or ", ".join(r.own_checks_failed)
+        out.append(Case(f"history.{r.candidate}", "own checks", "failure", why))
     for m in r.metrics:
         outcome: Outcome = (
             "failure"
