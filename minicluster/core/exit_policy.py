@@ -125,7 +125,7 @@ POLICY: tuple[Verdict, ...] = (
         "diagnose, fleet, history check",
         "the verdict could not be reached: a member of a process group left no Flight Recorder "
         "dump (it died before it could dump), so nothing is said of it (`diagnose`); no metric "
-        "was measured on enough nodes to judge (`fleet`); fewer than 3 comparable earlier runs, "
+        "was measured on enough nodes to judge (`fleet`: the robust z needs 5 nodes); fewer than 3 comparable earlier runs, "
         "or a gated metric whose change the runs cannot resolve (`history check`: NOT JUDGED)",
     ),
     Verdict(
