@@ -213,3 +213,30 @@ def test_a_run_that_did_not_finish_ok_fails_the_gate(
     # as the baseline too
     assert main(["compare", str(broken), str(clean)]) == 1
     assert main(["compare", str(clean), str(clean)]) == 0
+
+
+def test_a_node_check_is_named_and_sent_to_fleet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two real node-check results (a new-user trial's), directly, through a run directory's
+    `latest` link, and with --format minicluster: one line saying it is a node check and to use
+    `fleet`, exit 2 (was "JSON of an unknown format (not a minicluster result, ...)")."""
+    nodecheck = FIX.parent / "nodecheck"
+    runs = tmp_path / "runs"
+    for i in (1, 2):
+        (runs / f"nc{i}").mkdir(parents=True)
+        (runs / f"nc{i}" / "result.json").write_bytes(
+            (nodecheck / f"seq_nc{i}.result.json").read_bytes()
+        )
+    (runs / "latest").symlink_to("nc2")
+    for argv in (
+        [str(runs / "nc1"), str(runs / "nc2")],
+        [str(runs / "nc1"), str(runs / "latest")],
+        [str(runs / "nc1"), str(runs / "nc2"), "--format", "minicluster"],
+    ):
+        capsys.readouterr()
+        assert main(["compare", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert "a minicluster node-check result" in err[0] and "minicluster fleet" in err[0]
+        assert "unknown format" not in err[0]
