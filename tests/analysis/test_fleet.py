@@ -278,3 +278,24 @@ def test_a_slow_node_among_five_is_still_named_by_its_numbers() -> None:
         assert report["outliers"] == ["node6"], report["verdict"]
     for five in itertools.combinations(_clean(), 5):
         assert fleet(list(five))["outliers"] == []
+
+
+def test_a_missing_job_field_is_not_recorded_and_the_kind_of_job_comes_first() -> None:
+    """The trial's `fleet nc1 nc2 h1` said "backend is 'gloo' there, None in the others": a
+    training run among node checks is said as such first, and a missing field is "not
+    recorded", never None (recorded node checks and a recorded run)."""
+    nodecheck = FIXTURES.parent / "nodecheck"
+    checks = [
+        (f"nc{i}", json.loads((nodecheck / f"seq_nc{i}.result.json").read_text()))
+        for i in (1, 2, 3)
+    ]
+    with pytest.raises(InputError) as e:
+        fleet([*checks[:2], _load(1)])
+    assert "workload.workload_type is 'training' there, 'node_check' in the others" in str(e.value)
+    source, odd = _load(4)
+    odd = copy.deepcopy(odd)
+    odd["backend"] = None
+    with pytest.raises(InputError) as e:
+        fleet([*_clean()[:3], (source, odd)])
+    assert "backend is not recorded there, 'gloo' in the others" in str(e.value)
+    assert "None" not in str(e.value)
