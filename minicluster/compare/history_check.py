@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from minicluster.compare.engine import UNFINISHED_VERDICTS
 from minicluster.compare.history import Run
 from minicluster.core import metrics as metrics_registry
 from minicluster.interop.record import BenchmarkRecord
@@ -108,7 +109,7 @@ class CheckResult:
     def own_checks_failed(self) -> list[str]:
         """The candidate's own verdicts that made its own command exit 1 (a straggler, wrong
         numbers, a slow link...); a failed or interrupted run is `unfinished`."""
-        return [v for v in self.own_verdicts if v not in _UNFINISHED_VERDICTS]
+        return [v for v in self.own_verdicts if v not in UNFINISHED_VERDICTS]
 
     @property
     def gate_failed(self) -> bool:
@@ -150,10 +151,6 @@ class CheckResult:
             "notes": self.notes,
             "metrics": [m.to_dict() for m in self.metrics],
         }
-
-
-# verdicts of the candidate's own run that `unfinished` already says (its status)
-_UNFINISHED_VERDICTS = frozenset({"run_failed", "interrupted", "bad_input"})
 
 
 def change_points(x: np.ndarray, alpha: float) -> list[int]:

@@ -116,8 +116,9 @@ POLICY: tuple[Verdict, ...] = (
         "regression",
         EXIT_FAILED_CHECK,
         "compare, history check",
-        "a gated regression, or an input run that did not finish ok (`compare`; the candidate "
-        "of `history check`, also when its own checks failed: a straggler, wrong numbers, ...)",
+        "a gated regression, an input run that did not finish ok, or one whose own checks "
+        "failed: a straggler, a culprit, wrong numbers, ... (`compare`; the candidate of "
+        "`history check`)",
     ),
     Verdict(
         "not_judged",

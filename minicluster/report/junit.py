@@ -67,6 +67,7 @@ def compare_cases(c: Comparison) -> list[Case]:
                 outcome = "passed"
             out.append(Case(cls, r.metric, outcome, f"{r.verdict}: {r.reason}"))
         out += [Case(cls, "run status", "failure", u) for u in p.unfinished]
+        out += [Case(cls, "own checks", "failure", u) for u in p.own_failed]
     return out
 
 

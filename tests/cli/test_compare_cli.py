@@ -240,3 +240,27 @@ def test_a_node_check_is_named_and_sent_to_fleet(
         assert len(err) == 1, err
         assert "a minicluster node-check result" in err[0] and "minicluster fleet" in err[0]
         assert "unknown format" not in err[0]
+
+
+def test_an_input_whose_own_checks_failed_fails_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real run with a straggler its own result names (rank 1 +30 ms a step) against a clean
+    run: the gate fails on its own finding, said under the table, in --json and --junit, as a run
+    that did not finish ok fails it; the same numbers without the finding are judged on them."""
+    cases = FIX.parent / "cases" / "30-history-noisy-baselines"
+    clean, strag = cases / "h1.result.json", cases / "strag.result.json"
+    out, xml = tmp_path / "c.json", tmp_path / "c.xml"
+    assert main(["compare", str(clean), str(strag), "--json", str(out), "--junit", str(xml)]) == 1
+    said = capsys.readouterr().out
+    assert "gate failed: strag.result.json: its own checks failed (straggler, culprit)" in said
+    (pair,) = json.loads(out.read_text())["comparisons"]
+    assert pair["own_checks_failed"] and "straggler rank 1" in pair["own_checks_failed"][0]
+    assert "own checks" in xml.read_text()
+    d = json.loads(strag.read_text())
+    d["faults"]["detected"], d["culprits"], d["stragglers"], d["incident"] = [], [], [], None
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(d))
+    assert main(["compare", str(clean), str(plain), "--json", str(out)]) in (0, 1)
+    (pair,) = json.loads(out.read_text())["comparisons"]
+    assert pair["own_checks_failed"] == []
