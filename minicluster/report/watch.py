@@ -74,7 +74,7 @@ def final_lines(snap: dict[str, Any]) -> list[str]:
             f"result.json: stopped watching (exit {snap['exit_code']})"
         ]
     what = "sweep" if sweep else "run"
-    lines = [f"watch: the {what} ended: {_ended_verdict(ended)} (exit {snap['exit_code']})"]
+    lines = [f"watch: the {what} ended: {_ended_verdict(ended, what)} (exit {snap['exit_code']})"]
     if ended["failed_ranks"]:
         lines.append(f"  failed ranks: {', '.join(map(str, ended['failed_ranks']))}")
     for fault in ended["faults_detected"]:
@@ -90,10 +90,11 @@ def final_lines(snap: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _ended_verdict(ended: dict[str, Any]) -> str:
+def _ended_verdict(ended: dict[str, Any], what: str = "run") -> str:
     """The ended run's verdict first, then how far it got: `SLOW LINK (run finished)`."""
     verdicts = ended.get("verdicts") or []
-    return f"{headline(verdicts)} (run {completion(ended['status'], 'incomplete' in verdicts)})"
+    done = completion(ended["status"], "incomplete" in verdicts)
+    return f"{headline(verdicts)} ({what} {done})"
 
 
 def problem_lines(snap: dict[str, Any]) -> list[tuple[str, str]]:
