@@ -35,7 +35,7 @@ class RunView:
     status: str  # the result's `status` (ok, failed, incomplete): how far the run got
     headline: str  # the verdict, first in every header: `ok`, `STRAGGLER`, `FAILED validation`
     headline_class: str  # ok, incomplete or failed: how a renderer colours the headline
-    completion: str  # the status in words: finished, incomplete (interrupted), failed
+    completion: str  # the kind and its status in words: run finished, sweep incomplete, run failed
     verdict: str | None  # one line naming what failed and where (the pairwise test's), or None
     summary: TextTable
     sections: list[TextTable]  # what a sweep or a collectives run adds (scaling, bandwidth tables)
@@ -64,7 +64,7 @@ def run_view(result: RunResult, max_rank_rows: int | None = None) -> RunView:
         status=str(result.status),
         headline=headline(found),
         headline_class="ok" if not found else "incomplete" if found == ["incomplete"] else "failed",
-        completion=completion(str(result.status), result.interrupted),
+        completion=f"{_noun(result)} {completion(str(result.status), result.interrupted)}",
         verdict=pw.verdict if pw is not None and pw.verdict else _verdict(result),
         summary=_summary(result),
         sections=_sections(result, max_rank_rows),
@@ -79,6 +79,16 @@ def run_view(result: RunResult, max_rank_rows: int | None = None) -> RunView:
         validation=_validation(result),
         errors=[str(e) for e in result.errors],
     )
+
+
+def _noun(result: RunResult) -> str:
+    """What ran, as the header's completion names it: run, sweep, benchmark, link test, search."""
+    return {
+        "sweep": "sweep",
+        "collectives": "benchmark",
+        "pairwise": "link test",
+        "isolate": "search",
+    }.get(str(result.kind), "run")
 
 
 def _sections(result: RunResult, max_rows: int | None = None) -> list[TextTable]:

@@ -103,7 +103,7 @@ def render_html(result: RunResult) -> str:
         f"<title>{escape(view.title)}</title><style>{PAGE_CSS}{STRIP_CSS}</style></head><body>",
         f"<h1>{escape(view.title)}</h1>",
         f'<p>Verdict <span class="status status-{view.headline_class}">'
-        f"{escape(view.headline)}</span> (run {escape(view.completion)})</p>",
+        f"{escape(view.headline)}</span> ({escape(view.completion)})</p>",
         f'<p class="verdict">{escape(view.verdict)}</p>' if view.verdict else "",
         _why(first, view),
         *(figure(p) for p in lead),

@@ -134,7 +134,7 @@ def print_run_summary(result: RunResult, console: Console | None = None) -> None
     console.print(
         f"[bold]minicluster[/bold] {result.kind} [cyan]{escape(result.run_id)}[/cyan]  "
         f"[bold {color}]{escape(view.headline)}[/bold {color}]  "
-        f"(run {escape(view.completion)})  {text(result.world_size)} ranks on "
+        f"({escape(view.completion)})  {text(result.world_size)} ranks on "
         f"{node_count(result)} node(s), backend {escape(text(result.backend))}, "
         + (f"layout {escape(layout_text(result))}, " if result.layout is not None else "")
         + f"workload {escape(wl.name)}{batch}",

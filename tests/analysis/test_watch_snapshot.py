@@ -352,7 +352,9 @@ _SLOW = "gradient all-reduce busbw 0.176 GB/s (p75 of the steps) is 25% of the e
         (  # run --fault slow_link:rank=1,delay_ms=40 --expect-busbw 0.7: no rank named
             {
                 "faults": {
-                    "detected": [{"kind": "slow_link", "rank": None, "step": None, "evidence": _SLOW}]
+                    "detected": [
+                        {"kind": "slow_link", "rank": None, "step": None, "evidence": _SLOW}
+                    ]
                 }
             },
             ["slow_link"],
