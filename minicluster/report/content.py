@@ -330,7 +330,12 @@ def _faults(result: RunResult) -> TextTable:
             details = "; ".join(
                 str(fields[k]) if k == "evidence" else f"{k}={text(fields[k])}" for k in rest
             )
-            table.rows.append([side, text(f.kind), _fault_rank(f), text(f.step), details])
+            where = (
+                job_links(result.world_size).removeprefix("on ")  # a job link finding: not "n/a"
+                if side == "detected" and f.rank is None and not getattr(f, "ranks", None)
+                else _fault_rank(f)
+            )
+            table.rows.append([side, text(f.kind), where, text(f.step), details])
             if side == "detected":
                 table.highlight.add(len(table.rows) - 1)
     return table

@@ -294,3 +294,5 @@ def test_the_verdict_is_the_header_and_the_completion_is_said_apart(
     assert "rank n/a" not in md and "rank n/a" not in out.getvalue()
     if edit.get("faults", {}).get("detected") == [_SLOW_LINK]:
         assert "slow_link on the link between ranks 0 and 1: busbw 25% of 0.7" in md
+        # the Faults table's rank cell names the link too (it read "n/a")
+        assert "| **slow_link** | **the link between ranks 0 and 1** |" in md
