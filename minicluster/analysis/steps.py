@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from minicluster.analysis.records import RankRecords, rows_view
+from minicluster.analysis.records import RankRecords, measured_pick, rows_view
 from minicluster.core import rundir
 
 EMBED_STEPS_MAX = 50_000  # rank-steps embedded in result.json; larger runs point to the rank files
@@ -314,15 +314,8 @@ def _shared_rows(
 
 
 def _measured(rec: RankRecords) -> np.ndarray | slice:
-    """Which of a rank's steps are measured (not warm-up): a slice when they are all those after
-    the warm-up (the usual case: indexing by it copies nothing), else a boolean mask."""
-    warmup = rec.columns.get("warmup")
-    if warmup is None:
-        return slice(None)
-    w = int(np.argmin(warmup)) if warmup.size and not warmup.all() else int(warmup.size)
-    if not warmup[w:].any() and warmup[:w].all():
-        return slice(w, None)
-    return ~warmup
+    """Which of a rank's steps are measured (not warm-up): `records.measured_pick`."""
+    return measured_pick(rec.columns.get("warmup"))
 
 
 def _row_nanmedian(matrix: np.ndarray) -> np.ndarray:
