@@ -85,13 +85,18 @@ def test_accounting_matrices_and_medians_equal_the_loops(tmp_path: Path, crashed
     records = _run(tmp_path, crashed)
     table = StepTable(records, 24)
     ranks = sorted(table.records, key=lambda r: r.rank)
-    _same(
-        accounting.field_matrices([r.columns for r in ranks], table.indices),
-        _old_mats(ranks, table.indices),
-    )
+    mats = accounting.field_matrices([r.columns for r in ranks], table.indices)
+    _same(mats, _old_mats(ranks, table.indices))
+    # every rank's columnar file read: views of the columns, no copy (a crashed rank: copies)
+    assert all(m.flags.writeable == crashed for m in mats.values())
     acc = accounting.account(records, table)
     assert acc.n > 8
     assert accounting.per_rank_medians(acc) == _old_medians(acc)
+    top2 = np.sort(acc.own, axis=0)[-2:]  # as the lateness was taken before one partition
+    np.testing.assert_array_equal(acc.lateness, top2[1] - top2[0])
+    np.testing.assert_array_equal(acc.last, np.argmax(acc.own, axis=0))
+    np.testing.assert_array_equal(acc.wait, acc.own.max(axis=0)[None, :] - acc.own)
+    np.testing.assert_array_equal(acc.transfer, acc.accounted - acc.own.max(axis=0))
 
 
 def test_a_step_recorded_twice_reads_its_last_record() -> None:
