@@ -110,8 +110,8 @@ class Accounting:
         if own.shape[0] < 2:
             most = own.max(axis=0)
             return last, most, most
-        top2 = np.partition(own, own.shape[0] - 2, axis=0)[-2:]
-        return last, top2[1], top2[0]
+        part = np.partition(own, own.shape[0] - 2, axis=0)
+        return last, part[-1].copy(), part[-2].copy()  # rows of `part` would keep all of it
 
     @property
     def n(self) -> int:

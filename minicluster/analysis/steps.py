@@ -124,7 +124,8 @@ class StepTable:
             self.transfer_ms = _nan_reduce(np.nanmin, self.m["comm_ms"])
         else:
             self.transfer_ms = np.array([])
-        self.wait_ms = self.m["comm_ms"] - self.transfer_ms[None, :]
+        # each rank's wait (comm_ms - the step's transfer) is made where read, not kept: a
+        # [rank x step] matrix is 131 MB at 16,384 x 1,000
 
     def series(self, world_size: int) -> dict[str, np.ndarray]:
         """The per-step cross-rank series every run-level component is the median of (`SERIES`).
@@ -168,7 +169,9 @@ class StepTable:
 
     def wait(self, rank: int) -> np.ndarray:
         i = self.row.get(rank)
-        return np.array([]) if i is None else self.wait_ms[i][self.present[i]]
+        if i is None:
+            return np.array([])
+        return (self.m["comm_ms"][i] - self.transfer_ms)[self.present[i]]
 
     def transfer(self, rank: int) -> np.ndarray:
         i = self.row.get(rank)
@@ -186,15 +189,16 @@ class StepTable:
         rows = np.flatnonzero(full)
         if rows.size:
             every = rows.size == len(self.records)  # no copy of the matrices then
-            wait = self.wait_ms if every else self.wait_ms[rows]
+            comm = self.m["comm_ms"] if every else self.m["comm_ms"][rows]
             transfer = self.transfer_ms[None, :]  # the same in every row: one median
-            columns = {
-                "compute_ms_median": self.m["compute_ms"] if every else self.m["compute_ms"][rows],
+            compute = self.m["compute_ms"] if every else self.m["compute_ms"][rows]
+            columns: dict[str, np.ndarray | None] = {
+                "compute_ms_median": compute,
                 "comm_ms_median": self.m["comm_ms"] if every else self.m["comm_ms"][rows],
                 "exposed_comm_ms_median": (
                     self.m["exposed_comm_ms"] if every else self.m["exposed_comm_ms"][rows]
                 ),
-                "wait_ms_median": wait,
+                "wait_ms_median": None,  # comm - transfer, made when its turn comes (below)
                 "transfer_ms_median": transfer,
             }
             steps = self.m["step_time_ms"] if every else self.m["step_time_ms"][rows]
@@ -203,11 +207,16 @@ class StepTable:
             # A step the comm timer could not vouch for has no comm figures (NaN): left out.
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row is None below
-                medians = {k: _row_nanmedian(v) for k, v in columns.items()}
+                medians = {
+                    k: _row_nanmedian(v)
+                    if v is not None
+                    else _row_nanmedian(comm - transfer, overwrite=True)  # its own matrix
+                    for k, v in columns.items()
+                }
                 medians["transfer_ms_median"] = np.broadcast_to(
                     medians["transfer_ms_median"], rows.shape
                 )
-                compute_mean = np.nanmean(columns["compute_ms_median"], axis=1)
+                compute_mean = np.nanmean(compute, axis=1)
             n = int(self.indices.size)
             for j, i in enumerate(rows.tolist()):
                 rank = self.records[i].rank
@@ -318,12 +327,13 @@ def _measured(rec: RankRecords) -> np.ndarray | slice:
     return measured_pick(rec.columns.get("warmup"))
 
 
-def _row_nanmedian(matrix: np.ndarray) -> np.ndarray:
+def _row_nanmedian(matrix: np.ndarray, overwrite: bool = False) -> np.ndarray:
     """`np.nanmedian(matrix, axis=1)`; rows without NaN in one vectorised partition (nanmedian
-    takes rows of 600 or more values one by one in Python)."""
+    takes rows of 600 or more values one by one in Python). `overwrite`: the matrix is the
+    caller's to partition in place (no copy of it)."""
     if matrix.size and not np.isnan(matrix).any():
-        return np.median(matrix, axis=1)
-    return np.nanmedian(matrix, axis=1)
+        return np.median(matrix, axis=1, overwrite_input=overwrite)
+    return np.nanmedian(matrix, axis=1, overwrite_input=overwrite)
 
 
 def _same_sorted_steps(measured: list[np.ndarray]) -> bool:
