@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis.accounting import field_matrices
+from minicluster.analysis.accounting import field_matrices, first_at
 from minicluster.analysis.cost import cost_bootstrap
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.steps import JobSteps, r4
@@ -104,12 +104,12 @@ def measure(records: list[RankRecords], steps: np.ndarray, step_ms: float | None
         empty.reason = f"fewer than {MIN_STEPS} steps with every rank's all-reduce timed"
         return empty
     wait = comm[:, ok] if not ok.all() else comm
-    least = wait.min(axis=0)[None, :]
+    least = wait.min(axis=0)
+    last = first_at(wait, least)  # np.argmin's answer, without its copy of the matrix
     if wait.flags.writeable:
-        wait -= least  # in place: comm_ms less the step's least
+        wait -= least[None, :]  # in place: comm_ms less the step's least
     else:
-        wait = wait - least
-    last = np.argmin(wait, axis=0)
+        wait = wait - least[None, :]
     return WaitedFor(ranks, steps[ok], last, _median_of_others(wait), step_ms)
 
 

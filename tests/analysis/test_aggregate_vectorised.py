@@ -382,3 +382,10 @@ def test_the_step_table_views_the_columnar_buffers_and_equals_the_journals(
     assert journals.m["compute_ms"].flags.owndata
     for k in StepTable.KEYS:
         np.testing.assert_array_equal(columnar.m[k], journals.m[k], err_msg=k)
+
+
+def test_first_at_the_max_or_min_is_argmax_or_argmin_with_ties() -> None:
+    rng = np.random.default_rng(3)
+    m = rng.integers(0, 3, (9, 400)).astype(float)  # ties in most columns
+    np.testing.assert_array_equal(accounting.first_at(m, m.max(axis=0)), np.argmax(m, axis=0))
+    np.testing.assert_array_equal(accounting.first_at(m, m.min(axis=0)), np.argmin(m, axis=0))
