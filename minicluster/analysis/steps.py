@@ -148,10 +148,13 @@ class StepTable:
         """Per rank, `median(self.column(rank, "compute_ms"))`, all rows at once."""
         if not self.records or not self.indices.size:
             return {r.rank: None for r in self.records}
-        matrix = np.where(self.present, self.m["compute_ms"], np.nan)
+        every = bool(self.present.all())  # then the matrix itself (no copy to partition)
+        matrix = (
+            self.m["compute_ms"] if every else np.where(self.present, self.m["compute_ms"], np.nan)
+        )
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row is None below
-            medians = _row_nanmedian(matrix)
+            medians = _row_nanmedian(matrix, overwrite=not every)
         return {r.rank: _r4_or_none(v) for r, v in zip(self.records, medians.tolist(), strict=True)}
 
     def measured_steps(self, rank: int) -> int:
@@ -253,7 +256,7 @@ class StepTable:
         full = ~np.isnan(compute).any(axis=0)
         if row is None or not full.any():
             return 0, 0, 0
-        cols = compute[:, full]
+        cols = compute if full.all() else compute[:, full]  # (a copy only when it must)
         k = int((cols[row] >= cols.max(axis=0)).sum())
         return k, int(cols.shape[1]), int(cols.shape[0])
 
