@@ -389,3 +389,19 @@ def test_first_at_the_max_or_min_is_argmax_or_argmin_with_ties() -> None:
     m = rng.integers(0, 3, (9, 400)).astype(float)  # ties in most columns
     np.testing.assert_array_equal(accounting.first_at(m, m.max(axis=0)), np.argmax(m, axis=0))
     np.testing.assert_array_equal(accounting.first_at(m, m.min(axis=0)), np.argmin(m, axis=0))
+
+
+def test_columns_every_rank_holds_alike_are_held_once(tmp_path: Path) -> None:
+    """Read from the columnar files, a field every rank recorded alike (the step numbers, the
+    all-null comm_reason, the generator's constant bytes) is one array for all ranks, a measured
+    one (compute_ms) each rank's own row; a crashed rank read from its journal has its own."""
+    records = _run(tmp_path, crashed=True)
+    alike = [r for r in records if r.rank != 7]
+    for key in ("step", "warmup", "comm_reason", "comm_bytes", "buckets"):
+        assert all(r.columns[key] is alike[0].columns[key] for r in alike), key
+        assert records[7].columns[key] is not alike[0].columns[key]
+    assert alike[0].columns["compute_ms"] is not alike[1].columns["compute_ms"]
+    table = StepTable(records, 24)
+    assert table.m["comm_bytes"].strides[0] != 0  # rank 7's row is its own: a copy
+    full = StepTable(alike, 24)
+    assert full.m["comm_bytes"].strides[0] == 0  # one row for every rank, no copy
