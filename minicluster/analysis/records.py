@@ -8,7 +8,9 @@ JSON objects (`RankRecords.collectives`).
 Steps are held as columns (one numpy array per field) so a 1,024-rank x 1,000-step run fits in
 little memory; `RankRecords.steps` gives them back as a list of dicts for small uses. A rank that
 finished left its steps as columns too (`core.rank_columns`): when that file is complete it is
-read instead of the journal (the same columns, one call per rank instead of a parse per line).
+read instead of the journal (the same columns, one call per rank instead of a parse per line);
+a field every rank's file holds alike (the step numbers, a column of nulls) is then one
+read-only array shared by every rank's record (`ArrowColumns`).
 """
 
 from __future__ import annotations
