@@ -139,6 +139,7 @@ def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launche
         configs.append((name, one))
     tol = REL_TOLERANCE[cfg.run.precision]
     if args.dry_run:
+        store.check_planned_output(args.out, "layouts")  # exit 2 where the run would refuse it
         for name, one in configs:
             print(f"layout {name}: {one.parallel.layout(world).label}")
         return 0

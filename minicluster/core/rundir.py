@@ -133,3 +133,16 @@ def holds_run(run_dir: Path) -> str | None:
     """The first marker of an earlier run in `run_dir` (`ranks/`, `result.json`, `sweep.json`,
     `node.json`)."""
     return next((n for n in RUN_MARKERS if (run_dir / n).exists()), None)
+
+
+def holds_runs(root: Path) -> str | None:
+    """What shows that `root` holds other runs (a runs root such as `runs/`): its `latest` link,
+    or a sub-directory that holds a run; None otherwise."""
+    if (root / LATEST_LINK).is_symlink():
+        return f"the {LATEST_LINK} link"
+    try:
+        subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return None
+    run = next((p for p in subdirs if holds_run(p)), None)
+    return None if run is None else f"the run {run.name}/"
