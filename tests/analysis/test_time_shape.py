@@ -104,3 +104,17 @@ def test_a_rank_late_throughout_whose_lateness_grows_is_persistent_not_an_onset(
 def test_a_rank_that_kept_pace_and_then_fell_behind_is_an_onset() -> None:
     shape = time_shape.describe(_synthetic(np.r_[np.zeros(25), np.full(25, 40.0)]), 1)
     assert shape["kind"] == "onset" and shape["from_step"] == 25, shape
+
+
+def test_persistent_says_every_step_only_when_the_rank_was_slower_in_every_step() -> None:
+    """New-user trial: "persistent, every step" beside "arrived last ... in 26 of 30 steps": a
+    rank late by 20 ms except in 4 of 30 steps (where it ran 5 ms ahead) is persistent, and the
+    text counts the steps it was slower in."""
+    late = np.full(30, 20.0)
+    late[[3, 11, 19, 27]] = -5.0
+    shape = time_shape.describe(_synthetic(late), 1)
+    assert shape["kind"] == "persistent", shape
+    assert "every step" not in shape["text"], shape["text"]
+    assert shape["text"].startswith("persistent, slower in 26 of 30 steps, +"), shape["text"]
+    always = time_shape.describe(_synthetic(np.full(30, 20.0)), 1)
+    assert always["text"].startswith("persistent, every step, +"), always["text"]
