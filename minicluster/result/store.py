@@ -161,9 +161,7 @@ def _earlier_run_above(out_dir: Path) -> tuple[Path, str] | None:
     for parent in out_dir.resolve().parents:
         if parent in _OWN:
             return None
-        marker = rundir.holds_run(parent)
-        if marker is None and (parent / rundir.CLAIM_FILE).is_file():
-            marker = rundir.CLAIM_FILE
+        marker = rundir.looks_like_run(parent)
         if marker is not None:
             return parent, marker
     return None

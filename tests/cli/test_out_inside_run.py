@@ -95,3 +95,25 @@ def test_a_commands_own_runs_inside_its_directory_are_allowed(tmp_path: Path) ->
     store._OWN.clear()  # another process: the same directories are earlier runs
     with pytest.raises(InputError, match="inside the earlier run"):
         store.check_planned_output(top / "r2")
+
+
+def test_a_lone_result_json_above_is_not_an_earlier_run(tmp_path: Path) -> None:
+    """A project folder holding a converted result.json (no config, no ranks, no claim) is not a
+    run: a new run under it, or beside a folder like it, is not refused."""
+    (tmp_path / "result.json").write_text("{}")
+    (tmp_path / "exported").mkdir()
+    (tmp_path / "exported" / "result.json").write_text("{}")
+    _, out = store.check_planned_output(tmp_path / "runs" / "new")
+    assert out == tmp_path / "runs" / "new"
+    store.check_planned_output(tmp_path / "x")  # beside `exported/`: no runs root either
+
+
+def test_a_sweep_directory_with_a_stray_file_is_still_not_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "notes.txt").write_text("x")
+    line = _one_error(
+        capsys, ["sweep", "--world-sizes", "1,2", "--dry-run", "--out", str(tmp_path / "s")]
+    )
+    assert "is not empty" in line
