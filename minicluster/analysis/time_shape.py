@@ -164,7 +164,7 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
             # spikes on top of it lead when they are the bigger part
             out.update(
                 kind="persistent",
-                late_steps=[int(s) for s in steps],
+                late_steps=[int(s) for s in steps[d > 0]],  # the steps its text counts
                 late_ms_median=r4(base),
                 text=f"persistent, {_slower_in(d)}, +{base:.0f} ms {where}",
             )

@@ -116,5 +116,6 @@ def test_persistent_says_every_step_only_when_the_rank_was_slower_in_every_step(
     assert shape["kind"] == "persistent", shape
     assert "every step" not in shape["text"], shape["text"]
     assert shape["text"].startswith("persistent, slower in 26 of 30 steps, +"), shape["text"]
+    assert len(shape["late_steps"]) == 26 and 3 not in shape["late_steps"], shape["late_steps"]
     always = time_shape.describe(_synthetic(np.full(30, 20.0)), 1)
     assert always["text"].startswith("persistent, every step, +"), always["text"]
