@@ -5,12 +5,14 @@ and `run --out runs --dry-run` passed)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from minicluster.cli import main
-from minicluster.core.errors import InputError
 from minicluster.result import store
 
 COMMANDS = [
@@ -92,9 +94,15 @@ def test_a_commands_own_runs_inside_its_directory_are_allowed(tmp_path: Path) ->
     (r0 / "result.json").write_text("{}")
     _, r1 = store.new_output(top / "r1")
     assert r1 == top / "r1"
-    store._OWN.clear()  # another process: the same directories are earlier runs
-    with pytest.raises(InputError, match="inside the earlier run"):
-        store.check_planned_output(top / "r2")
+    # another process: the same directories are earlier runs
+    other = subprocess.run(
+        [sys.executable, "-m", "minicluster", "run", "--dry-run", "--out", str(top / "r2")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        timeout=60,
+    )
+    assert other.returncode == 2 and "is inside the earlier run" in other.stderr, other.stderr
 
 
 def test_a_lone_result_json_above_is_not_an_earlier_run(tmp_path: Path) -> None:
