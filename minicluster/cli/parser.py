@@ -375,8 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
         "shared filesystem), reading only what each gained since the last refresh: per rank "
         "its last step, steps/s and p50s over its last --window steps, and how long since its "
         "last record. Ends when result.json appears or no rank file grew for --stall-after "
-        "seconds. Exit 0 healthy; 1 a rank stalled, straggling or failed; 2 bad input; 3 the "
-        "run ended failed.",
+        "seconds. Exit 0 healthy; 1 a rank stalled, straggling or failed, or the ended run's "
+        "finding (an interrupted run: incomplete); 2 bad input, or not judged yet (the recent "
+        "steps span under 5 s); 3 the run ended failed.",
     )
     p.add_argument("dir", type=Path, help="run directory (holds ranks/), or a sweep directory")
     p.add_argument(
