@@ -207,7 +207,7 @@ def test_an_earlier_run_in_the_output_directory_is_not_mixed_in(
     (out / "result.json").unlink()
     (out / "sweep.json").unlink()
     assert main(["sweep", "-c", str(config), "--world-sizes", "2,3", "--out", str(out)]) == 2
-    assert "is not empty" in capsys.readouterr().err
+    assert "holds other runs (the run n2-r1/)" in capsys.readouterr().err  # its runs are left
     run_dir = out / "n2-r1"  # a single run refuses a directory holding rank files too
     assert main(["run", "-c", str(config), "--out", str(run_dir)]) == 2
     assert "already holds ranks/ of an earlier run" in capsys.readouterr().err
