@@ -303,9 +303,9 @@ def _warn_kept(written: store.Written) -> None:
         )
 
 
-def point_latest(out_dir: Path) -> None:
-    """`store.point_latest`, with a warning when runs/latest could not follow."""
-    why = store.point_latest(out_dir)
+def point_latest(out_dir: Path, link: str = rundir.LATEST_LINK) -> None:
+    """`store.point_latest`, with a warning when runs/latest (or runs/`link`) could not follow."""
+    why = store.point_latest(out_dir, link)
     if why is not None:
         log.warning("%s", why)
 

@@ -484,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
         "z-score (log scale) and relative score; a node beyond --outlier-z on the bad side of "
         "the metric's direction is an outlier. Exit 1 when a node is an outlier on any gated "
         "metric or its node check failed, 2 when the inputs ran different jobs or no metric was "
-        "measured on enough nodes to judge.",
+        "measured on enough nodes to judge (the robust z needs 5 nodes).",
     )
     p.add_argument(
         "inputs",
@@ -706,7 +706,10 @@ def add_history_parser(sub: argparse._SubParsersAction[OneLineParser]) -> None:
         "and the new one (log scale); change points by ruptures binary segmentation, each kept "
         "when Student's t between its neighbouring levels has p < alpha; the new run is judged "
         "against the level before its own (Student's t on the runs' between-run spread), alpha "
-        "divided over the gated metrics. Fewer than 3 comparable runs: not judged (exit 0).",
+        "divided over the gated metrics. Fewer than 3 comparable runs, or a change the runs "
+        "cannot resolve (not significant yet worse by the threshold or more, or a smallest "
+        "detectable change of 3x the threshold or more): NOT JUDGED (exit 2). A candidate that "
+        "did not finish ok or whose own checks failed fails the gate (exit 1).",
     )
     q.add_argument("result", type=Path, metavar="RESULT", help="the result to check")
     db_flag(q)

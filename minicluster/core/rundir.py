@@ -34,6 +34,9 @@ PLAN_FILE = "sweep.json"
 REPEATS_FILE = "repeats.json"  # `run --repeats K`: the K run directories and their spread
 CLAIM_FILE = ".claim"
 LATEST_LINK = "latest"
+# `node-check` without --out: its own link; `latest` stays the newest run (what `compare`,
+# `report` and `aggregate` read as a run), never a node check
+LATEST_NODE_CHECK_LINK = "latest-node-check"
 RANK_FILE_GLOB = "rank_*.jsonl"
 SUMMARY_FILE_GLOB = "rank_*.summary.json"
 # What a directory holding an earlier run contains (any one is enough to refuse a new run there).

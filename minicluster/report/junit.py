@@ -68,6 +68,7 @@ def compare_cases(c: Comparison) -> list[Case]:
                 outcome = "passed"
             out.append(Case(cls, r.metric, outcome, f"{r.verdict}: {r.reason}"))
         out += [Case(cls, "run status", "failure", u) for u in p.unfinished]
+        out += [Case(cls, "own checks", "failure", u) for u in p.own_failed]
     return out
 
 
@@ -165,6 +166,9 @@ def history_cases(r: CheckResult) -> list[Case]:
     out = []
     if r.unfinished is not None:
         out.append(Case(f"history.{r.candidate}", "run status", "failure", r.unfinished))
+    if r.own_checks_failed:
+        why = "; ".join(r.own_findings) or ", ".join(r.own_checks_failed)
+        out.append(Case(f"history.{r.candidate}", "own checks", "failure", why))
     for m in r.metrics:
         outcome: Outcome = (
             "failure"

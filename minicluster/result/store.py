@@ -177,10 +177,11 @@ def ensure_writable(out_dir: Path) -> None:
         raise InputError(f"output directory {out_dir} is not writable: {e.strerror or e}") from None
 
 
-def point_latest(out_dir: Path) -> str | None:
-    """Make runs/latest point at this run (replaced atomically); why it could not, or None."""
-    latest = out_dir.parent / rundir.LATEST_LINK
-    tmp = out_dir.parent / f".latest-{os.getpid()}"
+def point_latest(out_dir: Path, link: str = rundir.LATEST_LINK) -> str | None:
+    """Make runs/latest (or runs/`link`) point at this run (replaced atomically); why it could
+    not, or None."""
+    latest = out_dir.parent / link
+    tmp = out_dir.parent / f".{link}-{os.getpid()}"
     try:
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(out_dir.name)
