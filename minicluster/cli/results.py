@@ -18,7 +18,7 @@ from minicluster.core.exit_policy import code_for
 def aggregate(args: argparse.Namespace) -> int:
     """`minicluster aggregate DIR`: re-build result.json from a run's (or a sweep's) rank files;
     the exit code is the result's verdict (`verdict_after_the_fact`: an interrupted run's result
-    exits by what it found, not 130). With threshold flags: `rejudge`."""
+    exits by what it found, not 130: 1 when it was interrupted before its planned steps ran). With threshold flags: `rejudge`."""
     overrides = {
         key.removeprefix("check_"): value
         for key, value in vars(args).items()
@@ -91,6 +91,7 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
     before = aggregate(records, launch, flight_recorder=dumps)
     after = aggregate(records, launch, checks=new, flight_recorder=dumps)
     _record_thresholds(after, new)
+    _mark_rejudged(after, run_dir, "thresholds", overrides)
     validate_result(after)
     try:
         path = store.write_fresh_result(run_dir, "rejudged", after)
@@ -109,7 +110,7 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
         for line in verdict.changes(judged_before, judged_after, own, new):
             print(f"  {line}")
         # what keeps the exit non-zero (a culprit the new thresholds left), as it exits below
-        for line in verdict.remaining(dataclasses.replace(judged_after, interrupted=False)):
+        for line in verdict.remaining(judged_after):
             print(f"  {line}")
         print(f"result: {path}")
     return orchestrate.verdict_after_the_fact(judged_after)
@@ -130,6 +131,7 @@ def judge_beside(run_dir: Path, judge: Any) -> int:
         records, launch, flight_recorder=orchestrate.flight_recorder_diagnosis(run_dir)
     )
     judge(result)
+    _mark_rejudged(result, run_dir, "reference", {})
     validate_result(result)
     try:
         path = store.write_fresh_result(run_dir, "rejudged", result)
@@ -146,9 +148,25 @@ def judge_beside(run_dir: Path, judge: Any) -> int:
     orchestrate.print_summary(path, judged)
     with orchestrate.stdout_may_close():
         print(f"minicluster: judged {run_dir} against the reference ({kept})")
-        for line in verdict.remaining(dataclasses.replace(judged, interrupted=False)):
+        for line in verdict.remaining(judged):
             print(f"  {line}")
     return orchestrate.verdict_after_the_fact(judged)
+
+
+def _mark_rejudged(
+    result: dict[str, Any], run_dir: Path, by: str, overrides: dict[str, float]
+) -> None:
+    """The re-judged result says inside it that it is one (`rejudged`: by what, when, beside
+    which recorded result), so the file read alone is not taken for the run's own verdict."""
+    from minicluster.core import clock
+
+    recorded = rundir.result_path(run_dir)
+    result["rejudged"] = {
+        "by": by,
+        "at": clock.utc_now_iso(),
+        "recorded_result": recorded.name if recorded.is_file() else None,
+        "overrides": dict(overrides),
+    }
 
 
 def _record_thresholds(result: dict[str, Any], checks: Any) -> None:

@@ -109,7 +109,6 @@ def test_the_stacked_rules_equal_the_per_rank_ones(
         m.setattr(
             waited, "measure_rows", lambda recs, steps, ms, *_: waited.measure(recs, steps, ms)
         )
-        m.setattr(accounting, "SHARED_STEP_ARRAYS", 0)
         per_rank = snapshot(tail, now, 5.0)
     assert stacked == per_rank
     if case != "young":
@@ -122,7 +121,6 @@ def _tables_equal(a: StepTable, b: StepTable) -> None:
     for k in StepTable.KEYS:
         np.testing.assert_array_equal(a.m[k], b.m[k])
     np.testing.assert_array_equal(a.transfer_ms, b.transfer_ms)
-    np.testing.assert_array_equal(a.wait_ms, b.wait_ms)
 
 
 def _stacked_inputs(windows: Windows, leave_out: set[int]) -> tuple[Any, ...]:
@@ -176,32 +174,22 @@ def test_a_step_recorded_twice_takes_the_per_rank_way(tmp_path: Path) -> None:
     np.testing.assert_array_equal(a.matrix, b.matrix)
 
 
-def test_field_matrices_of_shared_step_arrays_equal_the_per_rank_way(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_field_matrices_of_shared_step_arrays_equal_those_of_copies() -> None:
+    # the watch's ranks at the same steps hold one step array (`Windows.records_of`)
     rng = np.random.default_rng(0)
     a, b = np.arange(10, 20), np.array([10, 11, 13, 14, 15, 16, 18, 19, 20, 21])
-    columns = []
-    for i in range(12):
-        step = a if i % 3 else b  # two arrays, each held by several ranks
-        columns.append({"step": step} | {k: rng.random(10) for k in accounting.FIELDS})
-    steps = np.arange(11, 22)
-    shared = accounting.field_matrices(columns, steps)
-    monkeypatch.setattr(accounting, "SHARED_STEP_ARRAYS", 0)  # rank by rank
-    per_rank = accounting.field_matrices(columns, steps)
-    monkeypatch.setattr(accounting, "SHARED_STEP_ARRAYS", 16)
-    assert shared.keys() == per_rank.keys()
-    for k in shared:
-        np.testing.assert_array_equal(shared[k], per_rank[k])
-    assert not np.isnan(shared["opt_prev"]).all() and np.isnan(shared["fwd_ms"]).any()
-    # every rank one array, the steps wanted exactly its own: the rows are the matrices
-    one = [dict(c, step=a) for c in columns]
-    whole = accounting.field_matrices(one, a)
-    monkeypatch.setattr(accounting, "SHARED_STEP_ARRAYS", 16)
-    assert not np.isnan(whole["fwd_ms"]).any()
-    monkeypatch.setattr(accounting, "SHARED_STEP_ARRAYS", 0)
-    for k, v in accounting.field_matrices(one, a).items():
-        np.testing.assert_array_equal(whole[k], v)
+    for arrays, steps in (((a, b), np.arange(11, 22)), ((a,), a)):
+        columns = [
+            {"step": arrays[i % len(arrays)]} | {k: rng.random(10) for k in accounting.FIELDS}
+            for i in range(12)
+        ]
+        shared = accounting.field_matrices(columns, steps)
+        copies = [dict(c, step=c["step"].copy()) for c in columns]
+        per_rank = accounting.field_matrices(copies, steps)
+        assert shared.keys() == per_rank.keys()
+        for k in shared:
+            np.testing.assert_array_equal(shared[k], per_rank[k])
+        assert not np.isnan(shared["opt_prev"]).all()
 
 
 def test_an_appended_header_only_rank_and_late_files_keep_the_equality(tmp_path: Path) -> None:

@@ -88,9 +88,10 @@ def test_the_verdict_comes_first_everywhere() -> None:
     result = _pairwise_result()
     verdict = result["pairwise"]["verdict"]
     assert verdict.startswith("pairwise: SLOW") and "rank 1 - rank 2" in verdict
-    console = Console(record=True, width=120)
+    console = Console(record=True, width=160)  # the title line (verdict first) unwrapped
     print_run_summary(RunResult.from_json(result), console)
     lines = console.export_text().splitlines()
+    assert "  SLOW LINK  (link test finished)  " in lines[0]  # the title leads with the verdict
     assert lines[1].startswith("pairwise: SLOW")  # right under the title line
     md = render_markdown(RunResult.from_json(result))
     assert md.index("**pairwise: SLOW") < md.index("## Summary")
@@ -247,3 +248,16 @@ def test_a_pair_cleared_on_re_measure_reads_ok_with_why_it_was_flagged() -> None
     (line,) = [t for t in table.rows if t[0] == "rank 1 - rank 2"]
     assert line[-1].startswith("ok: flagged by the passes (busbw ")
     assert line[-1].endswith("cleared") and "re-measured in 8 rounds" in table.note
+
+
+def test_one_pair_is_not_promised_a_re_measure_beside_healthy_pairs() -> None:
+    """A 2-rank run has one pair: nothing healthy to re-measure it beside, so the note says the
+    passes decide, not that a flagged pair is re-measured beside healthy pairs."""
+    from minicluster.report.pairwise import pairs_table
+
+    r = _pairwise_result()
+    pw = r["pairwise"]
+    pw.update(pairs=pw["pairs"][:1], recheck_rounds=8)
+    note = pairs_table(RunResult.from_json(r).pairwise).note  # type: ignore[arg-type]
+    assert "beside healthy pairs and the only pair has none (the passes decide)" in note
+    assert "re-measured in 8 rounds" not in note and "stays slow only when" not in note
