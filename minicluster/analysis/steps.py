@@ -137,7 +137,9 @@ class StepTable:
         n, width = step.shape
         valid = np.arange(width)[None, :] >= np.asarray(starts)[:, None]
         measured = valid & ~warmup
-        has = valid.any(axis=1)  # ranks without steps are left out, as the per-rank way does
+        has = np.asarray(
+            valid.any(axis=1)
+        )  # ranks without steps are left out, as the per-rank way does
         # every rank measured the same steps at the same places (the usual case)?
         aligned = bool(
             n and has.all() and (step == step[:1]).all() and (measured == measured[:1]).all()

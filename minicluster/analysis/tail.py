@@ -71,6 +71,7 @@ class RankTail:
         self.window = window
         self._store: RingStore | None = None  # the buffer its ring lies in, at `_slot`
         self._slot = -1
+        self._ring: np.ndarray = np.empty((0, 0))  # made by _restart
         self.summary: dict[str, Any] | None = None
         self.summary_unreadable = False
         self.looks = 0
@@ -363,7 +364,8 @@ class RunTail:
             return False
         except OSError as e:
             raise InputError(f"cannot list {ranks_dir}: {e.strerror or e}") from None
-        files, summaries = set(), set()
+        files: set[int] = set()
+        summaries: set[int] = set()
         for name in names:
             kind = self._names.get(name)
             if kind is None:
@@ -373,6 +375,8 @@ class RunTail:
                     rank is not None and name.endswith(".summary.json"),
                     rank is not None and name.endswith(".jsonl"),
                 )
+            if kind[0] is None:
+                continue
             if kind[1]:
                 summaries.add(kind[0])
             elif kind[2]:

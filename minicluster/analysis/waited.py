@@ -118,7 +118,7 @@ def measure_rows(
     if len(records) != n:
         return measure(records, steps, step_ms)
     valid = np.arange(width)[None, :] >= np.asarray(starts)[:, None]
-    has = valid.any(axis=1)
+    has = np.asarray(valid.any(axis=1))
     # every rank recorded the same steps (the usual case)?
     aligned = bool(n and valid.all() and (step == step[:1]).all())
     if aligned:
