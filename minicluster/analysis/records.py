@@ -530,6 +530,7 @@ class Stacked:
         self.present = present  # [rank x step]: the rank recorded the step
         self._cols = cols  # per rank (its measured-step selector, its positions in `steps`)
         self._records: list[RankRecords] = []
+        self._pick: np.ndarray | slice | None | bool = False  # `_one_pick`'s answer (False: not yet)
 
     @classmethod
     def of(cls, records: list[RankRecords]) -> Stacked | None:
@@ -612,15 +613,31 @@ class Stacked:
         view = rows_view([r.columns[key] for r in recs])
         if view is None:
             return None
-        pick = self._cols[0][0]
+        pick = self._one_pick()
+        if pick is None:
+            return None
+        return np.array(view[:, pick], dtype=np.float64)
+
+    def _one_pick(self) -> np.ndarray | slice | None:
+        """The measured-step selector every rank shares (a mask of one run of steps as a slice:
+        a copy of rows then, not a gather), worked out once; None when the ranks' differ."""
+        if self._pick is not False:
+            return self._pick  # type: ignore[return-value]
+        pick: np.ndarray | slice | None = self._cols[0][0]
         for p, _ in self._cols:
             if isinstance(p, slice) or isinstance(pick, slice):
                 same = isinstance(p, slice) and isinstance(pick, slice) and p == pick
             else:
                 same = p is pick or np.array_equal(p, pick)
             if not same:
-                return None
-        return np.array(view[:, pick], dtype=np.float64)
+                pick = None
+                break
+        if isinstance(pick, np.ndarray) and pick.dtype == bool and pick.ndim == 1:
+            where = np.flatnonzero(pick)
+            if where.size and int(where[-1]) - int(where[0]) + 1 == where.size:
+                pick = slice(int(where[0]), int(where[-1]) + 1)
+        self._pick = pick
+        return pick
 
 
 def rows_view(cols: list[np.ndarray]) -> np.ndarray | None:
