@@ -34,7 +34,9 @@ def random_value(rng: random.Random, depth: int = 0) -> object:
         return "".join(rng.choice(CHARS) for _ in range(rng.randrange(6)))
     if kind in (6, 7):
         return {
-            "".join(rng.choice(CHARS) for _ in range(rng.randrange(4))): random_value(rng, depth + 1)
+            "".join(rng.choice(CHARS) for _ in range(rng.randrange(4))): random_value(
+                rng, depth + 1
+            )
             for _ in range(rng.randrange(4))
         }
     return [random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
@@ -53,7 +55,7 @@ def test_same_text_as_json_dumps_on_random_values() -> None:
         {},
         [],
         {"a": [], "b": {}, "c": [[], [{}]], "d": {"e": {}}},
-        {"unit": "°C", "x": "\x7f", "y": "😀", "z": "\n\t\"\\"},
+        {"unit": "°C", "x": "\x7f", "y": "😀", "z": '\n\t"\\'},
         {"p": 3.2e-05, "q": 1e16, "r": [1e-07, 2.5e-310]},  # orjson writes these otherwise
         {1: "int key", "2": None},  # json makes the key a string; orjson refuses it
         {"big": 2**70},  # beyond 64 bits: orjson refuses it
