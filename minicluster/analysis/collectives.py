@@ -30,6 +30,12 @@ from minicluster.core.units import format_size
 NO_STEPS = "a collectives run has no training steps"
 ONE_RANK = "one rank: no inter-rank communication (algbw and busbw null)"
 NOT_SAMPLED = "not sampled: this result predates telemetry in collectives runs"
+# A rank records its power and temperature window in its summary when the benchmark finishes;
+# a failed or interrupted rank's summary has none.
+NOT_FINISHED = (
+    "not recorded: the run {how} before any rank finished the benchmark (a rank records its "
+    "telemetry window in its summary when it finishes)"
+)
 # Power and temperature are taken over the whole benchmark; these need training steps.
 _PER_STEP_METRICS = ("energy_per_step_joules", "energy_per_sample_joules", "performance_per_watt")
 
@@ -122,7 +128,7 @@ def benchmark_metrics(frame: RunFrame, own: dict[str, MetricValue]) -> dict[str,
     all-reduce time), memory, power and temperature; the rest have no value here."""
     m = dict(own)
     m.update(envelope.memory_metrics(frame.headers, frame.by_rank, frame.world_size))
-    m.update(_telemetry_metrics(telemetry_sources(frame)))
+    m.update(_telemetry_metrics(telemetry_sources(frame), _no_telemetry_reason(frame)))
     order = [x.name for x in metrics_registry.for_workload("training")]
     return {k: m.get(k) or unavailable(k, NO_STEPS) for k in order}
 
@@ -235,11 +241,24 @@ def _rank_entry(
     }
 
 
-def _telemetry_metrics(sources: list[dict[str, Any]]) -> dict[str, MetricValue]:
-    """Power and temperature over the benchmark window; per-step energy has no steps here."""
+def _no_telemetry_reason(frame: RunFrame) -> str:
+    """Why no rank's telemetry is in `frame`: no rank finished (a failed or interrupted rank
+    records none), else the ranks finished without it (a result from before collectives runs
+    sampled telemetry)."""
+    ended = [r.summary.get("status") for r in frame.by_rank.values() if r.summary]
+    if "ok" in ended:
+        return NOT_SAMPLED
+    stopped = frame.launch.interrupted or "interrupted" in ended
+    how = "was interrupted" if stopped else "failed"
+    return NOT_FINISHED.format(how=how)
+
+
+def _telemetry_metrics(sources: list[dict[str, Any]], missing: str) -> dict[str, MetricValue]:
+    """Power and temperature over the benchmark window; per-step energy has no steps here.
+    `missing`: why, when there is no source."""
     if not sources:
         names = ("power_consumption_watts", "temperature_celsius", *_PER_STEP_METRICS)
-        return {name: unavailable(name, NOT_SAMPLED) for name in names}
+        return {name: unavailable(name, missing) for name in names}
     m = energy.energy_metrics(sources, None, 1)
     power = m["power_consumption_watts"]
     if power.value is not None:

@@ -179,16 +179,15 @@ def _same_exception(causes: list[dict[str, Any]], world_size: Any) -> str | None
     """`raised E` (with the step, when one) when every rank of the job (2 or more) raised the
     very same exception of its own, else None: which one wrote first is a matter of
     microseconds, and naming it would blame a rank or node for the code's fault."""
-    if not isinstance(world_size, int) or world_size < 2 or len(causes) != world_size:
+    if not isinstance(world_size, int):
         return None
-    if any(c["kind"] != "exception" for c in causes):
-        return None
-    evidence = {c.get("evidence") for c in causes}
-    if len(evidence) != 1:
+    errors = [c.get("evidence") if c["kind"] == "exception" else None for c in causes]
+    same = rank_status.same_error(errors, world_size)
+    if same is None:
         return None
     steps = {c.get("step") for c in causes}
     step = steps.pop() if len(steps) == 1 else None
-    return f"{evidence.pop()}" + (f" at step {step}" if step is not None else "")
+    return same + (f" at step {step}" if step is not None else "")
 
 
 def _node(entry: dict[str, Any]) -> dict[str, Any] | None:

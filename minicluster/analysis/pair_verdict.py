@@ -132,13 +132,29 @@ def distribution(rows: list[dict[str, Any]], floor: float) -> dict[str, Any]:
     return {**dist.to_dict(), "reason": None}
 
 
-def ranks_not_judged(who: list[int], rows: list[dict[str, Any]]) -> str | None:
-    """Why the rank rule (`RANK_RULE`) judged no rank, or None when it could judge one."""
-    measured = [r for r in rows if r["busbw_gbps"] is not None]
+def ranks_not_judged(
+    who: list[int], rows: list[dict[str, Any]], nodes: dict[int, str] | None = None
+) -> str | None:
+    """Why the rank rule (`RANK_RULE`) judged no rank, or None when it could judge one. `nodes`:
+    every rank's node, as `judge` was given them: with ranks on two nodes or more only the
+    cross-node pairs count (`core.pair_recheck.rule_pairs`), and the reason says so."""
+    measured = {(r["a"], r["b"]): r["busbw_gbps"] for r in rows if r["busbw_gbps"] is not None}
+    counted = pair_recheck.rule_pairs(measured, nodes)
+    without = [0]  # per rank with 2 or more counted pairs: the counted pairs without it
     for x in who:
-        mine = [r for r in measured if x in (r["a"], r["b"])]
-        if len(mine) >= 2 and len(measured) - len(mine) >= MIN_PAIRS_FOR_Z:
-            return None
+        mine = sum(1 for p in counted if x in p)
+        if mine >= 2:
+            if len(counted) - mine >= MIN_PAIRS_FOR_Z:
+                return None
+            without.append(len(counted) - mine)
+    if len(counted) < len(_pairs_measured(measured)):
+        return (
+            f"a slow rank is not judged with {_placement(who, nodes or {})}: only cross-node "
+            "pairs count (a pair inside a node crosses no NIC), and they leave at most "
+            f"{max(without)} without any one rank, {MIN_PAIRS_FOR_Z} needed (more ranks or "
+            "nodes judge it: 2 nodes x 3 ranks, 3 nodes x 2); --min-busbw judges each pair "
+            "against a floor"
+        )
     if len(who) == 3:
         return (
             "a slow rank is not judged with 3 ranks: a rank's 2 pairs are 2 of the 3, and the "
@@ -149,6 +165,22 @@ def ranks_not_judged(who: list[int], rows: list[dict[str, Any]]) -> str | None:
         f"no rank has 2 measured pairs and {MIN_PAIRS_FOR_Z} measured pairs without it: "
         "a slow rank is not judged (4 ranks or more judge it)"
     )
+
+
+def _pairs_measured(measured: dict[tuple[int, int], float]) -> list[tuple[int, int]]:
+    return [p for p, b in measured.items() if b > 0 and math.isfinite(b)]
+
+
+def _placement(who: list[int], nodes: dict[int, str]) -> str:
+    """`2 nodes x 2 ranks`, or `5 ranks on 2 nodes (3, 2)` when the nodes hold different counts."""
+    per_node: dict[str, int] = {}
+    for x in who:
+        per_node[nodes.get(x, "?")] = per_node.get(nodes.get(x, "?"), 0) + 1
+    counts = list(per_node.values())
+    if len(set(counts)) == 1:
+        plural = "s" if counts[0] != 1 else ""
+        return f"{len(counts)} nodes x {counts[0]} rank{plural}"
+    return f"{len(who)} ranks on {len(counts)} nodes ({', '.join(map(str, counts))})"
 
 
 def not_judged(
@@ -473,26 +505,7 @@ def slow_rank_text(x: int, block: dict[str, Any], label: dict[int, str]) -> str:
         f"{ev['others_pairs']} pairs without it ({ev['others_median_gbps']:.3g} GB/s), z "
         f"{ev['z_best']:.1f} < -{block['outlier_z']:g}"
     )
-    checks = [r["recheck"] for r in mine if (r.get("recheck") or {}).get("status") == "slow"]
-    if checks and len(checks) == len(mine):
-        medians = sorted(c["ratio_median"] for c in checks)
-        upper = max(c["ratio_upper"] for c in checks)
-        text += (
-            f"; each pair re-measured beside healthy pairs and still slow (busbw / the healthy "
-            f"pair's: medians {medians[0]:.2f}-{medians[-1]:.2f}, upper bounds <= {upper:.2f} "
-            f"< cut {checks[0]['cut']:.2f})"
-        )
-    else:
-        why = next(
-            (
-                (r.get("recheck") or {}).get("reason")
-                for r in mine
-                if (r.get("recheck") or {}).get("reason")
-            ),
-            None,
-        )
-        text += f"; not re-measured: the passes decide ({why})" if why else ""
-    return text
+    return text + _recheck_tail(mine)
 
 
 def slow_node_text(node: str, block: dict[str, Any]) -> str:
@@ -512,11 +525,28 @@ def slow_node_text(node: str, block: dict[str, Any]) -> str:
         f"{ev['others_pairs']} cross-node pairs without it ({ev['others_median_gbps']:.3g} "
         f"GB/s), z {ev['z_best']:.1f} < -{block['outlier_z']:g}"
     )
+    return text + _recheck_tail(mine)
+
+
+def _recheck_tail(mine: list[dict[str, Any]]) -> str:
+    """What the re-measure said of the pairs of a slow rank or node (`mine`): each still slow
+    beside healthy pairs (the ratios' medians, the upper bounds and the cut), or why they were
+    not re-measured (the passes decide); empty when neither."""
     checks = [r["recheck"] for r in mine if (r.get("recheck") or {}).get("status") == "slow"]
     if checks and len(checks) == len(mine):
+        medians = sorted(c["ratio_median"] for c in checks)
         upper = max(c["ratio_upper"] for c in checks)
-        text += (
-            f"; each pair re-measured beside healthy pairs and still slow (upper bounds <= "
-            f"{upper:.2f} < cut {checks[0]['cut']:.2f})"
+        return (
+            f"; each pair re-measured beside healthy pairs and still slow (busbw / the healthy "
+            f"pair's: medians {medians[0]:.2f}-{medians[-1]:.2f}, upper bounds <= {upper:.2f} "
+            f"< cut {checks[0]['cut']:.2f})"
         )
-    return text
+    why = next(
+        (
+            (r.get("recheck") or {}).get("reason")
+            for r in mine
+            if (r.get("recheck") or {}).get("reason")
+        ),
+        None,
+    )
+    return f"; not re-measured: the passes decide ({why})" if why else ""

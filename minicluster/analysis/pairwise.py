@@ -198,7 +198,7 @@ def pairwise_block(frame: RunFrame) -> tuple[dict[str, Any], list[str]]:
         "rank_rule": RANK_RULE,
         "slow_ranks": slow_ranks,
         "slow_nodes": slow_nodes,
-        "ranks_not_judged": ranks_not_judged(who, rows),
+        "ranks_not_judged": ranks_not_judged(who, rows, rank_nodes),
         "not_judged": not_judged(
             rows, dist, s.min_busbw_gbps, s.outlier_z, s.pair_mad_floor, label
         ),

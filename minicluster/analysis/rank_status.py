@@ -196,21 +196,19 @@ def common_error(
     bug in the model, its input or its configuration: every rank runs the same code on the same
     kind of data), or None. Which of them wrote its summary first is a matter of microseconds:
     naming one rank, or its node, as the failure would send an operator to drain a healthy node."""
-    if world_size < 2:
-        return None
-    errors, places, bad = set(), set(), set()
+    errors: list[str | None] = []
+    places, bad = set(), set()
     for rank in range(world_size):
         rec = by_rank.get(rank)
         summary = rec.summary if rec is not None else None
         error = str((summary or {}).get("error") or "")
         if rec is None or summary is None or summary.get("status") in (OK, INTERRUPTED, None):
             return None
-        if not error or PEER_ERROR.search(error):
-            return None
-        errors.add(error)
+        errors.append(None if PEER_ERROR.search(error) else error)
         places.add(where(rec))
         bad.add(summary.get("bad_input"))
-    if len(errors) != 1:
+    same = same_error(errors, world_size)
+    if same is None:
         return None
     if bad != {None}:  # the harness stopped the ranks on the user's input: no one to blame
         said = next((b for b in bad if b), None)
@@ -218,8 +216,23 @@ def common_error(
     place = places.pop() if len(places) == 1 else "in different steps"
     return (
         f"every rank ({world_size} of {world_size}) raised the same error {place}: "
-        f"{errors.pop()}: {blame(across_nodes)}"
+        f"{same}: {blame(across_nodes)}"
     )
+
+
+def same_error(errors: Sequence[str | None], world_size: int) -> str | None:
+    """The one error every rank of a job of 2 or more raised of its own, or None. `errors`: one
+    per rank (None or empty: that rank raised none of its own, such as a peer's lost connection);
+    the same text from all `world_size` ranks is the code's fault, not the rank's that wrote
+    first (a matter of microseconds). Used by the errors' lead line (`common_error`) and by the
+    incident (`analysis.incident`), so the two cannot disagree on it."""
+    if world_size < 2 or len(errors) != world_size:
+        return None
+    distinct = set(errors)
+    if len(distinct) != 1:
+        return None
+    only = distinct.pop()
+    return only or None
 
 
 def blame(across_nodes: bool) -> str:

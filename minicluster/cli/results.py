@@ -91,6 +91,7 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
     before = aggregate(records, launch, flight_recorder=dumps)
     after = aggregate(records, launch, checks=new, flight_recorder=dumps)
     _record_thresholds(after, new)
+    _mark_rejudged(after, run_dir, "thresholds", overrides)
     validate_result(after)
     try:
         path = store.write_fresh_result(run_dir, "rejudged", after)
@@ -130,6 +131,7 @@ def judge_beside(run_dir: Path, judge: Any) -> int:
         records, launch, flight_recorder=orchestrate.flight_recorder_diagnosis(run_dir)
     )
     judge(result)
+    _mark_rejudged(result, run_dir, "reference", {})
     validate_result(result)
     try:
         path = store.write_fresh_result(run_dir, "rejudged", result)
@@ -149,6 +151,22 @@ def judge_beside(run_dir: Path, judge: Any) -> int:
         for line in verdict.remaining(dataclasses.replace(judged, interrupted=False)):
             print(f"  {line}")
     return orchestrate.verdict_after_the_fact(judged)
+
+
+def _mark_rejudged(
+    result: dict[str, Any], run_dir: Path, by: str, overrides: dict[str, float]
+) -> None:
+    """The re-judged result says inside it that it is one (`rejudged`: by what, when, beside
+    which recorded result), so the file read alone is not taken for the run's own verdict."""
+    from minicluster.core import clock
+
+    recorded = rundir.result_path(run_dir)
+    result["rejudged"] = {
+        "by": by,
+        "at": clock.utc_now_iso(),
+        "recorded_result": recorded.name if recorded.is_file() else None,
+        "overrides": dict(overrides),
+    }
 
 
 def _record_thresholds(result: dict[str, Any], checks: Any) -> None:

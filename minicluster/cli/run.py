@@ -14,7 +14,15 @@ from typing import Any
 from minicluster.analysis.verdicts import exit_code
 from minicluster.cli import orchestrate
 from minicluster.cli.multinode import write_node_file
-from minicluster.core import choices, collective_defs, fault_spec, host_fit, launcher_env, pairs
+from minicluster.core import (
+    choices,
+    collective_defs,
+    fault_spec,
+    host_fit,
+    launcher_env,
+    pair_recheck,
+    pairs,
+)
 from minicluster.core import config as config_mod
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import (
@@ -377,22 +385,20 @@ def _pairwise(cfg: RunConfig, args: argparse.Namespace, launcher: LocalTorchrun)
         )
     rounds = pairs.round_robin(list(range(n)))
     n_pairs = sum(len(r) for r in rounds)
-    order = (
-        f"{n_pairs} rounds of one pair (serial)"
-        if section.schedule == "serial"
-        else f"{len(rounds)} rounds of up to {len(rounds[0])} pairs at once (concurrent)"
-    )
+    if n_pairs == 1:
+        order = "one round"
+    elif section.schedule == "serial":
+        order = f"{n_pairs} rounds of one pair (serial)"
+    else:
+        most = len(rounds[0])
+        order = f"{len(rounds)} rounds of up to {most} pair{'s' if most != 1 else ''} at once (concurrent)"
     faults = "".join(f"; fault {f}" for f in cfg.faults)
     what = (
         f"pairwise link test of {n} ranks via torchrun: "
-        f"{n_pairs} pairs in {order}, send/recv of {format_size(section.pair_bytes)} each way "
+        f"{n_pairs} pair{'s' if n_pairs != 1 else ''} in {order}, send/recv of {format_size(section.pair_bytes)} each way "
         f"(K = 1024), {section.dtype}, {section.warmup_iters} warm-up + {section.iters} timed "
         f"transfers each way per pair, {section.passes} pass(es), "
-        + (
-            f"a flagged pair re-measured in {section.recheck_rounds} rounds beside healthy pairs"
-            if section.recheck_rounds
-            else "re-measure off (--recheck-rounds 0: the passes decide)"
-        )
+        + pair_recheck.plan_text(section.recheck_rounds, n_pairs)
         + faults
     )
     if args.dry_run:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
-from minicluster.core import choices, collective_defs, factory_spec
+from minicluster.core import choices, collective_defs, factory_spec, pair_recheck
 from minicluster.core import layout as layout_mod
 from minicluster.core.checks import CHECK_KEYS, ChecksSection
 from minicluster.core.choices import REQUIRABLE_MEASUREMENTS
@@ -335,7 +335,8 @@ class CollectivesSection:
             0,
             100,
             help="re-measure each pair the passes flag slow in R rounds beside healthy pairs; it "
-            "stays slow only when slow against them (0: the passes decide)",
+            "stays slow only when slow against them (0: the passes decide; else at least 5, the "
+            "fewest whose bound reaches the rule's confidence)",
         ),
     )
     # A pair is slow when its busbw's robust z (median/MAD over all pairs) is below -outlier_z,
@@ -397,6 +398,15 @@ class CollectivesSection:
             raise ConfigError(
                 f"collectives.pair_bytes (--size) is {self.pair_bytes} B, below one "
                 f"{self.dtype} element ({elem} B)"
+            )
+        fewest = pair_recheck.min_rounds()
+        if 0 < self.recheck_rounds < fewest:
+            # the sign test's bound of R rounds holds at 1 - 2^-R: 50% at 1 round
+            raise ConfigError(
+                f"collectives.recheck_rounds (--recheck-rounds) is {self.recheck_rounds}: the "
+                f"re-measure needs at least {fewest} rounds to reach its "
+                f"{pair_recheck.CONFIDENCE:.0%} confidence (with {self.recheck_rounds}: "
+                f"{1 - 0.5**self.recheck_rounds:.1%}); 0 turns it off"
             )
         object.__setattr__(self, "ops", list(self.ops))
 

@@ -141,7 +141,9 @@ def from_mapping(data: Any, source: str = "faults") -> FaultSpec:
 
 def check_against_run(faults: tuple[FaultSpec, ...], world_size: int, total_steps: int) -> None:
     """ConfigError for a fault on a rank outside the world or at a step the run never reaches,
-    or a per-link slow link that a training run's all-reduce (over every rank) cannot see."""
+    or a per-link slow link that a training run's all-reduce (over every rank) cannot see; two
+    faults of one kind on one rank (`check_distinct`)."""
+    check_distinct(faults)
     for f in faults:
         _check_ranks(f, world_size)
         if f.peer is not None and world_size > 2:
@@ -169,7 +171,8 @@ FAULT_PATTERNS = ("pairwise", "isolate")
 def check_against_benchmark(faults: tuple[FaultSpec, ...], world_size: int, pairwise: bool) -> None:
     """ConfigError for a fault a collectives job cannot act on: any fault outside the pairwise
     link test, a kind other than slow_link, a `from_step` (there are no steps), or a rank or peer
-    outside the world."""
+    outside the world; two faults of one kind on one rank or link (`check_distinct`)."""
+    check_distinct(faults)
     if faults and not pairwise:
         raise ConfigError(
             f"fault {faults[0]}: only the pairwise link test (--pattern pairwise) and isolation "
@@ -184,6 +187,28 @@ def check_against_benchmark(faults: tuple[FaultSpec, ...], world_size: int, pair
         if f.from_step:
             raise ConfigError(f"fault {f}: a collectives job has no steps; leave out from_step")
         _check_ranks(f, world_size)
+
+
+_DELAY_KINDS = ("straggler", "pause", "drift", "slow_link")
+
+
+def check_distinct(faults: tuple[FaultSpec, ...]) -> None:
+    """ConfigError for two faults of one kind on one target: the same rank, or for a slow link
+    with a peer the same link (either way round). The rank would apply both (delays add up)
+    while the result lists two faults the detectors are judged against; one spec says it.
+    Different kinds on one rank, and a rank's NIC beside one of its links, stay allowed."""
+    seen: dict[tuple[str, int, frozenset[int] | None], FaultSpec] = {}
+    for f in faults:
+        link = None if f.peer is None else frozenset((f.rank, f.peer))
+        key = (f.kind, f.rank if link is None else -1, link)
+        if key in seen:
+            on = f"rank {f.rank}" if link is None else f"the link {f.rank}-{f.peer}"
+            adds = " (their delays would add up)" if f.kind in _DELAY_KINDS else ""
+            raise ConfigError(
+                f"fault {f}: {on} already has a {f.kind} fault ({seen[key]}); give one "
+                f"{f.kind} per {'rank' if link is None else 'link'}{adds}"
+            )
+        seen[key] = f
 
 
 def _check_ranks(f: FaultSpec, world_size: int) -> None:

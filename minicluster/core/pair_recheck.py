@@ -101,13 +101,7 @@ def rank_evidence(
     on two nodes or more, only cross-node pairs count on both sides: pairs inside a node cross
     no NIC (NVLink, shared memory) and are faster by design, so a rank alone on its node, all
     of whose pairs cross, would be judged against them and called slow."""
-    pairs = {p: b for p, b in busbw.items() if b > 0 and math.isfinite(b)}
-    if nodes and len({nodes.get(x) for p in pairs for x in p}) > 1:
-        pairs = {
-            p: b
-            for p, b in pairs.items()
-            if p[0] in nodes and p[1] in nodes and nodes[p[0]] != nodes[p[1]]
-        }
+    pairs = rule_pairs(busbw, nodes)
     ranks = sorted({x for p in pairs for x in p})
     out: dict[int, dict[str, Any]] = {}
     for x in ranks:
@@ -116,6 +110,21 @@ def rank_evidence(
         if len(mine) >= 2 and len(others) >= MIN_PAIRS_FOR_Z:
             out[x] = _best_against_others(mine, others, outlier_z, floor)
     return out
+
+
+def rule_pairs(
+    busbw: Mapping[Pair, float], nodes: Mapping[int, str] | None = None
+) -> dict[Pair, float]:
+    """The measured pairs the rank rule (`rank_evidence`) counts: every one, or with the ranks on
+    two nodes or more (`nodes`), the cross-node ones only."""
+    pairs = {p: b for p, b in busbw.items() if b > 0 and math.isfinite(b)}
+    if nodes and len({nodes.get(x) for p in pairs for x in p}) > 1:
+        pairs = {
+            p: b
+            for p, b in pairs.items()
+            if p[0] in nodes and p[1] in nodes and nodes[p[0]] != nodes[p[1]]
+        }
+    return pairs
 
 
 def _best_against_others(
@@ -205,6 +214,30 @@ def schedule(pair: Pair, healthy: Sequence[Pair], rounds: int) -> list[tuple[int
         both = [(k, "flagged", pair), (k, "reference", ref)]
         out.extend(both if k % 2 == 0 else both[::-1])
     return out
+
+
+def plan_text(rounds: int, n_pairs: int) -> str:
+    """What the re-measure will do, for the plan and the report's notes: `rounds` rounds beside
+    healthy pairs; off at 0 rounds; nothing to stand beside with one pair (2 ranks), so there
+    the passes decide."""
+    if not rounds:
+        return "re-measure off (--recheck-rounds 0: the passes decide)"
+    if n_pairs < 2:
+        return (
+            "no re-measure: a flagged pair is re-measured beside healthy pairs and the only "
+            "pair has none (the passes decide)"
+        )
+    return f"a flagged pair is re-measured in {rounds} rounds beside healthy pairs"
+
+
+def min_rounds(confidence: float = CONFIDENCE) -> int:
+    """The fewest rounds whose sign-test bound (`median_upper_bound`) reaches `confidence`: the
+    largest of n values bounds the median at 1 - 2^-n, so n with 2^-n <= 1 - confidence (5 at
+    95%). Fewer rounds cannot say "still slow" at the confidence the rule states."""
+    n = 1
+    while 0.5**n > 1.0 - confidence + 1e-12:
+        n += 1
+    return n
 
 
 def median_upper_bound(

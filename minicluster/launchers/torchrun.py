@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import logging
 import os
 import shlex
@@ -26,6 +27,7 @@ from typing import Any
 
 from minicluster.core import launcher_env, rundir
 from minicluster.core.config import RunConfig, default_threads
+from minicluster.core.errors import EXIT_BAD_INPUT
 from minicluster.launchers.base import LaunchOutcome, LaunchPlan, RankSlot, RecordsAt
 
 log = logging.getLogger(__name__)
@@ -252,8 +254,9 @@ def _run_torchrun(argv: list[str], records: RecordsAt) -> LaunchOutcome:
     args = parse_args(argv)
     _quiet_elastic_logs()
     closing = ClosingSignals()
+    held = HeldFailureLines()
     try:
-        with closing, QuietOnDeathSignal():
+        with closing, QuietOnDeathSignal(), held:
             run(args)
     except SignalException as e:
         # torchrun's agent turns SIGINT/SIGTERM into this: the user or a scheduler's time limit
@@ -263,17 +266,45 @@ def _run_torchrun(argv: list[str], records: RecordsAt) -> LaunchOutcome:
         # Exit codes tell a crash (the rank's own code) from a hang (killed by a signal). Keyed
         # by global rank: across nodes, each node knows its own ranks' codes.
         codes = {int(rank): f.exitcode for rank, f in e.failures.items()}
+        stopped = closing.by_rank({int(rank): f.pid for rank, f in e.failures.items()})
+        if rejected_as_bad_input(records.dir, codes, stopped):
+            # The ranks refused the input and said why in their summaries: minicluster's one
+            # line says it; torch's "failed (exitcode: 2)" and closing signals would only stand
+            # above it.
+            held.drop()
         if all(f.exitcode in _INTERRUPTED_EXIT_CODES for f in e.failures.values()):
             # Ctrl-C in a terminal reaches the ranks too; they may exit before the agent sees it.
             return LaunchOutcome(records, "the ranks were interrupted", codes, interrupted=True)
         failures = ", ".join(
             f"rank {rank} exit code {code}" for rank, code in sorted(codes.items())
         )
-        stopped = closing.by_rank({int(rank): f.pid for rank, f in e.failures.items()})
         return LaunchOutcome(records, f"ranks failed: {failures}", codes, stopped=stopped)
     except Exception as e:  # rendezvous or agent failure
         return LaunchOutcome(records, f"torchrun failed: {type(e).__name__}: {e}")
+    finally:
+        held.release()
     return LaunchOutcome(records)
+
+
+def rejected_as_bad_input(run_dir: Path, codes: dict[int, int], stopped: dict[int, int]) -> bool:
+    """Whether the ranks failed only for bad input: a rank exited with the bad-input code after
+    writing its reason in its summary (`bad_input`), and every other failed rank did the same or
+    was stopped by the agent once one had (`stopped`). The result carries that reason, the user
+    gets it as one line."""
+    from minicluster.core.rank_format import RecordError, decode_summary
+
+    refused = [rank for rank, code in codes.items() if code == EXIT_BAD_INPUT]
+    if not refused or any(r not in stopped for r in codes if r not in refused):
+        return False
+    for rank in refused:
+        path = rundir.rank_summary(run_dir, rank)
+        try:
+            summary = decode_summary(json.loads(path.read_bytes()), path.name)
+        except (OSError, ValueError, RecordError):
+            return False
+        if not summary.bad_input:
+            return False
+    return True
 
 
 # torchrun's agent logs every signal it sends to a worker it stops (torch 2.x,
@@ -282,6 +313,11 @@ def _run_torchrun(argv: list[str], records: RecordsAt) -> LaunchOutcome:
 ELASTIC_API_LOGGER = "torch.distributed.elastic.multiprocessing.api"
 CLOSING_SIGNAL_MSG = "Sending process %s closing signal %s"
 FORCED_KILL_MSG = "Unable to shutdown process %s via %s, forcefully exiting via %s"
+
+
+# torchrun's agent when a worker failed (`SubprocessContext._poll`), one line above whatever
+# minicluster says of the failure.
+FAILED_MSG = "failed (exitcode: %s) local_rank: %s (pid: %s) of binary: %s"
 
 
 # torchrun's agent on Ctrl-C or SIGTERM (`SimpleElasticAgent.run`): it warns that it received
@@ -353,6 +389,65 @@ class ClosingSignals(logging.Handler):
     def by_rank(self, pids: dict[int, int]) -> dict[int, int]:
         """The signals sent, keyed by the global rank of each pid in `pids` (rank -> pid)."""
         return {rank: self.sent[pid] for rank, pid in pids.items() if pid in self.sent}
+
+
+class HeldFailureLines:
+    """Holds back torchrun's lines about a failed worker (`FAILED_MSG`, the closing signals)
+    on their way to the handlers that print them (`with HeldFailureLines() as held:`), then
+    prints them (`release`) unless the launcher has a clearer line of its own (`drop`: every
+    rank refused the input). A filter on each handler, not on the logger: `ClosingSignals`
+    still reads every record."""
+
+    HELD = (FAILED_MSG, CLOSING_SIGNAL_MSG, FORCED_KILL_MSG)
+
+    def __init__(self) -> None:
+        self._held: list[tuple[logging.Handler, logging.LogRecord]] = []
+        self._filters: list[tuple[logging.Handler, _HoldOn]] = []
+
+    def __enter__(self) -> HeldFailureLines:
+        logger: logging.Logger | None = logging.getLogger(ELASTIC_API_LOGGER)
+        while logger is not None:
+            for handler in logger.handlers:
+                if not isinstance(handler, logging.StreamHandler):
+                    continue  # a reader such as `ClosingSignals`, not a printer
+                hold = _HoldOn(handler, self._held)
+                handler.addFilter(hold)
+                self._filters.append((handler, hold))
+            logger = logger.parent if logger.propagate else None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handler, hold in self._filters:
+            handler.removeFilter(hold)
+        self._filters.clear()
+
+    def drop(self) -> None:
+        """Forget the lines held so far."""
+        self._held.clear()
+
+    def release(self) -> None:
+        """Print the lines held so far, each through the handler it was held from."""
+        held = list(self._held)
+        self._held.clear()
+        for handler, record in held:
+            handler.handle(record)
+
+
+class _HoldOn(logging.Filter):
+    """`HeldFailureLines`' filter on one handler: keeps the record back, with that handler."""
+
+    def __init__(
+        self, handler: logging.Handler, held: list[tuple[logging.Handler, logging.LogRecord]]
+    ) -> None:
+        super().__init__()
+        self._handler = handler
+        self._held = held
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == ELASTIC_API_LOGGER and record.msg in HeldFailureLines.HELD:
+            self._held.append((self._handler, record))
+            return False
+        return True
 
 
 def _signal_number(sig: object) -> int | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from minicluster.core import pair_recheck
 from minicluster.core.units import format_size
 from minicluster.report import svg
 from minicluster.report.svg import Plot
@@ -90,13 +91,10 @@ def pairs_table(pw: Pairwise, max_rows: int | None = None) -> TextTable:
     )
     if pw.min_busbw_gbps is not None:
         note += f" or busbw < {fmt_num(pw.min_busbw_gbps)} GB/s"
-    if pw.recheck_rounds:
-        note += (
-            f"; a flagged pair is re-measured in {pw.recheck_rounds} rounds beside healthy pairs "
-            "and stays slow only when slow against them"
-        )
-    elif pw.recheck_rounds == 0:
-        note += "; re-measure off (--recheck-rounds 0: the passes decide)"
+    if pw.recheck_rounds is not None:
+        note += "; " + pair_recheck.plan_text(pw.recheck_rounds, len(pw.pairs))
+        if pw.recheck_rounds and len(pw.pairs) >= 2:
+            note += " and stays slow only when slow against them"
     if pw.slow_ranks is not None:
         note += (
             "; a rank whose best pair is slow (the same z) against the pairs without it has "

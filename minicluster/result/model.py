@@ -42,8 +42,9 @@ SCHEMA_MAJOR = "minicluster/1"
 # `cleared_pairs`, per pair `flagged` and `recheck`); `link.kind`, `link.ranks`, `link.per_kind`
 # (the per-kind link check of FSDP2/TP layouts); the pairwise rank rule (`pairwise.rank_rule`,
 # `slow_ranks`, `slow_nodes`, `ranks_not_judged`, `not_judged`, per rank and per node
-# `best_busbw_gbps`, `others_median_gbps`, `others_pairs`, `z_best`, `slow`). All optional: a 1.5
-# file reads as before.
+# `best_busbw_gbps`, `others_median_gbps`, `others_pairs`, `z_best`, `slow`); `rejudged` (a
+# result judged again after the run, result.rejudged-STAMP.json). All optional: a 1.5 file reads
+# as before.
 # Readers accept every 1.x.
 SCHEMA_VERSION = "minicluster/1.6"
 
@@ -655,6 +656,30 @@ class InBandNode(Section):
     )
     reduce_ms: float | None = spec(None, doc="the leader's time to reduce the node's logs")
     reduce_error: str | None = spec(None, doc="why the node could not reduce")
+
+
+@dataclass(kw_only=True)
+class Rejudged(Section):
+    """A result judged again after the run, written beside its recorded result.json as
+    result.rejudged-STAMP.json (`aggregate DIR --straggler-threshold ...`, `aggregate DIR
+    --reference FILE`): how, and when."""
+
+    __schema_name__: ClassVar[str | None] = "rejudged"
+
+    by: Literal["thresholds", "reference"] = spec(
+        doc="thresholds: other verdict thresholds (the `checks` keys, in `overrides`; the "
+        "result's config.checks holds every one it was judged by); reference: a site reference "
+        "(the result's `reference` section)"
+    )
+    at: str = spec(doc="when it was judged again (UTC, ISO 8601)")
+    recorded_result: str | None = spec(
+        None,
+        doc="the run's recorded result it was written beside (never over), relative to the run "
+        "directory; null when the run had none (judged from its rank files)",
+    )
+    overrides: dict[str, float] = spec(
+        factory=dict, doc="the thresholds given on the command line (by: thresholds)"
+    )
 
 
 @dataclass(kw_only=True)
@@ -1716,6 +1741,12 @@ class RunResult(Section):
         omit_none=True,
         doc="a job gathered in-band by node (across nodes, no shared filesystem): what each "
         "node sent rank 0, in bytes, beside what its ranks' logs would have taken",
+    )
+    rejudged: Rejudged | None = spec(
+        None,
+        omit_none=True,
+        doc="1.6: present only in a result judged again after the run "
+        "(result.rejudged-STAMP.json): how and when; the recorded result.json has none",
     )
 
     @classmethod

@@ -281,3 +281,25 @@ def test_ctrl_c_in_the_teardown_of_a_benchmark_whose_ranks_all_finished_ok_is_ok
     result = aggregate(collective_records(), Launch("interrupted", interrupted=True))
     assert result["status"] == "ok" and result["interrupted"] is False
     assert any("after every rank finished" in e for e in result["errors"])
+
+
+def test_a_run_no_rank_finished_says_so_of_its_telemetry_not_that_it_predates_it(
+    collective_records: MakeRecords,
+) -> None:
+    """A failed or interrupted rank records no telemetry window: the reason says the run ended
+    first; only ranks that finished without one make a result from before such telemetry."""
+    recs = collective_records()
+    assert recs[0].summary is not None
+    recs[0].summary = {**recs[0].summary, "status": "failed", "error": "RuntimeError: x"}
+    recs[1].summary = None  # killed: no summary
+    m = aggregate(recs, Launch(exit_codes={0: 1, 1: -9}))["metrics"]
+    for name in ("power_consumption_watts", "temperature_celsius"):
+        assert m[name]["value"] is None
+        assert m[name]["reason"].startswith("not recorded: the run failed before any rank")
+        assert "predates" not in m[name]["reason"]
+    for status, launch in (("interrupted", Launch()), ("failed", Launch(interrupted=True))):
+        recs[0].summary["status"] = status
+        m = aggregate(recs, launch)["metrics"]
+        assert "the run was interrupted before any rank" in m["power_consumption_watts"]["reason"]
+    finished = aggregate(collective_records())["metrics"]  # ok summaries, no telemetry key
+    assert "predates telemetry" in finished["power_consumption_watts"]["reason"]

@@ -184,3 +184,19 @@ def test_a_run_its_users_input_stopped_has_no_incident() -> None:
     events = [_event(r, "exception", step=0) | {"evidence": same} for r in (0, 1)]
     result = _healthy() | {"world_size": 2, "failure_order": events, "bad_input": same}
     assert incident.classify(result) is None
+
+
+def test_the_same_error_is_one_rule_for_the_errors_and_the_incident() -> None:
+    """`rank_status.same_error` decides for both: every rank's own error the same text. A cause
+    without evidence is no shared error (the incident said `every rank (2 of 2) None`)."""
+    from minicluster.analysis import rank_status
+
+    assert rank_status.same_error(["E: x", "E: x"], 2) == "E: x"
+    assert rank_status.same_error(["E: x", "E: y"], 2) is None
+    assert rank_status.same_error(["E: x"], 2) is None  # one rank of two
+    assert rank_status.same_error(["E: x"], 1) is None  # one rank: nothing shared
+    assert rank_status.same_error([None, None], 2) is None
+    assert rank_status.same_error(["", ""], 2) is None
+    events = [_event(r, "exception", step=0) | {"evidence": None} for r in (1, 0)]
+    found = incident.classify(_healthy() | {"world_size": 2, "failure_order": events})
+    assert found is None or "every rank" not in found["evidence"]

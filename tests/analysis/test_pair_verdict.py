@@ -476,3 +476,57 @@ def test_no_pair_measured_is_not_judged_not_ok() -> None:
              "not_judged": not_judged(rows, dist, None, 3.5, 0.2, label)}  # fmt: skip
     line = verdict(block, label)
     assert "NOT JUDGED" in line and "no pair of 6 was measured" in line and "ok" not in line
+
+
+def test_across_two_nodes_of_two_ranks_the_rank_rule_says_why_it_cannot_judge() -> None:
+    """2 nodes x 2 ranks: the rank rule counts cross-node pairs only (4), a rank has 2 of them
+    and leaves 2, too few to judge it against. Counting all 6 pairs it looked judgeable and the
+    result gave no reason for judging no rank."""
+    nodes = {0: "a", 1: "a", 2: "b", 3: "b"}
+    rows = _rows(4, {})
+    evidence = judge(rows, 3.5, None, 0.2, None, nodes)
+    assert evidence == {}  # the rule judged no rank
+    why = ranks_not_judged([0, 1, 2, 3], rows, nodes)
+    assert why is not None and why.startswith("a slow rank is not judged with 2 nodes x 2 ranks")
+    assert "only cross-node pairs count" in why and "at most 2 without any one rank" in why
+    assert ranks_not_judged([0, 1, 2, 3], rows) is None  # on one node, all 6 pairs: judged
+    # 2 nodes x 3 ranks: 9 cross-node pairs, 6 without a rank: judged
+    six = {x: "a" if x < 3 else "b" for x in range(6)}
+    assert judge(_rows(6, {}), 3.5, None, 0.2, None, six) != {}
+    assert ranks_not_judged(list(range(6)), _rows(6, {}), six) is None
+
+
+def test_a_slow_node_and_a_slow_rank_tell_their_re_measure_alike() -> None:
+    """One tail for both (`_recheck_tail`): a slow node's pairs that could not be re-measured
+    say why (the slow rank's line did; the node's said nothing), and re-measured ones give the
+    ratios' medians as the rank's do."""
+    from minicluster.analysis.pair_verdict import slow_node_text, slow_rank_text
+
+    ev = {"best_busbw_gbps": 0.1, "others_median_gbps": 1.0, "others_pairs": 4, "z_best": -9.0}
+    pairs = [
+        {"a": 0, "b": 2, "node_a": "a", "node_b": "c", "busbw_gbps": 0.1},
+        {"a": 1, "b": 2, "node_a": "b", "node_b": "c", "busbw_gbps": 0.1},
+    ]
+    block: dict[str, Any] = {
+        "pairs": pairs,
+        "per_node": [{"node": "c", "pairs": 2} | ev],
+        "per_rank": [{"rank": 2, "pairs": 2} | ev],
+        "outlier_z": 3.5,
+    }
+    label = {x: f"rank {x}" for x in range(3)}
+    for r in pairs:
+        r["recheck"] = {"status": "not_remeasured", "reason": "no healthy pair to stand beside"}
+    for text in (slow_node_text("c", block), slow_rank_text(2, block, label)):
+        assert text.endswith(
+            "; not re-measured: the passes decide (no healthy pair to stand beside)"
+        )
+    for r, median in zip(pairs, (0.1, 0.12), strict=True):
+        r["recheck"] = {"status": "slow", "ratio_median": median, "ratio_upper": 0.14, "cut": 0.5}
+    tails = {
+        t[t.index("; each pair") :]
+        for t in (slow_node_text("c", block), slow_rank_text(2, block, label))
+    }
+    assert tails == {
+        "; each pair re-measured beside healthy pairs and still slow (busbw / the healthy "
+        "pair's: medians 0.10-0.12, upper bounds <= 0.14 < cut 0.50)"
+    }

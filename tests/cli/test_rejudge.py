@@ -12,6 +12,8 @@ from fixtures import recorded
 
 from minicluster.cli import main
 from minicluster.result import fingerprint
+from minicluster.result.model import RunResult
+from minicluster.result.schema import validate_result
 
 
 @pytest.fixture
@@ -50,6 +52,15 @@ def test_a_higher_threshold_clears_the_straggler_and_keeps_the_recorded_result(
     assert thresholds["straggler_threshold_pct"] == 30
     # the same run judged otherwise: the thresholds are no part of what it ran (comparable)
     assert rejudged["fingerprint"] == json.loads(recorded_bytes)["fingerprint"]
+    # read alone, the file says it is a re-judgement, not the run's own verdict
+    mark = rejudged["rejudged"]
+    assert (mark["by"], mark["recorded_result"]) == ("thresholds", "result.json")
+    assert mark["overrides"] == {"straggler_threshold_pct": 30} and mark["at"].endswith("+00:00")
+    assert "rejudged" not in json.loads(recorded_bytes)
+    validate_result(rejudged)
+    typed = RunResult.from_json(rejudged)
+    assert typed.rejudged is not None and typed.rejudged.by == "thresholds"
+    assert typed.to_json() == rejudged
 
 
 def test_the_thresholds_are_no_part_of_the_fingerprint_wherever_the_config_keeps_them(
@@ -188,4 +199,5 @@ def test_aggregate_reference_writes_beside_the_recorded_result_and_checks_the_fl
     assert f"result: {judged}" in out and "the recorded result.json is kept" in out
     data = json.loads(judged.read_text())
     assert data["reference"]["floor_pct"] == 80 and "reference" not in json.loads(recorded_bytes)
+    assert data["rejudged"]["by"] == "reference" and data["rejudged"]["overrides"] == {}
     assert "exits 1 on: culprit rank 1" in out

@@ -142,3 +142,38 @@ def test_training_refuses_a_link_its_all_reduce_never_uses_alone() -> None:
 def test_a_collectives_job_takes_only_a_slow_link(text: str, pairwise: bool, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         fault_spec.check_against_benchmark((fault_spec.parse(text),), 4, pairwise=pairwise)
+
+
+def test_two_faults_of_one_kind_on_one_rank_or_link_are_refused() -> None:
+    """The rank would add their delays up while the result lists two faults to judge against."""
+    twice = (
+        fault_spec.parse("straggler:rank=1,delay_ms=40"),
+        fault_spec.parse("straggler:rank=1,delay_ms=80"),
+    )
+    with pytest.raises(ConfigError, match=r"rank 1 already has a straggler fault \(straggler:"):
+        fault_spec.check_against_run(twice, 2, 10)
+    crashes = (fault_spec.parse("crash:rank=0,step=3"), fault_spec.parse("crash:rank=0,step=5"))
+    with pytest.raises(ConfigError, match=r"give one crash per rank$"):
+        fault_spec.check_against_run(crashes, 2, 10)
+    link = (
+        fault_spec.parse("slow_link:rank=1,peer=2,delay_ms=5"),
+        fault_spec.parse("slow_link:rank=2,peer=1,delay_ms=9"),  # the same link, turned round
+    )
+    with pytest.raises(ConfigError, match=r"the link 2-1 already has a slow_link fault"):
+        fault_spec.check_against_benchmark(link, 3, True)
+    # different kinds on one rank, other ranks, other links, a NIC beside a link: allowed
+    fault_spec.check_against_run(
+        (twice[0], fault_spec.parse("pause:rank=1,delay_ms=5"), crashes[0]), 2, 10
+    )
+    fault_spec.check_against_run(
+        (twice[0], fault_spec.parse("straggler:rank=0,delay_ms=80")), 2, 10
+    )
+    fault_spec.check_against_benchmark(
+        (
+            link[0],
+            fault_spec.parse("slow_link:rank=1,peer=3,delay_ms=5"),
+            fault_spec.parse("slow_link:rank=1,delay_ms=5"),
+        ),
+        4,
+        True,
+    )

@@ -8,6 +8,8 @@ import itertools
 import math
 import random
 
+import pytest
+
 from minicluster.analysis.pair_verdict import judge
 from minicluster.core import pair_recheck
 
@@ -57,3 +59,25 @@ def test_the_upper_bound_is_an_order_statistic_with_its_stated_coverage() -> Non
         for _ in range(4000)
     )
     assert covered / 4000 > 0.95
+
+
+def test_min_rounds_is_the_fewest_whose_bound_reaches_the_confidence() -> None:
+    from minicluster.core.pair_recheck import CONFIDENCE, median_upper_bound, min_rounds
+
+    n = min_rounds()
+    assert n == 5
+    assert median_upper_bound([1.0] * n)[1] >= CONFIDENCE
+    assert median_upper_bound([1.0] * (n - 1))[1] < CONFIDENCE
+    assert min_rounds(0.99) == 7 and min_rounds(0.5) == 1
+
+
+def test_a_re_measure_too_short_to_reach_its_confidence_is_refused() -> None:
+    from minicluster.core.config import CollectivesSection
+    from minicluster.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"recheck_rounds.*is 1: .* at least 5 rounds"):
+        CollectivesSection(pattern="pairwise", recheck_rounds=1)
+    for rounds in (0, 5, 8):  # off, or enough
+        assert (
+            CollectivesSection(pattern="pairwise", recheck_rounds=rounds).recheck_rounds == rounds
+        )

@@ -203,6 +203,8 @@ def test_a_build_that_raises_is_one_line_and_exit_2_with_records_kept(
     assert len(errors) == 1, proc.stderr
     assert f"{model}:build: build(ctx) raised RuntimeError: weights file missing" in errors[0]
     assert "Traceback" not in proc.stderr + proc.stdout
+    # torchrun's own lines about the failed worker would stand above the one clear line
+    assert "failed (exitcode" not in proc.stderr and "closing signal" not in proc.stderr
     result = json.loads((out / "result.json").read_text())  # what the ranks recorded is kept
     validate_result(result)
     assert result["status"] == "failed" and "weights file missing" in result["bad_input"]

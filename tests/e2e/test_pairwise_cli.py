@@ -177,6 +177,20 @@ def test_recheck_rounds_0_says_the_re_measure_is_off(
     assert "re-measure off (--recheck-rounds 0" in text and "in 0 rounds" not in text
 
 
+def test_a_2_rank_plan_does_not_promise_healthy_pairs_it_cannot_have(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """One pair has no healthy pair to be re-measured beside: the plan says the passes decide."""
+    from minicluster.cli import main
+
+    args = ["collectives", "--pattern", "pairwise", "--nproc", "2", "--dry-run"]
+    assert main([*args, "--out", str(tmp_path / "x")]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "1 pair in one round," in text and "1 pairs" not in text
+    said = "no re-measure: a flagged pair is re-measured beside healthy pairs and the only pair"
+    assert f"{said} has none (the passes decide)" in text and "re-measured in 8 rounds" not in text
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -189,6 +203,15 @@ def test_recheck_rounds_0_says_the_re_measure_is_off(
         (["--pattern", "pairwise", "--nproc", "1"], "it needs --nproc 2 or more"),
         (["--pattern", "pairwise", "--per", "node"], "--per node needs ranks on two nodes"),
         (["--pattern", "pairwise", "--passes", "0"], "collectives.passes is 0; must be >= 1"),
+        # one round's sign-test bound holds at 50%, not the rule's 95%
+        (
+            ["--pattern", "pairwise", "--recheck-rounds", "1"],
+            "needs at least 5 rounds to reach its 95% confidence (with 1: 50.0%)",
+        ),
+        (
+            ["--pattern", "pairwise", "--recheck-rounds", "4"],
+            "needs at least 5 rounds to reach its 95% confidence (with 4: 93.8%)",
+        ),
         (
             ["--pattern", "pairwise", "--fault", "straggler:rank=1,delay_ms=5"],
             "takes only slow_link faults",

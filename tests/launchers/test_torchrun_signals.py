@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import logging
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,76 @@ def test_a_ctrl_c_leaks_no_torch_warnings_but_a_failure_keeps_its_closing_signal
     assert said == ["Sending process 4242 closing signal SIGTERM", "something else 1"]
     assert closing.sent == {4242: 15}
     assert not logging.getLogger(ELASTIC_AGENT_LOGGER).filters
+
+
+def test_torch_still_logs_a_failed_worker_in_these_words() -> None:
+    from torch.distributed.elastic.multiprocessing import api
+
+    from minicluster.launchers.torchrun import FAILED_MSG
+
+    assert f'"{FAILED_MSG}"' in inspect.getsource(api)
+
+
+def test_failure_lines_are_held_from_the_printer_but_still_read_and_released_or_dropped() -> None:
+    """torchrun's lines about a failed worker are held back from the handlers that print them
+    (minicluster may have one clearer line), while `ClosingSignals` still reads them; released,
+    they print as torch would have; dropped, they never print."""
+    import io
+
+    from torch.distributed.elastic.multiprocessing import api
+
+    from minicluster.launchers.torchrun import FAILED_MSG, HeldFailureLines
+
+    stream = io.StringIO()
+    printer = logging.StreamHandler(stream)
+    api.logger.addHandler(printer)
+    try:
+        for keep in (True, False):
+            with ClosingSignals() as closing, HeldFailureLines() as held:
+                api.logger.warning(CLOSING_SIGNAL_MSG, 4242, signal.SIGTERM.name)
+                api.logger.error(FAILED_MSG, 2, 0, 4243, "python")
+                api.logger.warning("something else %s", 1)
+            assert closing.sent == {4242: 15}
+            assert stream.getvalue() == "something else 1\n"
+            held.release() if keep else held.drop()
+            held.release()  # once only
+            said = stream.getvalue().splitlines()
+            if keep:
+                assert said[1:] == [
+                    "Sending process 4242 closing signal SIGTERM",
+                    "failed (exitcode: 2) local_rank: 0 (pid: 4243) of binary: python",
+                ]
+            else:
+                assert said == ["something else 1"]
+            assert not printer.filters
+            stream.truncate(0)
+            stream.seek(0)
+    finally:
+        api.logger.removeHandler(printer)
+
+
+def test_only_ranks_that_refused_the_input_or_were_stopped_for_it_drop_the_lines(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from minicluster.core import rundir
+    from minicluster.launchers.torchrun import rejected_as_bad_input
+
+    rundir.rank_summary(tmp_path, 0).parent.mkdir(parents=True)
+
+    def summary(rank: int, bad_input: str | None) -> None:
+        body = {"format": "minicluster-rank/1.6", "run_id": "r", "rank": rank, "world_size": 2}
+        body |= {"hostname": "h", "status": "failed", "last_step": -1, "error": "e"}
+        body |= {"bad_input": bad_input}
+        rundir.rank_summary(tmp_path, rank).write_text(json.dumps(body))
+
+    summary(0, "workload.factory x.py:build: build(ctx) raised ValueError: boom")
+    assert rejected_as_bad_input(tmp_path, {0: 2, 1: -15}, {1: 15})
+    assert rejected_as_bad_input(tmp_path, {0: 2}, {})
+    assert not rejected_as_bad_input(tmp_path, {0: 2, 1: -15}, {})  # killed from outside
+    assert not rejected_as_bad_input(tmp_path, {0: 2, 1: 1}, {})  # a rank crashed
+    assert not rejected_as_bad_input(tmp_path, {0: 2, 1: 2}, {})  # rank 1 left no reason
+    summary(1, None)
+    assert not rejected_as_bad_input(tmp_path, {1: 2}, {})  # exit 2 without a reason
+    assert not rejected_as_bad_input(tmp_path, {1: -15}, {1: 15})  # nobody refused

@@ -247,3 +247,16 @@ def test_a_pair_cleared_on_re_measure_reads_ok_with_why_it_was_flagged() -> None
     (line,) = [t for t in table.rows if t[0] == "rank 1 - rank 2"]
     assert line[-1].startswith("ok: flagged by the passes (busbw ")
     assert line[-1].endswith("cleared") and "re-measured in 8 rounds" in table.note
+
+
+def test_one_pair_is_not_promised_a_re_measure_beside_healthy_pairs() -> None:
+    """A 2-rank run has one pair: nothing healthy to re-measure it beside, so the note says the
+    passes decide, not that a flagged pair is re-measured beside healthy pairs."""
+    from minicluster.report.pairwise import pairs_table
+
+    r = _pairwise_result()
+    pw = r["pairwise"]
+    pw.update(pairs=pw["pairs"][:1], recheck_rounds=8)
+    note = pairs_table(RunResult.from_json(r).pairwise).note  # type: ignore[arg-type]
+    assert "beside healthy pairs and the only pair has none (the passes decide)" in note
+    assert "re-measured in 8 rounds" not in note and "stays slow only when" not in note
