@@ -359,7 +359,7 @@ def _row_medians(m: np.ndarray, present: np.ndarray) -> list[float | None]:
         med = lo
         if varies.any():
             med = lo.copy()
-            med[varies] = _medians(rows if varies.all() else rows[varies])
+            med[varies] = medians_of_rows(rows if varies.all() else rows[varies])
         for i, v in zip(np.flatnonzero(full).tolist(), med.tolist(), strict=True):
             out[i] = int(v) if float(v).is_integer() else float(f"{v:.6g}")
     for i in np.flatnonzero(~full).tolist():
@@ -367,7 +367,7 @@ def _row_medians(m: np.ndarray, present: np.ndarray) -> list[float | None]:
     return out
 
 
-def _medians(rows: np.ndarray) -> np.ndarray:
+def medians_of_rows(rows: np.ndarray) -> np.ndarray:
     """`np.median(rows, axis=1)` of rows without NaN (n > 0 columns), bit for bit: the same
     partition and mean of the middle one or two values, without the extra partition (of the
     last position) and take that np.median spends finding NaN (5x faster at 4,096 x 995)."""
