@@ -287,8 +287,10 @@ def _ddp_kind(
         transfer_at = np.full(stacked.steps.size, np.nan)
         transfer_at[timed] = lo
     time_med = job(time_ms)
-    untimed_at = present & np.isnan(time_ms) & ~np.isnan(calls) & (calls != 0)
-    untimed = sum(calls[untimed_at].tolist(), 0)
+    untimed = 0
+    if np.isnan(time_ms).any():  # else no call is untimed (and no [rank x step] masks made)
+        untimed_at = present & np.isnan(time_ms) & ~np.isnan(calls) & (calls != 0)
+        untimed = sum(calls[untimed_at].tolist(), 0)
     reason = None
     if time_med is None:
         reason = "; ".join(sorted(reasons)) or "no call of this kind was timed"
