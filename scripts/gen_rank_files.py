@@ -48,14 +48,26 @@ _CONSTANTS = {
     for k in rank_format.STEP_KEYS
     if k != "type" and k not in _SLOTS
 }
-STEP_LINE = (
-    "{{"
-    + ",".join(
-        '"type":"step"' if k == "type" else f'"{k}":{_VALUES.get(k, "null")}'
-        for k in rank_format.STEP_KEYS
+
+
+def _step_line(values: dict[str, str]) -> str:
+    return (
+        "{{"
+        + ",".join(
+            '"type":"step"' if k == "type" else f'"{k}":{values.get(k, "null")}'
+            for k in rank_format.STEP_KEYS
+        )
+        + "}}"
     )
-    + "}}"
-)
+
+
+STEP_LINE = _step_line(_VALUES)
+# --varying: the optimizer's and the between-steps host time and the loss drawn per step and
+# rank (a real run's vary; held constant, each is one column every rank shares, which flatters
+# the coordinator's memory)
+_VARYING = {**_VALUES, "opt_ms": "{9!r}", "gap_ms": "{10!r}", "loss": "{11!r}"}
+STEP_LINE_VARYING = _step_line(_VARYING)
+_CONSTANTS_VARYING = {k: v for k, v in _CONSTANTS.items() if k not in ("opt_ms", "gap_ms", "loss")}
 
 
 def write_run(
@@ -67,12 +79,18 @@ def write_run(
     per_node: int = 8,
     columns: bool = True,
     slow: dict[int, float] | None = None,
+    varying: bool = False,
 ) -> None:
     """`ranks` rank files of `steps` steps each, `per_node` ranks per node (torchrun's layout:
     node n holds ranks n*per_node ..), local rank 0 of each node writing the job's roster; with
     `columns`, each rank's columnar file too (the same values as its journal's step lines);
     `slow`: rank -> factor its compute times are multiplied by (a straggler; the other ranks'
-    all-reduce grows by its mean extra compute: they wait for it)."""
+    all-reduce grows by its mean extra compute: they wait for it); `varying`: each
+    step's `opt_ms`, `gap_ms` and `loss` drawn (around 1.0 ms, 0.2 ms and 2.3) instead of
+    constants."""
+    slots = (*_SLOTS, "opt_ms", "gap_ms", "loss") if varying else _SLOTS
+    template = STEP_LINE_VARYING if varying else STEP_LINE
+    constants = _CONSTANTS_VARYING if varying else _CONSTANTS
     rng = np.random.default_rng(seed)
     rdir = out / "ranks"
     rdir.mkdir(parents=True, exist_ok=True)
@@ -148,14 +166,18 @@ def write_run(
         # the others wait in the all-reduce for a straggler's mean extra compute
         waits = 0.0 if rank in (slow or {}) else 7.0 * (max((slow or {1: 1.0}).values()) - 1.0)
         comm = (6.5 * rng.lognormal(0, 0.1, steps) + waits).round(6).tolist()
+        opt = (1.0 * rng.lognormal(0, 0.1, steps)).round(6).tolist() if varying else None
+        gap = (0.2 * rng.lognormal(0, 0.2, steps)).round(6).tolist() if varying else None
+        loss = (2.3 * rng.lognormal(0, 0.05, steps)).round(6).tolist() if varying else None
         t = 1.7e9
         cols: dict[str, list] = {k: [] for k in rank_format.STEP_KEYS if k != "type"}
         for i in range(steps):
             c, a = compute[i], comm[i]
             exposed = round(a * 0.9, 6)
-            step_ms = round(c + exposed + 1.0, 6)
+            o = 1.0 if opt is None else opt[i]
+            step_ms = round(c + exposed + o, 6)
             t += step_ms / 1000
-            values = (
+            values: tuple = (
                 i,
                 i < warmup,
                 step_ms,
@@ -166,16 +188,18 @@ def write_run(
                 exposed,
                 t,
             )
+            if opt is not None and gap is not None and loss is not None:
+                values += (o, gap[i], loss[i])
             lines.append(
-                STEP_LINE.format(*values[:1], "true" if i < warmup else "false", *values[2:])
+                template.format(*values[:1], "true" if i < warmup else "false", *values[2:])
             )
             if columns:
-                for key, value in zip(_SLOTS, values, strict=True):
+                for key, value in zip(slots, values, strict=True):
                     cols[key].append(value)
         journal = rdir / f"rank_{rank:05d}.jsonl"
         journal.write_text("\n".join(lines) + "\n")
         if columns:
-            for key, text in _CONSTANTS.items():
+            for key, text in constants.items():
                 cols[key] = [None if text is None else json.loads(text)] * steps
             records = [json.loads(line) for line in lines[: len(lines) - steps]]
             rank_columns.write_arrays(
@@ -205,12 +229,25 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--per-node", type=int, default=8, help="ranks per node (nproc per node)")
     p.add_argument("--no-columns", action="store_true", help="journals only")
+    p.add_argument(
+        "--varying",
+        action="store_true",
+        help="opt_ms, gap_ms and loss drawn per step and rank (as a real run's) instead of "
+        "constants, which the coordinator holds once for every rank",
+    )
     a = p.parse_args()
     if a.ranks < 1 or a.steps < 1 or a.per_node < 1:
         p.error("--ranks, --steps and --per-node must be at least 1")
     if a.ranks > 99_999:
         p.error("--ranks: at most 99,999 (rank files are named rank_NNNNN)")
-    write_run(a.out, a.ranks, a.steps, per_node=a.per_node, columns=not a.no_columns)
+    write_run(
+        a.out,
+        a.ranks,
+        a.steps,
+        per_node=a.per_node,
+        columns=not a.no_columns,
+        varying=a.varying,
+    )
 
 
 if __name__ == "__main__":

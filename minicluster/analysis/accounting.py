@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis.records import RankRecords
+from minicluster.analysis.records import RankRecords, rows_view
 from minicluster.analysis.steps import JobSteps, r4, rounded_list
 
 # Stated tolerance of the sum: over the run, |sum of the residuals| within this share of the
@@ -99,6 +99,21 @@ class Accounting:
         # past 23 GB)
         return self.host + self.compute
 
+    @cached_property
+    def top_two(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per step the row with the most own work (the first such), that work, and the next
+        most (the largest with one rank: no second): one partition of `own` for the last
+        arrival, its lateness, the step's time and the costs (each sorted or copied `own`,
+        131 MB at 16,384 x 1,000)."""
+        own = self.own
+        if own.shape[0] < 2:
+            most = own.max(axis=0)
+            return np.argmax(own, axis=0), most, most
+        part = np.partition(own, own.shape[0] - 2, axis=0)
+        most, second = part[-1].copy(), part[-2].copy()  # rows of `part` would keep all of it
+        del part
+        return first_at(own, most), most, second
+
     @property
     def n(self) -> int:
         return int(self.steps.size)
@@ -108,7 +123,7 @@ class Accounting:
         """Per step the row of the last arrival (many sync points: the most late over them)."""
         if self.syncs is not None:
             return np.argmax(self.syncs.late, axis=0)
-        return np.argmax(self.own, axis=0)
+        return self.top_two[0]
 
     @property
     def lateness(self) -> np.ndarray:
@@ -118,19 +133,19 @@ class Accounting:
             return np.zeros(self.n)
         if self.syncs is not None:
             return self.syncs.late.max(axis=0)
-        top2 = np.sort(self.own, axis=0)[-2:]
-        return top2[1] - top2[0]
+        _, most, second = self.top_two
+        return most - second
 
     @cached_property
     def accounted(self) -> np.ndarray:
         """Per step its time, that every rank's components add up to: the median rank's own
         period (at least the last arrival's own work)."""
-        return np.maximum(np.median(self.period, axis=0), self.own.max(axis=0))
+        return np.maximum(np.median(self.period, axis=0), self.top_two[1])
 
     @property
     def transfer(self) -> np.ndarray:
         """Per step the time from the last arrival to the end of the all-reduce."""
-        return self.accounted - self.own.max(axis=0)
+        return self.accounted - self.top_two[1]
 
     @property
     def transfer_of_rank(self) -> np.ndarray:
@@ -143,8 +158,7 @@ class Accounting:
     def wait(self) -> np.ndarray:
         if self.syncs is not None:
             return self.syncs.wait
-        own = self.own
-        return own.max(axis=0)[None, :] - own
+        return self.top_two[1][None, :] - self.own
 
     @property
     def residual(self) -> np.ndarray:
@@ -180,14 +194,19 @@ def account(records: list[RankRecords], table: JobSteps) -> Accounting:
     # [rank x step] matrices are 33 MB each at 4,096 x 1,000: summed in place, each let go
     # once summed (the same sums, in the same order: host = opt_prev + gap, period = host +
     # fwd + bwd)
-    host = mats.pop("opt_prev")
-    host += mats.pop("gap_ms")
+    # (views of the ranks' columns where `field_matrices` could: read-only, not added in place)
+    host = _sum(mats.pop("opt_prev"), mats.pop("gap_ms"))
     period = host + mats.pop("fwd_ms")
     period += mats.pop("bwd_ms")
     compute = mats["compute_ms"]
     exposed = mats["exposed_comm_ms"]
     del mats
-    ok = ~(np.isnan(host) | np.isnan(compute) | np.isnan(exposed) | np.isnan(period)).any(axis=0)
+    ok = ~(
+        np.isnan(host).any(axis=0)
+        | np.isnan(compute).any(axis=0)
+        | np.isnan(exposed).any(axis=0)
+        | np.isnan(period).any(axis=0)
+    )
     reason = None if ok.any() else "no step with every rank's host, compute and exposed time"
     if not ok.all():
         host, compute, exposed, period = (m[:, ok] for m in (host, compute, exposed, period))
@@ -201,6 +220,21 @@ def account(records: list[RankRecords], table: JobSteps) -> Accounting:
         reason,
         sync_points([by_rank[r] for r in ranks], steps[ok]),
     )
+
+
+def first_at(matrix: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per column the first row where `matrix` holds `values` (its max or min: then what
+    `np.argmax` or `np.argmin` give, for columns without NaN), without the copy of the matrix
+    those make along axis 0 (131 MB at 16,384 x 1,000)."""
+    return np.argmax(matrix == values[None, :], axis=0)
+
+
+def _sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`a + b`; one row broadcast to every rank when both are (a column every rank held alike,
+    `records.rows_view`): the same values without a [rank x step] matrix."""
+    if a.shape[0] and a.strides[0] == 0 and b.strides[0] == 0:
+        return np.broadcast_to(a[0] + b[0], a.shape)
+    return a + b
 
 
 def _sync_lists(records: RankRecords, steps: np.ndarray) -> list[tuple[list[float], list[Any]]]:
@@ -278,12 +312,15 @@ def section(acc: Accounting) -> dict[str, Any]:
     }
     if not acc.n:
         return out
-    residual = acc.residual
+    residual = acc.residual  # a new matrix: made absolute and partitioned in place below
     total = float(acc.accounted.sum())
     run_residual = residual.sum(axis=1)
     worst = float(np.abs(run_residual).max())
     allowed = max(RUN_TOLERANCE_MS, RUN_TOLERANCE_PCT / 100.0 * total)
-    p50, p95 = np.percentile(np.abs(residual), [50, 95]).tolist()  # one partition for both
+    np.abs(residual, out=residual)
+    # one partition for both
+    p50, p95 = np.percentile(residual, [50, 95], overwrite_input=True).tolist()
+    del residual
     out.update(
         holds=bool(worst <= allowed),
         tolerance={
@@ -316,24 +353,52 @@ def section(acc: Accounting) -> dict[str, Any]:
 
 
 def field_matrices(
-    columns: list[dict[str, np.ndarray]], steps: np.ndarray, keys: tuple[str, ...] = FIELDS
+    columns: list[dict[str, np.ndarray]],
+    steps: np.ndarray,
+    keys: tuple[str, ...] = FIELDS,
+    prev: bool = True,
 ) -> dict[str, np.ndarray]:
-    """[rank x step] matrices of `keys` (of FIELDS) at `steps` (NaN where a rank did not record
-    the step; a step recorded twice: its last record) and `opt_prev`: the optimizer time of the
-    step before. Ranks that recorded the same steps share one lookup (the usual case: every
-    rank)."""
-    mats = {k: np.full((len(columns), steps.size), np.nan) for k in (*keys, "opt_prev")}
+    """[rank x step] matrices of `keys` (step fields every rank holds) at `steps` (NaN where a
+    rank did not record the step; a step recorded twice: its last record) and, with `prev`,
+    `opt_prev`: the optimizer time of the step before. Ranks that recorded the same steps share one lookup (the usual case: every
+    rank). When every rank recorded the same steps, the wanted ones one after another, and a
+    field's columns are the rows of one buffer (`records.rows_view`: the columnar reader's), its
+    matrix is a read-only view of them: no copy (each is 131 MB at 16,384 x 1,000)."""
+    wanted = {k: (k, False) for k in keys} | ({"opt_prev": ("opt_ms", True)} if prev else {})
+    mats: dict[str, np.ndarray] = {}
+    step0 = columns[0]["step"] if columns else None
+    if step0 is not None and all(
+        c["step"] is step0 or np.array_equal(c["step"], step0) for c in columns
+    ):
+        at = {False: _run_of(positions(step0, steps)), True: _run_of(positions(step0, steps - 1))}
+        for name, (key, back) in wanted.items():
+            view = rows_view([c[key] for c in columns]) if at[back] is not None else None
+            if view is not None:
+                mats[name] = view[:, at[back]]
+    rest = [k for k in wanted if k not in mats]
+    if not rest:
+        return mats
+    for k in rest:
+        mats[k] = np.full((len(columns), steps.size), np.nan)
     lookup: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     for i, c in enumerate(columns):
         step = c["step"]
         if lookup is None or not np.array_equal(lookup[0], step):
             lookup = (step, positions(step, steps), positions(step, steps - 1))
-        _, idx, prev = lookup
-        have, have_prev = idx >= 0, prev >= 0
-        for k in keys:
-            mats[k][i, have] = c[k][idx[have]]
-        mats["opt_prev"][i, have_prev] = c["opt_ms"][prev[have_prev]]
+        _, idx, before = lookup
+        for k in rest:
+            key, back = wanted[k]
+            where = before if back else idx
+            have = where >= 0
+            mats[k][i, have] = c[key][where[have]]
     return mats
+
+
+def _run_of(idx: np.ndarray) -> slice | None:
+    """`idx` (positions, -1: none) as a slice when they are one after another; None otherwise."""
+    if not idx.size or idx[0] < 0 or not (np.diff(idx) == 1).all():
+        return None
+    return slice(int(idx[0]), int(idx[0]) + idx.size)
 
 
 def positions(step: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -349,14 +414,18 @@ def positions(step: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 def per_rank_medians(acc: Accounting) -> dict[str, dict[str, float]]:
     """`section`'s per rank medians of each component, every rank at once (each matrix's rows;
     the transfer is each rank's own: summed over its sync points under FSDP2/TP)."""
-    matrices = (acc.host, acc.compute, acc.wait, acc.transfer_of_rank, acc.period)
-    medians = [
-        # one sync point per step: every rank's transfer is the step's, one median for all
-        [float(np.median(m[0]))] * m.shape[0]
-        if m.shape[0] and m.strides[0] == 0
-        else np.median(m, axis=1).tolist()
-        for m in matrices
-    ]
+    own = acc.syncs is None  # the wait is then a matrix of its own: partitioned in place
+    medians = []
+    for name in ("host", "compute", "wait", "transfer_of_rank", "period"):
+        m = getattr(acc, name)  # (the wait made only when its turn comes)
+        medians.append(
+            # one sync point per step: every rank's transfer is the step's, one median for all
+            # (a host time every rank recorded alike: one row too)
+            [float(np.median(m[0]))] * m.shape[0]
+            if m.shape[0] and m.strides[0] == 0
+            else np.median(m, axis=1, overwrite_input=own and name == "wait").tolist()
+        )
+        del m
     return {
         str(rank): {
             "host": r4(host),

@@ -83,12 +83,10 @@ def rank_per_step(acc: Accounting) -> tuple[np.ndarray, np.ndarray]:
     once: a rank saves a step's time only when it arrived last (its own work minus the
     next-to-last rank's); every other rank's row is zero.
     The rows of the ranks that arrived last at least once, and those rows [ranks x steps]."""
-    own = acc.own
-    if own.shape[0] < 2:
+    if acc.own.shape[0] < 2:
         return np.array([], np.int64), np.zeros((0, acc.n))
-    last = np.argmax(own, axis=0)
-    top2 = np.partition(own, own.shape[0] - 2, axis=0)[-2:]
-    saved = np.clip(own[last, np.arange(acc.n)] - top2[0], 0.0, None)
+    last, most, second = acc.top_two  # the partition the accounting made of `own`, once
+    saved = np.clip(most - second, 0.0, None)
     costly = np.unique(last[saved > 0])
     per = np.zeros((costly.size, acc.n))
     at = np.searchsorted(costly, last)

@@ -6,8 +6,9 @@ Input: one result per node (the same node-check job run on each, e.g. one `srun`
 or one multi-node result (read by `analysis.fleet_inputs`).
 
 Rules (README "Validating a cluster"):
-- per metric, over the nodes that measured it (status ok, at least `MIN_NODES`): z = robust z
-  on the log scale (`analysis.robust`), the MAD floored at `MAD_FLOOR_FRAC`;
+- per metric, over the nodes that measured it (status ok, at least `MIN_Z_NODES`): z = robust z
+  on the log scale (`analysis.robust`), the MAD floored at `MAD_FLOOR_FRAC`; over fewer (the
+  input needs `MIN_NODES`) the z is shown, never gated: "not judged: N nodes, need 5";
 - a node is an outlier on a metric when its z is beyond `outlier_z` on the bad side (lower is
   better: above; higher is better: below); a metric without a direction is shown, never gated;
 - relative score: median / value for lower-is-better metrics, value / median for higher-is-better
@@ -17,7 +18,7 @@ Rules (README "Validating a cluster"):
   or detected a fault): it is named with its own finding, never "ok";
 - nodes are judged within their platform group (GPU model and count, CPU model;
   `analysis.fleet_groups`): a healthy A100 node is never an outlier among H100s; a group of fewer
-  than `MIN_NODES` judged nodes is not judged, and says so.
+  than `MIN_Z_NODES` judged nodes is not judged, and says so.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ DEFAULT_METRICS = (
     "energy_per_step_joules",
 )
 MIN_NODES = 3  # a median and a MAD of fewer values say nothing about a fleet
+# The robust z names outliers only over this many nodes. Over 3 values the MAD is the smaller of
+# the two other nodes' distances from the median, not a spread: whichever node is 5x farther than
+# the other is "an outlier" (a new-user trial: three node checks of one VM run one after another,
+# busbw 0.44 / 0.93 / 1.06 GB/s, named the first at z +4.1; three clean runs, compute 36-61 ms,
+# named one at z +4.6). Over 4 values two that agree by chance still set the scale. From 5 on,
+# the scale is the median of 4 other distances. Fewer nodes are judged by their own checks and
+# against --reference only.
+MIN_Z_NODES = 5
 # The MAD of ln(value) never counts as less than this: a fleet tighter than it names nobody within
 # exp(3.5 x 0.1) = +42% / -30% of its median. Measured on this project's loaded 2-core VM
 # (scripts/check_fleet_false_positives.py, README "Validating a cluster"): 24 subsets of 7 clean
@@ -107,7 +116,7 @@ def fleet(
         for m in metrics:
             m["group"] = label
         per_metric.extend(metrics)
-        enough = len(in_group) >= MIN_NODES
+        enough = len(in_group) >= MIN_Z_NODES
         groups.append(
             {
                 "label": label,
@@ -120,7 +129,7 @@ def fleet(
                 "reason": None
                 if enough
                 else f"{len(in_group)} node(s) to judge in this platform group, fewer than "
-                f"{MIN_NODES}: too small to judge",
+                f"{MIN_Z_NODES}: too small to judge",
             }
         )
     against = (
@@ -154,6 +163,7 @@ def fleet(
         "outlier_z": outlier_z,
         "mad_floor_frac": floor,
         "min_nodes": MIN_NODES,
+        "min_z_nodes": MIN_Z_NODES,
         "rule": "robust z on the log scale over the nodes that measured the metric (median, "
         "MAD x 1.4826 floored at mad_floor_frac), within each platform group (GPU model and "
         "count, CPU model); outlier: z beyond outlier_z on the bad side of the metric's "
@@ -168,8 +178,13 @@ def fleet(
         # `--reference`: the file judged against (None without one), the nodes below its floor
         "reference": None if reference is None else fleet_reference.used(reference, floor_pct),
         "below_reference": below,
-        # no metric measured on enough nodes with a direction: nothing was judged (exit 2)
-        "judged": any(m["gated"] for m in per_metric),
+        # no metric measured on enough nodes with a direction, and no node judged against a
+        # reference: nothing was judged (exit 2)
+        "judged": any(m["gated"] for m in per_metric)
+        or any(
+            (a or {}).get("verdict") in (references.VERDICT_OK, references.VERDICT_BELOW)
+            for a in against.values()
+        ),
         "verdict": _verdict(len(nodes), per_metric, node_rows, outlier_z, groups),
     }
 
@@ -235,6 +250,9 @@ def _metric(
     )
     if m.direction == "none":
         out["reason"] = "no better or worse direction (registry): shown, not judged"
+    elif len(have) < MIN_Z_NODES:
+        out["gated"] = False
+        out["reason"] = too_few_for_z(len(have))
     own = {n.label for n in shown or []}
     extra = [(n, v) for n in shown or [] if (v := n.values.get(name)) is not None and v > 0]
     for n, v in have + extra:
@@ -258,6 +276,12 @@ def _metric(
         if outlier:
             out["outliers"].append(n.label)
     return out
+
+
+def too_few_for_z(n: int) -> str:
+    """Why the robust z does not judge `n` nodes (MIN_NODES <= n < MIN_Z_NODES; the module's
+    docstring and MIN_Z_NODES say why)."""
+    return f"not judged: {n} nodes, need {MIN_Z_NODES} for the robust z"
 
 
 def _node_row(
@@ -396,6 +420,13 @@ def _verdict(
         )
     if bad or found or failed or below:
         return f"{head}: " + "; ".join(parts) + _reference_tail(rows)
+    most = max((m["n"] for m in per_metric if m["direction"] != "none"), default=0)
+    if not gated and MIN_NODES <= most < MIN_Z_NODES:
+        return (
+            f"{head}: outliers not judged: {most} nodes, need {MIN_Z_NODES} for the robust z "
+            "(run the node check on more nodes, or judge each against --reference)"
+            + _reference_tail(rows)
+        )
     if not gated:
         why = "; ".join(
             dict.fromkeys(
@@ -403,7 +434,10 @@ def _verdict(
                 for m in per_metric
             )
         )
-        return f"{head}: nothing judged: no metric measured on enough nodes to judge ({why})"
+        return (
+            f"{head}: nothing judged: no metric measured on enough nodes to judge ({why})"
+            + _reference_tail(rows)
+        )
     tail = f"; {parts[0]}" if parts else ""
     tail += _reference_tail(rows)
     return (

@@ -187,7 +187,9 @@ def _check_same_job(results: list[tuple[str, dict[str, Any]]]) -> None:
     for (source, _), job, key in zip(results, jobs, keys, strict=True):
         if key == ref_key:
             continue
-        field = next(f for f in sorted(set(job) | set(ref)) if job.get(f) != ref.get(f))
+        # what kind of job first (a training run among node checks), then the rest in order
+        fields = sorted(set(job) | set(ref), key=lambda f: (_KIND_RANK.get(f, len(_KIND_RANK)), f))
+        field = next(f for f in fields if job.get(f) != ref.get(f))
         others = len(results) - 1
         if counts[ref_key] == others:
             whom, there = f"the other {others} input(s)", "in the others"
@@ -196,9 +198,18 @@ def _check_same_job(results: list[tuple[str, dict[str, Any]]]) -> None:
             whom = f"{first} ({counts[ref_key]} of the other {others} input(s) ran that one)"
             there = f"in {first}"
         raise InputError(
-            f"{source} ran a different job from {whom}: {field} is {job.get(field)!r} there, "
-            f"{ref.get(field)!r} {there} (a fleet compares one node-check job across nodes)"
+            f"{source} ran a different job from {whom}: {field} is {_said(job.get(field))} "
+            f"there, {_said(ref.get(field))} {there} (a fleet compares one node-check job across "
+            "nodes)"
         )
+
+
+_KIND_RANK = {"workload.workload_type": 0, "workload.name": 1}
+
+
+def _said(value: Any) -> str:
+    """A job field's value as a message says it: a missing one is "not recorded", never None."""
+    return "not recorded" if value is None else repr(value)
 
 
 def _split_multinode(source: str, r: dict[str, Any], names: list[str]) -> list[NodeInput]:

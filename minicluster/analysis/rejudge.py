@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from minicluster.analysis.verdicts import exit_code
+from minicluster.analysis.verdicts import exit_code_after_the_fact as exit_code
 from minicluster.core.checks import ChecksSection
 from minicluster.result.model import RunResult
 
@@ -56,8 +56,8 @@ def findings(result: RunResult) -> list[str]:
         out.append(f"bad input: {result.bad_input}")
     if result.status == "failed":
         out.append("the run failed")
-    if result.interrupted is True:
-        out.append("the run was interrupted")
+    if result.interrupted is True and result.status == "incomplete":
+        out.append("the run was interrupted before its planned steps ran (incomplete)")
     for kind, rank in sorted(_detected(result), key=str):
         out.append(f"detected {kind}{'' if rank is None else f' on rank {rank}'}")
     if result.validation is not None and not result.validation.passed:

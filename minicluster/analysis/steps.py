@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from minicluster.analysis.records import RankRecords, rows_view
+from minicluster.analysis.records import RankRecords, measured_pick, rows_view
 from minicluster.core import rundir
 
 EMBED_STEPS_MAX = 50_000  # rank-steps embedded in result.json; larger runs point to the rank files
@@ -124,7 +124,8 @@ class StepTable:
             self.transfer_ms = _nan_reduce(np.nanmin, self.m["comm_ms"])
         else:
             self.transfer_ms = np.array([])
-        self.wait_ms = self.m["comm_ms"] - self.transfer_ms[None, :]
+        # each rank's wait (comm_ms - the step's transfer) is made where read, not kept: a
+        # [rank x step] matrix is 131 MB at 16,384 x 1,000
 
     def series(self, world_size: int) -> dict[str, np.ndarray]:
         """The per-step cross-rank series every run-level component is the median of (`SERIES`).
@@ -147,10 +148,13 @@ class StepTable:
         """Per rank, `median(self.column(rank, "compute_ms"))`, all rows at once."""
         if not self.records or not self.indices.size:
             return {r.rank: None for r in self.records}
-        matrix = np.where(self.present, self.m["compute_ms"], np.nan)
+        every = bool(self.present.all())  # then the matrix itself (no copy to partition)
+        matrix = (
+            self.m["compute_ms"] if every else np.where(self.present, self.m["compute_ms"], np.nan)
+        )
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row is None below
-            medians = _row_nanmedian(matrix)
+            medians = _row_nanmedian(matrix, overwrite=not every)
         return {r.rank: _r4_or_none(v) for r, v in zip(self.records, medians.tolist(), strict=True)}
 
     def measured_steps(self, rank: int) -> int:
@@ -168,7 +172,9 @@ class StepTable:
 
     def wait(self, rank: int) -> np.ndarray:
         i = self.row.get(rank)
-        return np.array([]) if i is None else self.wait_ms[i][self.present[i]]
+        if i is None:
+            return np.array([])
+        return (self.m["comm_ms"][i] - self.transfer_ms)[self.present[i]]
 
     def transfer(self, rank: int) -> np.ndarray:
         i = self.row.get(rank)
@@ -186,15 +192,16 @@ class StepTable:
         rows = np.flatnonzero(full)
         if rows.size:
             every = rows.size == len(self.records)  # no copy of the matrices then
-            wait = self.wait_ms if every else self.wait_ms[rows]
+            comm = self.m["comm_ms"] if every else self.m["comm_ms"][rows]
             transfer = self.transfer_ms[None, :]  # the same in every row: one median
-            columns = {
-                "compute_ms_median": self.m["compute_ms"] if every else self.m["compute_ms"][rows],
+            compute = self.m["compute_ms"] if every else self.m["compute_ms"][rows]
+            columns: dict[str, np.ndarray | None] = {
+                "compute_ms_median": compute,
                 "comm_ms_median": self.m["comm_ms"] if every else self.m["comm_ms"][rows],
                 "exposed_comm_ms_median": (
                     self.m["exposed_comm_ms"] if every else self.m["exposed_comm_ms"][rows]
                 ),
-                "wait_ms_median": wait,
+                "wait_ms_median": None,  # comm - transfer, made when its turn comes (below)
                 "transfer_ms_median": transfer,
             }
             steps = self.m["step_time_ms"] if every else self.m["step_time_ms"][rows]
@@ -203,11 +210,16 @@ class StepTable:
             # A step the comm timer could not vouch for has no comm figures (NaN): left out.
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row is None below
-                medians = {k: _row_nanmedian(v) for k, v in columns.items()}
+                medians = {
+                    k: _row_nanmedian(v)
+                    if v is not None
+                    else _row_nanmedian(comm - transfer, overwrite=True)  # its own matrix
+                    for k, v in columns.items()
+                }
                 medians["transfer_ms_median"] = np.broadcast_to(
                     medians["transfer_ms_median"], rows.shape
                 )
-                compute_mean = np.nanmean(columns["compute_ms_median"], axis=1)
+                compute_mean = np.nanmean(compute, axis=1)
             n = int(self.indices.size)
             for j, i in enumerate(rows.tolist()):
                 rank = self.records[i].rank
@@ -244,7 +256,7 @@ class StepTable:
         full = ~np.isnan(compute).any(axis=0)
         if row is None or not full.any():
             return 0, 0, 0
-        cols = compute[:, full]
+        cols = compute if full.all() else compute[:, full]  # (a copy only when it must)
         k = int((cols[row] >= cols.max(axis=0)).sum())
         return k, int(cols.shape[1]), int(cols.shape[0])
 
@@ -314,23 +326,17 @@ def _shared_rows(
 
 
 def _measured(rec: RankRecords) -> np.ndarray | slice:
-    """Which of a rank's steps are measured (not warm-up): a slice when they are all those after
-    the warm-up (the usual case: indexing by it copies nothing), else a boolean mask."""
-    warmup = rec.columns.get("warmup")
-    if warmup is None:
-        return slice(None)
-    w = int(np.argmin(warmup)) if warmup.size and not warmup.all() else int(warmup.size)
-    if not warmup[w:].any() and warmup[:w].all():
-        return slice(w, None)
-    return ~warmup
+    """Which of a rank's steps are measured (not warm-up): `records.measured_pick`."""
+    return measured_pick(rec.columns.get("warmup"))
 
 
-def _row_nanmedian(matrix: np.ndarray) -> np.ndarray:
+def _row_nanmedian(matrix: np.ndarray, overwrite: bool = False) -> np.ndarray:
     """`np.nanmedian(matrix, axis=1)`; rows without NaN in one vectorised partition (nanmedian
-    takes rows of 600 or more values one by one in Python)."""
+    takes rows of 600 or more values one by one in Python). `overwrite`: the matrix is the
+    caller's to partition in place (no copy of it)."""
     if matrix.size and not np.isnan(matrix).any():
-        return np.median(matrix, axis=1)
-    return np.nanmedian(matrix, axis=1)
+        return np.median(matrix, axis=1, overwrite_input=overwrite)
+    return np.nanmedian(matrix, axis=1, overwrite_input=overwrite)
 
 
 def _same_sorted_steps(measured: list[np.ndarray]) -> bool:

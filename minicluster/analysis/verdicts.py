@@ -18,6 +18,10 @@ def verdicts(result: RunResult) -> list[str]:
         found.append("run_failed")
     if result.interrupted is True:
         found.append("interrupted")
+        if result.status == "incomplete":
+            # read later (`aggregate`, `watch`): not the command's own interrupt, yet the run
+            # did not run its planned steps, so it did not pass
+            found.append("incomplete")
     for d in result.faults.detected:
         if d.fault_kind.correctness:
             found.append("wrong_numbers")  # diverged replicas, a corrupted gradient
@@ -42,8 +46,23 @@ def verdicts(result: RunResult) -> list[str]:
 
 def exit_code(result: RunResult) -> int:
     """2 when the ranks stopped on bad input (a custom model that fails to build or run); 3
-    when the run failed; 130 when it was interrupted (status incomplete, what ran kept);
+    when the run failed; 130 when it was interrupted (status incomplete, what ran kept; a
+    command that reads the result later: `exit_code_after_the_fact`);
     1 when it ran but a check failed (diverged replicas, a corrupted gradient, wrong collective
     elements, a failed validation, a slow link against the expected busbw, a slow or wrong pair
     in the pairwise link test, a straggler, a culprit); else 0."""
     return code_for(verdicts(result))
+
+
+def after_the_fact(result: RunResult) -> list[str]:
+    """The verdicts of `result` for a command that read it and was not interrupted itself
+    (`aggregate DIR`, `watch` of an ended run, a sweep over its runs): 130 is the code of a
+    command that was interrupted, so `interrupted` is not among them; a run interrupted before
+    its planned steps ran (status incomplete) is `incomplete` (exit 1), one interrupted after
+    every rank finished (status ok) exits by what it found."""
+    return [v for v in verdicts(result) if v != "interrupted"]
+
+
+def exit_code_after_the_fact(result: RunResult) -> int:
+    """The exit code of `after_the_fact(result)`: 3 failed, 1 a finding or incomplete, else 0."""
+    return code_for(after_the_fact(result))

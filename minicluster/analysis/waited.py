@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis.accounting import positions
+from minicluster.analysis.accounting import field_matrices, first_at
 from minicluster.analysis.cost import cost_bootstrap
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.steps import JobSteps, r4
@@ -31,13 +31,30 @@ MIN_STEPS = 4  # fewer steps with every rank's all-reduce timed: not measured
 
 @dataclass
 class WaitedFor:
-    """Per rank (`ranks` order) and step (`steps`), how long the others waited for it (ms)."""
+    """Per rank (`ranks` order) and step (`steps`), how long the others waited for it (ms): only
+    a step's last arrival was waited for, so per step its row (`last`) and the others' wait
+    (`waited`) are kept, not a [rank x step] matrix of zeros (131 MB at 16,384 x 1,000)."""
 
     ranks: list[int]
     steps: np.ndarray
-    matrix: np.ndarray  # [rank x step]
+    last: np.ndarray  # per step the row (in `ranks`) of its last arrival
+    waited: np.ndarray  # per step the median of the others' wait for it
     step_ms: float | None  # the run's median step time (the floor's unit)
     reason: str | None = None  # why it could not be measured
+
+    def row(self, i: int) -> np.ndarray:
+        """Per step how long the others waited for row `i`'s rank (0 where it was not last)."""
+        out = np.zeros(self.steps.size)
+        at = self.last == i
+        out[at] = self.waited[at]
+        return out
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """[rank x step]: every row's `row` (made on each call)."""
+        out = np.zeros((len(self.ranks), self.steps.size))
+        out[self.last, np.arange(self.steps.size)] = self.waited
+        return out
 
     def evidence(self, rank: int, floor_pct: float) -> dict[str, Any]:
         """`rank`'s `waited_for_ms` (mean ms per step), its interval, the floor in ms and whether
@@ -54,7 +71,7 @@ class WaitedFor:
         if self.reason is not None or rank not in self.ranks or self.step_ms is None:
             out["waited_for_reason"] = self.reason or f"rank {rank} has no timed all-reduce"
             return out
-        row = self.matrix[self.ranks.index(rank)]
+        row = self.row(self.ranks.index(rank))
         low, high = interval(row, seed=rank)
         floor = floor_pct / 100.0 * self.step_ms
         out.update(
@@ -72,32 +89,28 @@ def measure(records: list[RankRecords], steps: np.ndarray, step_ms: float | None
     the run's median step time, the floor's unit)."""
     recs = sorted((r for r in records if r.n_steps), key=lambda r: r.rank)
     ranks = [r.rank for r in recs]
-    empty = WaitedFor(ranks, np.array([], np.int64), np.zeros((len(ranks), 0)), step_ms)
+    none = np.array([], np.int64)
+    empty = WaitedFor(ranks, none, none, np.array([]), step_ms)
     if len(ranks) < 2 or not steps.size:
         empty.reason = "fewer than two ranks with measured steps"
         return empty
     if any("comm_ms" not in r.columns for r in recs):
         empty.reason = "the records hold no per-step all-reduce time (comm_ms)"
         return empty
-    comm = np.full((len(ranks), steps.size), np.nan)
-    lookup: tuple[np.ndarray, np.ndarray] | None = None
-    for i, rec in enumerate(recs):
-        step = rec.columns["step"]
-        if lookup is None or not np.array_equal(lookup[0], step):  # most ranks share one
-            lookup = (step, positions(step, steps))  # a step recorded twice: its last record
-        cols = lookup[1]
-        have = cols >= 0
-        comm[i, have] = rec.columns["comm_ms"][cols[have]]
+    # a read-only view of the ranks' columns where every rank recorded the same steps (no copy)
+    comm = field_matrices([r.columns for r in recs], steps, ("comm_ms",), prev=False)["comm_ms"]
     ok = ~np.isnan(comm).any(axis=0)
     if int(ok.sum()) < MIN_STEPS:
         empty.reason = f"fewer than {MIN_STEPS} steps with every rank's all-reduce timed"
         return empty
     wait = comm[:, ok] if not ok.all() else comm
-    wait -= wait.min(axis=0)[None, :]  # in place: comm_ms less the step's least
-    last = np.argmin(wait, axis=0)
-    matrix = np.zeros_like(wait)
-    matrix[last, np.arange(wait.shape[1])] = _median_of_others(wait)
-    return WaitedFor(ranks, steps[ok], matrix, step_ms)
+    least = wait.min(axis=0)
+    last = first_at(wait, least)  # np.argmin's answer, without its copy of the matrix
+    if wait.flags.writeable:
+        wait -= least[None, :]  # in place: comm_ms less the step's least
+    else:
+        wait = wait - least[None, :]
+    return WaitedFor(ranks, steps[ok], last, _median_of_others(wait), step_ms)
 
 
 def measure_table(table: JobSteps, step_series: np.ndarray | None) -> WaitedFor:
@@ -124,12 +137,13 @@ def gate_culprits(
 
 def _median_of_others(wait: np.ndarray) -> np.ndarray:
     """Per step (column) the median of the waits without the least one (the last arrival's),
-    as `np.median` of the column with that value deleted gives it, all steps at once."""
+    as `np.median` of the column with that value deleted gives it, all steps at once (`wait`
+    is partitioned in place)."""
     m = wait.shape[0] - 1  # the others
     # their middle values sit one place up in the whole column, past its least
     lo, hi = (m - 1) // 2 + 1, m // 2 + 1
-    part = np.partition(wait, sorted({lo, hi}), axis=0)
-    return (part[lo] + part[hi]) / 2 if lo != hi else part[lo]
+    wait.partition(sorted({lo, hi}), axis=0)  # in place: the caller's own matrix
+    return (wait[lo] + wait[hi]) / 2 if lo != hi else wait[lo].copy()
 
 
 def interval(values: np.ndarray, seed: int) -> tuple[float, float]:

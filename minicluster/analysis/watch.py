@@ -31,10 +31,11 @@ from minicluster.analysis import envelope
 from minicluster.analysis.rank_status import PEER_ERROR
 from minicluster.analysis.steps import r4
 from minicluster.analysis.tail import RankTail, RunTail, Windows
+from minicluster.analysis.verdicts import after_the_fact
 from minicluster.analysis.verdicts import exit_code as result_exit_code
 from minicluster.analysis.watch_rules import judge_stragglers, live_culprits, mark_stalls
 from minicluster.core import clock
-from minicluster.core.errors import EXIT_OK, InputError
+from minicluster.core.errors import InputError
 from minicluster.core.exit_policy import code_for
 from minicluster.result.model import RunResult
 
@@ -129,27 +130,34 @@ def snapshot(
     ]
     nodes = _nodes(rows)
     ended = ended_section(result) if result is not None else None
+    not_judged = None
     if ended is not None:
         code = ended["exit_code"]
-        # the result's verdict stands: a straggler it names is a problem even when the last
-        # window no longer shows it, so `healthy`, `problems` and the exit code agree
-        for name, present in (
-            ("straggling", ended["stragglers"]),
-            ("culprit", ended["culprits"]),
-            ("failed", ended["failed_ranks"]),
-        ):
-            if present and name not in problems:
-                problems.append(name)
+        # the result's verdict stands: every finding that sets its exit code (a straggler the
+        # last window no longer shows, a failed validation, a slow link) is a problem, so
+        # `healthy`, `problems` and the exit code agree
+        add_problems(problems, ended["verdicts"])
     else:
-        code = code_for(["live_problem"] if problems else [])
+        # Too short a window to judge stragglers and culprits is no verdict of health: "not
+        # judged yet (why)", and the policy's `not_judged` code, never the healthy 0 a CI
+        # script would read as a pass (a problem found, a stalled rank, still decides: 1).
+        if not problems and not straggler_check["applied"]:
+            not_judged = straggler_check["reason"]
+            if rows and all(r["state"] in ("finished", "finishing") for r in rows):
+                not_judged += (
+                    "; every rank is done: the run's verdict over all its steps comes with its "
+                    "result.json (`minicluster aggregate DIR` writes it if the run never does)"
+                )
+        code = code_for(["live_problem"] if problems else ["not_judged"] if not_judged else [])
     return {
         **snap,
         "run_id": head0.get("run_id"),
         "world_size": world,
         "ranks_reporting": len(headers),
         "state": "ended" if ended else "running",
-        "healthy": not problems,
+        "healthy": not problems and not_judged is None,
         "problems": problems,
+        "not_judged": not_judged,
         "progress": _progress(rows, total, bool(stalled), ended is not None),
         "job_stall": job_stall,
         "stalled": stalled,
@@ -182,8 +190,9 @@ def _empty(world: int, rows: list[dict[str, Any]], warnings: list[str]) -> dict[
         "world_size": world,
         "ranks_reporting": 0,
         "state": "waiting",
-        "healthy": True,
+        "healthy": False,
         "problems": [],
+        "not_judged": "no rank has recorded a step yet",
         "progress": {
             "steps_done": 0,
             "steps_total": None,
@@ -204,7 +213,7 @@ def _empty(world: int, rows: list[dict[str, Any]], warnings: list[str]) -> dict[
         "worst": [],
         "worst_nodes": [],
         "ended": None,
-        "exit_code": EXIT_OK,
+        "exit_code": code_for(["not_judged"]),
         "warnings": warnings,
     }
 
@@ -441,11 +450,27 @@ def _worst_nodes_first(nodes: list[dict[str, Any]]) -> list[str]:
     return [n["node"] for n in sorted(nodes, key=key)]
 
 
+# A result's verdict (`core.exit_policy`) as a watch problem, where the live view names it so.
+_PROBLEM_OF = {"straggler": "straggling", "run_failed": "failed"}
+
+
+def add_problems(problems: list[str], verdicts: list[str]) -> None:
+    """Add to `problems` each of an ended result's `verdicts` not already there."""
+    for verdict in verdicts:
+        name = _PROBLEM_OF.get(verdict, verdict)
+        if name not in problems:
+            problems.append(name)
+
+
 def ended_section(result: RunResult) -> dict[str, Any]:
-    """What the run's result says at its end: `run_exit_code`, the code `minicluster run` gave it,
-    and `exit_code`, the watch's: the same (one policy, `core.exit_policy`: a straggler and a
-    culprit are findings for both)."""
-    run_code = code = result_exit_code(result)
+    """What the run's result says at its end: `verdicts`, the findings that set its exit code;
+    `run_exit_code`, the code `minicluster run` gave it, and `exit_code`, the watch's: the same
+    (one policy, `core.exit_policy`), except for a run that was interrupted: the watch was not,
+    so it exits by what the result found (`incomplete`, 1, when the planned steps did not all
+    run), as `aggregate` does."""
+    run_code = result_exit_code(result)
+    found = after_the_fact(result)
+    code = code_for(found)
     stragglers = [s.rank for s in result.stragglers]
     culprits = [c.rank for c in result.culprits or []]
     return {
@@ -455,6 +480,7 @@ def ended_section(result: RunResult) -> dict[str, Any]:
         "culprits": culprits,
         "faults_detected": [d.to_json() for d in result.faults.detected],
         "errors": result.errors[:MAX_ERRORS],
+        "verdicts": found,
         "run_exit_code": run_code,
         "exit_code": code,
     }

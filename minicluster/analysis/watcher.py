@@ -15,7 +15,7 @@ from typing import Any
 
 from minicluster.analysis import sweep
 from minicluster.analysis.tail import RunTail
-from minicluster.analysis.watch import ended_section, snapshot
+from minicluster.analysis.watch import add_problems, ended_section, snapshot
 from minicluster.analysis.watch_rules import START_WAIT_S
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
@@ -73,6 +73,8 @@ class Watcher:
             }
             if sweep_result is not None:
                 snap["exit_code"] = snap["sweep"]["ended"]["exit_code"]
+                add_problems(snap["problems"], snap["sweep"]["ended"]["verdicts"])
+                snap["healthy"] = not snap["problems"]
         return snap
 
     def quiet_s(self) -> float:

@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging()
     try:
-        check_output_files(args)
+        check_output_files(args, sys.argv[1:] if argv is None else argv)
         code: int = args.handler(args)
         return code
     except MiniclusterError as e:
@@ -83,12 +83,28 @@ def _internal_error(e: Exception) -> int:
 SUMMARY_ON_STDOUT = ("run", "validate", "sweep", "collectives", "aggregate")
 
 
-def check_output_files(args: object) -> None:
+# the short forms of the output flags (`convert -o`): an error names the form that was typed
+SHORT_FLAGS = {("convert", "out"): "-o"}
+
+
+def _as_typed(command: object, flag: str, argv: Sequence[str]) -> str:
+    """`--flag`, or its short form when that is what the command line used last (`-o`)."""
+    short = SHORT_FLAGS.get((str(command), flag))
+    for token in reversed(argv):
+        if token == f"--{flag}" or token.startswith(f"--{flag}="):
+            return f"--{flag}"
+        if short and token.startswith(short) and not token.startswith("--"):
+            return short
+    return f"--{flag}"
+
+
+def check_output_files(args: object, argv: Sequence[str] = ()) -> None:
     """InputError, before any work, when a report file (`--md`, `--html`, `--json`) cannot be
-    written or must not be: it names a directory; its folder cannot be made or written in; it
-    is a file minicluster records (a result.json, a rank file, a run's config or plan); or it
-    is one of the command's inputs. A typo must not cost a finished run its report, nor a report
-    cost a run its records. A missing folder is made, as the write would make it."""
+    written or must not be: it names a directory; its folder does not exist (a typo'd folder is
+    not made: make it first), or cannot be written in; it is a file minicluster records (a
+    result.json, a rank file, a run's config or plan); or it is one of the command's inputs. A
+    typo must not cost a finished run its report, nor a report cost a run its records. Errors
+    name the flag as typed (`convert -o`), from `argv`."""
     inputs = [
         Path(p)
         for name in ("inputs", "result", "input", "dir", "results")
@@ -104,11 +120,12 @@ def check_output_files(args: object) -> None:
     )
     for flag in flags:
         path = getattr(args, flag, None)
+        shown = _as_typed(getattr(args, "command", None), flag, argv)
         if isinstance(path, os.PathLike) and os.fspath(path) == "-":
             command = getattr(args, "command", None)
             if flag in ("md", "html") and command in SUMMARY_ON_STDOUT:
                 raise InputError(
-                    f"--{flag} - (standard output): `{command}` prints its summary there; name a "
+                    f"{shown} - (standard output): `{command}` prints its summary there; name a "
                     f"file (or `minicluster report RESULT --{flag} -` after the run)"
                 )
             continue
@@ -116,20 +133,26 @@ def check_output_files(args: object) -> None:
             continue
         target = Path(path).resolve()
         if os.path.isdir(path):
-            raise InputError(f"--{flag} {path} is a directory; name a file")
+            raise InputError(f"{shown} {path} is a directory; name a file")
         if target in taken:
-            raise InputError(f"--{flag} {path} is one of this command's inputs; name another file")
+            raise InputError(f"{shown} {path} is one of this command's inputs; name another file")
         if _recorded(target):
             raise InputError(
-                f"--{flag} {path} would overwrite a file minicluster records (results, rank "
+                f"{shown} {path} would overwrite a file minicluster records (results, rank "
                 "records, a run's config or plan); name another file"
             )
         folder = target.parent
+        if not folder.exists():  # a typo'd folder (`/nonexistent/dir/x.md`) is not made silently
+            given = Path(path).parent
+            raise InputError(
+                f"{shown} {path}: folder {given} does not exist; make it first "
+                f"(mkdir -p {given}) or name a file in an existing folder"
+            )
         try:
-            probe_writable_dir(folder)  # made, as the write at the end would make it
+            probe_writable_dir(folder)  # a file can be created there, as the write will
         except OSError as e:
             raise InputError(
-                f"--{flag} {path}: cannot write in {folder}: {e.strerror or e}"
+                f"{shown} {path}: cannot write in {folder}: {e.strerror or e}"
             ) from None
 
 

@@ -1,5 +1,6 @@
 """`minicluster history add|list|show|check`: results in a SQLite database; `check` gates a result
-against the last N comparable runs (exit 1 on a regression, saying since when and by how much)."""
+against the last N comparable runs (exit 1 on a regression, saying since when and by how much;
+exit 2 when it could not judge: too short a history, or a change the runs cannot resolve)."""
 
 from __future__ import annotations
 
@@ -171,5 +172,7 @@ def check(args: argparse.Namespace) -> int:
 
     with orchestrate.stdout_may_close():
         print_check(result, orchestrate.side_console(stderr=to_stdout))
-    # a failed or interrupted candidate fails the gate as in `compare` (exit_policy: regression)
-    return code_for(["regression"] if result.gate_failed else [])
+    # a failed or interrupted candidate fails the gate as in `compare`, and so does one whose own
+    # checks failed (exit_policy: regression); a check that could not judge every gated metric
+    # is not_judged, never a pass
+    return code_for([] if result.verdict == "ok" else [result.verdict])

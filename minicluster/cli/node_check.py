@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from minicluster.cli import orchestrate
-from minicluster.core import clock
+from minicluster.core import clock, rundir
 from minicluster.core.errors import InputError, MiniclusterError
 from minicluster.result import store
 
@@ -71,8 +71,8 @@ def node_check(args: argparse.Namespace) -> int:
         orchestrate.write_output(args.md, node_check_markdown(result))
     if args.html is not None:
         orchestrate.write_output(args.html, node_check_html(result))
-    if args.out is None:
-        orchestrate.point_latest(out_dir)
+    if args.out is None:  # runs/latest stays the newest run: a node check is not one
+        orchestrate.point_latest(out_dir, rundir.LATEST_NODE_CHECK_LINK)
     with orchestrate.stdout_may_close():
         print_node_check(result, orchestrate.side_console(stderr=to_stdout))
         if not to_stdout:

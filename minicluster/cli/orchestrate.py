@@ -5,7 +5,6 @@ interface (`launchers.base`) and the run-directory rules (`result.store`).
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import gc
 import json
@@ -321,9 +320,9 @@ def _warn_kept(written: store.Written) -> None:
         )
 
 
-def point_latest(out_dir: Path) -> None:
-    """`store.point_latest`, with a warning when runs/latest could not follow."""
-    why = store.point_latest(out_dir)
+def point_latest(out_dir: Path, link: str = rundir.LATEST_LINK) -> None:
+    """`store.point_latest`, with a warning when runs/latest (or runs/`link`) could not follow."""
+    why = store.point_latest(out_dir, link)
     if why is not None:
         log.warning("%s", why)
 
@@ -425,12 +424,12 @@ def _say_where_the_result_is(out_dir: Path) -> None:
 
 def verdict_after_the_fact(result: RunResult) -> int:
     """The exit code of a result this command built without being interrupted itself (`aggregate
-    DIR`, a sweep over its runs): a run that was interrupted is status incomplete, but 130 is
-    the code of a command that was interrupted, so its result exits by what it found (3 failed,
-    1 a finding, else 0)."""
-    from minicluster.analysis.verdicts import exit_code
+    DIR`, a sweep over its runs): 130 is the code of a command that was interrupted, so an
+    interrupted run's result exits by what it found (3 failed; 1 a finding, or `incomplete`:
+    interrupted before its planned steps ran; else 0), as `watch` of it does."""
+    from minicluster.analysis.verdicts import exit_code_after_the_fact
 
-    return exit_code(dataclasses.replace(result, interrupted=False))
+    return exit_code_after_the_fact(result)
 
 
 def check_required(cfg: RunConfig) -> None:

@@ -249,9 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Isolation by group testing: all_reduce of --size bytes on groups of ranks "
         "(torch.distributed subgroups of one job), each group's busbw judged against its "
         "round's healthy groups of the same size (and --min-busbw); slow groups are split in "
-        "halves, a suspect is tested beside cleared ranks until 2 tests agree. Finds up to --k "
-        "bad ranks in a few rounds (the pairwise test needs N(N-1)/2 pairs) and says when more "
-        "than --k are bad. Prints each round and the verdict; exit 1 when a rank is named bad, "
+        "halves, a suspect is tested beside cleared ranks round after round until a sequential "
+        "probability ratio test decides (at least 4 slow tests agreeing name it bad, at least 2 "
+        "fast ones clear it; still undecided after 12 + 16 tests: UNRESOLVED, not named). Finds "
+        "up to --k bad ranks (the pairwise test needs N(N-1)/2 pairs; the rounds needed grow "
+        "with the host's noise) and says when more than --k are bad. Prints each round and the verdict; exit 1 when a rank is named bad, "
         "0 when none is. --from DIR judges a finished run's recorded rounds again.",
     )
     p.add_argument(
@@ -373,8 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
         "shared filesystem), reading only what each gained since the last refresh: per rank "
         "its last step, steps/s and p50s over its last --window steps, and how long since its "
         "last record. Ends when result.json appears or no rank file grew for --stall-after "
-        "seconds. Exit 0 healthy; 1 a rank stalled, straggling or failed; 2 bad input; 3 the "
-        "run ended failed.",
+        "seconds. Exit 0 healthy; 1 a rank stalled, straggling or failed, or the ended run's "
+        "finding (an interrupted run: incomplete); 2 bad input, or not judged yet (the recent "
+        "steps span under 5 s); 3 the run ended failed.",
     )
     p.add_argument("dir", type=Path, help="run directory (holds ranks/), or a sweep directory")
     p.add_argument(
@@ -481,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
         "z-score (log scale) and relative score; a node beyond --outlier-z on the bad side of "
         "the metric's direction is an outlier. Exit 1 when a node is an outlier on any gated "
         "metric or its node check failed, 2 when the inputs ran different jobs or no metric was "
-        "measured on enough nodes to judge.",
+        "measured on enough nodes to judge (the robust z needs 5 nodes).",
     )
     p.add_argument(
         "inputs",
@@ -703,7 +706,10 @@ def add_history_parser(sub: argparse._SubParsersAction[OneLineParser]) -> None:
         "and the new one (log scale); change points by ruptures binary segmentation, each kept "
         "when Student's t between its neighbouring levels has p < alpha; the new run is judged "
         "against the level before its own (Student's t on the runs' between-run spread), alpha "
-        "divided over the gated metrics. Fewer than 3 comparable runs: not judged (exit 0).",
+        "divided over the gated metrics. Fewer than 3 comparable runs, or a change the runs "
+        "cannot resolve (not significant yet worse by the threshold or more, or a smallest "
+        "detectable change of 3x the threshold or more): NOT JUDGED (exit 2). A candidate that "
+        "did not finish ok or whose own checks failed fails the gate (exit 1).",
     )
     q.add_argument("result", type=Path, metavar="RESULT", help="the result to check")
     db_flag(q)

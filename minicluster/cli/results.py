@@ -18,7 +18,7 @@ from minicluster.core.exit_policy import code_for
 def aggregate(args: argparse.Namespace) -> int:
     """`minicluster aggregate DIR`: re-build result.json from a run's (or a sweep's) rank files;
     the exit code is the result's verdict (`verdict_after_the_fact`: an interrupted run's result
-    exits by what it found, not 130). With threshold flags: `rejudge`."""
+    exits by what it found, not 130: 1 when it was interrupted before its planned steps ran). With threshold flags: `rejudge`."""
     overrides = {
         key.removeprefix("check_"): value
         for key, value in vars(args).items()
@@ -110,7 +110,7 @@ def rejudge(run_dir: Path, overrides: dict[str, float]) -> int:
         for line in verdict.changes(judged_before, judged_after, own, new):
             print(f"  {line}")
         # what keeps the exit non-zero (a culprit the new thresholds left), as it exits below
-        for line in verdict.remaining(dataclasses.replace(judged_after, interrupted=False)):
+        for line in verdict.remaining(judged_after):
             print(f"  {line}")
         print(f"result: {path}")
     return orchestrate.verdict_after_the_fact(judged_after)
@@ -148,7 +148,7 @@ def judge_beside(run_dir: Path, judge: Any) -> int:
     orchestrate.print_summary(path, judged)
     with orchestrate.stdout_may_close():
         print(f"minicluster: judged {run_dir} against the reference ({kept})")
-        for line in verdict.remaining(dataclasses.replace(judged, interrupted=False)):
+        for line in verdict.remaining(judged):
             print(f"  {line}")
     return orchestrate.verdict_after_the_fact(judged)
 

@@ -60,9 +60,9 @@ def _world_size(args: argparse.Namespace, text: str, cfg: RunConfig) -> int:
     best = 1
     for item in specs:
         try:
-            degrees = parse_flag(item)
+            degrees = parse_flag(item, f"--layouts {item}")
         except ConfigError as e:
-            raise InputError(f"--layouts {item}: {e}") from None
+            raise InputError(str(e)) from None
         product = 1
         for key, value in degrees.items():
             if key != "pp_schedule" and key != "pp_microbatches":
@@ -88,9 +88,9 @@ def parse_layouts(text: str, world: int) -> list[tuple[str, str]]:
                 )
             spec = named_layout(item, world) or f"dp_replicate={world}"
         try:
-            parse_flag(spec)
+            parse_flag(spec, f"--layouts {item}")
         except ConfigError as e:
-            raise InputError(f"--layouts {item}: {e}") from None
+            raise InputError(str(e)) from None
         out.append((item, spec))
     if len(out) < 2:
         raise InputError(
@@ -123,7 +123,9 @@ def sweep_layouts(args: argparse.Namespace) -> int:
     seen: dict[str, str] = {}  # layout label -> what was typed for it
     for typed, spec in specs:  # every layout checked before any rank starts
         one = config_mod.with_parallel(
-            dataclasses.replace(cfg, parallel=config_mod.ParallelSection()), spec
+            dataclasses.replace(cfg, parallel=config_mod.ParallelSection()),
+            spec,
+            f"--layouts {typed}",
         )
         one = config_mod.override(one, nproc=world, threads_per_rank=threads)
         try:

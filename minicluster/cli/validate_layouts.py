@@ -24,7 +24,7 @@ from minicluster.cli import orchestrate
 from minicluster.core import config as config_mod
 from minicluster.core import rundir
 from minicluster.core.config import RunConfig
-from minicluster.core.errors import EXIT_BAD_INPUT, InputError
+from minicluster.core.errors import EXIT_BAD_INPUT, ConfigError, InputError
 from minicluster.core.io import atomic_write_json
 from minicluster.launchers.base import Launcher
 from minicluster.result import store
@@ -129,9 +129,14 @@ def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launche
     configs: list[tuple[str, RunConfig]] = []
     for name, flag in specs:  # every layout checked before any rank starts
         one = config_mod.with_parallel(
-            dataclasses.replace(cfg, parallel=config_mod.ParallelSection()), flag
+            dataclasses.replace(cfg, parallel=config_mod.ParallelSection()),
+            flag,
+            f"--layouts {name}",
         )
-        label = config_mod.check_layout(one, world).label
+        try:
+            label = config_mod.check_layout(one, world).label
+        except ConfigError as e:  # the layout the user typed, not a --parallel they did not give
+            raise ConfigError(f"--layouts {name}: {e}") from None
         same = next((n for n, c in configs if c.parallel.layout(world).label == label), None)
         if same is not None:
             what = f"{name} is given twice" if same == name else f"{name} is {same} ({label})"
@@ -139,6 +144,7 @@ def validate_layouts(args: argparse.Namespace, cfg: RunConfig, launcher: Launche
         configs.append((name, one))
     tol = REL_TOLERANCE[cfg.run.precision]
     if args.dry_run:
+        store.check_planned_output(args.out, "layouts")  # exit 2 where the run would refuse it
         for name, one in configs:
             print(f"layout {name}: {one.parallel.layout(world).label}")
         return 0

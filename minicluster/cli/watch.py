@@ -23,7 +23,8 @@ def watch_command(run_dir: Path) -> str:
 
 def watch(args: argparse.Namespace) -> int:
     """Refresh every `--interval` seconds until the run ends or its files stop growing; exit 0
-    healthy, 1 stalled, straggling or a failed rank, 3 the run ended failed, 2 bad input."""
+    healthy, 1 stalled, straggling, a failed rank or the ended run's finding (`incomplete` for
+    an interrupted run), 2 bad input or not judged yet, 3 the run ended failed."""
     from minicluster.analysis.watcher import Watcher
 
     if args.interval <= 0:

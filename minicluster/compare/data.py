@@ -40,6 +40,7 @@ def _pair(p: PairComparison) -> dict[str, Any]:
         },
         "regressions": [r.metric for r in p.regressions],
         "unfinished": p.unfinished,
+        "own_checks_failed": p.own_failed,
         "comparability": p.comparability.to_dict() if p.comparability else None,
         "sizes": p.sizes,
         "structure": p.structure,

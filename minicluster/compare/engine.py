@@ -87,6 +87,8 @@ class PairComparison:
     geomean_excluded: dict[str, int] = field(default_factory=dict)
     # "LABEL: run status is 'failed'" for each side whose run did not finish ok
     unfinished: list[str] = field(default_factory=list)
+    # "LABEL: its own checks failed (straggler): ..." for each side whose own result named a finding
+    own_failed: list[str] = field(default_factory=list)
     # the fingerprints' field-by-field check (compare/comparability.py)
     comparability: comparability.Comparability | None = None
     # busbw per op and message size of two collective benchmarks (compare/collective_sizes.py)
@@ -127,10 +129,39 @@ class Comparison:
         return list(dict.fromkeys(u for p in self.pairs for u in p.unfinished))
 
     @property
+    def own_failed(self) -> list[str]:
+        """Inputs whose own checks failed (a straggler, a culprit, wrong numbers), each once."""
+        return list(dict.fromkeys(u for p in self.pairs for u in p.own_failed))
+
+    @property
     def gate_failed(self) -> bool:
-        """A gated regression, or an input run that did not finish ok: a gate never passes on a
-        run that failed or was interrupted, whatever its partial numbers say."""
-        return self.has_regression or bool(self.unfinished)
+        """A gated regression, an input run that did not finish ok, or one whose own checks
+        failed: a gate never passes on a run that failed or was interrupted, whatever its
+        partial numbers say, nor on one its own checks failed."""
+        return self.has_regression or bool(self.unfinished) or bool(self.own_failed)
+
+
+# verdicts of a run's own checks that its status already says (`unfinished`)
+UNFINISHED_VERDICTS = frozenset({"run_failed", "interrupted", "bad_input"})
+
+
+def own_checks_failed(rec: BenchmarkRecord) -> list[str]:
+    """The verdicts of `rec`'s own checks (exit-policy names, minicluster results only) that made
+    its own command exit 1: a straggler, a culprit, wrong numbers, a slow link, a failed
+    validation. A failed or interrupted run is said by its status instead."""
+    own = rec.details.get("own_verdicts") or []
+    return [v for v in own if v not in UNFINISHED_VERDICTS]
+
+
+def own_failed_line(rec: BenchmarkRecord) -> str | None:
+    """`LABEL: its own checks failed (straggler, culprit): FINDING; ...`, or None."""
+    names = own_checks_failed(rec)
+    if not names:
+        return None
+    found = rec.details.get("own_findings") or []
+    return f"{rec.label}: its own checks failed ({', '.join(names)})" + (
+        f": {'; '.join(found)}" if found else ""
+    )
 
 
 def compare(
@@ -235,6 +266,7 @@ def compare_pair(
         n,
         excluded,
         unfinished,
+        [line for rec in (a, b) if (line := own_failed_line(rec)) is not None],
         fit,
         sizes,
         {label: st.to_dict() for label, st in structure.items()},

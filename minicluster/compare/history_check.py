@@ -15,6 +15,13 @@ worse direction, p < alpha divided over the gated metrics (Bonferroni: one gate,
 rate), and at least the threshold. When the new run's segment already holds earlier runs, the
 regression is dated to its first run ("since"); a new level that has held for `settle` runs is
 the baseline from then on (said, not gated again).
+
+"No change" is a verdict only where the data could have seen a regression: a change that is not
+significant but is itself a regression's size (worse by the threshold or more), or that a spread
+so wide stands beside that the smallest detectable change is `INCONCLUSIVE_MDE_FACTOR` times the
+threshold or more, is inconclusive: not judged, as a check with too short a history is. Any
+gated metric not judged makes the whole check NOT JUDGED (`not_judged` in the exit-code policy,
+as `fleet` and `diagnose` use it): a gate never passes on what it could not judge.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from minicluster.compare.engine import UNFINISHED_VERDICTS
 from minicluster.compare.history import Run
 from minicluster.core import metrics as metrics_registry
 from minicluster.interop.record import BenchmarkRecord
@@ -44,6 +52,9 @@ DEFAULT_METRICS = (
 MIN_HISTORY = 3  # fewer comparable earlier runs: not judged (said), as conbench does
 DEFAULT_LAST = 30
 DEFAULT_SETTLE = 5
+# a smallest detectable change this many times the threshold or more: the check could not have
+# seen a regression of several thresholds, so "no change" would claim what it never tested
+INCONCLUSIVE_MDE_FACTOR = 3.0
 
 
 @dataclass
@@ -81,16 +92,44 @@ class CheckResult:
     changed: list[str]
     # "LABEL: run status is 'failed'" when the candidate did not finish ok (as `compare` says)
     unfinished: str | None = None
+    # the candidate's own verdicts (exit-policy names, e.g. "straggler") and findings, one line
+    # each: what its own run said of it, whatever the history says of its numbers
+    own_verdicts: list[str] = field(default_factory=list)
+    own_findings: list[str] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[MetricCheck]:
         return [m for m in self.metrics if m.verdict == "regression"]
 
     @property
+    def not_judged(self) -> list[MetricCheck]:
+        return [m for m in self.metrics if m.verdict == "not_judged"]
+
+    @property
+    def own_checks_failed(self) -> list[str]:
+        """The candidate's own verdicts that made its own command exit 1 (a straggler, wrong
+        numbers, a slow link...); a failed or interrupted run is `unfinished`."""
+        return [v for v in self.own_verdicts if v not in UNFINISHED_VERDICTS]
+
+    @property
     def gate_failed(self) -> bool:
-        """A regression, or a candidate whose run did not finish ok: the gate never passes a run
-        that failed or was interrupted, whatever its partial numbers say (as `compare`)."""
-        return bool(self.regressions) or self.unfinished is not None
+        """A regression, a candidate whose run did not finish ok, or one that failed its own
+        checks: the gate never passes a run that failed or was interrupted, whatever its partial
+        numbers say (as `compare`), nor one whose own run named a finding."""
+        return bool(self.regressions) or self.unfinished is not None or bool(self.own_checks_failed)
+
+    @property
+    def judged(self) -> bool:
+        """Every gated metric judged, against enough history: only then can the gate pass."""
+        return self.history_runs >= MIN_HISTORY and bool(self.metrics) and not self.not_judged
+
+    @property
+    def verdict(self) -> str:
+        """`regression` (the gate fails: a regression, a candidate that did not finish ok or
+        failed its own checks), `not_judged`, or `ok` (no regression in any gated metric)."""
+        if self.gate_failed:
+            return "regression"
+        return "ok" if self.judged else "not_judged"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,7 +142,11 @@ class CheckResult:
             "regression_found": bool(self.regressions),
             "regressions": [m.metric for m in self.regressions],
             "unfinished": self.unfinished,
+            "own_verdicts": self.own_verdicts,
+            "own_findings": self.own_findings,
             "gate_failed": self.gate_failed,
+            "verdict": self.verdict,
+            "not_judged": [m.metric for m in self.not_judged],
             "what_else_changed": self.changed,
             "notes": self.notes,
             "metrics": [m.to_dict() for m in self.metrics],
@@ -206,6 +249,8 @@ def check(
         notes,
         _changed(record, history),
         unfinished,
+        list(record.details.get("own_verdicts") or []),
+        list(record.details.get("own_findings") or []),
     )
 
 
@@ -287,6 +332,22 @@ def _one(
         f"{res.high_pct:+.3g}%], t p={res.p_value:.2g}"
     )
     if res.p_value >= alpha:
+        if worse and abs(res.change_pct) >= threshold_pct:
+            res.reason += (
+                f"inconclusive, not judged: a {res.change_pct:+.3g}% change, worse by more than "
+                f"the {threshold_pct:g}% threshold, that the between-run spread can neither "
+                f"confirm nor rule out ({interval}; smallest detectable change "
+                f"{res.mde_pct:.3g}%); record more runs"
+            )
+            return res
+        if res.mde_pct is not None and res.mde_pct >= INCONCLUSIVE_MDE_FACTOR * threshold_pct:
+            res.reason += (
+                f"inconclusive, not judged: the smallest change these runs could detect is "
+                f"{res.mde_pct:.3g}%, at least {INCONCLUSIVE_MDE_FACTOR:g}x the {threshold_pct:g}% "
+                f"threshold ({interval}): no change cannot be told from a regression; record "
+                "more runs"
+            )
+            return res
         res.verdict = "no_change"
         res.reason += f"~ within the between-run spread: {interval}; smallest detectable change {res.mde_pct:.3g}%"
     elif abs(res.change_pct) < threshold_pct:

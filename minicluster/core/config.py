@@ -644,17 +644,18 @@ def with_collectives(cfg: RunConfig, **fields: Any) -> RunConfig:
     return dataclasses.replace(cfg, collectives=section)
 
 
-def with_parallel(cfg: RunConfig, text: str | None) -> RunConfig:
+def with_parallel(cfg: RunConfig, text: str | None, source: str = "--parallel") -> RunConfig:
     """A copy of `cfg` with the degrees of a `--parallel dp_shard=2,tp=2` flag (None: as is);
-    degrees the flag does not name are unset (the flag gives the whole layout)."""
+    degrees the flag does not name are unset (the flag gives the whole layout). Errors name
+    `source`, the flag the text came from (`--layouts dp_shard=2;tp=0` names its layout)."""
     if text is None:
         return cfg
-    given = layout_mod.parse_flag(text)
+    given = layout_mod.parse_flag(text, source)
     keep = {
         "pp_schedule": cfg.parallel.pp_schedule,
         "pp_microbatches": cfg.parallel.pp_microbatches,
     }
-    section = _build(ParallelSection, {**keep, **given}, "parallel", "--parallel")
+    section = _build(ParallelSection, {**keep, **given}, "parallel", source)
     return dataclasses.replace(cfg, parallel=section)
 
 

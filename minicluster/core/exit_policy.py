@@ -51,6 +51,15 @@ POLICY: tuple[Verdict, ...] = (
         "status incomplete (after every rank finished: status ok, all steps kept, said so)",
     ),
     Verdict(
+        "incomplete",
+        EXIT_FAILED_CHECK,
+        "aggregate, watch, sweep (a run of the sweep)",
+        "the run read was interrupted before its planned steps ran (status incomplete): what "
+        "ran is judged and kept, but the run did not pass; the command itself was not "
+        "interrupted (130 is for that; a run interrupted after every rank finished exits by "
+        "what it found)",
+    ),
+    Verdict(
         "wrong_numbers",
         EXIT_FAILED_CHECK,
         "run, validate, collectives, aggregate, watch",
@@ -116,16 +125,20 @@ POLICY: tuple[Verdict, ...] = (
         "regression",
         EXIT_FAILED_CHECK,
         "compare, history check",
-        "a gated regression, or an input run that did not finish ok (`compare`; the candidate "
-        "of `history check`)",
+        "a gated regression, an input run that did not finish ok, or one whose own checks "
+        "failed: a straggler, a culprit, wrong numbers, ... (`compare`; the candidate of "
+        "`history check`)",
     ),
     Verdict(
         "not_judged",
         EXIT_BAD_INPUT,
-        "diagnose, fleet",
+        "diagnose, fleet, watch, history check",
         "the verdict could not be reached: a member of a process group left no Flight Recorder "
         "dump (it died before it could dump), so nothing is said of it (`diagnose`); no metric "
-        "was measured on enough nodes to judge (`fleet`)",
+        "was measured on enough nodes to judge (`fleet`: the robust z needs 5 nodes); a running "
+        "job whose recent measured steps span less than 5 s, or no step yet, and nothing found "
+        "(`watch`: not judged yet, never healthy); fewer than 3 comparable earlier runs, or a "
+        "gated metric whose change the runs cannot resolve (`history check`: NOT JUDGED)",
     ),
     Verdict(
         "bad_input",

@@ -167,8 +167,9 @@ def resolve(
     )
 
 
-def parse_flag(text: str) -> dict[str, Any]:
-    """`dp_shard=2,tp=2` (the `--parallel` flag) -> {key: value}; ConfigError on a bad item."""
+def parse_flag(text: str, source: str = "--parallel") -> dict[str, Any]:
+    """`dp_shard=2,tp=2` (the `--parallel` flag) -> {key: value}; ConfigError on a bad item,
+    naming `source` (the flag the text came from: `--layouts dp_shard=2,tp=0` for a layout)."""
     out: dict[str, Any] = {}
     for item in (p.strip() for p in text.split(",")):
         if not item:
@@ -176,16 +177,16 @@ def parse_flag(text: str) -> dict[str, Any]:
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq or not value.strip():
-            raise ConfigError(f"--parallel: {item!r} is not key=value (e.g. dp_shard=2,tp=2)")
+            raise ConfigError(f"{source}: {item!r} is not key=value (e.g. dp_shard=2,tp=2)")
         if key in out:  # `tp=2,tp=4` ran tp=4 without a word
-            raise ConfigError(f"--parallel: {key} is given twice in {text!r}")
+            raise ConfigError(f"{source}: {key} is given twice in {text!r}")
         if key == "pp_schedule":
             out[key] = value.strip()
             continue
         try:
             out[key] = int(value)
         except ValueError:
-            raise ConfigError(f"--parallel: {key} must be an integer, got {value!r}") from None
+            raise ConfigError(f"{source}: {key} must be an integer, got {value!r}") from None
     if not out:
-        raise ConfigError("--parallel is empty; e.g. --parallel dp_shard=2,tp=2")
+        raise ConfigError(f"{source} is empty; e.g. {source.split()[0]} dp_shard=2,tp=2")
     return out

@@ -34,6 +34,9 @@ PLAN_FILE = "sweep.json"
 REPEATS_FILE = "repeats.json"  # `run --repeats K`: the K run directories and their spread
 CLAIM_FILE = ".claim"
 LATEST_LINK = "latest"
+# `node-check` without --out: its own link; `latest` stays the newest run (what `compare`,
+# `report` and `aggregate` read as a run), never a node check
+LATEST_NODE_CHECK_LINK = "latest-node-check"
 RANK_FILE_GLOB = "rank_*.jsonl"
 SUMMARY_FILE_GLOB = "rank_*.summary.json"
 # What a directory holding an earlier run contains (any one is enough to refuse a new run there).
@@ -133,3 +136,35 @@ def holds_run(run_dir: Path) -> str | None:
     """The first marker of an earlier run in `run_dir` (`ranks/`, `result.json`, `sweep.json`,
     `node.json`)."""
     return next((n for n in RUN_MARKERS if (run_dir / n).exists()), None)
+
+
+def holds_runs(root: Path) -> str | None:
+    """What shows that `root` holds other runs (a runs root such as `runs/`): its `latest` link,
+    or a sub-directory that holds a run; None otherwise."""
+    if (root / LATEST_LINK).is_symlink():
+        return f"the {LATEST_LINK} link"
+    try:
+        subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return None
+    run = next((p for p in subdirs if looks_like_run(p)), None)
+    return None if run is None else f"the run {run.name}/"
+
+
+def looks_like_run(run_dir: Path) -> str | None:
+    """What shows that `run_dir` is a run (or sweep) directory a command wrote, or None: its
+    claim, rank files under `ranks/`, a plan, `node.json`, `repeats.json` or `layouts.json`, or
+    `result.json` beside `config.json`. Stricter than `holds_run`: a lone `result.json` (a
+    converted file in a project folder) does not make the folders under it an earlier run's."""
+    if (run_dir / CLAIM_FILE).is_file():
+        return CLAIM_FILE
+    ranks = run_dir / RANKS_DIR
+    if ranks.is_dir() and any(ranks.glob(RANK_FILE_GLOB)):
+        return f"{RANKS_DIR}/ with rank files"
+    found = next(
+        (n for n in (PLAN_FILE, NODE_FILE, REPEATS_FILE, LAYOUTS_FILE) if (run_dir / n).is_file()),
+        None,
+    )
+    if found is None and (run_dir / RESULT_FILE).is_file() and (run_dir / CONFIG_FILE).is_file():
+        found = f"{RESULT_FILE} and {CONFIG_FILE}"
+    return found

@@ -10,6 +10,7 @@ from typing import Any
 from minicluster.core import rundir
 from minicluster.core.errors import InputError
 from minicluster.interop.record import FORMATS, BenchmarkRecord, check_physical
+from minicluster.result.node_check import is_node_check
 
 MAX_INPUT_BYTES = 512 * 1024**2  # a result larger than this is not something we were written for
 # A GitHub table's delimiter row, outer pipes optional: `|---|:--:|` or `--- | ---`.
@@ -73,6 +74,7 @@ def sniff(text: str, path: Path) -> tuple[str, Any]:
             return "trackiq", data
         if "completed" in data and any(k in data for k in ("request_throughput", "mean_ttft_ms")):
             return "vllm", data
+        refuse_node_check(data, path)
         raise InputError(
             f"{path}: JSON of an unknown format (not a minicluster result, TrackIQ result, "
             "vLLM benchmark_serving or SGLang bench_serving output); use --format to force one"
@@ -80,6 +82,17 @@ def sniff(text: str, path: Path) -> tuple[str, Any]:
     if stripped.startswith("#") or "\n|" in text or _TABLE_DELIMITER.search(text):
         return "markdown", text
     raise InputError(f"{path}: unknown format; use --format {'|'.join(FORMATS)}")
+
+
+def refuse_node_check(data: Any, path: Path) -> None:
+    """InputError saying what a node-check result is and where it is read (`fleet`, `report`),
+    for a command that reads run results."""
+    if is_node_check(data):
+        raise InputError(
+            f"{path}: a minicluster node-check result (`minicluster node-check`), not a run: "
+            "node checks are compared with `minicluster fleet RESULT...` (one per node), one is "
+            "shown with `minicluster report`"
+        )
 
 
 def split_selector(path: Path) -> tuple[Path, int | None]:
@@ -123,6 +136,7 @@ def load_runs(path: Path, fmt: str | None = None) -> list[BenchmarkRecord]:
         content = parse_json(text, path)
         if not isinstance(content, dict):
             raise InputError(f"{path}: expected a JSON object at the top level")
+        refuse_node_check(content, path)
     else:
         raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     # a run is named by its directory; through a link (`runs/latest`), by the run it points at

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from minicluster.analysis.verdicts import verdicts
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.coverage import Coverage
 from minicluster.core.metrics import MetricValue
@@ -84,6 +85,10 @@ def to_record(result: RunResult, label: str) -> BenchmarkRecord:
             "seq_len": wl.seq_len,
             "steps_measured": steps_measured,
             "run_status": result.status,
+            # what the run's own checks said (its exit-policy verdicts and findings): a gate
+            # names them beside what it says of the numbers
+            "own_verdicts": verdicts(result),
+            "own_findings": _own_findings(result),
             "collective_sizes": [r.to_json() for r in result.collectives.results]
             if collectives and result.collectives is not None
             else None,
@@ -92,6 +97,23 @@ def to_record(result: RunResult, label: str) -> BenchmarkRecord:
         unknown={str(k): str(v) for k, v in unknown.items()},
         fingerprint=fingerprint.of_result(result.to_json()),
     )
+
+
+def _own_findings(result: RunResult) -> list[str]:
+    """One line per finding of the run's own checks: detected faults (a straggler, a slow link,
+    diverged replicas), culprits, a failed validation."""
+    out = [
+        f"{d.kind} rank {d.rank if d.rank is not None else 'n/a'}"
+        + (f": {d.evidence}" if d.evidence else "")
+        for d in result.faults.detected
+    ]
+    out += [
+        c.summary or f"culprit rank {c.rank}: cost the run {c.cost_pct:.0f}% ({c.kind})"
+        for c in result.culprits or []
+    ]
+    if result.validation is not None and result.validation.passed is False:
+        out.append(f"validation failed: {result.validation.reason or 'see its checks'}")
+    return out
 
 
 def _energy_coverage(telemetry: Telemetry | None) -> Coverage | None:

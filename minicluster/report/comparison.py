@@ -206,6 +206,8 @@ def print_comparison(c: Comparison, console: Console | None = None) -> None:
         console.print(f"regressions beyond {c.threshold_pct:g}%: {escape(regs)}")
         for u in p.unfinished:
             console.print(f"[red]gate failed:[/red] {escape(u)} (a run that did not finish ok)")
+        for u in p.own_failed:
+            console.print(f"[red]gate failed:[/red] {escape(u)}")
 
 
 _SIZE_COLUMNS = ("op", "size", "busbw A (GB/s)", "busbw B (GB/s)", "% delta", "verdict")
@@ -278,6 +280,7 @@ def to_markdown(c: Comparison) -> str:
         out += [
             f"- gate failed: {_md_escape(u)} (a run that did not finish ok)" for u in p.unfinished
         ]
+        out += [f"- gate failed: {_md_escape(u)}" for u in p.own_failed]
         out.append("")
     out.append(
         "`?` = percent undefined (baseline 0); `~` = difference not significant or within the "
@@ -307,6 +310,7 @@ def to_html(c: Comparison) -> str:
             f"<p class='warning'>gate failed: {e(u)} (a run that did not finish ok)</p>"
             for u in p.unfinished
         ]
+        parts += [f"<p class='warning'>gate failed: {e(u)}</p>" for u in p.own_failed]
         plot = comparison_plot([r.to_dict() for r in p.rows], title=_title(p))
         if plot is not None:
             parts.append(figure(plot))

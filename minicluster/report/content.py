@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from minicluster.analysis.verdicts import after_the_fact
 from minicluster.core.units import bytes_to_mib
 from minicluster.report import pairwise, scaling_text, sections
 from minicluster.report.node_table import nodes_table
 from minicluster.report.text import (
     TextTable,
+    completion,
     fmt_num,
+    headline,
+    job_links,
     node_count,
     node_label,
     platform_rows,
@@ -28,7 +32,10 @@ class RunView:
     """The sections of a run report, in the order every renderer shows them."""
 
     title: str
-    status: str
+    status: str  # the result's `status` (ok, failed, incomplete): how far the run got
+    headline: str  # the verdict, first in every header: `ok`, `STRAGGLER`, `FAILED validation`
+    headline_class: str  # ok, incomplete or failed: how a renderer colours the headline
+    completion: str  # the kind and its status in words: run finished, sweep incomplete, run failed
     verdict: str | None  # one line naming what failed and where (the pairwise test's), or None
     summary: TextTable
     sections: list[TextTable]  # what a sweep or a collectives run adds (scaling, bandwidth tables)
@@ -51,9 +58,13 @@ def run_view(result: RunResult, max_rank_rows: int | None = None) -> RunView:
     the slowest median step, and says how many it left out (the nodes table likewise).
     """
     pw = result.pairwise
+    found = after_the_fact(result)  # what was found; `completion` says whether it was interrupted
     return RunView(
         title=f"minicluster {result.kind} {result.run_id}",
         status=str(result.status),
+        headline=headline(found),
+        headline_class="ok" if not found else "incomplete" if found == ["incomplete"] else "failed",
+        completion=f"{_noun(result)} {completion(str(result.status), result.interrupted)}",
         verdict=pw.verdict if pw is not None and pw.verdict else _verdict(result),
         summary=_summary(result),
         sections=_sections(result, max_rank_rows),
@@ -68,6 +79,16 @@ def run_view(result: RunResult, max_rank_rows: int | None = None) -> RunView:
         validation=_validation(result),
         errors=[str(e) for e in result.errors],
     )
+
+
+def _noun(result: RunResult) -> str:
+    """What ran, as the header's completion names it: run, sweep, benchmark, link test, search."""
+    return {
+        "sweep": "sweep",
+        "collectives": "benchmark",
+        "pairwise": "link test",
+        "isolate": "search",
+    }.get(str(result.kind), "run")
 
 
 def _sections(result: RunResult, max_rows: int | None = None) -> list[TextTable]:
@@ -104,7 +125,7 @@ def _summary(result: RunResult) -> TextTable:
     steps = steps if isinstance(steps, dict) else {}  # `config` is free-form in the schema
     rows = [
         ["run id", str(result.run_id)],
-        ["status", str(result.status)],
+        ["run", f"{completion(str(result.status), result.interrupted)} (status {result.status})"],
         ["created at (UTC)", text(result.created_at)],
         ["world size", f"{text(result.world_size)} ranks on {node_count(result)} node(s)"],
         ["launcher / backend", f"{result.launcher} / {text(result.backend)}"],
@@ -241,7 +262,12 @@ def _verdict(result: RunResult) -> str | None:
         parts.append(c.summary or f"rank {c.rank} cost the run {c.cost_pct:.0f}%: {c.kind}")
     for d in result.faults.detected:
         evidence = f": {d.evidence}" if d.evidence else ""
-        parts.append(f"{d.kind} rank {_fault_rank(d)}{evidence}")
+        where = (
+            job_links(result.world_size)
+            if d.rank is None and not d.ranks
+            else f"rank {_fault_rank(d)}"
+        )
+        parts.append(f"{d.kind} {where}{evidence}")
     v = result.validation
     if v is not None and v.passed is False:
         parts.append(f"validation FAILED: {v.reason or 'see the checks'}")
@@ -304,7 +330,12 @@ def _faults(result: RunResult) -> TextTable:
             details = "; ".join(
                 str(fields[k]) if k == "evidence" else f"{k}={text(fields[k])}" for k in rest
             )
-            table.rows.append([side, text(f.kind), _fault_rank(f), text(f.step), details])
+            where = (
+                job_links(result.world_size).removeprefix("on ")  # a job link finding: not "n/a"
+                if side == "detected" and f.rank is None and not getattr(f, "ranks", None)
+                else _fault_rank(f)
+            )
+            table.rows.append([side, text(f.kind), where, text(f.step), details])
             if side == "detected":
                 table.highlight.add(len(table.rows) - 1)
     return table

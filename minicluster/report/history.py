@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
+from minicluster.compare.history_check import MIN_HISTORY
 from minicluster.report import svg
 from minicluster.report.terminal import make_console, print_fitted
 from minicluster.report.text import TextTable
@@ -28,19 +29,47 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{v:+.2f}%"
 
 
+def headline(r: CheckResult) -> str:
+    """The check's verdict in one line: FAILED / REGRESSION / NOT JUDGED (with why) / no
+    regression, and how many comparable runs it stood against."""
+    against = f"(against {r.history_runs} comparable runs)"
+    if r.unfinished is not None:
+        return (
+            f"history check {r.candidate}: FAILED: {r.unfinished.split(': ', 1)[-1]}, a run "
+            f"that did not finish ok never passes the gate {against}"
+        )
+    parts = []
+    if r.regressions:
+        parts.append(f"REGRESSION on {', '.join(m.metric for m in r.regressions)}")
+    if r.own_checks_failed:
+        parts.append(
+            f"FAILED its own checks ({', '.join(r.own_checks_failed)}): a run whose own checks "
+            "failed never passes the gate"
+        )
+    if not r.judged:
+        parts.append(f"NOT JUDGED: {_not_judged_why(r)}")
+    if parts:
+        return f"history check {r.candidate}: {'; '.join(parts)} {against}"
+    return f"history check {r.candidate}: no regression {against}"
+
+
+def _not_judged_why(r: CheckResult) -> str:
+    if r.history_runs < MIN_HISTORY:
+        return f"{r.history_runs} comparable earlier run(s), at least {MIN_HISTORY} needed"
+    if not r.metrics:
+        return "no gated metric measured in the candidate"
+    names = ", ".join(m.metric for m in r.not_judged)
+    return f"{names} could not be judged (inconclusive, or too few runs with it: see below)"
+
+
 def print_check(r: CheckResult, console: Console | None = None) -> None:
     console = console or make_console()
-    regs = r.regressions
-    if r.unfinished is not None:
-        head = (
-            f"history check {r.candidate}: FAILED: {r.unfinished.split(': ', 1)[-1]}, a run "
-            "that did not finish ok never passes the gate"
-        )
-    elif regs:
-        head = f"history check {r.candidate}: REGRESSION on {', '.join(m.metric for m in regs)}"
-    else:
-        head = f"history check {r.candidate}: no regression"
-    console.print(f"[bold]{escape(head)}[/bold] (against {r.history_runs} comparable runs)")
+    console.print(f"[bold]{escape(headline(r))}[/bold]")
+    if r.own_verdicts or r.own_findings:
+        own = ", ".join(r.own_verdicts) or "none"
+        console.print(f"candidate's own verdict: {escape(own)}")
+        for line in r.own_findings:
+            console.print(f"  candidate's own finding: {escape(line)}")
     # The verdict and the change first: a narrow terminal leaves out the last columns whole.
     table = TextTable(
         "Metrics against the history",
@@ -129,6 +158,7 @@ def history_html(r: CheckResult) -> str:
         '<html lang="en"><head><meta charset="utf-8"><title>minicluster history check</title>',
         f"<style>{PAGE_CSS}</style></head><body>",
         f"<h1>History check of {e(r.candidate)}</h1>",
+        f"<p class='verdict'>{e(headline(r))}</p>",
         f"<p class='verdict'>regressions: {e(regs)} (against {r.history_runs} comparable runs; "
         f"threshold {r.threshold_pct:g}%, alpha {r.alpha:g} split over {len(r.metrics)} metrics)</p>",
     ]
@@ -137,6 +167,7 @@ def history_html(r: CheckResult) -> str:
             f"<p class='verdict'>FAILED: {e(r.unfinished)}: a run that did not finish ok never "
             "passes the gate</p>"
         )
+    parts += [f"<p class='note'>candidate's own finding: {e(f)}</p>" for f in r.own_findings]
     parts += [f"<p class='note'>changed: {e(c)}</p>" for c in r.changed]
     parts += [f"<p class='note'>note: {e(n)}</p>" for n in r.notes]
     for m in r.metrics:

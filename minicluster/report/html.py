@@ -90,7 +90,6 @@ def figure(p: Plot) -> str:
 def render_html(result: RunResult) -> str:
     """The HTML report of a run result: one file, inline CSS and SVG, readable without JavaScript."""
     view: RunView = run_view(result)
-    status = escape(view.status)
     plots = run_plots(result)
     # The plot that answers the command's question comes right after the verdict: a sweep's
     # efficiency and where it went (with the why lines), a pairwise test's heat map.
@@ -103,7 +102,8 @@ def render_html(result: RunResult) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(view.title)}</title><style>{PAGE_CSS}{STRIP_CSS}</style></head><body>",
         f"<h1>{escape(view.title)}</h1>",
-        f'<p>Status <span class="status status-{status}">{status}</span></p>',
+        f'<p>Verdict <span class="status status-{view.headline_class}">'
+        f"{escape(view.headline)}</span> ({escape(view.completion)})</p>",
         f'<p class="verdict">{escape(view.verdict)}</p>' if view.verdict else "",
         _why(first, view),
         *(figure(p) for p in lead),

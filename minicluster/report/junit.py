@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from minicluster.report.content import straggler_sentence
+from minicluster.report.text import job_links
 from minicluster.result.model import FaultKind, RunResult
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ def compare_cases(c: Comparison) -> list[Case]:
                 outcome = "passed"
             out.append(Case(cls, r.metric, outcome, f"{r.verdict}: {r.reason}"))
         out += [Case(cls, "run status", "failure", u) for u in p.unfinished]
+        out += [Case(cls, "own checks", "failure", u) for u in p.own_failed]
     return out
 
 
@@ -86,7 +88,12 @@ def run_cases(result: RunResult, exit_code: int) -> list[Case]:
         out.append(Case(cls, f"rank {rank}", "failure", f"rank {rank} failed (see status)"))
     detected = result.faults.detected
     for d in detected:
-        name = f"{d.kind} rank {d.rank}"
+        if d.rank is not None:
+            name = f"{d.kind} rank {d.rank}"
+        elif d.ranks:
+            name = f"{d.kind} ranks {', '.join(map(str, d.ranks))}"
+        else:  # a slow link the all-reduce's busbw found (was "slow_link rank None")
+            name = f"{d.kind} {job_links(result.world_size)}"
         out.append(Case(cls, name, "failure", str(d.evidence or d.to_json())))
     named = {d.rank for d in detected if d.fault_kind is FaultKind.STRAGGLER}
     for s in result.stragglers:
@@ -159,6 +166,9 @@ def history_cases(r: CheckResult) -> list[Case]:
     out = []
     if r.unfinished is not None:
         out.append(Case(f"history.{r.candidate}", "run status", "failure", r.unfinished))
+    if r.own_checks_failed:
+        why = "; ".join(r.own_findings) or ", ".join(r.own_checks_failed)
+        out.append(Case(f"history.{r.candidate}", "own checks", "failure", why))
     for m in r.metrics:
         outcome: Outcome = (
             "failure"

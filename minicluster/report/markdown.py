@@ -55,7 +55,7 @@ def render_markdown(result: RunResult) -> str:
     """The Markdown report of a run result."""
     view: RunView = run_view(result)
     lines = [f"# {md_escape(view.title)}", ""]
-    lines += [f"Status: **{md_escape(view.status)}**", ""]
+    lines += [f"Verdict: **{md_escape(view.headline)}** ({md_escape(view.completion)})", ""]
     if view.verdict:
         lines += [f"**{md_escape(view.verdict)}**", ""]
     lines += table_lines(view.summary, emphasise=False)

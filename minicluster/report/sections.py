@@ -7,6 +7,7 @@ from minicluster.core.collective_defs import BUSBW_FACTOR_TEXT, COUNT_MEANING, S
 from minicluster.core.units import bytes_to_mib
 from minicluster.report.text import (
     TextTable,
+    completion,
     fmt_num,
     node_count,
     platform_rows,
@@ -183,7 +184,7 @@ def collectives_summary(result: RunResult) -> TextTable:
     iters = (coll.warmup_iters, coll.iters) if coll is not None else (None, None)
     rows = [
         ["run id", str(result.run_id)],
-        ["status", str(result.status)],
+        ["run", f"{completion(str(result.status), result.interrupted)} (status {result.status})"],
         ["created at (UTC)", text(result.created_at)],
         ["world size", f"{result.world_size} ranks on {node_count(result)} node(s)"],
         ["launcher / backend", f"{result.launcher} / {text(result.backend)}"],

@@ -129,12 +129,12 @@ def print_run_summary(result: RunResult, console: Console | None = None) -> None
     console = console or make_console()
     view = run_view(result, max_rank_rows=TERMINAL_MAX_RANK_ROWS)
     wl = result.workload
-    color = _STATUS_COLOR.get(view.status, "white")
+    color = _STATUS_COLOR.get(view.headline_class, "white")
     batch = f" (global batch {wl.global_batch})" if wl.global_batch is not None else ""
     console.print(
         f"[bold]minicluster[/bold] {result.kind} [cyan]{escape(result.run_id)}[/cyan]  "
-        "status "
-        f"[{color}]{escape(view.status)}[/{color}]  {text(result.world_size)} ranks on "
+        f"[bold {color}]{escape(view.headline)}[/bold {color}]  "
+        f"({escape(view.completion)})  {text(result.world_size)} ranks on "
         f"{node_count(result)} node(s), backend {escape(text(result.backend))}, "
         + (f"layout {escape(layout_text(result))}, " if result.layout is not None else "")
         + f"workload {escape(wl.name)}{batch}",

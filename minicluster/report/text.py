@@ -56,6 +56,47 @@ def text(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
+# What each verdict (`core.exit_policy`) reads as in a report's header: the first words a
+# reader sees are the verdict, not the result's `status` (which says how far the run got).
+VERDICT_WORDS = {
+    "bad_input": "BAD INPUT",
+    "run_failed": "FAILED",
+    "incomplete": "INCOMPLETE",
+    "wrong_numbers": "WRONG NUMBERS",
+    "validation_failed": "FAILED validation",
+    "slow_link": "SLOW LINK",
+    "pairs_not_judged": "NOT JUDGED",
+    "straggler": "STRAGGLER",
+    "culprit": "CULPRIT",
+    "below_reference": "BELOW REFERENCE",
+}
+
+
+def headline(verdicts: list[str]) -> str:
+    """The verdict as a header says it: `ok`, or each finding in the policy's words
+    (`FAILED validation, WRONG NUMBERS`)."""
+    words = [VERDICT_WORDS.get(v, v.upper()) for v in verdicts]
+    return ", ".join(dict.fromkeys(words)) if words else "ok"
+
+
+def completion(status: str, interrupted: bool | None) -> str:
+    """How far the run got, apart from its verdict: the result's `status` in words."""
+    if status == "ok":
+        return "finished"
+    if status == "incomplete":
+        return "incomplete: interrupted" if interrupted else "incomplete"
+    return str(status)
+
+
+def job_links(world_size: int | None) -> str:
+    """Where a slow link is when its evidence (the gradient all-reduce's busbw) names no rank:
+    with 2 ranks the one link there is, else the job's links, which one not known."""
+    if world_size == 2:
+        return "on the link between ranks 0 and 1"
+    among = f" of ranks 0-{world_size - 1}" if world_size else ""
+    return f"on one of the links{among} (the all-reduce does not tell which)"
+
+
 def node_count(result: RunResult) -> str:
     """How many nodes ran the job: the per-node section's length (1.2), or the count results
     before 1.2 (and results converted from other formats) hold instead."""

@@ -15,7 +15,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from minicluster.report.text import ellipsize, fmt_num
+from minicluster.report.text import completion, ellipsize, fmt_num, headline, job_links
 
 COLLAPSE_ABOVE = 32
 SHOWN_WHEN_COLLAPSED = 16
@@ -28,9 +28,8 @@ def view(snap: dict[str, Any]) -> RenderableType:
     """The whole live view: header, what is wrong, the rank table (and the node summary)."""
     parts: list[RenderableType] = [_header(snap)]
     parts += [Text(line, style=style) for line, style in problem_lines(snap)]
-    check = snap.get("straggler_check")
-    if check and not check["applied"] and snap["state"] == "running":
-        parts.append(Text(f"stragglers not judged yet: {check['reason']}", style="dim"))
+    if snap.get("not_judged"):
+        parts.append(Text(f"not judged yet: {snap['not_judged']}", style="yellow"))
     rows = {r["rank"]: r for r in snap["ranks"]}
     collapsed = len(rows) > COLLAPSE_ABOVE
     if collapsed:
@@ -58,6 +57,8 @@ def view(snap: dict[str, Any]) -> RenderableType:
 def status_line(snap: dict[str, Any]) -> str:
     """One line per refresh (for a piped output): time, progress, what is wrong."""
     wrong = [line for line, _ in problem_lines(snap)]
+    if not wrong and snap.get("not_judged"):
+        wrong = [f"not judged yet ({snap['not_judged']})"]
     return f"{snap['taken_at'][11:19]} {_progress_text(snap)} | " + (
         "; ".join(wrong) if wrong else "healthy"
     )
@@ -73,14 +74,27 @@ def final_lines(snap: dict[str, Any]) -> list[str]:
             f"result.json: stopped watching (exit {snap['exit_code']})"
         ]
     what = "sweep" if sweep else "run"
-    lines = [f"watch: the {what} ended: status {ended['status']} (exit {snap['exit_code']})"]
+    lines = [f"watch: the {what} ended: {_ended_verdict(ended, what)} (exit {snap['exit_code']})"]
     if ended["failed_ranks"]:
         lines.append(f"  failed ranks: {', '.join(map(str, ended['failed_ranks']))}")
     for fault in ended["faults_detected"]:
         step = f" at step {fault['step']}" if fault.get("step") is not None else ""
-        lines.append(f"  detected: {fault['kind']} rank {fault['rank']}{step}: {fault['evidence']}")
+        if fault.get("rank") is not None:
+            where = f"rank {fault['rank']}"
+        elif fault.get("ranks"):
+            where = "ranks " + ", ".join(map(str, fault["ranks"]))
+        else:
+            where = job_links(snap.get("world_size"))
+        lines.append(f"  detected: {fault['kind']} {where}{step}: {fault['evidence']}")
     lines += [f"  error: {_cut(e)}" for e in ended["errors"]]
     return lines
+
+
+def _ended_verdict(ended: dict[str, Any], what: str = "run") -> str:
+    """The ended run's verdict first, then how far it got: `SLOW LINK (run finished)`."""
+    verdicts = ended.get("verdicts") or []
+    done = completion(ended["status"], "incomplete" in verdicts)
+    return f"{headline(verdicts)} ({what} {done})"
 
 
 def problem_lines(snap: dict[str, Any]) -> list[tuple[str, str]]:
@@ -166,9 +180,12 @@ def _header(snap: dict[str, Any]) -> Text:
     )
     head.append(_progress_text(snap))
     if snap["state"] == "ended":
-        head.append(f"  ended: {snap['ended']['status']}", style="bold")
+        ended = snap["ended"]
+        head.append(f"  ended: {_ended_verdict(ended)}", style="bold")
     elif snap["healthy"] and snap["state"] == "running":
         head.append("  healthy", style="green")
+    elif not snap["problems"] and snap.get("not_judged"):
+        head.append("  not judged yet (see below)", style="yellow")
     return head
 
 

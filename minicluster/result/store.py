@@ -101,9 +101,11 @@ def claim(out_dir: Path, run_id: str, what: str = "run", job: str | None = None)
                 f.write(owner)
         finally:
             os.unlink(tmp)
+        _OWN.add(out_dir.resolve())
     except FileExistsError:
         taken = _claim_owner(out_dir)
         if job is not None and taken.get("job") == job:
+            _OWN.add(out_dir.resolve())
             return
         raise InputError(
             f"output directory {out_dir} is taken by {_owner_text(out_dir)}: give a new "
@@ -120,11 +122,30 @@ def ensure_new_run_dir(out_dir: Path, what: str = "run") -> None:
     ensure_writable(out_dir)
 
 
+# Directories this process claimed (resolved): a command's own runs inside them (a node check's
+# collectives, a repeat's rI) are not "inside an earlier run".
+_OWN: set[Path] = set()
+
+
 def _refuse_earlier_run(out_dir: Path, what: str) -> None:
-    """InputError when `out_dir` holds an earlier run (or, for a sweep, anything)."""
+    """InputError when `out_dir` holds an earlier run (or, for a sweep, anything), lies inside an
+    earlier run's directory, or holds other runs (a runs root: `latest`, or a run in a
+    sub-directory): its files would mix with theirs, or `runs/latest` would move into them."""
     taken = rundir.holds_run(out_dir)
     if taken:
         why = f"already holds {taken} of an earlier run"
+    elif (inside := _earlier_run_above(out_dir)) is not None:
+        run, marker = inside
+        shown = run if out_dir.is_absolute() else Path(os.path.relpath(run))
+        raise InputError(
+            f"output directory {out_dir} is inside the earlier run {shown} (it holds {marker}): "
+            f"give an --out outside it for this {what}"
+        )
+    elif (held := rundir.holds_runs(out_dir)) is not None:
+        raise InputError(
+            f"output directory {out_dir} holds other runs ({held}): give a new directory for "
+            f"this {what} (e.g. {out_dir / 'NAME'})"
+        )
     elif what == "sweep" and out_dir.is_dir() and any(out_dir.iterdir()):
         why = "is not empty (a sweep makes one directory per run in it)"
     else:
@@ -132,6 +153,18 @@ def _refuse_earlier_run(out_dir: Path, what: str) -> None:
     raise InputError(
         f"output directory {out_dir} {why}: give a new --out for this {what}, or remove it"
     )
+
+
+def _earlier_run_above(out_dir: Path) -> tuple[Path, str] | None:
+    """The nearest directory above `out_dir` that holds a run (and the marker found there),
+    stopping at a directory this process claimed itself; None when there is none."""
+    for parent in out_dir.resolve().parents:
+        if parent in _OWN:
+            return None
+        marker = rundir.looks_like_run(parent)
+        if marker is not None:
+            return parent, marker
+    return None
 
 
 def ensure_writable(out_dir: Path) -> None:
@@ -144,10 +177,11 @@ def ensure_writable(out_dir: Path) -> None:
         raise InputError(f"output directory {out_dir} is not writable: {e.strerror or e}") from None
 
 
-def point_latest(out_dir: Path) -> str | None:
-    """Make runs/latest point at this run (replaced atomically); why it could not, or None."""
-    latest = out_dir.parent / rundir.LATEST_LINK
-    tmp = out_dir.parent / f".latest-{os.getpid()}"
+def point_latest(out_dir: Path, link: str = rundir.LATEST_LINK) -> str | None:
+    """Make runs/latest (or runs/`link`) point at this run (replaced atomically); why it could
+    not, or None."""
+    latest = out_dir.parent / link
+    tmp = out_dir.parent / f".{link}-{os.getpid()}"
     try:
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(out_dir.name)

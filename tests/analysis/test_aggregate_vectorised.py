@@ -85,13 +85,18 @@ def test_accounting_matrices_and_medians_equal_the_loops(tmp_path: Path, crashed
     records = _run(tmp_path, crashed)
     table = StepTable(records, 24)
     ranks = sorted(table.records, key=lambda r: r.rank)
-    _same(
-        accounting.field_matrices([r.columns for r in ranks], table.indices),
-        _old_mats(ranks, table.indices),
-    )
+    mats = accounting.field_matrices([r.columns for r in ranks], table.indices)
+    _same(mats, _old_mats(ranks, table.indices))
+    # every rank's columnar file read: views of the columns, no copy (a crashed rank: copies)
+    assert all(m.flags.writeable == crashed for m in mats.values())
     acc = accounting.account(records, table)
     assert acc.n > 8
     assert accounting.per_rank_medians(acc) == _old_medians(acc)
+    top2 = np.sort(acc.own, axis=0)[-2:]  # as the lateness was taken before one partition
+    np.testing.assert_array_equal(acc.lateness, top2[1] - top2[0])
+    np.testing.assert_array_equal(acc.last, np.argmax(acc.own, axis=0))
+    np.testing.assert_array_equal(acc.wait, acc.own.max(axis=0)[None, :] - acc.own)
+    np.testing.assert_array_equal(acc.transfer, acc.accounted - acc.own.max(axis=0))
 
 
 def test_a_step_recorded_twice_reads_its_last_record() -> None:
@@ -407,3 +412,26 @@ def test_the_step_table_views_the_columnar_buffers_and_equals_the_journals(
     assert journals.m["compute_ms"].flags.owndata
     for k in StepTable.KEYS:
         np.testing.assert_array_equal(columnar.m[k], journals.m[k], err_msg=k)
+
+
+def test_first_at_the_max_or_min_is_argmax_or_argmin_with_ties() -> None:
+    rng = np.random.default_rng(3)
+    m = rng.integers(0, 3, (9, 400)).astype(float)  # ties in most columns
+    np.testing.assert_array_equal(accounting.first_at(m, m.max(axis=0)), np.argmax(m, axis=0))
+    np.testing.assert_array_equal(accounting.first_at(m, m.min(axis=0)), np.argmin(m, axis=0))
+
+
+def test_columns_every_rank_holds_alike_are_held_once(tmp_path: Path) -> None:
+    """Read from the columnar files, a field every rank recorded alike (the step numbers, the
+    all-null comm_reason, the generator's constant bytes) is one array for all ranks, a measured
+    one (compute_ms) each rank's own row; a crashed rank read from its journal has its own."""
+    records = _run(tmp_path, crashed=True)
+    alike = [r for r in records if r.rank != 7]
+    for key in ("step", "warmup", "comm_reason", "comm_bytes", "buckets"):
+        assert all(r.columns[key] is alike[0].columns[key] for r in alike), key
+        assert records[7].columns[key] is not alike[0].columns[key]
+    assert alike[0].columns["compute_ms"] is not alike[1].columns["compute_ms"]
+    table = StepTable(records, 24)
+    assert table.m["comm_bytes"].strides[0] != 0  # rank 7's row is its own: a copy
+    full = StepTable(alike, 24)
+    assert full.m["comm_bytes"].strides[0] == 0  # one row for every rank, no copy

@@ -119,20 +119,20 @@ def test_a_failed_node_check_is_named_and_left_out_of_the_distribution() -> None
     assert "1 node check(s) failed: node6" in report["verdict"]
 
 
-def _multinode(nodes_as_list: bool) -> dict[str, Any]:
-    """One 8-rank result on 4 hosts, two ranks each, made from a real 2-rank result; host
+def _multinode(nodes_as_list: bool, hosts: int = 4) -> dict[str, Any]:
+    """One result on `hosts` hosts, two ranks each, made from a real 2-rank result; host
     h2's ranks compute 10x longer."""
     _, r = _load(1)
     r = copy.deepcopy(r)
     template = r["ranks"][0]
     ranks = []
-    for rank in range(8):
+    for rank in range(2 * hosts):
         e = copy.deepcopy(template)
         e.update(rank=rank, hostname=f"h{rank // 2}", local_rank=rank % 2)
         if rank // 2 == 2:
             e["compute_ms_median"] *= 10
         ranks.append(e)
-    r.update(ranks=ranks, world_size=8, run_id="multi")
+    r.update(ranks=ranks, world_size=2 * hosts, run_id="multi")
     if nodes_as_list:  # schema 1.2: the node's own medians win over its ranks'
         r["nodes"] = [
             {
@@ -145,20 +145,22 @@ def _multinode(nodes_as_list: bool) -> dict[str, Any]:
                 "performance_score": None,
                 "compute_ms_median": 50.0 if k == 3 else 5.0 + 0.1 * k,
             }
-            for k in range(4)
+            for k in range(hosts)
         ]
     else:
-        r["nodes"] = 4
+        r["nodes"] = hosts
     validate_result(r)
     return r
 
 
 @pytest.mark.parametrize("nodes_as_list", [False, True])
 def test_one_multi_node_result_is_split_by_node(nodes_as_list: bool) -> None:
-    report = fleet([("multi.json", _multinode(nodes_as_list))])
+    report = fleet([("multi.json", _multinode(nodes_as_list, hosts=5))])
     assert report["mode"] == "one multi-node result"
     labels = [n["label"] for n in report["nodes"]]
-    expected = [f"node {k} (h{k})" for k in range(4)] if nodes_as_list else ["h0", "h1", "h2", "h3"]
+    expected = (
+        [f"node {k} (h{k})" for k in range(5)] if nodes_as_list else [f"h{k}" for k in range(5)]
+    )
     assert sorted(labels) == expected
     compute = next(m for m in report["metrics"] if m["name"] == "compute_ms")
     assert compute["outliers"] == [expected[3] if nodes_as_list else expected[2]]
@@ -166,6 +168,19 @@ def test_one_multi_node_result_is_split_by_node(nodes_as_list: bool) -> None:
     assert busbw["n"] == 0 and "fewer than 3" in busbw["reason"]
     row = next(n for n in report["nodes"] if n["label"] == expected[0])
     assert "no per-node value" in row["values"]["busbw_gbps"]["reason"]
+
+
+def test_four_nodes_are_not_judged_by_the_robust_z() -> None:
+    """Over 3 or 4 values the MAD is one or two other nodes' distances, not a spread: the z rule
+    judges nothing and says how many nodes it needs (even beside a 10x node: exit 2, the node
+    named by its own checks or --reference only)."""
+    report = fleet([("multi.json", _multinode(False, hosts=4))])
+    compute = next(m for m in report["metrics"] if m["name"] == "compute_ms")
+    assert compute["outliers"] == [] and not compute["gated"]
+    assert compute["reason"] == "not judged: 4 nodes, need 5 for the robust z"
+    assert not report["judged"] and report["outliers"] == []
+    assert "outliers not judged: 4 nodes, need 5" in report["verdict"]
+    assert {n["verdict"] for n in report["nodes"]} == {"not_judged"}
 
 
 def test_a_multi_node_result_among_single_node_ones_is_refused() -> None:
@@ -232,3 +247,55 @@ def test_a_reference_of_another_job_judges_nothing_and_says_why() -> None:
     assert (
         report["below_reference"] == [] and "not judged: reference two-ranks" in report["verdict"]
     )
+
+
+def test_three_node_checks_run_one_after_another_name_nobody() -> None:
+    """The new-user trial's three node checks of one VM, run one after another (recorded files):
+    busbw 0.44 / 1.06 / 0.93 GB/s from the host's load alone named nc1 at z +4.1. Three values
+    cannot tell that from an outlier: not judged, and the headline says how many it needs."""
+    nodecheck = FIXTURES.parent / "nodecheck"
+    results = [
+        (f"nc{i}", json.loads((nodecheck / f"seq_nc{i}.result.json").read_text()))
+        for i in (1, 2, 3)
+    ]
+    report = fleet(results)
+    assert report["outliers"] == [] and report["judged"] is False
+    assert report["verdict"].startswith("fleet of 3 nodes: outliers not judged: 3 nodes, need 5")
+    busbw = next(m for m in report["metrics"] if m["name"] == "busbw_gbps")
+    assert busbw["per_node"]["nc1"]["bad_z"] > 3.5  # what the old rule named, still shown
+
+
+def test_a_slow_node_among_five_is_still_named_by_its_numbers() -> None:
+    """node6 (a real run with rank 1 200 ms late every step), its own finding removed so only the
+    numbers tell, beside every 4 of the 7 clean recorded nodes: named alone each time; no 5 of
+    the clean ones name anybody."""
+    import itertools
+
+    slow = copy.deepcopy(_load(6)[1])
+    slow["stragglers"], slow["faults"]["detected"] = [], []
+    for four in itertools.combinations(_clean(), 4):
+        report = fleet([*four, ("node6", slow)])
+        assert report["outliers"] == ["node6"], report["verdict"]
+    for five in itertools.combinations(_clean(), 5):
+        assert fleet(list(five))["outliers"] == []
+
+
+def test_a_missing_job_field_is_not_recorded_and_the_kind_of_job_comes_first() -> None:
+    """The trial's `fleet nc1 nc2 h1` said "backend is 'gloo' there, None in the others": a
+    training run among node checks is said as such first, and a missing field is "not
+    recorded", never None (recorded node checks and a recorded run)."""
+    nodecheck = FIXTURES.parent / "nodecheck"
+    checks = [
+        (f"nc{i}", json.loads((nodecheck / f"seq_nc{i}.result.json").read_text()))
+        for i in (1, 2, 3)
+    ]
+    with pytest.raises(InputError) as e:
+        fleet([*checks[:2], _load(1)])
+    assert "workload.workload_type is 'training' there, 'node_check' in the others" in str(e.value)
+    source, odd = _load(4)
+    odd = copy.deepcopy(odd)
+    odd["backend"] = None
+    with pytest.raises(InputError) as e:
+        fleet([*_clean()[:3], (source, odd)])
+    assert "backend is not recorded there, 'gloo' in the others" in str(e.value)
+    assert "None" not in str(e.value)

@@ -94,7 +94,9 @@ def test_the_sick_h100_is_named_and_no_healthy_a100() -> None:
         "8 x NVIDIA H100 80GB HBM3, Intel Xeon Platinum 8480+",
         "8 x NVIDIA A100-SXM4-80GB, AMD EPYC 7763",
     ]
-    assert report["groups"][0]["judged"] and report["groups"][1]["judged"]
+    # 3 A100s are too few for the robust z (MIN_Z_NODES): said, nobody named among them
+    assert report["groups"][0]["judged"] and not report["groups"][1]["judged"]
+    assert "fewer than 5: too small to judge" in report["groups"][1]["reason"]
     gemm = [m for m in report["metrics"] if m["name"] == "gemm_tflops"]
     assert [m["outliers"] for m in gemm] == [["h100-5"], []]
     assert report["verdict"].startswith(
@@ -122,7 +124,7 @@ def test_a_group_too_small_to_judge_says_so() -> None:
     small = report["groups"][1]
     assert small["judged"] is False
     assert small["reason"] == (
-        "2 node(s) to judge in this platform group, fewer than 3: too small to judge"
+        "2 node(s) to judge in this platform group, fewer than 5: too small to judge"
     )
     assert (
         "group 8 x NVIDIA A100-SXM4-80GB, AMD EPYC 7763 (2 node(s)): too small to judge"
@@ -166,7 +168,9 @@ def test_a_metric_no_node_measured_is_nothing_judged_never_ok() -> None:
     )
     assert {row[2] for row in nodes_table(report).rows} == {"not judged"}
     assert {r["verdict"] for r in report["nodes"]} == {"not_judged"}
-    assert fleet(fleet_in)["judged"] is True
+    five = [(f"h{i}.json", node_check(f"h{i}", H100, 660.0 + i)) for i in range(5)]
+    assert fleet(five)["judged"] is True
+    assert fleet(fleet_in)["judged"] is False  # 3 nodes: too few for the robust z
 
 
 def test_one_node_check_counts_as_one_node() -> None:
@@ -200,10 +204,12 @@ def test_fleet_exits_2_when_nothing_was_judged(tmp_path, capsys) -> None:  # typ
     from minicluster.cli import main
 
     paths = []
-    for i in range(3):
+    for i in range(5):
         path = tmp_path / f"h{i}.json"
         path.write_text(json.dumps(node_check(f"h{i}", H100, 660.0 + i)))
         paths.append(str(path))
-    assert main(["fleet", *paths, "--metric", "latency_p50_ms"]) == 2
+    assert main(["fleet", *paths[:3], "--metric", "latency_p50_ms"]) == 2
     assert "nothing judged" in capsys.readouterr().out
+    assert main(["fleet", *paths[:3]]) == 2  # 3 nodes: too few for the robust z
+    assert "outliers not judged: 3 nodes, need 5 for the robust z" in capsys.readouterr().out
     assert main(["fleet", *paths]) == 0

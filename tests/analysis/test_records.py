@@ -99,3 +99,74 @@ def test_arrow_columns_in_batches_equal_each_table_read_as_a_journal(
                     np.testing.assert_array_equal(have[k], want[k], err_msg=k)
                 else:
                     assert have[k].tolist() == want[k].tolist(), (batch_rows, k)
+
+
+def _tables_alike_until(k: int, n: int = 4, count: int = 9) -> list[object]:
+    """`count` tables whose columns are all the same until table `k`, where each field differs
+    its own way (a float, an integer beyond float64's exact ones, a null among bools), and table
+    `k + 1` is shorter; `same` and `nulls` differ only there."""
+    import pyarrow as pa
+
+    tables = []
+    for t in range(count):
+        m = n - 1 if t == k + 1 else n
+        tables.append(
+            pa.table(
+                {
+                    "step": pa.array(list(range(m)), pa.int64()),
+                    "warmup": pa.array(
+                        [None if (t, i) == (k, 2) else i == 0 for i in range(m)], pa.bool_()
+                    ),
+                    "compute_ms": pa.array([1.5 * i + (t >= k) for i in range(m)], pa.float64()),
+                    "buckets": pa.array([2**60 + i if t == k else i for i in range(m)], pa.int64()),
+                    "same": pa.array([0.25] * m, pa.float64()),
+                    "nulls": pa.array([None] * m, pa.null()),
+                }
+            )
+        )
+    return tables
+
+
+@pytest.mark.parametrize("k", [0, 1, 4, 8, 20])
+def test_arrow_columns_held_once_while_alike_equal_each_table_read_as_a_journal(
+    monkeypatch: pytest.MonkeyPatch, k: int
+) -> None:
+    """A column every table holds alike is held once (one read-only array for all, a zero-stride
+    matrix from `rows_view`) until a table's differs: then each table gets its own rows, and
+    every table's columns are still those the journal's reader makes of its values."""
+    from minicluster.analysis import records
+
+    tables = _tables_alike_until(k)
+    expected = [
+        {
+            name: records.column_of(name, col.to_pylist())
+            for name, col in zip(t.column_names, t.columns, strict=True)
+        }
+        for t in tables
+    ]
+    for batch_rows in (1, 3, 8, 10**6):
+        monkeypatch.setattr(records.ArrowColumns, "BATCH_ROWS", batch_rows)
+        conv = records.ArrowColumns(len(tables))
+        for t in tables:
+            conv.add(t)
+        got = conv.finish()
+        for want, have in zip(expected, got, strict=True):
+            assert list(have) == list(want)
+            for key in want:
+                assert have[key].dtype == want[key].dtype, (batch_rows, key)
+                assert have[key].tobytes() == want[key].tobytes() or (
+                    want[key].dtype == object and have[key].tolist() == want[key].tolist()
+                ), (batch_rows, key)
+        if k + 1 < len(tables):  # a shorter table: no column is alike in every table
+            assert got[0]["same"] is not got[-1]["same"]
+            continue
+        for key in ("same", "nulls"):  # alike in every table: one array
+            assert all(g[key] is got[0][key] for g in got)
+            assert not got[0][key].flags.writeable
+            view = records.rows_view([g[key] for g in got])
+            assert view is not None and view.strides[0] == 0
+            np.testing.assert_array_equal(view, np.vstack([w[key] for w in expected]))
+        if k >= len(tables):  # nothing ever differed
+            assert all(g["compute_ms"] is got[0]["compute_ms"] for g in got)
+        else:
+            assert got[0]["compute_ms"] is not got[-1]["compute_ms"]

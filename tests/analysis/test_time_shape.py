@@ -104,3 +104,35 @@ def test_a_rank_late_throughout_whose_lateness_grows_is_persistent_not_an_onset(
 def test_a_rank_that_kept_pace_and_then_fell_behind_is_an_onset() -> None:
     shape = time_shape.describe(_synthetic(np.r_[np.zeros(25), np.full(25, 40.0)]), 1)
     assert shape["kind"] == "onset" and shape["from_step"] == 25, shape
+
+
+def test_persistent_says_every_step_only_when_the_rank_was_slower_in_every_step() -> None:
+    """New-user trial: "persistent, every step" beside "arrived last ... in 26 of 30 steps": a
+    rank late by 20 ms except in 4 of 30 steps (where it ran 5 ms ahead) is persistent, and the
+    text counts the steps it was slower in."""
+    late = np.full(30, 20.0)
+    late[[3, 11, 19, 27]] = -5.0
+    shape = time_shape.describe(_synthetic(late), 1)
+    assert shape["kind"] == "persistent", shape
+    assert "every step" not in shape["text"], shape["text"]
+    assert shape["text"].startswith("persistent, slower in 26 of 30 steps, +"), shape["text"]
+    assert len(shape["late_steps"]) == 26 and 3 not in shape["late_steps"], shape["late_steps"]
+    always = time_shape.describe(_synthetic(np.full(30, 20.0)), 1)
+    assert always["text"].startswith("persistent, every step, +"), always["text"]
+
+
+@pytest.mark.parametrize("ranks", [2, 3, 4, 5, 8, 9])
+def test_the_median_of_the_others_is_numpys_with_the_row_deleted(ranks: int) -> None:
+    """`median_of_others` of every row equals np.median of the matrix without it, bit for bit:
+    ties, odd and even counts, a row of one value repeated (zero stride)."""
+    from minicluster.analysis.time_shape import median_of_others
+
+    rng = np.random.default_rng(ranks)
+    for m in (
+        rng.integers(0, 4, (ranks, 300)).astype(float),  # ties
+        rng.lognormal(0, 0.3, (ranks, 300)),
+        np.broadcast_to(rng.random(300), (ranks, 300)),
+    ):
+        for row in range(ranks):
+            want = np.median(np.delete(m, row, axis=0), axis=0)
+            assert median_of_others(m, row).tobytes() == want.tobytes(), (ranks, row)

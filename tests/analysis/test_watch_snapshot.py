@@ -53,6 +53,18 @@ def _ended(fields: dict[str, Any]) -> RunResult:
     return RunResult.from_json(result)
 
 
+def _no_problem(snap: dict[str, Any]) -> bool:
+    """Nothing found: healthy and exit 0 once the window is long enough to judge, else "not
+    judged yet" (never healthy) and the policy's not_judged code, 2."""
+    judged = snap["straggler_check"] is not None and snap["straggler_check"]["applied"]
+    return (
+        snap["problems"] == []
+        and snap["healthy"] is judged
+        and (snap["not_judged"] is None) is judged
+        and snap["exit_code"] == (0 if judged else 2)
+    )
+
+
 def test_a_healthy_noisy_job_is_healthy(tmp_path: Path) -> None:
     _write(tmp_path, [60, 60, 60, 60])
     snap = _snap(tmp_path, T0 + 60 * STEP_S + 0.05)
@@ -83,7 +95,7 @@ def test_a_rank_left_behind_while_the_others_advance_is_named_with_its_last_step
 def test_a_rank_a_little_behind_is_not_stalled(tmp_path: Path) -> None:
     _write(tmp_path, [80, 80, 68, 80])  # 3 s behind, stall window 5 s
     snap = _snap(tmp_path, T0 + 80 * STEP_S + 0.05)
-    assert snap["stalled"] == [] and snap["exit_code"] == 0
+    assert snap["stalled"] == [] and _no_problem(snap)
 
 
 def test_a_rank_waiting_for_a_slow_peer_is_not_stalled(tmp_path: Path) -> None:
@@ -92,7 +104,7 @@ def test_a_rank_waiting_for_a_slow_peer_is_not_stalled(tmp_path: Path) -> None:
     _write(tmp_path, [19, 19], late_s={1: 4.0})
     snap = _snap(tmp_path, T0 + 19 * STEP_S + 6.0)
     assert [r["idle_s"] for r in snap["ranks"]] == pytest.approx([6.0, 2.0])
-    assert snap["stalled"] == [] and snap["job_stall"] is None and snap["exit_code"] == 0
+    assert snap["stalled"] == [] and snap["job_stall"] is None and _no_problem(snap)
 
 
 def test_a_job_stopped_at_one_step_names_every_rank_and_no_culprit(tmp_path: Path) -> None:
@@ -119,7 +131,7 @@ def test_start_up_is_given_its_own_allowance(tmp_path: Path) -> None:
     _write(tmp_path, [-1, -1])  # headers only, written at 2026-01-01T00:00:00Z
     started = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
     snap = _snap(tmp_path, started + START_WAIT_S - 1, stall_after_s=3.0)
-    assert snap["job_stall"] is None and snap["exit_code"] == 0
+    assert snap["job_stall"] is None and _no_problem(snap)
     snap = _snap(tmp_path, started + START_WAIT_S + 1, stall_after_s=3.0)
     assert snap["job_stall"]["ranks"] == [0, 1] and snap["job_stall"]["last_step"] is None
 
@@ -140,7 +152,7 @@ def test_a_rank_that_recorded_every_step_is_finishing_not_stalled(tmp_path: Path
     (tmp_path / "ranks" / "rank_00001.summary.json").write_text(json.dumps({"status": "ok"}))
     snap = _snap(tmp_path, T0 + 99 * STEP_S + 60.0)
     assert [r["state"] for r in snap["ranks"]] == ["finishing", "finished"]
-    assert snap["job_stall"] is None and snap["exit_code"] == 0
+    assert snap["job_stall"] is None and _no_problem(snap)
     assert snap["progress"]["eta_s"] == 0.0
 
 
@@ -195,9 +207,12 @@ def test_no_straggler_is_named_on_a_window_shorter_than_the_minimum_span(tmp_pat
     tail = RunTail(tmp_path, window=10)
     tail.look(T0 + 60 * STEP_S)
     snap = snapshot(tail, T0 + 60 * STEP_S, 5.0)
-    assert snap["stragglers"] == [] and snap["exit_code"] == 0
     check = snap["straggler_check"]
     assert (check["span_s"], check["applied"]) == (2.25, False)
+    # not judged is no verdict of health: never `healthy`, never the 0 a CI gate reads as a pass
+    assert snap["stragglers"] == [] and snap["problems"] == []
+    assert (snap["healthy"], snap["exit_code"]) == (False, 2)
+    assert snap["not_judged"] == check["reason"]
     assert "2.2 s < 5 s" in check["reason"]
     assert snap["slowest"]["rank"] == 1  # still marked the slowest, with its excess
 
@@ -310,3 +325,87 @@ def test_the_result_straggler_is_listed_and_marked_on_its_row(tmp_path: Path) ->
     (s,) = snap["stragglers"]
     assert s["rank"] == 1 and s["over"] == "run" and s["node"]
     assert [r["straggler"] for r in snap["ranks"]] == [False, True]
+
+
+_CORRUPT = "replica checksums differ at step 5 across ranks [0, 1]"
+_SLOW = "gradient all-reduce busbw 0.176 GB/s (p75 of the steps) is 25% of the expected 0.7 GB/s"
+
+
+@pytest.mark.parametrize(
+    ("fields", "problems"),
+    [
+        (  # run --fault corrupt_grad:rank=1,step=5 (a new user's trial: healthy, problems [])
+            {
+                "validation": {
+                    "passed": False,
+                    "reason": f"replicas diverged at step 5, rank(s) 1: {_CORRUPT}",
+                    "checks": [],
+                },
+                "faults": {
+                    "detected": [
+                        {"kind": "corrupt_grad", "rank": 1, "step": 5, "evidence": _CORRUPT}
+                    ]
+                },
+            },
+            ["wrong_numbers", "validation_failed"],
+        ),
+        (  # run --fault slow_link:rank=1,delay_ms=40 --expect-busbw 0.7: no rank named
+            {
+                "faults": {
+                    "detected": [
+                        {"kind": "slow_link", "rank": None, "step": None, "evidence": _SLOW}
+                    ]
+                }
+            },
+            ["slow_link"],
+        ),
+    ],
+)
+def test_an_ended_run_with_findings_is_not_healthy(
+    tmp_path: Path, fields: dict[str, Any], problems: list[str]
+) -> None:
+    """Every finding that makes the run exit 1 (a failed validation, wrong numbers, a slow
+    link) makes the watch of it not healthy and is listed in `problems`: `healthy`, `problems`
+    and the exit code say the same (docs/watch.md: healthy is "no problem")."""
+    _write(tmp_path, [99, 99])
+    result = {"status": "ok", "failed_ranks": [], "stragglers": [], "errors": [], **fields}
+    snap = _snap(tmp_path, T0 + 60.0, result=result)
+    assert snap["exit_code"] == 1 and snap["ended"]["run_exit_code"] == 1
+    assert snap["healthy"] is False and snap["problems"] == problems
+
+
+def test_an_interrupted_run_exits_as_aggregate_says_not_130(tmp_path: Path) -> None:
+    """Ctrl-C stopped the run (status incomplete): 130 is the code of the command that was
+    interrupted (`run`), not of a watch that reads it later; the watch exits as `aggregate` of
+    it does, by the one policy (`incomplete`: 1), and is not healthy."""
+    from minicluster.cli.orchestrate import verdict_after_the_fact
+
+    _write(tmp_path, [22, 22], total=55)
+    fields = {
+        "status": "incomplete",
+        "interrupted": True,
+        "failed_ranks": [],
+        "stragglers": [],
+        "faults": {"detected": []},
+        "errors": ["interrupted before the planned steps ran: every recorded step is kept"],
+    }
+    snap = _snap(tmp_path, T0 + 60.0, result=fields)
+    assert snap["ended"]["run_exit_code"] == 130  # what `run` itself exited with
+    assert snap["exit_code"] == verdict_after_the_fact(_ended(fields)) == 1
+    assert snap["healthy"] is False and snap["problems"] == ["incomplete"]
+
+
+def test_every_rank_done_but_no_result_yet_on_a_short_window_is_not_judged(tmp_path: Path) -> None:
+    """A new user's trial: a 4x straggler whose 33 steps spanned 3.5 s, every rank finished,
+    no result.json yet: the window is too short to judge, so the watch says "not judged yet"
+    and why, not healthy, and exits with the policy's not_judged code (2), not the 0 of a pass
+    (here 13 steps of STEP_S, 3 s)."""
+    _write(tmp_path, [12, 12], compute_ms={0: 9.0}, total=13)
+    for r in (0, 1):
+        (tmp_path / "ranks" / f"rank_{r:05d}.summary.json").write_text('{"status": "ok"}')
+    snap = _snap(tmp_path, T0 + 13 * STEP_S + 1.0)
+    assert [r["state"] for r in snap["ranks"]] == ["finished", "finished"]
+    assert not snap["straggler_check"]["applied"]
+    assert (snap["healthy"], snap["problems"], snap["exit_code"]) == (False, [], 2)
+    assert "every rank is done" in snap["not_judged"]
+    assert "result.json" in snap["not_judged"]

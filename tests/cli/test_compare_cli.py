@@ -213,3 +213,54 @@ def test_a_run_that_did_not_finish_ok_fails_the_gate(
     # as the baseline too
     assert main(["compare", str(broken), str(clean)]) == 1
     assert main(["compare", str(clean), str(clean)]) == 0
+
+
+def test_a_node_check_is_named_and_sent_to_fleet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two real node-check results (a new-user trial's), directly, through a run directory's
+    `latest` link, and with --format minicluster: one line saying it is a node check and to use
+    `fleet`, exit 2 (was "JSON of an unknown format (not a minicluster result, ...)")."""
+    nodecheck = FIX.parent / "nodecheck"
+    runs = tmp_path / "runs"
+    for i in (1, 2):
+        (runs / f"nc{i}").mkdir(parents=True)
+        (runs / f"nc{i}" / "result.json").write_bytes(
+            (nodecheck / f"seq_nc{i}.result.json").read_bytes()
+        )
+    (runs / "latest").symlink_to("nc2")
+    for argv in (
+        [str(runs / "nc1"), str(runs / "nc2")],
+        [str(runs / "nc1"), str(runs / "latest")],
+        [str(runs / "nc1"), str(runs / "nc2"), "--format", "minicluster"],
+    ):
+        capsys.readouterr()
+        assert main(["compare", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert "a minicluster node-check result" in err[0] and "minicluster fleet" in err[0]
+        assert "unknown format" not in err[0]
+
+
+def test_an_input_whose_own_checks_failed_fails_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real run with a straggler its own result names (rank 1 +30 ms a step) against a clean
+    run: the gate fails on its own finding, said under the table, in --json and --junit, as a run
+    that did not finish ok fails it; the same numbers without the finding are judged on them."""
+    cases = FIX.parent / "cases" / "30-history-noisy-baselines"
+    clean, strag = cases / "h1.result.json", cases / "strag.result.json"
+    out, xml = tmp_path / "c.json", tmp_path / "c.xml"
+    assert main(["compare", str(clean), str(strag), "--json", str(out), "--junit", str(xml)]) == 1
+    said = capsys.readouterr().out
+    assert "gate failed: strag.result.json: its own checks failed (straggler, culprit)" in said
+    (pair,) = json.loads(out.read_text())["comparisons"]
+    assert pair["own_checks_failed"] and "straggler rank 1" in pair["own_checks_failed"][0]
+    assert "own checks" in xml.read_text()
+    d = json.loads(strag.read_text())
+    d["faults"]["detected"], d["culprits"], d["stragglers"], d["incident"] = [], [], [], None
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(d))
+    assert main(["compare", str(clean), str(plain), "--json", str(out)]) in (0, 1)
+    (pair,) = json.loads(out.read_text())["comparisons"]
+    assert pair["own_checks_failed"] == []

@@ -74,7 +74,7 @@ def test_an_internal_error_exits_70_in_every_command(
 
 def test_the_readme_lists_every_exit_code() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme[readme.index("Exit codes:") :][:4000]
+    section = readme[readme.index("Exit codes:") :][:6000]  # the table, whose rows grew
     for code in ("0 ok", "1 ", "2 bad usage", "3 the run itself failed", "70 ", "130 "):
         assert code in section, code
 

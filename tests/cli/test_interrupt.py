@@ -79,7 +79,10 @@ def test_ctrl_c_during_teardown_after_every_rank_finished_keeps_an_ok_result(
 def test_aggregate_of_an_interrupted_run_exits_by_its_verdict_not_130(
     tmp_path: Path, fake_launch: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The run was interrupted, `aggregate` was not: it exits by what the result found."""
+    """The run was interrupted, `aggregate` was not: not 130 (the code of a command that was
+    interrupted), but the one policy's `incomplete`, 1: the planned steps did not all run, so
+    the run did not pass (it exited 0 here, which a CI gate read as a pass), as `watch` of it
+    exits."""
 
     def interrupted(plan: LaunchPlan) -> None:
         # Ctrl-C while the ranks ran: their steps so far, no summaries
@@ -91,9 +94,13 @@ def test_aggregate_of_an_interrupted_run_exits_by_its_verdict_not_130(
     out = tmp_path / "run"
     assert main(["run", "--out", str(out)]) == 130
     (out / "result.json").unlink()
-    assert main(["aggregate", str(out)]) == 0
+    assert main(["aggregate", str(out)]) == 1
     result = json.loads((out / "result.json").read_text())
     assert result["status"] == "incomplete" and result["interrupted"] is True  # still said
+    capsys.readouterr()
+    assert main(["watch", str(out), "--once", "--json"]) == 1
+    snap = json.loads(capsys.readouterr().out)
+    assert snap["problems"] == ["incomplete"] and snap["ended"]["run_exit_code"] == 130
 
 
 @pytest.mark.timeout(60)

@@ -161,3 +161,20 @@ def test_an_interrupted_check_keeps_what_it_measured(
     assert r["status"] == "incomplete" and r["interrupted"] is True and r["exit_code"] == 130
     assert any(c["family"] == "gemm" and c["verdict"] == "ok" for c in r["checks"])
     validate_node_check(r)
+
+
+@pytest.mark.timeout(90)
+def test_a_node_check_leaves_runs_latest_to_the_newest_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`runs/latest` is the newest run (README): `compare runs/latest` after a node check failed
+    with "JSON of an unknown format". A node check without --out points runs/latest-node-check."""
+    from minicluster.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "r1").mkdir(parents=True)
+    (tmp_path / "runs" / "latest").symlink_to("r1")
+    assert main(["node-check", "--checks", "host_memory", "--quiet"]) == 0
+    assert (tmp_path / "runs" / "latest").readlink() == Path("r1")
+    check = tmp_path / "runs" / "latest-node-check"
+    assert check.is_symlink() and (check / "result.json").is_file()

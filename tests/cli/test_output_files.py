@@ -15,7 +15,8 @@ FIX = Path(__file__).resolve().parents[1] / "fixtures" / "compare"
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["run", "--nproc", "2", "--md", "/proc/no/such/r.md"], "cannot write in"),
+        (["run", "--nproc", "2", "--md", "/proc/no/such/r.md"], "folder /proc/no/such does not"),
+        (["run", "--nproc", "2", "--md", "/proc/r.md"], "cannot write in /proc"),
         (["validate", "--html", "{tmp}"], "is a directory"),
         (["collectives", "--md", "{tmp}/file/c.md"], "cannot write in"),
         (["sweep", "--world-sizes", "1,2", "--html", "{tmp}/file/s.html"], "cannot write in"),
@@ -135,3 +136,44 @@ def test_a_report_on_stdout_is_refused_where_the_summary_prints(
     err = capsys.readouterr().err
     assert "--md - (standard output)" in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "{run}", "--md", "{tmp}/nonexistent/dir/x.md"],
+        ["report", "{run}", "--html", "{tmp}/nonexistent/x.html"],
+        ["run", "--out", "{tmp}/new", "--md", "{tmp}/nonexistent/x.md"],
+        ["compare", "{run}", "{other}", "--junit", "{tmp}/nonexistent/j.xml"],
+        ["convert", "{run}/result.json", "--to", "csv", "-o", "{tmp}/nonexistent/x.csv"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_an_output_file_in_a_missing_folder_is_refused_not_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """New-user trial: `report runs/h1 --md /nonexistent/dir/x.md` made /nonexistent/dir (rc 0):
+    a typo'd folder is one line and exit 2, and nothing is made."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "result.json").write_text((FIX / "mc11_clean_a.json").read_text())
+    args = [a.format(run=run, tmp=tmp_path, other=FIX / "mc11_clean_b.json") for a in argv]
+    assert main(args) == 2, args
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist; make it first" in err[0], err
+    assert not (tmp_path / "nonexistent").exists()
+
+
+@pytest.mark.parametrize(
+    ("typed", "named"), [("-o", "-o "), ("--out", "--out "), ("-o{path}", "-o ")]
+)
+def test_convert_names_its_output_flag_as_typed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], typed: str, named: str
+) -> None:
+    """New-user trial: `convert ... -o runs/h1/result.json` was refused as "--out"."""
+    result = tmp_path / "result.json"
+    result.write_text((FIX / "mc11_clean_a.json").read_text())
+    flag = [typed.format(path=result)] if "{path}" in typed else [typed, str(result)]
+    assert main(["convert", str(result), "--to", "csv", *flag]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {named}{result} is one of this command's inputs" in err, err

@@ -68,7 +68,7 @@ def test_rows_and_table_show_each_layout_s_own_figures_side_by_side() -> None:
     [
         (("--layouts", "dp_replicate=4;tp=3"), "--layouts tp=3: parallel.tp (3) does not divide"),
         (("--layouts", "dp_shard=4"), "--layouts needs two layouts or more"),
-        (("--layouts", "dp_shard=4;tp=x"), "--layouts tp=x: --parallel: tp must be an integer"),
+        (("--layouts", "dp_shard=4;tp=x"), "--layouts tp=x: tp must be an integer"),
         (("--layouts", FOUR, "--world-sizes", "2,4"), "--world-sizes takes one number"),
         (("--layouts", FOUR, "--parallel", "tp=2"), "sweep --layouts takes no --parallel"),
         (("--layouts", "pp=4;dp_shard=4"), "parallel.pp_microbatches (8) does not divide"),

@@ -137,3 +137,24 @@ def test_report_aggregate_and_watch_read_a_validate_layouts_directory(
     assert len(proc.stderr.strip().splitlines()) == 1
     proc = run_cli("aggregate", str(out), "--straggler-threshold", "30")
     assert proc.returncode == 2 and "re-judge one of its runs" in proc.stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("layouts", "says"),
+    [
+        ("dp_shard=2;tp=0", "--layouts tp=0: parallel.tp is 0; must be >= 1"),
+        ("dp_shard=2;tp=x", "--layouts tp=x: tp must be an integer, got 'x'"),
+        ("dp_shard=2;zz=1", "--layouts zz=1: unknown key parallel.zz"),
+        ("dp_shard=2;tp=2", "--layouts tp=2: parallel.tp needs workload.name: llama"),
+    ],
+)
+def test_a_bad_layout_names_layouts_not_parallel(
+    capsys: pytest.CaptureFixture[str], layouts: str, says: str
+) -> None:
+    """The trial's `validate --layouts "dp_shard=2;tp=0"` blamed `--parallel`, a flag not given."""
+    from minicluster.cli import main
+
+    assert main(["validate", "--layouts", layouts, "--dry-run"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and "--parallel" not in lines[0], lines

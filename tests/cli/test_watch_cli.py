@@ -54,8 +54,11 @@ def writer(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
 
 def _watch_once(run_cli: Any, run_dir: Path, *args: str) -> tuple[int, dict[str, Any]]:
     proc = run_cli("watch", str(run_dir), "--once", "--json", *args, timeout=60)
-    assert proc.returncode in (0, 1), proc.stderr
-    return proc.returncode, json.loads(proc.stdout)
+    assert proc.returncode in (0, 1, 2), proc.stderr
+    snap = json.loads(proc.stdout)
+    # 2 (not_judged) only while the window is too short to judge and nothing was found
+    assert (proc.returncode == 2) == (snap["not_judged"] is not None and not snap["problems"])
+    return proc.returncode, snap
 
 
 def _until(run_cli: Any, run_dir: Path, done: Any, *args: str) -> tuple[int, dict[str, Any]]:
@@ -163,8 +166,10 @@ def test_a_sweep_directory_is_followed_at_its_newest_run(
     assert early.refresh()["sweep"]["run"] == "n1-r1"
     shutil.copy(GOLDEN / "run_2ranks.result.json", tmp_path / "n1-r1" / "result.json")
     rank_writer.write_static(tmp_path / "n2-r1", [10, 10], t0=time.time() - 1)
-    assert main(["watch", str(tmp_path), "--once", "--json"]) == 0
+    # 10 steps in 1 s: too short to judge, and nothing found: not judged yet (2), not healthy
+    assert main(["watch", str(tmp_path), "--once", "--json"]) == 2
     snap = json.loads(capsys.readouterr().out)
+    assert snap["healthy"] is False and snap["problems"] == [] and snap["not_judged"]
     assert snap["sweep"] == {
         "sweep_dir": str(tmp_path),
         "run": "n2-r1",
@@ -183,7 +188,8 @@ def test_a_sweep_directory_is_followed_at_its_newest_run(
     shutil.copy(GOLDEN / "run_2ranks.result.json", tmp_path / "result.json")
     snap = watcher.refresh()
     assert snap is not None and snap["sweep"]["ended"]["status"] == "ok" and watcher.is_over(snap)
-    assert final_lines(snap)[0] == "watch: the sweep ended: status ok (exit 0)"
+    assert final_lines(snap)[0] == "watch: the sweep ended: ok (sweep finished) (exit 0)"
+    assert snap["healthy"] is True and snap["exit_code"] == 0
 
 
 @pytest.mark.parametrize(

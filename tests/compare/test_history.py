@@ -98,12 +98,12 @@ def test_check_needs_a_history_then_names_the_regression(
     scales = [1.0, 1.03, 0.98, 1.01, 0.99, 1.02]
     for i, s in enumerate(scales[:2]):
         main(["history", "add", str(_copy(tmp_path, f"b{i}", s)), "--db", db, "--commit", f"c{i}"])
-    # two comparable runs: not judged, exit 0, said
+    # two comparable runs: not judged, exit 2 (not_judged in the exit-code policy), said
     assert (
-        main(["history", "check", str(DRIFT), "--db", db, "--json", str(tmp_path / "c.json")]) == 0
+        main(["history", "check", str(DRIFT), "--db", db, "--json", str(tmp_path / "c.json")]) == 2
     )
     data = json.loads((tmp_path / "c.json").read_text())
-    assert any("not judged" in n for n in data["notes"])
+    assert any("not judged" in n for n in data["notes"]) and data["verdict"] == "not_judged"
     assert all(m["verdict"] == "not_judged" for m in data["metrics"])
     for i, s in enumerate(scales[2:], start=2):
         main(["history", "add", str(_copy(tmp_path, f"b{i}", s)), "--db", db, "--commit", f"c{i}"])
@@ -354,3 +354,75 @@ def test_another_programs_database_is_refused_and_left_as_it_was(
     assert tables == {"orders"}
     con.close()
     assert db.read_bytes() == before
+
+
+NOISY = FIX / "cases" / "30-history-noisy-baselines"
+
+
+@pytest.mark.timeout(120)
+def test_a_change_the_runs_cannot_resolve_is_not_judged_never_no_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three real clean runs 70% apart, then a real straggler run at +101% step time (the
+    new-user trial's): was "no regression", exit 0. The +101% is not "no change": NOT JUDGED
+    (exit 2) where the candidate's own checks passed, and FAILED its own checks (exit 1) with its
+    straggler named where they did not. With no comparable run: NOT JUDGED, exit 2."""
+    db = str(tmp_path / "h.sqlite")
+    strag = NOISY / "strag.result.json"
+    assert main(["history", "check", str(strag), "--db", db]) == 1  # its own straggler
+    said = capsys.readouterr().out
+    assert "NOT JUDGED: 0 comparable earlier run(s)" in said and "no regression" not in said
+    assert "straggler rank 1" in said
+    # the same numbers without the run's own findings: nothing judged, so exit 2
+    d = json.loads(strag.read_text())
+    d["run_id"] = "no-findings"
+    d["faults"]["detected"], d["culprits"], d["stragglers"], d["incident"] = [], [], [], None
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(d))
+    assert main(["history", "check", str(plain), "--db", db]) == 2
+    assert "NOT JUDGED: 0 comparable" in capsys.readouterr().out
+    for name in ("h1", "h2", "h3"):
+        assert main(["history", "add", str(NOISY / f"{name}.result.json"), "--db", db]) == 0
+    capsys.readouterr()
+    out = tmp_path / "c.json"
+    assert main(["history", "check", str(plain), "--db", db, "--json", str(out)]) == 2
+    said = capsys.readouterr().out
+    assert "NOT JUDGED" in said and "no regression" not in said
+    data = json.loads(out.read_text())
+    step = next(m for m in data["metrics"] if m["metric"] == "step_time_mean_ms")
+    assert step["change_pct"] > 90 and step["verdict"] == "not_judged"
+    assert "inconclusive" in step["reason"] and "step_time_mean_ms" in data["not_judged"]
+    assert data["verdict"] == "not_judged" and not data["gate_failed"]
+    # the real straggler run: its own findings listed, the gate fails (as compare fails a run
+    # that did not finish ok), the metrics still not judged
+    xml = tmp_path / "c.xml"
+    assert main(["history", "check", str(strag), "--db", db, "--junit", str(xml)]) == 1
+    said = capsys.readouterr().out
+    assert "FAILED its own checks (straggler, culprit)" in said and "NOT JUDGED" in said
+    assert "candidate's own finding: straggler rank 1" in said
+    assert "own checks" in xml.read_text()
+
+
+def test_no_change_needs_a_history_that_could_have_seen_a_regression() -> None:
+    """A small change is "no change" only when the runs could detect a few thresholds' worth:
+    the same candidate against tight runs is judged, against runs ten times as spread it is
+    not (its smallest detectable change is many thresholds)."""
+    rec = load(CLEAN)
+    base = rec.measured("step_time_mean_ms")
+    assert base is not None and base.value is not None
+
+    def runs(spread: float) -> list[Run]:
+        values = base.value * (1 + spread * np.array([0.0, 1.0, -1.0, 0.5, -0.5]))
+        return [
+            Run(
+                *(i + 1, f"t{i}", None, None, "x", "x", "minicluster", None, None, "ok"),
+                *("training", "k", {}, {}, None, None, {}, {"step_time_mean_ms": float(v)}),
+            )
+            for i, v in enumerate(values)
+        ]
+
+    tight = check(rec, runs(0.005), ("step_time_mean_ms",)).metrics[0]
+    assert tight.verdict == "no_change", tight.reason
+    wide = check(rec, runs(0.2), ("step_time_mean_ms",)).metrics[0]
+    assert wide.verdict == "not_judged" and "inconclusive" in wide.reason
+    assert wide.mde_pct is not None and wide.mde_pct >= 15

@@ -180,4 +180,4 @@ def test_a_killed_worker_is_named_and_the_run_exits_3_keeping_every_step(
     ]
     assert [r["steps_recorded"] for r in result["ranks"]] == recorded
     assert min(recorded) >= 20
-    assert "status failed" in stdout
+    assert "FAILED  (run failed)" in stdout  # the verdict, then how far the run got

@@ -24,6 +24,7 @@ def _cli(python: str, env: dict[str, str], *args: str) -> subprocess.CompletedPr
 @pytest.mark.timeout(60)
 def test_report_writes_md_and_html(python: str, cli_env: dict[str, str], tmp_path: Path) -> None:
     md, html = tmp_path / "out" / "r.md", tmp_path / "r.html"
+    md.parent.mkdir()  # a missing folder is refused, not made (tests/cli/test_output_files.py)
     src = REPORTS / "run_ok.result.json"
     proc = _cli(python, cli_env, "report", str(src), "--md", str(md), "--html", str(html))
     assert proc.returncode == 0, proc.stderr

@@ -112,3 +112,17 @@ def test_isolate_junit_one_case_per_rank_the_bad_one_fails(tmp_path: Path) -> No
         "rank 2": "passed",
         "rank 3": "passed",
     }
+
+
+def test_a_slow_link_with_no_rank_names_the_link_not_rank_none(tmp_path: Path) -> None:
+    """The all-reduce's busbw names no rank; with 2 ranks the link is the one between them (the
+    case was named "slow_link rank None")."""
+    root = Path(__file__).resolve().parents[2]
+    run = json.loads((root / "reports" / "straggler_run.result.json").read_text())
+    slow = {"kind": "slow_link", "rank": None, "step": None, "evidence": "busbw 25% of 0.7"}
+    run = {**run, "stragglers": [], "faults": {"injected": [], "detected": [slow]}}
+    xml = tmp_path / "r.xml"
+    xml.write_text(to_xml("minicluster run", run_cases(RunResult.from_json(run), 1)))
+    cases = _cases(xml)
+    assert cases["slow_link on the link between ranks 0 and 1"] == "failure"
+    assert not any("None" in name for name in cases)

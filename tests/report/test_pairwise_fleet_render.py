@@ -88,9 +88,10 @@ def test_the_verdict_comes_first_everywhere() -> None:
     result = _pairwise_result()
     verdict = result["pairwise"]["verdict"]
     assert verdict.startswith("pairwise: SLOW") and "rank 1 - rank 2" in verdict
-    console = Console(record=True, width=120)
+    console = Console(record=True, width=160)  # the title line (verdict first) unwrapped
     print_run_summary(RunResult.from_json(result), console)
     lines = console.export_text().splitlines()
+    assert "  SLOW LINK  (link test finished)  " in lines[0]  # the title leads with the verdict
     assert lines[1].startswith("pairwise: SLOW")  # right under the title line
     md = render_markdown(RunResult.from_json(result))
     assert md.index("**pairwise: SLOW") < md.index("## Summary")

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from minicluster.report import plots, telemetry_plots
@@ -188,7 +189,7 @@ def test_failed_rank_is_highlighted_and_its_error_shown(run_failed: dict[str, An
     for err in run_failed["errors"]:
         assert f"<li>{err}</li>" in html
     md = render_markdown(RunResult.from_json(run_failed))
-    assert "Status: **failed**" in md
+    assert "Verdict: **FAILED** (run failed)" in md
     assert "| **1** | **vm** | **failed** |" in md
 
 
@@ -234,3 +235,64 @@ def test_a_long_collectives_status_wraps_instead_of_hiding_the_numbers(
     # Every other row still shows its op and busbw in full.
     busbw = fmt_num(result["collectives"]["results"][1]["busbw_gbps"])
     assert re.search(rf"all_reduce .*{re.escape(busbw)}", text)
+
+
+_SLOW_LINK = {"kind": "slow_link", "rank": None, "step": None, "evidence": "busbw 25% of 0.7"}
+_VALIDATION = {"passed": False, "reason": "replicas diverged at step 5", "checks": []}
+
+
+@pytest.mark.parametrize(
+    ("edit", "head", "completion", "css"),
+    [
+        ({}, "STRAGGLER", "finished", "failed"),  # run_straggler as it is: status ok
+        (
+            {"faults": {"injected": [], "detected": [_SLOW_LINK]}, "stragglers": []},
+            "SLOW LINK",
+            "finished",
+            "failed",
+        ),
+        (
+            {
+                "validation": _VALIDATION,
+                "stragglers": [],
+                "faults": {"injected": [], "detected": []},
+            },
+            "FAILED validation",
+            "finished",
+            "failed",
+        ),
+        (
+            {
+                "status": "incomplete",
+                "interrupted": True,
+                "stragglers": [],
+                "faults": {"injected": [], "detected": []},
+            },
+            "INCOMPLETE",
+            "incomplete: interrupted",
+            "incomplete",
+        ),
+    ],
+)
+def test_the_verdict_is_the_header_and_the_completion_is_said_apart(
+    run_straggler: dict[str, Any], edit: dict[str, Any], head: str, completion: str, css: str
+) -> None:
+    """A new user's trial: "status ok" printed right above "validation FAILED" (rc 1), and
+    "Status: **ok**" above a straggler or a slow link. The first status word of every report is
+    the verdict; how far the run got (finished, incomplete) is said beside it, not as `status`."""
+    result = RunResult.from_json({**run_straggler, **edit})
+    md = render_markdown(result)
+    first = md.splitlines()[2]
+    assert first == f"Verdict: **{head}** (run {completion})"
+    assert "Status: **" not in md
+    html = render_html(result)
+    assert f'<p>Verdict <span class="status status-{css}">{head}</span> (run {completion})' in html
+    out = io.StringIO()
+    print_run_summary(result, Console(file=out, width=200, color_system=None))
+    line = out.getvalue().splitlines()[0]
+    assert f"  {head}  (run {completion})  " in line and "status" not in line
+    assert "rank n/a" not in md and "rank n/a" not in out.getvalue()
+    if edit.get("faults", {}).get("detected") == [_SLOW_LINK]:
+        assert "slow_link on the link between ranks 0 and 1: busbw 25% of 0.7" in md
+        # the Faults table's rank cell names the link too (it read "n/a")
+        assert "| **slow_link** | **the link between ranks 0 and 1** |" in md

@@ -89,11 +89,12 @@ def test_the_final_lines_give_the_runs_own_verdict(tmp_path: Path) -> None:
         "stragglers": [],
         "faults_detected": [{"kind": "hang", "rank": 1, "step": 20, "evidence": "killed"}],
         "errors": ["rank 0: timed out"],
+        "verdicts": ["run_failed"],
         "exit_code": 3,
     }
     snap["exit_code"] = 3
     lines = final_lines(snap)
-    assert lines[0] == "watch: the run ended: status failed (exit 3)"
+    assert lines[0] == "watch: the run ended: FAILED (run failed) (exit 3)"
     assert "  detected: hang rank 1 at step 20: killed" in lines
     assert json.dumps(snap)  # the snapshot is JSON as it is
 
@@ -122,3 +123,40 @@ def test_a_rank_that_failed_before_its_first_step_says_so() -> None:
     }
     lines = [text for text, _ in problem_lines(snap)]
     assert lines == ["FAILED: rank 0 on node 0 before its first step: UserCodeError"]
+
+
+def test_a_window_too_short_to_judge_reads_not_judged_yet_never_healthy(tmp_path: Path) -> None:
+    """Every rank finished, no result.json yet, 13 steps in 3 s: the header and the piped status
+    line say "not judged yet" and why, and nowhere "healthy"."""
+    snap = _snap(tmp_path, [12, 12], total=13)
+    assert snap["not_judged"] and snap["problems"] == []
+    text = _text(view(snap))
+    assert "not judged yet" in text and "healthy" not in text
+    assert "< 5 s" in text  # why
+    line = status_line(snap)
+    assert "not judged yet (the recent measured steps span" in line and "healthy" not in line
+
+
+def test_an_ended_run_leads_with_its_verdict_and_names_the_slow_link(tmp_path: Path) -> None:
+    """A slow link the all-reduce's busbw found names no rank: with 2 ranks it is the link
+    between them (was `slow_link rank None`); the verdict comes first, the completion apart
+    (was `status ok` above a finding)."""
+    snap = _snap(tmp_path, [19, 19])
+    snap["state"] = "ended"
+    snap["ended"] = {
+        "status": "ok",
+        "failed_ranks": [],
+        "stragglers": [],
+        "faults_detected": [
+            {"kind": "slow_link", "rank": None, "step": None, "evidence": "busbw 25% of 0.7"}
+        ],
+        "errors": [],
+        "verdicts": ["slow_link"],
+        "exit_code": 1,
+    }
+    snap["exit_code"] = 1
+    lines = final_lines(snap)
+    assert lines[0] == "watch: the run ended: SLOW LINK (run finished) (exit 1)"
+    assert lines[1] == "  detected: slow_link on the link between ranks 0 and 1: busbw 25% of 0.7"
+    assert "None" not in "\n".join(lines)
+    assert "ended: SLOW LINK (run finished)" in _text(view(snap))
