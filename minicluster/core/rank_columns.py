@@ -58,10 +58,10 @@ def available() -> bool:
 
 def journal_stamp(path: Path | str) -> tuple[int, str]:
     """The journal's size and the sha256 of its last `TAIL_BYTES` bytes."""
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=0) as f:  # unbuffered: no isatty, no buffer (4,096 ranks)
         size = os.fstat(f.fileno()).st_size
         f.seek(max(0, size - TAIL_BYTES))
-        tail = f.read()
+        tail = f.readall()
     return size, hashlib.sha256(tail).hexdigest()
 
 
@@ -146,8 +146,8 @@ def read_columns(
     `roster` is False). None otherwise: read the journal."""
     ranks = os.path.join(run_dir, rundir.RANKS_DIR)
     try:
-        with open(os.path.join(ranks, f"rank_{rank:05d}{COLUMNS_SUFFIX}"), "rb") as f:
-            data = f.read()
+        with open(os.path.join(ranks, f"rank_{rank:05d}{COLUMNS_SUFFIX}"), "rb", buffering=0) as f:
+            data = f.readall()
     except OSError:
         return None
     try:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -684,17 +685,18 @@ class RankLog:
                 self.step_rows.extend(rows)
         return warnings
 
-    def read_summary(self, path: Path, who: str) -> str | None:
+    def read_summary(self, path: Path | str, who: str) -> str | None:
         """Apply the summary file at `path` when it is there; a warning naming `who` when it is
         unreadable (then treated as missing)."""
         try:
-            data = path.read_bytes()
+            with open(path, "rb", buffering=0) as f:  # unbuffered: no isatty, no buffer
+                data = f.readall()
         except FileNotFoundError:
             return None
         except OSError as e:
             return f"{who}: summary unreadable ({e}); treated as missing"
         try:
-            self.summary = decode_summary(json.loads(data), path.name)
+            self.summary = decode_summary(json.loads(data), os.path.basename(path))
         except ValueError as e:  # malformed JSON, or a RecordError
             return f"{who}: summary unreadable ({e}); treated as missing"
         return None

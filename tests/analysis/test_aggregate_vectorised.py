@@ -340,6 +340,36 @@ def test_the_comm_section_with_untimed_steps_reasons_and_unequal_bytes(
     assert comm_kinds.comm_section(untimed[:3], 3)["kinds"][0]["untimed_calls"] == 2.0
 
 
+def test_the_comm_section_with_constant_and_varying_rows_and_gapped_warmup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The row medians take a row of one value as that value (calls, bytes) and partition the
+    others; an even number of steps averages two; a warm-up that is not one run of steps keeps
+    its mask (a run of steps is a slice): each equal to the per-step path."""
+    even = [  # 6 measured steps: medians average two values
+        _rec(0, [_s(i) for i in range(7)]),
+        _rec(1, [_s(i, buckets=2 + i % 2, comm_bytes=1000 * (i % 3)) for i in range(7)]),
+        _rec(2, [_s(i, comm_ms=3.0, exposed_comm_ms=1e308) for i in range(7)]),
+    ]
+    gapped = [
+        _rec(r, [_s(i, warmup=i in (0, 3), comm_ms=0.5 * r + i) for i in range(8)])
+        for r in range(3)
+    ]
+    late_warmup = [  # warm-up steps at the end: the measured run of steps is not the first
+        _rec(r, [_s(i, warmup=i >= 5, comm_ms=1.0 + r * i) for i in range(8)]) for r in range(2)
+    ]
+    for records in (even, gapped, late_warmup):
+        world = len(records)
+        stacked = Stacked.of(records)
+        assert stacked is not None
+        fast = comm_kinds.comm_section(records, world)
+        assert fast == _slow(records, world, monkeypatch)
+    per_rank = comm_kinds.comm_section(even, 3)["kinds"][0]["per_rank"]
+    assert [r["calls_per_step"] for r in per_rank] == [2, 2.5, 2]
+    # a row of one value near the float limit takes np.median's path, as before: it overflows
+    assert per_rank[2]["exposed_ms"] == float("inf")
+
+
 def test_a_step_recorded_twice_takes_the_per_step_path() -> None:
     records = [_rec(0, [_s(0), _s(1), _s(1)]), _rec(1, [_s(0), _s(1)])]
     assert Stacked.of(records) is None

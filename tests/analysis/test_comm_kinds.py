@@ -76,3 +76,23 @@ def test_a_ddp_run_fills_the_all_reduce_from_its_gradient_timing() -> None:
     section = comm_section([RankRecords(0, steps=gone)], 2)
     assert section is not None
     assert section["kinds"][0]["reason"] == "DDP stats stale"
+
+
+def test_row_medians_equal_numpy_median_bit_for_bit() -> None:
+    """`medians_of_rows` (one partition, no NaN check) against np.median: odd and even widths,
+    ties, infinities (rows of one value go through it when near the float limit)."""
+    import numpy as np
+
+    from minicluster.analysis.comm_kinds import medians_of_rows
+
+    rng = np.random.default_rng(28)
+    for n in (1, 2, 3, 994, 995):
+        rows = rng.lognormal(size=(64, n)).round(rng.integers(0, 4))
+        rows[3] = 7.25
+        rows[4] = 1e308
+        rows[5, : max(1, n // 3)] = np.inf
+        rows[6, :1] = -np.inf
+        with np.errstate(over="ignore", invalid="ignore"):
+            want = np.median(rows, axis=1)
+            got = medians_of_rows(rows)
+        assert np.array_equal(got, want, equal_nan=True)
