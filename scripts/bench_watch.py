@@ -16,7 +16,15 @@ the target, and the median per-round ratio incremental / full re-read with its 9
 
 Also prints the refreshes' CPU time (median, 95% CI) and the load average.
 
-usage: python scripts/bench_watch.py [--ranks 1024] [--steps 200] [--rounds 30]
+`--compare-to SRC` (a source tree of another version, e.g. `git archive main | tar -x -C SRC`)
+times that version's refresh and this checkout's side by side instead: one child process each
+(PYTHONPATH the tree, cwd outside any checkout), each with its own watch of the same files; each
+round appends a step to every file and asks both, in alternating order, for one refresh at the
+same `now` (CPU and wall time, and a digest of the snapshot and of the rendered view, which must
+be identical). Prints each one's median CPU and wall time and the median per-round CPU ratio
+this / SRC, with 95% CIs.
+
+usage: python scripts/bench_watch.py [--ranks 1024] [--steps 200] [--rounds 30] [--compare-to SRC]
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import io
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,9 +76,18 @@ def append_step(run_dir: Path, ranks: int, step: int) -> None:
             "comm_bytes": 6_340_648,
             "loss": 2.3,
             "t_unix_s": now,
+            "gap_ms": 0.2,
         }
         with open(run_dir / "ranks" / f"rank_{rank:05d}.jsonl", "a") as f:
             f.write(json.dumps(line, separators=(",", ":")) + "\n")
+
+
+def next_step(run_dir: Path) -> int:
+    """The step after the last one rank 0's file holds."""
+    with open(run_dir / "ranks" / "rank_00000.jsonl", "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+        last = f.read().splitlines()[-1]
+    return int(json.loads(last)["step"]) + 1
 
 
 CPU_MS: list[float] = []  # each incremental refresh's CPU time (this process), ms
@@ -103,16 +121,135 @@ def median_ci(values: list[float]) -> tuple[float, float]:
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+# One side of --compare-to: a watch of RUN_DIR that refreshes at each `now` read from stdin and
+# answers one JSON line (only APIs every version of the watch has).
+CHILD = r"""
+import hashlib, io, json, sys, time
+from pathlib import Path
+from rich.console import Console
+from minicluster.analysis.watcher import Watcher
+from minicluster.report.watch import view
+watcher = Watcher(Path(sys.argv[1]), window=None, stall_after_s=30.0)
+for line in sys.stdin:
+    t0, c0 = time.perf_counter(), time.process_time()
+    snap = watcher.refresh(float(line))
+    out = io.StringIO()
+    Console(file=out, width=160).print(view(snap))
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    print(json.dumps({
+        "cpu_ms": cpu * 1000, "wall_ms": wall * 1000,
+        "applied": bool(snap["straggler_check"]["applied"]),
+        "snapshot": hashlib.sha256(json.dumps(snap, sort_keys=True, default=str).encode()).hexdigest(),
+        "view": hashlib.sha256(out.getvalue().encode()).hexdigest(),
+    }), flush=True)
+"""
+
+
+def compare(run_dir: Path, src: Path, ranks: int, steps: int, rounds: int) -> None:
+    """This checkout's refresh against SRC's, side by side (the module docstring)."""
+    here = Path(__file__).resolve().parents[1]
+    children = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(run_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=run_dir.parent,
+            env={**os.environ, "PYTHONPATH": str(tree)},
+        )
+        for name, tree in (("base", src.resolve()), ("this", here))
+    }
+
+    def ask(name: str, now_s: float) -> dict[str, object]:
+        child = children[name]
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(f"{now_s!r}\n")
+        child.stdin.flush()
+        line = child.stdout.readline()
+        if not line:
+            raise SystemExit(f"bench_watch: the {name} watch exited ({child.wait()})")
+        return json.loads(line)
+
+    got: dict[str, list[dict[str, object]]] = {"base": [], "this": []}
+    try:
+        for i in range(rounds + 1):  # round 0: the first refresh (the whole backlog)
+            if i:
+                append_step(run_dir, ranks, steps + i - 1)
+            now_s = time.time()
+            for name in ("base", "this") if i % 2 else ("this", "base"):
+                got[name].append(ask(name, now_s))
+            print(
+                f"round {i}: "
+                + ", ".join(
+                    f"{n} {got[n][-1]['cpu_ms']:.0f} ms CPU {got[n][-1]['wall_ms']:.0f} ms wall"
+                    for n in got
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        for child in children.values():
+            if child.stdin is not None:
+                child.stdin.close()
+            child.wait()
+    same = sum(
+        b["snapshot"] == t["snapshot"] and b["view"] == t["view"]
+        for b, t in zip(got["base"], got["this"], strict=True)
+    )
+    applied = sum(bool(t["applied"]) for t in got["this"][1:])
+    print(
+        f"watch refresh over {ranks} rank files ({steps}+ steps each), {rounds} rounds, one new "
+        f"step per file a round; load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
+    print(
+        f"  identical snapshot and view: {same} of {rounds + 1} refreshes; straggler rule "
+        f"applied in {applied} of {rounds} rounds"
+    )
+    for name in got:
+        first = got[name][0]
+        for what in ("cpu_ms", "wall_ms"):
+            vals = [float(r[what]) for r in got[name][1:]]  # type: ignore[arg-type]
+            lo, hi = median_ci(vals)
+            print(
+                f"  {name:4} refresh {what[:-3]:4}: median {statistics.median(vals):.0f} ms "
+                f"(95% CI {lo:.0f}-{hi:.0f}); first refresh {float(first[what]):.0f} ms"  # type: ignore[arg-type]
+            )
+    ratios = [
+        float(t["cpu_ms"]) / float(b["cpu_ms"])  # type: ignore[arg-type]
+        for b, t in zip(got["base"][1:], got["this"][1:], strict=True)
+    ]
+    lo, hi = median_ci(ratios)
+    print(
+        f"  CPU ratio this / base: median {statistics.median(ratios):.3f} (95% CI {lo:.3f}-{hi:.3f})"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ranks", type=int, default=1024)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--compare-to", metavar="SRC", type=Path, help="another version's source tree")
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        help="follow (and append to) the rank files gen_rank_files.py wrote there (--ranks of "
+        "them) instead of generating new ones",
+    )
     a = p.parse_args()
+    if a.compare_to is not None and not (a.compare_to / "minicluster").is_dir():
+        raise SystemExit(f"bench_watch: {a.compare_to} holds no minicluster/ source tree")
     with tempfile.TemporaryDirectory(prefix="mc-bench-watch-") as tmp:
-        run_dir = Path(tmp)
-        print(f"generating {a.ranks} ranks x {a.steps} steps ...", file=sys.stderr, flush=True)
-        write_run(run_dir, a.ranks, a.steps)
+        run_dir = Path(tmp) / "run"
+        if a.run_dir is not None:
+            run_dir = a.run_dir.resolve()
+            a.steps = next_step(run_dir)
+        else:
+            print(f"generating {a.ranks} ranks x {a.steps} steps ...", file=sys.stderr, flush=True)
+            write_run(run_dir, a.ranks, a.steps)
+        if a.compare_to is not None:
+            compare(run_dir, a.compare_to, a.ranks, a.steps, a.rounds)
+            return
         watcher = Watcher(run_dir, window=None, stall_after_s=30.0)  # the default window
         first_ms, _ = incremental(watcher)
         inc: list[float] = []

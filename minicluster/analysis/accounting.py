@@ -36,8 +36,10 @@ collective call), or ranks that did not meet, shows in it.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -176,7 +178,8 @@ def account(records: list[RankRecords], table: JobSteps) -> Accounting:
     if len(ranks) < 2 or not table.indices.size:
         return Accounting(ranks, np.array([], np.int64), empty, empty, empty, empty, "no steps")
     by_rank = {r.rank: r for r in table.records}
-    missing = [k for k in FIELDS if any(k not in by_rank[r].columns for r in ranks)]
+    columns = [by_rank[r].columns for r in ranks]
+    missing = [k for k in FIELDS if not all(map(operator.contains, columns, repeat(k)))]
     if missing:
         return Accounting(
             ranks,
@@ -190,7 +193,7 @@ def account(records: list[RankRecords], table: JobSteps) -> Accounting:
         )
     steps = table.indices
     keys = tuple(k for k in FIELDS if k != "opt_ms")  # the step's own optimizer time: unread
-    mats = field_matrices([by_rank[r].columns for r in ranks], steps, keys)
+    mats = field_matrices(columns, steps, keys)
     # [rank x step] matrices are 33 MB each at 4,096 x 1,000: summed in place, each let go
     # once summed (the same sums, in the same order: host = opt_prev + gap, period = host +
     # fwd + bwd)
@@ -276,6 +279,8 @@ def sync_points(records: list[RankRecords], steps: np.ndarray) -> SyncSums | Non
     counts of sync points differ in a step (then their k-th calls are not one collective)."""
     if not steps.size:
         return None
+    if records and "syncs_ms" not in records[0].columns:
+        return None  # (the first rank recorded none: its count differs from a step's first)
     per_rank = [_sync_lists(r, steps) for r in records]
     n_ranks = len(records)
     shape = (n_ranks, steps.size)

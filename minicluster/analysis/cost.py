@@ -64,8 +64,29 @@ def permutation_p(lateness: np.ndarray, ranks: int, observed: np.ndarray, seed: 
 
 def _null_excess(labels: np.ndarray, lateness: np.ndarray, ranks: int) -> np.ndarray:
     """Per resample (a row of `labels`: each step's last arrival) rank 0's total lateness minus
-    the largest other rank's, a block of resamples at a time ([resamples x ranks] totals of a
-    16,384-rank job would be 260 MB; each row's sum is the same, in the same order)."""
+    the largest other rank's. Only the ranks a resample drew (at most one per step) have a
+    total; every other rank's is 0. The totals are summed over (resample, rank) pairs drawn
+    only, by one bincount in the draws' order: the same sums as over a [resamples x ranks]
+    matrix (260 MB at 16,384 ranks), bit for bit (tests/analysis/test_cost.py)."""
+    rows, n = labels.shape
+    if ranks <= 4 * n:  # few ranks for the steps: the matrix is small, its sums as fast
+        return _null_excess_dense(labels, lateness, ranks)
+    pair, at = np.unique((np.arange(rows)[:, None] * ranks + labels).ravel(), return_inverse=True)
+    totals = np.bincount(at.ravel(), weights=np.tile(lateness, rows), minlength=pair.size)
+    row, rank = pair // ranks, pair % ranks
+    mine = np.zeros(rows)
+    mine[row[rank == 0]] = totals[rank == 0]
+    other = rank != 0
+    drawn = np.bincount(row[other], minlength=rows)  # other ranks with a total, per resample
+    top = np.full(rows, -np.inf)
+    np.maximum.at(top, row[other], totals[other])
+    # a rank not drawn has a total of 0
+    top = np.where(drawn < ranks - 1, np.maximum(top, 0.0), top)
+    return mine - top
+
+
+def _null_excess_dense(labels: np.ndarray, lateness: np.ndarray, ranks: int) -> np.ndarray:
+    """`_null_excess` over [resamples x ranks] totals, a block of resamples at a time."""
     block = max(1, min(len(labels), (1 << 22) // max(1, ranks)))
     out = np.empty(len(labels))
     for start in range(0, len(labels), block):
@@ -191,7 +212,17 @@ def rank_costs(
     found = cost_intervals(np.vstack((per, np.zeros((1, acc.n)))), wall, seed=acc.n)
     intervals = np.broadcast_to(found[-1], (len(acc.ranks), 2)).copy()
     intervals[costly] = found[:-1]
-    for i, rank in enumerate(acc.ranks):
+    # Ranks with the same inputs that are not candidates get the same entry: made once (most
+    # ranks never arrived last, with cost 0, at 16,384 ranks most of this loop's time)
+    # (the key: the inputs' bits, so 0.0 and -0.0 differ and a NaN meets the same NaN)
+    same: dict[bytes, dict[str, Any]] = {}
+    inputs = np.column_stack((total, excess_ms, p_values, last_steps, intervals)).astype(np.float64)
+    keys = np.ascontiguousarray(inputs).view(f"V{inputs.shape[1] * 8}").ravel().tolist()
+    for i, (rank, key) in enumerate(zip(acc.ranks, keys, strict=True)):
+        if key in same:
+            entry = same[key]
+            out[rank] = {**entry, "cost_pct_interval": list(entry["cost_pct_interval"])}
+            continue
         low, high = intervals[i].tolist()
         cost_pct = 100.0 * float(total[i]) / wall_ms
         excess_pct = 100.0 * float(excess_ms[i]) / wall_ms
@@ -220,6 +251,8 @@ def rank_costs(
                 )
             ),
         }
+        if shape is None:  # not a candidate: its entry depends on `key` alone
+            same[key] = out[rank]
     return out
 
 

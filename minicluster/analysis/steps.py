@@ -117,6 +117,73 @@ class StepTable:
                 for k in self.KEYS:
                     if k in rec.columns:
                         self.m[k][i, cols] = rec.columns[k][mask]
+        self._derive()
+
+    @classmethod
+    def of_rows(
+        cls,
+        records: list[RankRecords],
+        world_size: int,
+        step: np.ndarray,
+        warmup: np.ndarray,
+        cols: Mapping[str, np.ndarray],
+        starts: np.ndarray,
+    ) -> StepTable:
+        """`StepTable(records, world_size)` built with a few numpy operations per key, for
+        records whose columns are rows of [rank x n] matrices: rank `records[i]` holds `step`
+        (int64), `warmup` (bool) and `cols` (float64) of row i from column `starts[i]` on (a
+        live watch's windows, `analysis.tail.Windows`). The same table; when a rank's measured
+        steps are not strictly increasing, built the per-rank way."""
+        n, width = step.shape
+        valid = np.arange(width)[None, :] >= np.asarray(starts)[:, None]
+        measured = valid & ~warmup
+        has = np.asarray(
+            valid.any(axis=1)
+        )  # ranks without steps are left out, as the per-rank way does
+        # every rank measured the same steps at the same places (the usual case)?
+        aligned = bool(
+            n and has.all() and (step == step[:1]).all() and (measured == measured[:1]).all()
+        )
+        at = np.flatnonzero(measured[0]) if aligned else None
+        if at is not None:
+            if (np.diff(step[0, at]) <= 0).any():  # a step recorded twice, or out of order
+                return cls(records, world_size)
+        else:
+            low = np.iinfo(np.int64).min
+            seen = np.maximum.accumulate(np.where(measured, step, low), axis=1)
+            before = np.concatenate((np.full((n, 1), low), seen[:, :-1]), axis=1)
+            if (measured & (step <= before)).any():
+                return cls(records, world_size)
+        table = cls.__new__(cls)
+        table.world_size = world_size
+        table.records = [r for r, h in zip(records, has.tolist(), strict=True) if h]
+        table.row = {r.rank: i for i, r in enumerate(table.records)}
+        table.m = {}
+        if at is not None:
+            table.indices = step[0, at].astype(np.int64)
+            for k in cls.KEYS:
+                if k not in cols:
+                    table.m[k] = np.full((n, table.indices.size), np.nan)
+                elif at.size == width:  # every step measured: the matrix itself, read-only
+                    table.m[k] = cols[k].view()
+                    table.m[k].flags.writeable = False
+                else:
+                    table.m[k] = cols[k][:, at]
+            table._derive()
+            return table
+        measured = measured[has]
+        table.indices = np.unique(step[has][measured]).astype(np.int64)
+        at_row = np.nonzero(measured)[0]
+        at_col = np.searchsorted(table.indices, step[has][measured])
+        for k in cls.KEYS:
+            table.m[k] = np.full((len(table.records), table.indices.size), np.nan)
+            if k in cols:
+                table.m[k][at_row, at_col] = cols[k][has][measured]
+        table._derive()
+        return table
+
+    def _derive(self) -> None:
+        """What the matrices give: where a rank recorded a step, the transfer and the waits."""
         self.present = ~np.isnan(self.m["step_time_ms"])
         if self.indices.size:
             # transfer per step = min over ranks of comm_ms; wait = comm - transfer (DESIGN.md 4)

@@ -65,15 +65,20 @@ class RankTail:
     delay (None until a second look found new steps).
     """
 
-    def __init__(self, path: Path, rank: int, window: int) -> None:
+    def __init__(self, path: Path, rank: int, window: int, store: RingStore | None = None) -> None:
         self.path = path
         self.rank = rank
         self.window = window
+        self._store: RingStore | None = None  # the buffer its ring lies in, at `_slot`
+        self._slot = -1
+        self._ring: np.ndarray = np.empty((0, 0))  # made by _restart
         self.summary: dict[str, Any] | None = None
         self.summary_unreadable = False
         self.looks = 0
         self.warnings: list[str] = []
         self._restart()
+        if store is not None:
+            store.add(self)
 
     def _restart(self) -> None:
         """Forget what was read of the file (it is read again from its start)."""
@@ -83,8 +88,12 @@ class RankTail:
         self.log = RankLog(keep_steps=False)  # every record but the steps
         self._header_of: rank_format.Header | None = None
         self._header_json: dict[str, Any] | None = None
-        # The last `window` steps, a ring: row `kept % window` is written next.
-        self._ring = np.full((self.window, len(WINDOW_KEYS)), np.nan)
+        # The last `window` steps, a ring of columns ([key x step], each key's steps one run
+        # for `Windows` to copy): column `kept % window` is written next.
+        if self._store is not None:
+            self._ring[:] = np.nan  # its place in the store
+        else:
+            self._ring = np.full((len(WINDOW_KEYS), self.window), np.nan)
         self.kept = 0
         self.records = 0  # step (or collective) lines read, including those not parsed
         self.lag_s: float | None = None
@@ -150,8 +159,8 @@ class RankTail:
             kind = obj.get("type") if isinstance(obj, dict) else None
             if kind == rank_format.STEP:
                 self.records += 1
-                row = [_number(obj.get(k)) for k in WINDOW_KEYS]
-                self._ring[self.kept % self.window] = row
+                row = [v if type(v) is float else _number(v) for v in map(obj.get, WINDOW_KEYS)]
+                self._ring[:, self.kept % self.window] = row
                 self.kept += 1
                 self.last_step = int(row[0]) if row[0] == row[0] else self.last_step
                 self.t_last_s = row[2] if row[2] == row[2] else None  # NaN != NaN
@@ -202,45 +211,119 @@ class RankTail:
             self.warnings.append(text)
 
 
+class RingStore:
+    """The rings of a run's `RankTail`s in one [tail x key x step] buffer, in the order they
+    were added (`Windows` takes them from it without gathering one array per rank)."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.buf = np.full((0, len(WINDOW_KEYS), window), np.nan)
+        self.tails: list[RankTail] = []
+
+    def add(self, tail: RankTail) -> None:
+        if len(self.tails) == len(self.buf):
+            grown = np.full((max(64, 2 * len(self.buf)), *self.buf.shape[1:]), np.nan)
+            grown[: len(self.buf)] = self.buf
+            self.buf = grown
+            for slot, t in enumerate(self.tails):
+                t._ring = grown[slot]
+        slot = len(self.tails)
+        self.buf[slot] = tail._ring
+        tail._ring, tail._slot, tail._store = self.buf[slot], slot, self
+        self.tails.append(tail)
+
+
 class Windows:
     """The kept windows of many ranks stacked, oldest step first: `col[key]` is [rank x window]
-    (NaN where a rank has fewer steps than the window, or a step lacked the field)."""
+    (NaN where a rank has fewer steps than the window, or a step lacked the field), each key's
+    matrix one contiguous buffer (so a rank's columns are rows of it: `records.rows_view`)."""
 
     def __init__(self, tails: list[RankTail]) -> None:
         self.tails = tails
         width = tails[0].window if tails else 0
-        kept = np.array([t.kept for t in tails], dtype=np.int64)
-        # Row (kept + i) % window of a ring is its i-th oldest step; rows never written are NaN,
-        # so one gather puts every rank's steps oldest first, padding first.
-        order = (kept[:, None] + np.arange(width)[None, :]) % max(width, 1)
-        rings = np.stack([t._ring for t in tails]) if tails else np.empty((0, 0, len(WINDOW_KEYS)))
-        self.matrix = rings[np.arange(len(tails))[:, None], order]
-        self.col = {k: self.matrix[:, :, j] for j, k in enumerate(WINDOW_KEYS)}
-        self.starts = [width - min(t.kept, width) for t in tails]
+        kept = np.fromiter((t.kept for t in tails), np.int64, len(tails))
+        # Column (kept + i) % window of a ring is its i-th oldest step; columns never written
+        # are NaN, so one gather puts every rank's steps oldest first, padding first, laid out
+        # [key x rank x step] in the same copy.
+        store = tails[0]._store if tails else None
+        if store is not None and all(t._store is store for t in tails):
+            slots = np.fromiter((t._slot for t in tails), np.int64, len(tails))
+            in_place = bool((slots == np.arange(len(tails))).all())
+            rings = (store.buf[: len(tails)] if in_place else store.buf[slots]).transpose(1, 0, 2)
+        elif tails:
+            rings = (
+                np.concatenate([t._ring for t in tails])  # (np.stack: a Python call per ring)
+                .reshape(len(tails), len(WINDOW_KEYS), width)
+                .transpose(1, 0, 2)
+            )
+        else:
+            rings = np.empty((len(WINDOW_KEYS), 0, 0))
+        shift = kept % max(width, 1)
+        if tails and (shift == shift[0]).all():  # every ring at the same place: one rotation
+            s = int(shift[0])
+            by_key = np.concatenate((rings[:, :, s:], rings[:, :, :s]), axis=2)
+        else:
+            order = (kept[:, None] + np.arange(width)[None, :]) % max(width, 1)
+            by_key = np.ascontiguousarray(rings[:, np.arange(len(tails))[:, None], order])
+        self.col = {k: by_key[j] for j, k in enumerate(WINDOW_KEYS)}
+        self.matrix = by_key.transpose(1, 2, 0)  # [rank x window x key], a view
+        self.starts = width - np.minimum(kept, width)  # per rank, its first kept column
+
+    def stacked(
+        self, leave_out: set[int] | frozenset[int] = frozenset()
+    ) -> tuple[list[int], np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """The windows as `records` gives them, still stacked: (the ranks' positions in `tails`,
+        `step` int64 [rank x window] (-1 where NaN), `warmup` bool, the other keys' float64
+        matrices, each rank's first kept column), ranks in `leave_out` left out."""
+        keep = [i for i, t in enumerate(self.tails) if t.rank not in leave_out]
+        everyone = len(keep) == len(self.tails)
+        take = slice(None) if everyone else np.asarray(keep, dtype=np.int64)
+        step = np.nan_to_num(self.col["step"][take], nan=-1).astype(np.int64)
+        warmup = self.col["warmup"][take] == 1.0
+        cols = {k: v[take] for k, v in self.col.items() if k not in ("step", "warmup")}
+        return keep, step, warmup, cols, self.starts[take]
 
     def records(self, leave_out: set[int] | frozenset[int] = frozenset()) -> list[RankRecords]:
         """Each rank's window as `RankRecords` (`step` int64, `warmup` bool, the rest float64),
         what `StepTable` and the straggler rule take; ranks in `leave_out` are left out."""
         if not self.tails:
             return []
-        step = np.nan_to_num(self.col["step"], nan=-1).astype(np.int64)
-        warmup = self.col["warmup"] == 1.0
-        out = []
-        for i, (tail, start) in enumerate(zip(self.tails, self.starts, strict=True)):
-            if tail.rank in leave_out:
-                continue
-            cols = {k: v[i, start:] for k, v in self.col.items()}
-            cols["step"], cols["warmup"] = step[i, start:], warmup[i, start:]
-            out.append(
-                RankRecords(
-                    tail.rank,
-                    tail.header,
-                    summary=tail.summary,
-                    columns=cols,
-                    timing=list(tail.log.timing),
-                )
+        return self.records_of(*self.stacked(leave_out))
+
+    def records_of(
+        self,
+        keep: list[int],
+        step: np.ndarray,
+        warmup: np.ndarray,
+        cols: dict[str, np.ndarray],
+        starts: np.ndarray,
+    ) -> list[RankRecords]:
+        """`records` from `stacked`'s answer: each rank's columns are rows of its matrices."""
+        mats = {"step": step, "warmup": warmup, **cols}
+        keys = [k for k in WINDOW_KEYS if k in mats]
+        if not starts.any():  # every window full: each rank's columns are whole rows
+            rows = [list(mats[k]) for k in keys]
+            # ranks with the same steps hold one `step` array (`accounting.field_matrices`
+            # then looks each array up once)
+            if (step == step[:1]).all():  # every rank at the same steps (the usual case)
+                rows[keys.index("step")] = [step[0]] * len(step)
+            else:
+                same, which = np.unique(step, axis=0, return_inverse=True)
+                arrays = list(same)
+                rows[keys.index("step")] = [arrays[j] for j in which.ravel().tolist()]
+            per_rank: Any = (dict(zip(keys, r, strict=True)) for r in zip(*rows, strict=True))
+        else:
+            per_rank = ({k: mats[k][j, s:] for k in keys} for j, s in enumerate(starts.tolist()))
+        return [
+            RankRecords(
+                self.tails[i].rank,
+                self.tails[i].header,
+                summary=self.tails[i].summary,
+                columns=c,
+                timing=list(self.tails[i].log.timing),
             )
-        return out
+            for i, c in zip(keep, per_rank, strict=True)
+        ]
 
 
 def _number(value: Any) -> float:
@@ -268,6 +351,8 @@ class RunTail:
         self.run_dir = run_dir
         self.window = window
         self.ranks: dict[int, RankTail] = {}
+        self._store: RingStore | None = None
+        self._names: dict[str, tuple[int | None, bool, bool]] = {}  # name -> (rank, summary, jsonl)
 
     def look(self, now_s: float) -> bool:
         """List `ranks/` once, pick up new rank files, read what each file gained and any summary
@@ -279,13 +364,23 @@ class RunTail:
             return False
         except OSError as e:
             raise InputError(f"cannot list {ranks_dir}: {e.strerror or e}") from None
-        files, summaries = set(), set()
+        files: set[int] = set()
+        summaries: set[int] = set()
         for name in names:
-            rank = rundir.rank_from_name(name)
-            if rank is not None and name.endswith(".summary.json"):
-                summaries.add(rank)
-            elif rank is not None and name.endswith(".jsonl"):
-                files.add(rank)
+            kind = self._names.get(name)
+            if kind is None:
+                rank = rundir.rank_from_name(name)
+                kind = self._names[name] = (
+                    rank,
+                    rank is not None and name.endswith(".summary.json"),
+                    rank is not None and name.endswith(".jsonl"),
+                )
+            if kind[0] is None:
+                continue
+            if kind[1]:
+                summaries.add(kind[0])
+            elif kind[2]:
+                files.add(kind[0])
         if self.window is None:
             world = next(filter(None, map(self._world_size, sorted(files))), None)
             if world is None:
@@ -293,8 +388,10 @@ class RunTail:
             self.window = auto_window(world)
         for rank in files | summaries:  # a summary alone: the rank failed before its first line
             if rank not in self.ranks:
+                if self._store is None:
+                    self._store = RingStore(self.window)
                 self.ranks[rank] = RankTail(
-                    rundir.rank_jsonl(self.run_dir, rank), rank, self.window
+                    rundir.rank_jsonl(self.run_dir, rank), rank, self.window, self._store
                 )
         grew = False
         for rank, tail in self.ranks.items():

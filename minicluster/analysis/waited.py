@@ -99,6 +99,70 @@ def measure(records: list[RankRecords], steps: np.ndarray, step_ms: float | None
         return empty
     # a read-only view of the ranks' columns where every rank recorded the same steps (no copy)
     comm = field_matrices([r.columns for r in recs], steps, ("comm_ms",), prev=False)["comm_ms"]
+    return _from_comm(ranks, steps, comm, step_ms)
+
+
+def measure_rows(
+    records: list[RankRecords],
+    steps: np.ndarray,
+    step_ms: float | None,
+    step: np.ndarray,
+    comm_ms: np.ndarray,
+    starts: np.ndarray,
+) -> WaitedFor:
+    """`measure(records, steps, step_ms)` in a few numpy operations, for records whose columns
+    are rows of [rank x n] matrices: rank `records[i]` holds `step` (int64) and `comm_ms` of
+    row i from column `starts[i]` on (`StepTable.of_rows`' layout). The same answer; when a
+    rank's steps are not strictly increasing, measured the per-rank way."""
+    n, width = step.shape
+    if len(records) != n:
+        return measure(records, steps, step_ms)
+    valid = np.arange(width)[None, :] >= np.asarray(starts)[:, None]
+    has = np.asarray(valid.any(axis=1))
+    # every rank recorded the same steps (the usual case)?
+    aligned = bool(n and valid.all() and (step == step[:1]).all())
+    if aligned:
+        if (np.diff(step[0]) <= 0).any():  # a step recorded twice, or out of order
+            return measure(records, steps, step_ms)
+    else:
+        low = np.iinfo(np.int64).min
+        seen = np.maximum.accumulate(np.where(valid, step, low), axis=1)
+        before = np.concatenate((np.full((n, 1), low), seen[:, :-1]), axis=1)
+        if (valid & (step <= before)).any():
+            return measure(records, steps, step_ms)
+    rank_of = np.fromiter((r.rank for r in records), np.int64, n)
+    if (np.diff(rank_of) > 0).all():  # in rank order already
+        order = np.flatnonzero(has)
+    else:
+        order = np.argsort(rank_of, kind="stable")
+        order = order[has[order]]
+    ranks = rank_of[order].tolist()
+    if len(ranks) < 2 or not steps.size:
+        none = np.array([], np.int64)
+        empty = WaitedFor(ranks, none, none, np.array([]), step_ms)
+        empty.reason = "fewer than two ranks with measured steps"
+        return empty
+    in_order = order.size == n and bool((order == np.arange(n)).all())
+    comm = np.full((len(ranks), steps.size), np.nan)
+    if aligned:
+        # each recorded step's place in `steps` (a step not among them is left out)
+        at = np.minimum(np.searchsorted(steps, step[0]), steps.size - 1)
+        hit = steps[at] == step[0]
+        comm[:, at[hit]] = (comm_ms if in_order else comm_ms[order])[:, hit]
+        return _from_comm(ranks, steps, comm, step_ms)
+    step, valid, comm_ms = step[order], valid[order], comm_ms[order]
+    at = np.minimum(np.searchsorted(steps, step), steps.size - 1)
+    hit = valid & (steps[at] == step)
+    comm[np.nonzero(hit)[0], at[hit]] = comm_ms[hit]
+    return _from_comm(ranks, steps, comm, step_ms)
+
+
+def _from_comm(
+    ranks: list[int], steps: np.ndarray, comm: np.ndarray, step_ms: float | None
+) -> WaitedFor:
+    """The others' wait for each rank from each rank's comm_ms at `steps` (NaN: not recorded)."""
+    none = np.array([], np.int64)
+    empty = WaitedFor(ranks, none, none, np.array([]), step_ms)
     ok = ~np.isnan(comm).any(axis=0)
     if int(ok.sum()) < MIN_STEPS:
         empty.reason = f"fewer than {MIN_STEPS} steps with every rank's all-reduce timed"

@@ -19,7 +19,6 @@ Definitions (the README's "Watching a running job" says the same):
 
 from __future__ import annotations
 
-import math
 import statistics
 import warnings
 from datetime import datetime
@@ -240,37 +239,50 @@ def _waiting_row(rank: int) -> dict[str, Any]:
     }
 
 
-def _window_stats(windows: Windows) -> dict[int, dict[str, Any]]:
+def _window_stats(windows: Windows) -> dict[int, tuple[Any, ...]]:
     """Per rank over its kept window, for all ranks at once ([rank x step] matrices): the rate,
-    the p50s over measured steps, whether its last step was a warm-up step."""
+    the p50s over measured steps (WINDOW_STATS), whether its last step was a warm-up step."""
     if not windows.tails:
         return {}
     col = windows.col
     measured = col["warmup"] == 0.0  # a NaN row (window not full yet) is not measured
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # no measured step yet: NaN, no warning
-        p50 = {
-            k: np.nanmedian(np.where(measured, col[k], np.nan), axis=1)
-            for k in ("step_time_ms", "compute_ms", "comm_ms")
-        }
-    values = {
-        "steps_per_sec": _rounded(_rates(col["step"], col["t_unix_s"])),
-        **{f"{k}_p50": _rounded(v) for k, v in p50.items()},
+    p50 = {
+        k: _row_nanmedian(np.where(measured, col[k], np.nan))
+        for k in ("step_time_ms", "compute_ms", "comm_ms")
     }
-    warmup = (col["warmup"][:, -1] == 1.0).tolist()
-    return {
-        t.rank: {
-            **{k: v[i] for k, v in values.items()},
-            "warmup": warmup[i] if t.kept else None,
-        }
-        for i, t in enumerate(windows.tails)
-    }
+    last_warmup = (col["warmup"][:, -1] == 1.0).tolist()
+    warmup = [w if t.kept else None for t, w in zip(windows.tails, last_warmup, strict=True)]
+    values = zip(
+        _rounded(_rates(col["step"], col["t_unix_s"])),
+        *(_rounded(v) for v in p50.values()),
+        warmup,
+        strict=True,
+    )
+    return {t.rank: v for t, v in zip(windows.tails, values, strict=True)}
+
+
+def _row_nanmedian(matrix: np.ndarray) -> np.ndarray:
+    """`np.nanmedian(matrix, axis=1)` (NaN for a row of NaN, without a warning); the rows
+    without NaN (every step of a full window measured: most) in one vectorised median."""
+    out = np.full(matrix.shape[0], np.nan)
+    whole = ~np.isnan(matrix).any(axis=1)
+    if matrix.shape[1]:
+        out[whole] = np.median(matrix[whole], axis=1)
+    if not whole.all():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no measured step yet: NaN
+            out[~whole] = np.nanmedian(matrix[~whole], axis=1)
+    return out
+
+
+WINDOW_STATS = ("steps_per_sec", "step_time_ms_p50", "compute_ms_p50", "comm_ms_p50")
 
 
 def _rank_row(
-    tail: RankTail, now_s: float, total_steps: int, window: dict[str, Any]
+    tail: RankTail, now_s: float, total_steps: int, window: tuple[Any, ...]
 ) -> dict[str, Any]:
-    row = _waiting_row(tail.rank)
+    """A rank's row; `window`: its WINDOW_STATS and whether its last step was a warm-up step."""
+    steps_per_sec, step_time_p50, compute_p50, comm_p50, warmup = window
     header = tail.header
     assert header is not None  # only ranks with a header have window statistics
     summary = tail.summary
@@ -286,18 +298,25 @@ def _rank_row(
         t_ref = _iso_to_unix(header.get("created_at"))  # started, no step yet
     if t_ref is not None and tail.lag_s is not None:
         t_ref += tail.lag_s
-    row.update(
-        window,
-        node=node_of(header),
-        hostname=header.get("hostname"),
-        node_rank=header.get("node_rank"),
-        state=state,
-        last_step=last,
-        idle_s=r4(max(0.0, now_s - t_ref)) if t_ref is not None else None,
-        error=(summary or {}).get("error") if state == "failed" else None,
-        last_record_unix_s=t_ref,
-    )
-    return row
+    return {  # _waiting_row's keys, in its order
+        "rank": tail.rank,
+        "node": node_of(header),
+        "hostname": header.get("hostname"),
+        "node_rank": header.get("node_rank"),
+        "state": state,
+        "last_step": last,
+        "warmup": warmup,
+        "steps_per_sec": steps_per_sec,
+        "step_time_ms_p50": step_time_p50,
+        "compute_ms_p50": compute_p50,
+        "comm_ms_p50": comm_p50,
+        "idle_s": r4(max(0.0, now_s - t_ref)) if t_ref is not None else None,
+        "stalled": False,
+        "straggler": False,
+        "slowest": False,
+        "error": (summary or {}).get("error") if state == "failed" else None,
+        "last_record_unix_s": t_ref,
+    }
 
 
 def _after_the_end(rows: list[dict[str, Any]], result: RunResult) -> None:
@@ -501,7 +520,7 @@ def _rates(steps: np.ndarray, t_s: np.ndarray) -> np.ndarray:
 
 def _rounded(values: np.ndarray) -> list[float | None]:
     """To 4 decimals as Python floats, NaN as None (the JSON the snapshot is)."""
-    return [None if math.isnan(v) else v for v in np.round(values, 4).tolist()]
+    return [None if v != v else v for v in np.round(values, 4).tolist()]  # NaN != NaN
 
 
 def _median_of(rows: list[dict[str, Any]], key: str) -> float | None:

@@ -129,9 +129,21 @@ def judge_stragglers(
             "short to tell a straggler from a passing slowdown (a larger --window spans more)"
         )
         return [], check, None
-    records = windows.records(leave_out=leave_out)
-    table = StepTable(records, world_size)
-    waits = waited.measure_table(table, table.series(world_size).get("step_time_ms"))
+    # the windows are rows of [rank x step] matrices: the table and the waits are built from
+    # them in a few numpy operations (the same as from the records, rank by rank)
+    keep, step, warmup, cols, starts = windows.stacked(leave_out)
+    records = windows.records_of(keep, step, warmup, cols, starts)
+    table = StepTable.of_rows(records, world_size, step, warmup, cols, starts)
+    step_series = table.series(world_size).get("step_time_ms")
+    ok = step_series[~np.isnan(step_series)] if step_series is not None else np.array([])
+    waits = waited.measure_rows(
+        records,
+        table.indices,
+        float(np.median(ok)) if ok.size else None,
+        step,
+        cols["comm_ms"],
+        starts,
+    )
     found = find_stragglers(
         table,
         checks.straggler_threshold_pct,

@@ -203,3 +203,32 @@ def test_a_cost_under_the_floor_per_step_is_not_a_culprit() -> None:
     acc = _acc(_records(work))
     assert cost.rank_costs(acc, 5.0)[1]["culprit"]
     assert not cost.rank_costs(acc, 5.0, min_ms_per_step=10.0)[1]["culprit"]
+
+
+@pytest.mark.parametrize(("ranks", "steps"), [(2, 3), (60, 12), (500, 40), (4096, 50)])
+def test_null_excess_over_the_drawn_ranks_equals_the_whole_matrix_bit_for_bit(ranks, steps):
+    # the permutation null of many ranks over few steps sums only the (resample, rank) pairs
+    # drawn; it must give the [resamples x ranks] matrix's answer exactly (p-values compare it)
+    rng = np.random.default_rng(ranks)
+    lateness = rng.exponential(3.0, steps)
+    lateness[::5] = 0.0  # steps nobody was late in: totals of 0 beside the ranks not drawn
+    labels = rng.integers(ranks, size=(cost.RESAMPLES, steps))
+    dense = cost._null_excess_dense(labels, lateness, ranks)
+    assert cost._null_excess(labels, lateness, ranks).tobytes() == dense.tobytes()
+    # all the draws on two ranks: the others' top is a rank not drawn (0), or the other drawn one
+    few = rng.integers(2, size=(cost.RESAMPLES, steps))
+    got = cost._null_excess(few, lateness, ranks)
+    assert got.tobytes() == cost._null_excess_dense(few, lateness, ranks).tobytes()
+
+
+def test_rank_costs_entries_of_ranks_never_last_are_their_own_objects():
+    # ranks with the same inputs share how their entry is made, not the entry itself
+    work = np.full((40, 12), 5.0)
+    work[3] += 4.0
+    recs = _records(work)
+    acc = accounting.account(recs, StepTable(recs, 40))
+    costs = cost.rank_costs(acc, 5.0)
+    zero = [c for c in costs.values() if c["last_arrival_steps"] == 0]
+    assert len(zero) >= 38 and all(z == zero[0] for z in zero)
+    zero[0]["cost_pct_interval"][0] = -1.0
+    assert zero[1]["cost_pct_interval"][0] != -1.0 and zero[1] is not zero[0]
