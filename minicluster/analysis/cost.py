@@ -57,12 +57,12 @@ def permutation_p(lateness: np.ndarray, ranks: int, observed: np.ndarray, seed: 
     n = lateness.size
     labels = rng.integers(ranks, size=(RESAMPLES, n))
     # by symmetry every rank has the null distribution of rank 0's excess
-    null = _null_excess(labels, lateness, ranks)
+    null = null_excess(labels, lateness, ranks)
     above = RESAMPLES - np.searchsorted(np.sort(null), observed, side="left")  # null >= observed
     return (1 + above) / (RESAMPLES + 1)
 
 
-def _null_excess(labels: np.ndarray, lateness: np.ndarray, ranks: int) -> np.ndarray:
+def null_excess(labels: np.ndarray, lateness: np.ndarray, ranks: int) -> np.ndarray:
     """Per resample (a row of `labels`: each step's last arrival) rank 0's total lateness minus
     the largest other rank's. Only the ranks a resample drew (at most one per step) have a
     total; every other rank's is 0. The totals are summed over (resample, rank) pairs drawn
@@ -70,7 +70,7 @@ def _null_excess(labels: np.ndarray, lateness: np.ndarray, ranks: int) -> np.nda
     matrix (260 MB at 16,384 ranks), bit for bit (tests/analysis/test_cost.py)."""
     rows, n = labels.shape
     if ranks <= 4 * n:  # few ranks for the steps: the matrix is small, its sums as fast
-        return _null_excess_dense(labels, lateness, ranks)
+        return null_excess_dense(labels, lateness, ranks)
     pair, at = np.unique((np.arange(rows)[:, None] * ranks + labels).ravel(), return_inverse=True)
     totals = np.bincount(at.ravel(), weights=np.tile(lateness, rows), minlength=pair.size)
     row, rank = pair // ranks, pair % ranks
@@ -85,8 +85,8 @@ def _null_excess(labels: np.ndarray, lateness: np.ndarray, ranks: int) -> np.nda
     return mine - top
 
 
-def _null_excess_dense(labels: np.ndarray, lateness: np.ndarray, ranks: int) -> np.ndarray:
-    """`_null_excess` over [resamples x ranks] totals, a block of resamples at a time."""
+def null_excess_dense(labels: np.ndarray, lateness: np.ndarray, ranks: int) -> np.ndarray:
+    """`null_excess` over [resamples x ranks] totals, a block of resamples at a time."""
     block = max(1, min(len(labels), (1 << 22) // max(1, ranks)))
     out = np.empty(len(labels))
     for start in range(0, len(labels), block):

@@ -213,12 +213,12 @@ def test_null_excess_over_the_drawn_ranks_equals_the_whole_matrix_bit_for_bit(ra
     lateness = rng.exponential(3.0, steps)
     lateness[::5] = 0.0  # steps nobody was late in: totals of 0 beside the ranks not drawn
     labels = rng.integers(ranks, size=(cost.RESAMPLES, steps))
-    dense = cost._null_excess_dense(labels, lateness, ranks)
-    assert cost._null_excess(labels, lateness, ranks).tobytes() == dense.tobytes()
+    dense = cost.null_excess_dense(labels, lateness, ranks)
+    assert cost.null_excess(labels, lateness, ranks).tobytes() == dense.tobytes()
     # all the draws on two ranks: the others' top is a rank not drawn (0), or the other drawn one
     few = rng.integers(2, size=(cost.RESAMPLES, steps))
-    got = cost._null_excess(few, lateness, ranks)
-    assert got.tobytes() == cost._null_excess_dense(few, lateness, ranks).tobytes()
+    got = cost.null_excess(few, lateness, ranks)
+    assert got.tobytes() == cost.null_excess_dense(few, lateness, ranks).tobytes()
 
 
 def test_rank_costs_entries_of_ranks_never_last_are_their_own_objects():
