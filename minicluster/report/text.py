@@ -69,6 +69,7 @@ VERDICT_WORDS = {
     "straggler": "STRAGGLER",
     "culprit": "CULPRIT",
     "below_reference": "BELOW REFERENCE",
+    "not_judged": "NOT JUDGED",
 }
 
 
