@@ -123,6 +123,27 @@ def _policy_order(found: list[str]) -> list[str]:
     return [v.name for v in POLICY if v.name in found]
 
 
+def refuse_repeats_dir(path: Path, command: str) -> None:
+    """InputError (exit 2, one line) when `path` is a `run --repeats` directory: `command`
+    (report, aggregate, watch) reads one run, and each repeat is its own run under DIR/rI."""
+    manifest = manifest_path(path)
+    if not manifest.is_file():
+        return
+    try:
+        import json
+
+        dirs = [r["dir"] for r in json.loads(manifest.read_text(encoding="utf-8"))["runs"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        dirs = []
+    dirs = [d for d in dirs if isinstance(d, str)] or ["r0"]
+    one = dirs[-1] if command == "watch" else dirs[0]
+    raise InputError(
+        f"{path} is a `run --repeats` directory ({', '.join(dirs)} and {MANIFEST}), not one run: "
+        f"`minicluster {command} {path}/{one}` for one run, `minicluster compare {path} OTHER` "
+        "for its runs as one side"
+    )
+
+
 def _dry_run(
     args: argparse.Namespace, launch: Callable[[argparse.Namespace], RunResult | None]
 ) -> int:

@@ -163,3 +163,24 @@ def test_repeats_exit_and_verdict_line_are_the_policy_over_the_runs(
     assert run_repeats(args, lambda _: next(results)) == 2
     out = capsys.readouterr().out
     assert "verdict: NOT JUDGED (r0: ok (exit 0), r1: NOT JUDGED (exit 2))" in out
+
+
+@pytest.mark.parametrize(
+    ("command", "one"), [(["report"], "r0"), (["aggregate"], "r0"), (["watch", "--once"], "r1")]
+)
+def test_report_aggregate_and_watch_of_a_repeats_directory_say_what_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], one: str
+) -> None:
+    """A `run --repeats` directory (r0, r1, repeats.json) is not one run: one line naming it and
+    what to run instead, exit 2 (it said "an unfinished run? try aggregate", "holds no rank
+    records", "no rank files yet")."""
+    top = tmp_path / "reps"
+    for i in range(2):
+        (top / f"r{i}").mkdir(parents=True)
+        shutil.copy(CASE23 / "clean.result.json", top / f"r{i}" / "result.json")
+    (top / "repeats.json").write_text(json.dumps({"runs": [{"dir": "r0"}, {"dir": "r1"}]}))
+    assert main([*command, str(top)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "is a `run --repeats` directory (r0, r1 and repeats.json)" in err
+    assert f"`minicluster {command[0]} {top}/{one}`" in err and "minicluster compare" in err
