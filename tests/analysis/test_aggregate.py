@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -382,3 +383,21 @@ def test_enough_steps_is_judged_healthy_or_straggler() -> None:
     assert "not_judged" not in result
     assert [s["rank"] for s in result["stragglers"]] == [1]
     assert "not_judged" not in aggregate(two_ranks())
+
+
+def test_aggregate_and_watch_of_a_4_step_straggler_run_are_not_judged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """trial2's t4: a 200 ms straggler over 4 measured steps of 2 ranks. `aggregate` said ok
+    (exit 0) and `watch --once` of the ended run agreed; both now say NOT JUDGED and why, exit 2
+    (the policy's `not_judged`)."""
+    from minicluster.cli import main
+
+    recorded.training_run(tmp_path, [[10.0] * 4, [210.0] * 4])
+    assert main(["aggregate", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert "NOT JUDGED" in out and "the straggler sign test needs 5" in out
+    assert main(["watch", str(tmp_path), "--once", "--json"]) == 2
+    snap = json.loads(capsys.readouterr().out)
+    assert snap["ended"]["verdicts"] == ["not_judged"] and not snap["healthy"]
+    assert "needs 5 with 2 ranks" in snap["not_judged"] and snap["problems"] == []
