@@ -137,7 +137,7 @@ def snapshot(
         # `healthy`, `problems` and the exit code agree
         add_problems(problems, [v for v in ended["verdicts"] if v != "not_judged"])
         if "not_judged" in ended["verdicts"]:  # too few steps for the straggler test
-            not_judged = result.not_judged
+            not_judged = ended["not_judged"]
     else:
         # Too short a window to judge stragglers and culprits is no verdict of health: "not
         # judged yet (why)", and the policy's `not_judged` code, never the healthy 0 a CI
@@ -502,6 +502,8 @@ def ended_section(result: RunResult) -> dict[str, Any]:
         "faults_detected": [d.to_json() for d in result.faults.detected],
         "errors": result.errors[:MAX_ERRORS],
         "verdicts": found,
+        # why the straggler and culprit checks were not judged (too few steps), else None
+        "not_judged": result.not_judged,
         "run_exit_code": run_code,
         "exit_code": code,
     }
