@@ -65,7 +65,7 @@ VERDICT_WORDS = {
     "wrong_numbers": "WRONG NUMBERS",
     "validation_failed": "FAILED validation",
     "slow_link": "SLOW LINK",
-    "pairs_not_judged": "NOT JUDGED",
+    "not_judged": "NOT JUDGED",
     "straggler": "STRAGGLER",
     "culprit": "CULPRIT",
     "below_reference": "BELOW REFERENCE",
