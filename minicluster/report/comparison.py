@@ -70,6 +70,8 @@ def _verdict(r: Row) -> str:
     text = _VERDICT_TEXT[r.verdict]
     if r.verdict == "no_change" and r.reason.startswith("~"):
         text = "~"
+    elif r.verdict == "no_change" and r.reason.startswith("inconclusive"):
+        text = "inconclusive"  # not gated, and not "~": the runs cannot tell (history check's word)
     return text + (" (REGRESSION)" if r.regression else "")
 
 
