@@ -58,7 +58,7 @@ def test_a_large_change_inside_a_wide_spread_is_inconclusive_never_100pct(tmp_pa
     99.7%, rounded by :.0%). The level is printed as it is, and a change past the threshold
     that the spread cannot confirm nor rule out reads inconclusive, not judged, as `history
     check` says it (the row is still not gated: verdict no_change, exit unchanged)."""
-    from minicluster.report.comparison import _verdict
+    from minicluster.report.comparison import verdict_cell
 
     a = combine([load(_copy(tmp_path, f"a{i}", s)) for i, s in enumerate((1.0, 1.5))], "A")
     b = combine([load(_copy(tmp_path, f"b{i}", s)) for i, s in enumerate((1.3, 2.5))], "B")
@@ -69,11 +69,11 @@ def test_a_large_change_inside_a_wide_spread_is_inconclusive_never_100pct(tmp_pa
     assert row.verdict == "no_change" and not row.regression
     assert row.reason.startswith("inconclusive, not judged: a +"), row.reason
     assert "100% interval" not in row.reason and "% interval of B vs A (alpha" in row.reason
-    assert _verdict(row) == "inconclusive"
+    assert verdict_cell(row) == "inconclusive"
     rate = rows["throughput_samples_per_sec"]  # judged on the step time: the same word
     assert (
         rate.reason.startswith("inconclusive: judged on step_time_mean_ms")
-        and _verdict(rate) == "inconclusive"
+        and verdict_cell(rate) == "inconclusive"
     )
 
 
