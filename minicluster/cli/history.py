@@ -40,6 +40,20 @@ def _records(spec: Path, fmt: str | None) -> list[tuple[Any, str, bytes]]:
     return out
 
 
+def not_a_baseline(rec: Any) -> str | None:
+    """Why `rec`, once recorded, is never used as a baseline (a run that did not finish ok, or
+    whose own checks failed: `History.comparable` takes status ok only), or None."""
+    from minicluster.compare.engine import own_checks_failed
+
+    status = rec.details.get("run_status")
+    if status not in (None, "ok"):
+        return f"run status {status!r}"
+    names = own_checks_failed(rec)
+    if names:
+        return f"its own checks failed ({', '.join(names)})"
+    return None
+
+
 def no_action(args: argparse.Namespace) -> int:
     raise InputError(
         "history needs an action: add, list, show or check (see minicluster history --help)"
@@ -54,14 +68,14 @@ def add(args: argparse.Namespace) -> int:
     with History(_db(args)) as db:
         for spec in args.inputs:
             for rec, source, content in _records(spec, args.format):
-                if rec.details.get("run_status") not in (None, "ok"):
-                    print(
-                        f"minicluster: {rec.label}: run status {rec.details['run_status']!r}: "
-                        "recorded, never used as a baseline",
-                        file=sys.stderr,
-                    )
                 run, new = db.add(rec, source, content, prov)
                 if new:
+                    why = not_a_baseline(rec)
+                    if why:
+                        print(
+                            f"minicluster: {rec.label}: {why}: recorded, never used as a baseline",
+                            file=sys.stderr,
+                        )
                     print(f"history: added #{run} {rec.label} ({db.path})")
                     continue
                 # a second add of one run (the same file, a copy): skipped, exit 0 (nothing wrong)
@@ -155,7 +169,10 @@ def check(args: argparse.Namespace) -> int:
             run, _ = db.add(
                 rec, source, content, Provenance.from_env(args.commit, args.branch, args.label)
             )
-            result.notes.append(f"recorded as #{run}")
+            why = not_a_baseline(rec)
+            result.notes.append(
+                f"recorded as #{run}" + (f" ({why}: never used as a baseline)" if why else "")
+            )
     if args.json:
         orchestrate.write_output(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
     if args.html:

@@ -426,3 +426,38 @@ def test_no_change_needs_a_history_that_could_have_seen_a_regression() -> None:
     wide = check(rec, runs(0.2), ("step_time_mean_ms",)).metrics[0]
     assert wide.verdict == "not_judged" and "inconclusive" in wide.reason
     assert wide.mde_pct is not None and wide.mde_pct >= 15
+
+
+def test_a_run_whose_own_checks_failed_is_never_a_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The new-user trial: straggler runs (finished ok, their own checks exit 1) entered the
+    history as baselines, silently by `history add` and by `history check --add` of a run the
+    check had just FAILED; a healthy run then read `REGRESSION`. They are recorded, marked
+    `checks_failed` and said so, and never a baseline: the healthy run is NOT JUDGED (too short
+    a history), as with failed or interrupted runs."""
+    db = str(tmp_path / "h.sqlite")
+    src = json.loads((NOISY / "strag.result.json").read_text())
+    strags = []
+    for i in range(3):
+        d = dict(src, run_id=f"strag{i}")
+        p = tmp_path / f"strag{i}.json"
+        p.write_text(json.dumps(d))
+        strags.append(p)
+    assert main(["history", "add", str(strags[0]), str(strags[1]), "--db", db]) == 0
+    err = capsys.readouterr().err
+    assert err.count("its own checks failed (straggler") == 2
+    assert "recorded, never used as a baseline" in err
+    assert main(["history", "check", str(strags[2]), "--db", db, "--add"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED its own checks" in out and "recorded as #3 (its own checks failed" in out
+    con = sqlite3.connect(db)
+    assert [r[0] for r in con.execute("SELECT status FROM runs ORDER BY id")] == [
+        "checks_failed"
+    ] * 3
+    with History(Path(db)) as h:
+        fp = load(NOISY / "h1.result.json").fingerprint or {}
+        assert h.comparable(fp, (), 30) == []
+    assert main(["history", "check", str(NOISY / "h1.result.json"), "--db", db]) == 2
+    out = capsys.readouterr().out
+    assert "NOT JUDGED: 0 comparable" in out and "REGRESSION" not in out
