@@ -461,3 +461,43 @@ def test_a_run_whose_own_checks_failed_is_never_a_baseline(
     assert main(["history", "check", str(NOISY / "h1.result.json"), "--db", db]) == 2
     out = capsys.readouterr().out
     assert "NOT JUDGED: 0 comparable" in out and "REGRESSION" not in out
+
+
+def test_the_change_is_said_against_the_figure_shown_beside_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The new-user trial's history (step time 17.06, 41.57, 47.22 ms; the run checked 36.25):
+    the change was +12.5% "worse ... vs the median of runs #1-#3" while the table showed that
+    median, 41.57 (the run is 12.8% faster than it). The change is against the log-scale
+    model's level, the geometric mean (32.23): that level is shown, labelled so, and the change
+    agrees with it in size and direction."""
+    from minicluster.report.history import print_check
+
+    rec = load(CLEAN)
+    mv = rec.measured("step_time_mean_ms")
+    assert mv is not None and mv.value is not None
+    v = mv.value
+    values = [v * x / 36.2548 for x in (17.0597, 41.5656, 47.2199)]
+    runs = [
+        Run(
+            *(i + 1, f"t{i}", None, None, "x", "x", "minicluster", None, None, "ok"),
+            *("training", "k", {}, {}, None, None, {}, {"step_time_mean_ms": float(x)}),
+        )
+        for i, x in enumerate(values)
+    ]
+    result = check(rec, runs, ("step_time_mean_ms",))
+    m = result.metrics[0]
+    assert m.baseline_level is not None and m.level is not None and m.change_pct is not None
+    geo = float(np.exp(np.mean(np.log(values))))
+    assert m.baseline_level == pytest.approx(geo) and m.level == pytest.approx(v)
+    assert m.change_pct == pytest.approx(100 * (v / geo - 1))
+    assert (m.change_pct > 0) == (m.level > m.baseline_level)
+    assert "median of runs" not in m.reason
+    assert f"baseline level {geo:.4g} (geometric mean of runs #1-#3" in m.reason
+    print_check(result)
+    out = capsys.readouterr().out
+    assert "baseline level" in out and "baseline median" not in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("step_time_mean_ms"))
+    from minicluster.report import svg
+
+    assert svg.tick_label(geo) in row and svg.tick_label(float(np.median(values))) not in row
