@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,41 @@ def _db(args: argparse.Namespace) -> Path:
     from minicluster.compare.history import default_path
 
     return args.db if args.db is not None else default_path()
+
+
+def _named(args: argparse.Namespace) -> str | None:
+    """How the user named the database (`--db`, `$MINICLUSTER_HISTORY_DB`), or None for the
+    default path under XDG_DATA_HOME."""
+    from minicluster.compare.history import DB_ENV
+
+    if args.db is not None:
+        return "--db"
+    return f"${DB_ENV}" if os.environ.get(DB_ENV) else None
+
+
+def _db_to_write(args: argparse.Namespace) -> Path:
+    """The database `add` writes: a named one in a folder that does not exist is refused, as other
+    output files are (a typo'd folder is not made); the default's folder is made."""
+    path = _db(args)
+    named = _named(args)
+    if named is not None and not path.parent.exists():
+        raise InputError(
+            f"{named} {path}: folder {path.parent} does not exist; make it first "
+            f"(mkdir -p {path.parent}) or name a database in an existing folder"
+        )
+    return path
+
+
+def _db_to_read(args: argparse.Namespace) -> Path:
+    """The database `check` reads: one that does not exist is refused (exit 2), never made: a
+    typo'd --db would make an empty history, NOT JUDGED for ever while the real one fills."""
+    path = _db(args)
+    if not path.exists():
+        how = _named(args) or "the default database"
+        raise InputError(
+            f"{how} {path}: no history database there (`history add` makes it); check the path"
+        )
+    return path
 
 
 def _records(spec: Path, fmt: str | None) -> list[tuple[Any, str, bytes]]:
@@ -65,7 +101,7 @@ def add(args: argparse.Namespace) -> int:
     from minicluster.compare.history import History, Provenance
 
     prov = Provenance.from_env(args.commit, args.branch, args.label)
-    with History(_db(args)) as db:
+    with History(_db_to_write(args)) as db:
         for spec in args.inputs:
             for rec, source, content in _records(spec, args.format):
                 run, new = db.add(rec, source, content, prov)
@@ -160,7 +196,7 @@ def check(args: argparse.Namespace) -> int:
     if args.last < 1:
         raise InputError(f"--last must be >= 1, got {args.last}")
     to_stdout = orchestrate.stdout_outputs([o for o in (args.json, args.html) if o is not None])
-    with History(_db(args)) as db:
+    with History(_db_to_read(args)) as db:
         history = db.comparable(rec.fingerprint or {}, allowed, args.last)
         result = check_result(
             rec, history, tuple(args.metric or ()) or None, args.threshold, args.alpha, args.settle

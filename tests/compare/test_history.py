@@ -368,6 +368,7 @@ def test_a_change_the_runs_cannot_resolve_is_not_judged_never_no_change(
     (exit 2) where the candidate's own checks passed, and FAILED its own checks (exit 1) with its
     straggler named where they did not. With no comparable run: NOT JUDGED, exit 2."""
     db = str(tmp_path / "h.sqlite")
+    History(Path(db)).con.close()  # an empty history (`check` never makes one)
     strag = NOISY / "strag.result.json"
     assert main(["history", "check", str(strag), "--db", db]) == 1  # its own straggler
     said = capsys.readouterr().out
@@ -501,3 +502,32 @@ def test_the_change_is_said_against_the_figure_shown_beside_it(
     from minicluster.report import svg
 
     assert svg.tick_label(geo) in row and svg.tick_label(float(np.median(values))) not in row
+
+
+def test_a_missing_database_is_refused_never_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new-user trial: `history check --db typo.sqlite` made an empty database and said NOT
+    JUDGED (exit 2, which a CI gate accepting 2 passes, for ever); `history add --db
+    /nonexistent/x.sqlite` made the folder. Now: one line, exit 2, nothing made."""
+    cand = str(_copy(tmp_path, "c", 1.0))
+    typo = tmp_path / "typo.sqlite"
+    assert main(["history", "check", cand, "--db", str(typo)]) == 2
+    err = capsys.readouterr().err
+    assert "no history database there" in err and len(err.strip().splitlines()) == 1
+    assert not typo.exists() and list(tmp_path.iterdir()) == [tmp_path / "c.json"]
+    assert main(["history", "check", cand, "--db", str(typo), "--add"]) == 2
+    assert not typo.exists()
+    monkeypatch.setenv("MINICLUSTER_HISTORY_DB", str(typo))
+    assert main(["history", "check", cand]) == 2
+    assert "$MINICLUSTER_HISTORY_DB" in capsys.readouterr().err and not typo.exists()
+    monkeypatch.delenv("MINICLUSTER_HISTORY_DB")
+    missing = tmp_path / "no" / "such" / "x.sqlite"
+    assert main(["history", "add", cand, "--db", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "folder" in err and "does not exist; make it first" in err
+    assert not (tmp_path / "no").exists()
+    # the default database (XDG) is made with its folder, as before
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert main(["history", "add", cand]) == 0
+    assert (tmp_path / "xdg" / "minicluster" / "history.sqlite").exists()
