@@ -148,9 +148,7 @@ def trend_plot(m: MetricCheck) -> svg.Plot | None:
         x = float(cp["index"])
         chart.marks.append(svg.Band(x - 0.5, x + 0.5, f"change point: {cp['change_pct']:+.3g}%"))
     if m.baseline_level is not None:
-        chart.marks.append(
-            svg.Rule(m.baseline_level, "#555", "baseline level (geometric mean)")
-        )
+        chart.marks.append(svg.Rule(m.baseline_level, "#555", "baseline level (geometric mean)"))
     fill = "#b3261e" if m.verdict == "regression" else "#2a7d2e"
     chart.marks += [
         svg.Line(pts, svg.color(0), m.metric),
