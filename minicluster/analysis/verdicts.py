@@ -32,7 +32,7 @@ def verdicts(result: RunResult) -> list[str]:
     if result.pairwise is not None and result.pairwise.wrong_total:
         found.append("wrong_numbers")  # a link delivered wrong elements
     if result.pairwise is not None and result.pairwise.not_judged:
-        found.append("pairs_not_judged")  # 1-2 pairs (or 3 ranks) and nothing to judge by
+        found.append("not_judged")  # 1-2 pairs (or 3 ranks) and nothing to judge by: exit 2
     if result.validation is not None and not result.validation.passed:
         found.append("validation_failed")
     if result.stragglers:
@@ -45,7 +45,9 @@ def verdicts(result: RunResult) -> list[str]:
 
 
 def exit_code(result: RunResult) -> int:
-    """2 when the ranks stopped on bad input (a custom model that fails to build or run); 3
+    """2 when the ranks stopped on bad input (a custom model that fails to build or run), or
+    when the pairs' speed was NOT JUDGED and nothing else was found (`not_judged`, the code of
+    NOT JUDGED in every command); 3
     when the run failed; 130 when it was interrupted (status incomplete, what ran kept; a
     command that reads the result later: `exit_code_after_the_fact`);
     1 when it ran but a check failed (diverged replicas, a corrupted gradient, wrong collective

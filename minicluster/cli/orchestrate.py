@@ -94,9 +94,11 @@ def every_rank_finished(plan: LaunchPlan, outcome: LaunchOutcome) -> bool:
     return True
 
 
-def keep_what_ran(out_dir: Path) -> None:
+def keep_what_ran(out_dir: Path, header: bool = True) -> None:
     """After an interrupt: the ranks' records so far become `out_dir/result.json` (status
-    incomplete, every recorded step kept), and the user is told where. When Ctrl-C came after
+    incomplete, every recorded step kept), and the user is told where, and (`header`) the
+    result's verdict header on stdout, as the summary's first line (`... INCOMPLETE (run
+    incomplete: interrupted) ...`): the command still exits 130. When Ctrl-C came after
     every rank had finished (status ok, nothing missing) that is what is said: the command still
     exits 130 (it was interrupted), `aggregate DIR` exits by the result."""
     try:
@@ -115,6 +117,8 @@ def keep_what_ran(out_dir: Path) -> None:
             f"aggregate {out_dir}` exits by the result)",
             file=sys.stderr,
         )
+        if header:
+            _print_header(kept)
         return
     print(
         f"minicluster: interrupted; keeping what the ranks recorded in {out_dir}\n"
@@ -122,6 +126,16 @@ def keep_what_ran(out_dir: Path) -> None:
         f"`minicluster report {out_dir}` shows it",
         file=sys.stderr,
     )
+    if header:
+        _print_header(kept)
+
+
+def _print_header(result: RunResult) -> None:
+    """The verdict header of a kept result (stdout, as a summary's first line)."""
+    from minicluster.report.terminal import print_run_header
+
+    with stdout_may_close():
+        print_run_header(result)
 
 
 def collect(plan: LaunchPlan, outcome: LaunchOutcome) -> tuple[RunResult, Path] | None:
@@ -500,7 +514,7 @@ def execute(
     with ranks_started(out_dir):
         outcome = launch(launcher, plan, progress_total, progress_label)
         if outcome.interrupted:
-            keep_what_ran(out_dir)
+            keep_what_ran(out_dir, header=not quiet)
             raise KeyboardInterrupt(outcome.error or "")
         phase = "the aggregation"
         written: Path | None = None  # the result, once collected

@@ -176,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
         "reports them. GB/s are decimal (1e9 B/s); sizes use K = 1024. With --pattern "
         "pairwise: every pair of ranks in round-robin rounds of disjoint pairs sends --size "
         "bytes each way by send/recv (busbw = algbw), checked, then timed; exit 1 naming the "
-        "slow or wrong pairs and the rank, node or link they share.",
+        "slow or wrong pairs and the rank, node or link they share; exit 2 (NOT JUDGED, as in "
+        "every command) when the pairs' speed has nothing to be judged against (2 ranks, or a "
+        "slow rank among 3, without --min-busbw) and nothing else was found.",
     )
     p.add_argument(
         "-c",

@@ -373,7 +373,8 @@ def collectives(args: argparse.Namespace) -> int:
 
 
 def _pairwise(cfg: RunConfig, args: argparse.Namespace, launcher: LocalTorchrun) -> int:
-    """The pairwise link test on the local ranks; exit 1 when a pair is slow or wrong."""
+    """The pairwise link test on the local ranks; exit 1 when a pair is slow or wrong, 2 when
+    the pairs' speed was NOT JUDGED (`not_judged`) and nothing else was found."""
     section, n = cfg.collectives, cfg.run.nproc
     if n < 2:
         raise InputError("--pattern pairwise tests links between ranks: it needs --nproc 2 or more")

@@ -142,6 +142,11 @@ class Comparison:
 
 
 # verdicts of a run's own checks that its status already says (`unfinished`)
+# a smallest detectable change this many times the threshold or more: the runs could not have
+# seen a regression of several thresholds, so "no change" would claim what was never tested
+# (`history check` and `compare` of repeat sets word it the same: inconclusive, not judged)
+INCONCLUSIVE_MDE_FACTOR = 3.0
+
 UNFINISHED_VERDICTS = frozenset({"run_failed", "interrupted", "bad_input"})
 
 
@@ -299,8 +304,10 @@ def _align_rates(rows: list[Row]) -> None:
         r.verdict, r.regression = s.verdict, s.regression  # better/worse already follow direction
         r.test, r.p_value, r.ci_low, r.ci_high = s.test, s.p_value, None, None
         r.mde_pct = s.mde_pct
+        lead = "~ " if s.reason.startswith("~") else ""
+        lead = "inconclusive: " if s.reason.startswith("inconclusive") else lead
         r.reason = (
-            f"{'~ ' if s.reason.startswith('~') else ''}judged on {step} (this rate is the "
+            f"{lead}judged on {step} (this rate is the "
             f"global batch / the mean step time: one statistic, one verdict): {s.reason}"
         )
 
@@ -560,13 +567,34 @@ def _judge_runs(
     row.test, row.p_value, row.mde_pct = "runs-t", g.p_value, max(threshold_pct, g.mde_pct)
     row.ci_low, row.ci_high = g.low_pct, g.high_pct  # percent of A, for runs
     improved = (g.low_pct + g.high_pct > 0) == (m.direction == "higher")
+    # the interval's level is 1 - alpha with alpha split over the metrics (Bonferroni): with
+    # 16 metrics 99.7%, never rounded to "100%"; with 2 runs a side (df 2) it is wide
     spread = (
         f"{row.n_a} vs {row.n_b} runs, t over the runs' values (df {g.df}): "
-        f"{1 - alpha:.0%} interval of B vs A [{g.low_pct:+.3g}%, {g.high_pct:+.3g}%]"
+        f"{100 * (1 - alpha):.3g}% interval of B vs A (alpha {alpha:.2g}, split over the "
+        f"metrics tested) [{g.low_pct:+.3g}%, {g.high_pct:+.3g}%]"
     )
     if g.p_value >= alpha or g.low_pct <= 0 <= g.high_pct:
-        row.verdict = "no_change"
-        row.reason = f"~ within the between-run spread: {spread}, includes 0{_mde_text(row)}"
+        row.verdict = "no_change"  # not gated, as before; the words say what the runs cannot tell
+        change = row.delta_pct
+        judged_way = m.direction in ("higher", "lower")
+        worse = change is not None and (change > 0) == (m.direction == "lower")
+        if judged_way and worse and change is not None and abs(change) >= threshold_pct:
+            # as `history check`: a change past the threshold inside the spread is not "~"
+            row.reason = (
+                f"inconclusive, not judged: a {change:+.3g}% change, worse by more than the "
+                f"{threshold_pct:g}% threshold, that the between-run spread can neither confirm "
+                f"nor rule out ({spread}, includes 0{_mde_text(row)}); record more runs"
+            )
+        elif judged_way and row.mde_pct >= INCONCLUSIVE_MDE_FACTOR * threshold_pct:
+            row.reason = (
+                f"inconclusive, not judged: the smallest change these runs could detect is "
+                f"{row.mde_pct:.3g}%, at least {INCONCLUSIVE_MDE_FACTOR:g}x the "
+                f"{threshold_pct:g}% threshold ({spread}, includes 0): no change cannot be told "
+                "from a regression; record more runs"
+            )
+        else:
+            row.reason = f"~ within the between-run spread: {spread}, includes 0{_mde_text(row)}"
         return row
     if row.delta_pct is not None and abs(row.delta_pct) < threshold_pct:
         row.verdict = "no_change"

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.compare.engine import UNFINISHED_VERDICTS
+from minicluster.compare.engine import INCONCLUSIVE_MDE_FACTOR, UNFINISHED_VERDICTS
 from minicluster.compare.history import Run
 from minicluster.core import metrics as metrics_registry
 from minicluster.interop.record import BenchmarkRecord
@@ -52,9 +52,6 @@ DEFAULT_METRICS = (
 MIN_HISTORY = 3  # fewer comparable earlier runs: not judged (said), as conbench does
 DEFAULT_LAST = 30
 DEFAULT_SETTLE = 5
-# a smallest detectable change this many times the threshold or more: the check could not have
-# seen a regression of several thresholds, so "no change" would claim what it never tested
-INCONCLUSIVE_MDE_FACTOR = 3.0
 
 
 @dataclass

@@ -78,15 +78,6 @@ POLICY: tuple[Verdict, ...] = (
         "a link slower than the expected busbw, or a slow pair in the pairwise link test",
     ),
     Verdict(
-        "pairs_not_judged",
-        EXIT_FAILED_CHECK,
-        "collectives --pattern pairwise",
-        "NOT JUDGED: the pairs' speed could not be judged, and nothing else was found: 1 or 2 "
-        "measured pairs (2-3 ranks or nodes) and no --min-busbw, or 3 ranks where both pairs of "
-        "one rank are slow against the third (a slow rank or a fast pair: 3 cannot tell); "
-        "#wrong is still judged",
-    ),
-    Verdict(
         "straggler",
         EXIT_FAILED_CHECK,
         "run, aggregate, watch, sweep (a run of the sweep)",
@@ -132,13 +123,18 @@ POLICY: tuple[Verdict, ...] = (
     Verdict(
         "not_judged",
         EXIT_BAD_INPUT,
-        "diagnose, fleet, watch, history check",
-        "the verdict could not be reached: a member of a process group left no Flight Recorder "
+        "diagnose, fleet, watch, history check, collectives --pattern pairwise",
+        "NOT JUDGED, in every command: the verdict could not be reached: a member of a process group left no Flight Recorder "
         "dump (it died before it could dump), so nothing is said of it (`diagnose`); no metric "
         "was measured on enough nodes to judge (`fleet`: the robust z needs 5 nodes); a running "
         "job whose recent measured steps span less than 5 s, or no step yet, and nothing found "
         "(`watch`: not judged yet, never healthy); fewer than 3 comparable earlier runs, or a "
-        "gated metric whose change the runs cannot resolve (`history check`: NOT JUDGED)",
+        "gated metric whose change the runs cannot resolve (`history check`: NOT JUDGED); "
+        "the pairs' speed could not be judged and nothing else was found: 1 or 2 measured "
+        "pairs (2-3 ranks or nodes) and no --min-busbw, or 3 ranks where both pairs of one "
+        "rank are slow against the third (a slow rank or a fast pair: 3 cannot tell), #wrong "
+        "still judged (`collectives --pattern pairwise`; a wrong element or a slow pair "
+        "decides 1 first)",
     ),
     Verdict(
         "bad_input",

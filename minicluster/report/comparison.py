@@ -66,10 +66,14 @@ def _delta(r: Row) -> str:
     )
 
 
-def _verdict(r: Row) -> str:
+def verdict_cell(r: Row) -> str:
+    """The table's verdict cell of `r`: `~` within the spread, `inconclusive` where the runs
+    cannot tell, else the verdict's words (with `(REGRESSION)`)."""
     text = _VERDICT_TEXT[r.verdict]
     if r.verdict == "no_change" and r.reason.startswith("~"):
         text = "~"
+    elif r.verdict == "no_change" and r.reason.startswith("inconclusive"):
+        text = "inconclusive"  # not gated, and not "~": the runs cannot tell (history check's word)
     return text + (" (REGRESSION)" if r.regression else "")
 
 
@@ -100,7 +104,7 @@ def _cells(r: Row, alpha: float) -> list[str]:
         _delta(r),
         _pct(r),
         _ratio(r),
-        _verdict(r),
+        verdict_cell(r),
         _test(r, alpha),
         r.reason,
     ]

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from minicluster.report.content import run_view
+from minicluster.report.content import RunView, run_view
 from minicluster.report.sections import layout_text
 from minicluster.report.text import TextTable, ellipsize, node_count, text
 from minicluster.result.model import RunResult
@@ -124,10 +124,15 @@ def reference_lines(result: RunResult) -> list[tuple[str, bool]]:
     return out
 
 
-def print_run_summary(result: RunResult, console: Console | None = None) -> None:
-    """Summary line, metrics with provenance, what was not measured and why, ranks, faults, errors."""
+def print_run_header(result: RunResult, console: Console | None = None) -> None:
+    """The summary's first line alone (`minicluster run ID  INCOMPLETE  (run incomplete:
+    interrupted)  ...`) and the verdict sentence under it: what an interrupted run says before
+    it exits 130 (the full summary is `minicluster report DIR`)."""
     console = console or make_console()
-    view = run_view(result, max_rank_rows=TERMINAL_MAX_RANK_ROWS)
+    _print_header(result, run_view(result, max_rank_rows=TERMINAL_MAX_RANK_ROWS), console)
+
+
+def _print_header(result: RunResult, view: RunView, console: Console) -> None:
     wl = result.workload
     color = _STATUS_COLOR.get(view.headline_class, "white")
     batch = f" (global batch {wl.global_batch})" if wl.global_batch is not None else ""
@@ -143,6 +148,13 @@ def print_run_summary(result: RunResult, console: Console | None = None) -> None
     if view.verdict:
         style = "green" if view.verdict.startswith("pairwise: ok") else "bold red"
         console.print(f"[{style}]{escape(view.verdict)}[/{style}]")
+
+
+def print_run_summary(result: RunResult, console: Console | None = None) -> None:
+    """Summary line, metrics with provenance, what was not measured and why, ranks, faults, errors."""
+    console = console or make_console()
+    view = run_view(result, max_rank_rows=TERMINAL_MAX_RANK_ROWS)
+    _print_header(result, view, console)
     for section in view.sections:
         # Columns empty in every row (a range with one round, notes of a clean sweep) only
         # take width from the others.

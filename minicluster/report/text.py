@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from minicluster.core.exit_policy import POLICY
 from minicluster.result.model import RankEntry, RunResult
 
 
@@ -65,7 +66,7 @@ VERDICT_WORDS = {
     "wrong_numbers": "WRONG NUMBERS",
     "validation_failed": "FAILED validation",
     "slow_link": "SLOW LINK",
-    "pairs_not_judged": "NOT JUDGED",
+    "not_judged": "NOT JUDGED",
     "straggler": "STRAGGLER",
     "culprit": "CULPRIT",
     "below_reference": "BELOW REFERENCE",
@@ -73,9 +74,12 @@ VERDICT_WORDS = {
 
 
 def headline(verdicts: list[str]) -> str:
-    """The verdict as a header says it: `ok`, or each finding in the policy's words
-    (`FAILED validation, WRONG NUMBERS`)."""
-    words = [VERDICT_WORDS.get(v, v.upper()) for v in verdicts]
+    """The verdict as a header says it: `ok`, or each finding in the policy's words, in the
+    exit-code policy's order, the one that decides the code first (`FAILED, STRAGGLER, CULPRIT`,
+    `WRONG NUMBERS, FAILED validation`)."""
+    order = {v.name: i for i, v in enumerate(POLICY)}
+    ranked = sorted(verdicts, key=lambda v: order.get(v, len(order)))
+    words = [VERDICT_WORDS.get(v, v.upper()) for v in ranked]
     return ", ".join(dict.fromkeys(words)) if words else "ok"
 
 

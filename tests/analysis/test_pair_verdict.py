@@ -355,7 +355,7 @@ def test_a_slow_ranks_pairs_stay_slow_on_re_measure_and_the_rank_is_named() -> N
 
 def test_three_ranks_a_slow_rank_is_not_judged_but_said() -> None:
     """3 ranks: a rank's 2 pairs are 2 of 3; against 1 pair no z, and a slow rank 2 reads the
-    same as a fast pair 0-1. Not named, not ok: NOT JUDGED (exit 1) without --min-busbw."""
+    same as a fast pair 0-1. Not named, not ok: NOT JUDGED (exit 2) without --min-busbw."""
     from minicluster.analysis.pair_verdict import distribution
 
     label = {r: f"rank {r}" for r in range(3)}

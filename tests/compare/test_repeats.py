@@ -52,6 +52,31 @@ def test_between_run_spread_decides(tmp_path: Path) -> None:
     assert row.mde_pct is not None and row.mde_pct > 6
 
 
+def test_a_large_change_inside_a_wide_spread_is_inconclusive_never_100pct(tmp_path: Path) -> None:
+    """Trial 2 item 3: `compare runs/rep2 runs/reps` (2 runs a side) called step time +69%
+    "~ within the between-run spread" beside a "100% interval" (1 - alpha over 16 metrics,
+    99.7%, rounded by :.0%). The level is printed as it is, and a change past the threshold
+    that the spread cannot confirm nor rule out reads inconclusive, not judged, as `history
+    check` says it (the row is still not gated: verdict no_change, exit unchanged)."""
+    from minicluster.report.comparison import verdict_cell
+
+    a = combine([load(_copy(tmp_path, f"a{i}", s)) for i, s in enumerate((1.0, 1.5))], "A")
+    b = combine([load(_copy(tmp_path, f"b{i}", s)) for i, s in enumerate((1.3, 2.5))], "B")
+    rows = {r.metric: r for r in compare([a, b]).pairs[0].rows}
+    row = rows["step_time_mean_ms"]
+    assert row.delta_pct is not None and row.delta_pct > 40 and row.test == "runs-t"
+    assert row.ci_low is not None and row.ci_low < 0 < (row.ci_high or 0)  # the spread holds 0
+    assert row.verdict == "no_change" and not row.regression
+    assert row.reason.startswith("inconclusive, not judged: a +"), row.reason
+    assert "100% interval" not in row.reason and "% interval of B vs A (alpha" in row.reason
+    assert verdict_cell(row) == "inconclusive"
+    rate = rows["throughput_samples_per_sec"]  # judged on the step time: the same word
+    assert (
+        rate.reason.startswith("inconclusive: judged on step_time_mean_ms")
+        and verdict_cell(rate) == "inconclusive"
+    )
+
+
 def test_runs_too_far_apart_for_a_finite_interval_are_not_tested(tmp_path: Path) -> None:
     """Two runs whose values differ by ~300 orders of magnitude against one run (df 1): the
     interval overflows; the row is 'not tested', never an internal error (compare exited 70)."""

@@ -51,3 +51,44 @@ def test_a_failed_validation_exits_1() -> None:
     }
     assert verdicts(RunResult.from_json(data)) == ["validation_failed"]
     assert exit_code(RunResult.from_json(data)) == 1
+
+
+def test_not_judged_is_one_code_in_every_command() -> None:
+    """Trial 2 item 1: `collectives --pattern pairwise --nproc 2` said NOT JUDGED and exited 1
+    (its own row, `pairs_not_judged`) while NOT JUDGED exits 2 in fleet, history check, watch
+    and diagnose. One row now: NOT JUDGED is 2 wherever it is said; a finding beside it (a wrong
+    element, a slow pair) still decides 1, a failed run 3."""
+    not_judged = [v for v in POLICY if "NOT JUDGED" in v.meaning or "not judged" in v.meaning]
+    assert [v.name for v in not_judged] == ["not_judged"]
+    assert "pairs_not_judged" not in {v.name for v in POLICY}
+    assert "collectives --pattern pairwise" in not_judged[0].commands
+    assert code_for(["not_judged"]) == 2
+    assert code_for(["not_judged", "wrong_numbers"]) == 1
+    assert code_for(["not_judged", "slow_link"]) == 1
+    assert code_for(["not_judged", "run_failed"]) == 3
+    # a real 2-rank `collectives --pattern pairwise` result (the trial's, on main before this)
+    fixture = REPO / "tests" / "fixtures" / "pairwise" / "two_ranks_not_judged.result.json"
+    result = RunResult.from_json(json.loads(fixture.read_text()))
+    assert result.pairwise is not None and result.pairwise.not_judged
+    assert verdicts(result) == ["not_judged"] and exit_code(result) == 2
+
+
+def test_the_header_names_the_findings_in_policy_order_as_the_readme_says() -> None:
+    """Trial 2 item 2: the README listed the header's order as `..., STRAGGLER, CULPRIT,
+    INCOMPLETE, FAILED`; real headers read `FAILED, STRAGGLER, CULPRIT`. The header follows the
+    policy (the deciding verdict first) whatever order the verdicts were found in, and the
+    README's example order is the policy's."""
+    from minicluster.report.text import VERDICT_WORDS, headline
+
+    assert headline(["culprit", "straggler", "run_failed"]) == "FAILED, STRAGGLER, CULPRIT"
+    assert headline(["straggler", "incomplete", "culprit"]) == "INCOMPLETE, STRAGGLER, CULPRIT"
+    assert headline(["validation_failed", "wrong_numbers"]) == "WRONG NUMBERS, FAILED validation"
+    assert headline([]) == "ok"
+    readme = (REPO / "README.md").read_text()
+    said = readme.split("the findings in the exit-code policy's order", 1)[1].split(": e.g.")[0]
+    listed = [w for w in said.split("`")[1::2] if w not in ("FAILED", "INCOMPLETE")]
+    by_words = {w: n for n, w in VERDICT_WORDS.items()}
+    names = [v.name for v in POLICY]
+    assert [names.index(by_words[w]) for w in listed] == sorted(
+        names.index(by_words[w]) for w in listed
+    )
