@@ -234,7 +234,10 @@ def _metric(
     }
     if len(have) < MIN_NODES:
         out["gated"] = False
-        out["reason"] = f"measured on {len(have)} node(s), fewer than {MIN_NODES}: not judged"
+        out["reason"] = (
+            f"measured on {len(have)} node(s), fewer than the {MIN_Z_NODES} the robust z needs: "
+            "not judged"
+        )
         return out
     values = [v for _, v in have]
     log = all(v > 0 for v in values)

@@ -11,6 +11,7 @@ medians `step_time_ms_median`, `compute_ms_median`, `allreduce_ms_median`), else
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,11 +82,13 @@ def _reference_used(r: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _label(source: str) -> str:
-    """A short name for an input: its run directory's name, or the file's stem."""
+    """A short name for an input: its run directory's name, or the file's stem; a link
+    (`runs/latest-node-check`) is named by the run it resolves to."""
     path = Path(source)
     if path.name == "result.json" or path.suffix != ".json":
-        return (path.parent if path.name == "result.json" else path).name or source
-    return path.stem
+        run = path.parent if path.name == "result.json" else path
+        return Path(os.path.realpath(run)).name or run.name or source
+    return Path(os.path.realpath(path)).stem or path.stem
 
 
 def _one_per_result(results: list[tuple[str, dict[str, Any]]], names: list[str]) -> list[NodeInput]:

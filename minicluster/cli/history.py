@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,41 @@ def _db(args: argparse.Namespace) -> Path:
     from minicluster.compare.history import default_path
 
     return args.db if args.db is not None else default_path()
+
+
+def _named(args: argparse.Namespace) -> str | None:
+    """How the user named the database (`--db`, `$MINICLUSTER_HISTORY_DB`), or None for the
+    default path under XDG_DATA_HOME."""
+    from minicluster.compare.history import DB_ENV
+
+    if args.db is not None:
+        return "--db"
+    return f"${DB_ENV}" if os.environ.get(DB_ENV) else None
+
+
+def _db_to_write(args: argparse.Namespace) -> Path:
+    """The database `add` writes: a named one in a folder that does not exist is refused, as other
+    output files are (a typo'd folder is not made); the default's folder is made."""
+    path = _db(args)
+    named = _named(args)
+    if named is not None and not path.parent.exists():
+        raise InputError(
+            f"{named} {path}: folder {path.parent} does not exist; make it first "
+            f"(mkdir -p {path.parent}) or name a database in an existing folder"
+        )
+    return path
+
+
+def _db_to_read(args: argparse.Namespace) -> Path:
+    """The database `check` reads: one that does not exist is refused (exit 2), never made: a
+    typo'd --db would make an empty history, NOT JUDGED for ever while the real one fills."""
+    path = _db(args)
+    if not path.exists():
+        how = _named(args) or "the default database"
+        raise InputError(
+            f"{how} {path}: no history database there (`history add` makes it); check the path"
+        )
+    return path
 
 
 def _records(spec: Path, fmt: str | None) -> list[tuple[Any, str, bytes]]:
@@ -40,6 +76,20 @@ def _records(spec: Path, fmt: str | None) -> list[tuple[Any, str, bytes]]:
     return out
 
 
+def not_a_baseline(rec: Any) -> str | None:
+    """Why `rec`, once recorded, is never used as a baseline (a run that did not finish ok, or
+    whose own checks failed: `History.comparable` takes status ok only), or None."""
+    from minicluster.compare.engine import own_checks_failed
+
+    status = rec.details.get("run_status")
+    if status not in (None, "ok"):
+        return f"run status {status!r}"
+    names = own_checks_failed(rec)
+    if names:
+        return f"its own checks failed ({', '.join(names)})"
+    return None
+
+
 def no_action(args: argparse.Namespace) -> int:
     raise InputError(
         "history needs an action: add, list, show or check (see minicluster history --help)"
@@ -51,17 +101,17 @@ def add(args: argparse.Namespace) -> int:
     from minicluster.compare.history import History, Provenance
 
     prov = Provenance.from_env(args.commit, args.branch, args.label)
-    with History(_db(args)) as db:
+    with History(_db_to_write(args)) as db:
         for spec in args.inputs:
             for rec, source, content in _records(spec, args.format):
-                if rec.details.get("run_status") not in (None, "ok"):
-                    print(
-                        f"minicluster: {rec.label}: run status {rec.details['run_status']!r}: "
-                        "recorded, never used as a baseline",
-                        file=sys.stderr,
-                    )
                 run, new = db.add(rec, source, content, prov)
                 if new:
+                    why = not_a_baseline(rec)
+                    if why:
+                        print(
+                            f"minicluster: {rec.label}: {why}: recorded, never used as a baseline",
+                            file=sys.stderr,
+                        )
                     print(f"history: added #{run} {rec.label} ({db.path})")
                     continue
                 # a second add of one run (the same file, a copy): skipped, exit 0 (nothing wrong)
@@ -146,7 +196,7 @@ def check(args: argparse.Namespace) -> int:
     if args.last < 1:
         raise InputError(f"--last must be >= 1, got {args.last}")
     to_stdout = orchestrate.stdout_outputs([o for o in (args.json, args.html) if o is not None])
-    with History(_db(args)) as db:
+    with History(_db_to_read(args)) as db:
         history = db.comparable(rec.fingerprint or {}, allowed, args.last)
         result = check_result(
             rec, history, tuple(args.metric or ()) or None, args.threshold, args.alpha, args.settle
@@ -155,7 +205,10 @@ def check(args: argparse.Namespace) -> int:
             run, _ = db.add(
                 rec, source, content, Provenance.from_env(args.commit, args.branch, args.label)
             )
-            result.notes.append(f"recorded as #{run}")
+            why = not_a_baseline(rec)
+            result.notes.append(
+                f"recorded as #{run}" + (f" ({why}: never used as a baseline)" if why else "")
+            )
     if args.json:
         orchestrate.write_output(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
     if args.html:

@@ -247,7 +247,7 @@ class History:
                     record.source_format,
                     record.tool,
                     record.tool_version,
-                    record.details.get("run_status") or "ok",
+                    run_status(record),
                     record.workload_type,
                     key(fp),
                     json.dumps(fp, sort_keys=True),
@@ -352,6 +352,23 @@ class History:
                     if len(found) >= last:
                         break
         return list(reversed(found))
+
+
+# the status of a run that finished ok but whose own checks failed (a straggler, a culprit, wrong
+# numbers, a slow link: its own command exited 1): recorded, never a baseline (`comparable`)
+CHECKS_FAILED = "checks_failed"
+
+
+def run_status(record: BenchmarkRecord) -> str:
+    """The status a run is recorded with: its run status (`failed`, `incomplete`), else
+    `checks_failed` when its own checks failed, else `ok`. Only `ok` runs are baselines: a
+    straggler run as a baseline flatters every candidate, and makes a healthy one look worse."""
+    from minicluster.compare.engine import own_checks_failed
+
+    status = record.details.get("run_status") or "ok"
+    if status == "ok" and own_checks_failed(record):
+        return CHECKS_FAILED
+    return str(status)
 
 
 def _platform(record: BenchmarkRecord) -> dict[str, Any]:

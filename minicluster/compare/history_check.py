@@ -62,7 +62,15 @@ class MetricCheck:
     verdict: str  # regression, improvement, no_change, not_judged
     reason: str
     value: float | None
+    # the baseline's median (a figure for the plot); the change is NOT against it, but against
+    # `baseline_level`: the level of the log-scale model, the geometric mean of the baseline runs
     baseline_median: float | None = None
+    baseline_level: float | None = None
+    # the candidate's level: the geometric mean of the runs at its level (the candidate alone, or
+    # with the earlier runs already at the new level: `level_runs`, the candidate as None);
+    # change_pct = level / baseline_level - 1
+    level: float | None = None
+    level_runs: list[int | None] = field(default_factory=list)
     change_pct: float | None = None
     low_pct: float | None = None
     high_pct: float | None = None
@@ -307,6 +315,9 @@ def _one(
     base, tail = x[prev_cp:tail_start], x[tail_start:]
     res.baseline_runs = [r.id for r in runs[prev_cp:tail_start]]
     res.baseline_median = float(math.exp(np.median(base)))
+    res.baseline_level = float(math.exp(base.mean()))
+    res.level = float(math.exp(tail.mean()))
+    res.level_runs = [r.id for r in runs[tail_start:]] + [None]
     df = base.size + tail.size - 2
     ss = float(np.sum((base - base.mean()) ** 2) + np.sum((tail - tail.mean()) ** 2))
     se = math.sqrt(ss / df) * math.sqrt(1 / base.size + 1 / tail.size) if df >= 1 else math.inf
@@ -324,8 +335,10 @@ def _one(
     worse = (diff > 0) == (m.direction == "lower")
     since_run = runs[tail_start] if tail_start < len(runs) else None
     interval = (
-        f"{res.change_pct:+.3g}% vs the median of runs #{res.baseline_runs[0]}-#{res.baseline_runs[-1]} "
-        f"({len(res.baseline_runs)} runs), {100 * (1 - alpha):.3g}% interval [{res.low_pct:+.3g}%, "
+        f"{res.change_pct:+.3g}%: {_level_said(res)} vs the baseline level "
+        f"{res.baseline_level:.4g} (geometric mean of runs #{res.baseline_runs[0]}-"
+        f"#{res.baseline_runs[-1]}, {len(res.baseline_runs)} runs; their median "
+        f"{res.baseline_median:.4g}), {100 * (1 - alpha):.3g}% interval [{res.low_pct:+.3g}%, "
         f"{res.high_pct:+.3g}%], t p={res.p_value:.2g}"
     )
     if res.p_value >= alpha:
@@ -368,6 +381,17 @@ def _one(
             res.since = {"run": None, "runs_at_new_level": 1}
             res.reason += "; since this run"
     return res
+
+
+def _level_said(res: MetricCheck) -> str:
+    """`this run 3530` or `the new level 3400 (geometric mean of runs #5-#7 and this run)`."""
+    earlier = [i for i in res.level_runs if i is not None]
+    if not earlier:
+        return f"this run {res.level:.4g}"
+    return (
+        f"the new level {res.level:.4g} (geometric mean of runs #{earlier[0]}-#{earlier[-1]} and "
+        f"this run, {res.value:.4g})"
+    )
 
 
 def _positive(value: float | None) -> bool:

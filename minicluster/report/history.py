@@ -73,7 +73,7 @@ def print_check(r: CheckResult, console: Console | None = None) -> None:
     # The verdict and the change first: a narrow terminal leaves out the last columns whole.
     table = TextTable(
         "Metrics against the history",
-        ["metric", "verdict", "change", "interval", "value", "baseline median", "MDE"],
+        ["metric", "verdict", "change", "interval", "level", "baseline level", "MDE"],
         numeric={2, 3, 4, 5, 6},
     )
     for m in r.metrics:
@@ -90,12 +90,17 @@ def print_check(r: CheckResult, console: Console | None = None) -> None:
                 _VERDICT[m.verdict],
                 _pct(m.change_pct),
                 interval,
-                svg.tick_label(m.value) if m.value is not None else "n/a",
-                svg.tick_label(m.baseline_median) if m.baseline_median is not None else "n/a",
+                _level_cell(m),
+                svg.tick_label(m.baseline_level) if m.baseline_level is not None else "n/a",
                 "n/a" if m.mde_pct is None else f"{m.mde_pct:.3g}%",
             ]
         )
     print_fitted(console, table)
+    console.print(
+        "[dim]level: the geometric mean of a level's runs (the log-scale model's level; the run "
+        "checked alone unless earlier runs are already at its level, marked *); change = level / "
+        "baseline level - 1[/dim]"
+    )
     for m in r.metrics:
         console.print(f"[dim]{escape(m.metric)}:[/dim] {escape(m.reason)}")
         for cp in m.change_points:
@@ -110,9 +115,18 @@ def print_check(r: CheckResult, console: Console | None = None) -> None:
         console.print(f"[yellow]note:[/yellow] {escape(n)}")
 
 
+def _level_cell(m: MetricCheck) -> str:
+    """The candidate's level: its value, or the new level's geometric mean marked `*` when
+    earlier runs are at it too; its value when no level was computed."""
+    if m.level is None:
+        return svg.tick_label(m.value) if m.value is not None else "n/a"
+    shared = any(i is not None for i in m.level_runs)
+    return svg.tick_label(m.level) + ("*" if shared else "")
+
+
 def trend_plot(m: MetricCheck) -> svg.Plot | None:
-    """The metric's value per run (oldest left), the new run marked, the baseline median as a
-    dashed line, change points as bands."""
+    """The metric's value per run (oldest left), the new run marked, the baseline level (the
+    geometric mean the change is measured against) as a dashed line, change points as bands."""
     values = [p["value"] for p in m.trend]
     if len(values) < 2:
         return None
@@ -133,8 +147,8 @@ def trend_plot(m: MetricCheck) -> svg.Plot | None:
     for cp in m.change_points:
         x = float(cp["index"])
         chart.marks.append(svg.Band(x - 0.5, x + 0.5, f"change point: {cp['change_pct']:+.3g}%"))
-    if m.baseline_median is not None:
-        chart.marks.append(svg.Rule(m.baseline_median, "#555", "baseline median"))
+    if m.baseline_level is not None:
+        chart.marks.append(svg.Rule(m.baseline_level, "#555", "baseline level (geometric mean)"))
     fill = "#b3261e" if m.verdict == "regression" else "#2a7d2e"
     chart.marks += [
         svg.Line(pts, svg.color(0), m.metric),
@@ -143,7 +157,7 @@ def trend_plot(m: MetricCheck) -> svg.Plot | None:
     ]
     caption = (
         f"{m.metric} ({m.unit}) of the comparable runs in the history and of the run checked "
-        f"(last point); dashed: the median of the baseline runs; bands: change points. {m.reason}"
+        f"(last point); dashed: the baseline level, the geometric mean of the baseline runs, which the change is measured against; bands: change points. {m.reason}"
     )
     return svg.Plot(chart.label, title, svg.render(chart), caption)
 

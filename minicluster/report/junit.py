@@ -122,13 +122,19 @@ def run_cases(result: RunResult, exit_code: int) -> list[Case]:
 
 
 def fleet_cases(report: dict[str, Any]) -> list[Case]:
-    """One case per node: a failed node check, an outlier metric or figures below
-    `--reference`'s floor fail."""
+    """One case per node, from its verdict: a failed node check, a node whose own check found a
+    problem, an outlier metric or figures below `--reference`'s floor fail; a node that could not
+    be judged (too few nodes for the robust z, its metrics not measured) is skipped with the
+    reason, never passed (the command exits 2 for it)."""
     out = []
+    headline = str(report.get("verdict") or "")
     for node in report.get("nodes") or []:
         label = str(node.get("label"))
+        verdict = node.get("verdict")
         if node.get("status") not in (None, "ok"):
             out.append(Case("fleet", label, "failure", f"node check status {node.get('status')}"))
+        elif verdict == "finding" or node.get("finding"):
+            out.append(Case("fleet", label, "failure", f"its own check: {node.get('finding')}"))
         elif node.get("outlier_on"):
             out.append(
                 Case("fleet", label, "failure", "outlier on " + ", ".join(node["outlier_on"]))
@@ -136,9 +142,25 @@ def fleet_cases(report: dict[str, Any]) -> list[Case]:
         elif (node.get("against_reference") or {}).get("verdict") == "below_floor":
             why = node["against_reference"]["reason"]
             out.append(Case("fleet", label, "failure", f"below the reference: {why}"))
-        else:
+        elif verdict == "ok":
             out.append(Case("fleet", label, "passed", "ok"))
+        else:  # not_judged (or a verdict this mapping does not know: never a pass)
+            why = _fleet_node_why(report, node) or headline
+            out.append(Case("fleet", label, "skipped", f"{verdict}: {why}"))
     return out
+
+
+def _fleet_node_why(report: dict[str, Any], node: dict[str, Any]) -> str:
+    """Why a node was not judged, per metric: its own cell's reason (not measured on it), else
+    the metric's (too few nodes for the robust z); "" when neither says."""
+    values = node.get("values") or {}
+    by_reason: dict[str, list[str]] = {}
+    for m in report.get("metrics") or []:
+        cell = values.get(m.get("name")) or {}
+        reason = cell.get("reason") or (None if m.get("gated") else m.get("reason"))
+        if reason:
+            by_reason.setdefault(str(reason), []).append(str(m.get("name")))
+    return "; ".join(f"{why} ({', '.join(names)})" for why, names in by_reason.items())
 
 
 def isolate_cases(block: dict[str, Any]) -> list[Case]:
@@ -176,4 +198,8 @@ def history_cases(r: CheckResult) -> list[Case]:
             else ("skipped" if m.verdict == "not_judged" else "passed")
         )
         out.append(Case(f"history.{r.candidate}", m.metric, outcome, m.reason))
+    if r.verdict == "not_judged" and not any(c.outcome == "skipped" for c in out):
+        # nothing to judge (no gated metric in the candidate): one skipped case, never green
+        why = "; ".join(r.notes) or "no gated metric measured in the candidate"
+        out.append(Case(f"history.{r.candidate}", "history check", "skipped", why))
     return out

@@ -165,7 +165,7 @@ def test_one_multi_node_result_is_split_by_node(nodes_as_list: bool) -> None:
     compute = next(m for m in report["metrics"] if m["name"] == "compute_ms")
     assert compute["outliers"] == [expected[3] if nodes_as_list else expected[2]]
     busbw = next(m for m in report["metrics"] if m["name"] == "busbw_gbps")
-    assert busbw["n"] == 0 and "fewer than 3" in busbw["reason"]
+    assert busbw["n"] == 0 and "fewer than the 5 the robust z needs" in busbw["reason"]
     row = next(n for n in report["nodes"] if n["label"] == expected[0])
     assert "no per-node value" in row["values"]["busbw_gbps"]["reason"]
 

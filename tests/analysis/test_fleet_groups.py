@@ -164,7 +164,7 @@ def test_a_metric_no_node_measured_is_nothing_judged_never_ok() -> None:
     assert report["judged"] is False
     assert report["verdict"] == (
         "fleet of 3 nodes: nothing judged: no metric measured on enough nodes to judge "
-        "(latency_p50_ms: measured on 0 node(s), fewer than 3)"
+        "(latency_p50_ms: measured on 0 node(s), fewer than the 5 the robust z needs)"
     )
     assert {row[2] for row in nodes_table(report).rows} == {"not judged"}
     assert {r["verdict"] for r in report["nodes"]} == {"not_judged"}

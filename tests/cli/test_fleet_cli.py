@@ -170,3 +170,26 @@ def test_fleet_flags_are_frozen() -> None:
     }
     args = parser.parse_args(["fleet", "a", "b", "c"])
     assert (args.metric, args.outlier_z, args.mad_floor) == (None, 3.5, None)
+
+
+def test_wording_a_link_is_named_by_its_run_and_too_few_nodes_says_five(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The new-user trial: a node given as `runs/latest-node-check` was shown as
+    `latest-node-check`, not the run it resolves to; a metric none of 5 nodes measured said
+    "measured on 0 node(s), fewer than 3", though the robust z needs 5."""
+    from minicluster.cli import main
+
+    link = tmp_path / "latest-node-check"
+    link.symlink_to(FIXTURES / "node1")
+    nodes = [str(link), *ALL[1:5]]
+    out = tmp_path / "f.json"
+    assert main(["fleet", *nodes, "--json", str(out)]) == 0
+    labels = [n["label"] for n in json.loads(out.read_text())["nodes"]]
+    assert "node1" in labels and "latest-node-check" not in labels
+    said = capsys.readouterr().out
+    assert "latest-node-check" not in said
+    argv = ["fleet", *nodes, "--metric", "energy_per_step_joules"]
+    assert main(argv) == 2
+    said = capsys.readouterr().out
+    assert "fewer than 3" not in said and "fewer than the 5 the robust z needs" in said

@@ -368,6 +368,7 @@ def test_a_change_the_runs_cannot_resolve_is_not_judged_never_no_change(
     (exit 2) where the candidate's own checks passed, and FAILED its own checks (exit 1) with its
     straggler named where they did not. With no comparable run: NOT JUDGED, exit 2."""
     db = str(tmp_path / "h.sqlite")
+    History(Path(db)).con.close()  # an empty history (`check` never makes one)
     strag = NOISY / "strag.result.json"
     assert main(["history", "check", str(strag), "--db", db]) == 1  # its own straggler
     said = capsys.readouterr().out
@@ -426,3 +427,107 @@ def test_no_change_needs_a_history_that_could_have_seen_a_regression() -> None:
     wide = check(rec, runs(0.2), ("step_time_mean_ms",)).metrics[0]
     assert wide.verdict == "not_judged" and "inconclusive" in wide.reason
     assert wide.mde_pct is not None and wide.mde_pct >= 15
+
+
+def test_a_run_whose_own_checks_failed_is_never_a_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The new-user trial: straggler runs (finished ok, their own checks exit 1) entered the
+    history as baselines, silently by `history add` and by `history check --add` of a run the
+    check had just FAILED; a healthy run then read `REGRESSION`. They are recorded, marked
+    `checks_failed` and said so, and never a baseline: the healthy run is NOT JUDGED (too short
+    a history), as with failed or interrupted runs."""
+    db = str(tmp_path / "h.sqlite")
+    src = json.loads((NOISY / "strag.result.json").read_text())
+    strags = []
+    for i in range(3):
+        d = dict(src, run_id=f"strag{i}")
+        p = tmp_path / f"strag{i}.json"
+        p.write_text(json.dumps(d))
+        strags.append(p)
+    assert main(["history", "add", str(strags[0]), str(strags[1]), "--db", db]) == 0
+    err = capsys.readouterr().err
+    assert err.count("its own checks failed (straggler") == 2
+    assert "recorded, never used as a baseline" in err
+    assert main(["history", "check", str(strags[2]), "--db", db, "--add"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED its own checks" in out and "recorded as #3 (its own checks failed" in out
+    con = sqlite3.connect(db)
+    assert [r[0] for r in con.execute("SELECT status FROM runs ORDER BY id")] == [
+        "checks_failed"
+    ] * 3
+    with History(Path(db)) as h:
+        fp = load(NOISY / "h1.result.json").fingerprint or {}
+        assert h.comparable(fp, (), 30) == []
+    assert main(["history", "check", str(NOISY / "h1.result.json"), "--db", db]) == 2
+    out = capsys.readouterr().out
+    assert "NOT JUDGED: 0 comparable" in out and "REGRESSION" not in out
+
+
+def test_the_change_is_said_against_the_figure_shown_beside_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The new-user trial's history (step time 17.06, 41.57, 47.22 ms; the run checked 36.25):
+    the change was +12.5% "worse ... vs the median of runs #1-#3" while the table showed that
+    median, 41.57 (the run is 12.8% faster than it). The change is against the log-scale
+    model's level, the geometric mean (32.23): that level is shown, labelled so, and the change
+    agrees with it in size and direction."""
+    from minicluster.report.history import print_check
+
+    rec = load(CLEAN)
+    mv = rec.measured("step_time_mean_ms")
+    assert mv is not None and mv.value is not None
+    v = mv.value
+    values = [v * x / 36.2548 for x in (17.0597, 41.5656, 47.2199)]
+    runs = [
+        Run(
+            *(i + 1, f"t{i}", None, None, "x", "x", "minicluster", None, None, "ok"),
+            *("training", "k", {}, {}, None, None, {}, {"step_time_mean_ms": float(x)}),
+        )
+        for i, x in enumerate(values)
+    ]
+    result = check(rec, runs, ("step_time_mean_ms",))
+    m = result.metrics[0]
+    assert m.baseline_level is not None and m.level is not None and m.change_pct is not None
+    geo = float(np.exp(np.mean(np.log(values))))
+    assert m.baseline_level == pytest.approx(geo) and m.level == pytest.approx(v)
+    assert m.change_pct == pytest.approx(100 * (v / geo - 1))
+    assert (m.change_pct > 0) == (m.level > m.baseline_level)
+    assert "median of runs" not in m.reason
+    assert f"baseline level {geo:.4g} (geometric mean of runs #1-#3" in m.reason
+    print_check(result)
+    out = capsys.readouterr().out
+    assert "baseline level" in out and "baseline median" not in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("step_time_mean_ms"))
+    from minicluster.report import svg
+
+    assert svg.tick_label(geo) in row and svg.tick_label(float(np.median(values))) not in row
+
+
+def test_a_missing_database_is_refused_never_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new-user trial: `history check --db typo.sqlite` made an empty database and said NOT
+    JUDGED (exit 2, which a CI gate accepting 2 passes, for ever); `history add --db
+    /nonexistent/x.sqlite` made the folder. Now: one line, exit 2, nothing made."""
+    cand = str(_copy(tmp_path, "c", 1.0))
+    typo = tmp_path / "typo.sqlite"
+    assert main(["history", "check", cand, "--db", str(typo)]) == 2
+    err = capsys.readouterr().err
+    assert "no history database there" in err and len(err.strip().splitlines()) == 1
+    assert not typo.exists() and list(tmp_path.iterdir()) == [tmp_path / "c.json"]
+    assert main(["history", "check", cand, "--db", str(typo), "--add"]) == 2
+    assert not typo.exists()
+    monkeypatch.setenv("MINICLUSTER_HISTORY_DB", str(typo))
+    assert main(["history", "check", cand]) == 2
+    assert "$MINICLUSTER_HISTORY_DB" in capsys.readouterr().err and not typo.exists()
+    monkeypatch.delenv("MINICLUSTER_HISTORY_DB")
+    missing = tmp_path / "no" / "such" / "x.sqlite"
+    assert main(["history", "add", cand, "--db", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "folder" in err and "does not exist; make it first" in err
+    assert not (tmp_path / "no").exists()
+    # the default database (XDG) is made with its folder, as before
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert main(["history", "add", cand]) == 0
+    assert (tmp_path / "xdg" / "minicluster" / "history.sqlite").exists()

@@ -126,3 +126,45 @@ def test_a_slow_link_with_no_rank_names_the_link_not_rank_none(tmp_path: Path) -
     cases = _cases(xml)
     assert cases["slow_link on the link between ranks 0 and 1"] == "failure"
     assert not any("None" in name for name in cases)
+
+
+FLEET = FIX / "fleet"
+
+
+def _skips(path: Path) -> dict[str, str]:
+    """test case name -> the skipped element's message."""
+    out = {}
+    for suite in JUnitXml.fromfile(str(path)):
+        for case in suite:
+            for r in case.result:
+                if isinstance(r, Skipped):
+                    out[case.name] = str(r.message)
+    return out
+
+
+def test_fleet_junit_skips_the_nodes_it_could_not_judge(tmp_path: Path) -> None:
+    """The new-user trial: `fleet` of 3 node checks exits 2 (not judged) but its JUnit said
+    every node passed, `failures="0" skipped="0"`, `ok` (a green CI dashboard); so did 5 nodes
+    with `--metric` of a metric none measured. Each node is skipped with its reason."""
+    xml = tmp_path / "f.xml"
+    nodes = [str(FLEET / f"node{i}") for i in (1, 2, 3)]
+    assert main(["fleet", *nodes, "--junit", str(xml)]) == 2
+    assert _cases(xml) == {"node1": "skipped", "node2": "skipped", "node3": "skipped"}
+    assert "need 5 for the robust z" in _skips(xml)["node1"]
+    assert 'skipped="3"' in xml.read_text() and ">ok<" not in xml.read_text()
+    five = [str(FLEET / f"node{i}") for i in range(1, 6)]
+    argv = ["fleet", *five, "--metric", "energy_per_step_joules", "--junit", str(xml)]
+    assert main(argv) == 2
+    assert set(_cases(xml).values()) == {"skipped"} and len(_cases(xml)) == 5
+    assert "energy_per_step_joules" in _skips(xml)["node1"]
+
+
+def test_fleet_junit_fails_a_node_whose_own_check_found_a_problem(tmp_path: Path) -> None:
+    """node6 of the recorded fleet ran with a straggler: its own check names it (exit 1); its
+    JUnit case fails, whatever the robust z says."""
+    xml = tmp_path / "f.xml"
+    nodes = [str(FLEET / f"node{i}") for i in range(1, 9)]
+    assert main(["fleet", *nodes, "--junit", str(xml)]) == 1
+    cases = _cases(xml)
+    assert cases["node6"] == "failure"
+    assert all(v == "passed" for k, v in cases.items() if k != "node6"), cases
