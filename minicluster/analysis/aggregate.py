@@ -44,7 +44,7 @@ from minicluster.analysis.run_metrics import (
     training_metrics,
 )
 from minicluster.analysis.steps import JobSteps, StepTable, stats
-from minicluster.analysis.stragglers import find_stragglers
+from minicluster.analysis.stragglers import find_stragglers, not_judged_reason
 from minicluster.core.checks import ChecksSection
 from minicluster.core.errors import ConfigError
 from minicluster.core.layout import Layout
@@ -95,6 +95,9 @@ def aggregate(
     result = _assemble(frame, status, table, figures, metrics, findings, aggregated_at)
     culprits = _culprits(frame, table, result["ranks"], checks, waits)
     result.update({k: v for k, v in culprits.items() if v is not None})
+    short = not_judged_reason(table)
+    if short is not None:  # too few steps to name a straggler: never a plain ok
+        result["not_judged"] = short
     found = incident.classify(result, flight_recorder)
     if found is not None:  # a healthy run has none: absent, as in results before it
         result["incident"] = found

@@ -73,6 +73,36 @@ def find_stragglers(
     ]
 
 
+def min_steps_to_judge(ranks: int) -> int:
+    """The fewest steps in which the straggler rule's sign test can reach p < STRAGGLER_ALPHA
+    among `ranks` ranks: a rank slowest in every one of n steps has p = (1/ranks)**n (the
+    test's own p-value, scipy's binomtest), so 5 with 2 ranks, 3 with 3 or 4, 1 above 20."""
+    from scipy.stats import binomtest
+
+    n = 1
+    while binomtest(n, n, 1.0 / ranks, alternative="greater").pvalue >= STRAGGLER_ALPHA:
+        n += 1
+    return n
+
+
+def not_judged_reason(table: JobSteps) -> str | None:
+    """Why no straggler could be named whatever the ranks did, or None: the ranks with compute
+    times measured together in fewer steps than `min_steps_to_judge` (so a culprit, judged on
+    the same steps, is not judged either). None with fewer than 2 timed ranks (nothing to
+    compare)."""
+    timed = [rank for rank, c in table.compute_medians().items() if c]
+    if len(timed) < 2:
+        return None
+    _, steps, ranks = table.slowest_in_steps(timed[0])
+    need = min_steps_to_judge(max(ranks, 2))
+    if steps >= need:
+        return None
+    return (
+        f"{steps} measured step(s) with every rank; the straggler sign test needs {need} "
+        f"with {max(ranks, 2)} ranks to reach p < {STRAGGLER_ALPHA:g} (raise steps.measured)"
+    )
+
+
 def _slowest_in_steps(table: JobSteps, rank: int) -> tuple[int, int, float]:
     """In how many steps (all ranks present) `rank` had the highest compute time, of how many,
     and the one-sided binomial p-value of that many or more by chance (p = 1 / ranks)."""

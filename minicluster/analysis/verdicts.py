@@ -41,6 +41,9 @@ def verdicts(result: RunResult) -> list[str]:
         found.append("below_reference")
     if result.culprits:
         found.append("culprit")
+    if not found and result.not_judged:
+        # too few measured steps for the straggler test: never a plain ok (exit 2)
+        found.append("not_judged")
     return found
 
 

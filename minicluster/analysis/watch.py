@@ -135,7 +135,9 @@ def snapshot(
         # the result's verdict stands: every finding that sets its exit code (a straggler the
         # last window no longer shows, a failed validation, a slow link) is a problem, so
         # `healthy`, `problems` and the exit code agree
-        add_problems(problems, ended["verdicts"])
+        add_problems(problems, [v for v in ended["verdicts"] if v != "not_judged"])
+        if "not_judged" in ended["verdicts"]:  # too few steps for the straggler test
+            not_judged = ended["not_judged"]
     else:
         # Too short a window to judge stragglers and culprits is no verdict of health: "not
         # judged yet (why)", and the policy's `not_judged` code, never the healthy 0 a CI
@@ -500,6 +502,8 @@ def ended_section(result: RunResult) -> dict[str, Any]:
         "faults_detected": [d.to_json() for d in result.faults.detected],
         "errors": result.errors[:MAX_ERRORS],
         "verdicts": found,
+        # why the straggler and culprit checks were not judged (too few steps), else None
+        "not_judged": result.not_judged,
         "run_exit_code": run_code,
         "exit_code": code,
     }

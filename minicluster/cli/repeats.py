@@ -18,12 +18,20 @@ from typing import Any
 
 from minicluster.cli import orchestrate
 from minicluster.core import rundir
-from minicluster.core.errors import EXIT_FAILED_CHECK, EXIT_OK, InputError
+from minicluster.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED_CHECK,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    InputError,
+)
 from minicluster.core.io import atomic_write_json
 from minicluster.result import store
 from minicluster.result.model import RunResult
 
 MANIFEST = rundir.REPEATS_FILE
+_POLICY_CODES = (EXIT_OK, EXIT_FAILED_CHECK, EXIT_BAD_INPUT, EXIT_RUN_FAILED, EXIT_INTERRUPTED)
 SCHEMA = "minicluster-repeats/1"
 # metrics the combined view summarises (every measured one is kept per run in the runs' results)
 _SUMMARY = ("throughput_samples_per_sec", "latency_p50_ms", "step_time_mean_ms", "compute_ms")
@@ -38,7 +46,8 @@ def run_repeats(
 ) -> int:
     """Run the job `args.repeats` times through `launch` (the `run` command's own path), each into
     DIR/rI; write DIR/repeats.json; exit with the worst exit code of the runs (3 > 1 > 0)."""
-    from minicluster.analysis.verdicts import exit_code
+    from minicluster.analysis.verdicts import exit_code, verdicts
+    from minicluster.core.exit_policy import code_for
 
     k = args.repeats
     if k < 2:
@@ -50,6 +59,8 @@ def run_repeats(
             raise InputError(
                 f"--{flag} with --repeats: report one run with `minicluster report DIR/rI`"
             )
+    if getattr(args, "dry_run", False):
+        return _dry_run(args, launch)
     run_id, top = store.new_output(args.out, what="repeats")
     print(
         f"minicluster: repeats {run_id}: {k} runs of the job -> {top}/r0..r{k - 1}", file=sys.stderr
@@ -82,8 +93,74 @@ def run_repeats(
                     f"  {name}: median {s['median']:.4g} over {s['n']} runs, min {s['min']:.4g}, "
                     f"max {s['max']:.4g}, between-run CV {s['cv_pct']:.3g}%"
                 )
-    # the worst of the runs: an internal code, a failed run, an interrupted one, a finding, ok
-    return max(codes, key=lambda c: {EXIT_OK: 0, EXIT_FAILED_CHECK: 1, 130: 2, 3: 3}.get(c, 4))
+        # the overall verdict: the worst of the runs' (one policy), so the exit code is explained
+        print(f"  verdict: {overall_verdict_line(results)}")
+    # the worst of the runs by the one policy over every run's verdicts (an internal code, which
+    # no result carries, first)
+    found = [v for res, _ in results if res is not None for v in verdicts(res)]
+    internal = [c for c in codes if c not in _POLICY_CODES]
+    return internal[0] if internal else code_for(found)
+
+
+def overall_verdict_line(results: list[tuple[RunResult | None, int]]) -> str:
+    """`STRAGGLER (r0: ok, r1: STRAGGLER)`: the verdict over every run's verdicts (the headline
+    words of one run's report), then each run's own, so the reader sees which made the exit."""
+    from minicluster.analysis.verdicts import verdicts
+    from minicluster.report.text import headline
+
+    found = [v for res, _ in results if res is not None for v in verdicts(res)]
+    each = ", ".join(
+        f"r{i}: {headline(verdicts(res)) if res is not None else 'no result'} (exit {code})"
+        for i, (res, code) in enumerate(results)
+    )
+    return f"{headline(_policy_order(found))} ({each})"
+
+
+def _policy_order(found: list[str]) -> list[str]:
+    """`found` without repeats, in the exit-code policy's order (the deciding one first)."""
+    from minicluster.core.exit_policy import POLICY
+
+    return [v.name for v in POLICY if v.name in found]
+
+
+def refuse_repeats_dir(path: Path, command: str) -> None:
+    """InputError (exit 2, one line) when `path` is a `run --repeats` directory: `command`
+    (report, aggregate, watch) reads one run, and each repeat is its own run under DIR/rI."""
+    manifest = manifest_path(path)
+    if not manifest.is_file():
+        return
+    try:
+        import json
+
+        dirs = [r["dir"] for r in json.loads(manifest.read_text(encoding="utf-8"))["runs"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        dirs = []
+    dirs = [d for d in dirs if isinstance(d, str)] or ["r0"]
+    one = dirs[-1] if command == "watch" else dirs[0]
+    raise InputError(
+        f"{path} is a `run --repeats` directory ({', '.join(dirs)} and {MANIFEST}), not one run: "
+        f"`minicluster {command} {path}/{one}` for one run, `minicluster compare {path} OTHER` "
+        "for its runs as one side"
+    )
+
+
+def _dry_run(
+    args: argparse.Namespace, launch: Callable[[argparse.Namespace], RunResult | None]
+) -> int:
+    """`--repeats K --dry-run`: the plan of one repeat, said K times over; writes nothing (no
+    claim, no repeats.json), as a plain `run --dry-run`. InputError where the real command would
+    refuse the directory (it holds an earlier run or repeats)."""
+    _, top = store.check_planned_output(args.out, what="repeats")
+    k = args.repeats
+    with orchestrate.stdout_may_close():
+        print(
+            f"minicluster: dry run: --repeats {k}: the job below {k} times, one after another, "
+            f"into {top}/r0..r{k - 1} and {manifest_path(top)}; nothing started, nothing written"
+        )
+    sub = copy.copy(args)
+    sub.out, sub.repeats, sub.junit = top / "r0", None, None
+    launch(sub)
+    return EXIT_OK
 
 
 def _entry(name: str, result: RunResult | None, code: int) -> dict[str, Any]:

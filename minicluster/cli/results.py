@@ -26,7 +26,9 @@ def aggregate(args: argparse.Namespace) -> int:
     }
     from minicluster.analysis.layout_sweep import read_layout_sweep, read_layout_validation
     from minicluster.cli import sweep_layouts, validate_layouts
+    from minicluster.cli.repeats import refuse_repeats_dir
 
+    refuse_repeats_dir(args.dir, "aggregate")
     validation = read_layout_validation(args.dir)
     if validation is not None:
         if args.reference is not None or overrides:
@@ -189,10 +191,12 @@ def report(args: argparse.Namespace) -> int:
     """`minicluster report RESULT`: the terminal summary, and Markdown/HTML when asked."""
     from minicluster.analysis.layout_sweep import read_layout_sweep, read_layout_validation
     from minicluster.cli import sweep_layouts, validate_layouts
+    from minicluster.cli.repeats import refuse_repeats_dir
     from minicluster.report.terminal import print_run_summary
     from minicluster.result.model import RunResult
     from minicluster.result.node_check import is_node_check, load_any
 
+    refuse_repeats_dir(args.result, "report")
     validation = read_layout_validation(args.result)
     if validation is not None:
         if args.html is not None:

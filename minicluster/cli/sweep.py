@@ -292,10 +292,13 @@ def _finish_sweep(
         return EXIT_RUN_FAILED
     # A live sweep that was interrupted never gets here (KeyboardInterrupt: 130); `aggregate`
     # of one exits by what its runs found.
-    return max(
-        orchestrate.verdict_after_the_fact(RunResult.from_json(o.result))
-        for o in outcomes
-        if o.result
+    # one policy over every run's verdicts (a straggler in one run, 1, outranks another run
+    # not judged for too few steps, 2: a max of the codes would not)
+    from minicluster.analysis.verdicts import after_the_fact
+    from minicluster.core.exit_policy import code_for
+
+    return code_for(
+        v for o in outcomes if o.result for v in after_the_fact(RunResult.from_json(o.result))
     )
 
 

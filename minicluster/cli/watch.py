@@ -33,6 +33,9 @@ def watch(args: argparse.Namespace) -> int:
         raise InputError(f"--stall-after must be > 0 seconds, got {args.stall_after}")
     if args.window is not None and args.window < 2:
         raise InputError(f"--window must be >= 2 steps, got {args.window}")
+    from minicluster.cli.repeats import refuse_repeats_dir
+
+    refuse_repeats_dir(args.dir, "watch")
     _refuse_node_check(args.dir)
     _refuse_layout_sweep(args.dir)
     watcher = Watcher(args.dir, args.window, args.stall_after)

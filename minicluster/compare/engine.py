@@ -155,7 +155,8 @@ def own_checks_failed(rec: BenchmarkRecord) -> list[str]:
     its own command exit 1: a straggler, a culprit, wrong numbers, a slow link, a failed
     validation. A failed or interrupted run is said by its status instead."""
     own = rec.details.get("own_verdicts") or []
-    return [v for v in own if v not in UNFINISHED_VERDICTS]
+    # `not_judged` (too few steps for the straggler test) is no finding of the run's
+    return [v for v in own if v not in UNFINISHED_VERDICTS and v != "not_judged"]
 
 
 def own_failed_line(rec: BenchmarkRecord) -> str | None:

@@ -114,7 +114,7 @@ class CheckResult:
     def own_checks_failed(self) -> list[str]:
         """The candidate's own verdicts that made its own command exit 1 (a straggler, wrong
         numbers, a slow link...); a failed or interrupted run is `unfinished`."""
-        return [v for v in self.own_verdicts if v not in UNFINISHED_VERDICTS]
+        return [v for v in self.own_verdicts if v not in UNFINISHED_VERDICTS and v != "not_judged"]
 
     @property
     def gate_failed(self) -> bool:

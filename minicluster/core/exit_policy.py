@@ -123,8 +123,13 @@ POLICY: tuple[Verdict, ...] = (
     Verdict(
         "not_judged",
         EXIT_BAD_INPUT,
-        "diagnose, fleet, watch, history check, collectives --pattern pairwise",
-        "NOT JUDGED, in every command: the verdict could not be reached: a member of a process group left no Flight Recorder "
+        "run, aggregate, sweep (a run of the sweep), diagnose, fleet, watch, history check, "
+        "collectives --pattern pairwise",
+        "NOT JUDGED, in every command: the verdict could not be reached: a run with fewer "
+        "measured steps than the straggler sign test needs to reach p < 0.05 (5 with 2 ranks, "
+        "3 with 3-4, 2 with 5-20), so no straggler or culprit could be named, and nothing else "
+        "found (`run`, `aggregate`, `watch` of the ended run, with the why in `not_judged`); "
+        "a member of a process group left no Flight Recorder "
         "dump (it died before it could dump), so nothing is said of it (`diagnose`); no metric "
         "was measured on enough nodes to judge (`fleet`: the robust z needs 5 nodes); a running "
         "job whose recent measured steps span less than 5 s, or no step yet, and nothing found "

@@ -1650,6 +1650,13 @@ class RunResult(Section):
         "most costly first ([]: none; absent: not accounted)",
     )
     culprit_rule: dict[str, Any] | None = spec(None, omit_none=True)
+    not_judged: str | None = spec(
+        None,
+        omit_none=True,
+        doc="why the straggler and culprit checks could not be judged: fewer measured steps "
+        "than the straggler sign test needs to reach p < 0.05 with this many ranks (5 with 2 "
+        "ranks); absent when judged. With no other finding the verdict is NOT JUDGED (exit 2)",
+    )
     accounting: dict[str, Any] | None = spec(
         None,
         omit_none=True,

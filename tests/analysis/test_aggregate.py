@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -351,3 +352,52 @@ def test_a_rank_slower_in_compute_that_nobody_waited_for_is_not_a_straggler() ->
     rank1 = [c + 20.0 if i != 17 else c - 1.0 for i, c in enumerate(rank0)]
     result = aggregate(_ranks_with_compute(rank0, rank1, waits=False))
     assert result["stragglers"] == [] and result["faults"]["detected"] == []
+
+
+@pytest.mark.parametrize("measured", [3, 4])
+def test_too_few_steps_for_the_sign_test_is_not_judged_never_ok(measured: int) -> None:
+    """A 200 ms straggler over 3 or 4 measured steps of 2 ranks: the sign test cannot reach
+    p < 0.05 below 5 steps, so nobody can be named. The result says so and exits by the
+    policy's `not_judged` row (2), never ok (0) as it did."""
+    from minicluster.analysis.verdicts import exit_code, verdicts
+    from minicluster.core.errors import EXIT_BAD_INPUT
+    from minicluster.result.model import RunResult
+
+    with tempfile.TemporaryDirectory() as run_dir:
+        recorded.training_run(Path(run_dir), [[10.0] * measured, [210.0] * measured])
+        result = aggregate(read_run_dir(Path(run_dir)))
+    validate_result(result)
+    assert result["stragglers"] == []
+    assert f"{measured} measured step(s)" in result["not_judged"]
+    assert "needs 5 with 2 ranks" in result["not_judged"]
+    run = RunResult.from_json(result)
+    assert verdicts(run) == ["not_judged"]
+    assert exit_code(run) == EXIT_BAD_INPUT
+
+
+def test_enough_steps_is_judged_healthy_or_straggler() -> None:
+    """5 measured steps (and the fixture's 6) are enough: judged as before."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        recorded.training_run(Path(run_dir), [[10.0] * 5, [210.0] * 5])
+        result = aggregate(read_run_dir(Path(run_dir)))
+    assert "not_judged" not in result
+    assert [s["rank"] for s in result["stragglers"]] == [1]
+    assert "not_judged" not in aggregate(two_ranks())
+
+
+def test_aggregate_and_watch_of_a_4_step_straggler_run_are_not_judged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """trial2's t4: a 200 ms straggler over 4 measured steps of 2 ranks. `aggregate` said ok
+    (exit 0) and `watch --once` of the ended run agreed; both now say NOT JUDGED and why, exit 2
+    (the policy's `not_judged`)."""
+    from minicluster.cli import main
+
+    recorded.training_run(tmp_path, [[10.0] * 4, [210.0] * 4])
+    assert main(["aggregate", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert "NOT JUDGED" in out and "the straggler sign test needs 5" in out
+    assert main(["watch", str(tmp_path), "--once", "--json"]) == 2
+    snap = json.loads(capsys.readouterr().out)
+    assert snap["ended"]["verdicts"] == ["not_judged"] and not snap["healthy"]
+    assert "needs 5 with 2 ranks" in snap["not_judged"] and snap["problems"] == []

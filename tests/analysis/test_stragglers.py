@@ -7,7 +7,7 @@ import pytest
 
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.steps import StepTable
-from minicluster.analysis.stragglers import find_stragglers
+from minicluster.analysis.stragglers import find_stragglers, min_steps_to_judge, not_judged_reason
 
 
 def _table(compute_by_rank: list[np.ndarray]) -> StepTable:
@@ -50,3 +50,23 @@ def test_sign_test_at_5000_steps_names_a_consistent_straggler() -> None:
     assert [s["rank"] for s in found] == [1]
     assert found[0]["steps_compared"] == steps
     assert 0.0 <= found[0]["sign_test_p"] < 1e-100
+
+
+@pytest.mark.parametrize(("ranks", "need"), [(2, 5), (3, 3), (4, 3), (8, 2), (20, 2), (21, 1)])
+def test_min_steps_to_judge_follows_the_sign_test(ranks: int, need: int) -> None:
+    """The fewest steps at which a rank slowest in every step reaches p < 0.05: (1/N)**n."""
+    assert min_steps_to_judge(ranks) == need
+    assert (1.0 / ranks) ** need < 0.05 <= (1.0 / ranks) ** (need - 1)
+
+
+def test_not_judged_below_the_minimum_is_judged_at_it() -> None:
+    """Below min_steps_to_judge no straggler can be named even slowest in every step (so the
+    table is not judged); at it, it is named."""
+    short = _table([np.full(4, 10.0), np.full(4, 210.0)])
+    assert find_stragglers(short, 20.0, 2.0, 80.0) == []
+    assert "needs 5 with 2 ranks" in str(not_judged_reason(short))
+    enough = _table([np.full(5, 10.0), np.full(5, 210.0)])
+    assert not_judged_reason(enough) is None
+    assert [s["rank"] for s in find_stragglers(enough, 20.0, 2.0, 80.0)] == [1]
+    three = _table([np.full(3, 10.0), np.full(3, 10.0), np.full(3, 210.0)])
+    assert not_judged_reason(three) is None

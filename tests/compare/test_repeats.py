@@ -154,3 +154,58 @@ def test_run_repeats_makes_k_runs_and_a_manifest(tmp_path: Path) -> None:
     assert (top / "r0" / "result.json").is_file() and (top / "r1" / "result.json").is_file()
     assert main(["compare", str(top), str(top / "r0")]) in (0, 1)
     assert main(["run", "-c", str(cfg), "--repeats", "1", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_repeats_dry_run_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run --repeats 2 --dry-run` (with and without --out) prints the plan and writes nothing:
+    it used to claim DIR (.claim) and write a repeats.json of 2 'runs' with exit code 0 and null
+    values, so the real run then refused the directory."""
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text("steps: {warmup: 1, measured: 6}\nrun: {nproc: 2}\n")
+    top = tmp_path / "runs" / "rep"
+    assert main(["run", "-c", str(cfg), "--repeats", "2", "--out", str(top), "--dry-run"]) == 0
+    assert main(["run", "-c", str(cfg), "--repeats", "2", "--dry-run"]) == 0
+    assert not (tmp_path / "runs").exists()
+
+
+def test_repeats_exit_and_verdict_line_are_the_policy_over_the_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The closing summary names the overall verdict and each run's; the exit code is the one
+    policy over every run's verdicts (a run not judged for too few steps: 2, not 0)."""
+    import argparse
+
+    from minicluster.cli.repeats import run_repeats
+    from minicluster.result.model import RunResult
+
+    clean = json.loads((CASE23 / "clean.result.json").read_text())
+    short = dict(clean, not_judged="4 measured step(s) with every rank; the test needs 5")
+    results = iter([RunResult.from_json(clean), RunResult.from_json(short)])
+    args = argparse.Namespace(
+        repeats=2, out=tmp_path / "rep", junit=None, md=None, html=None, nnodes=None
+    )
+    assert run_repeats(args, lambda _: next(results)) == 2
+    out = capsys.readouterr().out
+    assert "verdict: NOT JUDGED (r0: ok (exit 0), r1: NOT JUDGED (exit 2))" in out
+
+
+@pytest.mark.parametrize(
+    ("command", "one"), [(["report"], "r0"), (["aggregate"], "r0"), (["watch", "--once"], "r1")]
+)
+def test_report_aggregate_and_watch_of_a_repeats_directory_say_what_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], one: str
+) -> None:
+    """A `run --repeats` directory (r0, r1, repeats.json) is not one run: one line naming it and
+    what to run instead, exit 2 (it said "an unfinished run? try aggregate", "holds no rank
+    records", "no rank files yet")."""
+    top = tmp_path / "reps"
+    for i in range(2):
+        (top / f"r{i}").mkdir(parents=True)
+        shutil.copy(CASE23 / "clean.result.json", top / f"r{i}" / "result.json")
+    (top / "repeats.json").write_text(json.dumps({"runs": [{"dir": "r0"}, {"dir": "r1"}]}))
+    assert main([*command, str(top)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "is a `run --repeats` directory (r0, r1 and repeats.json)" in err
+    assert f"`minicluster {command[0]} {top}/{one}`" in err and "minicluster compare" in err

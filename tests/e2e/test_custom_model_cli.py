@@ -23,7 +23,7 @@ def _config(tmp_path: Path, factory: str, extra: str = "") -> Path:
     cfg = tmp_path / "custom.yaml"
     cfg.write_text(
         f"workload: {{name: custom, factory: {json.dumps(factory)}{extra}}}\n"
-        "steps: {warmup: 1, measured: 4}\nrun: {nproc: 2, collective_timeout_s: 60}\n"
+        "steps: {warmup: 1, measured: 5}\nrun: {nproc: 2, collective_timeout_s: 60}\n"
     )
     return cfg
 

@@ -20,7 +20,7 @@ from minicluster.result.schema import validate_result  # noqa: E402
 TINY_LLAMA = (
     "workload: {name: llama, per_rank_batch: 2, seq_len: 16, vocab_size: 128, dim: 32, "
     "n_layers: 2, n_heads: 4, n_kv_heads: 2, multiple_of: 16}\n"
-    "steps: {warmup: 1, measured: 4}\n"
+    "steps: {warmup: 1, measured: 5}\n"
     "run: {collective_timeout_s: 60, threads_per_rank: 1}\n"
 )
 
@@ -161,7 +161,7 @@ def test_a_straggler_is_named_under_fsdp2_and_tp(
     all-reduces inside every block): that wait is blocked time, not compute, so the rank with
     the most compute is still the one named."""
     cfg = tmp_path / "llama.yaml"
-    cfg.write_text(TINY_LLAMA.replace("measured: 4", "measured: 10"))
+    cfg.write_text(TINY_LLAMA.replace("measured: 5", "measured: 10"))
     result = _run(
         run_cli, cfg, tmp_path / "out", "--parallel", layout, "--fault",
         "straggler:rank=1,delay_ms=60", code=1,  # a straggler is a finding: exit 1
@@ -333,7 +333,7 @@ def test_a_slow_link_is_found_under_fsdp2_and_tp_and_a_straggler_is_not_one(
     # (a true straggler, by load): the straggler and culprit verdicts of the clean and slow-link
     # runs are not this test's, only the link's and that no rank's compute took the delay.
     cfg.write_text(
-        TINY_LLAMA.replace("measured: 4", "measured: 10")
+        TINY_LLAMA.replace("measured: 5", "measured: 10")
         + "checks: {straggler_min_excess_ms: 10, culprit_cost_pct: 100, slow_link_below_pct: 20}\n"
     )
 

@@ -47,7 +47,7 @@ def test_transformer_reports_tokens_per_sec(run_cli: RunCli, tmp_path: Path) -> 
     cfg = tmp_path / "lm.yaml"
     cfg.write_text(
         "workload: {name: transformer, per_rank_batch: 2, seq_len: 16, vocab_size: 64, "
-        "d_model: 32, n_layers: 1, n_heads: 2}\nsteps: {warmup: 1, measured: 4}\n"
+        "d_model: 32, n_layers: 1, n_heads: 2}\nsteps: {warmup: 1, measured: 5}\n"
     )
     out = tmp_path / "lm"
     proc = run_cli("run", "-c", str(cfg), "--out", str(out), cwd=tmp_path)
