@@ -272,7 +272,7 @@ def test_a_clean_sharded_run_passes_its_shard_checks(run_cli: RunCli, tmp_path: 
     )
     result = _run(run_cli, cfg, tmp_path / "out", "--parallel", "dp_shard=2")
     assert result["validation"]["passed"], result["validation"]
-    assert result["validation"]["checks"][0]["steps_checked"] == 5
+    assert result["validation"]["checks"][0]["steps_checked"] == 6  # 1 warm-up + 5 measured
     assert not [f for f in result["faults"]["detected"] if f["kind"] == "corrupt_grad"]
 
 
