@@ -16,13 +16,11 @@ read-only array shared by every rank's record (`ArrowColumns`).
 from __future__ import annotations
 
 import fnmatch
-import gc
 import json
 import logging
 import os
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from multiprocessing import get_context
 from operator import itemgetter
 from pathlib import Path
@@ -30,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.core import comm_methods, rank_columns, rank_format, rundir
+from minicluster.core import comm_methods, gc_pause, rank_columns, rank_format, rundir
 from minicluster.core.errors import InputError
 from minicluster.core.rank_format import CommTiming, RankLog
 
@@ -258,7 +256,7 @@ def read_run_dir(
         raise InputError(f"{ranks_dir} holds no rank_NNNNN.jsonl files")
     workers = workers or os.cpu_count() or 1
     parsed: list[RankRecords] = []
-    with _no_gc():
+    with gc_pause.paused():
         # Complete columnar files first, in this process (a tenth of a millisecond a rank: a
         # pool would spend more sending the columns back); the journals of the others after.
         if rank_columns.available():
@@ -287,17 +285,6 @@ def _names(folder: Path, pattern: str) -> list[str]:
     names for a pattern of one part, without a Path per file (16,384 of them, sorted by their
     parts, were a tenth of a second a glob at 4,096 ranks)."""
     return sorted(fnmatch.filter(os.listdir(folder), pattern))
-
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _one_roster(parsed: list[RankRecords]) -> None:
@@ -587,14 +574,9 @@ def _pa() -> Any:
 
 def _read_rank_files(job: tuple[Path, int, Collection[str]]) -> RankRecords:
     run_dir, rank, drop = job
-    enabled = gc.isenabled()  # off in a pool worker too (see read_run_dir)
-    gc.disable()
-    try:
+    with gc_pause.paused():  # off in a pool worker too (see read_run_dir)
         rank_log, warnings = rank_format.read_log(run_dir, rank, loads=_loads)
         return RankRecords.from_log(rank, rank_log, warnings, drop)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class Stacked:

@@ -8,7 +8,6 @@ the sweep's own `result.json` does.
 
 from __future__ import annotations
 
-import gc
 import json
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from minicluster.analysis import sweep
 from minicluster.analysis.tail import RunTail
 from minicluster.analysis.watch import add_problems, ended_section, snapshot
 from minicluster.analysis.watch_rules import START_WAIT_S
-from minicluster.core import rundir
+from minicluster.core import gc_pause, rundir
 from minicluster.core.errors import InputError
 from minicluster.result import read
 from minicluster.result.model import RunResult
@@ -48,13 +47,8 @@ class Watcher:
         The garbage collector waits until the refresh is done: a refresh makes a few objects
         per rank that live until the next one, and with a watch of 16,384 ranks in memory each
         full collection those set off walked all of it (~13% of a refresh's CPU there)."""
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_pause.paused():
             return self._refresh(time.time() if now_s is None else now_s)
-        finally:
-            if enabled:
-                gc.enable()
 
     def _refresh(self, now_s: float) -> dict[str, Any] | None:
         run_dir = self._current_run()

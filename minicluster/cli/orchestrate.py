@@ -6,7 +6,6 @@ interface (`launchers.base`) and the run-directory rules (`result.store`).
 from __future__ import annotations
 
 import errno
-import gc
 import json
 import logging
 import os
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minicluster.cli.progress import Progress
-from minicluster.core import rundir
+from minicluster.core import gc_pause, rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import EXIT_INTERRUPTED, InputError, MiniclusterError, RunFailedError
 from minicluster.core.io import atomic_write_json
@@ -192,16 +191,9 @@ def aggregate_dir(
 ) -> RunResult:
     """Aggregate the rank files of `out_dir` into its result.json; `quiet`: no summary; `judge`
     adds to the result before it is written (`aggregate --reference`)."""
-    with gc_paused():  # the summary too: its tables are many small objects
+    with gc_pause.paused():  # the summary too: its tables are many small objects
         result, path = aggregate_dir_to(out_dir, recorded_launch(out_dir, launcher_error), judge)
-        if result.bad_input is not None:
-            # The user's code stopped the ranks: its one line, not a table of empty figures.
-            print(
-                f"minicluster: error: {result.bad_input} (exit 2; what the ranks recorded: {path})",
-                file=sys.stderr,
-            )
-        elif not quiet:
-            print_summary(path, result)
+        say_result(path, result, quiet)
     return result
 
 
@@ -217,7 +209,7 @@ def aggregate_dir_to(
     """
     from minicluster.analysis.aggregate import aggregate
 
-    with gc_paused():
+    with gc_pause.paused():
         records, launch = run_records(out_dir, launch)
         result = aggregate(records, launch, flight_recorder=flight_recorder_diagnosis(out_dir))
         if judge is not None:
@@ -227,20 +219,6 @@ def aggregate_dir_to(
         if written.kept_result is not None:  # a fuller result was there: it stays the answer
             return RunResult.from_json(written.kept_result), rundir.result_path(out_dir)
         return RunResult.from_json(result), written.path
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off meanwhile (and back on after, if it was): aggregation
-    makes millions of objects (a 4,096-rank result alone is a million) and no cycles to speak of;
-    each full collection walked them all (5% of `aggregate`'s CPU at 4,096 ranks)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def flight_recorder_diagnosis(out_dir: Path) -> dict[str, Any] | None:
@@ -538,15 +516,20 @@ def execute(
         except KeyboardInterrupt:
             _say_interrupted_after_launch(out_dir, outcome, phase, written)
             raise
+    say_result(path, result, quiet)
+    return result
+
+
+def say_result(path: Path, result: RunResult, quiet: bool) -> None:
+    """What a run's aggregation says: the user's code stopped the ranks, its one line (not a
+    table of empty figures); else the summary, unless `quiet`."""
     if result.bad_input is not None:
-        # The user's code stopped the ranks: its one line, not a table of empty figures.
         print(
             f"minicluster: error: {result.bad_input} (exit 2; what the ranks recorded: {path})",
             file=sys.stderr,
         )
     elif not quiet:
         print_summary(path, result)
-    return result
 
 
 def _say_interrupted_after_launch(
