@@ -19,6 +19,7 @@ import numpy as np
 
 from minicluster.analysis import (
     accounting,
+    contention,
     cost,
     energy,
     envelope,
@@ -94,7 +95,13 @@ def aggregate(
     findings = _findings(frame, table, figures, metrics, checks, status.interrupted, waits)
     result = _assemble(frame, status, table, figures, metrics, findings, aggregated_at)
     culprits = _culprits(frame, table, result["ranks"], checks, waits)
+    busy = [*findings.contention, *culprits.pop("contention")]
     result.update({k: v for k, v in culprits.items() if v is not None})
+    if busy:  # a late rank or a slow link that was the host's other processes' doing
+        result["host_contention"] = busy
+        result["contention_rule"] = contention.rule_text(
+            checks.contention_share_pct, checks.contention_slow_link_pct
+        )
     short = not_judged_reason(table)
     if short is not None:  # too few steps to name a straggler: never a plain ok
         result["not_judged"] = short
@@ -207,6 +214,8 @@ class _Findings:
     link: dict[str, Any]
     node_section: list[dict[str, Any]]
     errors: list[str]
+    # stragglers and a slow link not named: host CPU contention (`analysis.contention`)
+    contention: list[dict[str, Any]]
 
 
 def _findings(
@@ -227,6 +236,11 @@ def _findings(
         waited=waits,
         min_waited_pct=checks.min_waited_for_pct,
     )
+    cpu = contention.cpu_steps(table.records, sorted(r.rank for r in table.records), table.indices)
+    busy: list[dict[str, Any]] = []
+    stragglers = [
+        s for s in stragglers if not _straggler_contended(s, table, cpu, checks, frame, busy)
+    ]
     node_section = nodes.nodes_section(
         frame.where,
         table,
@@ -248,6 +262,8 @@ def _findings(
             frame.world_size,
             figures.series.get("busbw_gbps") if figures.series else None,
         )
+    if link.get("slow") and frame.head0.get("backend") == "gloo":
+        _link_contended(link, table, cpu, checks, frame, busy)
     detected = fault_detect.detect(
         frame.records, stragglers, frame.failure_order, _replica_groups(frame)
     )
@@ -279,7 +295,84 @@ def _findings(
         if FaultKind.of(d["kind"]).correctness
     ]
     errors += [f"node lost: {d['evidence']}" for d in lost]
-    return _Findings(stragglers, detected, link, node_section, errors)
+    return _Findings(stragglers, detected, link, node_section, errors, busy)
+
+
+def _host_of(frame: RunFrame, rank: int | None) -> str | None:
+    node = frame.where.get(rank) if rank is not None else None
+    return node.label() if node is not None else None
+
+
+def _entry(frame: RunFrame, finding: str, rank: int | None, ev: dict[str, Any]) -> dict[str, Any]:
+    """A `host_contention` entry: the finding not named, the rank, its node, the evidence."""
+    node = frame.where.get(rank) if rank is not None else None
+    return {
+        "finding": finding,
+        "rank": rank,
+        "node_rank": node.node_rank if node is not None else None,
+        "hostname": node.hostname if node is not None else None,
+        **{k: v for k, v in ev.items() if k not in ("contention", "rank")},
+    }
+
+
+def _straggler_contended(
+    s: dict[str, Any],
+    table: JobSteps,
+    cpu: contention.CpuSteps | None,
+    checks: ChecksSection,
+    frame: RunFrame,
+    busy: list[dict[str, Any]],
+) -> bool:
+    """Whether straggler `s` was slow because its threads waited for a CPU (then its entry is
+    added to `busy`); its evidence is kept on it either way."""
+    if cpu is None:
+        return False
+    columns = [{r.rank: r for r in table.records}[rank].columns for rank in cpu.ranks]
+    compute = accounting.field_matrices(columns, cpu.steps, ("compute_ms",), prev=False)
+    ev = contention.straggler_contention(
+        np.asarray(compute["compute_ms"], dtype=np.float64),
+        cpu,
+        s["rank"],
+        checks.contention_share_pct,
+    )
+    if ev is None or not ev["contention"]:
+        return False
+    entry = _entry(frame, "straggler", s["rank"], ev)
+    entry["text"] = contention.rank_line("straggler", s["rank"], ev, _host_of(frame, s["rank"]))
+    busy.append(entry)
+    return True
+
+
+def _link_contended(
+    link: dict[str, Any],
+    table: JobSteps,
+    cpu: contention.CpuSteps | None,
+    checks: ChecksSection,
+    frame: RunFrame,
+    busy: list[dict[str, Any]],
+) -> None:
+    """A slow link on a gloo run whose ranks' threads waited for a CPU a large share of the
+    step: not judged (`link` updated, the entry added to `busy`)."""
+    if cpu is None:
+        return
+    columns = [{r.rank: r for r in table.records}[rank].columns for rank in cpu.ranks]
+    if all("step_time_ms" in c for c in columns):
+        step_time = accounting.field_matrices(columns, cpu.steps, ("step_time_ms",), prev=False)[
+            "step_time_ms"
+        ]
+    else:  # a node reduction's lean records: the step's parts, kept whole (= step_time_ms)
+        parts = accounting.field_matrices(columns, cpu.steps, ("fwd_ms", "bwd_ms", "opt_ms"), False)
+        step_time = parts["fwd_ms"] + parts["bwd_ms"] + parts["opt_ms"]
+    ev = contention.link_contention(
+        cpu, np.asarray(step_time, dtype=np.float64), checks.contention_slow_link_pct
+    )
+    if ev is None or not ev["contention"]:
+        return
+    text = contention.link_line(ev, _host_of(frame, ev["rank"]))
+    entry = _entry(frame, "slow_link", ev["rank"], ev)
+    entry["text"] = text
+    busy.append(entry)
+    link.update(slow=False, judged=False, reason=f"not judged: host CPU contention: {text}")
 
 
 def _culprits(
@@ -297,6 +390,21 @@ def _culprits(
     acc = accounting.account(frame.records, table)
     costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
     evidence = waited.gate_culprits(costs, waits, checks.min_waited_for_pct)
+    busy = []
+    if any(c["culprit"] for c in costs.values()):
+        cpu = contention.cpu_steps(frame.records, acc.ranks, acc.steps)
+        for rank, c in costs.items():
+            ev = contention.culprit_contention(acc, cpu, rank, checks.contention_share_pct)
+            if not c["culprit"] or ev is None:
+                continue
+            c["cpu"] = {k: v for k, v in ev.items() if k != "contention"}
+            if ev["contention"]:  # late because its threads waited for a CPU: not its fault
+                c["culprit"] = False
+                c["host_contention"] = True
+                entry = _entry(frame, "culprit", rank, ev)
+                entry["cost_pct"] = c["cost_pct"]
+                entry["text"] = contention.rank_line("culprit", rank, ev, _host_of(frame, rank))
+                busy.append(entry)
     for entry in ranks:
         if entry["rank"] in costs:
             entry["cost"] = costs[entry["rank"]]
@@ -318,6 +426,7 @@ def _culprits(
         },
         "accounting": section,
         "time_structure": time_shape.run_structure(acc, culprits) if culprits is not None else None,
+        "contention": busy,
     }
 
 
