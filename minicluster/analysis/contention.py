@@ -178,7 +178,7 @@ def link_contention(
 
 def rank_line(finding: str, rank: int, ev: dict[str, Any], host: str | None) -> str:
     """The one line a NOT JUDGED rank gets."""
-    where = f"; host {host}" if host else ""
+    where = f" on {host}" if host else ""
     what = "late" if finding == "culprit" else "slow in compute"
     return (
         f"rank {rank} not judged ({finding}): {what} {ev['late_ms_per_step']:.1f} ms a step, "
