@@ -1,0 +1,134 @@
+"""Host CPU contention on real runs (issue 25): busy loops in other processes pinned to rank 1's
+core make its threads wait on the run queue (`cpu_wait_ms`), and no rank is named a culprit for
+it: a late rank is NOT JUDGED (exit 2); a busy thread inside rank 1's own process (its own CPU
+time) is still the culprit.
+
+What the 2-core host's other load does to rank 0 (on the other core) is not ours to fix: the
+assertions are the ones the measurement supports whatever it does (see each)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+
+from minicluster.result.schema import validate_result  # noqa: E402
+
+HOG = "while True: pass"
+HOGS_ON_RANK_1_CORE = 4
+# Each rank pinned to the core MC_TEST_CORE_<RANK> names (threads it starts later inherit it)
+PIN = """import os
+_core = os.environ.get("MC_TEST_CORE_" + str(os.environ.get("RANK")))
+if os.environ.get("RANK") is not None and _core is not None:
+    os.sched_setaffinity(0, {int(_core)})
+"""
+# A busy Python thread in rank 1 (as tests/e2e/test_culprit_cli.py's): its own CPU use
+BUSY_THREAD = """import os, threading
+if os.environ.get("RANK") is not None and os.environ.get("RANK") == os.environ.get("MC_TEST_BUSY_RANK"):
+    def _spin():
+        while True:
+            pass
+    threading.Thread(target=_spin, daemon=True).start()
+"""
+CONFIG = (
+    "workload: {name: mlp, per_rank_batch: 32, input_dim: 256, hidden_dim: 512, num_layers: 3}\n"
+    "steps: {warmup: 3, measured: 30}\n"
+    "run: {nproc: 2, threads_per_rank: 1, collective_timeout_s: 60}\n"
+)
+
+
+def _run(
+    python: str, env: dict[str, str], tmp_path: Path, site: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(site)
+    env = dict(env)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), env["PYTHONPATH"]])
+    config = tmp_path / "job.yaml"
+    config.write_text(CONFIG)
+    out = tmp_path / "out"
+    args = [python, "-m", "minicluster", "run", "-c", str(config), "--out", str(out)]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
+    result = json.loads((out / "result.json").read_text())
+    validate_result(result)
+    assert result["status"] == "ok", proc.stderr[-2000:]
+    return proc, result
+
+
+def _median(out: Path, rank: int, key: str) -> float:
+    rows = [json.loads(line) for line in (out / "ranks" / f"rank_{rank:05d}.jsonl").open()]
+    return statistics.median(
+        r[key] for r in rows if r.get("type") == "step" and not r["warmup"] and r[key] is not None
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs two cores to pin the ranks apart",
+)
+def test_busy_loops_on_one_ranks_core_are_not_its_fault(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    core0, core1 = sorted(os.sched_getaffinity(0))[:2]
+    env = dict(cli_env, MC_TEST_CORE_0=str(core0), MC_TEST_CORE_1=str(core1))
+    hogs = []
+    for _ in range(HOGS_ON_RANK_1_CORE):
+        hog = subprocess.Popen([sys.executable, "-c", HOG])
+        os.sched_setaffinity(hog.pid, {core1})
+        hogs.append(hog)
+    try:
+        proc, result = _run(python, env, tmp_path, PIN)
+    finally:
+        for h in hogs:  # each stopped by its own PID
+            h.kill()
+        for h in hogs:
+            h.wait(timeout=10)
+    out = tmp_path / "out"
+    # The measurement sees the busy loops: rank 1's threads waited on the run queue at least as
+    # long as they ran (4 loops on its core: a fair share is a fifth of it).
+    assert _median(out, 1, "cpu_wait_ms") >= _median(out, 1, "cpu_ms"), result["ranks"][1]
+    # Whichever rank the load made late (rank 1 beside the loops, or rank 0 beside the host's
+    # other work on its core), it is not named: a culprit or straggler here would be a false one.
+    assert result["culprits"] == [], result["culprits"]
+    assert result["stragglers"] == [], result["stragglers"]
+    found = result.get("host_contention") or []
+    print("host_contention:", json.dumps(found), "costs:", [r["cost"] for r in result["ranks"]])
+    for h in found:
+        assert h["finding"] in ("culprit", "straggler", "slow_link")
+        assert h["cpu_wait_excess_ms_per_step"] >= h["share_pct"] / 100 * h["late_ms_per_step"]
+        assert "not judged" in h["text"] and "rerun on a quiet host" in h["text"]
+    # Whether the cost rule fired at all depends on how unevenly the load fell on the two cores
+    # (it did not in some runs: both ranks waited alike). When it did, the verdict is NOT
+    # JUDGED, exit 2, and the report says why.
+    if found:
+        assert proc.returncode == 2, proc.stdout[-2000:]
+        said = " ".join(proc.stdout.split())  # the report wraps at the piped width
+        assert "NOT JUDGED" in said and "rerun on a quiet host" in said
+    else:
+        assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_busy_thread_in_the_rank_is_still_the_culprit(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Its threads wait for the CPU each other hold, but its own CPU time rises with its
+    lateness: the rank's fault, named."""
+    env = dict(cli_env, MC_TEST_BUSY_RANK="1")
+    proc, result = _run(python, env, tmp_path, BUSY_THREAD)
+    assert [c["rank"] for c in result["culprits"]] == [1], result.get("host_contention")
+    ev = result["ranks"][1]["cost"]["cpu"]
+    assert ev["cpu_excess_ms_per_step"] >= 0.5 * ev["late_ms_per_step"], ev
+    assert all(h["rank"] != 1 for h in result.get("host_contention") or [])
+    assert proc.returncode == 1
