@@ -54,32 +54,70 @@ def step_delta(before: Reading, after: Reading) -> tuple[float, float]:
 
 class ThreadClock:
     """This process's threads' CPU time and run-queue delay (the module); `reason` is why they
-    cannot be read here (None: they can)."""
+    cannot be read here (None: they can).
+
+    Each thread's file is opened once and read again from its start (`os.pread`): a step's two
+    reads cost one listing of the threads (at its start: a thread that starts later is not
+    counted anyway) and one read per thread each (measured: scripts/bench_cpu_wait.py)."""
 
     def __init__(self, task_dir: str = TASK_DIR) -> None:
         self.task_dir = task_dir
         self.reason: str | None = None
+        self._fds: dict[str, int] = {}
         try:
             if not read_threads(task_dir):
                 self.reason = f"{task_dir} lists no thread"
         except (OSError, ValueError) as e:
             self.reason = f"cannot read {task_dir}/*/schedstat ({e.__class__.__name__}: {e})"
 
+    def _read(self, tids: list[str]) -> Reading:
+        out: Reading = {}
+        for tid in tids:
+            fd = self._fds.get(tid)
+            if fd is None:
+                try:
+                    fd = self._fds[tid] = os.open(f"{self.task_dir}/{tid}/schedstat", os.O_RDONLY)
+                except FileNotFoundError:
+                    continue  # the thread ended since the listing
+            try:
+                raw = os.pread(fd, 128, 0)
+            except OSError:  # the thread ended: its file reads no more
+                raw = b""
+            if not raw:
+                os.close(self._fds.pop(tid))
+                continue
+            cpu, delay, _ = raw.split()
+            out[tid] = (int(cpu), int(delay))
+        return out
+
     def read(self) -> Reading | None:
-        """The threads' reading now; None when they cannot be read (the reason kept)."""
+        """The threads' reading now (every thread listed); None when they cannot be read (the
+        reason kept)."""
         if self.reason is not None:
             return None
         try:
-            return read_threads(self.task_dir)
+            tids = os.listdir(self.task_dir)
+            for gone in set(self._fds) - set(tids):
+                os.close(self._fds.pop(gone))
+            return self._read(tids)
         except (OSError, ValueError) as e:
             self.reason = f"cannot read {self.task_dir}/*/schedstat ({e.__class__.__name__}: {e})"
             return None
 
     def since(self, before: Reading | None) -> tuple[float | None, float | None]:
-        """(cpu_ms, cpu_wait_ms) of this process's threads since `before` (a `read`), rounded
-        to the µs; (None, None) when either reading is missing."""
-        after = self.read()
-        if before is None or after is None:
+        """(cpu_ms, cpu_wait_ms) of this process's threads since `before` (a `read`), over the
+        threads in both, rounded to the µs; (None, None) when either reading is missing."""
+        if before is None or self.reason is not None:
+            return None, None
+        try:
+            after = self._read(list(before))
+        except (OSError, ValueError) as e:
+            self.reason = f"cannot read {self.task_dir}/*/schedstat ({e.__class__.__name__}: {e})"
             return None, None
         cpu, wait = step_delta(before, after)
         return round(cpu, 3), round(wait, 3)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
