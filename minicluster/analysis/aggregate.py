@@ -390,21 +390,13 @@ def _culprits(
     acc = accounting.account(frame.records, table)
     costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
     evidence = waited.gate_culprits(costs, waits, checks.min_waited_for_pct)
-    busy = []
-    if any(c["culprit"] for c in costs.values()):
-        cpu = contention.cpu_steps(frame.records, acc.ranks, acc.steps)
-        for rank, c in costs.items():
-            ev = contention.culprit_contention(acc, cpu, rank, checks.contention_share_pct)
-            if not c["culprit"] or ev is None:
-                continue
-            c["cpu"] = {k: v for k, v in ev.items() if k != "contention"}
-            if ev["contention"]:  # late because its threads waited for a CPU: not its fault
-                c["culprit"] = False
-                c["host_contention"] = True
-                entry = _entry(frame, "culprit", rank, ev)
-                entry["cost_pct"] = c["cost_pct"]
-                entry["text"] = contention.rank_line("culprit", rank, ev, _host_of(frame, rank))
-                busy.append(entry)
+    busy = []  # the culprits the cost rule named that were host CPU contention
+    cleared = contention.gate_culprits(acc, costs, frame.records, checks.contention_share_pct)
+    for rank, ev in cleared.items():
+        entry = _entry(frame, "culprit", rank, ev)
+        entry["cost_pct"] = costs[rank]["cost_pct"]
+        entry["text"] = contention.rank_line("culprit", rank, ev, _host_of(frame, rank))
+        busy.append(entry)
     for entry in ranks:
         if entry["rank"] in costs:
             entry["cost"] = costs[entry["rank"]]

@@ -138,6 +138,31 @@ def culprit_contention(
     return judge_rank(acc.own, cpu, row, cols, share_pct)
 
 
+def gate_culprits(
+    acc: Accounting,
+    costs: dict[int, dict[str, Any]],
+    records: list[RankRecords],
+    share_pct: float,
+) -> dict[int, dict[str, Any]]:
+    """Each rank the cost rule named gets its CPU figures (`cpu` in its cost entry); one whose
+    lateness was host CPU contention is set not a culprit (`host_contention` true). The
+    evidence of those, by rank."""
+    out: dict[int, dict[str, Any]] = {}
+    if not any(c["culprit"] for c in costs.values()):
+        return out
+    cpu = cpu_steps(records, acc.ranks, acc.steps)
+    for rank, c in costs.items():
+        ev = culprit_contention(acc, cpu, rank, share_pct) if c["culprit"] else None
+        if ev is None:
+            continue
+        c["cpu"] = {k: v for k, v in ev.items() if k != "contention"}
+        if ev["contention"]:  # late because its threads waited for a CPU: not its fault
+            c["culprit"] = False
+            c["host_contention"] = True
+            out[rank] = ev
+    return out
+
+
 def straggler_contention(
     compute: np.ndarray, cpu: CpuSteps | None, rank: int, share_pct: float
 ) -> dict[str, Any] | None:

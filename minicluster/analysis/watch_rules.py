@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis import accounting, cost, waited
+from minicluster.analysis import accounting, contention, cost, waited
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.steps import StepTable, r4
 from minicluster.analysis.stragglers import find_stragglers
@@ -162,6 +162,8 @@ def live_culprits(live: InStep, checks: ChecksSection) -> list[dict[str, Any]]:
     acc = accounting.account(live.records, live.table)
     costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
     evidence = waited.gate_culprits(costs, live.waits, checks.min_waited_for_pct)
+    # a rank late because its threads waited for a CPU other processes held is not named
+    contention.gate_culprits(acc, costs, live.records, checks.contention_share_pct)
     return [
         c | evidence[c["rank"]] | {"min_waited_pct": checks.min_waited_for_pct, "over": "window"}
         for c in cost.culprits(acc, costs, {})
