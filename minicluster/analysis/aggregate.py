@@ -236,7 +236,13 @@ def _findings(
         waited=waits,
         min_waited_pct=checks.min_waited_for_pct,
     )
-    cpu = contention.cpu_steps(table.records, sorted(r.rank for r in table.records), table.indices)
+    # each step's CPU time and wait, [rank x step], made only when there is something to judge
+    # by them (two matrices of 131 MB at 16,384 x 1,000)
+    cpu = (
+        contention.cpu_steps(table.records, sorted(r.rank for r in table.records), table.indices)
+        if stragglers or checks.expect_busbw_gbps is not None
+        else None
+    )
     busy: list[dict[str, Any]] = []
     stragglers = [
         s for s in stragglers if not _straggler_contended(s, table, cpu, checks, frame, busy)
@@ -327,7 +333,8 @@ def _straggler_contended(
     added to `busy`); its evidence is kept on it either way."""
     if cpu is None:
         return False
-    columns = [{r.rank: r for r in table.records}[rank].columns for rank in cpu.ranks]
+    by_rank = {r.rank: r for r in table.records}
+    columns = [by_rank[rank].columns for rank in cpu.ranks]
     compute = accounting.field_matrices(columns, cpu.steps, ("compute_ms",), prev=False)
     ev = contention.straggler_contention(
         np.asarray(compute["compute_ms"], dtype=np.float64),
@@ -355,7 +362,8 @@ def _link_contended(
     step: not judged (`link` updated, the entry added to `busy`)."""
     if cpu is None:
         return
-    columns = [{r.rank: r for r in table.records}[rank].columns for rank in cpu.ranks]
+    by_rank = {r.rank: r for r in table.records}
+    columns = [by_rank[rank].columns for rank in cpu.ranks]
     if all("step_time_ms" in c for c in columns):
         step_time = accounting.field_matrices(columns, cpu.steps, ("step_time_ms",), prev=False)[
             "step_time_ms"

@@ -95,21 +95,24 @@ def is_contention(
 def judge_rank(
     own: np.ndarray, cpu: CpuSteps, row: int, cols: np.ndarray, share_pct: float
 ) -> dict[str, Any] | None:
-    """The evidence for rank row `row` over the step columns `cols` (bool mask or indices):
-    `own` is its [rank x step] own work (aligned with `cpu`); None when the CPU figures are
-    missing on those steps."""
-    late = _mean((own[row] - others_median(own, row))[cols])
-    wait_x = _mean((cpu.wait[row] - others_median(cpu.wait, row))[cols])
-    cpu_x = _mean((cpu.cpu[row] - others_median(cpu.cpu, row))[cols])
+    """The evidence for rank row `row` over the step columns `cols` (a bool mask): `own` is its
+    [rank x step] own work (aligned with `cpu`); None when the CPU figures are missing on those
+    steps. Only those columns are taken (a few steps of a [16,384 x 1,000] matrix)."""
+    idx = np.flatnonzero(cols)
+    own, wait, used = own[:, idx], cpu.wait[:, idx], cpu.cpu[:, idx]
+    others_wait = others_median(wait, row)
+    late = _mean(own[row] - others_median(own, row))
+    wait_x = _mean(wait[row] - others_wait)
+    cpu_x = _mean(used[row] - others_median(used, row))
     if late is None or wait_x is None or cpu_x is None:
         return None
     return {
         "late_ms_per_step": r4(late),
         "cpu_wait_excess_ms_per_step": r4(wait_x),
         "cpu_excess_ms_per_step": r4(cpu_x),
-        "cpu_wait_ms_mean": r4(_mean(cpu.wait[row][cols]) or 0.0),
-        "others_cpu_wait_ms_mean": r4(_mean(others_median(cpu.wait, row)[cols]) or 0.0),
-        "steps_judged": int(np.count_nonzero(cols) if cols.dtype == bool else cols.size),
+        "cpu_wait_ms_mean": r4(_mean(wait[row]) or 0.0),
+        "others_cpu_wait_ms_mean": r4(_mean(others_wait) or 0.0),
+        "steps_judged": int(idx.size),
         "share_pct": share_pct,
         "contention": is_contention(late, wait_x, cpu_x, share_pct),
     }
