@@ -269,7 +269,8 @@ def _findings(
             figures.series.get("busbw_gbps") if figures.series else None,
         )
     if link.get("slow") and frame.head0.get("backend") == "gloo":
-        _link_contended(link, table, cpu, checks, frame, busy)
+        transfer = figures.series.get("allreduce_transfer_ms") if figures.series else None
+        _link_contended(link, table, cpu, checks, frame, busy, transfer)
     detected = fault_detect.detect(
         frame.records, stragglers, frame.failure_order, _replica_groups(frame)
     )
@@ -344,6 +345,13 @@ def _straggler_contended(
     )
     if ev is None or not ev["contention"]:
         return False
+    # the compute excess the CPU wait does not explain, judged by the straggler rule's floors
+    rest = max(0.0, ev["unexplained_ms_per_step"])
+    others = s["others_compute_ms_median"]
+    if rest >= checks.straggler_min_excess_ms and (
+        others <= 0 or 100.0 * rest / others > checks.straggler_threshold_pct
+    ):
+        return False
     entry = _entry(frame, "straggler", s["rank"], ev)
     entry["text"] = contention.rank_line("straggler", s["rank"], ev, _host_of(frame, s["rank"]))
     busy.append(entry)
@@ -357,11 +365,22 @@ def _link_contended(
     checks: ChecksSection,
     frame: RunFrame,
     busy: list[dict[str, Any]],
+    transfer: np.ndarray | None,
 ) -> None:
     """A slow link on a gloo run whose ranks' threads waited for a CPU a large share of the
-    step: not judged (`link` updated, the entry added to `busy`)."""
-    if cpu is None:
+    step, and more than the transfer fell short of the expected busbw: not judged (`link`
+    updated, the entry added to `busy`). `transfer`: the run's per-step transfer times."""
+    ratio = link.get("ratio")
+    if cpu is None or transfer is None or ratio is None or not 0 < ratio < 1:
         return
+    times = np.asarray(transfer, dtype=np.float64)
+    times = times[np.isfinite(times)]
+    if not times.size:
+        return
+    # the transfer time at the judged busbw (its p75, or the median: `link_check`), less the
+    # time at the expected busbw (ratio = judged / expected)
+    quantile = 100.0 - fault_detect.LINK_QUANTILE if "judged_busbw_gbps" in link else 50.0
+    shortfall = float(np.percentile(times, quantile)) * (1.0 - ratio)
     by_rank = {r.rank: r for r in table.records}
     columns = [by_rank[rank].columns for rank in cpu.ranks]
     if all("step_time_ms" in c for c in columns):
@@ -372,7 +391,10 @@ def _link_contended(
         parts = accounting.field_matrices(columns, cpu.steps, ("fwd_ms", "bwd_ms", "opt_ms"), False)
         step_time = parts["fwd_ms"] + parts["bwd_ms"] + parts["opt_ms"]
     ev = contention.link_contention(
-        cpu, np.asarray(step_time, dtype=np.float64), checks.contention_slow_link_pct
+        cpu,
+        np.asarray(step_time, dtype=np.float64),
+        shortfall,
+        checks.contention_slow_link_pct,
     )
     if ev is None or not ev["contention"]:
         return
@@ -399,7 +421,7 @@ def _culprits(
     costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
     evidence = waited.gate_culprits(costs, waits, checks.min_waited_for_pct)
     busy = []  # the culprits the cost rule named that were host CPU contention
-    cleared = contention.gate_culprits(acc, costs, frame.records, checks.contention_share_pct)
+    cleared = contention.gate_culprits(acc, costs, frame.records, checks)
     for rank, ev in cleared.items():
         entry = _entry(frame, "culprit", rank, ev)
         entry["cost_pct"] = costs[rank]["cost_pct"]

@@ -16,12 +16,23 @@ contention when
   its peers' by as much (a busy thread inside the rank's own process raises its `cpu_ms`: that
   stays the rank's fault, as does a sleep in its code, which raises neither).
 
+- and the lateness the CPU wait does not explain (lateness - CPU wait excess) would not name the
+  rank by itself: below the culprit rule's floors (`checks.culprit_min_ms_per_step` on average,
+  `checks.culprit_cost_pct` of the run, the cost scaled by that share of the lateness), or for a
+  straggler the straggler rule's (`checks.straggler_min_excess_ms`, `straggler_threshold_pct`).
+  A rank slow by itself on a busy host (a 40 ms sleep beside 23 ms of CPU wait a step, seen in
+  a run of scripts/check_false_verdicts.py) is still named.
+
 Then the rank is not named; it is NOT JUDGED (`host_contention` in the result, exit 2).
 
 A slow link on a CPU (gloo) run is host CPU contention when, over the judged steps, some rank's
-median `cpu_wait_ms` is at least `checks.contention_slow_link_pct` (20%) of its median step time:
-the transfer runs on the ranks' own threads, and a thread waiting for a CPU moves no bytes. A
-delay injected into the transfer (a sleep) raises no run-queue delay: it is still a slow link.
+median `cpu_wait_ms` is at least `checks.contention_slow_link_pct` (20%) of its median step time
+and at least the transfer's shortfall (the judged transfer time, at the p75 busbw, less the time
+at the expected busbw: the wait is the whole step's, so all of the shortfall, not a share): the transfer runs on the
+ranks' own threads, and a thread waiting for a CPU moves no bytes. A delay in the transfer (a
+sleep, a slow wire) makes a shortfall the host's load does not cover: still a slow link (on a
+loaded 2-core host the ranks' threads wait for a CPU 20-95% of a small step whatever the link
+does, so the share of the step alone would excuse every slow link there).
 
 Records without the fields (before rank format 1.7, or a host without schedstat) make no
 contention judgement: the verdicts stand as before.
@@ -38,6 +49,7 @@ import numpy as np
 from minicluster.analysis.accounting import Accounting, field_matrices
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.steps import r4
+from minicluster.core.checks import ChecksSection
 
 FIELDS = ("cpu_ms", "cpu_wait_ms")
 
@@ -112,6 +124,8 @@ def judge_rank(
         "cpu_excess_ms_per_step": r4(cpu_x),
         "cpu_wait_ms_mean": r4(_mean(wait[row]) or 0.0),
         "others_cpu_wait_ms_mean": r4(_mean(others_wait) or 0.0),
+        # the lateness the CPU wait does not explain: judged by the rule that named the rank
+        "unexplained_ms_per_step": r4(late - max(wait_x, 0.0)),
         "steps_judged": int(idx.size),
         "share_pct": share_pct,
         "contention": is_contention(late, wait_x, cpu_x, share_pct),
@@ -124,7 +138,8 @@ def rule_text(share_pct: float, slow_link_pct: float) -> str:
         f"the other ranks' median covers >= {share_pct:g}% of its lateness (own work above "
         f"theirs, on the steps it was late) while its CPU time above theirs is < {share_pct:g}% "
         "of it; a slow link on a CPU (gloo) run is, when a rank's median run-queue delay is >= "
-        f"{slow_link_pct:g}% of its median step time"
+        f"{slow_link_pct:g}% of its median step time and >= the transfer's shortfall against "
+        "the expected busbw"
     )
 
 
@@ -145,21 +160,34 @@ def gate_culprits(
     acc: Accounting,
     costs: dict[int, dict[str, Any]],
     records: list[RankRecords],
-    share_pct: float,
+    checks: ChecksSection,
 ) -> dict[int, dict[str, Any]]:
     """Each rank the cost rule named gets its CPU figures (`cpu` in its cost entry); one whose
-    lateness was host CPU contention is set not a culprit (`host_contention` true). The
-    evidence of those, by rank."""
+    lateness was host CPU contention (the share rule, and the lateness its CPU wait does not
+    explain too small to name it: below `checks.culprit_min_ms_per_step` on average over the
+    run or `checks.culprit_cost_pct` of it) is set not a culprit (`host_contention` true).
+    The evidence of those, by rank."""
     out: dict[int, dict[str, Any]] = {}
     if not any(c["culprit"] for c in costs.values()):
         return out
     cpu = cpu_steps(records, acc.ranks, acc.steps)
     for rank, c in costs.items():
-        ev = culprit_contention(acc, cpu, rank, share_pct) if c["culprit"] else None
+        ev = (
+            culprit_contention(acc, cpu, rank, checks.contention_share_pct)
+            if c["culprit"]
+            else None
+        )
         if ev is None:
             continue
         c["cpu"] = {k: v for k, v in ev.items() if k != "contention"}
-        if ev["contention"]:  # late because its threads waited for a CPU: not its fault
+        rest = max(0.0, ev["unexplained_ms_per_step"])
+        late = ev["late_ms_per_step"]
+        rest_named = (
+            rest * ev["steps_judged"] / max(acc.n, 1) >= checks.culprit_min_ms_per_step
+            and late > 0
+            and c["cost_pct"] * rest / late >= checks.culprit_cost_pct
+        )
+        if ev["contention"] and not rest_named:  # waited for a CPU: not its fault
             c["culprit"] = False
             c["host_contention"] = True
             out[rank] = ev
@@ -178,11 +206,18 @@ def straggler_contention(
 
 
 def link_contention(
-    cpu: CpuSteps | None, step_time: np.ndarray | None, slow_link_pct: float
+    cpu: CpuSteps | None,
+    step_time: np.ndarray | None,
+    shortfall_ms: float | None,
+    slow_link_pct: float,
 ) -> dict[str, Any] | None:
-    """Whether the ranks' threads waited for a CPU for `slow_link_pct` of the step or more (the
-    rank with the largest share): the evidence, or None when not measured."""
+    """Whether a slow link was the ranks' threads waiting for a CPU: the rank with the largest
+    median `cpu_wait_ms` against its median step time waited `slow_link_pct` of it or more, and
+    at least the transfer's `shortfall_ms` (the judged transfer time less the time at the
+    expected busbw, ms per step). The evidence, or None when not measured."""
     if cpu is None or step_time is None or step_time.shape != cpu.wait.shape:
+        return None
+    if shortfall_ms is None or not shortfall_ms > 0:
         return None
     shares = []
     for row in range(len(cpu.ranks)):
@@ -193,14 +228,16 @@ def link_contention(
     if not shares:
         return None
     pct, row = max(shares)
+    wait_ms = float(np.nanmedian(cpu.wait[row]))
     return {
         "rank": cpu.ranks[row],
-        "cpu_wait_ms_median": r4(float(np.nanmedian(cpu.wait[row]))),
+        "cpu_wait_ms_median": r4(wait_ms),
         "step_time_ms_median": r4(float(np.nanmedian(step_time[row]))),
         "cpu_wait_pct": r4(pct),
         "threshold_pct": slow_link_pct,
+        "transfer_shortfall_ms": r4(shortfall_ms),
         "steps_judged": int(cpu.steps.size),
-        "contention": pct >= slow_link_pct,
+        "contention": pct >= slow_link_pct and wait_ms >= shortfall_ms,
     }
 
 
@@ -221,6 +258,7 @@ def link_line(ev: dict[str, Any], host: str | None) -> str:
     return (
         f"link not judged (slow link): rank {ev['rank']}'s threads waited for a CPU "
         f"{ev['cpu_wait_ms_median']:.1f} ms of its {ev['step_time_ms_median']:.1f} ms median "
-        f"step ({ev['cpu_wait_pct']:.0f}%, run-queue delay{where}): the transfer was starved of "
+        f"step ({ev['cpu_wait_pct']:.0f}%, run-queue delay{where}), more than the transfer's "
+        f"{ev['transfer_shortfall_ms']:.2f} ms shortfall against the expected busbw: starved of "
         "CPU, not slowed by the link; rerun on a quiet host"
     )

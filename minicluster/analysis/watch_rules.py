@@ -163,7 +163,7 @@ def live_culprits(live: InStep, checks: ChecksSection) -> list[dict[str, Any]]:
     costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
     evidence = waited.gate_culprits(costs, live.waits, checks.min_waited_for_pct)
     # a rank late because its threads waited for a CPU other processes held is not named
-    contention.gate_culprits(acc, costs, live.records, checks.contention_share_pct)
+    contention.gate_culprits(acc, costs, live.records, checks)
     return [
         c | evidence[c["rank"]] | {"min_waited_pct": checks.min_waited_for_pct, "over": "window"}
         for c in cost.culprits(acc, costs, {})

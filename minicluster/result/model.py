@@ -333,6 +333,10 @@ class CpuEvidence(Section):
     )
     cpu_wait_ms_mean: float | None = None
     others_cpu_wait_ms_mean: float | None = None
+    unexplained_ms_per_step: float | None = spec(
+        None,
+        doc="late_ms_per_step less the CPU wait excess: the rule that named the rank judges it",
+    )
     steps_judged: int | None = None
     share_pct: float | None = spec(
         None, doc="checks.contention_share_pct: the share of the lateness the wait must cover"
@@ -407,6 +411,7 @@ class HostContention(Section):
     cpu_excess_ms_per_step: float | None = spec(None, omit_none=True)
     cpu_wait_ms_mean: float | None = spec(None, omit_none=True)
     others_cpu_wait_ms_mean: float | None = spec(None, omit_none=True)
+    unexplained_ms_per_step: float | None = spec(None, omit_none=True)
     share_pct: float | None = spec(None, omit_none=True)
     cpu_wait_ms_median: float | None = spec(
         None, omit_none=True, doc="slow_link: the rank's median run-queue delay per step"
@@ -417,6 +422,12 @@ class HostContention(Section):
     )
     threshold_pct: float | None = spec(
         None, omit_none=True, doc="slow_link: checks.contention_slow_link_pct"
+    )
+    transfer_shortfall_ms: float | None = spec(
+        None,
+        omit_none=True,
+        doc="slow_link: the judged transfer time less the time at the expected busbw, ms per "
+        "step; the wait must cover share_pct of it",
     )
     steps_judged: int | None = None
 
