@@ -151,8 +151,9 @@ class ChecksSection:
             "--contention-share",
             "PCT",
             "a late rank whose CPU run-queue delay above the other ranks' covers at least PCT "
-            "percent of its lateness (its own CPU time above theirs less than that) is host CPU "
-            "contention: not judged (exit 2), not a culprit or straggler",
+            "percent of its lateness (its own CPU time above theirs less than that, the rest too "
+            "small to name it) is host CPU contention: not judged (exit 2), not a culprit or "
+            "straggler",
         ),
     )
     # A slow link on a CPU (gloo) run whose ranks' threads waited for a CPU this share of the
@@ -166,7 +167,8 @@ class ChecksSection:
             "--contention-slow-link",
             "PCT",
             "a slow link on a CPU (gloo) run where a rank's threads waited for a CPU at least "
-            "PCT percent of its median step time is host CPU contention: not judged (exit 2)",
+            "PCT percent of its median step time (and at least the transfer's shortfall against "
+            "the expected busbw) is host CPU contention: not judged (exit 2)",
         ),
     )
 
