@@ -89,6 +89,9 @@ class PairComparison:
     unfinished: list[str] = field(default_factory=list)
     # "LABEL: its own checks failed (straggler): ..." for each side whose own result named a finding
     own_failed: list[str] = field(default_factory=list)
+    # "LABEL: its own run was NOT JUDGED: WHY" for each side whose own verdict was NOT JUDGED (too
+    # few steps for the straggler test, too few pairs) and named no finding
+    own_not_judged: list[str] = field(default_factory=list)
     # the fingerprints' field-by-field check (compare/comparability.py)
     comparability: comparability.Comparability | None = None
     # busbw per op and message size of two collective benchmarks (compare/collective_sizes.py)
@@ -134,11 +137,24 @@ class Comparison:
         return list(dict.fromkeys(u for p in self.pairs for u in p.own_failed))
 
     @property
+    def own_not_judged(self) -> list[str]:
+        """Inputs whose own verdict was NOT JUDGED (and named no finding), each once."""
+        return list(dict.fromkeys(u for p in self.pairs for u in p.own_not_judged))
+
+    @property
     def gate_failed(self) -> bool:
         """A gated regression, an input run that did not finish ok, or one whose own checks
         failed: a gate never passes on a run that failed or was interrupted, whatever its
         partial numbers say, nor on one its own checks failed."""
         return self.has_regression or bool(self.unfinished) or bool(self.own_failed)
+
+    @property
+    def verdict(self) -> str:
+        """`regression` (the gate fails), `not_judged` (nothing failed, but an input's own run
+        was NOT JUDGED: a gate never passes on a run that could not be judged), or `ok`."""
+        if self.gate_failed:
+            return "regression"
+        return "not_judged" if self.own_not_judged else "ok"
 
 
 # verdicts of a run's own checks that its status already says (`unfinished`)
@@ -168,6 +184,15 @@ def own_failed_line(rec: BenchmarkRecord) -> str | None:
     return f"{rec.label}: its own checks failed ({', '.join(names)})" + (
         f": {'; '.join(found)}" if found else ""
     )
+
+
+def own_not_judged_line(rec: BenchmarkRecord) -> str | None:
+    """`LABEL: its own run was NOT JUDGED: WHY` when `rec`'s own verdict was NOT JUDGED and its
+    own checks named no finding (a finding decides first: `own_failed_line`), else None."""
+    if "not_judged" not in (rec.details.get("own_verdicts") or []) or own_checks_failed(rec):
+        return None
+    why = rec.details.get("own_not_judged") or []
+    return f"{rec.label}: its own run was NOT JUDGED" + (f": {'; '.join(why)}" if why else "")
 
 
 def compare(
@@ -273,6 +298,7 @@ def compare_pair(
         excluded,
         unfinished,
         [line for rec in (a, b) if (line := own_failed_line(rec)) is not None],
+        [line for rec in (a, b) if (line := own_not_judged_line(rec)) is not None],
         fit,
         sizes,
         {label: st.to_dict() for label, st in structure.items()},

@@ -212,6 +212,8 @@ def print_comparison(c: Comparison, console: Console | None = None) -> None:
             console.print(f"[red]gate failed:[/red] {escape(u)} (a run that did not finish ok)")
         for u in p.own_failed:
             console.print(f"[red]gate failed:[/red] {escape(u)}")
+        for u in p.own_not_judged:
+            console.print(f"[yellow]NOT JUDGED:[/yellow] {escape(u)} (a gate never passes on it)")
 
 
 _SIZE_COLUMNS = ("op", "size", "busbw A (GB/s)", "busbw B (GB/s)", "% delta", "verdict")
@@ -285,6 +287,7 @@ def to_markdown(c: Comparison) -> str:
             f"- gate failed: {_md_escape(u)} (a run that did not finish ok)" for u in p.unfinished
         ]
         out += [f"- gate failed: {_md_escape(u)}" for u in p.own_failed]
+        out += [f"- NOT JUDGED: {_md_escape(u)}" for u in p.own_not_judged]
         out.append("")
     out.append(
         "`?` = percent undefined (baseline 0); `~` = difference not significant or within the "
@@ -315,6 +318,7 @@ def to_html(c: Comparison) -> str:
             for u in p.unfinished
         ]
         parts += [f"<p class='warning'>gate failed: {e(u)}</p>" for u in p.own_failed]
+        parts += [f"<p class='warning'>NOT JUDGED: {e(u)}</p>" for u in p.own_not_judged]
         plot = comparison_plot([r.to_dict() for r in p.rows], title=_title(p))
         if plot is not None:
             parts.append(figure(plot))

@@ -531,3 +531,49 @@ def test_a_missing_database_is_refused_never_made(
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert main(["history", "add", cand]) == 0
     assert (tmp_path / "xdg" / "minicluster" / "history.sqlite").exists()
+
+
+PAIRWISE_NOT_JUDGED = FIX / "pairwise" / "two_ranks_not_judged.result.json"
+
+
+def _pairwise_judged(tmp: Path, name: str, scale: float) -> Path:
+    """The recorded 2-rank link test as a judged run (--min-busbw given: its speed judged, no
+    finding), its busbw scaled: a distinct comparable result."""
+    d = json.loads(PAIRWISE_NOT_JUDGED.read_text())
+    d["run_id"] = name
+    d["pairwise"]["not_judged"] = None
+    d["pairwise"]["min_busbw_gbps"] = 0.1
+    d["metrics"]["busbw_gbps"]["value"] *= scale
+    p = tmp / f"{name}.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+def test_a_candidate_whose_own_run_was_not_judged_is_not_judged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The recorded `collectives --pattern pairwise` run of 2 ranks (its own verdict NOT JUDGED:
+    one pair, nothing to judge its speed against) against 4 judged runs of its fingerprint: its
+    numbers match the history, and the check passed it (exit 0, "no regression"). A gate never
+    passes on a run that could not be judged: NOT JUDGED with its own reason, exit 2, and never
+    "failed its own checks"."""
+    db = str(tmp_path / "h.sqlite")
+    runs = [_pairwise_judged(tmp_path, f"p{i}", s) for i, s in enumerate([1, 1.01, 0.99, 1.005])]
+    assert main(["history", "add", *map(str, runs), "--db", db]) == 0
+    capsys.readouterr()
+    out, xml = tmp_path / "c.json", tmp_path / "c.xml"
+    argv = ["history", "check", str(PAIRWISE_NOT_JUDGED), "--db", db, "--json", str(out)]
+    assert main([*argv, "--junit", str(xml)]) == 2
+    said = capsys.readouterr().out
+    head = " ".join(said.split("candidate's own verdict")[0].split())
+    assert (
+        "NOT JUDGED: the candidate's own run was not judged (pairwise speed: 1 of 1 pairs" in head
+    )
+    assert "no regression" not in said and "FAILED" not in said and "own checks failed" not in said
+    data = json.loads(out.read_text())
+    assert data["verdict"] == "not_judged" and not data["gate_failed"]
+    assert data["own_not_judged"][0].startswith("pairwise speed: 1 of 1 pairs measured")
+    assert all(m["verdict"] == "no_change" for m in data["metrics"])  # the numbers are fine
+    assert 'name="own checks"' in xml.read_text() and "<failure" not in xml.read_text()
+    # the same run judged passes against the same history
+    assert main(["history", "check", str(_pairwise_judged(tmp_path, "ok", 1.0)), "--db", db]) == 0
