@@ -22,11 +22,16 @@ from minicluster.core import metrics as metrics_registry
 from minicluster.core.errors import InputError
 from minicluster.interop.record import BenchmarkRecord
 
-Verdict = Literal["better", "worse", "no_change", "not_tested", "not_comparable", "missing"]
+# inconclusive: tested, but the runs can neither confirm nor rule out a regression (rule 9b):
+# not judged, never counted as no change
+Verdict = Literal[
+    "better", "worse", "no_change", "inconclusive", "not_tested", "not_comparable", "missing"
+]
 VERDICTS: tuple[str, ...] = (
     "better",
     "worse",
     "no_change",
+    "inconclusive",
     "not_tested",
     "not_comparable",
     "missing",
@@ -325,7 +330,7 @@ def _align_rates(rows: list[Row]) -> None:
         # the rate's own test does not matter (a FLOPs rate had none: "fewer than 4 samples")
         if r is None or s is None or s.test is None:
             continue
-        judged = ("better", "worse", "no_change")
+        judged = ("better", "worse", "no_change", "inconclusive")
         if r.verdict not in judged or s.verdict not in judged:
             continue  # a rate not measured on a side stays "missing"
         r.verdict, r.regression = s.verdict, s.regression  # better/worse already follow direction
@@ -602,18 +607,20 @@ def _judge_runs(
         f"metrics tested) [{g.low_pct:+.3g}%, {g.high_pct:+.3g}%]"
     )
     if g.p_value >= alpha or g.low_pct <= 0 <= g.high_pct:
-        row.verdict = "no_change"  # not gated, as before; the words say what the runs cannot tell
+        row.verdict = "no_change"
         change = row.delta_pct
         judged_way = m.direction in ("higher", "lower")
         worse = change is not None and (change > 0) == (m.direction == "lower")
         if judged_way and worse and change is not None and abs(change) >= threshold_pct:
             # as `history check`: a change past the threshold inside the spread is not "~"
+            row.verdict = "inconclusive"  # not judged (not gated), never counted as no change
             row.reason = (
                 f"inconclusive, not judged: a {change:+.3g}% change, worse by more than the "
                 f"{threshold_pct:g}% threshold, that the between-run spread can neither confirm "
                 f"nor rule out ({spread}, includes 0{_mde_text(row)}); record more runs"
             )
         elif judged_way and row.mde_pct >= INCONCLUSIVE_MDE_FACTOR * threshold_pct:
+            row.verdict = "inconclusive"
             row.reason = (
                 f"inconclusive, not judged: the smallest change these runs could detect is "
                 f"{row.mde_pct:.3g}%, at least {INCONCLUSIVE_MDE_FACTOR:g}x the "
@@ -670,6 +677,7 @@ def _geomean(rows: list[Row]) -> tuple[float | None, int, dict[str, int]]:
     how many rows it leaves out, by why."""
     ratios: list[float] = []
     excluded = {
+        "inconclusive": 0,
         "not_tested": 0,
         "below_noise_floor": 0,
         "not_comparable": 0,

@@ -62,7 +62,7 @@ def compare_cases(c: Comparison) -> list[Case]:
         for r in p.rows:
             if r.regression:
                 outcome: Outcome = "failure"
-            elif r.verdict in ("not_comparable", "missing", "not_tested"):
+            elif r.verdict in ("not_comparable", "missing", "not_tested", "inconclusive"):
                 outcome = "skipped"
             else:
                 outcome = "passed"
