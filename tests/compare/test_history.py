@@ -577,3 +577,45 @@ def test_a_candidate_whose_own_run_was_not_judged_is_not_judged(
     assert 'name="own checks"' in xml.read_text() and "<failure" not in xml.read_text()
     # the same run judged passes against the same history
     assert main(["history", "check", str(_pairwise_judged(tmp_path, "ok", 1.0)), "--db", db]) == 0
+
+
+def test_an_old_database_never_serves_a_run_whose_own_checks_failed_as_a_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database written before `checks_failed` existed holds straggler runs as `ok`: they
+    served as baselines there (a healthy run read against stragglers) while a new database
+    refused them. Opened once by this minicluster, each such run is read again from its source
+    and marked, so the baseline query gives the old database the new one's answer; a run whose
+    source is gone is named as unknown."""
+    db = tmp_path / "old.sqlite"
+    src = json.loads((NOISY / "strag.result.json").read_text())
+    strags = []
+    for i in range(4):
+        p = tmp_path / f"strag{i}.json"
+        p.write_text(json.dumps(dict(src, run_id=f"strag{i}")))
+        strags.append(p)
+    assert main(["history", "add", *map(str, strags), "--db", str(db)]) == 0
+    # what an older minicluster wrote: the same rows, status ok, no mark in meta
+    con = sqlite3.connect(db)
+    con.execute("UPDATE runs SET status = 'ok'")
+    con.execute("DELETE FROM meta WHERE key LIKE 'checks_failed%'")
+    con.commit()
+    con.close()
+    strags[3].unlink()  # its source gone: cannot be told
+    fp = load(NOISY / "h1.result.json").fingerprint or {}
+    with History(db) as h:
+        assert [r.id for r in h.comparable(fp, (), 30)] == [4]
+        assert h.unverified() == {4}
+    con = sqlite3.connect(db)
+    assert [r[0] for r in con.execute("SELECT status FROM runs ORDER BY id")] == [
+        "checks_failed",
+        "checks_failed",
+        "checks_failed",
+        "ok",
+    ]
+    con.close()
+    capsys.readouterr()
+    assert main(["history", "check", str(NOISY / "h1.result.json"), "--db", str(db)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "NOT JUDGED: 1 comparable earlier run(s)" in out and "REGRESSION" not in out
+    assert "baseline run(s) #4 were recorded by an older minicluster" in out
