@@ -120,7 +120,8 @@ def _own_findings(result: RunResult) -> list[str]:
 
 def _own_not_judged(result: RunResult) -> list[str]:
     """Why the run's own verdict was NOT JUDGED (exit 2, nothing else found): the pairs' speed
-    (`pairwise.not_judged`), the straggler test's too few steps (`not_judged`); [] when judged."""
+    (`pairwise.not_judged`), the straggler test's too few steps (`not_judged`), a late rank or
+    slow link that was host CPU contention (`host_contention`); [] when judged."""
     if "not_judged" not in verdicts(result):
         return []
     out = []
@@ -128,6 +129,7 @@ def _own_not_judged(result: RunResult) -> list[str]:
         out.append(f"pairwise speed: {result.pairwise.not_judged}")
     if result.not_judged:
         out.append(result.not_judged)
+    out += [h.text for h in result.host_contention or []]  # late for the host's other work
     return out or ["its own verdict was NOT JUDGED"]
 
 

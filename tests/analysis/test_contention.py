@@ -17,6 +17,7 @@ from minicluster.analysis.aggregate import aggregate
 from minicluster.analysis.records import RankRecords, read_run_dir
 from minicluster.analysis.verdicts import exit_code, verdicts
 from minicluster.core.checks import ChecksSection
+from minicluster.interop.minicluster import to_record
 from minicluster.report.content import run_view
 from minicluster.result.model import RunResult
 from minicluster.result.schema import validate_result
@@ -124,6 +125,8 @@ def test_an_onset_spent_waiting_for_a_cpu_is_not_judged(tmp_path: Path, name: st
     run = RunResult.from_json(result)
     assert verdicts(run) == ["not_judged"] and exit_code(run) == 2
     assert f"NOT JUDGED: {h['text']}" in (run_view(run).verdict or "")
+    # compare and history check say why the run's own checks were NOT JUDGED
+    assert h["text"] in to_record(run, "run").details["own_not_judged"]
 
 
 @pytest.mark.parametrize("name", UNDER_LOAD)
