@@ -51,6 +51,12 @@ if os.environ.get("RANK") is not None and os.environ.get("RANK") == os.environ.g
             pass
     threading.Thread(target=_spin, daemon=True).start()
 """
+# No schedstat to read (as on a host without Linux's /proc): the module's directory moved away
+NO_SCHEDSTAT = """import os
+if os.environ.get("RANK") is not None:
+    from minicluster.rank.telemetry import schedstat
+    schedstat.TASK_DIR = "/nonexistent/task"
+"""
 CONFIG = (
     "workload: {name: mlp, per_rank_batch: 32, input_dim: 256, hidden_dim: 512, num_layers: 3}\n"
     "steps: {warmup: 3, measured: 30}\n"
@@ -142,3 +148,23 @@ def test_a_busy_thread_in_the_rank_is_still_the_culprit(
     assert ev["cpu_excess_ms_per_step"] >= 0.5 * ev["late_ms_per_step"], ev
     assert all(h["rank"] != 1 for h in result.get("host_contention") or [])
     assert proc.returncode == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_without_schedstat_the_fields_are_null_and_the_reason_is_said_once(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    proc, result = _run(python, cli_env, tmp_path, NO_SCHEDSTAT)
+    out = tmp_path / "out"
+    for rank in (0, 1):
+        lines = (out / "ranks" / f"rank_{rank:05d}.jsonl").read_text().splitlines()
+        steps = [json.loads(x) for x in lines if '"type":"step"' in x]
+        assert steps and all(s["cpu_ms"] is None and s["cpu_wait_ms"] is None for s in steps)
+        summary = json.loads((out / "ranks" / f"rank_{rank:05d}.summary.json").read_text())
+        (note,) = [s for s in summary["telemetry"]["sources"] if s["source"] == "cpu_schedstat"]
+        assert note["available"] is False and "/nonexistent/task" in note["reason"]
+    sources = [s for n in result["telemetry"]["nodes"] for s in n["sources"]]
+    assert any(s["source"] == "cpu_schedstat" and not s["available"] for s in sources)
+    assert "host_contention" not in result
+    assert proc.returncode in (0, 1)  # judged as before the fields (the host's load decides)

@@ -60,7 +60,8 @@ class ThreadClock:
     reads cost one listing of the threads (at its start: a thread that starts later is not
     counted anyway) and one read per thread each (measured: scripts/bench_cpu_wait.py)."""
 
-    def __init__(self, task_dir: str = TASK_DIR) -> None:
+    def __init__(self, task_dir: str | None = None) -> None:
+        task_dir = TASK_DIR if task_dir is None else task_dir  # (read now: tests move it)
         self.task_dir = task_dir
         self.reason: str | None = None
         self._fds: dict[str, int] = {}
