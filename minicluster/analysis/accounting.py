@@ -375,11 +375,17 @@ def field_matrices(
     if step0 is not None and all(
         c["step"] is step0 or np.array_equal(c["step"], step0) for c in columns
     ):
-        at = {False: _run_of(positions(step0, steps)), True: _run_of(positions(step0, steps - 1))}
+        pos = {False: positions(step0, steps), True: positions(step0, steps - 1)}
+        at = {back: _run_of(i) for back, i in pos.items()}
         for name, (key, back) in wanted.items():
-            view = rows_view([c[key] for c in columns]) if at[back] is not None else None
-            if view is not None:
+            view = rows_view([c[key] for c in columns])
+            if view is not None and at[back] is not None:
                 mats[name] = view[:, at[back]]
+            elif view is not None:  # (e.g. `opt_prev`: the first step's previous one unread)
+                # what the rank-by-rank loop below gives, every rank at once
+                have = pos[back] >= 0
+                mats[name] = np.full((len(columns), steps.size), np.nan)
+                mats[name][:, have] = view[:, pos[back][have]]
     rest = [k for k in wanted if k not in mats]
     if not rest:
         return mats
@@ -388,7 +394,7 @@ def field_matrices(
     lookup: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     for i, c in enumerate(columns):
         step = c["step"]
-        if lookup is None or not np.array_equal(lookup[0], step):
+        if lookup is None or (step is not lookup[0] and not np.array_equal(lookup[0], step)):
             lookup = (step, positions(step, steps), positions(step, steps - 1))
         _, idx, before = lookup
         for k in rest:

@@ -53,6 +53,12 @@ WINDOW_BUDGET = 51_200  # rank-steps: 1,024 ranks x 50 steps refresh in about 0.
 WINDOW_MIN = 50
 WINDOW_MAX = 500
 MAX_WARNINGS = 20
+# The roster (every node and its ranks) is the same line in the file of each node's local rank 0:
+# decoded once per run and the one record shared (2,048 nodes: 2,048 copies of 2,048 entries
+# were 8.4M objects that each full garbage collection walked, 2.5 s of CPU). At most SHARED_MAX
+# distinct lines are kept.
+ROSTER = rank_format.Roster.TYPE
+SHARED_MAX = 8
 _COUNTED = (rank_format.STEP, rank_format.COLLECTIVE)
 
 
@@ -65,10 +71,18 @@ class RankTail:
     delay (None until a second look found new steps).
     """
 
-    def __init__(self, path: Path, rank: int, window: int, store: RingStore | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        rank: int,
+        window: int,
+        store: RingStore | None = None,
+        shared: dict[bytes, rank_format.Record] | None = None,
+    ) -> None:
         self.path = path
         self.rank = rank
         self.window = window
+        self._shared = shared  # decoded roster lines by their bytes (`RunTail`'s, for every rank)
         self._store: RingStore | None = None  # the buffer its ring lies in, at `_slot`
         self._slot = -1
         self._ring: np.ndarray = np.empty((0, 0))  # made by _restart
@@ -151,6 +165,10 @@ class RankTail:
                 continue
             if not line.strip():
                 continue
+            known = self._shared.get(line) if self._shared else None
+            if known is not None:
+                self.log.apply(known)
+                continue
             try:
                 obj = _loads(line)
             except ValueError:
@@ -168,9 +186,13 @@ class RankTail:
                 self.records += 1
             else:
                 try:
-                    self.log.apply(rank_format.decode(obj, f"{self.path.name} line {at + 1}"))
+                    record = rank_format.decode(obj, f"{self.path.name} line {at + 1}")
                 except RecordError as e:
                     self._warn(f"{e}; skipped")
+                    continue
+                self.log.apply(record)
+                if kind == ROSTER and self._shared is not None and len(self._shared) < SHARED_MAX:
+                    self._shared[line] = record
         self.lines_read += len(lines)
 
     @property
@@ -260,8 +282,12 @@ class Windows:
             rings = np.empty((len(WINDOW_KEYS), 0, 0))
         shift = kept % max(width, 1)
         if tails and (shift == shift[0]).all():  # every ring at the same place: one rotation
+            # (into a [key x rank x step] buffer: `np.concatenate` of the transposed rings would
+            # lay it out [rank x key x step], and `rows_view` would not find a key's rows in it)
             s = int(shift[0])
-            by_key = np.concatenate((rings[:, :, s:], rings[:, :, :s]), axis=2)
+            by_key = np.empty(rings.shape)
+            by_key[:, :, : width - s] = rings[:, :, s:]
+            by_key[:, :, width - s :] = rings[:, :, :s]
         else:
             order = (kept[:, None] + np.arange(width)[None, :]) % max(width, 1)
             by_key = np.ascontiguousarray(rings[:, np.arange(len(tails))[:, None], order])
@@ -352,6 +378,7 @@ class RunTail:
         self.window = window
         self.ranks: dict[int, RankTail] = {}
         self._store: RingStore | None = None
+        self._shared: dict[bytes, rank_format.Record] = {}
         self._names: dict[str, tuple[int | None, bool, bool]] = {}  # name -> (rank, summary, jsonl)
 
     def look(self, now_s: float) -> bool:
@@ -391,7 +418,11 @@ class RunTail:
                 if self._store is None:
                     self._store = RingStore(self.window)
                 self.ranks[rank] = RankTail(
-                    rundir.rank_jsonl(self.run_dir, rank), rank, self.window, self._store
+                    rundir.rank_jsonl(self.run_dir, rank),
+                    rank,
+                    self.window,
+                    self._store,
+                    self._shared,
                 )
         grew = False
         for rank, tail in self.ranks.items():
