@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis.records import RankRecords
+from minicluster.analysis.records import KnownRows, RankRecords
 from minicluster.core import rank_format, rundir
 from minicluster.core.errors import InputError
 from minicluster.core.rank_format import RankLog, RecordError
@@ -325,10 +325,28 @@ class Windows:
         starts: np.ndarray,
     ) -> list[RankRecords]:
         """`records` from `stacked`'s answer: each rank's columns are rows of its matrices."""
+        return self.records_and_rows(keep, step, warmup, cols, starts)[0]
+
+    def records_and_rows(
+        self,
+        keep: list[int],
+        step: np.ndarray,
+        warmup: np.ndarray,
+        cols: dict[str, np.ndarray],
+        starts: np.ndarray,
+    ) -> tuple[list[RankRecords], dict[str, KnownRows]]:
+        """`records_of`, and per float64 key the matrix and the row arrays the records' columns
+        are when every window is full (`records.rows_view`; else empty)."""
         mats = {"step": step, "warmup": warmup, **cols}
         keys = [k for k in WINDOW_KEYS if k in mats]
+        known: dict[str, KnownRows] = {}
         if not starts.any():  # every window full: each rank's columns are whole rows
             rows = [list(mats[k]) for k in keys]
+            known = {
+                k: (mats[k], r)
+                for k, r in zip(keys, rows, strict=True)
+                if k in cols and mats[k].dtype == np.float64 and mats[k].ndim == 2
+            }
             # ranks with the same steps hold one `step` array (`accounting.field_matrices`
             # then looks each array up once)
             if (step == step[:1]).all():  # every rank at the same steps (the usual case)
@@ -340,7 +358,7 @@ class Windows:
             per_rank: Any = (dict(zip(keys, r, strict=True)) for r in zip(*rows, strict=True))
         else:
             per_rank = ({k: mats[k][j, s:] for k in keys} for j, s in enumerate(starts.tolist()))
-        return [
+        records = [
             RankRecords(
                 self.tails[i].rank,
                 self.tails[i].header,
@@ -350,6 +368,7 @@ class Windows:
             )
             for i, c in zip(keep, per_rank, strict=True)
         ]
+        return records, known
 
 
 def _number(value: Any) -> float:
