@@ -101,8 +101,11 @@ class RankTail:
         self.pending = b""  # the start of a line whose newline has not been written yet
         self.lines_read = 0
         self.log = RankLog(keep_steps=False)  # every record but the steps
-        self._header_of: rank_format.Header | None = None
-        self._header_json: dict[str, Any] | None = None
+        # the header line's JSON object (None until it was read), and the node it names
+        # (`analysis.watch.node_of`), made once per header record read: a refresh asks for them
+        # several times per rank
+        self.header: dict[str, Any] | None = None
+        self.node: str | None = None
         # The last `window` steps, a ring of columns ([key x step], each key's steps one run
         # for `Windows` to copy): column `kept % window` is written next.
         if self._store is not None:
@@ -200,18 +203,12 @@ class RankTail:
                     self._warn(f"{e}; skipped")
                     continue
                 self.log.apply(record)
+                if record is self.log.header:
+                    self.header = record.to_json()
+                    self.node = node_of(self.header)
                 if kind == ROSTER and self._shared is not None and len(self._shared) < SHARED_MAX:
                     self._shared[line] = record
         self.lines_read += len(lines)
-
-    @property
-    def header(self) -> dict[str, Any] | None:
-        """The header line's JSON object (None until it was read)."""
-        if self.log.header is None:
-            return None
-        if self._header_of is not self.log.header:  # made once per header record read
-            self._header_of, self._header_json = self.log.header, self.log.header.to_json()
-        return self._header_json
 
     def read_summary(self, path: Path) -> None:
         """Read the summary (written atomically at the rank's end) once it exists."""
@@ -386,6 +383,13 @@ def _number(value: Any) -> float:
     if isinstance(value, (int, float)):
         return float(value)
     return math.nan
+
+
+def node_of(header: dict[str, Any]) -> str:
+    """The node a rank runs on: `node N (host)` from torchrun's group rank, else its hostname."""
+    node_rank = header.get("node_rank")
+    host = str(header.get("hostname"))
+    return f"node {node_rank} ({host})" if node_rank is not None else host
 
 
 def auto_window(world_size: int) -> int:

@@ -206,7 +206,9 @@ def test_the_roster_every_node_leader_writes_is_decoded_once_and_shared(tmp_path
     """Each node's local rank 0 writes the same roster line: one decoded record serves them all
     (at 2,048 nodes each copy was 4,096 objects every garbage collection walked); a rank with
     another roster keeps its own, and a malformed roster is still warned about, rank by rank."""
-    roster = rank_format.Roster(nodes=[{"node_rank": n, "hostname": f"h{n}", "ranks": [n]} for n in range(3)])
+    roster = rank_format.Roster(
+        nodes=[{"node_rank": n, "hostname": f"h{n}", "ranks": [n]} for n in range(3)]
+    )
     other = rank_format.Roster(nodes=[{"node_rank": 0, "hostname": "h0", "ranks": [0, 1, 2]}])
     ranks = tmp_path / "ranks"
     for rank, ros in ((0, roster), (1, roster), (2, other)):
