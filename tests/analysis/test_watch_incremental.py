@@ -299,3 +299,22 @@ def test_full_rotated_windows_are_rows_of_one_buffer_that_accounting_takes_as_is
     assert fast.steps.size == table.indices.size - 1  # the first step's previous one unread
     for name in ("host", "compute", "exposed", "period"):
         np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
+
+
+def test_windows_reuse_their_buffer_only_once_nothing_holds_the_last(tmp_path: Path) -> None:
+    rank_writer.write_static(tmp_path, [30, 30, 30], total=200)
+    tail = RunTail(tmp_path, 8)
+    tail.look(T0)
+    tails = list(tail.ranks.values())
+    first = Windows(tails)
+    held = first.records()[1].columns["compute_ms"]  # a row of its buffer, kept
+    before = held.copy()
+    second = Windows(tails)
+    assert not np.shares_memory(second.col["compute_ms"], held)
+    np.testing.assert_array_equal(held, before)
+    del first, held
+    at = second.col["step"].__array_interface__["data"][0]  # (an address: no reference)
+    del second
+    third = Windows(tails)  # nothing holds the second's buffer now: written again
+    assert third.col["step"].__array_interface__["data"][0] == at
+    np.testing.assert_array_equal(third.matrix, Windows(tails).matrix)
