@@ -5,7 +5,6 @@ step arrays of `accounting.field_matrices`) give what the per-rank way gives."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fixtures import rank_writer  # the one shared writer of rank files (tests/fixtures)
 
 from minicluster.analysis import accounting, waited
 from minicluster.analysis.records import RankRecords, rows_view
@@ -20,13 +20,6 @@ from minicluster.analysis.steps import StepTable
 from minicluster.analysis.tail import RunTail, Windows
 from minicluster.analysis.watch import snapshot
 from minicluster.core import rank_format
-
-_spec = importlib.util.spec_from_file_location(
-    "rank_writer", Path(__file__).resolve().parents[1] / "fixtures" / "rank_writer.py"
-)
-assert _spec and _spec.loader
-rank_writer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rank_writer)
 
 T0 = rank_writer.T0
 STEP_S = rank_writer.STEP_S
