@@ -249,6 +249,7 @@ class RingStore:
         self.buf = np.full((0, len(WINDOW_KEYS), window), np.nan)
         self.tails: list[RankTail] = []
         self._spare: np.ndarray | None = None
+        self._free_refs = 0
 
     def spare(self, shape: tuple[int, ...]) -> np.ndarray:
         """An uninitialised float64 buffer of `shape` for `Windows`: the one it gave last time when
@@ -256,9 +257,12 @@ class RingStore:
         count says so), else a new one. At 16,384 ranks x 50 steps it is 78 MB, and a new one
         cost its page faults on every refresh (30-100 ms of system CPU)."""
         out = self._spare
-        # references: this attribute, `out`, getrefcount's argument
-        if out is None or out.shape != shape or sys.getrefcount(out) > 3:
-            out = self._spare = np.empty(shape)
+        if out is not None and out.shape == shape and sys.getrefcount(out) <= self._free_refs:
+            return out
+        out = self._spare = np.empty(shape)
+        # its count with nothing but this store holding it, counted the same way as above (what
+        # the interpreter adds for `out` and the call's argument is the same in both)
+        self._free_refs = sys.getrefcount(out)
         return out
 
     def add(self, tail: RankTail) -> None:
