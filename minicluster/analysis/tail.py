@@ -78,7 +78,7 @@ class RankTail:
         rank: int,
         window: int,
         store: RingStore | None = None,
-        shared: dict[bytes, rank_format.Record] | None = None,
+        shared: dict[bytes, rank_format.LineRecord] | None = None,
     ) -> None:
         self.path = path
         self._os_path = os.fspath(path)  # (a Path converts on every open)
@@ -427,7 +427,7 @@ class RunTail:
         self.window = window
         self.ranks: dict[int, RankTail] = {}
         self._store: RingStore | None = None
-        self._shared: dict[bytes, rank_format.Record] = {}
+        self._shared: dict[bytes, rank_format.LineRecord] = {}
         self._names: dict[str, tuple[int | None, bool, bool]] = {}  # name -> (rank, summary, jsonl)
         # the last listing of ranks/ and its ranks with a journal, with a summary
         self._listed: tuple[list[str] | None, frozenset[int], frozenset[int]] = (
