@@ -103,7 +103,8 @@ def snapshot(
         by_rank[s["rank"]]["straggler"] = True
     # host CPU contention (`analysis.contention`): a late rank not named, NOT JUDGED
     busy = [
-        _contended(by_rank[r], "straggler", ev) for r, ev in (live.contended if live else {}).items()
+        _contended(by_rank[r], "straggler", ev)
+        for r, ev in (live.contended if live else {}).items()
     ]
     if result is not None:
         culprits = [c.to_json() | {"over": "run"} for c in result.culprits or []]
