@@ -197,10 +197,15 @@ def check(args: argparse.Namespace) -> int:
         raise InputError(f"--last must be >= 1, got {args.last}")
     to_stdout = orchestrate.stdout_outputs([o for o in (args.json, args.html) if o is not None])
     with History(_db_to_read(args)) as db:
-        history = db.comparable(rec.fingerprint or {}, allowed, args.last)
+        own = db.recorded_as(rec, content)  # already recorded: never its own baseline
+        history = db.comparable(rec.fingerprint or {}, allowed, args.last, exclude=own)
         result = check_result(
             rec, history, tuple(args.metric or ()) or None, args.threshold, args.alpha, args.settle
         )
+        if own is not None:
+            result.notes.append(
+                f"the candidate is already recorded as #{own}: not counted among its baselines"
+            )
         unknown = [r.id for r in history if r.id in db.unverified()]
         if unknown:
             result.notes.append(
@@ -209,13 +214,14 @@ def check(args: argparse.Namespace) -> int:
                 "files cannot be read again to tell: their own checks are unknown"
             )
         if args.add:
-            run, _ = db.add(
+            run, new = db.add(
                 rec, source, content, Provenance.from_env(args.commit, args.branch, args.label)
             )
             why = not_a_baseline(rec)
-            result.notes.append(
-                f"recorded as #{run}" + (f" ({why}: never used as a baseline)" if why else "")
-            )
+            if new:
+                result.notes.append(
+                    f"recorded as #{run}" + (f" ({why}: never used as a baseline)" if why else "")
+                )
     if args.json:
         orchestrate.write_output(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
     if args.html:

@@ -254,18 +254,9 @@ class History:
         digest = hashlib.sha256(content).hexdigest()
         fp = record.fingerprint or {}
         with self.transaction():
-            row = self.con.execute(
-                "SELECT id FROM runs WHERE content_sha256 = ?", (digest,)
-            ).fetchone()
-            if row is not None:
-                return int(row[0]), False
-            run_id = record.details.get("run_id")
-            if run_id is not None:  # the same run from another file (a copied directory)
-                row = self.con.execute(
-                    "SELECT id FROM runs WHERE run_id = ? ORDER BY id LIMIT 1", (run_id,)
-                ).fetchone()
-                if row is not None:
-                    return int(row[0]), False
+            known = self.recorded_as(record, content)
+            if known is not None:
+                return known, False
             cur = self.con.execute(
                 "INSERT INTO runs(added_at, created_at, run_id, label, source, format, tool, "
                 "tool_version, status, workload_type, fingerprint_key, fingerprint, platform, "
@@ -308,6 +299,18 @@ class History:
                 ],
             )
         return run, True
+
+    def recorded_as(self, record: BenchmarkRecord, content: bytes) -> int | None:
+        """The id `record` (whose bytes are `content`) is recorded under: the same bytes, or the
+        same run (its run_id) from another file (a copied directory); None when it is not."""
+        digest = hashlib.sha256(content).hexdigest()
+        row = self.con.execute("SELECT id FROM runs WHERE content_sha256 = ?", (digest,)).fetchone()
+        run_id = record.details.get("run_id")
+        if row is None and run_id is not None:
+            row = self.con.execute(
+                "SELECT id FROM runs WHERE run_id = ? ORDER BY id LIMIT 1", (run_id,)
+            ).fetchone()
+        return None if row is None else int(row[0])
 
     def runs(
         self,
@@ -369,17 +372,27 @@ class History:
         )
 
     def comparable(
-        self, fp: dict[str, Any], allowed: tuple[str, ...], last: int, before: int | None = None
+        self,
+        fp: dict[str, Any],
+        allowed: tuple[str, ...],
+        last: int,
+        before: int | None = None,
+        exclude: int | None = None,
     ) -> list[Run]:
         """The last `last` runs (oldest first) whose fingerprint matches `fp` on every defining
-        field except `allowed`, status ok."""
+        field except `allowed`, status ok, other than run `exclude` (the candidate's own row when
+        it is already recorded: never its own baseline)."""
         from minicluster.compare.comparability import check
 
         if not allowed:
-            found = [r for r in self.runs(None, key(fp), before) if r.status == "ok"][:last]
+            found = [
+                r for r in self.runs(None, key(fp), before) if r.status == "ok" and r.id != exclude
+            ][:last]
         else:
             found = []
             for r in self.runs(None, None, before):
+                if r.id == exclude:
+                    continue
                 if r.status == "ok" and check(r.fingerprint, fp, allowed).comparable:
                     found.append(r)
                     if len(found) >= last:

@@ -619,3 +619,30 @@ def test_an_old_database_never_serves_a_run_whose_own_checks_failed_as_a_baselin
     out = " ".join(capsys.readouterr().out.split())
     assert "NOT JUDGED: 1 comparable earlier run(s)" in out and "REGRESSION" not in out
     assert "baseline run(s) #4 were recorded by an older minicluster" in out
+
+
+def test_a_recorded_candidate_is_never_its_own_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """New-user trial: `history check a1 --db db1.sqlite` with a1 already recorded as #1 gave
+    baseline_runs [1, 3, 4, 5]: the candidate was compared with itself. Its own row (same
+    bytes, or the same run from a copied file) is never among its baselines, and the count
+    follows."""
+    db = str(tmp_path / "h.sqlite")
+    runs = [_copy(tmp_path, f"b{i}", s) for i, s in enumerate([1.0, 1.03, 0.98, 1.01])]
+    assert main(["history", "add", *map(str, runs), "--db", db]) == 0
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "b0.json").write_bytes(runs[0].read_bytes() + b"\n")  # the same run, other bytes
+    for cand in (runs[0], copy / "b0.json"):
+        out = tmp_path / "c.json"
+        capsys.readouterr()
+        main(["history", "check", str(cand), "--db", db, "--json", str(out), "--add"])
+        data = json.loads(out.read_text())
+        assert data["history_runs"] == 3, data["history_runs"]
+        for m in data["metrics"]:
+            assert 1 not in m["baseline_runs"] and 1 not in [t["run"] for t in m["trend"]]
+        assert "already recorded as #1: not counted among its baselines" in " ".join(data["notes"])
+        assert not any(n.startswith("recorded as") for n in data["notes"])
+    with History(Path(db)) as h:
+        assert len(h.runs()) == 4  # --add of a recorded run adds nothing
