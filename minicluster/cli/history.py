@@ -15,6 +15,9 @@ from minicluster.cli import orchestrate
 from minicluster.core.errors import EXIT_OK, InputError
 from minicluster.core.exit_policy import code_for
 
+# the statuses a run is recorded with (`compare.history.run_status`); only `ok` is a baseline
+STATUSES = ("ok", "failed", "incomplete", "checks_failed", "not_judged")
+
 
 def _db(args: argparse.Namespace) -> Path:
     from minicluster.compare.history import default_path
@@ -77,8 +80,9 @@ def _records(spec: Path, fmt: str | None) -> list[tuple[Any, str, bytes]]:
 
 
 def not_a_baseline(rec: Any) -> str | None:
-    """Why `rec`, once recorded, is never used as a baseline (a run that did not finish ok, or
-    whose own checks failed: `History.comparable` takes status ok only), or None."""
+    """Why `rec`, once recorded, is never used as a baseline (a run that did not finish ok,
+    whose own checks failed or whose own verdict was NOT JUDGED: `History.comparable` takes
+    status ok only), or None."""
     from minicluster.compare.engine import own_checks_failed
 
     status = rec.details.get("run_status")
@@ -87,6 +91,9 @@ def not_a_baseline(rec: Any) -> str | None:
     names = own_checks_failed(rec)
     if names:
         return f"its own checks failed ({', '.join(names)})"
+    if "not_judged" in (rec.details.get("own_verdicts") or []):
+        why = "; ".join(rec.details.get("own_not_judged") or [])
+        return "its own verdict was NOT JUDGED" + (f" ({why})" if why else "")
     return None
 
 
@@ -145,21 +152,26 @@ def list_runs(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"history {_db(args)} (newest first)", title_justify="left")
-    for col in ("#", "added", "label", "workload", "fingerprint", "commit", "status"):
-        table.add_column(col, no_wrap=True, min_width=len(col))
+    # status second: a narrow terminal crops the right-hand columns, never the status
+    for col in ("#", "status", "added", "label", "workload", "fingerprint", "commit"):
+        # the status whole (`checks_failed`, `not_judged`): it says which runs are baselines
+        width = max(len(s) for s in STATUSES) if col == "status" else len(col)
+        table.add_column(col, no_wrap=True, min_width=width)
     for r in runs:
         fields = r.fingerprint.get("fields") or {}
         table.add_row(
             str(r.id),
+            r.status or "",
             r.added_at[:19].replace("T", " "),
             r.label,
             str(fields.get("workload") or fields.get("model") or fields.get("ops") or "?"),
             r.fingerprint_key,
             (r.git_commit or "")[:12],
-            r.status or "",
         )
     with orchestrate.stdout_may_close():
         Console().print(table)
+        if any(r.status != "ok" for r in runs):
+            print("runs whose status is not ok are recorded, never a baseline of `history check`")
     return EXIT_OK
 
 
@@ -210,8 +222,9 @@ def check(args: argparse.Namespace) -> int:
         if unknown:
             result.notes.append(
                 f"baseline run(s) {', '.join(f'#{i}' for i in unknown)} were recorded by an older "
-                "minicluster, which did not mark runs whose own checks failed, and their source "
-                "files cannot be read again to tell: their own checks are unknown"
+                "minicluster, which did not mark runs whose own checks failed or were not "
+                "judged, and their source files cannot be read again to tell: their own checks "
+                "are unknown"
             )
         if args.add:
             run, new = db.add(

@@ -196,16 +196,23 @@ class History:
             delay = min(delay * 2, 0.2)
 
     def _mark_checks_failed(self) -> None:
-        """Once per database (inside the opening transaction): a database written before runs
-        whose own checks failed were recorded `checks_failed` holds them as `ok`, a baseline
+        """Once per database and rule (inside the opening transaction): a database written
+        before runs whose own checks failed were recorded `checks_failed`, or before runs whose
+        own verdict was NOT JUDGED were recorded `not_judged`, holds them as `ok`, a baseline
         like any other. Each `ok` minicluster run of such a database is read again from its
-        source (the same bytes, by their digest) and marked `checks_failed` when its own checks
-        failed, so the baseline query gives an old database the answer a new one gives. A run
-        whose source is gone or changed cannot be told: its id is kept under `unverified`
-        (`history check` names those among its baselines)."""
-        if self.con.execute(f"SELECT 1 FROM meta WHERE key='{_MARKED}'").fetchone():
+        source (the same bytes, by their digest) and given the status `run_status` gives it now,
+        so the baseline query gives an old database the answer a new one gives. A run whose
+        source is gone or changed cannot be told: its id is kept under `unverified` (`history
+        check` names those among its baselines)."""
+        marked = {
+            row[0]
+            for row in self.con.execute(
+                "SELECT key FROM meta WHERE key IN (?, ?)", (_MARKED, _MARKED_NOT_JUDGED)
+            )
+        }
+        if marked == {_MARKED, _MARKED_NOT_JUDGED}:
             return
-        unverified: list[int] = []
+        unverified = set(self.unverified())
         rows = self.con.execute(
             "SELECT id, source, content_sha256 FROM runs WHERE status = 'ok' "
             "AND format = 'minicluster'"
@@ -213,17 +220,20 @@ class History:
         for run, source, digest in rows:
             status = _status_from_source(Path(source), digest)
             if status is None:
-                unverified.append(int(run))
+                unverified.add(int(run))
             elif status != "ok":
                 self.con.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run))
-        self.con.execute(f"INSERT INTO meta VALUES ('{_MARKED}', '1')")
+        for mark in {_MARKED, _MARKED_NOT_JUDGED} - marked:
+            self.con.execute("INSERT INTO meta VALUES (?, '1')", (mark,))
         self.con.execute(
-            f"INSERT OR REPLACE INTO meta VALUES ('{_UNVERIFIED}', ?)", (json.dumps(unverified),)
+            f"INSERT OR REPLACE INTO meta VALUES ('{_UNVERIFIED}', ?)",
+            (json.dumps(sorted(unverified)),),
         )
 
     def unverified(self) -> set[int]:
-        """Runs recorded `ok` by a minicluster that did not mark runs whose own checks failed,
-        and whose source could not be read again to tell (`_mark_checks_failed`)."""
+        """Runs recorded `ok` by a minicluster that did not mark runs whose own checks failed
+        (or whose own verdict was NOT JUDGED), and whose source could not be read again to tell
+        (`_mark_checks_failed`)."""
         row = self.con.execute(f"SELECT value FROM meta WHERE key='{_UNVERIFIED}'").fetchone()
         return set(json.loads(row[0])) if row else set()
 
@@ -403,6 +413,8 @@ class History:
 # meta keys: the database's `ok` runs were checked for own checks that failed (a database made
 # before `checks_failed` existed is checked once, when first opened), and which could not be
 _MARKED = "checks_failed_marked"
+# and for runs whose own verdict was NOT JUDGED (a database made before `not_judged` existed)
+_MARKED_NOT_JUDGED = "not_judged_marked"
 _UNVERIFIED = "checks_failed_unverified"
 
 
@@ -426,17 +438,24 @@ def _status_from_source(source: Path, digest: str) -> str | None:
 # the status of a run that finished ok but whose own checks failed (a straggler, a culprit, wrong
 # numbers, a slow link: its own command exited 1): recorded, never a baseline (`comparable`)
 CHECKS_FAILED = "checks_failed"
+# the status of a run that finished ok but whose own verdict was NOT JUDGED (too few steps for
+# the straggler test, too few pairs: its own command exited 2): recorded, never a baseline
+NOT_JUDGED = "not_judged"
 
 
 def run_status(record: BenchmarkRecord) -> str:
     """The status a run is recorded with: its run status (`failed`, `incomplete`), else
-    `checks_failed` when its own checks failed, else `ok`. Only `ok` runs are baselines: a
-    straggler run as a baseline flatters every candidate, and makes a healthy one look worse."""
+    `checks_failed` when its own checks failed, else `not_judged` when its own verdict was NOT
+    JUDGED, else `ok`. Only `ok` runs are baselines: a straggler run as a baseline flatters every
+    candidate, and makes a healthy one look worse; a run its own checks could not judge (3
+    measured steps) is no known-good level either."""
     from minicluster.compare.engine import own_checks_failed
 
     status = record.details.get("run_status") or "ok"
     if status == "ok" and own_checks_failed(record):
         return CHECKS_FAILED
+    if status == "ok" and "not_judged" in (record.details.get("own_verdicts") or []):
+        return NOT_JUDGED
     return str(status)
 
 

@@ -646,3 +646,62 @@ def test_a_recorded_candidate_is_never_its_own_baseline(
         assert not any(n.startswith("recorded as") for n in data["notes"])
     with History(Path(db)) as h:
         assert len(h.runs()) == 4  # --add of a recorded run adds nothing
+
+
+TINY = FIX / "history" / "tiny_3_steps.result.json"
+
+
+def _judged_tiny(tmp: Path, name: str, scale: float) -> Path:
+    """The recorded 3-step run as if its straggler test had judged it (no `not_judged`), its
+    timings scaled: a distinct comparable run that is a baseline."""
+    d = json.loads(TINY.read_text())
+    d["run_id"], d["not_judged"] = name, None
+    for k, mv in d["metrics"].items():
+        if isinstance(mv.get("value"), (int, float)) and k.endswith("_ms"):
+            mv["value"] *= scale
+    p = tmp / f"{name}.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+def test_a_run_whose_own_verdict_was_not_judged_is_never_a_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """New-user trial: a 3-step run (its own verdict NOT JUDGED, exit 2) was recorded `ok` and
+    then served as a baseline. It is recorded `not_judged`, said when added, shown by `history
+    list`, and never among a check's baselines; a database written before `not_judged` existed
+    (even one already back-filled for `checks_failed`) is back-filled the same way, once."""
+    db = tmp_path / "h.sqlite"
+    judged = [_judged_tiny(tmp_path, f"j{i}", s) for i, s in enumerate([1.0, 1.02, 0.99])]
+    assert main(["history", "add", str(TINY), *map(str, judged), "--db", str(db)]) == 0
+    err = capsys.readouterr().err
+    assert "its own verdict was NOT JUDGED (3 measured step(s)" in err
+    assert "recorded, never used as a baseline" in err
+    assert main(["history", "list", "--db", str(db), "--json"]) == 0
+    listed = {r["id"]: r["status"] for r in json.loads(capsys.readouterr().out)}
+    assert listed == {1: "not_judged", 2: "ok", 3: "ok", 4: "ok"}
+    cand = _judged_tiny(tmp_path, "cand", 1.01)
+    out = tmp_path / "c.json"
+    main(["history", "check", str(cand), "--db", str(db), "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert data["history_runs"] == 3
+    assert all(1 not in m["baseline_runs"] for m in data["metrics"]), data["metrics"]
+    # what a minicluster before `not_judged` wrote: the row `ok`, checks_failed back-filled
+    # already (main's databases), the not_judged mark absent
+    con = sqlite3.connect(db)
+    con.execute("UPDATE runs SET status = 'ok'")
+    con.execute("DELETE FROM meta WHERE key = 'not_judged_marked'")
+    con.commit()
+    con.close()
+    fp = load(cand).fingerprint or {}
+    with History(db) as h:
+        assert [r.id for r in h.comparable(fp, (), 30)] == [2, 3, 4]
+        assert h.unverified() == set()
+    con = sqlite3.connect(db)
+    assert [r[0] for r in con.execute("SELECT status FROM runs ORDER BY id")] == [
+        "not_judged",
+        "ok",
+        "ok",
+        "ok",
+    ]
+    con.close()
