@@ -49,14 +49,14 @@ def _db_to_write(args: argparse.Namespace) -> Path:
 
 
 def _db_to_read(args: argparse.Namespace) -> Path:
-    """The database `check` reads: one that does not exist is refused (exit 2), never made: a
-    typo'd --db would make an empty history, NOT JUDGED for ever while the real one fills."""
+    """The database `list`, `show` and `check` read: one that does not exist, an empty file or
+    any file that is not a minicluster history database is refused (one line, exit 2), and
+    nothing is made or written: a typo'd --db would make an empty history, NOT JUDGED for ever
+    while the real one fills."""
+    from minicluster.compare.history import refuse_unless_history
+
     path = _db(args)
-    if not path.exists():
-        how = _named(args) or "the default database"
-        raise InputError(
-            f"{how} {path}: no history database there (`history add` makes it); check the path"
-        )
+    refuse_unless_history(path, _named(args) or "the default database")
     return path
 
 
@@ -135,16 +135,8 @@ def list_runs(args: argparse.Namespace) -> int:
     """`history list`: the newest runs, one line each (or JSON)."""
     from minicluster.compare.history import History
 
-    path = _db(args)
-    if not path.exists():  # reading makes no database: a mistyped --db is said, not created
-        print(
-            f"minicluster: no history database at {path} yet (`history add` makes it): no runs",
-            file=sys.stderr,
-        )
-        runs = []
-    else:
-        with History(path) as db:
-            runs = db.runs(args.limit)
+    with History(_db_to_read(args)) as db:  # reading makes no database, as show and check
+        runs = db.runs(args.limit)
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2))
         return EXIT_OK
@@ -179,10 +171,7 @@ def show(args: argparse.Namespace) -> int:
     """`history show ID`: one run's record (JSON)."""
     from minicluster.compare.history import History
 
-    path = _db(args)
-    if not path.exists():
-        raise InputError(f"no history database at {path} (`history add` makes it)")
-    with History(path) as db:
+    with History(_db_to_read(args)) as db:
         run = db.get(args.id)
     with orchestrate.stdout_may_close():
         print(json.dumps(run.to_dict(), indent=2))

@@ -83,6 +83,51 @@ def default_path() -> Path:
     return Path(base) / "minicluster" / "history.sqlite"
 
 
+def refuse_unless_history(path: Path, how: str) -> None:
+    """InputError (one line) unless `path` is a minicluster history database, checked without
+    writing anything: the commands that only read a history (`list`, `show`, `check`) never
+    make a database (a typo'd --db would be an empty history for ever) nor write a schema into
+    a file that is not one (an empty file, another program's data). `how` names where the path
+    came from (`--db`, `$MINICLUSTER_HISTORY_DB`, "the default database")."""
+    where = f"{how} {path}"
+    if not path.exists():
+        raise InputError(
+            f"{where}: no history database there (`history add` makes it); check the path"
+        )
+    if path.is_dir():
+        raise InputError(f"{where} is a directory, not a history database; name its file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise InputError(f"{where}: cannot read it: {e.strerror or e}") from None
+    if not head:
+        raise InputError(
+            f"{where} is an empty file, not a history database (`history add` makes one); "
+            "check the path"
+        )
+    if head != b"SQLite format 3\x00":
+        raise InputError(f"{where} is not a history database (not a SQLite file); check the path")
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {
+                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            schema = (
+                con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                if "meta" in tables
+                else None
+            )
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise InputError(f"{where} is not a minicluster history database: {e}") from None
+    if schema is None or "runs" not in tables:
+        held = f" (it holds other tables: {', '.join(sorted(tables)[:5])})" if tables else ""
+        raise InputError(f"{where} is not a minicluster history database{held}; check the path")
+
+
 @dataclass(frozen=True)
 class Provenance:
     """Where a result came from: its git commit and branch and the user's labels."""

@@ -705,3 +705,41 @@ def test_a_run_whose_own_verdict_was_not_judged_is_never_a_baseline(
         "ok",
     ]
     con.close()
+
+
+@pytest.mark.parametrize("action", [["list"], ["list", "--json"], ["show", "1"], ["check", "C"]])
+def test_reading_never_makes_nor_writes_a_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], action: list[str]
+) -> None:
+    """New-user trial: `history list --db /tmp/x/nf/x.sqlite` (folder missing) exited 0 with an
+    empty table where `history show 3 --db nodb.sqlite` exited 2, and `history list` on a 0-byte
+    file wrote a schema into it (0 -> 36,864 bytes). list, show and check refuse a missing
+    database, an empty file, a file that is not SQLite and another program's SQLite database
+    alike: one line, exit 2, nothing made or written."""
+    cand = str(_copy(tmp_path, "c", 1.0))
+    argv = ["history", *(cand if a == "C" else a for a in action)]
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.sqlite"
+    junk.write_text("not a database\n")
+    foreign = tmp_path / "foreign.sqlite"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE t(x)")
+    con.commit()
+    con.close()
+    cases = {
+        tmp_path / "nf" / "x.sqlite": "no history database there",
+        tmp_path / "nodb.sqlite": "no history database there",
+        empty: "is an empty file, not a history database",
+        junk: "is not a history database (not a SQLite file)",
+        foreign: "is not a minicluster history database (it holds other tables: t)",
+    }
+    before = {p: p.read_bytes() for p in (empty, junk, foreign)}
+    listing = sorted(tmp_path.iterdir())
+    for db, message in cases.items():
+        capsys.readouterr()
+        assert main([*argv, "--db", str(db)]) == 2, db
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--db {db}" in err[0] and message in err[0], err
+    assert {p: p.read_bytes() for p in (empty, junk, foreign)} == before
+    assert sorted(tmp_path.iterdir()) == listing  # no database, folder, -wal or -shm made
