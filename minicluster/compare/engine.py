@@ -369,8 +369,8 @@ def _align_rates(rows: list[Row]) -> None:
         # the rate's own test does not matter (a FLOPs rate had none: "fewer than 4 samples")
         if s.test is None and s.verdict != "not_tested":
             continue  # equal or below the floor: the rate keeps its own (threshold) verdict
-        if r.verdict not in judged + ("not_tested",) or s.verdict not in judged + ("not_tested",):
-            continue  # a rate not measured on a side stays "missing"
+        if r.verdict not in judged or s.verdict not in judged + ("not_tested",):
+            continue  # a rate not measured on a side stays "missing"; not tested, not tested
         r.verdict, r.regression = s.verdict, s.regression  # better/worse already follow direction
         r.test, r.p_value, r.ci_low, r.ci_high = s.test, s.p_value, None, None
         r.mde_pct = s.mde_pct
@@ -396,7 +396,7 @@ def _memory_floor(rows: list[Row]) -> None:
         return
     if u.verdict not in ("better", "worse", "no_change", "inconclusive") or u.below_floor:
         return
-    if u.a is None or u.delta_abs is None:
+    if u.a is None or not u.delta_abs:  # equal values stay "equal values"
         return
     floor = abs(u.a) * floor_mib / peak.a
     if abs(u.delta_abs) >= floor:

@@ -302,8 +302,10 @@ def to_markdown(c: Comparison) -> str:
         out.append("")
     out.append(
         "`?` = percent undefined (baseline 0); `~` = difference not significant or within the "
-        "run-to-run spread; not tested = a per-step metric without per-step samples (never "
-        "gated); n/a = not measured (reason given)."
+        "run-to-run spread, where a regression could have been seen; inconclusive = a change "
+        "the test or the spread can neither confirm nor rule out (not judged, never gated); not "
+        "tested = a per-step metric without per-step samples (never gated); n/a = not measured "
+        "(reason given)."
     )
     return "\n".join(out) + "\n"
 
