@@ -68,7 +68,9 @@ def compare_cases(c: Comparison) -> list[Case]:
                 outcome = "passed"
             # a reason that opens with its verdict ("inconclusive, not judged: ...") says it once
             said = r.reason.startswith(r.verdict.replace("_", " "))
-            out.append(Case(cls, r.metric, outcome, r.reason if said else f"{r.verdict}: {r.reason}"))
+            out.append(
+                Case(cls, r.metric, outcome, r.reason if said else f"{r.verdict}: {r.reason}")
+            )
         out += [Case(cls, "run status", "failure", u) for u in p.unfinished]
         out += [Case(cls, "own checks", "failure", u) for u in p.own_failed]
         out += [Case(cls, "own checks", "skipped", u) for u in p.own_not_judged]

@@ -276,10 +276,18 @@ def test_memory_utilisation_below_its_peaks_floor_is_no_change_with_repeats(
     peaks_a, peaks_b = (316.15, 342.47, 343.35), (316.20, 342.50, 343.37)
     over_a, over_b = (65.8, 81.1, 76.2), (91.3, 92.9, 93.9)
     a = combine(
-        [load(_mem(tmp_path, f"a{i}", p, o)) for i, (p, o) in enumerate(zip(peaks_a, over_a))], "A"
+        [
+            load(_mem(tmp_path, f"a{i}", p, o))
+            for i, (p, o) in enumerate(zip(peaks_a, over_a, strict=True))
+        ],
+        "A",
     )
     b = combine(
-        [load(_mem(tmp_path, f"b{i}", p, o)) for i, (p, o) in enumerate(zip(peaks_b, over_b))], "B"
+        [
+            load(_mem(tmp_path, f"b{i}", p, o))
+            for i, (p, o) in enumerate(zip(peaks_b, over_b, strict=True))
+        ],
+        "B",
     )
     rows = {r.metric: r for r in compare([a, b]).pairs[0].rows}
     peak, util = rows["memory_peak_mib"], rows["memory_utilization_percent"]
@@ -287,7 +295,9 @@ def test_memory_utilisation_below_its_peaks_floor_is_no_change_with_repeats(
     assert util.verdict == "no_change" and util.below_floor and util.test is None, util.reason
     assert "memory_peak_mib's 1 MiB floor" in util.reason
     assert rows["communication_overhead_percent"].test == "runs-t"
-    one = compare([load(_mem(tmp_path, "s1", 342.0, 70.0)), load(_mem(tmp_path, "s2", 342.0, 90.0))])
+    one = compare(
+        [load(_mem(tmp_path, "s1", 342.0, 70.0)), load(_mem(tmp_path, "s2", 342.0, 90.0))]
+    )
     over = {r.metric: r for r in one.pairs[0].rows}["communication_overhead_percent"]
     assert over.verdict == "not_tested" and over.test is None
     # a utilisation that moved by more than the floor (10 MiB of the peak) is judged as before
