@@ -44,16 +44,20 @@ def run(out: Path, *extra: str) -> float:
 
 def compare(a: Path, b: Path, json_out: Path) -> tuple[int, list[str]]:
     """Exit code of `minicluster compare a b` and the metrics it gated."""
+    json_out.unlink(missing_ok=True)  # a refused compare must not leave the last one's verdict
     proc = subprocess.run(
         [sys.executable, "-m", "minicluster", "compare", str(a), str(b), "--json", str(json_out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
     )
-    if proc.returncode not in (0, 1):
+    # exit 2 is NOT JUDGED (nothing could be judged: docs/compare.md rule 14) only when the
+    # comparison wrote that verdict; otherwise it is bad input
+    data = json.loads(json_out.read_text()) if json_out.is_file() else {}
+    judged_none = proc.returncode == 2 and data.get("verdict") == "not_judged"
+    if proc.returncode not in (0, 1) and not judged_none:
         print(f"compare {a.name} {b.name} failed (exit {proc.returncode}): {proc.stderr.strip()}")
         sys.exit(3)
-    data = json.loads(json_out.read_text())
     return proc.returncode, data["comparisons"][0]["regressions"]
 
 

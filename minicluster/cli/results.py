@@ -246,7 +246,7 @@ def compare(args: argparse.Namespace) -> int:
     standard output; the terminal table then goes to standard error."""
     from minicluster.compare import compare as compare_records
     from minicluster.compare.data import to_dict
-    from minicluster.compare.repeats import load_side
+    from minicluster.compare.repeats import load_side, refuse_same_runs
     from minicluster.report.comparison import print_comparison, to_html, to_markdown
 
     inputs = list(args.inputs)
@@ -267,6 +267,7 @@ def compare(args: argparse.Namespace) -> int:
 
     allowed = parse_allowed(args.allow_different)
     records = [load_side(str(path), args.format) for path in inputs]
+    refuse_same_runs([str(p) for p in inputs], records)
     comparison = compare_records(records, base, args.threshold, args.alpha, allowed)
     if args.json:
         try:

@@ -36,6 +36,15 @@ VERDICTS: tuple[str, ...] = (
     "not_comparable",
     "missing",
 )
+# why a pair's rows were not judged (`PairComparison.nothing_judged`)
+_UNDECIDED_TEXT = {
+    "below_floor": "below the noise floor",
+    "no_change": "no change",
+    "inconclusive": "inconclusive",
+    "not_tested": "not tested",
+    "not_comparable": "not comparable",
+    "missing": "not measured",
+}
 MIN_SAMPLES = 4
 # Coverage gaps up to this fraction of the requests (or sources) are judged and said; larger
 # ones make the row not comparable (a latency over 40 survivors of 100 requests is not judged).
@@ -109,6 +118,22 @@ class PairComparison:
         return [r for r in self.rows if r.regression]
 
     @property
+    def nothing_judged(self) -> str | None:
+        """`B vs A: no row could be judged (16 inconclusive, 8 not measured)` when not one row
+        was judged (`Row.judged`, the rows the geometric mean covers: a verdict better, worse or
+        no change above the noise floor): a gate never passes on what it could not judge, as
+        `history check` (NOT JUDGED, exit 2). None otherwise, and for a pair with a run that did
+        not finish ok (the gate fails on that: `unfinished`)."""
+        if self.unfinished or any(r.judged for r in self.rows):
+            return None
+        counts: dict[str, int] = {}
+        for r in self.rows:
+            key = "below_floor" if r.below_floor else r.verdict
+            counts[key] = counts.get(key, 0) + 1
+        said = ", ".join(f"{n} {_UNDECIDED_TEXT.get(v, v)}" for v, n in counts.items())
+        return f"{self.b.label} vs {self.a.label}: no row could be judged ({said or 'no rows'})"
+
+    @property
     def families(self) -> dict[str, dict[str, int]]:
         """Per metric family, how many rows have each verdict: counted from the rows as they
         stand (after a rate took its step time's verdict), so the tally never says other than
@@ -147,6 +172,11 @@ class Comparison:
         return list(dict.fromkeys(u for p in self.pairs for u in p.own_not_judged))
 
     @property
+    def nothing_judged(self) -> list[str]:
+        """Pairs of which not one row could be judged (`PairComparison.nothing_judged`)."""
+        return [line for p in self.pairs if (line := p.nothing_judged) is not None]
+
+    @property
     def gate_failed(self) -> bool:
         """A gated regression, an input run that did not finish ok, or one whose own checks
         failed: a gate never passes on a run that failed or was interrupted, whatever its
@@ -156,10 +186,11 @@ class Comparison:
     @property
     def verdict(self) -> str:
         """`regression` (the gate fails), `not_judged` (nothing failed, but an input's own run
-        was NOT JUDGED: a gate never passes on a run that could not be judged), or `ok`."""
+        was NOT JUDGED, or a pair had not one row judged: a gate never passes on what it could
+        not judge), or `ok`."""
         if self.gate_failed:
             return "regression"
-        return "not_judged" if self.own_not_judged else "ok"
+        return "not_judged" if self.own_not_judged or self.nothing_judged else "ok"
 
 
 # verdicts of a run's own checks that its status already says (`unfinished`)
@@ -288,8 +319,11 @@ def compare_pair(
         _row(name, a, b, cross or fit.row_reason(name), unfinished, threshold_pct, row_alpha)
         for name in names
     ]
-    ratio, n, excluded = _geomean(rows)
+    # before the geometric mean: it covers the rows as they stand (a rate not tested with its
+    # step time is left out, not counted as judged on the threshold alone)
     _align_rates(rows)
+    _memory_floor(rows)
+    ratio, n, excluded = _geomean(rows)
     structure = _structures(a, b, threshold_pct, alpha)
     warnings += [f"{label}: step time {s.text}" for label, s in structure.items()]
     sizes = collective_sizes.sizes_rows(a, b, threshold_pct, cross or fit.reason())
@@ -323,25 +357,56 @@ _RATE_OF_STEP = {
 
 def _align_rates(rows: list[Row]) -> None:
     """A rate that is global batch / mean step time and the mean step time are one statistic:
-    the rate's row takes the step-time row's test and verdict, so the two never disagree."""
+    the rate's row takes the step-time row's test and verdict, so the two never disagree: a
+    step time not tested (fewer than 4 samples, no series) leaves the rate not tested, never
+    gated on the threshold alone (rule 7)."""
     by_name = {r.metric: r for r in rows}
+    judged = ("better", "worse", "no_change", "inconclusive")
     for rate, step in _RATE_OF_STEP.items():
         r, s = by_name.get(rate), by_name.get(step)
-        # the rate's own test does not matter (a FLOPs rate had none: "fewer than 4 samples")
-        if r is None or s is None or s.test is None:
+        if r is None or s is None:
             continue
-        judged = ("better", "worse", "no_change", "inconclusive")
-        if r.verdict not in judged or s.verdict not in judged:
-            continue  # a rate not measured on a side stays "missing"
+        # the rate's own test does not matter (a FLOPs rate had none: "fewer than 4 samples")
+        if s.test is None and s.verdict != "not_tested":
+            continue  # equal or below the floor: the rate keeps its own (threshold) verdict
+        if r.verdict not in judged or s.verdict not in judged + ("not_tested",):
+            continue  # a rate not measured on a side stays "missing"; not tested, not tested
         r.verdict, r.regression = s.verdict, s.regression  # better/worse already follow direction
         r.test, r.p_value, r.ci_low, r.ci_high = s.test, s.p_value, None, None
         r.mde_pct = s.mde_pct
-        lead = "~ " if s.reason.startswith("~") else ""
-        lead = "inconclusive: " if s.reason.startswith("inconclusive") else lead
+        lead, rest = "", s.reason
+        for prefix in ("~ ", "inconclusive, not judged: ", "not tested, not gated: "):
+            if s.reason.startswith(prefix):
+                lead, rest = prefix, s.reason[len(prefix) :]
         r.reason = (
             f"{lead}judged on {step} (this rate is the "
-            f"global batch / the mean step time: one statistic, one verdict): {s.reason}"
+            f"global batch / the mean step time: one statistic, one verdict): {rest}"
         )
+
+
+def _memory_floor(rows: list[Row]) -> None:
+    """`memory_utilization_percent` is the ranks' peak memory over the host's (or device's)
+    total: a change smaller than `memory_peak_mib`'s 1 MiB floor relative to the peak (1 MiB
+    of 342 MiB: 0.29 %) is below the noise floor here too, never judged on its own test (a
+    +0.01 % utilisation was inconclusive beside its peak's 'below the noise floor')."""
+    by_name = {r.metric: r for r in rows}
+    u, peak = by_name.get("memory_utilization_percent"), by_name.get("memory_peak_mib")
+    floor_mib = metrics_registry.noise_floor("memory_peak_mib")
+    if u is None or peak is None or floor_mib is None or peak.a is None or peak.a <= 0:
+        return
+    if u.verdict not in ("better", "worse", "no_change", "inconclusive") or u.below_floor:
+        return
+    if u.a is None or not u.delta_abs:  # equal values stay "equal values"
+        return
+    floor = abs(u.a) * floor_mib / peak.a
+    if abs(u.delta_abs) >= floor:
+        return
+    u.verdict, u.regression, u.below_floor, u.noise_floor = "no_change", False, True, floor
+    u.test = u.p_value = u.ci_low = u.ci_high = u.mde_pct = None
+    u.reason = (
+        f"below the noise floor ({abs(u.delta_abs):.3g} < {floor:.3g} %: memory_peak_mib's "
+        f"{floor_mib:g} MiB floor relative to its {peak.a:.4g} MiB peak)"
+    )
 
 
 def _structures(
@@ -515,10 +580,13 @@ def _judge(
             row.mde_pct = max(threshold_pct, 50.0 * (row.ci_high - row.ci_low) / abs(row.a))
         if row.p_value >= alpha:
             row.verdict = "no_change"
-            row.reason = (
-                f"~ not significant ({_TEST_NAME[row.test]} p={fmt_p(row.p_value, alpha)} >= "
-                f"alpha {alpha:g}){_mde_text(row)}"
-            )
+            test = f"{_TEST_NAME[row.test]} p={fmt_p(row.p_value, alpha)} >= alpha {alpha:g}"
+            # as with repeats and `history check`: "no change" only where a regression could
+            # have been seen (rule 9b), else inconclusive, not judged
+            if not _inconclusive(
+                row, m, threshold_pct, f"not significant: {test}", "the test", "this comparison"
+            ):
+                row.reason = f"~ not significant ({test}){_mde_text(row)}"
             return row
     basis = (
         f"significant ({_TEST_NAME[row.test or '']} p={fmt_p(row.p_value, alpha)})"
@@ -529,21 +597,34 @@ def _judge(
         row.verdict = "better" if improved else "worse"
         row.reason = f"baseline is 0: percent undefined, threshold not applicable; {basis}"
         return row
-    if abs(row.delta_pct) < threshold_pct:
-        row.verdict = "no_change"
-        row.reason = f"within the {threshold_pct:g}% threshold; {basis}"
-        return row
+    spread = ""
     if tested:
         assert row.ci_low is not None and row.ci_high is not None
         if row.ci_low <= 0 <= row.ci_high:
-            row.verdict = "no_change"
-            row.reason = (
-                f"~ within the run-to-run spread: the {stats.CONFIDENCE:.0%} prediction interval of the "
-                f"difference over blocks of steps, [{row.ci_low:.4g}, {row.ci_high:.4g}] "
-                f"{m.unit}, includes 0 ({_TEST_NAME[row.test or '']} p="
-                f"{fmt_p(row.p_value, alpha)}){_mde_text(row)}"
+            spread = (
+                f"the {stats.CONFIDENCE:.0%} prediction interval of the difference over blocks "
+                f"of steps, [{row.ci_low:.4g}, {row.ci_high:.4g}] {m.unit}, includes 0 "
+                f"({_TEST_NAME[row.test or '']} p={fmt_p(row.p_value, alpha)})"
             )
-            return row
+    if abs(row.delta_pct) < threshold_pct:
+        row.verdict = "no_change"
+        # within the threshold, but inside a spread too wide to have seen a regression
+        if not (
+            spread
+            and _inconclusive(
+                row, m, threshold_pct, spread, "the run-to-run spread", "this comparison"
+            )
+        ):
+            row.reason = f"within the {threshold_pct:g}% threshold; {basis}"
+        return row
+    if spread:
+        row.verdict = "no_change"
+        if not _inconclusive(
+            row, m, threshold_pct, spread, "the run-to-run spread", "this comparison"
+        ):
+            row.reason = f"~ within the run-to-run spread: {spread}{_mde_text(row)}"
+        return row
+    if tested:
         basis += (
             f"; beyond the run-to-run spread ({stats.CONFIDENCE:.0%} prediction interval over blocks of "
             f"steps: [{row.ci_low:.4g}, {row.ci_high:.4g}] {m.unit})"
@@ -568,6 +649,38 @@ def _mde_text(row: Row) -> str:
     if row.mde_pct is None:
         return ""
     return f"; the smallest change this comparison could detect: {row.mde_pct:.3g}%"
+
+
+def _inconclusive(
+    row: Row, m: metrics_registry.Metric, threshold_pct: float, spread: str, noise: str, who: str
+) -> bool:
+    """Make `row` (a tested difference the test or the spread cannot tell from noise)
+    `inconclusive` when no change cannot be told from a regression, as `history check` says
+    it: the change is itself worse by the threshold or more, or the smallest change the
+    comparison could detect (`mde_pct`) is `INCONCLUSIVE_MDE_FACTOR` times the threshold or
+    more. Not judged, not gated, never counted as no change. True when it did."""
+    change = row.delta_pct
+    if m.direction not in ("higher", "lower"):
+        return False
+    worse = change is not None and (change > 0) == (m.direction == "lower")
+    if worse and change is not None and abs(change) >= threshold_pct:
+        row.verdict = "inconclusive"
+        row.reason = (
+            f"inconclusive, not judged: a {change:+.3g}% change, worse by more than the "
+            f"{threshold_pct:g}% threshold, that {noise} can neither confirm nor rule out "
+            f"({spread}{_mde_text(row)}); record more runs"
+        )
+        return True
+    if row.mde_pct is not None and row.mde_pct >= INCONCLUSIVE_MDE_FACTOR * threshold_pct:
+        row.verdict = "inconclusive"
+        row.reason = (
+            f"inconclusive, not judged: the smallest change {who} could detect is "
+            f"{row.mde_pct:.3g}%, at least {INCONCLUSIVE_MDE_FACTOR:g}x the "
+            f"{threshold_pct:g}% threshold ({spread}): no change cannot be told "
+            "from a regression; record more runs"
+        )
+        return True
+    return False
 
 
 def _judge_runs(
@@ -608,26 +721,9 @@ def _judge_runs(
     )
     if g.p_value >= alpha or g.low_pct <= 0 <= g.high_pct:
         row.verdict = "no_change"
-        change = row.delta_pct
-        judged_way = m.direction in ("higher", "lower")
-        worse = change is not None and (change > 0) == (m.direction == "lower")
-        if judged_way and worse and change is not None and abs(change) >= threshold_pct:
-            # as `history check`: a change past the threshold inside the spread is not "~"
-            row.verdict = "inconclusive"  # not judged (not gated), never counted as no change
-            row.reason = (
-                f"inconclusive, not judged: a {change:+.3g}% change, worse by more than the "
-                f"{threshold_pct:g}% threshold, that the between-run spread can neither confirm "
-                f"nor rule out ({spread}, includes 0{_mde_text(row)}); record more runs"
-            )
-        elif judged_way and row.mde_pct >= INCONCLUSIVE_MDE_FACTOR * threshold_pct:
-            row.verdict = "inconclusive"
-            row.reason = (
-                f"inconclusive, not judged: the smallest change these runs could detect is "
-                f"{row.mde_pct:.3g}%, at least {INCONCLUSIVE_MDE_FACTOR:g}x the "
-                f"{threshold_pct:g}% threshold ({spread}, includes 0): no change cannot be told "
-                "from a regression; record more runs"
-            )
-        else:
+        if not _inconclusive(
+            row, m, threshold_pct, f"{spread}, includes 0", "the between-run spread", "these runs"
+        ):
             row.reason = f"~ within the between-run spread: {spread}, includes 0{_mde_text(row)}"
         return row
     if row.delta_pct is not None and abs(row.delta_pct) < threshold_pct:

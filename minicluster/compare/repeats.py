@@ -14,6 +14,7 @@ K = 3) to be trusted, which is why the t form is used.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -193,3 +194,45 @@ def _pct_of_log(x: float) -> float:
     """100 * (e^x - 1); inf where e^x overflows (runs whose values differ by hundreds of orders
     of magnitude give no finite interval)."""
     return 100 * (math.exp(x) - 1) if x < 700 else math.inf
+
+
+def run_digest(rec: BenchmarkRecord) -> str:
+    """A digest of what one run measured (its metrics, samples, series and details; not its
+    label nor where it was read from): two inputs with one digest are the same run, a copy of
+    it included."""
+    content = {
+        "metrics": {k: (v.value, v.unit, v.status) for k, v in sorted(rec.metrics.items())},
+        "samples": rec.samples,
+        "series": rec.series,
+        "details": rec.details,
+        "tool": rec.tool,
+        "workload": (rec.workload_type, rec.workload_name),
+    }
+    text = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def refuse_same_runs(specs: Sequence[str], records: Sequence[BenchmarkRecord]) -> None:
+    """InputError (`both sides are the same run: ...`) when two inputs are, or share, one run:
+    the same path after resolving, or the same content (a copy). Comparing a run with itself
+    says "no change" over every row and would pass any gate."""
+    resolved = [Path(s).resolve() for s in specs]
+    for i, path in enumerate(resolved):
+        for j in range(i):
+            if resolved[j] == path:
+                raise InputError(
+                    f"both sides are the same run: {specs[j]} and {specs[i]} are one path "
+                    f"({path}); compare two different runs"
+                )
+    seen: dict[str, tuple[int, str]] = {}
+    for i, rec in enumerate(records):
+        for run in rec.runs or [rec]:
+            d = run_digest(run)
+            if d in seen and seen[d][0] != i:
+                j, other = seen[d]
+                raise InputError(
+                    f"both sides are the same run: {other} ({specs[j]}) and {run.label} "
+                    f"({specs[i]}) hold the same content (digest {d[:12]}); compare two "
+                    "different runs"
+                )
+            seen.setdefault(d, (i, run.label))

@@ -140,6 +140,8 @@ POLICY: tuple[Verdict, ...] = (
         "gated metric whose change the runs cannot resolve (`history check`: NOT JUDGED); "
         "an input (`compare`) or candidate (`history check`) whose own run was NOT JUDGED and "
         'named no finding (its reason said, never "failed its own checks"); '
+        "a comparison of which not one row could be judged: every row inconclusive, not "
+        "tested, not comparable or not measured (`compare`, `nothing_judged` in its JSON); "
         "the pairs' speed could not be judged and nothing else was found: 1 or 2 measured "
         "pairs (2-3 ranks or nodes) and no --min-busbw, or 3 ranks where both pairs of one "
         "rank are slow against the third (a slow rank or a fast pair: 3 cannot tell), #wrong "

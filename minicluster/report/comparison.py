@@ -218,6 +218,11 @@ def print_comparison(c: Comparison, console: Console | None = None) -> None:
             console.print(f"[red]gate failed:[/red] {escape(u)}")
         for u in p.own_not_judged:
             console.print(f"[yellow]NOT JUDGED:[/yellow] {escape(u)} (a gate never passes on it)")
+        if p.nothing_judged:
+            console.print(
+                f"[yellow]NOT JUDGED:[/yellow] {escape(p.nothing_judged)} (a gate never passes "
+                "on what it could not judge)"
+            )
 
 
 _SIZE_COLUMNS = ("op", "size", "busbw A (GB/s)", "busbw B (GB/s)", "% delta", "verdict")
@@ -292,11 +297,15 @@ def to_markdown(c: Comparison) -> str:
         ]
         out += [f"- gate failed: {_md_escape(u)}" for u in p.own_failed]
         out += [f"- NOT JUDGED: {_md_escape(u)}" for u in p.own_not_judged]
+        if p.nothing_judged:
+            out.append(f"- NOT JUDGED: {_md_escape(p.nothing_judged)}")
         out.append("")
     out.append(
         "`?` = percent undefined (baseline 0); `~` = difference not significant or within the "
-        "run-to-run spread; not tested = a per-step metric without per-step samples (never "
-        "gated); n/a = not measured (reason given)."
+        "run-to-run spread, where a regression could have been seen; inconclusive = a change "
+        "the test or the spread can neither confirm nor rule out (not judged, never gated); not "
+        "tested = a per-step metric without per-step samples (never gated); n/a = not measured "
+        "(reason given)."
     )
     return "\n".join(out) + "\n"
 
@@ -323,6 +332,8 @@ def to_html(c: Comparison) -> str:
         ]
         parts += [f"<p class='warning'>gate failed: {e(u)}</p>" for u in p.own_failed]
         parts += [f"<p class='warning'>NOT JUDGED: {e(u)}</p>" for u in p.own_not_judged]
+        if p.nothing_judged:
+            parts.append(f"<p class='warning'>NOT JUDGED: {e(p.nothing_judged)}</p>")
         plot = comparison_plot([r.to_dict() for r in p.rows], title=_title(p))
         if plot is not None:
             parts.append(figure(plot))

@@ -66,10 +66,16 @@ def compare_cases(c: Comparison) -> list[Case]:
                 outcome = "skipped"
             else:
                 outcome = "passed"
-            out.append(Case(cls, r.metric, outcome, f"{r.verdict}: {r.reason}"))
+            # a reason that opens with its verdict ("inconclusive, not judged: ...") says it once
+            said = r.reason.startswith(r.verdict.replace("_", " "))
+            out.append(
+                Case(cls, r.metric, outcome, r.reason if said else f"{r.verdict}: {r.reason}")
+            )
         out += [Case(cls, "run status", "failure", u) for u in p.unfinished]
         out += [Case(cls, "own checks", "failure", u) for u in p.own_failed]
         out += [Case(cls, "own checks", "skipped", u) for u in p.own_not_judged]
+        if p.nothing_judged:
+            out.append(Case(cls, "comparison", "skipped", f"NOT JUDGED: {p.nothing_judged}"))
     return out
 
 

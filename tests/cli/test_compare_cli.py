@@ -23,7 +23,10 @@ def test_exit_1_on_gated_regression(tmp_path: Path) -> None:
     worse.write_text(json.dumps(data))
     base = FIX / "seed001_autoperfpy.json"
     assert main(["compare", str(worse), str(base), "--baseline", str(base)]) == 1
-    assert main(["compare", str(base), str(base)]) == 0
+    data["metrics"]["latency_p50_ms"] = data["metrics"]["latency_p50_ms"] / 2 * 1.01
+    same = tmp_path / "same.json"  # +1%: within the threshold, judged no change
+    same.write_text(json.dumps(data))
+    assert main(["compare", str(base), str(same)]) == 0
 
 
 def test_baseline_must_be_one_of_the_inputs(
@@ -36,12 +39,12 @@ def test_baseline_must_be_one_of_the_inputs(
 
 
 def test_dash_writes_to_standard_output(capsys: pytest.CaptureFixture[str]) -> None:
-    run = FIX / "mc11_clean_a.json"
-    assert main(["compare", str(run), str(run), "--json", "-"]) == 0
+    run, other = FIX / "mc11_clean_a.json", FIX / "mc11_clean_b.json"
+    assert main(["compare", str(run), str(other), "--json", "-"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["schema"] == "minicluster-compare/1"  # stdout is only the JSON
     assert "latency_p50_ms" in err  # the table went to stderr
-    assert main(["compare", str(run), str(run), "--md", "-", "--json", "-"]) == 2
+    assert main(["compare", str(run), str(other), "--md", "-", "--json", "-"]) == 2
     assert main(["convert", str(FIX / "vllm_ok.json"), "--to", "trackiq", "-o", "-"]) == 0
     assert json.loads(capsys.readouterr().out)["tool_name"].startswith("vllm")
 
@@ -51,8 +54,11 @@ def test_markdown_escapes_html_in_user_text(tmp_path: Path) -> None:
     data["workload"]["name"] = "<b>x</b>"
     evil = tmp_path / "evil.json"
     evil.write_text(json.dumps(data))
+    data["metrics"]["latency_p50_ms"] *= 1.01
+    evil2 = tmp_path / "evil2.json"
+    evil2.write_text(json.dumps(data))
     md = tmp_path / "c.md"
-    main(["compare", str(evil), str(evil), "--md", str(md)])
+    main(["compare", str(evil), str(evil2), "--md", str(md)])
     text = md.read_text()
     assert "<b>" not in text and "&lt;b&gt;x&lt;/b&gt;" in text
 
@@ -71,13 +77,36 @@ def test_numbers_show_enough_digits_to_check_the_delta(tmp_path: Path) -> None:
     assert "| 0.0116 | 0.0169 |" in row and "+45.69%" in row
 
 
-def test_exit_0_against_itself_with_samples(tmp_path: Path) -> None:
+def test_the_same_run_on_both_sides_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run against itself said "no change" on every row and exited 0 (a new-user trial: `compare
+    a1 a1`, `compare repA repA`: "1.000 over 16 rows", no warning): it is refused, one line, exit
+    2, by path (after resolving) and by content (a copy; a run of a repeats set beside the set),
+    before any output file is written. The engine itself still compares equal values."""
     run = FIX / "mc11_clean_a.json"
-    assert main(["compare", str(run), str(run), "--json", str(tmp_path / "c.json")]) == 0
-    rows = json.loads((tmp_path / "c.json").read_text())["comparisons"][0]["rows"]
-    p50 = next(r for r in rows if r["metric"] == "latency_p50_ms")
-    assert (p50["n_a"], p50["n_b"], p50["verdict"]) == (50, 50, "no_change")
-    assert p50["reason"] == "equal values" and not p50["regression"]
+    out = tmp_path / "c.json"
+    copy = tmp_path / "copy.json"
+    copy.write_bytes(run.read_bytes())
+    for argv in (
+        [str(run), str(run)],
+        [str(run), str(FIX / ".." / "compare" / "mc11_clean_a.json")],
+        [str(run), str(copy)],
+        [str(FIX / "mc11_clean_b.json"), str(run), str(copy)],
+        [str(run), f"{copy},{FIX / 'mc11_clean_b.json'}"],
+    ):
+        capsys.readouterr()
+        assert main(["compare", *argv, "--json", str(out)]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("minicluster: error: both sides are the same run: "), err
+        assert err.count("\n") == 1 and not out.exists()
+    from minicluster.compare import compare
+    from minicluster.interop import load
+
+    rows = compare([load(run), load(run)]).pairs[0].rows
+    p50 = next(r for r in rows if r.metric == "latency_p50_ms")
+    assert (p50.n_a, p50.n_b, p50.verdict) == (50, 50, "no_change")
+    assert p50.reason == "equal values" and not p50.regression
 
 
 @pytest.mark.parametrize(
@@ -140,8 +169,9 @@ def test_outputs_written_and_html_escaped(tmp_path: Path) -> None:
     evil = tmp_path / "evil.json"
     evil.write_text(json.dumps(data))
     html = tmp_path / "c.html"
+    # another workload (its name): not one row judged, NOT JUDGED (exit 2), the page written
     assert (
-        main(["compare", str(FIX / "seed001_autoperfpy.json"), str(evil), "--html", str(html)]) == 0
+        main(["compare", str(FIX / "seed001_autoperfpy.json"), str(evil), "--html", str(html)]) == 2
     )
     text = html.read_text()
     assert "<script>" not in text and "&lt;script&gt;" in text
@@ -212,7 +242,7 @@ def test_a_run_that_did_not_finish_ok_fails_the_gate(
     assert all("did not finish ok" in r["reason"] for r in measured)
     # as the baseline too
     assert main(["compare", str(broken), str(clean)]) == 1
-    assert main(["compare", str(clean), str(clean)]) == 0
+    assert main(["compare", str(clean), str(FIX / "mc11_clean_b.json")]) == 0
 
 
 def test_a_node_check_is_named_and_sent_to_fleet(
@@ -290,9 +320,12 @@ def test_an_input_whose_own_run_was_not_judged_is_not_judged(
     assert data["verdict"] == "not_judged" and not data["gate_failed"]
     assert pair["own_checks_failed"] == [] and "1 of 1 pairs" in pair["own_not_judged"][0]
     assert "<failure" not in xml.read_text() and "own checks" in xml.read_text()
-    assert main(["compare", str(judged), str(judged)]) == 0
+    d["run_id"] = "k"
+    judged2 = tmp_path / "judged2.json"
+    judged2.write_text(json.dumps(d))
+    assert main(["compare", str(judged), str(judged2)]) == 0
     # a side of several runs: the second run's own verdict counts as the first's does
-    assert main(["compare", str(judged), f"{judged},{src}"]) == 2
+    assert main(["compare", str(judged), f"{judged2},{src}"]) == 2
     cases = FIX.parent / "cases" / "30-history-noisy-baselines"
     h1, h2, strag = (cases / f"{n}.result.json" for n in ("h1", "h2", "strag"))
     capsys.readouterr()

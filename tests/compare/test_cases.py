@@ -144,14 +144,24 @@ def test_21_nccl_tests_log_is_read_not_refused(
     assert result["world_size"] == 16 and result["nodes"] == 2
     assert result["fingerprint"]["fields"]["gpu_model"] == "NVIDIA H100 80GB HBM3"
     assert any("in-place" in f for f in result["imported_from"]["unread_fields"])
-    # the published file (markdown preamble + the same stdout) reads the same
-    code, data = _compare(tmp_path, case.name, "all_reduce_perf.log", "ztan-NCCL-test-result")
-    assert code == 0
-    sizes = data["comparisons"][0]["sizes"]
-    assert len(sizes) == 31 and all(s["verdict"] == "no_change" for s in sizes)
-    assert {s["size"] for s in sizes} >= {"8", "1M", "8G"}
+    # the published file (markdown preamble + the same stdout) reads the same: the same run, so
+    # `compare` refuses the two as one run on both sides (one line, exit 2) ...
+    capsys.readouterr()
+    code, _ = _compare(tmp_path, case.name, "all_reduce_perf.log", "ztan-NCCL-test-result")
+    err = capsys.readouterr().err
+    assert code == 2 and "both sides are the same run" in err and err.count("\n") == 1
+    # ... and the engine, given both, finds every size the same
+    from minicluster.compare import compare
+    from minicluster.interop import load
+
+    pair = compare(
+        [load(case / "all_reduce_perf.log"), load(case / "ztan-NCCL-test-result")]
+    ).pairs[0]
+    assert len(pair.sizes) == 31 and all(s["verdict"] == "no_change" for s in pair.sizes)
+    assert {s["size"] for s in pair.sizes} >= {"8", "1M", "8G"}
     code, data = _compare(tmp_path, case.name, "minicluster_run.result.json", "all_reduce_perf.log")
-    assert code == 0
+    # not one row could be judged (another workload type): NOT JUDGED, never a pass
+    assert code == 2 and data["verdict"] == "not_judged"
     assert all(r["verdict"] in ("not_comparable", "missing") for r in _rows(data).values())
     capsys.readouterr()
     fleet = sorted((case / "fleet").glob("node*.log"))
@@ -229,3 +239,76 @@ def test_flops_rates_take_the_mean_step_time_verdict() -> None:
         for name in ("throughput_samples_per_sec", "achieved_tflops", "tflops_per_rank"):
             assert rows[name].verdict == mean.verdict, (name, base)
             assert rows[name].regression == mean.regression, (name, base)
+
+
+TRIAL = CASES / "31-trial-compare-defects"
+
+
+def test_31_flops_rates_follow_a_step_time_that_was_not_tested(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 2-rank run against a 3-step run (its own verdict NOT JUDGED): step time, throughput and
+    latency were `not tested` (3 samples), but achieved_tflops and tflops_per_rank, a constant
+    times the throughput, were "worse (REGRESSION)" on the threshold alone and the command
+    exited 1. They follow the step time they derive from (not tested, rule 9c), nothing is
+    gated, and the comparison is NOT JUDGED (exit 2) for the input's own run."""
+    code, data = _compare(tmp_path, TRIAL.name, "a1.result.json", "tiny.result.json")
+    assert code == 2 and data["verdict"] == "not_judged" and not data["gate_failed"]
+    rows = _rows(data)
+    rows_tp = "throughput_samples_per_sec"
+    for name in ("achieved_tflops", "tflops_per_rank", rows_tp):
+        row = rows[name]
+        assert row["verdict"] == "not_tested" and not row["regression"], (name, row["reason"])
+        assert row["reason"].startswith("not tested, not gated: ")
+        # the FLOPs rates say whose verdict they take (throughput has its own samples' reason)
+        assert ("judged on step_time_mean_ms" in row["reason"]) == (name != rows_tp)
+        assert row["delta_pct"] < -40  # the -40.6% that was gated
+    pair = data["comparisons"][0]
+    assert pair["regressions"] == [] and pair["geomean"]["n"] == 0
+    assert pair["families"]["compute"]["worse"] == 0
+    assert "regressions beyond 5%: none" in capsys.readouterr().out
+
+
+def test_31_no_row_judged_is_not_judged_never_ok(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 3-run repeats directory against one run: all 16 measured rows inconclusive, none
+    judged, yet `compare` said ok (exit 0) and the JUnit had 24 of 24 skipped with
+    "inconclusive: inconclusive:". Now NOT JUDGED (exit 2), said under the table and in
+    --json (`nothing_judged`), one skipped `comparison` case, each reason said once."""
+    out, xml = tmp_path / "c.json", tmp_path / "j.xml"
+    argv = [str(TRIAL / "repA"), str(TRIAL / "a1.result.json"), "--json", str(out)]
+    assert main(["compare", *argv, "--junit", str(xml)]) == 2
+    said = " ".join(capsys.readouterr().out.split())
+    assert "NOT JUDGED: a1.result.json vs repA: no row could be judged (16 inconclusive" in said
+    data = json.loads(out.read_text())
+    assert data["verdict"] == "not_judged" and not data["gate_failed"]
+    (pair,) = data["comparisons"]
+    assert pair["nothing_judged"].startswith("a1.result.json vs repA: no row could be judged")
+    assert pair["geomean"]["n"] == 0 and pair["own_not_judged"] == []
+    text = xml.read_text()
+    assert "inconclusive: inconclusive" not in text and "not_tested: not tested" not in text
+    assert 'failures="0"' in text and "NOT JUDGED: a1.result.json vs repA" in text
+    assert "inconclusive, not judged: judged on step_time_mean_ms" in text
+
+
+def test_31_single_run_not_significant_is_inconclusive_not_no_change(tmp_path: Path) -> None:
+    """Two 2-rank runs of 12 steps: latency p50 +42% with MWU p=0.54 and a smallest detectable
+    change of hundreds of percent was "~ not significant" and counted "latency: 5 no change".
+    As repeats and `history check` say it: inconclusive, not judged, never no change; with
+    nothing else judged the comparison is NOT JUDGED (exit 2)."""
+    code, data = _compare(tmp_path, TRIAL.name, "a1.result.json", "a2.result.json")
+    rows = _rows(data)
+    p50 = rows["latency_p50_ms"]
+    assert p50["delta_pct"] > 40 and p50["p_value"] > 0.05 and p50["mde_pct"] > 100
+    assert p50["verdict"] == "inconclusive" and not p50["regression"]
+    assert p50["reason"].startswith("inconclusive, not judged: a +42.3% change")
+    fam = data["comparisons"][0]["families"]["latency"]
+    assert fam["no_change"] == 0 and fam["inconclusive"] == 5
+    assert code == 2 and data["verdict"] == "not_judged"
+    # memory: the peak below its 1 MiB floor, the utilisation (the same peak over the host's
+    # total) below that floor relative to the peak
+    assert rows["memory_peak_mib"]["below_floor"]
+    util = rows["memory_utilization_percent"]
+    assert util["verdict"] == "no_change" and util["below_floor"]
+    assert "memory_peak_mib's 1 MiB floor" in util["reason"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
+import statistics
 
 import pytest
 
@@ -90,16 +92,38 @@ def test_metric_without_direction_has_no_winner() -> None:
     assert r.delta_pct == pytest.approx(200.0)
 
 
-def test_not_significant_difference_is_no_change_whatever_its_size() -> None:
+def test_not_significant_difference_is_never_a_regression_nor_no_change_when_unresolved() -> None:
+    """A single run a side, +100 % that the test cannot tell from noise: not gated, and not
+    "no change" either (the old verdict): inconclusive, not judged, as with repeats and
+    `history check` (rule 9b)."""
     sa = [10.0, 30.0, 12.0, 28.0, 11.0, 29.0]
     sb = [13.0, 31.0, 9.0, 40.0, 12.5, 27.0]
     a = rec("a", {"latency_p50_ms": 10.0}, {"latency_p50_ms": sa})
     b = rec("b", {"latency_p50_ms": 20.0}, {"latency_p50_ms": sb})  # +100 %, but noise
     r = row(a, b, "latency_p50_ms")
     assert r.test == "mann-whitney-u" and r.p_value is not None and r.p_value > 0.05
-    assert r.verdict == "no_change" and r.reason.startswith("~")
+    assert r.verdict == "inconclusive" and not r.regression
+    assert r.reason.startswith("inconclusive, not judged: a +100% change"), r.reason
+    assert "not significant" in r.reason and "record more runs" in r.reason
     assert (r.n_a, r.n_b) == (6, 6)
-    assert "| ~ |" in to_markdown(compare([a, b]))
+    c = compare([a, b])
+    assert "| inconclusive |" in to_markdown(c) and not c.has_regression
+    assert c.pairs[0].families["latency"]["inconclusive"] == 1
+    assert c.pairs[0].families["latency"]["no_change"] == 0
+
+
+def test_not_significant_small_change_on_a_steady_run_is_no_change() -> None:
+    """Not significant, +0.5 %, and a smallest detectable change under 3x the threshold: the
+    comparison could have seen a regression, so `~` (no change) stands."""
+    g = random.Random(0)
+    sa = [100 + g.gauss(0, 2) for _ in range(40)]
+    sb = [100.3 + g.gauss(0, 2) for _ in range(40)]
+    a = rec("a", {"latency_p50_ms": statistics.median(sa)}, {"latency_p50_ms": sa})
+    b = rec("b", {"latency_p50_ms": statistics.median(sb)}, {"latency_p50_ms": sb})
+    r = row(a, b, "latency_p50_ms")
+    assert r.mde_pct is not None and r.mde_pct < 15, r.reason
+    assert r.p_value is not None and r.p_value > 0.05
+    assert r.verdict == "no_change" and r.reason.startswith("~ not significant"), r.reason
 
 
 def test_regression_needs_significance_and_threshold() -> None:
@@ -165,7 +189,10 @@ def test_difference_within_the_run_to_run_spread_is_no_change() -> None:
     b = rec("b", {"compute_ms": 13.2}, {"compute_ms": b_steps})
     r = row(a, b, "compute_ms")
     assert r.p_value is not None and r.p_value < 0.05 and r.delta_pct == pytest.approx(10.0)
-    assert r.verdict == "no_change" and r.reason.startswith("~ within the run-to-run spread")
+    # +10 % worse inside the spread: neither confirmed nor ruled out (rule 9b), never "~"
+    assert r.verdict == "inconclusive" and not r.regression
+    assert r.reason.startswith("inconclusive, not judged: a +10% change"), r.reason
+    assert "the run-to-run spread can neither confirm nor rule out" in r.reason
     assert r.ci_low is not None and r.ci_high is not None and r.ci_low < 0 < r.ci_high
     # A run without phases, and B 10 % slower in every step: beyond the spread.
     flat = [10.0 + 0.05 * (i % 7) for i in range(50)]

@@ -73,7 +73,7 @@ def test_a_large_change_inside_a_wide_spread_is_inconclusive_never_100pct(tmp_pa
     assert verdict_cell(row) == "inconclusive"
     rate = rows["throughput_samples_per_sec"]  # judged on the step time: the same word
     assert (
-        rate.reason.startswith("inconclusive: judged on step_time_mean_ms")
+        rate.reason.startswith("inconclusive, not judged: judged on step_time_mean_ms")
         and verdict_cell(rate) == "inconclusive"
     )
 
@@ -132,9 +132,13 @@ def test_comma_list_and_repeats_directory_are_one_side(tmp_path: Path) -> None:
     side = load_side(str(top))
     assert side.label == "rep" and len(side.runs) == 3
     out = tmp_path / "c.json"
-    assert main(["compare", str(top), ",".join(map(str, runs)), "--json", str(out)]) == 0
+    # the directory and the comma list are the same three runs: refused, one line, exit 2
+    assert main(["compare", str(top), ",".join(map(str, runs)), "--json", str(out)]) == 2
+    assert not out.exists()
+    other = [_copy(tmp_path, f"s{i}", 1.002 + i / 100) for i in range(3)]
+    assert main(["compare", str(top), ",".join(map(str, other)), "--json", str(out)]) in (0, 2)
     pair = json.loads(out.read_text())["comparisons"][0]
-    assert pair["runs"]["a"] == ["r0", "r1", "r2"] or len(pair["runs"]["a"]) == 3
+    assert pair["runs"]["a"] == ["r0", "r1", "r2"] and len(pair["runs"]["b"]) == 3
 
 
 def test_repeats_of_different_jobs_are_refused(tmp_path: Path) -> None:
@@ -184,7 +188,8 @@ def test_run_repeats_makes_k_runs_and_a_manifest(tmp_path: Path) -> None:
     assert all(r["status"] == "ok" for r in manifest["runs"])
     assert manifest["between_runs"]["step_time_mean_ms"]["n"] == 2
     assert (top / "r0" / "result.json").is_file() and (top / "r1" / "result.json").is_file()
-    assert main(["compare", str(top), str(top / "r0")]) in (0, 1)
+    # a run of the set on the other side is the same run on both sides: refused (exit 2)
+    assert main(["compare", str(top), str(top / "r0")]) == 2
     assert main(["run", "-c", str(cfg), "--repeats", "1", "--out", str(tmp_path / "x")]) == 2
 
 
@@ -241,3 +246,61 @@ def test_report_aggregate_and_watch_of_a_repeats_directory_say_what_to_run(
     assert len(err.splitlines()) == 1, err
     assert "is a `run --repeats` directory (r0, r1 and repeats.json)" in err
     assert f"`minicluster {command[0]} {top}/{one}`" in err and "minicluster compare" in err
+
+
+def _mem(tmp: Path, name: str, peak_mib: float, overhead: float) -> Path:
+    """A copy of the case's run with its memory peak (and the utilisation that is that peak over
+    the host's total, as the run computes it) and its communication overhead set."""
+    d = json.loads((CASE23 / "clean.result.json").read_text())
+    d["run_id"] = name
+    m = d["metrics"]
+    total_share = m["memory_utilization_percent"]["value"] / m["memory_peak_mib"]["value"]
+    m["memory_peak_mib"]["value"] = peak_mib
+    m["memory_utilization_percent"]["value"] = peak_mib * total_share
+    m["communication_overhead_percent"]["value"] = overhead
+    d["steps"]["series"] = None
+    p = tmp / f"{name}.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+def test_memory_utilisation_below_its_peaks_floor_is_no_change_with_repeats(
+    tmp_path: Path,
+) -> None:
+    """The trial's `compare repA repB`: runs whose peaks are 316, 342 and 343 MiB a side, each
+    within 0.05 MiB of its counterpart: memory_peak_mib was below its 1 MiB floor, but
+    memory_utilization_percent (the same peak over the host's total, +0.01%) was inconclusive
+    (its runs t interval +-25%). It is below the floor too (1 MiB of the peak, relative), never
+    judged on its own test. communication_overhead_percent (a per-run ratio) is tested over
+    the runs (runs-t), as rule 7 now says; a single run a side leaves it not tested."""
+    peaks_a, peaks_b = (316.15, 342.47, 343.35), (316.20, 342.50, 343.37)
+    over_a, over_b = (65.8, 81.1, 76.2), (91.3, 92.9, 93.9)
+    a = combine(
+        [
+            load(_mem(tmp_path, f"a{i}", p, o))
+            for i, (p, o) in enumerate(zip(peaks_a, over_a, strict=True))
+        ],
+        "A",
+    )
+    b = combine(
+        [
+            load(_mem(tmp_path, f"b{i}", p, o))
+            for i, (p, o) in enumerate(zip(peaks_b, over_b, strict=True))
+        ],
+        "B",
+    )
+    rows = {r.metric: r for r in compare([a, b]).pairs[0].rows}
+    peak, util = rows["memory_peak_mib"], rows["memory_utilization_percent"]
+    assert peak.below_floor and peak.verdict == "no_change"
+    assert util.verdict == "no_change" and util.below_floor and util.test is None, util.reason
+    assert "memory_peak_mib's 1 MiB floor" in util.reason
+    assert rows["communication_overhead_percent"].test == "runs-t"
+    one = compare(
+        [load(_mem(tmp_path, "s1", 342.0, 70.0)), load(_mem(tmp_path, "s2", 342.0, 90.0))]
+    )
+    over = {r.metric: r for r in one.pairs[0].rows}["communication_overhead_percent"]
+    assert over.verdict == "not_tested" and over.test is None
+    # a utilisation that moved by more than the floor (10 MiB of the peak) is judged as before
+    big = combine([load(_mem(tmp_path, f"c{i}", p + 10, 80.0)) for i, p in enumerate(peaks_b)], "C")
+    util = {r.metric: r for r in compare([a, big]).pairs[0].rows}["memory_utilization_percent"]
+    assert not util.below_floor and util.test == "runs-t"

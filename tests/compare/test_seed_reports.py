@@ -50,7 +50,8 @@ def test_seed_000_no_inf_no_winner_from_zeros(tmp_path: Path) -> None:
     assert re.search(r"\binf\b", md.lower()) is None and "winner" not in md.lower()
     assert all(r["verdict"] in ("missing", "not_comparable") for r in rows.values())
     assert data["comparisons"][0]["geomean"]["n"] == 0
-    assert code == 0
+    # not one row judged: NOT JUDGED (exit 2), never a pass
+    assert code == 2 and data["verdict"] == "not_judged"
 
 
 def test_seed_001_latency_zero_is_not_a_win(tmp_path: Path) -> None:
@@ -66,7 +67,7 @@ def test_seed_001_latency_zero_is_not_a_win(tmp_path: Path) -> None:
     assert data["comparisons"][0]["geomean"]["n"] == 0
     assert "workload types differ" in md
     assert "winner" not in md.lower()
-    assert code == 0
+    assert code == 2 and data["verdict"] == "not_judged"  # not one row judged
 
 
 def test_seed_001_temperature_never_wins_across_workloads(tmp_path: Path) -> None:
