@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from functools import partial
 
 from rich import box
 from rich.console import Console
@@ -189,11 +190,11 @@ def print_comparison(c: Comparison, console: Console | None = None) -> None:
         # metric is printed as a block of `column value` pairs.
         every = list(_TERMINAL_COLUMNS)
         cap: int | None = None
-        cols, fits = fit_columns(console, lambda k, p=p: _table(p, c.alpha, k, None), every, ())
+        cols, fits = fit_columns(console, partial(_table, p, c.alpha, test_cap=None), every, ())
         if not fits:
             cap = _TEST_COLUMN_MIN
             cols, fits = fit_columns(
-                console, lambda k, p=p, cap=cap: _table(p, c.alpha, k, cap), every, _DROPPABLE
+                console, partial(_table, p, c.alpha, test_cap=cap), every, _DROPPABLE
             )
         if fits:
             console.print(_table(p, c.alpha, cols, cap))
