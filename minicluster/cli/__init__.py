@@ -60,8 +60,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"minicluster: error: {no_space_text(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ModuleNotFoundError as e:
+        missing = (e.name or "").partition(".")[0]
+        if not missing or missing == "minicluster" or os.environ.get("MINICLUSTER_DEBUG"):
+            return _internal_error(e)  # a module of minicluster itself missing is a bug
+        print(f"minicluster: error: {missing_package_text(missing)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as e:
         return _internal_error(e)
+
+
+# the extra (pyproject.toml) that installs a package minicluster imports only for some commands
+_EXTRA_OF = {"torch": "train", "ray": "ray", "pynvml": "gpu"}
+
+
+def missing_package_text(package: str) -> str:
+    """An environment without a package this command imports: what is missing, where, and the
+    README's set-up command that installs it (an environment problem, exit 2, not a bug)."""
+    extra = _EXTRA_OF.get(package)
+    how = (
+        f"bash scripts/setup.sh {extra} (the README's set-up; or pip install 'minicluster[{extra}]')"
+        if extra
+        else f"bash scripts/setup.sh (the README's set-up; or pip install {package})"
+    )
+    return (
+        f"this command needs the Python package {package!r}, which {sys.executable} cannot "
+        f"import: install it with {how}, or run minicluster from the environment that has it"
+    )
 
 
 def _internal_error(e: Exception) -> int:
