@@ -30,7 +30,7 @@ def view(snap: dict[str, Any]) -> RenderableType:
     parts: list[RenderableType] = [_header(snap)]
     parts += [Text(line, style=style) for line, style in problem_lines(snap)]
     if snap.get("not_judged"):
-        parts.append(Text(f"not judged yet: {snap['not_judged']}", style="yellow"))
+        parts.append(Text(f"{_not_judged(snap)}: {snap['not_judged']}", style="yellow"))
     rows = {r["rank"]: r for r in snap["ranks"]}
     collapsed = len(rows) > COLLAPSE_ABOVE
     if collapsed:
@@ -55,11 +55,17 @@ def view(snap: dict[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
+def _not_judged(snap: dict[str, Any]) -> str:
+    """ "not judged" once the run ended (its result's verdict: nothing more will come), "not
+    judged yet" while it runs (docs/watch.md, exit codes)."""
+    return "not judged" if snap["state"] == "ended" else "not judged yet"
+
+
 def status_line(snap: dict[str, Any]) -> str:
     """One line per refresh (for a piped output): time, progress, what is wrong."""
     wrong = [line for line, _ in problem_lines(snap)]
     if not wrong and snap.get("not_judged"):
-        wrong = [f"not judged yet ({snap['not_judged']})"]
+        wrong = [f"{_not_judged(snap)} ({snap['not_judged']})"]
     return f"{snap['taken_at'][11:19]} {_progress_text(snap)} | " + (
         "; ".join(wrong) if wrong else "healthy"
     )

@@ -153,3 +153,23 @@ def test_an_ended_run_leads_with_its_verdict_and_names_the_slow_link(tmp_path: P
     assert lines[1] == "  detected: slow_link on the link between ranks 0 and 1: busbw 25% of 0.7"
     assert "None" not in "\n".join(lines)
     assert "ended: SLOW LINK (run finished)" in _text(view(snap))
+
+
+def test_an_ended_run_with_too_few_steps_reads_not_judged_not_yet(tmp_path: Path) -> None:
+    """A run that ended with 3 measured steps said "not judged yet": nothing more will come, so it
+    is "not judged" (docs/watch.md keeps "yet" for a running one)."""
+    import shutil
+
+    from minicluster.result.model import RunResult
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures/recorded_runs/ended_too_few_steps", run)
+    tail = RunTail(run, window=50)
+    tail.look(rank_writer.T0)
+    result = RunResult.from_json(json.loads((run / "result.json").read_text()))
+    snap = snapshot(tail, rank_writer.T0, 5.0, result=result)
+    assert snap["state"] == "ended" and snap["not_judged"]
+    text = _text(view(snap))
+    assert "not judged: 3 measured step(s)" in text and "not judged yet" not in text
+    line = status_line(snap)
+    assert "not judged (3 measured step(s)" in line and "not judged yet" not in line
