@@ -109,7 +109,15 @@ def problem_lines(snap: dict[str, Any]) -> list[tuple[str, str]]:
     failed ranks."""
     out = []
     stall = snap["job_stall"]
-    if stall is not None:
+    if stall is not None and stall.get("never_recorded"):
+        out.append(
+            (
+                f"JOB STALLED: no rank recorded anything for {fmt_num(stall['idle_s'])} s; "
+                f"{stall['reason']}",
+                "bold red",
+            )
+        )
+    elif stall is not None:
         ranks = _ranks(stall["ranks"])
         why = (
             f"behind the others: {_ranks(stall['behind'])}"
