@@ -86,7 +86,10 @@ def final_lines(snap: dict[str, Any]) -> list[str]:
         lines.append(f"  failed ranks: {', '.join(map(str, ended['failed_ranks']))}")
     for fault in ended["faults_detected"]:
         step = f" at step {fault['step']}" if fault.get("step") is not None else ""
-        if fault.get("rank") is not None:
+        if fault["kind"] == "slow_link" and isinstance(fault.get("peer"), int):
+            a, b = sorted((fault["rank"], fault["peer"]))
+            where = f"on the link between ranks {a} and {b}"
+        elif fault.get("rank") is not None:
             where = f"rank {fault['rank']}"
         elif fault.get("ranks"):
             where = "ranks " + ", ".join(map(str, fault["ranks"]))
