@@ -171,3 +171,36 @@ def test_a_folder_of_runs_names_the_runs_and_a_command_that_works(
     if command == "aggregate":  # the suggestion works
         assert main(["aggregate", str(tmp_path / "a")]) in (0, 1, 2)
         assert (tmp_path / "a" / "result.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (
+            ["aggregate", "{run}", "--straggler-threshold", "-5"],
+            "--straggler-threshold is -5.0; must be >= 0 (config checks.straggler_threshold_pct)",
+        ),
+        (
+            ["collectives", "--pattern", "pairwise", "--nproc", "2", "--min-busbw", "-1"],
+            "--min-busbw is -1.0; must be > 0 (config collectives.min_busbw_gbps)",
+        ),
+        (
+            ["collectives", "--pattern", "pairwise", "--nproc", "2", "--min-busbw=-1"],
+            "--min-busbw is -1.0; must be > 0 (config collectives.min_busbw_gbps)",
+        ),
+    ],
+)
+def test_a_flag_out_of_range_names_the_flag_typed(
+    argv: list[str], said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--min-busbw -1` and `--straggler-threshold -5` named the config keys
+    (`collectives.min_busbw_gbps is -1.0; must be >= 1e-09`), not the flag the user typed."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(HEALTHY, run)
+    argv = [a.replace("{run}", str(run)) for a in argv]
+    if argv[0] == "collectives":
+        argv += ["--out", str(tmp_path / "out")]
+    line = _error(capsys, argv)
+    assert line == f"minicluster: error: {said}", line
