@@ -179,9 +179,12 @@ def list_runs(args: argparse.Namespace) -> int:
     droppable = ("commit", "workload", "fingerprint", "added")
     fitted = Fitted(build, columns, droppable, lambda: (cells, []), title, "--json has")
     with orchestrate.stdout_may_close():
-        make_console().print(fitted)
+        console = make_console()
+        console.print(fitted)
         if any(r.status != "ok" for r in runs):
-            print("runs whose status is not ok are recorded, never a baseline of `history check`")
+            console.print(
+                "runs whose status is not ok are recorded, never a baseline of `history check`"
+            )
     return EXIT_OK
 
 

@@ -111,6 +111,11 @@ def _cells(r: Row, alpha: float) -> list[str]:
     ]
 
 
+def cells_by_column(r: Row, alpha: float) -> dict[str, str]:
+    """A row's cells as the tables print them, by column name."""
+    return dict(zip(_COLUMNS, _cells(r, alpha), strict=True))
+
+
 _EXCLUDED_TEXT = {
     "inconclusive": "inconclusive",
     "not_tested": "not tested",

@@ -56,12 +56,12 @@ def test_compare(
 ) -> None:
     from minicluster.compare import compare
     from minicluster.interop import load
-    from minicluster.report.comparison import _COLUMNS, _cells
+    from minicluster.report.comparison import cells_by_column
 
     c = compare([load(A), load(B)])
-    rows = [_cells(r, c.alpha) for r in c.pairs[0].rows]
+    rows = [cells_by_column(r, c.alpha) for r in c.pairs[0].rows]
     expected = {
-        col: [row[_COLUMNS.index(col)] for row in rows]
+        col: [row[col] for row in rows]
         for col in ("A", "B", "abs delta", "% delta", "B/A", "verdict", "metric")
     }
     assert "13,951.0" in expected["A"] and "0.0057" in expected["A"]  # the trial's figures
