@@ -12,7 +12,7 @@ from rich.table import Table
 
 from minicluster.compare.engine import Comparison, PairComparison, Row, fmt_p
 from minicluster.compare.stats import CONFIDENCE
-from minicluster.report.fit import fit_columns, print_folded
+from minicluster.report.fit import Fitted, fit_columns, print_folded
 from minicluster.report.terminal import make_console
 
 _VERDICT_TEXT = {
@@ -255,20 +255,31 @@ def _size_cells(row: dict[str, object]) -> list[str]:
     ]
 
 
-def _sizes_table(p: PairComparison) -> Table:
-    """busbw per op and size of two collective benchmarks (compare/collective_sizes.py)."""
-    table = Table(
-        title="busbw per message size (not gated: one number per size; the peak row is)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
+def _sizes_table(p: PairComparison) -> Fitted:
+    """busbw per op and size of two collective benchmarks (compare/collective_sizes.py), fitted
+    to the terminal: `% delta` left out first (named), then the rows fold."""
+    title = "busbw per message size (not gated: one number per size; the peak row is)"
+    cells = [_size_cells(row) for row in p.sizes]
+
+    def build(cols: list[str]) -> Table:
+        table = Table(
+            title=title,
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            collapse_padding=True,
+        )
+        for col in cols:
+            justify = "left" if col in ("op", "verdict") else "right"
+            table.add_column(col, justify=justify, no_wrap=True)
+        keep = [_SIZE_COLUMNS.index(c) for c in cols]
+        for row in cells:
+            table.add_row(*(escape(row[i]) for i in keep))
+        return table
+
+    return Fitted(
+        build, _SIZE_COLUMNS, ("% delta",), lambda: (cells, []), title, "--md and --json have"
     )
-    for col in _SIZE_COLUMNS:
-        table.add_column(col, justify="left" if col in ("op", "verdict") else "right", no_wrap=True)
-    for row in p.sizes:
-        table.add_row(*(escape(x) for x in _size_cells(row)))
-    return table
 
 
 def _md_escape(text: str) -> str:

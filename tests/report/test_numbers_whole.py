@@ -109,3 +109,27 @@ def test_history_list(
     expected = {"#": ["1", "2"], "status": ["ok", "checks_failed"]}
     _assert_whole(text, int(width), expected)
     assert not {"#", "status"} & _left_out(text)  # `history show ID` needs #
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_compare_busbw_per_size(
+    width: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The busbw-per-size table of two collectives runs (2 gloo ranks, sizes 1K-16K, this VM):
+    at 60 columns it printed `busbw A (GB…` and `0.0005745` beside a cut size column."""
+    from minicluster.compare import compare
+    from minicluster.interop import load
+    from minicluster.report.comparison import fmt_value
+
+    a = FIX / "compare" / "collectives_sizes_a.result.json"
+    b = FIX / "compare" / "collectives_sizes_b.result.json"
+    sizes = compare([load(a), load(b)]).pairs[0].sizes
+    assert sizes
+    expected = {
+        "size": [str(r["size"]) for r in sizes],
+        "busbw A (GB/s)": [fmt_value(r["a"]) for r in sizes],  # type: ignore[arg-type]
+        "busbw B (GB/s)": [fmt_value(r["b"]) for r in sizes],  # type: ignore[arg-type]
+    }
+    text = _run(["compare", str(a), str(b)], width, capsys, monkeypatch)
+    text = text[text.index("busbw per message size") :]
+    _assert_whole(text, width, expected)
