@@ -270,8 +270,9 @@ def _sizes_table(p: PairComparison) -> Fitted:
             collapse_padding=True,
         )
         for col in cols:
-            justify = "left" if col in ("op", "verdict") else "right"
-            table.add_column(col, justify=justify, no_wrap=True)
+            table.add_column(
+                col, justify="left" if col in ("op", "verdict") else "right", no_wrap=True
+            )
         keep = [_SIZE_COLUMNS.index(c) for c in cols]
         for row in cells:
             table.add_row(*(escape(row[i]) for i in keep))
