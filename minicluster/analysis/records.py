@@ -246,7 +246,8 @@ def read_run_dir(
             raise InputError(f"{out_dir}: no such directory (give a run or sweep directory)")
         if not out_dir.is_dir():
             raise InputError(f"{out_dir} is not a directory (give a run or sweep directory)")
-        raise InputError(f"{out_dir} holds no rank records (no {rundir.RANKS_DIR}/ folder)")
+        hint = rundir.wrong_level(out_dir, "aggregate")
+        raise InputError(hint or f"{out_dir} holds no rank records (no {rundir.RANKS_DIR}/ folder)")
     jobs = []
     for name in _names(ranks_dir, rundir.RANK_FILE_GLOB):
         rank = rundir.rank_from_name(name)

@@ -37,6 +37,37 @@ START_WAIT_S = 120.0
 STRAGGLER_MIN_SPAN_S = 5.0
 
 
+def _never_started(rows: list[dict[str, Any]], stall_after_s: float) -> dict[str, Any] | None:
+    """No rank running, some done and the others never wrote a record (an empty journal): once
+    the last record is older than the start wait, the job stalled on those ranks (they are
+    marked stalled); None before then, or when no rank is waiting."""
+    waiting = [r for r in rows if r["state"] == "waiting"]
+    idle = [r["idle_s"] for r in rows if r["idle_s"] is not None]
+    if not waiting or not idle or min(idle) <= max(stall_after_s, START_WAIT_S):
+        return None
+    for r in waiting:
+        r["stalled"] = True
+    done = [r for r in rows if r["state"] != "waiting"]
+    return {
+        "idle_s": min(idle),
+        "last_step": max(
+            (r["last_step"] for r in done if r["last_step"] is not None), default=None
+        ),
+        "ranks": [r["rank"] for r in waiting],
+        "behind": [r["rank"] for r in waiting],
+        "never_recorded": [r["rank"] for r in waiting],
+        "reason": (
+            f"{'ranks' if len(waiting) > 1 else 'rank'} {', '.join(str(r['rank']) for r in waiting)}"
+            f" never recorded a step, the others "
+            + (
+                "finished"
+                if all(r["state"] in ("finished", "finishing") for r in done)
+                else "ended"
+            )
+        ),
+    }
+
+
 def mark_stalls(rows: list[dict[str, Any]], stall_after_s: float) -> dict[str, Any] | None:
     """Set `row["stalled"]` on the stalled ranks; the job stall, or None.
 
@@ -48,7 +79,7 @@ def mark_stalls(rows: list[dict[str, Any]], stall_after_s: float) -> dict[str, A
     """
     running = [r for r in rows if r["state"] == "running" and r["idle_s"] is not None]
     if not running:
-        return None
+        return _never_started(rows, stall_after_s)
 
     def idle_too_long(r: dict[str, Any]) -> bool:
         limit = stall_after_s if r["last_step"] is not None else max(stall_after_s, START_WAIT_S)

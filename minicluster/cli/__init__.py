@@ -46,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
         return code
     except MiniclusterError as e:
-        print(f"minicluster: error: {e}", file=sys.stderr)
+        text = as_flag(str(e), sys.argv[1:] if argv is None else argv)
+        print(f"minicluster: error: {text}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         # ranks under minicluster's own launcher stay quiet: the launcher says it once
@@ -60,8 +61,53 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"minicluster: error: {no_space_text(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ModuleNotFoundError as e:
+        missing = (e.name or "").partition(".")[0]
+        if not missing or missing == "minicluster" or os.environ.get("MINICLUSTER_DEBUG"):
+            return _internal_error(e)  # a module of minicluster itself missing is a bug
+        print(f"minicluster: error: {missing_package_text(missing)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as e:
         return _internal_error(e)
+
+
+def as_flag(message: str, argv: Sequence[str]) -> str:
+    """A config error about a value the command line gave (`command line: checks.
+    straggler_threshold_pct is -5.0; must be >= 0`) names the flag typed, the key in brackets:
+    `--straggler-threshold is -5.0; must be >= 0 (config checks.straggler_threshold_pct)`; a
+    lower bound of 1e-09 (the config's "more than 0") reads `> 0`. Any other message as is."""
+    import re
+
+    from minicluster.cli.parser import CONFIG_FLAGS
+
+    m = re.match(r"command line: ([a-z_]+\.[a-z_0-9]+) (is .*)$", message)
+    if m is None:
+        return message
+    key, rest = m.groups()
+    typed = [f for f in CONFIG_FLAGS.get(key, []) if any(a.split("=")[0] == f for a in argv)]
+    if not typed:
+        return message
+    rest = re.sub(r"must be >= 1e-0?9$", "must be > 0", rest)
+    return f"{typed[0]} {rest} (config {key})"
+
+
+# the extra (pyproject.toml) that installs a package minicluster imports only for some commands
+_EXTRA_OF = {"torch": "train", "ray": "ray", "pynvml": "gpu"}
+
+
+def missing_package_text(package: str) -> str:
+    """An environment without a package this command imports: what is missing, where, and the
+    README's set-up command that installs it (an environment problem, exit 2, not a bug)."""
+    extra = _EXTRA_OF.get(package)
+    how = (
+        f"bash scripts/setup.sh {extra} (the README's set-up; or pip install 'minicluster[{extra}]')"
+        if extra
+        else f"bash scripts/setup.sh (the README's set-up; or pip install {package})"
+    )
+    return (
+        f"this command needs the Python package {package!r}, which {sys.executable} cannot "
+        f"import: install it with {how}, or run minicluster from the environment that has it"
+    )
 
 
 def _internal_error(e: Exception) -> int:

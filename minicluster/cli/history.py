@@ -140,30 +140,51 @@ def list_runs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2))
         return EXIT_OK
-    from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"history {_db(args)} (newest first)", title_justify="left")
-    # status second: a narrow terminal crops the right-hand columns, never the status
-    for col in ("#", "status", "added", "label", "workload", "fingerprint", "commit"):
-        # the status whole (`checks_failed`, `not_judged`): it says which runs are baselines
-        width = max(len(s) for s in STATUSES) if col == "status" else len(col)
-        table.add_column(col, no_wrap=True, min_width=width)
-    for r in runs:
-        fields = r.fingerprint.get("fields") or {}
-        table.add_row(
+    from minicluster.report.fit import Fitted
+    from minicluster.report.terminal import make_console
+
+    # `#` (the ID `history show` takes) and the status are never cut or left out: at a narrow
+    # width (or piped, at 120 columns) the least needed columns are left out whole, and named.
+    columns = ("#", "status", "added", "label", "workload", "fingerprint", "commit")
+    cells = [
+        [
             str(r.id),
             r.status or "",
             r.added_at[:19].replace("T", " "),
             r.label,
-            str(fields.get("workload") or fields.get("model") or fields.get("ops") or "?"),
+            str(
+                (r.fingerprint.get("fields") or {}).get("workload")
+                or (r.fingerprint.get("fields") or {}).get("model")
+                or (r.fingerprint.get("fields") or {}).get("ops")
+                or "?"
+            ),
             r.fingerprint_key,
             (r.git_commit or "")[:12],
-        )
+        ]
+        for r in runs
+    ]
+    title = f"history {_db(args)} (newest first)"
+
+    def build(cols: list[str]) -> Table:
+        table = Table(title=title, title_justify="left")
+        for col in cols:
+            table.add_column(col, no_wrap=True, min_width=len(col))
+        keep = [columns.index(c) for c in cols]
+        for row in cells:
+            table.add_row(*(row[i] for i in keep))
+        return table
+
+    droppable = ("commit", "workload", "fingerprint", "added")
+    fitted = Fitted(build, columns, droppable, lambda: (cells, []), title, "--json has")
     with orchestrate.stdout_may_close():
-        Console().print(table)
+        console = make_console()
+        console.print(fitted)
         if any(r.status != "ok" for r in runs):
-            print("runs whose status is not ok are recorded, never a baseline of `history check`")
+            console.print(
+                "runs whose status is not ok are recorded, never a baseline of `history check`"
+            )
     return EXIT_OK
 
 

@@ -993,6 +993,12 @@ def config_flag(
     text = help or f.metadata["help"]
     kwargs["help"] = f"{text} (default: config {_SECTIONS[section]}.{name}, {shown})"
     p.add_argument(flag, **kwargs)
+    CONFIG_FLAGS.setdefault(f"{_SECTIONS[section]}.{name}", []).append(flag)
+
+
+# the flags that set each config key (`collectives.min_busbw_gbps`: `--min-busbw`): an error
+# about the key's value given on the command line names the flag typed (cli.main)
+CONFIG_FLAGS: dict[str, list[str]] = {}
 
 
 def ray_flag(p: Any, flag: str, name: str, **kwargs: Any) -> None:

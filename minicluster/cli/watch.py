@@ -38,6 +38,11 @@ def watch(args: argparse.Namespace) -> int:
     refuse_repeats_dir(args.dir, "watch")
     _refuse_node_check(args.dir)
     _refuse_layout_sweep(args.dir)
+    from minicluster.core import rundir
+
+    hint = None if rundir.ranks_dir(args.dir).is_dir() else rundir.wrong_level(args.dir, "watch")
+    if hint is not None:  # a run's ranks/ folder, a folder of runs: no rank files would come
+        raise InputError(hint)
     watcher = Watcher(args.dir, args.window, args.stall_after)
     if args.once:
         snap = watcher.refresh()

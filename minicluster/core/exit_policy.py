@@ -152,7 +152,8 @@ POLICY: tuple[Verdict, ...] = (
         "bad_input",
         EXIT_BAD_INPUT,
         "every command",
-        "config, file, format, launcher environment, an output directory holding an earlier "
+        "config, file, format, launcher environment, a Python package the command needs (torch) "
+        "missing from the interpreter, an output directory holding an earlier "
         "run, fleet inputs of different jobs, a disk that is full before any rank started, a "
         "custom model whose code fails to import, build or run (`bad_input` in its result; it "
         "decides the code over a failed run): one line on stderr, no traceback",

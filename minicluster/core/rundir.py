@@ -168,3 +168,28 @@ def looks_like_run(run_dir: Path) -> str | None:
     if found is None and (run_dir / RESULT_FILE).is_file() and (run_dir / CONFIG_FILE).is_file():
         found = f"{RESULT_FILE} and {CONFIG_FILE}"
     return found
+
+
+def wrong_level(path: Path, command: str) -> str | None:
+    """What to give instead when `path` is one level off a run directory: a run's `ranks/`
+    folder (its run directory), or a folder of runs (the runs found there, `command` on the
+    first); None when it is neither. The `{path} ...` error of `watch`, `report` and `aggregate`
+    ends with it."""
+    try:
+        if path.is_dir() and any(path.glob(RANK_FILE_GLOB)):
+            return (
+                f"{path} is a run's {RANKS_DIR}/ folder: give the run directory "
+                f"(`minicluster {command} {path.parent}`)"
+            )
+        if looks_like_run(path):  # a sweep's directory holds runs, and is one
+            return None
+        runs = sorted(p.name for p in path.iterdir() if p.is_dir() and looks_like_run(p))
+    except OSError:
+        return None
+    if not runs:
+        return None
+    shown = ", ".join(runs[:6]) + (f" and {len(runs) - 6} more" if len(runs) > 6 else "")
+    return (
+        f"{path} is a folder of {len(runs)} run(s), not a run: {shown}; give one "
+        f"(`minicluster {command} {path / runs[0]}`)"
+    )

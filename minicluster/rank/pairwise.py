@@ -184,11 +184,17 @@ def recheck(
     healthy = [p for p in ordered if p not in slow]
     for flagged in slow:
         plan = pair_recheck.schedule(flagged, healthy, section.recheck_rounds)
-        if rank == 0:
+        if rank == 0 and plan:
             log.info(
                 "pairwise: pair %d-%d flagged slow: re-measured in %d rounds beside healthy pairs",
                 *flagged,
                 section.recheck_rounds,
+            )
+        elif rank == 0:  # one pair (2 ranks), or every pair flagged: nothing to stand beside
+            log.info(
+                "pairwise: pair %d-%d flagged slow: not re-measured, no healthy pair to measure "
+                "it beside (the passes decide)",
+                *flagged,
             )
         for k, role, p in plan:
             if rank in p:

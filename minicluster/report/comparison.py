@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from functools import partial
 
 from rich import box
 from rich.console import Console
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from minicluster.compare.engine import Comparison, PairComparison, Row, fmt_p
 from minicluster.compare.stats import CONFIDENCE
+from minicluster.report.fit import Fitted, fit_columns, print_folded
 from minicluster.report.terminal import make_console
 
 _VERDICT_TEXT = {
@@ -109,6 +111,11 @@ def _cells(r: Row, alpha: float) -> list[str]:
     ]
 
 
+def cells_by_column(r: Row, alpha: float) -> dict[str, str]:
+    """A row's cells as the tables print them, by column name."""
+    return dict(zip(_COLUMNS, _cells(r, alpha), strict=True))
+
+
 _EXCLUDED_TEXT = {
     "inconclusive": "inconclusive",
     "not_tested": "not tested",
@@ -149,53 +156,66 @@ def _title(p: PairComparison) -> str:
     )
 
 
-def _fitting_columns(p: PairComparison, alpha: float, width: int) -> list[str]:
-    """The terminal columns that fit `width` without cutting a value, least needed left out."""
-    rows = [_cells(r, alpha) for r in p.rows]
-    need = {
-        col: max([len(col)] + [len(row[i]) for row in rows])
-        for i, col in enumerate(_COLUMNS)
-        if col in _TERMINAL_COLUMNS
-    }
-    need["test (p, n)"] = min(need["test (p, n)"], _TEST_COLUMN_MIN)
-    cols = list(_TERMINAL_COLUMNS)
-    for col in _DROPPABLE:
-        if sum(need[c] for c in cols) + 2 * len(cols) <= width:
-            break
-        cols.remove(col)
-    return cols
+def _table(p: PairComparison, alpha: float, cols: list[str], test_cap: int | None) -> Table:
+    """The terminal table of `cols`: numbers, metric names and verdicts `no_wrap`; the test
+    column wraps down to `test_cap` when one is given."""
+    table = Table(
+        title=escape(_title(p)),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    order = [_COLUMNS.index(col) for col in cols]
+    for col in cols:
+        table.add_column(
+            col,
+            justify="right" if col in _NUMERIC else "left",
+            no_wrap=col != "test (p, n)",
+            max_width=test_cap if col == "test (p, n)" else None,
+            overflow="fold",
+        )
+    for r in p.rows:
+        cells = _cells(r, alpha)
+        table.add_row(*(escape(cells[i]) for i in order), style=_style(r))
+    return table
+
+
+def _style(r: Row) -> str | None:
+    return "red" if r.regression else ("green" if r.verdict == "better" else None)
 
 
 def print_comparison(c: Comparison, console: Console | None = None) -> None:
     """The comparison as terminal tables, one per candidate, reasons listed under each."""
     console = console or make_console()
     for p in c.pairs:
-        table = Table(
-            title=escape(_title(p)),
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-            collapse_padding=True,
-        )
         # Reasons are listed under the table: they do not fit a column. A number, a metric name
         # or a verdict is never cut: in a narrow terminal the least needed columns are left out
-        # whole (and said so), the test column wraps.
-        cols = _fitting_columns(p, c.alpha, console.width)
-        order = [_COLUMNS.index(col) for col in cols]
-        cells = [[_cells(r, c.alpha)[i] for i in order] for r in p.rows]
-        for col in cols:
-            table.add_column(
-                col,
-                justify="right" if col in _NUMERIC else "left",
-                no_wrap=col != "test (p, n)",
-                overflow="fold",
+        # whole (and said so), the test column wraps; where even the rest is too wide, each
+        # metric is printed as a block of `column value` pairs.
+        every = list(_TERMINAL_COLUMNS)
+        cap: int | None = None
+        cols, fits = fit_columns(console, partial(_table, p, c.alpha, test_cap=None), every, ())
+        if not fits:
+            cap = _TEST_COLUMN_MIN
+            cols, fits = fit_columns(
+                console, partial(_table, p, c.alpha, test_cap=cap), every, _DROPPABLE
             )
+        if fits:
+            console.print(_table(p, c.alpha, cols, cap))
+        else:
+            console.print(escape(_title(p)))
+            order = [_COLUMNS.index(col) for col in every]
+            print_folded(
+                console,
+                every,
+                [[_cells(r, c.alpha)[i] for i in order] for r in p.rows],
+                [_style(r) for r in p.rows],
+            )
+            cols = every
         notes: dict[str, list[str]] = {}
-        for r, row_cells in zip(p.rows, cells, strict=True):
-            style = "red" if r.regression else ("green" if r.verdict == "better" else None)
-            table.add_row(*(escape(x) for x in row_cells), style=style)
+        for r in p.rows:
             notes.setdefault(r.reason, []).append(r.metric)
-        console.print(table)
         if p.sizes:
             console.print(_sizes_table(p))
         left_out = [col for col in _TERMINAL_COLUMNS if col not in cols]
@@ -240,20 +260,32 @@ def _size_cells(row: dict[str, object]) -> list[str]:
     ]
 
 
-def _sizes_table(p: PairComparison) -> Table:
-    """busbw per op and size of two collective benchmarks (compare/collective_sizes.py)."""
-    table = Table(
-        title="busbw per message size (not gated: one number per size; the peak row is)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
+def _sizes_table(p: PairComparison) -> Fitted:
+    """busbw per op and size of two collective benchmarks (compare/collective_sizes.py), fitted
+    to the terminal: `% delta` left out first (named), then the rows fold."""
+    title = "busbw per message size (not gated: one number per size; the peak row is)"
+    cells = [_size_cells(row) for row in p.sizes]
+
+    def build(cols: list[str]) -> Table:
+        table = Table(
+            title=title,
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            collapse_padding=True,
+        )
+        for col in cols:
+            table.add_column(
+                col, justify="left" if col in ("op", "verdict") else "right", no_wrap=True
+            )
+        keep = [_SIZE_COLUMNS.index(c) for c in cols]
+        for row in cells:
+            table.add_row(*(escape(row[i]) for i in keep))
+        return table
+
+    return Fitted(
+        build, _SIZE_COLUMNS, ("% delta",), lambda: (cells, []), title, "--md and --json have"
     )
-    for col in _SIZE_COLUMNS:
-        table.add_column(col, justify="left" if col in ("op", "verdict") else "right", no_wrap=True)
-    for row in p.sizes:
-        table.add_row(*(escape(x) for x in _size_cells(row)))
-    return table
 
 
 def _md_escape(text: str) -> str:

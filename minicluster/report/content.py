@@ -262,8 +262,11 @@ def _verdict(result: RunResult) -> str | None:
         parts.append(c.summary or f"rank {c.rank} cost the run {c.cost_pct:.0f}%: {c.kind}")
     for d in result.faults.detected:
         evidence = f": {d.evidence}" if d.evidence else ""
+        link = fault_link(d)
         where = (
-            job_links(result.world_size)
+            f"on {link}"
+            if link is not None
+            else job_links(result.world_size)
             if d.rank is None and not d.ranks
             else f"rank {_fault_rank(d)}"
         )
@@ -303,6 +306,17 @@ def _fault_rank(f: Finding | InjectedFault) -> str:
     return rank
 
 
+def fault_link(f: Finding | InjectedFault) -> str | None:
+    """A slow link between a rank and its peer (pairwise, `slow_link:rank=1,peer=0`) named as
+    the link, as elsewhere: `the link between ranks 0 and 1` (the pair's order is no direction:
+    a pairwise result records the slow pair's lower rank); None for any other fault."""
+    peer = f.to_json().get("peer")
+    if f.kind != "slow_link" or not isinstance(f.rank, int) or not isinstance(peer, int):
+        return None
+    a, b = sorted((f.rank, peer))
+    return f"the link between ranks {a} and {b}"
+
+
 _FAULT_KEYS = ("kind", "rank", "step")
 _NODE_KEYS = ("node_rank", "hostname")
 
@@ -324,18 +338,24 @@ def _faults(result: RunResult) -> TextTable:
             # Every key the fault has, whatever its kind (a slow link's peer, a delay, the
             # evidence); None: the key does not apply; from_step 0 is the default (first step)
             fields = f.to_json()
+            link = fault_link(f)
             rest = sorted(
                 k
                 for k, v in fields.items()
                 if k not in (*_FAULT_KEYS, *_NODE_KEYS)
                 and v is not None
                 and (k, v) != ("from_step", 0)
+                and not (link is not None and k == "peer")  # the link names it
             )
             details = "; ".join(
                 str(fields[k]) if k == "evidence" else f"{k}={text(fields[k])}" for k in rest
             )
+            if link is not None and side == "injected":  # the rank that delays its sends
+                details = "; ".join(x for x in (f"on rank {f.rank}'s side", details) if x)
             where = (
-                job_links(result.world_size).removeprefix("on ")  # a job link finding: not "n/a"
+                link
+                if link is not None
+                else job_links(result.world_size).removeprefix("on ")  # a job link: not "n/a"
                 if side == "detected" and f.rank is None and not getattr(f, "ranks", None)
                 else _fault_rank(f)
             )

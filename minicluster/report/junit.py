@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from minicluster.report.content import straggler_sentence
+from minicluster.report.content import fault_link, straggler_sentence
 from minicluster.report.text import job_links
 from minicluster.result.model import FaultKind, RunResult
 
@@ -95,7 +95,9 @@ def run_cases(result: RunResult, exit_code: int) -> list[Case]:
         out.append(Case(cls, f"rank {rank}", "failure", f"rank {rank} failed (see status)"))
     detected = result.faults.detected
     for d in detected:
-        if d.rank is not None:
+        if fault_link(d) is not None:  # a pairwise slow pair: the link, not its lower rank
+            name = f"{d.kind} on {fault_link(d)}"
+        elif d.rank is not None:
             name = f"{d.kind} rank {d.rank}"
         elif d.ranks:
             name = f"{d.kind} ranks {', '.join(map(str, d.ranks))}"

@@ -244,7 +244,9 @@ def print_run_summary(result: RunResult, console: Console | None = None) -> None
         console.print(
             f"[magenta]fault {escape(side)}:[/magenta] {escape(kind)}"
             + (
-                f" {'ranks' if ',' in rank else 'rank'} {escape(rank)}"
+                f" on {escape(rank)}"  # a link: `on the link between ranks 0 and 1`
+                if rank.startswith(("the ", "one of "))
+                else f" {'ranks' if ',' in rank else 'rank'} {escape(rank)}"
                 if rank not in ("", "n/a")
                 else ""
             )

@@ -15,6 +15,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from minicluster.report.fit import Fitted
 from minicluster.report.text import completion, ellipsize, fmt_num, headline, job_links
 
 COLLAPSE_ABOVE = 32
@@ -29,7 +30,7 @@ def view(snap: dict[str, Any]) -> RenderableType:
     parts: list[RenderableType] = [_header(snap)]
     parts += [Text(line, style=style) for line, style in problem_lines(snap)]
     if snap.get("not_judged") and not snap.get("host_contention"):  # (those are lines above)
-        parts.append(Text(f"not judged yet: {snap['not_judged']}", style="yellow"))
+        parts.append(Text(f"{_not_judged(snap)}: {snap['not_judged']}", style="yellow"))
     rows = {r["rank"]: r for r in snap["ranks"]}
     collapsed = len(rows) > COLLAPSE_ABOVE
     if collapsed:
@@ -54,11 +55,17 @@ def view(snap: dict[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
+def _not_judged(snap: dict[str, Any]) -> str:
+    """ "not judged" once the run ended (its result's verdict: nothing more will come), "not
+    judged yet" while it runs (docs/watch.md, exit codes)."""
+    return "not judged" if snap["state"] == "ended" else "not judged yet"
+
+
 def status_line(snap: dict[str, Any]) -> str:
     """One line per refresh (for a piped output): time, progress, what is wrong."""
     wrong = [line for line, _ in problem_lines(snap)]
     if not wrong and snap.get("not_judged"):
-        wrong = [f"not judged yet ({snap['not_judged']})"]
+        wrong = [f"{_not_judged(snap)} ({snap['not_judged']})"]
     return f"{snap['taken_at'][11:19]} {_progress_text(snap)} | " + (
         "; ".join(wrong) if wrong else "healthy"
     )
@@ -79,7 +86,10 @@ def final_lines(snap: dict[str, Any]) -> list[str]:
         lines.append(f"  failed ranks: {', '.join(map(str, ended['failed_ranks']))}")
     for fault in ended["faults_detected"]:
         step = f" at step {fault['step']}" if fault.get("step") is not None else ""
-        if fault.get("rank") is not None:
+        if fault["kind"] == "slow_link" and isinstance(fault.get("peer"), int):
+            a, b = sorted((fault["rank"], fault["peer"]))
+            where = f"on the link between ranks {a} and {b}"
+        elif fault.get("rank") is not None:
             where = f"rank {fault['rank']}"
         elif fault.get("ranks"):
             where = "ranks " + ", ".join(map(str, fault["ranks"]))
@@ -102,7 +112,15 @@ def problem_lines(snap: dict[str, Any]) -> list[tuple[str, str]]:
     rank NOT JUDGED for host CPU contention, and failed ranks."""
     out = []
     stall = snap["job_stall"]
-    if stall is not None:
+    if stall is not None and stall.get("never_recorded"):
+        out.append(
+            (
+                f"JOB STALLED: no rank recorded anything for {fmt_num(stall['idle_s'])} s; "
+                f"{stall['reason']}",
+                "bold red",
+            )
+        )
+    elif stall is not None:
         ranks = _ranks(stall["ranks"])
         why = (
             f"behind the others: {_ranks(stall['behind'])}"
@@ -209,65 +227,78 @@ def _progress_text(snap: dict[str, Any]) -> str:
     )
 
 
+_RANK_COLUMNS = (
+    ("node", False),
+    ("rank", True),
+    ("state", False),
+    ("last step", True),
+    ("steps/s", True),
+    ("step", True),
+    ("compute", True),
+    ("all-reduce", True),
+    ("idle s", True),
+)
+
+
 def _rank_table(
     rows: list[dict[str, Any]], title: str, grouped: bool, snap: dict[str, Any]
-) -> Table:
-    table = Table(
-        title=f"{title}; times in ms, p50 over each rank's last {snap['window_steps']} steps",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    for name, right in (
-        ("node", False),
-        ("rank", True),
-        ("state", False),
-        ("last step", True),
-        ("steps/s", True),
-        ("step", True),
-        ("compute", True),
-        ("all-reduce", True),
-        ("idle s", True),
-    ):
-        table.add_column(name, justify="right" if right else "left", no_wrap=True)
-    previous = None
-    for r in rows:
-        if grouped and previous is not None and r["node"] != previous:
-            table.add_section()
-        previous = r["node"]
-        table.add_row(
-            Text(str(r["node"] or "?")),
+) -> Fitted:
+    """The rank table fitted to the terminal: no number is cut; the least needed columns are left
+    out whole and named (the node column first where every rank is on one node)."""
+    title = f"{title}; times in ms, p50 over each rank's last {snap['window_steps']} steps"
+    cells = [
+        [
+            str(r["node"] or "?"),
             str(r["rank"]),
-            Text(_state(r, snap["slowest"])),
+            _state(r, snap["slowest"]),
             fmt_num(r["last_step"]),
             fmt_num(r["steps_per_sec"]),
             fmt_num(r["step_time_ms_p50"]),
             fmt_num(r["compute_ms_p50"]),
             fmt_num(r["comm_ms_p50"]),
             f"{r['idle_s']:.1f}" if r["idle_s"] is not None else "n/a",
-            style=_row_style(r),
-        )
-    return table
+        ]
+        for r in rows
+    ]
+    styles = [_row_style(r) for r in rows]
+    names = [name for name, _ in _RANK_COLUMNS]
+
+    def build(cols: list[str]) -> Table:
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for name, right in _RANK_COLUMNS:
+            if name in cols:
+                table.add_column(name, justify="right" if right else "left", no_wrap=True)
+        keep = [names.index(c) for c in cols]
+        previous = None
+        for r, row, style in zip(rows, cells, styles, strict=True):
+            if grouped and previous is not None and r["node"] != previous:
+                table.add_section()
+            previous = r["node"]
+            table.add_row(*(Text(row[i]) for i in keep), style=style)
+        return table
+
+    one_node = len({r["node"] for r in rows}) <= 1
+    droppable = ["idle s", *(["node"] if one_node else []), "all-reduce", "last step", "compute"]
+    return Fitted(build, names, droppable, lambda: (cells, styles), title, "--json has")
 
 
-def _node_table(nodes: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in (
-        "node",
-        "ranks",
-        "last step min-max",
-        "steps/s median",
-        "step p50 ms median",
-        "compute p50 ms max (rank)",
-        "stalled",
-        "stragglers",
-        "failed",
-    ):
-        table.add_column(name, justify="left" if name == "node" else "right", no_wrap=True)
-    for n in nodes:
-        bad = n["stalled"] or n["failed"]
-        table.add_row(
-            Text(str(n["node"])),
+_NODE_COLUMNS = (
+    "node",
+    "ranks",
+    "last step min-max",
+    "steps/s median",
+    "step p50 ms median",
+    "compute p50 ms max (rank)",
+    "stalled",
+    "stragglers",
+    "failed",
+)
+
+
+def _node_table(nodes: list[dict[str, Any]], title: str) -> Fitted:
+    cells = [
+        [
+            str(n["node"]),
             str(n["ranks"]),
             f"{fmt_num(n['last_step_min'])}-{fmt_num(n['last_step_max'])}",
             fmt_num(n["steps_per_sec_median"]),
@@ -276,9 +307,25 @@ def _node_table(nodes: list[dict[str, Any]], title: str) -> Table:
             str(n["stalled"]),
             str(n["stragglers"]),
             str(n["failed"]),
-            style="bold red" if bad else "yellow" if n["stragglers"] else None,
-        )
-    return table
+        ]
+        for n in nodes
+    ]
+    styles = [
+        "bold red" if n["stalled"] or n["failed"] else "yellow" if n["stragglers"] else None
+        for n in nodes
+    ]
+
+    def build(cols: list[str]) -> Table:
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in cols:
+            table.add_column(name, justify="left" if name == "node" else "right", no_wrap=True)
+        keep = [_NODE_COLUMNS.index(c) for c in cols]
+        for row, style in zip(cells, styles, strict=True):
+            table.add_row(*(Text(row[i]) for i in keep), style=style)
+        return table
+
+    droppable = ("last step min-max", "steps/s median", "compute p50 ms max (rank)")
+    return Fitted(build, _NODE_COLUMNS, droppable, lambda: (cells, styles), title, "--json has")
 
 
 def _state(row: dict[str, Any], slowest: dict[str, Any] | None) -> str:

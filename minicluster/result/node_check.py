@@ -53,6 +53,9 @@ def read_json(path: Path) -> tuple[Path, Any]:
         if rundir.result_path(path).is_dir():
             raise InputError(f"{rundir.result_path(path)} is a directory, not a result file")
         if not rundir.result_path(path).is_file():
+            hint = rundir.wrong_level(path, "report")
+            if hint is not None:
+                raise InputError(hint)
             raise InputError(
                 f"{path} is a directory without result.json (an unfinished run? try "
                 f"`minicluster aggregate {path}`)"

@@ -222,3 +222,31 @@ def test_a_full_disk_under_a_command_that_starts_no_rank_is_bad_input(
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"minicluster: error: cannot write {md}: no space left on device"]
+
+
+def test_an_interpreter_without_torch_is_an_environment_error_not_a_bug(tmp_path: Path) -> None:
+    """`python -m minicluster run` from an interpreter lacking torch said "internal error:
+    ModuleNotFoundError" and exit 70 (a bug in minicluster): it is the environment, exit 2,
+    one line naming the package and the README's set-up command."""
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # `import torch` raises ModuleNotFoundError
+        "from minicluster.cli import main\n"
+        f"sys.exit(main(['run', '--nproc', '1', '--out', {str(tmp_path / 'r')!r}]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2, out.stderr
+    assert len(lines) == 1 and "internal error" not in out.stderr, lines
+    assert "'torch'" in lines[0] and "bash scripts/setup.sh train" in lines[0], lines
+
+
+def test_a_missing_module_of_minicluster_itself_is_still_a_bug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def bug(_args: object) -> int:
+        raise ModuleNotFoundError("No module named 'minicluster.gone'", name="minicluster.gone")
+
+    monkeypatch.setattr(handlers, "report", bug)
+    monkeypatch.delenv("MINICLUSTER_DEBUG", raising=False)
+    assert main(["report", *_ARGS["report"]]) == EXIT_INTERNAL
+    assert "internal error: ModuleNotFoundError" in capsys.readouterr().err

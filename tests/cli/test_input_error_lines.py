@@ -134,3 +134,73 @@ def test_an_empty_config_is_an_error_naming_it(
     empty.write_text("")
     line = _error(capsys, ["run", "-c", str(empty), "--out", str(tmp_path / "run")])
     assert f"config {empty} is empty" in line and not (tmp_path / "run" / "ranks").exists()
+
+
+HEALTHY = Path(__file__).resolve().parents[1] / "fixtures" / "recorded_runs" / "healthy"
+
+
+@pytest.mark.parametrize("command", [["watch", "--once"], ["watch"], ["report"], ["aggregate"]])
+def test_a_runs_ranks_folder_names_the_run_directory_to_give(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`watch RUN/ranks` said it "holds no rank files" though it holds them: the error names
+    the run directory to give instead (report and aggregate likewise)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(HEALTHY, run)
+    line = _error(capsys, [command[0], str(run / "ranks"), *command[1:]])
+    assert "holds no rank" not in line
+    assert f"give the run directory (`minicluster {command[0]} {run}`)" in line, line
+
+
+@pytest.mark.parametrize("command", ["report", "aggregate", "watch"])
+def test_a_folder_of_runs_names_the_runs_and_a_command_that_works(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`report DIR` on a folder of runs suggested `aggregate DIR`, which then failed: it says it
+    is a folder of runs, names them, and suggests the command on one of them (which works)."""
+    import shutil
+
+    for name in ("a", "b"):
+        shutil.copytree(HEALTHY, tmp_path / name)
+    line = _error(capsys, [command, str(tmp_path)])
+    assert "folder of 2 run(s)" in line and "a, b" in line, line
+    assert f"`minicluster {command} {tmp_path / 'a'}`" in line
+    assert "try `minicluster aggregate" not in line
+    if command == "aggregate":  # the suggestion works
+        assert main(["aggregate", str(tmp_path / "a")]) in (0, 1, 2)
+        assert (tmp_path / "a" / "result.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (
+            ["aggregate", "{run}", "--straggler-threshold", "-5"],
+            "--straggler-threshold is -5.0; must be >= 0 (config checks.straggler_threshold_pct)",
+        ),
+        (
+            ["collectives", "--pattern", "pairwise", "--nproc", "2", "--min-busbw", "-1"],
+            "--min-busbw is -1.0; must be > 0 (config collectives.min_busbw_gbps)",
+        ),
+        (
+            ["collectives", "--pattern", "pairwise", "--nproc", "2", "--min-busbw=-1"],
+            "--min-busbw is -1.0; must be > 0 (config collectives.min_busbw_gbps)",
+        ),
+    ],
+)
+def test_a_flag_out_of_range_names_the_flag_typed(
+    argv: list[str], said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--min-busbw -1` and `--straggler-threshold -5` named the config keys
+    (`collectives.min_busbw_gbps is -1.0; must be >= 1e-09`), not the flag the user typed."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(HEALTHY, run)
+    argv = [a.replace("{run}", str(run)) for a in argv]
+    if argv[0] == "collectives":
+        argv += ["--out", str(tmp_path / "out")]
+    line = _error(capsys, argv)
+    assert line == f"minicluster: error: {said}", line

@@ -103,7 +103,10 @@ def test_a_threshold_out_of_range_is_bad_input(
 ) -> None:
     assert main(["aggregate", str(run_with_a_25pct_straggler), "--straggler-min-steps", "10"]) == 2
     err = capsys.readouterr().err
-    assert "checks.straggler_min_steps_pct is 10.0; must be >= 50" in err
+    assert (
+        "--straggler-min-steps is 10.0; must be >= 50 (config checks.straggler_min_steps_pct)"
+        in err
+    )
     assert not list(run_with_a_25pct_straggler.glob("result.rejudged-*.json"))
 
 

@@ -153,3 +153,66 @@ def test_an_ended_run_leads_with_its_verdict_and_names_the_slow_link(tmp_path: P
     assert lines[1] == "  detected: slow_link on the link between ranks 0 and 1: busbw 25% of 0.7"
     assert "None" not in "\n".join(lines)
     assert "ended: SLOW LINK (run finished)" in _text(view(snap))
+
+
+def test_an_ended_run_with_too_few_steps_reads_not_judged_not_yet(tmp_path: Path) -> None:
+    """A run that ended with 3 measured steps said "not judged yet": nothing more will come, so it
+    is "not judged" (docs/watch.md keeps "yet" for a running one)."""
+    import shutil
+
+    from minicluster.result.model import RunResult
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures/recorded_runs/ended_too_few_steps", run)
+    tail = RunTail(run, window=50)
+    tail.look(rank_writer.T0)
+    result = RunResult.from_json(json.loads((run / "result.json").read_text()))
+    snap = snapshot(tail, rank_writer.T0, 5.0, result=result)
+    assert snap["state"] == "ended" and snap["not_judged"]
+    text = _text(view(snap))
+    assert "not judged: 3 measured step(s)" in text and "not judged yet" not in text
+    line = status_line(snap)
+    assert "not judged (3 measured step(s)" in line and "not judged yet" not in line
+
+
+def test_a_rank_that_never_recorded_a_step_beside_a_finished_one_is_a_job_stall(
+    tmp_path: Path,
+) -> None:
+    """Rank 1's journal empty, rank 0 finished long ago: the watch said "step 0/14", rank 1
+    "waiting" and "not judged yet ... span 0.0 s" (exit 2). The job stalled on rank 1: said as
+    the watch says a stall, rank 1 marked stalled, exit 1 (a live problem)."""
+    import shutil
+    import time
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures/recorded_runs/healthy", run)
+    (run / "ranks" / "rank_00001.summary.json").unlink()
+    (run / "ranks" / "rank_00001.jsonl").write_text("")
+    tail = RunTail(run, window=50)
+    now = time.time()  # the recorded run ended days before
+    tail.look(now)
+    snap = snapshot(tail, now, 30.0)
+    assert snap["problems"] == ["stalled"] and snap["not_judged"] is None
+    assert snap["exit_code"] == 1
+    assert [s["rank"] for s in snap["stalled"]] == [1]
+    text = _text(view(snap))
+    assert "JOB STALLED" in text and "rank 1 never recorded a step" in text
+    assert "not judged" not in text
+    assert "JOB STALLED" in status_line(snap)
+
+
+def test_a_rank_not_started_yet_beside_a_fresh_one_is_no_stall(tmp_path: Path) -> None:
+    """The same files seen seconds after rank 0's last record: no stall yet (the start wait)."""
+    import json as json_
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures/recorded_runs/healthy", run)
+    (run / "ranks" / "rank_00001.summary.json").unlink()
+    (run / "ranks" / "rank_00001.jsonl").write_text("")
+    last = [json_.loads(x) for x in (run / "ranks" / "rank_00000.jsonl").read_text().splitlines()]
+    now = max(r["t_unix_s"] for r in last if "t_unix_s" in r) + 10
+    tail = RunTail(run, window=50)
+    tail.look(now)
+    snap = snapshot(tail, now, 30.0)
+    assert snap["job_stall"] is None and snap["stalled"] == []
