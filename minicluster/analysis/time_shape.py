@@ -254,6 +254,8 @@ def _onset(d: np.ndarray, floor: float, tested: bool = False) -> int | None:
     under load)."""
     if d.size < 2 * MIN_SEGMENT:
         return None
+    if not tested and not _some_split_persistent(d, floor):
+        return None  # whichever split the search found would fail the test below
     import ruptures  # lazily: a change-point search is only needed here
 
     try:
@@ -271,6 +273,22 @@ def _onset(d: np.ndarray, floor: float, tested: bool = False) -> int | None:
     if not tested:
         return None
     return k if _shifted(d, k, splits=1) else _rank_onset(d)
+
+
+def _some_split_persistent(d: np.ndarray, floor: float) -> bool:
+    """Whether some split the change-point search of `_onset` can return (MIN_SEGMENT steps or
+    more on each side) passes its test: PERSISTENT_SHARE of the steps after it above the median
+    before it plus `floor` (the same expressions, at every such split). When none does, no
+    onset is found whichever split the search picks, and it is not run: ruptures imports
+    scipy.stats and scipy.signal (0.7 s), which a run without an onset needs nowhere else.
+    True for a series holding NaN (the search then decides, as before)."""
+    if np.isnan(d).any():
+        return True
+    for k in range(MIN_SEGMENT, d.size - MIN_SEGMENT + 1):
+        typical = float(np.median(d[:k])) + floor
+        if float(np.mean(d[k:] > typical)) >= PERSISTENT_SHARE:
+            return True
+    return False
 
 
 def _shifted(d: np.ndarray, k: int, splits: int) -> bool:
@@ -383,11 +401,15 @@ def run_structure(acc: Accounting, culprits: list[dict[str, Any]]) -> list[dict[
     if acc.n < 2 * MIN_SEGMENT:
         return out
     out += bimodal_findings(acc)
-    from minicluster.analysis.trend import drift
+    from minicluster.analysis.trend import could_drift, drift
 
     step_ms = acc.accounted
-    found = drift(step_ms.tolist(), acc.steps.tolist(), direction="lower")
-    if found["drifting"]:
+    found = (
+        drift(step_ms.tolist(), acc.steps.tolist(), direction="lower")
+        if could_drift(step_ms, acc.steps, direction="lower")
+        else None  # its fitted change is short of a drift's: not one (no scipy needed)
+    )
+    if found is not None and found["drifting"]:
         t = found["trend"]
         out.append(
             {
