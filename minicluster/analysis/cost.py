@@ -69,7 +69,9 @@ def null_excess(labels: np.ndarray, lateness: np.ndarray, ranks: int) -> np.ndar
     only, by one bincount in the draws' order: the same sums as over a [resamples x ranks]
     matrix (260 MB at 16,384 ranks), bit for bit (tests/analysis/test_cost.py)."""
     rows, n = labels.shape
-    if ranks <= 4 * n:  # few ranks for the steps: the matrix is small, its sums as fast
+    if ranks <= 32 * n:
+        # up to ~32 ranks a step the blocks of the matrix are summed faster than the pairs
+        # drawn are found (np.unique sorts them all): 0.03 s against 0.15 at 4,096 x 995
         return null_excess_dense(labels, lateness, ranks)
     pair, at = np.unique((np.arange(rows)[:, None] * ranks + labels).ravel(), return_inverse=True)
     totals = np.bincount(at.ravel(), weights=np.tile(lateness, rows), minlength=pair.size)

@@ -404,9 +404,10 @@ def _arrow_last_values(table: Any, last_only: Collection[str]) -> tuple[Any, dic
     last: dict[str, np.ndarray] = {}
     taken = []
     for name in last_only:
-        if name not in table.column_names:
+        at = table.schema.get_field_index(name)
+        if at < 0:
             continue
-        col = table.column(name)
+        col = table.column(at)
         if not (pa.types.is_float64(col.type) or pa.types.is_null(col.type)):
             continue
         taken.append(name)
@@ -450,9 +451,17 @@ class ArrowColumns:
         # schema -> field -> (the one column every table of the schema held from row `since` on
         # (no buffer yet), since)
         self.same: dict[Any, dict[str, tuple[np.ndarray, int]]] = {}
+        self._last: tuple[Any, list[str]] | None = None  # the last table's schema and names
 
     def add(self, table: Any) -> None:
-        schema = table.schema.remove_metadata()
+        # the last table's schema again (the usual case), compared without the metadata as the
+        # dict compares it: no schema without metadata made and hashed per table
+        last = self._last
+        if last is not None and table.schema.equals(last[0]):
+            schema, names = last
+        else:
+            schema, names = table.schema.remove_metadata(), table.schema.names
+            self._last = schema, names
         n = table.num_rows
         if schema not in self.buffers:
             self.buffers[schema], self.used[schema], self.pending[schema] = {}, 0, []
@@ -462,7 +471,7 @@ class ArrowColumns:
         batch = self.pending[schema]
         batch.append((table, start, n, own))
         self.used[schema] = start + n
-        self.names.append(table.schema.names)
+        self.names.append(names)
         self.at.append((schema, start, n))
         self.own.append(own)
         if self.used[schema] - batch[0][1] >= self.BATCH_ROWS:
@@ -491,11 +500,14 @@ class ArrowColumns:
         self.pending[schema] = []
         first, end = batch[0][1], batch[-1][1] + batch[-1][2]
         pa = _pa()
+        # one table of the batch's (no copy: its columns' chunks are the tables' arrays), so that
+        # a field's chunks are one call, not one per table
+        whole = pa.concat_tables([table for table, _, _, _ in batch])
         for j, field in enumerate(schema):
-            chunks = [c for table, _, _, _ in batch for c in table.column(j).chunks]
-            kind = _numpy_kind(field, chunks)
+            column = whole.column(j)
+            kind = _numpy_kind(field, column.null_count)
             if kind is not None:
-                one = [pa.concat_arrays(chunks)] if len(chunks) > 1 else chunks
+                one = [column.combine_chunks()] if column.num_chunks > 1 else column.chunks
                 if field.name not in self.buffers[schema]:  # none yet: the same so far?
                     got = np.empty(end - first, kind)
                     if _numpy_fill(field, one, got):
@@ -547,7 +559,7 @@ class ArrowColumns:
         field = table.schema.field(j)  # its own (schemas compare equal whatever fields' metadata)
         chunks = table.column(j).chunks
         self._unshare(schema, field.name, start)  # held once so far: no more
-        kind = _numpy_kind(field, chunks)
+        kind = _numpy_kind(field, table.column(j).null_count)
         if kind is not None:
             buf = self._buffer(schema, field.name, kind, n, start + n)
             if _numpy_fill(field, chunks, buf[start : start + n]):
@@ -581,9 +593,9 @@ def _bits(values: np.ndarray) -> np.ndarray:
     return values.view({8: np.int64, 4: np.int32, 2: np.int16}.get(values.itemsize, np.uint8))
 
 
-def _numpy_kind(field: Any, chunks: list[Any]) -> Any:
-    """The numpy dtype `_numpy_fill` writes a field's arrays as (bool; int64 for `step`; else
-    float64), or None when they are not of a kind the journal's reader makes such an array of
+def _numpy_kind(field: Any, null_count: int) -> Any:
+    """The numpy dtype `_numpy_fill` writes a field's arrays (holding `null_count` nulls in all)
+    as (bool; int64 for `step`; else float64), or None when they are not of a kind the journal's reader makes such an array of
     (JSON text, strings, lists, a null among bools, a `step` not int64 or with nulls)."""
     pa = _pa()
     kind = field.type
@@ -594,9 +606,9 @@ def _numpy_kind(field: Any, chunks: list[Any]) -> Any:
     is_bool, is_int = pa.types.is_boolean(kind), pa.types.is_int64(kind)
     if not (is_bool or is_int or pa.types.is_float64(kind)):
         return None
-    if is_bool and any(c.null_count for c in chunks):
+    if is_bool and null_count:
         return None  # a null among bools: the journal's reader keeps the values as they are
-    if field.name == "step" and (not is_int or any(c.null_count for c in chunks)):
+    if field.name == "step" and (not is_int or null_count):
         return None
     return bool if is_bool else np.int64 if field.name == "step" else np.float64
 

@@ -205,7 +205,9 @@ def test_a_cost_under_the_floor_per_step_is_not_a_culprit() -> None:
     assert not cost.rank_costs(acc, 5.0, min_ms_per_step=10.0)[1]["culprit"]
 
 
-@pytest.mark.parametrize(("ranks", "steps"), [(2, 3), (60, 12), (500, 40), (4096, 50)])
+@pytest.mark.parametrize(
+    ("ranks", "steps"), [(2, 3), (60, 12), (500, 40), (1500, 40), (4096, 50), (16384, 30)]
+)
 def test_null_excess_over_the_drawn_ranks_equals_the_whole_matrix_bit_for_bit(ranks, steps):
     # the permutation null of many ranks over few steps sums only the (resample, rank) pairs
     # drawn; it must give the [resamples x ranks] matrix's answer exactly (p-values compare it)
