@@ -573,16 +573,23 @@ class ArrowColumns:
         for schema in list(self.pending):
             self._flush(schema)
         out = []
+        # per schema each field's one column (held once) or buffer, looked up once (the same
+        # schema object follows itself table after table: no schema hashed per table)
+        last: Any = None
+        spec: list[tuple[str, np.ndarray | None, np.ndarray | None]] = []
         for names, (schema, start, n), own in zip(self.names, self.at, self.own, strict=True):
-            bufs, same = self.buffers[schema], self.same[schema]
+            if schema is not last or len(spec) != len(names):
+                bufs, same = self.buffers[schema], self.same[schema]
+                spec = [(k, same[k][0] if k in same else None, bufs.get(k)) for k in names]
+                last = schema
             out.append(
                 {
                     k: own[k]
-                    if k in own
-                    else same[k][0]
-                    if k in same
-                    else bufs[k][start : start + n]
-                    for k in names
+                    if own and k in own
+                    else once
+                    if once is not None
+                    else buf[start : start + n]  # type: ignore[index]
+                    for k, once, buf in spec
                 }
             )
         return out

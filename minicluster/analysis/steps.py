@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -212,7 +213,12 @@ class StepTable:
         return series_from_extrema(self.indices, maxima, transfer_ms, world_size)
 
     def compute_medians(self) -> dict[int, float | None]:
-        """Per rank, `median(self.column(rank, "compute_ms"))`, all rows at once."""
+        """Per rank, `median(self.column(rank, "compute_ms"))`, all rows at once (made once: the
+        straggler rule and `not_judged_reason` both ask, 0.05 s at 4,096 x 1,000)."""
+        return dict(self._compute_medians)
+
+    @cached_property
+    def _compute_medians(self) -> dict[int, float | None]:
         if not self.records or not self.indices.size:
             return {r.rank: None for r in self.records}
         every = bool(self.present.all())  # then the matrix itself (no copy to partition)

@@ -139,7 +139,7 @@ def test_the_median_of_the_others_is_numpys_with_the_row_deleted(ranks: int) -> 
 
 
 def _onset_searched(d: np.ndarray, floor: float) -> int | None:
-    """`time_shape._onset(d, floor)` as it was before the split check: the search always run."""
+    """`time_shape.find_onset(d, floor)` as it was before the split check: always searched."""
     import ruptures
 
     if d.size < 2 * time_shape.MIN_SEGMENT:
@@ -156,7 +156,7 @@ def _onset_searched(d: np.ndarray, floor: float) -> int | None:
 
 
 def test_the_onset_without_the_search_where_no_split_passes_is_the_searched_one() -> None:
-    """`_onset` skips the change-point search (and ruptures' import) when no split it could
+    """`find_onset` skips the change-point search (and ruptures' import) when no split it could
     return passes the persistence test: the same answer as searching, on noise, spikes at
     either end, level shifts and ramps of every size and place, short series and NaN; and
     the search is really skipped for most healthy series."""
@@ -179,7 +179,7 @@ def test_the_onset_without_the_search_where_no_split_passes_is_the_searched_one(
             d[at] = np.nan
         floor = time_shape.noise_floor_ms(d)
         want = _onset_searched(d, floor)
-        assert time_shape._onset(d, floor) == want, (trial, kind)
-        skipped += not time_shape._some_split_persistent(d, floor)
+        assert time_shape.find_onset(d, floor) == want, (trial, kind)
+        skipped += not time_shape.some_split_persistent(d, floor)
         found += want is not None
     assert skipped > 100 and found > 20
