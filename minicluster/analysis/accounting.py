@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from minicluster.analysis.records import RankRecords, rows_view
+from minicluster.analysis.row_medians import row_medians
 from minicluster.analysis.steps import JobSteps, r4, rounded_list
 
 # Stated tolerance of the sum: over the run, |sum of the residuals| within this share of the
@@ -454,7 +455,7 @@ def per_rank_medians(acc: Accounting) -> dict[str, dict[str, float]]:
             # (a host time every rank recorded alike: one row too)
             [float(np.median(m[0]))] * m.shape[0]
             if m.shape[0] and m.strides[0] == 0
-            else np.median(m, axis=1, overwrite_input=own and name == "wait").tolist()
+            else row_medians(m, overwrite=own and name == "wait").tolist()
         )
         del m
     return {

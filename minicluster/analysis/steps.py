@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from minicluster.analysis.records import RankRecords, measured_pick, rows_view
+from minicluster.analysis.row_medians import row_medians
 from minicluster.core import rundir
 
 EMBED_STEPS_MAX = 50_000  # rank-steps embedded in result.json; larger runs point to the rank files
@@ -408,7 +409,7 @@ def _row_nanmedian(matrix: np.ndarray, overwrite: bool = False) -> np.ndarray:
     takes rows of 600 or more values one by one in Python). `overwrite`: the matrix is the
     caller's to partition in place (no copy of it)."""
     if matrix.size and not np.isnan(matrix).any():
-        return np.median(matrix, axis=1, overwrite_input=overwrite)
+        return row_medians(matrix, overwrite)
     return np.nanmedian(matrix, axis=1, overwrite_input=overwrite)
 
 
