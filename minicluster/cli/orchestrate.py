@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minicluster.cli.progress import Progress
-from minicluster.core import gc_pause, rundir
+from minicluster.core import gc_pause, heap, rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import EXIT_INTERRUPTED, InputError, MiniclusterError, RunFailedError
 from minicluster.core.io import atomic_write_json
@@ -209,6 +209,7 @@ def aggregate_dir_to(
     """
     from minicluster.analysis.aggregate import aggregate
 
+    heap.keep_freed_memory()  # its temporaries reused, not faulted in anew (core.heap)
     with gc_pause.paused():
         records, launch = run_records(out_dir, launch)
         result = aggregate(
