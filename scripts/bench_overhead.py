@@ -43,6 +43,7 @@ from minicluster.rank import worker, workloads
 from minicluster.rank.comm_timing import DdpStatsCommTimer, attach_comm_timer
 from minicluster.rank.dist import free_port
 from minicluster.rank.recorder import RankRecorder
+from minicluster.rank.telemetry.schedstat import ThreadClock
 from minicluster.rank.telemetry.session import for_rank as telemetry_for_rank
 
 WARMUP_BLOCKS = 2
@@ -140,6 +141,7 @@ def _layout_rank(
         opt = torch.optim.SGD(par.model.parameters(), lr=0.01, momentum=0.9)
         models[mode] = (wl, par, opt)
     tracker = KindTracker()
+    cpu_clock = ThreadClock()  # the worker's per-step CPU time and run-queue delay
     recorder = RankRecorder(Path(out), rank)
     last: list[Any] = []  # the harness's last step record, as written every step
 
@@ -148,7 +150,9 @@ def _layout_rank(
         if mode != "harness_kinds":
             return _raw_step(par.model, opt, wl, step, par.dp_rank)
         t0 = time.perf_counter_ns()
-        rec, _ = worker.train_step(par.model, opt, wl, tracker, device, step, par.dp_rank, 0)
+        rec, _ = worker.train_step(
+            par.model, opt, wl, tracker, device, step, par.dp_rank, 0, cpu_clock=cpu_clock
+        )
         rec.comm_kinds = tracker.last_kinds
         recorder.write(rec)
         ms = (time.perf_counter_ns() - t0) / 1e6
@@ -217,6 +221,7 @@ def _rank(
             opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
             models[mode] = (wl, ddp, opt, timer)
         held["models"] = models
+        cpu_clock = ThreadClock()  # the worker's per-step CPU time and run-queue delay
         recorder = RankRecorder(Path(out), rank)
         last: list[Any] = []  # the harness's last step record, as written every step
 
@@ -225,7 +230,9 @@ def _rank(
             if timer is None:
                 return _raw_step(ddp, opt, wl, step, rank)
             t0 = time.perf_counter_ns()
-            rec, _ = worker.train_step(ddp, opt, wl, timer, device, step, rank, 0)
+            rec, _ = worker.train_step(
+                ddp, opt, wl, timer, device, step, rank, 0, cpu_clock=cpu_clock
+            )
             recorder.write(rec)
             ms = (time.perf_counter_ns() - t0) / 1e6
             last[:] = [rec]

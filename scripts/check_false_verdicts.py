@@ -60,6 +60,12 @@ def verdicts(result: dict[str, Any]) -> list[str]:
     return found
 
 
+def not_judged(result: dict[str, Any]) -> list[str]:
+    """What the run left NOT JUDGED because the host's other processes held the CPU (exit 2
+    when nothing else was found; `analysis.contention`): not a verdict, not a pass either."""
+    return [f"{h['finding']} {h['rank']}" for h in result.get("host_contention") or []]
+
+
 def detected(fault: str, found: list[str]) -> bool:
     if fault.startswith("straggler"):
         return "straggler 1" in found or "culprit 1" in found
@@ -86,7 +92,7 @@ def one_run(out: Path, fault: str | None, expect: str | None) -> tuple[int, dict
     if fault:
         args += ["--fault", fault]
     proc = _cli(args)
-    if proc.returncode not in (0, 1):
+    if proc.returncode not in (0, 1, 2) or not (out / "result.json").exists():
         sys.exit(f"run {out.name} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
     return proc.returncode, json.loads((out / "result.json").read_text())
 
@@ -98,7 +104,7 @@ def rejudge(run: Path, tree: str, result: dict[str, Any]) -> list[str]:
     pct = result["config"]["checks"]["straggler_threshold_pct"]
     proc = _cli(["aggregate", str(run), "--straggler-threshold", str(pct)], pythonpath=tree)
     new = sorted(set(run.glob("result.rejudged-*.json")) - before)
-    if proc.returncode not in (0, 1) or not new:
+    if proc.returncode not in (0, 1, 2) or not new:
         sys.exit(f"re-judging {run} with {tree} failed:\n{proc.stderr[-2000:]}")
     result = json.loads(new[-1].read_text())
     new[-1].unlink()
@@ -147,6 +153,11 @@ def main() -> int:
                     code, result = one_run(run.with_name(run.name + "b"), fault, expect)
                     run = run.with_name(run.name + "b")
                 rules = {"ran": verdicts(result)}
+                contended = not_judged(result)
+                if contended:
+                    nj = f"not_judged {'clean' if fault is None else fault.split(':')[0]}"
+                    tally.setdefault(nj, [0, 0])
+                    tally[nj][0] += 1
                 if a.rejudge_with:
                     rules["rejudged"] = rejudge(run, a.rejudge_with, result)
                 for rule, found in rules.items():
@@ -155,7 +166,13 @@ def main() -> int:
                     tally.setdefault(key, [0, 0])
                     tally[key][0] += hit
                     tally[key][1] += 1
+                    if rule == "ran":
+                        nj = f"not_judged {key.split(' ', 1)[1]}"
+                        tally.setdefault(nj, [0, 0])
+                        tally[nj][1] += 1
                 shown = "; ".join(f"{r}: {', '.join(v) or 'none'}" for r, v in rules.items())
+                if contended:
+                    shown += f"; NOT JUDGED (host CPU contention): {', '.join(contended)}"
                 print(f"[{n}/{len(plan)}] {fault or 'clean'} exit {code}: {shown}", flush=True)
     finally:
         for h in hogs:
@@ -166,6 +183,8 @@ def main() -> int:
     for key in sorted(tally):
         rule, kind = key.split(" ", 1)
         what = "false verdicts" if kind == "clean" else f"{kind} detected"
+        if rule == "not_judged":
+            what = f"{kind} runs NOT JUDGED (host CPU contention)"
         print(f"{rule} rule, {what}: {wilson(*tally[key])}")
     return 0
 

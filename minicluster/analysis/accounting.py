@@ -37,6 +37,7 @@ collective call), or ranks that did not meet, shows in it.
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import repeat
@@ -44,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis.records import RankRecords, rows_view
+from minicluster.analysis.records import KnownRows, RankRecords, rows_view
 from minicluster.analysis.row_medians import row_medians
 from minicluster.analysis.steps import JobSteps, r4, rounded_list
 
@@ -182,9 +183,14 @@ class Accounting:
         return self.period - self.accounted[None, :]
 
 
-def account(records: list[RankRecords], table: JobSteps) -> Accounting:
+def account(
+    records: list[RankRecords],
+    table: JobSteps,
+    known: Mapping[str, KnownRows] | None = None,
+) -> Accounting:
     """The accounting of the measured steps every rank recorded with every field it needs (a
-    step needs the previous step's optimizer time, so the first recorded step has none)."""
+    step needs the previous step's optimizer time, so the first recorded step has none).
+    `known`: per field, the matrix whose rows the ranks' columns are (`records.rows_view`)."""
     ranks = sorted(r.rank for r in table.records)
     empty = np.zeros((len(ranks), 0))
     if len(ranks) < 2 or not table.indices.size:
@@ -205,7 +211,7 @@ def account(records: list[RankRecords], table: JobSteps) -> Accounting:
         )
     steps = table.indices
     keys = tuple(k for k in FIELDS if k != "opt_ms")  # the step's own optimizer time: unread
-    mats = field_matrices(columns, steps, keys)
+    mats = field_matrices(columns, steps, keys, known=known)
     # [rank x step] matrices are 33 MB each at 4,096 x 1,000: summed in place, each let go
     # once summed (the same sums, in the same order: host = opt_prev + gap, period = host +
     # fwd + bwd)
@@ -389,6 +395,7 @@ def field_matrices(
     steps: np.ndarray,
     keys: tuple[str, ...] = FIELDS,
     prev: bool = True,
+    known: Mapping[str, KnownRows] | None = None,
 ) -> dict[str, np.ndarray]:
     """[rank x step] matrices of `keys` (step fields every rank holds) at `steps` (NaN where a
     rank did not record the step; a step recorded twice: its last record) and, with `prev`,
@@ -402,11 +409,17 @@ def field_matrices(
     if step0 is not None and all(
         c["step"] is step0 or np.array_equal(c["step"], step0) for c in columns
     ):
-        at = {False: _run_of(positions(step0, steps)), True: _run_of(positions(step0, steps - 1))}
+        pos = {False: positions(step0, steps), True: positions(step0, steps - 1)}
+        at = {back: _run_of(i) for back, i in pos.items()}
         for name, (key, back) in wanted.items():
-            view = rows_view([c[key] for c in columns]) if at[back] is not None else None
-            if view is not None:
+            view = rows_view([c[key] for c in columns], (known or {}).get(key))
+            if view is not None and at[back] is not None:
                 mats[name] = view[:, at[back]]
+            elif view is not None:  # (e.g. `opt_prev`: the first step's previous one unread)
+                # what the rank-by-rank loop below gives, every rank at once
+                have = pos[back] >= 0
+                mats[name] = np.full((len(columns), steps.size), np.nan)
+                mats[name][:, have] = view[:, pos[back][have]]
     rest = [k for k in wanted if k not in mats]
     if not rest:
         return mats
@@ -415,7 +428,7 @@ def field_matrices(
     lookup: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     for i, c in enumerate(columns):
         step = c["step"]
-        if lookup is None or not np.array_equal(lookup[0], step):
+        if lookup is None or (step is not lookup[0] and not np.array_equal(lookup[0], step)):
             lookup = (step, positions(step, steps), positions(step, steps - 1))
         _, idx, before = lookup
         for k in rest:

@@ -19,6 +19,7 @@ import numpy as np
 
 from minicluster.analysis import (
     accounting,
+    contention,
     cost,
     energy,
     envelope,
@@ -102,7 +103,13 @@ def aggregate(
     findings = _findings(frame, table, figures, metrics, checks, status.interrupted, waits)
     result = _assemble(frame, status, table, figures, metrics, findings, aggregated_at)
     culprits = _culprits(frame, table, result["ranks"], checks, waits, consume)
+    busy = [*findings.contention, *culprits.pop("contention")]
     result.update({k: v for k, v in culprits.items() if v is not None})
+    if busy:  # a late rank or a slow link that was the host's other processes' doing
+        result["host_contention"] = busy
+        result["contention_rule"] = contention.rule_text(
+            checks.contention_share_pct, checks.contention_slow_link_pct
+        )
     short = not_judged_reason(table)
     if short is not None:  # too few steps to name a straggler: never a plain ok
         result["not_judged"] = short
@@ -215,6 +222,8 @@ class _Findings:
     link: dict[str, Any]
     node_section: list[dict[str, Any]]
     errors: list[str]
+    # stragglers and a slow link not named: host CPU contention (`analysis.contention`)
+    contention: list[dict[str, Any]]
 
 
 def _findings(
@@ -235,6 +244,17 @@ def _findings(
         waited=waits,
         min_waited_pct=checks.min_waited_for_pct,
     )
+    # each step's CPU time and wait, [rank x step], made only when there is something to judge
+    # by them (two matrices of 131 MB at 16,384 x 1,000)
+    cpu = (
+        contention.cpu_steps(table.records, sorted(r.rank for r in table.records), table.indices)
+        if stragglers or checks.expect_busbw_gbps is not None
+        else None
+    )
+    busy: list[dict[str, Any]] = []
+    stragglers = [
+        s for s in stragglers if not _straggler_contended(s, table, cpu, checks, frame, busy)
+    ]
     node_section = nodes.nodes_section(
         frame.where,
         table,
@@ -256,6 +276,9 @@ def _findings(
             frame.world_size,
             figures.series.get("busbw_gbps") if figures.series else None,
         )
+    if link.get("slow") and frame.head0.get("backend") == "gloo":
+        transfer = figures.series.get("allreduce_transfer_ms") if figures.series else None
+        _link_contended(link, table, cpu, checks, frame, busy, transfer)
     detected = fault_detect.detect(
         frame.records, stragglers, frame.failure_order, _replica_groups(frame)
     )
@@ -287,7 +310,107 @@ def _findings(
         if FaultKind.of(d["kind"]).correctness
     ]
     errors += [f"node lost: {d['evidence']}" for d in lost]
-    return _Findings(stragglers, detected, link, node_section, errors)
+    return _Findings(stragglers, detected, link, node_section, errors, busy)
+
+
+def _host_of(frame: RunFrame, rank: int | None) -> str | None:
+    node = frame.where.get(rank) if rank is not None else None
+    return node.label() if node is not None else None
+
+
+def _entry(frame: RunFrame, finding: str, rank: int | None, ev: dict[str, Any]) -> dict[str, Any]:
+    """A `host_contention` entry: the finding not named, the rank, its node, the evidence."""
+    node = frame.where.get(rank) if rank is not None else None
+    return {
+        "finding": finding,
+        "rank": rank,
+        "node_rank": node.node_rank if node is not None else None,
+        "hostname": node.hostname if node is not None else None,
+        **{k: v for k, v in ev.items() if k not in ("contention", "rank")},
+    }
+
+
+def _straggler_contended(
+    s: dict[str, Any],
+    table: JobSteps,
+    cpu: contention.CpuSteps | None,
+    checks: ChecksSection,
+    frame: RunFrame,
+    busy: list[dict[str, Any]],
+) -> bool:
+    """Whether straggler `s` was slow because its threads waited for a CPU (then its entry is
+    added to `busy`); its evidence is kept on it either way."""
+    if cpu is None:
+        return False
+    by_rank = {r.rank: r for r in table.records}
+    columns = [by_rank[rank].columns for rank in cpu.ranks]
+    compute = accounting.field_matrices(columns, cpu.steps, ("compute_ms",), prev=False)
+    ev = contention.straggler_contention(
+        np.asarray(compute["compute_ms"], dtype=np.float64),
+        cpu,
+        s["rank"],
+        checks.contention_share_pct,
+    )
+    if ev is None or not ev["contention"]:
+        return False
+    # the compute excess the CPU wait does not explain, judged by the straggler rule's floors
+    rest = max(0.0, ev["unexplained_ms_per_step"])
+    others = s["others_compute_ms_median"]
+    if rest >= checks.straggler_min_excess_ms and (
+        others <= 0 or 100.0 * rest / others > checks.straggler_threshold_pct
+    ):
+        return False
+    entry = _entry(frame, "straggler", s["rank"], ev)
+    entry["text"] = contention.rank_line("straggler", s["rank"], ev, _host_of(frame, s["rank"]))
+    busy.append(entry)
+    return True
+
+
+def _link_contended(
+    link: dict[str, Any],
+    table: JobSteps,
+    cpu: contention.CpuSteps | None,
+    checks: ChecksSection,
+    frame: RunFrame,
+    busy: list[dict[str, Any]],
+    transfer: np.ndarray | None,
+) -> None:
+    """A slow link on a gloo run whose ranks' threads waited for a CPU a large share of the
+    step, and more than the transfer fell short of the expected busbw: not judged (`link`
+    updated, the entry added to `busy`). `transfer`: the run's per-step transfer times."""
+    ratio = link.get("ratio")
+    if cpu is None or transfer is None or ratio is None or not 0 < ratio < 1:
+        return
+    times = np.asarray(transfer, dtype=np.float64)
+    times = times[np.isfinite(times)]
+    if not times.size:
+        return
+    # the transfer time at the judged busbw (its p75, or the median: `link_check`), less the
+    # time at the expected busbw (ratio = judged / expected)
+    quantile = 100.0 - fault_detect.LINK_QUANTILE if "judged_busbw_gbps" in link else 50.0
+    shortfall = float(np.percentile(times, quantile)) * (1.0 - ratio)
+    by_rank = {r.rank: r for r in table.records}
+    columns = [by_rank[rank].columns for rank in cpu.ranks]
+    if all("step_time_ms" in c for c in columns):
+        step_time = accounting.field_matrices(columns, cpu.steps, ("step_time_ms",), prev=False)[
+            "step_time_ms"
+        ]
+    else:  # a node reduction's lean records: the step's parts, kept whole (= step_time_ms)
+        parts = accounting.field_matrices(columns, cpu.steps, ("fwd_ms", "bwd_ms", "opt_ms"), False)
+        step_time = parts["fwd_ms"] + parts["bwd_ms"] + parts["opt_ms"]
+    ev = contention.link_contention(
+        cpu,
+        np.asarray(step_time, dtype=np.float64),
+        shortfall,
+        checks.contention_slow_link_pct,
+    )
+    if ev is None or not ev["contention"]:
+        return
+    text = contention.link_line(ev, _host_of(frame, ev["rank"]))
+    entry = _entry(frame, "slow_link", ev["rank"], ev)
+    entry["text"] = text
+    busy.append(entry)
+    link.update(slow=False, judged=False, reason=f"not judged: host CPU contention: {text}")
 
 
 def _culprits(
@@ -309,6 +432,13 @@ def _culprits(
             rec.release(accounting.HOST_FIELDS)
     costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
     evidence = waited.gate_culprits(costs, waits, checks.min_waited_for_pct)
+    busy = []  # the culprits the cost rule named that were host CPU contention
+    cleared = contention.gate_culprits(acc, costs, frame.records, checks)
+    for rank, ev in cleared.items():
+        entry = _entry(frame, "culprit", rank, ev)
+        entry["cost_pct"] = costs[rank]["cost_pct"]
+        entry["text"] = contention.rank_line("culprit", rank, ev, _host_of(frame, rank))
+        busy.append(entry)
     for entry in ranks:
         if entry["rank"] in costs:
             entry["cost"] = costs[entry["rank"]]
@@ -330,6 +460,7 @@ def _culprits(
         },
         "accounting": section,
         "time_structure": time_shape.run_structure(acc, culprits) if culprits is not None else None,
+        "contention": busy,
     }
 
 

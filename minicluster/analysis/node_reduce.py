@@ -60,8 +60,9 @@ _LEAN_KEYS = ("step", "t_unix_s", *CHECKSUM_KEYS, "grad_reduced_checksum", "grad
 # others' wait for each rank (`analysis.waited`) every rank's comm_ms, when it has one.
 _WHOLE_KEYS = ("step", *ACCOUNTING_FIELDS)
 # and, where a rank recorded them (FSDP2/TP layouts), each step's sync points, which the
-# accounting sums (`accounting.sync_points`)
-_WHOLE_EXTRA = ("comm_ms", "syncs_ms", "sync_groups")
+# accounting sums (`accounting.sync_points`); and each step's CPU time and run-queue delay, which
+# the host CPU contention rule compares across ranks step by step (`analysis.contention`)
+_WHOLE_EXTRA = ("comm_ms", "syncs_ms", "sync_groups", "cpu_ms", "cpu_wait_ms")
 
 
 @dataclass

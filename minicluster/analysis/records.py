@@ -22,7 +22,7 @@ import os
 from collections.abc import Collection, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from operator import itemgetter
+from operator import is_, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -784,14 +784,27 @@ def measured_pick(warmup: np.ndarray | None) -> np.ndarray | slice:
     return ~warmup
 
 
-def rows_view(cols: list[np.ndarray]) -> np.ndarray | None:
+# A [rank x n] float64 matrix and `list(matrix)`: the row arrays the ranks' columns hold
+# (`analysis.tail.Windows`), for `rows_view` to know them without looking at each one's address.
+KnownRows = tuple[np.ndarray, list[np.ndarray]]
+
+
+def rows_view(cols: list[np.ndarray], known: KnownRows | None = None) -> np.ndarray | None:
     """`cols` (one array per rank, equal length) as the rows of one read-only [rank x n] matrix
     without a copy, when they lie one after another in one buffer (the columnar reader's: all
     ranks' columns are converted together, each rank holding a slice), or are all one array
     (a column the reader holds once: every rank's was the same; the matrix's rows then have
-    a zero stride); None otherwise."""
+    a zero stride); None otherwise.
+
+    `known`: a matrix and its rows as `list(matrix)` made them; when `cols` are those very
+    arrays, in that order (checked by identity), the matrix is the answer, without the address
+    of each row (~3 us a row: 20 ms a field at 16,384 ranks)."""
     if not cols:
         return None
+    if known is not None and len(known[1]) == len(cols) and all(map(is_, cols, known[1])):
+        view = known[0].view()
+        view.flags.writeable = False
+        return view
     first = cols[0]
     if first.ndim != 1 or not first.flags.c_contiguous or first.dtype != np.float64:
         return None

@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from minicluster.analysis.records import RankRecords
+from minicluster.analysis.records import KnownRows, RankRecords
 from minicluster.core import rank_format, rundir
 from minicluster.core.errors import InputError
 from minicluster.core.rank_format import RankLog, RecordError
@@ -53,6 +54,12 @@ WINDOW_BUDGET = 51_200  # rank-steps: 1,024 ranks x 50 steps refresh in about 0.
 WINDOW_MIN = 50
 WINDOW_MAX = 500
 MAX_WARNINGS = 20
+# The roster (every node and its ranks) is the same line in the file of each node's local rank 0:
+# decoded once per run and the one record shared (2,048 nodes: 2,048 copies of 2,048 entries
+# were 8.4M objects that each full garbage collection walked, 2.5 s of CPU). At most SHARED_MAX
+# distinct lines are kept.
+ROSTER = rank_format.Roster.TYPE
+SHARED_MAX = 8
 _COUNTED = (rank_format.STEP, rank_format.COLLECTIVE)
 
 
@@ -65,10 +72,19 @@ class RankTail:
     delay (None until a second look found new steps).
     """
 
-    def __init__(self, path: Path, rank: int, window: int, store: RingStore | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        rank: int,
+        window: int,
+        store: RingStore | None = None,
+        shared: dict[bytes, rank_format.LineRecord] | None = None,
+    ) -> None:
         self.path = path
+        self._os_path = os.fspath(path)  # (a Path converts on every open)
         self.rank = rank
         self.window = window
+        self._shared = shared  # decoded roster lines by their bytes (`RunTail`'s, for every rank)
         self._store: RingStore | None = None  # the buffer its ring lies in, at `_slot`
         self._slot = -1
         self._ring: np.ndarray = np.empty((0, 0))  # made by _restart
@@ -86,8 +102,11 @@ class RankTail:
         self.pending = b""  # the start of a line whose newline has not been written yet
         self.lines_read = 0
         self.log = RankLog(keep_steps=False)  # every record but the steps
-        self._header_of: rank_format.Header | None = None
-        self._header_json: dict[str, Any] | None = None
+        # the header line's JSON object (None until it was read), and the node it names
+        # (`analysis.watch.node_of`), made once per header record read: a refresh asks for them
+        # several times per rank
+        self.header: dict[str, Any] | None = None
+        self.node: str | None = None
         # The last `window` steps, a ring of columns ([key x step], each key's steps one run
         # for `Windows` to copy): column `kept % window` is written next.
         if self._store is not None:
@@ -108,7 +127,7 @@ class RankTail:
         """
         self.looks += 1
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = os.open(self._os_path, os.O_RDONLY)
         except OSError as e:
             self._warn(f"{self.path.name}: cannot open ({e.strerror or e})")
             return False
@@ -151,6 +170,10 @@ class RankTail:
                 continue
             if not line.strip():
                 continue
+            known = self._shared.get(line) if self._shared else None
+            if known is not None:
+                self.log.apply(known)
+                continue
             try:
                 obj = _loads(line)
             except ValueError:
@@ -159,7 +182,15 @@ class RankTail:
             kind = obj.get("type") if isinstance(obj, dict) else None
             if kind == rank_format.STEP:
                 self.records += 1
-                row = [v if type(v) is float else _number(v) for v in map(obj.get, WINDOW_KEYS)]
+                # `_number` of each value, the usual types inline (a call each was ~10% of a look)
+                row = [
+                    v
+                    if (t := type(v)) is float
+                    else float(v)
+                    if t is int or t is bool
+                    else _number(v)
+                    for v in map(obj.get, WINDOW_KEYS)
+                ]
                 self._ring[:, self.kept % self.window] = row
                 self.kept += 1
                 self.last_step = int(row[0]) if row[0] == row[0] else self.last_step
@@ -168,19 +199,17 @@ class RankTail:
                 self.records += 1
             else:
                 try:
-                    self.log.apply(rank_format.decode(obj, f"{self.path.name} line {at + 1}"))
+                    record = rank_format.decode(obj, f"{self.path.name} line {at + 1}")
                 except RecordError as e:
                     self._warn(f"{e}; skipped")
+                    continue
+                self.log.apply(record)
+                if record is self.log.header:
+                    self.header = record.to_json()
+                    self.node = node_of(self.header)
+                if kind == ROSTER and self._shared is not None and len(self._shared) < SHARED_MAX:
+                    self._shared[line] = record
         self.lines_read += len(lines)
-
-    @property
-    def header(self) -> dict[str, Any] | None:
-        """The header line's JSON object (None until it was read)."""
-        if self.log.header is None:
-            return None
-        if self._header_of is not self.log.header:  # made once per header record read
-            self._header_of, self._header_json = self.log.header, self.log.header.to_json()
-        return self._header_json
 
     def read_summary(self, path: Path) -> None:
         """Read the summary (written atomically at the rank's end) once it exists."""
@@ -219,6 +248,22 @@ class RingStore:
         self.window = window
         self.buf = np.full((0, len(WINDOW_KEYS), window), np.nan)
         self.tails: list[RankTail] = []
+        self._spare: np.ndarray | None = None
+        self._free_refs = 0
+
+    def spare(self, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialised float64 buffer of `shape` for `Windows`: the one it gave last time when
+        nothing refers to it any more (no window, record or view of it is alive: its reference
+        count says so), else a new one. At 16,384 ranks x 50 steps it is 78 MB, and a new one
+        cost its page faults on every refresh (30-100 ms of system CPU)."""
+        out = self._spare
+        if out is not None and out.shape == shape and sys.getrefcount(out) <= self._free_refs:
+            return out
+        out = self._spare = np.empty(shape)
+        # its count with nothing but this store holding it, counted the same way as above (what
+        # the interpreter adds for `out` and the call's argument is the same in both)
+        self._free_refs = sys.getrefcount(out)
+        return out
 
     def add(self, tail: RankTail) -> None:
         if len(self.tails) == len(self.buf):
@@ -260,8 +305,12 @@ class Windows:
             rings = np.empty((len(WINDOW_KEYS), 0, 0))
         shift = kept % max(width, 1)
         if tails and (shift == shift[0]).all():  # every ring at the same place: one rotation
+            # (into a [key x rank x step] buffer: `np.concatenate` of the transposed rings would
+            # lay it out [rank x key x step], and `rows_view` would not find a key's rows in it)
             s = int(shift[0])
-            by_key = np.concatenate((rings[:, :, s:], rings[:, :, :s]), axis=2)
+            by_key = store.spare(rings.shape) if store is not None else np.empty(rings.shape)
+            by_key[:, :, : width - s] = rings[:, :, s:]
+            by_key[:, :, width - s :] = rings[:, :, :s]
         else:
             order = (kept[:, None] + np.arange(width)[None, :]) % max(width, 1)
             by_key = np.ascontiguousarray(rings[:, np.arange(len(tails))[:, None], order])
@@ -299,10 +348,28 @@ class Windows:
         starts: np.ndarray,
     ) -> list[RankRecords]:
         """`records` from `stacked`'s answer: each rank's columns are rows of its matrices."""
+        return self.records_and_rows(keep, step, warmup, cols, starts)[0]
+
+    def records_and_rows(
+        self,
+        keep: list[int],
+        step: np.ndarray,
+        warmup: np.ndarray,
+        cols: dict[str, np.ndarray],
+        starts: np.ndarray,
+    ) -> tuple[list[RankRecords], dict[str, KnownRows]]:
+        """`records_of`, and per float64 key the matrix and the row arrays the records' columns
+        are when every window is full (`records.rows_view`; else empty)."""
         mats = {"step": step, "warmup": warmup, **cols}
         keys = [k for k in WINDOW_KEYS if k in mats]
+        known: dict[str, KnownRows] = {}
         if not starts.any():  # every window full: each rank's columns are whole rows
             rows = [list(mats[k]) for k in keys]
+            known = {
+                k: (mats[k], r)
+                for k, r in zip(keys, rows, strict=True)
+                if k in cols and mats[k].dtype == np.float64 and mats[k].ndim == 2
+            }
             # ranks with the same steps hold one `step` array (`accounting.field_matrices`
             # then looks each array up once)
             if (step == step[:1]).all():  # every rank at the same steps (the usual case)
@@ -314,7 +381,7 @@ class Windows:
             per_rank: Any = (dict(zip(keys, r, strict=True)) for r in zip(*rows, strict=True))
         else:
             per_rank = ({k: mats[k][j, s:] for k in keys} for j, s in enumerate(starts.tolist()))
-        return [
+        records = [
             RankRecords(
                 self.tails[i].rank,
                 self.tails[i].header,
@@ -324,6 +391,7 @@ class Windows:
             )
             for i, c in zip(keep, per_rank, strict=True)
         ]
+        return records, known
 
 
 def _number(value: Any) -> float:
@@ -332,6 +400,13 @@ def _number(value: Any) -> float:
     if isinstance(value, (int, float)):
         return float(value)
     return math.nan
+
+
+def node_of(header: dict[str, Any]) -> str:
+    """The node a rank runs on: `node N (host)` from torchrun's group rank, else its hostname."""
+    node_rank = header.get("node_rank")
+    host = str(header.get("hostname"))
+    return f"node {node_rank} ({host})" if node_rank is not None else host
 
 
 def auto_window(world_size: int) -> int:
@@ -352,7 +427,14 @@ class RunTail:
         self.window = window
         self.ranks: dict[int, RankTail] = {}
         self._store: RingStore | None = None
+        self._shared: dict[bytes, rank_format.LineRecord] = {}
         self._names: dict[str, tuple[int | None, bool, bool]] = {}  # name -> (rank, summary, jsonl)
+        # the last listing of ranks/ and its ranks with a journal, with a summary
+        self._listed: tuple[list[str] | None, frozenset[int], frozenset[int]] = (
+            None,
+            frozenset(),
+            frozenset(),
+        )
 
     def look(self, now_s: float) -> bool:
         """List `ranks/` once, pick up new rank files, read what each file gained and any summary
@@ -364,6 +446,37 @@ class RunTail:
             return False
         except OSError as e:
             raise InputError(f"cannot list {ranks_dir}: {e.strerror or e}") from None
+        if names == self._listed[0]:  # the same listing as last time: the same rank files
+            files, summaries = self._listed[1], self._listed[2]
+        else:
+            files, summaries = self._classify(names)
+            self._listed = (names, files, summaries)
+        if self.window is None:
+            world = next(filter(None, map(self._world_size, sorted(files))), None)
+            if world is None:
+                return False
+            self.window = auto_window(world)
+        for rank in files | summaries:  # a summary alone: the rank failed before its first line
+            if rank not in self.ranks:
+                if self._store is None:
+                    self._store = RingStore(self.window)
+                self.ranks[rank] = RankTail(
+                    rundir.rank_jsonl(self.run_dir, rank),
+                    rank,
+                    self.window,
+                    self._store,
+                    self._shared,
+                )
+        grew = False
+        for rank, tail in self.ranks.items():
+            if rank in files:
+                grew |= tail.look(now_s)
+            if rank in summaries and tail.summary is None:
+                tail.read_summary(rundir.rank_summary(self.run_dir, rank))
+        return grew
+
+    def _classify(self, names: list[str]) -> tuple[frozenset[int], frozenset[int]]:
+        """The ranks with a journal and those with a summary among the listed `names`."""
         files: set[int] = set()
         summaries: set[int] = set()
         for name in names:
@@ -381,25 +494,7 @@ class RunTail:
                 summaries.add(kind[0])
             elif kind[2]:
                 files.add(kind[0])
-        if self.window is None:
-            world = next(filter(None, map(self._world_size, sorted(files))), None)
-            if world is None:
-                return False
-            self.window = auto_window(world)
-        for rank in files | summaries:  # a summary alone: the rank failed before its first line
-            if rank not in self.ranks:
-                if self._store is None:
-                    self._store = RingStore(self.window)
-                self.ranks[rank] = RankTail(
-                    rundir.rank_jsonl(self.run_dir, rank), rank, self.window, self._store
-                )
-        grew = False
-        for rank, tail in self.ranks.items():
-            if rank in files:
-                grew |= tail.look(now_s)
-            if rank in summaries and tail.summary is None:
-                tail.read_summary(rundir.rank_summary(self.run_dir, rank))
-        return grew
+        return frozenset(files), frozenset(summaries)
 
     def warnings(self) -> list[str]:
         return [w for t in self.ranks.values() for w in t.warnings]

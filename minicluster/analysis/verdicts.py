@@ -41,6 +41,10 @@ def verdicts(result: RunResult) -> list[str]:
         found.append("below_reference")
     if result.culprits:
         found.append("culprit")
+    if result.host_contention:
+        # a late rank or a slow link that was the host's other processes' doing: not judged
+        # (exit 2 when nothing else was found; a finding elsewhere decides first)
+        found.append("not_judged")
     if not found and result.not_judged:
         # too few measured steps for the straggler test: never a plain ok (exit 2)
         found.append("not_judged")

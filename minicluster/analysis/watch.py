@@ -29,7 +29,7 @@ import numpy as np
 from minicluster.analysis import envelope
 from minicluster.analysis.rank_status import PEER_ERROR
 from minicluster.analysis.steps import r4
-from minicluster.analysis.tail import RankTail, RunTail, Windows
+from minicluster.analysis.tail import RankTail, RunTail, Windows, node_of
 from minicluster.analysis.verdicts import after_the_fact
 from minicluster.analysis.verdicts import exit_code as result_exit_code
 from minicluster.analysis.watch_rules import judge_stragglers, live_culprits, mark_stalls
@@ -177,13 +177,6 @@ def snapshot(
     }
 
 
-def node_of(header: dict[str, Any]) -> str:
-    """The node a rank runs on: `node N (host)` from torchrun's group rank, else its hostname."""
-    node_rank = header.get("node_rank")
-    host = str(header.get("hostname"))
-    return f"node {node_rank} ({host})" if node_rank is not None else host
-
-
 def _empty(world: int, rows: list[dict[str, Any]], warnings: list[str]) -> dict[str, Any]:
     """A snapshot before any rank wrote its header: every rank waiting."""
     return {
@@ -302,7 +295,7 @@ def _rank_row(
         t_ref += tail.lag_s
     return {  # _waiting_row's keys, in its order
         "rank": tail.rank,
-        "node": node_of(header),
+        "node": tail.node if tail.node is not None else node_of(header),
         "hostname": header.get("hostname"),
         "node_rank": header.get("node_rank"),
         "state": state,

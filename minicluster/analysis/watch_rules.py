@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis import accounting, cost, waited
-from minicluster.analysis.records import RankRecords
+from minicluster.analysis import accounting, contention, cost, waited
+from minicluster.analysis.records import KnownRows, RankRecords
 from minicluster.analysis.steps import StepTable, r4
 from minicluster.analysis.stragglers import find_stragglers
 from minicluster.analysis.tail import Windows
@@ -96,6 +96,7 @@ class InStep:
     records: list[RankRecords]
     table: StepTable
     waits: waited.WaitedFor
+    known: dict[str, KnownRows]  # the matrices the records' columns are rows of
 
 
 def judge_stragglers(
@@ -132,7 +133,7 @@ def judge_stragglers(
     # the windows are rows of [rank x step] matrices: the table and the waits are built from
     # them in a few numpy operations (the same as from the records, rank by rank)
     keep, step, warmup, cols, starts = windows.stacked(leave_out)
-    records = windows.records_of(keep, step, warmup, cols, starts)
+    records, known = windows.records_and_rows(keep, step, warmup, cols, starts)
     table = StepTable.of_rows(records, world_size, step, warmup, cols, starts)
     step_series = table.series(world_size).get("step_time_ms")
     ok = step_series[~np.isnan(step_series)] if step_series is not None else np.array([])
@@ -152,16 +153,18 @@ def judge_stragglers(
         waited=waits,
         min_waited_pct=checks.min_waited_for_pct,
     )
-    return found, check, InStep(records, table, waits)
+    return found, check, InStep(records, table, waits, known)
 
 
 def live_culprits(live: InStep, checks: ChecksSection) -> list[dict[str, Any]]:
     """The culprits of the recent window (aggregation's rule, `analysis.cost`, with its
     requirement that the others waited for the rank, on the windows `judge_stragglers` judged),
     most costly first, each with its evidence and `over: window`."""
-    acc = accounting.account(live.records, live.table)
+    acc = accounting.account(live.records, live.table, live.known)
     costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
     evidence = waited.gate_culprits(costs, live.waits, checks.min_waited_for_pct)
+    # a rank late because its threads waited for a CPU other processes held is not named
+    contention.gate_culprits(acc, costs, live.records, checks)
     return [
         c | evidence[c["rank"]] | {"min_waited_pct": checks.min_waited_for_pct, "over": "window"}
         for c in cost.culprits(acc, costs, {})

@@ -201,6 +201,13 @@ def check(args: argparse.Namespace) -> int:
         result = check_result(
             rec, history, tuple(args.metric or ()) or None, args.threshold, args.alpha, args.settle
         )
+        unknown = [r.id for r in history if r.id in db.unverified()]
+        if unknown:
+            result.notes.append(
+                f"baseline run(s) {', '.join(f'#{i}' for i in unknown)} were recorded by an older "
+                "minicluster, which did not mark runs whose own checks failed, and their source "
+                "files cannot be read again to tell: their own checks are unknown"
+            )
         if args.add:
             run, _ = db.add(
                 rec, source, content, Provenance.from_env(args.commit, args.branch, args.label)

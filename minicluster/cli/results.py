@@ -240,8 +240,9 @@ def _report_node_check(result: dict[str, Any], args: argparse.Namespace) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    """`minicluster compare A B ...`: exit 1 on a gated regression or an input run that did not
-    finish ok (failed, incomplete). An output named `-` goes to
+    """`minicluster compare A B ...`: exit 1 on a gated regression, an input run that did not
+    finish ok (failed, incomplete) or whose own checks failed; 2 when nothing failed but an
+    input's own run was NOT JUDGED. An output named `-` goes to
     standard output; the terminal table then goes to standard error."""
     from minicluster.compare import compare as compare_records
     from minicluster.compare.data import to_dict
@@ -286,7 +287,9 @@ def compare(args: argparse.Namespace) -> int:
     # files first: a terminal that goes away (`| head`) must not cost them, nor the exit code
     with orchestrate.stdout_may_close():
         print_comparison(comparison, orchestrate.side_console(stderr=to_stdout))
-    return code_for(["regression"] if comparison.gate_failed else [])
+    # a gate failure is 1; an input whose own run was NOT JUDGED (and nothing failed) is
+    # not_judged (2), never a pass
+    return code_for([] if comparison.verdict == "ok" else [comparison.verdict])
 
 
 def convert(args: argparse.Namespace) -> int:

@@ -41,6 +41,7 @@ def _pair(p: PairComparison) -> dict[str, Any]:
         "regressions": [r.metric for r in p.regressions],
         "unfinished": p.unfinished,
         "own_checks_failed": p.own_failed,
+        "own_not_judged": p.own_not_judged,
         "comparability": p.comparability.to_dict() if p.comparability else None,
         "sizes": p.sizes,
         "structure": p.structure,
@@ -56,5 +57,6 @@ def to_dict(c: Comparison) -> dict[str, Any]:
         "alpha": c.alpha,
         "regression_found": c.has_regression,
         "gate_failed": c.gate_failed,
+        "verdict": c.verdict,
         "comparisons": [_pair(p) for p in c.pairs],
     }

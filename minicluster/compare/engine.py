@@ -22,11 +22,16 @@ from minicluster.core import metrics as metrics_registry
 from minicluster.core.errors import InputError
 from minicluster.interop.record import BenchmarkRecord
 
-Verdict = Literal["better", "worse", "no_change", "not_tested", "not_comparable", "missing"]
+# inconclusive: tested, but the runs can neither confirm nor rule out a regression (rule 9b):
+# not judged, never counted as no change
+Verdict = Literal[
+    "better", "worse", "no_change", "inconclusive", "not_tested", "not_comparable", "missing"
+]
 VERDICTS: tuple[str, ...] = (
     "better",
     "worse",
     "no_change",
+    "inconclusive",
     "not_tested",
     "not_comparable",
     "missing",
@@ -89,6 +94,9 @@ class PairComparison:
     unfinished: list[str] = field(default_factory=list)
     # "LABEL: its own checks failed (straggler): ..." for each side whose own result named a finding
     own_failed: list[str] = field(default_factory=list)
+    # "LABEL: its own run was NOT JUDGED: WHY" for each side whose own verdict was NOT JUDGED (too
+    # few steps for the straggler test, too few pairs) and named no finding
+    own_not_judged: list[str] = field(default_factory=list)
     # the fingerprints' field-by-field check (compare/comparability.py)
     comparability: comparability.Comparability | None = None
     # busbw per op and message size of two collective benchmarks (compare/collective_sizes.py)
@@ -134,11 +142,24 @@ class Comparison:
         return list(dict.fromkeys(u for p in self.pairs for u in p.own_failed))
 
     @property
+    def own_not_judged(self) -> list[str]:
+        """Inputs whose own verdict was NOT JUDGED (and named no finding), each once."""
+        return list(dict.fromkeys(u for p in self.pairs for u in p.own_not_judged))
+
+    @property
     def gate_failed(self) -> bool:
         """A gated regression, an input run that did not finish ok, or one whose own checks
         failed: a gate never passes on a run that failed or was interrupted, whatever its
         partial numbers say, nor on one its own checks failed."""
         return self.has_regression or bool(self.unfinished) or bool(self.own_failed)
+
+    @property
+    def verdict(self) -> str:
+        """`regression` (the gate fails), `not_judged` (nothing failed, but an input's own run
+        was NOT JUDGED: a gate never passes on a run that could not be judged), or `ok`."""
+        if self.gate_failed:
+            return "regression"
+        return "not_judged" if self.own_not_judged else "ok"
 
 
 # verdicts of a run's own checks that its status already says (`unfinished`)
@@ -168,6 +189,15 @@ def own_failed_line(rec: BenchmarkRecord) -> str | None:
     return f"{rec.label}: its own checks failed ({', '.join(names)})" + (
         f": {'; '.join(found)}" if found else ""
     )
+
+
+def own_not_judged_line(rec: BenchmarkRecord) -> str | None:
+    """`LABEL: its own run was NOT JUDGED: WHY` when `rec`'s own verdict was NOT JUDGED and its
+    own checks named no finding (a finding decides first: `own_failed_line`), else None."""
+    if "not_judged" not in (rec.details.get("own_verdicts") or []) or own_checks_failed(rec):
+        return None
+    why = rec.details.get("own_not_judged") or []
+    return f"{rec.label}: its own run was NOT JUDGED" + (f": {'; '.join(why)}" if why else "")
 
 
 def compare(
@@ -273,6 +303,7 @@ def compare_pair(
         excluded,
         unfinished,
         [line for rec in (a, b) if (line := own_failed_line(rec)) is not None],
+        [line for rec in (a, b) if (line := own_not_judged_line(rec)) is not None],
         fit,
         sizes,
         {label: st.to_dict() for label, st in structure.items()},
@@ -299,7 +330,7 @@ def _align_rates(rows: list[Row]) -> None:
         # the rate's own test does not matter (a FLOPs rate had none: "fewer than 4 samples")
         if r is None or s is None or s.test is None:
             continue
-        judged = ("better", "worse", "no_change")
+        judged = ("better", "worse", "no_change", "inconclusive")
         if r.verdict not in judged or s.verdict not in judged:
             continue  # a rate not measured on a side stays "missing"
         r.verdict, r.regression = s.verdict, s.regression  # better/worse already follow direction
@@ -576,18 +607,20 @@ def _judge_runs(
         f"metrics tested) [{g.low_pct:+.3g}%, {g.high_pct:+.3g}%]"
     )
     if g.p_value >= alpha or g.low_pct <= 0 <= g.high_pct:
-        row.verdict = "no_change"  # not gated, as before; the words say what the runs cannot tell
+        row.verdict = "no_change"
         change = row.delta_pct
         judged_way = m.direction in ("higher", "lower")
         worse = change is not None and (change > 0) == (m.direction == "lower")
         if judged_way and worse and change is not None and abs(change) >= threshold_pct:
             # as `history check`: a change past the threshold inside the spread is not "~"
+            row.verdict = "inconclusive"  # not judged (not gated), never counted as no change
             row.reason = (
                 f"inconclusive, not judged: a {change:+.3g}% change, worse by more than the "
                 f"{threshold_pct:g}% threshold, that the between-run spread can neither confirm "
                 f"nor rule out ({spread}, includes 0{_mde_text(row)}); record more runs"
             )
         elif judged_way and row.mde_pct >= INCONCLUSIVE_MDE_FACTOR * threshold_pct:
+            row.verdict = "inconclusive"
             row.reason = (
                 f"inconclusive, not judged: the smallest change these runs could detect is "
                 f"{row.mde_pct:.3g}%, at least {INCONCLUSIVE_MDE_FACTOR:g}x the "
@@ -644,6 +677,7 @@ def _geomean(rows: list[Row]) -> tuple[float | None, int, dict[str, int]]:
     how many rows it leaves out, by why."""
     ratios: list[float] = []
     excluded = {
+        "inconclusive": 0,
         "not_tested": 0,
         "below_noise_floor": 0,
         "not_comparable": 0,

@@ -161,6 +161,7 @@ class History:
                         f"{path}: history schema {row[0]} is newer than this minicluster's "
                         f"({SCHEMA_VERSION}): upgrade minicluster"
                     )
+                self._mark_checks_failed()
         except sqlite3.DatabaseError as e:
             self.con.close()
             raise InputError(f"{path} is not a minicluster history database: {e}") from None
@@ -193,6 +194,38 @@ class History:
                     raise
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
+
+    def _mark_checks_failed(self) -> None:
+        """Once per database (inside the opening transaction): a database written before runs
+        whose own checks failed were recorded `checks_failed` holds them as `ok`, a baseline
+        like any other. Each `ok` minicluster run of such a database is read again from its
+        source (the same bytes, by their digest) and marked `checks_failed` when its own checks
+        failed, so the baseline query gives an old database the answer a new one gives. A run
+        whose source is gone or changed cannot be told: its id is kept under `unverified`
+        (`history check` names those among its baselines)."""
+        if self.con.execute(f"SELECT 1 FROM meta WHERE key='{_MARKED}'").fetchone():
+            return
+        unverified: list[int] = []
+        rows = self.con.execute(
+            "SELECT id, source, content_sha256 FROM runs WHERE status = 'ok' "
+            "AND format = 'minicluster'"
+        ).fetchall()
+        for run, source, digest in rows:
+            status = _status_from_source(Path(source), digest)
+            if status is None:
+                unverified.append(int(run))
+            elif status != "ok":
+                self.con.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run))
+        self.con.execute(f"INSERT INTO meta VALUES ('{_MARKED}', '1')")
+        self.con.execute(
+            f"INSERT OR REPLACE INTO meta VALUES ('{_UNVERIFIED}', ?)", (json.dumps(unverified),)
+        )
+
+    def unverified(self) -> set[int]:
+        """Runs recorded `ok` by a minicluster that did not mark runs whose own checks failed,
+        and whose source could not be read again to tell (`_mark_checks_failed`)."""
+        row = self.con.execute(f"SELECT value FROM meta WHERE key='{_UNVERIFIED}'").fetchone()
+        return set(json.loads(row[0])) if row else set()
 
     def __enter__(self) -> History:
         return self
@@ -352,6 +385,29 @@ class History:
                     if len(found) >= last:
                         break
         return list(reversed(found))
+
+
+# meta keys: the database's `ok` runs were checked for own checks that failed (a database made
+# before `checks_failed` existed is checked once, when first opened), and which could not be
+_MARKED = "checks_failed_marked"
+_UNVERIFIED = "checks_failed_unverified"
+
+
+def _status_from_source(source: Path, digest: str) -> str | None:
+    """The status `run_status` gives the run recorded from `source` with content digest
+    `digest` (the file's bytes and `#N`, N its index in the file), or None when the file is gone,
+    unreadable or no longer holds those bytes."""
+    from minicluster.interop.detect import load_runs
+
+    try:
+        content = source.read_bytes()
+        records = load_runs(source)
+    except (OSError, InputError, ValueError):
+        return None
+    for i, rec in enumerate(records):
+        if hashlib.sha256(content + f"#{i}".encode()).hexdigest() == digest:
+            return run_status(rec)
+    return None
 
 
 # the status of a run that finished ok but whose own checks failed (a straggler, a culprit, wrong

@@ -101,6 +101,8 @@ class CheckResult:
     # each: what its own run said of it, whatever the history says of its numbers
     own_verdicts: list[str] = field(default_factory=list)
     own_findings: list[str] = field(default_factory=list)
+    # why the candidate's own verdict was NOT JUDGED (too few steps, too few pairs), if it was
+    own_not_judged: list[str] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[MetricCheck]:
@@ -117,6 +119,13 @@ class CheckResult:
         return [v for v in self.own_verdicts if v not in UNFINISHED_VERDICTS and v != "not_judged"]
 
     @property
+    def own_unjudged(self) -> bool:
+        """The candidate's own verdict was NOT JUDGED and its own checks named no finding: the
+        check is NOT JUDGED whatever its numbers say (never a pass, never "failed its own
+        checks")."""
+        return "not_judged" in self.own_verdicts and not self.own_checks_failed
+
+    @property
     def gate_failed(self) -> bool:
         """A regression, a candidate whose run did not finish ok, or one that failed its own
         checks: the gate never passes a run that failed or was interrupted, whatever its partial
@@ -126,7 +135,12 @@ class CheckResult:
     @property
     def judged(self) -> bool:
         """Every gated metric judged, against enough history: only then can the gate pass."""
-        return self.history_runs >= MIN_HISTORY and bool(self.metrics) and not self.not_judged
+        return (
+            self.history_runs >= MIN_HISTORY
+            and bool(self.metrics)
+            and not self.not_judged
+            and not self.own_unjudged
+        )
 
     @property
     def verdict(self) -> str:
@@ -149,6 +163,7 @@ class CheckResult:
             "unfinished": self.unfinished,
             "own_verdicts": self.own_verdicts,
             "own_findings": self.own_findings,
+            "own_not_judged": self.own_not_judged,
             "gate_failed": self.gate_failed,
             "verdict": self.verdict,
             "not_judged": [m.metric for m in self.not_judged],
@@ -256,6 +271,7 @@ def check(
         unfinished,
         list(record.details.get("own_verdicts") or []),
         list(record.details.get("own_findings") or []),
+        list(record.details.get("own_not_judged") or []),
     )
 
 

@@ -89,6 +89,13 @@ def combine(records: Sequence[BenchmarkRecord], label: str) -> BenchmarkRecord:
     unfinished = [r.details.get("run_status") for r in records]
     details = dict(first.details)
     details["run_status"] = next((s for s in unfinished if s not in (None, "ok")), "ok")
+    # every run's own verdicts count, not the first's alone: one straggler run among the repeats
+    # is a finding of the side (rule 13), one NOT JUDGED run leaves the side not judged
+    details["own_verdicts"] = list(
+        dict.fromkeys(v for r in records for v in r.details.get("own_verdicts") or [])
+    )
+    for own in ("own_findings", "own_not_judged"):
+        details[own] = [f"{r.label}: {x}" for r in records for x in r.details.get(own) or []]
     return replace(
         first,
         label=label,

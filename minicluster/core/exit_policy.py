@@ -123,18 +123,23 @@ POLICY: tuple[Verdict, ...] = (
     Verdict(
         "not_judged",
         EXIT_BAD_INPUT,
-        "run, aggregate, sweep (a run of the sweep), diagnose, fleet, watch, history check, "
-        "collectives --pattern pairwise",
+        "run, aggregate, sweep (a run of the sweep), diagnose, fleet, watch, compare, history "
+        "check, collectives --pattern pairwise",
         "NOT JUDGED, in every command: the verdict could not be reached: a run with fewer "
         "measured steps than the straggler sign test needs to reach p < 0.05 (5 with 2 ranks, "
         "3 with 3-4, 2 with 5-20), so no straggler or culprit could be named, and nothing else "
         "found (`run`, `aggregate`, `watch` of the ended run, with the why in `not_judged`); "
+        "a rank the culprit or straggler rule would name, or a slow link on a CPU (gloo) run, "
+        "that was late because its threads waited for a CPU other processes held (run-queue "
+        "delay, `host_contention`: `run`, `aggregate`; rerun on a quiet host); "
         "a member of a process group left no Flight Recorder "
         "dump (it died before it could dump), so nothing is said of it (`diagnose`); no metric "
         "was measured on enough nodes to judge (`fleet`: the robust z needs 5 nodes); a running "
         "job whose recent measured steps span less than 5 s, or no step yet, and nothing found "
         "(`watch`: not judged yet, never healthy); fewer than 3 comparable earlier runs, or a "
         "gated metric whose change the runs cannot resolve (`history check`: NOT JUDGED); "
+        "an input (`compare`) or candidate (`history check`) whose own run was NOT JUDGED and "
+        'named no finding (its reason said, never "failed its own checks"); '
         "the pairs' speed could not be judged and nothing else was found: 1 or 2 measured "
         "pairs (2-3 ranks or nodes) and no --min-busbw, or 3 ranks where both pairs of one "
         "rank are slow against the third (a slow rank or a fast pair: 3 cannot tell), #wrong "

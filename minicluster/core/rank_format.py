@@ -61,8 +61,9 @@ FORMAT_NAME = "minicluster-rank"
 # 1.6: step `syncs_ms` and `sync_groups` (the sync points of a step), `sync_kinds` and
 # `sync_bus_bytes` (each call's kind and bytes x busbw factor); the `pair_recheck` record (the
 # pairwise re-measure of flagged pairs); the summary's `traceback`. All optional: a 1.5 file
-# reads as before.
-FORMAT_VERSION = f"{FORMAT_NAME}/1.6"
+# reads as before. 1.7: step `cpu_ms` and `cpu_wait_ms` (the rank's threads' CPU time and
+# run-queue delay over the step, `rank.telemetry.schedstat`). Optional: a 1.6 file reads as before.
+FORMAT_VERSION = f"{FORMAT_NAME}/1.7"
 
 
 class RecordError(InputError):
@@ -229,6 +230,12 @@ class Step(Record):
     # step done) to this one's start (the batch, the records written, a pause of any cause). None
     # for the first step. With `opt_ms` it is the rank's own work outside forward and backward.
     gap_ms: float | None = None
+    # 1.7: the CPU time of the rank process's threads over the step, and the time they were
+    # runnable but waited on a run queue for a CPU (Linux schedstat run_delay; threads seen at
+    # the step's start and end only). None where schedstat cannot be read (the summary's
+    # telemetry says why: source `cpu_schedstat`).
+    cpu_ms: float | None = None
+    cpu_wait_ms: float | None = None
     # The replica check (every `run.replica_check_every` steps): bit sums, exact integers.
     param_checksum: int | None = None
     optim_checksum: int | None = None

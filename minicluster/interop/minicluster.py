@@ -89,6 +89,8 @@ def to_record(result: RunResult, label: str) -> BenchmarkRecord:
             # names them beside what it says of the numbers
             "own_verdicts": verdicts(result),
             "own_findings": _own_findings(result),
+            # why its own checks were NOT JUDGED (too few steps, too few pairs), when they were
+            "own_not_judged": _own_not_judged(result),
             "collective_sizes": [r.to_json() for r in result.collectives.results]
             if collectives and result.collectives is not None
             else None,
@@ -114,6 +116,21 @@ def _own_findings(result: RunResult) -> list[str]:
     if result.validation is not None and result.validation.passed is False:
         out.append(f"validation failed: {result.validation.reason or 'see its checks'}")
     return out
+
+
+def _own_not_judged(result: RunResult) -> list[str]:
+    """Why the run's own verdict was NOT JUDGED (exit 2, nothing else found): the pairs' speed
+    (`pairwise.not_judged`), the straggler test's too few steps (`not_judged`), a late rank or
+    slow link that was host CPU contention (`host_contention`); [] when judged."""
+    if "not_judged" not in verdicts(result):
+        return []
+    out = []
+    if result.pairwise is not None and result.pairwise.not_judged:
+        out.append(f"pairwise speed: {result.pairwise.not_judged}")
+    if result.not_judged:
+        out.append(result.not_judged)
+    out += [h.text for h in result.host_contention or []]  # late for the host's other work
+    return out or ["its own verdict was NOT JUDGED"]
 
 
 def _energy_coverage(telemetry: Telemetry | None) -> Coverage | None:

@@ -53,6 +53,8 @@ from minicluster.rank.comm_timing import (
     union_ms,
 )
 from minicluster.rank.session import RankSession
+from minicluster.rank.telemetry import schedstat
+from minicluster.rank.telemetry.reading import unavailable_source
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +215,9 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     tele = session.telemetry()
+    cpu_clock = schedstat.ThreadClock()  # each step's CPU time and run-queue delay
+    if cpu_clock.reason is not None:  # said once, as the telemetry sources that cannot be read
+        tele.notes.append(unavailable_source("cpu_schedstat", "host", cpu_clock.reason))
 
     total = cfg.steps.warmup + cfg.steps.measured
     progress_every = max(1, total // 5) if os.environ.get("MINICLUSTER_PROGRESS") != "0" else 0
@@ -224,7 +229,7 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
         checker.begin_step(step)
         if pipe is not None:
             rec = pipeline_step(
-                pipe, opt, wl, timer, device, step, cfg.steps.warmup, autocast, dp_rank
+                pipe, opt, wl, timer, device, step, cfg.steps.warmup, autocast, dp_rank, cpu_clock
             )
             prev_end_ns = None
         else:
@@ -239,6 +244,7 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
                 cfg.steps.warmup,
                 autocast,
                 prev_end_ns,
+                cpu_clock,
             )
         for key, value in checker.record(module, opt).items():  # after the clock stopped
             setattr(rec, key, value)
@@ -361,12 +367,15 @@ def train_step(
     warmup: int,
     autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
     prev_end_ns: int | None = None,
+    cpu_clock: schedstat.ThreadClock | None = None,
 ) -> tuple[Step, int]:
     """One timed optimizer step on this rank: its step record (times in ms) and the
     `perf_counter_ns` of its end. `dp_rank`: which data-parallel share of the batch this rank
     trains on (the ranks of a tensor-parallel group share one). `prev_end_ns`: the previous
     step's end, so the record says how long the host spent between the two (`gap_ms`: the
-    batch, the records, a pause of any cause)."""
+    batch, the records, a pause of any cause). `cpu_clock`: this process's threads' CPU time and
+    run-queue delay over the step (`cpu_ms`, `cpu_wait_ms`; `telemetry.schedstat`)."""
+    cpu0 = cpu_clock.read() if cpu_clock is not None else None
     x, y = wl.make_batch(step, dp_rank)
     sync = torch.cuda.synchronize if device.type == "cuda" else _no_sync
     sync()  # batch on the device before the clock starts
@@ -383,6 +392,7 @@ def train_step(
     opt.step()
     sync()  # device idle before the step's end is read
     t3 = time.perf_counter_ns()
+    cpu_ms, cpu_wait_ms = cpu_clock.since(cpu0) if cpu_clock is not None else (None, None)
     comm = timer.take_step()
     fwd_ms, bwd_ms, opt_ms = (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6
     exposed = comm.exposed_comm_ms
@@ -402,6 +412,8 @@ def train_step(
         loss=loss.item(),
         t_unix_s=time.time(),
         gap_ms=None if prev_end_ns is None else (t0 - prev_end_ns) / 1e6,
+        cpu_ms=cpu_ms,
+        cpu_wait_ms=cpu_wait_ms,
     )
     return step_rec, t3
 
@@ -416,12 +428,14 @@ def pipeline_step(
     warmup: int,
     autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
     dp_rank: int = 0,
+    cpu_clock: schedstat.ThreadClock | None = None,
 ) -> Step:
     """One timed optimizer step of this rank's pipeline stage: the schedule runs forward and
     backward of every microbatch (they cannot be timed apart), its chunks' busy time is the
     stage's compute, the rest of the schedule its bubble and send/recv waits."""
     # Every stage of a replica the same batch (the first reads x, the last y); each data-parallel
     # replica of the pipeline its own
+    cpu0 = cpu_clock.read() if cpu_clock is not None else None
     x, y = wl.make_batch(step, dp_rank)
     sync = torch.cuda.synchronize if device.type == "cuda" else _no_sync
     sync()
@@ -436,6 +450,7 @@ def pipeline_step(
     opt.step()
     sync()
     t2 = time.perf_counter_ns()
+    cpu_ms, cpu_wait_ms = cpu_clock.since(cpu0) if cpu_clock is not None else (None, None)
     comm = timer.take_step()
     busy_ms = union_ms([(s / 1e6, e / 1e6) for s, e in pipe.busy_spans])
     return Step(
@@ -454,6 +469,8 @@ def pipeline_step(
         pp_stage=pipe.stage,
         pp_busy_ms=busy_ms,
         pp_schedule_ms=(t1 - t0) / 1e6,
+        cpu_ms=cpu_ms,
+        cpu_wait_ms=cpu_wait_ms,
     )
 
 

@@ -17,6 +17,7 @@ _VERDICT_TEXT = {
     "better": "better",
     "worse": "worse",
     "no_change": "no change",
+    "inconclusive": "inconclusive",
     "not_tested": "not tested",
     "not_comparable": "not comparable",
     "missing": "n/a",
@@ -68,12 +69,10 @@ def _delta(r: Row) -> str:
 
 def verdict_cell(r: Row) -> str:
     """The table's verdict cell of `r`: `~` within the spread, `inconclusive` where the runs
-    cannot tell, else the verdict's words (with `(REGRESSION)`)."""
+    cannot tell (its own verdict: not judged, never no change), else the verdict's words (with `(REGRESSION)`)."""
     text = _VERDICT_TEXT[r.verdict]
     if r.verdict == "no_change" and r.reason.startswith("~"):
         text = "~"
-    elif r.verdict == "no_change" and r.reason.startswith("inconclusive"):
-        text = "inconclusive"  # not gated, and not "~": the runs cannot tell (history check's word)
     return text + (" (REGRESSION)" if r.regression else "")
 
 
@@ -111,6 +110,7 @@ def _cells(r: Row, alpha: float) -> list[str]:
 
 
 _EXCLUDED_TEXT = {
+    "inconclusive": "inconclusive",
     "not_tested": "not tested",
     "below_noise_floor": "below the noise floor",
     "not_comparable": "not comparable",
@@ -119,10 +119,14 @@ _EXCLUDED_TEXT = {
 }
 
 
+_SUMMARY_TEXT = {"inconclusive": "inconclusive (not judged)"}
+
+
 def _summary_lines(p: PairComparison) -> list[str]:
     lines = []
     for fam, counts in p.families.items():
-        parts = [f"{n} {_VERDICT_TEXT[v]}" for v, n in counts.items() if n]
+        # inconclusive rows are their own count, never folded into "no change"
+        parts = [f"{n} {_SUMMARY_TEXT.get(v, _VERDICT_TEXT[v])}" for v, n in counts.items() if n]
         lines.append(f"{fam}: {', '.join(parts)}")
     left_out = ", ".join(
         f"{n} {_EXCLUDED_TEXT.get(k, k)}" for k, n in p.geomean_excluded.items() if n
@@ -212,6 +216,8 @@ def print_comparison(c: Comparison, console: Console | None = None) -> None:
             console.print(f"[red]gate failed:[/red] {escape(u)} (a run that did not finish ok)")
         for u in p.own_failed:
             console.print(f"[red]gate failed:[/red] {escape(u)}")
+        for u in p.own_not_judged:
+            console.print(f"[yellow]NOT JUDGED:[/yellow] {escape(u)} (a gate never passes on it)")
 
 
 _SIZE_COLUMNS = ("op", "size", "busbw A (GB/s)", "busbw B (GB/s)", "% delta", "verdict")
@@ -285,6 +291,7 @@ def to_markdown(c: Comparison) -> str:
             f"- gate failed: {_md_escape(u)} (a run that did not finish ok)" for u in p.unfinished
         ]
         out += [f"- gate failed: {_md_escape(u)}" for u in p.own_failed]
+        out += [f"- NOT JUDGED: {_md_escape(u)}" for u in p.own_not_judged]
         out.append("")
     out.append(
         "`?` = percent undefined (baseline 0); `~` = difference not significant or within the "
@@ -315,6 +322,7 @@ def to_html(c: Comparison) -> str:
             for u in p.unfinished
         ]
         parts += [f"<p class='warning'>gate failed: {e(u)}</p>" for u in p.own_failed]
+        parts += [f"<p class='warning'>NOT JUDGED: {e(u)}</p>" for u in p.own_not_judged]
         plot = comparison_plot([r.to_dict() for r in p.rows], title=_title(p))
         if plot is not None:
             parts.append(figure(plot))

@@ -15,7 +15,12 @@ from minicluster.core import metrics as metrics_registry
 from minicluster.report import svg
 from minicluster.report.svg import Plot
 
-_VERDICT_COLOR = {"better": "#009E73", "worse": "#D55E00", "no_change": "#999999"}
+_VERDICT_COLOR = {
+    "better": "#009E73",
+    "worse": "#D55E00",
+    "no_change": "#999999",
+    "inconclusive": "#E69F00",
+}
 CLIP_LOG2 = 2.0  # bars stop at x4 / ÷4 and print their value
 _MIN_LOG2 = math.log2(1.1)  # the axis spans at least ÷1.1 .. x1.1
 _TICK_RATIOS = (1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0)
@@ -62,6 +67,8 @@ def _mark(row: dict[str, Any], ratio: float) -> str:
     else:
         raw = ratio if _direction(row) == "higher" else 1.0 / ratio  # B/A as in the table
         text = f"x{raw:.3g}" if raw >= 1 else f"÷{1 / raw:.3g}"
+    if row.get("verdict") == "inconclusive":
+        return f"? ({text})"  # the runs cannot tell: not judged
     return f"~ ({text})" if row.get("verdict") == "no_change" else text
 
 
@@ -112,7 +119,12 @@ def comparison_plot(rows: list[dict[str, Any]], title: str = "B vs A") -> Plot |
             ("better", _VERDICT_COLOR["better"], "box"),
             ("worse", _VERDICT_COLOR["worse"], "box"),
             ("~ no change", _VERDICT_COLOR["no_change"], "box"),
-        ],
+        ]
+        + (
+            [("? inconclusive (not judged)", _VERDICT_COLOR["inconclusive"], "box")]
+            if any(r.get("verdict") == "inconclusive" for r in shown)
+            else []
+        ),
         marks=[svg.Rule(0.0, "", "", axis="x", dash="", text="", cls="axis")],
         width=svg.WIDTH + 140,
         margin_left=230,

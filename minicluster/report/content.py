@@ -273,6 +273,8 @@ def _verdict(result: RunResult) -> str | None:
         parts.append(f"validation FAILED: {v.reason or 'see the checks'}")
     if result.incident is not None:
         parts.append(incident_phrase(result.incident))
+    for h in result.host_contention or []:  # host CPU contention: NOT JUDGED, said per finding
+        parts.append(f"NOT JUDGED: {h.text}")
     if not parts and result.not_judged:
         parts.append(f"NOT JUDGED: straggler and culprit checks: {result.not_judged}")
     return "; ".join(parts) or None

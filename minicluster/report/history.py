@@ -54,6 +54,9 @@ def headline(r: CheckResult) -> str:
 
 
 def _not_judged_why(r: CheckResult) -> str:
+    if r.own_unjudged:
+        why = "; ".join(r.own_not_judged) or "its own verdict was NOT JUDGED"
+        return f"the candidate's own run was not judged ({why})"
     if r.history_runs < MIN_HISTORY:
         return f"{r.history_runs} comparable earlier run(s), at least {MIN_HISTORY} needed"
     if not r.metrics:

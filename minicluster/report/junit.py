@@ -62,13 +62,14 @@ def compare_cases(c: Comparison) -> list[Case]:
         for r in p.rows:
             if r.regression:
                 outcome: Outcome = "failure"
-            elif r.verdict in ("not_comparable", "missing", "not_tested"):
+            elif r.verdict in ("not_comparable", "missing", "not_tested", "inconclusive"):
                 outcome = "skipped"
             else:
                 outcome = "passed"
             out.append(Case(cls, r.metric, outcome, f"{r.verdict}: {r.reason}"))
         out += [Case(cls, "run status", "failure", u) for u in p.unfinished]
         out += [Case(cls, "own checks", "failure", u) for u in p.own_failed]
+        out += [Case(cls, "own checks", "skipped", u) for u in p.own_not_judged]
     return out
 
 
@@ -191,6 +192,9 @@ def history_cases(r: CheckResult) -> list[Case]:
     if r.own_checks_failed:
         why = "; ".join(r.own_findings) or ", ".join(r.own_checks_failed)
         out.append(Case(f"history.{r.candidate}", "own checks", "failure", why))
+    elif r.own_unjudged:
+        why = "; ".join(r.own_not_judged) or "its own verdict was NOT JUDGED"
+        out.append(Case(f"history.{r.candidate}", "own checks", "skipped", why))
     for m in r.metrics:
         outcome: Outcome = (
             "failure"

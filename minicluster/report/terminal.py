@@ -6,6 +6,7 @@ import os
 import sys
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -133,18 +134,52 @@ def print_run_header(result: RunResult, console: Console | None = None) -> None:
 
 
 def _print_header(result: RunResult, view: RunView, console: Console) -> None:
+    """The summary's first line; one too wide for the console is broken between its parts, never
+    inside a verdict (`BELOW REFERENCE` split over two lines read as a bare `REFERENCE`)."""
     wl = result.workload
     color = _STATUS_COLOR.get(view.headline_class, "white")
     batch = f" (global batch {wl.global_batch})" if wl.global_batch is not None else ""
-    console.print(
-        f"[bold]minicluster[/bold] {result.kind} [cyan]{escape(result.run_id)}[/cyan]  "
-        f"[bold {color}]{escape(view.headline)}[/bold {color}]  "
-        f"({escape(view.completion)})  {text(result.world_size)} ranks on "
-        f"{node_count(result)} node(s), backend {escape(text(result.backend))}, "
-        + (f"layout {escape(layout_text(result))}, " if result.layout is not None else "")
-        + f"workload {escape(wl.name)}{batch}",
-        markup=True,
+    name = f"minicluster {result.kind} {result.run_id}"
+    done = f"({view.completion})"
+    rest = (
+        f"{text(result.world_size)} ranks on {node_count(result)} node(s), backend "
+        f"{text(result.backend)}, "
+        + (f"layout {layout_text(result)}, " if result.layout is not None else "")
+        + f"workload {wl.name}{batch}"
     )
+    verdicts = view.headline.split(", ")  # each verdict's words (`FAILED validation`) stay whole
+    kind_id = (
+        f"[bold]minicluster[/bold] {escape(str(result.kind))} [cyan]{escape(result.run_id)}[/cyan]"
+    )
+
+    def verdict_text(heads: list[str], tail: str = "") -> str:
+        return f"[bold {color}]{escape(', '.join(heads) + tail)}[/bold {color}]"
+
+    width = console.width
+    lead = f"{name}  {view.headline}  {done}"
+    if cell_len(f"{lead}  {rest}") <= width:
+        console.print(f"{kind_id}  {verdict_text(verdicts)}  {escape(done)}  {escape(rest)}")
+        return _print_verdict(view, console)
+    if cell_len(lead) <= width:
+        console.print(f"{kind_id}  {verdict_text(verdicts)}  {escape(done)}")
+    else:
+        console.print(kind_id)
+        line: list[str] = []
+        for v in verdicts:  # filled line by line, a verdict never split over two
+            if line and cell_len(", ".join([*line, v])) + 1 > width:
+                console.print(verdict_text(line, ","))
+                line = []
+            line.append(v)
+        if cell_len(f"{', '.join(line)}  {done}") <= width:
+            console.print(f"{verdict_text(line)}  {escape(done)}")
+        else:
+            console.print(verdict_text(line))
+            console.print(escape(done))
+    console.print(escape(rest))  # wraps between words where it must: no verdict in it
+    _print_verdict(view, console)
+
+
+def _print_verdict(view: RunView, console: Console) -> None:
     if view.verdict:
         style = "green" if view.verdict.startswith("pairwise: ok") else "bold red"
         console.print(f"[{style}]{escape(view.verdict)}[/{style}]")

@@ -302,6 +302,45 @@ class RankCost(Section):
     last_arrival_steps: int | None = None
     steps_compared: int | None = None
     culprit: bool | None = spec(None, omit_none=True)
+    cpu: CpuEvidence | None = spec(
+        None,
+        omit_none=True,
+        doc="(issue 25) a rank the cost rule named: its CPU time and run-queue delay against the other "
+        "ranks' on the steps it arrived last (analysis.contention); absent otherwise",
+    )
+    host_contention: bool | None = spec(
+        None,
+        omit_none=True,
+        doc="(issue 25) true when the cost rule named the rank but its lateness was its threads "
+        "waiting for a CPU other processes held: not a culprit (host_contention)",
+    )
+
+
+@dataclass(kw_only=True)
+class CpuEvidence(Section):
+    """A late rank's CPU figures against the other ranks' median, ms per step over the steps
+    judged (analysis.contention; from the steps' cpu_ms and cpu_wait_ms, rank format 1.7)."""
+
+    late_ms_per_step: float | None = spec(
+        None, doc="its own work (a straggler: compute) above the other ranks' median"
+    )
+    cpu_wait_excess_ms_per_step: float | None = spec(
+        None,
+        doc="its threads' run-queue delay (time runnable, waiting for a CPU) above the others'",
+    )
+    cpu_excess_ms_per_step: float | None = spec(
+        None, doc="its threads' CPU time above the others' (a busy thread of its own raises it)"
+    )
+    cpu_wait_ms_mean: float | None = None
+    others_cpu_wait_ms_mean: float | None = None
+    unexplained_ms_per_step: float | None = spec(
+        None,
+        doc="late_ms_per_step less the CPU wait excess: the rule that named the rank judges it",
+    )
+    steps_judged: int | None = None
+    share_pct: float | None = spec(
+        None, doc="checks.contention_share_pct: the share of the lateness the wait must cover"
+    )
 
 
 @dataclass(kw_only=True)
@@ -353,6 +392,44 @@ class Culprit(WaitedFor):
     shape: dict[str, Any] | None = spec(None, omit_none=True)
     summary: str | None = spec(None, omit_none=True)
     evidence: str
+
+
+@dataclass(kw_only=True)
+class HostContention(Section):
+    """A finding not named because the host's other processes held the CPU (issue 25,
+    analysis.contention): a culprit or straggler late through its threads' run-queue delay, or a
+    slow link on a CPU run whose ranks' threads waited for a CPU a large share of the step."""
+
+    finding: Literal["culprit", "straggler", "slow_link"]
+    rank: int | None = None
+    node_rank: int | None = None
+    hostname: str | None = None
+    text: str = spec(doc="the one line the report prints: NOT JUDGED and why")
+    cost_pct: float | None = spec(None, omit_none=True, doc="a culprit's cost (ranks[].cost)")
+    late_ms_per_step: float | None = spec(None, omit_none=True)
+    cpu_wait_excess_ms_per_step: float | None = spec(None, omit_none=True)
+    cpu_excess_ms_per_step: float | None = spec(None, omit_none=True)
+    cpu_wait_ms_mean: float | None = spec(None, omit_none=True)
+    others_cpu_wait_ms_mean: float | None = spec(None, omit_none=True)
+    unexplained_ms_per_step: float | None = spec(None, omit_none=True)
+    share_pct: float | None = spec(None, omit_none=True)
+    cpu_wait_ms_median: float | None = spec(
+        None, omit_none=True, doc="slow_link: the rank's median run-queue delay per step"
+    )
+    step_time_ms_median: float | None = spec(None, omit_none=True)
+    cpu_wait_pct: float | None = spec(
+        None, omit_none=True, doc="slow_link: cpu_wait_ms_median / step_time_ms_median, percent"
+    )
+    threshold_pct: float | None = spec(
+        None, omit_none=True, doc="slow_link: checks.contention_slow_link_pct"
+    )
+    transfer_shortfall_ms: float | None = spec(
+        None,
+        omit_none=True,
+        doc="slow_link: the judged transfer time less the time at the expected busbw, ms per "
+        "step; the wait must cover share_pct of it",
+    )
+    steps_judged: int | None = None
 
 
 @dataclass(kw_only=True)
@@ -1650,6 +1727,14 @@ class RunResult(Section):
         "most costly first ([]: none; absent: not accounted)",
     )
     culprit_rule: dict[str, Any] | None = spec(None, omit_none=True)
+    host_contention: list[HostContention] | None = spec(
+        None,
+        omit_none=True,
+        doc="(issue 25) culprits, stragglers and a slow link not named because the host's other "
+        "processes held the CPU (the ranks' threads' run-queue delay, analysis.contention): "
+        "NOT JUDGED (exit 2) when nothing else was found; absent when none",
+    )
+    contention_rule: str | None = spec(None, omit_none=True, doc="(issue 25) the rule, in words")
     not_judged: str | None = spec(
         None,
         omit_none=True,

@@ -198,3 +198,23 @@ def test_the_sync_points_of_a_parallel_layout_travel_too(synthetic: tuple[Path, 
     want = aggregate(records, aggregated_at=AT)
     assert want["accounting"] != aggregate(read_run_dir(synthetic[0], workers=1))["accounting"]
     assert comparable(reduced_result(records)) == comparable(want)
+
+
+def test_the_cpu_figures_travel_too(synthetic: tuple[Path, Path]) -> None:
+    """Each step's `cpu_ms` and `cpu_wait_ms` (rank format 1.7), which the host CPU contention
+    rule compares across ranks step by step: the straggler on node 1 waited for a CPU for its
+    lateness, and the reduced result says so as the files' does."""
+    records = read_run_dir(synthetic[0], workers=1)
+    for r in records:
+        compute = np.asarray(r.columns["compute_ms"], dtype=float)
+        r.columns["cpu_ms"] = np.full(r.n_steps, 2.0)
+        # the straggler's compute above the others' (1.6x) was spent waiting on a run queue
+        r.columns["cpu_wait_ms"] = (
+            compute * (0.6 / 1.6) if r.rank == 13 else np.full(r.n_steps, 0.1)
+        )
+    want = aggregate(records, aggregated_at=AT)
+    assert want["stragglers"] == []
+    assert [(h["finding"], h["rank"]) for h in want["host_contention"]][:1] == [("straggler", 13)]
+    got = reduced_result(records)
+    assert comparable(got) == comparable(want)
+    assert got["host_contention"] == want["host_contention"]

@@ -200,3 +200,31 @@ def test_a_worker_shaped_file_counts_its_steps_and_keeps_its_timing(tmp_path: Pa
     assert tail.last_step == 199
     assert tail.header is not None and tail.log.roster is not None
     assert tail.log.timing_methods() == ["ddp_runtime_stats"]
+
+
+def test_the_roster_every_node_leader_writes_is_decoded_once_and_shared(tmp_path: Path) -> None:
+    """Each node's local rank 0 writes the same roster line: one decoded record serves them all
+    (at 2,048 nodes each copy was 4,096 objects every garbage collection walked); a rank with
+    another roster keeps its own, and a malformed roster is still warned about, rank by rank."""
+    roster = rank_format.Roster(
+        nodes=[{"node_rank": n, "hostname": f"h{n}", "ranks": [n]} for n in range(3)]
+    )
+    other = rank_format.Roster(nodes=[{"node_rank": 0, "hostname": "h0", "ranks": [0, 1, 2]}])
+    ranks = tmp_path / "ranks"
+    for rank, ros in ((0, roster), (1, roster), (2, other)):
+        path = ranks / f"rank_{rank:05d}.jsonl"
+        _start(path, rank=rank, world=4)
+        _append(path, _line(ros) + _line(_step(0, 100.0)))
+    bad = ranks / "rank_00003.jsonl"
+    _start(bad, rank=3, world=4)
+    _append(bad, b'{"type":"roster"}\n' + _line(_step(0, 100.0)))
+    run = RunTail(tmp_path, window=50)
+    assert run.look(100.0)
+    logs = {r: t.log for r, t in run.ranks.items()}
+    assert logs[0].roster is logs[1].roster
+    assert logs[0].roster == roster and logs[2].roster == other and logs[3].roster is None
+    assert any("rank_00003.jsonl" in w and "roster" in w for w in run.warnings())
+    # a fresh reader of one file decodes the same record
+    alone = RankTail(ranks / "rank_00001.jsonl", 1, window=50)
+    alone.look(100.0)
+    assert alone.log.roster == logs[1].roster

@@ -5,25 +5,21 @@ step arrays of `accounting.field_matrices`) give what the per-rank way gives."""
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from fixtures import rank_writer  # the one shared writer of rank files (tests/fixtures)
 
 from minicluster.analysis import accounting, waited
+from minicluster.analysis.records import RankRecords, rows_view
 from minicluster.analysis.steps import StepTable
 from minicluster.analysis.tail import RunTail, Windows
 from minicluster.analysis.watch import snapshot
-
-_spec = importlib.util.spec_from_file_location(
-    "rank_writer", Path(__file__).resolve().parents[1] / "fixtures" / "rank_writer.py"
-)
-assert _spec and _spec.loader
-rank_writer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rank_writer)
+from minicluster.core import rank_format
 
 T0 = rank_writer.T0
 STEP_S = rank_writer.STEP_S
@@ -235,3 +231,83 @@ def test_many_ranks_rings_in_one_store_as_it_grows(tmp_path: Path) -> None:
     for k in stored.col:
         np.testing.assert_array_equal(own.col[k], stored.col[k])
         np.testing.assert_array_equal(gathered.col[k][::-1], stored.col[k])
+
+
+def test_full_rotated_windows_are_rows_of_one_buffer_that_accounting_takes_as_is(
+    tmp_path: Path,
+) -> None:
+    """Every window full and rotated (its oldest step mid-ring): each key's [rank x step]
+    matrix is one buffer whose rows are the ranks' columns, found both by the rows' addresses
+    and by the rows `records_and_rows` names; the accounting from those views is the one from
+    copies of the columns (the per-rank way), `opt_prev` of the window's first step unread."""
+    rng = np.random.default_rng(3)
+
+    def steps(rank: int, first: int, last: int) -> bytes:
+        return b"".join(
+            json.dumps(
+                {"type": "step", "step": s, "warmup": s < 2, "t_unix_s": T0 + s * STEP_S}
+                | {k: float(rng.uniform(1, 9)) for k in ("step_time_ms", "comm_ms", "comm_bytes")}
+                | {k: float(rng.uniform(1, 9)) + (rank == 2) for k in accounting.FIELDS}
+            ).encode()
+            + b"\n"
+            for s in range(first, last)
+        )
+
+    ranks = tmp_path / "ranks"
+    ranks.mkdir()
+    for r in range(4):
+        head = rank_format.encode(rank_writer.header(r, 4, 2, 100)) + "\n"
+        (ranks / f"rank_{r:05d}.jsonl").write_bytes(head.encode() + steps(r, 0, 30))
+    tail = RunTail(tmp_path, 16)
+    tail.look(T0)
+    for r in range(4):
+        with open(ranks / f"rank_{r:05d}.jsonl", "ab") as f:
+            f.write(steps(r, 30, 35))  # 5 more steps each
+    tail.look(T0 + 40 * STEP_S)
+    windows = Windows(list(tail.ranks.values()))
+    assert {t.kept % 16 for t in tail.ranks.values()} == {5}  # rotated, not at 0
+    keep, step, warmup, cols, starts = windows.stacked()
+    records, known = windows.records_and_rows(keep, step, warmup, cols, starts)
+    assert not starts.any() and set(known) == set(cols)
+    for key in ("fwd_ms", "opt_ms", "compute_ms"):
+        mine = [r.columns[key] for r in records]
+        by_address = rows_view(mine)
+        assert by_address is not None and by_address.base is not None
+        np.testing.assert_array_equal(by_address, np.stack(mine))
+        by_name = rows_view(mine, known[key])
+        assert by_name is not None and not by_name.flags.writeable
+        np.testing.assert_array_equal(by_name, np.stack(mine))
+        # another array in place of one row (equal values): not the named matrix
+        other = [*mine[:1], mine[1].copy(), *mine[2:]]
+        assert rows_view(other, known[key]) is None
+    table = StepTable.of_rows(records, 4, step, warmup, cols, starts)
+    copies = [
+        RankRecords(r.rank, r.header, columns={k: v.copy() for k, v in r.columns.items()})
+        for r in records
+    ]
+    fast = accounting.account(records, table, known)
+    slow = accounting.account(copies, StepTable(copies, 4))
+    assert fast.ranks == slow.ranks and fast.reason == slow.reason
+    np.testing.assert_array_equal(fast.steps, slow.steps)
+    assert fast.steps.size == table.indices.size - 1  # the first step's previous one unread
+    for name in ("host", "compute", "exposed", "period"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
+
+
+def test_windows_reuse_their_buffer_only_once_nothing_holds_the_last(tmp_path: Path) -> None:
+    rank_writer.write_static(tmp_path, [30, 30, 30], total=200)
+    tail = RunTail(tmp_path, 8)
+    tail.look(T0)
+    tails = list(tail.ranks.values())
+    first = Windows(tails)
+    held = first.records()[1].columns["compute_ms"]  # a row of its buffer, kept
+    before = held.copy()
+    second = Windows(tails)
+    assert not np.shares_memory(second.col["compute_ms"], held)
+    np.testing.assert_array_equal(held, before)
+    del first, held
+    at = second.col["step"].__array_interface__["data"][0]  # (an address: no reference)
+    del second
+    third = Windows(tails)  # nothing holds the second's buffer now: written again
+    assert third.col["step"].__array_interface__["data"][0] == at
+    np.testing.assert_array_equal(third.matrix, Windows(tails).matrix)

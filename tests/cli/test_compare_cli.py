@@ -264,3 +264,37 @@ def test_an_input_whose_own_checks_failed_fails_the_gate(
     assert main(["compare", str(clean), str(plain), "--json", str(out)]) in (0, 1)
     (pair,) = json.loads(out.read_text())["comparisons"]
     assert pair["own_checks_failed"] == []
+
+
+def test_an_input_whose_own_run_was_not_judged_is_not_judged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The recorded 2-rank `collectives --pattern pairwise` run (its own verdict NOT JUDGED: one
+    pair, no --min-busbw) against itself judged: `compare` passed it (exit 0, nothing said).
+    Now NOT JUDGED (exit 2) with its reason, never "its own checks failed" (rule 13); in a
+    side of several runs too, where only the first run's own verdicts used to count."""
+    src = FIX.parent / "pairwise" / "two_ranks_not_judged.result.json"
+    d = json.loads(src.read_text())
+    d["run_id"], d["pairwise"]["not_judged"], d["pairwise"]["min_busbw_gbps"] = "j", None, 0.1
+    judged = tmp_path / "judged.json"
+    judged.write_text(json.dumps(d))
+    out, xml = tmp_path / "c.json", tmp_path / "c.xml"
+    assert main(["compare", str(judged), str(src), "--json", str(out), "--junit", str(xml)]) == 2
+    said = capsys.readouterr().out
+    assert "NOT JUDGED: two_ranks_not_judged.result.json: its own run was NOT JUDGED: pairwise" in (
+        " ".join(said.split())
+    )
+    assert "gate failed" not in said and "own checks failed" not in said
+    data = json.loads(out.read_text())
+    (pair,) = data["comparisons"]
+    assert data["verdict"] == "not_judged" and not data["gate_failed"]
+    assert pair["own_checks_failed"] == [] and "1 of 1 pairs" in pair["own_not_judged"][0]
+    assert "<failure" not in xml.read_text() and "own checks" in xml.read_text()
+    assert main(["compare", str(judged), str(judged)]) == 0
+    # a side of several runs: the second run's own verdict counts as the first's does
+    assert main(["compare", str(judged), f"{judged},{src}"]) == 2
+    cases = FIX.parent / "cases" / "30-history-noisy-baselines"
+    h1, h2, strag = (cases / f"{n}.result.json" for n in ("h1", "h2", "strag"))
+    capsys.readouterr()
+    assert main(["compare", str(h2), f"{h1},{strag}"]) == 1
+    assert "its own checks failed (straggler" in capsys.readouterr().out

@@ -6,7 +6,6 @@ watch also meets truncated last lines. No torch needed: the real runs are tests/
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures import rank_writer  # the one shared writer of rank files (tests/fixtures)
 
 from minicluster.analysis import watcher
 from minicluster.analysis.watcher import Watcher
@@ -26,10 +26,6 @@ from minicluster.report.watch import final_lines
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-_spec = importlib.util.spec_from_file_location("rank_writer", FIXTURES / "rank_writer.py")
-assert _spec and _spec.loader
-rank_writer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rank_writer)
 
 
 @pytest.fixture

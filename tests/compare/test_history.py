@@ -531,3 +531,91 @@ def test_a_missing_database_is_refused_never_made(
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert main(["history", "add", cand]) == 0
     assert (tmp_path / "xdg" / "minicluster" / "history.sqlite").exists()
+
+
+PAIRWISE_NOT_JUDGED = FIX / "pairwise" / "two_ranks_not_judged.result.json"
+
+
+def _pairwise_judged(tmp: Path, name: str, scale: float) -> Path:
+    """The recorded 2-rank link test as a judged run (--min-busbw given: its speed judged, no
+    finding), its busbw scaled: a distinct comparable result."""
+    d = json.loads(PAIRWISE_NOT_JUDGED.read_text())
+    d["run_id"] = name
+    d["pairwise"]["not_judged"] = None
+    d["pairwise"]["min_busbw_gbps"] = 0.1
+    d["metrics"]["busbw_gbps"]["value"] *= scale
+    p = tmp / f"{name}.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+def test_a_candidate_whose_own_run_was_not_judged_is_not_judged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The recorded `collectives --pattern pairwise` run of 2 ranks (its own verdict NOT JUDGED:
+    one pair, nothing to judge its speed against) against 4 judged runs of its fingerprint: its
+    numbers match the history, and the check passed it (exit 0, "no regression"). A gate never
+    passes on a run that could not be judged: NOT JUDGED with its own reason, exit 2, and never
+    "failed its own checks"."""
+    db = str(tmp_path / "h.sqlite")
+    runs = [_pairwise_judged(tmp_path, f"p{i}", s) for i, s in enumerate([1, 1.01, 0.99, 1.005])]
+    assert main(["history", "add", *map(str, runs), "--db", db]) == 0
+    capsys.readouterr()
+    out, xml = tmp_path / "c.json", tmp_path / "c.xml"
+    argv = ["history", "check", str(PAIRWISE_NOT_JUDGED), "--db", db, "--json", str(out)]
+    assert main([*argv, "--junit", str(xml)]) == 2
+    said = capsys.readouterr().out
+    head = " ".join(said.split("candidate's own verdict")[0].split())
+    assert (
+        "NOT JUDGED: the candidate's own run was not judged (pairwise speed: 1 of 1 pairs" in head
+    )
+    assert "no regression" not in said and "FAILED" not in said and "own checks failed" not in said
+    data = json.loads(out.read_text())
+    assert data["verdict"] == "not_judged" and not data["gate_failed"]
+    assert data["own_not_judged"][0].startswith("pairwise speed: 1 of 1 pairs measured")
+    assert all(m["verdict"] == "no_change" for m in data["metrics"])  # the numbers are fine
+    assert 'name="own checks"' in xml.read_text() and "<failure" not in xml.read_text()
+    # the same run judged passes against the same history
+    assert main(["history", "check", str(_pairwise_judged(tmp_path, "ok", 1.0)), "--db", db]) == 0
+
+
+def test_an_old_database_never_serves_a_run_whose_own_checks_failed_as_a_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database written before `checks_failed` existed holds straggler runs as `ok`: they
+    served as baselines there (a healthy run read against stragglers) while a new database
+    refused them. Opened once by this minicluster, each such run is read again from its source
+    and marked, so the baseline query gives the old database the new one's answer; a run whose
+    source is gone is named as unknown."""
+    db = tmp_path / "old.sqlite"
+    src = json.loads((NOISY / "strag.result.json").read_text())
+    strags = []
+    for i in range(4):
+        p = tmp_path / f"strag{i}.json"
+        p.write_text(json.dumps(dict(src, run_id=f"strag{i}")))
+        strags.append(p)
+    assert main(["history", "add", *map(str, strags), "--db", str(db)]) == 0
+    # what an older minicluster wrote: the same rows, status ok, no mark in meta
+    con = sqlite3.connect(db)
+    con.execute("UPDATE runs SET status = 'ok'")
+    con.execute("DELETE FROM meta WHERE key LIKE 'checks_failed%'")
+    con.commit()
+    con.close()
+    strags[3].unlink()  # its source gone: cannot be told
+    fp = load(NOISY / "h1.result.json").fingerprint or {}
+    with History(db) as h:
+        assert [r.id for r in h.comparable(fp, (), 30)] == [4]
+        assert h.unverified() == {4}
+    con = sqlite3.connect(db)
+    assert [r[0] for r in con.execute("SELECT status FROM runs ORDER BY id")] == [
+        "checks_failed",
+        "checks_failed",
+        "checks_failed",
+        "ok",
+    ]
+    con.close()
+    capsys.readouterr()
+    assert main(["history", "check", str(NOISY / "h1.result.json"), "--db", str(db)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "NOT JUDGED: 1 comparable earlier run(s)" in out and "REGRESSION" not in out
+    assert "baseline run(s) #4 were recorded by an older minicluster" in out

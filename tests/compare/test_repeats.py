@@ -5,6 +5,7 @@ SGLang file of repeats."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def test_a_large_change_inside_a_wide_spread_is_inconclusive_never_100pct(tmp_pa
     "~ within the between-run spread" beside a "100% interval" (1 - alpha over 16 metrics,
     99.7%, rounded by :.0%). The level is printed as it is, and a change past the threshold
     that the spread cannot confirm nor rule out reads inconclusive, not judged, as `history
-    check` says it (the row is still not gated: verdict no_change, exit unchanged)."""
+    check` says it (the row is still not gated: exit unchanged; its verdict is `inconclusive`)."""
     from minicluster.report.comparison import verdict_cell
 
     a = combine([load(_copy(tmp_path, f"a{i}", s)) for i, s in enumerate((1.0, 1.5))], "A")
@@ -66,7 +67,7 @@ def test_a_large_change_inside_a_wide_spread_is_inconclusive_never_100pct(tmp_pa
     row = rows["step_time_mean_ms"]
     assert row.delta_pct is not None and row.delta_pct > 40 and row.test == "runs-t"
     assert row.ci_low is not None and row.ci_low < 0 < (row.ci_high or 0)  # the spread holds 0
-    assert row.verdict == "no_change" and not row.regression
+    assert row.verdict == "inconclusive" and not row.regression
     assert row.reason.startswith("inconclusive, not judged: a +"), row.reason
     assert "100% interval" not in row.reason and "% interval of B vs A (alpha" in row.reason
     assert verdict_cell(row) == "inconclusive"
@@ -75,6 +76,37 @@ def test_a_large_change_inside_a_wide_spread_is_inconclusive_never_100pct(tmp_pa
         rate.reason.startswith("inconclusive: judged on step_time_mean_ms")
         and verdict_cell(rate) == "inconclusive"
     )
+
+
+def test_the_family_summary_counts_inconclusive_rows_never_as_no_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2 runs a side, +52% step time inside a spread that holds 0: the rows read `inconclusive`,
+    but the family summary counted them under "no change" (and the geometric mean took them as
+    judged). Each is counted as inconclusive (not judged), in the JSON, the terminal, the
+    markdown and the JUnit (skipped), and left out of the geometric mean, as not judged."""
+    a_runs = [_copy(tmp_path, f"a{i}", s) for i, s in enumerate((1.0, 1.5))]
+    b_runs = [_copy(tmp_path, f"b{i}", s) for i, s in enumerate((1.3, 2.5))]
+    out, md, xml = tmp_path / "c.json", tmp_path / "c.md", tmp_path / "c.xml"
+    argv = ["compare", ",".join(map(str, a_runs)), ",".join(map(str, b_runs))]
+    assert main([*argv, "--json", str(out), "--md", str(md), "--junit", str(xml)]) == 0
+    said = capsys.readouterr().out
+    (pair,) = json.loads(out.read_text())["comparisons"]
+    rows = {r["metric"]: r for r in pair["rows"]}
+    inconclusive = {m for m, r in rows.items() if r["reason"].startswith("inconclusive")}
+    assert {"step_time_mean_ms", "throughput_samples_per_sec"} <= inconclusive
+    assert all(rows[m]["verdict"] == "inconclusive" for m in inconclusive)
+    for fam, counts in pair["families"].items():
+        want = sum(1 for m in inconclusive if rows[m]["family"] == fam)
+        assert counts["inconclusive"] == want, (fam, counts)
+        assert counts["no_change"] == sum(
+            1 for r in rows.values() if r["family"] == fam and r["verdict"] == "no_change"
+        )
+    assert pair["geomean"]["excluded"]["inconclusive"] == len(inconclusive)
+    thr = next(line for line in said.splitlines() if line.startswith("throughput:"))
+    assert "inconclusive (not judged)" in thr and "no change" not in thr, thr
+    assert "inconclusive (not judged)" in md.read_text()
+    assert re.search(r'name="step_time_mean_ms">\s*<skipped message="inconclusive', xml.read_text())
 
 
 def test_runs_too_far_apart_for_a_finite_interval_are_not_tested(tmp_path: Path) -> None:

@@ -3,24 +3,17 @@ above, the stalled and straggling ranks named, user text printed as it is."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 from pathlib import Path
 from typing import Any
 
+from fixtures import rank_writer  # the one shared writer of rank files (tests/fixtures)
 from rich.console import Console
 
 from minicluster.analysis.tail import RunTail
 from minicluster.analysis.watch import snapshot
 from minicluster.report.watch import final_lines, status_line, view
-
-_spec = importlib.util.spec_from_file_location(
-    "rank_writer", Path(__file__).resolve().parents[1] / "fixtures" / "rank_writer.py"
-)
-assert _spec and _spec.loader
-rank_writer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rank_writer)
 
 
 def _snap(run_dir: Path, last_steps: list[int], **kw: Any) -> dict[str, Any]:

@@ -1,0 +1,264 @@
+"""Host CPU contention: lateness that is the rank's threads waiting for a CPU other processes held.
+
+Each step record carries the rank process's threads' CPU time (`cpu_ms`) and the time they were
+runnable but waited on a run queue for a CPU (`cpu_wait_ms`, Linux schedstat's run_delay:
+`rank.telemetry.schedstat`). A rank that is late because the host's other processes held its
+core is late through no fault of its own or of its link; the measurement says so directly.
+
+The rule for a rank named late (a culprit, on the steps it arrived last; a straggler, on its
+measured steps): its *lateness* is its own work (host + compute; a straggler: compute) above the
+median of the other ranks' in those steps, ms per step; its *CPU wait excess* its `cpu_wait_ms`
+above the others' median, its *CPU excess* its `cpu_ms` above theirs. The lateness is host CPU
+contention when
+
+- the CPU wait excess covers at least `checks.contention_share_pct` (50%) of the lateness, and
+- the CPU excess is below that share of the lateness: its own threads did not use more CPU than
+  its peers' by as much (a busy thread inside the rank's own process raises its `cpu_ms`: that
+  stays the rank's fault, as does a sleep in its code, which raises neither).
+
+- and the lateness the CPU wait does not explain (lateness - CPU wait excess) would not name the
+  rank by itself: below the culprit rule's floors (`checks.culprit_min_ms_per_step` on average,
+  `checks.culprit_cost_pct` of the run, the cost scaled by that share of the lateness), or for a
+  straggler the straggler rule's (`checks.straggler_min_excess_ms`, `straggler_threshold_pct`).
+  A rank slow by itself on a busy host (a 40 ms sleep beside 23 ms of CPU wait a step, seen in
+  a run of scripts/check_false_verdicts.py) is still named.
+
+Then the rank is not named; it is NOT JUDGED (`host_contention` in the result, exit 2).
+
+A slow link on a CPU (gloo) run is host CPU contention when, over the judged steps, some rank's
+median `cpu_wait_ms` is at least `checks.contention_slow_link_pct` (20%) of its median step time
+and at least the transfer's shortfall (the judged transfer time, at the p75 busbw, less the time
+at the expected busbw: the wait is the whole step's, so all of the shortfall, not a share): the transfer runs on the
+ranks' own threads, and a thread waiting for a CPU moves no bytes. A delay in the transfer (a
+sleep, a slow wire) makes a shortfall the host's load does not cover: still a slow link (on a
+loaded 2-core host the ranks' threads wait for a CPU 20-95% of a small step whatever the link
+does, so the share of the step alone would excuse every slow link there).
+
+Records without the fields (before rank format 1.7, or a host without schedstat) make no
+contention judgement: the verdicts stand as before.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from minicluster.analysis.accounting import Accounting, field_matrices
+from minicluster.analysis.records import RankRecords
+from minicluster.analysis.steps import r4
+from minicluster.core.checks import ChecksSection
+
+FIELDS = ("cpu_ms", "cpu_wait_ms")
+
+
+@dataclass
+class CpuSteps:
+    """[rank x step] `cpu_ms` and `cpu_wait_ms` of `ranks` at `steps` (NaN: not recorded)."""
+
+    ranks: list[int]
+    steps: np.ndarray
+    cpu: np.ndarray
+    wait: np.ndarray
+
+
+def cpu_steps(records: list[RankRecords], ranks: list[int], steps: np.ndarray) -> CpuSteps | None:
+    """The ranks' CPU time and wait at `steps`; None when a rank recorded neither (older records,
+    no schedstat: null in every step) or there is no step."""
+    by_rank = {r.rank: r for r in records}
+    if not steps.size or any(r not in by_rank for r in ranks):
+        return None
+    columns = [by_rank[r].columns for r in ranks]
+    if not all(k in c for c in columns for k in FIELDS):
+        return None
+    mats = field_matrices(columns, steps, FIELDS, prev=False)
+    cpu = np.asarray(mats["cpu_ms"], dtype=np.float64)
+    wait = np.asarray(mats["cpu_wait_ms"], dtype=np.float64)
+    if np.isnan(wait).all(axis=1).any() or np.isnan(cpu).all(axis=1).any():
+        return None
+    return CpuSteps(list(ranks), steps, cpu, wait)
+
+
+def others_median(matrix: np.ndarray, row: int) -> np.ndarray:
+    """Per step (column) the median of the other rows (NaN ignored; all NaN: NaN)."""
+    others = np.delete(matrix, row, axis=0)
+    with warnings.catch_warnings():  # a column of NaN only: NaN, said by the caller's None
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(others, axis=0)
+
+
+def _mean(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
+def is_contention(
+    late_ms: float, wait_excess_ms: float, cpu_excess_ms: float, share_pct: float
+) -> bool:
+    """The module's rule on one rank's figures (ms per step)."""
+    if not late_ms > 0:
+        return False
+    share = share_pct / 100.0
+    return wait_excess_ms >= share * late_ms and cpu_excess_ms < share * late_ms
+
+
+def judge_rank(
+    own: np.ndarray, cpu: CpuSteps, row: int, cols: np.ndarray, share_pct: float
+) -> dict[str, Any] | None:
+    """The evidence for rank row `row` over the step columns `cols` (a bool mask): `own` is its
+    [rank x step] own work (aligned with `cpu`); None when the CPU figures are missing on those
+    steps. Only those columns are taken (a few steps of a [16,384 x 1,000] matrix)."""
+    idx = np.flatnonzero(cols)
+    own, wait, used = own[:, idx], cpu.wait[:, idx], cpu.cpu[:, idx]
+    others_wait = others_median(wait, row)
+    late = _mean(own[row] - others_median(own, row))
+    wait_x = _mean(wait[row] - others_wait)
+    cpu_x = _mean(used[row] - others_median(used, row))
+    if late is None or wait_x is None or cpu_x is None:
+        return None
+    return {
+        "late_ms_per_step": r4(late),
+        "cpu_wait_excess_ms_per_step": r4(wait_x),
+        "cpu_excess_ms_per_step": r4(cpu_x),
+        "cpu_wait_ms_mean": r4(_mean(wait[row]) or 0.0),
+        "others_cpu_wait_ms_mean": r4(_mean(others_wait) or 0.0),
+        # the lateness the CPU wait does not explain: judged by the rule that named the rank
+        "unexplained_ms_per_step": r4(late - max(wait_x, 0.0)),
+        "steps_judged": int(idx.size),
+        "share_pct": share_pct,
+        "contention": is_contention(late, wait_x, cpu_x, share_pct),
+    }
+
+
+def rule_text(share_pct: float, slow_link_pct: float) -> str:
+    return (
+        "a late rank is host CPU contention (NOT JUDGED) when its threads' run-queue delay above "
+        f"the other ranks' median covers >= {share_pct:g}% of its lateness (own work above "
+        f"theirs, on the steps it was late) while its CPU time above theirs is < {share_pct:g}% "
+        "of it; a slow link on a CPU (gloo) run is, when a rank's median run-queue delay is >= "
+        f"{slow_link_pct:g}% of its median step time and >= the transfer's shortfall against "
+        "the expected busbw"
+    )
+
+
+def culprit_contention(
+    acc: Accounting, cpu: CpuSteps | None, rank: int, share_pct: float
+) -> dict[str, Any] | None:
+    """A culprit's evidence on the steps it arrived last (with some lateness)."""
+    if cpu is None or rank not in acc.ranks or list(cpu.ranks) != list(acc.ranks):
+        return None
+    row = acc.ranks.index(rank)
+    cols = (acc.last == row) & (acc.lateness > 0)
+    if not cols.any():
+        return None
+    return judge_rank(acc.own, cpu, row, cols, share_pct)
+
+
+def gate_culprits(
+    acc: Accounting,
+    costs: dict[int, dict[str, Any]],
+    records: list[RankRecords],
+    checks: ChecksSection,
+) -> dict[int, dict[str, Any]]:
+    """Each rank the cost rule named gets its CPU figures (`cpu` in its cost entry); one whose
+    lateness was host CPU contention (the share rule, and the lateness its CPU wait does not
+    explain too small to name it: below `checks.culprit_min_ms_per_step` on average over the
+    run or `checks.culprit_cost_pct` of it) is set not a culprit (`host_contention` true).
+    The evidence of those, by rank."""
+    out: dict[int, dict[str, Any]] = {}
+    if not any(c["culprit"] for c in costs.values()):
+        return out
+    cpu = cpu_steps(records, acc.ranks, acc.steps)
+    for rank, c in costs.items():
+        ev = (
+            culprit_contention(acc, cpu, rank, checks.contention_share_pct)
+            if c["culprit"]
+            else None
+        )
+        if ev is None:
+            continue
+        c["cpu"] = {k: v for k, v in ev.items() if k != "contention"}
+        rest = max(0.0, ev["unexplained_ms_per_step"])
+        late = ev["late_ms_per_step"]
+        rest_named = (
+            rest * ev["steps_judged"] / max(acc.n, 1) >= checks.culprit_min_ms_per_step
+            and late > 0
+            and c["cost_pct"] * rest / late >= checks.culprit_cost_pct
+        )
+        if ev["contention"] and not rest_named:  # waited for a CPU: not its fault
+            c["culprit"] = False
+            c["host_contention"] = True
+            out[rank] = ev
+    return out
+
+
+def straggler_contention(
+    compute: np.ndarray, cpu: CpuSteps | None, rank: int, share_pct: float
+) -> dict[str, Any] | None:
+    """A straggler's evidence over the measured steps (`compute`: [rank x step], aligned with
+    `cpu`)."""
+    if cpu is None or rank not in cpu.ranks:
+        return None
+    row = cpu.ranks.index(rank)
+    return judge_rank(compute, cpu, row, np.ones(compute.shape[1], dtype=bool), share_pct)
+
+
+def link_contention(
+    cpu: CpuSteps | None,
+    step_time: np.ndarray | None,
+    shortfall_ms: float | None,
+    slow_link_pct: float,
+) -> dict[str, Any] | None:
+    """Whether a slow link was the ranks' threads waiting for a CPU: the rank with the largest
+    median `cpu_wait_ms` against its median step time waited `slow_link_pct` of it or more, and
+    at least the transfer's `shortfall_ms` (the judged transfer time less the time at the
+    expected busbw, ms per step). The evidence, or None when not measured."""
+    if cpu is None or step_time is None or step_time.shape != cpu.wait.shape:
+        return None
+    if shortfall_ms is None or not shortfall_ms > 0:
+        return None
+    shares = []
+    for row in range(len(cpu.ranks)):
+        wait = cpu.wait[row][np.isfinite(cpu.wait[row])]
+        period = step_time[row][np.isfinite(step_time[row])]
+        if wait.size and period.size and float(np.median(period)) > 0:
+            shares.append((100.0 * float(np.median(wait)) / float(np.median(period)), row))
+    if not shares:
+        return None
+    pct, row = max(shares)
+    wait_ms = float(np.nanmedian(cpu.wait[row]))
+    return {
+        "rank": cpu.ranks[row],
+        "cpu_wait_ms_median": r4(wait_ms),
+        "step_time_ms_median": r4(float(np.nanmedian(step_time[row]))),
+        "cpu_wait_pct": r4(pct),
+        "threshold_pct": slow_link_pct,
+        "transfer_shortfall_ms": r4(shortfall_ms),
+        "steps_judged": int(cpu.steps.size),
+        "contention": pct >= slow_link_pct and wait_ms >= shortfall_ms,
+    }
+
+
+def rank_line(finding: str, rank: int, ev: dict[str, Any], host: str | None) -> str:
+    """The one line a NOT JUDGED rank gets."""
+    where = f" on {host}" if host else ""
+    what = "late" if finding == "culprit" else "slow in compute"
+    return (
+        f"rank {rank} not judged ({finding}): {what} {ev['late_ms_per_step']:.1f} ms a step, "
+        f"{ev['cpu_wait_excess_ms_per_step']:.1f} of them waiting for a CPU that other "
+        f"processes held (run-queue delay{where}); rerun on a quiet host"
+    )
+
+
+def link_line(ev: dict[str, Any], host: str | None) -> str:
+    """The one line a slow link judged as host CPU contention gets."""
+    where = f" on host {host}" if host else ""
+    return (
+        f"link not judged (slow link): rank {ev['rank']}'s threads waited for a CPU "
+        f"{ev['cpu_wait_ms_median']:.1f} ms of its {ev['step_time_ms_median']:.1f} ms median "
+        f"step ({ev['cpu_wait_pct']:.0f}%, run-queue delay{where}), more than the transfer's "
+        f"{ev['transfer_shortfall_ms']:.2f} ms shortfall against the expected busbw: starved of "
+        "CPU, not slowed by the link; rerun on a quiet host"
+    )
