@@ -149,8 +149,8 @@ def drift(
 
 
 def could_drift(
-    values: Sequence[float],
-    x: Sequence[float] | None = None,
+    values: Sequence[float] | np.ndarray,
+    x: Sequence[float] | np.ndarray | None = None,
     direction: Literal["higher", "lower"] = "higher",
     min_change_pct: float = DEFAULT_MIN_CHANGE_PCT,
 ) -> bool:
