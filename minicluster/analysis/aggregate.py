@@ -252,9 +252,11 @@ def _findings(
         else None
     )
     busy: list[dict[str, Any]] = []
-    stragglers = [
-        s for s in stragglers if not _straggler_contended(s, table, cpu, checks, frame, busy)
-    ]
+    stragglers, cleared = contention.gate_stragglers(stragglers, table.records, cpu, checks)
+    for rank, ev in cleared.items():  # slow because its threads waited for a CPU
+        entry = _entry(frame, "straggler", rank, ev)
+        entry["text"] = contention.rank_line("straggler", rank, ev, _host_of(frame, rank))
+        busy.append(entry)
     node_section = nodes.nodes_section(
         frame.where,
         table,
@@ -328,42 +330,6 @@ def _entry(frame: RunFrame, finding: str, rank: int | None, ev: dict[str, Any]) 
         "hostname": node.hostname if node is not None else None,
         **{k: v for k, v in ev.items() if k not in ("contention", "rank")},
     }
-
-
-def _straggler_contended(
-    s: dict[str, Any],
-    table: JobSteps,
-    cpu: contention.CpuSteps | None,
-    checks: ChecksSection,
-    frame: RunFrame,
-    busy: list[dict[str, Any]],
-) -> bool:
-    """Whether straggler `s` was slow because its threads waited for a CPU (then its entry is
-    added to `busy`); its evidence is kept on it either way."""
-    if cpu is None:
-        return False
-    by_rank = {r.rank: r for r in table.records}
-    columns = [by_rank[rank].columns for rank in cpu.ranks]
-    compute = accounting.field_matrices(columns, cpu.steps, ("compute_ms",), prev=False)
-    ev = contention.straggler_contention(
-        np.asarray(compute["compute_ms"], dtype=np.float64),
-        cpu,
-        s["rank"],
-        checks.contention_share_pct,
-    )
-    if ev is None or not ev["contention"]:
-        return False
-    # the compute excess the CPU wait does not explain, judged by the straggler rule's floors
-    rest = max(0.0, ev["unexplained_ms_per_step"])
-    others = s["others_compute_ms_median"]
-    if rest >= checks.straggler_min_excess_ms and (
-        others <= 0 or 100.0 * rest / others > checks.straggler_threshold_pct
-    ):
-        return False
-    entry = _entry(frame, "straggler", s["rank"], ev)
-    entry["text"] = contention.rank_line("straggler", s["rank"], ev, _host_of(frame, s["rank"]))
-    busy.append(entry)
-    return True
 
 
 def _link_contended(

@@ -205,6 +205,55 @@ def straggler_contention(
     return judge_rank(compute, cpu, row, np.ones(compute.shape[1], dtype=bool), share_pct)
 
 
+def straggler_evidence(
+    s: dict[str, Any], records: list[RankRecords], cpu: CpuSteps | None, checks: ChecksSection
+) -> dict[str, Any] | None:
+    """The evidence when straggler `s` (a `stragglers.find_stragglers` entry, judged on
+    `records`) was host CPU contention, else None (it stays a straggler; or not measured): the
+    share rule on its compute over `cpu`'s steps, and the compute excess its CPU wait does not
+    explain below the straggler rule's floors (`checks.straggler_min_excess_ms`, or
+    `checks.straggler_threshold_pct` of the others' median compute). Aggregation and watch's live
+    window call this one rule."""
+    if cpu is None or s["rank"] not in cpu.ranks:
+        return None
+    by_rank = {r.rank: r for r in records}
+    if any(rank not in by_rank for rank in cpu.ranks):
+        return None
+    columns = [by_rank[rank].columns for rank in cpu.ranks]
+    compute = field_matrices(columns, cpu.steps, ("compute_ms",), prev=False)["compute_ms"]
+    ev = straggler_contention(
+        np.asarray(compute, dtype=np.float64), cpu, s["rank"], checks.contention_share_pct
+    )
+    if ev is None or not ev["contention"]:
+        return None
+    rest = max(0.0, ev["unexplained_ms_per_step"])
+    others = s["others_compute_ms_median"]
+    if rest >= checks.straggler_min_excess_ms and (
+        others <= 0 or 100.0 * rest / others > checks.straggler_threshold_pct
+    ):
+        return None  # slow by itself too: still a straggler
+    return ev
+
+
+def gate_stragglers(
+    stragglers: list[dict[str, Any]],
+    records: list[RankRecords],
+    cpu: CpuSteps | None,
+    checks: ChecksSection,
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    """(the stragglers that stand, the evidence of those that were host CPU contention by rank):
+    `straggler_evidence` on each."""
+    kept: list[dict[str, Any]] = []
+    cleared: dict[int, dict[str, Any]] = {}
+    for s in stragglers:
+        ev = straggler_evidence(s, records, cpu, checks)
+        if ev is None:
+            kept.append(s)
+        else:
+            cleared[s["rank"]] = ev
+    return kept, cleared
+
+
 def link_contention(
     cpu: CpuSteps | None,
     step_time: np.ndarray | None,

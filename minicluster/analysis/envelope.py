@@ -39,6 +39,21 @@ def memory_metrics(
             "memory_utilization_percent": unavailable("memory_utilization_percent", why),
             "memory_peak_mib": unavailable("memory_peak_mib", why),
         }
+    lacking = [
+        h.get("rank", "?")
+        for h, s in summaries
+        if not _has_numbers(s.get("memory"), ("rss_peak_bytes", "host_total_bytes"))
+        and not _has_numbers(s.get("memory"), ("cuda_max_allocated_bytes", "cuda_total_bytes"))
+    ]
+    if lacking:
+        why = (
+            f"rank {lacking[0]}'s summary has no memory figures (rss_peak_bytes and "
+            "host_total_bytes, or the cuda pair): a peak over the others is not the job's"
+        )
+        return {
+            "memory_utilization_percent": unavailable("memory_utilization_percent", why),
+            "memory_peak_mib": unavailable("memory_peak_mib", why),
+        }
     gpu = [s["memory"] for _, s in summaries if "cuda_max_allocated_bytes" in s["memory"]]
     if gpu:
         peak = max(g["cuda_max_allocated_bytes"] for g in gpu)
@@ -71,6 +86,14 @@ def memory_metrics(
             "max over hosts of (sum of ranks' peak RSS on the host) / host memory total",
         ),
     }
+
+
+def _has_numbers(memory: Any, keys: tuple[str, ...]) -> bool:
+    """True when `memory` is a mapping holding a positive number (not a bool) at each key."""
+    if not isinstance(memory, dict):
+        return False
+    values = [memory.get(k) for k in keys]
+    return all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values)
 
 
 def platform(headers: list[dict[str, Any]]) -> dict[str, Any]:

@@ -48,6 +48,9 @@ WINDOW_KEYS = (
     "bwd_ms",
     "opt_ms",
     "gap_ms",
+    # the host CPU contention rule's (analysis.contention; NaN in records before rank format 1.7)
+    "cpu_ms",
+    "cpu_wait_ms",
 )
 HEADER_MAX_BYTES = 1 << 20
 WINDOW_BUDGET = 51_200  # rank-steps: 1,024 ranks x 50 steps refresh in about 0.1-0.2 s here

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis import envelope
+from minicluster.analysis import contention, envelope
 from minicluster.analysis.rank_status import PEER_ERROR
 from minicluster.analysis.steps import r4
 from minicluster.analysis.tail import RankTail, RunTail, Windows, node_of
@@ -101,10 +101,19 @@ def snapshot(
                 stragglers.append({**verdict.to_json(), "over": "run"})
     for s in stragglers:
         by_rank[s["rank"]]["straggler"] = True
+    # host CPU contention (`analysis.contention`): a late rank not named, NOT JUDGED
+    busy = [
+        _contended(by_rank[r], "straggler", ev)
+        for r, ev in (live.contended if live else {}).items()
+    ]
     if result is not None:
         culprits = [c.to_json() | {"over": "run"} for c in result.culprits or []]
+        # the run's own, over all its steps: its verdict stands (a straggler of the last
+        # window whose slowness was contention is still not named there)
+        busy = [h.to_json() | {"over": "run"} for h in result.host_contention or []]
     elif live is not None:
-        culprits = live_culprits(live, cfg.checks)
+        culprits, cleared = live_culprits(live, cfg.checks)
+        busy += [_contended(by_rank[r], "culprit", ev) for r, ev in cleared.items()]
     else:
         culprits = []
     slowest = _slowest(rows)
@@ -136,8 +145,10 @@ def snapshot(
         # last window no longer shows, a failed validation, a slow link) is a problem, so
         # `healthy`, `problems` and the exit code agree
         add_problems(problems, [v for v in ended["verdicts"] if v != "not_judged"])
-        if "not_judged" in ended["verdicts"]:  # too few steps for the straggler test
+        if "not_judged" in ended["verdicts"]:  # too few steps, or host CPU contention
             not_judged = ended["not_judged"]
+        if busy:
+            not_judged = _contention_text(busy, not_judged)
     else:
         # Too short a window to judge stragglers and culprits is no verdict of health: "not
         # judged yet (why)", and the policy's `not_judged` code, never the healthy 0 a CI
@@ -149,6 +160,8 @@ def snapshot(
                     "; every rank is done: the run's verdict over all its steps comes with its "
                     "result.json (`minicluster aggregate DIR` writes it if the run never does)"
                 )
+        if busy:  # a late rank not named: not judged, whatever else was found
+            not_judged = _contention_text(busy, not_judged)
         code = code_for(["live_problem"] if problems else ["not_judged"] if not_judged else [])
     return {
         **snap,
@@ -159,6 +172,7 @@ def snapshot(
         "healthy": not problems and not_judged is None,
         "problems": problems,
         "not_judged": not_judged,
+        "host_contention": busy,
         "progress": _progress(rows, total, bool(stalled), ended is not None),
         "job_stall": job_stall,
         "stalled": stalled,
@@ -175,6 +189,26 @@ def snapshot(
         "exit_code": code,
         "warnings": tail.warnings(),
     }
+
+
+def _contended(row: dict[str, Any], finding: str, ev: dict[str, Any]) -> dict[str, Any]:
+    """A live `host_contention` entry: the finding not named (straggler, culprit), the rank, its
+    node, the evidence (`contention.judge_rank`) and its line, as aggregation words it."""
+    return {
+        "finding": finding,
+        "rank": row["rank"],
+        "node": row["node"],
+        **{k: v for k, v in ev.items() if k != "contention"},
+        "text": contention.rank_line(finding, row["rank"], ev, row["node"]),
+        "over": "window",
+    }
+
+
+def _contention_text(busy: list[dict[str, Any]], reason: str | None) -> str:
+    """`not_judged` with host CPU contention: the reason already there (too few steps), then
+    each finding's line."""
+    lines = [reason] if reason else []
+    return "; ".join(lines + [f"host CPU contention: {b['text']}" for b in busy])
 
 
 def _empty(world: int, rows: list[dict[str, Any]], warnings: list[str]) -> dict[str, Any]:
@@ -199,6 +233,7 @@ def _empty(world: int, rows: list[dict[str, Any]], warnings: list[str]) -> dict[
         "stalled": [],
         "stragglers": [],
         "culprits": [],
+        "host_contention": [],
         "straggler_check": None,
         "slowest": None,
         "failed": [],

@@ -12,6 +12,10 @@ A straggler: aggregation's rule (`stragglers.find_stragglers`, one implementatio
 requirement that the others waited for the rank, `analysis.waited`) on the recent windows, once the steps it compares span STRAGGLER_MIN_SPAN_S of the job. A slowdown
 shorter than that (CPU contention, a page-cache flush, a GC pause) moves many consecutive steps
 at once, and the rule's sign test counts each of them as independent evidence.
+
+Host CPU contention: a straggler or culprit of the window whose lateness was its threads
+waiting for a CPU other processes held is not named but NOT JUDGED, by aggregation's rule
+(`contention.gate_stragglers`, `contention.gate_culprits`: one implementation).
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ class InStep:
     table: StepTable
     waits: waited.WaitedFor
     known: dict[str, KnownRows]  # the matrices the records' columns are rows of
+    # the stragglers the rule named whose slowness was host CPU contention: evidence by rank
+    contended: dict[int, dict[str, Any]]
 
 
 def judge_stragglers(
@@ -153,19 +159,31 @@ def judge_stragglers(
         waited=waits,
         min_waited_pct=checks.min_waited_for_pct,
     )
-    return found, check, InStep(records, table, waits, known)
+    # a straggler slow because its threads waited for a CPU other processes held is not named
+    cpu = (
+        contention.cpu_steps(table.records, sorted(r.rank for r in table.records), table.indices)
+        if found
+        else None
+    )
+    found, contended = contention.gate_stragglers(found, table.records, cpu, checks)
+    return found, check, InStep(records, table, waits, known, contended)
 
 
-def live_culprits(live: InStep, checks: ChecksSection) -> list[dict[str, Any]]:
-    """The culprits of the recent window (aggregation's rule, `analysis.cost`, with its
-    requirement that the others waited for the rank, on the windows `judge_stragglers` judged),
-    most costly first, each with its evidence and `over: window`."""
+def live_culprits(
+    live: InStep, checks: ChecksSection
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    """(culprits, contended): the culprits of the recent window (aggregation's rule,
+    `analysis.cost`, with its requirement that the others waited for the rank, on the windows
+    `judge_stragglers` judged), most costly first, each with its evidence and `over: window`;
+    and the evidence, by rank, of those the cost rule named whose lateness was host CPU
+    contention (not named: NOT JUDGED)."""
     acc = accounting.account(live.records, live.table, live.known)
     costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
     evidence = waited.gate_culprits(costs, live.waits, checks.min_waited_for_pct)
     # a rank late because its threads waited for a CPU other processes held is not named
-    contention.gate_culprits(acc, costs, live.records, checks)
-    return [
+    contended = contention.gate_culprits(acc, costs, live.records, checks)
+    culprits = [
         c | evidence[c["rank"]] | {"min_waited_pct": checks.min_waited_for_pct, "over": "window"}
         for c in cost.culprits(acc, costs, {})
     ]
+    return culprits, contended

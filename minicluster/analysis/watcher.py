@@ -81,7 +81,7 @@ class Watcher:
             if sweep_result is not None:
                 snap["exit_code"] = snap["sweep"]["ended"]["exit_code"]
                 add_problems(snap["problems"], snap["sweep"]["ended"]["verdicts"])
-                snap["healthy"] = not snap["problems"]
+                snap["healthy"] = not snap["problems"] and snap.get("not_judged") is None
         return snap
 
     def quiet_s(self) -> float:

@@ -99,30 +99,25 @@ def _as_typed(command: object, flag: str, argv: Sequence[str]) -> str:
 
 
 def check_output_files(args: object, argv: Sequence[str] = ()) -> None:
-    """InputError, before any work, when a report file (`--md`, `--html`, `--json`) cannot be
-    written or must not be: it names a directory; its folder does not exist (a typo'd folder is
-    not made: make it first), or cannot be written in; it is a file minicluster records (a
-    result.json, a rank file, a run's config or plan); or it is one of the command's inputs. A
-    typo must not cost a finished run its report, nor a report cost a run its records. Errors
-    name the flag as typed (`convert -o`), from `argv`."""
-    inputs = [
-        Path(p)
-        for name in ("inputs", "result", "input", "dir", "results")
-        for p in _as_list(getattr(args, name, None))
-    ]
-    taken = {p.resolve() for p in inputs} | {
-        (p / rundir.RESULT_FILE).resolve() for p in inputs if p.is_dir()
-    }
+    """InputError, before any work, when a report file (`--md`, `--html`, `--json`, `--junit`)
+    cannot be written or must not be: it names a directory; its folder does not exist (a typo'd
+    folder is not made: make it first), or cannot be written in; it is a file minicluster records
+    (a result.json, a rank file, a run's config or plan) or a history database (SQLite or DuckDB,
+    by its header, with its -wal/-shm/-journal files); or it is one of the command's inputs or
+    another of its paths (`--db`, `-c`, `--baseline`...). A typo must not cost a finished run its
+    report, nor a report cost a run its records. Errors name the flag as typed (`convert -o`),
+    from `argv`."""
+    command = getattr(args, "command", None)
     # `convert -o` and `reference record --out` write one file, as a report does (a
     # reference's --force replaces an earlier reference, never a run's record).
     flags = ["md", "html", "json", "junit"] + (
-        ["out"] if getattr(args, "command", None) in ("convert", "reference") else []
+        ["out"] if command in ("convert", "reference") else []
     )
+    taken = _taken_paths(args, flags)
     for flag in flags:
         path = getattr(args, flag, None)
-        shown = _as_typed(getattr(args, "command", None), flag, argv)
+        shown = _as_typed(command, flag, argv)
         if isinstance(path, os.PathLike) and os.fspath(path) == "-":
-            command = getattr(args, "command", None)
             if flag in ("md", "html") and command in SUMMARY_ON_STDOUT:
                 raise InputError(
                     f"{shown} - (standard output): `{command}` prints its summary there; name a "
@@ -135,11 +130,18 @@ def check_output_files(args: object, argv: Sequence[str] = ()) -> None:
         if os.path.isdir(path):
             raise InputError(f"{shown} {path} is a directory; name a file")
         if target in taken:
-            raise InputError(f"{shown} {path} is one of this command's inputs; name another file")
+            what = taken[target]
+            said = "one of this command's inputs" if what is None else f"this command's {what}"
+            raise InputError(f"{shown} {path} is {said}; name another file")
         if _recorded(target):
             raise InputError(
                 f"{shown} {path} would overwrite a file minicluster records (results, rank "
                 "records, a run's config or plan); name another file"
+            )
+        kind = history_database(target)
+        if kind is not None:
+            raise InputError(
+                f"{shown} {path} is a {kind} database (a history of runs); name another file"
             )
         folder = target.parent
         if not folder.exists():  # a typo'd folder (`/nonexistent/dir/x.md`) is not made silently
@@ -154,6 +156,61 @@ def check_output_files(args: object, argv: Sequence[str] = ()) -> None:
             raise InputError(
                 f"{shown} {path}: cannot write in {folder}: {e.strerror or e}"
             ) from None
+
+
+# positional arguments: said as "one of this command's inputs"
+_INPUT_NAMES = ("inputs", "result", "input", "dir", "results")
+
+
+def _taken_paths(args: object, flags: list[str]) -> dict[Path, str | None]:
+    """Every path the command reads or writes other than its report files, resolved: its inputs
+    (a run directory's result.json too; each run of `A1,A2` and `FILE#N`), `--db` (the history
+    database, its default too), `-c`, `--baseline`, `--out`...; each with the flag that named it
+    (None for a positional input)."""
+    taken: dict[Path, str | None] = {}
+    names = [n for n in vars(args) if n not in flags] if hasattr(args, "__dict__") else []
+    for name in sorted(names, key=lambda n: n not in _INPUT_NAMES):
+        label = None if name in _INPUT_NAMES else "--" + name.replace("_", "-")
+        for p in _as_list(getattr(args, name, None)):
+            for part in os.fspath(p).split(","):
+                one = Path(part.split("#", 1)[0]) if part else None
+                if one is None:
+                    continue
+                for q in (one, one / rundir.RESULT_FILE) if one.is_dir() else (one,):
+                    taken.setdefault(q.resolve(), label)
+    if getattr(args, "command", None) == "history" and getattr(args, "db", None) is None:
+        from minicluster.compare.history import default_path
+
+        taken.setdefault(default_path().resolve(), "history database")
+    return taken
+
+
+# the first bytes of a SQLite database and of a SQLite write-ahead log; DuckDB's magic follows
+# an 8-byte checksum
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_WAL_MAGIC = (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
+_DUCKDB_MAGIC = b"DUCK"
+
+
+def history_database(path: Path) -> str | None:
+    """ "SQLite" or "DuckDB" when `path` is such a database (by its header), or the write-ahead
+    log, shared memory or journal file of one (`DB-wal`, `DB-shm`, `DB-journal` beside a
+    database); None otherwise (a file that does not exist, an empty one, any other)."""
+    for suffix in ("-wal", "-shm", "-journal", ".wal"):
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            base = history_database(path.with_name(path.name[: -len(suffix)]))
+            if base is not None:
+                return base
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return None
+    if head.startswith(_SQLITE_MAGIC) or head[:4] in _WAL_MAGIC:
+        return "SQLite"
+    if head[8:12] == _DUCKDB_MAGIC:
+        return "DuckDB"
+    return None
 
 
 def _as_list(value: object) -> list[os.PathLike[str]]:

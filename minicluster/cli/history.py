@@ -15,6 +15,9 @@ from minicluster.cli import orchestrate
 from minicluster.core.errors import EXIT_OK, InputError
 from minicluster.core.exit_policy import code_for
 
+# the statuses a run is recorded with (`compare.history.run_status`); only `ok` is a baseline
+STATUSES = ("ok", "failed", "incomplete", "checks_failed", "not_judged")
+
 
 def _db(args: argparse.Namespace) -> Path:
     from minicluster.compare.history import default_path
@@ -46,14 +49,14 @@ def _db_to_write(args: argparse.Namespace) -> Path:
 
 
 def _db_to_read(args: argparse.Namespace) -> Path:
-    """The database `check` reads: one that does not exist is refused (exit 2), never made: a
-    typo'd --db would make an empty history, NOT JUDGED for ever while the real one fills."""
+    """The database `list`, `show` and `check` read: one that does not exist, an empty file or
+    any file that is not a minicluster history database is refused (one line, exit 2), and
+    nothing is made or written: a typo'd --db would make an empty history, NOT JUDGED for ever
+    while the real one fills."""
+    from minicluster.compare.history import refuse_unless_history
+
     path = _db(args)
-    if not path.exists():
-        how = _named(args) or "the default database"
-        raise InputError(
-            f"{how} {path}: no history database there (`history add` makes it); check the path"
-        )
+    refuse_unless_history(path, _named(args) or "the default database")
     return path
 
 
@@ -77,8 +80,9 @@ def _records(spec: Path, fmt: str | None) -> list[tuple[Any, str, bytes]]:
 
 
 def not_a_baseline(rec: Any) -> str | None:
-    """Why `rec`, once recorded, is never used as a baseline (a run that did not finish ok, or
-    whose own checks failed: `History.comparable` takes status ok only), or None."""
+    """Why `rec`, once recorded, is never used as a baseline (a run that did not finish ok,
+    whose own checks failed or whose own verdict was NOT JUDGED: `History.comparable` takes
+    status ok only), or None."""
     from minicluster.compare.engine import own_checks_failed
 
     status = rec.details.get("run_status")
@@ -87,6 +91,9 @@ def not_a_baseline(rec: Any) -> str | None:
     names = own_checks_failed(rec)
     if names:
         return f"its own checks failed ({', '.join(names)})"
+    if "not_judged" in (rec.details.get("own_verdicts") or []):
+        why = "; ".join(rec.details.get("own_not_judged") or [])
+        return "its own verdict was NOT JUDGED" + (f" ({why})" if why else "")
     return None
 
 
@@ -128,16 +135,8 @@ def list_runs(args: argparse.Namespace) -> int:
     """`history list`: the newest runs, one line each (or JSON)."""
     from minicluster.compare.history import History
 
-    path = _db(args)
-    if not path.exists():  # reading makes no database: a mistyped --db is said, not created
-        print(
-            f"minicluster: no history database at {path} yet (`history add` makes it): no runs",
-            file=sys.stderr,
-        )
-        runs = []
-    else:
-        with History(path) as db:
-            runs = db.runs(args.limit)
+    with History(_db_to_read(args)) as db:  # reading makes no database, as show and check
+        runs = db.runs(args.limit)
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2))
         return EXIT_OK
@@ -145,21 +144,26 @@ def list_runs(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"history {_db(args)} (newest first)", title_justify="left")
-    for col in ("#", "added", "label", "workload", "fingerprint", "commit", "status"):
-        table.add_column(col, no_wrap=True, min_width=len(col))
+    # status second: a narrow terminal crops the right-hand columns, never the status
+    for col in ("#", "status", "added", "label", "workload", "fingerprint", "commit"):
+        # the status whole (`checks_failed`, `not_judged`): it says which runs are baselines
+        width = max(len(s) for s in STATUSES) if col == "status" else len(col)
+        table.add_column(col, no_wrap=True, min_width=width)
     for r in runs:
         fields = r.fingerprint.get("fields") or {}
         table.add_row(
             str(r.id),
+            r.status or "",
             r.added_at[:19].replace("T", " "),
             r.label,
             str(fields.get("workload") or fields.get("model") or fields.get("ops") or "?"),
             r.fingerprint_key,
             (r.git_commit or "")[:12],
-            r.status or "",
         )
     with orchestrate.stdout_may_close():
         Console().print(table)
+        if any(r.status != "ok" for r in runs):
+            print("runs whose status is not ok are recorded, never a baseline of `history check`")
     return EXIT_OK
 
 
@@ -167,10 +171,7 @@ def show(args: argparse.Namespace) -> int:
     """`history show ID`: one run's record (JSON)."""
     from minicluster.compare.history import History
 
-    path = _db(args)
-    if not path.exists():
-        raise InputError(f"no history database at {path} (`history add` makes it)")
-    with History(path) as db:
+    with History(_db_to_read(args)) as db:
         run = db.get(args.id)
     with orchestrate.stdout_may_close():
         print(json.dumps(run.to_dict(), indent=2))
@@ -197,25 +198,32 @@ def check(args: argparse.Namespace) -> int:
         raise InputError(f"--last must be >= 1, got {args.last}")
     to_stdout = orchestrate.stdout_outputs([o for o in (args.json, args.html) if o is not None])
     with History(_db_to_read(args)) as db:
-        history = db.comparable(rec.fingerprint or {}, allowed, args.last)
+        own = db.recorded_as(rec, content)  # already recorded: never its own baseline
+        history = db.comparable(rec.fingerprint or {}, allowed, args.last, exclude=own)
         result = check_result(
             rec, history, tuple(args.metric or ()) or None, args.threshold, args.alpha, args.settle
         )
+        if own is not None:
+            result.notes.append(
+                f"the candidate is already recorded as #{own}: not counted among its baselines"
+            )
         unknown = [r.id for r in history if r.id in db.unverified()]
         if unknown:
             result.notes.append(
                 f"baseline run(s) {', '.join(f'#{i}' for i in unknown)} were recorded by an older "
-                "minicluster, which did not mark runs whose own checks failed, and their source "
-                "files cannot be read again to tell: their own checks are unknown"
+                "minicluster, which did not mark runs whose own checks failed or were not "
+                "judged, and their source files cannot be read again to tell: their own checks "
+                "are unknown"
             )
         if args.add:
-            run, _ = db.add(
+            run, new = db.add(
                 rec, source, content, Provenance.from_env(args.commit, args.branch, args.label)
             )
             why = not_a_baseline(rec)
-            result.notes.append(
-                f"recorded as #{run}" + (f" ({why}: never used as a baseline)" if why else "")
-            )
+            if new:
+                result.notes.append(
+                    f"recorded as #{run}" + (f" ({why}: never used as a baseline)" if why else "")
+                )
     if args.json:
         orchestrate.write_output(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
     if args.html:

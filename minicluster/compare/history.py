@@ -83,6 +83,51 @@ def default_path() -> Path:
     return Path(base) / "minicluster" / "history.sqlite"
 
 
+def refuse_unless_history(path: Path, how: str) -> None:
+    """InputError (one line) unless `path` is a minicluster history database, checked without
+    writing anything: the commands that only read a history (`list`, `show`, `check`) never
+    make a database (a typo'd --db would be an empty history for ever) nor write a schema into
+    a file that is not one (an empty file, another program's data). `how` names where the path
+    came from (`--db`, `$MINICLUSTER_HISTORY_DB`, "the default database")."""
+    where = f"{how} {path}"
+    if not path.exists():
+        raise InputError(
+            f"{where}: no history database there (`history add` makes it); check the path"
+        )
+    if path.is_dir():
+        raise InputError(f"{where} is a directory, not a history database; name its file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise InputError(f"{where}: cannot read it: {e.strerror or e}") from None
+    if not head:
+        raise InputError(
+            f"{where} is an empty file, not a history database (`history add` makes one); "
+            "check the path"
+        )
+    if head != b"SQLite format 3\x00":
+        raise InputError(f"{where} is not a history database (not a SQLite file); check the path")
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {
+                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            schema = (
+                con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                if "meta" in tables
+                else None
+            )
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise InputError(f"{where} is not a minicluster history database: {e}") from None
+    if schema is None or "runs" not in tables:
+        held = f" (it holds other tables: {', '.join(sorted(tables)[:5])})" if tables else ""
+        raise InputError(f"{where} is not a minicluster history database{held}; check the path")
+
+
 @dataclass(frozen=True)
 class Provenance:
     """Where a result came from: its git commit and branch and the user's labels."""
@@ -196,16 +241,23 @@ class History:
             delay = min(delay * 2, 0.2)
 
     def _mark_checks_failed(self) -> None:
-        """Once per database (inside the opening transaction): a database written before runs
-        whose own checks failed were recorded `checks_failed` holds them as `ok`, a baseline
+        """Once per database and rule (inside the opening transaction): a database written
+        before runs whose own checks failed were recorded `checks_failed`, or before runs whose
+        own verdict was NOT JUDGED were recorded `not_judged`, holds them as `ok`, a baseline
         like any other. Each `ok` minicluster run of such a database is read again from its
-        source (the same bytes, by their digest) and marked `checks_failed` when its own checks
-        failed, so the baseline query gives an old database the answer a new one gives. A run
-        whose source is gone or changed cannot be told: its id is kept under `unverified`
-        (`history check` names those among its baselines)."""
-        if self.con.execute(f"SELECT 1 FROM meta WHERE key='{_MARKED}'").fetchone():
+        source (the same bytes, by their digest) and given the status `run_status` gives it now,
+        so the baseline query gives an old database the answer a new one gives. A run whose
+        source is gone or changed cannot be told: its id is kept under `unverified` (`history
+        check` names those among its baselines)."""
+        marked = {
+            row[0]
+            for row in self.con.execute(
+                "SELECT key FROM meta WHERE key IN (?, ?)", (_MARKED, _MARKED_NOT_JUDGED)
+            )
+        }
+        if marked == {_MARKED, _MARKED_NOT_JUDGED}:
             return
-        unverified: list[int] = []
+        unverified = set(self.unverified())
         rows = self.con.execute(
             "SELECT id, source, content_sha256 FROM runs WHERE status = 'ok' "
             "AND format = 'minicluster'"
@@ -213,17 +265,20 @@ class History:
         for run, source, digest in rows:
             status = _status_from_source(Path(source), digest)
             if status is None:
-                unverified.append(int(run))
+                unverified.add(int(run))
             elif status != "ok":
                 self.con.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run))
-        self.con.execute(f"INSERT INTO meta VALUES ('{_MARKED}', '1')")
+        for mark in {_MARKED, _MARKED_NOT_JUDGED} - marked:
+            self.con.execute("INSERT INTO meta VALUES (?, '1')", (mark,))
         self.con.execute(
-            f"INSERT OR REPLACE INTO meta VALUES ('{_UNVERIFIED}', ?)", (json.dumps(unverified),)
+            f"INSERT OR REPLACE INTO meta VALUES ('{_UNVERIFIED}', ?)",
+            (json.dumps(sorted(unverified)),),
         )
 
     def unverified(self) -> set[int]:
-        """Runs recorded `ok` by a minicluster that did not mark runs whose own checks failed,
-        and whose source could not be read again to tell (`_mark_checks_failed`)."""
+        """Runs recorded `ok` by a minicluster that did not mark runs whose own checks failed
+        (or whose own verdict was NOT JUDGED), and whose source could not be read again to tell
+        (`_mark_checks_failed`)."""
         row = self.con.execute(f"SELECT value FROM meta WHERE key='{_UNVERIFIED}'").fetchone()
         return set(json.loads(row[0])) if row else set()
 
@@ -254,18 +309,9 @@ class History:
         digest = hashlib.sha256(content).hexdigest()
         fp = record.fingerprint or {}
         with self.transaction():
-            row = self.con.execute(
-                "SELECT id FROM runs WHERE content_sha256 = ?", (digest,)
-            ).fetchone()
-            if row is not None:
-                return int(row[0]), False
-            run_id = record.details.get("run_id")
-            if run_id is not None:  # the same run from another file (a copied directory)
-                row = self.con.execute(
-                    "SELECT id FROM runs WHERE run_id = ? ORDER BY id LIMIT 1", (run_id,)
-                ).fetchone()
-                if row is not None:
-                    return int(row[0]), False
+            known = self.recorded_as(record, content)
+            if known is not None:
+                return known, False
             cur = self.con.execute(
                 "INSERT INTO runs(added_at, created_at, run_id, label, source, format, tool, "
                 "tool_version, status, workload_type, fingerprint_key, fingerprint, platform, "
@@ -308,6 +354,18 @@ class History:
                 ],
             )
         return run, True
+
+    def recorded_as(self, record: BenchmarkRecord, content: bytes) -> int | None:
+        """The id `record` (whose bytes are `content`) is recorded under: the same bytes, or the
+        same run (its run_id) from another file (a copied directory); None when it is not."""
+        digest = hashlib.sha256(content).hexdigest()
+        row = self.con.execute("SELECT id FROM runs WHERE content_sha256 = ?", (digest,)).fetchone()
+        run_id = record.details.get("run_id")
+        if row is None and run_id is not None:
+            row = self.con.execute(
+                "SELECT id FROM runs WHERE run_id = ? ORDER BY id LIMIT 1", (run_id,)
+            ).fetchone()
+        return None if row is None else int(row[0])
 
     def runs(
         self,
@@ -369,17 +427,27 @@ class History:
         )
 
     def comparable(
-        self, fp: dict[str, Any], allowed: tuple[str, ...], last: int, before: int | None = None
+        self,
+        fp: dict[str, Any],
+        allowed: tuple[str, ...],
+        last: int,
+        before: int | None = None,
+        exclude: int | None = None,
     ) -> list[Run]:
         """The last `last` runs (oldest first) whose fingerprint matches `fp` on every defining
-        field except `allowed`, status ok."""
+        field except `allowed`, status ok, other than run `exclude` (the candidate's own row when
+        it is already recorded: never its own baseline)."""
         from minicluster.compare.comparability import check
 
         if not allowed:
-            found = [r for r in self.runs(None, key(fp), before) if r.status == "ok"][:last]
+            found = [
+                r for r in self.runs(None, key(fp), before) if r.status == "ok" and r.id != exclude
+            ][:last]
         else:
             found = []
             for r in self.runs(None, None, before):
+                if r.id == exclude:
+                    continue
                 if r.status == "ok" and check(r.fingerprint, fp, allowed).comparable:
                     found.append(r)
                     if len(found) >= last:
@@ -390,6 +458,8 @@ class History:
 # meta keys: the database's `ok` runs were checked for own checks that failed (a database made
 # before `checks_failed` existed is checked once, when first opened), and which could not be
 _MARKED = "checks_failed_marked"
+# and for runs whose own verdict was NOT JUDGED (a database made before `not_judged` existed)
+_MARKED_NOT_JUDGED = "not_judged_marked"
 _UNVERIFIED = "checks_failed_unverified"
 
 
@@ -413,17 +483,24 @@ def _status_from_source(source: Path, digest: str) -> str | None:
 # the status of a run that finished ok but whose own checks failed (a straggler, a culprit, wrong
 # numbers, a slow link: its own command exited 1): recorded, never a baseline (`comparable`)
 CHECKS_FAILED = "checks_failed"
+# the status of a run that finished ok but whose own verdict was NOT JUDGED (too few steps for
+# the straggler test, too few pairs: its own command exited 2): recorded, never a baseline
+NOT_JUDGED = "not_judged"
 
 
 def run_status(record: BenchmarkRecord) -> str:
     """The status a run is recorded with: its run status (`failed`, `incomplete`), else
-    `checks_failed` when its own checks failed, else `ok`. Only `ok` runs are baselines: a
-    straggler run as a baseline flatters every candidate, and makes a healthy one look worse."""
+    `checks_failed` when its own checks failed, else `not_judged` when its own verdict was NOT
+    JUDGED, else `ok`. Only `ok` runs are baselines: a straggler run as a baseline flatters every
+    candidate, and makes a healthy one look worse; a run its own checks could not judge (3
+    measured steps) is no known-good level either."""
     from minicluster.compare.engine import own_checks_failed
 
     status = record.details.get("run_status") or "ok"
     if status == "ok" and own_checks_failed(record):
         return CHECKS_FAILED
+    if status == "ok" and "not_judged" in (record.details.get("own_verdicts") or []):
+        return NOT_JUDGED
     return str(status)
 
 

@@ -28,7 +28,7 @@ def view(snap: dict[str, Any]) -> RenderableType:
     """The whole live view: header, what is wrong, the rank table (and the node summary)."""
     parts: list[RenderableType] = [_header(snap)]
     parts += [Text(line, style=style) for line, style in problem_lines(snap)]
-    if snap.get("not_judged"):
+    if snap.get("not_judged") and not snap.get("host_contention"):  # (those are lines above)
         parts.append(Text(f"not judged yet: {snap['not_judged']}", style="yellow"))
     rows = {r["rank"]: r for r in snap["ranks"]}
     collapsed = len(rows) > COLLAPSE_ABOVE
@@ -98,8 +98,8 @@ def _ended_verdict(ended: dict[str, Any], what: str = "run") -> str:
 
 
 def problem_lines(snap: dict[str, Any]) -> list[tuple[str, str]]:
-    """(sentence, style) for each thing wrong now: job stall, stalled, straggling, culprit and
-    failed ranks."""
+    """(sentence, style) for each thing wrong now: job stall, stalled, straggling, culprit, a late
+    rank NOT JUDGED for host CPU contention, and failed ranks."""
     out = []
     stall = snap["job_stall"]
     if stall is not None:
@@ -148,6 +148,11 @@ def problem_lines(snap: dict[str, Any]) -> list[tuple[str, str]]:
         )
         summary = c.get("summary") or f"rank {c['rank']} cost the run {fmt_num(c['cost_pct'])}%"
         out.append((f"CULPRIT: {summary} ({where}; {c['evidence']})", "bold yellow"))
+    for h in snap.get("host_contention") or []:  # late for the host's other processes: NOT JUDGED
+        where = (
+            "over the whole run" if h.get("over") == "run" else f"over the last {fmt_num(span)} s"
+        )
+        out.append((f"NOT JUDGED: {h['text']} ({where})", "yellow"))
     for f in snap["failed"]:
         out.append(
             (
@@ -184,6 +189,8 @@ def _header(snap: dict[str, Any]) -> Text:
         head.append(f"  ended: {_ended_verdict(ended)}", style="bold")
     elif snap["healthy"] and snap["state"] == "running":
         head.append("  healthy", style="green")
+    elif not snap["problems"] and snap.get("host_contention"):
+        head.append("  not judged: host CPU contention (see below)", style="yellow")
     elif not snap["problems"] and snap.get("not_judged"):
         head.append("  not judged yet (see below)", style="yellow")
     return head

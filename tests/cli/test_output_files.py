@@ -177,3 +177,79 @@ def test_convert_names_its_output_flag_as_typed(
     assert main(["convert", str(result), "--to", "csv", *flag]) == 2
     err = capsys.readouterr().err
     assert f"error: {named}{result} is one of this command's inputs" in err, err
+
+
+def _history_db(tmp: Path) -> Path:
+    """A real history database (`history add`), holding one run."""
+    db = tmp / "h.sqlite"
+    assert main(["history", "add", str(FIX / "mc11_clean_a.json"), "--db", str(db)]) == 0
+    return db
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["history", "check", "{a}", "--db", "{db}", "--html", "{db}"],
+        ["history", "check", "{a}", "--db", "{db}", "--json", "{db}"],
+        ["history", "check", "{a}", "--db", "{db}", "--junit", "{db}"],
+        ["history", "check", "{a}", "--db", "{db}", "--json", "{other}"],
+        ["history", "check", "{a}", "--db", "{db}", "--html", "{duck}"],
+        ["compare", "{a}", "{b}", "--json", "{other}"],
+        ["compare", "{a}", "{b}", "--md", "{other}"],
+        ["compare", "{a}", "{b}", "--html", "{duck}"],
+        ["compare", "{a}", "{b}", "--junit", "{other}"],
+        ["compare", "{a}", "{b}", "--md", "{db}-wal"],
+        ["report", "{a}", "--md", "{other}"],
+        ["report", "{a}", "--html", "{other}"],
+        ["fleet", "{nc}", "--md", "{other}"],
+        ["fleet", "{nc}", "--json", "{duck}"],
+        ["diagnose", "{a}", "--json", "{other}"],
+        ["convert", "{a}", "--to", "csv", "-o", "{other}"],
+        ["reference", "record", "{a}", "--out", "{other}", "--force"],
+    ],
+    ids=lambda a: "-".join(x for x in a if not x.startswith("{")),
+)
+def test_no_output_flag_overwrites_a_history_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """New-user trial: `history check a4 --db db3.sqlite --html db3.sqlite` (exit 2) left
+    db3.sqlite an HTML page, and `compare a1 a2 --json db5.sqlite` (exit 0) replaced a database
+    with JSON. An output file that is the command's --db or any history database (SQLite or
+    DuckDB by its header, or the -wal file beside one) is one line and exit 2, the file kept."""
+    db = _history_db(tmp_path)
+    other = tmp_path / "other.sqlite"
+    other.write_bytes(db.read_bytes())
+    duck = tmp_path / "ducks.db"
+    duck.write_bytes(b"\x00" * 8 + b"DUCK" + b"\x00" * 4084)
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in (db, other, duck)}
+    names = {
+        "a": FIX / "mc11_clean_a.json",
+        "b": FIX / "mc11_clean_b.json",
+        "nc": FIX.parent / "nodecheck" / "trial_nc1.result.json",
+        "db": db,
+        "other": other,
+        "duck": duck,
+    }
+    args = [a.format(**names) for a in argv]
+    assert main(args) == 2, args
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("--db" in err[0] or "database" in err[0]), err
+    assert {p: p.read_bytes() for p in (db, other, duck)} == before
+    assert not (tmp_path / "h.sqlite-wal").exists() or "-wal" not in argv[-1]
+
+
+def test_an_output_file_that_is_another_of_the_commands_paths_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--json` naming the history check's default database, or `compare A1,A2 B --md A2`
+    (one run of a side), is refused and named."""
+    monkeypatch.setenv("MINICLUSTER_HISTORY_DB", str(tmp_path / "env.sqlite"))
+    a = tmp_path / "a.json"
+    a.write_text((FIX / "mc11_clean_a.json").read_text())
+    argv = ["history", "check", str(a), "--json", str(tmp_path / "env.sqlite")]
+    assert main(argv) == 2
+    assert "this command's history database" in capsys.readouterr().err
+    b = FIX / "mc11_clean_b.json"
+    assert main(["compare", f"{b},{a}", str(b), "--md", str(a)]) == 2
+    assert "one of this command's inputs" in capsys.readouterr().err

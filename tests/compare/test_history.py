@@ -619,3 +619,127 @@ def test_an_old_database_never_serves_a_run_whose_own_checks_failed_as_a_baselin
     out = " ".join(capsys.readouterr().out.split())
     assert "NOT JUDGED: 1 comparable earlier run(s)" in out and "REGRESSION" not in out
     assert "baseline run(s) #4 were recorded by an older minicluster" in out
+
+
+def test_a_recorded_candidate_is_never_its_own_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """New-user trial: `history check a1 --db db1.sqlite` with a1 already recorded as #1 gave
+    baseline_runs [1, 3, 4, 5]: the candidate was compared with itself. Its own row (same
+    bytes, or the same run from a copied file) is never among its baselines, and the count
+    follows."""
+    db = str(tmp_path / "h.sqlite")
+    runs = [_copy(tmp_path, f"b{i}", s) for i, s in enumerate([1.0, 1.03, 0.98, 1.01])]
+    assert main(["history", "add", *map(str, runs), "--db", db]) == 0
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "b0.json").write_bytes(runs[0].read_bytes() + b"\n")  # the same run, other bytes
+    for cand in (runs[0], copy / "b0.json"):
+        out = tmp_path / "c.json"
+        capsys.readouterr()
+        main(["history", "check", str(cand), "--db", db, "--json", str(out), "--add"])
+        data = json.loads(out.read_text())
+        assert data["history_runs"] == 3, data["history_runs"]
+        for m in data["metrics"]:
+            assert 1 not in m["baseline_runs"] and 1 not in [t["run"] for t in m["trend"]]
+        assert "already recorded as #1: not counted among its baselines" in " ".join(data["notes"])
+        assert not any(n.startswith("recorded as") for n in data["notes"])
+    with History(Path(db)) as h:
+        assert len(h.runs()) == 4  # --add of a recorded run adds nothing
+
+
+TINY = FIX / "history" / "tiny_3_steps.result.json"
+
+
+def _judged_tiny(tmp: Path, name: str, scale: float) -> Path:
+    """The recorded 3-step run as if its straggler test had judged it (no `not_judged`), its
+    timings scaled: a distinct comparable run that is a baseline."""
+    d = json.loads(TINY.read_text())
+    d["run_id"], d["not_judged"] = name, None
+    for k, mv in d["metrics"].items():
+        if isinstance(mv.get("value"), (int, float)) and k.endswith("_ms"):
+            mv["value"] *= scale
+    p = tmp / f"{name}.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+def test_a_run_whose_own_verdict_was_not_judged_is_never_a_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """New-user trial: a 3-step run (its own verdict NOT JUDGED, exit 2) was recorded `ok` and
+    then served as a baseline. It is recorded `not_judged`, said when added, shown by `history
+    list`, and never among a check's baselines; a database written before `not_judged` existed
+    (even one already back-filled for `checks_failed`) is back-filled the same way, once."""
+    db = tmp_path / "h.sqlite"
+    judged = [_judged_tiny(tmp_path, f"j{i}", s) for i, s in enumerate([1.0, 1.02, 0.99])]
+    assert main(["history", "add", str(TINY), *map(str, judged), "--db", str(db)]) == 0
+    err = capsys.readouterr().err
+    assert "its own verdict was NOT JUDGED (3 measured step(s)" in err
+    assert "recorded, never used as a baseline" in err
+    assert main(["history", "list", "--db", str(db), "--json"]) == 0
+    listed = {r["id"]: r["status"] for r in json.loads(capsys.readouterr().out)}
+    assert listed == {1: "not_judged", 2: "ok", 3: "ok", 4: "ok"}
+    cand = _judged_tiny(tmp_path, "cand", 1.01)
+    out = tmp_path / "c.json"
+    main(["history", "check", str(cand), "--db", str(db), "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert data["history_runs"] == 3
+    assert all(1 not in m["baseline_runs"] for m in data["metrics"]), data["metrics"]
+    # what a minicluster before `not_judged` wrote: the row `ok`, checks_failed back-filled
+    # already (main's databases), the not_judged mark absent
+    con = sqlite3.connect(db)
+    con.execute("UPDATE runs SET status = 'ok'")
+    con.execute("DELETE FROM meta WHERE key = 'not_judged_marked'")
+    con.commit()
+    con.close()
+    fp = load(cand).fingerprint or {}
+    with History(db) as h:
+        assert [r.id for r in h.comparable(fp, (), 30)] == [2, 3, 4]
+        assert h.unverified() == set()
+    con = sqlite3.connect(db)
+    assert [r[0] for r in con.execute("SELECT status FROM runs ORDER BY id")] == [
+        "not_judged",
+        "ok",
+        "ok",
+        "ok",
+    ]
+    con.close()
+
+
+@pytest.mark.parametrize("action", [["list"], ["list", "--json"], ["show", "1"], ["check", "C"]])
+def test_reading_never_makes_nor_writes_a_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], action: list[str]
+) -> None:
+    """New-user trial: `history list --db /tmp/x/nf/x.sqlite` (folder missing) exited 0 with an
+    empty table where `history show 3 --db nodb.sqlite` exited 2, and `history list` on a 0-byte
+    file wrote a schema into it (0 -> 36,864 bytes). list, show and check refuse a missing
+    database, an empty file, a file that is not SQLite and another program's SQLite database
+    alike: one line, exit 2, nothing made or written."""
+    cand = str(_copy(tmp_path, "c", 1.0))
+    argv = ["history", *(cand if a == "C" else a for a in action)]
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.sqlite"
+    junk.write_text("not a database\n")
+    foreign = tmp_path / "foreign.sqlite"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE t(x)")
+    con.commit()
+    con.close()
+    cases = {
+        tmp_path / "nf" / "x.sqlite": "no history database there",
+        tmp_path / "nodb.sqlite": "no history database there",
+        empty: "is an empty file, not a history database",
+        junk: "is not a history database (not a SQLite file)",
+        foreign: "is not a minicluster history database (it holds other tables: t)",
+    }
+    before = {p: p.read_bytes() for p in (empty, junk, foreign)}
+    listing = sorted(tmp_path.iterdir())
+    for db, message in cases.items():
+        capsys.readouterr()
+        assert main([*argv, "--db", str(db)]) == 2, db
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--db {db}" in err[0] and message in err[0], err
+    assert {p: p.read_bytes() for p in (empty, junk, foreign)} == before
+    assert sorted(tmp_path.iterdir()) == listing  # no database, folder, -wal or -shm made
