@@ -58,6 +58,10 @@ from minicluster.result.model import FaultKind
 # is kept; a field added to this list must not be read by aggregation (tests/analysis/
 # test_step_fields.py compares the result with and without them).
 UNREAD_STEP_FIELDS = ("loss",)
+# Step fields aggregation reads the last value of only (the failure order's time of a rank's last
+# record): `read_run_dir(..., last_only=LAST_ONLY_STEP_FIELDS)` holds that value instead of the
+# column (131 MB at 16,384 x 1,000); tests/analysis/test_step_fields.py compares the results.
+LAST_ONLY_STEP_FIELDS = ("t_unix_s",)
 
 
 def aggregate(
@@ -67,6 +71,7 @@ def aggregate(
     aggregated_at: str | None = None,
     flight_recorder: dict[str, Any] | None = None,
     table: JobSteps | None = None,
+    consume: bool = False,
 ) -> dict[str, Any]:
     """The canonical result from all ranks' records (`aggregated_at` fixed for golden tests).
 
@@ -77,6 +82,9 @@ def aggregate(
     Recorder dumps (`analysis.flight_recorder.diagnose`), when it left any: the incident class
     of a hang is read from it first. `table`: the job's steps when they were reduced
     elsewhere (`analysis.node_reduce`; `records` then hold lean records), None: from `records`.
+    `consume`: the caller reads `records` no more (`aggregate DIR`): step fields are let go of
+    once their last reader has read them (`accounting.HOST_FIELDS` after the accounting, 262 MB
+    at 16,384 x 1,000 steps).
     InputError when no rank wrote a header.
     """
     frame = RunFrame.from_records(records, launch)
@@ -94,7 +102,7 @@ def aggregate(
     waits = _waited(table, figures)
     findings = _findings(frame, table, figures, metrics, checks, status.interrupted, waits)
     result = _assemble(frame, status, table, figures, metrics, findings, aggregated_at)
-    culprits = _culprits(frame, table, result["ranks"], checks, waits)
+    culprits = _culprits(frame, table, result["ranks"], checks, waits, consume)
     busy = [*findings.contention, *culprits.pop("contention")]
     result.update({k: v for k, v in culprits.items() if v is not None})
     if busy:  # a late rank or a slow link that was the host's other processes' doing
@@ -377,6 +385,7 @@ def _culprits(
     ranks: list[dict[str, Any]],
     checks: ChecksSection,
     waits: waited.WaitedFor,
+    consume: bool = False,
 ) -> dict[str, Any]:
     """The accounting of every step, each rank's cost (into its `ranks[]` entry) and the
     culprits above `checks.culprit_cost_pct` (analysis.accounting, analysis.cost) that the
@@ -384,6 +393,9 @@ def _culprits(
     for it is not above `checks.min_waited_for_pct` of the step time; when that wait could not
     be measured the cost rule alone names it)."""
     acc = accounting.account(frame.records, table)
+    if consume:  # the accounting holds their sum (its host time); nothing after reads them
+        for rec in frame.records:
+            rec.release(accounting.HOST_FIELDS)
     costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
     evidence = waited.gate_culprits(costs, waits, checks.min_waited_for_pct)
     busy = []  # the culprits the cost rule named that were host CPU contention

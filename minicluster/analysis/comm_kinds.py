@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from minicluster.analysis.records import RankRecords, Stacked
+from minicluster.analysis.row_medians import medians_of_rows
 from minicluster.core import comm_kinds as ck
 
 NOT_SPLIT = (
@@ -367,13 +368,3 @@ def _row_medians(m: np.ndarray, present: np.ndarray) -> list[float | None]:
     for i in np.flatnonzero(~full).tolist():
         out[i] = _median_of(m[i])
     return out
-
-
-def medians_of_rows(rows: np.ndarray) -> np.ndarray:
-    """`np.median(rows, axis=1)` of rows without NaN (n > 0 columns), bit for bit: the same
-    partition and mean of the middle one or two values, without the extra partition (of the
-    last position) and take that np.median spends finding NaN (5x faster at 4,096 x 995)."""
-    n = rows.shape[1]
-    k = n // 2
-    kth = [k] if n % 2 else [k - 1, k]
-    return np.mean(np.partition(rows, kth, axis=1)[:, kth[0] : k + 1], axis=1)

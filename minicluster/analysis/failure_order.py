@@ -106,9 +106,9 @@ def signal_name(number: int | None) -> str | None:
 def _last_record_t(rec: RankRecords) -> float | None:
     """The wall-clock time of the rank's last step (or collectives) record."""
     values: list[Any] = []
-    t = rec.columns.get("t_unix_s")
-    if t is not None and len(t):
-        values = [t[-1]]
+    t = rec.last_of("t_unix_s")
+    if t is not None:
+        values = [t[0]]
     elif rec.collectives:
         values = [rec.collectives[-1].get("t_unix_s")]
     return _number(values[0]) if values else None

@@ -59,6 +59,7 @@ class RankRecords:
         timing: list[CommTiming] | None = None,
         other: dict[str, list[dict[str, Any]]] | None = None,
         counts: tuple[int, int | None] | None = None,
+        last: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.rank = rank
         # (steps recorded, last step) when `columns` hold only some rows (a node reduction's
@@ -73,6 +74,9 @@ class RankRecords:
         # Records of the other known types (RankLog.others), by type, as JSON objects
         self.other = other if other is not None else {}
         self._columns = columns if columns is not None else to_columns(steps or [])
+        # Step fields held as their last step's value only (`last_only` of `read_run_dir`), each a
+        # one-element array as the column's last element would be; absent: no step held it
+        self._last = last if last is not None else {}
 
     @classmethod
     def from_log(
@@ -82,20 +86,27 @@ class RankRecords:
         warnings: list[str] | None = None,
         drop: Collection[str] = (),
         columns: dict[str, np.ndarray] | None = None,
+        last_only: Collection[str] = (),
+        last: dict[str, np.ndarray] | None = None,
     ) -> RankRecords:
         """What aggregation reads of rank `rank`'s log: steps as columns (but the `drop`ped
-        fields; `columns`: the steps already as columns, read from the columnar file), the
-        other records as their JSON objects."""
+        fields, and the `last_only` ones held as their last value; `columns`: the steps already
+        as columns, read from the columnar file, with `last` those last values), the other
+        records as their JSON objects."""
+        if columns is None:
+            columns = _columns_of(log.step_rows, drop)
+            last = _last_values(columns, last_only)
         return cls(
             rank,
             header=log.header.to_json() if log.header is not None else None,
             summary=log.summary.to_json() if log.summary is not None else None,
             warnings=warnings,
-            columns=columns if columns is not None else _columns_of(log.step_rows, drop),
+            columns=columns,
             collectives=[r.to_json() for r in log.bench],
             roster=log.roster.to_json() if log.roster is not None else None,
             timing=list(log.timing),
             other={kind: [r.to_json() for r in kept] for kind, kept in log.others.items()},
+            last=last,
         )
 
     def timing_methods(self) -> list[str]:
@@ -107,6 +118,20 @@ class RankRecords:
     def columns(self) -> dict[str, np.ndarray]:
         """Step fields as arrays (numbers as float64 with NaN for missing, `step` as int64)."""
         return self._columns
+
+    def release(self, keys: Iterable[str]) -> None:
+        """Let go of the step fields `keys` (their last reader has read them): a field of a
+        columnar read is a slice of one buffer for all ranks, freed once every rank let go."""
+        for key in keys:
+            self._columns.pop(key, None)
+
+    def last_of(self, key: str) -> np.ndarray | None:
+        """Step field `key` of the rank's last step record as a one-element array (from its
+        column, or held alone: `last_only` of `read_run_dir`); None when no step holds it."""
+        col = self._columns.get(key)
+        if col is not None:
+            return col[-1:] if col.size else None
+        return self._last.get(key)
 
     @property
     def steps(self) -> list[dict[str, Any]]:
@@ -142,6 +167,19 @@ def to_columns(
 ) -> dict[str, np.ndarray]:
     """Step dicts -> one array per field, in first-seen field order (but the `drop`ped ones)."""
     return _columns_of([s for s in steps if s.get("type", "step") == "step"], drop)
+
+
+def _last_values(
+    columns: dict[str, np.ndarray], last_only: Collection[str]
+) -> dict[str, np.ndarray]:
+    """The `last_only` fields of `columns` taken out of them, each as its last element (a copy:
+    the column's buffer is let go); a field with no step is left out."""
+    last = {}
+    for key in last_only:
+        col = columns.pop(key, None)
+        if col is not None and col.size:
+            last[key] = col[-1:].copy()
+    return last
 
 
 def _columns_of(rows: list[dict[str, Any]], drop: Collection[str]) -> dict[str, np.ndarray]:
@@ -231,13 +269,18 @@ def from_gathered(gathered: list[RankLog]) -> list[RankRecords]:
 
 
 def read_run_dir(
-    out_dir: Path, workers: int | None = None, drop: Collection[str] = ()
+    out_dir: Path,
+    workers: int | None = None,
+    drop: Collection[str] = (),
+    last_only: Collection[str] = (),
 ) -> list[RankRecords]:
     """Read every rank's JSONL and summary under `out_dir/ranks/`; a truncated last line is skipped.
 
     Many files are parsed by a pool of processes (one per core unless `workers` says otherwise).
     `drop`: step fields not to hold (`aggregate.UNREAD_STEP_FIELDS`: the ones aggregation never
-    reads, a third of the memory of a 4,096-rank run). The garbage collector is off meanwhile: the
+    reads, a third of the memory of a 4,096-rank run). `last_only`: step fields held as their last
+    step's value only (`RankRecords.last_of`; `aggregate.LAST_ONLY_STEP_FIELDS`: `t_unix_s`, 131 MB
+    as a column at 16,384 x 1,000). The garbage collector is off meanwhile: the
     records are millions of small objects that hold no cycles.
     """
     ranks_dir = rundir.ranks_dir(out_dir)
@@ -252,7 +295,7 @@ def read_run_dir(
     for name in _names(ranks_dir, rundir.RANK_FILE_GLOB):
         rank = rundir.rank_from_name(name)
         if rank is not None:
-            jobs.append((out_dir, rank, drop))
+            jobs.append((out_dir, rank, drop, last_only))
     if not jobs:
         raise InputError(f"{ranks_dir} holds no rank_NNNNN.jsonl files")
     workers = workers or os.cpu_count() or 1
@@ -274,7 +317,7 @@ def read_run_dir(
     for name in _names(ranks_dir, rundir.SUMMARY_FILE_GLOB):
         rank = rundir.rank_from_name(name)
         if rank is not None and rank not in have:  # failed before its first record
-            parsed.append(_read_rank_files((out_dir, rank, ())))
+            parsed.append(_read_rank_files((out_dir, rank, (), ())))
     for rec in parsed:
         for w in rec.warnings:
             log.warning("%s", w)
@@ -303,13 +346,13 @@ def read_rank(run_dir: Path, rank: int, journal: bool = False) -> RankRecords:
     """One rank's records (header, roster, steps, summary) from `run_dir/ranks/`: from its
     complete columnar file when there is one (unless `journal`), else from its journal."""
     if not journal and rank_columns.available():
-        got, _ = _read_columns_of([(run_dir, rank, ())])
+        got, _ = _read_columns_of([(run_dir, rank, (), ())])
         if got:
             return got[0]
-    return _read_rank_files((run_dir, rank, ()))
+    return _read_rank_files((run_dir, rank, (), ()))
 
 
-_Job = tuple[Path, int, Collection[str]]
+_Job = tuple[Path, int, Collection[str], Collection[str]]  # run dir, rank, drop, last_only
 
 
 def _read_columns_of(jobs: list[_Job]) -> tuple[list[RankRecords], list[_Job]]:
@@ -318,13 +361,13 @@ def _read_columns_of(jobs: list[_Job]) -> tuple[list[RankRecords], list[_Job]]:
     Each file's columns are converted as it is read (the file is then let go: holding every
     file until the end doubled the memory of a 4,096-rank run), into one numpy array per field
     for all ranks of the same schema, each rank holding its slice of it."""
-    found: list[tuple[int, RankLog, list[str]]] = []
+    found: list[tuple[int, RankLog, list[str], dict[str, np.ndarray]]] = []
     rest: list[_Job] = []
     columns = ArrowColumns(len(jobs))
     need_roster = True  # the lowest rank's is the one kept (`_one_roster`)
     bases: dict[Path, str] = {}  # run directory -> its ranks/ folder as text
     for job in sorted(jobs, key=itemgetter(1)):
-        run_dir, rank, drop = job
+        run_dir, rank, drop, last_only = job
         got = rank_columns.read_columns(
             run_dir, rank, frozenset(drop), loads=_loads, roster=need_roster
         )
@@ -332,6 +375,7 @@ def _read_columns_of(jobs: list[_Job]) -> tuple[list[RankRecords], list[_Job]]:
             rest.append(job)
             continue
         meta, table = got
+        table, last = _arrow_last_values(table, last_only)
         rank_log = RankLog(keep_steps=False)
         # the paths as str(rundir.rank_jsonl(...)) and rank_summary write them, without a Path
         base = bases.get(run_dir) or bases.setdefault(run_dir, str(rundir.ranks_dir(run_dir)))
@@ -342,14 +386,36 @@ def _read_columns_of(jobs: list[_Job]) -> tuple[list[RankRecords], list[_Job]]:
         )
         if summary_warning:
             warnings.append(summary_warning)
-        found.append((rank, rank_log, warnings))
+        found.append((rank, rank_log, warnings, last))
         columns.add(table)
         need_roster = need_roster and rank_log.roster is None
     parsed = [
-        RankRecords.from_log(rank, rank_log, warnings, columns=cols)
-        for (rank, rank_log, warnings), cols in zip(found, columns.finish(), strict=True)
+        RankRecords.from_log(rank, rank_log, warnings, columns=cols, last=last)
+        for (rank, rank_log, warnings, last), cols in zip(found, columns.finish(), strict=True)
     ]
     return parsed, rest
+
+
+def _arrow_last_values(table: Any, last_only: Collection[str]) -> tuple[Any, dict[str, np.ndarray]]:
+    """The `last_only` fields of an Arrow table that `ArrowColumns` would make float64 columns
+    of (float64 or all null) taken out of it, each as its last row's value as that column's
+    last element would be (null: NaN); a field of another type stays a column (`last_of`
+    reads its last element), one with no row is left out."""
+    pa = _pa()
+    last: dict[str, np.ndarray] = {}
+    taken = []
+    for name in last_only:
+        at = table.schema.get_field_index(name)
+        if at < 0:
+            continue
+        col = table.column(at)
+        if not (pa.types.is_float64(col.type) or pa.types.is_null(col.type)):
+            continue
+        taken.append(name)
+        if len(col):
+            value = col[len(col) - 1].as_py()
+            last[name] = np.array([np.nan if value is None else value], np.float64)
+    return (table.drop_columns(taken) if taken else table), last
 
 
 class ArrowColumns:
@@ -386,9 +452,17 @@ class ArrowColumns:
         # schema -> field -> (the one column every table of the schema held from row `since` on
         # (no buffer yet), since)
         self.same: dict[Any, dict[str, tuple[np.ndarray, int]]] = {}
+        self._last: tuple[Any, list[str]] | None = None  # the last table's schema and names
 
     def add(self, table: Any) -> None:
-        schema = table.schema.remove_metadata()
+        # the last table's schema again (the usual case), compared without the metadata as the
+        # dict compares it: no schema without metadata made and hashed per table
+        last = self._last
+        if last is not None and table.schema.equals(last[0]):
+            schema, names = last
+        else:
+            schema, names = table.schema.remove_metadata(), table.schema.names
+            self._last = schema, names
         n = table.num_rows
         if schema not in self.buffers:
             self.buffers[schema], self.used[schema], self.pending[schema] = {}, 0, []
@@ -398,7 +472,7 @@ class ArrowColumns:
         batch = self.pending[schema]
         batch.append((table, start, n, own))
         self.used[schema] = start + n
-        self.names.append(table.schema.names)
+        self.names.append(names)
         self.at.append((schema, start, n))
         self.own.append(own)
         if self.used[schema] - batch[0][1] >= self.BATCH_ROWS:
@@ -427,11 +501,14 @@ class ArrowColumns:
         self.pending[schema] = []
         first, end = batch[0][1], batch[-1][1] + batch[-1][2]
         pa = _pa()
+        # one table of the batch's (no copy: its columns' chunks are the tables' arrays), so that
+        # a field's chunks are one call, not one per table
+        whole = pa.concat_tables([table for table, _, _, _ in batch])
         for j, field in enumerate(schema):
-            chunks = [c for table, _, _, _ in batch for c in table.column(j).chunks]
-            kind = _numpy_kind(field, chunks)
+            column = whole.column(j)
+            kind = _numpy_kind(field, column.null_count)
             if kind is not None:
-                one = [pa.concat_arrays(chunks)] if len(chunks) > 1 else chunks
+                one = [column.combine_chunks()] if column.num_chunks > 1 else column.chunks
                 if field.name not in self.buffers[schema]:  # none yet: the same so far?
                     got = np.empty(end - first, kind)
                     if _numpy_fill(field, one, got):
@@ -483,7 +560,7 @@ class ArrowColumns:
         field = table.schema.field(j)  # its own (schemas compare equal whatever fields' metadata)
         chunks = table.column(j).chunks
         self._unshare(schema, field.name, start)  # held once so far: no more
-        kind = _numpy_kind(field, chunks)
+        kind = _numpy_kind(field, table.column(j).null_count)
         if kind is not None:
             buf = self._buffer(schema, field.name, kind, n, start + n)
             if _numpy_fill(field, chunks, buf[start : start + n]):
@@ -497,16 +574,23 @@ class ArrowColumns:
         for schema in list(self.pending):
             self._flush(schema)
         out = []
+        # per schema each field's one column (held once) or buffer, looked up once (the same
+        # schema object follows itself table after table: no schema hashed per table)
+        last: Any = None
+        spec: list[tuple[str, np.ndarray | None, np.ndarray | None]] = []
         for names, (schema, start, n), own in zip(self.names, self.at, self.own, strict=True):
-            bufs, same = self.buffers[schema], self.same[schema]
+            if schema is not last or len(spec) != len(names):
+                bufs, same = self.buffers[schema], self.same[schema]
+                spec = [(k, same[k][0] if k in same else None, bufs.get(k)) for k in names]
+                last = schema
             out.append(
                 {
                     k: own[k]
-                    if k in own
-                    else same[k][0]
-                    if k in same
-                    else bufs[k][start : start + n]
-                    for k in names
+                    if own and k in own
+                    else once
+                    if once is not None
+                    else buf[start : start + n]  # type: ignore[index]
+                    for k, once, buf in spec
                 }
             )
         return out
@@ -517,9 +601,9 @@ def _bits(values: np.ndarray) -> np.ndarray:
     return values.view({8: np.int64, 4: np.int32, 2: np.int16}.get(values.itemsize, np.uint8))
 
 
-def _numpy_kind(field: Any, chunks: list[Any]) -> Any:
-    """The numpy dtype `_numpy_fill` writes a field's arrays as (bool; int64 for `step`; else
-    float64), or None when they are not of a kind the journal's reader makes such an array of
+def _numpy_kind(field: Any, null_count: int) -> Any:
+    """The numpy dtype `_numpy_fill` writes a field's arrays (holding `null_count` nulls in all)
+    as (bool; int64 for `step`; else float64), or None when they are not of a kind the journal's reader makes such an array of
     (JSON text, strings, lists, a null among bools, a `step` not int64 or with nulls)."""
     pa = _pa()
     kind = field.type
@@ -530,9 +614,9 @@ def _numpy_kind(field: Any, chunks: list[Any]) -> Any:
     is_bool, is_int = pa.types.is_boolean(kind), pa.types.is_int64(kind)
     if not (is_bool or is_int or pa.types.is_float64(kind)):
         return None
-    if is_bool and any(c.null_count for c in chunks):
+    if is_bool and null_count:
         return None  # a null among bools: the journal's reader keeps the values as they are
-    if field.name == "step" and (not is_int or any(c.null_count for c in chunks)):
+    if field.name == "step" and (not is_int or null_count):
         return None
     return bool if is_bool else np.int64 if field.name == "step" else np.float64
 
@@ -573,11 +657,11 @@ def _pa() -> Any:
     return pyarrow
 
 
-def _read_rank_files(job: tuple[Path, int, Collection[str]]) -> RankRecords:
-    run_dir, rank, drop = job
+def _read_rank_files(job: _Job) -> RankRecords:
+    run_dir, rank, drop, last_only = job
     with gc_pause.paused():  # off in a pool worker too (see read_run_dir)
         rank_log, warnings = rank_format.read_log(run_dir, rank, loads=_loads)
-        return RankRecords.from_log(rank, rank_log, warnings, drop)
+        return RankRecords.from_log(rank, rank_log, warnings, drop, last_only=last_only)
 
 
 class Stacked:

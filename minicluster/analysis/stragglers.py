@@ -94,6 +94,10 @@ def not_judged_reason(table: JobSteps) -> str | None:
     if len(timed) < 2:
         return None
     _, steps, ranks = table.slowest_in_steps(timed[0])
+    if steps >= 1 and (1.0 / max(ranks, 2)) ** steps < STRAGGLER_ALPHA / 2:
+        # that many steps reach the test's level, (1/ranks)**steps (half of it: scipy's p-value
+        # differs from it by rounding only): enough, without scipy.stats (half a second of import)
+        return None
     need = min_steps_to_judge(max(ranks, 2))
     if steps >= need:
         return None

@@ -153,7 +153,7 @@ def describe(acc: Accounting, row: int) -> dict[str, Any]:
     period = _period(late_steps, steps)
     # a period held over the whole window is no onset or drift: a change point found in a
     # series late in every other step is the noise moving the median between its two modes
-    onset = None if period is not None else _onset(d, floor, tested=True)
+    onset = None if period is not None else find_onset(d, floor, tested=True)
     drift = None if period is not None else _drift(d, steps, onset, floor)
     if onset is not None and not _kept_pace(d, onset):
         # late throughout, and later still from the change point (the load on its host grew):
@@ -247,13 +247,15 @@ def one_size(shape: dict[str, Any]) -> bool:
     return bool(p50 > 0 and (p75 - p25) / p50 <= ONE_SIZE_SPREAD)
 
 
-def _onset(d: np.ndarray, floor: float, tested: bool = False) -> int | None:
+def find_onset(d: np.ndarray, floor: float, tested: bool = False) -> int | None:
     """The index from which the excess is higher by more than the noise floor, as a level (one
     change point, `ruptures` binary segmentation, both medians apart); None when there is none.
     `tested`: failing that, a shift that the two segments show beyond chance (a rank's excess,
     under load)."""
     if d.size < 2 * MIN_SEGMENT:
         return None
+    if not tested and not some_split_persistent(d, floor):
+        return None  # whichever split the search found would fail the test below
     import ruptures  # lazily: a change-point search is only needed here
 
     try:
@@ -271,6 +273,22 @@ def _onset(d: np.ndarray, floor: float, tested: bool = False) -> int | None:
     if not tested:
         return None
     return k if _shifted(d, k, splits=1) else _rank_onset(d)
+
+
+def some_split_persistent(d: np.ndarray, floor: float) -> bool:
+    """Whether some split the change-point search of `find_onset` can return (MIN_SEGMENT steps or
+    more on each side) passes its test: PERSISTENT_SHARE of the steps after it above the median
+    before it plus `floor` (the same expressions, at every such split). When none does, no
+    onset is found whichever split the search picks, and it is not run: ruptures imports
+    scipy.stats and scipy.signal (0.7 s), which a run without an onset needs nowhere else.
+    True for a series holding NaN (the search then decides, as before)."""
+    if np.isnan(d).any():
+        return True
+    for k in range(MIN_SEGMENT, d.size - MIN_SEGMENT + 1):
+        typical = float(np.median(d[:k])) + floor
+        if float(np.mean(d[k:] > typical)) >= PERSISTENT_SHARE:
+            return True
+    return False
 
 
 def _shifted(d: np.ndarray, k: int, splits: int) -> bool:
@@ -383,11 +401,15 @@ def run_structure(acc: Accounting, culprits: list[dict[str, Any]]) -> list[dict[
     if acc.n < 2 * MIN_SEGMENT:
         return out
     out += bimodal_findings(acc)
-    from minicluster.analysis.trend import drift
+    from minicluster.analysis.trend import could_drift, drift
 
     step_ms = acc.accounted
-    found = drift(step_ms.tolist(), acc.steps.tolist(), direction="lower")
-    if found["drifting"]:
+    found = (
+        drift(step_ms.tolist(), acc.steps.tolist(), direction="lower")
+        if could_drift(step_ms, acc.steps, direction="lower")
+        else None  # its fitted change is short of a drift's: not one (no scipy needed)
+    )
+    if found is not None and found["drifting"]:
         t = found["trend"]
         out.append(
             {
@@ -402,7 +424,7 @@ def run_structure(acc: Accounting, culprits: list[dict[str, Any]]) -> list[dict[
         )
         return out
     floor = noise_floor_ms(step_ms)
-    k = _onset(step_ms, floor)
+    k = find_onset(step_ms, floor)
     if k is not None:
         before, after = float(np.median(step_ms[:k])), float(np.median(step_ms[k:]))
         if after - before >= 0.05 * before:
@@ -425,7 +447,7 @@ def bimodal_findings(acc: Accounting) -> list[dict[str, Any]]:
     (Hartigan's dip test, p below DIP_ALPHA Bonferroni over the series tested), the smaller one
     at least MIN_MODE_STEPS steps and MIN_MODE_SHARE of them, the modes further apart than the
     series' noise floor. Two levels one after the other are an onset, not two modes: a series
-    with a change point (`_onset`) is left out."""
+    with a change point (`find_onset`) is left out."""
     series: list[tuple[int | None, str, np.ndarray]] = [(None, "step time", acc.accounted)]
     series += [
         (rank, f"rank {rank}'s own work per step (host + compute)", acc.own[i])
@@ -443,7 +465,7 @@ def bimodal_findings(acc: Accounting) -> list[dict[str, Any]]:
         (low, high), (n_low, n_high) = split["modes_ms"], split["mode_steps"]
         if min(n_low, n_high) < max(MIN_MODE_STEPS, MIN_MODE_SHARE * x.size):
             continue
-        if high - low <= floor or _onset(x, floor) is not None:
+        if high - low <= floor or find_onset(x, floor) is not None:
             continue
         p = "p < 0.001" if split["p_value"] < 0.001 else f"p = {split['p_value']:.2g}"
         out.append(

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 MIN_POINTS = 5  # Mann-Kendall cannot reach p < 0.05 two-sided with 4 points (min p = 0.083)
 DEFAULT_ALPHA = 0.05
 DEFAULT_MIN_CHANGE_PCT = 5.0
@@ -144,6 +146,41 @@ def drift(
             f"{min_change_pct:g}% that counts"
         )
     return out
+
+
+def could_drift(
+    values: Sequence[float] | np.ndarray,
+    x: Sequence[float] | np.ndarray | None = None,
+    direction: Literal["higher", "lower"] = "higher",
+    min_change_pct: float = DEFAULT_MIN_CHANGE_PCT,
+) -> bool:
+    """False when `drift` of the same series cannot call it drifting: Theil-Sen's fitted change
+    over the window (computed as `scipy.stats.theilslopes` computes it: the median of the
+    pairwise slopes, the intercept through the medians of x and y) falls short of
+    `min_change_pct` on the bad side by more than rounding could make up. True otherwise, and
+    for a series `drift` does not fit (too few points, a non-finite value): `drift` decides.
+    Spares a series that does not drift scipy.stats (half a second of import) and the
+    Mann-Kendall test (tests/analysis/test_trend.py checks it against `drift`)."""
+    ys = np.asarray(values, dtype=float)
+    xs = np.arange(ys.size, dtype=float) if x is None else np.asarray(x, dtype=float)
+    if ys.size < MIN_POINTS or xs.shape != ys.shape:
+        return True
+    if not (np.isfinite(ys).all() and np.isfinite(xs).all()):
+        return True
+    dx = xs[:, np.newaxis] - xs
+    up = dx > 0
+    slopes = (ys[:, np.newaxis] - ys)[up] / dx[up]
+    if not slopes.size:
+        return True
+    slope = float(np.median(slopes))
+    intercept = float(np.median(ys)) - slope * float(np.median(xs))
+    start = intercept + slope * float(xs.min())
+    end = intercept + slope * float(xs.max())
+    if not (math.isfinite(start) and start != 0):
+        return True
+    change = 100.0 * (end - start) / abs(start)
+    bad_sign = -1.0 if direction == "higher" else 1.0
+    return bool(bad_sign * change >= min_change_pct - 1e-6 * max(1.0, abs(min_change_pct)))
 
 
 def _pct(value: float | None) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minicluster.cli.progress import Progress
-from minicluster.core import gc_pause, rundir
+from minicluster.core import gc_pause, heap, rundir
 from minicluster.core.config import RunConfig
 from minicluster.core.errors import EXIT_INTERRUPTED, InputError, MiniclusterError, RunFailedError
 from minicluster.core.io import atomic_write_json
@@ -209,9 +209,12 @@ def aggregate_dir_to(
     """
     from minicluster.analysis.aggregate import aggregate
 
+    heap.keep_freed_memory()  # its temporaries reused, not faulted in anew (core.heap)
     with gc_pause.paused():
         records, launch = run_records(out_dir, launch)
-        result = aggregate(records, launch, flight_recorder=flight_recorder_diagnosis(out_dir))
+        result = aggregate(
+            records, launch, flight_recorder=flight_recorder_diagnosis(out_dir), consume=True
+        )
         if judge is not None:
             judge(result)
         written = store.write_result(out_dir, result)
@@ -239,14 +242,14 @@ def run_records(out_dir: Path, launch: Launch | None = None) -> tuple[list[Any],
     else what DIR/launcher.json kept). InputError on a node's directory of a finished job whose
     result is elsewhere (node.json); RunFailedError when the launch failed before any rank
     recorded anything."""
-    from minicluster.analysis.aggregate import UNREAD_STEP_FIELDS
+    from minicluster.analysis.aggregate import LAST_ONLY_STEP_FIELDS, UNREAD_STEP_FIELDS
     from minicluster.analysis.records import read_run_dir
 
     if launch is None:
         launch = recorded_launch(out_dir)
     if launch.error and not rundir.ranks_dir(out_dir).is_dir():
         raise RunFailedError(f"the launch failed before any rank recorded anything: {launch.error}")
-    records = read_run_dir(out_dir, drop=UNREAD_STEP_FIELDS)
+    records = read_run_dir(out_dir, drop=UNREAD_STEP_FIELDS, last_only=LAST_ONLY_STEP_FIELDS)
     _refuse_partial_node_dir(out_dir, records)
     return records, launch
 

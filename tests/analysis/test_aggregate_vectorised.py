@@ -435,3 +435,27 @@ def test_columns_every_rank_holds_alike_are_held_once(tmp_path: Path) -> None:
     assert table.m["comm_bytes"].strides[0] != 0  # rank 7's row is its own: a copy
     full = StepTable(alike, 24)
     assert full.m["comm_bytes"].strides[0] == 0  # one row for every rank, no copy
+
+
+def test_top_two_without_the_partition_equals_the_partition_bit_for_bit() -> None:
+    """`Accounting.top_two` (the max, its first row and `max_but_one`) against one partition of
+    `own` (its last two rows, as it was): random matrices, ties, whole columns alike, a few
+    rows and more than a block; zeros and NaN (which take the partition again) too."""
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        rows, cols = int(rng.integers(2, 700)), int(rng.integers(1, 40))
+        own = rng.exponential(5.0, (rows, cols)) + 0.5
+        if trial % 3 == 0:
+            own = np.round(own) + 1.0  # ties, the max among them
+        if trial % 7 == 0:
+            own[:] = own[:1]
+        if trial % 11 == 0:
+            own[rng.integers(rows), rng.integers(cols)] = 0.0
+        if trial % 13 == 0:
+            own[rng.integers(rows), rng.integers(cols)] = np.nan
+        acc = Accounting(list(range(rows)), np.arange(cols), np.zeros((rows, cols)), own,
+                         own, own)  # fmt: skip
+        last, most, second = acc.top_two
+        part = np.partition(own, rows - 2, axis=0)
+        assert most.tobytes() == part[-1].tobytes() and second.tobytes() == part[-2].tobytes()
+        assert last.tobytes() == accounting.first_at(own, part[-1]).tobytes()

@@ -83,7 +83,7 @@ def test_row_medians_equal_numpy_median_bit_for_bit() -> None:
     ties, infinities (rows of one value go through it when near the float limit)."""
     import numpy as np
 
-    from minicluster.analysis.comm_kinds import medians_of_rows
+    from minicluster.analysis.row_medians import medians_of_rows
 
     rng = np.random.default_rng(28)
     for n in (1, 2, 3, 994, 995):

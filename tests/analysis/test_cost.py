@@ -205,7 +205,9 @@ def test_a_cost_under_the_floor_per_step_is_not_a_culprit() -> None:
     assert not cost.rank_costs(acc, 5.0, min_ms_per_step=10.0)[1]["culprit"]
 
 
-@pytest.mark.parametrize(("ranks", "steps"), [(2, 3), (60, 12), (500, 40), (4096, 50)])
+@pytest.mark.parametrize(
+    ("ranks", "steps"), [(2, 3), (60, 12), (500, 40), (1500, 40), (4096, 50), (16384, 30)]
+)
 def test_null_excess_over_the_drawn_ranks_equals_the_whole_matrix_bit_for_bit(ranks, steps):
     # the permutation null of many ranks over few steps sums only the (resample, rank) pairs
     # drawn; it must give the [resamples x ranks] matrix's answer exactly (p-values compare it)
@@ -232,3 +234,30 @@ def test_rank_costs_entries_of_ranks_never_last_are_their_own_objects():
     assert len(zero) >= 38 and all(z == zero[0] for z in zero)
     zero[0]["cost_pct_interval"][0] = -1.0
     assert zero[1]["cost_pct_interval"][0] != -1.0 and zero[1] is not zero[0]
+
+
+def test_linear_quantiles_equal_scipys_bit_for_bit() -> None:
+    """`cost.linear_quantiles` (one partition, scipy's arithmetic) against `scipy.stats.quantile`
+    (a sort): rows of 1 to 60 and 2,000 samples (the bootstrap's), ties, constant rows, NaN and
+    -0.0 (scipy's own path then), the interval's quantiles, random ones and both ends."""
+    from scipy.stats import quantile
+
+    rng = np.random.default_rng(0)
+    compared = 0
+    for trial in range(600):
+        rows = int(rng.integers(1, 6))
+        size = 2000 if trial % 3 == 0 else int(rng.integers(1, 60))
+        theta = rng.normal(size=(rows, size)) * rng.choice([1.0, 1e3, 1e-3])
+        if trial % 4 == 0:
+            theta = np.round(theta, 1)  # ties (and -0.0)
+        if trial % 7 == 0:
+            theta[:] = theta[:, :1]
+        if trial % 11 == 0:
+            theta[0, 0] = np.nan
+        alpha = (1 - cost.CONFIDENCE) / 2
+        for p in (np.array([alpha, 1 - alpha]), rng.random(3), np.array([0.0, 1.0, 0.5])):
+            want = np.asarray(quantile(theta, p, axis=-1)).reshape(rows, p.size)
+            got = cost.linear_quantiles(theta, p)
+            assert got.shape == want.shape and got.tobytes() == want.tobytes()
+            compared += 1
+    assert compared == 1800

@@ -70,3 +70,14 @@ def test_not_judged_below_the_minimum_is_judged_at_it() -> None:
     assert [s["rank"] for s in find_stragglers(enough, 20.0, 2.0, 80.0)] == [1]
     three = _table([np.full(3, 10.0), np.full(3, 10.0), np.full(3, 210.0)])
     assert not_judged_reason(three) is None
+
+
+def test_not_judged_without_scipy_where_the_steps_are_surely_enough() -> None:
+    """`not_judged_reason` answers without scipy's binomial test when (1/ranks)**steps is under
+    half its level: the same answer as the test's (`min_steps_to_judge`) at every count of
+    ranks and steps around it."""
+    for ranks in (2, 3, 4, 5, 8, 20, 21, 64):
+        for steps in range(1, 9):
+            table = _table([np.full(steps, 10.0 + r) for r in range(ranks)])
+            judged = not_judged_reason(table) is None
+            assert judged == (steps >= min_steps_to_judge(ranks)), (ranks, steps)

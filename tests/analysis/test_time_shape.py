@@ -136,3 +136,50 @@ def test_the_median_of_the_others_is_numpys_with_the_row_deleted(ranks: int) -> 
         for row in range(ranks):
             want = np.median(np.delete(m, row, axis=0), axis=0)
             assert median_of_others(m, row).tobytes() == want.tobytes(), (ranks, row)
+
+
+def _onset_searched(d: np.ndarray, floor: float) -> int | None:
+    """`time_shape.find_onset(d, floor)` as it was before the split check: always searched."""
+    import ruptures
+
+    if d.size < 2 * time_shape.MIN_SEGMENT:
+        return None
+    try:
+        search = ruptures.Binseg(model="l2", min_size=time_shape.MIN_SEGMENT, jump=1)
+        k = search.fit(d.reshape(-1, 1)).predict(n_bkps=1)[0]
+    except ruptures.exceptions.BadSegmentationParameters:
+        return None
+    if k >= d.size:
+        return None
+    typical = float(np.median(d[:k])) + floor
+    return k if float(np.mean(d[k:] > typical)) >= time_shape.PERSISTENT_SHARE else None
+
+
+def test_the_onset_without_the_search_where_no_split_passes_is_the_searched_one() -> None:
+    """`find_onset` skips the change-point search (and ruptures' import) when no split it could
+    return passes the persistence test: the same answer as searching, on noise, spikes at
+    either end, level shifts and ramps of every size and place, short series and NaN; and
+    the search is really skipped for most healthy series."""
+    rng = np.random.default_rng(0)
+    skipped = found = 0
+    for trial in range(300):
+        n = int(rng.choice([7, 8, 9, 12, 40, 200, 995]))
+        d = 100 + rng.normal(0, rng.choice([0.1, 1.0, 5.0]), n)
+        kind = trial % 6
+        at = int(rng.integers(1, n))
+        if kind == 1:
+            d[at:] += rng.choice([1.0, 3.0, 10.0, 50.0])  # a level shift
+        elif kind == 2:
+            d[-int(rng.integers(1, 6)) :] += 30.0  # slow steps at the end
+        elif kind == 3:
+            d[: int(rng.integers(1, 6))] -= 30.0  # fast steps at the start
+        elif kind == 4:
+            d += np.linspace(0, rng.choice([1.0, 20.0]), n)  # a ramp
+        elif kind == 5 and trial % 4 == 1:
+            d[at] = np.nan
+        floor = time_shape.noise_floor_ms(d)
+        want = _onset_searched(d, floor)
+        assert time_shape.find_onset(d, floor) == want, (trial, kind)
+        skipped += not time_shape.some_split_persistent(d, floor)
+        found += want is not None
+    assert skipped > 100 and found > 20

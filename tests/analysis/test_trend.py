@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from minicluster.analysis.trend import MIN_POINTS, drift, trend
+from minicluster.analysis.trend import MIN_POINTS, could_drift, drift, trend
 
 
 def noisy(values: list[float], sd: float, seed: int = 3) -> list[float]:
@@ -58,3 +58,28 @@ def test_too_few_points_and_a_constant_series() -> None:
     assert t.slope == 0 and t.p_value == 1.0 and t.change_pct == 0
     with pytest.raises(ValueError):
         trend([1.0, 2.0], [0.0])
+
+
+def test_could_drift_is_false_only_where_drift_finds_none() -> None:
+    """`could_drift` (Theil-Sen's fitted change by numpy, scipy's arithmetic) says False only for
+    series `drift` does not call drifting: noise, improvements, drifts under and over the 5%
+    (the ones near it too), both directions, ties and integer x. And it does say False (the
+    shortcut is taken) for most series that do not drift."""
+    rng = random.Random(0)
+    skipped = drifting = 0
+    for trial in range(400):
+        n = rng.choice([5, 6, 12, 40, 200])
+        base = rng.uniform(5, 500)
+        change = rng.choice([0.0, 0.02, 0.049, 0.05, 0.0501, 0.051, 0.2, -0.05, -0.2])
+        values = noisy([base * (1 + change * i / (n - 1)) for i in range(n)], base * 0.01, trial)
+        if trial % 5 == 0:
+            values = [round(v) for v in values]  # ties
+        x = [float(10 + 3 * i) for i in range(n)] if trial % 2 else None
+        for direction in ("higher", "lower"):
+            d = drift(values, x, direction=direction)
+            if not could_drift(values, x, direction=direction):
+                skipped += 1
+                assert not d["drifting"], (trial, direction, d)
+            drifting += d["drifting"]
+    assert skipped > 300 and drifting > 50
+    assert could_drift([1.0] * 4) and could_drift([1.0, float("nan")] * 5)
