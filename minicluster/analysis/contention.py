@@ -16,12 +16,13 @@ contention when
   its peers' by as much (a busy thread inside the rank's own process raises its `cpu_ms`: that
   stays the rank's fault, as does a sleep in its code, which raises neither).
 
-- and the lateness the CPU wait does not explain (lateness - CPU wait excess) would not name the
-  rank by itself: below the culprit rule's floors (`checks.culprit_min_ms_per_step` on average,
-  `checks.culprit_cost_pct` of the run, the cost scaled by that share of the lateness), or for a
-  straggler the straggler rule's (`checks.straggler_min_excess_ms`, `straggler_threshold_pct`).
-  A rank slow by itself on a busy host (a 40 ms sleep beside 23 ms of CPU wait a step, seen in
-  a run of scripts/check_false_verdicts.py) is still named.
+The lateness the CPU wait does not explain is not judged on its own: on this project's 2-vCPU
+VM, with busy loops beside a clean run, the measured wait covered 55-77% of a contended rank's
+lateness and the rest (2-4 ms a step: shared caches and core, threads the run queue does not
+show) passed the culprit and straggler floors, naming a healthy rank in 3 of 12 clean runs
+(new-user trial, 2026-12-07). A real fault whose lateness is mostly CPU wait on a busy host (a
+40 ms sleep beside 23 ms of CPU wait a step) is then NOT JUDGED, not named: on a contended
+host that is the honest answer (exit 2: rerun on a quiet host), a healthy rank named is not.
 
 Then the rank is not named; it is NOT JUDGED (`host_contention` in the result, exit 2).
 
@@ -163,9 +164,8 @@ def gate_culprits(
     checks: ChecksSection,
 ) -> dict[int, dict[str, Any]]:
     """Each rank the cost rule named gets its CPU figures (`cpu` in its cost entry); one whose
-    lateness was host CPU contention (the share rule, and the lateness its CPU wait does not
-    explain too small to name it: below `checks.culprit_min_ms_per_step` on average over the
-    run or `checks.culprit_cost_pct` of it) is set not a culprit (`host_contention` true).
+    lateness was host CPU contention (the share rule) is set not a culprit (`host_contention`
+    true).
     The evidence of those, by rank."""
     out: dict[int, dict[str, Any]] = {}
     if not any(c["culprit"] for c in costs.values()):
@@ -180,14 +180,7 @@ def gate_culprits(
         if ev is None:
             continue
         c["cpu"] = {k: v for k, v in ev.items() if k != "contention"}
-        rest = max(0.0, ev["unexplained_ms_per_step"])
-        late = ev["late_ms_per_step"]
-        rest_named = (
-            rest * ev["steps_judged"] / max(acc.n, 1) >= checks.culprit_min_ms_per_step
-            and late > 0
-            and c["cost_pct"] * rest / late >= checks.culprit_cost_pct
-        )
-        if ev["contention"] and not rest_named:  # waited for a CPU: not its fault
+        if ev["contention"]:  # waited for a CPU: not its fault
             c["culprit"] = False
             c["host_contention"] = True
             out[rank] = ev
@@ -210,10 +203,8 @@ def straggler_evidence(
 ) -> dict[str, Any] | None:
     """The evidence when straggler `s` (a `stragglers.find_stragglers` entry, judged on
     `records`) was host CPU contention, else None (it stays a straggler; or not measured): the
-    share rule on its compute over `cpu`'s steps, and the compute excess its CPU wait does not
-    explain below the straggler rule's floors (`checks.straggler_min_excess_ms`, or
-    `checks.straggler_threshold_pct` of the others' median compute). Aggregation and watch's live
-    window call this one rule."""
+    share rule on its compute over `cpu`'s steps. Aggregation and watch's live window call this
+    one rule."""
     if cpu is None or s["rank"] not in cpu.ranks:
         return None
     by_rank = {r.rank: r for r in records}
@@ -226,12 +217,6 @@ def straggler_evidence(
     )
     if ev is None or not ev["contention"]:
         return None
-    rest = max(0.0, ev["unexplained_ms_per_step"])
-    others = s["others_compute_ms_median"]
-    if rest >= checks.straggler_min_excess_ms and (
-        others <= 0 or 100.0 * rest / others > checks.straggler_threshold_pct
-    ):
-        return None  # slow by itself too: still a straggler
     return ev
 
 
@@ -294,10 +279,15 @@ def rank_line(finding: str, rank: int, ev: dict[str, Any], host: str | None) -> 
     """The one line a NOT JUDGED rank gets."""
     where = f" on {host}" if host else ""
     what = "late" if finding == "culprit" else "slow in compute"
+    late, wait = ev["late_ms_per_step"], ev["cpu_wait_excess_ms_per_step"]
+    waited = (
+        f"{wait:.1f} of them waiting"
+        if wait < late  # the wait can exceed the lateness: never "10.6 of" 6.9 ms
+        else f"all of them waiting ({wait:.1f} ms a step more than the others)"
+    )
     return (
-        f"rank {rank} not judged ({finding}): {what} {ev['late_ms_per_step']:.1f} ms a step, "
-        f"{ev['cpu_wait_excess_ms_per_step']:.1f} of them waiting for a CPU that other "
-        f"processes held (run-queue delay{where}); rerun on a quiet host"
+        f"rank {rank} not judged ({finding}): {what} {late:.1f} ms a step, {waited} for a CPU "
+        f"that other processes held (run-queue delay{where}); rerun on a quiet host"
     )
 
 

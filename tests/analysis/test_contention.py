@@ -202,3 +202,18 @@ def test_a_slow_link_on_a_loaded_host_is_still_found(tmp_path: Path, name: str) 
     assert "host_contention" not in result
     assert [d["kind"] for d in result["faults"]["detected"]] == ["slow_link"]
     assert exit_code(RunResult.from_json(result)) == 1
+
+
+def test_the_line_never_says_more_waiting_than_lateness() -> None:
+    """Trial 2026-12-07: "slow in compute 6.9 ms a step, 10.6 of them waiting" read as a sum that
+    cannot be; a wait at least the lateness is all of it."""
+    from minicluster.analysis import contention
+
+    ev = {"late_ms_per_step": 6.9, "cpu_wait_excess_ms_per_step": 10.6}
+    line = contention.rank_line("straggler", 1, ev, "vm")
+    assert "10.6 of them" not in line
+    assert "all of them waiting (10.6 ms a step more than the others) for a CPU" in line
+    ev = {"late_ms_per_step": 8.8, "cpu_wait_excess_ms_per_step": 6.8}
+    assert "late 8.8 ms a step, 6.8 of them waiting for a CPU" in contention.rank_line(
+        "culprit", 1, ev, None
+    )
