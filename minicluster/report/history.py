@@ -98,7 +98,7 @@ def print_check(r: CheckResult, console: Console | None = None) -> None:
                 "n/a" if m.mde_pct is None else f"{m.mde_pct:.3g}%",
             ]
         )
-    print_fitted(console, table)
+    print_fitted(console, table, full="--html and --json")  # history check has no --md
     console.print(
         "[dim]level: the geometric mean of a level's runs (the log-scale model's level; the run "
         "checked alone unless earlier runs are already at its level, marked *); change = level / "

@@ -61,18 +61,21 @@ def fitting_columns(t: TextTable, cols: list[int], width: int, unit: str = "") -
 
 
 def print_fitted(
-    console: Console, t: TextTable, columns: list[int] | None = None, unit: str = ""
+    console: Console,
+    t: TextTable,
+    columns: list[int] | None = None,
+    unit: str = "",
+    full: str = "--md and --html",
 ) -> None:
     """`t` with the columns that fit the console (a value is never cut: columns are left out
-    whole, and said so)."""
+    whole, and said so; `full`: the command's outputs that have every column)."""
     cols = columns if columns is not None else list(range(len(t.headers)))
     shown = fitting_columns(t, cols, console.width, unit)
     console.print(rich_table(t, columns=shown, unit=unit))
     if len(shown) < len(cols):
         left = ", ".join(t.headers[i] for i in cols if i not in shown)
         console.print(
-            f"[dim]left out for the terminal width: {escape(left)} (--md and --html have every "
-            "column)[/dim]"
+            f"[dim]left out for the terminal width: {escape(left)} ({full} have every column)[/dim]"
         )
 
 
