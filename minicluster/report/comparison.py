@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 from functools import partial
 
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -13,7 +12,7 @@ from rich.table import Table
 from minicluster.compare.engine import Comparison, PairComparison, Row, fmt_p
 from minicluster.compare.stats import CONFIDENCE
 from minicluster.report.fit import Fitted, fit_columns, print_folded
-from minicluster.report.terminal import make_console
+from minicluster.report.terminal import make_console, plain_table
 
 _VERDICT_TEXT = {
     "better": "better",
@@ -159,13 +158,7 @@ def _title(p: PairComparison) -> str:
 def _table(p: PairComparison, alpha: float, cols: list[str], test_cap: int | None) -> Table:
     """The terminal table of `cols`: numbers, metric names and verdicts `no_wrap`; the test
     column wraps down to `test_cap` when one is given."""
-    table = Table(
-        title=escape(_title(p)),
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
+    table = plain_table(escape(_title(p)))
     order = [_COLUMNS.index(col) for col in cols]
     for col in cols:
         table.add_column(
@@ -267,13 +260,7 @@ def _sizes_table(p: PairComparison) -> Fitted:
     cells = [_size_cells(row) for row in p.sizes]
 
     def build(cols: list[str]) -> Table:
-        table = Table(
-            title=title,
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-            collapse_padding=True,
-        )
+        table = plain_table(title)
         for col in cols:
             table.add_column(
                 col, justify="left" if col in ("op", "verdict") else "right", no_wrap=True

@@ -19,17 +19,22 @@ from minicluster.result.model import RunResult
 _STATUS_COLOR = {"ok": "green", "failed": "red", "incomplete": "yellow"}
 
 
-def rich_table(t: TextTable, columns: list[int] | None = None, unit: str = "") -> Table:
-    """`unit` moves a shared unit suffix from every header into the title (narrow terminals)."""
-    cols = columns if columns is not None else list(range(len(t.headers)))
-    title = f"{t.title} ({unit})" if unit else t.title
-    table = Table(
+def plain_table(title: str) -> Table:
+    """The reports' terminal table: title at the left, one rule under the header, no edge."""
+    return Table(
         title=title,
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
     )
+
+
+def rich_table(t: TextTable, columns: list[int] | None = None, unit: str = "") -> Table:
+    """`unit` moves a shared unit suffix from every header into the title (narrow terminals)."""
+    cols = columns if columns is not None else list(range(len(t.headers)))
+    title = f"{t.title} ({unit})" if unit else t.title
+    table = plain_table(title)
     for i in cols:
         header = t.headers[i].removesuffix(f" {unit}") if unit else t.headers[i]
         header = header.removeprefix("step ")
