@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from minicluster.compare import host_load
 from minicluster.compare.engine import INCONCLUSIVE_MDE_FACTOR, UNFINISHED_VERDICTS
 from minicluster.compare.history import Run
 from minicluster.core import metrics as metrics_registry
@@ -254,6 +255,9 @@ def check(
                 f"{unfinished}: a run that did not finish ok is not judged (its numbers cover "
                 "only what ran before it stopped); the gate fails"
             )
+    load = _host_load(record, history, out, threshold_pct)
+    if load is not None:
+        notes.append(f"NOT JUDGED: {load}")
     if len(history) < MIN_HISTORY:
         notes.append(
             f"only {len(history)} comparable earlier run(s) in the history (at least "
@@ -397,6 +401,50 @@ def _one(
             res.since = {"run": None, "runs_at_new_level": 1}
             res.reason += "; since this run"
     return res
+
+
+def _host_load(
+    record: BenchmarkRecord, history: list[Run], out: list[MetricCheck], threshold_pct: float
+) -> str | None:
+    """When the candidate's step-time change against its baseline runs is their hosts' CPU load
+    (`compare.host_load`: the run-queue delay changed by half the change or more, the CPU time
+    by less), its timing metrics are not judged (said on each); the line, else None."""
+    step = next((m for m in out if m.metric == "step_time_mean_ms"), None)
+    load = host_load.load_of(record.details)
+    if (
+        step is None
+        or step.value is None
+        or load is None
+        or not step.baseline_runs
+        or step.baseline_level is None
+    ):
+        return None
+    by_id = {r.id: r for r in history}
+    loads = [host_load.load_of(by_id[i].platform) for i in step.baseline_runs if i in by_id]
+    if not loads or any(x is None or x.get("threads") != load.get("threads") for x in loads):
+        return None
+    base = {
+        "cpu_ms": float(np.mean([x["cpu_ms"] for x in loads if x is not None])),
+        "cpu_wait_ms": float(np.mean([x["cpu_wait_ms"] for x in loads if x is not None])),
+        "threads": load.get("threads"),
+    }
+    if not host_load.explained(step.baseline_level, step.value, base, load, threshold_pct):
+        return None
+    said = host_load.line(
+        f"the baseline runs #{step.baseline_runs[0]}-#{step.baseline_runs[-1]}",
+        record.label,
+        step.baseline_level,
+        step.value,
+        base,
+        load,
+    )
+    for m in out:
+        family = metrics_registry.REGISTRY[m.metric].family
+        if family in host_load.UNTIMED_FAMILIES or m.verdict == "not_judged":
+            continue
+        m.verdict = "not_judged"
+        m.reason = f"not judged: {said}"
+    return said
 
 
 def _level_said(res: MetricCheck) -> str:

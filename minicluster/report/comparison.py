@@ -231,6 +231,10 @@ def print_comparison(c: Comparison, console: Console | None = None) -> None:
             console.print(f"[red]gate failed:[/red] {escape(u)}")
         for u in p.own_not_judged:
             console.print(f"[yellow]NOT JUDGED:[/yellow] {escape(u)} (a gate never passes on it)")
+        if p.host_load:
+            console.print(
+                f"[yellow]NOT JUDGED:[/yellow] {escape(p.host_load)} (a gate never passes on it)"
+            )
         if p.nothing_judged:
             console.print(
                 f"[yellow]NOT JUDGED:[/yellow] {escape(p.nothing_judged)} (a gate never passes "
@@ -316,6 +320,8 @@ def to_markdown(c: Comparison) -> str:
         ]
         out += [f"- gate failed: {_md_escape(u)}" for u in p.own_failed]
         out += [f"- NOT JUDGED: {_md_escape(u)}" for u in p.own_not_judged]
+        if p.host_load:
+            out.append(f"- NOT JUDGED: {_md_escape(p.host_load)}")
         if p.nothing_judged:
             out.append(f"- NOT JUDGED: {_md_escape(p.nothing_judged)}")
         out.append("")
@@ -351,6 +357,8 @@ def to_html(c: Comparison) -> str:
         ]
         parts += [f"<p class='warning'>gate failed: {e(u)}</p>" for u in p.own_failed]
         parts += [f"<p class='warning'>NOT JUDGED: {e(u)}</p>" for u in p.own_not_judged]
+        if p.host_load:
+            parts.append(f"<p class='warning'>NOT JUDGED: {e(p.host_load)}</p>")
         if p.nothing_judged:
             parts.append(f"<p class='warning'>NOT JUDGED: {e(p.nothing_judged)}</p>")
         plot = comparison_plot([r.to_dict() for r in p.rows], title=_title(p))
