@@ -36,6 +36,8 @@ from minicluster.compare import host_load
 from minicluster.compare.engine import INCONCLUSIVE_MDE_FACTOR, UNFINISHED_VERDICTS
 from minicluster.compare.history import Run
 from minicluster.core import metrics as metrics_registry
+from minicluster.core.units import format_pct as pct
+from minicluster.core.units import format_value as value
 from minicluster.interop.record import BenchmarkRecord
 
 # gated by default: the headline figures of each kind of result (the others are noisier parts)
@@ -355,31 +357,31 @@ def _one(
     worse = (diff > 0) == (m.direction == "lower")
     since_run = runs[tail_start] if tail_start < len(runs) else None
     interval = (
-        f"{res.change_pct:+.3g}%: {_level_said(res)} vs the baseline level "
-        f"{res.baseline_level:.4g} (geometric mean of runs #{res.baseline_runs[0]}-"
+        f"{pct(res.change_pct)}%: {_level_said(res)} vs the baseline level "
+        f"{value(res.baseline_level)} (geometric mean of runs #{res.baseline_runs[0]}-"
         f"#{res.baseline_runs[-1]}, {len(res.baseline_runs)} runs; their median "
-        f"{res.baseline_median:.4g}), {100 * (1 - alpha):.3g}% interval [{res.low_pct:+.3g}%, "
-        f"{res.high_pct:+.3g}%], t p={res.p_value:.2g}"
+        f"{value(res.baseline_median)}), {100 * (1 - alpha):.3g}% interval "
+        f"[{pct(res.low_pct)}%, {pct(res.high_pct)}%], t p={res.p_value:.2g}"
     )
     if res.p_value >= alpha:
         if worse and abs(res.change_pct) >= threshold_pct:
             res.reason += (
-                f"inconclusive, not judged: a {res.change_pct:+.3g}% change, worse by more than "
+                f"inconclusive, not judged: a {pct(res.change_pct)}% change, worse by more than "
                 f"the {threshold_pct:g}% threshold, that the between-run spread can neither "
                 f"confirm nor rule out ({interval}; smallest detectable change "
-                f"{res.mde_pct:.3g}%); record more runs"
+                f"{pct(res.mde_pct, signed=False)}%); record more runs"
             )
             return res
         if res.mde_pct is not None and res.mde_pct >= INCONCLUSIVE_MDE_FACTOR * threshold_pct:
             res.reason += (
                 f"inconclusive, not judged: the smallest change these runs could detect is "
-                f"{res.mde_pct:.3g}%, at least {INCONCLUSIVE_MDE_FACTOR:g}x the {threshold_pct:g}% "
+                f"{pct(res.mde_pct, signed=False)}%, at least {INCONCLUSIVE_MDE_FACTOR:g}x the {threshold_pct:g}% "
                 f"threshold ({interval}): no change cannot be told from a regression; record "
                 "more runs"
             )
             return res
         res.verdict = "no_change"
-        res.reason += f"~ within the between-run spread: {interval}; smallest detectable change {res.mde_pct:.3g}%"
+        res.reason += f"~ within the between-run spread: {interval}; smallest detectable change {pct(res.mde_pct, signed=False)}%"
     elif abs(res.change_pct) < threshold_pct:
         res.verdict = "no_change"
         res.reason += f"within the {threshold_pct:g}% threshold: {interval}"
@@ -451,10 +453,10 @@ def _level_said(res: MetricCheck) -> str:
     """`this run 3530` or `the new level 3400 (geometric mean of runs #5-#7 and this run)`."""
     earlier = [i for i in res.level_runs if i is not None]
     if not earlier:
-        return f"this run {res.level:.4g}"
+        return f"this run {value(res.level)}"
     return (
-        f"the new level {res.level:.4g} (geometric mean of runs #{earlier[0]}-#{earlier[-1]} and "
-        f"this run, {res.value:.4g})"
+        f"the new level {value(res.level)} (geometric mean of runs #{earlier[0]}-#{earlier[-1]} and "
+        f"this run, {value(res.value)})"
     )
 
 

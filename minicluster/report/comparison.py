@@ -11,6 +11,7 @@ from rich.table import Table
 
 from minicluster.compare.engine import Comparison, PairComparison, Row, fmt_p
 from minicluster.compare.stats import CONFIDENCE
+from minicluster.core.units import format_value
 from minicluster.report.fit import Fitted, fit_columns, print_folded
 from minicluster.report.terminal import make_console, plain_table
 
@@ -43,17 +44,8 @@ _TEST_COLUMN_MIN = 16  # the test column wraps down to this width
 
 
 def fmt_value(value: float | None) -> str:
-    """A value with enough digits to check its delta: 4 significant digits (0.01163, 15.66,
-    1,200.0), thousands separators from 1,000 on, scientific notation from 1e9."""
-    if value is None:
-        return "n/a"
-    if value == 0:
-        return "0"
-    if abs(value) >= 1e9:
-        return f"{value:.4g}"
-    if abs(value) >= 1000:
-        return f"{value:,.1f}"
-    return f"{value:.4g}"
+    """A value with enough digits to check its delta (`core.units.format_value`), n/a for None."""
+    return "n/a" if value is None else format_value(value)
 
 
 def _pct(r: Row) -> str:
