@@ -46,7 +46,7 @@ VERDICTS: tuple[str, ...] = (
 )
 # why a pair's rows were not judged (`PairComparison.nothing_judged`)
 _UNDECIDED_TEXT = {
-    "below_floor": "below the noise floor",
+    "below_floor": "no change below the noise floor",
     "no_change": "no change",
     "inconclusive": "inconclusive",
     "not_tested": "not tested",
