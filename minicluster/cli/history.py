@@ -226,6 +226,7 @@ def check(args: argparse.Namespace) -> int:
         result = check_result(
             rec, history, tuple(args.metric or ()) or None, args.threshold, args.alpha, args.settle
         )
+        result.set_aside = db.set_aside(rec.fingerprint or {}, allowed, exclude=own)
         if own is not None:
             result.notes.append(
                 f"the candidate is already recorded as #{own}: not counted among its baselines"

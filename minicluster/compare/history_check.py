@@ -110,6 +110,8 @@ class CheckResult:
     # the candidate's step-time change is its hosts' CPU load against its baseline runs'
     # (compare.host_load): its timing metrics are not judged
     host_load: str | None = None
+    # comparable runs of the history that are never baselines, per status (`History.set_aside`)
+    set_aside: dict[str, int] = field(default_factory=dict)
 
     @property
     def regressions(self) -> list[MetricCheck]:
@@ -172,6 +174,7 @@ class CheckResult:
             "own_findings": self.own_findings,
             "own_not_judged": self.own_not_judged,
             "host_load": self.host_load,
+            "set_aside": self.set_aside,
             "gate_failed": self.gate_failed,
             "verdict": self.verdict,
             "not_judged": [m.metric for m in self.not_judged],

@@ -37,7 +37,7 @@ def _value(v: float | None) -> str:
 def headline(r: CheckResult) -> str:
     """The check's verdict in one line: FAILED / REGRESSION / NOT JUDGED (with why) / no
     regression, and how many comparable runs it stood against."""
-    against = f"(against {r.history_runs} comparable runs)"
+    against = f"(against {r.history_runs} comparable run{'' if r.history_runs == 1 else 's'})"
     if r.unfinished is not None:
         return (
             f"history check {r.candidate}: FAILED: {r.unfinished.split(': ', 1)[-1]}, a run "
@@ -63,7 +63,14 @@ def _not_judged_why(r: CheckResult) -> str:
         why = "; ".join(r.own_not_judged) or "its own verdict was NOT JUDGED"
         return f"the candidate's own run was not judged ({why})"
     if r.history_runs < MIN_HISTORY:
-        return f"{r.history_runs} comparable earlier run(s), at least {MIN_HISTORY} needed"
+        aside = ", ".join(f"{n} {status}" for status, n in sorted(r.set_aside.items()))
+        more = (
+            f"; {sum(r.set_aside.values())} more recorded but never baselines ({aside}: "
+            "`history list` shows them)"
+            if aside
+            else ""
+        )
+        return f"{r.history_runs} comparable earlier run(s), at least {MIN_HISTORY} needed" + more
     if not r.metrics:
         return "no gated metric measured in the candidate"
     if r.host_load:
