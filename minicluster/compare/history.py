@@ -513,4 +513,7 @@ def _platform(record: BenchmarkRecord) -> dict[str, Any]:
         "os": d.get("os"),
         "hardware": record.hardware,
         "launcher": d.get("launcher"),
+        # the ranks' CPU time and run-queue delay a step (`history check` tells a busier host
+        # from a slower job by them: compare.host_load); absent where not recorded
+        **({"host_cpu": d["host_cpu"]} if d.get("host_cpu") else {}),
     }

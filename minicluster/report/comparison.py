@@ -11,6 +11,7 @@ from rich.table import Table
 
 from minicluster.compare.engine import Comparison, PairComparison, Row, fmt_p
 from minicluster.compare.stats import CONFIDENCE
+from minicluster.core.units import format_value
 from minicluster.report.fit import Fitted, fit_columns, print_folded
 from minicluster.report.terminal import make_console, plain_table
 
@@ -43,17 +44,8 @@ _TEST_COLUMN_MIN = 16  # the test column wraps down to this width
 
 
 def fmt_value(value: float | None) -> str:
-    """A value with enough digits to check its delta: 4 significant digits (0.01163, 15.66,
-    1,200.0), thousands separators from 1,000 on, scientific notation from 1e9."""
-    if value is None:
-        return "n/a"
-    if value == 0:
-        return "0"
-    if abs(value) >= 1e9:
-        return f"{value:.4g}"
-    if abs(value) >= 1000:
-        return f"{value:,.1f}"
-    return f"{value:.4g}"
+    """A value with enough digits to check its delta (`core.units.format_value`), n/a for None."""
+    return "n/a" if value is None else format_value(value)
 
 
 def _pct(r: Row) -> str:
@@ -231,6 +223,10 @@ def print_comparison(c: Comparison, console: Console | None = None) -> None:
             console.print(f"[red]gate failed:[/red] {escape(u)}")
         for u in p.own_not_judged:
             console.print(f"[yellow]NOT JUDGED:[/yellow] {escape(u)} (a gate never passes on it)")
+        if p.host_load:
+            console.print(
+                f"[yellow]NOT JUDGED:[/yellow] {escape(p.host_load)} (a gate never passes on it)"
+            )
         if p.nothing_judged:
             console.print(
                 f"[yellow]NOT JUDGED:[/yellow] {escape(p.nothing_judged)} (a gate never passes "
@@ -316,6 +312,8 @@ def to_markdown(c: Comparison) -> str:
         ]
         out += [f"- gate failed: {_md_escape(u)}" for u in p.own_failed]
         out += [f"- NOT JUDGED: {_md_escape(u)}" for u in p.own_not_judged]
+        if p.host_load:
+            out.append(f"- NOT JUDGED: {_md_escape(p.host_load)}")
         if p.nothing_judged:
             out.append(f"- NOT JUDGED: {_md_escape(p.nothing_judged)}")
         out.append("")
@@ -351,6 +349,8 @@ def to_html(c: Comparison) -> str:
         ]
         parts += [f"<p class='warning'>gate failed: {e(u)}</p>" for u in p.own_failed]
         parts += [f"<p class='warning'>NOT JUDGED: {e(u)}</p>" for u in p.own_not_judged]
+        if p.host_load:
+            parts.append(f"<p class='warning'>NOT JUDGED: {e(p.host_load)}</p>")
         if p.nothing_judged:
             parts.append(f"<p class='warning'>NOT JUDGED: {e(p.nothing_judged)}</p>")
         plot = comparison_plot([r.to_dict() for r in p.rows], title=_title(p))

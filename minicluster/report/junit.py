@@ -74,6 +74,8 @@ def compare_cases(c: Comparison) -> list[Case]:
         out += [Case(cls, "run status", "failure", u) for u in p.unfinished]
         out += [Case(cls, "own checks", "failure", u) for u in p.own_failed]
         out += [Case(cls, "own checks", "skipped", u) for u in p.own_not_judged]
+        if p.host_load:
+            out.append(Case(cls, "host load", "skipped", f"NOT JUDGED: {p.host_load}"))
         if p.nothing_judged:
             out.append(Case(cls, "comparison", "skipped", f"NOT JUDGED: {p.nothing_judged}"))
     return out
