@@ -261,23 +261,3 @@ def test_linear_quantiles_equal_scipys_bit_for_bit() -> None:
             assert got.shape == want.shape and got.tobytes() == want.tobytes()
             compared += 1
     assert compared == 1800
-
-
-@pytest.mark.parametrize("block", [1, 7, 64])
-def test_cost_intervals_by_blocks_of_resamples_are_those_of_all_at_once(
-    block: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The resamples summed `RESAMPLES_BLOCK` at a time give the intervals of one block of all
-    of them, bit for bit (each sum is one resample's, in its draws' order)."""
-    rng = np.random.default_rng(block)
-    n = 97
-    last = rng.integers(0, 40, n)
-    costly = np.unique(last)
-    per = np.zeros((costly.size + 1, n))
-    per[np.searchsorted(costly, last), np.arange(n)] = rng.random(n) * 3
-    wall = 50 + rng.random(n)
-    monkeypatch.setattr(cost, "RESAMPLES_BLOCK", cost.RESAMPLES)
-    whole = cost.cost_intervals(per, wall, seed=n)
-    monkeypatch.setattr(cost, "RESAMPLES_BLOCK", block)
-    got = cost.cost_intervals(per, wall, seed=n)
-    assert np.array_equal(got.view(np.int64), whole.view(np.int64))
