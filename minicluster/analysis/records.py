@@ -500,9 +500,9 @@ class ArrowColumns:
         return buf
 
     def _flush(self, key: int) -> None:
-        """Convert the pending tables of the schema `key`: per field, the batch's chunks as one array
-        into the buffer's rows of the batch (they are consecutive); table by table where that
-        cannot be done."""
+        """Convert the pending tables of the schema `key`: per field, the batch's chunks as one
+        array into the buffer's rows of the batch (they are consecutive); table by table where
+        that cannot be done."""
         batch = self.pending[key]
         if not batch:
             return
@@ -532,8 +532,8 @@ class ArrowColumns:
 
     def _same(self, key: int, name: str, batch: list[Any], got: np.ndarray) -> bool:
         """Whether every table of `batch` holds the column (its rows `got`, converted) that
-        every earlier table of the schema `key` held, bit for bit: then it stays held once (the first
-        batch's first table's). When not, the tables before the batch get their rows of a
+        every earlier table of the schema `key` held, bit for bit: then it stays held once (the
+        first batch's first table's). When not, the tables before the batch get their rows of a
         buffer (each the column they shared), and the caller fills the batch's."""
         same = self.same[key]
         first = batch[0][1]
@@ -551,8 +551,8 @@ class ArrowColumns:
         return False
 
     def _unshare(self, key: int, name: str, upto: int) -> None:
-        """Field `name` of the schema `key`, held once so far, in a buffer: the tables before row `upto`
-        that shared it get their rows (each its copy of the column)."""
+        """Field `name` of the schema `key`, held once so far, in a buffer: the tables before row
+        `upto` that shared it get their rows (each its copy of the column)."""
         row, since = self.same[key].pop(name, (None, 0))
         if row is None:
             return
