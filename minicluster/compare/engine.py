@@ -343,6 +343,8 @@ def compare_pair(
     _align_rates(rows)
     _memory_floor(rows)
     load = None if cross or not fit.comparable else host_load.differs(a, b, threshold_pct)
+    if not cross and (said := host_load.unchecked(a, b)) is not None:
+        warnings.append(said)
     if load is not None:
         _not_judged_for_load(rows)
     ratio, n, excluded = _geomean(rows)
@@ -411,6 +413,7 @@ def _align_rates(rows: list[Row]) -> None:
             continue  # a rate not measured on a side stays "missing"; not tested, not tested
         r.verdict, r.regression = s.verdict, s.regression  # better/worse already follow direction
         r.test, r.p_value, r.ci_low, r.ci_high = s.test, s.p_value, None, None
+        r.n_a, r.n_b = s.n_a, s.n_b  # the samples the test counted: the step time's
         r.mde_pct = s.mde_pct
         lead, rest = "", s.reason
         for prefix in ("~ ", "inconclusive, not judged: ", "not tested, not gated: "):

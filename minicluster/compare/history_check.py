@@ -36,6 +36,7 @@ from minicluster.compare import host_load
 from minicluster.compare.engine import INCONCLUSIVE_MDE_FACTOR, UNFINISHED_VERDICTS
 from minicluster.compare.history import Run
 from minicluster.core import metrics as metrics_registry
+from minicluster.core.errors import InputError
 from minicluster.core.units import format_pct as pct
 from minicluster.core.units import format_value as value
 from minicluster.interop.record import BenchmarkRecord
@@ -106,6 +107,9 @@ class CheckResult:
     own_findings: list[str] = field(default_factory=list)
     # why the candidate's own verdict was NOT JUDGED (too few steps, too few pairs), if it was
     own_not_judged: list[str] = field(default_factory=list)
+    # the candidate's step-time change is its hosts' CPU load against its baseline runs'
+    # (compare.host_load): its timing metrics are not judged
+    host_load: str | None = None
 
     @property
     def regressions(self) -> list[MetricCheck]:
@@ -167,6 +171,7 @@ class CheckResult:
             "own_verdicts": self.own_verdicts,
             "own_findings": self.own_findings,
             "own_not_judged": self.own_not_judged,
+            "host_load": self.host_load,
             "gate_failed": self.gate_failed,
             "verdict": self.verdict,
             "not_judged": [m.metric for m in self.not_judged],
@@ -219,6 +224,18 @@ def _two_sample_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * student_t.sf(abs(diff / se), df))
 
 
+def check_options(threshold_pct: float, alpha: float, settle: int) -> None:
+    """InputError (one line, exit 2) for options no gate can be run with: a check at alpha 5
+    called three metrics regressed on made-up intervals (new-user trial, 2026-12-07)."""
+    if not (math.isfinite(threshold_pct) and threshold_pct >= 0):
+        raise InputError(f"--threshold must be a percent >= 0, got {threshold_pct}")
+    if not (0 < alpha < 1):
+        raise InputError(f"--alpha must be between 0 and 1 (an error rate), got {alpha}")
+    if settle < 2:
+        # a level of one run (the candidate's) would be the baseline: nothing could regress
+        raise InputError(f"--settle must be >= 2 runs, got {settle}")
+
+
 def check(
     record: BenchmarkRecord,
     history: list[Run],
@@ -228,6 +245,7 @@ def check(
     settle: int = DEFAULT_SETTLE,
 ) -> CheckResult:
     """Judge `record` against `history` (comparable runs, oldest first)."""
+    check_options(threshold_pct, alpha, settle)
     notes: list[str] = []
     wanted = metrics or DEFAULT_METRICS
     gated = [
@@ -258,8 +276,6 @@ def check(
                 "only what ran before it stopped); the gate fails"
             )
     load = _host_load(record, history, out, threshold_pct)
-    if load is not None:
-        notes.append(f"NOT JUDGED: {load}")
     if len(history) < MIN_HISTORY:
         notes.append(
             f"only {len(history)} comparable earlier run(s) in the history (at least "
@@ -278,6 +294,7 @@ def check(
         list(record.details.get("own_verdicts") or []),
         list(record.details.get("own_findings") or []),
         list(record.details.get("own_not_judged") or []),
+        load,
     )
 
 

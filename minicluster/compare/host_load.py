@@ -79,11 +79,15 @@ def line(
     busy, quiet = (label_b, label_a) if d_step > 0 else (label_a, label_b)
     lbusy, lquiet = (load_b, load_a) if d_step > 0 else (load_a, load_b)
     d_wait = abs(load_b["cpu_wait_ms"] - load_a["cpu_wait_ms"])
+    share = (
+        f"{100.0 * d_wait / abs(d_step):.0f}% of the {abs(d_step):.1f} ms step-time difference"
+        if d_wait < abs(d_step)
+        else f"{d_wait:.1f} ms more, beyond the {abs(d_step):.1f} ms step-time difference"
+    )
     return (
         f"{busy} ran on a busier host: the ranks' threads waited {lbusy['cpu_wait_ms']:.1f} ms "
         f"a step for a CPU other processes held ({quiet}: {lquiet['cpu_wait_ms']:.1f} ms), "
-        f"{100.0 * d_wait / abs(d_step):.0f}% of the {abs(d_step):.1f} ms step-time difference "
-        f"({step_a:.1f} -> {step_b:.1f} ms), while their CPU time a step differed "
+        f"{share} ({step_a:.1f} -> {step_b:.1f} ms), while their CPU time a step differed "
         f"{load_b['cpu_ms'] - load_a['cpu_ms']:+.1f} ms: the timing rows are not judged; rerun "
         "both on hosts of the same load"
     )
@@ -104,3 +108,17 @@ def differs(
     if not explained(sa, sb, la, lb, threshold_pct, share_pct):
         return None
     return line(a.label, b.label, sa, sb, la, lb)
+
+
+def unchecked(a: BenchmarkRecord, b: BenchmarkRecord) -> str | None:
+    """A warning when one side records the hosts' CPU load and the other does not: the rule
+    above cannot be applied, and a step-time change may be the host's (None otherwise, and
+    when neither side records it: other tools' formats never do)."""
+    has = {rec.label: load_of(rec.details) is not None for rec in (a, b)}
+    if all(has.values()) or not any(has.values()):
+        return None
+    missing = next(label for label, ok in has.items() if not ok)
+    return (
+        f"the hosts' CPU load is not compared: {missing} records none (host_cpu: a result of "
+        "rank format < 1.7, or without schedstat); a step-time change may be the host's load"
+    )

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from minicluster.compare.engine import Comparison, PairComparison, Row, fmt_p
 from minicluster.compare.stats import CONFIDENCE
+from minicluster.core.exit_policy import code_for
 from minicluster.core.units import format_value
 from minicluster.report.fit import Fitted, fit_columns, print_folded
 from minicluster.report.terminal import make_console, plain_table
@@ -232,6 +233,21 @@ def print_comparison(c: Comparison, console: Console | None = None) -> None:
                 f"[yellow]NOT JUDGED:[/yellow] {escape(p.nothing_judged)} (a gate never passes "
                 "on what it could not judge)"
             )
+    console.print(f"[bold]{escape(verdict_line(c))}[/bold]")
+
+
+def verdict_line(c: Comparison) -> str:
+    """The comparison's verdict and exit code, the last line a CI log shows: a skim of the
+    lines above it ("regressions beyond 5%: none") read as a pass what exited 2."""
+    code = code_for([] if c.verdict == "ok" else [c.verdict])
+    if c.verdict == "regression":
+        regs = list(dict.fromkeys(r.metric for p in c.pairs for r in p.regressions))
+        why = [f"regressed: {', '.join(regs)}"] if regs else []
+        why += [*c.unfinished, *c.own_failed]
+        return f"compare: REGRESSION, the gate fails (exit {code}): {'; '.join(why)}"
+    if c.verdict == "not_judged":
+        return f"compare: NOT JUDGED (exit {code}): see the NOT JUDGED line(s) above"
+    return f"compare: no regression beyond {c.threshold_pct:g}% (exit {code})"
 
 
 _SIZE_COLUMNS = ("op", "size", "busbw A (GB/s)", "busbw B (GB/s)", "% delta", "verdict")

@@ -66,6 +66,8 @@ def _not_judged_why(r: CheckResult) -> str:
         return f"{r.history_runs} comparable earlier run(s), at least {MIN_HISTORY} needed"
     if not r.metrics:
         return "no gated metric measured in the candidate"
+    if r.host_load:
+        return r.host_load
     names = ", ".join(m.metric for m in r.not_judged)
     return f"{names} could not be judged (inconclusive, or too few runs with it: see below)"
 

@@ -401,14 +401,18 @@ class HostCpu(Section):
     `compare` and `history check` judge no timing row between two runs whose difference in
     run-queue delay explains their difference in step time."""
 
-    cpu_ms: float = spec(doc="the rank's threads' CPU time, ms per step (mean over ranks)")
-    cpu_wait_ms: float = spec(
+    cpu_ms: Annotated[float, Constraint(minimum=0)] = spec(
+        doc="the rank's threads' CPU time, ms per step (mean over ranks)"
+    )
+    cpu_wait_ms: Annotated[float, Constraint(minimum=0)] = spec(
         doc="the rank's threads' run-queue delay (schedstat run_delay): ms per step they were "
         "runnable but waited for a CPU (mean over ranks)"
     )
-    ranks: int
-    steps: int
-    threads: str = spec(doc="whose time: 'all' (every thread of the rank) or 'main'")
+    ranks: Positive
+    steps: Positive
+    threads: Literal["all", "main"] = spec(
+        doc="whose time: 'all' (every thread of the rank) or 'main' (its training loop's)"
+    )
 
 
 @dataclass(kw_only=True)

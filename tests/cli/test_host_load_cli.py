@@ -66,6 +66,36 @@ def test_history_check_does_not_judge_a_run_from_a_quieter_host(
     said = " ".join(res.stdout.split()) + " ".join(res.stderr.split())
     assert "ran on a busier host" in said
     checked = json.loads(out.read_text())
+    assert checked["host_load"].startswith("the baseline runs #1-#3 ran on a busier host")
+    assert "NOT JUDGED: the baseline runs #1-#3 ran on a busier host" in said
     verdicts = {m["metric"]: m["verdict"] for m in checked["metrics"]}
     assert verdicts["step_time_mean_ms"] == "not_judged"
     assert verdicts["memory_peak_mib"] != "not_judged"
+
+
+def test_one_side_without_the_hosts_load_is_said(run_cli: Any, tmp_path: Path) -> None:
+    quiet = _result(run_cli, tmp_path, "compare_quiet")
+    busy = _result(run_cli, tmp_path, "compare_busy")
+    data = json.loads(busy.read_text())
+    del data["host_cpu"]
+    older = tmp_path / "older.result.json"
+    older.write_text(json.dumps(data))
+    res = run_cli("compare", str(quiet), str(older))
+    said = " ".join(res.stdout.split())
+    assert "the hosts' CPU load is not compared: older.result.json records none" in said
+
+
+def test_history_check_refuses_options_no_gate_can_run_with(run_cli: Any, tmp_path: Path) -> None:
+    quiet = _result(run_cli, tmp_path, "compare_quiet")
+    db = str(tmp_path / "h.sqlite")
+    assert run_cli("history", "add", str(quiet), "--db", db).returncode == 0
+    for flag, value, said in (
+        ("--alpha", "5", "--alpha must be between 0 and 1"),
+        ("--alpha", "0", "--alpha must be between 0 and 1"),
+        ("--threshold", "-1", "--threshold must be a percent >= 0"),
+        ("--settle", "1", "--settle must be >= 2"),
+    ):
+        res = run_cli("history", "check", str(quiet), "--db", db, flag, value)
+        assert res.returncode == 2, (flag, value, res.stdout, res.stderr)
+        assert said in res.stderr and "Traceback" not in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import pytest
+
 from minicluster.compare import host_load
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "compare" / "mc11_clean_a.json"
+OTHER = FIX.with_name("mc11_clean_b.json")
 
 QUIET = {"cpu_ms": 14.5, "cpu_wait_ms": 5.0, "threads": "all"}
 BUSY = {"cpu_ms": 16.0, "cpu_wait_ms": 18.9, "threads": "all"}
@@ -39,3 +47,42 @@ def test_the_line_names_the_busier_side_and_the_figures() -> None:
     assert "18.9 ms a step" in text and "(A: 5.0 ms)" in text
     assert "81% of the 17.1 ms step-time difference" in text
     assert host_load.line("A", "B", 35.2, 18.1, BUSY, QUIET).startswith("A ran on a busier host")
+
+
+def test_a_side_of_several_runs_takes_each_figures_median() -> None:
+    from dataclasses import replace
+
+    from minicluster.compare.repeats import combine
+    from minicluster.interop import load
+
+    base = load(FIX)
+    runs = [
+        replace(
+            base, label=f"r{i}", details=dict(base.details, host_cpu=dict(QUIET, cpu_wait_ms=w))
+        )
+        for i, w in enumerate((5.0, 30.0, 7.0))
+    ]
+    side = combine(runs, "A")
+    assert side.details["host_cpu"]["cpu_wait_ms"] == 7.0  # the median, as the side's step time
+    # one run without the figures: the side has none (never the first run's alone)
+    runs[1] = replace(
+        runs[1], details={k: v for k, v in runs[1].details.items() if k != "host_cpu"}
+    )
+    assert combine(runs, "A").details["host_cpu"] is None
+
+
+def test_one_side_holding_a_run_twice_is_refused() -> None:
+    from minicluster.compare.repeats import refuse_same_runs
+    from minicluster.core.errors import InputError
+    from minicluster.interop import load
+
+    rec = load(FIX)
+    twice = replace_runs(rec, [rec, rec])
+    with pytest.raises(InputError, match="one side holds the same run twice"):
+        refuse_same_runs(["A,A", "B"], [twice, load(OTHER)])
+
+
+def replace_runs(rec: Any, runs: list[Any]) -> Any:
+    from dataclasses import replace
+
+    return replace(rec, runs=list(runs))
