@@ -32,11 +32,8 @@ from minicluster.analysis import (
     time_shape,
     waited,
 )
-from minicluster.analysis.collectives import collectives_result
 from minicluster.analysis.comm_kinds import comm_section
 from minicluster.analysis.frame import Launch, RunFrame
-from minicluster.analysis.isolate import isolate_result
-from minicluster.analysis.pairwise import pairwise_result
 from minicluster.analysis.pipeline import pipeline_section
 from minicluster.analysis.records import RankRecords
 from minicluster.analysis.run_metrics import (
@@ -91,6 +88,12 @@ def aggregate(
     frame = RunFrame.from_records(records, launch)
     checks = checks if checks is not None else frame.config.checks
     if frame.job == "collectives":
+        # imported here: a training run's aggregate does not load them (their modules, and
+        # group testing's, were 20 ms of its start)
+        from minicluster.analysis.collectives import collectives_result
+        from minicluster.analysis.isolate import isolate_result
+        from minicluster.analysis.pairwise import pairwise_result
+
         pattern = frame.config.collectives.pattern
         merge = {"pairwise": pairwise_result, "isolate": isolate_result}.get(
             pattern, collectives_result

@@ -305,7 +305,7 @@ def _ddp_kind(
         )
     }
     if transfer_at is not None:
-        medians["wait_ms"] = _row_medians(time_ms - transfer_at[None, :], present)
+        medians["wait_ms"] = _row_medians(time_ms - transfer_at[None, :], present, own=True)
     per_rank = [
         {"rank": rank, **{k: v[i] for k, v in medians.items()}}
         | ({} if transfer_at is not None else {"wait_ms": None})
@@ -346,12 +346,14 @@ def _median_of(values: np.ndarray) -> float | None:
     return int(mid) if float(mid).is_integer() else float(f"{mid:.6g}")
 
 
-def _row_medians(m: np.ndarray, present: np.ndarray) -> list[float | None]:
+def _row_medians(m: np.ndarray, present: np.ndarray, own: bool = False) -> list[float | None]:
     """Per row `_median` of its values where `present` and not NaN: full rows at once (a row
     of one value is that value: calls and bytes per step mostly are; the others by one
-    partition of the matrix), the others one by one."""
+    partition of the matrix), the others one by one. `own`: `m` is the caller's to partition
+    in place (else a matrix made here is, and `m` is copied only when none was)."""
     if not present.all():
         m = np.where(present, m, np.nan)
+        own = True
     full = ~np.isnan(m).any(axis=1)
     out: list[float | None] = [None] * m.shape[0]
     if full.any() and m.shape[1]:
@@ -362,7 +364,11 @@ def _row_medians(m: np.ndarray, present: np.ndarray) -> list[float | None]:
         med = lo
         if varies.any():
             med = lo.copy()
-            med[varies] = medians_of_rows(rows if varies.all() else rows[varies])
+            every = bool(varies.all())
+            med[varies] = medians_of_rows(
+                rows if every else rows[varies],
+                overwrite=not every or own or rows is not m,  # a matrix of its own: no copy
+            )
         for i, v in zip(np.flatnonzero(full).tolist(), med.tolist(), strict=True):
             out[i] = int(v) if float(v).is_integer() else float(f"{v:.6g}")
     for i in np.flatnonzero(~full).tolist():

@@ -444,44 +444,52 @@ class ArrowColumns:
     def __init__(self, tables: int) -> None:
         self.tables = tables
         self.names: list[list[str]] = []  # per table its fields, in the file's order
-        self.at: list[tuple[Any, int, int]] = []  # per table: its schema, first row, rows
-        self.buffers: dict[Any, dict[str, np.ndarray]] = {}  # schema -> field -> buffer
-        self.used: dict[Any, int] = {}  # schema -> rows given out
+        # the schemas (without metadata) of the tables, each once; a schema's key is its index
+        # here (an Arrow schema's hash is made from its fields anew each time: 8 us, five
+        # times a table when the dicts below were keyed by schemas, 0.17 s at 4,096 ranks)
+        self.schemas: list[Any] = []
+        self._keys: dict[Any, int] = {}  # schema -> its key
+        self.at: list[tuple[int, int, int]] = []  # per table: its schema's key, first row, rows
+        self.buffers: dict[int, dict[str, np.ndarray]] = {}  # key -> field -> buffer
+        self.used: dict[int, int] = {}  # key -> rows given out
         self.own: list[dict[str, np.ndarray]] = []  # per table the fields converted on their own
-        self.pending: dict[Any, list[tuple[Any, int, int, dict[str, np.ndarray]]]] = {}
-        # schema -> field -> (the one column every table of the schema held from row `since` on
+        self.pending: dict[int, list[tuple[Any, int, int, dict[str, np.ndarray]]]] = {}
+        # key -> field -> (the one column every table of the schema held from row `since` on
         # (no buffer yet), since)
-        self.same: dict[Any, dict[str, tuple[np.ndarray, int]]] = {}
-        self._last: tuple[Any, list[str]] | None = None  # the last table's schema and names
+        self.same: dict[int, dict[str, tuple[np.ndarray, int]]] = {}
+        self._last: tuple[int, list[str]] | None = None  # the last table's schema key and names
 
     def add(self, table: Any) -> None:
         # the last table's schema again (the usual case), compared without the metadata as the
         # dict compares it: no schema without metadata made and hashed per table
         last = self._last
-        if last is not None and table.schema.equals(last[0]):
-            schema, names = last
+        if last is not None and table.schema.equals(self.schemas[last[0]]):
+            key, names = last
         else:
             schema, names = table.schema.remove_metadata(), table.schema.names
-            self._last = schema, names
+            got = self._keys.get(schema)
+            if got is None:
+                got = self._keys[schema] = len(self.schemas)
+                self.schemas.append(schema)
+                self.buffers[got], self.used[got], self.pending[got], self.same[got] = {}, 0, [], {}
+            key = got
+            self._last = key, names
         n = table.num_rows
-        if schema not in self.buffers:
-            self.buffers[schema], self.used[schema], self.pending[schema] = {}, 0, []
-            self.same[schema] = {}
-        start = self.used[schema]
+        start = self.used[key]
         own: dict[str, np.ndarray] = {}
-        batch = self.pending[schema]
+        batch = self.pending[key]
         batch.append((table, start, n, own))
-        self.used[schema] = start + n
+        self.used[key] = start + n
         self.names.append(names)
-        self.at.append((schema, start, n))
+        self.at.append((key, start, n))
         self.own.append(own)
-        if self.used[schema] - batch[0][1] >= self.BATCH_ROWS:
-            self._flush(schema)
+        if start + n - batch[0][1] >= self.BATCH_ROWS:
+            self._flush(key)
 
-    def _buffer(self, schema: Any, name: str, kind: Any, first: int, end: int) -> np.ndarray:
-        """The buffer of field `name` of `schema`, holding rows up to `end` (allocated for
+    def _buffer(self, key: int, name: str, kind: Any, first: int, end: int) -> np.ndarray:
+        """The buffer of field `name` of the schema `key`, holding rows up to `end` (allocated for
         `tables` tables of `first` rows; doubled when too short)."""
-        bufs = self.buffers[schema]
+        bufs = self.buffers[key]
         buf = bufs.get(name)
         if buf is None:
             buf = bufs[name] = np.empty(max(max(first, 1) * self.tables, end), kind)
@@ -491,45 +499,43 @@ class ArrowColumns:
             buf = bufs[name] = grown
         return buf
 
-    def _flush(self, schema: Any) -> None:
-        """Convert the pending tables of `schema`: per field, the batch's chunks as one array
-        into the buffer's rows of the batch (they are consecutive); table by table where that
-        cannot be done."""
-        batch = self.pending[schema]
+    def _flush(self, key: int) -> None:
+        """Convert the pending tables of the schema `key`: per field, the batch's chunks as one
+        array into the buffer's rows of the batch (they are consecutive); table by table where
+        that cannot be done."""
+        batch = self.pending[key]
         if not batch:
             return
-        self.pending[schema] = []
+        self.pending[key] = []
         first, end = batch[0][1], batch[-1][1] + batch[-1][2]
         pa = _pa()
         # one table of the batch's (no copy: its columns' chunks are the tables' arrays), so that
         # a field's chunks are one call, not one per table
         whole = pa.concat_tables([table for table, _, _, _ in batch])
-        for j, field in enumerate(schema):
+        for j, field in enumerate(self.schemas[key]):
             column = whole.column(j)
             kind = _numpy_kind(field, column.null_count)
             if kind is not None:
                 one = [column.combine_chunks()] if column.num_chunks > 1 else column.chunks
-                if field.name not in self.buffers[schema]:  # none yet: the same so far?
+                if field.name not in self.buffers[key]:  # none yet: the same so far?
                     got = np.empty(end - first, kind)
                     if _numpy_fill(field, one, got):
-                        if not self._same(schema, field.name, batch, got):
-                            self._buffer(schema, field.name, kind, batch[0][2], end)[first:end] = (
-                                got
-                            )
+                        if not self._same(key, field.name, batch, got):
+                            self._buffer(key, field.name, kind, batch[0][2], end)[first:end] = got
                         continue
                 else:
-                    buf = self._buffer(schema, field.name, kind, batch[0][2], end)
+                    buf = self._buffer(key, field.name, kind, batch[0][2], end)
                     if _numpy_fill(field, one, buf[first:end]):
                         continue
             for table, start, n, own in batch:  # as each table alone
-                self._convert_one(schema, j, table, start, n, own)
+                self._convert_one(key, j, table, start, n, own)
 
-    def _same(self, schema: Any, name: str, batch: list[Any], got: np.ndarray) -> bool:
+    def _same(self, key: int, name: str, batch: list[Any], got: np.ndarray) -> bool:
         """Whether every table of `batch` holds the column (its rows `got`, converted) that
-        every earlier table of `schema` held, bit for bit: then it stays held once (the first
-        batch's first table's). When not, the tables before the batch get their rows of a
+        every earlier table of the schema `key` held, bit for bit: then it stays held once (the
+        first batch's first table's). When not, the tables before the batch get their rows of a
         buffer (each the column they shared), and the caller fills the batch's."""
-        same = self.same[schema]
+        same = self.same[key]
         first = batch[0][1]
         row, since = same.get(name, (None, first))
         if row is None:
@@ -541,28 +547,28 @@ class ArrowColumns:
                 row.flags.writeable = False
                 same[name] = (row, since)
                 return True
-        self._unshare(schema, name, first)
+        self._unshare(key, name, first)
         return False
 
-    def _unshare(self, schema: Any, name: str, upto: int) -> None:
-        """Field `name` of `schema`, held once so far, in a buffer: the tables before row `upto`
-        that shared it get their rows (each its copy of the column)."""
-        row, since = self.same[schema].pop(name, (None, 0))
+    def _unshare(self, key: int, name: str, upto: int) -> None:
+        """Field `name` of the schema `key`, held once so far, in a buffer: the tables before row
+        `upto` that shared it get their rows (each its copy of the column)."""
+        row, since = self.same[key].pop(name, (None, 0))
         if row is None:
             return
-        buf = self._buffer(schema, name, row.dtype, row.size, upto)
+        buf = self._buffer(key, name, row.dtype, row.size, upto)
         if row.size and upto > since:
             buf[since:upto].reshape(-1, row.size)[:] = row
 
     def _convert_one(
-        self, schema: Any, j: int, table: Any, start: int, n: int, own: dict[str, Any]
+        self, key: int, j: int, table: Any, start: int, n: int, own: dict[str, Any]
     ) -> None:
         field = table.schema.field(j)  # its own (schemas compare equal whatever fields' metadata)
         chunks = table.column(j).chunks
-        self._unshare(schema, field.name, start)  # held once so far: no more
+        self._unshare(key, field.name, start)  # held once so far: no more
         kind = _numpy_kind(field, table.column(j).null_count)
         if kind is not None:
-            buf = self._buffer(schema, field.name, kind, n, start + n)
+            buf = self._buffer(key, field.name, kind, n, start + n)
             if _numpy_fill(field, chunks, buf[start : start + n]):
                 return
         values = table.column(j).to_pylist()  # as the journal's reader would
@@ -571,18 +577,18 @@ class ArrowColumns:
         own[field.name] = column_of(field.name, values)
 
     def finish(self) -> list[dict[str, np.ndarray]]:
-        for schema in list(self.pending):
-            self._flush(schema)
+        for key in list(self.pending):
+            self._flush(key)
         out = []
         # per schema each field's one column (held once) or buffer, looked up once (the same
-        # schema object follows itself table after table: no schema hashed per table)
+        # key follows itself table after table)
         last: Any = None
         spec: list[tuple[str, np.ndarray | None, np.ndarray | None]] = []
-        for names, (schema, start, n), own in zip(self.names, self.at, self.own, strict=True):
-            if schema is not last or len(spec) != len(names):
-                bufs, same = self.buffers[schema], self.same[schema]
+        for names, (key, start, n), own in zip(self.names, self.at, self.own, strict=True):
+            if key != last or len(spec) != len(names):
+                bufs, same = self.buffers[key], self.same[key]
                 spec = [(k, same[k][0] if k in same else None, bufs.get(k)) for k in names]
-                last = schema
+                last = key
             out.append(
                 {
                     k: own[k]

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from minicluster.analysis.records import RankRecords, measured_pick, rows_view
-from minicluster.analysis.row_medians import row_medians
+from minicluster.analysis.row_medians import row_nanmedians
 from minicluster.core import rundir
 
 EMBED_STEPS_MAX = 50_000  # rank-steps embedded in result.json; larger runs point to the rank files
@@ -228,7 +228,7 @@ class StepTable:
         )
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row is None below
-            medians = _row_nanmedian(matrix, overwrite=not every)
+            medians = row_nanmedians(matrix, overwrite=not every)
         return {r.rank: _r4_or_none(v) for r, v in zip(self.records, medians.tolist(), strict=True)}
 
     def measured_steps(self, rank: int) -> int:
@@ -285,9 +285,9 @@ class StepTable:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row is None below
                 medians = {
-                    k: _row_nanmedian(v)
+                    k: row_nanmedians(v)
                     if v is not None
-                    else _row_nanmedian(comm - transfer, overwrite=True)  # its own matrix
+                    else row_nanmedians(comm - transfer, overwrite=True)  # its own matrix
                     for k, v in columns.items()
                 }
                 medians["transfer_ms_median"] = np.broadcast_to(
@@ -295,19 +295,23 @@ class StepTable:
                 )
                 compute_mean = np.nanmean(compute, axis=1)
             n = int(self.indices.size)
+            # as Python floats once (the same values; not a numpy scalar made per rank and field)
+            p50s, p95s, p99s = pct.tolist()
+            means, compute_means = step_mean.tolist(), compute_mean.tolist()
+            listed = {k: v.tolist() for k, v in medians.items()}
             for j, i in enumerate(rows.tolist()):
                 rank = self.records[i].rank
                 figures: dict[str, Any] = {
                     "step_time_ms": {
-                        "p50": r4(pct[0, j]),
-                        "p95": r4(pct[1, j]),
-                        "p99": r4(pct[2, j]),
-                        "mean": r4(step_mean[j]),
+                        "p50": r4(p50s[j]),
+                        "p95": r4(p95s[j]),
+                        "p99": r4(p99s[j]),
+                        "mean": r4(means[j]),
                         "n": n,
                     }
                 }
-                figures.update({k: _r4_or_none(v[j]) for k, v in medians.items()})
-                figures["compute_ms_mean"] = _r4_or_none(compute_mean[j])
+                figures.update({k: _r4_or_none(v[j]) for k, v in listed.items()})
+                figures["compute_ms_mean"] = _r4_or_none(compute_means[j])
                 out[rank] = figures
         for i in np.flatnonzero(~full).tolist():
             rank = self.records[i].rank
@@ -402,15 +406,6 @@ def _shared_rows(
 def _measured(rec: RankRecords) -> np.ndarray | slice:
     """Which of a rank's steps are measured (not warm-up): `records.measured_pick`."""
     return measured_pick(rec.columns.get("warmup"))
-
-
-def _row_nanmedian(matrix: np.ndarray, overwrite: bool = False) -> np.ndarray:
-    """`np.nanmedian(matrix, axis=1)`; rows without NaN in one vectorised partition (nanmedian
-    takes rows of 600 or more values one by one in Python). `overwrite`: the matrix is the
-    caller's to partition in place (no copy of it)."""
-    if matrix.size and not np.isnan(matrix).any():
-        return row_medians(matrix, overwrite)
-    return np.nanmedian(matrix, axis=1, overwrite_input=overwrite)
 
 
 def _same_sorted_steps(measured: list[np.ndarray]) -> bool:

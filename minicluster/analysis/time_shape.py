@@ -441,6 +441,31 @@ def run_structure(acc: Accounting, culprits: list[dict[str, Any]]) -> list[dict[
     return out
 
 
+def _dip_candidates(own: np.ndarray, alpha: float) -> set[int] | None:
+    """The rows of `own` whose dip test could come out below `alpha`; None: every row (too few
+    steps, or a value not finite). Every row has the same length, so each one's p-value (`diptest`'s
+    interpolation in the tabulated null at that length) falls as its dip statistic grows: rows
+    are tested from the largest dip down until one's p-value is at least twice `alpha` (a
+    margin for the rounding of the interpolation and of the reported p-value); the rows with
+    smaller dips are not. Each dip made from the matrix sorted once (`diptest.dipstat`, the
+    statistic `diptest.diptest` makes): 4,096 ranks' p-values were a third of the time
+    structure's CPU."""
+    rows, n = own.shape
+    if rows < 2 or n < 2 * MIN_SEGMENT or not np.isfinite(own).all():
+        return None
+    import diptest  # lazily: only the time structure needs it
+
+    ordered = np.sort(np.asarray(own, dtype=np.float64), axis=1)
+    dips = np.array([diptest.dipstat(row, sort_x=False) for row in ordered])
+    kept: set[int] = set()
+    for i in np.argsort(-dips, kind="stable").tolist():
+        test = dip_test(own[i])
+        kept.add(i)
+        if test is None or test[1] >= 2 * alpha:
+            break
+    return kept
+
+
 def bimodal_findings(acc: Accounting) -> list[dict[str, Any]]:
     """`bimodal` findings: the step time (scope `run`) or a rank's own work per step, host +
     compute (scope `rank`: its step time without the waits), whose values fall in two modes
@@ -455,7 +480,10 @@ def bimodal_findings(acc: Accounting) -> list[dict[str, Any]]:
     ]
     alpha = DIP_ALPHA / len(series)
     out = []
-    for rank, what, x in series:
+    tested = _dip_candidates(acc.own, alpha)
+    for i, (rank, what, x) in enumerate(series):
+        if i and tested is not None and i - 1 not in tested:
+            continue  # its dip is below one whose p-value is twice the level (below)
         test = dip_test(x)  # first: the modes of the thousands of unimodal ranks are not needed
         if test is None or test[1] >= alpha:
             continue

@@ -183,3 +183,26 @@ def test_the_onset_without_the_search_where_no_split_passes_is_the_searched_one(
         skipped += not time_shape.some_split_persistent(d, floor)
         found += want is not None
     assert skipped > 100 and found > 20
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bimodal_findings_test_only_the_rows_that_could_pass_and_find_the_same(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows tested from the largest dip down (`_dip_candidates`) give the findings that testing
+    every row gives: random runs with a few two-level ranks, some values rounded (ties)."""
+    import types
+
+    rng = np.random.default_rng(seed)
+    for _ in range(6):
+        ranks, n = int(rng.integers(2, 60)), int(rng.integers(5, 400))
+        own = rng.lognormal(2, 0.1, (ranks, n))
+        for r in rng.choice(ranks, size=min(ranks, int(rng.integers(0, 4))), replace=False):
+            own[r, rng.random(n) < rng.uniform(0.1, 0.5)] += rng.uniform(1, 20)
+        if seed % 2:
+            own = np.round(own, 1)
+        acc = types.SimpleNamespace(own=own, ranks=list(range(ranks)), accounted=own.max(axis=0))
+        found = time_shape.bimodal_findings(acc)  # type: ignore[arg-type]
+        with monkeypatch.context() as m:
+            m.setattr(time_shape, "_dip_candidates", lambda own, alpha: None)
+            assert time_shape.bimodal_findings(acc) == found  # type: ignore[arg-type]
