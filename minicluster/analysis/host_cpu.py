@@ -1,4 +1,4 @@
-"""The run's host CPU load: the ranks' CPU time and run-queue delay per step (`result.host_cpu`).
+"""The run's host CPU load: the ranks' CPU time and run-queue delay per step (`host_cpu` in result.json).
 
 Each step record carries its rank's threads' CPU time (`cpu_ms`) and the time they were runnable
 but waited on a run queue for a CPU (`cpu_wait_ms`, schedstat run_delay:
