@@ -35,12 +35,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+# the busy thread's sitecustomize, shared with the e2e tests (tests/fixtures/busy_thread.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fixtures import busy_thread  # noqa: E402
+
 CONFIG = (
     "workload: {name: mlp, per_rank_batch: 32, input_dim: 128, hidden_dim: 256, num_layers: 2}\n"
     "steps: {warmup: 3, measured: 40}\n"
     "run: {nproc: 2, threads_per_rank: 1, collective_timeout_s: 60}\n"
 )
-BUSY = "busy_thread"  # a real source the injector did not make (sitecustomize, below)
+BUSY = "busy_thread"  # a real source the injector did not make (fixtures.busy_thread)
 # kind name -> (fault spec with {rank}, or None for BUSY; the culprit kind it should be named as)
 KINDS: dict[str, tuple[str | None, str]] = {
     "intermittent": ("straggler:rank={rank},delay_ms=80,every=5", "intermittent"),
@@ -54,15 +58,6 @@ KINDS: dict[str, tuple[str | None, str]] = {
     "drift": ("drift:rank={rank},ms_per_step=2,from_step=3", "drift"),
     BUSY: (None, "persistent"),
 }
-# A thread that never sleeps in one rank's process (a metrics or logging thread gone wrong): it
-# holds the GIL for the switch interval whenever the training thread wants it back.
-BUSY_THREAD = """import os, threading
-if os.environ.get("RANK") is not None and os.environ.get("RANK") == os.environ.get("MC_BUSY_RANK"):
-    def _spin():
-        while True:
-            pass
-    threading.Thread(target=_spin, daemon=True).start()
-"""
 NEAREST = 3  # healthy runs nearest in time that make the `nearest` reference
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -93,11 +88,8 @@ def _run(out: Path, kind: str, rank: int | None) -> tuple[dict[str, Any], int, f
     if spec:
         cmd += ["--fault", spec.format(rank=rank)]
     if kind == BUSY:
-        site = out.parent / "site"
-        site.mkdir(exist_ok=True)
-        (site / "sitecustomize.py").write_text(BUSY_THREAD)
-        env["MC_BUSY_RANK"] = str(rank)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH")) if p)
+        assert rank is not None
+        env = busy_thread.with_busy_thread(env, out.parent / "site", rank)
     start = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
     end = time.time()

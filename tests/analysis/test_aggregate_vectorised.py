@@ -4,35 +4,21 @@ on generated runs with a straggler, a crashed rank, ties, untimed steps and ragg
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from fixtures import script_module
 
 from minicluster.analysis import accounting, comm_kinds, cost, waited
 from minicluster.analysis.accounting import Accounting
 from minicluster.analysis.records import RankRecords, Stacked, read_run_dir
 from minicluster.analysis.steps import StepTable, r4
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _gen() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "gen_rank_files", ROOT / "scripts/gen_rank_files.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gen_rank_files"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def _run(tmp_path: Path, crashed: bool) -> list[RankRecords]:
-    _gen().write_run(tmp_path, 24, 60, per_node=4, slow={5: 1.6})
+    script_module.load("gen_rank_files").write_run(tmp_path, 24, 60, per_node=4, slow={5: 1.6})
     if crashed:  # rank 7 died at step ~30: its journal cut, no columnar file
         journal = tmp_path / "ranks/rank_00007.jsonl"
         journal.write_text("\n".join(journal.read_text().splitlines()[:35]) + "\n")
@@ -402,7 +388,7 @@ def test_the_permutation_p_values_equal_the_whole_matrix(ranks: int) -> None:
 def test_the_step_table_views_the_columnar_buffers_and_equals_the_journals(
     tmp_path: Path,
 ) -> None:
-    _gen().write_run(tmp_path, 16, 40, per_node=4)
+    script_module.load("gen_rank_files").write_run(tmp_path, 16, 40, per_node=4)
     columnar = StepTable(read_run_dir(tmp_path, workers=1), 16)
     for f in (tmp_path / "ranks").glob("*.steps.arrow"):
         f.unlink()

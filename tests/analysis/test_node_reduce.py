@@ -4,31 +4,16 @@ figures and the same findings."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from fixtures import script_module
 
 from minicluster.analysis import node_reduce
 from minicluster.analysis.aggregate import aggregate
 from minicluster.analysis.records import read_run_dir
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _gen() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "gen_rank_files", ROOT / "scripts/gen_rank_files.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gen_rank_files"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
 
 AT = "2026-01-01T00:00:00Z"
 
@@ -69,7 +54,7 @@ def comparable(result: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    gen = _gen()
+    gen = script_module.load("gen_rank_files")
     cols = tmp_path_factory.mktemp("columns")
     journals = tmp_path_factory.mktemp("journals")
     slow = {13: 1.6}  # a straggler on node 1

@@ -4,14 +4,12 @@ is left out."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from fixtures import script_module
 
 from minicluster.analysis import accounting
 from minicluster.analysis.aggregate import LAST_ONLY_STEP_FIELDS, UNREAD_STEP_FIELDS, aggregate
@@ -57,18 +55,6 @@ def test_the_kept_fields_give_the_same_result(tmp_path: Path) -> None:
     assert not set(cols) & set(UNREAD_STEP_FIELDS) and "compute_ms" in cols
 
 
-def _gen() -> Any:
-    root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location(
-        "gen_rank_files", root / "scripts/gen_rank_files.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gen_rank_files"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.mark.parametrize("columns", [True, False], ids=["columnar", "journals"])
 def test_last_only_fields_and_consumed_records_give_the_same_result(
     tmp_path: Path, columns: bool
@@ -79,7 +65,9 @@ def test_last_only_fields_and_consumed_records_give_the_same_result(
     rank 9's journal was cut mid-run (no columnar file: its journal is read), with opt_ms and
     gap_ms that vary per step (the accounting's host time)."""
     run = tmp_path / "run"
-    _gen().write_run(run, 24, 60, per_node=4, slow={13: 4.0}, varying=True, columns=columns)
+    script_module.load("gen_rank_files").write_run(
+        run, 24, 60, per_node=4, slow={13: 4.0}, varying=True, columns=columns
+    )
     (run / "ranks/rank_00013.summary.json").unlink()
     journal = run / "ranks/rank_00009.jsonl"
     journal.write_text("\n".join(journal.read_text().splitlines()[:40]) + "\n")

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures import rank_writer  # the one shared writer of rank files (tests/fixtures)
 
 from minicluster.analysis.tail import RankTail, RunTail, auto_window
 from minicluster.core import rank_format
 from minicluster.core.errors import InputError
-
-_spec = importlib.util.spec_from_file_location(
-    "rank_writer", Path(__file__).resolve().parents[1] / "fixtures" / "rank_writer.py"
-)
-assert _spec and _spec.loader
-rank_writer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rank_writer)
 
 
 def _line(obj: dict[str, Any] | rank_format.Record) -> bytes:

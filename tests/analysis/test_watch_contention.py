@@ -46,15 +46,6 @@ def _findings(entries: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
     return [(h["finding"], h["rank"], h["text"]) for h in entries]
 
 
-def _writer_run(tmp_path: Path, cpu: dict[int, tuple[float | None, float]] | None) -> Path:
-    """4 finished ranks, rank 1's compute about 9 ms against the others' 4 (the others' all-
-    reduces wait for it) and the CPU figures `cpu` (rank_writer.write_static's)."""
-    rank_writer.write_static(
-        tmp_path, [STEPS - 1] * 4, compute_ms={1: 9.0}, total=STEPS, cpu=cpu, finished=True
-    )
-    return tmp_path
-
-
 END_S = rank_writer.T0 + STEPS * rank_writer.STEP_S + 0.5
 
 
@@ -63,7 +54,7 @@ def test_a_straggler_that_waited_for_a_cpu_is_not_judged_live_as_by_aggregate(
 ) -> None:
     """Rank 1's 5 ms a step more compute is its threads waiting 5 ms on the run queue; its CPU
     time is the others' (4 ms): host CPU contention in both, the same line, exit 2."""
-    run = _writer_run(tmp_path, {1: (4.0, 5.2)})
+    run = rank_writer.write_slow_rank_1(tmp_path, STEPS, {1: (4.0, 5.2)})
     result, snap = _both(run, END_S)
     assert result["stragglers"] == [] and snap["stragglers"] == []
     assert snap["straggler_check"]["applied"]  # judged, not too short a window
@@ -100,7 +91,7 @@ def test_a_straggler_of_its_own_doing_is_named_live_as_by_aggregate(
     tmp_path: Path, cpu: dict[int, tuple[float | None, float]] | None
 ) -> None:
     """The control (so the test above can fail): the same slow rank stays a straggler, exit 1."""
-    run = _writer_run(tmp_path, cpu)
+    run = rank_writer.write_slow_rank_1(tmp_path, STEPS, cpu)
     result, snap = _both(run, END_S)
     assert [s["rank"] for s in result["stragglers"]] == [1]
     assert [s["rank"] for s in snap["stragglers"]] == [1]

@@ -3,13 +3,13 @@ straggler rule, progress, nodes, the end of a run."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures import rank_writer  # the one shared writer of rank files (tests/fixtures)
 
 from minicluster.analysis import waited
 from minicluster.analysis.steps import StepTable
@@ -19,13 +19,6 @@ from minicluster.analysis.watch import snapshot
 from minicluster.analysis.watch_rules import START_WAIT_S
 from minicluster.core.errors import InputError
 from minicluster.result.model import RunResult
-
-_spec = importlib.util.spec_from_file_location(
-    "rank_writer", Path(__file__).resolve().parents[1] / "fixtures" / "rank_writer.py"
-)
-assert _spec and _spec.loader
-rank_writer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rank_writer)
 
 T0 = rank_writer.T0
 STEP_S = rank_writer.STEP_S

@@ -36,14 +36,7 @@ def _paths(run_cli: Any, run_dir: Path) -> list[tuple[int, dict[str, Any], str]]
 def test_a_straggler_that_waited_for_a_cpu_is_not_judged_on_every_path(
     tmp_path: Path, run_cli: Any
 ) -> None:
-    rank_writer.write_static(
-        tmp_path,
-        [STEPS - 1] * 4,
-        compute_ms={1: 9.0},
-        total=STEPS,
-        cpu={1: (4.0, 5.2)},
-        finished=True,
-    )
+    rank_writer.write_slow_rank_1(tmp_path, STEPS, {1: (4.0, 5.2)})
     (live_code, live, live_text), (end_code, ended, end_text) = _paths(run_cli, tmp_path)
     assert (live_code, end_code) == (2, 2)
     result = json.loads((tmp_path / "result.json").read_text())
@@ -65,14 +58,7 @@ def test_a_straggler_that_waited_for_a_cpu_is_not_judged_on_every_path(
 def test_a_straggler_busy_on_its_own_threads_stays_named_on_every_path(
     tmp_path: Path, run_cli: Any
 ) -> None:
-    rank_writer.write_static(
-        tmp_path,
-        [STEPS - 1] * 4,
-        compute_ms={1: 9.0},
-        total=STEPS,
-        cpu={1: (None, 5.2)},
-        finished=True,
-    )
+    rank_writer.write_slow_rank_1(tmp_path, STEPS, {1: (None, 5.2)})
     (live_code, live, _), (end_code, ended, _) = _paths(run_cli, tmp_path)
     assert (live_code, end_code) == (1, 1)
     result = json.loads((tmp_path / "result.json").read_text())

@@ -20,6 +20,8 @@ import pytest
 
 pytest.importorskip("torch")
 
+from fixtures import busy_thread  # noqa: E402  (the busy thread's sitecustomize, shared)
+
 from minicluster.result.schema import validate_result  # noqa: E402
 
 HOG = "while True: pass"
@@ -43,14 +45,6 @@ if _rank is not None and _core is not None:
         except OSError:
             pass
 """
-# A busy Python thread in rank 1 (as tests/e2e/test_culprit_cli.py's): its own CPU use
-BUSY_THREAD = """import os, threading
-if os.environ.get("RANK") is not None and os.environ.get("RANK") == os.environ.get("MC_TEST_BUSY_RANK"):
-    def _spin():
-        while True:
-            pass
-    threading.Thread(target=_spin, daemon=True).start()
-"""
 # No schedstat to read (as on a host without Linux's /proc): the module's directory moved away
 NO_SCHEDSTAT = """import os
 if os.environ.get("RANK") is not None:
@@ -67,10 +61,7 @@ CONFIG = (
 def _run(
     python: str, env: dict[str, str], tmp_path: Path, site: str, *extra: str
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "sitecustomize.py").write_text(site)
-    env = dict(env)
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), env["PYTHONPATH"]])
+    env = busy_thread.with_sitecustomize(env, tmp_path / "site", site)
     config = tmp_path / "job.yaml"
     config.write_text(CONFIG)
     out = tmp_path / "out"
@@ -141,8 +132,8 @@ def test_a_busy_thread_in_the_rank_is_still_the_culprit(
 ) -> None:
     """Its threads wait for the CPU each other hold, but its own CPU time rises with its
     lateness: the rank's fault, named."""
-    env = dict(cli_env, MC_TEST_BUSY_RANK="1")
-    proc, result = _run(python, env, tmp_path, BUSY_THREAD)
+    env = dict(cli_env, **{busy_thread.BUSY_RANK_VAR: "1"})
+    proc, result = _run(python, env, tmp_path, busy_thread.BUSY_THREAD)
     assert [c["rank"] for c in result["culprits"]] == [1], result.get("host_contention")
     ev = result["ranks"][1]["cost"]["cpu"]
     assert ev["cpu_excess_ms_per_step"] >= 0.5 * ev["late_ms_per_step"], ev

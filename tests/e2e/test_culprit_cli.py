@@ -16,20 +16,11 @@ import pytest
 
 pytest.importorskip("torch")
 
+from fixtures import busy_thread  # noqa: E402  (the busy thread's sitecustomize, shared)
+
 from minicluster.result.schema import validate_result  # noqa: E402
 
 HOG = "while True: pass"
-# A busy Python thread in rank 1 (sitecustomize, when MC_TEST_BUSY_RANK names it): what a
-# metrics or logging thread that never sleeps does. It holds the GIL for the interpreter's switch
-# interval (5 ms) whenever the training thread wants it back between two torch calls, whatever
-# the rest of the host is doing.
-BUSY_THREAD = """import os, threading
-if os.environ.get("RANK") is not None and os.environ.get("RANK") == os.environ.get("MC_TEST_BUSY_RANK"):
-    def _spin():
-        while True:
-            pass
-    threading.Thread(target=_spin, daemon=True).start()
-"""
 
 
 def _run(
@@ -155,11 +146,7 @@ def test_a_busy_thread_in_one_rank_makes_it_the_culprit(
     python: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     """No injected fault: a real busy thread (not minicluster's injector) in rank 1's process."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(BUSY_THREAD)
-    env = dict(cli_env, MC_TEST_BUSY_RANK="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
+    env = busy_thread.with_busy_thread(cli_env, tmp_path / "site", 1)
     # The spinning thread holds rank 1's GIL: its clock reads come late by up to the switch
     # interval, and with one more busy loop on the host the per-step components missed the
     # rank's own periods by 30.2 ms over a 389 ms run (tolerance 19.5 ms; CI with a CPU hog

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,23 +38,10 @@ def _plain_torch_dumps(
     return [str(tmp_path / "dumps" / n) for n in ("trace_0", "trace_1")]
 
 
-def _cli(
-    python: str, env: dict[str, str], cwd: Path, *args: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [python, "-m", "minicluster", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=150,
-        cwd=cwd,
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_a_hang_run_names_the_hung_rank_and_the_sequence_number(
-    python: str, cli_env: dict[str, str], tmp_path: Path
+    run_cli: Any, tmp_path: Path
 ) -> None:
     cfg = tmp_path / "job.yaml"
     cfg.write_text(
@@ -61,12 +49,13 @@ def test_a_hang_run_names_the_hung_rank_and_the_sequence_number(
         "steps: {warmup: 2, measured: 8}\n"
         "run: {nproc: 2, threads_per_rank: 1, collective_timeout_s: 5}\n"
     )
-    run = _cli(python, cli_env, tmp_path, "run", "-c", str(cfg), "--fault", "hang:rank=1,step=3",
-               "--out", "out")  # fmt: skip
+    run = run_cli(
+        "run", "-c", str(cfg), "--fault", "hang:rank=1,step=3", "--out", "out", cwd=tmp_path
+    )
     assert run.returncode == 3, run.stderr[-2000:]
     dumps = sorted(p.name for p in (tmp_path / "out" / "flight_recorder").iterdir())
     assert dumps == ["rank_00000", "rank_00001"]  # every rank: the timed-out one and the hung one
-    proc = _cli(python, cli_env, tmp_path, "diagnose", "out", "--json", "d.json")
+    proc = run_cli("diagnose", "out", "--json", "d.json", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-2000:]
     found = json.loads((tmp_path / "d.json").read_text())
     (g,) = found["groups"]
@@ -80,10 +69,10 @@ def test_a_hang_run_names_the_hung_rank_and_the_sequence_number(
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_dumps_of_a_plain_torch_job_name_the_mismatched_collective(
-    python: str, cli_env: dict[str, str], tmp_path: Path
+    python: str, cli_env: dict[str, str], run_cli: Any, tmp_path: Path
 ) -> None:
     files = _plain_torch_dumps(python, cli_env, tmp_path, "desync")
-    proc = _cli(python, cli_env, tmp_path, "diagnose", *files)
+    proc = run_cli("diagnose", *files, cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "collective #4" in proc.stdout
     assert (
@@ -94,12 +83,12 @@ def test_dumps_of_a_plain_torch_job_name_the_mismatched_collective(
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_dumps_of_a_plain_torch_job_name_the_hung_rank_and_the_sequence_number(
-    python: str, cli_env: dict[str, str], tmp_path: Path
+    python: str, cli_env: dict[str, str], run_cli: Any, tmp_path: Path
 ) -> None:
     """A user's own job (no minicluster) where rank 1 hangs outside any collective while rank 0
     waits in the 4th: the dumps torch wrote name rank 1 as never entering #4."""
     files = _plain_torch_dumps(python, cli_env, tmp_path, "hang")
-    proc = _cli(python, cli_env, tmp_path, "diagnose", *files, "--json", "d.json")
+    proc = run_cli("diagnose", *files, "--json", "d.json", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-2000:]
     (g,) = json.loads((tmp_path / "d.json").read_text())["groups"]
     assert (g["seq"], g["entered"], g["never_entered"]) == (4, [0], [1])
@@ -108,11 +97,9 @@ def test_dumps_of_a_plain_torch_job_name_the_hung_rank_and_the_sequence_number(
 
 
 @pytest.mark.timeout(60)
-def test_no_dumps_is_bad_input_in_one_line(
-    python: str, cli_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_no_dumps_is_bad_input_in_one_line(run_cli: Any, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    proc = _cli(python, cli_env, tmp_path, "diagnose", "empty")
+    proc = run_cli("diagnose", "empty", cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "no Flight Recorder dumps" in proc.stderr

@@ -98,31 +98,18 @@ def test_a_rank_killed_from_outside_is_a_kill_first_not_a_hang(
     assert failed_line.startswith("FAILED: rank 1:")
 
 
-def _cli(
-    python: str, env: dict[str, str], cwd: Path, *args: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [python, "-m", "minicluster", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=200,
-        cwd=cwd,
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_four_ranks_the_crashed_rank_leads_in_run_watch_and_sweep_from(
-    python: str, cli_env: dict[str, str], tmp_path: Path
+    run_cli: Any, tmp_path: Path
 ) -> None:
     """Case 24: rank 3 crashes (exit 86) at step 6; torchrun SIGTERMs ranks 0-2."""
     cfg = _config(tmp_path, 8)
-    ok = _cli(python, cli_env, tmp_path, "run", "-c", str(cfg), "--nproc", "1", "--out", "n1")
+    ok = run_cli("run", "-c", str(cfg), "--nproc", "1", "--out", "n1", cwd=tmp_path, timeout=200)
     assert ok.returncode == 0, ok.stderr[-2000:]
-    proc = _cli(
-        python, cli_env, tmp_path,
+    proc = run_cli(
         "run", "-c", str(cfg), "--nproc", "4", "--fault", "crash:rank=3,step=6", "--out", "n4",
+        cwd=tmp_path, timeout=200,
     )  # fmt: skip
     assert proc.returncode == 3, proc.stderr[-2000:]
     result: dict[str, Any] = json.loads((tmp_path / "n4" / "result.json").read_text())
@@ -136,11 +123,11 @@ def test_four_ranks_the_crashed_rank_leads_in_run_watch_and_sweep_from(
     failed_line = next(line for line in proc.stdout.splitlines() if line.startswith("FAILED"))
     assert failed_line.startswith("FAILED: rank 3:")
 
-    watch = _cli(python, cli_env, tmp_path, "watch", "n4", "--once", "--json")
+    watch = run_cli("watch", "n4", "--once", "--json", cwd=tmp_path, timeout=200)
     snap = json.loads(watch.stdout)
     assert snap["failed"][0]["rank"] == 3, snap["failed"]
 
-    sweep = _cli(python, cli_env, tmp_path, "sweep", "--from", "n1", "n4", "--out", "sw")
+    sweep = run_cli("sweep", "--from", "n1", "n4", "--out", "sw", cwd=tmp_path, timeout=200)
     assert sweep.returncode == 3, sweep.stderr[-2000:]
     said = [line for line in (sweep.stdout + sweep.stderr).splitlines() if "n4" in line]
     assert any("failed: rank 3: died during step 6" in line for line in said), said
@@ -151,12 +138,12 @@ def test_four_ranks_the_crashed_rank_leads_in_run_watch_and_sweep_from(
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_the_kill_fault_is_found_as_a_kill_with_its_signal(
-    python: str, cli_env: dict[str, str], tmp_path: Path, sig: signal.Signals
+    run_cli: Any, tmp_path: Path, sig: signal.Signals
 ) -> None:
     cfg = _config(tmp_path, 8)
-    proc = _cli(
-        python, cli_env, tmp_path,
+    proc = run_cli(
         "run", "-c", str(cfg), "--fault", f"kill:rank=1,step=4,signal={int(sig)}", "--out", "out",
+        cwd=tmp_path, timeout=200,
     )  # fmt: skip
     assert proc.returncode == 3, proc.stderr[-2000:]
     result = json.loads((tmp_path / "out" / "result.json").read_text())

@@ -211,7 +211,10 @@ def test_a_2_rank_plan_does_not_promise_healthy_pairs_it_cannot_have(
         (["--pattern", "pairwise", "--size", "1M:2M"], "--size: expected one size"),
         (["--pattern", "pairwise", "--nproc", "1"], "it needs --nproc 2 or more"),
         (["--pattern", "pairwise", "--per", "node"], "--per node needs ranks on two nodes"),
-        (["--pattern", "pairwise", "--passes", "0"], "--passes is 0; must be >= 1 (config collectives.passes)"),
+        (
+            ["--pattern", "pairwise", "--passes", "0"],
+            "--passes is 0; must be >= 1 (config collectives.passes)",
+        ),
         # one round's sign-test bound holds at 50%, not the rule's 95%
         (
             ["--pattern", "pairwise", "--recheck-rounds", "1"],

@@ -6,6 +6,7 @@ import ast
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,18 +16,12 @@ REPORTS = Path(__file__).resolve().parents[1] / "golden" / "reports"
 PKG_REPORT = Path(__file__).resolve().parents[2] / "minicluster" / "report"
 
 
-def _cli(python: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [python, "-m", "minicluster", *args], capture_output=True, text=True, env=env, timeout=60
-    )
-
-
 @pytest.mark.timeout(60)
-def test_report_writes_md_and_html(python: str, cli_env: dict[str, str], tmp_path: Path) -> None:
+def test_report_writes_md_and_html(run_cli: Any, tmp_path: Path) -> None:
     md, html = tmp_path / "out" / "r.md", tmp_path / "r.html"
     md.parent.mkdir()  # a missing folder is refused, not made (tests/cli/test_output_files.py)
     src = REPORTS / "run_ok.result.json"
-    proc = _cli(python, cli_env, "report", str(src), "--md", str(md), "--html", str(html))
+    proc = run_cli("report", str(src), "--md", str(md), "--html", str(html), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "20261123-083822-d207cd" in proc.stdout
     assert f"report: {md}" in proc.stdout and f"report: {html}" in proc.stdout
@@ -44,12 +39,12 @@ def test_report_writes_md_and_html(python: str, cli_env: dict[str, str], tmp_pat
     ],
 )
 def test_report_bad_input_is_one_line_exit_2(
-    python: str, cli_env: dict[str, str], tmp_path: Path, content: str | None, message: str
+    run_cli: Any, tmp_path: Path, content: str | None, message: str
 ) -> None:
     path = tmp_path / "result.json"
     if content is not None:
         path.write_text(content)
-    proc = _cli(python, cli_env, "report", str(path), "--html", str(tmp_path / "r.html"))
+    proc = run_cli("report", str(path), "--html", str(tmp_path / "r.html"), timeout=60)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("minicluster: error:")]

@@ -4,30 +4,15 @@ that a saved set scores the same twice (`--score`)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from fixtures import script_module
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _mod() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "check_attribution", ROOT / "scripts/check_attribution.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["check_attribution"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ca = _mod()
+ca = script_module.load("check_attribution")
 
 
 def _row(i: int, kind: str, wall: float, rank: int | None = None, **kw: Any) -> dict[str, Any]:
