@@ -25,6 +25,7 @@ from minicluster.analysis import (
     envelope,
     fault_detect,
     flops,
+    host_cpu,
     incident,
     nodes,
     rank_status,
@@ -113,6 +114,9 @@ def aggregate(
         result["contention_rule"] = contention.rule_text(
             checks.contention_share_pct, checks.contention_slow_link_pct
         )
+    load = host_cpu.host_cpu(table.records, table.indices)
+    if load is not None:  # the host's CPU load, for compare and history check
+        result["host_cpu"] = load
     short = not_judged_reason(table)
     if short is not None:  # too few steps to name a straggler: never a plain ok
         result["not_judged"] = short

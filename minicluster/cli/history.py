@@ -204,6 +204,7 @@ def check(args: argparse.Namespace) -> int:
     from minicluster.compare.comparability import parse_allowed
     from minicluster.compare.history import History, Provenance
     from minicluster.compare.history_check import check as check_result
+    from minicluster.compare.history_check import check_options
     from minicluster.core import metrics as registry
 
     for name in args.metric or ():  # a typo would gate nothing, and the gate always pass
@@ -217,6 +218,7 @@ def check(args: argparse.Namespace) -> int:
     rec, source, content = items[0]
     if args.last < 1:
         raise InputError(f"--last must be >= 1, got {args.last}")
+    check_options(args.threshold, args.alpha, args.settle)
     to_stdout = orchestrate.stdout_outputs([o for o in (args.json, args.html) if o is not None])
     with History(_db_to_read(args)) as db:
         own = db.recorded_as(rec, content)  # already recorded: never its own baseline
@@ -224,6 +226,7 @@ def check(args: argparse.Namespace) -> int:
         result = check_result(
             rec, history, tuple(args.metric or ()) or None, args.threshold, args.alpha, args.settle
         )
+        result.set_aside = db.set_aside(rec.fingerprint or {}, allowed, exclude=own)
         if own is not None:
             result.notes.append(
                 f"the candidate is already recorded as #{own}: not counted among its baselines"

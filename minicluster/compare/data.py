@@ -43,6 +43,7 @@ def _pair(p: PairComparison) -> dict[str, Any]:
         "own_checks_failed": p.own_failed,
         "own_not_judged": p.own_not_judged,
         "nothing_judged": p.nothing_judged,
+        "host_load": p.host_load,
         "comparability": p.comparability.to_dict() if p.comparability else None,
         "sizes": p.sizes,
         "structure": p.structure,

@@ -17,7 +17,15 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from minicluster.compare import collective_sizes, comparability, drift, repeats, stats, tails
+from minicluster.compare import (
+    collective_sizes,
+    comparability,
+    drift,
+    host_load,
+    repeats,
+    stats,
+    tails,
+)
 from minicluster.core import metrics as metrics_registry
 from minicluster.core.errors import InputError
 from minicluster.interop.record import BenchmarkRecord
@@ -38,7 +46,7 @@ VERDICTS: tuple[str, ...] = (
 )
 # why a pair's rows were not judged (`PairComparison.nothing_judged`)
 _UNDECIDED_TEXT = {
-    "below_floor": "below the noise floor",
+    "below_floor": "no change below the noise floor",
     "no_change": "no change",
     "inconclusive": "inconclusive",
     "not_tested": "not tested",
@@ -112,6 +120,9 @@ class PairComparison:
     sizes: list[dict[str, Any]] = field(default_factory=list)
     # per side label: the trend or level change of its step time (compare/drift.py)
     structure: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the two runs' hosts differed in CPU load by as much as their step times (compare/host_load.py):
+    # the timing rows are not judged
+    host_load: str | None = None
 
     @property
     def regressions(self) -> list[Row]:
@@ -123,8 +134,9 @@ class PairComparison:
         was judged (`Row.judged`, the rows the geometric mean covers: a verdict better, worse or
         no change above the noise floor): a gate never passes on what it could not judge, as
         `history check` (NOT JUDGED, exit 2). None otherwise, and for a pair with a run that did
-        not finish ok (the gate fails on that: `unfinished`)."""
-        if self.unfinished or any(r.judged for r in self.rows):
+        not finish ok (the gate fails on that: `unfinished`), or whose hosts' load differed (the
+        pair is NOT JUDGED for that, and says so: `host_load`)."""
+        if self.unfinished or self.host_load or any(r.judged for r in self.rows):
             return None
         counts: dict[str, int] = {}
         for r in self.rows:
@@ -177,6 +189,12 @@ class Comparison:
         return [line for p in self.pairs if (line := p.nothing_judged) is not None]
 
     @property
+    def host_load(self) -> list[str]:
+        """Pairs whose timing rows were not judged: the hosts' CPU load differed as much as the
+        step time (`compare.host_load`)."""
+        return [line for p in self.pairs if (line := p.host_load) is not None]
+
+    @property
     def gate_failed(self) -> bool:
         """A gated regression, an input run that did not finish ok, or one whose own checks
         failed: a gate never passes on a run that failed or was interrupted, whatever its
@@ -190,7 +208,8 @@ class Comparison:
         not judge), or `ok`."""
         if self.gate_failed:
             return "regression"
-        return "not_judged" if self.own_not_judged or self.nothing_judged else "ok"
+        undecided = self.own_not_judged or self.nothing_judged or self.host_load
+        return "not_judged" if undecided else "ok"
 
 
 # verdicts of a run's own checks that its status already says (`unfinished`)
@@ -323,6 +342,11 @@ def compare_pair(
     # step time is left out, not counted as judged on the threshold alone)
     _align_rates(rows)
     _memory_floor(rows)
+    load = None if cross or not fit.comparable else host_load.differs(a, b, threshold_pct)
+    if not cross and (said := host_load.unchecked(a, b)) is not None:
+        warnings.append(said)
+    if load is not None:
+        _not_judged_for_load(rows)
     ratio, n, excluded = _geomean(rows)
     structure = _structures(a, b, threshold_pct, alpha)
     warnings += [f"{label}: step time {s.text}" for label, s in structure.items()]
@@ -341,7 +365,23 @@ def compare_pair(
         fit,
         sizes,
         {label: st.to_dict() for label, st in structure.items()},
+        load,
     )
+
+
+def _not_judged_for_load(rows: list[Row]) -> None:
+    """The timing rows of a pair whose hosts' CPU load differed as much as its step time
+    (`compare.host_load`): not comparable, nothing gated; memory and temperature stand."""
+    for r in rows:
+        judged = r.verdict in ("better", "worse", "no_change", "inconclusive")
+        if r.family in host_load.UNTIMED_FAMILIES or not judged:
+            continue
+        r.verdict = "not_comparable"
+        r.regression = False
+        r.reason = (
+            "not judged: the hosts' CPU load differed as much as the step time (run-queue "
+            "delay; see the NOT JUDGED line)"
+        )
 
 
 # rate metrics that are global batch (or tokens) / mean step time: judged on the step time
@@ -373,6 +413,7 @@ def _align_rates(rows: list[Row]) -> None:
             continue  # a rate not measured on a side stays "missing"; not tested, not tested
         r.verdict, r.regression = s.verdict, s.regression  # better/worse already follow direction
         r.test, r.p_value, r.ci_low, r.ci_high = s.test, s.p_value, None, None
+        r.n_a, r.n_b = s.n_a, s.n_b  # the samples the test counted: the step time's
         r.mde_pct = s.mde_pct
         lead, rest = "", s.reason
         for prefix in ("~ ", "inconclusive, not judged: ", "not tested, not gated: "):

@@ -454,6 +454,23 @@ class History:
                         break
         return list(reversed(found))
 
+    def set_aside(
+        self, fp: dict[str, Any], allowed: tuple[str, ...], exclude: int | None = None
+    ) -> dict[str, int]:
+        """How many runs `comparable` would match but for their status (never baselines: a run
+        that failed, was interrupted, failed its own checks or was NOT JUDGED), per status."""
+        from minicluster.compare.comparability import check
+
+        out: dict[str, int] = {}
+        runs = self.runs(None, key(fp), None) if not allowed else self.runs(None, None, None)
+        for r in runs:
+            if r.id == exclude or r.status == "ok" or r.status is None:
+                continue
+            if allowed and not check(r.fingerprint, fp, allowed).comparable:
+                continue
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
 
 # meta keys: the database's `ok` runs were checked for own checks that failed (a database made
 # before `checks_failed` existed is checked once, when first opened), and which could not be
@@ -513,4 +530,7 @@ def _platform(record: BenchmarkRecord) -> dict[str, Any]:
         "os": d.get("os"),
         "hardware": record.hardware,
         "launcher": d.get("launcher"),
+        # the ranks' CPU time and run-queue delay a step (`history check` tells a busier host
+        # from a slower job by them: compare.host_load); absent where not recorded
+        **({"host_cpu": d["host_cpu"]} if d.get("host_cpu") else {}),
     }

@@ -32,9 +32,13 @@ from typing import Any
 
 import numpy as np
 
+from minicluster.compare import host_load
 from minicluster.compare.engine import INCONCLUSIVE_MDE_FACTOR, UNFINISHED_VERDICTS
 from minicluster.compare.history import Run
 from minicluster.core import metrics as metrics_registry
+from minicluster.core.errors import InputError
+from minicluster.core.units import format_pct as pct
+from minicluster.core.units import format_value as value
 from minicluster.interop.record import BenchmarkRecord
 
 # gated by default: the headline figures of each kind of result (the others are noisier parts)
@@ -103,6 +107,11 @@ class CheckResult:
     own_findings: list[str] = field(default_factory=list)
     # why the candidate's own verdict was NOT JUDGED (too few steps, too few pairs), if it was
     own_not_judged: list[str] = field(default_factory=list)
+    # the candidate's step-time change is its hosts' CPU load against its baseline runs'
+    # (compare.host_load): its timing metrics are not judged
+    host_load: str | None = None
+    # comparable runs of the history that are never baselines, per status (`History.set_aside`)
+    set_aside: dict[str, int] = field(default_factory=dict)
 
     @property
     def regressions(self) -> list[MetricCheck]:
@@ -164,6 +173,8 @@ class CheckResult:
             "own_verdicts": self.own_verdicts,
             "own_findings": self.own_findings,
             "own_not_judged": self.own_not_judged,
+            "host_load": self.host_load,
+            "set_aside": self.set_aside,
             "gate_failed": self.gate_failed,
             "verdict": self.verdict,
             "not_judged": [m.metric for m in self.not_judged],
@@ -216,6 +227,18 @@ def _two_sample_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * student_t.sf(abs(diff / se), df))
 
 
+def check_options(threshold_pct: float, alpha: float, settle: int) -> None:
+    """InputError (one line, exit 2) for options no gate can be run with: a check at alpha 5
+    called three metrics regressed on made-up intervals (new-user trial, 2026-12-07)."""
+    if not (math.isfinite(threshold_pct) and threshold_pct >= 0):
+        raise InputError(f"--threshold must be a percent >= 0, got {threshold_pct}")
+    if not (0 < alpha < 1):
+        raise InputError(f"--alpha must be between 0 and 1 (an error rate), got {alpha}")
+    if settle < 2:
+        # a level of one run (the candidate's) would be the baseline: nothing could regress
+        raise InputError(f"--settle must be >= 2 runs, got {settle}")
+
+
 def check(
     record: BenchmarkRecord,
     history: list[Run],
@@ -225,6 +248,7 @@ def check(
     settle: int = DEFAULT_SETTLE,
 ) -> CheckResult:
     """Judge `record` against `history` (comparable runs, oldest first)."""
+    check_options(threshold_pct, alpha, settle)
     notes: list[str] = []
     wanted = metrics or DEFAULT_METRICS
     gated = [
@@ -254,6 +278,7 @@ def check(
                 f"{unfinished}: a run that did not finish ok is not judged (its numbers cover "
                 "only what ran before it stopped); the gate fails"
             )
+    load = _host_load(record, history, out, threshold_pct)
     if len(history) < MIN_HISTORY:
         notes.append(
             f"only {len(history)} comparable earlier run(s) in the history (at least "
@@ -272,6 +297,7 @@ def check(
         list(record.details.get("own_verdicts") or []),
         list(record.details.get("own_findings") or []),
         list(record.details.get("own_not_judged") or []),
+        load,
     )
 
 
@@ -351,31 +377,31 @@ def _one(
     worse = (diff > 0) == (m.direction == "lower")
     since_run = runs[tail_start] if tail_start < len(runs) else None
     interval = (
-        f"{res.change_pct:+.3g}%: {_level_said(res)} vs the baseline level "
-        f"{res.baseline_level:.4g} (geometric mean of runs #{res.baseline_runs[0]}-"
+        f"{pct(res.change_pct)}%: {_level_said(res)} vs the baseline level "
+        f"{value(res.baseline_level)} (geometric mean of runs #{res.baseline_runs[0]}-"
         f"#{res.baseline_runs[-1]}, {len(res.baseline_runs)} runs; their median "
-        f"{res.baseline_median:.4g}), {100 * (1 - alpha):.3g}% interval [{res.low_pct:+.3g}%, "
-        f"{res.high_pct:+.3g}%], t p={res.p_value:.2g}"
+        f"{value(res.baseline_median)}), {100 * (1 - alpha):.3g}% interval "
+        f"[{pct(res.low_pct)}%, {pct(res.high_pct)}%], t p={res.p_value:.2g}"
     )
     if res.p_value >= alpha:
         if worse and abs(res.change_pct) >= threshold_pct:
             res.reason += (
-                f"inconclusive, not judged: a {res.change_pct:+.3g}% change, worse by more than "
+                f"inconclusive, not judged: a {pct(res.change_pct)}% change, worse by more than "
                 f"the {threshold_pct:g}% threshold, that the between-run spread can neither "
                 f"confirm nor rule out ({interval}; smallest detectable change "
-                f"{res.mde_pct:.3g}%); record more runs"
+                f"{pct(res.mde_pct, signed=False)}%); record more runs"
             )
             return res
         if res.mde_pct is not None and res.mde_pct >= INCONCLUSIVE_MDE_FACTOR * threshold_pct:
             res.reason += (
                 f"inconclusive, not judged: the smallest change these runs could detect is "
-                f"{res.mde_pct:.3g}%, at least {INCONCLUSIVE_MDE_FACTOR:g}x the {threshold_pct:g}% "
+                f"{pct(res.mde_pct, signed=False)}%, at least {INCONCLUSIVE_MDE_FACTOR:g}x the {threshold_pct:g}% "
                 f"threshold ({interval}): no change cannot be told from a regression; record "
                 "more runs"
             )
             return res
         res.verdict = "no_change"
-        res.reason += f"~ within the between-run spread: {interval}; smallest detectable change {res.mde_pct:.3g}%"
+        res.reason += f"~ within the between-run spread: {interval}; smallest detectable change {pct(res.mde_pct, signed=False)}%"
     elif abs(res.change_pct) < threshold_pct:
         res.verdict = "no_change"
         res.reason += f"within the {threshold_pct:g}% threshold: {interval}"
@@ -399,14 +425,58 @@ def _one(
     return res
 
 
+def _host_load(
+    record: BenchmarkRecord, history: list[Run], out: list[MetricCheck], threshold_pct: float
+) -> str | None:
+    """When the candidate's step-time change against its baseline runs is their hosts' CPU load
+    (`compare.host_load`: the run-queue delay changed by half the change or more, the CPU time
+    by less), its timing metrics are not judged (said on each); the line, else None."""
+    step = next((m for m in out if m.metric == "step_time_mean_ms"), None)
+    load = host_load.load_of(record.details)
+    if (
+        step is None
+        or step.value is None
+        or load is None
+        or not step.baseline_runs
+        or step.baseline_level is None
+    ):
+        return None
+    by_id = {r.id: r for r in history}
+    loads = [host_load.load_of(by_id[i].platform) for i in step.baseline_runs if i in by_id]
+    if not loads or any(x is None or x.get("threads") != load.get("threads") for x in loads):
+        return None
+    base = {
+        "cpu_ms": float(np.mean([x["cpu_ms"] for x in loads if x is not None])),
+        "cpu_wait_ms": float(np.mean([x["cpu_wait_ms"] for x in loads if x is not None])),
+        "threads": load.get("threads"),
+    }
+    if not host_load.explained(step.baseline_level, step.value, base, load, threshold_pct):
+        return None
+    said = host_load.line(
+        f"the baseline runs #{step.baseline_runs[0]}-#{step.baseline_runs[-1]}",
+        record.label,
+        step.baseline_level,
+        step.value,
+        base,
+        load,
+    )
+    for m in out:
+        family = metrics_registry.REGISTRY[m.metric].family
+        if family in host_load.UNTIMED_FAMILIES or m.verdict == "not_judged":
+            continue
+        m.verdict = "not_judged"
+        m.reason = f"not judged: {said}"
+    return said
+
+
 def _level_said(res: MetricCheck) -> str:
     """`this run 3530` or `the new level 3400 (geometric mean of runs #5-#7 and this run)`."""
     earlier = [i for i in res.level_runs if i is not None]
     if not earlier:
-        return f"this run {res.level:.4g}"
+        return f"this run {value(res.level)}"
     return (
-        f"the new level {res.level:.4g} (geometric mean of runs #{earlier[0]}-#{earlier[-1]} and "
-        f"this run, {res.value:.4g})"
+        f"the new level {value(res.level)} (geometric mean of runs #{earlier[0]}-#{earlier[-1]} and "
+        f"this run, {value(res.value)})"
     )
 
 

@@ -20,6 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -97,6 +98,7 @@ def combine(records: Sequence[BenchmarkRecord], label: str) -> BenchmarkRecord:
     )
     for own in ("own_findings", "own_not_judged"):
         details[own] = [f"{r.label}: {x}" for r in records for x in r.details.get(own) or []]
+    details["host_cpu"] = _median_load(records)
     return replace(
         first,
         label=label,
@@ -107,6 +109,26 @@ def combine(records: Sequence[BenchmarkRecord], label: str) -> BenchmarkRecord:
         series=None,
         runs=list(records),
     )
+
+
+def _median_load(records: Sequence[BenchmarkRecord]) -> dict[str, Any] | None:
+    """The side's host CPU load as its metrics are: each figure's median over the runs (None
+    unless every run records it, by the same threads): `compare.host_load` sets it beside the
+    runs' median step time."""
+    loads = [r.details.get("host_cpu") for r in records]
+    if not all(isinstance(x, dict) for x in loads):
+        return None
+    if len({x.get("threads") for x in loads if isinstance(x, dict)}) != 1:
+        return None
+    first = loads[0]
+    assert isinstance(first, dict)
+    out = dict(first)
+    for figure in ("cpu_ms", "cpu_wait_ms"):
+        values = [x.get(figure) for x in loads if isinstance(x, dict)]
+        if not all(isinstance(v, (int, float)) for v in values):
+            return None
+        out[figure] = float(np.median(np.asarray(values, dtype=float)))
+    return out
 
 
 def side_paths(spec: str) -> tuple[str, list[Path]] | None:
@@ -215,7 +237,9 @@ def run_digest(rec: BenchmarkRecord) -> str:
 def refuse_same_runs(specs: Sequence[str], records: Sequence[BenchmarkRecord]) -> None:
     """InputError (`both sides are the same run: ...`) when two inputs are, or share, one run:
     the same path after resolving, or the same content (a copy). Comparing a run with itself
-    says "no change" over every row and would pass any gate."""
+    says "no change" over every row and would pass any gate. And when one side holds a run twice
+    (`A,A B`, or A and its copy): two equal runs made the between-run spread zero, and a
+    1-ms difference "significant" at p=0 (new-user trial, 2026-12-07)."""
     resolved = [Path(s).resolve() for s in specs]
     for i, path in enumerate(resolved):
         for j in range(i):
@@ -228,7 +252,13 @@ def refuse_same_runs(specs: Sequence[str], records: Sequence[BenchmarkRecord]) -
     for i, rec in enumerate(records):
         for run in rec.runs or [rec]:
             d = run_digest(run)
-            if d in seen and seen[d][0] != i:
+            if d in seen and seen[d][0] == i:  # a run counted twice on one side
+                raise InputError(
+                    f"one side holds the same run twice: {seen[d][1]} and {run.label} "
+                    f"({specs[i]}) hold the same content (digest {d[:12]}): a run counted twice "
+                    "makes the between-run spread look smaller than it is; give each run once"
+                )
+            if d in seen:
                 j, other = seen[d]
                 raise InputError(
                     f"both sides are the same run: {other} ({specs[j]}) and {run.label} "

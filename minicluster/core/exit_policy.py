@@ -142,6 +142,9 @@ POLICY: tuple[Verdict, ...] = (
         'named no finding (its reason said, never "failed its own checks"); '
         "a comparison of which not one row could be judged: every row inconclusive, not "
         "tested, not comparable or not measured (`compare`, `nothing_judged` in its JSON); "
+        "two runs whose step times differ by their hosts' CPU load: the ranks' run-queue delay "
+        "changed by half the step-time change or more, their CPU time by less (`compare`, "
+        "`history check`: `host_load`; rerun both on hosts of the same load); "
         "the pairs' speed could not be judged and nothing else was found: 1 or 2 measured "
         "pairs (2-3 ranks or nodes) and no --min-busbw, or 3 ranks where both pairs of one "
         "rank are slow against the third (a slow rank or a fast pair: 3 cannot tell), #wrong "

@@ -61,3 +61,30 @@ def format_ranks(ranks: Iterable[int]) -> str:
         out.append(f"{ordered[i]}-{ordered[j]}" if j > i else str(ordered[i]))
         i = j + 1
     return ", ".join(out)
+
+
+def format_value(value: float | None) -> str:
+    """A measured value for people, with enough digits to check a delta: 4 significant digits
+    (0.01163, 15.66), thousands separators and one decimal from 1,000 on (7,066.4), scientific
+    notation only from 1e9; n/a for None."""
+    if value is None:
+        return "n/a"
+    if value == 0:
+        return "0"
+    if abs(value) >= 1e9:
+        return f"{value:.4g}"
+    if abs(value) >= 1000:
+        return f"{value:,.1f}"
+    return f"{value:.4g}"
+
+
+def format_pct(value: float | None, signed: bool = True) -> str:
+    """A percent (without the sign %) for people, never in scientific notation: 3 significant
+    digits below 100 (+5.72, -0.321), whole with thousands separators from 100 on (+5,720);
+    n/a for None."""
+    if value is None:
+        return "n/a"
+    sign = "+" if signed else ""
+    if abs(value) >= 100:
+        return f"{value:{sign},.0f}"
+    return f"{value:{sign}.3g}"

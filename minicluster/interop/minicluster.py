@@ -91,6 +91,8 @@ def to_record(result: RunResult, label: str) -> BenchmarkRecord:
             "own_findings": _own_findings(result),
             # why its own checks were NOT JUDGED (too few steps, too few pairs), when they were
             "own_not_judged": _own_not_judged(result),
+            # the ranks' CPU time and run-queue delay per step (compare.host_load)
+            "host_cpu": result.host_cpu.to_json() if result.host_cpu is not None else None,
             "collective_sizes": [r.to_json() for r in result.collectives.results]
             if collectives and result.collectives is not None
             else None,

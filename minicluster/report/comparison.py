@@ -11,6 +11,8 @@ from rich.table import Table
 
 from minicluster.compare.engine import Comparison, PairComparison, Row, fmt_p
 from minicluster.compare.stats import CONFIDENCE
+from minicluster.core.exit_policy import code_for
+from minicluster.core.units import format_value
 from minicluster.report.fit import Fitted, fit_columns, print_folded
 from minicluster.report.terminal import make_console, plain_table
 
@@ -43,17 +45,8 @@ _TEST_COLUMN_MIN = 16  # the test column wraps down to this width
 
 
 def fmt_value(value: float | None) -> str:
-    """A value with enough digits to check its delta: 4 significant digits (0.01163, 15.66,
-    1,200.0), thousands separators from 1,000 on, scientific notation from 1e9."""
-    if value is None:
-        return "n/a"
-    if value == 0:
-        return "0"
-    if abs(value) >= 1e9:
-        return f"{value:.4g}"
-    if abs(value) >= 1000:
-        return f"{value:,.1f}"
-    return f"{value:.4g}"
+    """A value with enough digits to check its delta (`core.units.format_value`), n/a for None."""
+    return "n/a" if value is None else format_value(value)
 
 
 def _pct(r: Row) -> str:
@@ -231,11 +224,30 @@ def print_comparison(c: Comparison, console: Console | None = None) -> None:
             console.print(f"[red]gate failed:[/red] {escape(u)}")
         for u in p.own_not_judged:
             console.print(f"[yellow]NOT JUDGED:[/yellow] {escape(u)} (a gate never passes on it)")
+        if p.host_load:
+            console.print(
+                f"[yellow]NOT JUDGED:[/yellow] {escape(p.host_load)} (a gate never passes on it)"
+            )
         if p.nothing_judged:
             console.print(
                 f"[yellow]NOT JUDGED:[/yellow] {escape(p.nothing_judged)} (a gate never passes "
                 "on what it could not judge)"
             )
+    console.print(f"[bold]{escape(verdict_line(c))}[/bold]")
+
+
+def verdict_line(c: Comparison) -> str:
+    """The comparison's verdict and exit code, the last line a CI log shows: a skim of the
+    lines above it ("regressions beyond 5%: none") read as a pass what exited 2."""
+    code = code_for([] if c.verdict == "ok" else [c.verdict])
+    if c.verdict == "regression":
+        regs = list(dict.fromkeys(r.metric for p in c.pairs for r in p.regressions))
+        why = [f"regressed: {', '.join(regs)}"] if regs else []
+        why += [*c.unfinished, *c.own_failed]
+        return f"compare: REGRESSION, the gate fails (exit {code}): {'; '.join(why)}"
+    if c.verdict == "not_judged":
+        return f"compare: NOT JUDGED (exit {code}): see the NOT JUDGED line(s) above"
+    return f"compare: no regression beyond {c.threshold_pct:g}% (exit {code})"
 
 
 _SIZE_COLUMNS = ("op", "size", "busbw A (GB/s)", "busbw B (GB/s)", "% delta", "verdict")
@@ -316,6 +328,8 @@ def to_markdown(c: Comparison) -> str:
         ]
         out += [f"- gate failed: {_md_escape(u)}" for u in p.own_failed]
         out += [f"- NOT JUDGED: {_md_escape(u)}" for u in p.own_not_judged]
+        if p.host_load:
+            out.append(f"- NOT JUDGED: {_md_escape(p.host_load)}")
         if p.nothing_judged:
             out.append(f"- NOT JUDGED: {_md_escape(p.nothing_judged)}")
         out.append("")
@@ -351,6 +365,8 @@ def to_html(c: Comparison) -> str:
         ]
         parts += [f"<p class='warning'>gate failed: {e(u)}</p>" for u in p.own_failed]
         parts += [f"<p class='warning'>NOT JUDGED: {e(u)}</p>" for u in p.own_not_judged]
+        if p.host_load:
+            parts.append(f"<p class='warning'>NOT JUDGED: {e(p.host_load)}</p>")
         if p.nothing_judged:
             parts.append(f"<p class='warning'>NOT JUDGED: {e(p.nothing_judged)}</p>")
         plot = comparison_plot([r.to_dict() for r in p.rows], title=_title(p))

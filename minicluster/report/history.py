@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from minicluster.compare.history_check import MIN_HISTORY
+from minicluster.core.units import format_pct, format_value
 from minicluster.report import svg
 from minicluster.report.terminal import make_console, print_fitted
 from minicluster.report.text import TextTable
@@ -26,13 +27,17 @@ _VERDICT = {
 
 
 def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:+.2f}%"
+    return "n/a" if v is None else f"{format_pct(v)}%"
+
+
+def _value(v: float | None) -> str:
+    return "n/a" if v is None else format_value(v)
 
 
 def headline(r: CheckResult) -> str:
     """The check's verdict in one line: FAILED / REGRESSION / NOT JUDGED (with why) / no
     regression, and how many comparable runs it stood against."""
-    against = f"(against {r.history_runs} comparable runs)"
+    against = f"(against {r.history_runs} comparable run{'' if r.history_runs == 1 else 's'})"
     if r.unfinished is not None:
         return (
             f"history check {r.candidate}: FAILED: {r.unfinished.split(': ', 1)[-1]}, a run "
@@ -58,9 +63,18 @@ def _not_judged_why(r: CheckResult) -> str:
         why = "; ".join(r.own_not_judged) or "its own verdict was NOT JUDGED"
         return f"the candidate's own run was not judged ({why})"
     if r.history_runs < MIN_HISTORY:
-        return f"{r.history_runs} comparable earlier run(s), at least {MIN_HISTORY} needed"
+        aside = ", ".join(f"{n} {status}" for status, n in sorted(r.set_aside.items()))
+        more = (
+            f"; {sum(r.set_aside.values())} more recorded but never baselines ({aside}: "
+            "`history list` shows them)"
+            if aside
+            else ""
+        )
+        return f"{r.history_runs} comparable earlier run(s), at least {MIN_HISTORY} needed" + more
     if not r.metrics:
         return "no gated metric measured in the candidate"
+    if r.host_load:
+        return r.host_load
     names = ", ".join(m.metric for m in r.not_judged)
     return f"{names} could not be judged (inconclusive, or too few runs with it: see below)"
 
@@ -83,7 +97,7 @@ def print_check(r: CheckResult, console: Console | None = None) -> None:
         interval = (
             "n/a"
             if m.low_pct is None or m.high_pct is None
-            else f"[{m.low_pct:+.3g}, {m.high_pct:+.3g}]%"
+            else f"[{format_pct(m.low_pct)}, {format_pct(m.high_pct)}]%"
         )
         if m.verdict == "regression":
             table.highlight.add(len(table.rows))
@@ -94,8 +108,8 @@ def print_check(r: CheckResult, console: Console | None = None) -> None:
                 _pct(m.change_pct),
                 interval,
                 _level_cell(m),
-                svg.tick_label(m.baseline_level) if m.baseline_level is not None else "n/a",
-                "n/a" if m.mde_pct is None else f"{m.mde_pct:.3g}%",
+                _value(m.baseline_level),
+                "n/a" if m.mde_pct is None else f"{format_pct(m.mde_pct, signed=False)}%",
             ]
         )
     print_fitted(console, table, full="--html and --json")  # history check has no --md
@@ -110,7 +124,7 @@ def print_check(r: CheckResult, console: Console | None = None) -> None:
             console.print(
                 f"[dim]  change point at run #{cp['run'] if cp['run'] is not None else 'new'}"
                 f" (commit {escape(str(cp['git_commit'] or 'unknown'))}): "
-                f"{cp['change_pct']:+.3g}%[/dim]"
+                f"{format_pct(cp['change_pct'])}%[/dim]"
             )
     for line in r.changed:
         console.print(f"[yellow]changed since the last comparable run:[/yellow] {escape(line)}")
@@ -122,9 +136,9 @@ def _level_cell(m: MetricCheck) -> str:
     """The candidate's level: its value, or the new level's geometric mean marked `*` when
     earlier runs are at it too; its value when no level was computed."""
     if m.level is None:
-        return svg.tick_label(m.value) if m.value is not None else "n/a"
+        return _value(m.value)
     shared = any(i is not None for i in m.level_runs)
-    return svg.tick_label(m.level) + ("*" if shared else "")
+    return format_value(m.level) + ("*" if shared else "")
 
 
 def trend_plot(m: MetricCheck) -> svg.Plot | None:

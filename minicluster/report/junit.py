@@ -71,9 +71,13 @@ def compare_cases(c: Comparison) -> list[Case]:
             out.append(
                 Case(cls, r.metric, outcome, r.reason if said else f"{r.verdict}: {r.reason}")
             )
-        out += [Case(cls, "run status", "failure", u) for u in p.unfinished]
-        out += [Case(cls, "own checks", "failure", u) for u in p.own_failed]
-        out += [Case(cls, "own checks", "skipped", u) for u in p.own_not_judged]
+        # one case per input and kind, named by the input (its line starts `LABEL: `): two
+        # inputs' own checks under one name merge in CI dashboards
+        out += [Case(cls, f"run status: {_who(u)}", "failure", u) for u in p.unfinished]
+        out += [Case(cls, f"own checks: {_who(u)}", "failure", u) for u in p.own_failed]
+        out += [Case(cls, f"own checks: {_who(u)}", "skipped", u) for u in p.own_not_judged]
+        if p.host_load:
+            out.append(Case(cls, "host load", "skipped", f"NOT JUDGED: {p.host_load}"))
         if p.nothing_judged:
             out.append(Case(cls, "comparison", "skipped", f"NOT JUDGED: {p.nothing_judged}"))
     return out
@@ -215,3 +219,8 @@ def history_cases(r: CheckResult) -> list[Case]:
         why = "; ".join(r.notes) or "no gated metric measured in the candidate"
         out.append(Case(f"history.{r.candidate}", "history check", "skipped", why))
     return out
+
+
+def _who(line: str) -> str:
+    """The input a `LABEL: ...` line is about."""
+    return line.split(": ", 1)[0]

@@ -406,6 +406,27 @@ class Culprit(WaitedFor):
 
 
 @dataclass(kw_only=True)
+class HostCpu(Section):
+    """The ranks' CPU time and run-queue delay, mean per rank per measured step (issue 25,
+    analysis.host_cpu): how much of a step the host's other processes held the ranks' CPU.
+    `compare` and `history check` judge no timing row between two runs whose difference in
+    run-queue delay explains their difference in step time."""
+
+    cpu_ms: Annotated[float, Constraint(minimum=0)] = spec(
+        doc="the rank's threads' CPU time, ms per step (mean over ranks)"
+    )
+    cpu_wait_ms: Annotated[float, Constraint(minimum=0)] = spec(
+        doc="the rank's threads' run-queue delay (schedstat run_delay): ms per step they were "
+        "runnable but waited for a CPU (mean over ranks)"
+    )
+    ranks: Positive
+    steps: Positive
+    threads: Literal["all", "main"] = spec(
+        doc="whose time: 'all' (every thread of the rank) or 'main' (its training loop's)"
+    )
+
+
+@dataclass(kw_only=True)
 class HostContention(Section):
     """A finding not named because the host's other processes held the CPU (issue 25,
     analysis.contention): a culprit or straggler late through its threads' run-queue delay, or a
@@ -1763,6 +1784,12 @@ class RunResult(Section):
         "NOT JUDGED (exit 2) when nothing else was found; absent when none",
     )
     contention_rule: str | None = spec(None, omit_none=True, doc="(issue 25) the rule, in words")
+    host_cpu: HostCpu | None = spec(
+        None,
+        omit_none=True,
+        doc="(issue 25) the ranks' CPU time and run-queue delay per step, mean over ranks and "
+        "measured steps; absent where the records have no schedstat fields",
+    )
     not_judged: str | None = spec(
         None,
         omit_none=True,

@@ -499,9 +499,9 @@ def test_the_change_is_said_against_the_figure_shown_beside_it(
     out = capsys.readouterr().out
     assert "baseline level" in out and "baseline median" not in out
     row = next(line for line in out.splitlines() if line.strip().startswith("step_time_mean_ms"))
-    from minicluster.report import svg
+    from minicluster.core.units import format_value
 
-    assert svg.tick_label(geo) in row and svg.tick_label(float(np.median(values))) not in row
+    assert format_value(geo) in row and format_value(float(np.median(values))) not in row
 
 
 def test_a_missing_database_is_refused_never_made(
