@@ -55,7 +55,9 @@ from minicluster.result.model import FaultKind
 # out (a third of the memory of a 4,096-rank run). Every other field, one added later included,
 # is kept; a field added to this list must not be read by aggregation (tests/analysis/
 # test_step_fields.py compares the result with and without them).
-UNREAD_STEP_FIELDS = ("loss",)
+# `main_cpu_ms` (rank format 1.8): the loop thread's CPU time is recorded, not judged (the host
+# CPU contention rule takes every thread's CPU time, and the loop thread's wait).
+UNREAD_STEP_FIELDS = ("loss", "main_cpu_ms")
 # Step fields aggregation reads the last value of only (the failure order's time of a rank's last
 # record): `read_run_dir(..., last_only=LAST_ONLY_STEP_FIELDS)` holds that value instead of the
 # column (131 MB at 16,384 x 1,000); tests/analysis/test_step_fields.py compares the results.
@@ -104,9 +106,10 @@ def aggregate(
     figures = _figures(frame, table)
     metrics = _metrics(frame, figures)
     waits = _waited(table, figures)
-    findings = _findings(frame, table, figures, metrics, checks, status.interrupted, waits)
+    costed = _costs(frame, table, checks, waits)
+    findings = _findings(frame, table, figures, metrics, checks, status.interrupted, waits, costed)
     result = _assemble(frame, status, table, figures, metrics, findings, aggregated_at)
-    culprits = _culprits(frame, table, result["ranks"], checks, waits, consume)
+    culprits = _culprits(frame, result["ranks"], checks, costed, consume)
     busy = [*findings.contention, *culprits.pop("contention")]
     result.update({k: v for k, v in culprits.items() if v is not None})
     if busy:  # a late rank or a slow link that was the host's other processes' doing
@@ -241,6 +244,7 @@ def _findings(
     checks: ChecksSection,
     interrupted: bool,
     waits: waited.WaitedFor,
+    costed: _Costs,
 ) -> _Findings:
     fates = frame.fates
     stragglers = find_stragglers(
@@ -260,6 +264,9 @@ def _findings(
     )
     busy: list[dict[str, Any]] = []
     stragglers, cleared = contention.gate_stragglers(stragglers, table.records, cpu, checks)
+    # one rank, one cause: a rank NOT JUDGED in one role (culprit, straggler) is not named in the
+    # other
+    stragglers = contention.one_cause(stragglers, cleared, costed.costs, costed.cleared)
     for rank, ev in cleared.items():  # slow because its threads waited for a CPU
         entry = _entry(frame, "straggler", rank, ev)
         entry["text"] = contention.rank_line("straggler", rank, ev, _host_of(frame, rank))
@@ -386,28 +393,48 @@ def _link_contended(
     link.update(slow=False, judged=False, reason=f"not judged: host CPU contention: {text}")
 
 
+@dataclass
+class _Costs:
+    """The accounting of every step, each rank's cost (analysis.cost), the evidence of the
+    others' wait for each culprit (analysis.waited) and the culprits the cost rule named whose
+    lateness was host CPU contention (analysis.contention), by rank: made before the findings,
+    so that a rank is NOT JUDGED for one cause in both its roles (`contention.one_cause`)."""
+
+    acc: accounting.Accounting
+    costs: dict[int, dict[str, Any]]
+    evidence: dict[int, dict[str, Any]]
+    cleared: dict[int, dict[str, Any]]
+
+
+def _costs(
+    frame: RunFrame, table: JobSteps, checks: ChecksSection, waits: waited.WaitedFor
+) -> _Costs:
+    """The culprits above `checks.culprit_cost_pct` (analysis.accounting, analysis.cost) that
+    the others waited for (`analysis.waited`: not a culprit when the interval of the others'
+    wait for it is not above `checks.min_waited_for_pct` of the step time; when that wait could
+    not be measured the cost rule alone names it), less those that were host CPU contention."""
+    acc = accounting.account(frame.records, table)
+    costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
+    evidence = waited.gate_culprits(costs, waits, checks.min_waited_for_pct)
+    cleared = contention.gate_culprits(acc, costs, frame.records, checks)
+    return _Costs(acc, costs, evidence, cleared)
+
+
 def _culprits(
     frame: RunFrame,
-    table: JobSteps,
     ranks: list[dict[str, Any]],
     checks: ChecksSection,
-    waits: waited.WaitedFor,
+    costed: _Costs,
     consume: bool = False,
 ) -> dict[str, Any]:
-    """The accounting of every step, each rank's cost (into its `ranks[]` entry) and the
-    culprits above `checks.culprit_cost_pct` (analysis.accounting, analysis.cost) that the
-    others waited for (`analysis.waited`: not a culprit when the interval of the others' wait
-    for it is not above `checks.min_waited_for_pct` of the step time; when that wait could not
-    be measured the cost rule alone names it)."""
-    acc = accounting.account(frame.records, table)
+    """Each rank's cost (into its `ranks[]` entry), the culprits (`_costs`), the accounting and
+    the time structure; the culprits NOT JUDGED for host CPU contention (`contention`)."""
+    acc, costs, evidence = costed.acc, costed.costs, costed.evidence
     if consume:  # the accounting holds their sum (its host time); nothing after reads them
         for rec in frame.records:
             rec.release(accounting.HOST_FIELDS)
-    costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
-    evidence = waited.gate_culprits(costs, waits, checks.min_waited_for_pct)
     busy = []  # the culprits the cost rule named that were host CPU contention
-    cleared = contention.gate_culprits(acc, costs, frame.records, checks)
-    for rank, ev in cleared.items():
+    for rank, ev in costed.cleared.items():
         entry = _entry(frame, "culprit", rank, ev)
         entry["cost_pct"] = costs[rank]["cost_pct"]
         entry["text"] = contention.rank_line("culprit", rank, ev, _host_of(frame, rank))

@@ -2,13 +2,20 @@
 
 Each step record carries the rank process's threads' CPU time (`cpu_ms`) and the time they were
 runnable but waited on a run queue for a CPU (`cpu_wait_ms`, Linux schedstat's run_delay:
-`rank.telemetry.schedstat`). A rank that is late because the host's other processes held its
-core is late through no fault of its own or of its link; the measurement says so directly.
+`rank.telemetry.schedstat`), and since rank format 1.8 the training-loop thread's own wait
+(`main_cpu_wait_ms`). A rank that is late because the host's other processes held its core is
+late through no fault of its own or of its link; the measurement says so directly.
 
 The rule for a rank named late (a culprit, on the steps it arrived last; a straggler, on its
 measured steps): its *lateness* is its own work (host + compute; a straggler: compute) above the
 median of the other ranks' in those steps, ms per step; its *CPU wait excess* its `cpu_wait_ms`
-above the others' median, its *CPU excess* its `cpu_ms` above theirs. The lateness is host CPU
+above the others' median, its *CPU excess* its `cpu_ms` above theirs. The wait is the loop
+thread's (`main_cpu_wait_ms`) where every rank recorded it: that thread is the one that arrives
+late at the collective. The sum over all threads (1.7 files) also counts gloo's and the intra-op
+pool's threads, runnable while the loop thread sleeps: beside the test suite a rank whose loop
+thread slept 40 ms a step showed 30.8 ms a step more summed wait than its peer and was NOT JUDGED
+(BENCHMARKS.md). The CPU excess stays every thread's: a busy thread of the rank's own process
+that keeps the loop thread off its core is the rank's fault. The lateness is host CPU
 contention when
 
 - the CPU wait excess covers at least `checks.contention_share_pct` (50%) of the lateness, and
@@ -24,12 +31,16 @@ show) passed the culprit and straggler floors, naming a healthy rank in 3 of 12 
 40 ms sleep beside 23 ms of CPU wait a step) is then NOT JUDGED, not named: on a contended
 host that is the honest answer (exit 2: rerun on a quiet host), a healthy rank named is not.
 
-Then the rank is not named; it is NOT JUDGED (`host_contention` in the result, exit 2).
+Then the rank is not named; it is NOT JUDGED (`host_contention` in the result, exit 2). One
+rank, one cause: a rank whose culprit role is NOT JUDGED so is not named a straggler either, nor
+a culprit when its straggler role is (`one_cause`). A straggler that stands carries its figures
+(`cpu`), as a culprit's cost does.
 
 A slow link on a CPU (gloo) run is host CPU contention when, over the judged steps, some rank's
-median `cpu_wait_ms` is at least `checks.contention_slow_link_pct` (20%) of its median step time
-and at least the transfer's shortfall (the judged transfer time, at the p75 busbw, less the time
-at the expected busbw: the wait is the whole step's, so all of the shortfall, not a share): the transfer runs on the
+median `cpu_wait_ms` (every thread's: gloo's transfer runs on its own threads) is at least
+`checks.contention_slow_link_pct` (20%) of its median step time and at least the transfer's
+shortfall (the judged transfer time, at the p75 busbw, less the time at the expected busbw: the
+wait is the whole step's, so all of the shortfall, not a share): the transfer runs on the
 ranks' own threads, and a thread waiting for a CPU moves no bytes. A delay in the transfer (a
 sleep, a slow wire) makes a shortfall the host's load does not cover: still a slow link (on a
 loaded 2-core host the ranks' threads wait for a CPU 20-95% of a small step whatever the link
@@ -53,16 +64,27 @@ from minicluster.analysis.steps import r4
 from minicluster.core.checks import ChecksSection
 
 FIELDS = ("cpu_ms", "cpu_wait_ms")
+MAIN_WAIT = "main_cpu_wait_ms"  # rank format 1.8: the loop thread's run-queue delay
+LOOP_THREAD, ALL_THREADS = "loop_thread", "all_threads"  # whose wait the rule took
 
 
 @dataclass
 class CpuSteps:
-    """[rank x step] `cpu_ms` and `cpu_wait_ms` of `ranks` at `steps` (NaN: not recorded)."""
+    """[rank x step] `cpu_ms` and `cpu_wait_ms` of `ranks` at `steps` (NaN: not recorded), and
+    `main_cpu_wait_ms` where every rank recorded it (None: a 1.7 file, or not readable)."""
 
     ranks: list[int]
     steps: np.ndarray
     cpu: np.ndarray
     wait: np.ndarray
+    main_wait: np.ndarray | None = None
+
+    @property
+    def late_wait(self) -> tuple[np.ndarray, str]:
+        """The wait the culprit and straggler rules judge lateness by, and whose it is."""
+        if self.main_wait is not None:
+            return self.main_wait, LOOP_THREAD
+        return self.wait, ALL_THREADS
 
 
 def cpu_steps(records: list[RankRecords], ranks: list[int], steps: np.ndarray) -> CpuSteps | None:
@@ -79,7 +101,14 @@ def cpu_steps(records: list[RankRecords], ranks: list[int], steps: np.ndarray) -
     wait = np.asarray(mats["cpu_wait_ms"], dtype=np.float64)
     if np.isnan(wait).all(axis=1).any() or np.isnan(cpu).all(axis=1).any():
         return None
-    return CpuSteps(list(ranks), steps, cpu, wait)
+    main = None
+    if all(MAIN_WAIT in c for c in columns):
+        main = np.asarray(
+            field_matrices(columns, steps, (MAIN_WAIT,), prev=False)[MAIN_WAIT], dtype=np.float64
+        )
+        if np.isnan(main).all(axis=1).any():  # a rank without it: every rank's sum, as in 1.7
+            main = None
+    return CpuSteps(list(ranks), steps, cpu, wait, main)
 
 
 def others_median(matrix: np.ndarray, row: int) -> np.ndarray:
@@ -112,14 +141,15 @@ def judge_rank(
     [rank x step] own work (aligned with `cpu`); None when the CPU figures are missing on those
     steps. Only those columns are taken (a few steps of a [16,384 x 1,000] matrix)."""
     idx = np.flatnonzero(cols)
-    own, wait, used = own[:, idx], cpu.wait[:, idx], cpu.cpu[:, idx]
+    late_wait, whose = cpu.late_wait
+    own, wait, used = own[:, idx], late_wait[:, idx], cpu.cpu[:, idx]
     others_wait = others_median(wait, row)
     late = _mean(own[row] - others_median(own, row))
     wait_x = _mean(wait[row] - others_wait)
     cpu_x = _mean(used[row] - others_median(used, row))
     if late is None or wait_x is None or cpu_x is None:
         return None
-    return {
+    ev: dict[str, Any] = {
         "late_ms_per_step": r4(late),
         "cpu_wait_excess_ms_per_step": r4(wait_x),
         "cpu_excess_ms_per_step": r4(cpu_x),
@@ -129,16 +159,24 @@ def judge_rank(
         "unexplained_ms_per_step": r4(late - max(wait_x, 0.0)),
         "steps_judged": int(idx.size),
         "share_pct": share_pct,
-        "contention": is_contention(late, wait_x, cpu_x, share_pct),
+        "wait_of": whose,
     }
+    if whose == LOOP_THREAD:  # every thread's, beside it: what a 1.7 file's rule would take
+        every = cpu.wait[:, idx]
+        every_x = _mean(every[row] - others_median(every, row))
+        ev["all_threads_cpu_wait_excess_ms_per_step"] = None if every_x is None else r4(every_x)
+    ev["contention"] = is_contention(late, wait_x, cpu_x, share_pct)
+    return ev
 
 
 def rule_text(share_pct: float, slow_link_pct: float) -> str:
     return (
-        "a late rank is host CPU contention (NOT JUDGED) when its threads' run-queue delay above "
-        f"the other ranks' median covers >= {share_pct:g}% of its lateness (own work above "
-        f"theirs, on the steps it was late) while its CPU time above theirs is < {share_pct:g}% "
-        "of it; a slow link on a CPU (gloo) run is, when a rank's median run-queue delay is >= "
+        "a late rank is host CPU contention (NOT JUDGED) when its training-loop thread's "
+        "run-queue delay (every thread's in records before rank format 1.8) above the other "
+        f"ranks' median covers >= {share_pct:g}% of its lateness (own work above theirs, on the "
+        f"steps it was late) while its threads' CPU time above theirs is < {share_pct:g}% of it; "
+        "such a rank is not named in its other role (culprit, straggler) either; a slow link on "
+        "a CPU (gloo) run is, when a rank's median run-queue delay (every thread's) is >= "
         f"{slow_link_pct:g}% of its median step time and >= the transfer's shortfall against "
         "the expected busbw"
     )
@@ -201,10 +239,10 @@ def straggler_contention(
 def straggler_evidence(
     s: dict[str, Any], records: list[RankRecords], cpu: CpuSteps | None, checks: ChecksSection
 ) -> dict[str, Any] | None:
-    """The evidence when straggler `s` (a `stragglers.find_stragglers` entry, judged on
-    `records`) was host CPU contention, else None (it stays a straggler; or not measured): the
-    share rule on its compute over `cpu`'s steps. Aggregation and watch's live window call this
-    one rule."""
+    """The evidence of straggler `s` (a `stragglers.find_stragglers` entry, judged on
+    `records`): the share rule on its compute over `cpu`'s steps (`contention` true: it was host
+    CPU contention); None when not measured. Aggregation and watch's live window call this one
+    rule."""
     if cpu is None or s["rank"] not in cpu.ranks:
         return None
     by_rank = {r.rank: r for r in records}
@@ -212,12 +250,9 @@ def straggler_evidence(
         return None
     columns = [by_rank[rank].columns for rank in cpu.ranks]
     compute = field_matrices(columns, cpu.steps, ("compute_ms",), prev=False)["compute_ms"]
-    ev = straggler_contention(
+    return straggler_contention(
         np.asarray(compute, dtype=np.float64), cpu, s["rank"], checks.contention_share_pct
     )
-    if ev is None or not ev["contention"]:
-        return None
-    return ev
 
 
 def gate_stragglers(
@@ -226,17 +261,49 @@ def gate_stragglers(
     cpu: CpuSteps | None,
     checks: ChecksSection,
 ) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
-    """(the stragglers that stand, the evidence of those that were host CPU contention by rank):
-    `straggler_evidence` on each."""
+    """(the stragglers that stand, each with its CPU figures in `cpu` where measured; the
+    evidence of those that were host CPU contention, by rank): `straggler_evidence` on each."""
     kept: list[dict[str, Any]] = []
     cleared: dict[int, dict[str, Any]] = {}
     for s in stragglers:
         ev = straggler_evidence(s, records, cpu, checks)
-        if ev is None:
+        if ev is not None and ev["contention"]:
+            cleared[s["rank"]] = ev
+            continue
+        if ev is not None:
+            s["cpu"] = {k: v for k, v in ev.items() if k != "contention"}
+        kept.append(s)
+    return kept, cleared
+
+
+def one_cause(
+    stragglers: list[dict[str, Any]],
+    straggler_cleared: dict[int, dict[str, Any]],
+    costs: dict[int, dict[str, Any]],
+    culprit_cleared: dict[int, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """One rank, one cause: the stragglers that stand once a rank whose culprit role was host
+    CPU contention (`culprit_cleared`, from `gate_culprits`) is no straggler either; a culprit
+    whose straggler role was (`straggler_cleared`, from `gate_stragglers`) is set not a culprit
+    in `costs` (`host_contention` true). The evidence kept says so (`also_not_judged`); its
+    line names both roles (`rank_line`). The same lateness judged over other steps (a
+    straggler's compute over all steps, a culprit's work on the steps it was last) can fall
+    either side of the share: the rank is late for one cause, and the host's load was
+    measured to be it."""
+    for rank, ev in straggler_cleared.items():
+        c = costs.get(rank)
+        if c is not None and c.get("culprit"):
+            c["culprit"] = False
+            c["host_contention"] = True
+            ev["also_not_judged"] = "culprit"
+    kept: list[dict[str, Any]] = []
+    for s in stragglers:
+        culprit_ev = culprit_cleared.get(s["rank"])
+        if culprit_ev is None:
             kept.append(s)
         else:
-            cleared[s["rank"]] = ev
-    return kept, cleared
+            culprit_ev["also_not_judged"] = "straggler"
+    return kept
 
 
 def link_contention(
@@ -285,9 +352,13 @@ def rank_line(finding: str, rank: int, ev: dict[str, Any], host: str | None) -> 
         if wait < late  # the wait can exceed the lateness: never "10.6 of" 6.9 ms
         else f"all of them waiting ({wait:.1f} ms a step more than the others)"
     )
+    role = finding
+    if ev.get("also_not_judged"):  # one rank, one cause: its other role not named either
+        role += f", nor {ev['also_not_judged']}"
+    whose = "its training thread's " if ev.get("wait_of") == LOOP_THREAD else ""
     return (
-        f"rank {rank} not judged ({finding}): {what} {late:.1f} ms a step, {waited} for a CPU "
-        f"that other processes held (run-queue delay{where}); rerun on a quiet host"
+        f"rank {rank} not judged ({role}): {what} {late:.1f} ms a step, {waited} for a CPU "
+        f"that other processes held ({whose}run-queue delay{where}); rerun on a quiet host"
     )
 
 

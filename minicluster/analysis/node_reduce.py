@@ -62,7 +62,7 @@ _WHOLE_KEYS = ("step", *ACCOUNTING_FIELDS)
 # and, where a rank recorded them (FSDP2/TP layouts), each step's sync points, which the
 # accounting sums (`accounting.sync_points`); and each step's CPU time and run-queue delay, which
 # the host CPU contention rule compares across ranks step by step (`analysis.contention`)
-_WHOLE_EXTRA = ("comm_ms", "syncs_ms", "sync_groups", "cpu_ms", "cpu_wait_ms")
+_WHOLE_EXTRA = ("comm_ms", "syncs_ms", "sync_groups", "cpu_ms", "cpu_wait_ms", "main_cpu_wait_ms")
 
 
 @dataclass

@@ -51,6 +51,7 @@ WINDOW_KEYS = (
     # the host CPU contention rule's (analysis.contention; NaN in records before rank format 1.7)
     "cpu_ms",
     "cpu_wait_ms",
+    "main_cpu_wait_ms",  # 1.8: the loop thread's (the culprit and straggler rules take it)
 )
 HEADER_MAX_BYTES = 1 << 20
 WINDOW_BUDGET = 51_200  # rank-steps: 1,024 ranks x 50 steps refresh in about 0.1-0.2 s here

@@ -92,9 +92,16 @@ def snapshot(
     # (which compares ranks step by step) runs on the ranks still in step.
     left_behind = {r["rank"] for r in rows if r["stalled"]} if job_stall is None else set()
     stragglers, straggler_check, live = judge_stragglers(windows, left_behind, world, cfg.checks)
+    culprits: list[dict[str, Any]] = []
+    cleared: dict[int, dict[str, Any]] = {}
+    if result is None and live is not None:  # (one rank, one cause: before a straggler is marked)
+        culprits, cleared, stragglers = live_culprits(live, cfg.checks, stragglers)
     by_rank = {row["rank"]: row for row in rows}
     if result is not None:
-        # the run's own verdict over all its steps stands beside the last window's
+        # the run's own verdict over all its steps stands beside the last window's; a rank the
+        # run left NOT JUDGED for host CPU contention is not named by the window (one cause)
+        busy_ranks = {h.rank for h in result.host_contention or [] if h.finding != "slow_link"}
+        stragglers = [s for s in stragglers if s["rank"] not in busy_ranks]
         named = {s["rank"] for s in stragglers}
         for verdict in result.stragglers:
             if verdict.rank in by_rank and verdict.rank not in named:
@@ -111,11 +118,8 @@ def snapshot(
         # the run's own, over all its steps: its verdict stands (a straggler of the last
         # window whose slowness was contention is still not named there)
         busy = [h.to_json() | {"over": "run"} for h in result.host_contention or []]
-    elif live is not None:
-        culprits, cleared = live_culprits(live, cfg.checks)
-        busy += [_contended(by_rank[r], "culprit", ev) for r, ev in cleared.items()]
     else:
-        culprits = []
+        busy += [_contended(by_rank[r], "culprit", ev) for r, ev in cleared.items()]
     slowest = _slowest(rows)
     stalled = [_named(r, "last_step", "idle_s") for r in rows if r["stalled"]]
     failed = _first_failure_first(

@@ -201,20 +201,22 @@ def judge_stragglers(
 
 
 def live_culprits(
-    live: InStep, checks: ChecksSection
-) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
-    """(culprits, contended): the culprits of the recent window (aggregation's rule,
+    live: InStep, checks: ChecksSection, stragglers: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]], list[dict[str, Any]]]:
+    """(culprits, contended, stragglers): the culprits of the recent window (aggregation's rule,
     `analysis.cost`, with its requirement that the others waited for the rank, on the windows
     `judge_stragglers` judged), most costly first, each with its evidence and `over: window`;
-    and the evidence, by rank, of those the cost rule named whose lateness was host CPU
-    contention (not named: NOT JUDGED)."""
+    the evidence, by rank, of those the cost rule named whose lateness was host CPU contention
+    (not named: NOT JUDGED); and the window's `stragglers` (`judge_stragglers`) less a rank
+    NOT JUDGED as a culprit (one rank, one cause: `contention.one_cause`, as aggregation)."""
     acc = accounting.account(live.records, live.table, live.known)
     costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
     evidence = waited.gate_culprits(costs, live.waits, checks.min_waited_for_pct)
     # a rank late because its threads waited for a CPU other processes held is not named
     contended = contention.gate_culprits(acc, costs, live.records, checks)
+    stragglers = contention.one_cause(stragglers, live.contended, costs, contended)
     culprits = [
         c | evidence[c["rank"]] | {"min_waited_pct": checks.min_waited_for_pct, "over": "window"}
         for c in cost.culprits(acc, costs, {})
     ]
-    return culprits, contended
+    return culprits, contended, stragglers

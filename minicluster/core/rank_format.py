@@ -63,7 +63,9 @@ FORMAT_NAME = "minicluster-rank"
 # pairwise re-measure of flagged pairs); the summary's `traceback`. All optional: a 1.5 file
 # reads as before. 1.7: step `cpu_ms` and `cpu_wait_ms` (the rank's threads' CPU time and
 # run-queue delay over the step, `rank.telemetry.schedstat`). Optional: a 1.6 file reads as before.
-FORMAT_VERSION = f"{FORMAT_NAME}/1.7"
+# 1.8: step `main_cpu_ms` and `main_cpu_wait_ms` (the same of the training-loop thread alone).
+# Optional: a 1.7 file reads as before (the contention rule then takes every thread's wait).
+FORMAT_VERSION = f"{FORMAT_NAME}/1.8"
 
 
 class RecordError(InputError):
@@ -236,6 +238,10 @@ class Step(Record):
     # telemetry says why: source `cpu_schedstat`).
     cpu_ms: float | None = None
     cpu_wait_ms: float | None = None
+    # 1.8: the same of the training-loop thread alone (the one that arrives at the collective;
+    # None where it is not listed: the summary's telemetry says why, source `cpu_schedstat_main`)
+    main_cpu_ms: float | None = None
+    main_cpu_wait_ms: float | None = None
     # The replica check (every `run.replica_check_every` steps): bit sums, exact integers.
     param_checksum: int | None = None
     optim_checksum: int | None = None

@@ -218,6 +218,8 @@ def _train(cfg: RunConfig, session: RankSession) -> None:
     cpu_clock = schedstat.ThreadClock()  # each step's CPU time and run-queue delay
     if cpu_clock.reason is not None:  # said once, as the telemetry sources that cannot be read
         tele.notes.append(unavailable_source("cpu_schedstat", "host", cpu_clock.reason))
+    elif cpu_clock.main_reason is not None:  # the loop thread's own figures only
+        tele.notes.append(unavailable_source("cpu_schedstat_main", "host", cpu_clock.main_reason))
 
     total = cfg.steps.warmup + cfg.steps.measured
     progress_every = max(1, total // 5) if os.environ.get("MINICLUSTER_PROGRESS") != "0" else 0
@@ -374,7 +376,8 @@ def train_step(
     trains on (the ranks of a tensor-parallel group share one). `prev_end_ns`: the previous
     step's end, so the record says how long the host spent between the two (`gap_ms`: the
     batch, the records, a pause of any cause). `cpu_clock`: this process's threads' CPU time and
-    run-queue delay over the step (`cpu_ms`, `cpu_wait_ms`; `telemetry.schedstat`)."""
+    run-queue delay over the step (`cpu_ms`, `cpu_wait_ms`; `main_cpu_ms`, `main_cpu_wait_ms`:
+    the loop thread's own; `telemetry.schedstat`)."""
     cpu0 = cpu_clock.read() if cpu_clock is not None else None
     x, y = wl.make_batch(step, dp_rank)
     sync = torch.cuda.synchronize if device.type == "cuda" else _no_sync
@@ -392,7 +395,7 @@ def train_step(
     opt.step()
     sync()  # device idle before the step's end is read
     t3 = time.perf_counter_ns()
-    cpu_ms, cpu_wait_ms = cpu_clock.since(cpu0) if cpu_clock is not None else (None, None)
+    cpu = cpu_clock.since(cpu0) if cpu_clock is not None else schedstat.NO_DELTA
     comm = timer.take_step()
     fwd_ms, bwd_ms, opt_ms = (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6
     exposed = comm.exposed_comm_ms
@@ -412,8 +415,10 @@ def train_step(
         loss=loss.item(),
         t_unix_s=time.time(),
         gap_ms=None if prev_end_ns is None else (t0 - prev_end_ns) / 1e6,
-        cpu_ms=cpu_ms,
-        cpu_wait_ms=cpu_wait_ms,
+        cpu_ms=cpu.cpu_ms,
+        cpu_wait_ms=cpu.cpu_wait_ms,
+        main_cpu_ms=cpu.main_cpu_ms,
+        main_cpu_wait_ms=cpu.main_cpu_wait_ms,
     )
     return step_rec, t3
 
@@ -450,7 +455,7 @@ def pipeline_step(
     opt.step()
     sync()
     t2 = time.perf_counter_ns()
-    cpu_ms, cpu_wait_ms = cpu_clock.since(cpu0) if cpu_clock is not None else (None, None)
+    cpu = cpu_clock.since(cpu0) if cpu_clock is not None else schedstat.NO_DELTA
     comm = timer.take_step()
     busy_ms = union_ms([(s / 1e6, e / 1e6) for s, e in pipe.busy_spans])
     return Step(
@@ -469,8 +474,10 @@ def pipeline_step(
         pp_stage=pipe.stage,
         pp_busy_ms=busy_ms,
         pp_schedule_ms=(t1 - t0) / 1e6,
-        cpu_ms=cpu_ms,
-        cpu_wait_ms=cpu_wait_ms,
+        cpu_ms=cpu.cpu_ms,
+        cpu_wait_ms=cpu.cpu_wait_ms,
+        main_cpu_ms=cpu.main_cpu_ms,
+        main_cpu_wait_ms=cpu.main_cpu_wait_ms,
     )
 
 

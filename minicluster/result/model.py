@@ -341,6 +341,17 @@ class CpuEvidence(Section):
     share_pct: float | None = spec(
         None, doc="checks.contention_share_pct: the share of the lateness the wait must cover"
     )
+    wait_of: Literal["loop_thread", "all_threads"] | None = spec(
+        None,
+        omit_none=True,
+        doc="whose run-queue delay the wait figures are: the training-loop thread's (step "
+        "main_cpu_wait_ms, rank format 1.8) or every thread's sum (cpu_wait_ms; 1.7 records)",
+    )
+    all_threads_cpu_wait_excess_ms_per_step: float | None = spec(
+        None,
+        omit_none=True,
+        doc="wait_of loop_thread: every thread's run-queue delay above the others', beside it",
+    )
 
 
 @dataclass(kw_only=True)
@@ -434,6 +445,16 @@ class HostContention(Section):
     others_cpu_wait_ms_mean: float | None = spec(None, omit_none=True)
     unexplained_ms_per_step: float | None = spec(None, omit_none=True)
     share_pct: float | None = spec(None, omit_none=True)
+    wait_of: Literal["loop_thread", "all_threads"] | None = spec(
+        None, omit_none=True, doc="a culprit or straggler: whose run-queue delay (CpuEvidence)"
+    )
+    all_threads_cpu_wait_excess_ms_per_step: float | None = spec(None, omit_none=True)
+    also_not_judged: Literal["culprit", "straggler"] | None = spec(
+        None,
+        omit_none=True,
+        doc="one rank, one cause: the rank's other role, not named either (a culprit NOT JUDGED "
+        "is no straggler, and the reverse)",
+    )
     cpu_wait_ms_median: float | None = spec(
         None, omit_none=True, doc="slow_link: the rank's median run-queue delay per step"
     )
@@ -561,6 +582,13 @@ class Straggler(WaitedFor):
     sign_test_p: float | None = spec(None, omit_none=True)
     node_rank: int | None = spec(None, omit_none=True)
     hostname: str | None = spec(None, omit_none=True)
+    cpu: CpuEvidence | None = spec(
+        None,
+        omit_none=True,
+        doc="(issue 25) its CPU time and run-queue delay against the other ranks' over the "
+        "measured steps (analysis.contention, as a culprit's ranks[].cost.cpu); absent when not "
+        "measured",
+    )
 
     @property
     def placed(self) -> bool:

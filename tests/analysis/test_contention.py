@@ -117,6 +117,7 @@ def test_an_onset_spent_waiting_for_a_cpu_is_not_judged(tmp_path: Path, name: st
     by_finding = {h["finding"]: h for h in result["host_contention"]}
     assert {h["rank"] for h in result["host_contention"]} == {1}
     h = by_finding["culprit"]
+    assert h["wait_of"] == "all_threads"  # 1.7 records: every thread's wait
     assert h["cpu_wait_excess_ms_per_step"] >= 0.5 * h["late_ms_per_step"]
     assert 30.0 <= h["late_ms_per_step"] <= 120.0  # the added 60 ms over the recorded noise
     assert "rank 1 not judged (culprit)" in h["text"] and "rerun on a quiet host" in h["text"]
@@ -127,6 +128,59 @@ def test_an_onset_spent_waiting_for_a_cpu_is_not_judged(tmp_path: Path, name: st
     assert f"NOT JUDGED: {h['text']}" in (run_view(run).verdict or "")
     # compare and history check say why the run's own checks were NOT JUDGED
     assert h["text"] in to_record(run, "run").details["own_not_judged"]
+
+
+@pytest.mark.parametrize("name", UNDER_LOAD)
+def test_an_onset_while_other_threads_waited_is_a_culprit(tmp_path: Path, name: str) -> None:
+    """Rank format 1.8: every thread's wait covers the lateness (the 1.7 rule would excuse it)
+    but the loop thread's does not (it slept, as the injected straggler's `time.sleep`): the
+    loop thread is what arrives late at the all-reduce, so the rank is named."""
+    records = _records(tmp_path, name)
+    _late_from_onset(records, wait_ms=55.0, cpu_ms=0.5)
+    for r in records:
+        r.columns["main_cpu_wait_ms"] = np.full(r.columns["step"].shape, 0.1)
+    result = aggregate(records)
+    validate_result(result)
+    assert [c["rank"] for c in result["culprits"]] == [1]
+    assert "host_contention" not in result
+    ev = result["ranks"][1]["cost"]["cpu"]
+    assert ev["wait_of"] == "loop_thread" and abs(ev["cpu_wait_excess_ms_per_step"]) < 0.01
+    assert ev["all_threads_cpu_wait_excess_ms_per_step"] >= 0.5 * ev["late_ms_per_step"]
+    assert exit_code(RunResult.from_json(result)) == 1
+
+
+@pytest.mark.parametrize("name", UNDER_LOAD)
+def test_an_onset_its_loop_thread_spent_waiting_is_not_judged(tmp_path: Path, name: str) -> None:
+    records = _records(tmp_path, name)
+    _late_from_onset(records, wait_ms=55.0, cpu_ms=0.5)
+    for r in records:  # the loop thread's wait: all of the rank's (the others' threads idle)
+        r.columns["main_cpu_wait_ms"] = r.columns["cpu_wait_ms"].copy()
+    result = aggregate(records)
+    validate_result(result)
+    assert result["culprits"] == [] and result["stragglers"] == []
+    h = {h["finding"]: h for h in result["host_contention"]}["culprit"]
+    assert h["wait_of"] == "loop_thread" and h["rank"] == 1
+    assert "training thread's run-queue delay" in h["text"]
+    assert exit_code(RunResult.from_json(result)) == 2
+
+
+def test_a_rank_is_not_judged_for_one_cause_in_both_roles() -> None:
+    """One rank, one cause: a culprit NOT JUDGED is no straggler (the trial's diluted straggler:
+    the same lateness over all steps fell below the share), and a straggler NOT JUDGED is no
+    culprit; the kept evidence says which other role was not named, and the line."""
+    stragglers = [{"rank": 0}, {"rank": 2}]
+    costs = {0: {"culprit": False, "host_contention": True}, 1: {"culprit": True}}
+    culprit_cleared = {0: {"late_ms_per_step": 11.4, "cpu_wait_excess_ms_per_step": 7.1}}
+    straggler_cleared = {1: {"late_ms_per_step": 9.0, "cpu_wait_excess_ms_per_step": 8.0}}
+    kept = contention.one_cause(stragglers, straggler_cleared, costs, culprit_cleared)
+    assert kept == [{"rank": 2}]
+    assert costs[1] == {"culprit": False, "host_contention": True}
+    assert culprit_cleared[0]["also_not_judged"] == "straggler"
+    assert straggler_cleared[1]["also_not_judged"] == "culprit"
+    line = contention.rank_line("culprit", 0, culprit_cleared[0], None)
+    assert line.startswith("rank 0 not judged (culprit, nor straggler): late 11.4 ms a step")
+    # nothing NOT JUDGED: nothing moves
+    assert contention.one_cause([{"rank": 3}], {}, {3: {"culprit": True}}, {}) == [{"rank": 3}]
 
 
 @pytest.mark.parametrize("name", UNDER_LOAD)

@@ -165,3 +165,54 @@ def test_an_onset_of_its_own_cpu_use_stays_a_culprit_live_as_by_aggregate(
     assert [c["rank"] for c in snap["culprits"]] == [1]
     assert "host_contention" not in result and snap["host_contention"] == []
     assert (exit_code(RunResult.from_json(result)), snap["exit_code"]) == (1, 1)
+
+
+def _main_thread_run(tmp_path: Path, main_wait: dict[int, float]) -> Path:
+    """Rank 1 about 5 ms a step slower in compute, its threads together waiting 5.2 ms a step on
+    the run queue (gloo's and the intra-op pool's, say), its CPU time the others'; its loop
+    thread waiting `main_wait[1]` (rank format 1.8's `main_cpu_wait_ms`)."""
+    rank_writer.write_static(
+        tmp_path,
+        [STEPS - 1] * 4,
+        compute_ms={1: 9.0},
+        total=STEPS,
+        cpu={1: (4.0, 5.2)},
+        finished=True,
+        main_wait=main_wait,
+    )
+    return tmp_path
+
+
+def test_a_straggler_whose_loop_thread_did_not_wait_is_named_live_as_by_aggregate(
+    tmp_path: Path,
+) -> None:
+    """Every thread's wait would excuse it (the 1.7 rule: the first test above), its loop
+    thread's does not: the loop thread is what arrives late. Named in both, exit 1, with its CPU
+    figures on the straggler entry."""
+    run = _main_thread_run(tmp_path, {1: 0.1})
+    result, snap = _both(run, END_S)
+    assert [s["rank"] for s in result["stragglers"]] == [1]
+    assert [s["rank"] for s in snap["stragglers"]] == [1]
+    assert "host_contention" not in result and snap["host_contention"] == []
+    assert (exit_code(RunResult.from_json(result)), snap["exit_code"]) == (1, 1)
+    for s in (result["stragglers"][0], snap["stragglers"][0]):
+        ev = s["cpu"]
+        assert ev["wait_of"] == "loop_thread"
+        assert abs(ev["cpu_wait_excess_ms_per_step"]) < 1.0
+        assert ev["all_threads_cpu_wait_excess_ms_per_step"] >= 2.5
+        assert ev["late_ms_per_step"] >= 2.5
+    assert RunResult.from_json(result).stragglers[0].cpu is not None
+
+
+def test_a_straggler_whose_loop_thread_waited_is_not_judged_live_as_by_aggregate(
+    tmp_path: Path,
+) -> None:
+    run = _main_thread_run(tmp_path, {1: 5.2})
+    result, snap = _both(run, END_S)
+    assert result["stragglers"] == [] and snap["stragglers"] == []
+    agg = _findings(result["host_contention"])
+    assert [(f, r) for f, r, _ in agg] == [("straggler", 1)]
+    assert _findings(snap["host_contention"]) == agg
+    assert "training thread's run-queue delay" in agg[0][2]
+    assert result["host_contention"][0]["wait_of"] == "loop_thread"
+    assert (exit_code(RunResult.from_json(result)), snap["exit_code"]) == (2, 2)

@@ -1,4 +1,4 @@
-"""CPU time and run-queue delay of this process's threads, per step (Linux schedstat).
+"""CPU time and run-queue delay of this process's threads, and of its loop thread, per step.
 
 `/proc/self/task/<tid>/schedstat` holds three numbers per thread: the time it ran on a CPU (ns),
 the time it was runnable but waited on a run queue for a CPU (`run_delay`, ns) and its time
@@ -9,13 +9,24 @@ process's, or one of its own). A thread seen at only one of the two reads (start
 during the step) is left out of both sums: its share before it appeared, or after it went, is
 not known.
 
+The same two readings give the training-loop thread's own figures (`main_cpu_ms`,
+`main_cpu_wait_ms`: the thread that reads the clock, by its native id; no extra read): that is the
+thread that arrives late at the collective when it waits for a CPU. The sum over all threads
+counts also gloo's and the intra-op pool's threads, runnable while the loop thread sleeps or
+computes: a rank whose loop thread slept 40 ms a step showed 30.8 ms a step more summed wait than
+its peer on a loaded host (BENCHMARKS.md, issue 25).
+
 Where the files cannot be read (not Linux, a kernel without schedstats, /proc not mounted)
-`ThreadClock.reason` says why, once; the step fields are then null.
+`ThreadClock.reason` says why, once; the step fields are then null. Where the loop thread is
+not listed (a task directory of another process, a test's fake one) `ThreadClock.main_reason`
+says so and the `main_*` fields are null.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from typing import NamedTuple
 
 TASK_DIR = "/proc/self/task"
 
@@ -41,6 +52,18 @@ def read_threads(task_dir: str = TASK_DIR) -> Reading:
     return out
 
 
+class CpuDelta(NamedTuple):
+    """A step's figures, ms (None: not read): every thread's sum and the loop thread's own."""
+
+    cpu_ms: float | None
+    cpu_wait_ms: float | None
+    main_cpu_ms: float | None
+    main_cpu_wait_ms: float | None
+
+
+NO_DELTA = CpuDelta(None, None, None, None)
+
+
 def step_delta(before: Reading, after: Reading) -> tuple[float, float]:
     """(cpu_ms, cpu_wait_ms) between two readings, summed over the threads seen in both."""
     cpu = wait = 0
@@ -60,16 +83,24 @@ class ThreadClock:
     reads cost one listing of the threads (at its start: a thread that starts later is not
     counted anyway) and one read per thread each (measured: scripts/bench_cpu_wait.py)."""
 
-    def __init__(self, task_dir: str | None = None) -> None:
+    def __init__(self, task_dir: str | None = None, main_tid: int | None = None) -> None:
         task_dir = TASK_DIR if task_dir is None else task_dir  # (read now: tests move it)
         self.task_dir = task_dir
+        # the loop thread: the one that makes the clock (and reads it at each step)
+        self.main_tid = str(threading.get_native_id() if main_tid is None else main_tid)
         self.reason: str | None = None
+        self.main_reason: str | None = None
         self._fds: dict[str, int] = {}
         try:
-            if not read_threads(task_dir):
+            threads = read_threads(task_dir)
+            if not threads:
                 self.reason = f"{task_dir} lists no thread"
+            elif self.main_tid not in threads:
+                self.main_reason = f"the loop thread {self.main_tid} is not listed in {task_dir}"
         except (OSError, ValueError) as e:
             self.reason = f"cannot read {task_dir}/*/schedstat ({e.__class__.__name__}: {e})"
+        if self.reason is not None:
+            self.main_reason = self.reason
 
     def _read(self, tids: list[str]) -> Reading:
         out: Reading = {}
@@ -105,18 +136,27 @@ class ThreadClock:
             self.reason = f"cannot read {self.task_dir}/*/schedstat ({e.__class__.__name__}: {e})"
             return None
 
-    def since(self, before: Reading | None) -> tuple[float | None, float | None]:
-        """(cpu_ms, cpu_wait_ms) of this process's threads since `before` (a `read`), over the
-        threads in both, rounded to the µs; (None, None) when either reading is missing."""
+    def since(self, before: Reading | None) -> CpuDelta:
+        """This process's threads' CPU time and wait since `before` (a `read`), over the
+        threads in both, and the loop thread's, rounded to the µs; all None when either reading
+        is missing, the loop thread's None when it is not in both."""
         if before is None or self.reason is not None:
-            return None, None
+            return NO_DELTA
         try:
             after = self._read(list(before))
         except (OSError, ValueError) as e:
             self.reason = f"cannot read {self.task_dir}/*/schedstat ({e.__class__.__name__}: {e})"
-            return None, None
+            return NO_DELTA
         cpu, wait = step_delta(before, after)
-        return round(cpu, 3), round(wait, 3)
+        start, end = before.get(self.main_tid), after.get(self.main_tid)
+        if start is None or end is None:
+            return CpuDelta(round(cpu, 3), round(wait, 3), None, None)
+        return CpuDelta(
+            round(cpu, 3),
+            round(wait, 3),
+            round((end[0] - start[0]) / 1e6, 3),
+            round((end[1] - start[1]) / 1e6, 3),
+        )
 
     def close(self) -> None:
         for fd in self._fds.values():
