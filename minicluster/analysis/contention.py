@@ -347,18 +347,21 @@ def rank_line(finding: str, rank: int, ev: dict[str, Any], host: str | None) -> 
     where = f" on {host}" if host else ""
     what = "late" if finding == "culprit" else "slow in compute"
     late, wait = ev["late_ms_per_step"], ev["cpu_wait_excess_ms_per_step"]
-    waited = (
-        f"{wait:.1f} of them waiting"
-        if wait < late  # the wait can exceed the lateness: never "10.6 of" 6.9 ms
-        else f"all of them waiting ({wait:.1f} ms a step more than the others)"
-    )
     role = finding
     if ev.get("also_not_judged"):  # one rank, one cause: its other role not named either
         role += f", nor {ev['also_not_judged']}"
     whose = "its training thread's " if ev.get("wait_of") == LOOP_THREAD else ""
+    held = f"for a CPU that other processes held ({whose}run-queue delay{where})"
+    if wait < late:
+        return (
+            f"rank {rank} not judged ({role}): {what} {late:.1f} ms a step, {wait:.1f} of them "
+            f"waiting {held}; rerun on a quiet host"
+        )
+    # the wait can exceed the lateness: never "10.6 of" 6.9 ms, nor "all of them (10.6 more)"
     return (
-        f"rank {rank} not judged ({role}): {what} {late:.1f} ms a step, {waited} for a CPU "
-        f"that other processes held ({whose}run-queue delay{where}); rerun on a quiet host"
+        f"rank {rank} not judged ({role}): {what} {late:.1f} ms a step, and it waited "
+        f"{wait:.1f} ms a step more than the others {held}, more than its lateness; rerun on a "
+        "quiet host"
     )
 
 

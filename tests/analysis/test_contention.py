@@ -266,7 +266,8 @@ def test_the_line_never_says_more_waiting_than_lateness() -> None:
     ev = {"late_ms_per_step": 6.9, "cpu_wait_excess_ms_per_step": 10.6}
     line = contention.rank_line("straggler", 1, ev, "vm")
     assert "10.6 of them" not in line
-    assert "all of them waiting (10.6 ms a step more than the others) for a CPU" in line
+    assert "6.9 ms a step, and it waited 10.6 ms a step more than the others for a CPU" in line
+    assert "more than its lateness" in line
     ev = {"late_ms_per_step": 8.8, "cpu_wait_excess_ms_per_step": 6.8}
     assert "late 8.8 ms a step, 6.8 of them waiting for a CPU" in contention.rank_line(
         "culprit", 1, ev, None
