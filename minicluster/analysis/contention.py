@@ -289,7 +289,12 @@ def one_cause(
     line names both roles (`rank_line`). The same lateness judged over other steps (a
     straggler's compute over all steps, a culprit's work on the steps it was last) can fall
     either side of the share: the rank is late for one cause, and the host's load was
-    measured to be it."""
+    measured to be it. A rank NOT JUDGED in both roles gets one entry, the culprit's, naming
+    both (its straggler entry is taken out of `straggler_cleared`): two lines for one rank read
+    as two findings (new-user trial, 2026-12-07)."""
+    for rank in [r for r in straggler_cleared if r in culprit_cleared]:
+        culprit_cleared[rank]["also_not_judged"] = "straggler"
+        del straggler_cleared[rank]
     for rank, ev in straggler_cleared.items():
         c = costs.get(rank)
         if c is not None and c.get("culprit"):

@@ -18,10 +18,11 @@ def verdicts(result: RunResult) -> list[str]:
         found.append("run_failed")
     if result.interrupted is True:
         found.append("interrupted")
-        if result.status == "incomplete":
-            # read later (`aggregate`, `watch`): not the command's own interrupt, yet the run
-            # did not run its planned steps, so it did not pass
-            found.append("incomplete")
+    if result.status == "incomplete":
+        # the run did not run its planned steps (interrupted, or a rank's records end early:
+        # lines lost to a full disk or a cut file): it did not pass, whatever it measured (a
+        # cut rank file read "ok (run incomplete)", exit 0: new-user trial 2026-12-07)
+        found.append("incomplete")
     for d in result.faults.detected:
         if d.fault_kind.correctness:
             found.append("wrong_numbers")  # diverged replicas, a corrupted gradient

@@ -528,6 +528,7 @@ def ended_section(result: RunResult) -> dict[str, Any]:
     culprits = [c.rank for c in result.culprits or []]
     return {
         "status": result.status,
+        "interrupted": bool(result.interrupted),
         "failed_ranks": list(result.failed_ranks),
         "stragglers": stragglers,
         "culprits": culprits,

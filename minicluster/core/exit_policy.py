@@ -54,8 +54,9 @@ POLICY: tuple[Verdict, ...] = (
         "incomplete",
         EXIT_FAILED_CHECK,
         "aggregate, watch, sweep (a run of the sweep)",
-        "the run read was interrupted before its planned steps ran (status incomplete): what "
-        "ran is judged and kept, but the run did not pass; the command itself was not "
+        "the run read did not run its planned steps (status incomplete: it was interrupted, "
+        "or a rank's records end early, e.g. a cut rank file): what ran is judged and kept, "
+        "but the run did not pass; the command itself was not "
         "interrupted (130 is for that; a run interrupted after every rank finished exits by "
         "what it found)",
     ),

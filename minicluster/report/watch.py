@@ -103,7 +103,7 @@ def final_lines(snap: dict[str, Any]) -> list[str]:
 def _ended_verdict(ended: dict[str, Any], what: str = "run") -> str:
     """The ended run's verdict first, then how far it got: `SLOW LINK (run finished)`."""
     verdicts = ended.get("verdicts") or []
-    done = completion(ended["status"], "incomplete" in verdicts)
+    done = completion(ended["status"], ended.get("interrupted"))
     return f"{headline(verdicts)} ({what} {done})"
 
 
