@@ -362,6 +362,13 @@ def _faults(result: RunResult) -> TextTable:
             table.rows.append([side, text(f.kind), where, text(f.step), details])
             if side == "detected":
                 table.highlight.add(len(table.rows) - 1)
+    # a late rank named by its cost (an intermittent straggler the median rule does not see):
+    # found, so beside what was injected, as `culprits` in result.json
+    for c in result.culprits or []:
+        where = f"rank {c.rank}" if c.rank is not None else text(c.node)
+        said = c.summary or f"cost the run {c.cost_pct:.0f}%: {c.evidence}"
+        table.rows.append(["culprit", text(c.kind), where, "", said])
+        table.highlight.add(len(table.rows) - 1)
     return table
 
 
