@@ -199,7 +199,10 @@ def test_the_cpu_figures_travel_too(synthetic: tuple[Path, Path]) -> None:
         )
     want = aggregate(records, aggregated_at=AT)
     assert want["stragglers"] == []
-    assert [(h["finding"], h["rank"]) for h in want["host_contention"]][:1] == [("straggler", 13)]
+    first = want["host_contention"][0]
+    # one rank, one cause: NOT JUDGED as a straggler (and a culprit) in one entry
+    assert first["rank"] == 13
+    assert "straggler" in (first["finding"], first.get("also_not_judged"))
     got = reduced_result(records)
     assert comparable(got) == comparable(want)
     assert got["host_contention"] == want["host_contention"]
