@@ -57,6 +57,23 @@ def _shape(value: Any) -> Any:
     return None
 
 
+def _align(a: Any, b: Any) -> tuple[Any, Any]:
+    """Two shapes with a list empty on one side emptied on both: how many items a list holds
+    (a bimodal step time found in one run, a straggler in the other) is data, not schema."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        pairs = {k: _align(a[k], b[k]) for k in a.keys() & b.keys()}
+        return (
+            {k: pairs[k][0] if k in pairs else v for k, v in a.items()},
+            {k: pairs[k][1] if k in pairs else v for k, v in b.items()},
+        )
+    if isinstance(a, list) and isinstance(b, list):
+        if not a or not b:
+            return [], []
+        x, y = _align(a[0], b[0])
+        return [x], [y]
+    return a, b
+
+
 @pytest.mark.timeout(300)
 def test_local_ray_gives_the_torchrun_result_schema_and_step_counts(
     ray_env: dict[str, str], tiny_config: Path, tmp_path: Path
@@ -75,7 +92,8 @@ def test_local_ray_gives_the_torchrun_result_schema_and_step_counts(
     assert b["ray"]["version"] and a["ray"] is None
     # Same schema: the same keys at every level, in ranks[], nodes[], steps and metrics (`ray`
     # is null under torchrun).
-    assert _shape({**b, "ray": None}) == _shape(a)
+    left, right = _align(_shape({**b, "ray": None}), _shape(a))
+    assert left == right
     assert [r["steps_recorded"] for r in b["ranks"]] == [r["steps_recorded"] for r in a["ranks"]]
     assert [r["measured_steps"] for r in b["ranks"]] == [r["measured_steps"] for r in a["ranks"]]
     assert len(b["steps"]["series"]["step_time_ms"]) == len(a["steps"]["series"]["step_time_ms"])
