@@ -18,7 +18,11 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import mmap
 import os
+import pickle
+import select
+import signal
 from collections.abc import Collection, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -40,6 +44,12 @@ except ImportError:  # orjson is a dependency; plain json is the slower fallback
 log = logging.getLogger(__name__)
 
 PARALLEL_MIN_FILES = 32  # below this, a process pool costs more than it saves
+# columnar files from which a second core reads part of them (`_read_split`): below, the fork
+# and the hand-back cost more than they save (and tests aggregate many small runs)
+SPLIT_MIN_FILES = 1024
+PARENT_SHARE = 0.5  # of the files, read by the process that aggregates (it also unpickles)
+SPLIT_WAIT_S = 60.0  # the longest wait for the child's records (plus this much a file)
+SPLIT_WAIT_PER_FILE_S = 0.01
 FLOAT_EXACT_MAX = 2**53  # integers at or above this lose precision in float64
 
 
@@ -304,7 +314,7 @@ def read_run_dir(
         # Complete columnar files first, in this process (a tenth of a millisecond a rank: a
         # pool would spend more sending the columns back); the journals of the others after.
         if rank_columns.available():
-            parsed, jobs = _read_columns_of(jobs)
+            parsed, jobs = _read_columns_of(jobs, split=workers > 1)
         if workers > 1 and len(jobs) >= PARALLEL_MIN_FILES:
             # fork: the analysis process holds no threads or torch state, and fork starts fast
             with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
@@ -355,45 +365,136 @@ def read_rank(run_dir: Path, rank: int, journal: bool = False) -> RankRecords:
 _Job = tuple[Path, int, Collection[str], Collection[str]]  # run dir, rank, drop, last_only
 
 
-def _read_columns_of(jobs: list[_Job]) -> tuple[list[RankRecords], list[_Job]]:
+def _read_columns_of(jobs: list[_Job], split: bool = False) -> tuple[list[RankRecords], list[_Job]]:
     """The records of the ranks of `jobs` that left a complete columnar file
     (`rank_columns.read_columns`), and the jobs of the others (their journal is the record).
     Each file's columns are converted as it is read (the file is then let go: holding every
     file until the end doubled the memory of a 4,096-rank run), into one numpy array per field
-    for all ranks of the same schema, each rank holding its slice of it."""
-    found: list[tuple[int, RankLog, list[str], dict[str, np.ndarray]]] = []
-    rest: list[_Job] = []
-    columns = ArrowColumns(len(jobs))
-    need_roster = True  # the lowest rank's is the one kept (`_one_roster`)
-    bases: dict[Path, str] = {}  # run directory -> its ranks/ folder as text
-    for job in sorted(jobs, key=itemgetter(1)):
-        run_dir, rank, drop, last_only = job
-        got = rank_columns.read_columns(
-            run_dir, rank, frozenset(drop), loads=_loads, roster=need_roster
-        )
-        if got is None:
-            rest.append(job)
-            continue
-        meta, table = got
-        table, last = _arrow_last_values(table, last_only)
-        rank_log = RankLog(keep_steps=False)
-        # the paths as str(rundir.rank_jsonl(...)) and rank_summary write them, without a Path
-        base = bases.get(run_dir) or bases.setdefault(run_dir, str(rundir.ranks_dir(run_dir)))
-        where = f"{base}/rank_{rank:05d}.jsonl"
-        warnings = rank_log.apply_json(list(meta.get("records") or []), where)
-        summary_warning = rank_log.read_summary(
-            f"{base}/rank_{rank:05d}.summary.json", f"rank {rank}"
-        )
-        if summary_warning:
-            warnings.append(summary_warning)
-        found.append((rank, rank_log, warnings, last))
-        columns.add(table)
-        need_roster = need_roster and rank_log.roster is None
-    parsed = [
-        RankRecords.from_log(rank, rank_log, warnings, columns=cols, last=last)
-        for (rank, rank_log, warnings, last), cols in zip(found, columns.finish(), strict=True)
-    ]
-    return parsed, rest
+    for all ranks of the same schema, each rank holding its slice of it. `split`: at
+    `SPLIT_MIN_FILES` files or more, a forked process reads part of them (`_read_split`)."""
+    jobs = sorted(jobs, key=itemgetter(1))
+    reading = _ColumnsRead(ArrowColumns(len(jobs)))
+    if split and len(jobs) >= SPLIT_MIN_FILES:
+        _read_split(jobs, reading)
+    else:
+        reading.read(jobs)
+    for rec, cols in zip(reading.found, reading.columns.finish(), strict=True):
+        rec._columns = cols
+    return reading.found, reading.rest
+
+
+class _ColumnsRead:
+    """The ranks' columnar files read so far: their records (`found`, without their step
+    columns: those are `columns.finish()`'s, in the same order) and the jobs with no complete
+    file (`rest`)."""
+
+    def __init__(self, columns: ArrowColumns) -> None:
+        self.columns = columns
+        self.found: list[RankRecords] = []
+        self.rest: list[_Job] = []
+        self.need_roster = True  # the lowest rank's is the one kept (`_one_roster`)
+        self._bases: dict[Path, str] = {}  # run directory -> its ranks/ folder as text
+
+    def read(self, jobs: list[_Job]) -> None:
+        """Read the columnar files of `jobs` (in rank order, after those read so far)."""
+        bases = self._bases
+        for job in jobs:
+            run_dir, rank, drop, last_only = job
+            got = rank_columns.read_columns(
+                run_dir, rank, frozenset(drop), loads=_loads, roster=self.need_roster
+            )
+            if got is None:
+                self.rest.append(job)
+                continue
+            meta, table = got
+            table, last = _arrow_last_values(table, last_only)
+            rank_log = RankLog(keep_steps=False)
+            # the paths as str(rundir.rank_jsonl(...)) and rank_summary write them, without a Path
+            base = bases.get(run_dir) or bases.setdefault(run_dir, str(rundir.ranks_dir(run_dir)))
+            where = f"{base}/rank_{rank:05d}.jsonl"
+            warnings = rank_log.apply_json(list(meta.get("records") or []), where)
+            summary_warning = rank_log.read_summary(
+                f"{base}/rank_{rank:05d}.summary.json", f"rank {rank}"
+            )
+            if summary_warning:
+                warnings.append(summary_warning)
+            self.found.append(RankRecords.from_log(rank, rank_log, warnings, columns={}, last=last))
+            self.columns.add(table)
+            self.need_roster = self.need_roster and rank_log.roster is None
+
+
+def _read_split(jobs: list[_Job], reading: _ColumnsRead) -> None:
+    """`reading.read(jobs)` on two cores: a forked child reads the files from `jobs[cut]` on
+    while this process reads those before, both converting into the same buffers (shared memory
+    reserved for every field as the first file holds them: `ArrowColumns.reserve`); the child
+    hands back its records (pickled, without the columns) and which fields its files held alike.
+
+    When the files are not all like the first (another schema or length, a field the buffers
+    cannot take, no roster before `cut`) or the child fails, this process reads the child's
+    files itself, as the serial read would (the result is the same either way). The shared
+    memory is anonymous: nothing to remove, whatever happens to either process."""
+    reading.read(jobs[:1])
+    columns = reading.columns
+    rows = columns.reserve()
+    if rows is None:
+        reading.read(jobs[1:])
+        return
+    cut = max(1, round(len(jobs) * PARENT_SHARE))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the caller
+        code = 1
+        try:
+            os.close(r)
+            child = _ColumnsRead(columns.forked(cut * rows))
+            child.need_roster = False  # the rank before `cut` that holds the roster keeps it
+            child.read(jobs[cut:])
+            handed = child.columns.handoff()
+            if handed is not None:
+                payload = pickle.dumps((child.found, child.rest, handed), pickle.HIGHEST_PROTOCOL)
+                with os.fdopen(w, "wb") as out:
+                    out.write(payload)
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    got = None
+    try:
+        reading.read(jobs[1:cut])
+        if not reading.need_roster and columns.can_take(cut * rows):
+            data = _drain(r, SPLIT_WAIT_S + len(jobs) * SPLIT_WAIT_PER_FILE_S)
+            if data is not None:
+                _, status = os.waitpid(pid, 0)
+                pid = 0
+                if status == 0 and data:
+                    got = pickle.loads(data)
+    finally:
+        os.close(r)
+        if pid:  # not waited for: stop it before anything else writes its rows
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    if got is None:
+        log.debug("reading the rank files in two processes did not work out: read serially")
+        reading.read(jobs[cut:])
+        return
+    found, rest, handed = got
+    columns.take(*handed)
+    reading.found += found
+    reading.rest += rest
+
+
+def _drain(fd: int, timeout_s: float) -> bytes | None:
+    """What is written to the pipe `fd` until its end is closed; None when nothing came for
+    `timeout_s`."""
+    chunks = []
+    while True:
+        ready, _, _ = select.select([fd], [], [], timeout_s)
+        if not ready:
+            return None
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def _arrow_last_values(table: Any, last_only: Collection[str]) -> tuple[Any, dict[str, np.ndarray]]:
@@ -458,6 +559,9 @@ class ArrowColumns:
         # (no buffer yet), since)
         self.same: dict[int, dict[str, tuple[np.ndarray, int]]] = {}
         self._last: tuple[int, list[str]] | None = None  # the last table's schema key and names
+        # field -> a buffer in shared memory for the first schema's fields (`reserve`), taken
+        # when the field first needs one
+        self.reserved: dict[str, np.ndarray] = {}
 
     def add(self, table: Any) -> None:
         # the last table's schema again (the usual case), compared without the metadata as the
@@ -492,12 +596,93 @@ class ArrowColumns:
         bufs = self.buffers[key]
         buf = bufs.get(name)
         if buf is None:
-            buf = bufs[name] = np.empty(max(max(first, 1) * self.tables, end), kind)
+            size = max(max(first, 1) * self.tables, end)
+            buf = self.reserved.get(name) if key == 0 else None
+            if buf is None or buf.dtype != kind or buf.size < size:
+                buf = np.empty(size, kind)
+            bufs[name] = buf
         elif buf.size < end:  # tables longer than the first: grow
             grown = np.empty(max(2 * buf.size, end), kind)
             grown[: buf.size] = buf
             buf = bufs[name] = grown
         return buf
+
+    def reserve(self) -> int | None:
+        """For `_read_split`, after the first table was added: a buffer in shared memory (an
+        anonymous mapping, shared with a process forked after) for each of its fields of a
+        numpy kind, for `tables` tables like it (pages touched only where rows are written);
+        the first table's rows, or None when it has none or another table came first."""
+        if len(self.at) != 1 or not self.at[0][2]:
+            return None
+        table = self.pending[0][0][0]
+        rows = table.num_rows
+        for j, field in enumerate(self.schemas[0]):
+            kind = _numpy_kind(field, table.column(j).null_count)
+            if kind is not None:
+                self.reserved[field.name] = _shared_array(np.dtype(kind), rows * self.tables)
+        return rows
+
+    def forked(self, start: int) -> ArrowColumns:
+        """A converter for the tables from row `start` of the first schema on (in a forked
+        process: `handoff` then gives them to this one's `take`), into the same reserved
+        buffers."""
+        other = ArrowColumns(self.tables)
+        other.schemas, other._keys = self.schemas[:1], {self.schemas[0]: 0}
+        other.buffers[0], other.used[0], other.pending[0], other.same[0] = {}, start, [], {}
+        other.reserved = self.reserved
+        return other
+
+    def handoff(self) -> tuple[list[list[str]], list[tuple[int, int, int]], Any, int] | None:
+        """A `forked` converter's tables for the parent's `take`: their fields, places and the
+        fields held once; None when they did not all go into the reserved buffers (another
+        schema, a field converted on its own, a buffer grown or of another kind)."""
+        for key in list(self.pending):
+            self._flush(key)
+        if not self._only_reserved() or any(self.own):
+            return None
+        return self.names, self.at, self.same[0], self.used[0]
+
+    def can_take(self, rows: int) -> bool:
+        """Whether this converter's tables (after `reserve`) filled rows up to `rows` of the
+        first schema, each field in its reserved buffer (or held once): then `take` can add
+        the tables a `forked` one converted from there on."""
+        for key in list(self.pending):
+            self._flush(key)
+        return self.used.get(0) == rows and self._only_reserved()
+
+    def _only_reserved(self) -> bool:
+        return len(self.schemas) == 1 and all(
+            buf is self.reserved.get(name) for name, buf in self.buffers[0].items()
+        )
+
+    def take(
+        self,
+        names: list[list[str]],
+        at: list[tuple[int, int, int]],
+        same: dict[str, tuple[np.ndarray, int]],
+        used: int,
+    ) -> None:
+        """Add the tables of a `forked` converter (`handoff`; after `can_take`) as if this one
+        had converted them: a field held once by both, alike, stays held once; else each
+        side's one column is written out to the buffer (the other side's rows are there)."""
+        mine, upto = self.same[0], self.used[0]
+        for name in {**mine, **same}:
+            held, theirs = mine.get(name), same.get(name)
+            if held is not None and theirs is not None:
+                a, b = held[0], theirs[0]
+                if a.dtype == b.dtype and a.size == b.size and (_bits(a) == _bits(b)).all():
+                    continue
+            if held is not None:
+                self._unshare(0, name, upto)
+            if theirs is not None:
+                row, since = theirs
+                buf = self._buffer(0, name, row.dtype, row.size, used)
+                if row.size and used > since:
+                    buf[since:used].reshape(-1, row.size)[:] = row
+        self.names += names
+        self.at += at
+        self.own += [{} for _ in at]
+        self.used[0] = used
 
     def _flush(self, key: int) -> None:
         """Convert the pending tables of the schema `key`: per field, the batch's chunks as one
@@ -600,6 +785,13 @@ class ArrowColumns:
                 }
             )
         return out
+
+
+def _shared_array(dtype: np.dtype, size: int) -> np.ndarray:
+    """A zeroed array of `size` elements in an anonymous shared mapping: a process forked
+    after writes into the same memory (unmapped once the array and its views are gone)."""
+    mapping = mmap.mmap(-1, max(1, size * dtype.itemsize), flags=mmap.MAP_SHARED)
+    return np.frombuffer(mapping, dtype, size)
 
 
 def _bits(values: np.ndarray) -> np.ndarray:
