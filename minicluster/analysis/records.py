@@ -20,10 +20,7 @@ import json
 import logging
 import mmap
 import os
-import pickle
-import select
-import signal
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from operator import is_, itemgetter
@@ -34,6 +31,7 @@ import numpy as np
 
 from minicluster.core import comm_methods, gc_pause, rank_columns, rank_format, rundir
 from minicluster.core.errors import InputError
+from minicluster.core.forked import Forked
 from minicluster.core.rank_format import CommTiming, RankLog
 
 try:
@@ -440,39 +438,21 @@ def _read_split(jobs: list[_Job], reading: _ColumnsRead) -> None:
         reading.read(jobs[1:])
         return
     cut = max(1, round(len(jobs) * PARENT_SHARE))
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into the caller
-        code = 1
-        try:
-            os.close(r)
-            child = _ColumnsRead(columns.forked(cut * rows))
-            child.need_roster = False  # the rank before `cut` that holds the roster keeps it
-            child.read(jobs[cut:])
-            handed = child.columns.handoff()
-            if handed is not None:
-                payload = pickle.dumps((child.found, child.rest, handed), pickle.HIGHEST_PROTOCOL)
-                with os.fdopen(w, "wb") as out:
-                    out.write(payload)
-                code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    got = None
-    try:
+
+    def child_reads(send: Callable[[Any], None]) -> None:
+        child = _ColumnsRead(columns.forked(cut * rows))
+        child.need_roster = False  # the rank before `cut` that holds the roster keeps it
+        child.read(jobs[cut:])
+        handed = child.columns.handoff()
+        if handed is not None:
+            send((child.found, child.rest, handed))
+
+    with Forked(child_reads) as child:
         reading.read(jobs[1:cut])
+        got = None
         if not reading.need_roster and columns.can_take(cut * rows):
-            data = _drain(r, SPLIT_WAIT_S + len(jobs) * SPLIT_WAIT_PER_FILE_S)
-            if data is not None:
-                _, status = os.waitpid(pid, 0)
-                pid = 0
-                if status == 0 and data:
-                    got = pickle.loads(data)
-    finally:
-        os.close(r)
-        if pid:  # not waited for: stop it before anything else writes its rows
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            got = child.receive(SPLIT_WAIT_S + len(jobs) * SPLIT_WAIT_PER_FILE_S)
+        child.close()  # stopped before anything else writes its rows
     if got is None:
         log.debug("reading the rank files in two processes did not work out: read serially")
         reading.read(jobs[cut:])
@@ -481,20 +461,6 @@ def _read_split(jobs: list[_Job], reading: _ColumnsRead) -> None:
     columns.take(*handed)
     reading.found += found
     reading.rest += rest
-
-
-def _drain(fd: int, timeout_s: float) -> bytes | None:
-    """What is written to the pipe `fd` until its end is closed; None when nothing came for
-    `timeout_s`."""
-    chunks = []
-    while True:
-        ready, _, _ = select.select([fd], [], [], timeout_s)
-        if not ready:
-            return None
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 def _arrow_last_values(table: Any, last_only: Collection[str]) -> tuple[Any, dict[str, np.ndarray]]:

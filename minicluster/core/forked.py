@@ -1,0 +1,96 @@
+"""`Forked`: work done by a forked child process on the second core, its results sent back to
+the parent as pickled messages through a pipe.
+
+The child shares what the parent held at the fork (copy on write) and never returns into the
+caller: it runs the work and exits (`os._exit`, no atexit handlers, no stdio flushed twice).
+A child that fails, is killed or goes quiet for longer than the timeout gives None to the
+parent's `receive`, which then does the work itself: the answer is the same either way, only
+later. `close` (also on an exception or KeyboardInterrupt in the parent) kills a child that is
+still running and waits for it: no process outlives the call. Nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import struct
+from collections.abc import Callable
+from typing import Any
+
+_LENGTH = struct.Struct("<Q")  # each message: its byte length, then the pickle
+
+
+class Forked:
+    """A forked child running `work(send)`: each `send(obj)` is one message for `receive`."""
+
+    def __init__(self, work: Callable[[Callable[[Any], None]], None]) -> None:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                os.close(read_end)
+
+                def send(obj: Any) -> None:
+                    data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+                    view = memoryview(_LENGTH.pack(len(data)) + data)
+                    while view:
+                        view = view[os.write(write_end, view) :]
+
+                work(send)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        self._fd: int | None = read_end
+        self._pid = pid
+
+    def receive(self, timeout_s: float) -> Any | None:
+        """The child's next message; None when it ended without one (failed, killed, or sent
+        all it had) or sent nothing for `timeout_s` (it is then killed): do the work here."""
+        head = self._read(_LENGTH.size, timeout_s)
+        if head is None:
+            self.close()
+            return None
+        data = self._read(_LENGTH.unpack(head)[0], timeout_s)
+        if data is None:
+            self.close()
+            return None
+        return pickle.loads(data)
+
+    def _read(self, n: int, timeout_s: float) -> bytes | None:
+        chunks, left = [], n
+        while left and self._fd is not None:
+            ready, _, _ = select.select([self._fd], [], [], timeout_s)
+            if not ready:
+                return None
+            chunk = os.read(self._fd, min(left, 1 << 20))
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks) if not left else None
+
+    def close(self) -> bool:
+        """Stop the child if it still runs (killed: its results are not wanted) and wait for
+        it; True when it had exited on its own with success."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if not self._pid:
+            return False
+        pid, status = os.waitpid(self._pid, os.WNOHANG)
+        if pid == 0:
+            os.kill(self._pid, signal.SIGKILL)
+            _, status = os.waitpid(self._pid, 0)
+            status = -1
+        self._pid = 0
+        return status == 0
+
+    def __enter__(self) -> Forked:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
