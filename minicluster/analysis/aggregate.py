@@ -12,6 +12,9 @@ link test by `analysis.pairwise`) from the same frame, in the same envelope.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +49,7 @@ from minicluster.analysis.steps import JobSteps, StepTable, stats
 from minicluster.analysis.stragglers import find_stragglers, not_judged_reason
 from minicluster.core.checks import ChecksSection
 from minicluster.core.errors import ConfigError
+from minicluster.core.forked import Forked
 from minicluster.core.layout import Layout
 from minicluster.core.metrics import MetricValue
 from minicluster.result import fingerprint
@@ -62,6 +66,11 @@ UNREAD_STEP_FIELDS = ("loss", "main_cpu_ms")
 # record): `read_run_dir(..., last_only=LAST_ONLY_STEP_FIELDS)` holds that value instead of the
 # column (131 MB at 16,384 x 1,000); tests/analysis/test_step_fields.py compares the results.
 LAST_ONLY_STEP_FIELDS = ("t_unix_s",)
+# ranks from which a second core makes the accounting (`_accounting_child`): below, the fork
+# costs more than it saves (and tests aggregate many small runs)
+SPLIT_MIN_RANKS = 1024
+SPLIT_WAIT_S = 60.0  # the longest wait for its next message (plus this much a rank)
+SPLIT_WAIT_PER_RANK_S = 0.01
 
 
 def aggregate(
@@ -103,13 +112,16 @@ def aggregate(
         return fingerprint.attach(merge(frame, aggregated_at))
     table = table if table is not None else StepTable(records, frame.world_size)
     status = frame.status(_short_of_plan(frame, table))
-    figures = _figures(frame, table)
-    metrics = _metrics(frame, figures)
-    waits = _waited(table, figures)
-    costed = _costs(frame, table, checks, waits)
-    findings = _findings(frame, table, figures, metrics, checks, status.interrupted, waits, costed)
-    result = _assemble(frame, status, table, figures, metrics, findings, aggregated_at)
-    culprits = _culprits(frame, result["ranks"], checks, costed, consume)
+    with _accounting_child(frame, table, checks) as child:
+        figures = _figures(frame, table)
+        metrics = _metrics(frame, figures)
+        waits = _waited(table, figures)
+        costed = _costs(frame, table, checks, waits, child)
+        findings = _findings(
+            frame, table, figures, metrics, checks, status.interrupted, waits, costed
+        )
+        result = _assemble(frame, status, table, figures, metrics, findings, aggregated_at)
+        culprits = _culprits(frame, table, result["ranks"], checks, costed, consume, child)
     busy = [*findings.contention, *culprits.pop("contention")]
     result.update({k: v for k, v in culprits.items() if v is not None})
     if busy:  # a late rank or a slow link that was the host's other processes' doing
@@ -393,6 +405,39 @@ def _link_contended(
     link.update(slow=False, judged=False, reason=f"not judged: host CPU contention: {text}")
 
 
+def _accounting_child(frame: RunFrame, table: JobSteps, checks: ChecksSection) -> Any:
+    """At `SPLIT_MIN_RANKS` ranks or more, with a second core: a forked child (`core.forked`)
+    that makes the accounting and what is made of it alone while this process makes the
+    figures, waits, findings and ranks: first the costs and the CPU figures of the ranks they
+    name (`_costs` gates them), then the accounting section, those ranks' shapes and the
+    run's time structure (`_culprits`). Else (or when the child fails) this process makes
+    them itself, the same; a context that holds no child then."""
+    if len(frame.records) < SPLIT_MIN_RANKS or (os.cpu_count() or 1) < 2:
+        return nullcontext(None)
+
+    def work(send: Callable[[Any], None]) -> None:
+        acc = accounting.account(frame.records, table)
+        costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
+        send((costs, contention.culprits_cpu(acc, costs, frame.records, checks)))
+        send(
+            (
+                _accounting_section(frame, acc),
+                cost.culprit_shapes(acc, costs),
+                time_shape.run_findings(acc),
+            )
+        )
+
+    return Forked(work)
+
+
+def _accounting_section(frame: RunFrame, acc: accounting.Accounting) -> dict[str, Any]:
+    """`result.json`'s `accounting` (with each node's cost on a job across nodes)."""
+    section = accounting.section(acc)
+    if frame.multi_node:
+        section["node_cost"] = cost.node_costs(acc, nodes.node_names(frame.where))
+    return section
+
+
 @dataclass
 class _Costs:
     """The accounting of every step, each rank's cost (analysis.cost), the evidence of the
@@ -400,36 +445,62 @@ class _Costs:
     lateness was host CPU contention (analysis.contention), by rank: made before the findings,
     so that a rank is NOT JUDGED for one cause in both its roles (`contention.one_cause`)."""
 
-    acc: accounting.Accounting
+    acc: accounting.Accounting | None  # None: made by `_accounting_child`
     costs: dict[int, dict[str, Any]]
     evidence: dict[int, dict[str, Any]]
     cleared: dict[int, dict[str, Any]]
 
 
 def _costs(
-    frame: RunFrame, table: JobSteps, checks: ChecksSection, waits: waited.WaitedFor
+    frame: RunFrame,
+    table: JobSteps,
+    checks: ChecksSection,
+    waits: waited.WaitedFor,
+    child: Forked | None = None,
 ) -> _Costs:
     """The culprits above `checks.culprit_cost_pct` (analysis.accounting, analysis.cost) that
     the others waited for (`analysis.waited`: not a culprit when the interval of the others'
     wait for it is not above `checks.min_waited_for_pct` of the step time; when that wait could
-    not be measured the cost rule alone names it), less those that were host CPU contention."""
-    acc = accounting.account(frame.records, table)
-    costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
+    not be measured the cost rule alone names it), less those that were host CPU contention.
+    `child`: `_accounting_child`, which made the costs (and the CPU figures of the ranks they
+    name), unless it failed."""
+    got = child.receive(_child_wait_s(frame)) if child is not None else None
+    acc: accounting.Accounting | None = None
+    if got is not None:
+        costs, judged = got
+    else:
+        acc = accounting.account(frame.records, table)
+        costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
+        judged = None
     evidence = waited.gate_culprits(costs, waits, checks.min_waited_for_pct)
-    cleared = contention.gate_culprits(acc, costs, frame.records, checks)
+    cleared = contention.gate_culprits(acc, costs, frame.records, checks, judged)  # type: ignore[arg-type]
     return _Costs(acc, costs, evidence, cleared)
+
+
+def _child_wait_s(frame: RunFrame) -> float:
+    """The longest wait for `_accounting_child`'s next message: far beyond its work's time."""
+    return SPLIT_WAIT_S + SPLIT_WAIT_PER_RANK_S * len(frame.records)
 
 
 def _culprits(
     frame: RunFrame,
+    table: JobSteps,
     ranks: list[dict[str, Any]],
     checks: ChecksSection,
     costed: _Costs,
     consume: bool = False,
+    child: Forked | None = None,
 ) -> dict[str, Any]:
     """Each rank's cost (into its `ranks[]` entry), the culprits (`_costs`), the accounting and
-    the time structure; the culprits NOT JUDGED for host CPU contention (`contention`)."""
+    the time structure; the culprits NOT JUDGED for host CPU contention (`contention`).
+    `child`: `_accounting_child` (when `_costs` had its costs), which made the accounting
+    section, the named ranks' shapes and the run's time structure, unless it failed."""
     acc, costs, evidence = costed.acc, costed.costs, costed.evidence
+    made = None
+    if acc is None:
+        made = child.receive(_child_wait_s(frame)) if child is not None else None
+        if made is None:
+            acc = accounting.account(frame.records, table)
     if consume:  # the accounting holds their sum (its host time); nothing after reads them
         for rec in frame.records:
             rec.release(accounting.HOST_FIELDS)
@@ -443,12 +514,19 @@ def _culprits(
         if entry["rank"] in costs:
             entry["cost"] = costs[entry["rank"]]
     where = {r: (node.node_rank, node.hostname, node.label()) for r, node in frame.where.items()}
-    section = accounting.section(acc)
-    if frame.multi_node:
-        section["node_cost"] = cost.node_costs(acc, nodes.node_names(frame.where))
-    culprits = cost.culprits(acc, costs, where) if costs else None
+    if made is not None:
+        section, shapes, structure = made
+    else:
+        section, shapes = _accounting_section(frame, acc), None  # type: ignore[arg-type]
+    culprits = cost.culprits(acc, costs, where, shapes) if costs else None  # type: ignore[arg-type]
     for c in culprits or []:
         c.update(evidence[c["rank"]], min_waited_pct=checks.min_waited_for_pct)
+    if culprits is None:
+        structure = None
+    elif made is not None:
+        structure = time_shape.culprit_structure(culprits) + structure
+    else:
+        structure = time_shape.run_structure(acc, culprits)  # type: ignore[arg-type]
     return {
         # absent when nothing could be accounted for; [] when accounted and nobody is a culprit
         "culprits": culprits,
@@ -459,7 +537,7 @@ def _culprits(
             "text": cost.rule_text(checks.culprit_cost_pct, checks.culprit_min_ms_per_step),
         },
         "accounting": section,
-        "time_structure": time_shape.run_structure(acc, culprits) if culprits is not None else None,
+        "time_structure": structure,
         "contention": busy,
     }
 

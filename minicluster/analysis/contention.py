@@ -200,21 +200,20 @@ def gate_culprits(
     costs: dict[int, dict[str, Any]],
     records: list[RankRecords],
     checks: ChecksSection,
+    judged: dict[int, dict[str, Any] | None] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Each rank the cost rule named gets its CPU figures (`cpu` in its cost entry); one whose
     lateness was host CPU contention (the share rule) is set not a culprit (`host_contention`
     true).
-    The evidence of those, by rank."""
+    The evidence of those, by rank. `judged`: `culprits_cpu` made before, of these ranks or
+    more (then `acc` and `records` are not read)."""
     out: dict[int, dict[str, Any]] = {}
     if not any(c["culprit"] for c in costs.values()):
         return out
-    cpu = cpu_steps(records, acc.ranks, acc.steps)
+    if judged is None:
+        judged = culprits_cpu(acc, costs, records, checks)
     for rank, c in costs.items():
-        ev = (
-            culprit_contention(acc, cpu, rank, checks.contention_share_pct)
-            if c["culprit"]
-            else None
-        )
+        ev = judged[rank] if c["culprit"] else None
         if ev is None:
             continue
         c["cpu"] = {k: v for k, v in ev.items() if k != "contention"}
@@ -223,6 +222,23 @@ def gate_culprits(
             c["host_contention"] = True
             out[rank] = ev
     return out
+
+
+def culprits_cpu(
+    acc: Accounting,
+    costs: dict[int, dict[str, Any]],
+    records: list[RankRecords],
+    checks: ChecksSection,
+) -> dict[int, dict[str, Any] | None]:
+    """`culprit_contention` of each rank the cost rule names (so far), by rank."""
+    if not any(c["culprit"] for c in costs.values()):
+        return {}
+    cpu = cpu_steps(records, acc.ranks, acc.steps)
+    return {
+        rank: culprit_contention(acc, cpu, rank, checks.contention_share_pct)
+        for rank, c in costs.items()
+        if c["culprit"]
+    }
 
 
 def straggler_contention(

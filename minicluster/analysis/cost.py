@@ -308,20 +308,32 @@ def node_costs(acc: Accounting, node_of: dict[int, str]) -> dict[str, dict[str, 
     return out
 
 
+def culprit_shapes(acc: Accounting, costs: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """`time_shape.describe` of each rank the cost rule names (so far), by rank."""
+    return {
+        rank: time_shape.describe(acc, acc.ranks.index(rank))
+        for rank, c in costs.items()
+        if c["culprit"]
+    }
+
+
 def culprits(
     acc: Accounting,
     costs: dict[int, dict[str, Any]],
     node_of: dict[int, tuple[int | None, str | None, str]],
+    shapes: dict[int, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The culprit ranks, most costly first, each with its node (`node_of`: rank -> node rank,
     hostname, label), its kind (the shape of its lateness in time: `time_shape.describe`), the
-    steps it was late in, and the evidence in one line."""
+    steps it was late in, and the evidence in one line. `shapes`: `culprit_shapes` made before,
+    of these ranks or more (then `acc` is not read)."""
     out = []
     for rank, cost in costs.items():
         if not cost["culprit"]:
             continue
-        row = acc.ranks.index(rank)
-        shape = time_shape.describe(acc, row)
+        shape = (
+            shapes[rank] if shapes is not None else time_shape.describe(acc, acc.ranks.index(rank))
+        )
         node_rank, hostname, label = node_of.get(rank, (None, None, ""))
         lo, hi = cost["cost_pct_interval"]
         out.append(

@@ -384,7 +384,12 @@ def run_structure(acc: Accounting, culprits: list[dict[str, Any]]) -> list[dict[
     times (`bimodal_findings`), and a drift or an onset of the step time itself (scope `run`:
     every rank slowing together, e.g. thermal throttling of the whole host, which names no
     culprit), each with its evidence."""
-    out = [
+    return culprit_structure(culprits) + run_findings(acc)
+
+
+def culprit_structure(culprits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`run_structure`'s findings of scope `rank`: each culprit's shape."""
+    return [
         {
             "scope": "rank",
             "rank": c["rank"],
@@ -398,9 +403,14 @@ def run_structure(acc: Accounting, culprits: list[dict[str, Any]]) -> list[dict[
         }
         for c in culprits
     ]
+
+
+def run_findings(acc: Accounting) -> list[dict[str, Any]]:
+    """`run_structure`'s findings made from the accounting alone: bimodal step times, a drift
+    or an onset of the step time."""
     if acc.n < 2 * MIN_SEGMENT:
-        return out
-    out += bimodal_findings(acc)
+        return []
+    out = bimodal_findings(acc)
     from minicluster.analysis.trend import could_drift, drift
 
     step_ms = acc.accounted
