@@ -418,24 +418,24 @@ def _accounting_child(frame: RunFrame, table: JobSteps, checks: ChecksSection) -
     def work(send: Callable[[Any], None]) -> None:
         acc = accounting.account(frame.records, table)
         costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
+        # the CPU figures and shapes of every rank the cost rule names: `_costs` then sets
+        # some of them not culprits (the others did not wait for them)
         send((costs, contention.culprits_cpu(acc, costs, frame.records, checks)))
-        send(
-            (
-                _accounting_section(frame, acc),
-                cost.culprit_shapes(acc, costs),
-                time_shape.run_findings(acc),
-            )
-        )
+        send(_accounted(frame, acc, costs))
 
     return Forked(work)
 
 
-def _accounting_section(frame: RunFrame, acc: accounting.Accounting) -> dict[str, Any]:
-    """`result.json`'s `accounting` (with each node's cost on a job across nodes)."""
+def _accounted(
+    frame: RunFrame, acc: accounting.Accounting, costs: dict[int, dict[str, Any]]
+) -> tuple[dict[str, Any], dict[int, dict[str, Any]], list[dict[str, Any]]]:
+    """What `_culprits` makes of the accounting: `result.json`'s `accounting` (with each node's
+    cost on a job across nodes), the shape of each rank `costs` name a culprit, and the time
+    structure's findings of the whole run (`time_shape.run_findings`)."""
     section = accounting.section(acc)
     if frame.multi_node:
         section["node_cost"] = cost.node_costs(acc, nodes.node_names(frame.where))
-    return section
+    return section, cost.culprit_shapes(acc, costs), time_shape.run_findings(acc)
 
 
 @dataclass
@@ -465,15 +465,16 @@ def _costs(
     `child`: `_accounting_child`, which made the costs (and the CPU figures of the ranks they
     name), unless it failed."""
     got = child.receive(_child_wait_s(frame)) if child is not None else None
-    acc: accounting.Accounting | None = None
+    acc = None
     if got is not None:
         costs, judged = got
+        evidence = waited.gate_culprits(costs, waits, checks.min_waited_for_pct)
     else:
         acc = accounting.account(frame.records, table)
         costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
-        judged = None
-    evidence = waited.gate_culprits(costs, waits, checks.min_waited_for_pct)
-    cleared = contention.gate_culprits(acc, costs, frame.records, checks, judged)  # type: ignore[arg-type]
+        evidence = waited.gate_culprits(costs, waits, checks.min_waited_for_pct)
+        judged = contention.culprits_cpu(acc, costs, frame.records, checks)
+    cleared = contention.gate_culprits(costs, judged)
     return _Costs(acc, costs, evidence, cleared)
 
 
@@ -496,11 +497,11 @@ def _culprits(
     `child`: `_accounting_child` (when `_costs` had its costs), which made the accounting
     section, the named ranks' shapes and the run's time structure, unless it failed."""
     acc, costs, evidence = costed.acc, costed.costs, costed.evidence
-    made = None
-    if acc is None:
-        made = child.receive(_child_wait_s(frame)) if child is not None else None
-        if made is None:
-            acc = accounting.account(frame.records, table)
+    made = child.receive(_child_wait_s(frame)) if child is not None and acc is None else None
+    if made is None:
+        acc = acc if acc is not None else accounting.account(frame.records, table)
+        made = _accounted(frame, acc, costs)
+    section, shapes, run_findings = made
     if consume:  # the accounting holds their sum (its host time); nothing after reads them
         for rec in frame.records:
             rec.release(accounting.HOST_FIELDS)
@@ -514,19 +515,10 @@ def _culprits(
         if entry["rank"] in costs:
             entry["cost"] = costs[entry["rank"]]
     where = {r: (node.node_rank, node.hostname, node.label()) for r, node in frame.where.items()}
-    if made is not None:
-        section, shapes, structure = made
-    else:
-        section, shapes = _accounting_section(frame, acc), None  # type: ignore[arg-type]
-    culprits = cost.culprits(acc, costs, where, shapes) if costs else None  # type: ignore[arg-type]
+    culprits = cost.culprits(costs, where, shapes) if costs else None
     for c in culprits or []:
         c.update(evidence[c["rank"]], min_waited_pct=checks.min_waited_for_pct)
-    if culprits is None:
-        structure = None
-    elif made is not None:
-        structure = time_shape.culprit_structure(culprits) + structure
-    else:
-        structure = time_shape.run_structure(acc, culprits)  # type: ignore[arg-type]
+    structure = None if culprits is None else time_shape.culprit_structure(culprits) + run_findings
     return {
         # absent when nothing could be accounted for; [] when accounted and nobody is a culprit
         "culprits": culprits,

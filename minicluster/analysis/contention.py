@@ -196,22 +196,13 @@ def culprit_contention(
 
 
 def gate_culprits(
-    acc: Accounting,
-    costs: dict[int, dict[str, Any]],
-    records: list[RankRecords],
-    checks: ChecksSection,
-    judged: dict[int, dict[str, Any] | None] | None = None,
+    costs: dict[int, dict[str, Any]], judged: dict[int, dict[str, Any] | None]
 ) -> dict[int, dict[str, Any]]:
-    """Each rank the cost rule named gets its CPU figures (`cpu` in its cost entry); one whose
-    lateness was host CPU contention (the share rule) is set not a culprit (`host_contention`
-    true).
-    The evidence of those, by rank. `judged`: `culprits_cpu` made before, of these ranks or
-    more (then `acc` and `records` are not read)."""
+    """Each rank the cost rule named gets its CPU figures (`cpu` in its cost entry, from
+    `judged`: `culprits_cpu` of these ranks, or of more); one whose lateness was host CPU
+    contention (the share rule) is set not a culprit (`host_contention` true).
+    The evidence of those, by rank."""
     out: dict[int, dict[str, Any]] = {}
-    if not any(c["culprit"] for c in costs.values()):
-        return out
-    if judged is None:
-        judged = culprits_cpu(acc, costs, records, checks)
     for rank, c in costs.items():
         ev = judged[rank] if c["culprit"] else None
         if ev is None:

@@ -318,22 +318,19 @@ def culprit_shapes(acc: Accounting, costs: dict[int, dict[str, Any]]) -> dict[in
 
 
 def culprits(
-    acc: Accounting,
     costs: dict[int, dict[str, Any]],
     node_of: dict[int, tuple[int | None, str | None, str]],
-    shapes: dict[int, dict[str, Any]] | None = None,
+    shapes: dict[int, dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """The culprit ranks, most costly first, each with its node (`node_of`: rank -> node rank,
     hostname, label), its kind (the shape of its lateness in time: `time_shape.describe`), the
-    steps it was late in, and the evidence in one line. `shapes`: `culprit_shapes` made before,
-    of these ranks or more (then `acc` is not read)."""
+    steps it was late in, and the evidence in one line. `shapes`: `culprit_shapes` of these
+    ranks (or of more: made before some were set not culprits)."""
     out = []
     for rank, cost in costs.items():
         if not cost["culprit"]:
             continue
-        shape = (
-            shapes[rank] if shapes is not None else time_shape.describe(acc, acc.ranks.index(rank))
-        )
+        shape = shapes[rank]
         node_rank, hostname, label = node_of.get(rank, (None, None, ""))
         lo, hi = cost["cost_pct_interval"]
         out.append(

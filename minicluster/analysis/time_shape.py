@@ -379,16 +379,9 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def run_structure(acc: Accounting, culprits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The time-structure findings of the run: each culprit's shape (scope `rank`), bimodal step
-    times (`bimodal_findings`), and a drift or an onset of the step time itself (scope `run`:
-    every rank slowing together, e.g. thermal throttling of the whole host, which names no
-    culprit), each with its evidence."""
-    return culprit_structure(culprits) + run_findings(acc)
-
-
 def culprit_structure(culprits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`run_structure`'s findings of scope `rank`: each culprit's shape."""
+    """The time-structure findings of scope `rank` (the result's `time_structure` holds these,
+    then `run_findings`): each culprit's shape, with its evidence."""
     return [
         {
             "scope": "rank",
@@ -406,8 +399,10 @@ def culprit_structure(culprits: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run_findings(acc: Accounting) -> list[dict[str, Any]]:
-    """`run_structure`'s findings made from the accounting alone: bimodal step times, a drift
-    or an onset of the step time."""
+    """The time-structure findings made from the accounting alone: bimodal step times
+    (`bimodal_findings`), and a drift or an onset of the step time itself (scope `run`: every
+    rank slowing together, e.g. thermal throttling of the whole host, which names no culprit),
+    each with its evidence."""
     if acc.n < 2 * MIN_SEGMENT:
         return []
     out = bimodal_findings(acc)

@@ -213,10 +213,12 @@ def live_culprits(
     costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
     evidence = waited.gate_culprits(costs, live.waits, checks.min_waited_for_pct)
     # a rank late because its threads waited for a CPU other processes held is not named
-    contended = contention.gate_culprits(acc, costs, live.records, checks)
+    contended = contention.gate_culprits(
+        costs, contention.culprits_cpu(acc, costs, live.records, checks)
+    )
     stragglers = contention.one_cause(stragglers, live.contended, costs, contended)
     culprits = [
         c | evidence[c["rank"]] | {"min_waited_pct": checks.min_waited_for_pct, "over": "window"}
-        for c in cost.culprits(acc, costs, {})
+        for c in cost.culprits(costs, {}, cost.culprit_shapes(acc, costs))
     ]
     return culprits, contended, stragglers

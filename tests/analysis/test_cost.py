@@ -5,6 +5,8 @@ what such a timeline makes a rank write."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -96,7 +98,7 @@ def test_intermittent_straggler_is_the_culprit_with_its_cost_and_period() -> Non
     assert not costs[0]["culprit"]
     lo, hi = costs[1]["cost_pct_interval"]
     assert lo < costs[1]["cost_pct"] < hi
-    (c,) = cost.culprits(acc, costs, {1: (None, "vm", "vm")})
+    (c,) = _culprits(acc, costs, {1: (None, "vm", "vm")})
     assert c["rank"] == 1 and c["kind"] == "intermittent" and c["node"] == "vm"
     assert c["shape"]["period_steps"] == 5 and c["shape"]["component"] == "compute"
     assert c["steps"] == list(range(1, 51, 5))[1:] or c["steps"] == list(range(1, 51, 5))
@@ -111,7 +113,7 @@ def test_a_pause_between_steps_is_charged_to_its_rank_as_host_time() -> None:
     pause[0, 3::4] = 30.0  # rank 0 pauses after its optimizer step, every 4th step
     acc = _acc(_records(work, pause))
     costs = cost.rank_costs(acc, 5.0)
-    (c,) = cost.culprits(acc, costs, {})
+    (c,) = _culprits(acc, costs, {})
     assert c["rank"] == 0 and c["shape"]["component"] == "host"
     assert c["shape"]["period_steps"] == 4
 
@@ -130,7 +132,7 @@ def test_the_shape_in_time_is_named(shape: str, kind: str) -> None:
         work[2, 10:] += 0.8 * np.arange(51)
     acc = _acc(_records(work))
     costs = cost.rank_costs(acc, 5.0)
-    (c,) = cost.culprits(acc, costs, {})
+    (c,) = _culprits(acc, costs, {})
     assert c["rank"] == 2 and c["kind"] == kind
     if kind == "onset":
         assert 28 <= c["shape"]["from_step"] <= 32
@@ -147,7 +149,7 @@ def test_ranks_as_noisy_as_each_other_have_no_culprit() -> None:
         acc = _acc(_records(work))
         costs = cost.rank_costs(acc, 5.0)
         assert all(c["cost_pct"] > 0 for c in costs.values())
-        assert not cost.culprits(acc, costs, {}), seed
+        assert not _culprits(acc, costs, {}), seed
 
 
 def test_records_without_gap_say_why_nothing_is_accounted() -> None:
@@ -177,14 +179,14 @@ def test_pauses_of_one_size_at_irregular_steps_are_named_blips_of_every_size_are
     work = _noise(2, 51)
     work[1, steps] += 80.0
     acc = _acc(_records(work))
-    (c,) = cost.culprits(acc, cost.rank_costs(acc, 5.0), {})
+    (c,) = _culprits(acc, cost.rank_costs(acc, 5.0), {})
     assert c["rank"] == 1 and c["kind"] == "intermittent" and c["shape"]["period_steps"] is None
     work = _noise(2, 51)
     work[1, steps] += rng.exponential(40.0, size=8) + 5.0
     acc = _acc(_records(work))
     costs = cost.rank_costs(acc, 5.0)
     assert costs[1]["cost_pct"] > 25
-    assert not cost.culprits(acc, costs, {})
+    assert not _culprits(acc, costs, {})
 
 
 def test_a_run_of_few_steps_is_judged_without_error() -> None:
@@ -194,7 +196,7 @@ def test_a_run_of_few_steps_is_judged_without_error() -> None:
         work = _noise(2, n)
         work[1, n // 2 :] += 30.0
         acc = _acc(_records(work))
-        cost.culprits(acc, cost.rank_costs(acc, 5.0), {})
+        _culprits(acc, cost.rank_costs(acc, 5.0), {})
 
 
 def test_a_cost_under_the_floor_per_step_is_not_a_culprit() -> None:
@@ -261,3 +263,9 @@ def test_linear_quantiles_equal_scipys_bit_for_bit() -> None:
             assert got.shape == want.shape and got.tobytes() == want.tobytes()
             compared += 1
     assert compared == 1800
+
+
+def _culprits(
+    acc: Any, costs: dict[int, dict[str, Any]], node_of: dict[int, Any]
+) -> list[dict[str, Any]]:
+    return cost.culprits(costs, node_of, cost.culprit_shapes(acc, costs))
