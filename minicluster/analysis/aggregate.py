@@ -12,9 +12,8 @@ link test by `analysis.pairwise`) from the same frame, in the same envelope.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +48,7 @@ from minicluster.analysis.steps import JobSteps, StepTable, stats
 from minicluster.analysis.stragglers import find_stragglers, not_judged_reason
 from minicluster.core.checks import ChecksSection
 from minicluster.core.errors import ConfigError
-from minicluster.core.forked import Forked
+from minicluster.core.forked import Forked, second_core
 from minicluster.core.layout import Layout
 from minicluster.core.metrics import MetricValue
 from minicluster.result import fingerprint
@@ -405,14 +404,16 @@ def _link_contended(
     link.update(slow=False, judged=False, reason=f"not judged: host CPU contention: {text}")
 
 
-def _accounting_child(frame: RunFrame, table: JobSteps, checks: ChecksSection) -> Any:
-    """At `SPLIT_MIN_RANKS` ranks or more, with a second core: a forked child (`core.forked`)
+def _accounting_child(
+    frame: RunFrame, table: JobSteps, checks: ChecksSection
+) -> AbstractContextManager[Forked | None]:
+    """At `SPLIT_MIN_RANKS` ranks or more, with a second core (`second_core`): a forked child (`core.forked`)
     that makes the accounting and what is made of it alone while this process makes the
     figures, waits, findings and ranks: first the costs and the CPU figures of the ranks they
     name (`_costs` gates them), then the accounting section, those ranks' shapes and the
     run's time structure (`_culprits`). Else (or when the child fails) this process makes
     them itself, the same; a context that holds no child then."""
-    if len(frame.records) < SPLIT_MIN_RANKS or (os.cpu_count() or 1) < 2:
+    if len(frame.records) < SPLIT_MIN_RANKS or not second_core():
         return nullcontext(None)
 
     def work(send: Callable[[Any], None]) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from minicluster.core import comm_methods, gc_pause, rank_columns, rank_format, rundir
 from minicluster.core.errors import InputError
-from minicluster.core.forked import Forked
+from minicluster.core.forked import Forked, second_core
 from minicluster.core.rank_format import CommTiming, RankLog
 
 try:
@@ -312,7 +312,7 @@ def read_run_dir(
         # Complete columnar files first, in this process (a tenth of a millisecond a rank: a
         # pool would spend more sending the columns back); the journals of the others after.
         if rank_columns.available():
-            parsed, jobs = _read_columns_of(jobs, split=workers > 1)
+            parsed, jobs = _read_columns_of(jobs, split=workers > 1 and second_core())
         if workers > 1 and len(jobs) >= PARALLEL_MIN_FILES:
             # fork: the analysis process holds no threads or torch state, and fork starts fast
             with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:

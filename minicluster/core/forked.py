@@ -16,10 +16,18 @@ import pickle
 import select
 import signal
 import struct
+import threading
 from collections.abc import Callable
 from typing import Any
 
 _LENGTH = struct.Struct("<Q")  # each message: its byte length, then the pickle
+
+
+def second_core() -> bool:
+    """Whether a `Forked` child can run beside this process: there is more than one core, and
+    this process runs no other Python thread (a thread holding a lock at the fork, such as a
+    live display's, would leave that lock held in the child for good)."""
+    return (os.cpu_count() or 1) > 1 and threading.active_count() == 1
 
 
 class Forked:

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def received(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Per message a parent asked a child for, whether it came (None: done serially)."""
+    """Per message a parent asked a child for, whether it came (None: done serially); two cores
+    (`forked.second_core`) wherever the test runs."""
+    monkeypatch.setattr(forked.os, "cpu_count", lambda: 2)
     got: list[bool] = []
     receive = forked.Forked.receive
 
@@ -139,7 +141,6 @@ def test_accounting_child_gives_the_serial_result(
     want = _result(_read(run, 1))
     assert json.loads(want)["culprits"]  # rank 13 is one: its shape and cost were made
     monkeypatch.setattr(aggregate_mod, "SPLIT_MIN_RANKS", 2)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
     if fails:
         parent = os.getpid()
         rank_costs = cost.rank_costs
