@@ -10,7 +10,9 @@ little memory; `RankRecords.steps` gives them back as a list of dicts for small 
 finished left its steps as columns too (`core.rank_columns`): when that file is complete it is
 read instead of the journal (the same columns, one call per rank instead of a parse per line);
 a field every rank's file holds alike (the step numbers, a column of nulls) is then one
-read-only array shared by every rank's record (`ArrowColumns`).
+read-only array shared by every rank's record (`ArrowColumns`). At `SPLIT_MIN_FILES` columnar
+files or more, with a second core, a forked process reads part of them into the same buffers
+(`_read_split`).
 """
 
 from __future__ import annotations
