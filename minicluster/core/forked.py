@@ -81,21 +81,16 @@ class Forked:
             left -= len(chunk)
         return b"".join(chunks) if not left else None
 
-    def close(self) -> bool:
-        """Stop the child if it still runs (killed: its results are not wanted) and wait for
-        it; True when it had exited on its own with success."""
+    def close(self) -> None:
+        """Stop the child if it still runs (its results are not wanted) and wait for it."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        if not self._pid:
-            return False
-        pid, status = os.waitpid(self._pid, os.WNOHANG)
-        if pid == 0:
-            os.kill(self._pid, signal.SIGKILL)
-            _, status = os.waitpid(self._pid, 0)
-            status = -1
-        self._pid = 0
-        return status == 0
+        if self._pid:
+            if os.waitpid(self._pid, os.WNOHANG)[0] == 0:
+                os.kill(self._pid, signal.SIGKILL)
+                os.waitpid(self._pid, 0)
+            self._pid = 0
 
     def __enter__(self) -> Forked:
         return self
