@@ -53,7 +53,7 @@ class Forked:
                 os._exit(code)
         os.close(write_end)
         self._fd: int | None = read_end
-        self._pid = pid
+        self.pid = pid  # the child's; 0 once it was waited for
 
     def receive(self, timeout_s: float) -> Any | None:
         """The child's next message; None when it ended without one (failed, killed, or sent
@@ -86,11 +86,11 @@ class Forked:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        if self._pid:
-            if os.waitpid(self._pid, os.WNOHANG)[0] == 0:
-                os.kill(self._pid, signal.SIGKILL)
-                os.waitpid(self._pid, 0)
-            self._pid = 0
+        if self.pid:
+            if os.waitpid(self.pid, os.WNOHANG)[0] == 0:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            self.pid = 0
 
     def __enter__(self) -> Forked:
         return self
