@@ -63,6 +63,20 @@ _WHOLE_KEYS = ("step", *ACCOUNTING_FIELDS)
 # accounting sums (`accounting.sync_points`); and each step's CPU time and run-queue delay, which
 # the host CPU contention rule compares across ranks step by step (`analysis.contention`)
 _WHOLE_EXTRA = ("comm_ms", "syncs_ms", "sync_groups", "cpu_ms", "cpu_wait_ms", "main_cpu_wait_ms")
+# Kept whole too, where a rank recorded them: what the `comm` section (`analysis.comm_kinds`)
+# reads of each measured step. Its per-rank wait per kind is the median over the rank's steps of
+# its time minus the job's transfer (the min over every rank), which does not decompose; and
+# without `warmup` the warm-up steps would count as measured.
+_COMM_KEYS = (
+    "step",
+    "warmup",
+    "comm_ms",
+    "exposed_comm_ms",
+    "buckets",
+    "comm_bytes",
+    "comm_reason",
+    "comm_kinds",
+)
 
 
 @dataclass
@@ -321,9 +335,14 @@ def lean_record(rec: RankRecords) -> RankRecords:
                 c = cols[k]
                 keep |= ~np.isnan(c) if c.dtype.kind == "f" else c != None  # noqa: E711
     whole = n and all(k in cols for k in _WHOLE_KEYS)
-    if whole:
-        keep[:] = True  # every row (the accounting's): the others' columns come along whole
-    keys = (*_LEAN_KEYS, *((*ACCOUNTING_FIELDS, *_WHOLE_EXTRA) if whole else ()))
+    comm = n and any(k in cols for k in _COMM_KEYS[2:])
+    if whole or comm:
+        keep[:] = True  # every row (the accounting's, the comm section's): the others' come too
+    keys = (
+        *_LEAN_KEYS,
+        *((*ACCOUNTING_FIELDS, *_WHOLE_EXTRA) if whole else ()),
+        *(_COMM_KEYS if comm else ()),
+    )
     lean = {k: cols[k][keep] for k in dict.fromkeys(keys) if k in cols}
     return RankRecords(
         rec.rank,
