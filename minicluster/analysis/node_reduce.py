@@ -14,7 +14,8 @@ A node (its local rank 0) reduces its ranks' step records (`RankRecords`) to a `
   comm_ms minus the job's transfer, which only the merge knows: it does not decompose;
 - per rank a lean record (header, summary and the other non-step records; of the steps only the
   last row and the rows with replica checksums, which failure order and the divergence check
-  read; and every row of the per-step accounting's fields, where the rank recorded them).
+  read; and every row of the per-step accounting's fields and of what the `comm` section reads
+  (`analysis.comm_kinds`: per kind, per rank and step), where the rank recorded them).
 
 `ReducedTable` merges node reductions into what aggregation reads of a `StepTable` (the job's
 per-step series, the rank figures, the straggler's and the node section's questions), and

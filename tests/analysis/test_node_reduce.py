@@ -1,6 +1,6 @@
 """One answer whatever the path: a run's result from its rank journals, from its columnar files
-and from per-node reductions (`analysis.node_reduce`) has equal metrics, rank figures, node
-figures and the same findings."""
+and from per-node reductions (`analysis.node_reduce`) is the same result (metrics, rank and node
+figures, findings, the per-kind `comm` section), but for the embedded steps and `in_band`."""
 
 from __future__ import annotations
 
