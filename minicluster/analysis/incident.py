@@ -9,6 +9,8 @@ from what the run recorded, never from the injected fault:
 - every rank raised the very same exception (a bug in the model, its input or configuration):
   `crash` with every rank, and their node only when they all ran on one (which wrote first is a
   matter of microseconds);
+- ranks that stopped recording in the same step with nothing to tell why (no exit code, signal
+  or peer error: the launcher died with them): `crash` with all of them, no first one;
 - a rank died (`failure_order`'s first cause is a kill, crash, exception or a rank that left no
   records): `kill` or `crash`, that rank (the failure order decides who was first);
 - a hang (`failure_order`'s first cause is `hang` or `timeout`), in order of evidence:
@@ -67,6 +69,17 @@ def classify(result: dict[str, Any], dumps: dict[str, Any] | None = None) -> dic
                 None,
                 f"every rank ({len(causes)} of {len(causes)}) {same}: "
                 + rank_status.blame(len(where) > 1),
+                "failure_order",
+            )
+        together = _stopped_together(causes)
+        if together is not None:
+            where = {(c.get("node_rank"), c.get("hostname")) for c in causes}
+            return _incident(
+                CRASH,
+                sorted(c["rank"] for c in causes),
+                _node(first) if len(where) == 1 else None,
+                None,
+                together,
                 "failure_order",
             )
         if first["kind"] in _DEATHS:
@@ -188,6 +201,27 @@ def _same_exception(causes: list[dict[str, Any]], world_size: Any) -> str | None
     steps = {c.get("step") for c in causes}
     step = steps.pop() if len(steps) == 1 else None
     return same + (f" at step {step}" if step is not None else "")
+
+
+def _stopped_together(causes: list[dict[str, Any]]) -> str | None:
+    """The evidence when 2 or more ranks stopped recording in the same step and nothing tells
+    why (`rank_failure`: no exit code, signal or peer error, as when the launcher died with
+    them: the job's process group or its node killed from outside), else None: which one wrote
+    its last record first is a matter of milliseconds, and naming it would blame one rank for
+    what stopped them all."""
+    if len(causes) < 2 or any(c["kind"] != "rank_failure" for c in causes):
+        return None
+    steps = {c.get("step") for c in causes}
+    if len(steps) != 1:
+        return None
+    step = steps.pop()
+    at = f" in step {step}" if step is not None else ""
+    return (
+        f"ranks {_list(sorted(c['rank'] for c in causes))} stopped recording together{at}, "
+        "with no exit code, signal or peer error to tell why: stopped from outside at once "
+        "(the launcher left no record: the job's processes or their node killed together?); "
+        "no rank failed first"
+    )
 
 
 def _node(entry: dict[str, Any]) -> dict[str, Any] | None:

@@ -14,7 +14,8 @@ A node (its local rank 0) reduces its ranks' step records (`RankRecords`) to a `
   comm_ms minus the job's transfer, which only the merge knows: it does not decompose;
 - per rank a lean record (header, summary and the other non-step records; of the steps only the
   last row and the rows with replica checksums, which failure order and the divergence check
-  read; and every row of the per-step accounting's fields, where the rank recorded them).
+  read; and every row of the per-step accounting's fields and of what the `comm` section reads
+  (`analysis.comm_kinds`: per kind, per rank and step), where the rank recorded them).
 
 `ReducedTable` merges node reductions into what aggregation reads of a `StepTable` (the job's
 per-step series, the rank figures, the straggler's and the node section's questions), and
@@ -63,6 +64,20 @@ _WHOLE_KEYS = ("step", *ACCOUNTING_FIELDS)
 # accounting sums (`accounting.sync_points`); and each step's CPU time and run-queue delay, which
 # the host CPU contention rule compares across ranks step by step (`analysis.contention`)
 _WHOLE_EXTRA = ("comm_ms", "syncs_ms", "sync_groups", "cpu_ms", "cpu_wait_ms", "main_cpu_wait_ms")
+# Kept whole too, where a rank recorded them: what the `comm` section (`analysis.comm_kinds`)
+# reads of each measured step. Its per-rank wait per kind is the median over the rank's steps of
+# its time minus the job's transfer (the min over every rank), which does not decompose; and
+# without `warmup` the warm-up steps would count as measured.
+_COMM_KEYS = (
+    "step",
+    "warmup",
+    "comm_ms",
+    "exposed_comm_ms",
+    "buckets",
+    "comm_bytes",
+    "comm_reason",
+    "comm_kinds",
+)
 
 
 @dataclass
@@ -321,9 +336,14 @@ def lean_record(rec: RankRecords) -> RankRecords:
                 c = cols[k]
                 keep |= ~np.isnan(c) if c.dtype.kind == "f" else c != None  # noqa: E711
     whole = n and all(k in cols for k in _WHOLE_KEYS)
-    if whole:
-        keep[:] = True  # every row (the accounting's): the others' columns come along whole
-    keys = (*_LEAN_KEYS, *((*ACCOUNTING_FIELDS, *_WHOLE_EXTRA) if whole else ()))
+    comm = n and any(k in cols for k in _COMM_KEYS[2:])
+    if whole or comm:
+        keep[:] = True  # every row (the accounting's, the comm section's): the others' come too
+    keys = (
+        *_LEAN_KEYS,
+        *((*ACCOUNTING_FIELDS, *_WHOLE_EXTRA) if whole else ()),
+        *(_COMM_KEYS if comm else ()),
+    )
     lean = {k: cols[k][keep] for k in dict.fromkeys(keys) if k in cols}
     return RankRecords(
         rec.rank,

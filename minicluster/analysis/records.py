@@ -35,6 +35,7 @@ from minicluster.core import comm_methods, gc_pause, rank_columns, rank_format, 
 from minicluster.core.errors import InputError
 from minicluster.core.forked import Forked, second_core
 from minicluster.core.rank_format import CommTiming, RankLog
+from minicluster.core.units import format_ranks
 
 try:
     from orjson import loads as _loads
@@ -322,6 +323,7 @@ def read_run_dir(
                 parsed += pool.map(_read_rank_files, jobs, chunksize=chunk)
         else:
             parsed += [_read_rank_files(job) for job in jobs]
+    _one_run(parsed, ranks_dir)
     _one_roster(parsed)
     have = {rec.rank for rec in parsed}
     for name in _names(ranks_dir, rundir.SUMMARY_FILE_GLOB):
@@ -335,10 +337,43 @@ def read_run_dir(
 
 
 def _names(folder: Path, pattern: str) -> list[str]:
-    """The names in `folder` that `pattern` matches, sorted: `sorted(folder.glob(pattern))`'s
-    names for a pattern of one part, without a Path per file (16,384 of them, sorted by their
-    parts, were a tenth of a second a glob at 4,096 ranks)."""
-    return sorted(fnmatch.filter(os.listdir(folder), pattern))
+    """The names of the regular files in `folder` that `pattern` matches, sorted:
+    `sorted(folder.glob(pattern))`'s names for a pattern of one part, without a Path per file
+    (16,384 of them, sorted by their parts, were a tenth of a second a glob at 4,096 ranks)."""
+    with os.scandir(folder) as entries:  # regular files only: a FIFO would block its reader
+        names = [e.name for e in entries if e.is_file()]
+    return sorted(fnmatch.filter(names, pattern))
+
+
+def _one_run(parsed: list[RankRecords], ranks_dir: Path) -> None:
+    """Refuse rank files that are not this run's ranks: one whose header names another rank
+    than its file name, or rank files of more than one run (the ranks of a job agree on one
+    run_id before they write: files of two runs are a copy gone wrong, say every node's ranks/
+    gathered into a folder that held another run's). Merged, their steps would make numbers no
+    rank of either run had."""
+    runs: dict[str, list[int]] = {}
+    for rec in parsed:
+        header = rec.header or {}
+        said, run_id = header.get("rank"), header.get("run_id")
+        if isinstance(said, int) and said != rec.rank:
+            raise InputError(
+                f"{ranks_dir}/rank_{rec.rank:05d}.jsonl is rank {said}'s file (its header says "
+                f"rank {said} of run {run_id}): a rank file copied under another rank's name"
+            )
+        if isinstance(run_id, str):
+            runs.setdefault(run_id, []).append(rec.rank)
+    if len(runs) > 1:
+        ordered = sorted(runs.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        parts = "; ".join(
+            f"run {run_id}: rank{'s' if len(ranks) > 1 else ''} {format_ranks(ranks)}"
+            for run_id, ranks in ordered[:4]
+        )
+        more = f" and {len(ordered) - 4} more runs" if len(ordered) > 4 else ""
+        raise InputError(
+            f"{ranks_dir} holds rank files of {len(runs)} runs ({parts}{more}): the ranks of one "
+            "job share one run_id; move the other runs' files out (their steps merged would make "
+            "numbers no rank had)"
+        )
 
 
 def _one_roster(parsed: list[RankRecords]) -> None:

@@ -433,6 +433,9 @@ class RunTail:
         self._store: RingStore | None = None
         self._shared: dict[bytes, rank_format.LineRecord] = {}
         self._names: dict[str, tuple[int | None, bool, bool]] = {}  # name -> (rank, summary, jsonl)
+        # the run the first header read names (its rank), and the ranks whose header was checked
+        self._run: tuple[str, int] | None = None
+        self._checked: set[int] = set()
         # the last listing of ranks/ and its ranks with a journal, with a summary
         self._listed: tuple[list[str] | None, frozenset[int], frozenset[int]] = (
             None,
@@ -477,7 +480,30 @@ class RunTail:
                 grew |= tail.look(now_s)
             if rank in summaries and tail.summary is None:
                 tail.read_summary(rundir.rank_summary(self.run_dir, rank))
+            if tail.header is not None and rank not in self._checked:
+                self._check_header(rank, tail.header)
         return grew
+
+    def _check_header(self, rank: int, header: dict[str, Any]) -> None:
+        """Refuse a rank file that is not this run's rank `rank` (as `records.read_run_dir`)."""
+        self._checked.add(rank)
+        said, run_id = header.get("rank"), header.get("run_id")
+        ranks_dir = rundir.ranks_dir(self.run_dir)
+        if isinstance(said, int) and said != rank:
+            raise InputError(
+                f"{ranks_dir}/rank_{rank:05d}.jsonl is rank {said}'s file (its header says "
+                f"rank {said} of run {run_id}): a rank file copied under another rank's name"
+            )
+        if not isinstance(run_id, str):
+            return
+        if self._run is None:
+            self._run = (run_id, rank)
+        elif run_id != self._run[0]:
+            raise InputError(
+                f"{ranks_dir} holds rank files of 2 runs (run {self._run[0]}: rank {self._run[1]};"
+                f" run {run_id}: rank {rank}): the ranks of one job share one run_id; move the "
+                "other run's files out"
+            )
 
     def _classify(self, names: list[str]) -> tuple[frozenset[int], frozenset[int]]:
         """The ranks with a journal and those with a summary among the listed `names`."""

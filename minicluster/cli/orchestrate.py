@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from minicluster.cli.progress import Progress
 from minicluster.core import gc_pause, heap, rundir
 from minicluster.core.config import RunConfig
-from minicluster.core.errors import EXIT_INTERRUPTED, InputError, MiniclusterError, RunFailedError
+from minicluster.core.errors import (
+    EXIT_INTERRUPTED,
+    InputError,
+    MiniclusterError,
+    RunFailedError,
+    RunIncompleteError,
+)
 from minicluster.core.io import atomic_write_json
 from minicluster.launchers.base import Launcher, LaunchOutcome, LaunchPlan, RecordsAt
 from minicluster.result import store
@@ -241,13 +247,18 @@ def run_records(out_dir: Path, launch: Launch | None = None) -> tuple[list[Any],
     """The rank records of `out_dir` (read for aggregation) and how its launch ended (`launch`,
     else what DIR/launcher.json kept). InputError on a node's directory of a finished job whose
     result is elsewhere (node.json); RunFailedError when the launch failed before any rank
-    recorded anything."""
+    recorded anything (RunIncompleteError when it was interrupted)."""
     from minicluster.analysis.aggregate import LAST_ONLY_STEP_FIELDS, UNREAD_STEP_FIELDS
     from minicluster.analysis.records import read_run_dir
 
     if launch is None:
         launch = recorded_launch(out_dir)
     if launch.error and not rundir.ranks_dir(out_dir).is_dir():
+        if launch.interrupted:  # not a failure of the run: incomplete, as `aggregate` says of one
+            raise RunIncompleteError(
+                f"INCOMPLETE: the run was interrupted before any rank recorded anything "
+                f"({launch.error}): nothing to aggregate"
+            )
         raise RunFailedError(f"the launch failed before any rank recorded anything: {launch.error}")
     records = read_run_dir(out_dir, drop=UNREAD_STEP_FIELDS, last_only=LAST_ONLY_STEP_FIELDS)
     _refuse_partial_node_dir(out_dir, records)

@@ -28,3 +28,10 @@ class RunFailedError(MiniclusterError):
     """The run itself failed: a rank crashed, hung or timed out."""
 
     exit_code = EXIT_RUN_FAILED
+
+
+class RunIncompleteError(MiniclusterError):
+    """The run read was interrupted before any rank recorded anything: nothing to judge, and
+    no failure of the run (exit 1, as any interrupted run `aggregate` reads)."""
+
+    exit_code = EXIT_FAILED_CHECK

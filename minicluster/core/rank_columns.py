@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ META_KEY = b"minicluster"
 ROSTER_KEY = b"minicluster.roster"
 TAIL_BYTES = 4096
 COLUMNS_SUFFIX = ".steps.arrow"
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
 def columns_path(run_dir: Path, rank: int) -> Path:
@@ -146,7 +148,15 @@ def read_columns(
     `roster` is False). None otherwise: read the journal."""
     ranks = os.path.join(run_dir, rundir.RANKS_DIR)
     try:
-        with open(os.path.join(ranks, f"rank_{rank:05d}{COLUMNS_SUFFIX}"), "rb", buffering=0) as f:
+        # O_NONBLOCK: a FIFO under the file's name would block the open (a regular file reads
+        # as without it); anything but a regular file is no columnar file
+        fd = os.open(os.path.join(ranks, f"rank_{rank:05d}{COLUMNS_SUFFIX}"), _READ_FLAGS)
+    except OSError:
+        return None
+    try:
+        with open(fd, "rb", buffering=0) as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
             data = f.readall()
     except OSError:
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from minicluster.analysis.verdicts import after_the_fact
-from minicluster.core.units import bytes_to_mib
+from minicluster.core.units import bytes_to_mib, format_ranks
 from minicluster.report import pairwise, scaling_text, sections
 from minicluster.report.node_table import nodes_table
 from minicluster.report.text import (
@@ -287,7 +287,8 @@ def incident_phrase(incident: Incident) -> str:
     """The incident's C4 class and where: "incident: non-comm hang on rank 1 (node 0 (vm))"."""
     kind = incident.kind.replace("non_comm", "non-comm").replace("_", " ")
     if incident.ranks:
-        where = "rank " + ", ".join(str(r) for r in incident.ranks)
+        many = len(incident.ranks) > 1
+        where = ("ranks " if many else "rank ") + format_ranks(incident.ranks)
         node = incident.node
         if node is not None and (node.node_rank is not None or node.hostname is not None):
             where += f" ({node_label(node.node_rank, node.hostname)})"

@@ -200,3 +200,19 @@ def test_the_same_error_is_one_rule_for_the_errors_and_the_incident() -> None:
     events = [_event(r, "exception", step=0) | {"evidence": None} for r in (1, 0)]
     found = incident.classify(_healthy() | {"world_size": 2, "failure_order": events})
     assert found is None or "every rank" not in found["evidence"]
+
+
+def test_ranks_stopped_together_without_a_cause_blame_no_one_first() -> None:
+    """The launcher's process group killed with SIGKILL (a new user's trial): both ranks stopped
+    in step 224, no exit code or peer error; rank 0's last record was 4 ms earlier, which made it
+    'crash on rank 0'. Two ranks that stopped in different steps still have a first one."""
+    result = _healthy() | {
+        "failure_order": [_event(0, "rank_failure", step=224), _event(1, "rank_failure", step=224)]
+    }
+    found = incident.classify(result)
+    assert found is not None
+    assert (found["kind"], found["ranks"]) == ("crash", [0, 1])
+    assert "no rank failed first" in found["evidence"]
+    assert found["node"] == {"node_rank": 0, "hostname": "vm"}
+    result["failure_order"][1]["step"] = 230
+    assert (incident.classify(result) or {})["ranks"] == [0]

@@ -1,6 +1,6 @@
 """One answer whatever the path: a run's result from its rank journals, from its columnar files
-and from per-node reductions (`analysis.node_reduce`) has equal metrics, rank figures, node
-figures and the same findings."""
+and from per-node reductions (`analysis.node_reduce`) is the same result (metrics, rank and node
+figures, findings, the per-kind `comm` section), but for the embedded steps and `in_band`."""
 
 from __future__ import annotations
 
@@ -34,22 +34,19 @@ def reduced_result(records: list[Any], codec: bool = True) -> dict[str, Any]:
     return node_reduce.aggregate_reduced(reductions, aggregated_at=AT)
 
 
+# What differs by path, by design: the embedded steps stay on the nodes (null, with the reason),
+# and the in-band section says what each node sent rank 0.
+PATH_FIELDS = ("in_band",)
+STEPS_PATH_FIELDS = ("embedded", "reason")
+
+
 def comparable(result: dict[str, Any]) -> dict[str, Any]:
-    """What must be equal whatever the path (the embedded steps stay on the nodes)."""
-    return {
-        "status": result["status"],
-        "metrics": result["metrics"],
-        "ranks": result["ranks"],
-        "nodes": result.get("nodes"),
-        "stragglers": result["stragglers"],
-        "faults": result["faults"],
-        "link": result["link"],
-        "failed_ranks": result["failed_ranks"],
-        "errors": result["errors"],
-        "series": result["steps"]["series"],
-        # the per-step accounting (culprit cost, time structure), from the ranks' whole columns
-        **{k: result.get(k) for k in ("accounting", "culprits", "culprit_rule", "time_structure")},
-    }
+    """What must be equal whatever the path: the whole result (metrics, ranks, nodes, findings,
+    the per-step accounting, the per-kind `comm` section, ...) but for `PATH_FIELDS` and the
+    embedded steps."""
+    out = {k: v for k, v in result.items() if k not in PATH_FIELDS}
+    out["steps"] = {k: v for k, v in result["steps"].items() if k not in STEPS_PATH_FIELDS}
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +203,26 @@ def test_the_cpu_figures_travel_too(synthetic: tuple[Path, Path]) -> None:
     got = reduced_result(records)
     assert comparable(got) == comparable(want)
     assert got["host_contention"] == want["host_contention"]
+
+
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded_runs"
+
+
+@pytest.mark.parametrize("run", ["healthy", "ended_too_few_steps", "fsdp_tp_2d"])
+def test_a_recorded_run_split_into_two_nodes_one_answer(run: str) -> None:
+    """Real runs (tests/fixtures/recorded_runs: DDP, one ended short of its plan, FSDP2 x TP with
+    its own per-kind collectives), their ranks split into two nodes as a two-node job's leaders
+    would hold them: the reduced result equals the files' but for the embedded steps, its `comm`
+    section included (issue 28: the in-band all-reduce entry had no calls, bytes or busbw, and
+    counted the warm-up steps; an FSDP2 x TP run's kinds read as one DDP all-reduce)."""
+    records = read_run_dir(RECORDED / run, workers=1)
+    half = (len(records) + 1) // 2
+    reductions = [
+        node_reduce.NodeReduction.from_bytes(node_reduce.reduce_node(g).to_bytes())
+        for g in (records[:half], records[half:])
+    ]
+    want = aggregate(records, aggregated_at=AT)
+    got = node_reduce.aggregate_reduced(reductions, aggregated_at=AT)
+    assert want["comm"] is not None and want["comm"]["kinds"]
+    assert got["comm"] == want["comm"]
+    assert comparable(got) == comparable(want)

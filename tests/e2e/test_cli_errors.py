@@ -94,3 +94,36 @@ def test_an_output_directory_that_is_a_file_is_said_to_be_one(
     assert taken.read_text() == "x"
     proc = run_cli("aggregate", str(tmp_path / "nope"))
     assert_one_line_error(proc, 2, "no such directory")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("launcher", "code", "text"),
+    [
+        (  # SIGTERM 2 s after the start, before any step (a new user's trial): not a failed run
+            {
+                "launcher": "torchrun",
+                "exit_codes": {},
+                "interrupted": True,
+                "error": "interrupted by the user before the ranks finished (torchrun received "
+                "SIGTERM)",
+            },
+            1,
+            "INCOMPLETE: the run was interrupted before any rank recorded anything",
+        ),
+        (
+            {"launcher": "torchrun", "exit_codes": {}, "error": "torchrun exited with code 1"},
+            3,
+            "the launch failed before any rank recorded anything",
+        ),
+    ],
+)
+def test_aggregate_of_a_launch_that_recorded_nothing(
+    run_cli: RunCli, tmp_path: Path, launcher: dict[str, object], code: int, text: str
+) -> None:
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "launcher.json").write_text(json.dumps(launcher))
+    assert_one_line_error(run_cli("aggregate", str(run)), code, text)

@@ -43,6 +43,9 @@ def _comparable(result: dict) -> dict:
         "series": result["steps"]["series"],
         # the per-step accounting (culprit cost, time structure), from the ranks' whole columns
         **{k: result.get(k) for k in ("accounting", "culprits", "culprit_rule", "time_structure")},
+        # the per-kind collectives (the in-band all-reduce had no calls, bytes or busbw and
+        # counted the warm-up steps: issue 28)
+        "comm": result.get("comm"),
     }
 
 
