@@ -51,6 +51,7 @@ from minicluster.core.errors import ConfigError
 from minicluster.core.forked import Forked, second_core
 from minicluster.core.layout import Layout
 from minicluster.core.metrics import MetricValue
+from minicluster.core.units import format_ranks
 from minicluster.result import fingerprint
 from minicluster.result.model import FaultKind
 
@@ -123,6 +124,9 @@ def aggregate(
             frame, table, figures, metrics, checks, status.interrupted, waits, costed
         )
         result = _assemble(frame, status, table, figures, metrics, findings, aggregated_at)
+        beyond = _beyond_plan(frame, table)
+        if beyond is not None:
+            result["errors"].append(beyond)
         culprits = _culprits(frame, table, result["ranks"], checks, costed, consume, child)
     busy = [*findings.contention, *culprits.pop("contention")]
     result.update({k: v for k, v in culprits.items() if v is not None})
@@ -149,6 +153,22 @@ def _short_of_plan(frame: RunFrame, table: JobSteps) -> str | None:
     if table.min_measured_steps() >= planned:
         return None
     return f"fewer measured steps than planned ({table.min_measured_steps()} < {planned})"
+
+
+def _beyond_plan(frame: RunFrame, table: JobSteps) -> str | None:
+    """What to say when a rank holds more measured steps than its config planned (a rank stops
+    at its plan: a journal written to after the run), or None."""
+    planned = frame.config.steps.measured
+    counts = {r: table.measured_steps(r) for r in range(frame.world_size)}
+    over = sorted(r for r, n in counts.items() if n > planned)
+    if not over:
+        return None
+    most = max(counts[r] for r in over)
+    return (
+        f"rank{'s' if len(over) > 1 else ''} {format_ranks(over)} recorded more measured steps "
+        f"than planned ({most} > {planned}): a rank stops at its plan, so its journal was "
+        "written to after the run; the figures count every step"
+    )
 
 
 @dataclass

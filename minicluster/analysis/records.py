@@ -308,7 +308,14 @@ def read_run_dir(
         if rank is not None:
             jobs.append((out_dir, rank, drop, last_only))
     if not jobs:
-        raise InputError(f"{ranks_dir} holds no rank_NNNNN.jsonl files")
+        copies = len(_names(ranks_dir, f"rank_*{rank_columns.COLUMNS_SUFFIX}"))
+        also = (
+            f" (only {copies} columnar rank_NNNNN{rank_columns.COLUMNS_SUFFIX} files: they are "
+            "copies of the journals, which are the record; copy the .jsonl files too)"
+            if copies
+            else ""
+        )
+        raise InputError(f"{ranks_dir} holds no rank_NNNNN.jsonl files{also}")
     workers = workers or os.cpu_count() or 1
     parsed: list[RankRecords] = []
     with gc_pause.paused():
@@ -331,9 +338,29 @@ def read_run_dir(
         if rank is not None and rank not in have:  # failed before its first record
             parsed.append(_read_rank_files((out_dir, rank, (), ())))
     for rec in parsed:
+        _check_step_order(rec)
         for w in rec.warnings:
             log.warning("%s", w)
     return sorted(parsed, key=lambda r: r.rank)
+
+
+def _check_step_order(rec: RankRecords) -> None:
+    """A warning (`rec.warnings`, the result's `errors`) when the rank's step numbers do not
+    increase line by line: a rank writes each step once, in order, so a step again or out of
+    order is a journal written to after the run or by two processes, whose every line the
+    figures then count."""
+    step = rec.columns.get("step")
+    if step is None or step.size < 2 or step.dtype.kind not in "iu":
+        return
+    bad = np.flatnonzero(np.diff(step) <= 0)
+    if bad.size:
+        at = int(bad[0]) + 1
+        what = "again" if int(step[at]) in step[:at] else f"after step {int(step[at - 1])}"
+        rec.warnings.append(
+            f"rank_{rec.rank:05d}.jsonl: step {int(step[at])} recorded {what} ({bad.size} step "
+            "line(s) out of order: a rank writes each step once, in order; the journal was "
+            "written to after the run or by two processes, and the figures count every line)"
+        )
 
 
 def _names(folder: Path, pattern: str) -> list[str]:

@@ -29,8 +29,8 @@ class Watcher:
 
     def __init__(self, path: Path, window: int | None, stall_after_s: float) -> None:
         if not path.is_dir():
-            what = "is not a directory" if path.exists() else "no such directory"
-            raise InputError(f"{path}: {what} (give a run or sweep directory)")
+            what = " is not a directory" if path.exists() else ": no such directory"
+            raise InputError(f"{path}{what} (give a run or sweep directory)")
         self.path = path
         self.window = window
         self.stall_after_s = stall_after_s

@@ -253,16 +253,25 @@ def run_records(out_dir: Path, launch: Launch | None = None) -> tuple[list[Any],
 
     if launch is None:
         launch = recorded_launch(out_dir)
-    if launch.error and not rundir.ranks_dir(out_dir).is_dir():
-        if launch.interrupted:  # not a failure of the run: incomplete, as `aggregate` says of one
-            raise RunIncompleteError(
-                f"INCOMPLETE: the run was interrupted before any rank recorded anything "
-                f"({launch.error}): nothing to aggregate"
-            )
-        raise RunFailedError(f"the launch failed before any rank recorded anything: {launch.error}")
+    if not rundir.ranks_dir(out_dir).is_dir():
+        refuse_empty_launch(launch, "nothing to aggregate")
     records = read_run_dir(out_dir, drop=UNREAD_STEP_FIELDS, last_only=LAST_ONLY_STEP_FIELDS)
     _refuse_partial_node_dir(out_dir, records)
     return records, launch
+
+
+def refuse_empty_launch(launch: Launch, then: str) -> None:
+    """For a run whose ranks recorded nothing: RunIncompleteError (exit 1) when its launch was
+    interrupted (no failure of the run), RunFailedError (exit 3) when it failed; nothing when
+    the launch recorded no end (it may still be starting)."""
+    if not launch.error:
+        return
+    if launch.interrupted:
+        raise RunIncompleteError(
+            f"INCOMPLETE: the run was interrupted before any rank recorded anything "
+            f"({launch.error}): {then}"
+        )
+    raise RunFailedError(f"the launch failed before any rank recorded anything: {launch.error}")
 
 
 def _refuse_partial_node_dir(out_dir: Path, records: list[Any]) -> None:

@@ -47,6 +47,7 @@ def watch(args: argparse.Namespace) -> int:
     if args.once:
         snap = watcher.refresh()
         if snap is None:
+            _refuse_ended_launch(args.dir)
             raise InputError(
                 f"{args.dir} holds no rank files with a header yet (ranks/rank_NNNNN.jsonl)"
             )
@@ -56,6 +57,14 @@ def watch(args: argparse.Namespace) -> int:
             _print_once(snap, args.json)
         return int(snap["exit_code"])
     return _live(watcher, args)
+
+
+def _refuse_ended_launch(run_dir: Path) -> None:
+    """A run with no rank record whose launcher has recorded its end (launcher.json): none will
+    come. Exit 1 when it was interrupted, 3 when the launch failed (as `aggregate` says)."""
+    from minicluster.cli import orchestrate
+
+    orchestrate.refuse_empty_launch(orchestrate.recorded_launch(run_dir), "nothing to watch")
 
 
 def _refuse_node_check(run_dir: Path) -> None:
@@ -115,6 +124,7 @@ def _live(watcher: Watcher, args: argparse.Namespace) -> int:
         while True:
             snap = watcher.refresh()
             if snap is None:
+                _refuse_ended_launch(args.dir)
                 if watcher.waited_too_long():
                     raise InputError(
                         f"no rank file appeared under {args.dir} in {watcher.quiet_s():.0f} s "

@@ -56,8 +56,8 @@ POLICY: tuple[Verdict, ...] = (
         "aggregate, watch, sweep (a run of the sweep)",
         "the run read did not run its planned steps (status incomplete: it was interrupted, "
         "or a rank's records end early, e.g. a cut rank file): what ran is judged and kept, "
-        "but the run did not pass (`aggregate` of a run interrupted before any rank recorded "
-        "anything: one line, `INCOMPLETE: ...`); the command itself was not "
+        "but the run did not pass (`aggregate` or `watch` of a run interrupted before any rank "
+        "recorded anything: one line, `INCOMPLETE: ...`); the command itself was not "
         "interrupted (130 is for that; a run interrupted after every rank finished exits by "
         "what it found)",
     ),

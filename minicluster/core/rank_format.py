@@ -598,7 +598,9 @@ def parse_lines(
         try:
             out.append(loads(line))
         except ValueError:
-            where = "truncated last line" if i >= last - 1 else f"malformed line {i + 1}"
+            # cut: the last line, its newline never written (a crash mid-write); a complete
+            # line that does not parse is malformed wherever it is
+            where = "truncated last line" if i == last else f"malformed line {i + 1}"
             warnings.append(f"{name}: {where} skipped")
     return out, warnings
 

@@ -5,6 +5,7 @@ A run directory holds:
     config.json                  the resolved config the ranks loaded (JSON is YAML)
     ranks/rank_00003.jsonl       one rank's records: header line, then one line per step
     ranks/rank_00003.summary.json   that rank's summary, written atomically at its end
+    ranks/rank_00003.steps.arrow    its steps as columns, written at its end (`core.rank_columns`)
     launcher.json                why a local launch failed or was interrupted (exit codes, the
                                  ranks the launcher signalled itself)
     flight_recorder/rank_00003   that rank's Flight Recorder dump (torch's format), written when

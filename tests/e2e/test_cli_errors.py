@@ -127,3 +127,6 @@ def test_aggregate_of_a_launch_that_recorded_nothing(
     run.mkdir()
     (run / "launcher.json").write_text(json.dumps(launcher))
     assert_one_line_error(run_cli("aggregate", str(run)), code, text)
+    # watch says the same, at once (it said "no rank files with a header yet", exit 2)
+    assert_one_line_error(run_cli("watch", str(run), "--once"), code, text)
+    assert_one_line_error(run_cli("watch", str(run), "--interval", "0.1"), code, text)

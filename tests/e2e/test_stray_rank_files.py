@@ -66,3 +66,23 @@ def test_a_fifo_in_place_of_a_rank_file_is_skipped_not_waited_on(
     proc = run_cli("aggregate", str(run), timeout=60)
     assert proc.returncode == 0, proc.stderr[-1000:]
     assert proc.stdout == clean.stdout  # the same result: the FIFOs were not read
+
+
+@pytest.mark.timeout(120)
+def test_a_journal_written_to_after_the_run_is_said(run_cli: RunCli, tmp_path: Path) -> None:
+    """A step line appended to a finished run's journal (past the plan, or a step again) moved
+    p99 25 -> 405 ms with nothing said (new-user trial): the result's errors say it now."""
+    import json
+
+    run = _copy("healthy", tmp_path / "run")
+    journal = run / "ranks" / "rank_00001.jsonl"
+    lines = journal.read_text().splitlines()
+    last = json.loads(next(ln for ln in reversed(lines) if '"type":"step"' in ln))
+    again = dict(last, step_time_ms=500.0)
+    beyond = dict(last, step=last["step"] + 1, step_time_ms=500.0)
+    journal.write_text("\n".join([*lines, json.dumps(again), json.dumps(beyond)]) + "\n")
+    proc = run_cli("aggregate", str(run))
+    assert "Traceback" not in proc.stderr
+    errors = json.loads((run / "result.json").read_text())["errors"]
+    assert any(f"step {last['step']} recorded again" in e for e in errors), errors
+    assert any("rank 1 recorded more measured steps than planned" in e for e in errors), errors
