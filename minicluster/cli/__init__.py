@@ -33,14 +33,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     internal error, 130 interrupted). No traceback for a user error; MINICLUSTER_DEBUG=1 shows
     internal ones. A disk that fills up before any rank started is bad input (the commands that
     start ranks say exit 3 once they have)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_BAD_INPUT
-    from minicluster.core.log import setup_logging
+    _closed_streams_to_devnull()
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_BAD_INPUT
+        from minicluster.core.log import setup_logging
 
-    setup_logging()
+        setup_logging()
+    except KeyboardInterrupt:  # Ctrl-C while the command line is read: no traceback
+        print("minicluster: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     try:
         check_output_files(args, sys.argv[1:] if argv is None else argv)
         code: int = args.handler(args)
@@ -69,6 +74,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except Exception as e:
         return _internal_error(e)
+
+
+def _closed_streams_to_devnull() -> None:
+    """A command started with stdout or stderr closed (`minicluster aggregate DIR >&-`: Python
+    then sets sys.stdout to None) writes what it would print to /dev/null, as with `>/dev/null`:
+    its files and exit code are the same (it failed with 'internal error', exit 70)."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (for the process's life)
 
 
 def as_flag(message: str, argv: Sequence[str]) -> str:

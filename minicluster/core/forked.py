@@ -30,15 +30,34 @@ def second_core() -> bool:
     return (os.cpu_count() or 1) > 1 and threading.active_count() == 1
 
 
+def _die_with(parent: int) -> None:
+    """In the child: be killed when the parent ends (Linux's PR_SET_PDEATHSIG), so that a parent
+    stopped by SIGTERM or SIGHUP, which runs no `close`, leaves no child working on; where the
+    call is not available the child ends once it finds the pipe closed."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent ended before the call: end now
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 class Forked:
     """A forked child running `work(send)`: each `send(obj)` is one message for `receive`."""
 
     def __init__(self, work: Callable[[Callable[[Any], None]], None]) -> None:
         read_end, write_end = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child
             code = 1
             try:
+                _die_with(parent)
                 os.close(read_end)
 
                 def send(obj: Any) -> None:

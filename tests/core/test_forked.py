@@ -62,3 +62,52 @@ def test_an_interrupted_parent_kills_the_child() -> None:
         pid = child.pid
         raise KeyboardInterrupt
     assert _gone(pid)
+
+
+PARENT = """
+import sys, time
+from minicluster.core.forked import Forked
+
+def work(send):
+    time.sleep(60)
+
+child = Forked(work)
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie (the child of a parent that ended is reaped by init, if ever)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_a_child_ends_with_a_parent_stopped_by_sigterm() -> None:
+    """SIGTERM or SIGHUP to the parent runs no `close` (a new user's trial found the child
+    running on with PPID 1): the kernel kills the child with its parent."""
+    import signal
+    import subprocess
+    import sys
+
+    repo = str(__import__("pathlib").Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": repo}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert not _gone(child)
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(timeout=20)
+        deadline = time.monotonic() + 10
+        while not _ended(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _ended(child)
+    finally:
+        parent.kill()
+        parent.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -130,3 +131,27 @@ def test_aggregate_of_a_launch_that_recorded_nothing(
     # watch says the same, at once (it said "no rank files with a header yet", exit 2)
     assert_one_line_error(run_cli("watch", str(run), "--once"), code, text)
     assert_one_line_error(run_cli("watch", str(run), "--interval", "0.1"), code, text)
+
+
+@pytest.mark.timeout(60)
+def test_a_closed_stdout_is_like_dev_null(
+    python: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`aggregate DIR >&-` (Python sets sys.stdout to None) failed with 'internal error', exit
+    70, after writing its result (a new user's trial); now as with >/dev/null."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures/recorded_runs/healthy", run)
+    for args in (["aggregate", str(run)], ["aggregate", str(run), "--straggler-threshold", "30"]):
+        proc = subprocess.run(
+            [python, "-m", "minicluster", *args],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env,
+            timeout=50,
+            preexec_fn=lambda: os.close(1),  # noqa: PLW1509 (no threads in this test process)
+        )
+        assert proc.returncode == 0, proc.stderr[-1000:]
+        assert "internal error" not in proc.stderr
+    assert (run / "result.json").is_file()
