@@ -114,7 +114,8 @@ def aggregate(
         )
         return fingerprint.attach(merge(frame, aggregated_at))
     table = table if table is not None else StepTable(records, frame.world_size)
-    status = frame.status(_short_of_plan(frame, table))
+    measured = [table.measured_steps(r) for r in range(table.world_size)]  # each rank's count
+    status = frame.status(_short_of_plan(frame, measured))
     with _accounting_child(frame, table, checks) as child:
         figures = _figures(frame, table)
         metrics = _metrics(frame, figures)
@@ -124,7 +125,7 @@ def aggregate(
             frame, table, figures, metrics, checks, status.interrupted, waits, costed
         )
         result = _assemble(frame, status, table, figures, metrics, findings, aggregated_at)
-        beyond = _beyond_plan(frame, table)
+        beyond = _beyond_plan(frame, measured)
         if beyond is not None:
             result["errors"].append(beyond)
         culprits = _culprits(frame, table, result["ranks"], checks, costed, consume, child)
@@ -147,23 +148,23 @@ def aggregate(
     return fingerprint.attach(result)  # what ran, never what judged it: checks stay out
 
 
-def _short_of_plan(frame: RunFrame, table: JobSteps) -> str | None:
-    """Why the run measured fewer steps than its config planned, or None."""
+def _short_of_plan(frame: RunFrame, measured: list[int]) -> str | None:
+    """Why the run measured fewer steps than its config planned, or None; `measured`: each
+    rank's measured steps, by rank."""
     planned = frame.config.steps.measured
-    if table.min_measured_steps() >= planned:
+    if min(measured) >= planned:
         return None
-    return f"fewer measured steps than planned ({table.min_measured_steps()} < {planned})"
+    return f"fewer measured steps than planned ({min(measured)} < {planned})"
 
 
-def _beyond_plan(frame: RunFrame, table: JobSteps) -> str | None:
+def _beyond_plan(frame: RunFrame, measured: list[int]) -> str | None:
     """What to say when a rank holds more measured steps than its config planned (a rank stops
     at its plan: a journal written to after the run), or None."""
     planned = frame.config.steps.measured
-    counts = {r: table.measured_steps(r) for r in range(frame.world_size)}
-    over = sorted(r for r, n in counts.items() if n > planned)
+    over = [r for r, n in enumerate(measured) if n > planned]
     if not over:
         return None
-    most = max(counts[r] for r in over)
+    most = max(measured[r] for r in over)
     return (
         f"rank{'s' if len(over) > 1 else ''} {format_ranks(over)} recorded more measured steps "
         f"than planned ({most} > {planned}): a rank stops at its plan, so its journal was "
@@ -496,6 +497,7 @@ def _costs(
     else:
         acc = accounting.account(frame.records, table)
         costs = cost.rank_costs(acc, checks.culprit_cost_pct, checks.culprit_min_ms_per_step)
+        # gated first: the CPU figures are made only for the ranks still named
         evidence = waited.gate_culprits(costs, waits, checks.min_waited_for_pct)
         judged = contention.culprits_cpu(acc, costs, frame.records, checks)
     cleared = contention.gate_culprits(costs, judged)

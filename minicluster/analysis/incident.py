@@ -59,27 +59,23 @@ def classify(result: dict[str, Any], dumps: dict[str, Any] | None = None) -> dic
     causes = [e for e in result.get("failure_order") or [] if e.get("cause")]
     if causes:
         first = causes[0]
+        # every rank raised the same exception, or ranks stopped together with nothing to tell
+        # why: an incident of all of them, none failed first
+        where = {(c.get("node_rank"), c.get("hostname")) for c in causes}
         same = _same_exception(causes, result.get("world_size"))
-        if same is not None:
-            where = {(c.get("node_rank"), c.get("hostname")) for c in causes}
+        evidence = (
+            f"every rank ({len(causes)} of {len(causes)}) {same}: "
+            + rank_status.blame(len(where) > 1)
+            if same is not None
+            else _stopped_together(causes)
+        )
+        if evidence is not None:
             return _incident(
                 CRASH,
                 sorted(c["rank"] for c in causes),
                 _node(first) if len(where) == 1 else None,
                 None,
-                f"every rank ({len(causes)} of {len(causes)}) {same}: "
-                + rank_status.blame(len(where) > 1),
-                "failure_order",
-            )
-        together = _stopped_together(causes)
-        if together is not None:
-            where = {(c.get("node_rank"), c.get("hostname")) for c in causes}
-            return _incident(
-                CRASH,
-                sorted(c["rank"] for c in causes),
-                _node(first) if len(where) == 1 else None,
-                None,
-                together,
+                evidence,
                 "failure_order",
             )
         if first["kind"] in _DEATHS:

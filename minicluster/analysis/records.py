@@ -380,27 +380,38 @@ def _one_run(parsed: list[RankRecords], ranks_dir: Path) -> None:
     rank of either run had."""
     runs: dict[str, list[int]] = {}
     for rec in parsed:
-        header = rec.header or {}
-        said, run_id = header.get("rank"), header.get("run_id")
-        if isinstance(said, int) and said != rec.rank:
-            raise InputError(
-                f"{ranks_dir}/rank_{rec.rank:05d}.jsonl is rank {said}'s file (its header says "
-                f"rank {said} of run {run_id}): a rank file copied under another rank's name"
-            )
-        if isinstance(run_id, str):
+        run_id = header_run_id(ranks_dir, rec.rank, rec.header or {})
+        if run_id is not None:
             runs.setdefault(run_id, []).append(rec.rank)
     if len(runs) > 1:
-        ordered = sorted(runs.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-        parts = "; ".join(
-            f"run {run_id}: rank{'s' if len(ranks) > 1 else ''} {format_ranks(ranks)}"
-            for run_id, ranks in ordered[:4]
-        )
-        more = f" and {len(ordered) - 4} more runs" if len(ordered) > 4 else ""
+        raise mixed_runs_error(ranks_dir, runs)
+
+
+def header_run_id(ranks_dir: Path, rank: int, header: dict[str, Any]) -> str | None:
+    """The run id the header of rank `rank`'s file names (None: none); InputError when the
+    header names another rank (a rank file copied under another rank's name)."""
+    said, run_id = header.get("rank"), header.get("run_id")
+    if isinstance(said, int) and said != rank:
         raise InputError(
-            f"{ranks_dir} holds rank files of {len(runs)} runs ({parts}{more}): the ranks of one "
-            "job share one run_id; move the other runs' files out (their steps merged would make "
-            "numbers no rank had)"
+            f"{ranks_dir}/rank_{rank:05d}.jsonl is rank {said}'s file (its header says "
+            f"rank {said} of run {run_id}): a rank file copied under another rank's name"
         )
+    return run_id if isinstance(run_id, str) else None
+
+
+def mixed_runs_error(ranks_dir: Path, runs: dict[str, list[int]]) -> InputError:
+    """The error for a `ranks/` folder holding the files of several runs (run id -> its ranks)."""
+    ordered = sorted(runs.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    parts = "; ".join(
+        f"run {run_id}: rank{'s' if len(ranks) > 1 else ''} {format_ranks(ranks)}"
+        for run_id, ranks in ordered[:4]
+    )
+    more = f" and {len(ordered) - 4} more runs" if len(ordered) > 4 else ""
+    return InputError(
+        f"{ranks_dir} holds rank files of {len(runs)} runs ({parts}{more}): the ranks of one "
+        "job share one run_id; move the other runs' files out (their steps merged would make "
+        "numbers no rank had)"
+    )
 
 
 def _one_roster(parsed: list[RankRecords]) -> None:

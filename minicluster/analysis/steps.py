@@ -28,6 +28,7 @@ class JobSteps(Protocol):
 
     indices: np.ndarray
     row: dict[int, int]
+    world_size: int
     records: list[RankRecords]  # the ranks with steps (a reduction's: their lean records)
 
     def series(self, world_size: int) -> dict[str, np.ndarray]: ...

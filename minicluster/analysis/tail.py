@@ -24,7 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from minicluster.analysis.records import KnownRows, RankRecords
+from minicluster.analysis.records import (
+    KnownRows,
+    RankRecords,
+    header_run_id,
+    mixed_runs_error,
+)
 from minicluster.core import rank_format, rundir
 from minicluster.core.errors import InputError
 from minicluster.core.rank_format import RankLog, RecordError
@@ -487,23 +492,14 @@ class RunTail:
     def _check_header(self, rank: int, header: dict[str, Any]) -> None:
         """Refuse a rank file that is not this run's rank `rank` (as `records.read_run_dir`)."""
         self._checked.add(rank)
-        said, run_id = header.get("rank"), header.get("run_id")
         ranks_dir = rundir.ranks_dir(self.run_dir)
-        if isinstance(said, int) and said != rank:
-            raise InputError(
-                f"{ranks_dir}/rank_{rank:05d}.jsonl is rank {said}'s file (its header says "
-                f"rank {said} of run {run_id}): a rank file copied under another rank's name"
-            )
-        if not isinstance(run_id, str):
+        run_id = header_run_id(ranks_dir, rank, header)
+        if run_id is None:
             return
         if self._run is None:
             self._run = (run_id, rank)
         elif run_id != self._run[0]:
-            raise InputError(
-                f"{ranks_dir} holds rank files of 2 runs (run {self._run[0]}: rank {self._run[1]};"
-                f" run {run_id}: rank {rank}): the ranks of one job share one run_id; move the "
-                "other run's files out"
-            )
+            raise mixed_runs_error(ranks_dir, {self._run[0]: [self._run[1]], run_id: [rank]})
 
     def _classify(self, names: list[str]) -> tuple[frozenset[int], frozenset[int]]:
         """The ranks with a journal and those with a summary among the listed `names`."""
