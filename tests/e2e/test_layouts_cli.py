@@ -51,7 +51,7 @@ def _kinds(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _run(run_cli: RunCli, cfg: Path, out: Path, *flags: str, code: int = 0) -> dict[str, Any]:
     proc = run_cli("run", "-c", str(cfg), "--out", str(out), *flags, timeout=240)
-    assert proc.returncode == code, proc.stderr[-3000:]
+    assert proc.returncode == code, proc.stdout[-3000:] + proc.stderr[-3000:]  # which finding
     result = json.loads((out / "result.json").read_text())
     validate_result(result)
     return result
